@@ -1,0 +1,93 @@
+/**
+ * The socket-level endpoint API that every transport implements (UDP, TCP, ICMP echo sockets) and that the
+ * Sentry, the Node adapter and the conformance runner drive. Every operation is non-blocking: it completes,
+ * or returns `Err.WouldBlock` and the caller waits on the endpoint's `WaiterQueue` for readiness.
+ * Semantics follow Linux sockets; errors are `NetError` values mapped to errno by `ERRNO`.
+ */
+import type { Address } from './addr.ts';
+import type { NetError } from './errors.ts';
+import type { WaiterQueue } from './waiter.ts';
+
+/** An IP address and port (a sockaddr_in / sockaddr_in6). IPv4-mapped IPv6 addresses are 16 bytes. */
+export interface SocketAddress {
+  readonly address: Address;
+  readonly port: number;
+  /** IPv6 scope id / bound NIC; 0 or undefined for any. */
+  readonly nicId?: number;
+}
+
+/** Address family of a socket: AF_INET or AF_INET6 (IPv6 sockets accept IPv4-mapped peers unless V6ONLY). */
+export type Family = 4 | 6;
+
+/** Socket type. */
+export type SocketType = 'stream' | 'dgram' | 'raw';
+
+/** Options for read(). */
+export interface ReadOptions {
+  /** MSG_PEEK: return data without consuming it. */
+  peek?: boolean;
+  /** At most this many bytes (stream) or the user buffer size (datagram; the rest is truncated). */
+  maxBytes?: number;
+}
+
+/** The result of a successful read(). A zero-length `data` on a stream socket means end of stream. */
+export interface ReadResult {
+  readonly data: Uint8Array;
+  /** The sender (datagram sockets). */
+  readonly from?: SocketAddress;
+  /** Datagram sockets: the datagram's full length (larger than data.length when truncated, MSG_TRUNC). */
+  readonly size?: number;
+}
+
+/** Options for write(). */
+export interface WriteOptions {
+  /** sendto() destination (datagram sockets; EISCONN-free on connected UDP as Linux allows). */
+  to?: SocketAddress;
+  /** MSG_MORE: more data follows soon (corks a stream, merges datagrams). */
+  more?: boolean;
+}
+
+/** shutdown(2) directions, with Linux's SHUT_* values plus one. */
+export const ShutdownRead = 1;
+export const ShutdownWrite = 2;
+
+/** A socket option value: integers and booleans as numbers, linger as an object, TCP_INFO as a record. */
+export type OptionValue = number | boolean | string | Uint8Array | { [k: string]: number | boolean };
+
+/** A socket endpoint inside the stack. */
+export interface Endpoint {
+  readonly family: Family;
+  readonly type: SocketType;
+  /** IANA protocol number (6, 17, 1 or 58). */
+  readonly protocol: number;
+  /** Readiness notifications (EventIn, EventOut, EventErr, EventHUp, EventRdHUp). */
+  readonly waiter: WaiterQueue;
+
+  /** The events in `mask` that are ready now, as poll(2) would report them. */
+  readiness(mask: number): number;
+  bind(addr: SocketAddress): NetError | undefined;
+  /** Stream: starts connecting and returns Err.ConnectStarted (EINPROGRESS); readiness EventOut when done. */
+  connect(addr: SocketAddress): NetError | undefined;
+  /** Datagram: connect(AF_UNSPEC), dissolving the association. */
+  disconnect(): NetError | undefined;
+  listen(backlog: number): NetError | undefined;
+  accept(): { endpoint: Endpoint; peer: SocketAddress } | NetError;
+  read(opts?: ReadOptions): ReadResult | NetError;
+  /** Returns the number of bytes accepted (streams may accept fewer than given). */
+  write(data: Uint8Array, opts?: WriteOptions): number | NetError;
+  /** `how` is a bit set of ShutdownRead and ShutdownWrite. */
+  shutdown(how: number): NetError | undefined;
+  /** Releases the endpoint (a stream goes on closing in the background per its linger setting). */
+  close(): void;
+  localAddress(): SocketAddress | NetError;
+  remoteAddress(): SocketAddress | NetError;
+  /** Options by their Linux names: "SO_RCVBUF", "TCP_NODELAY", "IP_TTL", "IPV6_V6ONLY", ... */
+  getOption(name: string): OptionValue | NetError;
+  setOption(name: string, value: OptionValue): NetError | undefined;
+  /** SO_ERROR: returns and clears the pending asynchronous error. */
+  takeError(): NetError | undefined;
+  /** Bytes readable now (FIONREAD / SIOCINQ). */
+  inQueue(): number;
+  /** Bytes written but not yet acknowledged or sent (SIOCOUTQ). */
+  outQueue(): number;
+}

@@ -1,0 +1,126 @@
+/**
+ * The contract between the network layer (stack.ts, network/) and the transport protocols (udp, tcp, icmp
+ * echo sockets, raw). Transports are written against `NetworkLayer`, so they can be tested on any
+ * implementation of it and plugged into the real stack unchanged.
+ */
+import type { Address } from '../addr.ts';
+import type { Clock } from '../clock.ts';
+import type { NetError } from '../errors.ts';
+import type { Stats } from '../stats.ts';
+
+/** IANA protocol numbers the stack knows. */
+export const PROTO_ICMP = 1;
+export const PROTO_TCP = 6;
+export const PROTO_UDP = 17;
+export const PROTO_ICMPV6 = 58;
+
+/** Metadata of a received IP packet, given with its transport payload. */
+export interface PacketInfo {
+  /** The NIC it arrived on. */
+  readonly nicId: number;
+  /** IP source address. */
+  readonly src: Address;
+  /** IP destination address (one of ours, a broadcast or a multicast address). */
+  readonly dst: Address;
+  /** TTL or hop limit as received. */
+  readonly ttl: number;
+  /** TOS byte or traffic class as received. */
+  readonly tos: number;
+  /** Whether dst was a broadcast or multicast address. */
+  readonly broadcast: boolean;
+}
+
+/** What a transport did with a packet; "no-endpoint" makes the network layer send an ICMP unreachable. */
+export type DeliverResult = 'delivered' | 'no-endpoint' | 'malformed';
+
+/** An ICMP or ICMPv6 error about a packet we sent, decoded by the network layer. */
+export interface ControlMessage {
+  readonly kind:
+    | 'net-unreachable'
+    | 'host-unreachable'
+    | 'protocol-unreachable'
+    | 'port-unreachable'
+    | 'admin-prohibited'
+    | 'packet-too-big'
+    | 'time-exceeded'
+    | 'parameter-problem'
+    | 'source-route-failed';
+  /** ICMP type and code as received. */
+  readonly type: number;
+  readonly code: number;
+  /** 4 for ICMPv4, 6 for ICMPv6. */
+  readonly family: 4 | 6;
+  /** The node that sent the ICMP message. */
+  readonly from: Address;
+  /** The next-hop MTU for packet-too-big / fragmentation-needed, else 0. */
+  readonly mtu: number;
+}
+
+/** A transport protocol registered with the network layer. */
+export interface TransportProtocol {
+  /** IANA protocol number (PROTO_TCP, PROTO_UDP, ...). */
+  readonly protocolNumber: number;
+  /**
+   * Handles one received transport segment (its header included). The bytes are valid only for the
+   * duration of the call. Checksums are the transport's to verify.
+   */
+  deliver(info: PacketInfo, segment: Uint8Array): DeliverResult;
+  /**
+   * Handles an ICMP error about a packet we sent from `local` to `remote`; `quoted` starts at the
+   * transport header of that packet (as much of it as the ICMP message quoted, at least 8 bytes).
+   */
+  deliverControl?(msg: ControlMessage, local: Address, remote: Address, quoted: Uint8Array): void;
+}
+
+/** Per-packet send options. */
+export interface SendOptions {
+  /** TTL or hop limit; the route's default when undefined. */
+  ttl?: number;
+  /** TOS byte or traffic class. */
+  tos?: number;
+  /** IPv4: set the DF bit (path-MTU discovery); the default is true for TCP, false for UDP. */
+  dontFragment?: boolean;
+}
+
+/** A resolved path to a remote address, from which a transport sends packets. */
+export interface Route {
+  readonly nicId: number;
+  /** The local address packets are sent from. */
+  readonly localAddress: Address;
+  /** The final destination. */
+  readonly remoteAddress: Address;
+  /**
+   * Bytes the network layer needs in front of a transport segment (link + IP header). A transport that
+   * allocates `headroom + segmentLength` bytes and writes its segment at offset `headroom` is sent with
+   * no copy.
+   */
+  readonly headroom: number;
+  /** The largest transport segment that fits one IP packet on the current path MTU (PMTU cache included). */
+  maxPayload(): number;
+  /**
+   * Sends one transport segment as one IP packet (fragmenting if it is larger than maxPayload and
+   * dontFragment is off). `packet[offset..]` is the segment; `packet[0..offset)` is free headroom.
+   */
+  send(protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined;
+}
+
+/** What the network layer offers transports. */
+export interface NetworkLayer {
+  /** The stack's clock: every transport timer is scheduled through it. */
+  readonly clock: Clock;
+  /** The stack's counters. */
+  readonly stats: Stats;
+  /** Registers a transport protocol for its protocol number (IPv4 and IPv6 alike). */
+  registerTransport(p: TransportProtocol): void;
+  /**
+   * Finds a route to `remote`, from `local` when given (it must be one of ours), out of NIC `nicId` when
+   * given; errors are NetworkUnreachable / AddressNotAvailable values.
+   */
+  findRoute(remote: Address, local?: Address, nicId?: number): Route | NetError;
+  /** Whether `a` is assigned to one of our NICs (or to `nicId` when given). */
+  isLocalAddress(a: Address, nicId?: number): boolean;
+  /** A random 32-bit unsigned integer from the stack's seeded source (ISNs, ephemeral ports, IDs). */
+  random32(): number;
+  /** A secret 16-byte key for keyed hashes (RFC 6528 ISNs, RFC 6056 ports, SYN cookies). */
+  readonly secret: Uint8Array;
+}

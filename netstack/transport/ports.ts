@@ -1,0 +1,220 @@
+/**
+ * Port reservations shared by every transport (UDP, TCP, ICMP echo identifiers): Linux's bind-conflict rules
+ * and RFC 6056 ephemeral port selection. One `PortManager` per stack; each protocol number has its own space.
+ */
+import { type Address, addressKey, isUnspecified } from '../addr.ts';
+import { Err, type NetError } from '../errors.ts';
+import { keyedHash32 } from '../hash.ts';
+import type { NetworkLayer } from './protocol.ts';
+
+/** A request to reserve a local port (bind, autobind or connect-time selection). */
+export interface PortRequest {
+  /** IANA protocol number: each protocol has its own port space. */
+  readonly protocol: number;
+  /** The local address; unspecified (0.0.0.0 or ::) means every local address. */
+  readonly address: Address;
+  /** The port; 0 picks an ephemeral port. */
+  readonly port: number;
+  /** The socket's family; an IPv6 socket bound to :: also covers IPv4 unless v6only. */
+  readonly family: 4 | 6;
+  /** IPV6_V6ONLY. */
+  readonly v6only?: boolean;
+  /** SO_REUSEADDR. */
+  readonly reuseAddr?: boolean;
+  /** SO_REUSEPORT. */
+  readonly reusePort?: boolean;
+  /** TCP only: a listening socket, whose SO_REUSEADDR does not let others share its port (Linux). */
+  readonly listening?: boolean;
+  /** SO_BINDTODEVICE: sockets bound to different NICs never conflict; 0 or undefined for none. */
+  readonly nicId?: number;
+  /** The peer for connect-time selection: reservations with different peers share a port (4-tuple unique). */
+  readonly remote?: { readonly address: Address; readonly port: number };
+  /** Identifies the reservation for release(); the reservation itself when undefined. */
+  readonly owner?: object;
+}
+
+/** Linux's default net.ipv4.ip_local_port_range. */
+export const EPHEMERAL_LOW = 32768;
+/** Linux's default net.ipv4.ip_local_port_range upper end. */
+export const EPHEMERAL_HIGH = 60999;
+
+/** The IPv4 and IPv6 parts of the address space a reservation covers: null none, '' any, else an address key. */
+interface Coverage {
+  v4: string | null;
+  v6: string | null;
+}
+
+interface Reservation {
+  readonly req: PortRequest;
+  readonly cover: Coverage;
+  readonly owner: object;
+  readonly remoteKey: string | null;
+}
+
+const TCP = 6;
+// RFC 6056 §3.3.4 leaves the table size open; a few thousand slots keep unrelated peers apart.
+const TABLE_LENGTH = 4096;
+
+/** Whether a 16-byte address is IPv4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). */
+export function isV4Mapped(a: Address): boolean {
+  if (a.length !== 16) return false;
+  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
+  return a[10] === 0xff && a[11] === 0xff;
+}
+
+/** The IPv4 address inside an IPv4-mapped one, or the address itself when it is not mapped. */
+export function unmapV4(a: Address): Address {
+  return isV4Mapped(a) ? a.subarray(12, 16) : a;
+}
+
+/** The IPv4-mapped IPv6 form ::ffff:a.b.c.d of an IPv4 address (RFC 4291 §2.5.5.2). */
+export function mapV4(a: Address): Address {
+  if (a.length === 16) return a;
+  const out = new Uint8Array(16);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  out.set(a, 12);
+  return out;
+}
+
+function coverage(r: PortRequest): Coverage {
+  const a = unmapV4(r.address);
+  if (a.length === 4) return { v4: isUnspecified(a) ? '' : addressKey(a), v6: null };
+  if (!isUnspecified(a)) return { v4: null, v6: addressKey(a) };
+  // A dual-stack wildcard also owns the IPv4 wildcard.
+  return { v4: r.family === 6 && r.v6only ? null : '', v6: '' };
+}
+
+function partOverlap(a: string | null, b: string | null): boolean {
+  return a !== null && b !== null && (a === '' || b === '' || a === b);
+}
+
+function remoteKeyOf(r: PortRequest): string | null {
+  return r.remote ? `${addressKey(unmapV4(r.remote.address))}/${r.remote.port}` : null;
+}
+
+/** Tracks which local ports each protocol has in use and picks ephemeral ones. */
+export class PortManager {
+  private readonly spaces = new Map<number, Map<number, Reservation[]>>();
+  private readonly perturb: Uint32Array;
+  private readonly low: number;
+  private readonly high: number;
+
+  /** `range` overrides the ephemeral range (inclusive), e.g. to test exhaustion. */
+  constructor(
+    private readonly net: NetworkLayer,
+    range?: { low: number; high: number },
+  ) {
+    this.low = range?.low ?? EPHEMERAL_LOW;
+    this.high = range?.high ?? EPHEMERAL_HIGH;
+    if (!(this.low >= 1 && this.low <= this.high && this.high <= 65535)) throw new RangeError('bad port range');
+    // RFC 6056 §3.3.4: the table starts at random values so that the first port per bucket is unpredictable.
+    this.perturb = new Uint32Array(TABLE_LENGTH);
+    for (let i = 0; i < TABLE_LENGTH; i++) this.perturb[i] = net.random32() & 0xffff;
+  }
+
+  /**
+   * Reserves the requested port, or an ephemeral one when port is 0 (RFC 6056 §3.3.4 when the remote is known,
+   * a random start otherwise); returns the port, Err.AddressInUse or Err.NoPortAvailable.
+   */
+  reserve(r: PortRequest): number | NetError {
+    if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) return Err.InvalidArgument;
+    if (r.port !== 0) {
+      if (this.conflict(r.protocol, r.port, r, false)) return Err.AddressInUse;
+      this.add(r, r.port);
+      return r.port;
+    }
+    const port = this.pickEphemeral(r);
+    if (port === 0) return Err.NoPortAvailable;
+    this.add(r, port);
+    return port;
+  }
+
+  /** Releases the reservation of `owner` (any one when undefined) on protocol/port with this exact local address. */
+  release(protocol: number, address: Address, port: number, owner?: object): void {
+    const space = this.spaces.get(protocol);
+    const list = space?.get(port);
+    if (!space || !list) return;
+    const key = addressKey(address);
+    const i = list.findIndex(
+      (e) => (owner === undefined || e.owner === owner) && addressKey(e.req.address) === key,
+    );
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) space.delete(port);
+  }
+
+  /** Whether reserving `r` (with its nonzero port) would succeed now. */
+  isAvailable(r: PortRequest): boolean {
+    return r.port > 0 && r.port <= 65535 && !this.conflict(r.protocol, r.port, r, false);
+  }
+
+  /** Number of reservations of a protocol on a port, for tests and diagnostics. */
+  count(protocol: number, port: number): number {
+    return this.spaces.get(protocol)?.get(port)?.length ?? 0;
+  }
+
+  private add(r: PortRequest, port: number): void {
+    const req = { ...r, port };
+    const res: Reservation = { req, cover: coverage(req), owner: r.owner ?? req, remoteKey: remoteKeyOf(req) };
+    let space = this.spaces.get(r.protocol);
+    if (!space) this.spaces.set(r.protocol, (space = new Map()));
+    const list = space.get(port);
+    if (list) list.push(res);
+    else space.set(port, [res]);
+  }
+
+  /**
+   * Linux's bind-conflict rules (inet_csk_bind_conflict, udp_lib_lport_inuse); `fresh` ignores reuse options,
+   * so that ephemeral selection hands out ports nobody else holds.
+   */
+  private conflict(protocol: number, port: number, r: PortRequest, fresh: boolean): boolean {
+    const list = this.spaces.get(protocol)?.get(port);
+    if (!list) return false;
+    const cover = coverage(r);
+    const rk = remoteKeyOf(r);
+    for (const e of list) {
+      if (r.owner !== undefined && e.owner === r.owner) continue;
+      if (!partOverlap(cover.v4, e.cover.v4) && !partOverlap(cover.v6, e.cover.v6)) continue;
+      if (r.nicId && e.req.nicId && r.nicId !== e.req.nicId) continue;
+      // Two connected reservations only clash on the same 4-tuple (RFC 6056 §2.2).
+      if (rk !== null && e.remoteKey !== null) {
+        if (rk === e.remoteKey) return true;
+        continue;
+      }
+      if (fresh) return true;
+      if (r.reusePort && e.req.reusePort) continue;
+      if (r.reuseAddr && e.req.reuseAddr && !(protocol === TCP && (r.listening || e.req.listening))) continue;
+      return true;
+    }
+    return false;
+  }
+
+  private pickEphemeral(r: PortRequest): number {
+    const n = this.high - this.low + 1;
+    if (r.remote) {
+      // RFC 6056 §3.3.4 (Algorithm 4): a keyed offset per (local, remote, remote port) plus a per-bucket counter.
+      const local = unmapV4(r.address);
+      const remote = unmapV4(r.remote.address);
+      const secret = this.net.secret;
+      const offset = keyedHash32(secret, 1, r.protocol, local, remote, r.remote.port);
+      const index = keyedHash32(secret, 2, r.protocol, local, remote, r.remote.port) % TABLE_LENGTH;
+      const base = this.perturb[index]!;
+      for (let count = 0; count < n; count++) {
+        const port = this.low + ((offset + base + count) % n);
+        if (!this.conflict(r.protocol, port, r, true)) {
+          this.perturb[index] = base + count + 1;
+          return port;
+        }
+      }
+      this.perturb[index] = base + n;
+      return 0;
+    }
+    const start = this.net.random32() % n;
+    for (let i = 0; i < n; i++) {
+      const port = this.low + ((start + i) % n);
+      if (!this.conflict(r.protocol, port, r, true)) return port;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The tsvisor command line: `serve`, `demo`, `stats`. Every mistake in the arguments is one line on stderr and
+ * exit status 2; a failure at run time (missing namespace, interface) is one line and exit status 1.
+ */
+import { UsageError } from './args.ts';
+
+const USAGE = `usage: tsvisor <command> [options]
+
+commands:
+  demo     build two namespaces joined by a veth, serve on one end, ping/UDP from the other, report, clean up
+  serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
+           [--impair SPEC] [--service NAME[:PORT]]... [--tap]
+           attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
+  stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
+  help     this text
+
+services: echo (7), discard (9)
+impair SPEC: loss=0.02,dup=0.01,reorder=0.02,delay=1ms,jitter=0.5ms,corrupt=0.001,seed=7,dir=both
+`;
+
+/** A failure at run time, reported as one line. */
+export class CliError extends Error {}
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await (await import('./serve.ts')).serveCommand(rest);
+      case 'demo':
+        return await (await import('./demo.ts')).demoCommand(rest);
+      case 'stats':
+        return await (await import('./stats.ts')).statsCommand(rest);
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return 0;
+      case undefined:
+        process.stderr.write(USAGE);
+        return 2;
+      default:
+        throw new UsageError(`unknown command '${command}' (try 'tsvisor help')`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`tsvisor: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof CliError) {
+      process.stderr.write(`tsvisor: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -42,6 +42,11 @@ export class RouteTable {
     return before - this.entries.length;
   }
 
+  /** Removes exactly this entry object (as returned by list()). */
+  removeExact(e: RouteEntry): void {
+    this.entries = this.entries.filter((x) => x !== e);
+  }
+
   /** Removes every entry through a NIC (when it goes away). */
   removeNic(nicId: number): void {
     this.entries = this.entries.filter((x) => x.nicId !== nicId);

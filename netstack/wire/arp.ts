@@ -90,12 +90,12 @@ export class ArpPacket {
     set16(this.buffer, F.OPER, v);
   }
 
+  // The four addresses follow each other, hardware/protocol alternating: index 0 sha, 1 spa, 2 tha, 3 tpa.
   private field(index: number): Uint8Array {
     const h = this.hardwareLength;
     const p = this.protocolLength;
-    const starts = [F.SHA, F.SHA + h, F.SHA + h + p, F.SHA + 2 * h + p];
-    const len = index % 2 === 0 ? h : p;
-    return this.buffer.subarray(starts[index]!, starts[index]! + len);
+    const start = F.SHA + (index >>> 1) * (h + p) + (index & 1) * h;
+    return this.buffer.subarray(start, start + ((index & 1) === 0 ? h : p));
   }
 
   /** ar$sha: sender hardware address (view). */

@@ -38,7 +38,7 @@ export function sum16(data: Uint8Array, initial = 0): number {
   const tail = head + words * 4;
   // A tail that starts at an odd offset has its first byte in the low position.
   if ((tail & 1) === 0) s += sumBytes(data, tail, n);
-  else s += data[tail]! + sumBytes(data, tail + 1, n);
+  else if (tail < n) s += data[tail]! + sumBytes(data, tail + 1, n);
   return initial + s;
 }
 

@@ -127,7 +127,8 @@ export class EthernetPacket {
   get vlanTags(): VlanTag[] {
     const out: VlanTag[] = [];
     const b = this.buffer;
-    for (let i = 0, off = F.TYPE; i < this.tagCount; i++, off += VLAN_TAG_LEN) {
+    const n = this.tagCount;
+    for (let i = 0, off = F.TYPE; i < n; i++, off += VLAN_TAG_LEN) {
       const tci = (b[off + F.TCI]! << 8) | b[off + F.TCI + 1]!;
       out.push({ tpid: (b[off]! << 8) | b[off + 1]!, pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, id: tci & 0xfff });
     }

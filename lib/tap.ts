@@ -1,0 +1,207 @@
+/**
+ * `TapEndpoint`: a LinkEndpoint on a TAP device created inside a network namespace. The kernel of that namespace
+ * sees the TAP as its interface; our stack is the machine at the other end of the wire, so it has a MAC of its
+ * own (given, or random and locally administered), unlike AfPacketEndpoint which shares the interface's.
+ *
+ * A TAP fd has no batched read: each wake-up on the main loop (libuv, `watchFd`) reads frames one read() each
+ * until EAGAIN, hands each to the dispatcher from one reused buffer, then calls `deliverBatchEnd()`.
+ * Sends are queued by reference (the link owns written frames) and written one write() each on `flush()` or on
+ * a microtask, with no copy. IFF_VNET_HDR with TUNSETOFFLOAD is where GSO/checksum offload would go later.
+ */
+import { getRandomValues } from 'node:crypto';
+import type { LinkDispatcher, LinkEndpoint } from '../netstack/link/endpoint.ts';
+import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
+import { run } from './exec.ts';
+import { C, type FdWatch, SysError, check, errno, ifreq, sys, watchFd } from './libc.ts';
+import { inNetns } from './netns.ts';
+
+/** Options for `TapEndpoint.open`. */
+export interface TapOptions {
+  /** The named network namespace to create the device in. */
+  netns: string;
+  /** The device name, e.g. "tap0" (at most 15 bytes). */
+  dev: string;
+  /** MTU to set on the device (default: the kernel's, 1500). */
+  mtu?: number;
+  /** The stack's MAC (default: random, locally administered unicast). */
+  mac?: Uint8Array;
+}
+
+const ETH_HLEN = 14;
+const VLAN_HLEN = 4;
+
+/** A random locally administered unicast MAC (IEEE 802: bit 1 of the first octet set, bit 0 clear). */
+export function randomMac(): Uint8Array {
+  const m = getRandomValues(new Uint8Array(6));
+  m[0] = (m[0]! & 0xfc) | 0x02;
+  return m;
+}
+
+/** A LinkEndpoint on a TAP device (IFF_TAP | IFF_NO_PI) inside a network namespace. */
+export class TapEndpoint implements LinkEndpoint {
+  /** The device's MTU when opened. */
+  readonly mtu: number;
+  /** The stack's MAC: the far end of the TAP wire. */
+  readonly macAddress: Uint8Array;
+  /** The TAP device's name. */
+  readonly dev: string;
+  /** The namespace holding the device. */
+  readonly netns: string;
+  /** The TAP fd (for diagnostics; owned by the endpoint). */
+  readonly fd: number;
+  /**
+   * Frames and bytes in and out, and drops. Frames the kernel drops because we read too slowly show up as the
+   * device's tx_dropped (`ip -s link`), not here.
+   */
+  readonly counters: HostLinkCounters = newHostLinkCounters();
+
+  private readonly rxBuf: Uint8Array;
+  private readonly maxFrame: number;
+  private queue: Uint8Array[] = [];
+  private flushScheduled = false;
+  private readonly watch: FdWatch;
+  private dispatcher: LinkDispatcher | null = null;
+  private closed = false;
+
+  private constructor(opts: TapOptions, fd: number, mtu: number) {
+    this.netns = opts.netns;
+    this.dev = opts.dev;
+    this.fd = fd;
+    this.mtu = mtu;
+    this.macAddress = opts.mac ? opts.mac.slice() : randomMac();
+    this.maxFrame = mtu + ETH_HLEN + VLAN_HLEN;
+    this.rxBuf = new Uint8Array(this.maxFrame + 1); // one spare byte tells an oversize frame from a full one
+    this.watch = watchFd(fd, (readable, _writable, status) => {
+      if (status < 0) return this.close();
+      if (readable) this.receive();
+    });
+  }
+
+  /** Creates the TAP device inside `netns`, sets its MTU and brings it up; rejects naming a missing namespace. */
+  static async open(opts: TapOptions): Promise<TapEndpoint> {
+    const { fd, mtu } = inNetns(opts.netns, () => {
+      const fd = sys.open('/dev/net/tun', C.O_RDWR | C.O_NONBLOCK | C.O_CLOEXEC, 0);
+      if (fd < 0) throw new SysError('open', errno(), '/dev/net/tun');
+      try {
+        const req = ifreq(opts.dev);
+        new DataView(req.buffer).setUint16(16, C.IFF_TAP | C.IFF_NO_PI, true);
+        check(sys.ioctl(fd, C.TUNSETIFF, req), 'ioctl', `TUNSETIFF ${opts.dev} in ${opts.netns}`);
+        return { fd, mtu: readMtu(opts.dev) };
+      } catch (err) {
+        sys.close(fd);
+        throw err;
+      }
+    });
+    try {
+      if (opts.mtu !== undefined) run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'mtu', String(opts.mtu)]);
+      run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'up']);
+    } catch (err) {
+      sys.close(fd);
+      throw err;
+    }
+    return new TapEndpoint(opts, fd, opts.mtu ?? mtu);
+  }
+
+  attach(dispatcher: LinkDispatcher | null): void {
+    this.dispatcher = dispatcher;
+  }
+
+  /** Lets the process exit while the endpoint is open. */
+  unref(): void {
+    this.watch.unref();
+  }
+
+  private receive(): void {
+    const c = this.counters;
+    const buf = this.rxBuf;
+    let delivered = 0;
+    // Bounded so a flood cannot keep the main loop here forever; level-triggered polling brings us back.
+    for (let budget = 1024; budget > 0 && !this.closed; budget--) {
+      const n = sys.read(this.fd, buf, buf.length);
+      if (n < 0) {
+        if (errno() === C.EINTR) continue;
+        break; // EAGAIN: drained
+      }
+      if (n > this.maxFrame) {
+        c.rxTruncated++;
+        continue;
+      }
+      const d = this.dispatcher;
+      if (d === null) {
+        c.rxUnattached++;
+        continue;
+      }
+      c.rxFrames++;
+      c.rxBytes += n;
+      delivered++;
+      d.deliverFrame(buf.subarray(0, n));
+    }
+    if (delivered > 0 && !this.closed) {
+      this.dispatcher?.deliverBatchEnd?.();
+      if (this.queue.length > 0) this.flush();
+    }
+  }
+
+  writeFrame(frame: Uint8Array): boolean {
+    if (this.closed) return false;
+    if (frame.length > this.maxFrame) {
+      this.counters.txOversize++;
+      return false;
+    }
+    this.queue.push(frame);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.autoFlush);
+    }
+    return true;
+  }
+
+  private readonly autoFlush = (): void => {
+    this.flushScheduled = false;
+    if (this.queue.length > 0) this.flush();
+  };
+
+  flush(): void {
+    if (this.closed) return;
+    const q = this.queue;
+    this.queue = [];
+    const c = this.counters;
+    for (const f of q) {
+      // A TAP write hands the frame to the kernel's receive path at once; it fails only when the device is
+      // down or the frame is malformed, and then that one frame is lost.
+      if (sys.write(this.fd, f, f.length) === f.length) {
+        c.txFrames++;
+        c.txBytes += f.length;
+      } else {
+        c.txDropped++;
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.counters.txDropped += this.queue.length;
+    this.queue = [];
+    this.dispatcher = null;
+    this.watch.close();
+    sys.close(this.fd); // a non-persistent TAP device disappears with its last fd
+  }
+
+  /** Whether `close()` has run. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+/** The MTU of `dev` in the calling thread's namespace, through a throwaway datagram socket. */
+function readMtu(dev: string): number {
+  const s = check(sys.socket(C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0), 'socket', 'AF_INET');
+  try {
+    const req = ifreq(dev);
+    check(sys.ioctl(s, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
+    return new DataView(req.buffer).getInt32(16, true);
+  } finally {
+    sys.close(s);
+  }
+}

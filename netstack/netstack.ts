@@ -1,0 +1,56 @@
+/**
+ * The whole netstack in one object: the network layer (`Stack`) with every transport registered on it
+ * (UDP, ICMP echo sockets, TCP) sharing one port manager, and `socket()` as Linux's inet_create maps
+ * (family, type, protocol) to a transport endpoint. The CLI, the Sentry and the Node adapter start here.
+ */
+import { Err, type NetError } from './errors.ts';
+import type { Endpoint, Family, SocketType } from './socket.ts';
+import { Stack, type StackOptions } from './stack.ts';
+import { PortManager } from './transport/ports.ts';
+import { PROTO_TCP } from './transport/protocol.ts';
+import { TcpProtocol } from './transport/tcp/protocol.ts';
+import { type DatagramTransports, installDatagramTransports, newDatagramEndpoint } from './transport/udp/index.ts';
+
+/** Options of a Netstack: the Stack's, plus TCP's configuration. */
+export interface NetstackOptions extends StackOptions {
+  tcp?: ConstructorParameters<typeof TcpProtocol>[2];
+}
+
+/** A stack with all its transports. */
+export class Netstack {
+  readonly stack: Stack;
+  readonly ports: PortManager;
+  readonly datagram: DatagramTransports;
+  readonly tcp: TcpProtocol;
+
+  constructor(opts: NetstackOptions) {
+    this.stack = new Stack(opts);
+    this.ports = new PortManager(this.stack);
+    this.datagram = installDatagramTransports(this.stack, this.ports);
+    this.tcp = new TcpProtocol(this.stack, this.ports, opts.tcp);
+    this.stack.registerTransport(this.tcp);
+  }
+
+  /**
+   * socket(family, type, protocol): stream gives TCP (protocol 0 or 6), dgram gives UDP or a ping socket;
+   * anything else Err.UnknownProtocol (EPROTONOSUPPORT) as Linux answers.
+   */
+  socket(family: Family, type: SocketType, protocol = 0): Endpoint | NetError {
+    if (type === 'stream') {
+      if (protocol !== 0 && protocol !== PROTO_TCP) return Err.UnknownProtocol;
+      return this.tcp.newEndpoint(family);
+    }
+    if (type === 'dgram') return newDatagramEndpoint(this.datagram, family, protocol);
+    return Err.NotSupported;
+  }
+
+  /** Every counter of the stack and its transports, as "group.field" → value. */
+  counters(): Record<string, number> {
+    return this.stack.stats.snapshot();
+  }
+
+  /** Stops every timer; the links are the caller's to close. */
+  close(): void {
+    this.stack.close();
+  }
+}

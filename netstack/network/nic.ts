@@ -1,0 +1,117 @@
+/**
+ * A network interface: a link endpoint with its addresses, the multicast groups it listens to, and its two
+ * neighbour caches (ARP for IPv4, NDP for IPv6).
+ */
+import { type Address, type Subnet, addressEqual, addressKey, subnetBroadcast } from '../addr.ts';
+import type { Timer } from '../clock.ts';
+import type { LinkEndpoint } from '../link/endpoint.ts';
+import type { NeighborCache } from './neighbor.ts';
+
+/** DAD state of an IPv6 address (RFC 4862 §5.4). */
+export type Ipv6AddressState = 'tentative' | 'preferred' | 'duplicate';
+
+/** An IPv6 address on a NIC with its duplicate address detection state. */
+export interface Ipv6AddressEntry {
+  readonly subnet: Subnet;
+  state: Ipv6AddressState;
+  /** NS probes still to send. */
+  probesLeft: number;
+  timer: Timer | undefined;
+  /** Resolvers of `whenAddressReady`. */
+  waiters: ((ok: boolean) => void)[];
+}
+
+/** One NIC of a stack. */
+export class Nic {
+  /** IPv4 addresses. */
+  readonly v4: Subnet[] = [];
+  /** IPv6 addresses, tentative and duplicate ones included. */
+  readonly v6: Ipv6AddressEntry[] = [];
+  /** Multicast MACs accepted, with reference counts. */
+  private readonly macGroups = new Map<string, number>();
+  /** IP multicast groups joined (both families), with reference counts. */
+  private readonly ipGroups = new Map<string, number>();
+  /** Whether the NIC runs IPv6 (link-local address, all-nodes group, NDP). */
+  ipv6 = false;
+  /** Set when frames were written and the link needs a flush. */
+  dirty = false;
+  /** A loopback-style link (all-zero MAC): no address resolution, frames carry a zero MAC. */
+  readonly loopback: boolean;
+  /** The link's MAC address (copied). */
+  readonly mac: Uint8Array;
+
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    readonly link: LinkEndpoint,
+    readonly arp: NeighborCache,
+    readonly ndp: NeighborCache,
+  ) {
+    this.mac = link.macAddress.slice();
+    this.loopback = this.mac.every((b) => b === 0);
+  }
+
+  /** Largest IP packet the link carries. */
+  get mtu(): number {
+    return this.link.mtu;
+  }
+
+  /** Whether `a` is an IPv4 address of this NIC. */
+  hasV4(a: Address): boolean {
+    return this.v4.some((s) => addressEqual(s.address, a));
+  }
+
+  /** The IPv6 entry for `a` in any DAD state. */
+  findV6(a: Address): Ipv6AddressEntry | undefined {
+    return this.v6.find((e) => addressEqual(e.subnet.address, a));
+  }
+
+  /** Whether `a` is an assigned (not tentative, not duplicate) IPv6 address of this NIC. */
+  hasV6(a: Address): boolean {
+    const e = this.findV6(a);
+    return e !== undefined && e.state === 'preferred';
+  }
+
+  /** Whether `a` is a directed broadcast address of one of this NIC's IPv4 subnets (not /31, /32). */
+  isV4Broadcast(a: Address): boolean {
+    return this.v4.some((s) => s.prefixLength < 31 && addressEqual(subnetBroadcast(s), a));
+  }
+
+  /** Starts accepting frames for a multicast MAC. */
+  joinMac(mac: Uint8Array): void {
+    const k = addressKey(mac);
+    this.macGroups.set(k, (this.macGroups.get(k) ?? 0) + 1);
+  }
+
+  /** Stops accepting frames for a multicast MAC once every joiner left. */
+  leaveMac(mac: Uint8Array): void {
+    const k = addressKey(mac);
+    const n = (this.macGroups.get(k) ?? 0) - 1;
+    if (n <= 0) this.macGroups.delete(k);
+    else this.macGroups.set(k, n);
+  }
+
+  /** Whether frames for this multicast MAC are accepted. */
+  acceptsMac(mac: Uint8Array): boolean {
+    return this.macGroups.has(addressKey(mac));
+  }
+
+  /** Joins an IP multicast group (reference-counted). */
+  joinGroup(group: Address): void {
+    const k = addressKey(group);
+    this.ipGroups.set(k, (this.ipGroups.get(k) ?? 0) + 1);
+  }
+
+  /** Leaves an IP multicast group (reference-counted). */
+  leaveGroup(group: Address): void {
+    const k = addressKey(group);
+    const n = (this.ipGroups.get(k) ?? 0) - 1;
+    if (n <= 0) this.ipGroups.delete(k);
+    else this.ipGroups.set(k, n);
+  }
+
+  /** Whether this NIC listens to an IP multicast group. */
+  inGroup(group: Address): boolean {
+    return this.ipGroups.has(addressKey(group));
+  }
+}

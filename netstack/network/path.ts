@@ -1,0 +1,56 @@
+/**
+ * The network layer's `Route`: a resolved path from one of our addresses to a remote address through a NIC,
+ * from which transports send segments.
+ */
+import type { Address } from '../addr.ts';
+import type { NetError } from '../errors.ts';
+import type { Route, SendOptions } from '../transport/protocol.ts';
+import type { StackInternals } from './internals.ts';
+import type { Nic } from './nic.ts';
+
+/** How a path's packets leave: to a neighbour, back to ourselves, or to a link-layer broadcast/multicast. */
+export type PathKind = 'unicast' | 'local' | 'broadcast' | 'multicast';
+
+/** Ethernet header bytes in front of every IP packet. */
+export const LINK_HEADROOM = 14;
+
+/** A Route as the stack implements it. */
+export class Path implements Route {
+  /** Link plus fixed IP header. */
+  readonly headroom: number;
+  /** IPv4: which identification counter this path draws from; computed on first use. */
+  identSlot = -1;
+
+  constructor(
+    private readonly s: StackInternals,
+    /** The NIC packets leave through. */
+    readonly nic: Nic,
+    readonly localAddress: Address,
+    readonly remoteAddress: Address,
+    /** The neighbour frames go to (the gateway or the destination); undefined unless kind is unicast. */
+    readonly nextHop: Address | undefined,
+    readonly kind: PathKind,
+  ) {
+    this.headroom = LINK_HEADROOM + (remoteAddress.length === 4 ? 20 : 40);
+  }
+
+  get nicId(): number {
+    return this.nic.id;
+  }
+
+  /** The path MTU (PMTU cache, link MTU; 65535 for packets to ourselves). */
+  mtu(): number {
+    if (this.kind === 'local') return 65535;
+    return this.s.pmtu.get(this.remoteAddress, this.nic.mtu);
+  }
+
+  maxPayload(): number {
+    return this.mtu() - (this.headroom - LINK_HEADROOM);
+  }
+
+  send(protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined {
+    return this.remoteAddress.length === 4
+      ? this.s.ipv4.send(this, protocol, packet, offset, opts)
+      : this.s.ipv6.send(this, protocol, packet, offset, opts);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * CUBIC (RFC 9438): the window grows along W_cubic(t) = C·(t − K)³ + W_max from the last reduction (§4.2),
+ * never slower than the Reno-friendly estimate W_est (§4.3), reduces by β = 0.7 on loss (§4.6) with fast
+ * convergence (§4.7). Slow start is standard (§4.10). Windows are kept in segments internally.
+ */
+import { type CcContext, type CongestionControl, initialWindow } from './cc.ts';
+
+const C = 0.4;
+const BETA = 0.7;
+// RFC 9438 §4.3: α_cubic = 3·(1 − β)/(1 + β).
+const ALPHA = (3 * (1 - BETA)) / (1 + BETA);
+
+/** CUBIC congestion control (the default, as on Linux). */
+export class Cubic implements CongestionControl {
+  readonly name = 'cubic';
+  cwnd: number;
+  ssthresh = Number.MAX_SAFE_INTEGER;
+  private wMax = 0;
+  private wLastMax = 0;
+  private k = 0;
+  // Start of the current congestion-avoidance epoch, ms; -1 when none is running.
+  private epochStart = -1;
+  private wEst = 0;
+  private cwndSegs = 0;
+
+  constructor(mss: number) {
+    this.cwnd = initialWindow(mss);
+  }
+
+  onAck(acked: number, _inFlight: number, ctx: CcContext): void {
+    const mss = ctx.mss;
+    if (this.cwnd < this.ssthresh) {
+      this.cwnd = Math.min(this.cwnd + Math.min(acked, 2 * mss), Math.max(this.ssthresh, this.cwnd));
+      return;
+    }
+    const segs = this.cwnd / mss;
+    if (this.epochStart < 0) {
+      this.epochStart = ctx.now;
+      this.cwndSegs = segs;
+      this.wEst = segs;
+      if (this.wMax <= segs) {
+        this.k = 0;
+        this.wMax = segs;
+      } else {
+        this.k = Math.cbrt((this.wMax - segs) / C);
+      }
+    }
+    const rtt = ctx.srtt > 0 ? ctx.srtt / 1000 : 0.1;
+    const t = (ctx.now - this.epochStart) / 1000;
+    // §4.2: the target one RTT ahead, clamped to [cwnd, 1.5·cwnd].
+    const wCubic = C * (t + rtt - this.k) ** 3 + this.wMax;
+    const target = Math.min(Math.max(wCubic, segs), 1.5 * segs);
+    // §4.3: Reno-friendly region, growing by α per window of ACKed segments.
+    this.wEst += (ALPHA * (acked / mss)) / segs;
+    let next: number;
+    if (wCubic < this.wEst) next = segs + Math.max(0, this.wEst - segs) * (acked / mss / segs);
+    else next = segs + ((target - segs) / segs) * (acked / mss);
+    this.cwnd = Math.max(this.cwnd, Math.floor(next * mss));
+  }
+
+  onLoss(inFlight: number, ctx: CcContext): void {
+    this.reduce(ctx);
+    this.cwnd = this.ssthresh;
+    void inFlight;
+  }
+
+  onRecoveryEnd(_ctx: CcContext): void {
+    this.cwnd = this.ssthresh;
+  }
+
+  onTimeout(inFlight: number, ctx: CcContext): void {
+    this.reduce(ctx);
+    void inFlight;
+    this.cwnd = ctx.mss;
+  }
+
+  onIdleRestart(ctx: CcContext): void {
+    this.cwnd = Math.min(this.cwnd, initialWindow(ctx.mss));
+    this.epochStart = -1;
+  }
+
+  private reduce(ctx: CcContext): void {
+    const segs = this.cwnd / ctx.mss;
+    // §4.7 fast convergence: release bandwidth to newer flows when the window stopped short of the last maximum.
+    this.wMax = segs < this.wLastMax ? (segs * (1 + BETA)) / 2 : segs;
+    this.wLastMax = segs;
+    this.ssthresh = Math.max(Math.floor(this.cwnd * BETA), 2 * ctx.mss);
+    this.epochStart = -1;
+  }
+}

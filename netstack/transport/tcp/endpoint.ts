@@ -1,0 +1,830 @@
+/**
+ * A TCP socket (RFC 9293 §3.10 user calls) behind the non-blocking `Endpoint` API: bind, connect (returns
+ * Err.ConnectStarted), listen/accept, read/write, shutdown and close with Linux semantics, readiness through
+ * the WaiterQueue. Segment processing lives in input.ts, listening in accept.ts, the halves in snd.ts/rcv.ts.
+ */
+import { type Address, addressEqual, isUnspecified } from '../../addr.ts';
+import type { Clock } from '../../clock.ts';
+import { Err, type NetError } from '../../errors.ts';
+import * as seq from '../../seqnum.ts';
+import {
+  type Endpoint,
+  type Family,
+  type OptionValue,
+  type ReadOptions,
+  type ReadResult,
+  type SocketAddress,
+  ShutdownRead,
+  ShutdownWrite,
+  type WriteOptions,
+} from '../../socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
+import { mapV4, unmapV4 } from '../ports.ts';
+import { PROTO_TCP, type Route } from '../protocol.ts';
+import { type Listener, closeListener } from './accept.ts';
+import type { CongestionControl } from './congestion/cc.ts';
+import {
+  type Negotiated,
+  type SynOffer,
+  TS_OPTION_LEN,
+  initialSequence,
+  synOptions,
+  timestampOffset,
+  windowScaleFor,
+} from './connect.ts';
+import { getOption, setOption } from './options.ts';
+import type { TcpProtocol, TcpStats } from './protocol.ts';
+import { Receiver } from './rcv.ts';
+import { sendSegment } from './segment.ts';
+import { Sender } from './snd.ts';
+import { State, canSend, stateName } from './state.ts';
+import { LazyTimer } from './timer.ts';
+
+/** SO_LINGER's value. */
+export interface Linger {
+  onoff: boolean;
+  /** Seconds. */
+  linger: number;
+}
+
+/** One TCP connection or listening socket. */
+export class TcpEndpoint implements Endpoint {
+  readonly type = 'stream' as const;
+  readonly protocol = PROTO_TCP;
+  readonly waiter = new WaiterQueue();
+  /** The connection state (RFC 9293 §3.3.2). */
+  state: State = State.Closed;
+
+  /** Local and remote address in wire form (4 or 16 bytes, IPv4-mapped unwrapped); null until known. */
+  localAddr: Address | null = null;
+  localPort = 0;
+  remoteAddr: Address | null = null;
+  remotePort = 0;
+  route: Route | null = null;
+  /** The address the port reservation was made with, when this endpoint holds one. */
+  private reservedAddr: Address | null = null;
+  /** Whether bind() ran (explicitly or by autobind). */
+  bound = false;
+
+  // Socket options.
+  nodelay = false;
+  cork = false;
+  private moreCork = false;
+  keepalive = false;
+  keepIdle: number;
+  keepIntvl: number;
+  keepCnt: number;
+  /** TCP_USER_TIMEOUT in ms, 0 for the default (retries). */
+  userTimeout = 0;
+  linger: Linger = { onoff: false, linger: 0 };
+  reuseAddr = false;
+  reusePort = false;
+  v6only = false;
+  /** TCP_MAXSEG: 0 for none. */
+  userMss = 0;
+
+  snd: Sender;
+  rcv: Receiver;
+  /** Negotiated in the handshake. */
+  sackOk = false;
+  tsOk = false;
+  private tsOffset = 0;
+  offer: SynOffer | null = null;
+  /** The MSS the peer announced. */
+  peerMss = 0;
+
+  /** SO_ERROR: the pending asynchronous error. */
+  private softError: NetError | undefined;
+  /** Linux sk_shutdown bits. */
+  rcvShut = false;
+  sndShut = false;
+  /** close() was called: nobody will read any more. */
+  orphaned = false;
+  /** Whether connect() was called (distinguishes "never connected" from "connection over"). */
+  private connectCalled = false;
+  /** Set when the endpoint listens. */
+  listener: Listener | null = null;
+  /** The listener that created this endpoint in SYN-RECEIVED, until accept(). */
+  parent: TcpEndpoint | null = null;
+  /** SYN or SYN-ACK retransmissions so far. */
+  synRetries = 0;
+  /** Time the endpoint entered its current state (TCP_INFO, timers). */
+  stateSince: number;
+  private keepProbes = 0;
+  private readonly keepTimer: LazyTimer;
+  /** TIME-WAIT and FIN-WAIT-2 timeout. */
+  private readonly closeTimer: LazyTimer;
+  /** Registered in the protocol's demux tables. */
+  registered = false;
+
+  constructor(
+    /** The protocol that owns the endpoint. */
+    readonly proto: TcpProtocol,
+    readonly family: Family,
+  ) {
+    const c = proto.config;
+    this.keepIdle = c.keepIdle;
+    this.keepIntvl = c.keepIntvl;
+    this.keepCnt = c.keepCnt;
+    this.snd = new Sender(this, proto.newCongestionControl(c.congestion, 536), c.sndBuf, c.rtoMin);
+    this.rcv = new Receiver(this, c.rcvBuf);
+    this.keepTimer = new LazyTimer(proto.net.clock, () => this.onKeepalive());
+    this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());
+    this.stateSince = proto.net.clock.now();
+  }
+
+  /** The stack's clock. */
+  get clock(): Clock {
+    return this.proto.net.clock;
+  }
+
+  /** The protocol's counters. */
+  get stats(): TcpStats {
+    return this.proto.stats;
+  }
+
+  /** TCP_CORK or a MSG_MORE write is holding back partial segments. */
+  get corked(): boolean {
+    return this.cork || this.moreCork;
+  }
+
+  /** The TSval for a segment sent now (1 ms granularity, RFC 7323 §5.4). */
+  tsNow(): number {
+    return (Math.floor(this.clock.now()) + this.tsOffset) >>> 0;
+  }
+
+  // ---- Endpoint API ----
+
+  readiness(mask: number): number {
+    let ev = 0;
+    if (this.state === State.Listen) {
+      if (this.listener && this.listener.acceptQueue.length > 0) ev |= EventIn;
+      return ev & mask;
+    }
+    if (this.softError) ev |= EventErr;
+    if ((this.rcvShut && this.sndShut) || this.state === State.Closed) ev |= EventHUp;
+    if (this.rcvShut) ev |= EventIn | EventRdHUp;
+    if (this.state !== State.SynSent && this.state !== State.SynReceived) {
+      if (this.rcv.buf.length > 0) ev |= EventIn;
+      if (this.sndShut || this.snd.space > 0) ev |= EventOut;
+    }
+    return ev & mask;
+  }
+
+  /** Tells waiters about the current readiness. */
+  notify(): void {
+    this.waiter.notify(this.readiness(EventIn | EventOut | EventErr | EventHUp | EventRdHUp));
+  }
+
+  bind(addr: SocketAddress): NetError | undefined {
+    if (this.state !== State.Closed || this.bound) return Err.InvalidArgument;
+    const a = this.wireAddress(addr.address);
+    if (!(a instanceof Uint8Array)) return a;
+    if (!isUnspecified(a) && !this.proto.net.isLocalAddress(a)) return Err.AddressNotAvailable;
+    const port = this.proto.ports.reserve({
+      protocol: PROTO_TCP,
+      address: a,
+      port: addr.port,
+      family: this.family,
+      v6only: this.v6only,
+      reuseAddr: this.reuseAddr,
+      reusePort: this.reusePort,
+      owner: this,
+    });
+    if (typeof port !== 'number') return port;
+    this.reservedAddr = a;
+    this.localAddr = a;
+    this.localPort = port;
+    this.bound = true;
+    return undefined;
+  }
+
+  connect(addr: SocketAddress): NetError | undefined {
+    switch (this.state) {
+      case State.SynSent:
+      case State.SynReceived:
+        return Err.AlreadyConnecting;
+      case State.Closed:
+        break;
+      case State.Listen:
+        return Err.InvalidArgument;
+      default:
+        return Err.AlreadyConnected;
+    }
+    if (this.connectCalled) return this.softError ? this.takeError() : Err.AlreadyConnected;
+    const remote = this.wireAddress(addr.address);
+    if (!(remote instanceof Uint8Array)) return remote;
+    if (addr.port === 0 || isUnspecified(remote)) return Err.ConnectionRefused;
+    const local = this.localAddr && !isUnspecified(this.localAddr) ? this.localAddr : undefined;
+    const route = this.proto.net.findRoute(remote, local, addr.nicId || undefined);
+    if (!('send' in route)) return route;
+    const localAddr = route.localAddress;
+    if (!this.bound) {
+      const port = this.proto.ports.reserve({
+        protocol: PROTO_TCP,
+        address: localAddr,
+        port: 0,
+        family: this.family,
+        v6only: this.v6only,
+        reuseAddr: this.reuseAddr,
+        remote: { address: remote, port: addr.port },
+        owner: this,
+      });
+      if (typeof port !== 'number') return port === Err.NoPortAvailable ? Err.AddressNotAvailable : port;
+      this.reservedAddr = localAddr;
+      this.localPort = port;
+      this.bound = true;
+    }
+    if (this.proto.lookupConnected(localAddr, this.localPort, remote, addr.port)) return Err.AddressNotAvailable;
+    this.localAddr = localAddr;
+    this.remoteAddr = remote;
+    this.remotePort = addr.port;
+    this.route = route;
+    this.connectCalled = true;
+    this.initConnection();
+    this.snd.init(this.newIsn());
+    this.setState(State.SynSent);
+    this.proto.register(this);
+    this.stats.activeOpens++;
+    this.sendSyn(false);
+    this.snd.nxt = seq.add(this.snd.iss, 1);
+    this.snd.max = this.snd.nxt;
+    this.snd.rtxTimer.set(this.snd.rtt.rto);
+    return Err.ConnectStarted;
+  }
+
+  disconnect(): NetError | undefined {
+    return Err.NotSupported;
+  }
+
+  listen(backlog: number): NetError | undefined {
+    if (this.state === State.Listen) {
+      this.listener!.backlog = clampBacklog(backlog, this.proto.config.somaxconn);
+      return undefined;
+    }
+    if (this.state !== State.Closed || this.connectCalled) return Err.InvalidArgument;
+    if (!this.bound) {
+      const e = this.bind({ address: this.family === 4 ? new Uint8Array(4) : new Uint8Array(16), port: 0 });
+      if (e) return e;
+    }
+    // Linux re-checks the port for listening: SO_REUSEADDR does not let two listeners share it.
+    const ports = this.proto.ports;
+    const req = {
+      protocol: PROTO_TCP,
+      address: this.reservedAddr!,
+      port: this.localPort,
+      family: this.family,
+      v6only: this.v6only,
+      reuseAddr: this.reuseAddr,
+      reusePort: this.reusePort,
+      listening: true,
+      owner: this,
+    };
+    if (!ports.isAvailable(req)) return Err.AddressInUse;
+    ports.release(PROTO_TCP, this.reservedAddr!, this.localPort, this);
+    ports.reserve(req);
+    this.listener = {
+      backlog: clampBacklog(backlog, this.proto.config.somaxconn),
+      synQueue: new Set(),
+      acceptQueue: [],
+    };
+    this.setState(State.Listen);
+    this.proto.addListener(this);
+    return undefined;
+  }
+
+  accept(): { endpoint: Endpoint; peer: SocketAddress } | NetError {
+    if (this.state !== State.Listen || !this.listener) return Err.InvalidArgument;
+    const child = this.listener.acceptQueue.shift();
+    if (!child) return Err.WouldBlock;
+    child.parent = null;
+    return { endpoint: child, peer: child.remoteAddress() as SocketAddress };
+  }
+
+  read(opts?: ReadOptions): ReadResult | NetError {
+    if (this.state === State.Listen) return Err.NotConnected;
+    const q = this.rcv.buf;
+    if (q.length > 0) {
+      const n = Math.min(q.length, opts?.maxBytes ?? q.length);
+      const data = q.peek(n).slice();
+      if (!opts?.peek) {
+        q.consume(n);
+        this.afterRead();
+      }
+      return { data };
+    }
+    if (this.softError) return this.takeError()!;
+    if (this.rcvShut) return { data: new Uint8Array(0) };
+    if (this.state === State.Closed) return this.connectCalled ? { data: new Uint8Array(0) } : Err.NotConnected;
+    return Err.WouldBlock;
+  }
+
+  write(data: Uint8Array, opts?: WriteOptions): number | NetError {
+    if (this.softError) return this.takeError()!;
+    if (this.sndShut) return Err.ClosedForSend;
+    if (this.state === State.SynSent || this.state === State.SynReceived) return Err.WouldBlock;
+    if (!canSend(this.state)) return Err.ClosedForSend;
+    const snd = this.snd;
+    const n = Math.min(snd.space, data.length);
+    if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
+    snd.buf.push(data.slice(0, n));
+    this.moreCork = !!opts?.more;
+    snd.output();
+    this.flushAck();
+    return n;
+  }
+
+  shutdown(how: number): NetError | undefined {
+    if (this.state === State.Listen) {
+      if (how & ShutdownRead) this.close();
+      return undefined;
+    }
+    if (this.state === State.Closed || this.state === State.SynSent) {
+      if (!this.connectCalled || this.state === State.Closed) return Err.NotConnected;
+    }
+    if (how & ShutdownRead) {
+      this.rcvShut = true;
+    }
+    if (how & ShutdownWrite) this.closeSend();
+    this.notify();
+    return undefined;
+  }
+
+  close(): void {
+    if (this.orphaned) return;
+    this.orphaned = true;
+    this.rcvShut = true;
+    switch (this.state) {
+      case State.Listen:
+        closeListener(this);
+        this.terminate(undefined);
+        return;
+      case State.Closed:
+        this.terminate(undefined);
+        return;
+      case State.SynSent:
+        this.terminate(undefined);
+        return;
+    }
+    // RFC 2525 §2.17 / Linux: closing with unread data, or with SO_LINGER 0, aborts with a RST.
+    if (this.rcv.buf.length > 0 || (this.linger.onoff && this.linger.linger === 0)) {
+      this.stats.resetsSent++;
+      this.sendReset();
+      this.terminate(undefined);
+      return;
+    }
+    this.closeSend();
+    if (this.state === State.FinWait2) this.closeTimer.set(this.proto.config.finTimeout);
+  }
+
+  localAddress(): SocketAddress | NetError {
+    const a = this.localAddr ?? (this.family === 4 ? new Uint8Array(4) : new Uint8Array(16));
+    return { address: this.userAddress(a), port: this.localPort };
+  }
+
+  remoteAddress(): SocketAddress | NetError {
+    if (!this.remoteAddr || this.state === State.Listen) return Err.NotConnected;
+    if (this.state === State.Closed && !this.rcv.buf.length) return Err.NotConnected;
+    if (this.state === State.SynSent) return Err.NotConnected;
+    return { address: this.userAddress(this.remoteAddr), port: this.remotePort };
+  }
+
+  getOption(name: string): OptionValue | NetError {
+    return getOption(this, name);
+  }
+
+  setOption(name: string, value: OptionValue): NetError | undefined {
+    return setOption(this, name, value);
+  }
+
+  takeError(): NetError | undefined {
+    const e = this.softError;
+    this.softError = undefined;
+    return e;
+  }
+
+  inQueue(): number {
+    return this.rcv.buf.length;
+  }
+
+  outQueue(): number {
+    return this.snd.buf.length;
+  }
+
+  // ---- internals used by the halves, the listener and the protocol ----
+
+  /** Replaces the congestion-control algorithm (TCP_CONGESTION), keeping the current window. */
+  setCongestion(cc: CongestionControl): void {
+    cc.cwnd = this.snd.cc.cwnd;
+    cc.ssthresh = this.snd.cc.ssthresh;
+    this.snd.cc = cc;
+  }
+
+  /** The pending error, without clearing it. */
+  get pendingError(): NetError | undefined {
+    return this.softError;
+  }
+
+  /** Moves to a new state (counted, traced). */
+  setState(s: State): void {
+    if (this.state === s) return;
+    const from = this.state;
+    this.state = s;
+    this.stateSince = this.clock.now();
+    if (s === State.Established) this.stats.established++;
+    const tracer = this.proto.net.stats.tracer;
+    if (tracer) tracer({ group: 'tcp', counter: 'state', detail: `${stateName(from)} → ${stateName(s)}` });
+  }
+
+  /** Prepares buffers, offer and options before a SYN is sent or answered. */
+  initConnection(): void {
+    const c = this.proto.config;
+    const route = this.route!;
+    const pathMss = route.maxPayload() - 20;
+    const mss = this.userMss > 0 ? Math.min(this.userMss, pathMss) : pathMss;
+    this.offer = {
+      mss,
+      wscale: c.windowScaling ? windowScaleFor(Math.max(c.maxRcvBuf, this.rcv.limit)) : undefined,
+      sackPermitted: c.sack,
+      timestamps: c.timestamps,
+    };
+    this.tsOffset = timestampOffset(this.proto.net.secret, this.localAddr!, this.remoteAddr!);
+  }
+
+  /** A fresh ISN for this 4-tuple (RFC 6528). */
+  newIsn(): number {
+    return initialSequence(
+      this.proto.net.secret,
+      this.clock.now(),
+      this.localAddr!,
+      this.localPort,
+      this.remoteAddr!,
+      this.remotePort,
+    );
+  }
+
+  /** Applies what the handshake agreed on: scaling, SACK, timestamps, MSS (RFC 9293 §3.7.1). */
+  applyNegotiated(n: Negotiated): void {
+    this.snd.shift = n.sndShift;
+    this.rcv.shift = n.rcvShift;
+    this.sackOk = n.sackOk;
+    this.tsOk = n.tsOk;
+    this.peerMss = n.peerMss;
+    const path = this.route!.maxPayload() - 20;
+    let mss = Math.min(n.peerMss, path);
+    if (this.userMss > 0) mss = Math.min(mss, this.userMss);
+    mss -= this.tsOk ? TS_OPTION_LEN : 0;
+    this.snd.mss = Math.max(mss, 64);
+    const fresh = this.proto.newCongestionControl(this.snd.cc.name, this.snd.mss);
+    this.snd.cc = fresh;
+  }
+
+  /** Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). */
+  sendSyn(withAck: boolean, peer?: TcpOptions): void {
+    const opts = synOptions(this.offer!, this.tsNow(), withAck ? peer : undefined);
+    if (withAck && this.tsOk) opts.tsEcr = this.rcv.tsRecent;
+    if (withAck && !this.tsOk) {
+      delete opts.tsVal;
+      delete opts.tsEcr;
+    }
+    if (withAck && !this.sackOk) delete opts.sackPermitted;
+    const wnd = Math.min(this.rcv.free, 0xffff);
+    this.emit(this.snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, 0, this.rcv.windowField(wnd, true));
+    if (withAck) this.rcv.onAckSent(wnd);
+  }
+
+  /** Whether data or a FIN may be (re)transmitted in the current state. */
+  canTransmitData(): boolean {
+    const s = this.state;
+    return (
+      s === State.Established || s === State.CloseWait || s === State.FinWait1 || s === State.Closing || s === State.LastAck
+    );
+  }
+
+  /** Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). */
+  transmitData(s: number, len: number, fin: boolean, retransmit: boolean): void {
+    const snd = this.snd;
+    const off = seq.sub(s, snd.una);
+    let flags = TCP_ACK | (fin ? TCP_FIN : 0);
+    if (len > 0 && off + len === snd.buf.length) flags |= TCP_PSH;
+    const room = this.route!.maxPayload() - 20 - (this.tsOk ? TS_OPTION_LEN : 0) - len;
+    const opts = this.ackOptions(Math.max(0, Math.floor((room - 4) / 8)));
+    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
+    this.emit(s, flags, opts, len, this.rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
+    this.rcv.onAckSent(wnd);
+    snd.segsOut++;
+    if (len > 0) snd.dataSegsOut++;
+    snd.bytesSent += len;
+    if (retransmit) {
+      this.stats.retransmits++;
+      snd.totalRetrans++;
+      snd.retransBytes += len;
+      snd.cancelTiming();
+    }
+  }
+
+  /** Sends a bare ACK for RCV.NXT (with SACK blocks when out-of-order data is held). */
+  sendAck(): void {
+    if (this.state === State.Closed || this.state === State.Listen || this.state === State.SynSent) return;
+    if (!this.route) return;
+    const opts = this.ackOptions(this.tsOk ? 3 : 4);
+    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
+    this.emit(this.snd.nxt, TCP_ACK, opts, 0, this.rcv.windowField(wnd, false));
+    this.rcv.onAckSent(wnd);
+    this.snd.segsOut++;
+  }
+
+  /** A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), rate-limited stack-wide (§7). */
+  sendChallengeAck(): void {
+    if (!this.proto.allowChallengeAck()) return;
+    this.stats.challengeAcks++;
+    this.sendAck();
+  }
+
+  /** A zero-window probe: an ACK with SND.UNA − 1 that the peer must answer with its window (Linux's style). */
+  sendWindowProbe(): void {
+    const opts = this.ackOptions(0);
+    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
+    this.emit(seq.add(this.snd.una, -1), TCP_ACK, opts, 0, this.rcv.windowField(wnd, false));
+    this.stats.windowProbes++;
+  }
+
+  /** Sends <SEQ=seg.ack><CTL=RST>, the answer to an unacceptable ACK (RFC 9293 §3.10.7.3, §3.10.7.4). */
+  sendResetSeq(s: number): void {
+    if (!this.route) return;
+    this.stats.resetsSent++;
+    this.emit(s, TCP_RST, {}, 0, 0);
+  }
+
+  /** Marks a passive child as the product of a connection (reads after close then report EOF, not ENOTCONN). */
+  markConnected(): void {
+    this.connectCalled = true;
+  }
+
+  /** Sends data that Nagle or corking held back (TCP_NODELAY set, TCP_CORK cleared). */
+  push(): void {
+    if (!this.canTransmitData()) return;
+    this.moreCork = false;
+    this.snd.output();
+    this.flushAck();
+  }
+
+  /** A packet-too-big / fragmentation-needed error lowered the path MTU (RFC 1191, RFC 8201). */
+  onPathMtu(mtu: number): void {
+    if (!this.route || mtu <= 0) return;
+    const ipHeader = this.route.remoteAddress.length === 4 ? 20 : 40;
+    const mss = mtu - ipHeader - 20 - (this.tsOk ? TS_OPTION_LEN : 0);
+    if (mss >= 64 && mss < this.snd.mss) {
+      this.snd.mss = mss;
+      // The segments in flight were too big: resend them at the new size (RFC 1191 §6.5).
+      this.snd.nxt = this.snd.una;
+      this.snd.output();
+    }
+  }
+
+  /** Sends <SEQ=SND.NXT><CTL=RST,ACK> to abort the connection (RFC 9293 §3.10.5). */
+  sendReset(): void {
+    if (!this.route) return;
+    this.emit(this.snd.nxt, TCP_RST | TCP_ACK, {}, 0, 0);
+  }
+
+  /** Sends what is owed: data first (it carries the ACK), else a bare ACK when one is due now. */
+  flushAck(): void {
+    if (this.rcv.ackNow) this.sendAck();
+    else if (this.rcv.unackedSegs > 0) this.rcv.delackTimer.ensure(this.proto.config.delayedAckMs);
+  }
+
+  /** The application read: reopen the window when it grew enough to be worth an update (RFC 9293 §3.8.6.2.2). */
+  private afterRead(): void {
+    if (this.state === State.Closed || this.state === State.SynSent || this.state === State.Listen) return;
+    const rcv = this.rcv;
+    const before = rcv.wnd;
+    const now = rcv.windowToAdvertise(this.snd.mss);
+    if (now - before >= Math.min(rcv.limit / 2, 2 * this.snd.mss) || (before === 0 && now > 0)) this.sendAck();
+    this.notify();
+  }
+
+  /** Called by the sender when ACKs freed buffer space. */
+  onSendSpace(): void {
+    this.notify();
+  }
+
+  /** Queues the FIN (RFC 9293 §3.10.4 CLOSE in ESTABLISHED / CLOSE-WAIT). */
+  closeSend(): void {
+    if (this.sndShut) return;
+    this.sndShut = true;
+    switch (this.state) {
+      case State.Established:
+        this.setState(State.FinWait1);
+        break;
+      case State.CloseWait:
+        this.setState(State.LastAck);
+        break;
+      case State.SynReceived:
+        this.setState(State.FinWait1);
+        break;
+      case State.SynSent:
+        this.terminate(undefined);
+        return;
+      default:
+        return;
+    }
+    this.snd.finQueued = true;
+    this.moreCork = false;
+    this.snd.output();
+    this.flushAck();
+  }
+
+  /** The retransmission timer fired (RFC 6298 §5.4–5.7). */
+  onRetransmitTimeout(): void {
+    const c = this.proto.config;
+    const snd = this.snd;
+    if (this.state === State.SynSent || this.state === State.SynReceived) {
+      const limit = this.state === State.SynSent ? c.synRetries : c.synAckRetries;
+      if (this.synRetries >= limit) {
+        this.stats.timeouts++;
+        this.fail(Err.TimedOut);
+        return;
+      }
+      this.synRetries++;
+      snd.rtt.backoff();
+      this.sendSyn(this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
+      snd.rtxTimer.set(snd.rtt.rto);
+      return;
+    }
+    if (seq.sub(snd.max, snd.una) <= 0 || this.state === State.Closed) return;
+    const now = this.clock.now();
+    if (snd.timeouts === 0) snd.firstTimeoutAt = now;
+    snd.timeouts++;
+    const userExpired = this.userTimeout > 0 && now - snd.firstTimeoutAt >= this.userTimeout;
+    if (userExpired || (this.userTimeout === 0 && snd.timeouts > c.retries2)) {
+      this.fail(Err.TimedOut);
+      return;
+    }
+    snd.onTimeout();
+  }
+
+  /** The peer's SYN options, kept to rebuild a retransmitted SYN-ACK. */
+  peerSynOptions: TcpOptions | undefined;
+
+  /** Restarts keepalive idle timing (RFC 9293 §3.8.4) after any received segment. */
+  touchKeepalive(): void {
+    if (!this.keepalive) return;
+    this.keepProbes = 0;
+    this.keepTimer.set(this.keepIdle * 1000);
+  }
+
+  /** Re-arms or stops keepalive after SO_KEEPALIVE / TCP_KEEPIDLE changed. */
+  updateKeepalive(): void {
+    if (this.keepalive && (this.state === State.Established || this.state === State.CloseWait)) {
+      this.keepTimer.set(this.keepIdle * 1000);
+    } else this.keepTimer.cancel();
+  }
+
+  private onKeepalive(): void {
+    if (!this.keepalive || !(this.state === State.Established || this.state === State.CloseWait)) return;
+    if (this.keepProbes >= this.keepCnt) {
+      this.fail(Err.TimedOut);
+      return;
+    }
+    const now = this.clock.now();
+    if (this.userTimeout > 0 && this.keepProbes > 0 && now - this.stateSince >= this.userTimeout) {
+      this.fail(Err.TimedOut);
+      return;
+    }
+    this.keepProbes++;
+    this.stats.keepaliveProbes++;
+    this.sendWindowProbe();
+    this.keepTimer.set(this.keepIntvl * 1000);
+  }
+
+  /** Enters TIME-WAIT for 2·MSL (RFC 9293 §3.10.7.4), keeping the 4-tuple in the demux table. */
+  enterTimeWait(): void {
+    this.setState(State.TimeWait);
+    this.cancelTimers();
+    this.rcvShut = true;
+    this.sndShut = true;
+    this.closeTimer.set(2 * this.proto.config.msl);
+    this.notify();
+  }
+
+  /** Restarts the 2·MSL timer (a retransmitted FIN arrived in TIME-WAIT). */
+  restartTimeWait(): void {
+    this.closeTimer.set(2 * this.proto.config.msl);
+  }
+
+  private onCloseTimer(): void {
+    if (this.state === State.TimeWait || this.state === State.FinWait2) this.terminate(undefined);
+  }
+
+  /** Entered FIN-WAIT-2: an orphan waits at most tcp_fin_timeout for the peer's FIN. */
+  onFinWait2(): void {
+    if (this.orphaned) this.closeTimer.set(this.proto.config.finTimeout);
+  }
+
+  /** Aborts with an error reported to the application (ETIMEDOUT, ECONNRESET, ECONNREFUSED). */
+  fail(err: NetError): void {
+    this.terminate(err);
+  }
+
+  /**
+   * Enters CLOSED: stops timers, leaves the demux tables, releases the port, and records `err` for the
+   * application (RFC 9293 §3.10.7: "delete the TCB").
+   */
+  terminate(err: NetError | undefined): void {
+    if (err) this.softError = err;
+    const wasSynReceived = this.state === State.SynReceived;
+    this.setState(State.Closed);
+    this.cancelTimers();
+    this.closeTimer.cancel();
+    this.rcvShut = true;
+    this.sndShut = true;
+    this.snd.buf.clear();
+    this.rcv.ooo.clear();
+    if (this.parent?.listener) {
+      this.parent.listener.synQueue.delete(this);
+      const i = this.parent.listener.acceptQueue.indexOf(this);
+      if (i >= 0) this.parent.listener.acceptQueue.splice(i, 1);
+      if (wasSynReceived) this.parent = null;
+    }
+    this.proto.unregister(this);
+    if (this.reservedAddr) {
+      this.proto.ports.release(PROTO_TCP, this.reservedAddr, this.localPort, this);
+      this.reservedAddr = null;
+    }
+    this.notify();
+  }
+
+  private cancelTimers(): void {
+    this.snd.rtxTimer.cancel();
+    this.snd.persistTimer.cancel();
+    this.rcv.delackTimer.cancel();
+    this.keepTimer.cancel();
+  }
+
+  /** Builds and sends one segment from this connection. */
+  private emit(
+    s: number,
+    flags: number,
+    opts: TcpOptions,
+    len: number,
+    window: number,
+    write?: (buf: Uint8Array, at: number, n: number) => void,
+  ): void {
+    const ack = flags & TCP_ACK ? this.rcv.nxt : 0;
+    const err = sendSegment(
+      this.route!,
+      { srcPort: this.localPort, dstPort: this.remotePort, seq: s, ack, flags, window },
+      opts,
+      len,
+      write,
+    );
+    this.stats.segmentsSent++;
+    if (err) this.stats.sendErrors++;
+  }
+
+  /** Options for a non-SYN segment: timestamps (RFC 7323 §3.2) and up to `maxBlocks` SACK blocks (RFC 2018 §4). */
+  private ackOptions(maxBlocks: number): TcpOptions {
+    const o: TcpOptions = {};
+    if (this.tsOk) {
+      o.tsVal = this.tsNow();
+      o.tsEcr = this.rcv.tsRecent;
+    }
+    if (this.sackOk && this.rcv.ooo.length > 0 && maxBlocks > 0) {
+      const blocks = this.rcv.ooo.sackBlocks(Math.min(maxBlocks, this.tsOk ? 3 : 4));
+      if (blocks.length) o.sack = blocks;
+    }
+    return o;
+  }
+
+  /** Turns a user address into wire form for this family (unwrapping IPv4-mapped on IPv6 sockets). */
+  private wireAddress(a: Address): Address | NetError {
+    if (this.family === 4) return a.length === 4 ? a : Err.AddressFamilyNotSupported;
+    if (a.length !== 16) return Err.AddressFamilyNotSupported;
+    const u = unmapV4(a);
+    if (u.length === 4 && this.v6only) return Err.NetworkUnreachable;
+    return u;
+  }
+
+  /** Turns a wire address into what this socket's family reports (IPv4-mapped on IPv6 sockets). */
+  private userAddress(a: Address): Address {
+    return this.family === 6 && a.length === 4 ? mapV4(a) : a;
+  }
+
+  /** Whether this endpoint's local address matches `a` (wildcards match any address of the family). */
+  matchesLocal(a: Address): boolean {
+    const l = this.localAddr;
+    if (!l) return false;
+    if (isUnspecified(l)) {
+      if (l.length === a.length) return true;
+      return this.family === 6 && !this.v6only && a.length === 4;
+    }
+    return addressEqual(l, a);
+  }
+}
+
+/** Linux clamps the backlog to [0, somaxconn]. */
+function clampBacklog(backlog: number, max: number): number {
+  return Math.max(0, Math.min(Math.trunc(backlog) || 0, max));
+}

@@ -1,0 +1,289 @@
+/**
+ * "Segment arrives" (RFC 9293 §3.10.7.3–3.10.7.4) for a connection in SYN-SENT or a later state: the
+ * acceptability test, RST and SYN handling hardened by RFC 5961 (challenge ACKs), PAWS (RFC 7323 §5), ACK
+ * processing, the segment text and the FIN, each with its state transition. LISTEN is accept.ts's.
+ */
+import { Err } from '../../errors.ts';
+import * as seq from '../../seqnum.ts';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpRepr } from '../../wire/tcp.ts';
+import { childEstablished } from './accept.ts';
+import { negotiate } from './connect.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+import { segmentLength } from './segment.ts';
+import { State, acceptsData } from './state.ts';
+
+// RFC 7323 §5.5: TS.Recent older than 24 days is stale and no longer protects.
+const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
+
+/** Processes one segment for an endpoint that is neither CLOSED nor LISTEN. */
+export function segmentArrives(ep: TcpEndpoint, r: TcpRepr): void {
+  ep.rcv.segsIn++;
+  if (ep.state === State.SynSent) synSentArrives(ep, r);
+  else if (ep.state !== State.Closed && ep.state !== State.Listen) otherArrives(ep, r);
+}
+
+/** RFC 9293 §3.10.7.3: SYN-SENT. */
+function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
+  const snd = ep.snd;
+  const f = r.flags;
+  if (f & TCP_ACK && (seq.le(r.ack, snd.iss) || seq.gt(r.ack, snd.max))) {
+    if (!(f & TCP_RST)) ep.sendResetSeq(r.ack);
+    ep.stats.outOfWindow++;
+    return;
+  }
+  if (f & TCP_RST) {
+    // RFC 5961 §3.2 leaves SYN-SENT to the ACK check above: only a RST that acknowledges our SYN counts.
+    if (f & TCP_ACK) {
+      ep.stats.resetsReceived++;
+      ep.fail(Err.ConnectionRefused);
+    }
+    return;
+  }
+  if (!(f & TCP_SYN)) return;
+  const rcv = ep.rcv;
+  rcv.init(r.seq);
+  ep.peerSynOptions = r.options;
+  ep.applyNegotiated(negotiate(ep.offer!, r.options, ep.family));
+  if (ep.tsOk) {
+    rcv.tsRecent = r.options.tsVal!;
+    rcv.tsRecentAt = ep.clock.now();
+  }
+  // RFC 7323 §2.2: the window of a SYN segment is never scaled.
+  snd.wnd = r.window;
+  snd.maxWnd = r.window;
+  snd.wl1 = r.seq;
+  snd.wl2 = r.ack;
+  if (f & TCP_ACK) {
+    snd.una = r.ack;
+    sampleHandshakeRtt(ep, r);
+    snd.rtxTimer.cancel();
+    ep.setState(State.Established);
+    ep.touchKeepalive();
+    if (r.payload.length > 0) rcv.onData(seq.add(r.seq, 1), r.payload.subarray(0, rcv.free), snd.mss);
+    ep.sendAck();
+    ep.notify();
+    return;
+  }
+  // Simultaneous open (RFC 9293 §3.5 figure 8): answer with SYN-ACK from our ISS.
+  ep.setState(State.SynReceived);
+  ep.synRetries = 0;
+  ep.sendSyn(true, r.options);
+  snd.rtxTimer.set(snd.rtt.rto);
+}
+
+/** Karn's rule for the handshake: time the SYN only when it was sent once (RFC 6298 §3), or use TSecr. */
+function sampleHandshakeRtt(ep: TcpEndpoint, r: TcpRepr): void {
+  const tsEcr = r.options.tsEcr;
+  if (ep.tsOk && tsEcr) ep.snd.rtt.sample(seq.sub(ep.tsNow(), tsEcr));
+  else if (ep.synRetries === 0) ep.snd.rtt.sample(ep.clock.now() - ep.stateSince);
+}
+
+/** Whether the segment passes RFC 9293 §3.10.7.4's acceptability test (first check). */
+function acceptable(ep: TcpEndpoint, s: number, len: number): boolean {
+  const rcv = ep.rcv;
+  const wnd = rcv.wnd;
+  // A zero window still admits the segment at RCV.NXT for its ACK, RST and a bare FIN (as Linux does).
+  if (wnd === 0) return s === rcv.nxt;
+  if (len === 0) return seq.inWindow(s, rcv.nxt, wnd);
+  return seq.inWindow(s, rcv.nxt, wnd) || seq.inWindow(seq.add(s, len - 1), rcv.nxt, wnd);
+}
+
+/** RFC 9293 §3.10.7.4: SYN-RECEIVED and every synchronized state. */
+function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
+  const rcv = ep.rcv;
+  const snd = ep.snd;
+  let f = r.flags;
+  let start = r.seq;
+  let len = segmentLength(r);
+
+  if (ep.state === State.SynReceived && f & TCP_SYN && start === rcv.irs) {
+    if (!(f & TCP_ACK)) {
+      // The peer retransmitted its SYN: our SYN-ACK was lost.
+      ep.sendSyn(true, ep.peerSynOptions);
+      return;
+    }
+    // Simultaneous open: the peer's SYN-ACK repeats its SYN, which is old news; keep the ACK.
+    f &= ~TCP_SYN;
+    start = seq.add(start, 1);
+    len--;
+  }
+
+  // RFC 7323 §5.3 PAWS: a timestamp older than TS.Recent marks an old duplicate.
+  const tsVal = r.options.tsVal;
+  if (ep.tsOk && tsVal !== undefined && !(f & TCP_RST) && seq.lt(tsVal, rcv.tsRecent)) {
+    if (ep.clock.now() - rcv.tsRecentAt < PAWS_IDLE_MS) {
+      ep.stats.pawsDrops++;
+      ep.sendAck();
+      return;
+    }
+  }
+
+  if (!acceptable(ep, start, len)) {
+    ep.stats.outOfWindow++;
+    if (!(f & TCP_RST)) ep.sendAck();
+    return;
+  }
+
+  // RFC 7323 §4.3: remember the timestamp of the segment that covers Last.ACK.sent.
+  if (ep.tsOk && tsVal !== undefined && seq.le(start, rcv.lastAckSent) && seq.ge(tsVal, rcv.tsRecent)) {
+    rcv.tsRecent = tsVal;
+    rcv.tsRecentAt = ep.clock.now();
+  }
+
+  if (f & TCP_RST) {
+    // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; one elsewhere in the window gets a challenge ACK.
+    if (start !== rcv.nxt) {
+      ep.sendChallengeAck();
+      return;
+    }
+    ep.stats.resetsReceived++;
+    resetReceived(ep);
+    return;
+  }
+
+  if (f & TCP_SYN) {
+    // RFC 5961 §4.2: a SYN in a synchronized state, wherever it falls, only earns a challenge ACK.
+    ep.sendChallengeAck();
+    return;
+  }
+
+  if (!(f & TCP_ACK)) return;
+
+  if (ep.state === State.SynReceived) {
+    if (!(seq.gt(r.ack, snd.una) && seq.le(r.ack, snd.max))) {
+      ep.sendResetSeq(r.ack);
+      return;
+    }
+    if (ep.parent && !childEstablished(ep)) return;
+    snd.una = r.ack;
+    snd.wnd = r.window * 2 ** snd.shift;
+    snd.maxWnd = Math.max(snd.maxWnd, snd.wnd);
+    snd.wl1 = start;
+    snd.wl2 = r.ack;
+    sampleHandshakeRtt(ep, r);
+    snd.rtxTimer.cancel();
+    ep.setState(State.Established);
+    ep.touchKeepalive();
+    ep.notify();
+  } else {
+    // RFC 5961 §5.2: ACKs for data never sent, or older than the largest window, are challenged and dropped.
+    if (seq.gt(r.ack, snd.max) || seq.lt(r.ack, seq.add(snd.una, -snd.maxWnd))) {
+      ep.sendChallengeAck();
+      return;
+    }
+    const wnd = r.window * 2 ** snd.shift;
+    const dup = r.payload.length === 0 && !(f & TCP_FIN) && r.ack === snd.una && wnd === snd.wnd;
+    if (ep.sackOk && r.options.sack) snd.sb.update(r.options.sack, snd.una, snd.max);
+    // RFC 9293 §3.10.7.4: update the window only from segments newer than the last update.
+    if (seq.le(snd.una, r.ack) && (seq.lt(snd.wl1, start) || (snd.wl1 === start && seq.le(snd.wl2, r.ack)))) {
+      snd.wnd = wnd;
+      snd.wl1 = start;
+      snd.wl2 = r.ack;
+      if (wnd > snd.maxWnd) snd.maxWnd = wnd;
+    }
+    snd.onAck(r.ack, r.options.tsEcr, dup);
+  }
+  ep.touchKeepalive();
+
+  const finAcked = snd.finAcked;
+  switch (ep.state) {
+    case State.FinWait1:
+      if (finAcked) {
+        ep.setState(State.FinWait2);
+        ep.onFinWait2();
+      }
+      break;
+    case State.Closing:
+      if (finAcked) ep.enterTimeWait();
+      return;
+    case State.LastAck:
+      if (finAcked) ep.terminate(undefined);
+      return;
+    case State.TimeWait:
+      // RFC 9293: the only thing that can arrive is a retransmitted FIN; acknowledge it and restart 2·MSL.
+      if (f & TCP_FIN) {
+        ep.sendAck();
+        ep.restartTimeWait();
+      }
+      return;
+  }
+
+  // Seventh: the segment text, trimmed to the window (RFC 9293 §3.10.7.4, "only the new parts").
+  let payload = r.payload;
+  let fin = (f & TCP_FIN) !== 0;
+  if (payload.length > 0 || fin) {
+    const skip = seq.sub(rcv.nxt, start);
+    if (skip > 0) {
+      payload = payload.subarray(Math.min(skip, payload.length));
+      start = rcv.nxt;
+    }
+    const room = seq.sub(seq.add(rcv.nxt, rcv.wnd), start);
+    if (payload.length > room) {
+      // Data beyond the window is dropped, and the peer told at once where the window ends.
+      payload = payload.subarray(0, Math.max(0, room));
+      fin = false;
+      rcv.ackNow = true;
+    }
+  }
+  if (payload.length > 0) {
+    if (!acceptsData(ep.state)) {
+      // The peer sent data after its FIN: ignore it (RFC 9293 CLOSE-WAIT/CLOSING/LAST-ACK text step).
+      payload = payload.subarray(0, 0);
+    } else if (ep.orphaned) {
+      // Linux: data for a closed socket aborts the connection (RFC 2525 §2.17).
+      ep.stats.resetsSent++;
+      ep.sendReset();
+      ep.terminate(undefined);
+      return;
+    } else {
+      rcv.onData(start, payload, snd.mss);
+      ep.notify();
+    }
+  }
+
+  // Eighth: the FIN, once everything before it has arrived.
+  if (fin && seq.add(start, payload.length) === rcv.nxt) {
+    rcv.nxt = seq.add(rcv.nxt, 1);
+    rcv.finReceived = true;
+    rcv.ackNow = true;
+    ep.rcvShut = true;
+    switch (ep.state) {
+      case State.SynReceived:
+      case State.Established:
+        ep.setState(State.CloseWait);
+        break;
+      case State.FinWait1:
+        if (snd.finAcked) ep.enterTimeWait();
+        else ep.setState(State.Closing);
+        break;
+      case State.FinWait2:
+        ep.enterTimeWait();
+        ep.sendAck();
+        return;
+    }
+    ep.notify();
+  }
+
+  snd.output();
+  ep.flushAck();
+}
+
+/** A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. */
+function resetReceived(ep: TcpEndpoint): void {
+  switch (ep.state) {
+    case State.SynReceived:
+      // From a passive open the half-open connection just disappears (the listener stays).
+      ep.terminate(ep.parent ? undefined : Err.ConnectionRefused);
+      return;
+    case State.Established:
+    case State.FinWait1:
+    case State.FinWait2:
+      ep.terminate(Err.ConnectionReset);
+      return;
+    case State.CloseWait:
+      ep.terminate(Err.ClosedForSend);
+      return;
+    default:
+      ep.terminate(undefined);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Socket options of TCP endpoints by their Linux names (socket(7), tcp(7)), and TCP_INFO with the field names
+ * of Linux's struct tcp_info (include/uapi/linux/tcp.h).
+ */
+import { Err, type NetError } from '../../errors.ts';
+import * as seq from '../../seqnum.ts';
+import type { OptionValue } from '../../socket.ts';
+import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+import { State } from './state.ts';
+
+// Linux's TCP_MIN_MSS and MAX_TCP_WINDOW bounds for TCP_MAXSEG.
+const MIN_MSS = 88;
+const MAX_MSS = 32767;
+// Linux's SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF (rounded).
+const MIN_RCVBUF = 2304;
+const MIN_SNDBUF = 4608;
+// TCP_INFO option bits.
+const TCPI_OPT_TIMESTAMPS = 1;
+const TCPI_OPT_SACK = 2;
+const TCPI_OPT_WSCALE = 4;
+
+function bool(v: OptionValue): boolean | NetError {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'number') return v !== 0;
+  return Err.InvalidArgument;
+}
+
+function int(v: OptionValue, min: number, max: number): number | NetError {
+  const n = typeof v === 'boolean' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) return Err.InvalidArgument;
+  return n;
+}
+
+/** getsockopt for a TCP endpoint. */
+export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError {
+  switch (name) {
+    case 'TCP_NODELAY':
+      return ep.nodelay ? 1 : 0;
+    case 'TCP_CORK':
+      return ep.cork ? 1 : 0;
+    case 'TCP_MAXSEG':
+      return ep.state === State.Closed || ep.state === State.Listen ? ep.userMss || 536 : ep.snd.mss;
+    case 'SO_KEEPALIVE':
+      return ep.keepalive ? 1 : 0;
+    case 'TCP_KEEPIDLE':
+      return ep.keepIdle;
+    case 'TCP_KEEPINTVL':
+      return ep.keepIntvl;
+    case 'TCP_KEEPCNT':
+      return ep.keepCnt;
+    case 'TCP_USER_TIMEOUT':
+      return ep.userTimeout;
+    case 'SO_RCVBUF':
+      // Linux reports twice the requested size (socket(7)).
+      return ep.rcv.limit * 2;
+    case 'SO_SNDBUF':
+      return ep.snd.limit * 2;
+    case 'SO_REUSEADDR':
+      return ep.reuseAddr ? 1 : 0;
+    case 'SO_REUSEPORT':
+      return ep.reusePort ? 1 : 0;
+    case 'IPV6_V6ONLY':
+      return ep.family === 6 ? (ep.v6only ? 1 : 0) : Err.ProtocolNotAvailable;
+    case 'SO_LINGER':
+      return { onoff: ep.linger.onoff, linger: ep.linger.linger };
+    case 'TCP_CONGESTION':
+      return ep.snd.cc.name;
+    case 'SO_ERROR':
+      return ep.takeError()?.errno ?? 0;
+    case 'SO_ACCEPTCONN':
+      return ep.state === State.Listen ? 1 : 0;
+    case 'SO_TYPE':
+      return 1;
+    case 'TCP_INFO':
+      return tcpInfo(ep);
+    default:
+      return Err.ProtocolNotAvailable;
+  }
+}
+
+/** setsockopt for a TCP endpoint. */
+export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): NetError | undefined {
+  switch (name) {
+    case 'TCP_NODELAY': {
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      ep.nodelay = b;
+      // Linux pushes whatever Nagle was holding back.
+      if (b) ep.push();
+      return undefined;
+    }
+    case 'TCP_CORK': {
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      ep.cork = b;
+      if (!b) ep.push();
+      return undefined;
+    }
+    case 'TCP_MAXSEG': {
+      const n = int(value, 0, MAX_MSS);
+      if (typeof n !== 'number') return n;
+      if (n !== 0 && n < MIN_MSS) return Err.InvalidArgument;
+      ep.userMss = n;
+      return undefined;
+    }
+    case 'SO_KEEPALIVE': {
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      ep.keepalive = b;
+      ep.updateKeepalive();
+      return undefined;
+    }
+    case 'TCP_KEEPIDLE':
+    case 'TCP_KEEPINTVL': {
+      const n = int(value, 1, 32767);
+      if (typeof n !== 'number') return n;
+      if (name === 'TCP_KEEPIDLE') ep.keepIdle = n;
+      else ep.keepIntvl = n;
+      ep.updateKeepalive();
+      return undefined;
+    }
+    case 'TCP_KEEPCNT': {
+      const n = int(value, 1, 127);
+      if (typeof n !== 'number') return n;
+      ep.keepCnt = n;
+      return undefined;
+    }
+    case 'TCP_USER_TIMEOUT': {
+      const n = int(value, 0, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.userTimeout = n;
+      return undefined;
+    }
+    case 'SO_RCVBUF': {
+      const n = int(value, 0, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.rcv.limit = Math.max(MIN_RCVBUF / 2, Math.min(n, ep.proto.config.maxRcvBuf));
+      return undefined;
+    }
+    case 'SO_SNDBUF': {
+      const n = int(value, 0, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.snd.limit = Math.max(MIN_SNDBUF / 2, Math.min(n, ep.proto.config.maxSndBuf));
+      ep.notify();
+      return undefined;
+    }
+    case 'SO_REUSEADDR':
+    case 'SO_REUSEPORT': {
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      if (name === 'SO_REUSEADDR') ep.reuseAddr = b;
+      else ep.reusePort = b;
+      return undefined;
+    }
+    case 'IPV6_V6ONLY': {
+      if (ep.family !== 6) return Err.ProtocolNotAvailable;
+      if (ep.bound) return Err.InvalidArgument;
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      ep.v6only = b;
+      return undefined;
+    }
+    case 'SO_LINGER': {
+      if (typeof value !== 'object' || value instanceof Uint8Array) return Err.InvalidArgument;
+      const on = value['onoff'];
+      const secs = value['linger'];
+      if (typeof secs !== 'number' || secs < 0) return Err.InvalidArgument;
+      ep.linger = { onoff: !!on, linger: Math.trunc(secs) };
+      return undefined;
+    }
+    case 'TCP_CONGESTION': {
+      if (typeof value !== 'string' || !(CONGESTION_ALGORITHMS as readonly string[]).includes(value)) {
+        return Err.InvalidArgument;
+      }
+      if (value !== ep.snd.cc.name) ep.setCongestion(ep.proto.newCongestionControl(value, ep.snd.mss));
+      return undefined;
+    }
+    case 'TCP_QUICKACK': {
+      const b = bool(value);
+      if (typeof b !== 'boolean') return b;
+      if (b && ep.rcv.unackedSegs > 0) ep.sendAck();
+      return undefined;
+    }
+    default:
+      return Err.ProtocolNotAvailable;
+  }
+}
+
+/** struct tcp_info, with Linux's field names; times in µs where Linux uses µs. */
+export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
+  const snd = ep.snd;
+  const rcv = ep.rcv;
+  const now = ep.clock.now();
+  const synced = ep.state !== State.Closed && ep.state !== State.Listen && ep.state !== State.SynSent;
+  let options = 0;
+  if (ep.tsOk) options |= TCPI_OPT_TIMESTAMPS;
+  if (ep.sackOk) options |= TCPI_OPT_SACK;
+  if (snd.shift || rcv.shift) options |= TCPI_OPT_WSCALE;
+  const mss = snd.mss;
+  const caState = snd.inRecovery ? 3 : snd.timeouts > 0 ? 4 : snd.dupAcks > 0 ? 1 : 0;
+  return {
+    tcpi_state: ep.state,
+    tcpi_ca_state: caState,
+    tcpi_retransmits: snd.timeouts,
+    tcpi_probes: snd.probes,
+    tcpi_backoff: snd.rtt.backoffs,
+    tcpi_options: options,
+    tcpi_snd_wscale: snd.shift,
+    tcpi_rcv_wscale: rcv.shift,
+    tcpi_rto: Math.round(snd.rtt.rto * 1000),
+    tcpi_ato: ep.proto.config.delayedAckMs * 1000,
+    tcpi_snd_mss: mss,
+    tcpi_rcv_mss: ep.peerMss || mss,
+    tcpi_unacked: synced ? Math.ceil(Math.max(0, seq.sub(snd.max, snd.una)) / mss) : 0,
+    tcpi_sacked: Math.ceil(snd.sb.sacked / mss),
+    tcpi_lost: 0,
+    tcpi_retrans: 0,
+    tcpi_pmtu: ep.route ? ep.route.maxPayload() + (ep.route.remoteAddress.length === 4 ? 20 : 40) : 0,
+    tcpi_rcv_ssthresh: rcv.limit,
+    tcpi_rtt: Math.round(snd.rtt.srtt * 1000),
+    tcpi_rttvar: Math.round(snd.rtt.rttvar * 1000),
+    tcpi_snd_ssthresh: Math.min(0x7fffffff, Math.floor(snd.cc.ssthresh / mss)),
+    tcpi_snd_cwnd: Math.floor(snd.cc.cwnd / mss),
+    tcpi_advmss: ep.offer?.mss ?? mss,
+    tcpi_reordering: 3,
+    tcpi_rcv_space: rcv.limit,
+    tcpi_total_retrans: snd.totalRetrans,
+    tcpi_bytes_acked: snd.bytesAcked,
+    tcpi_bytes_received: rcv.bytesReceived,
+    tcpi_bytes_sent: snd.bytesSent,
+    tcpi_bytes_retrans: snd.retransBytes,
+    tcpi_segs_out: snd.segsOut,
+    tcpi_segs_in: rcv.segsIn,
+    tcpi_data_segs_out: snd.dataSegsOut,
+    tcpi_data_segs_in: rcv.dataSegsIn,
+    tcpi_notsent_bytes: snd.unsent,
+    tcpi_min_rtt: Number.isFinite(snd.rtt.minRtt) ? Math.round(snd.rtt.minRtt * 1000) : 0,
+    tcpi_dsack_dups: snd.sb.dsacks,
+    tcpi_snd_wnd: snd.wnd,
+    tcpi_rcv_wnd: rcv.wnd,
+    tcpi_last_data_sent: snd.lastSend ? Math.round(now - snd.lastSend) : 0,
+  };
+}

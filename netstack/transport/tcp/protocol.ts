@@ -1,0 +1,320 @@
+/**
+ * The TCP transport of one stack: configuration, counters, the demultiplexing of received segments to
+ * connections (exact 4-tuple) and listeners (local address or wildcard), RSTs for segments that match nothing
+ * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
+ */
+import { type Address, addressKey, isUnspecified } from '../../addr.ts';
+import { Err } from '../../errors.ts';
+import * as seq from '../../seqnum.ts';
+import type { Family } from '../../socket.ts';
+import { TCP_ACK, TCP_SYN, TcpPacket, parseTcp } from '../../wire/tcp.ts';
+import type { PortManager } from '../ports.ts';
+import {
+  type ControlMessage,
+  type DeliverResult,
+  type NetworkLayer,
+  type PacketInfo,
+  type TransportProtocol,
+  PROTO_TCP,
+} from '../protocol.ts';
+import { listenArrives } from './accept.ts';
+import type { CongestionControl } from './congestion/cc.ts';
+import { Cubic } from './congestion/cubic.ts';
+import { Reno } from './congestion/reno.ts';
+import { TcpEndpoint } from './endpoint.ts';
+import { segmentArrives } from './input.ts';
+import { DEFAULT_RTO_MIN } from './rtt.ts';
+import { sendResetFor } from './segment.ts';
+import { State } from './state.ts';
+
+/** Tunables of the TCP protocol, with Linux's defaults. */
+export interface TcpConfig {
+  /** Minimum RTO in ms (Linux TCP_RTO_MIN, 200). */
+  rtoMin: number;
+  /** Maximum segment lifetime in ms; TIME-WAIT lasts 2·MSL (Linux: 60 s in total). */
+  msl: number;
+  /** Default congestion control ("cubic" as on Linux, or "reno"). */
+  congestion: string;
+  /** Default receive buffer (window) in bytes. */
+  rcvBuf: number;
+  /** Default send buffer in bytes. */
+  sndBuf: number;
+  /** Largest receive buffer: sets the window scale we offer. */
+  maxRcvBuf: number;
+  /** Largest send buffer SO_SNDBUF may set. */
+  maxSndBuf: number;
+  /** SYN retransmissions before connect() fails (net.ipv4.tcp_syn_retries). */
+  synRetries: number;
+  /** SYN-ACK retransmissions before a half-open child is dropped (tcp_synack_retries). */
+  synAckRetries: number;
+  /** Data retransmissions before the connection is aborted (tcp_retries2). */
+  retries2: number;
+  /** Offer timestamps (RFC 7323). */
+  timestamps: boolean;
+  /** Offer SACK (RFC 2018). */
+  sack: boolean;
+  /** Offer window scaling (RFC 7323). */
+  windowScaling: boolean;
+  /** Delayed ACK timeout in ms. */
+  delayedAckMs: number;
+  /** How long an orphaned connection waits in FIN-WAIT-2, ms (tcp_fin_timeout). */
+  finTimeout: number;
+  /** Challenge ACKs per second for the whole stack (RFC 5961 §7, tcp_challenge_ack_limit). */
+  challengeAckLimit: number;
+  /** Keepalive defaults in seconds and probes (tcp_keepalive_time/intvl/probes). */
+  keepIdle: number;
+  keepIntvl: number;
+  keepCnt: number;
+  /** Largest listen backlog (net.core.somaxconn). */
+  somaxconn: number;
+}
+
+/** Linux's defaults. */
+export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
+  rtoMin: DEFAULT_RTO_MIN,
+  msl: 30_000,
+  congestion: 'cubic',
+  rcvBuf: 131072,
+  sndBuf: 262144,
+  maxRcvBuf: 6 * 1024 * 1024,
+  maxSndBuf: 4 * 1024 * 1024,
+  synRetries: 6,
+  synAckRetries: 5,
+  retries2: 15,
+  timestamps: true,
+  sack: true,
+  windowScaling: true,
+  delayedAckMs: 40,
+  finTimeout: 60_000,
+  challengeAckLimit: 1000,
+  keepIdle: 7200,
+  keepIntvl: 75,
+  keepCnt: 9,
+  somaxconn: 4096,
+});
+
+/** TCP counters, registered with the stack's Stats as group "tcp". */
+export interface TcpStats {
+  [k: string]: number;
+  segmentsReceived: number;
+  segmentsSent: number;
+  sendErrors: number;
+  retransmits: number;
+  fastRetransmits: number;
+  timeouts: number;
+  badChecksum: number;
+  malformed: number;
+  broadcastDrops: number;
+  /** Segments for no connection and no listener (answered with RST). */
+  noEndpoint: number;
+  resetsSent: number;
+  resetsReceived: number;
+  activeOpens: number;
+  passiveOpens: number;
+  established: number;
+  /** SYNs or ACKs dropped because the accept queue was full (ListenOverflows). */
+  listenOverflows: number;
+  /** SYNs dropped because the SYN queue was full (ListenDrops). */
+  listenDrops: number;
+  challengeAcks: number;
+  challengeAcksSuppressed: number;
+  outOfWindow: number;
+  pawsDrops: number;
+  windowProbes: number;
+  keepaliveProbes: number;
+  timeWaitReused: number;
+  icmpErrors: number;
+}
+
+/** TCP for one stack. */
+export class TcpProtocol implements TransportProtocol {
+  readonly protocolNumber = PROTO_TCP;
+  readonly config: Readonly<TcpConfig>;
+  readonly stats: TcpStats;
+  private readonly connected = new Map<string, TcpEndpoint>();
+  private readonly listeners = new Map<number, TcpEndpoint[]>();
+  private challengeSecond = -1;
+  private challengeCount = 0;
+
+  constructor(
+    readonly net: NetworkLayer,
+    readonly ports: PortManager,
+    opts?: Partial<TcpConfig>,
+  ) {
+    this.config = Object.freeze({ ...DEFAULT_TCP_CONFIG, ...opts });
+    this.stats = net.stats.group<TcpStats>('tcp', {
+      segmentsReceived: 0,
+      segmentsSent: 0,
+      sendErrors: 0,
+      retransmits: 0,
+      fastRetransmits: 0,
+      timeouts: 0,
+      badChecksum: 0,
+      malformed: 0,
+      broadcastDrops: 0,
+      noEndpoint: 0,
+      resetsSent: 0,
+      resetsReceived: 0,
+      activeOpens: 0,
+      passiveOpens: 0,
+      established: 0,
+      listenOverflows: 0,
+      listenDrops: 0,
+      challengeAcks: 0,
+      challengeAcksSuppressed: 0,
+      outOfWindow: 0,
+      pawsDrops: 0,
+      windowProbes: 0,
+      keepaliveProbes: 0,
+      timeWaitReused: 0,
+      icmpErrors: 0,
+    });
+  }
+
+  /** Creates an unbound TCP socket of the given family. */
+  newEndpoint(family: Family): TcpEndpoint {
+    return new TcpEndpoint(this, family);
+  }
+
+  /** A congestion-control instance by TCP_CONGESTION name; unknown names get the default. */
+  newCongestionControl(name: string, mss: number): CongestionControl {
+    const n = name === 'reno' || name === 'cubic' ? name : this.config.congestion;
+    return n === 'reno' ? new Reno(mss) : new Cubic(mss);
+  }
+
+  deliver(info: PacketInfo, segment: Uint8Array): DeliverResult {
+    const st = this.stats;
+    st.segmentsReceived++;
+    const pkt = TcpPacket.check(segment);
+    if (typeof pkt === 'string') return this.drop('malformed', pkt);
+    const r = parseTcp(pkt, info.src, info.dst);
+    if (typeof r === 'string') return this.drop(r === 'bad-checksum' ? 'badChecksum' : 'malformed', r);
+    // RFC 1122 §4.2.3.10: TCP ignores segments to broadcast or multicast addresses.
+    if (info.broadcast) return this.drop('broadcastDrops');
+    let ep = this.connected.get(key(info.dst, r.dstPort, info.src, r.srcPort));
+    if (ep && ep.state === State.TimeWait && r.flags & TCP_SYN && !(r.flags & TCP_ACK)) {
+      // RFC 9293 §3.6.1 / RFC 6191: a new SYN beyond the old connection's sequence space (or with a newer
+      // timestamp) may reopen the 4-tuple at once.
+      const tsVal = r.options.tsVal;
+      const newer = ep.tsOk && tsVal !== undefined ? seq.gt(tsVal, ep.rcv.tsRecent) : seq.gt(r.seq, ep.rcv.nxt);
+      if (newer) {
+        st.timeWaitReused++;
+        ep.terminate(undefined);
+        ep = undefined;
+      }
+    }
+    if (ep) {
+      segmentArrives(ep, r);
+      return 'delivered';
+    }
+    const l = this.findListener(info.dst, r.dstPort);
+    if (l) {
+      listenArrives(l, r, info);
+      return 'delivered';
+    }
+    this.stats.noEndpoint++;
+    if (sendResetFor(this.net, info.dst, info.src, r, info.nicId)) st.resetsSent++;
+    return 'delivered';
+  }
+
+  deliverControl(msg: ControlMessage, local: Address, remote: Address, quoted: Uint8Array): void {
+    if (quoted.length < 8) return;
+    const srcPort = (quoted[0]! << 8) | quoted[1]!;
+    const dstPort = (quoted[2]! << 8) | quoted[3]!;
+    const ep = this.connected.get(key(local, srcPort, remote, dstPort));
+    if (!ep) return;
+    this.stats.icmpErrors++;
+    const quotedSeq = ((quoted[4]! << 24) | (quoted[5]! << 16) | (quoted[6]! << 8) | quoted[7]!) >>> 0;
+    // RFC 5927 §4.1: only trust errors that quote a sequence number we have in flight.
+    if (!seq.inRange(quotedSeq, ep.snd.una, ep.snd.max)) return;
+    if (msg.kind === 'packet-too-big') {
+      ep.onPathMtu(msg.mtu);
+      return;
+    }
+    // RFC 1122 §4.2.3.9: unreachable errors are soft, except while connecting (Linux: hard in SYN-SENT).
+    const err =
+      msg.kind === 'port-unreachable' || msg.kind === 'protocol-unreachable'
+        ? Err.ConnectionRefused
+        : msg.kind === 'net-unreachable'
+          ? Err.NetworkUnreachable
+          : Err.HostUnreachable;
+    if (ep.state === State.SynSent) ep.fail(err);
+  }
+
+  /** Adds a connection to the 4-tuple table. */
+  register(ep: TcpEndpoint): void {
+    this.connected.set(key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort), ep);
+    ep.registered = true;
+  }
+
+  /** Removes a connection (or a listener) from the tables. */
+  unregister(ep: TcpEndpoint): void {
+    if (!ep.registered) return;
+    ep.registered = false;
+    const k = key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort);
+    if (this.connected.get(k) === ep) this.connected.delete(k);
+  }
+
+  /** The connection with this 4-tuple, if any. */
+  lookupConnected(local: Address, localPort: number, remote: Address, remotePort: number): TcpEndpoint | undefined {
+    return this.connected.get(key(local, localPort, remote, remotePort));
+  }
+
+  /** Number of connections in the 4-tuple table (every state but LISTEN and CLOSED). */
+  get connectionCount(): number {
+    return this.connected.size;
+  }
+
+  /** Starts delivering SYNs for the endpoint's port to it. */
+  addListener(ep: TcpEndpoint): void {
+    const list = this.listeners.get(ep.localPort);
+    if (list) list.push(ep);
+    else this.listeners.set(ep.localPort, [ep]);
+  }
+
+  /** Stops delivering to a listener. */
+  removeListener(ep: TcpEndpoint): void {
+    const list = this.listeners.get(ep.localPort);
+    if (!list) return;
+    const i = list.indexOf(ep);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.listeners.delete(ep.localPort);
+  }
+
+  /** RFC 5961 §7: a stack-wide budget of challenge ACKs per second. */
+  allowChallengeAck(): boolean {
+    const second = Math.floor(this.net.clock.now() / 1000);
+    if (second !== this.challengeSecond) {
+      this.challengeSecond = second;
+      this.challengeCount = 0;
+    }
+    if (this.challengeCount >= this.config.challengeAckLimit) {
+      this.stats.challengeAcksSuppressed++;
+      return false;
+    }
+    this.challengeCount++;
+    return true;
+  }
+
+  /** The listener for a local address and port: an exact address match wins over a wildcard. */
+  private findListener(local: Address, port: number): TcpEndpoint | undefined {
+    const list = this.listeners.get(port);
+    if (!list) return undefined;
+    let wild: TcpEndpoint | undefined;
+    for (const l of list) {
+      if (!l.matchesLocal(local)) continue;
+      if (!isUnspecified(l.localAddr!)) return l;
+      wild ??= l;
+    }
+    return wild;
+  }
+
+  private drop(counter: keyof TcpStats & string, detail?: string): DeliverResult {
+    this.net.stats.count(this.stats, 'tcp', counter, detail);
+    return counter === 'malformed' || counter === 'badChecksum' ? 'malformed' : 'delivered';
+  }
+}
+
+function key(local: Address, localPort: number, remote: Address, remotePort: number): string {
+  return `${addressKey(local)}${localPort}|${addressKey(remote)}${remotePort}`;
+}

@@ -1,0 +1,135 @@
+/**
+ * The receiving half of a connection (RFC 9293 §3.10.7.4, §3.8.6.2.2): RCV.NXT, the receive buffer and the
+ * out-of-order queue, the advertised window with scaling (RFC 7323 §2) that never shrinks and grows only in
+ * useful steps (receiver SWS avoidance), and delayed ACKs (RFC 9293 §3.8.6.3, RFC 5681 §4.2: an ACK at least
+ * every second full-sized segment, else within the delayed-ACK timeout; at once for out-of-order data).
+ */
+import * as seq from '../../seqnum.ts';
+import { ByteQueue } from './buffer.ts';
+import { Reassembly } from './reassembly.ts';
+import { LazyTimer } from './timer.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+
+/** Linux's TCP_DELACK_MIN: how long an ACK may wait for company (RFC 9293 §3.8.6.3 requires under 500 ms). */
+export const DELAYED_ACK_MS = 40;
+
+/** The receiver state of one connection. */
+export class Receiver {
+  /** Initial receive sequence number. */
+  irs = 0;
+  /** Next sequence number expected (RCV.NXT). */
+  nxt = 0;
+  /** Our window scale shift (RFC 7323 §2.2); 0 when not negotiated. */
+  shift = 0;
+  /** In-order bytes waiting for read(). */
+  readonly buf = new ByteQueue();
+  /** Data above RCV.NXT. */
+  readonly ooo = new Reassembly();
+  /** SO_RCVBUF: the most bytes the window offers. */
+  limit: number;
+  /** The peer's FIN was received in order. */
+  finReceived = false;
+  /** The right edge of the window last advertised (RCV.NXT + RCV.WND at that time). */
+  advRight = 0;
+  /** RFC 7323 §4.3 TS.Recent and the time it was stored (for PAWS's 24-day rule, §5.5). */
+  tsRecent = 0;
+  tsRecentAt = 0;
+  /** RFC 7323 §4.3 Last.ACK.sent. */
+  lastAckSent = 0;
+  /** Full-sized segments received since the last ACK we sent. */
+  unackedSegs = 0;
+  /** An ACK is owed at once (out-of-order data, a FIN, a window update). */
+  ackNow = false;
+  /** Counters for TCP_INFO. */
+  segsIn = 0;
+  dataSegsIn = 0;
+  bytesReceived = 0;
+  readonly delackTimer: LazyTimer;
+
+  constructor(
+    private readonly ep: TcpEndpoint,
+    limit: number,
+  ) {
+    this.limit = limit;
+    this.delackTimer = new LazyTimer(ep.clock, () => ep.sendAck());
+  }
+
+  /** Starts receive sequence space at the peer's SYN. */
+  init(irs: number): void {
+    this.irs = irs;
+    this.nxt = seq.add(irs, 1);
+    this.advRight = this.nxt;
+    this.lastAckSent = this.nxt;
+  }
+
+  /** Buffer space not taken by in-order or out-of-order data. */
+  get free(): number {
+    return Math.max(0, this.limit - this.buf.length - this.ooo.length);
+  }
+
+  /** RCV.WND as last advertised: bytes the peer may send beyond RCV.NXT. */
+  get wnd(): number {
+    return Math.max(0, seq.sub(this.advRight, this.nxt));
+  }
+
+  /**
+   * The window to advertise now, in bytes: the free space rounded down to the scale unit, grown only by at least
+   * min(buffer/2, MSS) at a time (RFC 9293 §3.8.6.2.2) and never below what was already offered (§3.8.6.2.2:
+   * shrinking the window is strongly discouraged).
+   */
+  windowToAdvertise(mss: number): number {
+    const unit = 2 ** this.shift;
+    const maxField = 0xffff * unit;
+    let w = Math.min(this.free, maxField);
+    w -= w % unit;
+    const current = this.wnd;
+    if (w > current && w - current < Math.min(this.limit / 2, mss) && w < this.limit) w = current;
+    return Math.max(w, current);
+  }
+
+  /** The 16-bit window field for `wnd` bytes (RFC 7323 §2.3: scaled except on SYN segments). */
+  windowField(wnd: number, syn: boolean): number {
+    return syn ? Math.min(wnd, 0xffff) : Math.min(Math.floor(wnd / 2 ** this.shift), 0xffff);
+  }
+
+  /** Records that a segment advertising `wnd` bytes and acknowledging RCV.NXT was sent. */
+  onAckSent(wnd: number): void {
+    const right = seq.add(this.nxt, wnd);
+    if (seq.gt(right, this.advRight)) this.advRight = right;
+    this.lastAckSent = this.nxt;
+    this.unackedSegs = 0;
+    this.ackNow = false;
+    this.delackTimer.cancel();
+  }
+
+  /**
+   * Takes the (already trimmed to the window) payload of an acceptable segment: in order it is appended and any
+   * queued data that now follows it too; out of order it is queued and an immediate ACK requested.
+   */
+  onData(start: number, data: Uint8Array, mss: number): void {
+    if (data.length === 0) return;
+    this.dataSegsIn++;
+    if (start === this.nxt) {
+      this.buf.push(data.slice());
+      this.nxt = seq.add(this.nxt, data.length);
+      this.bytesReceived += data.length;
+      if (this.ooo.length > 0) {
+        // Filling a hole: RFC 5681 §4.2 asks for an immediate ACK.
+        this.ackNow = true;
+        for (;;) {
+          const more = this.ooo.takeFrom(this.nxt);
+          if (more.length === 0) break;
+          this.buf.push(more);
+          this.nxt = seq.add(this.nxt, more.length);
+          this.bytesReceived += more.length;
+        }
+      }
+      // RFC 5681 §4.2: at least every second full-sized segment; Linux counts any two segments.
+      void mss;
+      if (++this.unackedSegs >= 2) this.ackNow = true;
+    } else {
+      this.ooo.insert(start, data);
+      this.ackNow = true;
+    }
+  }
+}

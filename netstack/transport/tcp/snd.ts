@@ -1,0 +1,320 @@
+/**
+ * The sending half of a connection (RFC 9293 §3.8–3.9): the send buffer between SND.UNA and what the
+ * application queued, the send window, ACK processing with RTT sampling (RFC 6298, Karn's algorithm unless
+ * timestamps disambiguate, RFC 7323 §4), loss detection by three duplicate ACKs or SACK (RFC 5681 §3.2,
+ * RFC 6675) with NewReno partial-ACK handling (RFC 6582), the retransmission and persist timers, and the
+ * segmentation rules: MSS, sender SWS avoidance (RFC 9293 §3.8.6.2.1), Nagle (RFC 896) and corking.
+ */
+import * as seq from '../../seqnum.ts';
+import { ByteQueue } from './buffer.ts';
+import type { CcContext, CongestionControl } from './congestion/cc.ts';
+import { RttEstimator } from './rtt.ts';
+import { Scoreboard } from './sack.ts';
+import { LazyTimer } from './timer.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+
+/** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
+export const DUP_THRESH = 3;
+
+/** The sender state of one connection. */
+export class Sender {
+  /** Initial send sequence number. */
+  iss = 0;
+  /** Oldest unacknowledged sequence number (SND.UNA). */
+  una = 0;
+  /** Next sequence number to send (SND.NXT); rewinds to SND.UNA after a timeout. */
+  nxt = 0;
+  /** Highest sequence number sent plus one. */
+  max = 0;
+  /** Send window in bytes, already scaled (SND.WND). */
+  wnd = 0;
+  /** Largest window the peer ever offered (RFC 9293 §3.8.6.2.1 and RFC 5961 §5.2 MAX.SND.WND). */
+  maxWnd = 0;
+  /** Segment sequence and acknowledgment numbers of the last window update (SND.WL1, SND.WL2). */
+  wl1 = 0;
+  wl2 = 0;
+  /** The peer's window scale shift (RFC 7323 §2.3); 0 when not negotiated. */
+  shift = 0;
+  /** Payload bytes per full segment, after the fixed options (Linux's mss_cache). */
+  mss = 536;
+  /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
+  readonly buf = new ByteQueue();
+  /** SO_SNDBUF: most bytes the buffer holds. */
+  limit: number;
+  /** The application closed its sending side: a FIN follows the data. */
+  finQueued = false;
+  /** The FIN was acknowledged. */
+  finAcked = false;
+  readonly rtt: RttEstimator;
+  cc: CongestionControl;
+  /** Consecutive duplicate ACKs. */
+  dupAcks = 0;
+  /** In fast recovery (RFC 6675 §5 / RFC 6582 §3.2) until `recoveryPoint` is acknowledged. */
+  inRecovery = false;
+  recoveryPoint = 0;
+  /** RFC 6675 HighRxt: holes below it were retransmitted in this recovery. */
+  highRxt = 0;
+  readonly sb = new Scoreboard();
+  /** Karn timing: the sequence number being timed, -1 when none (RFC 6298 §3). */
+  private rttSeq = -1;
+  private rttStart = 0;
+  /** Time of the last data transmission, for restart after idle (RFC 5681 §4.1). */
+  lastSend = 0;
+  /** Consecutive retransmission timeouts without progress. */
+  timeouts = 0;
+  /** Time of the first timeout without progress, for TCP_USER_TIMEOUT. */
+  firstTimeoutAt = 0;
+  /** Consecutive zero-window probes without the window opening. */
+  probes = 0;
+  /** Counters for TCP_INFO. */
+  totalRetrans = 0;
+  retransBytes = 0;
+  segsOut = 0;
+  bytesSent = 0;
+  bytesAcked = 0;
+  dataSegsOut = 0;
+  readonly rtxTimer: LazyTimer;
+  readonly persistTimer: LazyTimer;
+
+  constructor(
+    private readonly ep: TcpEndpoint,
+    cc: CongestionControl,
+    limit: number,
+    rtoMin?: number,
+  ) {
+    this.cc = cc;
+    this.limit = limit;
+    this.rtt = new RttEstimator(rtoMin);
+    this.rtxTimer = new LazyTimer(ep.clock, () => ep.onRetransmitTimeout());
+    this.persistTimer = new LazyTimer(ep.clock, () => this.onPersist());
+  }
+
+  /** Starts sequence space at `iss`: the SYN takes iss, data starts at iss + 1. */
+  init(iss: number): void {
+    this.iss = iss;
+    this.una = iss;
+    this.nxt = iss;
+    this.max = iss;
+  }
+
+  /** Bytes sent and not yet acknowledged (flight size, RFC 5681 §2). */
+  get inFlight(): number {
+    return seq.sub(this.nxt, this.una);
+  }
+
+  /** Bytes queued and never sent. */
+  get unsent(): number {
+    return Math.max(0, this.buf.length - seq.sub(this.nxt, this.una));
+  }
+
+  /** Free space in the send buffer. */
+  get space(): number {
+    return Math.max(0, this.limit - this.buf.length);
+  }
+
+  /** The FIN's sequence number (valid once finQueued). */
+  get finSeq(): number {
+    return seq.add(this.una, this.buf.length);
+  }
+
+  /** The context congestion control sees. */
+  ccContext(): CcContext {
+    return { mss: this.mss, now: this.ep.clock.now(), srtt: this.rtt.srtt, minRtt: this.rtt.minRtt };
+  }
+
+  /**
+   * RFC 6675 §4 pipe: bytes believed to be in the network. SACKed bytes and holes not yet retransmitted are
+   * out; without SACK each duplicate ACK stands for one segment that left the network (as Linux emulates).
+   */
+  pipe(): number {
+    const out = seq.sub(this.max, this.una);
+    if (!this.inRecovery) return this.inFlight;
+    if (this.ep.sackOk) return Math.max(0, out - this.sb.sacked - this.sb.holeBytes(this.highRxt, this.una));
+    return Math.max(0, out - Math.min(this.dupAcks * this.mss, out));
+  }
+
+  /**
+   * Processes the acknowledgment field of an acceptable segment in a synchronized state (RFC 9293 §3.10.7.4
+   * fifth step; SND.UNA < SEG.ACK ≤ SND.MAX already checked by the caller for `acked` > 0).
+   */
+  onAck(ack: number, tsEcr: number | undefined, dupCandidate: boolean): void {
+    const acked = seq.sub(ack, this.una);
+    const ctx = this.ccContext();
+    if (acked > 0) {
+      const flightBefore = this.inFlight;
+      const data = Math.min(acked, this.buf.length);
+      this.buf.consume(data);
+      this.bytesAcked += data;
+      if (this.finQueued && acked > data) this.finAcked = true;
+      this.una = ack;
+      if (seq.lt(this.nxt, this.una)) this.nxt = this.una;
+      this.sampleRtt(ack, tsEcr);
+      this.sb.advance(ack);
+      this.timeouts = 0;
+      this.rtt.backoffs = 0;
+      if (this.inRecovery) {
+        if (seq.ge(ack, this.recoveryPoint)) {
+          this.inRecovery = false;
+          this.cc.onRecoveryEnd(ctx);
+        } else if (!this.ep.sackOk) {
+          // RFC 6582 §3.2 step 5: a partial ACK means the next segment was lost too.
+          this.dupAcks = 0;
+          this.retransmitHead();
+        }
+      } else {
+        this.cc.onAck(acked, flightBefore, ctx);
+      }
+      if (!this.inRecovery) this.dupAcks = 0;
+      if (seq.sub(this.max, this.una) > 0) this.rtxTimer.set(this.rtt.rto);
+      else this.rtxTimer.cancel();
+      this.ep.onSendSpace();
+      return;
+    }
+    if (!dupCandidate || this.max === this.una) return;
+    // RFC 5681 §2 duplicate ACK.
+    this.dupAcks++;
+    if (this.inRecovery) return;
+    const sackLoss = this.ep.sackOk && this.sb.sacked >= DUP_THRESH * this.mss;
+    if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery();
+  }
+
+  /** Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5). */
+  enterRecovery(): void {
+    this.cc.onLoss(this.inFlight, this.ccContext());
+    this.inRecovery = true;
+    this.recoveryPoint = this.max;
+    this.highRxt = this.una;
+    this.ep.stats.fastRetransmits++;
+    this.retransmitHead();
+  }
+
+  /** Retransmits the first unacknowledged segment, regardless of the window (RFC 5681 §3.2 step 2). */
+  private retransmitHead(): void {
+    const len = Math.min(this.mss, this.buf.length);
+    const fin = this.finQueued && len === this.buf.length && seq.gt(this.max, this.finSeq);
+    if (len === 0 && !fin) return;
+    this.rttSeq = -1;
+    this.ep.transmitData(this.una, len, fin, true);
+    const end = seq.add(this.una, len + (fin ? 1 : 0));
+    if (seq.gt(end, this.highRxt)) this.highRxt = end;
+    this.rtxTimer.set(this.rtt.rto);
+  }
+
+  /**
+   * Sends what the windows, Nagle and corking allow: in recovery first the SACK holes (RFC 6675 §5 NextSeg
+   * rule 1), then new data, then the FIN.
+   */
+  output(): void {
+    const ep = this.ep;
+    if (!ep.canTransmitData()) return;
+    const now = ep.clock.now();
+    if (this.inFlight === 0 && this.lastSend > 0 && now - this.lastSend > this.rtt.rto && this.unsent > 0) {
+      this.cc.onIdleRestart(this.ccContext());
+    }
+    for (;;) {
+      const cwndLeft = this.cc.cwnd - this.pipe();
+      if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
+        const hole = this.sb.nextHole(this.highRxt, this.una);
+        if (hole) {
+          const len = Math.min(this.mss, seq.sub(hole.end, hole.start));
+          ep.transmitData(hole.start, len, false, true);
+          this.highRxt = seq.add(hole.start, len);
+          continue;
+        }
+      }
+      const off = seq.sub(this.nxt, this.una);
+      const unsent = this.buf.length - off;
+      const wndLeft = this.wnd - off;
+      if (unsent <= 0) {
+        if (this.finQueued && this.nxt === this.finSeq && wndLeft > 0) {
+          const retx = seq.lt(this.nxt, this.max);
+          ep.transmitData(this.nxt, 0, true, retx);
+          this.advance(1);
+        }
+        break;
+      }
+      let len = Math.min(this.mss, unsent, wndLeft, cwndLeft);
+      if (len <= 0) break;
+      const retx = seq.lt(this.nxt, this.max);
+      if (len < this.mss && len < unsent) {
+        // Window- or cwnd-limited runt: RFC 9293 §3.8.6.2.1 (c) sends it only when it is a fair share of the window.
+        if (!(len >= this.maxWnd / 2 && len === Math.min(unsent, wndLeft)) && !retx) break;
+      } else if (len < this.mss && !retx) {
+        // The tail of the queue: Nagle (RFC 896) and corking hold it back while data is unacknowledged.
+        if (ep.corked && !this.finQueued) break;
+        if (!ep.nodelay && this.inFlight > 0 && !this.finQueued) break;
+      }
+      len = Math.max(0, len);
+      const fin = this.finQueued && len === unsent && wndLeft > len;
+      if (!retx && this.rttSeq < 0 && !ep.tsOk) {
+        this.rttSeq = this.nxt;
+        this.rttStart = now;
+      }
+      ep.transmitData(this.nxt, len, fin, retx);
+      this.lastSend = now;
+      this.advance(len + (fin ? 1 : 0));
+      if (fin) break;
+    }
+    this.armPersist();
+  }
+
+  /** Moves SND.NXT (and SND.MAX) forward after a send, arming the retransmission timer (RFC 6298 §5.1). */
+  private advance(n: number): void {
+    this.nxt = seq.add(this.nxt, n);
+    if (seq.gt(this.nxt, this.max)) this.max = this.nxt;
+    if (!this.rtxTimer.armed) this.rtxTimer.set(this.rtt.rto);
+  }
+
+  /** RFC 6298 §5.4–5.6 for data: back off, collapse the window, resend from SND.UNA. */
+  onTimeout(): void {
+    this.cc.onTimeout(this.inFlight, this.ccContext());
+    this.rtt.backoff();
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.sb.clear();
+    this.rttSeq = -1;
+    this.nxt = this.una;
+    this.ep.stats.timeouts++;
+    this.output();
+    if (seq.sub(this.max, this.una) > 0) this.rtxTimer.set(this.rtt.rto);
+  }
+
+  /** Whether the window is closed with data (or a FIN) waiting and nothing in flight to elicit an update. */
+  private zeroWindowStall(): boolean {
+    const waiting = this.unsent > 0 || (this.finQueued && this.nxt === this.finSeq);
+    return waiting && this.wnd - seq.sub(this.nxt, this.una) <= 0 && this.max === this.una;
+  }
+
+  /** Arms the persist timer when the peer's zero window stalls us (RFC 9293 §3.8.6.1). */
+  armPersist(): void {
+    if (this.zeroWindowStall()) {
+      this.persistTimer.ensure(Math.min(this.rtt.rto * 2 ** this.probes, 120_000));
+    } else {
+      this.persistTimer.cancel();
+      this.probes = 0;
+    }
+  }
+
+  private onPersist(): void {
+    if (!this.zeroWindowStall()) return;
+    this.ep.sendWindowProbe();
+    this.probes++;
+    this.armPersist();
+  }
+
+  private sampleRtt(ack: number, tsEcr: number | undefined): void {
+    if (this.ep.tsOk && tsEcr !== undefined && tsEcr !== 0) {
+      this.rtt.sample(seq.sub(this.ep.tsNow(), tsEcr));
+      return;
+    }
+    if (this.rttSeq >= 0 && seq.gt(ack, this.rttSeq)) {
+      this.rtt.sample(this.ep.clock.now() - this.rttStart);
+      this.rttSeq = -1;
+    }
+  }
+
+  /** Forgets Karn timing (a retransmission makes the timed segment ambiguous). */
+  cancelTiming(): void {
+    this.rttSeq = -1;
+  }
+}

@@ -1,0 +1,560 @@
+/**
+ * The socket semantics that UDP and ICMP echo ("ping") sockets share, after Linux's inet datagram sockets:
+ * bind/autobind, connect/disconnect, the receive queue bounded by SO_RCVBUF, pending ICMP errors (SO_ERROR),
+ * shutdown, readiness and the SOL_SOCKET/SOL_IP/SOL_IPV6 options. Subclasses build and send the packets.
+ */
+import { type Address, IPV4_BROADCAST, addressEqual, isLinkLocalV6, isMulticast, isUnspecified } from '../../addr.ts';
+import { Err, type NetError, isError } from '../../errors.ts';
+import {
+  type Endpoint,
+  type Family,
+  type OptionValue,
+  type ReadOptions,
+  type ReadResult,
+  type SocketAddress,
+  type WriteOptions,
+  ShutdownRead,
+  ShutdownWrite,
+} from '../../socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
+import type { PortManager } from '../ports.ts';
+import { mapV4, unmapV4 } from '../ports.ts';
+import type { NetworkLayer, PacketInfo, Route, SendOptions } from '../protocol.ts';
+import type { DemuxEntry, DemuxTable } from './demux.ts';
+import type { IcmpSocketError } from './icmperr.ts';
+
+/** Linux's net.core.rmem_default / wmem_default and rmem_max / wmem_max. */
+export const DEFAULT_BUFFER = 212992;
+/** Linux's SOCK_MIN_RCVBUF on 64-bit. */
+export const MIN_RCVBUF = 2304;
+/** Linux's SOCK_MIN_SNDBUF on 64-bit. */
+export const MIN_SNDBUF = 4608;
+/** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
+export const DATAGRAM_OVERHEAD = 768;
+/** Linux's default IP TTL / IPv6 hop limit (net.ipv4.ip_default_ttl). */
+export const DEFAULT_TTL = 64;
+
+/** A datagram read: the ReadResult plus what IP_PKTINFO, IP_RECVTOS and IP_RECVTTL control messages carry. */
+export interface DatagramReadResult extends ReadResult {
+  readonly from: SocketAddress;
+  readonly size: number;
+  /** The datagram's destination address (IP_PKTINFO ipi_addr / in6_pktinfo), in the socket's family. */
+  readonly localAddress: Address;
+  /** The NIC it arrived on (ipi_ifindex). */
+  readonly nicId: number;
+  readonly tos: number;
+  readonly ttl: number;
+}
+
+interface Queued {
+  readonly data: Uint8Array;
+  readonly src: Address;
+  readonly srcPort: number;
+  readonly info: PacketInfo;
+  readonly charge: number;
+}
+
+/** What a datagram socket needs from its protocol. */
+export interface DatagramHost<E extends DemuxEntry> {
+  readonly net: NetworkLayer;
+  readonly ports: PortManager;
+  readonly table: DemuxTable<E>;
+}
+
+/** A destination: an unmapped address and a port. */
+export interface Dest {
+  readonly address: Address;
+  readonly port: number;
+  readonly nicId: number;
+}
+
+/** The shared datagram-socket state machine; `send` and a few limits are the subclass's. */
+export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
+  readonly type = 'dgram' as const;
+  readonly waiter = new WaiterQueue();
+
+  localPort = 0;
+  bindAddr: Address;
+  peer: { address: Address; port: number } | null = null;
+  v6only = false;
+  boundNic = 0;
+  reusePort = false;
+
+  protected reuseAddr = false;
+  protected broadcast = false;
+  protected rcvbuf = DEFAULT_BUFFER;
+  protected sndbuf = DEFAULT_BUFFER;
+  protected ttl = -1;
+  protected tos = 0;
+  protected mcastTtl = 1;
+  protected hops = -1;
+  protected mcastHops = 1;
+  protected tclass = 0;
+  private readonly flags = new Set<string>();
+
+  private reservedAddr: Address | null = null;
+  private explicitAddr = false;
+  private explicitPort = false;
+  private readonly queue: Queued[] = [];
+  private queueHead = 0;
+  private queuedBytes = 0;
+  private error: NetError | undefined;
+  private shutRd = false;
+  private shutWr = false;
+  private closed = false;
+
+  constructor(
+    readonly family: Family,
+    readonly protocol: number,
+    private readonly host: DatagramHost<DatagramEndpoint>,
+  ) {
+    this.bindAddr = this.wildcard();
+  }
+
+  /** Builds and sends one datagram from the bound port to `dest` over `route`; returns bytes sent. */
+  protected abstract send(route: Route, dest: Dest, data: Uint8Array, opts: SendOptions): number | NetError;
+  /** The largest message accepted for an IPv4 (true) or IPv6 destination. */
+  protected abstract maxMessage(v4: boolean): number;
+  /** Checks a destination port; UDP refuses 0 on sendto, ping sockets ignore ports. */
+  protected abstract checkDestPort(port: number): NetError | undefined;
+  /** Whether an IPv6 socket also talks to IPv4 peers as ::ffff:a.b.c.d (UDP yes, ping sockets no). */
+  protected readonly dualStack: boolean = true;
+  /** Whether peers have no ports (ping sockets): destination ports are ignored and reported as 0. */
+  protected readonly portless: boolean = false;
+  /** Checks a message before anything is sent (ping sockets insist on an echo request header). */
+  protected validate(_data: Uint8Array): NetError | undefined {
+    return undefined;
+  }
+  /** The address a port is reserved under; ping identifiers conflict whatever the address (Linux ping_get_port). */
+  protected portAddress(a: Address): Address {
+    return a;
+  }
+
+  // --- Endpoint: readiness ---
+
+  readiness(mask: number): number {
+    let r = EventOut;
+    if (this.queueHead < this.queue.length || this.error || this.shutRd) r |= EventIn;
+    if (this.error) r |= EventErr;
+    if (this.shutRd) r |= EventRdHUp;
+    if (this.shutRd && this.shutWr) r |= EventHUp;
+    // poll(2) reports errors and hang-ups whatever was asked for.
+    return r & (mask | EventErr | EventHUp);
+  }
+
+  // --- bind / connect ---
+
+  bind(addr: SocketAddress): NetError | undefined {
+    if (this.closed) return Err.BadFileDescriptor;
+    if (this.localPort !== 0) return Err.InvalidArgument;
+    const a = addr.address;
+    if (this.family === 4 ? a.length !== 4 : a.length !== 16) return Err.AddressFamilyNotSupported;
+    const plain = unmapV4(a);
+    if (this.family === 6 && plain.length === 4 && (this.v6only || !this.dualStack)) return Err.InvalidArgument;
+    if (!isUnspecified(plain) && !this.bindable(plain, addr.nicId)) return Err.AddressNotAvailable;
+    if (addr.nicId && this.family === 6 && isLinkLocalV6(plain)) this.boundNic = addr.nicId;
+    const r = this.reserve(this.portAddress(a), addr.port);
+    // Linux reports an exhausted range on bind(port 0) as EADDRINUSE (inet_csk_get_port).
+    if (isError(r)) return r === Err.NoPortAvailable ? Err.AddressInUse : r;
+    this.bindAddr = plain;
+    // ::ffff:0.0.0.0 is an explicit choice too: the IPv4 wildcard only.
+    this.explicitAddr = !isUnspecified(plain) || plain.length !== this.wildcard().length;
+    this.explicitPort = addr.port !== 0;
+    return undefined;
+  }
+
+  connect(addr: SocketAddress): NetError | undefined {
+    if (this.closed) return Err.BadFileDescriptor;
+    const dest = this.destination(addr, true);
+    if (isError(dest)) return dest;
+    if (this.localPort === 0) {
+      const r = this.reserve(this.portAddress(this.wildcard()), 0);
+      if (isError(r)) return r;
+    }
+    const route = this.route(dest);
+    if (isError(route)) return route;
+    if (this.isBroadcast(dest.address, route) && !this.broadcast) return Err.PermissionDenied;
+    // Linux fixes the source address at connect time (ip4_datagram_connect) unless bind() chose one.
+    if (!this.explicitAddr) this.bindAddr = route.localAddress;
+    this.peer = { address: dest.address, port: dest.port };
+    return undefined;
+  }
+
+  disconnect(): NetError | undefined {
+    if (this.closed) return Err.BadFileDescriptor;
+    this.peer = null;
+    if (!this.explicitAddr) this.bindAddr = this.wildcard();
+    // udp_disconnect: an autobound port goes back to the pool.
+    if (!this.explicitPort && this.localPort !== 0) this.unbind();
+    return undefined;
+  }
+
+  listen(_backlog: number): NetError | undefined {
+    return Err.NotSupported;
+  }
+
+  accept(): { endpoint: Endpoint; peer: SocketAddress } | NetError {
+    return Err.NotSupported;
+  }
+
+  // --- data ---
+
+  read(opts?: ReadOptions): DatagramReadResult | NetError {
+    if (this.closed) return Err.BadFileDescriptor;
+    // Linux's __skb_recv_udp reports a pending error before queued data.
+    const e = this.takeError();
+    if (e) return e;
+    const q = this.queue[this.queueHead];
+    if (!q) return this.shutRd ? Err.ClosedForReceive : Err.WouldBlock;
+    if (!opts?.peek) this.dequeue();
+    const max = opts?.maxBytes;
+    const data = max !== undefined && max < q.data.length ? q.data.subarray(0, Math.max(0, max)) : q.data;
+    const from: SocketAddress =
+      isLinkLocalV6(q.src) ? { address: q.src, port: q.srcPort, nicId: q.info.nicId } : { address: this.present(q.src), port: q.srcPort };
+    return {
+      data,
+      from,
+      size: q.data.length,
+      localAddress: this.present(q.info.dst),
+      nicId: q.info.nicId,
+      tos: q.info.tos,
+      ttl: q.info.ttl,
+    };
+  }
+
+  write(data: Uint8Array, opts?: WriteOptions): number | NetError {
+    if (this.closed) return Err.BadFileDescriptor;
+    // inet_send_prepare autobinds before anything else is checked.
+    if (this.localPort === 0) {
+      const r = this.reserve(this.portAddress(this.wildcard()), 0);
+      if (isError(r)) return r;
+    }
+    if (data.length > 0xffff) return Err.MessageTooLong;
+    const invalid = this.validate(data);
+    if (invalid) return invalid;
+    let dest: Dest;
+    if (opts?.to) {
+      const d = this.destination(opts.to, false);
+      if (isError(d)) return d;
+      const bad = this.checkDestPort(d.port);
+      if (bad) return bad;
+      dest = d;
+    } else {
+      if (!this.peer) return Err.DestinationRequired;
+      dest = { address: this.peer.address, port: this.peer.port, nicId: 0 };
+    }
+    const route = this.route(dest);
+    if (isError(route)) return route;
+    if (this.isBroadcast(dest.address, route) && !this.broadcast) return Err.PermissionDenied;
+    if (data.length > this.maxMessage(dest.address.length === 4)) return Err.MessageTooLong;
+    const e = this.takeError();
+    if (e) return e;
+    if (this.shutWr) return Err.ClosedForSend;
+    return this.send(route, dest, data, this.sendOptions(dest.address));
+  }
+
+  shutdown(how: number): NetError | undefined {
+    if (this.closed) return Err.BadFileDescriptor;
+    if (how === 0 || (how & ~(ShutdownRead | ShutdownWrite)) !== 0) return Err.InvalidArgument;
+    // inet_shutdown marks an unconnected datagram socket too (waking pollers) but still says ENOTCONN.
+    if (how & ShutdownRead) this.shutRd = true;
+    if (how & ShutdownWrite) this.shutWr = true;
+    this.waiter.notify(this.readiness(EventIn | EventOut | EventRdHUp | EventHUp));
+    return this.peer ? undefined : Err.NotConnected;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    if (this.localPort !== 0) this.unbind();
+    this.closed = true;
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.queuedBytes = 0;
+    this.peer = null;
+  }
+
+  localAddress(): SocketAddress | NetError {
+    if (this.closed) return Err.BadFileDescriptor;
+    return { address: this.present(this.bindAddr), port: this.localPort };
+  }
+
+  remoteAddress(): SocketAddress | NetError {
+    if (this.closed) return Err.BadFileDescriptor;
+    if (!this.peer) return Err.NotConnected;
+    return { address: this.present(this.peer.address), port: this.peer.port };
+  }
+
+  takeError(): NetError | undefined {
+    const e = this.error;
+    this.error = undefined;
+    return e;
+  }
+
+  inQueue(): number {
+    return this.queue[this.queueHead]?.data.length ?? 0;
+  }
+
+  outQueue(): number {
+    return 0;
+  }
+
+  // --- options ---
+
+  getOption(name: string): OptionValue | NetError {
+    switch (name) {
+      case 'SO_REUSEADDR':
+        return +this.reuseAddr;
+      case 'SO_REUSEPORT':
+        return +this.reusePort;
+      case 'SO_BROADCAST':
+        return +this.broadcast;
+      case 'SO_RCVBUF':
+        return this.rcvbuf;
+      case 'SO_SNDBUF':
+        return this.sndbuf;
+      case 'SO_TYPE':
+        return 2; // SOCK_DGRAM
+      case 'SO_PROTOCOL':
+        return this.protocol;
+      case 'SO_DOMAIN':
+        return this.family === 4 ? 2 : 10; // AF_INET, AF_INET6
+      case 'SO_ERROR':
+        return this.takeError()?.errno ?? 0;
+      case 'SO_BINDTODEVICE':
+        return this.boundNic;
+      case 'IP_TTL':
+        return this.ttl < 0 ? DEFAULT_TTL : this.ttl;
+      case 'IP_TOS':
+        return this.tos;
+      case 'IP_MULTICAST_TTL':
+        return this.mcastTtl;
+      case 'IP_RECVTOS':
+      case 'IP_PKTINFO':
+      case 'IP_RECVTTL':
+        return +this.flags.has(name);
+    }
+    if (!name.startsWith('IPV6_')) return Err.ProtocolNotAvailable;
+    if (this.family !== 6) return Err.ProtocolNotAvailable;
+    switch (name) {
+      case 'IPV6_V6ONLY':
+        return +this.v6only;
+      case 'IPV6_UNICAST_HOPS':
+        return this.hops < 0 ? DEFAULT_TTL : this.hops;
+      case 'IPV6_MULTICAST_HOPS':
+        return this.mcastHops;
+      case 'IPV6_TCLASS':
+        return this.tclass;
+      case 'IPV6_RECVPKTINFO':
+      case 'IPV6_RECVTCLASS':
+      case 'IPV6_RECVHOPLIMIT':
+        return +this.flags.has(name);
+    }
+    return Err.ProtocolNotAvailable;
+  }
+
+  setOption(name: string, value: OptionValue): NetError | undefined {
+    const v = typeof value === 'boolean' ? +value : value;
+    if (typeof v !== 'number' || !Number.isInteger(v)) return Err.InvalidArgument;
+    const ranged = (lo: number, hi: number, set: (x: number) => void) => {
+      if (v < lo || v > hi) return Err.InvalidArgument;
+      set(v);
+      return undefined;
+    };
+    switch (name) {
+      case 'SO_REUSEADDR':
+        this.reuseAddr = v !== 0;
+        return undefined;
+      case 'SO_REUSEPORT':
+        this.reusePort = v !== 0;
+        return undefined;
+      case 'SO_BROADCAST':
+        this.broadcast = v !== 0;
+        return undefined;
+      case 'SO_RCVBUF':
+        // sock_setsockopt: clamp to rmem_max, then double to leave room for bookkeeping.
+        this.rcvbuf = Math.max(MIN_RCVBUF, 2 * (v < 0 ? DEFAULT_BUFFER : Math.min(v, DEFAULT_BUFFER)));
+        this.waiter.notify(this.readiness(EventIn));
+        return undefined;
+      case 'SO_SNDBUF':
+        this.sndbuf = Math.max(MIN_SNDBUF, 2 * (v < 0 ? DEFAULT_BUFFER : Math.min(v, DEFAULT_BUFFER)));
+        return undefined;
+      case 'SO_TYPE':
+      case 'SO_PROTOCOL':
+      case 'SO_DOMAIN':
+      case 'SO_ERROR':
+        return Err.ProtocolNotAvailable;
+      case 'SO_BINDTODEVICE':
+        return ranged(0, 0x7fffffff, (x) => (this.boundNic = x));
+      case 'IP_TTL':
+        if (v === -1) {
+          this.ttl = -1;
+          return undefined;
+        }
+        return ranged(1, 255, (x) => (this.ttl = x));
+      case 'IP_TOS':
+        this.tos = v & 0xff;
+        return undefined;
+      case 'IP_MULTICAST_TTL':
+        if (v === -1) {
+          this.mcastTtl = 1;
+          return undefined;
+        }
+        return ranged(0, 255, (x) => (this.mcastTtl = x));
+      case 'IP_RECVTOS':
+      case 'IP_PKTINFO':
+      case 'IP_RECVTTL':
+        return this.flag(name, v);
+    }
+    if (!name.startsWith('IPV6_') || this.family !== 6) return Err.ProtocolNotAvailable;
+    switch (name) {
+      case 'IPV6_V6ONLY':
+        // inet6 sockets fix V6ONLY once bound.
+        if (this.localPort !== 0) return Err.InvalidArgument;
+        this.v6only = v !== 0;
+        return undefined;
+      case 'IPV6_UNICAST_HOPS':
+        return ranged(-1, 255, (x) => (this.hops = x));
+      case 'IPV6_MULTICAST_HOPS':
+        return ranged(-1, 255, (x) => (this.mcastHops = x < 0 ? 1 : x));
+      case 'IPV6_TCLASS':
+        return ranged(-1, 255, (x) => (this.tclass = x < 0 ? 0 : x));
+      case 'IPV6_RECVPKTINFO':
+      case 'IPV6_RECVTCLASS':
+      case 'IPV6_RECVHOPLIMIT':
+        return this.flag(name, v);
+    }
+    return Err.ProtocolNotAvailable;
+  }
+
+  // --- used by the protocol ---
+
+  /**
+   * Queues a received datagram (copying it, since the caller's bytes are only lent), or returns false when
+   * SO_RCVBUF is exceeded: like Linux's __udp_enqueue_schedule_skb, a datagram is refused only once the
+   * queue already holds more than the limit, so one datagram always fits.
+   */
+  enqueue(info: PacketInfo, srcPort: number, payload: Uint8Array): boolean {
+    if (this.closed || this.queuedBytes > this.rcvbuf) return false;
+    const charge = payload.length + DATAGRAM_OVERHEAD;
+    const src = info.src.slice();
+    const copy: PacketInfo = { ...info, src, dst: info.dst.slice() };
+    this.queue.push({ data: payload.slice(), src, srcPort, info: copy, charge });
+    this.queuedBytes += charge;
+    this.waiter.notify(EventIn);
+    return true;
+  }
+
+  /** Records an ICMP-derived error as Linux does without IP_RECVERR: only hard errors on connected sockets. */
+  reportError(e: IcmpSocketError): void {
+    if (this.closed || !e.hard || !this.peer) return;
+    this.error = e.err;
+    this.waiter.notify(EventErr | EventIn);
+  }
+
+  /** Bytes charged against SO_RCVBUF now (payloads plus per-datagram overhead). */
+  get receiveBufferUsed(): number {
+    return this.queuedBytes;
+  }
+
+  // --- internals ---
+
+  private flag(name: string, v: number): undefined {
+    if (v !== 0) this.flags.add(name);
+    else this.flags.delete(name);
+    return undefined;
+  }
+
+  private dequeue(): void {
+    const q = this.queue[this.queueHead]!;
+    this.queuedBytes -= q.charge;
+    this.queueHead++;
+    if (this.queueHead > 64 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    } else if (this.queueHead === this.queue.length) {
+      this.queue.length = 0;
+      this.queueHead = 0;
+    }
+  }
+
+  private wildcard(): Address {
+    return new Uint8Array(this.family === 4 ? 4 : 16);
+  }
+
+  /** Whether an address may be bound: one of ours, or a multicast/broadcast address (Linux allows both). */
+  private bindable(a: Address, nicId?: number): boolean {
+    if (isMulticast(a) || (a.length === 4 && addressEqual(a, IPV4_BROADCAST))) return true;
+    return this.host.net.isLocalAddress(a, nicId || undefined);
+  }
+
+  private reserve(address: Address, port: number): number | NetError {
+    const r = this.host.ports.reserve({
+      protocol: this.protocol,
+      address,
+      port,
+      family: this.family,
+      v6only: this.v6only,
+      reuseAddr: this.reuseAddr,
+      reusePort: this.reusePort,
+      nicId: this.boundNic,
+      owner: this,
+    });
+    if (isError(r)) return r;
+    this.reservedAddr = address;
+    this.localPort = r;
+    this.host.table.add(this);
+    return r;
+  }
+
+  private unbind(): void {
+    this.host.table.remove(this, this.localPort);
+    this.host.ports.release(this.protocol, this.reservedAddr!, this.localPort, this);
+    this.localPort = 0;
+    this.reservedAddr = null;
+    this.explicitPort = false;
+  }
+
+  /** Normalises a user-given peer to unmapped form, checking families as inet/inet6 sendmsg and connect do. */
+  private destination(addr: SocketAddress, connecting: boolean): Dest | NetError {
+    const a = addr.address;
+    if (a.length !== 4 && a.length !== 16) return Err.InvalidArgument;
+    if (this.family === 4 && a.length !== 4) return Err.AddressFamilyNotSupported;
+    const plain = unmapV4(a);
+    if (this.family === 6 && plain.length === 4) {
+      if (!this.dualStack) return a.length === 4 ? Err.AddressFamilyNotSupported : Err.InvalidArgument;
+      if (this.v6only) return a.length === 4 && connecting ? Err.AddressFamilyNotSupported : Err.NetworkUnreachable;
+      if (!isUnspecified(this.bindAddr) && this.bindAddr.length === 16) return Err.NetworkUnreachable;
+    }
+    if (this.family === 6 && plain.length === 16 && this.bindAddr.length === 4) return Err.NetworkUnreachable;
+    if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) return Err.InvalidArgument;
+    return { address: plain, port: this.portless ? 0 : addr.port, nicId: addr.nicId ?? 0 };
+  }
+
+  private route(dest: Dest): Route | NetError {
+    const local = isUnspecified(this.bindAddr) || isMulticast(this.bindAddr) ? undefined : this.bindAddr;
+    const nic = this.boundNic || dest.nicId || undefined;
+    if (local && local.length !== dest.address.length) return Err.NetworkUnreachable;
+    return this.host.net.findRoute(dest.address, local, nic);
+  }
+
+  /**
+   * Whether sending needs SO_BROADCAST: the limited broadcast address, or a route the network layer marks as a
+   * broadcast one (the Stack's Path has `kind`; the Route contract has no such field yet).
+   */
+  private isBroadcast(a: Address, route: Route): boolean {
+    if (a.length === 4 && addressEqual(a, IPV4_BROADCAST)) return true;
+    return (route as { readonly kind?: string }).kind === 'broadcast';
+  }
+
+  private sendOptions(dst: Address): SendOptions {
+    const v4 = dst.length === 4;
+    const mc = isMulticast(dst);
+    const ttl = v4 ? (mc ? this.mcastTtl : this.ttl) : mc ? this.mcastHops : this.hops;
+    return { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
+  }
+
+  /** An address as this socket's family shows it: IPv4 peers of an IPv6 socket are ::ffff:a.b.c.d. */
+  private present(a: Address): Address {
+    return this.family === 6 && a.length === 4 ? mapV4(a) : a;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * `tsvisor demo`: builds two namespaces joined by a veth, serves the netstack on one end, drives it from the
+ * other with Linux's own tools, prints a short report with the pcap path, and removes everything it made.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createVethPair, type VethPair } from '../../lib/testnet.ts';
+import { formatAddress } from '../../netstack/addr.ts';
+import { parseArgs } from './args.ts';
+import { CliError } from './main.ts';
+import { startServe, type Served } from './serve.ts';
+
+const SERVICE_V4 = '198.18.0.2';
+const CLIENT_V4 = '198.18.0.1';
+const SERVICE_V6 = 'fd74:7376::2';
+const CLIENT_V6 = 'fd74:7376::1';
+
+/** One step of the demo and what came of it. */
+interface Check {
+  readonly title: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/** Runs a command without blocking the event loop (the stack answers on it); resolves with its output. */
+function runAsync(argv: string[], input?: string, timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+async function ping(ns: string, title: string, args: string[], target: string): Promise<Check> {
+  const r = await runAsync(['ip', 'netns', 'exec', ns, 'ping', '-n', '-W', '2', ...args, target]);
+  const loss = /(\d+(?:\.\d+)?)% packet loss/.exec(r.stdout)?.[1];
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.stdout)?.[1];
+  const ok = r.code === 0 && loss === '0';
+  return { title, ok, detail: ok ? `0% loss, average round trip ${rtt} ms` : `${loss ?? '?'}% loss ${r.stderr.trim()}`.trim() };
+}
+
+async function udpEcho(ns: string, title: string, socatAddress: string, payload: string): Promise<Check> {
+  const r = await runAsync(['ip', 'netns', 'exec', ns, 'socat', '-T', '2', '-t', '2', 'STDIO', socatAddress], payload);
+  const ok = r.stdout === payload;
+  return {
+    title,
+    ok,
+    detail: ok ? `${payload.length} bytes sent, the same ${payload.length} bytes came back` : `got ${JSON.stringify(r.stdout.slice(0, 60))} ${r.stderr.trim()}`,
+  };
+}
+
+function requireTools(): void {
+  const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
+  const missing = ['ip', 'ping', 'socat', 'ethtool'].filter((t) => !dirs.some((d) => existsSync(join(d, t))));
+  if (missing.length) throw new CliError(`missing tools: ${missing.join(', ')} (run 'bash .ci/install' as root first)`);
+}
+
+/** The `demo` command. */
+export async function demoCommand(argv: string[]): Promise<number> {
+  parseArgs(argv, {});
+  if (process.getuid?.() !== 0) throw new CliError('the demo creates network namespaces and needs root');
+  requireTools();
+  const prefix = `tsv-demo-${process.pid}`;
+  const pcap = join(mkdtempSync(join(tmpdir(), 'tsvisor-demo-')), 'demo.pcap');
+  let pair: VethPair | undefined;
+  let served: Served | undefined;
+  const cleanup = async () => {
+    await served?.stop();
+    pair?.destroy();
+  };
+  const onSignal = () => {
+    void cleanup().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const checks: Check[] = [];
+  try {
+    out(`tsvisor demo: namespaces ${prefix}-a (netstack) and ${prefix}-b (Linux) joined by a veth`);
+    pair = createVethPair({
+      prefix,
+      addrA: `${SERVICE_V4}/24`,
+      addrB: `${CLIENT_V4}/24`,
+      addr6A: `${SERVICE_V6}/64`,
+      addr6B: `${CLIENT_V6}/64`,
+    });
+    served = await startServe({
+      netns: pair.nsA,
+      dev: pair.devA,
+      pcap,
+      services: [{ name: 'echo' }, { name: 'discard' }],
+      statsSocket: false,
+    });
+    out(`netstack took over ${pair.devA}: ${served.addresses.map((a) => `${formatAddress(a.address)}/${a.prefixLength}`).join(', ')}; services echo, discard`);
+    const ns = pair.nsB;
+    const steps: (() => Promise<Check>)[] = [
+      () => ping(ns, `ping ${SERVICE_V4}`, ['-c', '3', '-i', '0.2'], SERVICE_V4),
+      () => ping(ns, `ping -6 ${SERVICE_V6}`, ['-6', '-c', '3', '-i', '0.2'], SERVICE_V6),
+      () => ping(ns, `ping -s 8000 ${SERVICE_V4} (fragmented both ways)`, ['-c', '2', '-i', '0.2', '-s', '8000'], SERVICE_V4),
+      () => ping(ns, `ping -6 -s 8000 ${SERVICE_V6} (fragmented both ways)`, ['-6', '-c', '2', '-i', '0.2', '-s', '8000'], SERVICE_V6),
+      () => udpEcho(ns, `UDP echo ${SERVICE_V4}:7`, `UDP4:${SERVICE_V4}:7`, 'hello from Linux to tsvisor\n'),
+      () => udpEcho(ns, `UDP echo [${SERVICE_V6}]:7`, `UDP6:[${SERVICE_V6}]:7`, 'hello over IPv6\n'),
+    ];
+    for (const step of steps) {
+      const c = await step();
+      checks.push(c);
+      out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
+    }
+    const counters = served.counters();
+    const interesting = ['link.framesReceived', 'link.framesSent', 'ipv4.fragmentsReassembled', 'ipv6.fragmentsReassembled', 'icmpv4.echoRepliesSent', 'icmpv6.echoRepliesSent', 'udp.received', 'udp.sent'];
+    const shown = interesting.filter((k) => counters[k] !== undefined).map((k) => `${k}=${counters[k]}`);
+    if (shown.length) out(`counters: ${shown.join(' ')}`);
+  } finally {
+    await cleanup();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+  const failed = checks.filter((c) => !c.ok).length;
+  out(`pcap: ${pcap} (tshark -r ${pcap})`);
+  out(`${checks.length - failed} passed, ${failed} failed; namespaces removed`);
+  return failed === 0 ? 0 : 1;
+}
+
+function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+
+

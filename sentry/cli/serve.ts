@@ -1,0 +1,266 @@
+/**
+ * `tsvisor serve`: attach the netstack to an interface inside a network namespace, take its configuration over
+ * from the kernel, run services on it, and give everything back on SIGINT/SIGTERM.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { NodeClock } from '../../lib/clock.ts';
+import { run } from '../../lib/exec.ts';
+import { netnsExists } from '../../lib/netns.ts';
+import { PcapFileSink } from '../../lib/pcapfile.ts';
+import { takeOver, type Takeover } from '../../lib/takeover.ts';
+import { TapEndpoint } from '../../lib/tap.ts';
+import {
+  type Address,
+  type Subnet,
+  formatSubnet,
+  isV4,
+  parseAddress,
+  parseSubnet,
+} from '../../netstack/addr.ts';
+import type { Clock } from '../../netstack/clock.ts';
+import { NetError } from '../../netstack/errors.ts';
+import type { LinkEndpoint } from '../../netstack/link/endpoint.ts';
+import { ImpairEndpoint, type ImpairSpec, parseImpairSpec } from '../../netstack/link/impair.ts';
+import { SnifferEndpoint } from '../../netstack/link/sniffer.ts';
+import { Netstack } from '../../netstack/netstack.ts';
+import { startService, SERVICE_NAMES, type RunningService } from '../services/registry.ts';
+import { intOption, parseArgs, UsageError } from './args.ts';
+import { CliError } from './main.ts';
+import { StatsServer, statsSocketPath } from './stats.ts';
+
+/** What `serve` runs. */
+export interface ServeOptions {
+  netns: string;
+  dev: string;
+  /** Addresses to use instead of the interface's own. */
+  addresses?: Subnet[];
+  /** Default gateways (one per family at most). */
+  gateways?: Address[];
+  /** Set the interface's MTU to this for the duration (restored on exit). */
+  mtu?: number;
+  /** Record every frame in and out to this pcap file. */
+  pcap?: string;
+  impair?: ImpairSpec;
+  services: { name: string; port?: number }[];
+  /** Create a TAP device named `dev` in the namespace instead of attaching to an existing interface. */
+  tap?: boolean;
+  /** Serve counters on a unix socket for `tsvisor stats` (default true). */
+  statsSocket?: boolean;
+}
+
+/** A running `serve`: the stack, its link and services, and how to stop it. */
+export interface Served {
+  readonly netstack: Netstack;
+  readonly link: LinkEndpoint;
+  readonly addresses: Subnet[];
+  readonly services: RunningService[];
+  /** Counters of the stack, the host link, the impairment wrapper and the services. */
+  counters(): Record<string, number>;
+  /** Stops services, closes the link and gives the interface back to the kernel; idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Parses `serve`'s arguments into options; every mistake is a UsageError naming it. */
+export function parseServeArgs(argv: string[]): ServeOptions {
+  const { options: o } = parseArgs(argv, {
+    netns: { value: true, required: true },
+    dev: { value: true, required: true },
+    addr: { value: true, repeat: true },
+    gateway: { value: true, repeat: true },
+    mtu: { value: true },
+    pcap: { value: true },
+    impair: { value: true },
+    service: { value: true, repeat: true },
+    tap: {},
+    'no-stats-socket': {},
+  });
+  const addresses = ((o.addr as string[] | undefined) ?? []).map((text) => {
+    const s = parseSubnet(text);
+    if (!s) throw new UsageError(`--addr: '${text}' is not an address with a prefix length (e.g. 198.18.0.2/24)`);
+    return s;
+  });
+  const gateways = ((o.gateway as string[] | undefined) ?? []).map((text) => {
+    const a = parseAddress(text);
+    if (!a) throw new UsageError(`--gateway: '${text}' is not an IP address`);
+    return a;
+  });
+  let impair: ImpairSpec | undefined;
+  if (o.impair !== undefined) {
+    const r = parseImpairSpec(o.impair as string);
+    if (typeof r === 'string') throw new UsageError(`--impair: ${r}`);
+    impair = r;
+  }
+  const services = ((o.service as string[] | undefined) ?? []).map((text) => {
+    const m = /^([a-z0-9-]+)(?::(\d+))?$/.exec(text);
+    if (!m || !SERVICE_NAMES.includes(m[1]!)) {
+      throw new UsageError(`--service: unknown service '${text}' (known: ${SERVICE_NAMES.join(', ')})`);
+    }
+    return { name: m[1]!, port: m[2] === undefined ? undefined : intOption('service', m[2], 1, 65535) };
+  });
+  if (o.tap && addresses.length === 0) throw new UsageError('--tap needs at least one --addr');
+  return {
+    netns: o.netns as string,
+    dev: o.dev as string,
+    addresses: addresses.length ? addresses : undefined,
+    gateways,
+    mtu: o.mtu === undefined ? undefined : intOption('mtu', o.mtu as string, 68, 65535),
+    pcap: o.pcap as string | undefined,
+    impair,
+    services,
+    tap: Boolean(o.tap),
+    statsSocket: !o['no-stats-socket'],
+  };
+}
+
+/** A clock whose times are wall-clock milliseconds, for pcap timestamps; timers are the stack clock's. */
+function wallClock(clock: Clock): Clock {
+  const offset = performance.timeOrigin;
+  return { now: () => offset + clock.now(), schedule: (ms, fn) => clock.schedule(ms, fn) };
+}
+
+/** Starts serving; throws CliError with a one-line message when the namespace or interface is unusable. */
+export async function startServe(opts: ServeOptions): Promise<Served> {
+  if (!netnsExists(opts.netns)) throw new CliError(`network namespace '${opts.netns}' does not exist`);
+  const undo: (() => void)[] = [];
+  const unwind = () => {
+    while (undo.length) {
+      try {
+        undo.pop()!();
+      } catch (e) {
+        process.stderr.write(`tsvisor: while restoring: ${(e as Error).message}\n`);
+      }
+    }
+  };
+  try {
+    let host: LinkEndpoint;
+    let addresses: Subnet[];
+    let routes: { destination: Subnet; gateway?: Address }[] = [];
+    if (opts.tap) {
+      const tap = await TapEndpoint.open({ netns: opts.netns, dev: opts.dev, mtu: opts.mtu });
+      undo.push(() => tap.close());
+      host = tap;
+      addresses = opts.addresses!;
+    } else {
+      if (opts.mtu !== undefined) {
+        const before = interfaceMtu(opts.netns, opts.dev);
+        run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'mtu', String(opts.mtu)]);
+        undo.push(() => run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'mtu', String(before)]));
+      }
+      let taken: Takeover;
+      try {
+        taken = takeOver(opts.netns, opts.dev);
+      } catch (e) {
+        throw new CliError((e as Error).message);
+      }
+      undo.push(() => taken.restore());
+      addresses = opts.addresses ?? taken.config.addresses;
+      routes = taken.config.routes;
+      const packet = await AfPacketEndpoint.open({ netns: opts.netns, dev: opts.dev });
+      undo.push(() => packet.close());
+      host = packet;
+    }
+    if (addresses.length === 0) throw new CliError(`interface '${opts.dev}' has no addresses; give --addr`);
+
+    const clock = new NodeClock();
+    let link: LinkEndpoint = host;
+    const impair = opts.impair ? new ImpairEndpoint(link, clock, opts.impair) : undefined;
+    if (impair) link = impair;
+    if (opts.pcap) {
+      const sink = new PcapFileSink(opts.pcap);
+      undo.push(() => sink.close());
+      link = new SnifferEndpoint(link, { clock: wallClock(clock), out: sink.sink });
+    }
+
+    const netstack = new Netstack({ clock, seed: randomInt(2 ** 31), secret: randomBytes(16) });
+    undo.push(() => netstack.close());
+    const nicId = netstack.stack.addNic(link, { name: opts.dev });
+    for (const a of addresses) {
+      const err = netstack.stack.addAddress(nicId, a);
+      if (err) throw new CliError(`cannot add address ${formatSubnet(a)}: ${err}`);
+    }
+    for (const r of routes) {
+      if (!r.gateway) continue; // on-link routes come with the addresses
+      netstack.stack.addRoute({ destination: r.destination, gateway: r.gateway, nicId });
+    }
+    for (const g of opts.gateways ?? []) {
+      const destination = { address: new Uint8Array(g.length), prefixLength: 0 };
+      const err = netstack.stack.addRoute({ destination, gateway: g, nicId });
+      if (err) throw new CliError(`cannot add default route via gateway: ${err}`);
+    }
+    const dad = await Promise.all(addresses.filter((a) => !isV4(a.address)).map((a) => netstack.stack.whenAddressReady(a.address)));
+    if (dad.includes(false)) throw new CliError('duplicate address detected on the link for one of our IPv6 addresses');
+
+    const services: RunningService[] = [];
+    undo.push(() => {
+      for (const s of services) s.close();
+    });
+    for (const s of opts.services) {
+      const r = startService(s.name, (f, t, p) => netstack.socket(f, t, p), s.port);
+      if (r instanceof NetError) throw new CliError(`cannot start service ${s.name}: ${r}`);
+      services.push(...r);
+    }
+
+    const counters = () => {
+      const out: Record<string, number> = { ...netstack.counters() };
+      const hostCounters = (host as { counters?: Record<string, number> }).counters;
+      if (hostCounters) for (const [k, v] of Object.entries(hostCounters)) out[`hostlink.${k}`] = v;
+      if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;
+      for (const s of services) for (const [k, v] of Object.entries(s.stats)) out[`service.${s.name}.${s.proto}.${k}`] = v;
+      return out;
+    };
+    if (opts.statsSocket !== false) {
+      const stats = await StatsServer.listen(statsSocketPath(opts.netns, opts.dev), counters);
+      undo.push(() => stats.close());
+    }
+
+    let stopped = false;
+    return {
+      netstack,
+      link,
+      addresses,
+      services,
+      counters,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        unwind();
+      },
+    };
+  } catch (e) {
+    unwind();
+    throw e;
+  }
+}
+
+function interfaceMtu(netns: string, dev: string): number {
+  try {
+    const info = JSON.parse(run(['ip', '-n', netns, '-j', 'link', 'show', 'dev', dev])) as { mtu: number }[];
+    return info[0]!.mtu;
+  } catch {
+    throw new CliError(`no interface '${dev}' in network namespace '${netns}'`);
+  }
+}
+
+/** The `serve` command: runs until SIGINT or SIGTERM, then restores the interface and exits 0. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  const opts = parseServeArgs(argv);
+  let served: Served;
+  try {
+    served = await startServe(opts);
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError((e as Error).message);
+  }
+  const list = served.addresses.map(formatSubnet).join(' ');
+  process.stderr.write(`tsvisor: serving on ${opts.netns}/${opts.dev} (${list})` +
+    (served.services.length ? `; services ${[...new Set(served.services.map((s) => `${s.name}:${s.port}`))].join(' ')}` : '') + '\n');
+  process.stdout.write('tsvisor: ready\n');
+  await new Promise<void>((resolve) => {
+    const done = () => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  await served.stop();
+  return 0;
+}

@@ -1,0 +1,48 @@
+/**
+ * The services `tsvisor serve --service NAME[:PORT]` knows, by name. A name may run over several transports
+ * (echo over UDP and TCP); each transport's instance is one RunningService.
+ */
+import { NetError } from '../../netstack/errors.ts';
+import type { SocketFactory } from './service.ts';
+import { udpDiscard, udpEcho } from './udp.ts';
+
+/** One service instance on one transport. */
+export interface RunningService {
+  readonly name: string;
+  readonly proto: 'udp' | 'tcp';
+  readonly port: number;
+  readonly stats: Readonly<Record<string, number>>;
+  close(): void;
+}
+
+interface Definition {
+  readonly defaultPort: number;
+  readonly udp?: (sockets: SocketFactory, port: number) => { port: number; stats: object; close(): void } | NetError;
+}
+
+const DEFINITIONS: Record<string, Definition> = {
+  echo: { defaultPort: 7, udp: udpEcho },
+  discard: { defaultPort: 9, udp: udpDiscard },
+};
+
+/** Names of every known service. */
+export const SERVICE_NAMES: readonly string[] = Object.keys(DEFINITIONS);
+
+/** Starts service `name` on every transport it supports; on failure nothing stays open. */
+export function startService(name: string, sockets: SocketFactory, port?: number): RunningService[] | NetError {
+  const def = DEFINITIONS[name];
+  if (!def) throw new Error(`unknown service ${name}`);
+  const p = port ?? def.defaultPort;
+  const out: RunningService[] = [];
+  for (const proto of ['udp'] as const) {
+    const start = def[proto];
+    if (!start) continue;
+    const s = start(sockets, p);
+    if (s instanceof NetError) {
+      for (const o of out) o.close();
+      return s;
+    }
+    out.push({ name, proto, port: p, stats: s.stats as Record<string, number>, close: () => s.close() });
+  }
+  return out;
+}

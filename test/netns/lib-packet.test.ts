@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
+import t from 'tap';
+import type { LinkDispatcher } from '../../netstack/link/endpoint.ts';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { createVethPair } from '../../lib/testnet.ts';
+import { arp, echoReply, ip4, mac, parseArp, parseEchoRequest, udp, waitFor } from '../lib/frames.ts';
+
+const A_IP = '198.18.10.1';
+const B_IP = '198.18.10.2';
+const STACK_IP = '198.18.10.99'; // answered by the test through the endpoint, unknown to A's kernel
+
+const net = createVethPair({ prefix: 'tsv-lib', addrA: `${A_IP}/24`, addrB: `${B_IP}/24` });
+t.teardown(() => net.destroy());
+
+/** A dispatcher that records copies of every frame and counts batch ends. */
+function recorder(onFrame?: (f: Uint8Array) => void) {
+  const frames: Uint8Array[] = [];
+  let batches = 0;
+  const d: LinkDispatcher = {
+    deliverFrame(f) {
+      frames.push(f.slice());
+      onFrame?.(f);
+    },
+    deliverBatchEnd() {
+      batches++;
+    },
+  };
+  return { d, frames, batches: () => batches };
+}
+
+t.test('open reads the interface MAC and MTU', async (t) => {
+  const ep = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA });
+  t.teardown(() => ep.close());
+  t.same([...ep.macAddress], [...mac(net.macA)]);
+  t.equal(ep.mtu, 1500);
+  t.ok(ep.ifindex > 0);
+});
+
+t.test('missing namespace or interface → error naming it', async (t) => {
+  await t.rejects(AfPacketEndpoint.open({ netns: 'tsv-lib-nope', dev: 'veth-a' }), /network namespace "tsv-lib-nope" does not exist/);
+  await t.rejects(AfPacketEndpoint.open({ netns: net.nsA, dev: 'nosuchdev0' }), /no interface "nosuchdev0" in network namespace "tsv-lib-a"/);
+});
+
+t.test('ARP request sent → kernel in B replies through the endpoint', async (t) => {
+  const ep = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA });
+  t.teardown(() => ep.close());
+  const rec = recorder();
+  ep.attach(rec.d);
+  const req = arp(1, ep.macAddress, ip4(STACK_IP), new Uint8Array(6), ip4(B_IP));
+  t.equal(ep.writeFrame(req), true);
+  // No explicit flush: the microtask flush must send it.
+  const isReply = (f: Uint8Array) => {
+    const a = parseArp(f);
+    return a !== null && a.op === 2 && a.senderIp.join('.') === B_IP && a.targetIp.join('.') === STACK_IP;
+  };
+  await waitFor(() => rec.frames.some(isReply), 2000, 'ARP reply from B');
+  const reply = rec.frames.find(isReply)!;
+  t.same([...reply.subarray(0, 6)], [...ep.macAddress], 'unicast to our MAC');
+  t.same([...parseArp(reply)!.senderMac], [...mac(net.macB)], 'B tells its MAC');
+  t.equal(ep.counters.txFrames, 1);
+  t.equal(ep.counters.txBytes, 42);
+  t.ok(rec.batches() >= 1, 'deliverBatchEnd called');
+  t.notOk(rec.frames.some((f) => f.length === 42 && f.every((b, i) => b === req[i])), 'own frame not seen');
+});
+
+t.test('B pings an address the test answers by hand → ping succeeds', async (t) => {
+  const ep = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA });
+  t.teardown(() => ep.close());
+  let echoes = 0;
+  ep.attach({
+    deliverFrame(f) {
+      const a = parseArp(f);
+      if (a && a.op === 1 && a.targetIp.join('.') === STACK_IP) {
+        ep.writeFrame(arp(2, ep.macAddress, ip4(STACK_IP), a.senderMac, a.senderIp));
+        return;
+      }
+      const req = parseEchoRequest(f);
+      if (req && req.dst.join('.') === STACK_IP) {
+        echoes++;
+        ep.writeFrame(echoReply(f, ep.macAddress)!);
+      }
+    },
+  });
+  const code = await new Promise<number | null>((resolve) => {
+    const p = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', '3', '-i', '0.2', '-W', '2', STACK_IP], {
+      stdio: 'ignore',
+    });
+    p.on('exit', (c) => resolve(c));
+  });
+  t.equal(code, 0, 'ping exit status');
+  t.equal(echoes, 3, 'three echo requests answered');
+});
+
+t.test('1000 frames from B → all received in order, in batches', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA });
+  const b = await AfPacketEndpoint.open({ netns: net.nsB, dev: net.devB });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const seqs: number[] = [];
+  const rec = recorder((f) => {
+    if (f.length === 14 + 20 + 8 + 64 && f[23] === 17 && f[37] === 0x39) seqs.push((f[42]! << 8) | f[43]!);
+  });
+  a.attach(rec.d);
+  const payload = new Uint8Array(64);
+  let accepted = 0;
+  for (let chunk = 0; chunk < 10; chunk++) {
+    for (let i = 0; i < 100; i++) {
+      const seq = chunk * 100 + i;
+      payload[0] = seq >> 8;
+      payload[1] = seq & 0xff;
+      if (b.writeFrame(udp(b.macAddress, a.macAddress, ip4(B_IP), ip4(A_IP), 4000, 0x1239, payload))) accepted++;
+    }
+    b.flush();
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await waitFor(() => seqs.length >= 1000, 3000, '1000 frames');
+  t.equal(accepted, 1000, 'writeFrame accepted all');
+  t.equal(b.counters.txFrames, 1000);
+  t.equal(b.counters.txDropped, 0);
+  t.same(seqs, Array.from({ length: 1000 }, (_, i) => i), 'every frame, in order');
+  a.refreshCounters();
+  t.equal(a.counters.rxDropped, 0);
+  t.equal(a.counters.rxTruncated, 0);
+  t.ok(rec.batches() < 1000, `fewer batch ends than frames (${rec.batches()})`);
+});
+
+t.test('frames both ways between two endpoints, larger than a queue', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, sendQueue: 16 });
+  const b = await AfPacketEndpoint.open({ netns: net.nsB, dev: net.devB, sendQueue: 16 });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const atA = recorder();
+  const atB = recorder();
+  a.attach(atA.d);
+  b.attach(atB.d);
+  const full = new Uint8Array(1500 - 28).fill(0xab); // a full-MTU IPv4 packet
+  for (let i = 0; i < 40; i++) {
+    a.writeFrame(udp(a.macAddress, b.macAddress, ip4(A_IP), ip4(B_IP), 1, 2, full));
+    b.writeFrame(udp(b.macAddress, a.macAddress, ip4(B_IP), ip4(A_IP), 2, 1, full));
+  }
+  const big = (r: ReturnType<typeof recorder>) => r.frames.filter((f) => f.length === 1514).length;
+  await waitFor(() => big(atA) === 40 && big(atB) === 40, 2000, '40 full frames each way');
+  t.equal(a.writeFrame(new Uint8Array(1500 + 14 + 4 + 1)), false, 'oversize refused');
+  t.equal(a.counters.txOversize, 1);
+  t.equal(a.counters.txFrames, 40);
+  t.equal(a.counters.rxFrames >= 40, true);
+});
+
+t.test('close → fd closed, idempotent, writes refused', async (t) => {
+  const ep = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA });
+  const fd = ep.fd;
+  t.match(readlinkSync(`/proc/self/fd/${fd}`), /^socket:/);
+  ep.close();
+  t.throws(() => readlinkSync(`/proc/self/fd/${fd}`), { code: 'ENOENT' });
+  ep.close();
+  t.equal(ep.writeFrame(new Uint8Array(60)), false);
+});
+
+t.test('a process with an endpoint opened and closed exits by itself', async (t) => {
+  const script = `
+    import { AfPacketEndpoint } from './lib/packet.ts';
+    const ep = await AfPacketEndpoint.open({ netns: ${JSON.stringify(net.nsA)}, dev: ${JSON.stringify(net.devA)} });
+    ep.attach({ deliverFrame() {} });
+    ep.writeFrame(new Uint8Array(60));
+    setTimeout(() => ep.close(), 50);
+  `;
+  const started = Date.now();
+  const code = await new Promise<number | null>((resolve) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 10000);
+    p.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  t.equal(code, 0, 'exited with status 0 (not killed)');
+  t.ok(Date.now() - started < 10000);
+});

@@ -1,0 +1,482 @@
+import t from 'tap';
+import { Err } from '../../../../netstack/errors.ts';
+import * as seq from '../../../../netstack/seqnum.ts';
+import { ShutdownWrite } from '../../../../netstack/socket.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { State } from '../../../../netstack/transport/tcp/state.ts';
+import { EventIn, EventRdHUp } from '../../../../netstack/waiter.ts';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
+import { Harness, pattern } from './helper.ts';
+
+const A = TCP_ACK;
+const PLAIN = { mss: 1460 };
+
+/** An established connection without timestamps, SACK or scaling: sequence arithmetic stays readable. */
+function established(opts = PLAIN): { h: Harness; ep: TcpEndpoint; snd: number } {
+  const h = new Harness();
+  const ep = h.connect(opts);
+  return { h, ep, snd: h.iss + 1 };
+}
+
+t.test('ESTABLISHED segment table (RFC 9293 §3.10.7.4, RFC 5961)', async (t) => {
+  const cases: {
+    name: string;
+    seg: (p: number, s: number) => { flags: number; seq: number; ack?: number; payload?: Uint8Array; window?: number };
+    reply: ((p: number, s: number) => { flags: number; seq?: number; ack?: number; len?: number }) | null;
+    state: number;
+    error?: unknown;
+  }[] = [
+    {
+      name: 'ESTABLISHED rcv RST at RCV.NXT → CLOSED, ECONNRESET',
+      seg: (p) => ({ flags: TCP_RST, seq: p }),
+      reply: null,
+      state: State.Closed,
+      error: Err.ConnectionReset,
+    },
+    {
+      name: 'ESTABLISHED rcv RST in-window not at rcv.nxt → challenge ACK',
+      seg: (p) => ({ flags: TCP_RST, seq: p + 100 }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv RST at the window edge (RCV.NXT+RCV.WND) → dropped silently',
+      seg: (p) => ({ flags: TCP_RST, seq: p + 65535 }),
+      reply: null,
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv RST below RCV.NXT → dropped silently',
+      seg: (p) => ({ flags: TCP_RST, seq: p - 1 }),
+      reply: null,
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv SYN in-window → challenge ACK (RFC 5961 §4)',
+      seg: (p) => ({ flags: TCP_SYN, seq: p + 10 }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv SYN at RCV.NXT → challenge ACK, not a reset',
+      seg: (p) => ({ flags: TCP_SYN, seq: p }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv SYN outside the window → ACK',
+      seg: (p) => ({ flags: TCP_SYN, seq: p + 1_000_000 }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv ACK for data never sent → challenge ACK (RFC 5961 §5.2)',
+      seg: (p, s) => ({ flags: A, seq: p, ack: s + 10 }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv data beyond the window → ACK, data dropped',
+      seg: (p, s) => ({ flags: A, seq: p + 70_000, ack: s, payload: pattern(10) }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv old duplicate data → ACK',
+      seg: (p, s) => ({ flags: A, seq: p - 10, ack: s, payload: pattern(10) }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p }),
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv segment without ACK → dropped',
+      seg: (p) => ({ flags: 0, seq: p, payload: pattern(5) }),
+      reply: null,
+      state: State.Established,
+    },
+    {
+      name: 'ESTABLISHED rcv FIN → CLOSE-WAIT, ACK of the FIN',
+      seg: (p, s) => ({ flags: A | TCP_FIN, seq: p, ack: s }),
+      reply: (p, s) => ({ flags: A, seq: s, ack: p + 1 }),
+      state: State.CloseWait,
+    },
+    {
+      name: 'ESTABLISHED rcv out-of-order FIN → dup ACK, FIN not taken',
+      seg: (p, s) => ({ flags: A | TCP_FIN, seq: p + 5, ack: s }),
+      reply: null,
+      state: State.Established,
+    },
+  ];
+  for (const c of cases) {
+    t.test(c.name, async (t) => {
+      const { h, ep, snd } = established();
+      h.send({ ...c.seg(h.peerNxt, snd) });
+      if (c.reply) t.same(h.check(c.reply(h.peerNxt, snd)).errors, []);
+      t.equal(h.pending, 0, 'nothing else sent');
+      t.equal(ep.state, c.state);
+      if (c.error) t.equal(ep.takeError(), c.error);
+    });
+  }
+});
+
+t.test('ESTABLISHED rcv in-order data → readable, delayed ACK at 40 ms; two segments → ACK at once', async (t) => {
+  const { h, ep, snd } = established();
+  let woke = 0;
+  ep.waiter.subscribe(EventIn, () => woke++);
+  const p = h.peerNxt;
+  h.send({ flags: A | TCP_PSH, seq: p, ack: snd, payload: pattern(100) });
+  t.ok(woke > 0);
+  t.equal(ep.inQueue(), 100);
+  h.expectNone(39);
+  h.advance(1);
+  h.expect({ flags: A, seq: snd, ack: p + 100 });
+  h.send({ flags: A, seq: p + 100, ack: snd, payload: pattern(1460) });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p + 1560, ack: snd, payload: pattern(1460) });
+  h.expect({ flags: A, ack: p + 3020 });
+  const r = ep.read();
+  if ('errno' in r) throw new Error(String(r));
+  t.equal(r.data.length, 3020);
+  t.same(r.data.subarray(0, 100), pattern(100));
+  t.same(r.data.subarray(100, 1560), pattern(1460));
+  t.equal(ep.read(), Err.WouldBlock);
+});
+
+t.test('ESTABLISHED rcv out-of-order data → dup ACK with SACK block; hole filled → ACK covering all, bytes in order', async (t) => {
+  const { h, ep, snd } = established({ mss: 1460, sackPermitted: true } as never);
+  const p = h.peerNxt;
+  const data = pattern(3000);
+  h.send({ flags: A, seq: p + 1000, ack: snd, payload: data.subarray(1000, 2000) });
+  h.expect({ flags: A, ack: p, options: { sack: [{ left: p + 1000, right: p + 2000 }] } });
+  h.send({ flags: A, seq: p + 2500, ack: snd, payload: data.subarray(2500, 3000) });
+  h.expect({
+    flags: A,
+    ack: p,
+    options: { sack: [{ left: p + 2500, right: p + 3000 }, { left: p + 1000, right: p + 2000 }] },
+  });
+  t.equal(ep.inQueue(), 0, 'nothing readable across the hole');
+  h.send({ flags: A, seq: p, ack: snd, payload: data.subarray(0, 1000) });
+  h.expect({ flags: A, ack: p + 2000, options: { sack: [{ left: p + 2500, right: p + 3000 }] } });
+  h.send({ flags: A, seq: p + 1900, ack: snd, payload: data.subarray(1900, 2600) });
+  h.expect({ flags: A, ack: p + 3000 });
+  const r = ep.read();
+  if ('errno' in r) throw new Error(String(r));
+  t.same(Buffer.from(r.data), Buffer.from(data));
+});
+
+t.test('ESTABLISHED write → PSH data; ACK frees the buffer; Nagle holds a second small write until then', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  t.equal(ep.write(pattern(100)), 100);
+  h.expect({ flags: A | TCP_PSH, seq: snd, ack: p, len: 100, payload: pattern(100) });
+  t.equal(ep.write(pattern(50, 100)), 50);
+  h.expectNone(0);
+  t.equal(ep.outQueue(), 150);
+  h.send({ flags: A, seq: p, ack: snd + 100 });
+  h.expect({ flags: A | TCP_PSH, seq: snd + 100, len: 50, payload: pattern(50, 100) });
+  h.send({ flags: A, seq: p, ack: snd + 150 });
+  t.equal(ep.outQueue(), 0);
+});
+
+t.test('ESTABLISHED TCP_NODELAY → small writes go out at once; TCP_CORK holds them until uncorked', async (t) => {
+  const { h, ep, snd } = established();
+  ep.setOption('TCP_NODELAY', 1);
+  ep.write(pattern(10));
+  ep.write(pattern(10));
+  h.expect({ seq: snd, len: 10 });
+  h.expect({ seq: snd + 10, len: 10 });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 20 });
+  ep.setOption('TCP_CORK', 1);
+  ep.write(pattern(10));
+  ep.write(pattern(10));
+  h.expectNone(1000);
+  ep.setOption('TCP_CORK', 0);
+  h.expect({ seq: snd + 20, len: 20 });
+});
+
+t.test('ESTABLISHED large write → MSS-sized segments within IW10, rest after ACKs', async (t) => {
+  const { h, ep, snd } = established();
+  const data = pattern(20 * 1460);
+  t.equal(ep.write(data), data.length);
+  for (let i = 0; i < 10; i++) h.expect({ flags: A, seq: snd + i * 1460, len: 1460 });
+  h.expectNone(0);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 2 * 1460 });
+  // Slow start: 2 segments acked → cwnd grows by 2·MSS → 4 new segments.
+  for (let i = 10; i < 14; i++) h.expect({ seq: snd + i * 1460, len: 1460 });
+  h.expectNone(0);
+});
+
+t.test('ESTABLISHED data unacked → RTO retransmission (200 ms minimum), backoff doubles', async (t) => {
+  const { h, ep, snd } = established();
+  ep.write(pattern(100));
+  h.expect({ seq: snd, len: 100 });
+  h.expectNone(199);
+  h.advance(1);
+  h.expect({ seq: snd, len: 100 });
+  h.expectNone(399);
+  h.advance(1);
+  h.expect({ seq: snd, len: 100 });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 100 });
+  h.expectNone(5000);
+  t.equal(h.tcp.stats.timeouts, 2);
+});
+
+t.test('ESTABLISHED 3 duplicate ACKs → fast retransmit of SND.UNA before the RTO', async (t) => {
+  const { h, ep, snd } = established();
+  ep.write(pattern(5 * 1460));
+  for (let i = 0; i < 5; i++) h.expect({ seq: snd + i * 1460 });
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd });
+  h.send({ flags: A, seq: p, ack: snd });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p, ack: snd });
+  h.expect({ seq: snd, len: 1460 });
+  t.equal(h.tcp.stats.fastRetransmits, 1);
+  t.ok(ep.snd.inRecovery);
+  // Partial ACK (NewReno): the next hole is resent at once.
+  h.send({ flags: A, seq: p, ack: snd + 1460 });
+  h.expect({ seq: snd + 1460, len: 1460 });
+  h.send({ flags: A, seq: p, ack: snd + 5 * 1460 });
+  t.notOk(ep.snd.inRecovery, 'recovery ends at the recovery point');
+});
+
+t.test('ESTABLISHED peer window 0 → persist probes with backoff; window opens → data flows', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, window: 0 });
+  ep.write(pattern(100));
+  h.expectNone(0);
+  h.advance(200);
+  h.expect({ flags: A, seq: snd - 1, len: 0 });
+  h.expectNone(399);
+  h.advance(1);
+  h.expect({ flags: A, seq: snd - 1, len: 0 });
+  h.send({ flags: A, seq: p, ack: snd, window: 1000 });
+  h.expect({ seq: snd, len: 100 });
+});
+
+t.test('ESTABLISHED receive buffer fills → window shrinks to 0, read reopens it with a window update', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  ep.setOption('SO_RCVBUF', 4000);
+  ep.connect({ address: Uint8Array.from([198, 18, 0, 2]), port: 40000 });
+  const syn = h.expect({ flags: TCP_SYN, window: 4000 });
+  h.localPort = syn.srcPort;
+  h.iss = syn.seq;
+  h.send({ flags: TCP_SYN | A, ack: syn.seq + 1, options: { mss: 1000 } });
+  h.peerNxt++;
+  h.expect({ flags: A, window: 4000 });
+  const p = h.peerNxt;
+  const snd = syn.seq + 1;
+  for (let i = 0; i < 4; i++) h.send({ flags: A, seq: p + i * 1000, ack: snd, payload: pattern(1000, i) });
+  h.expect({ flags: A, ack: p + 2000, window: 2000 });
+  h.expect({ flags: A, ack: p + 4000, window: 0 });
+  h.send({ flags: A, seq: p + 4000, ack: snd, payload: pattern(10) });
+  h.expect({ flags: A, ack: p + 4000, window: 0 });
+  const r = ep.read({ maxBytes: 1500 });
+  t.notOk('errno' in r);
+  h.expect({ flags: A, ack: p + 4000, window: 1500 });
+  ep.read();
+  h.expect({ flags: A, ack: p + 4000, window: 4000 });
+});
+
+t.test('ESTABLISHED PAWS: segment with an older timestamp → ACK, dropped', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: 1460, tsVal: 1000, tsEcr: 0 });
+  const snd = h.iss + 1;
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(10), options: { tsVal: 1001, tsEcr: 0 } });
+  t.equal(ep.inQueue(), 10);
+  h.send({ flags: A, seq: p + 10, ack: snd, payload: pattern(10), options: { tsVal: 900, tsEcr: 0 } });
+  const ack = h.expect({ flags: A, ack: p + 10 });
+  t.equal(ack.options.tsEcr, 1001, 'TS.Recent from the last in-order segment');
+  t.equal(ep.inQueue(), 10, 'the old segment was not taken');
+  t.equal(h.tcp.stats.pawsDrops, 1);
+});
+
+t.test('close sequence: ESTABLISHED close → FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT → CLOSED after 2·MSL', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  ep.close();
+  t.equal(ep.state, State.FinWait1);
+  h.expect({ flags: A | TCP_FIN, seq: snd, ack: p });
+  h.send({ flags: A, seq: p, ack: snd + 1 });
+  t.equal(ep.state, State.FinWait2);
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd + 1 });
+  h.expect({ flags: A, seq: snd + 1, ack: p + 1 });
+  t.equal(ep.state, State.TimeWait);
+  // A retransmitted FIN is acknowledged again.
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd + 1 });
+  h.expect({ flags: A, seq: snd + 1, ack: p + 1 });
+  h.advance(59_999);
+  t.equal(ep.state, State.TimeWait);
+  h.advance(1);
+  t.equal(ep.state, State.Closed);
+  t.equal(h.tcp.connectionCount, 0);
+});
+
+t.test('close sequence: ESTABLISHED rcv FIN → CLOSE-WAIT, read → EOF; close → LAST-ACK → CLOSED', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd, payload: pattern(5) });
+  h.expect({ flags: A, ack: p + 6 });
+  t.equal(ep.state, State.CloseWait);
+  t.ok(ep.readiness(EventRdHUp));
+  const r1 = ep.read();
+  t.same(r1, { data: pattern(5) });
+  t.same(ep.read(), { data: new Uint8Array(0) }, 'EOF');
+  t.equal(ep.write(pattern(3)), 3, 'CLOSE-WAIT can still send');
+  h.expect({ seq: snd, len: 3 });
+  ep.close();
+  t.equal(ep.state, State.LastAck);
+  h.expect({ flags: A | TCP_FIN, seq: snd + 3, ack: p + 6 });
+  h.send({ flags: A, seq: p + 6, ack: snd + 4 });
+  t.equal(ep.state, State.Closed);
+});
+
+t.test('simultaneous close: FIN-WAIT-1 rcv FIN → CLOSING; ACK → TIME-WAIT', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  ep.shutdown(ShutdownWrite);
+  h.expect({ flags: A | TCP_FIN, seq: snd });
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd });
+  t.equal(ep.state, State.Closing);
+  h.expect({ flags: A, seq: snd + 1, ack: p + 1 });
+  h.send({ flags: A, seq: p + 1, ack: snd + 1 });
+  t.equal(ep.state, State.TimeWait);
+});
+
+t.test('FIN-WAIT-1 rcv FIN+ACK of our FIN → TIME-WAIT at once', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  ep.close();
+  h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd + 1 });
+  t.equal(ep.state, State.TimeWait);
+  h.expect({ flags: A, ack: p + 1 });
+});
+
+t.test('FIN lost → retransmitted by the RTO', async (t) => {
+  const { h, ep, snd } = established();
+  ep.close();
+  h.expect({ flags: A | TCP_FIN, seq: snd });
+  h.advance(200);
+  h.expect({ flags: A | TCP_FIN, seq: snd });
+});
+
+t.test('close with unread data → RST, CLOSED (RFC 2525 §2.17)', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(10) });
+  ep.close();
+  h.expect({ flags: TCP_RST | A, seq: snd, ack: p + 10 });
+  t.equal(ep.state, State.Closed);
+  t.equal(h.tcp.connectionCount, 0);
+});
+
+t.test('SO_LINGER {on, 0} close → RST', async (t) => {
+  const { h, ep, snd } = established();
+  ep.setOption('SO_LINGER', { onoff: true, linger: 0 });
+  ep.close();
+  h.expect({ flags: TCP_RST | A, seq: snd });
+});
+
+t.test('FIN-WAIT-2 after close rcv data → RST (nobody will read it)', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  ep.close();
+  h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A, seq: p, ack: snd + 1 });
+  h.send({ flags: A, seq: p, ack: snd + 1, payload: pattern(4) });
+  h.expect({ flags: TCP_RST | A });
+  t.equal(ep.state, State.Closed);
+});
+
+t.test('orphaned FIN-WAIT-2 → CLOSED after tcp_fin_timeout', async (t) => {
+  const { h, ep, snd } = established();
+  ep.close();
+  h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 1 });
+  t.equal(ep.state, State.FinWait2);
+  h.advance(60_000);
+  t.equal(ep.state, State.Closed);
+});
+
+t.test('TIME-WAIT rcv SYN with higher sequence → reopened by the listener (RFC 6191)', async (t) => {
+  const h = new Harness();
+  const l = h.listen();
+  const child = h.accept(l, PLAIN);
+  const snd = h.iss + 1;
+  child.close();
+  h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A | TCP_FIN, seq: h.peerNxt, ack: snd + 1 });
+  h.expect({ flags: A });
+  t.equal(child.state, State.TimeWait);
+  h.send({ flags: TCP_SYN, seq: h.peerNxt + 100_000, options: PLAIN });
+  h.expect({ flags: TCP_SYN | A, ack: h.peerNxt + 100_001 });
+  t.equal(child.state, State.Closed);
+  t.equal(h.tcp.stats.timeWaitReused, 1);
+});
+
+t.test('keepalive: idle → probes every TCP_KEEPINTVL; TCP_KEEPCNT unanswered → ETIMEDOUT', async (t) => {
+  const { h, ep, snd } = established();
+  ep.setOption('TCP_KEEPIDLE', 10);
+  ep.setOption('TCP_KEEPINTVL', 2);
+  ep.setOption('TCP_KEEPCNT', 3);
+  ep.setOption('SO_KEEPALIVE', 1);
+  h.expectNone(9_999);
+  h.advance(1);
+  h.expect({ flags: A, seq: snd - 1, len: 0 });
+  // An answer restarts the idle period.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd });
+  h.expectNone(9_999);
+  h.advance(1);
+  h.expect({ flags: A, seq: snd - 1 });
+  h.advance(2000);
+  h.expect({ flags: A, seq: snd - 1 });
+  h.advance(2000);
+  h.expect({ flags: A, seq: snd - 1 });
+  h.advance(2000);
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.takeError(), Err.TimedOut);
+});
+
+t.test('TCP_USER_TIMEOUT: unacked data for longer than the timeout → ETIMEDOUT', async (t) => {
+  const { h, ep } = established();
+  ep.setOption('TCP_USER_TIMEOUT', 1000);
+  ep.write(pattern(10));
+  h.advance(2000);
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.takeError(), Err.TimedOut);
+  t.equal(ep.write(pattern(1)), Err.ClosedForSend);
+});
+
+t.test('window scaling: the window field is the free space shifted by our scale', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: 1460, wscale: 3 });
+  const snd = h.iss + 1;
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, payload: pattern(1000) });
+  h.send({ flags: A, seq: h.peerNxt + 1000, ack: snd, payload: pattern(1000) });
+  h.expect({ flags: A, ack: h.peerNxt + 2000, window: Math.floor((131072 - 2000) / 128) });
+  // The peer's window is scaled by its shift.
+  h.send({ flags: A, seq: h.peerNxt + 2000, ack: snd, window: 100 });
+  t.equal(ep.snd.wnd, 800);
+  void seq;
+});
+
+t.test('TCP_INFO reports Linux field names', async (t) => {
+  const h = new Harness();
+  const ep = h.connect();
+  const info = ep.getOption('TCP_INFO') as Record<string, number>;
+  t.equal(info['tcpi_state'], 1);
+  t.equal(info['tcpi_options'], 7);
+  t.equal(info['tcpi_snd_wscale'], 7);
+  t.equal(info['tcpi_rcv_wscale'], 7);
+  t.equal(info['tcpi_snd_mss'], 1448);
+  t.equal(info['tcpi_snd_cwnd'], 10);
+  t.equal(ep.getOption('TCP_CONGESTION'), 'cubic');
+  t.equal(ep.setOption('TCP_CONGESTION', 'reno'), undefined);
+  t.equal(ep.getOption('TCP_CONGESTION'), 'reno');
+  t.equal(ep.setOption('TCP_CONGESTION', 'bbr'), Err.InvalidArgument);
+  t.equal(ep.setOption('TCP_MAXSEG', 10), Err.InvalidArgument);
+  t.equal(ep.getOption('SO_RCVBUF'), 262144);
+});

@@ -1,0 +1,280 @@
+import t from 'tap';
+import { Err } from '../../../../netstack/errors.ts';
+import * as seq from '../../../../netstack/seqnum.ts';
+import { State } from '../../../../netstack/transport/tcp/state.ts';
+import { EventOut } from '../../../../netstack/waiter.ts';
+import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
+import { Harness, LISTEN_PORT, PEER_PORT, REMOTE } from './helper.ts';
+
+t.test('CLOSED connect → SYN with MSS, SACK-permitted, timestamps, wscale; SYN-ACK → ESTABLISHED + ACK', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  let woke = 0;
+  ep.waiter.subscribe(EventOut, () => woke++);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
+  t.equal(ep.state, State.SynSent);
+  const syn = h.expect({ flags: TCP_SYN, ack: 0, window: 65535 });
+  t.same(syn.options.mss, 1460);
+  t.ok(syn.options.sackPermitted);
+  t.equal(syn.options.wscale, 7, 'wscale fits the 6 MiB maximum buffer');
+  t.equal(syn.options.tsEcr, 0);
+  t.ok(syn.srcPort >= 32768 && syn.srcPort <= 60999, 'ephemeral port in Linux range');
+  t.equal(ep.readiness(EventOut), 0, 'not writable while connecting');
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: syn.seq + 1, options: { mss: 1000, sackPermitted: true, tsVal: 5, tsEcr: syn.options.tsVal!, wscale: 2 } });
+  const ack = h.expect({ flags: TCP_ACK, seq: syn.seq + 1, ack: h.peerNxt + 1 });
+  t.equal(ack.options.tsEcr, 5, 'echoes the peer timestamp');
+  t.equal(ep.state, State.Established);
+  t.ok(ep.readiness(EventOut), 'writable once established');
+  t.ok(woke > 0, 'waiter notified');
+  t.equal(ep.snd.mss, 1000 - 12, 'MSS is the peer MSS minus the timestamp option');
+  t.equal(ep.snd.shift, 2);
+  t.equal(ep.rcv.shift, 7);
+  t.ok(ep.sackOk && ep.tsOk);
+  t.equal(ep.snd.cc.name, 'cubic', 'CUBIC by default');
+  t.equal(ep.snd.cc.cwnd, 10 * ep.snd.mss, 'IW10');
+});
+
+t.test('SYN-SENT rcv SYN-ACK without options → defaults (MSS 536, no scaling, no SACK, no timestamps)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({});
+  t.equal(ep.snd.mss, 536);
+  t.equal(ep.snd.shift, 0);
+  t.equal(ep.rcv.shift, 0);
+  t.notOk(ep.sackOk);
+  t.notOk(ep.tsOk);
+});
+
+t.test('SYN-SENT table', async (t) => {
+  const cases: {
+    name: string;
+    seg: (iss: number) => { flags: number; ack?: number };
+    reply: ((iss: number) => { flags: number; seq?: number; ack?: number }) | null;
+    state: number;
+    error?: unknown;
+  }[] = [
+    {
+      name: 'SYN-SENT rcv ACK below ISS → RST <SEQ=SEG.ACK>, stay',
+      seg: (iss) => ({ flags: TCP_ACK, ack: iss }),
+      reply: (iss) => ({ flags: TCP_RST, seq: iss }),
+      state: State.SynSent,
+    },
+    {
+      name: 'SYN-SENT rcv SYN-ACK acking beyond SND.NXT → RST, stay',
+      seg: (iss) => ({ flags: TCP_SYN | TCP_ACK, ack: iss + 5 }),
+      reply: (iss) => ({ flags: TCP_RST, seq: iss + 5 }),
+      state: State.SynSent,
+    },
+    {
+      name: 'SYN-SENT rcv RST-ACK acking SYN → CLOSED, ECONNREFUSED',
+      seg: (iss) => ({ flags: TCP_RST | TCP_ACK, ack: iss + 1 }),
+      reply: null,
+      state: State.Closed,
+      error: Err.ConnectionRefused,
+    },
+    {
+      name: 'SYN-SENT rcv RST without ACK → ignored',
+      seg: () => ({ flags: TCP_RST }),
+      reply: null,
+      state: State.SynSent,
+    },
+    {
+      name: 'SYN-SENT rcv RST-ACK with bad ACK → ignored (RFC 5961)',
+      seg: (iss) => ({ flags: TCP_RST | TCP_ACK, ack: iss + 100 }),
+      reply: null,
+      state: State.SynSent,
+    },
+    {
+      name: 'SYN-SENT rcv bare ACK-less data → dropped',
+      seg: () => ({ flags: 0 }),
+      reply: null,
+      state: State.SynSent,
+    },
+  ];
+  for (const c of cases) {
+    t.test(c.name, async (t) => {
+      const h = new Harness();
+      const ep = h.tcp.newEndpoint(4);
+      ep.connect({ address: REMOTE, port: PEER_PORT });
+      const syn = h.expect({ flags: TCP_SYN });
+      h.localPort = syn.srcPort;
+      h.send(c.seg(syn.seq));
+      if (c.reply) {
+        const { errors } = h.check(c.reply(syn.seq));
+        t.same(errors, []);
+      }
+      t.equal(h.pending, 0, 'nothing else sent');
+      t.equal(ep.state, c.state);
+      if (c.error) t.equal(ep.takeError(), c.error);
+    });
+  }
+});
+
+t.test('SYN-SENT SYN lost → retransmitted at 1 s, 2 s, … then ETIMEDOUT after tcp_syn_retries', async (t) => {
+  const h = new Harness({ synRetries: 3 });
+  const ep = h.tcp.newEndpoint(4);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.expectNone(999);
+  let at = 1000;
+  for (let i = 0; i < 3; i++) {
+    h.advance(1);
+    const { errors } = h.check({ flags: TCP_SYN, seq: syn.seq });
+    t.same(errors, [], `retransmission ${i + 1}`);
+    at *= 2;
+    h.expectNone(at - 1);
+  }
+  h.advance(1);
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.takeError(), Err.TimedOut);
+  t.same(ep.read(), { data: new Uint8Array(0) }, 'then EOF');
+  t.equal(h.tcp.connectionCount, 0, 'left the demux table');
+});
+
+t.test('SYN-SENT rcv SYN → SYN-RECEIVED (simultaneous open) → SYN-ACK; ACK → ESTABLISHED', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_SYN, options: { mss: 1460 } });
+  t.equal(ep.state, State.SynReceived);
+  h.expect({ flags: TCP_SYN | TCP_ACK, seq: syn.seq, ack: h.peerNxt + 1 });
+  t.notOk(h.pending);
+  // The peer's SYN-ACK (its half of the simultaneous open) completes ours.
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: syn.seq + 1, options: { mss: 1460 } });
+  t.equal(ep.state, State.Established);
+  t.equal(ep.takeError(), undefined);
+});
+
+t.test('LISTEN rcv SYN → SYN-ACK; ACK → ESTABLISHED child in the accept queue', async (t) => {
+  const h = new Harness();
+  const l = h.listen(4);
+  t.equal(l.accept(), Err.WouldBlock);
+  h.send({ flags: TCP_SYN, options: { mss: 1460, sackPermitted: true, tsVal: 9, tsEcr: 0, wscale: 7 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK, ack: h.peerNxt + 1 });
+  t.same(Object.keys(sa.options).sort(), ['mss', 'sackPermitted', 'tsEcr', 'tsVal', 'wscale']);
+  t.equal(sa.options.tsEcr, 9);
+  t.equal(l.accept(), Err.WouldBlock, 'nothing to accept before the ACK');
+  h.send({ flags: TCP_ACK, seq: h.peerNxt + 1, ack: sa.seq + 1, options: { tsVal: 10, tsEcr: sa.options.tsVal! } });
+  const a = l.accept();
+  if ('errno' in a) throw new Error(String(a));
+  const child = a.endpoint as import('../../../../netstack/transport/tcp/endpoint.ts').TcpEndpoint;
+  t.equal(child.state, State.Established);
+  t.equal(a.peer.port, PEER_PORT);
+  t.same(child.localAddress(), { address: Uint8Array.from([198, 18, 0, 1]), port: LISTEN_PORT });
+  t.equal(child.snd.shift, 7);
+});
+
+t.test('LISTEN SYN-ACK answers only the options the SYN offered', async (t) => {
+  const h = new Harness();
+  h.listen();
+  h.send({ flags: TCP_SYN, options: { mss: 1200 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK });
+  t.same(sa.options, { mss: 1460 });
+});
+
+t.test('LISTEN rcv ACK → RST <SEQ=SEG.ACK>; rcv RST → nothing; rcv FIN → nothing', async (t) => {
+  const h = new Harness();
+  h.listen();
+  h.send({ flags: TCP_ACK, ack: 12345 });
+  h.expect({ flags: TCP_RST, seq: 12345 });
+  h.send({ flags: TCP_RST });
+  h.send({ flags: 1 });
+  h.expectNone(10);
+});
+
+t.test('CLOSED port rcv SYN → RST-ACK <SEQ=0><ACK=SEG.SEQ+1>; rcv ACK → RST <SEQ=SEG.ACK>', async (t) => {
+  const h = new Harness();
+  h.localPort = 9;
+  h.send({ flags: TCP_SYN, seq: 500 });
+  h.expect({ flags: TCP_RST | TCP_ACK, seq: 0, ack: 501, window: 0 });
+  h.send({ flags: TCP_ACK, seq: 500, ack: 777, payload: new Uint8Array(3) });
+  h.expect({ flags: TCP_RST, seq: 777 });
+  h.send({ flags: TCP_RST | TCP_ACK, seq: 500, ack: 777 });
+  h.expectNone();
+  t.equal(h.tcp.stats.noEndpoint, 3);
+  t.equal(h.tcp.stats.resetsSent, 2);
+});
+
+t.test('SYN-RECEIVED (passive) SYN-ACK lost → retransmitted; duplicate SYN → SYN-ACK again', async (t) => {
+  const h = new Harness();
+  const l = h.listen();
+  h.send({ flags: TCP_SYN, options: { mss: 1460 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.advance(1000);
+  h.expect({ flags: TCP_SYN | TCP_ACK, seq: sa.seq });
+  h.send({ flags: TCP_SYN, options: { mss: 1460 } });
+  h.expect({ flags: TCP_SYN | TCP_ACK, seq: sa.seq, ack: h.peerNxt + 1 });
+  h.send({ flags: TCP_ACK, seq: h.peerNxt + 1, ack: sa.seq + 1 });
+  t.notOk('errno' in l.accept());
+});
+
+t.test('SYN-RECEIVED rcv RST at RCV.NXT → child dropped, listener stays', async (t) => {
+  const h = new Harness();
+  const l = h.listen();
+  h.send({ flags: TCP_SYN });
+  h.expect({ flags: TCP_SYN | TCP_ACK });
+  t.equal(h.tcp.connectionCount, 1);
+  h.send({ flags: TCP_RST, seq: h.peerNxt + 1 });
+  t.equal(h.tcp.connectionCount, 0);
+  t.equal(l.state, State.Listen);
+  t.equal(l.accept(), Err.WouldBlock);
+});
+
+t.test('SYN-RECEIVED rcv ACK with bad ACK → RST <SEQ=SEG.ACK>', async (t) => {
+  const h = new Harness();
+  h.listen();
+  h.send({ flags: TCP_SYN });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.send({ flags: TCP_ACK, seq: h.peerNxt + 1, ack: sa.seq + 10 });
+  h.expect({ flags: TCP_RST, seq: sa.seq + 10 });
+});
+
+t.test('LISTEN backlog: accept queue full → ACK ignored, SYNs dropped until accept()', async (t) => {
+  const h = new Harness();
+  const l = h.listen(0);
+  // backlog 0 still admits one connection (Linux: full when the queue holds more than backlog).
+  h.peerPort = 41000;
+  h.accept(l).close();
+  h.clearSent();
+  h.peerPort = 41001;
+  h.peerNxt = 5_000_000;
+  h.send({ flags: TCP_SYN });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.send({ flags: TCP_ACK, seq: h.peerNxt + 1, ack: sa.seq + 1 });
+  h.clearSent();
+  const first = l.accept();
+  t.notOk('errno' in first, 'the second connection got in after its ACK');
+  // Fill the queue again, then overflow.
+  h.peerPort = 41002;
+  h.send({ flags: TCP_SYN, seq: 7_000_000 });
+  const sa2 = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.send({ flags: TCP_ACK, seq: 7_000_001, ack: seq.add(sa2.seq, 1) });
+  h.peerPort = 41003;
+  h.send({ flags: TCP_SYN, seq: 8_000_000 });
+  h.expectNone();
+  t.equal(h.tcp.stats.listenOverflows, 1);
+});
+
+t.test('connect() twice → EALREADY; bind after connect → EINVAL; connect on listener → EINVAL', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.AlreadyConnecting);
+  t.equal(ep.bind({ address: new Uint8Array(4), port: 0 }), Err.InvalidArgument);
+  const l = h.listen();
+  t.equal(l.connect({ address: REMOTE, port: 1 }), Err.InvalidArgument);
+  t.equal(l.read(), Err.NotConnected);
+});
+
+t.test('bind conflicts: same port → EADDRINUSE; listen on a port a listener holds → EADDRINUSE', async (t) => {
+  const h = new Harness();
+  const a = h.tcp.newEndpoint(4);
+  t.equal(a.bind({ address: new Uint8Array(4), port: 5000 }), undefined);
+  const b = h.tcp.newEndpoint(4);
+  t.equal(b.bind({ address: new Uint8Array(4), port: 5000 }), Err.AddressInUse);
+  a.close();
+  t.equal(b.bind({ address: new Uint8Array(4), port: 5000 }), undefined, 'port released on close');
+  t.equal(b.bind({ address: new Uint8Array(4), port: 5001 }), Err.InvalidArgument, 'second bind');
+});

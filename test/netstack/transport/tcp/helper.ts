@@ -1,0 +1,292 @@
+/**
+ * A TCP test harness: one TcpProtocol on a fake network layer whose routes capture every segment sent, and a
+ * scripted peer. A test sends a segment as the peer, expects the next segment (matching only the fields it
+ * names), expects nothing within a time, and advances the VirtualClock.
+ */
+import { parseAddress, type Address } from '../../../../netstack/addr.ts';
+import { VirtualClock } from '../../../../netstack/clock.ts';
+import { Err, type NetError } from '../../../../netstack/errors.ts';
+import { Rng } from '../../../../netstack/rand.ts';
+import { Stats } from '../../../../netstack/stats.ts';
+import { PortManager } from '../../../../netstack/transport/ports.ts';
+import type {
+  NetworkLayer,
+  PacketInfo,
+  Route,
+  TransportProtocol,
+} from '../../../../netstack/transport/protocol.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { type TcpConfig, TcpProtocol } from '../../../../netstack/transport/tcp/protocol.ts';
+import * as seq from '../../../../netstack/seqnum.ts';
+import {
+  TCP_ACK,
+  TCP_FIN,
+  TCP_PSH,
+  TCP_RST,
+  TCP_SYN,
+  TcpPacket,
+  type TcpOptions,
+  type TcpRepr,
+  emitTcp,
+  parseTcp,
+  tcpHeaderLength,
+} from '../../../../netstack/wire/tcp.ts';
+
+/** Our address (the stack under test). */
+export const LOCAL = parseAddress('198.18.0.1')!;
+/** The scripted peer's address. */
+export const REMOTE = parseAddress('198.18.0.2')!;
+/** The peer's port. */
+export const PEER_PORT = 40000;
+/** The port the stack listens on in passive tests. */
+export const LISTEN_PORT = 8080;
+
+/** A captured outgoing segment. */
+export interface Sent {
+  src: Address;
+  dst: Address;
+  repr: TcpRepr;
+}
+
+/** A NetworkLayer that records what TCP sends instead of sending it. */
+export class CaptureNet implements NetworkLayer {
+  readonly clock = new VirtualClock(1_000_000);
+  readonly stats = new Stats();
+  readonly secret = new Uint8Array(16).fill(7);
+  readonly sent: Sent[] = [];
+  mtu = 1500;
+  private readonly rng = new Rng(42);
+
+  registerTransport(_p: TransportProtocol): void {}
+
+  findRoute(remote: Address, local?: Address): Route | NetError {
+    if (remote.length !== 4) return Err.NetworkUnreachable;
+    if (local && !this.isLocalAddress(local) && local.some((b) => b !== 0)) return Err.AddressNotAvailable;
+    const net = this;
+    return {
+      nicId: 1,
+      localAddress: LOCAL,
+      remoteAddress: remote,
+      headroom: 34,
+      maxPayload: () => net.mtu - 20,
+      send(_protocol: number, packet: Uint8Array, offset: number): NetError | undefined {
+        const seg = packet.slice(offset);
+        const pkt = TcpPacket.check(seg);
+        if (typeof pkt === 'string') throw new Error(`TCP sent a malformed segment: ${pkt}`);
+        const repr = parseTcp(pkt, LOCAL, remote);
+        if (typeof repr === 'string') throw new Error(`TCP sent a bad segment: ${repr}`);
+        net.sent.push({ src: LOCAL, dst: remote, repr });
+        return undefined;
+      },
+    };
+  }
+
+  isLocalAddress(a: Address): boolean {
+    return a.length === 4 && a[0] === LOCAL[0] && a[1] === LOCAL[1] && a[2] === LOCAL[2] && a[3] === LOCAL[3];
+  }
+
+  random32(): number {
+    return this.rng.next32();
+  }
+}
+
+/** What `expect` can match; unnamed fields are not checked. */
+export interface Match {
+  flags?: number;
+  seq?: number;
+  ack?: number;
+  window?: number;
+  len?: number;
+  payload?: Uint8Array;
+  options?: Partial<TcpOptions>;
+}
+
+/** Flag names for messages. */
+export function flagNames(f: number): string {
+  const n: string[] = [];
+  if (f & TCP_SYN) n.push('SYN');
+  if (f & TCP_FIN) n.push('FIN');
+  if (f & TCP_RST) n.push('RST');
+  if (f & TCP_PSH) n.push('PSH');
+  if (f & TCP_ACK) n.push('ACK');
+  return n.join('|') || 'none';
+}
+
+/** Describes a segment for failure messages. */
+export function describe(r: TcpRepr): string {
+  return `${flagNames(r.flags)} seq=${r.seq} ack=${r.ack} win=${r.window} len=${r.payload.length} opts=${JSON.stringify(r.options)}`;
+}
+
+/** A segment the peer sends. */
+export interface PeerSegment {
+  flags: number;
+  seq?: number;
+  ack?: number;
+  window?: number;
+  payload?: Uint8Array;
+  options?: TcpOptions;
+  srcPort?: number;
+  dstPort?: number;
+}
+
+/** The harness: a TcpProtocol and the scripted peer's view of one connection. */
+export class Harness {
+  readonly net = new CaptureNet();
+  readonly ports: PortManager;
+  readonly tcp: TcpProtocol;
+  /** The peer's next sequence number. */
+  peerNxt = 1_000_000;
+  /** The stack's ISN as seen by the peer, and its next expected sequence number from the stack. */
+  iss = 0;
+  /** The stack's local port of the connection under test. */
+  localPort = 0;
+  /** The peer's port of the connection under test. */
+  peerPort = PEER_PORT;
+  /** The window the peer advertises by default (unscaled field). */
+  peerWindow = 65535;
+
+  constructor(config?: Partial<TcpConfig>) {
+    this.ports = new PortManager(this.net);
+    this.tcp = new TcpProtocol(this.net, this.ports, config);
+  }
+
+  /** The clock. */
+  get clock(): VirtualClock {
+    return this.net.clock;
+  }
+
+  /** Delivers a segment from the peer and runs timers due now. */
+  send(s: PeerSegment): void {
+    const repr: TcpRepr = {
+      srcPort: s.srcPort ?? this.peerPort,
+      dstPort: s.dstPort ?? this.localPort,
+      seq: s.seq ?? this.peerNxt,
+      ack: s.ack ?? 0,
+      flags: s.flags,
+      window: s.window ?? this.peerWindow,
+      urgentPointer: 0,
+      options: s.options ?? {},
+      payload: s.payload ?? new Uint8Array(0),
+    };
+    const buf = new Uint8Array(tcpHeaderLength(repr) + repr.payload.length);
+    emitTcp(repr, buf, 0, REMOTE, LOCAL);
+    const info: PacketInfo = { nicId: 1, src: REMOTE, dst: LOCAL, ttl: 64, tos: 0, broadcast: false };
+    this.tcp.deliver(info, buf);
+    this.clock.runDue();
+  }
+
+  /** Removes and returns the next segment the stack sent, or throws when there is none. */
+  next(): TcpRepr {
+    const s = this.net.sent.shift();
+    if (!s) throw new Error('expected a segment, none was sent');
+    return s.repr;
+  }
+
+  /** Whether segments are waiting to be checked. */
+  get pending(): number {
+    return this.net.sent.length;
+  }
+
+  /** Drops every captured segment. */
+  clearSent(): void {
+    this.net.sent.length = 0;
+  }
+
+  /**
+   * Takes the next sent segment and returns a list of mismatches against `m` (empty when it matches); flags
+   * must match exactly when given.
+   */
+  check(m: Match): { repr: TcpRepr | undefined; errors: string[] } {
+    const s = this.net.sent.shift();
+    if (!s) return { repr: undefined, errors: ['no segment was sent'] };
+    const r = s.repr;
+    const e: string[] = [];
+    if (m.flags !== undefined && r.flags !== m.flags) e.push(`flags ${flagNames(r.flags)} ≠ ${flagNames(m.flags)}`);
+    if (m.seq !== undefined && r.seq !== m.seq >>> 0) e.push(`seq ${r.seq} ≠ ${m.seq >>> 0}`);
+    if (m.ack !== undefined && r.ack !== m.ack >>> 0) e.push(`ack ${r.ack} ≠ ${m.ack >>> 0}`);
+    if (m.window !== undefined && r.window !== m.window) e.push(`window ${r.window} ≠ ${m.window}`);
+    if (m.len !== undefined && r.payload.length !== m.len) e.push(`len ${r.payload.length} ≠ ${m.len}`);
+    if (m.payload !== undefined && Buffer.compare(Buffer.from(r.payload), Buffer.from(m.payload)) !== 0) {
+      e.push('payload differs');
+    }
+    for (const [k, v] of Object.entries(m.options ?? {})) {
+      const got = (r.options as Record<string, unknown>)[k];
+      if (JSON.stringify(got) !== JSON.stringify(v)) e.push(`option ${k} ${JSON.stringify(got)} ≠ ${JSON.stringify(v)}`);
+    }
+    if (e.length) e.push(`got: ${describe(r)}`);
+    return { repr: r, errors: e };
+  }
+
+  /** Like check, but throws on mismatch (for set-up steps). */
+  expect(m: Match): TcpRepr {
+    const { repr, errors } = this.check(m);
+    if (errors.length) throw new Error(errors.join('; '));
+    return repr!;
+  }
+
+  /** Advances the clock by `ms` and returns what was sent meanwhile (leaving it captured). */
+  advance(ms: number): void {
+    this.clock.advance(ms);
+  }
+
+  /** Throws unless nothing is sent within `ms` (the clock advances by `ms`). */
+  expectNone(ms = 0): void {
+    this.clock.advance(ms);
+    if (this.net.sent.length) throw new Error(`expected nothing, got ${describe(this.net.sent[0]!.repr)}`);
+  }
+
+  /**
+   * Opens a connection from the stack to the peer and completes the handshake; `peerOpts` are the SYN-ACK's
+   * options (by default MSS 1460, SACK, timestamps, wscale 7).
+   */
+  connect(peerOpts: TcpOptions = { mss: 1460, sackPermitted: true, tsVal: 100, tsEcr: 0, wscale: 7 }): TcpEndpoint {
+    const ep = this.tcp.newEndpoint(4);
+    const r = ep.connect({ address: REMOTE, port: PEER_PORT });
+    if (r !== Err.ConnectStarted) throw new Error(`connect returned ${r}`);
+    const syn = this.expect({ flags: TCP_SYN });
+    this.iss = syn.seq;
+    this.localPort = syn.srcPort;
+    const opts = { ...peerOpts };
+    if (opts.tsVal !== undefined) opts.tsEcr = syn.options.tsVal;
+    this.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(this.iss, 1), options: opts });
+    this.peerNxt = seq.add(this.peerNxt, 1);
+    this.expect({ flags: TCP_ACK, seq: this.iss + 1, ack: this.peerNxt });
+    return ep;
+  }
+
+  /** Opens a listener on LISTEN_PORT. */
+  listen(backlog = 8): TcpEndpoint {
+    const l = this.tcp.newEndpoint(4);
+    const e = l.bind({ address: new Uint8Array(4), port: LISTEN_PORT });
+    if (e) throw new Error(`bind: ${e}`);
+    const e2 = l.listen(backlog);
+    if (e2) throw new Error(`listen: ${e2}`);
+    this.localPort = LISTEN_PORT;
+    return l;
+  }
+
+  /** Completes a passive open against `listener` from the peer's port `peerPort`; returns the accepted child. */
+  accept(listener: TcpEndpoint, peerOpts: TcpOptions = { mss: 1460, sackPermitted: true, tsVal: 100, tsEcr: 0, wscale: 7 }): TcpEndpoint {
+    this.send({ flags: TCP_SYN, options: peerOpts });
+    const synAck = this.expect({ flags: TCP_SYN | TCP_ACK, ack: this.peerNxt + 1 });
+    this.iss = synAck.seq;
+    this.peerNxt = seq.add(this.peerNxt, 1);
+    const ts = peerOpts.tsVal !== undefined ? { tsVal: peerOpts.tsVal + 1, tsEcr: synAck.options.tsVal! } : {};
+    this.send({ flags: TCP_ACK, ack: seq.add(this.iss, 1), options: ts });
+    const a = listener.accept();
+    if ('errno' in a) throw new Error(`accept: ${a}`);
+    return a.endpoint as TcpEndpoint;
+  }
+
+  /** Timestamp options echoing the stack's last TSval, for segments on a timestamped connection. */
+  ts(last: TcpRepr, tsVal = 200): TcpOptions {
+    return { tsVal, tsEcr: last.options.tsVal ?? 0 };
+  }
+}
+
+/** Bytes 0..n-1 modulo 251 (a pattern that shows misplaced bytes). */
+export function pattern(n: number, offset = 0): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i + offset) % 251;
+  return b;
+}

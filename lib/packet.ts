@@ -214,16 +214,28 @@ export class AfPacketEndpoint implements LinkEndpoint {
         c.rxFrames++;
         c.rxBytes += snaplen;
         delivered++;
-        d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen));
+        try {
+          d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen));
+        } finally {
+          // Given back only after the dispatcher is done with it: with a full ring the kernel writes this very
+          // slot next. Given back even if the dispatcher throws, so one bad frame is not redelivered forever.
+          if (!this.closed) this.release(off, i);
+        }
         if (this.closed) return; // the dispatcher closed us: the ring is gone
+        continue;
       }
-      v.setUint32(off, 0, true); // TP_STATUS_KERNEL: the slot is the kernel's again
-      this.rxHead = i + 1 === this.ringFrames ? 0 : i + 1;
+      this.release(off, i);
     }
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
       if (this.txCount > 0 && !this.closed) this.flush();
     }
+  }
+
+  /** Hands ring slot `i` (at byte `off`) back to the kernel and moves our head past it. */
+  private release(off: number, i: number): void {
+    this.ring.view.setUint32(off, 0, true); // TP_STATUS_KERNEL
+    this.rxHead = i + 1 === this.ringFrames ? 0 : i + 1;
   }
 
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */

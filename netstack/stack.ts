@@ -92,6 +92,7 @@ export interface AddRouteOptions {
   readonly metric?: number;
 }
 
+const ALL_HOSTS = new Uint8Array([224, 0, 0, 1]);
 const ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
 /** A TCP/IP host stack over any number of Ethernet links. */
@@ -172,6 +173,9 @@ export class Stack implements NetworkLayer, StackInternals {
       deliverFrame: (frame) => this.receiveFrame(nic, frame),
       deliverBatchEnd: () => this.flushDirty(),
     });
+    // RFC 1112 §4: every IPv4 host belongs to all-hosts 224.0.0.1.
+    nic.joinGroup(ALL_HOSTS);
+    nic.joinMac(multicastMac(ALL_HOSTS));
     if (opts.ipv6 !== false) {
       nic.ipv6 = true;
       nic.joinGroup(ALL_NODES);

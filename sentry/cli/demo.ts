@@ -110,7 +110,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
     }
     const counters = served.counters();
-    const interesting = ['link.framesReceived', 'link.framesSent', 'ipv4.fragmentsReassembled', 'ipv6.fragmentsReassembled', 'icmpv4.echoRepliesSent', 'icmpv6.echoRepliesSent', 'udp.received', 'udp.sent'];
+    const interesting = ['link.rxFrames', 'link.txFrames', 'rx.dropped', 'frag.reassembled', 'ipv4.txFragments', 'ipv6.txFragments', 'icmpv4.txEchoReplies', 'icmpv6.txEchoReplies', 'udp.received', 'udp.sent'];
     const shown = interesting.filter((k) => counters[k] !== undefined).map((k) => `${k}=${counters[k]}`);
     if (shown.length) out(`counters: ${shown.join(' ')}`);
   } finally {

@@ -21,19 +21,11 @@ import type { PortManager } from '../ports.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import type { NetworkLayer, PacketInfo, Route, SendOptions } from '../protocol.ts';
 import type { DemuxEntry, DemuxTable } from './demux.ts';
+import { DatagramOptions } from './options.ts';
 import type { IcmpSocketError } from './icmperr.ts';
 
-/** Linux's net.core.rmem_default / wmem_default and rmem_max / wmem_max. */
-export const DEFAULT_BUFFER = 212992;
-/** Linux's SOCK_MIN_RCVBUF on 64-bit. */
-export const MIN_RCVBUF = 2304;
-/** Linux's SOCK_MIN_SNDBUF on 64-bit. */
-export const MIN_SNDBUF = 4608;
 /** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
 export const DATAGRAM_OVERHEAD = 768;
-/** Linux's default IP TTL / IPv6 hop limit (net.ipv4.ip_default_ttl). */
-export const DEFAULT_TTL = 64;
-
 /** A datagram read: the ReadResult plus what IP_PKTINFO, IP_RECVTOS and IP_RECVTTL control messages carry. */
 export interface DatagramReadResult extends ReadResult {
   readonly from: SocketAddress;
@@ -76,21 +68,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   localPort = 0;
   bindAddr: Address;
   peer: { address: Address; port: number } | null = null;
-  v6only = false;
-  boundNic = 0;
-  reusePort = false;
-
-  protected reuseAddr = false;
-  protected broadcast = false;
-  protected rcvbuf = DEFAULT_BUFFER;
-  protected sndbuf = DEFAULT_BUFFER;
-  protected ttl = -1;
-  protected tos = 0;
-  protected mcastTtl = 1;
-  protected hops = -1;
-  protected mcastHops = 1;
-  protected tclass = 0;
-  private readonly flags = new Set<string>();
+  /** The socket's options (SO_*, IP_*, IPV6_*). */
+  readonly opts: DatagramOptions;
 
   private reservedAddr: Address | null = null;
   private explicitAddr = false;
@@ -108,7 +87,20 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     readonly protocol: number,
     private readonly host: DatagramHost<DatagramEndpoint>,
   ) {
+    this.opts = new DatagramOptions(family, protocol);
     this.bindAddr = this.wildcard();
+  }
+
+  get v6only(): boolean {
+    return this.opts.v6only;
+  }
+
+  get boundNic(): number {
+    return this.opts.boundNic;
+  }
+
+  get reusePort(): boolean {
+    return this.opts.reusePort;
   }
 
   /** Builds and sends one datagram from the bound port to `dest` over `route`; returns bytes sent. */
@@ -152,7 +144,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     const plain = unmapV4(a);
     if (this.family === 6 && plain.length === 4 && (this.v6only || !this.dualStack)) return Err.InvalidArgument;
     if (!isUnspecified(plain) && !this.bindable(plain, addr.nicId)) return Err.AddressNotAvailable;
-    if (addr.nicId && this.family === 6 && isLinkLocalV6(plain)) this.boundNic = addr.nicId;
+    if (addr.nicId && this.family === 6 && isLinkLocalV6(plain)) this.opts.boundNic = addr.nicId;
     const r = this.reserve(this.portAddress(a), addr.port);
     // Linux reports an exhausted range on bind(port 0) as EADDRINUSE (inet_csk_get_port).
     if (isError(r)) return r === Err.NoPortAvailable ? Err.AddressInUse : r;
@@ -173,7 +165,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     }
     const route = this.route(dest);
     if (isError(route)) return route;
-    if (this.isBroadcast(dest.address, route) && !this.broadcast) return Err.PermissionDenied;
+    if (this.isBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
     // Linux fixes the source address at connect time (ip4_datagram_connect) unless bind() chose one.
     if (!this.explicitAddr) this.bindAddr = route.localAddress;
     this.peer = { address: dest.address, port: dest.port };
@@ -245,12 +237,12 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     }
     const route = this.route(dest);
     if (isError(route)) return route;
-    if (this.isBroadcast(dest.address, route) && !this.broadcast) return Err.PermissionDenied;
+    if (this.isBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
     if (data.length > this.maxMessage(dest.address.length === 4)) return Err.MessageTooLong;
     const e = this.takeError();
     if (e) return e;
     if (this.shutWr) return Err.ClosedForSend;
-    return this.send(route, dest, data, this.sendOptions(dest.address));
+    return this.send(route, dest, data, this.opts.sendOptions(dest.address));
   }
 
   shutdown(how: number): NetError | undefined {
@@ -301,129 +293,11 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   // --- options ---
 
   getOption(name: string): OptionValue | NetError {
-    switch (name) {
-      case 'SO_REUSEADDR':
-        return +this.reuseAddr;
-      case 'SO_REUSEPORT':
-        return +this.reusePort;
-      case 'SO_BROADCAST':
-        return +this.broadcast;
-      case 'SO_RCVBUF':
-        return this.rcvbuf;
-      case 'SO_SNDBUF':
-        return this.sndbuf;
-      case 'SO_TYPE':
-        return 2; // SOCK_DGRAM
-      case 'SO_PROTOCOL':
-        return this.protocol;
-      case 'SO_DOMAIN':
-        return this.family === 4 ? 2 : 10; // AF_INET, AF_INET6
-      case 'SO_ERROR':
-        return this.takeError()?.errno ?? 0;
-      case 'SO_BINDTODEVICE':
-        return this.boundNic;
-      case 'IP_TTL':
-        return this.ttl < 0 ? DEFAULT_TTL : this.ttl;
-      case 'IP_TOS':
-        return this.tos;
-      case 'IP_MULTICAST_TTL':
-        return this.mcastTtl;
-      case 'IP_RECVTOS':
-      case 'IP_PKTINFO':
-      case 'IP_RECVTTL':
-        return +this.flags.has(name);
-    }
-    if (!name.startsWith('IPV6_')) return Err.ProtocolNotAvailable;
-    if (this.family !== 6) return Err.ProtocolNotAvailable;
-    switch (name) {
-      case 'IPV6_V6ONLY':
-        return +this.v6only;
-      case 'IPV6_UNICAST_HOPS':
-        return this.hops < 0 ? DEFAULT_TTL : this.hops;
-      case 'IPV6_MULTICAST_HOPS':
-        return this.mcastHops;
-      case 'IPV6_TCLASS':
-        return this.tclass;
-      case 'IPV6_RECVPKTINFO':
-      case 'IPV6_RECVTCLASS':
-      case 'IPV6_RECVHOPLIMIT':
-        return +this.flags.has(name);
-    }
-    return Err.ProtocolNotAvailable;
+    return this.opts.get(name, () => this.takeError());
   }
 
   setOption(name: string, value: OptionValue): NetError | undefined {
-    const v = typeof value === 'boolean' ? +value : value;
-    if (typeof v !== 'number' || !Number.isInteger(v)) return Err.InvalidArgument;
-    const ranged = (lo: number, hi: number, set: (x: number) => void) => {
-      if (v < lo || v > hi) return Err.InvalidArgument;
-      set(v);
-      return undefined;
-    };
-    switch (name) {
-      case 'SO_REUSEADDR':
-        this.reuseAddr = v !== 0;
-        return undefined;
-      case 'SO_REUSEPORT':
-        this.reusePort = v !== 0;
-        return undefined;
-      case 'SO_BROADCAST':
-        this.broadcast = v !== 0;
-        return undefined;
-      case 'SO_RCVBUF':
-        // sock_setsockopt: clamp to rmem_max, then double to leave room for bookkeeping.
-        this.rcvbuf = Math.max(MIN_RCVBUF, 2 * (v < 0 ? DEFAULT_BUFFER : Math.min(v, DEFAULT_BUFFER)));
-        this.waiter.notify(this.readiness(EventIn));
-        return undefined;
-      case 'SO_SNDBUF':
-        this.sndbuf = Math.max(MIN_SNDBUF, 2 * (v < 0 ? DEFAULT_BUFFER : Math.min(v, DEFAULT_BUFFER)));
-        return undefined;
-      case 'SO_TYPE':
-      case 'SO_PROTOCOL':
-      case 'SO_DOMAIN':
-      case 'SO_ERROR':
-        return Err.ProtocolNotAvailable;
-      case 'SO_BINDTODEVICE':
-        return ranged(0, 0x7fffffff, (x) => (this.boundNic = x));
-      case 'IP_TTL':
-        if (v === -1) {
-          this.ttl = -1;
-          return undefined;
-        }
-        return ranged(1, 255, (x) => (this.ttl = x));
-      case 'IP_TOS':
-        this.tos = v & 0xff;
-        return undefined;
-      case 'IP_MULTICAST_TTL':
-        if (v === -1) {
-          this.mcastTtl = 1;
-          return undefined;
-        }
-        return ranged(0, 255, (x) => (this.mcastTtl = x));
-      case 'IP_RECVTOS':
-      case 'IP_PKTINFO':
-      case 'IP_RECVTTL':
-        return this.flag(name, v);
-    }
-    if (!name.startsWith('IPV6_') || this.family !== 6) return Err.ProtocolNotAvailable;
-    switch (name) {
-      case 'IPV6_V6ONLY':
-        // inet6 sockets fix V6ONLY once bound.
-        if (this.localPort !== 0) return Err.InvalidArgument;
-        this.v6only = v !== 0;
-        return undefined;
-      case 'IPV6_UNICAST_HOPS':
-        return ranged(-1, 255, (x) => (this.hops = x));
-      case 'IPV6_MULTICAST_HOPS':
-        return ranged(-1, 255, (x) => (this.mcastHops = x < 0 ? 1 : x));
-      case 'IPV6_TCLASS':
-        return ranged(-1, 255, (x) => (this.tclass = x < 0 ? 0 : x));
-      case 'IPV6_RECVPKTINFO':
-      case 'IPV6_RECVTCLASS':
-      case 'IPV6_RECVHOPLIMIT':
-        return this.flag(name, v);
-    }
-    return Err.ProtocolNotAvailable;
+    return this.opts.set(name, value, this.localPort !== 0);
   }
 
   // --- used by the protocol ---
@@ -434,7 +308,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
    * queue already holds more than the limit, so one datagram always fits.
    */
   enqueue(info: PacketInfo, srcPort: number, payload: Uint8Array): boolean {
-    if (this.closed || this.queuedBytes > this.rcvbuf) return false;
+    if (this.closed || this.queuedBytes > this.opts.rcvbuf) return false;
     const charge = payload.length + DATAGRAM_OVERHEAD;
     const src = info.src.slice();
     const copy: PacketInfo = { ...info, src, dst: info.dst.slice() };
@@ -457,12 +331,6 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   }
 
   // --- internals ---
-
-  private flag(name: string, v: number): undefined {
-    if (v !== 0) this.flags.add(name);
-    else this.flags.delete(name);
-    return undefined;
-  }
 
   private dequeue(): void {
     const q = this.queue[this.queueHead]!;
@@ -494,7 +362,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       port,
       family: this.family,
       v6only: this.v6only,
-      reuseAddr: this.reuseAddr,
+      reuseAddr: this.opts.reuseAddr,
       reusePort: this.reusePort,
       nicId: this.boundNic,
       owner: this,
@@ -544,13 +412,6 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private isBroadcast(a: Address, route: Route): boolean {
     if (a.length === 4 && addressEqual(a, IPV4_BROADCAST)) return true;
     return (route as { readonly kind?: string }).kind === 'broadcast';
-  }
-
-  private sendOptions(dst: Address): SendOptions {
-    const v4 = dst.length === 4;
-    const mc = isMulticast(dst);
-    const ttl = v4 ? (mc ? this.mcastTtl : this.ttl) : mc ? this.mcastHops : this.hops;
-    return { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
   }
 
   /** An address as this socket's family shows it: IPv4 peers of an IPv6 socket are ::ffff:a.b.c.d. */

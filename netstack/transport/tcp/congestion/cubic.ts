@@ -21,7 +21,6 @@ export class Cubic implements CongestionControl {
   // Start of the current congestion-avoidance epoch, ms; -1 when none is running.
   private epochStart = -1;
   private wEst = 0;
-  private cwndSegs = 0;
 
   constructor(mss: number) {
     this.cwnd = initialWindow(mss);
@@ -36,7 +35,6 @@ export class Cubic implements CongestionControl {
     const segs = this.cwnd / mss;
     if (this.epochStart < 0) {
       this.epochStart = ctx.now;
-      this.cwndSegs = segs;
       this.wEst = segs;
       if (this.wMax <= segs) {
         this.k = 0;
@@ -52,16 +50,14 @@ export class Cubic implements CongestionControl {
     const target = Math.min(Math.max(wCubic, segs), 1.5 * segs);
     // §4.3: Reno-friendly region, growing by α per window of ACKed segments.
     this.wEst += (ALPHA * (acked / mss)) / segs;
-    let next: number;
-    if (wCubic < this.wEst) next = segs + Math.max(0, this.wEst - segs) * (acked / mss / segs);
-    else next = segs + ((target - segs) / segs) * (acked / mss);
+    // §4.3: below the Reno-friendly estimate, follow it; else grow toward the cubic target.
+    const next = wCubic < this.wEst ? this.wEst : segs + ((target - segs) / segs) * (acked / mss);
     this.cwnd = Math.max(this.cwnd, Math.floor(next * mss));
   }
 
   onLoss(inFlight: number, ctx: CcContext): void {
-    this.reduce(ctx);
+    this.reduce(inFlight, ctx);
     this.cwnd = this.ssthresh;
-    void inFlight;
   }
 
   onRecoveryEnd(_ctx: CcContext): void {
@@ -69,8 +65,7 @@ export class Cubic implements CongestionControl {
   }
 
   onTimeout(inFlight: number, ctx: CcContext): void {
-    this.reduce(ctx);
-    void inFlight;
+    this.reduce(inFlight, ctx);
     this.cwnd = ctx.mss;
   }
 
@@ -79,12 +74,13 @@ export class Cubic implements CongestionControl {
     this.epochStart = -1;
   }
 
-  private reduce(ctx: CcContext): void {
+  private reduce(inFlight: number, ctx: CcContext): void {
     const segs = this.cwnd / ctx.mss;
     // §4.7 fast convergence: release bandwidth to newer flows when the window stopped short of the last maximum.
     this.wMax = segs < this.wLastMax ? (segs * (1 + BETA)) / 2 : segs;
     this.wLastMax = segs;
-    this.ssthresh = Math.max(Math.floor(this.cwnd * BETA), 2 * ctx.mss);
+    // §4.6: ssthresh = flight_size · β (the flight never exceeds cwnd here).
+    this.ssthresh = Math.max(Math.floor(Math.min(inFlight, this.cwnd) * BETA), 2 * ctx.mss);
     this.epochStart = -1;
   }
 }

@@ -1,0 +1,167 @@
+/**
+ * Socket options of datagram sockets by their Linux names (SOL_SOCKET, SOL_IP, SOL_IPV6), with Linux's ranges,
+ * defaults and quirks: SO_RCVBUF/SO_SNDBUF are doubled and clamped, TTL −1 means the default, IPV6_* options
+ * exist only on IPv6 sockets, anything unknown is ENOPROTOOPT.
+ */
+import { type Address, isMulticast } from '../../addr.ts';
+import { Err, type NetError } from '../../errors.ts';
+import type { Family, OptionValue } from '../../socket.ts';
+import type { SendOptions } from '../protocol.ts';
+
+/** Linux's net.core.rmem_default / wmem_default and rmem_max / wmem_max. */
+export const DEFAULT_BUFFER = 212992;
+/** Linux's SOCK_MIN_RCVBUF on 64-bit. */
+export const MIN_RCVBUF = 2304;
+/** Linux's SOCK_MIN_SNDBUF on 64-bit. */
+export const MIN_SNDBUF = 4608;
+/** Linux's default IP TTL / IPv6 hop limit (net.ipv4.ip_default_ttl). */
+export const DEFAULT_TTL = 64;
+
+// Options that only record a flag for the reader of control messages.
+const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL']);
+const FLAGS6 = new Set(['IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT']);
+
+/** The option state of one datagram socket. */
+export class DatagramOptions {
+  reuseAddr = false;
+  reusePort = false;
+  broadcast = false;
+  rcvbuf = DEFAULT_BUFFER;
+  sndbuf = DEFAULT_BUFFER;
+  /** SO_BINDTODEVICE as a NIC id; 0 for none. */
+  boundNic = 0;
+  v6only = false;
+  private ttl = -1;
+  private tos = 0;
+  private mcastTtl = 1;
+  private hops = -1;
+  private mcastHops = 1;
+  private tclass = 0;
+  private readonly flags = new Set<string>();
+
+  constructor(
+    readonly family: Family,
+    readonly protocol: number,
+  ) {}
+
+  /** Whether a flag option (IP_PKTINFO, IPV6_RECVPKTINFO, ...) is on. */
+  flag(name: string): boolean {
+    return this.flags.has(name);
+  }
+
+  /** getsockopt; `takeError` serves SO_ERROR. */
+  get(name: string, takeError: () => NetError | undefined): OptionValue | NetError {
+    switch (name) {
+      case 'SO_REUSEADDR':
+        return +this.reuseAddr;
+      case 'SO_REUSEPORT':
+        return +this.reusePort;
+      case 'SO_BROADCAST':
+        return +this.broadcast;
+      case 'SO_RCVBUF':
+        return this.rcvbuf;
+      case 'SO_SNDBUF':
+        return this.sndbuf;
+      case 'SO_TYPE':
+        return 2; // SOCK_DGRAM
+      case 'SO_PROTOCOL':
+        return this.protocol;
+      case 'SO_DOMAIN':
+        return this.family === 4 ? 2 : 10; // AF_INET, AF_INET6
+      case 'SO_ERROR':
+        return takeError()?.errno ?? 0;
+      case 'SO_BINDTODEVICE':
+        return this.boundNic;
+      case 'IP_TTL':
+        return this.ttl < 0 ? DEFAULT_TTL : this.ttl;
+      case 'IP_TOS':
+        return this.tos;
+      case 'IP_MULTICAST_TTL':
+        return this.mcastTtl;
+    }
+    if (FLAGS4.has(name)) return +this.flags.has(name);
+    if (this.family !== 6) return Err.ProtocolNotAvailable;
+    switch (name) {
+      case 'IPV6_V6ONLY':
+        return +this.v6only;
+      case 'IPV6_UNICAST_HOPS':
+        return this.hops < 0 ? DEFAULT_TTL : this.hops;
+      case 'IPV6_MULTICAST_HOPS':
+        return this.mcastHops;
+      case 'IPV6_TCLASS':
+        return this.tclass;
+    }
+    if (FLAGS6.has(name)) return +this.flags.has(name);
+    return Err.ProtocolNotAvailable;
+  }
+
+  /** setsockopt; `bound` says whether the socket has a port (IPV6_V6ONLY is then fixed). */
+  set(name: string, value: OptionValue, bound: boolean): NetError | undefined {
+    const v = typeof value === 'boolean' ? +value : value;
+    if (typeof v !== 'number' || !Number.isInteger(v)) return Err.InvalidArgument;
+    const ranged = (lo: number, hi: number, set: (x: number) => void) => {
+      if (v < lo || v > hi) return Err.InvalidArgument;
+      set(v);
+      return undefined;
+    };
+    // sock_setsockopt: clamp to rmem_max/wmem_max (negative counts as huge), then double for bookkeeping.
+    const buffer = (min: number) => Math.max(min, 2 * (v < 0 ? DEFAULT_BUFFER : Math.min(v, DEFAULT_BUFFER)));
+    switch (name) {
+      case 'SO_REUSEADDR':
+        this.reuseAddr = v !== 0;
+        return undefined;
+      case 'SO_REUSEPORT':
+        this.reusePort = v !== 0;
+        return undefined;
+      case 'SO_BROADCAST':
+        this.broadcast = v !== 0;
+        return undefined;
+      case 'SO_RCVBUF':
+        this.rcvbuf = buffer(MIN_RCVBUF);
+        return undefined;
+      case 'SO_SNDBUF':
+        this.sndbuf = buffer(MIN_SNDBUF);
+        return undefined;
+      case 'SO_BINDTODEVICE':
+        return ranged(0, 0x7fffffff, (x) => (this.boundNic = x));
+      case 'IP_TTL':
+        return v === -1 ? ((this.ttl = -1), undefined) : ranged(1, 255, (x) => (this.ttl = x));
+      case 'IP_TOS':
+        this.tos = v & 0xff;
+        return undefined;
+      case 'IP_MULTICAST_TTL':
+        return ranged(-1, 255, (x) => (this.mcastTtl = x < 0 ? 1 : x));
+    }
+    if (FLAGS4.has(name)) return this.setFlag(name, v);
+    if (this.family !== 6) return Err.ProtocolNotAvailable;
+    switch (name) {
+      case 'IPV6_V6ONLY':
+        if (bound) return Err.InvalidArgument;
+        this.v6only = v !== 0;
+        return undefined;
+      case 'IPV6_UNICAST_HOPS':
+        return ranged(-1, 255, (x) => (this.hops = x));
+      case 'IPV6_MULTICAST_HOPS':
+        return ranged(-1, 255, (x) => (this.mcastHops = x < 0 ? 1 : x));
+      case 'IPV6_TCLASS':
+        return ranged(-1, 255, (x) => (this.tclass = x < 0 ? 0 : x));
+    }
+    if (FLAGS6.has(name)) return this.setFlag(name, v);
+    // SO_TYPE, SO_PROTOCOL, SO_DOMAIN and SO_ERROR are read-only: Linux answers ENOPROTOOPT.
+    return Err.ProtocolNotAvailable;
+  }
+
+  /** TTL/hop limit and TOS/traffic class for a packet to `dst`; IPv4 fragmentation stays allowed. */
+  sendOptions(dst: Address): SendOptions {
+    const v4 = dst.length === 4;
+    const mc = isMulticast(dst);
+    const ttl = v4 ? (mc ? this.mcastTtl : this.ttl) : mc ? this.mcastHops : this.hops;
+    return { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
+  }
+
+  private setFlag(name: string, v: number): undefined {
+    if (v !== 0) this.flags.add(name);
+    else this.flags.delete(name);
+    return undefined;
+  }
+}

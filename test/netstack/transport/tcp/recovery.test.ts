@@ -1,0 +1,57 @@
+import t from 'tap';
+import type { SackBlock } from '../../../../netstack/wire/tcp.ts';
+import { TCP_ACK } from '../../../../netstack/wire/tcp.ts';
+import { Harness, pattern } from './helper.ts';
+
+const A = TCP_ACK;
+const MSS = 1460;
+
+t.test('ESTABLISHED SACK loss detection → retransmits each hole once (RFC 6675), recovery ends at the recovery point', async (t) => {
+  const h = new Harness({ congestion: 'reno' });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const p = h.peerNxt;
+  ep.write(pattern(10 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: snd + i * MSS, len: MSS });
+  const seg = (i: number) => snd + i * MSS;
+  const sack = (...r: [number, number][]): { sack: SackBlock[] } => ({
+    sack: r.map(([a, b]) => ({ left: seg(a), right: seg(b) })),
+  });
+  // Segments 0 and 3 are lost; 1, 2, 4 arrive.
+  h.send({ flags: A, seq: p, ack: snd, options: sack([1, 2]) });
+  h.send({ flags: A, seq: p, ack: snd, options: sack([1, 3]) });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p, ack: snd, options: sack([4, 5], [1, 3]) });
+  t.ok(ep.snd.inRecovery, 'three segments SACKed above SND.UNA start recovery');
+  h.expect({ seq: seg(0), len: MSS });
+  t.equal(ep.snd.cc.ssthresh, 5 * MSS);
+  // Segment 5 arrives: pipe drops, the next hole (3) goes out.
+  h.send({ flags: A, seq: p, ack: snd, options: sack([4, 6], [1, 3]) });
+  h.expect({ seq: seg(3), len: MSS });
+  h.send({ flags: A, seq: p, ack: snd, options: sack([4, 7], [1, 3]) });
+  h.send({ flags: A, seq: p, ack: snd, options: sack([4, 8], [1, 3]) });
+  // Holes are not sent twice; new data follows once pipe allows.
+  const more = [];
+  while (h.pending) more.push(h.next());
+  t.notOk(more.some((r) => r.seq === seg(0) || r.seq === seg(3)), 'no hole resent twice');
+  // The retransmission of 0 arrives: cumulative ACK up to 3, still below the recovery point.
+  h.send({ flags: A, seq: p, ack: seg(3), options: sack([4, 8]) });
+  t.ok(ep.snd.inRecovery);
+  h.clearSent();
+  h.send({ flags: A, seq: p, ack: seg(10) });
+  t.notOk(ep.snd.inRecovery, 'full ACK ends recovery');
+  t.equal(ep.snd.cc.cwnd, 5 * MSS, 'cwnd = ssthresh after recovery');
+  t.equal(h.tcp.stats.timeouts, 0, 'no RTO needed');
+});
+
+t.test('ESTABLISHED D-SACK received → counted in tcpi_dsack_dups, no recovery', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  ep.write(pattern(2 * MSS));
+  h.clearSent();
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + MSS, options: { sack: [{ left: snd, right: snd + MSS }] } });
+  const info = ep.getOption('TCP_INFO') as Record<string, number>;
+  t.equal(info['tcpi_dsack_dups'], 1);
+  t.notOk(ep.snd.inRecovery);
+});

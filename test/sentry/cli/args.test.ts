@@ -1,0 +1,71 @@
+// The CLI's argument handling: every mistake is one line naming it, with exit status 2.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { parseServeArgs } from '../../../sentry/cli/serve.ts';
+import { UsageError } from '../../../sentry/cli/args.ts';
+
+const CLI = join(import.meta.dirname, '../../../sentry/cli/tsvisor.js');
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+t.test('serve arguments parse into options', async (t) => {
+  const o = parseServeArgs([
+    '--netns', 'ns1', '--dev', 'veth0', '--addr', '198.18.0.2/24', '--addr=fd74:7376::2/64',
+    '--gateway', '198.18.0.1', '--mtu', '9000', '--pcap', '/tmp/x.pcap', '--impair', 'loss=0.1,seed=4',
+    '--service', 'echo', '--service', 'discard:999',
+  ]);
+  t.equal(o.netns, 'ns1');
+  t.equal(o.dev, 'veth0');
+  t.same(o.addresses!.map((a) => [Array.from(a.address), a.prefixLength]), [
+    [[198, 18, 0, 2], 24],
+    [[0xfd, 0x74, 0x73, 0x76, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64],
+  ]);
+  t.same(Array.from(o.gateways![0]!), [198, 18, 0, 1]);
+  t.equal(o.mtu, 9000);
+  t.equal(o.pcap, '/tmp/x.pcap');
+  t.equal(o.impair!.loss, 0.1);
+  t.equal(o.impair!.seed, 4);
+  t.same(o.services, [{ name: 'echo', port: undefined }, { name: 'discard', port: 999 }]);
+});
+
+const bad: [string[], RegExp][] = [
+  [['--dev', 'x'], /missing required option --netns/],
+  [['--netns', 'a'], /missing required option --dev/],
+  [['--netns', 'a', '--dev'], /option --dev needs a value/],
+  [['--netns', 'a', '--dev', 'x', '--addr', '198.18.0.300/24'], /--addr: '198.18.0.300\/24' is not/],
+  [['--netns', 'a', '--dev', 'x', '--addr', '198.18.0.3/33'], /--addr/],
+  [['--netns', 'a', '--dev', 'x', '--gateway', 'nope'], /--gateway: 'nope' is not an IP address/],
+  [['--netns', 'a', '--dev', 'x', '--mtu', '12'], /--mtu: 12 is outside 68..65535/],
+  [['--netns', 'a', '--dev', 'x', '--mtu', 'big'], /--mtu: 'big' is not a whole number/],
+  [['--netns', 'a', '--dev', 'x', '--impair', 'loss=2'], /--impair: .*loss/],
+  [['--netns', 'a', '--dev', 'x', '--impair', 'wobble=1'], /--impair: .*wobble/],
+  [['--netns', 'a', '--dev', 'x', '--service', 'gopher'], /unknown service 'gopher'/],
+  [['--netns', 'a', '--dev', 'x', '--service', 'echo:70000'], /--service: 70000 is outside/],
+  [['--netns', 'a', '--dev', 'x', '--frobnicate'], /unknown option --frobnicate/],
+  [['--netns', 'a', '--netns', 'b', '--dev', 'x'], /option --netns given twice/],
+  [['--netns', 'a', '--dev', 'x', 'extra'], /unexpected argument 'extra'/],
+  [['--netns', 'a', '--dev', 'x', '--tap'], /--tap needs at least one --addr/],
+];
+for (const [args, message] of bad) {
+  t.test(`serve ${args.join(' ')} → UsageError`, async (t) => {
+    t.throws(() => parseServeArgs(args), { constructor: UsageError, message });
+  });
+}
+
+t.test('the command prints one line and exits 2 on bad arguments', async (t) => {
+  for (const args of [['serve', '--mtu', 'x'], ['frob'], ['stats', '--netns']]) {
+    const r = await cli(args);
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, /^tsvisor: [^\n]+\n$/, `${args.join(' ')}: one line`);
+  }
+  const help = await cli(['help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /tsvisor serve|serve +--netns/);
+});

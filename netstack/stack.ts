@@ -117,7 +117,7 @@ export class Stack implements NetworkLayer, StackInternals {
   private readonly routeTable = new RouteTable();
   private readonly transports = new Map<number, TransportProtocol>();
   private readonly nicMap = new Map<number, Nic>();
-  private readonly local4 = new Map<string, Nic>();
+  private readonly local4 = new Map<number, Nic>();
   private readonly local6 = new Map<string, Nic>();
   private readonly dropKeys = new Set<string>();
   private readonly neighborConfig: Partial<NeighborConfig>;
@@ -221,7 +221,7 @@ export class Stack implements NetworkLayer, StackInternals {
     const s: Subnet = { address: a.slice(), prefixLength: subnet.prefixLength };
     if (a.length === 4) {
       nic.v4.push(s);
-      this.local4.set(addressKey(a), nic);
+      this.local4.set(v4Key(a), nic);
       this.addOnLink(nic, s);
       if (!nic.loopback) this.arp.announce(nic, s.address);
       return undefined;
@@ -246,7 +246,7 @@ export class Stack implements NetworkLayer, StackInternals {
       const i = nic.v4.findIndex((s) => addressEqual(s.address, address));
       if (i < 0) return Err.AddressNotAvailable;
       const [s] = nic.v4.splice(i, 1);
-      this.local4.delete(addressKey(address));
+      this.local4.delete(v4Key(address));
       this.dropOnLink(nic, s!);
       return undefined;
     }
@@ -254,7 +254,7 @@ export class Stack implements NetworkLayer, StackInternals {
     if (i < 0) return Err.AddressNotAvailable;
     const [e] = nic.v6.splice(i, 1);
     e!.timer?.cancel();
-    this.local6.delete(addressKey(address));
+    this.local6.delete(v6Key(address));
     const sn = solicitedNodeAddress(address);
     nic.leaveGroup(sn);
     nic.leaveMac(multicastMac(sn));
@@ -279,7 +279,7 @@ export class Stack implements NetworkLayer, StackInternals {
    * DAD found a duplicate (RFC 4862 §5.4.5) or the address is not ours.
    */
   whenAddressReady(addr: Address): Promise<boolean> {
-    if (addr.length === 4) return Promise.resolve(this.local4.has(addressKey(addr)));
+    if (addr.length === 4) return Promise.resolve(this.local4.has(v4Key(addr)));
     for (const nic of this.nicMap.values()) {
       const e = nic.findV6(addr);
       if (!e) continue;
@@ -430,7 +430,7 @@ export class Stack implements NetworkLayer, StackInternals {
 
   /** @internal */
   localNic(a: Address): Nic | undefined {
-    return a.length === 4 ? this.local4.get(addressKey(a)) : this.local6.get(addressKey(a));
+    return a.length === 4 ? this.local4.get(v4Key(a)) : this.local6.get(v6Key(a));
   }
 
   /** @internal Called by NDP when DAD of `e` ends. */
@@ -438,7 +438,7 @@ export class Stack implements NetworkLayer, StackInternals {
     e.timer?.cancel();
     e.timer = undefined;
     e.state = ok ? 'preferred' : 'duplicate';
-    if (ok) this.local6.set(addressKey(e.subnet.address), nic);
+    if (ok) this.local6.set(v6Key(e.subnet.address), nic);
     for (const w of e.waiters.splice(0)) w(ok);
   }
 
@@ -451,7 +451,7 @@ export class Stack implements NetworkLayer, StackInternals {
   }
 
   /** @internal */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number): void {
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string): void {
     frame.set(nic.mac, 6);
     frame[12] = etherType >>> 8;
     frame[13] = etherType & 0xff;
@@ -460,7 +460,7 @@ export class Stack implements NetworkLayer, StackInternals {
       this.writeOut(nic, frame);
       return;
     }
-    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame);
+    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame, nextHopKey ?? addressKey(nextHop));
   }
 
   /** @internal */
@@ -563,12 +563,11 @@ export class Stack implements NetworkLayer, StackInternals {
   // neigh_invalidate → icmp_send(host unreachable) would (RFC 1122 §3.3.1.4, RFC 4443 §3.1 code 3).
   private notifyUnreachable(nic: Nic, frames: Uint8Array[]): void {
     for (const f of frames) {
-      if (f.length < 14) continue;
+      if (f.length < 14 || nic.loopback) continue;
       const ip = f.subarray(14);
       if (ip.length > 0 && ip[0]! >>> 4 === 6) this.icmpv6.localUnreachable(ip);
       else this.icmpv4.localUnreachable(ip);
     }
-    void nic;
   }
 
   private selectSource(nic: Nic, dst: Address): Address | undefined {
@@ -610,6 +609,18 @@ export class Stack implements NetworkLayer, StackInternals {
       }
     }
   }
+}
+
+// Local-address lookups run twice per received packet: cheaper keys than addressKey's spread.
+function v4Key(a: Address): number {
+  return ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0;
+}
+
+function v6Key(a: Address): string {
+  return String.fromCharCode(
+    (a[0]! << 8) | a[1]!, (a[2]! << 8) | a[3]!, (a[4]! << 8) | a[5]!, (a[6]! << 8) | a[7]!,
+    (a[8]! << 8) | a[9]!, (a[10]! << 8) | a[11]!, (a[12]! << 8) | a[13]!, (a[14]! << 8) | a[15]!,
+  );
 }
 
 function isBroadcastMac(mac: Uint8Array): boolean {

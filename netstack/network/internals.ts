@@ -49,7 +49,7 @@ export interface StackInternals {
   /** Sends a frame whose destination MAC is set: fills the source MAC and EtherType, writes it to the link. */
   transmit(nic: Nic, frame: Uint8Array, etherType: number): void;
   /** Sends a frame to an IP next hop on `nic`, resolving its MAC through the neighbour cache. */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number): void;
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string): void;
   /** Ends duplicate address detection of `e`: assigned when `ok`, else marked duplicate (RFC 4862 §5.4.5). */
   addressReady(nic: Nic, e: Ipv6AddressEntry, ok: boolean): void;
   /** Queues an IP packet to ourselves for delivery from a clock callback (never synchronously). */

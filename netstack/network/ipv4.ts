@@ -13,7 +13,7 @@ import {
 import { Err, type NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
-import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, ipv4Options } from '../wire/ipv4.ts';
+import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, ipv4HeaderLength, ipv4Options } from '../wire/ipv4.ts';
 import { PROTO_ICMP, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
 import type { Verdict } from './counters.ts';
 import type { StackInternals } from './internals.ts';
@@ -82,7 +82,7 @@ export class Ipv4 {
     if (!looped && (isLoopback(src) || this.s.localNic(src) !== undefined)) return 'ipv4.badSource';
     const dst = p.dst;
     let broadcast = false;
-    if (this.s.localNic(dst) === undefined) {
+    if (this.s.localNic(dst) === undefined && !(looped && isLoopback(dst))) {
       if (addressEqual(dst, IPV4_BROADCAST) || nic.isV4Broadcast(dst)) broadcast = true;
       else if (isMulticast(dst) && (addressEqual(dst, ALL_HOSTS) || nic.inGroup(dst))) broadcast = true;
       else return 'ipv4.notForUs';
@@ -96,8 +96,12 @@ export class Ipv4 {
     return this.deliverUpper(p.buffer.subarray(0, hl), p.payload, p.protocol, info, linkBroadcast);
   }
 
-  /** Builds and sends one datagram (fragmenting when allowed and needed) on `path`. */
-  send(path: Path, protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined {
+  /**
+   * Builds and sends one datagram (fragmenting when allowed and needed) on `path`. `options` are raw IPv4
+   * options for callers inside the stack (transports cannot set them yet); non-first fragments keep only the
+   * options whose copied flag is set (RFC 791 §3.2), the others turned into NOPs as Linux does.
+   */
+  send(path: Path, protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions, options?: Uint8Array): NetError | undefined {
     const c = this.s.counters.ipv4;
     if (this.s.nic(path.nicId) !== path.nic) {
       c.txNoRoute++;
@@ -105,27 +109,27 @@ export class Ipv4 {
     }
     const payloadLength = packet.length - offset;
     if (offset < 0 || payloadLength < 0) throw new RangeError('Ipv4.send: offset outside the packet');
-    if (IPV4_HEADER_LEN + payloadLength > MAX_DATAGRAM) {
-      c.txTooBig++;
-      return Err.MessageTooLong;
-    }
-    const ttl = opts?.ttl ?? (path.kind === 'multicast' ? 1 : this.s.defaultTtl);
-    const tos = opts?.tos ?? 0;
-    const dontFragment = opts?.dontFragment ?? protocol === PROTO_TCP;
-    const mtu = path.mtu();
-    const identification = this.nextIdent(path);
     const base = {
       src: path.localAddress,
       dst: path.remoteAddress,
       protocol,
-      ttl,
-      dscp: tos >>> 2,
-      ecn: tos & 3,
-      identification,
-      dontFragment,
+      ttl: opts?.ttl ?? (path.kind === 'multicast' ? 1 : this.s.defaultTtl),
+      dscp: (opts?.tos ?? 0) >>> 2,
+      ecn: (opts?.tos ?? 0) & 3,
+      identification: 0,
+      dontFragment: opts?.dontFragment ?? protocol === PROTO_TCP,
+      options,
+      payloadLength,
     };
-    const need = LINK_HEADROOM + IPV4_HEADER_LEN;
-    if (IPV4_HEADER_LEN + payloadLength <= mtu) {
+    const hl = options ? ipv4HeaderLength(base) : IPV4_HEADER_LEN;
+    if (hl + payloadLength > MAX_DATAGRAM) {
+      c.txTooBig++;
+      return Err.MessageTooLong;
+    }
+    const mtu = path.mtu();
+    base.identification = this.nextIdent(path);
+    const need = LINK_HEADROOM + hl;
+    if (hl + payloadLength <= mtu) {
       let frame: Uint8Array;
       if (offset >= need) {
         frame = packet.subarray(offset - need);
@@ -133,23 +137,25 @@ export class Ipv4 {
         frame = new Uint8Array(need + payloadLength);
         frame.set(packet.subarray(offset), need);
       }
-      emitIpv4({ ...base, payloadLength }, frame, LINK_HEADROOM);
+      emitIpv4(base, frame, LINK_HEADROOM);
       c.txPackets++;
       this.output(path, frame);
       return undefined;
     }
-    if (dontFragment) {
+    if (base.dontFragment) {
       c.txTooBig++;
       return Err.MessageTooLong;
     }
     // RFC 791 §3.2: every fragment but the last carries a multiple of 8 data bytes.
-    const chunk = (mtu - IPV4_HEADER_LEN) & ~7;
+    const chunk = (mtu - hl) & ~7;
     if (chunk <= 0) return Err.MessageTooLong;
+    const laterOptions = options && copiedOptions(options);
     c.txPackets++;
     for (let at = 0; at < payloadLength; at += chunk) {
       const len = Math.min(chunk, payloadLength - at);
       const frame = new Uint8Array(need + len);
-      emitIpv4({ ...base, payloadLength: len, fragmentOffset: at, moreFragments: at + len < payloadLength }, frame, LINK_HEADROOM);
+      const more = at + len < payloadLength;
+      emitIpv4({ ...base, options: at === 0 ? options : laterOptions, payloadLength: len, fragmentOffset: at, moreFragments: more }, frame, LINK_HEADROOM);
       frame.set(packet.subarray(offset + at, offset + at + len), need);
       c.txFragments++;
       this.output(path, frame);
@@ -261,7 +267,7 @@ export class Ipv4 {
         return;
       }
       case 'unicast':
-        this.s.resolve(nic, path.nextHop!, frame, ETHERTYPE_IPV4);
+        this.s.resolve(nic, path.nextHop!, frame, ETHERTYPE_IPV4, path.nextHopKey);
         return;
     }
   }
@@ -273,6 +279,25 @@ const CHECK_REASONS: Record<string, string> = {
   'bad-header-length': 'ipv4.badHeaderLength',
   'bad-total-length': 'ipv4.badTotalLength',
 };
+
+/**
+ * The options of a non-first fragment (RFC 791 §3.2): options without the copied flag become NOPs, keeping
+ * the header length (as Linux's ip_options_fragment); the list ends at End of Option List.
+ */
+export function copiedOptions(options: Uint8Array): Uint8Array {
+  const out = options.slice();
+  for (const o of ipv4Options(options)) {
+    if (o.kind === 'eol') break;
+    if (o.kind === 'malformed') {
+      out.fill(0, o.offset);
+      break;
+    }
+    if (o.kind === 'nop' || (o.type & 0x80) !== 0) continue;
+    const len = options[o.offset + 1]!;
+    out.fill(1, o.offset, o.offset + len);
+  }
+  return out;
+}
 
 /** "too-many-fragments" → "tooManyFragments", for counter names. */
 export function camel(s: string): string {

@@ -281,7 +281,7 @@ export class Ipv6 {
         return;
       }
       case 'unicast':
-        this.s.resolve(nic, path.nextHop!, frame, ETHERTYPE_IPV6);
+        this.s.resolve(nic, path.nextHop!, frame, ETHERTYPE_IPV6, path.nextHopKey);
         return;
     }
   }

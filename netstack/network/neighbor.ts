@@ -110,8 +110,7 @@ export class NeighborCache {
    * Sends `frame` (destination MAC still to fill in) to `target`: at once when its MAC is known, else queued
    * while the address is resolved (RFC 4861 §7.2.2, §7.3.3).
    */
-  send(target: Address, frame: Uint8Array): void {
-    const key = addressKey(target);
+  send(target: Address, frame: Uint8Array, key = addressKey(target)): void {
     let e = this.entries.get(key);
     if (e && e.state === 'failed') {
       // Linux restarts resolution for a failed entry on the next packet rather than failing at once.

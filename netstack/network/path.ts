@@ -2,7 +2,7 @@
  * The network layer's `Route`: a resolved path from one of our addresses to a remote address through a NIC,
  * from which transports send segments.
  */
-import type { Address } from '../addr.ts';
+import { type Address, addressKey } from '../addr.ts';
 import type { NetError } from '../errors.ts';
 import type { Route, SendOptions } from '../transport/protocol.ts';
 import type { StackInternals } from './internals.ts';
@@ -20,6 +20,8 @@ export class Path implements Route {
   readonly headroom: number;
   /** IPv4: which identification counter this path draws from; computed on first use. */
   identSlot = -1;
+  /** The neighbour cache key of nextHop, so sending does not rebuild it per packet. */
+  readonly nextHopKey: string | undefined;
 
   constructor(
     private readonly s: StackInternals,
@@ -32,6 +34,7 @@ export class Path implements Route {
     readonly kind: PathKind,
   ) {
     this.headroom = LINK_HEADROOM + (remoteAddress.length === 4 ? 20 : 40);
+    this.nextHopKey = nextHop && addressKey(nextHop);
   }
 
   get nicId(): number {

@@ -38,6 +38,8 @@ export class PmtuCache {
 
   /** The path MTU towards `dst`: the learned value if fresh, capped by the link MTU. */
   get(dst: Address, linkMtu: number): number {
+    // The common case, nothing learned, must not pay for building a key on every packet.
+    if (this.entries.size === 0) return linkMtu;
     const key = addressKey(dst);
     const e = this.entries.get(key);
     if (!e) return linkMtu;

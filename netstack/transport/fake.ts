@@ -212,7 +212,9 @@ export class FakeHost implements NetworkLayer {
     const echoRequest =
       p.protocol === (v4 ? PROTO_ICMP : PROTO_ICMPV6) &&
       p.payload.length >= ICMP_HEADER_LEN &&
-      (v4 ? new Icmpv4Packet(p.payload).type === ICMPV4_ECHO_REQUEST : new Icmpv6Packet(p.payload).type === ICMPV6_ECHO_REQUEST);
+      (v4
+        ? new Icmpv4Packet(p.payload).type === ICMPV4_ECHO_REQUEST
+        : new Icmpv6Packet(p.payload).type === ICMPV6_ECHO_REQUEST);
     if (echoRequest) {
       if (this.answerEcho && !broadcast) {
         g.echoAnswered++;
@@ -243,7 +245,8 @@ export class FakeHost implements NetworkLayer {
       r.type = ICMPV6_ECHO_REPLY;
       r.fillChecksum(p.dst, p.src);
     }
-    this.network.transmit(this, { src: p.dst, dst: p.src, protocol: proto, ttl: 64, tos: 0, dontFragment: false, payload: reply });
+    const back = { src: p.dst, dst: p.src, protocol: proto, ttl: 64, tos: 0, dontFragment: false, payload: reply };
+    this.network.transmit(this, back);
   }
 
   private sendError(p: FakePacket, how: NonNullable<FakeHost['rejectWith']>): void {
@@ -251,9 +254,11 @@ export class FakeHost implements NetworkLayer {
     if (!sender) return;
     const fam = p.dst.length === 4 ? 4 : 6;
     const kind = typeof how === 'string' ? how : how.kind;
-    const [type, code] = typeof how === 'string' ? (ERROR_CODES[how]?.[fam] ?? [fam === 4 ? 3 : 1, 0]) : [how.type, how.code];
+    const [type, code] =
+      typeof how === 'string' ? (ERROR_CODES[how]?.[fam] ?? [fam === 4 ? 3 : 1, 0]) : [how.type, how.code];
     const msg: ControlMessage = { kind, type, code, family: fam, from: p.dst, mtu: 0 };
     const quoted = p.payload.slice(0, Math.min(p.payload.length, fam === 4 ? 8 : 1232));
-    this.network.clock.schedule(0, () => sender.transports.get(p.protocol)?.deliverControl?.(msg, p.src, p.dst, quoted));
+    const t = sender.transports.get(p.protocol);
+    this.network.clock.schedule(0, () => t?.deliverControl?.(msg, p.src, p.dst, quoted));
   }
 }

@@ -23,7 +23,7 @@ export function sum16(data: Uint8Array, initial = 0): number {
   let s = sumBytes(data, 0, head);
   const wide = new Uint32Array(data.buffer, data.byteOffset + head, words);
   let w = 0;
-  // A double holds exact integers to 2^53, so 2^21 words of 2^32 can be added before folding.
+  // A double holds exact integers to 2^53: fold after each 2^20 words of up to 2^32 each.
   for (let i = 0; i < words; ) {
     const end = Math.min(words, i + 0x100000);
     let acc = 0;

@@ -271,8 +271,11 @@ export type Ipv4Option =
   | {
       readonly kind: 'malformed';
       readonly type: number;
-      /** Offset of the octet that is wrong, relative to the options area. */
+      /** Offset of the octet that is wrong (type, length or pointer), relative to the options area. */
       readonly offset: number;
+      /** Offset of the malformed option's type octet. */
+      readonly start: number;
+      /** What is wrong: "truncated", "bad-length" or "bad-pointer". */
       readonly reason: string;
     };
 
@@ -294,16 +297,16 @@ export function* ipv4Options(options: Uint8Array): Generator<Ipv4Option, void, u
       continue;
     }
     if (i + 1 >= options.length) {
-      yield { kind: 'malformed', type, offset: i, reason: 'truncated' };
+      yield { kind: 'malformed', type, offset: i, start: i, reason: 'truncated' };
       return;
     }
     const len = options[i + 1]!;
     if (len < 2 || i + len > options.length) {
-      yield { kind: 'malformed', type, offset: i + 1, reason: 'bad-length' };
+      yield { kind: 'malformed', type, offset: i + 1, start: i, reason: 'bad-length' };
       return;
     }
     const body = options.subarray(i + 2, i + len);
-    const bad = (reason: string, at: number): Ipv4Option => ({ kind: 'malformed', type, offset: i + at, reason });
+    const bad = (reason: string, at: number): Ipv4Option => ({ kind: 'malformed', type, offset: i + at, start: i, reason });
     switch (type) {
       case IPV4_OPT_RR:
       case IPV4_OPT_LSRR:

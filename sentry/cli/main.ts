@@ -12,6 +12,8 @@ commands:
            [--impair SPEC] [--service NAME[:PORT]]... [--tap]
            attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
+  conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...
+           run packetdrill scripts against the netstack and/or the Linux kernel and compare
   help     this text
 
 services: echo (7), discard (9)
@@ -32,6 +34,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./demo.ts')).demoCommand(rest);
       case 'stats':
         return await (await import('./stats.ts')).statsCommand(rest);
+      case 'conformance':
+        return await (await import('./conformance.ts')).conformanceCommand(rest);
       case 'help':
       case '--help':
       case '-h':

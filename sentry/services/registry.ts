@@ -3,8 +3,10 @@
  * (echo over UDP and TCP); each transport's instance is one RunningService.
  */
 import { NetError } from '../../netstack/errors.ts';
+import { httpService } from './http.ts';
 import type { SocketFactory } from './service.ts';
-import { udpDiscard, udpEcho } from './udp.ts';
+import { tcpChargen, tcpDiscard, tcpEcho } from './tcp.ts';
+import { udpChargen, udpDiscard, udpEcho } from './udp.ts';
 
 /** One service instance on one transport. */
 export interface RunningService {
@@ -15,14 +17,19 @@ export interface RunningService {
   close(): void;
 }
 
+type Starter = (sockets: SocketFactory, port: number) => { port: number; stats: object; close(): void } | NetError;
+
 interface Definition {
   readonly defaultPort: number;
-  readonly udp?: (sockets: SocketFactory, port: number) => { port: number; stats: object; close(): void } | NetError;
+  readonly udp?: Starter;
+  readonly tcp?: Starter;
 }
 
 const DEFINITIONS: Record<string, Definition> = {
-  echo: { defaultPort: 7, udp: udpEcho },
-  discard: { defaultPort: 9, udp: udpDiscard },
+  echo: { defaultPort: 7, udp: udpEcho, tcp: tcpEcho },
+  discard: { defaultPort: 9, udp: udpDiscard, tcp: tcpDiscard },
+  chargen: { defaultPort: 19, udp: udpChargen, tcp: tcpChargen },
+  http: { defaultPort: 80, tcp: httpService },
 };
 
 /** Names of every known service. */
@@ -34,7 +41,7 @@ export function startService(name: string, sockets: SocketFactory, port?: number
   if (!def) throw new Error(`unknown service ${name}`);
   const p = port ?? def.defaultPort;
   const out: RunningService[] = [];
-  for (const proto of ['udp'] as const) {
+  for (const proto of ['udp', 'tcp'] as const) {
     const start = def[proto];
     if (!start) continue;
     const s = start(sockets, p);

@@ -2,12 +2,15 @@
  * Listening sockets (RFC 9293 §3.10.7.2, LISTEN): a SYN creates a half-open child in SYN-RECEIVED (the SYN
  * queue, bounded by the backlog), the completing ACK moves it to the accept queue (Linux: full when it holds
  * more than `backlog` connections, and then the ACK is dropped so the peer retries), and accept() takes it.
+ * A full SYN queue is answered with SYN cookies (cookie.ts) instead of dropping the SYN.
  */
-import { TCP_ACK, TCP_RST, TCP_SYN, type TcpRepr } from '../../wire/tcp.ts';
-import type { PacketInfo } from '../protocol.ts';
-import { negotiate } from './connect.ts';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
+import type { PacketInfo, Route } from '../protocol.ts';
+import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
+import { checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
-import { sendResetFor } from './segment.ts';
+import { segmentArrives } from './input.ts';
+import { sendResetFor, sendSegment } from './segment.ts';
 import { State } from './state.ts';
 
 /** The queues of a listening socket. */
@@ -26,6 +29,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   const f = r.flags;
   if (f & TCP_RST) return;
   if (f & TCP_ACK) {
+    if (!(f & TCP_SYN) && proto.config.synCookies && cookieAck(l, r, info)) return;
     // No connection matches an ACK here: RFC 9293 §3.10.7.2 answers <SEQ=SEG.ACK><CTL=RST>.
     if (sendResetFor(proto.net, info.dst, info.src, r, info.nicId)) proto.stats.resetsSent++;
     return;
@@ -36,23 +40,14 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     proto.stats.listenOverflows++;
     return;
   }
-  if (q.synQueue.size >= Math.max(q.backlog, 1)) {
-    proto.stats.listenDrops++;
-    return;
-  }
   const route = proto.net.findRoute(info.src, info.dst, info.nicId);
   if (!('send' in route)) return;
-  const child = new TcpEndpoint(proto, l.family);
-  inheritOptions(l, child);
-  child.localAddr = info.dst;
-  child.localPort = r.dstPort;
-  child.remoteAddr = info.src;
-  child.remotePort = r.srcPort;
-  child.route = route;
-  child.bound = true;
-  child.parent = l;
-  child.markConnected();
-  child.initConnection();
+  if (q.synQueue.size >= Math.max(q.backlog, 1)) {
+    if (proto.config.synCookies) sendCookieSynAck(l, r, info, route);
+    else proto.stats.listenDrops++;
+    return;
+  }
+  const child = newChild(l, r, info, route);
   child.rcv.init(r.seq);
   child.peerSynOptions = r.options;
   child.applyNegotiated(negotiate(child.offer!, r.options, child.family));
@@ -72,6 +67,109 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   child.sendSyn(true, r.options);
   snd.nxt = snd.max = (snd.iss + 1) >>> 0;
   snd.rtxTimer.set(snd.rtt.rto);
+}
+
+/** A child endpoint for a connection to listener `l`, with the listener's options and the segment's addresses. */
+function newChild(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: Route): TcpEndpoint {
+  const child = new TcpEndpoint(l.proto, l.family);
+  inheritOptions(l, child);
+  child.localAddr = info.dst;
+  child.localPort = r.dstPort;
+  child.remoteAddr = info.src;
+  child.remotePort = r.srcPort;
+  child.route = route;
+  child.bound = true;
+  child.parent = l;
+  child.markConnected();
+  child.initConnection();
+  return child;
+}
+
+/** Answers a SYN statelessly with a cookie ISN (RFC 4987 §3.6). */
+function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: Route): void {
+  const proto = l.proto;
+  const c = proto.config;
+  const now = proto.net.clock.now();
+  const peerMss = r.options.mss ?? defaultMss(info.src.length === 4 ? 4 : 6);
+  const isn = makeCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, peerMss);
+  const pathMss = route.maxPayload() - 20;
+  const peerTs = r.options.tsVal !== undefined && c.timestamps;
+  // Without timestamps there is nowhere to keep window scaling and SACK, so they are not offered (as Linux).
+  const wscale = c.windowScaling && peerTs && r.options.wscale !== undefined
+    ? windowScaleFor(Math.max(c.maxRcvBuf, l.rcv.limit))
+    : undefined;
+  const sack = c.sack && peerTs && !!r.options.sackPermitted;
+  const opts: TcpOptions = { mss: l.userMss > 0 ? Math.min(l.userMss, pathMss) : pathMss };
+  if (peerTs) {
+    const tsNow = (Math.floor(now) + timestampOffset(proto.net.secret, info.dst, info.src)) >>> 0;
+    // The peer's shift is what must be remembered; ours is recomputed from the configuration.
+    opts.tsVal = encodeCookieTs(tsNow, wscale === undefined ? undefined : r.options.wscale, sack);
+    opts.tsEcr = r.options.tsVal;
+    if (sack) opts.sackPermitted = true;
+    if (wscale !== undefined) opts.wscale = wscale;
+  }
+  const h = {
+    srcPort: r.dstPort,
+    dstPort: r.srcPort,
+    seq: isn,
+    ack: (r.seq + 1) >>> 0,
+    flags: TCP_SYN | TCP_ACK,
+    window: Math.min(l.rcv.limit, 0xffff),
+  };
+  sendSegment(route, h, opts, 0);
+  proto.stats.segmentsSent++;
+  proto.stats.syncookiesSent++;
+}
+
+/** Completes a connection from the ACK of a cookie SYN-ACK; false when the ACK holds no valid cookie. */
+function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
+  const proto = l.proto;
+  const now = proto.net.clock.now();
+  const mss = checkCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, r.ack);
+  if (mss === 0) {
+    proto.stats.syncookiesFailed++;
+    return false;
+  }
+  const q = l.listener!;
+  if (q.acceptQueue.length > q.backlog) {
+    proto.stats.listenOverflows++;
+    return true;
+  }
+  const route = proto.net.findRoute(info.src, info.dst, info.nicId);
+  if (!('send' in route)) return true;
+  const child = newChild(l, r, info, route);
+  const coded = r.options.tsEcr !== undefined ? decodeCookieTs(r.options.tsEcr) : null;
+  const peer: TcpOptions = { mss };
+  if (coded) {
+    peer.tsVal = r.options.tsVal;
+    peer.sackPermitted = coded.sack;
+    if (coded.wscale !== undefined) peer.wscale = coded.wscale;
+  }
+  const irs = (r.seq - 1) >>> 0;
+  child.rcv.init(irs);
+  child.applyNegotiated(negotiate(child.offer!, peer, child.family));
+  if (child.tsOk) {
+    child.rcv.tsRecent = r.options.tsVal!;
+    child.rcv.tsRecentAt = now;
+  }
+  const snd = child.snd;
+  snd.init((r.ack - 1) >>> 0);
+  snd.una = snd.nxt = snd.max = r.ack;
+  snd.wnd = r.window * 2 ** snd.shift;
+  snd.maxWnd = snd.wnd;
+  snd.wl1 = r.seq;
+  snd.wl2 = r.ack;
+  // The SYN-ACK carried the full buffer as its window; later segments must not offer less.
+  child.rcv.advRight = (child.rcv.nxt + Math.min(child.rcv.limit, 0xffff)) >>> 0;
+  child.setState(State.Established);
+  proto.register(child);
+  proto.stats.passiveOpens++;
+  proto.stats.syncookiesRecv++;
+  q.acceptQueue.push(child);
+  child.touchKeepalive();
+  if (r.payload.length > 0 || r.flags & TCP_FIN) segmentArrives(child, r);
+  l.notify();
+  return true;
 }
 
 /**

@@ -759,6 +759,8 @@ export class TcpEndpoint implements Endpoint {
   private cancelTimers(): void {
     this.snd.rtxTimer.cancel();
     this.snd.persistTimer.cancel();
+    this.snd.tlpTimer.cancel();
+    this.snd.rackTimer.cancel();
     this.rcv.delackTimer.cancel();
     this.keepTimer.cancel();
   }

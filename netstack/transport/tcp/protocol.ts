@@ -67,6 +67,8 @@ export interface TcpConfig {
   keepCnt: number;
   /** Largest listen backlog (net.core.somaxconn). */
   somaxconn: number;
+  /** Answer SYNs with cookies when the SYN queue is full (net.ipv4.tcp_syncookies = 1). */
+  synCookies: boolean;
 }
 
 /** Linux's defaults. */
@@ -91,6 +93,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   keepIntvl: 75,
   keepCnt: 9,
   somaxconn: 4096,
+  synCookies: true,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */
@@ -102,6 +105,7 @@ export interface TcpStats {
   retransmits: number;
   fastRetransmits: number;
   timeouts: number;
+  tailLossProbes: number;
   badChecksum: number;
   malformed: number;
   broadcastDrops: number;
@@ -124,6 +128,9 @@ export interface TcpStats {
   keepaliveProbes: number;
   timeWaitReused: number;
   icmpErrors: number;
+  syncookiesSent: number;
+  syncookiesRecv: number;
+  syncookiesFailed: number;
 }
 
 /** TCP for one stack. */
@@ -149,6 +156,7 @@ export class TcpProtocol implements TransportProtocol {
       retransmits: 0,
       fastRetransmits: 0,
       timeouts: 0,
+      tailLossProbes: 0,
       badChecksum: 0,
       malformed: 0,
       broadcastDrops: 0,
@@ -168,6 +176,9 @@ export class TcpProtocol implements TransportProtocol {
       keepaliveProbes: 0,
       timeWaitReused: 0,
       icmpErrors: 0,
+      syncookiesSent: 0,
+      syncookiesRecv: 0,
+      syncookiesFailed: 0,
     });
   }
 

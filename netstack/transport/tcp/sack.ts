@@ -26,11 +26,12 @@ export class Scoreboard {
   }
 
   /**
-   * Adds the blocks of one ACK that lie within (una, sndMax]; returns whether anything new was SACKed.
-   * A first block that is a D-SACK is counted and otherwise ignored.
+   * Adds the blocks of one ACK (cumulative acknowledgment `ack`) that lie within (una, sndMax]; returns whether
+   * anything new was SACKed. A first block that is a D-SACK is counted and otherwise ignored.
    */
-  update(sack: readonly SackBlock[], una: number, sndMax: number): boolean {
+  update(sack: readonly SackBlock[], una: number, sndMax: number, ack = una): boolean {
     let changed = false;
+    if (seq.gt(ack, una) && seq.le(ack, sndMax)) una = ack;
     for (let i = 0; i < sack.length; i++) {
       let { left, right } = sack[i]!;
       if (!seq.lt(left, right)) continue;
@@ -71,6 +72,22 @@ export class Scoreboard {
   /** Whether sequence x lies in a SACKed block. */
   isSacked(x: number): boolean {
     return this.blocks.some((b) => seq.le(b.left, x) && seq.lt(x, b.right));
+  }
+
+  /** Whether [start, end) lies wholly within one SACKed block. */
+  covers(start: number, end: number): boolean {
+    return this.blocks.some((b) => seq.le(b.left, start) && seq.le(end, b.right));
+  }
+
+  /** SACKed bytes within [start, end). */
+  sackedIn(start: number, end: number): number {
+    let n = 0;
+    for (const b of this.blocks) {
+      const l = seq.max(b.left, start);
+      const r = seq.min(b.right, end);
+      if (seq.lt(l, r)) n += seq.sub(r, l);
+    }
+    return n;
   }
 
   /** The first un-SACKed hole [start, end) at or after `from` and below the highest SACKed sequence, or null. */

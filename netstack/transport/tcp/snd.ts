@@ -2,19 +2,23 @@
  * The sending half of a connection (RFC 9293 §3.8–3.9): the send buffer between SND.UNA and what the
  * application queued, the send window, ACK processing with RTT sampling (RFC 6298, Karn's algorithm unless
  * timestamps disambiguate, RFC 7323 §4), loss detection by three duplicate ACKs or SACK (RFC 5681 §3.2,
- * RFC 6675) with NewReno partial-ACK handling (RFC 6582), the retransmission and persist timers, and the
+ * RFC 6675, RACK-TLP per RFC 8985 in rack.ts) with NewReno partial-ACK handling (RFC 6582) when SACK is off,
+ * the retransmission, persist and tail-loss-probe timers, and the
  * segmentation rules: MSS, sender SWS avoidance (RFC 9293 §3.8.6.2.1), Nagle (RFC 896) and corking.
  */
 import * as seq from '../../seqnum.ts';
 import { ByteQueue } from './buffer.ts';
 import type { CcContext, CongestionControl } from './congestion/cc.ts';
 import { RttEstimator } from './rtt.ts';
+import { Rack } from './rack.ts';
 import { Scoreboard } from './sack.ts';
 import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
+/** RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time added to a lone segment's probe timeout. */
+export const TLP_DELAYED_ACK_MS = 200;
 
 /** The sender state of one connection. */
 export class Sender {
@@ -55,6 +59,10 @@ export class Sender {
   /** RFC 6675 HighRxt: holes below it were retransmitted in this recovery. */
   highRxt = 0;
   readonly sb = new Scoreboard();
+  /** RACK-TLP state (RFC 8985); used when SACK was negotiated. */
+  readonly rack = new Rack();
+  /** TLP.end_seq: a probe is outstanding until this is acknowledged; -1 when none. */
+  private tlpEnd = -1;
   /** Karn timing: the sequence number being timed, -1 when none (RFC 6298 §3). */
   private rttSeq = -1;
   private rttStart = 0;
@@ -75,6 +83,8 @@ export class Sender {
   dataSegsOut = 0;
   readonly rtxTimer: LazyTimer;
   readonly persistTimer: LazyTimer;
+  readonly tlpTimer: LazyTimer;
+  readonly rackTimer: LazyTimer;
 
   constructor(
     private readonly ep: TcpEndpoint,
@@ -87,6 +97,8 @@ export class Sender {
     this.rtt = new RttEstimator(rtoMin);
     this.rtxTimer = new LazyTimer(ep.clock, () => ep.onRetransmitTimeout());
     this.persistTimer = new LazyTimer(ep.clock, () => this.onPersist());
+    this.tlpTimer = new LazyTimer(ep.clock, () => this.onTlp());
+    this.rackTimer = new LazyTimer(ep.clock, () => this.onRackTimer());
   }
 
   /** Starts sequence space at `iss`: the SYN takes iss, data starts at iss + 1. */
@@ -129,19 +141,20 @@ export class Sender {
   pipe(): number {
     const out = seq.sub(this.max, this.una);
     if (!this.inRecovery) return this.inFlight;
-    if (this.ep.sackOk) return Math.max(0, out - this.sb.sacked - this.sb.holeBytes(this.highRxt, this.una));
+    if (this.ep.sackOk) return Math.max(0, out - this.sb.sacked - this.rack.lostBytes(this.sb));
     return Math.max(0, out - Math.min(this.dupAcks * this.mss, out));
   }
 
   /**
    * Processes the acknowledgment field of an acceptable segment in a synchronized state (RFC 9293 §3.10.7.4
-   * fifth step; SND.UNA < SEG.ACK ≤ SND.MAX already checked by the caller for `acked` > 0).
+   * fifth step; SND.UNA < SEG.ACK ≤ SND.MAX already checked by the caller for `acked` > 0). SACK blocks were
+   * already merged into the scoreboard.
    */
   onAck(ack: number, tsEcr: number | undefined, dupCandidate: boolean): void {
     const acked = seq.sub(ack, this.una);
     const ctx = this.ccContext();
+    const flightBefore = this.inFlight;
     if (acked > 0) {
-      const flightBefore = this.inFlight;
       const data = Math.min(acked, this.buf.length);
       this.buf.consume(data);
       this.bytesAcked += data;
@@ -152,6 +165,10 @@ export class Sender {
       this.sb.advance(ack);
       this.timeouts = 0;
       this.rtt.backoffs = 0;
+      if (this.tlpEnd >= 0 && seq.ge(ack, this.tlpEnd)) this.tlpEnd = -1;
+    }
+    if (this.ep.sackOk) this.rackUpdate();
+    if (acked > 0) {
       if (this.inRecovery) {
         if (seq.ge(ack, this.recoveryPoint)) {
           this.inRecovery = false;
@@ -167,25 +184,69 @@ export class Sender {
       if (!this.inRecovery) this.dupAcks = 0;
       if (seq.sub(this.max, this.una) > 0) this.rtxTimer.set(this.rtt.rto);
       else this.rtxTimer.cancel();
+      this.armTlp();
       this.ep.onSendSpace();
-      return;
+    } else if (dupCandidate && this.max !== this.una) {
+      // RFC 5681 §2 duplicate ACK.
+      this.dupAcks++;
+      if (!this.inRecovery) {
+        const sackLoss = this.ep.sackOk && this.sb.sacked >= DUP_THRESH * this.mss;
+        if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery();
+      }
     }
-    if (!dupCandidate || this.max === this.una) return;
-    // RFC 5681 §2 duplicate ACK.
-    this.dupAcks++;
-    if (this.inRecovery) return;
-    const sackLoss = this.ep.sackOk && this.sb.sacked >= DUP_THRESH * this.mss;
-    if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery();
+    if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery();
   }
 
-  /** Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5). */
+  /** RFC 8985 §6.2: update RACK from what this ACK delivered, mark losses, arm the reordering timer. */
+  private rackUpdate(): void {
+    const now = this.ep.clock.now();
+    const minRtt = Number.isFinite(this.rtt.minRtt) ? this.rtt.minRtt : 0;
+    this.rack.onDelivered(this.una, this.sb, now, minRtt);
+    this.rackDetect();
+  }
+
+  private rackDetect(): void {
+    const now = this.ep.clock.now();
+    const { timeout } = this.rack.detectLoss(now, this.reorderWindow());
+    if (timeout > 0) this.rackTimer.set(timeout);
+    else this.rackTimer.cancel();
+  }
+
+  /**
+   * RFC 8985 §6.2 step 4: zero while no reordering was seen and the duplicate-ACK threshold is met (or we are
+   * in recovery), else a quarter of the minimum RTT, at most SRTT.
+   */
+  private reorderWindow(): number {
+    if (!Number.isFinite(this.rtt.minRtt)) return 0;
+    const thresholdMet = this.inRecovery || this.dupAcks >= DUP_THRESH || this.sb.sacked >= DUP_THRESH * this.mss;
+    if (!this.rack.reorderingSeen && thresholdMet) return 0;
+    return Math.min(this.rtt.minRtt / 4, this.rtt.srtt);
+  }
+
+  private onRackTimer(): void {
+    if (!this.ep.canTransmitData()) return;
+    this.rackDetect();
+    if (!this.inRecovery && this.rack.firstLost()) this.enterRecovery();
+    else this.output();
+  }
+
+  /** Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5, RFC 8985 §6). */
   enterRecovery(): void {
     this.cc.onLoss(this.inFlight, this.ccContext());
     this.inRecovery = true;
     this.recoveryPoint = this.max;
     this.highRxt = this.una;
+    this.tlpTimer.cancel();
     this.ep.stats.fastRetransmits++;
-    this.retransmitHead();
+    if (this.ep.sackOk) {
+      // RFC 6675 §5 step 4.2: the first unacknowledged segment goes out at once, even beyond cwnd.
+      this.rack.markLost(this.una);
+      const e = this.rack.firstLost();
+      if (e) this.retransmitEntry(e.start, e.end);
+      this.output();
+    } else {
+      this.retransmitHead();
+    }
   }
 
   /** Retransmits the first unacknowledged segment, regardless of the window (RFC 5681 §3.2 step 2). */
@@ -193,16 +254,35 @@ export class Sender {
     const len = Math.min(this.mss, this.buf.length);
     const fin = this.finQueued && len === this.buf.length && seq.gt(this.max, this.finSeq);
     if (len === 0 && !fin) return;
-    this.rttSeq = -1;
-    this.ep.transmitData(this.una, len, fin, true);
+    this.send(this.una, len, fin, true);
     const end = seq.add(this.una, len + (fin ? 1 : 0));
     if (seq.gt(end, this.highRxt)) this.highRxt = end;
     this.rtxTimer.set(this.rtt.rto);
   }
 
+  /** Resends up to one MSS from the start of the lost range [start, end). */
+  private retransmitEntry(start: number, end: number): number {
+    const dataEnd = this.finQueued ? seq.min(end, this.finSeq) : end;
+    const len = Math.max(0, Math.min(this.mss, seq.sub(dataEnd, start)));
+    const fin = this.finQueued && len === seq.sub(dataEnd, start) && seq.gt(end, this.finSeq);
+    if (len === 0 && !fin) {
+      this.rack.record(start, end, this.ep.clock.now(), true);
+      return 0;
+    }
+    this.send(start, len, fin, true);
+    return len + (fin ? 1 : 0);
+  }
+
+  /** Transmits [s, s+len) (and the FIN) and logs it for RACK. */
+  private send(s: number, len: number, fin: boolean, retransmit: boolean): void {
+    if (retransmit) this.rttSeq = -1;
+    this.ep.transmitData(s, len, fin, retransmit);
+    if (this.ep.sackOk) this.rack.record(s, seq.add(s, len + (fin ? 1 : 0)), this.ep.clock.now(), retransmit);
+  }
+
   /**
-   * Sends what the windows, Nagle and corking allow: in recovery first the SACK holes (RFC 6675 §5 NextSeg
-   * rule 1), then new data, then the FIN.
+   * Sends what the windows, Nagle and corking allow: in recovery first the segments RACK or the duplicate-ACK
+   * threshold marked lost (RFC 6675 §5 NextSeg rule 1), then new data, then the FIN.
    */
   output(): void {
     const ep = this.ep;
@@ -211,14 +291,13 @@ export class Sender {
     if (this.inFlight === 0 && this.lastSend > 0 && now - this.lastSend > this.rtt.rto && this.unsent > 0) {
       this.cc.onIdleRestart(this.ccContext());
     }
+    let sentNew = false;
     for (;;) {
       const cwndLeft = this.cc.cwnd - this.pipe();
       if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
-        const hole = this.sb.nextHole(this.highRxt, this.una);
-        if (hole) {
-          const len = Math.min(this.mss, seq.sub(hole.end, hole.start));
-          ep.transmitData(hole.start, len, false, true);
-          this.highRxt = seq.add(hole.start, len);
+        const lost = this.rack.firstLost();
+        if (lost) {
+          this.retransmitEntry(lost.start, lost.end);
           continue;
         }
       }
@@ -227,9 +306,9 @@ export class Sender {
       const wndLeft = this.wnd - off;
       if (unsent <= 0) {
         if (this.finQueued && this.nxt === this.finSeq && wndLeft > 0) {
-          const retx = seq.lt(this.nxt, this.max);
-          ep.transmitData(this.nxt, 0, true, retx);
+          this.send(this.nxt, 0, true, seq.lt(this.nxt, this.max));
           this.advance(1);
+          sentNew = true;
         }
         break;
       }
@@ -250,12 +329,56 @@ export class Sender {
         this.rttSeq = this.nxt;
         this.rttStart = now;
       }
-      ep.transmitData(this.nxt, len, fin, retx);
+      this.send(this.nxt, len, fin, retx);
       this.lastSend = now;
       this.advance(len + (fin ? 1 : 0));
+      sentNew = true;
       if (fin) break;
     }
+    if (sentNew) this.armTlp();
     this.armPersist();
+  }
+
+  /**
+   * RFC 8985 §7.2: after new data, schedule a tail loss probe at 2·SRTT (plus the worst-case delayed ACK when
+   * only one segment is out), never later than the RTO.
+   */
+  private armTlp(): void {
+    const flight = seq.sub(this.max, this.una);
+    if (!this.ep.sackOk || this.inRecovery || this.tlpEnd >= 0 || flight <= 0) {
+      this.tlpTimer.cancel();
+      return;
+    }
+    let pto = this.rtt.hasSample ? 2 * this.rtt.srtt : 1000;
+    if (flight <= this.mss) pto += TLP_DELAYED_ACK_MS;
+    pto = Math.max(pto, 10);
+    const rtoLeft = this.rtxTimer.armed ? this.rtxTimer.at - this.ep.clock.now() : this.rtt.rto;
+    if (pto >= rtoLeft) {
+      this.tlpTimer.cancel();
+      return;
+    }
+    this.tlpTimer.set(pto);
+  }
+
+  /** RFC 8985 §7.3: send one new segment if allowed, else retransmit the last one, to elicit an ACK. */
+  private onTlp(): void {
+    const ep = this.ep;
+    if (!ep.canTransmitData() || this.inRecovery || seq.sub(this.max, this.una) <= 0) return;
+    const off = seq.sub(this.nxt, this.una);
+    const unsent = this.buf.length - off;
+    if (unsent > 0 && this.wnd - off > 0) {
+      const len = Math.min(this.mss, unsent, this.wnd - off);
+      this.send(this.nxt, len, false, seq.lt(this.nxt, this.max));
+      this.advance(len);
+    } else {
+      const last = this.rack.last();
+      if (!last) return;
+      const start = seq.max(last.start, seq.add(last.end, -this.mss));
+      this.retransmitEntry(start, last.end);
+    }
+    this.tlpEnd = this.max;
+    ep.stats.tailLossProbes++;
+    this.rtxTimer.set(this.rtt.rto);
   }
 
   /** Moves SND.NXT (and SND.MAX) forward after a send, arming the retransmission timer (RFC 6298 §5.1). */
@@ -272,6 +395,10 @@ export class Sender {
     this.inRecovery = false;
     this.dupAcks = 0;
     this.sb.clear();
+    this.rack.clear();
+    this.tlpEnd = -1;
+    this.tlpTimer.cancel();
+    this.rackTimer.cancel();
     this.rttSeq = -1;
     this.nxt = this.una;
     this.ep.stats.timeouts++;

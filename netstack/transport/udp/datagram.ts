@@ -26,6 +26,7 @@ import type { IcmpSocketError } from './icmperr.ts';
 
 /** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
 export const DATAGRAM_OVERHEAD = 768;
+
 /** A datagram read: the ReadResult plus what IP_PKTINFO, IP_RECVTOS and IP_RECVTTL control messages carry. */
 export interface DatagramReadResult extends ReadResult {
   readonly from: SocketAddress;
@@ -65,8 +66,11 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   readonly type = 'dgram' as const;
   readonly waiter = new WaiterQueue();
 
+  /** Bound port (UDP) or echo identifier (ping); 0 while unbound. */
   localPort = 0;
+  /** Local address in unmapped form; all-zero for the wildcard (4 bytes: IPv4 only). Set by connect() too. */
   bindAddr: Address;
+  /** The connected peer in unmapped form. */
   peer: { address: Address; port: number } | null = null;
   /** The socket's options (SO_*, IP_*, IPV6_*). */
   readonly opts: DatagramOptions;
@@ -81,6 +85,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private shutRd = false;
   private shutWr = false;
   private closed = false;
+  private cork: { route: Route; dest: Dest; chunks: Uint8Array[]; length: number } | null = null;
 
   constructor(
     readonly family: Family,
@@ -91,14 +96,17 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     this.bindAddr = this.wildcard();
   }
 
+  /** IPV6_V6ONLY (for the demuxer). */
   get v6only(): boolean {
     return this.opts.v6only;
   }
 
+  /** SO_BINDTODEVICE (for the demuxer). */
   get boundNic(): number {
     return this.opts.boundNic;
   }
 
+  /** SO_REUSEPORT (for the demuxer). */
   get reusePort(): boolean {
     return this.opts.reusePort;
   }
@@ -111,6 +119,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   protected abstract checkDestPort(port: number): NetError | undefined;
   /** Whether an IPv6 socket also talks to IPv4 peers as ::ffff:a.b.c.d (UDP yes, ping sockets no). */
   protected readonly dualStack: boolean = true;
+  /** Whether MSG_MORE merges writes into one datagram (UDP yes; Linux's ping sockets ignore it). */
+  protected readonly corkable: boolean = false;
   /** Whether peers have no ports (ping sockets): destination ports are ignored and reported as 0. */
   protected readonly portless: boolean = false;
   /** Checks a message before anything is sent (ping sockets insist on an echo request header). */
@@ -125,6 +135,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   // --- Endpoint: readiness ---
 
   readiness(mask: number): number {
+    // Datagrams leave at once, so the socket is always writable. A pending error also makes it readable
+    // (a read returns at once), so that a waiter that asked only for EventIn still wakes up.
     let r = EventOut;
     if (this.queueHead < this.queue.length || this.error || this.shutRd) r |= EventIn;
     if (this.error) r |= EventErr;
@@ -175,6 +187,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   disconnect(): NetError | undefined {
     if (this.closed) return Err.BadFileDescriptor;
     this.peer = null;
+    this.cork = null;
     if (!this.explicitAddr) this.bindAddr = this.wildcard();
     // udp_disconnect: an autobound port goes back to the pool.
     if (!this.explicitPort && this.localPort !== 0) this.unbind();
@@ -201,8 +214,10 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     if (!opts?.peek) this.dequeue();
     const max = opts?.maxBytes;
     const data = max !== undefined && max < q.data.length ? q.data.subarray(0, Math.max(0, max)) : q.data;
-    const from: SocketAddress =
-      isLinkLocalV6(q.src) ? { address: q.src, port: q.srcPort, nicId: q.info.nicId } : { address: this.present(q.src), port: q.srcPort };
+    // A link-local source carries its scope (sin6_scope_id) so that replies leave by the same NIC.
+    const from: SocketAddress = isLinkLocalV6(q.src)
+      ? { address: q.src, port: q.srcPort, nicId: q.info.nicId }
+      : { address: this.present(q.src), port: q.srcPort };
     return {
       data,
       from,
@@ -221,6 +236,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       const r = this.reserve(this.portAddress(this.wildcard()), 0);
       if (isError(r)) return r;
     }
+    if (this.cork) return this.appendCorked(data, opts?.more === true);
     if (data.length > 0xffff) return Err.MessageTooLong;
     const invalid = this.validate(data);
     if (invalid) return invalid;
@@ -242,7 +258,36 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     const e = this.takeError();
     if (e) return e;
     if (this.shutWr) return Err.ClosedForSend;
+    if (opts?.more && this.corkable) {
+      this.cork = { route, dest, chunks: [data.slice()], length: data.length };
+      return data.length;
+    }
     return this.send(route, dest, data, this.opts.sendOptions(dest.address));
+  }
+
+  /**
+   * MSG_MORE on a corked socket: appends to the pending datagram, whose destination was fixed by the first
+   * call (udp_sendmsg ignores later addresses); the first write without MSG_MORE sends it all as one datagram.
+   */
+  private appendCorked(data: Uint8Array, more: boolean): number | NetError {
+    const c = this.cork!;
+    if (c.length + data.length > this.maxMessage(c.dest.address.length === 4)) {
+      // ip_append_data fails and udp_flush_pending_frames discards the whole corked datagram.
+      this.cork = null;
+      return Err.MessageTooLong;
+    }
+    c.chunks.push(data.slice());
+    c.length += data.length;
+    if (more) return data.length;
+    this.cork = null;
+    const whole = new Uint8Array(c.length);
+    let off = 0;
+    for (const chunk of c.chunks) {
+      whole.set(chunk, off);
+      off += chunk.length;
+    }
+    const r = this.send(c.route, c.dest, whole, this.opts.sendOptions(c.dest.address));
+    return isError(r) ? r : data.length;
   }
 
   shutdown(how: number): NetError | undefined {
@@ -259,6 +304,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     if (this.closed) return;
     if (this.localPort !== 0) this.unbind();
     this.closed = true;
+    this.cork = null;
     this.queue.length = 0;
     this.queueHead = 0;
     this.queuedBytes = 0;
@@ -286,8 +332,9 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     return this.queue[this.queueHead]?.data.length ?? 0;
   }
 
+  /** SIOCOUTQ: datagrams leave at once, so only a corked (MSG_MORE) datagram is waiting. */
   outQueue(): number {
-    return 0;
+    return this.cork?.length ?? 0;
   }
 
   // --- options ---

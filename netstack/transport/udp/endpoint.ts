@@ -21,6 +21,8 @@ export interface UdpSendCounters {
 
 /** A UDP socket endpoint; create it through UdpProtocol.newEndpoint. */
 export class UdpEndpoint extends DatagramEndpoint {
+  protected override readonly corkable = true;
+
   constructor(
     family: Family,
     host: DatagramHost<DatagramEndpoint>,

@@ -24,8 +24,11 @@ export interface DatagramTransports {
   readonly icmp6: IcmpEchoProtocol;
 }
 
-/** Creates UDP and ICMP echo protocols on `net` and registers them; pass the stack's PortManager to share it with TCP. */
-export function installDatagramTransports(net: NetworkLayer, ports: PortManager = new PortManager(net)): DatagramTransports {
+/** Creates UDP and ICMP echo protocols on `net` and registers them; pass the stack's PortManager to share with TCP. */
+export function installDatagramTransports(
+  net: NetworkLayer,
+  ports: PortManager = new PortManager(net),
+): DatagramTransports {
   const udp = new UdpProtocol(net, ports);
   const icmp4 = new IcmpEchoProtocol(net, ports, 4);
   const icmp6 = new IcmpEchoProtocol(net, ports, 6);

@@ -41,3 +41,19 @@ ip netns exec $A ping -c 1 -W 1 -T tsonly 198.18.0.2 >/dev/null
 echo hello-wire | ip netns exec $A socat - UDP4-SENDTO:198.18.0.2:9,sourceport=40000
 echo hello-wire6 | ip netns exec $A socat - UDP6-SENDTO:[fd74:7376::2]:9,sourceport=40000
 sleep 1
+kill "$TCPDUMP"
+wait "$TCPDUMP" || true
+TCPDUMP=
+# *.pcap is git-ignored: keep the frames as hex, index = tshark frame number (entry 0 unused).
+python3 - <<'PY'
+import json, struct
+b = open('linux.pcap', 'rb').read()
+frames, off = [''], 24
+while off + 16 <= len(b):
+    incl = struct.unpack_from('<I', b, off + 8)[0]
+    frames.append(b[off + 16:off + 16 + incl].hex())
+    off += 16 + incl
+with open('linux.json', 'w') as f:
+    json.dump(frames, f, indent=0)
+    f.write('\n')
+PY

@@ -219,3 +219,24 @@ for (const family of [4, 6] as const) {
     t.end();
   });
 }
+
+t.test('IPv4 options on a fragmented datagram → first fragment keeps all, later ones only copied options (RFC 791 §3.2)', (t) => {
+  const p = pair();
+  const rec = new Recorder(PROTO_UDP);
+  p.b.registerTransport(rec);
+  const path = p.a.findPath(B4);
+  if (!('headroom' in path)) throw new Error('no path');
+  // Router Alert (type 148: copied) + Record Route (type 7: not copied) + End of Option List.
+  const options = new Uint8Array([148, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0, 0]);
+  const seg = udp(1, 2, pattern(3000));
+  t.equal(p.a.ipv4.send(path, PROTO_UDP, segment(path, seg), path.headroom, undefined, options), undefined);
+  p.clock.advance(1);
+  const frags = p.fromA.filter((f) => f[12] === 0x08 && f[13] === 0).map((f) => new Ipv4Packet(f.subarray(14)));
+  t.equal(frags.length, 3);
+  t.equal(hex(frags[0]!.options), hex(options));
+  for (const f of frags.slice(1)) t.equal(hex(f.options), hex(new Uint8Array([148, 4, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0])));
+  t.ok(frags.every((f) => f.totalLength <= 1500 && f.headerLength === 32));
+  t.equal(rec.packets.length, 1);
+  t.equal(hex(rec.packets[0]!.segment), hex(seg), 'reassembled across the options');
+  t.end();
+});

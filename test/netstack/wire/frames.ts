@@ -1,28 +1,15 @@
 /**
- * Test fixtures for the wire tests: real frames captured from Linux (test/data/wire/linux.pcap, made by
- * capture.sh) and frames crafted with scapy (test/data/wire/crafted.json, made by crafted.py).
+ * Test fixtures for the wire tests: real frames captured from Linux (test/data/wire/linux.json, made by
+ * capture.sh from its git-ignored linux.pcap) and frames crafted with scapy (test/data/wire/crafted.json,
+ * made by crafted.py).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const dir = fileURLToPath(new URL('../../data/wire/', import.meta.url));
 
-/** Reads the frames of a classic little-endian pcap file, 1-based like tshark's frame numbers. */
-export function readPcap(path: string): Uint8Array[] {
-  const b = readFileSync(path);
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (v.getUint32(0, true) !== 0xa1b2c3d4) throw new Error(`${path}: not a little-endian microsecond pcap`);
-  const frames: Uint8Array[] = [new Uint8Array(0)];
-  for (let off = 24; off + 16 <= b.length; ) {
-    const incl = v.getUint32(off + 8, true);
-    frames.push(new Uint8Array(b.subarray(off + 16, off + 16 + incl)));
-    off += 16 + incl;
-  }
-  return frames;
-}
-
-/** The frames of test/data/wire/linux.pcap; index = tshark frame number. */
-export const linux: Uint8Array[] = readPcap(dir + 'linux.pcap');
+/** The captured Linux frames; index = tshark frame number of linux.pcap (index 0 is empty). */
+export const linux: Uint8Array[] = (JSON.parse(readFileSync(dir + 'linux.json', 'utf8')) as string[]).map(hex);
 
 const craftedHex = JSON.parse(readFileSync(dir + 'crafted.json', 'utf8')) as Record<string, string>;
 

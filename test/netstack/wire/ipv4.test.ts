@@ -117,21 +117,21 @@ t.test('options of scapy frames → RR, router alert, NOP, LSRR, unknown', async
 });
 
 t.test('malformed options → one malformed item with the offending offset, then the end', async (t) => {
-  const table: [string, string, number, string][] = [
-    ['type without length', '01 07', 1, 'truncated'],
-    ['length 1', '07 01 00 00', 1, 'bad-length'],
-    ['length overruns the area', '07 0b 04 00 00 00 00 00', 1, 'bad-length'],
-    ['RR length not 3 + 4n', '07 04 04 00', 1, 'bad-length'],
-    ['RR pointer below 4', '07 07 03 00 00 00 00 00', 2, 'bad-pointer'],
-    ['LSRR pointer 0', '01 83 07 00 00 00 00 00', 3, 'bad-pointer'],
-    ['timestamp length 3', '44 03 05 00', 1, 'bad-length'],
-    ['timestamp pointer 4', '44 08 04 00 00 00 00 00', 2, 'bad-pointer'],
-    ['router alert length 6', '94 06 00 00 00 00 00 00', 1, 'bad-length'],
+  const table: [string, string, number, number, string][] = [
+    ['type without length', '01 07', 1, 1, 'truncated'],
+    ['length 1', '07 01 00 00', 1, 0, 'bad-length'],
+    ['length overruns the area', '07 0b 04 00 00 00 00 00', 1, 0, 'bad-length'],
+    ['RR length not 3 + 4n', '07 04 04 00', 1, 0, 'bad-length'],
+    ['RR pointer below 4', '07 07 03 00 00 00 00 00', 2, 0, 'bad-pointer'],
+    ['LSRR pointer 0', '01 83 07 00 00 00 00 00', 3, 1, 'bad-pointer'],
+    ['timestamp length 3', '44 03 05 00', 1, 0, 'bad-length'],
+    ['timestamp pointer 4', '44 08 04 00 00 00 00 00', 2, 0, 'bad-pointer'],
+    ['router alert length 6', '94 06 00 00 00 00 00 00', 1, 0, 'bad-length'],
   ];
-  for (const [name, bytes, offset, reason] of table) {
+  for (const [name, bytes, offset, start, reason] of table) {
     const items = [...ipv4Options(hex(bytes))];
     const last = items[items.length - 1]!;
-    t.match(last, { kind: 'malformed', offset, reason }, name);
+    t.match(last, { kind: 'malformed', offset, start, reason }, name);
   }
   t.same([...ipv4Options(hex('00 07 01'))].map((o) => o.kind), ['eol'], 'nothing after EOL is read');
   t.same([...ipv4Options(hex(''))], []);

@@ -278,3 +278,42 @@ t.test('bind conflicts: same port → EADDRINUSE; listen on a port a listener ho
   t.equal(b.bind({ address: new Uint8Array(4), port: 5000 }), undefined, 'port released on close');
   t.equal(b.bind({ address: new Uint8Array(4), port: 5001 }), Err.InvalidArgument, 'second bind');
 });
+
+t.test('LISTEN SYN queue full → SYN cookie SYN-ACK, no state; valid cookie ACK → ESTABLISHED child', async (t) => {
+  const h = new Harness();
+  const l = h.listen(1);
+  h.peerPort = 42000;
+  h.send({ flags: TCP_SYN, seq: 100 });
+  h.expect({ flags: TCP_SYN | TCP_ACK });
+  t.equal(h.tcp.connectionCount, 1, 'one half-open child fills the SYN queue');
+  h.peerPort = 42001;
+  h.send({ flags: TCP_SYN, seq: 5000, options: { mss: 1400, sackPermitted: true, tsVal: 77, tsEcr: 0, wscale: 5 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+  t.equal(h.tcp.connectionCount, 1, 'the cookie SYN-ACK kept no state');
+  t.equal(h.tcp.stats.syncookiesSent, 1);
+  t.ok(sa.options.sackPermitted && sa.options.wscale === 7, 'options kept in the timestamp');
+  // A forged cookie is refused with a RST.
+  h.send({ flags: TCP_ACK, seq: 5001, ack: seq.add(sa.seq, 2), options: { tsVal: 78, tsEcr: sa.options.tsVal! } });
+  h.expect({ flags: TCP_RST });
+  t.equal(h.tcp.stats.syncookiesFailed, 1);
+  h.send({ flags: TCP_ACK, seq: 5001, ack: seq.add(sa.seq, 1), options: { tsVal: 78, tsEcr: sa.options.tsVal! }, payload: Uint8Array.from([1, 2, 3]) });
+  const a = l.accept();
+  if ('errno' in a) throw new Error(String(a));
+  const child = a.endpoint as import('../../../../netstack/transport/tcp/endpoint.ts').TcpEndpoint;
+  t.equal(child.state, State.Established);
+  t.equal(child.peerMss, 1400);
+  t.equal(child.snd.shift, 5);
+  t.ok(child.sackOk && child.tsOk);
+  t.same(child.read(), { data: Uint8Array.from([1, 2, 3]) }, 'data on the cookie ACK is kept');
+  t.equal(h.tcp.stats.syncookiesRecv, 1);
+  h.clearSent();
+  // An expired cookie (two ticks later) no longer works.
+  h.peerPort = 42002;
+  h.send({ flags: TCP_SYN, seq: 9000 });
+  const sa2 = h.expect({ flags: TCP_SYN | TCP_ACK });
+  t.same(sa2.options, { mss: 1460 }, 'no timestamps: no scaling or SACK offered');
+  h.advance(200_000);
+  h.clearSent();
+  h.send({ flags: TCP_ACK, seq: 9001, ack: seq.add(sa2.seq, 1) });
+  h.expect({ flags: TCP_RST });
+});

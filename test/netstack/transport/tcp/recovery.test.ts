@@ -25,10 +25,12 @@ t.test('ESTABLISHED SACK loss detection → retransmits each hole once (RFC 6675
   t.ok(ep.snd.inRecovery, 'three segments SACKed above SND.UNA start recovery');
   h.expect({ seq: seg(0), len: MSS });
   t.equal(ep.snd.cc.ssthresh, 5 * MSS);
-  // Segment 5 arrives: pipe drops, the next hole (3) goes out.
+  // Segment 5 arrives: pipe (10 out − 4 SACKed − 1 hole) is still at cwnd.
   h.send({ flags: A, seq: p, ack: snd, options: sack([4, 6], [1, 3]) });
-  h.expect({ seq: seg(3), len: MSS });
+  h.expectNone(0);
+  // Segment 6 arrives: pipe drops below cwnd and the next hole (3) goes out.
   h.send({ flags: A, seq: p, ack: snd, options: sack([4, 7], [1, 3]) });
+  h.expect({ seq: seg(3), len: MSS });
   h.send({ flags: A, seq: p, ack: snd, options: sack([4, 8], [1, 3]) });
   // Holes are not sent twice; new data follows once pipe allows.
   const more = [];

@@ -578,3 +578,28 @@ t.test('SO_BINDTODEVICE to another NIC → datagrams on NIC 1 not delivered', as
   t.equal(text(mustRead(rx1).data), 'x');
   t.equal(rx.write(bytes('x'), { to: sa('198.18.0.1', 1) }), Err.NetworkUnreachable, 'route lookup honours the device');
 });
+
+t.test('MSG_MORE → writes merged into one datagram to the first destination', async (t) => {
+  const { net, a, b } = world();
+  const rx = b.t.udp.newEndpoint(4);
+  rx.bind(sa('0.0.0.0', 1));
+  const tx = a.t.udp.newEndpoint(4);
+  t.equal(tx.write(bytes('one '), { to: sa('198.18.0.2', 1), more: true }), 4);
+  t.equal(tx.outQueue(), 4);
+  t.equal(tx.write(bytes('two '), { to: sa('198.18.0.3', 9), more: true }), 4);
+  t.equal(net.log.length, 0, 'nothing sent while corked');
+  t.equal(tx.write(bytes('three')), 5);
+  t.equal(tx.outQueue(), 0);
+  t.equal(net.log.length, 1);
+  net.run();
+  const r = mustRead(rx);
+  t.equal(text(r.data), 'one two three');
+  // Overflowing the corked datagram discards it.
+  t.equal(tx.write(new Uint8Array(60000), { to: sa('198.18.0.2', 1), more: true }), 60000);
+  t.equal(tx.write(new Uint8Array(6000)), Err.MessageTooLong);
+  t.equal(tx.outQueue(), 0);
+  // Ping sockets ignore MSG_MORE.
+  const p = a.t.icmp4.newEndpoint();
+  p.write(new Uint8Array([8, 0, 0, 0, 0, 0, 0, 1]), { to: sa('198.18.0.2', 0), more: true });
+  t.equal(net.log.length, 2);
+});

@@ -1,0 +1,742 @@
+/**
+ * `tsvisor/net`: Node's `node:net` TCP API on a netstack. `bindNet(netstack)` returns an object shaped like the
+ * node:net module (createServer, connect, createConnection, Socket, Server, isIP), so a Node service moves onto
+ * the netstack by changing `import net from 'node:net'` to `const net = bindNet(netstack)`. `Socket` is a
+ * `stream.Duplex` with backpressure both ways: writes wait for room in the endpoint's send buffer (write() turns
+ * false and 'drain' follows), and reading stops while the consumer does, so the TCP window closes.
+ * node:http runs on it unchanged: feed an http.Server with `server.emit('connection', socket)` and give
+ * http.request `createConnection: () => net.connect(...)`.
+ */
+import { EventEmitter } from 'node:events';
+import { Duplex, type DuplexOptions } from 'node:stream';
+import { parseAddress } from '../addr.ts';
+import { Err, NetError } from '../errors.ts';
+import { type Endpoint, type Family, ShutdownWrite } from '../socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../waiter.ts';
+import {
+  type AddressInfo,
+  LoopRef,
+  type SocketProvider,
+  addressInfo,
+  asBuffer,
+  codeError,
+  coalesced,
+  forFamily,
+  nodeError,
+  notFound,
+  resolveHost,
+} from './common.ts';
+
+/** Options of `new Socket()`, as node:net's. */
+export interface SocketOptions {
+  allowHalfOpen?: boolean;
+  readable?: boolean;
+  writable?: boolean;
+  /** Stream buffering on both sides (bytes); Node's default. */
+  highWaterMark?: number;
+  signal?: AbortSignal;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+}
+
+/** Options of connect(), as node:net's TCP ones. */
+export interface ConnectOptions extends SocketOptions {
+  port: number | string;
+  host?: string;
+  localAddress?: string;
+  localPort?: number;
+  family?: 0 | 4 | 6;
+  timeout?: number;
+}
+
+/** Options of createServer(), as node:net's. */
+export interface ServerOptions {
+  allowHalfOpen?: boolean;
+  pauseOnConnect?: boolean;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  highWaterMark?: number;
+}
+
+/** Options of listen(options), as node:net's. */
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+  backlog?: number;
+  ipv6Only?: boolean;
+  exclusive?: boolean;
+  signal?: AbortSignal;
+  /** An endpoint already bound and listening, to serve instead of opening one (as Node's listen(handle)). */
+  endpoint?: Endpoint;
+}
+
+/** Bytes read from the endpoint in one go (a Node read is up to 64 KiB too). */
+const READ_CHUNK = 65536;
+/** Node's default listen backlog. */
+const DEFAULT_BACKLOG = 511;
+
+const kAccepted = Symbol('accepted');
+
+interface PendingWrite {
+  bufs: Buffer[];
+  index: number;
+  offset: number;
+  cb: (err?: Error | null) => void;
+}
+
+/** A TCP connection on the netstack with node:net's Socket behaviour. */
+export class Socket extends Duplex {
+  /** Bytes handed to the stack (Node counts what left the stream). */
+  private written = 0;
+  private received = 0;
+  private ep: Endpoint | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private readonly loop = new LoopRef();
+  private readonly provider: SocketProvider;
+  private wantRead = false;
+  private readEnded = false;
+  private pendingWrite: PendingWrite | null = null;
+  private pendingFinal: ((err?: Error | null) => void) | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timeoutMs = 0;
+  private peer: AddressInfo | undefined;
+  private local: AddressInfo | undefined;
+  private target = { host: '', port: 0 };
+  private opts: { noDelay?: boolean; keepAlive?: boolean; keepAliveDelay?: number } = {};
+  private rstOnDestroy = false;
+  private readonly pump = coalesced(() => this.runPump());
+  /** Whether connect() was called and the handshake has not finished. */
+  connecting = false;
+  /** The server that accepted this connection. */
+  server: Server | undefined;
+
+  constructor(provider: SocketProvider, options: SocketOptions = {}) {
+    super({
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      readable: options.readable,
+      writable: options.writable,
+      highWaterMark: options.highWaterMark,
+      emitClose: false,
+      autoDestroy: true,
+      decodeStrings: true,
+    } as DuplexOptions);
+    this.provider = provider;
+    if (options.noDelay) this.opts.noDelay = true;
+    if (options.keepAlive) {
+      this.opts.keepAlive = true;
+      this.opts.keepAliveDelay = options.keepAliveInitialDelay ?? 0;
+    }
+    const accepted = (options as { [kAccepted]?: Endpoint })[kAccepted];
+    if (accepted) this.attach(accepted, false);
+    const signal = options.signal;
+    if (signal) {
+      const abort = () => this.destroy(codeError('ABORT_ERR', 'The operation was aborted'));
+      if (signal.aborted) queueMicrotask(abort);
+      else signal.addEventListener('abort', abort, { once: true });
+    }
+  }
+
+  /** connect(options[, cb]) or connect(port[, host][, cb]); 'connect' and 'ready' follow, or 'error' and 'close'. */
+  connect(...args: unknown[]): this {
+    let cb: (() => void) | undefined;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    const o: ConnectOptions =
+      args[0] !== null && typeof args[0] === 'object'
+        ? { ...(args[0] as ConnectOptions) }
+        : { port: args[0] as number, host: typeof args[1] === 'string' ? args[1] : undefined };
+    if ((o as { path?: string }).path !== undefined) throw codeError('ERR_INVALID_ARG_VALUE', 'tsvisor/net has no unix sockets', TypeError);
+    const port = Number(o.port);
+    if (o.port === undefined || o.port === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
+      throw codeError('ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${String(o.port)}.`, RangeError);
+    }
+    if (this.ep || this.connecting) throw codeError('ERR_SOCKET_CONNECTION_IN_PROGRESS', 'Socket is already connected or connecting');
+    if (cb) this.once('connect', cb);
+    if (o.timeout) this.setTimeout(o.timeout);
+    if (o.noDelay) this.opts.noDelay = true;
+    if (o.keepAlive) {
+      this.opts.keepAlive = true;
+      this.opts.keepAliveDelay = o.keepAliveInitialDelay ?? 0;
+    }
+    const host = o.host ?? 'localhost';
+    this.target = { host, port };
+    this.connecting = true;
+    this.loop.activate();
+    const addr = resolveHost(host, o.family ?? 0);
+    if (!addr) {
+      process.nextTick(() => this.destroy(notFound(host)));
+      return this;
+    }
+    const family: Family = addr.length === 4 ? 4 : 6;
+    const ep = this.provider.socket(family, 'stream');
+    if (ep instanceof NetError) {
+      process.nextTick(() => this.destroy(nodeError(ep, 'socket')));
+      return this;
+    }
+    this.attach(ep, true);
+    if (o.localAddress !== undefined || o.localPort) {
+      const la = resolveHost(o.localAddress ?? (family === 4 ? '0.0.0.0' : '::'), family);
+      const e = la ? ep.bind({ address: forFamily(la, family), port: o.localPort ?? 0 }) : Err.AddressNotAvailable;
+      if (e) {
+        process.nextTick(() => this.destroy(nodeError(e, 'bind', o.localAddress, o.localPort)));
+        return this;
+      }
+    }
+    const r = ep.connect({ address: forFamily(addr, family), port });
+    if (r && r !== Err.ConnectStarted) {
+      process.nextTick(() => this.destroy(nodeError(r, 'connect', host, port)));
+      return this;
+    }
+    this.pump();
+    return this;
+  }
+
+  /** TCP_NODELAY (default true, as Node). */
+  setNoDelay(noDelay = true): this {
+    this.opts.noDelay = noDelay;
+    this.ep?.setOption('TCP_NODELAY', noDelay ? 1 : 0);
+    return this;
+  }
+
+  /** SO_KEEPALIVE, with TCP_KEEPIDLE from `initialDelay` (ms, rounded down to seconds, as Node). */
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    this.opts.keepAlive = enable;
+    this.opts.keepAliveDelay = initialDelay;
+    this.applyKeepAlive();
+    return this;
+  }
+
+  /** Emits 'timeout' after `ms` of inactivity (0 disables); the socket stays open, as in Node. */
+  setTimeout(ms: number, cb?: () => void): this {
+    this.timeoutMs = ms;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    if (ms > 0 && !this.destroyed) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.emit('timeout');
+      }, ms);
+      this.timer.unref();
+    }
+    return this;
+  }
+
+  /** The idle timeout set by setTimeout, or undefined. */
+  get timeout(): number | undefined {
+    return this.timeoutMs || undefined;
+  }
+
+  /** The local address ({} before connecting, as Node). */
+  address(): AddressInfo | Record<string, never> {
+    return this.localInfo() ?? {};
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.peerInfo()?.address;
+  }
+
+  get remotePort(): number | undefined {
+    return this.peerInfo()?.port;
+  }
+
+  get remoteFamily(): string | undefined {
+    return this.peerInfo()?.family;
+  }
+
+  get localAddress(): string | undefined {
+    return this.localInfo()?.address;
+  }
+
+  get localPort(): number | undefined {
+    return this.localInfo()?.port;
+  }
+
+  get localFamily(): string | undefined {
+    return this.localInfo()?.family;
+  }
+
+  /** Bytes received. */
+  get bytesRead(): number {
+    return this.received;
+  }
+
+  /** Bytes sent, counting those still queued in the stream, as Node does. */
+  get bytesWritten(): number {
+    return this.written + this.writableLength;
+  }
+
+  /** Whether the socket has not connected yet. */
+  get pending(): boolean {
+    return !this.ep || this.connecting;
+  }
+
+  /** 'opening', 'open', 'readOnly', 'writeOnly' or 'closed', as Node. */
+  get readyState(): string {
+    if (this.connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  /** Keeps the event loop open while the socket is (the default). */
+  ref(): this {
+    this.loop.ref();
+    return this;
+  }
+
+  /** Lets the process exit while this socket is open. */
+  unref(): this {
+    this.loop.unref();
+    return this;
+  }
+
+  /** Closes with a RST instead of a FIN (SO_LINGER 0), as Node's resetAndDestroy. */
+  resetAndDestroy(): this {
+    this.rstOnDestroy = true;
+    this.destroy();
+    return this;
+  }
+
+  // ---- stream.Duplex ----
+
+  override _read(): void {
+    this.wantRead = true;
+    this.pump();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, cb };
+    this.pump();
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.pendingWrite = { bufs: chunks.map((c) => c.chunk), index: 0, offset: 0, cb };
+    this.pump();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.pendingFinal = cb;
+    this.pump();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.ep) {
+      this.peer = this.peerInfo();
+      this.local = this.localInfo();
+      if (this.rstOnDestroy) this.ep.setOption('SO_LINGER', { onoff: true, linger: 0 });
+      this.ep.close();
+      this.ep = null;
+    }
+    this.connecting = false;
+    this.loop.deactivate();
+    const pw = this.pendingWrite;
+    this.pendingWrite = null;
+    cb(err);
+    if (pw) pw.cb(err ?? codeError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
+    process.nextTick(() => this.emit('close', !!err));
+  }
+
+  // ---- internals ----
+
+  /** Takes an endpoint: a connecting one, or an established one from accept(). */
+  private attach(ep: Endpoint, connecting: boolean): void {
+    this.ep = ep;
+    this.connecting = connecting;
+    this.unsubscribe = ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, this.pump);
+    this.applyOptions();
+    if (!connecting) {
+      this.loop.activate();
+      this.local = this.localInfo();
+      this.peer = this.peerInfo();
+    }
+  }
+
+  private applyOptions(): void {
+    if (!this.ep) return;
+    if (this.opts.noDelay !== undefined) this.ep.setOption('TCP_NODELAY', this.opts.noDelay ? 1 : 0);
+    this.applyKeepAlive();
+  }
+
+  private applyKeepAlive(): void {
+    if (!this.ep || this.opts.keepAlive === undefined) return;
+    this.ep.setOption('SO_KEEPALIVE', this.opts.keepAlive ? 1 : 0);
+    const secs = Math.floor((this.opts.keepAliveDelay ?? 0) / 1000);
+    if (this.opts.keepAlive && secs > 0) this.ep.setOption('TCP_KEEPIDLE', secs);
+  }
+
+  private peerInfo(): AddressInfo | undefined {
+    if (this.peer) return this.peer;
+    if (!this.ep || this.connecting) return undefined;
+    const a = this.ep.remoteAddress();
+    return a instanceof NetError ? undefined : (this.peer = addressInfo(a));
+  }
+
+  private localInfo(): AddressInfo | undefined {
+    if (this.local) return this.local;
+    if (!this.ep) return undefined;
+    const a = this.ep.localAddress();
+    if (a instanceof NetError || a.port === 0) return undefined;
+    const info = addressInfo(a);
+    if (!this.connecting) this.local = info;
+    return info;
+  }
+
+  private touch(): void {
+    this.timer?.refresh();
+  }
+
+  /** Everything readiness can move: the handshake, pending writes, the FIN after them, and reads. */
+  private runPump(): void {
+    const ep = this.ep;
+    if (!ep || this.destroyed) return;
+    if (this.connecting && !this.finishConnect(ep)) return;
+    this.pumpWrite(ep);
+    if (this.ep !== ep) return;
+    if (this.pendingFinal && !this.pendingWrite) {
+      const cb = this.pendingFinal;
+      this.pendingFinal = null;
+      // Node ignores ENOTCONN from shutdown: the peer may already have reset the connection.
+      ep.shutdown(ShutdownWrite);
+      cb();
+    }
+    this.pumpRead(ep);
+  }
+
+  /** Whether the handshake is over (successfully: otherwise the socket is destroyed with connect's error). */
+  private finishConnect(ep: Endpoint): boolean {
+    const ready = ep.readiness(EventOut | EventErr | EventHUp);
+    if (ready === 0) return false;
+    this.connecting = false;
+    const err = ep.takeError() ?? ((ready & EventOut) === 0 ? Err.ConnectionRefused : undefined);
+    if (err) {
+      this.destroy(nodeError(err, 'connect', this.target.host, this.target.port));
+      return false;
+    }
+    this.applyOptions();
+    this.local = this.localInfo();
+    this.peer = this.peerInfo();
+    this.touch();
+    this.emit('connect');
+    this.emit('ready');
+    if (this.ep !== ep || this.destroyed) return false;
+    if (!this.isPaused() || this.listenerCount('data') > 0) this.read(0);
+    return true;
+  }
+
+  private pumpWrite(ep: Endpoint): void {
+    const p = this.pendingWrite;
+    if (!p) return;
+    while (p.index < p.bufs.length) {
+      const b = p.bufs[p.index]!;
+      if (p.offset >= b.length) {
+        p.index++;
+        p.offset = 0;
+        continue;
+      }
+      const r = ep.write(p.offset ? b.subarray(p.offset) : b);
+      if (r === Err.WouldBlock) return;
+      if (r instanceof NetError) {
+        this.pendingWrite = null;
+        const code = r === Err.ClosedForSend || r === Err.NotConnected ? Err.ClosedForSend : r;
+        p.cb(nodeError(code, 'write'));
+        return;
+      }
+      p.offset += r;
+      this.written += r;
+    }
+    this.pendingWrite = null;
+    this.touch();
+    p.cb();
+  }
+
+  private pumpRead(ep: Endpoint): void {
+    while (this.wantRead && !this.readEnded && this.ep === ep) {
+      const r = ep.read({ maxBytes: READ_CHUNK });
+      if (r === Err.WouldBlock) return;
+      if (r instanceof NetError) {
+        this.destroy(nodeError(r, 'read'));
+        return;
+      }
+      if (r.data.length === 0) {
+        this.readEnded = true;
+        this.wantRead = false;
+        this.push(null);
+        return;
+      }
+      this.received += r.data.length;
+      this.touch();
+      this.wantRead = this.push(asBuffer(r.data));
+    }
+  }
+}
+
+/** A TCP listener on the netstack with node:net's Server behaviour. */
+export class Server extends EventEmitter {
+  /** Refuse connections beyond this many (they are closed and 'drop' is emitted), as Node's maxConnections. */
+  maxConnections = Infinity;
+  private ep: Endpoint | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private count = 0;
+  private closing = false;
+  private closeWaiters: ((err?: Error) => void)[] = [];
+  private readonly loop = new LoopRef();
+  private readonly provider: SocketProvider;
+  private readonly options: ServerOptions;
+  private bound: AddressInfo | null = null;
+
+  constructor(provider: SocketProvider, options?: ServerOptions | ((socket: Socket) => void), listener?: (socket: Socket) => void) {
+    super();
+    this.provider = provider;
+    if (typeof options === 'function') {
+      listener = options;
+      options = {};
+    }
+    this.options = options ?? {};
+    if (listener) this.on('connection', listener);
+  }
+
+  /** listen([port[, host[, backlog]]][, cb]) or listen(options[, cb]); 'listening' follows, or 'error'. */
+  listen(...args: unknown[]): this {
+    let cb: (() => void) | undefined;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    let o: ListenOptions;
+    if (args[0] !== null && typeof args[0] === 'object') o = { ...(args[0] as ListenOptions) };
+    else {
+      o = { port: args[0] === undefined || args[0] === null ? 0 : Number(args[0]) };
+      if (typeof args[1] === 'string') {
+        o.host = args[1];
+        if (typeof args[2] === 'number') o.backlog = args[2];
+      } else if (typeof args[1] === 'number') o.backlog = args[1];
+    }
+    const port = o.port ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw codeError('ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(o.port)}.`, RangeError);
+    }
+    if (this.ep) throw codeError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+    if (cb) this.once('listening', cb);
+    const backlog = o.backlog ?? DEFAULT_BACKLOG;
+    // Node's default: a dual-stack '::' listener, or 0.0.0.0 where IPv6 is unavailable.
+    const attempts = o.endpoint ? [] : o.host === undefined ? ['::', '0.0.0.0'] : [o.host];
+    if (o.endpoint) this.adopt(o.endpoint);
+    let failure: Error | undefined;
+    for (const host of attempts) {
+      const r = this.open(host, port, backlog, !!o.ipv6Only);
+      if (!(r instanceof Error)) {
+        failure = undefined;
+        break;
+      }
+      failure ??= r;
+      if ((r as { code?: string }).code !== 'EAFNOSUPPORT') break;
+    }
+    if (failure) {
+      process.nextTick(() => this.emit('error', failure));
+      return this;
+    }
+    if (o.signal) o.signal.addEventListener('abort', () => this.close(), { once: true });
+    process.nextTick(() => {
+      if (this.ep) this.emit('listening');
+    });
+    return this;
+  }
+
+  /** Stops accepting; 'close' follows once every accepted connection has closed, as Node. */
+  close(cb?: (err?: Error) => void): this {
+    if (!this.ep) {
+      const err = codeError('ERR_SERVER_NOT_RUNNING', 'Server is not running.');
+      if (cb) process.nextTick(() => cb(err));
+      return this;
+    }
+    if (cb) this.closeWaiters.push(cb);
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.ep.close();
+    this.ep = null;
+    this.bound = null;
+    this.closing = true;
+    this.loop.deactivate();
+    this.maybeClosed();
+    return this;
+  }
+
+  /** The bound address (null when not listening). */
+  address(): AddressInfo | null {
+    return this.bound;
+  }
+
+  /** Whether the server is listening. */
+  get listening(): boolean {
+    return this.ep !== null;
+  }
+
+  /** Open connections (node:net's deprecated property, kept because the issue asks for it). */
+  get connections(): number {
+    return this.count;
+  }
+
+  /** Open connections, asynchronously as Node's. */
+  getConnections(cb: (err: Error | null, count: number) => void): this {
+    process.nextTick(() => cb(null, this.count));
+    return this;
+  }
+
+  /** Keeps the event loop open while listening (the default). */
+  ref(): this {
+    this.loop.ref();
+    return this;
+  }
+
+  /** Lets the process exit while listening. */
+  unref(): this {
+    this.loop.unref();
+    return this;
+  }
+
+  private open(host: string, port: number, backlog: number, ipv6Only: boolean): true | Error {
+    const a = resolveHost(host, 0);
+    if (!a) return notFound(host);
+    const family: Family = a.length === 4 ? 4 : 6;
+    const ep = this.provider.socket(family, 'stream');
+    if (ep instanceof NetError) return nodeError(ep, 'listen', host, port, true);
+    if (ipv6Only && family === 6) ep.setOption('IPV6_V6ONLY', 1);
+    // Node sets SO_REUSEADDR on listeners, so a port in TIME-WAIT can be listened on again.
+    ep.setOption('SO_REUSEADDR', 1);
+    const e = ep.bind({ address: a, port }) ?? ep.listen(backlog);
+    if (e) {
+      ep.close();
+      return nodeError(e, 'listen', host, port, true);
+    }
+    this.adopt(ep);
+    return true;
+  }
+
+  private adopt(ep: Endpoint): void {
+    const la = ep.localAddress();
+    this.bound = la instanceof NetError ? null : addressInfo(la);
+    this.ep = ep;
+    this.closing = false;
+    this.loop.activate();
+    const drain = coalesced(() => this.acceptAll());
+    this.unsubscribe = ep.waiter.subscribe(EventIn, drain);
+    drain();
+  }
+
+  private acceptAll(): void {
+    while (this.ep) {
+      const r = this.ep.accept();
+      if (r instanceof NetError) {
+        if (r === Err.WouldBlock) return;
+        this.emit('error', nodeError(r, 'accept'));
+        return;
+      }
+      if (this.count >= this.maxConnections) {
+        const peer = addressInfo(r.peer);
+        r.endpoint.close();
+        this.emit('drop', { localAddress: this.bound?.address, localPort: this.bound?.port, remoteAddress: peer.address, remotePort: peer.port, remoteFamily: peer.family });
+        continue;
+      }
+      const o = this.options;
+      const socket = new Socket(this.provider, {
+        allowHalfOpen: o.allowHalfOpen,
+        highWaterMark: o.highWaterMark,
+        noDelay: o.noDelay,
+        keepAlive: o.keepAlive,
+        keepAliveInitialDelay: o.keepAliveInitialDelay,
+        [kAccepted]: r.endpoint,
+      } as SocketOptions);
+      socket.server = this;
+      this.count++;
+      socket.once('close', () => {
+        this.count--;
+        this.maybeClosed();
+      });
+      if (o.pauseOnConnect) socket.pause();
+      this.emit('connection', socket);
+      if (!o.pauseOnConnect && !socket.destroyed) socket.read(0);
+    }
+  }
+
+  private maybeClosed(): void {
+    if (!this.closing || this.count > 0) return;
+    this.closing = false;
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    process.nextTick(() => {
+      for (const w of waiters) w();
+      this.emit('close');
+    });
+  }
+}
+
+/** Which IP version text is: 4, 6, or 0 when it is no IP literal (node:net's isIP). */
+export function isIP(text: string): 0 | 4 | 6 {
+  const a = parseAddress(text);
+  return a ? (a.length === 4 ? 4 : 6) : 0;
+}
+
+/** node:net's connect on `provider`. */
+export function connect(provider: SocketProvider, options: ConnectOptions | number | string, host?: string | (() => void), cb?: () => void): Socket {
+  const o: ConnectOptions = typeof options === 'object' ? options : { port: options, host: typeof host === 'string' ? host : undefined };
+  const done = typeof host === 'function' ? host : cb;
+  const s = new Socket(provider, o);
+  return done ? s.connect(o, done) : s.connect(o);
+}
+
+/** node:net's createConnection (the same as connect). */
+export const createConnection = connect;
+
+/** node:net's createServer on `provider`. */
+export function createServer(
+  provider: SocketProvider,
+  options?: ServerOptions | ((socket: Socket) => void),
+  connectionListener?: (socket: Socket) => void,
+): Server {
+  return new Server(provider, options, connectionListener);
+}
+
+/** The node:net-shaped module bound to one netstack. */
+export interface BoundNet {
+  createServer(options?: ServerOptions | ((socket: Socket) => void), connectionListener?: (socket: Socket) => void): Server;
+  connect(options: ConnectOptions | number | string, host?: string | (() => void), cb?: () => void): Socket;
+  createConnection(options: ConnectOptions | number | string, host?: string | (() => void), cb?: () => void): Socket;
+  /** `new net.Socket(options)` on this netstack. */
+  Socket: new (options?: SocketOptions) => Socket;
+  /** `new net.Server(options, listener)` on this netstack. */
+  Server: new (options?: ServerOptions | ((socket: Socket) => void), listener?: (socket: Socket) => void) => Server;
+  isIP(text: string): 0 | 4 | 6;
+  isIPv4(text: string): boolean;
+  isIPv6(text: string): boolean;
+}
+
+/** node:net's functions bound to `provider` (a Netstack): `const net = bindNet(netstack)` replaces `import net from 'node:net'`. */
+export function bindNet(provider: SocketProvider): BoundNet {
+  const connectBound = (options: ConnectOptions | number | string, host?: string | (() => void), cb?: () => void) =>
+    connect(provider, options, host, cb);
+  return {
+    createServer: (options, listener) => new Server(provider, options, listener),
+    connect: connectBound,
+    createConnection: connectBound,
+    Socket: class extends Socket {
+      constructor(options?: SocketOptions) {
+        super(provider, options);
+      }
+    },
+    Server: class extends Server {
+      constructor(options?: ServerOptions | ((socket: Socket) => void), listener?: (socket: Socket) => void) {
+        super(provider, options, listener);
+      }
+    },
+    isIP,
+    isIPv4: (text) => isIP(text) === 4,
+    isIPv6: (text) => isIP(text) === 6,
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * `tsvisor conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB]
+ * [--profile strict|freebsd] PATH...`: runs packetdrill scripts against the chosen DUTs and reports; exit status
+ * 0 only when every script passed on every DUT that ran it.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { UsageError, intOption, parseArgs } from './args.ts';
+import type { Profile } from '../conformance/interpreter.ts';
+import { type DutFactory, type ResultRow, formatReport, jsonReport, runAll } from '../conformance/runner.ts';
+
+/** Namespace prefix of the Linux DUT's namespaces. */
+const NETNS_PREFIX = 'tsv-pd';
+
+/** The DUT factories for `--dut`. */
+export async function dutFactories(which: string): Promise<DutFactory[]> {
+  const out: DutFactory[] = [];
+  if (which === 'linux' || which === 'both') {
+    const { createLinuxDut } = await import('../conformance/dut-linux.ts');
+    out.push({ name: 'linux', create: (cfg) => createLinuxDut(NETNS_PREFIX, cfg) });
+  }
+  if (which === 'tsvisor' || which === 'both') {
+    const { createTsvisorDut } = await import('../conformance/dut-tsvisor.ts');
+    out.push({ name: 'tsvisor', create: async (cfg) => createTsvisorDut(cfg) });
+  }
+  if (!out.length) throw new UsageError(`--dut: '${which}' is not tsvisor, linux or both`);
+  return out;
+}
+
+/** Runs the command; resolves to the exit status. */
+export async function conformanceCommand(argv: string[]): Promise<number> {
+  const { options, positional } = parseArgs(
+    argv,
+    { dut: { value: true }, json: { value: true }, 'tolerance-ms': { value: true }, filter: { value: true }, profile: { value: true }, quiet: {} },
+    Infinity,
+  );
+  if (!positional.length) throw new UsageError('conformance: give at least one script or folder');
+  for (const p of positional) if (!existsSync(p)) throw new UsageError(`conformance: no such file or folder '${p}'`);
+  const profile = options.profile as string | undefined;
+  if (profile !== undefined && !['strict', 'gvisor', 'freebsd'].includes(profile)) throw new UsageError(`--profile: '${profile}' is not strict, gvisor or freebsd`);
+  const duts = await dutFactories((options.dut as string | undefined) ?? 'tsvisor');
+  const tol = options['tolerance-ms'] as string | undefined;
+  const quiet = options.quiet === true;
+  const rows: ResultRow[] = await runAll(positional, {
+    duts,
+    toleranceMs: tol === undefined ? undefined : intOption('tolerance-ms', tol, 0, 60_000),
+    filter: options.filter as string | undefined,
+    profile: profile as Profile | undefined,
+    onResult: (r) => {
+      if (!quiet) process.stderr.write(`${r.verdict.padEnd(7)} ${r.dut.padEnd(7)} ${r.script}${r.line ? `:${r.line}` : ''} (${r.ms} ms)\n`);
+    },
+  });
+  process.stdout.write(formatReport(rows));
+  if (options.json) writeFileSync(options.json as string, jsonReport(rows));
+  return rows.length > 0 && rows.every((r) => r.verdict === 'pass') ? 0 : 1;
+}

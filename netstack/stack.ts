@@ -113,6 +113,8 @@ export class Stack implements NetworkLayer, StackInternals {
   /** @internal */ readonly defaultTtl: number;
   /** NS probes per new IPv6 address. */
   readonly dadTransmits: number;
+  /** Told when duplicate address detection of an IPv6 address ends: `ok` false means a duplicate was found. */
+  onAddressReady: ((nicId: number, address: Address, ok: boolean) => void) | undefined;
 
   private readonly routeTable = new RouteTable();
   private readonly transports = new Map<number, TransportProtocol>();
@@ -122,7 +124,6 @@ export class Stack implements NetworkLayer, StackInternals {
   private readonly dropKeys = new Set<string>();
   private readonly neighborConfig: Partial<NeighborConfig>;
   private nextNicId = 1;
-  private dispatching = 0;
   private flushTimer: Timer | undefined;
   private loopQueue: { nic: Nic; packet: Uint8Array }[] = [];
   private loopTimer: Timer | undefined;
@@ -337,9 +338,12 @@ export class Stack implements NetworkLayer, StackInternals {
   findPath(remote: Address, local?: Address, nicId?: number): Path | NetError {
     const v4 = remote.length === 4;
     if (!v4 && remote.length !== 16) return Err.InvalidArgument;
+    // A socket bound to a multicast group sends from a unicast address of its own choosing.
+    if (local !== undefined && isMulticast(local)) local = undefined;
     if (local !== undefined) {
       if (local.length !== remote.length) return Err.AddressNotAvailable;
-      if (!this.localNic(local) && !isMulticast(local)) return Err.AddressNotAvailable;
+      // Loopback sources only talk to loopback destinations (RFC 1122 §3.2.1.3 (g), RFC 4291 §2.5.3).
+      if (isLoopback(local) ? !isLoopback(remote) : !this.localNic(local)) return Err.AddressNotAvailable;
     }
     const fail = (e: NetError): NetError => {
       (v4 ? this.counters.ipv4 : this.counters.ipv6).txNoRoute++;
@@ -383,9 +387,11 @@ export class Stack implements NetworkLayer, StackInternals {
     return this.transports.get(protocol);
   }
 
+  /** Whether `a` is ours: assigned to a NIC (to `nicId` when given), or any loopback address, as on Linux's lo. */
   isLocalAddress(a: Address, nicId?: number): boolean {
     const nic = this.localNic(a);
-    return nic !== undefined && (nicId === undefined || nic.id === nicId);
+    if (nic) return nicId === undefined || nic.id === nicId;
+    return nicId === undefined && (a.length === 4 || a.length === 16) && isLoopback(a);
   }
 
   random32(): number {
@@ -440,6 +446,7 @@ export class Stack implements NetworkLayer, StackInternals {
     e.state = ok ? 'preferred' : 'duplicate';
     if (ok) this.local6.set(v6Key(e.subnet.address), nic);
     for (const w of e.waiters.splice(0)) w(ok);
+    this.onAddressReady?.(nic.id, e.subnet.address, ok);
   }
 
   /** @internal */
@@ -474,7 +481,6 @@ export class Stack implements NetworkLayer, StackInternals {
     this.loopTimer = undefined;
     const q = this.loopQueue;
     this.loopQueue = [];
-    this.dispatching++;
     for (const { nic, packet } of q) {
       this.counters.rx.received++;
       this.counters.rx.looped++;
@@ -484,7 +490,6 @@ export class Stack implements NetworkLayer, StackInternals {
       else v = this.ipv4.receive(nic, packet, false, true);
       this.account(v);
     }
-    this.dispatching--;
     this.flushDirty();
   }
 
@@ -492,12 +497,9 @@ export class Stack implements NetworkLayer, StackInternals {
     if (this.closed) return;
     this.counters.link.txFrames++;
     if (!nic.link.writeFrame(frame)) this.counters.link.txErrors++;
-    if (this.dispatching > 0) {
-      nic.dirty = true;
-      this.flushTimer ??= this.clock.schedule(0, () => this.flushDirty());
-    } else {
-      nic.link.flush();
-    }
+    // One flush per batch (deliverBatchEnd) or per clock tick, so a link can send many frames per syscall.
+    nic.dirty = true;
+    this.flushTimer ??= this.clock.schedule(0, () => this.flushDirty());
   }
 
   private flushDirty(): void {
@@ -513,12 +515,7 @@ export class Stack implements NetworkLayer, StackInternals {
   private receiveFrame(nic: Nic, frame: Uint8Array): void {
     this.counters.rx.received++;
     this.counters.link.rxFrames++;
-    this.dispatching++;
-    try {
-      this.account(this.dispatchFrame(nic, frame));
-    } finally {
-      this.dispatching--;
-    }
+    this.account(this.dispatchFrame(nic, frame));
   }
 
   private dispatchFrame(nic: Nic, frame: Uint8Array): Verdict {
@@ -561,7 +558,14 @@ export class Stack implements NetworkLayer, StackInternals {
 
   // Queued frames whose next hop never answered: tell the local sender's transport, as Linux's
   // neigh_invalidate → icmp_send(host unreachable) would (RFC 1122 §3.3.1.4, RFC 4443 §3.1 code 3).
+  // Deferred to the clock: a refusal inside Route.send must not call back into the sending transport.
   private notifyUnreachable(nic: Nic, frames: Uint8Array[]): void {
+    this.clock.schedule(0, () => {
+      if (!this.closed) this.tellUnreachable(nic, frames);
+    });
+  }
+
+  private tellUnreachable(nic: Nic, frames: Uint8Array[]): void {
     for (const f of frames) {
       if (f.length < 14 || nic.loopback) continue;
       const ip = f.subarray(14);

@@ -471,6 +471,8 @@ export class Socket extends Duplex {
         this.readEnded = true;
         this.wantRead = false;
         this.push(null);
+        // As Node's onStreamRead: with nothing buffered, 'end' comes even if nobody consumes the stream.
+        this.read(0);
         return;
       }
       this.received += r.data.length;

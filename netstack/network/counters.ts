@@ -85,3 +85,8 @@ export function createCounters(stats: Stats) {
 
 /** The network layer's counter groups. */
 export type Counters = ReturnType<typeof createCounters>;
+
+/** A kebab-case drop reason as a counter name: "too-many-fragments" → "tooManyFragments". */
+export function counterName(reason: string): string {
+  return reason.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
+}

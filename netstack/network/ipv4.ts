@@ -15,7 +15,7 @@ import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
 import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, ipv4HeaderLength, ipv4Options } from '../wire/ipv4.ts';
 import { PROTO_ICMP, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
-import type { Verdict } from './counters.ts';
+import { type Verdict, counterName } from './counters.ts';
 import type { StackInternals } from './internals.ts';
 import type { Nic } from './nic.ts';
 import { LINK_HEADROOM, type Path } from './path.ts';
@@ -205,7 +205,7 @@ export class Ipv4 {
     }
     const r = this.reassembler.add({ key, offset, data, more: p.moreFragments, maxLength: MAX_DATAGRAM - hl, meta });
     if (r.kind === 'queued') return undefined;
-    if (r.kind === 'dropped') return `frag.${camel(r.reason)}`;
+    if (r.kind === 'dropped') return `frag.${counterName(r.reason)}`;
     this.s.counters.frag.reassembled++;
     const first = r.meta;
     // The header of the whole datagram, for ICMP quotes: the first fragment's, without fragmentation fields.
@@ -297,11 +297,6 @@ export function copiedOptions(options: Uint8Array): Uint8Array {
     out.fill(1, o.offset, o.offset + len);
   }
   return out;
-}
-
-/** "too-many-fragments" → "tooManyFragments", for counter names. */
-export function camel(s: string): string {
-  return s.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
 }
 
 /** Whether an IPv4 source may receive an ICMP error (RFC 1122 §3.2.2: not unspecified, broadcast, multicast). */

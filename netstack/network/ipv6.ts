@@ -15,9 +15,8 @@ import {
   walkIpv6,
 } from '../wire/ipv6ext.ts';
 import { PROTO_ICMPV6, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
-import type { Verdict } from './counters.ts';
+import { type Verdict, counterName } from './counters.ts';
 import type { StackInternals } from './internals.ts';
-import { camel } from './ipv4.ts';
 import type { Nic } from './nic.ts';
 import { LINK_HEADROOM, type Path } from './path.ts';
 import { IPV6_REASSEMBLY, Reassembler, type ReassemblyConfig } from './reassembly.ts';
@@ -126,7 +125,7 @@ export class Ipv6 {
         meta,
       });
       if (r.kind === 'queued') return undefined;
-      if (r.kind === 'dropped') return `frag.${camel(r.reason)}`;
+      if (r.kind === 'dropped') return `frag.${counterName(r.reason)}`;
       this.s.counters.frag.reassembled++;
       const m = r.meta;
       return this.deliverFragmentable(nic, m.quote, m.nextHeader, r.payload, m.info, m.tentative, m.linkBroadcast);

@@ -7,16 +7,12 @@
 import { parseAddress } from '../../netstack/addr.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
+import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
 import { HostSyscalls } from './host-syscalls.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
 import { freebsdToLinux, parseSysctl } from './shell.ts';
 
-/** The addresses every DUT uses (never packetdrill's defaults). */
-export const DUT_V4 = '198.18.0.1';
-export const REMOTE_V4 = '198.18.0.2';
-export const DUT_V6 = 'fd74:7376::1';
-export const REMOTE_V6 = 'fd74:7376::2';
 
 function macBytes(s: string): Uint8Array {
   return new Uint8Array(s.split(':').map((x) => parseInt(x, 16)));

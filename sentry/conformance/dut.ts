@@ -26,6 +26,11 @@ export interface DutConfig {
   readonly ipVersion: 4 | 6;
   /** Link MTU (--mtu), 1500 by default. */
   readonly mtu: number;
+  /**
+   * The shell lines before the script's first other event: a DUT whose settings are fixed once it runs
+   * (tsvisor's TCP configuration) applies the sysctls among them when it is built.
+   */
+  readonly prelude?: readonly string[];
 }
 
 /** One DUT instance, good for one script. */

@@ -397,8 +397,11 @@ function parseSyscall(text: string, fail: (msg: string) => never): SyscallAction
         if (t0?.k === 'id') {
           p++;
           let count: number | undefined;
-          if (isP('(') && toks[p + 1]?.k === 'num' && toks[p + 2]?.k === 'p' && toks[p + 2]!.v === ')' && toks[p + 3]?.k === 'p' && toks[p + 3]!.v === '=') {
-            count = (toks[p + 1] as { v: number }).v;
+          // name(N)= or name(...)= : an array length, or any.
+          const inner = toks[p + 1];
+          const countable = inner?.k === 'num' || (inner?.k === 'p' && inner.v === '...');
+          if (isP('(') && countable && toks[p + 2]?.k === 'p' && toks[p + 2]!.v === ')' && toks[p + 3]?.k === 'p' && toks[p + 3]!.v === '=') {
+            count = inner!.k === 'num' ? inner.v : undefined;
             p += 3;
           }
           if (isP('=')) {

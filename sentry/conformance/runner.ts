@@ -127,7 +127,12 @@ async function runOne(file: string, script: Script, f: DutFactory, opts: RunnerO
   const base = { script: file, dut: f.name, profile, leniency: [] as string[], skippedLines: [] as ResultRow['skippedLines'], ms: 0 };
   let dut: Dut;
   try {
-    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu });
+    const prelude: string[] = [];
+    for (const e of script.events) {
+      if (e.action.type !== 'shell') break;
+      prelude.push(e.action.command);
+    }
+    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, prelude });
   } catch (e) {
     return { ...base, verdict: 'error', detail: `DUT setup failed: ${(e as Error).message}` };
   }

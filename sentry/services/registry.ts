@@ -4,7 +4,9 @@
  */
 import { NetError } from '../../netstack/errors.ts';
 import { httpService } from './http.ts';
+import { iperf3Service } from './iperf3.ts';
 import type { SocketFactory } from './service.ts';
+import { tcpSockperf, udpSockperf } from './sockperf.ts';
 import { tcpChargen, tcpDiscard, tcpEcho } from './tcp.ts';
 import { udpChargen, udpDiscard, udpEcho } from './udp.ts';
 
@@ -30,6 +32,8 @@ const DEFINITIONS: Record<string, Definition> = {
   discard: { defaultPort: 9, udp: udpDiscard, tcp: tcpDiscard },
   chargen: { defaultPort: 19, udp: udpChargen, tcp: tcpChargen },
   http: { defaultPort: 80, tcp: httpService },
+  iperf3: { defaultPort: 5201, tcp: iperf3Service },
+  sockperf: { defaultPort: 11111, udp: udpSockperf, tcp: tcpSockperf },
 };
 
 /** Names of every known service. */

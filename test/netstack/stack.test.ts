@@ -181,3 +181,58 @@ t.test('random32 and secret come from the seed', (t) => {
   t.ok(!isError(a.random32()));
   t.end();
 });
+
+t.test('loopback-only stack (LoopbackEndpoint NIC, 127.0.0.1/8 and ::1/128) → pings answered without ARP or NDP', async (t) => {
+  const { LoopbackEndpoint } = await import('../../netstack/link/loopback.ts');
+  const { echoRequest } = await import('./network/helpers.ts');
+  const clock = new VirtualClock();
+  const s = new Stack({ clock });
+  const nic = s.addNic(new LoopbackEndpoint({ clock }));
+  t.equal(s.addresses(nic).length, 0, 'no link-local address on a loopback link');
+  s.addAddress(nic, net('127.0.0.1/8'));
+  s.addAddress(nic, net('::1/128'));
+  t.equal(s.isLocalAddress(ip('127.0.0.1')), true);
+  t.equal(s.isLocalAddress(ip('127.3.4.5')), true, 'all of 127/8 is ours, as on Linux');
+  for (const [proto, dst] of [[1, '127.0.0.1'], [1, '127.0.0.9'], [58, '::1']] as const) {
+    const rec = new Recorder(proto);
+    s.registerTransport(rec);
+    const r = route(s, ip(dst), ip(dst.includes(':') ? '::1' : '127.0.0.1'));
+    r.send(proto, echoRequest(r, 3, 4, pattern(100)), r.headroom);
+    clock.advance(1);
+    t.equal(rec.packets.length, 1, `echo reply from ${dst}`);
+    t.equal(hex(rec.packets[0]!.segment.subarray(8)), hex(pattern(100)));
+  }
+  t.equal(s.findRoute(X4, ip('127.0.0.1')), Err.AddressNotAvailable, 'loopback source, outside destination');
+  t.equal(s.stats.snapshot()['arp.txRequests'], 0);
+  t.end();
+});
+
+t.test('onAddressReady → called once per address when DAD ends', (t) => {
+  const { s, nic, clock } = single();
+  const seen: string[] = [];
+  s.onAddressReady = (id, a, ok) => seen.push(`${id} ${formatSubnet({ address: a, prefixLength: 128 })} ${ok}`);
+  s.addAddress(nic, net('fd74:7376::44/64'));
+  clock.advance(1000);
+  t.same(seen, [`${nic} fd74:7376::44/128 true`]);
+  t.end();
+});
+
+t.test('IPv4 identification → consecutive per destination, independent across destinations (RFC 6864, Linux ip_idents)', (t) => {
+  const { s, link } = single();
+  link.deliver(arpRequestFrame(MAC_X, X4, A4));
+  const other = ip('198.18.0.98');
+  link.deliver(arpRequestFrame(new Uint8Array([2, 0, 0, 0, 0, 0x98]), other, A4));
+  link.take();
+  const ids = (dst: Uint8Array) => {
+    const r = route(s, dst);
+    sendUdp(r);
+    sendUdp(r);
+    return link.take().map((f) => new Ipv4Packet(f.subarray(14)).identification);
+  };
+  const x = ids(X4);
+  const y = ids(other);
+  t.equal(x[1], (x[0]! + 1) & 0xffff);
+  t.equal(y[1], (y[0]! + 1) & 0xffff);
+  t.not(x[0], y[0], 'different counters (seeded randomly)');
+  t.end();
+});

@@ -218,6 +218,7 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.userMss = l.userMss;
   c.v6only = l.v6only;
   c.rcv.limit = l.rcv.limit;
+  c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;
   c.snd.cc = l.proto.newCongestionControl(l.snd.cc.name, c.snd.mss);
 }

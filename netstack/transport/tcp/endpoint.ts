@@ -41,6 +41,9 @@ import { Sender } from './snd.ts';
 import { State, canSend, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
 
+/** tcp(7): corked output waits at most this long. */
+const CORK_CEILING_MS = 200;
+
 /** SO_LINGER's value. */
 export interface Linger {
   onoff: boolean;
@@ -115,6 +118,7 @@ export class TcpEndpoint implements Endpoint {
   private readonly keepTimer: LazyTimer;
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
   private readonly closeTimer: LazyTimer;
+  private readonly corkTimer: LazyTimer;
   /** Registered in the protocol's demux tables. */
   registered = false;
 
@@ -131,6 +135,7 @@ export class TcpEndpoint implements Endpoint {
     this.rcv = new Receiver(this, c.rcvBuf);
     this.keepTimer = new LazyTimer(proto.net.clock, () => this.onKeepalive());
     this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());
+    this.corkTimer = new LazyTimer(proto.net.clock, () => this.onCorkTimer());
     this.stateSince = proto.net.clock.now();
   }
 
@@ -147,6 +152,21 @@ export class TcpEndpoint implements Endpoint {
   /** TCP_CORK or a MSG_MORE write is holding back partial segments. */
   get corked(): boolean {
     return this.cork || this.moreCork;
+  }
+
+  /** The sender held a partial segment back for corking: tcp(7)'s 200 ms ceiling then sends it anyway. */
+  onCorkHold(): void {
+    this.corkTimer.ensure(CORK_CEILING_MS);
+  }
+
+  private onCorkTimer(): void {
+    if (!this.canTransmitData()) return;
+    const cork = this.cork;
+    this.cork = false;
+    this.moreCork = false;
+    this.snd.output();
+    this.cork = cork;
+    this.flushAck();
   }
 
   /** The TSval for a segment sent now (1 ms granularity, RFC 7323 §5.4). */
@@ -310,6 +330,8 @@ export class TcpEndpoint implements Endpoint {
       const data = q.peek(n).slice();
       if (!opts?.peek) {
         q.consume(n);
+        this.proto.charge(-n);
+        this.rcv.onRead(n, this.clock.now(), this.snd.rtt.srtt, this.proto.config.maxRcvBuf);
         this.afterRead();
       }
       return { data };
@@ -326,9 +348,14 @@ export class TcpEndpoint implements Endpoint {
     if (this.state === State.SynSent || this.state === State.SynReceived) return Err.WouldBlock;
     if (!canSend(this.state)) return Err.ClosedForSend;
     const snd = this.snd;
-    const n = Math.min(snd.space, data.length);
+    let n = Math.min(snd.space, data.length);
+    if (n > 0 && this.proto.overMemory(n)) {
+      n = Math.max(0, this.proto.config.maxMemory - this.proto.memoryUsed);
+      if (n === 0) this.stats.memoryDrops++;
+    }
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
     snd.buf.push(data.slice(0, n));
+    this.proto.charge(n);
     this.moreCork = !!opts?.more;
     snd.output();
     this.flushAck();
@@ -355,6 +382,10 @@ export class TcpEndpoint implements Endpoint {
     if (this.orphaned) return;
     this.orphaned = true;
     this.rcvShut = true;
+    // Nobody reads any more: release what was received.
+    const unread = this.rcv.buf.length;
+    this.proto.charge(-unread);
+    this.rcv.buf.clear();
     switch (this.state) {
       case State.Listen:
         closeListener(this);
@@ -368,7 +399,7 @@ export class TcpEndpoint implements Endpoint {
         return;
     }
     // RFC 2525 §2.17 / Linux: closing with unread data, or with SO_LINGER 0, aborts with a RST.
-    if (this.rcv.buf.length > 0 || (this.linger.onoff && this.linger.linger === 0)) {
+    if (unread > 0 || (this.linger.onoff && this.linger.linger === 0)) {
       this.stats.resetsSent++;
       this.sendReset();
       this.terminate(undefined);
@@ -684,6 +715,11 @@ export class TcpEndpoint implements Endpoint {
 
   private onKeepalive(): void {
     if (!this.keepalive || !(this.state === State.Established || this.state === State.CloseWait)) return;
+    if (this.snd.max !== this.snd.una || this.snd.buf.length > 0) {
+      // Data in flight or queued: the retransmission timer watches the peer (Linux tcp_keepalive_timer).
+      this.keepTimer.set(this.keepIdle * 1000);
+      return;
+    }
     if (this.keepProbes >= this.keepCnt) {
       this.fail(Err.TimedOut);
       return;
@@ -740,6 +776,7 @@ export class TcpEndpoint implements Endpoint {
     this.closeTimer.cancel();
     this.rcvShut = true;
     this.sndShut = true;
+    this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
     this.snd.buf.clear();
     this.rcv.ooo.clear();
     if (this.parent?.listener) {
@@ -763,6 +800,7 @@ export class TcpEndpoint implements Endpoint {
     this.snd.rackTimer.cancel();
     this.rcv.delackTimer.cancel();
     this.keepTimer.cancel();
+    this.corkTimer.cancel();
   }
 
   /** Builds and sends one segment from this connection. */

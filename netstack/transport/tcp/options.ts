@@ -136,6 +136,7 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, 0, 0x7fffffff);
       if (typeof n !== 'number') return n;
       ep.rcv.limit = Math.max(MIN_RCVBUF / 2, Math.min(n, ep.proto.config.maxRcvBuf));
+      ep.rcv.autoTune = false;
       return undefined;
     }
     case 'SO_SNDBUF': {

@@ -69,6 +69,11 @@ export interface TcpConfig {
   somaxconn: number;
   /** Answer SYNs with cookies when the SYN queue is full (net.ipv4.tcp_syncookies = 1). */
   synCookies: boolean;
+  /**
+   * Bytes all connections together may buffer (send, receive and out-of-order queues; Linux's tcp_mem):
+   * above it writes are refused and out-of-order data dropped; above three quarters buffers stop growing.
+   */
+  maxMemory: number;
 }
 
 /** Linux's defaults. */
@@ -94,6 +99,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   keepCnt: 9,
   somaxconn: 4096,
   synCookies: true,
+  maxMemory: 256 * 1024 * 1024,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */
@@ -131,6 +137,8 @@ export interface TcpStats {
   syncookiesSent: number;
   syncookiesRecv: number;
   syncookiesFailed: number;
+  /** Out-of-order segments or writes refused for the stack-wide memory limit. */
+  memoryDrops: number;
 }
 
 /** TCP for one stack. */
@@ -140,6 +148,8 @@ export class TcpProtocol implements TransportProtocol {
   readonly stats: TcpStats;
   private readonly connected = new Map<string, TcpEndpoint>();
   private readonly listeners = new Map<number, TcpEndpoint[]>();
+  /** Bytes buffered by all connections (see TcpConfig.maxMemory). */
+  memoryUsed = 0;
   private challengeSecond = -1;
   private challengeCount = 0;
 
@@ -179,6 +189,7 @@ export class TcpProtocol implements TransportProtocol {
       syncookiesSent: 0,
       syncookiesRecv: 0,
       syncookiesFailed: 0,
+      memoryDrops: 0,
     });
   }
 
@@ -290,6 +301,21 @@ export class TcpProtocol implements TransportProtocol {
     const i = list.indexOf(ep);
     if (i >= 0) list.splice(i, 1);
     if (list.length === 0) this.listeners.delete(ep.localPort);
+  }
+
+  /** Adds (or with a negative n, returns) buffered bytes to the stack-wide account. */
+  charge(n: number): void {
+    this.memoryUsed += n;
+  }
+
+  /** Whether buffering `n` more bytes would exceed the stack-wide limit. */
+  overMemory(n: number): boolean {
+    return this.memoryUsed + n > this.config.maxMemory;
+  }
+
+  /** Whether buffers should stop growing (above three quarters of the limit). */
+  underPressure(): boolean {
+    return this.memoryUsed > 0.75 * this.config.maxMemory;
   }
 
   /** RFC 5961 §7: a stack-wide budget of challenge ACKs per second. */

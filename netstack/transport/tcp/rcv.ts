@@ -45,6 +45,12 @@ export class Receiver {
   dataSegsIn = 0;
   bytesReceived = 0;
   readonly delackTimer: LazyTimer;
+  /** Receive-buffer auto-tuning is on (cleared when the application sets SO_RCVBUF, as Linux's lock). */
+  autoTune = true;
+  // Dynamic right-sizing: bytes the application read since `tuneStart`, and the best per-RTT amount so far.
+  private tuneStart = 0;
+  private tuneCopied = 0;
+  private tuneSpace = 0;
 
   constructor(
     private readonly ep: TcpEndpoint,
@@ -52,6 +58,25 @@ export class Receiver {
   ) {
     this.limit = limit;
     this.delackTimer = new LazyTimer(ep.clock, () => ep.sendAck());
+  }
+
+  /**
+   * Receive-buffer auto-tuning (dynamic right-sizing, as Linux's tcp_rcv_space_adjust): once per RTT, when the
+   * application read more than ever before in one RTT, grow the buffer to twice that (up to `max`) so the
+   * window never limits a sender that the application keeps up with.
+   */
+  onRead(n: number, now: number, rtt: number, max: number): void {
+    if (!this.autoTune) return;
+    this.tuneCopied += n;
+    if (this.tuneStart === 0) this.tuneStart = now;
+    if (now - this.tuneStart < Math.max(rtt, 1)) return;
+    if (this.tuneCopied > this.tuneSpace && !this.ep.proto.underPressure()) {
+      this.tuneSpace = this.tuneCopied;
+      const want = Math.min(max, 2 * this.tuneSpace);
+      if (want > this.limit) this.limit = want;
+    }
+    this.tuneStart = now;
+    this.tuneCopied = 0;
   }
 
   /** Starts receive sequence space at the peer's SYN. */
@@ -109,6 +134,13 @@ export class Receiver {
   onData(start: number, data: Uint8Array, mss: number): void {
     if (data.length === 0) return;
     this.dataSegsIn++;
+    const before = this.buf.length + this.ooo.length;
+    this.take(start, data);
+    this.ep.proto.charge(this.buf.length + this.ooo.length - before);
+    void mss;
+  }
+
+  private take(start: number, data: Uint8Array): void {
     if (start === this.nxt) {
       this.buf.push(data.slice());
       this.nxt = seq.add(this.nxt, data.length);
@@ -125,11 +157,15 @@ export class Receiver {
         }
       }
       // RFC 5681 §4.2: at least every second full-sized segment; Linux counts any two segments.
-      void mss;
       if (++this.unackedSegs >= 2) this.ackNow = true;
     } else {
-      this.ooo.insert(start, data);
       this.ackNow = true;
+      // Under stack-wide memory pressure, out-of-order data is the first to go (Linux prunes it first too).
+      if (this.ep.proto.overMemory(data.length)) {
+        this.ep.stats.memoryDrops++;
+        return;
+      }
+      this.ooo.insert(start, data);
     }
   }
 }

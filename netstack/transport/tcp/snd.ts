@@ -157,6 +157,7 @@ export class Sender {
     if (acked > 0) {
       const data = Math.min(acked, this.buf.length);
       this.buf.consume(data);
+      this.ep.proto.charge(-data);
       this.bytesAcked += data;
       if (this.finQueued && acked > data) this.finAcked = true;
       this.una = ack;
@@ -320,7 +321,10 @@ export class Sender {
         if (!(len >= this.maxWnd / 2 && len === Math.min(unsent, wndLeft)) && !retx) break;
       } else if (len < this.mss && !retx) {
         // The tail of the queue: Nagle (RFC 896) and corking hold it back while data is unacknowledged.
-        if (ep.corked && !this.finQueued) break;
+        if (ep.corked && !this.finQueued) {
+          ep.onCorkHold();
+          break;
+        }
         if (!ep.nodelay && this.inFlight > 0 && !this.finQueued) break;
       }
       len = Math.max(0, len);

@@ -6,7 +6,7 @@ import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { EventIn, EventRdHUp } from '../../../../netstack/waiter.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
-import { Harness, pattern } from './helper.ts';
+import { Harness, LOCAL, REMOTE, pattern } from './helper.ts';
 
 const A = TCP_ACK;
 const PLAIN = { mss: 1460 };
@@ -188,9 +188,17 @@ t.test('ESTABLISHED TCP_NODELAY → small writes go out at once; TCP_CORK holds 
   ep.setOption('TCP_CORK', 1);
   ep.write(pattern(10));
   ep.write(pattern(10));
-  h.expectNone(1000);
+  h.expectNone(100);
   ep.setOption('TCP_CORK', 0);
   h.expect({ seq: snd + 20, len: 20 });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 40 });
+  // Corked output is held at most 200 ms (tcp(7)).
+  ep.setOption('TCP_CORK', 1);
+  ep.write(pattern(10));
+  h.expectNone(199);
+  h.advance(1);
+  h.expect({ seq: snd + 40, len: 10 });
+  t.equal(ep.getOption('TCP_CORK'), 1, 'still corked afterwards');
 });
 
 t.test('ESTABLISHED large write → MSS-sized segments within IW10, rest after ACKs', async (t) => {
@@ -479,4 +487,92 @@ t.test('TCP_INFO reports Linux field names', async (t) => {
   t.equal(ep.setOption('TCP_CONGESTION', 'bbr'), Err.InvalidArgument);
   t.equal(ep.setOption('TCP_MAXSEG', 10), Err.InvalidArgument);
   t.equal(ep.getOption('SO_RCVBUF'), 262144);
+});
+
+t.test('receive-buffer auto-tuning: a reader that keeps up grows the window; SO_RCVBUF turns it off', async (t) => {
+  for (const fixed of [false, true]) {
+    const h = new Harness();
+    const ep = h.connect({ mss: 1460, wscale: 7 });
+    if (fixed) ep.setOption('SO_RCVBUF', 131072);
+    const snd = h.iss + 1;
+    let p = h.peerNxt;
+    let lastWindow = 0;
+    for (let round = 0; round < 6; round++) {
+      const wnd = ep.rcv.wnd;
+      for (let sent = 0; sent + 1460 <= wnd; sent += 1460) {
+        h.send({ flags: A, seq: p, ack: snd, payload: pattern(1460) });
+        p += 1460;
+      }
+      h.advance(2);
+      ep.read();
+      while (h.pending) lastWindow = h.next().window;
+    }
+    if (fixed) t.equal(ep.rcv.limit, 131072, 'SO_RCVBUF: fixed');
+    else {
+      t.ok(ep.rcv.limit >= 4 * 131072, `auto-tuned to ${ep.rcv.limit}`);
+      t.ok(lastWindow * 128 > 131072, `advertised ${lastWindow * 128} bytes`);
+    }
+  }
+});
+
+t.test('stack-wide memory limit: writes stop at the limit, out-of-order data is dropped', async (t) => {
+  const h = new Harness({ maxMemory: 5000 });
+  const ep = h.connect(PLAIN);
+  const snd = h.iss + 1;
+  t.equal(ep.write(pattern(4000)), 4000);
+  t.equal(ep.write(pattern(4000)), 1000, 'only what fits the stack-wide budget');
+  t.equal(ep.write(pattern(10)), Err.WouldBlock);
+  h.clearSent();
+  h.send({ flags: A, seq: h.peerNxt + 100, ack: snd, payload: pattern(100) });
+  t.equal(ep.rcv.ooo.length, 0, 'out-of-order data dropped under pressure');
+  t.equal(h.tcp.stats.memoryDrops, 2);
+  const sent = ep.snd.max;
+  t.ok(seq.sub(sent, snd) > 0);
+  h.send({ flags: A, seq: h.peerNxt, ack: sent });
+  t.equal(h.tcp.memoryUsed, 5000 - seq.sub(sent, snd), 'ACKed data released');
+  t.equal(ep.write(pattern(10)), 10);
+});
+
+t.test('ESTABLISHED ICMP fragmentation-needed quoting our segment → smaller MSS, data resent at the new size', async (t) => {
+  const { h, ep, snd } = established();
+  ep.write(pattern(3000));
+  const first = h.expect({ seq: snd, len: 1460 });
+  h.clearSent();
+  const quoted = new Uint8Array(8);
+  new DataView(quoted.buffer).setUint16(0, first.srcPort);
+  new DataView(quoted.buffer).setUint16(2, first.dstPort);
+  new DataView(quoted.buffer).setUint32(4, first.seq);
+  const msg = { kind: 'packet-too-big' as const, type: 3, code: 4, family: 4 as const, from: REMOTE, mtu: 1000, };
+  h.tcp.deliverControl(msg, LOCAL, REMOTE, quoted);
+  t.equal(ep.snd.mss, 960);
+  h.expect({ seq: snd, len: 960 });
+  // A forged error quoting a sequence number outside the flight is ignored (RFC 5927 §4.1).
+  new DataView(quoted.buffer).setUint32(4, snd + 100_000);
+  h.tcp.deliverControl({ ...msg, mtu: 600 }, LOCAL, REMOTE, quoted);
+  t.equal(ep.snd.mss, 960);
+});
+
+t.test('TCP_MAXSEG before connect caps the MSS we announce and use', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.setOption('TCP_MAXSEG', 1000), undefined);
+  ep.connect({ address: REMOTE, port: 40000 });
+  const syn = h.expect({ flags: TCP_SYN, options: { mss: 1000 } });
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_SYN | A, ack: syn.seq + 1, options: { mss: 1460 } });
+  t.equal(ep.snd.mss, 1000);
+  t.equal(ep.getOption('TCP_MAXSEG'), 1000);
+});
+
+t.test('sender SWS avoidance: a small usable window is not filled with a runt while data is in flight', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, window: 3000 });
+  ep.write(pattern(5000));
+  h.expect({ seq: snd, len: 1460 });
+  h.expect({ seq: snd + 1460, len: 1460 });
+  // 80 bytes of window left: below half the largest window seen, so nothing is sent.
+  h.expectNone(0);
+  h.send({ flags: A, seq: p, ack: snd + 1460, window: 3000 });
+  h.expect({ seq: snd + 2920, len: 1460 });
 });

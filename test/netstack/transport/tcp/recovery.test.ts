@@ -57,3 +57,52 @@ t.test('ESTABLISHED D-SACK received → counted in tcpi_dsack_dups, no recovery'
   t.equal(info['tcpi_dsack_dups'], 1);
   t.notOk(ep.snd.inRecovery);
 });
+
+t.test('ESTABLISHED tail loss → TLP retransmits the last segment after 2·SRTT; its SACK lets RACK repair the rest', async (t) => {
+  const h = new Harness({ congestion: 'reno' });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  ep.write(pattern(3 * MSS));
+  for (let i = 0; i < 3; i++) h.expect({ seq: seg(i) });
+  // SRTT is 1 ms from the handshake: the probe timeout is max(2·SRTT, 10 ms), well before the 200 ms RTO.
+  h.expectNone(9);
+  h.advance(1);
+  h.expect({ seq: seg(2), len: MSS });
+  t.equal(h.tcp.stats.tailLossProbes, 1);
+  // The probe arrives one RTT later; segments 0 and 1 were lost.
+  h.advance(1);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(2), right: seg(3) }] } });
+  t.ok(ep.snd.inRecovery, 'RACK marked the earlier segments lost');
+  h.expect({ seq: seg(0), len: MSS });
+  h.expect({ seq: seg(1), len: MSS });
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(3) });
+  t.notOk(ep.snd.inRecovery);
+  t.equal(h.tcp.stats.timeouts, 0, 'no RTO');
+});
+
+t.test('ESTABLISHED lost retransmission → RACK resends it once later data is SACKed, without an RTO', async (t) => {
+  const h = new Harness({ congestion: 'reno' });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const p = h.peerNxt;
+  ep.write(pattern(20 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
+  const sackTo = (n: number) => ({ sack: [{ left: seg(1), right: seg(n) }] });
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(2) });
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(3) });
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(4) });
+  h.expect({ seq: seg(0) });
+  h.advance(1);
+  // More SACKs shrink the pipe; new data goes out after the retransmission.
+  for (let n = 5; n <= 10; n++) h.send({ flags: A, seq: p, ack: snd, options: sackTo(n) });
+  const sent = [];
+  while (h.pending) sent.push(h.next().seq);
+  t.ok(sent.includes(seg(10)), 'new data sent in recovery');
+  t.notOk(sent.includes(seg(0)), 'the retransmission is not repeated yet');
+  // Segment 10 (sent after the retransmission of 0) is SACKed, but 0 still is not: it was lost again.
+  h.send({ flags: A, seq: p, ack: snd, options: { sack: [{ left: seg(1), right: seg(11) }] } });
+  h.expect({ seq: seg(0), len: MSS });
+  t.equal(h.tcp.stats.timeouts, 0);
+});

@@ -127,6 +127,7 @@ for (const cc of ['cubic', 'reno']) {
     env.clock.advance(60_000);
     t.equal(r.client.state, State.Closed);
     t.equal(env.ta.connectionCount + env.tb.connectionCount, 0);
+    t.equal(env.ta.memoryUsed + env.tb.memoryUsed, 0, 'every buffered byte was accounted back');
   });
 
   t.test(`${cc}: 2 MB with 5% loss, 5% reordering, 1% duplication arrive byte-exact`, async (t) => {
@@ -137,6 +138,10 @@ for (const cc of ['cubic', 'reno']) {
     t.equal(r.digest, sha(data));
     t.ok(env.ta.stats.retransmits > 0, 'losses were repaired');
     t.ok(env.ta.stats.fastRetransmits > 0, 'by fast retransmit at least once');
+    r.server.close();
+    r.client.close();
+    env.clock.advance(120_000);
+    t.equal(env.ta.memoryUsed + env.tb.memoryUsed, 0, 'every buffered byte was accounted back');
     t.comment(`${cc}: ${r.elapsedMs} ms virtual, ${env.ta.stats.retransmits} retransmits, ${env.ta.stats.timeouts} RTOs`);
   });
 }
@@ -156,4 +161,31 @@ t.test('connect to a closed port → RST → ECONNREFUSED', async (t) => {
   clock.advance(100);
   t.equal(c.state, State.Closed);
   t.equal(c.takeError(), Err.ConnectionRefused);
+});
+
+t.test('dual-stack: an IPv6 listener on :: accepts an IPv4 client; addresses are IPv4-mapped', async (t) => {
+  const { clock, ta, tb } = twoStacks();
+  const srv = tb.newEndpoint(6);
+  t.equal(srv.bind({ address: new Uint8Array(16), port: 80 }), undefined);
+  t.equal(srv.listen(4), undefined);
+  const c = ta.newEndpoint(4);
+  c.connect({ address: parseAddress('198.18.0.2')!, port: 80 });
+  clock.advance(10);
+  const a = srv.accept();
+  if ('errno' in a) throw new Error(String(a));
+  t.same(a.peer.address, parseAddress('::ffff:198.18.0.1'));
+  const child = a.endpoint as TcpEndpoint;
+  t.same((child.localAddress() as { address: Uint8Array }).address, parseAddress('::ffff:198.18.0.2'));
+  c.write(Uint8Array.from([1, 2, 3]));
+  clock.advance(10);
+  t.same(child.read(), { data: Uint8Array.from([1, 2, 3]) });
+  // With IPV6_V6ONLY the same listener would not see IPv4.
+  const only = tb.newEndpoint(6);
+  only.setOption('IPV6_V6ONLY', 1);
+  only.bind({ address: new Uint8Array(16), port: 81 });
+  only.listen(4);
+  const c2 = ta.newEndpoint(4);
+  c2.connect({ address: parseAddress('198.18.0.2')!, port: 81 });
+  clock.advance(10);
+  t.equal(c2.takeError(), Err.ConnectionRefused);
 });

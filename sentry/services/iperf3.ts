@@ -1,0 +1,472 @@
+/**
+ * The `iperf3` service: the server half of iperf3's TCP test protocol, so the stock `iperf3 -c` (and `-c -R`) client
+ * measures the netstack. One control connection per test carries single state bytes and length-prefixed JSON; every
+ * connection (control and data) opens with the client's 37-byte cookie, which is how data streams are matched to
+ * their test. Flow, server side: cookie → PARAM_EXCHANGE, client parameters → CREATE_STREAMS, N data streams →
+ * TEST_START, TEST_RUNNING, … TEST_END from the client → EXCHANGE_RESULTS, client results, our results →
+ * DISPLAY_RESULTS, … IPERF_DONE. Stream ids follow iperf3's numbering (1, 3, 4, 5, …), which the client checks.
+ * Only TCP tests are served (a UDP or bidirectional request is refused with SERVER_ERROR and closed).
+ */
+import { IPV6_ANY } from '../../netstack/addr.ts';
+import { coalesced } from '../../netstack/adapter/common.ts';
+import { Err, NetError } from '../../netstack/errors.ts';
+import type { Endpoint } from '../../netstack/socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
+import type { Service, SocketFactory } from './service.ts';
+
+/** Length of the cookie every connection starts with (36 characters and a NUL). */
+export const COOKIE_SIZE = 37;
+
+/** The control-channel state bytes (iperf3's iperf_api.h); negative ones travel as a signed byte. */
+export const State = {
+  TEST_START: 1,
+  TEST_RUNNING: 2,
+  TEST_END: 4,
+  PARAM_EXCHANGE: 9,
+  CREATE_STREAMS: 10,
+  SERVER_TERMINATE: 11,
+  CLIENT_TERMINATE: 12,
+  EXCHANGE_RESULTS: 13,
+  DISPLAY_RESULTS: 14,
+  IPERF_DONE: 16,
+  ACCESS_DENIED: -1,
+  SERVER_ERROR: -2,
+} as const;
+
+/** The test parameters the client sends (the subset this server uses). */
+export interface Iperf3Params {
+  /** Number of data streams (-P). */
+  parallel: number;
+  /** -R: the server sends. */
+  reverse: boolean;
+  /** Block size of each write (-l). */
+  len: number;
+}
+
+/** Parses the client's parameter JSON; a string names why it is refused. */
+export function parseParams(json: string): Iperf3Params | string {
+  let p: Record<string, unknown>;
+  try {
+    p = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return 'parameters are not JSON';
+  }
+  if (typeof p !== 'object' || p === null) return 'parameters are not an object';
+  if (p.udp || p.sctp) return 'only TCP tests are served';
+  if (p.bidirectional) return 'bidirectional tests are not served';
+  const parallel = p.parallel === undefined ? 1 : Number(p.parallel);
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 128) return `bad parallel ${String(p.parallel)}`;
+  const len = p.len === undefined ? 131072 : Number(p.len);
+  if (!Number.isInteger(len) || len < 1 || len > 1 << 24) return `bad len ${String(p.len)}`;
+  return { parallel, reverse: Boolean(p.reverse), len };
+}
+
+/** The id iperf3 gives the k-th stream of a test (k from 0): 1, then 3, 4, 5, … (its numbering skips 2). */
+export function streamId(k: number): number {
+  return k === 0 ? 1 : k + 2;
+}
+
+/** One stream's figures for the results exchange. */
+export interface StreamResult {
+  id: number;
+  bytes: number;
+  /** Seconds from the test's start to the stream's last activity. */
+  seconds: number;
+}
+
+/** The server's results JSON as the client's get_results expects it (every key it requires is present). */
+export function resultsJson(reverse: boolean, streams: readonly StreamResult[]): string {
+  return JSON.stringify({
+    cpu_util_total: 0,
+    cpu_util_user: 0,
+    cpu_util_system: 0,
+    // The sender reports whether it counted retransmits; we do not, and the receiver always says -1.
+    sender_has_retransmits: reverse ? 0 : -1,
+    streams: streams.map((s) => ({
+      id: s.id,
+      bytes: s.bytes,
+      retransmits: -1,
+      jitter: 0,
+      errors: 0,
+      packets: 0,
+      start_time: 0,
+      end_time: s.seconds,
+    })),
+  });
+}
+
+/** A JSON message framed as on iperf3's control channel: 4-byte big-endian length, then the text. */
+export function frameJson(text: string): Uint8Array {
+  const body = new TextEncoder().encode(text);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
+/** Counts of what the iperf3 service has done. */
+export interface Iperf3Stats {
+  /** Tests that reached TEST_START. */
+  tests: number;
+  /** Tests that ended with IPERF_DONE. */
+  completed: number;
+  /** Connections refused (busy server, unknown cookie, unsupported test). */
+  refused: number;
+  /** Data bytes received / sent on data streams. */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Options of the service (tests inject the clock). */
+export interface Iperf3Options {
+  /** Milliseconds, monotonic (default performance.now). */
+  now?: () => number;
+}
+
+const CHUNK = 262144;
+const BACKLOG = 1024;
+
+/** A connection with buffered input and queued output, run by a step function on readiness. */
+class Conn {
+  private input: Uint8Array[] = [];
+  private inputBytes = 0;
+  private output: Uint8Array[] = [];
+  eof = false;
+  failed = false;
+  closed = false;
+  private unsubscribe: () => void = () => {};
+
+  constructor(
+    readonly ep: Endpoint,
+    step: (c: Conn) => void,
+    private readonly onClose: (c: Conn) => void,
+  ) {
+    const run = coalesced(() => {
+      if (!this.closed) step(this);
+    });
+    this.unsubscribe = ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, run);
+    run();
+  }
+
+  /** Reads everything available into the input buffer (control traffic is small). */
+  fill(): void {
+    while (!this.eof && !this.failed) {
+      const r = this.ep.read({ maxBytes: CHUNK });
+      if (r === Err.WouldBlock) return;
+      if (r instanceof NetError) this.failed = true;
+      else if (r.data.length === 0) this.eof = true;
+      else this.pushInput(r.data);
+    }
+  }
+
+  pushInput(data: Uint8Array): void {
+    if (data.length === 0) return;
+    this.input.push(data);
+    this.inputBytes += data.length;
+  }
+
+  /** Puts bytes back in front of the buffered input. */
+  pushFront(data: Uint8Array): void {
+    this.input.unshift(data);
+    this.inputBytes += data.length;
+  }
+
+  get buffered(): number {
+    return this.inputBytes;
+  }
+
+  /** Removes and returns exactly `n` buffered bytes, or null when fewer are buffered. */
+  take(n: number): Uint8Array | null {
+    if (this.inputBytes < n) return null;
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const head = this.input[0]!;
+      const k = Math.min(head.length, n - off);
+      out.set(head.subarray(0, k), off);
+      off += k;
+      if (k === head.length) this.input.shift();
+      else this.input[0] = head.subarray(k);
+    }
+    this.inputBytes -= n;
+    return out;
+  }
+
+  /** Removes and returns whatever is buffered. */
+  takeAll(): Uint8Array[] {
+    const all = this.input;
+    this.input = [];
+    this.inputBytes = 0;
+    return all;
+  }
+
+  send(data: Uint8Array): void {
+    this.output.push(data);
+    this.flush();
+  }
+
+  /** Writes queued output; true when all of it went out. */
+  flush(): boolean {
+    while (this.output.length && !this.failed) {
+      const head = this.output[0]!;
+      const n = this.ep.write(head);
+      if (n === Err.WouldBlock) return false;
+      if (n instanceof NetError) {
+        this.failed = true;
+        return false;
+      }
+      if (n < head.length) {
+        this.output[0] = head.subarray(n);
+        return false;
+      }
+      this.output.shift();
+    }
+    return this.output.length === 0;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    this.ep.close();
+    this.onClose(this);
+  }
+}
+
+type Phase = 'params' | 'streams' | 'running' | 'results' | 'display' | 'over';
+
+interface DataStream {
+  conn: Conn;
+  result: StreamResult;
+}
+
+/** One test: its control connection, its data streams and where it is in the protocol. */
+class Test {
+  phase: Phase = 'params';
+  params: Iperf3Params | null = null;
+  readonly streams: DataStream[] = [];
+  startedAt = 0;
+  private block: Uint8Array = new Uint8Array(0);
+
+  constructor(
+    readonly cookie: string,
+    readonly control: Conn,
+    private readonly stats: Iperf3Stats,
+    private readonly now: () => number,
+    private readonly onOver: (t: Test) => void,
+  ) {
+    control.send(stateByte(State.PARAM_EXCHANGE));
+  }
+
+  /** Runs the control channel's protocol as far as the buffered input allows. */
+  stepControl(): void {
+    const c = this.control;
+    c.fill();
+    for (;;) {
+      if (this.phase === 'params') {
+        const json = takeJson(c);
+        if (json === null) break;
+        const p = parseParams(json);
+        if (typeof p === 'string') {
+          this.stats.refused++;
+          c.send(stateByte(State.SERVER_ERROR));
+          return this.end();
+        }
+        this.params = p;
+        this.block = new Uint8Array(Math.min(p.len, CHUNK));
+        this.phase = 'streams';
+        c.send(stateByte(State.CREATE_STREAMS));
+      } else if (this.phase === 'running' || this.phase === 'streams') {
+        const b = c.take(1);
+        if (!b) break;
+        const s = (b[0]! << 24) >> 24;
+        if (process.env.TSV_DBG) process.stderr.write(`iperf3 got ${s} phase ${this.phase}\n`);
+        if (s === State.TEST_END && this.phase === 'running') {
+          const elapsed = (this.now() - this.startedAt) / 1000;
+          for (const d of this.streams) d.result.seconds = elapsed;
+          this.phase = 'results';
+          c.send(stateByte(State.EXCHANGE_RESULTS));
+        } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
+      } else if (this.phase === 'results') {
+        const json = takeJson(c);
+        if (process.env.TSV_DBG) process.stderr.write(`iperf3 results json ${json} buffered ${c.buffered} eof ${c.eof}\n`);
+        if (json === null) break;
+        c.send(frameJson(resultsJson(this.params!.reverse, this.streams.map((d) => d.result))));
+        c.send(stateByte(State.DISPLAY_RESULTS));
+        this.phase = 'display';
+      } else if (this.phase === 'display') {
+        const b = c.take(1);
+        if (!b) break;
+        if (b[0] === State.IPERF_DONE) this.stats.completed++;
+        return this.end();
+      } else return;
+    }
+    c.flush();
+    if (c.eof || c.failed) this.end();
+  }
+
+  /** Attaches a data stream whose cookie matched; starts the test when the last one arrives. */
+  addStream(conn: Conn): boolean {
+    if (this.phase !== 'streams' || !this.params || this.streams.length >= this.params.parallel) return false;
+    const d: DataStream = { conn, result: { id: streamId(this.streams.length), bytes: 0, seconds: 0 } };
+    this.streams.push(d);
+    for (const chunk of conn.takeAll()) this.count(d, chunk.length); // data that came with the cookie
+    if (this.streams.length === this.params.parallel) {
+      this.phase = 'running';
+      this.startedAt = this.now();
+      this.stats.tests++;
+      this.control.send(stateByte(State.TEST_START));
+      this.control.send(stateByte(State.TEST_RUNNING));
+      // A stream added earlier has nothing to wake it before the client's data, so start the senders here.
+      if (this.params.reverse) for (const s of this.streams) if (s !== d) this.stepStream(s);
+    }
+    return true;
+  }
+
+  private count(d: DataStream, n: number): void {
+    d.result.bytes += n;
+    this.stats.bytesIn += n;
+  }
+
+  /** Moves data on one stream: sinks what the client sends, or sends blocks while the test runs (-R). */
+  stepStream(d: DataStream): void {
+    const c = d.conn;
+    const sending = this.params!.reverse && this.phase === 'running';
+    for (;;) {
+      const r = c.ep.read({ maxBytes: CHUNK });
+      if (r === Err.WouldBlock) break;
+      if (r instanceof NetError || r.data.length === 0) return c.close();
+      if (!this.params!.reverse && (this.phase === 'running' || this.phase === 'streams')) this.count(d, r.data.length);
+    }
+    if (!sending) return;
+    for (;;) {
+      const n = c.ep.write(this.block);
+      // A full send buffer may answer 0 rather than WouldBlock; either way, wait for EventOut.
+      if (n === Err.WouldBlock || n === 0) return;
+      if (n instanceof NetError) return c.close();
+      d.result.bytes += n;
+      this.stats.bytesOut += n;
+    }
+  }
+
+  streamOf(conn: Conn): DataStream | undefined {
+    return this.streams.find((d) => d.conn === conn);
+  }
+
+  /** Closes everything of the test. */
+  end(): void {
+    if (this.phase === 'over') return;
+    this.phase = 'over';
+    this.control.flush();
+    this.control.close();
+    for (const d of this.streams) d.conn.close();
+    this.onOver(this);
+  }
+}
+
+function stateByte(s: number): Uint8Array {
+  if (process.env.TSV_DBG) process.stderr.write(`iperf3 send state ${s} at ${performance.now().toFixed(0)}\n`);
+  return Uint8Array.of(s & 0xff);
+}
+
+/** Takes one length-prefixed JSON message from `c`, or null when it has not fully arrived. */
+function takeJson(c: Conn): string | null {
+  if (c.buffered < 4) return null;
+  const head = c.take(4)!;
+  const len = new DataView(head.buffer, head.byteOffset).getUint32(0);
+  if (c.buffered < len) {
+    c.pushFront(head);
+    return null;
+  }
+  return new TextDecoder().decode(c.take(len)!);
+}
+
+/** The iperf3 server on `port` (default 5201), one test at a time as iperf3's own server. */
+export function iperf3Service(
+  sockets: SocketFactory,
+  port = 5201,
+  opts: Iperf3Options = {},
+): (Service & { stats: Iperf3Stats }) | NetError {
+  const now = opts.now ?? (() => performance.now());
+  const listener = sockets(6, 'stream');
+  if (listener instanceof NetError) return listener;
+  listener.setOption('SO_REUSEADDR', 1);
+  const err = listener.bind({ address: IPV6_ANY, port }) ?? listener.listen(BACKLOG);
+  if (err) {
+    listener.close();
+    return err;
+  }
+  const stats: Iperf3Stats = { tests: 0, completed: 0, refused: 0, bytesIn: 0, bytesOut: 0 };
+  const conns = new Set<Conn>();
+  let test: Test | null = null;
+  const owner = new Map<Conn, Test>();
+
+  const refuse = (c: Conn) => {
+    stats.refused++;
+    c.send(stateByte(State.ACCESS_DENIED));
+    c.close();
+  };
+
+  const step = (c: Conn) => {
+    const t = owner.get(c);
+    if (t) {
+      if (c === t.control) t.stepControl();
+      else {
+        const d = t.streamOf(c);
+        if (d) t.stepStream(d);
+      }
+      return;
+    }
+    // A new connection: its first 37 bytes are the cookie.
+    c.fill();
+    const cookieBytes = c.take(COOKIE_SIZE);
+    if (!cookieBytes) {
+      if (c.eof || c.failed) c.close();
+      return;
+    }
+    const cookie = new TextDecoder().decode(cookieBytes);
+    if (test && test.cookie === cookie) {
+      if (!test.addStream(c)) return refuse(c);
+      owner.set(c, test);
+      const d = test.streamOf(c)!;
+      if (c.eof || c.failed) return c.close();
+      return test.stepStream(d);
+    }
+    if (test) return refuse(c); // busy, as iperf3's server is with a second client
+    const fresh = new Test(cookie, c, stats, now, (over) => {
+      if (test === over) test = null;
+      for (const [k, v] of owner) if (v === over) owner.delete(k);
+    });
+    test = fresh;
+    owner.set(c, fresh);
+    fresh.stepControl();
+  };
+
+  const accept = coalesced(() => {
+    for (;;) {
+      const r = listener.accept();
+      if (r instanceof NetError) return;
+      r.endpoint.setOption('TCP_NODELAY', 1);
+      const c: Conn = new Conn(r.endpoint, step, (gone) => {
+        conns.delete(gone);
+        const t = owner.get(gone);
+        if (t && gone === t.control) t.end();
+        // A data stream that goes away leaves its figures in the test's results.
+      });
+      conns.add(c);
+    }
+  });
+  const stopAccepting = listener.waiter.subscribe(EventIn, accept);
+  accept();
+  return {
+    name: 'iperf3',
+    port,
+    stats,
+    close() {
+      stopAccepting();
+      listener.close();
+      test?.end();
+      for (const c of [...conns]) c.close();
+    },
+  };
+}

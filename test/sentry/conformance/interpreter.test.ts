@@ -1,0 +1,91 @@
+import t from 'tap';
+import { createTsvisorDut } from '../../../sentry/conformance/dut-tsvisor.ts';
+import { runScript } from '../../../sentry/conformance/interpreter.ts';
+import { parseScript } from '../../../sentry/conformance/parse.ts';
+import { type DutFactory, jsonReport, runAll } from '../../../sentry/conformance/runner.ts';
+
+const tsvisor: DutFactory = { name: 'tsvisor', create: async (cfg) => createTsvisorDut(cfg) };
+
+async function run(text: string, ipVersion: 4 | 6 = 4) {
+  const script = parseScript(text, 'inline.pkt');
+  const prelude: string[] = [];
+  for (const e of script.events) {
+    if (e.action.type !== 'shell') break;
+    prelude.push(e.action.command);
+  }
+  const dut = createTsvisorDut({ ipVersion, mtu: 1500, prelude });
+  try {
+    return await runScript(script, dut, {});
+  } finally {
+    await dut.close();
+  }
+}
+
+const UDP_HEAD = ['--tolerance_usecs=10000', '0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3', '+0 bind(3, ..., ...) = 0', '+0 connect(3, ..., ...) = 0'];
+
+t.test('team scripts pass on tsvisor; the broken gVisor copy fails at its read', async (t) => {
+  const rows = await runAll(['test/conformance/team', 'test/conformance/must-fail'], { duts: [tsvisor], filter: '*udp*' });
+  t.ok(rows.length >= 3);
+  for (const r of rows) t.equal(r.verdict, 'pass', `${r.script}: ${r.detail}`);
+  const broken = await runAll(['test/conformance/must-fail/accept_ack_drop-broken.pkt'], { duts: [tsvisor] });
+  t.equal(broken[0]!.verdict, 'fail');
+  t.equal(broken[0]!.line, 27);
+  t.match(broken[0]!.detail, 'read() = 4, expected 5');
+  const json = JSON.parse(jsonReport(broken));
+  t.match(json.results[0], { script: 'test/conformance/must-fail/accept_ack_drop-broken.pkt', dut: 'tsvisor', verdict: 'fail', line: 27 });
+});
+
+t.test('UDP write → expected datagram of the right length passes; a wrong length fails on that line', async (t) => {
+  const ok = await run([...UDP_HEAD, '+0 write(3, ..., 10) = 10', '+0 > udp (10)'].join('\n'));
+  t.equal(ok.verdict, 'pass', ok.detail);
+  const bad = await run([...UDP_HEAD, '+0 write(3, ..., 10) = 10', '+0 > udp (11)'].join('\n'));
+  t.equal(bad.verdict, 'fail');
+  t.equal(bad.line, 6);
+  t.match(bad.detail, 'udp length: expected 11, actual 10');
+});
+
+t.test('expected packet never sent → fail naming the deadline', async (t) => {
+  const r = await run([...UDP_HEAD, '+0.5 > udp (10)'].join('\n'));
+  t.equal(r.verdict, 'fail');
+  t.match(r.detail, /expected packet not sent by 0\.510s: udp \(10\)/);
+});
+
+t.test('a packet sent before its window → too early', async (t) => {
+  const r = await run([...UDP_HEAD, '+0 write(3, ..., 10) = 10', '+1 > udp (10)'].join('\n'));
+  t.equal(r.verdict, 'fail');
+  t.match(r.detail, /packet sent too early at 0\.000s \(expected 1\.000s±10ms\)/);
+});
+
+t.test('errno mismatch and unknown syscall → fail and error', async (t) => {
+  const r = await run([...UDP_HEAD, '+0 read(3, ..., 10) = -1 EINPROGRESS (x)'].join('\n'));
+  t.equal(r.verdict, 'fail');
+  t.match(r.detail, 'read() blocked');
+  const e = await run(['0 frobnicate(3) = 0'].join('\n'));
+  t.equal(e.verdict, 'error');
+  t.match(e.detail, 'system call frobnicate() is not supported');
+});
+
+t.test('shell lines: known sysctls map, others are reported as skipped lines', async (t) => {
+  const r = await run(['0 `sysctl -q net.ipv4.tcp_sack=0`', '+0 `sockstat -4 | grep 1`', '+0 %{ print(1) }%', '+0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3'].join('\n'));
+  t.equal(r.verdict, 'pass');
+  t.same(r.skipped.map((s) => s.line), [2, 3]);
+  t.match(r.skipped[0]!.why, 'not a sysctl');
+  t.match(r.detail, '2 line(s) skipped');
+});
+
+t.test('TCP passive open on tsvisor: SYN → SYN-ACK with relative numbers, accept', async (t) => {
+  const r = await run(
+    [
+      '--tolerance_usecs=10000',
+      '0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3',
+      '+0 bind(3, ..., ...) = 0',
+      '+0 listen(3, 1) = 0',
+      '+0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,nop,wscale 7>',
+      '+0 > S. 0:0(0) ack 1 <...>',
+      '+0 < . 1:1(0) ack 1 win 257',
+      '+0 accept(3, ..., ...) = 4',
+      '+0 getsockopt(4, SOL_SOCKET, SO_ERROR, [0], [4]) = 0',
+    ].join('\n'),
+  );
+  t.equal(r.verdict, 'pass', r.detail);
+});

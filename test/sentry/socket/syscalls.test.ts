@@ -1,0 +1,202 @@
+import t from 'tap';
+import { parseAddress } from '../../../netstack/addr.ts';
+import { VirtualClock } from '../../../netstack/clock.ts';
+import { ChannelEndpoint } from '../../../netstack/link/channel.ts';
+import { Netstack } from '../../../netstack/netstack.ts';
+import { LINUX as L, decodeSockaddr, encodeSockaddr } from '../../../sentry/socket/abi.ts';
+import { SocketLayer } from '../../../sentry/socket/syscalls.ts';
+import { TCP_INFO_LEN, tcpInfoField } from '../../../sentry/socket/sockopt.ts';
+
+const A = parseAddress('198.18.0.1')!;
+const B = parseAddress('198.18.0.2')!;
+
+function world() {
+  const clock = new VirtualClock(0);
+  const [la, lb] = ChannelEndpoint.pair({ clock });
+  const mk = (link: ChannelEndpoint, addr: Uint8Array, seed: number) => {
+    const ns = new Netstack({ clock, seed, dadTransmits: 0 });
+    const nic = ns.stack.addNic(link);
+    ns.stack.addAddress(nic, { address: addr, prefixLength: 24 });
+    return { ns, sys: new SocketLayer(ns, clock) };
+  };
+  const a = mk(la, A, 1);
+  const b = mk(lb, B, 2);
+  const pump = async (ms = 50) => {
+    for (let i = 0; i < ms; i++) {
+      clock.advance(1);
+      await Promise.resolve();
+    }
+  };
+  return { clock, a: a.sys, b: b.sys, pump, close: () => (a.ns.close(), b.ns.close()) };
+}
+
+const sa = (addr: Uint8Array, port: number) => encodeSockaddr({ family: L.AF_INET, address: addr, port });
+
+t.test('sockaddr_in and sockaddr_in6 encode and decode byte-exactly', async (t) => {
+  t.same([...sa(A, 8080)], [2, 0, 0x1f, 0x90, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const six = encodeSockaddr({ family: L.AF_INET6, address: parseAddress('fd74:7376::1')!, port: 80, scopeId: 3 });
+  t.equal(six.length, 28);
+  t.same([...six.subarray(0, 8)], [10, 0, 0, 80, 0, 0, 0, 0]);
+  t.match(decodeSockaddr(six), { family: 10, port: 80, scopeId: 3 });
+  t.equal(decodeSockaddr(new Uint8Array([2, 0, 1])), 'short');
+  t.equal(decodeSockaddr(new Uint8Array(16).fill(7)), 'family');
+});
+
+t.test('socket() argument errors → Linux errno', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  t.equal(w.a.socket(1, L.SOCK_DGRAM, 0), -97, 'AF_UNIX → EAFNOSUPPORT');
+  t.equal(w.a.socket(L.AF_INET, L.SOCK_STREAM, L.IPPROTO_UDP), -93, 'stream/udp → EPROTONOSUPPORT');
+  t.equal(w.a.socket(L.AF_INET, L.SOCK_DGRAM | 0x10000, 0), -22, 'unknown type flag → EINVAL');
+  const fd = w.a.socket(L.AF_INET, L.SOCK_DGRAM | L.SOCK_NONBLOCK | L.SOCK_CLOEXEC, 0);
+  t.equal(fd, 3, 'lowest free fd from 3');
+  t.equal(w.a.fcntl(fd, L.F_GETFL, 0), L.O_RDWR | L.O_NONBLOCK);
+  t.equal(w.a.fcntl(fd, L.F_GETFD, 0), L.FD_CLOEXEC);
+  t.equal(w.a.close(fd), 0);
+  t.equal(w.a.close(fd), -9, 'second close → EBADF');
+  t.equal(w.a.bind(42, sa(A, 1)), -9);
+});
+
+t.test('UDP: connected send → recvfrom with source, MSG_PEEK, MSG_TRUNC, FIONREAD, EAGAIN', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const s = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  const r = w.b.socket(L.AF_INET, L.SOCK_DGRAM | L.SOCK_NONBLOCK, 0);
+  t.equal(w.b.bind(r, sa(B, 9000)), 0);
+  t.equal(w.a.bind(s, sa(A, 7000)), 0);
+  t.equal(await w.a.connect(s, sa(B, 9000)), 0);
+  t.equal(w.a.sendto(s, new Uint8Array([1, 2, 3, 4, 5]), 0, null), 5);
+  await w.pump();
+  const n = new Int32Array(1);
+  t.equal(w.b.ioctl(r, L.FIONREAD, n), 0);
+  t.equal(n[0], 5);
+  const buf = new Uint8Array(3);
+  t.equal(await w.b.recvfrom(r, buf, L.MSG_PEEK, null, null), 3);
+  const from = new Uint8Array(16);
+  const flen = new Uint32Array([16]);
+  t.equal(await w.b.recvfrom(r, buf, L.MSG_TRUNC, from, flen), 5, 'MSG_TRUNC returns the real length');
+  t.same([...buf], [1, 2, 3]);
+  t.equal(flen[0], 16);
+  t.same([...from], [...sa(A, 7000)]);
+  t.equal(w.b.read(r, buf), -11, 'empty non-blocking → EAGAIN');
+  const name = new Uint8Array(16);
+  const nlen = new Uint32Array([16]);
+  t.equal(w.a.getpeername(s, name, nlen), 0);
+  t.same([...name], [...sa(B, 9000)]);
+  t.equal(w.a.getsockname(s, name, nlen), 0);
+  t.same([...name], [...sa(A, 7000)]);
+});
+
+t.test('UDP: blocking recv waits for the datagram; SO_RCVTIMEO expires with EAGAIN', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const r = w.b.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  w.b.bind(r, sa(B, 9000));
+  const s = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  const buf = new Uint8Array(64);
+  const p = w.b.read(r, buf);
+  t.type(p, Promise, 'blocks');
+  t.equal(w.a.sendto(s, new Uint8Array(7), 0, sa(B, 9000)), 7);
+  await w.pump();
+  t.equal(await p, 7);
+  const tv = new Uint8Array(16);
+  new DataView(tv.buffer).setBigInt64(8, 200_000n, true); // 0.2 s
+  t.equal(w.b.setsockopt(r, L.SOL_SOCKET, L.SO_RCVTIMEO, tv), 0);
+  const out = new Uint8Array(16);
+  const olen = new Uint32Array([16]);
+  t.equal(w.b.getsockopt(r, L.SOL_SOCKET, L.SO_RCVTIMEO, out, olen), 0);
+  t.same([...out], [...tv]);
+  const q = w.b.read(r, buf) as Promise<number>;
+  let done: number | undefined;
+  q.then((v) => (done = v));
+  await w.pump(150);
+  t.equal(done, undefined, 'still waiting at 150 ms');
+  await w.pump(100);
+  t.equal(done, -11, 'EAGAIN after 200 ms');
+});
+
+t.test('poll and epoll report readability; MSG_DONTWAIT on a blocking socket', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const r = w.b.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  w.b.bind(r, sa(B, 9000));
+  t.equal(w.b.recvfrom(r, new Uint8Array(4), L.MSG_DONTWAIT, null, null), -11);
+  const fds = [{ fd: r, events: L.POLLIN | L.POLLOUT, revents: 0 }];
+  t.equal(w.b.poll(fds, 0), 1);
+  t.equal(fds[0]!.revents, L.POLLOUT);
+  const ep = w.b.epollCreate(0);
+  t.equal(w.b.epollCtl(ep, L.EPOLL_CTL_ADD, r, { events: L.EPOLLIN, data: 77 }), 0);
+  t.equal(w.b.epollCtl(ep, L.EPOLL_CTL_ADD, r, { events: L.EPOLLIN, data: 77 }), -17, 'EEXIST');
+  const evs: { events: number; data: number }[] = [];
+  const waiting = w.b.epollWait(ep, evs, 4, -1);
+  t.type(waiting, Promise);
+  const s = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  w.a.sendto(s, new Uint8Array(3), 0, sa(B, 9000));
+  await w.pump();
+  t.equal(await waiting, 1);
+  t.same(evs, [{ events: L.EPOLLIN, data: 77 }]);
+  t.equal(w.b.poll(fds, 0), 1);
+  t.equal(fds[0]!.revents, L.POLLIN | L.POLLOUT);
+});
+
+t.test('options by number: unknown → ENOPROTOOPT, SO_TYPE/SO_DOMAIN, short int → EINVAL', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const s = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  const v = new Uint8Array(4);
+  const len = new Uint32Array([4]);
+  t.equal(w.a.getsockopt(s, L.SOL_SOCKET, 999, v, len), -92);
+  t.equal(w.a.getsockopt(s, L.SOL_SOCKET, L.SO_TYPE, v, len), 0);
+  t.same([...v], [1, 0, 0, 0]);
+  t.equal(w.a.getsockopt(s, L.SOL_SOCKET, L.SO_DOMAIN, v, len), 0);
+  t.same([...v], [2, 0, 0, 0]);
+  t.equal(w.a.setsockopt(s, L.SOL_TCP, L.TCP_NODELAY, new Uint8Array(2)), -22);
+  t.equal(w.a.setsockopt(s, L.SOL_TCP, L.TCP_NODELAY, new Uint8Array([1, 0, 0, 0])), 0);
+  len[0] = 4;
+  t.equal(w.a.getsockopt(s, L.IPPROTO_TCP, L.TCP_NODELAY, v, len), 0);
+  t.same([...v], [1, 0, 0, 0]);
+});
+
+t.test('TCP: non-blocking connect → EINPROGRESS → EALREADY → established; accept, data, TCP_INFO, shutdown', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const l = w.b.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  t.equal(w.b.bind(l, sa(B, 80)), 0);
+  t.equal(w.b.listen(l, 4), 0);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM | L.SOCK_NONBLOCK, 0);
+  t.equal(w.a.connect(c, sa(B, 80)), -115, 'EINPROGRESS');
+  t.equal(w.a.connect(c, sa(B, 80)), -114, 'EALREADY while the handshake runs');
+  const acc = w.b.accept4(l, null, null, 0);
+  t.type(acc, Promise, 'blocking accept waits');
+  await w.pump();
+  const afd = await acc;
+  t.ok(afd > l, `accepted fd ${afd}`);
+  const e = new Uint8Array(4);
+  t.equal(w.a.getsockopt(c, L.SOL_SOCKET, L.SO_ERROR, e, new Uint32Array([4])), 0);
+  t.same([...e], [0, 0, 0, 0]);
+  t.equal(w.a.connect(c, sa(B, 80)), -106, 'EISCONN');
+  t.equal(await w.a.write(c, new Uint8Array([9, 8, 7])), 3);
+  await w.pump();
+  const buf = new Uint8Array(10);
+  t.equal(await w.b.read(afd, buf), 3);
+  t.same([...buf.subarray(0, 3)], [9, 8, 7]);
+  const info = new Uint8Array(TCP_INFO_LEN);
+  const ilen = new Uint32Array([TCP_INFO_LEN]);
+  t.equal(w.b.getsockopt(afd, L.SOL_TCP, L.TCP_INFO, info, ilen), 0);
+  t.equal(ilen[0], TCP_INFO_LEN);
+  t.equal(tcpInfoField(info, 'tcpi_state'), L.TCP_ESTABLISHED);
+  t.equal(w.a.shutdown(c, L.SHUT_WR), 0);
+  await w.pump();
+  t.equal(await w.b.read(afd, buf), 0, 'EOF after the peer shut down writing');
+  t.equal(w.a.shutdown(c, 7), -22);
+});
+
+t.test('TCP: connect to a closed port → blocking connect returns ECONNREFUSED', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  const p = w.a.connect(c, sa(B, 81));
+  t.type(p, Promise);
+  await w.pump();
+  t.equal(await p, -111);
+});

@@ -236,26 +236,32 @@ export class Socket extends Duplex {
     return this.localInfo() ?? {};
   }
 
+  /** The peer's address text (IPv4 peers of an IPv6 socket as ::ffff:a.b.c.d). */
   get remoteAddress(): string | undefined {
     return this.peerInfo()?.address;
   }
 
+  /** The peer's port. */
   get remotePort(): number | undefined {
     return this.peerInfo()?.port;
   }
 
+  /** 'IPv4' or 'IPv6'. */
   get remoteFamily(): string | undefined {
     return this.peerInfo()?.family;
   }
 
+  /** The local address text. */
   get localAddress(): string | undefined {
     return this.localInfo()?.address;
   }
 
+  /** The local port. */
   get localPort(): number | undefined {
     return this.localInfo()?.port;
   }
 
+  /** The local address's family, 'IPv4' or 'IPv6'. */
   get localFamily(): string | undefined {
     return this.localInfo()?.family;
   }
@@ -267,7 +273,11 @@ export class Socket extends Duplex {
 
   /** Bytes sent, counting those still queued in the stream, as Node does. */
   get bytesWritten(): number {
-    return this.written + this.writableLength;
+    // writableLength still counts the chunk being handed over, part of which `written` already has.
+    let partial = 0;
+    const p = this.pendingWrite;
+    if (p) for (let i = 0; i <= p.index && i < p.bufs.length; i++) partial += i < p.index ? p.bufs[i]!.length : p.offset;
+    return this.written + this.writableLength - partial;
   }
 
   /** Whether the socket has not connected yet. */
@@ -343,7 +353,8 @@ export class Socket extends Duplex {
     this.pendingWrite = null;
     cb(err);
     if (pw) pw.cb(err ?? codeError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed'));
-    process.nextTick(() => this.emit('close', !!err));
+    // Node emits 'close' from the handle's close callback, a loop turn after 'error'.
+    setImmediate(() => this.emit('close', !!err));
   }
 
   // ---- internals ----

@@ -14,6 +14,8 @@ commands:
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
   conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...
            run packetdrill scripts against the netstack and/or the Linux kernel and compare
+  bench    [--quick] [--json FILE] [--html FILE] [--only NAME,...]   throughput, latency, HTTP rate and memory of
+           kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
   help     this text
 
 services: echo (7), discard (9)
@@ -36,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./stats.ts')).statsCommand(rest);
       case 'conformance':
         return await (await import('./conformance.ts')).conformanceCommand(rest);
+      case 'bench':
+        return await (await import('./bench.ts')).benchCommand(rest);
       case 'help':
       case '--help':
       case '-h':

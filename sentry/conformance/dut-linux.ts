@@ -6,7 +6,9 @@
  */
 import { parseAddress } from '../../netstack/addr.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
-import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
+import { writeFileSync } from 'node:fs';
+import { inNetns } from '../../lib/netns.ts';
+import { createVethPair, type VethPair } from '../../lib/testnet.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
 import { HostSyscalls } from './host-syscalls.ts';
@@ -20,13 +22,26 @@ function macBytes(s: string): Uint8Array {
 
 let instance = 0;
 
+/**
+ * Sets a sysctl of a namespace by writing /proc/sys from a thread inside it (net.* files belong to the
+ * opener's network namespace): microseconds, where spawning sysctl(8) takes milliseconds and would make a
+ * script's first events late.
+ */
+function writeSysctl(netns: string, key: string, value: string): void {
+  if (!/^net\.[A-Za-z0-9_.-]+$/.test(key)) throw new Error(`not a net.* sysctl: ${key}`);
+  inNetns(netns, () => writeFileSync(`/proc/sys/${key.replace(/\./g, '/')}`, value));
+}
+
 /** Builds a Linux DUT for one script; `prefix` names its namespaces (`${prefix}-${n}-a`/`-b`). */
 export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Dut> {
   const pair = createVethPair({
     prefix: `${prefix}-${process.pid % 10000}-${instance++}`,
     addrA: `${DUT_V4}/24`,
-    addr6A: `${DUT_V6}/64`,
+    // IPv6 only where the script uses it: a link MTU below 1280 (--mtu=72) refuses IPv6 addresses.
+    addr6A: cfg.ipVersion === 6 ? `${DUT_V6}/64` : undefined,
     mtu: cfg.mtu === 1500 ? undefined : cfg.mtu,
+    // Below 1280 the kernel takes IPv6 off the link, so there is no disable_ipv6 knob left to turn.
+    ipv6: cfg.mtu < 1280 ? true : undefined,
   });
   try {
     const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256 });
@@ -59,7 +74,7 @@ class LinuxDut implements Dut {
     };
     // The DUT's tunables that packetdrill's own harness sets for Linux runs, so results do not depend on
     // what an earlier connection taught the kernel.
-    nsRun(pair.nsA, ['sysctl', '-qw', 'net.ipv4.tcp_no_metrics_save=1']);
+    writeSysctl(pair.nsA, 'net.ipv4.tcp_no_metrics_save', '1');
     link.attach({
       deliverFrame: (frame) => {
         const copy = frame.slice();
@@ -130,7 +145,7 @@ class LinuxDut implements Dut {
     if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no Linux equivalent` };
     for (const x of sets) {
       try {
-        nsRun(this.pair.nsA, ['sysctl', '-qw', `${x.key}=${x.value}`]);
+        writeSysctl(this.pair.nsA, x.key, x.value);
       } catch (e) {
         return { status: 'ran', failed: true, note: `sysctl ${x.key}=${x.value}: ${(e as Error).message.split('\n')[0]}` };
       }

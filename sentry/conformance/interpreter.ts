@@ -373,7 +373,8 @@ class Interpreter {
         case 'wscale':
           return `${o.kind} ${o.value}`;
         case 'sack':
-          return `sack ${o.blocks.map(([l, r]) => `${(l - this.localOffset()) >>> 0}:${(r - this.localOffset()) >>> 0}`).join(' ')}`;
+          // The DUT's SACK blocks name the remote's bytes, whose numbering is the script's own.
+          return `sack ${o.blocks.map(([l, r]) => `${l}:${r}`).join(' ')}`;
         case 'TS':
           return 'TS'; // TS val follows the DUT's clock; packetdrill checks it only with a tick rate
         case 'raw':
@@ -382,9 +383,8 @@ class Interpreter {
           return o.kind;
       }
     };
-    const expKey = (o: TcpOptionSpec): string => (o.kind === 'sack' ? `sack ${o.blocks.map(([l, r]) => `${l}:${r}`).join(' ')}` : key(o));
     const a = actual.map(key);
-    const e = exp.map(expKey);
+    const e = exp.map(key);
     if (a.join(',') === e.join(',')) return;
     if (this.profile === 'freebsd') {
       // The window scale follows the receive buffer, which the profile lets differ: compare its presence only.
@@ -394,7 +394,9 @@ class Interpreter {
         return;
       }
     }
-    fail(`tcp options: expected ${formatTcpOptions(exp)}, actual ${formatTcpOptions(actual)}`);
+    const f = this.firstTs;
+    const shown = f ? actual.map((o) => (o.kind === 'TS' ? { ...o, val: (f.script + (o.val - f.live)) >>> 0 } : o)) : actual;
+    fail(`tcp options: expected ${formatTcpOptions(exp)}, actual ${formatTcpOptions(shown)}`);
   }
 
   // ------------------------------------------------------------------------------------------------

@@ -53,12 +53,13 @@ export function findScripts(paths: string[]): string[] {
   return out;
 }
 
-/** A glob (`*`, `?`, `**`) as a RegExp matched against the whole path or its file name. */
+/** A glob (`*`, `?`, `**`, `{a,b}`) as a RegExp matched against the whole path or its file name. */
 export function globMatcher(glob: string): (path: string) => boolean {
   const re = new RegExp(
     '^' +
       glob
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/[.+^$()|[\]\\]/g, '\\$&')
+        .replace(/\{([^{}]*)\}/g, (_, alts: string) => `(${alts.split(',').join('|')})`)
         .replace(/\*\*/g, '\u0000')
         .replace(/\*/g, '[^/]*')
         .replace(/\?/g, '[^/]')

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { IPV6_ANY } from '../../netstack/addr.ts';
 import { NetError } from '../../netstack/errors.ts';
-import { bindNet } from '../../netstack/adapter/net.ts';
+import { bindNet, type Socket } from '../../netstack/adapter/net.ts';
 import type { Service, SocketFactory } from './service.ts';
 
 /** Counts of what the http service has done. */
@@ -45,8 +45,12 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
   const net = bindNet({ socket: sockets });
   const stats: HttpServiceStats = { connections: 0, requests: 0, bytesIn: 0, bytesOut: 0, notFound: 0 };
   const server = http.createServer({ requestTimeout: 0 }, (req, res) => handle(req, res, stats));
+  // node:http tracks connections only for servers that listened themselves, so close() needs its own list.
+  const open = new Set<Socket>();
   const listener = net.createServer((socket) => {
     stats.connections++;
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
     server.emit('connection', socket);
   });
   // The listening socket is opened on the endpoint API, where a failure is a value to return, then served.
@@ -65,7 +69,7 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
     stats,
     close() {
       listener.close();
-      server.closeAllConnections();
+      for (const s of open) s.destroy();
     },
   };
 }

@@ -238,6 +238,8 @@ type Phase = 'params' | 'streams' | 'running' | 'results' | 'display' | 'over';
 interface DataStream {
   conn: Conn;
   result: StreamResult;
+  /** Where the next write starts inside the block (reverse tests). */
+  offset: number;
 }
 
 /** One test: its control connection, its data streams and where it is in the protocol. */
@@ -273,14 +275,13 @@ class Test {
           return this.end();
         }
         this.params = p;
-        this.block = new Uint8Array(Math.min(p.len, CHUNK));
+        this.block = new Uint8Array(p.len);
         this.phase = 'streams';
         c.send(stateByte(State.CREATE_STREAMS));
       } else if (this.phase === 'running' || this.phase === 'streams') {
         const b = c.take(1);
         if (!b) break;
         const s = (b[0]! << 24) >> 24;
-        if (process.env.TSV_DBG) process.stderr.write(`iperf3 got ${s} phase ${this.phase}\n`);
         if (s === State.TEST_END && this.phase === 'running') {
           const elapsed = (this.now() - this.startedAt) / 1000;
           for (const d of this.streams) d.result.seconds = elapsed;
@@ -289,7 +290,6 @@ class Test {
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
       } else if (this.phase === 'results') {
         const json = takeJson(c);
-        if (process.env.TSV_DBG) process.stderr.write(`iperf3 results json ${json} buffered ${c.buffered} eof ${c.eof}\n`);
         if (json === null) break;
         c.send(frameJson(resultsJson(this.params!.reverse, this.streams.map((d) => d.result))));
         c.send(stateByte(State.DISPLAY_RESULTS));
@@ -308,7 +308,7 @@ class Test {
   /** Attaches a data stream whose cookie matched; starts the test when the last one arrives. */
   addStream(conn: Conn): boolean {
     if (this.phase !== 'streams' || !this.params || this.streams.length >= this.params.parallel) return false;
-    const d: DataStream = { conn, result: { id: streamId(this.streams.length), bytes: 0, seconds: 0 } };
+    const d: DataStream = { conn, result: { id: streamId(this.streams.length), bytes: 0, seconds: 0 }, offset: 0 };
     this.streams.push(d);
     for (const chunk of conn.takeAll()) this.count(d, chunk.length); // data that came with the cookie
     if (this.streams.length === this.params.parallel) {
@@ -328,10 +328,15 @@ class Test {
     this.stats.bytesIn += n;
   }
 
-  /** Moves data on one stream: sinks what the client sends, or sends blocks while the test runs (-R). */
+  /**
+   * Moves data on one stream: sinks what the client sends, or sends blocks while the test runs (-R). Only whole
+   * blocks are sent: the client reads each block to its end with a blocking read, so a block cut short at
+   * TEST_END would hang it.
+   */
   stepStream(d: DataStream): void {
     const c = d.conn;
-    const sending = this.params!.reverse && this.phase === 'running';
+    const running = this.phase === 'running';
+    const sending = this.params!.reverse && this.phase !== 'over' && (running || d.offset > 0);
     for (;;) {
       const r = c.ep.read({ maxBytes: CHUNK });
       if (r === Err.WouldBlock) break;
@@ -340,12 +345,14 @@ class Test {
     }
     if (!sending) return;
     for (;;) {
-      const n = c.ep.write(this.block);
+      const n = c.ep.write(this.block.subarray(d.offset));
       // A full send buffer may answer 0 rather than WouldBlock; either way, wait for EventOut.
       if (n === Err.WouldBlock || n === 0) return;
       if (n instanceof NetError) return c.close();
       d.result.bytes += n;
       this.stats.bytesOut += n;
+      d.offset = (d.offset + n) % this.block.length;
+      if (d.offset === 0 && this.phase !== 'running') return;
     }
   }
 
@@ -365,7 +372,6 @@ class Test {
 }
 
 function stateByte(s: number): Uint8Array {
-  if (process.env.TSV_DBG) process.stderr.write(`iperf3 send state ${s} at ${performance.now().toFixed(0)}\n`);
   return Uint8Array.of(s & 0xff);
 }
 

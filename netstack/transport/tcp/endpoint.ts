@@ -545,7 +545,10 @@ export class TcpEndpoint implements Endpoint {
     this.emit(s, flags, opts, len, this.rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
     this.rcv.onAckSent(wnd);
     snd.segsOut++;
-    if (len > 0) snd.dataSegsOut++;
+    if (len > 0) {
+      snd.dataSegsOut++;
+      this.rcv.onDataSent(this.proto.config.delayedAckMs);
+    }
     snd.bytesSent += len;
     if (retransmit) {
       this.stats.retransmits++;
@@ -595,6 +598,7 @@ export class TcpEndpoint implements Endpoint {
 
   /** Sends data that Nagle or corking held back (TCP_NODELAY set, TCP_CORK cleared). */
   push(): void {
+    this.corkTimer.cancel();
     if (!this.canTransmitData()) return;
     this.moreCork = false;
     this.snd.output();

@@ -72,6 +72,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.state === State.Listen ? 1 : 0;
     case 'SO_TYPE':
       return 1;
+    case 'TCP_QUICKACK':
+      return ep.rcv.quickAcks > 0 && !ep.rcv.pingpong ? 1 : 0;
     case 'TCP_INFO':
       return tcpInfo(ep);
     default:
@@ -180,7 +182,14 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
     case 'TCP_QUICKACK': {
       const b = bool(value);
       if (typeof b !== 'boolean') return b;
-      if (b && ep.rcv.unackedSegs > 0) ep.sendAck();
+      // Linux: 1 enters quick-ACK mode (and sends an owed ACK now); 0 leaves it for delayed ACKs.
+      if (b) {
+        ep.rcv.quickAcks = 16;
+        ep.rcv.pingpong = false;
+        if (ep.rcv.unackedSegs > 0) ep.sendAck();
+      } else {
+        ep.rcv.quickAcks = 0;
+      }
       return undefined;
     }
     default:

@@ -12,6 +12,8 @@ import type { TcpEndpoint } from './endpoint.ts';
 
 /** Linux's TCP_DELACK_MIN: how long an ACK may wait for company (RFC 9293 §3.8.6.3 requires under 500 ms). */
 export const DELAYED_ACK_MS = 40;
+/** Linux's TCP_MAX_QUICKACKS. */
+export const MAX_QUICK_ACKS = 16;
 
 /** The receiver state of one connection. */
 export class Receiver {
@@ -45,6 +47,11 @@ export class Receiver {
   dataSegsIn = 0;
   bytesReceived = 0;
   readonly delackTimer: LazyTimer;
+  /** Segments still to be ACKed at once (quick-ACK mode), and whether the connection is interactive. */
+  quickAcks = 0;
+  pingpong = false;
+  private lastDataAt = 0;
+  private lastRecv = -Infinity;
   /** Receive-buffer auto-tuning is on (cleared when the application sets SO_RCVBUF, as Linux's lock). */
   autoTune = true;
   // Dynamic right-sizing: bytes the application read since `tuneStart`, and the best per-RTT amount so far.
@@ -57,7 +64,10 @@ export class Receiver {
     limit: number,
   ) {
     this.limit = limit;
-    this.delackTimer = new LazyTimer(ep.clock, () => ep.sendAck());
+    this.delackTimer = new LazyTimer(ep.clock, () => {
+      this.onDelayedAckTimer();
+      ep.sendAck();
+    });
   }
 
   /**
@@ -82,6 +92,9 @@ export class Receiver {
   /** Starts receive sequence space at the peer's SYN. */
   init(irs: number): void {
     this.irs = irs;
+    // Linux starts every connection in quick-ACK mode.
+    this.quickAcks = MAX_QUICK_ACKS;
+    this.lastDataAt = this.ep.clock.now();
     this.nxt = seq.add(irs, 1);
     this.advRight = this.nxt;
     this.lastAckSent = this.nxt;
@@ -134,10 +147,38 @@ export class Receiver {
   onData(start: number, data: Uint8Array, mss: number): void {
     if (data.length === 0) return;
     this.dataSegsIn++;
+    this.quickAckCheck(mss);
     const before = this.buf.length + this.ooo.length;
     this.take(start, data);
     this.ep.proto.charge(this.buf.length + this.ooo.length - before);
-    void mss;
+  }
+
+  /**
+   * Linux's quick-ACK mode: at the start of a transfer, and after a gap longer than the RTO, ACK every segment
+   * at once (up to 16 of them, or half the window in segments) so that the sender's slow start is not held
+   * back by delayed ACKs; suspended while the connection is interactive (ping-pong), where ACKs ride on replies.
+   */
+  private quickAckCheck(mss: number): void {
+    const now = this.ep.clock.now();
+    if (now - this.lastDataAt > this.ep.snd.rtt.rto) {
+      this.quickAcks = Math.min(MAX_QUICK_ACKS, Math.max(2, Math.floor(this.limit / (2 * mss))));
+    }
+    this.lastDataAt = now;
+    this.lastRecv = now;
+    if (this.quickAcks > 0 && !this.pingpong) {
+      this.quickAcks--;
+      this.ackNow = true;
+    }
+  }
+
+  /** We sent data: a reply soon after data arrived marks the connection interactive (Linux's pingpong). */
+  onDataSent(delayedAckMs: number): void {
+    if (this.ep.clock.now() - this.lastRecv < delayedAckMs) this.pingpong = true;
+  }
+
+  /** The delayed-ACK timer fired: the ACK could not ride on a reply, so leave ping-pong mode. */
+  onDelayedAckTimer(): void {
+    this.pingpong = false;
   }
 
   private take(start: number, data: Uint8Array): void {

@@ -118,8 +118,9 @@ t.test('ESTABLISHED segment table (RFC 9293 §3.10.7.4, RFC 5961)', async (t) =>
   }
 });
 
-t.test('ESTABLISHED rcv in-order data → readable, delayed ACK at 40 ms; two segments → ACK at once', async (t) => {
+t.test('ESTABLISHED (TCP_QUICKACK 0) rcv in-order data → readable, delayed ACK at 40 ms; two segments → ACK at once', async (t) => {
   const { h, ep, snd } = established();
+  ep.setOption('TCP_QUICKACK', 0);
   let woke = 0;
   ep.waiter.subscribe(EventIn, () => woke++);
   const p = h.peerNxt;
@@ -161,6 +162,38 @@ t.test('ESTABLISHED rcv out-of-order data → dup ACK with SACK block; hole fill
   const r = ep.read();
   if ('errno' in r) throw new Error(String(r));
   t.same(Buffer.from(r.data), Buffer.from(data));
+});
+
+t.test('ESTABLISHED rcv data → quick ACKs for the first 16 segments (Linux quick-ACK mode), then delayed', async (t) => {
+  const { h, ep, snd } = established();
+  let p = h.peerNxt;
+  for (let i = 0; i < 16; i++) {
+    h.send({ flags: A, seq: p, ack: snd, payload: pattern(100) });
+    p += 100;
+    h.expect({ flags: A, ack: p });
+  }
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(100) });
+  h.expectNone(39);
+  h.advance(1);
+  h.expect({ flags: A, ack: p + 100 });
+  t.equal(ep.inQueue(), 1700);
+});
+
+t.test('ESTABLISHED request/response (ping-pong) → the ACK rides on the reply', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(10) });
+  h.expect({ flags: A, ack: p + 10, len: 0 });
+  ep.read();
+  ep.write(pattern(20));
+  h.expect({ seq: snd, ack: p + 10, len: 20 });
+  t.ok(ep.rcv.pingpong, 'a quick reply marks the connection interactive');
+  h.send({ flags: A, seq: p + 10, ack: snd + 20, payload: pattern(10) });
+  h.expectNone(0);
+  ep.read();
+  ep.write(pattern(20));
+  h.expect({ seq: snd + 20, ack: p + 20, len: 20 });
+  h.expectNone(100);
 });
 
 t.test('ESTABLISHED write → PSH data; ACK frees the buffer; Nagle holds a second small write until then', async (t) => {
@@ -275,6 +308,7 @@ t.test('ESTABLISHED receive buffer fills → window shrinks to 0, read reopens i
   h.expect({ flags: A, window: 4000 });
   const p = h.peerNxt;
   const snd = syn.seq + 1;
+  ep.setOption('TCP_QUICKACK', 0);
   for (let i = 0; i < 4; i++) h.send({ flags: A, seq: p + i * 1000, ack: snd, payload: pattern(1000, i) });
   h.expect({ flags: A, ack: p + 2000, window: 2000 });
   h.expect({ flags: A, ack: p + 4000, window: 0 });
@@ -375,6 +409,7 @@ t.test('close with unread data → RST, CLOSED (RFC 2525 §2.17)', async (t) => 
   const { h, ep, snd } = established();
   const p = h.peerNxt;
   h.send({ flags: A, seq: p, ack: snd, payload: pattern(10) });
+  h.expect({ flags: A, ack: p + 10 });
   ep.close();
   h.expect({ flags: TCP_RST | A, seq: snd, ack: p + 10 });
   t.equal(ep.state, State.Closed);
@@ -461,6 +496,7 @@ t.test('TCP_USER_TIMEOUT: unacked data for longer than the timeout → ETIMEDOUT
 t.test('window scaling: the window field is the free space shifted by our scale', async (t) => {
   const h = new Harness();
   const ep = h.connect({ mss: 1460, wscale: 3 });
+  ep.setOption('TCP_QUICKACK', 0);
   const snd = h.iss + 1;
   h.send({ flags: A, seq: h.peerNxt, ack: snd, payload: pattern(1000) });
   h.send({ flags: A, seq: h.peerNxt + 1000, ack: snd, payload: pattern(1000) });

@@ -119,7 +119,8 @@ for (const cc of ['cubic', 'reno']) {
     t.equal(r.received, data.length);
     t.equal(r.digest, sha(data));
     t.equal(r.client.getOption('TCP_CONGESTION'), cc);
-    t.equal(env.ta.stats.retransmits, 0, 'no retransmissions without loss');
+    t.equal(env.ta.stats.retransmits, 0, "no retransmissions without loss");
+    t.comment(`${cc} clean: ${r.elapsedMs} ms virtual`);
     r.server.close();
     env.clock.advance(1000);
     t.equal(r.server.state, State.Closed, 'server: LAST-ACK → CLOSED');

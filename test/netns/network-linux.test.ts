@@ -5,14 +5,14 @@
  */
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import { parseAddress, parseSubnet } from '../../../netstack/addr.ts';
-import { isError } from '../../../netstack/errors.ts';
-import { Stack } from '../../../netstack/stack.ts';
-import { PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP } from '../../../netstack/transport/protocol.ts';
-import { NodeClock } from '../../../lib/clock.ts';
-import { AfPacketEndpoint } from '../../../lib/packet.ts';
-import { createVethPair } from '../../../lib/testnet.ts';
-import { udp } from './frames.ts';
+import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
+import { isError } from '../../netstack/errors.ts';
+import { Stack } from '../../netstack/stack.ts';
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP } from '../../netstack/transport/protocol.ts';
+import { NodeClock } from '../../lib/clock.ts';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { createVethPair } from '../../lib/testnet.ts';
+import { udp } from '../netstack/network/frames.ts';
 import { Recorder, echoRequest, pattern } from './helpers.ts';
 
 if (process.getuid?.() !== 0) {
@@ -88,7 +88,7 @@ t.test('our stack on a veth answers and talks to the Linux kernel', async (t) =>
     if (isError(r)) throw new Error(String(r));
     const seg = udp(40000, 9, pattern(32));
     // The kernel checks UDP checksums: fill it (RFC 768 / RFC 8200 §8.1) with the wire helpers.
-    const { finishChecksum, pseudoHeaderSum, sum16 } = await import('../../../netstack/wire/checksum.ts');
+    const { finishChecksum, pseudoHeaderSum, sum16 } = await import('../../netstack/wire/checksum.ts');
     const c = finishChecksum(sum16(seg, pseudoHeaderSum(r.localAddress, r.remoteAddress, PROTO_UDP, seg.length))) || 0xffff;
     seg[6] = c >> 8;
     seg[7] = c & 0xff;

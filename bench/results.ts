@@ -1,0 +1,96 @@
+/**
+ * The benchmark's result records and the JSON document `tsvisor bench --json` writes:
+ * `{"results":[{"system","test","mtu","direction","streams","value","unit", ...extra}], "skipped":[...], ...}`.
+ */
+import type { SystemName } from './systems.ts';
+
+/** The tests, in report order. */
+export const TESTS = ['throughput', 'rr-latency', 'http-rps', 'conn-memory'] as const;
+/** A test's name. */
+export type TestName = (typeof TESTS)[number];
+
+/** Which way the payload flows, seen from the client. */
+export type Direction = 'to-service' | 'from-service';
+
+/** The unit of each test's value. */
+export const UNITS: Record<TestName, string> = {
+  throughput: 'Gbit/s',
+  'rr-latency': 'us',
+  'http-rps': 'req/s',
+  'conn-memory': 'bytes',
+};
+
+/** Whether a larger value is better (ratios are shown either way, this only orders the reading). */
+export const HIGHER_IS_BETTER: Record<TestName, boolean> = {
+  throughput: true,
+  'rr-latency': false,
+  'http-rps': true,
+  'conn-memory': false,
+};
+
+/** One measured figure; extra keys carry secondary figures (rr-latency: p99, udp_median, udp_p99). */
+export interface BenchResult {
+  system: SystemName;
+  test: TestName;
+  mtu: number;
+  direction: Direction;
+  streams: number;
+  value: number;
+  unit: string;
+  [extra: string]: unknown;
+}
+
+/** A system or test that could not run, with the reason. */
+export interface Skipped {
+  system: SystemName;
+  test: TestName | '*';
+  mtu?: number;
+  reason: string;
+}
+
+/** The whole document. */
+export interface BenchReport {
+  results: BenchResult[];
+  skipped: Skipped[];
+  /** How each conn-memory figure was measured, by system. */
+  notes: Record<string, string>;
+  quick: boolean;
+  startedAt: string;
+  seconds: number;
+}
+
+/** The key that pairs a result with kernel's result of the same test and setting. */
+export function pairKey(r: Pick<BenchResult, 'test' | 'mtu' | 'direction' | 'streams'>): string {
+  return `${r.test}|${r.mtu}|${r.direction}|${r.streams}`;
+}
+
+/** Each result's ratio to kernel's value of the same test and setting (undefined when kernel has none). */
+export function ratiosToKernel(results: readonly BenchResult[]): Map<BenchResult, number> {
+  const kernel = new Map<string, number>();
+  for (const r of results) if (r.system === 'kernel') kernel.set(pairKey(r), r.value);
+  const out = new Map<BenchResult, number>();
+  for (const r of results) {
+    const k = kernel.get(pairKey(r));
+    if (k !== undefined && k !== 0) out.set(r, r.value / k);
+  }
+  return out;
+}
+
+/** Checks the shape of a parsed --json document; returns the problems found (empty when it is well formed). */
+export function validateReport(doc: unknown): string[] {
+  const problems: string[] = [];
+  const d = doc as { results?: unknown };
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(d.results)) return ['no results array'];
+  const systems = ['kernel', 'tsvisor', 'pasta', 'slirp4netns'];
+  (d.results as Record<string, unknown>[]).forEach((r, i) => {
+    const where = `results[${i}]`;
+    if (!systems.includes(r.system as string)) problems.push(`${where}.system ${String(r.system)}`);
+    if (!(TESTS as readonly string[]).includes(r.test as string)) problems.push(`${where}.test ${String(r.test)}`);
+    else if (r.unit !== UNITS[r.test as TestName]) problems.push(`${where}.unit ${String(r.unit)}`);
+    if (!Number.isInteger(r.mtu)) problems.push(`${where}.mtu`);
+    if (r.direction !== 'to-service' && r.direction !== 'from-service') problems.push(`${where}.direction`);
+    if (!Number.isInteger(r.streams) || (r.streams as number) < 1) problems.push(`${where}.streams`);
+    if (typeof r.value !== 'number' || !Number.isFinite(r.value) || r.value < 0) problems.push(`${where}.value`);
+  });
+  return problems;
+}

@@ -1,0 +1,254 @@
+/**
+ * The benchmark run: for each system, build its topology (once per MTU), run the selected tests with the stock
+ * clients, tear it down, and collect one record per figure. A system or test that cannot run is recorded as
+ * skipped with its reason; nothing here throws past a single test.
+ */
+import { join } from 'node:path';
+import { runIperf3, runSockperf, runWrk } from './clients.ts';
+import { sleep, startDaemon } from './proc.ts';
+import { TESTS, UNITS, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
+import { SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
+
+/** What to run. */
+export interface BenchOptions {
+  /** Short runs and fewer settings, finishing within 90 seconds. */
+  quick: boolean;
+  /** Names of systems and/or tests to restrict the run to (empty: everything). */
+  only: string[];
+  /** Progress lines. */
+  log: (line: string) => void;
+}
+
+/** UDP round trip next to TCP's, for the side-by-side UDP echo comparison. */
+export interface UdpLatency {
+  system: SystemName;
+  p50: number;
+  p99: number;
+}
+
+/** Durations and sizes of one run. */
+interface Plan {
+  seconds: number;
+  mtus: number[];
+  streams: number[];
+  wrkConnections: number;
+  idleConnections: number;
+}
+
+function plan(quick: boolean): Plan {
+  return quick
+    ? { seconds: 1, mtus: [1500], streams: [1], wrkConnections: 8, idleConnections: 1000 }
+    : { seconds: 5, mtus: [1500, 65520], streams: [1, 4], wrkConnections: 32, idleConnections: 10000 };
+}
+
+/** Splits --only names into systems and tests; throws for a name that is neither. */
+export function selectOnly(only: readonly string[]): { systems: SystemName[]; tests: TestName[] } {
+  const sys = only.filter((n) => (SYSTEMS as readonly string[]).includes(n)) as SystemName[];
+  const tests = only.filter((n) => (TESTS as readonly string[]).includes(n)) as TestName[];
+  const unknown = only.filter((n) => !(SYSTEMS as readonly string[]).includes(n) && !(TESTS as readonly string[]).includes(n));
+  if (unknown.length) {
+    throw new Error(`--only: unknown name ${unknown.join(', ')} (systems: ${SYSTEMS.join(', ')}; tests: ${TESTS.join(', ')})`);
+  }
+  return { systems: sys.length ? sys : [...SYSTEMS], tests: tests.length ? tests : [...TESTS] };
+}
+
+/** One step of the run: a test at one setting. */
+interface Step {
+  test: TestName;
+  mtu: number;
+  label: string;
+  run: (s: SystemInstance) => Promise<BenchResult | null>;
+}
+
+function record(s: SystemInstance, test: TestName, mtu: number, direction: Direction, streams: number, value: number, extra: Record<string, unknown> = {}): BenchResult {
+  return { system: s.name, test, mtu, direction, streams, value, unit: UNITS[test], ...extra };
+}
+
+function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<string, string>): Step[] {
+  const steps: Step[] = [];
+  for (const mtu of p.mtus) {
+    if (!tests.includes('throughput')) break;
+    for (const streams of p.streams) {
+      for (const direction of ['to-service', 'from-service'] as const) {
+        steps.push({
+          test: 'throughput',
+          mtu,
+          label: `throughput mtu ${mtu}, ${streams} stream${streams > 1 ? 's' : ''}, ${direction}`,
+          async run(s) {
+            const r = await runIperf3(s.clientNs, s.host, { seconds: p.seconds, streams, reverse: direction === 'from-service' });
+            const extra: Record<string, unknown> = { sender_gbps: round(r.senderGbps, 3) };
+            if (r.retransmits !== undefined) extra.retransmits = r.retransmits;
+            return record(s, 'throughput', mtu, direction, streams, round(r.gbps, 3), extra);
+          },
+        });
+      }
+    }
+  }
+  if (tests.includes('rr-latency')) {
+    steps.push({
+      test: 'rr-latency',
+      mtu: 1500,
+      label: 'rr-latency 64 B, TCP and UDP',
+      async run(s) {
+        let udpError = '';
+        const u = await runSockperf(s.clientNs, s.host, { seconds: p.seconds, tcp: false }).catch((e: Error) => {
+          udpError = e.message;
+          return null;
+        });
+        if (u) udp.push({ system: s.name, p50: u.p50, p99: u.p99 });
+        const t = await runSockperf(s.clientNs, s.host, { seconds: p.seconds, tcp: true });
+        const extra: Record<string, unknown> = { p99: t.p99, mean: t.mean, observations: t.observations };
+        if (u) Object.assign(extra, { udp_median: u.p50, udp_p99: u.p99 });
+        else extra.udp_error = udpError;
+        return record(s, 'rr-latency', 1500, 'to-service', 1, t.p50, extra);
+      },
+    });
+  }
+  if (tests.includes('http-rps')) {
+    steps.push({
+      test: 'http-rps',
+      mtu: 1500,
+      label: `http-rps, new connection per request, ${p.wrkConnections} concurrent`,
+      async run(s) {
+        const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections: p.wrkConnections });
+        return record(s, 'http-rps', 1500, 'to-service', 1, Math.round(r.rps), { connections: p.wrkConnections, requests: r.requests, errors: r.errors });
+      },
+    });
+  }
+  if (tests.includes('conn-memory')) {
+    steps.push({
+      test: 'conn-memory',
+      mtu: 1500,
+      label: `conn-memory, ${p.idleConnections} idle connections`,
+      async run(s) {
+        const r = await idleConnectionMemory(s, p.idleConnections);
+        notes[s.name] = r.what;
+        return record(s, 'conn-memory', 1500, 'to-service', 1, Math.round(r.perConnection), {
+          connections: r.opened,
+          failed: r.failed,
+          measured: r.what,
+          // Every kernel socket of the run (client ends, and for pasta/slirp4netns their host and guest sockets).
+          kernel_slab_per_connection: r.slab,
+        });
+      },
+    });
+  }
+  return steps;
+}
+
+const SERVICE_OF: Record<TestName, 'iperf3' | 'sockperf' | 'http' | 'hold'> = {
+  throughput: 'iperf3',
+  'rr-latency': 'sockperf',
+  'http-rps': 'http',
+  'conn-memory': 'hold',
+};
+
+/** Opens `n` idle connections to the hold service and charges the memory they added to each one. */
+async function idleConnectionMemory(
+  s: SystemInstance,
+  n: number,
+): Promise<{ perConnection: number; opened: number; failed: number; what: string; slab: number }> {
+  await sleep(500);
+  const before = s.memory();
+  const slabBefore = slabBytes();
+  const client = startDaemon(['ip', 'netns', 'exec', s.clientNs, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'peers/conn-client.ts'), s.host, '9', String(n)]);
+  try {
+    await client.waitFor(/open \d+ failed \d+/, 60000);
+    const m = /open (\d+) failed (\d+)/.exec(client.output())!;
+    const opened = Number(m[1]);
+    const failed = Number(m[2]);
+    if (opened === 0) throw new Error(`no connection opened (${failed} failed)`);
+    await sleep(1000); // let the serving side finish accepting and settle
+    const after = s.memory();
+    const slab = Math.round((slabBytes() - slabBefore) / opened);
+    const what = `${after.what}: (after − before) / ${s.memoryDivisor > 1 ? `(${s.memoryDivisor} × connections)` : 'connections'}`;
+    return { perConnection: Math.max(0, after.bytes - before.bytes) / (opened * s.memoryDivisor), opened, failed, what, slab };
+  } finally {
+    await client.stop();
+  }
+}
+
+function round(v: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+/** Formats one value with its unit for progress lines. */
+export function formatValue(r: BenchResult): string {
+  switch (r.test) {
+    case 'throughput':
+      return `${r.value.toFixed(2)} Gbit/s`;
+    case 'rr-latency':
+      return `${r.value.toFixed(1)} µs median (p99 ${Number(r.p99).toFixed(1)})` + (r.udp_median !== undefined ? `, UDP ${Number(r.udp_median).toFixed(1)} µs (p99 ${Number(r.udp_p99).toFixed(1)})` : '');
+    case 'http-rps':
+      return `${Math.round(r.value)} req/s` + (r.errors ? ` (${String(r.errors)} errors)` : '');
+    case 'conn-memory':
+      return `${Math.round(r.value)} bytes/connection`;
+  }
+}
+
+/** Runs the benchmark; resolves to the report (also when every system was skipped). */
+export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpLatency: UdpLatency[] }> {
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const { systems, tests } = selectOnly(opts.only);
+  const p = plan(opts.quick);
+  const results: BenchResult[] = [];
+  const skipped: Skipped[] = [];
+  const udpLatency: UdpLatency[] = [];
+  const notes: Record<string, string> = {};
+  const steps = stepsFor(tests, p, udpLatency, notes);
+  const total = steps.length * systems.length;
+  let done = 0;
+  const progress = (system: string, label: string, outcome: string) => {
+    done++;
+    const width = String(total).length;
+    opts.log(`[${String(done).padStart(width)}/${total}] ${system.padEnd(11)} ${label}: ${outcome}`);
+  };
+
+  for (const name of systems) {
+    const why = unavailable(name);
+    if (why) {
+      skipped.push({ system: name, test: '*', reason: why });
+      for (const st of steps) progress(name, st.label, `skipped (${why})`);
+      continue;
+    }
+    for (const mtu of [...new Set(steps.map((st) => st.mtu))]) {
+      const here = steps.filter((st) => st.mtu === mtu);
+      let sys: SystemInstance;
+      try {
+        opts.log(`${name}: building topology (MTU ${mtu})`);
+        sys = await startSystem(name, mtu);
+      } catch (e) {
+        const reason = `could not start: ${(e as Error).message}`;
+        skipped.push({ system: name, test: '*', mtu, reason });
+        for (const st of here) progress(name, st.label, `skipped (${reason})`);
+        continue;
+      }
+      try {
+        for (const st of here) {
+          const missing = sys.missing[SERVICE_OF[st.test]];
+          if (missing) {
+            skipped.push({ system: name, test: st.test, mtu, reason: missing });
+            progress(name, st.label, `skipped (${missing})`);
+            continue;
+          }
+          try {
+            const r = await st.run(sys);
+            if (r) {
+              results.push(r);
+              progress(name, st.label, formatValue(r));
+            }
+          } catch (e) {
+            const reason = (e as Error).message.split('\n')[0]!.slice(0, 300);
+            skipped.push({ system: name, test: st.test, mtu, reason });
+            progress(name, st.label, `failed (${reason})`);
+          }
+        }
+      } finally {
+        await sys.stop();
+      }
+    }
+  }
+  return { results, skipped, notes, quick: opts.quick, startedAt, seconds: round((performance.now() - started) / 1000, 1), udpLatency };
+}

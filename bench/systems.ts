@@ -1,0 +1,314 @@
+/**
+ * The systems under test, each built as its own topology of namespaces and veth pairs in 198.18.0.0/15, with the
+ * services serving inside a namespace and the stock clients run from a client namespace outside it:
+ *
+ * - kernel: client ns ⇄ veth (offloads on) ⇄ server ns; iperf3 -s, sockperf server, node:http and a hold server
+ *   run on the Linux stack in the server ns.
+ * - tsvisor: the same veth pair with offloads off (the packet socket needs them off), and `tsvisor serve` as a
+ *   child process owning the server end, with its iperf3, sockperf, http and discard services.
+ * - pasta / slirp4netns: the client ns has a veth (to a peer ns of ours, its default route) whose address is the
+ *   "host" address; pasta or slirp4netns runs in the client ns, creates a tap in a guest ns where the same kernel
+ *   servers as for `kernel` run, and forwards the client ns's ports to the guest. The client connects to its own
+ *   veth address, so connections are not from loopback (no splice: the traffic takes the tap path), and nothing
+ *   leaves the bench's namespaces. pasta runs with `--runas 0` as root.
+ */
+import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
+import { SERVICE_NAMES } from '../sentry/services/registry.ts';
+import { haveTool, nsRunAsync, onCleanup, startDaemon, waitUntil, type Daemon } from './proc.ts';
+
+/** Names of the systems, in report order (kernel first: the others' ratios refer to it). */
+export const SYSTEMS = ['kernel', 'tsvisor', 'pasta', 'slirp4netns'] as const;
+/** A system's name. */
+export type SystemName = (typeof SYSTEMS)[number];
+
+/** Services a test needs on the serving side. */
+export type ServiceKind = 'iperf3' | 'sockperf' | 'http' | 'hold';
+
+/** What a memory probe measured, in bytes. */
+export interface MemorySample {
+  bytes: number;
+  /** How it was measured, for the report. */
+  what: string;
+}
+
+/** A system built and serving. */
+export interface SystemInstance {
+  readonly name: SystemName;
+  /** Namespace the clients run in. */
+  readonly clientNs: string;
+  /** Address the clients connect to. */
+  readonly host: string;
+  /** Services that are serving; a test whose service is missing is skipped with `missing[kind]`. */
+  readonly missing: Partial<Record<ServiceKind, string>>;
+  /** Memory charged to serving connections now (RSS of the serving process, or kernel slab). */
+  memory(): MemorySample;
+  /** How many kernel sockets the measurement counts per connection (2 for kernel: both ends are kernel sockets). */
+  readonly memoryDivisor: number;
+  /** Stops the services and removes the topology. */
+  stop(): Promise<void>;
+}
+
+/** Why a system cannot run on this machine, or null when it can. */
+export function unavailable(name: SystemName): string | null {
+  const need: Record<SystemName, string[]> = {
+    kernel: ['iperf3', 'sockperf', 'ip', 'ethtool'],
+    tsvisor: ['ip', 'ethtool'],
+    pasta: ['pasta', 'iperf3', 'sockperf'],
+    slirp4netns: ['slirp4netns', 'iperf3', 'sockperf'],
+  };
+  const pkg: Record<string, string> = { pasta: 'passt', slirp4netns: 'slirp4netns', sockperf: 'sockperf', iperf3: 'iperf3' };
+  const missing = need[name].filter((t) => !haveTool(t));
+  if (missing.length) return `not installed: ${missing.map((t) => pkg[t] ?? t).join(', ')} (Debian package)`;
+  return null;
+}
+
+const ROOT = join(import.meta.dirname, '..');
+const CLI = join(ROOT, 'sentry/cli/tsvisor.js');
+const NODE_TSX = [process.execPath, '--import', 'tsx'];
+
+/** The kernel-side servers in `ns`: iperf3, sockperf TCP and UDP, node:http and hold. */
+async function kernelServers(ns: string): Promise<Daemon[]> {
+  const exec = ['ip', 'netns', 'exec', ns];
+  const ds = [
+    startDaemon([...exec, 'iperf3', '-s', '-p', '5201']),
+    startDaemon([...exec, 'sockperf', 'server', '--tcp', '-p', '11111']),
+    startDaemon([...exec, 'sockperf', 'server', '-p', '11111']),
+    startDaemon([...exec, ...NODE_TSX, join(ROOT, 'bench/peers/servers.ts')]),
+  ];
+  const ok = await waitUntil(async () => (await listening(ns)).size >= 5, 15000, 100);
+  if (!ok) {
+    await Promise.all(ds.map((d) => d.stop()));
+    throw new Error(`kernel servers in ${ns} did not start: ${ds.map((d) => d.output().trim().slice(-200)).join(' | ')}`);
+  }
+  return ds;
+}
+
+/** The "proto:port" sockets listening in `ns` among the ones the bench uses. */
+async function listening(ns: string): Promise<Set<string>> {
+  const r = await nsRunAsync(ns, ['ss', '-Hlntu'], 5000);
+  const found = new Set<string>();
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(tcp|udp)\s+\S+\s+\d+\s+\d+\s+\S+:(\d+)\s/.exec(line);
+    if (m && ['5201', '11111', '80', '9'].includes(m[2]!)) found.add(`${m[1]}:${m[2]}`);
+  }
+  return found;
+}
+
+/** Resident set size of a process, bytes. */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Bytes in use in every slab cache (active objects × object size), from /proc/slabinfo. */
+export function slabBytes(text = readFileSync('/proc/slabinfo', 'utf8')): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.startsWith('slabinfo')) continue;
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4) continue;
+    const active = Number(f[1]);
+    const size = Number(f[3]);
+    if (Number.isFinite(active) && Number.isFinite(size)) total += active * size;
+  }
+  return total;
+}
+
+function vethSystem(prefix: string, subnet: string, mtu: number, offloads: boolean) {
+  const pair = createVethPair({ prefix, addrA: `${subnet}.1/24`, addrB: `${subnet}.2/24`, mtu, offloads });
+  onCleanup(() => pair.destroy());
+  return pair;
+}
+
+async function startKernel(mtu: number): Promise<SystemInstance> {
+  const pair = vethSystem('tsv-bench-k', '198.18.100', mtu, true);
+  let servers: Daemon[] = [];
+  try {
+    servers = await kernelServers(pair.nsB);
+  } catch (e) {
+    pair.destroy();
+    throw e;
+  }
+  return {
+    name: 'kernel',
+    clientNs: pair.nsA,
+    host: '198.18.100.2',
+    missing: {},
+    memory: () => ({ bytes: slabBytes(), what: 'kernel slab (active objects × size, /proc/slabinfo), both ends / 2' }),
+    memoryDivisor: 2,
+    async stop() {
+      await Promise.all(servers.map((d) => d.stop()));
+      pair.destroy();
+    },
+  };
+}
+
+const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockperf: 'sockperf', http: 'http', hold: 'discard' };
+
+async function startTsvisor(mtu: number): Promise<SystemInstance> {
+  const pair = vethSystem('tsv-bench-t', '198.18.101', mtu, false);
+  const missing: Partial<Record<ServiceKind, string>> = {};
+  const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket'];
+  for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
+    if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
+    else missing[kind] = `tsvisor has no '${svc}' service yet`;
+  }
+  const serve = startDaemon([process.execPath, CLI, ...args]);
+  try {
+    await serve.waitFor(/tsvisor: ready/, 20000);
+  } catch (e) {
+    await serve.stop();
+    pair.destroy();
+    throw e;
+  }
+  return {
+    name: 'tsvisor',
+    clientNs: pair.nsA,
+    host: '198.18.101.2',
+    missing,
+    memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
+    memoryDivisor: 1,
+    async stop() {
+      await serve.stop();
+      pair.destroy();
+    },
+  };
+}
+
+/** A client ns with a veth to a peer ns (its default route) and an empty guest ns for pasta/slirp4netns. */
+function userspaceTopology(prefix: string, subnet: string) {
+  const pair = vethSystem(prefix, subnet, 1500, true);
+  run(['ip', '-n', pair.nsA, 'route', 'add', 'default', 'via', `${subnet}.2`]);
+  const guest = `${prefix}-g`;
+  deleteNetns(guest);
+  run(['ip', 'netns', 'add', guest]);
+  onCleanup(() => deleteNetns(guest));
+  run(['ip', '-n', guest, 'link', 'set', 'lo', 'up']);
+  return {
+    pair,
+    guest,
+    destroy() {
+      pair.destroy();
+      deleteNetns(guest);
+    },
+  };
+}
+
+async function startPasta(mtu: number): Promise<SystemInstance> {
+  const topo = userspaceTopology('tsv-bench-p', '198.18.102');
+  const host = '198.18.102.1';
+  let servers: Daemon[] = [];
+  let pasta: Daemon | null = null;
+  try {
+    servers = await kernelServers(topo.guest);
+    pasta = startDaemon([
+      'ip', 'netns', 'exec', topo.pair.nsA,
+      'pasta', '-f', '-q', '-4', '--runas', '0', '--config-net', '--netns', topo.guest, '-I', 'tap0',
+      '-a', '198.18.103.2', '-n', '24', '-g', '198.18.103.1', '-m', String(mtu),
+      '-t', '5201,11111,80,9', '-u', '11111', '-T', 'none', '-U', 'none',
+    ]);
+    const p = pasta;
+    const ok = await waitUntil(async () => (await listening(topo.pair.nsA)).size >= 5 || p.child.exitCode !== null, 10000, 100);
+    if (!ok || p.child.exitCode !== null) throw new Error(`pasta did not start: ${p.output().trim().slice(-300)}`);
+  } catch (e) {
+    await pasta?.stop();
+    await Promise.all(servers.map((d) => d.stop()));
+    topo.destroy();
+    throw e;
+  }
+  const pid = pasta.pid;
+  return {
+    name: 'pasta',
+    clientNs: topo.pair.nsA,
+    host,
+    missing: {},
+    memory: () => ({ bytes: rssOf(pid), what: 'RSS of the pasta process' }),
+    memoryDivisor: 1,
+    async stop() {
+      await pasta!.stop();
+      await Promise.all(servers.map((d) => d.stop()));
+      topo.destroy();
+    },
+  };
+}
+
+/** Sends one request to slirp4netns's API socket and returns its answer. */
+function slirpApi(path: string, request: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection({ path });
+    let out = '';
+    s.on('data', (d) => (out += d));
+    s.on('end', () => resolve(out));
+    s.on('error', reject);
+    s.end(JSON.stringify(request));
+  });
+}
+
+async function startSlirp(mtu: number): Promise<SystemInstance> {
+  const topo = userspaceTopology('tsv-bench-s', '198.18.104');
+  const host = '198.18.104.1';
+  const api = `/tmp/tsv-bench-slirp-${process.pid}.sock`;
+  onCleanup(() => run(['rm', '-f', api]));
+  let servers: Daemon[] = [];
+  let slirp: Daemon | null = null;
+  try {
+    servers = await kernelServers(topo.guest);
+    run(['rm', '-f', api]);
+    slirp = startDaemon([
+      'ip', 'netns', 'exec', topo.pair.nsA,
+      'slirp4netns', '--configure', `--mtu=${Math.min(mtu, 65520)}`, '--disable-host-loopback', '--cidr', '198.18.105.0/24',
+      '--netns-type=path', '--api-socket', api, `/var/run/netns/${topo.guest}`, 'tap0',
+    ]);
+    const s = slirp;
+    const up = await waitUntil(async () => {
+      if (s.child.exitCode !== null) return true;
+      const r = await nsRunAsync(topo.guest, ['ip', '-br', 'addr', 'show', 'tap0'], 3000);
+      return /198\.18\.105\./.test(r.stdout);
+    }, 10000, 100);
+    if (!up || s.child.exitCode !== null) throw new Error(`slirp4netns did not start: ${s.output().trim().slice(-300)}`);
+    const forwards: [string, number][] = [['tcp', 5201], ['tcp', 11111], ['tcp', 80], ['tcp', 9], ['udp', 11111]];
+    for (const [proto, port] of forwards) {
+      const answer = await slirpApi(api, { execute: 'add_hostfwd', arguments: { proto, host_addr: host, host_port: port, guest_port: port } });
+      if (!answer.includes('return')) throw new Error(`slirp4netns refused forwarding ${proto}/${port}: ${answer}`);
+    }
+  } catch (e) {
+    await slirp?.stop();
+    await Promise.all(servers.map((d) => d.stop()));
+    topo.destroy();
+    throw e;
+  }
+  const pid = slirp.pid;
+  return {
+    name: 'slirp4netns',
+    clientNs: topo.pair.nsA,
+    host,
+    missing: {},
+    memory: () => ({ bytes: rssOf(pid), what: 'RSS of the slirp4netns process' }),
+    memoryDivisor: 1,
+    async stop() {
+      await slirp!.stop();
+      await Promise.all(servers.map((d) => d.stop()));
+      topo.destroy();
+      run(['rm', '-f', api]);
+    },
+  };
+}
+
+/** Builds `name` with links of `mtu` and starts its services. */
+export function startSystem(name: SystemName, mtu: number): Promise<SystemInstance> {
+  switch (name) {
+    case 'kernel':
+      return startKernel(mtu);
+    case 'tsvisor':
+      return startTsvisor(mtu);
+    case 'pasta':
+      return startPasta(mtu);
+    case 'slirp4netns':
+      return startSlirp(mtu);
+  }
+}

@@ -1,0 +1,120 @@
+// The TCP services of `tsvisor serve` on a real veth with Linux's tools as clients: echo byte-exact through socat
+// and nc, half-close with nc -N, chargen's pattern, 1,000 concurrent echo connections from a Node client in the
+// peer namespace, and connections to a closed port refused.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { createVethPair } from '../../lib/testnet.ts';
+import { chargenPattern } from '../../sentry/services/chargen.ts';
+import { nsExec, startServe, stop } from '../sentry/services/netns.ts';
+
+const SVC4 = '198.18.23.2';
+const PEER4 = '198.18.23.1';
+const SVC6 = 'fd74:7376:23::2';
+const PEER6 = 'fd74:7376:23::1';
+
+/** A node:net client for the peer namespace: N connections open at once, each echoes a distinct message. */
+const CONCURRENT_CLIENT = `
+import net from 'node:net';
+const [host, port, count] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const give = setTimeout(() => { console.log(JSON.stringify({ error: 'timeout', connected, done, failed })); process.exit(2); }, 90000);
+let connected = 0, done = 0, failed = 0, peak = 0, open = 0;
+const sockets = [];
+const allConnected = new Promise((resolve) => {
+  for (let i = 0; i < count; i++) {
+    const s = net.connect({ host, port });
+    s.setNoDelay(true);
+    sockets.push(s);
+    s.on('connect', () => { connected++; open++; peak = Math.max(peak, open); if (connected === count) resolve(); });
+    s.on('error', (e) => { failed++; console.error(i, e.code); if (connected + failed === count) resolve(); });
+  }
+});
+await allConnected;
+const peakBeforeSend = open;
+await Promise.all(sockets.map((s, i) => new Promise((resolve) => {
+  if (s.destroyed) return resolve();
+  const msg = Buffer.from(\`connection \${i}: \` + 'x'.repeat(i % 200) + '\\n');
+  const parts = [];
+  s.on('data', (d) => parts.push(d));
+  s.on('end', () => { if (Buffer.concat(parts).equals(msg)) done++; else failed++; resolve(); });
+  s.on('close', () => { open--; resolve(); });
+  s.end(msg);
+})));
+clearTimeout(give);
+console.log(JSON.stringify({ connected, done, failed, peakBeforeSend }));
+`;
+
+t.test('tcp services on a veth: echo, half-close, chargen, 1,000 concurrent connections, refused ports', async (t) => {
+  const pair = createVethPair({ prefix: 'tsv-node-t', addrA: `${SVC4}/24`, addrB: `${PEER4}/24`, addr6A: `${SVC6}/64`, addr6B: `${PEER6}/64` });
+  const dir = mkdtempSync(join(tmpdir(), 'tsv-node-t-'));
+  let child: ChildProcess | undefined;
+  t.teardown(async () => {
+    if (child) await stop(child);
+    pair.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, '--service', 'echo', '--service', 'discard', '--service', 'chargen'])).child;
+  const ns = pair.nsB;
+
+  await t.test('echo through socat: 1 MB of random bytes back exactly, IPv4 and IPv6', async (t) => {
+    for (const addr of [`TCP4:${SVC4}:7`, `TCP6:[${SVC6}]:7`]) {
+      const data = randomBytes(1 << 20);
+      const r = await nsExec(ns, ['socat', '-t', '5', '-T', '20', 'STDIO', addr], { input: data, keep: 2 << 20 });
+      t.equal(r.code, 0, `socat exits 0 ${r.stderr}`);
+      t.ok(r.stdout.equals(data), `${addr}: ${r.stdout.length} bytes back, equal to the ${data.length} sent`);
+    }
+  });
+
+  await t.test('half-close: nc -N shuts down its sending side at EOF, the echo still arrives in full, then FIN', async (t) => {
+    const data = Buffer.from(Array.from({ length: 2000 }, (_, i) => `line ${i}\n`).join(''));
+    const started = Date.now();
+    const r = await nsExec(ns, ['nc', '-N', '-w', '10', SVC4, '7'], { input: data });
+    t.equal(r.code, 0, `nc exits 0 ${r.stderr}`);
+    t.ok(r.stdout.equals(data), `all ${data.length} bytes echoed after our FIN`);
+    t.ok(Date.now() - started < 5000, 'nc ended on the service\'s FIN, not on its timeout');
+    const d = await nsExec(ns, ['nc', '-N', '-w', '10', SVC4, '9'], { input: randomBytes(500_000) });
+    t.equal(d.code, 0, 'discard: nc exits 0 once the service closes after our FIN');
+    t.equal(d.stdoutLength, 0, 'discard sends nothing');
+  });
+
+  await t.test('chargen over TCP gives the RFC 864 pattern; over UDP a datagram of at most 512 bytes of it', async (t) => {
+    const want = Buffer.from(chargenPattern(2));
+    const r = await nsExec(ns, ['timeout', '2', 'nc', SVC4, '19'], { keep: want.length });
+    t.ok(r.stdoutLength >= want.length, `${r.stdoutLength} bytes in 2 s`);
+    t.ok(r.stdout.subarray(0, want.length).equals(want), 'two periods of the pattern, exact');
+    const u = await nsExec(ns, ['socat', '-T', '2', 'STDIO', `UDP4:${SVC4}:19`], { input: 'x' });
+    t.ok(u.stdoutLength <= 512);
+    t.ok(u.stdout.equals(want.subarray(0, u.stdout.length)), `UDP chargen: ${u.stdout.length} bytes of the pattern`);
+  });
+
+  await t.test('1,000 concurrent connections from a node:net client in the peer namespace, every echo exact', async (t) => {
+    const script = join(dir, 'concurrent.mjs');
+    writeFileSync(script, CONCURRENT_CLIENT);
+    const r = await nsExec(ns, [process.execPath, script, SVC4, '7', '1000'], { timeoutMs: 120000 });
+    t.equal(r.code, 0, `client exits 0 ${r.stderr.slice(0, 500)}`);
+    const summary = JSON.parse(r.stdout.toString() || '{}') as Record<string, number>;
+    t.equal(summary.connected, 1000, 'all 1,000 connected');
+    t.equal(summary.peakBeforeSend, 1000, 'all 1,000 open at the same time');
+    t.equal(summary.done, 1000, 'all 1,000 echoes exact');
+    t.equal(summary.failed, 0);
+  });
+
+  await t.test('connections to a closed port are refused (RST)', async (t) => {
+    const started = Date.now();
+    const c = await nsExec(ns, ['curl', '-sS', '-m', '5', `http://${SVC4}:81/`]);
+    t.equal(c.code, 7, 'curl exits 7 (could not connect)');
+    t.ok(Date.now() - started < 2000, 'at once, by a RST, not by its 5 s timeout');
+    const c6 = await nsExec(ns, ['curl', '-sS', '-g', '-m', '5', `http://[${SVC6}]:81/`]);
+    t.equal(c6.code, 7, 'curl exits 7 over IPv6 too');
+    const s = await nsExec(ns, ['socat', '-T', '2', 'STDIO', `TCP4:${SVC4}:8`], { input: 'x' });
+    t.not(s.code, 0);
+    t.match(s.stderr, /Connection refused/);
+  });
+
+  const code = await stop(child);
+  child = undefined;
+  t.equal(code, 0, 'serve exits 0 on SIGTERM');
+});

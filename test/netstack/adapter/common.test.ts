@@ -1,0 +1,39 @@
+// The adapters' shared pieces: Node-shaped errors from stack errors, host text, address text as Node prints it.
+import t from 'tap';
+import { formatHost, nodeError, resolveHost } from '../../../netstack/adapter/common.ts';
+import { parseAddress } from '../../../netstack/addr.ts';
+import { Err } from '../../../netstack/errors.ts';
+
+t.test('nodeError: code, negative errno, syscall, address and message as Node formats them', async (t) => {
+  const table: [Parameters<typeof nodeError>, { message: string; code: string; errno: number; syscall: string; address?: string; port?: number }][] = [
+    [[Err.ConnectionRefused, 'connect', '198.18.0.2', 80], { message: 'connect ECONNREFUSED 198.18.0.2:80', code: 'ECONNREFUSED', errno: -111, syscall: 'connect', address: '198.18.0.2', port: 80 }],
+    [[Err.AddressInUse, 'listen', '::', 80, true], { message: 'listen EADDRINUSE: address already in use :::80', code: 'EADDRINUSE', errno: -98, syscall: 'listen', address: '::', port: 80 }],
+    [[Err.AddressInUse, 'bind', '0.0.0.0', 53], { message: 'bind EADDRINUSE 0.0.0.0:53', code: 'EADDRINUSE', errno: -98, syscall: 'bind' }],
+    [[Err.ConnectionReset, 'read'], { message: 'read ECONNRESET', code: 'ECONNRESET', errno: -104, syscall: 'read' }],
+    [[Err.ClosedForSend, 'write'], { message: 'write EPIPE', code: 'EPIPE', errno: -32, syscall: 'write' }],
+    [[Err.MessageTooLong, 'send', 'fd74:7376::2', 9], { message: 'send EMSGSIZE fd74:7376::2:9', code: 'EMSGSIZE', errno: -90, syscall: 'send' }],
+    [[Err.TimedOut, 'connect', '198.18.0.9', 22], { message: 'connect ETIMEDOUT 198.18.0.9:22', code: 'ETIMEDOUT', errno: -110, syscall: 'connect' }],
+  ];
+  for (const [args, want] of table) {
+    const e = nodeError(...args);
+    t.ok(e instanceof Error);
+    t.match(e, want, want.message);
+  }
+  t.notOk('port' in nodeError(Err.ConnectionReset, 'read'), 'no port when none was given');
+});
+
+t.test('resolveHost: IP literals, [v6], localhost; names do not resolve', async (t) => {
+  t.same(resolveHost('198.18.0.2', 0), parseAddress('198.18.0.2'));
+  t.same(resolveHost('[fd74:7376::2]', 0), parseAddress('fd74:7376::2'));
+  t.same(resolveHost('localhost', 4), parseAddress('127.0.0.1'));
+  t.same(resolveHost('localhost', 6), parseAddress('::1'));
+  t.equal(resolveHost('example.invalid', 0), null);
+  t.equal(resolveHost('198.18.0.256', 0), null);
+});
+
+t.test('formatHost: IPv4-mapped addresses end in dotted quad, as Node prints them', async (t) => {
+  t.equal(formatHost(parseAddress('::ffff:198.18.0.1')!), '::ffff:198.18.0.1');
+  t.equal(formatHost(parseAddress('fd74:7376::1')!), 'fd74:7376::1');
+  t.equal(formatHost(parseAddress('::')!), '::');
+  t.equal(formatHost(parseAddress('198.18.0.1')!), '198.18.0.1');
+});

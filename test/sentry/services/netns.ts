@@ -1,0 +1,120 @@
+// Helpers of the services' netns tests (test/netns/services-*.test.ts): `tsvisor serve` as a child process on a
+// veth pair of our own, and Linux tools in the peer namespace run asynchronously (the stack answers on the event
+// loop of another process, but the test's own loop must stay free for timers and teardown).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+export const CLI = join(import.meta.dirname, '../../../sentry/cli/tsvisor.js');
+
+/** Starts `tsvisor serve` with `args`; resolves once it printed `tsvisor: ready`. */
+export function startServe(args: string[], timeoutMs = 30000): Promise<{ child: ChildProcess; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`serve not ready in ${timeoutMs} ms: ${err}`));
+    }, timeoutMs);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('tsvisor: ready\n')) {
+        clearTimeout(timer);
+        resolve({ child, stderr: () => err });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before ready: ${err}`));
+    });
+  });
+}
+
+/** SIGTERMs a child we started and waits for it (SIGKILL after 10 s). */
+export function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10000);
+    child.once('exit', (code) => {
+      clearTimeout(kill);
+      resolve(code);
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** What a finished command did; stdout as a SHA-256 and length so that 100 MB never sit in memory. */
+export interface Ran {
+  code: number | null;
+  stdout: Buffer;
+  stdoutSha: string;
+  stdoutLength: number;
+  stderr: string;
+}
+
+/**
+ * Runs `argv` in namespace `ns` asynchronously, feeding `input` (bytes, or a file streamed by the tool itself);
+ * keeps at most `keep` bytes of stdout but hashes all of it. Killed after `timeoutMs`.
+ */
+export function nsExec(ns: string, argv: string[], opts: { input?: Buffer | string; timeoutMs?: number; keep?: number } = {}): Promise<Ran> {
+  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const hash = createHash('sha256');
+  const kept: Buffer[] = [];
+  let keptLen = 0;
+  let length = 0;
+  let stderr = '';
+  const keep = opts.keep ?? 1 << 20;
+  child.stdout!.on('data', (d: Buffer) => {
+    hash.update(d);
+    length += d.length;
+    if (keptLen < keep) {
+      kept.push(d);
+      keptLen += d.length;
+    }
+  });
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(opts.input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60000);
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(kept), stdoutSha: hash.digest('hex'), stdoutLength: length, stderr });
+    });
+  });
+}
+
+/** SHA-256 of n bytes where byte i is i mod 256 (what /bytes/N serves). */
+export function bytesDigest(n: number): string {
+  const chunk = Buffer.from(Uint8Array.from({ length: 65536 }, (_, i) => i & 0xff));
+  const h = createHash('sha256');
+  let left = n;
+  while (left > 0) {
+    const k = Math.min(left, chunk.length);
+    h.update(k === chunk.length ? chunk : chunk.subarray(0, k));
+    left -= k;
+  }
+  return h.digest('hex');
+}
+
+/** A file of `n` random bytes in `dir`, and its SHA-256. */
+export async function randomFile(dir: string, n: number): Promise<{ path: string; sha: string }> {
+  const { open } = await import('node:fs/promises');
+  const { randomBytes } = await import('node:crypto');
+  const path = join(dir, `upload-${n}.bin`);
+  const f = await open(path, 'w');
+  const h = createHash('sha256');
+  try {
+    for (let left = n; left > 0; ) {
+      const b = randomBytes(Math.min(left, 1 << 20));
+      h.update(b);
+      await f.write(b);
+      left -= b.length;
+    }
+  } finally {
+    await f.close();
+  }
+  return { path, sha: h.digest('hex') };
+}

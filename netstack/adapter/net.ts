@@ -4,8 +4,14 @@
  * the netstack by changing `import net from 'node:net'` to `const net = bindNet(netstack)`. `Socket` is a
  * `stream.Duplex` with backpressure both ways: writes wait for room in the endpoint's send buffer (write() turns
  * false and 'drain' follows), and reading stops while the consumer does, so the TCP window closes.
- * node:http runs on it unchanged: feed an http.Server with `server.emit('connection', socket)` and give
- * http.request `createConnection: () => net.connect(...)`.
+ * node:http runs on it unchanged:
+ *
+ *     const net = bindNet(netstack);
+ *     const web = http.createServer(handler);
+ *     net.createServer((socket) => web.emit('connection', socket)).listen(80);
+ *     http.get({ path: '/', createConnection: () => net.connect(80, '198.18.0.2') }, onResponse);
+ *
+ * (an http.Agent whose createConnection returns `net.createConnection(opts)` gives keep-alive pooling).
  */
 import { EventEmitter } from 'node:events';
 import { Duplex, type DuplexOptions } from 'node:stream';

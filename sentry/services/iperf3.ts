@@ -282,6 +282,7 @@ class Test {
         const b = c.take(1);
         if (!b) break;
         const s = (b[0]! << 24) >> 24;
+        if (process.env.TSV_DBG) process.stderr.write(`iperf3 got ${s} phase ${this.phase} at ${performance.now().toFixed(0)}\n`);
         if (s === State.TEST_END && this.phase === 'running') {
           const elapsed = (this.now() - this.startedAt) / 1000;
           for (const d of this.streams) d.result.seconds = elapsed;
@@ -290,6 +291,7 @@ class Test {
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
       } else if (this.phase === 'results') {
         const json = takeJson(c);
+        if (process.env.TSV_DBG) process.stderr.write(`iperf3 results json ${json?.length} buffered ${c.buffered} eof ${c.eof}\n`);
         if (json === null) break;
         c.send(frameJson(resultsJson(this.params!.reverse, this.streams.map((d) => d.result))));
         c.send(stateByte(State.DISPLAY_RESULTS));
@@ -372,6 +374,7 @@ class Test {
 }
 
 function stateByte(s: number): Uint8Array {
+  if (process.env.TSV_DBG) process.stderr.write(`iperf3 send state ${s} at ${performance.now().toFixed(0)}\n`);
   return Uint8Array.of(s & 0xff);
 }
 

@@ -13,7 +13,7 @@ import { NodeClock } from '../../lib/clock.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair } from '../../lib/testnet.ts';
 import { udp } from '../netstack/network/frames.ts';
-import { Recorder, echoRequest, pattern } from './helpers.ts';
+import { Recorder, echoRequest, pattern } from '../netstack/network/helpers.ts';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root for network namespaces');

@@ -1,16 +1,8 @@
 /**
- * `NodeClock`: the stack's Clock on Node's monotonic time and timers.
- * The stack re-arms timers constantly (every ACK moves a retransmission deadline), so timers live in one heap
- * and only the earliest deadline holds a Node timer; cancelling just marks the entry, and the heap is rebuilt
- * when marked entries outnumber live ones.
+ * `NodeClock`: the stack's Clock on Node's monotonic time and timers. Timers wait in the netstack's TimerQueue
+ * and only the earliest deadline holds a Node timer, so re-arming a timer costs no Node timer churn.
  */
-import type { Clock, Timer } from '../netstack/clock.ts';
-
-interface Entry extends Timer {
-  at: number;
-  seq: number;
-  fn: (() => void) | null;
-}
+import { type Clock, type Timer, TimerQueue } from '../netstack/clock.ts';
 
 /** Options for NodeClock. */
 export interface NodeClockOptions {
@@ -20,9 +12,7 @@ export interface NodeClockOptions {
 
 /** A Clock on `performance.now()` with one Node timer (or immediate) for the earliest pending deadline. */
 export class NodeClock implements Clock {
-  private heap: Entry[] = [];
-  private seq = 0;
-  private cancelled = 0;
+  private readonly timers = new TimerQueue();
   private armedAt = Infinity;
   private timeout: ReturnType<typeof setTimeout> | null = null;
   private immediate: ReturnType<typeof setImmediate> | null = null;
@@ -37,32 +27,20 @@ export class NodeClock implements Clock {
   }
 
   schedule(delayMs: number, fn: () => void): Timer {
-    const e: Entry = {
-      at: performance.now() + Math.max(0, delayMs),
-      seq: this.seq++,
-      fn,
-      cancel: () => {
-        if (e.fn === null) return;
-        e.fn = null;
-        this.cancelled++;
-        if (this.cancelled > 64 && this.cancelled * 2 > this.heap.length) this.compact();
-      },
-    };
-    this.push(e);
-    if (e.at < this.armedAt) this.arm(e.at);
-    return e;
+    const at = performance.now() + Math.max(0, delayMs);
+    const t = this.timers.add(at, fn);
+    if (at < this.armedAt) this.arm(at);
+    return t;
   }
 
   /** Number of timers still pending (not fired, not cancelled). */
   get pending(): number {
-    return this.heap.length - this.cancelled;
+    return this.timers.pending;
   }
 
   /** Cancels every pending timer and releases the Node timer. */
   dispose(): void {
-    for (const e of this.heap) e.fn = null;
-    this.heap = [];
-    this.cancelled = 0;
+    this.timers.clear();
     this.disarm();
   }
 
@@ -93,73 +71,13 @@ export class NodeClock implements Clock {
     this.armedAt = Infinity;
     // Timers scheduled by callbacks of this pass wait for the next one, so a timer that re-arms itself with
     // delay 0 cannot starve the event loop.
-    const lastSeq = this.seq;
+    const lastSeq = this.timers.nextSeq;
     const now = performance.now();
     try {
-      for (;;) {
-        const top = this.peek();
-        if (top === undefined || top.at > now || top.seq >= lastSeq) break;
-        this.pop();
-        const fn = top.fn!;
-        top.fn = null;
-        fn();
-      }
+      for (let fn = this.timers.takeDue(now, lastSeq); fn; fn = this.timers.takeDue(now, lastSeq)) fn();
     } finally {
-      const next = this.peek();
+      const next = this.timers.peek();
       if (next !== undefined && next.at < this.armedAt) this.arm(next.at);
     }
   };
-
-  /** The earliest live entry, dropping cancelled ones from the top. */
-  private peek(): Entry | undefined {
-    while (this.heap.length > 0 && this.heap[0]!.fn === null) {
-      this.pop();
-      this.cancelled--;
-    }
-    return this.heap[0];
-  }
-
-  private compact(): void {
-    const live = this.heap.filter((e) => e.fn !== null);
-    this.heap = [];
-    this.cancelled = 0;
-    for (const e of live) this.push(e);
-  }
-
-  private push(e: Entry): void {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  private pop(): Entry | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last !== undefined) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!)) m = l;
-        if (r < h.length && before(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-function before(a: Entry, b: Entry): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }

@@ -17,70 +17,92 @@ export interface Clock {
   schedule(delayMs: number, fn: () => void): Timer;
 }
 
-interface VirtualTimer extends Timer {
+/** A pending timer in a TimerQueue. */
+interface QueuedTimer extends Timer {
   at: number;
   seq: number;
   fn: (() => void) | null;
 }
 
-/** A clock that only moves when told to: deterministic tests and the conformance runner use it. */
-export class VirtualClock implements Clock {
-  private time: number;
-  private seq = 0;
-  private heap: VirtualTimer[] = [];
+/**
+ * Timers ordered by deadline (then by scheduling order) in a binary heap. Cancelling only marks an entry; the
+ * heap is rebuilt when marked entries outnumber live ones, because the stack re-arms timers constantly (every
+ * ACK moves a retransmission deadline). Both VirtualClock and the host's NodeClock keep their timers here.
+ */
+export class TimerQueue {
+  private heap: QueuedTimer[] = [];
+  private seqNext = 0;
+  private cancelled = 0;
 
-  constructor(start = 0) {
-    this.time = start;
-  }
-
-  now(): number {
-    return this.time;
-  }
-
-  schedule(delayMs: number, fn: () => void): Timer {
-    const t: VirtualTimer = {
-      at: this.time + Math.max(0, delayMs),
-      seq: this.seq++,
+  /** Adds a timer due at time `at`. */
+  add(at: number, fn: () => void): Timer {
+    const t: QueuedTimer = {
+      at,
+      seq: this.seqNext++,
       fn,
-      cancel() {
+      cancel: () => {
+        if (t.fn === null) return;
         t.fn = null;
+        this.cancelled++;
+        if (this.cancelled > 64 && this.cancelled * 2 > this.heap.length) this.compact();
       },
     };
     this.push(t);
     return t;
   }
 
-  /** The time of the earliest pending timer, or undefined when none is pending. */
-  nextDeadline(): number | undefined {
-    while (this.heap.length && this.heap[0]!.fn === null) this.pop();
-    return this.heap.length ? this.heap[0]!.at : undefined;
+  /** The sequence number the next added timer gets; timers added later compare greater. */
+  get nextSeq(): number {
+    return this.seqNext;
   }
 
-  /** Moves time forward by `ms`, firing every timer that falls due, in order of deadline. */
-  advance(ms: number): void {
-    this.advanceTo(this.time + ms);
+  /** Entries held, cancelled ones not yet compacted away included (bounded at about twice `pending`). */
+  get stored(): number {
+    return this.heap.length;
   }
 
-  /** Moves time forward to `target`, firing every timer that falls due, in order of deadline. */
-  advanceTo(target: number): void {
-    for (;;) {
-      const next = this.nextDeadline();
-      if (next === undefined || next > target) break;
-      const t = this.pop()!;
-      this.time = Math.max(this.time, t.at);
-      const fn = t.fn!;
-      t.fn = null;
-      fn();
+  /** Number of timers neither fired nor cancelled. */
+  get pending(): number {
+    return this.heap.length - this.cancelled;
+  }
+
+  /** The deadline and sequence number of the earliest live timer, or undefined when none is pending. */
+  peek(): { readonly at: number; readonly seq: number } | undefined {
+    while (this.heap.length > 0 && this.heap[0]!.fn === null) {
+      this.pop();
+      this.cancelled--;
     }
-    this.time = Math.max(this.time, target);
+    return this.heap[0];
   }
 
-  /** Fires every timer due now (deadline ≤ now) without moving time. */
-  runDue(): void {
-    this.advanceTo(this.time);
+  /**
+   * Removes the earliest live timer if it is due at or before `now` (and was added before sequence number
+   * `beforeSeq`, when given) and returns its callback, marking it fired; otherwise returns undefined.
+   */
+  takeDue(now: number, beforeSeq = Infinity): (() => void) | undefined {
+    const top = this.peek();
+    if (top === undefined || top.at > now || top.seq >= beforeSeq) return undefined;
+    const t = this.pop()!;
+    const fn = t.fn!;
+    t.fn = null;
+    return fn;
   }
 
-  private push(t: VirtualTimer): void {
+  /** Drops every timer. */
+  clear(): void {
+    for (const t of this.heap) t.fn = null;
+    this.heap = [];
+    this.cancelled = 0;
+  }
+
+  private compact(): void {
+    const live = this.heap.filter((t) => t.fn !== null);
+    this.heap = [];
+    this.cancelled = 0;
+    for (const t of live) this.push(t);
+  }
+
+  private push(t: QueuedTimer): void {
     const h = this.heap;
     h.push(t);
     let i = h.length - 1;
@@ -92,12 +114,11 @@ export class VirtualClock implements Clock {
     }
   }
 
-  private pop(): VirtualTimer | undefined {
+  private pop(): QueuedTimer | undefined {
     const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length) {
+    const top = h[0];
+    const last = h.pop();
+    if (h.length > 0 && last !== undefined) {
       h[0] = last;
       let i = 0;
       for (;;) {
@@ -115,6 +136,50 @@ export class VirtualClock implements Clock {
   }
 }
 
-function before(a: VirtualTimer, b: VirtualTimer): boolean {
+function before(a: QueuedTimer, b: QueuedTimer): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/** A clock that only moves when told to: deterministic tests and the conformance runner use it. */
+export class VirtualClock implements Clock {
+  private time: number;
+  private readonly timers = new TimerQueue();
+
+  constructor(start = 0) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  schedule(delayMs: number, fn: () => void): Timer {
+    return this.timers.add(this.time + Math.max(0, delayMs), fn);
+  }
+
+  /** The time of the earliest pending timer, or undefined when none is pending. */
+  nextDeadline(): number | undefined {
+    return this.timers.peek()?.at;
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due, in order of deadline. */
+  advance(ms: number): void {
+    this.advanceTo(this.time + ms);
+  }
+
+  /** Moves time forward to `target`, firing every timer that falls due, in order of deadline. */
+  advanceTo(target: number): void {
+    for (;;) {
+      const next = this.timers.peek();
+      if (next === undefined || next.at > target) break;
+      this.time = Math.max(this.time, next.at);
+      this.timers.takeDue(next.at)!();
+    }
+    this.time = Math.max(this.time, target);
+  }
+
+  /** Fires every timer due now (deadline ≤ now) without moving time. */
+  runDue(): void {
+    this.advanceTo(this.time);
+  }
 }

@@ -6,7 +6,9 @@
 import { nsRunAsync } from './proc.ts';
 
 /** A client's output that does not hold the figure asked for. */
-export class ParseError extends Error {}
+export class ParseError extends Error {
+  override name = 'ParseError';
+}
 
 /** Bulk throughput as iperf3's receiver counted it. */
 export interface ThroughputResult {

@@ -5,9 +5,9 @@
  */
 import { join } from 'node:path';
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
-import { sleep, startDaemon } from './proc.ts';
+import { haveTool, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
-import { SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
+import { PACKAGE_OF, SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
 
 /** What to run. */
 export interface BenchOptions {
@@ -55,6 +55,8 @@ export function selectOnly(only: readonly string[]): { systems: SystemName[]; te
 /** One step of the run: a test at one setting. */
 interface Step {
   test: TestName;
+  /** The client program it runs (its absence skips the step). */
+  tool: string;
   mtu: number;
   label: string;
   run: (s: SystemInstance) => Promise<BenchResult | null>;
@@ -72,6 +74,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
       for (const direction of ['to-service', 'from-service'] as const) {
         steps.push({
           test: 'throughput',
+          tool: 'iperf3',
           mtu,
           label: `throughput mtu ${mtu}, ${streams} stream${streams > 1 ? 's' : ''}, ${direction}`,
           async run(s) {
@@ -87,6 +90,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
   if (tests.includes('rr-latency')) {
     steps.push({
       test: 'rr-latency',
+      tool: 'sockperf',
       mtu: 1500,
       label: 'rr-latency 64 B, TCP and UDP',
       async run(s) {
@@ -107,6 +111,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
   if (tests.includes('http-rps')) {
     steps.push({
       test: 'http-rps',
+      tool: 'wrk',
       mtu: 1500,
       label: `http-rps, new connection per request, ${p.wrkConnections} concurrent`,
       async run(s) {
@@ -118,6 +123,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
   if (tests.includes('conn-memory')) {
     steps.push({
       test: 'conn-memory',
+      tool: 'node',
       mtu: 1500,
       label: `conn-memory, ${p.idleConnections} idle connections`,
       async run(s) {
@@ -213,8 +219,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
       for (const st of steps) progress(name, st.label, `skipped (${why})`);
       continue;
     }
-    for (const mtu of [...new Set(steps.map((st) => st.mtu))]) {
-      const here = steps.filter((st) => st.mtu === mtu);
+    const runnable: Step[] = [];
+    for (const st of steps) {
+      if (st.tool === 'node' || haveTool(st.tool)) runnable.push(st);
+      else {
+        const reason = `not installed: ${PACKAGE_OF[st.tool] ?? st.tool} (Debian package)`;
+        skipped.push({ system: name, test: st.test, mtu: st.mtu, reason });
+        progress(name, st.label, `skipped (${reason})`);
+      }
+    }
+    for (const mtu of [...new Set(runnable.map((st) => st.mtu))]) {
+      const here = runnable.filter((st) => st.mtu === mtu);
       let sys: SystemInstance;
       try {
         opts.log(`${name}: building topology (MTU ${mtu})`);

@@ -26,8 +26,16 @@ export async function dutFactories(which: string): Promise<DutFactory[]> {
   return out;
 }
 
+/** Where the command writes: the report (stdout) and progress lines (stderr). */
+export interface CommandIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const STDIO: CommandIo = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) };
+
 /** Runs the command; resolves to the exit status. */
-export async function conformanceCommand(argv: string[]): Promise<number> {
+export async function conformanceCommand(argv: string[], io: CommandIo = STDIO): Promise<number> {
   const { options, positional } = parseArgs(
     argv,
     { dut: { value: true }, json: { value: true }, 'tolerance-ms': { value: true }, filter: { value: true }, profile: { value: true }, quiet: {} },
@@ -46,10 +54,10 @@ export async function conformanceCommand(argv: string[]): Promise<number> {
     filter: options.filter as string | undefined,
     profile: profile as Profile | undefined,
     onResult: (r) => {
-      if (!quiet) process.stderr.write(`${r.verdict.padEnd(7)} ${r.dut.padEnd(7)} ${r.script}${r.line ? `:${r.line}` : ''} (${r.ms} ms)\n`);
+      if (!quiet) io.err(`${r.verdict.padEnd(7)} ${r.dut.padEnd(7)} ${r.script}${r.line ? `:${r.line}` : ''} (${r.ms} ms)\n`);
     },
   });
-  process.stdout.write(formatReport(rows));
+  io.out(formatReport(rows));
   if (options.json) writeFileSync(options.json as string, jsonReport(rows));
   return rows.length > 0 && rows.every((r) => r.verdict === 'pass') ? 0 : 1;
 }

@@ -12,6 +12,7 @@ import { createVethPair, type VethPair } from '../../lib/testnet.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
 import { HostSyscalls } from './host-syscalls.ts';
+import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
 import { freebsdToLinux, parseSysctl } from './shell.ts';
 
@@ -58,6 +59,7 @@ class LinuxDut implements Dut {
   readonly endpoints: Endpoints;
   private t0 = performance.now();
   private readonly queue: CapturedFrame[] = [];
+  private readonly reassembler = new Reassembler();
   private waiter: (() => void) | undefined;
 
   constructor(
@@ -83,9 +85,11 @@ class LinuxDut implements Dut {
           this.inject(reply);
           return;
         }
-        const d = decodeFrame(copy);
+        const whole = this.reassembler.push(copy);
+        if (!whole) return;
+        const d = decodeFrame(whole.frame);
         if (!d || isNoise(d)) return;
-        this.queue.push({ frame: copy, time: this.now() });
+        this.queue.push({ frame: whole.frame, time: this.now(), fragments: whole.fragments });
         this.waiter?.();
       },
     });

@@ -12,6 +12,7 @@ import type { TcpConfig } from '../../netstack/transport/tcp/protocol.ts';
 import { SocketLayer } from '../socket/syscalls.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
+import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
 import { freebsdToLinux, parseSysctl } from './shell.ts';
 
@@ -64,6 +65,7 @@ class TsvisorDut implements Dut {
   readonly netstack: Netstack;
   private readonly link: ChannelEndpoint;
   private readonly queue: CapturedFrame[] = [];
+  private readonly reassembler = new Reassembler();
   private readonly applied = new Set<string>();
   private t0 = 0;
   private aborted = false;
@@ -102,9 +104,11 @@ class TsvisorDut implements Dut {
       this.link.inject(reply);
       return;
     }
-    const d = decodeFrame(copy);
+    const whole = this.reassembler.push(copy);
+    if (!whole) return;
+    const d = decodeFrame(whole.frame);
     if (!d || isNoise(d)) return;
-    this.queue.push({ frame: copy, time: this.now() });
+    this.queue.push({ frame: whole.frame, time: this.now(), fragments: whole.fragments });
   }
 
   start(): void {

@@ -10,6 +10,8 @@ import type { Endpoints } from './packets.ts';
 export interface CapturedFrame {
   readonly frame: Uint8Array;
   readonly time: number;
+  /** How many IP fragments the DUT sent this datagram in (reassembled by the runner); 1 when not fragmented. */
+  readonly fragments?: number;
 }
 
 /** What became of a shell line. */

@@ -9,6 +9,7 @@ import { ERRNO_NAMES } from '../../netstack/errors.ts';
 import { LINUX as L, encodeSockaddr, linuxConstant } from '../socket/abi.ts';
 import type { EpollEvent, MsgHdr, PollFd } from '../socket/api.ts';
 import type { Dut } from './dut.ts';
+import { fragmentFrame } from './fragments.ts';
 import {
   type Decoded,
   buildIcmpErrorFrame,
@@ -69,6 +70,8 @@ class Mismatch extends Error {}
 class ScriptError extends Error {}
 
 const REMOTE_PORT_BASE = 40000;
+/** Where script fds that no call returned are sent (beyond any fd limit). */
+const UNMAPPED_FD_BASE = 0x3fff0000;
 
 /** Runs `script` on `dut`; never throws for what the script or the DUT does. */
 export async function runScript(script: Script, dut: Dut, opts: RunOptions = {}): Promise<RunResult> {
@@ -104,6 +107,10 @@ class Interpreter {
   private tsMap = new Map<number, number>();
   private firstTs: { script: number; live: number } | undefined;
   private pending: Pending | undefined;
+  /** The live fd of the socket under test (the last one socket() or accept() returned), for python asserts. */
+  private underTest: number | undefined;
+  /** Fragments of the frame being compared, for messages. */
+  private fragments = 1;
 
   constructor(
     private readonly script: Script,
@@ -180,7 +187,7 @@ class Interpreter {
       const o = this.dut.shell(a.command);
       if (o.status === 'skipped') this.result.skipped.push({ line: ev.line, text: `\`${a.command}\``, why: o.note });
       else if (o.failed) throw new Mismatch(`shell command \`${a.command}\` failed: ${o.note}`);
-    } else this.result.skipped.push({ line: ev.line, text: `%{ ${a.code} }%`, why: 'python blocks are not run' });
+    } else this.code(ev, a.code);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -188,6 +195,11 @@ class Interpreter {
 
   private localOffset(): number {
     return this.localIsn ? (this.localIsn.live - this.localIsn.script) >>> 0 : 0;
+  }
+
+  /** Sends a frame as the script line asks: whole, or as `[frag N]` fragments. */
+  private send(frame: Uint8Array, frag: number | undefined): void {
+    for (const f of frag ? fragmentFrame(frame, frag) : [frame]) this.dut.inject(f);
   }
 
   private inject(a: PacketAction): void {
@@ -227,9 +239,9 @@ class Interpreter {
         },
         ip,
       );
-      this.dut.inject(frame);
+      this.send(frame, a.ip.frag);
     } else if (p.proto === 'udp') {
-      this.dut.inject(buildUdpFrame(ep, this.remotePort, this.dutPort, new Uint8Array(p.len), ip));
+      this.send(buildUdpFrame(ep, this.remotePort, this.dutPort, new Uint8Array(p.len), ip), a.ip.frag);
     } else {
       const v4 = ep.dutIp.length === 4;
       const n = icmpNumbers(v4, p.type, p.code);
@@ -249,7 +261,7 @@ class Interpreter {
         v.setUint16(2, this.remotePort);
         v.setUint16(4, 8 + e.len);
       }
-      this.dut.inject(buildIcmpErrorFrame(ep, n.type, n.code, proto, quoted, p.mtu ?? 0));
+      this.send(buildIcmpErrorFrame(ep, n.type, n.code, proto, quoted, p.mtu ?? 0), a.ip.frag);
     }
   }
 
@@ -268,6 +280,7 @@ class Interpreter {
       const d = decodeFrame(got.frame);
       if (!d) continue;
       if (!addressEqual(d.dst, this.dut.endpoints.remoteIp)) continue;
+      this.fragments = got.fragments ?? 1;
       this.comparePacket(a, d);
       if (!w.any && got.time < w.start - this.tol) {
         throw new Mismatch(`packet sent too early at ${this.fmtTime(got.time)} (expected ${this.fmtTime(w.start)}±${this.tol}ms): ${this.fmtActual(d)}`);
@@ -297,7 +310,8 @@ class Interpreter {
 
   private fmtActual(d: Decoded): string {
     const withAck = !!(d.tcp && d.tcp.flags & 0x10);
-    return formatDecoded(this.toScriptTs(d), this.localOffset(), 0, withAck);
+    const frags = this.fragments > 1 ? ` (reassembled from ${this.fragments} fragments)` : '';
+    return formatDecoded(this.toScriptTs(d), this.localOffset(), 0, withAck) + frags;
   }
 
   /** A copy of d with its TS val in script space, for printing. */
@@ -399,12 +413,42 @@ class Interpreter {
     fail(`tcp options: expected ${formatTcpOptions(exp)}, actual ${formatTcpOptions(shown)}`);
   }
 
+  /**
+   * A `%{ }%` block: python is not run, but lines of the form `assert tcpi_FIELD OP VALUE` are checked against
+   * TCP_INFO of the socket under test (FreeBSD's TCPI_* state names mapped to Linux's numbering, which
+   * struct tcp_info uses on both DUTs); anything else is reported as a skipped line.
+   */
+  private code(ev: ScriptEvent, code: string): void {
+    const lines = code.split(/\n|;/).map((l) => l.trim()).filter((l) => l !== '');
+    const asserts = lines.map((l) => /^assert\s+(tcpi_\w+)\s*(==|!=|<=|>=|<|>)\s*(\w+)$/.exec(l));
+    if (!asserts.length || asserts.some((m) => !m) || this.underTest === undefined) {
+      this.result.skipped.push({ line: ev.line, text: `%{ ${code} }%`, why: 'python blocks are not run (only "assert tcpi_x OP value" is understood)' });
+      return;
+    }
+    const buf = new Uint8Array(256);
+    const len = new Uint32Array([buf.length]);
+    const r = this.dut.sys.getsockopt(this.underTest, L.IPPROTO_TCP, L.TCP_INFO, buf, len);
+    if (r < 0) throw new Mismatch(`%{ ${code} }%: getsockopt(TCP_INFO) = -1 ${errnoName(-r)}`);
+    for (const m of asserts) {
+      const [, field, op, valueText] = m!;
+      const off = STRUCT_FIELDS[field!];
+      if (!off) throw new ScriptError(`unknown tcp_info field ${field}`);
+      const got = off[1] === 1 ? buf[off[0]]! : new DataView(buf.buffer).getUint32(off[0], true);
+      const want = /^\d+$/.test(valueText!) ? Number(valueText) : (TCPI_STATE_NAMES[valueText!] ?? linuxConstant(valueText!));
+      if (want === undefined) throw new ScriptError(`unknown value ${valueText} in %{ ${code} }%`);
+      const ok = { '==': got === want, '!=': got !== want, '<=': got <= want, '>=': got >= want, '<': got < want, '>': got > want }[op!];
+      if (!ok) throw new Mismatch(`%{ assert ${field} ${op} ${valueText} }%: ${field} is ${got}${field === 'tcpi_state' ? ` (${stateName(got)})` : ''}, expected ${op} ${want}`);
+    }
+  }
+
   // ------------------------------------------------------------------------------------------------
   // System calls
 
   private liveFd(e: Expr | undefined): number {
     const v = this.int(e);
-    return this.fdMap.get(v) ?? v;
+    // A number the script never got from a call must not reach one of the runner's own fds (Linux DUT):
+    // it becomes an fd no process has, so both DUTs answer EBADF.
+    return this.fdMap.get(v) ?? (v >= 0 ? UNMAPPED_FD_BASE + v : v);
   }
 
   private int(e: Expr | undefined): number {
@@ -585,6 +629,7 @@ class Interpreter {
         else throw new Mismatch(`${c.name}() = ${r}, expected ${c.result}`);
       }
       if (FD_RETURNING.has(c.name) && r >= 0) this.fdMap.set(c.result, r);
+      if ((c.name === 'socket' || c.name.startsWith('accept')) && r >= 0) this.underTest = r;
     }
     if (r >= 0) check?.(r);
   }
@@ -770,6 +815,16 @@ class Interpreter {
       },
     };
   }
+}
+
+/** FreeBSD's TCPI_* / TCPS_* state names as Linux's tcp_info numbers them (include/net/tcp_states.h). */
+const TCPI_STATE_NAMES: Record<string, number> = {
+  TCPI_ESTABLISHED: 1, TCPI_SYN_SENT: 2, TCPI_SYN_RECEIVED: 3, TCPI_FIN_WAIT_1: 4, TCPI_FIN_WAIT_2: 5,
+  TCPI_TIME_WAIT: 6, TCPI_CLOSED: 7, TCPI_CLOSE_WAIT: 8, TCPI_LAST_ACK: 9, TCPI_LISTEN: 10, TCPI_CLOSING: 11,
+};
+
+function stateName(n: number): string {
+  return Object.entries(L).find(([k, v]) => v === n && k.startsWith('TCP_') && /^TCP_[A-Z_0-9]+$/.test(k) && n <= 11 && ['TCP_ESTABLISHED', 'TCP_SYN_SENT', 'TCP_SYN_RECV', 'TCP_FIN_WAIT1', 'TCP_FIN_WAIT2', 'TCP_TIME_WAIT', 'TCP_CLOSE', 'TCP_CLOSE_WAIT', 'TCP_LAST_ACK', 'TCP_LISTEN', 'TCP_CLOSING'].includes(k))?.[0] ?? String(n);
 }
 
 /** Calls whose result is a new fd (compared as "some fd", then mapped). */

@@ -253,7 +253,9 @@ function parseIpInfo(inner: string, fail: (msg: string) => never): IpInfo {
   if (m) return { tos: Number(m[1]) };
   m = /^ttl\s+(\d+)$/.exec(inner);
   if (m) return { ttl: Number(m[1]) };
-  return fail(`expected [noecn], [ect0], [ect1], [ect01], [ce], [tos N] or [ttl N], found [${inner}]`);
+  m = /^frag\s+(\d+)$/.exec(inner);
+  if (m) return { frag: Number(m[1]) };
+  return fail(`expected [noecn], [ect0], [ect1], [ect01], [ce], [tos N], [ttl N] or [frag N], found [${inner}]`);
 }
 
 function parseTcpOptions(inner: string, fail: (msg: string) => never): TcpOptionSpec[] | 'any' {

@@ -30,6 +30,8 @@ export interface IpInfo {
   readonly ecn?: number | 'ect01';
   readonly tos?: number;
   readonly ttl?: number;
+  /** `[frag N]` (runner extension, inbound only): send as IP fragments of N payload bytes. */
+  readonly frag?: number;
 }
 
 /** A TCP packet line. */

@@ -5,7 +5,7 @@
  * their test. Flow, server side: cookie → PARAM_EXCHANGE, client parameters → CREATE_STREAMS, N data streams →
  * TEST_START, TEST_RUNNING, … TEST_END from the client → EXCHANGE_RESULTS, client results, our results →
  * DISPLAY_RESULTS, … IPERF_DONE. Stream ids follow iperf3's numbering (1, 3, 4, 5, …), which the client checks.
- * Only TCP tests are served (a UDP or bidirectional request is refused with SERVER_ERROR and closed).
+ * Only TCP tests are served: a UDP or bidirectional request gets SERVER_ERROR with i_errno 13 ("not implemented").
  */
 import { IPV6_ANY } from '../../netstack/addr.ts';
 import { coalesced } from '../../netstack/adapter/common.ts';
@@ -271,7 +271,7 @@ class Test {
         const p = parseParams(json);
         if (typeof p === 'string') {
           this.stats.refused++;
-          c.send(stateByte(State.SERVER_ERROR));
+          c.send(serverError(IE_UNIMP));
           return this.end();
         }
         this.params = p;
@@ -282,16 +282,25 @@ class Test {
         const b = c.take(1);
         if (!b) break;
         const s = (b[0]! << 24) >> 24;
-        if (process.env.TSV_DBG) process.stderr.write(`iperf3 got ${s} phase ${this.phase} at ${performance.now().toFixed(0)}\n`);
         if (s === State.TEST_END && this.phase === 'running') {
           const elapsed = (this.now() - this.startedAt) / 1000;
-          for (const d of this.streams) d.result.seconds = elapsed;
           this.phase = 'results';
+          // As iperf3's server does, the data streams close at TEST_END (a reverse stream after its last whole
+          // block): the client's late reads then end on EOF instead of waiting on an idle stream.
+          for (const d of this.streams) {
+            d.result.seconds = elapsed;
+            if (d.offset === 0) d.conn.close();
+          }
           c.send(stateByte(State.EXCHANGE_RESULTS));
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
       } else if (this.phase === 'results') {
+        // A JSON length's first byte is 0 (messages are far below 16 MiB); anything else is a state byte,
+        // CLIENT_TERMINATE when the client is interrupted.
+        const first = c.take(1);
+        if (!first) break;
+        c.pushFront(first);
+        if (first[0] !== 0) return this.end();
         const json = takeJson(c);
-        if (process.env.TSV_DBG) process.stderr.write(`iperf3 results json ${json?.length} buffered ${c.buffered} eof ${c.eof}\n`);
         if (json === null) break;
         c.send(frameJson(resultsJson(this.params!.reverse, this.streams.map((d) => d.result))));
         c.send(stateByte(State.DISPLAY_RESULTS));
@@ -354,7 +363,7 @@ class Test {
       d.result.bytes += n;
       this.stats.bytesOut += n;
       d.offset = (d.offset + n) % this.block.length;
-      if (d.offset === 0 && this.phase !== 'running') return;
+      if (d.offset === 0 && this.phase !== 'running') return c.close();
     }
   }
 
@@ -373,8 +382,20 @@ class Test {
   }
 }
 
+/** iperf3's i_errno for "not implemented yet", sent with SERVER_ERROR for tests this server does not run. */
+export const IE_UNIMP = 13;
+
+/** SERVER_ERROR followed by the two 4-byte big-endian ints the client reads after it: i_errno and errno. */
+export function serverError(iErrno: number, errno = 0): Uint8Array {
+  const out = new Uint8Array(9);
+  out[0] = State.SERVER_ERROR & 0xff;
+  const v = new DataView(out.buffer);
+  v.setInt32(1, iErrno);
+  v.setInt32(5, errno);
+  return out;
+}
+
 function stateByte(s: number): Uint8Array {
-  if (process.env.TSV_DBG) process.stderr.write(`iperf3 send state ${s} at ${performance.now().toFixed(0)}\n`);
   return Uint8Array.of(s & 0xff);
 }
 

@@ -64,6 +64,8 @@ export function answer(msg: Uint8Array): Uint8Array | null {
 /** Splits a TCP byte stream into messages by their length field and answers each. */
 export class StreamFramer {
   private pending: Uint8Array = new Uint8Array(0);
+  /** Complete messages seen. */
+  messages = 0;
 
   /**
    * Consumes `data`; returns the replies due (in order), or 'error' for a length field outside
@@ -84,6 +86,7 @@ export class StreamFramer {
       if (buf.length - off < len) break;
       // A copy, so replies never alias the caller's buffer or each other.
       const r = answer(buf.slice(off, off + len));
+      this.messages++;
       if (r) replies.push(r);
       off += len;
     }
@@ -177,9 +180,10 @@ export function tcpSockperf(sockets: SocketFactory, port = 11111): (Service & { 
         const r = ep.read({ maxBytes: 65536 });
         if (r === Err.WouldBlock) return;
         if (r instanceof NetError || r.data.length === 0) return finish();
+        const before = framer.messages;
         const replies = framer.push(r.data);
         if (replies === 'error') return finish();
-        stats.messages += replies.length;
+        stats.messages += framer.messages - before;
         out.push(...replies);
         if (!flush()) return finish();
       }

@@ -184,3 +184,64 @@ t.test('a process with an endpoint opened and closed exits by itself', async (t)
   t.equal(code, 0, 'exited with status 0 (not killed)');
   t.ok(Date.now() - started < 10000);
 });
+
+/** Runs a child process that sends `count` UDP frames from B to A, one every `gapUs` µs, through its own endpoint. */
+async function streamFromChild(count: number, gapUs: number): Promise<void> {
+  const script = `
+    import { AfPacketEndpoint } from './lib/packet.ts';
+    import { ip4, udp } from './test/lib/frames.ts';
+    const b = await AfPacketEndpoint.open({ netns: ${JSON.stringify(net.nsB)}, dev: ${JSON.stringify(net.devB)} });
+    const f = udp(b.macAddress, new Uint8Array(${JSON.stringify([...mac(net.macA)])}), ip4('${B_IP}'), ip4('${A_IP}'), 4000, 0x123a, new Uint8Array(18));
+    await new Promise((r) => setTimeout(r, 100));
+    let next = performance.now();
+    for (let i = 0; i < ${count}; i++) {
+      while (performance.now() < next);
+      next += ${gapUs} / 1000;
+      b.writeFrame(f);
+      b.flush();
+    }
+    b.close();
+  `;
+  const code = await new Promise<number | null>((resolve) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const timer = setTimeout(() => p.kill('SIGKILL'), 10000);
+    p.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  if (code !== 0) throw new Error(`sender exited with ${code}`);
+}
+
+const isStreamFrame = (f: Uint8Array) => f.length === 60 && f[23] === 17 && f[36] === 0x12 && f[37] === 0x3a;
+
+t.test('lone frames 20 ms apart → one wake-up each, never a busy poll', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, busyPollUs: 1000 });
+  t.teardown(() => a.close());
+  let got = 0;
+  a.attach({ deliverFrame: (f) => void (isStreamFrame(f) && got++) });
+  await streamFromChild(10, 20_000);
+  await waitFor(() => got === 10, 2000, '10 frames');
+  t.equal(a.rxPoll.wakeups, 10, 'one wake-up per frame');
+  t.equal(a.rxPoll.busyPolls, 0, 'no busy poll after a lone frame');
+  t.equal(a.rxPoll.caught, 0);
+});
+
+t.test('a stream 100 µs apart from another process → busy poll takes most frames without a wake-up', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, busyPollUs: 1000 });
+  t.teardown(() => a.close());
+  let got = 0;
+  a.attach({ deliverFrame: (f) => void (isStreamFrame(f) && got++) });
+  // The first frames come one per wake-up; once a wake-up finds two (the sender is faster than a wake-up
+  // only now and then, so a burst of two at the start makes sure one does), the poll should take over.
+  await streamFromChild(2000, 100);
+  await waitFor(() => got === 2000, 3000, '2000 frames');
+  t.equal(a.counters.rxFrames, 2000, 'all frames delivered');
+  t.ok(a.rxPoll.busyPolls > 0, `busy polls happened (${a.rxPoll.busyPolls})`);
+  t.comment(JSON.stringify(a.rxPoll), a.counters.rxFrames);
+  t.ok(a.rxPoll.caught > 1000, `most frames caught by polling (${a.rxPoll.caught} of 2000, ${a.rxPoll.wakeups} wake-ups)`);
+  t.ok(a.rxPoll.wakeups < 1000, `fewer wake-ups than half the frames (${a.rxPoll.wakeups})`);
+});

@@ -12,6 +12,7 @@ import { TcpEndpoint } from './endpoint.ts';
 import { segmentArrives } from './input.ts';
 import { sendResetFor, sendSegment } from './segment.ts';
 import { State } from './state.ts';
+import { sendReset, sendSyn } from './output.ts';
 
 /** The queues of a listening socket. */
 export interface Listener {
@@ -64,7 +65,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   proto.register(child);
   q.synQueue.add(child);
   proto.stats.passiveOpens++;
-  child.sendSyn(true, r.options);
+  sendSyn(child, true, r.options);
   snd.nxt = snd.max = (snd.iss + 1) >>> 0;
   snd.rtxTimer.set(snd.rtt.rto);
 }
@@ -166,7 +167,7 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
   proto.stats.passiveOpens++;
   proto.stats.syncookiesRecv++;
   q.acceptQueue.push(child);
-  child.touchKeepalive();
+  child.ka.touch();
   if (r.payload.length > 0 || r.flags & TCP_FIN) segmentArrives(child, r);
   l.notify();
   return true;
@@ -197,7 +198,7 @@ export function closeListener(l: TcpEndpoint): void {
   l.proto.removeListener(l);
   for (const c of [...q.synQueue, ...q.acceptQueue]) {
     c.parent = null;
-    c.sendReset();
+    sendReset(c);
     c.terminate(undefined);
   }
   q.synQueue.clear();

@@ -19,7 +19,7 @@ import {
   type WriteOptions,
 } from '../../socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
+import type { TcpOptions } from '../../wire/tcp.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
 import { type Listener, closeListener } from './accept.ts';
@@ -29,14 +29,14 @@ import {
   type SynOffer,
   TS_OPTION_LEN,
   initialSequence,
-  synOptions,
   timestampOffset,
   windowScaleFor,
 } from './connect.ts';
+import { Keepalive } from './keepalive.ts';
 import { getOption, setOption } from './options.ts';
 import type { TcpProtocol, TcpStats } from './protocol.ts';
 import { Receiver } from './rcv.ts';
-import { sendSegment } from './segment.ts';
+import { sendAck, sendReset, sendSyn } from './output.ts';
 import { Sender } from './snd.ts';
 import { State, canSend, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
@@ -114,11 +114,13 @@ export class TcpEndpoint implements Endpoint {
   synRetries = 0;
   /** Time the endpoint entered its current state (TCP_INFO, timers). */
   stateSince: number;
-  private keepProbes = 0;
-  private readonly keepTimer: LazyTimer;
+  /** The keep-alive timer (SO_KEEPALIVE). */
+  readonly ka: Keepalive;
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
   private readonly closeTimer: LazyTimer;
   private readonly corkTimer: LazyTimer;
+  /** When an unacceptable segment without data was last answered (rate limit, input.ts). */
+  lastInvalidAck = -Infinity;
   /** Registered in the protocol's demux tables. */
   registered = false;
 
@@ -133,7 +135,7 @@ export class TcpEndpoint implements Endpoint {
     this.keepCnt = c.keepCnt;
     this.snd = new Sender(this, proto.newCongestionControl(c.congestion, 536), c.sndBuf, c.rtoMin);
     this.rcv = new Receiver(this, c.rcvBuf);
-    this.keepTimer = new LazyTimer(proto.net.clock, () => this.onKeepalive());
+    this.ka = new Keepalive(this);
     this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());
     this.corkTimer = new LazyTimer(proto.net.clock, () => this.onCorkTimer());
     this.stateSince = proto.net.clock.now();
@@ -267,7 +269,7 @@ export class TcpEndpoint implements Endpoint {
     this.setState(State.SynSent);
     this.proto.register(this);
     this.stats.activeOpens++;
-    this.sendSyn(false);
+    sendSyn(this, false);
     this.snd.nxt = seq.add(this.snd.iss, 1);
     this.snd.max = this.snd.nxt;
     this.snd.rtxTimer.set(this.snd.rtt.rto);
@@ -401,7 +403,7 @@ export class TcpEndpoint implements Endpoint {
     // RFC 2525 §2.17 / Linux: closing with unread data, or with SO_LINGER 0, aborts with a RST.
     if (unread > 0 || (this.linger.onoff && this.linger.linger === 0)) {
       this.stats.resetsSent++;
-      this.sendReset();
+      sendReset(this);
       this.terminate(undefined);
       return;
     }
@@ -511,84 +513,12 @@ export class TcpEndpoint implements Endpoint {
     this.snd.cc = fresh;
   }
 
-  /** Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). */
-  sendSyn(withAck: boolean, peer?: TcpOptions): void {
-    const opts = synOptions(this.offer!, this.tsNow(), withAck ? peer : undefined);
-    if (withAck && this.tsOk) opts.tsEcr = this.rcv.tsRecent;
-    if (withAck && !this.tsOk) {
-      delete opts.tsVal;
-      delete opts.tsEcr;
-    }
-    if (withAck && !this.sackOk) delete opts.sackPermitted;
-    const wnd = Math.min(this.rcv.free, 0xffff);
-    this.emit(this.snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, 0, this.rcv.windowField(wnd, true));
-    if (withAck) this.rcv.onAckSent(wnd);
-  }
-
   /** Whether data or a FIN may be (re)transmitted in the current state. */
   canTransmitData(): boolean {
     const s = this.state;
     return (
       s === State.Established || s === State.CloseWait || s === State.FinWait1 || s === State.Closing || s === State.LastAck
     );
-  }
-
-  /** Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). */
-  transmitData(s: number, len: number, fin: boolean, retransmit: boolean): void {
-    const snd = this.snd;
-    const off = seq.sub(s, snd.una);
-    let flags = TCP_ACK | (fin ? TCP_FIN : 0);
-    if (len > 0 && off + len === snd.buf.length) flags |= TCP_PSH;
-    const room = this.route!.maxPayload() - 20 - (this.tsOk ? TS_OPTION_LEN : 0) - len;
-    const opts = this.ackOptions(Math.max(0, Math.floor((room - 4) / 8)));
-    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
-    this.emit(s, flags, opts, len, this.rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
-    this.rcv.onAckSent(wnd);
-    snd.segsOut++;
-    if (len > 0) {
-      snd.dataSegsOut++;
-      this.rcv.onDataSent(this.proto.config.delayedAckMs);
-    }
-    snd.bytesSent += len;
-    if (retransmit) {
-      this.stats.retransmits++;
-      snd.totalRetrans++;
-      snd.retransBytes += len;
-      snd.cancelTiming();
-    }
-  }
-
-  /** Sends a bare ACK for RCV.NXT (with SACK blocks when out-of-order data is held). */
-  sendAck(): void {
-    if (this.state === State.Closed || this.state === State.Listen || this.state === State.SynSent) return;
-    if (!this.route) return;
-    const opts = this.ackOptions(this.tsOk ? 3 : 4);
-    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
-    this.emit(this.snd.nxt, TCP_ACK, opts, 0, this.rcv.windowField(wnd, false));
-    this.rcv.onAckSent(wnd);
-    this.snd.segsOut++;
-  }
-
-  /** A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), rate-limited stack-wide (§7). */
-  sendChallengeAck(): void {
-    if (!this.proto.allowChallengeAck()) return;
-    this.stats.challengeAcks++;
-    this.sendAck();
-  }
-
-  /** A zero-window probe: an ACK with SND.UNA − 1 that the peer must answer with its window (Linux's style). */
-  sendWindowProbe(): void {
-    const opts = this.ackOptions(0);
-    const wnd = this.rcv.windowToAdvertise(this.snd.mss);
-    this.emit(seq.add(this.snd.una, -1), TCP_ACK, opts, 0, this.rcv.windowField(wnd, false));
-    this.stats.windowProbes++;
-  }
-
-  /** Sends <SEQ=seg.ack><CTL=RST>, the answer to an unacceptable ACK (RFC 9293 §3.10.7.3, §3.10.7.4). */
-  sendResetSeq(s: number): void {
-    if (!this.route) return;
-    this.stats.resetsSent++;
-    this.emit(s, TCP_RST, {}, 0, 0);
   }
 
   /** Marks a passive child as the product of a connection (reads after close then report EOF, not ENOTCONN). */
@@ -618,15 +548,9 @@ export class TcpEndpoint implements Endpoint {
     }
   }
 
-  /** Sends <SEQ=SND.NXT><CTL=RST,ACK> to abort the connection (RFC 9293 §3.10.5). */
-  sendReset(): void {
-    if (!this.route) return;
-    this.emit(this.snd.nxt, TCP_RST | TCP_ACK, {}, 0, 0);
-  }
-
   /** Sends what is owed: data first (it carries the ACK), else a bare ACK when one is due now. */
   flushAck(): void {
-    if (this.rcv.ackNow) this.sendAck();
+    if (this.rcv.ackNow) sendAck(this);
     else if (this.rcv.unackedSegs > 0) this.rcv.delackTimer.ensure(this.proto.config.delayedAckMs);
   }
 
@@ -636,7 +560,7 @@ export class TcpEndpoint implements Endpoint {
     const rcv = this.rcv;
     const before = rcv.wnd;
     const now = rcv.windowToAdvertise(this.snd.mss);
-    if (now - before >= Math.min(rcv.limit / 2, 2 * this.snd.mss) || (before === 0 && now > 0)) this.sendAck();
+    if (now - before >= Math.min(rcv.limit / 2, 2 * this.snd.mss) || (before === 0 && now > 0)) sendAck(this);
     this.notify();
   }
 
@@ -684,7 +608,7 @@ export class TcpEndpoint implements Endpoint {
       }
       this.synRetries++;
       snd.rtt.backoff();
-      this.sendSyn(this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
+      sendSyn(this, this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
       snd.rtxTimer.set(snd.rtt.rto);
       return;
     }
@@ -703,45 +627,21 @@ export class TcpEndpoint implements Endpoint {
   /** The peer's SYN options, kept to rebuild a retransmitted SYN-ACK. */
   peerSynOptions: TcpOptions | undefined;
 
-  /** Restarts keepalive idle timing (RFC 9293 §3.8.4) after any received segment. */
-  touchKeepalive(): void {
-    if (!this.keepalive) return;
-    this.keepProbes = 0;
-    this.keepTimer.set(this.keepIdle * 1000);
-  }
 
-  /** Re-arms or stops keepalive after SO_KEEPALIVE / TCP_KEEPIDLE changed. */
-  updateKeepalive(): void {
-    if (this.keepalive && (this.state === State.Established || this.state === State.CloseWait)) {
-      this.keepTimer.set(this.keepIdle * 1000);
-    } else this.keepTimer.cancel();
-  }
 
-  private onKeepalive(): void {
-    if (!this.keepalive || !(this.state === State.Established || this.state === State.CloseWait)) return;
-    if (this.snd.max !== this.snd.una || this.snd.buf.length > 0) {
-      // Data in flight or queued: the retransmission timer watches the peer (Linux tcp_keepalive_timer).
-      this.keepTimer.set(this.keepIdle * 1000);
-      return;
-    }
-    if (this.keepProbes >= this.keepCnt) {
-      this.fail(Err.TimedOut);
-      return;
-    }
-    const now = this.clock.now();
-    if (this.userTimeout > 0 && this.keepProbes > 0 && now - this.stateSince >= this.userTimeout) {
-      this.fail(Err.TimedOut);
-      return;
-    }
-    this.keepProbes++;
-    this.stats.keepaliveProbes++;
-    this.sendWindowProbe();
-    this.keepTimer.set(this.keepIntvl * 1000);
-  }
 
   /** Enters TIME-WAIT for 2·MSL (RFC 9293 §3.10.7.4), keeping the 4-tuple in the demux table. */
   enterTimeWait(): void {
+    // Linux's tcp_max_tw_buckets: beyond the limit the connection closes at once instead of lingering.
+    if (this.proto.timeWaitCount >= this.proto.config.maxTimeWait) {
+      this.stats.timeWaitOverflows++;
+      // The peer's FIN must still be acknowledged before the state is gone.
+      sendAck(this);
+      this.terminate(undefined);
+      return;
+    }
     this.setState(State.TimeWait);
+    this.proto.timeWaitCount++;
     this.cancelTimers();
     this.rcvShut = true;
     this.sndShut = true;
@@ -775,6 +675,7 @@ export class TcpEndpoint implements Endpoint {
   terminate(err: NetError | undefined): void {
     if (err) this.softError = err;
     const wasSynReceived = this.state === State.SynReceived;
+    if (this.state === State.TimeWait) this.proto.timeWaitCount--;
     this.setState(State.Closed);
     this.cancelTimers();
     this.closeTimer.cancel();
@@ -803,43 +704,8 @@ export class TcpEndpoint implements Endpoint {
     this.snd.tlpTimer.cancel();
     this.snd.rackTimer.cancel();
     this.rcv.delackTimer.cancel();
-    this.keepTimer.cancel();
+    this.ka.cancel();
     this.corkTimer.cancel();
-  }
-
-  /** Builds and sends one segment from this connection. */
-  private emit(
-    s: number,
-    flags: number,
-    opts: TcpOptions,
-    len: number,
-    window: number,
-    write?: (buf: Uint8Array, at: number, n: number) => void,
-  ): void {
-    const ack = flags & TCP_ACK ? this.rcv.nxt : 0;
-    const err = sendSegment(
-      this.route!,
-      { srcPort: this.localPort, dstPort: this.remotePort, seq: s, ack, flags, window },
-      opts,
-      len,
-      write,
-    );
-    this.stats.segmentsSent++;
-    if (err) this.stats.sendErrors++;
-  }
-
-  /** Options for a non-SYN segment: timestamps (RFC 7323 §3.2) and up to `maxBlocks` SACK blocks (RFC 2018 §4). */
-  private ackOptions(maxBlocks: number): TcpOptions {
-    const o: TcpOptions = {};
-    if (this.tsOk) {
-      o.tsVal = this.tsNow();
-      o.tsEcr = this.rcv.tsRecent;
-    }
-    if (this.sackOk && this.rcv.ooo.length > 0 && maxBlocks > 0) {
-      const blocks = this.rcv.ooo.sackBlocks(Math.min(maxBlocks, this.tsOk ? 3 : 4));
-      if (blocks.length) o.sack = blocks;
-    }
-    return o;
   }
 
   /** Turns a user address into wire form for this family (unwrapping IPv4-mapped on IPv6 sockets). */

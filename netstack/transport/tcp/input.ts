@@ -11,6 +11,7 @@ import { negotiate } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { segmentLength } from './segment.ts';
 import { State, acceptsData } from './state.ts';
+import { sendAck, sendChallengeAck, sendReset, sendResetSeq, sendSyn } from './output.ts';
 
 // RFC 7323 §5.5: TS.Recent older than 24 days is stale and no longer protects.
 const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
@@ -27,7 +28,7 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   const snd = ep.snd;
   const f = r.flags;
   if (f & TCP_ACK && (seq.le(r.ack, snd.iss) || seq.gt(r.ack, snd.max))) {
-    if (!(f & TCP_RST)) ep.sendResetSeq(r.ack);
+    if (!(f & TCP_RST)) sendResetSeq(ep, r.ack);
     ep.stats.outOfWindow++;
     return;
   }
@@ -58,16 +59,16 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
     sampleHandshakeRtt(ep, r);
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
-    ep.touchKeepalive();
+    ep.ka.touch();
     if (r.payload.length > 0) rcv.onData(seq.add(r.seq, 1), r.payload.subarray(0, rcv.free), snd.mss);
-    ep.sendAck();
+    sendAck(ep);
     ep.notify();
     return;
   }
   // Simultaneous open (RFC 9293 §3.5 figure 8): answer with SYN-ACK from our ISS.
   ep.setState(State.SynReceived);
   ep.synRetries = 0;
-  ep.sendSyn(true, r.options);
+  sendSyn(ep, true, r.options);
   snd.rtxTimer.set(snd.rtt.rto);
 }
 
@@ -99,7 +100,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   if (ep.state === State.SynReceived && f & TCP_SYN && start === rcv.irs) {
     if (!(f & TCP_ACK)) {
       // The peer retransmitted its SYN: our SYN-ACK was lost.
-      ep.sendSyn(true, ep.peerSynOptions);
+      sendSyn(ep, true, ep.peerSynOptions);
       return;
     }
     // Simultaneous open: the peer's SYN-ACK repeats its SYN, which is old news; keep the ACK.
@@ -113,14 +114,16 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   if (ep.tsOk && tsVal !== undefined && !(f & TCP_RST) && seq.lt(tsVal, rcv.tsRecent)) {
     if (ep.clock.now() - rcv.tsRecentAt < PAWS_IDLE_MS) {
       ep.stats.pawsDrops++;
-      ep.sendAck();
+      answerInvalid(ep, len);
       return;
     }
   }
 
   if (!acceptable(ep, start, len)) {
     ep.stats.outOfWindow++;
-    if (!(f & TCP_RST)) ep.sendAck();
+    if (!(f & TCP_RST)) answerInvalid(ep, len);
+    // RFC 9293: in TIME-WAIT a retransmitted FIN also restarts the 2·MSL timeout.
+    if (ep.state === State.TimeWait && f & TCP_FIN) ep.restartTimeWait();
     return;
   }
 
@@ -133,7 +136,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   if (f & TCP_RST) {
     // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; one elsewhere in the window gets a challenge ACK.
     if (start !== rcv.nxt) {
-      ep.sendChallengeAck();
+      sendChallengeAck(ep);
       return;
     }
     ep.stats.resetsReceived++;
@@ -143,7 +146,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   if (f & TCP_SYN) {
     // RFC 5961 §4.2: a SYN in a synchronized state, wherever it falls, only earns a challenge ACK.
-    ep.sendChallengeAck();
+    sendChallengeAck(ep);
     return;
   }
 
@@ -151,7 +154,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   if (ep.state === State.SynReceived) {
     if (!(seq.gt(r.ack, snd.una) && seq.le(r.ack, snd.max))) {
-      ep.sendResetSeq(r.ack);
+      sendResetSeq(ep, r.ack);
       return;
     }
     if (ep.parent && !childEstablished(ep)) return;
@@ -163,12 +166,12 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     sampleHandshakeRtt(ep, r);
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
-    ep.touchKeepalive();
+    ep.ka.touch();
     ep.notify();
   } else {
     // RFC 5961 §5.2: ACKs for data never sent, or older than the largest window, are challenged and dropped.
     if (seq.gt(r.ack, snd.max) || seq.lt(r.ack, seq.add(snd.una, -snd.maxWnd))) {
-      ep.sendChallengeAck();
+      sendChallengeAck(ep);
       return;
     }
     const wnd = r.window * 2 ** snd.shift;
@@ -183,7 +186,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     snd.onAck(r.ack, r.options.tsEcr, dup);
   }
-  ep.touchKeepalive();
+  ep.ka.touch();
 
   const finAcked = snd.finAcked;
   switch (ep.state) {
@@ -202,7 +205,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     case State.TimeWait:
       // RFC 9293: the only thing that can arrive is a retransmitted FIN; acknowledge it and restart 2·MSL.
       if (f & TCP_FIN) {
-        ep.sendAck();
+        sendAck(ep);
         ep.restartTimeWait();
       }
       return;
@@ -232,7 +235,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     } else if (ep.orphaned) {
       // Linux: data for a closed socket aborts the connection (RFC 2525 §2.17).
       ep.stats.resetsSent++;
-      ep.sendReset();
+      sendReset(ep);
       ep.terminate(undefined);
       return;
     } else {
@@ -258,7 +261,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
         break;
       case State.FinWait2:
         ep.enterTimeWait();
-        ep.sendAck();
+        sendAck(ep);
         return;
     }
     ep.notify();
@@ -266,6 +269,23 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   snd.output();
   ep.flushAck();
+}
+
+/**
+ * Answers an unacceptable segment with an ACK (RFC 9293 §3.10.7.4 first check). Segments without data are
+ * answered at most once per `invalidAckIntervalMs` (Linux's tcp_invalid_ratelimit), so two stacks that
+ * disagree about the sequence space cannot ping-pong ACKs forever.
+ */
+function answerInvalid(ep: TcpEndpoint, len: number): void {
+  const now = ep.clock.now();
+  if (len === 0) {
+    if (now - ep.lastInvalidAck < ep.proto.config.invalidAckIntervalMs) {
+      ep.stats.invalidAcksSuppressed++;
+      return;
+    }
+    ep.lastInvalidAck = now;
+  }
+  sendAck(ep);
 }
 
 /** A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. */

@@ -8,6 +8,7 @@ import type { OptionValue } from '../../socket.ts';
 import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { State } from './state.ts';
+import { sendAck } from './output.ts';
 
 // Linux's TCP_MIN_MSS and MAX_TCP_WINDOW bounds for TCP_MAXSEG.
 const MIN_MSS = 88;
@@ -110,7 +111,7 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const b = bool(value);
       if (typeof b !== 'boolean') return b;
       ep.keepalive = b;
-      ep.updateKeepalive();
+      ep.ka.update();
       return undefined;
     }
     case 'TCP_KEEPIDLE':
@@ -119,7 +120,7 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       if (typeof n !== 'number') return n;
       if (name === 'TCP_KEEPIDLE') ep.keepIdle = n;
       else ep.keepIntvl = n;
-      ep.updateKeepalive();
+      ep.ka.update();
       return undefined;
     }
     case 'TCP_KEEPCNT': {
@@ -186,7 +187,7 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       if (b) {
         ep.rcv.quickAcks = 16;
         ep.rcv.pingpong = false;
-        if (ep.rcv.unackedSegs > 0) ep.sendAck();
+        if (ep.rcv.unackedSegs > 0) sendAck(ep);
       } else {
         ep.rcv.quickAcks = 0;
       }

@@ -67,6 +67,8 @@ export interface TcpConfig {
   keepCnt: number;
   /** Largest listen backlog (net.core.somaxconn). */
   somaxconn: number;
+  /** Unacceptable segments without data get at most one ACK per this many ms (net.ipv4.tcp_invalid_ratelimit). */
+  invalidAckIntervalMs: number;
   /** Answer SYNs with cookies when the SYN queue is full (net.ipv4.tcp_syncookies = 1). */
   synCookies: boolean;
   /**
@@ -74,6 +76,8 @@ export interface TcpConfig {
    * above it writes are refused and out-of-order data dropped; above three quarters buffers stop growing.
    */
   maxMemory: number;
+  /** Most connections in TIME-WAIT at once (net.ipv4.tcp_max_tw_buckets); more close without it. */
+  maxTimeWait: number;
 }
 
 /** Linux's defaults. */
@@ -99,7 +103,9 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   keepCnt: 9,
   somaxconn: 4096,
   synCookies: true,
+  invalidAckIntervalMs: 500,
   maxMemory: 256 * 1024 * 1024,
+  maxTimeWait: 65536,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */
@@ -112,6 +118,8 @@ export interface TcpStats {
   fastRetransmits: number;
   timeouts: number;
   tailLossProbes: number;
+  /** Tail loss probes that repaired a loss (RFC 8985 §7.4), each answered with a window reduction. */
+  tailLossRepairs: number;
   badChecksum: number;
   malformed: number;
   broadcastDrops: number;
@@ -128,11 +136,15 @@ export interface TcpStats {
   listenDrops: number;
   challengeAcks: number;
   challengeAcksSuppressed: number;
+  /** ACKs not sent for unacceptable data-less segments (rate limit). */
+  invalidAcksSuppressed: number;
   outOfWindow: number;
   pawsDrops: number;
   windowProbes: number;
   keepaliveProbes: number;
   timeWaitReused: number;
+  /** Connections that skipped TIME-WAIT because maxTimeWait were already in it. */
+  timeWaitOverflows: number;
   icmpErrors: number;
   syncookiesSent: number;
   syncookiesRecv: number;
@@ -148,6 +160,8 @@ export class TcpProtocol implements TransportProtocol {
   readonly stats: TcpStats;
   private readonly connected = new Map<string, TcpEndpoint>();
   private readonly listeners = new Map<number, TcpEndpoint[]>();
+  /** Connections now in TIME-WAIT (see TcpConfig.maxTimeWait). */
+  timeWaitCount = 0;
   /** Bytes buffered by all connections (see TcpConfig.maxMemory). */
   memoryUsed = 0;
   private challengeSecond = -1;
@@ -167,6 +181,7 @@ export class TcpProtocol implements TransportProtocol {
       fastRetransmits: 0,
       timeouts: 0,
       tailLossProbes: 0,
+      tailLossRepairs: 0,
       badChecksum: 0,
       malformed: 0,
       broadcastDrops: 0,
@@ -180,11 +195,13 @@ export class TcpProtocol implements TransportProtocol {
       listenDrops: 0,
       challengeAcks: 0,
       challengeAcksSuppressed: 0,
+      invalidAcksSuppressed: 0,
       outOfWindow: 0,
       pawsDrops: 0,
       windowProbes: 0,
       keepaliveProbes: 0,
       timeWaitReused: 0,
+      timeWaitOverflows: 0,
       icmpErrors: 0,
       syncookiesSent: 0,
       syncookiesRecv: 0,

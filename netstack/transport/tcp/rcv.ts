@@ -9,6 +9,7 @@ import { ByteQueue } from './buffer.ts';
 import { Reassembly } from './reassembly.ts';
 import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
+import { sendAck } from './output.ts';
 
 /** Linux's TCP_DELACK_MIN: how long an ACK may wait for company (RFC 9293 §3.8.6.3 requires under 500 ms). */
 export const DELAYED_ACK_MS = 40;
@@ -66,7 +67,7 @@ export class Receiver {
     this.limit = limit;
     this.delackTimer = new LazyTimer(ep.clock, () => {
       this.onDelayedAckTimer();
-      ep.sendAck();
+      sendAck(ep);
     });
   }
 

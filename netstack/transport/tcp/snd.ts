@@ -14,6 +14,7 @@ import { Rack } from './rack.ts';
 import { Scoreboard } from './sack.ts';
 import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
+import { sendWindowProbe, transmitData } from './output.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
@@ -56,13 +57,14 @@ export class Sender {
   /** In fast recovery (RFC 6675 §5 / RFC 6582 §3.2) until `recoveryPoint` is acknowledged. */
   inRecovery = false;
   recoveryPoint = 0;
-  /** RFC 6675 HighRxt: holes below it were retransmitted in this recovery. */
-  highRxt = 0;
   readonly sb = new Scoreboard();
   /** RACK-TLP state (RFC 8985); used when SACK was negotiated. */
   readonly rack = new Rack();
   /** TLP.end_seq: a probe is outstanding until this is acknowledged; -1 when none. */
   private tlpEnd = -1;
+  /** TLP.is_retrans, and the D-SACK count when the probe left (to see whether it was spurious). */
+  private tlpRetrans = false;
+  private tlpDsacks = 0;
   /** Karn timing: the sequence number being timed, -1 when none (RFC 6298 §3). */
   private rttSeq = -1;
   private rttStart = 0;
@@ -154,6 +156,8 @@ export class Sender {
     const acked = seq.sub(ack, this.una);
     const ctx = this.ccContext();
     const flightBefore = this.inFlight;
+    // Set when this very ACK triggered a window reduction, so it must not also grow the window.
+    let reduced = false;
     if (acked > 0) {
       const data = Math.min(acked, this.buf.length);
       this.buf.consume(data);
@@ -166,7 +170,7 @@ export class Sender {
       this.sb.advance(ack);
       this.timeouts = 0;
       this.rtt.backoffs = 0;
-      if (this.tlpEnd >= 0 && seq.ge(ack, this.tlpEnd)) this.tlpEnd = -1;
+      if (this.tlpEnd >= 0 && seq.ge(ack, this.tlpEnd)) reduced = this.tlpDone(ctx, flightBefore);
     }
     if (this.ep.sackOk) this.rackUpdate();
     if (acked > 0) {
@@ -179,7 +183,7 @@ export class Sender {
           this.dupAcks = 0;
           this.retransmitHead();
         }
-      } else {
+      } else if (!reduced) {
         this.cc.onAck(acked, flightBefore, ctx);
       }
       if (!this.inRecovery) this.dupAcks = 0;
@@ -196,6 +200,19 @@ export class Sender {
       }
     }
     if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery();
+  }
+
+  /**
+   * RFC 8985 §7.4: the probe is acknowledged. If it was a retransmission and no D-SACK showed the original
+   * arrived too, the probe repaired a real loss and congestion control must react as for fast recovery.
+   */
+  private tlpDone(ctx: CcContext, inFlight: number): boolean {
+    this.tlpEnd = -1;
+    if (!this.tlpRetrans || this.sb.dsacks !== this.tlpDsacks || this.inRecovery) return false;
+    this.cc.onLoss(inFlight, ctx);
+    this.cc.onRecoveryEnd(ctx);
+    this.ep.stats.tailLossRepairs++;
+    return true;
   }
 
   /** RFC 8985 §6.2: update RACK from what this ACK delivered, mark losses, arm the reordering timer. */
@@ -236,7 +253,6 @@ export class Sender {
     this.cc.onLoss(this.inFlight, this.ccContext());
     this.inRecovery = true;
     this.recoveryPoint = this.max;
-    this.highRxt = this.una;
     this.tlpTimer.cancel();
     this.ep.stats.fastRetransmits++;
     if (this.ep.sackOk) {
@@ -256,8 +272,6 @@ export class Sender {
     const fin = this.finQueued && len === this.buf.length && seq.gt(this.max, this.finSeq);
     if (len === 0 && !fin) return;
     this.send(this.una, len, fin, true);
-    const end = seq.add(this.una, len + (fin ? 1 : 0));
-    if (seq.gt(end, this.highRxt)) this.highRxt = end;
     this.rtxTimer.set(this.rtt.rto);
   }
 
@@ -277,7 +291,7 @@ export class Sender {
   /** Transmits [s, s+len) (and the FIN) and logs it for RACK. */
   private send(s: number, len: number, fin: boolean, retransmit: boolean): void {
     if (retransmit) this.rttSeq = -1;
-    this.ep.transmitData(s, len, fin, retransmit);
+    transmitData(this.ep, s, len, fin, retransmit);
     if (this.ep.sackOk) this.rack.record(s, seq.add(s, len + (fin ? 1 : 0)), this.ep.clock.now(), retransmit);
   }
 
@@ -317,8 +331,11 @@ export class Sender {
       if (len <= 0) break;
       const retx = seq.lt(this.nxt, this.max);
       if (len < this.mss && len < unsent) {
-        // Window- or cwnd-limited runt: RFC 9293 §3.8.6.2.1 (c) sends it only when it is a fair share of the window.
-        if (!(len >= this.maxWnd / 2 && len === Math.min(unsent, wndLeft)) && !retx) break;
+        // A runt limited by the peer's window goes out only when it is a fair share of the largest window seen
+        // (RFC 9293 §3.8.6.2.1 (c)) or nothing is in flight to open the window (the override of (d)); a runt
+        // limited by cwnd waits for the next ACK.
+        const windowLimited = len === Math.min(unsent, wndLeft);
+        if (!retx && !(windowLimited && (len >= this.maxWnd / 2 || this.inFlight === 0))) break;
       } else if (len < this.mss && !retx) {
         // The tail of the queue: Nagle (RFC 896) and corking hold it back while data is unacknowledged.
         if (ep.corked && !this.finQueued) {
@@ -374,12 +391,15 @@ export class Sender {
       const len = Math.min(this.mss, unsent, this.wnd - off);
       this.send(this.nxt, len, false, seq.lt(this.nxt, this.max));
       this.advance(len);
+      this.tlpRetrans = false;
     } else {
       const last = this.rack.last();
       if (!last) return;
       const start = seq.max(last.start, seq.add(last.end, -this.mss));
       this.retransmitEntry(start, last.end);
+      this.tlpRetrans = true;
     }
+    this.tlpDsacks = this.sb.dsacks;
     this.tlpEnd = this.max;
     ep.stats.tailLossProbes++;
     this.rtxTimer.set(this.rtt.rto);
@@ -428,7 +448,7 @@ export class Sender {
 
   private onPersist(): void {
     if (!this.zeroWindowStall()) return;
-    this.ep.sendWindowProbe();
+    sendWindowProbe(this.ep);
     this.probes++;
     this.armPersist();
   }

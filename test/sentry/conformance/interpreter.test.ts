@@ -73,7 +73,7 @@ t.test('shell lines: known sysctls map, others are reported as skipped lines', a
   t.match(r.detail, '2 line(s) skipped');
 });
 
-t.test('TCP passive open on tsvisor: SYN → SYN-ACK with relative numbers, accept', async (t) => {
+t.test('TCP passive open on tsvisor: SYN → SYN-ACK with relative numbers, accept, tcp_info asserts', async (t) => {
   const r = await run(
     [
       '--tolerance_usecs=10000',
@@ -85,7 +85,32 @@ t.test('TCP passive open on tsvisor: SYN → SYN-ACK with relative numbers, acce
       '+0 < . 1:1(0) ack 1 win 257',
       '+0 accept(3, ..., ...) = 4',
       '+0 getsockopt(4, SOL_SOCKET, SO_ERROR, [0], [4]) = 0',
+      '+0 %{ assert tcpi_state == TCPI_ESTABLISHED }%',
+      '+0 %{ assert tcpi_state == 1; assert tcpi_snd_mss >= 500 }%',
+      '+0 %{ assert tcpi_state == TCPI_LISTEN }%',
     ].join('\n'),
   );
-  t.equal(r.verdict, 'pass', r.detail);
+  t.equal(r.verdict, 'fail', r.detail);
+  t.equal(r.line, 12, 'the first two asserts held, the third did not');
+  t.match(r.detail, 'tcpi_state is 1 (TCP_ESTABLISHED), expected == 10');
+});
+
+t.test('profiles: chosen per folder, leniency listed in the result; globs filter', async (t) => {
+  const { chooseProfile, globMatcher } = await import('../../../sentry/conformance/runner.ts');
+  const empty = parseScript('0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3', 'x.pkt');
+  t.equal(chooseProfile('/c/gvisor/a.pkt', empty), 'gvisor');
+  t.equal(chooseProfile('/c/freebsd/x/a.pkt', empty), 'freebsd');
+  t.equal(chooseProfile('/c/team/a.pkt', parseScript('0 `sysctl -w net.inet.tcp.sack.enable=1`', 'y.pkt')), 'freebsd');
+  t.equal(chooseProfile('/c/team/a.pkt', empty), 'strict');
+  const m = globMatcher('*{keepalive,paws}*');
+  t.same(['a/tcp-keepalive.pkt', 'b/tcp-paws.pkt', 'c/udp.pkt'].map(m), [true, true, false]);
+  t.ok(globMatcher('**/gvisor/*.pkt')('/w/gvisor/a.pkt'));
+  const rows = await runAll(['/work/shared/conformance/freebsd/state-event-engine/rcv-syn-listen'], { duts: [tsvisor], filter: '*ipv4*' });
+  t.ok(rows.length >= 1);
+  for (const r of rows) {
+    t.equal(r.profile, 'freebsd');
+    t.equal(r.verdict, 'pass', r.detail);
+    t.ok(r.leniency.length > 0, 'the forgiven differences are listed');
+    t.ok(r.skippedLines.some((s) => s.text.includes('net.inet.tcp.hostcache.purgenow')), 'unknown sysctls are listed as skipped');
+  }
 });

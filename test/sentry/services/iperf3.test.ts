@@ -90,6 +90,7 @@ t.test('forward test, 2 streams: cookie, params, streams, TEST_END, results, IPE
   c.feed(bytes(State.TEST_END));
   await settle();
   t.same(c.drain(), bytes(State.EXCHANGE_RESULTS), 'TEST_END → EXCHANGE_RESULTS');
+  t.ok(d1.closed && d2.closed && !c.closed, 'TEST_END closes the data streams, as iperf3 does');
 
   c.feed(CLIENT_RESULTS.subarray(0, 3)); // a message split across reads
   await settle();
@@ -106,7 +107,7 @@ t.test('forward test, 2 streams: cookie, params, streams, TEST_END, results, IPE
 
   c.feed(bytes(State.IPERF_DONE));
   await settle();
-  t.ok(c.closed && d1.closed && d2.closed, 'IPERF_DONE closes the control and data connections');
+  t.ok(c.closed, 'IPERF_DONE closes the control connection');
   t.match(svc.stats, { tests: 1, completed: 1, refused: 0, bytesIn: 1800 });
 
   // The server is free again: a new test starts.
@@ -130,12 +131,11 @@ t.test('reverse test sends whole blocks only, also when TEST_END comes mid-block
   c.feed(bytes(State.TEST_END));
   await settle();
   t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  t.notOk(d.closed, 'a stream inside a block stays open');
   d.grant(100000);
   await settle();
   t.equal(d.drain().length, 500, 'after TEST_END only the rest of the cut block goes out');
-  d.grant(100000);
-  await settle();
-  t.equal(d.drain().length, 0, 'and nothing more');
+  t.ok(d.closed, 'then the stream closes');
 
   c.feed(CLIENT_RESULTS);
   await settle();
@@ -147,7 +147,7 @@ t.test('reverse test sends whole blocks only, also when TEST_END comes mid-block
 t.test('refusals', async (t) => {
   const { s, svc } = setup();
   const u = await control(t, s, { udp: true, parallel: 1 });
-  t.same(u.drain(), bytes(State.SERVER_ERROR), 'UDP test → SERVER_ERROR (0xfe)');
+  t.same(u.drain(), bytes(State.SERVER_ERROR, 0, 0, 0, 13, 0, 0, 0, 0), 'UDP test → SERVER_ERROR (0xfe), i_errno 13, errno 0');
   t.ok(u.closed);
 
   const c = await control(t, s, { tcp: true, parallel: 1 });
@@ -171,6 +171,23 @@ t.test('refusals', async (t) => {
   await settle();
   t.ok(c.closed && d.closed, 'CLIENT_TERMINATE ends the test');
   t.equal(svc.stats.refused, 3);
+  svc.close();
+});
+
+t.test('results phase CLIENT_TERMINATE → test ends without results', async (t) => {
+  const { s, svc } = setup();
+  const c = await control(t, s, { tcp: true, parallel: 1 });
+  const d = s.connect();
+  d.feed(COOKIE);
+  await settle();
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  c.drain();
+  c.feed(bytes(State.CLIENT_TERMINATE));
+  await settle();
+  t.same(c.drain(), bytes(), 'no results sent');
+  t.ok(c.closed);
+  t.equal(svc.stats.completed, 0);
   svc.close();
 });
 

@@ -354,6 +354,19 @@ t.test('close sequence: ESTABLISHED close → FIN-WAIT-1 → FIN-WAIT-2 → TIME
   h.advance(1);
   t.equal(ep.state, State.Closed);
   t.equal(h.tcp.connectionCount, 0);
+  t.equal(h.tcp.timeWaitCount, 0);
+});
+
+t.test('TIME-WAIT table full (maxTimeWait) → the connection closes at once', async (t) => {
+  const h = new Harness({ maxTimeWait: 0 });
+  const ep = h.connect(PLAIN);
+  const snd = h.iss + 1;
+  ep.close();
+  h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A | TCP_FIN, seq: h.peerNxt, ack: snd + 1 });
+  h.expect({ flags: A, seq: snd + 1, ack: h.peerNxt + 1 });
+  t.equal(ep.state, State.Closed);
+  t.equal(h.tcp.stats.timeWaitOverflows, 1);
 });
 
 t.test('close sequence: ESTABLISHED rcv FIN → CLOSE-WAIT, read → EOF; close → LAST-ACK → CLOSED', async (t) => {
@@ -611,4 +624,61 @@ t.test('sender SWS avoidance: a small usable window is not filled with a runt wh
   h.expectNone(0);
   h.send({ flags: A, seq: p, ack: snd + 1460, window: 3000 });
   h.expect({ seq: snd + 2920, len: 1460 });
+});
+
+t.test('sender SWS override: a window smaller than a fair share still gets a runt when nothing is in flight', async (t) => {
+  const { h, ep, snd } = established();
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, window: 1000 });
+  t.equal(ep.write(pattern(5000)), 5000);
+  h.expect({ seq: snd, len: 1000 });
+  h.expectNone(0);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 1000, window: 1000 });
+  h.expect({ seq: snd + 1000, len: 1000 });
+});
+
+t.test('ESTABLISHED rcv out-of-window pure ACKs → one ACK per 500 ms (no ACK loops); data is always answered', async (t) => {
+  const { h, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p + 100_000, ack: snd });
+  h.expect({ flags: A, ack: p });
+  h.send({ flags: A, seq: p + 100_000, ack: snd });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p - 50, ack: snd, payload: pattern(10) });
+  h.expect({ flags: A, ack: p });
+  h.advance(500);
+  h.send({ flags: A, seq: p + 100_000, ack: snd });
+  h.expect({ flags: A, ack: p });
+  t.equal(h.tcp.stats.invalidAcksSuppressed, 1);
+});
+
+t.test('sequence numbers wrap at 2^32 on both sides: data, SACK and ACKs stay byte-exact', async (t) => {
+  const h = new Harness();
+  h.peerNxt = 0xfffffc00;
+  const ep = h.tcp.newEndpoint(4);
+  ep.newIsn = () => 0xfffffe00;
+  ep.connect({ address: REMOTE, port: 40000 });
+  const syn = h.expect({ flags: TCP_SYN, seq: 0xfffffe00 });
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_SYN | A, ack: 0xfffffe01, options: { mss: 1000, sackPermitted: true } });
+  h.peerNxt = 0xfffffc01;
+  h.expect({ flags: A, seq: 0xfffffe01, ack: 0xfffffc01 });
+  // Our data crosses the wrap.
+  ep.setOption('TCP_NODELAY', 1);
+  ep.write(pattern(2000));
+  h.expect({ seq: 0xfffffe01, len: 1000 });
+  h.expect({ seq: (0xfffffe01 + 1000) >>> 0, len: 1000, payload: pattern(1000, 1000) });
+  h.send({ flags: A, seq: h.peerNxt, ack: (0xfffffe01 + 2000) >>> 0 });
+  t.equal(ep.outQueue(), 0);
+  // The peer's data crosses the wrap, out of order.
+  const data = pattern(3000, 7);
+  const at = (off: number) => (0xfffffc01 + off) >>> 0;
+  h.send({ flags: A, seq: at(2000), ack: (0xfffffe01 + 2000) >>> 0, payload: data.subarray(2000) });
+  h.expect({ ack: at(0), options: { sack: [{ left: at(2000), right: at(3000) }] } });
+  h.send({ flags: A, seq: at(1000), ack: (0xfffffe01 + 2000) >>> 0, payload: data.subarray(1000, 2000) });
+  h.clearSent();
+  h.send({ flags: A, seq: at(0), ack: (0xfffffe01 + 2000) >>> 0, payload: data.subarray(0, 1000) });
+  h.expect({ ack: at(3000) });
+  const r = ep.read();
+  if ('errno' in r) throw new Error(String(r));
+  t.same(Buffer.from(r.data), Buffer.from(data));
 });

@@ -159,7 +159,6 @@ t.test('TCP with the Linux kernel over a veth', async (t) => {
     const r = await server.done;
     t.equal(r.code, 0, r.out);
     t.equal(sha(readFileSync(outPath)), sha(data), 'Linux received every byte');
-
   });
 
   t.test('IPv6: connect to a closed Linux port → RST → ECONNREFUSED', async (t) => {

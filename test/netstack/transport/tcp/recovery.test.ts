@@ -106,3 +106,25 @@ t.test('ESTABLISHED lost retransmission → RACK resends it once later data is S
   h.expect({ seq: seg(0), len: MSS });
   t.equal(h.tcp.stats.timeouts, 0);
 });
+
+t.test('TLP retransmission acknowledged without D-SACK → a loss was repaired: cwnd reduced (RFC 8985 §7.4)', async (t) => {
+  for (const spurious of [false, true]) {
+    const h = new Harness({ congestion: 'reno' });
+    const ep = h.connect({ mss: MSS, sackPermitted: true });
+    const snd = h.iss + 1;
+    ep.write(pattern(3 * MSS));
+    h.clearSent();
+    h.advance(10);
+    h.expect({ seq: snd + 2 * MSS, len: MSS });
+    h.advance(1);
+    const dsack = spurious ? { sack: [{ left: snd + 2 * MSS, right: snd + 3 * MSS }] } : {};
+    h.send({ flags: A, seq: h.peerNxt, ack: snd + 3 * MSS, options: dsack });
+    if (spurious) {
+      t.equal(h.tcp.stats.tailLossRepairs, 0, 'D-SACK: the probe was spurious, no reduction');
+      t.ok(ep.snd.cc.cwnd >= 10 * MSS);
+    } else {
+      t.equal(h.tcp.stats.tailLossRepairs, 1);
+      t.equal(ep.snd.cc.cwnd, 2 * MSS, 'Reno halves the flight (3 segments → floor at 2·MSS)');
+    }
+  }
+});

@@ -1,0 +1,62 @@
+/**
+ * TCP keep-alives (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6) with Linux's knobs: after SO_KEEPALIVE's idle time
+ * (TCP_KEEPIDLE) without a received segment, probe every TCP_KEEPINTVL and give up with ETIMEDOUT after
+ * TCP_KEEPCNT unanswered probes, or earlier when TCP_USER_TIMEOUT has passed since the peer was last heard.
+ */
+import { Err } from '../../errors.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+import { sendWindowProbe } from './output.ts';
+import { State } from './state.ts';
+import { LazyTimer } from './timer.ts';
+
+/** The keep-alive timer of one connection. */
+export class Keepalive {
+  /** Probes sent since the peer was last heard. */
+  probes = 0;
+  private lastHeard = 0;
+  private readonly timer: LazyTimer;
+
+  constructor(private readonly ep: TcpEndpoint) {
+    this.timer = new LazyTimer(ep.clock, () => this.fire());
+  }
+
+  /** The peer was heard from: restart the idle period. */
+  touch(): void {
+    this.lastHeard = this.ep.clock.now();
+    if (!this.ep.keepalive) return;
+    this.probes = 0;
+    this.timer.set(this.ep.keepIdle * 1000);
+  }
+
+  /** SO_KEEPALIVE or TCP_KEEPIDLE changed: re-arm or stop. */
+  update(): void {
+    const ep = this.ep;
+    if (ep.keepalive && (ep.state === State.Established || ep.state === State.CloseWait)) {
+      this.timer.set(ep.keepIdle * 1000);
+    } else this.timer.cancel();
+  }
+
+  /** Stops the timer. */
+  cancel(): void {
+    this.timer.cancel();
+  }
+
+  private fire(): void {
+    const ep = this.ep;
+    if (!ep.keepalive || !(ep.state === State.Established || ep.state === State.CloseWait)) return;
+    if (ep.snd.max !== ep.snd.una || ep.snd.buf.length > 0) {
+      // Data in flight or queued: the retransmission timer watches the peer (Linux tcp_keepalive_timer).
+      this.timer.set(ep.keepIdle * 1000);
+      return;
+    }
+    const silent = ep.clock.now() - this.lastHeard;
+    if (this.probes >= ep.keepCnt || (ep.userTimeout > 0 && this.probes > 0 && silent >= ep.userTimeout)) {
+      ep.fail(Err.TimedOut);
+      return;
+    }
+    this.probes++;
+    ep.stats.keepaliveProbes++;
+    sendWindowProbe(ep);
+    this.timer.set(ep.keepIntvl * 1000);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * What a connection sends: SYN and SYN-ACK with the handshake options, data segments from the send buffer,
+ * bare ACKs with timestamps and SACK blocks (RFC 7323 §3.2, RFC 2018 §4), challenge ACKs (RFC 5961),
+ * zero-window probes and RSTs; each records the advertised window and counts what it sent.
+ */
+import * as seq from '../../seqnum.ts';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
+import { TS_OPTION_LEN, synOptions } from './connect.ts';
+import type { TcpEndpoint } from './endpoint.ts';
+import { sendSegment } from './segment.ts';
+import { State } from './state.ts';
+
+/** Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). */
+export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions): void {
+  const opts = synOptions(ep.offer!, ep.tsNow(), withAck ? peer : undefined);
+  if (withAck && ep.tsOk) opts.tsEcr = ep.rcv.tsRecent;
+  if (withAck && !ep.tsOk) {
+    delete opts.tsVal;
+    delete opts.tsEcr;
+  }
+  if (withAck && !ep.sackOk) delete opts.sackPermitted;
+  const wnd = Math.min(ep.rcv.free, 0xffff);
+  emit(ep, ep.snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, 0, ep.rcv.windowField(wnd, true));
+  if (withAck) ep.rcv.onAckSent(wnd);
+}
+
+/** Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). */
+export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boolean, retransmit: boolean): void {
+  const snd = ep.snd;
+  const off = seq.sub(s, snd.una);
+  let flags = TCP_ACK | (fin ? TCP_FIN : 0);
+  if (len > 0 && off + len === snd.buf.length) flags |= TCP_PSH;
+  const room = ep.route!.maxPayload() - 20 - (ep.tsOk ? TS_OPTION_LEN : 0) - len;
+  const opts = ackOptions(ep, Math.max(0, Math.floor((room - 4) / 8)));
+  const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
+  emit(ep, s, flags, opts, len, ep.rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
+  ep.rcv.onAckSent(wnd);
+  snd.segsOut++;
+  if (len > 0) {
+    snd.dataSegsOut++;
+    ep.rcv.onDataSent(ep.proto.config.delayedAckMs);
+  }
+  snd.bytesSent += len;
+  if (retransmit) {
+    ep.stats.retransmits++;
+    snd.totalRetrans++;
+    snd.retransBytes += len;
+    snd.cancelTiming();
+  }
+}
+
+/** Sends a bare ACK for RCV.NXT (with SACK blocks when out-of-order data is held). */
+export function sendAck(ep: TcpEndpoint): void {
+  if (ep.state === State.Closed || ep.state === State.Listen || ep.state === State.SynSent) return;
+  if (!ep.route) return;
+  const opts = ackOptions(ep, ep.tsOk ? 3 : 4);
+  const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
+  emit(ep, ep.snd.nxt, TCP_ACK, opts, 0, ep.rcv.windowField(wnd, false));
+  ep.rcv.onAckSent(wnd);
+  ep.snd.segsOut++;
+}
+
+/** A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), rate-limited stack-wide (§7). */
+export function sendChallengeAck(ep: TcpEndpoint): void {
+  if (!ep.proto.allowChallengeAck()) return;
+  ep.stats.challengeAcks++;
+  sendAck(ep);
+}
+
+/** A zero-window probe: an ACK with SND.UNA − 1 that the peer must answer with its window (Linux's style). */
+export function sendWindowProbe(ep: TcpEndpoint): void {
+  const opts = ackOptions(ep, 0);
+  const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
+  emit(ep, seq.add(ep.snd.una, -1), TCP_ACK, opts, 0, ep.rcv.windowField(wnd, false));
+  ep.stats.windowProbes++;
+}
+
+/** Sends <SEQ=seg.ack><CTL=RST>, the answer to an unacceptable ACK (RFC 9293 §3.10.7.3, §3.10.7.4). */
+export function sendResetSeq(ep: TcpEndpoint, s: number): void {
+  if (!ep.route) return;
+  ep.stats.resetsSent++;
+  emit(ep, s, TCP_RST, {}, 0, 0);
+}
+
+/** Sends <SEQ=SND.NXT><CTL=RST,ACK> to abort the connection (RFC 9293 §3.10.5). */
+export function sendReset(ep: TcpEndpoint): void {
+  if (!ep.route) return;
+  emit(ep, ep.snd.nxt, TCP_RST | TCP_ACK, {}, 0, 0);
+}
+
+/** Builds and sends one segment from this connection. */
+function emit(ep: TcpEndpoint, 
+  s: number,
+  flags: number,
+  opts: TcpOptions,
+  len: number,
+  window: number,
+  write?: (buf: Uint8Array, at: number, n: number) => void,
+): void {
+  const ack = flags & TCP_ACK ? ep.rcv.nxt : 0;
+  const err = sendSegment(
+    ep.route!,
+    { srcPort: ep.localPort, dstPort: ep.remotePort, seq: s, ack, flags, window },
+    opts,
+    len,
+    write,
+  );
+  ep.stats.segmentsSent++;
+  if (err) ep.stats.sendErrors++;
+}
+
+/** Options for a non-SYN segment: timestamps (RFC 7323 §3.2) and up to `maxBlocks` SACK blocks (RFC 2018 §4). */
+function ackOptions(ep: TcpEndpoint, maxBlocks: number): TcpOptions {
+  const o: TcpOptions = {};
+  if (ep.tsOk) {
+    o.tsVal = ep.tsNow();
+    o.tsEcr = ep.rcv.tsRecent;
+  }
+  if (ep.sackOk && ep.rcv.ooo.length > 0 && maxBlocks > 0) {
+    const blocks = ep.rcv.ooo.sackBlocks(Math.min(maxBlocks, ep.tsOk ? 3 : 4));
+    if (blocks.length) o.sack = blocks;
+  }
+  return o;
+}

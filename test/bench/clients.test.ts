@@ -1,0 +1,106 @@
+// Parsing what the stock clients print: iperf3 -J (a result and an error), sockperf ping-pong --full-rtt (with its
+// colour escapes), wrk (with and without socket errors). Fixtures are real outputs of iperf3 3.12, sockperf 3.7 and
+// wrk 4 on this machine, trimmed.
+import t from 'tap';
+import { parseIperf3Json, parseSockperf, parseWrk } from '../../bench/clients.ts';
+
+const IPERF3 = JSON.stringify({
+  start: { version: 'iperf 3.12' },
+  intervals: [],
+  end: {
+    sum_sent: { start: 0, end: 1.000108, seconds: 1.000108, bytes: 963248128, bits_per_second: 7705152867.49031, retransmits: 4, sender: true },
+    sum_received: { start: 0, end: 1.01315, seconds: 1.01315, bytes: 959184896, bits_per_second: 7573882611.656714, sender: true },
+  },
+});
+
+const IPERF3_ERROR = `{
+	"start":	{
+		"connected":	[],
+		"version":	"iperf 3.12",
+		"system_info":	"Linux vm 6.18.44-fc-v657 #1 SMP PREEMPT_DYNAMIC @0 x86_64"
+	},
+	"intervals":	[],
+	"end":	{
+	},
+	"error":	"unable to connect to server: Connection refused"
+}`;
+
+const SOCKPERF = `sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m
+sockperf[CLIENT] send on:sockperf: using recvfrom() to block on socket(s)
+
+[ 0] IP = 127.0.0.1       PORT = 11111 # TCP
+sockperf: Warmup stage (sending a few dummy messages)...
+sockperf: Starting test...
+sockperf: Test end (interrupted by timer)
+sockperf: Test ended
+sockperf: [Total Run] RunTime=1.002 sec; Warm up time=400 msec; SentMessages=40122; ReceivedMessages=40121
+sockperf: ========= Printing statistics for Server No: 0
+sockperf: [Valid Duration] RunTime=0.546 sec; SentMessages=20745; ReceivedMessages=20745
+sockperf: \x1b[2;35m====> avg-rtt=26.276 (std-dev=135.954)\x1b[0m
+sockperf: # dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0
+sockperf: Summary: Round trip is 26.276 usec
+sockperf: \x1b[2;35mTotal 20745 observations\x1b[0m; each percentile contains 207.45 observations
+sockperf: ---> <MAX> observation = 9234.442
+sockperf: ---> percentile 99.999 = 9234.442
+sockperf: ---> percentile 99.990 = 4965.578
+sockperf: ---> percentile 99.900 = 1792.394
+sockperf: ---> percentile 99.000 =   61.884
+sockperf: ---> percentile 90.000 =   22.700
+sockperf: ---> percentile 75.000 =   21.940
+sockperf: ---> percentile 50.000 =   21.098
+sockperf: ---> percentile 25.000 =   20.678
+sockperf: ---> <MIN> observation =   15.808
+`;
+
+const SOCKPERF_NO_REPLY = `sockperf: [Total Run] RunTime=1.000 sec; Warm up time=400 msec; SentMessages=5000; ReceivedMessages=0
+sockperf: ========= Printing statistics for Server No: 0
+sockperf: [Valid Duration] RunTime=0.550 sec; SentMessages=2750; ReceivedMessages=0
+sockperf: Total 0 observations; each percentile contains 0.00 observations
+`;
+
+const WRK = `Running 1s test @ http://127.0.0.1:80/
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    18.85ms   15.59ms  82.20ms   66.34%
+    Req/Sec   237.62    129.41   555.00     80.95%
+  523 requests in 1.15s, 236.47KB read
+Requests/sec:    455.02
+Transfer/sec:    205.74KB
+`;
+
+const WRK_ERRORS = `Running 5s test @ http://198.18.104.1:80/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    30.10ms   10.00ms 200.00ms   90.00%
+    Req/Sec   480.00     50.00   600.00     70.00%
+  4810 requests in 5.00s, 2.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:    962.00
+Transfer/sec:    430.00KB
+`;
+
+t.test('iperf3 -J: receiver rate, sender rate and retransmits', async (t) => {
+  const r = parseIperf3Json(IPERF3);
+  t.ok(Math.abs(r.gbps - 7.573882611656714) < 1e-12, `receiver ${r.gbps}`);
+  t.ok(Math.abs(r.senderGbps - 7.70515286749031) < 1e-12, `sender ${r.senderGbps}`);
+  t.equal(r.retransmits, 4);
+});
+
+t.test('iperf3 -J: an error is reported in iperf3 words', async (t) => {
+  t.throws(() => parseIperf3Json(IPERF3_ERROR), { name: 'ParseError', message: 'iperf3: unable to connect to server: Connection refused' });
+  t.throws(() => parseIperf3Json('iperf3: error - unable to connect'), { name: 'ParseError', message: /printed no JSON/ }, 'not JSON');
+  t.throws(() => parseIperf3Json('{"end":{}}'), /no end.sum_received/);
+});
+
+t.test('sockperf: median, p99, mean, observations', async (t) => {
+  t.same(parseSockperf(SOCKPERF), { p50: 21.098, p99: 61.884, mean: 26.276, observations: 20745 });
+  t.throws(() => parseSockperf(SOCKPERF_NO_REPLY), /observed no replies/);
+  t.throws(() => parseSockperf('sockperf: unrecognized option'), /no observation count/);
+});
+
+t.test('wrk: rate, requests and errors', async (t) => {
+  t.same(parseWrk(WRK), { rps: 455.02, requests: 523, errors: 0 });
+  t.same(parseWrk(WRK_ERRORS), { rps: 962, requests: 4810, errors: 7 });
+  t.throws(() => parseWrk('unable to connect to 198.18.0.2:80 Connection refused'), { name: 'ParseError' });
+});

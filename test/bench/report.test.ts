@@ -1,0 +1,108 @@
+// The report: the --json record shape (validated, and written the way the CLI writes it), ratios to kernel paired
+// by test and setting, the terminal table, the self-contained HTML with inline SVG, --only selection and the
+// slab reading used for the kernel's memory figure.
+import t from 'tap';
+import { barChart, formatHtml, formatTable } from '../../bench/report.ts';
+import { ratiosToKernel, validateReport, type BenchReport, type BenchResult } from '../../bench/results.ts';
+import { selectOnly } from '../../bench/run.ts';
+import { slabBytes } from '../../bench/systems.ts';
+
+const r = (system: BenchResult['system'], test: BenchResult['test'], value: number, extra: Partial<BenchResult> = {}): BenchResult => ({
+  system,
+  test,
+  mtu: 1500,
+  direction: 'to-service',
+  streams: 1,
+  value,
+  unit: { throughput: 'Gbit/s', 'rr-latency': 'us', 'http-rps': 'req/s', 'conn-memory': 'bytes' }[test],
+  ...extra,
+});
+
+const RESULTS: BenchResult[] = [
+  r('kernel', 'throughput', 10),
+  r('tsvisor', 'throughput', 0.5),
+  r('kernel', 'throughput', 8, { direction: 'from-service' }),
+  r('pasta', 'throughput', 2, { direction: 'from-service' }),
+  r('kernel', 'throughput', 20, { mtu: 65520 }),
+  r('tsvisor', 'throughput', 1, { mtu: 65520 }),
+  r('kernel', 'rr-latency', 20, { p99: 50, udp_median: 19, udp_p99: 40 }),
+  r('tsvisor', 'rr-latency', 80, { p99: 300, udp_median: 60, udp_p99: 200 }),
+  r('slirp4netns', 'http-rps', 900, { connections: 32 }),
+  r('kernel', 'conn-memory', 4000, { connections: 10000 }),
+  r('tsvisor', 'conn-memory', 6000, { connections: 10000 }),
+];
+
+const REPORT: BenchReport = {
+  results: RESULTS,
+  skipped: [{ system: 'pasta', test: '*', reason: 'not installed: passt (Debian package)' }],
+  notes: { kernel: 'kernel slab' },
+  quick: true,
+  startedAt: '2026-01-01T00:00:00.000Z',
+  seconds: 42,
+};
+
+t.test('JSON shape: records validate; broken ones are named', async (t) => {
+  const doc = JSON.parse(JSON.stringify(REPORT));
+  t.same(validateReport(doc), []);
+  t.same(Object.keys(doc.results[0]).slice(0, 7), ['system', 'test', 'mtu', 'direction', 'streams', 'value', 'unit']);
+  const bad = { results: [{ ...RESULTS[0], system: 'docker' }, { ...RESULTS[0], unit: 'Mbit/s' }, { ...RESULTS[0], direction: 'up', value: -1 }] };
+  t.same(validateReport(bad), ['results[0].system docker', 'results[1].unit Mbit/s', 'results[2].direction', 'results[2].value']);
+  t.same(validateReport({}), ['no results array']);
+});
+
+t.test('ratios pair each result with kernel at the same test, MTU, direction and streams', async (t) => {
+  const ratios = ratiosToKernel(RESULTS);
+  const of = (i: number) => ratios.get(RESULTS[i]!);
+  t.equal(of(1), 0.05, 'tsvisor 1500 to-service / kernel 1500 to-service');
+  t.equal(of(3), 0.25, 'pasta from-service / kernel from-service');
+  t.equal(of(5), 0.05, 'tsvisor 65520 / kernel 65520');
+  t.equal(of(7), 4, 'latency ratio');
+  t.equal(of(8), undefined, 'no kernel http figure → no ratio');
+  t.equal(of(0), 1);
+});
+
+t.test('terminal table', async (t) => {
+  const text = formatTable(REPORT, [
+    { system: 'kernel', p50: 19, p99: 40 },
+    { system: 'tsvisor', p50: 60, p99: 200 },
+  ]);
+  const lines = text.split('\n');
+  t.match(lines[0], /^\s+kernel\s+tsvisor\s+pasta\s+slirp4netns$/, 'one column per system that has figures, kernel first');
+  t.match(text, /throughput MTU 1500 1×stream to-service\s+10\.00 Gbit\/s\s+0\.50 Gbit\/s \(×0\.050\)/);
+  t.match(text, /throughput MTU 65520 1×stream to-service\s+20\.00 Gbit\/s\s+1\.00 Gbit\/s \(×0\.050\)/);
+  t.match(text, /rr-latency TCP 64 B median\s+20\.0 µs\s+80\.0 µs \(×4\.00\)/);
+  t.match(text, /UDP echo round trip median\s+19\.0 µs\s+60\.0 µs/);
+  t.match(text, /http-rps new conn \(32 concurrent\)\s+—\s+—\s+—\s+900 req\/s$/m, 'a missing kernel figure shows no ratio');
+  t.match(text, /skipped: pasta: not installed: passt/);
+  const order = ['throughput MTU 1500 1×stream to-service', 'throughput MTU 1500 1×stream from-service', 'throughput MTU 65520', 'rr-latency', 'http-rps', 'conn-memory'];
+  const at = order.map((s) => text.indexOf(s));
+  t.same([...at].sort((a, b) => a - b), at, 'rows in test order');
+});
+
+t.test('HTML is self-contained with one inline SVG chart per setting', async (t) => {
+  const html = formatHtml(REPORT, [{ system: 'kernel', p50: 19, p99: 40 }]);
+  t.match(html, /^<!doctype html>/);
+  t.notMatch(html, /<script|<link|src=|href="http/, 'no external resources or scripts');
+  t.equal(html.match(/<svg /g)?.length, 7, '6 settings and the UDP chart');
+  t.match(html, /×0\.05/);
+  const svg = barChart('t <x>', [{ system: 'kernel', value: 2, text: '2' }, { system: 'tsvisor', value: 1, text: '1' }]);
+  t.match(svg, /t &lt;x&gt;/, 'titles escaped');
+  const widths = [...svg.matchAll(/<rect [^>]*width="([\d.]+)"/g)].map((m) => Number(m[1]));
+  t.same(widths, [300, 150], 'bars proportional to the values');
+});
+
+t.test('--only selects systems and tests; unknown names are refused', async (t) => {
+  t.same(selectOnly([]).systems, ['kernel', 'tsvisor', 'pasta', 'slirp4netns']);
+  t.same(selectOnly(['kernel', 'rr-latency']), { systems: ['kernel'], tests: ['rr-latency'] });
+  t.same(selectOnly(['throughput']).systems.length, 4);
+  t.throws(() => selectOnly(['docker']), /unknown name docker/);
+});
+
+t.test('slab bytes sum active objects × object size', async (t) => {
+  const text = `slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+TCPv6                 48     48   2560   12    8 : tunables    0    0    0 : slabdata      4      4      0
+TCP                  100    112   2368   13    8 : tunables    0    0    0 : slabdata      8      8      0
+`;
+  t.equal(slabBytes(text), 48 * 2560 + 100 * 2368);
+});

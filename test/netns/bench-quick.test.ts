@@ -1,0 +1,92 @@
+// `tsvisor bench --quick --only kernel,tsvisor,throughput --json FILE` end to end: it builds its namespaces, runs
+// iperf3 against the kernel and against tsvisor's iperf3 service, writes well-formed JSON, and removes every
+// namespace and process it made; and Ctrl-C in the middle of building also leaves nothing behind.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { validateReport } from '../../bench/results.ts';
+import { deleteNetns, run } from '../../lib/testnet.ts';
+
+const CLI = join(import.meta.dirname, '../../sentry/cli/tsvisor.js');
+const OURS = ['tsv-bench-k-a', 'tsv-bench-k-b', 'tsv-bench-t-a', 'tsv-bench-t-b'];
+
+function benchNamespaces(): string[] {
+  return run(['ip', 'netns', 'list'])
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => OURS.includes(n));
+}
+
+function bench(args: string[], onStderr?: (text: string, child: ReturnType<typeof spawn>) => void) {
+  const child = spawn(process.execPath, [CLI, 'bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+    onStderr?.(stderr, child);
+  });
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+  return { child, done, out: () => stdout, err: () => stderr };
+}
+
+t.teardown(() => {
+  for (const ns of OURS) deleteNetns(ns);
+});
+
+t.test('quick throughput run of kernel and tsvisor writes the JSON and cleans up', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsv-bench-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'bench.json');
+  const b = bench(['--quick', '--only', 'kernel,tsvisor,throughput', '--json', file]);
+  t.teardown(() => {
+    if (b.child.exitCode === null) b.child.kill('SIGKILL');
+  });
+  const started = performance.now();
+  const { code } = await b.done;
+  const seconds = (performance.now() - started) / 1000;
+  t.equal(code, 0, `exit status (stderr: ${b.err().slice(-500)})`);
+  t.ok(seconds < 90, `finished in ${seconds.toFixed(1)} s`);
+  const doc = JSON.parse(readFileSync(file, 'utf8'));
+  t.same(validateReport(doc), [], 'records are well formed');
+  const got = (doc.results as { system: string; test: string; direction: string; mtu: number; streams: number; value: number }[])
+    .map((r) => `${r.system} ${r.test} ${r.mtu} ${r.direction} ${r.streams}`)
+    .sort();
+  t.same(got, [
+    'kernel throughput 1500 from-service 1',
+    'kernel throughput 1500 to-service 1',
+    'tsvisor throughput 1500 from-service 1',
+    'tsvisor throughput 1500 to-service 1',
+  ]);
+  for (const r of doc.results) t.ok(r.value > 0, `${r.system} ${r.direction}: ${r.value} Gbit/s`);
+  t.same(doc.skipped, []);
+  t.match(b.out(), /kernel\s+tsvisor/, 'table printed');
+  t.match(b.err(), /\[1\/4\] kernel\s+throughput/, 'progress printed');
+  t.same(benchNamespaces(), [], 'no namespace left');
+});
+
+t.test('SIGINT while running removes the namespaces and exits 130', async (t) => {
+  let sent = false;
+  const b = bench(['--quick', '--only', 'kernel,rr-latency'], (text, child) => {
+    if (!sent && text.includes('building topology')) {
+      sent = true;
+      // Let the topology and the servers come up, then interrupt.
+      setTimeout(() => child.kill('SIGINT'), 1500);
+    }
+  });
+  t.teardown(() => {
+    if (b.child.exitCode === null) b.child.kill('SIGKILL');
+  });
+  const { code } = await b.done;
+  t.equal(code, 130, `exit status (stderr: ${b.err().slice(-300)})`);
+  t.match(b.err(), /SIGINT, removing namespaces/);
+  t.same(benchNamespaces(), [], 'no namespace left');
+});

@@ -2,7 +2,7 @@
  * A batch of datagrams in native memory for sendmmsg(2)/recvmmsg(2): one call moves the whole batch.
  * Each message has one slot of `slotSize` bytes and one iovec pointing at it; callers copy frames into slots
  * (one copy, as the kernel copies anyway) instead of pinning JS buffers, whose addresses koffi cannot keep.
- * A later PACKET_VNET_HDR mode gives each message a second iovec for the 10-byte virtio_net_hdr in front.
+ * A header in front of each frame (PACKET_VNET_HDR's virtio_net_hdr) is written into the same slot, before it.
  */
 import { type NativeBuffer, mapMemory, sys } from './libc.ts';
 
@@ -42,6 +42,16 @@ export class MmsgBatch {
   /** The full slot of message `i` (write outgoing bytes here; read received bytes from here). */
   slot(i: number): Uint8Array {
     return this.slots[i]!;
+  }
+
+  /** The whole batch's memory for field access; slot `i` starts at `offsetOf(i)`. */
+  get view(): DataView {
+    return this.mem.view;
+  }
+
+  /** Byte offset of slot `i` in `view`. */
+  offsetOf(i: number): number {
+    return i * this.slotSize;
   }
 
   /** Sets how many bytes of slot `i` the next send carries. */

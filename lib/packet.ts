@@ -12,11 +12,13 @@
  * Send: `writeFrame` copies into a native queue, `flush()` sends it with one sendmmsg, and a microtask flushes
  * whatever nobody flushed. A full socket buffer keeps the rest queued until the fd is writable.
  *
- * Offloads: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU and frames with
- * unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload off (testnet does
- * this); larger frames are counted in rxTruncated and dropped, unfinished checksums in rxCsumNotReady.
- * PACKET_VNET_HDR goes in `openSocket` (setsockopt before the ring), its header in front of each ring frame
- * (`receive`) and as a second iovec per message in MmsgBatch (`flush`).
+ * Offloads, by default off: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU
+ * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload
+ * off (testnet does this); larger frames are counted in rxTruncated and dropped, unfinished checksums in
+ * rxCsumNotReady. With `offloads: true` the socket has PACKET_VNET_HDR (lib/vnet.ts) and the veth keeps its
+ * offloads: ring slots hold 64 KB super-frames, partial checksums are completed before delivery (the stack sees
+ * ordinary, if large, frames), every sent frame carries a virtio_net_hdr (all zero from writeFrame), and
+ * `writeGso` hands the kernel whole TCP/UDP super-frames to segment. `capabilities` tells the stack which.
  */
 import type { LinkDispatcher, LinkEndpoint } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
@@ -35,6 +37,18 @@ import {
 } from './libc.ts';
 import { MmsgBatch } from './mmsg.ts';
 import { inNetns } from './netns.ts';
+import {
+  type GsoOptions,
+  GsoType,
+  type LinkCapabilities,
+  NO_OFFLOADS,
+  VNET_F_NEEDS_CSUM,
+  VNET_HDR_LEN,
+  completeChecksum,
+  readVnetHeader,
+  writeEmptyVnetHeader,
+  writeVnetHeader,
+} from './vnet.ts';
 
 /** Options for `AfPacketEndpoint.open`. */
 export interface AfPacketOptions {
@@ -55,6 +69,26 @@ export interface AfPacketOptions {
    * never spins, so an idle request/response exchange keeps its latency and costs no extra CPU.
    */
   busyPollUs?: number;
+  /**
+   * PACKET_VNET_HDR (default false): receive GRO'd super-frames and partial checksums (completed here), send
+   * super-frames with `writeGso`; the interface keeps TSO/GSO/GRO and checksum offload on. Ring slots are then
+   * 64 KB each, so `ringFrames` defaults to 256.
+   */
+  offloads?: boolean;
+}
+
+/** Offload activity of an endpoint opened with `offloads: true`. */
+export interface VnetCounters {
+  /** Received super-frames (gso_type set), delivered whole. */
+  rxGsoFrames: number;
+  /** Received frames whose partial checksum (NEEDS_CSUM) was completed before delivery. */
+  rxCsumCompleted: number;
+  /** Received frames with a virtio_net_hdr pointing outside the frame, dropped. */
+  rxBadVnetHeader: number;
+  /** Super-frames handed to the kernel by writeGso. */
+  txGsoFrames: number;
+  /** writeGso calls refused for bad offload fields or size. */
+  txGsoRefused: number;
 }
 
 const TP_STATUS_USER = 1 << 0;
@@ -63,6 +97,9 @@ const TP_STATUS_CSUMNOTREADY = 1 << 3;
 // A TPACKET_V2 frame starts with tpacket2_hdr (32 bytes) and sockaddr_ll; the kernel puts the MAC header at
 // tp_mac, 66 bytes in for Ethernet, so a slot needs about 80 bytes on top of the frame.
 const RING_HEADROOM = 96;
+// Largest frame with offloads: an IPv4 datagram or IPv6 payload of at most 65535 bytes, Ethernet header and a tag.
+const MAX_GSO_FRAME = 0xffff + 40 + 14 + 4;
+const PAGE_SIZE = 4096;
 const ETH_HLEN = 14;
 const VLAN_HLEN = 4;
 // Longest one busy-polling receive() keeps the event loop, in ms.
@@ -130,6 +167,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly dev: string;
   /** Frames and bytes in and out, and drops; `refreshCounters()` pulls the kernel's ring drops in. */
   readonly counters: HostLinkCounters = newHostLinkCounters();
+  /** What the link does beyond MTU-sized frames (see lib/vnet.ts); all false unless opened with offloads. */
+  readonly capabilities: LinkCapabilities;
+  /** Offload activity (all zero without offloads). */
+  readonly vnetCounters: VnetCounters = { rxGsoFrames: 0, rxCsumCompleted: 0, rxBadVnetHeader: 0, txGsoFrames: 0, txGsoRefused: 0 };
 
   /**
    * How receiving went: event-loop wake-ups, how many of them busy-polled (they found a stream), and how many
@@ -146,6 +187,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private rxHead = 0;
   private readonly tx: MmsgBatch;
   private readonly maxFrame: number;
+  private readonly offloads: boolean;
+  // Bytes in front of each outgoing frame in its send slot: the virtio_net_hdr with offloads, else none.
+  private readonly txHdr: number;
   private txCount = 0;
   private flushScheduled = false;
   private blocked = false;
@@ -153,6 +197,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private dispatcher: LinkDispatcher | null = null;
   private closed = false;
   private readonly busyPollMs: number;
+  private lastReceiveEnd = -Infinity;
   private readonly stat = new Uint32Array(2);
   private readonly statLen = new Uint32Array(1);
 
@@ -165,13 +210,26 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.mtu = s.mtu;
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
-    this.frameSize = roundUpPow2(this.maxFrame + RING_HEADROOM);
-    this.blockSize = Math.max(this.frameSize, 1 << 16);
-    this.framesPerBlock = this.blockSize / this.frameSize;
-    const blocks = Math.max(1, Math.ceil((opts.ringFrames ?? 4096) / this.framesPerBlock));
+    this.offloads = opts.offloads ?? false;
+    this.txHdr = this.offloads ? VNET_HDR_LEN : 0;
+    this.capabilities = this.offloads
+      ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME, rxChecksumOffload: false, txChecksumOffload: true })
+      : NO_OFFLOADS;
+    if (this.offloads) {
+      // One 64 KB slot per page-rounded block: TPACKET_V2 slots are fixed-size, and pages are the block unit.
+      this.frameSize = Math.ceil((MAX_GSO_FRAME + RING_HEADROOM + VNET_HDR_LEN) / 16) * 16;
+      this.blockSize = Math.ceil(this.frameSize / PAGE_SIZE) * PAGE_SIZE;
+    } else {
+      this.frameSize = roundUpPow2(this.maxFrame + RING_HEADROOM);
+      this.blockSize = Math.max(this.frameSize, 1 << 16);
+    }
+    this.framesPerBlock = Math.floor(this.blockSize / this.frameSize);
+    const blocks = Math.max(1, Math.ceil((opts.ringFrames ?? (this.offloads ? 256 : 4096)) / this.framesPerBlock));
     this.ringFrames = blocks * this.framesPerBlock;
     try {
       setIntOption(this.fd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
+      // Must precede the ring: the kernel refuses to change the header layout of a mapped ring.
+      if (this.offloads) setIntOption(this.fd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
       const req = new Uint32Array([this.blockSize, blocks, this.frameSize, this.ringFrames]);
       check(sys.setsockopt(this.fd, C.SOL_PACKET, C.PACKET_RX_RING, req, 16), 'setsockopt', 'PACKET_RX_RING');
       this.ring = mapMemory(this.blockSize * blocks, this.fd);
@@ -179,7 +237,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
       setIntOption(this.fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, opts.sendBuffer ?? 4 << 20, 'SO_SNDBUFFORCE');
       const sa = sockaddrLL(this.ifindex);
       check(sys.bind(this.fd, sa, sa.length), 'bind', `${opts.dev} in ${opts.netns}`);
-      this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.maxFrame);
+      // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
+      this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
     } catch (err) {
       sys.close(this.fd);
       throw err;
@@ -211,25 +270,31 @@ export class AfPacketEndpoint implements LinkEndpoint {
   }
 
   /**
-   * Drains the ring; when the wake-up found more than one frame, keeps polling the next slot for up to
-   * `busyPollUs` after each drain, so a stream is taken without sleeping in between. One call never runs
-   * longer than MAX_POLL_MS, so timers and other fds still get their turn.
+   * Drains the ring, then busy-polls when a stream is running: when this wake-up found more than one frame,
+   * or came within `busyPollUs` of the end of the previous one (so polling would have caught its frame),
+   * keeps polling the next slot until nothing has arrived for `busyPollUs`. One call never runs longer than
+   * MAX_POLL_MS, so timers and other fds still get their turn.
    */
   private receive(): void {
     const stats = this.rxPoll;
     stats.wakeups++;
-    if (this.drain() < 2 || this.busyPollMs <= 0) return;
-    stats.busyPolls++;
+    const n = this.drain();
+    if (n === 0 || this.busyPollMs <= 0 || this.closed) return;
     const start = performance.now();
+    const streaming = n > 1 || start - this.lastReceiveEnd <= this.busyPollMs;
+    this.lastReceiveEnd = start;
+    if (!streaming) return;
+    stats.busyPolls++;
     let idleSince = start;
-    while (!this.closed) {
+    for (;;) {
       const now = performance.now();
-      if (now - start > MAX_POLL_MS) return;
+      if (this.closed || now - start > MAX_POLL_MS || now - idleSince > this.busyPollMs) {
+        this.lastReceiveEnd = now;
+        return;
+      }
       if ((this.ring.view.getUint32(this.slotOffset(this.rxHead), true) & TP_STATUS_USER) !== 0) {
         stats.caught += this.drain();
         idleSince = performance.now();
-      } else if (now - idleSince > this.busyPollMs) {
-        return;
       }
     }
   }
@@ -251,10 +316,13 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
       if (status & TP_STATUS_LOSING) this.refreshCounters();
-      if (status & TP_STATUS_CSUMNOTREADY) c.rxCsumNotReady++;
+      // With offloads, partial checksums are completed below; without, they are delivered as they are.
+      if (status & TP_STATUS_CSUMNOTREADY && !this.offloads) c.rxCsumNotReady++;
       const d = this.dispatcher;
       if (snaplen < len) {
         c.rxTruncated++;
+      } else if (this.offloads && !this.applyVnetHeader(off + mac, snaplen)) {
+        // dropped, counted in vnetCounters
       } else if (d === null) {
         c.rxUnattached++;
       } else {
@@ -280,6 +348,23 @@ export class AfPacketEndpoint implements LinkEndpoint {
     return seen;
   }
 
+  /**
+   * Reads the virtio_net_hdr in front of the frame at `start` and completes a partial checksum in place, so
+   * the dispatcher gets an ordinary frame; returns false (counted) when the header points outside the frame.
+   */
+  private applyVnetHeader(start: number, len: number): boolean {
+    const h = readVnetHeader(this.ring.view, start - VNET_HDR_LEN);
+    const vc = this.vnetCounters;
+    if (h.gsoType !== GsoType.NONE) vc.rxGsoFrames++;
+    if ((h.flags & VNET_F_NEEDS_CSUM) === 0) return true;
+    if (!completeChecksum(this.ring.bytes.subarray(start, start + len), h.csumStart, h.csumOffset)) {
+      vc.rxBadVnetHeader++;
+      return false;
+    }
+    vc.rxCsumCompleted++;
+    return true;
+  }
+
   /** Hands ring slot `i` (at byte `off`) back to the kernel and moves our head past it. */
   private release(off: number, i: number): void {
     this.ring.view.setUint32(off, 0, true); // TP_STATUS_KERNEL
@@ -303,21 +388,66 @@ export class AfPacketEndpoint implements LinkEndpoint {
       this.counters.txOversize++;
       return false;
     }
-    if (this.txCount === this.tx.count) {
-      this.flush();
-      if (this.txCount === this.tx.count) {
-        this.counters.txDropped++;
-        return false;
-      }
-    }
+    if (!this.reserveSlot()) return false;
     const i = this.txCount++;
-    this.tx.slot(i).set(frame);
-    this.tx.setLength(i, frame.length);
+    const slot = this.tx.slot(i);
+    if (this.txHdr > 0) writeEmptyVnetHeader(this.tx.view, this.tx.offsetOf(i));
+    slot.set(frame, this.txHdr);
+    this.tx.setLength(i, this.txHdr + frame.length);
+    this.scheduleFlush();
+    return true;
+  }
+
+  /**
+   * Queues one super-frame (up to `capabilities.maxGsoSize`) for the kernel to cut into segments of
+   * `o.gsoSize` payload bytes, and to complete its L4 checksum when `o.csumStart`/`o.csumOffset` are given
+   * (the checksum field then holds the pseudo-header sum over the whole super-frame's L4 length, not
+   * complemented, as Linux's own TSO frames do). Same ownership and flush rules as writeFrame; returns false
+   * when refused (counted in vnetCounters.txGsoRefused). Throws unless the endpoint was opened with offloads.
+   */
+  writeGso(frame: Uint8Array, o: GsoOptions): boolean {
+    if (!this.offloads) throw new Error('writeGso needs an endpoint opened with offloads: true');
+    if (this.closed) return false;
+    const type = o.gsoType & ~GsoType.ECN;
+    const segmented = type !== GsoType.NONE;
+    const knownType = type === GsoType.NONE || type === GsoType.TCPV4 || type === GsoType.TCPV6 || type === GsoType.UDP_L4;
+    const csum = o.csumStart !== undefined || o.csumOffset !== undefined;
+    const csumOk = !csum || (o.csumStart! >= ETH_HLEN && o.csumStart! + o.csumOffset! + 2 <= Math.min(frame.length, o.hdrLen));
+    if (
+      !knownType ||
+      !csumOk ||
+      frame.length > MAX_GSO_FRAME ||
+      o.hdrLen > frame.length ||
+      (segmented && (o.gsoSize <= 0 || o.gsoSize > 0xffff)) ||
+      (!segmented && frame.length > this.maxFrame)
+    ) {
+      this.vnetCounters.txGsoRefused++;
+      return false;
+    }
+    if (!this.reserveSlot()) return false;
+    const i = this.txCount++;
+    writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
+    this.tx.slot(i).set(frame, VNET_HDR_LEN);
+    this.tx.setLength(i, VNET_HDR_LEN + frame.length);
+    if (segmented) this.vnetCounters.txGsoFrames++;
+    this.scheduleFlush();
+    return true;
+  }
+
+  /** Makes room for one more queued frame, flushing a full queue; false (counted) when it stays full. */
+  private reserveSlot(): boolean {
+    if (this.txCount < this.tx.count) return true;
+    this.flush();
+    if (this.txCount < this.tx.count) return true;
+    this.counters.txDropped++;
+    return false;
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.autoFlush);
     }
-    return true;
   }
 
   private readonly autoFlush = (): void => {
@@ -332,7 +462,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     while (sent < this.txCount) {
       const r = this.tx.send(this.fd, sent, this.txCount - sent);
       if (r > 0) {
-        for (let i = sent; i < sent + r; i++) c.txBytes += this.tx.length(i);
+        for (let i = sent; i < sent + r; i++) c.txBytes += this.tx.length(i) - this.txHdr;
         c.txFrames += r;
         sent += r;
         continue;

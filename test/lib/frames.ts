@@ -134,3 +134,56 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** The one's-complement sum of the IPv4 pseudo-header (RFC 793 §3.1), folded, not complemented. */
+export function pseudoSum4(src: Uint8Array, dst: Uint8Array, protocol: number, l4Length: number): number {
+  const pseudo = new Uint8Array(12);
+  pseudo.set(src, 0);
+  pseudo.set(dst, 4);
+  pseudo.set([0, protocol, l4Length >> 8, l4Length & 0xff], 8);
+  return ~checksum(pseudo) & 0xffff;
+}
+
+/**
+ * A TCP segment (RFC 793 §3.1, 20-byte header, no options) in IPv4 in Ethernet. With `partial` the checksum
+ * field holds only the pseudo-header sum, as a sender leaving the checksum to offload writes it.
+ */
+export function tcp4(
+  srcMac: Uint8Array,
+  dstMac: Uint8Array,
+  src: Uint8Array,
+  dst: Uint8Array,
+  ports: [number, number],
+  seq: number,
+  ack: number,
+  flags: number,
+  data: Uint8Array,
+  partial = false,
+): Uint8Array {
+  const t = new Uint8Array(20 + data.length);
+  const v = new DataView(t.buffer);
+  v.setUint16(0, ports[0]);
+  v.setUint16(2, ports[1]);
+  v.setUint32(4, seq >>> 0);
+  v.setUint32(8, ack >>> 0);
+  t[12] = 5 << 4;
+  t[13] = flags;
+  v.setUint16(14, 65535);
+  t.set(data, 20);
+  const p = pseudoSum4(src, dst, 6, t.length);
+  v.setUint16(16, partial ? p : checksum(t, p));
+  return ipv4(srcMac, dstMac, src, dst, 6, t);
+}
+
+/** Whether an Ethernet/IPv4 frame's IP header checksum and, for TCP or UDP, its L4 checksum verify. */
+export function checksumsOk(f: Uint8Array): boolean {
+  if (f.length < 34 || f[12] !== 0x08 || f[13] !== 0x00) return false;
+  const hl = (f[14]! & 0x0f) * 4;
+  const total = (f[16]! << 8) | f[17]!;
+  if (checksum(f.subarray(14, 14 + hl)) !== 0) return false;
+  const proto = f[23]!;
+  if (proto !== 6 && proto !== 17) return true;
+  const l4 = f.subarray(14 + hl, 14 + total);
+  if (proto === 17 && l4[6] === 0 && l4[7] === 0) return true; // no checksum (IPv4 UDP only)
+  return checksum(l4, pseudoSum4(f.subarray(26, 30), f.subarray(30, 34), proto, l4.length)) === 0;
+}

@@ -22,7 +22,9 @@ t.test('Linux DUT: gVisor scripts and the team scripts pass, the broken copy fai
       `${G}/accept_ack_drop.pkt`,
       'test/conformance/team',
     ],
-    { duts: [linux] },
+    // Real time on a shared 2-vCPU machine: a loaded host can delay a wake-up by tens of ms, so this test
+    // widens every script's tolerance (the CLI keeps the scripts' own).
+    { duts: [linux], toleranceMs: 200 },
   );
   t.ok(rows.length >= 9);
   for (const r of rows) t.equal(r.verdict, 'pass', `${r.script}: ${r.detail}`);

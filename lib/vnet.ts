@@ -1,0 +1,157 @@
+/**
+ * `struct virtio_net_hdr`, the 10-byte header a packet socket with PACKET_VNET_HDR puts in front of every frame
+ * (virtio 1.x §5.1.6 "Device Operation"; Linux include/uapi/linux/virtio_net.h), and the link capabilities
+ * that follow from it.
+ *
+ * With the option on, the kernel hands over frames exactly as its own stack holds them: GRO'd super-frames of up
+ * to 64 KB (gso_type/gso_size say how they were built) and frames whose L4 checksum is only partial
+ * (NEEDS_CSUM: the pseudo-header sum sits in the checksum field; the sum over csum_start..end is still to be
+ * folded in). In the other direction it accepts the same: one 64 KB TCP segment with gso fields set, which the
+ * kernel (or the veth peer's stack) cuts into MSS-sized segments, and partial checksums it completes. That is how
+ * a veth keeps TSO/GSO/GRO and checksum offload on while a userspace stack owns it, as gVisor's fdbased endpoint
+ * does for runsc.
+ *
+ * Fields are little-endian: packet sockets use the host's byte order for the header (x86-64 and aarch64 are
+ * little-endian; the legacy virtio big-endian mode is never selected for packet sockets on these hosts).
+ */
+
+/** Length of `struct virtio_net_hdr` (without num_buffers, which packet sockets do not use). */
+export const VNET_HDR_LEN = 10;
+
+/** `flags`: the L4 checksum is partial and must be completed over csum_start..end (VIRTIO_NET_HDR_F_NEEDS_CSUM). */
+export const VNET_F_NEEDS_CSUM = 1;
+/** `flags`: the kernel (or device) has verified the checksums (VIRTIO_NET_HDR_F_DATA_VALID). */
+export const VNET_F_DATA_VALID = 2;
+
+/** `gso_type` values (VIRTIO_NET_HDR_GSO_*): how a super-frame is to be (or was) cut into segments. */
+export const GsoType = {
+  /** Not a super-frame. */
+  NONE: 0,
+  /** TCP over IPv4, cut at gso_size bytes of TCP payload (TSO). */
+  TCPV4: 1,
+  /** UDP over IPv4 cut into IP fragments (UFO, refused by current kernels). */
+  UDP: 3,
+  /** TCP over IPv6 (TSO6). */
+  TCPV6: 4,
+  /** UDP cut into separate datagrams of gso_size payload bytes (USO, Linux 6.2+). */
+  UDP_L4: 5,
+  /** Flag: the super-frame's TCP header has CWR set, and only the first segment keeps it (RFC 3168 §6.1.2). */
+  ECN: 0x80,
+} as const;
+
+/** Offload fields of one frame: what `writeGso` takes and what the receive side reads. */
+export interface GsoOptions {
+  /** One of `GsoType` (optionally with `GsoType.ECN`); NONE for a frame that is not to be cut. */
+  gsoType: number;
+  /** Payload bytes per segment (the MSS for TCP); ignored for NONE. */
+  gsoSize: number;
+  /** Bytes of headers in front of the payload, Ethernet header included (Ethernet + IP + TCP/UDP). */
+  hdrLen: number;
+  /**
+   * Where the L4 checksum's coverage starts (offset of the TCP/UDP header in the frame); with `csumOffset` it
+   * asks the kernel to complete a partial checksum (NEEDS_CSUM). Omit both to send the checksum as it is.
+   */
+  csumStart?: number;
+  /** Offset of the checksum field from csumStart (16 for TCP, 6 for UDP). */
+  csumOffset?: number;
+}
+
+/** A decoded `struct virtio_net_hdr`. */
+export interface VnetHeader {
+  /** VNET_F_NEEDS_CSUM and/or VNET_F_DATA_VALID. */
+  flags: number;
+  /** One of `GsoType`, possibly with `GsoType.ECN`. */
+  gsoType: number;
+  /** Bytes of headers in front of the payload. */
+  hdrLen: number;
+  /** Payload bytes per segment. */
+  gsoSize: number;
+  /** Start of the L4 checksum's coverage. */
+  csumStart: number;
+  /** Offset of the checksum field from csumStart. */
+  csumOffset: number;
+}
+
+/**
+ * What a link can do beyond plain MTU-sized frames; an optional, read-only property of host-backed links
+ * (`AfPacketEndpoint.capabilities`), for the stack to query before handing over or expecting large segments.
+ * A link without the property, or with every field false, behaves as a plain Ethernet link.
+ */
+export interface LinkCapabilities {
+  /**
+   * `writeGso` accepts TCP/UDP super-frames up to `maxGsoSize` for the kernel to cut into segments (TSO/USO),
+   * and received frames may be GRO'd super-frames larger than the MTU (up to `maxGsoSize`).
+   */
+  readonly gso: boolean;
+  /** Largest frame, Ethernet header included, that `writeGso` accepts and that receive may deliver. */
+  readonly maxGsoSize: number;
+  /**
+   * Every delivered frame's checksums were verified before delivery, so the stack may skip verifying them.
+   * False for AfPacketEndpoint: it completes partial checksums (so delivered frames are always well-formed), but
+   * frames the kernel did not mark DATA_VALID still need the stack's own check.
+   */
+  readonly rxChecksumOffload: boolean;
+  /** `writeGso` may leave the L4 checksum partial (csumStart/csumOffset) for the kernel to complete. */
+  readonly txChecksumOffload: boolean;
+}
+
+/** Capabilities of a link without offloads. */
+export const NO_OFFLOADS: LinkCapabilities = Object.freeze({
+  gso: false,
+  maxGsoSize: 0,
+  rxChecksumOffload: false,
+  txChecksumOffload: false,
+});
+
+/** Reads the virtio_net_hdr at `off` of `v`. */
+export function readVnetHeader(v: DataView, off: number): VnetHeader {
+  return {
+    flags: v.getUint8(off),
+    gsoType: v.getUint8(off + 1),
+    hdrLen: v.getUint16(off + 2, true),
+    gsoSize: v.getUint16(off + 4, true),
+    csumStart: v.getUint16(off + 6, true),
+    csumOffset: v.getUint16(off + 8, true),
+  };
+}
+
+/** Writes the virtio_net_hdr for `o` at `off` of `v` (NEEDS_CSUM when csumStart/csumOffset are given). */
+export function writeVnetHeader(v: DataView, off: number, o: GsoOptions): void {
+  const csum = o.csumStart !== undefined && o.csumOffset !== undefined;
+  v.setUint8(off, csum ? VNET_F_NEEDS_CSUM : 0);
+  v.setUint8(off + 1, o.gsoType);
+  v.setUint16(off + 2, o.hdrLen, true);
+  v.setUint16(off + 4, o.gsoType === GsoType.NONE ? 0 : o.gsoSize, true);
+  v.setUint16(off + 6, csum ? o.csumStart! : 0, true);
+  v.setUint16(off + 8, csum ? o.csumOffset! : 0, true);
+}
+
+/** Writes an all-zero virtio_net_hdr at `off` (a plain frame: no segmentation, checksum as it is). */
+export function writeEmptyVnetHeader(v: DataView, off: number): void {
+  v.setUint32(off, 0, true);
+  v.setUint32(off + 4, 0, true);
+  v.setUint16(off + 8, 0, true);
+}
+
+/**
+ * Completes a partial checksum in place, as Linux's skb_checksum_help does: the field at start+offset holds
+ * the pseudo-header sum, so the one's-complement sum (RFC 1071) over frame[start..end], field included, is
+ * folded and complemented into the field; a result of 0 is sent as 0xffff (the same value in one's
+ * complement, and the only form UDP allows, RFC 768). Returns false when start/offset lie outside the frame.
+ */
+export function completeChecksum(frame: Uint8Array, start: number, offset: number): boolean {
+  const field = start + offset;
+  if (start >= frame.length || field + 2 > frame.length) return false;
+  let sum = 0;
+  const end = frame.length;
+  let i = start;
+  // 16-bit words summed into a double: no overflow before 2^53, i.e. far beyond 64 KB frames.
+  for (; i + 1 < end; i += 2) sum += (frame[i]! << 8) | frame[i + 1]!;
+  if (i < end) sum += frame[i]! << 8;
+  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  const c = ~sum & 0xffff;
+  const out = c === 0 ? 0xffff : c;
+  frame[field] = out >> 8;
+  frame[field + 1] = out & 0xff;
+  return true;
+}

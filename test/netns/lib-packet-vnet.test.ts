@@ -1,0 +1,179 @@
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { createVethPair } from '../../lib/testnet.ts';
+import { GsoType } from '../../lib/vnet.ts';
+import { arp, checksumsOk, ip4, mac, parseArp, tcp4, udp, waitFor } from '../lib/frames.ts';
+
+// Pair 1 keeps the veth's offloads on (TSO/GSO/GRO, checksum offload), as PACKET_VNET_HDR allows.
+const A_IP = '198.18.71.1';
+const B_IP = '198.18.71.2';
+const on = createVethPair({ prefix: 'tsv-speed-vn', addrA: `${A_IP}/24`, addrB: `${B_IP}/24`, offloads: true });
+// Pair 2 has them off, so a super-frame sent on A is cut into segments and checksummed by A's kernel in
+// software (no TSO, no tx checksum offload), and B's side does not merge them again (no GRO).
+const A2_IP = '198.18.72.1';
+const B2_IP = '198.18.72.2';
+const off = createVethPair({ prefix: 'tsv-speed-vs', addrA: `${A2_IP}/24`, addrB: `${B2_IP}/24` });
+t.teardown(() => {
+  on.destroy();
+  off.destroy();
+});
+
+const MSS = 1448;
+const PAYLOAD = 64000;
+
+/** A 64000-byte TCP segment from A to B with a partial checksum, and the writeGso options for it. */
+function superSegment(srcMac: Uint8Array, dstMac: Uint8Array, src: string, dst: string) {
+  const data = new Uint8Array(PAYLOAD).map((_, i) => (i * 31 + (i >> 8)) & 0xff);
+  const frame = tcp4(srcMac, dstMac, ip4(src), ip4(dst), [40000, 9], 1_000_000, 0, 0x18, data, true);
+  const opts = { gsoType: GsoType.TCPV4, gsoSize: MSS, hdrLen: 14 + 20 + 20, csumStart: 34, csumOffset: 16 };
+  return { data, frame, opts };
+}
+
+/** Where two byte arrays first differ, or -1 when equal (tap's deep compare is slow on 64 KB arrays). */
+function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+const isOurTcp = (f: Uint8Array) => f.length >= 54 && f[12] === 8 && f[13] === 0 && f[23] === 6 && f[34] === 0x9c && f[35] === 0x40;
+
+t.test('open with offloads → capabilities say GSO up to 64 KB and tx checksum offload', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  const plain = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA });
+  t.teardown(() => {
+    a.close();
+    plain.close();
+  });
+  t.same(a.capabilities, { gso: true, maxGsoSize: 65535 + 40 + 18, rxChecksumOffload: false, txChecksumOffload: true });
+  t.same(plain.capabilities, { gso: false, maxGsoSize: 0, rxChecksumOffload: false, txChecksumOffload: false });
+  t.throws(() => plain.writeGso(new Uint8Array(60), { gsoType: GsoType.NONE, gsoSize: 0, hdrLen: 14 }), /offloads: true/);
+});
+
+t.test('offloads on, plain frames → ARP with B\'s kernel and UDP to B\'s endpoint work as without', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  const b = await AfPacketEndpoint.open({ netns: on.nsB, dev: on.devB, offloads: true });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const atA: Uint8Array[] = [];
+  const atB: Uint8Array[] = [];
+  a.attach({ deliverFrame: (f) => void atA.push(f.slice()) });
+  b.attach({ deliverFrame: (f) => void atB.push(f.slice()) });
+  a.writeFrame(arp(1, a.macAddress, ip4('198.18.71.99'), new Uint8Array(6), ip4(B_IP)));
+  const dgram = udp(a.macAddress, b.macAddress, ip4(A_IP), ip4(B_IP), 4000, 4001, new Uint8Array(100).fill(7));
+  a.writeFrame(dgram);
+  await waitFor(() => atA.some((f) => parseArp(f)?.op === 2), 2000, 'ARP reply from B');
+  await waitFor(() => atB.some((f) => f.length === dgram.length && f[23] === 17), 2000, 'UDP at B');
+  t.same(atB.find((f) => f.length === dgram.length && f[23] === 17), dgram, 'UDP frame arrives byte for byte');
+  t.equal(a.counters.txFrames, 2);
+  t.equal(a.counters.txBytes, 42 + dgram.length, 'txBytes count frames, not the virtio_net_hdr');
+  t.equal(a.writeFrame(new Uint8Array(1500 + 18 + 1)), false, 'writeFrame still refuses more than the MTU');
+});
+
+t.test('writeGso 64 KB TCP segment, veth offloads off → B sees MSS-sized segments with valid checksums', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: off.nsA, dev: off.devA, offloads: true });
+  const b = await AfPacketEndpoint.open({ netns: off.nsB, dev: off.devB });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const segs: Uint8Array[] = [];
+  b.attach({ deliverFrame: (f) => void (isOurTcp(f) && segs.push(f.slice())) });
+  const { data, frame, opts } = superSegment(a.macAddress, b.macAddress, A2_IP, B2_IP);
+  t.equal(a.writeGso(frame, opts), true);
+  const want = Math.ceil(PAYLOAD / MSS);
+  await waitFor(() => segs.length >= want, 3000, `${want} segments`);
+  t.equal(segs.length, want, `${want} segments`);
+  t.ok(segs.every((f) => f.length <= 1514), 'none longer than the MTU allows');
+  t.ok(segs.every(checksumsOk), 'every IP and TCP checksum verifies');
+  const seqs = segs.map((f) => new DataView(f.buffer, f.byteOffset).getUint32(38));
+  t.same(seqs, Array.from({ length: want }, (_, i) => 1_000_000 + i * MSS), 'sequence numbers one MSS apart');
+  const joined = new Uint8Array(segs.reduce((n, f) => n + f.length - 54, 0));
+  let at = 0;
+  for (const f of segs) {
+    joined.set(f.subarray(54), at);
+    at += f.length - 54;
+  }
+  t.equal(firstDiff(joined, data), -1, 'payload reassembles to what was sent');
+  t.equal(a.vnetCounters.txGsoFrames, 1);
+  t.equal(a.counters.txBytes, frame.length);
+});
+
+t.test('writeGso 64 KB TCP segment, offloads on → B\'s endpoint gets it whole, checksum completed', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  const b = await AfPacketEndpoint.open({ netns: on.nsB, dev: on.devB, offloads: true });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const got: Uint8Array[] = [];
+  b.attach({ deliverFrame: (f) => void (isOurTcp(f) && got.push(f.slice())) });
+  const { frame, opts } = superSegment(a.macAddress, b.macAddress, A_IP, B_IP);
+  const expected = tcp4(a.macAddress, b.macAddress, ip4(A_IP), ip4(B_IP), [40000, 9], 1_000_000, 0, 0x18, frame.subarray(54));
+  t.equal(a.writeGso(frame, opts), true);
+  await waitFor(() => got.length >= 1, 2000, 'the super-frame at B');
+  t.equal(got.length, 1, 'one frame: the veth passes the super-frame on whole');
+  t.equal(got[0]!.length, 54 + PAYLOAD);
+  t.equal(firstDiff(got[0]!, expected), -1, 'identical to the segment with its full checksum');
+  t.equal(b.vnetCounters.rxGsoFrames, 1);
+  t.equal(b.vnetCounters.rxCsumCompleted, 1);
+});
+
+t.test('writeGso with bad fields → refused and counted, nothing sent', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  t.teardown(() => a.close());
+  const { frame, opts } = superSegment(a.macAddress, mac(on.macB), A_IP, B_IP);
+  const bad = [
+    { ...opts, gsoType: GsoType.UDP }, // UFO: refused by current kernels
+    { ...opts, gsoSize: 0 },
+    { ...opts, hdrLen: frame.length + 1 },
+    { ...opts, csumStart: 34, csumOffset: 60 }, // field past the headers
+    { gsoType: GsoType.NONE, gsoSize: 0, hdrLen: 54 }, // not segmented, yet larger than the MTU
+  ];
+  for (const o of bad) t.equal(a.writeGso(frame, o), false, JSON.stringify(o));
+  t.equal(a.writeGso(new Uint8Array(65535 + 40 + 18 + 1), opts), false, 'larger than maxGsoSize');
+  t.equal(a.vnetCounters.txGsoRefused, bad.length + 1);
+  a.flush();
+  t.equal(a.counters.txFrames, 0);
+});
+
+t.test('kernel TCP stream B → A with TSO on → A\'s endpoint sees super-frames, every checksum valid', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  t.teardown(() => a.close());
+  let frames = 0;
+  let big = 0;
+  let bad = 0;
+  let bytes = 0;
+  a.attach({
+    deliverFrame(f) {
+      if (f[23] !== 6 || f[36] !== 0x13 || f[37] !== 0x89) return; // TCP to port 5001
+      frames++;
+      if (f.length > 1514) big++;
+      if (!checksumsOk(f)) bad++;
+      bytes += ((f[16]! << 8) | f[17]!) - 20 - (f[46]! >> 4) * 4;
+    },
+  });
+  const procs: ReturnType<typeof spawn>[] = [];
+  t.teardown(() => {
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
+  const server = spawn('ip', ['netns', 'exec', on.nsA, 'socat', '-u', 'TCP-LISTEN:5001,reuseaddr', 'OPEN:/dev/null'], { stdio: 'ignore' });
+  procs.push(server);
+  await new Promise((r) => setTimeout(r, 200));
+  const total = 4 << 20;
+  const client = spawn('ip', ['netns', 'exec', on.nsB, 'sh', '-c', `head -c ${total} /dev/zero | socat -u - TCP:${A_IP}:5001`], {
+    stdio: 'ignore',
+  });
+  procs.push(client);
+  const code = await new Promise<number | null>((r) => client.on('exit', r));
+  t.equal(code, 0, 'client sent everything');
+  await waitFor(() => bytes >= total, 2000, 'all payload seen');
+  t.equal(bytes, total, 'every payload byte seen once');
+  t.ok(big > 0, `super-frames larger than the MTU delivered (${big} of ${frames})`);
+  t.equal(bad, 0, 'no frame with a bad checksum');
+  t.ok(a.vnetCounters.rxGsoFrames > 0 && a.vnetCounters.rxCsumCompleted > 0, JSON.stringify(a.vnetCounters));
+  t.equal(a.counters.rxTruncated, 0);
+});

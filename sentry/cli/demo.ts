@@ -3,6 +3,7 @@
  * other with Linux's own tools, prints a short report with the pcap path, and removes everything it made.
  */
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,9 +26,9 @@ interface Check {
 }
 
 /** Runs a command without blocking the event loop (the stack answers on it); resolves with its output. */
-function runAsync(argv: string[], input?: string, timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
+function runAsync(argv: string[], input?: string | Buffer, timeoutMs = 15000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, encoding: 'latin1', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -43,7 +44,7 @@ async function ping(ns: string, title: string, args: string[], target: string): 
   return { title, ok, detail: ok ? `0% loss, average round trip ${rtt} ms` : `${loss ?? '?'}% loss ${r.stderr.trim()}`.trim() };
 }
 
-async function udpEcho(ns: string, title: string, socatAddress: string, payload: string): Promise<Check> {
+async function socatEcho(ns: string, title: string, socatAddress: string, payload: string): Promise<Check> {
   const r = await runAsync(['ip', 'netns', 'exec', ns, 'socat', '-T', '2', '-t', '2', 'STDIO', socatAddress], payload);
   const ok = r.stdout === payload;
   return {
@@ -53,9 +54,27 @@ async function udpEcho(ns: string, title: string, socatAddress: string, payload:
   };
 }
 
+async function httpFetch(ns: string, title: string, url: string, size: number): Promise<Check> {
+  const r = await runAsync(['ip', 'netns', 'exec', ns, 'curl', '-sS', '--max-time', '20', url], undefined, 30000);
+  const body = Buffer.from(r.stdout, 'latin1');
+  const expected = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) expected[i] = i % 256;
+  const ok = r.code === 0 && body.equals(expected);
+  return { title, ok, detail: ok ? `${size} bytes, byte i = i mod 256 throughout` : `curl exit ${r.code}, ${body.length} bytes ${r.stderr.trim()}` };
+}
+
+async function httpUpload(ns: string, title: string, url: string, size: number): Promise<Check> {
+  const data = randomBytes(size);
+  const want = createHash('sha256').update(data).digest('hex');
+  const r = await runAsync(['ip', 'netns', 'exec', ns, 'curl', '-sS', '--max-time', '20', '--data-binary', '@-', url], data, 30000);
+  const got = r.stdout.trim();
+  const ok = r.code === 0 && got === want;
+  return { title, ok, detail: ok ? `${size} bytes up, SHA-256 ${want.slice(0, 16)}… matches` : `curl exit ${r.code}, got ${JSON.stringify(got.slice(0, 64))} ${r.stderr.trim()}` };
+}
+
 function requireTools(): void {
   const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
-  const missing = ['ip', 'ping', 'socat', 'ethtool'].filter((t) => !dirs.some((d) => existsSync(join(d, t))));
+  const missing = ['ip', 'ping', 'socat', 'ethtool', 'curl'].filter((t) => !dirs.some((d) => existsSync(join(d, t))));
   if (missing.length) throw new CliError(`missing tools: ${missing.join(', ')} (run 'bash .ci/install' as root first)`);
 }
 
@@ -91,18 +110,22 @@ export async function demoCommand(argv: string[]): Promise<number> {
       netns: pair.nsA,
       dev: pair.devA,
       pcap,
-      services: [{ name: 'echo' }, { name: 'discard' }],
+      services: [{ name: 'echo' }, { name: 'discard' }, { name: 'http' }],
       statsSocket: false,
     });
-    out(`netstack took over ${pair.devA}: ${served.addresses.map((a) => `${formatAddress(a.address)}/${a.prefixLength}`).join(', ')}; services echo, discard`);
+    out(`netstack took over ${pair.devA}: ${served.addresses.map((a) => `${formatAddress(a.address)}/${a.prefixLength}`).join(', ')}; services echo, discard, http`);
     const ns = pair.nsB;
     const steps: (() => Promise<Check>)[] = [
       () => ping(ns, `ping ${SERVICE_V4}`, ['-c', '3', '-i', '0.2'], SERVICE_V4),
       () => ping(ns, `ping -6 ${SERVICE_V6}`, ['-6', '-c', '3', '-i', '0.2'], SERVICE_V6),
       () => ping(ns, `ping -s 8000 ${SERVICE_V4} (fragmented both ways)`, ['-c', '2', '-i', '0.2', '-s', '8000'], SERVICE_V4),
       () => ping(ns, `ping -6 -s 8000 ${SERVICE_V6} (fragmented both ways)`, ['-6', '-c', '2', '-i', '0.2', '-s', '8000'], SERVICE_V6),
-      () => udpEcho(ns, `UDP echo ${SERVICE_V4}:7`, `UDP4:${SERVICE_V4}:7`, 'hello from Linux to tsvisor\n'),
-      () => udpEcho(ns, `UDP echo [${SERVICE_V6}]:7`, `UDP6:[${SERVICE_V6}]:7`, 'hello over IPv6\n'),
+      () => socatEcho(ns, `UDP echo ${SERVICE_V4}:7`, `UDP4:${SERVICE_V4}:7`, 'hello from Linux to tsvisor\n'),
+      () => socatEcho(ns, `UDP echo [${SERVICE_V6}]:7`, `UDP6:[${SERVICE_V6}]:7`, 'hello over IPv6\n'),
+      () => socatEcho(ns, `TCP echo ${SERVICE_V4}:7`, `TCP4:${SERVICE_V4}:7`, 'hello over TCP\n'),
+      () => httpFetch(ns, `HTTP GET http://${SERVICE_V4}/bytes/1000000`, `http://${SERVICE_V4}/bytes/1000000`, 1000000),
+      () => httpFetch(ns, `HTTP GET http://[${SERVICE_V6}]/bytes/1000000`, `http://[${SERVICE_V6}]/bytes/1000000`, 1000000),
+      () => httpUpload(ns, `HTTP POST http://${SERVICE_V4}/sha256`, `http://${SERVICE_V4}/sha256`, 4000000),
     ];
     for (const step of steps) {
       const c = await step();
@@ -110,7 +133,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
     }
     const counters = served.counters();
-    const interesting = ['link.rxFrames', 'link.txFrames', 'rx.dropped', 'frag.reassembled', 'ipv4.txFragments', 'ipv6.txFragments', 'icmpv4.txEchoReplies', 'icmpv6.txEchoReplies', 'udp.received', 'udp.sent'];
+    const interesting = ['link.rxFrames', 'link.txFrames', 'rx.dropped', 'frag.reassembled', 'ipv4.txFragments', 'ipv6.txFragments', 'icmpv4.txEchoReplies', 'icmpv6.txEchoReplies', 'udp.received', 'udp.sent', 'tcp.segmentsReceived', 'tcp.segmentsSent', 'tcp.retransmits'];
     const shown = interesting.filter((k) => counters[k] !== undefined).map((k) => `${k}=${counters[k]}`);
     if (shown.length) out(`counters: ${shown.join(' ')}`);
   } finally {

@@ -7,7 +7,8 @@ import { UsageError } from './args.ts';
 const USAGE = `usage: tsvisor <command> [options]
 
 commands:
-  demo     build two namespaces joined by a veth, serve on one end, ping/UDP from the other, report, clean up
+  demo     build two namespaces joined by a veth, serve on one end, drive it with ping, socat and curl from the
+           other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
            [--impair SPEC] [--service NAME[:PORT]]... [--tap]
            attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
@@ -18,7 +19,7 @@ commands:
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
   help     this text
 
-services: echo (7), discard (9)
+services: echo (7, TCP+UDP), discard (9, TCP+UDP), chargen (19, TCP+UDP), http (80), iperf3 (5201), sockperf (11111)
 impair SPEC: loss=0.02,dup=0.01,reorder=0.02,delay=1ms,jitter=0.5ms,corrupt=0.001,seed=7,dir=both
 `;
 

@@ -1,19 +1,27 @@
 /**
  * Frames per second through AfPacketEndpoint, next to the kernel's own rate for the same traffic, in one run.
  *
- *   node --import tsx bench/link-rate.ts [--seconds 5] [--size 60] [--flood packet|udp]
+ *   node --import tsx bench/link-rate.ts [--seconds 5] [--size 60] [--flood ring|packet|udp] [--busy-poll 50]
+ *                                        [--rps] [--pin] [--nice -10]
  *
  * Two namespaces joined by a veth (offloads off, as the endpoint needs without PACKET_VNET_HDR). A flooder process
- * in B sends UDP to A: by default prebuilt UDP frames through an AF_PACKET socket with sendmmsg (on our VMs a kernel
- * UDP socket cannot send much faster than the kernel receives, so it would measure itself), or with `--flood udp`
- * through a kernel UDP socket with sendmmsg. The same flood is measured by
+ * in B sends UDP to A. By default (`ring`) it sends prebuilt frames from a PACKET_TX_RING with PACKET_QDISC_BYPASS,
+ * the cheapest way for a Linux peer to put frames on a veth; `packet` sends them with sendmmsg through an
+ * AfPacketEndpoint, `udp` through a kernel UDP socket (which cannot send much faster than the kernel receives, so
+ * it would measure itself). On a veth the flooder's CPU also runs A's receive softirq (veth xmit → netif_rx →
+ * tpacket_rcv or udp_rcv) unless `--rps` moves that to CPU 1. The same flood is measured by
  *   1. a kernel UDP receiver in A counting with recvmmsg (the kernel's own receive rate),
  *   2. AfPacketEndpoint on A's interface, taken over from the kernel, counting frames in its dispatcher;
- * then AfPacketEndpoint sends UDP frames to a kernel UDP receiver in B (send rate, and what arrived).
- * Children are this same file with --role flood|sink, started inside a namespace with `ip netns exec`.
+ * then AfPacketEndpoint sends UDP frames to a kernel UDP receiver in B (send rate, and what arrived), and B pings
+ * A answered by A's kernel and through the endpoint (with and without busy polling): a lone request's latency.
+ * Scheduling options apply to both receivers alike: `--pin` puts floods on CPU 0 and receivers on CPU 1, `--nice`
+ * gives the bench's own session (autogroup) that nice value, for runs on a machine shared with other work; the
+ * flooder's lines say how much of the time it had a CPU, which is what limits the figures on a busy machine.
+ * Children are this same file with --role flood|rflood|pflood|sink, started inside a namespace (`ip netns exec`).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { C, check, mapMemory, sockaddrIn, setIntOption, sys } from '../lib/libc.ts';
 import { MmsgBatch } from '../lib/mmsg.ts';
@@ -21,7 +29,8 @@ import { AfPacketEndpoint } from '../lib/packet.ts';
 import { takeOver } from '../lib/takeover.ts';
 import { createVethPair, nsRun, run } from '../lib/testnet.ts';
 import type { LinkDispatcher } from '../netstack/link/endpoint.ts';
-import { echoReply, ip4, mac, parseEchoRequest, udp } from '../test/lib/frames.ts';
+import { echoReply, ip4, ipv4, mac, parseEchoRequest, pseudoSum4, udp } from '../test/lib/frames.ts';
+import { GsoType } from '../lib/vnet.ts';
 
 const A_IP = '198.18.60.1';
 const B_IP = '198.18.60.2';
@@ -42,7 +51,7 @@ const payload = Math.max(0, frameSize - 42);
 const floodKind = arg('flood', 'ring');
 const pin = process.argv.includes('--pin');
 const rps = process.argv.includes('--rps');
-const niceness = Number(arg('nice', '0')); // packet: AF_PACKET sendmmsg of prebuilt frames; udp: kernel UDP socket
+const niceness = Number(arg('nice', '0'));
 
 /** This thread's time on a CPU and waiting for one, in µs (/proc/thread-self/schedstat), to tell contention apart. */
 function schedstat(): { runUs: number; waitUs: number } {
@@ -73,13 +82,19 @@ function flood(): void {
 }
 
 /** Sends `frame` through `ep` as fast as the kernel takes it for `secs` seconds; returns frames sent and refused. */
-async function blast(ep: AfPacketEndpoint, frame: Uint8Array, secs: number): Promise<{ sent: number; refused: number; seconds: number }> {
+async function blast(
+  ep: AfPacketEndpoint,
+  frame: Uint8Array,
+  secs: number,
+  write: () => boolean = () => ep.writeFrame(frame),
+  perFlush = 256,
+): Promise<{ sent: number; refused: number; seconds: number }> {
   const before = ep.counters.txFrames;
   const t0 = performance.now();
   let refused = 0;
   while (performance.now() - t0 < secs * 1000) {
     for (let r = 0; r < 16; r++) {
-      for (let i = 0; i < 256; i++) if (!ep.writeFrame(frame)) refused++;
+      for (let i = 0; i < perFlush; i++) if (!write()) refused++;
       ep.flush();
     }
     await new Promise((r) => setImmediate(r)); // lets a writable wake-up resume a blocked queue
@@ -236,20 +251,30 @@ function child(netns: string, role: string, extra: string[] = []): Child {
 
 const floodCpu = (f: Record<string, number>) =>
   f.cpuUs === undefined ? '' : `, flooder CPU ${(f.cpuUs / Math.max(1, f.sent!)).toFixed(2)} µs/frame, ${((f.cpuUs / 1e6 / f.seconds!) * 100).toFixed(0)}% on a CPU, ${((f.waitUs! / 1e6 / f.seconds!) * 100).toFixed(0)}% waiting for one`;
+const FLOODS: Record<string, string> = {
+  ring: 'PACKET_TX_RING + QDISC_BYPASS of prebuilt UDP frames',
+  packet: 'AfPacketEndpoint sendmmsg of prebuilt UDP frames',
+  udp: 'kernel UDP socket, sendmmsg',
+};
 const rate = (n: number, s: number) => (s > 0 ? Math.round(n / s) : 0);
 const fmt = (n: number) => n.toLocaleString('en-US').padStart(11);
 
 async function main(): Promise<void> {
   if (pin) run(['taskset', '-a', '-p', '-c', '1', String(process.pid)]);
   if (niceness !== 0) writeFileSync('/proc/self/autogroup', String(niceness));
-  const net = createVethPair({ prefix: 'tsv-lib-bench', addrA: `${A_IP}/24`, addrB: `${B_IP}/24` });
+  const net = createVethPair({ prefix: 'tsv-speed-bench', addrA: `${A_IP}/24`, addrB: `${B_IP}/24` });
   const cleanup = () => net.destroy();
   process.on('exit', cleanup);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   try {
     console.log(
       `link-rate: ${frameSize}-byte frames (UDP payload ${payload}), ${seconds} s per phase, veth ${net.nsA} ↔ ${net.nsB}, ` +
-        `offloads off, flood: ${floodKind === 'udp' ? 'kernel UDP socket, sendmmsg' : 'AF_PACKET sendmmsg of prebuilt UDP frames'}`,
+        `offloads off, flood: ${FLOODS[floodKind] ?? floodKind}`,
+    );
+    const opts = [rps && 'RPS to CPU 1', pin && 'floods on CPU 0, receivers on CPU 1', niceness !== 0 && `autogroup nice ${niceness}`];
+    console.log(
+      `machine: ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ` +
+        `scheduling: ${opts.filter(Boolean).join(', ') || 'as the kernel pleases'}`,
     );
 
     // With --rps, A's receive softirq runs on CPU 1 (the receivers' CPU with --pin) instead of inline on the
@@ -340,6 +365,29 @@ async function main(): Promise<void> {
     ep0.attach(echoResponder(ep0, ip4(A_IP)));
     console.log(`ping B → A, answered through the endpoint (no busy-poll)  ${await pingRtt(net.nsB, A_IP)}`);
     ep0.close();
+
+    // 5. Offloads (PACKET_VNET_HDR): MTU-sized UDP datagrams one frame each, then 64 KB UDP_L4 super-frames
+    // that A's kernel cuts into the same datagrams (in software here: this veth has its offloads off).
+    const epo = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, offloads: true, sendQueue: 64 });
+    const seg = 1500 - 28;
+    const one = udp(mac(net.macA), mac(net.macB), ip4(A_IP), ip4(B_IP), 4000, PORT, new Uint8Array(seg));
+    const { frame: superFrame, opts: gso } = udpSuperFrame(mac(net.macA), mac(net.macB), seg, 44);
+    for (const [label, write, perFlush] of [
+      ['writeFrame, one datagram per frame ', () => epo.writeFrame(one), 64],
+      ['writeGso, 44 datagrams per frame   ', () => epo.writeGso(superFrame, gso), 16],
+    ] as const) {
+      const sinkB = child(net.nsB, 'sink');
+      await sinkB.ready;
+      const before = epo.counters.txFrames;
+      const r = await blast(epo, one, seconds + 0.5, write, perFlush);
+      const got = await sinkB.result;
+      const gbps = (rate(got.received!, got.seconds!) * seg * 8) / 1e9;
+      console.log(
+        `offloads, ${label} ${fmt(rate(epo.counters.txFrames - before, r.seconds))} frames/s   (kernel UDP receiver in B got ` +
+          `${fmt(rate(got.received!, got.seconds!))} datagrams/s of ${seg} bytes, ${gbps.toFixed(2)} Gbit/s)`,
+      );
+    }
+    epo.close();
     taken.restore();
   } finally {
     cleanup();
@@ -370,6 +418,19 @@ function echoResponder(ep: AfPacketEndpoint, ip: Uint8Array): LinkDispatcher {
       if (req !== null && req.dst.every((b, i) => b === ip[i])) ep.writeFrame(echoReply(f, ep.macAddress)!);
     },
   };
+}
+
+/** A UDP super-frame of `count` datagrams of `seg` bytes from A to B's PORT, partial checksum, with its gso fields. */
+function udpSuperFrame(src: Uint8Array, dst: Uint8Array, seg: number, count: number) {
+  const len = 8 + seg * count;
+  const u = new Uint8Array(len);
+  const v = new DataView(u.buffer);
+  v.setUint16(0, 4000);
+  v.setUint16(2, PORT);
+  v.setUint16(4, len); // the whole super-datagram's length, which segmentation rewrites per datagram
+  v.setUint16(6, pseudoSum4(ip4(A_IP), ip4(B_IP), 17, len));
+  const frame = ipv4(src, dst, ip4(A_IP), ip4(B_IP), 17, u);
+  return { frame, opts: { gsoType: GsoType.UDP_L4, gsoSize: seg, hdrLen: 42, csumStart: 34, csumOffset: 6 } };
 }
 
 /**

@@ -340,7 +340,8 @@ export class TcpEndpoint implements Endpoint {
     const q = this.rcv.buf;
     if (q.length > 0) {
       const n = Math.min(q.length, opts?.maxBytes ?? q.length);
-      const data = q.peek(n).slice();
+      // A view is safe once consumed (the queue drops its chunk); a peek must not alias what stays queued.
+      const data = opts?.peek ? q.peek(n).slice() : q.peek(n);
       if (!opts?.peek) {
         q.consume(n);
         this.proto.charge(-n);

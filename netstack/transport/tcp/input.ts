@@ -77,6 +77,8 @@ function sampleHandshakeRtt(ep: TcpEndpoint, r: TcpRepr): void {
   const tsEcr = r.options.tsEcr;
   if (ep.tsOk && tsEcr) ep.snd.rtt.sample(seq.sub(ep.tsNow(), tsEcr));
   else if (ep.synRetries === 0) ep.snd.rtt.sample(ep.clock.now() - ep.stateSince);
+  // RFC 6298 §5.7: a lost SYN without a sample leaves the data RTO at 3 s, not at the SYN's backed-off value.
+  else ep.snd.rtt.resetAfterSynLoss();
 }
 
 /** Whether the segment passes RFC 9293 §3.10.7.4's acceptability test (first check). */
@@ -121,6 +123,10 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   if (!acceptable(ep, start, len)) {
     ep.stats.outOfWindow++;
+    // Old data again (our ACK was lost or the peer retransmitted early): tell it with a D-SACK (RFC 2883 §4).
+    if (r.payload.length > 0 && seq.le(seq.add(start, r.payload.length), rcv.nxt)) {
+      rcv.dsack = { left: start, right: seq.add(start, r.payload.length) };
+    }
     if (!(f & TCP_RST)) answerInvalid(ep, len);
     // RFC 9293: in TIME-WAIT a retransmitted FIN also restarts the 2·MSL timeout.
     if (ep.state === State.TimeWait && f & TCP_FIN) ep.restartTimeWait();
@@ -197,11 +203,18 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       }
       break;
     case State.Closing:
-      if (finAcked) ep.enterTimeWait();
-      return;
+      if (finAcked) {
+        ep.enterTimeWait();
+        return;
+      }
+      break;
     case State.LastAck:
-      if (finAcked) ep.terminate(undefined);
-      return;
+      if (finAcked) {
+        ep.terminate(undefined);
+        return;
+      }
+      // Data queued before close() is still going out: fall through to send more.
+      break;
     case State.TimeWait:
       // RFC 9293: the only thing that can arrive is a retransmitted FIN; acknowledge it and restart 2·MSL.
       if (f & TCP_FIN) {
@@ -217,6 +230,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   if (payload.length > 0 || fin) {
     const skip = seq.sub(rcv.nxt, start);
     if (skip > 0) {
+      if (payload.length > 0) rcv.dsack = { left: start, right: seq.add(start, Math.min(skip, payload.length)) };
       payload = payload.subarray(Math.min(skip, payload.length));
       start = rcv.nxt;
     }

@@ -4,7 +4,7 @@
  * zero-window probes and RSTs; each records the advertised window and counts what it sent.
  */
 import * as seq from '../../seqnum.ts';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
+import { type SackBlock, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
 import { TS_OPTION_LEN, synOptions } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { sendSegment } from './segment.ts';
@@ -116,9 +116,17 @@ function ackOptions(ep: TcpEndpoint, maxBlocks: number): TcpOptions {
     o.tsVal = ep.tsNow();
     o.tsEcr = ep.rcv.tsRecent;
   }
-  if (ep.sackOk && ep.rcv.ooo.length > 0 && maxBlocks > 0) {
-    const blocks = ep.rcv.ooo.sackBlocks(Math.min(maxBlocks, ep.tsOk ? 3 : 4));
-    if (blocks.length) o.sack = blocks;
+  if (!ep.sackOk || maxBlocks <= 0) return o;
+  let max = Math.min(maxBlocks, ep.tsOk ? 3 : 4);
+  const blocks: SackBlock[] = [];
+  const dsack = ep.rcv.dsack;
+  if (dsack) {
+    // RFC 2883 §4: the duplicate range goes first, reported once.
+    blocks.push(dsack);
+    ep.rcv.dsack = null;
+    max--;
   }
+  if (ep.rcv.ooo.length > 0 && max > 0) blocks.push(...ep.rcv.ooo.sackBlocks(max));
+  if (blocks.length) o.sack = blocks;
   return o;
 }

@@ -5,6 +5,7 @@
  * every second full-sized segment, else within the delayed-ACK timeout; at once for out-of-order data).
  */
 import * as seq from '../../seqnum.ts';
+import type { SackBlock } from '../../wire/tcp.ts';
 import { ByteQueue } from './buffer.ts';
 import { Reassembly } from './reassembly.ts';
 import { LazyTimer } from './timer.ts';
@@ -43,6 +44,8 @@ export class Receiver {
   unackedSegs = 0;
   /** An ACK is owed at once (out-of-order data, a FIN, a window update). */
   ackNow = false;
+  /** A duplicate range to report as a D-SACK block in the next ACK (RFC 2883), or null. */
+  dsack: SackBlock | null = null;
   /** Counters for TCP_INFO. */
   segsIn = 0;
   dataSegsIn = 0;

@@ -295,3 +295,27 @@ t.test('UDP: sendmsg/recvmsg with msg_name and MSG_TRUNC in msg_flags; IPv6 sock
   t.equal(w.a.bind(s, encodeSockaddr({ family: L.AF_INET6, address: new Uint8Array(16), port: 1 })), -97, 'v6 address on a v4 socket');
   t.equal(w.a.bind(s, new Uint8Array([2, 0, 0, 1])), -22, 'short sockaddr_in');
 });
+
+t.test('TCP dual stack: an AF_INET6 socket connects to ::ffff:198.18.0.2; names come back v4-mapped (sockaddr_in6)', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const l = w.b.socket(L.AF_INET6, L.SOCK_STREAM, 0);
+  t.equal(w.b.bind(l, encodeSockaddr({ family: L.AF_INET6, address: new Uint8Array(16), port: 80 })), 0);
+  t.equal(w.b.listen(l, 1), 0);
+  const c = w.a.socket(L.AF_INET6, L.SOCK_STREAM | L.SOCK_NONBLOCK, 0);
+  const mapped = (v4: Uint8Array) => new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4]);
+  t.equal(w.a.connect(c, encodeSockaddr({ family: L.AF_INET6, address: mapped(B), port: 80 })), -115);
+  await w.pump();
+  const peer = new Uint8Array(28);
+  const plen = new Uint32Array([28]);
+  const fd = (await w.b.accept4(l, peer, plen, 0)) as number;
+  t.ok(fd > 0);
+  t.equal(plen[0], 28);
+  t.same([...peer.subarray(0, 2)], [10, 0], 'AF_INET6');
+  t.same([...peer.subarray(8, 24)], [...mapped(A)]);
+  const name = new Uint8Array(28);
+  const nlen = new Uint32Array([28]);
+  t.equal(w.a.getpeername(c, name, nlen), 0);
+  t.same([...name.subarray(2, 4)], [0, 80]);
+  t.same([...name.subarray(8, 24)], [...mapped(B)]);
+});

@@ -682,3 +682,47 @@ t.test('sequence numbers wrap at 2^32 on both sides: data, SACK and ACKs stay by
   if ('errno' in r) throw new Error(String(r));
   t.same(Buffer.from(r.data), Buffer.from(data));
 });
+
+t.test('ESTABLISHED read with MSG_PEEK keeps the data; maxBytes reads part; FIONREAD/SIOCOUTQ count bytes', async (t) => {
+  const { h, ep, snd } = established();
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, payload: pattern(100) });
+  h.send({ flags: A, seq: h.peerNxt + 100, ack: snd, payload: pattern(50, 100) });
+  t.equal(ep.inQueue(), 150);
+  const peeked = ep.read({ peek: true, maxBytes: 120 });
+  t.same(peeked, { data: pattern(120) });
+  t.equal(ep.inQueue(), 150, 'peek consumes nothing');
+  (peeked as { data: Uint8Array }).data.fill(0);
+  t.same(ep.read({ maxBytes: 30 }), { data: pattern(30) }, 'peeked copy did not alias the queue');
+  t.same(ep.read(), { data: pattern(120, 30) });
+  ep.write(pattern(10));
+  t.equal(ep.outQueue(), 10);
+});
+
+t.test('LAST-ACK with data still queued: ACKs keep the data flowing, then the FIN, then CLOSED', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A | TCP_FIN, seq: p, ack: snd });
+  h.clearSent();
+  t.equal(ep.write(pattern(30 * 1460)), 30 * 1460);
+  ep.close();
+  t.equal(ep.state, State.LastAck);
+  let next = snd;
+  let fin = false;
+  for (let round = 0; round < 20 && !fin; round++) {
+    const sent = [];
+    while (h.pending) sent.push(h.next());
+    t.ok(sent.length > 0, `round ${round}: something sent`);
+    for (const r of sent) {
+      t.equal(r.seq, next, 'in order');
+      next += r.payload.length;
+      if (r.flags & TCP_FIN) {
+        fin = true;
+        next++;
+      }
+    }
+    h.send({ flags: A, seq: p + 1, ack: next });
+  }
+  t.ok(fin, 'the FIN followed the data');
+  t.equal(next, snd + 30 * 1460 + 1);
+  t.equal(ep.state, State.Closed);
+});

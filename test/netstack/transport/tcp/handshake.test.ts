@@ -338,3 +338,17 @@ t.test('connect refused → the next connect() reports it, then the socket conne
   h.expect({ flags: TCP_ACK });
   t.equal(ep.state, State.Established);
 });
+
+t.test('SYN-SENT SYN retransmitted, SYN-ACK without timestamps → no RTT sample, data RTO 3 s (RFC 6298 §5.7)', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.localPort = syn.srcPort;
+  h.advance(1000);
+  h.expect({ flags: TCP_SYN });
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: syn.seq + 1, options: { mss: 1460 } });
+  h.expect({ flags: TCP_ACK });
+  t.equal(ep.snd.rtt.hasSample, false, "Karn: the SYN-ACK can't be timed");
+  t.equal(ep.snd.rtt.rto, 3000);
+});

@@ -17,6 +17,7 @@ import { TcpProtocol } from '../../../../netstack/transport/tcp/protocol.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { NodeClock } from '../../../../lib/clock.ts';
 import { AfPacketEndpoint } from '../../../../lib/packet.ts';
+import { ImpairEndpoint, NO_IMPAIRMENT } from '../../../../netstack/link/impair.ts';
 import { createVethPair } from '../../../../lib/testnet.ts';
 
 if (process.getuid?.() !== 0) {
@@ -75,7 +76,9 @@ t.test('TCP with the Linux kernel over a veth', async (t) => {
     s.close();
     link.close();
   });
-  const nic = s.addNic(link);
+  // Our side may impair the link (the kernel here has no netem): off until the lossy subtest.
+  const impair = new ImpairEndpoint(link, clock, {});
+  const nic = s.addNic(impair);
   s.addAddress(nic, parseSubnet(`${US4}/24`)!);
   s.addAddress(nic, parseSubnet(`${US6}/64`)!);
   t.equal(await s.whenAddressReady(parseAddress(US6)!), true);
@@ -159,6 +162,53 @@ t.test('TCP with the Linux kernel over a veth', async (t) => {
     const r = await server.done;
     t.equal(r.code, 0, r.out);
     t.equal(sha(readFileSync(outPath)), sha(data), 'Linux received every byte');
+  });
+
+  t.test('IPv4 with 3% loss, 3% reordering, 1% duplication both ways: 2 MB up and 2 MB down byte-exact', async (t) => {
+    impair.spec = { ...NO_IMPAIRMENT, loss: 0.03, reorder: 0.03, dup: 0.01, seed: 5 };
+    t.teardown(() => {
+      impair.spec = { ...NO_IMPAIRMENT };
+    });
+    const up = randomBytes(2 * 1024 * 1024);
+    const down = randomBytes(2 * 1024 * 1024);
+    const upPath = join(dir, 'lossy-up');
+    const downPath = join(dir, 'lossy-down');
+    writeFileSync(downPath, down);
+    const server = inB(['socat', '-t', '20', 'TCP-LISTEN:7200,reuseaddr', `OPEN:${downPath},rdonly!!OPEN:${upPath},creat,trunc`]);
+    const ready = await inB(['sh', '-c', 'for i in $(seq 200); do ss -ltn | grep -q ":7200 " && exit 0; sleep 0.05; done; exit 1']).done;
+    t.equal(ready.code, 0, 'socat listens');
+    const ep = tcp.newEndpoint(4);
+    ep.connect({ address: parseAddress(LINUX4)!, port: 7200 });
+    const got: Uint8Array[] = [];
+    let off = 0;
+    let shut = false;
+    let eof = false;
+    const ok = await until(() => {
+      while (off < up.length) {
+        const n = ep.write(up.subarray(off, off + 65536));
+        if (typeof n !== 'number') break;
+        off += n;
+      }
+      if (off === up.length && !shut && ep.state === State.Established) shut = !ep.shutdown(ShutdownWrite);
+      for (;;) {
+        const r = ep.read();
+        if ('errno' in r) break;
+        if (r.data.length === 0) {
+          eof = true;
+          break;
+        }
+        got.push(r.data);
+      }
+      return eof && shut;
+    }, 60_000);
+    t.ok(ok, 'both directions finished');
+    const res = await server.done;
+    t.equal(res.code, 0, res.out);
+    t.equal(sha(Buffer.concat(got)), sha(down), 'Linux → us byte-exact through loss');
+    t.equal(sha(readFileSync(upPath)), sha(up), 'us → Linux byte-exact through loss');
+    const st = tcp.stats;
+    t.ok(st.retransmits > 0, `we repaired losses (${st.retransmits} retransmits, ${st.fastRetransmits} recoveries, ${st.timeouts} RTOs)`);
+    ep.close();
   });
 
   t.test('IPv6: connect to a closed Linux port → RST → ECONNREFUSED', async (t) => {

@@ -97,10 +97,12 @@ t.test('random overlapping inserts reassemble exactly (model check, across the w
 t.test('a long in-order run after a hole is stored piecewise (no quadratic merging)', async (t) => {
   const r = new Reassembly();
   const n = 20000;
+  const chunk = bytes(0, 1000);
   const start = performance.now();
-  for (let i = 1; i <= n; i++) r.insert(i * 1000, bytes(i, 1000));
+  // Merging into one array per insert would copy about 200 GB here; piecewise storage copies 20 MB.
+  for (let i = 1; i <= n; i++) r.insert(i * 1000, chunk);
   t.equal(r.count, 1);
   t.equal(r.length, n * 1000);
   t.same(r.sackBlocks(1), [{ left: 1000, right: (n + 1) * 1000 }]);
-  t.ok(performance.now() - start < 2000, 'fast');
+  t.ok(performance.now() - start < 5000, `fast (${Math.round(performance.now() - start)} ms)`);
 });

@@ -128,3 +128,21 @@ t.test('TLP retransmission acknowledged without D-SACK → a loss was repaired: 
     }
   }
 });
+
+t.test('ESTABLISHED rcv duplicate data → ACK with a D-SACK block for it, reported once (RFC 2883)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(500) });
+  h.expect({ flags: A, ack: p + 500 });
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(500) });
+  h.expect({ flags: A, ack: p + 500, options: { sack: [{ left: p, right: p + 500 }] } });
+  // Partly old, partly new: the old part is D-SACKed.
+  h.send({ flags: A, seq: p + 400, ack: snd, payload: pattern(200, 400) });
+  h.expect({ flags: A, ack: p + 600, options: { sack: [{ left: p + 400, right: p + 500 }] } });
+  h.send({ flags: A, seq: p + 600, ack: snd, payload: pattern(100, 600) });
+  const plain = h.next();
+  t.equal(plain.options.sack, undefined, 'no D-SACK repeated');
+  t.equal(ep.inQueue(), 700);
+});

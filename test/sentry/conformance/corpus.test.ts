@@ -1,0 +1,28 @@
+// The whole shared corpus against the tsvisor DUT (virtual clock, seconds for all of it): every script that
+// passed before still passes, and what newly passes is listed so the baseline can grow.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import t from 'tap';
+import { dutFactories } from '../../../sentry/cli/conformance.ts';
+import { runAll } from '../../../sentry/conformance/runner.ts';
+
+const CORPUS = join(import.meta.dirname, '../../../../shared/conformance');
+const BASELINE = join(import.meta.dirname, '../../conformance/tsvisor-passing.txt');
+
+t.test('the shared corpus on tsvisor: no regression against the passing baseline', { skip: !existsSync(CORPUS) && `no corpus at ${CORPUS}` }, async (t) => {
+  const rows = await runAll([CORPUS], { duts: await dutFactories('tsvisor') });
+  const baseline = readFileSync(BASELINE, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  t.ok(rows.length >= 380, `${rows.length} corpus scripts ran`);
+  const verdict = new Map(rows.map((r) => [relative(CORPUS, r.script), r]));
+  const regressed = baseline.filter((s) => verdict.get(s)?.verdict !== 'pass');
+  t.same(
+    regressed.map((s) => `${s}: ${verdict.get(s)?.verdict ?? 'missing'} ${verdict.get(s)?.detail ?? ''}`),
+    [],
+    'every baseline script still passes',
+  );
+  const fresh = [...verdict.entries()].filter(([s, r]) => r.verdict === 'pass' && !baseline.includes(s)).map(([s]) => s);
+  if (fresh.length) t.comment(`newly passing (add to ${relative(process.cwd(), BASELINE)}):\n${fresh.join('\n')}`);
+  const counts: Record<string, number> = {};
+  for (const r of rows) counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
+  t.comment(`tsvisor on the corpus: ${JSON.stringify(counts)}`);
+});

@@ -7,7 +7,10 @@
  * as a view into the ring, gives the slot back, then calls `deliverBatchEnd()`: no syscall and no thread hop per
  * frame. TPACKET_V2 rather than V3 because V3 only wakes the reader when a whole block is retired (full, or after
  * a timeout of at least a millisecond), which would add that latency to every lone request; V2 wakes per frame
- * when idle and still batches everything that arrived meanwhile under load.
+ * when idle and still batches everything that arrived meanwhile under load. Under a stream, each kernel wake-up
+ * costs the sending CPU a few µs (it runs the veth's receive softirq and wakes us), so a wake-up that finds a
+ * stream keeps polling the ring for `busyPollUs` after the last frame instead of going back to sleep; a lone
+ * frame never polls, so a request/response exchange keeps its latency and costs no extra CPU.
  *
  * Send: `writeFrame` copies into a native queue, `flush()` sends it with one sendmmsg, and a microtask flushes
  * whatever nobody flushed. A full socket buffer keeps the rest queued until the fd is writable.

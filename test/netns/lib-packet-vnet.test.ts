@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
-import { createVethPair } from '../../lib/testnet.ts';
+import { createVethPair, nsRun } from '../../lib/testnet.ts';
 import { GsoType } from '../../lib/vnet.ts';
 import { arp, checksumsOk, ip4, mac, parseArp, tcp4, udp, waitFor } from '../lib/frames.ts';
 
@@ -182,4 +182,55 @@ t.test('kernel TCP stream B → A with TSO on → A\'s endpoint sees super-frame
   t.equal(bad, 0, 'no frame with a bad checksum');
   t.ok(a.vnetCounters.rxGsoFrames > 0 && a.vnetCounters.rxCsumCompleted > 0, JSON.stringify(a.vnetCounters));
   t.equal(a.counters.rxTruncated, 0);
+});
+
+t.test('writeGso 64 KB-class TCP segment into a kernel TCP connection in B → socket reads every byte in order', async (t) => {
+  // The test plays a TCP peer by hand from an address A's kernel does not own (so A's kernel stays out of it),
+  // completes the handshake with B's kernel, then sends the data as one super-frame and closes with FIN.
+  const STACK_IP = '198.18.71.50';
+  const a = await AfPacketEndpoint.open({ netns: on.nsA, dev: on.devA, offloads: true });
+  t.teardown(() => a.close());
+  nsRun(on.nsB, ['ip', 'neigh', 'replace', STACK_IP, 'lladdr', on.macA, 'dev', on.devB]);
+  const received: Buffer[] = [];
+  const server = spawn('ip', ['netns', 'exec', on.nsB, 'socat', '-u', 'TCP-LISTEN:5002,reuseaddr', 'STDOUT'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  t.teardown(() => {
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  });
+  server.stdout.on('data', (d: Buffer) => received.push(d));
+  const exited = new Promise<number | null>((r) => server.on('exit', r));
+  let synAck: { seq: number; window: number } | null = null;
+  a.attach({
+    deliverFrame(f) {
+      // SYN-ACK from port 5002 to our port 40001
+      if (f[23] === 6 && f[34] === 0x13 && f[35] === 0x8a && f[36] === 0x9c && f[37] === 0x41 && f[47] === 0x12) {
+        const v = new DataView(f.buffer, f.byteOffset);
+        synAck = { seq: v.getUint32(38), window: v.getUint16(48) };
+      }
+    },
+  });
+  const src = ip4(STACK_IP);
+  const dst = ip4(B_IP);
+  const bMac = mac(on.macB);
+  const ports: [number, number] = [40001, 5002];
+  const isn = 7_000_000;
+  await new Promise((r) => setTimeout(r, 200)); // socat listening
+  a.writeFrame(tcp4(a.macAddress, bMac, src, dst, ports, isn, 0, 0x02, new Uint8Array(0)));
+  await waitFor(() => synAck !== null, 3000, 'SYN-ACK from B');
+  const irs = synAck!.seq;
+  // Without window scaling in our SYN, B's window is at most 65535: the data must fit in it.
+  const size = Math.min(60000, synAck!.window);
+  t.ok(size >= 30000, `B's window takes a super-frame (${synAck!.window})`);
+  a.writeFrame(tcp4(a.macAddress, bMac, src, dst, ports, isn + 1, irs + 1, 0x10, new Uint8Array(0)));
+  const data = new Uint8Array(size).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
+  const frame = tcp4(a.macAddress, bMac, src, dst, ports, isn + 1, irs + 1, 0x18, data, true);
+  t.equal(a.writeGso(frame, { gsoType: GsoType.TCPV4, gsoSize: MSS, hdrLen: 54, csumStart: 34, csumOffset: 16 }), true);
+  a.writeFrame(tcp4(a.macAddress, bMac, src, dst, ports, isn + 1 + size, irs + 1, 0x11, new Uint8Array(0)));
+  const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5000))]);
+  t.equal(code, 0, 'socat saw the FIN and exited');
+  const got = new Uint8Array(Buffer.concat(received));
+  t.equal(got.length, size, `${size} bytes read from the socket`);
+  t.equal(firstDiff(got, data), -1, 'byte for byte, in order');
+  t.equal(a.vnetCounters.txGsoFrames, 1);
 });

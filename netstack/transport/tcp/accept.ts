@@ -39,14 +39,14 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   if (!(f & TCP_SYN) || f & TCP_FIN) return;
   const q = l.listener!;
   if (q.acceptQueue.length > q.backlog) {
-    proto.stats.listenOverflows++;
+    proto.count('listenOverflows');
     return;
   }
   const route = proto.net.findRoute(info.src, info.dst, info.nicId);
   if (!('send' in route)) return;
   if (q.synQueue.size >= Math.max(q.backlog, 1)) {
     if (proto.config.synCookies) sendCookieSynAck(l, r, info, route);
-    else proto.stats.listenDrops++;
+    else proto.count('listenDrops');
     return;
   }
   const child = newChild(l, r, info, route);
@@ -129,12 +129,12 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
   const now = proto.net.clock.now();
   const mss = checkCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, r.ack);
   if (mss === 0) {
-    proto.stats.syncookiesFailed++;
+    proto.count('syncookiesFailed');
     return false;
   }
   const q = l.listener!;
   if (q.acceptQueue.length > q.backlog) {
-    proto.stats.listenOverflows++;
+    proto.count('listenOverflows');
     return true;
   }
   const route = proto.net.findRoute(info.src, info.dst, info.nicId);
@@ -183,7 +183,7 @@ export function childEstablished(child: TcpEndpoint): boolean {
   const q = l.listener;
   if (!q || l.state !== State.Listen) return false;
   if (q.acceptQueue.length > q.backlog) {
-    l.proto.stats.listenOverflows++;
+    l.proto.count('listenOverflows');
     return false;
   }
   q.synQueue.delete(child);
@@ -222,5 +222,6 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;
+  c.snd.autoTune = l.snd.autoTune;
   c.snd.cc = l.proto.newCongestionControl(l.snd.cc.name, c.snd.mss);
 }

@@ -38,7 +38,7 @@ import type { TcpProtocol, TcpStats } from './protocol.ts';
 import { Receiver } from './rcv.ts';
 import { sendAck, sendReset, sendSyn } from './output.ts';
 import { Sender } from './snd.ts';
-import { State, canSend, stateName } from './state.ts';
+import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
 
 /** tcp(7): corked output waits at most this long. */
@@ -287,8 +287,14 @@ export class TcpEndpoint implements Endpoint {
     return Err.ConnectStarted;
   }
 
+  /** connect(AF_UNSPEC): Linux's tcp_disconnect aborts the connection (RST) and leaves the socket reusable. */
   disconnect(): NetError | undefined {
-    return Err.NotSupported;
+    if (this.state === State.Closed && !this.connectCalled) return undefined;
+    if (this.state === State.Listen) closeListener(this);
+    else if (isSynchronized(this.state) && this.state !== State.TimeWait) sendReset(this);
+    this.terminate(undefined);
+    this.resetForConnect();
+    return undefined;
   }
 
   listen(backlog: number): NetError | undefined {
@@ -365,7 +371,7 @@ export class TcpEndpoint implements Endpoint {
     let n = Math.min(snd.space, data.length);
     if (n > 0 && this.proto.overMemory(n)) {
       n = Math.max(0, this.proto.config.maxMemory - this.proto.memoryUsed);
-      if (n === 0) this.stats.memoryDrops++;
+      if (n === 0) this.proto.count('memoryDrops');
     }
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
     snd.buf.push(data.slice(0, n));
@@ -465,6 +471,7 @@ export class TcpEndpoint implements Endpoint {
     const snd = new Sender(this, this.proto.newCongestionControl(this.snd.cc.name, 536), this.snd.limit, c.rtoMin);
     const rcv = new Receiver(this, this.rcv.limit);
     rcv.autoTune = this.rcv.autoTune;
+    snd.autoTune = this.snd.autoTune;
     this.snd = snd;
     this.rcv = rcv;
     this.connectFailed = false;
@@ -670,7 +677,7 @@ export class TcpEndpoint implements Endpoint {
   enterTimeWait(): void {
     // Linux's tcp_max_tw_buckets: beyond the limit the connection closes at once instead of lingering.
     if (this.proto.timeWaitCount >= this.proto.config.maxTimeWait) {
-      this.stats.timeWaitOverflows++;
+      this.proto.count('timeWaitOverflows');
       // The peer's FIN must still be acknowledged before the state is gone.
       sendAck(this);
       this.terminate(undefined);

@@ -29,7 +29,7 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   const f = r.flags;
   if (f & TCP_ACK && (seq.le(r.ack, snd.iss) || seq.gt(r.ack, snd.max))) {
     if (!(f & TCP_RST)) sendResetSeq(ep, r.ack);
-    ep.stats.outOfWindow++;
+    ep.proto.count('outOfWindow');
     return;
   }
   if (f & TCP_RST) {
@@ -115,14 +115,14 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   const tsVal = r.options.tsVal;
   if (ep.tsOk && tsVal !== undefined && !(f & TCP_RST) && seq.lt(tsVal, rcv.tsRecent)) {
     if (ep.clock.now() - rcv.tsRecentAt < PAWS_IDLE_MS) {
-      ep.stats.pawsDrops++;
+      ep.proto.count('pawsDrops');
       answerInvalid(ep, len);
       return;
     }
   }
 
   if (!acceptable(ep, start, len)) {
-    ep.stats.outOfWindow++;
+    ep.proto.count('outOfWindow');
     // Old data again (our ACK was lost or the peer retransmitted early): tell it with a D-SACK (RFC 2883 §4).
     if (r.payload.length > 0 && seq.le(seq.add(start, r.payload.length), rcv.nxt)) {
       rcv.dsack = { left: start, right: seq.add(start, r.payload.length) };
@@ -294,7 +294,7 @@ function answerInvalid(ep: TcpEndpoint, len: number): void {
   const now = ep.clock.now();
   if (len === 0) {
     if (now - ep.lastInvalidAck < ep.proto.config.invalidAckIntervalMs) {
-      ep.stats.invalidAcksSuppressed++;
+      ep.proto.count('invalidAcksSuppressed');
       return;
     }
     ep.lastInvalidAck = now;

@@ -146,6 +146,7 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, 0, 0x7fffffff);
       if (typeof n !== 'number') return n;
       ep.snd.limit = Math.max(MIN_SNDBUF / 2, Math.min(n, ep.proto.config.maxSndBuf));
+      ep.snd.autoTune = false;
       ep.notify();
       return undefined;
     }

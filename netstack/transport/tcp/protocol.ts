@@ -320,6 +320,11 @@ export class TcpProtocol implements TransportProtocol {
     if (list.length === 0) this.listeners.delete(ep.localPort);
   }
 
+  /** Counts a drop or notable event and tells the stack's tracer, if one is set. */
+  count(counter: keyof TcpStats & string, detail?: string): void {
+    this.net.stats.count(this.stats, 'tcp', counter, detail);
+  }
+
   /** Adds (or with a negative n, returns) buffered bytes to the stack-wide account. */
   charge(n: number): void {
     this.memoryUsed += n;
@@ -343,7 +348,7 @@ export class TcpProtocol implements TransportProtocol {
       this.challengeCount = 0;
     }
     if (this.challengeCount >= this.config.challengeAckLimit) {
-      this.stats.challengeAcksSuppressed++;
+      this.count('challengeAcksSuppressed');
       return false;
     }
     this.challengeCount++;

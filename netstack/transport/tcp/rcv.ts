@@ -207,7 +207,7 @@ export class Receiver {
       this.ackNow = true;
       // Under stack-wide memory pressure, out-of-order data is the first to go (Linux prunes it first too).
       if (this.ep.proto.overMemory(data.length)) {
-        this.ep.stats.memoryDrops++;
+        this.ep.proto.count('memoryDrops');
         return;
       }
       this.ooo.insert(start, data);

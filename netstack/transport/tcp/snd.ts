@@ -46,6 +46,8 @@ export class Sender {
   readonly buf = new ByteQueue();
   /** SO_SNDBUF: most bytes the buffer holds. */
   limit: number;
+  /** Send-buffer auto-tuning is on (cleared when the application sets SO_SNDBUF). */
+  autoTune = true;
   /** The application closed its sending side: a FIN follows the data. */
   finQueued = false;
   /** The FIN was acknowledged. */
@@ -185,6 +187,7 @@ export class Sender {
         }
       } else if (!reduced) {
         this.cc.onAck(acked, flightBefore, ctx);
+        this.tuneBuffer();
       }
       if (!this.inRecovery) this.dupAcks = 0;
       if (seq.sub(this.max, this.una) > 0) this.rtxTimer.set(this.rtt.rto);
@@ -213,6 +216,19 @@ export class Sender {
     this.cc.onRecoveryEnd(ctx);
     this.ep.stats.tailLossRepairs++;
     return true;
+  }
+
+  /**
+   * Send-buffer auto-tuning (as Linux's tcp_sndbuf_expand): unless SO_SNDBUF was set, keep room for twice the
+   * congestion window, so a growing window is never starved by the buffer.
+   */
+  private tuneBuffer(): void {
+    if (!this.autoTune || this.ep.proto.underPressure()) return;
+    const want = Math.min(this.ep.proto.config.maxSndBuf, 2 * this.cc.cwnd);
+    if (want > this.limit) {
+      this.limit = want;
+      this.ep.onSendSpace();
+    }
   }
 
   /** RFC 8985 §6.2: update RACK from what this ACK delivered, mark losses, arm the reordering timer. */

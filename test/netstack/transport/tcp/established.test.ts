@@ -726,3 +726,43 @@ t.test('LAST-ACK with data still queued: ACKs keep the data flowing, then the FI
   t.equal(next, snd + 30 * 1460 + 1);
   t.equal(ep.state, State.Closed);
 });
+
+t.test('the stack tracer hears state changes and why a segment was dropped', async (t) => {
+  const h = new Harness();
+  const events: string[] = [];
+  h.net.stats.tracer = (e) => events.push(`${e.group}.${e.counter}${e.detail ? ` ${e.detail}` : ''}`);
+  const ep = h.connect(PLAIN);
+  h.send({ flags: A, seq: h.peerNxt + 1_000_000, ack: h.iss + 1 });
+  ep.close();
+  t.ok(events.includes('tcp.state CLOSED → SYN-SENT'), events.join('; '));
+  t.ok(events.includes('tcp.state SYN-SENT → ESTABLISHED'));
+  t.ok(events.includes('tcp.outOfWindow'));
+  t.ok(events.includes('tcp.state ESTABLISHED → FIN-WAIT-1'));
+});
+
+t.test('send-buffer auto-tuning: the buffer grows to twice cwnd; SO_SNDBUF fixes it', async (t) => {
+  for (const fixed of [false, true]) {
+    const h = new Harness();
+    const ep = h.connect({ mss: 1460, wscale: 7 });
+    if (fixed) ep.setOption('SO_SNDBUF', 100_000);
+    const snd = h.iss + 1;
+    void snd;
+    for (let round = 0; round < 8; round++) {
+      while (typeof ep.write(pattern(65536)) === 'number');
+      const ends: number[] = [];
+      while (h.pending) {
+        const r = h.next();
+        ends.push(r.seq + r.payload.length);
+      }
+      // A receiver ACKing every second segment.
+      for (let i = 1; i < ends.length; i += 2) h.send({ flags: A, seq: h.peerNxt, ack: ends[i]!, window: 0xffff });
+      h.send({ flags: A, seq: h.peerNxt, ack: ep.snd.max, window: 0xffff });
+    }
+    if (fixed) t.equal(ep.snd.limit, 100_000);
+    else {
+      t.ok(ep.snd.limit > 262144, `grew to ${ep.snd.limit} with cwnd ${ep.snd.cc.cwnd}`);
+      t.ok(ep.snd.limit <= 4 * 1024 * 1024, 'never beyond maxSndBuf');
+      t.equal(ep.snd.limit, Math.min(4 * 1024 * 1024, 2 * ep.snd.cc.cwnd), 'twice cwnd, capped');
+    }
+  }
+});

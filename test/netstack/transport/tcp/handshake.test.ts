@@ -352,3 +352,13 @@ t.test('SYN-SENT SYN retransmitted, SYN-ACK without timestamps → no RTT sample
   t.equal(ep.snd.rtt.hasSample, false, "Karn: the SYN-ACK can't be timed");
   t.equal(ep.snd.rtt.rto, 3000);
 });
+
+t.test('ESTABLISHED disconnect() (connect AF_UNSPEC) → RST, CLOSED, and the socket can connect again', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: 1460 });
+  t.equal(ep.disconnect(), undefined);
+  h.expect({ flags: TCP_RST | TCP_ACK, seq: h.iss + 1 });
+  t.equal(h.tcp.connectionCount, 0);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
+  h.expect({ flags: TCP_SYN });
+});

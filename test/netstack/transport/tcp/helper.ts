@@ -224,7 +224,7 @@ export class Harness {
     return repr!;
   }
 
-  /** Advances the clock by `ms` and returns what was sent meanwhile (leaving it captured). */
+  /** Advances the clock by `ms`, firing due timers; what they send stays captured for expect(). */
   advance(ms: number): void {
     this.clock.advance(ms);
   }

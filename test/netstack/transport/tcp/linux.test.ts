@@ -189,7 +189,10 @@ t.test('TCP with the Linux kernel over a veth', async (t) => {
         if (typeof n !== 'number') break;
         off += n;
       }
-      if (off === up.length && !shut && ep.state === State.Established) shut = !ep.shutdown(ShutdownWrite);
+      if (off === up.length && !shut && (ep.state === State.Established || ep.state === State.CloseWait)) {
+        // Linux may finish sending (and FIN) first: CLOSE-WAIT still owes our side's FIN.
+        shut = !ep.shutdown(ShutdownWrite);
+      }
       for (;;) {
         const r = ep.read();
         if ('errno' in r) break;

@@ -252,7 +252,9 @@ t.test('100 concurrent connections both ways over a lossy, reordering, corruptin
     let done = 0;
     for (const p of pairs) {
       p.upOff = pump(p.c, p.up, p.upOff);
-      if (p.upOff === p.up.length && !p.upShut && p.c.state === State.Established) p.upShut = !p.c.shutdown(ShutdownWrite);
+      if (p.upOff === p.up.length && !p.upShut && (p.c.state === State.Established || p.c.state === State.CloseWait)) {
+        p.upShut = !p.c.shutdown(ShutdownWrite);
+      }
       if (p.s) {
         p.downOff = pump(p.s, p.down, p.downOff);
         if (p.downOff === p.down.length && !p.downShut) p.downShut = !p.s.shutdown(ShutdownWrite);

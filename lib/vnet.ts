@@ -142,16 +142,42 @@ export function writeEmptyVnetHeader(v: DataView, off: number): void {
 export function completeChecksum(frame: Uint8Array, start: number, offset: number): boolean {
   const field = start + offset;
   if (start >= frame.length || field + 2 > frame.length) return false;
-  let sum = 0;
-  const end = frame.length;
-  let i = start;
-  // 16-bit words summed into a double: no overflow before 2^53, i.e. far beyond 64 KB frames.
-  for (; i + 1 < end; i += 2) sum += (frame[i]! << 8) | frame[i + 1]!;
-  if (i < end) sum += frame[i]! << 8;
-  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
-  const c = ~sum & 0xffff;
+  const c = ~onesComplementSum(frame, start, frame.length) & 0xffff;
   const out = c === 0 ? 0xffff : c;
   frame[field] = out >> 8;
   frame[field + 1] = out & 0xff;
   return true;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The folded one's-complement sum of frame[start..end) as big-endian 16-bit words (RFC 1071 §1). The bulk is
+ * summed as native 32-bit words, which RFC 1071 §2 allows (the sum is independent of word size and, up to one
+ * final byte swap, of byte order): four times fewer steps than byte pairs, which matters for 64 KB frames.
+ */
+export function onesComplementSum(frame: Uint8Array, start: number, end: number): number {
+  let sum = 0;
+  let i = start;
+  // Odd or unaligned head, byte by byte: even positions (from start) are high bytes.
+  while (i < end && ((frame.byteOffset + i) & 3) !== 0) {
+    sum += ((i - start) & 1) === 0 ? frame[i]! << 8 : frame[i]!;
+    i++;
+  }
+  const words = (end - i) >> 2;
+  if (words > 0) {
+    const w = new Uint32Array(frame.buffer, frame.byteOffset + i, words);
+    let wide = 0; // below 2^53 for any frame: 16K words of at most 2^32 each
+    for (let k = 0; k < words; k++) wide += w[k]!;
+    // Native words summed: fold to 16 bits, then swap when native order and our pairing disagree (on a
+    // little-endian host, when the pairing starts on an even position).
+    let x = wide;
+    while (x > 0xffff) x = (x % 0x10000) + Math.floor(x / 0x10000);
+    const even = ((i - start) & 1) === 0;
+    sum += even === LITTLE_ENDIAN ? ((x & 0xff) << 8) | (x >> 8) : x;
+    i += words * 4;
+  }
+  for (; i < end; i++) sum += ((i - start) & 1) === 0 ? frame[i]! << 8 : frame[i]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
 }

@@ -187,3 +187,52 @@ export function checksumsOk(f: Uint8Array): boolean {
   if (proto === 17 && l4[6] === 0 && l4[7] === 0) return true; // no checksum (IPv4 UDP only)
   return checksum(l4, pseudoSum4(f.subarray(26, 30), f.subarray(30, 34), proto, l4.length)) === 0;
 }
+
+/** A TCP segment (20-byte header) in IPv6 (RFC 8200) in Ethernet; with `partial` only the pseudo-header sum. */
+export function tcp6(
+  srcMac: Uint8Array,
+  dstMac: Uint8Array,
+  src: Uint8Array,
+  dst: Uint8Array,
+  ports: [number, number],
+  seq: number,
+  data: Uint8Array,
+  partial = false,
+): Uint8Array {
+  const f = ethernet(dstMac, srcMac, 0x86dd, 40 + 20 + data.length);
+  const v = new DataView(f.buffer);
+  f[14] = 0x60;
+  v.setUint16(18, 20 + data.length);
+  f[20] = 6; // next header: TCP
+  f[21] = 64;
+  f.set(src, 22);
+  f.set(dst, 38);
+  const t = f.subarray(54);
+  v.setUint16(54, ports[0]);
+  v.setUint16(56, ports[1]);
+  v.setUint32(58, seq >>> 0);
+  t[12] = 5 << 4;
+  t[13] = 0x10;
+  v.setUint16(68, 65535);
+  t.set(data, 20);
+  const p = pseudoSum6(src, dst, 6, t.length);
+  v.setUint16(70, partial ? p : checksum(t, p));
+  return f;
+}
+
+/** The one's-complement sum of the IPv6 pseudo-header (RFC 8200 §8.1), folded, not complemented. */
+export function pseudoSum6(src: Uint8Array, dst: Uint8Array, next: number, l4Length: number): number {
+  const pseudo = new Uint8Array(40);
+  pseudo.set(src, 0);
+  pseudo.set(dst, 16);
+  new DataView(pseudo.buffer).setUint32(32, l4Length);
+  pseudo[39] = next;
+  return ~checksum(pseudo) & 0xffff;
+}
+
+/** Whether an Ethernet/IPv6 frame carrying TCP or UDP directly has a valid L4 checksum. */
+export function checksums6Ok(f: Uint8Array): boolean {
+  if (f.length < 54 || f[12] !== 0x86 || f[13] !== 0xdd) return false;
+  const l4 = f.subarray(54, 54 + ((f[18]! << 8) | f[19]!));
+  return checksum(l4, pseudoSum6(f.subarray(22, 38), f.subarray(38, 54), f[20]!, l4.length)) === 0;
+}

@@ -6,6 +6,7 @@ import {
   VNET_F_NEEDS_CSUM,
   VNET_HDR_LEN,
   completeChecksum,
+  onesComplementSum,
   readVnetHeader,
   writeEmptyVnetHeader,
   writeVnetHeader,
@@ -142,4 +143,33 @@ t.test('GRO super-frames delivered to a Netstack larger than its MTU → accepte
   link.dispatcher!.deliverFrame(tcp4(MAC_B, MAC_A, IP_B, IP_A, [1, 2], 1, 0, 0x10, new Uint8Array(64000)));
   t.same(tcp.packets.map((p) => p.segment.length), [64020], 'the 64020-byte TCP segment reached the transport');
   t.same(ns.stack.dropCounters(), [], 'no drop counted');
+});
+
+t.test('one\'s-complement sum by 32-bit words → same as byte pairs, at every alignment and length', async (t) => {
+  // Reference: RFC 1071 over big-endian byte pairs, the odd last byte padded with zero.
+  const reference = (b: Uint8Array, start: number, end: number) => {
+    let s = 0;
+    for (let i = start; i < end; i += 2) s += (b[i]! << 8) | (i + 1 < end ? b[i + 1]! : 0);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    return s;
+  };
+  let seed = 12345;
+  const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 16;
+  const backing = new Uint8Array(300).map(() => next() & 0xff);
+  let checked = 0;
+  let wrong = '';
+  for (let base = 0; base < 4; base++) {
+    const b = backing.subarray(base, base + 200); // views that start at every alignment
+    for (let start = 0; start < 8; start++) {
+      for (let end = start; end <= 200; end += 1 + (end % 7)) {
+        const got = onesComplementSum(b, start, end);
+        const want = reference(b, start, end);
+        checked++;
+        if (got !== want && wrong === '') wrong = `base ${base} start ${start} end ${end}: ${got} ≠ ${want}`;
+      }
+    }
+  }
+  t.equal(wrong, '', `${checked} cases agree`);
+  const ones = new Uint8Array(65536).fill(0xff);
+  t.equal(onesComplementSum(ones, 0, ones.length), 0xffff, 'all-ones 64 KB folds to 0xffff');
 });

@@ -3,7 +3,8 @@ import t from 'tap';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair, nsRun } from '../../lib/testnet.ts';
 import { GsoType } from '../../lib/vnet.ts';
-import { arp, checksumsOk, ip4, mac, parseArp, tcp4, udp, waitFor } from '../lib/frames.ts';
+import { parseAddress } from '../../netstack/addr.ts';
+import { arp, checksums6Ok, checksumsOk, ip4, mac, parseArp, tcp4, tcp6, udp, waitFor } from '../lib/frames.ts';
 
 // Pair 1 keeps the veth's offloads on (TSO/GSO/GRO, checksum offload), as PACKET_VNET_HDR allows.
 const A_IP = '198.18.71.1';
@@ -13,7 +14,15 @@ const on = createVethPair({ prefix: 'tsv-speed-vn', addrA: `${A_IP}/24`, addrB: 
 // software (no TSO, no tx checksum offload), and B's side does not merge them again (no GRO).
 const A2_IP = '198.18.72.1';
 const B2_IP = '198.18.72.2';
-const off = createVethPair({ prefix: 'tsv-speed-vs', addrA: `${A2_IP}/24`, addrB: `${B2_IP}/24` });
+const A2_IP6 = 'fd74:7376:72::1';
+const B2_IP6 = 'fd74:7376:72::2';
+const off = createVethPair({
+  prefix: 'tsv-speed-vs',
+  addrA: `${A2_IP}/24`,
+  addrB: `${B2_IP}/24`,
+  addr6A: `${A2_IP6}/64`,
+  addr6B: `${B2_IP6}/64`,
+});
 t.teardown(() => {
   on.destroy();
   off.destroy();
@@ -100,6 +109,35 @@ t.test('writeGso 64 KB TCP segment, veth offloads off → B sees MSS-sized segme
   t.equal(firstDiff(joined, data), -1, 'payload reassembles to what was sent');
   t.equal(a.vnetCounters.txGsoFrames, 1);
   t.equal(a.counters.txBytes, frame.length);
+});
+
+t.test('writeGso 64 KB TCP/IPv6 segment, veth offloads off → B sees MSS-sized segments with valid checksums', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: off.nsA, dev: off.devA, offloads: true });
+  const b = await AfPacketEndpoint.open({ netns: off.nsB, dev: off.devB });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const segs: Uint8Array[] = [];
+  const isOurs6 = (f: Uint8Array) => f.length >= 74 && f[12] === 0x86 && f[13] === 0xdd && f[20] === 6 && f[54] === 0x9c && f[55] === 0x40;
+  b.attach({ deliverFrame: (f) => void (isOurs6(f) && segs.push(f.slice())) });
+  const mss = 1428; // 1500 - 40 - 20 - 12 of timestamps a real sender would carry; any size ≤ MTU works
+  const data = new Uint8Array(PAYLOAD).map((_, i) => (i * 17) & 0xff);
+  const frame = tcp6(a.macAddress, b.macAddress, parseAddress(A2_IP6)!, parseAddress(B2_IP6)!, [40000, 9], 5_000, data, true);
+  t.equal(a.writeGso(frame, { gsoType: GsoType.TCPV6, gsoSize: mss, hdrLen: 74, csumStart: 54, csumOffset: 16 }), true);
+  const want = Math.ceil(PAYLOAD / mss);
+  await waitFor(() => segs.length >= want, 3000, `${want} segments`);
+  t.equal(segs.length, want, `${want} segments`);
+  t.ok(segs.every((f) => f.length <= 1514), 'none longer than the MTU allows');
+  t.ok(segs.every(checksums6Ok), 'every TCP checksum verifies');
+  const joined = new Uint8Array(PAYLOAD);
+  let at = 0;
+  for (const f of segs) {
+    joined.set(f.subarray(74), at);
+    at += f.length - 74;
+  }
+  t.equal(at, PAYLOAD);
+  t.equal(firstDiff(joined, data), -1, 'payload reassembles to what was sent');
 });
 
 t.test('writeGso 64 KB TCP segment, offloads on → B\'s endpoint gets it whole, checksum completed', async (t) => {

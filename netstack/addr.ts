@@ -133,7 +133,9 @@ export function addressEqual(a: Address, b: Address): boolean {
 
 /** A string key for maps; distinct for every address of either family. */
 export function addressKey(a: Address): string {
-  return String.fromCharCode(...a);
+  // Demux builds keys per packet: spreading a typed array goes through its iterator, explicit arguments do not.
+  if (a.length === 4) return String.fromCharCode(a[0]!, a[1]!, a[2]!, a[3]!);
+  return String.fromCharCode.apply(null, a as unknown as number[]);
 }
 
 /** Whether the address is all zeroes (0.0.0.0 or ::). */

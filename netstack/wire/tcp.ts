@@ -310,6 +310,11 @@ export interface TcpOptions {
 
 /** Parses the option bytes into a record; returns a drop reason on malformed lengths or known options of the wrong size. */
 export function parseTcpOptions(options: Uint8Array): TcpOptions | string {
+  // Linux's fast path: almost every segment of a connection carries exactly NOP NOP TS, or nothing.
+  if (options.length === 0) return {};
+  if (options.length === 12 && options[0] === TCPOPT_NOP && options[1] === TCPOPT_NOP && options[2] === TCPOPT_TIMESTAMP && options[3] === 10) {
+    return { tsVal: get32(options, 4), tsEcr: get32(options, 8) };
+  }
   const o: TcpOptions = {};
   for (const opt of tcpOptionsIter(options)) {
     if (typeof opt === 'string') return opt;
@@ -464,9 +469,41 @@ export function parseTcp(pkt: TcpPacket, src?: Address, dst?: Address): TcpRepr 
 
 /** Header bytes of `r`, options included and padded; throws when the options exceed 40 bytes (a caller bug). */
 export function tcpHeaderLength(r: TcpRepr): number {
-  const n = (tcpOptionsLength(r.options) + 3) & ~3;
+  return tcpHeaderLengthFor(r.options);
+}
+
+/** Header bytes with options `o`, padded; throws when the options exceed 40 bytes (a caller bug). */
+export function tcpHeaderLengthFor(o: TcpOptions): number {
+  const n = (tcpOptionsLength(o) + 3) & ~3;
   if (n > TCP_MAX_OPTIONS_LEN) throw new RangeError(`tcp options too long: ${n}`);
   return TCP_MIN_HEADER_LEN + n;
+}
+
+/** The header fields `emitTcpHeader` writes (a TcpRepr without options and payload). */
+export interface TcpHeaderFields {
+  srcPort: number;
+  dstPort: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+}
+
+/**
+ * Writes a header of `hl` bytes (from `tcpHeaderLengthFor(options)`) at `offset`, urgent pointer and checksum
+ * zero: the segment-building fast path, which needs no Repr.
+ */
+export function emitTcpHeader(h: TcpHeaderFields, options: TcpOptions, hl: number, buf: Uint8Array, offset: number): void {
+  set16(buf, offset + F.SRC_PORT, h.srcPort);
+  set16(buf, offset + F.DST_PORT, h.dstPort);
+  set32(buf, offset + F.SEQ, h.seq);
+  set32(buf, offset + F.ACK, h.ack);
+  buf[offset + F.DATA_OFFSET] = (hl / 4) << 4;
+  buf[offset + F.FLAGS] = h.flags & 0xff;
+  set16(buf, offset + F.WINDOW, h.window);
+  set16(buf, offset + F.CHECKSUM, 0);
+  set16(buf, offset + F.URGENT, 0);
+  if (hl > TCP_MIN_HEADER_LEN) emitTcpOptions(options, buf, offset + F.OPTIONS);
 }
 
 /**

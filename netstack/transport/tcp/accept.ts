@@ -192,12 +192,19 @@ export function childEstablished(child: TcpEndpoint): boolean {
   return true;
 }
 
-/** Closing a listener resets every connection it still holds (Linux inet_csk_listen_stop). */
+/**
+ * Closing a listener resets every established connection it still holds (Linux inet_csk_listen_stop); half-open
+ * children vanish silently, so a later segment for one finds no connection and gets the stateless RST.
+ */
 export function closeListener(l: TcpEndpoint): void {
   const q = l.listener;
   if (!q) return;
   l.proto.removeListener(l);
-  for (const c of [...q.synQueue, ...q.acceptQueue]) {
+  for (const c of q.synQueue) {
+    c.parent = null;
+    c.terminate(undefined);
+  }
+  for (const c of q.acceptQueue) {
     c.parent = null;
     sendReset(c);
     c.terminate(undefined);
@@ -218,6 +225,7 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.userTimeout = l.userTimeout;
   c.linger = { ...l.linger };
   c.userMss = l.userMss;
+  c.linger2 = l.linger2;
   c.v6only = l.v6only;
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;

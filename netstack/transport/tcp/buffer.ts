@@ -10,6 +10,11 @@ export class ByteQueue {
   // Bytes of chunks[0] already consumed.
   private head = 0;
   private size = 0;
+  // The sender copies out at increasing offsets deep into a long queue: remember where the last copy ended
+  // (chunk index and the position of that chunk's first byte, counted from chunks[0]'s first byte) so that
+  // each copy does not walk every chunk from the front.
+  private cursorIdx = 0;
+  private cursorBase = 0;
 
   /** Bytes queued. */
   get length(): number {
@@ -27,19 +32,29 @@ export class ByteQueue {
   copyOut(offset: number, len: number, dst: Uint8Array, at: number): number {
     len = Math.min(len, this.size - offset);
     if (len <= 0) return 0;
-    let skip = offset + this.head;
-    let done = 0;
-    for (const c of this.chunks) {
-      if (skip >= c.length) {
-        skip -= c.length;
-        continue;
-      }
-      const n = Math.min(c.length - skip, len - done);
-      dst.set(c.subarray(skip, skip + n), at + done);
-      done += n;
-      skip = 0;
-      if (done === len) break;
+    const chunks = this.chunks;
+    const pos = offset + this.head;
+    let i = this.cursorIdx;
+    let base = this.cursorBase;
+    if (pos < base || i >= chunks.length) {
+      i = 0;
+      base = 0;
     }
+    while (pos >= base + chunks[i]!.length) base += chunks[i++]!.length;
+    let skip = pos - base;
+    let done = 0;
+    for (;;) {
+      const c = chunks[i]!;
+      const n = Math.min(c.length - skip, len - done);
+      dst.set(n === c.length ? c : c.subarray(skip, skip + n), at + done);
+      done += n;
+      if (done === len) break;
+      base += c.length;
+      i++;
+      skip = 0;
+    }
+    this.cursorIdx = i;
+    this.cursorBase = base;
     return done;
   }
 
@@ -65,8 +80,12 @@ export class ByteQueue {
         return;
       }
       n -= left;
-      this.chunks.shift();
+      const gone = this.chunks.shift()!;
       this.head = 0;
+      if (this.cursorIdx > 0) {
+        this.cursorIdx--;
+        this.cursorBase -= gone.length;
+      }
     }
   }
 
@@ -75,5 +94,7 @@ export class ByteQueue {
     this.chunks = [];
     this.head = 0;
     this.size = 0;
+    this.cursorIdx = 0;
+    this.cursorBase = 0;
   }
 }

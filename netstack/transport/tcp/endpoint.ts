@@ -86,6 +86,14 @@ export class TcpEndpoint implements Endpoint {
   v6only = false;
   /** TCP_MAXSEG: 0 for none. */
   userMss = 0;
+  /** TCP_LINGER2 in ms: 0 for tcp_fin_timeout, -1 to drop an orphan at once in FIN-WAIT-2 (tcp(7)). */
+  linger2 = 0;
+  /** TCP_DEFER_ACCEPT on a listener, as Linux keeps it: SYN-ACK retransmissions to wait for data. */
+  deferAccept = 0;
+  /** A passive child saw the bare ACK of its SYN-ACK while the listener defers (Linux inet_rsk(req)->acked). */
+  deferAcked = false;
+  /** Text of the peer's SYN in a simultaneous open, held until ESTABLISHED (RFC 9293 §3.10.7.3). */
+  synData: Uint8Array | null = null;
 
   snd: Sender;
   rcv: Receiver;
@@ -426,7 +434,22 @@ export class TcpEndpoint implements Endpoint {
       return;
     }
     this.closeSend();
-    if (this.state === State.FinWait2) this.closeTimer.set(this.proto.config.finTimeout);
+    if (this.state === State.FinWait2) {
+      // Linux tcp_close: TCP_LINGER2 < 0 aborts a FIN-WAIT-2 connection at close.
+      if (this.linger2 < 0) {
+        this.stats.resetsSent++;
+        sendReset(this);
+        this.terminate(undefined);
+        return;
+      }
+      this.closeTimer.set(this.finTime());
+    }
+  }
+
+  /** How long an orphan waits in FIN-WAIT-2: TCP_LINGER2 or tcp_fin_timeout, at least 3.5·RTO (Linux tcp_fin_time). */
+  finTime(): number {
+    const t = this.linger2 > 0 ? this.linger2 : this.proto.config.finTimeout;
+    return Math.max(t, 3.5 * this.snd.rtt.rto);
   }
 
   localAddress(): SocketAddress | NetError {
@@ -644,14 +667,21 @@ export class TcpEndpoint implements Endpoint {
     const snd = this.snd;
     if (this.state === State.SynSent || this.state === State.SynReceived) {
       const limit = this.state === State.SynSent ? c.synRetries : c.synAckRetries;
-      if (this.synRetries >= limit) {
+      // Linux syn_ack_recalc: a deferred child that saw the bare ACK lives until the defer period ends, and is
+      // sent no SYN-ACK until its last round, which gives the peer one more chance to send data or an ACK.
+      const defer = this.parent?.deferAccept ?? 0;
+      const acked = defer > 0 && this.deferAcked;
+      if (this.synRetries >= limit && (!acked || this.synRetries >= defer)) {
         this.stats.timeouts++;
         this.fail(Err.TimedOut);
         return;
       }
+      const resend = !acked || this.synRetries >= defer - 1;
       this.synRetries++;
       snd.rtt.backoff();
-      sendSyn(this, this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
+      if (resend) {
+        sendSyn(this, this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
+      }
       snd.rtxTimer.set(snd.rtt.rto);
       return;
     }
@@ -703,7 +733,10 @@ export class TcpEndpoint implements Endpoint {
 
   /** Entered FIN-WAIT-2: an orphan waits at most tcp_fin_timeout for the peer's FIN. */
   onFinWait2(): void {
-    if (this.orphaned) this.closeTimer.set(this.proto.config.finTimeout);
+    if (!this.orphaned) return;
+    // Linux tcp_rcv_state_process: TCP_LINGER2 < 0 closes the orphan as soon as its FIN is acknowledged.
+    if (this.linger2 < 0) this.terminate(undefined);
+    else this.closeTimer.set(this.finTime());
   }
 
   /** Aborts with an error reported to the application (ETIMEDOUT, ECONNRESET, ECONNREFUSED). */

@@ -65,7 +65,9 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
     ep.notify();
     return;
   }
-  // Simultaneous open (RFC 9293 §3.5 figure 8): answer with SYN-ACK from our ISS.
+  // Simultaneous open (RFC 9293 §3.5 figure 8): answer with SYN-ACK from our ISS. Text on the SYN is queued
+  // for processing once ESTABLISHED (§3.10.7.3), so the SYN-ACK acknowledges only the SYN.
+  if (r.payload.length > 0) ep.synData = r.payload.slice(0, rcv.free);
   ep.setState(State.SynReceived);
   ep.synRetries = 0;
   sendSyn(ep, true, r.options);
@@ -163,6 +165,11 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       sendResetSeq(ep, r.ack);
       return;
     }
+    // Linux tcp_check_req: while the listener's TCP_DEFER_ACCEPT lasts, a bare ACK is dropped (remembered).
+    if (ep.parent && len === 0 && ep.synRetries < ep.parent.deferAccept) {
+      ep.deferAcked = true;
+      return;
+    }
     if (ep.parent && !childEstablished(ep)) return;
     snd.una = r.ack;
     snd.wnd = r.window * 2 ** snd.shift;
@@ -173,6 +180,16 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
     ep.ka.touch();
+    const early = ep.synData;
+    if (early) {
+      ep.synData = null;
+      if (rcv.nxt === seq.add(rcv.irs, 1)) {
+        // The text came with the SYN, not now: a delayed ACK covers it (as FreeBSD), no quick ACK of its own.
+        const ackNow = rcv.ackNow;
+        rcv.onData(rcv.nxt, early, snd.mss);
+        rcv.ackNow = ackNow;
+      }
+    }
     ep.notify();
   } else {
     // RFC 5961 §5.2: ACKs for data never sent, or older than the largest window, are challenged and dropped.
@@ -219,6 +236,11 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       // RFC 9293: the only thing that can arrive is a retransmitted FIN; acknowledge it and restart 2·MSL.
       if (f & TCP_FIN) {
         sendAck(ep);
+        ep.restartTimeWait();
+      } else if (start !== rcv.nxt || len > 0) {
+        // Linux tcp_timewait_state_process: only a bare ACK at RCV.NXT passes silently; anything else in the
+        // window is answered with a (rate-limited) ACK, and an ACK restarts 2·MSL.
+        answerInvalid(ep, len);
         ep.restartTimeWait();
       }
       return;
@@ -302,7 +324,10 @@ function answerInvalid(ep: TcpEndpoint, len: number): void {
   sendAck(ep);
 }
 
-/** A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. */
+/**
+ * A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. The errors are Linux's
+ * tcp_reset(): ECONNRESET also in CLOSING and LAST-ACK (the RFC reports nothing there), EPIPE in CLOSE-WAIT.
+ */
 function resetReceived(ep: TcpEndpoint): void {
   switch (ep.state) {
     case State.SynReceived:
@@ -312,6 +337,8 @@ function resetReceived(ep: TcpEndpoint): void {
     case State.Established:
     case State.FinWait1:
     case State.FinWait2:
+    case State.Closing:
+    case State.LastAck:
       ep.terminate(Err.ConnectionReset);
       return;
     case State.CloseWait:

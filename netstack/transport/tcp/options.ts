@@ -21,6 +21,36 @@ const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
 const TCPI_OPT_WSCALE = 4;
 
+// Linux's TCP_FIN_TIMEOUT_MAX, and TCP_TIMEOUT_INIT / TCP_RTO_MAX in seconds for TCP_DEFER_ACCEPT.
+const FIN_TIMEOUT_MAX_S = 120;
+const RTO_INIT_S = 1;
+const RTO_MAX_S = 120;
+
+/** Linux secs_to_retrans: the SYN-ACK retransmissions whose backed-off timeouts first cover `secs`. */
+function secsToRetrans(secs: number): number {
+  if (secs <= 0) return 0;
+  let timeout = RTO_INIT_S;
+  let period = timeout;
+  let n = 1;
+  while (secs > period && n < 255) {
+    n++;
+    timeout = Math.min(timeout * 2, RTO_MAX_S);
+    period += timeout;
+  }
+  return n;
+}
+
+/** Linux retrans_to_secs: the seconds `n` backed-off SYN-ACK timeouts take (what getsockopt reports). */
+function retransToSecs(n: number): number {
+  let timeout = RTO_INIT_S;
+  let period = 0;
+  for (let i = 0; i < n; i++) {
+    period += timeout;
+    timeout = Math.min(timeout * 2, RTO_MAX_S);
+  }
+  return period;
+}
+
 function bool(v: OptionValue): boolean | NetError {
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number') return v !== 0;
@@ -77,6 +107,10 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.rcv.quickAcks > 0 && !ep.rcv.pingpong ? 1 : 0;
     case 'TCP_INFO':
       return tcpInfo(ep);
+    case 'TCP_LINGER2':
+      return ep.linger2 < 0 ? -1 : Math.round((ep.linger2 || ep.proto.config.finTimeout) / 1000);
+    case 'TCP_DEFER_ACCEPT':
+      return retransToSecs(ep.deferAccept);
     default:
       return Err.ProtocolNotAvailable;
   }
@@ -179,6 +213,19 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
         return Err.InvalidArgument;
       }
       if (value !== ep.snd.cc.name) ep.setCongestion(ep.proto.newCongestionControl(value, ep.snd.mss));
+      return undefined;
+    }
+    case 'TCP_LINGER2': {
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      // Linux: negative → -1, beyond TCP_FIN_TIMEOUT_MAX (120 s) → clamped, 0 → tcp_fin_timeout.
+      ep.linger2 = n < 0 ? -1 : Math.min(n, FIN_TIMEOUT_MAX_S) * 1000;
+      return undefined;
+    }
+    case 'TCP_DEFER_ACCEPT': {
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.deferAccept = secsToRetrans(n);
       return undefined;
     }
     case 'TCP_QUICKACK': {

@@ -9,6 +9,7 @@ import * as seq from '../../seqnum.ts';
 import type { Family } from '../../socket.ts';
 import { TCP_ACK, TCP_SYN, TcpPacket, parseTcp } from '../../wire/tcp.ts';
 import type { PortManager } from '../ports.ts';
+import { tcpSocketError } from '../udp/icmperr.ts';
 import {
   type ControlMessage,
   type DeliverResult,
@@ -270,14 +271,10 @@ export class TcpProtocol implements TransportProtocol {
       ep.onPathMtu(msg.mtu);
       return;
     }
-    // RFC 1122 §4.2.3.9: unreachable errors are soft, except while connecting (Linux: hard in SYN-SENT).
-    const err =
-      msg.kind === 'port-unreachable' || msg.kind === 'protocol-unreachable'
-        ? Err.ConnectionRefused
-        : msg.kind === 'net-unreachable'
-          ? Err.NetworkUnreachable
-          : Err.HostUnreachable;
-    if (ep.state === State.SynSent) ep.fail(err);
+    // RFC 1122 §4.2.3.9: unreachable errors are soft, except while connecting (Linux: hard in SYN-SENT), with
+    // Linux's errno for each type and code.
+    const e = tcpSocketError(msg);
+    if (e && ep.state === State.SynSent) ep.fail(e.err);
   }
 
   /** Adds a connection to the 4-tuple table. */
@@ -374,6 +371,11 @@ export class TcpProtocol implements TransportProtocol {
   }
 }
 
+// One char per address byte and per port: IPv4 tuples (10 chars) and IPv6 tuples (34) never collide, and the
+// IPv4 key of every received segment is built by one call without concatenation.
 function key(local: Address, localPort: number, remote: Address, remotePort: number): string {
-  return `${addressKey(local)}${localPort}|${addressKey(remote)}${remotePort}`;
+  if (local.length === 4 && remote.length === 4) {
+    return String.fromCharCode(local[0]!, local[1]!, local[2]!, local[3]!, localPort, remote[0]!, remote[1]!, remote[2]!, remote[3]!, remotePort);
+  }
+  return addressKey(local) + String.fromCharCode(localPort) + addressKey(remote) + String.fromCharCode(remotePort);
 }

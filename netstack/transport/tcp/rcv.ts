@@ -5,6 +5,7 @@
  * every second full-sized segment, else within the delayed-ACK timeout; at once for out-of-order data).
  */
 import * as seq from '../../seqnum.ts';
+import { copyPacket } from '../../wire/alloc.ts';
 import type { SackBlock } from '../../wire/tcp.ts';
 import { ByteQueue } from './buffer.ts';
 import { Reassembly } from './reassembly.ts';
@@ -141,7 +142,7 @@ export class Receiver {
     this.lastAckSent = this.nxt;
     this.unackedSegs = 0;
     this.ackNow = false;
-    this.delackTimer.cancel();
+    this.delackTimer.disarm();
   }
 
   /**
@@ -187,7 +188,8 @@ export class Receiver {
 
   private take(start: number, data: Uint8Array): void {
     if (start === this.nxt) {
-      this.buf.push(data.slice());
+      // The frame is only lent for this call (LinkDispatcher); packet memory makes the copy cheap.
+      this.buf.push(copyPacket(data));
       this.nxt = seq.add(this.nxt, data.length);
       this.bytesReceived += data.length;
       if (this.ooo.length > 0) {

@@ -1,21 +1,24 @@
 /**
- * Building and sending segments: one allocation of headroom + header + payload per segment, the header emitted
- * in place, the payload copied once from the send buffer (or given), and the pseudo-header checksum filled
- * (RFC 9293 §3.1). Also the stateless replies of RFC 9293 §3.10.7.1 (RST for segments to no connection).
+ * Building and sending segments: one range of packet memory (wire/alloc.ts) of headroom + header + payload per
+ * segment, the header emitted in place, the payload copied once from the send buffer (or given), and the
+ * pseudo-header checksum filled (RFC 9293 §3.1). Also the stateless replies of RFC 9293 §3.10.7.1 (RST for
+ * segments to no connection).
  */
 import type { Address } from '../../addr.ts';
 import type { NetError } from '../../errors.ts';
+import { allocPacket } from '../../wire/alloc.ts';
 import * as seq from '../../seqnum.ts';
 import {
-  emitTcp,
+  emitTcpHeader,
   fillTcpChecksum,
   TCP_ACK,
   TCP_FIN,
   TCP_RST,
   TCP_SYN,
+  type TcpHeaderFields,
   type TcpOptions,
   type TcpRepr,
-  tcpHeaderLength,
+  tcpHeaderLengthFor,
 } from '../../wire/tcp.ts';
 import { type NetworkLayer, PROTO_TCP, type Route } from '../protocol.ts';
 
@@ -27,25 +30,22 @@ export function segmentLength(r: TcpRepr): number {
 /** Writes payload bytes into a packet being built. */
 export type PayloadWriter = (buf: Uint8Array, at: number, len: number) => void;
 
-const EMPTY = new Uint8Array(0);
-
 /**
  * Builds one segment from header fields, options and `len` payload bytes (produced by `write`, or taken from
  * `payload`) and sends it on `route`.
  */
 export function sendSegment(
   route: Route,
-  h: { srcPort: number; dstPort: number; seq: number; ack: number; flags: number; window: number },
+  h: TcpHeaderFields,
   options: TcpOptions,
   len: number,
   write?: PayloadWriter,
   payload?: Uint8Array,
 ): NetError | undefined {
-  const repr: TcpRepr = { ...h, urgentPointer: 0, options, payload: EMPTY };
-  const hl = tcpHeaderLength(repr);
+  const hl = tcpHeaderLengthFor(options);
   const off = route.headroom;
-  const pkt = new Uint8Array(off + hl + len);
-  emitTcp(repr, pkt, off);
+  const pkt = allocPacket(off + hl + len);
+  emitTcpHeader(h, options, hl, pkt, off);
   if (len > 0) {
     if (write) write(pkt, off + hl, len);
     else if (payload) pkt.set(payload.subarray(0, len), off + hl);

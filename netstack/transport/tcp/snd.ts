@@ -111,6 +111,15 @@ export class Sender {
     this.una = iss;
     this.nxt = iss;
     this.max = iss;
+    this.smlEnd = iss;
+  }
+
+  /** End of the last sub-MSS segment of new data sent (Linux snd_sml), for Minshall's Nagle. */
+  smlEnd = 0;
+
+  /** Whether a sub-MSS segment sent earlier is still unacknowledged (Linux tcp_minshall_check). */
+  private smallUnacked(): boolean {
+    return seq.gt(this.smlEnd, this.una) && seq.le(this.smlEnd, this.nxt);
   }
 
   /** Bytes sent and not yet acknowledged (flight size, RFC 5681 §2). */
@@ -358,7 +367,8 @@ export class Sender {
           ep.onCorkHold();
           break;
         }
-        if (!ep.nodelay && this.inFlight > 0 && !this.finQueued) break;
+        // Minshall's refinement (Linux tcp_nagle_check): hold only while an earlier small segment is in flight.
+        if (!ep.nodelay && this.inFlight > 0 && this.smallUnacked() && !this.finQueued) break;
       }
       len = Math.max(0, len);
       const fin = this.finQueued && len === unsent && wndLeft > len;
@@ -367,6 +377,7 @@ export class Sender {
         this.rttStart = now;
       }
       this.send(this.nxt, len, fin, retx);
+      if (!retx && len < this.mss) this.smlEnd = seq.add(this.nxt, len + (fin ? 1 : 0));
       this.lastSend = now;
       this.advance(len + (fin ? 1 : 0));
       sentNew = true;

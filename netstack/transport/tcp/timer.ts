@@ -39,7 +39,16 @@ export class LazyTimer {
     if (!this.armed) this.set(delayMs);
   }
 
-  /** Disarms the timer. */
+  /**
+   * Disarms the timer but leaves its clock timer queued (it fires as a no-op, or is reused by the next `set`):
+   * for a short timer stopped and restarted on almost every segment, like the delayed ACK, where a clock
+   * cancel and schedule per ACK cost more than the spurious wake-up.
+   */
+  disarm(): void {
+    this.deadline = Infinity;
+  }
+
+  /** Disarms the timer and removes it from the clock. */
   cancel(): void {
     this.deadline = Infinity;
     this.timer?.cancel();

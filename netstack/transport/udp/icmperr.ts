@@ -77,6 +77,12 @@ export function udpSocketError(msg: ControlMessage): IcmpSocketError | null {
 }
 
 /**
+ * The socket error for an ICMP error on a TCP connection: Linux's tcp_v4_err and tcp_v6_err use the same
+ * icmp_err_convert / icmpv6_err_convert tables (parameter problem EPROTO, time exceeded EHOSTUNREACH).
+ */
+export const tcpSocketError: (msg: ControlMessage) => IcmpSocketError | null = udpSocketError;
+
+/**
  * The socket error a ping socket sees, after Linux's ping_err: every IPv4 destination unreachable is a hard
  * EHOSTUNREACH (fragmentation needed: EMSGSIZE), IPv6 uses the same table as UDP.
  */

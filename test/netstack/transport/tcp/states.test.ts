@@ -91,6 +91,9 @@ const RST_ERROR: Partial<Record<State, NetError>> = {
   [State.FinWait1]: Err.ConnectionReset,
   [State.FinWait2]: Err.ConnectionReset,
   [State.CloseWait]: Err.ClosedForSend,
+  // Linux tcp_reset reports ECONNRESET in every state but SYN-SENT and CLOSE-WAIT.
+  [State.Closing]: Err.ConnectionReset,
+  [State.LastAck]: Err.ConnectionReset,
 };
 
 for (const s of SYNCED) {

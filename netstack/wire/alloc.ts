@@ -29,10 +29,3 @@ export function allocPacket(n: number): Uint8Array {
   used = (used + n + 7) & ~7;
   return out;
 }
-
-/** A copy of `data` in packet memory (a cheaper `data.slice()` for packet-sized arrays). */
-export function copyPacket(data: Uint8Array): Uint8Array {
-  const out = allocPacket(data.length);
-  out.set(data);
-  return out;
-}

@@ -5,7 +5,6 @@
  * every second full-sized segment, else within the delayed-ACK timeout; at once for out-of-order data).
  */
 import * as seq from '../../seqnum.ts';
-import { copyPacket } from '../../wire/alloc.ts';
 import type { SackBlock } from '../../wire/tcp.ts';
 import { ByteQueue } from './buffer.ts';
 import { Reassembly } from './reassembly.ts';
@@ -188,8 +187,9 @@ export class Receiver {
 
   private take(start: number, data: Uint8Array): void {
     if (start === this.nxt) {
-      // The frame is only lent for this call (LinkDispatcher); packet memory makes the copy cheap.
-      this.buf.push(copyPacket(data));
+      // The frame is only lent for this call (LinkDispatcher), so it is copied. Not into shared packet slabs:
+      // unread data may wait here indefinitely, and one byte must not pin a whole slab past the memory account.
+      this.buf.push(data.slice());
       this.nxt = seq.add(this.nxt, data.length);
       this.bytesReceived += data.length;
       if (this.ooo.length > 0) {

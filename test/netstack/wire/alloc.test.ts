@@ -1,5 +1,5 @@
 import t from 'tap';
-import { allocPacket, copyPacket } from '../../../netstack/wire/alloc.ts';
+import { allocPacket } from '../../../netstack/wire/alloc.ts';
 import { parseTcpOptions } from '../../../netstack/wire/tcp.ts';
 
 t.test('allocPacket of packet sizes → zeroed, disjoint, exact length', async (t) => {
@@ -22,14 +22,6 @@ t.test('allocPacket past a slab → new zeroed slab; over the pool limit → own
   const big = allocPacket(65536 + 54);
   t.equal(big.byteOffset, 0);
   t.equal(big.buffer.byteLength, 65536 + 54);
-});
-
-t.test('copyPacket → equal bytes, not aliased', async (t) => {
-  const src = new Uint8Array([1, 2, 3, 4, 5]);
-  const c = copyPacket(src);
-  t.same([...c], [1, 2, 3, 4, 5]);
-  src[0] = 9;
-  t.equal(c[0], 1);
 });
 
 t.test('parseTcpOptions NOP NOP TS (fast path) → same record as the general parser', async (t) => {

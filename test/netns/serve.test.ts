@@ -2,14 +2,14 @@
 // payloads, the kernel silent for the taken-over addresses while we serve and answering again after, the pcap
 // readable by tshark, and `tsvisor stats` reading a running stack.
 import t from 'tap';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createVethPair, run } from '../../lib/testnet.ts';
+import { CLI, startServe, stop } from './serve-helpers.ts';
 
-const CLI = join(import.meta.dirname, '../../sentry/cli/tsvisor.js');
 const SVC4 = '198.18.3.2';
 const PEER4 = '198.18.3.1';
 const SVC6 = 'fd74:7376:3::2';
@@ -21,35 +21,6 @@ function sh(argv: string[], input?: Buffer | string, timeout = 20000): Promise<{
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
     if (input !== undefined) c.stdin!.end(input);
-  });
-}
-
-function startServe(args: string[]): Promise<{ child: ChildProcess; stderr: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve not ready in 20 s: ${err}`)), 20000);
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('tsvisor: ready\n')) {
-        clearTimeout(timer);
-        resolve({ child, stderr: () => err });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited with ${code} before ready: ${err}`));
-    });
-  });
-}
-
-function stop(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
-    child.once('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
   });
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
-import { bytesDigest, nsExec, randomFile, startServe, stop } from '../sentry/services/netns.ts';
+import { bytesDigest, nsExec, randomFile, startServe, stop } from './serve-helpers.ts';
 
 const SIZE = 100 * 1024 * 1024;
 const SVC4 = '198.18.21.2';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
 import { chargenPattern } from '../../sentry/services/chargen.ts';
-import { nsExec, startServe, stop } from '../sentry/services/netns.ts';
+import { nsExec, startServe, stop } from './serve-helpers.ts';
 
 const SVC4 = '198.18.23.2';
 const PEER4 = '198.18.23.1';

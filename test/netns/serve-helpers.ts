@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 
-export const CLI = join(import.meta.dirname, '../../../sentry/cli/tsvisor.js');
+export const CLI = join(import.meta.dirname, '../../sentry/cli/tsvisor.js');
 
 /** Starts `tsvisor serve` with `args`; resolves once it printed `tsvisor: ready`. */
 export function startServe(args: string[], timeoutMs = 30000): Promise<{ child: ChildProcess; stderr: () => string }> {

@@ -3,6 +3,7 @@
  * parameter problem and redirect, whose data is the invoking packet's header plus at least 8 bytes.
  */
 import type { Address } from '../addr.ts';
+import { IcmpHeaderView } from './icmp.ts';
 import { get16, set16 } from './bytes.ts';
 import { finishChecksum, sum16, verifies } from './checksum.ts';
 
@@ -66,54 +67,11 @@ const F = {
 } as const;
 
 /** A zero-copy view of an ICMP message; the buffer must end where the IP payload ends. */
-export class Icmpv4Packet {
-  /** Wraps a message starting at its type octet; no checks (use `check`). */
-  constructor(readonly buffer: Uint8Array) {}
-
+export class Icmpv4Packet extends IcmpHeaderView {
   /** Validates that the 8-byte header fits; returns the view or a drop reason. */
   static check(buf: Uint8Array): Icmpv4Packet | string {
     if (buf.length < ICMP_HEADER_LEN) return 'truncated';
     return new Icmpv4Packet(buf);
-  }
-
-  /** Type. */
-  get type(): number {
-    return this.buffer[F.TYPE]!;
-  }
-  set type(v: number) {
-    this.buffer[F.TYPE] = v;
-  }
-
-  /** Code. */
-  get code(): number {
-    return this.buffer[F.CODE]!;
-  }
-  set code(v: number) {
-    this.buffer[F.CODE] = v;
-  }
-
-  /** Checksum as stored. */
-  get checksum(): number {
-    return get16(this.buffer, F.CHECKSUM);
-  }
-  set checksum(v: number) {
-    set16(this.buffer, F.CHECKSUM, v);
-  }
-
-  /** Echo identifier. */
-  get identifier(): number {
-    return get16(this.buffer, F.IDENT);
-  }
-  set identifier(v: number) {
-    set16(this.buffer, F.IDENT, v);
-  }
-
-  /** Echo sequence number. */
-  get sequence(): number {
-    return get16(this.buffer, F.SEQ);
-  }
-  set sequence(v: number) {
-    set16(this.buffer, F.SEQ, v);
   }
 
   /** Next-Hop MTU of a fragmentation-needed message (RFC 1191 §4; 0 from old routers). */
@@ -138,16 +96,6 @@ export class Icmpv4Packet {
   }
   set gateway(a: Address) {
     this.buffer.set(a.subarray(0, 4), F.GATEWAY);
-  }
-
-  /** Header length: 8. */
-  get headerLength(): number {
-    return ICMP_HEADER_LEN;
-  }
-
-  /** Echo data, or for errors the invoking packet (view). */
-  get payload(): Uint8Array {
-    return this.buffer.subarray(F.DATA);
   }
 
   /** Whether the checksum over the whole message verifies. */

@@ -3,7 +3,8 @@
  * the checksum over the IPv6 pseudo-header (RFC 4443 §2.3). NDP messages are ICMPv6 too; see ndp.ts.
  */
 import type { Address } from '../addr.ts';
-import { get16, get32, set16, set32 } from './bytes.ts';
+import { IcmpHeaderView } from './icmp.ts';
+import { get32, set16, set32 } from './bytes.ts';
 import { finishChecksum, pseudoHeaderSum, sum16 } from './checksum.ts';
 
 // IPv6 Next Header value of ICMPv6, for the pseudo-header.
@@ -68,54 +69,11 @@ const F = {
 } as const;
 
 /** A zero-copy view of an ICMPv6 message; the buffer must end where the IPv6 payload ends. */
-export class Icmpv6Packet {
-  /** Wraps a message starting at its type octet; no checks (use `check`). */
-  constructor(readonly buffer: Uint8Array) {}
-
+export class Icmpv6Packet extends IcmpHeaderView {
   /** Validates that the 8-byte header fits; returns the view or a drop reason. */
   static check(buf: Uint8Array): Icmpv6Packet | string {
     if (buf.length < ICMPV6_HEADER_LEN) return 'truncated';
     return new Icmpv6Packet(buf);
-  }
-
-  /** Type. */
-  get type(): number {
-    return this.buffer[F.TYPE]!;
-  }
-  set type(v: number) {
-    this.buffer[F.TYPE] = v;
-  }
-
-  /** Code. */
-  get code(): number {
-    return this.buffer[F.CODE]!;
-  }
-  set code(v: number) {
-    this.buffer[F.CODE] = v;
-  }
-
-  /** Checksum as stored. */
-  get checksum(): number {
-    return get16(this.buffer, F.CHECKSUM);
-  }
-  set checksum(v: number) {
-    set16(this.buffer, F.CHECKSUM, v);
-  }
-
-  /** Echo identifier. */
-  get identifier(): number {
-    return get16(this.buffer, F.IDENT);
-  }
-  set identifier(v: number) {
-    set16(this.buffer, F.IDENT, v);
-  }
-
-  /** Echo sequence number. */
-  get sequence(): number {
-    return get16(this.buffer, F.SEQ);
-  }
-  set sequence(v: number) {
-    set16(this.buffer, F.SEQ, v);
   }
 
   /** Packet Too Big MTU. */
@@ -132,16 +90,6 @@ export class Icmpv6Packet {
   }
   set pointer(v: number) {
     set32(this.buffer, F.POINTER, v);
-  }
-
-  /** Header length: 8. */
-  get headerLength(): number {
-    return ICMPV6_HEADER_LEN;
-  }
-
-  /** Echo data, or for errors the invoking packet (view). */
-  get payload(): Uint8Array {
-    return this.buffer.subarray(F.DATA);
   }
 
   /** Whether the checksum over the pseudo-header and the whole message verifies (RFC 4443 §2.3). */

@@ -23,38 +23,9 @@ export const VNET_F_NEEDS_CSUM = 1;
 /** `flags`: the kernel (or device) has verified the checksums (VIRTIO_NET_HDR_F_DATA_VALID). */
 export const VNET_F_DATA_VALID = 2;
 
-/** `gso_type` values (VIRTIO_NET_HDR_GSO_*): how a super-frame is to be (or was) cut into segments. */
-export const GsoType = {
-  /** Not a super-frame. */
-  NONE: 0,
-  /** TCP over IPv4, cut at gso_size bytes of TCP payload (TSO). */
-  TCPV4: 1,
-  /** UDP over IPv4 cut into IP fragments (UFO, refused by current kernels). */
-  UDP: 3,
-  /** TCP over IPv6 (TSO6). */
-  TCPV6: 4,
-  /** UDP cut into separate datagrams of gso_size payload bytes (USO, Linux 6.2+). */
-  UDP_L4: 5,
-  /** Flag: the super-frame's TCP header has CWR set, and only the first segment keeps it (RFC 3168 §6.1.2). */
-  ECN: 0x80,
-} as const;
+import { GsoType, type GsoOptions } from '../netstack/link/endpoint.ts';
 
-/** Offload fields of one frame: what `writeGso` takes and what the receive side reads. */
-export interface GsoOptions {
-  /** One of `GsoType` (optionally with `GsoType.ECN`); NONE for a frame that is not to be cut. */
-  gsoType: number;
-  /** Payload bytes per segment (the MSS for TCP); ignored for NONE. */
-  gsoSize: number;
-  /** Bytes of headers in front of the payload, Ethernet header included (Ethernet + IP + TCP/UDP). */
-  hdrLen: number;
-  /**
-   * Where the L4 checksum's coverage starts (offset of the TCP/UDP header in the frame); with `csumOffset` it
-   * asks the kernel to complete a partial checksum (NEEDS_CSUM). Omit both to send the checksum as it is.
-   */
-  csumStart?: number;
-  /** Offset of the checksum field from csumStart (16 for TCP, 6 for UDP). */
-  csumOffset?: number;
-}
+export { GsoType, type GsoOptions };
 
 /** A decoded `struct virtio_net_hdr`. */
 export interface VnetHeader {
@@ -72,36 +43,7 @@ export interface VnetHeader {
   csumOffset: number;
 }
 
-/**
- * What a link can do beyond plain MTU-sized frames; an optional, read-only property of host-backed links
- * (`AfPacketEndpoint.capabilities`), for the stack to query before handing over or expecting large segments.
- * A link without the property, or with every field false, behaves as a plain Ethernet link.
- */
-export interface LinkCapabilities {
-  /**
-   * `writeGso` accepts TCP/UDP super-frames up to `maxGsoSize` for the kernel to cut into segments (TSO/USO),
-   * and received frames may be GRO'd super-frames larger than the MTU (up to `maxGsoSize`).
-   */
-  readonly gso: boolean;
-  /** Largest frame, Ethernet header included, that `writeGso` accepts and that receive may deliver. */
-  readonly maxGsoSize: number;
-  /**
-   * Every delivered frame's checksums were verified before delivery, so the stack may skip verifying them.
-   * False for AfPacketEndpoint: it completes partial checksums (so delivered frames are always well-formed), but
-   * frames the kernel did not mark DATA_VALID still need the stack's own check.
-   */
-  readonly rxChecksumOffload: boolean;
-  /** `writeGso` may leave the L4 checksum partial (csumStart/csumOffset) for the kernel to complete. */
-  readonly txChecksumOffload: boolean;
-}
-
-/** Capabilities of a link without offloads. */
-export const NO_OFFLOADS: LinkCapabilities = Object.freeze({
-  gso: false,
-  maxGsoSize: 0,
-  rxChecksumOffload: false,
-  txChecksumOffload: false,
-});
+export { type LinkCapabilities, NO_OFFLOADS } from '../netstack/link/endpoint.ts';
 
 /** Reads the virtio_net_hdr at `off` of `v`. */
 export function readVnetHeader(v: DataView, off: number): VnetHeader {

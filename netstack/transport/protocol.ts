@@ -28,6 +28,8 @@ export interface PacketInfo {
   readonly tos: number;
   /** Whether dst was a broadcast or multicast address. */
   readonly broadcast: boolean;
+  /** The link marked the frame RX_CSUM_VERIFIED: the transport skips its checksum check (the field may be partial). */
+  readonly csumVerified?: boolean;
 }
 
 /** What a transport did with a packet; "no-endpoint" makes the network layer send an ICMP unreachable. */
@@ -102,6 +104,26 @@ export interface Route {
    * dontFragment is off). `packet[offset..]` is the segment; `packet[0..offset)` is free headroom.
    */
   send(protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined;
+  /**
+   * The largest transport super-segment (transport header + payload) that `sendGso` takes on this route, as
+   * TSO/GSO lets the link cut it into maxPayload()-sized packets; 0 (or absent) when the route's link has no GSO.
+   */
+  gsoMaxSegment?(): number;
+  /**
+   * Sends one TCP super-segment whose payload (after `transportHeaderLength` bytes of TCP header) the link cuts
+   * into segments of `gsoSize` bytes, every segment but the last full (TSO, as Linux's tcp_gso_segment: each
+   * copy of the header gets its sequence number advanced, FIN/PSH only on the last, CWR only on the first).
+   * The TCP checksum field must hold the pseudo-header sum over the whole super-segment's length, folded and
+   * not complemented (Linux's CHECKSUM_PARTIAL): the link completes every segment's checksum.
+   */
+  sendGso?(
+    protocol: number,
+    packet: Uint8Array,
+    offset: number,
+    transportHeaderLength: number,
+    gsoSize: number,
+    opts?: SendOptions,
+  ): NetError | undefined;
 }
 
 /** What the network layer offers transports. */

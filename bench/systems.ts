@@ -134,6 +134,12 @@ export function slabBytes(text = readFileSync('/proc/slabinfo', 'utf8')): number
   return total;
 }
 
+/**
+ * Names of the bench's namespaces start with this (TSVISOR_BENCH_NS, default "tsv-bench"), so that two benches
+ * (two engineers on one machine) do not take each other's namespaces.
+ */
+const NS_BASE = process.env.TSVISOR_BENCH_NS || 'tsv-bench';
+
 function vethSystem(prefix: string, subnet: string, mtu: number, offloads: boolean) {
   const pair = createVethPair({ prefix, addrA: `${subnet}.1/24`, addrB: `${subnet}.2/24`, mtu, offloads });
   onCleanup(() => pair.destroy());
@@ -141,7 +147,7 @@ function vethSystem(prefix: string, subnet: string, mtu: number, offloads: boole
 }
 
 async function startKernel(mtu: number): Promise<SystemInstance> {
-  const pair = vethSystem('tsv-bench-k', '198.18.100', mtu, true);
+  const pair = vethSystem(`${NS_BASE}-k`, '198.18.100', mtu, true);
   let servers: Daemon[] = [];
   try {
     servers = await kernelServers(pair.nsB);
@@ -166,7 +172,7 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
 const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockperf: 'sockperf', http: 'http', hold: 'discard' };
 
 async function startTsvisor(mtu: number): Promise<SystemInstance> {
-  const pair = vethSystem('tsv-bench-t', '198.18.101', mtu, false);
+  const pair = vethSystem(`${NS_BASE}-t`, '198.18.101', mtu, false);
   const missing: Partial<Record<ServiceKind, string>> = {};
   const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket'];
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
@@ -215,7 +221,7 @@ function userspaceTopology(prefix: string, subnet: string) {
 }
 
 async function startPasta(mtu: number): Promise<SystemInstance> {
-  const topo = userspaceTopology('tsv-bench-p', '198.18.102');
+  const topo = userspaceTopology(`${NS_BASE}-p`, '198.18.102');
   const host = '198.18.102.1';
   let servers: Daemon[] = [];
   let pasta: Daemon | null = null;
@@ -265,7 +271,7 @@ function slirpApi(path: string, request: object): Promise<string> {
 }
 
 async function startSlirp(mtu: number): Promise<SystemInstance> {
-  const topo = userspaceTopology('tsv-bench-s', '198.18.104');
+  const topo = userspaceTopology(`${NS_BASE}-s`, '198.18.104');
   const host = '198.18.104.1';
   const api = `/tmp/tsv-bench-slirp-${process.pid}.sock`;
   onCleanup(() => run(['rm', '-f', api]));

@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { parseAddress } from '../addr.ts';
 import { Err, NetError } from '../errors.ts';
-import { type Endpoint, type Family, ShutdownWrite } from '../socket.ts';
+import { type Endpoint, type Family, ShutdownWrite, type SocketAddress, type WriteOptions } from '../socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../waiter.ts';
 import {
   type AddressInfo,
@@ -80,10 +80,14 @@ export interface ListenOptions {
 
 /** Bytes read from the endpoint in one go (a Node read is up to 64 KiB too). */
 const READ_CHUNK = 65536;
+const READ_OPTIONS = { maxBytes: READ_CHUNK };
 /** Node's default listen backlog. */
 const DEFAULT_BACKLOG = 511;
 
 const kAccepted = Symbol('accepted');
+const kAcceptedPeer = Symbol('acceptedPeer');
+/** MSG_MORE for every buffer of a gathered write but the last, so that TCP sends them as one segment (as writev). */
+const MORE: WriteOptions = { more: true };
 
 interface PendingWrite {
   bufs: Buffer[];
@@ -109,6 +113,9 @@ export class Socket extends Duplex {
   private timeoutMs = 0;
   private peer: AddressInfo | undefined;
   private local: AddressInfo | undefined;
+  /** Unformatted addresses, kept from accept() and close() and formatted only when asked for. */
+  private peerSa: SocketAddress | undefined;
+  private localSa: SocketAddress | undefined;
   private target = { host: '', port: 0 };
   private opts: { noDelay?: boolean; keepAlive?: boolean; keepAliveDelay?: number } = {};
   private rstOnDestroy = false;
@@ -135,7 +142,10 @@ export class Socket extends Duplex {
       this.opts.keepAliveDelay = options.keepAliveInitialDelay ?? 0;
     }
     const accepted = (options as { [kAccepted]?: Endpoint })[kAccepted];
-    if (accepted) this.attach(accepted, false);
+    if (accepted) {
+      this.peerSa = (options as { [kAcceptedPeer]?: SocketAddress })[kAcceptedPeer];
+      this.attach(accepted, false);
+    }
     const signal = options.signal;
     if (signal) {
       const abort = () => this.destroy(codeError('ABORT_ERR', 'The operation was aborted'));
@@ -312,6 +322,16 @@ export class Socket extends Duplex {
     return this;
   }
 
+  /**
+   * Ends the writable side and destroys the socket once everything written has been handed to the stack, as
+   * node:net's destroySoon (node:http closes `Connection: close` sockets with it, without waiting for the peer's FIN).
+   */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', this.destroy);
+  }
+
   /** Closes with a RST instead of a FIN (SO_LINGER 0), as Node's resetAndDestroy. */
   resetAndDestroy(): this {
     this.rstOnDestroy = true;
@@ -347,8 +367,9 @@ export class Socket extends Duplex {
     this.unsubscribe?.();
     this.unsubscribe = null;
     if (this.ep) {
-      this.peer = this.peerInfo();
-      this.local = this.localInfo();
+      // Kept unformatted: most sockets are never asked for their addresses after close.
+      if (!this.peer && !this.peerSa && !this.connecting) this.peerSa = okOrUndefined(this.ep.remoteAddress());
+      if (!this.local && !this.localSa) this.localSa = okOrUndefined(this.ep.localAddress());
       if (this.rstOnDestroy) this.ep.setOption('SO_LINGER', { onoff: true, linger: 0 });
       this.ep.close();
       this.ep = null;
@@ -371,11 +392,7 @@ export class Socket extends Duplex {
     this.connecting = connecting;
     this.unsubscribe = ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, this.pump);
     this.applyOptions();
-    if (!connecting) {
-      this.loop.activate();
-      this.local = this.localInfo();
-      this.peer = this.peerInfo();
-    }
+    if (!connecting) this.loop.activate();
   }
 
   private applyOptions(): void {
@@ -393,16 +410,14 @@ export class Socket extends Duplex {
 
   private peerInfo(): AddressInfo | undefined {
     if (this.peer) return this.peer;
-    if (!this.ep || this.connecting) return undefined;
-    const a = this.ep.remoteAddress();
-    return a instanceof NetError ? undefined : (this.peer = addressInfo(a));
+    const a = this.peerSa ?? (this.ep && !this.connecting ? okOrUndefined(this.ep.remoteAddress()) : undefined);
+    return a ? (this.peer = addressInfo(a)) : undefined;
   }
 
   private localInfo(): AddressInfo | undefined {
     if (this.local) return this.local;
-    if (!this.ep) return undefined;
-    const a = this.ep.localAddress();
-    if (a instanceof NetError || a.port === 0) return undefined;
+    const a = this.localSa ?? (this.ep ? okOrUndefined(this.ep.localAddress()) : undefined);
+    if (!a || a.port === 0) return undefined;
     const info = addressInfo(a);
     if (!this.connecting) this.local = info;
     return info;
@@ -440,8 +455,6 @@ export class Socket extends Duplex {
       return false;
     }
     this.applyOptions();
-    this.local = this.localInfo();
-    this.peer = this.peerInfo();
     this.touch();
     this.emit('connect');
     this.emit('ready');
@@ -460,7 +473,7 @@ export class Socket extends Duplex {
         p.offset = 0;
         continue;
       }
-      const r = ep.write(p.offset ? b.subarray(p.offset) : b);
+      const r = ep.write(p.offset ? b.subarray(p.offset) : b, p.index + 1 < p.bufs.length ? MORE : undefined);
       if (r === Err.WouldBlock) return;
       if (r instanceof NetError) {
         this.pendingWrite = null;
@@ -478,7 +491,7 @@ export class Socket extends Duplex {
 
   private pumpRead(ep: Endpoint): void {
     while (this.wantRead && !this.readEnded && this.ep === ep) {
-      const r = ep.read({ maxBytes: READ_CHUNK });
+      const r = ep.read(READ_OPTIONS);
       if (r === Err.WouldBlock) return;
       if (r instanceof NetError) {
         this.destroy(nodeError(r, 'read'));
@@ -671,18 +684,22 @@ export class Server extends EventEmitter {
         keepAlive: o.keepAlive,
         keepAliveInitialDelay: o.keepAliveInitialDelay,
         [kAccepted]: r.endpoint,
+        [kAcceptedPeer]: r.peer,
       } as SocketOptions);
       socket.server = this;
       this.count++;
-      socket.once('close', () => {
-        this.count--;
-        this.maybeClosed();
-      });
+      socket.on('close', this.onSocketClose);
       if (o.pauseOnConnect) socket.pause();
       this.emit('connection', socket);
       if (!o.pauseOnConnect && !socket.destroyed) socket.read(0);
     }
   }
+
+  /** One listener for every accepted socket's (single) 'close', rather than a closure per connection. */
+  private readonly onSocketClose = (): void => {
+    this.count--;
+    this.maybeClosed();
+  };
 
   private maybeClosed(): void {
     if (!this.closing || this.count > 0) return;
@@ -694,6 +711,10 @@ export class Server extends EventEmitter {
       this.emit('close');
     });
   }
+}
+
+function okOrUndefined(a: SocketAddress | NetError): SocketAddress | undefined {
+  return a instanceof NetError ? undefined : a;
 }
 
 /** Which IP version text is: 4, 6, or 0 when it is no IP literal (node:net's isIP). */

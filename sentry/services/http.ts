@@ -33,12 +33,18 @@ const MAX_BYTES = 1e15;
 /** 64 KiB of i mod 256: every /bytes chunk starts at a multiple of 256, so this one buffer serves them all. */
 const BYTES_CHUNK = Buffer.from(Uint8Array.from({ length: 65536 }, (_, i) => i & 0xff));
 
+/**
+ * The page as a string (ASCII, so its length is its byte length): node:http sends a string body in the same
+ * write as the head, so the whole response leaves as one segment.
+ */
 const INDEX = `<!doctype html>
 <html><head><title>tsvisor</title></head>
 <body><h1>tsvisor</h1><p>This page was served by node:http over the tsvisor netstack.</p>
 <ul><li><a href="/bytes/1024">/bytes/N</a>: N bytes, byte i = i mod 256</li>
 <li>POST /sha256: the SHA-256 of the request body</li></ul></body></html>
 `;
+/** The page's headers as a flat list, which node:http takes without walking an object. */
+const INDEX_HEADERS = ['content-type', 'text/html; charset=utf-8', 'content-length', String(Buffer.byteLength(INDEX))];
 
 /** The http service on `port`: a node:http server fed with connections accepted by tsvisor/net. */
 export function httpService(sockets: SocketFactory, port = 80): (Service & { stats: HttpServiceStats }) | NetError {
@@ -47,10 +53,14 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
   const server = http.createServer({ requestTimeout: 0 }, (req, res) => handle(req, res, stats));
   // node:http tracks connections only for servers that listened themselves, so close() needs its own list.
   const open = new Set<Socket>();
-  const listener = net.createServer((socket) => {
+  function forget(this: Socket): void {
+    open.delete(this);
+  }
+  // As node:http's own server: half-open allowed (it decides when to end), and no Nagle delay on responses.
+  const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     stats.connections++;
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
+    socket.on('close', forget);
     server.emit('connection', socket);
   });
   // The listening socket is opened on the endpoint API, where a failure is a value to return, then served.
@@ -81,10 +91,9 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, stats: Http
   const get = method === 'GET' || method === 'HEAD';
   if (get && url === '/') {
     req.resume();
-    const body = Buffer.from(INDEX);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': body.length });
-    res.end(method === 'HEAD' ? undefined : body);
-    if (method !== 'HEAD') stats.bytesOut += body.length;
+    res.writeHead(200, INDEX_HEADERS);
+    res.end(method === 'HEAD' ? undefined : INDEX);
+    if (method !== 'HEAD') stats.bytesOut += INDEX.length;
     return;
   }
   const bytes = /^\/bytes\/(\d{1,16})$/.exec(url);

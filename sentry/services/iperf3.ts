@@ -1,18 +1,22 @@
 /**
- * The `iperf3` service: the server half of iperf3's TCP test protocol, so the stock `iperf3 -c` (and `-c -R`) client
- * measures the netstack. One control connection per test carries single state bytes and length-prefixed JSON; every
+ * The `iperf3` service: the server half of iperf3's test protocol, so the stock `iperf3 -c` client measures the
+ * netstack over TCP and UDP (`-u`), in either direction (`-R`) or both at once (`--bidir`). One control connection per test carries single state bytes and length-prefixed JSON; every
  * connection (control and data) opens with the client's 37-byte cookie, which is how data streams are matched to
  * their test. Flow, server side: cookie → PARAM_EXCHANGE, client parameters → CREATE_STREAMS, N data streams →
  * TEST_START, TEST_RUNNING, … TEST_END from the client → EXCHANGE_RESULTS, client results, our results →
  * DISPLAY_RESULTS, … IPERF_DONE. Stream ids follow iperf3's numbering (1, 3, 4, 5, …), which the client checks.
- * Only TCP tests are served: a UDP or bidirectional request gets SERVER_ERROR with i_errno 13 ("not implemented").
+ * A --bidir test has twice -P streams: iperf3's server takes the first half as streams it receives on and the
+ * second half as streams it sends on. UDP streams carry no cookie: they open with the connect datagram of
+ * iperf3-udp.ts on the same port number, and belong to the one test that is waiting for its streams. SCTP tests
+ * get SERVER_ERROR with i_errno 13 ("not implemented").
  */
-import { IPV6_ANY } from '../../netstack/addr.ts';
+import { IPV6_ANY, formatAddress } from '../../netstack/addr.ts';
 import { coalesced } from '../../netstack/adapter/common.ts';
 import { Err, NetError } from '../../netstack/errors.ts';
-import type { Endpoint } from '../../netstack/socket.ts';
+import type { Endpoint, SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
-import type { Service, SocketFactory } from './service.ts';
+import { UDP_CONNECT_REPLY, UdpReceiver, UdpSender } from './iperf3-udp.ts';
+import { bindDatagram, serveDatagrams, type Service, type SocketFactory } from './service.ts';
 
 /** Length of the cookie every connection starts with (36 characters and a NUL). */
 export const COOKIE_SIZE = 37;
@@ -35,13 +39,26 @@ export const State = {
 
 /** The test parameters the client sends (the subset this server uses). */
 export interface Iperf3Params {
-  /** Number of data streams (-P). */
+  /** Number of data streams (-P); a --bidir test has twice as many. */
   parallel: number;
   /** -R: the server sends. */
   reverse: boolean;
-  /** Block size of each write (-l). */
+  /** Block size of each write (-l), or each datagram's size for UDP. */
   len: number;
+  /** -u: UDP data streams. */
+  udp: boolean;
+  /** --bidir: both ends send. */
+  bidirectional: boolean;
+  /** -b, bits per second per stream; 0 for unlimited (UDP senders pace to it). */
+  bandwidth: number;
+  /** --pacing-timer, microseconds between a UDP sender's bursts. */
+  pacingTimer: number;
+  /** --udp-counters-64bit: 8-byte packet counts in UDP datagrams. */
+  counters64: boolean;
 }
+
+/** The largest UDP payload in an IPv4 datagram. */
+const MAX_UDP_LEN = 65507;
 
 /** Parses the client's parameter JSON; a string names why it is refused. */
 export function parseParams(json: string): Iperf3Params | string {
@@ -52,13 +69,27 @@ export function parseParams(json: string): Iperf3Params | string {
     return 'parameters are not JSON';
   }
   if (typeof p !== 'object' || p === null) return 'parameters are not an object';
-  if (p.udp || p.sctp) return 'only TCP tests are served';
-  if (p.bidirectional) return 'bidirectional tests are not served';
+  if (p.sctp) return 'SCTP tests are not served';
+  const udp = Boolean(p.udp);
   const parallel = p.parallel === undefined ? 1 : Number(p.parallel);
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 128) return `bad parallel ${String(p.parallel)}`;
-  const len = p.len === undefined ? 131072 : Number(p.len);
-  if (!Number.isInteger(len) || len < 1 || len > 1 << 24) return `bad len ${String(p.len)}`;
-  return { parallel, reverse: Boolean(p.reverse), len };
+  const len = p.len === undefined ? (udp ? 1460 : 131072) : Number(p.len);
+  if (!Number.isInteger(len) || len < 1 || len > (udp ? MAX_UDP_LEN : 1 << 24)) return `bad len ${String(p.len)}`;
+  const bandwidth = p.bandwidth === undefined ? 0 : Number(p.bandwidth);
+  if (!Number.isFinite(bandwidth) || bandwidth < 0) return `bad bandwidth ${String(p.bandwidth)}`;
+  const pacingTimer = p.pacing_timer === undefined ? 1000 : Number(p.pacing_timer);
+  if (!Number.isFinite(pacingTimer) || pacingTimer < 0) return `bad pacing_timer ${String(p.pacing_timer)}`;
+  return {
+    parallel,
+    reverse: Boolean(p.reverse),
+    len,
+    udp,
+    bidirectional: Boolean(p.bidirectional),
+    bandwidth,
+    pacingTimer,
+    // iperf3 sends the key only when the option is on.
+    counters64: p.udp_counters_64bit !== undefined,
+  };
 }
 
 /** The id iperf3 gives the k-th stream of a test (k from 0): 1, then 3, 4, 5, … (its numbering skips 2). */
@@ -72,23 +103,30 @@ export interface StreamResult {
   bytes: number;
   /** Seconds from the test's start to the stream's last activity. */
   seconds: number;
+  /** UDP: jitter in seconds (receiver), datagrams lost (receiver), datagrams sent or the highest count seen. */
+  jitter?: number;
+  errors?: number;
+  packets?: number;
 }
 
-/** The server's results JSON as the client's get_results expects it (every key it requires is present). */
-export function resultsJson(reverse: boolean, streams: readonly StreamResult[]): string {
+/**
+ * The server's results JSON as the client's get_results expects it (every key it requires is present);
+ * `serverSends` when the server sent on some stream (-R or --bidir).
+ */
+export function resultsJson(serverSends: boolean, streams: readonly StreamResult[]): string {
   return JSON.stringify({
     cpu_util_total: 0,
     cpu_util_user: 0,
     cpu_util_system: 0,
-    // The sender reports whether it counted retransmits; we do not, and the receiver always says -1.
-    sender_has_retransmits: reverse ? 0 : -1,
+    // A sending server says whether it counted retransmits (we do not); a receive-only one says -1, as iperf3's.
+    sender_has_retransmits: serverSends ? 0 : -1,
     streams: streams.map((s) => ({
       id: s.id,
       bytes: s.bytes,
       retransmits: -1,
-      jitter: 0,
-      errors: 0,
-      packets: 0,
+      jitter: s.jitter ?? 0,
+      errors: s.errors ?? 0,
+      packets: s.packets ?? 0,
       start_time: 0,
       end_time: s.seconds,
     })),
@@ -115,16 +153,25 @@ export interface Iperf3Stats {
   /** Data bytes received / sent on data streams. */
   bytesIn: number;
   bytesOut: number;
+  /** UDP data datagrams received / sent. */
+  datagramsIn: number;
+  datagramsOut: number;
+  /** Datagrams from an address that is no stream of the running test. */
+  datagramsIgnored: number;
 }
 
 /** Options of the service (tests inject the clock). */
 export interface Iperf3Options {
   /** Milliseconds, monotonic (default performance.now). */
   now?: () => number;
+  /** Milliseconds since the epoch, for UDP send times (default performance.timeOrigin + performance.now()). */
+  wallNow?: () => number;
 }
 
 const CHUNK = 262144;
 const BACKLOG = 1024;
+/** Datagrams a UDP sender sends per pacing tick at most (with -b 0, every tick sends this many). */
+const UDP_BURST = 64;
 
 /** A connection with buffered input and queued output, run by a step function on readiness. */
 class Conn {
@@ -236,10 +283,16 @@ class Conn {
 type Phase = 'params' | 'streams' | 'running' | 'results' | 'display' | 'over';
 
 interface DataStream {
-  conn: Conn;
   result: StreamResult;
-  /** Where the next write starts inside the block (reverse tests). */
+  /** The server sends on this stream (-R, or the second half of a --bidir test's streams). */
+  sender: boolean;
+  /** TCP: the connection, and where the next write starts inside the block (sending streams). */
+  conn?: Conn;
   offset: number;
+  /** UDP: the peer's address key, and the receiving or sending end. */
+  peerKey?: string;
+  udpIn?: UdpReceiver;
+  udpOut?: UdpSender;
 }
 
 /** One test: its control connection, its data streams and where it is in the protocol. */
@@ -249,15 +302,33 @@ class Test {
   readonly streams: DataStream[] = [];
   startedAt = 0;
   private block: Uint8Array = new Uint8Array(0);
+  private pacer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     readonly cookie: string,
     readonly control: Conn,
     private readonly stats: Iperf3Stats,
     private readonly now: () => number,
+    private readonly wallNow: () => number,
     private readonly onOver: (t: Test) => void,
   ) {
     control.send(stateByte(State.PARAM_EXCHANGE));
+  }
+
+  /** How many data streams the test has: -P, twice for --bidir. */
+  get expected(): number {
+    return this.params ? this.params.parallel * (this.params.bidirectional ? 2 : 1) : 0;
+  }
+
+  /** Whether the server sends on the k-th stream (k from 0): -R, or the second half of a --bidir test's. */
+  private sendsOn(k: number): boolean {
+    const p = this.params!;
+    return p.bidirectional ? k >= p.parallel : p.reverse;
+  }
+
+  /** Whether a UDP connect datagram would open a stream now. */
+  get wantsUdpStream(): boolean {
+    return this.phase === 'streams' && !!this.params?.udp && this.streams.length < this.expected;
   }
 
   /** Runs the control channel's protocol as far as the buffered input allows. */
@@ -287,9 +358,10 @@ class Test {
           this.phase = 'results';
           // As iperf3's server does, the data streams close at TEST_END (a reverse stream after its last whole
           // block): the client's late reads then end on EOF instead of waiting on an idle stream.
+          this.stopPacer();
           for (const d of this.streams) {
             d.result.seconds = elapsed;
-            if (d.offset === 0) d.conn.close();
+            if (d.offset === 0) d.conn?.close();
           }
           c.send(stateByte(State.EXCHANGE_RESULTS));
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
@@ -302,7 +374,7 @@ class Test {
         if (first[0] !== 0) return this.end();
         const json = takeJson(c);
         if (json === null) break;
-        c.send(frameJson(resultsJson(this.params!.reverse, this.streams.map((d) => d.result))));
+        c.send(frameJson(resultsJson(this.params!.reverse || this.params!.bidirectional, this.streams.map((d) => this.resultOf(d)))));
         c.send(stateByte(State.DISPLAY_RESULTS));
         this.phase = 'display';
       } else if (this.phase === 'display') {
@@ -316,22 +388,89 @@ class Test {
     if (c.eof || c.failed) this.end();
   }
 
-  /** Attaches a data stream whose cookie matched; starts the test when the last one arrives. */
+  /** Attaches a TCP data stream whose cookie matched; starts the test when the last one arrives. */
   addStream(conn: Conn): boolean {
-    if (this.phase !== 'streams' || !this.params || this.streams.length >= this.params.parallel) return false;
-    const d: DataStream = { conn, result: { id: streamId(this.streams.length), bytes: 0, seconds: 0 }, offset: 0 };
+    if (this.phase !== 'streams' || !this.params || this.params.udp || this.streams.length >= this.expected) return false;
+    const d = this.newStream();
+    d.conn = conn;
     this.streams.push(d);
-    for (const chunk of conn.takeAll()) this.count(d, chunk.length); // data that came with the cookie
-    if (this.streams.length === this.params.parallel) {
-      this.phase = 'running';
-      this.startedAt = this.now();
-      this.stats.tests++;
-      this.control.send(stateByte(State.TEST_START));
-      this.control.send(stateByte(State.TEST_RUNNING));
-      // A stream added earlier has nothing to wake it before the client's data, so start the senders here.
-      if (this.params.reverse) for (const s of this.streams) if (s !== d) this.stepStream(s);
-    }
+    if (!d.sender) for (const chunk of conn.takeAll()) this.count(d, chunk.length); // data that came with the cookie
+    this.startIfComplete(d);
     return true;
+  }
+
+  /** Attaches a UDP data stream from `peer` (whose connect datagram the caller answered) on `ep`. */
+  addUdpStream(ep: Endpoint, peer: SocketAddress, peerKey: string): void {
+    const p = this.params!;
+    const d = this.newStream();
+    d.peerKey = peerKey;
+    if (d.sender) d.udpOut = new UdpSender(ep, peer, p.len, p.counters64, p.bandwidth);
+    else d.udpIn = new UdpReceiver(p.counters64);
+    this.streams.push(d);
+    this.startIfComplete(d);
+  }
+
+  /** The stream of UDP peer `peerKey`, if it is one of this test's. */
+  udpStream(peerKey: string): DataStream | undefined {
+    return this.streams.find((d) => d.peerKey === peerKey);
+  }
+
+  /** Accounts a datagram that arrived on a receiving UDP stream (only while the test runs, as iperf3). */
+  udpData(d: DataStream, data: Uint8Array): void {
+    if (!d.udpIn || this.phase !== 'running') return;
+    d.udpIn.receive(data, this.now());
+    this.stats.bytesIn += data.length;
+    this.stats.datagramsIn++;
+  }
+
+  private newStream(): DataStream {
+    const k = this.streams.length;
+    return { result: { id: streamId(k), bytes: 0, seconds: 0 }, sender: this.sendsOn(k), offset: 0 };
+  }
+
+  /** Starts the test once every stream is in; `last` is the one just added (its caller steps it). */
+  private startIfComplete(last: DataStream): void {
+    if (this.streams.length !== this.expected) return;
+    this.phase = 'running';
+    this.startedAt = this.now();
+    this.stats.tests++;
+    this.control.send(stateByte(State.TEST_START));
+    this.control.send(stateByte(State.TEST_RUNNING));
+    // A stream added earlier has nothing to wake it before the client's data, so start the senders here.
+    for (const s of this.streams) if (s !== last && s.sender && s.conn) this.stepStream(s);
+    if (this.streams.some((s) => s.udpOut)) {
+      const p = this.params!;
+      this.pacer = setInterval(() => this.pumpUdp(), Math.max(1, p.pacingTimer / 1000));
+      this.pumpUdp();
+    }
+  }
+
+  /** One pacing tick of every UDP sender. */
+  private pumpUdp(): void {
+    if (this.phase !== 'running') return this.stopPacer();
+    const now = this.now();
+    const wall = this.wallNow();
+    for (const d of this.streams) {
+      const out = d.udpOut;
+      if (!out) continue;
+      const before = out.bytes;
+      const r = out.pump(now, wall, UDP_BURST);
+      if (r instanceof NetError) continue; // e.g. no route for a moment: iperf3 too goes on sending
+      this.stats.datagramsOut += r;
+      this.stats.bytesOut += out.bytes - before;
+    }
+  }
+
+  private stopPacer(): void {
+    if (this.pacer) clearInterval(this.pacer);
+    this.pacer = null;
+  }
+
+  /** A stream's figures for the results exchange. */
+  private resultOf(d: DataStream): StreamResult {
+    if (d.udpIn) return { ...d.result, bytes: d.udpIn.bytes, jitter: d.udpIn.jitter, errors: d.udpIn.lost, packets: d.udpIn.packets };
+    if (d.udpOut) return { ...d.result, bytes: d.udpOut.bytes, packets: d.udpOut.packets };
+    return d.result;
   }
 
   private count(d: DataStream, n: number): void {
@@ -346,13 +485,14 @@ class Test {
    */
   stepStream(d: DataStream): void {
     const c = d.conn;
+    if (!c) return;
     const running = this.phase === 'running';
-    const sending = this.params!.reverse && this.phase !== 'over' && (running || d.offset > 0);
+    const sending = d.sender && this.phase !== 'over' && (running || d.offset > 0);
     for (;;) {
       const r = c.ep.read({ maxBytes: CHUNK });
       if (r === Err.WouldBlock) break;
       if (r instanceof NetError || r.data.length === 0) return c.close();
-      if (!this.params!.reverse && (this.phase === 'running' || this.phase === 'streams')) this.count(d, r.data.length);
+      if (!d.sender && (this.phase === 'running' || this.phase === 'streams')) this.count(d, r.data.length);
     }
     if (!sending) return;
     for (;;) {
@@ -375,9 +515,10 @@ class Test {
   end(): void {
     if (this.phase === 'over') return;
     this.phase = 'over';
+    this.stopPacer();
     this.control.flush();
     this.control.close();
-    for (const d of this.streams) d.conn.close();
+    for (const d of this.streams) d.conn?.close();
     this.onOver(this);
   }
 }
@@ -418,6 +559,7 @@ export function iperf3Service(
   opts: Iperf3Options = {},
 ): (Service & { stats: Iperf3Stats }) | NetError {
   const now = opts.now ?? (() => performance.now());
+  const wallNow = opts.wallNow ?? (() => performance.timeOrigin + performance.now());
   const listener = sockets(6, 'stream');
   if (listener instanceof NetError) return listener;
   listener.setOption('SO_REUSEADDR', 1);
@@ -426,7 +568,22 @@ export function iperf3Service(
     listener.close();
     return err;
   }
-  const stats: Iperf3Stats = { tests: 0, completed: 0, refused: 0, bytesIn: 0, bytesOut: 0 };
+  // UDP streams arrive on the same port number, on one socket per family.
+  const udp = bindDatagram(sockets, port);
+  if (udp instanceof NetError) {
+    listener.close();
+    return udp;
+  }
+  const stats: Iperf3Stats = {
+    tests: 0,
+    completed: 0,
+    refused: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    datagramsIn: 0,
+    datagramsOut: 0,
+    datagramsIgnored: 0,
+  };
   const conns = new Set<Conn>();
   let test: Test | null = null;
   const owner = new Map<Conn, Test>();
@@ -463,7 +620,7 @@ export function iperf3Service(
       return test.stepStream(d);
     }
     if (test) return refuse(c); // busy, as iperf3's server is with a second client
-    const fresh = new Test(cookie, c, stats, now, (over) => {
+    const fresh = new Test(cookie, c, stats, now, wallNow, (over) => {
       if (test === over) test = null;
       for (const [k, v] of owner) if (v === over) owner.delete(k);
     });
@@ -488,6 +645,18 @@ export function iperf3Service(
   });
   const stopAccepting = listener.waiter.subscribe(EventIn, accept);
   accept();
+
+  /** A datagram on the UDP port: a stream's data, or the 4-byte connect datagram that opens a stream. */
+  const datagram = (ep: Endpoint, data: Uint8Array, from: SocketAddress) => {
+    const key = `${formatAddress(from.address)} ${from.port}`;
+    const d = test?.udpStream(key);
+    if (d) return test!.udpData(d, data);
+    if (test?.wantsUdpStream && data.length === UDP_CONNECT_REPLY.length) {
+      if (typeof ep.write(UDP_CONNECT_REPLY, { to: from }) === 'number') return test.addUdpStream(ep, from, key);
+    }
+    stats.datagramsIgnored++;
+  };
+  const stopUdp = udp.map((ep) => serveDatagrams(ep, (data, from) => datagram(ep, data, from)));
   return {
     name: 'iperf3',
     port,
@@ -495,6 +664,8 @@ export function iperf3Service(
     close() {
       stopAccepting();
       listener.close();
+      for (const stop of stopUdp) stop();
+      for (const ep of udp) ep.close();
       test?.end();
       for (const c of [...conns]) c.close();
     },

@@ -358,6 +358,51 @@ t.test('net', async (t) => {
     for (const c of clients) c.destroy();
   });
 
+  await t.test('destroySoon: everything written goes out, then FIN and close without waiting for the peer', async (t) => {
+    const server = nb.createServer((s) => {
+      s.write('first ');
+      s.destroySoon();
+      t.notOk(s.writable, 'no longer writable');
+      s.once('close', () => t.ok(s.destroyed, 'destroyed once written'));
+    });
+    server.listen(5020);
+    const c = na.connect(5020, B4);
+    c.setNoDelay(true);
+    const got = await collect(c);
+    t.equal(got.toString(), 'first ', 'the data, then end (the FIN)');
+    c.destroy();
+    server.close();
+    await once(server, 'close');
+  });
+
+  await t.test('a gathered write (cork, several writes, uncork) leaves as one TCP segment, as writev does', async (t) => {
+    const chunks = ['HTTP/1.1 200 OK\r\n', 'content-length: 5\r\n\r\n', 'hello'];
+    let sent = 0;
+    const server = nb.createServer({ noDelay: true }, (s) => {
+      s.once('data', () => {
+        const before = env.b.tcp.stats.segmentsSent;
+        s.cork();
+        for (const c of chunks) s.write(c);
+        process.nextTick(() => s.uncork());
+        s.once('drain', () => {});
+        setTimeout(() => {
+          sent = env.b.tcp.stats.segmentsSent - before;
+          s.end();
+        }, 50);
+      });
+    });
+    server.listen(5021);
+    const c = na.connect(5021, B4);
+    c.setNoDelay(true);
+    c.write('go');
+    const got = await collect(c);
+    t.equal(got.toString(), chunks.join(''));
+    t.equal(sent, 1, 'three buffers, one data segment');
+    c.destroy();
+    server.close();
+    await once(server, 'close');
+  });
+
   await t.test('node:http server and client over the adapter: uploads and downloads with the right digests, keep-alive', async (t) => {
     const httpServer = http.createServer((req, res) => {
       if (req.method === 'POST') {

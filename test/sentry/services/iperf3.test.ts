@@ -46,16 +46,24 @@ t.test('stream ids follow iperf3 numbering (1, then 3, 4, …)', async (t) => {
 });
 
 t.test('parameters', async (t) => {
+  const tcp = { parallel: 1, reverse: false, len: 131072, udp: false, bidirectional: false, bandwidth: 0, pacingTimer: 1000, counters64: false };
   const cases: [string, unknown][] = [
-    ['{"tcp":true,"parallel":4,"reverse":true,"len":131072}', { parallel: 4, reverse: true, len: 131072 }],
-    ['{"tcp":true,"time":10}', { parallel: 1, reverse: false, len: 131072 }],
-    ['{"udp":true,"parallel":1}', 'only TCP tests are served'],
-    ['{"tcp":true,"bidirectional":true}', 'bidirectional tests are not served'],
+    ['{"tcp":true,"parallel":4,"reverse":true,"len":131072}', { ...tcp, parallel: 4, reverse: true }],
+    ['{"tcp":true,"time":10}', tcp],
+    ['{"tcp":true,"bidirectional":true}', { ...tcp, bidirectional: true }],
+    [
+      '{"udp":true,"parallel":2,"reverse":true,"len":1448,"bandwidth":1048576,"pacing_timer":1000,"udp_counters_64bit":1}',
+      { ...tcp, udp: true, parallel: 2, reverse: true, len: 1448, bandwidth: 1048576, counters64: true },
+    ],
+    ['{"udp":true}', { ...tcp, udp: true, len: 1460 }],
+    ['{"udp":true,"len":65508}', 'bad len 65508'],
+    ['{"sctp":true}', 'SCTP tests are not served'],
     ['{"tcp":true,"parallel":0}', 'bad parallel 0'],
     ['{"tcp":true,"len":-5}', 'bad len -5'],
+    ['{"udp":true,"bandwidth":-1}', 'bad bandwidth -1'],
     ['not json', 'parameters are not JSON'],
   ];
-  for (const [json, want] of cases) t.same(parseParams(json), want, json);
+  for (const [json, want] of cases) t.strictSame(parseParams(json), want, json);
 });
 
 t.test('framing and results JSON are byte-exact', async (t) => {
@@ -64,6 +72,11 @@ t.test('framing and results JSON are byte-exact', async (t) => {
     resultsJson(false, [{ id: 1, bytes: 1500, seconds: 1.5 }]),
     '{"cpu_util_total":0,"cpu_util_user":0,"cpu_util_system":0,"sender_has_retransmits":-1,"streams":[' +
       '{"id":1,"bytes":1500,"retransmits":-1,"jitter":0,"errors":0,"packets":0,"start_time":0,"end_time":1.5}]}',
+  );
+  t.equal(
+    resultsJson(true, [{ id: 1, bytes: 2400, seconds: 1, jitter: 0.25, errors: 3, packets: 5 }]),
+    '{"cpu_util_total":0,"cpu_util_user":0,"cpu_util_system":0,"sender_has_retransmits":0,"streams":[' +
+      '{"id":1,"bytes":2400,"retransmits":-1,"jitter":0.25,"errors":3,"packets":5,"start_time":0,"end_time":1}]}',
   );
 });
 
@@ -146,8 +159,8 @@ t.test('reverse test sends whole blocks only, also when TEST_END comes mid-block
 
 t.test('refusals', async (t) => {
   const { s, svc } = setup();
-  const u = await control(t, s, { udp: true, parallel: 1 });
-  t.same(u.drain(), bytes(State.SERVER_ERROR, 0, 0, 0, 13, 0, 0, 0, 0), 'UDP test → SERVER_ERROR (0xfe), i_errno 13, errno 0');
+  const u = await control(t, s, { sctp: true, parallel: 1 });
+  t.same(u.drain(), bytes(State.SERVER_ERROR, 0, 0, 0, 13, 0, 0, 0, 0), 'SCTP test → SERVER_ERROR (0xfe), i_errno 13, errno 0');
   t.ok(u.closed);
 
   const c = await control(t, s, { tcp: true, parallel: 1 });
@@ -200,5 +213,107 @@ t.test('control connection closing mid-test ends the test', async (t) => {
   c.end();
   await settle();
   t.ok(c.closed && d.closed);
+  svc.close();
+});
+
+/** The service's IPv4 UDP socket (the first datagram socket it opened). */
+const udpSocket = (s: ReturnType<typeof fakeSockets>) => s.created.find((e) => e.type === 'dgram')!;
+const peer = (port: number) => ({ address: Uint8Array.of(198, 18, 0, 1), port });
+/** A data datagram of `len` bytes: send time sec.usec and 32-bit packet count. */
+function datagram(count: number, sec: number, usec: number, len = 100): Uint8Array {
+  const d = new Uint8Array(len);
+  const v = new DataView(d.buffer);
+  v.setUint32(0, sec);
+  v.setUint32(4, usec);
+  v.setUint32(8, count);
+  return d;
+}
+
+t.test('UDP test: connect datagram → "6789", data counted with loss and jitter, results carry them', async (t) => {
+  const { s, svc, advance } = setup();
+  const c = await control(t, s, { udp: true, parallel: 1, len: 100, bandwidth: 1048576 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const u = udpSocket(s);
+  u.feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40000));
+  await settle();
+  t.same(u.written.map((w) => [...w.data]), [[0x36, 0x37, 0x38, 0x39]], 'answered with UDP_CONNECT_REPLY as iperf3 writes it');
+  t.same(u.written[0]!.to, peer(40000), 'to the connecting socket');
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING), 'the only stream → TEST_START, TEST_RUNNING');
+
+  // Packets 1, 2, 4, 3 (late, filling the gap), 6: 5 stays lost. Send times 1 ms apart, arrivals as fed.
+  for (const n of [1, 2, 4, 3, 6]) u.feed(datagram(n, 7, n * 1000), peer(40000));
+  u.feed(datagram(1, 7, 0), peer(40001)); // a stranger: ignored
+  await settle();
+  advance(1000);
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  const r = JSON.parse(new TextDecoder().decode(got.subarray(4, got.length - 1)));
+  t.match(r, { sender_has_retransmits: -1, streams: [{ id: 1, bytes: 500, errors: 1, packets: 6, end_time: 1 }] });
+  t.ok(r.streams[0].jitter >= 0 && r.streams[0].jitter < 1, `jitter ${r.streams[0].jitter} s`);
+  t.match(svc.stats, { datagramsIn: 5, datagramsIgnored: 1, bytesIn: 500 });
+  svc.close();
+});
+
+t.test('UDP -R: the service paces datagrams to -b, stamped and counted from 1, and stops at TEST_END', async (t) => {
+  const { s, svc, advance } = setup();
+  // 100-byte datagrams at 80 kbit/s: 100 per second, one every 10 ms of the service's clock.
+  const c = await control(t, s, { udp: true, reverse: true, parallel: 1, len: 100, bandwidth: 80000, pacing_timer: 1000 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const u = udpSocket(s);
+  u.feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40000));
+  await settle();
+  t.equal(u.written.length, 2, 'the reply, then the first datagram at once');
+  advance(200);
+  await new Promise((r) => setTimeout(r, 20)); // pacing ticks run on Node's timers
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING, State.EXCHANGE_RESULTS));
+  const sent = u.written.slice(1);
+  t.equal(sent.length, 21, '200 ms at 100 per second, and the first one');
+  t.same(sent.map((w) => new DataView(w.data.buffer, w.data.byteOffset).getUint32(8)), sent.map((_, i) => i + 1), 'counts 1, 2, 3, …');
+  t.ok(sent.every((w) => w.data.length === 100 && w.to?.port === 40000), 'each datagram is -l bytes, to the stream');
+  advance(100);
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(u.written.length, 22, 'nothing sent after TEST_END');
+  t.equal(svc.stats.datagramsOut, 21);
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  t.match(JSON.parse(new TextDecoder().decode(got.subarray(4, got.length - 1))), {
+    sender_has_retransmits: 0,
+    streams: [{ id: 1, bytes: 2100, packets: 21, errors: 0, jitter: 0 }],
+  });
+  svc.close();
+});
+
+t.test('--bidir over TCP: the first -P streams are received on, the next -P sent on; ids 1, 3, 4, 5', async (t) => {
+  const { s, svc } = setup();
+  const c = await control(t, s, { tcp: true, parallel: 2, bidirectional: true, len: 1000 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const ds = [s.connect(), s.connect(), s.connect(), s.connect()];
+  for (const d of ds) {
+    d.writeBudget = 1000;
+    d.feed(COOKIE);
+    await settle();
+  }
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING), 'the fourth stream starts the test');
+  t.same(ds.map((d) => d.drain().length), [0, 0, 1000, 1000], 'the service sends on streams 3 and 4 only');
+  ds[0]!.feed(new Uint8Array(700));
+  ds[1]!.feed(new Uint8Array(300));
+  await settle();
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  c.drain();
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  t.match(JSON.parse(new TextDecoder().decode(got.subarray(4, got.length - 1))), {
+    sender_has_retransmits: 0,
+    streams: [{ id: 1, bytes: 700 }, { id: 3, bytes: 300 }, { id: 4, bytes: 1000 }, { id: 5, bytes: 1000 }],
+  });
   svc.close();
 });

@@ -49,7 +49,15 @@ interface Reservation {
   readonly cover: Coverage;
   readonly owner: object;
   readonly remoteKey: string | null;
+  /** addressKey of the local address, for release(). */
+  readonly addrKey: string;
 }
+
+/**
+ * The reservations on one port, by owner: a listener's port holds every accepted connection (TIME-WAIT
+ * included, tens of thousands under a web load), so releasing one must not walk the others.
+ */
+type PortSlot = Map<object, Reservation>;
 
 const TCP = 6;
 // RFC 6056 §3.3.4 leaves the table size open; a few thousand slots keep unrelated peers apart.
@@ -95,7 +103,7 @@ function remoteKeyOf(r: PortRequest): string | null {
 
 /** Tracks which local ports each protocol has in use and picks ephemeral ones. */
 export class PortManager {
-  private readonly spaces = new Map<number, Map<number, Reservation[]>>();
+  private readonly spaces = new Map<number, Map<number, PortSlot>>();
   private readonly perturb: Uint32Array;
   private readonly low: number;
   private readonly high: number;
@@ -130,18 +138,37 @@ export class PortManager {
     return port;
   }
 
+  /**
+   * Adds a reservation on the (nonzero) port of an existing one without checking for conflicts: an accepted
+   * connection shares its listener's port and holds it until it is closed (Linux's __inet_inherit_port).
+   */
+  inherit(r: PortRequest): void {
+    if (!(Number.isInteger(r.port) && r.port > 0 && r.port <= 65535)) throw new RangeError('inherit needs a port');
+    this.add(r, r.port);
+  }
+
   /** Releases the reservation of `owner` (any one when undefined) on protocol/port with this exact local address. */
   release(protocol: number, address: Address, port: number, owner?: object): void {
     const space = this.spaces.get(protocol);
-    const list = space?.get(port);
-    if (!space || !list) return;
+    const slot = space?.get(port);
+    if (!space || !slot) return;
     const key = addressKey(address);
-    const i = list.findIndex(
-      (e) => (owner === undefined || e.owner === owner) && addressKey(e.req.address) === key,
-    );
-    if (i < 0) return;
-    list.splice(i, 1);
-    if (list.length === 0) space.delete(port);
+    let found: object | undefined;
+    const direct = owner === undefined ? undefined : slot.get(owner);
+    if (direct && direct.addrKey === key) {
+      found = owner;
+    } else {
+      // Rare: no owner given, or one owner holding several reservations on this port (see add()).
+      for (const [k, e] of slot) {
+        if ((owner === undefined || e.owner === owner) && e.addrKey === key) {
+          found = k;
+          break;
+        }
+      }
+    }
+    if (found === undefined) return;
+    slot.delete(found);
+    if (slot.size === 0) space.delete(port);
   }
 
   /** Whether reserving `r` (with its nonzero port) would succeed now. */
@@ -151,17 +178,19 @@ export class PortManager {
 
   /** Number of reservations of a protocol on a port, for tests and diagnostics. */
   count(protocol: number, port: number): number {
-    return this.spaces.get(protocol)?.get(port)?.length ?? 0;
+    return this.spaces.get(protocol)?.get(port)?.size ?? 0;
   }
 
   private add(r: PortRequest, port: number): void {
     const req = { ...r, port };
-    const res: Reservation = { req, cover: coverage(req), owner: r.owner ?? req, remoteKey: remoteKeyOf(req) };
+    const owner = r.owner ?? req;
+    const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req), addrKey: addressKey(req.address) };
     let space = this.spaces.get(r.protocol);
     if (!space) this.spaces.set(r.protocol, (space = new Map()));
-    const list = space.get(port);
-    if (list) list.push(res);
-    else space.set(port, [res]);
+    let slot = space.get(port);
+    if (!slot) space.set(port, (slot = new Map()));
+    // An owner already holding this port keys its second reservation by the reservation itself.
+    slot.set(slot.has(owner) ? res : owner, res);
   }
 
   /**
@@ -169,11 +198,11 @@ export class PortManager {
    * so that ephemeral selection hands out ports nobody else holds.
    */
   private conflict(protocol: number, port: number, r: PortRequest, fresh: boolean): boolean {
-    const list = this.spaces.get(protocol)?.get(port);
-    if (!list) return false;
+    const slot = this.spaces.get(protocol)?.get(port);
+    if (!slot) return false;
     const cover = coverage(r);
     const rk = remoteKeyOf(r);
-    for (const e of list) {
+    for (const e of slot.values()) {
       if (r.owner !== undefined && e.owner === r.owner) continue;
       if (!partOverlap(cover.v4, e.cover.v4) && !partOverlap(cover.v6, e.cover.v6)) continue;
       if (r.nicId && e.req.nicId && r.nicId !== e.req.nicId) continue;
@@ -184,7 +213,9 @@ export class PortManager {
       }
       if (fresh) return true;
       if (r.reusePort && e.req.reusePort) continue;
-      if (r.reuseAddr && e.req.reuseAddr && !(protocol === TCP && (r.listening || e.req.listening))) continue;
+      // Only the existing socket's listening counts: a new listener with SO_REUSEADDR may share the port with
+      // bound, connected or TIME-WAIT sockets that set it too (Linux's inet_bind_conflict checks sk2's state).
+      if (r.reuseAddr && e.req.reuseAddr && !(protocol === TCP && e.req.listening)) continue;
       return true;
     }
     return false;

@@ -2,10 +2,12 @@
  * Listening sockets (RFC 9293 §3.10.7.2, LISTEN): a SYN creates a half-open child in SYN-RECEIVED (the SYN
  * queue, bounded by the backlog), the completing ACK moves it to the accept queue (Linux: full when it holds
  * more than `backlog` connections, and then the ACK is dropped so the peer retries), and accept() takes it.
- * A full SYN queue is answered with SYN cookies (cookie.ts) instead of dropping the SYN.
+ * A full SYN queue is answered with SYN cookies (cookie.ts) instead of dropping the SYN. An established child
+ * holds its listener's port until it is closed, as a bound socket does.
  */
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
-import type { PacketInfo, Route } from '../protocol.ts';
+import { EventHUp } from '../../waiter.ts';
+import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
 import { checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
@@ -168,6 +170,7 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
   proto.stats.passiveOpens++;
   proto.stats.syncookiesRecv++;
   q.acceptQueue.push(child);
+  holdPort(l, child);
   child.ka.touch();
   if (r.payload.length > 0 || r.flags & TCP_FIN) segmentArrives(child, r);
   l.notify();
@@ -188,8 +191,37 @@ export function childEstablished(child: TcpEndpoint): boolean {
   }
   q.synQueue.delete(child);
   q.acceptQueue.push(child);
+  holdPort(l, child);
   l.notify();
   return true;
+}
+
+/**
+ * Reserves the listener's port for an established child until it is CLOSED, TIME-WAIT included, so that a bind
+ * conflicts with it by the usual rules (Linux puts the child in the listener's bind bucket; a half-open one is
+ * not there). The child carries the listener's SO_REUSEADDR, which decides whether a later bind may share.
+ */
+function holdPort(l: TcpEndpoint, child: TcpEndpoint): void {
+  const ports = l.proto.ports;
+  const address = child.localAddr!;
+  const port = child.localPort;
+  ports.inherit({
+    protocol: PROTO_TCP,
+    address,
+    port,
+    family: child.family,
+    v6only: child.v6only,
+    reuseAddr: l.reuseAddr,
+    reusePort: l.reusePort,
+    remote: { address: child.remoteAddr!, port: child.remotePort },
+    owner: child,
+  });
+  // terminate() reports the close as a hang-up; the child's own reservation slot stays unused.
+  const off = child.waiter.subscribe(EventHUp, () => {
+    if (child.state !== State.Closed) return;
+    off();
+    ports.release(PROTO_TCP, address, port, child);
+  });
 }
 
 /**
@@ -227,6 +259,8 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.userMss = l.userMss;
   c.linger2 = l.linger2;
   c.v6only = l.v6only;
+  c.reuseAddr = l.reuseAddr;
+  c.reusePort = l.reusePort;
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;

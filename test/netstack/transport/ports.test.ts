@@ -72,6 +72,9 @@ const table: [string, number, Sock, Sock, boolean][] = [
   ['udp one NIC-bound one not', 17, { addr: '0.0.0.0', nicId: 1 }, { addr: '0.0.0.0' }, false],
   ['tcp both SO_REUSEADDR, neither listening', 6, { addr: '0.0.0.0', reuseAddr: true }, { addr: '0.0.0.0', reuseAddr: true }, true],
   ['tcp both SO_REUSEADDR, first listening', 6, { addr: '0.0.0.0', reuseAddr: true, listening: true }, { addr: '198.18.0.1', reuseAddr: true }, false],
+  // Linux checks only the existing socket's state (inet_bind_conflict): a new listener may share with it.
+  ['tcp both SO_REUSEADDR, second listening', 6, { addr: '0.0.0.0', reuseAddr: true }, { addr: '0.0.0.0', reuseAddr: true, listening: true }, true],
+  ['tcp only first SO_REUSEADDR, second listening', 6, { addr: '0.0.0.0', reuseAddr: true }, { addr: '0.0.0.0', listening: true }, false],
   ['tcp both SO_REUSEPORT, first listening', 6, { addr: '0.0.0.0', reusePort: true, listening: true }, { addr: '0.0.0.0', reusePort: true, listening: true }, true],
   ['tcp connected, different remotes', 6, { addr: '198.18.0.1', remote: '198.18.0.2' }, { addr: '198.18.0.1', remote: '198.18.0.3' }, true],
   ['tcp connected, same remote', 6, { addr: '198.18.0.1', remote: '198.18.0.2' }, { addr: '198.18.0.1', remote: '198.18.0.2' }, false],
@@ -89,6 +92,20 @@ for (const [name, proto, a, b, ok] of table) {
     t.equal(pm.count(second.protocol, 5000), ok && second.protocol === proto ? 2 : 1);
   });
 }
+
+t.test('inherit shares a listener\'s port without a conflict check; release by owner ends it', async (t) => {
+  const pm = new PortManager(host);
+  t.equal(pm.reserve({ protocol: 6, address: ip('0.0.0.0'), port: 80, family: 4, listening: true }), 80);
+  const child = {};
+  const remote = { address: ip('198.18.0.9'), port: 40000 };
+  pm.inherit({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4, remote, owner: child });
+  t.equal(pm.count(6, 80), 2);
+  pm.release(6, ip('0.0.0.0'), 80);
+  t.equal(pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4 }), Err.AddressInUse, 'the child holds it');
+  pm.release(6, ip('198.18.0.1'), 80, child);
+  t.equal(pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4 }), 80, 'free once released');
+  t.throws(() => pm.inherit({ protocol: 6, address: ip('0.0.0.0'), port: 0, family: 4 }), RangeError);
+});
 
 t.test('release frees the port for a conflicting bind', async (t) => {
   const pm = new PortManager(host);

@@ -1,0 +1,168 @@
+// Accepted connections hold their listener's port (accept.ts holdPort, ports.ts inherit): bind() conflicts with
+// the listener and with its established and TIME-WAIT children by Linux's rules. The expectations are what
+// Linux 6.x answered for the same sequence (python3 sockets in a namespace): a child shares its port with a new
+// socket only when both set SO_REUSEADDR; a new listener may then listen too; nothing blocks once all are CLOSED.
+import t from 'tap';
+import { type Address, parseAddress, parseSubnet } from '../../../../netstack/addr.ts';
+import { VirtualClock } from '../../../../netstack/clock.ts';
+import { Err } from '../../../../netstack/errors.ts';
+import { ChannelEndpoint } from '../../../../netstack/link/channel.ts';
+import { Netstack } from '../../../../netstack/netstack.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { State, stateName } from '../../../../netstack/transport/tcp/state.ts';
+
+const PORT = 5000;
+const SERVER = parseAddress('198.18.0.2')!;
+
+function pair() {
+  const clock = new VirtualClock();
+  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
+  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
+  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
+  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
+  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+  return { clock, a, b };
+}
+type Pair = ReturnType<typeof pair>;
+
+/** A listener on B (SO_REUSEADDR as given) with one accepted connection from A. */
+function served(env: Pair, listenerReuse: boolean) {
+  const { clock, a, b } = env;
+  const listener = b.socket(4, 'stream') as TcpEndpoint;
+  if (listenerReuse) listener.setOption('SO_REUSEADDR', 1);
+  if (listener.bind({ address: new Uint8Array(4), port: PORT }) || listener.listen(4)) throw new Error('listen');
+  const client = a.socket(4, 'stream') as TcpEndpoint;
+  client.connect({ address: SERVER, port: PORT });
+  clock.advance(10);
+  const r = listener.accept();
+  if ('errno' in r) throw new Error('no connection');
+  return { listener, client, child: r.endpoint as TcpEndpoint };
+}
+
+/** What bind (and listen, when asked) of a fresh socket on B's port answers: 'ok' or the error's name. */
+function tryBind(env: Pair, reuse: boolean, listen = false, address: Address = new Uint8Array(4)): string {
+  const s = env.b.socket(4, 'stream') as TcpEndpoint;
+  if (reuse) s.setOption('SO_REUSEADDR', 1);
+  const e = s.bind({ address, port: PORT }) ?? (listen ? s.listen(1) : undefined);
+  s.close();
+  return e ? e.kind : 'ok';
+}
+
+type Phase = 'listener and child' | 'child ESTABLISHED only' | 'child TIME-WAIT only' | 'child CLOSED after TIME-WAIT';
+/** Brings the connection to `phase`; the server side closes first, so its child is the one in TIME-WAIT. */
+function reach(env: Pair, s: ReturnType<typeof served>, phase: Phase): void {
+  if (phase === 'listener and child') return;
+  s.listener.close();
+  if (phase === 'child ESTABLISHED only') return;
+  s.child.close();
+  env.clock.advance(10);
+  s.client.close();
+  env.clock.advance(10);
+  if (phase === 'child TIME-WAIT only') return;
+  env.clock.advance(4 * env.b.tcp.config.msl);
+}
+
+const EIU = Err.AddressInUse.kind;
+// [listener SO_REUSEADDR, phase, new socket SO_REUSEADDR, new socket listens, Linux's answer]
+const table: [boolean, Phase, boolean, boolean, string][] = [
+  [false, 'listener and child', false, false, EIU],
+  [false, 'listener and child', true, false, EIU],
+  [true, 'listener and child', false, false, EIU],
+  [true, 'listener and child', true, false, EIU],
+  [false, 'child ESTABLISHED only', false, false, EIU],
+  [false, 'child ESTABLISHED only', true, false, EIU],
+  [false, 'child ESTABLISHED only', true, true, EIU],
+  [true, 'child ESTABLISHED only', false, false, EIU],
+  [true, 'child ESTABLISHED only', true, false, 'ok'],
+  [true, 'child ESTABLISHED only', true, true, 'ok'],
+  [false, 'child TIME-WAIT only', false, false, EIU],
+  [false, 'child TIME-WAIT only', true, false, EIU],
+  [false, 'child TIME-WAIT only', true, true, EIU],
+  [true, 'child TIME-WAIT only', false, false, EIU],
+  [true, 'child TIME-WAIT only', true, false, 'ok'],
+  [true, 'child TIME-WAIT only', true, true, 'ok'],
+  [false, 'child CLOSED after TIME-WAIT', false, true, 'ok'],
+  [true, 'child CLOSED after TIME-WAIT', false, true, 'ok'],
+];
+
+for (const [lreuse, phase, reuse, listen, want] of table) {
+  const who = `listener ${lreuse ? 'with' : 'without'} SO_REUSEADDR`;
+  const what = `bind${reuse ? ' with SO_REUSEADDR' : ''}${listen ? ' + listen' : ''}`;
+  t.test(`${who}, ${phase}: ${what} → ${want}`, async (t) => {
+    const env = pair();
+    const s = served(env, lreuse);
+    reach(env, s, phase);
+    const childState: Record<Phase, State> = {
+      'listener and child': State.Established,
+      'child ESTABLISHED only': State.Established,
+      'child TIME-WAIT only': State.TimeWait,
+      'child CLOSED after TIME-WAIT': State.Closed,
+    };
+    t.equal(stateName(s.child.state), stateName(childState[phase]), 'the child is where the phase says');
+    t.equal(tryBind(env, reuse, listen), want);
+    // A specific address overlaps the child's too (the child is bound to 198.18.0.2).
+    t.equal(tryBind(env, reuse, listen, SERVER), want, 'same answer for the specific address');
+  });
+}
+
+t.test('accepted child reports the listener SO_REUSEADDR (Linux copies it)', async (t) => {
+  const env = pair();
+  t.equal(served(env, true).child.getOption('SO_REUSEADDR'), 1);
+  t.equal(served(pair(), false).child.getOption('SO_REUSEADDR'), 0);
+});
+
+t.test('child reset by the peer → its port reservation goes with it', async (t) => {
+  const env = pair();
+  const s = served(env, false);
+  s.listener.close();
+  t.equal(tryBind(env, false), EIU, 'held while the child lives');
+  s.client.setOption('SO_LINGER', { onoff: 1, linger: 0 });
+  s.client.close();
+  env.clock.advance(10);
+  t.equal(stateName(s.child.state), 'CLOSED', 'RST closed the child');
+  t.equal(tryBind(env, false), 'ok', 'free again at once');
+  t.equal(env.b.ports.count(6, PORT), 0, 'no reservation left behind');
+});
+
+t.test('listener closed with an unaccepted child → child reset, port free', async (t) => {
+  const { clock, a, b } = pair();
+  const listener = b.socket(4, 'stream') as TcpEndpoint;
+  listener.bind({ address: new Uint8Array(4), port: PORT });
+  listener.listen(4);
+  const client = a.socket(4, 'stream') as TcpEndpoint;
+  client.connect({ address: SERVER, port: PORT });
+  clock.advance(10);
+  t.equal(b.ports.count(6, PORT), 2, 'listener and its established, unaccepted child');
+  listener.close();
+  clock.advance(10);
+  t.equal(b.ports.count(6, PORT), 0);
+  t.equal(client.takeError(), Err.ConnectionReset, 'the client saw the RST');
+});
+
+t.test('a child completed by SYN cookie holds the port as well', async (t) => {
+  const { clock, a, b } = pair();
+  const listener = b.socket(4, 'stream') as TcpEndpoint;
+  listener.bind({ address: new Uint8Array(4), port: PORT });
+  listener.listen(1);
+  // Two SYNs in the same millisecond: the first fills the one-entry SYN queue, the second gets a cookie.
+  const c1 = a.socket(4, 'stream') as TcpEndpoint;
+  const c2 = a.socket(4, 'stream') as TcpEndpoint;
+  c1.connect({ address: SERVER, port: PORT });
+  c2.connect({ address: SERVER, port: PORT });
+  clock.advance(10);
+  t.equal(b.tcp.stats.syncookiesRecv, 1, 'one connection completed by cookie');
+  const children: TcpEndpoint[] = [];
+  for (let r = listener.accept(); !('errno' in r); r = listener.accept()) children.push(r.endpoint as TcpEndpoint);
+  t.equal(children.length, 2);
+  listener.close();
+  t.equal(b.ports.count(6, PORT), 2, 'both children hold the port');
+  const ports = children.map((c) => c.remoteAddress() as { port: number }).map((p) => p.port);
+  const cookieChild = children[ports.indexOf((c2.localAddress() as { port: number }).port)]!;
+  const queuedChild = children.find((c) => c !== cookieChild)!;
+  queuedChild.setOption('SO_LINGER', { onoff: 1, linger: 0 });
+  queuedChild.close();
+  t.equal(tryBind({ clock, a, b }, false), EIU, 'the cookie child alone still holds it');
+  cookieChild.setOption('SO_LINGER', { onoff: 1, linger: 0 });
+  cookieChild.close();
+  t.equal(tryBind({ clock, a, b }, false), 'ok', 'free once both are gone');
+});

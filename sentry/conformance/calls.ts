@@ -248,7 +248,8 @@ export class Calls {
       case 'close': {
         const live = fd();
         const r = s.close(live);
-        if (r === 0) this.fdMap.delete(this.int(a[0]));
+        // A lingering close (a Promise) has already freed the fd, as Linux's close does before it waits.
+        if (typeof r !== 'number' || r === 0) this.fdMap.delete(this.int(a[0]));
         return { value: r };
       }
       case 'getsockname':

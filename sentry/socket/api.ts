@@ -49,7 +49,8 @@ export interface SocketSyscalls {
   recvmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
   sendmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
   shutdown(fd: number, how: number): number;
-  close(fd: number): number;
+  /** Frees the fd at once; blocks (a Promise) only while a TCP socket lingers (SO_LINGER on, positive time). */
+  close(fd: number): SysRet;
   getsockname(fd: number, addr: Uint8Array, addrlen: Uint32Array): number;
   getpeername(fd: number, addr: Uint8Array, addrlen: Uint32Array): number;
   /** optlen[0] in: buffer size, out: bytes written. */

@@ -2,10 +2,11 @@
  * The Sentry's socket system calls over netstack Endpoints, with Linux semantics: an fd table (lowest free fd
  * from 3, O_NONBLOCK and FD_CLOEXEC per fd, SO_RCVTIMEO/SO_SNDTIMEO), syscall-shaped operations taking and
  * returning Linux values, and errno from the one table in netstack/errors.ts. Non-blocking calls answer
- * synchronously; a blocking call that cannot complete returns a Promise that waits on the endpoint's
- * WaiterQueue (and on the stack's clock for timeouts) and retries when the endpoint becomes ready.
+ * synchronously (but close() lingers even on O_NONBLOCK, as on Linux); a blocking call that cannot complete
+ * returns a Promise that waits on the endpoint's WaiterQueue (and on the stack's clock for timeouts) and retries
+ * when the endpoint becomes ready.
  */
-import type { Clock } from '../../netstack/clock.ts';
+import type { Clock, Timer } from '../../netstack/clock.ts';
 import { Err, type NetError, isError } from '../../netstack/errors.ts';
 import type { Netstack } from '../../netstack/netstack.ts';
 import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '../../netstack/socket.ts';
@@ -25,6 +26,25 @@ const EEXIST = 17;
 const ENOENT = 2;
 const EDOM = 33;
 const EINPROGRESS = 115;
+
+/** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
+const LINGER_POLL_MS = 200;
+
+/** SO_LINGER's time in ms when it is on with a positive time (Linux's sk_lingertime), else 0. */
+function lingerTimeMs(ep: Endpoint): number {
+  const v = ep.getOption('SO_LINGER');
+  if (isError(v) || typeof v !== 'object' || v instanceof Uint8Array) return 0;
+  const secs = Number(v['linger'] ?? 0);
+  return v['onoff'] && secs > 0 ? secs * 1000 : 0;
+}
+
+/** Linux's sk_stream_closing: the TCP state is FIN-WAIT-1, CLOSING or LAST-ACK (our FIN not yet acknowledged). */
+function tcpClosing(ep: Endpoint): boolean {
+  const info = ep.getOption('TCP_INFO');
+  if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return false;
+  const s = info['tcpi_state'];
+  return s === L.TCP_FIN_WAIT1 || s === L.TCP_CLOSING || s === L.TCP_LAST_ACK;
+}
 
 /** An open socket in the fd table. */
 interface SocketFile {
@@ -345,13 +365,60 @@ export class SocketLayer implements SocketSyscalls {
     return e ? neg(e) : 0;
   }
 
-  close(fd: number): number {
+  /**
+   * Frees the fd at once; a TCP socket with SO_LINGER on and a positive time then waits, as Linux's inet_release
+   * and sk_stream_wait_close do, until the connection has left FIN-WAIT-1, CLOSING and LAST-ACK (all queued data
+   * and the FIN acknowledged) or the linger time passed, and returns 0 either way. O_NONBLOCK does not shorten
+   * the wait (Linux passes sk_lingertime to tcp_close whatever the file flags are).
+   */
+  close(fd: number): SysRet {
     const f = this.files.get(fd);
     if (!f) return -EBADF;
     this.files.delete(fd);
     for (const g of this.files.values()) if (g.kind === 'epoll') g.interest.delete(fd);
-    if (f.kind === 'socket') f.ep.close();
-    return 0;
+    if (f.kind !== 'socket') return 0;
+    const lingerMs = f.type === L.SOCK_STREAM ? lingerTimeMs(f.ep) : 0;
+    f.ep.close();
+    if (lingerMs <= 0 || !tcpClosing(f.ep)) return 0;
+    return this.lingerWait(f.ep, lingerMs);
+  }
+
+  /** Resolves 0 once `ep` is no longer closing (tcpClosing) or after `ms`; the endpoint closes on regardless. */
+  private lingerWait(ep: Endpoint, ms: number): Promise<number> {
+    return new Promise<number>((resolve) => {
+      let done = false;
+      let queued = false;
+      let poll: Timer | undefined;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        deadline.cancel();
+        poll?.cancel();
+        resolve(0);
+      };
+      const check = () => {
+        if (!tcpClosing(ep)) finish();
+      };
+      // The TCP endpoint notifies when an ACK frees send space but moves FIN-WAIT-1 → FIN-WAIT-2 only after that
+      // notification, in the same segment's processing: look at the state once that processing has finished.
+      const unsubscribe = ep.waiter.subscribe(~0, () => {
+        if (queued || done) return;
+        queued = true;
+        void Promise.resolve().then(() => {
+          queued = false;
+          check();
+        });
+      });
+      const deadline = this.clock.schedule(ms, finish);
+      // Entering FIN-WAIT-2 (unlike CLOSED or TIME-WAIT) notifies no waiter, so the wake-up above rests on the
+      // order of the endpoint's internals; a coarse poll bounds how late close() can return if that order changes.
+      const tick = () => {
+        check();
+        if (!done) poll = this.clock.schedule(LINGER_POLL_MS, tick);
+      };
+      poll = this.clock.schedule(LINGER_POLL_MS, tick);
+    });
   }
 
   getsockname(fd: number, addr: Uint8Array, addrlen: Uint32Array): number {

@@ -3,6 +3,8 @@ import { parseAddress } from '../../../netstack/addr.ts';
 import { VirtualClock } from '../../../netstack/clock.ts';
 import { ChannelEndpoint } from '../../../netstack/link/channel.ts';
 import { Netstack } from '../../../netstack/netstack.ts';
+import type { Endpoint } from '../../../netstack/socket.ts';
+import { WaiterQueue } from '../../../netstack/waiter.ts';
 import { LINUX as L, decodeSockaddr, encodeSockaddr } from '../../../sentry/socket/abi.ts';
 import { SocketLayer } from '../../../sentry/socket/syscalls.ts';
 import { TCP_INFO_LEN, tcpInfoField } from '../../../sentry/socket/sockopt.ts';
@@ -27,7 +29,7 @@ function world() {
       await Promise.resolve();
     }
   };
-  return { clock, a: a.sys, b: b.sys, pump, close: () => (a.ns.close(), b.ns.close()) };
+  return { clock, la, lb, a: a.sys, b: b.sys, pump, close: () => (a.ns.close(), b.ns.close()) };
 }
 
 const sa = (addr: Uint8Array, port: number) => encodeSockaddr({ family: L.AF_INET, address: addr, port });
@@ -318,4 +320,206 @@ t.test('TCP dual stack: an AF_INET6 socket connects to ::ffff:198.18.0.2; names 
   t.equal(w.a.getpeername(c, name, nlen), 0);
   t.same([...name.subarray(2, 4)], [0, 80]);
   t.same([...name.subarray(8, 24)], [...mapped(B)]);
+});
+
+// ---- SO_LINGER and close() (socket(7); Linux inet_release → tcp_close → sk_stream_wait_close) ----
+
+const lingerOpt = (onoff: number, secs: number) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setInt32(0, onoff, true);
+  new DataView(b.buffer).setInt32(4, secs, true);
+  return b;
+};
+
+/** A connected pair: `c` on A (flags as given), `s` the accepted socket on B. */
+async function connected(w: ReturnType<typeof world>, typeFlags = 0) {
+  const l = w.b.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  w.b.bind(l, sa(B, 80));
+  w.b.listen(l, 4);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM | typeFlags, 0);
+  const p = w.a.connect(c, sa(B, 80));
+  await w.pump();
+  const r = await p;
+  if (r !== 0 && r !== -115) throw new Error(`connect → ${r}`);
+  await w.pump();
+  const s = (await w.b.accept4(l, null, null, L.SOCK_NONBLOCK)) as number;
+  if (s < 0) throw new Error(`accept → ${s}`);
+  return { c, s, l };
+}
+
+/** The TCP state of an endpoint held past its fd's close. */
+const tcpState = (ep: { getOption(n: string): unknown }) => (ep.getOption('TCP_INFO') as { tcpi_state: number }).tcpi_state;
+
+/** Advances the clock 1 ms at a time, letting every promise reaction run after each step. */
+async function stepMs(w: ReturnType<typeof world>, ms: number, each?: () => boolean | void) {
+  for (let i = 0; i < ms; i++) {
+    w.clock.advance(1);
+    await new Promise((r) => setImmediate(r));
+    if (each?.()) return;
+  }
+}
+
+for (const [name, flags] of [['blocking', 0], ['O_NONBLOCK', L.SOCK_NONBLOCK]] as const) {
+  t.test(`FIN-WAIT-1 (${name}, SO_LINGER 5 s) close with data unacknowledged → waits; peer ACKs the FIN → 0 at that moment`, async (t) => {
+    const w = world();
+    t.teardown(w.close);
+    const { c, s } = await connected(w, flags);
+    t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 5)), 0);
+    const ep = w.a.endpoint(c)!;
+    w.la.disconnect(); // the wire is cut: nothing from A arrives, nothing from B comes back
+    const data = new Uint8Array(1000).map((_, i) => i & 0xff);
+    t.equal(await w.a.write(c, data), 1000);
+    const p = w.a.close(c);
+    t.type(p, Promise, 'close blocks while the FIN is unacknowledged');
+    let done: number | undefined;
+    void (p as Promise<number>).then((v) => (done = v));
+    t.equal(w.a.fcntl(c, L.F_GETFL, 0), -9, 'the fd is gone at once');
+    const again = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+    t.equal(again, c, 'and its number is reused while close() waits');
+    t.equal(w.a.close(again), 0);
+    await stepMs(w, 800);
+    t.equal(done, undefined, 'still waiting at 0.8 s');
+    t.equal(tcpState(ep), L.TCP_FIN_WAIT1);
+    t.equal(ep.outQueue(), 1000, 'data still queued');
+    w.la.connect(w.lb);
+    // Watch each millisecond: close() must resolve in the same step the state leaves FIN-WAIT-1.
+    const seen: { state: number; done: number | undefined }[] = [];
+    await stepMs(w, 4000, () => {
+      seen.push({ state: tcpState(ep), done });
+      return done !== undefined;
+    });
+    t.equal(done, 0, 'close() → 0 before the linger time');
+    const at = seen.findIndex((x) => x.state !== L.TCP_FIN_WAIT1);
+    t.ok(at >= 0, 'the FIN was acknowledged');
+    t.equal(seen.length - 1, at, 'resolved in the step the FIN was acknowledged, not later');
+    t.equal(seen[at]!.state, L.TCP_FIN_WAIT2);
+    t.ok(w.clock.now() < 5000, `resolved at ${w.clock.now()} ms, before the 5 s linger ran out`);
+    t.equal(ep.outQueue(), 0);
+    const buf = new Uint8Array(2000);
+    t.equal(await w.b.read(s, buf), 1000, 'the peer got all the data');
+    t.same(buf.subarray(0, 1000), data);
+    t.equal(await w.b.read(s, buf), 0, 'and then the FIN');
+  });
+
+  t.test(`FIN-WAIT-1 (${name}, SO_LINGER 2 s) silent peer → close() 0 after 2 s, not before; closing goes on`, async (t) => {
+    const w = world();
+    t.teardown(w.close);
+    const { c, s } = await connected(w, flags);
+    t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 2)), 0);
+    const ep = w.a.endpoint(c)!;
+    w.la.disconnect();
+    const start = w.clock.now();
+    const p = w.a.close(c);
+    t.type(p, Promise);
+    let done: number | undefined;
+    void (p as Promise<number>).then((v) => (done = v));
+    await stepMs(w, 1999);
+    t.equal(done, undefined, 'still waiting 1 ms before the linger time');
+    await stepMs(w, 1);
+    t.equal(done, 0, 'close() → 0 when the linger time is up');
+    t.equal(w.clock.now() - start, 2000);
+    t.equal(tcpState(ep), L.TCP_FIN_WAIT1, 'the FIN is still unacknowledged');
+    w.la.connect(w.lb);
+    await stepMs(w, 8000, () => tcpState(ep) !== L.TCP_FIN_WAIT1);
+    t.equal(tcpState(ep), L.TCP_FIN_WAIT2, 'the orphan finished its close in the background');
+    t.equal(await w.b.read(s, new Uint8Array(8)), 0, 'the peer saw the FIN');
+  });
+}
+
+t.test('CLOSE-WAIT (SO_LINGER 3 s) close → LAST-ACK waits; peer ACKs → 0', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c, s } = await connected(w);
+  t.equal(w.b.shutdown(s, L.SHUT_WR), 0);
+  await w.pump();
+  t.equal(await w.a.read(c, new Uint8Array(4)), 0, 'A in CLOSE-WAIT');
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 3)), 0);
+  const ep = w.a.endpoint(c)!;
+  w.la.disconnect();
+  const p = w.a.close(c);
+  t.type(p, Promise);
+  t.equal(tcpState(ep), L.TCP_LAST_ACK);
+  let done: number | undefined;
+  void (p as Promise<number>).then((v) => (done = v));
+  await stepMs(w, 500);
+  t.equal(done, undefined);
+  w.la.connect(w.lb);
+  await stepMs(w, 2400, () => done !== undefined);
+  t.equal(done, 0);
+  t.equal(tcpState(ep), L.TCP_CLOSE, 'LAST-ACK → CLOSED');
+  t.ok(w.clock.now() < 3000, 'before the linger time');
+});
+
+t.test('ESTABLISHED close with SO_LINGER 0 → 0 at once and a RST (peer reads ECONNRESET)', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c, s } = await connected(w);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 0)), 0);
+  const ep = w.a.endpoint(c)!;
+  t.equal(w.a.close(c), 0, 'a number, not a Promise');
+  t.equal(tcpState(ep), L.TCP_CLOSE);
+  await w.pump();
+  t.equal(await w.b.read(s, new Uint8Array(4)), -104);
+});
+
+t.test('ESTABLISHED close with SO_LINGER off (or on with 0 s off) → 0 at once, FIN sent', async (t) => {
+  for (const opt of [null, lingerOpt(0, 5)]) {
+    const w = world();
+    const { c, s } = await connected(w);
+    if (opt) t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, opt), 0);
+    const ep = w.a.endpoint(c)!;
+    w.la.disconnect();
+    t.equal(w.a.close(c), 0, 'a number, not a Promise, though the FIN is unacknowledged');
+    t.equal(tcpState(ep), L.TCP_FIN_WAIT1);
+    w.la.connect(w.lb);
+    await stepMs(w, 4000, () => tcpState(ep) !== L.TCP_FIN_WAIT1);
+    t.equal(await w.b.read(s, new Uint8Array(4)), 0, 'peer reads EOF');
+    w.close();
+  }
+});
+
+t.test('UDP socket and TCP listener with SO_LINGER 5 s → close() 0 at once', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const u = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  w.a.bind(u, sa(A, 5000));
+  w.a.setsockopt(u, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 5));
+  t.equal(w.a.close(u), 0);
+  const l = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  w.a.bind(l, sa(A, 80));
+  t.equal(w.a.listen(l, 4), 0);
+  t.equal(w.a.setsockopt(l, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 5)), 0);
+  t.equal(w.a.close(l), 0);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 5)), 0);
+  t.equal(w.a.close(c), 0, 'never-connected TCP socket');
+});
+
+t.test('lingering close, state leaves FIN-WAIT-1 with no waiter notification → 0 at the next 200 ms poll', async (t) => {
+  // An endpoint that changes state silently stands for any transition the real one may not announce.
+  const clock = new VirtualClock(0);
+  let state: number = L.TCP_ESTABLISHED;
+  const ep = {
+    family: 4, type: 'stream', protocol: 6, waiter: new WaiterQueue(),
+    getOption: (n: string) => (n === 'SO_LINGER' ? { onoff: true, linger: 10 } : n === 'TCP_INFO' ? { tcpi_state: state } : 0),
+    close: () => {
+      state = L.TCP_FIN_WAIT1;
+    },
+  } as unknown as Endpoint;
+  const sys = new SocketLayer({ socket: () => ep } as unknown as Netstack, clock);
+  const fd = sys.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  const p = sys.close(fd);
+  t.type(p, Promise);
+  let done: number | undefined;
+  void (p as Promise<number>).then((v) => (done = v));
+  clock.advance(250);
+  await new Promise((r) => setImmediate(r));
+  t.equal(done, undefined, 'FIN-WAIT-1 after two polls');
+  state = L.TCP_FIN_WAIT2;
+  clock.advance(149);
+  await new Promise((r) => setImmediate(r));
+  t.equal(done, undefined, 'not noticed before the poll at 400 ms');
+  clock.advance(1);
+  await new Promise((r) => setImmediate(r));
+  t.equal(done, 0, 'noticed by the poll at 400 ms');
 });

@@ -4,8 +4,9 @@
  *
  * - kernel: client ns ⇄ veth (offloads on) ⇄ server ns; iperf3 -s, sockperf server, node:http and a hold server
  *   run on the Linux stack in the server ns.
- * - tsvisor: the same veth pair with offloads off (the packet socket needs them off), and `tsvisor serve` as a
- *   child process owning the server end, with its iperf3, sockperf, http and discard services.
+ * - tsvisor: the same veth pair with offloads on (serve's packet socket takes TSO/GRO super-frames through
+ *   PACKET_VNET_HDR), and `tsvisor serve` as a child process owning the server end, with its iperf3, sockperf, http
+ *   and discard services. TSVISOR_BENCH_NO_OFFLOADS=1 turns offloads off on the veth and in serve, to compare.
  * - pasta / slirp4netns: the client ns has a veth (to a peer ns of ours, its default route) whose address is the
  *   "host" address; pasta or slirp4netns runs in the client ns, creates a tap in a guest ns where the same kernel
  *   servers as for `kernel` run, and forwards the client ns's ports to the guest. The client connects to its own
@@ -171,10 +172,14 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
 
 const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockperf: 'sockperf', http: 'http', hold: 'discard' };
 
+/** Whether the tsvisor system runs without offloads (TSVISOR_BENCH_NO_OFFLOADS=1), for a before/after comparison. */
+const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
+
 async function startTsvisor(mtu: number): Promise<SystemInstance> {
-  const pair = vethSystem(`${NS_BASE}-t`, '198.18.101', mtu, false);
+  const pair = vethSystem(`${NS_BASE}-t`, '198.18.101', mtu, !TSVISOR_NO_OFFLOADS);
   const missing: Partial<Record<ServiceKind, string>> = {};
   const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket'];
+  if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
     else missing[kind] = `tsvisor has no '${svc}' service yet`;

@@ -19,11 +19,13 @@
  * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload
  * off (testnet does this); larger frames are counted in rxTruncated and dropped, unfinished checksums in
  * rxCsumNotReady. With `offloads: true` the socket has PACKET_VNET_HDR (lib/vnet.ts) and the veth keeps its
- * offloads: ring slots hold 64 KB super-frames, partial checksums are completed before delivery (the stack sees
- * ordinary, if large, frames), every sent frame carries a virtio_net_hdr (all zero from writeFrame), and
- * `writeGso` hands the kernel whole TCP/UDP super-frames to segment. `capabilities` tells the stack which.
+ * offloads: ring slots hold 64 KB super-frames, delivered whole; frames the kernel marked NEEDS_CSUM (a partial
+ * checksum from a stack on this host, which Linux itself treats as verified) or DATA_VALID are delivered with
+ * RX_CSUM_VERIFIED and their checksum field as it is, so no byte of them is summed in JS; every sent frame carries
+ * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
+ * segment. `capabilities` tells the stack which.
  */
-import type { LinkDispatcher, LinkEndpoint } from '../netstack/link/endpoint.ts';
+import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import {
   C,
@@ -45,9 +47,9 @@ import {
   GsoType,
   type LinkCapabilities,
   NO_OFFLOADS,
+  VNET_F_DATA_VALID,
   VNET_F_NEEDS_CSUM,
   VNET_HDR_LEN,
-  completeChecksum,
   writeEmptyVnetHeader,
   writeVnetHeader,
 } from './vnet.ts';
@@ -72,9 +74,9 @@ export interface AfPacketOptions {
    */
   busyPollUs?: number;
   /**
-   * PACKET_VNET_HDR (default false): receive GRO'd super-frames and partial checksums (completed here), send
-   * super-frames with `writeGso`; the interface keeps TSO/GSO/GRO and checksum offload on. Ring slots are then
-   * 64 KB each, so `ringFrames` defaults to 256.
+   * PACKET_VNET_HDR (default false): receive GRO'd super-frames, and frames with partial or kernel-verified
+   * checksums flagged RX_CSUM_VERIFIED; send super-frames with `writeGso`; the interface keeps TSO/GSO/GRO and
+   * checksum offload on. Ring slots are then 64 KB each, so `ringFrames` defaults to 256.
    */
   offloads?: boolean;
 }
@@ -83,8 +85,11 @@ export interface AfPacketOptions {
 export interface VnetCounters {
   /** Received super-frames (gso_type set), delivered whole. */
   rxGsoFrames: number;
-  /** Received frames whose partial checksum (NEEDS_CSUM) was completed before delivery. */
-  rxCsumCompleted: number;
+  /**
+   * Received frames delivered with RX_CSUM_VERIFIED: NEEDS_CSUM (partial checksum, left as it is) or DATA_VALID
+   * (checked by the kernel).
+   */
+  rxCsumVerified: number;
   /** Received frames with a virtio_net_hdr pointing outside the frame, dropped. */
   rxBadVnetHeader: number;
   /** Super-frames handed to the kernel by writeGso. */
@@ -169,10 +174,14 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly dev: string;
   /** Frames and bytes in and out, and drops; `refreshCounters()` pulls the kernel's ring drops in. */
   readonly counters: HostLinkCounters = newHostLinkCounters();
-  /** What the link does beyond MTU-sized frames (see lib/vnet.ts); all false unless opened with offloads. */
+  /**
+   * What the link does beyond MTU-sized frames (see lib/vnet.ts); all false unless opened with offloads. With
+   * offloads rxChecksumOffload is still false: only the frames delivered with RX_CSUM_VERIFIED were verified,
+   * frames from beyond the host without DATA_VALID need the stack's own check.
+   */
   readonly capabilities: LinkCapabilities;
   /** Offload activity (all zero without offloads). */
-  readonly vnetCounters: VnetCounters = { rxGsoFrames: 0, rxCsumCompleted: 0, rxBadVnetHeader: 0, txGsoFrames: 0, txGsoRefused: 0 };
+  readonly vnetCounters: VnetCounters = { rxGsoFrames: 0, rxCsumVerified: 0, rxBadVnetHeader: 0, txGsoFrames: 0, txGsoRefused: 0 };
 
   /**
    * How receiving went: event-loop wake-ups, how many of them busy-polled (they found a stream), and how many
@@ -318,12 +327,13 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
       if (status & TP_STATUS_LOSING) this.refreshCounters();
-      // With offloads, partial checksums are completed below; without, they are delivered as they are.
+      // With offloads, partial checksums go up flagged (below); without, they are delivered as they are.
       if (status & TP_STATUS_CSUMNOTREADY && !this.offloads) c.rxCsumNotReady++;
       const d = this.dispatcher;
+      const flags = this.offloads && snaplen >= len ? this.vnetFlags(off + mac, snaplen) : 0;
       if (snaplen < len) {
         c.rxTruncated++;
-      } else if (this.offloads && !this.applyVnetHeader(off + mac, snaplen)) {
+      } else if (flags < 0) {
         // dropped, counted in vnetCounters
       } else if (d === null) {
         c.rxUnattached++;
@@ -332,7 +342,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         c.rxBytes += snaplen;
         delivered++;
         try {
-          d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen));
+          d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen), flags);
         } finally {
           // Given back only after the dispatcher is done with it: with a full ring the kernel writes this very
           // slot next. Given back even if the dispatcher throws, so one bad frame is not redelivered forever.
@@ -351,22 +361,28 @@ export class AfPacketEndpoint implements LinkEndpoint {
   }
 
   /**
-   * Reads the virtio_net_hdr in front of the frame at `start` and completes a partial checksum in place, so
-   * the dispatcher gets an ordinary frame; returns false (counted) when the header points outside the frame.
+   * Reads the virtio_net_hdr in front of the frame at `start`: RX_CSUM_VERIFIED for NEEDS_CSUM or DATA_VALID
+   * (Linux's CHECKSUM_PARTIAL and CHECKSUM_UNNECESSARY, both of which its own stack accepts unchecked), else 0;
+   * -1 (counted) when a partial checksum's field lies outside the frame.
    */
-  private applyVnetHeader(start: number, len: number): boolean {
+  private vnetFlags(start: number, len: number): number {
     // Field by field rather than readVnetHeader: no object per received frame.
     const v = this.ring.view;
     const h = start - VNET_HDR_LEN;
     const vc = this.vnetCounters;
     if (v.getUint8(h + 1) !== GsoType.NONE) vc.rxGsoFrames++;
-    if ((v.getUint8(h) & VNET_F_NEEDS_CSUM) === 0) return true;
-    if (!completeChecksum(this.ring.bytes.subarray(start, start + len), v.getUint16(h + 6, true), v.getUint16(h + 8, true))) {
-      vc.rxBadVnetHeader++;
-      return false;
+    const f = v.getUint8(h);
+    if ((f & VNET_F_NEEDS_CSUM) !== 0) {
+      const csumStart = v.getUint16(h + 6, true);
+      if (csumStart >= len || csumStart + v.getUint16(h + 8, true) + 2 > len) {
+        vc.rxBadVnetHeader++;
+        return -1;
+      }
+    } else if ((f & VNET_F_DATA_VALID) === 0) {
+      return 0;
     }
-    vc.rxCsumCompleted++;
-    return true;
+    vc.rxCsumVerified++;
+    return RX_CSUM_VERIFIED;
   }
 
   /** Hands ring slot `i` (at byte `off`) back to the kernel and moves our head past it. */

@@ -27,9 +27,10 @@ export interface VethPairOptions {
   /** MTU of both ends (default: the kernel's 1500). */
   mtu?: number;
   /**
-   * Keep TSO/GSO/GRO and checksum offload on (default false: off on both ends). A packet socket without
-   * PACKET_VNET_HDR sees offloaded frames larger than the MTU and with unfinished checksums, so tests of the
-   * host links turn them off and the kernel segments and checksums in software.
+   * Keep TSO/GSO/GRO and checksum offload on (default false: off on both ends, unless the environment has
+   * TSVISOR_TEST_OFFLOADS=1, for running the serve tests on veths as containers have them). A packet socket
+   * without PACKET_VNET_HDR sees offloaded frames larger than the MTU and with unfinished checksums, so tests of
+   * such host links turn them off and the kernel segments and checksums in software.
    */
   offloads?: boolean;
   /** Keep the kernel's IPv6 on interfaces without an IPv6 address (default false: disabled, so no NDP/MLD noise). */
@@ -101,7 +102,7 @@ export function createVethPair(opts: VethPairOptions): VethPair {
     for (const [ns, dev, v4, v6] of sides) {
       run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
       if (opts.mtu !== undefined) run(['ip', '-n', ns, 'link', 'set', dev, 'mtu', String(opts.mtu)]);
-      if (!opts.offloads) {
+      if (!(opts.offloads ?? process.env.TSVISOR_TEST_OFFLOADS === '1')) {
         nsRun(ns, ['ethtool', '-K', dev, 'tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off']);
       }
       if (v6 === undefined && !opts.ipv6) nsRun(ns, ['sysctl', '-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`]);

@@ -19,7 +19,7 @@ import {
 } from './addr.ts';
 import type { Clock, Timer } from './clock.ts';
 import { Err, type NetError } from './errors.ts';
-import type { LinkEndpoint } from './link/endpoint.ts';
+import type { GsoOptions, LinkEndpoint } from './link/endpoint.ts';
 import { Rng } from './rand.ts';
 import { Stats } from './stats.ts';
 import type { NetworkLayer, Route, TransportProtocol } from './transport/protocol.ts';
@@ -92,6 +92,12 @@ export interface AddRouteOptions {
   readonly metric?: number;
 }
 
+/** A local address with its NIC: the stored copy of the address, shared (never mutated) by received packets' PacketInfo. */
+export interface LocalAddress {
+  readonly nic: Nic;
+  readonly address: Address;
+}
+
 const ALL_HOSTS = new Uint8Array([224, 0, 0, 1]);
 const ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
@@ -119,8 +125,8 @@ export class Stack implements NetworkLayer, StackInternals {
   private readonly routeTable = new RouteTable();
   private readonly transports = new Map<number, TransportProtocol>();
   private readonly nicMap = new Map<number, Nic>();
-  private readonly local4 = new Map<number, Nic>();
-  private readonly local6 = new Map<string, Nic>();
+  private readonly local4 = new Map<number, LocalAddress>();
+  private readonly local6 = new Map<string, LocalAddress>();
   private readonly dropKeys = new Set<string>();
   private readonly neighborConfig: Partial<NeighborConfig>;
   private nextNicId = 1;
@@ -159,7 +165,7 @@ export class Stack implements NetworkLayer, StackInternals {
     const hooks = (family: 4 | 6) => ({
       solicit: (target: Address, mac: Uint8Array | undefined, prompt: Uint8Array | undefined) =>
         family === 4 ? this.arp.solicit(nic, target, mac, prompt) : this.ndp.solicit(nic, target, mac, prompt),
-      transmit: (frame: Uint8Array) => this.writeOut(nic, frame),
+      transmit: (frame: Uint8Array, gso: GsoOptions | undefined) => this.writeOut(nic, frame, gso),
       unreachable: (target: Address, frames: Uint8Array[]) => this.notifyUnreachable(nic, frames),
       count: (counter: string) => {
         const g = family === 4 ? this.counters.arp : this.counters.ndp;
@@ -171,7 +177,7 @@ export class Stack implements NetworkLayer, StackInternals {
     nic = new Nic(id, opts.name ?? `nic${id}`, link, arp, ndp);
     this.nicMap.set(id, nic);
     link.attach({
-      deliverFrame: (frame) => this.receiveFrame(nic, frame),
+      deliverFrame: (frame, flags) => this.receiveFrame(nic, frame, flags ?? 0),
       deliverBatchEnd: () => this.flushDirty(),
     });
     // RFC 1112 §4: every IPv4 host belongs to all-hosts 224.0.0.1.
@@ -222,7 +228,7 @@ export class Stack implements NetworkLayer, StackInternals {
     const s: Subnet = { address: a.slice(), prefixLength: subnet.prefixLength };
     if (a.length === 4) {
       nic.v4.push(s);
-      this.local4.set(v4Key(a), nic);
+      this.local4.set(v4Key(a), { nic, address: s.address });
       this.addOnLink(nic, s);
       if (!nic.loopback) this.arp.announce(nic, s.address);
       return undefined;
@@ -436,7 +442,17 @@ export class Stack implements NetworkLayer, StackInternals {
 
   /** @internal */
   localNic(a: Address): Nic | undefined {
+    return (a.length === 4 ? this.local4.get(v4Key(a)) : this.local6.get(v6Key(a)))?.nic;
+  }
+
+  /** @internal */
+  localAddress(a: Address): LocalAddress | undefined {
     return a.length === 4 ? this.local4.get(v4Key(a)) : this.local6.get(v6Key(a));
+  }
+
+  /** @internal */
+  localAddress4(key: number): LocalAddress | undefined {
+    return this.local4.get(key);
   }
 
   /** @internal Called by NDP when DAD of `e` ends. */
@@ -444,7 +460,7 @@ export class Stack implements NetworkLayer, StackInternals {
     e.timer?.cancel();
     e.timer = undefined;
     e.state = ok ? 'preferred' : 'duplicate';
-    if (ok) this.local6.set(v6Key(e.subnet.address), nic);
+    if (ok) this.local6.set(v6Key(e.subnet.address), { nic, address: e.subnet.address });
     for (const w of e.waiters.splice(0)) w(ok);
     this.onAddressReady?.(nic.id, e.subnet.address, ok);
   }
@@ -458,16 +474,22 @@ export class Stack implements NetworkLayer, StackInternals {
   }
 
   /** @internal */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string): void {
-    frame.set(nic.mac, 6);
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions): void {
+    const mac = nic.mac;
+    frame[6] = mac[0]!;
+    frame[7] = mac[1]!;
+    frame[8] = mac[2]!;
+    frame[9] = mac[3]!;
+    frame[10] = mac[4]!;
+    frame[11] = mac[5]!;
     frame[12] = etherType >>> 8;
     frame[13] = etherType & 0xff;
     if (nic.loopback) {
       frame.fill(0, 0, 6);
-      this.writeOut(nic, frame);
+      this.writeOut(nic, frame, gso);
       return;
     }
-    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame, nextHopKey ?? addressKey(nextHop));
+    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame, nextHopKey ?? addressKey(nextHop), gso);
   }
 
   /** @internal */
@@ -493,14 +515,24 @@ export class Stack implements NetworkLayer, StackInternals {
     this.flushDirty();
   }
 
-  private writeOut(nic: Nic, frame: Uint8Array): void {
+  private writeOut(nic: Nic, frame: Uint8Array, gso?: GsoOptions): void {
     if (this.closed) return;
-    this.counters.link.txFrames++;
-    if (!nic.link.writeFrame(frame)) this.counters.link.txErrors++;
+    const c = this.counters.link;
+    c.txFrames++;
+    let ok: boolean;
+    if (gso === undefined) {
+      ok = nic.link.writeFrame(frame);
+    } else {
+      if (gso.gsoType !== 0) c.txGsoFrames++;
+      ok = nic.link.writeGso!(frame, gso);
+    }
+    if (!ok) c.txErrors++;
     // One flush per batch (deliverBatchEnd) or per clock tick, so a link can send many frames per syscall.
     nic.dirty = true;
-    this.flushTimer ??= this.clock.schedule(0, () => this.flushDirty());
+    this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
   }
+
+  private readonly flushDirtyFn = (): void => this.flushDirty();
 
   private flushDirty(): void {
     this.flushTimer?.cancel();
@@ -512,33 +544,44 @@ export class Stack implements NetworkLayer, StackInternals {
     }
   }
 
-  private receiveFrame(nic: Nic, frame: Uint8Array): void {
+  private receiveFrame(nic: Nic, frame: Uint8Array, flags: number): void {
     this.counters.rx.received++;
     this.counters.link.rxFrames++;
-    this.account(this.dispatchFrame(nic, frame));
+    this.account(this.dispatchFrame(nic, frame, flags));
   }
 
-  private dispatchFrame(nic: Nic, frame: Uint8Array): Verdict {
+  private dispatchFrame(nic: Nic, frame: Uint8Array, flags: number): Verdict {
     if (this.closed) return 'link.closed';
-    const eth = EthernetPacket.check(frame);
-    if (typeof eth === 'string') return eth === 'truncated' ? 'link.truncated' : 'link.vlanTagged';
-    // We run no VLAN interfaces: tagged frames belong to someone else.
-    if (eth.tagCount > 0) return 'link.vlanTagged';
-    const dst = eth.dst;
-    const group = (dst[0]! & 1) !== 0;
+    if (frame.length < 14) return 'link.truncated';
+    const etherType = (frame[12]! << 8) | frame[13]!;
+    if (etherType === 0x8100 || etherType === 0x88a8 || etherType === 0x9100) {
+      // We run no VLAN interfaces: tagged frames belong to someone else.
+      return EthernetPacket.check(frame) === 'truncated' ? 'link.truncated' : 'link.vlanTagged';
+    }
+    const group = (frame[0]! & 1) !== 0;
     if (group) {
+      const dst = frame.subarray(0, 6);
       if (!isBroadcastMac(dst) && !nic.acceptsMac(dst)) return 'link.notForUs';
-    } else if (!addressEqual(dst, nic.mac)) {
-      return 'link.notForUs';
+    } else {
+      const mac = nic.mac;
+      if (
+        frame[0] !== mac[0] || frame[1] !== mac[1] || frame[2] !== mac[2] ||
+        frame[3] !== mac[3] || frame[4] !== mac[4] || frame[5] !== mac[5]
+      ) return 'link.notForUs';
+    }
+    // Larger than the MTU allows: a GRO'd super-frame on a link with GSO, else not a frame this NIC can take.
+    if (frame.length > nic.mtu + 14) {
+      if (frame.length > nic.maxRxFrame) return 'link.tooBig';
+      this.counters.link.rxGsoFrames++;
     }
     const payload = frame.subarray(14);
-    switch (eth.etherType) {
+    switch (etherType) {
       case ETHERTYPE_ARP:
         return nic.loopback ? 'link.unknownEtherType' : this.arp.receive(nic, payload);
       case ETHERTYPE_IPV4:
-        return this.ipv4.receive(nic, payload, group, false);
+        return this.ipv4.receive(nic, payload, group, false, flags);
       case ETHERTYPE_IPV6:
-        return nic.ipv6 ? this.ipv6.receive(nic, payload, group, false) : 'link.unknownEtherType';
+        return nic.ipv6 ? this.ipv6.receive(nic, payload, group, false, flags) : 'link.unknownEtherType';
       default:
         return 'link.unknownEtherType';
     }

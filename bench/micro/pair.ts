@@ -18,10 +18,16 @@ export interface TcpPair {
   pump(data: Uint8Array, n: number): number;
 }
 
+/** Options of tcpPair. */
+export interface TcpPairOptions {
+  /** Links with offloads as a veth has them (ChannelEndpoint `gso`): TSO super-frames and unverified checksums. */
+  gso?: boolean;
+}
+
 /** Builds the pair with links of `mtu`; throws when TCP cannot connect (the TCP code is missing or broken). */
-export function tcpPair(mtu = 1500): TcpPair {
+export function tcpPair(mtu = 1500, opts: TcpPairOptions = {}): TcpPair & { links: [ChannelEndpoint, ChannelEndpoint] } {
   const clock = new VirtualClock();
-  const [la, lb] = ChannelEndpoint.pair({ clock, mtu });
+  const [la, lb] = ChannelEndpoint.pair({ clock, mtu, gso: opts.gso });
   const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
   const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
   a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
@@ -40,6 +46,7 @@ export function tcpPair(mtu = 1500): TcpPair {
   if (!server) throw new Error('no connection established');
   const srv = server;
   return {
+    links: [la, lb],
     clock,
     client,
     server: srv,

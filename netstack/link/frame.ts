@@ -46,6 +46,7 @@ export class DeliveryQueue {
   undeliverable = 0;
 
   private frames: Uint8Array[] = [];
+  private flags: number[] = [];
   private due: number[] = [];
   private timer: Timer | null = null;
 
@@ -59,9 +60,10 @@ export class DeliveryQueue {
     return this.frames.length;
   }
 
-  /** Queues `frame` for delivery after the configured latency; the queue keeps the reference. */
-  push(frame: Uint8Array): void {
+  /** Queues `frame` for delivery after the configured latency with its RX_* `flags`; the queue keeps the reference. */
+  push(frame: Uint8Array, flags = 0): void {
     this.frames.push(frame);
+    this.flags.push(flags);
     this.due.push(this.clock.now() + this.latencyMs);
     if (this.timer === null) this.arm();
   }
@@ -71,6 +73,7 @@ export class DeliveryQueue {
     this.timer?.cancel();
     this.timer = null;
     this.frames = [];
+    this.flags = [];
     this.due = [];
   }
 
@@ -86,9 +89,10 @@ export class DeliveryQueue {
     let k = 0;
     while (k < this.due.length && this.due[k]! <= limit) k++;
     const batch = this.frames.splice(0, k);
+    const flags = this.flags.splice(0, k);
     this.due.splice(0, k);
     let any = false;
-    for (const f of batch) {
+    for (let i = 0; i < batch.length; i++) {
       const d = this.dispatcher;
       if (d === null) {
         this.undeliverable++;
@@ -96,7 +100,7 @@ export class DeliveryQueue {
       }
       this.delivered++;
       any = true;
-      d.deliverFrame(f);
+      d.deliverFrame(batch[i]!, flags[i]!);
     }
     if (any) this.dispatcher?.deliverBatchEnd?.();
     // Frames pushed during the batch armed their own timer already.

@@ -6,7 +6,7 @@
 
 import type { Clock, Timer } from '../clock.ts';
 import { Rng } from '../rand.ts';
-import type { LinkDispatcher, LinkEndpoint } from './endpoint.ts';
+import { type LinkCapabilities, type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED } from './endpoint.ts';
 
 /** Which directions an impairment applies to: received frames, sent frames, or both. */
 export type ImpairDirection = 'both' | 'in' | 'out';
@@ -128,6 +128,7 @@ export interface ImpairOptions {
 interface Queued {
   at: number;
   frame: Uint8Array;
+  flags: number;
 }
 
 /**
@@ -139,37 +140,39 @@ class Lane {
   private lastAt = -Infinity;
   private timer: Timer | null = null;
   private held: Uint8Array | null = null;
+  private heldFlags = 0;
   private heldTimer: Timer | null = null;
 
   constructor(
     private readonly link: ImpairEndpoint,
     private readonly clock: Clock,
-    /** Hands a frame on. */
-    private readonly emit: (frame: Uint8Array) => void,
+    /** Hands a frame on with its RX_* flags. */
+    private readonly emit: (frame: Uint8Array, flags: number) => void,
     /** Ends a burst of frames released from a timer (flush or deliverBatchEnd). */
     private readonly end: () => void,
   ) {}
 
   /** Takes one frame after loss/dup/corrupt; `owned` says whether it may be kept without copying. */
-  accept(frame: Uint8Array, owned: boolean): void {
+  accept(frame: Uint8Array, owned: boolean, flags = 0): void {
     if (this.held === null && this.link.roll(this.link.spec.reorder)) {
       this.held = owned ? frame : frame.slice();
+      this.heldFlags = flags;
       this.heldTimer = this.clock.schedule(this.link.reorderHoldMs, () => {
         this.heldTimer = null;
         const h = this.held!;
         this.held = null;
-        this.stage(h, true, true);
+        this.stage(h, true, true, this.heldFlags);
       });
       return;
     }
-    this.stage(frame, owned, false);
+    this.stage(frame, owned, false, flags);
     if (this.held !== null) {
       const h = this.held;
       this.held = null;
       this.heldTimer!.cancel();
       this.heldTimer = null;
       this.link.counters.reordered++;
-      this.stage(h, true, false);
+      this.stage(h, true, false, this.heldFlags);
     }
   }
 
@@ -184,19 +187,19 @@ class Lane {
     return n;
   }
 
-  private stage(frame: Uint8Array, owned: boolean, fromTimer: boolean): void {
+  private stage(frame: Uint8Array, owned: boolean, fromTimer: boolean, flags: number): void {
     const spec = this.link.spec;
     let d = spec.delayMs;
     if (spec.jitterMs > 0) d += (2 * this.link.rng.nextFloat() - 1) * spec.jitterMs;
     if (d <= 0 && this.queue.length === 0) {
-      this.emit(frame);
+      this.emit(frame, flags);
       if (fromTimer) this.end();
       return;
     }
     // Never before a frame queued earlier, so jitter does not reorder.
     const at = Math.max(this.clock.now() + Math.max(0, d), this.lastAt);
     this.lastAt = at;
-    this.queue.push({ at, frame: owned ? frame : frame.slice() });
+    this.queue.push({ at, frame: owned ? frame : frame.slice(), flags });
     if (d > 0) this.link.counters.delayed++;
     if (this.timer === null) this.arm();
   }
@@ -211,7 +214,7 @@ class Lane {
     let k = 0;
     while (k < this.queue.length && this.queue[k]!.at <= limit) k++;
     const batch = this.queue.splice(0, k);
-    for (const q of batch) this.emit(q.frame);
+    for (const q of batch) this.emit(q.frame, q.flags);
     this.end();
     if (this.queue.length && this.timer === null) this.arm();
   }
@@ -227,6 +230,12 @@ export class ImpairEndpoint implements LinkEndpoint {
   readonly rng: Rng;
   /** See ImpairOptions.reorderHoldMs. */
   readonly reorderHoldMs: number;
+  /**
+   * Receive-side offloads only: a wrapped link that delivers GRO'd super-frames still does (so the stack must
+   * accept them), but there is no writeGso and no tx checksum offload, so the stack sends MTU-sized frames whose
+   * loss and reordering mean what they would on a wire.
+   */
+  readonly capabilities: LinkCapabilities | undefined;
 
   private dispatcher: LinkDispatcher | null = null;
   private readonly inLane: Lane;
@@ -234,9 +243,9 @@ export class ImpairEndpoint implements LinkEndpoint {
   private closed = false;
 
   private readonly tap: LinkDispatcher = {
-    deliverFrame: (frame) => {
-      if (this.spec.dir === 'out') this.dispatcher?.deliverFrame(frame);
-      else this.impair(frame, false, this.inLane);
+    deliverFrame: (frame, flags) => {
+      if (this.spec.dir === 'out') this.dispatcher?.deliverFrame(frame, flags);
+      else this.impair(frame, false, this.inLane, flags ?? 0);
     },
     deliverBatchEnd: () => {
       this.dispatcher?.deliverBatchEnd?.();
@@ -256,10 +265,12 @@ export class ImpairEndpoint implements LinkEndpoint {
     }
     this.rng = new Rng(this.spec.seed);
     this.reorderHoldMs = opts.reorderHoldMs ?? 1;
+    const c = inner.capabilities;
+    this.capabilities = c?.gso ? Object.freeze({ ...c, txChecksumOffload: false }) : undefined;
     this.inLane = new Lane(
       this,
       clock,
-      (f) => this.dispatcher?.deliverFrame(f),
+      (f, flags) => this.dispatcher?.deliverFrame(f, flags),
       () => this.dispatcher?.deliverBatchEnd?.(),
     );
     this.outLane = new Lane(
@@ -311,7 +322,7 @@ export class ImpairEndpoint implements LinkEndpoint {
     return p > 0 && this.rng.nextFloat() < p;
   }
 
-  private impair(frame: Uint8Array, owned: boolean, lane: Lane): boolean {
+  private impair(frame: Uint8Array, owned: boolean, lane: Lane, flags = 0): boolean {
     const s = this.spec;
     if (this.roll(s.loss)) {
       this.counters.dropped++;
@@ -324,6 +335,7 @@ export class ImpairEndpoint implements LinkEndpoint {
     for (let i = 0; i < (dup ? 2 : 1); i++) {
       let f = i === 0 ? frame : dup!;
       let own = owned || i > 0;
+      let fl = flags;
       if (f.length > 0 && this.roll(s.corrupt)) {
         if (!own) {
           f = f.slice();
@@ -332,8 +344,10 @@ export class ImpairEndpoint implements LinkEndpoint {
         const bit = this.rng.nextInt(f.length * 8);
         f[bit >>> 3]! ^= 1 << (bit & 7);
         this.counters.corrupted++;
+        // A bit flipped on the wire was never verified: the receiver must check (and drop) it.
+        fl &= ~RX_CSUM_VERIFIED;
       }
-      lane.accept(f, own);
+      lane.accept(f, own, fl);
     }
     return true;
   }

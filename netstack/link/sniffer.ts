@@ -4,7 +4,7 @@
  */
 
 import type { Clock } from '../clock.ts';
-import type { LinkDispatcher, LinkEndpoint } from './endpoint.ts';
+import type { GsoOptions, LinkCapabilities, LinkDispatcher, LinkEndpoint } from './endpoint.ts';
 import { PcapWriter, type PacketRecorder } from './pcap.ts';
 
 /** Which frames a sniffer records. */
@@ -27,6 +27,11 @@ export class SnifferEndpoint implements LinkEndpoint {
   /** Frames sent and recorded. */
   framesOut = 0;
 
+  /** The wrapped link's capabilities. */
+  readonly capabilities: LinkCapabilities | undefined;
+  /** The wrapped link's writeGso, recording the super-frame first; absent when the wrapped link has none. */
+  readonly writeGso?: (frame: Uint8Array, o: GsoOptions) => boolean;
+
   private readonly clock: Clock;
   private readonly recorder: PacketRecorder;
   private readonly recIn: boolean;
@@ -35,12 +40,12 @@ export class SnifferEndpoint implements LinkEndpoint {
 
   // One object for the inner link to call, so attach/detach need no allocation per frame.
   private readonly tap: LinkDispatcher = {
-    deliverFrame: (frame) => {
+    deliverFrame: (frame, flags) => {
       if (this.recIn) {
         this.framesIn++;
         this.recorder.write(this.clock.now(), frame);
       }
-      this.dispatcher?.deliverFrame(frame);
+      this.dispatcher?.deliverFrame(frame, flags);
     },
     deliverBatchEnd: () => {
       this.dispatcher?.deliverBatchEnd?.();
@@ -52,6 +57,18 @@ export class SnifferEndpoint implements LinkEndpoint {
     opts: SnifferOptions,
   ) {
     this.clock = opts.clock;
+    // Offloads pass through: the pcap then holds super-frames with partial checksums, as tcpdump on a veth shows.
+    this.capabilities = inner.capabilities;
+    if (inner.writeGso) {
+      const write = inner.writeGso.bind(inner);
+      this.writeGso = (frame: Uint8Array, o: GsoOptions): boolean => {
+        if (this.recOut) {
+          this.framesOut++;
+          this.recorder.write(this.clock.now(), frame);
+        }
+        return write(frame, o);
+      };
+    }
     this.recorder = typeof opts.out === 'function' ? new PcapWriter(opts.out) : opts.out;
     const dir = opts.direction ?? 'both';
     this.recIn = dir !== 'out';

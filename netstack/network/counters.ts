@@ -12,7 +12,7 @@ export type Verdict = string | undefined;
 export function createCounters(stats: Stats) {
   return {
     rx: stats.group('rx', { received: 0, delivered: 0, dropped: 0, looped: 0 }),
-    link: stats.group('link', { rxFrames: 0, txFrames: 0, txErrors: 0 }),
+    link: stats.group('link', { rxFrames: 0, txFrames: 0, txErrors: 0, rxGsoFrames: 0, txGsoFrames: 0 }),
     arp: stats.group('arp', {
       rxRequests: 0,
       rxReplies: 0,

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { NetError } from '../errors.ts';
 import type { Rng } from '../rand.ts';
 import type { Stats } from '../stats.ts';
+import type { GsoOptions } from '../link/endpoint.ts';
 import type { TransportProtocol } from '../transport/protocol.ts';
 import type { Arp } from './arp.ts';
 import type { Counters } from './counters.ts';
@@ -44,12 +45,19 @@ export interface StackInternals {
   nic(id: number): Nic | undefined;
   /** The NIC owning a unicast address (IPv6: only an assigned, non-tentative one), if it is ours. */
   localNic(a: Address): Nic | undefined;
+  /** Like localNic, with the stack's own copy of the address (immutable, so packets may share it). */
+  localAddress(a: Address): { readonly nic: Nic; readonly address: Address } | undefined;
+  /** localAddress for an IPv4 address given as a 32-bit number (no view of the packet needed). */
+  localAddress4(key: number): { readonly nic: Nic; readonly address: Address } | undefined;
   /** A path to `remote` (see NetworkLayer.findRoute). */
   findPath(remote: Address, local?: Address, nicId?: number): Path | NetError;
   /** Sends a frame whose destination MAC is set: fills the source MAC and EtherType, writes it to the link. */
   transmit(nic: Nic, frame: Uint8Array, etherType: number): void;
-  /** Sends a frame to an IP next hop on `nic`, resolving its MAC through the neighbour cache. */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string): void;
+  /**
+   * Sends a frame to an IP next hop on `nic`, resolving its MAC through the neighbour cache; with `gso` the frame
+   * is a super-frame for the link's writeGso.
+   */
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions): void;
   /** Ends duplicate address detection of `e`: assigned when `ok`, else marked duplicate (RFC 4862 §5.4.5). */
   addressReady(nic: Nic, e: Ipv6AddressEntry, ok: boolean): void;
   /** Queues an IP packet to ourselves for delivery from a clock callback (never synchronously). */

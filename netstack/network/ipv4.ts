@@ -3,6 +3,7 @@
  * model, fragmentation on send and reassembly on receive, and the identification field per RFC 6864.
  */
 import {
+  type Address,
   IPV4_BROADCAST,
   addressEqual,
   addressKey,
@@ -10,6 +11,7 @@ import {
   isMulticast,
   isUnspecified,
 } from '../addr.ts';
+import { type GsoOptions, GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
 import { Err, type NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
@@ -46,6 +48,8 @@ export class Ipv4 {
   /** Datagrams under reassembly. */
   readonly reassembler: Reassembler<FirstFragment>;
   private readonly idents = new Uint16Array(IDENT_SLOTS);
+  /** The source of the last received packet: a stream's packets share one copy instead of one each. */
+  private lastSrc: Address = new Uint8Array(4);
 
   constructor(
     private readonly s: StackInternals,
@@ -60,14 +64,24 @@ export class Ipv4 {
     for (let i = 0; i < IDENT_SLOTS; i++) this.idents[i] = s.rng.next32() & 0xffff;
   }
 
-  /** Handles one received IPv4 packet; `linkBroadcast` when the frame went to a group MAC. */
-  receive(nic: Nic, buf: Uint8Array, linkBroadcast: boolean, looped: boolean): Verdict {
+  /**
+   * Handles one received IPv4 packet; `linkBroadcast` when the frame went to a group MAC, `flags` the link's RX_*
+   * bits (RX_CSUM_VERIFIED becomes PacketInfo.csumVerified).
+   */
+  receive(nic: Nic, buf: Uint8Array, linkBroadcast: boolean, looped: boolean, flags = 0): Verdict {
     this.s.counters.ipv4.rxPackets++;
-    const p = Ipv4Packet.check(buf);
-    if (typeof p === 'string') return CHECK_REASONS[p] ?? 'ipv4.malformed';
-    if (!looped && !p.verifyChecksum()) return 'ipv4.badChecksum';
-    const hl = p.headerLength;
+    // Ipv4Packet.check's rules, read straight from the bytes: no view object for the common packet.
+    if (buf.length < IPV4_HEADER_LEN) return 'ipv4.truncated';
+    if (buf[0]! >>> 4 !== 4) return 'ipv4.badVersion';
+    const hl = (buf[0]! & 0x0f) * 4;
+    if (hl < IPV4_HEADER_LEN) return 'ipv4.badHeaderLength';
+    if (hl > buf.length) return 'ipv4.truncated';
+    const total = (buf[2]! << 8) | buf[3]!;
+    if (total < hl) return 'ipv4.badTotalLength';
+    if (total > buf.length) return 'ipv4.truncated';
+    if (!looped && !headerChecksumOk(buf, hl)) return 'ipv4.badChecksum';
     if (hl > IPV4_HEADER_LEN) {
+      const p = new Ipv4Packet(buf);
       for (const o of ipv4Options(p.options)) {
         if (o.kind !== 'malformed') continue;
         // RFC 1122 §3.2.2.5: a host SHOULD answer a bad option with a parameter problem.
@@ -76,24 +90,42 @@ export class Ipv4 {
         return 'ipv4.badOptions';
       }
     }
-    const src = p.src;
+    // Addresses as numbers: no view per packet for the checks below.
+    const srcKey = ((buf[12]! << 24) | (buf[13]! << 16) | (buf[14]! << 8) | buf[15]!) >>> 0;
+    const dstKey = ((buf[16]! << 24) | (buf[17]! << 16) | (buf[18]! << 8) | buf[19]!) >>> 0;
     // RFC 1122 §3.2.1.3: a source must be a unicast address; ours or loopback only over our own loop (martians).
-    if (isMulticast(src) || addressEqual(src, IPV4_BROADCAST) || nic.isV4Broadcast(src)) return 'ipv4.badSource';
-    if (!looped && (isLoopback(src) || this.s.localNic(src) !== undefined)) return 'ipv4.badSource';
-    const dst = p.dst;
+    if (srcKey >>> 28 === 0xe || srcKey === 0xffffffff || nic.isV4BroadcastKey(srcKey)) return 'ipv4.badSource';
+    if (!looped && (srcKey >>> 24 === 127 || this.s.localAddress4(srcKey) !== undefined)) return 'ipv4.badSource';
+    const local = this.s.localAddress4(dstKey);
     let broadcast = false;
-    if (this.s.localNic(dst) === undefined && !(looped && isLoopback(dst))) {
-      if (addressEqual(dst, IPV4_BROADCAST) || nic.isV4Broadcast(dst)) broadcast = true;
+    if (local === undefined && !(looped && dstKey >>> 24 === 127)) {
+      const dst = buf.subarray(16, 20);
+      if (dstKey === 0xffffffff || nic.isV4BroadcastKey(dstKey)) broadcast = true;
       else if (isMulticast(dst) && (addressEqual(dst, ALL_HOSTS) || nic.inGroup(dst))) broadcast = true;
       else return 'ipv4.notForUs';
-    } else if (!looped && isLoopback(dst)) {
+    } else if (!looped && dstKey >>> 24 === 127) {
       return 'ipv4.notForUs';
     }
     // RFC 1122 §3.3.6: a unicast datagram that came as a link-layer broadcast is discarded.
     if (linkBroadcast && !broadcast) return 'ipv4.linkBroadcastUnicast';
-    const info: PacketInfo = { nicId: nic.id, src: src.slice(), dst: dst.slice(), ttl: p.ttl, tos: p.tos, broadcast };
-    if (p.isFragment) return this.reassemble(nic, p, info, linkBroadcast);
-    return this.deliverUpper(p.buffer.subarray(0, hl), p.payload, p.protocol, info, linkBroadcast);
+    // Addresses in PacketInfo are kept by transports (a TCP child keeps both), so they are copies no packet
+    // overwrites: our stored address for dst, and one copy per distinct source for src.
+    let from = this.lastSrc;
+    if (from[0] !== buf[12] || from[1] !== buf[13] || from[2] !== buf[14] || from[3] !== buf[15]) {
+      from = this.lastSrc = buf.slice(12, 16);
+    }
+    const info: PacketInfo = {
+      nicId: nic.id,
+      src: from,
+      dst: local !== undefined ? local.address : buf.slice(16, 20),
+      ttl: buf[8]!,
+      tos: buf[1]!,
+      broadcast,
+      csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
+    };
+    // MF or a fragment offset: part of a datagram.
+    if ((((buf[6]! << 8) | buf[7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(buf), info, linkBroadcast);
+    return this.deliverUpper(buf, hl, buf.subarray(hl, total), buf[9]!, info, linkBroadcast);
   }
 
   /**
@@ -163,18 +195,78 @@ export class Ipv4 {
     return undefined;
   }
 
+  /**
+   * Sends one TCP super-segment as one IPv4 super-frame for the link to cut (TSO): DF set, the total length of the
+   * whole, and as many identifications taken as segments will leave, as Linux's TSO does. The caller checked
+   * `path.gsoMaxSegment()`; the transport checksum is partial (see Route.sendGso).
+   */
+  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
+    const c = this.s.counters.ipv4;
+    if (this.s.nic(path.nicId) !== path.nic) {
+      c.txNoRoute++;
+      return Err.NetworkUnreachable;
+    }
+    const segmentLength = packet.length - offset;
+    if (offset < 0 || segmentLength < thl) throw new RangeError('Ipv4.sendGso: offset outside the packet');
+    if (protocol !== PROTO_TCP) return Err.InvalidArgument;
+    const max = path.gsoMaxSegment();
+    if (max === 0 || segmentLength > max || thl + gsoSize > path.maxPayload() || gsoSize <= 0) {
+      c.txTooBig++;
+      return Err.MessageTooLong;
+    }
+    const payload = segmentLength - thl;
+    const segments = payload > gsoSize ? Math.ceil(payload / gsoSize) : 1;
+    const need = LINK_HEADROOM + IPV4_HEADER_LEN;
+    let frame: Uint8Array;
+    if (offset >= need) {
+      frame = packet.subarray(offset - need);
+    } else {
+      frame = new Uint8Array(need + segmentLength);
+      frame.set(packet.subarray(offset), need);
+    }
+    const tos = opts?.tos ?? 0;
+    emitIpv4(
+      {
+        src: path.localAddress,
+        dst: path.remoteAddress,
+        protocol,
+        ttl: opts?.ttl ?? this.s.defaultTtl,
+        dscp: tos >>> 2,
+        ecn: tos & 3,
+        identification: this.nextIdent(path, segments),
+        dontFragment: true,
+        payloadLength: segmentLength,
+      },
+      frame,
+      LINK_HEADROOM,
+    );
+    // CWR only on the first segment (RFC 3168 §6.1.2): the ECN flag tells the segmenter so.
+    const cwr = (frame[need + 13]! & 0x80) !== 0;
+    const gso: GsoOptions = {
+      gsoType: segments > 1 ? GsoType.TCPV4 | (cwr ? GsoType.ECN : 0) : GsoType.NONE,
+      gsoSize,
+      hdrLen: need + thl,
+      csumStart: need,
+      csumOffset: 16,
+    };
+    c.txPackets += segments;
+    this.s.resolve(path.nic, path.nextHop!, frame, ETHERTYPE_IPV4, path.nextHopKey, gso);
+    return undefined;
+  }
+
   /** Forgets every datagram under reassembly. */
   close(): void {
     this.reassembler.clear();
   }
 
   /** Hands a whole datagram's payload to ICMP or the transport; answers unknown protocols and ports. */
-  private deliverUpper(header: Uint8Array, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
-    if (protocol === PROTO_ICMP) return this.s.icmpv4.receive(header, payload, info, linkBroadcast);
+  // The header is `packet[0..hl)`, cut out only where it is needed (ICMP and errors), not per delivered packet.
+  private deliverUpper(packet: Uint8Array, hl: number, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
+    if (protocol === PROTO_ICMP) return this.s.icmpv4.receive(packet.subarray(0, hl), payload, info, linkBroadcast);
     const t = this.s.transport(protocol);
     if (!t) {
       // RFC 1122 §3.2.2.1: protocol unreachable.
-      this.s.icmpv4.sendError(3, 2, 0, header, payload, info, linkBroadcast);
+      this.s.icmpv4.sendError(3, 2, 0, packet.subarray(0, hl), payload, info, linkBroadcast);
       return 'ipv4.unknownProtocol';
     }
     const r = t.deliver(info, payload);
@@ -183,7 +275,7 @@ export class Ipv4 {
       return undefined;
     }
     if (r === 'no-endpoint') {
-      this.s.icmpv4.sendError(3, 3, 0, header, payload, info, linkBroadcast);
+      this.s.icmpv4.sendError(3, 3, 0, packet.subarray(0, hl), payload, info, linkBroadcast);
       return 'ipv4.noEndpoint';
     }
     return 'ipv4.transportMalformed';
@@ -215,7 +307,7 @@ export class Ipv4 {
     whole.moreFragments = false;
     whole.fragmentOffset = 0;
     whole.fillChecksum();
-    return this.deliverUpper(header, r.payload, whole.protocol, first.info, first.linkBroadcast);
+    return this.deliverUpper(header, header.length, r.payload, whole.protocol, first.info, first.linkBroadcast);
   }
 
   // RFC 792 / RFC 1122 §3.3.2: time exceeded (code 1) only when the first fragment arrived.
@@ -231,12 +323,13 @@ export class Ipv4 {
     return { nicId: nic.id, src: p.src.slice(), dst: p.dst.slice(), ttl: p.ttl, tos: p.tos, broadcast };
   }
 
-  private nextIdent(path: Path): number {
+  /** The identification for a datagram, reserving `count` consecutive ones (a TSO frame's segments use them all). */
+  private nextIdent(path: Path, count = 1): number {
     if (path.identSlot < 0) {
       path.identSlot = keyedHash32(this.s.secret, path.localAddress, path.remoteAddress) & (IDENT_SLOTS - 1);
     }
     const v = this.idents[path.identSlot]!;
-    this.idents[path.identSlot] = (v + 1) & 0xffff;
+    this.idents[path.identSlot] = (v + count) & 0xffff;
     return v;
   }
 
@@ -273,13 +366,6 @@ export class Ipv4 {
   }
 }
 
-const CHECK_REASONS: Record<string, string> = {
-  truncated: 'ipv4.truncated',
-  'bad-version': 'ipv4.badVersion',
-  'bad-header-length': 'ipv4.badHeaderLength',
-  'bad-total-length': 'ipv4.badTotalLength',
-};
-
 /**
  * The options of a non-first fragment (RFC 791 §3.2): options without the copied flag become NOPs, keeping
  * the header length (as Linux's ip_options_fragment); the list ends at End of Option List.
@@ -297,6 +383,14 @@ export function copiedOptions(options: Uint8Array): Uint8Array {
     out.fill(1, o.offset, o.offset + len);
   }
   return out;
+}
+
+/** Whether the IPv4 header checksum of `buf[0..hl)` verifies (RFC 791 §3.1, RFC 1071), without a view per packet. */
+function headerChecksumOk(buf: Uint8Array, hl: number): boolean {
+  let sum = 0;
+  for (let i = 0; i < hl; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum === 0xffff;
 }
 
 /** Whether an IPv4 source may receive an ICMP error (RFC 1122 §3.2.2: not unspecified, broadcast, multicast). */

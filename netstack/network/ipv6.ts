@@ -3,7 +3,8 @@
  * delivery (tentative addresses only for NDP, RFC 4862 §5.4), source fragmentation with a Fragment header and
  * reassembly (§4.5, RFC 5722 overlaps, RFC 6946 atomic fragments).
  */
-import { addressKey, isLoopback, isMulticast } from '../addr.ts';
+import { type Address, addressKey, isLoopback, isMulticast } from '../addr.ts';
+import { type GsoOptions, GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
 import { Err, type NetError } from '../errors.ts';
 import { ETHERTYPE_IPV6 } from '../wire/ethernet.ts';
 import { IPV6_HEADER_LEN, Ipv6Packet, emitIpv6 } from '../wire/ipv6.ts';
@@ -14,7 +15,7 @@ import {
   emitIpv6FragmentHeader,
   walkIpv6,
 } from '../wire/ipv6ext.ts';
-import { PROTO_ICMPV6, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
+import { PROTO_ICMPV6, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
 import { type Verdict, counterName } from './counters.ts';
 import type { StackInternals } from './internals.ts';
 import type { Nic } from './nic.ts';
@@ -43,6 +44,8 @@ const PROBLEM_COUNTERS = ['ipv6.badHeaderField', 'ipv6.unknownNextHeader', 'ipv6
 export class Ipv6 {
   /** Packets under reassembly. */
   readonly reassembler: Reassembler<FirstFragment>;
+  /** The source of the last received packet: a stream's packets share one copy instead of one each. */
+  private lastSrc: Address = new Uint8Array(16);
 
   constructor(
     private readonly s: StackInternals,
@@ -56,8 +59,11 @@ export class Ipv6 {
     );
   }
 
-  /** Handles one received IPv6 packet; `linkBroadcast` when the frame went to a group MAC. */
-  receive(nic: Nic, buf: Uint8Array, linkBroadcast: boolean, looped: boolean): Verdict {
+  /**
+   * Handles one received IPv6 packet; `linkBroadcast` when the frame went to a group MAC, `flags` the link's RX_*
+   * bits (RX_CSUM_VERIFIED becomes PacketInfo.csumVerified).
+   */
+  receive(nic: Nic, buf: Uint8Array, linkBroadcast: boolean, looped: boolean, flags = 0): Verdict {
     this.s.counters.ipv6.rxPackets++;
     const p = Ipv6Packet.check(buf);
     if (typeof p === 'string') return p === 'bad-version' ? 'ipv6.badVersion' : 'ipv6.truncated';
@@ -67,7 +73,8 @@ export class Ipv6 {
     if (isMulticast(src) || (!looped && isLoopback(src))) return 'ipv6.badSource';
     let broadcast = false;
     let tentative = false;
-    if (this.s.localNic(dst) === undefined) {
+    const local = this.s.localAddress(dst);
+    if (local === undefined) {
       if (isMulticast(dst)) {
         // Interface-local scope (ff01::/16) never leaves a node (RFC 4291 §2.7).
         if ((dst[1]! & 0x0f) === 1 && !looped) return 'ipv6.badDestination';
@@ -86,13 +93,22 @@ export class Ipv6 {
     const walk = walkIpv6(p);
     if (typeof walk === 'string') return 'ipv6.truncatedExtension';
     const packet = p.buffer.subarray(0, IPV6_HEADER_LEN + p.payloadLength);
+    // Transports keep PacketInfo addresses (a TCP child keeps both): copies that no later packet overwrites.
+    let from = this.lastSrc;
+    for (let i = 15; i >= 0; i--) {
+      if (from[i] !== src[i]) {
+        from = this.lastSrc = src.slice();
+        break;
+      }
+    }
     const info: PacketInfo = {
       nicId: nic.id,
-      src: src.slice(),
-      dst: dst.slice(),
+      src: from,
+      dst: local !== undefined ? local.address : dst.slice(),
       ttl: p.hopLimit,
       tos: p.trafficClass,
       broadcast,
+      csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
     };
     if (walk.problem) {
       const pr = walk.problem;
@@ -259,6 +275,57 @@ export class Ipv6 {
     this.s.counters.frag.timeouts++;
     if (!first || first.tentative) return;
     this.s.icmpv6.sendError(3, 1, 0, first.quote, first.info, first.linkBroadcast, false);
+  }
+
+  /**
+   * Sends one TCP super-segment as one IPv6 super-frame for the link to cut (TSO6), its payload length that of
+   * the whole. The caller checked `path.gsoMaxSegment()`; the transport checksum is partial (see Route.sendGso).
+   */
+  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
+    const c = this.s.counters.ipv6;
+    if (this.s.nic(path.nicId) !== path.nic) {
+      c.txNoRoute++;
+      return Err.NetworkUnreachable;
+    }
+    const segmentLength = packet.length - offset;
+    if (offset < 0 || segmentLength < thl) throw new RangeError('Ipv6.sendGso: offset outside the packet');
+    if (protocol !== PROTO_TCP) return Err.InvalidArgument;
+    const max = path.gsoMaxSegment();
+    if (max === 0 || segmentLength > max || thl + gsoSize > path.maxPayload() || gsoSize <= 0) {
+      c.txTooBig++;
+      return Err.MessageTooLong;
+    }
+    const payload = segmentLength - thl;
+    const segments = payload > gsoSize ? Math.ceil(payload / gsoSize) : 1;
+    const need = LINK_HEADROOM + IPV6_HEADER_LEN;
+    let frame: Uint8Array;
+    if (offset >= need) {
+      frame = packet.subarray(offset - need);
+    } else {
+      frame = new Uint8Array(need + segmentLength);
+      frame.set(packet.subarray(offset), need);
+    }
+    const base = {
+      src: path.localAddress,
+      dst: path.remoteAddress,
+      hopLimit: opts?.ttl ?? this.s.defaultTtl,
+      trafficClass: opts?.tos ?? 0,
+      nextHeader: protocol,
+      payloadLength: segmentLength,
+    };
+    emitIpv6(base, frame, LINK_HEADROOM);
+    // CWR only on the first segment (RFC 3168 §6.1.2): the ECN flag tells the segmenter so.
+    const cwr = (frame[need + 13]! & 0x80) !== 0;
+    const gso: GsoOptions = {
+      gsoType: segments > 1 ? GsoType.TCPV6 | (cwr ? GsoType.ECN : 0) : GsoType.NONE,
+      gsoSize,
+      hdrLen: need + thl,
+      csumStart: need,
+      csumOffset: 16,
+    };
+    c.txPackets += segments;
+    this.s.resolve(path.nic, path.nextHop!, frame, ETHERTYPE_IPV6, path.nextHopKey, gso);
+    return undefined;
   }
 
   private output(path: Path, frame: Uint8Array): void {

@@ -6,6 +6,7 @@
  */
 import { type Address, addressKey } from '../addr.ts';
 import type { Clock, Timer } from '../clock.ts';
+import type { GsoOptions } from '../link/endpoint.ts';
 import type { Rng } from '../rand.ts';
 
 /** A neighbour entry's state (RFC 4861 §7.3.2). */
@@ -50,8 +51,8 @@ export interface NeighborHooks {
    * `prompt` is a queued frame that caused it, whose source address the solicitation should use.
    */
   solicit(target: Address, mac: Uint8Array | undefined, prompt: Uint8Array | undefined): void;
-  /** Sends a frame whose destination MAC (bytes 0..6) has been filled in. */
-  transmit(frame: Uint8Array): void;
+  /** Sends a frame whose destination MAC (bytes 0..6) has been filled in; `gso` marks a super-frame for writeGso. */
+  transmit(frame: Uint8Array, gso: GsoOptions | undefined): void;
   /** Frames that were queued for `target` and are dropped because resolution failed. */
   unreachable(target: Address, frames: Uint8Array[]): void;
   /** Counts an event: "queueDrops", "resolutionFailures", "tableFull", "stateChanges". */
@@ -65,6 +66,8 @@ interface Entry {
   probes: number;
   timer: Timer | undefined;
   queue: Uint8Array[];
+  /** The GSO options of each queued frame (undefined for plain frames). */
+  queueGso: (GsoOptions | undefined)[];
   queued: number;
   usedAt: number;
 }
@@ -108,10 +111,14 @@ export class NeighborCache {
 
   /**
    * Sends `frame` (destination MAC still to fill in) to `target`: at once when its MAC is known, else queued
-   * while the address is resolved (RFC 4861 §7.2.2, §7.3.3).
+   * while the address is resolved (RFC 4861 §7.2.2, §7.3.3). `gso` goes with a super-frame to the link's writeGso.
    */
-  send(target: Address, frame: Uint8Array, key = addressKey(target)): void {
+  send(target: Address, frame: Uint8Array, key = addressKey(target), gso?: GsoOptions): void {
     let e = this.entries.get(key);
+    if (e !== undefined && e.state !== 'incomplete' && e.state !== 'failed') {
+      this.transmit(e, frame, gso);
+      return;
+    }
     if (e && e.state === 'failed') {
       // Linux restarts resolution for a failed entry on the next packet rather than failing at once.
       this.forget(e);
@@ -123,19 +130,15 @@ export class NeighborCache {
         this.hooks.unreachable(target, [frame]);
         return;
       }
-      e = { target, state: 'incomplete', mac: undefined, probes: 0, timer: undefined, queue: [], queued: 0, usedAt: 0 };
+      e = { target, state: 'incomplete', mac: undefined, probes: 0, timer: undefined, queue: [], queueGso: [], queued: 0, usedAt: 0 };
       this.entries.set(key, e);
-      this.enqueue(e, frame);
+      this.enqueue(e, frame, gso);
       this.hooks.count('stateChanges');
       this.probeIncomplete(e);
       return;
     }
     e.usedAt = this.clock.now();
-    if (e.state === 'incomplete') {
-      this.enqueue(e, frame);
-      return;
-    }
-    this.transmit(e, frame);
+    this.enqueue(e, frame, gso);
   }
 
   /**
@@ -153,6 +156,7 @@ export class NeighborCache {
         probes: 0,
         timer: undefined,
         queue: [],
+        queueGso: [],
         queued: 0,
         usedAt: this.clock.now(),
       };
@@ -213,12 +217,14 @@ export class NeighborCache {
     for (const e of [...this.entries.values()]) this.forget(e);
   }
 
-  private enqueue(e: Entry, frame: Uint8Array): void {
+  private enqueue(e: Entry, frame: Uint8Array, gso: GsoOptions | undefined): void {
     e.queue.push(frame);
+    e.queueGso.push(gso);
     e.queued += frame.length;
     // Oldest frames go first, as Linux's __neigh_event_send does.
     while (e.queued > this.config.queueBytes && e.queue.length > 0) {
       const old = e.queue.shift()!;
+      e.queueGso.shift();
       e.queued -= old.length;
       this.hooks.count('queueDrops');
     }
@@ -226,16 +232,24 @@ export class NeighborCache {
 
   private flushQueue(e: Entry): void {
     const q = e.queue;
+    const g = e.queueGso;
     e.queue = [];
+    e.queueGso = [];
     e.queued = 0;
-    for (const f of q) this.transmit(e, f);
+    for (let i = 0; i < q.length; i++) this.transmit(e, q[i]!, g[i]);
   }
 
-  private transmit(e: Entry, frame: Uint8Array): void {
-    frame.set(e.mac!, 0);
+  private transmit(e: Entry, frame: Uint8Array, gso: GsoOptions | undefined): void {
+    const mac = e.mac!;
+    frame[0] = mac[0]!;
+    frame[1] = mac[1]!;
+    frame[2] = mac[2]!;
+    frame[3] = mac[3]!;
+    frame[4] = mac[4]!;
+    frame[5] = mac[5]!;
     e.usedAt = this.clock.now();
     if (e.state === 'stale') this.enter(e, 'delay');
-    this.hooks.transmit(frame);
+    this.hooks.transmit(frame, gso);
   }
 
   private probeIncomplete(e: Entry): void {
@@ -315,6 +329,7 @@ export class NeighborCache {
     this.hooks.count('resolutionFailures');
     const q = e.queue;
     e.queue = [];
+    e.queueGso = [];
     e.queued = 0;
     e.mac = undefined;
     this.enter(e, 'failed');
@@ -325,6 +340,7 @@ export class NeighborCache {
     e.timer?.cancel();
     e.timer = undefined;
     e.queue = [];
+    e.queueGso = [];
     e.queued = 0;
     this.entries.delete(addressKey(e.target));
   }

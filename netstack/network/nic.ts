@@ -2,9 +2,9 @@
  * A network interface: a link endpoint with its addresses, the multicast groups it listens to, and its two
  * neighbour caches (ARP for IPv4, NDP for IPv6).
  */
-import { type Address, type Subnet, addressEqual, addressKey, subnetBroadcast } from '../addr.ts';
+import { type Address, type Subnet, addressEqual, addressKey } from '../addr.ts';
 import type { Timer } from '../clock.ts';
-import type { LinkEndpoint } from '../link/endpoint.ts';
+import type { LinkCapabilities, LinkEndpoint } from '../link/endpoint.ts';
 import type { NeighborCache } from './neighbor.ts';
 
 /** DAD state of an IPv6 address (RFC 4862 §5.4). */
@@ -39,6 +39,10 @@ export class Nic {
   readonly loopback: boolean;
   /** The link's MAC address (copied). */
   readonly mac: Uint8Array;
+  /** Largest frame received (Ethernet header included): the GSO size on links with GSO, else MTU + 14. */
+  readonly maxRxFrame: number;
+  /** The link's offloads when it takes TSO super-frames with partial checksums (gso, tx checksum offload, writeGso). */
+  readonly txGso: LinkCapabilities | undefined;
 
   constructor(
     readonly id: number,
@@ -49,6 +53,9 @@ export class Nic {
   ) {
     this.mac = link.macAddress.slice();
     this.loopback = this.mac.every((b) => b === 0);
+    const caps = link.capabilities;
+    this.maxRxFrame = caps?.gso ? Math.max(caps.maxGsoSize, link.mtu + 14) : link.mtu + 14;
+    this.txGso = caps?.gso && caps.txChecksumOffload && typeof link.writeGso === 'function' && !this.loopback ? caps : undefined;
   }
 
   /** Largest IP packet the link carries. */
@@ -74,7 +81,21 @@ export class Nic {
 
   /** Whether `a` is a directed broadcast address of one of this NIC's IPv4 subnets (not /31, /32). */
   isV4Broadcast(a: Address): boolean {
-    return this.v4.some((s) => s.prefixLength < 31 && addressEqual(subnetBroadcast(s), a));
+    return this.isV4BroadcastKey(((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0);
+  }
+
+  /** isV4Broadcast for an address as a 32-bit number (runs twice per received packet: builds no address). */
+  isV4BroadcastKey(v: number): boolean {
+    for (let i = 0; i < this.v4.length; i++) {
+      const s = this.v4[i]!;
+      const p = s.prefixLength;
+      if (p >= 31) continue;
+      const x = s.address;
+      const net = ((x[0]! << 24) | (x[1]! << 16) | (x[2]! << 8) | x[3]!) >>> 0;
+      const host = p === 0 ? 0xffffffff : (0xffffffff >>> p);
+      if (((v | host) >>> 0) === ((net | host) >>> 0) && ((v & host) >>> 0) === host) return true;
+    }
+    return false;
   }
 
   /** Starts accepting frames for a multicast MAC. */

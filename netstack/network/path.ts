@@ -56,4 +56,29 @@ export class Path implements Route {
       ? this.s.ipv4.send(this, protocol, packet, offset, opts)
       : this.s.ipv6.send(this, protocol, packet, offset, opts);
   }
+
+  /**
+   * The largest TCP super-segment the NIC's link cuts for us: bounded by the IP length field (IPv4's total length
+   * includes its header, IPv6's payload length does not) and by the link's GSO size; 0 unless the path is unicast
+   * out of a link with GSO and tx checksum offload (loopback, broadcast and plain links send MTU-sized packets).
+   */
+  gsoMaxSegment(): number {
+    const caps = this.nic.txGso;
+    if (caps === undefined || this.kind !== 'unicast') return 0;
+    const ip = this.headroom - LINK_HEADROOM;
+    return Math.max(0, Math.min(ip === 20 ? 65535 - ip : 65535, caps.maxGsoSize - LINK_HEADROOM - ip));
+  }
+
+  sendGso(
+    protocol: number,
+    packet: Uint8Array,
+    offset: number,
+    transportHeaderLength: number,
+    gsoSize: number,
+    opts?: SendOptions,
+  ): NetError | undefined {
+    return this.remoteAddress.length === 4
+      ? this.s.ipv4.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts)
+      : this.s.ipv6.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts);
+  }
 }

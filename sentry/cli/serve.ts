@@ -47,6 +47,11 @@ export interface ServeOptions {
   tap?: boolean;
   /** Serve counters on a unix socket for `tsvisor stats` (default true). */
   statsSocket?: boolean;
+  /**
+   * Open the packet socket with PACKET_VNET_HDR so the interface keeps TSO/GSO/GRO and checksum offload (default
+   * true; `--no-offloads` turns it off, for an interface whose offloads are off or to compare).
+   */
+  offloads?: boolean;
 }
 
 /** A running `serve`: the stack, its link and services, and how to stop it. */
@@ -74,6 +79,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     service: { value: true, repeat: true },
     tap: {},
     'no-stats-socket': {},
+    'no-offloads': {},
   });
   const addresses = ((o.addr as string[] | undefined) ?? []).map((text) => {
     const s = parseSubnet(text);
@@ -110,6 +116,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     services,
     tap: Boolean(o.tap),
     statsSocket: !o['no-stats-socket'],
+    offloads: !o['no-offloads'],
   };
 }
 
@@ -156,7 +163,7 @@ export async function startServe(opts: ServeOptions): Promise<Served> {
       undo.push(() => taken.restore());
       addresses = opts.addresses ?? taken.config.addresses;
       routes = taken.config.routes;
-      const packet = await AfPacketEndpoint.open({ netns: opts.netns, dev: opts.dev });
+      const packet = await AfPacketEndpoint.open({ netns: opts.netns, dev: opts.dev, offloads: opts.offloads !== false });
       undo.push(() => packet.close());
       host = packet;
     }
@@ -205,6 +212,8 @@ export async function startServe(opts: ServeOptions): Promise<Served> {
       const out: Record<string, number> = { ...netstack.counters() };
       const hostCounters = (host as { counters?: Record<string, number> }).counters;
       if (hostCounters) for (const [k, v] of Object.entries(hostCounters)) out[`hostlink.${k}`] = v;
+      const vnet = host instanceof AfPacketEndpoint && host.capabilities.gso ? host.vnetCounters : undefined;
+      if (vnet) for (const [k, v] of Object.entries(vnet)) out[`vnet.${k}`] = v;
       if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;
       for (const s of services) for (const [k, v] of Object.entries(s.stats)) out[`service.${s.name}.${s.proto}.${k}`] = v;
       return out;

@@ -119,10 +119,11 @@ t.test('no offloads → every capability off', async (t) => {
   t.ok(Object.isFrozen(NO_OFFLOADS));
 });
 
-t.test('GRO super-frames delivered to a Netstack larger than its MTU → accepted, not dropped', async (t) => {
+t.test('GRO super-frames delivered to a Netstack larger than its MTU, link with GSO → accepted, not dropped', async (t) => {
   // With offloads the endpoint delivers frames of up to 64 KB on a 1500-byte link: the stack must take them.
   const clock = new VirtualClock();
   const link = new TestLink(MAC_A, 1500);
+  link.capabilities = { gso: true, maxGsoSize: 65535 + 40 + 18, rxChecksumOffload: false, txChecksumOffload: true };
   const ns = new Netstack({ clock, seed: 1 });
   t.teardown(() => ns.close());
   const nic = ns.stack.addNic(link);
@@ -143,6 +144,22 @@ t.test('GRO super-frames delivered to a Netstack larger than its MTU → accepte
   link.dispatcher!.deliverFrame(tcp4(MAC_B, MAC_A, IP_B, IP_A, [1, 2], 1, 0, 0x10, new Uint8Array(64000)));
   t.same(tcp.packets.map((p) => p.segment.length), [64020], 'the 64020-byte TCP segment reached the transport');
   t.same(ns.stack.dropCounters(), [], 'no drop counted');
+});
+
+t.test('the same super-frame on a link without GSO → dropped as link.tooBig', async (t) => {
+  const clock = new VirtualClock();
+  const link = new TestLink(MAC_A, 1500);
+  const ns = new Netstack({ clock, seed: 1 });
+  t.teardown(() => ns.close());
+  const nic = ns.stack.addNic(link);
+  ns.stack.addAddress(nic, net('198.18.70.1/24'));
+  clock.advance(5000);
+  const sock = ns.socket(4, 'dgram');
+  if (isError(sock)) throw new Error(String(sock));
+  t.equal(sock.bind({ address: IP_A, port: 9000 }), undefined);
+  link.dispatcher!.deliverFrame(udp(MAC_B, MAC_A, IP_B, IP_A, 4000, 9000, new Uint8Array(2000)));
+  t.ok(isError(sock.read()), 'nothing delivered');
+  t.same(ns.stack.dropCounters(), ['link.tooBig']);
 });
 
 t.test('one\'s-complement sum by 32-bit words → same as byte pairs, at every alignment and length', async (t) => {

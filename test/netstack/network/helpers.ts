@@ -124,6 +124,8 @@ export class TestLink implements LinkEndpoint {
   dispatcher: import('../../../netstack/link/endpoint.ts').LinkDispatcher | null = null;
   keep = true;
   writes = 0;
+  /** Offloads the link claims (set before addNic); none by default. */
+  capabilities: import('../../../netstack/link/endpoint.ts').LinkCapabilities | undefined;
   constructor(
     readonly macAddress: Uint8Array,
     readonly mtu = 1500,

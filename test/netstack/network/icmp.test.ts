@@ -33,7 +33,7 @@ t.test('UDP to a closed port → port unreachable quoting the datagram (v4 3/3, 
   t.same([out4[0]!.src, out4[0]!.dst], [A4, X4]);
   t.equal(out4[0]!.totalLength, 576);
   t.equal(hex(out4[0]!.payload), hex(icmp4(3, 3, 0, p4.subarray(0, 548))));
-  const p6 = ipv6(X6, A6, PROTO_UDP, udp(1, 2, pattern(2000)));
+  const p6 = ipv6(X6, A6, PROTO_UDP, udp(1, 2, pattern(1400)));
   link.deliver(eth6(MAC_A, MAC_X, p6));
   const out6 = icmpOut6(link.take());
   t.equal(out6.length, 1);

@@ -70,8 +70,8 @@ export interface LinkCapabilities {
   readonly maxGsoSize: number;
   /**
    * Every delivered frame's checksums were verified before delivery, so the stack may skip verifying them.
-   * False for AfPacketEndpoint: it completes partial checksums (so delivered frames are always well-formed), but
-   * frames the kernel did not mark DATA_VALID still need the stack's own check.
+   * False for AfPacketEndpoint: only the frames it flags RX_CSUM_VERIFIED (the kernel's DATA_VALID or NEEDS_CSUM)
+   * skip the stack's check; the others are checked as usual.
    */
   readonly rxChecksumOffload: boolean;
   /** `writeGso` may leave the L4 checksum partial (csumStart/csumOffset) for the kernel to complete. */

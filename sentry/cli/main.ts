@@ -10,7 +10,7 @@ commands:
   demo     build two namespaces joined by a veth, serve on one end, drive it with ping, socat and curl from the
            other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
-           [--impair SPEC] [--service NAME[:PORT]]... [--tap]
+           [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads]
            attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
   conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...

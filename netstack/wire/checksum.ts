@@ -21,15 +21,22 @@ export function sum16(data: Uint8Array, initial = 0): number {
   const head = (4 - (data.byteOffset & 3)) & 3;
   const words = (n - head) >>> 2;
   let s = sumBytes(data, 0, head);
-  const wide = new Uint32Array(data.buffer, data.byteOffset + head, words);
+  const wide = wideView(data.buffer, data.byteOffset + head + words * 4);
+  const base = (data.byteOffset + head) >>> 2;
+  const last = base + words;
   let w = 0;
-  // A double holds exact integers to 2^53: fold after each 2^20 words of up to 2^32 each.
-  for (let i = 0; i < words; ) {
-    const end = Math.min(words, i + 0x100000);
-    let acc = 0;
-    for (; i + 3 < end; i += 4) acc += wide[i]! + wide[i + 1]! + wide[i + 2]! + wide[i + 3]!;
-    for (; i < end; i++) acc += wide[i]!;
-    w += fold(acc);
+  // A double holds exact integers to 2^53: fold after each 2^20 words of up to 2^32 each. Two accumulators
+  // let the additions overlap.
+  for (let i = base; i < last; ) {
+    const end = Math.min(last, i + 0x100000);
+    let a = 0;
+    let b = 0;
+    for (; i + 7 < end; i += 8) {
+      a += wide[i]! + wide[i + 1]! + wide[i + 2]! + wide[i + 3]!;
+      b += wide[i + 4]! + wide[i + 5]! + wide[i + 6]! + wide[i + 7]!;
+    }
+    for (; i < end; i++) a += wide[i]!;
+    w += fold(a + b);
   }
   w = fold(w);
   // The wide words started at an even offset of `data` when head is even; then their bytes were swapped.
@@ -40,6 +47,20 @@ export function sum16(data: Uint8Array, initial = 0): number {
   if ((tail & 1) === 0) s += sumBytes(data, tail, n);
   else if (tail < n) s += data[tail]! + sumBytes(data, tail + 1, n);
   return initial + s;
+}
+
+// Packets are mostly views of a few shared slabs (alloc.ts): one 32-bit view of the latest buffer serves them
+// all, instead of a new view object per call.
+let wideBuffer: ArrayBufferLike | null = null;
+let wideWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+// A Uint32Array over `buffer` from byte 0 that reaches at least byte `end`.
+function wideView(buffer: ArrayBufferLike, end: number): Uint32Array {
+  if (buffer !== wideBuffer || wideWords.byteLength < end) {
+    wideBuffer = buffer;
+    wideWords = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+  }
+  return wideWords;
 }
 
 // Sums data[from, to) as big-endian words starting with a high byte at `from`.
@@ -62,6 +83,11 @@ function sumBytes(data: Uint8Array, from: number, to: number): number {
 function fold(s: number): number {
   while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
   return s;
+}
+
+/** Folds a partial sum to 16 bits without complementing it (the partial checksum of CHECKSUM_PARTIAL offloads). */
+export function foldChecksum(sum: number): number {
+  return fold(sum);
 }
 
 /** Folds a partial sum and complements it: the 16-bit value to store in a checksum field (RFC 1071 §1). */

@@ -247,6 +247,19 @@ export function fillTcpChecksum(segment: Uint8Array, src: Address, dst: Address)
   set16(segment, F.CHECKSUM, finishChecksum(sum16(segment, pseudoHeaderSum(src, dst, PROTO_TCP, segment.length))));
 }
 
+/** The 32-bit big-endian word at `off` of a raw segment (sequence, acknowledgment, timestamp fields). */
+export function tcpWord(seg: Uint8Array, off: number): number {
+  return get32(seg, off);
+}
+
+/**
+ * Whether a raw segment's options are exactly NOP NOP TS (kind 8, length 10) filling a 32-byte header: the one
+ * layout an established connection with timestamps sends on every segment (RFC 7323 appendix A).
+ */
+export function tcpTimestampsOnly(seg: Uint8Array): boolean {
+  return seg[20] === TCPOPT_NOP && seg[21] === TCPOPT_NOP && seg[22] === TCPOPT_TIMESTAMP && seg[23] === 10;
+}
+
 /** One raw option as found in the header: kind and its data bytes (view; empty for NOP and EOL). */
 export interface TcpRawOption {
   readonly kind: number;
@@ -504,6 +517,48 @@ export function emitTcpHeader(h: TcpHeaderFields, options: TcpOptions, hl: numbe
   set16(buf, offset + F.CHECKSUM, 0);
   set16(buf, offset + F.URGENT, 0);
   if (hl > TCP_MIN_HEADER_LEN) emitTcpOptions(options, buf, offset + F.OPTIONS);
+}
+
+/**
+ * Writes the header of an established connection's segment at `offset` into zero-filled memory: 20 bytes, or
+ * 32 with NOP NOP TS when `ts` (RFC 7323 appendix A layout); urgent pointer and checksum stay zero. The send fast
+ * path, which builds no options record.
+ */
+export function emitTcpHeaderFast(
+  buf: Uint8Array,
+  offset: number,
+  srcPort: number,
+  dstPort: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  window: number,
+  ts: boolean,
+  tsVal: number,
+  tsEcr: number,
+): void {
+  set16(buf, offset, srcPort);
+  set16(buf, offset + F.DST_PORT, dstPort);
+  set32(buf, offset + F.SEQ, seq);
+  set32(buf, offset + F.ACK, ack);
+  buf[offset + F.FLAGS] = flags & 0xff;
+  set16(buf, offset + F.WINDOW, window);
+  if (!ts) {
+    buf[offset + F.DATA_OFFSET] = 5 << 4;
+    return;
+  }
+  buf[offset + F.DATA_OFFSET] = 8 << 4;
+  buf[offset + 20] = TCPOPT_NOP;
+  buf[offset + 21] = TCPOPT_NOP;
+  buf[offset + 22] = TCPOPT_TIMESTAMP;
+  buf[offset + 23] = 10;
+  set32(buf, offset + 24, tsVal);
+  set32(buf, offset + 28, tsEcr);
+}
+
+/** Stores a checksum value (complemented, or partial for offloads) into a segment starting at `offset`. */
+export function setTcpChecksumField(buf: Uint8Array, offset: number, v: number): void {
+  set16(buf, offset + F.CHECKSUM, v);
 }
 
 /**

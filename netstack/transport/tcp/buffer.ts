@@ -4,6 +4,14 @@
  * a list of chunks so that appending and consuming never copy the whole buffer.
  */
 
+// Appended bytes are copied into chunks the queue owns, a power of two between these sizes: small while little is
+// queued (an idle or interactive connection pins little), large under a bulk stream, which then allocates one
+// array per many segments rather than one per segment.
+const FILL_MIN = 2048;
+const FILL_MAX = 256 * 1024;
+// The send buffer's chunks are recycled, never handed out, so bigger ones cost nothing but fewer copies' seams.
+const FILL_MAX_RECYCLED = 256 * 1024;
+
 /** A FIFO of bytes held as chunks, with random-access copy-out from the front. */
 export class ByteQueue {
   private chunks: Uint8Array[] = [];
@@ -15,6 +23,26 @@ export class ByteQueue {
   // each copy does not walk every chunk from the front.
   private cursorIdx = 0;
   private cursorBase = 0;
+  // The chunk `append` copies into and its first unwritten byte.
+  private fill: Uint8Array | null = null;
+  private fillPos = 0;
+  // Whether the last chunk is a view of `fill` from `openStart` that appends widen: lazily, since a new view per
+  // segment costs more than the copy. `sealedEnd` is where that view ends now; `seal` catches it up to fillPos.
+  private open = false;
+  private openStart = 0;
+  private sealedEnd = 0;
+  // Whole consumed chunks kept for reuse (only when `recycle`): a bulk sender then allocates nothing per write.
+  private spare: Uint8Array[] = [];
+
+  /**
+   * With `recycle`, chunks whose bytes were all consumed are reused by `append`: only for a queue whose bytes
+   * never leave it as views (the send buffer, read by copyOut), never for one that `peek` hands out.
+   */
+  constructor(private readonly recycle = false) {
+    this.fillMax = recycle ? FILL_MAX_RECYCLED : FILL_MAX;
+  }
+
+  private readonly fillMax: number;
 
   /** Bytes queued. */
   get length(): number {
@@ -24,14 +52,62 @@ export class ByteQueue {
   /** Appends a chunk; the queue keeps the array, so callers pass one they no longer modify. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
+    this.seal();
+    this.open = false;
     this.chunks.push(chunk);
     this.size += chunk.length;
+  }
+
+  /**
+   * Appends a copy of `data` (the caller may reuse it): bytes go into the queue's own fill chunk, after what it
+   * already holds, so consecutive appends grow one view instead of adding an array each. Bytes once appended
+   * are never overwritten, so views handed out by `peek` stay valid.
+   */
+  append(data: Uint8Array): void {
+    let from = 0;
+    const total = data.length;
+    while (from < total) {
+      let f = this.fill;
+      if (f === null || this.fillPos === f.length) {
+        this.seal();
+        this.open = false;
+        // Sized to what the queue holds with this arrival, so unread bytes never pin more than about twice
+        // themselves, while a bulk stream (or a GRO'd 64 KB segment) gets big chunks.
+        const want = this.size + total - from;
+        let size = FILL_MIN;
+        while (size < want && size < this.fillMax) size *= 2;
+        f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : new Uint8Array(size);
+        this.fillPos = 0;
+      }
+      const pos = this.fillPos;
+      const n = Math.min(total - from, f.length - pos);
+      f.set(from === 0 && n === total ? data : data.subarray(from, from + n), pos);
+      this.fillPos = pos + n;
+      from += n;
+      this.size += n;
+      if (!this.open) {
+        this.chunks.push(f.subarray(pos, pos + n));
+        this.open = true;
+        this.openStart = pos;
+        this.sealedEnd = pos + n;
+      }
+      // Otherwise the open last chunk already starts in `f` and ends at the old fillPos: seal() widens it.
+    }
+  }
+
+  // Brings the open last chunk's view up to everything appended (indices and the copy cursor stay valid).
+  private seal(): void {
+    if (this.open && this.sealedEnd !== this.fillPos) {
+      this.chunks[this.chunks.length - 1] = this.fill!.subarray(this.openStart, this.fillPos);
+      this.sealedEnd = this.fillPos;
+    }
   }
 
   /** Copies `len` bytes starting `offset` bytes from the front into `dst` at `at`; returns bytes copied. */
   copyOut(offset: number, len: number, dst: Uint8Array, at: number): number {
     len = Math.min(len, this.size - offset);
     if (len <= 0) return 0;
+    this.seal();
     const chunks = this.chunks;
     const pos = offset + this.head;
     let i = this.cursorIdx;
@@ -61,6 +137,7 @@ export class ByteQueue {
   /** The first `len` bytes as one array (a view when they sit in one chunk, else a copy), without consuming. */
   peek(len: number): Uint8Array {
     len = Math.min(len, this.size);
+    this.seal();
     const first = this.chunks[0];
     if (first && first.length - this.head >= len) return first.subarray(this.head, this.head + len);
     const out = new Uint8Array(len);
@@ -71,6 +148,7 @@ export class ByteQueue {
   /** Drops `n` bytes from the front. */
   consume(n: number): void {
     n = Math.min(n, this.size);
+    this.seal();
     this.size -= n;
     while (n > 0) {
       const c = this.chunks[0]!;
@@ -82,11 +160,23 @@ export class ByteQueue {
       n -= left;
       const gone = this.chunks.shift()!;
       this.head = 0;
+      if (this.recycle && gone.length === this.fillMax && gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
+        if (this.spare.length < 2) this.spare.push(new Uint8Array(gone.buffer, 0, this.fillMax));
+      }
       if (this.cursorIdx > 0) {
         this.cursorIdx--;
         this.cursorBase -= gone.length;
       }
     }
+    if (this.size === 0) this.releaseFill();
+  }
+
+  // Drained: an idle connection keeps no chunk.
+  private releaseFill(): void {
+    this.open = false;
+    this.spare = [];
+    this.fill = null;
+    this.fillPos = 0;
   }
 
   /** Drops everything. */
@@ -96,5 +186,6 @@ export class ByteQueue {
     this.size = 0;
     this.cursorIdx = 0;
     this.cursorBase = 0;
+    this.releaseFill();
   }
 }

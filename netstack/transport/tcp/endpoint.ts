@@ -37,6 +37,7 @@ import { getOption, setOption } from './options.ts';
 import type { TcpProtocol, TcpStats } from './protocol.ts';
 import { Receiver } from './rcv.ts';
 import { sendAck, sendReset, sendSyn } from './output.ts';
+import type { HeaderTemplate } from './segment.ts';
 import { Sender } from './snd.ts';
 import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
@@ -65,6 +66,8 @@ export class TcpEndpoint implements Endpoint {
   remoteAddr: Address | null = null;
   remotePort = 0;
   route: Route | null = null;
+  /** Ports and pseudo-header sum of `route`, for the send fast path (output.ts). */
+  headerTemplate: HeaderTemplate | null = null;
   /** The address the port reservation was made with, when this endpoint holds one. */
   private reservedAddr: Address | null = null;
   /** Whether bind() ran (explicitly or by autobind). */
@@ -382,7 +385,7 @@ export class TcpEndpoint implements Endpoint {
       if (n === 0) this.proto.count('memoryDrops');
     }
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
-    snd.buf.push(data.slice(0, n));
+    snd.buf.append(n === data.length ? data : data.subarray(0, n));
     this.proto.charge(n);
     this.moreCork = !!opts?.more;
     snd.output();
@@ -623,6 +626,12 @@ export class TcpEndpoint implements Endpoint {
   /** The application read: reopen the window when it grew enough to be worth an update (RFC 9293 §3.8.6.2.2). */
   private afterRead(): void {
     if (this.state === State.Closed || this.state === State.SynSent || this.state === State.Listen) return;
+    // Linux tcp_cleanup_rbuf: no window update once the receive side is shut (the peer's FIN, or SHUT_RD):
+    // the peer sends nothing more, and may have closed already (an update would only earn a RST).
+    if (this.rcvShut) {
+      this.notify();
+      return;
+    }
     const rcv = this.rcv;
     const before = rcv.wnd;
     const now = rcv.windowToAdvertise(this.snd.mss);

@@ -5,7 +5,7 @@
  */
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
-import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpRepr } from '../../wire/tcp.ts';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpRepr, tcpTimestampsOnly, tcpWord } from '../../wire/tcp.ts';
 import { childEstablished } from './accept.ts';
 import { negotiate } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
@@ -209,6 +209,17 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     snd.onAck(r.ack, r.options.tsEcr, dup);
   }
+  afterAck(ep, f, start, len, r.payload);
+}
+
+/**
+ * The rest of RFC 9293 §3.10.7.4 once the ACK field is processed: state changes on our FIN's acknowledgment,
+ * the segment text (seventh step) and the FIN (eighth), then whatever is owed out. Shared by the full path and
+ * header prediction, so both act alike.
+ */
+function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: Uint8Array): void {
+  const rcv = ep.rcv;
+  const snd = ep.snd;
   ep.ka.touch();
 
   const finAcked = snd.finAcked;
@@ -247,7 +258,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   }
 
   // Seventh: the segment text, trimmed to the window (RFC 9293 §3.10.7.4, "only the new parts").
-  let payload = r.payload;
+  let payload = text;
   let fin = (f & TCP_FIN) !== 0;
   if (payload.length > 0 || fin) {
     const skip = seq.sub(rcv.nxt, start);
@@ -306,6 +317,54 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   snd.output();
   ep.flushAck();
 }
+
+/**
+ * Header prediction (RFC 9293 §3.10.7.4 as Van Jacobson's and Linux's tcp_rcv_established fast path): an
+ * ESTABLISHED segment with only ACK (and PSH) set, exactly the options the connection always carries (none, or
+ * NOP NOP timestamps with a TSval that passes PAWS), at RCV.NXT, within the window and with an acceptable ACK
+ * is processed from the raw header without a Repr. Every check it skips is one such a segment passes anyway,
+ * and the ACK and text steps are the full path's own code. Returns false (nothing done) for any other segment.
+ */
+export function predictedArrives(ep: TcpEndpoint, seg: Uint8Array, hl: number): boolean {
+  if (ep.state !== State.Established) return false;
+  const f = seg[13]!;
+  if ((f & ~TCP_PSH) !== TCP_ACK) return false;
+  const rcv = ep.rcv;
+  const snd = ep.snd;
+  let tsVal = 0;
+  let tsEcr: number | undefined;
+  if (ep.tsOk) {
+    if (hl !== 32 || !tcpTimestampsOnly(seg)) return false;
+    tsVal = tcpWord(seg, 24);
+    if (seq.lt(tsVal, rcv.tsRecent)) return false;
+    tsEcr = tcpWord(seg, 28);
+  } else if (hl !== 20) return false;
+  const start = tcpWord(seg, 4);
+  if (start !== rcv.nxt) return false;
+  const textLen = seg.length - hl;
+  if (textLen > rcv.wnd) return false;
+  const ack = tcpWord(seg, 8);
+  if (seq.gt(ack, snd.max) || seq.lt(ack, seq.add(snd.una, -snd.maxWnd))) return false;
+
+  rcv.segsIn++;
+  if (ep.tsOk && seq.le(start, rcv.lastAckSent)) {
+    rcv.tsRecent = tsVal;
+    rcv.tsRecentAt = ep.clock.now();
+  }
+  const wnd = ((seg[14]! << 8) | seg[15]!) * 2 ** snd.shift;
+  const dup = textLen === 0 && ack === snd.una && wnd === snd.wnd;
+  if (seq.le(snd.una, ack) && (seq.lt(snd.wl1, start) || (snd.wl1 === start && seq.le(snd.wl2, ack)))) {
+    snd.wnd = wnd;
+    snd.wl1 = start;
+    snd.wl2 = ack;
+    if (wnd > snd.maxWnd) snd.maxWnd = wnd;
+  }
+  snd.onAck(ack, tsEcr, dup);
+  afterAck(ep, f, start, textLen, textLen > 0 ? seg.subarray(hl) : EMPTY);
+  return true;
+}
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Answers an unacceptable segment with an ACK (RFC 9293 §3.10.7.4 first check). Segments without data are

@@ -7,7 +7,7 @@ import * as seq from '../../seqnum.ts';
 import { type SackBlock, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
 import { TS_OPTION_LEN, synOptions } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
-import { sendSegment } from './segment.ts';
+import { HeaderTemplate, sendFast, sendSegment } from './segment.ts';
 import { State } from './state.ts';
 
 /** Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). */
@@ -24,21 +24,37 @@ export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions): v
   if (withAck) ep.rcv.onAckSent(wnd);
 }
 
-/** Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). */
+/**
+ * Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). A `len`
+ * above the MSS is a TSO super-segment (the sender checked the route takes them): one header, cut by the link
+ * into MSS-sized segments.
+ */
 export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boolean, retransmit: boolean): void {
   const snd = ep.snd;
+  const rcv = ep.rcv;
   const off = seq.sub(s, snd.una);
   let flags = TCP_ACK | (fin ? TCP_FIN : 0);
   if (len > 0 && off + len === snd.buf.length) flags |= TCP_PSH;
-  const room = ep.route!.maxPayload() - 20 - (ep.tsOk ? TS_OPTION_LEN : 0) - len;
-  const opts = ackOptions(ep, Math.max(0, Math.floor((room - 4) / 8)));
-  const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
-  emit(ep, s, flags, opts, len, ep.rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
-  ep.rcv.onAckSent(wnd);
-  snd.segsOut++;
+  const segs = len > snd.mss ? Math.ceil(len / snd.mss) : 1;
+  if (plainOptions(ep)) {
+    const wnd = rcv.windowToAdvertise(snd.mss);
+    const field = rcv.windowField(wnd, false);
+    const tsVal = ep.tsOk ? ep.tsNow() : 0;
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0);
+    ep.stats.segmentsSent += segs;
+    if (err) ep.stats.sendErrors++;
+    rcv.onAckSent(wnd);
+  } else {
+    const room = ep.route!.maxPayload() - 20 - (ep.tsOk ? TS_OPTION_LEN : 0) - len;
+    const opts = ackOptions(ep, Math.max(0, Math.floor((room - 4) / 8)));
+    const wnd = rcv.windowToAdvertise(snd.mss);
+    emit(ep, s, flags, opts, len, rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
+    rcv.onAckSent(wnd);
+  }
+  snd.segsOut += segs;
   if (len > 0) {
-    snd.dataSegsOut++;
-    ep.rcv.onDataSent(ep.proto.config.delayedAckMs);
+    snd.dataSegsOut += segs;
+    rcv.onDataSent(ep.proto.config.delayedAckMs);
   }
   snd.bytesSent += len;
   if (retransmit) {
@@ -49,14 +65,47 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
   }
 }
 
-/** Sends a bare ACK for RCV.NXT (with SACK blocks when out-of-order data is held). */
+/**
+ * Whether the next segment carries no option but the timestamps: no SACK blocks or D-SACK are owed (RFC 2018
+ * §4), so the header template serves and a TSO super-segment may carry it.
+ */
+export function plainOptions(ep: TcpEndpoint): boolean {
+  return !ep.sackOk || (ep.rcv.dsack === null && ep.rcv.ooo.length === 0);
+}
+
+/** The connection's header template for its current route, made when the route changes. */
+function template(ep: TcpEndpoint): HeaderTemplate {
+  let t = ep.headerTemplate;
+  if (t === null || t.route !== ep.route) {
+    t = new HeaderTemplate(ep.route!, ep.localPort, ep.remotePort);
+    ep.headerTemplate = t;
+  }
+  return t;
+}
+
+/**
+ * Sends a bare ACK for RCV.NXT (with SACK blocks when out-of-order data is held). Its SEQ is SND.MAX, not SND.NXT:
+ * after an RTO rewound SND.NXT (go-back-N) the peer has received up to SND.MAX and would drop a data-less segment
+ * below its RCV.NXT as unacceptable (RFC 9293 §3.10.7.4), ACK field and all (BSD's tcp_output; Linux never
+ * rewinds snd_nxt).
+ */
 export function sendAck(ep: TcpEndpoint): void {
   if (ep.state === State.Closed || ep.state === State.Listen || ep.state === State.SynSent) return;
   if (!ep.route) return;
-  const opts = ackOptions(ep, ep.tsOk ? 3 : 4);
-  const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
-  emit(ep, ep.snd.nxt, TCP_ACK, opts, 0, ep.rcv.windowField(wnd, false));
-  ep.rcv.onAckSent(wnd);
+  const rcv = ep.rcv;
+  const s = ep.snd.max;
+  const wnd = rcv.windowToAdvertise(ep.snd.mss);
+  if (plainOptions(ep)) {
+    const field = rcv.windowField(wnd, false);
+    const tsVal = ep.tsOk ? ep.tsNow() : 0;
+    const err = sendFast(template(ep), s, rcv.nxt, TCP_ACK, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0);
+    ep.stats.segmentsSent++;
+    if (err) ep.stats.sendErrors++;
+  } else {
+    const opts = ackOptions(ep, ep.tsOk ? 3 : 4);
+    emit(ep, s, TCP_ACK, opts, 0, rcv.windowField(wnd, false));
+  }
+  rcv.onAckSent(wnd);
   ep.snd.segsOut++;
 }
 

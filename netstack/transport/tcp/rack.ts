@@ -30,6 +30,8 @@ export class Rack {
   /** RACK.xmit_ts, its transmission order and RACK.rtt of the most recently sent delivered segment (§6.1). */
   xmitTs = -1;
   xmitOrder = -1;
+  /** RACK.end_seq: orders the pieces of one transmission cut apart by SACKs (§6.1's end_seq tie-break). */
+  xmitEnd = 0;
   rtt = 0;
   private sends = 0;
   /** Losses RACK detected, for counters. */
@@ -78,27 +80,62 @@ export class Rack {
    * sent delivered segment (§6.2 step 2, skipping retransmissions ACKed faster than `minRtt`: ambiguous).
    */
   onDelivered(una: number, sb: Scoreboard, now: number, minRtt: number): void {
+    const sacked = !sb.empty;
+    // A range SACKed in part (one transmission of many MSS, or a receiver that split it) is cut at the SACK's
+    // edges, as Linux fragments a TSO skb, so its delivered part counts and only the rest can be lost.
+    if (sacked) this.splitAtSackEdges(sb);
     // Nothing above both SND.UNA and the highest SACKed byte can have been delivered.
     const limit = seq.max(una, sb.highest(una));
-    for (const e of this.entries) {
+    const entries = this.entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
       if (seq.ge(e.start, limit)) break;
       if (e.delivered) continue;
-      if (!(seq.le(e.end, una) || sb.covers(e.start, e.end))) continue;
+      if (!(seq.le(e.end, una) || (sacked && sb.covers(e.start, e.end)))) continue;
       e.delivered = true;
       e.lost = false;
       if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
       else if (!e.retransmitted) this.reorderingSeen = true;
       const rtt = now - e.at;
       if (e.retransmitted && rtt < minRtt) continue;
-      if (e.order > this.xmitOrder) {
+      if (e.order > this.xmitOrder || (e.order === this.xmitOrder && seq.gt(e.end, this.xmitEnd))) {
         this.xmitTs = e.at;
         this.xmitOrder = e.order;
+        this.xmitEnd = e.end;
         this.rtt = rtt;
       }
     }
-    while (this.entries.length && seq.le(this.entries[0]!.end, una)) this.entries.shift();
-    const first = this.entries[0];
-    if (first && seq.lt(first.start, una)) first.start = una;
+    while (entries.length > 0 && seq.le(entries[0]!.end, una)) entries.shift();
+    if (entries.length > 0 && seq.lt(entries[0]!.start, una)) entries[0]!.start = una;
+  }
+
+  private splitAtSackEdges(sb: Scoreboard): void {
+    const n = this.entries.length;
+    if (n === 0) return;
+    const edges: number[] = [];
+    sb.edgesWithin(this.entries[0]!.start, this.entries[n - 1]!.end, edges);
+    for (const x of edges) this.splitAt(x);
+  }
+
+  /** Cuts the entry holding x strictly inside into [start, x) and [x, end), both keeping its send record. */
+  private splitAt(x: number): void {
+    const es = this.entries;
+    let lo = 0;
+    let hi = es.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = es[mid]!;
+      if (seq.le(e.end, x)) lo = mid + 1;
+      else if (seq.gt(e.start, x)) hi = mid - 1;
+      else {
+        if (e.start !== x) {
+          const tail: TxEntry = { ...e, start: x };
+          e.end = x;
+          es.splice(mid + 1, 0, tail);
+        }
+        return;
+      }
+    }
   }
 
   /**
@@ -113,7 +150,7 @@ export class Rack {
     for (const e of this.entries) {
       if (this.beyond(e)) break;
       if (e.delivered || e.lost) continue;
-      if (e.order > this.xmitOrder) continue;
+      if (this.sentAfter(e)) continue;
       const remaining = e.at + this.rtt + reoWnd - now;
       if (remaining <= 0) {
         e.lost = true;
@@ -132,7 +169,12 @@ export class Rack {
    * for losses can stop there (keeps per-ACK work proportional to the losses, not to the flight).
    */
   private beyond(e: TxEntry): boolean {
-    return !e.retransmitted && e.order > this.xmitOrder && !e.lost;
+    return !e.retransmitted && this.sentAfter(e) && !e.lost;
+  }
+
+  /** Whether `e` left after RACK's segment: a later send, or a later piece of the same one (RFC 8985 §6.2). */
+  private sentAfter(e: TxEntry): boolean {
+    return e.order > this.xmitOrder || (e.order === this.xmitOrder && seq.ge(e.start, this.xmitEnd));
   }
 
   /** The first lost, undelivered entry, or undefined. */
@@ -154,8 +196,12 @@ export class Rack {
     return n;
   }
 
-  /** Marks the entry holding `s` lost (the duplicate-ACK threshold's verdict, RFC 6675 §5). */
-  markLost(s: number): void {
+  /**
+   * Marks the entry holding `s` lost (the duplicate-ACK threshold's verdict, RFC 6675 §5), first cutting it
+   * after `len` bytes when it is longer, so that one segment of a many-MSS transmission is resent, not all.
+   */
+  markLost(s: number, len = Infinity): void {
+    if (Number.isFinite(len)) this.splitAt(seq.add(s, len));
     const e = this.entries.find((x) => seq.le(x.start, s) && seq.lt(s, x.end));
     if (e && !e.delivered) e.lost = true;
   }

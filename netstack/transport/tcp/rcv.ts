@@ -150,10 +150,13 @@ export class Receiver {
    */
   onData(start: number, data: Uint8Array, mss: number): void {
     if (data.length === 0) return;
-    this.dataSegsIn++;
+    // A GRO'd super-segment from the link counts as the MSS-sized segments it was sent as (Linux gso_segs).
+    const segs = data.length > mss ? Math.ceil(data.length / mss) : 1;
+    this.dataSegsIn += segs;
+    this.segsIn += segs - 1;
     this.quickAckCheck(mss);
     const before = this.buf.length + this.ooo.length;
-    this.take(start, data);
+    this.take(start, data, segs);
     this.ep.proto.charge(this.buf.length + this.ooo.length - before);
   }
 
@@ -185,11 +188,11 @@ export class Receiver {
     this.pingpong = false;
   }
 
-  private take(start: number, data: Uint8Array): void {
+  private take(start: number, data: Uint8Array, segs: number): void {
     if (start === this.nxt) {
-      // The frame is only lent for this call (LinkDispatcher), so it is copied. Not into shared packet slabs:
-      // unread data may wait here indefinitely, and one byte must not pin a whole slab past the memory account.
-      this.buf.push(data.slice());
+      // The frame is only lent for this call (LinkDispatcher), so it is copied, into the queue's own chunks, not
+      // shared packet slabs: unread data may wait here indefinitely, and must not pin a slab of other packets.
+      this.buf.append(data);
       this.nxt = seq.add(this.nxt, data.length);
       this.bytesReceived += data.length;
       if (this.ooo.length > 0) {
@@ -204,7 +207,8 @@ export class Receiver {
         }
       }
       // RFC 5681 §4.2: at least every second full-sized segment; Linux counts any two segments.
-      if (++this.unackedSegs >= 2) this.ackNow = true;
+      this.unackedSegs += segs;
+      if (this.unackedSegs >= 2) this.ackNow = true;
     } else {
       this.ackNow = true;
       // Under stack-wide memory pressure, out-of-order data is the first to go (Linux prunes it first too).

@@ -21,8 +21,17 @@ export class Scoreboard {
 
   /** The highest SACKed sequence (right edge of the last block), or `una` when none. */
   highest(una: number): number {
-    const last = this.blocks[this.blocks.length - 1];
-    return last ? last.right : una;
+    // Checked first: reading past an array's end takes V8's slow path, and this runs on every ACK.
+    const n = this.blocks.length;
+    return n > 0 ? this.blocks[n - 1]!.right : una;
+  }
+
+  /** The SACKed ranges that start or end strictly inside (from, to): where a transmitted range must split. */
+  edgesWithin(from: number, to: number, out: number[]): void {
+    for (const b of this.blocks) {
+      if (seq.lt(from, b.left) && seq.lt(b.left, to)) out.push(b.left);
+      if (seq.lt(from, b.right) && seq.lt(b.right, to)) out.push(b.right);
+    }
   }
 
   /**

@@ -7,10 +7,13 @@
 import type { Address } from '../../addr.ts';
 import type { NetError } from '../../errors.ts';
 import { allocPacket } from '../../wire/alloc.ts';
+import { finishChecksum, foldChecksum, pseudoHeaderSum, sum16 } from '../../wire/checksum.ts';
 import * as seq from '../../seqnum.ts';
 import {
   emitTcpHeader,
+  emitTcpHeaderFast,
   fillTcpChecksum,
+  setTcpChecksumField,
   TCP_ACK,
   TCP_FIN,
   TCP_RST,
@@ -21,6 +24,60 @@ import {
   tcpHeaderLengthFor,
 } from '../../wire/tcp.ts';
 import { type NetworkLayer, PROTO_TCP, type Route } from '../protocol.ts';
+import type { ByteQueue } from './buffer.ts';
+
+/**
+ * What never changes between a connection's segments on one route: ports and the pseudo-header's address and
+ * protocol words (RFC 9293 §3.1), summed once instead of per segment.
+ */
+export class HeaderTemplate {
+  /** Partial sum of the pseudo-header without its length. */
+  readonly pseudo: number;
+
+  constructor(
+    readonly route: Route,
+    readonly srcPort: number,
+    readonly dstPort: number,
+  ) {
+    this.pseudo = pseudoHeaderSum(route.localAddress, route.remoteAddress, PROTO_TCP, 0);
+  }
+}
+
+/**
+ * Builds and sends a segment whose only option is the timestamp pair (or none, when `ts` is false), with `len`
+ * payload bytes copied from `src` at `srcOff`. With `gsoSize` > 0 the segment is a TSO super-segment for
+ * `route.sendGso`: its checksum field holds the folded pseudo-header sum over its whole length and the payload is
+ * not summed (the link completes each segment's checksum).
+ */
+export function sendFast(
+  t: HeaderTemplate,
+  s: number,
+  ack: number,
+  flags: number,
+  window: number,
+  ts: boolean,
+  tsVal: number,
+  tsEcr: number,
+  len: number,
+  src: ByteQueue | null,
+  srcOff: number,
+  gsoSize = 0,
+): NetError | undefined {
+  const route = t.route;
+  const hl = ts ? 32 : 20;
+  const off = route.headroom;
+  const total = hl + len;
+  const pkt = allocPacket(off + total);
+  emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
+  if (len > 0 && src) src.copyOut(srcOff, len, pkt, off + hl);
+  const pseudo = t.pseudo + (total >>> 16) + (total & 0xffff);
+  if (gsoSize > 0 && route.sendGso) {
+    setTcpChecksumField(pkt, off, foldChecksum(pseudo));
+    return route.sendGso(PROTO_TCP, pkt, off, hl, gsoSize);
+  }
+  setTcpChecksumField(pkt, off, finishChecksum(sum16(off === 0 ? pkt : pkt.subarray(off), pseudo)));
+  return route.send(PROTO_TCP, pkt, off);
+}
 
 /** The sequence space a received segment occupies: payload plus one for SYN and one for FIN (RFC 9293 §3.4). */
 export function segmentLength(r: TcpRepr): number {

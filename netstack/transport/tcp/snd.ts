@@ -14,7 +14,7 @@ import { Rack } from './rack.ts';
 import { Scoreboard } from './sack.ts';
 import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
-import { sendWindowProbe, transmitData } from './output.ts';
+import { plainOptions, sendWindowProbe, transmitData } from './output.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
@@ -43,7 +43,7 @@ export class Sender {
   /** Payload bytes per full segment, after the fixed options (Linux's mss_cache). */
   mss = 536;
   /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
-  readonly buf = new ByteQueue();
+  readonly buf = new ByteQueue(true);
   /** SO_SNDBUF: most bytes the buffer holds. */
   limit: number;
   /** Send-buffer auto-tuning is on (cleared when the application sets SO_SNDBUF). */
@@ -282,7 +282,7 @@ export class Sender {
     this.ep.stats.fastRetransmits++;
     if (this.ep.sackOk) {
       // RFC 6675 §5 step 4.2: the first unacknowledged segment goes out at once, even beyond cwnd.
-      this.rack.markLost(this.una);
+      this.rack.markLost(this.una, this.mss);
       const e = this.rack.firstLost();
       if (e) this.retransmitEntry(e.start, e.end);
       this.output();
@@ -332,6 +332,7 @@ export class Sender {
       this.cc.onIdleRestart(this.ccContext());
     }
     let sentNew = false;
+    const tso = this.tsoLimit();
     for (;;) {
       const cwndLeft = this.cc.cwnd - this.pipe();
       if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
@@ -355,6 +356,12 @@ export class Sender {
       let len = Math.min(this.mss, unsent, wndLeft, cwndLeft);
       if (len <= 0) break;
       const retx = seq.lt(this.nxt, this.max);
+      if (len === this.mss && !retx && tso > this.mss) {
+        // TSO: every whole MSS the limits allow at once, in one super-segment; these are exactly the full
+        // segments the loop would send one by one, and the runt after them is judged alone next round.
+        const big = Math.min(tso, unsent, wndLeft, cwndLeft);
+        len = big - (big % this.mss);
+      }
       if (len < this.mss && len < unsent) {
         // A runt limited by the peer's window goes out only when it is a fair share of the largest window seen
         // (RFC 9293 §3.8.6.2.1 (c)) or nothing is in flight to open the window (the override of (d)); a runt
@@ -385,6 +392,18 @@ export class Sender {
     }
     if (sentNew) this.armTlp();
     this.armPersist();
+  }
+
+  /**
+   * The largest payload of one TSO super-segment, a whole number of MSS (0 when the route has no TSO, or when
+   * SACK blocks are owed: those ride on segments built one by one). Linux sizes TSO bursts to ~1 ms of pacing;
+   * without pacing the route's limit is the only bound besides the windows.
+   */
+  private tsoLimit(): number {
+    const route = this.ep.route;
+    if (!route || !route.sendGso || !route.gsoMaxSegment || !plainOptions(this.ep)) return 0;
+    const max = route.gsoMaxSegment() - (this.ep.tsOk ? 32 : 20);
+    return max >= 2 * this.mss ? max - (max % this.mss) : 0;
   }
 
   /**

@@ -64,3 +64,73 @@ t.test('copyOut at increasing offsets across chunks, then after consume → exac
   q.push(new Uint8Array([9]));
   t.same(got(0, 1), [9]);
 });
+
+// append (receive and send buffers): copies into the queue's own chunks, against the same array model, with and
+// without recycling, mixed with push, including arrivals larger than a chunk; peeked views must survive later
+// appends.
+function appendModel(seed: number, steps: number, recycle: boolean): string {
+  let x = seed;
+  const rnd = (n: number) => {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    return (x >>> 8) % n;
+  };
+  const q = new ByteQueue(recycle);
+  const bytes: number[] = [];
+  let next = 0;
+  const held: { view: Uint8Array; want: number[] }[] = [];
+  for (let s = 0; s < steps; s++) {
+    const op = rnd(4);
+    if (op <= 1) {
+      const n = rnd(10) === 0 ? 70_000 + rnd(5000) : rnd(3000);
+      const src = new Uint8Array(n).map(() => next++ & 0xff);
+      // Mostly appends; sometimes a whole array handed over (the receiver's out-of-order pieces).
+      if (rnd(4) === 0) q.push(src);
+      else {
+        q.append(src);
+        src.fill(0); // the caller may reuse its array
+      }
+      for (let i = 0; i < n; i++) bytes.push((next - n + i) & 0xff);
+    } else if (op === 2) {
+      const n = rnd(bytes.length + 1);
+      if (!recycle) {
+        const v = q.peek(n);
+        held.push({ view: v, want: bytes.slice(0, n) });
+      }
+      q.consume(n);
+      bytes.splice(0, n);
+    } else {
+      const off = rnd(bytes.length + 1);
+      const len = rnd(bytes.length - off + 1);
+      const out = new Uint8Array(len);
+      q.copyOut(off, len, out, 0);
+      for (let i = 0; i < len; i++) if (out[i] !== bytes[off + i]) return `step ${s}: copyOut byte ${off + i}`;
+    }
+    if (q.length !== bytes.length) return `step ${s}: length ${q.length} ≠ ${bytes.length}`;
+  }
+  for (const [i, h] of held.entries()) {
+    for (let j = 0; j < h.want.length; j++) if (h.view[j] !== h.want[j]) return `peeked view ${i} changed at ${j}`;
+  }
+  return 'ok';
+}
+
+for (const recycle of [false, true]) {
+  t.test(`append${recycle ? ' with recycling' : ''}: 300 random steps × 20 seeds agree with the array model`, (t) => {
+    for (let seed = 1; seed <= 20; seed++) t.equal(appendModel(seed, 300, recycle), 'ok', `seed ${seed}`);
+    t.end();
+  });
+}
+
+t.test('append: consecutive small arrivals share one view; a drained queue keeps no chunk', (t) => {
+  const q = new ByteQueue();
+  for (let i = 0; i < 10; i++) q.append(new Uint8Array(100).fill(i));
+  const v = q.peek(1000);
+  t.equal(v.length, 1000);
+  t.equal(v.buffer.byteLength, 2048, 'one small chunk held the ten arrivals');
+  t.same([...v.subarray(95, 105)], [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+  q.consume(1000);
+  q.append(new Uint8Array(70_000).fill(9));
+  const w = q.peek(70_000);
+  t.not(w.buffer, v.buffer, 'after draining, the next arrival gets a fresh chunk');
+  t.equal(v[999], 9, 'the consumed view is intact');
+  t.end();
+});

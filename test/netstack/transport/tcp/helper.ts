@@ -9,11 +9,12 @@ import { Err, type NetError } from '../../../../netstack/errors.ts';
 import { Rng } from '../../../../netstack/rand.ts';
 import { Stats } from '../../../../netstack/stats.ts';
 import { PortManager } from '../../../../netstack/transport/ports.ts';
-import type {
-  NetworkLayer,
-  PacketInfo,
-  Route,
-  TransportProtocol,
+import {
+  type NetworkLayer,
+  type PacketInfo,
+  type Route,
+  type TransportProtocol,
+  PROTO_TCP,
 } from '../../../../netstack/transport/protocol.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { type TcpConfig, TcpProtocol } from '../../../../netstack/transport/tcp/protocol.ts';
@@ -28,9 +29,11 @@ import {
   type TcpOptions,
   type TcpRepr,
   emitTcp,
+  fillTcpChecksum,
   parseTcp,
   tcpHeaderLength,
 } from '../../../../netstack/wire/tcp.ts';
+import { foldChecksum, pseudoHeaderSum } from '../../../../netstack/wire/checksum.ts';
 
 /** Our address (the stack under test). */
 export const LOCAL = parseAddress('198.18.0.1')!;
@@ -55,6 +58,10 @@ export class CaptureNet implements NetworkLayer {
   readonly secret = new Uint8Array(16).fill(7);
   readonly sent: Sent[] = [];
   mtu = 1500;
+  /** When > 0, routes offer TSO up to this super-segment size and cut what sendGso gets as a link would. */
+  gsoMax = 0;
+  /** The super-segments sendGso received (copies), before they were cut. */
+  readonly gsoSent: { segment: Uint8Array; headerLength: number; gsoSize: number }[] = [];
   private readonly rng = new Rng(42);
 
   registerTransport(_p: TransportProtocol): void {}
@@ -63,7 +70,7 @@ export class CaptureNet implements NetworkLayer {
     if (remote.length !== 4) return Err.NetworkUnreachable;
     if (local && !this.isLocalAddress(local) && local.some((b) => b !== 0)) return Err.AddressNotAvailable;
     const net = this;
-    return {
+    const route: Route = {
       nicId: 1,
       localAddress: LOCAL,
       remoteAddress: remote,
@@ -71,6 +78,7 @@ export class CaptureNet implements NetworkLayer {
       maxPayload: () => net.mtu - 20,
       send(_protocol: number, packet: Uint8Array, offset: number): NetError | undefined {
         const seg = packet.slice(offset);
+        if (net.gsoMax > 0 && seg.length > net.mtu - 20) throw new Error(`TCP sent ${seg.length} bytes on a ${net.mtu - 20}-byte path`);
         const pkt = TcpPacket.check(seg);
         if (typeof pkt === 'string') throw new Error(`TCP sent a malformed segment: ${pkt}`);
         const repr = parseTcp(pkt, LOCAL, remote);
@@ -79,6 +87,39 @@ export class CaptureNet implements NetworkLayer {
         return undefined;
       },
     };
+    if (this.gsoMax > 0) {
+      route.gsoMaxSegment = () => net.gsoMax;
+      route.sendGso = (_protocol, packet, offset, hl, gsoSize) => {
+        const sup = packet.slice(offset);
+        if (sup.length > net.gsoMax) throw new Error(`super-segment of ${sup.length} > ${net.gsoMax}`);
+        net.gsoSent.push({ segment: sup, headerLength: hl, gsoSize });
+        // The contract's partial checksum: the pseudo-header over the whole length, folded, not complemented.
+        const partial = (sup[16]! << 8) | sup[17]!;
+        const want = foldChecksum(pseudoHeaderSum(LOCAL, remote, 6, sup.length));
+        if (partial !== want) throw new Error(`partial checksum ${partial} ≠ ${want}`);
+        // Cut as Linux's tcp_gso_segment: sequence advanced per copy, FIN/PSH only on the last.
+        const flags = sup[13]!;
+        const start = ((sup[4]! << 24) | (sup[5]! << 16) | (sup[6]! << 8) | sup[7]!) >>> 0;
+        for (let at = hl; at < sup.length; at += gsoSize) {
+          const n = Math.min(gsoSize, sup.length - at);
+          const seg = new Uint8Array(hl + n);
+          seg.set(sup.subarray(0, hl));
+          seg.set(sup.subarray(at, at + n), hl);
+          const s = (start + at - hl) >>> 0;
+          seg[4] = s >>> 24;
+          seg[5] = (s >>> 16) & 0xff;
+          seg[6] = (s >>> 8) & 0xff;
+          seg[7] = s & 0xff;
+          if (at + n < sup.length) seg[13] = flags & ~(TCP_FIN | TCP_PSH);
+          seg[16] = 0;
+          seg[17] = 0;
+          fillTcpChecksum(seg, LOCAL, remote);
+          route.send(PROTO_TCP, seg, 0);
+        }
+        return undefined;
+      };
+    }
+    return route;
   }
 
   isLocalAddress(a: Address): boolean {

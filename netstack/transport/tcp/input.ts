@@ -228,6 +228,8 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
       if (finAcked) {
         ep.setState(State.FinWait2);
         ep.onFinWait2();
+        // A lingering close() waits for exactly this (Linux's sk_stream_wait_close wakes on the state change).
+        ep.notify();
       }
       break;
     case State.Closing:

@@ -67,6 +67,15 @@ export class Sender {
   /** TLP.is_retrans, and the D-SACK count when the probe left (to see whether it was spurious). */
   private tlpRetrans = false;
   private tlpDsacks = 0;
+  /**
+   * RFC 8985 §6.2 step 4's reordering-window adaptation: RACK.reo_wnd_mult grows by one for each round trip in
+   * which D-SACKs show that we retransmitted needlessly, and falls back to 1 after 16 recoveries without one;
+   * RACK.dsack_round (-1 for None) limits growth to once per round trip.
+   */
+  private reoWndMult = 1;
+  private reoWndPersist = 0;
+  private dsackRound = -1;
+  private dsacksSeen = 0;
   /** Karn timing: the sequence number being timed, -1 when none (RFC 6298 §3). */
   private rttSeq = -1;
   private rttStart = 0;
@@ -188,6 +197,7 @@ export class Sender {
       if (this.inRecovery) {
         if (seq.ge(ack, this.recoveryPoint)) {
           this.inRecovery = false;
+          this.reorderRecoveryEnded();
           this.cc.onRecoveryEnd(ctx);
         } else if (!this.ep.sackOk) {
           // RFC 6582 §3.2 step 5: a partial ACK means the next segment was lost too.
@@ -242,10 +252,32 @@ export class Sender {
 
   /** RFC 8985 §6.2: update RACK from what this ACK delivered, mark losses, arm the reordering timer. */
   private rackUpdate(): void {
+    this.adaptReorderWindow();
     const now = this.ep.clock.now();
     const minRtt = Number.isFinite(this.rtt.minRtt) ? this.rtt.minRtt : 0;
     this.rack.onDelivered(this.una, this.sb, now, minRtt);
     this.rackDetect();
+  }
+
+  /** RACK.reo_wnd_mult (RFC 8985 §6.2 step 4): how many quarter-min-RTTs the reordering window spans. */
+  get reorderMultiplier(): number {
+    return this.reoWndMult;
+  }
+
+  /** RFC 8985 §6.2 step 4: a D-SACK on this ACK, at most once per round trip, widens the reordering window. */
+  private adaptReorderWindow(): void {
+    if (this.dsackRound !== -1 && seq.ge(this.una, this.dsackRound)) this.dsackRound = -1;
+    if (this.dsackRound === -1 && this.sb.dsacks !== this.dsacksSeen) {
+      this.dsackRound = this.max;
+      this.reoWndMult++;
+      this.reoWndPersist = 16;
+    }
+    this.dsacksSeen = this.sb.dsacks;
+  }
+
+  /** RFC 8985 §6.2 step 4: leaving recovery; after 16 without a D-SACK the window multiplier resets. */
+  private reorderRecoveryEnded(): void {
+    if (--this.reoWndPersist <= 0) this.reoWndMult = 1;
   }
 
   private rackDetect(): void {
@@ -257,13 +289,13 @@ export class Sender {
 
   /**
    * RFC 8985 §6.2 step 4: zero while no reordering was seen and the duplicate-ACK threshold is met (or we are
-   * in recovery), else a quarter of the minimum RTT, at most SRTT.
+   * in recovery), else a quarter of the minimum RTT times reo_wnd_mult, at most SRTT.
    */
   private reorderWindow(): number {
     if (!Number.isFinite(this.rtt.minRtt)) return 0;
     const thresholdMet = this.inRecovery || this.dupAcks >= DUP_THRESH || this.sb.sacked >= DUP_THRESH * this.mss;
     if (!this.rack.reorderingSeen && thresholdMet) return 0;
-    return Math.min(this.rtt.minRtt / 4, this.rtt.srtt);
+    return Math.min((this.rtt.minRtt / 4) * this.reoWndMult, this.rtt.srtt);
   }
 
   private onRackTimer(): void {

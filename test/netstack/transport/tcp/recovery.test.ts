@@ -58,6 +58,25 @@ t.test('ESTABLISHED D-SACK received → counted in tcpi_dsack_dups, no recovery'
   t.notOk(ep.snd.inRecovery);
 });
 
+t.test('ESTABLISHED D-SACKs → reordering window multiplier grows once per round trip (RFC 8985 §6.2 step 4)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  ep.write(pattern(4 * MSS));
+  h.clearSent();
+  t.equal(ep.snd.reorderMultiplier, 1, 'starts at 1');
+  const dsack = (i: number) => ({ sack: [{ left: snd + i * MSS, right: snd + (i + 1) * MSS }] });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + MSS, options: dsack(0) });
+  t.equal(ep.snd.reorderMultiplier, 2, 'first D-SACK widens the window');
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 2 * MSS, options: dsack(1) });
+  t.equal(ep.snd.reorderMultiplier, 2, 'a second D-SACK in the same round trip does not');
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 4 * MSS });
+  ep.write(pattern(MSS));
+  h.clearSent();
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 5 * MSS, options: dsack(4) });
+  t.equal(ep.snd.reorderMultiplier, 3, 'a D-SACK after the round trip ended widens it again');
+});
+
 t.test('ESTABLISHED tail loss → TLP retransmits the last segment after 2·SRTT; its SACK lets RACK repair the rest', async (t) => {
   const h = new Harness({ congestion: 'reno' });
   const ep = h.connect({ mss: MSS, sackPermitted: true });

@@ -15,7 +15,7 @@ import { type GsoOptions, GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts'
 import { Err, type NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
-import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, ipv4HeaderLength, ipv4Options } from '../wire/ipv4.ts';
+import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, emitIpv4Basic, ipv4HeaderLength, ipv4Options } from '../wire/ipv4.ts';
 import { PROTO_ICMP, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
 import { type Verdict, counterName } from './counters.ts';
 import type { StackInternals } from './internals.ts';
@@ -141,6 +141,24 @@ export class Ipv4 {
     }
     const payloadLength = packet.length - offset;
     if (offset < 0 || payloadLength < 0) throw new RangeError('Ipv4.send: offset outside the packet');
+    if (!options && IPV4_HEADER_LEN + payloadLength <= MAX_DATAGRAM && IPV4_HEADER_LEN + payloadLength <= path.mtu()) {
+      // The per-segment case: one whole datagram with a plain header, written from scalars (no repr object).
+      const need = LINK_HEADROOM + IPV4_HEADER_LEN;
+      let frame: Uint8Array;
+      if (offset >= need) {
+        frame = offset === need ? packet : packet.subarray(offset - need);
+      } else {
+        frame = new Uint8Array(need + payloadLength);
+        frame.set(packet.subarray(offset), need);
+      }
+      const tos = opts?.tos ?? 0;
+      const ttl = opts?.ttl ?? (path.kind === 'multicast' ? 1 : this.s.defaultTtl);
+      const df = opts?.dontFragment ?? protocol === PROTO_TCP;
+      emitIpv4Basic(frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, tos, this.nextIdent(path), df, payloadLength);
+      c.txPackets++;
+      this.output(path, frame);
+      return undefined;
+    }
     const base = {
       src: path.localAddress,
       dst: path.remoteAddress,

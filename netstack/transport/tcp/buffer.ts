@@ -33,6 +33,11 @@ export class ByteQueue {
   private sealedEnd = 0;
   // Whole consumed chunks kept for reuse (only when `recycle`): a bulk sender then allocates nothing per write.
   private spare: Uint8Array[] = [];
+  // Bytes appended since the queue was last drained, and that count for the burst before: a reader that drains
+  // every so often gets its next chunk sized to a whole burst, not regrown from FILL_MIN by doubling (which
+  // allocates, and zeroes, about twice the burst in several arrays each time).
+  private burst = 0;
+  private lastBurst = 0;
 
   /**
    * With `recycle`, chunks whose bytes were all consumed are reused by `append`: only for a queue whose bytes
@@ -73,7 +78,7 @@ export class ByteQueue {
         this.open = false;
         // Sized to what the queue holds with this arrival, so unread bytes never pin more than about twice
         // themselves, while a bulk stream (or a GRO'd 64 KB segment) gets big chunks.
-        const want = this.size + total - from;
+        const want = Math.max(this.size + total - from, this.lastBurst);
         let size = FILL_MIN;
         while (size < want && size < this.fillMax) size *= 2;
         f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : new Uint8Array(size);
@@ -85,6 +90,7 @@ export class ByteQueue {
       this.fillPos = pos + n;
       from += n;
       this.size += n;
+      this.burst += n;
       if (!this.open) {
         this.chunks.push(f.subarray(pos, pos + n));
         this.open = true;
@@ -168,7 +174,11 @@ export class ByteQueue {
         this.cursorBase -= gone.length;
       }
     }
-    if (this.size === 0) this.releaseFill();
+    if (this.size === 0) {
+      this.lastBurst = this.burst;
+      this.burst = 0;
+      this.releaseFill();
+    }
   }
 
   // Drained: an idle connection keeps no chunk.
@@ -186,6 +196,8 @@ export class ByteQueue {
     this.size = 0;
     this.cursorIdx = 0;
     this.cursorBase = 0;
+    this.burst = 0;
+    this.lastBurst = 0;
     this.releaseFill();
   }
 }

@@ -4,6 +4,7 @@ import {
   IPV4_OPT_ROUTER_ALERT,
   Ipv4Packet,
   emitIpv4,
+  emitIpv4Basic,
   ipv4HeaderLength,
   ipv4Options,
   parseIpv4,
@@ -207,4 +208,32 @@ t.test('emit: options are padded with EOL to a 4-byte multiple', async (t) => {
   t.equal(toHex(out.subarray(20)), '94040000');
   t.ok(view(out).verifyChecksum());
   t.throws(() => emitIpv4({ ...r, options: new Uint8Array(41) }, new Uint8Array(64)), RangeError);
+});
+
+t.test('emitIpv4Basic → the same 20 bytes as emitIpv4, at an offset, for a table of headers', async (t) => {
+  const rows: [string, string, number, number, number, number, boolean, number][] = [
+    // src, dst, protocol, ttl, tos, identification, DF, payload length
+    ['c6120001', 'c6120002', 6, 64, 0, 0, true, 1460],
+    ['c6120001', 'c6120002', 1, 64, 0, 0xa3d1, false, 1480],
+    ['ffffffff', 'ffffffff', 17, 255, 0xff, 0xffff, true, 65515],
+    ['00000000', '00000000', 0, 0, 0, 0, false, 0],
+    ['c612fe7f', 'c6130080', 6, 1, 0xb9, 0x8000, true, 536],
+    ['80808080', '7f7f7f7f', 6, 128, 2, 0x0001, false, 40000],
+  ];
+  for (const [src, dst, protocol, ttl, tos, ident, df, len] of rows) {
+    const want = new Uint8Array(27).fill(0xee);
+    emitIpv4(
+      { src: hex(src), dst: hex(dst), protocol, ttl, dscp: tos >>> 2, ecn: tos & 3, identification: ident, dontFragment: df, payloadLength: len },
+      want,
+      7,
+    );
+    const got = new Uint8Array(27).fill(0xee);
+    emitIpv4Basic(got, 7, hex(src), hex(dst), protocol, ttl, tos, ident, df, len);
+    t.equal(toHex(got), toHex(want), `${src}→${dst} proto ${protocol} ttl ${ttl} tos ${tos} id ${ident} df ${df} len ${len}`);
+  }
+  const linuxFrag = new Uint8Array(20);
+  emitIpv4Basic(linuxFrag, 0, hex('c6120001'), hex('c6120002'), 1, 64, 0, 0xa3d1, false, 1480);
+  const sent = linux[21]!.subarray(14, 34);
+  t.equal(toHex(linuxFrag.subarray(0, 6)), toHex(sent.subarray(0, 6)), 'version to identification as Linux sent them');
+  t.equal(toHex(linuxFrag.subarray(8)), '4001' + '4528' + 'c6120001c6120002', 'TTL, protocol, the checksum without MF and offset, the addresses');
 });

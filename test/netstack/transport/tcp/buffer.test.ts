@@ -134,3 +134,25 @@ t.test('append: consecutive small arrivals share one view; a drained queue keeps
   t.equal(v[999], 9, 'the consumed view is intact');
   t.end();
 });
+
+t.test('append: drained after a 64 KB burst → the next burst lands in one chunk of the burst size; a small burst shrinks it back', (t) => {
+  const q = new ByteQueue();
+  const seg = (k: number) => new Uint8Array(1448).fill(k);
+  const burst = (n: number) => {
+    for (let i = 0; i < n; i++) q.append(seg(i));
+    const v = q.peek(q.length);
+    q.consume(v.length);
+    return v;
+  };
+  const first = burst(45);
+  t.equal(first.buffer.byteLength, first.length, 'the first burst regrew from the minimum in several chunks, so the read copied');
+  const second = burst(45);
+  t.equal(second.length, 45 * 1448);
+  t.equal(second.buffer.byteLength, 65536, 'one chunk sized to the previous burst, read as a view');
+  t.same([second[0], second[1447], second[1448], second[45 * 1448 - 1]], [0, 0, 1, 44]);
+  burst(1);
+  const small = burst(1);
+  t.equal(small.buffer.byteLength, 2048, 'after a one-segment burst, chunks are small again');
+  t.equal(second[45 * 1448 - 1], 44, 'views handed out earlier are intact');
+  t.end();
+});

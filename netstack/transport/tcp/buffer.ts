@@ -9,6 +9,9 @@
 // array per many segments rather than one per segment.
 const FILL_MIN = 2048;
 const FILL_MAX = 256 * 1024;
+// The most a fresh chunk is sized up for the previous burst before the bytes arrive: what a connection's first
+// few unread bytes after a drain can pin beyond what the memory account charges (one GRO'd super-frame's worth).
+const BURST_PREALLOC_MAX = 64 * 1024;
 // The send buffer's chunks are recycled, never handed out, so bigger ones cost nothing but fewer copies' seams.
 const FILL_MAX_RECYCLED = 256 * 1024;
 
@@ -78,7 +81,7 @@ export class ByteQueue {
         this.open = false;
         // Sized to what the queue holds with this arrival, so unread bytes never pin more than about twice
         // themselves, while a bulk stream (or a GRO'd 64 KB segment) gets big chunks.
-        const want = Math.max(this.size + total - from, this.lastBurst);
+        const want = Math.max(this.size + total - from, Math.min(this.lastBurst, BURST_PREALLOC_MAX));
         let size = FILL_MIN;
         while (size < want && size < this.fillMax) size *= 2;
         f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : new Uint8Array(size);

@@ -11,13 +11,14 @@ import {
   isMulticast,
   isUnspecified,
 } from '../addr.ts';
-import { type GsoOptions, GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
-import { Err, type NetError } from '../errors.ts';
+import { GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
+import { Err, NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
 import { IPV4_HEADER_LEN, Ipv4Packet, emitIpv4, emitIpv4Basic, ipv4HeaderLength, ipv4Options } from '../wire/ipv4.ts';
 import { PROTO_ICMP, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
 import { type Verdict, counterName } from './counters.ts';
+import { gsoFrame, gsoOptions } from './gso.ts';
 import type { StackInternals } from './internals.ts';
 import type { Nic } from './nic.ts';
 import { LINK_HEADROOM, type Path } from './path.ts';
@@ -220,28 +221,8 @@ export class Ipv4 {
    */
   sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
     const c = this.s.counters.ipv4;
-    if (this.s.nic(path.nicId) !== path.nic) {
-      c.txNoRoute++;
-      return Err.NetworkUnreachable;
-    }
-    const segmentLength = packet.length - offset;
-    if (offset < 0 || segmentLength < thl) throw new RangeError('Ipv4.sendGso: offset outside the packet');
-    if (protocol !== PROTO_TCP) return Err.InvalidArgument;
-    const max = path.gsoMaxSegment();
-    if (max === 0 || segmentLength > max || thl + gsoSize > path.maxPayload() || gsoSize <= 0) {
-      c.txTooBig++;
-      return Err.MessageTooLong;
-    }
-    const payload = segmentLength - thl;
-    const segments = payload > gsoSize ? Math.ceil(payload / gsoSize) : 1;
-    const need = LINK_HEADROOM + IPV4_HEADER_LEN;
-    let frame: Uint8Array;
-    if (offset >= need) {
-      frame = packet.subarray(offset - need);
-    } else {
-      frame = new Uint8Array(need + segmentLength);
-      frame.set(packet.subarray(offset), need);
-    }
+    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV4_HEADER_LEN);
+    if (g instanceof NetError) return g;
     const tos = opts?.tos ?? 0;
     emitIpv4(
       {
@@ -251,24 +232,16 @@ export class Ipv4 {
         ttl: opts?.ttl ?? this.s.defaultTtl,
         dscp: tos >>> 2,
         ecn: tos & 3,
-        identification: this.nextIdent(path, segments),
+        identification: this.nextIdent(path, g.segments),
         dontFragment: true,
-        payloadLength: segmentLength,
+        payloadLength: g.segmentLength,
       },
-      frame,
+      g.frame,
       LINK_HEADROOM,
     );
-    // CWR only on the first segment (RFC 3168 §6.1.2): the ECN flag tells the segmenter so.
-    const cwr = (frame[need + 13]! & 0x80) !== 0;
-    const gso: GsoOptions = {
-      gsoType: segments > 1 ? GsoType.TCPV4 | (cwr ? GsoType.ECN : 0) : GsoType.NONE,
-      gsoSize,
-      hdrLen: need + thl,
-      csumStart: need,
-      csumOffset: 16,
-    };
-    c.txPackets += segments;
-    this.s.resolve(path.nic, path.nextHop!, frame, ETHERTYPE_IPV4, path.nextHopKey, gso);
+    c.txPackets += g.segments;
+    const o = gsoOptions(g, LINK_HEADROOM + IPV4_HEADER_LEN, thl, gsoSize, GsoType.TCPV4);
+    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV4, path.nextHopKey, o);
     return undefined;
   }
 

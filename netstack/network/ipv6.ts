@@ -4,8 +4,8 @@
  * reassembly (§4.5, RFC 5722 overlaps, RFC 6946 atomic fragments).
  */
 import { type Address, addressKey, isLoopback, isMulticast } from '../addr.ts';
-import { type GsoOptions, GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
-import { Err, type NetError } from '../errors.ts';
+import { GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
+import { Err, NetError } from '../errors.ts';
 import { ETHERTYPE_IPV6 } from '../wire/ethernet.ts';
 import { IPV6_HEADER_LEN, Ipv6Packet, emitIpv6 } from '../wire/ipv6.ts';
 import {
@@ -15,8 +15,9 @@ import {
   emitIpv6FragmentHeader,
   walkIpv6,
 } from '../wire/ipv6ext.ts';
-import { PROTO_ICMPV6, PROTO_TCP, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
+import { PROTO_ICMPV6, type PacketInfo, type SendOptions } from '../transport/protocol.ts';
 import { type Verdict, counterName } from './counters.ts';
+import { gsoFrame, gsoOptions } from './gso.ts';
 import type { StackInternals } from './internals.ts';
 import type { Nic } from './nic.ts';
 import { LINK_HEADROOM, type Path } from './path.ts';
@@ -283,48 +284,20 @@ export class Ipv6 {
    */
   sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
     const c = this.s.counters.ipv6;
-    if (this.s.nic(path.nicId) !== path.nic) {
-      c.txNoRoute++;
-      return Err.NetworkUnreachable;
-    }
-    const segmentLength = packet.length - offset;
-    if (offset < 0 || segmentLength < thl) throw new RangeError('Ipv6.sendGso: offset outside the packet');
-    if (protocol !== PROTO_TCP) return Err.InvalidArgument;
-    const max = path.gsoMaxSegment();
-    if (max === 0 || segmentLength > max || thl + gsoSize > path.maxPayload() || gsoSize <= 0) {
-      c.txTooBig++;
-      return Err.MessageTooLong;
-    }
-    const payload = segmentLength - thl;
-    const segments = payload > gsoSize ? Math.ceil(payload / gsoSize) : 1;
-    const need = LINK_HEADROOM + IPV6_HEADER_LEN;
-    let frame: Uint8Array;
-    if (offset >= need) {
-      frame = packet.subarray(offset - need);
-    } else {
-      frame = new Uint8Array(need + segmentLength);
-      frame.set(packet.subarray(offset), need);
-    }
+    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV6_HEADER_LEN);
+    if (g instanceof NetError) return g;
     const base = {
       src: path.localAddress,
       dst: path.remoteAddress,
       hopLimit: opts?.ttl ?? this.s.defaultTtl,
       trafficClass: opts?.tos ?? 0,
       nextHeader: protocol,
-      payloadLength: segmentLength,
+      payloadLength: g.segmentLength,
     };
-    emitIpv6(base, frame, LINK_HEADROOM);
-    // CWR only on the first segment (RFC 3168 §6.1.2): the ECN flag tells the segmenter so.
-    const cwr = (frame[need + 13]! & 0x80) !== 0;
-    const gso: GsoOptions = {
-      gsoType: segments > 1 ? GsoType.TCPV6 | (cwr ? GsoType.ECN : 0) : GsoType.NONE,
-      gsoSize,
-      hdrLen: need + thl,
-      csumStart: need,
-      csumOffset: 16,
-    };
-    c.txPackets += segments;
-    this.s.resolve(path.nic, path.nextHop!, frame, ETHERTYPE_IPV6, path.nextHopKey, gso);
+    emitIpv6(base, g.frame, LINK_HEADROOM);
+    c.txPackets += g.segments;
+    const o = gsoOptions(g, LINK_HEADROOM + IPV6_HEADER_LEN, thl, gsoSize, GsoType.TCPV6);
+    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV6, path.nextHopKey, o);
     return undefined;
   }
 

@@ -1,0 +1,74 @@
+/**
+ * What IPv4 and IPv6 share when sending a TCP super-segment for the link to cut (TSO, Route.sendGso): the checks,
+ * placing the segment behind room for the link and IP headers, and the offload fields handed to the link.
+ */
+import { Err, type NetError } from '../errors.ts';
+import { type GsoOptions, GsoType } from '../link/endpoint.ts';
+import { PROTO_TCP } from '../transport/protocol.ts';
+import type { StackInternals } from './internals.ts';
+import { LINK_HEADROOM, type Path } from './path.ts';
+
+/** A super-segment ready for its IP header: `frame` holds it at LINK_HEADROOM + the IP header length. */
+export interface GsoFrame {
+  readonly frame: Uint8Array;
+  /** Transport header and payload bytes. */
+  readonly segmentLength: number;
+  /** Segments the link will cut it into. */
+  readonly segments: number;
+}
+
+/**
+ * Checks a super-segment against the path (counted in `c` when refused) and places it in a frame with room for
+ * the link header and `ipHeaderLength` bytes of IP header, in place when the caller left that headroom.
+ */
+export function gsoFrame(
+  s: StackInternals,
+  c: { txNoRoute: number; txTooBig: number },
+  path: Path,
+  protocol: number,
+  packet: Uint8Array,
+  offset: number,
+  thl: number,
+  gsoSize: number,
+  ipHeaderLength: number,
+): GsoFrame | NetError {
+  if (s.nic(path.nicId) !== path.nic) {
+    c.txNoRoute++;
+    return Err.NetworkUnreachable;
+  }
+  const segmentLength = packet.length - offset;
+  if (offset < 0 || segmentLength < thl) throw new RangeError('sendGso: offset outside the packet');
+  if (protocol !== PROTO_TCP) return Err.InvalidArgument;
+  const max = path.gsoMaxSegment();
+  if (max === 0 || segmentLength > max || thl + gsoSize > path.maxPayload() || gsoSize <= 0) {
+    c.txTooBig++;
+    return Err.MessageTooLong;
+  }
+  const payload = segmentLength - thl;
+  const segments = payload > gsoSize ? Math.ceil(payload / gsoSize) : 1;
+  const need = LINK_HEADROOM + ipHeaderLength;
+  let frame: Uint8Array;
+  if (offset >= need) {
+    frame = packet.subarray(offset - need);
+  } else {
+    frame = new Uint8Array(need + segmentLength);
+    frame.set(packet.subarray(offset), need);
+  }
+  return { frame, segmentLength, segments };
+}
+
+/**
+ * The offload fields for a super-frame whose TCP header starts at `tcpStart`: cut when it spans several segments
+ * (`tcpType` TCPV4 or TCPV6), with the ECN flag when CWR is set, since only the first segment may keep CWR
+ * (RFC 3168 §6.1.2); the checksum partial from the TCP header on.
+ */
+export function gsoOptions(g: GsoFrame, tcpStart: number, thl: number, gsoSize: number, tcpType: number): GsoOptions {
+  const cwr = (g.frame[tcpStart + 13]! & 0x80) !== 0;
+  return {
+    gsoType: g.segments > 1 ? tcpType | (cwr ? GsoType.ECN : 0) : GsoType.NONE,
+    gsoSize,
+    hdrLen: tcpStart + thl,
+    csumStart: tcpStart,
+    csumOffset: 16,
+  };
+}

@@ -568,16 +568,8 @@ export function setTcpChecksumField(buf: Uint8Array, offset: number, v: number):
  */
 export function emitTcp(r: TcpRepr, buf: Uint8Array, offset = 0, src?: Address, dst?: Address): number {
   const hl = tcpHeaderLength(r);
-  set16(buf, offset + F.SRC_PORT, r.srcPort);
-  set16(buf, offset + F.DST_PORT, r.dstPort);
-  set32(buf, offset + F.SEQ, r.seq);
-  set32(buf, offset + F.ACK, r.ack);
-  buf[offset + F.DATA_OFFSET] = (hl / 4) << 4;
-  buf[offset + F.FLAGS] = r.flags & 0xff;
-  set16(buf, offset + F.WINDOW, r.window);
-  set16(buf, offset + F.CHECKSUM, 0);
+  emitTcpHeader(r, r.options, hl, buf, offset);
   set16(buf, offset + F.URGENT, r.urgentPointer);
-  emitTcpOptions(r.options, buf, offset + F.OPTIONS);
   const p = r.payload;
   const at = offset + hl;
   if (p.length > 0 && !(p.buffer === buf.buffer && p.byteOffset === buf.byteOffset + at)) buf.set(p, at);

@@ -3,9 +3,34 @@
 // loop of another process, but the test's own loop must stay free for timers and teardown).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Test } from 'tap';
+import { type VethPair, type VethPairOptions, createVethPair } from '../../lib/testnet.ts';
 
 export const CLI = join(import.meta.dirname, '../../sentry/cli/tsvisor.js');
+
+/**
+ * A veth pair from `opts`, a temporary folder and `tsvisor serve` on end A with `serveArgs` (after --netns/--dev),
+ * all removed in `t`'s teardown, also when a step fails.
+ */
+export async function serveOnVeth(
+  t: Test,
+  opts: VethPairOptions,
+  serveArgs: string[],
+): Promise<{ pair: VethPair; dir: string; child: ChildProcess }> {
+  const pair = createVethPair(opts);
+  const dir = mkdtempSync(join(tmpdir(), `${opts.prefix}-`));
+  let child: ChildProcess | undefined;
+  t.teardown(async () => {
+    if (child) await stop(child);
+    pair.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, ...serveArgs])).child;
+  return { pair, dir, child };
+}
 
 /** Starts `tsvisor serve` with `args`; resolves once it printed `tsvisor: ready`. */
 export function startServe(args: string[], timeoutMs = 30000): Promise<{ child: ChildProcess; stderr: () => string }> {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
-import { CLI, bytesDigest, nsExec, randomFile, startServe, stop } from './serve-helpers.ts';
+import { CLI, bytesDigest, nsExec, randomFile, serveOnVeth, startServe, stop } from './serve-helpers.ts';
 
 const SIZE = 32 * 1024 * 1024;
 const SVC4 = '198.18.88.2';
@@ -28,26 +28,17 @@ for (const offloads of [true, false]) {
     ? 'serve with offloads on a veth with TSO/GRO → curl 32 MB down and up byte-exact, super-frames both ways'
     : 'serve --no-offloads on a veth without offloads → curl 32 MB down and up byte-exact, no super-frames';
   t.test(name, async (t) => {
-    const pair = createVethPair({
+    const veth = {
       prefix: offloads ? 'tsvN-so' : 'tsvN-sn',
       addrA: `${SVC4}/24`,
       addrB: `${PEER4}/24`,
       addr6A: `${SVC6}/64`,
       addr6B: `${PEER6}/64`,
       offloads,
-    });
-    const dir = mkdtempSync(join(tmpdir(), 'tsvN-so-'));
-    let child: ChildProcess | undefined;
-    t.teardown(async () => {
-      if (child) await stop(child);
-      pair.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    };
+    const { pair, dir, child } = await serveOnVeth(t, veth, offloads ? ['--service', 'http'] : ['--service', 'http', '--no-offloads']);
     const upload = await randomFile(dir, SIZE);
     const want = bytesDigest(SIZE);
-    const args = ['--netns', pair.nsA, '--dev', pair.devA, '--service', 'http'];
-    if (!offloads) args.push('--no-offloads');
-    child = (await startServe(args)).child;
 
     for (const [family, host] of [['IPv4', SVC4], ['IPv6', `[${SVC6}]`]] as const) {
       const started = Date.now();
@@ -76,7 +67,6 @@ for (const offloads of [true, false]) {
     t.equal(c['link.tooBig'] ?? 0, 0, 'no frame dropped as too big');
 
     const code = await stop(child);
-    child = undefined;
     t.equal(code, 0, 'serve exits 0 on SIGTERM');
   });
 }

@@ -1,12 +1,7 @@
 // The http service of `tsvisor serve` (node:http over tsvisor/net over the netstack) on a real veth, driven by
 // curl from the peer namespace: 100 MB down from /bytes/N and 100 MB up to /sha256, IPv4 and IPv6, digests exact.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { createVethPair } from '../../lib/testnet.ts';
-import { bytesDigest, nsExec, randomFile, startServe, stop } from './serve-helpers.ts';
+import { bytesDigest, nsExec, randomFile, serveOnVeth, stop } from './serve-helpers.ts';
 
 const SIZE = 100 * 1024 * 1024;
 const SVC4 = '198.18.21.2';
@@ -15,17 +10,10 @@ const SVC6 = 'fd74:7376:21::2';
 const PEER6 = 'fd74:7376:21::1';
 
 t.test('http service on a veth: curl downloads and uploads 100 MB over IPv4 and IPv6', async (t) => {
-  const pair = createVethPair({ prefix: 'tsv-node-h', addrA: `${SVC4}/24`, addrB: `${PEER4}/24`, addr6A: `${SVC6}/64`, addr6B: `${PEER6}/64` });
-  const dir = mkdtempSync(join(tmpdir(), 'tsv-node-h-'));
-  let child: ChildProcess | undefined;
-  t.teardown(async () => {
-    if (child) await stop(child);
-    pair.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const veth = { prefix: 'tsv-node-h', addrA: `${SVC4}/24`, addrB: `${PEER4}/24`, addr6A: `${SVC6}/64`, addr6B: `${PEER6}/64` };
+  const { pair, dir, child } = await serveOnVeth(t, veth, ['--service', 'http']);
   const upload = await randomFile(dir, SIZE);
   const want = bytesDigest(SIZE);
-  child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, '--service', 'http'])).child;
 
   for (const [family, host] of [['IPv4', SVC4], ['IPv6', `[${SVC6}]`]] as const) {
     const started = Date.now();
@@ -53,6 +41,5 @@ t.test('http service on a veth: curl downloads and uploads 100 MB over IPv4 and 
   t.equal((multi.stderr.match(/Connected to/g) ?? []).length, 1, 'three requests over one kept-alive connection');
 
   const code = await stop(child);
-  child = undefined;
   t.equal(code, 0, 'serve exits 0 on SIGTERM');
 });

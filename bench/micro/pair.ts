@@ -25,7 +25,10 @@ export interface TcpPairOptions {
 }
 
 /** Builds the pair with links of `mtu`; throws when TCP cannot connect (the TCP code is missing or broken). */
-export function tcpPair(mtu = 1500, opts: TcpPairOptions = {}): TcpPair & { links: [ChannelEndpoint, ChannelEndpoint] } {
+export function tcpPair(
+  mtu = 1500,
+  opts: TcpPairOptions = {},
+): TcpPair & { links: [ChannelEndpoint, ChannelEndpoint]; stacks: [Netstack, Netstack] } {
   const clock = new VirtualClock();
   const [la, lb] = ChannelEndpoint.pair({ clock, mtu, gso: opts.gso });
   const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
@@ -47,6 +50,7 @@ export function tcpPair(mtu = 1500, opts: TcpPairOptions = {}): TcpPair & { link
   const srv = server;
   return {
     links: [la, lb],
+    stacks: [a, b],
     clock,
     client,
     server: srv,

@@ -1,11 +1,9 @@
 import t from 'tap';
-import { parseAddress, parseSubnet } from '../../../netstack/addr.ts';
+import { tcpPair } from '../../../bench/micro/pair.ts';
 import { VirtualClock } from '../../../netstack/clock.ts';
-import { Err, NetError } from '../../../netstack/errors.ts';
+import { NetError } from '../../../netstack/errors.ts';
 import { ChannelEndpoint } from '../../../netstack/link/channel.ts';
 import { GsoType, type LinkDispatcher, RX_CSUM_VERIFIED } from '../../../netstack/link/endpoint.ts';
-import { Netstack } from '../../../netstack/netstack.ts';
-import type { Endpoint } from '../../../netstack/socket.ts';
 
 function frameOf(len: number, fill = 0x11): Uint8Array {
   const f = new Uint8Array(len).fill(fill);
@@ -71,26 +69,11 @@ t.test('plain channel → a frame larger than the MTU from a gso peer is dropped
 
 /** Two Netstacks on a gso (or plain) channel with one TCP connection; the client sends `data`, the server reads it. */
 function transfer(gso: boolean, data: Uint8Array) {
-  const clock = new VirtualClock();
-  const [la, lb] = ChannelEndpoint.pair({ clock, gso });
+  const { clock, client, server, links, stacks } = tcpPair(1500, { gso });
+  const [la] = links;
+  const [a, b] = stacks;
   const sizes: number[] = [];
   la.onWrite = (f) => void sizes.push(f.length);
-  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
-  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
-  const listener = b.socket(4, 'stream') as Endpoint;
-  listener.bind({ address: new Uint8Array(4), port: 5001 });
-  listener.listen(8);
-  const client = a.socket(4, 'stream') as Endpoint;
-  if (client.connect({ address: parseAddress('198.18.0.2')!, port: 5001 }) !== Err.ConnectStarted) throw new Error('connect');
-  let server: Endpoint | null = null;
-  for (let i = 0; i < 1000 && !server; i++) {
-    clock.advance(1);
-    const r = listener.accept();
-    if (!(r instanceof NetError)) server = r.endpoint;
-  }
-  if (!server) throw new Error('no connection');
   const chunks: Uint8Array[] = [];
   let sent = 0;
   let got = 0;

@@ -14,18 +14,7 @@ import { Stack } from '../../../../netstack/stack.ts';
 import { PortManager } from '../../../../netstack/transport/ports.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { type TcpConfig, TcpProtocol } from '../../../../netstack/transport/tcp/protocol.ts';
-
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+import { seededBytes } from './helper.ts';
 
 interface Outcome {
   wire: string;
@@ -67,8 +56,8 @@ function run(impair: Partial<ImpairSpec>, config: Partial<TcpConfig>, upN: numbe
   listener.listen(4);
   const client = ta.newEndpoint(4);
   if (client.connect({ address: parseAddress('198.18.0.2')!, port: 5001 }) !== Err.ConnectStarted) throw new Error('connect');
-  const up = bytes(upN, 1);
-  const down = bytes(downN, 2);
+  const up = seededBytes(upN, 1);
+  const down = seededBytes(downN, 2);
   let server: TcpEndpoint | null = null;
   const sides = [
     { ep: (): TcpEndpoint | null => client, out: up, sent: 0, shut: false, hash: createHash('sha256'), got: 0, eof: false },
@@ -137,8 +126,8 @@ for (const c of cases) {
     const on = run(c.impair, { ...c.config, headerPrediction: true }, upN, downN, c.gso);
     const off = run(c.impair, { ...c.config, headerPrediction: false }, upN, downN, c.gso);
     if (c.gso) t.ok(on.gsoFrames > 0, `${on.gsoFrames} super-frames went out`);
-    t.equal(on.up, sha(bytes(upN, 1)), 'a → b byte-exact');
-    t.equal(on.down, sha(bytes(downN, 2)), 'b → a byte-exact');
+    t.equal(on.up, sha(seededBytes(upN, 1)), 'a → b byte-exact');
+    t.equal(on.down, sha(seededBytes(downN, 2)), 'b → a byte-exact');
     t.equal(off.up, on.up);
     t.equal(off.down, on.down);
     t.equal(off.frames, on.frames, 'as many frames');

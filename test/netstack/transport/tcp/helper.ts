@@ -325,6 +325,19 @@ export class Harness {
   }
 }
 
+/** Deterministic pseudo-random bytes (xorshift32 from `seed`), for transfers whose digest must catch any slip. */
+export function seededBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
 /** Bytes 0..n-1 modulo 251 (a pattern that shows misplaced bytes). */
 export function pattern(n: number, offset = 0): Uint8Array {
   const b = new Uint8Array(n);

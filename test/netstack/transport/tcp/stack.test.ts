@@ -13,6 +13,7 @@ import { PortManager } from '../../../../netstack/transport/ports.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { type TcpConfig, TcpProtocol } from '../../../../netstack/transport/tcp/protocol.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
+import { seededBytes } from './helper.ts';
 
 function twoStacks(impair?: Partial<ImpairSpec>, config?: Partial<TcpConfig>) {
   const clock = new VirtualClock();
@@ -31,19 +32,6 @@ function twoStacks(impair?: Partial<ImpairSpec>, config?: Partial<TcpConfig>) {
   a.registerTransport(ta);
   b.registerTransport(tb);
   return { clock, a, b, ta, tb };
-}
-
-/** Deterministic pseudo-random bytes. */
-function payload(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 interface Transfer {
@@ -114,7 +102,7 @@ const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 for (const cc of ['cubic', 'reno']) {
   t.test(`${cc}: 4 MB over a clean link arrive byte-exact, both sides close cleanly`, async (t) => {
     const env = twoStacks(undefined, { congestion: cc });
-    const data = payload(4 * MB, 1);
+    const data = seededBytes(4 * MB, 1);
     const r = transfer(env, data);
     t.equal(r.received, data.length);
     t.equal(r.digest, sha(data));
@@ -133,7 +121,7 @@ for (const cc of ['cubic', 'reno']) {
 
   t.test(`${cc}: 2 MB with 5% loss, 5% reordering, 1% duplication arrive byte-exact`, async (t) => {
     const env = twoStacks({ loss: 0.05, reorder: 0.05, dup: 0.01, seed: 3 }, { congestion: cc });
-    const data = payload(2 * MB, 2);
+    const data = seededBytes(2 * MB, 2);
     const r = transfer(env, data);
     t.equal(r.received, data.length);
     t.equal(r.digest, sha(data));
@@ -149,7 +137,7 @@ for (const cc of ['cubic', 'reno']) {
 
 t.test('IPv6: 1 MB byte-exact', async (t) => {
   const env = twoStacks();
-  const data = payload(MB, 3);
+  const data = seededBytes(MB, 3);
   const r = transfer(env, data, 6);
   t.equal(r.digest, sha(data));
   t.equal(r.client.snd.mss, 1440 - 12);
@@ -218,7 +206,7 @@ t.test('100 concurrent connections both ways over a lossy, reordering, corruptin
     const c = ta.newEndpoint(4);
     c.connect({ address: dst, port: 6000 });
     pairs.push({
-      c, s: null, up: payload(5000 + i * 97, i + 1), down: payload(3000 + i * 53, i + 1000),
+      c, s: null, up: seededBytes(5000 + i * 97, i + 1), down: seededBytes(3000 + i * 53, i + 1000),
       upOff: 0, downOff: 0, gotUp: [], gotDown: [], upShut: false, downShut: false, upEof: false, downEof: false,
     });
   }

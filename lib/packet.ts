@@ -4,16 +4,18 @@
  *
  * Receive: a PACKET_MMAP TPACKET_V2 ring shared with the kernel and viewed without copy. Readiness comes from
  * libuv on the main thread (`watchFd`); each wake-up walks every filled slot, hands the frame to the dispatcher
- * as a view into the ring, gives the slot back, then calls `deliverBatchEnd()`: no syscall and no thread hop per
- * frame. TPACKET_V2 rather than V3 because V3 only wakes the reader when a whole block is retired (full, or after
- * a timeout of at least a millisecond), which would add that latency to every lone request; V2 wakes per frame
- * when idle and still batches everything that arrived meanwhile under load. Under a stream, each kernel wake-up
- * costs the sending CPU a few µs (it runs the veth's receive softirq and wakes us), so a wake-up that finds a
- * stream keeps polling the ring for `busyPollUs` after the last frame instead of going back to sleep; a lone
- * frame never polls, so a request/response exchange keeps its latency and costs no extra CPU.
+ * as a view into the ring (flagged RX_MORE when the next slot is already filled), gives the slot back, then calls
+ * `deliverBatchEnd()`: no syscall and no thread hop per frame. TPACKET_V2 rather than V3 because V3 only wakes
+ * the reader when a whole block is retired (full, or after a timeout of at least a millisecond), which would add
+ * that latency to every lone request; V2 wakes per frame when idle and still batches everything that arrived
+ * meanwhile under load. Under a stream, each kernel wake-up costs the sending CPU a few µs (it runs the veth's
+ * receive softirq and wakes us), so a wake-up that finds a stream keeps polling the ring for `busyPollUs` after
+ * the last frame instead of going back to sleep; a lone frame never polls, so a request/response exchange keeps
+ * its latency and costs no extra CPU.
  *
  * Send: `writeFrame` copies into a native queue, `flush()` sends it with one sendmmsg, and a microtask flushes
- * whatever nobody flushed. A full socket buffer keeps the rest queued until the fd is writable.
+ * whatever nobody flushed. A full socket buffer keeps the rest queued until the fd is writable. A caller that
+ * builds its frame in the view `frameBuffer()` hands out (the next free queue slot) is queued without that copy.
  *
  * Offloads, by default off: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU
  * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload
@@ -25,7 +27,7 @@
  * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
  * segment. `capabilities` tells the stack which.
  */
-import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED } from '../netstack/link/endpoint.ts';
+import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import {
   C,
@@ -330,7 +332,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       // With offloads, partial checksums go up flagged (below); without, they are delivered as they are.
       if (status & TP_STATUS_CSUMNOTREADY && !this.offloads) c.rxCsumNotReady++;
       const d = this.dispatcher;
-      const flags = this.offloads && snaplen >= len ? this.vnetFlags(off + mac, snaplen) : 0;
+      let flags = this.offloads && snaplen >= len ? this.vnetFlags(off + mac, snaplen) : 0;
       if (snaplen < len) {
         c.rxTruncated++;
       } else if (flags < 0) {
@@ -341,6 +343,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
         c.rxFrames++;
         c.rxBytes += snaplen;
         delivered++;
+        // The kernel already filled the next slot: this batch goes on, so the receiver may defer its replies.
+        const next = i + 1 === this.ringFrames ? 0 : i + 1;
+        if (budget > 1 && (v.getUint32(this.slotOffset(next), true) & TP_STATUS_USER) !== 0) flags |= RX_MORE;
         try {
           d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen), flags);
         } finally {
@@ -412,7 +417,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     const i = this.txCount++;
     const slot = this.tx.slot(i);
     if (this.txHdr > 0) writeEmptyVnetHeader(this.tx.view, this.tx.offsetOf(i));
-    slot.set(frame, this.txHdr);
+    if (!this.inPlace(frame, slot)) slot.set(frame, this.txHdr);
     this.tx.setLength(i, this.txHdr + frame.length);
     this.scheduleFlush();
     return true;
@@ -447,11 +452,32 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (!this.reserveSlot()) return false;
     const i = this.txCount++;
     writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
-    this.tx.slot(i).set(frame, VNET_HDR_LEN);
+    const slot = this.tx.slot(i);
+    if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
     this.tx.setLength(i, VNET_HDR_LEN + frame.length);
     if (segmented) this.vnetCounters.txGsoFrames++;
     this.scheduleFlush();
     return true;
+  }
+
+  /**
+   * A view of `length` bytes in the next free send slot, behind the room for its virtio_net_hdr (see
+   * LinkEndpoint.frameBuffer): a frame built there and passed to the next writeFrame/writeGso is queued without a
+   * copy. A full queue is flushed first; null when it stays full (socket blocked), when closed, or when `length`
+   * exceeds a slot (the MTU frame, or with offloads the largest super-frame). Bytes are left from earlier frames.
+   */
+  frameBuffer(length: number): Uint8Array | null {
+    if (this.closed || length < 0 || length > this.tx.slotSize - this.txHdr) return null;
+    if (this.txCount >= this.tx.count) {
+      this.flush();
+      if (this.txCount >= this.tx.count) return null;
+    }
+    return this.tx.slot(this.txCount).subarray(this.txHdr, this.txHdr + length);
+  }
+
+  /** Whether `frame` is the view frameBuffer handed out for `slot` (the slot about to be filled): no copy needed. */
+  private inPlace(frame: Uint8Array, slot: Uint8Array): boolean {
+    return frame.buffer === slot.buffer && frame.byteOffset === slot.byteOffset + this.txHdr;
   }
 
   /** Makes room for one more queued frame, flushing a full queue; false (counted) when it stays full. */

@@ -22,6 +22,12 @@ export interface LinkDispatcher {
  */
 export const RX_CSUM_VERIFIED = 1;
 
+/**
+ * Receive flag: more frames of this batch follow at once (the link already holds the next one): a receiver may
+ * defer work such as ACKs to deliverBatchEnd().
+ */
+export const RX_MORE = 2;
+
 /** `gso_type` values (VIRTIO_NET_HDR_GSO_*): how a super-frame is to be (or was) cut into segments. */
 export const GsoType = {
   /** Not a super-frame. */
@@ -108,6 +114,15 @@ export interface LinkEndpoint {
    * links whose `capabilities.gso` is true. Same ownership and flush rules as writeFrame.
    */
   writeGso?(frame: Uint8Array, o: GsoOptions): boolean;
+  /**
+   * A writable view of `length` bytes in the link's own send memory, where the caller may build its next frame:
+   * passing that very view (same buffer and byteOffset, any length up to `length`, e.g. `view.subarray(0, n)`)
+   * to the next writeFrame/writeGso queues it without a copy; any other frame is copied as usual. The view is
+   * valid only until the next call of any method on the link, and its bytes are whatever the memory held before
+   * (not zeroed): the caller writes every byte it sends. Null when the link cannot offer one now (queue full and
+   * blocked, closed, `length` too large). Optional: a link without it is always written by copy.
+   */
+  frameBuffer?(length: number): Uint8Array | null;
   /** Sends every frame queued by writeFrame. */
   flush(): void;
   /** Stops the link and releases its resources; idempotent. */

@@ -111,7 +111,8 @@ export class NeighborCache {
 
   /**
    * Sends `frame` (destination MAC still to fill in) to `target`: at once when its MAC is known, else queued
-   * while the address is resolved (RFC 4861 §7.2.2, §7.3.3). `gso` goes with a super-frame to the link's writeGso.
+   * while the address is resolved (RFC 4861 §7.2.2, §7.3.3), as a copy, since `frame` may be link memory that is
+   * valid only until the link's next call. `gso` goes with a super-frame to the link's writeGso.
    */
   send(target: Address, frame: Uint8Array, key = addressKey(target), gso?: GsoOptions): void {
     let e = this.entries.get(key);
@@ -127,7 +128,7 @@ export class NeighborCache {
     if (!e) {
       if (!this.makeRoom()) {
         this.hooks.count('tableFull');
-        this.hooks.unreachable(target, [frame]);
+        this.hooks.unreachable(target, [frame.slice()]);
         return;
       }
       e = { target, state: 'incomplete', mac: undefined, probes: 0, timer: undefined, queue: [], queueGso: [], queued: 0, usedAt: 0 };
@@ -218,7 +219,9 @@ export class NeighborCache {
   }
 
   private enqueue(e: Entry, frame: Uint8Array, gso: GsoOptions | undefined): void {
-    e.queue.push(frame);
+    // A copy: the frame may live in the link's send memory (LinkEndpoint.frameBuffer), valid only until the
+    // link's next call, and a frame held while resolving outlives many of those.
+    e.queue.push(frame.slice());
     e.queueGso.push(gso);
     e.queued += frame.length;
     // Oldest frames go first, as Linux's __neigh_event_send does.

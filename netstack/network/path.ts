@@ -5,6 +5,7 @@
 import { type Address, addressKey } from '../addr.ts';
 import type { NetError } from '../errors.ts';
 import type { Route, SendOptions } from '../transport/protocol.ts';
+import { allocPacket } from '../wire/alloc.ts';
 import type { StackInternals } from './internals.ts';
 import type { Nic } from './nic.ts';
 
@@ -49,6 +50,20 @@ export class Path implements Route {
 
   maxPayload(): number {
     return this.mtu() - (this.headroom - LINK_HEADROOM);
+  }
+
+  /**
+   * The link's send memory for a unicast path out of a real link that offers it (frame offset 0 is the link
+   * header, as send/sendGso use a packet with `headroom` in place), else allocPacket: packets to ourselves wait
+   * in the loopback queue, so they must not live in link memory.
+   */
+  packetBuffer(length: number): Uint8Array {
+    if (this.kind === 'unicast' && !this.nic.loopback) {
+      const link = this.nic.link;
+      const view = link.frameBuffer === undefined ? null : link.frameBuffer(length);
+      if (view !== null) return view;
+    }
+    return allocPacket(length);
   }
 
   send(protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined {

@@ -100,6 +100,13 @@ export interface Route {
   /** The largest transport segment that fits one IP packet on the current path MTU (PMTU cache included). */
   maxPayload(): number;
   /**
+   * A packet of `length` bytes for one segment that is then sent on this route with `send` or `sendGso` at offset
+   * `headroom`, before any other send: built in the link's own send memory when it offers that (so it leaves with
+   * no copy), else freshly allocated. Its bytes are NOT zeroed: the caller writes every byte of its headers.
+   * Optional: without it, allocate `headroom + segmentLength` bytes.
+   */
+  packetBuffer?(length: number): Uint8Array;
+  /**
    * Sends one transport segment as one IP packet (fragmenting if it is larger than maxPayload and
    * dontFragment is off). `packet[offset..]` is the segment; `packet[0..offset)` is free headroom.
    */

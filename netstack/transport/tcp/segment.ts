@@ -1,6 +1,7 @@
 /**
- * Building and sending segments: one range of packet memory (wire/alloc.ts) of headroom + header + payload per
- * segment, the header emitted in place, the payload copied once from the send buffer (or given), and the
+ * Building and sending segments: one packet of headroom + header + payload per segment, in the link's own send
+ * memory when the route offers it (Route.packetBuffer, no copy on the way out) or else from wire/alloc.ts, the
+ * header emitted in place, the payload copied once from the send buffer (or given), and the
  * pseudo-header checksum filled (RFC 9293 §3.1). Also the stateless replies of RFC 9293 §3.10.7.1 (RST for
  * segments to no connection).
  */
@@ -25,6 +26,18 @@ import {
 } from '../../wire/tcp.ts';
 import { type NetworkLayer, PROTO_TCP, type Route } from '../protocol.ts';
 import type { ByteQueue } from './buffer.ts';
+
+/**
+ * A packet of `length` bytes for one segment on `route`, its first `headers` bytes (headroom and TCP header)
+ * zero: link memory is handed out as it was left, and the emitters rely on zero for the fields they skip (the
+ * checksum, summed over the header before it is set, and the urgent pointer).
+ */
+function packetFor(route: Route, length: number, headers: number): Uint8Array {
+  if (route.packetBuffer === undefined) return allocPacket(length);
+  const pkt = route.packetBuffer(length);
+  pkt.fill(0, 0, headers);
+  return pkt;
+}
 
 /**
  * What never changes between a connection's segments on one route: ports and the pseudo-header's address and
@@ -67,9 +80,13 @@ export function sendFast(
   const hl = ts ? 32 : 20;
   const off = route.headroom;
   const total = hl + len;
-  const pkt = allocPacket(off + total);
+  const pkt = packetFor(route, off + total, off + hl);
   emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
-  if (len > 0 && src) src.copyOut(srcOff, len, pkt, off + hl);
+  if (len > 0) {
+    // Never stale link memory on the wire, even if the buffer holds fewer bytes than asked for.
+    const got = src ? src.copyOut(srcOff, len, pkt, off + hl) : 0;
+    if (got < len) pkt.fill(0, off + hl + got, off + total);
+  }
   const pseudo = t.pseudo + (total >>> 16) + (total & 0xffff);
   if (gsoSize > 0 && route.sendGso) {
     setTcpChecksumField(pkt, off, foldChecksum(pseudo));
@@ -101,11 +118,15 @@ export function sendSegment(
 ): NetError | undefined {
   const hl = tcpHeaderLengthFor(options);
   const off = route.headroom;
-  const pkt = allocPacket(off + hl + len);
+  const pkt = packetFor(route, off + hl + len, off + hl);
   emitTcpHeader(h, options, hl, pkt, off);
   if (len > 0) {
     if (write) write(pkt, off + hl, len);
-    else if (payload) pkt.set(payload.subarray(0, len), off + hl);
+    else {
+      const got = payload ? Math.min(len, payload.length) : 0;
+      if (got > 0) pkt.set(payload!.subarray(0, got), off + hl);
+      if (got < len) pkt.fill(0, off + hl + got, off + hl + len);
+    }
   }
   fillTcpChecksum(pkt.subarray(off), route.localAddress, route.remoteAddress);
   return route.send(PROTO_TCP, pkt, off);

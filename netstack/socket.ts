@@ -28,6 +28,11 @@ export interface ReadOptions {
   peek?: boolean;
   /** At most this many bytes (stream) or the user buffer size (datagram; the rest is truncated). */
   maxBytes?: number;
+  /**
+   * Stream sockets: copy the bytes into this buffer (at most its length) and return a view of it, as recv(2)
+   * into a user buffer, instead of a view of the socket's memory or a fresh array.
+   */
+  into?: Uint8Array;
 }
 
 /** The result of a successful read(). A zero-length `data` on a stream socket means end of stream. */

@@ -169,6 +169,8 @@ export interface Iperf3Options {
 }
 
 const CHUNK = 262144;
+// Where received test data goes (read as iperf3's server reads it, into a buffer, and then dropped).
+const SINK = new Uint8Array(CHUNK);
 const BACKLOG = 1024;
 /** Datagrams a UDP sender sends per pacing tick at most (with -b 0, every tick sends this many). */
 const UDP_BURST = 64;
@@ -489,7 +491,7 @@ class Test {
     const running = this.phase === 'running';
     const sending = d.sender && this.phase !== 'over' && (running || d.offset > 0);
     for (;;) {
-      const r = c.ep.read({ maxBytes: CHUNK });
+      const r = c.ep.read({ into: SINK });
       if (r === Err.WouldBlock) break;
       if (r instanceof NetError || r.data.length === 0) return c.close();
       if (!d.sender && (this.phase === 'running' || this.phase === 'streams')) this.count(d, r.data.length);

@@ -28,6 +28,8 @@ type Step = () => boolean;
 
 /** How much one read takes. */
 const CHUNK = 65536;
+// Where discard and chargen read what they throw away (copied out as recv(2) would, then dropped).
+const SINK = new Uint8Array(CHUNK);
 /** Listen backlog of the services. */
 const BACKLOG = 4096;
 
@@ -64,7 +66,7 @@ export function tcpEcho(sockets: SocketFactory, port = 7): (Service & { stats: S
 export function tcpDiscard(sockets: SocketFactory, port = 9): (Service & { stats: StreamServiceStats }) | NetError {
   return streamService('discard', sockets, port, (ep, stats) => () => {
     for (;;) {
-      const r = ep.read({ maxBytes: CHUNK });
+      const r = ep.read({ into: SINK });
       if (r === Err.WouldBlock) return true;
       if (r instanceof NetError || r.data.length === 0) return false;
       stats.bytesIn += r.data.length;
@@ -85,7 +87,7 @@ export function tcpChargen(sockets: SocketFactory, port = 19): (Service & { stat
     let eof = false;
     return () => {
       while (!eof) {
-        const r = ep.read({ maxBytes: CHUNK });
+        const r = ep.read({ into: SINK });
         if (r === Err.WouldBlock) break;
         if (r instanceof NetError) return false;
         if (r.data.length === 0) eof = true;

@@ -14,6 +14,38 @@ const FILL_MAX = 256 * 1024;
 const BURST_PREALLOC_MAX = 64 * 1024;
 // The send buffer's chunks are recycled, never handed out, so bigger ones cost nothing but fewer copies' seams.
 const FILL_MAX_RECYCLED = 256 * 1024;
+// Chunks of these sizes that no view ever left are kept for reuse by any queue, a few of each size: a bulk stream
+// then takes its chunks from here instead of allocating (and zeroing, and making the collector account for) a
+// fresh one per burst, while an idle connection still holds nothing. At most 8 × (64 + 128 + 256) KiB stay kept.
+const POOL_MIN = 64 * 1024;
+const POOL_PER_SIZE = 8;
+const pools = new Map<number, Uint8Array[]>([
+  [64 * 1024, []],
+  [128 * 1024, []],
+  [256 * 1024, []],
+]);
+
+/** How many chunks the shared pool keeps now (for tests and diagnostics). */
+export function pooledChunks(): number {
+  let n = 0;
+  for (const p of pools.values()) n += p.length;
+  return n;
+}
+
+/** A chunk of `size` bytes: a kept one when there is one (its old contents are overwritten before use). */
+function takeChunk(size: number): Uint8Array {
+  return (size >= POOL_MIN ? pools.get(size)?.pop() : undefined) ?? new Uint8Array(size);
+}
+
+// Memory of which `peek` handed out a view: a reader may still hold it, so it never goes back to a pool.
+const lentBuffers = new WeakSet<ArrayBufferLike>();
+
+/** Keeps a whole chunk whose bytes are all consumed and of which no view was handed out. */
+function keepChunk(chunk: Uint8Array): void {
+  if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength || lentBuffers.has(chunk.buffer)) return;
+  const pool = pools.get(chunk.length);
+  if (pool && pool.length < POOL_PER_SIZE) pool.push(chunk);
+}
 
 /** A FIFO of bytes held as chunks, with random-access copy-out from the front. */
 export class ByteQueue {
@@ -84,7 +116,7 @@ export class ByteQueue {
         const want = Math.max(this.size + total - from, Math.min(this.lastBurst, BURST_PREALLOC_MAX));
         let size = FILL_MIN;
         while (size < want && size < this.fillMax) size *= 2;
-        f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : new Uint8Array(size);
+        f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : takeChunk(size);
         this.fillPos = 0;
       }
       const pos = this.fillPos;
@@ -148,7 +180,10 @@ export class ByteQueue {
     len = Math.min(len, this.size);
     this.seal();
     const first = this.chunks[0];
-    if (first && first.length - this.head >= len) return first.subarray(this.head, this.head + len);
+    if (first && first.length - this.head >= len) {
+      lentBuffers.add(first.buffer);
+      return first.subarray(this.head, this.head + len);
+    }
     const out = new Uint8Array(len);
     this.copyOut(0, len, out, 0);
     return out;
@@ -169,8 +204,9 @@ export class ByteQueue {
       n -= left;
       const gone = this.chunks.shift()!;
       this.head = 0;
-      if (this.recycle && gone.length === this.fillMax && gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
-        if (this.spare.length < 2) this.spare.push(new Uint8Array(gone.buffer, 0, this.fillMax));
+      if (gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
+        if (this.recycle && gone.length === this.fillMax && this.spare.length < 2) this.spare.push(gone);
+        else keepChunk(gone);
       }
       if (this.cursorIdx > 0) {
         this.cursorIdx--;
@@ -184,9 +220,11 @@ export class ByteQueue {
     }
   }
 
-  // Drained: an idle connection keeps no chunk.
+  // Drained: an idle connection keeps no chunk (those nobody holds a view of go to the shared pool).
   private releaseFill(): void {
     this.open = false;
+    if (this.fill !== null) keepChunk(this.fill);
+    for (const c of this.spare) keepChunk(c);
     this.spare = [];
     this.fill = null;
     this.fillPos = 0;

@@ -356,9 +356,16 @@ export class TcpEndpoint implements Endpoint {
     if (this.state === State.Listen) return Err.NotConnected;
     const q = this.rcv.buf;
     if (q.length > 0) {
-      const n = Math.min(q.length, opts?.maxBytes ?? q.length);
-      // A view is safe once consumed (the queue drops its chunk); a peek must not alias what stays queued.
-      const data = opts?.peek ? q.peek(n).slice() : q.peek(n);
+      const into = opts?.into;
+      const n = Math.min(q.length, opts?.maxBytes ?? q.length, into ? into.length : Infinity);
+      let data: Uint8Array;
+      if (into) {
+        q.copyOut(0, n, into, 0);
+        data = into.subarray(0, n);
+      } else {
+        // A view is safe once consumed (the queue drops its chunk); a peek must not alias what stays queued.
+        data = opts?.peek ? q.peek(n).slice() : q.peek(n);
+      }
       if (!opts?.peek) {
         q.consume(n);
         this.proto.charge(-n);
@@ -632,10 +639,15 @@ export class TcpEndpoint implements Endpoint {
       this.notify();
       return;
     }
+    // Linux's tcp_cleanup_rbuf: a window update of its own only once at most half the window is left to the
+    // peer and the read at least doubles it; smaller openings ride on the next ACK (a bulk receiver reading
+    // after every burst would otherwise send an update per read on top of its ACKs).
     const rcv = this.rcv;
     const before = rcv.wnd;
-    const now = rcv.windowToAdvertise(this.snd.mss);
-    if (now - before >= Math.min(rcv.limit / 2, 2 * this.snd.mss) || (before === 0 && now > 0)) sendAck(this);
+    if (2 * before <= rcv.limit) {
+      const now = rcv.windowToAdvertise(this.snd.mss);
+      if (now > before && now >= 2 * before) sendAck(this);
+    }
     this.notify();
   }
 

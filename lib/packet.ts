@@ -113,6 +113,10 @@ const ETH_HLEN = 14;
 const VLAN_HLEN = 4;
 // Longest one busy-polling receive() keeps the event loop, in ms.
 const MAX_POLL_MS = 2;
+// Frames one receive() call delivers at most: about 1 MB either way (measured on a veth with 4 iperf3 streams:
+// 16 super-frames beat 64 and a whole ring by 10–40%, 4 was too few).
+const RX_BUDGET_OFFLOADS = 16;
+const RX_BUDGET = 512;
 
 interface OpenedSocket {
   fd: number;
@@ -210,6 +214,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private dispatcher: LinkDispatcher | null = null;
   private closed = false;
   private readonly busyPollMs: number;
+  // Frames one receive() delivers before it returns to the event loop, so that the application's reads (queued
+  // as microtasks by the deliveries) drain the receive queues while their bytes are still in cache, and the
+  // stack's memory stays a few bursts deep instead of a ring deep.
+  private readonly rxBudget: number;
   private lastReceiveEnd = -Infinity;
   private readonly stat = new Uint32Array(2);
   private readonly statLen = new Uint32Array(1);
@@ -223,6 +231,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.mtu = s.mtu;
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
+    this.rxBudget = opts.offloads ? RX_BUDGET_OFFLOADS : RX_BUDGET;
     this.offloads = opts.offloads ?? false;
     this.txHdr = this.offloads ? VNET_HDR_LEN : 0;
     this.capabilities = this.offloads
@@ -291,8 +300,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private receive(): void {
     const stats = this.rxPoll;
     stats.wakeups++;
-    const n = this.drain();
-    if (n === 0 || this.busyPollMs <= 0 || this.closed) return;
+    let left = this.rxBudget;
+    const n = this.drain(left);
+    left -= n;
+    if (n === 0 || this.busyPollMs <= 0 || this.closed || left <= 0) return;
     const start = performance.now();
     const streaming = n > 1 || start - this.lastReceiveEnd <= this.busyPollMs;
     this.lastReceiveEnd = start;
@@ -301,25 +312,30 @@ export class AfPacketEndpoint implements LinkEndpoint {
     let idleSince = start;
     for (;;) {
       const now = performance.now();
-      if (this.closed || now - start > MAX_POLL_MS || now - idleSince > this.busyPollMs) {
+      if (this.closed || left <= 0 || now - start > MAX_POLL_MS || now - idleSince > this.busyPollMs) {
         this.lastReceiveEnd = now;
         return;
       }
       if ((this.ring.view.getUint32(this.slotOffset(this.rxHead), true) & TP_STATUS_USER) !== 0) {
-        stats.caught += this.drain();
+        const m = this.drain(left);
+        stats.caught += m;
+        left -= m;
         idleSince = performance.now();
       }
     }
   }
 
-  /** Walks the ring from our head, delivering each filled slot and returning it to the kernel; returns frames seen. */
-  private drain(): number {
+  /**
+   * Walks the ring from our head, delivering each filled slot (at most `max`) and returning it to the kernel;
+   * returns frames seen.
+   */
+  private drain(max: number): number {
     const v = this.ring.view;
     const bytes = this.ring.bytes;
     const c = this.counters;
     let delivered = 0;
     let seen = 0;
-    for (let budget = this.ringFrames; budget > 0 && !this.closed; budget--) {
+    for (let budget = Math.min(max, this.ringFrames); budget > 0 && !this.closed; budget--) {
       const i = this.rxHead;
       const off = this.slotOffset(i);
       const status = v.getUint32(off, true);

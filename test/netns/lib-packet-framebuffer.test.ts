@@ -184,3 +184,24 @@ t.test('burst of frames B → A → delivered with RX_MORE while the ring holds 
   t.ok(events.filter((e) => e === 'end').length >= 1);
   t.equal(events[events.length - 1], 'end');
 });
+
+t.test('burst of 64 frames with offloads → at most 16 delivered before the event loop runs the microtasks they queued', async (t) => {
+  const { a, b } = await endpoints(t);
+  const events: string[] = [];
+  a.attach({
+    deliverFrame: (f) => {
+      if (!isTest(f)) return;
+      events.push('f');
+      // What an application's read does: it runs in a microtask queued by the delivery's readiness event.
+      queueMicrotask(() => events.push('m'));
+    },
+  });
+  const n = 64;
+  for (let i = 0; i < n; i++) b.writeFrame(testFrame(b.macAddress, a.macAddress, 100, i));
+  b.flush();
+  await waitFor(() => events.filter((e) => e === 'f').length >= n, 3000, `${n} frames at A`);
+  // Longest run of deliveries with no microtask in between.
+  const longest = Math.max(...events.join('').split('m').map((run) => run.length));
+  t.ok(longest <= 16, `at most 16 frames in a row before microtasks ran (longest run ${longest}: ${events.join('')})`);
+  t.ok(events.indexOf('m') > 0 && events.indexOf('m') < n, 'the first microtask ran before the burst was over');
+});

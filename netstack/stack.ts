@@ -19,7 +19,7 @@ import {
 } from './addr.ts';
 import type { Clock, Timer } from './clock.ts';
 import { Err, type NetError } from './errors.ts';
-import type { GsoOptions, LinkEndpoint } from './link/endpoint.ts';
+import { type GsoOptions, type LinkEndpoint, RX_MORE } from './link/endpoint.ts';
 import { Rng } from './rand.ts';
 import { Stats } from './stats.ts';
 import type { NetworkLayer, Route, TransportProtocol } from './transport/protocol.ts';
@@ -124,6 +124,8 @@ export class Stack implements NetworkLayer, StackInternals {
 
   private readonly routeTable = new RouteTable();
   private readonly transports = new Map<number, TransportProtocol>();
+  // Transports with a batchEnd hook, called before the links are flushed.
+  private batchEnders: TransportProtocol[] = [];
   private readonly nicMap = new Map<number, Nic>();
   private readonly local4 = new Map<number, LocalAddress>();
   private readonly local6 = new Map<string, LocalAddress>();
@@ -386,6 +388,7 @@ export class Stack implements NetworkLayer, StackInternals {
 
   registerTransport(p: TransportProtocol): void {
     this.transports.set(p.protocolNumber, p);
+    this.batchEnders = [...this.transports.values()].filter((t) => t.batchEnd !== undefined);
   }
 
   /** @internal */
@@ -537,6 +540,7 @@ export class Stack implements NetworkLayer, StackInternals {
   private flushDirty(): void {
     this.flushTimer?.cancel();
     this.flushTimer = undefined;
+    for (const t of this.batchEnders) t.batchEnd!();
     for (const nic of this.nicMap.values()) {
       if (!nic.dirty) continue;
       nic.dirty = false;
@@ -547,6 +551,9 @@ export class Stack implements NetworkLayer, StackInternals {
   private receiveFrame(nic: Nic, frame: Uint8Array, flags: number): void {
     this.counters.rx.received++;
     this.counters.link.rxFrames++;
+    // Replies deferred for the rest of the batch go out at deliverBatchEnd, or at the next tick should a link
+    // flag RX_MORE and then not end its batch.
+    if ((flags & RX_MORE) !== 0) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
     this.account(this.dispatchFrame(nic, frame, flags));
   }
 

@@ -11,7 +11,7 @@ import {
   isMulticast,
   isUnspecified,
 } from '../addr.ts';
-import { GsoType, RX_CSUM_VERIFIED } from '../link/endpoint.ts';
+import { GsoType, RX_CSUM_VERIFIED, RX_MORE } from '../link/endpoint.ts';
 import { Err, NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
@@ -123,6 +123,7 @@ export class Ipv4 {
       tos: buf[1]!,
       broadcast,
       csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
+      more: (flags & RX_MORE) !== 0,
     };
     // MF or a fragment offset: part of a datagram.
     if ((((buf[6]! << 8) | buf[7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(buf), info, linkBroadcast);

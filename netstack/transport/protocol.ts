@@ -30,6 +30,11 @@ export interface PacketInfo {
   readonly broadcast: boolean;
   /** The link marked the frame RX_CSUM_VERIFIED: the transport skips its checksum check (the field may be partial). */
   readonly csumVerified?: boolean;
+  /**
+   * The link flagged the frame RX_MORE: more frames of this batch follow at once, so replies such as ACKs may
+   * wait for `batchEnd()`.
+   */
+  readonly more?: boolean;
 }
 
 /** What a transport did with a packet; "no-endpoint" makes the network layer send an ICMP unreachable. */
@@ -72,6 +77,8 @@ export interface TransportProtocol {
    * transport header of that packet (as much of it as the ICMP message quoted, at least 8 bytes).
    */
   deliverControl?(msg: ControlMessage, local: Address, remote: Address, quoted: Uint8Array): void;
+  /** The end of a batch of received frames (and of every clock tick that sent): send what was deferred. */
+  batchEnd?(): void;
 }
 
 /** Per-packet send options. */

@@ -136,6 +136,8 @@ export class TcpEndpoint implements Endpoint {
   private readonly corkTimer: LazyTimer;
   /** When an unacceptable segment without data was last answered (rate limit, input.ts). */
   lastInvalidAck = -Infinity;
+  /** An ACK of ours waits in the protocol's deferred list for the end of the receive batch (TcpProtocol.rxMore). */
+  ackDeferred = false;
   /** Registered in the protocol's demux tables. */
   registered = false;
 
@@ -626,8 +628,10 @@ export class TcpEndpoint implements Endpoint {
 
   /** Sends what is owed: data first (it carries the ACK), else a bare ACK when one is due now. */
   flushAck(): void {
-    if (this.rcv.ackNow) sendAck(this);
-    else if (this.rcv.unackedSegs > 0) this.rcv.delackTimer.ensure(this.proto.config.delayedAckMs);
+    if (this.rcv.ackNow) {
+      if (this.proto.rxMore) this.proto.deferAck(this);
+      else sendAck(this);
+    } else if (this.rcv.unackedSegs > 0) this.rcv.delackTimer.ensure(this.proto.config.delayedAckMs);
   }
 
   /** The application read: reopen the window when it grew enough to be worth an update (RFC 9293 §3.8.6.2.2). */

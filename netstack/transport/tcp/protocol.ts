@@ -24,6 +24,7 @@ import { Cubic } from './congestion/cubic.ts';
 import { Reno } from './congestion/reno.ts';
 import { TcpEndpoint } from './endpoint.ts';
 import { predictedArrives, segmentArrives } from './input.ts';
+import { sendAck } from './output.ts';
 import { DEFAULT_RTO_MIN } from './rtt.ts';
 import { sendResetFor } from './segment.ts';
 import { State } from './state.ts';
@@ -174,6 +175,13 @@ export class TcpProtocol implements TransportProtocol {
   // The connection the last predicted lookup found (see lookupFast).
   private lastHit: TcpEndpoint | undefined;
   private challengeCount = 0;
+  /**
+   * Whether the segment being delivered came flagged RX_MORE (more frames of its batch follow at once): an ACK
+   * it makes due then waits for batchEnd, so a burst of segments for one connection is answered by one ACK.
+   */
+  rxMore = false;
+  // Connections with an ACK deferred to batchEnd.
+  private readonly deferred: TcpEndpoint[] = [];
 
   constructor(
     readonly net: NetworkLayer,
@@ -231,6 +239,32 @@ export class TcpProtocol implements TransportProtocol {
   }
 
   deliver(info: PacketInfo, segment: Uint8Array): DeliverResult {
+    this.rxMore = info.more === true;
+    const r = this.deliverSegment(info, segment);
+    this.rxMore = false;
+    return r;
+  }
+
+  /** Holds `ep`'s due ACK until batchEnd (see rxMore). */
+  deferAck(ep: TcpEndpoint): void {
+    if (ep.ackDeferred) return;
+    ep.ackDeferred = true;
+    this.deferred.push(ep);
+  }
+
+  /** Sends the ACKs deferred during the batch that just ended (those no later segment already sent). */
+  batchEnd(): void {
+    const list = this.deferred;
+    if (list.length === 0) return;
+    for (let i = 0; i < list.length; i++) {
+      const ep = list[i]!;
+      ep.ackDeferred = false;
+      if (ep.rcv.ackNow) sendAck(ep);
+    }
+    list.length = 0;
+  }
+
+  private deliverSegment(info: PacketInfo, segment: Uint8Array): DeliverResult {
     const st = this.stats;
     st.segmentsReceived++;
     const hl = segment.length >= TCP_MIN_HEADER_LEN ? (segment[12]! >>> 4) * 4 : 0;

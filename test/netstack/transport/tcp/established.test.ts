@@ -766,3 +766,54 @@ t.test('send-buffer auto-tuning: the buffer grows to twice cwnd; SO_SNDBUF fixes
     }
   }
 });
+
+// Receive batches (PacketInfo.more, from frames a link flagged RX_MORE): due ACKs wait for the batch's end.
+t.test('ESTABLISHED 4 segments flagged more → no ACK until batchEnd, then one ACK for all; unflagged → an ACK each', async (t) => {
+  const { h, snd } = established();
+  const p = h.peerNxt;
+  for (let i = 0; i < 4; i++) h.send({ flags: A, seq: p + i * 1460, ack: snd, payload: pattern(1460), more: true });
+  h.expectNone(0);
+  h.tcp.batchEnd();
+  h.expect({ flags: A, ack: p + 4 * 1460 });
+  h.tcp.batchEnd();
+  h.expectNone(0);
+  // The same four unflagged, still in quick-ACK mode: an ACK each, at once.
+  for (let i = 4; i < 8; i++) h.send({ flags: A, seq: p + i * 1460, ack: snd, payload: pattern(1460) });
+  for (let i = 5; i <= 8; i++) h.expect({ flags: A, ack: p + i * 1460 });
+  h.expectNone(0);
+});
+
+t.test('ESTABLISHED segments flagged more, the batch\'s last one not → one ACK at the last, nothing left for batchEnd', async (t) => {
+  const { h, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(1460), more: true });
+  h.send({ flags: A, seq: p + 1460, ack: snd, payload: pattern(1460), more: true });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p + 2920, ack: snd, payload: pattern(1460) });
+  h.expect({ flags: A, ack: p + 3 * 1460 });
+  h.tcp.batchEnd();
+  h.expectNone(0);
+});
+
+t.test('ESTABLISHED out-of-order segment flagged more → its SACK waits for batchEnd; the hole filled in the same batch → one ACK for all', async (t) => {
+  const { h, snd } = established({ mss: 1460, sackPermitted: true } as never);
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p + 1000, ack: snd, payload: pattern(1000), more: true });
+  h.expectNone(0);
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(1000), more: true });
+  h.expectNone(0);
+  h.tcp.batchEnd();
+  const ack = h.expect({ flags: A, ack: p + 2000 });
+  t.same(ack.options.sack ?? [], [], 'no SACK block: the reordering healed inside the batch');
+});
+
+t.test('ESTABLISHED ACK deferred, then RST in the same batch → batchEnd sends nothing', async (t) => {
+  const { h, ep, snd } = established();
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(1460), more: true });
+  h.send({ flags: A, seq: p + 1460, ack: snd, payload: pattern(1460), more: true });
+  h.send({ flags: TCP_RST, seq: p + 2920, more: true });
+  t.equal(ep.state, State.Closed);
+  h.tcp.batchEnd();
+  h.expectNone(0);
+});

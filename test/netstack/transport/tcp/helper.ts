@@ -168,6 +168,8 @@ export interface PeerSegment {
   options?: TcpOptions;
   srcPort?: number;
   dstPort?: number;
+  /** Delivered as from a frame the link flagged RX_MORE (more of its batch follows). */
+  more?: boolean;
 }
 
 /** The harness: a TcpProtocol and the scripted peer's view of one connection. */
@@ -211,7 +213,7 @@ export class Harness {
     };
     const buf = new Uint8Array(tcpHeaderLength(repr) + repr.payload.length);
     emitTcp(repr, buf, 0, REMOTE, LOCAL);
-    const info: PacketInfo = { nicId: 1, src: REMOTE, dst: LOCAL, ttl: 64, tos: 0, broadcast: false };
+    const info: PacketInfo = { nicId: 1, src: REMOTE, dst: LOCAL, ttl: 64, tos: 0, broadcast: false, more: s.more };
     this.tcp.deliver(info, buf);
     this.clock.runDue();
   }

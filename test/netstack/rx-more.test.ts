@@ -1,0 +1,108 @@
+// RX_MORE through a whole stack: ACKs due while a link's batch goes on wait for deliverBatchEnd, and a link that
+// flags RX_MORE but never ends its batch still gets them out at the next clock tick.
+import t from 'tap';
+import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
+import { VirtualClock } from '../../netstack/clock.ts';
+import { Err, NetError } from '../../netstack/errors.ts';
+import { ChannelEndpoint } from '../../netstack/link/channel.ts';
+import { type LinkDispatcher, type LinkEndpoint, RX_MORE } from '../../netstack/link/endpoint.ts';
+import { Netstack } from '../../netstack/netstack.ts';
+import type { Endpoint } from '../../netstack/socket.ts';
+import { pattern } from './transport/tcp/helper.ts';
+
+/** Passes frames through, flagging each RX_MORE, and forwards deliverBatchEnd only when `batchEnds` is set. */
+class MoreLink implements LinkEndpoint {
+  batchEnds = true;
+  /** Frames delivered up, and ACK-only frames the stack wrote, in the order they happened. */
+  readonly log: string[] = [];
+  constructor(private readonly inner: LinkEndpoint) {}
+  get mtu(): number {
+    return this.inner.mtu;
+  }
+  get macAddress(): Uint8Array {
+    return this.inner.macAddress;
+  }
+  attach(d: LinkDispatcher | null): void {
+    this.inner.attach(
+      d && {
+        deliverFrame: (f, fl) => {
+          this.log.push('rx');
+          d.deliverFrame(f, (fl ?? 0) | RX_MORE);
+        },
+        deliverBatchEnd: () => {
+          if (!this.batchEnds) return;
+          this.log.push('end');
+          d.deliverBatchEnd?.();
+        },
+      },
+    );
+  }
+  writeFrame(frame: Uint8Array): boolean {
+    // IPv4 + TCP without payload: 14 + 20 + TCP header length.
+    const tcpLen = frame.length - 34;
+    if (frame[23] === 6 && tcpLen === (frame[46]! >>> 4) * 4) this.log.push('ack');
+    return this.inner.writeFrame(frame);
+  }
+  flush(): void {
+    this.inner.flush();
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
+
+/** Runs the clock until the server has read `n` bytes (or `ms` passed); returns the bytes read. */
+function readAll(clock: VirtualClock, server: Endpoint, n: number, ms: number): number {
+  const sink = new Uint8Array(65536);
+  let got = 0;
+  for (let i = 0; i < ms && got < n; i++) {
+    clock.advance(1);
+    for (;;) {
+      const r = server.read({ into: sink });
+      if (r instanceof NetError || r.data.length === 0) break;
+      got += r.data.length;
+    }
+  }
+  return got;
+}
+
+function pair() {
+  const clock = new VirtualClock();
+  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
+  const more = new MoreLink(lb);
+  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
+  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
+  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
+  b.stack.addAddress(b.stack.addNic(more), parseSubnet('198.18.0.2/24')!);
+  const listener = b.socket(4, 'stream') as Endpoint;
+  listener.bind({ address: new Uint8Array(4), port: 5001 });
+  listener.listen(8);
+  const client = a.socket(4, 'stream') as Endpoint;
+  t.equal(client.connect({ address: parseAddress('198.18.0.2')!, port: 5001 }), Err.ConnectStarted);
+  clock.advance(10);
+  const r = listener.accept();
+  if (r instanceof NetError) throw new Error('no connection');
+  return { clock, more, client, server: r.endpoint };
+}
+
+t.test('link flags every frame RX_MORE and ends its batches → B ACKs only after a batch end, never between frames', (t) => {
+  const { clock, more, client, server } = pair();
+  more.log.length = 0;
+  t.equal(client.write(pattern(200_000)), 200_000);
+  t.equal(readAll(clock, server, 200_000, 1000), 200_000, 'everything arrived');
+  const acks = more.log.filter((e) => e === 'ack').length;
+  t.ok(acks > 0, `${acks} ACKs`);
+  const between = more.log.findIndex((e, i) => e === 'ack' && more.log[i - 1] === 'rx');
+  t.equal(between, -1, `no ACK written between two deliveries of a batch (log: ${more.log.slice(0, 40).join(' ')} …)`);
+  t.end();
+});
+
+t.test('link flags RX_MORE and never ends a batch → the ACKs still go out, at the next tick', (t) => {
+  const { clock, more, client, server } = pair();
+  more.batchEnds = false;
+  more.log.length = 0;
+  t.equal(client.write(pattern(200_000)), 200_000);
+  t.equal(readAll(clock, server, 200_000, 1000), 200_000, 'everything arrived: the sender was never starved of ACKs');
+  t.ok(more.log.includes('ack'), 'ACKs were written');
+  t.end();
+});

@@ -6,6 +6,7 @@ import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
 import { VirtualClock } from '../../netstack/clock.ts';
 import { Err, NetError } from '../../netstack/errors.ts';
 import { ChannelEndpoint } from '../../netstack/link/channel.ts';
+import type { LinkEndpoint } from '../../netstack/link/endpoint.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
 
@@ -22,6 +23,8 @@ export interface TcpPair {
 export interface TcpPairOptions {
   /** Links with offloads as a veth has them (ChannelEndpoint `gso`): TSO super-frames and unverified checksums. */
   gso?: boolean;
+  /** Wraps the server stack's link (a test's interposer between the channel and stack B). */
+  wrapServerLink?: (link: ChannelEndpoint) => LinkEndpoint;
 }
 
 /** Builds the pair with links of `mtu`; throws when TCP cannot connect (the TCP code is missing or broken). */
@@ -34,7 +37,7 @@ export function tcpPair(
   const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
   const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
   a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+  b.stack.addAddress(b.stack.addNic(opts.wrapServerLink ? opts.wrapServerLink(lb) : lb), parseSubnet('198.18.0.2/24')!);
   const listener = b.socket(4, 'stream') as Endpoint;
   listener.bind({ address: new Uint8Array(4), port: 5001 });
   listener.listen(8);

@@ -1,12 +1,10 @@
 // RX_MORE through a whole stack: ACKs due while a link's batch goes on wait for deliverBatchEnd, and a link that
 // flags RX_MORE but never ends its batch still gets them out at the next clock tick.
 import t from 'tap';
-import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
-import { VirtualClock } from '../../netstack/clock.ts';
-import { Err, NetError } from '../../netstack/errors.ts';
-import { ChannelEndpoint } from '../../netstack/link/channel.ts';
+import { tcpPair } from '../../bench/micro/pair.ts';
+import type { VirtualClock } from '../../netstack/clock.ts';
+import { NetError } from '../../netstack/errors.ts';
 import { type LinkDispatcher, type LinkEndpoint, RX_MORE } from '../../netstack/link/endpoint.ts';
-import { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
 import { pattern } from './transport/tcp/helper.ts';
 
@@ -67,22 +65,9 @@ function readAll(clock: VirtualClock, server: Endpoint, n: number, ms: number): 
 }
 
 function pair() {
-  const clock = new VirtualClock();
-  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
-  const more = new MoreLink(lb);
-  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
-  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  b.stack.addAddress(b.stack.addNic(more), parseSubnet('198.18.0.2/24')!);
-  const listener = b.socket(4, 'stream') as Endpoint;
-  listener.bind({ address: new Uint8Array(4), port: 5001 });
-  listener.listen(8);
-  const client = a.socket(4, 'stream') as Endpoint;
-  t.equal(client.connect({ address: parseAddress('198.18.0.2')!, port: 5001 }), Err.ConnectStarted);
-  clock.advance(10);
-  const r = listener.accept();
-  if (r instanceof NetError) throw new Error('no connection');
-  return { clock, more, client, server: r.endpoint };
+  let more: MoreLink | undefined;
+  const p = tcpPair(1500, { wrapServerLink: (l) => (more = new MoreLink(l)) });
+  return { clock: p.clock, more: more!, client: p.client, server: p.server };
 }
 
 t.test('link flags every frame RX_MORE and ends its batches → B ACKs only after a batch end, never between frames', (t) => {

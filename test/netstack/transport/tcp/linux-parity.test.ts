@@ -4,7 +4,11 @@ import { Err } from '../../../../netstack/errors.ts';
 import { ShutdownWrite } from '../../../../netstack/socket.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
-import { Harness, LISTEN_PORT, LOCAL, REMOTE } from './helper.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { createTsvisorDut } from '../../../../sentry/conformance/dut-tsvisor.ts';
+import { runScript } from '../../../../sentry/conformance/interpreter.ts';
+import { parseScript } from '../../../../sentry/conformance/parse.ts';
+import { Harness, LISTEN_PORT, LOCAL, REMOTE, pattern } from './helper.ts';
 
 t.test('LISTEN close() with a SYN-RECEIVED child → no RST; its next segment → stateless RST <SEQ=SEG.ACK> without ACK', async (t) => {
   const h = new Harness();
@@ -254,3 +258,126 @@ t.test('SYN-RECEIVED (from SYN-SENT) rcv RST at RCV.NXT → CLOSED, ECONNREFUSED
   t.equal(ep.state, State.Closed);
   t.equal(ep.takeError(), Err.ConnectionRefused);
 });
+
+// Linux starts every connection in quick-ACK mode (tcp_event_data_recv: the first data sets icsk_ack.quick), the
+// accepted child included, so its first data is acknowledged at once, not after the delayed-ACK timer.
+t.test('SYN-RECEIVED rcv handshake ACK carrying data → ACK of the data at once (gVisor accept_ack_drop)', async (t) => {
+  const h = new Harness();
+  const l = h.listen(1);
+  h.send({ flags: TCP_SYN, options: { mss: 1460, sackPermitted: true, wscale: 7 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK, ack: h.peerNxt + 1 });
+  h.peerNxt++;
+  h.send({ flags: TCP_ACK, ack: sa.seq + 1, payload: Uint8Array.from([1, 2, 3, 4]) });
+  h.expect({ flags: TCP_ACK, seq: sa.seq + 1, ack: h.peerNxt + 4, len: 0 });
+  h.expectNone(1000);
+  const a = l.accept();
+  if ('errno' in a) return t.fail(`accept: ${a}`);
+  const r = (a.endpoint as TcpEndpoint).read();
+  t.same('data' in r ? [...r.data] : r, [1, 2, 3, 4]);
+});
+
+t.test('ESTABLISHED (accepted) rcv first data segment → ACK at once; the next ones too while quick-ACK lasts', async (t) => {
+  const h = new Harness();
+  const child = h.accept(h.listen());
+  t.equal(child.state, State.Established);
+  h.expectNone();
+  for (let i = 0; i < 3; i++) {
+    h.send({ flags: TCP_ACK | TCP_PSH, ack: h.iss + 1, payload: pattern(100, i), options: { tsVal: 200 + i, tsEcr: 0 } });
+    h.peerNxt += 100;
+    h.expect({ flags: TCP_ACK, seq: h.iss + 1, ack: h.peerNxt, len: 0 });
+  }
+  h.expectNone(1000);
+});
+
+t.test('SYN-RECEIVED via SYN cookie rcv ACK carrying data → ACK of the data at once', async (t) => {
+  const h = new Harness();
+  h.listen(1);
+  // The first SYN fills the one-slot SYN queue; the second is answered with a cookie.
+  h.send({ flags: TCP_SYN, srcPort: 40001, options: { mss: 1460 } });
+  h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.send({ flags: TCP_SYN, options: { mss: 1460 } });
+  const sa = h.expect({ flags: TCP_SYN | TCP_ACK, ack: h.peerNxt + 1 });
+  t.equal(h.tcp.lookupConnected(LOCAL, LISTEN_PORT, REMOTE, h.peerPort), undefined, 'no state kept: a cookie');
+  h.peerNxt++;
+  h.send({ flags: TCP_ACK, ack: sa.seq + 1, payload: Uint8Array.from([1, 2, 3, 4]) });
+  h.expect({ flags: TCP_ACK, seq: sa.seq + 1, ack: h.peerNxt + 4, len: 0 });
+});
+
+// RFC 9293 §3.10.7.4: an unacceptable segment is answered with an ACK (first check) before the ACK bit is looked
+// at; an acceptable one without the ACK bit is dropped (fifth check). FreeBSD drops every ACK-less segment in
+// TIME-WAIT (its suite's Note 1 calls that a departure from RFC 793); Linux ACKs them all.
+const TW_FIN_TABLE = [
+  { where: 'RCV.NXT-1', at: (_wnd: number) => -1, ack: true },
+  { where: 'RCV.NXT', at: (_wnd: number) => 0, ack: false },
+  { where: 'RCV.NXT+1', at: (_wnd: number) => 1, ack: false },
+  { where: 'RCV.NXT+RCV.WND-1', at: (wnd: number) => wnd - 1, ack: false },
+  { where: 'RCV.NXT+RCV.WND', at: (wnd: number) => wnd, ack: true },
+] as const;
+
+for (const c of TW_FIN_TABLE) {
+  t.test(`TIME-WAIT rcv FIN without ACK bit at ${c.where} → ${c.ack ? 'ACK' : 'nothing'}, still TIME-WAIT`, async (t) => {
+    const h = new Harness();
+    const ep = h.connect({ mss: 1460 });
+    ep.shutdown(ShutdownWrite);
+    h.expect({ flags: TCP_ACK | TCP_FIN, seq: h.iss + 1 });
+    h.send({ flags: TCP_ACK | TCP_FIN, ack: h.iss + 2 });
+    h.peerNxt++;
+    h.expect({ flags: TCP_ACK, seq: h.iss + 2, ack: h.peerNxt });
+    t.equal(ep.state, State.TimeWait);
+    const wnd = ep.rcv.wnd;
+    t.ok(wnd > 1000, `RCV.WND ${wnd}`);
+    h.advance(1000);
+    h.send({ flags: TCP_FIN, seq: h.peerNxt + c.at(wnd), ack: h.iss + 2 });
+    if (c.ack) h.expect({ flags: TCP_ACK, seq: h.iss + 2, ack: h.peerNxt, len: 0 });
+    h.expectNone(100);
+    t.equal(ep.state, State.TimeWait);
+  });
+}
+
+/**
+ * A TIME-WAIT connection over the whole stack (IP layer included) as a packetdrill script, then a FIN without
+ * the ACK bit at RCV.NXT+`at`, answered or not, then an out-of-window ACK past the 500 ms ACK rate limit that
+ * must always be answered (so a wrongly sent first ACK shows up as a packet too early or one too many).
+ */
+function timeWaitFinScript(family: 4 | 6, at: number, answered: boolean): string {
+  const mss = family === 4 ? 1460 : 1440;
+  return [
+    `--ip_version=ipv${family}`,
+    '--tolerance_usecs=10000',
+    '0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3',
+    '+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0',
+    '+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)',
+    '+0 > S 0:0(0) <...>',
+    `+0.1 < S. 0:0(0) ack 1 win 32767 <mss ${mss}>`,
+    '+0 > . 1:1(0) ack 1',
+    '+0.1 shutdown(3, SHUT_WR) = 0',
+    '+0 > F. 1:1(0) ack 1',
+    '+0.1 < F. 1:1(0) ack 2 win 32767',
+    '+0 > . 2:2(0) ack 2',
+    `+1 < F ${2 + at}:${2 + at}(0) ack 2 win 32767`,
+    ...(answered ? ['+0 > . 2:2(0) ack 2'] : []),
+    '+1 < . 1:1(0) ack 2 win 32767',
+    '+0 > . 2:2(0) ack 2',
+    '+0.1 close(3) = 0',
+  ].join('\n');
+}
+
+// Without window scaling RCV.WND is at most 65535, so RCV.NXT+65535 lies beyond the right edge in both families.
+for (const family of [4, 6] as const) {
+  for (const c of [
+    { where: 'RCV.NXT-1', at: -1, ack: true },
+    { where: 'RCV.NXT', at: 0, ack: false },
+    { where: 'RCV.NXT+1', at: 1, ack: false },
+    { where: 'RCV.NXT+65535 (beyond the right edge)', at: 65535, ack: true },
+  ]) {
+    t.test(`IPv${family} TIME-WAIT rcv FIN without ACK bit at ${c.where} → ${c.ack ? 'ACK' : 'nothing'} (both families alike)`, async (t) => {
+      const dut = createTsvisorDut({ ipVersion: family, mtu: 1500, prelude: [] });
+      try {
+        const r = await runScript(parseScript(timeWaitFinScript(family, c.at, c.ack), `tw-fin-${family}.pkt`), dut, { profile: 'strict' });
+        t.equal(r.verdict, 'pass', `line ${r.line}: ${r.detail}`);
+      } finally {
+        await dut.close();
+      }
+    });
+  }
+}

@@ -49,7 +49,7 @@ export interface SocketSyscalls {
   recvmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
   sendmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
   shutdown(fd: number, how: number): number;
-  /** Frees the fd at once; blocks (a Promise) only while a TCP socket lingers (SO_LINGER on, positive time). */
+  /** Frees the fd at once; blocks (a Promise) only while a TCP socket lingers (SO_LINGER on, time not 0). */
   close(fd: number): SysRet;
   getsockname(fd: number, addr: Uint8Array, addrlen: Uint32Array): number;
   getpeername(fd: number, addr: Uint8Array, addrlen: Uint32Array): number;

@@ -103,12 +103,21 @@ export function tcpInfoField(b: Uint8Array, name: string): number | undefined {
   return size === 1 ? v.getUint8(off) : size === 2 ? v.getUint16(off, true) : size === 4 ? v.getUint32(off, true) : Number(v.getBigUint64(off, true));
 }
 
-/** struct linger { int l_onoff; int l_linger; }. */
+/**
+ * What Linux's getsockopt(SO_LINGER) reports for a linger time without limit (set with a negative l_linger):
+ * sk_lingertime = MAX_SCHEDULE_TIMEOUT (LONG_MAX) divided by HZ and truncated to the int l_linger, here for HZ=250
+ * (the common distribution kernel; checked on Linux 6.18 with CONFIG_HZ=250). Another HZ gives another number
+ * (HZ=1000: -1511828489, HZ=100: 2061584302); 64-bit kernels before the 2023 sk_setsockopt change (unsigned long
+ * t_sec) kept (u32)l_linger·HZ and so reported l_linger as given.
+ */
+export const LINGER_UNLIMITED_REPORTED = Number(BigInt.asIntN(32, 0x7fffffffffffffffn / 250n));
+
+/** struct linger { int l_onoff; int l_linger; }; a `linger` of Infinity (no time limit) as Linux reports it. */
 export function encodeLinger(onoff: boolean, linger: number): Uint8Array {
   const b = new Uint8Array(8);
   const v = new DataView(b.buffer);
   v.setInt32(0, onoff ? 1 : 0, true);
-  v.setInt32(4, linger, true);
+  v.setInt32(4, linger === Infinity ? LINGER_UNLIMITED_REPORTED : linger, true);
   return b;
 }
 

@@ -30,7 +30,10 @@ const EINPROGRESS = 115;
 /** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
 const LINGER_POLL_MS = 200;
 
-/** SO_LINGER's time in ms when it is on with a positive time (Linux's sk_lingertime), else 0. */
+/**
+ * SO_LINGER's time in ms when it is on with a positive time (Linux's sk_lingertime), Infinity when it was set
+ * negative (MAX_SCHEDULE_TIMEOUT), else 0.
+ */
 function lingerTimeMs(ep: Endpoint): number {
   const v = ep.getOption('SO_LINGER');
   if (isError(v) || typeof v !== 'object' || v instanceof Uint8Array) return 0;
@@ -368,8 +371,9 @@ export class SocketLayer implements SocketSyscalls {
   /**
    * Frees the fd at once; a TCP socket with SO_LINGER on and a positive time then waits, as Linux's inet_release
    * and sk_stream_wait_close do, until the connection has left FIN-WAIT-1, CLOSING and LAST-ACK (all queued data
-   * and the FIN acknowledged) or the linger time passed, and returns 0 either way. O_NONBLOCK does not shorten
-   * the wait (Linux passes sk_lingertime to tcp_close whatever the file flags are).
+   * and the FIN acknowledged, or the connection reset or timed out) or the linger time passed, and returns 0
+   * either way. A linger time set negative waits with no time limit (MAX_SCHEDULE_TIMEOUT). O_NONBLOCK does not
+   * shorten the wait (Linux passes sk_lingertime to tcp_close whatever the file flags are).
    */
   close(fd: number): SysRet {
     const f = this.files.get(fd);
@@ -383,7 +387,10 @@ export class SocketLayer implements SocketSyscalls {
     return this.lingerWait(f.ep, lingerMs);
   }
 
-  /** Resolves 0 once `ep` is no longer closing (tcpClosing) or after `ms`; the endpoint closes on regardless. */
+  /**
+   * Resolves 0 once `ep` is no longer closing (tcpClosing) or after `ms` (never for Infinity); the endpoint
+   * closes on regardless.
+   */
   private lingerWait(ep: Endpoint, ms: number): Promise<number> {
     return new Promise<number>((resolve) => {
       let done = false;
@@ -393,7 +400,7 @@ export class SocketLayer implements SocketSyscalls {
         if (done) return;
         done = true;
         unsubscribe();
-        deadline.cancel();
+        deadline?.cancel();
         poll?.cancel();
         resolve(0);
       };
@@ -410,7 +417,7 @@ export class SocketLayer implements SocketSyscalls {
           check();
         });
       });
-      const deadline = this.clock.schedule(ms, finish);
+      const deadline = ms === Infinity ? undefined : this.clock.schedule(ms, finish);
       // Entering FIN-WAIT-2 (unlike CLOSED or TIME-WAIT) notifies no waiter, so the wake-up above rests on the
       // order of the endpoint's internals; a coarse poll bounds how late close() can return if that order changes.
       const tick = () => {

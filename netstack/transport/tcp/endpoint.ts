@@ -48,7 +48,7 @@ const CORK_CEILING_MS = 200;
 /** SO_LINGER's value. */
 export interface Linger {
   onoff: boolean;
-  /** Seconds. */
+  /** Seconds; Infinity when set negative (Linux's MAX_SCHEDULE_TIMEOUT: close() waits with no time limit). */
   linger: number;
 }
 

@@ -94,6 +94,7 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
     case 'IPV6_V6ONLY':
       return ep.family === 6 ? (ep.v6only ? 1 : 0) : Err.ProtocolNotAvailable;
     case 'SO_LINGER':
+      // Infinity stands for no time limit; the syscall layer writes it as Linux's int does (sentry encodeLinger).
       return { onoff: ep.linger.onoff, linger: ep.linger.linger };
     case 'TCP_CONGESTION':
       return ep.snd.cc.name;
@@ -204,8 +205,11 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       if (typeof value !== 'object' || value instanceof Uint8Array) return Err.InvalidArgument;
       const on = value['onoff'];
       const secs = value['linger'];
-      if (typeof secs !== 'number' || secs < 0) return Err.InvalidArgument;
-      ep.linger = { onoff: !!on, linger: Math.trunc(secs) };
+      if (typeof secs !== 'number' || Number.isNaN(secs)) return Err.InvalidArgument;
+      // Linux sk_setsockopt: l_onoff 0 only clears the flag and keeps the time; a time too large for the
+      // scheduler (every negative l_linger, read as unsigned long) becomes MAX_SCHEDULE_TIMEOUT, no limit at all.
+      if (!on) ep.linger = { onoff: false, linger: ep.linger.linger };
+      else ep.linger = { onoff: true, linger: secs < 0 ? Infinity : Math.trunc(secs) };
       return undefined;
     }
     case 'TCP_CONGESTION': {

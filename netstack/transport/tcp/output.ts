@@ -131,10 +131,25 @@ export function sendResetSeq(ep: TcpEndpoint, s: number): void {
   emit(ep, s, TCP_RST, {}, 0, 0);
 }
 
-/** Sends <SEQ=SND.NXT><CTL=RST,ACK> to abort the connection (RFC 9293 §3.10.5). */
+/**
+ * The SEQ for a RST or other control segment of ours that the peer must accept (Linux's tcp_acceptable_seq):
+ * SND.MAX, the end of everything sent, while it lies inside the window the peer offered (SND.UNA + SND.WND), or
+ * past it by less than the window's scaling granularity (the peer's scaled window field rounds down); else the
+ * window's right edge, when the peer shrank its window below what was sent. SND.MAX, not SND.NXT: an RTO rewinds
+ * SND.NXT to SND.UNA (go-back-N) while the peer may already have received up to SND.MAX, and a RST below its
+ * RCV.NXT is unacceptable and dropped (RFC 9293 §3.10.7.4; RFC 5961 §3.2 takes only SEQ = RCV.NXT at once).
+ */
+export function acceptableSeq(ep: TcpEndpoint): number {
+  const snd = ep.snd;
+  const edge = seq.add(snd.una, snd.wnd);
+  if (seq.le(snd.max, edge) || seq.sub(snd.max, edge) < 2 ** snd.shift) return snd.max;
+  return edge;
+}
+
+/** Sends <SEQ=acceptableSeq><ACK=RCV.NXT><CTL=RST,ACK> to abort the connection (RFC 9293 §3.10.5, §3.9 ABORT). */
 export function sendReset(ep: TcpEndpoint): void {
   if (!ep.route) return;
-  emit(ep, ep.snd.nxt, TCP_RST | TCP_ACK, {}, 0, 0);
+  emit(ep, acceptableSeq(ep), TCP_RST | TCP_ACK, {}, 0, 0);
 }
 
 /** Builds and sends one segment from this connection. */

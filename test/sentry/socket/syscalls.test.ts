@@ -523,3 +523,113 @@ t.test('lingering close, state leaves FIN-WAIT-1 with no waiter notification →
   await new Promise((r) => setImmediate(r));
   t.equal(done, 0, 'noticed by the poll at 400 ms');
 });
+
+// ---- SO_LINGER with a negative time: Linux sk_setsockopt makes it MAX_SCHEDULE_TIMEOUT (no time limit) ----
+
+/** Reads SO_LINGER back as [l_onoff, l_linger]. */
+function getLinger(sys: SocketLayer, fd: number): [number, number] {
+  const b = new Uint8Array(8);
+  const len = new Uint32Array([8]);
+  if (sys.getsockopt(fd, L.SOL_SOCKET, L.SO_LINGER, b, len) !== 0 || len[0] !== 8) throw new Error('getsockopt');
+  const v = new DataView(b.buffer);
+  return [v.getInt32(0, true), v.getInt32(4, true)];
+}
+
+t.test('SO_LINGER set/get table → what Linux 6.18 (HZ=250) returns and reports', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  // (int)(LONG_MAX / HZ): sk_lingertime = MAX_SCHEDULE_TIMEOUT read back in seconds through an int.
+  const UNLIMITED = -1752346657;
+  t.same(getLinger(w.a, c), [0, 0], 'default');
+  const steps: [onoff: number, secs: number, reported: [number, number]][] = [
+    [1, -1, [1, UNLIMITED]],
+    [1, 5, [1, 5]],
+    [1, -2147483648, [1, UNLIMITED]],
+    [0, -9, [0, UNLIMITED]], // l_onoff 0 only clears the flag: the time stays
+    [1, 7, [1, 7]],
+    [0, 5, [0, 7]],
+    [1, 0, [1, 0]],
+    [1, 2147483647, [1, 2147483647]],
+  ];
+  for (const [onoff, secs, reported] of steps) {
+    t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(onoff, secs)), 0, `set {${onoff}, ${secs}} → 0`);
+    t.same(getLinger(w.a, c), reported, `then get → {${reported.join(', ')}}`);
+  }
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, -1)), 0);
+  t.same(w.a.endpoint(c)!.getOption('SO_LINGER'), { onoff: true, linger: Infinity }, 'the endpoint holds no time limit');
+  t.equal(w.a.close(c), 0, 'never-connected socket with an unlimited linger → 0 at once');
+});
+
+t.test('FIN-WAIT-1 (SO_LINGER -1) FIN unacknowledged for 60 s → close() still waiting; FIN ACKed → 0 at that moment', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c, s } = await connected(w);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, -1)), 0);
+  const ep = w.a.endpoint(c)!;
+  w.la.disconnect(); // A's segments are kept by its link (drain), B's go nowhere
+  const data = new Uint8Array(1000).map((_, i) => (i * 7) & 0xff);
+  t.equal(await w.a.write(c, data), 1000);
+  const start = w.clock.now();
+  const p = w.a.close(c);
+  t.type(p, Promise, 'close blocks while the FIN is unacknowledged');
+  let done: number | undefined;
+  void (p as Promise<number>).then((v) => (done = v));
+  let early = false;
+  for (let i = 0; i < 600; i++) {
+    w.clock.advance(100);
+    await new Promise((r) => setImmediate(r));
+    if (done !== undefined) early = true;
+  }
+  t.notOk(early, 'never returned during 60 s without an ACK');
+  t.equal(w.clock.now() - start, 60_000);
+  t.equal(tcpState(ep), L.TCP_FIN_WAIT1);
+  // The wire comes back and B gets what A sent while it was cut (retransmissions included): it ACKs data and FIN.
+  w.la.connect(w.lb);
+  for (const f of w.la.drain()) w.lb.inject(f);
+  const seen: { state: number; done: number | undefined }[] = [];
+  await stepMs(w, 2000, () => {
+    seen.push({ state: tcpState(ep), done });
+    return done !== undefined;
+  });
+  t.equal(done, 0, 'close() → 0');
+  const at = seen.findIndex((x) => x.state !== L.TCP_FIN_WAIT1);
+  t.ok(at >= 0, 'the FIN was acknowledged');
+  t.equal(seen.length - 1, at, 'resolved in the step the FIN was acknowledged, not later');
+  t.equal(seen[at]!.state, L.TCP_FIN_WAIT2);
+  const buf = new Uint8Array(2000);
+  t.equal(await w.b.read(s, buf), 1000, 'the peer got the data');
+  t.same(buf.subarray(0, 1000), data);
+  t.equal(await w.b.read(s, buf), 0, 'and the FIN');
+});
+
+t.test('FIN-WAIT-1 (SO_LINGER -1) close waiting, peer resets → close() 0 in that step, connection CLOSED', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c, s } = await connected(w);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, -1)), 0);
+  const ep = w.a.endpoint(c)!;
+  w.la.disconnect();
+  t.equal(await w.a.write(c, new Uint8Array(500)), 500);
+  const p = w.a.close(c);
+  t.type(p, Promise);
+  let done: number | undefined;
+  void (p as Promise<number>).then((v) => (done = v));
+  await stepMs(w, 3000);
+  t.equal(done, undefined, 'waiting');
+  // B aborts (SO_LINGER 0): its RST, held by B's cut link, is handed to A.
+  t.equal(w.b.setsockopt(s, L.SOL_SOCKET, L.SO_LINGER, lingerOpt(1, 0)), 0);
+  t.equal(w.b.close(s), 0);
+  const frames = w.lb.drain();
+  t.ok(frames.length >= 1, 'B sent its RST');
+  for (const f of frames) w.la.inject(f);
+  const seen: { state: number; done: number | undefined }[] = [];
+  await stepMs(w, 1000, () => {
+    seen.push({ state: tcpState(ep), done });
+    return done !== undefined;
+  });
+  t.equal(done, 0, 'close() → 0, as Linux (the reset ends sk_stream_wait_close; inet_release returns 0)');
+  t.equal(seen.length, 1, 'in the step the RST arrived');
+  t.equal(tcpState(ep), L.TCP_CLOSE);
+  t.ok(w.clock.now() < 3200, 'long before any FIN could have been acknowledged');
+});

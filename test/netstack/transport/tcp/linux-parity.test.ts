@@ -1,5 +1,5 @@
 // Behaviours where tsvisor follows Linux over a literal RFC reading (each found by the conformance corpus).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Err } from '../../../../netstack/errors.ts';
 import { ShutdownWrite } from '../../../../netstack/socket.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
@@ -60,7 +60,8 @@ for (const state of [State.LastAck, State.Closing]) {
   });
 }
 
-t.test('TIME-WAIT rcv bare ACK at RCV.NXT → nothing; in-window ACK beyond RCV.NXT → ACK (Linux tcp_timewait_state_process)', async (t) => {
+/** A connection driven into TIME-WAIT by an active close: our FIN, the peer's FIN+ACK, our ACK of it. */
+function intoTimeWait(t: Test): { h: Harness; ep: TcpEndpoint } {
   const h = new Harness();
   const ep = h.connect({ mss: 1460 });
   ep.shutdown(ShutdownWrite);
@@ -69,6 +70,11 @@ t.test('TIME-WAIT rcv bare ACK at RCV.NXT → nothing; in-window ACK beyond RCV.
   h.peerNxt++;
   h.expect({ flags: TCP_ACK, seq: h.iss + 2, ack: h.peerNxt });
   t.equal(ep.state, State.TimeWait);
+  return { h, ep };
+}
+
+t.test('TIME-WAIT rcv bare ACK at RCV.NXT → nothing; in-window ACK beyond RCV.NXT → ACK (Linux tcp_timewait_state_process)', async (t) => {
+  const { h, ep } = intoTimeWait(t);
   h.advance(100);
   h.send({ flags: TCP_ACK, ack: h.iss + 2 });
   h.expectNone();
@@ -316,14 +322,7 @@ const TW_FIN_TABLE = [
 
 for (const c of TW_FIN_TABLE) {
   t.test(`TIME-WAIT rcv FIN without ACK bit at ${c.where} → ${c.ack ? 'ACK' : 'nothing'}, still TIME-WAIT`, async (t) => {
-    const h = new Harness();
-    const ep = h.connect({ mss: 1460 });
-    ep.shutdown(ShutdownWrite);
-    h.expect({ flags: TCP_ACK | TCP_FIN, seq: h.iss + 1 });
-    h.send({ flags: TCP_ACK | TCP_FIN, ack: h.iss + 2 });
-    h.peerNxt++;
-    h.expect({ flags: TCP_ACK, seq: h.iss + 2, ack: h.peerNxt });
-    t.equal(ep.state, State.TimeWait);
+    const { h, ep } = intoTimeWait(t);
     const wnd = ep.rcv.wnd;
     t.ok(wnd > 1000, `RCV.WND ${wnd}`);
     h.advance(1000);

@@ -3,7 +3,8 @@
  * as gVisor's fdbased endpoint does for runsc.
  *
  * Receive: a PACKET_MMAP TPACKET_V2 ring shared with the kernel and viewed without copy. Readiness comes from
- * libuv on the main thread (`watchFd`); each wake-up walks every filled slot, hands the frame to the dispatcher
+ * libuv on the main thread (`watchFd`); each wake-up walks the filled slots (at most a budget of about 1 MB, then
+ * back to the event loop so that applications read between bursts), hands each frame to the dispatcher
  * as a view into the ring (flagged RX_MORE when the next slot is already filled), gives the slot back, then calls
  * `deliverBatchEnd()`: no syscall and no thread hop per frame. TPACKET_V2 rather than V3 because V3 only wakes
  * the reader when a whole block is retired (full, or after a timeout of at least a millisecond), which would add

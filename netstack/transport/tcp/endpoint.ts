@@ -304,7 +304,10 @@ export class TcpEndpoint implements Endpoint {
   disconnect(): NetError | undefined {
     if (this.state === State.Closed && !this.connectCalled) return undefined;
     if (this.state === State.Listen) closeListener(this);
-    else if (isSynchronized(this.state) && this.state !== State.TimeWait) sendReset(this);
+    else if (isSynchronized(this.state) && this.state !== State.TimeWait) {
+      this.stats.resetsSent++;
+      sendReset(this);
+    }
     this.terminate(undefined);
     this.resetForConnect();
     return undefined;

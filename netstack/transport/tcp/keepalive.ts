@@ -1,7 +1,8 @@
 /**
  * TCP keep-alives (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6) with Linux's knobs: after SO_KEEPALIVE's idle time
  * (TCP_KEEPIDLE) without a received segment, probe every TCP_KEEPINTVL and give up with ETIMEDOUT after
- * TCP_KEEPCNT unanswered probes, or earlier when TCP_USER_TIMEOUT has passed since the peer was last heard.
+ * TCP_KEEPCNT unanswered probes, or, when TCP_USER_TIMEOUT is set, once it has passed since the peer was last
+ * heard (TCP_KEEPCNT then does not count, as in Linux's tcp_keepalive_timer).
  * Giving up sends a RST first, as Linux's tcp_keepalive_timer does (RFC 9293 §3.10.5 ABORT).
  */
 import { Err } from '../../errors.ts';
@@ -51,7 +52,8 @@ export class Keepalive {
       return;
     }
     const silent = ep.clock.now() - this.lastHeard;
-    if (this.probes >= ep.keepCnt || (ep.userTimeout > 0 && this.probes > 0 && silent >= ep.userTimeout)) {
+    const over = ep.userTimeout > 0 ? this.probes > 0 && silent >= ep.userTimeout : this.probes >= ep.keepCnt;
+    if (over) {
       // The peer may only be unreachable, not gone: the RST tells it, should it come back, that this
       // connection is over (Linux tcp_keepalive_timer; the retransmission timer's give-up sends none).
       ep.stats.resetsSent++;

@@ -144,3 +144,17 @@ t.test('retransmission timer gives up → CLOSED, ETIMEDOUT, no RST (Linux tcp_w
     t.equal(h.tcp.stats.resetsSent, resets, `${c.name}: no RST counted`);
   }
 });
+
+t.test('ESTABLISHED keepalive, TCP_KEEPCNT 1 but TCP_USER_TIMEOUT 17 s → probes go on past the count until 18 s (Linux ignores KEEPCNT then)', async (t) => {
+  const { h, ep, snd } = keepalive();
+  ep.setOption('TCP_KEEPCNT', 1);
+  ep.setOption('TCP_USER_TIMEOUT', 17_000);
+  h.advance(10_000);
+  for (let at = 10; at <= 16; at += 2) {
+    expectSeg(t, h, { flags: A, seq: snd - 1 }, `probe at ${at} s`);
+    h.advance(2_000);
+  }
+  expectSeg(t, h, { flags: RA, seq: snd, ack: h.peerNxt }, 'RST at 18 s, the first check past 17 s');
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.takeError(), Err.TimedOut);
+});

@@ -84,9 +84,11 @@ for (const c of aborts) {
   t.test(`ESTABLISHED data sent, no RTO, ${c.name} → RST with SEQ = SND.NXT = SND.MAX (as before)`, async (t) => {
     const { h, ep, snd } = established();
     sendThree(h, ep, snd);
+    const resets = h.tcp.stats.resetsSent;
     c.abort(h, ep);
     h.expect({ flags: RA, seq: snd + SENT, ack: h.peerNxt, len: 0 });
     t.equal(ep.state, State.Closed);
+    t.equal(h.tcp.stats.resetsSent, resets + 1, 'counted in resetsSent');
   });
 }
 

@@ -12,8 +12,6 @@ const FILL_MAX = 256 * 1024;
 // The most a fresh chunk is sized up for the previous burst before the bytes arrive: what a connection's first
 // few unread bytes after a drain can pin beyond what the memory account charges (one GRO'd super-frame's worth).
 const BURST_PREALLOC_MAX = 64 * 1024;
-// The send buffer's chunks are recycled, never handed out, so bigger ones cost nothing but fewer copies' seams.
-const FILL_MAX_RECYCLED = 256 * 1024;
 // Chunks of these sizes that no view ever left are kept for reuse by any queue, a few of each size: a bulk stream
 // then takes its chunks from here instead of allocating (and zeroing, and making the collector account for) a
 // fresh one per burst, while an idle connection still holds nothing. At most 8 × (64 + 128 + 256) KiB stay kept.
@@ -66,23 +64,11 @@ export class ByteQueue {
   private open = false;
   private openStart = 0;
   private sealedEnd = 0;
-  // Whole consumed chunks kept for reuse (only when `recycle`): a bulk sender then allocates nothing per write.
-  private spare: Uint8Array[] = [];
   // Bytes appended since the queue was last drained, and that count for the burst before: a reader that drains
   // every so often gets its next chunk sized to a whole burst, not regrown from FILL_MIN by doubling (which
   // allocates, and zeroes, about twice the burst in several arrays each time).
   private burst = 0;
   private lastBurst = 0;
-
-  /**
-   * With `recycle`, chunks whose bytes were all consumed are reused by `append`: only for a queue whose bytes
-   * never leave it as views (the send buffer, read by copyOut), never for one that `peek` hands out.
-   */
-  constructor(private readonly recycle = false) {
-    this.fillMax = recycle ? FILL_MAX_RECYCLED : FILL_MAX;
-  }
-
-  private readonly fillMax: number;
 
   /** Bytes queued. */
   get length(): number {
@@ -115,8 +101,8 @@ export class ByteQueue {
         // themselves, while a bulk stream (or a GRO'd 64 KB segment) gets big chunks.
         const want = Math.max(this.size + total - from, Math.min(this.lastBurst, BURST_PREALLOC_MAX));
         let size = FILL_MIN;
-        while (size < want && size < this.fillMax) size *= 2;
-        f = this.fill = size === this.fillMax && this.spare.length > 0 ? this.spare.pop()! : takeChunk(size);
+        while (size < want && size < FILL_MAX) size *= 2;
+        f = this.fill = takeChunk(size);
         this.fillPos = 0;
       }
       const pos = this.fillPos;
@@ -205,8 +191,7 @@ export class ByteQueue {
       const gone = this.chunks.shift()!;
       this.head = 0;
       if (gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
-        if (this.recycle && gone.length === this.fillMax && this.spare.length < 2) this.spare.push(gone);
-        else keepChunk(gone);
+        keepChunk(gone);
       }
       if (this.cursorIdx > 0) {
         this.cursorIdx--;
@@ -224,8 +209,6 @@ export class ByteQueue {
   private releaseFill(): void {
     this.open = false;
     if (this.fill !== null) keepChunk(this.fill);
-    for (const c of this.spare) keepChunk(c);
-    this.spare = [];
     this.fill = null;
     this.fillPos = 0;
   }

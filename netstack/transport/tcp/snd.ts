@@ -43,7 +43,7 @@ export class Sender {
   /** Payload bytes per full segment, after the fixed options (Linux's mss_cache). */
   mss = 536;
   /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
-  readonly buf = new ByteQueue(true);
+  readonly buf = new ByteQueue();
   /** SO_SNDBUF: most bytes the buffer holds. */
   limit: number;
   /** Send-buffer auto-tuning is on (cleared when the application sets SO_SNDBUF). */

@@ -65,16 +65,16 @@ t.test('copyOut at increasing offsets across chunks, then after consume → exac
   t.same(got(0, 1), [9]);
 });
 
-// append (receive and send buffers): copies into the queue's own chunks, against the same array model, with and
-// without recycling, mixed with push, including arrivals larger than a chunk; peeked views must survive later
-// appends.
-function appendModel(seed: number, steps: number, recycle: boolean): string {
+// append (receive and send buffers): copies into the queue's own chunks, against the same array model, read with
+// peek (views lent out, which must survive later appends) or by copy only (chunks go back to the shared pool),
+// mixed with push, including arrivals larger than a chunk.
+function appendModel(seed: number, steps: number, lend: boolean): string {
   let x = seed;
   const rnd = (n: number) => {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     return (x >>> 8) % n;
   };
-  const q = new ByteQueue(recycle);
+  const q = new ByteQueue();
   const bytes: number[] = [];
   let next = 0;
   const held: { view: Uint8Array; want: number[] }[] = [];
@@ -92,7 +92,7 @@ function appendModel(seed: number, steps: number, recycle: boolean): string {
       for (let i = 0; i < n; i++) bytes.push((next - n + i) & 0xff);
     } else if (op === 2) {
       const n = rnd(bytes.length + 1);
-      if (!recycle) {
+      if (lend) {
         const v = q.peek(n);
         held.push({ view: v, want: bytes.slice(0, n) });
       }
@@ -113,9 +113,9 @@ function appendModel(seed: number, steps: number, recycle: boolean): string {
   return 'ok';
 }
 
-for (const recycle of [false, true]) {
-  t.test(`append${recycle ? ' with recycling' : ''}: 300 random steps × 20 seeds agree with the array model`, (t) => {
-    for (let seed = 1; seed <= 20; seed++) t.equal(appendModel(seed, 300, recycle), 'ok', `seed ${seed}`);
+for (const lend of [true, false]) {
+  t.test(`append, read ${lend ? 'through peek views' : 'by copy only'}: 300 random steps × 20 seeds agree with the array model`, (t) => {
+    for (let seed = 1; seed <= 20; seed++) t.equal(appendModel(seed, 300, lend), 'ok', `seed ${seed}`);
     t.end();
   });
 }
@@ -192,7 +192,7 @@ t.test('pool: 4 queues × 400 random steps × 10 seeds, lending and copying read
       x = (Math.imul(x, 1103515245) + 12345) >>> 0;
       return (x >>> 8) % n;
     };
-    const qs = [0, 1, 2, 3].map((i) => ({ q: new ByteQueue(i === 3), bytes: [] as number[], next: i * 50 }));
+    const qs = [0, 1, 2, 3].map((i) => ({ q: new ByteQueue(), bytes: [] as number[], next: i * 50 }));
     const held: { view: Uint8Array; want: number[] }[] = [];
     let bad = '';
     for (let s = 0; s < 400 && !bad; s++) {

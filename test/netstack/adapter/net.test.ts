@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import t from 'tap';
 import { bindNet, type Socket } from '../../../netstack/adapter/net.ts';
+import { seededBytes } from '../transport/tcp/helper.ts';
 import { A4, A6, B4, B6, twoNetstacks } from './helpers.ts';
 
 type NodeErr = Error & { code: string; errno: number; syscall: string; address?: string; port?: number };
@@ -13,17 +14,10 @@ function sha(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** Deterministic pseudo-random bytes. */
+/** Deterministic pseudo-random bytes (the TCP tests' generator), as a Buffer for the stream APIs. */
 function payload(n: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  const b = seededBytes(n, seed);
+  return Buffer.from(b.buffer, b.byteOffset, b.length);
 }
 
 /** Records the names of events as they are emitted (consecutive 'data' events once). */

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   GsoType,
   NO_OFFLOADS,
@@ -119,11 +119,8 @@ t.test('no offloads → every capability off', async (t) => {
   t.ok(Object.isFrozen(NO_OFFLOADS));
 });
 
-t.test('GRO super-frames delivered to a Netstack larger than its MTU, link with GSO → accepted, not dropped', async (t) => {
-  // With offloads the endpoint delivers frames of up to 64 KB on a 1500-byte link: the stack must take them.
-  const clock = new VirtualClock();
-  const link = new TestLink(MAC_A, 1500);
-  link.capabilities = { gso: true, maxGsoSize: 65535 + 40 + 18, rxChecksumOffload: false, txChecksumOffload: true };
+/** A Netstack on `link` at 198.18.70.1 with a UDP socket bound to port 9000. */
+function udpOn(t: Test, clock: VirtualClock, link: TestLink) {
   const ns = new Netstack({ clock, seed: 1 });
   t.teardown(() => ns.close());
   const nic = ns.stack.addNic(link);
@@ -132,6 +129,15 @@ t.test('GRO super-frames delivered to a Netstack larger than its MTU, link with 
   const sock = ns.socket(4, 'dgram');
   if (isError(sock)) throw new Error(String(sock));
   t.equal(sock.bind({ address: IP_A, port: 9000 }), undefined);
+  return { ns, sock };
+}
+
+t.test('GRO super-frames delivered to a Netstack larger than its MTU, link with GSO → accepted, not dropped', async (t) => {
+  // With offloads the endpoint delivers frames of up to 64 KB on a 1500-byte link: the stack must take them.
+  const clock = new VirtualClock();
+  const link = new TestLink(MAC_A, 1500);
+  link.capabilities = { gso: true, maxGsoSize: 65535 + 40 + 18, rxChecksumOffload: false, txChecksumOffload: true };
+  const { ns, sock } = udpOn(t, clock, link);
   const data = new Uint8Array(65535 - 28).map((_, i) => (i * 5) & 0xff);
   link.dispatcher!.deliverFrame(udp(MAC_B, MAC_A, IP_B, IP_A, 4000, 9000, data));
   const r = sock.read();
@@ -149,14 +155,7 @@ t.test('GRO super-frames delivered to a Netstack larger than its MTU, link with 
 t.test('the same super-frame on a link without GSO → dropped as link.tooBig', async (t) => {
   const clock = new VirtualClock();
   const link = new TestLink(MAC_A, 1500);
-  const ns = new Netstack({ clock, seed: 1 });
-  t.teardown(() => ns.close());
-  const nic = ns.stack.addNic(link);
-  ns.stack.addAddress(nic, net('198.18.70.1/24'));
-  clock.advance(5000);
-  const sock = ns.socket(4, 'dgram');
-  if (isError(sock)) throw new Error(String(sock));
-  t.equal(sock.bind({ address: IP_A, port: 9000 }), undefined);
+  const { ns, sock } = udpOn(t, clock, link);
   link.dispatcher!.deliverFrame(udp(MAC_B, MAC_A, IP_B, IP_A, 4000, 9000, new Uint8Array(2000)));
   t.ok(isError(sock.read()), 'nothing delivered');
   t.same(ns.stack.dropCounters(), ['link.tooBig']);

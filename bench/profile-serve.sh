@@ -31,7 +31,7 @@ case "$kind" in
   http) service=http ;;
   *) echo "profile-serve: unknown client '$kind' (iperf3 or http)" >&2; exit 2 ;;
 esac
-node --cpu-prof --cpu-prof-dir=out/prof sentry/cli/tsvisor.js serve --netns "$B" --dev prof-b \
+node --cpu-prof --cpu-prof-dir=out/prof cli/tsvisor.js serve --netns "$B" --dev prof-b \
   --addr 198.18.202.2/24 --service "$service" --no-stats-socket > out/prof/serve.log 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do grep -q ready out/prof/serve.log && break; sleep 0.1; done

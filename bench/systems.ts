@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
-import { SERVICE_NAMES } from '../sentry/services/registry.ts';
+import { SERVICE_NAMES } from '../cli/services/registry.ts';
 import { haveTool, nsRunAsync, onCleanup, startDaemon, waitUntil, type Daemon } from './proc.ts';
 
 /** Names of the systems, in report order (kernel first: the others' ratios refer to it). */
@@ -77,7 +77,7 @@ export function unavailable(name: SystemName): string | null {
 }
 
 const ROOT = join(import.meta.dirname, '..');
-const CLI = join(ROOT, 'sentry/cli/tsvisor.js');
+const CLI = join(ROOT, 'cli/tsvisor.js');
 const NODE_TSX = [process.execPath, '--import', 'tsx'];
 
 /** The kernel-side servers in `ns`: iperf3, sockperf TCP and UDP (when installed), node:http and hold. */

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
-import { createLinuxDut } from '../../sentry/conformance/dut-linux.ts';
-import { type DutFactory, runAll } from '../../sentry/conformance/runner.ts';
+import { createLinuxDut } from '../packetdrill/dut-linux.ts';
+import { type DutFactory, runAll } from '../packetdrill/runner.ts';
 
 const PREFIX = 'tsv-pd-t';
 const linux: DutFactory = { name: 'linux', create: (cfg) => createLinuxDut(PREFIX, cfg) };

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { type VethPair, type VethPairOptions, createVethPair } from '../../lib/testnet.ts';
 
-export const CLI = join(import.meta.dirname, '../../sentry/cli/tsvisor.js');
+export const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
 
 /**
  * A veth pair from `opts`, a temporary folder and `tsvisor serve` on end A with `serveArgs` (after --netns/--dev),

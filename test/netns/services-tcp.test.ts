@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
-import { chargenPattern } from '../../sentry/services/chargen.ts';
+import { chargenPattern } from '../../cli/services/chargen.ts';
 import { nsExec, startServe, stop } from './serve-helpers.ts';
 
 const SVC4 = '198.18.23.2';

@@ -24,7 +24,7 @@ const PEER4 = '198.18.44.1';
 const FLOOD_NET = '198.18.64.0/18';
 const FLOOD_COUNT = 9_000;
 const FLOOD_RATE = 1_500;
-/** The SYN-queue limit: the http service's listen backlog (sentry/services/http.ts), below somaxconn. */
+/** The SYN-queue limit: the http service's listen backlog (cli/services/http.ts), below somaxconn. */
 const SYN_QUEUE_LIMIT = 4096;
 /** Frames tcpdump may miss on a loaded machine, and legitimate SYNs retransmitted: 0.5% of the flood. */
 const SLACK = FLOOD_COUNT / 200;

@@ -5,9 +5,9 @@ import { ShutdownWrite } from '../../../../netstack/socket.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
-import { createTsvisorDut } from '../../../../sentry/conformance/dut-tsvisor.ts';
-import { runScript } from '../../../../sentry/conformance/interpreter.ts';
-import { parseScript } from '../../../../sentry/conformance/parse.ts';
+import { createTsvisorDut } from '../../../packetdrill/dut-tsvisor.ts';
+import { runScript } from '../../../packetdrill/interpreter.ts';
+import { parseScript } from '../../../packetdrill/parse.ts';
 import { Harness, LISTEN_PORT, LOCAL, REMOTE, pattern } from './helper.ts';
 
 t.test('LISTEN close() with a SYN-RECEIVED child → no RST; its next segment → stateless RST <SEQ=SEG.ACK> without ACK', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseServeArgs } from '../../../sentry/cli/serve.ts';
+import { parseServeArgs } from '../../cli/serve.ts';
 
 t.test('serve arguments → offloads on by default, off with --no-offloads', (t) => {
   t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd']).offloads, true);

@@ -8,8 +8,8 @@
  */
 import koffi from 'koffi';
 import { inNetns } from '../../lib/netns.ts';
-import { LINUX as L } from '../socket/abi.ts';
-import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../socket/api.ts';
+import { LINUX as L } from '../../sentry/socket/abi.ts';
+import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
 
 const libc = koffi.load('libc.so.6');
 type Buf = Uint8Array | null;

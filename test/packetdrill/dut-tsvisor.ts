@@ -9,7 +9,7 @@ import { VirtualClock } from '../../netstack/clock.ts';
 import { ChannelEndpoint } from '../../netstack/link/channel.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 import type { TcpConfig } from '../../netstack/transport/tcp/protocol.ts';
-import { SocketLayer } from '../socket/syscalls.ts';
+import { SocketLayer } from '../../sentry/socket/syscalls.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
 import { Reassembler } from './fragments.ts';

@@ -3,13 +3,13 @@
  * from the kernel, run services on it, and give everything back on SIGINT/SIGTERM.
  */
 import { randomBytes, randomInt } from 'node:crypto';
-import { AfPacketEndpoint } from '../../lib/packet.ts';
-import { NodeClock } from '../../lib/clock.ts';
-import { run } from '../../lib/exec.ts';
-import { netnsExists } from '../../lib/netns.ts';
-import { PcapFileSink } from '../../lib/pcapfile.ts';
-import { takeOver, type Takeover } from '../../lib/takeover.ts';
-import { TapEndpoint } from '../../lib/tap.ts';
+import { AfPacketEndpoint } from '../lib/packet.ts';
+import { NodeClock } from '../lib/clock.ts';
+import { run } from '../lib/exec.ts';
+import { netnsExists } from '../lib/netns.ts';
+import { PcapFileSink } from '../lib/pcapfile.ts';
+import { takeOver, type Takeover } from '../lib/takeover.ts';
+import { TapEndpoint } from '../lib/tap.ts';
 import {
   type Address,
   type Subnet,
@@ -17,14 +17,14 @@ import {
   isV4,
   parseAddress,
   parseSubnet,
-} from '../../netstack/addr.ts';
-import type { Clock } from '../../netstack/clock.ts';
-import { NetError } from '../../netstack/errors.ts';
-import type { LinkEndpoint } from '../../netstack/link/endpoint.ts';
-import { ImpairEndpoint, type ImpairSpec, parseImpairSpec } from '../../netstack/link/impair.ts';
-import { SnifferEndpoint } from '../../netstack/link/sniffer.ts';
-import { Netstack } from '../../netstack/netstack.ts';
-import { startService, SERVICE_NAMES, type RunningService } from '../services/registry.ts';
+} from '../netstack/addr.ts';
+import type { Clock } from '../netstack/clock.ts';
+import { NetError } from '../netstack/errors.ts';
+import type { LinkEndpoint } from '../netstack/link/endpoint.ts';
+import { ImpairEndpoint, type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
+import { SnifferEndpoint } from '../netstack/link/sniffer.ts';
+import { Netstack } from '../netstack/netstack.ts';
+import { startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
 import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
 import { StatsServer, statsSocketPath } from './stats.ts';

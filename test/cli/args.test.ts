@@ -2,10 +2,10 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { parseServeArgs } from '../../../sentry/cli/serve.ts';
-import { UsageError } from '../../../sentry/cli/args.ts';
+import { parseServeArgs } from '../../cli/serve.ts';
+import { UsageError } from '../../cli/args.ts';
 
-const CLI = join(import.meta.dirname, '../../../sentry/cli/tsvisor.js');
+const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

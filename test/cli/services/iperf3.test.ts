@@ -9,7 +9,7 @@ import {
   parseParams,
   resultsJson,
   streamId,
-} from '../../../sentry/services/iperf3.ts';
+} from '../../../cli/services/iperf3.ts';
 import { fakeSockets, settle, type FakeEndpoint } from '../../bench/fake-endpoint.ts';
 
 const enc = new TextEncoder();

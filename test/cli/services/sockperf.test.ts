@@ -12,7 +12,7 @@ import {
   parseHeader,
   tcpSockperf,
   udpSockperf,
-} from '../../../sentry/services/sockperf.ts';
+} from '../../../cli/services/sockperf.ts';
 import { fakeSockets, settle } from '../../bench/fake-endpoint.ts';
 
 const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!.map((b) => parseInt(b, 16)));

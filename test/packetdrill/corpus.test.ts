@@ -3,11 +3,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
-import { dutFactories } from '../../../sentry/cli/conformance.ts';
-import { runAll } from '../../../sentry/conformance/runner.ts';
+import { dutFactories } from '../../cli/conformance.ts';
+import { runAll } from './runner.ts';
 
-const CORPUS = join(import.meta.dirname, '../../../../shared/conformance');
-const BASELINE = join(import.meta.dirname, '../../conformance/tsvisor-passing.txt');
+const CORPUS = join(import.meta.dirname, '../../../shared/conformance');
+const BASELINE = join(import.meta.dirname, '../conformance/tsvisor-passing.txt');
 
 t.test('the shared corpus on tsvisor: no regression against the passing baseline', { skip: !existsSync(CORPUS) && `no corpus at ${CORPUS}` }, async (t) => {
   const rows = await runAll([CORPUS], { duts: await dutFactories('tsvisor') });

@@ -6,8 +6,8 @@
  */
 import { ERRNO_NAMES } from '../../netstack/errors.ts';
 import { parseAddress } from '../../netstack/addr.ts';
-import { LINUX as L, encodeSockaddr, linuxConstant } from '../socket/abi.ts';
-import type { EpollEvent, MsgHdr, PollFd } from '../socket/api.ts';
+import { LINUX as L, encodeSockaddr, linuxConstant } from '../../sentry/socket/abi.ts';
+import type { EpollEvent, MsgHdr, PollFd } from '../../sentry/socket/api.ts';
 import type { Dut } from './dut.ts';
 import type { Profile } from './interpreter.ts';
 import type { Expr, SyscallAction } from './script.ts';

@@ -4,9 +4,9 @@
  * figure's ratio to kernel, and removes everything it made, also on Ctrl-C and on failure.
  */
 import { writeFileSync } from 'node:fs';
-import { cleanup } from '../../bench/proc.ts';
-import { formatHtml, formatTable } from '../../bench/report.ts';
-import { runBench, selectOnly } from '../../bench/run.ts';
+import { cleanup } from '../bench/proc.ts';
+import { formatHtml, formatTable } from '../bench/report.ts';
+import { runBench, selectOnly } from '../bench/run.ts';
 import { parseArgs, UsageError } from './args.ts';
 
 /** Parsed `bench` arguments. */

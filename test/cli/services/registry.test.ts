@@ -7,8 +7,8 @@ import t from 'tap';
 import { createSocket } from '../../../netstack/adapter/dgram.ts';
 import { bindNet, type Socket } from '../../../netstack/adapter/net.ts';
 import { NetError } from '../../../netstack/errors.ts';
-import { chargenPattern, PERIOD } from '../../../sentry/services/chargen.ts';
-import { type RunningService, SERVICE_NAMES, startService } from '../../../sentry/services/registry.ts';
+import { chargenPattern, PERIOD } from '../../../cli/services/chargen.ts';
+import { type RunningService, SERVICE_NAMES, startService } from '../../../cli/services/registry.ts';
 import { B4, B6, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 
 function collect(s: Socket): Promise<Buffer> {

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { parseAddress } from '../../../netstack/addr.ts';
-import { fragmentFrame, Reassembler } from '../../../sentry/conformance/fragments.ts';
+import { parseAddress } from '../../netstack/addr.ts';
+import { fragmentFrame, Reassembler } from './fragments.ts';
 import {
   buildTcpFrame,
   buildUdpFrame,
@@ -10,7 +10,7 @@ import {
   formatDecoded,
   icmpNumbers,
   neighborReply,
-} from '../../../sentry/conformance/packets.ts';
+} from './packets.ts';
 
 const ep4 = {
   dutMac: new Uint8Array([2, 0, 0, 0, 0, 1]),

@@ -1,8 +1,8 @@
 import t from 'tap';
-import { createTsvisorDut } from '../../../sentry/conformance/dut-tsvisor.ts';
-import { runScript } from '../../../sentry/conformance/interpreter.ts';
-import { parseScript } from '../../../sentry/conformance/parse.ts';
-import { type DutFactory, jsonReport, runAll } from '../../../sentry/conformance/runner.ts';
+import { createTsvisorDut } from './dut-tsvisor.ts';
+import { runScript } from './interpreter.ts';
+import { parseScript } from './parse.ts';
+import { type DutFactory, jsonReport, runAll } from './runner.ts';
 
 const tsvisor: DutFactory = { name: 'tsvisor', create: async (cfg) => createTsvisorDut(cfg) };
 
@@ -96,7 +96,7 @@ t.test('TCP passive open on tsvisor: SYN → SYN-ACK with relative numbers, acce
 });
 
 t.test('profiles: chosen per folder, leniency listed in the result; globs filter', async (t) => {
-  const { chooseProfile, globMatcher } = await import('../../../sentry/conformance/runner.ts');
+  const { chooseProfile, globMatcher } = await import('./runner.ts');
   const empty = parseScript('0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3', 'x.pkt');
   t.equal(chooseProfile('/c/gvisor/a.pkt', empty), 'gvisor');
   t.equal(chooseProfile('/c/freebsd/x/a.pkt', empty), 'freebsd');

@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { UsageError } from '../../../sentry/cli/args.ts';
-import { conformanceCommand } from '../../../sentry/cli/conformance.ts';
+import { UsageError } from '../../cli/args.ts';
+import { conformanceCommand } from '../../cli/conformance.ts';
 
 t.test('tsvisor conformance: exit 0 when all pass, 1 otherwise, --json written; usage errors', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'tsv-pd-'));

@@ -1,7 +1,7 @@
 // iperf3's UDP stream pieces: the data header byte-exact (32- and 64-bit counters), the receiver's loss and
 // reordering accounting and RFC 3550 jitter, and the sender's pacing against a given clock.
 import t from 'tap';
-import { UDP_CONNECT_REPLY, UdpReceiver, UdpSender, headerSize, readHeader, writeHeader } from '../../../sentry/services/iperf3-udp.ts';
+import { UDP_CONNECT_REPLY, UdpReceiver, UdpSender, headerSize, readHeader, writeHeader } from '../../../cli/services/iperf3-udp.ts';
 import { FakeEndpoint } from '../../bench/fake-endpoint.ts';
 
 t.test('header: sec, usec, count big-endian; 12 bytes, or 16 with 64-bit counters', async (t) => {

@@ -5,8 +5,8 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { UsageError, intOption, parseArgs } from './args.ts';
-import type { Profile } from '../conformance/interpreter.ts';
-import { type DutFactory, type ResultRow, formatReport, jsonReport, runAll } from '../conformance/runner.ts';
+import type { Profile } from '../test/packetdrill/interpreter.ts';
+import { type DutFactory, type ResultRow, formatReport, jsonReport, runAll } from '../test/packetdrill/runner.ts';
 
 /** Namespace prefix of the Linux DUT's namespaces. */
 const NETNS_PREFIX = 'tsv-pd';
@@ -15,11 +15,11 @@ const NETNS_PREFIX = 'tsv-pd';
 export async function dutFactories(which: string): Promise<DutFactory[]> {
   const out: DutFactory[] = [];
   if (which === 'linux' || which === 'both') {
-    const { createLinuxDut } = await import('../conformance/dut-linux.ts');
+    const { createLinuxDut } = await import('../test/packetdrill/dut-linux.ts');
     out.push({ name: 'linux', create: (cfg) => createLinuxDut(NETNS_PREFIX, cfg) });
   }
   if (which === 'tsvisor' || which === 'both') {
-    const { createTsvisorDut } = await import('../conformance/dut-tsvisor.ts');
+    const { createTsvisorDut } = await import('../test/packetdrill/dut-tsvisor.ts');
     out.push({ name: 'tsvisor', create: async (cfg) => createTsvisorDut(cfg) });
   }
   if (!out.length) throw new UsageError(`--dut: '${which}' is not tsvisor, linux or both`);

@@ -3,7 +3,7 @@
  * the remote host's frames and captures the DUT's, and a clock (virtual for tsvisor, real for Linux). The
  * interpreter is the same for every DUT, so a difference in results is a difference between the stacks.
  */
-import type { SocketSyscalls } from '../socket/api.ts';
+import type { SocketSyscalls } from '../../sentry/socket/api.ts';
 import type { Endpoints } from './packets.ts';
 
 /** A frame the DUT sent, with the script time (ms) at which it left. */

@@ -1,0 +1,494 @@
+/**
+ * `SocketFile`: one socket of the Sentry over a netstack Endpoint, with Linux semantics and Linux values in and
+ * out (sockaddr bytes, option buffers, -errno). It knows nothing of fd numbers: the fd table (`SocketLayer`, or
+ * the seccomp Sentry where the fd lives in the program) owns them, and passes O_NONBLOCK to each call that can
+ * block, because it lives on the open file description (the Sentry reads it with F_GETFL on its dup of the
+ * program's fd). A call that waits returns a Promise; its AbortSignal ends the wait before anything is consumed,
+ * so an aborted accept dequeues no connection and an aborted recv no data.
+ */
+import type { Clock, Timer } from '../../netstack/clock.ts';
+import { Err, type NetError, isError } from '../../netstack/errors.ts';
+import type { Netstack } from '../../netstack/netstack.ts';
+import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '../../netstack/socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
+import { LINUX as L, decodeSockaddr, encodeSockaddr } from './abi.ts';
+import type { MsgHdr, SysRet } from './api.ts';
+import { decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
+
+const EAGAIN = 11;
+const EINTR = 4;
+const EINVAL = 22;
+const EAFNOSUPPORT = 97;
+const ENOPROTOOPT = 92;
+const EDOM = 33;
+const EINPROGRESS = 115;
+
+/** SO_PEERCRED's optname (asm-generic/socket.h); not in LINUX because only the socket file answers it. */
+export const SO_PEERCRED = 17;
+
+/** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
+const LINGER_POLL_MS = 200;
+
+/** A value, -errno, or a Promise of either while the call waits. */
+export type Blocking<T> = T | number | Promise<T | number>;
+
+/** A connection taken from a listener's queue: its socket and the peer's address. */
+export interface Accepted {
+  readonly file: SocketFile;
+  readonly peer: SocketAddress;
+}
+
+/** -errno of a stack error. */
+function neg(e: NetError): number {
+  return -e.errno;
+}
+
+/** A little-endian int as getsockopt writes it. */
+function int32(v: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, v, true);
+  return b;
+}
+
+/**
+ * SO_LINGER's time in ms when it is on with a positive time (Linux's sk_lingertime), Infinity when it was set
+ * negative (MAX_SCHEDULE_TIMEOUT), else 0.
+ */
+function lingerTimeMs(ep: Endpoint): number {
+  const v = ep.getOption('SO_LINGER');
+  if (isError(v) || typeof v !== 'object' || v instanceof Uint8Array) return 0;
+  const secs = Number(v['linger'] ?? 0);
+  return v['onoff'] && secs > 0 ? secs * 1000 : 0;
+}
+
+/** Linux's sk_stream_closing: the TCP state is FIN-WAIT-1, CLOSING or LAST-ACK (our FIN not yet acknowledged). */
+function tcpClosing(ep: Endpoint): boolean {
+  const info = ep.getOption('TCP_INFO');
+  if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return false;
+  const s = info['tcpi_state'];
+  return s === L.TCP_FIN_WAIT1 || s === L.TCP_CLOSING || s === L.TCP_LAST_ACK;
+}
+
+/** One socket: its Endpoint, its socket(2) triple, and the per-file options the Endpoint does not keep. */
+export class SocketFile {
+  /** SO_RCVTIMEO / SO_SNDTIMEO in ms; 0 waits forever. */
+  rcvTimeoMs = 0;
+  sndTimeoMs = 0;
+
+  constructor(
+    readonly ep: Endpoint,
+    /** AF_INET or AF_INET6. */
+    readonly domain: number,
+    /** SOCK_STREAM or SOCK_DGRAM (flags stripped). */
+    readonly type: number,
+    readonly protocol: number,
+    private readonly clock: Clock,
+  ) {}
+
+  /**
+   * socket(2): a new file over a new Endpoint of `netstack`, or -errno as Linux answers for bad arguments.
+   * `type` may carry SOCK_NONBLOCK and SOCK_CLOEXEC; they are the caller's (fd flags), not the file's.
+   */
+  static open(netstack: Netstack, clock: Clock, domain: number, type: number, protocol: number): SocketFile | number {
+    const base = type & 0xf;
+    if (type & ~(0xf | L.SOCK_NONBLOCK | L.SOCK_CLOEXEC)) return -EINVAL;
+    if (domain !== L.AF_INET && domain !== L.AF_INET6) return -EAFNOSUPPORT;
+    const kind = base === L.SOCK_STREAM ? 'stream' : base === L.SOCK_DGRAM ? 'dgram' : base === L.SOCK_RAW ? 'raw' : undefined;
+    if (!kind) return -EINVAL;
+    const ep = netstack.socket(domain === L.AF_INET ? 4 : 6, kind, protocol);
+    if (isError(ep)) return neg(ep);
+    return new SocketFile(ep, domain, base, protocol || ep.protocol, clock);
+  }
+
+  /** A sockaddr from the program as an Endpoint address, or -errno (EINVAL short, EAFNOSUPPORT wrong family). */
+  toAddress(b: Uint8Array): SocketAddress | number {
+    const sa = decodeSockaddr(b);
+    if (sa === 'short') return -EINVAL;
+    if (sa === 'family') return -EAFNOSUPPORT;
+    if (sa.family !== this.domain) {
+      return this.domain === L.AF_INET && sa.family === L.AF_INET6 ? -EAFNOSUPPORT : sa.family === L.AF_UNSPEC ? -EAFNOSUPPORT : -EINVAL;
+    }
+    if (this.domain === L.AF_INET && b.length < 16) return -EINVAL;
+    return { address: sa.address, port: sa.port, nicId: sa.scopeId || undefined };
+  }
+
+  /** An Endpoint address as this socket's sockaddr bytes (IPv4 peers of an AF_INET6 socket come back v4-mapped). */
+  sockaddr(a: SocketAddress): Uint8Array {
+    let address = a.address;
+    if (this.domain === L.AF_INET6 && address.length === 4) {
+      address = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...address]);
+    }
+    return encodeSockaddr({ family: this.domain, address, port: a.port, scopeId: a.nicId });
+  }
+
+  /** Writes `a` into `out` truncated to addrlen[0] (in), and the full length into addrlen[0] (out), as Linux does. */
+  writeAddress(a: SocketAddress, out: Uint8Array | null, outLen: Uint32Array | null): void {
+    if (!out || !outLen) return;
+    const enc = this.sockaddr(a);
+    out.set(enc.subarray(0, Math.min(enc.length, outLen[0]!, out.length)));
+    outLen[0] = enc.length;
+  }
+
+  /**
+   * Tries `attempt` now; when it reports EAGAIN and the call may block, waits for `mask` on the endpoint (with
+   * the timeout, after which `onTimeout` is the answer, as Linux's SO_RCVTIMEO gives EAGAIN) and tries again.
+   * An abort ends the wait with -EINTR and no further attempt.
+   */
+  private blockable<T>(
+    nonblock: boolean,
+    mask: number,
+    timeoutMs: number,
+    attempt: () => T | number,
+    signal?: AbortSignal,
+    onTimeout: () => T | number = () => -EAGAIN,
+  ): Blocking<T> {
+    if (signal?.aborted) return -EINTR;
+    const first = attempt();
+    if (first !== -EAGAIN || nonblock) return first;
+    return new Promise<T | number>((resolve) => {
+      let done = false;
+      const finish = (r: T | number) => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        timer?.cancel();
+        signal?.removeEventListener('abort', onAbort);
+        resolve(r);
+      };
+      const onAbort = () => finish(-EINTR);
+      const retry = () => {
+        if (done || signal?.aborted) return;
+        const r = attempt();
+        if (r !== -EAGAIN) finish(r);
+      };
+      const unsubscribe = this.ep.waiter.subscribe(mask | EventErr | EventHUp, retry);
+      const timer = timeoutMs > 0 ? this.clock.schedule(timeoutMs, () => finish(onTimeout())) : undefined;
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // Readiness may have arrived between the attempt and the subscription.
+      retry();
+    });
+  }
+
+  bind(addr: Uint8Array): number {
+    const a = this.toAddress(addr);
+    if (typeof a === 'number') return a;
+    const e = this.ep.bind(a);
+    return e ? neg(e) : 0;
+  }
+
+  listen(backlog: number): number {
+    const e = this.ep.listen(backlog);
+    return e ? neg(e) : 0;
+  }
+
+  /**
+   * connect(2). A blocking connect waits for the handshake's outcome and consumes its error (Linux's sock_error);
+   * SO_SNDTIMEO ends the wait with EINPROGRESS. An abort stops only the wait: the handshake goes on, as after an
+   * interrupted connect on Linux.
+   */
+  connect(addr: Uint8Array, nonblock: boolean, signal?: AbortSignal): SysRet {
+    const sa = decodeSockaddr(addr);
+    if (sa !== 'short' && sa !== 'family' && sa.family === L.AF_UNSPEC) {
+      const e = this.ep.disconnect();
+      return e ? neg(e) : 0;
+    }
+    const a = this.toAddress(addr);
+    if (typeof a === 'number') return a;
+    const e = this.ep.connect(a);
+    if (!e) return 0;
+    if (e !== Err.ConnectStarted || nonblock) return neg(e);
+    return this.connectWait(signal);
+  }
+
+  /** Resolves with the outcome of a connect in progress: 0, -errno, -EINPROGRESS (SO_SNDTIMEO) or -EINTR (abort). */
+  connectWait(signal?: AbortSignal): Promise<number> {
+    return new Promise<number>((resolve) => {
+      let done = false;
+      const finish = (r: number) => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        timer?.cancel();
+        signal?.removeEventListener('abort', onAbort);
+        resolve(r);
+      };
+      const check = () => {
+        if (done) return;
+        if (!this.ep.readiness(EventOut | EventErr | EventHUp)) return;
+        const err = this.ep.takeError();
+        finish(err ? neg(err) : 0);
+      };
+      const onAbort = () => finish(-EINTR);
+      const unsubscribe = this.ep.waiter.subscribe(EventOut | EventErr | EventHUp, check);
+      const timer = this.sndTimeoMs > 0 ? this.clock.schedule(this.sndTimeoMs, () => finish(-EINPROGRESS)) : undefined;
+      if (signal?.aborted) return finish(-EINTR);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** accept(2) on a listener: the new connection's file and peer, waiting (SO_RCVTIMEO) unless `nonblock`. */
+  accept(nonblock: boolean, signal?: AbortSignal): Blocking<Accepted> {
+    return this.blockable<Accepted>(nonblock, EventIn, this.rcvTimeoMs, () => {
+      const r = this.ep.accept();
+      if (isError(r)) return neg(r);
+      return { file: new SocketFile(r.endpoint, this.domain, this.type, this.protocol, this.clock), peer: r.peer };
+    }, signal);
+  }
+
+  /** recvmsg(2) into msg.iov; msg.name/namelen/flags receive the source and MSG_TRUNC. */
+  recvmsg(msg: MsgHdr, flags: number, nonblockFd: boolean, signal?: AbortSignal): SysRet {
+    const total = msg.iov.reduce((n, b) => n + b.length, 0);
+    const peek = (flags & L.MSG_PEEK) !== 0;
+    const stream = this.type === L.SOCK_STREAM;
+    const nonblock = nonblockFd || (flags & L.MSG_DONTWAIT) !== 0;
+    const scatter = (data: Uint8Array, at: number) => {
+      let off = 0;
+      let skip = at;
+      for (const b of msg.iov) {
+        if (skip >= b.length) {
+          skip -= b.length;
+          continue;
+        }
+        const n = Math.min(b.length - skip, data.length - off);
+        if (n <= 0) break;
+        b.set(data.subarray(off, off + n), skip);
+        off += n;
+        skip = 0;
+      }
+    };
+    let got = 0;
+    const attempt = (): number => {
+      const r = this.ep.read({ peek, maxBytes: total - got });
+      if (isError(r)) {
+        if (r === Err.ClosedForReceive) return got;
+        if (r === Err.WouldBlock) return got > 0 && !(flags & L.MSG_WAITALL) ? got : -EAGAIN;
+        return got > 0 ? got : neg(r);
+      }
+      if (stream) {
+        if (r.data.length === 0) return got; // end of stream
+        scatter(r.data, got);
+        got += r.data.length;
+        if (flags & L.MSG_WAITALL && !peek && got < total && !nonblock) return -EAGAIN;
+        return got;
+      }
+      scatter(r.data, 0);
+      const size = r.size ?? r.data.length;
+      if (size > r.data.length) msg.flags |= L.MSG_TRUNC;
+      if (r.from && msg.name) {
+        const len = new Uint32Array([msg.name.length]);
+        this.writeAddress(r.from, msg.name, len);
+        msg.namelen = len[0]!;
+      } else msg.namelen = 0;
+      return flags & L.MSG_TRUNC ? size : r.data.length;
+    };
+    if (stream) msg.namelen = 0;
+    const first = attempt();
+    if (first !== -EAGAIN || nonblock) return first === -EAGAIN && got > 0 ? got : first;
+    return this.blockable(false, EventIn | EventRdHUp, this.rcvTimeoMs, attempt, signal, () => (got > 0 ? got : -EAGAIN));
+  }
+
+  /** sendmsg(2) of msg.iov, to msg.name when given; a blocking stream send returns once everything is queued. */
+  sendmsg(msg: MsgHdr, flags: number, nonblockFd: boolean, signal?: AbortSignal): SysRet {
+    let to: SocketAddress | undefined;
+    if (msg.name && msg.name.length) {
+      const a = this.toAddress(msg.name);
+      if (typeof a === 'number') return a;
+      to = a;
+    }
+    const total = msg.iov.reduce((n, b) => n + b.length, 0);
+    // Gathered into a copy of ours: the caller's buffers may change once the call has returned.
+    const data = new Uint8Array(total);
+    let off = 0;
+    for (const b of msg.iov) {
+      data.set(b, off);
+      off += b.length;
+    }
+    const nonblock = nonblockFd || (flags & L.MSG_DONTWAIT) !== 0;
+    const more = (flags & L.MSG_MORE) !== 0;
+    let sent = 0;
+    const attempt = (): number => {
+      const r = this.ep.write(data.subarray(sent), { to, more });
+      if (isError(r)) {
+        if (r === Err.WouldBlock) return sent > 0 && nonblock ? sent : -EAGAIN;
+        return sent > 0 ? sent : neg(r);
+      }
+      sent += r;
+      // A blocking stream send returns only when everything is queued (Linux's sk_stream_wait_memory loop).
+      if (this.type === L.SOCK_STREAM && sent < total && !nonblock) return -EAGAIN;
+      return sent;
+    };
+    const first = attempt();
+    if (first !== -EAGAIN || nonblock) return first;
+    return this.blockable(false, EventOut, this.sndTimeoMs, attempt, signal, () => (sent > 0 ? sent : -EAGAIN));
+  }
+
+  shutdown(how: number): number {
+    const bits = how === L.SHUT_RD ? ShutdownRead : how === L.SHUT_WR ? ShutdownWrite : how === L.SHUT_RDWR ? ShutdownRead | ShutdownWrite : 0;
+    if (!bits) return -EINVAL;
+    const e = this.ep.shutdown(bits);
+    return e ? neg(e) : 0;
+  }
+
+  /**
+   * Releases the endpoint; a TCP socket with SO_LINGER on and a positive time then waits, as Linux's inet_release
+   * and sk_stream_wait_close do, until the connection has left FIN-WAIT-1, CLOSING and LAST-ACK (all queued data
+   * and the FIN acknowledged, or the connection reset or timed out) or the linger time passed, and returns 0
+   * either way. A linger time set negative waits with no time limit (MAX_SCHEDULE_TIMEOUT). O_NONBLOCK does not
+   * shorten the wait (Linux passes sk_lingertime to tcp_close whatever the file flags are).
+   */
+  close(): SysRet {
+    const lingerMs = this.type === L.SOCK_STREAM ? lingerTimeMs(this.ep) : 0;
+    this.ep.close();
+    if (lingerMs <= 0 || !tcpClosing(this.ep)) return 0;
+    return this.lingerWait(lingerMs);
+  }
+
+  /** Resolves 0 once the endpoint is no longer closing (tcpClosing) or after `ms` (never for Infinity). */
+  private lingerWait(ms: number): Promise<number> {
+    const ep = this.ep;
+    return new Promise<number>((resolve) => {
+      let done = false;
+      let queued = false;
+      let poll: Timer | undefined;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        deadline?.cancel();
+        poll?.cancel();
+        resolve(0);
+      };
+      const check = () => {
+        if (!tcpClosing(ep)) finish();
+      };
+      // The TCP endpoint notifies when an ACK frees send space but moves FIN-WAIT-1 → FIN-WAIT-2 only after that
+      // notification, in the same segment's processing: look at the state once that processing has finished.
+      const unsubscribe = ep.waiter.subscribe(~0, () => {
+        if (queued || done) return;
+        queued = true;
+        void Promise.resolve().then(() => {
+          queued = false;
+          check();
+        });
+      });
+      const deadline = ms === Infinity ? undefined : this.clock.schedule(ms, finish);
+      // Entering FIN-WAIT-2 (unlike CLOSED or TIME-WAIT) notifies no waiter, so the wake-up above rests on the
+      // order of the endpoint's internals; a coarse poll bounds how late close() can return if that order changes.
+      const tick = () => {
+        check();
+        if (!done) poll = this.clock.schedule(LINGER_POLL_MS, tick);
+      };
+      poll = this.clock.schedule(LINGER_POLL_MS, tick);
+    });
+  }
+
+  getsockname(addr: Uint8Array, addrlen: Uint32Array): number {
+    const a = this.ep.localAddress();
+    if (isError(a)) return neg(a);
+    this.writeAddress(a, addr, addrlen);
+    return 0;
+  }
+
+  getpeername(addr: Uint8Array, addrlen: Uint32Array): number {
+    const a = this.ep.remoteAddress();
+    if (isError(a)) return neg(a);
+    this.writeAddress(a, addr, addrlen);
+    return 0;
+  }
+
+  /** Whether SO_LINGER is on with time 0: close() then resets the connection instead of a FIN. */
+  lingerAbort(): boolean {
+    const v = this.ep.getOption('SO_LINGER');
+    if (isError(v) || typeof v !== 'object' || v instanceof Uint8Array) return false;
+    return !!v['onoff'] && Number(v['linger'] ?? 0) === 0;
+  }
+
+  /** getsockopt(2): optlen[0] in: buffer size, out: bytes written. */
+  getsockopt(level: number, name: number, optval: Uint8Array, optlen: Uint32Array): number {
+    const lvl = level === L.SOL_TCP ? L.IPPROTO_TCP : level;
+    if (optlen[0]! > 0x7fffffff) return -EINVAL;
+    let bytes: Uint8Array;
+    if (lvl === L.SOL_SOCKET && name === SO_PEERCRED) {
+      // An INET socket has no peer credentials: Linux's cred_to_ucred of none gives pid 0, uid and gid -1.
+      bytes = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    } else {
+      const spec = lookupOption(lvl, name);
+      if (!spec) return -ENOPROTOOPT;
+      switch (spec.name) {
+        case 'SO_TYPE':
+          bytes = int32(this.type);
+          break;
+        case 'SO_DOMAIN':
+          bytes = int32(this.domain);
+          break;
+        case 'SO_PROTOCOL':
+          bytes = int32(this.protocol);
+          break;
+        case 'SO_ACCEPTCONN': {
+          const v = this.type === L.SOCK_STREAM ? this.ep.getOption('SO_ACCEPTCONN') : 0;
+          bytes = int32(isError(v) ? 0 : Number(v));
+          break;
+        }
+        case 'SO_ERROR':
+          bytes = int32(this.ep.takeError()?.errno ?? 0);
+          break;
+        case 'SO_RCVTIMEO':
+          bytes = encodeTimeval(this.rcvTimeoMs);
+          break;
+        case 'SO_SNDTIMEO':
+          bytes = encodeTimeval(this.sndTimeoMs);
+          break;
+        default: {
+          const v = this.ep.getOption(spec.name);
+          if (isError(v)) return neg(v);
+          if (spec.kind === 'linger') {
+            const o = v as { onoff?: number | boolean; linger?: number };
+            bytes = encodeLinger(!!o.onoff, Number(o.linger ?? 0));
+          } else if (spec.kind === 'tcpinfo') {
+            bytes = encodeTcpInfo(v as { [k: string]: number | boolean });
+          } else if (spec.kind === 'string') {
+            bytes = typeof v === 'string' ? new TextEncoder().encode(v + '\0') : v instanceof Uint8Array ? v : new Uint8Array(0);
+          } else bytes = int32(Number(v));
+        }
+      }
+    }
+    const n = Math.min(bytes.length, optlen[0]!, optval.length);
+    optval.set(bytes.subarray(0, n));
+    optlen[0] = n;
+    return 0;
+  }
+
+  /** setsockopt(2). */
+  setsockopt(level: number, name: number, optval: Uint8Array): number {
+    const lvl = level === L.SOL_TCP ? L.IPPROTO_TCP : level;
+    const spec = lookupOption(lvl, name);
+    if (!spec) return -ENOPROTOOPT;
+    const v = new DataView(optval.buffer, optval.byteOffset, optval.byteLength);
+    if (spec.kind === 'timeval') {
+      const ms = decodeTimeval(optval);
+      if (optval.length < 16) return -EINVAL;
+      if (ms === undefined) return -EDOM;
+      if (spec.name === 'SO_RCVTIMEO') this.rcvTimeoMs = ms;
+      else this.sndTimeoMs = ms;
+      return 0;
+    }
+    let value: number | string | { [k: string]: number | boolean };
+    if (spec.kind === 'linger') {
+      if (optval.length < 8) return -EINVAL;
+      value = { onoff: v.getInt32(0, true) !== 0, linger: v.getInt32(4, true) };
+    } else if (spec.kind === 'string') {
+      const z = optval.indexOf(0);
+      value = new TextDecoder().decode(z < 0 ? optval : optval.subarray(0, z));
+    } else if (spec.kind === 'tcpinfo') {
+      return -ENOPROTOOPT;
+    } else {
+      // Linux reads an int, or a single byte for some IP options when optlen < 4.
+      if (optval.length >= 4) value = v.getInt32(0, true);
+      else if (optval.length >= 1 && lvl === L.IPPROTO_IP) value = optval[0]!;
+      else return -EINVAL;
+    }
+    const e = this.ep.setOption(spec.name, value);
+    return e ? neg(e) : 0;
+  }
+}

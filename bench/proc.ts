@@ -5,6 +5,8 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The outcome of a finished command. */
 export interface RunResult {
@@ -152,4 +154,27 @@ export async function waitUntil(probe: () => Promise<boolean> | boolean, timeout
     if (performance.now() > end) return false;
     await sleep(stepMs);
   }
+}
+
+/** Whether this module runs from its TypeScript source (a checkout, through tsx) rather than the compiled build. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+
+/**
+ * The argv that runs our program `source` (a path relative to the package's top folder, as in the checkout:
+ * "bench/peers/servers.ts") with this Node: the source through tsx in a checkout, the compiled file under dist/
+ * in an installed package, where there is no tsx.
+ */
+export function nodeProgram(source: string): string[] {
+  const top = fileURLToPath(new URL('..', import.meta.url));
+  if (FROM_SOURCE) return [process.execPath, '--import', 'tsx', join(top, source)];
+  return [process.execPath, join(top, source.replace(/\.ts$/, '.js'))];
+}
+
+/**
+ * The argv that runs the `tsvisor` command: cli/tsvisor.js (the sources through tsx) in a checkout, the
+ * compiled entry point in an installed package.
+ */
+export function tsvisorCommand(): string[] {
+  const top = fileURLToPath(new URL('..', import.meta.url));
+  return [process.execPath, join(top, FROM_SOURCE ? 'cli/tsvisor.js' : 'cli/bin.js')];
 }

@@ -3,9 +3,8 @@
  * clients, tear it down, and collect one record per figure. A system or test that cannot run is recorded as
  * skipped with its reason; nothing here throws past a single test.
  */
-import { join } from 'node:path';
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
-import { haveTool, sleep, startDaemon } from './proc.ts';
+import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { PACKAGE_OF, SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
 
@@ -157,7 +156,7 @@ async function idleConnectionMemory(
   await sleep(500);
   const before = s.memory();
   const slabBefore = slabBytes();
-  const client = startDaemon(['ip', 'netns', 'exec', s.clientNs, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'peers/conn-client.ts'), s.host, '9', String(n)]);
+  const client = startDaemon(['ip', 'netns', 'exec', s.clientNs, ...nodeProgram('bench/peers/conn-client.ts'), s.host, '9', String(n)]);
   try {
     await client.waitFor(/open \d+ failed \d+/, 60000);
     const m = /open (\d+) failed (\d+)/.exec(client.output())!;

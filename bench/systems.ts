@@ -15,10 +15,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { join } from 'node:path';
 import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
 import { SERVICE_NAMES } from '../cli/services/registry.ts';
-import { haveTool, nsRunAsync, onCleanup, startDaemon, waitUntil, type Daemon } from './proc.ts';
+import { haveTool, nodeProgram, nsRunAsync, onCleanup, startDaemon, tsvisorCommand, waitUntil, type Daemon } from './proc.ts';
 
 /** Names of the systems, in report order (kernel first: the others' ratios refer to it). */
 export const SYSTEMS = ['kernel', 'tsvisor', 'pasta', 'slirp4netns'] as const;
@@ -76,14 +75,11 @@ export function unavailable(name: SystemName): string | null {
   return null;
 }
 
-const ROOT = join(import.meta.dirname, '..');
-const CLI = join(ROOT, 'cli/tsvisor.js');
-const NODE_TSX = [process.execPath, '--import', 'tsx'];
 
 /** The kernel-side servers in `ns`: iperf3, sockperf TCP and UDP (when installed), node:http and hold. */
 async function kernelServers(ns: string): Promise<Daemon[]> {
   const exec = ['ip', 'netns', 'exec', ns];
-  const ds = [startDaemon([...exec, ...NODE_TSX, join(ROOT, 'bench/peers/servers.ts')])];
+  const ds = [startDaemon([...exec, ...nodeProgram('bench/peers/servers.ts')])];
   let expect = 2;
   if (haveTool('iperf3')) {
     ds.push(startDaemon([...exec, 'iperf3', '-s', '-p', '5201']));
@@ -184,7 +180,7 @@ async function startTsvisor(mtu: number): Promise<SystemInstance> {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
     else missing[kind] = `tsvisor has no '${svc}' service yet`;
   }
-  const serve = startDaemon([process.execPath, CLI, ...args]);
+  const serve = startDaemon([...tsvisorCommand(), ...args]);
   try {
     await serve.waitFor(/tsvisor: ready/, 20000);
   } catch (e) {

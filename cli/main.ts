@@ -18,6 +18,7 @@ commands:
   bench    [--quick] [--json FILE] [--html FILE] [--only NAME,...]   throughput, latency, HTTP rate and memory of
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
   help     this text
+  version  the package's version
 
 services: echo (7, TCP+UDP), discard (9, TCP+UDP), chargen (19, TCP+UDP), http (80), iperf3 (5201), sockperf (11111)
 impair SPEC: loss=0.02,dup=0.01,reorder=0.02,delay=1ms,jitter=0.5ms,corrupt=0.001,seed=7,dir=both
@@ -45,6 +46,10 @@ export async function main(argv: string[]): Promise<number> {
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
+        return 0;
+      case 'version':
+      case '--version':
+        process.stdout.write(`tsvisor ${(await import('./version.ts')).packageVersion()}\n`);
         return 0;
       case undefined:
         process.stderr.write(USAGE);

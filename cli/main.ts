@@ -1,5 +1,5 @@
 /**
- * The tsvisor command line: `serve`, `demo`, `stats`. Every mistake in the arguments is one line on stderr and
+ * The tsvisor command line: `run`, `serve`, `demo`, `stats`. Every mistake in the arguments is one line on stderr and
  * exit status 2; a failure at run time (missing namespace, interface) is one line and exit status 1.
  */
 import { UsageError } from './args.ts';
@@ -7,6 +7,12 @@ import { UsageError } from './args.ts';
 const USAGE = `usage: tsvisor <command> [options]
 
 commands:
+  run      [--network=sandbox|host|none] [--netns NAME|PATH --dev IFACE] [--addr CIDR]... [--gateway IP]...
+           [--dns IP]... [--publish [HOSTIP:]HOSTPORT:PORT[/udp]]... [--ro-bind SRC[:DST]]... [--bind SRC[:DST]]...
+           [--env K=V]... [--cwd DIR] [--allow-raw] [--strace] [--debug] [--debug-log FILE|DIR/]
+           [--pcap-log FILE] [--drain-timeout SECONDS] [--platform=unotify] -- PROGRAM [ARGS...]
+           run PROGRAM in a sandbox whose socket calls the netstack serves (sandbox), or on the host's network
+           (host: reduced isolation), or with loopback only (none); exits with the program's status
   demo     build two namespaces joined by a veth, serve on one end, drive it with ping, socat and curl from the
            other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
@@ -32,6 +38,8 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      case 'run':
+        return await (await import('./run.ts')).runCommand(rest);
       case 'serve':
         return await (await import('./serve.ts')).serveCommand(rest);
       case 'demo':

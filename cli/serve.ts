@@ -2,31 +2,20 @@
  * `tsvisor serve`: attach the netstack to an interface inside a network namespace, take its configuration over
  * from the kernel, run services on it, and give everything back on SIGINT/SIGTERM.
  */
-import { randomBytes, randomInt } from 'node:crypto';
 import { AfPacketEndpoint } from '../lib/packet.ts';
-import { NodeClock } from '../lib/clock.ts';
 import { run } from '../lib/exec.ts';
 import { netnsExists } from '../lib/netns.ts';
-import { PcapFileSink } from '../lib/pcapfile.ts';
 import { takeOver, type Takeover } from '../lib/takeover.ts';
 import { TapEndpoint } from '../lib/tap.ts';
-import {
-  type Address,
-  type Subnet,
-  formatSubnet,
-  isV4,
-  parseAddress,
-  parseSubnet,
-} from '../netstack/addr.ts';
-import type { Clock } from '../netstack/clock.ts';
+import { type Address, type Subnet, formatSubnet, parseAddress, parseSubnet } from '../netstack/addr.ts';
 import { NetError } from '../netstack/errors.ts';
 import type { LinkEndpoint } from '../netstack/link/endpoint.ts';
-import { ImpairEndpoint, type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
-import { SnifferEndpoint } from '../netstack/link/sniffer.ts';
-import { Netstack } from '../netstack/netstack.ts';
+import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
+import type { Netstack } from '../netstack/netstack.ts';
 import { startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
 import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
+import { stackOnLink } from './stack-on-link.ts';
 import { StatsServer, statsSocketPath } from './stats.ts';
 
 /** What `serve` runs. */
@@ -120,12 +109,6 @@ export function parseServeArgs(argv: string[]): ServeOptions {
   };
 }
 
-/** A clock whose times are wall-clock milliseconds, for pcap timestamps; timers are the stack clock's. */
-function wallClock(clock: Clock): Clock {
-  const offset = performance.timeOrigin;
-  return { now: () => offset + clock.now(), schedule: (ms, fn) => clock.schedule(ms, fn) };
-}
-
 /** Starts serving; throws CliError with a one-line message when the namespace or interface is unusable. */
 export async function startServe(opts: ServeOptions): Promise<Served> {
   if (!netnsExists(opts.netns)) throw new CliError(`network namespace '${opts.netns}' does not exist`);
@@ -169,34 +152,9 @@ export async function startServe(opts: ServeOptions): Promise<Served> {
     }
     if (addresses.length === 0) throw new CliError(`interface '${opts.dev}' has no addresses; give --addr`);
 
-    const clock = new NodeClock();
-    let link: LinkEndpoint = host;
-    const impair = opts.impair ? new ImpairEndpoint(link, clock, opts.impair) : undefined;
-    if (impair) link = impair;
-    if (opts.pcap) {
-      const sink = new PcapFileSink(opts.pcap);
-      undo.push(() => sink.close());
-      link = new SnifferEndpoint(link, { clock: wallClock(clock), out: sink.sink });
-    }
-
-    const netstack = new Netstack({ clock, seed: randomInt(2 ** 31), secret: randomBytes(16) });
-    undo.push(() => netstack.close());
-    const nicId = netstack.stack.addNic(link, { name: opts.dev });
-    for (const a of addresses) {
-      const err = netstack.stack.addAddress(nicId, a);
-      if (err) throw new CliError(`cannot add address ${formatSubnet(a)}: ${err}`);
-    }
-    for (const r of routes) {
-      if (!r.gateway) continue; // on-link routes come with the addresses
-      netstack.stack.addRoute({ destination: r.destination, gateway: r.gateway, nicId });
-    }
-    for (const g of opts.gateways ?? []) {
-      const destination = { address: new Uint8Array(g.length), prefixLength: 0 };
-      const err = netstack.stack.addRoute({ destination, gateway: g, nicId });
-      if (err) throw new CliError(`cannot add default route via gateway: ${err}`);
-    }
-    const dad = await Promise.all(addresses.filter((a) => !isV4(a.address)).map((a) => netstack.stack.whenAddressReady(a.address)));
-    if (dad.includes(false)) throw new CliError('duplicate address detected on the link for one of our IPv6 addresses');
+    const { netstack, link, impair } = await stackOnLink(host, {
+      name: opts.dev, addresses, routes, gateways: opts.gateways, impair: opts.impair, pcap: opts.pcap,
+    }, undo);
 
     const services: RunningService[] = [];
     undo.push(() => {

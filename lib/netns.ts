@@ -1,5 +1,6 @@
 /**
- * Running code inside a named network namespace (`ip netns add NAME`, i.e. /var/run/netns/NAME).
+ * Running code inside a network namespace, named (`ip netns add NAME`, i.e. /var/run/netns/NAME) or given by a
+ * path to a namespace file (`/proc/PID/ns/net`, or a bind-mounted one such as Docker makes).
  * A socket's namespace is fixed when it is created, and setns() moves only the calling thread, so the main
  * thread steps in, runs a synchronous function that creates fds, and steps straight back: no JS can run in
  * between, and the fds stay usable process-wide afterwards. libuv's pool threads are other threads and are
@@ -31,22 +32,37 @@ export function netnsPath(name: string): string {
   return `${NETNS_DIR}/${name}`;
 }
 
-/** Whether a named network namespace exists. */
-export function netnsExists(name: string): boolean {
-  return existsSync(netnsPath(name));
+/** Whether `ref` is a path to a namespace file rather than a name: it contains a slash. */
+export function isNetnsPath(ref: string): boolean {
+  return ref.includes('/');
+}
+
+/** The file of a namespace given by name or by absolute path; throws for a relative path or a malformed name. */
+export function netnsFile(ref: string): string {
+  if (!isNetnsPath(ref)) return netnsPath(ref);
+  if (!ref.startsWith('/')) throw new NetnsError(ref, `network namespace path "${ref}" is not absolute`);
+  return ref;
+}
+
+/** Whether a network namespace exists, by name or by path (a path only says the file exists). */
+export function netnsExists(ref: string): boolean {
+  return existsSync(netnsFile(ref));
 }
 
 /**
- * Runs `fn` synchronously with the calling thread inside namespace `name` and returns its result; the thread
- * is back in its own namespace when this returns or throws. `fn` must not be async: its continuation would
- * run outside the namespace.
+ * Runs `fn` synchronously with the calling thread inside namespace `name` (a name, or a path to a namespace
+ * file) and returns its result; the thread is back in its own namespace when this returns or throws. `fn` must
+ * not be async: its continuation would run outside the namespace.
  */
 export function inNetns<T>(name: string, fn: () => T): T {
-  const path = netnsPath(name);
+  const path = netnsFile(name);
   const target = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
   if (target < 0) {
     const e = errno();
-    if (e === C.ENOENT) throw new NetnsError(name, `network namespace "${name}" does not exist (${path})`);
+    if (e === C.ENOENT) {
+      throw new NetnsError(name, isNetnsPath(name) ? `network namespace file "${name}" does not exist`
+        : `network namespace "${name}" does not exist (${path})`);
+    }
     throw new NetnsError(name, `cannot open network namespace "${name}" (${path}): ${errnoName(e)}`);
   }
   const home = sys.open('/proc/thread-self/ns/net', C.O_RDONLY | C.O_CLOEXEC, 0);
@@ -57,7 +73,10 @@ export function inNetns<T>(name: string, fn: () => T): T {
   }
   try {
     if (sys.setns(target, C.CLONE_NEWNET) < 0) {
-      throw new NetnsError(name, `cannot enter network namespace "${name}": ${errnoName(errno())}`);
+      const e = errno();
+      // setns() says EINVAL for a file that is not a network namespace (a plain file, another namespace type).
+      if (errnoName(e) === 'EINVAL') throw new NetnsError(name, `"${name}" is not a network namespace`);
+      throw new NetnsError(name, `cannot enter network namespace "${name}": ${errnoName(e)}`);
     }
     try {
       const result = fn();

@@ -1,0 +1,495 @@
+/**
+ * `tsvisor run`: start an unmodified program as a Linux process whose socket calls the netstack serves. This file
+ * holds the arguments and the orchestration: arguments → checks → namespaces (with the janitor) → netstack on the
+ * link → policy → launch → Sentry → wait → drain → clean-up. The pieces live in sentry/ (sandbox, seccomp,
+ * platform, syscalls).
+ */
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { release } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { run as runTool } from '../lib/exec.ts';
+import { AfPacketEndpoint } from '../lib/packet.ts';
+import { isNetnsPath, netnsExists, netnsFile } from '../lib/netns.ts';
+import { takeOver } from '../lib/takeover.ts';
+import { type Address, type Subnet, formatSubnet, isV4, parseAddress, parseSubnet } from '../netstack/addr.ts';
+import type { Netstack } from '../netstack/netstack.ts';
+import { Janitor } from '../sentry/sandbox/janitor.ts';
+import {
+  createAppNetns,
+  createVeth,
+  hostsFile,
+  nameNetns,
+  newRunId,
+  removeCommands,
+  removeRunNetworks,
+  resolvConf,
+  runNames,
+} from '../sentry/sandbox/netns.ts';
+import { type PublishSpec, Publisher, parsePublish } from '../sentry/sandbox/publish.ts';
+import { intOption, parseArgs, UsageError } from './args.ts';
+import { CliError } from './main.ts';
+import { stackOnLink } from './stack-on-link.ts';
+
+/** The three network modes, as runsc names them. */
+export type NetworkMode = 'sandbox' | 'host' | 'none';
+
+/** A bind mount from the host into the sandbox. */
+export interface Bind {
+  readonly src: string;
+  readonly dst: string;
+  readonly ro: boolean;
+}
+
+/** Everything `run` was asked for. */
+export interface RunOptions {
+  network: NetworkMode;
+  /** Take over this interface in this namespace (name or path) instead of making a veth. */
+  netns?: string;
+  dev?: string;
+  /** Addresses instead of the taken interface's own (--netns only). */
+  addresses: Subnet[];
+  gateways: Address[];
+  dns: Address[];
+  publish: PublishSpec[];
+  binds: Bind[];
+  env: Record<string, string>;
+  cwd?: string;
+  allowRaw: boolean;
+  strace: boolean;
+  debug: boolean;
+  debugLog?: string;
+  pcapLog?: string;
+  /** How long data the program wrote before exiting may take to be delivered, in ms. */
+  drainMs: number;
+  argv: string[];
+}
+
+const USAGE_LINE = 'tsvisor run [options] -- PROGRAM [ARGS...]';
+
+/** Parses `run`'s arguments; every mistake is a UsageError naming it. */
+export function parseRunArgs(argv: string[]): RunOptions {
+  const dashes = argv.indexOf('--');
+  const own = dashes < 0 ? argv : argv.slice(0, dashes);
+  const { options: o, positional } = parseArgs(own, {
+    network: { value: true },
+    netns: { value: true },
+    dev: { value: true },
+    addr: { value: true, repeat: true },
+    gateway: { value: true, repeat: true },
+    dns: { value: true, repeat: true },
+    publish: { value: true, repeat: true },
+    'ro-bind': { value: true, repeat: true },
+    bind: { value: true, repeat: true },
+    env: { value: true, repeat: true },
+    cwd: { value: true },
+    'allow-raw': {},
+    strace: {},
+    debug: {},
+    'debug-log': { value: true },
+    'pcap-log': { value: true },
+    platform: { value: true },
+    'drain-timeout': { value: true },
+  }, dashes < 0 ? Infinity : 0);
+  const program = dashes < 0 ? positional : argv.slice(dashes + 1);
+  if (program.length === 0) throw new UsageError(`run: no PROGRAM given (${USAGE_LINE})`);
+
+  const platform = (o.platform as string | undefined) ?? 'unotify';
+  if (platform === 'ptrace' || platform === 'kvm') {
+    throw new UsageError(`--platform=${platform} is not available: ` +
+      (platform === 'kvm' ? 'there is no /dev/kvm here' : 'ptrace is not implemented') + '; use --platform=unotify');
+  }
+  if (platform !== 'unotify') throw new UsageError(`--platform: unknown platform '${platform}' (known: unotify)`);
+
+  const network = (o.network as string | undefined) ?? 'sandbox';
+  if (network !== 'sandbox' && network !== 'host' && network !== 'none') {
+    throw new UsageError(`--network: unknown mode '${network}' (known: sandbox, host, none)`);
+  }
+  const only = (flag: string, why: string) => {
+    if (o[flag] !== undefined) throw new UsageError(`--${flag} ${why}`);
+  };
+  if (network !== 'sandbox') {
+    for (const f of ['netns', 'dev', 'addr', 'gateway', 'publish', 'pcap-log']) only(f, `needs --network=sandbox`);
+    if (network === 'host') only('dns', 'needs --network=sandbox or none (host mode uses the host\'s resolv.conf)');
+    if (network === 'host') only('allow-raw', 'has no meaning with --network=host (nothing is trapped)');
+  }
+  if ((o.netns === undefined) !== (o.dev === undefined)) {
+    throw new UsageError(o.netns === undefined ? '--dev needs --netns' : '--netns needs --dev (the interface to take over)');
+  }
+  if (o.netns === undefined) {
+    only('addr', 'needs --netns (without it, run picks the addresses of its own veth)');
+    only('gateway', 'needs --netns (without it, the gateway is the caller\'s end of run\'s own veth)');
+  }
+  const netns = o.netns as string | undefined;
+  if (netns !== undefined && isNetnsPath(netns) && !netns.startsWith('/')) {
+    throw new UsageError(`--netns: '${netns}' is neither a name nor an absolute path`);
+  }
+  if (netns !== undefined && !isNetnsPath(netns) && !/^[A-Za-z0-9_.-]+$/.test(netns)) {
+    throw new UsageError(`--netns: '${netns}' is not a valid namespace name`);
+  }
+
+  const list = (name: string) => (o[name] as string[] | undefined) ?? [];
+  const addresses = list('addr').map((text) => {
+    const s = parseSubnet(text);
+    if (!s) throw new UsageError(`--addr: '${text}' is not an address with a prefix length (e.g. 198.18.0.2/24)`);
+    return s;
+  });
+  const ip = (flag: string) => (text: string) => {
+    const a = parseAddress(text);
+    if (!a) throw new UsageError(`--${flag}: '${text}' is not an IP address`);
+    return a;
+  };
+  const gateways = list('gateway').map(ip('gateway'));
+  const dns = list('dns').map(ip('dns'));
+  const publish = list('publish').map((text) => {
+    const p = parsePublish(text);
+    if (typeof p === 'string') throw new UsageError(`--publish: ${p}`);
+    return p;
+  });
+  const bind = (ro: boolean) => (text: string): Bind => {
+    const i = text.indexOf(':');
+    const src = i < 0 ? text : text.slice(0, i);
+    const dst = i < 0 ? text : text.slice(i + 1);
+    const flag = ro ? '--ro-bind' : '--bind';
+    if (!src.startsWith('/') || !dst.startsWith('/')) throw new UsageError(`${flag}: '${text}' needs absolute paths (SRC[:DST])`);
+    return { src, dst, ro };
+  };
+  const binds = [...list('ro-bind').map(bind(true)), ...list('bind').map(bind(false))];
+  const env: Record<string, string> = {};
+  for (const kv of list('env')) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`--env: '${kv}' is not K=V`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const cwd = o.cwd as string | undefined;
+  if (cwd !== undefined && !cwd.startsWith('/')) throw new UsageError(`--cwd: '${cwd}' is not an absolute path`);
+  const drain = (o['drain-timeout'] as string | undefined) ?? '5';
+  if (!/^\d+(\.\d+)?$/.test(drain)) throw new UsageError(`--drain-timeout: '${drain}' is not a number of seconds`);
+
+  return {
+    network,
+    netns,
+    dev: o.dev as string | undefined,
+    addresses,
+    gateways,
+    dns,
+    publish,
+    binds,
+    env,
+    cwd,
+    allowRaw: Boolean(o['allow-raw']),
+    strace: Boolean(o.strace),
+    debug: Boolean(o.debug),
+    debugLog: o['debug-log'] as string | undefined,
+    pcapLog: o['pcap-log'] as string | undefined,
+    drainMs: Math.round(Number(drain) * 1000),
+    argv: program,
+  };
+}
+
+/** Whether an executable named `name` is on PATH. */
+function onPath(name: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      // next
+    }
+  }
+  return false;
+}
+
+/** The kernel's version as [major, minor]. */
+function kernelVersion(): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(release());
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+/**
+ * The set-up failures that can be told before anything is made, each a one-line CliError naming the cause and
+ * the fix: not root, kernel < 5.19, bwrap missing, the netns or interface missing, a bind source missing.
+ */
+export function preflight(o: RunOptions): void {
+  if (process.getuid?.() !== 0) {
+    throw new CliError('tsvisor run must run as root (it makes network namespaces and a seccomp listener): run it with sudo');
+  }
+  const [major, minor] = kernelVersion();
+  if (major < 5 || (major === 5 && minor < 19)) {
+    throw new CliError(`kernel ${release()} is older than 5.19, which seccomp user notification with WAIT_KILLABLE_RECV needs: use a newer kernel`);
+  }
+  if (!onPath('bwrap')) throw new CliError('bwrap not found on PATH: install bubblewrap (apt-get install bubblewrap)');
+  if (o.netns !== undefined) {
+    if (!netnsExists(o.netns)) {
+      throw new CliError(isNetnsPath(o.netns) ? `network namespace file '${o.netns}' does not exist: check --netns`
+        : `network namespace '${o.netns}' does not exist (${netnsFile(o.netns)}): create it (ip netns add ${o.netns}) or fix --netns`);
+    }
+  }
+  for (const b of o.binds) {
+    if (!existsSync(b.src)) throw new CliError(`${b.ro ? '--ro-bind' : '--bind'}: '${b.src}' does not exist`);
+  }
+  if (o.cwd !== undefined && o.binds.length === 0) {
+    try {
+      if (!statSync(o.cwd).isDirectory()) throw new Error();
+    } catch {
+      throw new CliError(`--cwd: '${o.cwd}' is not a directory`);
+    }
+  }
+}
+
+/** The Sentry's own log: lines to --debug-log (a file, or DIR/ for one file per run) and, with --debug, stderr. */
+export class RunLog {
+  private readonly file?: string;
+  private readonly toStderr: boolean;
+
+  constructor(o: { debugLog?: string; debug: boolean }, id: string) {
+    this.toStderr = o.debug && o.debugLog === undefined;
+    if (o.debugLog !== undefined) {
+      if (o.debugLog.endsWith('/')) {
+        mkdirSync(o.debugLog, { recursive: true });
+        this.file = join(o.debugLog, `tsvisor-run-${id}.log`);
+      } else {
+        this.file = o.debugLog;
+      }
+      appendFileSync(this.file, '');
+    }
+  }
+
+  /** Whether lines go anywhere (so callers can skip building them). */
+  get enabled(): boolean {
+    return this.file !== undefined || this.toStderr;
+  }
+
+  /** Writes one line, stamped with the milliseconds since the process started. */
+  readonly line = (text: string): void => {
+    if (!this.enabled) return;
+    const l = `${performance.now().toFixed(1).padStart(8)} ${text}\n`;
+    if (this.file !== undefined) appendFileSync(this.file, l);
+    if (this.toStderr) process.stderr.write(`tsvisor: ${l}`);
+  };
+}
+
+/** The network a run's program gets, once made. */
+export interface RunNetwork {
+  /** The app netns (name) the program runs in; absent in host mode. */
+  appNetns?: string;
+  /** The netstack that serves the program's socket calls; absent in host mode. */
+  netstack?: Netstack;
+  /** The sandbox's addresses. */
+  addresses: Subnet[];
+  gateways: Address[];
+  /** Files to bind into the sandbox: /etc/resolv.conf and /etc/hosts. */
+  files: { path: string; content: string }[];
+  /** What was made where, for the log. */
+  describe: string;
+}
+
+/**
+ * Makes the run's namespaces and netstack; pushes their undoing onto `undo`. The janitor is already watching
+ * `id`'s names, so a crash in here leaves nothing behind either.
+ */
+export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[], log: (l: string) => void): Promise<RunNetwork> {
+  if (o.network === 'host') return { addresses: [], gateways: [], files: [], describe: 'host network (no traps but the arch kill)' };
+  const names = runNames(id);
+  undo.push(() => removeRunNetworks(id));
+  if (o.network === 'none') {
+    const t0 = performance.now();
+    createAppNetns(id, { addresses: [], gateways: [] });
+    log(`timing netns=${(performance.now() - t0).toFixed(1)}`);
+    const t1 = performance.now();
+    const { netstack } = await stackOnLink(undefined, { name: 'lo', addresses: [], loopback: true }, undo);
+    log(`timing netstack=${(performance.now() - t1).toFixed(1)}`);
+    return {
+      appNetns: names.app,
+      netstack,
+      addresses: [],
+      gateways: [],
+      files: [
+        { path: '/etc/resolv.conf', content: resolvConf(o.dns) },
+        { path: '/etc/hosts', content: hostsFile([], []) },
+      ],
+      describe: `app netns ${names.app} with lo only`,
+    };
+  }
+
+  const t0 = performance.now();
+  let linkNetns: string;
+  let dev: string;
+  let addresses: Subnet[];
+  let gateways: Address[];
+  let routes: { destination: Subnet; gateway?: Address }[] = [];
+  let ownVeth = false;
+  let describe: string;
+  if (o.netns === undefined) {
+    const veth = createVeth(id);
+    ownVeth = true;
+    linkNetns = veth.netns;
+    dev = veth.dev;
+    addresses = veth.addresses;
+    gateways = veth.peerAddresses.map((s) => s.address);
+    describe = `veth ${veth.peerDev} (${veth.peerAddresses.map(formatSubnet).join(' ')}) ↔ ${linkNetns}/${dev} ` +
+      `(${addresses.map(formatSubnet).join(' ')})`;
+  } else {
+    linkNetns = nameNetns(id, o.netns);
+    dev = o.dev!;
+    try {
+      runTool(['ip', '-n', linkNetns, 'link', 'show', 'dev', dev]);
+    } catch {
+      throw new CliError(`no interface '${dev}' in network namespace '${o.netns}': check --dev`);
+    }
+    let taken;
+    try {
+      taken = takeOver(linkNetns, dev);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    undo.push(() => taken.restore());
+    addresses = o.addresses.length ? o.addresses : taken.config.addresses;
+    routes = taken.config.routes;
+    gateways = o.gateways.length ? o.gateways
+      : routes.filter((r) => r.gateway && r.destination.prefixLength === 0).map((r) => r.gateway!);
+    if (addresses.length === 0) throw new CliError(`interface '${dev}' in '${o.netns}' has no addresses: give --addr`);
+    describe = `took over ${o.netns}/${dev} (${addresses.map(formatSubnet).join(' ')})`;
+  }
+  const appNetns = createAppNetns(id, { addresses, gateways });
+  log(`timing netns=${(performance.now() - t0).toFixed(1)}`);
+
+  const t1 = performance.now();
+  const packet = await AfPacketEndpoint.open({ netns: linkNetns, dev, offloads: true });
+  undo.push(() => packet.close());
+  const { netstack } = await stackOnLink(packet, {
+    name: dev,
+    addresses,
+    routes,
+    gateways: o.netns === undefined || o.gateways.length ? gateways : [],
+    pcap: o.pcapLog,
+    loopback: true,
+    dadTransmits: ownVeth ? 0 : undefined,
+  }, undo);
+  log(`timing netstack=${(performance.now() - t1).toFixed(1)}`);
+  return {
+    appNetns,
+    netstack,
+    addresses,
+    gateways,
+    files: [
+      { path: '/etc/resolv.conf', content: resolvConf(o.dns, o.netns) },
+      { path: '/etc/hosts', content: hostsFile(addresses, ownVeth ? gateways : []) },
+    ],
+    describe,
+  };
+}
+
+/** Signals forwarded to the program; a second SIGINT within this many ms kills the sandbox. */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+const SECOND_SIGINT_MS = 2000;
+
+/** What the launch step gives back: the running program, and the Sentry serving it. */
+export interface Started {
+  kill(sig: NodeJS.Signals | number): void;
+  wait(): Promise<{ code: number | null; signal: string | null }>;
+  /** Lets data the program wrote reach its peers, within `ms`; then stops serving. */
+  drain(ms: number): Promise<void>;
+  close(): void;
+}
+
+/**
+ * The launch seam: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
+ * (sentry/sandbox/launch.ts, bwrap.ts) and the Sentry (sentry/syscalls/dispatch.ts).
+ */
+async function startProgram(_o: RunOptions, _net: RunNetwork, _log: (l: string) => void): Promise<Started> {
+  throw new CliError('cannot launch yet: sentry/sandbox/launch.ts (the helper → bwrap → program chain) is not in this build');
+}
+
+/** Exit status of a finished program: its own, or 128+N for signal N. */
+export function exitStatus(r: { code: number | null; signal: string | null }): number {
+  if (r.code !== null) return r.code;
+  const n = r.signal ? (osConstants.signals as Record<string, number>)[r.signal] : undefined;
+  return 128 + (n ?? 0);
+}
+
+/** The `run` command; resolves to the program's exit status. */
+export async function runCommand(argv: string[]): Promise<number> {
+  const cliLoaded = performance.now();
+  const o = parseRunArgs(argv);
+  preflight(o);
+  const id = newRunId();
+  const log = new RunLog(o, id);
+  log.line(`run ${id}: network=${o.network} argv=${JSON.stringify(o.argv)}`);
+  log.line(`timing cli=${cliLoaded.toFixed(1)}`);
+
+  const janitor = o.network === 'host' ? undefined : Janitor.start(removeCommands(id));
+  const undo: (() => void)[] = [];
+  const unwind = () => {
+    while (undo.length) {
+      try {
+        undo.pop()!();
+      } catch (e) {
+        process.stderr.write(`tsvisor: while cleaning up: ${(e as Error).message}\n`);
+      }
+    }
+    janitor?.done();
+  };
+  // Until the program runs, a signal means: undo what is made and leave.
+  const early = (sig: NodeJS.Signals) => {
+    unwind();
+    process.exit(128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0));
+  };
+  for (const s of FORWARDED) process.on(s, early);
+  let started: Started | undefined;
+  try {
+    const net = await makeNetwork(o, id, undo, log.line);
+    log.line(net.describe);
+    if (net.netstack && o.publish.length) {
+      try {
+        const pub = await Publisher.start(net.netstack, o.publish, net.addresses.map((a) => a.address));
+        undo.push(() => pub.close());
+      } catch (e) {
+        throw new CliError((e as Error).message);
+      }
+    }
+    const t0 = performance.now();
+    started = await startProgram(o, net, log.line);
+    log.line(`timing launch=${(performance.now() - t0).toFixed(1)}`);
+    log.line(`timing ready=${performance.now().toFixed(1)}`);
+  } catch (e) {
+    for (const s of FORWARDED) process.off(s, early);
+    unwind();
+    if (e instanceof CliError || e instanceof UsageError) throw e;
+    const err = e as Error & { status?: number };
+    // The launch reports a program that cannot be found or executed as 127 / 126, with a message naming it.
+    if (err.status === 127 || err.status === 126) {
+      process.stderr.write(`tsvisor: ${err.message}\n`);
+      return err.status;
+    }
+    throw new CliError(err.message);
+  }
+  for (const s of FORWARDED) process.off(s, early);
+
+  let lastInt = -Infinity;
+  const forward = (sig: NodeJS.Signals) => {
+    if (sig === 'SIGINT') {
+      const now = performance.now();
+      if (now - lastInt < SECOND_SIGINT_MS) {
+        log.line('second SIGINT within 2 s: killing the sandbox');
+        started!.kill('SIGKILL');
+        return;
+      }
+      lastInt = now;
+    }
+    log.line(`forwarding ${sig}`);
+    started!.kill(sig);
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  try {
+    const result = await started.wait();
+    log.line(`program exited: ${result.code !== null ? `status ${result.code}` : `signal ${result.signal}`}`);
+    await started.drain(o.drainMs);
+    return exitStatus(result);
+  } finally {
+    for (const s of FORWARDED) process.off(s, forward);
+    started.close();
+    unwind();
+  }
+}

@@ -121,11 +121,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
     only('gateway', 'needs --netns (without it, the gateway is the caller\'s end of run\'s own veth)');
   }
   const netns = o.netns as string | undefined;
-  if (netns !== undefined && isNetnsPath(netns) && !netns.startsWith('/')) {
-    throw new UsageError(`--netns: '${netns}' is neither a name nor an absolute path`);
-  }
-  if (netns !== undefined && !isNetnsPath(netns) && !/^[A-Za-z0-9_.-]+$/.test(netns)) {
-    throw new UsageError(`--netns: '${netns}' is not a valid namespace name`);
+  if (netns !== undefined && !isNetnsPath(netns) && (!/^[A-Za-z0-9_.-]+$/.test(netns) || netns === '.' || netns === '..')) {
+    throw new UsageError(`--netns: '${netns}' is neither a namespace name nor an absolute path`);
   }
 
   const list = (name: string) => (o[name] as string[] | undefined) ?? [];

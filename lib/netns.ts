@@ -32,16 +32,14 @@ export function netnsPath(name: string): string {
   return `${NETNS_DIR}/${name}`;
 }
 
-/** Whether `ref` is a path to a namespace file rather than a name: it contains a slash. */
+/** Whether `ref` is a path to a namespace file rather than a name: it is absolute. */
 export function isNetnsPath(ref: string): boolean {
-  return ref.includes('/');
+  return ref.startsWith('/');
 }
 
-/** The file of a namespace given by name or by absolute path; throws for a relative path or a malformed name. */
+/** The file of a namespace given by name or by absolute path; throws for anything else (a relative path is a bad name). */
 export function netnsFile(ref: string): string {
-  if (!isNetnsPath(ref)) return netnsPath(ref);
-  if (!ref.startsWith('/')) throw new NetnsError(ref, `network namespace path "${ref}" is not absolute`);
-  return ref;
+  return ref.startsWith('/') ? ref : netnsPath(ref);
 }
 
 /** Whether a network namespace exists, by name or by path (a path only says the file exists). */

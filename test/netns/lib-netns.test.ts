@@ -50,3 +50,45 @@ t.test('addresses outside the test ranges → refused', (t) => {
   t.notOk(netnsExists('tsv-lib-ns-a'), 'nothing created');
   t.end();
 });
+
+t.test('inNetns by path → /proc/PID/ns/net and a bind-mounted netns file work; a non-netns file and a missing one are named', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { run } = await import('../../lib/exec.ts');
+  const net = createVethPair({ prefix: 'tsb-path', addrA: '198.18.51.1/24', addrB: '198.18.51.2/24' });
+  const dir = mkdtempSync(join(tmpdir(), 'tsb-path-'));
+  const file = join(dir, 'netns');
+  writeFileSync(file, '');
+  const sleeper = spawn('ip', ['netns', 'exec', net.nsA, 'sleep', '30'], { stdio: 'ignore' });
+  t.teardown(() => {
+    sleeper.kill('SIGKILL');
+    try {
+      run(['umount', file]);
+    } catch {
+      // not mounted
+    }
+    rmSync(dir, { recursive: true, force: true });
+    net.destroy();
+  });
+  const home = selfNs();
+  const target = `net:[${statSync(`/var/run/netns/${net.nsA}`).ino}]`;
+  // `ip netns exec` becomes `sleep` in place, so the pid is sleep's once it has switched.
+  let procPath = '';
+  for (let i = 0; i < 200; i++) {
+    procPath = `/proc/${sleeper.pid}/ns/net`;
+    if (readlinkSync(procPath) === target) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.equal(inNetns(procPath, selfNs), target, '/proc/PID/ns/net');
+  run(['mount', '--bind', `/var/run/netns/${net.nsA}`, file]);
+  t.equal(inNetns(file, selfNs), target, 'bind-mounted file');
+  t.ok(netnsExists(file));
+  run(['umount', file]);
+  t.throws(() => inNetns(file, selfNs), /"\/.*\/netns" is not a network namespace/, 'a plain file');
+  t.throws(() => inNetns(join(dir, 'missing'), selfNs), /network namespace file ".*missing" does not exist/);
+  t.throws(() => inNetns('rel/path', selfNs), /invalid network namespace name "rel\/path"/);
+  t.equal(selfNs(), home, 'thread back home');
+  t.end();
+});

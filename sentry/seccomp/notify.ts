@@ -1,8 +1,12 @@
 /**
  * The seccomp user-notification ABI (linux/seccomp.h, seccomp_unotify(2)): filter flags, listener ioctls, and
  * codecs for `struct seccomp_notif` (80 bytes), `seccomp_notif_resp` (24) and `seccomp_notif_addfd` (24), as
- * SECCOMP_GET_NOTIF_SIZES reported them on x86-64.
+ * SECCOMP_GET_NOTIF_SIZES reported them on x86-64. The ioctl numbers and sizes live with the ioctls in
+ * lib/seccomp.ts and are re-exported here.
  */
+import { NOTIF_ADDFD_SIZE, NOTIF_RESP_SIZE, NOTIF_SIZE } from '../../lib/seccomp.ts';
+
+export { NOTIF_ADDFD_SIZE, NOTIF_RESP_SIZE, NOTIF_SIZE, SECCOMP_IOCTL_NOTIF } from '../../lib/seccomp.ts';
 
 /** `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)` flags. */
 export const SECCOMP_FILTER_FLAG = {
@@ -19,18 +23,6 @@ export const SECCOMP_FILTER_FLAG = {
 /** `seccomp()` operations. */
 export const SECCOMP_SET_MODE_FILTER = 1;
 
-/**
- * Listener ioctls: `_IOC(dir, '!', nr, size)` with dir WR=3, W=1. ID_VALID's size is that of a u64 (the kernel also
- * accepts the older value with the wrong direction); SET_FLAGS is newer (6.6) than Debian 12's headers.
- */
-export const SECCOMP_IOCTL_NOTIF = {
-  RECV: 0xc0502100,
-  SEND: 0xc0182101,
-  ID_VALID: 0x40082102,
-  ADDFD: 0x40182103,
-  SET_FLAGS: 0x40082104,
-} as const;
-
 /** Response flag: let the kernel run the call as if no filter had asked (5.5); val and error must be 0. */
 export const SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1;
 
@@ -39,11 +31,6 @@ export const SECCOMP_ADDFD_FLAG = { SETFD: 1, SEND: 2 } as const;
 
 /** SET_FLAGS flag: wake the target on the answering CPU, which halves the round trip (6.6). */
 export const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1;
-
-/** Struct sizes. */
-export const NOTIF_SIZE = 80;
-export const NOTIF_RESP_SIZE = 24;
-export const NOTIF_ADDFD_SIZE = 24;
 
 /** One trapped call, as RECV reports it. */
 export interface Notification {

@@ -1,0 +1,192 @@
+/**
+ * The processes behind notifications: a notification names a thread (TID); its process (TGID) gives the pidfd
+ * for pidfd_getfd, the `/proc/<tgid>/mem` file for reading and writing arguments, and the exit watch that cancels
+ * parked calls. Memory writes are safe because WAIT_KILLABLE_RECV keeps the calling thread in the kernel until it
+ * is answered or killed; another thread of the target can still race them, which only changes what the program
+ * tells our own stack.
+ */
+import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
+import { pidfdGetfd, pidfdOpen } from '../../../lib/pidfd.ts';
+
+const ESRCH = 3;
+
+/** The TGID of thread `tid` from `/proc/<tid>/status`, or undefined when the thread is gone. */
+export function tgidOf(tid: number): number | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${tid}/status`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  const m = /^Tgid:\s*(\d+)/m.exec(status);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The sandbox's processes, cached by TGID, with the TID → TGID map cached until the process exits. */
+export class Targets {
+  private readonly byTgid = new Map<number, Target>();
+  private readonly tgidByTid = new Map<number, number>();
+
+  /** `rootPid` is the process the sandbox was launched as (the helper's pid). */
+  constructor(readonly rootPid: number) {}
+
+  /**
+   * The process of thread `tid`, opened on first sight. Throws when the thread is already gone (it cannot be
+   * while one of its calls waits for an answer, unless it was killed: answer ENOENT-tolerantly).
+   */
+  forTid(tid: number): Target {
+    let tgid = this.tgidByTid.get(tid);
+    if (tgid === undefined) {
+      tgid = tgidOf(tid);
+      if (tgid === undefined) throw new TargetGoneError(tid);
+      this.tgidByTid.set(tid, tgid);
+    }
+    let t = this.byTgid.get(tgid);
+    if (!t || t.exitSignal.aborted) {
+      t = new Target(tgid);
+      this.byTgid.set(tgid, t);
+      const opened = t;
+      void opened.exited.then(() => {
+        if (this.byTgid.get(tgid!) === opened) this.byTgid.delete(tgid!);
+        // A TID may be reused by another process once its own is gone.
+        for (const [k, v] of this.tgidByTid) if (v === tgid) this.tgidByTid.delete(k);
+      });
+    }
+    return t;
+  }
+
+  /** Processes currently known. */
+  get size(): number {
+    return this.byTgid.size;
+  }
+
+  /** Closes every pidfd and memory file. */
+  close(): void {
+    for (const t of this.byTgid.values()) t.close();
+    this.byTgid.clear();
+    this.tgidByTid.clear();
+  }
+}
+
+/** Thrown by `forTid` when the thread has exited before we looked at it. */
+export class TargetGoneError extends Error {
+  constructor(readonly tid: number) {
+    super(`thread ${tid} is gone`);
+    this.name = 'TargetGoneError';
+  }
+}
+
+/** One process of the sandbox. */
+export class Target {
+  /** A pidfd for the process (ours; closed when it exits or on close()). */
+  readonly pidfd: number;
+  /** Resolves once the process has exited. */
+  readonly exited: Promise<void>;
+  /** Aborted once the process has exited: parked calls of this process end on it. */
+  readonly exitSignal: AbortSignal;
+  private readonly controller = new AbortController();
+  private watch: FdWatch | undefined;
+  private mem = -1;
+  private resolveExited!: () => void;
+
+  constructor(readonly tgid: number) {
+    const fd = pidfdOpen(tgid);
+    this.exitSignal = this.controller.signal;
+    this.exited = new Promise((r) => (this.resolveExited = r));
+    if (fd < 0) {
+      this.pidfd = -1;
+      if (fd === -ESRCH) this.markExited();
+      else throw new Error(`pidfd_open(${tgid}) failed: errno ${-fd}`);
+      return;
+    }
+    this.pidfd = fd;
+    // A pidfd becomes readable when the process exits (its zombie state, before it is reaped).
+    this.watch = watchFd(fd, (readable, _w, status) => {
+      if (readable || status < 0) this.markExited();
+    });
+    this.watch.unref();
+  }
+
+  /** Our duplicate of the target's fd `fd` (the caller closes it), or `-errno` (-EBADF: not open; -ESRCH: exited). */
+  getFd(fd: number): number {
+    if (this.exitSignal.aborted) return -ESRCH;
+    return pidfdGetfd(this.pidfd, fd);
+  }
+
+  /** `len` bytes at `addr` of the target's memory, or null when any of them is unmapped (EFAULT). */
+  read(addr: number, len: number): Uint8Array | null {
+    if (len === 0) return new Uint8Array(0);
+    if (!validRange(addr, len)) return null;
+    const out = new Uint8Array(len);
+    // A memory file opened before an exec reads nothing afterwards: reopen once on an empty read.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const fd = this.memFd(attempt > 0);
+      if (fd < 0) return null;
+      let n: number;
+      try {
+        n = readSync(fd, out, 0, len, addr);
+      } catch {
+        return null; // EIO: unmapped
+      }
+      if (n === len) return out;
+      if (n > 0) return null; // ran into an unmapped page
+    }
+    return null;
+  }
+
+  /** Writes `data` at `addr` of the target's memory; false when any byte is unmapped (EFAULT). */
+  write(addr: number, data: Uint8Array): boolean {
+    if (data.length === 0) return true;
+    if (!validRange(addr, data.length)) return false;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const fd = this.memFd(attempt > 0);
+      if (fd < 0) return false;
+      let n: number;
+      try {
+        n = writeSync(fd, data, 0, data.length, addr);
+      } catch {
+        return false;
+      }
+      if (n === data.length) return true;
+      if (n > 0) return false;
+    }
+    return false;
+  }
+
+  /** Closes the pidfd and the memory file; `exited` settles. */
+  close(): void {
+    this.markExited();
+  }
+
+  private memFd(reopen: boolean): number {
+    if (reopen && this.mem >= 0) {
+      closeSync(this.mem);
+      this.mem = -1;
+    }
+    if (this.mem < 0 && !this.exitSignal.aborted) {
+      try {
+        this.mem = openSync(`/proc/${this.tgid}/mem`, 'r+');
+      } catch {
+        return -1;
+      }
+    }
+    return this.mem;
+  }
+
+  private markExited(): void {
+    if (this.exitSignal.aborted) return;
+    this.watch?.close();
+    this.watch = undefined;
+    if (this.pidfd >= 0) sys.close(this.pidfd);
+    if (this.mem >= 0) closeSync(this.mem);
+    this.mem = -1;
+    this.controller.abort();
+    this.resolveExited();
+  }
+}
+
+/** x86-64 user addresses lie below 2^47; anything else (or a wrapping range) is EFAULT without asking the kernel. */
+function validRange(addr: number, len: number): boolean {
+  return Number.isSafeInteger(addr) && addr >= 0 && len > 0 && addr + len <= 2 ** 47;
+}

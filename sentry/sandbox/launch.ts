@@ -1,0 +1,277 @@
+/**
+ * Starts a program in the sandbox (issue 9, "Launch chain"): Node spawns the helper, which joins the app netns,
+ * sets NO_NEW_PRIVS, installs the filter with a listener and reports the listener's fd number; we take the
+ * listener with pidfd_getfd, set SYNC_WAKE_UP and ack; the helper execs bwrap (which builds the namespaces and
+ * mounts, then runs the helper's second stage) or the program directly. The helper runs first because its pid is
+ * the one we spawned and because bwrap cannot hand a listener back.
+ *
+ * Exec failures come back through the report pipe as execvp's errno, so that `launch` rejects with the shell's
+ * 127 (not found) or 126 (not executable) and a message naming the program. The window between the ack and the
+ * program's exec runs bwrap and the helper under the filter with nobody answering yet: neither makes a trapped
+ * call (bwrap without --unshare-net opens no socket), so `launch` can wait for the exec before it returns.
+ */
+import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { errnoName, sys } from '../../lib/libc.ts';
+import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
+import { notifSetFlags } from '../../lib/seccomp.ts';
+import { SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP } from '../seccomp/notify.ts';
+import { releaseFiles } from './bwrap.ts';
+import { helperPath } from './native/build.ts';
+
+/** What to run and how. */
+export interface LaunchOptions {
+  /** PROGRAM and its arguments; PROGRAM is looked up in env.PATH inside the sandbox. */
+  argv: string[];
+  /** The policy as sock_filter bytes (buildPolicy); empty for no filter and no listener. */
+  filter: Uint8Array;
+  /** A netns file to join (the app netns); absent: stay in the caller's. */
+  appNetns?: string;
+  /** `bwrapArgs(...)`, or [] to exec the program directly. */
+  bwrap: string[];
+  /** The program's whole environment. */
+  env: Record<string, string>;
+  /** The working directory when there is no bwrap (with bwrap, bwrapArgs' cwd). */
+  cwd?: string;
+  /** The program's stdin, stdout and stderr: inherited (default), piped to us, or ignored. */
+  stdio?: 'inherit' | 'pipe' | 'ignore';
+}
+
+/** A running sandbox. */
+export interface Sandbox {
+  /** The helper's pid: bwrap's monitor, or the program itself without bwrap. */
+  pid: number;
+  /** Our listener fd (the caller owns it), or -1 when no filter was asked. */
+  listenerFd: number;
+  /** With stdio 'pipe': the program's stdin, stdout, stderr. */
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  /** Settles when the helper's pid exits: the program's code, or the signal that killed it. */
+  wait(): Promise<{ code: number | null; signal: string | null }>;
+  /** Sends `sig` to the program (through bwrap's pid namespace, to the program's pid); SIGKILL kills the sandbox. */
+  kill(sig: NodeJS.Signals | number): void;
+}
+
+/** PROGRAM could not be run: `status` is the shell's 127 (not found) or 126 (found, not executable). */
+export class ExecError extends Error {
+  constructor(
+    readonly program: string,
+    readonly errno: number,
+    readonly status: 126 | 127,
+  ) {
+    super(`${program}: ${errno === 2 ? 'command not found' : sys.strerror(errno)}`);
+    this.name = 'ExecError';
+  }
+}
+
+/** The sandbox could not be set up (exit status 1): the message names the step and the cause. */
+export class LaunchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LaunchError';
+  }
+}
+
+/** The exit status a shell would report: the code, or 128 + the signal's number. */
+export function exitStatus(r: { code: number | null; signal: string | null }): number {
+  if (r.code !== null) return r.code;
+  const n = r.signal ? (osConstants.signals as Record<string, number>)[r.signal] : undefined;
+  return 128 + (n ?? 0);
+}
+
+const REPORT_FD = 3;
+const ACK_FD = 4;
+const FILTER_FD = 5;
+
+/** Starts `o.argv` in the sandbox; resolves once the program has been exec'd. */
+export async function launch(o: LaunchOptions): Promise<Sandbox> {
+  if (o.argv.length === 0) throw new LaunchError('no program to run');
+  const helper = helperPath();
+  const withFilter = o.filter.length > 0;
+  const stage1 = [...(o.appNetns ? ['--netns', o.appNetns] : []), ...(withFilter ? ['--filter', String(FILTER_FD)] : [])];
+  const args =
+    o.bwrap.length > 0
+      ? // The helper's path is bound at itself in case it sits under a tmpfs bwrap mounts (/tmp, /run).
+        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, helper, '--', helper, '--stage2', '--', ...o.argv]
+      : [...stage1, '--', ...o.argv];
+  const io = o.stdio ?? 'inherit';
+  const stdio: StdioOptions = [io, io, io, 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore'];
+  const child = spawn(helper, args, { stdio, env: o.env, cwd: o.bwrap.length > 0 ? undefined : o.cwd });
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  child.once('error', () => {});
+  if (withFilter) (pipes(child)[FILTER_FD] as Writable).end(Buffer.from(o.filter));
+  let listenerFd = -1;
+  try {
+    await handshake(child, o, (fd) => (listenerFd = fd), exit);
+  } catch (err) {
+    if (listenerFd >= 0) sys.close(listenerFd);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exit;
+    throw err;
+  } finally {
+    releaseFiles(o.bwrap);
+  }
+  return sandbox(child, listenerFd, o.bwrap.length > 0, exit);
+}
+
+/** Reads the helper's report lines, takes the listener, acks, and waits for the program's exec. */
+function handshake(
+  child: ChildProcess,
+  o: LaunchOptions,
+  gotListener: (fd: number) => void,
+  exit: Promise<{ code: number | null; signal: string | null }>,
+): Promise<void> {
+  const report = pipes(child)[REPORT_FD] as Readable;
+  const ack = pipes(child)[ACK_FD] as Writable;
+  ack.on('error', () => {});
+  const viaBwrap = o.bwrap.length > 0;
+  const program = o.argv[0]!;
+  return new Promise<void>((resolve, reject) => {
+    let buf = '';
+    let listened = false;
+    let stage2 = false;
+    let settled = false;
+    const done = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      report.destroy();
+      ack.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    const line = (l: string) => {
+      const [tag, value, errnoStr] = l.split(' ');
+      if (tag === 'listener') {
+        const n = Number(value);
+        if (n >= 0) {
+          const fd = takeListener(child.pid!, n);
+          if (typeof fd === 'string') return done(new LaunchError(fd));
+          gotListener(fd);
+        }
+        listened = true;
+        ack.write(Buffer.of(1));
+      } else if (tag === 'error') {
+        done(new LaunchError(setupMessage(value!, Number(errnoStr), o)));
+      } else if (tag === 'stage2') {
+        stage2 = true;
+      } else if (tag === 'exec1' && viaBwrap) {
+        const e = Number(value);
+        done(new LaunchError(`cannot run ${o.bwrap[0]}: ${errnoName(e)} (install bubblewrap)`));
+      } else if (tag === 'exec1' || tag === 'exec2') {
+        const e = Number(value);
+        done(new ExecError(program, e, e === 2 ? 127 : 126));
+      }
+    };
+    report.setEncoding('utf8');
+    report.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        line(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    report.on('error', () => {});
+    // End-of-file: the last exec closed the pipe (success), or everything holding it exited.
+    report.on('end', () => {
+      if (settled) return;
+      if (listened && (!viaBwrap || stage2)) return done();
+      void exit.then((r) =>
+        done(
+          new LaunchError(
+            listened
+              ? `${o.bwrap[0]} could not set up the sandbox (exit status ${exitStatus(r)}; its message is above)`
+              : `the sandbox helper exited during set-up (status ${exitStatus(r)})`,
+          ),
+        ),
+      );
+    });
+  });
+}
+
+/** Our copy of the helper's listener fd `n`, with SYNC_WAKE_UP set; or a message saying what failed. */
+function takeListener(pid: number, n: number): number | string {
+  const pidfd = pidfdOpen(pid);
+  if (pidfd < 0) return `pidfd_open(${pid}) failed: ${errnoName(-pidfd)} (kernel 5.3+ needed)`;
+  const fd = pidfdGetfd(pidfd, n);
+  sys.close(pidfd);
+  if (fd < 0) return `pidfd_getfd of the seccomp listener failed: ${errnoName(-fd)} (kernel 5.6+ and root needed)`;
+  // SYNC_WAKE_UP (6.6+) halves the round trip; older kernels work without it.
+  notifSetFlags(fd, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+  return fd;
+}
+
+function setupMessage(step: string, errno: number, o: LaunchOptions): string {
+  const e = `${errnoName(errno)} (${sys.strerror(errno)})`;
+  switch (step) {
+    case 'open-netns':
+    case 'setns':
+      return `cannot join the network namespace ${o.appNetns}: ${e}`;
+    case 'seccomp':
+      return errno === 22
+        ? `installing the seccomp filter failed: ${e} (a listener with WAIT_KILLABLE_RECV needs Linux 5.19 or later)`
+        : errno === 16
+          ? `installing the seccomp filter failed: ${e} (already inside a sandbox with a seccomp listener)`
+          : `installing the seccomp filter failed: ${e}`;
+    default:
+      return `sandbox helper step ${step} failed: ${e}`;
+  }
+}
+
+function sandbox(
+  child: ChildProcess,
+  listenerFd: number,
+  viaBwrap: boolean,
+  exit: Promise<{ code: number | null; signal: string | null }>,
+): Sandbox {
+  const pid = child.pid!;
+  let programPid: number | undefined;
+  // bwrap's monitor (pid) → its pid-namespace init → the program: the program is the init's first child.
+  const findProgram = (): number | undefined => {
+    if (!viaBwrap) return pid;
+    if (programPid !== undefined) return programPid;
+    const init = children(pid)[0];
+    const prog = init === undefined ? undefined : children(init)[0];
+    if (prog !== undefined) programPid = prog;
+    return prog;
+  };
+  return {
+    pid,
+    listenerFd,
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    wait: () => exit,
+    kill(sig) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const num = typeof sig === 'number' ? sig : (osConstants.signals as Record<string, number>)[sig];
+      if (num === undefined) throw new Error(`unknown signal ${String(sig)}`);
+      // SIGKILL of bwrap's monitor takes the whole sandbox down (--die-with-parent); other signals would be
+      // swallowed by bwrap, so they go to the program itself.
+      const target = num === osConstants.signals.SIGKILL ? pid : findProgram();
+      if (target === undefined) return;
+      try {
+        process.kill(target, num);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** The child's stdio streams by fd number (Node types them as a tuple of three). */
+function pipes(child: ChildProcess): (Readable | Writable | null)[] {
+  return child.stdio as unknown as (Readable | Writable | null)[];
+}
+
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}

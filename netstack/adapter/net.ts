@@ -93,7 +93,20 @@ interface PendingWrite {
   bufs: Buffer[];
   index: number;
   offset: number;
+  /** Index of the last non-empty buffer: only buffers before it are written "more follows". */
+  last: number;
   cb: (err?: Error | null) => void;
+}
+
+/**
+ * The index of the last buffer with bytes in it. Node ends a response with an empty buffer after the body
+ * (res.end() after res.write(), or the chunked terminator's empty chunk): marking the body "more follows"
+ * because an empty buffer comes after it corked it for tcp(7)'s 200 ms ceiling (issue 15).
+ */
+function lastNonEmpty(bufs: Buffer[]): number {
+  let i = bufs.length - 1;
+  while (i > 0 && bufs[i]!.length === 0) i--;
+  return i;
 }
 
 /** A TCP connection on the netstack with node:net's Socket behaviour. */
@@ -347,12 +360,13 @@ export class Socket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, cb };
+    this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, last: 0, cb };
     this.pump();
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    this.pendingWrite = { bufs: chunks.map((c) => c.chunk), index: 0, offset: 0, cb };
+    const bufs = chunks.map((c) => c.chunk);
+    this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
     this.pump();
   }
 
@@ -473,7 +487,7 @@ export class Socket extends Duplex {
         p.offset = 0;
         continue;
       }
-      const r = ep.write(p.offset ? b.subarray(p.offset) : b, p.index + 1 < p.bufs.length ? MORE : undefined);
+      const r = ep.write(p.offset ? b.subarray(p.offset) : b, p.index < p.last ? MORE : undefined);
       if (r === Err.WouldBlock) return;
       if (r instanceof NetError) {
         this.pendingWrite = null;

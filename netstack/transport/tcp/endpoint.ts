@@ -183,7 +183,9 @@ export class TcpEndpoint implements Endpoint {
     const cork = this.cork;
     this.cork = false;
     this.moreCork = false;
+    const before = this.stats.segmentsSent;
     this.snd.output();
+    if (this.stats.segmentsSent !== before) this.stats.corkCeilingFlushes++;
     this.cork = cork;
     this.flushAck();
   }

@@ -158,6 +158,8 @@ export interface TcpStats {
   memoryDrops: number;
   /** Segments taken by header prediction (input.ts predictedArrives) instead of the full path. */
   headerPredicted: number;
+  /** Corked data sent by tcp(7)'s 200 ms ceiling rather than by uncorking: a writer that never said "done". */
+  corkCeilingFlushes: number;
 }
 
 /** TCP for one stack. */
@@ -224,6 +226,7 @@ export class TcpProtocol implements TransportProtocol {
       syncookiesFailed: 0,
       memoryDrops: 0,
       headerPredicted: 0,
+      corkCeilingFlushes: 0,
     });
   }
 

@@ -232,6 +232,7 @@ t.test('ESTABLISHED TCP_NODELAY → small writes go out at once; TCP_CORK holds 
   h.advance(1);
   h.expect({ seq: snd + 40, len: 10 });
   t.equal(ep.getOption('TCP_CORK'), 1, 'still corked afterwards');
+  t.equal(ep.stats.corkCeilingFlushes, 1, 'the ceiling flush is counted, the uncork before it not');
 });
 
 t.test('ESTABLISHED large write → MSS-sized segments within IW10, rest after ACKs', async (t) => {

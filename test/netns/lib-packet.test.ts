@@ -258,3 +258,30 @@ t.test('a stream 100 µs apart from another process → busy polls, few wake-ups
   t.ok(p.busyPolls > 0, `busy polls happened (${JSON.stringify(p)})`);
   t.ok(p.wakeups < 500, `at most one wake-up per four frames (${p.wakeups})`);
 });
+
+t.test('busy polling → the microtasks a batch queued run before the next batch is delivered', async (t) => {
+  // Applications read and answer in microtasks (tsvisor/net's pump, node:http): a poll that delivered batch
+  // after batch from one synchronous loop held every answer back until the poll ended (issue 15).
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, busyPollUs: 1000 });
+  t.teardown(() => a.close());
+  let got = 0;
+  let answerPending = false;
+  let starved = 0;
+  let batches = 0;
+  a.attach({
+    deliverFrame(f) {
+      if (!isStreamFrame(f)) return;
+      if (answerPending) starved++;
+      got++;
+    },
+    deliverBatchEnd() {
+      batches++;
+      answerPending = true;
+      queueMicrotask(() => (answerPending = false));
+    },
+  });
+  await streamFromChild(2000, 100);
+  await waitFor(() => got === 2000, 3000, '2000 frames');
+  t.ok(a.rxPoll.busyPolls > 0, `busy polls happened (${JSON.stringify(a.rxPoll)})`);
+  t.equal(starved, 0, `no batch delivered while the previous one's microtasks waited (${batches} batches)`);
+});

@@ -80,6 +80,14 @@ export interface HttpResult {
   requests: number;
   /** Socket errors (connect + read + write + timeout) and non-2xx/3xx responses. */
   errors: number;
+  /** Latency percentiles in µs (wrk --latency's distribution: 50, 75, 90, 99), when wrk printed them. */
+  latency?: { p50: number; p75: number; p90: number; p99: number };
+}
+
+/** wrk's duration text ("118.00us", "1.71ms", "2.00s") in µs. */
+function wrkMicros(value: string, unit: string): number {
+  const scale: Record<string, number> = { us: 1, ms: 1e3, s: 1e6, m: 60e6 };
+  return Number(value) * scale[unit]!;
 }
 
 /** Parses wrk's text output. */
@@ -92,7 +100,16 @@ export function parseWrk(text: string): HttpResult {
   if (sock) errors += sock.slice(1).reduce((a, b) => a + Number(b), 0);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
   if (non2xx) errors += Number(non2xx[1]);
-  return { rps: Number(rps[1]), requests: Number(reqs[1]), errors };
+  const out: HttpResult = { rps: Number(rps[1]), requests: Number(reqs[1]), errors };
+  if (/Latency Distribution/.test(text)) {
+    const at = (pct: number): number => {
+      const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(text);
+      if (!m) throw new ParseError(`wrk's latency distribution has no ${pct}% line`);
+      return wrkMicros(m[1]!, m[2]!);
+    };
+    out.latency = { p50: at(50), p75: at(75), p90: at(90), p99: at(99) };
+  }
+  return out;
 }
 
 /** Runs `iperf3 -c` from `ns` against host:5201. */
@@ -121,10 +138,15 @@ export async function runSockperf(
   return parseSockperf(r.stdout + r.stderr);
 }
 
-/** Runs wrk from `ns` against http://host/ with a new connection per request (Connection: close). */
-export async function runWrk(ns: string, host: string, o: { seconds: number; connections: number; port?: number }): Promise<HttpResult> {
+/**
+ * Runs wrk from `ns` against http://host/: with `keepAlive` as wrk does by default (requests follow each other on
+ * `connections` kept-alive connections) and with its latency distribution, otherwise with a new connection per
+ * request (Connection: close).
+ */
+export async function runWrk(ns: string, host: string, o: { seconds: number; connections: number; port?: number; keepAlive?: boolean }): Promise<HttpResult> {
   const url = `http://${host}:${o.port ?? 80}/`;
-  const argv = ['wrk', '-t', '2', '-c', String(o.connections), '-d', `${o.seconds}s`, '--timeout', '2s', '-H', 'Connection: close', url];
+  const argv = ['wrk', '-t', '2', '-c', String(o.connections), '-d', `${o.seconds}s`, '--timeout', '2s'];
+  argv.push(...(o.keepAlive ? ['--latency'] : ['-H', 'Connection: close']), url);
   const r = await nsRunAsync(ns, argv, (o.seconds + 20) * 1000);
   if (r.timedOut) throw new ParseError(`wrk did not finish within ${o.seconds + 20} s`);
   return parseWrk(r.stdout + r.stderr);

@@ -2,7 +2,7 @@
  * Presenting a benchmark report: the terminal table (each figure with its ratio to kernel from the same run),
  * the UDP echo side-by-side, and a self-contained HTML page with inline SVG bar charts.
  */
-import { HIGHER_IS_BETTER, TESTS, pairKey, ratiosToKernel, type BenchReport, type BenchResult } from './results.ts';
+import { HIGHER_IS_BETTER, TESTS, micros, pairKey, ratiosToKernel, type BenchReport, type BenchResult } from './results.ts';
 import { SYSTEMS } from './systems.ts';
 
 /** Side-by-side UDP round trips (sockperf UDP ping-pong). */
@@ -21,6 +21,8 @@ export function settingLabel(r: BenchResult): string {
       return 'rr-latency TCP 64 B median';
     case 'http-rps':
       return `http-rps new conn (${String(r.connections ?? '?')} concurrent)`;
+    case 'http-keepalive':
+      return `http-rps keep-alive (${String(r.connections ?? '?')} conns)`;
     case 'conn-memory':
       return `conn-memory per idle conn (${String(r.connections ?? '?')})`;
   }
@@ -29,7 +31,7 @@ export function settingLabel(r: BenchResult): string {
 function fmt(r: BenchResult): string {
   if (r.test === 'throughput') return `${r.value.toFixed(2)} Gbit/s`;
   if (r.test === 'rr-latency') return `${r.value.toFixed(1)} µs`;
-  if (r.test === 'http-rps') return `${Math.round(r.value)} req/s`;
+  if (r.test === 'http-rps' || r.test === 'http-keepalive') return `${Math.round(r.value)} req/s`;
   return `${Math.round(r.value)} B`;
 }
 
@@ -65,6 +67,16 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const extraRows: string[][] = [];
   const lat = report.results.filter((r) => r.test === 'rr-latency');
   if (lat.length) extraRows.push(['rr-latency TCP 64 B p99', ...systems.map((s) => cell(lat.find((r) => r.system === s)?.p99))]);
+  const ka = report.results.filter((r) => r.test === 'http-keepalive');
+  for (const [key, name] of [['p50_us', 'p50'], ['p99_us', 'p99']] as const) {
+    if (!ka.length) break;
+    const kernel = ka.find((r) => r.system === 'kernel')?.[key];
+    extraRows.push([`http-rps keep-alive latency ${name}`, ...systems.map((s) => {
+      const v = ka.find((r) => r.system === s)?.[key];
+      if (typeof v !== 'number') return '—';
+      return s === 'kernel' || typeof kernel !== 'number' || kernel === 0 ? micros(v) : `${micros(v)} (×${(v / kernel).toFixed(2)})`;
+    })]);
+  }
   if (udp.length) {
     extraRows.push(['UDP echo round trip median', ...systems.map((s) => cell(udp.find((u) => u.system === s)?.p50))]);
     extraRows.push(['UDP echo round trip p99', ...systems.map((s) => cell(udp.find((u) => u.system === s)?.p99))]);
@@ -132,7 +144,7 @@ export function formatHtml(report: BenchReport, udp: readonly UdpRow[] = []): st
 <style>body{font-family:sans-serif;margin:2em;max-width:1100px}svg{display:block;margin:1.2em 0}pre{background:#f6f6f6;padding:1em;overflow-x:auto}</style>
 </head><body>
 <h1>tsvisor bench</h1>
-<p>${esc(report.startedAt)}, ${report.seconds} s${report.quick ? ', --quick' : ''}. Clients: stock iperf3, sockperf ping-pong, wrk (Connection: close), run from a namespace of the bench's own; ratios are to the Linux kernel in the same run.</p>
+<p>${esc(report.startedAt)}, ${report.seconds} s${report.quick ? ', --quick' : ''}. Clients: stock iperf3, sockperf ping-pong, wrk (Connection: close, and keep-alive), run from a namespace of the bench's own; ratios are to the Linux kernel in the same run.</p>
 ${charts.join('\n')}
 <h2>Table</h2>
 <pre>${table}</pre>

@@ -5,7 +5,7 @@
 import type { SystemName } from './systems.ts';
 
 /** The tests, in report order. */
-export const TESTS = ['throughput', 'rr-latency', 'http-rps', 'conn-memory'] as const;
+export const TESTS = ['throughput', 'rr-latency', 'http-rps', 'http-keepalive', 'conn-memory'] as const;
 /** A test's name. */
 export type TestName = (typeof TESTS)[number];
 
@@ -17,6 +17,7 @@ export const UNITS: Record<TestName, string> = {
   throughput: 'Gbit/s',
   'rr-latency': 'us',
   'http-rps': 'req/s',
+  'http-keepalive': 'req/s',
   'conn-memory': 'bytes',
 };
 
@@ -25,10 +26,14 @@ export const HIGHER_IS_BETTER: Record<TestName, boolean> = {
   throughput: true,
   'rr-latency': false,
   'http-rps': true,
+  'http-keepalive': true,
   'conn-memory': false,
 };
 
-/** One measured figure; extra keys carry secondary figures (rr-latency: p99, udp_median, udp_p99). */
+/**
+ * One measured figure; extra keys carry secondary figures (rr-latency: p99, udp_median, udp_p99; http-keepalive:
+ * p50_us, p75_us, p90_us, p99_us from wrk's latency distribution).
+ */
 export interface BenchResult {
   system: SystemName;
   test: TestName;
@@ -57,6 +62,12 @@ export interface BenchReport {
   quick: boolean;
   startedAt: string;
   seconds: number;
+}
+
+/** A latency in µs as text, in ms from 10 ms up. */
+export function micros(v: unknown): string {
+  if (typeof v !== 'number') return '—';
+  return v >= 10000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
 }
 
 /** The key that pairs a result with kernel's result of the same test and setting. */

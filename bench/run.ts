@@ -5,7 +5,7 @@
  */
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
-import { TESTS, UNITS, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
+import { TESTS, UNITS, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { PACKAGE_OF, SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
 
 /** What to run. */
@@ -119,6 +119,27 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
       },
     });
   }
+  if (tests.includes('http-keepalive')) {
+    steps.push({
+      test: 'http-keepalive',
+      tool: 'wrk',
+      mtu: 1500,
+      label: `http-keepalive, ${p.wrkConnections} kept-alive connections`,
+      async run(s) {
+        const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections: p.wrkConnections, keepAlive: true });
+        const l = r.latency!;
+        return record(s, 'http-keepalive', 1500, 'to-service', 1, Math.round(r.rps), {
+          connections: p.wrkConnections,
+          requests: r.requests,
+          errors: r.errors,
+          p50_us: l.p50,
+          p75_us: l.p75,
+          p90_us: l.p90,
+          p99_us: l.p99,
+        });
+      },
+    });
+  }
   if (tests.includes('conn-memory')) {
     steps.push({
       test: 'conn-memory',
@@ -145,6 +166,7 @@ const SERVICE_OF: Record<TestName, 'iperf3' | 'sockperf' | 'http' | 'hold'> = {
   throughput: 'iperf3',
   'rr-latency': 'sockperf',
   'http-rps': 'http',
+  'http-keepalive': 'http',
   'conn-memory': 'hold',
 };
 
@@ -187,6 +209,8 @@ export function formatValue(r: BenchResult): string {
       return `${r.value.toFixed(1)} µs median (p99 ${Number(r.p99).toFixed(1)})` + (r.udp_median !== undefined ? `, UDP ${Number(r.udp_median).toFixed(1)} µs (p99 ${Number(r.udp_p99).toFixed(1)})` : '');
     case 'http-rps':
       return `${Math.round(r.value)} req/s` + (r.errors ? ` (${String(r.errors)} errors)` : '');
+    case 'http-keepalive':
+      return `${Math.round(r.value)} req/s, latency p50 ${micros(r.p50_us)} p99 ${micros(r.p99_us)}` + (r.errors ? ` (${String(r.errors)} errors)` : '');
     case 'conn-memory':
       return `${Math.round(r.value)} bytes/connection`;
   }

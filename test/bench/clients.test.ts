@@ -80,6 +80,22 @@ Requests/sec:    962.00
 Transfer/sec:    430.00KB
 `;
 
+// wrk --latency (keep-alive) against node:http on a veth, this machine.
+const WRK_LATENCY = `Running 1s test @ http://198.18.216.2/
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   547.16us    1.13ms  16.33ms   89.82%
+    Req/Sec    23.35k     9.02k   34.27k    70.00%
+  Latency Distribution
+     50%  118.00us
+     75%  251.00us
+     90%    1.71ms
+     99%    5.40ms
+  46544 requests in 1.01s, 21.79MB read
+Requests/sec:  46210.04
+Transfer/sec:     21.64MB
+`;
+
 t.test('iperf3 -J: receiver rate, sender rate and retransmits', async (t) => {
   const r = parseIperf3Json(IPERF3);
   t.ok(Math.abs(r.gbps - 7.573882611656714) < 1e-12, `receiver ${r.gbps}`);
@@ -103,4 +119,10 @@ t.test('wrk: rate, requests and errors', async (t) => {
   t.same(parseWrk(WRK), { rps: 455.02, requests: 523, errors: 0 });
   t.same(parseWrk(WRK_ERRORS), { rps: 962, requests: 4810, errors: 7 });
   t.throws(() => parseWrk('unable to connect to 198.18.0.2:80 Connection refused'), { name: 'ParseError' });
+});
+
+t.test('wrk --latency: the distribution in µs whatever unit wrk chose', async (t) => {
+  t.same(parseWrk(WRK_LATENCY), { rps: 46210.04, requests: 46544, errors: 0, latency: { p50: 118, p75: 251, p90: 1710, p99: 5400 } });
+  t.throws(() => parseWrk(WRK_LATENCY.replace(/ +99%.*\n/, '')), { name: 'ParseError', message: /99%/ });
+  t.same(parseWrk(WRK_LATENCY.replace('5.40ms', '2.00s')).latency?.p99, 2e6);
 });

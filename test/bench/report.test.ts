@@ -14,7 +14,7 @@ const r = (system: BenchResult['system'], test: BenchResult['test'], value: numb
   direction: 'to-service',
   streams: 1,
   value,
-  unit: { throughput: 'Gbit/s', 'rr-latency': 'us', 'http-rps': 'req/s', 'conn-memory': 'bytes' }[test],
+  unit: { throughput: 'Gbit/s', 'rr-latency': 'us', 'http-rps': 'req/s', 'http-keepalive': 'req/s', 'conn-memory': 'bytes' }[test],
   ...extra,
 });
 
@@ -28,6 +28,8 @@ const RESULTS: BenchResult[] = [
   r('kernel', 'rr-latency', 20, { p99: 50, udp_median: 19, udp_p99: 40 }),
   r('tsvisor', 'rr-latency', 80, { p99: 300, udp_median: 60, udp_p99: 200 }),
   r('slirp4netns', 'http-rps', 900, { connections: 32 }),
+  r('kernel', 'http-keepalive', 40000, { connections: 32, p50_us: 600, p99_us: 2000 }),
+  r('tsvisor', 'http-keepalive', 44000, { connections: 32, p50_us: 690, p99_us: 30000 }),
   r('kernel', 'conn-memory', 4000, { connections: 10000 }),
   r('tsvisor', 'conn-memory', 6000, { connections: 10000 }),
 ];
@@ -73,8 +75,11 @@ t.test('terminal table', async (t) => {
   t.match(text, /rr-latency TCP 64 B median\s+20\.0 µs\s+80\.0 µs \(×4\.00\)/);
   t.match(text, /UDP echo round trip median\s+19\.0 µs\s+60\.0 µs/);
   t.match(text, /http-rps new conn \(32 concurrent\)\s+—\s+—\s+—\s+900 req\/s$/m, 'a missing kernel figure shows no ratio');
+  t.match(text, /http-rps keep-alive \(32 conns\)\s+40000 req\/s\s+44000 req\/s \(×1\.10\)/);
+  t.match(text, /http-rps keep-alive latency p50\s+600 µs\s+690 µs \(×1\.15\)/, 'keep-alive p50 with its ratio');
+  t.match(text, /http-rps keep-alive latency p99\s+2000 µs\s+30\.0 ms \(×15\.00\)/, 'keep-alive p99, in ms from 10 ms');
   t.match(text, /skipped: pasta: not installed: passt/);
-  const order = ['throughput MTU 1500 1×stream to-service', 'throughput MTU 1500 1×stream from-service', 'throughput MTU 65520', 'rr-latency', 'http-rps', 'conn-memory'];
+  const order = ['throughput MTU 1500 1×stream to-service', 'throughput MTU 1500 1×stream from-service', 'throughput MTU 65520', 'rr-latency', 'http-rps new', 'http-rps keep-alive (', 'conn-memory'];
   const at = order.map((s) => text.indexOf(s));
   t.same([...at].sort((a, b) => a - b), at, 'rows in test order');
 });
@@ -83,7 +88,7 @@ t.test('HTML is self-contained with one inline SVG chart per setting', async (t)
   const html = formatHtml(REPORT, [{ system: 'kernel', p50: 19, p99: 40 }]);
   t.match(html, /^<!doctype html>/);
   t.notMatch(html, /<script|<link|src=|href="http/, 'no external resources or scripts');
-  t.equal(html.match(/<svg /g)?.length, 7, '6 settings and the UDP chart');
+  t.equal(html.match(/<svg /g)?.length, 8, '7 settings and the UDP chart');
   t.match(html, /×0\.05/);
   const svg = barChart('t <x>', [{ system: 'kernel', value: 2, text: '2' }, { system: 'tsvisor', value: 1, text: '1' }]);
   t.match(svg, /t &lt;x&gt;/, 'titles escaped');

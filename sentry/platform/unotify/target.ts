@@ -32,14 +32,14 @@ export class Targets {
   constructor(readonly rootPid: number) {}
 
   /**
-   * The process of thread `tid`, opened on first sight. Throws when the thread is already gone (it cannot be
-   * while one of its calls waits for an answer, unless it was killed: answer ENOENT-tolerantly).
+   * The process of thread `tid`, opened on first sight. A thread already gone (killed while its call waited)
+   * gives a Target that has exited: getFd answers -ESRCH, read null, write false.
    */
   forTid(tid: number): Target {
     let tgid = this.tgidByTid.get(tid);
     if (tgid === undefined) {
       tgid = tgidOf(tid);
-      if (tgid === undefined) throw new TargetGoneError(tid);
+      if (tgid === undefined) return Target.gone(tid);
       this.tgidByTid.set(tid, tgid);
     }
     let t = this.byTgid.get(tgid);
@@ -69,14 +69,6 @@ export class Targets {
   }
 }
 
-/** Thrown by `forTid` when the thread has exited before we looked at it. */
-export class TargetGoneError extends Error {
-  constructor(readonly tid: number) {
-    super(`thread ${tid} is gone`);
-    this.name = 'TargetGoneError';
-  }
-}
-
 /** One process of the sandbox. */
 export class Target {
   /** A pidfd for the process (ours; closed when it exits or on close()). */
@@ -90,8 +82,16 @@ export class Target {
   private mem = -1;
   private resolveExited!: () => void;
 
-  constructor(readonly tgid: number) {
-    const fd = pidfdOpen(tgid);
+  /** A Target for a process that is already gone. */
+  static gone(tgid: number): Target {
+    return new Target(tgid, true);
+  }
+
+  constructor(
+    readonly tgid: number,
+    gone = false,
+  ) {
+    const fd = gone ? -ESRCH : pidfdOpen(tgid);
     this.exitSignal = this.controller.signal;
     this.exited = new Promise((r) => (this.resolveExited = r));
     if (fd < 0) {

@@ -104,7 +104,12 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   child.once('error', () => {});
-  if (withFilter) (pipes(child)[FILTER_FD] as Writable).end(Buffer.from(o.filter));
+  if (withFilter) {
+    const filter = pipes(child)[FILTER_FD] as Writable;
+    // A helper that fails before reading the filter resets this pipe; its report says why.
+    filter.on('error', () => {});
+    filter.end(Buffer.from(o.filter));
+  }
   let listenerFd = -1;
   try {
     await handshake(child, o, (fd) => (listenerFd = fd), exit);

@@ -126,15 +126,6 @@ export function udp(
   return ipv4(srcMac, dstMac, src, dst, 17, u);
 }
 
-/** Waits until `cond()` holds, polling every few ms; rejects after `ms` with `what` in the message. */
-export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** The one's-complement sum of the IPv4 pseudo-header (RFC 793 §3.1), folded, not complemented. */
 export function pseudoSum4(src: Uint8Array, dst: Uint8Array, protocol: number, l4Length: number): number {
   const pseudo = new Uint8Array(12);

@@ -32,7 +32,8 @@ function bench(args: string[], onStderr?: (text: string, child: ReturnType<typeo
     onStderr?.(stderr, child);
   });
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120000);
+    // A hang bound: --quick takes about a minute on a quiet machine, several on a loaded one.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal });
@@ -57,7 +58,8 @@ t.test('quick throughput run of kernel and tsvisor writes the JSON and cleans up
   const { code } = await b.done;
   const seconds = (performance.now() - started) / 1000;
   t.equal(code, 0, `exit status (stderr: ${b.err().slice(-500)})`);
-  t.ok(seconds < 90, `finished in ${seconds.toFixed(1)} s`);
+  // How long --quick takes is the benchmark's figure to report, not a test's to assert: load alone stretches it.
+  t.comment(`finished in ${seconds.toFixed(1)} s`);
   const doc = JSON.parse(readFileSync(file, 'utf8'));
   t.same(validateReport(doc), [], 'records are well formed');
   const got = (doc.results as { system: string; test: string; direction: string; mtu: number; streams: number; value: number }[])

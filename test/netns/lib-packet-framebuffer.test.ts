@@ -9,7 +9,8 @@ import type { MmsgBatch } from '../../lib/mmsg.ts';
 import { createVethPair } from '../../lib/testnet.ts';
 import { GsoType } from '../../lib/vnet.ts';
 import { RX_CSUM_VERIFIED, RX_MORE } from '../../netstack/link/endpoint.ts';
-import { ip4, tcp4, waitFor } from '../lib/frames.ts';
+import { ip4, tcp4 } from '../lib/frames.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 const A_IP = '198.18.93.1';
 const B_IP = '198.18.93.2';
@@ -83,7 +84,7 @@ t.test('frameBuffer, frames built in it → writeFrame sends them without a copy
   }
   t.equal(copies.copies, 0, 'no frame was copied into its slot');
   a.flush();
-  await waitFor(() => got.length >= want.length, 3000, `${want.length} frames at B`);
+  await waitFor(() => got.length >= want.length, HANG_MS, `${want.length} frames at B`);
   t.equal(got.length, want.length);
   for (let i = 0; i < want.length; i++) t.equal(firstDiff(got[i]!, want[i]!), -1, `frame ${i} arrives byte for byte`);
   t.equal(a.counters.txFrames, want.length);
@@ -108,7 +109,7 @@ t.test('frameBuffer handed out, another frame written instead → copied, and bo
   t.equal(a.writeFrame(view), true);
   t.equal(copies.copies, 2, 'a view of an earlier slot is copied');
   a.flush();
-  await waitFor(() => got.length >= 3, 3000, '3 frames at B');
+  await waitFor(() => got.length >= 3, HANG_MS, '3 frames at B');
   t.equal(firstDiff(got[0]!, first), -1, 'the copied frame intact');
   t.equal(firstDiff(got[1]!, second), -1, 'the in-place frame intact');
   t.equal(firstDiff(got[2]!, second), -1, 'the re-sent view intact');
@@ -130,7 +131,7 @@ t.test('frameBuffer + writeGso of a 64 KB TCP super-segment → sent without a c
   t.equal(a.writeGso(view, opts), true);
   t.equal(copies.copies, 0, 'not copied into its slot');
   a.flush();
-  await waitFor(() => got.length >= 1, 5000, 'the super-frame at B');
+  await waitFor(() => got.length >= 1, HANG_MS, 'the super-frame at B');
   t.equal(got.length, 1, 'one super-frame, passed on whole by the veth');
   t.equal(firstDiff(got[0]!, frame), -1, 'identical to what was built, checksum still partial');
   t.ok(flags[0]! & RX_CSUM_VERIFIED, 'flagged verified');
@@ -169,7 +170,7 @@ t.test('burst of frames B → A → delivered with RX_MORE while the ring holds 
   const n = 64;
   for (let i = 0; i < n; i++) b.writeFrame(testFrame(b.macAddress, a.macAddress, 100, i));
   b.flush(); // one sendmmsg: every frame is in A's ring before A's next wake-up
-  await waitFor(() => events.filter((e) => e !== 'end').length >= n && events[events.length - 1] === 'end', 3000, `${n} frames at A`);
+  await waitFor(() => events.filter((e) => e !== 'end').length >= n && events[events.length - 1] === 'end', HANG_MS, `${n} frames at A`);
   const frames = events.filter((e): e is number => e !== 'end');
   t.equal(frames.length, n);
   const more = frames.filter((f) => (f & RX_MORE) !== 0).length;
@@ -199,7 +200,7 @@ t.test('burst of 64 frames with offloads → at most 16 delivered before the eve
   const n = 64;
   for (let i = 0; i < n; i++) b.writeFrame(testFrame(b.macAddress, a.macAddress, 100, i));
   b.flush();
-  await waitFor(() => events.filter((e) => e === 'f').length >= n, 3000, `${n} frames at A`);
+  await waitFor(() => events.filter((e) => e === 'f').length >= n, HANG_MS, `${n} frames at A`);
   // Longest run of deliveries with no microtask in between.
   const longest = Math.max(...events.join('').split('m').map((run) => run.length));
   t.ok(longest <= 16, `at most 16 frames in a row before microtasks ran (longest run ${longest}: ${events.join('')})`);

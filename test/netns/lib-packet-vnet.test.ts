@@ -5,7 +5,8 @@ import { createVethPair, nsRun } from '../../lib/testnet.ts';
 import { GsoType, completeChecksum } from '../../lib/vnet.ts';
 import { RX_CSUM_VERIFIED } from '../../netstack/link/endpoint.ts';
 import { parseAddress } from '../../netstack/addr.ts';
-import { arp, checksums6Ok, checksumsOk, ip4, mac, parseArp, tcp4, tcp6, udp, waitFor } from '../lib/frames.ts';
+import { arp, checksums6Ok, checksumsOk, ip4, mac, parseArp, tcp4, tcp6, udp } from '../lib/frames.ts';
+import { HANG_MS, waitFor, waitListening, within } from '../lib/wait.ts';
 
 // Pair 1 keeps the veth's offloads on (TSO/GSO/GRO, checksum offload), as PACKET_VNET_HDR allows.
 const A_IP = '198.18.71.1';
@@ -75,8 +76,8 @@ t.test('offloads on, plain frames → ARP with B\'s kernel and UDP to B\'s endpo
   a.writeFrame(arp(1, a.macAddress, ip4('198.18.71.99'), new Uint8Array(6), ip4(B_IP)));
   const dgram = udp(a.macAddress, b.macAddress, ip4(A_IP), ip4(B_IP), 4000, 4001, new Uint8Array(100).fill(7));
   a.writeFrame(dgram);
-  await waitFor(() => atA.some((f) => parseArp(f)?.op === 2), 2000, 'ARP reply from B');
-  await waitFor(() => atB.some((f) => f.length === dgram.length && f[23] === 17), 2000, 'UDP at B');
+  await waitFor(() => atA.some((f) => parseArp(f)?.op === 2), HANG_MS, 'ARP reply from B');
+  await waitFor(() => atB.some((f) => f.length === dgram.length && f[23] === 17), HANG_MS, 'UDP at B');
   t.same(atB.find((f) => f.length === dgram.length && f[23] === 17), dgram, 'UDP frame arrives byte for byte');
   t.equal(a.counters.txFrames, 2);
   t.equal(a.counters.txBytes, 42 + dgram.length, 'txBytes count frames, not the virtio_net_hdr');
@@ -95,7 +96,7 @@ t.test('writeGso 64 KB TCP segment, veth offloads off → B sees MSS-sized segme
   const { data, frame, opts } = superSegment(a.macAddress, b.macAddress, A2_IP, B2_IP);
   t.equal(a.writeGso(frame, opts), true);
   const want = Math.ceil(PAYLOAD / MSS);
-  await waitFor(() => segs.length >= want, 3000, `${want} segments`);
+  await waitFor(() => segs.length >= want, HANG_MS, `${want} segments`);
   t.equal(segs.length, want, `${want} segments`);
   t.ok(segs.every((f) => f.length <= 1514), 'none longer than the MTU allows');
   t.ok(segs.every(checksumsOk), 'every IP and TCP checksum verifies');
@@ -127,7 +128,7 @@ t.test('writeGso 64 KB TCP/IPv6 segment, veth offloads off → B sees MSS-sized 
   const frame = tcp6(a.macAddress, b.macAddress, parseAddress(A2_IP6)!, parseAddress(B2_IP6)!, [40000, 9], 5_000, data, true);
   t.equal(a.writeGso(frame, { gsoType: GsoType.TCPV6, gsoSize: mss, hdrLen: 74, csumStart: 54, csumOffset: 16 }), true);
   const want = Math.ceil(PAYLOAD / mss);
-  await waitFor(() => segs.length >= want, 3000, `${want} segments`);
+  await waitFor(() => segs.length >= want, HANG_MS, `${want} segments`);
   t.equal(segs.length, want, `${want} segments`);
   t.ok(segs.every((f) => f.length <= 1514), 'none longer than the MTU allows');
   t.ok(segs.every(checksums6Ok), 'every TCP checksum verifies');
@@ -155,7 +156,7 @@ t.test('writeGso 64 KB TCP segment, offloads on → B\'s endpoint gets it whole,
   const expected = tcp4(a.macAddress, b.macAddress, ip4(A_IP), ip4(B_IP), [40000, 9], 1_000_000, 0, 0x18, frame.subarray(54));
   const partial = frame.slice();
   t.equal(a.writeGso(frame, opts), true);
-  await waitFor(() => got.length >= 1, 5000, 'the super-frame at B').catch(() => {});
+  await waitFor(() => got.length >= 1, HANG_MS, 'the super-frame at B').catch(() => {});
   b.refreshCounters();
   const why = JSON.stringify({ a: a.counters, b: b.counters, bv: b.vnetCounters });
   t.equal(got.length, 1, `one frame: the veth passes the super-frame on whole (${why})`);
@@ -219,7 +220,7 @@ t.test('kernel TCP stream B → A with TSO on → A\'s endpoint sees super-frame
   });
   const server = spawn('ip', ['netns', 'exec', on.nsA, 'socat', '-u', 'TCP-LISTEN:5001,reuseaddr', 'OPEN:/dev/null'], { stdio: 'ignore' });
   procs.push(server);
-  await new Promise((r) => setTimeout(r, 200));
+  await waitListening(on.nsA, 5001);
   const total = 4 << 20;
   const client = spawn('ip', ['netns', 'exec', on.nsB, 'sh', '-c', `head -c ${total} /dev/zero | socat -u - TCP:${A_IP}:5001`], {
     stdio: 'ignore',
@@ -227,7 +228,7 @@ t.test('kernel TCP stream B → A with TSO on → A\'s endpoint sees super-frame
   procs.push(client);
   const code = await new Promise<number | null>((r) => client.on('exit', r));
   t.equal(code, 0, 'client sent everything');
-  await waitFor(() => bytes >= total, 2000, 'all payload seen');
+  await waitFor(() => bytes >= total, HANG_MS, 'all payload seen');
   t.equal(bytes, total, 'the whole stream seen');
   t.ok(big > 0, `super-frames larger than the MTU delivered (${big} of ${frames})`);
   t.equal(bad, 0, 'no frame with a bad checksum');
@@ -267,9 +268,9 @@ t.test('writeGso 64 KB-class TCP segment into a kernel TCP connection in B → s
   const bMac = mac(on.macB);
   const ports: [number, number] = [40001, 5002];
   const isn = 7_000_000;
-  await new Promise((r) => setTimeout(r, 200)); // socat listening
+  await waitListening(on.nsB, 5002);
   a.writeFrame(tcp4(a.macAddress, bMac, src, dst, ports, isn, 0, 0x02, new Uint8Array(0)));
-  await waitFor(() => synAck !== null, 3000, 'SYN-ACK from B');
+  await waitFor(() => synAck !== null, HANG_MS, 'SYN-ACK from B');
   const irs = synAck!.seq;
   // Without window scaling in our SYN, B's window is at most 65535: the data must fit in it.
   const size = Math.min(60000, synAck!.window);
@@ -279,7 +280,7 @@ t.test('writeGso 64 KB-class TCP segment into a kernel TCP connection in B → s
   const frame = tcp4(a.macAddress, bMac, src, dst, ports, isn + 1, irs + 1, 0x18, data, true);
   t.equal(a.writeGso(frame, { gsoType: GsoType.TCPV4, gsoSize: MSS, hdrLen: 54, csumStart: 34, csumOffset: 16 }), true);
   a.writeFrame(tcp4(a.macAddress, bMac, src, dst, ports, isn + 1 + size, irs + 1, 0x11, new Uint8Array(0)));
-  const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5000))]);
+  const code = await within(exited, HANG_MS, 'socat to exit on the FIN');
   t.equal(code, 0, 'socat saw the FIN and exited');
   const got = new Uint8Array(Buffer.concat(received));
   t.equal(got.length, size, `${size} bytes read from the socket`);

@@ -4,7 +4,8 @@ import t from 'tap';
 import type { LinkDispatcher } from '../../netstack/link/endpoint.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair } from '../../lib/testnet.ts';
-import { arp, echoReply, ip4, mac, parseArp, parseEchoRequest, udp, waitFor } from '../lib/frames.ts';
+import { arp, echoReply, ip4, mac, parseArp, parseEchoRequest, udp } from '../lib/frames.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 const A_IP = '198.18.10.1';
 const B_IP = '198.18.10.2';
@@ -54,7 +55,7 @@ t.test('ARP request sent → kernel in B replies through the endpoint', async (t
     const a = parseArp(f);
     return a !== null && a.op === 2 && a.senderIp.join('.') === B_IP && a.targetIp.join('.') === STACK_IP;
   };
-  await waitFor(() => rec.frames.some(isReply), 2000, 'ARP reply from B');
+  await waitFor(() => rec.frames.some(isReply), HANG_MS, 'ARP reply from B');
   const reply = rec.frames.find(isReply)!;
   t.same([...reply.subarray(0, 6)], [...ep.macAddress], 'unicast to our MAC');
   t.same([...parseArp(reply)!.senderMac], [...mac(net.macB)], 'B tells its MAC');
@@ -116,7 +117,7 @@ t.test('1000 frames from B → all received in order, in batches', async (t) => 
     b.flush();
     await new Promise((r) => setTimeout(r, 2));
   }
-  await waitFor(() => seqs.length >= 1000, 3000, '1000 frames');
+  await waitFor(() => seqs.length >= 1000, HANG_MS, '1000 frames');
   t.equal(accepted, 1000, 'writeFrame accepted all');
   t.equal(b.counters.txFrames, 1000);
   t.equal(b.counters.txDropped, 0);
@@ -144,7 +145,7 @@ t.test('frames both ways between two endpoints, larger than a queue', async (t) 
     b.writeFrame(udp(b.macAddress, a.macAddress, ip4(B_IP), ip4(A_IP), 2, 1, full));
   }
   const big = (r: ReturnType<typeof recorder>) => r.frames.filter((f) => f.length === 1514).length;
-  await waitFor(() => big(atA) === 40 && big(atB) === 40, 2000, '40 full frames each way');
+  await waitFor(() => big(atA) === 40 && big(atB) === 40, HANG_MS, '40 full frames each way');
   t.equal(a.writeFrame(new Uint8Array(1500 + 14 + 4 + 1)), false, 'oversize refused');
   t.equal(a.counters.txOversize, 1);
   t.equal(a.counters.txFrames, 40);
@@ -169,51 +170,62 @@ t.test('a process with an endpoint opened and closed exits by itself', async (t)
     ep.writeFrame(new Uint8Array(60));
     setTimeout(() => ep.close(), 50);
   `;
-  const started = Date.now();
+  // One that does not exit is killed after a hang bound and ends without a status.
   const code = await new Promise<number | null>((resolve) => {
     const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: new URL('../..', import.meta.url).pathname,
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10000);
+    const timer = setTimeout(() => p.kill('SIGKILL'), HANG_MS);
     p.on('exit', (c) => {
       clearTimeout(timer);
       resolve(c);
     });
   });
   t.equal(code, 0, 'exited with status 0 (not killed)');
-  t.ok(Date.now() - started < 10000);
 });
 
-/** Runs a child process that sends `count` UDP frames from B to A, one every `gapUs` µs, through its own endpoint. */
-async function streamFromChild(count: number, gapUs: number): Promise<void> {
+/**
+ * Runs a child process that sends `count` UDP frames from B to A, one every `gapUs` µs, through its own endpoint;
+ * resolves to the number of gaps longer than `longUs` µs between sends (the sender descheduled by other load).
+ */
+async function streamFromChild(count: number, gapUs: number, longUs = 1000): Promise<number> {
   const script = `
     import { AfPacketEndpoint } from './lib/packet.ts';
     import { ip4, udp } from './test/lib/frames.ts';
     const b = await AfPacketEndpoint.open({ netns: ${JSON.stringify(net.nsB)}, dev: ${JSON.stringify(net.devB)} });
     const f = udp(b.macAddress, new Uint8Array(${JSON.stringify([...mac(net.macA)])}), ip4('${B_IP}'), ip4('${A_IP}'), 4000, 0x123a, new Uint8Array(18));
     await new Promise((r) => setTimeout(r, 100));
+    let last = -Infinity;
+    let long = 0;
     for (let i = 0; i < ${count}; i++) {
       // Each gap is measured from the previous send, so a sender that was descheduled never catches up in a burst.
-      const next = performance.now() + ${gapUs} / 1000;
+      const now = performance.now();
+      if (now - last > ${longUs} / 1000) long++;
+      last = now;
+      const next = now + ${gapUs} / 1000;
       b.writeFrame(f);
       b.flush();
       while (performance.now() < next);
     }
     b.close();
+    process.stdout.write(String(long - 1));
   `;
+  let out = '';
   const code = await new Promise<number | null>((resolve) => {
     const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: new URL('../..', import.meta.url).pathname,
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10000);
+    p.stdout.on('data', (d: Buffer) => (out += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), HANG_MS);
     p.on('exit', (c) => {
       clearTimeout(timer);
       resolve(c);
     });
   });
   if (code !== 0) throw new Error(`sender exited with ${code}`);
+  return Number(out);
 }
 
 const isStreamFrame = (f: Uint8Array) => f.length === 60 && f[23] === 17 && f[36] === 0x12 && f[37] === 0x3a;
@@ -232,7 +244,7 @@ t.test('lone frames 20 ms apart → one wake-up each, never a busy poll', async 
     },
   });
   await streamFromChild(10, 20_000);
-  await waitFor(() => got === 10, 2000, '10 frames');
+  await waitFor(() => got === 10, HANG_MS, '10 frames');
   // On a loaded machine the receiver may sleep through two sends; then those frames were not lone ones.
   if (maxBatch > 1) {
     t.comment(`receiver found ${maxBatch} frames at once (starved by other load): lone-frame case not reached`);
@@ -248,15 +260,17 @@ t.test('a stream 100 µs apart from another process → busy polls, few wake-ups
   t.teardown(() => a.close());
   let got = 0;
   a.attach({ deliverFrame: (f) => void (isStreamFrame(f) && got++) });
-  await streamFromChild(2000, 100);
-  await waitFor(() => got === 2000, 3000, '2000 frames');
+  const pauses = await streamFromChild(2000, 100, 1000);
+  await waitFor(() => got === 2000, HANG_MS, '2000 frames');
   const p = a.rxPoll;
   t.equal(got, 2000, 'all frames delivered');
   // A wake-up that finds several frames, or comes within the 1 ms window of the previous one, polls; how many
   // frames the polls catch rather than the first drain depends on how the scheduler runs sender and receiver
   // on a busy machine (bench/link-rate.ts measures that), so only the switch into polling is checked here.
   t.ok(p.busyPolls > 0, `busy polls happened (${JSON.stringify(p)})`);
-  t.ok(p.wakeups < 500, `at most one wake-up per four frames (${p.wakeups})`);
+  // A sender paused longer than the 1 ms poll window (descheduled by other load) lets the receiver go back to
+  // sleep, so each such pause may cost one wake-up more.
+  t.ok(p.wakeups < 500 + pauses, `at most one wake-up per four frames, plus one per pause of the sender (${p.wakeups}, ${pauses} pauses)`);
 });
 
 t.test('busy polling → the microtasks a batch queued run before the next batch is delivered', async (t) => {

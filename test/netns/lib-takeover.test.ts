@@ -5,6 +5,7 @@ import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { takeOver } from '../../lib/takeover.ts';
 import { createVethPair, run } from '../../lib/testnet.ts';
 import { arp, echoReply, ip4, parseArp, parseEchoRequest } from '../lib/frames.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 const net = createVethPair({
   prefix: 'tsv-lib-tk',
@@ -32,9 +33,13 @@ function snapshot() {
   return { addrs, routes4, routes6, disable6, mtu: link.mtu, mac: link.address };
 }
 
-function pingFromB(target: string, count = 1): Promise<number | null> {
+/**
+ * Exit status of `ping -c count` from B: 0 when answered. Replies are awaited up to `waitS` seconds, generous by
+ * default as a loaded machine delays them; a check that expects silence passes a short wait.
+ */
+function pingFromB(target: string, count = 1, waitS = 20): Promise<number | null> {
   return new Promise((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', String(count), '-i', '0.2', '-W', '1', target], {
+    const p = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', String(count), '-i', '0.2', '-W', String(waitS), target], {
       stdio: 'ignore',
     });
     p.on('exit', (c) => resolve(c));
@@ -69,12 +74,13 @@ t.test('take over → config read, kernel loses addresses; restore → everythin
   t.same(during.addrs, [], 'no address left on the interface');
   t.same(during.routes4.filter((r: { table?: string }) => r.table !== 'local'), [], 'no IPv4 route left');
   t.equal(during.disable6, '1', 'IPv6 disabled on the interface');
-  t.equal(await pingFromB('198.18.30.1'), 1, 'kernel no longer answers');
+  t.equal(await pingFromB('198.18.30.1', 1, 1), 1, 'kernel no longer answers');
 
   taken.restore();
   restoredByTest = true;
   t.equal(taken.restored, true);
-  await new Promise((r) => setTimeout(r, 100));
+  // Re-enabled IPv6 brings its link-local address and routes back a moment later.
+  await waitFor(() => JSON.stringify(snapshot()) === JSON.stringify(before), HANG_MS, 'the interface as before').catch(() => {});
   t.same(snapshot(), before, 'addresses, routes and IPv6 setting exactly as before');
   t.doesNotThrow(() => taken.restore(), 'restore again → no-op');
   t.equal(await pingFromB('198.18.30.1'), 0, 'kernel answers again');

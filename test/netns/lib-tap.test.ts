@@ -6,7 +6,8 @@ import { MmsgBatch } from '../../lib/mmsg.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { TapEndpoint } from '../../lib/tap.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
-import { arp, echoReply, ip4, parseArp, parseEchoRequest, udp, waitFor } from '../lib/frames.ts';
+import { arp, echoReply, ip4, parseArp, parseEchoRequest, udp } from '../lib/frames.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 const NS = 'tsv-lib-tap';
 const KERNEL_IP = '198.18.40.1';
@@ -48,7 +49,7 @@ t.test('ARP request sent → kernel replies through the TAP', async (t) => {
   ep.attach({ deliverFrame: (f) => void frames.push(f.slice()) });
   ep.writeFrame(arp(1, ep.macAddress, ip4(STACK_IP), new Uint8Array(6), ip4(KERNEL_IP)));
   const isReply = (f: Uint8Array) => parseArp(f)?.op === 2 && parseArp(f)!.senderIp.join('.') === KERNEL_IP;
-  await waitFor(() => frames.some(isReply), 2000, 'ARP reply');
+  await waitFor(() => frames.some(isReply), HANG_MS, 'ARP reply');
   const a = parseArp(frames.find(isReply)!)!;
   t.equal(Array.from(a.senderMac, (b) => b.toString(16).padStart(2, '0')).join(':'), kernelMac);
   t.equal(ep.counters.txFrames, 1);
@@ -103,7 +104,7 @@ t.test('1000 datagrams each way between the kernel and the TAP → none lost, in
     await new Promise((r) => setTimeout(r, 2));
   }
   t.equal(sent, 1000, 'kernel socket sent all');
-  await waitFor(() => seqs.length >= 1000, 3000, '1000 datagrams at the TAP');
+  await waitFor(() => seqs.length >= 1000, HANG_MS, '1000 datagrams at the TAP');
   t.same(seqs, Array.from({ length: 1000 }, (_, i) => i), 'kernel → TAP: all, in order');
   t.ok(batchEnds < 1000, `batched (${batchEnds} batch ends)`);
 
@@ -132,7 +133,7 @@ t.test('1000 datagrams each way between the kernel and the TAP → none lost, in
     drain();
     await new Promise((r) => setTimeout(r, 2));
   }
-  await waitFor(() => (drain(), got.length >= 1000), 3000, '1000 datagrams at the kernel');
+  await waitFor(() => (drain(), got.length >= 1000), HANG_MS, '1000 datagrams at the kernel');
   t.same(got, Array.from({ length: 1000 }, (_, i) => i), 'TAP → kernel: all, in order');
   t.equal(ep.counters.txFrames, 1000);
   t.equal(ep.counters.txDropped, 0);

@@ -14,6 +14,7 @@ import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair } from '../../lib/testnet.ts';
 import { udp } from '../netstack/network/frames.ts';
 import { Recorder, echoRequest, pattern } from '../netstack/network/helpers.ts';
+import { HANG_MS } from '../lib/wait.ts';
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root for network namespaces');
@@ -61,7 +62,7 @@ t.test('our stack on a veth answers and talks to the Linux kernel', async (t) =>
   s.addAddress(nic, parseSubnet(`${US6}/64`)!);
   t.equal(await s.whenAddressReady(parseAddress(US6)!), true, 'DAD passed');
 
-  for (const [cmd, size] of [[['ping', '-c', '2', '-i', '0.2', '-W', '2'], 56], [['ping', '-c', '2', '-i', '0.2', '-W', '2'], 8000]] as const) {
+  for (const [cmd, size] of [[['ping', '-c', '2', '-i', '0.2', '-W', '20'], 56], [['ping', '-c', '2', '-i', '0.2', '-W', '20'], 8000]] as const) {
     const r4 = await inB([...cmd, '-s', String(size), US4]);
     t.equal(r4.code, 0, `Linux pings us over IPv4 with ${size} bytes`);
     const r6 = await inB([...cmd, '-6', '-s', String(size), US6]);
@@ -76,7 +77,7 @@ t.test('our stack on a veth answers and talks to the Linux kernel', async (t) =>
     if (isError(r)) throw new Error(String(r));
     const data = pattern(8000, 5);
     r.send(proto, echoRequest(r, 0x4242, 1, data), r.headroom);
-    t.ok(await waitFor(() => rec.packets.length > 0, 3000), `Linux answers our 8000-byte ping to ${dst}`);
+    t.ok(await waitFor(() => rec.packets.length > 0, HANG_MS), `Linux answers our 8000-byte ping to ${dst}`);
     const m = rec.packets[0]?.segment;
     if (m) t.equal(Buffer.from(m.subarray(8)).equals(Buffer.from(data)), true, 'reply data byte-exact');
   }
@@ -95,7 +96,7 @@ t.test('our stack on a veth answers and talks to the Linux kernel', async (t) =>
     const buf = new Uint8Array(r.headroom + seg.length);
     buf.set(seg, r.headroom);
     r.send(PROTO_UDP, buf, r.headroom);
-    t.ok(await waitFor(() => rec.controls.length > 0, 3000), `Linux's port unreachable for ${dst} reaches our transport`);
+    t.ok(await waitFor(() => rec.controls.length > 0, HANG_MS), `Linux's port unreachable for ${dst} reaches our transport`);
     t.equal(rec.controls[0]?.msg.kind, 'port-unreachable');
   }
   const snap = s.stats.snapshot();

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { type VethPair, type VethPairOptions, createVethPair } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 
 export const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
 
@@ -32,8 +33,8 @@ export async function serveOnVeth(
   return { pair, dir, child };
 }
 
-/** Starts `tsvisor serve` with `args`; resolves once it printed `tsvisor: ready`. */
-export function startServe(args: string[], timeoutMs = 30000): Promise<{ child: ChildProcess; stderr: () => string }> {
+/** Starts `tsvisor serve` with `args`; resolves once it printed `tsvisor: ready` (rejects after a hang bound). */
+export function startServe(args: string[], timeoutMs = HANG_MS): Promise<{ child: ChildProcess; stderr: () => string }> {
   const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -57,11 +58,11 @@ export function startServe(args: string[], timeoutMs = 30000): Promise<{ child: 
   });
 }
 
-/** SIGTERMs a child we started and waits for it (SIGKILL after 10 s). */
+/** SIGTERMs a child we started and waits for it (SIGKILL after a hang bound: then it resolves to null). */
 export function stop(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-    const kill = setTimeout(() => child.kill('SIGKILL'), 10000);
+    const kill = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
     child.once('exit', (code) => {
       clearTimeout(kill);
       resolve(code);
@@ -79,11 +80,26 @@ export interface Ran {
   stderr: string;
 }
 
+/** Options of nsExec. */
+export interface NsExecOptions {
+  /** Bytes written to stdin, which is then closed (unless `untilBytes` is given: then it stays open). */
+  input?: Buffer | string;
+  /** Killed (SIGKILL) after this long; default a hang bound. */
+  timeoutMs?: number;
+  /** Stdout bytes kept in `stdout` (default 1 MiB); all of it is hashed. */
+  keep?: number;
+  /**
+   * Ends the command (SIGTERM) once this many stdout bytes arrived: for a tool that would otherwise leave only
+   * on an idle timeout (nc without -N, chargen), so the test waits for the data, not for a clock.
+   */
+  untilBytes?: number;
+}
+
 /**
  * Runs `argv` in namespace `ns` asynchronously, feeding `input` (bytes, or a file streamed by the tool itself);
- * keeps at most `keep` bytes of stdout but hashes all of it. Killed after `timeoutMs`.
+ * keeps at most `keep` bytes of stdout but hashes all of it.
  */
-export function nsExec(ns: string, argv: string[], opts: { input?: Buffer | string; timeoutMs?: number; keep?: number } = {}): Promise<Ran> {
+export function nsExec(ns: string, argv: string[], opts: NsExecOptions = {}): Promise<Ran> {
   const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
   const hash = createHash('sha256');
   const kept: Buffer[] = [];
@@ -98,11 +114,13 @@ export function nsExec(ns: string, argv: string[], opts: { input?: Buffer | stri
       kept.push(d);
       keptLen += d.length;
     }
+    if (opts.untilBytes !== undefined && length >= opts.untilBytes) child.kill('SIGTERM');
   });
   child.stderr!.on('data', (d) => (stderr += d));
   child.stdin!.on('error', () => {});
-  child.stdin!.end(opts.input);
-  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60000);
+  if (opts.untilBytes === undefined) child.stdin!.end(opts.input);
+  else if (opts.input !== undefined) child.stdin!.write(opts.input);
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? HANG_MS);
   return new Promise((resolve) => {
     child.on('close', (code) => {
       clearTimeout(timer);

@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 import { nsExec, startServe, stop } from './serve-helpers.ts';
 
 const SVC4 = '198.18.112.2';
@@ -36,13 +37,18 @@ t.test('iperf3 service on a veth: UDP both ways, paced, --bidir over UDP and TCP
   child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, '--service', 'iperf3'])).child;
 
   const iperf3 = async (host: string, args: string[]): Promise<End> => {
-    const r = await nsExec(pair.nsB, ['iperf3', '-c', host, '-t', '1', '-J', '--connect-timeout', '3000', ...args], { timeoutMs: 30000 });
+    const r = await nsExec(pair.nsB, ['iperf3', '-c', host, '-t', '1', '-J', '--connect-timeout', String(HANG_MS), ...args], { timeoutMs: 2 * HANG_MS });
     const j = JSON.parse(r.stdout.toString() || '{}') as { error?: string; end?: End };
     if (j.error || !j.end) throw new Error(`iperf3 ${args.join(' ')}: ${j.error ?? r.stderr}`);
     return j.end;
   };
 
-  /** A UDP direction's figures: every datagram is LEN bytes, and the receiver counted what the sender sent. */
+  /**
+   * A UDP direction's figures: every datagram is LEN bytes, and the receiver counted what the sender sent. Rates
+   * are low (a few Mbit/s at most) so that a receiver descheduled by other load for a second still has room in
+   * its socket buffer or ring: loss here means the path lost datagrams, not that the machine was busy. The
+   * pacing itself is checked exactly on a virtual clock in test/cli/services/iperf3.test.ts.
+   */
   const checkUdp = (t: Test, what: string, sent: Sum, received: Sum, rate: number) => {
     t.ok(sent.packets! > 0.5 * ((rate / 8) / LEN), `${what}: ${sent.packets} datagrams sent at ${(sent.bits_per_second / 1e6).toFixed(2)} Mbit/s`);
     t.equal(sent.bytes, sent.packets! * LEN, `${what}: sender bytes = datagrams × ${LEN}`);
@@ -54,25 +60,26 @@ t.test('iperf3 service on a veth: UDP both ways, paced, --bidir over UDP and TCP
   };
 
   await t.test('-u: the client sends, the service counts datagrams, loss and jitter', async (t) => {
-    const e = await iperf3(SVC4, ['-u', '-b', '5M', '-l', String(LEN)]);
-    checkUdp(t, 'client → service', e.sum_sent, e.sum_received, 5e6);
+    const e = await iperf3(SVC4, ['-u', '-b', '2M', '-l', String(LEN)]);
+    checkUdp(t, 'client → service', e.sum_sent, e.sum_received, 2e6);
   });
 
   await t.test('-u -R: the service sends, paced to -b, with 64-bit counters', async (t) => {
-    const e = await iperf3(SVC4, ['-u', '-R', '-b', '8M', '-l', String(LEN), '--udp-counters-64bit']);
-    checkUdp(t, 'service → client', e.sum_sent, e.sum_received, 8e6);
-    t.ok(e.sum_sent.bits_per_second > 8e6 * 0.7, `service → client: ${(e.sum_sent.bits_per_second / 1e6).toFixed(2)} Mbit/s, near -b 8M`);
+    const e = await iperf3(SVC4, ['-u', '-R', '-b', '1M', '-l', String(LEN), '--udp-counters-64bit']);
+    checkUdp(t, 'service → client', e.sum_sent, e.sum_received, 1e6);
+    // The pacer sends by elapsed time, so late ticks on a busy machine catch up: only the last tick's lateness is lost.
+    t.ok(e.sum_sent.bits_per_second > 1e6 * 0.7, `service → client: ${(e.sum_sent.bits_per_second / 1e6).toFixed(2)} Mbit/s, near -b 1M`);
   });
 
   await t.test('-u -R -P 2 over IPv6: two paced streams', async (t) => {
-    const e = await iperf3(SVC6, ['-u', '-R', '-P', '2', '-b', '2M', '-l', String(LEN)]);
-    checkUdp(t, 'service → client, 2 streams', e.sum_sent, e.sum_received, 4e6);
+    const e = await iperf3(SVC6, ['-u', '-R', '-P', '2', '-b', '1M', '-l', String(LEN)]);
+    checkUdp(t, 'service → client, 2 streams', e.sum_sent, e.sum_received, 2e6);
   });
 
   await t.test('-u --bidir: both directions at once', async (t) => {
-    const e = await iperf3(SVC4, ['-u', '--bidir', '-b', '3M', '-l', String(LEN)]);
-    checkUdp(t, 'client → service', e.sum_sent, e.sum_received, 3e6);
-    checkUdp(t, 'service → client', e.sum_sent_bidir_reverse!, e.sum_received_bidir_reverse!, 3e6);
+    const e = await iperf3(SVC4, ['-u', '--bidir', '-b', '1M', '-l', String(LEN)]);
+    checkUdp(t, 'client → service', e.sum_sent, e.sum_received, 1e6);
+    checkUdp(t, 'service → client', e.sum_sent_bidir_reverse!, e.sum_received_bidir_reverse!, 1e6);
   });
 
   await t.test('--bidir over TCP, 2 streams each way: data flows both ways and both ends report it', async (t) => {

@@ -10,6 +10,7 @@ import { NetError } from '../../../netstack/errors.ts';
 import { chargenPattern, PERIOD } from '../../../cli/services/chargen.ts';
 import { type RunningService, SERVICE_NAMES, startService } from '../../../cli/services/registry.ts';
 import { B4, B6, twoNetstacks } from '../../netstack/adapter/helpers.ts';
+import { HANG_MS, waitFor, within } from '../../lib/wait.ts';
 
 function collect(s: Socket): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -93,7 +94,7 @@ t.test('services', async (t) => {
     const c = net.connect({ port: 7, host: B4, allowHalfOpen: true });
     const got = collect(c);
     c.end(data);
-    const r = await Promise.race([got, new Promise<null>((res) => setTimeout(() => res(null), 5000))]);
+    const r = await within(got, HANG_MS, 'the echo').catch(() => null);
     c.destroy();
     t.ok(r?.equals(data), r ? 'all echoed' : `stalled after ${c.bytesRead} of ${data.length} bytes`);
   });
@@ -103,7 +104,7 @@ t.test('services', async (t) => {
     const got = collect(c);
     c.end(Buffer.alloc(300_000, 1));
     t.equal((await got).length, 0);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => svc('discard', 'tcp').stats.bytesIn >= 300_000, HANG_MS, 'the discard service to count it all').catch(() => {});
     t.equal(svc('discard', 'tcp').stats.bytesIn, 300_000);
   });
 
@@ -122,7 +123,7 @@ t.test('services', async (t) => {
     const got = Buffer.concat(parts).subarray(0, 3 * PERIOD);
     const p = Buffer.from(chargenPattern(3));
     t.ok(got.equals(p), 'three periods of the pattern, exact');
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => svc('chargen', 'tcp').stats.open === 0, HANG_MS, 'chargen to close').catch(() => {});
     t.equal(svc('chargen', 'tcp').stats.open, 0, 'the service closed its side after the client went');
   });
 

@@ -33,7 +33,7 @@ t.test('missing or malformed namespace → NetnsError naming it', (t) => {
 t.test('createVethPair → both ends addressed and reachable; destroy → gone, idempotent', (t) => {
   const net = createVethPair({ prefix: 'tsv-lib-ns', addrA: '198.18.50.1/24', addrB: '198.18.50.2/24', mtu: 9000 });
   t.ok(netnsExists(net.nsA) && netnsExists(net.nsB));
-  t.match(nsRun(net.nsA, ['ping', '-c', '1', '-W', '1', '198.18.50.2']), /1 received/);
+  t.match(nsRun(net.nsA, ['ping', '-c', '1', '-W', '20', '198.18.50.2']), /1 received/);
   t.match(nsRun(net.nsB, ['ip', 'link', 'show', net.devB]), /mtu 9000/);
   t.match(nsRun(net.nsB, ['ethtool', '-k', net.devB]), /tcp-segmentation-offload: off/);
   net.destroy();

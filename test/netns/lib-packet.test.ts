@@ -84,7 +84,7 @@ t.test('B pings an address the test answers by hand → ping succeeds', async (t
     },
   });
   const code = await new Promise<number | null>((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', '3', '-i', '0.2', '-W', '2', STACK_IP], {
+    const p = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', '3', '-i', '0.2', '-W', '20', STACK_IP], {
       stdio: 'ignore',
     });
     p.on('exit', (c) => resolve(c));

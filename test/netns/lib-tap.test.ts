@@ -72,7 +72,7 @@ t.test('kernel pings the stack address → answered by hand through the TAP', as
     },
   });
   const code = await new Promise<number | null>((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', NS, 'ping', '-c', '3', '-i', '0.2', '-W', '2', STACK_IP], { stdio: 'ignore' });
+    const p = spawn('ip', ['netns', 'exec', NS, 'ping', '-c', '3', '-i', '0.2', '-W', '20', STACK_IP], { stdio: 'ignore' });
     p.on('exit', resolve);
   });
   t.equal(code, 0);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 import { CLI, bytesDigest, nsExec, randomFile, serveOnVeth, startServe, stop } from './serve-helpers.ts';
 
 const SIZE = 32 * 1024 * 1024;
@@ -18,7 +19,7 @@ const PEER6 = 'fd74:7376:88::1';
 
 /** The counters of a running serve, through `tsvisor stats --json`. */
 async function stats(ns: string, dev: string): Promise<Record<string, number>> {
-  const r = await nsExec(ns, [process.execPath, CLI, 'stats', '--netns', ns, '--dev', dev, '--json'], { timeoutMs: 20000 });
+  const r = await nsExec(ns, [process.execPath, CLI, 'stats', '--netns', ns, '--dev', dev, '--json'], { timeoutMs: HANG_MS });
   if (r.code !== 0) throw new Error(`tsvisor stats failed: ${r.stderr}`);
   return JSON.parse(r.stdout.toString()) as Record<string, number>;
 }
@@ -42,12 +43,12 @@ for (const offloads of [true, false]) {
 
     for (const [family, host] of [['IPv4', SVC4], ['IPv6', `[${SVC6}]`]] as const) {
       const started = Date.now();
-      const down = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-g', '-m', '60', `http://${host}/bytes/${SIZE}`], { keep: 0, timeoutMs: 70000 });
+      const down = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-g', '-m', '120', `http://${host}/bytes/${SIZE}`], { keep: 0, timeoutMs: 130_000 });
       t.equal(down.code, 0, `${family} download: curl exits 0 ${down.stderr}`);
       t.equal(down.stdoutLength, SIZE, `${family} download: ${SIZE} bytes in ${Date.now() - started} ms`);
       t.equal(down.stdoutSha, want, `${family} download: SHA-256 of byte i = i mod 256`);
       const t2 = Date.now();
-      const up = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-g', '-m', '60', '-H', 'Expect:', '--data-binary', `@${upload.path}`, `http://${host}/sha256`], { timeoutMs: 70000 });
+      const up = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-g', '-m', '120', '-H', 'Expect:', '--data-binary', `@${upload.path}`, `http://${host}/sha256`], { timeoutMs: 130_000 });
       t.equal(up.code, 0, `${family} upload: curl exits 0 ${up.stderr}`);
       t.equal(up.stdout.toString(), `${upload.sha}\n`, `${family} upload: hashed right (${Date.now() - t2} ms)`);
     }
@@ -83,9 +84,9 @@ t.test('serve with offloads and --pcap → the pcap holds super-frames both ways
   const pcap = join(dir, 'serve.pcap');
   const upload = await randomFile(dir, 2_000_000);
   child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, '--service', 'http', '--pcap', pcap])).child;
-  const down = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-m', '30', `http://${SVC4}/bytes/2000000`], { keep: 0, timeoutMs: 40000 });
+  const down = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-m', '100', `http://${SVC4}/bytes/2000000`], { keep: 0, timeoutMs: 130_000 });
   t.equal(down.stdoutSha, bytesDigest(2_000_000), 'download byte-exact');
-  const up = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-m', '30', '-H', 'Expect:', '--data-binary', `@${upload.path}`, `http://${SVC4}/sha256`], { timeoutMs: 40000 });
+  const up = await nsExec(pair.nsB, ['curl', '-sS', '--fail', '-m', '100', '-H', 'Expect:', '--data-binary', `@${upload.path}`, `http://${SVC4}/sha256`], { timeoutMs: 130_000 });
   t.equal(up.stdout.toString(), `${upload.sha}\n`, 'upload byte-exact');
   t.equal(await stop(child), 0);
   child = undefined;

@@ -8,14 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createVethPair, run } from '../../lib/testnet.ts';
-import { CLI, startServe, stop } from './serve-helpers.ts';
+import { HANG_MS } from '../lib/wait.ts';
+import { CLI, nsExec, startServe, stop } from './serve-helpers.ts';
 
 const SVC4 = '198.18.3.2';
 const PEER4 = '198.18.3.1';
 const SVC6 = 'fd74:7376:3::2';
 const PEER6 = 'fd74:7376:3::1';
 
-function sh(argv: string[], input?: Buffer | string, timeout = 20000): Promise<{ code: number; stdout: string; stderr: string }> {
+function sh(argv: string[], input?: Buffer | string, timeout = HANG_MS): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const c = execFile(argv[0]!, argv.slice(1), { timeout, encoding: 'latin1', maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
@@ -61,7 +62,8 @@ t.test('serve on a veth: ping, UDP echo, takeover and restore, pcap, stats', asy
     ['ping -6 -s 8000', ['-6', '-c', '3', '-i', '0.2', '-s', '8000', SVC6]],
   ];
   for (const [name, args] of pings) {
-    const r = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-W', '2', ...args]);
+    // -W: how long ping waits for the last answer; generous, as a busy machine delays them.
+    const r = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-W', '20', ...args]);
     t.equal(r.code, 0, `${name}: exit 0`);
     t.match(r.stdout, / 0% packet loss/, `${name}: no loss`);
     t.notMatch(r.stdout, /DUP!/, `${name}: one answer per request (the kernel is silent)`);
@@ -69,14 +71,16 @@ t.test('serve on a veth: ping, UDP echo, takeover and restore, pcap, stats', asy
 
   for (const [family, target] of [['UDP4', SVC4], ['UDP6', `[${SVC6}]`]] as const) {
     for (const size of [1, 100, 1472, 4000]) {
-      // socat's STDIO sends what it reads as one datagram (up to its 8 KiB buffer).
+      // socat's STDIO sends what it reads as one datagram (up to its 8 KiB buffer); it is ended once the echo is
+      // back, its own timeouts (-T, -t) only bound a hang.
       const payload = randomBytes(size).toString('hex').slice(0, size);
-      const r = await sh(['ip', 'netns', 'exec', pair.nsB, 'socat', '-T', '2', '-t', '2', 'STDIO', `${family}:${target}:7`], payload);
-      t.equal(r.stdout, payload, `${family} echo of ${size} bytes returns the same bytes`);
+      const r = await nsExec(pair.nsB, ['socat', '-T', '100', '-t', '100', 'STDIO', `${family}:${target}:7`], { input: payload, untilBytes: size });
+      t.equal(r.stdout.toString('latin1'), payload, `${family} echo of ${size} bytes returns the same bytes`);
     }
   }
-  const nc = await sh(['ip', 'netns', 'exec', pair.nsB, 'nc', '-u', '-w', '1', SVC4, '7'], 'netcat says hi\n');
-  t.equal(nc.stdout, 'netcat says hi\n', 'nc -u echo returns the same bytes');
+  const hi = 'netcat says hi\n';
+  const nc = await nsExec(pair.nsB, ['nc', '-u', SVC4, '7'], { input: hi, untilBytes: hi.length });
+  t.equal(nc.stdout.toString('latin1'), hi, 'nc -u echo returns the same bytes');
 
   const stats = await sh([process.execPath, CLI, 'stats', '--netns', pair.nsA, '--dev', pair.devA, '--json']);
   t.equal(stats.code, 0, 'stats exits 0');
@@ -91,7 +95,7 @@ t.test('serve on a veth: ping, UDP echo, takeover and restore, pcap, stats', asy
   t.equal(code, 0, 'serve exits 0 on SIGTERM');
   const back = kernelAddresses(pair.nsA, pair.devA);
   t.ok(back.includes(SVC4) && back.includes(SVC6), 'the kernel has its addresses back');
-  const after = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-c', '1', '-W', '2', SVC4]);
+  const after = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-c', '1', '-W', '20', SVC4]);
   t.equal(after.code, 0, 'the kernel answers ping again after serve exits');
 
   const frames = await sh(['tshark', '-r', pcap, '-T', 'fields', '-e', 'frame.number']);
@@ -109,7 +113,7 @@ t.test('serve with impairment still answers every ping', async (t) => {
     pair.destroy();
   });
   child = (await startServe(['--netns', pair.nsA, '--dev', pair.devA, '--impair', 'delay=5ms,seed=3'])).child;
-  const r = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', SVC4]);
+  const r = await sh(['ip', 'netns', 'exec', pair.nsB, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '20', SVC4]);
   t.match(r.stdout, / 0% packet loss/, 'no loss through a delaying link');
   const rtt = Number(/= [\d.]+\/([\d.]+)\//.exec(r.stdout)?.[1]);
   t.ok(rtt >= 5, `round trip ${rtt} ms includes the 5 ms delay`);

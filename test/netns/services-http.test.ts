@@ -29,14 +29,14 @@ t.test('http service on a veth: curl downloads and uploads 100 MB over IPv4 and 
     t.equal(up.stdout.toString(), `${upload.sha}\n`, `${family} upload: the service hashed the 100 MB right (${Date.now() - t2} ms)`);
   }
 
-  const page = await nsExec(pair.nsB, ['curl', '-sS', '-i', '-m', '10', `http://${SVC4}/`]);
+  const page = await nsExec(pair.nsB, ['curl', '-sS', '-i', '-m', '100', `http://${SVC4}/`], { timeoutMs: 150_000 });
   t.match(page.stdout.toString(), /^HTTP\/1\.1 200 OK\r\n/);
   t.match(page.stdout.toString(), /<h1>tsvisor<\/h1>/);
-  const missing = await nsExec(pair.nsB, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-m', '10', `http://${SVC4}/missing`]);
+  const missing = await nsExec(pair.nsB, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-m', '100', `http://${SVC4}/missing`], { timeoutMs: 150_000 });
   t.equal(missing.stdout.toString(), '404');
   // Keep-alive: curl fetches several URLs over one connection ("Re-using existing connection").
-  const multi = await nsExec(pair.nsB, ['curl', '-sS', '-v', '-o', '/dev/null', '-o', '/dev/null', '-o', '/dev/null', '-m', '10',
-    `http://${SVC4}/bytes/1000`, `http://${SVC4}/bytes/2000`, `http://${SVC4}/`]);
+  const multi = await nsExec(pair.nsB, ['curl', '-sS', '-v', '-o', '/dev/null', '-o', '/dev/null', '-o', '/dev/null', '-m', '100',
+    `http://${SVC4}/bytes/1000`, `http://${SVC4}/bytes/2000`, `http://${SVC4}/`], { timeoutMs: 150_000 });
   t.equal(multi.code, 0);
   t.equal((multi.stderr.match(/Connected to/g) ?? []).length, 1, 'three requests over one kept-alive connection');
 

@@ -51,7 +51,10 @@ export interface Sandbox {
   stderr: Readable | null;
   /** Settles when the helper's pid exits: the program's code, or the signal that killed it. */
   wait(): Promise<{ code: number | null; signal: string | null }>;
-  /** Sends `sig` to the program (through bwrap's pid namespace, to the program's pid); SIGKILL kills the sandbox. */
+  /**
+   * Sends `sig` to the program (inside bwrap: to the program's host pid, SIGINT and SIGQUIT to its process group);
+   * SIGKILL kills the whole sandbox.
+   */
   kill(sig: NodeJS.Signals | number): void;
 }
 
@@ -256,13 +259,18 @@ function sandbox(
       const num = typeof sig === 'number' ? sig : (osConstants.signals as Record<string, number>)[sig];
       if (num === undefined) throw new Error(`unknown signal ${String(sig)}`);
       // SIGKILL of bwrap's monitor takes the whole sandbox down (--die-with-parent); other signals would be
-      // swallowed by bwrap, so they go to the program itself.
+      // swallowed by bwrap, so they go to the program itself. SIGINT and SIGQUIT go to its process group, as a
+      // terminal's Ctrl-C and Ctrl-\ would (bwrap's --new-session made the program a group leader).
       const target = num === osConstants.signals.SIGKILL ? pid : findProgram();
       if (target === undefined) return;
-      try {
-        process.kill(target, num);
-      } catch {
-        // already gone
+      const group = viaBwrap && (num === osConstants.signals.SIGINT || num === osConstants.signals.SIGQUIT);
+      for (const to of group ? [-target, target] : [target]) {
+        try {
+          process.kill(to, num);
+          return;
+        } catch {
+          // no such group (the program left it), or already gone
+        }
       }
     },
   };

@@ -37,6 +37,7 @@ let built: string | undefined;
 /** The path of the helper for the current source, compiling it first if needed (about 150 ms, once). */
 export function helperPath(o: { cc?: string; dir?: string } = {}): string {
   if (built && !o.cc && !o.dir && existsSync(built)) return built;
+  if (!existsSync(SOURCE)) throw new HelperBuildError(`the sandbox helper's source is missing (${SOURCE}): reinstall tsvisor`);
   const source = readFileSync(SOURCE);
   const key = createHash('sha256').update(source).update(FLAGS.join(' ')).digest('hex').slice(0, 16);
   const dir = o.dir ?? cacheDir();

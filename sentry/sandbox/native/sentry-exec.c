@@ -13,7 +13,8 @@
  * fd 4 carries the Sentry's one-byte ack that it holds the listener. The report pipe is close-on-exec at the last
  * exec, so end-of-file after "listener" (no bwrap) or after "stage2" means the program is running. Stage 1 keeps
  * it open across the exec of bwrap (--keep-report) so that stage 2 can report; bwrap's own processes close it.
- * The listener is closed before exec: a program holding it could answer its own trapped calls.
+ * The listener is closed before exec: a program holding it could answer its own trapped calls. Stage 1 also asks
+ * for SIGKILL when its parent (the Sentry) dies, so that a dead Sentry never leaves a program running.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,12 @@
 static void fail(const char *step, int err) {
   dprintf(REPORT, "error %s %d\n", step, err);
   _exit(1);
+}
+
+/* Closes every fd from 4 up: nothing the Sentry's own process happened to leave inheritable reaches the program. */
+static void close_from_4(void) {
+  if (syscall(SYS_close_range, 4U, ~0U, 0U) == 0) return;
+  for (int fd = 4; fd < 65536; fd++) close(fd);
 }
 
 static void run(char **argv, const char *tag) {
@@ -84,9 +92,15 @@ int main(int argc, char **argv) {
 
   if (stage2) {
     if (fcntl(REPORT, F_SETFD, FD_CLOEXEC) < 0) _exit(126);
+    close_from_4();
     dprintf(REPORT, "stage2\n");
     run(rest, "exec2");
   }
+
+  /* Fail closed: the sandbox dies with the Sentry (bwrap's --die-with-parent does the same for its children). */
+  pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", errno);
+  if (getppid() != parent) _exit(1);
 
   if (netns) {
     int fd = open(netns, O_RDONLY | O_CLOEXEC);
@@ -111,8 +125,7 @@ int main(int argc, char **argv) {
   do n = read(ACK, &ack, 1);
   while (n < 0 && errno == EINTR);
   if (n != 1) fail("ack", n < 0 ? errno : EPIPE);
-  close(ACK);
-  if (listener >= 0) close(listener);
+  close_from_4(); /* the ack pipe, the listener, and strays */
   if (!keep_report && fcntl(REPORT, F_SETFD, FD_CLOEXEC) < 0) fail("cloexec", errno);
   run(rest, "exec1");
   return 126;

@@ -196,6 +196,22 @@ t.test('the bwrap chain: uid 0 in a user namespace, pid 2 under bwrap\'s init, /
   }
 });
 
+t.test('neither the listener nor the report, ack or filter pipes reach the program', async (t) => {
+  const code = [
+    'import os',
+    'fds = []',
+    'for f in os.listdir("/proc/self/fd"):',
+    '  try: fds.append(f + " " + os.readlink("/proc/self/fd/" + f))',
+    '  except OSError: pass',  // listdir's own fd, closed by now
+    'print("fds", sorted(x for x in fds if int(x.split()[0]) > 2))',
+  ].join('\n');
+  for (const bwrap of [false, true]) {
+    const r = await sandboxed([PY, '-S', '-c', code], { bwrap });
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, /^fds \[\]$/m, `only stdio open (bwrap ${bwrap})`);
+  }
+});
+
 t.test('exit status: the program\'s own code, or 128+N for signal N', async (t) => {
   for (const bwrap of [false, true]) {
     t.equal((await sandboxed(['/bin/sh', '-c', 'exit 42'], { bwrap })).status, 42, `code (bwrap ${bwrap})`);

@@ -1,0 +1,359 @@
+/**
+ * The data path of one TCP socket: the program holds one end of an AF_UNIX SOCK_STREAM socketpair, the Sentry
+ * the other, and `StreamPump` moves bytes between the Sentry's end and the netstack Endpoint with backpressure
+ * both ways. Reads stop while the other side cannot take what was read, so a socket's memory stays within the
+ * Endpoint's buffers, the pair's kernel buffers and one 64 KB chunk per direction (held only while stalled).
+ *
+ * Endings map onto the pair as Linux's TCP shows them to the program:
+ * - remote FIN → shutdown(SHUT_WR) of our end, after the bytes before it: the program reads 0;
+ * - program half-close (EOF without POLLHUP) → FIN after every byte read before it;
+ * - program close (EOF with POLLHUP: the last copy of its end is gone) → the Endpoint closes: FIN, or RST when
+ *   SO_LINGER {1, 0} was set;
+ * - remote RST → one unread byte is queued into our end and our end is closed, so the kernel flags ECONNRESET
+ *   on the program's end (unix_release_sock: a close with unread data resets the peer).
+ *
+ * A non-blocking connect is made to look in progress by stuffing the program's end (`stuff`): its SO_SNDBUF
+ * goes to the minimum and junk is written until EAGAIN, so POLLOUT stays clear until the handshake ends; our
+ * end is not read before then, the junk is drained and SO_SNDBUF restored.
+ */
+import { Err, isError } from '../../netstack/errors.ts';
+import { type Endpoint, ShutdownWrite } from '../../netstack/socket.ts';
+import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
+import * as ux from '../../lib/unix.ts';
+import type { SocketFile } from '../socket/file.ts';
+
+/** The most a pump moves in one read; also the one chunk a stalled direction holds. */
+export const CHUNK = 64 * 1024;
+
+/** How often a half-closed program end is checked for its final close (no level-triggered event tells it). */
+const HUP_POLL_MS = 50;
+
+/** TCP states of tcp_info's tcpi_state that the pump tells apart. */
+const TCP_SYN_SENT = 2;
+const TCP_CLOSE = 7;
+
+// Shared by every pump: a read is forwarded at once, and only a remainder the other side refused is copied.
+const upScratch = new Uint8Array(CHUNK);
+const downScratch = new Uint8Array(CHUNK);
+const junk = new Uint8Array(4096);
+
+/** What `stuff` did to the program's end, to undo once the handshake is over. */
+export interface Stuffing {
+  /** A dup of the program's end (ours to close). */
+  readonly fd: number;
+  /** SO_SNDBUF before (as getsockopt reports it: doubled). */
+  readonly sndbuf: number;
+  /** Junk bytes now queued in our end. */
+  readonly bytes: number;
+}
+
+/**
+ * Clears POLLOUT on the program's end `progFd` (a dup the pump keeps until the handshake ends): minimum
+ * SO_SNDBUF, then junk until EAGAIN. The junk lands in our end's receive queue, ahead of anything the program
+ * can write afterwards.
+ */
+export function stuff(progFd: number): Stuffing {
+  const sndbuf = ux.sndBuf(progFd);
+  ux.setSndBuf(progFd, 1);
+  let bytes = 0;
+  for (;;) {
+    const n = ux.send(progFd, junk);
+    if (n <= 0) break;
+    bytes += n;
+  }
+  return { fd: progFd, sndbuf, bytes };
+}
+
+/** Reads and drops `bytes` from `fd` (the junk `stuff` queued), then restores the program end's SO_SNDBUF. */
+function unstuff(fd: number, s: Stuffing): void {
+  let left = s.bytes;
+  while (left > 0) {
+    const n = ux.recv(fd, upScratch.subarray(0, Math.min(left, CHUNK)));
+    if (n <= 0) break;
+    left -= n;
+  }
+  // getsockopt reports the doubled value: setting half restores it.
+  ux.setSndBuf(s.fd, s.sndbuf >> 1);
+  ux.close(s.fd);
+}
+
+/** Options of a StreamPump. */
+export interface StreamPumpOptions {
+  /** Our end of the pair, non-blocking; the pump owns it and closes it. */
+  fd: number;
+  file: SocketFile;
+  /**
+   * A dup of the program's end, or a negative number when none can be had: used only to queue the byte that
+   * makes a remote RST read as ECONNRESET. Without it the program reads end of file instead.
+   */
+  programEnd?: () => number;
+  /** Called once when the pump has released everything (the Endpoint is closed or closing). */
+  onClose?: () => void;
+  /** A non-blocking connect in progress: the program's end was stuffed (see `stuff`). */
+  connecting?: Stuffing;
+}
+
+/** Counters of one pump, for stats and tests. */
+export interface StreamPumpStats {
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** Moves bytes between our end of a stream pair and a TCP Endpoint until both sides are done. */
+export class StreamPump {
+  readonly stats: StreamPumpStats = { bytesUp: 0, bytesDown: 0 };
+  private readonly fd: number;
+  private readonly ep: Endpoint;
+  private readonly poll: ux.FdPoll;
+  private unsubscribe: (() => void) | null = null;
+  private connecting: Stuffing | undefined;
+  private pendingUp: Uint8Array | null = null;
+  private pendingDown: Uint8Array | null = null;
+  /** The program shut its sending side (or closed): FIN once everything read is written. */
+  private programEof = false;
+  private finSent = false;
+  /** The remote's FIN reached our end (shutdown SHUT_WR done). */
+  private remoteEof = false;
+  private closed = false;
+  private hupTimer: ReturnType<typeof setInterval> | null = null;
+  private inUp = false;
+  private inDown = false;
+
+  constructor(private readonly o: StreamPumpOptions) {
+    this.fd = o.fd;
+    this.ep = o.file.ep;
+    this.connecting = o.connecting;
+    this.poll = ux.pollFd(this.fd, (r, w, status) => {
+      if (status < 0) return this.programClosed();
+      if (w) this.down();
+      if (r) this.up();
+    });
+    this.unsubscribe = this.ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, (ev) => {
+      if (this.connecting) return this.checkConnected();
+      if (ev & (EventIn | EventErr | EventHUp | EventRdHUp)) this.down();
+      if (ev & (EventOut | EventErr | EventHUp)) this.up();
+    });
+    if (this.connecting) this.checkConnected();
+    else this.begin();
+  }
+
+  /** Whether the pump has finished and released its fd. */
+  get done(): boolean {
+    return this.closed;
+  }
+
+  private begin(): void {
+    this.down();
+    this.up();
+  }
+
+  /** The TCP state (tcp_info), or -1 when the endpoint gives none. */
+  private tcpState(): number {
+    const info = this.ep.getOption('TCP_INFO');
+    if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return -1;
+    return Number(info['tcpi_state'] ?? -1);
+  }
+
+  /** While connecting: on the handshake's end, drain the junk and start, or shut our end down on failure. */
+  private checkConnected(): void {
+    const s = this.connecting;
+    if (!s || this.closed) return;
+    const state = this.tcpState();
+    if (state === TCP_SYN_SENT) return;
+    this.connecting = undefined;
+    unstuff(this.fd, s);
+    if (state === TCP_CLOSE) {
+      // The error stays on the Endpoint for the program's getsockopt(SO_ERROR); the pair wakes its poll with
+      // POLLOUT|POLLHUP, and its reads and writes end as on a dead TCP socket.
+      ux.shutdown(this.fd, ux.U.SHUT_RDWR);
+      this.poll.set(true, false);
+      this.programEof = true;
+      this.remoteEof = true;
+      this.startHupPoll();
+      return;
+    }
+    this.begin();
+  }
+
+  private updatePoll(): void {
+    if (this.closed) return;
+    const readable = !this.connecting && !this.programEof && !this.pendingUp;
+    this.poll.set(readable, this.pendingDown !== null);
+  }
+
+  /** Program → Endpoint. */
+  private up(): void {
+    if (this.closed || this.connecting) return;
+    if (this.inUp) return;
+    this.inUp = true;
+    try {
+      this.upLoop();
+    } finally {
+      this.inUp = false;
+    }
+    this.updatePoll();
+  }
+
+  private upLoop(): void {
+    for (;;) {
+      if (this.closed) return;
+      if (this.pendingUp) {
+        const w = this.ep.write(this.pendingUp);
+        if (isError(w)) {
+          if (w === Err.WouldBlock) return;
+          // The connection is gone: what the program sent is lost, as with a reset TCP socket.
+          this.pendingUp = null;
+          this.programEof = true;
+          return;
+        }
+        this.stats.bytesUp += w;
+        this.pendingUp = w < this.pendingUp.length ? this.pendingUp.subarray(w) : null;
+        if (this.pendingUp) return;
+        continue;
+      }
+      if (this.programEof) {
+        if (!this.finSent) {
+          this.finSent = true;
+          this.ep.shutdown(ShutdownWrite);
+        }
+        return;
+      }
+      const n = ux.recv(this.fd, upScratch);
+      if (n === -ux.U.EAGAIN) return;
+      if (n <= 0) {
+        // EOF with POLLHUP: every copy of the program's end is closed. Without: a half-close (or, after our own
+        // SHUT_WR for the remote FIN, possibly a close: both show as POLLHUP alike then).
+        const hup = n < 0 || (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP) !== 0;
+        if (hup) return this.programClosed();
+        this.programEof = true;
+        this.startHupPoll();
+        continue;
+      }
+      const data = upScratch.subarray(0, n);
+      const w = this.ep.write(data);
+      if (isError(w)) {
+        if (w === Err.WouldBlock) {
+          this.pendingUp = data.slice();
+          return;
+        }
+        this.programEof = true;
+        continue;
+      }
+      this.stats.bytesUp += w;
+      if (w < n) {
+        this.pendingUp = data.slice(w);
+        return;
+      }
+    }
+  }
+
+  /** Endpoint → program. */
+  private down(): void {
+    if (this.closed || this.connecting) return;
+    if (this.inDown) return;
+    this.inDown = true;
+    try {
+      this.downLoop();
+    } finally {
+      this.inDown = false;
+    }
+    this.updatePoll();
+  }
+
+  private downLoop(): void {
+    for (;;) {
+      if (this.closed) return;
+      if (this.pendingDown) {
+        const n = ux.send(this.fd, this.pendingDown);
+        if (n === -ux.U.EAGAIN) return;
+        if (n < 0) {
+          // EPIPE: the program shut its reading side or closed; the close shows on the read side.
+          this.pendingDown = null;
+          return;
+        }
+        this.stats.bytesDown += n;
+        this.pendingDown = n < this.pendingDown.length ? this.pendingDown.subarray(n) : null;
+        if (this.pendingDown) return;
+        continue;
+      }
+      if (this.remoteEof) return;
+      const r = this.ep.read({ maxBytes: CHUNK, into: downScratch });
+      if (isError(r)) {
+        if (r === Err.WouldBlock) return;
+        if (r === Err.ClosedForReceive) return this.remoteFin();
+        return this.remoteReset();
+      }
+      if (r.data.length === 0) return this.remoteFin();
+      const n = ux.send(this.fd, r.data);
+      if (n === -ux.U.EAGAIN) {
+        this.pendingDown = r.data.slice();
+        return;
+      }
+      if (n < 0) return;
+      this.stats.bytesDown += n;
+      if (n < r.data.length) {
+        this.pendingDown = r.data.slice(n);
+        return;
+      }
+    }
+  }
+
+  private remoteFin(): void {
+    if (this.remoteEof) return;
+    this.remoteEof = true;
+    ux.shutdown(this.fd, ux.U.SHUT_WR);
+    // Both directions shut: the program's poll shows POLLHUP now; its close cannot be seen any more.
+    if (this.programEof) this.startHupPoll();
+  }
+
+  /** The connection was reset (or timed out): make the program's next read fail with ECONNRESET. */
+  private remoteReset(): void {
+    if (this.closed) return;
+    if (ux.inQueue(this.fd) <= 0) {
+      const prog = this.o.programEnd?.() ?? -1;
+      if (prog >= 0) {
+        ux.send(prog, new Uint8Array(1));
+        ux.close(prog);
+      }
+    }
+    this.release();
+  }
+
+  /** The last copy of the program's end is closed. */
+  private programClosed(): void {
+    if (this.closed) return;
+    this.release();
+  }
+
+  private startHupPoll(): void {
+    if (this.hupTimer || this.closed) return;
+    this.hupTimer = setInterval(() => {
+      if (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP && this.programEof) this.programClosed();
+    }, HUP_POLL_MS);
+    this.hupTimer.unref();
+  }
+
+  /** Releases our end, our subscriptions and the Endpoint (which goes on closing in the background). */
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.connecting) {
+      ux.close(this.connecting.fd);
+      this.connecting = undefined;
+    }
+    if (this.hupTimer) clearInterval(this.hupTimer);
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.poll.close();
+    ux.close(this.fd);
+    // After a reset the Endpoint is dead already; after the program's close it sends FIN (or RST for
+    // SO_LINGER {1, 0}) after what it still holds.
+    this.o.file.close();
+    this.o.onClose?.();
+  }
+
+  /** Tears the pump down at once (the Sentry is closing): our end closes, the Endpoint closes. */
+  close(): void {
+    this.release();
+  }
+}

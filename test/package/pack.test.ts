@@ -4,7 +4,7 @@
 // neither writes dist/ into the checkout nor races another run doing the same.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
@@ -92,6 +92,18 @@ t.test('the tarball holds compiled JavaScript with types, not tests or sources',
   t.same(paths.filter((p) => /\.test\.|(^|\/)fixtures?\//.test(p)), [], 'no test files');
   t.same(paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')), [], 'no TypeScript sources');
   t.same(paths.filter((p) => !p.startsWith('dist/') && !['package.json', 'README.md'].includes(p)), [], 'nothing outside dist/ but the manifest and README');
+  // Files the modules read at run time beside themselves (the sandbox helper's C source): every one that sits in
+  // a product folder next to compiled code must be next to it in dist/ too.
+  const assets: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(join(REPO, dir), { withFileTypes: true })) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(rel);
+      else if (!/\.(ts|md|js)$/.test(e.name) && paths.some((p) => p.startsWith(`dist/${dir}/`) && p.endsWith('.js'))) assets.push(rel);
+    }
+  };
+  for (const dir of ['netstack', 'lib', 'sentry', 'gofer', 'cli']) if (existsSync(join(REPO, dir))) walk(dir);
+  t.same(assets.filter((a) => !paths.includes(`dist/${a}`)), [], `run-time files beside the code are in dist/ (${assets.join(', ')})`);
   // Every .js has its declarations, and the manifest names files that are there.
   t.same(paths.filter((p) => p.endsWith('.js') && !paths.includes(p.replace(/\.js$/, '.d.ts'))), [], 'a .d.ts beside every .js');
   for (const [sub, target] of Object.entries(PKG.exports)) {

@@ -103,10 +103,15 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   const io = o.stdio ?? 'inherit';
   const stdio: StdioOptions = [io, io, io, 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore'];
   const child = spawn(helper, args, { stdio, env: o.env, cwd: o.bwrap.length > 0 ? undefined : o.cwd });
+  let spawnError: Error | undefined;
   const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
+    // Spawning itself failed (e.g. a cache directory mounted noexec): there will be no 'exit'.
+    child.once('error', (e) => {
+      spawnError = new LaunchError(`cannot run the sandbox helper ${helper}: ${e.message}`);
+      resolve({ code: 1, signal: null });
+    });
   });
-  child.once('error', () => {});
   if (withFilter) {
     const filter = pipes(child)[FILTER_FD] as Writable;
     // A helper that fails before reading the filter resets this pipe; its report says why.
@@ -115,7 +120,11 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   }
   let listenerFd = -1;
   try {
-    await handshake(child, o, (fd) => (listenerFd = fd), exit);
+    await Promise.race([
+      handshake(child, o, (fd) => (listenerFd = fd), exit),
+      // Only a failed spawn ends the wait here; a normal exit is judged by the report pipe's messages.
+      exit.then(() => (spawnError ? Promise.reject(spawnError) : new Promise<void>(() => {}))),
+    ]);
   } catch (err) {
     if (listenerFd >= 0) sys.close(listenerFd);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -32,18 +32,21 @@ export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return process.getuid?.() === 0 ? '/var/cache/tsvisor' : join(homedir(), '.cache', 'tsvisor');
 }
 
-let built: string | undefined;
+/** Helpers already checked in this process, by cache directory and compiler. */
+const built = new Map<string, string>();
 
-/** The path of the helper for the current source, compiling it first if needed (about 150 ms, once). */
+/** The path of the helper for the current source, compiling it first if needed (about 300 ms, once). */
 export function helperPath(o: { cc?: string; dir?: string } = {}): string {
-  if (built && !o.cc && !o.dir && existsSync(built)) return built;
+  const dir = o.dir ?? cacheDir();
+  const cc = o.cc ?? process.env.CC ?? 'cc';
+  const memo = built.get(`${dir}\0${cc}`);
+  if (memo && existsSync(memo)) return memo;
   if (!existsSync(SOURCE)) throw new HelperBuildError(`the sandbox helper's source is missing (${SOURCE}): reinstall tsvisor`);
   const source = readFileSync(SOURCE);
   const key = createHash('sha256').update(source).update(FLAGS.join(' ')).digest('hex').slice(0, 16);
-  const dir = o.dir ?? cacheDir();
   const out = join(dir, `sentry-exec-${key}`);
-  if (!existsSync(out)) compile(o.cc ?? process.env.CC ?? 'cc', dir, out);
-  if (!o.cc && !o.dir) built = out;
+  if (!existsSync(out)) compile(cc, dir, out);
+  built.set(`${dir}\0${cc}`, out);
   return out;
 }
 

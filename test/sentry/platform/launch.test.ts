@@ -269,3 +269,26 @@ t.test('trapped names are those of the table', (t) => {
   t.equal(syscallName(SYS.getsockname), 'getsockname');
   t.end();
 });
+
+t.test('a helper that cannot be spawned → LaunchError, no hang', async (t) => {
+  const { chmodSync, copyFileSync } = await import('node:fs');
+  const { helperPath } = await import('../../../sentry/sandbox/native/build.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'tsa-noexec-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // A cache whose helper lost its execute bit: spawn fails with EACCES.
+  const key = helperPath().split('/').pop()!;
+  copyFileSync(helperPath(), join(dir, key));
+  chmodSync(join(dir, key), 0o644);
+  const saved = process.env.TSVISOR_CACHE_DIR;
+  process.env.TSVISOR_CACHE_DIR = dir;
+  try {
+    const e = await launch({ argv: ['/bin/true'], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: {} }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    t.match((e as Error)?.message, /cannot run the sandbox helper .*EACCES/);
+  } finally {
+    if (saved === undefined) delete process.env.TSVISOR_CACHE_DIR;
+    else process.env.TSVISOR_CACHE_DIR = saved;
+  }
+});

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createVethPair, nsRun } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 import { tsvisorRun, waitFor } from './run-helpers.ts';
 
 const pair = createVethPair({
@@ -41,7 +42,7 @@ const listening = (port: number) => () => {
 t.before(async () => {
   serve(['python3', '-m', 'http.server', '--bind', '::', '8080']);
   serve(['iperf3', '-s', '-p', '5201']);
-  if (!(await waitFor(listening(8080), 15000)) || !(await waitFor(listening(5201), 15000))) throw new Error('peer servers did not start');
+  if (!(await waitFor(listening(8080), HANG_MS)) || !(await waitFor(listening(5201), HANG_MS))) throw new Error('peer servers did not start');
 });
 
 t.test('curl over IPv4 and IPv6 from inside → the body\'s sha256 matches', async (t) => {

@@ -21,7 +21,7 @@ t.test('serve http, curl with keep-alive → one connection, every response with
   t.equal(rows.filter(([, connects]) => connects === 1).length, 1, 'curl connected once and reused the connection');
   const times = rows.map(([s]) => Math.round(s! * 1000));
 
-  const stats = await nsExec(pair.nsA, [process.execPath, CLI, 'stats', '--netns', pair.nsA, '--dev', pair.devA, '--json'], { timeoutMs: 20000 });
+  const stats = await nsExec(pair.nsA, [process.execPath, CLI, 'stats', '--netns', pair.nsA, '--dev', pair.devA, '--json'], { timeoutMs: 60_000 });
   t.equal(stats.code, 0, `stats exits 0 ${stats.stderr}`);
   const c = JSON.parse(stats.stdout.toString()) as Record<string, number>;
   t.equal(c['service.http.tcp.requests'], REQUESTS, 'every request answered');

@@ -5,11 +5,14 @@
  * is answered or killed; another thread of the target can still race them, which only changes what the program
  * tells our own stack.
  */
-import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../../lib/pidfd.ts';
 
 const ESRCH = 3;
+
+/** TID → TGID entries kept before the map starts over. */
+const MAX_CACHED_TIDS = 4096;
 
 /** The TGID of thread `tid` from `/proc/<tid>/status`, or undefined when the thread is gone. */
 export function tgidOf(tid: number): number | undefined {
@@ -37,9 +40,14 @@ export class Targets {
    */
   forTid(tid: number): Target {
     let tgid = this.tgidByTid.get(tid);
+    // A cached non-leader TID may have exited and been reused by another process (pid_max can be 32768): it is
+    // still ours only while it is a task of that process. A leader's TID is its live process's own pid.
+    if (tgid !== undefined && tgid !== tid && !existsSync(`/proc/${tgid}/task/${tid}`)) tgid = undefined;
     if (tgid === undefined) {
       tgid = tgidOf(tid);
       if (tgid === undefined) return Target.gone(tid);
+      // Threads that come and go (a thread per connection) must not grow the map without bound.
+      if (this.tgidByTid.size >= MAX_CACHED_TIDS) this.tgidByTid.clear();
       this.tgidByTid.set(tid, tgid);
     }
     let t = this.byTgid.get(tgid);

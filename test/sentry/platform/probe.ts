@@ -7,6 +7,7 @@ import { join } from 'node:path';
 const SOURCE = String.raw`
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,14 @@ const SOURCE = String.raw`
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+static int per_thread;
+
+static void *trapped_calls(void *arg) {
+  long bad = 0;
+  for (int i = 0; i < per_thread; i++) if (getsockname(-1, NULL, NULL) != -1 || errno != EBADF) bad++;
+  return (void *)bad;
+}
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
@@ -42,6 +51,19 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
     printf("loop %d bad %d ns_per_call %.0f\n", n, bad, ns / n);
+  } else if (!strcmp(mode, "threads")) {
+    /* T threads each making N trapped calls at once. */
+    int t = atoi(argv[2]);
+    per_thread = atoi(argv[3]);
+    pthread_t th[64];
+    long bad = 0;
+    for (int i = 0; i < t && i < 64; i++) pthread_create(&th[i], NULL, trapped_calls, NULL);
+    for (int i = 0; i < t && i < 64; i++) {
+      void *r;
+      pthread_join(th[i], &r);
+      bad += (long)r;
+    }
+    printf("threads %d calls %d bad %ld\n", t, t * per_thread, bad);
   } else if (!strcmp(mode, "getppid")) {
     int n = atoi(argv[2]);
     struct timespec a, b;
@@ -65,7 +87,7 @@ export function probe(): string {
   if (built) return built.path;
   const dir = mkdtempSync(join(tmpdir(), 'tsa-probe-'));
   writeFileSync(join(dir, 'probe.c'), SOURCE);
-  execFileSync('cc', ['-O2', '-o', join(dir, 'probe'), join(dir, 'probe.c')]);
+  execFileSync('cc', ['-O2', '-pthread', '-o', join(dir, 'probe'), join(dir, 'probe.c')]);
   built = { path: join(dir, 'probe'), dir };
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return built.path;

@@ -3,6 +3,7 @@ import t from 'tap';
 import { sys } from '../../../lib/libc.ts';
 import { NotifyListener, type Notification } from '../../../sentry/platform/unotify/listener.ts';
 import { type Target, Targets, tgidOf } from '../../../sentry/platform/unotify/target.ts';
+import { bwrapArgs } from '../../../sentry/sandbox/bwrap.ts';
 import { exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
 import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
 import { SYS } from '../../../sentry/seccomp/sysno.ts';
@@ -13,8 +14,15 @@ const PY = '/usr/bin/python3';
 async function withProgram(
   code: string,
   answer: (n: Notification, target: Target, l: NotifyListener, targets: Targets) => void,
+  o: { bwrap?: boolean } = {},
 ): Promise<{ status: number; stdout: string; stderr: string; targets: Targets }> {
-  const sb = await launch({ argv: [PY, '-S', '-c', code], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: { PATH: '/usr/bin:/bin' }, stdio: 'pipe' });
+  const sb = await launch({
+    argv: [PY, '-S', '-c', code],
+    filter: buildPolicy({ mode: 'sandbox' }),
+    bwrap: o.bwrap ? bwrapArgs({ binds: [] }) : [],
+    env: { PATH: '/usr/bin:/bin' },
+    stdio: 'pipe',
+  });
   const targets = new Targets(sb.pid);
   const l = new NotifyListener(sb.listenerFd);
   l.on('notification', (n) => answer(n, targets.forTid(n.tid), l, targets));
@@ -92,22 +100,35 @@ t.test('write + getFd: getsockname answered with our sockaddr; the dup is the pr
   t.match(r.stdout, /name \/tsa\/written/);
 });
 
-t.test('threads: a notification from a second thread maps to the same Target', async (t) => {
-  const pairs: [number, number][] = [];
-  const code = [
-    'import socket, threading',
-    'def go():',
-    '  try: socket.socket(socket.AF_UNIX).connect("/tsa/thread")',
-    '  except OSError: pass',
-    'th = threading.Thread(target=go); th.start(); th.join()',
-  ].join('\n');
-  const r = await withProgram(code, (n, target, l) => {
-    if (n.nr === SYS.connect) pairs.push([n.tid, target.tgid]);
-    l.respond(n.id, 0, 2);
-  });
-  t.equal(r.status, 0, r.stderr);
-  const thread = pairs.find(([tid, tgid]) => tid !== tgid);
-  t.ok(thread, `a connect from thread ${thread?.[0]} of process ${thread?.[1]}`);
+t.test('threads: a notification from a second thread maps to the same Target (host TIDs, also inside bwrap\'s pid namespace)', async (t) => {
+  for (const bwrap of [false, true]) {
+    const pairs: [number, number][] = [];
+    const paths: string[] = [];
+    const code = [
+      'import socket, threading',
+      'def go():',
+      '  try: socket.socket(socket.AF_UNIX).connect("/tsa/thread")',
+      '  except OSError: pass',
+      'th = threading.Thread(target=go); th.start(); th.join()',
+    ].join('\n');
+    const r = await withProgram(
+      code,
+      (n, target, l) => {
+        if (n.nr === SYS.connect) {
+          pairs.push([n.tid, target.tgid]);
+          const sa = target.read(Number(n.args[1]), Number(n.args[2]));
+          if (sa) paths.push(sunPath(sa));
+        }
+        l.respond(n.id, 0, 2);
+      },
+      { bwrap },
+    );
+    t.equal(r.status, 0, r.stderr);
+    const thread = pairs.find(([tid, tgid]) => tid !== tgid);
+    t.ok(thread, `bwrap ${bwrap}: a connect from thread ${thread?.[0]} of process ${thread?.[1]}`);
+    t.ok(thread && thread[1] > 2, 'a host pid, not the namespace\'s');
+    t.ok(paths.includes('/tsa/thread'), 'its sockaddr read through the process\'s memory');
+  }
 });
 
 t.test('exit: exitSignal aborts and exited resolves; a gone TID gives an exited Target', async (t) => {

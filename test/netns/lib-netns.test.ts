@@ -2,6 +2,7 @@ import { readlinkSync, statSync } from 'node:fs';
 import t from 'tap';
 import { NetnsError, inNetns, netnsExists } from '../../lib/netns.ts';
 import { assertTestAddress, createVethPair, nsRun } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 
 const selfNs = () => readlinkSync('/proc/thread-self/ns/net');
 
@@ -76,7 +77,7 @@ t.test('inNetns by path → /proc/PID/ns/net and a bind-mounted netns file work;
   const target = `net:[${statSync(`/var/run/netns/${net.nsA}`).ino}]`;
   // `ip netns exec` becomes `sleep` in place, so the pid is sleep's once it has switched.
   let procPath = '';
-  for (let i = 0; i < 200; i++) {
+  for (const end = Date.now() + HANG_MS; Date.now() < end; ) {
     procPath = `/proc/${sleeper.pid}/ns/net`;
     if (readlinkSync(procPath) === target) break;
     await new Promise((r) => setTimeout(r, 10));

@@ -46,15 +46,15 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
   private readonly resp = new Uint8Array(NOTIF_RESP_SIZE);
   private readonly addfdReq = new Uint8Array(NOTIF_ADDFD_SIZE);
   private readonly pollfd = new Uint8Array(8);
+  private readonly pollView = new DataView(this.pollfd.buffer);
   private watch: FdWatch | undefined;
   private closed = false;
 
   /** Takes ownership of `fd`: close() closes it. */
   constructor(readonly fd: number) {
     super();
-    const v = new DataView(this.pollfd.buffer);
-    v.setInt32(0, fd, true);
-    v.setInt16(4, POLLIN, true);
+    this.pollView.setInt32(0, fd, true);
+    this.pollView.setInt16(4, POLLIN, true);
   }
 
   /** Starts watching; notifications are emitted from the main loop. */
@@ -117,7 +117,7 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
     for (let i = 0; i < BATCH && !this.closed; i++) {
       const p = sys.poll(this.pollfd, 1, 0);
       if (p <= 0) return;
-      const revents = new DataView(this.pollfd.buffer).getInt16(6, true);
+      const revents = this.pollView.getInt16(6, true);
       if ((revents & POLLIN) === 0) {
         if (revents & POLLHUP) {
           this.watch?.close();

@@ -178,6 +178,10 @@ t.test('the installed tsvisor command', async (t) => {
   const version = await sh([bin, '--version'], app);
   t.equal(version.code, 0, version.stderr);
   t.equal(version.stdout, `tsvisor ${PKG.version}\n`);
+  // A command that loads most of the package lazily: the packetdrill runner against the in-process netstack.
+  const conf = await sh([bin, 'conformance', '--quiet', join(REPO, 'test/conformance/team')], app);
+  t.equal(conf.code, 0, `tsvisor conformance: ${conf.stderr.slice(-1000)}`);
+  t.match(conf.stdout, /TOTAL\s+tsvisor\s+\d+\s+0\s+0/, 'every team script passes on the installed build');
   const bad = await sh([bin, 'no-such-command'], app);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /^tsvisor: unknown command 'no-such-command'/);

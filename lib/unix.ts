@@ -33,6 +33,8 @@ const raw = {
 export const U = {
   SOCK_STREAM: 1,
   SOCK_DGRAM: 2,
+  SOCK_SEQPACKET: 5,
+  O_NONBLOCK: 0o4000,
   SHUT_RD: 0,
   SHUT_WR: 1,
   SHUT_RDWR: 2,
@@ -58,21 +60,22 @@ export const U = {
 } as const;
 
 /** A socketpair(AF_UNIX, type) with both ends close-on-exec; `nonblock` sets O_NONBLOCK on both. Throws SysError. */
-export function socketPair(type: 'stream' | 'dgram', nonblock = true): [number, number] {
+export function socketPair(type: 'stream' | 'dgram' | 'seqpacket', nonblock = true): [number, number] {
   const sv = [0, 0];
-  const t = (type === 'stream' ? U.SOCK_STREAM : U.SOCK_DGRAM) | C.SOCK_CLOEXEC | (nonblock ? C.SOCK_NONBLOCK : 0);
+  const base = type === 'stream' ? U.SOCK_STREAM : type === 'dgram' ? U.SOCK_DGRAM : U.SOCK_SEQPACKET;
+  const t = base | C.SOCK_CLOEXEC | (nonblock ? C.SOCK_NONBLOCK : 0);
   if (raw.socketpair(C.AF_UNIX, t, 0, sv) < 0) throw new SysError('socketpair', koffi.errno(), type);
   return [sv[0]!, sv[1]!];
 }
 
 /** recv(2): bytes read, 0 at end of stream (or an empty datagram), or -errno. */
-export function recv(fd: number, buf: Uint8Array, flags = U.MSG_DONTWAIT): number {
+export function recv(fd: number, buf: Uint8Array, flags: number = U.MSG_DONTWAIT): number {
   const n = raw.recv(fd, buf, buf.length, flags);
   return n < 0 ? -koffi.errno() : n;
 }
 
 /** send(2) without SIGPIPE: bytes sent or -errno. */
-export function send(fd: number, buf: Uint8Array, flags = U.MSG_DONTWAIT): number {
+export function send(fd: number, buf: Uint8Array, flags: number = U.MSG_DONTWAIT): number {
   const n = raw.send(fd, buf, buf.length, flags | U.MSG_NOSIGNAL);
   return n < 0 ? -koffi.errno() : n;
 }
@@ -168,8 +171,12 @@ export function pollNow(fd: number, events: number): number {
 
 /** Readiness of one fd on the main loop, whose two interests switch independently (both off stops the handle). */
 export interface FdPoll {
-  /** Sets the interests; an unchanged pair costs nothing. */
-  set(readable: boolean, writable: boolean): void;
+  /**
+   * Sets the interests; an unchanged set costs nothing. `disconnect` (EPOLLRDHUP) also reports POLLHUP, which
+   * epoll always delivers and libuv hands over as the interests asked for: the only way to hear of a peer's close
+   * on an fd that stays readable.
+   */
+  set(readable: boolean, writable: boolean, disconnect?: boolean): void;
   /** Stops watching; idempotent. Must happen before the fd is closed. */
   close(): void;
 }
@@ -183,8 +190,9 @@ export interface FdPoll {
 export function pollFd(fd: number, onEvent: (readable: boolean, writable: boolean, status: number) => void): FdPoll {
   let r = false;
   let w = false;
+  let d = false;
   let open = true;
-  const cb = (status: number, ev: { readable: boolean; writable: boolean } | undefined) => {
+  const cb = (status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean } | undefined) => {
     if (!open) return;
     if (status < 0) {
       handle.stop();
@@ -193,15 +201,20 @@ export function pollFd(fd: number, onEvent: (readable: boolean, writable: boolea
     }
     onEvent(ev?.readable ?? false, ev?.writable ?? false, 0);
   };
+  // libuv's uv_poll_init_socket sets O_NONBLOCK, which lives on the open file description: on a dup of the
+  // program's end it would make the program's own blocking socket non-blocking. Put the flags back.
+  const fl = raw.dup(fd, U.F_GETFL, 0);
   const handle = koffi.node.poll(fd, { readable: false, writable: false }, cb as never);
+  if (fl >= 0 && !(fl & U.O_NONBLOCK)) raw.dup(fd, U.F_SETFL, fl);
   handle.stop();
   return {
-    set(readable, writable) {
-      if (!open || (readable === r && writable === w)) return;
+    set(readable, writable, disconnect = false) {
+      if (!open || (readable === r && writable === w && disconnect === d)) return;
       r = readable;
       w = writable;
-      if (!r && !w) handle.stop();
-      else handle.start({ readable: r, writable: w }, cb as never);
+      d = disconnect;
+      if (!r && !w && !d) handle.stop();
+      else handle.start({ readable: r, writable: w, disconnect: d }, cb as never);
     },
     close() {
       if (!open) return;

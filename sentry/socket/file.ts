@@ -100,6 +100,11 @@ export class SocketFile {
     return new SocketFile(ep, domain, base, protocol || ep.protocol, clock);
   }
 
+  /** A file of this socket's kind over `ep` (a connection accepted from this listener). */
+  sibling(ep: Endpoint): SocketFile {
+    return new SocketFile(ep, this.domain, this.type, this.protocol, this.clock);
+  }
+
   /** A sockaddr from the program as an Endpoint address, or -errno (EINVAL short, EAFNOSUPPORT wrong family). */
   toAddress(b: Uint8Array): SocketAddress | number {
     const sa = decodeSockaddr(b);
@@ -232,7 +237,7 @@ export class SocketFile {
     return this.blockable<Accepted>(nonblock, EventIn, this.rcvTimeoMs, () => {
       const r = this.ep.accept();
       if (isError(r)) return neg(r);
-      return { file: new SocketFile(r.endpoint, this.domain, this.type, this.protocol, this.clock), peer: r.peer };
+      return { file: this.sibling(r.endpoint), peer: r.peer };
     }, signal);
   }
 

@@ -1,0 +1,192 @@
+/**
+ * The data path of one UDP (or ICMP echo) socket: the program holds one end of an AF_UNIX SOCK_SEQPACKET pair,
+ * which keeps datagram boundaries and 0-byte datagrams like SOCK_DGRAM, and unlike a SOCK_DGRAM pair shows
+ * the Sentry POLLHUP when the program's last copy closes (unix_release_sock shuts the peer of stream and
+ * seqpacket sockets only), so the Endpoint is released with the socket. SO_TYPE is answered by the Sentry.
+ *
+ * `DgramPump` moves datagrams with raw recv/send (libuv streams read a 0-byte datagram as end of file):
+ * Endpoint → program as they arrive, program → Endpoint for the native send()/write() of a connected socket.
+ * A trapped recvfrom/recvmsg that asks for the source dequeues through the Sentry's dup of the program's end;
+ * the source comes from a FIFO of (length, hash, source) kept per datagram handed to the program. A datagram
+ * the program read natively in between (read() or recv() have no address, so they are not trapped) is detected
+ * as a head that does not match, and skipped.
+ */
+import { isError } from '../../netstack/errors.ts';
+import type { SocketAddress } from '../../netstack/socket.ts';
+import { EventErr, EventIn } from '../../netstack/waiter.ts';
+import * as ux from '../../lib/unix.ts';
+import type { SocketFile } from '../socket/file.ts';
+
+/** Bigger than any datagram: a receive through it never truncates, so MSG_TRUNC lengths are exact. */
+const MAX_DGRAM = 65536;
+/** The most FIFO entries kept for datagrams the program may read natively and never through a trapped call. */
+const FIFO_LIMIT = 4096;
+/** Bytes of a datagram that go into its FIFO hash. */
+const HASH_BYTES = 64;
+
+const scratch = new Uint8Array(MAX_DGRAM);
+
+/** One datagram handed to the program: enough to recognise it again, and where it came from. */
+export interface FifoEntry {
+  readonly len: number;
+  readonly hash: number;
+  readonly from: SocketAddress;
+}
+
+/** FNV-1a over the first HASH_BYTES bytes. */
+export function datagramHash(b: Uint8Array): number {
+  let h = 0x811c9dc5;
+  const n = Math.min(b.length, HASH_BYTES);
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i]!, 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The sources of datagrams queued to the program, oldest first. `match` finds a received datagram's entry,
+ * dropping the entries before it (datagrams the program read natively).
+ */
+export class SourceFifo {
+  private entries: FifoEntry[] = [];
+  private head = 0;
+  /** Entries skipped as read natively. */
+  skipped = 0;
+
+  get length(): number {
+    return this.entries.length - this.head;
+  }
+
+  push(e: FifoEntry): void {
+    if (this.length >= FIFO_LIMIT) {
+      this.head++;
+      this.skipped++;
+    }
+    this.entries.push(e);
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** The source of the datagram `data` (of full length `len`); `consume` false for MSG_PEEK. */
+  match(len: number, data: Uint8Array, consume: boolean): SocketAddress | undefined {
+    const hash = datagramHash(data);
+    for (let i = this.head; i < this.entries.length; i++) {
+      const e = this.entries[i]!;
+      if (e.len === len && e.hash === hash) {
+        this.skipped += i - this.head;
+        this.head = consume ? i + 1 : i;
+        return e.from;
+      }
+    }
+    return undefined;
+  }
+}
+
+/** A datagram received through a trapped call: its bytes (whole), and its source when known. */
+export interface Received {
+  readonly data: Uint8Array;
+  readonly from: SocketAddress | undefined;
+}
+
+/** Options of a DgramPump. */
+export interface DgramPumpOptions {
+  /** Our end of the seqpacket pair, non-blocking; the pump owns it. */
+  fd: number;
+  file: SocketFile;
+  onClose?: () => void;
+}
+
+/** Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. */
+export class DgramPump {
+  readonly fifo = new SourceFifo();
+  readonly stats = { datagramsUp: 0, datagramsDown: 0, dropped: 0 };
+  private readonly poll: ux.FdPoll;
+  private readonly unsubscribe: () => void;
+  private pending: Uint8Array | null = null;
+  private pendingFrom: SocketAddress | undefined;
+  private closed = false;
+
+  constructor(private readonly o: DgramPumpOptions) {
+    this.poll = ux.pollFd(o.fd, (r, w, status) => {
+      if (status < 0) return this.close();
+      if (w) this.down();
+      if (r) this.up();
+    });
+    this.unsubscribe = o.file.ep.waiter.subscribe(EventIn | EventErr, () => this.down());
+    this.down();
+    this.poll.set(true, false);
+  }
+
+  get done(): boolean {
+    return this.closed;
+  }
+
+  /** Whether the socket has a default peer (connected): then sources are the peer and no FIFO is kept. */
+  private peer(): SocketAddress | undefined {
+    const r = this.o.file.ep.remoteAddress();
+    return isError(r) ? undefined : r;
+  }
+
+  /** Endpoint → program, one datagram per send; stops (and holds one datagram) while the pair is full. */
+  private down(): void {
+    if (this.closed) return;
+    for (;;) {
+      if (!this.pending) {
+        const r = this.o.file.ep.read({ maxBytes: MAX_DGRAM });
+        if (isError(r)) break;
+        this.pending = r.data;
+        this.pendingFrom = r.from;
+      }
+      const n = ux.send(this.o.fd, this.pending);
+      if (n === -ux.U.EAGAIN) break;
+      if (n >= 0 && this.pendingFrom && !this.peer()) {
+        this.fifo.push({ len: this.pending.length, hash: datagramHash(this.pending), from: this.pendingFrom });
+      }
+      if (n >= 0) this.stats.datagramsDown++;
+      else this.stats.dropped++;
+      this.pending = null;
+    }
+    this.poll.set(true, this.pending !== null);
+  }
+
+  /** Program → Endpoint: what the program sent natively (send/write on a connected socket). */
+  private up(): void {
+    if (this.closed) return;
+    for (;;) {
+      const n = ux.recv(this.o.fd, scratch);
+      if (n === -ux.U.EAGAIN) return;
+      if (n < 0 || (n === 0 && ux.pollNow(this.o.fd, ux.U.POLLHUP) & ux.U.POLLHUP)) return this.close();
+      // Linux would answer an unconnected send() EDESTADDRREQ; the native send already succeeded, so the
+      // datagram is dropped and counted.
+      const w = this.o.file.ep.write(scratch.subarray(0, n));
+      if (isError(w)) this.stats.dropped++;
+      else this.stats.datagramsUp++;
+    }
+  }
+
+  /**
+   * A trapped receive that wants the source: takes the next datagram from the program's end through `progDup`
+   * (MSG_PEEK honoured), whole, and its source. -EAGAIN when none is queued.
+   */
+  receive(progDup: number, flags: number): Received | number {
+    const peek = (flags & ux.U.MSG_PEEK) !== 0;
+    const n = ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_TRUNC | (peek ? ux.U.MSG_PEEK : 0));
+    if (n < 0) return n;
+    const data = scratch.subarray(0, Math.min(n, scratch.length));
+    const from = this.peer() ?? this.fifo.match(n, data, !peek);
+    // The datagram has left the program's end: pumping may go on if it had filled up.
+    if (!peek) queueMicrotask(() => this.down());
+    return { data, from };
+  }
+
+  /** Releases our end and the Endpoint. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    this.poll.close();
+    ux.close(this.o.fd);
+    this.o.file.close();
+    this.o.onClose?.();
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * The Sentry: serves a sandbox's trapped socket calls from the netstack. Each notification is mapped by call
+ * number to its handler (net.ts). A handler first finds which of our sockets the fd is — pidfd_getfd of the
+ * program's fd and fstat's inode, looked up among the program ends we injected; never cached by (pid, fd),
+ * whose numbers get reused — and answers CONTINUE for any other fd, which the kernel then serves (unix and
+ * netlink sockets live in the app netns). Arguments are read from the target's memory, NOTIF_ID_VALID is
+ * checked before acting on them, out-parameters are written, then the call is answered (SEND, or ADDFD|SEND
+ * for calls that install a socket). Blocking calls are parked (park.ts) and answered when their wait settles.
+ */
+import { readdirSync, readlinkSync } from 'node:fs';
+import type { Clock } from '../../netstack/clock.ts';
+import type { Netstack } from '../../netstack/netstack.ts';
+import { inNetns } from '../../lib/netns.ts';
+import * as ux from '../../lib/unix.ts';
+import type { NotifyListener, Notification } from '../platform/unotify/listener.ts';
+import type { Target, Targets } from '../platform/unotify/target.ts';
+import type { NetworkMode } from '../seccomp/policy.ts';
+import { syscallName } from '../seccomp/sysno.ts';
+import { DgramPump } from '../datapath/dgram.ts';
+import type { ListenQueue } from '../datapath/listener.ts';
+import { StreamPump, type Stuffing } from '../datapath/stream.ts';
+import type { SocketFile } from '../socket/file.ts';
+import { HANDLERS } from './net.ts';
+import { ERESTARTSYS, ParkedCalls } from './park.ts';
+import { Strace } from './strace.ts';
+
+const ENOSYS = 38;
+const EIO = 5;
+
+/** Options of a Sentry. */
+export interface SentryOptions {
+  listener: NotifyListener;
+  targets: Targets;
+  /** The netstack that serves the sandbox's sockets. */
+  stack: Netstack;
+  /** The netns file (or name) where the socketpairs are made: the app netns. Absent: the Sentry's own. */
+  appNetns?: string;
+  mode: NetworkMode;
+  /** --strace: one line per trapped call. */
+  strace?: (line: string) => void;
+  /** The Sentry's own log (--debug-log). */
+  log?: (line: string) => void;
+}
+
+/** One of our sockets, keyed by the inode of the program's end. */
+export interface Sock {
+  readonly ino: number | bigint;
+  readonly file: SocketFile;
+  readonly kind: 'stream' | 'dgram';
+  /** Our end of the pair, until a pump or listen queue takes it. */
+  ours: number;
+  /** Watches an unconnected stream socket for the program's close. */
+  idle?: ux.FdPoll;
+  pump?: StreamPump;
+  dgram?: DgramPump;
+  listen?: ListenQueue;
+  /** The process that made it (where a reset looks for a copy of the program's end). */
+  owner?: Target;
+  /** Forgotten: the program closed it or the Sentry released it. */
+  released: boolean;
+}
+
+/** A trapped call in progress. */
+export interface Call {
+  readonly n: Notification;
+  readonly name: string;
+  readonly target: Target;
+  readonly t0: number;
+  /** strace's rendering of the arguments (filled by the handler). */
+  args: string;
+}
+
+/** What a handler does with a call it has taken over: answers now, or later when a parked wait settles. */
+export type Handler = (s: Sentry, c: Call) => void;
+
+/** Counters of a Sentry. */
+export interface SentryStats {
+  notifications: number;
+  continued: number;
+  answered: number;
+  parked: number;
+  restarted: number;
+  sockets: number;
+  errors: number;
+}
+
+/** The Sentry of one sandbox. */
+export class Sentry {
+  readonly stack: Netstack;
+  readonly clock: Clock;
+  readonly listener: NotifyListener;
+  readonly parkedCalls = new ParkedCalls();
+  private readonly socks = new Map<number | bigint, Sock>();
+  private readonly tracer: Strace | undefined;
+  private readonly counters: Omit<SentryStats, 'sockets' | 'parked'> = { notifications: 0, continued: 0, answered: 0, restarted: 0, errors: 0 };
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly o: SentryOptions) {
+    this.stack = o.stack;
+    this.clock = o.stack.stack.clock;
+    this.listener = o.listener;
+    this.tracer = o.strace ? new Strace(o.strace) : undefined;
+  }
+
+  /** Starts answering notifications. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.listener.on('notification', this.onNotification);
+    this.listener.on('error', (e) => this.log(`listener: ${e.message}`));
+    this.listener.start();
+  }
+
+  /** Stops: parked calls end, every socket and pump is released, the listener is closed (later calls: ENOSYS). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.parkedCalls.closeAll();
+    for (const s of [...this.socks.values()]) this.release(s);
+    this.listener.off('notification', this.onNotification);
+    this.listener.close();
+  }
+
+  stats(): SentryStats {
+    return { ...this.counters, parked: this.parkedCalls.size, sockets: this.socks.size };
+  }
+
+  /** Our sockets now (tests: nothing left behind). */
+  get socketCount(): number {
+    return this.socks.size;
+  }
+
+  log(line: string): void {
+    this.o.log?.(line);
+  }
+
+  private readonly onNotification = (n: Notification): void => {
+    this.counters.notifications++;
+    const name = syscallName(n.nr);
+    const c: Call = { n, name, target: this.o.targets.forTid(n.tid), t0: performance.now(), args: '' };
+    const h = this.o.mode === 'host' ? undefined : HANDLERS[name];
+    if (!h) {
+      c.args = n.args.slice(0, 3).map(String).join(', ') + ', ...';
+      return this.continue(c);
+    }
+    try {
+      h(this, c);
+    } catch (e) {
+      this.counters.errors++;
+      this.log(`[${n.tid}] ${name}: ${(e as Error).stack ?? e}`);
+      this.listener.respond(n.id, 0, EIO);
+    }
+  };
+
+  /** Lets the kernel run the call (not one of ours). */
+  continue(c: Call): void {
+    this.counters.continued++;
+    this.listener.continue(c.n.id);
+    this.tracer?.continued(c.n.tid, c.name, c.args);
+  }
+
+  /** Answers `r` (≥ 0, or -errno). */
+  answer(c: Call, r: number, parked = false): void {
+    this.counters.answered++;
+    if (r < 0) this.listener.respond(c.n.id, 0, -r);
+    else this.listener.respond(c.n.id, r);
+    this.trace(c, r, parked);
+  }
+
+  /** Records a call answered by ADDFD|SEND (the result is the new fd). */
+  answeredWithFd(c: Call, fd: number, parked = false): void {
+    this.counters.answered++;
+    this.trace(c, fd, parked);
+  }
+
+  private trace(c: Call, r: number, parked: boolean): void {
+    if (!this.tracer) return;
+    const ms = performance.now() - c.t0;
+    if (parked) this.tracer.resumed(c.n.tid, c.name, r, ms);
+    else this.tracer.done(c.n.tid, c.name, c.args, r, ms);
+  }
+
+  /**
+   * Parks a blocking call: `wait(signal)` settles with the result (a number to answer, or 'answered' when it
+   * answered by itself, e.g. with ADDFD|SEND). An exit of the target aborts the wait and answers nothing; a
+   * pending caught signal aborts it and answers -ERESTARTSYS.
+   */
+  park(c: Call, wait: (signal: AbortSignal) => Promise<number | 'answered'>): void {
+    this.tracer?.unfinished(c.n.tid, c.name, c.args);
+    let ended = false;
+    const p = this.parkedCalls.park(c.n.id, c.n.tid, c.target.exitSignal, (why) => {
+      ended = true;
+      if (why === 'signal') {
+        this.counters.restarted++;
+        this.answer(c, -ERESTARTSYS, true);
+      } else if (why === 'closed') this.listener.respond(c.n.id, 0, ENOSYS);
+    });
+    wait(p.signal).then(
+      (r) => {
+        if (ended) return;
+        this.parkedCalls.done(c.n.id);
+        if (r !== 'answered') this.answer(c, r, true);
+      },
+      (e: unknown) => {
+        if (ended) return;
+        this.parkedCalls.done(c.n.id);
+        this.counters.errors++;
+        this.log(`[${c.n.tid}] ${c.name}: ${(e as Error).stack ?? e}`);
+        this.answer(c, -EIO, true);
+      },
+    );
+  }
+
+  /** Our socket behind the program's fd `fd` with our dup of it (the caller closes the dup), or undefined. */
+  lookup(c: Call, fd: number): { sock: Sock; dup: number } | number | undefined {
+    const dup = c.target.getFd(fd);
+    if (dup < 0) return dup;
+    const ino = ux.inode(dup);
+    const sock = typeof ino === 'number' && ino < 0 ? undefined : this.socks.get(ino);
+    if (!sock || sock.released) {
+      ux.close(dup);
+      return undefined;
+    }
+    return { sock, dup };
+  }
+
+  /** A socketpair for a new socket, made in the app netns: [program's end, ours (non-blocking)]. */
+  pair(kind: 'stream' | 'dgram', programNonblock: boolean): [number, number] {
+    const make = () => ux.socketPair(kind === 'stream' ? 'stream' : 'seqpacket', false);
+    const [theirs, ours] = this.o.appNetns ? inNetns(this.o.appNetns, make) : make();
+    ux.setFl(ours, ux.U.O_NONBLOCK);
+    if (programNonblock) ux.setFl(theirs, ux.U.O_NONBLOCK);
+    return [theirs, ours];
+  }
+
+  /** Registers a socket whose program end is `theirs`. */
+  register(file: SocketFile, kind: 'stream' | 'dgram', theirs: number, ours: number, owner?: Target): Sock {
+    const ino = ux.inode(theirs);
+    const sock: Sock = { ino, file, kind, ours, owner, released: false };
+    this.socks.set(ino, sock);
+    if (kind === 'dgram') {
+      sock.dgram = new DgramPump({ fd: ours, file, onClose: () => this.forget(sock) });
+      sock.ours = -1;
+    } else this.watchIdle(sock);
+    return sock;
+  }
+
+  /** An unconnected stream socket: release it when the program closes it (POLLHUP, via the disconnect interest). */
+  private watchIdle(sock: Sock): void {
+    const fd = sock.ours;
+    sock.idle = ux.pollFd(fd, () => {
+      if (ux.pollNow(fd, ux.U.POLLHUP) & ux.U.POLLHUP) this.release(sock);
+      // A shutdown of an unconnected socket: level-triggered from now on, so stop watching.
+      else sock.idle?.set(false, false, false);
+    });
+    sock.idle.set(false, false, true);
+  }
+
+  private stopIdle(sock: Sock): number {
+    sock.idle?.close();
+    sock.idle = undefined;
+    const fd = sock.ours;
+    sock.ours = -1;
+    return fd;
+  }
+
+  /** A connected (or connecting, with `connecting`) stream socket starts pumping. */
+  startStream(sock: Sock, connecting?: Stuffing): void {
+    const fd = this.stopIdle(sock);
+    if (fd < 0) return;
+    sock.pump = new StreamPump({ fd, file: sock.file, connecting, onClose: () => this.forget(sock), programEnd: () => this.programEnd(sock) });
+  }
+
+  /** Hands our end to a listen queue. */
+  takeOurs(sock: Sock): number {
+    return this.stopIdle(sock);
+  }
+
+  /**
+   * A dup of a program end of `sock`, for the byte that makes a reset read as ECONNRESET: found by its inode
+   * among the fds of the sandbox's processes known now.
+   */
+  private programEnd(sock: Sock): number {
+    return sock.owner ? findByInode(sock.owner, sock.ino) : -1;
+  }
+
+  forget(sock: Sock): void {
+    sock.released = true;
+    if (this.socks.get(sock.ino) === sock) this.socks.delete(sock.ino);
+  }
+
+  /** Releases everything of a socket. */
+  release(sock: Sock): void {
+    if (sock.released && !sock.pump && !sock.dgram && !sock.listen && sock.ours < 0) return;
+    this.forget(sock);
+    const fd = this.stopIdle(sock);
+    if (fd >= 0) {
+      ux.close(fd);
+      sock.file.close();
+    }
+    sock.pump?.close();
+    sock.dgram?.close();
+    sock.listen?.release();
+  }
+}
+
+/**
+ * A dup of the program's end of socket `ino` from process `t`: its /proc/<tgid>/fd scanned for socket:[ino],
+ * then pidfd_getfd. -1 when that process has exited or closed it (then a reset reads as end of file).
+ */
+function findByInode(t: Target, ino: number | bigint): number {
+  if (t.exitSignal.aborted) return -1;
+  const want = `socket:[${ino}]`;
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${t.tgid}/fd`);
+  } catch {
+    return -1;
+  }
+  for (const name of names) {
+    try {
+      if (readlinkSync(`/proc/${t.tgid}/fd/${name}`) !== want) continue;
+    } catch {
+      continue;
+    }
+    const dup = t.getFd(Number(name));
+    if (dup >= 0 && ux.inode(dup) === ino) return dup;
+    if (dup >= 0) ux.close(dup);
+  }
+  return -1;
+}

@@ -1,0 +1,520 @@
+/**
+ * The trapped socket calls, one handler each: socket, bind, listen, connect, accept/accept4, getsockname,
+ * getpeername, getsockopt, setsockopt, and the address-carrying sendto/recvfrom/sendmsg/recvmsg(/mmsg).
+ * Each reads its arguments from the target's memory (msg.ts), checks the notification is still live before
+ * acting on them, and answers through the Sentry (dispatch.ts); a call on an fd that is not ours is CONTINUEd.
+ */
+import * as ux from '../../lib/unix.ts';
+import { LINUX as L } from '../socket/abi.ts';
+import { type Accepted, SocketFile } from '../socket/file.ts';
+import { ListenQueue } from '../datapath/listener.ts';
+import { stuff } from '../datapath/stream.ts';
+import type { Call, Handler, Sentry, Sock } from './dispatch.ts';
+import {
+  EFAULT,
+  EINVAL,
+  MMSGHDR_LEN,
+  type Mem,
+  gather,
+  int,
+  iovTotal,
+  ptr,
+  readLen,
+  readMsghdr,
+  readSockaddr,
+  scatter,
+  writeLen,
+  writeMsghdrOut,
+  writeSockaddr,
+} from './msg.ts';
+import { formatSockaddr } from './strace.ts';
+
+const EAGAIN = 11;
+const EINPROGRESS = 115;
+const EPIPE = 32;
+const EOPNOTSUPP = 95;
+const ENOTCONN = 107;
+/** How many bytes of an option value are read at most (the largest option is TCP_INFO's 248). */
+const OPT_MAX = 512;
+
+/** The call's memory (the target's). */
+function mem(c: Call): Mem {
+  return c.target;
+}
+
+/**
+ * Runs `body` with our socket behind args[0] and a dup of the program's fd (closed afterwards unless `body`
+ * keeps it by returning 'keep'); CONTINUEs when the fd is not ours, answers -errno when it is not open.
+ */
+function withSock(s: Sentry, c: Call, body: (sock: Sock, dup: number) => void | 'keep'): void {
+  const fd = int(c.n.args[0]!);
+  const found = s.lookup(c, fd);
+  if (found === undefined) return s.continue(c);
+  if (typeof found === 'number') return s.answer(c, found);
+  let keep: void | 'keep' = undefined;
+  try {
+    keep = body(found.sock, found.dup);
+  } finally {
+    if (keep !== 'keep') ux.close(found.dup);
+  }
+}
+
+/** O_NONBLOCK of the program's open file description (fcntl and FIONBIO set it natively). */
+function nonblocking(dup: number): boolean {
+  const fl = ux.getFl(dup);
+  return fl >= 0 && (fl & ux.U.O_NONBLOCK) !== 0;
+}
+
+/** Resolves once `fd` is readable (or writable), or the signal aborts; the watch is gone either way. */
+function readyOnce(fd: number, signal: AbortSignal, writable = false): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const done = (v: boolean) => {
+      poll.close();
+      signal.removeEventListener('abort', onAbort);
+      resolve(v);
+    };
+    const onAbort = () => done(false);
+    const poll = ux.pollFd(fd, (r, w, status) => done(status >= 0 && (r || w)));
+    poll.set(!writable, writable);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function socket(s: Sentry, c: Call): void {
+  const [domain, type, protocol] = c.n.args.slice(0, 3).map(int) as [number, number, number];
+  c.args = `${domain === L.AF_INET ? 'AF_INET' : domain === L.AF_INET6 ? 'AF_INET6' : domain}, ${type}, ${protocol}`;
+  const file = SocketFile.open(s.stack, s.clock, domain, type, protocol);
+  if (typeof file === 'number') return s.answer(c, file);
+  const kind = file.type === L.SOCK_STREAM ? 'stream' : file.type === L.SOCK_DGRAM ? 'dgram' : undefined;
+  if (!kind) {
+    file.close();
+    return s.answer(c, -EOPNOTSUPP);
+  }
+  const [theirs, ours] = s.pair(kind, (type & L.SOCK_NONBLOCK) !== 0);
+  const sock = s.register(file, kind, theirs, ours, c.target);
+  const r = s.listener.addFd(c.n.id, theirs, { send: true, cloexec: (type & L.SOCK_CLOEXEC) !== 0 });
+  ux.close(theirs);
+  if (r < 0) {
+    s.release(sock);
+    // ENOENT: the call is gone (nothing to answer); otherwise (EMFILE) it still waits.
+    if (r !== -2) s.answer(c, r);
+    return;
+  }
+  s.answeredWithFd(c, r);
+}
+
+function bind(s: Sentry, c: Call): void {
+  const addrp = ptr(c.n.args[1]!);
+  const len = int(c.n.args[2]!);
+  withSock(s, c, (sock) => {
+    const sa = readSockaddr(mem(c), addrp, len);
+    c.args = `${int(c.n.args[0]!)}, ${typeof sa === 'number' ? addrp : formatSockaddr(sa)}, ${len}`;
+    if (typeof sa === 'number') return s.answer(c, sa);
+    if (!s.listener.idValid(c.n.id)) return;
+    s.answer(c, sock.file.bind(sa));
+  });
+}
+
+function listen(s: Sentry, c: Call): void {
+  const backlog = int(c.n.args[1]!);
+  c.args = `${int(c.n.args[0]!)}, ${backlog}`;
+  withSock(s, c, (sock, dup) => {
+    if (sock.kind !== 'stream') return s.answer(c, -EOPNOTSUPP);
+    const r = sock.file.listen(backlog);
+    if (r === 0) {
+      if (sock.listen) sock.listen.setBacklog(backlog);
+      else if (!sock.pump) {
+        const ours = s.takeOurs(sock);
+        sock.listen = new ListenQueue(ours, ux.dup(dup), sock.file, backlog);
+        sock.listen.on('closed', () => s.forget(sock));
+      }
+    }
+    s.answer(c, r);
+  });
+}
+
+function connect(s: Sentry, c: Call): void {
+  const addrp = ptr(c.n.args[1]!);
+  const len = int(c.n.args[2]!);
+  withSock(s, c, (sock, dup) => {
+    const sa = readSockaddr(mem(c), addrp, len);
+    c.args = `${int(c.n.args[0]!)}, ${typeof sa === 'number' ? addrp : formatSockaddr(sa)}, ${len}`;
+    if (typeof sa === 'number') return s.answer(c, sa);
+    if (!s.listener.idValid(c.n.id)) return;
+    if (sock.kind === 'dgram') return s.answer(c, sock.file.connect(sa, true) as number);
+    const nonblock = nonblocking(dup);
+    const fresh = !sock.pump && !sock.listen;
+    const r = sock.file.connect(sa, nonblock);
+    if (typeof r === 'number') {
+      if (fresh && r === 0) s.startStream(sock);
+      if (fresh && r === -EINPROGRESS) s.startStream(sock, stuff(ux.dup(dup)));
+      return s.answer(c, r);
+    }
+    // A blocking connect: the handshake goes on; its outcome answers the call.
+    const keepDup = ux.dup(dup);
+    s.park(c, async (signal) => {
+      const out = await Promise.race([r, new Promise<number>((res) => signal.addEventListener('abort', () => res(-4), { once: true }))]);
+      try {
+        if (signal.aborted) return -4;
+        if (fresh && out === 0) s.startStream(sock);
+        // SO_SNDTIMEO ran out: the handshake goes on as after a non-blocking connect.
+        if (fresh && out === -EINPROGRESS) s.startStream(sock, stuff(ux.dup(keepDup)));
+        return out;
+      } finally {
+        ux.close(keepDup);
+      }
+    });
+  });
+}
+
+function accept(s: Sentry, c: Call, flags: number): void {
+  const addrp = ptr(c.n.args[1]!);
+  const lenp = ptr(c.n.args[2]!);
+  c.args = `${int(c.n.args[0]!)}, ${addrp ? `0x${addrp.toString(16)}` : 'NULL'}, ${lenp ? `0x${lenp.toString(16)}` : 'NULL'}${c.name === 'accept4' ? `, ${flags}` : ''}`;
+  withSock(s, c, (sock, dup) => {
+    if (!sock.listen) return s.answer(c, -EINVAL);
+    if (flags & ~(L.SOCK_NONBLOCK | L.SOCK_CLOEXEC)) return s.answer(c, -EINVAL);
+    if (addrp) {
+      const room = readLen(mem(c), lenp);
+      if (room < 0) return s.answer(c, room);
+    }
+    const q = sock.listen;
+    const finish = (a: Accepted, parked: boolean): void => {
+      const [theirs, ours] = s.pair('stream', (flags & L.SOCK_NONBLOCK) !== 0);
+      const nsock = s.register(a.file, 'stream', theirs, ours, c.target);
+      s.startStream(nsock);
+      if (addrp) {
+        const w = writeSockaddr(mem(c), addrp, lenp, sock.file.sockaddr(a.peer));
+        if (w < 0) {
+          ux.close(theirs);
+          s.release(nsock);
+          return s.answer(c, w, parked);
+        }
+      }
+      const fd = s.listener.addFd(c.n.id, theirs, { send: true, cloexec: (flags & L.SOCK_CLOEXEC) !== 0 });
+      ux.close(theirs);
+      if (fd < 0) {
+        s.release(nsock);
+        if (fd !== -2) s.answer(c, fd, parked);
+        return;
+      }
+      s.answeredWithFd(c, fd, parked);
+    };
+    const first = q.take(dup);
+    if (typeof first !== 'number') return finish(first, false);
+    if (first !== -EAGAIN || nonblocking(dup)) return s.answer(c, first);
+    const keep = ux.dup(dup);
+    s.park(c, async (signal) => {
+      try {
+        for (;;) {
+          if (signal.aborted) return -4;
+          const got = q.take(keep);
+          if (typeof got !== 'number') {
+            finish(got, true);
+            return 'answered';
+          }
+          if (got !== -EAGAIN) return got;
+          await new Promise<void>((res) => {
+            const go = () => {
+              q.off('ready', go);
+              q.off('closed', go);
+              signal.removeEventListener('abort', go);
+              res();
+            };
+            q.on('ready', go);
+            q.on('closed', go);
+            signal.addEventListener('abort', go, { once: true });
+          });
+        }
+      } finally {
+        ux.close(keep);
+      }
+    });
+  });
+}
+
+function names(which: 'getsockname' | 'getpeername'): Handler {
+  return (s, c) => {
+    const addrp = ptr(c.n.args[1]!);
+    const lenp = ptr(c.n.args[2]!);
+    c.args = `${int(c.n.args[0]!)}, 0x${addrp.toString(16)}, 0x${lenp.toString(16)}`;
+    withSock(s, c, (sock) => {
+      const room = readLen(mem(c), lenp);
+      if (room < 0) return s.answer(c, room);
+      const buf = new Uint8Array(128);
+      const len = new Uint32Array([128]);
+      const r = which === 'getsockname' ? sock.file.getsockname(buf, len) : sock.file.getpeername(buf, len);
+      if (r < 0) return s.answer(c, r);
+      s.answer(c, writeSockaddr(mem(c), addrp, lenp, buf.subarray(0, len[0]!)));
+    });
+  };
+}
+
+function getsockopt(s: Sentry, c: Call): void {
+  const [fd, level, name] = c.n.args.slice(0, 3).map(int) as [number, number, number];
+  const valp = ptr(c.n.args[3]!);
+  const lenp = ptr(c.n.args[4]!);
+  c.args = `${fd}, ${level}, ${name}, 0x${valp.toString(16)}, 0x${lenp.toString(16)}`;
+  withSock(s, c, (sock) => {
+    const room = readLen(mem(c), lenp);
+    if (room < 0) return s.answer(c, room);
+    const buf = new Uint8Array(Math.min(room, OPT_MAX));
+    const len = new Uint32Array([buf.length]);
+    const r = sock.file.getsockopt(level, name, buf, len);
+    if (r < 0) return s.answer(c, r);
+    if (len[0]! > 0 && !mem(c).write(valp, buf.subarray(0, len[0]!))) return s.answer(c, -EFAULT);
+    s.answer(c, writeLen(mem(c), lenp, len[0]!) ? 0 : -EFAULT);
+  });
+}
+
+function setsockopt(s: Sentry, c: Call): void {
+  const [fd, level, name] = c.n.args.slice(0, 3).map(int) as [number, number, number];
+  const valp = ptr(c.n.args[3]!);
+  const optlen = int(c.n.args[4]!);
+  c.args = `${fd}, ${level}, ${name}, 0x${valp.toString(16)}, ${optlen}`;
+  withSock(s, c, (sock, dup) => {
+    if (optlen < 0) return s.answer(c, -EINVAL);
+    const val = mem(c).read(valp, Math.min(optlen, OPT_MAX));
+    if (!val) return s.answer(c, -EFAULT);
+    if (!s.listener.idValid(c.n.id)) return;
+    const r = sock.file.setsockopt(level, name, val);
+    // Timeouts also go on the program's end, where its reads and writes block natively.
+    if (r === 0 && level === L.SOL_SOCKET && (name === L.SO_RCVTIMEO || name === L.SO_SNDTIMEO)) ux.setOpt(dup, level, name, val);
+    s.answer(c, r);
+  });
+}
+
+/** Copies a received datagram into the program: payload, source and its length; returns the call's result. */
+function deliver(c: Call, sock: Sock, got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined },
+  flags: number, out: { iov: { base: number; len: number }[]; name: number; lenp: number | null; msghdr?: number; msgFlags?: number }): number {
+  const room = iovTotal(out.iov);
+  const n = Math.min(room, got.data.length);
+  if (!scatter(mem(c), out.iov, got.data.subarray(0, n))) return -EFAULT;
+  const sa = got.from ? sock.file.sockaddr(got.from) : new Uint8Array(0);
+  let namelen = sa.length;
+  if (out.msghdr !== undefined) {
+    // recvmsg: msg_namelen in the msghdr says the room; the name is truncated to it.
+    const roomName = readLen(mem(c), out.msghdr + 8);
+    if (out.name && sa.length && roomName > 0 && !mem(c).write(out.name, sa.subarray(0, Math.min(roomName, sa.length)))) return -EFAULT;
+    if (!out.name) namelen = 0;
+    const mflags = got.data.length > n ? L.MSG_TRUNC : 0;
+    if (!writeMsghdrOut(mem(c), out.msghdr, namelen, mflags)) return -EFAULT;
+  } else if (out.name && out.lenp !== null) {
+    if (sa.length) {
+      const w = writeSockaddr(mem(c), out.name, out.lenp, sa);
+      if (w < 0) return w;
+    } else if (!writeLen(mem(c), out.lenp, 0)) return -EFAULT;
+  }
+  return flags & L.MSG_TRUNC ? got.data.length : n;
+}
+
+/**
+ * A datagram receive that wants the source (recvfrom with an address, recvmsg): through the pump's FIFO,
+ * parked while nothing is queued on a blocking socket.
+ */
+function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined }) => number): void | 'keep' {
+  const pump = sock.dgram!;
+  const first = pump.receive(dup, flags);
+  if (typeof first !== 'number') return s.answer(c, put(first));
+  if (first !== -EAGAIN || nonblocking(dup) || flags & L.MSG_DONTWAIT) return s.answer(c, first);
+  s.park(c, async (signal) => {
+    try {
+      for (;;) {
+        if (!(await readyOnce(dup, signal))) return -4;
+        const got = pump.receive(dup, flags);
+        if (typeof got !== 'number') return put(got);
+        if (got !== -EAGAIN) return got;
+      }
+    } finally {
+      ux.close(dup);
+    }
+  });
+  return 'keep';
+}
+
+/** A stream receive or send through the program's own end (the address is meaningless for TCP). */
+function streamIo(s: Sentry, c: Call, dup: number, data: Uint8Array | null, flags: number, after: (n: number, buf: Uint8Array) => number): void | 'keep' {
+  const io = (buf: Uint8Array) => (data ? ux.send(dup, data, flags | ux.U.MSG_DONTWAIT) : ux.recv(dup, buf, flags | ux.U.MSG_DONTWAIT));
+  const buf = new Uint8Array(data ? 0 : Math.min(iovLenOf(c), 1 << 20));
+  const first = io(buf);
+  if (first !== -EAGAIN || nonblocking(dup) || flags & L.MSG_DONTWAIT) return s.answer(c, first < 0 ? first : after(first, buf));
+  s.park(c, async (signal) => {
+    try {
+      for (;;) {
+        if (!(await readyOnce(dup, signal, data !== null))) return -4;
+        const n = io(buf);
+        if (n !== -EAGAIN) return n < 0 ? n : after(n, buf);
+      }
+    } finally {
+      ux.close(dup);
+    }
+  });
+  return 'keep';
+}
+
+/** The buffer length argument of sendto/recvfrom. */
+function iovLenOf(c: Call): number {
+  return Math.min(Number(BigInt.asUintN(64, c.n.args[2]!)), 0x7ffff000);
+}
+
+function sendto(s: Sentry, c: Call): void {
+  const bufp = ptr(c.n.args[1]!);
+  const len = iovLenOf(c);
+  const flags = int(c.n.args[3]!);
+  const addrp = ptr(c.n.args[4]!);
+  const alen = int(c.n.args[5]!);
+  withSock(s, c, (sock, dup) => {
+    const sa = addrp ? readSockaddr(mem(c), addrp, alen) : null;
+    c.args = `${int(c.n.args[0]!)}, 0x${bufp.toString(16)}, ${len}, ${flags}, ${sa === null || typeof sa === 'number' ? addrp : formatSockaddr(sa)}, ${alen}`;
+    if (typeof sa === 'number') return s.answer(c, sa);
+    const data = mem(c).read(bufp, len);
+    if (!data) return s.answer(c, -EFAULT);
+    if (!s.listener.idValid(c.n.id)) return;
+    if (sock.kind === 'stream') {
+      if (!sock.pump) return s.answer(c, -EPIPE);
+      return streamIo(s, c, dup, data, flags, (n) => n);
+    }
+    s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
+  });
+}
+
+function recvfrom(s: Sentry, c: Call): void {
+  const bufp = ptr(c.n.args[1]!);
+  const len = iovLenOf(c);
+  const flags = int(c.n.args[3]!);
+  const addrp = ptr(c.n.args[4]!);
+  const lenp = ptr(c.n.args[5]!);
+  c.args = `${int(c.n.args[0]!)}, 0x${bufp.toString(16)}, ${len}, ${flags}, 0x${addrp.toString(16)}, 0x${lenp.toString(16)}`;
+  withSock(s, c, (sock, dup) => {
+    if (addrp && readLen(mem(c), lenp) < 0) return s.answer(c, readLen(mem(c), lenp));
+    if (sock.kind === 'stream') {
+      if (!sock.pump) return s.answer(c, -ENOTCONN);
+      return streamIo(s, c, dup, null, flags, (n, buf) => {
+        if (!mem(c).write(bufp, buf.subarray(0, n))) return -EFAULT;
+        // TCP gives no source: the length written back is 0.
+        if (addrp && !writeLen(mem(c), lenp, 0)) return -EFAULT;
+        return n;
+      });
+    }
+    return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: [{ base: bufp, len }], name: addrp, lenp: addrp ? lenp : null }));
+  });
+}
+
+function sendmsg(s: Sentry, c: Call): void {
+  const msgp = ptr(c.n.args[1]!);
+  const flags = int(c.n.args[2]!);
+  c.args = `${int(c.n.args[0]!)}, 0x${msgp.toString(16)}, ${flags}`;
+  withSock(s, c, (sock) => {
+    const m = readMsghdr(mem(c), msgp);
+    if (typeof m === 'number') return s.answer(c, m);
+    // Without a destination the pair does the same as the kernel would: a native send.
+    if (!m.name || m.namelen === 0 || sock.kind === 'stream') return s.continue(c);
+    const sa = readSockaddr(mem(c), m.name, m.namelen);
+    if (typeof sa === 'number') return s.answer(c, sa);
+    c.args = `${int(c.n.args[0]!)}, {msg_name=${formatSockaddr(sa)}, ...}, ${flags}`;
+    const data = gather(mem(c), m.iov);
+    if (typeof data === 'number') return s.answer(c, data);
+    if (!s.listener.idValid(c.n.id)) return;
+    s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa.length, iov: [data], flags: 0 }, flags, true) as number);
+  });
+}
+
+function recvmsg(s: Sentry, c: Call): void {
+  const msgp = ptr(c.n.args[1]!);
+  const flags = int(c.n.args[2]!);
+  c.args = `${int(c.n.args[0]!)}, 0x${msgp.toString(16)}, ${flags}`;
+  withSock(s, c, (sock, dup) => {
+    if (sock.kind === 'stream') return s.continue(c);
+    const m = readMsghdr(mem(c), msgp);
+    if (typeof m === 'number') return s.answer(c, m);
+    return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp }));
+  });
+}
+
+function sendmmsg(s: Sentry, c: Call): void {
+  const vec = ptr(c.n.args[1]!);
+  const vlen = Math.min(int(c.n.args[2]!) >>> 0, 1024);
+  const flags = int(c.n.args[3]!);
+  c.args = `${int(c.n.args[0]!)}, 0x${vec.toString(16)}, ${vlen}, ${flags}`;
+  withSock(s, c, (sock) => {
+    if (sock.kind === 'stream') return s.continue(c);
+    const msgs = [];
+    for (let i = 0; i < vlen; i++) {
+      const m = readMsghdr(mem(c), vec + i * MMSGHDR_LEN);
+      if (typeof m === 'number') {
+        if (i === 0) return s.answer(c, m);
+        break;
+      }
+      msgs.push(m);
+    }
+    if (msgs.every((m) => !m.name || m.namelen === 0)) return s.continue(c);
+    if (!s.listener.idValid(c.n.id)) return;
+    let sent = 0;
+    for (const m of msgs) {
+      let sa: Uint8Array | number | null = null;
+      if (m.name && m.namelen) sa = readSockaddr(mem(c), m.name, m.namelen);
+      const data = gather(mem(c), m.iov);
+      if (typeof sa === 'number' || typeof data === 'number') {
+        if (sent === 0) return s.answer(c, typeof sa === 'number' ? sa : (data as number));
+        break;
+      }
+      const r = sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number;
+      if (r < 0) {
+        if (sent === 0) return s.answer(c, r);
+        break;
+      }
+      writeLen(mem(c), vec + sent * MMSGHDR_LEN + 56, r);
+      sent++;
+    }
+    s.answer(c, sent);
+  });
+}
+
+function recvmmsg(s: Sentry, c: Call): void {
+  const vec = ptr(c.n.args[1]!);
+  const vlen = Math.min(int(c.n.args[2]!) >>> 0, 1024);
+  const flags = int(c.n.args[3]!);
+  c.args = `${int(c.n.args[0]!)}, 0x${vec.toString(16)}, ${vlen}, ${flags}`;
+  withSock(s, c, (sock, dup) => {
+    if (sock.kind === 'stream') return s.continue(c);
+    if (vlen === 0) return s.answer(c, 0);
+    // Every datagram queued now, at least one (parked for it on a blocking socket), as with MSG_WAITFORONE.
+    let done = 0;
+    const put = (got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined }): number => {
+      for (let g: typeof got | number = got; ; ) {
+        const at = vec + done * MMSGHDR_LEN;
+        const m = readMsghdr(mem(c), at);
+        if (typeof m === 'number') return done > 0 ? done : m;
+        const n = deliver(c, sock, g, flags & ~L.MSG_TRUNC, { iov: m.iov, name: m.name, lenp: null, msghdr: at });
+        if (n < 0) return done > 0 ? done : n;
+        writeLen(mem(c), at + 56, n);
+        done++;
+        if (done >= vlen) return done;
+        g = sock.dgram!.receive(dup, flags);
+        if (typeof g === 'number') return done;
+      }
+    };
+    return receiveDgram(s, c, sock, dup, flags, put);
+  });
+}
+
+/** Handlers by call name. */
+export const HANDLERS: Record<string, Handler> = {
+  socket,
+  bind,
+  listen,
+  connect,
+  accept: (s, c) => accept(s, c, 0),
+  accept4: (s, c) => accept(s, c, int(c.n.args[3]!)),
+  getsockname: names('getsockname'),
+  getpeername: names('getpeername'),
+  getsockopt,
+  setsockopt,
+  sendto,
+  recvfrom,
+  sendmsg,
+  recvmsg,
+  sendmmsg,
+  recvmmsg,
+};

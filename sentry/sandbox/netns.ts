@@ -11,7 +11,7 @@
  * its own user namespace, cannot reconfigure it.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { run } from '../../lib/exec.ts';
 import { NETNS_DIR, inNetns, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
@@ -48,21 +48,26 @@ export interface SandboxVeth {
 /** The third octet x of every 198.18.x.0/30 the caller's netns already uses, in an address or a route. */
 function usedSlots(): Set<number> {
   const used = new Set<number>();
-  const note = (text: string | undefined) => {
-    const m = /^198\.18\.(\d+)\./.exec(text ?? '');
+  // Table "all" holds the main table's routes and the local table's, which name every local address.
+  const routes = JSON.parse(run(['ip', '-j', '-4', 'route', 'show', 'table', 'all'])) as { dst: string }[];
+  for (const r of routes) {
+    const m = /^198\.18\.(\d+)\./.exec(r.dst);
     if (m) used.add(Number(m[1]));
-  };
-  const addrs = JSON.parse(run(['ip', '-j', '-4', 'addr', 'show'])) as { addr_info: { local: string }[] }[];
-  for (const l of addrs) for (const a of l.addr_info) note(a.local);
-  const routes = JSON.parse(run(['ip', '-j', '-4', 'route', 'show'])) as { dst: string }[];
-  for (const r of routes) note(r.dst);
+  }
   return used;
+}
+
+/** Runs iproute2 commands (each an argv without `ip`) in one process, stopping at the first that fails. */
+export function ipBatch(commands: readonly (readonly string[])[], netns?: string): void {
+  if (commands.length === 0) return;
+  run(['ip', ...(netns ? ['-n', netns] : []), '-batch', '-'], commands.map((c) => c.join(' ')).join('\n') + '\n');
 }
 
 /**
  * Makes the link netns `tsv-<id>` and a veth into it from the caller's netns: no NAT, the caller reaches the
  * sandbox by its address. DAD is off on the caller's end (`nodad`): nobody else is on this wire. The kernel's
- * IPv6 is off on the netstack's end, so that it neither answers NDP nor sends MLD there.
+ * IPv6 is off on the netstack's end (before it goes up), so that it neither answers NDP nor sends MLD there.
+ * Three iproute2 processes in all: each costs a few milliseconds of start-up.
  */
 export function createVeth(id: string, mtu?: number): SandboxVeth {
   const names = runNames(id);
@@ -73,13 +78,15 @@ export function createVeth(id: string, mtu?: number): SandboxVeth {
   const x = free[Math.floor(Math.random() * free.length)]!;
   const peerAddresses = [parseSubnet(`198.18.${x}.1/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::1/64`)!];
   const addresses = [parseSubnet(`198.18.${x}.2/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::2/64`)!];
-  run(['ip', 'netns', 'add', names.link]);
-  run(['ip', 'link', 'add', names.peerDev, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'veth', 'peer', 'name', SANDBOX_DEV, 'netns', names.link]);
+  ipBatch([
+    ['netns', 'add', names.link],
+    ['link', 'add', names.peerDev, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'veth', 'peer', 'name', SANDBOX_DEV, 'netns', names.link],
+    ['addr', 'add', formatSubnet(peerAddresses[0]!), 'dev', names.peerDev],
+    ['addr', 'add', formatSubnet(peerAddresses[1]!), 'dev', names.peerDev, 'nodad'],
+    ['link', 'set', names.peerDev, 'up'],
+  ]);
   inNetns(names.link, () => sysctl(`net/ipv6/conf/${SANDBOX_DEV}/disable_ipv6`, '1'));
-  run(['ip', '-n', names.link, 'link', 'set', SANDBOX_DEV, 'up']);
-  run(['ip', 'addr', 'add', formatSubnet(peerAddresses[0]!), 'dev', names.peerDev]);
-  run(['ip', 'addr', 'add', formatSubnet(peerAddresses[1]!), 'dev', names.peerDev, 'nodad']);
-  run(['ip', 'link', 'set', names.peerDev, 'up']);
+  ipBatch([['link', 'set', SANDBOX_DEV, 'up']], names.link);
   return { netns: names.link, dev: SANDBOX_DEV, peerDev: names.peerDev, addresses, peerAddresses };
 }
 
@@ -110,23 +117,22 @@ export function nameNetns(id: string, ref: string): string {
 export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: Address[]; mtu?: number }): string {
   const name = runNames(id).app;
   run(['ip', 'netns', 'add', name]);
-  run(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
-  if (o.addresses.length === 0) return name;
-  const add = (type: string) => run(['ip', '-n', name, 'link', 'add', SANDBOX_DEV, ...(o.mtu ? ['mtu', String(o.mtu)] : []), 'type', type]);
+  const cmds = (kind: string) => {
+    const c: string[][] = [['link', 'set', 'lo', 'up']];
+    if (o.addresses.length === 0) return c;
+    c.push(['link', 'add', SANDBOX_DEV, ...(o.mtu ? ['mtu', String(o.mtu)] : []), 'type', kind]);
+    for (const a of o.addresses) c.push(['addr', 'add', formatSubnet(a), 'dev', SANDBOX_DEV, ...(isV4(a.address) ? [] : ['nodad'])]);
+    c.push(['link', 'set', SANDBOX_DEV, 'up']);
+    for (const g of o.gateways) c.push(['route', 'replace', 'default', 'via', formatAddress(g), 'dev', SANDBOX_DEV, 'onlink']);
+    return c;
+  };
   try {
-    add('dummy');
+    ipBatch(cmds('dummy'), name);
   } catch (e) {
     // Kernels built without CONFIG_DUMMY (this project's VMs among them) still have IFB, which, fed by no tc
     // redirect, drops everything sent to it just as a dummy does, and looks like an Ethernet interface.
     if (!/Unknown device type/.test((e as Error).message)) throw e;
-    add('ifb');
-  }
-  for (const a of o.addresses) {
-    run(['ip', '-n', name, 'addr', 'add', formatSubnet(a), 'dev', SANDBOX_DEV, ...(isV4(a.address) ? [] : ['nodad'])]);
-  }
-  run(['ip', '-n', name, 'link', 'set', SANDBOX_DEV, 'up']);
-  for (const g of o.gateways) {
-    run(['ip', '-n', name, isV4(g) ? '-4' : '-6', 'route', 'replace', 'default', 'via', formatAddress(g), 'dev', SANDBOX_DEV, 'onlink']);
+    ipBatch(cmds('ifb'), name);
   }
   return name;
 }
@@ -136,12 +142,11 @@ export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: A
  * the user's), and the caller's veth end. Never throws for what is already gone.
  */
 export function removeRunNetworks(id: string): void {
-  for (const cmd of removeCommands(id)) {
-    try {
-      run(cmd);
-    } catch {
-      // already gone, or never made
-    }
+  try {
+    // -force: go on past what is already gone, or was never made.
+    run(['ip', '-force', '-batch', '-'], removeCommands(id).map((c) => c.slice(1).join(' ')).join('\n') + '\n');
+  } catch {
+    // some were already gone
   }
 }
 

@@ -8,8 +8,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { type Address, formatAddress, isV4 } from '../../netstack/addr.ts';
 import type { SocketProvider } from '../../netstack/adapter/common.ts';
-import { bindDgram } from '../../netstack/adapter/dgram.ts';
-import { bindNet } from '../../netstack/adapter/net.ts';
+import type { bindDgram } from '../../netstack/adapter/dgram.ts';
+import type { BoundNet } from '../../netstack/adapter/net.ts';
 
 /** One `--publish`. */
 export interface PublishSpec {
@@ -43,14 +43,20 @@ export class Publisher {
   /** Connections and UDP flows forwarded so far. */
   readonly stats = { tcpConnections: 0, tcpErrors: 0, udpFlows: 0, udpDatagrams: 0 };
 
-  private constructor(private readonly stack: SocketProvider, private readonly sandbox: Address[]) {}
+  private constructor(
+    private readonly net: BoundNet,
+    private readonly dgram: ReturnType<typeof bindDgram>,
+    private readonly sandbox: Address[],
+  ) {}
 
   /**
    * Listens for every spec; resolves once all listen, or rejects naming the first that cannot (the others are
    * closed). `sandbox` holds the sandbox's addresses: the first IPv4 one is the target, else the first.
    */
   static async start(stack: SocketProvider, specs: readonly PublishSpec[], sandbox: Address[]): Promise<Publisher> {
-    const p = new Publisher(stack, sandbox);
+    // The adapters load here, not with the module: `run` parses --publish without needing them.
+    const [{ bindNet }, { bindDgram }] = await Promise.all([import('../../netstack/adapter/net.ts'), import('../../netstack/adapter/dgram.ts')]);
+    const p = new Publisher(bindNet(stack), bindDgram(stack), sandbox);
     try {
       for (const s of specs) await p.listen(s);
     } catch (e) {
@@ -96,7 +102,7 @@ export class Publisher {
 
   private forwardTcp(client: net.Socket, port: number): void {
     this.stats.tcpConnections++;
-    const inner = bindNet(this.stack).connect({ port, host: this.target(), allowHalfOpen: true });
+    const inner = this.net.connect({ port, host: this.target(), allowHalfOpen: true });
     const pair = {
       destroy: () => {
         client.destroy();
@@ -124,14 +130,14 @@ export class Publisher {
   }
 
   private forwardUdp(outer: dgram.Socket, port: number): void {
-    const flows = new Map<string, { sock: ReturnType<ReturnType<typeof bindDgram>['createSocket']>; timer: NodeJS.Timeout }>();
+    const flows = new Map<string, { sock: ReturnType<Publisher['dgram']['createSocket']>; timer: NodeJS.Timeout }>();
     const host = this.target();
     outer.on('message', (msg, rinfo) => {
       const key = `${rinfo.address}|${rinfo.port}`;
       let flow = flows.get(key);
       if (!flow) {
         this.stats.udpFlows++;
-        const sock = bindDgram(this.stack).createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+        const sock = this.dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
         sock.on('error', () => {});
         sock.on('message', (reply) => {
           outer.send(reply, rinfo.port, rinfo.address);

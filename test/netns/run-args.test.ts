@@ -10,11 +10,6 @@ import { callerNs, leftovers, logId, tsvisorRun } from './run-helpers.ts';
 const dir = mkdtempSync(join(tmpdir(), 'tsb-args-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The names of every tsv-* namespace now (to see that a failing run adds none). */
-function tsvNamespaces(): string[] {
-  return run(['ip', 'netns', 'list']).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('tsv-')).sort();
-}
-
 const usage: [string, string[], RegExp][] = [
   ['unknown --network', ['--network=bridge', '--', '/bin/true'], /^tsvisor: --network: unknown mode 'bridge' \(known: sandbox, host, none\)\n$/],
   ['--netns without --dev', ['--netns', 'tsb-x', '--', '/bin/true'], /^tsvisor: --netns needs --dev/],
@@ -35,14 +30,14 @@ const usage: [string, string[], RegExp][] = [
 
 for (const [name, args, message] of usage) {
   t.test(`${name} → exit 2, one line, nothing made`, async (t) => {
-    const before = tsvNamespaces();
     const log = join(dir, `${name.replace(/\W+/g, '-')}.log`);
     const r = await tsvisorRun(undefined, ['--debug-log', log, ...args]);
     t.equal(r.code, 2);
     t.match(r.stderr, message);
     t.equal(r.stderr.split('\n').length, 2, 'one line');
+    // Namespaces, veth and janitor all hang on the run id, logged before anything is made: no id, nothing made.
+    // (Comparing `ip netns list` before and after would see other tests' namespaces come and go.)
     t.equal(logId(log), undefined, 'failed before a run id was taken');
-    t.same(tsvNamespaces().filter((n) => !before.includes(n)), [], 'no namespace');
     t.end();
   });
 }

@@ -46,7 +46,9 @@ const generated = new Set<string>();
  */
 export function bwrapArgs(o: BwrapOptions): string[] {
   const a = [o.bwrap ?? 'bwrap'];
-  a.push('--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
+  // uid and gid 0 inside whatever host identity the helper runs bwrap as (launch's `user`).
+  a.push('--unshare-user', '--uid', '0', '--gid', '0');
+  a.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   if (o.shareNet === false) a.push('--unshare-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   a.push('--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev');

@@ -33,6 +33,11 @@ export interface LaunchOptions {
   bwrap: string[];
   /** The program's whole environment. */
   env: Record<string, string>;
+  /**
+   * The host identity the sandbox runs as (default: ours, root). bwrap maps it to uid 0 inside either way; an
+   * unprivileged one (65534:65534) takes away root's owner rights on host files such as /etc/shadow (0640 root).
+   */
+  user?: { uid: number; gid: number };
   /** The working directory when there is no bwrap (with bwrap, bwrapArgs' cwd). */
   cwd?: string;
   /** The program's stdin, stdout and stderr: inherited (default), piped to us, or ignored. */
@@ -94,7 +99,11 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   if (o.argv.length === 0) throw new LaunchError('no program to run');
   const helper = helperPath();
   const withFilter = o.filter.length > 0;
-  const stage1 = [...(o.appNetns ? ['--netns', o.appNetns] : []), ...(withFilter ? ['--filter', String(FILTER_FD)] : [])];
+  const stage1 = [
+    ...(o.appNetns ? ['--netns', o.appNetns] : []),
+    ...(o.user ? ['--user', `${o.user.uid}:${o.user.gid}`] : []),
+    ...(withFilter ? ['--filter', String(FILTER_FD)] : []),
+  ];
   const args =
     o.bwrap.length > 0
       ? // The helper's path is bound at itself in case it sits under a tmpfs bwrap mounts (/tmp, /run).
@@ -228,6 +237,8 @@ function setupMessage(step: string, errno: number, o: LaunchOptions): string {
     case 'open-netns':
     case 'setns':
       return `cannot join the network namespace ${o.appNetns}: ${e}`;
+    case 'user':
+      return `cannot switch to uid:gid ${o.user?.uid}:${o.user?.gid}: ${e}`;
     case 'seccomp':
       return errno === 22
         ? `installing the seccomp filter failed: ${e} (a listener with WAIT_KILLABLE_RECV needs Linux 5.19 or later)`

@@ -1,8 +1,10 @@
 /*
  * sentry-exec: installs tsvisor's seccomp filter with a listener, hands the listener to the Sentry, then execs.
  *
- *   sentry-exec [--netns PATH] [--filter FD] [--keep-report] -- ARGV...   stage 1, spawned by the Sentry
- *   sentry-exec --stage2 -- PROGRAM ARGS...                               stage 2, run by bwrap in the sandbox
+ *   sentry-exec [--netns PATH] [--user UID:GID] [--filter FD] [--keep-report] -- ARGV...
+ *       stage 1, spawned by the Sentry
+ *   sentry-exec --stage2 -- PROGRAM ARGS...
+ *       stage 2, run by bwrap in the sandbox
  *
  * fd 3 is the report pipe to the Sentry, one line per message:
  *   "listener N"      the filter's listener is fd N here (-1: no filter); take it with pidfd_getfd
@@ -19,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -72,10 +75,11 @@ static int read_filter(int fd, struct sock_filter *buf) {
 }
 
 int main(int argc, char **argv) {
-  const char *netns = NULL;
+  const char *netns = NULL, *user = NULL;
   int filter_fd = -1, keep_report = 0, stage2 = 0, i = 1;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (!strcmp(argv[i], "--netns") && i + 1 < argc) netns = argv[++i];
+    else if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
     else if (!strcmp(argv[i], "--filter") && i + 1 < argc) filter_fd = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--keep-report")) keep_report = 1;
     else if (!strcmp(argv[i], "--stage2")) stage2 = 1;
@@ -85,7 +89,7 @@ int main(int argc, char **argv) {
     }
   }
   if (i + 1 >= argc) {
-    fprintf(stderr, "usage: sentry-exec [--netns PATH] [--filter FD] [--keep-report] [--stage2] -- ARGV...\n");
+    fprintf(stderr, "usage: sentry-exec [--netns PATH] [--user UID:GID] [--filter FD] [--keep-report] [--stage2] -- ARGV...\n");
     return 2;
   }
   char **rest = argv + i + 1;
@@ -97,17 +101,24 @@ int main(int argc, char **argv) {
     run(rest, "exec2");
   }
 
-  /* Fail closed: the sandbox dies with the Sentry (bwrap's --die-with-parent does the same for its children). */
-  pid_t parent = getppid();
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", errno);
-  if (getppid() != parent) _exit(1);
-
   if (netns) {
     int fd = open(netns, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail("open-netns", errno);
     if (setns(fd, CLONE_NEWNET) < 0) fail("setns", errno);
     close(fd);
   }
+  /* An unprivileged host identity: root's owner rights on host files end here (bwrap maps it to uid 0 inside). */
+  if (user) {
+    unsigned uid, gid;
+    if (sscanf(user, "%u:%u", &uid, &gid) != 2) fail("user", EINVAL);
+    if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) fail("user", errno);
+  }
+  /* Fail closed: the sandbox dies with the Sentry (bwrap's --die-with-parent does the same for its children).
+   * After the identity change, which clears the parent-death signal. */
+  pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig", errno);
+  if (getppid() != parent) _exit(1);
+
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail("no-new-privs", errno);
 
   int listener = -1;

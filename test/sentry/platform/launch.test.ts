@@ -196,6 +196,28 @@ t.test('the bwrap chain: uid 0 in a user namespace, pid 2 under bwrap\'s init, /
   }
 });
 
+t.test('user: an unprivileged host identity, uid 0 inside bwrap, root\'s files out of reach; traps still work', async (t) => {
+  const code = [
+    'import os, socket',
+    'print("uid", os.getuid(), "map", open("/proc/self/uid_map").read().split())',
+    'try:\n  open("/etc/shadow").read()\n  print("shadow readable")\nexcept OSError as e:\n  print("shadow errno", e.errno)',
+    'try:\n  socket.socket(socket.AF_INET)\nexcept OSError as e:\n  print("socket errno", e.errno)',
+  ].join('\n');
+  for (const bwrap of [false, true]) {
+    const r = await sandboxed([PY, '-S', '-c', code], {
+      bwrap,
+      launch: { user: { uid: 65534, gid: 65534 } },
+      answer: (n, l) => (n.nr === SYS.socket ? l.respond(n.id, 0, 97) : l.continue(n.id)),
+    });
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, bwrap ? /^uid 0 map \['0', '65534', '1'\]$/m : /^uid 65534 /m, `identity (bwrap ${bwrap})`);
+    t.match(r.stdout, /^shadow errno 13$/m, 'EACCES on /etc/shadow');
+    t.match(r.stdout, /^socket errno 97$/m, 'the trap answered');
+  }
+  const root = await sandboxed([PY, '-S', '-c', code], { bwrap: true, answer: (n, l) => l.continue(n.id) });
+  t.match(root.stdout, /^uid 0 map \['0', '0', '1'\]$/m, 'default: root outside too');
+});
+
 t.test('neither the listener nor the report, ack or filter pipes reach the program', async (t) => {
   const code = [
     'import os',

@@ -7,6 +7,7 @@
  *   node --import tsx bench/startup.ts [--runs 21]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const TOP = fileURLToPath(new URL('..', import.meta.url));
@@ -54,5 +55,7 @@ subjects.forEach((s, j) => {
   const extra = j === 0 ? '' : `   node + ${(medians[j]! - medians[0]!).toFixed(1)}`;
   process.stdout.write(`  ${s.label.padEnd(48)} ${medians[j]!.toFixed(1).padStart(6)}  (${Math.min(...t).toFixed(1)} .. ${Math.max(...t).toFixed(1)})${extra}\n`);
 });
+// The figures scale with how busy the machine is; node -e 0 beside them shows it, and so does the load.
+process.stdout.write(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
 const compiled = medians[1]!;
 process.stdout.write(`target: compiled tsvisor --help median ≤ ${TARGET_MS} ms: ${compiled <= TARGET_MS ? 'met' : 'MISSED'} (${compiled.toFixed(1)} ms)\n`);

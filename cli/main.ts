@@ -19,6 +19,7 @@ commands:
            [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads]
            attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
+  restore  --netns NAME --dev IFACE   give back an interface a killed 'serve' or 'run' left taken
   conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...
            run packetdrill scripts against the netstack and/or the Linux kernel and compare
   bench    [--quick] [--json FILE] [--html FILE] [--only NAME,...]   throughput, latency, HTTP rate and memory of
@@ -48,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./demo.ts')).demoCommand(rest);
       case 'stats':
         return await (await import('./stats.ts')).statsCommand(rest);
+      case 'restore':
+        return await (await import('./restore.ts')).restoreCommand(rest);
       case 'conformance':
         return await (await import('./conformance.ts')).conformanceCommand(rest);
       case 'bench':

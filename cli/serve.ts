@@ -1,13 +1,15 @@
 /**
  * `tsvisor serve`: attach the netstack to an interface inside a network namespace, take its configuration over
- * from the kernel, run services on it, and give everything back on SIGINT/SIGTERM.
+ * from the kernel, run services on it, and give everything back on SIGINT, SIGTERM, SIGHUP or SIGQUIT. Killed
+ * outright (SIGKILL, a crash), it leaves the takeover's record behind, and the next `serve` or `tsvisor restore`
+ * on the interface gives the kernel its configuration back from it (lib/takeover.ts).
  */
 import { AfPacketEndpoint } from '../lib/packet.ts';
 import { run } from '../lib/exec.ts';
-import { netnsExists } from '../lib/netns.ts';
-import { takeOver, type Takeover } from '../lib/takeover.ts';
+import { NetnsHandle, inNetns, netnsExists } from '../lib/netns.ts';
+import { IPV6_MIN_MTU, takeOver, type Takeover } from '../lib/takeover.ts';
 import { TapEndpoint } from '../lib/tap.ts';
-import { type Address, type Subnet, formatSubnet, parseAddress, parseSubnet } from '../netstack/addr.ts';
+import { type Address, type Subnet, formatSubnet, isV4, parseAddress, parseSubnet } from '../netstack/addr.ts';
 import { NetError } from '../netstack/errors.ts';
 import type { LinkEndpoint } from '../netstack/link/endpoint.ts';
 import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
@@ -109,8 +111,11 @@ export function parseServeArgs(argv: string[]): ServeOptions {
   };
 }
 
-/** Starts serving; throws CliError with a one-line message when the namespace or interface is unusable. */
-export async function startServe(opts: ServeOptions): Promise<Served> {
+/**
+ * Starts serving; throws CliError with a one-line message when the namespace or interface is unusable. `say`
+ * hears what the user should know (a dead serve's leftovers restored first, IPv6 left out below MTU 1280).
+ */
+export async function startServe(opts: ServeOptions, say: (line: string) => void = () => {}): Promise<Served> {
   if (!netnsExists(opts.netns)) throw new CliError(`network namespace '${opts.netns}' does not exist`);
   const undo: (() => void)[] = [];
   const unwind = () => {
@@ -127,26 +132,35 @@ export async function startServe(opts: ServeOptions): Promise<Served> {
     let addresses: Subnet[];
     let routes: { destination: Subnet; gateway?: Address }[] = [];
     if (opts.tap) {
+      const kind = interfaceKind(opts.netns, opts.dev);
+      if (kind !== null && kind !== 'tun') {
+        throw new CliError(`interface '${opts.dev}' already exists in '${opts.netns}' and is a ${kind || 'device'}, not a TAP: ` +
+          'drop --tap to take it over, or give --dev a new name for the TAP to create');
+      }
       const tap = await TapEndpoint.open({ netns: opts.netns, dev: opts.dev, mtu: opts.mtu });
       undo.push(() => tap.close());
       host = tap;
       addresses = opts.addresses!;
     } else {
-      if (opts.mtu !== undefined) {
-        const before = interfaceMtu(opts.netns, opts.dev);
-        run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'mtu', String(opts.mtu)]);
-        undo.push(() => run(['ip', '-n', opts.netns, 'link', 'set', 'dev', opts.dev, 'mtu', String(before)]));
-      }
+      // Held for the whole run, restore included: the namespace taken is the one given back to.
+      const netns = NetnsHandle.open(opts.netns);
+      undo.push(() => netns.close());
       let taken: Takeover;
       try {
-        taken = takeOver(opts.netns, opts.dev);
+        // The MTU too is changed by the takeover, after it recorded the interface as it was.
+        taken = takeOver(netns, opts.dev, { mtu: opts.mtu, owner: 'serve' });
       } catch (e) {
         throw new CliError((e as Error).message);
       }
       undo.push(() => taken.restore());
+      for (const n of taken.notes) say(n);
       addresses = opts.addresses ?? taken.config.addresses;
       routes = taken.config.routes;
-      const packet = await AfPacketEndpoint.open({ netns: opts.netns, dev: opts.dev, offloads: opts.offloads !== false });
+      if (opts.addresses && taken.config.mtu < IPV6_MIN_MTU && opts.addresses.some((a) => !isV4(a.address))) {
+        say(`MTU ${taken.config.mtu} is below IPv6's minimum of ${IPV6_MIN_MTU}: leaving out the IPv6 --addr`);
+        addresses = addresses.filter((a) => isV4(a.address));
+      }
+      const packet = await AfPacketEndpoint.open({ netns, dev: opts.dev, offloads: opts.offloads !== false });
       undo.push(() => packet.close());
       host = packet;
     }
@@ -200,34 +214,46 @@ export async function startServe(opts: ServeOptions): Promise<Served> {
   }
 }
 
-function interfaceMtu(netns: string, dev: string): number {
+/** The kind of interface `dev` in `netns` ('veth', 'tun', … or '' for a plain device), or null when there is none. */
+function interfaceKind(netns: string, dev: string): string | null {
+  let info: { linkinfo?: { info_kind?: string } }[];
   try {
-    const info = JSON.parse(run(['ip', '-n', netns, '-j', 'link', 'show', 'dev', dev])) as { mtu: number }[];
-    return info[0]!.mtu;
+    info = JSON.parse(inNetns(netns, () => run(['ip', '-d', '-j', 'link', 'show', 'dev', dev])));
   } catch {
-    throw new CliError(`no interface '${dev}' in network namespace '${netns}'`);
+    return null;
   }
+  return info[0]?.linkinfo?.info_kind ?? '';
 }
 
-/** The `serve` command: runs until SIGINT or SIGTERM, then restores the interface and exits 0. */
+/** Signals after which serve gives the interface back and exits 0 (SIGHUP: the terminal went; SIGQUIT: Ctrl-\\). */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+/** The `serve` command: runs until SIGINT, SIGTERM, SIGHUP or SIGQUIT, then restores the interface and exits 0. */
 export async function serveCommand(argv: string[]): Promise<number> {
   const opts = parseServeArgs(argv);
+  // Listening from the start: a signal during set-up stops serve once set-up is done, rather than killing it with
+  // the interface half taken (which the record would repair, but only on the next serve).
+  let resolveStop!: () => void;
+  const stopped = new Promise<void>((resolve) => (resolveStop = resolve));
+  for (const sig of STOP_SIGNALS) process.on(sig, resolveStop);
   let served: Served;
   try {
-    served = await startServe(opts);
+    served = await startServe(opts, (line) => process.stderr.write(`tsvisor: ${line}\n`));
   } catch (e) {
+    for (const sig of STOP_SIGNALS) process.off(sig, resolveStop);
     if (e instanceof CliError) throw e;
     throw new CliError((e as Error).message);
   }
+  // An uncaught exception still gives the interface back (the steps are synchronous).
+  const onExit = () => void served.stop();
+  process.once('exit', onExit);
   const list = served.addresses.map(formatSubnet).join(' ');
   process.stderr.write(`tsvisor: serving on ${opts.netns}/${opts.dev} (${list})` +
     (served.services.length ? `; services ${[...new Set(served.services.map((s) => `${s.name}:${s.port}`))].join(' ')}` : '') + '\n');
   process.stdout.write('tsvisor: ready\n');
-  await new Promise<void>((resolve) => {
-    const done = () => resolve();
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  await stopped;
   await served.stop();
+  process.off('exit', onExit);
+  for (const sig of STOP_SIGNALS) process.off(sig, resolveStop);
   return 0;
 }

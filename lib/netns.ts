@@ -6,7 +6,7 @@
  * between, and the fds stay usable process-wide afterwards. libuv's pool threads are other threads and are
  * not affected.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
 import { C, SysError, errno, errnoName, sys } from './libc.ts';
 
 /** The directory where iproute2 pins named network namespaces. */
@@ -27,7 +27,7 @@ export class NetnsError extends Error {
 /** The pinned path of a named namespace; throws for names that are not plain file names. */
 export function netnsPath(name: string): string {
   if (!/^[A-Za-z0-9_.-]+$/.test(name) || name === '.' || name === '..') {
-    throw new NetnsError(name, `invalid network namespace name "${name}"`);
+    throw new NetnsError(name, `invalid network namespace name '${name}'`);
   }
   return `${NETNS_DIR}/${name}`;
 }
@@ -48,33 +48,106 @@ export function netnsExists(ref: string): boolean {
 }
 
 /**
- * Runs `fn` synchronously with the calling thread inside namespace `name` (a name, or a path to a namespace
- * file) and returns its result; the thread is back in its own namespace when this returns or throws. `fn` must
- * not be async: its continuation would run outside the namespace.
+ * An open network namespace: an fd of its namespace file, held so that everything done to "this namespace" later
+ * (a restore on exit above all) reaches the very namespace it was opened as, even if the name was deleted and
+ * given to a new namespace meanwhile. Its identity is the file's inode (what `ip netns identify` and
+ * /proc/PID/ns/net show) and the kernel's namespace cookie, which unlike inode numbers is never reused.
  */
-export function inNetns<T>(name: string, fn: () => T): T {
-  const path = netnsFile(name);
-  const target = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
-  if (target < 0) {
-    const e = errno();
-    if (e === C.ENOENT) {
-      throw new NetnsError(name, isNetnsPath(name) ? `network namespace file "${name}" does not exist`
-        : `network namespace "${name}" does not exist (${path})`);
+export class NetnsHandle {
+  /** The name or path it was opened by, for messages. */
+  readonly label: string;
+  /** The open namespace file. */
+  readonly fd: number;
+  /** The namespace's inode number (nsfs). */
+  readonly inode: number;
+  /** SO_NETNS_COOKIE of a socket made inside: unique for the life of the machine (Linux ≥ 5.14), or '' before. */
+  readonly cookie: string;
+  private closed = false;
+
+  private constructor(label: string, fd: number, inode: number, cookie: string) {
+    this.label = label;
+    this.fd = fd;
+    this.inode = inode;
+    this.cookie = cookie;
+  }
+
+  /** Opens the namespace named `ref` (or the namespace file at absolute path `ref`); throws NetnsError naming it. */
+  static open(ref: string): NetnsHandle {
+    const path = netnsFile(ref);
+    const fd = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) {
+      const e = errno();
+      if (e === C.ENOENT) {
+        throw new NetnsError(ref, isNetnsPath(ref) ? `network namespace file '${ref}' does not exist`
+          : `network namespace '${ref}' does not exist (${path})`);
+      }
+      throw new NetnsError(ref, `cannot open network namespace '${ref}' (${path}): ${errnoName(e)}`);
     }
-    throw new NetnsError(name, `cannot open network namespace "${name}" (${path}): ${errnoName(e)}`);
+    try {
+      return new NetnsHandle(ref, fd, fstatSync(fd).ino, enterFd(fd, ref, readNetnsCookie));
+    } catch (e) {
+      sys.close(fd);
+      throw e;
+    }
   }
+
+  /**
+   * Runs `fn` synchronously with the calling thread inside this namespace and returns its result; the thread is
+   * back in its own namespace when this returns or throws. Programs spawned synchronously by `fn` start inside.
+   */
+  enter<T>(fn: () => T): T {
+    if (this.closed) throw new Error(`network namespace handle of '${this.label}' used after close`);
+    return enterFd(this.fd, this.label, fn);
+  }
+
+  /** Closes the fd; the namespace may go away once nothing else holds it. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    sys.close(this.fd);
+  }
+}
+
+const SO_NETNS_COOKIE = 71;
+
+/** The calling thread's network namespace cookie, as decimal text ('' where the kernel has none). */
+function readNetnsCookie(): string {
+  const fd = sys.socket(C.AF_UNIX, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) return '';
+  try {
+    const v = new Uint8Array(8);
+    const len = new Uint32Array([8]);
+    if (sys.getsockopt(fd, C.SOL_SOCKET, SO_NETNS_COOKIE, v, len) < 0) return '';
+    return new DataView(v.buffer).getBigUint64(0, true).toString();
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/**
+ * Runs `fn` synchronously with the calling thread inside namespace `ns` (a name, a path to a namespace file, or
+ * an open handle) and returns its result; the thread is back in its own namespace when this returns or throws.
+ * `fn` must not be async: its continuation would run outside the namespace.
+ */
+export function inNetns<T>(ns: string | NetnsHandle, fn: () => T): T {
+  if (ns instanceof NetnsHandle) return ns.enter(fn);
+  const h = NetnsHandle.open(ns);
+  try {
+    return h.enter(fn);
+  } finally {
+    h.close();
+  }
+}
+
+function enterFd<T>(target: number, name: string, fn: () => T): T {
   const home = sys.open('/proc/thread-self/ns/net', C.O_RDONLY | C.O_CLOEXEC, 0);
-  if (home < 0) {
-    const e = errno();
-    sys.close(target);
-    throw new SysError('open', e, '/proc/thread-self/ns/net');
-  }
+  if (home < 0) throw new SysError('open', errno(), '/proc/thread-self/ns/net');
   try {
     if (sys.setns(target, C.CLONE_NEWNET) < 0) {
       const e = errno();
       // setns() says EINVAL for a file that is not a network namespace (a plain file, another namespace type).
-      if (errnoName(e) === 'EINVAL') throw new NetnsError(name, `"${name}" is not a network namespace`);
-      throw new NetnsError(name, `cannot enter network namespace "${name}": ${errnoName(e)}`);
+      if (errnoName(e) === 'EINVAL') throw new NetnsError(name, `'${name}' is not a network namespace`);
+      throw new NetnsError(name, `cannot enter network namespace '${name}': ${errnoName(e)}`);
     }
     try {
       const result = fn();
@@ -91,7 +164,6 @@ export function inNetns<T>(name: string, fn: () => T): T {
       }
     }
   } finally {
-    sys.close(target);
     sys.close(home);
   }
 }

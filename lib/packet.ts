@@ -47,7 +47,7 @@ import {
   watchFd,
 } from './libc.ts';
 import { MmsgBatch } from './mmsg.ts';
-import { inNetns } from './netns.ts';
+import { NetnsHandle, inNetns } from './netns.ts';
 import {
   type GsoOptions,
   GsoType,
@@ -62,8 +62,8 @@ import {
 
 /** Options for `AfPacketEndpoint.open`. */
 export interface AfPacketOptions {
-  /** The named network namespace holding the interface. */
-  netns: string;
+  /** The network namespace holding the interface: a name, a path to a namespace file, or an open handle. */
+  netns: string | NetnsHandle;
   /** The interface, e.g. "eth0". */
   dev: string;
   /** Receive ring slots (default 4096); more absorbs longer bursts while the main thread is busy. */
@@ -128,7 +128,8 @@ interface OpenedSocket {
 }
 
 /** Creates the packet socket inside the namespace and reads the interface's index, MAC and MTU. */
-function openSocket(netns: string, dev: string): OpenedSocket {
+function openSocket(netns: string | NetnsHandle, dev: string): OpenedSocket {
+  const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
     const fd = check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET');
@@ -136,8 +137,8 @@ function openSocket(netns: string, dev: string): OpenedSocket {
       const req = ifreq(dev);
       if (sys.ioctl(fd, C.SIOCGIFINDEX, req) < 0) {
         const e = errno();
-        if (e === C.ENODEV) throw new SysError('ioctl', e, `no interface "${dev}" in network namespace "${netns}"`);
-        throw new SysError('ioctl', e, `SIOCGIFINDEX ${dev} in ${netns}`);
+        if (e === C.ENODEV) throw new SysError('ioctl', e, `no interface '${dev}' in network namespace '${label}'`);
+        throw new SysError('ioctl', e, `SIOCGIFINDEX ${dev} in ${label}`);
       }
       const ifindex = new DataView(req.buffer).getInt32(16, true);
       check(sys.ioctl(fd, C.SIOCGIFHWADDR, req), 'ioctl', `SIOCGIFHWADDR ${dev}`);
@@ -228,7 +229,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private readonly statLen = new Uint32Array(1);
 
   private constructor(opts: AfPacketOptions, s: OpenedSocket) {
-    this.netns = opts.netns;
+    this.netns = opts.netns instanceof NetnsHandle ? opts.netns.label : opts.netns;
     this.dev = opts.dev;
     this.fd = s.fd;
     this.ifindex = s.ifindex;
@@ -263,7 +264,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       setIntOption(this.fd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
       setIntOption(this.fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, opts.sendBuffer ?? 4 << 20, 'SO_SNDBUFFORCE');
       const sa = sockaddrLL(this.ifindex);
-      check(sys.bind(this.fd, sa, sa.length), 'bind', `${opts.dev} in ${opts.netns}`);
+      check(sys.bind(this.fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
       this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
     } catch (err) {

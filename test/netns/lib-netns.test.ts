@@ -26,8 +26,8 @@ t.test('missing or malformed namespace → NetnsError naming it', (t) => {
   const e = t.throws(() => inNetns('tsv-lib-missing', () => 1)) as NetnsError;
   t.ok(e instanceof NetnsError);
   t.equal(e.netns, 'tsv-lib-missing');
-  t.equal(e.message, 'network namespace "tsv-lib-missing" does not exist (/var/run/netns/tsv-lib-missing)');
-  t.throws(() => inNetns('../etc', () => 1), /invalid network namespace name "..\/etc"/);
+  t.equal(e.message, "network namespace 'tsv-lib-missing' does not exist (/var/run/netns/tsv-lib-missing)");
+  t.throws(() => inNetns('../etc', () => 1), /invalid network namespace name '..\/etc'/);
   t.end();
 });
 
@@ -87,9 +87,9 @@ t.test('inNetns by path → /proc/PID/ns/net and a bind-mounted netns file work;
   t.equal(inNetns(file, selfNs), target, 'bind-mounted file');
   t.ok(netnsExists(file));
   run(['umount', file]);
-  t.throws(() => inNetns(file, selfNs), /"\/.*\/netns" is not a network namespace/, 'a plain file');
-  t.throws(() => inNetns(join(dir, 'missing'), selfNs), /network namespace file ".*missing" does not exist/);
-  t.throws(() => inNetns('rel/path', selfNs), /invalid network namespace name "rel\/path"/);
+  t.throws(() => inNetns(file, selfNs), /'\/.*\/netns' is not a network namespace/, 'a plain file');
+  t.throws(() => inNetns(join(dir, 'missing'), selfNs), /network namespace file '.*missing' does not exist/);
+  t.throws(() => inNetns('rel/path', selfNs), /invalid network namespace name 'rel\/path'/);
   t.equal(selfNs(), home, 'thread back home');
   t.end();
 });

@@ -39,8 +39,8 @@ t.test('open reads the interface MAC and MTU', async (t) => {
 });
 
 t.test('missing namespace or interface → error naming it', async (t) => {
-  await t.rejects(AfPacketEndpoint.open({ netns: 'tsv-lib-nope', dev: 'veth-a' }), /network namespace "tsv-lib-nope" does not exist/);
-  await t.rejects(AfPacketEndpoint.open({ netns: net.nsA, dev: 'nosuchdev0' }), /no interface "nosuchdev0" in network namespace "tsv-lib-a"/);
+  await t.rejects(AfPacketEndpoint.open({ netns: 'tsv-lib-nope', dev: 'veth-a' }), /network namespace 'tsv-lib-nope' does not exist/);
+  await t.rejects(AfPacketEndpoint.open({ netns: net.nsA, dev: 'nosuchdev0' }), /no interface 'nosuchdev0' in network namespace 'tsv-lib-a'/);
 });
 
 t.test('ARP request sent → kernel in B replies through the endpoint', async (t) => {

@@ -112,7 +112,7 @@ t.test('taken interface + AfPacketEndpoint → the endpoint answers for the take
 });
 
 t.test('missing namespace or interface → error naming it', async (t) => {
-  t.throws(() => takeOver('tsv-lib-nope', 'eth0'), /network namespace "tsv-lib-nope" does not exist/);
-  t.throws(() => takeOver(net.nsA, 'nosuch0'), /no interface "nosuch0" in network namespace "tsv-lib-tk-a"/);
+  t.throws(() => takeOver('tsv-lib-nope', 'eth0'), /network namespace 'tsv-lib-nope' does not exist/);
+  t.throws(() => takeOver(net.nsA, 'nosuch0'), /no interface 'nosuch0' in network namespace 'tsv-lib-tk-a'/);
   t.same(snapshot().addrs.length, 4, 'a failed takeover touched nothing');
 });

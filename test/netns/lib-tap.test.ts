@@ -151,5 +151,5 @@ t.test('close → fd closed, device gone, idempotent', async (t) => {
 });
 
 t.test('missing namespace → error naming it', async (t) => {
-  await t.rejects(TapEndpoint.open({ netns: 'tsv-lib-nope', dev: 'tap0' }), /network namespace "tsv-lib-nope" does not exist/);
+  await t.rejects(TapEndpoint.open({ netns: 'tsv-lib-nope', dev: 'tap0' }), /network namespace 'tsv-lib-nope' does not exist/);
 });

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import t from 'tap';
 import { formatAddress, formatMac, formatSubnet } from '../../netstack/addr.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
-import { takeOver } from '../../lib/takeover.ts';
+import { TakeoverBusy, takeOver } from '../../lib/takeover.ts';
 import { createVethPair, run } from '../../lib/testnet.ts';
 import { arp, echoReply, ip4, parseArp, parseEchoRequest } from '../lib/frames.ts';
 import { HANG_MS, waitFor } from '../lib/wait.ts';
@@ -115,4 +115,19 @@ t.test('missing namespace or interface → error naming it', async (t) => {
   t.throws(() => takeOver('tsv-lib-nope', 'eth0'), /network namespace 'tsv-lib-nope' does not exist/);
   t.throws(() => takeOver(net.nsA, 'nosuch0'), /no interface 'nosuch0' in network namespace 'tsv-lib-tk-a'/);
   t.same(snapshot().addrs.length, 4, 'a failed takeover touched nothing');
+});
+
+t.test('taken → a second takeOver is refused with the holder\'s pid and changes nothing; after restore it succeeds', async (t) => {
+  const first = takeOver(net.nsA, net.devA, { owner: 'test' });
+  t.teardown(() => first.restore());
+  const during = snapshot();
+  const e = t.throws(() => takeOver(net.nsA, net.devA)) as TakeoverBusy;
+  t.ok(e instanceof TakeoverBusy);
+  t.equal(e.pid, process.pid);
+  t.match(e.message, `interface 'veth-a' in 'tsv-lib-tk-a' is already taken by tsvisor test (pid ${process.pid})`);
+  t.same(snapshot(), during, 'the refused takeover touched nothing');
+  first.restore();
+  const again = takeOver(net.nsA, net.devA);
+  t.equal(again.config.addresses.length, 3, 'taken again, with the addresses the first restore gave back');
+  again.restore();
 });

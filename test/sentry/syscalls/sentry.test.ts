@@ -1,55 +1,12 @@
 // End to end: an unmodified python3 under the seccomp filter (sandbox mode), its TCP and UDP calls served by the
 // Sentry from netstack A; the peer is netstack B across an in-memory channel. No bwrap and no app netns here
 // (the socketpairs are made in the test's own netns): the point is the trap → Sentry → data path chain.
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import t from 'tap';
 import { bindDgram } from '../../../netstack/adapter/dgram.ts';
 import { bindNet, type Socket as NsSocket } from '../../../netstack/adapter/net.ts';
-import { NotifyListener } from '../../../sentry/platform/unotify/listener.ts';
-import { Targets } from '../../../sentry/platform/unotify/target.ts';
-import { exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
-import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
-import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
 import { A4, B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
-
-const PY = '/usr/bin/python3';
-const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
-
-/** Runs `script` under the filter with a Sentry on netstack A; `onLine` sees each stdout line as it comes. */
-async function run(env: ReturnType<typeof twoNetstacks>, script: string, onLine: (l: string) => void = () => {}) {
-  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: ENV, stdio: 'pipe' });
-  const straced: string[] = [];
-  const logs: string[] = [];
-  const sentry = new Sentry({
-    listener: new NotifyListener(sb.listenerFd),
-    targets: new Targets(sb.pid),
-    stack: env.a,
-    mode: 'sandbox',
-    strace: (l) => straced.push(l),
-    log: (l) => logs.push(l),
-  });
-  sentry.start();
-  let stdout = '';
-  let stderr = '';
-  let partial = '';
-  sb.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d;
-    partial += d;
-    for (let i = partial.indexOf('\n'); i >= 0; i = partial.indexOf('\n')) {
-      onLine(partial.slice(0, i));
-      partial = partial.slice(i + 1);
-    }
-  });
-  sb.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const r = await sb.wait();
-  await new Promise((res) => setTimeout(res, 100));
-  const left = sentry.socketCount;
-  sentry.close();
-  return { status: exitStatus(r), stdout, stderr, straced, logs, left, stats: sentry.stats() };
-}
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+import { run } from './helpers.ts';
 
 t.test('python3 TCP client: 1 MB up and back through an echo peer (sha256), names, SO_DOMAIN, half-close', async (t) => {
   const env = twoNetstacks();

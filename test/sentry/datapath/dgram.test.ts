@@ -1,0 +1,81 @@
+// UDP data path: the source FIFO on its own, then a DgramPump over a real seqpacket pair against netstack B.
+import { once } from 'node:events';
+import t from 'tap';
+import * as ux from '../../../lib/unix.ts';
+import { bindDgram } from '../../../netstack/adapter/dgram.ts';
+import { parseAddress } from '../../../netstack/addr.ts';
+import { DgramPump, SourceFifo, datagramHash } from '../../../sentry/datapath/dgram.ts';
+import { LINUX as L, encodeSockaddr } from '../../../sentry/socket/abi.ts';
+import { SocketFile } from '../../../sentry/socket/file.ts';
+import { B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
+
+const from = (port: number) => ({ address: parseAddress('198.18.0.9')!, port });
+const dg = (...b: number[]) => new Uint8Array(b);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('FIFO: in order; a datagram read natively in between is skipped on the next trapped read', async (t) => {
+  const f = new SourceFifo();
+  const a = dg(1, 1);
+  const b = dg(2, 2, 2);
+  const c = dg(3);
+  for (const [d, p] of [[a, 1], [b, 2], [c, 3]] as const) f.push({ len: d.length, hash: datagramHash(d), from: from(p) });
+  t.equal(f.match(a.length, a, false)?.port, 1, 'peek leaves the head');
+  t.equal(f.match(a.length, a, true)?.port, 1);
+  // The program read b with read(): the next trapped read sees c.
+  t.equal(f.match(c.length, c, true)?.port, 3);
+  t.equal(f.skipped, 1, 'b skipped');
+  t.equal(f.length, 0);
+  t.equal(f.match(1, dg(7), true), undefined, 'an unknown datagram has no source');
+});
+
+t.test('FIFO: same length, different bytes are told apart; empty datagrams match', async (t) => {
+  const f = new SourceFifo();
+  f.push({ len: 2, hash: datagramHash(dg(5, 5)), from: from(10) });
+  f.push({ len: 0, hash: datagramHash(dg()), from: from(11) });
+  f.push({ len: 2, hash: datagramHash(dg(6, 6)), from: from(12) });
+  t.equal(f.match(2, dg(6, 6), true)?.port, 12, 'skips (5,5) and the empty one');
+  t.equal(f.skipped, 2);
+  const g = new SourceFifo();
+  g.push({ len: 0, hash: datagramHash(dg()), from: from(13) });
+  t.equal(g.match(0, dg(), true)?.port, 13);
+});
+
+t.test('DgramPump: datagrams down with sources through the trapped path, 0-byte datagrams, native send up, close releases', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = bindDgram(env.b).createSocket('udp4');
+  const atPeer: Buffer[] = [];
+  peer.on('message', (m: Buffer) => atPeer.push(m));
+  peer.bind(9100);
+  await once(peer, 'listening');
+  t.teardown(() => peer.close());
+  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
+  t.equal(file.bind(encodeSockaddr({ family: L.AF_INET, address: new Uint8Array(4), port: 9200 })), 0);
+  const [prog, ours] = ux.socketPair('seqpacket');
+  let closed = false;
+  const pump = new DgramPump({ fd: ours, file, onClose: () => (closed = true) });
+  for (const m of ['first', '', 'third']) peer.send(Buffer.from(m), 9200, '198.18.0.1');
+  for (let i = 0; i < 2000 && pump.stats.datagramsDown < 3; i++) await sleep(5);
+  t.equal(pump.stats.datagramsDown, 3);
+  // The program reads the first natively (no address), then the rest through the trapped path.
+  const buf = new Uint8Array(64);
+  t.equal(ux.recv(prog, buf), 5);
+  const dup = ux.dup(prog);
+  const e = pump.receive(dup, 0);
+  t.ok(typeof e !== 'number' && e.data.length === 0, 'the empty datagram');
+  t.equal(typeof e !== 'number' && e.from?.port, 9100, 'its source, after skipping the natively read one');
+  const third = pump.receive(dup, 0);
+  t.equal(typeof third !== 'number' && Buffer.from(third.data).toString(), 'third');
+  t.equal(pump.receive(dup, 0), -ux.U.EAGAIN);
+  ux.close(dup);
+  // A connected socket's native send goes up.
+  t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9100 }), true), 0);
+  t.equal(ux.send(prog, new TextEncoder().encode('up')), 2);
+  t.equal(ux.send(prog, new Uint8Array(0)), 0);
+  for (let i = 0; i < 2000 && atPeer.length < 2; i++) await sleep(5);
+  t.same(atPeer.map((b) => b.toString()), ['up', '']);
+  ux.close(prog);
+  for (let i = 0; i < 2000 && !closed; i++) await sleep(5);
+  t.ok(closed, 'the program closing its end releases the socket');
+  t.ok(pump.done);
+});

@@ -1,0 +1,44 @@
+// A python3 under the seccomp filter (sandbox mode) whose socket calls a Sentry on netstack A serves.
+import type { Netstack } from '../../../netstack/netstack.ts';
+import { NotifyListener } from '../../../sentry/platform/unotify/listener.ts';
+import { Targets } from '../../../sentry/platform/unotify/target.ts';
+import { type Sandbox, exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
+import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
+import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
+
+const PY = '/usr/bin/python3';
+const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
+
+/** Runs `script` under the filter with a Sentry on netstack A; `onLine` sees each stdout line as it comes. */
+export async function run(env: { a: Netstack }, script: string, onLine: (l: string, sb: Sandbox, sentry: Sentry) => void = () => {}) {
+  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: ENV, stdio: 'pipe' });
+  const straced: string[] = [];
+  const logs: string[] = [];
+  const sentry = new Sentry({
+    listener: new NotifyListener(sb.listenerFd),
+    targets: new Targets(sb.pid),
+    stack: env.a,
+    mode: 'sandbox',
+    strace: (l) => straced.push(l),
+    log: (l) => logs.push(l),
+  });
+  sentry.start();
+  let stdout = '';
+  let stderr = '';
+  let partial = '';
+  sb.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+    partial += d;
+    for (let i = partial.indexOf('\n'); i >= 0; i = partial.indexOf('\n')) {
+      onLine(partial.slice(0, i), sb, sentry);
+      partial = partial.slice(i + 1);
+    }
+  });
+  sb.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const r = await sb.wait();
+  await new Promise((res) => setTimeout(res, 100));
+  const left = sentry.socketCount;
+  sentry.close();
+  return { status: exitStatus(r), stdout, stderr, straced, logs, left, stats: sentry.stats() };
+}
+

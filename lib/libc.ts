@@ -134,7 +134,15 @@ export const C = {
   ENODEV: 19,
 } as const;
 
+/**
+ * Linux errno values by name: the host C library's own table through koffi, so lib/ and gofer/ (which cannot import
+ * the netstack's `ERRNO` of stack error kinds) share one table of the numbers themselves.
+ */
+export const ERRNO: Readonly<Record<string, number>> = koffi.os.errno;
+
 const errnoNames = new Map<number, string>();
+// Aliases share a number; the name Linux's own headers and errno(1) use first wins (EOPNOTSUPP, not ENOTSUP).
+errnoNames.set(95, 'EOPNOTSUPP');
 for (const [name, value] of Object.entries(koffi.os.errno)) if (!errnoNames.has(value)) errnoNames.set(value, name);
 
 /** The symbolic name of an errno value, e.g. "ENOENT". */

@@ -241,3 +241,27 @@ export function bytes(s: string | Uint8Array): Uint8Array {
 export function text(b: Uint8Array): string {
   return utf8Decoder.decode(b);
 }
+
+/** Where Rread's data starts in its frame: `size[4] type[1] tag[2] count[4]`. */
+export const RREAD_HEADER = 11;
+
+/** A frame with room for an Rread of up to `capacity` bytes, so a read can land in place without a copy. */
+export function rreadFrame(capacity: number): Uint8Array {
+  return new Uint8Array(RREAD_HEADER + capacity);
+}
+
+/** Completes an Rread frame from `rreadFrame` after `n` bytes landed at RREAD_HEADER; returns the frame to send. */
+export function finishRread(frame: Uint8Array, tag: number, n: number): Uint8Array {
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  v.setUint32(0, RREAD_HEADER + n, true);
+  v.setUint8(4, MESSAGES.Rread[0]);
+  v.setUint16(5, tag, true);
+  v.setUint32(7, n, true);
+  return frame.subarray(0, RREAD_HEADER + n);
+}
+
+/** Rewrites the tag of an encoded frame. */
+export function setTag(frame: Uint8Array, tag: number): void {
+  frame[5] = tag & 0xff;
+  frame[6] = tag >> 8;
+}

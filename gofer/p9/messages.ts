@@ -182,7 +182,7 @@ export type Message<N extends MessageName = MessageName> = N extends MessageName
   : never;
 
 /** A message of the given name, without the tag (what a client asks to send). */
-export type Body<N extends MessageName> = Omit<Message<N>, 'tag'>;
+export type Body<N extends MessageName> = N extends MessageName ? Omit<Message<N>, 'tag'> : never;
 
 /** The names of T-messages. */
 export type TName = Extract<MessageName, `T${string}`>;

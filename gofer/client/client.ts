@@ -1,0 +1,388 @@
+/**
+ * A 9P2000.L client over a stream socket (the Sentry's side of the Gofer), with the server's codec. Requests are
+ * pipelined: each gets a free tag, and replies are matched by tag in whatever order they come. An Rlerror rejects
+ * the request's promise with a `P9Error` carrying the errno.
+ */
+import { connect, type Socket } from 'node:net';
+import { errnoName } from '../../lib/libc.ts';
+import { bytes, decode, encode, frameSize, isDecodeError } from '../p9/codec.ts';
+import { decodeDirents, type Dirent } from '../p9/dirent.ts';
+import {
+  GETATTR,
+  HEADER_SIZE,
+  NOFID,
+  NOTAG,
+  VERSION_9P2000L,
+  type Body,
+  type Message,
+  type Qid,
+  type ReplyOf,
+  type TName,
+} from '../p9/messages.ts';
+
+/** A request answered with Rlerror (or cut short by a flush or a closed connection). */
+export class P9Error extends Error {
+  constructor(
+    /** The Linux errno. */
+    readonly errno: number,
+    readonly op: string,
+  ) {
+    super(`${op}: ${errnoName(errno)}`);
+    this.name = 'P9Error';
+  }
+
+  /** The errno's name, e.g. "ENOENT". */
+  get code(): string {
+    return errnoName(this.errno);
+  }
+}
+
+const EINTR = 4;
+const EIO = 5;
+const EPROTO = 71;
+
+interface Waiting {
+  readonly op: string;
+  readonly expect: string;
+  resolve(m: Message): void;
+  reject(e: Error): void;
+}
+
+/** Text or bytes for a name; text is sent as UTF-8. */
+export type Name = string | Uint8Array;
+
+/** A request on its way: its tag (for Tflush) and its reply. */
+export interface InFlight<T extends TName> {
+  readonly tag: number;
+  readonly reply: Promise<Message<ReplyOf<T>>>;
+}
+
+/** One client connection. */
+export class Client {
+  /** The negotiated maximum message size. */
+  msize = 0;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextTag = 0;
+  private nextFid = 1;
+  private readonly freeFids: number[] = [];
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private closedError: Error | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => this.onData(c));
+    const fail = (e?: Error) => {
+      this.closedError ??= e ?? new P9Error(EIO, 'connection closed');
+      for (const w of this.waiting.values()) w.reject(new P9Error(EIO, `${w.op} (connection closed)`));
+      this.waiting.clear();
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail());
+  }
+
+  /** Connects to a unix socket path and negotiates the version. */
+  static async connect(path: string, msize = 1 << 20): Promise<Client> {
+    const sock = connect({ path });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    return Client.over(sock, msize);
+  }
+
+  /** Speaks 9P on an already connected socket and negotiates the version. */
+  static async over(socket: Socket, msize = 1 << 20): Promise<Client> {
+    const c = new Client(socket);
+    await c.version(msize);
+    return c;
+  }
+
+  /** Closes the connection; pending requests fail with EIO. */
+  close(): void {
+    this.socket.destroy();
+  }
+
+  /** Sends Tversion (which also resets the session on the server). */
+  async version(msize: number, version = VERSION_9P2000L): Promise<Message<'Rversion'>> {
+    const r = await this.start({ type: 'Tversion', msize, version: bytes(version) }, NOTAG).reply;
+    if (Buffer.from(r.version).toString('latin1') !== VERSION_9P2000L) throw new P9Error(EPROTO, 'Tversion');
+    this.msize = r.msize;
+    return r;
+  }
+
+  /** Sends a request and resolves with its reply. */
+  rpc<T extends TName>(body: Body<T> & { type: T }): Promise<Message<ReplyOf<T>>> {
+    return this.start<T>(body).reply;
+  }
+
+  /** Sends a request, returning its tag with the promise of its reply. */
+  start<T extends TName>(body: Body<T> & { type: T }, tag = this.allocTag()): InFlight<T> {
+    const op = body.type;
+    const reply = new Promise<Message<ReplyOf<T>>>((resolve, reject) => {
+      if (this.closedError) {
+        reject(new P9Error(EIO, `${op} (connection closed)`));
+        return;
+      }
+      this.waiting.set(tag, { op, expect: `R${op.slice(1)}`, resolve: resolve as (m: Message) => void, reject });
+      this.socket.write(encode({ ...body, tag } as Message));
+    });
+    return { tag, reply };
+  }
+
+  /** Sends Tflush for a request in flight; resolves when the server has answered the flush. */
+  async flush(oldtag: number): Promise<void> {
+    await this.rpc({ type: 'Tflush', oldtag });
+    const w = this.waiting.get(oldtag);
+    if (w) {
+      this.waiting.delete(oldtag);
+      w.reject(new P9Error(EINTR, `${w.op} (flushed)`));
+    }
+  }
+
+  private allocTag(): number {
+    for (let i = 0; i < 0xffff; i++) {
+      const t = this.nextTag;
+      this.nextTag = (this.nextTag + 1) % 0xffff;
+      if (!this.waiting.has(t)) return t;
+    }
+    throw new Error('no free 9P tag');
+  }
+
+  /** A fid number not in use by this client. */
+  allocFid(): number {
+    return this.freeFids.pop() ?? this.nextFid++;
+  }
+
+  private onData(c: Buffer): void {
+    this.chunks.push(c);
+    this.have += c.length;
+    while (this.have >= 4) {
+      let head = this.chunks[0]!;
+      if (head.length < 4) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const size = frameSize(head);
+      if (size < HEADER_SIZE) {
+        this.socket.destroy(new P9Error(EPROTO, `reply of ${size} bytes`));
+        return;
+      }
+      if (this.have < size) return;
+      if (head.length < size) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const frame = head.subarray(0, size);
+      if (head.length === size) this.chunks.shift();
+      else this.chunks[0] = head.subarray(size);
+      this.have -= size;
+      this.dispatch(frame);
+    }
+  }
+
+  private dispatch(frame: Uint8Array): void {
+    const m = decode(frame);
+    const tag = isDecodeError(m) ? m.tag : m.tag;
+    const w = this.waiting.get(tag);
+    if (!w) return; // a reply to a flushed request
+    this.waiting.delete(tag);
+    if (isDecodeError(m)) w.reject(new P9Error(EPROTO, `${w.op}: undecodable reply (${m.error})`));
+    else if (m.type === 'Rlerror') w.reject(new P9Error(m.ecode, w.op));
+    else if (m.type !== w.expect) w.reject(new P9Error(EPROTO, `${w.op}: got ${m.type}`));
+    else w.resolve(m);
+  }
+
+  // Conveniences, one per message. Fids are numbers chosen with allocFid (or any the caller manages).
+
+  /** Tattach: a new fid for the root (or the directory `aname` inside it). */
+  async attach(fid: number, uid = 0, aname: Name = '', uname: Name = ''): Promise<Qid> {
+    const r = await this.rpc({ type: 'Tattach', fid, afid: NOFID, uname: bytes(uname), aname: bytes(aname), nUname: uid });
+    return r.qid;
+  }
+
+  /** Twalk from `fid` to `newfid` through `names` (up to 16); the qids of the steps that succeeded. */
+  async walk(fid: number, newfid: number, names: readonly Name[]): Promise<Qid[]> {
+    const r = await this.rpc({ type: 'Twalk', fid, newfid, wnames: names.map(bytes) });
+    return r.wqids;
+  }
+
+  /** Tlopen. */
+  async lopen(fid: number, flags: number): Promise<Message<'Rlopen'>> {
+    return this.rpc({ type: 'Tlopen', fid, flags });
+  }
+
+  /** Tlcreate: creates `name` in the directory `fid`, which then stands for the new, opened file. */
+  async lcreate(fid: number, name: Name, flags: number, mode: number, gid = 0): Promise<Message<'Rlcreate'>> {
+    return this.rpc({ type: 'Tlcreate', fid, name: bytes(name), flags, mode, gid });
+  }
+
+  /** Tread of up to `count` bytes (capped to what fits in msize). */
+  async read(fid: number, offset: bigint, count: number): Promise<Uint8Array> {
+    const r = await this.rpc({ type: 'Tread', fid, offset, count: Math.min(count, this.msize - 11) });
+    return r.data;
+  }
+
+  /** Reads the whole file from offset 0 in msize-sized pieces. */
+  async readAll(fid: number): Promise<Buffer> {
+    const parts: Uint8Array[] = [];
+    let off = 0n;
+    for (;;) {
+      const d = await this.read(fid, off, this.msize - 11);
+      if (d.length === 0) break;
+      parts.push(d.slice());
+      off += BigInt(d.length);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Twrite; the count written. */
+  async write(fid: number, offset: bigint, data: Uint8Array): Promise<number> {
+    const r = await this.rpc({ type: 'Twrite', fid, offset, data });
+    return r.count;
+  }
+
+  /** Writes all of `data` at `offset` in msize-sized pieces. */
+  async writeAll(fid: number, offset: bigint, data: Uint8Array): Promise<void> {
+    const max = this.msize - 23;
+    for (let o = 0; o < data.length; ) {
+      const n = await this.write(fid, offset + BigInt(o), data.subarray(o, o + max));
+      if (n === 0) throw new P9Error(EIO, 'Twrite wrote nothing');
+      o += n;
+    }
+  }
+
+  /** Tgetattr. */
+  async getattr(fid: number, mask = GETATTR.ALL): Promise<Message<'Rgetattr'>> {
+    return this.rpc({ type: 'Tgetattr', fid, requestMask: mask });
+  }
+
+  /** Tsetattr with the fields named by `valid` (SETATTR bits); the others are sent as zero. */
+  async setattr(
+    fid: number,
+    valid: number,
+    attrs: Partial<Omit<Body<'Tsetattr'>, 'type' | 'fid' | 'valid'>>,
+  ): Promise<void> {
+    await this.rpc({
+      type: 'Tsetattr',
+      fid,
+      valid,
+      mode: attrs.mode ?? 0,
+      uid: attrs.uid ?? 0,
+      gid: attrs.gid ?? 0,
+      size: attrs.size ?? 0n,
+      atimeSec: attrs.atimeSec ?? 0n,
+      atimeNsec: attrs.atimeNsec ?? 0n,
+      mtimeSec: attrs.mtimeSec ?? 0n,
+      mtimeNsec: attrs.mtimeNsec ?? 0n,
+    });
+  }
+
+  /** One Treaddir: the entries from cookie `offset` that fit in `count` bytes. */
+  async readdir(fid: number, offset: bigint, count = this.msize - 11): Promise<Dirent[]> {
+    const r = await this.rpc({ type: 'Treaddir', fid, offset, count });
+    const entries = decodeDirents(r.data);
+    if (!entries) throw new P9Error(EPROTO, 'Treaddir: malformed entries');
+    return entries;
+  }
+
+  /** Every entry of an opened directory, by repeated Treaddir. */
+  async readdirAll(fid: number): Promise<Dirent[]> {
+    const all: Dirent[] = [];
+    let off = 0n;
+    for (;;) {
+      const part = await this.readdir(fid, off);
+      if (part.length === 0) return all;
+      for (const d of part) all.push({ ...d, name: d.name.slice() });
+      off = part[part.length - 1]!.offset;
+    }
+  }
+
+  /** Tmkdir. */
+  async mkdir(dfid: number, name: Name, mode: number, gid = 0): Promise<Qid> {
+    return (await this.rpc({ type: 'Tmkdir', dfid, name: bytes(name), mode, gid })).qid;
+  }
+
+  /** Tmknod. */
+  async mknod(dfid: number, name: Name, mode: number, major = 0, minor = 0, gid = 0): Promise<Qid> {
+    return (await this.rpc({ type: 'Tmknod', dfid, name: bytes(name), mode, major, minor, gid })).qid;
+  }
+
+  /** Tsymlink. */
+  async symlink(fid: number, name: Name, target: Name, gid = 0): Promise<Qid> {
+    return (await this.rpc({ type: 'Tsymlink', fid, name: bytes(name), symtgt: bytes(target), gid })).qid;
+  }
+
+  /** Treadlink: the target's bytes. */
+  async readlink(fid: number): Promise<Uint8Array> {
+    return (await this.rpc({ type: 'Treadlink', fid })).target;
+  }
+
+  /** Tlink: a hard link named `name` in `dfid` to the file `fid`. */
+  async link(dfid: number, fid: number, name: Name): Promise<void> {
+    await this.rpc({ type: 'Tlink', dfid, fid, name: bytes(name) });
+  }
+
+  /** Trename (the older form: the file of `fid` moves into `dfid` as `name`). */
+  async rename(fid: number, dfid: number, name: Name): Promise<void> {
+    await this.rpc({ type: 'Trename', fid, dfid, name: bytes(name) });
+  }
+
+  /** Trenameat. */
+  async renameat(olddirfid: number, oldname: Name, newdirfid: number, newname: Name): Promise<void> {
+    await this.rpc({ type: 'Trenameat', olddirfid, oldname: bytes(oldname), newdirfid, newname: bytes(newname) });
+  }
+
+  /** Tunlinkat (flags: AT_REMOVEDIR 0x200 for a directory). */
+  async unlinkat(dirfid: number, name: Name, flags = 0): Promise<void> {
+    await this.rpc({ type: 'Tunlinkat', dirfid, name: bytes(name), flags });
+  }
+
+  /** Tstatfs. */
+  async statfs(fid: number): Promise<Message<'Rstatfs'>> {
+    return this.rpc({ type: 'Tstatfs', fid });
+  }
+
+  /** Tfsync. */
+  async fsync(fid: number, datasync = false): Promise<void> {
+    await this.rpc({ type: 'Tfsync', fid, datasync: datasync ? 1 : 0 });
+  }
+
+  /** Tlock; the status (LOCK.SUCCESS, LOCK.BLOCKED ...). */
+  async lock(fid: number, lockType: number, start: bigint, length: bigint, flags = 0, procId = 1, clientId: Name = 'tsvisor'): Promise<number> {
+    const r = await this.rpc({ type: 'Tlock', fid, lockType, flags, start, length, procId, clientId: bytes(clientId) });
+    return r.status;
+  }
+
+  /** Tgetlock: the first lock that would conflict, or lockType UNLCK. */
+  async getlock(fid: number, lockType: number, start: bigint, length: bigint, procId = 1, clientId: Name = 'tsvisor'): Promise<Message<'Rgetlock'>> {
+    return this.rpc({ type: 'Tgetlock', fid, lockType, start, length, procId, clientId: bytes(clientId) });
+  }
+
+  /** Txattrwalk: `newfid` reads the attribute `name` (or, with name "", the list of names); its size. */
+  async xattrwalk(fid: number, newfid: number, name: Name): Promise<bigint> {
+    return (await this.rpc({ type: 'Txattrwalk', fid, newfid, name: bytes(name) })).size;
+  }
+
+  /** Txattrcreate: `fid` then takes the value by Twrite and sets it on Tclunk. */
+  async xattrcreate(fid: number, name: Name, size: bigint, flags = 0): Promise<void> {
+    await this.rpc({ type: 'Txattrcreate', fid, name: bytes(name), attrSize: size, flags });
+  }
+
+  /** Tclunk; the fid number is free again. */
+  async clunk(fid: number): Promise<void> {
+    try {
+      await this.rpc({ type: 'Tclunk', fid });
+    } finally {
+      this.freeFids.push(fid);
+    }
+  }
+
+  /** Tremove (the fid is clunked either way). */
+  async remove(fid: number): Promise<void> {
+    try {
+      await this.rpc({ type: 'Tremove', fid });
+    } finally {
+      this.freeFids.push(fid);
+    }
+  }
+}

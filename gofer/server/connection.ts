@@ -1,0 +1,315 @@
+/**
+ * One client connection: framing, version negotiation, the table of outstanding tags, Tflush, and flow control.
+ *
+ * Memory is bounded per connection: a frame larger than the negotiated msize closes the connection; at most
+ * `maxTags` requests are outstanding (queued or running) before the server stops reading the socket; and reading
+ * also stops while more than msize × maxTags bytes of replies wait to be written. Reads, writes and fsyncs run on
+ * the thread pool, at most `asyncLimit` at once per connection, and are answered as they finish, in any order;
+ * the rest wait in a queue, and a Tflush of a queued request cancels it before it touches the file. A Tflush of a
+ * running one suppresses its reply and is answered after it finishes, as 9P requires.
+ */
+import type { Socket } from 'node:net';
+import { ERRNO } from '../../lib/libc.ts';
+import { bytes, decode, encode, frameSize, isDecodeError, setTag } from '../p9/codec.ts';
+import { HEADER_SIZE, NOTAG, VERSION_9P2000L, type Message } from '../p9/messages.ts';
+import { handle, Session, type ServerConfig } from './ops.ts';
+
+const E = ERRNO as Record<string, number>;
+const { EBUSY, EIO, EOPNOTSUPP, EPROTO } = E;
+
+type AnyAnswer = { type: string } | { frame: Uint8Array } | number;
+
+/** Limits of one connection. */
+export interface ConnectionLimits {
+  /** The largest msize the server agrees to. */
+  readonly maxMsize: number;
+  /** Requests outstanding at once before the server stops reading. */
+  readonly maxTags: number;
+  /** Thread-pool operations running at once. */
+  readonly asyncLimit: number;
+}
+
+/** Counters shared by a server's connections. */
+export interface GoferStats {
+  connections: number;
+  requests: number;
+  errors: number;
+  /** Handler exceptions: always a bug; answered with EIO. */
+  internalErrors: number;
+  /** Connections closed for a frame whose size was impossible. */
+  framingErrors: number;
+  /** Queued requests cancelled by Tflush before they ran. */
+  cancelled: number;
+  /** Running requests whose reply a Tflush suppressed. */
+  flushedRunning: number;
+  /** The most requests ever outstanding on one connection. */
+  maxOutstanding: number;
+}
+
+/** A new set of zeroed counters. */
+export function newStats(): GoferStats {
+  return {
+    connections: 0,
+    requests: 0,
+    errors: 0,
+    internalErrors: 0,
+    framingErrors: 0,
+    cancelled: 0,
+    flushedRunning: 0,
+    maxOutstanding: 0,
+  };
+}
+
+interface Pending {
+  readonly msg: Message;
+  state: 'queued' | 'running';
+  flushed: boolean;
+  readonly flushTags: number[];
+}
+
+const QUEUED_TYPES = new Set(['Tread', 'Twrite', 'Tfsync']);
+const MIN_MSIZE = 512;
+
+/** Serves 9P2000.L on one connected socket until it closes. */
+export class Connection {
+  private readonly session: Session;
+  private readonly outstanding = new Map<number, Pending>();
+  private readonly queue: Pending[] = [];
+  private running = 0;
+  private versioned = false;
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private pausedForTags = false;
+  private pausedForWrites = false;
+  private closed = false;
+  private parsing = false;
+
+  constructor(
+    private readonly socket: Socket,
+    cfg: ServerConfig,
+    private readonly limits: ConnectionLimits,
+    private readonly stats: GoferStats,
+  ) {
+    this.session = new Session(cfg);
+    stats.connections++;
+    socket.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.have += chunk.length;
+      this.parse();
+    });
+    socket.on('drain', () => {
+      this.pausedForWrites = false;
+      this.flow();
+    });
+    socket.on('error', () => this.teardown());
+    socket.on('close', () => this.teardown());
+  }
+
+  private get frameLimit(): number {
+    return this.versioned ? this.session.msize : this.limits.maxMsize;
+  }
+
+  /** Cuts whole frames off the received bytes and serves them, until paused or out of bytes. */
+  private parse(): void {
+    if (this.parsing) return;
+    this.parsing = true;
+    try {
+      while (!this.closed && !this.pausedForTags && !this.pausedForWrites && this.have >= 4) {
+        const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : Buffer.concat(this.chunks);
+        if (head !== this.chunks[0]) this.chunks = [head];
+        const size = frameSize(head);
+        if (size < HEADER_SIZE || size > this.frameLimit) {
+          this.stats.framingErrors++;
+          this.teardown();
+          this.socket.destroy();
+          return;
+        }
+        if (this.have < size) break;
+        this.serve(this.take(size));
+      }
+    } finally {
+      this.parsing = false;
+    }
+  }
+
+  private take(size: number): Uint8Array {
+    let first = this.chunks[0]!;
+    if (first.length < size) {
+      first = Buffer.concat(this.chunks);
+      this.chunks = [first];
+    }
+    const frame = first.subarray(0, size);
+    if (first.length === size) this.chunks.shift();
+    else this.chunks[0] = first.subarray(size);
+    this.have -= size;
+    return frame;
+  }
+
+  private serve(frame: Uint8Array): void {
+    this.stats.requests++;
+    const m = decode(frame);
+    if (isDecodeError(m)) {
+      const tag = m.tag;
+      this.error(tag, m.error === 'unknown-type' ? EOPNOTSUPP : EPROTO);
+      return;
+    }
+    if (m.type[0] !== 'T' || m.type === 'Tlerror') {
+      this.error(m.tag, EOPNOTSUPP);
+      return;
+    }
+    if (m.type === 'Tversion') {
+      this.version(m);
+      return;
+    }
+    if (!this.versioned) {
+      this.error(m.tag, EPROTO);
+      return;
+    }
+    if (m.type === 'Tflush') {
+      this.flush(m.tag, m.oldtag);
+      return;
+    }
+    if (this.outstanding.has(m.tag)) {
+      this.error(m.tag, EBUSY); // the client reused a tag still in flight
+      return;
+    }
+    if (QUEUED_TYPES.has(m.type)) {
+      const p: Pending = { msg: m, state: 'queued', flushed: false, flushTags: [] };
+      this.outstanding.set(m.tag, p);
+      if (this.outstanding.size > this.stats.maxOutstanding) this.stats.maxOutstanding = this.outstanding.size;
+      if (this.running < this.limits.asyncLimit) this.start(p);
+      else this.queue.push(p);
+      this.flow();
+      return;
+    }
+    this.answer(m.tag, this.call(m));
+  }
+
+  private call(m: Message): AnyAnswer | Promise<AnyAnswer> {
+    try {
+      return (handle(this.session, m) ?? EOPNOTSUPP) as AnyAnswer | Promise<AnyAnswer>;
+    } catch (e) {
+      this.stats.internalErrors++;
+      process.emitWarning(`gofer: ${m.type} handler threw: ${(e as Error).stack ?? e}`);
+      return EIO;
+    }
+  }
+
+  private start(p: Pending): void {
+    p.state = 'running';
+    this.running++;
+    const r = this.call(p.msg);
+    const done = (a: AnyAnswer) => {
+      this.running--;
+      this.outstanding.delete(p.msg.tag);
+      if (p.flushed) {
+        this.stats.flushedRunning++;
+        for (const t of p.flushTags) this.reply({ type: 'Rflush', tag: t });
+      } else {
+        this.answer(p.msg.tag, a);
+      }
+      while (this.running < this.limits.asyncLimit && this.queue.length > 0) this.start(this.queue.shift()!);
+      this.flow();
+    };
+    if (r instanceof Promise) {
+      r.then(done, (e) => {
+        this.stats.internalErrors++;
+        process.emitWarning(`gofer: ${p.msg.type} failed: ${(e as Error).stack ?? e}`);
+        done(EIO);
+      });
+    } else {
+      done(r);
+    }
+  }
+
+  private flush(tag: number, oldtag: number): void {
+    const p = this.outstanding.get(oldtag);
+    if (!p) {
+      this.reply({ type: 'Rflush', tag });
+      return;
+    }
+    if (p.state === 'queued') {
+      this.queue.splice(this.queue.indexOf(p), 1);
+      this.outstanding.delete(oldtag);
+      this.stats.cancelled++;
+      for (const t of p.flushTags) this.reply({ type: 'Rflush', tag: t });
+      this.reply({ type: 'Rflush', tag });
+      this.flow();
+      return;
+    }
+    p.flushed = true;
+    p.flushTags.push(tag);
+  }
+
+  /** Tversion: aborts everything outstanding, clunks every fid, and agrees on msize and the dialect. */
+  private version(m: Message<'Tversion'>): void {
+    for (const p of this.outstanding.values()) p.flushed = true; // running ones finish without a reply
+    this.queue.length = 0;
+    for (const [tag, p] of this.outstanding) if (p.state === 'queued') this.outstanding.delete(tag);
+    this.session.reset();
+    const v = Buffer.from(m.version).toString('latin1');
+    const msize = Math.min(m.msize, this.limits.maxMsize);
+    if (!v.startsWith(VERSION_9P2000L) || msize < MIN_MSIZE) {
+      this.versioned = false;
+      this.reply({ type: 'Rversion', tag: m.tag, msize, version: bytes('unknown') });
+      return;
+    }
+    this.versioned = true;
+    this.session.msize = msize;
+    this.reply({ type: 'Rversion', tag: m.tag, msize, version: bytes(VERSION_9P2000L) });
+  }
+
+  private answer(tag: number, a: AnyAnswer | Promise<AnyAnswer>): void {
+    if (a instanceof Promise) {
+      // Only queued types may be asynchronous; anything else is a bug, but still answered.
+      a.then(
+        (x) => this.answer(tag, x),
+        () => this.error(tag, EIO),
+      );
+      return;
+    }
+    if (typeof a === 'number') this.error(tag, a);
+    else if ('frame' in a) {
+      setTag(a.frame, tag);
+      this.send(a.frame);
+    } else this.reply({ ...a, tag } as unknown as Message);
+  }
+
+  private error(tag: number, ecode: number): void {
+    this.stats.errors++;
+    this.reply({ type: 'Rlerror', tag: tag < 0 ? NOTAG : tag, ecode });
+  }
+
+  private reply(m: Message): void {
+    this.send(encode(m));
+  }
+
+  private send(frame: Uint8Array): void {
+    if (this.closed) return;
+    this.socket.write(frame);
+    if (this.socket.writableLength > (this.session.msize || this.limits.maxMsize) * this.limits.maxTags) this.pausedForWrites = true;
+    this.flow();
+  }
+
+  /** Pauses or resumes reading from the socket to keep the limits. */
+  private flow(): void {
+    if (this.closed) return;
+    this.pausedForTags = this.outstanding.size >= this.limits.maxTags;
+    if (this.pausedForTags || this.pausedForWrites) {
+      if (!this.socket.isPaused()) this.socket.pause();
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.have >= 4 && !this.parsing) setImmediate(() => this.parse());
+  }
+
+  private teardown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    for (const p of this.outstanding.values()) p.flushed = true;
+    this.session.reset();
+    this.chunks = [];
+    this.have = 0;
+  }
+}

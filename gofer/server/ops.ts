@@ -1,0 +1,770 @@
+/**
+ * The file operations behind each 9P2000.L request, for one session (one connection's fids). A handler answers
+ * with the R-message body, a ready frame (Rread, read in place), or an errno, which the connection sends as
+ * Rlerror. Metadata calls are synchronous koffi calls (about a microsecond each); reads, writes and fsync run on
+ * libuv's thread pool through Node's fd-based `fs`, so they finish out of order and never stall the other
+ * clients. No handler takes a path from the client: names are single components checked by `checkName`, and every
+ * lookup goes through the `Resolver`.
+ */
+import { read as fsRead, write as fsWrite, fsync as fsFsync, fdatasync as fsFdatasync } from 'node:fs';
+import * as fs from '../../lib/fs.ts';
+import { ERRNO } from '../../lib/libc.ts';
+import { finishRread, RREAD_HEADER, rreadFrame } from '../p9/codec.ts';
+import { direntSize, writeDirent } from '../p9/dirent.ts';
+import {
+  GETATTR,
+  LOCK,
+  NOFID,
+  QT,
+  SETATTR,
+  type Body,
+  type Message,
+  type Qid,
+  type ReplyOf,
+  type TName,
+} from '../p9/messages.ts';
+import { kindOf, Node, OpenFile, type Fid } from './fids.ts';
+import type { IdMap } from './idmap.ts';
+import { checkName, isDotDot, type Resolver } from './resolve.ts';
+
+const { F } = fs;
+const E = ERRNO as Record<string, number>;
+const { EBADF, EEXIST, EINVAL, EIO, EISDIR, EMFILE, ENODATA, ENOENT, ENOTDIR, EOPNOTSUPP, EPERM, EPROTO, EROFS, E2BIG, ESTALE } =
+  E;
+
+/** What every session of one server shares. */
+export interface ServerConfig {
+  readonly resolver: Resolver;
+  readonly readOnly: boolean;
+  readonly ids: IdMap;
+  /** An O_PATH descriptor of /proc/self/fd: reopening a fid's O_PATH descriptor for I/O goes through it. */
+  readonly procFd: number;
+  /** Fids one connection may hold. */
+  readonly maxFids: number;
+}
+
+/** A handler's answer: the reply body, a complete frame (the tag is set by the caller), or an errno. */
+export type Answer<T extends TName> = Body<ReplyOf<T>> | { frame: Uint8Array } | number;
+
+type Handler<T extends TName> = (s: Session, m: Message<T>) => Answer<T> | Promise<Answer<T>>;
+
+const XATTR_MAX = 65536; // Linux's XATTR_SIZE_MAX
+const USER_PREFIX = new TextEncoder().encode('user.');
+const OPEN_PASS = F.O_ACCMODE | F.O_TRUNC | F.O_APPEND | F.O_DSYNC | F.O_DIRECT | F.O_SYNC;
+const running = process.getuid?.() === 0;
+
+/** One connection's fids and negotiated size. */
+export class Session {
+  readonly fids = new Map<number, Fid>();
+  /** The negotiated maximum message size. */
+  msize = 0;
+
+  constructor(readonly cfg: ServerConfig) {}
+
+  /** The fid, or undefined. */
+  fid(n: number): Fid | undefined {
+    return this.fids.get(n);
+  }
+
+  /** Installs a new fid; the errno when the number is taken or the table is full. */
+  add(n: number, fid: Fid): number {
+    if (n === NOFID) return EBADF;
+    if (this.fids.has(n)) return EEXIST;
+    if (this.fids.size >= this.cfg.maxFids) return EMFILE;
+    this.fids.set(n, fid);
+    return 0;
+  }
+
+  /** Forgets a fid and releases what it holds. */
+  drop(n: number): Fid | undefined {
+    const f = this.fids.get(n);
+    if (!f) return undefined;
+    this.fids.delete(n);
+    f.open?.close();
+    f.node.release();
+    return f;
+  }
+
+  /** Releases every fid (Tversion's reset, or the connection's end). */
+  reset(): void {
+    for (const n of [...this.fids.keys()]) this.drop(n);
+  }
+}
+
+function qidOf(kindMode: number, ino: bigint): Qid {
+  const k = kindOf(kindMode);
+  return { type: k === 'dir' ? QT.DIR : k === 'symlink' ? QT.SYMLINK : QT.FILE, version: 0, path: ino };
+}
+
+function statQid(fd: number, name: Uint8Array | '' = ''): Qid | number {
+  const st = name === '' ? fs.fstat(fd) : fs.statx(fd, name, F.AT_SYMLINK_NOFOLLOW);
+  if (typeof st === 'number') return -st;
+  return qidOf(st.mode, st.ino);
+}
+
+function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
+  if (b.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (b[i] !== prefix[i]) return false;
+  return true;
+}
+
+/** A new node for an O_PATH descriptor just opened under `parent` as `name`. */
+function nodeFor(fd: number, parent: Node | undefined, name: Uint8Array | undefined): Node | number {
+  const st = fs.fstat(fd);
+  if (typeof st === 'number') {
+    fs.close(fd);
+    return -st;
+  }
+  return new Node(fd, kindOf(st.mode), parent, name?.slice());
+}
+
+/**
+ * Opens a fid's file for I/O. Directories through openat(fd, "."); regular files by reopening the O_PATH
+ * descriptor through /proc/self/fd, which reaches exactly the inode the fid holds. Nothing else is ever opened:
+ * device nodes, fifos and sockets get EPERM (the sandbox's own kernel side serves those).
+ */
+function openNode(s: Session, node: Node, flags: number): number {
+  if (node.kind === 'dir') {
+    if ((flags & F.O_ACCMODE) !== F.O_RDONLY) return -EISDIR;
+    return fs.openat(node.fd, '.', F.O_RDONLY | F.O_DIRECTORY | F.O_CLOEXEC);
+  }
+  if (node.kind === 'symlink') return -ELOOP_;
+  if (node.kind !== 'file') return -EPERM;
+  return fs.openat(s.cfg.procFd, String(node.fd), (flags & OPEN_PASS) | F.O_CLOEXEC | F.O_NOCTTY | F.O_LARGEFILE);
+}
+const ELOOP_ = E.ELOOP!;
+
+/** The owner ids a new file of `fid`'s user gets, on the host; EINVAL when either has no mapping. */
+function hostOwner(s: Session, fid: Fid, gid: number): [number, number] | number {
+  const u = s.cfg.ids.toHost(fid.uid);
+  const g = s.cfg.ids.toHost(gid);
+  if (u === undefined || g === undefined) return EINVAL;
+  return [u, g];
+}
+
+/** Gives a just-created file to the fid's user (the server itself creates as root). */
+function chownNew(dirfd: number, name: Uint8Array | '', owner: [number, number]): void {
+  if (!running) return;
+  fs.fchownat(dirfd, name, owner[0], owner[1], F.AT_SYMLINK_NOFOLLOW | (name === '' ? F.AT_EMPTY_PATH : 0));
+}
+
+function needDir(s: Session, n: number): Fid | number {
+  const f = s.fid(n);
+  if (!f) return EBADF;
+  if (f.node.kind !== 'dir') return ENOTDIR;
+  return f;
+}
+
+/** A descriptor that can read or write the fid's extended attributes (O_PATH descriptors cannot). */
+function xattrFd(s: Session, f: Fid): [number, boolean] | number {
+  if (f.open) return [f.open.fd, false];
+  if (f.node.kind !== 'file' && f.node.kind !== 'dir') return EOPNOTSUPP;
+  const fd = openNode(s, f.node, F.O_RDONLY);
+  return fd < 0 ? -fd : [fd, true];
+}
+
+const handlers: { [T in TName]?: Handler<T> } = {
+  Tversion: () => EPROTO, // answered by the connection, which owns the negotiation
+  Tauth: () => EOPNOTSUPP, // no authentication: Tattach takes afid = NOFID
+
+  Tattach(s, m) {
+    if (m.afid !== NOFID) return EINVAL;
+    const isRoot = m.aname.length === 0 || (m.aname.length === 1 && m.aname[0] === 0x2f);
+    const fd = isRoot ? fs.dup(s.cfg.resolver.rootFd) : s.cfg.resolver.path(m.aname);
+    if (fd < 0) return -fd;
+    const node = nodeFor(fd, undefined, undefined);
+    if (typeof node === 'number') return node;
+    if (node.kind !== 'dir') {
+      node.release();
+      return ENOTDIR;
+    }
+    const uid = m.nUname === NOFID ? 65534 : m.nUname;
+    const e = s.add(m.fid, { node, uid });
+    if (e) {
+      node.release();
+      return e;
+    }
+    const q = statQid(node.fd);
+    return typeof q === 'number' ? q : { type: 'Rattach', qid: q };
+  },
+
+  Twalk(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (m.wnames.length > 16) return EINVAL;
+    if (m.newfid !== m.fid && s.fids.has(m.newfid)) return EEXIST;
+    let node = f.node.ref();
+    const wqids: Qid[] = [];
+    for (const name of m.wnames) {
+      if (node.kind !== 'dir') {
+        node.release();
+        if (wqids.length === 0) return ENOTDIR;
+        return { type: 'Rwalk', wqids };
+      }
+      let fd: number;
+      let next: Node | number;
+      if (isDotDot(name)) {
+        fd = s.cfg.resolver.parent(node.fd);
+        next = fd < 0 ? -fd : nodeFor(fd, undefined, undefined);
+      } else {
+        fd = s.cfg.resolver.child(node.fd, name);
+        next = fd < 0 ? -fd : nodeFor(fd, node, name);
+      }
+      if (typeof next === 'number') {
+        node.release();
+        if (wqids.length === 0) return next;
+        return { type: 'Rwalk', wqids };
+      }
+      node.release();
+      node = next;
+      const q = statQid(node.fd);
+      if (typeof q === 'number') {
+        node.release();
+        return q;
+      }
+      wqids.push(q);
+    }
+    if (m.newfid === m.fid) {
+      f.node.release();
+      f.node = node;
+      return { type: 'Rwalk', wqids };
+    }
+    const e = s.add(m.newfid, { node, uid: f.uid });
+    if (e) {
+      node.release();
+      return e;
+    }
+    return { type: 'Rwalk', wqids };
+  },
+
+  Tclunk(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    let e = 0;
+    if (f.xattr?.mode === 'write') e = finishXattr(s, f);
+    s.drop(m.fid);
+    return e || { type: 'Rclunk' };
+  },
+
+  Tremove(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const e = s.cfg.readOnly ? EROFS : removeNode(f.node);
+    s.drop(m.fid); // the fid is clunked whether or not the remove succeeded
+    return e || { type: 'Rremove' };
+  },
+
+  Tlopen(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (f.open || f.xattr) return EBADF;
+    const acc = m.flags & F.O_ACCMODE;
+    if (s.cfg.readOnly && (acc !== F.O_RDONLY || m.flags & F.O_TRUNC)) return EROFS;
+    const fd = openNode(s, f.node, m.flags);
+    if (fd < 0) return -fd;
+    f.open = new OpenFile(fd, m.flags & OPEN_PASS);
+    const q = statQid(f.node.fd);
+    return typeof q === 'number' ? q : { type: 'Rlopen', qid: q, iounit: 0 };
+  },
+
+  Tlcreate(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.fid);
+    if (typeof d === 'number') return d;
+    if (d.open || d.xattr) return EBADF;
+    const e = checkName(m.name);
+    if (e) return e;
+    const owner = hostOwner(s, d, m.gid);
+    if (typeof owner === 'number') return owner;
+    const how = F.O_RDWR === (m.flags & F.O_ACCMODE) ? F.O_RDWR : m.flags & F.O_ACCMODE;
+    const flags = how | (m.flags & (OPEN_PASS & ~F.O_ACCMODE));
+    const resolve = F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS | F.RESOLVE_NO_XDEV;
+    // Exclusive create first: an existing name is then looked up and opened only if it is a regular file, so an
+    // existing device node or fifo is never opened through O_CREAT.
+    let io = fs.openat2(d.node.fd, m.name, flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC, m.mode & 0o7777, resolve);
+    if (io === -E.ENOSYS!) io = fs.openat(d.node.fd, m.name, flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC, m.mode & 0o7777);
+    let created = io >= 0;
+    if (io === -EEXIST && !(m.flags & F.O_EXCL)) {
+      const pfd = s.cfg.resolver.child(d.node.fd, m.name);
+      if (pfd < 0) return -pfd;
+      const n = nodeFor(pfd, d.node, m.name);
+      if (typeof n === 'number') return n;
+      io = openNode(s, n, flags);
+      n.release();
+      created = false;
+    }
+    if (io < 0) return -io;
+    if (created) chownNew(io, '', owner);
+    const pathFd = fs.dup(io);
+    if (pathFd < 0) {
+      fs.close(io);
+      return -pathFd;
+    }
+    const node = nodeFor(pathFd, d.node, m.name);
+    if (typeof node === 'number') {
+      fs.close(io);
+      return node;
+    }
+    d.node.release();
+    d.node = node;
+    d.open = new OpenFile(io, flags);
+    const q = statQid(node.fd);
+    return typeof q === 'number' ? q : { type: 'Rlcreate', qid: q, iounit: 0 };
+  },
+
+  Tread(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const max = Math.min(m.count, s.msize - RREAD_HEADER);
+    if (f.xattr) {
+      if (f.xattr.mode !== 'read') return EBADF;
+      const data = f.xattr.data;
+      const start = m.offset >= BigInt(data.length) ? data.length : Number(m.offset);
+      return { type: 'Rread', data: data.subarray(start, Math.min(data.length, start + max)) };
+    }
+    const o = f.open;
+    if (!o) return EBADF;
+    if (!o.readable) return EBADF;
+    if (m.offset > 0x7fffffffffffffffn) return EINVAL;
+    const frame = rreadFrame(max);
+    o.use();
+    return new Promise((resolve) => {
+      fsRead(o.fd, frame, RREAD_HEADER, max, m.offset, (err, n) => {
+        o.done();
+        if (err) resolve(errnoOf(err));
+        else resolve({ frame: finishRread(frame, 0, n) });
+      });
+    });
+  },
+
+  Twrite(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (f.xattr) {
+      const x = f.xattr;
+      if (x.mode !== 'write') return EBADF;
+      if (m.offset + BigInt(m.data.length) > BigInt(x.data.length)) return E2BIG;
+      x.data.set(m.data, Number(m.offset));
+      x.written += m.data.length;
+      return { type: 'Rwrite', count: m.data.length };
+    }
+    if (s.cfg.readOnly) return EROFS;
+    const o = f.open;
+    if (!o) return EBADF;
+    if (!o.writable) return EBADF;
+    if (m.offset > 0x7fffffffffffffffn) return EINVAL;
+    o.use();
+    return new Promise((resolve) => {
+      // O_APPEND descriptors ignore the position, as pwrite(2) on Linux does.
+      fsWrite(o.fd, m.data, 0, m.data.length, Number(m.offset), (err, n) => {
+        o.done();
+        resolve(err ? errnoOf(err) : { type: 'Rwrite', count: n });
+      });
+    });
+  },
+
+  Tfsync(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const o = f.open;
+    if (!o) return EBADF;
+    o.use();
+    return new Promise((resolve) => {
+      const cb = (err: NodeJS.ErrnoException | null) => {
+        o.done();
+        resolve(err ? errnoOf(err) : { type: 'Rfsync' });
+      };
+      if (m.datasync) fsFdatasync(o.fd, cb);
+      else fsFsync(o.fd, cb);
+    });
+  },
+
+  Tgetattr(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const st = fs.fstat(f.node.fd);
+    if (typeof st === 'number') return -st;
+    const rdev = makedev(st.rdevMajor, st.rdevMinor);
+    const ids = s.cfg.ids;
+    return {
+      type: 'Rgetattr',
+      valid: GETATTR.BASIC | (st.mask & F.STATX_BTIME ? GETATTR.BTIME : 0n),
+      qid: qidOf(st.mode, st.ino),
+      mode: st.mode,
+      uid: ids.toClient(st.uid),
+      gid: ids.toClient(st.gid),
+      nlink: BigInt(st.nlink),
+      rdev,
+      size: st.size,
+      blksize: BigInt(st.blksize),
+      blocks: st.blocks,
+      atimeSec: BigInt.asUintN(64, st.atimeSec),
+      atimeNsec: BigInt(st.atimeNsec),
+      mtimeSec: BigInt.asUintN(64, st.mtimeSec),
+      mtimeNsec: BigInt(st.mtimeNsec),
+      ctimeSec: BigInt.asUintN(64, st.ctimeSec),
+      ctimeNsec: BigInt(st.ctimeNsec),
+      btimeSec: BigInt.asUintN(64, st.btimeSec),
+      btimeNsec: BigInt(st.btimeNsec),
+      gen: 0n,
+      dataVersion: 0n,
+    };
+  },
+
+  Tsetattr(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const fd = f.node.fd;
+    if (m.valid & SETATTR.MODE) {
+      let r = fs.fchmodPath(fd, m.mode & 0o7777);
+      if (r === -E.ENOSYS!) r = f.open ? fs.fchmod(f.open.fd, m.mode & 0o7777) : withOpen(s, f, F.O_RDONLY, (o) => fs.fchmod(o, m.mode & 0o7777));
+      if (r < 0) return -r;
+    }
+    if (m.valid & (SETATTR.UID | SETATTR.GID)) {
+      const u = m.valid & SETATTR.UID ? s.cfg.ids.toHost(m.uid) : 0xffffffff;
+      const g = m.valid & SETATTR.GID ? s.cfg.ids.toHost(m.gid) : 0xffffffff;
+      if (u === undefined || g === undefined) return EINVAL;
+      const r = fs.fchownat(fd, '', u, g, F.AT_EMPTY_PATH | F.AT_SYMLINK_NOFOLLOW);
+      if (r < 0) return -r;
+    }
+    if (m.valid & SETATTR.SIZE) {
+      if (f.node.kind === 'dir') return EISDIR;
+      if (f.node.kind !== 'file') return EINVAL;
+      const r = f.open?.writable ? fs.ftruncate(f.open.fd, m.size) : withOpen(s, f, F.O_WRONLY, (o) => fs.ftruncate(o, m.size));
+      if (r < 0) return -r;
+    }
+    if (m.valid & (SETATTR.ATIME | SETATTR.MTIME)) {
+      const at = m.valid & SETATTR.ATIME ? (m.valid & SETATTR.ATIME_SET ? null : F.UTIME_NOW) : F.UTIME_OMIT;
+      const mt = m.valid & SETATTR.MTIME ? (m.valid & SETATTR.MTIME_SET ? null : F.UTIME_NOW) : F.UTIME_OMIT;
+      if ((at === null && m.atimeNsec >= 1000000000n) || (mt === null && m.mtimeNsec >= 1000000000n)) return EINVAL;
+      const r = fs.utimensat(
+        fd,
+        '',
+        at === null ? BigInt.asIntN(64, m.atimeSec) : 0n,
+        at === null ? Number(m.atimeNsec) : at,
+        mt === null ? BigInt.asIntN(64, m.mtimeSec) : 0n,
+        mt === null ? Number(m.mtimeNsec) : mt,
+        F.AT_EMPTY_PATH | F.AT_SYMLINK_NOFOLLOW,
+      );
+      if (r < 0) return -r;
+    }
+    return { type: 'Rsetattr' };
+  },
+
+  Treaddir(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (!f.open || f.node.kind !== 'dir') return f.open ? ENOTDIR : EBADF;
+    const count = Math.min(m.count, s.msize - 11);
+    if (m.offset > 0x7fffffffffffffffn) return EINVAL;
+    const r = fs.seek(f.open.fd, m.offset);
+    if (r < 0) return -r;
+    const raw = new Uint8Array(Math.max(count, 512));
+    const out = new Uint8Array(count);
+    const n = fs.getdents64(f.open.fd, raw);
+    if (n < 0) return -n;
+    const v = new DataView(raw.buffer);
+    let o = 0;
+    for (let p = 0; p < n; ) {
+      const ino = v.getBigUint64(p, true);
+      const off = v.getBigUint64(p + 8, true);
+      const reclen = v.getUint16(p + 16, true);
+      const dtype = v.getUint8(p + 18);
+      let end = p + 19;
+      while (end < p + reclen && raw[end] !== 0) end++;
+      const name = raw.subarray(p + 19, end);
+      if (o + direntSize(name.length) > count) {
+        if (o === 0) return EINVAL; // not even one entry fits
+        break;
+      }
+      const qtype = dtype === 4 ? QT.DIR : dtype === 10 ? QT.SYMLINK : QT.FILE;
+      o = writeDirent(out, o, { qid: { type: qtype, version: 0, path: ino }, offset: off, type: dtype, name });
+      p += reclen;
+    }
+    return { type: 'Rreaddir', data: out.subarray(0, o) };
+  },
+
+  Tmkdir(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const e = checkName(m.name);
+    if (e) return e;
+    const owner = hostOwner(s, d, m.gid);
+    if (typeof owner === 'number') return owner;
+    const r = fs.mkdirat(d.node.fd, m.name, m.mode & 0o7777);
+    if (r < 0) return -r;
+    chownNew(d.node.fd, m.name, owner);
+    const q = statQid(d.node.fd, m.name);
+    return typeof q === 'number' ? q : { type: 'Rmkdir', qid: q };
+  },
+
+  Tmknod(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const e = checkName(m.name);
+    if (e) return e;
+    const type = m.mode & F.S_IFMT;
+    if (type !== 0 && type !== F.S_IFREG && type !== F.S_IFIFO) return EPERM; // devices and sockets: never
+    const owner = hostOwner(s, d, m.gid);
+    if (typeof owner === 'number') return owner;
+    const r = fs.mknodat(d.node.fd, m.name, (type || F.S_IFREG) | (m.mode & 0o7777));
+    if (r < 0) return -r;
+    chownNew(d.node.fd, m.name, owner);
+    const q = statQid(d.node.fd, m.name);
+    return typeof q === 'number' ? q : { type: 'Rmknod', qid: q };
+  },
+
+  Tsymlink(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.fid);
+    if (typeof d === 'number') return d;
+    const e = checkName(m.name);
+    if (e) return e;
+    if (m.symtgt.length === 0 || m.symtgt.includes(0)) return m.symtgt.length === 0 ? ENOENT : EINVAL;
+    const owner = hostOwner(s, d, m.gid);
+    if (typeof owner === 'number') return owner;
+    // The target is stored as text and never followed by the server, so it may point anywhere.
+    const r = fs.symlinkat(m.symtgt, d.node.fd, m.name);
+    if (r < 0) return -r;
+    chownNew(d.node.fd, m.name, owner);
+    const q = statQid(d.node.fd, m.name);
+    return typeof q === 'number' ? q : { type: 'Rsymlink', qid: q };
+  },
+
+  Treadlink(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (f.node.kind !== 'symlink') return EINVAL;
+    const t = fs.readlinkat(f.node.fd, '');
+    return typeof t === 'number' ? -t : { type: 'Rreadlink', target: t };
+  },
+
+  Tlink(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const e = checkName(m.name);
+    if (e) return e;
+    if (f.node.kind === 'dir') return EPERM;
+    // linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH, which also grants open_by_handle_at (a known escape);
+    // following our own /proc/self/fd/N links exactly the inode the fid holds, with no capability.
+    const r = fs.linkat(s.cfg.procFd, String(f.node.fd), d.node.fd, m.name, F.AT_SYMLINK_FOLLOW);
+    return r < 0 ? -r : { type: 'Rlink' };
+  },
+
+  Trename(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const e = checkName(m.name);
+    if (e) return e;
+    const { parent, name } = f.node;
+    if (!parent || !name) return EBUSY_;
+    const same = sameFile(parent.fd, name, f.node.fd);
+    if (same) return same;
+    const r = fs.renameat2(parent.fd, name, d.node.fd, m.name, 0);
+    if (r < 0) return -r;
+    f.node.reparent(d.node, m.name);
+    return { type: 'Rrename' };
+  },
+
+  Trenameat(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const od = needDir(s, m.olddirfid);
+    if (typeof od === 'number') return od;
+    const nd = needDir(s, m.newdirfid);
+    if (typeof nd === 'number') return nd;
+    const e = checkName(m.oldname) || checkName(m.newname);
+    if (e) return e;
+    const r = fs.renameat2(od.node.fd, m.oldname, nd.node.fd, m.newname, 0);
+    return r < 0 ? -r : { type: 'Rrenameat' };
+  },
+
+  Tunlinkat(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dirfid);
+    if (typeof d === 'number') return d;
+    const e = checkName(m.name);
+    if (e) return e;
+    if (m.flags & ~F.AT_REMOVEDIR) return EINVAL;
+    const r = fs.unlinkat(d.node.fd, m.name, m.flags);
+    return r < 0 ? -r : { type: 'Runlinkat' };
+  },
+
+  Tstatfs(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    const st = fs.fstatfs(f.node.fd);
+    if (typeof st === 'number') return -st;
+    return {
+      type: 'Rstatfs',
+      fsType: st.type >>> 0,
+      bsize: st.bsize >>> 0,
+      blocks: st.blocks,
+      bfree: st.bfree,
+      bavail: st.bavail,
+      files: st.files,
+      ffree: st.ffree,
+      fsid: st.fsid,
+      namelen: st.namelen >>> 0,
+    };
+  },
+
+  Tlock(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (!f.open) return EBADF;
+    const type = m.lockType === LOCK.RDLCK ? F.F_RDLCK : m.lockType === LOCK.WRLCK ? F.F_WRLCK : m.lockType === LOCK.UNLCK ? F.F_UNLCK : -1;
+    if (type < 0) return EINVAL;
+    // Never waits: a conflicting lock answers BLOCKED and the client retries (as Linux's v9fs does).
+    const r = fs.ofdLock(f.open.fd, F.F_OFD_SETLK, { type, start: BigInt.asIntN(64, m.start), length: BigInt.asIntN(64, m.length), pid: 0 });
+    if (typeof r !== 'number') return { type: 'Rlock', status: LOCK.SUCCESS };
+    if (r === -E.EAGAIN! || r === -E.EACCES!) return { type: 'Rlock', status: LOCK.BLOCKED };
+    return -r;
+  },
+
+  Tgetlock(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (!f.open) return EBADF;
+    const type = m.lockType === LOCK.RDLCK ? F.F_RDLCK : m.lockType === LOCK.WRLCK ? F.F_WRLCK : -1;
+    if (type < 0) return EINVAL;
+    const r = fs.ofdLock(f.open.fd, F.F_OFD_GETLK, { type, start: BigInt.asIntN(64, m.start), length: BigInt.asIntN(64, m.length), pid: 0 });
+    if (typeof r === 'number') return -r;
+    const lockType = r.type === F.F_RDLCK ? LOCK.RDLCK : r.type === F.F_WRLCK ? LOCK.WRLCK : LOCK.UNLCK;
+    return {
+      type: 'Rgetlock',
+      lockType,
+      start: BigInt.asUintN(64, r.start),
+      length: BigInt.asUintN(64, r.length),
+      procId: r.pid >>> 0,
+      clientId: m.clientId,
+    };
+  },
+
+  Txattrwalk(s, m) {
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (m.newfid !== m.fid && s.fids.has(m.newfid)) return EEXIST;
+    const listing = m.name.length === 0;
+    if (!listing && !startsWith(m.name, USER_PREFIX)) return EOPNOTSUPP;
+    let data: Uint8Array;
+    if (f.node.kind === 'symlink' || f.node.kind === 'other') {
+      if (!listing) return ENODATA; // Linux allows user.* attributes only on regular files and directories
+      data = new Uint8Array(0);
+    } else {
+      const h = xattrFd(s, f);
+      if (typeof h === 'number') return h;
+      const [fd, own] = h;
+      const r = listing ? fs.flistxattr(fd) : fs.fgetxattr(fd, m.name);
+      if (own) fs.close(fd);
+      if (typeof r === 'number') return -r;
+      data = listing ? onlyUser(r) : r.slice();
+    }
+    const x = { mode: 'read' as const, data };
+    if (m.newfid === m.fid) {
+      f.xattr = x;
+      return { type: 'Rxattrwalk', size: BigInt(data.length) };
+    }
+    const e = s.add(m.newfid, { node: f.node.ref(), uid: f.uid, xattr: x });
+    if (e) {
+      f.node.release();
+      return e;
+    }
+    return { type: 'Rxattrwalk', size: BigInt(data.length) };
+  },
+
+  Txattrcreate(s, m) {
+    if (s.cfg.readOnly) return EROFS;
+    const f = s.fid(m.fid);
+    if (!f) return EBADF;
+    if (!startsWith(m.name, USER_PREFIX)) return EOPNOTSUPP;
+    if (m.attrSize > BigInt(XATTR_MAX)) return E2BIG;
+    if (m.flags & ~(F.XATTR_CREATE | F.XATTR_REPLACE)) return EINVAL;
+    if (f.open || f.xattr) return EBADF;
+    f.xattr = { mode: 'write', name: m.name.slice(), flags: m.flags, data: new Uint8Array(Number(m.attrSize)), written: 0 };
+    return { type: 'Rxattrcreate' };
+  },
+};
+const EBUSY_ = E.EBUSY!;
+
+/** Sets the attribute a Txattrcreate fid collected (on Tclunk); a size of 0 removes it, as Linux's v9fs means. */
+function finishXattr(s: Session, f: Fid): number {
+  const x = f.xattr;
+  if (x?.mode !== 'write') return 0;
+  if (x.written !== x.data.length) return EINVAL;
+  const h = xattrFd(s, f);
+  if (typeof h === 'number') return h;
+  const [fd, own] = h;
+  const r = x.data.length === 0 && x.flags === F.XATTR_REPLACE ? fs.fremovexattr(fd, x.name) : fs.fsetxattr(fd, x.name, x.data, x.flags);
+  if (own) fs.close(fd);
+  return r < 0 ? -r : 0;
+}
+
+/** Keeps the `user.` names of a NUL-separated list. */
+function onlyUser(list: Uint8Array): Uint8Array {
+  const out: number[] = [];
+  let start = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] !== 0) continue;
+    const name = list.subarray(start, i + 1);
+    if (startsWith(name, USER_PREFIX)) out.push(...name);
+    start = i + 1;
+  }
+  return Uint8Array.from(out);
+}
+
+/** 0 when `name` in `dirfd` is still the file `fd` holds; ESTALE when it was renamed or replaced meanwhile. */
+function sameFile(dirfd: number, name: Uint8Array, fd: number): number {
+  const a = fs.statx(dirfd, name, F.AT_SYMLINK_NOFOLLOW);
+  const b = fs.fstat(fd);
+  if (typeof a === 'number') return a === -ENOENT ? ESTALE : -a;
+  if (typeof b === 'number') return -b;
+  return a.ino === b.ino && a.devMajor === b.devMajor && a.devMinor === b.devMinor ? 0 : ESTALE;
+}
+
+function removeNode(node: Node): number {
+  const { parent, name } = node;
+  if (!parent || !name) return EBUSY_;
+  const same = sameFile(parent.fd, name, node.fd);
+  if (same) return same;
+  const r = fs.unlinkat(parent.fd, name, node.kind === 'dir' ? F.AT_REMOVEDIR : 0);
+  return r < 0 ? -r : 0;
+}
+
+/** Runs `fn` on a temporary descriptor of the fid's file opened with `flags`; minus the errno on failure. */
+function withOpen(s: Session, f: Fid, flags: number, fn: (fd: number) => number): number {
+  const fd = openNode(s, f.node, flags);
+  if (fd < 0) return fd;
+  try {
+    return fn(fd);
+  } finally {
+    fs.close(fd);
+  }
+}
+
+function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn);
+}
+
+/** The errno of a Node fs error. */
+function errnoOf(err: NodeJS.ErrnoException): number {
+  const code = err.code ? E[err.code] : undefined;
+  return code ?? (typeof err.errno === 'number' ? -err.errno : EIO);
+}
+
+/** Calls the handler for a T-message; undefined when the message is not one a server answers. */
+export function handle(s: Session, m: Message): Answer<TName> | Promise<Answer<TName>> | undefined {
+  const h = handlers[m.type as TName] as Handler<TName> | undefined;
+  if (!h) return undefined;
+  return h(s, m as Message<TName>);
+}

@@ -1,0 +1,76 @@
+/** Shared set-up of the Gofer tests: a scratch tree with the exported root and a canary beside it. */
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import { Client } from '../../gofer/client/client.ts';
+import { GoferServer, type GoferOptions } from '../../gofer/server/server.ts';
+
+/** A scratch directory: `root/` is exported, `canary` and `outside/` sit next to it and must never change. */
+export interface Scratch {
+  readonly dir: string;
+  readonly root: string;
+  readonly canary: string;
+  readonly sock: string;
+  /** Whether the canary file and the outside directory are exactly as created. */
+  canaryIntact(): boolean;
+}
+
+const CANARY = 'canary: nothing may read, write or link me through the gofer\n';
+
+/** Makes a scratch tree under /tmp/tgf-*, removed when the test ends. */
+export function scratch(t: Test): Scratch {
+  const dir = mkdtempSync('/tmp/tgf-');
+  const root = join(dir, 'root');
+  mkdirSync(root);
+  const canary = join(dir, 'canary');
+  writeFileSync(canary, CANARY, { mode: 0o644 });
+  mkdirSync(join(dir, 'outside'));
+  writeFileSync(join(dir, 'outside', 'secret'), 'secret\n');
+  const before = statSync(canary);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return {
+    dir,
+    root,
+    canary,
+    sock: join(dir, 'gofer.sock'),
+    canaryIntact() {
+      const st = statSync(canary);
+      return (
+        readFileSync(canary, 'utf8') === CANARY &&
+        st.nlink === 1 &&
+        st.mode === before.mode &&
+        st.uid === before.uid &&
+        st.mtimeMs === before.mtimeMs &&
+        readFileSync(join(dir, 'outside', 'secret'), 'utf8') === 'secret\n'
+      );
+    },
+  };
+}
+
+/** Starts an in-process server on the scratch socket; stopped when the test ends. */
+export async function startServer(t: Test, s: Scratch, opts: Partial<GoferOptions> = {}): Promise<GoferServer> {
+  const server = new GoferServer({ root: s.root, ...opts });
+  await server.listen(s.sock);
+  t.teardown(async () => {
+    await server.close();
+    server.dispose();
+  });
+  return server;
+}
+
+/** Connects a client to the scratch socket; closed when the test ends. */
+export async function connectClient(t: Test, s: Scratch, msize?: number): Promise<Client> {
+  const c = await Client.connect(s.sock, msize);
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** The errno code a promise rejects with ("ENOENT"), or "resolved". */
+export async function errCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}

@@ -24,6 +24,8 @@ commands:
            run packetdrill scripts against the netstack and/or the Linux kernel and compare
   bench    [--quick] [--json FILE] [--html FILE] [--only NAME,...]   throughput, latency, HTTP rate and memory of
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
+  gofer    --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
+           serve DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist)
   help     this text
   version  the package's version
 
@@ -55,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./conformance.ts')).conformanceCommand(rest);
       case 'bench':
         return await (await import('./bench.ts')).benchCommand(rest);
+      case 'gofer':
+        return await (await import('./gofer.ts')).goferCommand(rest);
       case 'help':
       case '--help':
       case '-h':

@@ -19,6 +19,7 @@ export const sys = {
   ) => number,
   bind: libc.func('int bind(int fd, void *addr, uint32_t len)') as (fd: number, a: Uint8Array, l: number) => number,
   connect: libc.func('int connect(int fd, void *addr, uint32_t len)') as (fd: number, a: Uint8Array, l: number) => number,
+  listen: libc.func('int listen(int fd, int backlog)') as (fd: number, backlog: number) => number,
   close: libc.func('int close(int fd)') as (fd: number) => number,
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *val, uint32_t len)') as (
     fd: number,
@@ -280,4 +281,29 @@ export function watchFd(
     },
   };
   return watch;
+}
+
+/** A `struct sockaddr_un` for a path (at most 107 bytes), and its length for bind/connect. */
+export function sockaddrUn(path: string): [Uint8Array, number] {
+  const p = new TextEncoder().encode(path);
+  if (p.length === 0 || p.length > 107) throw new Error(`unix socket path "${path}" must be 1..107 bytes`);
+  const sa = new Uint8Array(110);
+  sa[0] = C.AF_UNIX;
+  sa.set(p, 2);
+  return [sa, 2 + p.length + 1];
+}
+
+/**
+ * A listening unix stream socket bound to `path`, as a raw descriptor (close-on-exec), so that it can be handed to
+ * a child process before that process starts (Node's own listening sockets expose no descriptor).
+ */
+export function listenUnix(path: string, backlog = 511): number {
+  const [sa, len] = sockaddrUn(path);
+  const fd = check(sys.socket(C.AF_UNIX, 1 | C.SOCK_CLOEXEC, 0), 'socket', 'AF_UNIX');
+  if (sys.bind(fd, sa, len) < 0 || sys.listen(fd, backlog) < 0) {
+    const e = koffi.errno();
+    sys.close(fd);
+    throw new SysError('bind', e, path);
+  }
+  return fd;
 }

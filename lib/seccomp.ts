@@ -68,3 +68,34 @@ export function notifAddfd(fd: number, addfd: Uint8Array): number {
 export function notifSetFlags(fd: number, flags: number): number {
   return call(fd, SECCOMP_IOCTL_NOTIF.SET_FLAGS, BigInt(flags));
 }
+
+const SockFprog = koffi.struct('seccomp_sock_fprog', { len: 'uint16_t', filter: 'void *' });
+const seccompSetFilter = libc.func('syscall', 'long', ['long', 'unsigned int', 'unsigned int', koffi.pointer(SockFprog)]) as (
+  nr: number,
+  op: number,
+  flags: number,
+  prog: { len: number; filter: Uint8Array },
+) => number;
+const prctl = libc.func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)') as (
+  o: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+) => number;
+
+const SYS_SECCOMP = 317; // x86-64
+const PR_SET_NO_NEW_PRIVS = 38;
+const SECCOMP_FILTER_FLAG_TSYNC = 1;
+
+/**
+ * Installs a plain filter (an encoded `struct sock_filter` array) on every thread of this process at once
+ * (SECCOMP_FILTER_FLAG_TSYNC, which also gives the other threads NO_NEW_PRIVS): how a Node process, whose libuv
+ * and V8 threads already run, confines itself. 0, or -errno (a positive result is the id of a thread that could
+ * not be synchronised).
+ */
+export function installFilterAllThreads(program: Uint8Array): number {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -koffi.errno();
+  const r = seccompSetFilter(SYS_SECCOMP, 1, SECCOMP_FILTER_FLAG_TSYNC, { len: program.length / 8, filter: program });
+  return r < 0 ? -koffi.errno() : r;
+}

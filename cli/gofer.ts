@@ -1,0 +1,207 @@
+/**
+ * `tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]...`: serves DIR over 9P2000.L.
+ *
+ * By default the command confines the server before it serves: it binds the listening socket itself, then starts
+ * the server under bubblewrap with its own mount namespace (DIR, plus read-only the node binary, its libraries and
+ * this program's files: nothing else of the host), empty network, pid, ipc, uts and cgroup namespaces, only the
+ * capabilities file ownership needs, and hands it the socket as descriptor 3. Once serving, the server installs
+ * its seccomp allowlist (gofer/seccomp.ts) on all its threads. `--no-confine` serves in this process instead
+ * (what the confined child runs; also for hosts without bubblewrap).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, lstatSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Assembler, DATA, encode } from '../sentry/seccomp/bpf.ts';
+import { AUDIT_ARCH_X86_64, errnoAction, SECCOMP_RET } from '../sentry/seccomp/policy.ts';
+import { SYS, type SyscallName } from '../sentry/seccomp/sysno.ts';
+import { GOFER_ALLOWLIST, GOFER_CAPABILITIES } from '../gofer/seccomp.ts';
+import { GoferServer, GoferSetupError } from '../gofer/server/server.ts';
+import { IdMap } from '../gofer/server/idmap.ts';
+import { listenUnix, SysError, sys } from '../lib/libc.ts';
+import { installFilterAllThreads } from '../lib/seccomp.ts';
+import { parseArgs, UsageError } from './args.ts';
+import { CliError } from './main.ts';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where the confined server sees the exported directory. */
+const INNER_ROOT = '/gofer-root';
+
+/** The gofer's seccomp program: the allowlist, EPERM for every other call, death for a foreign ABI. */
+export function goferFilter(): Uint8Array {
+  const a = new Assembler();
+  a.ldAbs(DATA.arch);
+  a.jeq(AUDIT_ARCH_X86_64, null, 'kill');
+  a.ldAbs(DATA.nr);
+  a.jge(0x40000000, 'kill'); // x32 numbers
+  for (const name of GOFER_ALLOWLIST) a.jeq(SYS[name as SyscallName], 'allow');
+  a.ret(errnoAction(1));
+  a.label('allow').ret(SECCOMP_RET.ALLOW);
+  a.label('kill').ret(SECCOMP_RET.KILL_PROCESS);
+  return encode(a.assemble());
+}
+
+/** The `gofer` command. */
+export async function goferCommand(argv: string[]): Promise<number> {
+  const { options } = parseArgs(argv, {
+    root: { value: true, required: true },
+    listen: { value: true, required: true },
+    ro: {},
+    'uid-map': { value: true, repeat: true },
+    'no-confine': {},
+    seccomp: {},
+  });
+  const root = options.root as string;
+  const listen = options.listen as string;
+  const readOnly = options.ro === true;
+  let ids: IdMap;
+  try {
+    ids = new IdMap(((options['uid-map'] as string[] | undefined) ?? []).map((r) => IdMap.parseRange(r)));
+  } catch (e) {
+    throw new UsageError(`--uid-map: ${(e as Error).message}`);
+  }
+  let where: string | { fd: number };
+  if (listen.startsWith('unix:') && listen.length > 5) where = listen.slice(5);
+  else if (/^fd:\d+$/.test(listen)) where = { fd: Number(listen.slice(3)) };
+  else throw new UsageError(`--listen: '${listen}' is not unix:PATH or fd:N`);
+
+  let st;
+  try {
+    st = statSync(root);
+  } catch {
+    throw new CliError(`--root ${root}: no such directory`);
+  }
+  if (!st.isDirectory()) throw new CliError(`--root ${root}: not a directory`);
+  if (typeof where === 'string' && pathTaken(where)) throw new CliError(`--listen ${where}: in use (a file exists there)`);
+
+  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true);
+  if (typeof where !== 'string') throw new UsageError('--listen fd:N needs --no-confine');
+  return launchConfined(root, where, readOnly, argv);
+}
+
+function pathTaken(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function serveHere(
+  root: string,
+  where: string | { fd: number },
+  readOnly: boolean,
+  uids: IdMap,
+  seccomp: boolean,
+): Promise<number> {
+  let server: GoferServer;
+  try {
+    server = new GoferServer({ root, readOnly, uids });
+    await server.listen(where);
+  } catch (e) {
+    if (e instanceof GoferSetupError) throw new CliError(e.message);
+    throw e;
+  }
+  const ownsPath = typeof where === 'string';
+  // Framing errors close that client's connection; the server itself carries on and says so once per client.
+  let reported = 0;
+  const timer = setInterval(() => {
+    const n = server.stats.framingErrors;
+    if (n > reported) process.stderr.write(`tsvisor gofer: closed ${n - reported} connection(s) that sent an impossible frame size\n`);
+    reported = n;
+  }, 1000);
+  timer.unref();
+  if (seccomp) {
+    const r = installFilterAllThreads(goferFilter());
+    if (r !== 0) throw new CliError(`seccomp: ${r < 0 ? new SysError('seccomp', -r).message : `thread ${r} not synchronised`}`);
+  }
+  await new Promise<void>((done) => {
+    process.once('SIGTERM', done);
+    process.once('SIGINT', done);
+  });
+  await server.close();
+  if (ownsPath) rmSync(where as string, { force: true });
+  return 0;
+}
+
+async function launchConfined(root: string, path: string, readOnly: boolean, argv: string[]): Promise<number> {
+  let fd: number;
+  try {
+    fd = listenUnix(path);
+  } catch (e) {
+    throw new CliError(`--listen ${path}: ${(e as Error).message}`);
+  }
+  const args = bwrapArgs(realpathSync(root), readOnly);
+  const passOn = stripOptions(argv, ['root', 'listen']);
+  const child = spawn(
+    'bwrap',
+    [...args, '--', process.execPath, resolve(REPO, 'cli/tsvisor.js'), 'gofer', '--root', INNER_ROOT, '--listen', 'fd:3', '--no-confine', '--seccomp', ...passOn],
+    { stdio: ['ignore', 'inherit', 'inherit', fd] },
+  );
+  sys.close(fd);
+  const stop = () => child.kill('SIGTERM');
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const code = await new Promise<number>((done) => {
+    child.once('error', (e) => {
+      process.stderr.write(`tsvisor: gofer: cannot start bwrap: ${e.message} (install bubblewrap, or use --no-confine)\n`);
+      done(1);
+    });
+    child.once('exit', (c, sig) => done(c ?? (sig === 'SIGTERM' || sig === 'SIGINT' ? 0 : 1)));
+  });
+  process.off('SIGTERM', stop);
+  process.off('SIGINT', stop);
+  rmSync(path, { force: true });
+  return code;
+}
+
+/** argv without the named value options. */
+function stripOptions(argv: string[], names: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : '';
+    if (names.includes(name)) {
+      if (!a.includes('=')) i++;
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** bubblewrap's arguments for the confined server. */
+export function bwrapArgs(root: string, readOnly: boolean): string[] {
+  const a = [
+    '--unshare-ipc',
+    '--unshare-pid',
+    '--unshare-net',
+    '--unshare-uts',
+    '--unshare-cgroup',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+  ];
+  for (const cap of GOFER_CAPABILITIES) a.push('--cap-add', cap);
+  // The program and what it loads, read-only: the node binary and the C library (under /usr on a merged-/usr
+  // Debian), the dynamic loader's cache, this checkout and its node_modules (possibly a symlink elsewhere).
+  a.push('--ro-bind', '/usr', '/usr');
+  for (const top of ['/lib', '/lib64', '/bin', '/sbin']) {
+    if (!existsSync(top)) continue;
+    if (lstatSync(top).isSymbolicLink()) a.push('--symlink', realpathSync(top).replace(/^\//, ''), top);
+    else a.push('--ro-bind', top, top);
+  }
+  if (existsSync('/etc/ld.so.cache')) a.push('--ro-bind', '/etc/ld.so.cache', '/etc/ld.so.cache');
+  const node = dirname(realpathSync(process.execPath));
+  if (!node.startsWith('/usr/')) a.push('--ro-bind', node, node);
+  a.push('--ro-bind', REPO, REPO);
+  const modules = resolve(REPO, 'node_modules');
+  if (existsSync(modules) && realpathSync(modules) !== modules) a.push('--ro-bind', realpathSync(modules), realpathSync(modules));
+  // /proc: the server reopens its own O_PATH descriptors through /proc/self/fd; a fresh one, of its own pid
+  // namespace. /tmp: tsx's compile cache.
+  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  a.push(readOnly ? '--ro-bind' : '--bind', root, INNER_ROOT, '--chdir', '/');
+  return a;
+}

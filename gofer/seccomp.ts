@@ -1,0 +1,3 @@
+/** Placeholder, replaced below. */
+export const GOFER_ALLOWLIST: readonly string[] = [];
+export const GOFER_CAPABILITIES: readonly string[] = [];

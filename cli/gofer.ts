@@ -137,7 +137,8 @@ async function launchConfined(root: string, path: string, readOnly: boolean, arg
   const child = spawn(
     'bwrap',
     [...args, '--', process.execPath, resolve(REPO, 'cli/tsvisor.js'), 'gofer', '--root', INNER_ROOT, '--listen', 'fd:3', '--no-confine', '--seccomp', ...passOn],
-    { stdio: ['ignore', 'inherit', 'inherit', fd] },
+    // A clean environment: nothing of the caller's (proxies, NODE_OPTIONS, extra CA files) reaches the server.
+    { stdio: ['ignore', 'inherit', 'inherit', fd], env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } },
   );
   sys.close(fd);
   const stop = () => child.kill('SIGTERM');

@@ -218,7 +218,7 @@ export class Client {
 
   /** Tread of up to `count` bytes (capped to what fits in msize). */
   async read(fid: number, offset: bigint, count: number): Promise<Uint8Array> {
-    const r = await this.rpc({ type: 'Tread', fid, offset, count: Math.min(count, this.msize - 11) });
+    const r = await this.rpc({ type: 'Tread', fid, offset, count: Math.min(count, this.msize - 24) }); // P9_IOHDRSZ: diod refuses more
     return r.data;
   }
 
@@ -227,7 +227,7 @@ export class Client {
     const parts: Uint8Array[] = [];
     let off = 0n;
     for (;;) {
-      const d = await this.read(fid, off, this.msize - 11);
+      const d = await this.read(fid, off, this.msize - 24);
       if (d.length === 0) break;
       parts.push(d.slice());
       off += BigInt(d.length);
@@ -243,7 +243,7 @@ export class Client {
 
   /** Writes all of `data` at `offset` in msize-sized pieces. */
   async writeAll(fid: number, offset: bigint, data: Uint8Array): Promise<void> {
-    const max = this.msize - 23;
+    const max = this.msize - 24; // P9_IOHDRSZ, as Linux sizes its writes (diod answers EIO to a frame of exactly msize)
     for (let o = 0; o < data.length; ) {
       const n = await this.write(fid, offset + BigInt(o), data.subarray(o, o + max));
       if (n === 0) throw new P9Error(EIO, 'Twrite wrote nothing');

@@ -25,7 +25,7 @@ import {
 } from '../p9/messages.ts';
 import { kindOf, Node, OpenFile, type Fid } from './fids.ts';
 import type { IdMap } from './idmap.ts';
-import { checkName, isDotDot, type Resolver } from './resolve.ts';
+import { checkName, isDot, isDotDot, type Resolver } from './resolve.ts';
 
 const { F } = fs;
 const E = ERRNO as Record<string, number>;
@@ -165,7 +165,9 @@ function xattrFd(s: Session, f: Fid): [number, boolean] | number {
 
 const handlers: { [T in TName]?: Handler<T> } = {
   Tversion: () => EPROTO, // answered by the connection, which owns the negotiation
-  Tauth: () => EOPNOTSUPP, // no authentication: Tattach takes afid = NOFID
+  // No authentication: ENOENT is what diod answers when none is required, and what its clients and Linux's v9fs
+  // take to mean "attach with afid = NOFID".
+  Tauth: () => ENOENT,
 
   Tattach(s, m) {
     if (m.afid !== NOFID) return EINVAL;
@@ -203,7 +205,9 @@ const handlers: { [T in TName]?: Handler<T> } = {
       }
       let fd: number;
       let next: Node | number;
-      if (isDotDot(name)) {
+      if (isDot(name)) {
+        next = node.ref(); // diod's tools walk "." (Linux's v9fs never does)
+      } else if (isDotDot(name)) {
         fd = s.cfg.resolver.parent(node.fd);
         next = fd < 0 ? -fd : nodeFor(fd, undefined, undefined);
       } else {

@@ -102,7 +102,8 @@ export interface StreamPumpStats {
 /** Moves bytes between our end of a stream pair and a TCP Endpoint until both sides are done. */
 export class StreamPump {
   readonly stats: StreamPumpStats = { bytesUp: 0, bytesDown: 0 };
-  private readonly fd: number;
+  /** Our end of the pair. */
+  readonly fd: number;
   private readonly ep: Endpoint;
   private readonly poll: ux.FdPoll;
   private unsubscribe: (() => void) | null = null;

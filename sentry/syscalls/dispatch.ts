@@ -10,6 +10,7 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { Clock } from '../../netstack/clock.ts';
 import type { Netstack } from '../../netstack/netstack.ts';
+import type { Endpoint } from '../../netstack/socket.ts';
 import { inNetns } from '../../lib/netns.ts';
 import * as ux from '../../lib/unix.ts';
 import type { NotifyListener, Notification } from '../platform/unotify/listener.ts';
@@ -91,6 +92,8 @@ export class Sentry {
   readonly listener: NotifyListener;
   readonly parkedCalls = new ParkedCalls();
   private readonly socks = new Map<number | bigint, Sock>();
+  /** Stream Endpoints the program has closed that still have data to send (drain waits for them). */
+  private readonly closing = new Set<Endpoint>();
   private readonly tracer: Strace | undefined;
   private readonly counters: Omit<SentryStats, 'sockets' | 'parked'> = { notifications: 0, continued: 0, answered: 0, restarted: 0, errors: 0 };
   private started = false;
@@ -288,6 +291,24 @@ export class Sentry {
   forget(sock: Sock): void {
     sock.released = true;
     if (this.socks.get(sock.ino) === sock) this.socks.delete(sock.ino);
+    if (sock.kind === 'stream' && sock.file.ep.outQueue() > 0) this.closing.add(sock.file.ep);
+  }
+
+  /**
+   * Resolves once what the program wrote has left: every pump has moved what its pair held, and every stream
+   * Endpoint (open, or closed by the program and still sending) has nothing unacknowledged; or after `ms`.
+   */
+  async drain(ms: number): Promise<void> {
+    const deadline = performance.now() + ms;
+    const busy = () => {
+      for (const ep of this.closing) if (ep.outQueue() === 0) this.closing.delete(ep);
+      if (this.closing.size) return true;
+      for (const s of this.socks.values()) {
+        if (s.kind === 'stream' && s.pump && !s.pump.done && (ux.inQueue(s.pump.fd) > 0 || s.file.ep.outQueue() > 0)) return true;
+      }
+      return false;
+    };
+    while (busy() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   }
 
   /** Releases everything of a socket. */

@@ -9,9 +9,17 @@ import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
 const PY = '/usr/bin/python3';
 const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
 
-/** Runs `script` under the filter with a Sentry on netstack A; `onLine` sees each stdout line as it comes. */
-export async function run(env: { a: Netstack }, script: string, onLine: (l: string, sb: Sandbox, sentry: Sentry) => void = () => {}) {
-  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: ENV, stdio: 'pipe' });
+/**
+ * Runs `script` under the filter with a Sentry on netstack A; `onLine` sees each stdout line as it comes. With
+ * `appNetns` the program runs in that netns file, and the Sentry makes its pairs there.
+ */
+export async function run(
+  env: { a: Netstack },
+  script: string,
+  onLine: (l: string, sb: Sandbox, sentry: Sentry) => void = () => {},
+  o: { appNetns?: string; sentryNetns?: string | null } = {},
+) {
+  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: ENV, stdio: 'pipe', appNetns: o.appNetns });
   const straced: string[] = [];
   const logs: string[] = [];
   const sentry = new Sentry({
@@ -19,6 +27,8 @@ export async function run(env: { a: Netstack }, script: string, onLine: (l: stri
     targets: new Targets(sb.pid),
     stack: env.a,
     mode: 'sandbox',
+    // The pairs are made where the program runs unless the test says otherwise (null: the Sentry's own netns).
+    appNetns: o.sentryNetns === null ? undefined : (o.sentryNetns ?? o.appNetns),
     strace: (l) => straced.push(l),
     log: (l) => logs.push(l),
   });

@@ -9,6 +9,7 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { createVethPair, run, type VethPair } from '../../lib/testnet.ts';
 import { TAKEOVER_DIR } from '../../lib/takeover.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
 import { CLI, startServe, stop } from './serve-helpers.ts';
 
 const SVC4 = '198.18.219.2';
@@ -51,14 +52,17 @@ function snapshot(ns: string, dev: string) {
   return { addrs, routes4, routes6, disable6, mtu: link.mtu as number };
 }
 
-/** The kernel's view once it settled (IPv6 routes come back a moment after the addresses). */
-async function settled(ns: string, dev: string) {
-  await new Promise((r) => setTimeout(r, 300));
+/**
+ * The kernel's view once it settled into `want` (IPv6 routes come back a moment after the addresses, longer on
+ * a loaded machine), or as it stands after a hang bound: the caller compares it with `want`.
+ */
+async function settled(ns: string, dev: string, want: ReturnType<typeof snapshot>) {
+  await waitFor(() => JSON.stringify(snapshot(ns, dev)) === JSON.stringify(want), HANG_MS, 'the interface to settle').catch(() => {});
   return snapshot(ns, dev);
 }
 
 function ping(ns: string, target: string, v6 = false): Promise<number> {
-  return sh(['ip', 'netns', 'exec', ns, 'ping', ...(v6 ? ['-6'] : []), '-n', '-c', '2', '-i', '0.2', '-W', '2', target]).then((r) => r.code);
+  return sh(['ip', 'netns', 'exec', ns, 'ping', ...(v6 ? ['-6'] : []), '-n', '-c', '2', '-i', '0.2', '-W', '20', target]).then((r) => r.code);
 }
 
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -98,7 +102,7 @@ t.test('kill -9 → a plain serve restores first and serves the original address
   t.equal(await ping(p.nsB, SVC4), 0, 'IPv4 answered');
   t.equal(await ping(p.nsB, SVC6, true), 0, 'IPv6 answered');
   t.equal(await stop(second.child), 0, 'exit 0 on SIGTERM');
-  t.same(await settled(p.nsA, p.devA), before, 'addresses, routes, MTU and disable_ipv6 exactly as before the first serve');
+  t.same(await settled(p.nsA, p.devA, before), before, 'addresses, routes, MTU and disable_ipv6 exactly as before the first serve');
   t.notOk(existsSync(record), 'the record is gone once restored');
 });
 
@@ -109,7 +113,7 @@ for (const sig of ['SIGHUP', 'SIGQUIT'] as const) {
     const s = await serve(t, ['--netns', p.nsA, '--dev', p.devA]);
     s.child.kill(sig);
     t.same(await exited(s.child), { code: 0, signal: null });
-    t.same(await settled(p.nsA, p.devA), before, 'interface exactly as before');
+    t.same(await settled(p.nsA, p.devA, before), before, 'interface exactly as before');
   });
 }
 
@@ -138,7 +142,7 @@ t.test('--mtu 1200 with IPv6 configured → IPv4 served with a warning; MTU and 
   t.equal(snapshot(p.nsA, p.devA).mtu, 1200, 'MTU lowered while serving');
   t.equal(await ping(p.nsB, SVC4), 0, 'IPv4 answered');
   t.equal(await stop(s.child), 0);
-  t.same(await settled(p.nsA, p.devA), before, 'MTU, IPv6 addresses and routes exactly as before');
+  t.same(await settled(p.nsA, p.devA, before), before, 'MTU, IPv6 addresses and routes exactly as before');
 });
 
 t.test('namespace deleted and recreated under a running serve → its restore never reaches the new namespace', async (t) => {
@@ -165,7 +169,7 @@ t.test('kill -9, then `tsvisor restore` by hand → the interface as before; a s
   const r = await sh([process.execPath, CLI, 'restore', '--netns', p.nsA, '--dev', p.devA]);
   t.equal(r.code, 0, `exit 0 ${r.stderr}`);
   t.match(r.stdout, new RegExp(`^tsvisor: restored '${p.devA}' in '${p.nsA}' as it was before tsvisor serve \\(pid ${s.child.pid}\\)`));
-  t.same(await settled(p.nsA, p.devA), before, 'interface exactly as before');
+  t.same(await settled(p.nsA, p.devA, before), before, 'interface exactly as before');
   const again = await sh([process.execPath, CLI, 'restore', '--netns', p.nsA, '--dev', p.devA]);
   t.equal(again.code, 0);
   t.match(again.stdout, /nothing to restore/);
@@ -187,7 +191,7 @@ t.test('kill -9, namespace deleted and recreated → the next serve applies noth
   t.notMatch(s2.stderr(), /restored/, 'nothing restored');
   t.match(s2.stderr(), new RegExp(`serving on ${q.nsA}/${q.devA} \\(198\\.18\\.220\\.2/24\\)`), 'serves the new namespace\'s own address');
   t.equal(await stop(s2.child), 0);
-  t.same(await settled(q.nsA, q.devA), before, 'and leaves it as it was');
+  t.same(await settled(q.nsA, q.devA, before), before, 'and leaves it as it was');
 });
 
 t.test('--dev lo → refused in one line; loopback untouched', async (t) => {

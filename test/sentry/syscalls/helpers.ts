@@ -5,6 +5,7 @@ import { Targets } from '../../../sentry/platform/unotify/target.ts';
 import { type Sandbox, exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
 import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
 import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
+import { HANG_MS, waitFor } from '../../lib/wait.ts';
 
 const PY = '/usr/bin/python3';
 const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
@@ -46,7 +47,8 @@ export async function run(
   });
   sb.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const r = await sb.wait();
-  await new Promise((res) => setTimeout(res, 100));
+  // The program's sockets are released as the Sentry sees their fds close: wait for it, up to a hang bound.
+  await waitFor(() => sentry.socketCount === 0, HANG_MS, 'the sockets released').catch(() => {});
   const left = sentry.socketCount;
   sentry.close();
   return { status: exitStatus(r), stdout, stderr, straced, logs, left, stats: sentry.stats() };

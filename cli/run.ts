@@ -16,7 +16,10 @@ import { Janitor } from '../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, exitStatus, launch } from '../sentry/sandbox/launch.ts';
 import { HelperBuildError, helperPath } from '../sentry/sandbox/native/build.ts';
 import { buildPolicy } from '../sentry/seccomp/policy.ts';
-import { syscallName, syscallNumber } from '../sentry/seccomp/sysno.ts';
+import type { Sentry } from '../sentry/syscalls/dispatch.ts';
+import { sys } from '../lib/libc.ts';
+import type { Netstack } from '../netstack/netstack.ts';
+import { State } from '../netstack/transport/tcp/state.ts';
 import { newRunId, removeCommands } from '../sentry/sandbox/netns.ts';
 import { type PublishSpec, parsePublish } from '../sentry/sandbox/publish.ts';
 import { parseArgs, UsageError } from './args.ts';
@@ -274,42 +277,23 @@ export interface Started {
   close(): void;
 }
 
-/** What serves a sandbox's trapped calls: the Sentry (sentry/syscalls/dispatch.ts). */
-interface CallServer {
-  start(): void;
-  close(): void;
-  /** Lets data the program wrote reach its peers, within `ms`. */
-  drain?(ms: number): Promise<void>;
-}
-
 /**
- * The Sentry for one sandbox. Until sentry/syscalls/ lands this answers on its own, failing closed: `socket()`
- * (trapped only for the INET families) gets ENOSYS, as from a dead Sentry, so the program has no INET socket and
- * every other trapped call is on a descriptor that is not the Sentry's (unix, netlink), which the kernel serves:
- * CONTINUE, as the Sentry does for fds that are not ours. Nothing falls back to the host's network: the app
- * netns has no path anywhere.
+ * Waits until what the program wrote has reached its peers, at most `ms`: the Sentry has let go of every socket
+ * (each pump passed its bytes and the close on to the netstack), and every connection has had its FIN
+ * acknowledged (FIN-WAIT-2, TIME-WAIT) or is gone. Resolves to whether it got there in time.
  */
-function callServer(o: RunOptions, _net: RunNetwork, listener: NotifyListener, _targets: Targets, log: (l: string) => void): CallServer {
-  const ENOSYS = 38;
-  const SOCKET = syscallNumber('socket');
-  return {
-    start() {
-      listener.on('notification', (n) => {
-        if (o.network !== 'host' && n.nr === SOCKET) {
-          log(`[${n.tid}] socket(${n.args[0]}, ...): no Sentry in this build, ENOSYS`);
-          listener.respond(n.id, 0, ENOSYS);
-          return;
-        }
-        if (o.strace) process.stderr.write(`[${n.tid}] ${syscallName(n.nr)}(${n.args[0]}, ...) = ? (continued)\n`);
-        listener.continue(n.id);
-      });
-      listener.on('error', (e) => log(`listener: ${e.message}`));
-      listener.start();
-    },
-    close() {
-      listener.close();
-    },
+async function drain(sentry: Sentry, netstack: Netstack, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  const finished = () => {
+    if (sentry.socketCount > 0) return false;
+    for (const c of netstack.tcp.connections()) if (c.state !== State.FinWait2 && c.state !== State.TimeWait) return false;
+    return true;
   };
+  while (!finished()) {
+    if (performance.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
 }
 
 /**
@@ -339,18 +323,36 @@ async function startProgram(o: RunOptions, net: RunNetwork, log: (l: string) => 
     throw e;
   }
   log(`launched: pid ${sandbox.pid}, listener fd ${sandbox.listenerFd}`);
-  let server: CallServer | undefined;
-  if (sandbox.listenerFd >= 0) {
-    server = callServer(o, net, new NotifyListener(sandbox.listenerFd), new Targets(sandbox.pid), log);
-    server.start();
+  let sentry: Sentry | undefined;
+  let stack = net.netstack;
+  if (sandbox.listenerFd >= 0 && o.network === 'host' && !o.strace) {
+    // Host mode's policy traps nothing (it only kills foreign arches): no Sentry, no listener to keep.
+    sys.close(sandbox.listenerFd);
+  } else if (sandbox.listenerFd >= 0) {
+    // Host mode with --strace CONTINUEs every call; the Sentry wants a stack all the same (it serves nothing).
+    stack ??= new (await import('../netstack/netstack.ts')).Netstack({ clock: new (await import('../lib/clock.ts')).NodeClock() });
+    const { Sentry } = await import('../sentry/syscalls/dispatch.ts');
+    sentry = new Sentry({
+      listener: new NotifyListener(sandbox.listenerFd),
+      targets: new Targets(sandbox.pid),
+      stack,
+      appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
+      mode: o.network,
+      strace: o.strace ? (line) => process.stderr.write(line + '\n') : undefined,
+      log,
+    });
+    sentry.start();
   }
   return {
     kill: (sig) => sandbox.kill(sig),
     wait: () => sandbox.wait(),
     drain: async (ms) => {
-      await server?.drain?.(ms);
+      if (!sentry || !net.netstack) return;
+      const t0 = performance.now();
+      const ok = await drain(sentry, net.netstack, ms);
+      log(ok ? `drained in ${(performance.now() - t0).toFixed(1)} ms` : `drain: gave up after ${ms} ms (--drain-timeout)`);
     },
-    close: () => server?.close(),
+    close: () => sentry?.close(),
   };
 }
 

@@ -18,8 +18,6 @@ import { HelperBuildError, helperPath } from '../sentry/sandbox/native/build.ts'
 import { buildPolicy } from '../sentry/seccomp/policy.ts';
 import type { Sentry } from '../sentry/syscalls/dispatch.ts';
 import { sys } from '../lib/libc.ts';
-import type { Netstack } from '../netstack/netstack.ts';
-import { State } from '../netstack/transport/tcp/state.ts';
 import { newRunId, removeCommands } from '../sentry/sandbox/netns.ts';
 import { type PublishSpec, parsePublish } from '../sentry/sandbox/publish.ts';
 import { parseArgs, UsageError } from './args.ts';
@@ -278,25 +276,6 @@ export interface Started {
 }
 
 /**
- * Waits until what the program wrote has reached its peers, at most `ms`: the Sentry has let go of every socket
- * (each pump passed its bytes and the close on to the netstack), and every connection has had its FIN
- * acknowledged (FIN-WAIT-2, TIME-WAIT) or is gone. Resolves to whether it got there in time.
- */
-async function drain(sentry: Sentry, netstack: Netstack, ms: number): Promise<boolean> {
-  const end = performance.now() + ms;
-  const finished = () => {
-    if (sentry.socketCount > 0) return false;
-    for (const c of netstack.tcp.connections()) if (c.state !== State.FinWait2 && c.state !== State.TimeWait) return false;
-    return true;
-  };
-  while (!finished()) {
-    if (performance.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
-
-/**
  * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
  * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
  */
@@ -349,8 +328,8 @@ async function startProgram(o: RunOptions, net: RunNetwork, log: (l: string) => 
     drain: async (ms) => {
       if (!sentry || !net.netstack) return;
       const t0 = performance.now();
-      const ok = await drain(sentry, net.netstack, ms);
-      log(ok ? `drained in ${(performance.now() - t0).toFixed(1)} ms` : `drain: gave up after ${ms} ms (--drain-timeout)`);
+      await sentry.drain(ms);
+      log(`drain: ${(performance.now() - t0).toFixed(1)} ms (--drain-timeout ${ms} ms)`);
     },
     close: () => sentry?.close(),
   };

@@ -382,11 +382,6 @@ export class TcpProtocol implements TransportProtocol {
     return this.connected.size;
   }
 
-  /** The connections in the 4-tuple table (for a caller that waits for them to finish, as `run` draining). */
-  connections(): IterableIterator<TcpEndpoint> {
-    return this.connected.values();
-  }
-
   /** Starts delivering SYNs for the endpoint's port to it. */
   addListener(ep: TcpEndpoint): void {
     const list = this.listeners.get(ep.localPort);

@@ -295,7 +295,7 @@ t.test('busy polling → the microtasks a batch queued run before the next batch
     },
   });
   await streamFromChild(2000, 100);
-  await waitFor(() => got === 2000, 3000, '2000 frames');
+  await waitFor(() => got === 2000, HANG_MS, '2000 frames');
   t.ok(a.rxPoll.busyPolls > 0, `busy polls happened (${JSON.stringify(a.rxPoll)})`);
   t.equal(starved, 0, `no batch delivered while the previous one's microtasks waited (${batches} batches)`);
 });

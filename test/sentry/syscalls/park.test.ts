@@ -4,6 +4,8 @@ import t from 'tap';
 import { ERESTARTSYS, ParkedCalls, deliverable, parseSigState } from '../../../sentry/syscalls/park.ts';
 import { B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 import { bindNet } from '../../../netstack/adapter/net.ts';
+import type { Sentry } from '../../../sentry/syscalls/dispatch.ts';
+import { HANG_MS, waitFor } from '../../lib/wait.ts';
 import { run } from './helpers.ts';
 
 const status = (pnd: string, shd: string, blk: string, cgt: string) =>
@@ -11,6 +13,14 @@ const status = (pnd: string, shd: string, blk: string, cgt: string) =>
 const USR1 = '0000000000000200'; // bit 9 = signal 10
 const NONE = '0000000000000000';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Resolves once the program's accept is parked in the Sentry (after `restarts` restarts of it), up to a hang
+ * bound: a signal sent on a timer instead could come before the call is trapped on a loaded machine.
+ */
+function parked(sentry: Sentry, restarts = 0): Promise<void> {
+  return waitFor(() => sentry.stats().parked === 1 && sentry.stats().restarted >= restarts, HANG_MS, 'the parked accept');
+}
 
 t.test('status lines → which caught, unblocked signal is pending', async (t) => {
   const st = (a: string, b: string, c: string, d: string) => deliverable(parseSigState(status(a, b, c, d))!);
@@ -70,8 +80,8 @@ except InterruptedError as e:
 t.test('SIGUSR1 during a parked accept, handler without SA_RESTART → the handler runs and accept fails', async (t) => {
   const env = twoNetstacks();
   t.teardown(() => env.close());
-  const r = await run(env, acceptScript(false), (line, sb) => {
-    if (line === 'LISTENING') setTimeout(() => sb.kill('SIGUSR1'), 150);
+  const r = await run(env, acceptScript(false), (line, sb, sentry) => {
+    if (line === 'LISTENING') void parked(sentry).finally(() => sb.kill('SIGUSR1'));
   });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^interrupted handler hits 1$/m);
@@ -83,14 +93,16 @@ t.test('SIGUSR1 with SA_RESTART → the handler runs, accept is re-issued (trapp
   const env = twoNetstacks();
   t.teardown(() => env.close());
   const nb = bindNet(env.b);
-  const r = await run(env, acceptScript(true), (line, sb) => {
+  const r = await run(env, acceptScript(true), (line, sb, sentry) => {
     if (line !== 'LISTENING') return;
-    setTimeout(() => sb.kill('SIGUSR1'), 150);
-    setTimeout(() => {
-      const c = nb.connect(8100, '198.18.0.1');
-      c.on('error', () => {});
-      c.on('connect', () => c.end());
-    }, 400);
+    void parked(sentry)
+      .finally(() => sb.kill('SIGUSR1'))
+      .then(() => parked(sentry, 1))
+      .finally(() => {
+        const c = nb.connect(8100, '198.18.0.1');
+        c.on('error', () => {});
+        c.on('connect', () => c.end());
+      });
   });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, new RegExp(`^accepted ${B4.replace(/\./g, '\\.')} hits 1$`, 'm'));
@@ -105,10 +117,10 @@ t.test('SIGKILL while accept is parked → no socket, pair or parked call left b
   let during = -1;
   const r = await run(env, acceptScript(false), (line, sb, sentry) => {
     if (line !== 'LISTENING') return;
-    setTimeout(() => {
+    void parked(sentry).finally(() => {
       during = sentry.stats().parked;
       sb.kill('SIGKILL');
-    }, 150);
+    });
   });
   t.equal(during, 1, 'the accept was parked when the kill came');
   t.equal(r.status, 137);

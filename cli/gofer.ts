@@ -9,8 +9,9 @@
  * (what the confined child runs; also for hosts without bubblewrap).
  */
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, lstatSync, realpathSync, rmSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Assembler, DATA, encode } from '../sentry/seccomp/bpf.ts';
 import { AUDIT_ARCH_X86_64, errnoAction, SECCOMP_RET } from '../sentry/seccomp/policy.ts';
@@ -24,6 +25,9 @@ import { parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** A checkout runs the sources through tsx; an installed package its compiled entry point. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const ENTRY = resolve(REPO, FROM_SOURCE ? 'cli/tsvisor.js' : 'cli/bin.js');
 /** Where the confined server sees the exported directory. */
 const INNER_ROOT = '/gofer-root';
 
@@ -126,17 +130,17 @@ async function serveHere(
 }
 
 async function launchConfined(root: string, path: string, readOnly: boolean, argv: string[]): Promise<number> {
+  const args = bwrapArgs(realpathSync(root), readOnly);
   let fd: number;
   try {
     fd = listenUnix(path);
   } catch (e) {
     throw new CliError(`--listen ${path}: ${(e as Error).message}`);
   }
-  const args = bwrapArgs(realpathSync(root), readOnly);
   const passOn = stripOptions(argv, ['root', 'listen']);
   const child = spawn(
     'bwrap',
-    [...args, '--', process.execPath, resolve(REPO, 'cli/tsvisor.js'), 'gofer', '--root', INNER_ROOT, '--listen', 'fd:3', '--no-confine', '--seccomp', ...passOn],
+    [...args, '--', process.execPath, ENTRY, 'gofer', '--root', INNER_ROOT, '--listen', 'fd:3', '--no-confine', '--seccomp', ...passOn],
     // A clean environment: nothing of the caller's (proxies, NODE_OPTIONS, extra CA files) reaches the server.
     { stdio: ['ignore', 'inherit', 'inherit', fd], env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } },
   );
@@ -198,8 +202,12 @@ export function bwrapArgs(root: string, readOnly: boolean): string[] {
   const node = dirname(realpathSync(process.execPath));
   if (!node.startsWith('/usr/')) a.push('--ro-bind', node, node);
   a.push('--ro-bind', REPO, REPO);
-  const modules = resolve(REPO, 'node_modules');
-  if (existsSync(modules) && realpathSync(modules) !== modules) a.push('--ro-bind', realpathSync(modules), realpathSync(modules));
+  // koffi (a native module) wherever it was installed: beside the checkout, or in the installing project.
+  let koffi = realpathSync(dirname(createRequire(import.meta.url).resolve('koffi')));
+  while (basename(koffi) !== 'koffi' && koffi !== '/') koffi = dirname(koffi);
+  const modules = existsSync(resolve(REPO, 'node_modules')) ? realpathSync(resolve(REPO, 'node_modules')) : dirname(koffi);
+  if (!modules.startsWith(REPO + '/')) a.push('--ro-bind', modules, modules);
+  if (!koffi.startsWith(modules + '/') && !koffi.startsWith(REPO + '/')) a.push('--ro-bind', koffi, koffi);
   // /proc: the server reopens its own O_PATH descriptors through /proc/self/fd; a fresh one, of its own pid
   // namespace. /tmp: tsx's compile cache.
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');

@@ -26,6 +26,13 @@ const EINPROGRESS = 115;
 /** SO_PEERCRED's optname (asm-generic/socket.h); not in LINUX because only the socket file answers it. */
 export const SO_PEERCRED = 17;
 
+/**
+ * Options the file keeps itself when the Endpoint does not know them: glibc's resolver sets IP_RECVERR and
+ * fails the lookup if refused. They are accepted and reported back; the error queue they enable is not there
+ * (MSG_ERRQUEUE reads find nothing).
+ */
+const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR']);
+
 /** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
 const LINGER_POLL_MS = 200;
 
@@ -74,6 +81,8 @@ export class SocketFile {
   /** SO_RCVTIMEO / SO_SNDTIMEO in ms; 0 waits forever. */
   rcvTimeoMs = 0;
   sndTimeoMs = 0;
+  /** Values of KEPT_BY_FILE options the Endpoint refused. */
+  private readonly kept = new Map<string, number>();
 
   constructor(
     readonly ep: Endpoint,
@@ -446,6 +455,10 @@ export class SocketFile {
           break;
         default: {
           const v = this.ep.getOption(spec.name);
+          if (isError(v) && KEPT_BY_FILE.has(spec.name)) {
+            bytes = int32(this.kept.get(spec.name) ?? 0);
+            break;
+          }
           if (isError(v)) return neg(v);
           if (spec.kind === 'linger') {
             const o = v as { onoff?: number | boolean; linger?: number };
@@ -494,6 +507,10 @@ export class SocketFile {
       else return -EINVAL;
     }
     const e = this.ep.setOption(spec.name, value);
+    if (e === Err.ProtocolNotAvailable && KEPT_BY_FILE.has(spec.name) && typeof value === 'number') {
+      this.kept.set(spec.name, value ? 1 : 0);
+      return 0;
+    }
     return e ? neg(e) : 0;
   }
 }

@@ -152,3 +152,18 @@ t.test('parked recv aborted consumes no datagram; blocking connect aborted goes 
   await w.pump();
   t.type(lst.accept(true), 'object', 'the handshake finished in the background');
 });
+
+t.test('IP_RECVERR / IPV6_RECVERR (set by glibc\'s resolver) → accepted and reported back', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const u4 = w.open(w.a, L.AF_INET, L.SOCK_DGRAM);
+  const u6 = w.open(w.a, L.AF_INET6, L.SOCK_DGRAM);
+  const one = new Uint8Array([1, 0, 0, 0]);
+  t.equal(getInt(u4, L.SOL_IP, L.IP_RECVERR), 0);
+  t.equal(u4.setsockopt(L.SOL_IP, L.IP_RECVERR, one), 0);
+  t.equal(getInt(u4, L.SOL_IP, L.IP_RECVERR), 1);
+  t.equal(u6.setsockopt(L.SOL_IPV6, L.IPV6_RECVERR, one), 0);
+  t.equal(getInt(u6, L.SOL_IPV6, L.IPV6_RECVERR), 1);
+  t.equal(u4.setsockopt(L.SOL_IP, L.IP_RECVERR, new Uint8Array(4)), 0);
+  t.equal(getInt(u4, L.SOL_IP, L.IP_RECVERR), 0, 'and cleared');
+});

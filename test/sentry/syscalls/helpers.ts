@@ -18,9 +18,9 @@ export async function run(
   env: { a: Netstack },
   script: string,
   onLine: (l: string, sb: Sandbox, sentry: Sentry) => void = () => {},
-  o: { appNetns?: string; sentryNetns?: string | null } = {},
+  o: { appNetns?: string; sentryNetns?: string | null; bwrap?: string[] } = {},
 ) {
-  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: [], env: ENV, stdio: 'pipe', appNetns: o.appNetns });
+  const sb = await launch({ argv: [PY, '-S', '-u', '-c', script], filter: buildPolicy({ mode: 'sandbox' }), bwrap: o.bwrap ?? [], env: ENV, stdio: 'pipe', appNetns: o.appNetns });
   const straced: string[] = [];
   const logs: string[] = [];
   const sentry = new Sentry({

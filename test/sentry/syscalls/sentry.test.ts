@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import t from 'tap';
 import { bindDgram } from '../../../netstack/adapter/dgram.ts';
 import { bindNet, type Socket as NsSocket } from '../../../netstack/adapter/net.ts';
+import { bwrapArgs } from '../../../sentry/sandbox/bwrap.ts';
 import { A4, B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 import { run } from './helpers.ts';
 
@@ -155,5 +156,40 @@ except OSError as e:
   t.ok(ms >= 190, `writable after ${ms} ms, not before the 200 ms handshake`);
   t.match(r.stdout, /^so_error 0$/m);
   t.match(r.stdout, /^refused ECONNREFUSED$/m);
+  t.equal(r.left, 0);
+});
+
+t.test('python3 getaddrinfo through glibc\'s resolver: DNS over UDP to a responder on the peer (inside bwrap)', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const dns = bindDgram(env.b).createSocket('udp4');
+  let queries = 0;
+  // A responder for A queries only: the question echoed back with one answer, 198.18.0.77; AAAA gets no answer.
+  dns.on('message', (q: Buffer, rinfo: { address: string; port: number }) => {
+    queries++;
+    let off = 12;
+    while (q[off]) off += q[off]! + 1;
+    const qtype = q.readUInt16BE(off + 1);
+    const question = q.subarray(12, off + 5);
+    const head = Buffer.from(q.subarray(0, 12));
+    head.writeUInt16BE(0x8180, 2); // response, recursion desired and available, no error
+    head.writeUInt16BE(1, 4);
+    head.writeUInt16BE(qtype === 1 ? 1 : 0, 6);
+    head.writeUInt32BE(0, 8);
+    const answer = qtype === 1 ? Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 0, 77]) : Buffer.alloc(0);
+    dns.send(Buffer.concat([head, question, answer]), rinfo.port, rinfo.address);
+  });
+  dns.bind(53);
+  await once(dns, 'listening');
+  t.teardown(() => dns.close());
+  const bwrap = bwrapArgs({ binds: [], files: [{ path: '/etc/resolv.conf', content: `nameserver ${B4}\noptions attempts:1 timeout:3\n` }] });
+  const script = `
+import socket
+print('addr', socket.getaddrinfo('peer.test', 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+`;
+  const r = await run(env, script, undefined, { bwrap });
+  t.equal(r.status, 0, r.stderr + r.straced.join('\n'));
+  t.match(r.stdout, /^addr 198\.18\.0\.77$/m);
+  t.ok(queries >= 1, `${queries} queries reached the responder`);
   t.equal(r.left, 0);
 });

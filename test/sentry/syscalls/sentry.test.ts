@@ -7,6 +7,7 @@ import { bindDgram } from '../../../netstack/adapter/dgram.ts';
 import { bindNet, type Socket as NsSocket } from '../../../netstack/adapter/net.ts';
 import { bwrapArgs } from '../../../sentry/sandbox/bwrap.ts';
 import { A4, B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
+import { HANG_MS, waitFor } from '../../lib/wait.ts';
 import { run } from './helpers.ts';
 
 t.test('python3 TCP client: 1 MB up and back through an echo peer (sha256), names, SO_DOMAIN, half-close', async (t) => {
@@ -74,15 +75,15 @@ c.sendall(b'hello ' + c.recv(100))
 c.close()
 l.close()
 `;
-  const r = await run(env, script, (line) => {
+  const r = await run(env, script, (line, _sb, sentry) => {
     if (line !== 'LISTENING') return;
-    // Give the accept time to park first, then connect.
-    setTimeout(() => {
+    // Connect once the accept is parked (waiting for it, not for a time a loaded machine may not keep to).
+    void waitFor(() => sentry.stats().parked === 1, HANG_MS, 'the parked accept').finally(() => {
       const c = nb.connect(8000, A4);
       c.on('connect', () => c.write('peer'));
       c.on('data', (d: Buffer) => (peerGot += d.toString()));
       c.on('error', () => {});
-    }, 100);
+    });
   });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^acceptconn 1$/m);

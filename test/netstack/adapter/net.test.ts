@@ -267,7 +267,10 @@ t.test('net', async (t) => {
 
   await t.test('destroy with unread data resets: the peer gets error ECONNRESET (syscall read)', async (t) => {
     const server = nb.createServer({ pauseOnConnect: true }, (s) => {
-      setTimeout(() => s.destroy(), 100);
+      // Destroyed once the client's bytes wait unread in its receive queue (not after a fixed time: with nothing
+      // unread, destroy would send FIN, not RST).
+      const ep = (s as unknown as { ep: { inQueue(): number } }).ep;
+      void waitFor(() => ep.inQueue() > 0, HANG_MS, 'the unread data').finally(() => s.destroy());
     });
     server.listen(5008);
     await once(server, 'listening');

@@ -6,6 +6,7 @@
 import { Err, type NetError } from './errors.ts';
 import type { Endpoint, Family, SocketType } from './socket.ts';
 import { Stack, type StackOptions } from './stack.ts';
+import { SysctlTable } from './sysctl.ts';
 import { PortManager } from './transport/ports.ts';
 import { PROTO_TCP } from './transport/protocol.ts';
 import { TcpProtocol } from './transport/tcp/protocol.ts';
@@ -22,6 +23,8 @@ export class Netstack {
   readonly ports: PortManager;
   readonly datagram: DatagramTransports;
   readonly tcp: TcpProtocol;
+  /** The stack's settings by Linux's sysctl names (`net.ipv4.tcp_sack`, ...). */
+  readonly sysctl: SysctlTable;
 
   constructor(opts: NetstackOptions) {
     this.stack = new Stack(opts);
@@ -29,6 +32,7 @@ export class Netstack {
     this.datagram = installDatagramTransports(this.stack, this.ports);
     this.tcp = new TcpProtocol(this.stack, this.ports, opts.tcp);
     this.stack.registerTransport(this.tcp);
+    this.sysctl = new SysctlTable(this.tcp.config, (fields) => this.tcp.configure(fields));
   }
 
   /**

@@ -2,20 +2,32 @@
  * The Linux DUT: the host kernel in a fresh network namespace per script. A veth pair joins the DUT's
  * namespace (198.18.0.1, fd74:7376::1) to a peer namespace whose kernel holds no address and so stays silent;
  * the runner injects and captures frames on the peer end through an AF_PACKET socket and answers ARP/NDP for
- * the remote host (198.18.0.2, fd74:7376::2) itself. Offloads are off on both ends; time is real.
+ * the remote host (198.18.0.2, fd74:7376::2) itself. Time is real.
+ *
+ * The DUT's end is named tun0 and keeps TSO/GSO and checksum offload on, as packetdrill's own tun device
+ * (netdev.c: TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6): the kernel sends TSO packets whole, the capture side reads them
+ * whole (PACKET_VNET_HDR), and defaults.sh's `tc qdisc add dev tun0 root pfifo` finds the device it names.
+ * GRO stays off on it, as on a tun device, so what the runner injects reaches TCP as injected; `--mss`
+ * packets go in as GSO packets, as packetdrill writes them to its tun device with a virtio_net_hdr.
  */
-import { parseAddress } from '../../netstack/addr.ts';
-import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { parseAddress } from '../../netstack/addr.ts';
+import { GsoType } from '../../netstack/link/endpoint.ts';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { inNetns } from '../../lib/netns.ts';
-import { createVethPair, type VethPair } from '../../lib/testnet.ts';
+import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
-import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
+import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { HostSyscalls } from './host-syscalls.ts';
 import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
 import { freebsdToLinux, parseSysctl } from './shell.ts';
 
+/** The DUT's interface name: packetdrill's tun device's, which upstream scripts name in tc and ip commands. */
+const DUT_DEV = 'tun0';
+/** How much of a command's stderr a failure message quotes. */
+const STDERR_QUOTE = 300;
 
 function macBytes(s: string): Uint8Array {
   return new Uint8Array(s.split(':').map((x) => parseInt(x, 16)));
@@ -37,6 +49,8 @@ function writeSysctl(netns: string, key: string, value: string): void {
 export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Dut> {
   const pair = createVethPair({
     prefix: `${prefix}-${process.pid % 10000}-${instance++}`,
+    devA: DUT_DEV,
+    offloads: true,
     addrA: `${DUT_V4}/24`,
     // IPv6 only where the script uses it: a link MTU below 1280 (--mtu=72) refuses IPv6 addresses.
     addr6A: cfg.ipVersion === 6 ? `${DUT_V6}/64` : undefined,
@@ -45,7 +59,9 @@ export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Du
     ipv6: cfg.mtu < 1280 ? true : undefined,
   });
   try {
-    const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256 });
+    // A tun device does no GRO: segments the runner injects reach TCP one by one.
+    nsRun(pair.nsA, ['ethtool', '-K', DUT_DEV, 'gro', 'off']);
+    const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256, offloads: true });
     return new LinuxDut(pair, link, cfg);
   } catch (e) {
     pair.destroy();
@@ -65,7 +81,7 @@ class LinuxDut implements Dut {
   constructor(
     private readonly pair: VethPair,
     private readonly link: AfPacketEndpoint,
-    cfg: DutConfig,
+    private readonly cfg: DutConfig,
   ) {
     this.sys = new HostSyscalls(pair.nsA);
     this.endpoints = {
@@ -138,23 +154,49 @@ class LinuxDut implements Dut {
   }
 
   inject(frame: Uint8Array): void {
-    this.link.writeFrame(frame.slice());
+    const gso = this.cfg.mss !== undefined ? gsoOf(frame, this.cfg.mss) : undefined;
+    if (gso) this.link.writeGso(frame.slice(), gso);
+    else this.link.writeFrame(frame.slice());
     this.link.flush();
   }
 
-  shell(command: string): ShellOutcome {
+  shell(command: string, ctx: ShellContext): ShellOutcome | Promise<ShellOutcome> {
     const s = parseSysctl(command);
-    if (!s) return { status: 'skipped', note: 'not a sysctl the runner knows; not run' };
-    const sets = s.dialect === 'linux' ? [{ key: s.key, value: s.value }] : freebsdToLinux(s);
-    if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no Linux equivalent` };
-    for (const x of sets) {
-      try {
-        writeSysctl(this.pair.nsA, x.key, x.value);
-      } catch (e) {
-        return { status: 'ran', failed: true, note: `sysctl ${x.key}=${x.value}: ${(e as Error).message.split('\n')[0]}` };
+    if (s?.dialect === 'freebsd') {
+      const sets = freebsdToLinux(s);
+      if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no Linux equivalent` };
+      for (const x of sets) {
+        try {
+          writeSysctl(this.pair.nsA, x.key, x.value);
+        } catch (e) {
+          return { status: 'ran', failed: true, note: `sysctl ${x.key}=${x.value}: ${(e as Error).message.split('\n')[0]}` };
+        }
       }
+      return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' ') };
     }
-    return { status: s.dialect === 'linux' ? 'ran' : 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' ') };
+    if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; not run on Linux' };
+    return this.runShell(command, ctx);
+  }
+
+  /** /bin/sh -c `command` inside the DUT's namespace, as packetdrill's system() runs it inside its own. */
+  private runShell(command: string, ctx: ShellContext): Promise<ShellOutcome> {
+    const parts = /\btun0\b/.test(command) ? [{ text: 'tun0', why: `the DUT's veth end (upstream: packetdrill's tun device), offloads as a tun device has them` }] : [];
+    return new Promise((resolve) => {
+      let err = '';
+      // Forked while the main thread is inside the namespace, so the shell and all it starts live there.
+      const child = inNetns(this.pair.nsA, () =>
+        spawn('/bin/sh', ['-c', command], { cwd: ctx.cwd, env: { ...process.env, ...ctx.env }, stdio: ['ignore', 'ignore', 'pipe'] }),
+      );
+      child.stderr!.on('data', (b: Buffer) => {
+        if (err.length < STDERR_QUOTE) err += b.toString();
+      });
+      child.on('error', (e) => resolve({ status: 'ran', failed: true, note: e.message }));
+      child.on('close', (code, signal) => {
+        const failed = code !== 0;
+        const why = signal ? `killed by ${signal}` : `exit status ${code}`;
+        resolve({ status: 'ran', failed, note: failed ? `${why}${err.trim() ? `: ${err.trim().slice(0, STDERR_QUOTE)}` : ''}` : 'ran', parts });
+      });
+    });
   }
 
   abort(): void {
@@ -167,4 +209,17 @@ class LinuxDut implements Dut {
     this.link.close();
     this.pair.destroy();
   }
+}
+
+/**
+ * GSO fields for an inbound TCP frame whose payload is longer than `mss`: packetdrill's --mss writes such a
+ * packet to its tun device as one GSO packet with gso_size = mss, and the kernel takes it in as segments of that
+ * size (one GRO-like packet).
+ */
+function gsoOf(frame: Uint8Array, mss: number): import('../../netstack/link/endpoint.ts').GsoOptions | undefined {
+  const d = decodeFrame(frame);
+  if (!d?.tcp || d.tcp.payload.length <= mss) return undefined;
+  // The checksum is whole (over all the payload), not partial: the kernel verifies it as it comes, one packet.
+  const hdrLen = frame.length - d.tcp.payload.length;
+  return { gsoType: d.v === 4 ? GsoType.TCPV4 : GsoType.TCPV6, gsoSize: mss, hdrLen };
 }

@@ -8,45 +8,12 @@ import { parseAddress } from '../../netstack/addr.ts';
 import { VirtualClock } from '../../netstack/clock.ts';
 import { ChannelEndpoint } from '../../netstack/link/channel.ts';
 import { Netstack } from '../../netstack/netstack.ts';
-import type { TcpConfig } from '../../netstack/transport/tcp/protocol.ts';
 import { SocketLayer } from '../../sentry/socket/syscalls.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
-import type { CapturedFrame, Dut, DutConfig, ShellOutcome } from './dut.ts';
+import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
-import { freebsdToLinux, parseSysctl } from './shell.ts';
-
-/** Linux sysctls (net.ipv4.*) with a TcpConfig field, and how their value converts. */
-const SYSCTL_TO_TCP: Record<string, (v: string) => Partial<TcpConfig>> = {
-  'net.ipv4.tcp_timestamps': (v) => ({ timestamps: v !== '0' }),
-  'net.ipv4.tcp_sack': (v) => ({ sack: v !== '0' }),
-  'net.ipv4.tcp_window_scaling': (v) => ({ windowScaling: v !== '0' }),
-  'net.ipv4.tcp_syn_retries': (v) => ({ synRetries: Number(v) }),
-  'net.ipv4.tcp_synack_retries': (v) => ({ synAckRetries: Number(v) }),
-  'net.ipv4.tcp_retries2': (v) => ({ retries2: Number(v) }),
-  'net.ipv4.tcp_fin_timeout': (v) => ({ finTimeout: Number(v) * 1000 }),
-  'net.ipv4.tcp_syncookies': (v) => ({ synCookies: v !== '0' }),
-  'net.ipv4.tcp_keepalive_time': (v) => ({ keepIdle: Number(v) }),
-  'net.ipv4.tcp_keepalive_intvl': (v) => ({ keepIntvl: Number(v) }),
-  'net.ipv4.tcp_keepalive_probes': (v) => ({ keepCnt: Number(v) }),
-  'net.ipv4.tcp_challenge_ack_limit': (v) => ({ challengeAckLimit: Number(v) }),
-  'net.ipv4.tcp_congestion_control': (v) => ({ congestion: v }),
-};
-
-/** The TcpConfig fields a shell line sets, or why it sets none. */
-function tcpSettings(command: string): { set: Partial<TcpConfig>; note: string } | string {
-  const s = parseSysctl(command);
-  if (!s) return 'not a sysctl the runner knows; not run';
-  const sets = s.dialect === 'linux' ? [{ key: s.key, value: s.value }] : freebsdToLinux(s);
-  if (!sets) return `FreeBSD sysctl ${s.key} has no tsvisor equivalent`;
-  let set: Partial<TcpConfig> = {};
-  for (const x of sets) {
-    const conv = SYSCTL_TO_TCP[x.key];
-    if (!conv) return `sysctl ${x.key} has no tsvisor equivalent`;
-    set = { ...set, ...conv(x.value) };
-  }
-  return { set, note: sets.map((x) => `${x.key}=${x.value}`).join(' ') };
-}
+import { applyShell, freebsdToLinux, parseSysctl } from './shell.ts';
 
 /** Builds a tsvisor DUT for one script. */
 export function createTsvisorDut(cfg: DutConfig): Dut {
@@ -66,7 +33,8 @@ class TsvisorDut implements Dut {
   private readonly link: ChannelEndpoint;
   private readonly queue: CapturedFrame[] = [];
   private readonly reassembler = new Reassembler();
-  private readonly applied = new Set<string>();
+  /** What set_sysctls.py saved for its restore script, by file name. */
+  private readonly restore = new Map<string, { key: string; value: string }[]>();
   private t0 = 0;
   private aborted = false;
 
@@ -78,15 +46,7 @@ class TsvisorDut implements Dut {
       dutIp: parseAddress(v4 ? DUT_V4 : DUT_V6)!,
       remoteIp: parseAddress(v4 ? REMOTE_V4 : REMOTE_V6)!,
     };
-    let tcp: Partial<TcpConfig> = {};
-    for (const c of cfg.prelude ?? []) {
-      const r = tcpSettings(c);
-      if (typeof r !== 'string') {
-        tcp = { ...tcp, ...r.set };
-        this.applied.add(c);
-      }
-    }
-    this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0, tcp });
+    this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0 });
     this.link = new ChannelEndpoint({ clock: this.clock, mtu: cfg.mtu, macAddress: this.endpoints.dutMac, name: 'dut' });
     this.link.onWrite = (frame) => this.captured(frame);
     const nic = this.netstack.stack.addNic(this.link, { name: 'dut0' });
@@ -160,11 +120,24 @@ class TsvisorDut implements Dut {
     this.clock.runDue();
   }
 
-  shell(command: string): ShellOutcome {
-    const r = tcpSettings(command);
-    if (typeof r === 'string') return { status: 'skipped', note: r };
-    if (this.applied.has(command)) return { status: 'mapped', note: `${r.note} (applied when the stack was built)` };
-    return { status: 'skipped', note: `${r.note}: tsvisor's TCP settings are fixed once the stack runs` };
+  /** Sysctls go to the stack's settings table (applyShell); what cannot apply comes back as parts. */
+  shell(command: string, ctx: ShellContext): ShellOutcome {
+    const s = parseSysctl(command);
+    if (s?.dialect === 'freebsd') {
+      const sets = freebsdToLinux(s);
+      if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no tsvisor equivalent` };
+      const parts: { text: string; why: string }[] = [];
+      for (const x of sets) {
+        const r = this.netstack.sysctl.set(x.key, x.value);
+        if ('error' in r) return { status: 'skipped', note: r.error };
+        if (!r.applied) parts.push({ text: `${x.key}=${x.value}`, why: r.why });
+      }
+      return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' '), parts };
+    }
+    if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; tsvisor has no equivalent' };
+    const r = applyShell(command, ctx, { sysctl: this.netstack.sysctl, restore: this.restore });
+    const note = r.applied.length ? `settings: ${r.applied.join(' ')}` : 'no setting applied';
+    return { status: r.applied.length ? 'mapped' : 'ran', note: r.failed ?? note, failed: r.failed !== undefined, parts: r.parts };
   }
 
   abort(): void {

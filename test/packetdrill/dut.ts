@@ -21,6 +21,18 @@ export interface ShellOutcome {
   readonly note: string;
   /** A command that ran and failed (exit status ≠ 0) makes the script fail, as in packetdrill. */
   readonly failed?: boolean;
+  /** Parts of a command that ran that did not apply (a qdisc tsvisor has no equivalent of), for skipped lines. */
+  readonly parts?: readonly { readonly text: string; readonly why: string }[];
+}
+
+/** Where and how a shell line runs: packetdrill runs it with /bin/sh in the script's folder. */
+export interface ShellContext {
+  /** The script's folder: relative paths (`../common/defaults.sh`) are relative to it. */
+  readonly cwd: string;
+  /** Added to the environment: PACKETDRILL_PID, which set_sysctls.py names its restore script after. */
+  readonly env: Readonly<Record<string, string>>;
+  /** The script's dialect: FreeBSD commands (sockstat, tcpdrop, net.inet sysctls) are never run on Linux. */
+  readonly dialect: 'linux' | 'freebsd';
 }
 
 /** Per-script settings a DUT is built with. */
@@ -28,11 +40,8 @@ export interface DutConfig {
   readonly ipVersion: 4 | 6;
   /** Link MTU (--mtu), 1500 by default. */
   readonly mtu: number;
-  /**
-   * The shell lines before the script's first other event: a DUT whose settings are fixed once it runs
-   * (tsvisor's TCP configuration) applies the sysctls among them when it is built.
-   */
-  readonly prelude?: readonly string[];
+  /** --mss: inbound TCP packets with more payload go in as one GSO packet of segments this size. */
+  readonly mss?: number;
 }
 
 /** One DUT instance, good for one script. */
@@ -52,8 +61,8 @@ export interface Dut {
   nextFrame(deadline: number): Promise<CapturedFrame | undefined>;
   /** Delivers a frame from the remote host to the DUT. */
   inject(frame: Uint8Array): void;
-  /** Applies a shell line where the DUT knows it. */
-  shell(command: string): ShellOutcome;
+  /** Runs (Linux) or applies (tsvisor: sysctls into its settings table) a shell line. */
+  shell(command: string, ctx: ShellContext): ShellOutcome | Promise<ShellOutcome>;
   /** Gives up on blocked calls (deadline passed). */
   abort(): void;
   /** Releases everything the DUT holds (namespaces, sockets, timers). */

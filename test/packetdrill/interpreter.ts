@@ -4,6 +4,7 @@
  * being the script's own numbers), outbound TS val mapped to script space, inbound TS ecr mapped back,
  * addresses and ports filled in, checksums computed. The first mismatch ends the script as a failure.
  */
+import { dirname } from 'node:path';
 import { addressEqual } from '../../netstack/addr.ts';
 import { Calls } from './calls.ts';
 import type { Dut } from './dut.ts';
@@ -22,6 +23,7 @@ import {
   icmpNumbers,
 } from './packets.ts';
 import type { PacketAction, Script, ScriptEvent, SyscallAction, TcpOptionSpec, TcpPacketSpec } from './script.ts';
+import { type ScriptConfig, scriptConfig as optionsConfig } from './options.ts';
 import { Mismatch, ScriptError } from './verdict.ts';
 
 /**
@@ -51,20 +53,10 @@ export interface RunOptions {
   profile?: Profile;
 }
 
-/** Script settings from its option lines. */
-export function scriptConfig(script: Script): { ipVersion: 4 | 6; mtu: number; toleranceMs: number; unknown: string[] } {
-  const o = script.options;
-  const ipv = o.ip_version ?? 'ipv4';
-  const ipVersion = ipv === 'ipv6' ? 6 : 4;
-  const known = new Set(['ip_version', 'tolerance_usecs', 'mtu', 'bind_port', 'connect_port']);
-  return {
-    ipVersion,
-    mtu: o.mtu ? Number(o.mtu) : 1500,
-    toleranceMs: o.tolerance_usecs ? Number(o.tolerance_usecs) / 1000 : 4,
-    unknown: Object.keys(o).filter((k) => !known.has(k)),
-  };
+/** Script settings from its option lines (see options.ts). */
+export function scriptConfig(script: Script): ScriptConfig {
+  return optionsConfig(script.options);
 }
-
 
 const REMOTE_PORT_BASE = 40000;
 
@@ -80,11 +72,13 @@ interface Pending {
   promise: Promise<number>;
   done?: { value: number; time: number };
   expectEnd: number;
+  /** Its timing tolerance (ms). */
+  tol: number;
   finish: (r: number) => void;
 }
 
 class Interpreter {
-  private readonly cfg: ReturnType<typeof scriptConfig>;
+  private readonly cfg: ScriptConfig;
   private readonly tol: number;
   private readonly profile: Profile;
   private readonly result: RunResult;
@@ -102,6 +96,12 @@ class Interpreter {
   private tsMap = new Map<number, number>();
   private firstTs: { script: number; live: number } | undefined;
   private pending: Pending | undefined;
+  /** The timing tolerance of the event being run (ms). */
+  private evTol = 0;
+  /** The script time of the event being run (ms). */
+  private evStart = 0;
+  /** Script flow labels and the live ones they stand for. */
+  private readonly flowLabels = new Map<number, number>();
   /** Fragments of the frame being compared, for messages. */
   private fragments = 1;
 
@@ -114,8 +114,8 @@ class Interpreter {
     this.profile = opts.profile ?? 'strict';
     const harnessTol = this.profile === 'gvisor' && script.options.tolerance_usecs === undefined ? 100 : undefined;
     this.tol = opts.toleranceMs ?? harnessTol ?? this.cfg.toleranceMs;
-    this.bindPort = Number(script.options.bind_port ?? 8080);
-    this.connectPort = Number(script.options.connect_port ?? 8080);
+    this.bindPort = this.cfg.bindPort;
+    this.connectPort = this.cfg.connectPort;
     this.dutPort = this.bindPort;
     this.calls = new Calls({
       dut,
@@ -135,12 +135,26 @@ class Interpreter {
     });
     this.result = { verdict: 'pass', detail: '', skipped: [], leniency: [], profile: this.profile };
     for (const s of script.ifdefSkipped) this.result.skipped.push({ line: s.line, text: '', why: `#ifdef ${s.symbol} not defined` });
-    for (const k of this.cfg.unknown) this.result.skipped.push({ line: 0, text: `--${k}`, why: 'option not supported by the runner' });
+    for (const n of this.cfg.notes) this.result.skipped.push({ line: 0, text: n.text, why: `accepted, no effect here: ${n.why}` });
   }
 
   async run(): Promise<RunResult> {
-    this.dut.start();
+    const unsupported = this.unsupported();
+    if (unsupported.length) {
+      this.result.verdict = 'error';
+      this.result.line = unsupported[0]!.line || undefined;
+      this.result.detail = `unsupported by the runner: ${unsupported.map((u) => (u.line ? `line ${u.line}: ` : '') + u.what).join('; ')}`;
+      return this.result;
+    }
+    let initRan = false;
     try {
+      // packetdrill runs the init command before time 0, and the cleanup command at the end whatever happened.
+      if (this.script.init) {
+        this.line = this.script.init.line;
+        await this.command(this.script.init.line, this.script.init.command);
+        initRan = true;
+      }
+      this.dut.start();
       for (const ev of this.script.events) {
         this.line = ev.line;
         await this.event(ev);
@@ -161,7 +175,44 @@ class Interpreter {
         this.result.detail = `runner error: ${(e as Error).stack ?? e}`;
       }
     }
+    const cleanup = this.script.cleanup;
+    if (cleanup && initRan) {
+      try {
+        await this.command(cleanup.line, cleanup.command);
+      } catch (e) {
+        if (this.result.verdict === 'pass') {
+          this.result.verdict = e instanceof Mismatch ? 'fail' : 'error';
+          this.result.line = cleanup.line;
+          this.result.detail = (e as Error).message;
+        }
+      }
+    }
     return this.result;
+  }
+
+  /** What in the script the runner cannot run: options, encapsulations, option kinds (line 0: an option). */
+  private unsupported(): { line: number; what: string }[] {
+    const out = this.cfg.unsupported.map((what) => ({ line: 0, what }));
+    for (const ev of this.script.events) {
+      const a = ev.action;
+      if (a.type !== 'packet') continue;
+      if (a.packet.proto === 'unsupported') out.push({ line: ev.line, what: a.packet.what });
+      else if (a.packet.proto === 'tcp' && Array.isArray(a.packet.options)) {
+        for (const o of a.packet.options) if (o.kind === 'unsupported') out.push({ line: ev.line, what: `TCP option "${o.text}" (AccECN)` });
+      }
+      if (a.ip.flowlabel !== undefined && a.direction === 'in') out.push({ line: ev.line, what: 'an inbound (flowlabel N)' });
+    }
+    return out;
+  }
+
+  /** Runs a shell command on the DUT as packetdrill does: in the script's folder, PACKETDRILL_PID set. */
+  private async command(line: number, command: string): Promise<void> {
+    const dialect = this.profile === 'freebsd' ? 'freebsd' : 'linux';
+    const o = await this.dut.shell(command, { cwd: dirname(this.script.path), env: { PACKETDRILL_PID: String(process.pid) }, dialect });
+    const text = `\`${command.length > 200 ? command.slice(0, 200) + '…' : command}\``;
+    if (o.status === 'skipped') this.result.skipped.push({ line, text, why: o.note });
+    for (const p of o.parts ?? []) this.result.skipped.push({ line, text: p.text, why: p.why });
+    if (o.failed) throw new Mismatch(`shell command ${text} failed: ${o.note}`);
   }
 
   private lenient(what: string): void {
@@ -182,6 +233,9 @@ class Interpreter {
     const a = ev.action;
     this.relBase = this.lastTime;
     const w = this.window(ev);
+    // packetdrill's verify_time: the tolerance grows to --tolerance_percent of the time since the last event.
+    this.evTol = Math.max(this.tol, w.any ? 0 : (this.cfg.tolerancePercent / 100) * (w.start - this.relBase));
+    this.evStart = w.any ? this.dut.now() : w.start;
     if (a.type === 'packet' && a.direction === 'out') {
       const actual = await this.expectPacket(a, w);
       this.lastTime = w.exact ? w.start : actual;
@@ -192,11 +246,8 @@ class Interpreter {
     this.lastTime = w.exact ? w.start : this.dut.now();
     if (a.type === 'packet') this.inject(a);
     else if (a.type === 'syscall') await this.syscall(ev, a);
-    else if (a.type === 'shell') {
-      const o = this.dut.shell(a.command);
-      if (o.status === 'skipped') this.result.skipped.push({ line: ev.line, text: `\`${a.command}\``, why: o.note });
-      else if (o.failed) throw new Mismatch(`shell command \`${a.command}\` failed: ${o.note}`);
-    } else {
+    else if (a.type === 'shell') await this.command(ev.line, a.command);
+    else {
       const why = this.calls.code(a.code);
       if (why) this.result.skipped.push({ line: ev.line, text: `%{ ${a.code} }%`, why });
     }
@@ -254,6 +305,8 @@ class Interpreter {
       this.send(frame, a.ip.frag);
     } else if (p.proto === 'udp') {
       this.send(buildUdpFrame(ep, this.remotePort, this.dutPort, new Uint8Array(p.len), ip), a.ip.frag);
+    } else if (p.proto === 'unsupported') {
+      throw new ScriptError(`unsupported by the runner: ${p.what}`);
     } else {
       const v4 = ep.dutIp.length === 4;
       const n = icmpNumbers(v4, p.type, p.code);
@@ -285,19 +338,73 @@ class Interpreter {
   }
 
   private async expectPacket(a: PacketAction, w: { start: number; end: number; any: boolean }): Promise<number> {
-    const deadline = w.any ? this.dut.now() + 120_000 : w.end + this.tol;
+    const tol = this.evTol;
+    const deadline = w.any ? this.dut.now() + 120_000 : w.end + tol;
     for (;;) {
       const got = await this.dut.nextFrame(deadline);
       if (!got) throw new Mismatch(`expected packet not sent by ${this.fmtTime(deadline)}: ${this.fmtSpec(a)}`);
-      const d = decodeFrame(got.frame);
+      let d = decodeFrame(got.frame);
       if (!d) continue;
       if (!addressEqual(d.dst, this.dut.endpoints.remoteIp)) continue;
       this.fragments = got.fragments ?? 1;
-      this.comparePacket(a, d);
-      if (!w.any && got.time < w.start - this.tol) {
-        throw new Mismatch(`packet sent too early at ${this.fmtTime(got.time)} (expected ${this.fmtTime(w.start)}±${this.tol}ms): ${this.fmtActual(d)}`);
+      const p = a.packet;
+      if (p.proto === 'tcp' && d.tcp && !this.cfg.strictSegments && d.tcp.payload.length > 0 && d.tcp.payload.length < p.len) {
+        d = await this.aggregate(d, p.len, deadline);
       }
+      this.nonFatal('packet', () => {
+        this.comparePacket(a, d!);
+        if (!w.any && got.time < w.start - tol) {
+          throw new Mismatch(`packet sent too early at ${this.fmtTime(got.time)} (expected ${this.fmtTime(w.start)}±${tol}ms): ${this.fmtActual(d!)}`);
+        }
+      });
       return got.time;
+    }
+  }
+
+  /**
+   * As packetdrill without --strict_segments: the DUT's consecutive segments of one connection stand for the
+   * one the script expects (a TSO/GSO packet split on the wire) until their payloads add up to its length; all
+   * but the last have the first one's length, and PSH and FIN come from the last, as segmentation sets them.
+   */
+  private async aggregate(first: Decoded, want: number, deadline: number): Promise<Decoded> {
+    const t0 = first.tcp!;
+    const parts = [t0.payload];
+    let flags = t0.flags;
+    let total = t0.payload.length;
+    while (total < want) {
+      const got = await this.dut.nextFrame(deadline);
+      if (!got) break;
+      const d = decodeFrame(got.frame);
+      const t = d?.tcp;
+      if (!d || !t || !addressEqual(d.dst, this.dut.endpoints.remoteIp)) continue;
+      const mismatch =
+        t.srcPort !== t0.srcPort || t.dstPort !== t0.dstPort || t.seq !== ((t0.seq + total) >>> 0) || t.ack !== t0.ack ||
+        (t.flags & ~0x09) !== (t0.flags & ~0x09) || (total + t.payload.length < want && t.payload.length !== t0.payload.length);
+      if (mismatch) {
+        throw new Mismatch(`segment ${parts.length + 1} does not continue the ${total} bytes before it as one TSO packet would\n  expected: ${want} bytes in all\n  actual:   ${this.fmtActual(d)}`);
+      }
+      parts.push(t.payload);
+      flags = (flags & ~0x09) | (t.flags & 0x09);
+      total += t.payload.length;
+    }
+    if (parts.length === 1) return first;
+    const payload = new Uint8Array(total);
+    let off = 0;
+    for (const b of parts) {
+      payload.set(b, off);
+      off += b.length;
+    }
+    this.lenient(`${parts.length} segments matched as one packet of ${total} bytes (packetdrill aggregates without --strict_segments)`);
+    return { ...first, tcp: { ...t0, flags, payload } };
+  }
+
+  /** Runs `check`; with --non_fatal for this kind, a mismatch is reported and the script goes on. */
+  private nonFatal(kind: 'packet' | 'syscall', check: () => void): void {
+    try {
+      check();
+    } catch (e) {
+      if (!(e instanceof Mismatch) || !this.cfg.nonFatal.has(kind)) throw e;
+      this.result.leniency.push(`line ${this.line}: non-fatal ${kind} mismatch (--non_fatal): ${e.message.split('\n')[0]}`);
     }
   }
 
@@ -317,6 +424,7 @@ class Interpreter {
       return s;
     }
     if (p.proto === 'udp') return `udp (${p.len})`;
+    if (p.proto === 'unsupported') return p.text;
     return `icmp ${p.type} ${p.code ?? ''}`;
   }
 
@@ -346,6 +454,15 @@ class Interpreter {
     }
     if (a.ip.tos !== undefined && d.tos !== a.ip.tos) fail(`ip tos: expected ${a.ip.tos}, actual ${d.tos}`);
     if (a.ip.ttl !== undefined && d.ttl !== a.ip.ttl) fail(`ip ttl: expected ${a.ip.ttl}, actual ${d.ttl}`);
+    if (a.ip.flowlabel && d.v === 6) {
+      // As packetdrill: the first flow label seen stands for the script's; later ones must keep the mapping.
+      if (!d.flowLabel) fail('ip flowlabel: unmarked in the live packet');
+      const seen = this.flowLabels.get(a.ip.flowlabel);
+      if (seen === undefined) {
+        if ([...this.flowLabels.values()].includes(d.flowLabel)) fail(`ip flowlabel: expected a new label for ${a.ip.flowlabel}, actual ${d.flowLabel} (already seen)`);
+        this.flowLabels.set(a.ip.flowlabel, d.flowLabel);
+      } else if (seen !== d.flowLabel) fail(`ip flowlabel: expected the label seen for ${a.ip.flowlabel} (${seen}), actual ${d.flowLabel}`);
+    }
     if (!d.ipChecksumOk) fail('bad IPv4 header checksum');
     if (p.proto === 'udp') {
       if (!d.udp) fail('expected a UDP datagram');
@@ -353,6 +470,7 @@ class Interpreter {
       this.dutPort = d.udp!.srcPort;
       return;
     }
+    if (p.proto === 'unsupported') throw new ScriptError(`unsupported by the runner: ${p.what}`);
     if (p.proto === 'icmp') {
       if (!d.icmp) fail('expected an ICMP message');
       const n = icmpNumbers(d.v === 4, p.type, p.code);
@@ -390,6 +508,15 @@ class Interpreter {
     if (ts && ets) {
       this.tsMap.set(ets.val, ts.val);
       this.firstTs ??= { script: ets.val, live: ts.val };
+      const tick = this.cfg.tsTickUs;
+      if (tick) {
+        // --tcp_ts_tick_usecs: the TS val, in script space, within the tolerance (which grows with the time since
+        // the start, not the last event) at the given clock rate (run_packet.c, verify_outbound_tcp_option).
+        const tol = Math.max(this.tol, (this.cfg.tolerancePercent / 100) * this.evStart);
+        const mine = (this.firstTs.script + (ts.val - this.firstTs.live)) >>> 0;
+        const off = Math.abs((mine - ets.val) | 0);
+        if ((off * tick) / 1000 > tol) fail(`tcp TS val: expected ${ets.val}, actual ${mine} (${tick} µs a tick, tolerance ${tol} ms)`);
+      }
     }
     if (expected === 'any') return;
     const exp = expected ?? [];
@@ -434,28 +561,31 @@ class Interpreter {
     const start = this.dut.now();
     const { value, check } = this.calls.invoke(c);
     if (typeof value === 'number') {
-      if (blockingEnd !== undefined && Math.abs(start - blockingEnd) > this.tol) {
+      if (blockingEnd !== undefined && Math.abs(start - blockingEnd) > this.evTol) {
         throw new Mismatch(`${c.name}() returned at once, expected it to block until ${this.fmtTime(blockingEnd)}`);
       }
-      this.calls.verifyResult(c, value, check);
+      this.nonFatal('syscall', () => this.calls.verifyResult(c, value, check));
       return;
     }
+    const expectEnd = blockingEnd ?? start;
     const p: Pending = {
       ev,
       call: c,
       promise: value,
-      expectEnd: blockingEnd ?? start,
-      finish: (r) => this.calls.verifyResult(c, r, check),
+      expectEnd,
+      tol: Math.max(this.evTol, (this.cfg.tolerancePercent / 100) * (expectEnd - start)),
+      finish: (r) => this.nonFatal('syscall', () => this.calls.verifyResult(c, r, check)),
     };
     value.then((v) => (p.done = { value: v, time: this.dut.now() }));
     if (blockingEnd !== undefined) {
       this.pending = p;
       return;
     }
-    const settled = await this.dut.waitFor(value, start + this.tol);
+    const settled = await this.dut.waitFor(value, start + this.evTol);
     if (!settled) throw new Mismatch(`${c.name}() blocked; the script expects it to return at once (write a blocking range "a...b" if it should block)`);
     await Promise.resolve();
-    this.calls.verifyResult(c, await value, check);
+    const r = await value;
+    this.nonFatal('syscall', () => this.calls.verifyResult(c, r, check));
   }
 
   private async settlePending(): Promise<void> {
@@ -463,11 +593,11 @@ class Interpreter {
     this.pending = undefined;
     const savedLine = this.line;
     this.line = p.ev.line;
-    const settled = await this.dut.waitFor(p.promise, p.expectEnd + this.tol);
+    const settled = await this.dut.waitFor(p.promise, p.expectEnd + p.tol);
     if (!settled) throw new Mismatch(`${p.call.name}() still blocked at ${this.fmtTime(this.dut.now())}, expected it to return at ${this.fmtTime(p.expectEnd)}`);
     const v = await p.promise;
     const t = p.done?.time ?? this.dut.now();
-    if (t < p.expectEnd - this.tol) throw new Mismatch(`${p.call.name}() returned at ${this.fmtTime(t)}, expected ${this.fmtTime(p.expectEnd)}±${this.tol}ms`);
+    if (t < p.expectEnd - p.tol) throw new Mismatch(`${p.call.name}() returned at ${this.fmtTime(t)}, expected ${this.fmtTime(p.expectEnd)}±${p.tol}ms`);
     p.finish(v);
     this.line = savedLine;
   }

@@ -96,6 +96,8 @@ export function encodeTcpOptions(opts: readonly TcpOptionSpec[]): Uint8Array {
       case 'raw':
         out.push(o.code, 2 + o.data.length, ...o.data);
         break;
+      case 'unsupported':
+        throw new Error(`cannot encode TCP option "${o.text}"`);
     }
   }
   while (out.length % 4) out.push(0);
@@ -145,8 +147,15 @@ export function formatTcpOptions(opts: readonly TcpOptionSpec[]): string {
         return 'nop';
       case 'eol':
         return 'eol';
-      case 'raw':
-        return `opt${o.code}`;
+      case 'raw': {
+        const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+        if (o.code === 34) return o.data.length ? `FO ${hex(o.data)}` : 'FO';
+        if (o.code === 254 && o.data[0] === 0xf9 && o.data[1] === 0x89) return o.data.length > 2 ? `FOEXP ${hex(o.data.subarray(2))}` : 'FOEXP';
+        if (o.code === 19) return `md5 ${hex(o.data)}`;
+        return `opt${o.code}${o.data.length ? ` ${hex(o.data)}` : ''}`;
+      }
+      case 'unsupported':
+        return o.text;
     }
   };
   return `<${opts.map(one).join(',')}>`;
@@ -255,6 +264,8 @@ export interface Decoded {
   readonly dst: Address;
   readonly tos: number;
   readonly ttl: number;
+  /** The IPv6 flow label (0 for IPv4). */
+  readonly flowLabel: number;
   readonly proto: number;
   readonly ipChecksumOk: boolean;
   readonly tcp?: {
@@ -277,6 +288,7 @@ export function decodeFrame(frame: Uint8Array): Decoded | undefined {
   const eth = EthernetPacket.check(frame);
   if (typeof eth === 'string') return undefined;
   let src: Address, dst: Address, tos: number, ttl: number, proto: number, payload: Uint8Array, v: 4 | 6;
+  let flowLabel = 0;
   let ipChecksumOk = true;
   if (eth.etherType === ETHERTYPE_IPV4) {
     const ip = Ipv4Packet.check(eth.payload);
@@ -297,10 +309,11 @@ export function decodeFrame(frame: Uint8Array): Decoded | undefined {
     dst = ip.dst.slice();
     tos = ip.trafficClass;
     ttl = ip.hopLimit;
+    flowLabel = ip.flowLabel;
     proto = ip.nextHeader;
     payload = ip.payload;
   } else return undefined;
-  const base = { v, src, dst, tos, ttl, proto, ipChecksumOk };
+  const base = { v, src, dst, tos, ttl, flowLabel, proto, ipChecksumOk };
   if (proto === PROTO_TCP) {
     const t = TcpPacket.check(payload);
     if (typeof t === 'string') return base;

@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import t from 'tap';
 import { parseScript } from './parse.ts';
 import { ParseError } from './script.ts';
+import { upstreamDefinitions } from './upstream.ts';
 
-// The gVisor and FreeBSD corpora; upstream packetdrill's own (google/) needs the shell lines and annotations of
-// the TCP-fidelity issue before it parses.
+// The gVisor, FreeBSD and upstream packetdrill (google/, with run_all.py's -D definitions) corpora.
 const CORPUS = join(import.meta.dirname, '../../../shared/conformance');
-const CORPORA = ['gvisor', 'freebsd'].map((d) => join(CORPUS, d));
+const CORPORA = ['gvisor', 'freebsd', 'google'].map((d) => join(CORPUS, d));
+const definitions = (o: Readonly<Record<string, string>>) => (o.ip_version === 'ipv6' ? upstreamDefinitions(6, 'fd74:7376::2', 'fd74:7376::1') : upstreamDefinitions(4, '198.18.0.2', '198.18.0.1'));
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((e) => {
@@ -18,11 +19,11 @@ function walk(dir: string): string[] {
 
 t.test('every corpus script and team script parses', async (t) => {
   const files = [...CORPORA.flatMap(walk), ...walk('test/conformance')];
-  t.ok(files.length >= 382 + 5, `found ${files.length} scripts`);
+  t.ok(files.length >= 382 + 138 + 5, `found ${files.length} scripts`);
   let failures = 0;
   for (const f of files) {
     try {
-      const s = parseScript(readFileSync(f, 'utf8'), f);
+      const s = parseScript(readFileSync(f, 'utf8'), f, { definitions });
       if (s.events.length === 0) throw new Error(`${f}: no events`);
     } catch (e) {
       failures++;
@@ -107,10 +108,15 @@ t.test('bad lines → file:line: what was expected', async (t) => {
     ['\n\n0 bind(3, ..., ...)', /^bad\.pkt:3: expected "= result"/],
     ['x socket() = 3', /^bad\.pkt:1: expected a time/],
     ['0 < Q 0:0(0)', /^bad\.pkt:1: expected TCP flags/],
-    ['0 connect(3, ..., ...) = -1', /^bad\.pkt:1: expected an errno name after -1/],
+    ['0 connect(3, ..., ...) = -1 (no errno)x', /^bad\.pkt:1: expected "\)" closing the note/],
     ['#ifdef X\n0 close(3) = 0', /^bad\.pkt:2: #ifdef X without #endif/],
-    ['0 `sysctl -q x', /^bad\.pkt:1: unterminated shell command/],
+    ['0 `sysctl -q x', /^bad\.pkt:1: unterminated shell command \(expected a closing backtick\)/],
+    ['0 recvmsg(3, {msg_name(...)=...,\n msg_iov(1)=[{...,0}],', /^bad\.pkt:1: unterminated bracket/],
     ['0 < [ecx] S 0:0(0) win 1', /^bad\.pkt:1: expected \[noecn\]/],
+    ['0 < (flowlabel 0x100000) S 0:0(0) win 1', /^bad\.pkt:1: flowlabel out of range for 20 bits/],
+    ['0 < S 0:0(0) win 1 <FO abc>', /^bad\.pkt:1: FO value "abc" is not an even number of hex digits/],
+    ['0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n`a`\n`b`', /^bad\.pkt:3: a command without a time may only open or close the script/],
+    ['`a`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n--mss=1000', /^bad\.pkt:3: option lines "--name=value" must come before the first event/],
   ];
   for (const [text, re] of cases) {
     let err: unknown;
@@ -122,4 +128,53 @@ t.test('bad lines → file:line: what was expected', async (t) => {
     t.ok(err instanceof ParseError, `${JSON.stringify(text)} → ParseError`);
     t.match((err as Error | undefined)?.message, re);
   }
+});
+
+t.test('upstream packetdrill\'s language: init and cleanup commands, multi-line events, annotations, options', async (t) => {
+  const s = parseScript(
+    [
+      '--mss=1000 // trailing comment',
+      '--define=KEY=0x10',
+      '`../common/defaults.sh',
+      'sysctl -q net.ipv4.tcp_ecn=2    # server agrees to ECN`',
+      '0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3',
+      '+0 < (ttl 4) S 0:0(0) win 100 <mss 1460,FO TFO_COOKIE,nop,nop>',
+      '+0 > (tos 0x2, flowlabel 0x1) S. 0:0(0) ack 1 <FOEXP,md5 0102>',
+      '+0 > - 1:1(0) ack 1',
+      '+0 < [ce] . 1:1(0) ack 1 win 1',
+      '+0 < mpls (label 1, tc 0, [S], ttl 255): S 0:0(0) win 1',
+      '+0 > . 1:1(0) ack 1 <ECN e1b 1 ceb 0 e0b 1,nop>',
+      '+.002 ... 0.004 connect(4, ..., ...) = 0',
+      '+0 recvmsg(4, {msg_name(...)=...,',
+      '               msg_iov(1)=[{...,0}], // comment inside',
+      '               msg_flags=MSG_ERRQUEUE,',
+      '               msg_control=[{cmsg_level=CMSG_LEVEL_IP, cmsg_type=CMSG_TYPE_RECVERR,',
+      '                             cmsg_data={ee_errno=0, ee_origin=SO_EE_ORIGIN_ZEROCOPY, ee_type=0, ee_code=0, ee_info=KEY, ee_data=1}}]}, MSG_ERRQUEUE) = -1',
+      '+0 %{',
+      'assert tcpi_snd_cwnd == 10, tcpi_snd_cwnd // not a comment in python',
+      '}%',
+      '`/tmp/sysctl_restore_${PPID}.sh`',
+    ].join('\n'),
+    'up.pkt',
+    { definitions: { TFO_COOKIE: '0102030405060708', CMSG_LEVEL_IP: 'SOL_IP', CMSG_TYPE_RECVERR: 'IP_RECVERR' } },
+  );
+  t.same(s.options, { mss: '1000', define: 'KEY=0x10' });
+  t.same(s.init, { line: 3, command: '../common/defaults.sh\nsysctl -q net.ipv4.tcp_ecn=2    # server agrees to ECN' });
+  t.same(s.cleanup, { line: 21, command: '/tmp/sysctl_restore_${PPID}.sh' });
+  const a = s.events.map((e) => e.action) as any[];
+  t.same(s.events.map((e) => e.line), [5, 6, 7, 8, 9, 10, 11, 12, 13, 18]);
+  t.match(a[1], { ip: { ttl: 4 }, packet: { flags: 'S' } });
+  t.same(a[1].packet.options[1], { kind: 'raw', code: 34, data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) }, 'TFO_COOKIE defined');
+  t.match(a[2], { ip: { tos: 2, flowlabel: 1 } });
+  t.same(a[2].packet.options, [{ kind: 'raw', code: 254, data: new Uint8Array([0xf9, 0x89]) }, { kind: 'raw', code: 19, data: new Uint8Array([1, 2]) }]);
+  t.match(a[3], { packet: { flags: '' } }, '"-": no flags');
+  t.match(a[4], { ip: { ecn: 3 } });
+  t.match(a[5], { packet: { proto: 'unsupported', what: 'mpls encapsulation' } }, 'MPLS read, reported as unsupported');
+  t.match(a[6].packet.options[0], { kind: 'unsupported', text: 'ECN e1b 1 ceb 0 e0b 1' });
+  t.same(s.events[7]!.time, { kind: 'rel', ms: 2, end: { kind: 'rel', ms: 4, blocking: true } }, 'the end counts from the same base');
+  t.match(a[8], { name: 'recvmsg', result: -1, errno: undefined });
+  const cmsg = a[8].args[1].fields.find((f: any) => f.name === 'msg_control').value.items[0];
+  t.match(cmsg.fields, [{ name: 'cmsg_level', value: { name: 'SOL_IP' } }, { name: 'cmsg_type', value: { name: 'IP_RECVERR' } }, { name: 'cmsg_data' }]);
+  t.match(cmsg.fields[2].value.fields[4], { name: 'ee_info', value: { t: 'int', v: 16 } }, '--define applies');
+  t.match(a[9], { type: 'code', code: 'assert tcpi_snd_cwnd == 10, tcpi_snd_cwnd // not a comment in python' });
 });

@@ -24,15 +24,24 @@ import {
 export interface ParseOptions {
   /** Symbols defined for `#ifdef` (default: STANDARD, the behaviour the RFCs ask for). */
   defines?: readonly string[];
+  /**
+   * Values of packetdrill's `-D NAME=VALUE` definitions: a bare word NAME anywhere in an event stands for VALUE,
+   * as upstream's lexer substitutes it (run_all.py passes TFO_COOKIE, CMSG_LEVEL_IP, ... this way).
+   */
+  definitions?: Readonly<Record<string, string>> | ((options: Readonly<Record<string, string>>) => Readonly<Record<string, string>>);
 }
 
 /** Parses the text of a script; throws ParseError naming the file and line of the first problem. */
 export function parseScript(text: string, path: string, opts: ParseOptions = {}): Script {
   const defines = new Set(opts.defines ?? ['STANDARD']);
-  const lines = stripBlockComments(text).split('\n');
+  const lines = stripComments(text).split('\n');
   const options: Record<string, string> = {};
   const events: ScriptEvent[] = [];
   const ifdefSkipped: { line: number; symbol: string }[] = [];
+  let init: Script['init'];
+  let cleanup: Script['cleanup'];
+  // Fixed at the first event, once the option lines (which may say --ip_version or --define) are read.
+  let definitions: Readonly<Record<string, string>> | undefined;
   // Each level: whether its lines are active, and the symbol (for the skipped report).
   const stack: { active: boolean; taken: boolean; symbol: string }[] = [];
   const active = () => stack.every((s) => s.active);
@@ -58,54 +67,142 @@ export function parseScript(text: string, path: string, opts: ParseOptions = {})
       } else fail('#if expressions are not supported (use #ifdef)');
       continue;
     }
-    // A python block may span lines: gather it whole before anything else looks at the line.
-    if (/%\{/.test(stripLineComment(line))) {
-      let j = i;
-      let body = line;
-      while (!/\}%/.test(body)) {
-        j++;
-        if (j >= lines.length) fail('unterminated %{ python block (expected }%)');
-        body += '\n' + lines[j]!;
-      }
+    // packetdrill's lexer reads tokens, not lines: an event continues over the next lines while a backtick
+    // command, a %{ }% block or a bracket is still open (multi-line recvmsg msghdrs, defaults.sh plus a sysctl).
+    for (let j = i; open(line) !== undefined; ) {
+      j++;
+      if (j >= lines.length) fail(`unterminated ${open(line)} (the script ends inside it)`);
+      line += '\n' + lines[j]!;
       i = j;
-      line = body;
     }
     if (!active()) {
-      if (stripLineComment(line).trim() !== '') ifdefSkipped.push({ line: lineNo, symbol: stack.find((s) => !s.active)!.symbol });
+      if (line.trim() !== '') ifdefSkipped.push({ line: lineNo, symbol: stack.find((s) => !s.active)!.symbol });
       continue;
     }
-    const content = line.includes('%{') ? line.trim() : stripLineComment(line).trim();
+    const content = line.trim();
     if (content === '') continue;
     if (content.startsWith('--')) {
+      if (events.length || init) fail('option lines "--name=value" must come before the first event');
       const m = /^--([A-Za-z0-9_-]+)(?:[= ]\s*(.*))?$/.exec(content) ?? fail(`expected an option line "--name=value"`);
       options[m[1]!] = (m[2] ?? '').trim();
       continue;
     }
-    events.push(parseEvent(content, lineNo, path));
+    if (content.startsWith('`')) {
+      // Without a time, a command opens the script (run before time 0) or closes it (run at the end, passed or
+      // failed), as packetdrill's init_command and cleanup_command.
+      const command = untimedCommand(content, fail);
+      if (!events.length && !init) init = { line: lineNo, command };
+      else if (!cleanup) cleanup = { line: lineNo, command };
+      else fail('a command without a time may only open or close the script');
+      continue;
+    }
+    if (cleanup) throw new ParseError(path, cleanup.line, 'a command without a time may only open or close the script');
+    definitions ??= definitionsFor(options, opts.definitions, fail);
+    events.push(parseEvent(substitute(content, definitions), lineNo, path));
   }
   if (stack.length) throw new ParseError(path, lines.length, `#ifdef ${stack[stack.length - 1]!.symbol} without #endif`);
-  return { path, options, events, ifdefSkipped };
+  return { path, options, events, ifdefSkipped, init, cleanup };
 }
 
-function stripBlockComments(text: string): string {
-  return text.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' '));
-}
-
-function stripLineComment(line: string): string {
-  // `//` outside backticks and strings starts a comment.
-  let inTick = false;
-  let inStr = false;
-  for (let i = 0; i < line.length - 1; i++) {
-    const c = line[i]!;
-    if (c === '`' && !inStr) inTick = !inTick;
-    else if (c === '"' && !inTick) inStr = !inStr;
-    else if (c === '/' && line[i + 1] === '/' && !inTick && !inStr) return line.slice(0, i);
+function definitionsFor(options: Readonly<Record<string, string>>, given: ParseOptions['definitions'], fail: (msg: string) => never): Readonly<Record<string, string>> {
+  const out = { ...(typeof given === 'function' ? given(options) : given) };
+  const d = options.define;
+  if (d !== undefined) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(d) ?? fail(`expected --define=NAME=VALUE, found "--define=${d}"`);
+    out[m[1]!] = m[2]!.replace(/^"(.*)"$/, '$1');
   }
-  return line;
+  return out;
+}
+
+/** What is still open at the end of `text` (a backtick command, a python block, a bracket), or undefined. */
+function open(text: string): string | undefined {
+  let depth = 0;
+  let tick = false;
+  let str = false;
+  let code = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (code) {
+      if (c === '}' && text[i + 1] === '%') code = false;
+      continue;
+    }
+    if (tick) {
+      if (c === '\\') i++;
+      else if (c === '`') tick = false;
+      continue;
+    }
+    if (str) {
+      if (c === '\\') i++;
+      else if (c === '"') str = false;
+      continue;
+    }
+    if (c === '`') tick = true;
+    else if (c === '"') str = true;
+    else if (c === '%' && text[i + 1] === '{') code = true;
+    else if ('([{'.includes(c)) depth++;
+    else if (')]}'.includes(c)) depth--;
+  }
+  if (code) return '%{ python block (expected }%)';
+  if (tick) return 'shell command (expected a closing backtick)';
+  if (str) return 'string (expected a closing ")';
+  return depth > 0 ? 'bracket' : undefined;
+}
+
+function untimedCommand(content: string, fail: (msg: string) => never): string {
+  const end = content.indexOf('`', 1);
+  if (end < 0) fail('unterminated shell command (expected a closing backtick)');
+  if (content.slice(end + 1).trim() !== '') fail(`unexpected text after the shell command: "${clip(content.slice(end + 1))}"`);
+  return content.slice(1, end);
+}
+
+/** Replaces the bare words defined with `-D NAME=VALUE` outside strings, backticks and python blocks. */
+function substitute(content: string, defs: Readonly<Record<string, string>> | undefined): string {
+  if (!defs || !Object.keys(defs).length) return content;
+  return content.replace(/(`[^`]*`|"(?:\\.|[^"])*"|%\{[\s\S]*?\}%)|\b([A-Za-z_][A-Za-z0-9_]*)\b/g, (m, quoted: string | undefined, word: string | undefined) =>
+    quoted !== undefined ? m : Object.hasOwn(defs, word!) ? defs[word!]! : m,
+  );
+}
+
+/**
+ * Blanks out `//` and C comments (keeping line breaks, so line numbers stay), but not inside strings, backtick
+ * commands and %{ }% python blocks, as packetdrill's lexer does.
+ */
+function stripComments(text: string): string {
+  let out = '';
+  let i = 0;
+  const blank = (s: string) => s.replace(/[^\n]/g, ' ');
+  while (i < text.length) {
+    const c = text[i]!;
+    const two = text.slice(i, i + 2);
+    let end: number;
+    if (two === '//') {
+      end = text.indexOf('\n', i);
+      if (end < 0) end = text.length;
+      out += blank(text.slice(i, end));
+    } else if (two === '/*') {
+      end = text.indexOf('*/', i + 2);
+      end = end < 0 ? text.length : end + 2;
+      out += blank(text.slice(i, end));
+    } else if (two === '%{') {
+      end = text.indexOf('}%', i + 2);
+      end = end < 0 ? text.length : end + 2;
+      out += text.slice(i, end);
+    } else if (c === '`' || c === '"') {
+      end = i + 1;
+      while (end < text.length && text[end] !== c) end += text[end] === '\\' ? 2 : 1;
+      end = Math.min(end + 1, text.length);
+      out += text.slice(i, end);
+    } else {
+      end = i + 1;
+      out += c;
+    }
+    i = end;
+  }
+  return out;
 }
 
 const NUM = String.raw`(?:\d+(?:\.\d*)?|\.\d+)`;
-const TIME_RE = new RegExp(String.raw`^(\*|(?:\+\s*)?${NUM})(?:(~|\.\.\.)((?:\+\s*)?${NUM}))?(?=\s|$)`);
+const TIME_RE = new RegExp(String.raw`^(\*|(?:\+\s*)?${NUM})(?:\s*(~|\.\.\.)\s*((?:\+\s*)?${NUM}))?(?=\s|$)`);
 
 /** Parses one event line (time and action). */
 export function parseEvent(content: string, line: number, path: string): ScriptEvent {
@@ -143,6 +240,9 @@ function parseTime(start: string, sep: string | undefined, end: string | undefin
   const s = one(start);
   if (!sep) return s;
   const e = one(end!);
+  // A blocking call's end is written without "+" and, after a relative start, counts from the same base
+  // (run.c, adjust_relative_event_times).
+  if (sep === '...' && s.kind === 'rel') return { ...s, end: { kind: 'rel', ms: e.ms, blocking: true } };
   return { ...s, end: { ...e, blocking: sep === '...' } };
 }
 
@@ -178,12 +278,21 @@ function parsePacket(text: string, fail: (msg: string) => never): PacketAction {
   const direction = text[0] === '<' ? ('in' as const) : ('out' as const);
   let ip: IpInfo = {};
   let echoedFirst: IcmpPacketSpec['echoed'];
-  // `[ect0]`, `[tos 0x..]`, `[ttl N]`; in the old ICMP syntax `[seq:end(len)]` comes before "icmp".
-  for (let m = c.take(/^\[([^\]]*)\]/); m; m = c.take(/^\[([^\]]*)\]/)) {
-    const inner = m[1]!.trim();
+  // `[ect0]`, `(tos 0x..)`, `(ttl N)`, `(flowlabel 0x..)`, in brackets or parentheses; in the old ICMP syntax
+  // `[seq:end(len)]` comes before "icmp".
+  const IP_INFO = /^\[([^\]]*)\]|^\(([^)]*)\)/;
+  for (let m = c.take(IP_INFO); m; m = c.take(IP_INFO)) {
+    const inner = (m[1] ?? m[2]!).trim();
     const echoed = parseEchoed(inner);
     if (echoed) echoedFirst = echoed;
     else ip = { ...ip, ...parseIpInfo(inner, fail) };
+  }
+  // Encapsulations (an outer IP header, GRE, MPLS) are read but not built: the packet says so and the runner
+  // reports the script as unsupported, where a parse error would hide what the script is about.
+  const encap = c.take(/^(ipv4|ipv6)\b[^:]*:|^(gre|GREv0)\b[^:]*:|^mpls\b(?:\s*\([^)]*\))*\s*:|^encap\s+psp\b\s*spi\s+\S+/);
+  if (encap) {
+    const what = encap[0].split(/[\s(:]/)[0]!;
+    return { type: 'packet', direction, ip, packet: { proto: 'unsupported', what: `${what} encapsulation`, text: text.slice(1).trim() } };
   }
   if (c.take(/^udp\b/)) {
     const m = c.need(/^\(\s*(\d+)\s*\)/, 'the UDP payload length "(N)"');
@@ -201,7 +310,11 @@ function parsePacket(text: string, fail: (msg: string) => never): PacketAction {
     const packet: IcmpPacketSpec = { proto: 'icmp', type, code, mtu: mtu ? Number(mtu[1]) : undefined, echoed };
     return { type: 'packet', direction, ip, packet };
   }
-  const flags = c.need(/^[SFRP.EWUA]+(?=\s)/, 'TCP flags (S, F, R, P, ., E, W, U) or "udp"/"icmp"')[0];
+  const ports = c.take(/^(\d+)\s*>\s*(\d+)(?=\s)/);
+  if (ports) return { type: 'packet', direction, ip, packet: { proto: 'unsupported', what: 'explicit ports "SRC > DST"', text: text.slice(1).trim() } };
+  let flags = c.need(/^(?:[SFRPEWUA]*\.?\d*|-)(?=\s)/, 'TCP flags (S, F, R, P, ., E, W, U, or - for none) or "udp"/"icmp"')[0];
+  if (flags === '-') flags = '';
+  else if (/\d/.test(flags)) return { type: 'packet', direction, ip, packet: { proto: 'unsupported', what: `AccECN ACE field "${flags}"`, text: text.slice(1).trim() } };
   let seq: number | null = null;
   let end: number | null = null;
   let len: number;
@@ -248,14 +361,20 @@ function parseEchoed(inner: string): IcmpPacketSpec['echoed'] | undefined {
 const ECN: Record<string, number | 'ect01'> = { noecn: 0, ect1: 1, ect0: 2, ce: 3, ect01: 'ect01' };
 
 function parseIpInfo(inner: string, fail: (msg: string) => never): IpInfo {
-  if (inner in ECN) return { ecn: ECN[inner] };
-  let m = /^tos\s+(0x[0-9a-fA-F]+|\d+)$/.exec(inner);
-  if (m) return { tos: Number(m[1]) };
-  m = /^ttl\s+(\d+)$/.exec(inner);
-  if (m) return { ttl: Number(m[1]) };
-  m = /^frag\s+(\d+)$/.exec(inner);
-  if (m) return { frag: Number(m[1]) };
-  return fail(`expected [noecn], [ect0], [ect1], [ect01], [ce], [tos N], [ttl N] or [frag N], found [${inner}]`);
+  let ip: IpInfo = {};
+  for (const part of inner.split(',').map((p) => p.trim())) {
+    let m: RegExpExecArray | null;
+    if (part in ECN) ip = { ...ip, ecn: ECN[part] };
+    else if ((m = /^tos\s+(0x[0-9a-fA-F]+|\d+)$/.exec(part))) ip = { ...ip, tos: Number(m[1]) };
+    else if ((m = /^ttl\s+(\d+)$/.exec(part))) ip = { ...ip, ttl: Number(m[1]) };
+    else if ((m = /^flowlabel\s+(0x[0-9a-fA-F]+|\d+)$/.exec(part))) ip = { ...ip, flowlabel: Number(m[1]) };
+    else if ((m = /^frag\s+(\d+)$/.exec(part))) ip = { ...ip, frag: Number(m[1]) };
+    else fail(`expected [noecn], [ect0], [ect1], [ect01], [ce], (tos N), (ttl N), (flowlabel N) or [frag N], found [${inner}]`);
+  }
+  if (ip.tos !== undefined && ip.tos > 0xff) fail('tos out of range for 8 bits');
+  if (ip.ttl !== undefined && ip.ttl > 0xff) fail('ttl out of range for 8 bits');
+  if (ip.flowlabel !== undefined && ip.flowlabel > 0xfffff) fail('flowlabel out of range for 20 bits');
+  return ip;
 }
 
 function parseTcpOptions(inner: string, fail: (msg: string) => never): TcpOptionSpec[] | 'any' {
@@ -270,10 +389,20 @@ function parseTcpOptions(inner: string, fail: (msg: string) => never): TcpOption
     else if ((m = /^mss (\d+)$/.exec(o))) out.push({ kind: 'mss', value: Number(m[1]) });
     else if ((m = /^wscale (\d+)$/.exec(o))) out.push({ kind: 'wscale', value: Number(m[1]) });
     else if ((m = /^TS val (\d+) ecr (\d+)$/.exec(o))) out.push({ kind: 'TS', val: Number(m[1]), ecr: Number(m[2]) });
+    else if ((m = /^(FO|FOEXP|md5)(?: ([0-9A-Za-z]*))?$/.exec(o))) {
+      // TCP Fast Open (kind 34, RFC 7413), its experimental form (kind 254, magic 0xF989), TCP-MD5 (kind 19):
+      // hex bytes as written, odd or invalid digits refused as upstream does.
+      const hex = m[2] ?? '';
+      if (hex.length % 2 || !/^[0-9a-fA-F]*$/.test(hex)) fail(`${m[1]} value "${hex}" is not an even number of hex digits`);
+      const data = new Uint8Array(hex.length / 2).map((_, k) => parseInt(hex.slice(2 * k, 2 * k + 2), 16));
+      if (m[1] === 'FO') out.push({ kind: 'raw', code: 34, data });
+      else if (m[1] === 'FOEXP') out.push({ kind: 'raw', code: 254, data: new Uint8Array([0xf9, 0x89, ...data]) });
+      else out.push({ kind: 'raw', code: 19, data });
+    } else if (/^ECN\b/.test(o)) out.push({ kind: 'unsupported', text: o });
     else if ((m = /^sack((?: \d+:\d+)*)$/.exec(o))) {
       const blocks = m[1]!.trim() === '' ? [] : m[1]!.trim().split(' ').map((b) => b.split(':').map(Number) as [number, number]);
       out.push({ kind: 'sack', blocks });
-    } else fail(`unknown TCP option "${o}" (known: mss, wscale, sackOK, sack a:b, TS val X ecr Y, nop, eol, ...)`);
+    } else fail(`unknown TCP option "${o}" (known: mss, wscale, sackOK, sack a:b, TS val X ecr Y, FO, FOEXP, md5, nop, eol, ...)`);
   }
   return out;
 }
@@ -430,7 +559,7 @@ function parseSyscall(text: string, fail: (msg: string) => never): SyscallAction
     const m = /^(-?(?:0x[0-9a-fA-F]+|\d+))(?:\s+([A-Z][A-Z0-9_]*))?$/.exec(resultText) ?? fail(`expected a result "N" or "-1 ERRNO", found "${clip(resultText)}"`);
     result = Number(m[1]!.replace(/^-/, '')) * (m[1]!.startsWith('-') ? -1 : 1);
     errno = m[2];
-    if (result === -1 && !errno) fail('expected an errno name after -1 (e.g. "-1 EAGAIN")');
+    // "-1" alone is upstream's too: the call must fail, with any errno.
   }
   return { type: 'syscall', name, args, result, errno, note };
 }

@@ -7,7 +7,9 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Dut, DutConfig } from './dut.ts';
 import { type Profile, type RunResult, runScript, scriptConfig } from './interpreter.ts';
+import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import { parseScript } from './parse.ts';
+import { upstreamDefinitions } from './upstream.ts';
 import { ParseError, type Script } from './script.ts';
 
 /** A DUT's name and how to build one per script. */
@@ -38,6 +40,12 @@ export interface RunnerOptions {
   profile?: Profile;
   /** Called after each result (progress output). */
   onResult?: (r: ResultRow) => void;
+}
+
+/** upstream run_all.py's `-D` definitions, for the IP version a script asks for and the runner's addresses. */
+function scriptDefinitions(options: Readonly<Record<string, string>>): Record<string, string> {
+  const v6 = options.ip_version === 'ipv6';
+  return upstreamDefinitions(v6 ? 6 : 4, v6 ? REMOTE_V6 : REMOTE_V4, v6 ? DUT_V6 : DUT_V4);
 }
 
 /** Every `.pkt` file under the given paths (files as given, folders recursively, sorted). */
@@ -102,7 +110,7 @@ export async function runAll(paths: string[], opts: RunnerOptions): Promise<Resu
     let script: Script | undefined;
     let parseError: string | undefined;
     try {
-      script = parseScript(readFileSync(file, 'utf8'), file);
+      script = parseScript(readFileSync(file, 'utf8'), file, { definitions: scriptDefinitions });
     } catch (e) {
       parseError = e instanceof ParseError ? e.message : String(e);
     }
@@ -128,16 +136,11 @@ async function runOne(file: string, script: Script, f: DutFactory, opts: RunnerO
   const base = { script: file, dut: f.name, profile, leniency: [] as string[], skippedLines: [] as ResultRow['skippedLines'], ms: 0 };
   let dut: Dut;
   try {
-    const prelude: string[] = [];
-    for (const e of script.events) {
-      if (e.action.type !== 'shell') break;
-      prelude.push(e.action.command);
-    }
-    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, prelude });
+    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, mss: cfg.mss });
   } catch (e) {
     return { ...base, verdict: 'error', detail: `DUT setup failed: ${(e as Error).message}` };
   }
-  const budget = deadlineMs(script, opts.toleranceMs ?? cfg.toleranceMs);
+  const budget = deadlineMs(script, opts.toleranceMs ?? cfg.toleranceMs) + (script.init || script.cleanup ? 10_000 : 0);
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<RunResult>((resolve) => {

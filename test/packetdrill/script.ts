@@ -22,14 +22,18 @@ export type TcpOptionSpec =
   | { readonly kind: 'TS'; readonly val: number; readonly ecr: number }
   | { readonly kind: 'nop' }
   | { readonly kind: 'eol' }
-  | { readonly kind: 'raw'; readonly code: number; readonly data: Uint8Array };
+  | { readonly kind: 'raw'; readonly code: number; readonly data: Uint8Array }
+  /** An option the runner reads but cannot build or compare (AccECN's `ECN e0b ...`). */
+  | { readonly kind: 'unsupported'; readonly text: string };
 
-/** IP-level decorations of a packet line: `[ect0]`, `[ce]`, `[tos 0x10]`, `[ttl 64]`. */
+/** IP-level decorations of a packet line: `[ect0]`, `[ce]`, `(tos 0x10)`, `(ttl 64)`, `(flowlabel 0x1)`. */
 export interface IpInfo {
   /** ECN codepoint 0–3 (not-ECT, ECT(1), ECT(0), CE), or 'ect01' for "either ECT". */
   readonly ecn?: number | 'ect01';
   readonly tos?: number;
   readonly ttl?: number;
+  /** `(flowlabel N)`: the IPv6 flow label (outbound: checked as packetdrill does, by its first value). */
+  readonly flowlabel?: number;
   /** `[frag N]` (runner extension, inbound only): send as IP fragments of N payload bytes. */
   readonly frag?: number;
 }
@@ -67,12 +71,20 @@ export interface IcmpPacketSpec {
   readonly echoed?: { readonly proto: 'tcp'; readonly seq: number; readonly end: number; readonly len: number } | { readonly proto: 'udp'; readonly len: number };
 }
 
+/** A packet line the runner reads but cannot build or check (GRE, MPLS, an outer IP header): reported per script. */
+export interface UnsupportedPacketSpec {
+  readonly proto: 'unsupported';
+  /** What the runner lacks, for the report. */
+  readonly what: string;
+  readonly text: string;
+}
+
 /** A packet event: `<` injected from the remote host, `>` expected from the DUT. */
 export interface PacketAction {
   readonly type: 'packet';
   readonly direction: 'in' | 'out';
   readonly ip: IpInfo;
-  readonly packet: TcpPacketSpec | UdpPacketSpec | IcmpPacketSpec;
+  readonly packet: TcpPacketSpec | UdpPacketSpec | IcmpPacketSpec | UnsupportedPacketSpec;
 }
 
 /** An expression in a system call's arguments or result. */
@@ -100,7 +112,7 @@ export interface SyscallAction {
   readonly args: readonly Expr[];
   /** Expected return value; undefined for `= ...` (anything). */
   readonly result?: number;
-  /** Expected errno name when result is -1. */
+  /** Expected errno name when result is -1 (undefined: any errno, as a bare "-1" says). */
   readonly errno?: string;
   /** The text in parentheses after the result, kept for messages. */
   readonly note?: string;
@@ -132,6 +144,10 @@ export interface Script {
   /** `--name=value` option lines (value '' for a bare flag). */
   readonly options: Readonly<Record<string, string>>;
   readonly events: readonly ScriptEvent[];
+  /** The command before the first event without a time (packetdrill's init command: runs before time 0). */
+  readonly init?: { readonly line: number; readonly command: string };
+  /** The command after the last event without a time (packetdrill's cleanup command: runs at the end, always). */
+  readonly cleanup?: { readonly line: number; readonly command: string };
   /** Lines removed by `#ifdef` blocks, with the symbol, so a report can show them. */
   readonly ifdefSkipped: readonly { readonly line: number; readonly symbol: string }[];
 }

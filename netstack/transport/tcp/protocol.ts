@@ -165,7 +165,7 @@ export interface TcpStats {
 /** TCP for one stack. */
 export class TcpProtocol implements TransportProtocol {
   readonly protocolNumber = PROTO_TCP;
-  readonly config: Readonly<TcpConfig>;
+  private cfg: Readonly<TcpConfig>;
   readonly stats: TcpStats;
   private readonly connected = new Map<string, TcpEndpoint>();
   private readonly listeners = new Map<number, TcpEndpoint[]>();
@@ -185,12 +185,22 @@ export class TcpProtocol implements TransportProtocol {
   // Connections with an ACK deferred to batchEnd.
   private readonly deferred: TcpEndpoint[] = [];
 
+  /** The configuration in force; read where it is used, so a change reaches what happens next. */
+  get config(): Readonly<TcpConfig> {
+    return this.cfg;
+  }
+
+  /** Changes configuration fields from now on (a sysctl write): connections read them as they act, as on Linux. */
+  configure(fields: Partial<TcpConfig>): void {
+    this.cfg = Object.freeze({ ...this.cfg, ...fields });
+  }
+
   constructor(
     readonly net: NetworkLayer,
     readonly ports: PortManager,
     opts?: Partial<TcpConfig>,
   ) {
-    this.config = Object.freeze({ ...DEFAULT_TCP_CONFIG, ...opts });
+    this.cfg = Object.freeze({ ...DEFAULT_TCP_CONFIG, ...opts });
     this.stats = net.stats.group<TcpStats>('tcp', {
       segmentsReceived: 0,
       segmentsSent: 0,

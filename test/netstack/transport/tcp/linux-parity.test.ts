@@ -370,7 +370,7 @@ for (const family of [4, 6] as const) {
     { where: 'RCV.NXT+65535 (beyond the right edge)', at: 65535, ack: true },
   ]) {
     t.test(`IPv${family} TIME-WAIT rcv FIN without ACK bit at ${c.where} → ${c.ack ? 'ACK' : 'nothing'} (both families alike)`, async (t) => {
-      const dut = createTsvisorDut({ ipVersion: family, mtu: 1500, prelude: [] });
+      const dut = createTsvisorDut({ ipVersion: family, mtu: 1500 });
       try {
         const r = await runScript(parseScript(timeWaitFinScript(family, c.at, c.ack), `tw-fin-${family}.pkt`), dut, { profile: 'strict' });
         t.equal(r.verdict, 'pass', `line ${r.line}: ${r.detail}`);

@@ -120,9 +120,10 @@ export class Calls {
     if (!e || e.t === 'ellipsis') return [];
     if (e.t !== 'list') throw new ScriptError(`expected an iovec array [{iov_base=..., iov_len=N}], found ${describeExpr(e)}`);
     return e.items.map((it) => {
-      if (it.t !== 'struct') throw new ScriptError('expected {iov_base=..., iov_len=N}');
-      const len = it.fields.find((f) => f.name === 'iov_len');
-      const base = it.fields.find((f) => f.name === 'iov_base');
+      if (it.t !== 'struct') throw new ScriptError('expected {iov_base=..., iov_len=N} or {..., N}');
+      // Named (FreeBSD's scripts) or positional as packetdrill's grammar has it: {..., 40}.
+      const len = it.fields.find((f) => f.name === 'iov_len') ?? (it.fields[1] && !it.fields[1].name ? it.fields[1] : undefined);
+      const base = it.fields.find((f) => f.name === 'iov_base') ?? (it.fields[0] && !it.fields[0].name ? it.fields[0] : undefined);
       return this.buffer(base?.value, this.int(len?.value));
     });
   }
@@ -368,46 +369,15 @@ export class Calls {
       },
     };
   }
-  /**
-   * A `%{ }%` block: python is not run, but lines of the form `assert tcpi_FIELD OP VALUE` are checked against
-   * TCP_INFO of the socket under test (FreeBSD's TCPI_* state names mapped to Linux's numbering, which
-   * struct tcp_info uses on both DUTs); anything else is reported as a skipped line (the reason is returned).
-   */
-  code(code: string): string | undefined {
-    const lines = code.split(/\n|;/).map((l) => l.trim()).filter((l) => l !== '');
-    const asserts = lines.map((l) => /^assert\s+(tcpi_\w+)\s*(==|!=|<=|>=|<|>)\s*(\w+)$/.exec(l));
-    if (!asserts.length || asserts.some((m) => !m) || this.underTest === undefined) {
-      return 'python blocks are not run (only "assert tcpi_x OP value" is understood)';
-    }
+  /** TCP_INFO bytes of the socket under test (for a %{ }% block), or why there are none. */
+  tcpInfo(): Uint8Array | string {
+    if (this.underTest === undefined) return 'no socket to use for code';
     const buf = new Uint8Array(256);
     const len = new Uint32Array([buf.length]);
     const r = this.ctx.dut.sys.getsockopt(this.underTest, L.IPPROTO_TCP, L.TCP_INFO, buf, len);
-    if (r < 0) throw new Mismatch(`%{ ${code} }%: getsockopt(TCP_INFO) = -1 ${errnoName(-r)}`);
-    for (const m of asserts) {
-      const [, field, op, valueText] = m!;
-      const off = STRUCT_FIELDS[field!];
-      if (!off) throw new ScriptError(`unknown tcp_info field ${field}`);
-      const got = off[1] === 1 ? buf[off[0]]! : new DataView(buf.buffer).getUint32(off[0], true);
-      const want = /^\d+$/.test(valueText!) ? Number(valueText) : (TCPI_STATE_NAMES[valueText!] ?? linuxConstant(valueText!));
-      if (want === undefined) throw new ScriptError(`unknown value ${valueText} in %{ ${code} }%`);
-      const ok = { '==': got === want, '!=': got !== want, '<=': got <= want, '>=': got >= want, '<': got < want, '>': got > want }[op!];
-      if (!ok) throw new Mismatch(`%{ assert ${field} ${op} ${valueText} }%: ${field} is ${got}${field === 'tcpi_state' ? ` (${stateName(got)})` : ''}, expected ${op} ${want}`);
-    }
-    return undefined;
+    if (r < 0) return `getsockopt(TCP_INFO) = -1 ${errnoName(-r)}`;
+    return buf;
   }
-
-}
-
-/** FreeBSD's TCPI_* / TCPS_* state names as Linux's tcp_info numbers them (include/net/tcp_states.h). */
-const TCPI_STATE_NAMES: Record<string, number> = {
-  TCPI_ESTABLISHED: 1, TCPI_SYN_SENT: 2, TCPI_SYN_RECEIVED: 3, TCPI_FIN_WAIT_1: 4, TCPI_FIN_WAIT_2: 5,
-  TCPI_TIME_WAIT: 6, TCPI_CLOSED: 7, TCPI_CLOSE_WAIT: 8, TCPI_LAST_ACK: 9, TCPI_LISTEN: 10, TCPI_CLOSING: 11,
-};
-
-const LINUX_STATE_NAMES = ['', 'TCP_ESTABLISHED', 'TCP_SYN_SENT', 'TCP_SYN_RECV', 'TCP_FIN_WAIT1', 'TCP_FIN_WAIT2', 'TCP_TIME_WAIT', 'TCP_CLOSE', 'TCP_CLOSE_WAIT', 'TCP_LAST_ACK', 'TCP_LISTEN', 'TCP_CLOSING'];
-
-function stateName(n: number): string {
-  return LINUX_STATE_NAMES[n] || String(n);
 }
 
 /** Calls whose result is a new fd (compared as "some fd", then mapped). */

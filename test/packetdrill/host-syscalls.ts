@@ -36,6 +36,7 @@ const f = {
 };
 
 const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
+const EAGAIN = 11;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16).
 const EPOLL_EVENT_LEN = process.arch === 'x64' ? 12 : 16;
@@ -134,9 +135,26 @@ export class HostSyscalls implements SocketSyscalls {
     return this.maybeBlock(fd, L.POLLIN, call);
   }
   sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet {
-    const call = () => ret(f.sendto(fd, buf, buf.length, flags | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
-    if (flags & L.MSG_DONTWAIT) return call();
-    return this.maybeBlock(fd, L.POLLOUT, call);
+    const once = (from: number, extra: number) => ret(f.sendto(fd, buf.subarray(from), buf.length - from, flags | extra | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
+    if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
+    // A blocking send returns once all of it is queued, which may take ACKs only the runner can inject: so the
+    // call is made without blocking, and what did not fit waits for POLLOUT on the event loop, as the kernel's
+    // sk_stream_wait_memory would wait.
+    const first = once(0, L.MSG_DONTWAIT);
+    if (first === buf.length || (first < 0 && first !== -EAGAIN)) return first;
+    return (async () => {
+      let sent = Math.max(0, first);
+      while (sent < buf.length) {
+        while (this.ready(fd, L.POLLOUT) === 0) {
+          if (this.aborted) return sent || -4;
+          await sleep(1);
+        }
+        const r = once(sent, L.MSG_DONTWAIT);
+        if (r < 0 && r !== -EAGAIN) return sent || r;
+        if (r > 0) sent += r;
+      }
+      return sent;
+    })();
   }
   recvmsg(fd: number, msg: MsgHdr, flags: number): SysRet {
     const total = msg.iov.reduce((n, b) => n + b.length, 0);

@@ -7,6 +7,7 @@
 import { dirname } from 'node:path';
 import { addressEqual } from '../../netstack/addr.ts';
 import { Calls } from './calls.ts';
+import { CodeBlocks } from './code.ts';
 import type { Dut } from './dut.ts';
 import { fragmentFrame } from './fragments.ts';
 import {
@@ -83,6 +84,7 @@ class Interpreter {
   private readonly profile: Profile;
   private readonly result: RunResult;
   private readonly calls: Calls;
+  private readonly code: CodeBlocks;
   private lastTime = 0;
   private relBase = 0;
   private line = 0;
@@ -134,6 +136,7 @@ class Interpreter {
       },
     });
     this.result = { verdict: 'pass', detail: '', skipped: [], leniency: [], profile: this.profile };
+    this.code = new CodeBlocks(script.path);
     for (const s of script.ifdefSkipped) this.result.skipped.push({ line: s.line, text: '', why: `#ifdef ${s.symbol} not defined` });
     for (const n of this.cfg.notes) this.result.skipped.push({ line: 0, text: n.text, why: `accepted, no effect here: ${n.why}` });
   }
@@ -185,6 +188,15 @@ class Interpreter {
           this.result.line = cleanup.line;
           this.result.detail = (e as Error).message;
         }
+      }
+    }
+    // As packetdrill: the python blocks run once the events are done, each with the snapshot of its own time.
+    if (this.result.verdict === 'pass') {
+      const failed = this.code.run();
+      if (failed) {
+        this.result.verdict = 'fail';
+        this.result.line = failed.line;
+        this.result.detail = failed.message;
       }
     }
     return this.result;
@@ -247,9 +259,11 @@ class Interpreter {
     if (a.type === 'packet') this.inject(a);
     else if (a.type === 'syscall') await this.syscall(ev, a);
     else if (a.type === 'shell') await this.command(ev.line, a.command);
+    else if (!CodeBlocks.available()) this.result.skipped.push({ line: ev.line, text: `%{ ${a.code} }%`, why: 'no python3 to run it with' });
     else {
-      const why = this.calls.code(a.code);
-      if (why) this.result.skipped.push({ line: ev.line, text: `%{ ${a.code} }%`, why });
+      const info = this.calls.tcpInfo();
+      if (typeof info === 'string') throw new ScriptError(`%{ }%: ${info}`);
+      this.code.add(ev.line, a.code, info);
     }
   }
 

@@ -205,6 +205,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private readonly blockSize: number;
   private readonly ringFrames: number;
   private rxHead = 0;
+  // tp_sec / tp_nsec of the slot being delivered (see rxTimeNs).
+  private rxSec = 0;
+  private rxNsec = 0;
   private readonly tx: MmsgBatch;
   private readonly maxFrame: number;
   private readonly offloads: boolean;
@@ -373,6 +376,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
         // The kernel already filled the next slot: this batch goes on, so the receiver may defer its replies.
         const next = i + 1 === this.ringFrames ? 0 : i + 1;
         if (budget > 1 && (v.getUint32(this.slotOffset(next), true) & TP_STATUS_USER) !== 0) flags |= RX_MORE;
+        this.rxSec = v.getUint32(off + 16, true);
+        this.rxNsec = v.getUint32(off + 20, true);
         try {
           d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen), flags);
         } finally {
@@ -448,6 +453,15 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.tx.setLength(i, this.txHdr + frame.length);
     this.scheduleFlush();
     return true;
+  }
+
+  /**
+   * When the kernel took in the frame being delivered (tpacket2_hdr tp_sec/tp_nsec, CLOCK_REALTIME, in ms), valid
+   * during deliverFrame: a receiver that timestamps frames (the conformance runner) gets the kernel's time, not
+   * the time its busy thread came round to them.
+   */
+  get rxTimeMs(): number {
+    return this.rxSec * 1000 + this.rxNsec / 1e6;
   }
 
   /**

@@ -52,7 +52,7 @@ export class Calls {
       case 'int':
         return e.v;
       case 'ident': {
-        const v = linuxConstant(e.name);
+        const v = linuxConstant(e.name) ?? EXTRA_CONSTANTS[e.name];
         if (v === undefined) throw new ScriptError(`unknown constant ${e.name}`);
         return v;
       }
@@ -173,7 +173,7 @@ export class Calls {
       if (c.result < 0) {
         if (r >= 0) throw new Mismatch(`${c.name}() = ${r}, expected -1 ${c.errno ?? ''}`);
         if (c.errno === undefined) return;
-        const want = linuxConstant(c.errno);
+        const want = linuxConstant(c.errno) ?? EXTRA_CONSTANTS[c.errno];
         if (want === undefined) throw new ScriptError(`unknown errno ${c.errno}`);
         if (-r !== want) throw new Mismatch(`${c.name}() = -1 ${errName(r)}, expected -1 ${c.errno}`);
       } else if (r < 0) {
@@ -379,6 +379,30 @@ export class Calls {
     return buf;
   }
 }
+
+/**
+ * Linux constants upstream's scripts use that the Sentry's ABI table (sentry/socket/abi.ts) does not carry yet:
+ * Fast Open, TCP_INQ, MSG_ZEROCOPY completions and SO_TIMESTAMPING (include/uapi/linux/{tcp,errqueue,net_tstamp}.h).
+ */
+export const EXTRA_CONSTANTS: Readonly<Record<string, number>> = {
+  NULL: 0,
+  ENOMSG: 42,
+  TCP_FASTOPEN: 23, TCP_FASTOPEN_CONNECT: 30, TCP_FASTOPEN_KEY: 33, TCP_FASTOPEN_NO_COOKIE: 34, TCP_INQ: 36, TCP_CM_INQ: 36,
+  TCP_NOTSENT_LOWAT: 25, TCP_USER_TIMEOUT: 18, TCP_MD5SIG: 14, TCP_REPAIR: 19, TCP_TX_DELAY: 37,
+  IP_FREEBIND: 15, SO_MARK: 36, SO_ZEROCOPY: 60, SO_TIMESTAMPING: 37, SCM_TIMESTAMPING: 37, SO_MEMINFO: 55,
+  MSG_ZEROCOPY: 0x4000000, MSG_FASTOPEN: 0x20000000, MSG_ERRQUEUE: 0x2000, MSG_EOR: 0x80, MSG_MORE: 0x8000,
+  SO_EE_ORIGIN_NONE: 0, SO_EE_ORIGIN_LOCAL: 1, SO_EE_ORIGIN_ICMP: 2, SO_EE_ORIGIN_ICMP6: 3, SO_EE_ORIGIN_TIMESTAMPING: 4,
+  SO_EE_ORIGIN_ZEROCOPY: 5, SO_EE_CODE_ZEROCOPY_COPIED: 1,
+  SCM_TSTAMP_SND: 0, SCM_TSTAMP_SCHED: 1, SCM_TSTAMP_ACK: 2,
+  SOF_TIMESTAMPING_TX_HARDWARE: 1, SOF_TIMESTAMPING_TX_SOFTWARE: 2, SOF_TIMESTAMPING_RX_HARDWARE: 4,
+  SOF_TIMESTAMPING_RX_SOFTWARE: 8, SOF_TIMESTAMPING_SOFTWARE: 16, SOF_TIMESTAMPING_SYS_HARDWARE: 32,
+  SOF_TIMESTAMPING_RAW_HARDWARE: 64, SOF_TIMESTAMPING_OPT_ID: 128, SOF_TIMESTAMPING_TX_SCHED: 256,
+  SOF_TIMESTAMPING_TX_ACK: 512, SOF_TIMESTAMPING_OPT_CMSG: 1024, SOF_TIMESTAMPING_OPT_TSONLY: 2048,
+  SOF_TIMESTAMPING_OPT_STATS: 4096, SOF_TIMESTAMPING_OPT_PKTINFO: 8192, SOF_TIMESTAMPING_OPT_TX_SWHW: 16384,
+  SIOCINQ: 0x541b, SIOCOUTQ: 0x5411, SIOCOUTQNSQ: 0x894b, FIONREAD: 0x541b,
+  EPOLLEXCLUSIVE: 1 << 28, EPOLLWAKEUP: 1 << 29, EPOLLONESHOT: 1 << 30, EPOLLET: -0x80000000,
+  SPLICE_F_MOVE: 1, SPLICE_F_NONBLOCK: 2, SPLICE_F_MORE: 4,
+};
 
 /** Calls whose result is a new fd (compared as "some fd", then mapped). */
 const FD_RETURNING = new Set(['socket', 'accept', 'accept4', 'epoll_create', 'epoll_create1']);

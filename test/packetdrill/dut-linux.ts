@@ -74,6 +74,8 @@ class LinuxDut implements Dut {
   readonly sys: HostSyscalls;
   readonly endpoints: Endpoints;
   private t0 = performance.now();
+  /** CLOCK_REALTIME (ms) minus performance.now(), to place the kernel's capture timestamps on the script clock. */
+  private realOffset = wallOffset();
   private readonly queue: CapturedFrame[] = [];
   private readonly reassembler = new Reassembler();
   private waiter: (() => void) | undefined;
@@ -105,13 +107,16 @@ class LinuxDut implements Dut {
         if (!whole) return;
         const d = decodeFrame(whole.frame);
         if (!d || isNoise(d)) return;
-        this.queue.push({ frame: whole.frame, time: this.now(), fragments: whole.fragments });
+        // The kernel's capture time, as packetdrill's sniffer uses it: not when this thread came round to the frame.
+        const time = Math.min(this.now(), this.link.rxTimeMs - this.realOffset - this.t0);
+        this.queue.push({ frame: whole.frame, time, fragments: whole.fragments });
         this.waiter?.();
       },
     });
   }
 
   start(): void {
+    this.realOffset = wallOffset();
     this.t0 = performance.now();
   }
 
@@ -222,4 +227,12 @@ function gsoOf(frame: Uint8Array, mss: number): import('../../netstack/link/endp
   // The checksum is whole (over all the payload), not partial: the kernel verifies it as it comes, one packet.
   const hdrLen = frame.length - d.tcp.payload.length;
   return { gsoType: d.v === 4 ? GsoType.TCPV4 : GsoType.TCPV6, gsoSize: mss, hdrLen };
+}
+
+/** CLOCK_REALTIME minus performance.now() in ms, to well under a millisecond (Date.now() read as it ticks). */
+function wallOffset(): number {
+  const d0 = Date.now();
+  let d = d0;
+  while (d === d0) d = Date.now();
+  return d - performance.now();
 }

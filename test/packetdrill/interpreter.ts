@@ -5,7 +5,7 @@
  * addresses and ports filled in, checksums computed. The first mismatch ends the script as a failure.
  */
 import { dirname } from 'node:path';
-import { addressEqual } from '../../netstack/addr.ts';
+import { addressEqual, formatAddress } from '../../netstack/addr.ts';
 import { Calls } from './calls.ts';
 import { CodeBlocks } from './code.ts';
 import type { Dut } from './dut.ts';
@@ -25,6 +25,7 @@ import {
 } from './packets.ts';
 import type { PacketAction, Script, ScriptEvent, SyscallAction, TcpOptionSpec, TcpPacketSpec } from './script.ts';
 import { type ScriptConfig, scriptConfig as optionsConfig } from './options.ts';
+import { DEFAULT_TFO_KEY, fastOpenCookie } from './upstream.ts';
 import { Mismatch, ScriptError } from './verdict.ts';
 
 /**
@@ -85,7 +86,12 @@ class Interpreter {
   private readonly result: RunResult;
   private readonly calls: Calls;
   private readonly code: CodeBlocks;
+  /** When the previous event was done (live script ms): relative times count from it. */
   private lastTime = 0;
+  /** The previous event's script start time, and whether it was an inbound packet. */
+  private lastStart = 0;
+  private lastInbound = false;
+  /** The base the current event's relative times count from. */
   private relBase = 0;
   private line = 0;
   private mode: 'none' | 'listen' | 'passive' | 'active' = 'none';
@@ -102,6 +108,9 @@ class Interpreter {
   private evTol = 0;
   /** The script time of the event being run (ms). */
   private evStart = 0;
+  /** Fast Open cookies for the script's addresses → the same keys' cookies for the runner's (see ourCookie). */
+  private readonly cookies: Map<string, string>;
+  private readonly cookieNoted = new Set<string>();
   /** Script flow labels and the live ones they stand for. */
   private readonly flowLabels = new Map<number, number>();
   /** Fragments of the frame being compared, for messages. */
@@ -137,6 +146,7 @@ class Interpreter {
     });
     this.result = { verdict: 'pass', detail: '', skipped: [], leniency: [], profile: this.profile };
     this.code = new CodeBlocks(script.path);
+    this.cookies = cookieMap(script, this.cfg.ipVersion, dut.endpoints);
     for (const s of script.ifdefSkipped) this.result.skipped.push({ line: s.line, text: '', why: `#ifdef ${s.symbol} not defined` });
     for (const n of this.cfg.notes) this.result.skipped.push({ line: 0, text: n.text, why: `accepted, no effect here: ${n.why}` });
   }
@@ -231,31 +241,46 @@ class Interpreter {
     if (this.result.leniency.length < 20) this.result.leniency.push(`line ${this.line}: ${what}`);
   }
 
-  /** The event's window [start, end] in script ms, and whether times are exact (for the next relative base). */
-  private window(ev: ScriptEvent): { start: number; end: number; exact: boolean; any: boolean } {
+  /**
+   * The event's window [start, end] in script ms. As packetdrill's adjust_relative_event_times, a relative time
+   * counts from when the previous event was done (live), so the runner's own delays do not pile up; only an
+   * inbound packet after an inbound packet counts from that packet's script time, as upstream anchors them.
+   */
+  private window(ev: ScriptEvent): { start: number; end: number; any: boolean } {
     const t = ev.time;
-    if (t.kind === 'any') return { start: this.dut.now(), end: Infinity, exact: false, any: true };
-    const start = t.kind === 'abs' ? t.ms : this.lastTime + t.ms;
-    if (!t.end || t.end.blocking) return { start, end: start, exact: true, any: false };
-    const end = t.end.kind === 'abs' ? t.end.ms : this.lastTime + t.end.ms;
-    return { start, end, exact: false, any: false };
+    if (t.kind === 'any') return { start: this.dut.now(), end: Infinity, any: true };
+    const inbound = ev.action.type === 'packet' && ev.action.direction === 'in';
+    const base = inbound && this.lastInbound ? this.lastStart : this.lastTime;
+    this.relBase = base;
+    const start = t.kind === 'abs' ? t.ms : base + t.ms;
+    if (!t.end || t.end.blocking) return { start, end: start, any: false };
+    const end = t.end.kind === 'abs' ? t.end.ms : base + t.end.ms;
+    return { start, end, any: false };
   }
 
   private async event(ev: ScriptEvent): Promise<void> {
     const a = ev.action;
-    this.relBase = this.lastTime;
     const w = this.window(ev);
     // packetdrill's verify_time: the tolerance grows to --tolerance_percent of the time since the last event.
-    this.evTol = Math.max(this.tol, w.any ? 0 : (this.cfg.tolerancePercent / 100) * (w.start - this.relBase));
+    this.evTol = Math.max(this.tol, w.any ? 0 : (this.cfg.tolerancePercent / 100) * (w.start - this.lastStart));
     this.evStart = w.any ? this.dut.now() : w.start;
+    this.lastStart = w.start;
+    this.lastInbound = a.type === 'packet' && a.direction === 'in';
+    try {
+      await this.perform(ev, w);
+    } finally {
+      this.lastTime = Math.max(this.dut.now(), w.any ? 0 : w.start);
+    }
+  }
+
+  private async perform(ev: ScriptEvent, w: { start: number; end: number; any: boolean }): Promise<void> {
+    const a = ev.action;
     if (a.type === 'packet' && a.direction === 'out') {
-      const actual = await this.expectPacket(a, w);
-      this.lastTime = w.exact ? w.start : actual;
+      await this.expectPacket(a, w);
       return;
     }
     if (a.type === 'syscall' && this.pending) await this.settlePending();
     await this.dut.waitUntil(w.start);
-    this.lastTime = w.exact ? w.start : this.dut.now();
     if (a.type === 'packet') this.inject(a);
     else if (a.type === 'syscall') await this.syscall(ev, a);
     else if (a.type === 'shell') await this.command(ev.line, a.command);
@@ -299,7 +324,7 @@ class Interpreter {
       const options = (p.options ?? []).map((o): TcpOptionSpec => {
         if (o.kind === 'TS' && flags & 0x10) return { kind: 'TS', val: o.val, ecr: this.liveEcr(o.ecr) };
         if (o.kind === 'sack') return { kind: 'sack', blocks: o.blocks.map(([l, r]) => [(l + off) >>> 0, (r + off) >>> 0] as [number, number]) };
-        return o;
+        return this.ourCookie(o);
       });
       const frame = buildTcpFrame(
         ep,
@@ -354,8 +379,10 @@ class Interpreter {
   private async expectPacket(a: PacketAction, w: { start: number; end: number; any: boolean }): Promise<number> {
     const tol = this.evTol;
     const deadline = w.any ? this.dut.now() + 120_000 : w.end + tol;
+    // As packetdrill's sniffer: wait 2 s past the window, so a late packet is reported as late, not as missing.
+    const patience = w.any ? deadline : deadline + 2000;
     for (;;) {
-      const got = await this.dut.nextFrame(deadline);
+      const got = await this.dut.nextFrame(patience);
       if (!got) throw new Mismatch(`expected packet not sent by ${this.fmtTime(deadline)}: ${this.fmtSpec(a)}`);
       let d = decodeFrame(got.frame);
       if (!d) continue;
@@ -363,12 +390,15 @@ class Interpreter {
       this.fragments = got.fragments ?? 1;
       const p = a.packet;
       if (p.proto === 'tcp' && d.tcp && !this.cfg.strictSegments && d.tcp.payload.length > 0 && d.tcp.payload.length < p.len) {
-        d = await this.aggregate(d, p.len, deadline);
+        d = await this.aggregate(d, p.len, patience);
       }
       this.nonFatal('packet', () => {
         this.comparePacket(a, d!);
         if (!w.any && got.time < w.start - tol) {
           throw new Mismatch(`packet sent too early at ${this.fmtTime(got.time)} (expected ${this.fmtTime(w.start)}±${tol}ms): ${this.fmtActual(d!)}`);
+        }
+        if (!w.any && got.time > deadline) {
+          throw new Mismatch(`packet sent too late at ${this.fmtTime(got.time)} (expected ${this.fmtTime(w.start)}${w.end > w.start ? `~${this.fmtTime(w.end)}` : ''}±${tol}ms): ${this.fmtActual(d!)}`);
         }
       });
       return got.time;
@@ -515,8 +545,27 @@ class Interpreter {
     this.dutPort = t.srcPort;
   }
 
+  /**
+   * A Fast Open cookie the script wrote for its own addresses (upstream's, or --local_ip/--remote_ip) under a key
+   * it uses, turned into the one Linux gives for the runner's addresses under the same key: the runner cannot use
+   * the script's addresses, so it carries the address-derived value over with them (listed in the leniency).
+   */
+  private ourCookie(o: TcpOptionSpec): TcpOptionSpec {
+    if (o.kind !== 'raw' || (o.code !== 34 && o.code !== 254)) return o;
+    const exp = o.code === 254;
+    const hex = [...o.data.subarray(exp ? 2 : 0)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const ours = this.cookies.get(hex);
+    if (ours === undefined) return o;
+    if (!this.cookieNoted.has(hex)) {
+      this.cookieNoted.add(hex);
+      this.lenient(`Fast Open cookie ${hex} (the script's addresses) stands for ${ours} (the runner's)`);
+    }
+    const bytes = ours.match(/../g)!.map((x) => parseInt(x, 16));
+    return { kind: 'raw', code: o.code, data: new Uint8Array(exp ? [0xf9, 0x89, ...bytes] : bytes) };
+  }
+
   private compareOptions(p: TcpPacketSpec, actual: TcpOptionSpec[], fail: (w: string) => never): void {
-    const expected = p.options;
+    const expected = Array.isArray(p.options) ? p.options.map((o) => this.ourCookie(o)) : p.options;
     const ts = actual.find((o) => o.kind === 'TS') as { val: number } | undefined;
     const ets = Array.isArray(expected) ? (expected.find((o) => o.kind === 'TS') as { val: number } | undefined) : undefined;
     if (ts && ets) {
@@ -616,4 +665,24 @@ class Interpreter {
     this.line = savedLine;
   }
 
+}
+
+/** upstream run_all.py's addresses, which scripts without --local_ip/--remote_ip were written for. */
+const UPSTREAM_ADDRESSES = { 4: { local: '192.168.0.1', remote: '192.0.2.1' }, 6: { local: 'fd3d:0a0b:17d6::1', remote: 'fd3d:fa7b:d17d::1' } } as const;
+
+/** For every Fast Open key a script can be running under, its cookie for the script's addresses → for ours. */
+function cookieMap(script: Script, v: 4 | 6, ep: { dutIp: Uint8Array; remoteIp: Uint8Array }): Map<string, string> {
+  const text = [script.init?.command ?? '', ...script.events.map((e) => (e.action.type === 'shell' ? e.action.command : ''))].join('\n');
+  const keys = new Set([DEFAULT_TFO_KEY, ...[...text.matchAll(/tcp_fastopen_key=([0-9a-fA-F-]+)/g)].map((m) => m[1]!)]);
+  const local = script.options.local_ip ?? UPSTREAM_ADDRESSES[v].local;
+  const remote = script.options.remote_ip ?? UPSTREAM_ADDRESSES[v].remote;
+  const out = new Map<string, string>();
+  for (const k of keys) {
+    try {
+      out.set(fastOpenCookie(k, remote, local), fastOpenCookie(k, formatAddress(ep.remoteIp), formatAddress(ep.dutIp)));
+    } catch {
+      // an address or key the script gets wrong is the script's to fail on
+    }
+  }
+  return out;
 }

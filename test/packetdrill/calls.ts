@@ -7,7 +7,8 @@
 import { ERRNO_NAMES } from '../../netstack/errors.ts';
 import { parseAddress } from '../../netstack/addr.ts';
 import { LINUX as L, encodeSockaddr, linuxConstant } from '../../sentry/socket/abi.ts';
-import type { EpollEvent, MsgHdr, PollFd } from '../../sentry/socket/api.ts';
+import type { EpollEvent, PollFd } from '../../sentry/socket/api.ts';
+import { HostSyscalls, type MsgHdrWithControl } from './host-syscalls.ts';
 import type { Dut } from './dut.ts';
 import type { Profile } from './interpreter.ts';
 import type { Expr, SyscallAction } from './script.ts';
@@ -22,6 +23,8 @@ export interface CallContext {
   readonly connectPort: number;
   /** Records a difference the profile forgave. */
   lenient(what: string): void;
+  /** The timing tolerance of the event being run (ms). */
+  toleranceMs(): number;
   /** listen() succeeded: the next inbound SYN opens a new connection. */
   onListen(): void;
   /** connect() is being called: the DUT opens actively towards the connect port. */
@@ -128,16 +131,111 @@ export class Calls {
     });
   }
 
-  private msghdr(e: Expr | undefined, send: boolean): MsgHdr {
+  private msghdr(e: Expr | undefined, send: boolean): MsgHdrWithControl {
     if (!e || e.t !== 'struct') throw new ScriptError('expected a msghdr {msg_name(...)=..., msg_iov(N)=[...], msg_flags=0}');
     const field = (n: string) => e.fields.find((f) => f.name === n)?.value;
     const name = field('msg_name');
+    const control = field('msg_control');
+    const cmsgs = control && control.t !== 'ellipsis' ? this.cmsgs(control) : undefined;
     return {
       name: name ? (send ? this.sockaddr(name, 'remote') : new Uint8Array(28)) : null,
       namelen: 0,
       iov: this.iovecs(field('msg_iov')),
       flags: 0,
+      // sendmsg sends the script's control messages.
+      // recvmsg gets room for exactly the cmsgs the script expects, as packetdrill's msghdr_new sizes it.
+      control: cmsgs ? (send ? cmsgs : new Uint8Array(cmsgs.length)) : undefined,
     };
+  }
+
+  /** A `msg_control=[{cmsg_level=..., cmsg_type=..., cmsg_data=...}, ...]` list as the kernel lays cmsgs out. */
+  private cmsgs(e: Expr): Uint8Array {
+    if (e.t !== 'list') throw new ScriptError(`expected msg_control=[{cmsg_level=..., cmsg_type=..., cmsg_data=...}], found ${describeExpr(e)}`);
+    const parts = e.items.map((it) => {
+      if (it.t !== 'struct') throw new ScriptError('expected {cmsg_level=..., cmsg_type=..., cmsg_data=...}');
+      const get = (n: string) => it.fields.find((f) => f.name === n)?.value;
+      const level = this.int(get('cmsg_level'));
+      return encodeCmsg(level, this.int(get('cmsg_type')), this.cmsgData(get('cmsg_data'), level));
+    });
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+
+  /** cmsg_data: a sock_extended_err, an scm_timestamping, or an int. */
+  private cmsgData(e: Expr | undefined, level: number): Uint8Array {
+    if (!e) throw new ScriptError('missing cmsg_data');
+    if (e.t === 'struct' && e.fields.some((f) => f.name === 'ee_errno')) {
+      // ip(v6)_recv_error appends the offender's sockaddr to the sock_extended_err (not compared).
+      const b = new Uint8Array(16 + (level === L.SOL_IP ? 16 : 28));
+      const v = new DataView(b.buffer);
+      const g = (n: string) => {
+        const f = e.fields.find((x) => x.name === n)?.value;
+        return f ? this.int(f) : 0;
+      };
+      v.setUint32(0, g('ee_errno'), true);
+      b[4] = g('ee_origin');
+      b[5] = g('ee_type');
+      b[6] = g('ee_code');
+      v.setUint32(8, g('ee_info') >>> 0, true);
+      v.setUint32(12, g('ee_data') >>> 0, true);
+      return b;
+    }
+    if (e.t === 'struct' && e.fields.some((f) => f.name === 'scm_sec' || f.name === 'scm_nsec')) {
+      // struct scm_timestamping: three timespecs, the script gives the first (software) one in script time.
+      const b = new Uint8Array(48);
+      const v = new DataView(b.buffer);
+      const g = (n: string) => {
+        const f = e.fields.find((x) => x.name === n)?.value;
+        return f ? this.int(f) : 0;
+      };
+      v.setBigInt64(0, BigInt(g('scm_sec')), true);
+      v.setBigInt64(8, BigInt(g('scm_nsec')), true);
+      return b;
+    }
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setInt32(0, this.int(e), true);
+    return b;
+  }
+
+  /** Compares received control bytes with the expected ones as run_system_call.c's cmsg_expect_eq does. */
+  private checkCmsgs(expected: Uint8Array, actual: Uint8Array): void {
+    const es = decodeCmsgs(expected);
+    const as = decodeCmsgs(actual);
+    for (let i = 0; i < Math.min(es.length, as.length); i++) {
+      const e = es[i]!;
+      const a = as[i]!;
+      if (a.level !== e.level) throw new Mismatch(`recvmsg() cmsg ${i}: level ${a.level}, expected ${e.level}`);
+      if (a.type !== e.type) throw new Mismatch(`recvmsg() cmsg ${i}: type ${a.type}, expected ${e.type}`);
+      if (a.data.length !== e.data.length) throw new Mismatch(`recvmsg() cmsg ${i}: length ${a.data.length + 16}, expected ${e.data.length + 16}`);
+      const ev = new DataView(e.data.buffer, e.data.byteOffset, e.data.length);
+      const av = new DataView(a.data.buffer, a.data.byteOffset, a.data.length);
+      if ((a.level === L.SOL_IP && a.type === IP_RECVERR) || (a.level === L.SOL_IPV6 && a.type === IPV6_RECVERR)) {
+        const names = ['ee_errno', 'ee_origin', 'ee_type', 'ee_code', 'ee_info', 'ee_data'];
+        const read = (v: DataView) => [v.getUint32(0, true), v.getUint8(4), v.getUint8(5), v.getUint8(6), v.getUint32(8, true), v.getUint32(12, true)];
+        const [ex, ax] = [read(ev), read(av)];
+        names.forEach((n, k) => {
+          if (ex[k] !== ax[k]) throw new Mismatch(`recvmsg() cmsg ${i}: sock_extended_err ${n} = ${ax[k]}, expected ${ex[k]}`);
+        });
+      } else if (a.level === L.SOL_SOCKET && a.type === SCM_TIMESTAMPING) {
+        for (let k = 0; k < 3; k++) {
+          const es = Number(ev.getBigInt64(16 * k, true)) * 1000 + Number(ev.getBigInt64(16 * k + 8, true)) / 1e6;
+          if (es === 0) continue; // a zero timestamp is not checked
+          const at = Number(av.getBigInt64(16 * k, true)) * 1000 + Number(av.getBigInt64(16 * k + 8, true)) / 1e6;
+          const live = this.ctx.dut.scriptTimeOfRealtime?.(at);
+          if (live === undefined) throw new ScriptError('SCM_TIMESTAMPING times need a DUT on the real-time clock');
+          if (Math.abs(live - es) > this.ctx.toleranceMs()) throw new Mismatch(`recvmsg() cmsg ${i}: timestamp ${k} at ${(live / 1000).toFixed(6)}s, expected ${(es / 1000).toFixed(6)}s`);
+        }
+      } else if (a.data.some((x, k) => x !== e.data[k])) {
+        throw new Mismatch(`recvmsg() cmsg ${i}: data ${[...a.data].join(',')}, expected ${[...e.data].join(',')}`);
+      }
+    }
+    if (as.length > es.length) throw new Mismatch(`recvmsg() received more than ${es.length} cmsgs`);
+    if (as.length < es.length) throw new Mismatch(`recvmsg() received only ${as.length} cmsgs`);
   }
 
   /** Evaluates an option value argument into bytes. */
@@ -227,6 +325,8 @@ export class Calls {
         return { value: s.recvfrom(fd(), new Uint8Array(this.int(a[2])), this.int(a[3]), new Uint8Array(28), new Uint32Array([28])) };
       case 'sendto': {
         const to = a[4] === undefined ? null : this.sockaddr(a[4], 'remote');
+        // MSG_FASTOPEN connects as it sends (the SYN carries the data): the DUT opens actively.
+        if (this.int(a[3]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.ctx.onConnect();
         return { value: s.sendto(fd(), this.buffer(a[1], this.int(a[2])), this.int(a[3]), to) };
       }
       case 'readv':
@@ -234,16 +334,44 @@ export class Calls {
       case 'writev':
         return { value: s.writev(fd(), this.iovecs(a[1])) };
       case 'sendmsg':
+        if (this.int(a[2]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.ctx.onConnect();
         return { value: s.sendmsg(fd(), this.msghdr(a[1], true), this.int(a[2])) };
       case 'recvmsg': {
         const m = this.msghdr(a[1], false);
+        const expected = m.control;
         const want = a[1]?.t === 'struct' ? a[1].fields.find((f) => f.name === 'msg_flags')?.value : undefined;
         return {
           value: s.recvmsg(fd(), m, this.int(a[2])),
           check: () => {
             if (want && want.t !== 'ellipsis' && m.flags !== this.int(want)) throw new Mismatch(`recvmsg() msg_flags = ${m.flags}, expected ${this.int(want)}`);
+            if (expected) {
+              const got = m.control!.subarray(0, m.controllen ?? 0);
+              // The expected bytes were re-encoded into the buffer the call filled: take them from the script again.
+              this.checkCmsgs(this.cmsgs(a[1]!.t === 'struct' ? a[1].fields.find((f) => f.name === 'msg_control')!.value : a[1]!), got);
+            }
           },
         };
+      }
+      case 'pipe': {
+        const host = this.host(c.name);
+        const fds = new Int32Array(2);
+        const list = a[0]?.t === 'list' ? a[0].items : [];
+        return {
+          value: host.pipe(fds),
+          check: () => list.forEach((x, k) => x.t === 'int' && this.fdMap.set(x.v, fds[k]!)),
+        };
+      }
+      case 'splice':
+        return { value: this.host(c.name).splice(fd(), this.liveFd(a[2]), this.int(a[4]), this.int(a[5])) };
+      case 'open': {
+        const path = a[0]?.t === 'str' ? a[0].v : undefined;
+        if (path === undefined) throw new ScriptError('open() needs a path string');
+        const host = this.host(c.name);
+        return { value: host.open(path, this.int(a[1]), a[2] ? this.int(a[2]) : 0o644) };
+      }
+      case 'sendfile': {
+        const off = a[2]?.t === 'list' ? new BigInt64Array([BigInt(this.int(a[2]))]) : null;
+        return { value: this.host(c.name).sendfile(fd(), this.liveFd(a[1]), off, this.int(a[3])) };
       }
       case 'shutdown':
         return { value: s.shutdown(fd(), this.int(a[1])) };
@@ -303,6 +431,13 @@ export class Calls {
       default:
         throw new ScriptError(`system call ${c.name}() is not supported by the runner`);
     }
+  }
+
+  /** The DUT's calls beyond sockets (pipe, splice, open, sendfile): the Linux DUT has them; tsvisor's socket layer not yet. */
+  private host(name: string): HostSyscalls {
+    const s = this.ctx.dut.sys;
+    if (!(s instanceof HostSyscalls)) throw new ScriptError(`${name}() is not served by tsvisor's socket layer yet (a gap listed in DIVERGENCES.md)`);
+    return s;
   }
 
   private epollEvent(e: Expr & { t: 'struct' }): EpollEvent {
@@ -405,7 +540,35 @@ export const EXTRA_CONSTANTS: Readonly<Record<string, number>> = {
 };
 
 /** Calls whose result is a new fd (compared as "some fd", then mapped). */
-const FD_RETURNING = new Set(['socket', 'accept', 'accept4', 'epoll_create', 'epoll_create1']);
+const FD_RETURNING = new Set(['socket', 'accept', 'accept4', 'epoll_create', 'epoll_create1', 'open']);
+
+const IP_RECVERR = 11;
+const IPV6_RECVERR = 25;
+const SCM_TIMESTAMPING = 37;
+
+/** One control message as the kernel lays it out: cmsghdr (len, level, type), data, padding to 8 bytes. */
+function encodeCmsg(level: number, type: number, data: Uint8Array): Uint8Array {
+  const b = new Uint8Array(16 + ((data.length + 7) & ~7));
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, BigInt(16 + data.length), true);
+  v.setInt32(8, level, true);
+  v.setInt32(12, type, true);
+  b.set(data, 16);
+  return b;
+}
+
+/** Control bytes back into messages. */
+function decodeCmsgs(b: Uint8Array): { level: number; type: number; data: Uint8Array }[] {
+  const out: { level: number; type: number; data: Uint8Array }[] = [];
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let off = 0; off + 16 <= b.length; ) {
+    const len = Number(v.getBigUint64(off, true));
+    if (len < 16 || off + len > b.length) break;
+    out.push({ level: v.getInt32(off + 8, true), type: v.getInt32(off + 12, true), data: b.subarray(off + 16, off + len) });
+    off += (len + 7) & ~7;
+  }
+  return out;
+}
 
 /** Offsets and sizes of struct linger and struct tcp_info fields a script may check. */
 const STRUCT_FIELDS: Record<string, [number, number]> = {

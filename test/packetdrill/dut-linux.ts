@@ -124,6 +124,10 @@ class LinuxDut implements Dut {
     return performance.now() - this.t0;
   }
 
+  scriptTimeOfRealtime(realtimeMs: number): number {
+    return realtimeMs - this.realOffset - this.t0;
+  }
+
   async waitUntil(t: number): Promise<void> {
     const d = t - this.now();
     if (d > 0) await new Promise((r) => setTimeout(r, d));

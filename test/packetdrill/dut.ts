@@ -53,6 +53,8 @@ export interface Dut {
   start(): void;
   /** Script time now, in ms. */
   now(): number;
+  /** The script time of a CLOCK_REALTIME instant (ms), for kernel timestamps (SCM_TIMESTAMPING); real-time DUTs only. */
+  scriptTimeOfRealtime?(realtimeMs: number): number;
   /** Lets time pass until script time `t` (virtual: advances the clock, firing timers; real: sleeps). */
   waitUntil(t: number): Promise<void>;
   /** Lets time pass until `p` settles or script time reaches `deadline`; whether it settled. */

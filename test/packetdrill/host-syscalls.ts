@@ -4,9 +4,12 @@
  * that would block on a blocking fd is emulated: poll with a zero timeout until the fd is ready, yielding to
  * the event loop (1 ms) in between, then make the call, which cannot block any more. A blocking connect()
  * is made non-blocking for the call and completed through POLLOUT and SO_ERROR, as the kernel would.
- * readv/writev/sendmsg/recvmsg go through one contiguous buffer (same bytes on the wire, no struct iovec).
+ * sendmsg/recvmsg build a real struct msghdr (iovecs and control messages) in memory outside the JS heap, so
+ * cmsgs (MSG_ERRQUEUE completions, SCM_TIMESTAMPING, TCP_CM_INQ) and MSG_EOR/MSG_ZEROCOPY mean what they mean.
+ * pipe, splice, open and sendfile are here too, for the scripts that use them.
  */
 import koffi from 'koffi';
+import { type NativeBuffer, mapMemory } from '../../lib/libc.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { LINUX as L } from '../../sentry/socket/abi.ts';
 import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
@@ -33,10 +36,34 @@ const f = {
   epollCreate1: libc.func('int epoll_create1(int)') as (fl: number) => number,
   epollCtl: libc.func('int epoll_ctl(int, int, int, void *)') as (e: number, op: number, fd: number, ev: Buf) => number,
   epollWait: libc.func('int epoll_wait(int, void *, int, int)') as (e: number, ev: Uint8Array, n: number, t: number) => number,
+  sendmsg: libc.func('long sendmsg(int, uintptr_t, int)') as (fd: number, msg: bigint, fl: number) => number,
+  recvmsg: libc.func('long recvmsg(int, uintptr_t, int)') as (fd: number, msg: bigint, fl: number) => number,
+  pipe2: libc.func('int pipe2(int *, int)') as (fds: Int32Array, fl: number) => number,
+  splice: libc.func('long splice(int, void *, int, void *, size_t, unsigned int)') as (a: number, ao: Buf, b: number, bo: Buf, n: number, fl: number) => number,
+  open: libc.func('int open(const char *, int, int)') as (path: string, fl: number, mode: number) => number,
+  sendfile: libc.func('long sendfile(int, int, void *, size_t)') as (out: number, inp: number, off: BigInt64Array | null, n: number) => number,
 };
+
+/** A msghdr with control messages (what the runner's calls carry beyond the Sentry's MsgHdr). */
+export interface MsgHdrWithControl extends MsgHdr {
+  /** sendmsg: the control bytes; recvmsg: a buffer for them (its length is msg_controllen). */
+  control?: Uint8Array;
+  /** recvmsg: how many control bytes came. */
+  controllen?: number;
+}
+
+// The scratch area's layout: struct msghdr, then the name, the iovec array, the control bytes, the data.
+const M_NAME = 64;
+const M_IOV = 256;
+const MAX_IOV = 64;
+const M_CONTROL = M_IOV + 16 * MAX_IOV;
+const MAX_CONTROL = 8192;
+const M_DATA = M_CONTROL + MAX_CONTROL;
+const SCRATCH = M_DATA + 4 * 1024 * 1024;
 
 const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
 const EAGAIN = 11;
+const MSG_ERRQUEUE = 0x2000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16).
 const EPOLL_EVENT_LEN = process.arch === 'x64' ? 12 : 16;
@@ -45,6 +72,7 @@ const EPOLL_DATA_OFF = process.arch === 'x64' ? 4 : 8;
 /** The host kernel's sockets in one network namespace, every fd created through this object tracked for cleanup. */
 export class HostSyscalls implements SocketSyscalls {
   private readonly fds = new Set<number>();
+  private scratchMem: NativeBuffer | undefined;
   /** Gives up waiting in emulated blocking calls (the script's deadline passed). */
   aborted = false;
 
@@ -54,6 +82,74 @@ export class HostSyscalls implements SocketSyscalls {
   closeAll(): void {
     for (const fd of this.fds) f.close(fd);
     this.fds.clear();
+    this.scratchMem?.free();
+    this.scratchMem = undefined;
+  }
+
+  private get scratch(): NativeBuffer {
+    this.scratchMem ??= mapMemory(SCRATCH);
+    return this.scratchMem;
+  }
+
+  /** Lays out a struct msghdr for `msg` in the scratch area: data from `skip` bytes on when resuming a send. */
+  private layout(msg: MsgHdrWithControl, send: boolean, skip = 0): bigint {
+    const m = this.scratch;
+    const v = m.view;
+    m.bytes.fill(0, 0, M_DATA);
+    const iov = msg.iov.slice(0, MAX_IOV);
+    let off = M_DATA;
+    let n = 0;
+    let left = skip;
+    for (const b of iov) {
+      const part = left >= b.length ? b.subarray(b.length) : b.subarray(left);
+      left = Math.max(0, left - b.length);
+      if (!part.length && b.length) continue;
+      if (off + part.length > SCRATCH) throw new Error(`sendmsg/recvmsg: more than ${SCRATCH - M_DATA} bytes`);
+      if (send) m.bytes.set(part, off);
+      v.setBigUint64(M_IOV + 16 * n, m.address + BigInt(off), true);
+      v.setBigUint64(M_IOV + 16 * n + 8, BigInt(part.length), true);
+      off += part.length;
+      n++;
+    }
+    if (msg.name) {
+      if (send) m.bytes.set(msg.name.subarray(0, 128), M_NAME);
+      v.setBigUint64(0, m.address + BigInt(M_NAME), true);
+      v.setUint32(8, send ? msg.name.length : Math.min(128, msg.name.length), true);
+    }
+    v.setBigUint64(16, m.address + BigInt(M_IOV), true);
+    v.setBigUint64(24, BigInt(n), true);
+    const control = msg.control;
+    if (control && control.length) {
+      if (send) m.bytes.set(control.subarray(0, MAX_CONTROL), M_CONTROL);
+      v.setBigUint64(32, m.address + BigInt(M_CONTROL), true);
+      v.setBigUint64(40, BigInt(Math.min(MAX_CONTROL, control.length)), true);
+    }
+    return m.address;
+  }
+
+  /** Copies a recvmsg's results out of the scratch area into `msg`. */
+  private gather(msg: MsgHdrWithControl, r: number): number {
+    if (r < 0) return r;
+    const m = this.scratch;
+    const v = m.view;
+    let off = M_DATA;
+    let left = r;
+    for (const b of msg.iov.slice(0, MAX_IOV)) {
+      const n = Math.min(b.length, left);
+      b.set(m.bytes.subarray(off, off + n));
+      off += b.length;
+      left -= n;
+    }
+    if (msg.name) {
+      msg.namelen = v.getUint32(8, true);
+      msg.name.set(m.bytes.subarray(M_NAME, M_NAME + Math.min(msg.name.length, msg.namelen)));
+    }
+    msg.flags = v.getInt32(48, true);
+    if (msg.control) {
+      msg.controllen = Number(v.getBigUint64(40, true));
+      msg.control.set(m.bytes.subarray(M_CONTROL, M_CONTROL + Math.min(msg.control.length, msg.controllen)));
+    }
+    return r;
   }
 
   private track(r: number): number {
@@ -75,15 +171,35 @@ export class HostSyscalls implements SocketSyscalls {
     return v.getInt16(6, true);
   }
 
-  /** Runs `call` now if the fd is non-blocking or ready; else waits for readiness on the event loop first. */
+  /**
+   * A blocking call made without blocking Node's thread: tried with the fd non-blocking, and while it answers
+   * EAGAIN, retried whenever poll says `events` are ready, yielding to the event loop (1 ms) in between. Trying
+   * first (not polling first) keeps the kernel's own answer where readiness would not predict it (a splice at
+   * the urgent mark returns 0 though POLLIN is clear).
+   */
   private maybeBlock(fd: number, events: number, call: () => number): SysRet {
-    if (!this.blocking(fd) || this.ready(fd, events) !== 0) return call();
+    if (!this.blocking(fd)) return call();
+    const fl = f.fcntl(fd, L.F_GETFL);
+    const nonblocking = () => {
+      f.fcntl(fd, L.F_SETFL, 'int', fl | L.O_NONBLOCK);
+      try {
+        return call();
+      } finally {
+        f.fcntl(fd, L.F_SETFL, 'int', fl);
+      }
+    };
+    const r = nonblocking();
+    if (r !== -EAGAIN) return r;
     return (async () => {
-      while (this.ready(fd, events) === 0) {
-        if (this.aborted) return -4; // EINTR: the runner gave up on the script
+      for (;;) {
+        while (this.ready(fd, events) === 0) {
+          if (this.aborted) return -4; // EINTR: the runner gave up on the script
+          await sleep(1);
+        }
+        const r = nonblocking();
+        if (r !== -EAGAIN) return r;
         await sleep(1);
       }
-      return call();
     })();
   }
 
@@ -156,32 +272,46 @@ export class HostSyscalls implements SocketSyscalls {
       return sent;
     })();
   }
-  recvmsg(fd: number, msg: MsgHdr, flags: number): SysRet {
-    const total = msg.iov.reduce((n, b) => n + b.length, 0);
-    const buf = new Uint8Array(total);
-    const len = new Uint32Array([msg.name?.length ?? 0]);
-    const scatter = (n: number): number => {
-      if (n < 0) return n;
-      let off = 0;
-      for (const b of msg.iov) {
-        b.set(buf.subarray(off, Math.min(off + b.length, n)));
-        off += b.length;
-      }
-      msg.namelen = len[0]!;
-      return n;
-    };
-    const r = this.recvfrom(fd, buf, flags, msg.name, msg.name ? len : null);
-    return typeof r === 'number' ? scatter(r) : r.then(scatter);
+  recvmsg(fd: number, msg: MsgHdrWithControl, flags: number): SysRet {
+    const call = () => this.gather(msg, ret(f.recvmsg(fd, this.layout(msg, false), flags)));
+    if (flags & (L.MSG_DONTWAIT | MSG_ERRQUEUE)) return call();
+    return this.maybeBlock(fd, L.POLLIN, call);
   }
-  sendmsg(fd: number, msg: MsgHdr, flags: number): SysRet {
+  sendmsg(fd: number, msg: MsgHdrWithControl, flags: number): SysRet {
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
-    const buf = new Uint8Array(total);
-    let off = 0;
-    for (const b of msg.iov) {
-      buf.set(b, off);
-      off += b.length;
-    }
-    return this.sendto(fd, buf, flags, msg.name);
+    const once = (skip: number, extra: number) => ret(f.sendmsg(fd, this.layout(skip ? { ...msg, control: undefined } : msg, true, skip), flags | extra | L.MSG_NOSIGNAL));
+    if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
+    // As sendto: what does not fit at once waits for POLLOUT on the event loop (control messages go with the first part).
+    const first = once(0, L.MSG_DONTWAIT);
+    if (first === total || (first < 0 && first !== -EAGAIN)) return first;
+    return (async () => {
+      let sent = Math.max(0, first);
+      while (sent < total) {
+        while (this.ready(fd, L.POLLOUT) === 0) {
+          if (this.aborted) return sent || -4;
+          await sleep(1);
+        }
+        const r = once(sent, L.MSG_DONTWAIT);
+        if (r < 0 && r !== -EAGAIN) return sent || r;
+        if (r > 0) sent += r;
+      }
+      return sent;
+    })();
+  }
+  /** pipe2(2): the two fds, tracked for cleanup. */
+  pipe(fds: Int32Array): number {
+    const r = ret(f.pipe2(fds, 0));
+    if (r === 0) for (const x of fds) this.fds.add(x);
+    return r;
+  }
+  splice(fdIn: number, fdOut: number, len: number, flags: number): SysRet {
+    return this.maybeBlock(fdIn, L.POLLIN, () => ret(f.splice(fdIn, null, fdOut, null, len, flags)));
+  }
+  open(path: string, flags: number, mode: number): number {
+    return this.track(ret(f.open(path, flags, mode)));
+  }
+  sendfile(out: number, inp: number, offset: BigInt64Array | null, count: number): number {
+    return ret(f.sendfile(out, inp, offset, count));
   }
   shutdown(fd: number, how: number): number {
     return ret(f.shutdown(fd, how));

@@ -101,6 +101,9 @@ class Interpreter {
   private readonly bindPort: number;
   private readonly connectPort: number;
   private localIsn: { live: number; script: number } | undefined;
+  /** The sequence number of the remote's SYN or SYN-ACK (script and live are the same). */
+  private remoteIsn = 0;
+  private remoteIsnKnown = false;
   private tsMap = new Map<number, number>();
   private firstTs: { script: number; live: number } | undefined;
   private pending: Pending | undefined;
@@ -135,6 +138,7 @@ class Interpreter {
       bindPort: this.bindPort,
       connectPort: this.connectPort,
       lenient: (w: string) => this.lenient(w),
+      toleranceMs: () => this.evTol,
       onListen: () => {
         this.mode = 'listen';
       },
@@ -142,6 +146,7 @@ class Interpreter {
         this.mode = 'active';
         this.remotePort = this.connectPort;
         this.localIsn = undefined;
+        this.remoteIsnKnown = false;
       },
     });
     this.result = { verdict: 'pass', detail: '', skipped: [], leniency: [], profile: this.profile };
@@ -295,8 +300,18 @@ class Interpreter {
   // ------------------------------------------------------------------------------------------------
   // Packets
 
-  private localOffset(): number {
-    return this.localIsn ? (this.localIsn.live - this.localIsn.script) >>> 0 : 0;
+  /**
+   * Live minus script sequence numbers of the DUT's side, as packetdrill's local_seq_script_to_live_offset: in a
+   * SYN the script's ISN maps to the live one; elsewhere script numbers count from the live ISN.
+   */
+  private localOffset(syn = false): number {
+    if (!this.localIsn) return 0;
+    return (syn ? this.localIsn.live - this.localIsn.script : this.localIsn.live) >>> 0;
+  }
+
+  /** The same for the remote's side: script numbers outside SYNs count from the remote's ISN (the script's own). */
+  private remoteOffset(syn = false): number {
+    return syn ? 0 : this.remoteIsn;
   }
 
   /** Sends a frame as the script line asks: whole, or as `[frag N]` fragments. */
@@ -315,12 +330,20 @@ class Interpreter {
         this.remotePort = REMOTE_PORT_BASE + ++this.connections;
         this.mode = 'passive';
         this.localIsn = undefined;
+        this.remoteIsnKnown = false;
         this.tsMap.clear();
         this.firstTs = undefined;
       }
       if (p.seq === null) throw new ScriptError('an inbound packet needs a sequence number, not "..."');
       if (p.options === 'any') throw new ScriptError('an inbound packet cannot have <...> options');
-      const off = this.localOffset();
+      const syn = (flags & 0x02) !== 0;
+      // As packetdrill: the remote's ISN is that of the SYN opening a passive connection or of the first SYN-ACK
+      // answering the DUT's SYN; a later SYN (to a synchronised connection) changes nothing.
+      if (syn && !this.remoteIsnKnown) {
+        this.remoteIsn = p.seq;
+        this.remoteIsnKnown = true;
+      }
+      const off = this.localOffset(syn);
       const options = (p.options ?? []).map((o): TcpOptionSpec => {
         if (o.kind === 'TS' && flags & 0x10) return { kind: 'TS', val: o.val, ecr: this.liveEcr(o.ecr) };
         if (o.kind === 'sack') return { kind: 'sack', blocks: o.blocks.map(([l, r]) => [(l + off) >>> 0, (r + off) >>> 0] as [number, number]) };
@@ -331,7 +354,7 @@ class Interpreter {
         {
           srcPort: this.remotePort,
           dstPort: this.dutPort,
-          seq: p.seq,
+          seq: (p.seq + this.remoteOffset(syn)) >>> 0,
           ack: flags & 0x10 ? ((p.ack ?? 0) + off) >>> 0 : (p.ack ?? 0),
           flags,
           win: p.win ?? 65535,
@@ -475,7 +498,8 @@ class Interpreter {
   private fmtActual(d: Decoded): string {
     const withAck = !!(d.tcp && d.tcp.flags & 0x10);
     const frags = this.fragments > 1 ? ` (reassembled from ${this.fragments} fragments)` : '';
-    return formatDecoded(this.toScriptTs(d), this.localOffset(), 0, withAck) + frags;
+    const syn = !!(d.tcp && d.tcp.flags & 0x02);
+    return formatDecoded(this.toScriptTs(d), this.localOffset(syn), this.remoteOffset(syn), withAck) + frags;
   }
 
   /** A copy of d with its TS val in script space, for printing. */
@@ -530,10 +554,11 @@ class Interpreter {
       this.localIsn = { live: t.seq, script: p.seq ?? 0 };
     }
     if (t.flags !== flags) fail(`tcp flags: expected ${p.flags}, actual ${flagLetters(t.flags)}`);
-    const seq = (t.seq - this.localOffset()) >>> 0;
+    const syn = (t.flags & 0x02) !== 0;
+    const seq = (t.seq - this.localOffset(syn)) >>> 0;
     if (p.seq !== null && seq !== p.seq) fail(`tcp seq: expected ${p.seq}, actual ${seq}`);
     if (t.payload.length !== p.len) fail(`tcp payload length: expected ${p.len}, actual ${t.payload.length}`);
-    const ack = t.ack; // the remote's ISN is the script's own numbering
+    const ack = (t.ack - (t.flags & 0x10 ? this.remoteOffset(syn) : 0)) >>> 0;
     if (ack !== (p.ack ?? 0)) fail(`tcp ack: expected ${p.ack ?? 0}, actual ${ack}`);
     if (p.win !== undefined && t.win !== p.win) {
       if (this.profile === 'freebsd') this.lenient(`window ${t.win} accepted for ${p.win}`);
@@ -541,7 +566,10 @@ class Interpreter {
     }
     if (t.urg !== (p.urg ?? 0)) fail(`tcp urgent pointer: expected ${p.urg ?? 0}, actual ${t.urg}`);
     if (t.payload.some((b) => b !== 0)) fail('tcp payload differs from the zeros the script wrote');
-    this.compareOptions(p, t.options, fail);
+    // The DUT's SACK blocks name the remote's bytes: script numbers count from the remote's ISN.
+    const roff = this.remoteOffset(syn);
+    const actual = t.options.map((o): TcpOptionSpec => (o.kind === 'sack' ? { kind: 'sack', blocks: o.blocks.map(([l, r]) => [(l - roff) >>> 0, (r - roff) >>> 0] as [number, number]) } : o));
+    this.compareOptions(p, actual, fail);
     this.dutPort = t.srcPort;
   }
 

@@ -1,0 +1,44 @@
+import t from 'tap';
+import { VirtualClock } from '../../netstack/clock.ts';
+import { Netstack } from '../../netstack/netstack.ts';
+
+function stack(): Netstack {
+  return new Netstack({ clock: new VirtualClock(0), seed: 1 });
+}
+
+t.test('settings table: Linux names, the stack\'s own values for settings with a knob, Linux defaults for the rest', async (t) => {
+  const n = stack();
+  t.equal(n.sysctl.get('net.ipv4.tcp_sack'), '1');
+  t.equal(n.sysctl.get('net.ipv4.tcp_rmem'), `4096\t${n.tcp.config.rcvBuf}\t${n.tcp.config.maxRcvBuf}`);
+  t.equal(n.sysctl.get('net.ipv4.tcp_frto'), '2');
+  t.equal(n.sysctl.get('net.ipv4.tcp_notsent_lowat'), '4294967295');
+  t.equal(n.sysctl.get('net.ipv4.tcp_fack'), undefined, 'removed from Linux in 4.15, so not here either');
+  n.close();
+});
+
+t.test('set → TCP\'s configuration changes at once; a key without a knob is kept and says so', async (t) => {
+  const n = stack();
+  t.same(n.sysctl.set('net.ipv4.tcp_timestamps', '0'), { value: '0', applied: true });
+  t.equal(n.tcp.config.timestamps, false);
+  t.same(n.sysctl.set('net.ipv4.tcp_rmem', '4096 540000 15728640'), { value: '4096\t540000\t15728640', applied: true });
+  t.equal(n.tcp.config.rcvBuf, 540000);
+  t.equal(n.tcp.config.maxRcvBuf, 15728640);
+  t.same(n.sysctl.set('net.ipv4.tcp_fastopen', '0x70403'), { value: '459779', applied: false, why: "kept in the settings table; tsvisor's TCP does not read it yet" });
+  t.equal(n.sysctl.get('net.ipv4.tcp_fastopen'), '459779', 'hex read as strtol does, shown in decimal as /proc does');
+  t.match(n.sysctl.set('net.ipv4.tcp_syncookies', '2'), { applied: false, why: /only 0 and 1/ });
+  t.same(n.sysctl.set('net.ipv4.tcp_fastopen_key', 'A1A1A1A1-b2b2b2b2-c3c3c3c3-d4d4d4d4'), { value: 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4', applied: false, why: "kept in the settings table; tsvisor's TCP does not read it yet" });
+  n.close();
+});
+
+t.test('bad input → one-line error values, nothing changed', async (t) => {
+  const n = stack();
+  t.same(n.sysctl.set('net.ipv4.tcp_bogus', '1'), { error: 'unknown setting net.ipv4.tcp_bogus' });
+  t.same(n.sysctl.set('net.ipv4.tcp_sack', '2'), { error: 'net.ipv4.tcp_sack: "2" is not an integer in [0, 1]' });
+  t.same(n.sysctl.set('net.ipv4.tcp_syn_retries', '0'), { error: 'net.ipv4.tcp_syn_retries: "0" is not an integer in [1, 127]' });
+  t.match(n.sysctl.set('net.ipv4.tcp_wmem', '4096 x 1'), { error: /not three positive integers/ });
+  t.match(n.sysctl.set('net.ipv4.tcp_congestion_control', 'bbr'), { error: /not an available congestion control/ });
+  t.match(n.sysctl.set('net.ipv4.tcp_fastopen_key', 'abc'), { error: /four hex words/ });
+  t.equal(n.sysctl.get('net.ipv4.tcp_sack'), '1');
+  t.equal(n.tcp.config.sack, true);
+  n.close();
+});

@@ -1,17 +1,24 @@
 /**
- * The Sentry's benchmark (`tsvisor bench --only sentry`): start-up of `tsvisor run -- /bin/true` in each network
- * mode, median of 20 (5 with --quick), end to end and broken into parts from the run's own `--debug-log` timing
- * lines: CLI load (process start to the run command), namespaces, netstack, launch (helper → bwrap → execve) and
- * the rest (the program, drain and clean-up). Every row is also given as a ratio to `--network=host` and to native
- * (`/bin/true` spawned directly). Runs happen inside a namespace of the bench's own, so the veth that sandbox mode
- * makes has its caller end there.
+ * The Sentry's benchmark (`tsvisor bench --only sentry`), three parts:
+ * - start-up of `tsvisor run -- /bin/true` in each network mode, median of 20 (5 with --quick), end to end and
+ *   broken into parts from the run's own `--debug-log` timing lines: CLI load (process start to the run command),
+ *   namespaces, netstack, launch (helper → bwrap → execve); set-up is everything after the CLI loaded;
+ * - trapped-call cost (bench/peers/sentry-calls.c, built with cc): a CONTINUEd call on a non-ours fd, two
+ *   netstack-served calls, connect + accept + close on the sandbox's loopback, and untrapped getppid, natively,
+ *   under `--network=host` and under `--network=sandbox`;
+ * - iperf3 between a sandbox and a Linux peer, 1 and 4 streams, both directions, beside the same iperf3 under
+ *   `--network=host`, `tsvisor serve --service iperf3` and the kernel alone, each across a veth with offloads on.
+ * Rows carry ratios to host and native. Runs happen inside namespaces of the bench's own, so the veth that sandbox
+ * mode makes has its caller end there.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { deleteNetns, run } from '../lib/testnet.ts';
-import { onCleanup, tsvisorCommand } from './proc.ts';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
+import { runIperf3 } from './clients.ts';
+import { onCleanup, startDaemon, tsvisorCommand, type Daemon } from './proc.ts';
 
 /** The start-up rows, in report order. */
 export const STARTUP_MODES = ['native', 'host', 'none', 'sandbox'] as const;
@@ -44,9 +51,32 @@ export interface StartupResult {
   ratioNative?: number;
 }
 
+/** One trapped-call row: a call's cost in one mode. */
+export interface CallResult {
+  test: string;
+  mode: 'native' | 'host' | 'sandbox';
+  /** µs per call (per cycle for connect-accept-close). */
+  median: number;
+  p99: number;
+  ratioNative?: number;
+}
+
+/** One iperf3 row. */
+export interface ThroughputRow {
+  system: 'native' | 'host' | 'serve' | 'sandbox';
+  streams: number;
+  /** to: the peer sends to the program inside; from: the program sends (iperf3 -R). */
+  direction: 'to' | 'from';
+  gbps: number;
+  ratioHost?: number;
+  ratioServe?: number;
+}
+
 /** The Sentry section of the report. */
 export interface SentryReport {
   startup: StartupResult[];
+  calls: CallResult[];
+  throughput: ThroughputRow[];
   skipped: { mode: string; reason: string }[];
   /** Floors of issue 9, for the table. */
   floors: Record<string, string>;
@@ -55,6 +85,8 @@ export interface SentryReport {
 const FLOORS: Record<string, string> = {
   none: 'end to end ≤ 250 ms; set-up ≤ 150 ms; launch ≤ 40 ms',
   sandbox: 'end to end ≤ 400 ms; set-up ≤ 300 ms; launch ≤ 40 ms',
+  calls: 'medians in sandbox mode: CONTINUE ≤ 30 µs; getsockname, setsockopt ≤ 60 µs; connect+accept+close ≤ 500 µs; getppid within 0.1 µs of native',
+  iperf3: '1 stream, each direction: sandbox ≥ 0.3× host and ≥ 0.4× serve',
 };
 
 function median(xs: number[]): number {
@@ -102,6 +134,8 @@ export async function runSentryBench(o: { quick: boolean; log: (line: string) =>
   onCleanup(undo);
   const enter = ['nsenter', `--net=/var/run/netns/${ns}`];
   const startup: StartupResult[] = [];
+  const calls: CallResult[] = [];
+  const throughput: ThroughputRow[] = [];
   const skipped: { mode: string; reason: string }[] = [];
   try {
     for (const mode of STARTUP_MODES) {
@@ -140,6 +174,8 @@ export async function runSentryBench(o: { quick: boolean; log: (line: string) =>
       startup.push(row);
       o.log(`sentry start-up ${mode}: ${row.median} ms median (p90 ${row.p90})` + (row.setup !== undefined ? `, set-up ${row.setup} ms` : ''));
     }
+    await trappedCalls(enter, dir, o, calls, skipped);
+    await throughputRows(o, throughput, skipped);
   } finally {
     undo();
   }
@@ -149,7 +185,141 @@ export async function runSentryBench(o: { quick: boolean; log: (line: string) =>
     if (host) r.ratioHost = round(r.median / host, 2);
     if (native) r.ratioNative = round(r.median / native, 2);
   }
-  return { startup, skipped, floors: FLOORS };
+  return { startup, calls, throughput, skipped, floors: FLOORS };
+}
+
+const CALLS_SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'sentry-calls.c');
+
+/** Builds sentry-calls.c and runs it natively, under host and under sandbox mode. */
+async function trappedCalls(enter: string[], dir: string, o: { quick: boolean; log: (line: string) => void }, out: CallResult[], skipped: { mode: string; reason: string }[]): Promise<void> {
+  const bin = join(dir, 'sentry-calls');
+  try {
+    run([process.env.CC ?? 'cc', '-O2', '-o', bin, CALLS_SOURCE]);
+  } catch (e) {
+    skipped.push({ mode: 'calls', reason: `cannot build ${CALLS_SOURCE}: ${(e as Error).message.split('\n')[0]}` });
+    return;
+  }
+  const n = String(o.quick ? 500 : 4000);
+  // /tmp is a fresh tmpfs in the sandbox: the program is bound in where it is visible.
+  const inside = ['--ro-bind', `${bin}:/tmp/sentry-calls`, '--', '/tmp/sentry-calls', n];
+  const modes: [CallResult['mode'], string[]][] = [
+    ['native', [...enter, bin, n]],
+    ['host', [...enter, ...tsvisorCommand(), 'run', '--network=host', ...inside]],
+    ['sandbox', [...enter, ...tsvisorCommand(), 'run', '--network=sandbox', ...inside]],
+  ];
+  for (const [mode, argv] of modes) {
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      c.stdout!.on('data', (d) => (text += d));
+      c.stderr!.on('data', (d) => (text += d));
+      c.on('close', (code) => resolve({ code, out: text }));
+    });
+    if (r.code !== 0) {
+      skipped.push({ mode: `calls ${mode}`, reason: `exit status ${r.code}: ${r.out.trim().split('\n').pop()}` });
+      continue;
+    }
+    for (const line of r.out.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const j = JSON.parse(line) as { test: string; median_ns: number; p99_ns: number };
+      out.push({ test: j.test, mode, median: round(j.median_ns / 1000, 2), p99: round(j.p99_ns / 1000, 2) });
+    }
+    o.log(`sentry calls ${mode}: ${out.filter((c) => c.mode === mode).map((c) => `${c.test} ${c.median} µs`).join(', ')}`);
+  }
+  for (const c of out) {
+    const native = out.find((x) => x.mode === 'native' && x.test === c.test);
+    if (native && native.median > 0) c.ratioNative = round(c.median / native.median, 1);
+  }
+}
+
+/** iperf3 through each system across its own veth (offloads on), 1 and 4 streams (1 with --quick), both ways. */
+async function throughputRows(o: { quick: boolean; log: (line: string) => void }, out: ThroughputRow[], skipped: { mode: string; reason: string }[]): Promise<void> {
+  const base = process.env.TSVISOR_BENCH_NS || 'tsv-bench';
+  const seconds = o.quick ? 2 : 5;
+  const streams = o.quick ? [1] : [1, 4];
+  const systems: ThroughputRow['system'][] = ['native', 'host', 'serve', 'sandbox'];
+  for (const system of systems) {
+    // Client namespace and the address of the iperf3 server it drives.
+    let client: string;
+    let host: string;
+    let daemon: Daemon | undefined;
+    const undo: (() => void)[] = [];
+    try {
+      if (system === 'sandbox') {
+        client = `${base}-sxt`;
+        deleteNetns(client);
+        run(['ip', 'netns', 'add', client]);
+        run(['ip', '-n', client, 'link', 'set', 'lo', 'up']);
+        undo.push(() => deleteNetns(client));
+        const dir = mkdtempSync(join(tmpdir(), 'tsv-bench-sxt-'));
+        undo.push(() => rmSync(dir, { recursive: true, force: true }));
+        const log = join(dir, 'run.log');
+        daemon = startDaemon(['nsenter', `--net=/var/run/netns/${client}`, ...tsvisorCommand(), 'run', '--debug-log', log, '--', 'iperf3', '-s']);
+        const end = performance.now() + 30000;
+        let text = '';
+        while (!/↔ \S+ \((198\.18\.\d+\.\d+)\/30/.test(text) && performance.now() < end) {
+          await new Promise((r) => setTimeout(r, 50));
+          try {
+            text = readFileSync(log, 'utf8');
+          } catch {
+            // not yet
+          }
+        }
+        const m = /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(text);
+        if (!m) throw new Error(`tsvisor run did not start: ${daemon.output().slice(-300)}`);
+        host = m[1]!;
+      } else {
+        const subnet = { native: '198.18.72', host: '198.18.73', serve: '198.18.74' }[system];
+        const pair = createVethPair({ prefix: `${base}-s${system[0]}`, addrA: `${subnet}.1/24`, addrB: `${subnet}.2/24`, offloads: true });
+        undo.push(() => pair.destroy());
+        client = pair.nsB;
+        host = `${subnet}.1`;
+        const argv = system === 'native' ? ['ip', 'netns', 'exec', pair.nsA, 'iperf3', '-s']
+          : system === 'host' ? ['nsenter', `--net=/var/run/netns/${pair.nsA}`, ...tsvisorCommand(), 'run', '--network=host', '--', 'iperf3', '-s']
+            : [...tsvisorCommand(), 'serve', '--netns', pair.nsA, '--dev', pair.devA, '--service', 'iperf3', '--no-stats-socket'];
+        daemon = startDaemon(argv);
+        if (system === 'serve') await daemon.waitFor(/tsvisor: ready/, 30000);
+      }
+      for (const n of streams) {
+        for (const direction of ['to', 'from'] as const) {
+          let r;
+          for (let attempt = 0; ; attempt++) {
+            try {
+              r = await runIperf3(client, host, { seconds, streams: n, reverse: direction === 'from' });
+              break;
+            } catch (e) {
+              // The server inside may not listen yet: iperf3 refuses at once, so retry briefly.
+              if (attempt >= 20) throw e;
+              await new Promise((res) => setTimeout(res, 250));
+            }
+          }
+          out.push({ system, streams: n, direction, gbps: round(r.gbps, 2) });
+          o.log(`sentry iperf3 ${system} ${n} stream${n > 1 ? 's' : ''} ${direction}: ${r.gbps.toFixed(2)} Gbit/s`);
+        }
+      }
+    } catch (e) {
+      skipped.push({ mode: `iperf3 ${system}`, reason: (e as Error).message.split('\n')[0]!.slice(0, 300) });
+      o.log(`sentry iperf3 ${system}: failed (${(e as Error).message.split('\n')[0]})`);
+    } finally {
+      await daemon?.stop();
+      while (undo.length) undo.pop()!();
+    }
+  }
+  for (const r of out) {
+    const same = (s: ThroughputRow['system']) => out.find((x) => x.system === s && x.streams === r.streams && x.direction === r.direction)?.gbps;
+    const h = same('host');
+    const sv = same('serve');
+    if (h) r.ratioHost = round(r.gbps / h, 2);
+    if (sv) r.ratioServe = round(r.gbps / sv, 2);
+  }
+}
+
+/** A titled text table, first column left-aligned. */
+function table(title: string, head: string[], rows: string[][]): string[] {
+  if (rows.length === 0) return [];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [title, '', fmt(head), ...rows.map(fmt), ''];
 }
 
 function round(x: number, digits = 1): number {
@@ -170,6 +340,11 @@ export function formatSentryTable(r: SentryReport): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   lines.push(fmt(head), ...rows.map(fmt), '');
+  lines.push(...table('Sentry trapped-call cost, µs per call (median, p99)', ['call', 'mode', 'median', 'p99', '×native'],
+    r.calls.map((c) => [c.test, c.mode, c.median.toFixed(2), c.p99.toFixed(2), c.ratioNative === undefined ? '-' : c.ratioNative.toFixed(1)])));
+  lines.push(...table('Sentry iperf3, Gbit/s (to: peer → program; from: program → peer)', ['system', 'streams', 'dir', 'Gbit/s', '×host', '×serve'],
+    r.throughput.map((x) => [x.system, String(x.streams), x.direction, x.gbps.toFixed(2),
+      x.ratioHost === undefined ? '-' : x.ratioHost.toFixed(2), x.ratioServe === undefined ? '-' : x.ratioServe.toFixed(2)])));
   for (const [mode, floor] of Object.entries(r.floors)) lines.push(`floor ${mode}: ${floor}`);
   for (const s of r.skipped) lines.push(`skipped ${s.mode}: ${s.reason}`);
   return lines.join('\n') + '\n';

@@ -1,0 +1,38 @@
+// The Sentry bench's pure parts: the timing lines of a run's --debug-log and the text table.
+import t from 'tap';
+import { formatSentryTable, parseTiming } from '../../bench/sentry.ts';
+
+t.test('parseTiming → the parts a run logs, as numbers; other lines ignored', (t) => {
+  const log = [
+    '   301.2 run ab12cd: network=sandbox argv=["/bin/true"]',
+    '   301.5 timing cli=300.9',
+    '   340.0 timing netns=38.1',
+    '   372.2 timing netstack=31.7',
+    '   372.4 veth tsv-ab12cd (198.18.7.1/30) ↔ tsv-ab12cd/eth0 (198.18.7.2/30)',
+    '   390.3 timing launch=17.6',
+    '   390.4 timing ready=390.4',
+  ].join('\n');
+  t.same(parseTiming(log), { cli: 300.9, netns: 38.1, netstack: 31.7, launch: 17.6, ready: 390.4 });
+  t.same(parseTiming('nothing here'), {});
+  t.end();
+});
+
+t.test('formatSentryTable → one row per mode with its parts and ratios, floors and skipped rows listed', (t) => {
+  const text = formatSentryTable({
+    startup: [
+      { mode: 'native', runs: 20, median: 2, p90: 3, parts: {}, ratioNative: 1 },
+      { mode: 'sandbox', runs: 20, median: 420.5, p90: 500, parts: { cli: 280, netns: 40, netstack: 30, launch: 18, ready: 380 }, setup: 100, ratioHost: 1.2, ratioNative: 210.25 },
+    ],
+    calls: [{ test: 'getsockname', mode: 'sandbox', median: 14.5, p99: 40, ratioNative: 90.6 }],
+    throughput: [{ system: 'sandbox', streams: 1, direction: 'to', gbps: 5.25, ratioHost: 0.4, ratioServe: 0.6 }],
+    skipped: [{ mode: 'none', reason: 'exit status 1: no bwrap' }],
+    floors: { sandbox: 'end to end ≤ 400 ms' },
+  });
+  t.match(text, /^sandbox\s+20\s+420\.5\s+500\.0\s+280\.0\s+40\.0\s+30\.0\s+18\.0\s+100\.0\s+1\.20\s+210\.25$/m);
+  t.match(text, /^native\s+20\s+2\.0\s+3\.0\s+-/m);
+  t.match(text, /^getsockname\s+sandbox\s+14\.50\s+40\.00\s+90\.6$/m);
+  t.match(text, /^sandbox\s+1\s+to\s+5\.25\s+0\.40\s+0\.60$/m);
+  t.match(text, /^floor sandbox: end to end ≤ 400 ms$/m);
+  t.match(text, /^skipped none: exit status 1: no bwrap$/m);
+  t.end();
+});

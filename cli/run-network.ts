@@ -106,6 +106,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
     routes,
     gateways: o.netns === undefined || o.gateways.length ? gateways : [],
     pcap: o.pcapLog,
+    impair: o.impair,
     loopback: true,
     dadTransmits: ownVeth ? 0 : undefined,
   }, undo);

@@ -9,6 +9,7 @@ import { constants as osConstants, release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { isNetnsPath, netnsExists, netnsFile } from '../lib/netns.ts';
 import { type Address, type Subnet, parseAddress, parseSubnet } from '../netstack/addr.ts';
+import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
 import { NotifyListener } from '../sentry/platform/unotify/listener.ts';
 import { Targets } from '../sentry/platform/unotify/target.ts';
 import { bwrapArgs } from '../sentry/sandbox/bwrap.ts';
@@ -53,6 +54,8 @@ export interface RunOptions {
   debug: boolean;
   debugLog?: string;
   pcapLog?: string;
+  /** Impairments (loss, delay, ...) of the sandbox's link, between the netstack and the veth. */
+  impair?: ImpairSpec;
   /** How long data the program wrote before exiting may take to be delivered, in ms. */
   drainMs: number;
   argv: string[];
@@ -81,6 +84,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     debug: {},
     'debug-log': { value: true },
     'pcap-log': { value: true },
+    impair: { value: true },
     platform: { value: true },
     'drain-timeout': { value: true },
   }, dashes < 0 ? Infinity : 0);
@@ -102,7 +106,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     if (o[flag] !== undefined) throw new UsageError(`--${flag} ${why}`);
   };
   if (network !== 'sandbox') {
-    for (const f of ['netns', 'dev', 'addr', 'gateway', 'publish', 'pcap-log']) only(f, `needs --network=sandbox`);
+    for (const f of ['netns', 'dev', 'addr', 'gateway', 'publish', 'pcap-log', 'impair']) only(f, `needs --network=sandbox`);
     if (network === 'host') only('dns', 'needs --network=sandbox or none (host mode uses the host\'s resolv.conf)');
     if (network === 'host') only('allow-raw', 'has no meaning with --network=host (nothing is trapped)');
   }
@@ -153,6 +157,12 @@ export function parseRunArgs(argv: string[]): RunOptions {
   }
   const cwd = o.cwd as string | undefined;
   if (cwd !== undefined && !cwd.startsWith('/')) throw new UsageError(`--cwd: '${cwd}' is not an absolute path`);
+  let impair: ImpairSpec | undefined;
+  if (o.impair !== undefined) {
+    const r = parseImpairSpec(o.impair as string);
+    if (typeof r === 'string') throw new UsageError(`--impair: ${r}`);
+    impair = r;
+  }
   const drain = (o['drain-timeout'] as string | undefined) ?? '5';
   if (!/^\d+(\.\d+)?$/.test(drain)) throw new UsageError(`--drain-timeout: '${drain}' is not a number of seconds`);
 
@@ -172,6 +182,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     debug: Boolean(o.debug),
     debugLog: o['debug-log'] as string | undefined,
     pcapLog: o['pcap-log'] as string | undefined,
+    impair,
     drainMs: Math.round(Number(drain) * 1000),
     argv: program,
   };

@@ -63,7 +63,13 @@ export type ParkEnd = 'exit' | 'signal' | 'closed';
 
 /** The parked calls of one Sentry. */
 export class ParkedCalls {
-  private readonly calls = new Map<bigint, { ctl: AbortController; timer: ReturnType<typeof setTimeout> | null; onEnd: (why: ParkEnd) => void }>();
+  private readonly calls = new Map<bigint, {
+    ctl: AbortController;
+    timer: ReturnType<typeof setTimeout> | null;
+    onEnd: (why: ParkEnd) => void;
+    /** Takes the exit listener off the target's signal, which outlives the call. */
+    unwatchExit: () => void;
+  }>();
 
   /** Test hook: reads a thread's status text (default: /proc). */
   constructor(private readonly readStatus: (tid: number) => string | undefined = procStatus) {}
@@ -79,7 +85,8 @@ export class ParkedCalls {
    */
   park(id: bigint, tid: number, exit: AbortSignal, onEnd: (why: ParkEnd) => void): Parked {
     const ctl = new AbortController();
-    const entry = { ctl, timer: null as ReturnType<typeof setTimeout> | null, onEnd };
+    const onExit = () => end('exit');
+    const entry = { ctl, timer: null as ReturnType<typeof setTimeout> | null, onEnd, unwatchExit: () => exit.removeEventListener('abort', onExit) };
     this.calls.set(id, entry);
     const end = (why: ParkEnd) => {
       if (this.calls.get(id) !== entry) return;
@@ -87,8 +94,8 @@ export class ParkedCalls {
       ctl.abort();
       onEnd(why);
     };
-    if (exit.aborted) queueMicrotask(() => end('exit'));
-    else exit.addEventListener('abort', () => end('exit'), { once: true });
+    if (exit.aborted) queueMicrotask(onExit);
+    else exit.addEventListener('abort', onExit, { once: true });
     let delay = FIRST_POLL_MS;
     let sharedSince = -1;
     const watch = () => {
@@ -118,6 +125,8 @@ export class ParkedCalls {
     if (!e) return;
     this.calls.delete(id);
     if (e.timer) clearTimeout(e.timer);
+    // A process parks call after call (a server's blocking accept): one listener each would pile up until it exits.
+    e.unwatchExit();
   }
 
   /** Ends every parked call (the Sentry is closing). */

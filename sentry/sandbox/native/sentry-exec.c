@@ -51,9 +51,45 @@ static void close_from_4(void) {
   for (int fd = 4; fd < 65536; fd++) close(fd);
 }
 
+/* execv, and a file without a #! line run by /bin/sh, as execvp does. */
+static int try_exec(const char *path, char **argv) {
+  execv(path, argv);
+  if (errno != ENOEXEC) return errno;
+  int n = 0;
+  while (argv[n]) n++;
+  char *sh[n + 2];
+  sh[0] = "/bin/sh";
+  sh[1] = (char *)path;
+  for (int i = 1; i <= n; i++) sh[i + 1] = argv[i];
+  execv(sh[0], sh);
+  return ENOEXEC;
+}
+
+/*
+ * execvp, except that a PATH directory this identity cannot search counts as not holding the program, as a shell
+ * sees it: the sandbox runs as an unprivileged host uid, and a PATH such as root's (/root/... first) would turn
+ * every "command not found" into EACCES. EACCES stays for a file that exists and cannot be executed.
+ */
 static void run(char **argv, const char *tag) {
-  execvp(argv[0], argv);
-  int err = errno;
+  int err = ENOENT;
+  if (strchr(argv[0], '/')) {
+    err = try_exec(argv[0], argv);
+  } else {
+    const char *path = getenv("PATH");
+    if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
+    size_t len = strlen(argv[0]);
+    for (const char *dir = path; ; ) {
+      const char *end = strchrnul(dir, ':');
+      size_t dlen = (size_t)(end - dir);
+      char full[dlen + len + 3];
+      snprintf(full, sizeof full, "%.*s%s%s", (int)dlen, dir, dlen ? "/" : "", argv[0]);
+      int e = try_exec(full, argv);
+      int here = e != ENOENT && e != ENOTDIR && (e != EACCES || access(full, F_OK) == 0);
+      if (here && err == ENOENT) err = e;
+      if (!*end) break;
+      dir = end + 1;
+    }
+  }
   dprintf(REPORT, "%s %d\n", tag, err);
   _exit(err == ENOENT ? 127 : 126);
 }

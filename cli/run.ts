@@ -287,6 +287,13 @@ export interface Started {
 }
 
 /**
+ * The host identity the program runs as (uid 0 only inside its user namespace): `nobody`, so that root-owned host
+ * files such as /etc/shadow are not readable through the read-only root, and a `--bind` directory the program
+ * writes must be writable by it.
+ */
+export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
+
+/**
  * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
  * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
  */
@@ -329,6 +336,7 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
       appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
       bwrap,
       env: { ...(process.env as Record<string, string>), ...o.env },
+      user: SANDBOX_USER,
     });
   } catch (e) {
     if (e instanceof LaunchError) throw new CliError(e.message);

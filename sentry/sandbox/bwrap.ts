@@ -5,7 +5,7 @@
  * `/proc/1/root/...` is the sandbox's own) and a minimal `/dev`; then the user's binds and the generated files.
  * The network namespace is not bwrap's business: the helper has already joined the app netns.
  */
-import { lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,6 +62,8 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   }
   if (o.files?.length) {
     const dir = mkdtempSync(join(tmpdir(), 'tsvisor-files-'));
+    // Searchable (not listable) by others: bwrap may run as launch's unprivileged host identity.
+    chmodSync(dir, 0o711);
     generated.add(dir);
     o.files.forEach((f, i) => {
       if (!f.path.startsWith('/')) throw new Error(`generated file ${f.path}: path must be absolute`);

@@ -1,7 +1,7 @@
 // `tsvisor run` end to end with real programs: exit statuses (own, 128+N, 127, 126), a program that closes its
 // stdout early, the namespaces made and removed in each mode, signal forwarding and the second Ctrl-C, and the
 // janitor after `kill -9` of tsvisor itself. Runs happen inside a caller namespace of the test's own.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -9,6 +9,8 @@ import { HANG_MS } from '../lib/wait.ts';
 import { CLI, callerNs, collect, leftovers, logId, spawnIn, tsvisorRun, waitFor } from './run-helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tsb-exec-'));
+// The program is uid 65534 on the host: what it reads or writes through --bind must be open to it.
+chmodSync(dir, 0o777);
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const ns = callerNs(t, 'rx');
 let n = 0;
@@ -89,6 +91,7 @@ t.test('the generated /etc/hosts and /etc/resolv.conf are what the program reads
 
 t.test('--env, --cwd and --ro-bind reach the program', async (t) => {
   const src = mkdtempSync(join(dir, 'bind-'));
+  chmodSync(src, 0o755);
   writeFileSync(join(src, 'f'), 'bound\n');
   const r = await tsvisorRun(ns, ['--network=none', '--env', 'TSB_X=1=2', '--ro-bind', `${src}:/mnt`, '--cwd', '/mnt', '--',
     '/bin/sh', '-c', 'echo "$TSB_X"; pwd; cat f; touch g 2>/dev/null || echo read-only']);

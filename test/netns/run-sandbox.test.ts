@@ -6,7 +6,7 @@
 // (drain); --pcap-log complete on exit.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -15,6 +15,8 @@ import { CLI, callerNs, collect, leftovers, logId, spawnIn, tsvisorRun, waitFor 
 
 const ns = callerNs(t, 'rs');
 const dir = mkdtempSync(join(tmpdir(), 'tsb-rs-'));
+// The program is uid 65534 on the host: the bound directory must be open to it.
+chmodSync(dir, 0o755);
 const body = randomBytes(2 << 20);
 writeFileSync(join(dir, 'file'), body);
 const sha = createHash('sha256').update(body).digest('hex');

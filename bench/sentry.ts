@@ -12,7 +12,7 @@
  * mode makes has its caller end there.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,6 +124,8 @@ export async function runSentryBench(o: { quick: boolean; log: (line: string) =>
   const runs = o.quick ? 5 : 20;
   const ns = `${process.env.TSVISOR_BENCH_NS || 'tsv-bench'}-sx`;
   const dir = mkdtempSync(join(tmpdir(), 'tsv-bench-sentry-'));
+  // The sandboxed program runs as host uid 65534: sentry-calls, bound from here, must be reachable by it.
+  chmodSync(dir, 0o755);
   deleteNetns(ns);
   run(['ip', 'netns', 'add', ns]);
   run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);

@@ -320,12 +320,6 @@ async function loadModules(o: RunOptions): Promise<RunModules> {
 }
 
 async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules, log: (l: string) => void): Promise<Started> {
-  try {
-    helperPath();
-  } catch (e) {
-    if (e instanceof HelperBuildError) throw new CliError(e.message);
-    throw e;
-  }
   const filter = buildPolicy({ mode: o.network, allowRaw: o.allowRaw, strace: o.strace });
   const bwrap = bwrapArgs({ binds: o.binds, files: net.files, cwd: o.cwd, shareNet: true });
   let sandbox;
@@ -379,6 +373,13 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
 export async function runCommand(argv: string[]): Promise<number> {
   const o = parseRunArgs(argv);
   preflight(o);
+  // The helper is built (once, cached) before anything is made: a missing compiler is a set-up failure.
+  try {
+    helperPath();
+  } catch (e) {
+    if (e instanceof HelperBuildError) throw new CliError(e.message);
+    throw e;
+  }
   // The rest of the code this run needs loads now, so that "cli" in the timings is all of the CLI's load and the
   // set-up after it is work: the netstack and the Sentry (none of it in host mode without --strace).
   const modules = await loadModules(o);

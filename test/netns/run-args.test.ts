@@ -84,3 +84,15 @@ t.test('--dev naming a missing interface → exit 1, one line; the alias of a PA
   t.match(run(['ip', 'netns', 'list']), new RegExp(`^${ns}\\b`, 'm'), 'the user\'s namespace is kept');
   t.end();
 });
+
+t.test('no C compiler for the helper → exit 1, one line naming the fix; nothing left', async (t) => {
+  // A fresh cache directory holds no helper, so it must be built, with a compiler that does not exist.
+  const cache = mkdtempSync(join(dir, 'cache-'));
+  const ns = callerNs(t, 'ra-cc');
+  const log = join(dir, 'cc.log');
+  const r = await tsvisorRun(ns, ['--debug-log', log, '--', '/bin/true'], { env: { ...process.env, TSVISOR_CACHE_DIR: cache, CC: 'tsb-no-such-cc' } });
+  t.equal(r.code, 1);
+  t.equal(r.stderr, 'tsvisor: no C compiler ("tsb-no-such-cc") to build the sandbox helper: install gcc and libc6-dev (or set CC)\n');
+  t.equal(logId(log), undefined, 'failed before a run id was taken: nothing made');
+  t.end();
+});

@@ -81,6 +81,21 @@ t.test('--network=none → lo only in the app netns; sandbox → lo + eth0 with 
   t.end();
 });
 
+t.test('--network=none → loopback works inside; any other address is unreachable (ENETUNREACH)', async (t) => {
+  const py = [
+    'import errno, socket',
+    'l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()',
+    'c = socket.create_connection(l.getsockname()); a, _ = l.accept(); c.sendall(b"ping"); print(a.recv(4).decode())',
+    'for host in ("198.18.0.1", "fd74:7376::1"):',
+    '    try: socket.create_connection((host, 80), timeout=5); print("connected")',
+    '    except OSError as e: print(errno.errorcode[e.errno])',
+  ].join('\n');
+  const r = await tsvisorRun(ns, ['--network=none', '--', 'python3', '-c', py]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'ping\nENETUNREACH\nENETUNREACH\n');
+  t.end();
+});
+
 t.test('the generated /etc/hosts and /etc/resolv.conf are what the program reads', async (t) => {
   const r = await tsvisorRun(ns, ['--dns', '198.18.0.53', '--', '/bin/sh', '-c', 'cat /etc/resolv.conf; getent ahostsv4 host.tsvisor.internal | head -n 1']);
   t.equal(r.code, 0, r.stderr);

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Assembler, DATA, encode } from '../sentry/seccomp/bpf.ts';
 import { AUDIT_ARCH_X86_64, errnoAction, SECCOMP_RET } from '../sentry/seccomp/policy.ts';
 import { SYS, type SyscallName } from '../sentry/seccomp/sysno.ts';
-import { GOFER_ALLOWLIST, GOFER_CAPABILITIES } from '../gofer/seccomp.ts';
+import { GOFER_ALLOWLIST, GOFER_CAPABILITIES, GOFER_IOCTLS } from '../gofer/seccomp.ts';
 import { GoferServer, GoferSetupError } from '../gofer/server/server.ts';
 import { IdMap } from '../gofer/server/idmap.ts';
 import { listenUnix, SysError, sys } from '../lib/libc.ts';
@@ -31,14 +31,21 @@ const ENTRY = resolve(REPO, FROM_SOURCE ? 'cli/tsvisor.js' : 'cli/bin.js');
 /** Where the confined server sees the exported directory. */
 const INNER_ROOT = '/gofer-root';
 
-/** The gofer's seccomp program: the allowlist, EPERM for every other call, death for a foreign ABI. */
+/**
+ * The gofer's seccomp program: the allowlist, ioctl for the requests of GOFER_IOCTLS only (the low 32 bits of the
+ * request: the kernel takes it as an unsigned int), EPERM for every other call, death for a foreign ABI.
+ */
 export function goferFilter(): Uint8Array {
   const a = new Assembler();
   a.ldAbs(DATA.arch);
   a.jeq(AUDIT_ARCH_X86_64, null, 'kill');
   a.ldAbs(DATA.nr);
   a.jge(0x40000000, 'kill'); // x32 numbers
+  a.jeq(SYS.ioctl, 'ioctl');
   for (const name of GOFER_ALLOWLIST) a.jeq(SYS[name as SyscallName], 'allow');
+  a.ret(errnoAction(1));
+  a.label('ioctl').ldAbs(DATA.argLo(1));
+  for (const req of Object.values(GOFER_IOCTLS)) a.jeq(req, 'allow');
   a.ret(errnoAction(1));
   a.label('allow').ret(SECCOMP_RET.ALLOW);
   a.label('kill').ret(SECCOMP_RET.KILL_PROCESS);

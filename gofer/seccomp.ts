@@ -4,7 +4,8 @@
  * the calls Node's runtime makes on paths that run rarely (a new thread, a grown heap, a signal). Everything else
  * fails with EPERM: above all socket, connect, bind (no new endpoints: the one listening socket was made by the
  * launcher), execve, ptrace, mount, pivot_root, unshare, setns, open_by_handle_at and name_to_handle_at (the
- * classic container escape by file handle), io_uring, bpf, keyctl, process_vm_*, userfaultfd and ioctl.
+ * classic container escape by file handle), io_uring, bpf, keyctl, process_vm_*, userfaultfd, and ioctl but for
+ * the three requests of GOFER_IOCTLS.
  * The filter is compiled in cli/gofer.ts with sentry/seccomp's assembler (gofer/ imports only lib/).
  */
 
@@ -47,8 +48,9 @@ export const GOFER_ALLOWLIST_WHY: Readonly<Record<string, readonly string[]>> = 
   'connections and event loop': [
     'accept4',
     'shutdown',
-    'recvmsg', // SCM_RIGHTS descriptor donation
-    'sendmsg',
+    'recvmsg', // a donating connection's UnixStream reads with it
+    'sendmsg', // SCM_RIGHTS descriptor donation
+    'sendto', // glibc's send(): the UnixStream's writes (no address: the socket is connected, socket() is denied)
     'epoll_wait',
     'epoll_pwait',
     'epoll_pwait2',
@@ -89,6 +91,13 @@ export const GOFER_ALLOWLIST_WHY: Readonly<Record<string, readonly string[]>> = 
     'getrusage',
   ],
 };
+
+/**
+ * ioctl is allowed for these requests only (its second argument): libuv makes a descriptor non-blocking with
+ * FIONBIO when it starts polling it (the UnixStream of a donating connection), and may set close-on-exec with
+ * FIOCLEX. Any other request, TIOCSTI on an inherited terminal above all, fails with EPERM.
+ */
+export const GOFER_IOCTLS: Readonly<Record<string, number>> = { FIONBIO: 0x5421, FIOCLEX: 0x5451, FIONCLEX: 0x5450 };
 
 /** Every allowed call. */
 export const GOFER_ALLOWLIST: readonly string[] = Object.values(GOFER_ALLOWLIST_WHY).flat();

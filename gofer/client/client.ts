@@ -4,7 +4,8 @@
  * the request's promise with a `P9Error` carrying the errno.
  */
 import { connect, type Socket } from 'node:net';
-import { errnoName } from '../../lib/libc.ts';
+import { errnoName, sys } from '../../lib/libc.ts';
+import { UnixStream } from '../../lib/unixstream.ts';
 import { bytes, decode, encode, frameSize, isDecodeError } from '../p9/codec.ts';
 import { decodeDirents, type Dirent } from '../p9/dirent.ts';
 import {
@@ -12,7 +13,9 @@ import {
   HEADER_SIZE,
   NOFID,
   NOTAG,
+  QT,
   VERSION_9P2000L,
+  VERSION_TSVISOR,
   type Body,
   type Message,
   type Qid,
@@ -57,10 +60,16 @@ export interface InFlight<T extends TName> {
   readonly reply: Promise<Message<ReplyOf<T>>>;
 }
 
+/** A reply that may carry a donated descriptor (Rlopen, Rlcreate of a regular file in the tsvisor dialect). */
+export type WithFd<M> = M & { fd?: number };
+
 /** One client connection. */
 export class Client {
   /** The negotiated maximum message size. */
   msize = 0;
+  /** Whether the server donates opened descriptors (the 9P2000.L.tsvisor dialect was agreed). */
+  donating = false;
+  private readonly fdQueue: number[] = [];
   private readonly waiting = new Map<number, Waiting>();
   private nextTag = 0;
   private nextFid = 1;
@@ -69,8 +78,11 @@ export class Client {
   private have = 0;
   private closedError: Error | undefined;
 
-  private constructor(private readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => this.onData(c));
+  private constructor(private readonly socket: Socket | UnixStream) {
+    socket.on('data', (c: Buffer, fds?: number[]) => {
+      if (fds) this.fdQueue.push(...fds);
+      this.onData(c);
+    });
     const fail = (e?: Error) => {
       this.closedError ??= e ?? new P9Error(EIO, 'connection closed');
       for (const w of this.waiting.values()) w.reject(new P9Error(EIO, `${w.op} (connection closed)`));
@@ -80,8 +92,22 @@ export class Client {
     socket.on('close', () => fail());
   }
 
-  /** Connects to a unix socket path and negotiates the version. */
-  static async connect(path: string, msize = 1 << 20): Promise<Client> {
+  /**
+   * Connects to a unix socket path and negotiates the version; with `donation`, asks for the 9P2000.L.tsvisor
+   * dialect (on a socket that can receive descriptors) and falls back to plain 9P2000.L where the server says so.
+   */
+  static async connect(path: string, msize = 1 << 20, opts: { donation?: boolean } = {}): Promise<Client> {
+    if (opts.donation) {
+      const c = new Client(UnixStream.connect(path));
+      try {
+        await c.version(msize, VERSION_TSVISOR);
+        return c;
+      } catch {
+        // A server that does not know the dialect may hang up instead of answering "9P2000.L" (diod does):
+        // start again, plainly.
+        c.close();
+      }
+    }
     const sock = connect({ path });
     await new Promise<void>((resolve, reject) => {
       sock.once('connect', resolve);
@@ -91,21 +117,31 @@ export class Client {
   }
 
   /** Speaks 9P on an already connected socket and negotiates the version. */
-  static async over(socket: Socket, msize = 1 << 20): Promise<Client> {
+  static async over(socket: Socket | UnixStream, msize = 1 << 20): Promise<Client> {
     const c = new Client(socket);
     await c.version(msize);
     return c;
   }
 
+  /** Descriptors received and not yet matched to a reply (always 0 with a well-behaved server). */
+  get queuedDescriptors(): number {
+    return this.fdQueue.length;
+  }
+
   /** Closes the connection; pending requests fail with EIO. */
   close(): void {
     this.socket.destroy();
+    for (const fd of this.fdQueue.splice(0)) sys.close(fd);
   }
 
   /** Sends Tversion (which also resets the session on the server). */
   async version(msize: number, version = VERSION_9P2000L): Promise<Message<'Rversion'>> {
     const r = await this.start({ type: 'Tversion', msize, version: bytes(version) }, NOTAG).reply;
-    if (Buffer.from(r.version).toString('latin1') !== VERSION_9P2000L) throw new P9Error(EPROTO, 'Tversion');
+    const agreed = Buffer.from(r.version).toString('latin1');
+    if (agreed !== VERSION_9P2000L && !(agreed === VERSION_TSVISOR && version === VERSION_TSVISOR)) {
+      throw new P9Error(EPROTO, `Tversion: the server speaks '${agreed}'`);
+    }
+    this.donating = agreed === VERSION_TSVISOR;
     this.msize = r.msize;
     return r;
   }
@@ -189,7 +225,12 @@ export class Client {
     if (isDecodeError(m)) w.reject(new P9Error(EPROTO, `${w.op}: undecodable reply (${m.error})`));
     else if (m.type === 'Rlerror') w.reject(new P9Error(m.ecode, w.op));
     else if (m.type !== w.expect) w.reject(new P9Error(EPROTO, `${w.op}: got ${m.type}`));
-    else w.resolve(m);
+    else if (this.donating && (m.type === 'Rlopen' || m.type === 'Rlcreate') && m.qid.type === QT.FILE) {
+      // The dialect's rule: each such reply carried one descriptor, and it arrived no later than the reply's bytes.
+      const fd = this.fdQueue.shift();
+      if (fd === undefined) w.reject(new P9Error(EPROTO, `${w.op}: no descriptor came with the reply`));
+      else w.resolve(Object.assign(m, { fd }));
+    } else w.resolve(m);
   }
 
   // Conveniences, one per message. Fids are numbers chosen with allocFid (or any the caller manages).
@@ -206,13 +247,13 @@ export class Client {
     return r.wqids;
   }
 
-  /** Tlopen. */
-  async lopen(fid: number, flags: number): Promise<Message<'Rlopen'>> {
+  /** Tlopen; in the tsvisor dialect a regular file's reply has `fd`, the opened descriptor, now the caller's. */
+  async lopen(fid: number, flags: number): Promise<WithFd<Message<'Rlopen'>>> {
     return this.rpc({ type: 'Tlopen', fid, flags });
   }
 
-  /** Tlcreate: creates `name` in the directory `fid`, which then stands for the new, opened file. */
-  async lcreate(fid: number, name: Name, flags: number, mode: number, gid = 0): Promise<Message<'Rlcreate'>> {
+  /** Tlcreate: creates `name` in the directory `fid`, which then stands for the new, opened file (`fd` as Tlopen). */
+  async lcreate(fid: number, name: Name, flags: number, mode: number, gid = 0): Promise<WithFd<Message<'Rlcreate'>>> {
     return this.rpc({ type: 'Tlcreate', fid, name: bytes(name), flags, mode, gid });
   }
 

@@ -211,6 +211,11 @@ export const NOTAG = 0xffff;
 export const NOFID = 0xffffffff;
 /** The 9P2000.L version string. */
 export const VERSION_9P2000L = '9P2000.L';
+/**
+ * The version string of our dialect: 9P2000.L, plus descriptor donation (a regular file's Rlopen and Rlcreate
+ * carry the opened descriptor with SCM_RIGHTS). A server that does not know it answers "9P2000.L" or "unknown".
+ */
+export const VERSION_TSVISOR = '9P2000.L.tsvisor';
 
 /** Qid types (the top byte of a Plan 9 mode). */
 export const QT = { DIR: 0x80, APPEND: 0x40, EXCL: 0x20, MOUNT: 0x10, AUTH: 0x08, TMP: 0x04, SYMLINK: 0x02, FILE: 0 } as const;

@@ -9,15 +9,17 @@
  * running one suppresses its reply and is answered after it finishes, as 9P requires.
  */
 import type { Socket } from 'node:net';
+import * as fs from '../../lib/fs.ts';
 import { ERRNO } from '../../lib/libc.ts';
+import { UnixStream } from '../../lib/unixstream.ts';
 import { bytes, decode, encode, frameSize, isDecodeError, setTag } from '../p9/codec.ts';
-import { HEADER_SIZE, NOTAG, VERSION_9P2000L, type Message } from '../p9/messages.ts';
+import { HEADER_SIZE, NOTAG, VERSION_9P2000L, VERSION_TSVISOR, type Message } from '../p9/messages.ts';
 import { handle, Session, type ServerConfig } from './ops.ts';
 
 const E = ERRNO as Record<string, number>;
 const { EBUSY, EIO, EOPNOTSUPP, EPROTO } = E;
 
-type AnyAnswer = { type: string } | { frame: Uint8Array } | number;
+type AnyAnswer = { type: string; fds?: number[] } | { frame: Uint8Array } | number;
 
 /** Limits of one connection. */
 export interface ConnectionLimits {
@@ -85,13 +87,18 @@ export class Connection {
   private parsing = false;
 
   constructor(
-    private readonly socket: Socket,
+    private socket: Socket | UnixStream,
     cfg: ServerConfig,
     private readonly limits: ConnectionLimits,
     private readonly stats: GoferStats,
+    private readonly onClosed: () => void = () => {},
   ) {
     this.session = new Session(cfg);
     stats.connections++;
+    this.listen(socket);
+  }
+
+  private listen(socket: Socket | UnixStream): void {
     socket.on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.have += chunk.length;
@@ -103,6 +110,39 @@ export class Connection {
     });
     socket.on('error', () => this.teardown());
     socket.on('close', () => this.teardown());
+  }
+
+  /** Closes the connection. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /**
+   * Moves the connection from Node's socket to a UnixStream on a duplicate of its descriptor, so that replies can
+   * carry descriptors. Node has handed over every byte it read (a paused socket's buffer is drained here), and
+   * reads nothing more once destroyed. False where the socket exposes no descriptor.
+   */
+  private takeOver(): boolean {
+    if (this.socket instanceof UnixStream) return true;
+    const sock = this.socket;
+    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return false;
+    const copy = fs.dup(fd);
+    if (copy < 0) return false;
+    sock.removeAllListeners('data');
+    sock.pause();
+    for (let b: Buffer | null; (b = sock.read() as Buffer | null) !== null; ) {
+      this.chunks.push(b);
+      this.have += b.length;
+    }
+    sock.removeAllListeners('drain');
+    sock.removeAllListeners('close');
+    sock.removeAllListeners('error');
+    sock.on('error', () => {});
+    sock.destroy();
+    this.socket = new UnixStream(copy);
+    this.listen(this.socket);
+    return true;
   }
 
   private get frameLimit(): number {
@@ -256,7 +296,9 @@ export class Connection {
     }
     this.versioned = true;
     this.session.msize = msize;
-    this.reply({ type: 'Rversion', tag: m.tag, msize, version: bytes(VERSION_9P2000L) });
+    // The descriptor-donation dialect only when asked for by name, so a plain 9P client never sees it.
+    this.session.donate = v === VERSION_TSVISOR && this.takeOver();
+    this.reply({ type: 'Rversion', tag: m.tag, msize, version: bytes(this.session.donate ? VERSION_TSVISOR : VERSION_9P2000L) });
   }
 
   private answer(tag: number, a: AnyAnswer | Promise<AnyAnswer>): void {
@@ -272,6 +314,9 @@ export class Connection {
     else if ('frame' in a) {
       setTag(a.frame, tag);
       this.send(a.frame);
+    } else if (a.fds) {
+      const { fds, ...body } = a;
+      this.send(encode({ ...body, tag } as unknown as Message), fds);
     } else this.reply({ ...a, tag } as unknown as Message);
   }
 
@@ -284,9 +329,13 @@ export class Connection {
     this.send(encode(m));
   }
 
-  private send(frame: Uint8Array): void {
-    if (this.closed) return;
-    this.socket.write(frame);
+  private send(frame: Uint8Array, fds?: number[]): void {
+    if (this.closed) {
+      for (const fd of fds ?? []) fs.close(fd);
+      return;
+    }
+    if (fds) (this.socket as UnixStream).write(frame, fds); // only a donating session answers with descriptors
+    else this.socket.write(frame);
     if (this.socket.writableLength > (this.session.msize || this.limits.maxMsize) * this.limits.maxTags) this.pausedForWrites = true;
     this.flow();
   }
@@ -306,6 +355,7 @@ export class Connection {
   private teardown(): void {
     if (this.closed) return;
     this.closed = true;
+    this.onClosed();
     this.queue.length = 0;
     for (const p of this.outstanding.values()) p.flushed = true;
     this.session.reset();

@@ -44,7 +44,7 @@ export interface ServerConfig {
 }
 
 /** A handler's answer: the reply body, a complete frame (the tag is set by the caller), or an errno. */
-export type Answer<T extends TName> = Body<ReplyOf<T>> | { frame: Uint8Array } | number;
+export type Answer<T extends TName> = (Body<ReplyOf<T>> & { fds?: number[] }) | { frame: Uint8Array } | number;
 
 type Handler<T extends TName> = (s: Session, m: Message<T>) => Answer<T> | Promise<Answer<T>>;
 
@@ -58,6 +58,8 @@ export class Session {
   readonly fids = new Map<number, Fid>();
   /** The negotiated maximum message size. */
   msize = 0;
+  /** Whether replies may carry descriptors (the 9P2000.L.tsvisor dialect). */
+  donate = false;
 
   constructor(readonly cfg: ServerConfig) {}
 
@@ -266,9 +268,18 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (s.cfg.readOnly && (acc !== F.O_RDONLY || m.flags & F.O_TRUNC)) return EROFS;
     const fd = openNode(s, f.node, m.flags);
     if (fd < 0) return -fd;
-    f.open = new OpenFile(fd, m.flags & OPEN_PASS);
     const q = statQid(f.node.fd);
-    return typeof q === 'number' ? q : { type: 'Rlopen', qid: q, iounit: 0 };
+    if (typeof q === 'number') {
+      fs.close(fd);
+      return q;
+    }
+    const fds = donation(s, f.node, fd);
+    if (typeof fds === 'number') {
+      fs.close(fd);
+      return fds;
+    }
+    f.open = new OpenFile(fd, m.flags & OPEN_PASS);
+    return { type: 'Rlopen', qid: q, iounit: 0, fds };
   },
 
   Tlcreate(s, m) {
@@ -309,11 +320,17 @@ const handlers: { [T in TName]?: Handler<T> } = {
       fs.close(io);
       return node;
     }
+    const q = statQid(node.fd);
+    const fds = typeof q === 'number' ? q : donation(s, node, io);
+    if (typeof q === 'number' || typeof fds === 'number') {
+      fs.close(io);
+      node.release();
+      return typeof q === 'number' ? q : (fds as number);
+    }
     d.node.release();
     d.node = node;
     d.open = new OpenFile(io, flags);
-    const q = statQid(node.fd);
-    return typeof q === 'number' ? q : { type: 'Rlcreate', qid: q, iounit: 0 };
+    return { type: 'Rlcreate', qid: q, iounit: 0, fds };
   },
 
   Tread(s, m) {
@@ -698,6 +715,16 @@ const handlers: { [T in TName]?: Handler<T> } = {
   },
 };
 const EBUSY_ = E.EBUSY!;
+
+/**
+ * In a donating session, a duplicate of a regular file's opened descriptor to send with the reply (the rule the
+ * client relies on: every successful Rlopen/Rlcreate of a regular file carries exactly one); otherwise none.
+ */
+function donation(s: Session, node: Node, fd: number): number[] | undefined | number {
+  if (!s.donate || node.kind !== 'file') return undefined;
+  const d = fs.dup(fd);
+  return d < 0 ? -d : [d];
+}
 
 /** Sets the attribute a Txattrcreate fid collected (on Tclunk); a size of 0 removes it, as Linux's v9fs means. */
 function finishXattr(s: Session, f: Fid): number {

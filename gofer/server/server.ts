@@ -41,7 +41,7 @@ export class GoferServer {
   readonly stats: GoferStats = newStats();
   private readonly cfg: ServerConfig;
   private readonly limits: ConnectionLimits;
-  private readonly sockets = new Set<Socket>();
+  private readonly connections = new Set<Connection>();
   private server: Server | undefined;
 
   constructor(opts: GoferOptions) {
@@ -68,9 +68,8 @@ export class GoferServer {
 
   /** Serves one already-connected socket (a socketpair end, or an accepted connection). */
   serveSocket(sock: Socket): void {
-    this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
-    new Connection(sock, this.cfg, this.limits, this.stats);
+    const c: Connection = new Connection(sock, this.cfg, this.limits, this.stats, () => this.connections.delete(c));
+    this.connections.add(c);
   }
 
   /** Listens on a unix socket path, or on an already-listening descriptor. */
@@ -88,7 +87,7 @@ export class GoferServer {
 
   /** Stops listening, closes every connection and the root. */
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    for (const c of this.connections) c.destroy();
     if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
     this.server = undefined;
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Client } from '../../gofer/client/client.ts';
 import { text } from '../../gofer/p9/codec.ts';
+import * as fs from '../../lib/fs.ts';
 import { F } from '../../lib/fs.ts';
 import { scratch } from './helpers.ts';
 
@@ -125,6 +126,19 @@ t.test('tsvisor gofer → confined server: own mounts, empty netns, seccomp, fil
   const c2 = await Client.connect(s.sock);
   await c2.attach(c2.allocFid());
   t.pass('another client is still served');
+  // Descriptor donation works under the filter too (sendmsg with SCM_RIGHTS is on the allowlist).
+  const d = await Client.connect(s.sock, 65536, { donation: true });
+  t.equal(d.donating, true, 'the confined server speaks the donation dialect');
+  const dr = d.allocFid();
+  await d.attach(dr);
+  const df = d.allocFid();
+  await d.walk(dr, df, ['hello']);
+  const opened = await d.lopen(df, F.O_RDONLY);
+  const buf = new Uint8Array(100);
+  const got = fs.pread(opened.fd!, buf, 0n);
+  t.equal(text(buf.subarray(0, got)), 'hello from the root\n', 'read through the donated descriptor');
+  fs.close(opened.fd!);
+  d.close();
   await until('the one-line report', () => /impossible frame size/.test(stderr));
   t.equal(stderr.trim().split('\n').length, 1, 'one line about it on stderr');
   c.close();

@@ -1,0 +1,226 @@
+/**
+ * A unix stream socket driven through koffi on Node's main loop, able to carry descriptors (SCM_RIGHTS) with its
+ * bytes, which a Node `net.Socket` cannot. It offers the few `net.Socket` members a 9P connection uses (`data`,
+ * `drain`, `close` and `error` events, `write`, `writableLength`, `pause`/`resume`, `destroy`), so the Gofer's
+ * connection and client can run on either. Descriptors received are close-on-exec and handed to the `data`
+ * listener with the bytes they came with; on a stream socket the kernel detaches them with the first byte of the
+ * write that carried them, so they arrive no later than that write's bytes.
+ */
+import { EventEmitter } from 'node:events';
+import koffi from 'koffi';
+import { C, mapMemory, SysError, sockaddrUn, sys, type NativeBuffer } from './libc.ts';
+import { pollFd, send, U, type FdPoll } from './unix.ts';
+
+const libc = koffi.load('libc.so.6');
+const recvmsg = libc.func('long recvmsg(int fd, void *msg, int flags)') as (fd: number, msg: bigint, flags: number) => number;
+const sendmsg = libc.func('long sendmsg(int fd, void *msg, int flags)') as (fd: number, msg: bigint, flags: number) => number;
+
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const MSG_CTRUNC = 0x8;
+const MAX_FDS = 16;
+const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level, cmsg_type
+const CONTROL = CMSG_HDR + 4 * MAX_FDS;
+const READ_SIZE = 64 * 1024;
+// Native layout: msghdr (56) | iovec (16) | control | data.
+const MSGHDR = 0;
+const IOVEC = 56;
+const CTRL = 72;
+const DATA = CTRL + CONTROL;
+
+function msghdr(mem: NativeBuffer, dataLen: number, controlLen: number): void {
+  const v = mem.view;
+  v.setBigUint64(MSGHDR + 0, 0n, true); // msg_name
+  v.setUint32(MSGHDR + 8, 0, true); // msg_namelen
+  v.setBigUint64(MSGHDR + 16, mem.address + BigInt(IOVEC), true); // msg_iov
+  v.setBigUint64(MSGHDR + 24, 1n, true); // msg_iovlen
+  v.setBigUint64(MSGHDR + 32, controlLen ? mem.address + BigInt(CTRL) : 0n, true); // msg_control
+  v.setBigUint64(MSGHDR + 40, BigInt(controlLen), true); // msg_controllen
+  v.setInt32(MSGHDR + 48, 0, true); // msg_flags
+  v.setBigUint64(IOVEC, mem.address + BigInt(DATA), true);
+  v.setBigUint64(IOVEC + 8, BigInt(dataLen), true);
+}
+
+interface Out {
+  data: Uint8Array;
+  fds: number[];
+}
+
+/** A connected unix stream socket on the main loop; owns the descriptor it is given. */
+export class UnixStream extends EventEmitter {
+  private readonly mem: NativeBuffer;
+  private readonly poll: FdPoll;
+  private readonly out: Out[] = [];
+  private queued = 0;
+  private paused = false;
+  private closed = false;
+  private blocked = false;
+  /** Reads whose descriptors did not all fit (the kernel closed the rest). */
+  truncated = 0;
+
+  /** Takes over `fd` (made non-blocking). */
+  constructor(readonly fd: number) {
+    super();
+    this.mem = mapMemory(DATA + READ_SIZE);
+    this.poll = pollFd(fd, (readable, writable, status) => {
+      if (status < 0) return this.fail(new SysError('poll', -status));
+      if (writable) this.flush();
+      if (readable) this.readSome();
+    });
+    this.poll.set(true, false);
+  }
+
+  /** Connects to a unix socket path; rejects with a SysError. */
+  static connect(path: string): UnixStream {
+    const fd = sys.socket(C.AF_UNIX, U.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new SysError('socket', koffi.errno(), 'AF_UNIX');
+    const [sa, len] = sockaddrUn(path);
+    if (sys.connect(fd, sa, len) < 0) {
+      const e = koffi.errno();
+      sys.close(fd);
+      throw new SysError('connect', e, path);
+    }
+    return new UnixStream(fd);
+  }
+
+  /** Bytes accepted by `write` and not yet taken by the kernel. */
+  get writableLength(): number {
+    return this.queued;
+  }
+
+  /** Whether reading is paused. */
+  isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Stops reading until `resume`. */
+  pause(): this {
+    this.paused = true;
+    this.updatePoll();
+    return this;
+  }
+
+  /** Reads again. */
+  resume(): this {
+    this.paused = false;
+    this.updatePoll();
+    return this;
+  }
+
+  /**
+   * Sends `data`, with `fds` attached to its first byte. The descriptors are ours to close: they are closed once
+   * the kernel has them in flight (it holds its own references), or when the stream is destroyed first.
+   */
+  write(data: Uint8Array, fds: number[] = []): boolean {
+    if (this.closed) {
+      for (const fd of fds) sys.close(fd);
+      return false;
+    }
+    this.out.push({ data, fds });
+    this.queued += data.length;
+    this.flush();
+    return this.queued === 0;
+  }
+
+  /** Closes the socket; pending descriptors are closed; emits `close` once. */
+  destroy(): this {
+    if (this.closed) return this;
+    this.closed = true;
+    this.poll.close();
+    for (const o of this.out) for (const fd of o.fds) sys.close(fd);
+    this.out.length = 0;
+    this.queued = 0;
+    sys.close(this.fd);
+    this.mem.free();
+    queueMicrotask(() => this.emit('close'));
+    return this;
+  }
+
+  private updatePoll(): void {
+    if (!this.closed) this.poll.set(!this.paused, this.out.length > 0);
+  }
+
+  private fail(e: Error): void {
+    if (this.closed) return;
+    this.emit('error', e);
+    this.destroy();
+  }
+
+  private flush(): void {
+    while (!this.closed && this.out.length > 0) {
+      const o = this.out[0]!;
+      let n: number;
+      if (o.fds.length > 0) n = this.sendFds(o.data, o.fds);
+      else n = send(this.fd, o.data, U.MSG_DONTWAIT | U.MSG_NOSIGNAL);
+      if (n === -U.EAGAIN) {
+        this.blocked = true;
+        break;
+      }
+      if (n < 0) return this.fail(new SysError('send', -n));
+      if (o.fds.length > 0) {
+        for (const fd of o.fds) sys.close(fd);
+        o.fds = [];
+      }
+      this.queued -= n;
+      if (n === o.data.length) this.out.shift();
+      else o.data = o.data.subarray(n);
+    }
+    this.updatePoll();
+    if (this.blocked && this.out.length === 0 && !this.closed) {
+      this.blocked = false;
+      this.emit('drain');
+    }
+  }
+
+  private sendFds(data: Uint8Array, fds: number[]): number {
+    // Only the first piece that fits the native buffer goes with the descriptors; the rest follows as bytes.
+    const n = Math.min(data.length, READ_SIZE);
+    this.mem.bytes.set(data.subarray(0, n), DATA);
+    const v = this.mem.view;
+    const space = CMSG_HDR + 4 * fds.length;
+    v.setBigUint64(CTRL, BigInt(space), true);
+    v.setInt32(CTRL + 8, SOL_SOCKET, true);
+    v.setInt32(CTRL + 12, SCM_RIGHTS, true);
+    fds.forEach((fd, i) => v.setInt32(CTRL + CMSG_HDR + 4 * i, fd, true));
+    msghdr(this.mem, n, (space + 7) & ~7);
+    const r = sendmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | U.MSG_NOSIGNAL);
+    return r < 0 ? -koffi.errno() : r;
+  }
+
+  private readSome(): void {
+    // A bounded number of reads per wake-up, so one busy peer cannot starve the loop.
+    for (let i = 0; i < 16 && !this.closed && !this.paused; i++) {
+      msghdr(this.mem, READ_SIZE, CONTROL);
+      const n = recvmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n < 0) {
+        const e = koffi.errno();
+        if (e === U.EAGAIN) return;
+        return this.fail(new SysError('recvmsg', e));
+      }
+      const fds = this.takeFds();
+      if (n === 0) {
+        for (const fd of fds) sys.close(fd);
+        this.destroy();
+        return;
+      }
+      this.emit('data', Buffer.from(this.mem.bytes.subarray(DATA, DATA + n)), fds);
+    }
+  }
+
+  private takeFds(): number[] {
+    const v = this.mem.view;
+    const controlLen = Number(v.getBigUint64(MSGHDR + 40, true));
+    const fds: number[] = [];
+    for (let o = 0; o + CMSG_HDR <= controlLen; ) {
+      const len = Number(v.getBigUint64(CTRL + o, true));
+      if (len < CMSG_HDR) break;
+      if (v.getInt32(CTRL + o + 8, true) === SOL_SOCKET && v.getInt32(CTRL + o + 12, true) === SCM_RIGHTS) {
+        for (let p = CMSG_HDR; p + 4 <= len; p += 4) fds.push(v.getInt32(CTRL + o + p, true));
+      }
+      o += (len + 7) & ~7;
+    }
+    if (v.getInt32(MSGHDR + 48, true) & MSG_CTRUNC) this.truncated++;
+    return fds;
+  }
+}

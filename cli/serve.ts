@@ -160,7 +160,8 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
         say(`MTU ${taken.config.mtu} is below IPv6's minimum of ${IPV6_MIN_MTU}: leaving out the IPv6 --addr`);
         addresses = addresses.filter((a) => isV4(a.address));
       }
-      const packet = await AfPacketEndpoint.open({ netns, dev: opts.dev, offloads: opts.offloads !== false });
+      // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
+      const packet = await AfPacketEndpoint.open({ netns, dev: opts.dev, offloads: opts.offloads !== false, superFrames: true });
       undo.push(() => packet.close());
       host = packet;
     }

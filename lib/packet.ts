@@ -85,6 +85,13 @@ export interface AfPacketOptions {
    * checksum offload on. Ring slots are then 64 KB each, so `ringFrames` defaults to 256.
    */
   offloads?: boolean;
+  /**
+   * Without offloads, still take super-frames in (default false): a peer doing TSO (a veth's default, which
+   * nothing on this side can turn off) hands over segments larger than the MTU even to a socket without the vnet
+   * header, with partial checksums. Ring slots are then 64 KB, as with offloads (so `ringFrames` defaults to 256),
+   * and the link tells the stack it may receive such frames; without it they are truncated and dropped.
+   */
+  superFrames?: boolean;
 }
 
 /** Offload activity of an endpoint opened with `offloads: true`. */
@@ -118,6 +125,8 @@ const VLAN_HLEN = 4;
 // Frames one receive() call delivers at most: about 1 MB either way (measured on a veth with 4 iperf3 streams:
 // 16 super-frames beat 64 and a whole ring by 10–40%, 4 was too few).
 const RX_BUDGET_OFFLOADS = 16;
+// Slots of a ring of 64 KB slots: about 17 MB of kernel memory, allocated when the ring is set up.
+const BIG_RING_FRAMES = 256;
 const RX_BUDGET = 512;
 
 interface OpenedSocket {
@@ -240,13 +249,14 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.mtu = s.mtu;
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
-    this.rxBudget = opts.offloads ? RX_BUDGET_OFFLOADS : RX_BUDGET;
     this.offloads = opts.offloads ?? false;
+    const bigSlots = this.offloads || opts.superFrames === true;
+    this.rxBudget = bigSlots ? RX_BUDGET_OFFLOADS : RX_BUDGET;
     this.txHdr = this.offloads ? VNET_HDR_LEN : 0;
     this.capabilities = this.offloads
       ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME, rxChecksumOffload: false, txChecksumOffload: true })
-      : NO_OFFLOADS;
-    if (this.offloads) {
+      : bigSlots ? Object.freeze({ ...NO_OFFLOADS, maxRxFrame: MAX_GSO_FRAME }) : NO_OFFLOADS;
+    if (bigSlots) {
       // One 64 KB slot per page-rounded block: TPACKET_V2 slots are fixed-size, and pages are the block unit.
       this.frameSize = Math.ceil((MAX_GSO_FRAME + RING_HEADROOM + VNET_HDR_LEN) / 16) * 16;
       this.blockSize = Math.ceil(this.frameSize / PAGE_SIZE) * PAGE_SIZE;
@@ -255,7 +265,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       this.blockSize = Math.max(this.frameSize, 1 << 16);
     }
     this.framesPerBlock = Math.floor(this.blockSize / this.frameSize);
-    const blocks = Math.max(1, Math.ceil((opts.ringFrames ?? (this.offloads ? 256 : 4096)) / this.framesPerBlock));
+    const blocks = Math.max(1, Math.ceil((opts.ringFrames ?? (bigSlots ? BIG_RING_FRAMES : 4096)) / this.framesPerBlock));
     this.ringFrames = blocks * this.framesPerBlock;
     try {
       setIntOption(this.fd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
@@ -359,10 +369,16 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
       if (status & TP_STATUS_LOSING) this.refreshCounters();
-      // With offloads, partial checksums go up flagged (below); without, they are delivered as they are.
-      if (status & TP_STATUS_CSUMNOTREADY && !this.offloads) c.rxCsumNotReady++;
       const d = this.dispatcher;
       let flags = this.offloads && snaplen >= len ? this.vnetFlags(off + mac, snaplen) : 0;
+      // Without the vnet header the kernel still says when it left a checksum partial (a stack on this host that
+      // counts on offload sent the frame: the peer of a veth with tx checksumming on, its default). Linux accepts
+      // such frames unchecked, as the offloads path does for NEEDS_CSUM; summing them would fail on the partial
+      // field (issue 15: TCP dead behind --no-offloads).
+      if (status & TP_STATUS_CSUMNOTREADY && !this.offloads) {
+        c.rxCsumNotReady++;
+        flags |= RX_CSUM_VERIFIED;
+      }
       if (snaplen < len) {
         c.rxTruncated++;
       } else if (flags < 0) {

@@ -82,6 +82,11 @@ export interface LinkCapabilities {
   readonly rxChecksumOffload: boolean;
   /** `writeGso` may leave the L4 checksum partial (csumStart/csumOffset) for the kernel to complete. */
   readonly txChecksumOffload: boolean;
+  /**
+   * Largest frame, Ethernet header included, that receive may deliver, for a link that takes super-frames in
+   * without `gso` (a packet socket without the vnet header whose peer does TSO); with `gso`, `maxGsoSize` says it.
+   */
+  readonly maxRxFrame?: number;
 }
 
 /** Capabilities of a link without offloads. */

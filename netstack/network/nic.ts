@@ -54,7 +54,7 @@ export class Nic {
     this.mac = link.macAddress.slice();
     this.loopback = this.mac.every((b) => b === 0);
     const caps = link.capabilities;
-    this.maxRxFrame = caps?.gso ? Math.max(caps.maxGsoSize, link.mtu + 14) : link.mtu + 14;
+    this.maxRxFrame = Math.max(caps?.gso ? caps.maxGsoSize : 0, caps?.maxRxFrame ?? 0, link.mtu + 14);
     this.txGso = caps?.gso && caps.txChecksumOffload && typeof link.writeGso === 'function' && !this.loopback ? caps : undefined;
   }
 

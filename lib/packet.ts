@@ -25,7 +25,9 @@
  * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload
  * off (testnet does this); larger frames are counted in rxTruncated and dropped, unfinished checksums in
  * rxCsumNotReady. With `offloads: true` the socket has PACKET_VNET_HDR (lib/vnet.ts) and the veth keeps its
- * offloads: ring slots hold 64 KB super-frames, delivered whole; frames the kernel marked NEEDS_CSUM (a partial
+ * offloads: super-frames are delivered whole from a ring of 64 KB slots on a second packet socket, while MTU-sized
+ * frames keep a ring of many 2 KB slots (socket filters split the traffic by size, and frames go up in the order
+ * the kernel received them), so a burst of small frames is not limited by 256 big slots; frames the kernel marked NEEDS_CSUM (a partial
  * checksum from a stack on this host, which Linux itself treats as verified) or DATA_VALID are delivered with
  * RX_CSUM_VERIFIED and their checksum field as it is, so no byte of them is summed in JS; every sent frame carries
  * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
@@ -66,7 +68,10 @@ export interface AfPacketOptions {
   netns: string | NetnsHandle;
   /** The interface, e.g. "eth0". */
   dev: string;
-  /** Receive ring slots (default 4096); more absorbs longer bursts while the main thread is busy. */
+  /**
+   * Slots of the ring for MTU-sized frames (default 4096); more absorbs longer bursts while the main thread is
+   * busy. Super-frames (with `offloads` or `superFrames`) have a ring of 256 64 KB slots of their own.
+   */
   ringFrames?: number;
   /** Frames queued before a forced flush (default 256). */
   sendQueue?: number;
@@ -82,14 +87,14 @@ export interface AfPacketOptions {
   /**
    * PACKET_VNET_HDR (default false): receive GRO'd super-frames, and frames with partial or kernel-verified
    * checksums flagged RX_CSUM_VERIFIED; send super-frames with `writeGso`; the interface keeps TSO/GSO/GRO and
-   * checksum offload on. Ring slots are then 64 KB each, so `ringFrames` defaults to 256.
+   * checksum offload on.
    */
   offloads?: boolean;
   /**
    * Without offloads, still take super-frames in (default false): a peer doing TSO (a veth's default, which
    * nothing on this side can turn off) hands over segments larger than the MTU even to a socket without the vnet
-   * header, with partial checksums. Ring slots are then 64 KB, as with offloads (so `ringFrames` defaults to 256),
-   * and the link tells the stack it may receive such frames; without it they are truncated and dropped.
+   * header, with partial checksums. They get a ring of their own, as with offloads, and the link tells the stack
+   * it may receive such frames; without this they are truncated and dropped (rxTruncated).
    */
   superFrames?: boolean;
 }
@@ -122,22 +127,25 @@ const MAX_GSO_FRAME = 0xffff + 40 + 14 + 4;
 const PAGE_SIZE = 4096;
 const ETH_HLEN = 14;
 const VLAN_HLEN = 4;
-// Frames one receive() call delivers at most: about 1 MB either way (measured on a veth with 4 iperf3 streams:
-// 16 super-frames beat 64 and a whole ring by 10–40%, 4 was too few).
+// What one receive() call delivers at most: about 1 MB either way (measured on a veth with 4 iperf3 streams:
+// 16 super-frames beat 64 and a whole ring by 10–40%, 4 was too few), and with offloads 16 frames of any size.
+const RX_BUDGET_BYTES = 1 << 20;
 const RX_BUDGET_OFFLOADS = 16;
-// Slots of a ring of 64 KB slots: about 17 MB of kernel memory, allocated when the ring is set up.
-const BIG_RING_FRAMES = 256;
 const RX_BUDGET = 512;
+// Slots of the ring of 64 KB slots for super-frames: about 17 MB of kernel memory, allocated when it is set up.
+const BIG_RING_FRAMES = 256;
 
 interface OpenedSocket {
   fd: number;
+  /** A second packet socket for the super-frame ring, when asked for. */
+  bigFd: number;
   ifindex: number;
   mac: Uint8Array;
   mtu: number;
 }
 
 /** Creates the packet socket inside the namespace and reads the interface's index, MAC and MTU. */
-function openSocket(netns: string | NetnsHandle, dev: string): OpenedSocket {
+function openSocket(netns: string | NetnsHandle, dev: string, two: boolean): OpenedSocket {
   const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
@@ -154,7 +162,8 @@ function openSocket(netns: string | NetnsHandle, dev: string): OpenedSocket {
       const mac = req.slice(18, 24); // ifr_hwaddr: sa_family (2) then the address
       check(sys.ioctl(fd, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
       const mtu = new DataView(req.buffer).getInt32(16, true);
-      return { fd, ifindex, mac, mtu };
+      const bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      return { fd, bigFd, ifindex, mac, mtu };
     } catch (err) {
       sys.close(fd);
       throw err;
@@ -172,10 +181,89 @@ function sockaddrLL(ifindex: number): Uint8Array {
   return sa;
 }
 
-function roundUpPow2(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
+const SO_ATTACH_FILTER = 26;
+// Slots of the ring for MTU-sized frames by default: a backlog of this many small frames waits while the main thread
+// is busy; about 1.6 KB each at MTU 1500, so 13 MB of kernel memory (allocated, zeroed, when the ring is set up).
+const SMALL_RING_FRAMES = 8192;
+
+/** Whether the frame at `a`/`aOff` was received before the one at `b`/`bOff` (tp_sec, tp_nsec). */
+function earlier(a: DataView, aOff: number, b: DataView, bOff: number): boolean {
+  const as = a.getUint32(aOff + 16, true);
+  const bs = b.getUint32(bOff + 16, true);
+  return as < bs || (as === bs && a.getUint32(aOff + 20, true) < b.getUint32(bOff + 20, true));
+}
+
+/**
+ * Attaches a classic BPF filter to packet socket `fd` that takes frames of at most `limit` bytes (Ethernet header
+ * included), or with `above` only the larger ones: two sockets on one interface then split its traffic by size.
+ */
+function attachSizeFilter(fd: number, limit: number, above: boolean): void {
+  // ld len; jgt #limit, take|drop, drop|take; ret #262144; ret #0
+  const prog = mapMemory(PAGE_SIZE);
+  try {
+    const v = prog.view;
+    const insn = (i: number, code: number, jt: number, jf: number, k: number) => {
+      v.setUint16(i * 8, code, true);
+      v.setUint8(i * 8 + 2, jt);
+      v.setUint8(i * 8 + 3, jf);
+      v.setUint32(i * 8 + 4, k, true);
+    };
+    insn(0, 0x80, 0, 0, 0); // BPF_LD | BPF_W | BPF_LEN
+    insn(1, 0x25, above ? 0 : 1, above ? 1 : 0, limit); // BPF_JMP | BPF_JGT | BPF_K
+    insn(2, 0x06, 0, 0, 0x40000); // BPF_RET | BPF_K: the whole frame
+    insn(3, 0x06, 0, 0, 0); // BPF_RET | BPF_K: not for this socket
+    const fprog = new Uint8Array(16);
+    const fv = new DataView(fprog.buffer);
+    fv.setUint16(0, 4, true);
+    fv.setBigUint64(8, prog.address, true);
+    check(sys.setsockopt(fd, C.SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16), 'setsockopt', 'SO_ATTACH_FILTER');
+  } finally {
+    prog.free(); // the kernel copied the program
+  }
+}
+
+/** One PACKET_RX_RING (TPACKET_V2): fixed-size slots shared with the kernel, walked from our head. */
+class RxRing {
+  readonly mem: NativeBuffer;
+  readonly view: DataView;
+  readonly bytes: Uint8Array;
+  readonly frameSize: number;
+  readonly blockSize: number;
+  readonly framesPerBlock: number;
+  readonly frames: number;
+  head = 0;
+
+  /** Sets up the ring on `fd` (after PACKET_VERSION and PACKET_VNET_HDR) for `frames` slots of `slotBytes`. */
+  constructor(readonly fd: number, slotBytes: number, frames: number, big: boolean) {
+    // Slots are TPACKET_ALIGNMENT (16) multiples, not powers of two: 1632 bytes rather than 2048 for a 1500 MTU.
+    this.frameSize = Math.ceil(slotBytes / 16) * 16;
+    // One 64 KB slot per page-rounded block; small slots packed into 64 KB blocks (pages are the block unit).
+    this.blockSize = big ? Math.ceil(this.frameSize / PAGE_SIZE) * PAGE_SIZE : Math.max(Math.ceil(this.frameSize / PAGE_SIZE) * PAGE_SIZE, 1 << 16);
+    this.framesPerBlock = Math.floor(this.blockSize / this.frameSize);
+    const blocks = Math.max(1, Math.ceil(frames / this.framesPerBlock));
+    this.frames = blocks * this.framesPerBlock;
+    const req = new Uint32Array([this.blockSize, blocks, this.frameSize, this.frames]);
+    check(sys.setsockopt(fd, C.SOL_PACKET, C.PACKET_RX_RING, req, 16), 'setsockopt', 'PACKET_RX_RING');
+    this.mem = mapMemory(this.blockSize * blocks, fd);
+    this.view = this.mem.view;
+    this.bytes = this.mem.bytes;
+  }
+
+  /** Byte offset of slot `i`. */
+  slotOffset(i: number): number {
+    return Math.floor(i / this.framesPerBlock) * this.blockSize + (i % this.framesPerBlock) * this.frameSize;
+  }
+
+  /** Whether the head slot holds a frame for us. */
+  ready(): boolean {
+    return (this.view.getUint32(this.slotOffset(this.head), true) & TP_STATUS_USER) !== 0;
+  }
+
+  /** Hands slot `i` (at byte `off`) back to the kernel and moves the head past it. */
+  release(off: number, i: number): void {
+    this.view.setUint32(off, 0, true); // TP_STATUS_KERNEL
+    this.head = i + 1 === this.frames ? 0 : i + 1;
+  }
 }
 
 /** A LinkEndpoint on an AF_PACKET socket bound to one interface inside a network namespace. */
@@ -208,13 +296,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly rxPoll = { wakeups: 0, busyPolls: 0, caught: 0 };
   /** The packet socket (for diagnostics; owned by the endpoint). */
   readonly fd: number;
-  private readonly ring: NativeBuffer;
-  private readonly frameSize: number;
-  private readonly framesPerBlock: number;
-  private readonly blockSize: number;
-  private readonly ringFrames: number;
-  private rxHead = 0;
-  // tp_sec / tp_nsec of the slot being delivered (see rxTimeNs).
+  // MTU-sized frames, many slots (bursts of small frames); and, when super-frames can arrive, a second socket
+  // whose ring of 64 KB slots takes only the frames larger than the MTU (filters split the traffic by size).
+  private ring!: RxRing;
+  private bigRing: RxRing | null = null;
+  // tp_sec / tp_nsec of the slot being delivered (see rxTimeMs).
   private rxSec = 0;
   private rxNsec = 0;
   private readonly tx: MmsgBatch;
@@ -226,6 +312,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private flushScheduled = false;
   private blocked = false;
   private readonly watch: FdWatch;
+  private readonly bigWatch: FdWatch | null = null;
   private dispatcher: LinkDispatcher | null = null;
   private closed = false;
   private readonly busyPollMs: number;
@@ -251,37 +338,38 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
     this.offloads = opts.offloads ?? false;
     const bigSlots = this.offloads || opts.superFrames === true;
-    this.rxBudget = bigSlots ? RX_BUDGET_OFFLOADS : RX_BUDGET;
+    this.rxBudget = this.offloads ? RX_BUDGET_OFFLOADS : RX_BUDGET;
     this.txHdr = this.offloads ? VNET_HDR_LEN : 0;
     this.capabilities = this.offloads
       ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME, rxChecksumOffload: false, txChecksumOffload: true })
       : bigSlots ? Object.freeze({ ...NO_OFFLOADS, maxRxFrame: MAX_GSO_FRAME }) : NO_OFFLOADS;
-    if (bigSlots) {
-      // One 64 KB slot per page-rounded block: TPACKET_V2 slots are fixed-size, and pages are the block unit.
-      this.frameSize = Math.ceil((MAX_GSO_FRAME + RING_HEADROOM + VNET_HDR_LEN) / 16) * 16;
-      this.blockSize = Math.ceil(this.frameSize / PAGE_SIZE) * PAGE_SIZE;
-    } else {
-      this.frameSize = roundUpPow2(this.maxFrame + RING_HEADROOM);
-      this.blockSize = Math.max(this.frameSize, 1 << 16);
-    }
-    this.framesPerBlock = Math.floor(this.blockSize / this.frameSize);
-    const blocks = Math.max(1, Math.ceil((opts.ringFrames ?? (bigSlots ? BIG_RING_FRAMES : 4096)) / this.framesPerBlock));
-    this.ringFrames = blocks * this.framesPerBlock;
+    const vnet = this.offloads ? VNET_HDR_LEN : 0;
+    const fds = s.bigFd >= 0 ? [this.fd, s.bigFd] : [this.fd];
     try {
-      setIntOption(this.fd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
-      // Must precede the ring: the kernel refuses to change the header layout of a mapped ring.
-      if (this.offloads) setIntOption(this.fd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
-      const req = new Uint32Array([this.blockSize, blocks, this.frameSize, this.ringFrames]);
-      check(sys.setsockopt(this.fd, C.SOL_PACKET, C.PACKET_RX_RING, req, 16), 'setsockopt', 'PACKET_RX_RING');
-      this.ring = mapMemory(this.blockSize * blocks, this.fd);
-      setIntOption(this.fd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+      for (const fd of fds) {
+        setIntOption(fd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
+        // Must precede the ring: the kernel refuses to change the header layout of a mapped ring.
+        if (this.offloads) setIntOption(fd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+        setIntOption(fd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+      }
+      if (s.bigFd >= 0) {
+        // Before bind: until then the sockets receive nothing, so no frame lands in both rings or in neither.
+        attachSizeFilter(this.fd, this.maxFrame, false);
+        attachSizeFilter(s.bigFd, this.maxFrame, true);
+      }
+      this.ring = new RxRing(this.fd, this.maxFrame + RING_HEADROOM + vnet, opts.ringFrames ?? SMALL_RING_FRAMES, false);
+      if (s.bigFd >= 0) {
+        this.bigRing = new RxRing(s.bigFd, MAX_GSO_FRAME + RING_HEADROOM + vnet, BIG_RING_FRAMES, true);
+      }
       setIntOption(this.fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, opts.sendBuffer ?? 4 << 20, 'SO_SNDBUFFORCE');
       const sa = sockaddrLL(this.ifindex);
-      check(sys.bind(this.fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
+      for (const fd of fds) check(sys.bind(fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
       this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
     } catch (err) {
-      sys.close(this.fd);
+      (this.ring as RxRing | undefined)?.mem.free();
+      this.bigRing?.mem.free();
+      for (const fd of fds) sys.close(fd);
       throw err;
     }
     this.watch = watchFd(this.fd, (readable, writable, status) => {
@@ -289,11 +377,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
       if (writable) this.onWritable();
       if (readable) this.receive();
     });
+    if (s.bigFd >= 0) {
+      this.bigWatch = watchFd(s.bigFd, (readable, _writable, status) => {
+        if (status < 0) return this.close();
+        if (readable) this.receive();
+      });
+    }
   }
 
   /** Opens a packet socket on `dev` inside namespace `netns`; rejects with an error naming whichever is missing. */
   static async open(opts: AfPacketOptions): Promise<AfPacketEndpoint> {
-    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev));
+    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, opts.offloads === true || opts.superFrames === true));
   }
 
   attach(dispatcher: LinkDispatcher | null): void {
@@ -303,11 +397,12 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Lets the process exit while the endpoint is open (by default an open endpoint keeps it alive). */
   unref(): void {
     this.watch.unref();
+    this.bigWatch?.unref();
   }
 
-  /** Byte offset of ring slot `i`. */
-  private slotOffset(i: number): number {
-    return Math.floor(i / this.framesPerBlock) * this.blockSize + (i % this.framesPerBlock) * this.frameSize;
+  /** Whether a frame waits in either ring. */
+  private rxReady(): boolean {
+    return this.ring.ready() || (this.bigRing !== null && this.bigRing.ready());
   }
 
   /**
@@ -338,7 +433,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       return;
     }
     const now = performance.now();
-    if ((this.ring.view.getUint32(this.slotOffset(this.rxHead), true) & TP_STATUS_USER) !== 0) {
+    if (this.rxReady()) {
       this.rxPoll.caught += this.drain(this.rxBudget);
       this.idleSince = now;
     } else if (now - this.idleSince > this.busyPollMs) {
@@ -350,27 +445,40 @@ export class AfPacketEndpoint implements LinkEndpoint {
   };
 
   /**
-   * Walks the ring from our head, delivering each filled slot (at most `max`) and returning it to the kernel;
-   * returns frames seen.
+   * Walks the rings from their heads, delivering each filled slot (at most `max`) and returning it to the kernel;
+   * returns frames seen. With two rings, frames go up in the order the kernel received them (their timestamps),
+   * so that a flow's small segments and super-frames are not reordered between the rings.
    */
   private drain(max: number): number {
-    const v = this.ring.view;
-    const bytes = this.ring.bytes;
+    const small = this.ring;
+    const big = this.bigRing;
     const c = this.counters;
     let delivered = 0;
     let seen = 0;
-    for (let budget = Math.min(max, this.ringFrames); budget > 0 && !this.closed; budget--) {
-      const i = this.rxHead;
-      const off = this.slotOffset(i);
-      const status = v.getUint32(off, true);
+    let bytes = 0;
+    for (let budget = max; budget > 0 && bytes < RX_BUDGET_BYTES && !this.closed; budget--) {
+      let r = small;
+      let off = small.slotOffset(small.head);
+      let status = small.view.getUint32(off, true);
+      if (big !== null) {
+        const bOff = big.slotOffset(big.head);
+        const bStatus = big.view.getUint32(bOff, true);
+        if ((bStatus & TP_STATUS_USER) !== 0 && ((status & TP_STATUS_USER) === 0 || earlier(big.view, bOff, small.view, off))) {
+          r = big;
+          off = bOff;
+          status = bStatus;
+        }
+      }
       if ((status & TP_STATUS_USER) === 0) break;
+      const i = r.head;
+      const v = r.view;
       seen++;
       const len = v.getUint32(off + 4, true);
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
       if (status & TP_STATUS_LOSING) this.refreshCounters();
       const d = this.dispatcher;
-      let flags = this.offloads && snaplen >= len ? this.vnetFlags(off + mac, snaplen) : 0;
+      let flags = this.offloads && snaplen >= len ? this.vnetFlags(v, off + mac, snaplen) : 0;
       // Without the vnet header the kernel still says when it left a checksum partial (a stack on this host that
       // counts on offload sent the frame: the peer of a veth with tx checksumming on, its default). Linux accepts
       // such frames unchecked, as the offloads path does for NEEDS_CSUM; summing them would fail on the partial
@@ -388,23 +496,26 @@ export class AfPacketEndpoint implements LinkEndpoint {
       } else {
         c.rxFrames++;
         c.rxBytes += snaplen;
+        bytes += snaplen;
         delivered++;
         // The kernel already filled the next slot: this batch goes on, so the receiver may defer its replies.
-        const next = i + 1 === this.ringFrames ? 0 : i + 1;
-        if (budget > 1 && (v.getUint32(this.slotOffset(next), true) & TP_STATUS_USER) !== 0) flags |= RX_MORE;
+        const next = i + 1 === r.frames ? 0 : i + 1;
+        if (budget > 1 && ((v.getUint32(r.slotOffset(next), true) & TP_STATUS_USER) !== 0 || (r === small ? big : small)?.ready())) {
+          flags |= RX_MORE;
+        }
         this.rxSec = v.getUint32(off + 16, true);
         this.rxNsec = v.getUint32(off + 20, true);
         try {
-          d.deliverFrame(bytes.subarray(off + mac, off + mac + snaplen), flags);
+          d.deliverFrame(r.bytes.subarray(off + mac, off + mac + snaplen), flags);
         } finally {
           // Given back only after the dispatcher is done with it: with a full ring the kernel writes this very
           // slot next. Given back even if the dispatcher throws, so one bad frame is not redelivered forever.
-          if (!this.closed) this.release(off, i);
+          if (!this.closed) r.release(off, i);
         }
         if (this.closed) return seen; // the dispatcher closed us: the ring is gone
         continue;
       }
-      this.release(off, i);
+      r.release(off, i);
     }
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
@@ -418,9 +529,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * (Linux's CHECKSUM_PARTIAL and CHECKSUM_UNNECESSARY, both of which its own stack accepts unchecked), else 0;
    * -1 (counted) when a partial checksum's field lies outside the frame.
    */
-  private vnetFlags(start: number, len: number): number {
+  private vnetFlags(v: DataView, start: number, len: number): number {
     // Field by field rather than readVnetHeader: no object per received frame.
-    const v = this.ring.view;
     const h = start - VNET_HDR_LEN;
     const vc = this.vnetCounters;
     if (v.getUint8(h + 1) !== GsoType.NONE) vc.rxGsoFrames++;
@@ -438,18 +548,14 @@ export class AfPacketEndpoint implements LinkEndpoint {
     return RX_CSUM_VERIFIED;
   }
 
-  /** Hands ring slot `i` (at byte `off`) back to the kernel and moves our head past it. */
-  private release(off: number, i: number): void {
-    this.ring.view.setUint32(off, 0, true); // TP_STATUS_KERNEL
-    this.rxHead = i + 1 === this.ringFrames ? 0 : i + 1;
-  }
-
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
     if (!this.closed) {
-      this.statLen[0] = 8;
-      if (sys.getsockopt(this.fd, C.SOL_PACKET, C.PACKET_STATISTICS, this.stat, this.statLen) === 0) {
-        this.counters.rxDropped += this.stat[1]!;
+      for (const fd of this.bigRing ? [this.fd, this.bigRing.fd] : [this.fd]) {
+        this.statLen[0] = 8;
+        if (sys.getsockopt(fd, C.SOL_PACKET, C.PACKET_STATISTICS, this.stat, this.statLen) === 0) {
+          this.counters.rxDropped += this.stat[1]!;
+        }
       }
     }
     return this.counters;
@@ -603,9 +709,14 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.dispatcher = null;
     // libuv must stop polling before the fd goes away.
     this.watch.close();
-    this.ring.free();
+    this.bigWatch?.close();
+    this.ring.mem.free();
     this.tx.free();
     sys.close(this.fd);
+    if (this.bigRing) {
+      this.bigRing.mem.free();
+      sys.close(this.bigRing.fd);
+    }
   }
 
   /** Whether `close()` has run. */

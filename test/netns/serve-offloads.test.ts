@@ -121,6 +121,8 @@ t.test('serve --no-offloads against a default veth peer (TSO and checksum offloa
   t.ok((c['hostlink.rxCsumNotReady'] ?? 0) > 0, `the peer's partial checksums arrived and were taken (${shown})`);
   t.equal(c['tcp.badChecksum'] ?? 0, 0, 'no segment dropped for its checksum');
   t.equal(c['hostlink.rxTruncated'] ?? 0, 0, 'no frame truncated');
+  t.ok((c['link.rxGsoFrames'] ?? 0) > 0, 'the peer\'s TSO super-frames were taken whole');
+  t.equal(c['hostlink.rxDropped'] ?? 0, 0, 'no frame dropped for a full ring (the peer\'s ACKs have small slots of their own)');
   t.equal(c['vnet.rxGsoFrames'], undefined, 'no vnet header in use');
   t.equal(await stop(child), 0, 'serve exits 0 on SIGTERM');
 });

@@ -1,5 +1,5 @@
 /**
- * `tsvisor conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB]
+ * `tsvisor conformance [--dut tsvisor|linux|sandbox|both|LIST] [--json FILE] [--tolerance-ms N] [--filter GLOB]
  * [--profile strict|freebsd] PATH...`: runs packetdrill scripts against the chosen DUTs and reports; exit status
  * 0 only when every script passed on every DUT that ran it.
  */
@@ -11,18 +11,27 @@ import { type DutFactory, type ResultRow, formatReport, jsonReport, runAll } fro
 /** Namespace prefix of the Linux DUT's namespaces. */
 const NETNS_PREFIX = 'tsv-pd';
 
-/** The DUT factories for `--dut`. */
+/**
+ * The DUT factories for `--dut`: tsvisor, linux, sandbox (tsvisor's stack serving a real program under the
+ * seccomp filter), both (linux and tsvisor), or a comma-separated list of them.
+ */
 export async function dutFactories(which: string): Promise<DutFactory[]> {
+  const names = new Set(which.split(',').flatMap((w) => (w === 'both' ? ['linux', 'tsvisor'] : [w])));
+  const bad = [...names].filter((n) => !['linux', 'tsvisor', 'sandbox'].includes(n));
+  if (!which || bad.length) throw new UsageError(`--dut: '${bad[0] ?? which}' is not tsvisor, linux, sandbox or both`);
   const out: DutFactory[] = [];
-  if (which === 'linux' || which === 'both') {
+  if (names.has('linux')) {
     const { createLinuxDut } = await import('../test/packetdrill/dut-linux.ts');
     out.push({ name: 'linux', create: (cfg) => createLinuxDut(NETNS_PREFIX, cfg) });
   }
-  if (which === 'tsvisor' || which === 'both') {
+  if (names.has('tsvisor')) {
     const { createTsvisorDut } = await import('../test/packetdrill/dut-tsvisor.ts');
     out.push({ name: 'tsvisor', create: async (cfg) => createTsvisorDut(cfg) });
   }
-  if (!out.length) throw new UsageError(`--dut: '${which}' is not tsvisor, linux or both`);
+  if (names.has('sandbox')) {
+    const { createSandboxDut } = await import('../test/packetdrill/dut-sandbox.ts');
+    out.push({ name: 'sandbox', create: (cfg) => createSandboxDut(cfg) });
+  }
   return out;
 }
 

@@ -20,7 +20,7 @@ commands:
            attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
   restore  --netns NAME --dev IFACE   give back an interface a killed 'serve' or 'run' left taken
-  conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...
+  conformance [--dut tsvisor|linux|sandbox|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...
            run packetdrill scripts against the netstack and/or the Linux kernel and compare
   bench    [--quick] [--json FILE] [--html FILE] [--only NAME,...]   throughput, latency, HTTP rate and memory of
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel

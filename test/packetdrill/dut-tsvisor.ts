@@ -20,6 +20,30 @@ export function createTsvisorDut(cfg: DutConfig): Dut {
   return new TsvisorDut(cfg);
 }
 
+/**
+ * A shell line on a DUT built on tsvisor's netstack: sysctls go to the stack's settings table (applyShell), FreeBSD
+ * ones through their Linux equivalents; what cannot apply comes back as parts. `restore` keeps what
+ * set_sysctls.py saved for its restore script, by file name.
+ */
+export function netstackShell(netstack: Netstack, restore: Map<string, { key: string; value: string }[]>, command: string, ctx: ShellContext): ShellOutcome {
+  const s = parseSysctl(command);
+  if (s?.dialect === 'freebsd') {
+    const sets = freebsdToLinux(s);
+    if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no tsvisor equivalent` };
+    const parts: { text: string; why: string }[] = [];
+    for (const x of sets) {
+      const r = netstack.sysctl.set(x.key, x.value);
+      if ('error' in r) return { status: 'skipped', note: r.error };
+      if (!r.applied) parts.push({ text: `${x.key}=${x.value}`, why: r.why });
+    }
+    return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' '), parts };
+  }
+  if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; tsvisor has no equivalent' };
+  const r = applyShell(command, ctx, { sysctl: netstack.sysctl, restore });
+  const note = r.applied.length ? `settings: ${r.applied.join(' ')}` : 'no setting applied';
+  return { status: r.applied.length ? 'mapped' : 'ran', note: r.failed ?? note, failed: r.failed !== undefined, parts: r.parts };
+}
+
 const flush = () => new Promise<void>((r) => setImmediate(r));
 /** Timers fired at one virtual instant before the DUT is declared stuck in a loop. */
 const MAX_STEPS = 200_000;
@@ -122,22 +146,7 @@ class TsvisorDut implements Dut {
 
   /** Sysctls go to the stack's settings table (applyShell); what cannot apply comes back as parts. */
   shell(command: string, ctx: ShellContext): ShellOutcome {
-    const s = parseSysctl(command);
-    if (s?.dialect === 'freebsd') {
-      const sets = freebsdToLinux(s);
-      if (!sets) return { status: 'skipped', note: `FreeBSD sysctl ${s.key} has no tsvisor equivalent` };
-      const parts: { text: string; why: string }[] = [];
-      for (const x of sets) {
-        const r = this.netstack.sysctl.set(x.key, x.value);
-        if ('error' in r) return { status: 'skipped', note: r.error };
-        if (!r.applied) parts.push({ text: `${x.key}=${x.value}`, why: r.why });
-      }
-      return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' '), parts };
-    }
-    if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; tsvisor has no equivalent' };
-    const r = applyShell(command, ctx, { sysctl: this.netstack.sysctl, restore: this.restore });
-    const note = r.applied.length ? `settings: ${r.applied.join(' ')}` : 'no setting applied';
-    return { status: r.applied.length ? 'mapped' : 'ran', note: r.failed ?? note, failed: r.failed !== undefined, parts: r.parts };
+    return netstackShell(this.netstack, this.restore, command, ctx);
   }
 
   abort(): void {

@@ -44,9 +44,12 @@ export interface DutConfig {
   readonly mss?: number;
 }
 
+/** The DUTs: tsvisor's stack in this process, the host's kernel, tsvisor's stack behind the sandbox's traps. */
+export type DutName = 'tsvisor' | 'linux' | 'sandbox';
+
 /** One DUT instance, good for one script. */
 export interface Dut {
-  readonly name: 'tsvisor' | 'linux';
+  readonly name: DutName;
   readonly sys: SocketSyscalls;
   readonly endpoints: Endpoints;
   /** Marks script time 0. */

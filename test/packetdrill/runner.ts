@@ -5,7 +5,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Dut, DutConfig } from './dut.ts';
+import type { Dut, DutConfig, DutName } from './dut.ts';
 import { type Profile, type RunResult, runScript, scriptConfig } from './interpreter.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import { parseScript } from './parse.ts';
@@ -14,14 +14,14 @@ import { ParseError, type Script } from './script.ts';
 
 /** A DUT's name and how to build one per script. */
 export interface DutFactory {
-  readonly name: 'tsvisor' | 'linux';
+  readonly name: DutName;
   create(cfg: DutConfig): Promise<Dut>;
 }
 
 /** One line of the results. */
 export interface ResultRow {
   script: string;
-  dut: 'tsvisor' | 'linux';
+  dut: DutName;
   verdict: RunResult['verdict'];
   line?: number;
   detail: string;
@@ -200,6 +200,19 @@ export function formatReport(rows: ResultRow[]): string {
     }
     out.push('', `differential: Linux passes, tsvisor does not (${lin.length}):`, ...lin);
     out.push('', `differential: tsvisor passes, Linux does not (${tsv.length}):`, ...tsv);
+  }
+  if (duts.has('tsvisor') && duts.has('sandbox')) {
+    // The same stack in process and behind the traps: a difference is the Sentry's (or the real clock's).
+    const by = new Map<string, Partial<Record<string, ResultRow>>>();
+    for (const r of rows) (by.get(r.script) ?? by.set(r.script, {}).get(r.script)!)[r.dut] = r;
+    const diff: string[] = [];
+    for (const [s, m] of by) {
+      if ((m.tsvisor?.verdict === 'pass') !== (m.sandbox?.verdict === 'pass')) {
+        const w = (r: ResultRow | undefined) => `${r?.verdict}${r?.line ? ` at line ${r.line}` : ''}`;
+        diff.push(`  ${s} (tsvisor: ${w(m.tsvisor)}, sandbox: ${w(m.sandbox)})`);
+      }
+    }
+    out.push('', `differential: tsvisor and sandbox differ (${diff.length}):`, ...diff);
   }
   return out.join('\n') + '\n';
 }

@@ -112,6 +112,14 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
     return true;
   }
 
+  /**
+   * Emits the notifications pending now, synchronously: for a caller that blocks the main loop until a sandboxed
+   * program answers it (the conformance runner's sandbox DUT), and so must serve that program's traps meanwhile.
+   */
+  receivePending(): void {
+    if (!this.closed && this.watch) this.drain();
+  }
+
   /** RECVs while poll says a notification is pending, up to BATCH at a time. */
   private drain(): void {
     for (let i = 0; i < BATCH && !this.closed; i++) {

@@ -28,7 +28,7 @@ import { type Sandbox, launch } from '../../sentry/sandbox/launch.ts';
 import { buildPolicy } from '../../sentry/seccomp/policy.ts';
 import { syscallNumber } from '../../sentry/seccomp/sysno.ts';
 import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
-import { Sentry } from '../../sentry/syscalls/dispatch.ts';
+import { Sentry, type SentryStats } from '../../sentry/syscalls/dispatch.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { netstackShell } from './dut-tsvisor.ts';
@@ -389,17 +389,28 @@ class SandboxSyscalls implements SocketSyscalls {
   }
 }
 
+/** What a closed sandbox DUT reports (tests: the calls crossed the trap; nothing is left running). */
+export interface SandboxDutReport {
+  /** The executor's pid (reaped by then). */
+  readonly pid: number;
+  readonly stats: SentryStats;
+  /** The Sentry's own log (errors in handlers). */
+  readonly log: readonly string[];
+}
+
 /** Options of the sandbox DUT beyond the script's. */
 export interface SandboxDutOptions {
   /** --strace: one line per trapped call. */
   strace?: (line: string) => void;
+  /** Called by close() once everything is released. */
+  onClose?: (r: SandboxDutReport) => void;
 }
 
 /** Builds a sandbox DUT for one script: netstack, executor under the filter, Sentry. */
 export async function createSandboxDut(cfg: DutConfig, o: SandboxDutOptions = {}): Promise<Dut> {
-  const dut = new SandboxDut(cfg);
+  const dut = new SandboxDut(cfg, o);
   try {
-    await dut.launch(o);
+    await dut.launch();
   } catch (e) {
     await dut.close();
     throw e;
@@ -429,7 +440,10 @@ class SandboxDut implements Dut {
   /** The Sentry's own log lines (errors in handlers), for a failing script's message. */
   readonly log: string[] = [];
 
-  constructor(cfg: DutConfig) {
+  constructor(
+    cfg: DutConfig,
+    private readonly o: SandboxDutOptions,
+  ) {
     const v4 = cfg.ipVersion === 4;
     this.endpoints = {
       dutMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x01]),
@@ -451,7 +465,8 @@ class SandboxDut implements Dut {
   }
 
   /** Starts the executor under the sandbox's filter and the Sentry on its listener; resolves once it serves. */
-  async launch(o: SandboxDutOptions): Promise<void> {
+  async launch(): Promise<void> {
+    const o = this.o;
     this.dir = mkdtempSync(join(tmpdir(), 'tse-pd-'));
     const req = join(this.dir, 'req');
     const resp = join(this.dir, 'resp');
@@ -531,6 +546,9 @@ class SandboxDut implements Dut {
   async waitUntil(t: number): Promise<void> {
     const d = t - this.now();
     if (d > 0) await new Promise((r) => setTimeout(r, d));
+    // At least one turn of the loop: a frame injected just before is delivered on the clock (an immediate), and
+    // the kernel would have processed it before the script's next call; a synchronous call blocks the loop.
+    else await new Promise((r) => setImmediate(r));
   }
 
   async waitFor(p: Promise<unknown>, deadline: number): Promise<boolean> {
@@ -591,6 +609,7 @@ class SandboxDut implements Dut {
       await this.sandbox.wait();
     }
     // Parked calls end with the executor; what is left of its sockets goes with the Sentry.
+    const stats = this.sentry?.stats();
     this.sentry?.close();
     for (const fd of this.fds) sys.close(fd);
     this.fds = [];
@@ -598,5 +617,6 @@ class SandboxDut implements Dut {
     this.link.close();
     this.clock.dispose();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    if (this.sandbox && stats) this.o.onClose?.({ pid: this.sandbox.pid, stats, log: this.log });
   }
 }

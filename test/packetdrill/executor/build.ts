@@ -6,10 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cacheDir } from '../../../sentry/sandbox/native/build.ts';
 
-const SOURCE = join(import.meta.dirname, 'executor.c');
+const SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'executor.c');
 const FLAGS = ['-O2', '-Wall', '-Wextra', '-pthread'];
 
 let memo: string | undefined;

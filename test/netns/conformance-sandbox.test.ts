@@ -1,0 +1,68 @@
+// The packetdrill scripts through the sandbox (issue 9, test 11): a real program (pd-executor) under the seccomp
+// filter makes every call, which the Sentry serves from the netstack on the runner's link. A representative
+// subset of tsvisor-passing.txt (the gVisor scripts, and the first IPv4 and IPv6 script of each FreeBSD folder)
+// must pass as on the in-process tsvisor DUT, except the divergences DIVERGENCES.md lists under "Sandbox DUT".
+// Real time (the program runs in it), on a shared machine: every script's tolerance is widened to 200 ms, as the
+// Linux DUT's test does.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import t from 'tap';
+import { type SandboxDutReport, createSandboxDut } from '../packetdrill/dut-sandbox.ts';
+import { type DutFactory, runAll } from '../packetdrill/runner.ts';
+
+const CORPUS = join(import.meta.dirname, '../../../shared/conformance');
+const BASELINE = join(import.meta.dirname, '../conformance/tsvisor-passing.txt');
+const DIVERGENCES = join(import.meta.dirname, '../conformance/DIVERGENCES.md');
+
+/** The gVisor scripts, and per FreeBSD folder its first IPv4 and first IPv6 script. */
+function subset(baseline: string[]): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const s of baseline) {
+    if (s.startsWith('gvisor/')) {
+      out.push(s);
+      continue;
+    }
+    const key = `${dirname(s)} ${s.includes('ipv6') ? 6 : 4}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(s);
+  }
+  return out;
+}
+
+/** Scripts DIVERGENCES.md's sandbox section names (`path.pkt` in backquotes). */
+function knownDivergent(): Set<string> {
+  const text = readFileSync(DIVERGENCES, 'utf8');
+  const at = text.indexOf('## Sandbox DUT');
+  if (at < 0) return new Set();
+  const section = text.slice(at).split(/\n## /)[0]!;
+  return new Set([...section.matchAll(/`([\w./-]+\.pkt)`/g)].map((m) => m[1]!));
+}
+
+const leftovers = () => readdirSync(tmpdir()).filter((n) => n.startsWith('tse-pd-'));
+
+t.test('sandbox DUT: the passing subset crosses the trap and passes; the broken copy fails; nothing is left', { skip: !existsSync(CORPUS) && `no corpus at ${CORPUS}` }, async (t) => {
+  const before = leftovers();
+  const baseline = readFileSync(BASELINE, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  const divergent = knownDivergent();
+  const scripts = subset(baseline).filter((s) => !divergent.has(s));
+  t.ok(scripts.length >= 40, `${scripts.length} scripts`);
+  const reports: SandboxDutReport[] = [];
+  const sandbox: DutFactory = { name: 'sandbox', create: (cfg) => createSandboxDut(cfg, { onClose: (r) => reports.push(r) }) };
+  const rows = await runAll(scripts.map((s) => join(CORPUS, s)), { duts: [sandbox], toleranceMs: 200 });
+  t.equal(rows.length, scripts.length);
+  for (const r of rows) t.equal(r.verdict, 'pass', `${relative(CORPUS, r.script)}:${r.line ?? ''} ${r.detail}`);
+
+  t.equal(reports.length, scripts.length, 'every DUT was closed');
+  // Every script opens a socket: its socket() at least was trapped and answered by the Sentry.
+  t.same(reports.filter((r) => r.stats.answered === 0).map((r) => r.pid), [], 'every script made trapped calls the Sentry answered');
+  t.same(reports.flatMap((r) => r.log), [], 'no handler failed');
+  t.same(reports.filter((r) => existsSync(`/proc/${r.pid}`)).map((r) => r.pid), [], 'every executor is gone');
+
+  const broken = await runAll([join(import.meta.dirname, '../conformance/must-fail')], { duts: [sandbox] });
+  t.equal(broken[0]!.verdict, 'fail');
+  t.match(broken[0]!.detail, 'read() = 4, expected 5');
+  t.same(leftovers().filter((n) => !before.includes(n)), [], 'no FIFO folder left behind');
+});

@@ -1,10 +1,11 @@
 /**
  * `tsvisor demo`: builds two namespaces joined by a veth, serves the netstack on one end, drives it from the
- * other with Linux's own tools, prints a short report with the pcap path, and removes everything it made.
+ * other with Linux's own tools, then runs unmodified programs inside `tsvisor run` (curl to a Linux server, and a
+ * python3 server that Linux reaches), prints a short report with the pcap path, and removes everything it made.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVethPair, type VethPair } from '../lib/testnet.ts';
@@ -72,6 +73,67 @@ async function httpUpload(ns: string, title: string, url: string, size: number):
   return { title, ok, detail: ok ? `${size} bytes up, SHA-256 ${want.slice(0, 16)}… matches` : `curl exit ${r.code}, got ${JSON.stringify(got.slice(0, 64))} ${r.stderr.trim()}` };
 }
 
+/** `tsvisor run ARGS` started from namespace `ns` (so the veth it makes has its caller end there). */
+function tsvisorRun(ns: string, args: string[]): ChildProcess {
+  return spawn('nsenter', [`--net=/var/run/netns/${ns}`, process.execPath, process.argv[1]!, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function finished(child: ChildProcess, timeoutMs = 30000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => child.on('close', (code) => {
+    clearTimeout(timer);
+    resolve({ code, stdout, stderr });
+  }));
+}
+
+/** curl inside `tsvisor run` fetches a file from a Linux server in `ns` (the sandbox's gateway); sha256 compared. */
+async function sandboxCurl(ns: string, dir: string): Promise<Check> {
+  const data = randomBytes(1 << 20);
+  writeFileSync(join(dir, 'file'), data);
+  const want = createHash('sha256').update(data).digest('hex');
+  const server = spawn('ip', ['netns', 'exec', ns, 'python3', '-m', 'http.server', '--bind', '::', '--directory', dir, '8000'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 600));
+    const r = await finished(tsvisorRun(ns, ['--', '/bin/sh', '-c', 'curl -sS --retry 5 --retry-connrefused --max-time 20 http://host.tsvisor.internal:8000/file | sha256sum']));
+    const got = r.stdout.split(' ')[0] ?? '';
+    const ok = r.code === 0 && got === want;
+    return { title: 'tsvisor run -- curl http://host.tsvisor.internal:8000/file', ok, detail: ok ? `1 MB through the netstack, SHA-256 ${want.slice(0, 16)}… matches` : `exit ${r.code}, ${r.stderr.trim().split('\n').pop()}` };
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+/** python3 -m http.server inside `tsvisor run`, fetched by Linux curl from `ns` at the sandbox's address. */
+async function sandboxServer(ns: string, dir: string): Promise<Check> {
+  const log = join(dir, 'run.log');
+  const run = tsvisorRun(ns, ['--debug-log', log, '--ro-bind', `${dir}:/srv`, '--cwd', '/srv', '--', 'python3', '-m', 'http.server', '8000']);
+  const done = finished(run, 60000);
+  try {
+    let address: string | undefined;
+    for (let i = 0; i < 300 && !address; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      address = existsSync(log) ? /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(readFileSync(log, 'utf8'))?.[1] : undefined;
+    }
+    if (!address) return { title: 'tsvisor run -- python3 -m http.server', ok: false, detail: 'the sandbox did not start' };
+    const title = `tsvisor run -- python3 -m http.server; Linux curl http://${address}:8000/file`;
+    const want = createHash('sha256').update(readFileSync(join(dir, 'file'))).digest('hex');
+    const r = await runAsync(['ip', 'netns', 'exec', ns, 'curl', '-sS', '--retry', '10', '--retry-connrefused', '--max-time', '20', `http://${address}:8000/file`], undefined, 60000);
+    const got = createHash('sha256').update(Buffer.from(r.stdout, 'latin1')).digest('hex');
+    const ok = r.code === 0 && got === want;
+    if (ok) return { title, ok, detail: 'the program inside accepted and served 1 MB, SHA-256 matches' };
+    run.kill('SIGTERM');
+    const inside = (await done).stderr.trim().split('\n').slice(-3).join(' | ');
+    return { title, ok, detail: `curl exit ${r.code} ${r.stderr.trim().split('\n').pop()}; inside: ${inside}` };
+  } finally {
+    run.kill('SIGTERM');
+    await done;
+  }
+}
+
 function requireTools(): void {
   const dirs = (process.env.PATH ?? '').split(':').filter(Boolean);
   const missing = ['ip', 'ping', 'socat', 'ethtool', 'curl'].filter((t) => !dirs.some((d) => existsSync(join(d, t))));
@@ -132,6 +194,16 @@ export async function demoCommand(argv: string[]): Promise<number> {
       checks.push(c);
       out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
     }
+    out(`tsvisor run: unmodified programs in a sandbox whose sockets the netstack serves (caller: ${ns})`);
+    const files = mkdtempSync(join(tmpdir(), 'tsvisor-demo-run-'));
+    // mkdtemp makes it 0700, and the sandbox's root (without capabilities) could not enter it once bound in.
+    chmodSync(files, 0o755);
+    for (const step of [() => sandboxCurl(ns, files), () => sandboxServer(ns, files)]) {
+      const c = await step();
+      checks.push(c);
+      out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
+    }
+    rmSync(files, { recursive: true, force: true });
     const counters = served.counters();
     const interesting = ['link.rxFrames', 'link.txFrames', 'rx.dropped', 'frag.reassembled', 'ipv4.txFragments', 'ipv6.txFragments', 'icmpv4.txEchoReplies', 'icmpv6.txEchoReplies', 'udp.received', 'udp.sent', 'tcp.segmentsReceived', 'tcp.segmentsSent', 'tcp.retransmits'];
     const shown = interesting.filter((k) => counters[k] !== undefined).map((k) => `${k}=${counters[k]}`);

@@ -22,6 +22,9 @@ export interface ParsedArgs {
 /** A command-line mistake, reported as one line. */
 export class UsageError extends Error {}
 
+/** `--help` or `-h` among a command's options: main.ts prints the command's usage (cli/usage.ts). */
+export class HelpRequested extends Error {}
+
 /** Parses `argv` against `spec` (option names without the leading dashes). */
 export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, maxPositional = 0): ParsedArgs {
   const options: Record<string, string | string[] | boolean | undefined> = {};
@@ -32,6 +35,7 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, maxP
       positional.push(...argv.slice(i + 1));
       break;
     }
+    if (arg === '--help' || arg === '-h') throw new HelpRequested();
     if (!arg.startsWith('--') || arg === '--') {
       positional.push(arg);
       continue;

@@ -2,7 +2,8 @@
  * The tsvisor command line: `run`, `serve`, `demo`, `stats`. Every mistake in the arguments is one line on stderr and
  * exit status 2; a failure at run time (missing namespace, interface) is one line and exit status 1.
  */
-import { UsageError } from './args.ts';
+import { HelpRequested, UsageError } from './args.ts';
+import { COMMAND_USAGE } from './usage.ts';
 
 const USAGE = `usage: tsvisor <command> [options]
 
@@ -26,7 +27,7 @@ commands:
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
   gofer    --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
            serve DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist)
-  help     this text
+  help     this text; 'tsvisor help COMMAND' or 'tsvisor COMMAND --help': the command's options
   version  the package's version
 
 services: echo (7, TCP+UDP), discard (9, TCP+UDP), chargen (19, TCP+UDP), http (80), iperf3 (5201), sockperf (11111)
@@ -62,10 +63,17 @@ export async function main(argv: string[]): Promise<number> {
       case 'help':
       case '--help':
       case '-h':
+        if (rest[0] !== undefined) {
+          const text = COMMAND_USAGE[rest[0] === '--help' || rest[0] === '-h' ? 'help' : rest[0]];
+          if (!text) throw new UsageError(`unknown command '${rest[0]}' (try 'tsvisor help')`);
+          process.stdout.write(text);
+          return 0;
+        }
         process.stdout.write(USAGE);
         return 0;
       case 'version':
       case '--version':
+        if (rest[0] === '--help' || rest[0] === '-h') throw new HelpRequested();
         process.stdout.write(`tsvisor ${(await import('./version.ts')).packageVersion()}\n`);
         return 0;
       case undefined:
@@ -75,6 +83,10 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command '${command}' (try 'tsvisor help')`);
     }
   } catch (e) {
+    if (e instanceof HelpRequested && command !== undefined && COMMAND_USAGE[command]) {
+      process.stdout.write(COMMAND_USAGE[command]!);
+      return 0;
+    }
     if (e instanceof UsageError) {
       process.stderr.write(`tsvisor: ${e.message}\n`);
       return 2;

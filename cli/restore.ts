@@ -7,18 +7,6 @@ import { TakeoverBusy, restoreInterface } from '../lib/takeover.ts';
 import { parseArgs } from './args.ts';
 import { CliError } from './main.ts';
 
-/** `restore`'s usage text, printed by `tsvisor restore --help` and `tsvisor help restore`. */
-export const RESTORE_USAGE = `usage: tsvisor restore --netns NAME|PATH --dev IFACE
-
-Gives the kernel back the addresses, routes, MTU and IPv6 setting of IFACE as they were before a tsvisor serve or
-run that died without restoring them (killed with SIGKILL, or crashed) took it over. Does nothing when no such
-record exists, and refuses while a live tsvisor serves the interface (stop it instead: it restores on SIGTERM).
-
-options:
-  --netns NAME|PATH  the network namespace (a name from 'ip netns', or a namespace file such as /proc/PID/ns/net)
-  --dev IFACE        the interface
-`;
-
 /** The `restore` command. */
 export async function restoreCommand(argv: string[]): Promise<number> {
   const { options: o } = parseArgs(argv, { netns: { value: true, required: true }, dev: { value: true, required: true } });

@@ -81,6 +81,10 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     'no-offloads': {},
   });
   const addresses = ((o.addr as string[] | undefined) ?? []).map((text) => {
+    // `ip addr add` would take a bare address as /32 (/128), a network of one that reaches nobody: say so.
+    if (!text.includes('/') && parseAddress(text)) {
+      throw new UsageError(`--addr: '${text}' has no prefix length: give the network's, e.g. ${text}${text.includes(':') ? '/64' : '/24'} (or /${text.includes(':') ? 128 : 32} for a single address)`);
+    }
     const s = parseSubnet(text);
     if (!s) throw new UsageError(`--addr: '${text}' is not an address with a prefix length (e.g. 198.18.0.2/24)`);
     return s;

@@ -212,7 +212,7 @@ export function mapMemory(length: number, fd = -1): NativeBuffer {
 /** A zeroed `struct ifreq` (40 bytes) carrying the interface name. */
 export function ifreq(name: string): Uint8Array {
   const enc = new TextEncoder().encode(name);
-  if (enc.length === 0 || enc.length > 15) throw new Error(`interface name "${name}" must be 1..15 bytes`);
+  if (enc.length === 0 || enc.length > 15) throw new Error(`interface name '${name}' must be 1..15 bytes`);
   const req = new Uint8Array(40);
   req.set(enc, 0);
   return req;
@@ -286,7 +286,7 @@ export function watchFd(
 /** A `struct sockaddr_un` for a path (at most 107 bytes), and its length for bind/connect. */
 export function sockaddrUn(path: string): [Uint8Array, number] {
   const p = new TextEncoder().encode(path);
-  if (p.length === 0 || p.length > 107) throw new Error(`unix socket path "${path}" must be 1..107 bytes`);
+  if (p.length === 0 || p.length > 107) throw new Error(`unix socket path '${path}' must be 1..107 bytes`);
   const sa = new Uint8Array(110);
   sa[0] = C.AF_UNIX;
   sa.set(p, 2);

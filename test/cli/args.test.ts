@@ -52,6 +52,8 @@ const bad: [string[], RegExp][] = [
   [['--netns', 'a', '--netns', 'b', '--dev', 'x'], /option --netns given twice/],
   [['--netns', 'a', '--dev', 'x', 'extra'], /unexpected argument 'extra'/],
   [['--netns', 'a', '--dev', 'x', '--tap'], /--tap needs at least one --addr/],
+  [['--netns', 'a', '--dev', 'x', '--addr', '198.18.80.2'], /^--addr: '198\.18\.80\.2' has no prefix length: give the network's, e\.g\. 198\.18\.80\.2\/24 \(or \/32 for a single address\)$/],
+  [['--netns', 'a', '--dev', 'x', '--addr', 'fd74:7376::2'], /^--addr: 'fd74:7376::2' has no prefix length.*\/64 \(or \/128/],
 ];
 for (const [args, message] of bad) {
   t.test(`serve ${args.join(' ')} → UsageError`, async (t) => {
@@ -68,4 +70,25 @@ t.test('the command prints one line and exits 2 on bad arguments', async (t) => 
   const help = await cli(['help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /tsvisor serve|serve +--netns/);
+});
+
+t.test('COMMAND --help, COMMAND -h and help COMMAND → that command\'s usage on stdout, exit 0, for every command', async (t) => {
+  const { COMMAND_USAGE } = await import('../../cli/usage.ts');
+  const listed = [...(await cli(['help'])).stdout.matchAll(/^  ([a-z]+) /gm)].map((m) => m[1]!);
+  t.same(Object.keys(COMMAND_USAGE).sort(), [...new Set(listed)].sort(), 'every command in the list has a usage, and no other');
+  for (const command of listed) {
+    for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
+      const r = await cli(args);
+      t.equal(r.code, 0, `${args.join(' ')}: exit 0 ${r.stderr}`);
+      t.equal(r.stdout, COMMAND_USAGE[command], `${args.join(' ')}: the usage of ${command}`);
+      t.match(r.stdout, new RegExp(`^usage: tsvisor ${command}\\b`));
+    }
+  }
+  // --help after an option's place still asks for help; after '--' it belongs to the program run.
+  t.equal((await cli(['serve', '--netns', 'x', '--help'])).stdout, COMMAND_USAGE.serve);
+  const prog = await cli(['run', '--network=none', '--', 'prog', '--help']);
+  t.not(prog.stdout, COMMAND_USAGE.run, 'run -- PROG --help is not run\'s help');
+  const unknown = await cli(['help', 'frob']);
+  t.equal(unknown.code, 2);
+  t.equal(unknown.stderr, "tsvisor: unknown command 'frob' (try 'tsvisor help')\n");
 });

@@ -203,3 +203,13 @@ t.test('--dev lo → refused in one line; loopback untouched', async (t) => {
   t.match(r.stderr, /^tsvisor: interface 'lo' in 'tsr-tkl-a' is a loopback interface, not Ethernet[^\n]*\n$/);
   t.same(snapshot(p.nsA, 'lo'), lo, 'lo keeps 127.0.0.1 and ::1');
 });
+
+t.test('--tap naming an existing veth → refused in one line saying what it is; the veth untouched', async (t) => {
+  const p = createVethPair({ prefix: 'tsr-tkt', addrA: `${SVC4}/24`, addrB: `${PEER4}/24` });
+  t.teardown(() => p.destroy());
+  const before = snapshot(p.nsA, p.devA);
+  const r = await sh([process.execPath, CLI, 'serve', '--netns', p.nsA, '--dev', p.devA, '--tap', '--addr', `${SVC4}/24`]);
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `tsvisor: interface '${p.devA}' already exists in '${p.nsA}' and is a veth, not a TAP: drop --tap to take it over, or give --dev a new name for the TAP to create\n`);
+  t.same(snapshot(p.nsA, p.devA), before, 'the veth kept its configuration');
+});

@@ -1,0 +1,85 @@
+/**
+ * Every command's `--help` text, kept apart from the commands so that `tsvisor CMD --help` and `tsvisor help CMD`
+ * load no command module (and so none of the netstack). A new command adds its entry here and parses its options
+ * with args.ts's parseArgs, which turns `--help`/`-h` among them into a HelpRequested for main.ts to answer.
+ */
+
+const SERVICES = 'echo (7, TCP+UDP), discard (9, TCP+UDP), chargen (19, TCP+UDP), http (80), iperf3 (5201), sockperf (11111)';
+const IMPAIR = 'loss=0.02,dup=0.01,reorder=0.02,delay=1ms,jitter=0.5ms,corrupt=0.001,seed=7,dir=both';
+
+/** `tsvisor CMD --help` texts by command name. */
+export const COMMAND_USAGE: Record<string, string> = {
+  run: `usage: tsvisor run [options] -- PROGRAM [ARGS...]
+
+Runs PROGRAM in a sandbox whose socket calls the netstack serves (--network=sandbox, the default), on the host's
+network (host: reduced isolation), or with loopback only (none); exits with the program's status.
+
+options:
+  --network=sandbox|host|none       how the program reaches the network
+  --netns NAME|PATH --dev IFACE     take over IFACE of an existing namespace instead of a veth of our own
+  --addr CIDR, --gateway IP, --dns IP   the sandbox's addresses, default routes and resolvers (repeatable)
+  --publish [HOSTIP:]HOSTPORT:PORT[/udp]   forward a host port into the sandbox (repeatable)
+  --ro-bind SRC[:DST], --bind SRC[:DST]    files the program sees (repeatable)
+  --env K=V, --cwd DIR              the program's environment and working directory
+  --allow-raw                       let the program open raw sockets
+  --strace, --debug, --debug-log FILE|DIR/, --pcap-log FILE   what the Sentry reports
+  --impair SPEC                     impair the sandbox's link (${IMPAIR})
+  --drain-timeout SECONDS           how long sockets may drain after the program exits
+  --platform=unotify                how syscalls are trapped
+`,
+  serve: `usage: tsvisor serve --netns NAME|PATH --dev IFACE [options]
+
+Takes IFACE of the namespace over from the kernel (its MAC, addresses, routes), serves on it with the netstack
+until SIGINT, SIGTERM, SIGHUP or SIGQUIT, then gives the kernel its configuration back. What was taken is recorded
+under /run/tsvisor/takeover first: after a SIGKILL or a crash the next serve (or 'tsvisor restore') restores it.
+One serve per interface: a second one is refused with the first one's pid.
+
+options:
+  --addr CIDR          serve this address instead of the interface's own (repeatable; a prefix length is required)
+  --gateway IP         default route via IP (repeatable, one per family)
+  --mtu N              set the interface's MTU while serving (below 1280, IPv4 only; restored on exit)
+  --service NAME[:PORT]   run a service on the stack (repeatable): ${SERVICES}
+  --pcap FILE          record every frame in and out
+  --impair SPEC        impair the link: ${IMPAIR}
+  --tap                create a TAP device named IFACE instead (needs --addr)
+  --no-offloads        no PACKET_VNET_HDR: send MTU-sized frames (received super-frames are still taken)
+  --no-stats-socket    do not serve counters to 'tsvisor stats'
+`,
+  stats: `usage: tsvisor stats --netns NAME --dev IFACE [--json] [--all]
+
+Prints the counters of the serve running on IFACE: non-zero ones (--all: every one), or all of them as JSON.
+`,
+  restore: `usage: tsvisor restore --netns NAME|PATH --dev IFACE
+
+Gives the kernel back the addresses, routes, MTU and IPv6 setting of IFACE as they were before a tsvisor serve or
+run that died without restoring them (killed with SIGKILL, or crashed) took it over. Does nothing when there is no
+such record, and refuses while a live tsvisor has the interface (stop it instead: it restores on SIGTERM).
+`,
+  demo: `usage: tsvisor demo
+
+Builds two namespaces joined by a veth, serves on one end, drives it with ping, socat and curl from the other,
+reports, and cleans up. Needs root.
+`,
+  conformance: `usage: tsvisor conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB]
+                           [--profile strict|gvisor|freebsd] [--quiet] PATH...
+
+Runs packetdrill scripts (files, or folders of them) against the netstack and/or the Linux kernel and compares.
+`,
+  bench: `usage: tsvisor bench [--quick] [--json FILE] [--html FILE] [--only NAME,...]
+
+Measures throughput, latency, HTTP request rates (new connections, and keep-alive) and memory of kernel, tsvisor,
+pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only takes systems and test names.
+`,
+  gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
+
+Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist).
+`,
+  help: `usage: tsvisor help [COMMAND]
+
+Lists the commands, or prints COMMAND's options (as 'tsvisor COMMAND --help' does).
+`,
+  version: `usage: tsvisor version
+
+Prints the package's version.
+`,
+};

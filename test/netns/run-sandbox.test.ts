@@ -175,3 +175,31 @@ t.test('--pcap-log → a complete capture of the sandbox link on exit', async (t
   t.ok(data.reduce((a, b) => a + Number(b), 0) > 2 << 20, 'the whole transfer is in it');
   t.end();
 });
+
+t.test('iperf3 inside as server (TCP, -R, -u) and as client (TCP, -R) against the peer', async (t) => {
+  const srv = await startRun(['--', 'iperf3', '-s', '-p', '5301']);
+  const client = async (args: string[]) => {
+    for (let i = 0; i < 40; i++) {
+      const r = await collect(spawnIn(ns, ['iperf3', '-c', srv.sandbox, '-p', '5301', '-t', '1', '-J', ...args]), 60000);
+      if (r.code === 0) return JSON.parse(r.stdout) as { end: { sum_received?: { bytes: number }; sum?: { bytes: number; lost_percent: number } } };
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    throw new Error(`iperf3 ${args.join(' ')} never succeeded`);
+  };
+  t.ok((await client([])).end.sum_received!.bytes > 1 << 20, 'TCP peer → program');
+  t.ok((await client(['-R'])).end.sum_received!.bytes > 1 << 20, 'TCP program → peer (-R)');
+  const udp = await client(['-u', '-b', '50M']);
+  t.ok(udp.end.sum!.bytes > 1 << 20, `UDP peer → program (${udp.end.sum!.lost_percent.toFixed(1)}% lost)`);
+  srv.child.kill('SIGTERM');
+  await collect(srv.child);
+
+  const server = peer(['iperf3', '-s', '-p', '5302']);
+  server.stdout!.on('data', () => {});
+  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :5302']).includes('5302'), 10000);
+  for (const extra of [[], ['-R']]) {
+    const r = await tsvisorRun(ns, ['--', 'iperf3', '-c', 'host.tsvisor.internal', '-4', '-p', '5302', '-t', '1', '-J', ...extra]);
+    t.equal(r.code, 0, r.stderr);
+    t.ok((JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } } }).end.sum_received.bytes > 1 << 20, `client inside ${extra.join(' ')}`);
+  }
+  t.end();
+});

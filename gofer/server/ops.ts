@@ -29,7 +29,7 @@ import { checkName, isDot, isDotDot, type Resolver } from './resolve.ts';
 
 const { F } = fs;
 const E = ERRNO as Record<string, number>;
-const { EBADF, EEXIST, EINVAL, EIO, EISDIR, EMFILE, ENODATA, ENOENT, ENOTDIR, EOPNOTSUPP, EPERM, EPROTO, EROFS, E2BIG, ESTALE } =
+const { EBADF, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENODATA, ENOENT, ENOTDIR, EOPNOTSUPP, EPERM, EPROTO, EROFS, E2BIG, ESTALE } =
   E;
 
 /** What every session of one server shares. */
@@ -374,6 +374,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (!o) return EBADF;
     if (!o.writable) return EBADF;
     if (m.offset > 0x7fffffffffffffffn) return EINVAL;
+    if (m.offset > BigInt(Number.MAX_SAFE_INTEGER)) return EFBIG; // past 8 PiB: Node's fs takes a double
     o.use();
     return new Promise((resolve) => {
       // O_APPEND descriptors ignore the position, as pwrite(2) on Linux does.

@@ -1,3 +1,4 @@
+import { pbkdf2 } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -127,4 +128,25 @@ t.test('Tflush of queued writes → they never run; Tflush of unknown tag → Rf
   t.ok(size <= written * 60000 + 60000, `file size ${size} shows cancelled writes did not happen (${written} done)`);
   await c.flush(0x1234); // unknown tag
   t.pass('Rflush for an unknown tag');
+});
+
+t.test('a read on the thread pool and a getattr behind it → the getattr is answered first', async (t) => {
+  const s = scratch(t);
+  writeFileSync(join(s.root, 'big'), Buffer.alloc(1 << 20, 1));
+  await startServer(t, s);
+  const c = await connectClient(t, s, 1 << 20);
+  const root = c.allocFid();
+  await c.attach(root);
+  const f = c.allocFid();
+  await c.walk(root, f, ['big']);
+  await c.lopen(f, F.O_RDONLY);
+  const order: string[] = [];
+  // Keep libuv's thread pool (4 threads, shared with the in-process server) busy for a while, so the read waits
+  // there for certain while the getattr, answered on the main loop, goes straight out.
+  const busy = Array.from({ length: 4 }, () => new Promise((r) => pbkdf2('x', 'y', 400_000, 32, 'sha256', r)));
+  const read = c.read(f, 0n, 1 << 20).then(() => order.push('Rread'));
+  const attr = c.getattr(root).then(() => order.push('Rgetattr'));
+  await Promise.all([read, attr, ...busy]);
+  t.same(order, ['Rgetattr', 'Rread'], 'replies leave in the order the work finishes, not the order of the requests');
+  t.equal(await errCode(c.write(f, 1n << 60n, new Uint8Array(1))), 'EBADF', 'opened read-only');
 });

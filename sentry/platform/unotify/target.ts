@@ -5,6 +5,7 @@
  * is answered or killed; another thread of the target can still race them, which only changes what the program
  * tells our own stack.
  */
+import { setMaxListeners } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../../lib/pidfd.ts';
@@ -101,6 +102,8 @@ export class Target {
   ) {
     const fd = gone ? -ESRCH : pidfdOpen(tgid);
     this.exitSignal = this.controller.signal;
+    // Every call the process has parked listens here (16 threads in accept are 16): no leak, so no warning.
+    setMaxListeners(0, this.exitSignal);
     this.exited = new Promise((r) => (this.resolveExited = r));
     if (fd < 0) {
       this.pidfd = -1;

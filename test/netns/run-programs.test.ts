@@ -1,0 +1,289 @@
+// `tsvisor run`: small unmodified Python programs (issue 9, test 7 and 9) against Linux peers in the caller's
+// namespace. A non-blocking connect over a link the netstack delays by 200 ms (`--impair delay=200ms`) is writable
+// no earlier than 200 ms with SO_ERROR 0; a refused connect is ECONNREFUSED (blocking and not); getaddrinfo with
+// AI_ADDRCONFIG gives both families; SO_DOMAIN/SO_PROTOCOL; getsockname/getpeername as the peer sees them; fork
+// after accept; an fd passed by SCM_RIGHTS and one inherited through exec; 16 threads connecting and 16 accepting
+// at once; --network=none's loopback and ENETUNREACH; data written before exit delivered, bounded by
+// --drain-timeout.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { HANG_MS } from '../lib/wait.ts';
+import { collect, tsvisorRun, waitFor } from './run-helpers.ts';
+import { PY_ACCEPTOR, bench, listening, readOr, start } from './sandbox-helpers.ts';
+
+const b = bench(t, 'prog');
+const PORT = 7501;
+const PORT6 = 7502;
+const CLOSED = 7509;
+
+let accepts = '';
+b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]).stdout!.on('data', (d) => (accepts += d));
+b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(PORT6)]).stdout!.on('data', (d) => (accepts += d));
+
+t.before(async () => {
+  if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, PORT6))) throw new Error('the peer listeners did not start');
+});
+
+/** Runs `python3 FILE ARGS` inside with `extra` run options; the program's text is written to the bench dir. */
+function py(name: string, code: string, args: string[] = [], extra: string[] = []) {
+  // GW: the caller's end of the veth (there is none with --network=none).
+  const gw = extra.includes('--network=none') ? '' : "GW = socket.gethostbyname('host.tsvisor.internal')";
+  const path = b.file(`${name}.py`, `import socket, os, sys, time, select, errno\n${gw}\n${code}`);
+  return tsvisorRun(b.ns, [...b.bind, ...extra, '--', 'python3', path, ...args]);
+}
+
+t.test('non-blocking connect over a link delayed 200 ms (--impair) → writable no earlier than 200 ms, SO_ERROR 0', async (t) => {
+  const r = await py('delay', `
+s = socket.socket(); s.setblocking(False)
+t0 = time.monotonic()
+print('connect_ex', errno.errorcode.get(s.connect_ex((GW, ${PORT})), 0))
+_, w, _ = select.select([], [s], [], 30)
+dt = (time.monotonic() - t0) * 1000
+print('writable', bool(w), 'SO_ERROR', s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+print('ms', round(dt, 1))
+s.setblocking(True); s.sendall(b'x'); print('echo', s.recv(1))
+`, [], ['--impair', 'delay=200ms']);
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], 'connect_ex EINPROGRESS');
+  t.equal(lines[1], 'writable True SO_ERROR 0');
+  const ms = Number(/^ms (\S+)/.exec(lines[2] ?? '')?.[1]);
+  t.ok(ms >= 200, `writable after ${ms} ms`);
+  t.equal(lines[3], "echo b'x'", 'the connection carries data');
+  t.end();
+});
+
+t.test('connect to a closed port → ECONNREFUSED, blocking and non-blocking (SO_ERROR), IPv4 and IPv6', async (t) => {
+  const r = await py('refused', `
+GW6 = socket.getaddrinfo('host.tsvisor.internal', 0, socket.AF_INET6)[0][4][0]
+for fam, addr in [(socket.AF_INET, GW), (socket.AF_INET6, GW6)]:
+    s = socket.socket(fam)
+    try:
+        s.connect((addr, ${CLOSED})); print('connected')
+    except OSError as e:
+        print('blocking', errno.errorcode[e.errno])
+    s = socket.socket(fam); s.setblocking(False)
+    print('connect_ex', errno.errorcode.get(s.connect_ex((addr, ${CLOSED})), 0))
+    select.select([], [s], [], 30)
+    print('SO_ERROR', errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0))
+`);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'blocking ECONNREFUSED\nconnect_ex EINPROGRESS\nSO_ERROR ECONNREFUSED\n'.repeat(2));
+  t.end();
+});
+
+t.test('getaddrinfo(AI_ADDRCONFIG) → both families; SO_DOMAIN/SO_TYPE/SO_PROTOCOL as Linux', async (t) => {
+  const r = await py('gai', `
+fams = sorted({ai[0].name for ai in socket.getaddrinfo('host.tsvisor.internal', 80, 0, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)})
+print(' '.join(fams))
+for fam, typ in [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET6, socket.SOCK_DGRAM)]:
+    s = socket.socket(fam, typ)
+    print(*(s.getsockopt(socket.SOL_SOCKET, o) for o in (socket.SO_DOMAIN, socket.SO_TYPE, socket.SO_PROTOCOL)))
+`);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'AF_INET AF_INET6\n2 1 6\n10 1 6\n2 2 17\n10 2 17\n');
+  t.end();
+});
+
+t.test('getsockname/getpeername → what the peer sees, IPv4 and IPv6', async (t) => {
+  const run = await start(b, [...b.bind, '--', 'python3', b.file('names.py', `
+import socket
+for fam, port in [(socket.AF_INET, ${PORT}), (socket.AF_INET6, ${PORT6})]:
+    gw = socket.getaddrinfo('host.tsvisor.internal', port, fam)[0][4][0]
+    s = socket.create_connection((gw, port))
+    print('name', *s.getsockname()[:2], 'peer', *s.getpeername()[:2], flush=True)
+    s.sendall(b'n'); s.recv(1)
+`)]);
+  const res = await run.done;
+  t.equal(res.code, 0, res.stderr);
+  const [v4, v6] = res.stdout.trim().split('\n').map((l) => l.split(' '));
+  t.equal(v4![1], run.sandbox4, 'IPv4 local address is the sandbox\'s');
+  t.same(v4!.slice(3), ['peer', run.gw4, String(PORT)]);
+  t.equal(v6![1], run.sandbox6, 'IPv6 local address is the sandbox\'s');
+  t.same(v6!.slice(3), ['peer', run.gw6, String(PORT6)]);
+  t.ok(Number(v4![2]) > 1023 && Number(v6![2]) > 1023, 'ephemeral ports');
+  t.ok(await waitFor(() => accepts.includes(`accept ${run.gw4} ${run.sandbox4}`) && accepts.includes(`accept ${run.gw6} ${run.sandbox6}`), HANG_MS),
+    'the peer saw the same addresses');
+  t.end();
+});
+
+/** Opens a TCP connection from the peer's namespace with a Python client; resolves to what it printed. */
+function peerClient(code: string, args: string[]) {
+  return collect(b.peer(['python3', '-c', code, ...args]), HANG_MS);
+}
+
+t.test('fork after accept → the child serves, the parent closes its copy; EOF when the child is done', async (t) => {
+  const run = await start(b, [...b.bind, '--', 'python3', b.file('fork.py', `
+import os, socket
+l = socket.create_server(('0.0.0.0', 9100)); l.listen()
+print('listening', flush=True)
+for i in range(3):
+    c, a = l.accept()
+    pid = os.fork()
+    if pid == 0:
+        l.close()
+        c.sendall(b'hello %d\\n' % os.getpid())
+        c.sendall(c.recv(100).upper())
+        c.close(); os._exit(0)
+    c.close()
+for i in range(3): os.wait()
+print('done', flush=True)
+`)]);
+  t.ok(await waitFor(() => run.stdout().includes('listening'), HANG_MS));
+  const CLIENT = `
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9100), timeout=30)
+f = s.makefile('rb'); hello = f.readline(); s.sendall(b'abc'); up = f.read(3); rest = f.read()
+print(hello.decode().strip(), up.decode(), len(rest))
+`;
+  const outs = await Promise.all([0, 1, 2].map(() => peerClient(CLIENT, [run.sandbox4])));
+  for (const o of outs) t.match(o.stdout, /^hello \d+ ABC 0\n$/, 'child served, then EOF');
+  t.equal(new Set(outs.map((o) => o.stdout.split(' ')[1])).size, 3, 'three children');
+  const res = await run.done;
+  t.equal(res.code, 0, res.stderr);
+  t.ok(res.stdout.includes('done'));
+  t.end();
+});
+
+t.test('an fd passed by SCM_RIGHTS and one inherited through exec → both carry the connection', async (t) => {
+  const before = accepts.split('\n').length;
+  const r = await py('pass', `
+if len(sys.argv) > 1:
+    s = socket.socket(fileno=int(sys.argv[1]))
+    s.sendall(b'via-exec'); print('exec', s.recv(100).decode(), flush=True); sys.exit(0)
+c = socket.create_connection((GW, ${PORT}))
+a, b = socket.socketpair()
+pid = os.fork()
+if pid == 0:
+    msg, fds, _, _ = socket.recv_fds(b, 10, 1)
+    s = socket.socket(fileno=fds[0])
+    s.sendall(b'via-scm'); print('scm', s.recv(100).decode(), flush=True); os._exit(0)
+socket.send_fds(a, [b'x'], [c.fileno()])
+os.waitpid(pid, 0)
+os.set_inheritable(c.fileno(), True)
+os.execv(sys.executable, [sys.executable, sys.argv[0], str(c.fileno())])
+`);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'scm via-scm\nexec via-exec\n');
+  t.equal(accepts.split('\n').length - before, 1, 'one connection served both');
+  t.end();
+});
+
+t.test('16 threads connecting and 16 accepting at once (own address and the peer) → every pair completes', async (t) => {
+  const r = await py('threads', `
+import threading
+me = [a for a in socket.getaddrinfo(socket.gethostname(), 0, socket.AF_INET)][0][4][0]
+l = socket.create_server(('0.0.0.0', 9200), backlog=64)
+got, sent, peer = [], [], []
+def acceptor():
+    c, a = l.accept(); got.append(c.recv(16)); c.close()
+def connector(i):
+    s = socket.create_connection((me, 9200)); s.sendall(b'%02d' % i); s.close(); sent.append(i)
+def to_peer(i):
+    s = socket.create_connection((GW, ${PORT})); s.sendall(b'p%02d' % i); peer.append(s.recv(3)); s.close()
+ts = [threading.Thread(target=acceptor) for _ in range(16)]
+for x in ts: x.start()
+time.sleep(0.2)
+ts += [threading.Thread(target=connector, args=(i,)) for i in range(16)] + [threading.Thread(target=to_peer, args=(i,)) for i in range(16)]
+for x in ts[16:]: x.start()
+for x in ts: x.join(60)
+print(len(got), len(set(got)), len(sent), len(peer), sorted(peer) == [b'p%02d' % i for i in range(16)], me)
+`);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^16 16 16 16 True 198\.18\.\d+\.2\n$/, 'accepted 16 distinct, 16 connected, 16 echoed by the peer');
+  t.equal(r.stderr, '', 'nothing on stderr (no warning from tsvisor about 16 parked calls)');
+  t.end();
+});
+
+t.test('--network=none → loopback works over IPv4 and IPv6; any other address is ENETUNREACH', async (t) => {
+  const r = await py('none', `
+for fam, lo in [(socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')]:
+    l = socket.socket(fam); l.bind((lo, 0)); l.listen()
+    c = socket.create_connection(l.getsockname()[:2]); a, _ = l.accept(); c.sendall(b'lo'); print(lo, a.recv(2).decode())
+for addr in ['198.18.0.1', 'fd74:7376::1']:
+    s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
+    try:
+        s.connect((addr, 80)); print('connected')
+    except OSError as e:
+        print(addr, errno.errorcode[e.errno])
+    u = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.sendto(b'x', (addr, 53)); print('sent')
+    except OSError as e:
+        print(addr, 'udp', errno.errorcode[e.errno])
+`, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, '127.0.0.1 lo\n::1 lo\n198.18.0.1 ENETUNREACH\n198.18.0.1 udp ENETUNREACH\nfd74:7376::1 ENETUNREACH\nfd74:7376::1 udp ENETUNREACH\n');
+  t.end();
+});
+
+t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
+  // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
+  const go = join(b.dir, 'go');
+  const slow = b.peer(['python3', '-c', `
+import socket, os, time, hashlib
+l = socket.create_server(('0.0.0.0', 7520)); print('ready', flush=True)
+c, _ = l.accept()
+while not os.path.exists('${go}'): time.sleep(0.01)
+h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(65536)
+    if not d: break
+    h.update(d); n += len(d)
+print(n, h.hexdigest(), flush=True)
+`]);
+  let peerOut = '';
+  slow.stdout!.on('data', (d) => (peerOut += d));
+  t.ok(await listening(b.ns, 7520));
+  const data = Buffer.alloc(4 << 20);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
+  const run = await start(b, [...b.bind, '--', 'python3', b.file('burst.py', `
+import socket
+data = bytes((i * 7 + (i >> 12)) & 0xff for i in range(4 << 20))
+s = socket.create_connection((socket.gethostbyname('host.tsvisor.internal'), 7520))
+s.setblocking(False)
+sent = 0
+while sent < len(data):
+    try:
+        sent += s.send(data[sent:sent + 65536])
+    except BlockingIOError:
+        break
+print('queued', sent, flush=True)
+`)]);
+  t.ok(await waitFor(() => readOr(run.log).includes('program exited'), HANG_MS), 'the program exited');
+  const queued = Number(/queued (\d+)/.exec(run.stdout())?.[1]);
+  t.ok(queued > 0, `${queued} bytes written before exit (until every buffer on the way was full)`);
+  writeFileSync(go, '');
+  t.ok(await waitFor(() => peerOut.includes(' '), HANG_MS), 'the peer read to EOF');
+  const { createHash } = await import('node:crypto');
+  t.equal(peerOut.trim().split('\n').pop(), `${queued} ${createHash('sha256').update(data.subarray(0, queued)).digest('hex')}`, 'every byte, in order, then FIN');
+  const res = await run.done;
+  t.equal(res.code, 0, res.stderr);
+  const drained = Number(/drain: (\S+) ms \(--drain-timeout 5000 ms\)/.exec(readOr(run.log))?.[1]);
+  t.ok(drained < 5000, `drained in ${drained} ms, before the timeout`);
+  t.end();
+});
+
+t.test('a peer that never reads → tsvisor gives up after --drain-timeout and exits with the program\'s status', async (t) => {
+  b.peer(['python3', '-c', `
+import socket, time
+l = socket.create_server(('0.0.0.0', 7521)); c, _ = l.accept(); time.sleep(3600)
+`]);
+  t.ok(await listening(b.ns, 7521));
+  const run = await start(b, ['--drain-timeout', '1', '--', 'python3', '-c', `
+import socket, sys
+s = socket.create_connection((socket.gethostbyname('host.tsvisor.internal'), 7521)); s.setblocking(False)
+try:
+    while True: s.send(b'x' * 65536)
+except BlockingIOError:
+    pass
+sys.exit(3)
+`]);
+  const res = await run.done;
+  t.equal(res.code, 3, res.stderr);
+  const log = readOr(run.log);
+  const drained = Number(/drain: (\S+) ms \(--drain-timeout 1000 ms\)/.exec(log)?.[1]);
+  t.ok(drained >= 1000, `gave up after ${drained} ms`);
+  t.end();
+});

@@ -29,8 +29,8 @@ import { checkName, isDot, isDotDot, type Resolver } from './resolve.ts';
 
 const { F } = fs;
 const E = ERRNO as Record<string, number>;
-const { EBADF, EEXIST, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENODATA, ENOENT, ENOTDIR, EOPNOTSUPP, EPERM, EPROTO, EROFS, E2BIG, ESTALE } =
-  E;
+const { EBADF, EBUSY, EEXIST, EFBIG, EINVAL, EIO, EISDIR, ELOOP, EMFILE, ENODATA, ENOENT, ENOTDIR } = E;
+const { EOPNOTSUPP, EPERM, EPROTO, EROFS, E2BIG, ESTALE } = E;
 
 /** What every session of one server shares. */
 export interface ServerConfig {
@@ -130,11 +130,10 @@ function openNode(s: Session, node: Node, flags: number): number {
     if ((flags & F.O_ACCMODE) !== F.O_RDONLY) return -EISDIR;
     return fs.openat(node.fd, '.', F.O_RDONLY | F.O_DIRECTORY | F.O_CLOEXEC);
   }
-  if (node.kind === 'symlink') return -ELOOP_;
+  if (node.kind === 'symlink') return -ELOOP;
   if (node.kind !== 'file') return -EPERM;
   return fs.openat(s.cfg.procFd, String(node.fd), (flags & OPEN_PASS) | F.O_CLOEXEC | F.O_NOCTTY | F.O_LARGEFILE);
 }
-const ELOOP_ = E.ELOOP!;
 
 /** The owner ids a new file of `fid`'s user gets, on the host; EINVAL when either has no mapping. */
 function hostOwner(s: Session, fid: Fid, gid: number): [number, number] | number {
@@ -296,8 +295,9 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const resolve = F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS | F.RESOLVE_NO_XDEV;
     // Exclusive create first: an existing name is then looked up and opened only if it is a regular file, so an
     // existing device node or fifo is never opened through O_CREAT.
-    let io = fs.openat2(d.node.fd, m.name, flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC, m.mode & 0o7777, resolve);
-    if (io === -E.ENOSYS!) io = fs.openat(d.node.fd, m.name, flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC, m.mode & 0o7777);
+    const excl = flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC;
+    let io = fs.openat2(d.node.fd, m.name, excl, m.mode & 0o7777, resolve);
+    if (io === -E.ENOSYS!) io = fs.openat(d.node.fd, m.name, excl, m.mode & 0o7777);
     let created = io >= 0;
     if (io === -EEXIST && !(m.flags & F.O_EXCL)) {
       const pfd = s.cfg.resolver.child(d.node.fd, m.name);
@@ -440,7 +440,10 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const fd = f.node.fd;
     if (m.valid & SETATTR.MODE) {
       let r = fs.fchmodPath(fd, m.mode & 0o7777);
-      if (r === -E.ENOSYS!) r = f.open ? fs.fchmod(f.open.fd, m.mode & 0o7777) : withOpen(s, f, F.O_RDONLY, (o) => fs.fchmod(o, m.mode & 0o7777));
+      if (r === -E.ENOSYS!) {
+        const chmod = (o: number) => fs.fchmod(o, m.mode & 0o7777);
+        r = f.open ? chmod(f.open.fd) : withOpen(s, f, F.O_RDONLY, chmod);
+      }
       if (r < 0) return -r;
     }
     if (m.valid & (SETATTR.UID | SETATTR.GID)) {
@@ -453,7 +456,8 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (m.valid & SETATTR.SIZE) {
       if (f.node.kind === 'dir') return EISDIR;
       if (f.node.kind !== 'file') return EINVAL;
-      const r = f.open?.writable ? fs.ftruncate(f.open.fd, m.size) : withOpen(s, f, F.O_WRONLY, (o) => fs.ftruncate(o, m.size));
+      const truncate = (o: number) => fs.ftruncate(o, m.size);
+      const r = f.open?.writable ? truncate(f.open.fd) : withOpen(s, f, F.O_WRONLY, truncate);
       if (r < 0) return -r;
     }
     if (m.valid & (SETATTR.ATIME | SETATTR.MTIME)) {
@@ -588,7 +592,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const e = checkName(m.name);
     if (e) return e;
     const { parent, name } = f.node;
-    if (!parent || !name) return EBUSY_;
+    if (!parent || !name) return EBUSY;
     const same = sameFile(parent.fd, name, f.node.fd);
     if (same) return same;
     const r = fs.renameat2(parent.fd, name, d.node.fd, m.name, 0);
@@ -643,10 +647,10 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const f = s.fid(m.fid);
     if (!f) return EBADF;
     if (!f.open) return EBADF;
-    const type = m.lockType === LOCK.RDLCK ? F.F_RDLCK : m.lockType === LOCK.WRLCK ? F.F_WRLCK : m.lockType === LOCK.UNLCK ? F.F_UNLCK : -1;
-    if (type < 0) return EINVAL;
+    const type = LOCK_TYPES.get(m.lockType);
+    if (type === undefined) return EINVAL;
     // Never waits: a conflicting lock answers BLOCKED and the client retries (as Linux's v9fs does).
-    const r = fs.ofdLock(f.open.fd, F.F_OFD_SETLK, { type, start: BigInt.asIntN(64, m.start), length: BigInt.asIntN(64, m.length), pid: 0 });
+    const r = fs.ofdLock(f.open.fd, F.F_OFD_SETLK, flock(type, m.start, m.length));
     if (typeof r !== 'number') return { type: 'Rlock', status: LOCK.SUCCESS };
     if (r === -E.EAGAIN! || r === -E.EACCES!) return { type: 'Rlock', status: LOCK.BLOCKED };
     return -r;
@@ -656,9 +660,9 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const f = s.fid(m.fid);
     if (!f) return EBADF;
     if (!f.open) return EBADF;
-    const type = m.lockType === LOCK.RDLCK ? F.F_RDLCK : m.lockType === LOCK.WRLCK ? F.F_WRLCK : -1;
-    if (type < 0) return EINVAL;
-    const r = fs.ofdLock(f.open.fd, F.F_OFD_GETLK, { type, start: BigInt.asIntN(64, m.start), length: BigInt.asIntN(64, m.length), pid: 0 });
+    const type = LOCK_TYPES.get(m.lockType);
+    if (type === undefined || type === F.F_UNLCK) return EINVAL;
+    const r = fs.ofdLock(f.open.fd, F.F_OFD_GETLK, flock(type, m.start, m.length));
     if (typeof r === 'number') return -r;
     const lockType = r.type === F.F_RDLCK ? LOCK.RDLCK : r.type === F.F_WRLCK ? LOCK.WRLCK : LOCK.UNLCK;
     return {
@@ -711,11 +715,11 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (m.attrSize > BigInt(XATTR_MAX)) return E2BIG;
     if (m.flags & ~(F.XATTR_CREATE | F.XATTR_REPLACE)) return EINVAL;
     if (f.open || f.xattr) return EBADF;
-    f.xattr = { mode: 'write', name: m.name.slice(), flags: m.flags, data: new Uint8Array(Number(m.attrSize)), written: 0 };
+    const data = new Uint8Array(Number(m.attrSize));
+    f.xattr = { mode: 'write', name: m.name.slice(), flags: m.flags, data, written: 0 };
     return { type: 'Rxattrcreate' };
   },
 };
-const EBUSY_ = E.EBUSY!;
 
 /**
  * In a donating session, a duplicate of a regular file's opened descriptor to send with the reply (the rule the
@@ -727,6 +731,18 @@ function donation(s: Session, node: Node, fd: number): number[] | undefined | nu
   return d < 0 ? -d : [d];
 }
 
+/** 9P lock types to fcntl's. */
+const LOCK_TYPES = new Map<number, number>([
+  [LOCK.RDLCK, F.F_RDLCK],
+  [LOCK.WRLCK, F.F_WRLCK],
+  [LOCK.UNLCK, F.F_UNLCK],
+]);
+
+/** A `struct flock` of 9P's unsigned start and length (fcntl takes them signed; length 0 means "to the end"). */
+function flock(type: number, start: bigint, length: bigint): fs.Flock {
+  return { type, start: BigInt.asIntN(64, start), length: BigInt.asIntN(64, length), pid: 0 };
+}
+
 /** Sets the attribute a Txattrcreate fid collected (on Tclunk); a size of 0 removes it, as Linux's v9fs means. */
 function finishXattr(s: Session, f: Fid): number {
   const x = f.xattr;
@@ -735,7 +751,8 @@ function finishXattr(s: Session, f: Fid): number {
   const h = xattrFd(s, f);
   if (typeof h === 'number') return h;
   const [fd, own] = h;
-  const r = x.data.length === 0 && x.flags === F.XATTR_REPLACE ? fs.fremovexattr(fd, x.name) : fs.fsetxattr(fd, x.name, x.data, x.flags);
+  const remove = x.data.length === 0 && x.flags === F.XATTR_REPLACE;
+  const r = remove ? fs.fremovexattr(fd, x.name) : fs.fsetxattr(fd, x.name, x.data, x.flags);
   if (own) fs.close(fd);
   return r < 0 ? -r : 0;
 }
@@ -764,7 +781,7 @@ function sameFile(dirfd: number, name: Uint8Array, fd: number): number {
 
 function removeNode(node: Node): number {
   const { parent, name } = node;
-  if (!parent || !name) return EBUSY_;
+  if (!parent || !name) return EBUSY;
   const same = sameFile(parent.fd, name, node.fd);
   if (same) return same;
   const r = fs.unlinkat(parent.fd, name, node.kind === 'dir' ? F.AT_REMOVEDIR : 0);

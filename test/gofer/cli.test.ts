@@ -7,7 +7,7 @@ import { Client } from '../../gofer/client/client.ts';
 import { text } from '../../gofer/p9/codec.ts';
 import * as fs from '../../lib/fs.ts';
 import { F } from '../../lib/fs.ts';
-import { scratch } from './helpers.ts';
+import { errCode, scratch } from './helpers.ts';
 
 const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
 
@@ -146,6 +146,42 @@ t.test('tsvisor gofer → confined server: own mounts, empty netns, seccomp, fil
 
   gofer.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM → exit status 0');
+  t.notOk(existsSync(s.sock), 'the socket is removed');
+  t.equal(descendants(gofer.pid!).length, 0, 'no process left');
+});
+
+t.test('the server dies → the client\'s calls end in EIO, never hang; the launcher exits non-zero, leaves nothing', async (t) => {
+  const s = scratch(t);
+  writeFileSync(join(s.root, 'f'), 'x');
+  const gofer = spawn(process.execPath, [CLI, 'gofer', '--root', s.root, '--listen', `unix:${s.sock}`], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  const exited = new Promise<number | null>((r) => gofer.once('exit', (c) => r(c)));
+  t.teardown(() => {
+    if (gofer.exitCode === null) gofer.kill('SIGKILL');
+  });
+  await until('the socket', () => existsSync(s.sock));
+  const c = await Client.connect(s.sock);
+  const root = c.allocFid();
+  await c.attach(root);
+  let server = 0;
+  await until('the confined server process', () => {
+    server =
+      descendants(gofer.pid!).find((p) => {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return argv[0] === process.execPath && argv.includes('--no-confine');
+      }) ?? 0;
+    return server !== 0;
+  });
+  process.kill(server, 'SIGKILL');
+  const codes = await Promise.all([
+    errCode(c.getattr(root)),
+    errCode(c.walk(root, c.allocFid(), ['f'])),
+  ]);
+  t.same(codes, ['EIO', 'EIO'], 'both calls fail with EIO');
+  t.equal(await errCode(c.getattr(root)), 'EIO', 'and so does every later one');
+  c.close();
+  t.not(await exited, 0, 'the launcher reports the death with a non-zero status');
   t.notOk(existsSync(s.sock), 'the socket is removed');
   t.equal(descendants(gofer.pid!).length, 0, 'no process left');
 });

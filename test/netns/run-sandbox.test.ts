@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { run } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 import { CLI, callerNs, collect, leftovers, logId, spawnIn, tsvisorRun, waitFor } from './run-helpers.ts';
 
 const ns = callerNs(t, 'rs');
@@ -59,7 +60,7 @@ t.before(async () => {
   dns.stdout!.on('data', (d) => (ready += d));
   http.stderr!.on('data', () => {});
   const listening = () => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :8080']).includes('8080');
-  if (!(await waitFor(() => ready.includes('ready') && listening(), 20000))) throw new Error('peer servers did not start');
+  if (!(await waitFor(() => ready.includes('ready') && listening(), HANG_MS))) throw new Error('peer servers did not start');
 });
 
 t.test('curl inside → peer by /etc/hosts name over IPv4 and IPv6, by numeric IPv6, and by a DNS name; sha256 of the body', async (t) => {
@@ -103,7 +104,7 @@ async function startRun(args: string[]): Promise<{ child: ChildProcess; log: str
       return '';
     }
   };
-  if (!(await waitFor(() => read().includes('timing ready='), 30000))) throw new Error(`run did not start: ${out}`);
+  if (!(await waitFor(() => read().includes('timing ready='), HANG_MS))) throw new Error(`run did not start: ${out}`);
   const sandbox = /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(read())![1]!;
   return { child, log, sandbox, out: () => out };
 }
@@ -144,10 +145,10 @@ t.test('nc both ways → 4 MB with sha256; what the program wrote before exiting
   const sink = peer(['/bin/sh', '-c', 'nc -l 9001 | sha256sum']);
   let sinkOut = '';
   sink.stdout!.on('data', (d) => (sinkOut += d));
-  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :9001']).includes('9001'), 10000);
+  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :9001']).includes('9001'), HANG_MS);
   const out = await tsvisorRun(ns, ['--bind', `${dir}:/mnt`, '--', '/bin/sh', '-c', 'nc -N host.tsvisor.internal 9001 < /mnt/nc.bin']);
   t.equal(out.code, 0, out.stderr);
-  t.ok(await waitFor(() => sinkOut.includes(' '), 20000), 'peer got EOF');
+  t.ok(await waitFor(() => sinkOut.includes(' '), HANG_MS), 'peer got EOF');
   t.equal(sinkOut.split(' ')[0], dsha, 'peer received every byte');
 
   // In: nc -l inside, the peer sends the file.
@@ -195,7 +196,7 @@ t.test('iperf3 inside as server (TCP, -R, -u) and as client (TCP, -R) against th
 
   const server = peer(['iperf3', '-s', '-p', '5302']);
   server.stdout!.on('data', () => {});
-  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :5302']).includes('5302'), 10000);
+  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :5302']).includes('5302'), HANG_MS);
   for (const extra of [[], ['-R']]) {
     const r = await tsvisorRun(ns, ['--', 'iperf3', '-c', 'host.tsvisor.internal', '-4', '-p', '5302', '-t', '1', '-J', ...extra]);
     t.equal(r.code, 0, r.stderr);

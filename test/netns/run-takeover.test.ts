@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
+import { HANG_MS } from '../lib/wait.ts';
 import { leftovers, logId, tsvisorRun, waitFor } from './run-helpers.ts';
 
 const pair = createVethPair({
@@ -29,7 +30,7 @@ const addrs = () => (JSON.parse(run(['ip', '-n', pair.nsA, '-j', 'addr', 'show',
 
 t.before(async () => {
   server = spawn('ip', ['netns', 'exec', pair.nsB, 'python3', '-m', 'http.server', '--bind', '::', '--directory', dir, '8080'], { stdio: 'ignore' });
-  const up = await waitFor(() => nsRun(pair.nsB, ['ss', '-Hltn', 'sport = :8080']).includes('8080'), 20000);
+  const up = await waitFor(() => nsRun(pair.nsB, ['ss', '-Hltn', 'sport = :8080']).includes('8080'), HANG_MS);
   if (!up) throw new Error('peer server did not start');
 });
 

@@ -30,7 +30,7 @@ t.test(`${N} connections opened at once from the peer → all echoed, no frame d
   const r = await nsExec(pair.nsB, [process.execPath, '-e', BURST, SVC4, String(N)], { timeoutMs: 120000 });
   t.equal(r.code, 0, `the client finished ${r.stderr}`);
   t.same(JSON.parse(r.stdout.toString()), { ok: N, failed: 0 }, `every connection echoed its line (${r.stdout.toString().trim()})`);
-  const stats = await nsExec(pair.nsA, [process.execPath, CLI, 'stats', '--netns', pair.nsA, '--dev', pair.devA, '--json'], { timeoutMs: 20000 });
+  const stats = await nsExec(pair.nsA, [process.execPath, CLI, 'stats', '--netns', pair.nsA, '--dev', pair.devA, '--json'], { timeoutMs: 60_000 });
   const c = JSON.parse(stats.stdout.toString()) as Record<string, number>;
   t.ok(c['hostlink.rxFrames']! >= 3 * N, `${c['hostlink.rxFrames']} frames received`);
   t.type(c['hostlink.rxDropped'], 'number', 'ring drops are reported');

@@ -293,10 +293,6 @@ export interface Started {
  */
 export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
 
-/**
- * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
- * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
- */
 /** The modules a run loads beyond parsing, by what it does. */
 interface RunModules {
   /** Namespaces, netstack and --publish (sandbox and none modes). */
@@ -308,6 +304,7 @@ interface RunModules {
   clock?: typeof import('../lib/clock.ts');
 }
 
+/** Loads what this run needs (in parallel: tsx compiles each module on first load). */
 async function loadModules(o: RunOptions): Promise<RunModules> {
   const host = o.network === 'host';
   const [network, sentry, netstack, clock] = await Promise.all([
@@ -319,6 +316,10 @@ async function loadModules(o: RunOptions): Promise<RunModules> {
   return { network, sentry, netstack, clock };
 }
 
+/**
+ * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
+ * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
+ */
 async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules, log: (l: string) => void): Promise<Started> {
   const filter = buildPolicy({ mode: o.network, allowRaw: o.allowRaw, strace: o.strace });
   const bwrap = bwrapArgs({ binds: o.binds, files: net.files, cwd: o.cwd, shareNet: true });

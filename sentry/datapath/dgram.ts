@@ -11,6 +11,7 @@
  * the program read natively in between (read() or recv() have no address, so they are not trapped) is detected
  * as a head that does not match, and skipped.
  */
+import { EventEmitter } from 'eventemitter3';
 import { isError } from '../../netstack/errors.ts';
 import type { SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventIn } from '../../netstack/waiter.ts';
@@ -96,8 +97,11 @@ export interface DgramPumpOptions {
   onClose?: () => void;
 }
 
-/** Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. */
-export class DgramPump {
+/**
+ * Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. Emits 'moved' when a datagram
+ * was given to the program (a parked receive retries on it) or the socket was released.
+ */
+export class DgramPump extends EventEmitter<{ moved: [] }> {
   readonly fifo = new SourceFifo();
   readonly stats = { datagramsUp: 0, datagramsDown: 0, dropped: 0 };
   private readonly poll: ux.FdPoll;
@@ -107,6 +111,7 @@ export class DgramPump {
   private closed = false;
 
   constructor(private readonly o: DgramPumpOptions) {
+    super();
     this.poll = ux.pollFd(o.fd, (r, w, status) => {
       if (status < 0) return this.close();
       if (w) this.down();
@@ -145,6 +150,7 @@ export class DgramPump {
       if (n >= 0) this.stats.datagramsDown++;
       else this.stats.dropped++;
       this.pending = null;
+      if (n >= 0) this.emit('moved');
     }
     this.poll.set(true, this.pending !== null);
   }
@@ -188,5 +194,6 @@ export class DgramPump {
     ux.close(this.o.fd);
     this.o.file.close();
     this.o.onClose?.();
+    this.emit('moved');
   }
 }

@@ -16,6 +16,7 @@
  * goes to the minimum and junk is written until EAGAIN, so POLLOUT stays clear until the handshake ends; our
  * end is not read before then, the junk is drained and SO_SNDBUF restored.
  */
+import { EventEmitter } from 'eventemitter3';
 import { Err, isError } from '../../netstack/errors.ts';
 import { type Endpoint, ShutdownWrite } from '../../netstack/socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
@@ -99,8 +100,13 @@ export interface StreamPumpStats {
   bytesDown: number;
 }
 
-/** Moves bytes between our end of a stream pair and a TCP Endpoint until both sides are done. */
-export class StreamPump {
+/**
+ * Moves bytes between our end of a stream pair and a TCP Endpoint until both sides are done. Emits 'moved'
+ * whenever the program's end may have become readable or writable (bytes or an end given to it, bytes taken
+ * from it): a parked call waits on that instead of polling a dup of the program's fd, since libuv's poll
+ * handle would flip O_NONBLOCK on the program's open file description.
+ */
+export class StreamPump extends EventEmitter<{ moved: [] }> {
   readonly stats: StreamPumpStats = { bytesUp: 0, bytesDown: 0 };
   /** Our end of the pair. */
   readonly fd: number;
@@ -121,6 +127,7 @@ export class StreamPump {
   private inDown = false;
 
   constructor(private readonly o: StreamPumpOptions) {
+    super();
     this.fd = o.fd;
     this.ep = o.file.ep;
     this.connecting = o.connecting;
@@ -230,6 +237,7 @@ export class StreamPump {
         this.startHupPoll();
         continue;
       }
+      this.emit('moved');
       const data = upScratch.subarray(0, n);
       const w = this.ep.write(data);
       if (isError(w)) {
@@ -273,6 +281,7 @@ export class StreamPump {
           return;
         }
         this.stats.bytesDown += n;
+        this.emit('moved');
         this.pendingDown = n < this.pendingDown.length ? this.pendingDown.subarray(n) : null;
         if (this.pendingDown) return;
         continue;
@@ -292,6 +301,7 @@ export class StreamPump {
       }
       if (n < 0) return;
       this.stats.bytesDown += n;
+      this.emit('moved');
       if (n < r.data.length) {
         this.pendingDown = r.data.slice(n);
         return;
@@ -303,6 +313,7 @@ export class StreamPump {
     if (this.remoteEof) return;
     this.remoteEof = true;
     ux.shutdown(this.fd, ux.U.SHUT_WR);
+    this.emit('moved');
     // Both directions shut: the program's poll shows POLLHUP now; its close cannot be seen any more.
     if (this.programEof) this.startHupPoll();
   }
@@ -351,6 +362,7 @@ export class StreamPump {
     // SO_LINGER {1, 0}) after what it still holds.
     this.o.file.close();
     this.o.onClose?.();
+    this.emit('moved');
   }
 
   /** Tears the pump down at once (the Sentry is closing): our end closes, the Endpoint closes. */

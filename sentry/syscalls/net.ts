@@ -8,7 +8,8 @@ import * as ux from '../../lib/unix.ts';
 import { LINUX as L } from '../socket/abi.ts';
 import { type Accepted, SocketFile } from '../socket/file.ts';
 import { ListenQueue } from '../datapath/listener.ts';
-import { stuff } from '../datapath/stream.ts';
+import { type StreamPump, stuff } from '../datapath/stream.ts';
+import type { EventEmitter } from 'eventemitter3';
 import type { Call, Handler, Sentry, Sock } from './dispatch.ts';
 import {
   EFAULT,
@@ -30,6 +31,7 @@ import {
 import { formatSockaddr } from './strace.ts';
 
 const EAGAIN = 11;
+const EBADF = 9;
 const EINPROGRESS = 115;
 const EPIPE = 32;
 const EOPNOTSUPP = 95;
@@ -65,18 +67,22 @@ function nonblocking(dup: number): boolean {
   return fl >= 0 && (fl & ux.U.O_NONBLOCK) !== 0;
 }
 
-/** Resolves once `fd` is readable (or writable), or the signal aborts; the watch is gone either way. */
-function readyOnce(fd: number, signal: AbortSignal, writable = false): Promise<boolean> {
+/**
+ * Resolves once `pump` has moved something to or from the program's end (it may be ready now), or the signal
+ * aborts (false). Never a poll handle on the program's fd: libuv's would flip O_NONBLOCK on its open file
+ * description.
+ */
+function movedOnce(pump: EventEmitter<{ moved: [] }>, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve(false);
     const done = (v: boolean) => {
-      poll.close();
+      pump.off('moved', onMoved);
       signal.removeEventListener('abort', onAbort);
       resolve(v);
     };
+    const onMoved = () => done(true);
     const onAbort = () => done(false);
-    const poll = ux.pollFd(fd, (r, w, status) => done(status >= 0 && (r || w)));
-    poll.set(!writable, writable);
+    pump.on('moved', onMoved);
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -321,7 +327,8 @@ function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number
   s.park(c, async (signal) => {
     try {
       for (;;) {
-        if (!(await readyOnce(dup, signal))) return -4;
+        if (!(await movedOnce(pump, signal))) return -4;
+        if (pump.done) return -EBADF;
         const got = pump.receive(dup, flags);
         if (typeof got !== 'number') return put(got);
         if (got !== -EAGAIN) return got;
@@ -334,7 +341,7 @@ function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number
 }
 
 /** A stream receive or send through the program's own end (the address is meaningless for TCP). */
-function streamIo(s: Sentry, c: Call, dup: number, data: Uint8Array | null, flags: number, after: (n: number, buf: Uint8Array) => number): void | 'keep' {
+function streamIo(s: Sentry, c: Call, pump: StreamPump, dup: number, data: Uint8Array | null, flags: number, after: (n: number, buf: Uint8Array) => number): void | 'keep' {
   const io = (buf: Uint8Array) => (data ? ux.send(dup, data, flags | ux.U.MSG_DONTWAIT) : ux.recv(dup, buf, flags | ux.U.MSG_DONTWAIT));
   const buf = new Uint8Array(data ? 0 : Math.min(iovLenOf(c), 1 << 20));
   const first = io(buf);
@@ -342,7 +349,7 @@ function streamIo(s: Sentry, c: Call, dup: number, data: Uint8Array | null, flag
   s.park(c, async (signal) => {
     try {
       for (;;) {
-        if (!(await readyOnce(dup, signal, data !== null))) return -4;
+        if (!(await movedOnce(pump, signal))) return -4;
         const n = io(buf);
         if (n !== -EAGAIN) return n < 0 ? n : after(n, buf);
       }
@@ -373,7 +380,7 @@ function sendto(s: Sentry, c: Call): void {
     if (!s.listener.idValid(c.n.id)) return;
     if (sock.kind === 'stream') {
       if (!sock.pump) return s.answer(c, -EPIPE);
-      return streamIo(s, c, dup, data, flags, (n) => n);
+      return streamIo(s, c, sock.pump, dup, data, flags, (n) => n);
     }
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
   });
@@ -390,7 +397,7 @@ function recvfrom(s: Sentry, c: Call): void {
     if (addrp && readLen(mem(c), lenp) < 0) return s.answer(c, readLen(mem(c), lenp));
     if (sock.kind === 'stream') {
       if (!sock.pump) return s.answer(c, -ENOTCONN);
-      return streamIo(s, c, dup, null, flags, (n, buf) => {
+      return streamIo(s, c, sock.pump, dup, null, flags, (n, buf) => {
         if (!mem(c).write(bufp, buf.subarray(0, n))) return -EFAULT;
         // TCP gives no source: the length written back is 0.
         if (addrp && !writeLen(mem(c), lenp, 0)) return -EFAULT;

@@ -46,7 +46,15 @@ export async function run(
     }
   });
   sb.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // A hang ends as a failure that shows the calls (a bound only a hang reaches).
+  let hung = false;
+  const guard = setTimeout(() => {
+    hung = true;
+    sb.kill('SIGKILL');
+  }, 90_000);
   const r = await sb.wait();
+  clearTimeout(guard);
+  if (hung) stderr += `\nkilled after 90 s; calls:\n${straced.join('\n')}\n`;
   // The program's sockets are released as the Sentry sees their fds close: wait for it, up to a hang bound.
   await waitFor(() => sentry.socketCount === 0, HANG_MS, 'the sockets released').catch(() => {});
   const left = sentry.socketCount;

@@ -194,3 +194,40 @@ print('addr', socket.getaddrinfo('peer.test', 80, socket.AF_INET, socket.SOCK_ST
   t.ok(queries >= 1, `${queries} queries reached the responder`);
   t.equal(r.left, 0);
 });
+
+t.test('python3 IPv6 and dual stack: v6 names; a v6 socket to ::ffff:198.18.0.2; TCP recvfrom/sendto with an address park and pass', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const conns: NsSocket[] = [];
+  const server = bindNet(env.b).createServer({ allowHalfOpen: true }, (s) => {
+    conns.push(s);
+    // The reply comes late, so that the program's recvfrom parks first.
+    s.on('data', (d: Buffer) => setTimeout(() => s.write(Buffer.concat([Buffer.from('re:'), d])), 150));
+  });
+  server.listen(7200);
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of conns) s.destroy();
+    server.close();
+  });
+  const script = `
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.connect(('fd74:7376::2', 7200))
+print('v6', s.getsockname()[0], s.getpeername()[:2], s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN))
+print('sendto', s.sendto(b'hi', ('fd74:7376::2', 7200)))
+d, a = s.recvfrom(100)
+print('recvfrom', d.decode(), a)
+m = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+m.connect(('::ffff:${B4}', 7200))
+print('mapped', m.getpeername()[:2])
+`;
+  const r = await run(env, script);
+  t.equal(r.status, 0, r.stderr + r.straced.join('\n'));
+  t.match(r.stdout, /^v6 fd74:7376::1 \('fd74:7376::2', 7200\) 10$/m);
+  t.match(r.stdout, /^sendto 2$/m);
+  t.match(r.stdout, /^recvfrom re:hi None$/m, 'TCP gives no source address');
+  t.ok(r.straced.some((l) => /recvfrom\(3, .*<unfinished/.test(l)), 'the recvfrom was parked');
+  t.match(r.stdout, new RegExp(`^mapped \\('::ffff:${B4.replace(/\./g, '\\.')}', 7200\\)$`, 'm'));
+  t.equal(r.left, 0);
+});

@@ -254,7 +254,8 @@ const handlers: { [T in TName]?: Handler<T> } = {
   Tremove(s, m) {
     const f = s.fid(m.fid);
     if (!f) return EBADF;
-    const e = s.cfg.readOnly ? EROFS : removeNode(f.node);
+    // An attribute fid (Txattrwalk/Txattrcreate) stands for a value, not for its file: nothing to remove.
+    const e = s.cfg.readOnly ? EROFS : f.xattr ? EBADF : removeNode(f.node);
     s.drop(m.fid); // the fid is clunked whether or not the remove succeeded
     return e || { type: 'Rremove' };
   },
@@ -304,7 +305,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
       if (pfd < 0) return -pfd;
       const n = nodeFor(pfd, d.node, m.name);
       if (typeof n === 'number') return n;
-      io = openNode(s, n, flags);
+      io = n.kind === 'dir' ? -EISDIR : openNode(s, n, flags); // as open(O_CREAT) of a directory is
       n.release();
       created = false;
     }

@@ -90,6 +90,8 @@ for (const useOpenat2 of [true, false]) {
     const d2 = c.allocFid();
     await c.walk(root, d2, []);
     t.equal(await errCode(c.lcreate(d2, 'null', F.O_RDWR, 0o644)), 'EPERM', 'Tlcreate over a device name → EPERM');
+    t.equal(await errCode(c.lcreate(d2, 'abs', F.O_RDONLY, 0o644)), 'ELOOP', 'Tlcreate over a symlink name → ELOOP, not followed');
+    t.equal(await errCode(c.lcreate(d2, 'sub', F.O_RDONLY, 0o644)), 'EISDIR', 'Tlcreate over a directory name → EISDIR');
     t.equal(await errCode(c.mknod(root, 'tty', F.S_IFCHR | 0o666, 5, 0)), 'EPERM', 'Tmknod of a device → EPERM');
     t.equal(await errCode(c.mknod(root, 'blk', F.S_IFBLK | 0o666, 8, 0)), 'EPERM');
     t.equal(await errCode(c.mknod(root, 'sock', 0o140644)), 'EPERM');

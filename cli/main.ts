@@ -18,7 +18,7 @@ commands:
            other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
            [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads]
-           attach the netstack to IFACE in namespace NAME and serve until SIGINT/SIGTERM
+           attach the netstack to IFACE in namespace NAME and serve until SIGINT, SIGTERM, SIGHUP or SIGQUIT
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
   restore  --netns NAME --dev IFACE   give back an interface a killed 'serve' or 'run' left taken
   conformance [--dut tsvisor|linux|sandbox|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...

@@ -27,7 +27,7 @@ options:
   --drain-timeout SECONDS           how long sockets may drain after the program exits
   --platform=unotify                how syscalls are trapped
 `,
-  serve: `usage: tsvisor serve --netns NAME|PATH --dev IFACE [options]
+  serve: `usage: tsvisor serve --netns NAME --dev IFACE [options]
 
 Takes IFACE of the namespace over from the kernel (its MAC, addresses, routes), serves on it with the netstack
 until SIGINT, SIGTERM, SIGHUP or SIGQUIT, then gives the kernel its configuration back. What was taken is recorded

@@ -233,7 +233,7 @@ function lockRecord(path: string, what: string): number {
       if (e !== C.EWOULDBLOCK) throw new Error(`cannot lock ${path}: ${errnoName(e)}`);
       const r = readRecord(path);
       throw new TakeoverBusy(
-        r ? `${what} is already taken by tsvisor ${r.owner} (pid ${r.pid}); one stack per interface`
+        r ? `${what} is already taken by ${taker(r)}; one stack per interface`
           : `${what} is already taken by another tsvisor; one stack per interface`,
         r?.pid ?? 0,
         r?.owner ?? '',
@@ -251,6 +251,11 @@ function lockRecord(path: string, what: string): number {
     if (current && current.ino === held.ino && current.dev === held.dev) return fd;
     closeSync(fd);
   }
+}
+
+/** "tsvisor serve (pid 123)", for messages. */
+function taker(r: TakeoverRecord): string {
+  return `tsvisor${r.owner ? ` ${r.owner}` : ''} (pid ${r.pid})`;
 }
 
 function writeRecord(fd: number, r: TakeoverRecord): void {
@@ -302,7 +307,7 @@ function applyRecord(ns: NetnsHandle, r: TakeoverRecord): boolean {
 function restoreLeftover(ns: NetnsHandle, dev: string, path: string): string | null {
   const r = readRecord(path);
   if (r === null) return null;
-  const who = `tsvisor ${r.owner} (pid ${r.pid})`;
+  const who = taker(r);
   if (r.netnsCookie !== ns.cookie) {
     // Same inode number, another namespace: the recorded one is gone, and so is what the record describes.
     return `dropped a record of ${who} for a namespace that no longer exists (its inode number was reused)`;
@@ -347,7 +352,7 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
     const record: TakeoverRecord = {
       version: 1,
       pid: process.pid,
-      owner: opts.owner ?? 'process',
+      owner: opts.owner ?? '',
       since: new Date().toISOString(),
       netns: handle.label,
       netnsInode: handle.inode,

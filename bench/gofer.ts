@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     const ours = join(dir, 'ours.sock');
     procs.push(spawn(process.execPath, [CLI, 'gofer', '--root', root, '--listen', `unix:${ours}`, '--no-confine'], { stdio: 'ignore' }));
     const diod = join(dir, 'diod.sock');
-    procs.push(spawn('diod', ['-f', '-n', '-l', diod, '-e', root], { stdio: 'ignore' }));
+    procs.push(spawn('diod', ['-f', '-n', '-l', diod, '-e', root], { stdio: 'ignore', cwd: dir }));
     await waitFor(ours);
     await waitFor(diod);
 

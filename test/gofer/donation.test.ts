@@ -83,7 +83,7 @@ t.test('a plain 9P2000.L client on a descriptor-capable socket → no descriptor
 t.test('asking diod for the dialect → diod hangs up, the client starts again with plain 9P2000.L', async (t) => {
   const s = scratch(t);
   writeFileSync(join(s.root, 'data'), 'from diod\n');
-  const diod = spawn('diod', ['-f', '-n', '-l', s.sock, '-e', s.root], { stdio: 'ignore' });
+  const diod = spawn('diod', ['-f', '-n', '-l', s.sock, '-e', s.root], { stdio: 'ignore', cwd: s.dir });
   const exited = new Promise((r) => diod.once('exit', r));
   t.teardown(async () => {
     diod.kill('SIGTERM');

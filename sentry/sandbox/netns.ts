@@ -67,27 +67,35 @@ export function ipBatch(commands: readonly (readonly string[])[], netns?: string
  * Makes the link netns `tsv-<id>` and a veth into it from the caller's netns: no NAT, the caller reaches the
  * sandbox by its address. DAD is off on the caller's end (`nodad`): nobody else is on this wire. The kernel's
  * IPv6 is off on the netstack's end (before it goes up), so that it neither answers NDP nor sends MLD there.
- * Three iproute2 processes in all: each costs a few milliseconds of start-up.
+ * Four iproute2 processes in all (each costs a few milliseconds of start-up), batched where the order allows.
  */
 export function createVeth(id: string, mtu?: number): SandboxVeth {
   const names = runNames(id);
-  const used = usedSlots();
-  const free: number[] = [];
-  for (let x = 0; x < 256; x++) if (!used.has(x)) free.push(x);
-  if (free.length === 0) throw new Error('every 198.18.x.0/30 (x = 0..255) is in use in this network namespace');
-  const x = free[Math.floor(Math.random() * free.length)]!;
-  const peerAddresses = [parseSubnet(`198.18.${x}.1/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::1/64`)!];
-  const addresses = [parseSubnet(`198.18.${x}.2/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::2/64`)!];
-  ipBatch([
-    ['netns', 'add', names.link],
-    ['link', 'add', names.peerDev, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'veth', 'peer', 'name', SANDBOX_DEV, 'netns', names.link],
-    ['addr', 'add', formatSubnet(peerAddresses[0]!), 'dev', names.peerDev],
-    ['addr', 'add', formatSubnet(peerAddresses[1]!), 'dev', names.peerDev, 'nodad'],
-    ['link', 'set', names.peerDev, 'up'],
-  ]);
-  inNetns(names.link, () => sysctl(`net/ipv6/conf/${SANDBOX_DEV}/disable_ipv6`, '1'));
-  ipBatch([['link', 'set', SANDBOX_DEV, 'up']], names.link);
-  return { netns: names.link, dev: SANDBOX_DEV, peerDev: names.peerDev, addresses, peerAddresses };
+  // Two runs starting together in one netns may pick the same free slot: whoever then sees another interface
+  // holding its /30 gives it up and picks again (both may; random picks make a second clash unlikely).
+  for (let attempt = 0; ; attempt++) {
+    const used = usedSlots();
+    const free: number[] = [];
+    for (let x = 0; x < 256; x++) if (!used.has(x)) free.push(x);
+    if (free.length === 0) throw new Error('every 198.18.x.0/30 (x = 0..255) is in use in this network namespace');
+    const x = free[Math.floor(Math.random() * free.length)]!;
+    const peerAddresses = [parseSubnet(`198.18.${x}.1/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::1/64`)!];
+    const addresses = [parseSubnet(`198.18.${x}.2/30`)!, parseSubnet(`fd74:7376:0:${x.toString(16)}::2/64`)!];
+    ipBatch([
+      ...(attempt === 0 ? [
+        ['netns', 'add', names.link],
+        ['link', 'add', names.peerDev, ...(mtu ? ['mtu', String(mtu)] : []), 'type', 'veth', 'peer', 'name', SANDBOX_DEV, 'netns', names.link],
+      ] : [['addr', 'flush', 'dev', names.peerDev]]),
+      ['addr', 'add', formatSubnet(peerAddresses[0]!), 'dev', names.peerDev],
+      ['addr', 'add', formatSubnet(peerAddresses[1]!), 'dev', names.peerDev, 'nodad'],
+      ['link', 'set', names.peerDev, 'up'],
+    ]);
+    const holders = JSON.parse(run(['ip', '-j', '-4', 'addr', 'show', 'to', `198.18.${x}.0/30`])) as { ifname: string }[];
+    if (holders.some((h) => h.ifname !== names.peerDev) && attempt < 5) continue;
+    inNetns(names.link, () => sysctl(`net/ipv6/conf/${SANDBOX_DEV}/disable_ipv6`, '1'));
+    ipBatch([['link', 'set', SANDBOX_DEV, 'up']], names.link);
+    return { netns: names.link, dev: SANDBOX_DEV, peerDev: names.peerDev, addresses, peerAddresses };
+  }
 }
 
 /** Writes a sysctl of the calling thread's netns (inside inNetns: the namespace's own). */

@@ -6,7 +6,7 @@
 // (drain); --pcap-log complete on exit.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -209,5 +209,18 @@ t.test('iperf3 inside as server (TCP, -R, -u) and as client (TCP, -R) against th
     t.equal(r.code, 0, r.stderr);
     t.ok((JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } } }).end.sum_received.bytes > 1 << 20, `client inside ${extra.join(' ')}`);
   }
+  t.end();
+});
+
+t.test('--strace → one line per trapped call on stderr; --debug-log DIR/ → a log file per run named by its id', async (t) => {
+  const logs = join(dir, 'logs/');
+  const r = await tsvisorRun(ns, ['--strace', '--debug-log', logs, '--', 'curl', '-4', '-sS', '-m', '20', '-o', '/dev/null', 'http://host.tsvisor.internal:8080/file']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /^\[\d+\] socket\(AF_INET, .*\) = \d+ <[\d.]+ µs>$/m, 'socket served by the Sentry');
+  t.match(r.stderr, /^\[\d+\] connect\(\d+, \{AF_INET, 198\.18\.\d+\.1:8080\}, 16\) = (0|-EINPROGRESS) <[\d.]+ µs>$/m, 'connect with its address');
+  const files = readdirSync(logs);
+  t.equal(files.length, 1);
+  t.match(files[0], /^tsvisor-run-[0-9a-f]{6}\.log$/);
+  t.match(readFileSync(join(logs, files[0]!), 'utf8'), /timing ready=/);
   t.end();
 });

@@ -210,7 +210,9 @@ export class SocketFile {
     if (typeof a === 'number') return a;
     const e = this.ep.connect(a);
     if (!e) return 0;
-    if (e !== Err.ConnectStarted || nonblock) return neg(e);
+    // A blocking connect on a socket already connecting waits for that handshake, as Linux's
+    // inet_stream_connect does: it is how a connect interrupted by a signal and restarted (SA_RESTART) ends.
+    if ((e !== Err.ConnectStarted && e !== Err.AlreadyConnecting) || nonblock) return neg(e);
     return this.connectWait(signal);
   }
 

@@ -167,3 +167,22 @@ t.test('IP_RECVERR / IPV6_RECVERR (set by glibc\'s resolver) → accepted and re
   t.equal(u4.setsockopt(L.SOL_IP, L.IP_RECVERR, new Uint8Array(4)), 0);
   t.equal(getInt(u4, L.SOL_IP, L.IP_RECVERR), 0, 'and cleared');
 });
+
+t.test('blocking connect while a handshake is in progress (a restarted connect) → waits for it, 0; non-blocking → EALREADY', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const lst = w.open(w.b, L.AF_INET, L.SOCK_STREAM);
+  lst.bind(sa(B, 83));
+  lst.listen(4);
+  const c = w.open(w.a, L.AF_INET, L.SOCK_STREAM);
+  const ac = new AbortController();
+  const first = c.connect(sa(B, 83), false, ac.signal);
+  ac.abort();
+  t.equal(await first, -4, 'the interrupted connect');
+  t.equal(c.connect(sa(B, 83), true), -114, 'a non-blocking retry: EALREADY');
+  const again = c.connect(sa(B, 83), false);
+  t.type(again, Promise, 'the restarted blocking connect waits');
+  await w.pump();
+  t.equal(await again, 0);
+  t.equal(c.connect(sa(B, 83), false), -106, 'then EISCONN');
+});

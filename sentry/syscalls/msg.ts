@@ -135,9 +135,12 @@ export function readMsghdr(mem: Mem, addr: number): MsgHdrRef | number {
 /** EMSGSIZE: Linux's answer for msg_iovlen beyond UIO_MAXIOV. */
 export const EMSGSIZE = 90;
 
-/** Writes msghdr's msg_namelen (offset 8) and msg_flags (offset 48) after a receive. */
+/**
+ * Writes msghdr's msg_namelen (offset 8), msg_controllen (offset 40: 0, no ancillary data is produced, as the
+ * kernel says when it writes none) and msg_flags (offset 48) after a receive.
+ */
 export function writeMsghdrOut(mem: Mem, addr: number, namelen: number, flags: number): boolean {
-  return writeLen(mem, addr + 8, namelen) && writeLen(mem, addr + 48, flags);
+  return writeLen(mem, addr + 8, namelen) && mem.write(addr + 40, new Uint8Array(8)) && writeLen(mem, addr + 48, flags);
 }
 
 /** Total bytes of an iovec list. */

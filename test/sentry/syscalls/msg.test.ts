@@ -10,6 +10,7 @@ import {
   readMsghdr,
   readSockaddr,
   scatter,
+  writeMsghdrOut,
   writeSockaddr,
 } from '../../../sentry/syscalls/msg.ts';
 
@@ -126,4 +127,16 @@ t.test('msghdr: fields, namelen clamped to 128, negative namelen EINVAL, iovlen 
   m.u64(h + 16, 0x40);
   t.equal(readMsghdr(m, h), -EFAULT, 'the iovec array is unmapped');
   t.equal(readMsghdr(m, BASE + 4090), -EFAULT, 'the msghdr itself straddles the end');
+});
+
+t.test('after a receive: msg_namelen, msg_controllen 0 (no ancillary data), msg_flags', async (t) => {
+  const m = new FakeMem(BASE, 4096);
+  const h = BASE + 512;
+  m.u32(h + 8, 128);
+  m.u64(h + 40, 64); // the program's control buffer size
+  t.ok(writeMsghdrOut(m, h, 16, 0x20));
+  t.equal(m.view.getUint32(520, true), 16);
+  t.equal(m.view.getBigUint64(552, true), 0n, 'controllen: nothing written there');
+  t.equal(m.view.getUint32(560, true), 0x20);
+  t.notOk(writeMsghdrOut(m, 0x40, 16, 0), 'EFAULT');
 });

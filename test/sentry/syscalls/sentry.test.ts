@@ -113,6 +113,9 @@ u.sendto(b'', ('${B4}', 9000))
 d, a = u.recvfrom(100)
 print('empty', d.decode(), a[1])
 print('type', u.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE))
+print('sendmsg', u.sendmsg([b'thr', b'ee'], [], 0, ('${B4}', 9000)))
+d, anc, fl, a = u.recvmsg(4, 64)
+print('recvmsg', d.decode(), anc, fl & socket.MSG_TRUNC != 0, a)
 c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 c.connect(('${B4}', 9000))
 c.send(b'two')
@@ -123,6 +126,8 @@ print('conn', c.recv(100).decode())
   t.match(r.stdout, new RegExp(`^got re:one \\('${B4.replace(/\./g, '\\.')}', 9000\\)$`, 'm'));
   t.match(r.stdout, /^empty re: 9000$/m);
   t.match(r.stdout, /^type 2$/m);
+  t.match(r.stdout, /^sendmsg 5$/m);
+  t.match(r.stdout, new RegExp(`^recvmsg re:t \\[\\] True \\('${B4.replace(/\./g, '\\.')}', 9000\\)$`, 'm'), 'truncated to 4, no ancillary data, MSG_TRUNC, the source');
   t.match(r.stdout, /^conn re:two$/m);
   t.equal(r.left, 0);
 });

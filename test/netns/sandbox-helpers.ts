@@ -92,9 +92,9 @@ export function readOr(path: string, or = ''): string {
 }
 
 /** Starts `tsvisor run --debug-log ... ARGS` in `b.ns` and resolves once the program runs (its log says ready). */
-export async function start(b: Bench, args: string[], opts: { timeoutMs?: number } = {}): Promise<Running> {
+export async function start(b: Bench, args: string[], opts: { timeoutMs?: number; prefix?: string[] } = {}): Promise<Running> {
   const log = join(b.dir, `run-${Math.random().toString(36).slice(2)}.log`);
-  const child = b.peer([process.execPath, CLI, 'run', '--debug-log', log, ...args]);
+  const child = b.peer([...(opts.prefix ?? []), process.execPath, CLI, 'run', '--debug-log', log, ...args]);
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -119,6 +119,13 @@ export async function start(b: Bench, args: string[], opts: { timeoutMs?: number
     done,
   };
 }
+
+/**
+ * A command prefix that starts tsvisor without tap's instrumentation: tap's hooks put NODE_OPTIONS into the
+ * environment of whatever the test spawns, a tsvisor with them passes it to the node program it starts, and that
+ * node then fails writing under .tap/ on the sandbox's read-only root.
+ */
+export const UNTAPPED = ['env', '-u', 'NODE_OPTIONS'];
 
 /** Pids of processes whose command line contains `marker` (the program inside, seen from the host). */
 export function pidsWith(marker: string): number[] {

@@ -150,6 +150,11 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     return this.closed;
   }
 
+  /** Whether the handshake is still going on: the pair holds only junk then, nothing the program wrote. */
+  get connectingNow(): boolean {
+    return this.connecting !== undefined;
+  }
+
   private begin(): void {
     this.down();
     this.up();

@@ -304,7 +304,8 @@ export class Sentry {
       for (const ep of this.closing) if (ep.outQueue() === 0) this.closing.delete(ep);
       if (this.closing.size) return true;
       for (const s of this.socks.values()) {
-        if (s.kind === 'stream' && s.pump && !s.pump.done && (ux.inQueue(s.pump.fd) > 0 || s.file.ep.outQueue() > 0)) return true;
+        // A socket still connecting has nothing of the program's to deliver (its pair holds the stuffing junk).
+        if (s.kind === 'stream' && s.pump && !s.pump.done && !s.pump.connectingNow && (ux.inQueue(s.pump.fd) > 0 || s.file.ep.outQueue() > 0)) return true;
       }
       return false;
     };

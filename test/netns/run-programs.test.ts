@@ -287,3 +287,20 @@ sys.exit(3)
   t.ok(drained >= 1000, `gave up after ${drained} ms`);
   t.end();
 });
+
+t.test('a connect that timed out, then exit → tsvisor does not wait out --drain-timeout (nothing of the program\'s to deliver)', async (t) => {
+  // 198.18.255.1 is routed to the caller's end of the veth, where nothing routes it further: the SYN gets no answer.
+  const run = await start(b, ['--', 'python3', '-c', `
+import socket
+try:
+    socket.create_connection(('198.18.255.1', 80), timeout=1); print('connected')
+except OSError as e:
+    print(type(e).__name__)
+`]);
+  const res = await run.done;
+  t.equal(res.code, 0, res.stderr);
+  t.equal(res.stdout, 'TimeoutError\n');
+  const drained = Number(/drain: (\S+) ms \(--drain-timeout 5000 ms\)/.exec(readOr(run.log))?.[1]);
+  t.ok(drained < 5000, `drained in ${drained} ms, not at the timeout`);
+  t.end();
+});

@@ -28,6 +28,8 @@ export const CHUNK = 64 * 1024;
 
 /** How often a half-closed program end is checked for its final close (no level-triggered event tells it). */
 const HUP_POLL_MS = 50;
+/** The longest wait between looks at whether the program still holds a both-ways-shut end. */
+const HUP_POLL_MAX_MS = 1000;
 
 /** TCP states of tcp_info's tcpi_state that the pump tells apart. */
 const TCP_SYN_SENT = 2;
@@ -88,8 +90,12 @@ export interface StreamPumpOptions {
    * makes a remote RST read as ECONNRESET. Without it the program reads end of file instead.
    */
   programEnd?: () => number;
-  /** Called once when the pump has released everything (the Endpoint is closed or closing). */
-  onClose?: () => void;
+  /**
+   * Called once when the pump has released everything (the Endpoint is closed or closing). `unsurfaced` is the
+   * errno of a reset the program's end could not be made to report (its sending side was shut, so the byte could
+   * not be queued): only the Sentry can still answer it, to getsockopt(SO_ERROR).
+   */
+  onClose?: (unsurfaced?: number) => void;
   /** A non-blocking connect in progress: the program's end was stuffed (see `stuff`). */
   connecting?: Stuffing;
 }
@@ -122,7 +128,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
   /** The remote's FIN reached our end (shutdown SHUT_WR done). */
   private remoteEof = false;
   private closed = false;
-  private hupTimer: ReturnType<typeof setInterval> | null = null;
+  private hupTimer: ReturnType<typeof setTimeout> | null = null;
   private inUp = false;
   private inDown = false;
 
@@ -237,7 +243,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
         // EOF with POLLHUP: every copy of the program's end is closed. Without: a half-close (or, after our own
         // SHUT_WR for the remote FIN, possibly a close: both show as POLLHUP alike then).
         const hup = n < 0 || (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP) !== 0;
-        if (hup) return this.programClosed();
+        if (hup && (n < 0 || !this.bothShutAndHeld())) return this.programClosed();
         this.programEof = true;
         this.startHupPoll();
         continue;
@@ -296,7 +302,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
       if (isError(r)) {
         if (r === Err.WouldBlock) return;
         if (r === Err.ClosedForReceive) return this.remoteFin();
-        return this.remoteReset();
+        return this.remoteReset(r.errno);
       }
       if (r.data.length === 0) return this.remoteFin();
       const n = ux.send(this.fd, r.data);
@@ -323,17 +329,22 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     if (this.programEof) this.startHupPoll();
   }
 
-  /** The connection was reset (or timed out): make the program's next read fail with ECONNRESET. */
-  private remoteReset(): void {
+  /**
+   * The connection was reset (or timed out): make the program's next read fail with ECONNRESET. After the
+   * program's own SHUT_WR its end cannot send the byte, and the error (`errno`, already taken from the Endpoint)
+   * goes to onClose instead.
+   */
+  private remoteReset(errno: number): void {
     if (this.closed) return;
-    if (ux.inQueue(this.fd) <= 0) {
+    let surfaced = ux.inQueue(this.fd) > 0;
+    if (!surfaced) {
       const prog = this.o.programEnd?.() ?? -1;
       if (prog >= 0) {
-        ux.send(prog, new Uint8Array(1));
+        surfaced = ux.send(prog, new Uint8Array(1)) === 1;
         ux.close(prog);
       }
     }
-    this.release();
+    this.release(surfaced ? undefined : errno);
   }
 
   /** The last copy of the program's end is closed. */
@@ -342,23 +353,50 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     this.release();
   }
 
+  /**
+   * Watches for the program's close once its end gives EOF. POLLHUP on our end also comes with both directions
+   * shut while the program still holds its end (its SHUT_WR after the remote's FIN, or our SHUT_RDWR after a
+   * failed connect): then the connection is still the program's (LAST-ACK, SO_ERROR, TCP_INFO), so its fds are
+   * asked whether it still holds the end, backing off to HUP_POLL_MAX_MS while it does.
+   */
   private startHupPoll(): void {
     if (this.hupTimer || this.closed) return;
-    this.hupTimer = setInterval(() => {
-      if (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP && this.programEof) this.programClosed();
-    }, HUP_POLL_MS);
+    let delay = HUP_POLL_MS;
+    const tick = () => {
+      this.hupTimer = null;
+      if (this.closed) return;
+      if (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP && this.programEof) {
+        if (!this.bothShutAndHeld()) return this.programClosed();
+        delay = Math.min(delay * 2, HUP_POLL_MAX_MS);
+      }
+      this.hupTimer = setTimeout(tick, delay);
+      this.hupTimer.unref();
+    };
+    this.hupTimer = setTimeout(tick, delay);
     this.hupTimer.unref();
   }
 
+  /**
+   * Whether POLLHUP on our end is both directions shut (our SHUT_WR is done too) while a process of the sandbox
+   * still holds the program's end. Its fds are looked at only then: a plain close needs no scan.
+   */
+  private bothShutAndHeld(): boolean {
+    if (!this.remoteEof) return false;
+    const d = this.o.programEnd?.() ?? -1;
+    if (d < 0) return false;
+    ux.close(d);
+    return true;
+  }
+
   /** Releases our end, our subscriptions and the Endpoint (which goes on closing in the background). */
-  private release(): void {
+  private release(unsurfaced?: number): void {
     if (this.closed) return;
     this.closed = true;
     if (this.connecting) {
       ux.close(this.connecting.fd);
       this.connecting = undefined;
     }
-    if (this.hupTimer) clearInterval(this.hupTimer);
+    if (this.hupTimer) clearTimeout(this.hupTimer);
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.poll.close();
@@ -366,7 +404,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     // After a reset the Endpoint is dead already; after the program's close it sends FIN (or RST for
     // SO_LINGER {1, 0}) after what it still holds.
     this.o.file.close();
-    this.o.onClose?.();
+    this.o.onClose?.(unsurfaced);
     this.emit('moved');
   }
 

@@ -26,6 +26,8 @@ import { ERESTARTSYS, ParkedCalls } from './park.ts';
 import { Strace } from './strace.ts';
 
 const ENOSYS = 38;
+/** Unreported resets kept for getsockopt(SO_ERROR) at most (a program that never asks leaves them behind). */
+const UNSURFACED_LIMIT = 1024;
 const EIO = 5;
 
 /** Options of a Sentry. */
@@ -92,6 +94,11 @@ export class Sentry {
   readonly listener: NotifyListener;
   readonly parkedCalls = new ParkedCalls();
   private readonly socks = new Map<number | bigint, Sock>();
+  /**
+   * Resets of released sockets that the program's end could not report (see StreamPump's onClose), by inode,
+   * answered once by a trapped getsockopt(SO_ERROR) as Linux's sock_error does; the oldest go beyond the bound.
+   */
+  private readonly unsurfaced = new Map<number | bigint, number>();
   /** Stream Endpoints the program has closed that still have data to send (drain waits for them). */
   private readonly closing = new Set<Endpoint>();
   private readonly tracer: Strace | undefined;
@@ -272,7 +279,33 @@ export class Sentry {
   startStream(sock: Sock, connecting?: Stuffing): void {
     const fd = this.stopIdle(sock);
     if (fd < 0) return;
-    sock.pump = new StreamPump({ fd, file: sock.file, connecting, onClose: () => this.forget(sock), programEnd: () => this.programEnd(sock) });
+    sock.pump = new StreamPump({
+      fd,
+      file: sock.file,
+      connecting,
+      onClose: (unsurfaced) => {
+        this.forget(sock);
+        if (unsurfaced === undefined) return;
+        this.unsurfaced.set(sock.ino, unsurfaced);
+        if (this.unsurfaced.size > UNSURFACED_LIMIT) this.unsurfaced.delete(this.unsurfaced.keys().next().value!);
+      },
+      programEnd: () => this.programEnd(sock),
+    });
+  }
+
+  /**
+   * The reset a released socket behind the program's fd `fd` could not report, taken (answered once), or
+   * undefined. Only for sockets the Sentry no longer knows: a call on them is otherwise CONTINUEd.
+   */
+  takeUnsurfaced(c: Call, fd: number): number | undefined {
+    if (this.unsurfaced.size === 0) return undefined;
+    const dup = c.target.getFd(fd);
+    if (dup < 0) return undefined;
+    const ino = ux.inode(dup);
+    ux.close(dup);
+    const e = this.unsurfaced.get(ino);
+    if (e !== undefined) this.unsurfaced.delete(ino);
+    return e;
   }
 
   /** Hands our end to a listen queue. */

@@ -262,6 +262,19 @@ function getsockopt(s: Sentry, c: Call): void {
   const valp = ptr(c.n.args[3]!);
   const lenp = ptr(c.n.args[4]!);
   c.args = `${fd}, ${level}, ${name}, 0x${valp.toString(16)}, 0x${lenp.toString(16)}`;
+  if (level === L.SOL_SOCKET && name === L.SO_ERROR) {
+    // A reset the program's end could not report (it had shut its sending side) after the Sentry let go of it.
+    const e = s.takeUnsurfaced(c, fd);
+    if (e !== undefined) {
+      const room = readLen(mem(c), lenp);
+      if (room < 0) return s.answer(c, room);
+      const v = new Uint8Array(4);
+      new DataView(v.buffer).setInt32(0, e, true);
+      const n = Math.min(room, 4);
+      if (n > 0 && !mem(c).write(valp, v.subarray(0, n))) return s.answer(c, -EFAULT);
+      return s.answer(c, writeLen(mem(c), lenp, n) ? 0 : -EFAULT);
+    }
+  }
   withSock(s, c, (sock) => {
     const room = readLen(mem(c), lenp);
     if (room < 0) return s.answer(c, room);

@@ -5,6 +5,7 @@
  * A full SYN queue is answered with SYN cookies (cookie.ts) instead of dropping the SYN. An established child
  * holds its listener's port until it is closed, as a bound socket does.
  */
+import type { Address } from '../../addr.ts';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
 import { EventHUp } from '../../waiter.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
@@ -32,7 +33,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   const f = r.flags;
   if (f & TCP_RST) return;
   if (f & TCP_ACK) {
-    if (!(f & TCP_SYN) && proto.config.synCookies && cookieAck(l, r, info)) return;
+    if (!(f & TCP_SYN) && proto.config.synCookies && cookieAck(l, r, info.dst, info.src, info.nicId)) return;
     // No connection matches an ACK here: RFC 9293 §3.10.7.2 answers <SEQ=SEG.ACK><CTL=RST>.
     if (sendResetFor(proto.net, info.dst, info.src, r, info.nicId)) proto.stats.resetsSent++;
     return;
@@ -51,7 +52,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     else proto.count('listenDrops');
     return;
   }
-  const child = newChild(l, r, info, route);
+  const child = newChild(l, r, info.dst, info.src, route);
   child.rcv.init(r.seq);
   child.peerSynOptions = r.options;
   child.applyNegotiated(negotiate(child.offer!, r.options, child.family));
@@ -74,12 +75,12 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
 }
 
 /** A child endpoint for a connection to listener `l`, with the listener's options and the segment's addresses. */
-function newChild(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: Route): TcpEndpoint {
+function newChild(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, route: Route): TcpEndpoint {
   const child = new TcpEndpoint(l.proto, l.family);
   inheritOptions(l, child);
-  child.localAddr = info.dst;
+  child.localAddr = local;
   child.localPort = r.dstPort;
-  child.remoteAddr = info.src;
+  child.remoteAddr = remote;
   child.remotePort = r.srcPort;
   child.route = route;
   child.bound = true;
@@ -125,11 +126,31 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
   proto.stats.syncookiesSent++;
 }
 
+/**
+ * A half-open child got an ACK of some other ISN: the peer may be answering a cookie SYN-ACK that its first SYN
+ * got while the SYN queue was full, the child having come from its retransmitted SYN once there was room. Linux
+ * (tcp_check_req) hands such an ACK to the listener, whose cookie check completes the connection; resetting it
+ * instead would reset a connection the peer already counts as established. Returns false when the ACK holds no
+ * valid cookie (the caller then resets, as before).
+ */
+export function cookieSupersedes(child: TcpEndpoint, r: TcpRepr): boolean {
+  const l = child.parent;
+  const proto = child.proto;
+  if (!l?.listener || l.state !== State.Listen || !proto.config.synCookies || r.flags & TCP_SYN) return false;
+  const local = child.localAddr!;
+  const remote = child.remoteAddr!;
+  const now = proto.net.clock.now();
+  if (checkCookie(proto.net.secret, now, local, r.dstPort, remote, r.srcPort, r.seq, r.ack) === 0) return false;
+  const nicId = child.route!.nicId;
+  child.terminate(undefined);
+  return cookieAck(l, r, local, remote, nicId);
+}
+
 /** Completes a connection from the ACK of a cookie SYN-ACK; false when the ACK holds no valid cookie. */
-function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
+function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, nicId: number): boolean {
   const proto = l.proto;
   const now = proto.net.clock.now();
-  const mss = checkCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, r.ack);
+  const mss = checkCookie(proto.net.secret, now, local, r.dstPort, remote, r.srcPort, r.seq, r.ack);
   if (mss === 0) {
     proto.count('syncookiesFailed');
     return false;
@@ -139,9 +160,9 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): boolean {
     proto.count('listenOverflows');
     return true;
   }
-  const route = proto.net.findRoute(info.src, info.dst, info.nicId);
+  const route = proto.net.findRoute(remote, local, nicId);
   if (!('send' in route)) return true;
-  const child = newChild(l, r, info, route);
+  const child = newChild(l, r, local, remote, route);
   const coded = r.options.tsEcr !== undefined ? decodeCookieTs(r.options.tsEcr) : null;
   const peer: TcpOptions = { mss };
   if (coded) {

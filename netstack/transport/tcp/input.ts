@@ -6,7 +6,7 @@
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpRepr, tcpTimestampsOnly, tcpWord } from '../../wire/tcp.ts';
-import { childEstablished } from './accept.ts';
+import { childEstablished, cookieSupersedes } from './accept.ts';
 import { negotiate } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { segmentLength } from './segment.ts';
@@ -162,6 +162,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   if (ep.state === State.SynReceived) {
     if (!(seq.gt(r.ack, snd.una) && seq.le(r.ack, snd.max))) {
+      if (ep.parent && cookieSupersedes(ep, r)) return;
       sendResetSeq(ep, r.ack);
       return;
     }

@@ -1,9 +1,10 @@
 import t from 'tap';
 import { Err } from '../../../../netstack/errors.ts';
 import * as seq from '../../../../netstack/seqnum.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { EventOut } from '../../../../netstack/waiter.ts';
-import { TCP_ACK, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
+import { TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
 import { Harness, LISTEN_PORT, PEER_PORT, REMOTE } from './helper.ts';
 
 t.test('CLOSED connect → SYN with MSS, SACK-permitted, timestamps, wscale; SYN-ACK → ESTABLISHED + ACK', async (t) => {
@@ -319,6 +320,48 @@ t.test('LISTEN SYN queue full → SYN cookie SYN-ACK, no state; valid cookie ACK
   h.clearSent();
   h.send({ flags: TCP_ACK, seq: 9001, ack: seq.add(sa2.seq, 1) });
   h.expect({ flags: TCP_RST });
+});
+
+t.test('cookie SYN-ACK, then a half-open child from the retransmitted SYN: the cookie ACK completes, no RST', async (t) => {
+  // Under a burst the first SYN finds the SYN queue full and gets a cookie; the client, answered late, has
+  // already retransmitted its SYN, which finds room and makes a half-open child with an ISN of its own. The
+  // client is ESTABLISHED on the cookie and acknowledges it: Linux (tcp_check_req) passes that ACK to the
+  // listener's cookie check. Resetting it (seq = the ACK, exactly the client's RCV.NXT) reset the client.
+  const h = new Harness();
+  const l = h.listen(1);
+  h.peerPort = 42000;
+  h.send({ flags: TCP_SYN, seq: 100 });
+  const first = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.peerPort = 42001;
+  const syn = { mss: 1460, sackPermitted: true, tsVal: 77, tsEcr: 0, wscale: 7 };
+  h.send({ flags: TCP_SYN, seq: 5000, options: syn });
+  const cookie = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+  t.equal(h.tcp.stats.syncookiesSent, 1, 'the first SYN got a cookie');
+  // The queued connection completes, which leaves room in the SYN queue.
+  h.peerPort = 42000;
+  h.send({ flags: TCP_ACK, seq: 101, ack: seq.add(first.seq, 1) });
+  h.peerPort = 42001;
+  h.send({ flags: TCP_SYN, seq: 5000, options: { ...syn, tsVal: 1077 } });
+  const again = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+  t.not(again.seq, cookie.seq, 'the retransmitted SYN made a half-open child with its own ISN');
+  // The client took the cookie SYN-ACK: its ACK (and its data) acknowledge the cookie.
+  h.clearSent();
+  const ackOpts = { tsVal: 1078, tsEcr: cookie.options.tsVal! };
+  h.send({ flags: TCP_ACK, seq: 5001, ack: seq.add(cookie.seq, 1), options: ackOpts });
+  h.send({ flags: TCP_ACK, seq: 5001, ack: seq.add(cookie.seq, 1), options: ackOpts, payload: Uint8Array.from([1, 2, 3]) });
+  const ack = h.expect({ flags: TCP_ACK, seq: seq.add(cookie.seq, 1), ack: 5004 });
+  t.equal(ack.flags & TCP_RST, 0, 'no RST for the cookie ACK');
+  t.equal(h.tcp.stats.syncookiesRecv, 1, 'completed by the cookie');
+  const accepted = [l.accept(), l.accept()].flatMap((a) => ('errno' in a ? [] : [a.endpoint as TcpEndpoint]));
+  t.equal(accepted.length, 2, 'both connections reach accept()');
+  const child = accepted[1]!;
+  t.equal(child.state, State.Established);
+  t.same(child.read(), { data: Uint8Array.from([1, 2, 3]) });
+  t.equal(child.write(Uint8Array.from([9])), 1);
+  h.expect({ flags: TCP_PSH | TCP_ACK, seq: seq.add(cookie.seq, 1), len: 1 });
+  h.advance(10_000);
+  t.notOk(h.net.sent.some((s) => s.repr.flags & TCP_SYN), 'the superseded half-open child retransmits no SYN-ACK');
+  t.equal(h.tcp.stats.resetsSent, 0);
 });
 
 t.test('connect refused → the next connect() reports it, then the socket connects afresh (Linux)', async (t) => {

@@ -28,6 +28,9 @@ import { Strace } from './strace.ts';
 const ENOSYS = 38;
 /** Unreported resets kept for getsockopt(SO_ERROR) at most (a program that never asks leaves them behind). */
 const UNSURFACED_LIMIT = 1024;
+/** Pairs kept ready per kind when they are made in another netns, and the level that triggers a refill. */
+const POOL_SIZE = 8;
+const POOL_LOW = 4;
 const EIO = 5;
 
 /** Options of a Sentry. */
@@ -105,6 +108,9 @@ export class Sentry {
   private readonly counters: Omit<SentryStats, 'sockets' | 'parked'> = { notifications: 0, continued: 0, answered: 0, restarted: 0, errors: 0 };
   private started = false;
   private closed = false;
+  /** Pairs made ahead in the app netns, by kind ([program's end, ours], both blocking until handed out). */
+  private readonly pools: Record<'stream' | 'dgram', [number, number][]> = { stream: [], dgram: [] };
+  private readonly refilling = { stream: false, dgram: false };
 
   constructor(private readonly o: SentryOptions) {
     this.stack = o.stack;
@@ -120,6 +126,10 @@ export class Sentry {
     this.listener.on('notification', this.onNotification);
     this.listener.on('error', (e) => this.log(`listener: ${e.message}`));
     this.listener.start();
+    if (this.o.appNetns) {
+      this.refillSoon('stream');
+      this.refillSoon('dgram');
+    }
   }
 
   /** Stops: parked calls end, every socket and pump is released, the listener is closed (later calls: ENOSYS). */
@@ -130,6 +140,7 @@ export class Sentry {
     for (const s of [...this.socks.values()]) this.release(s);
     this.listener.off('notification', this.onNotification);
     this.listener.close();
+    for (const pool of Object.values(this.pools)) for (const [a, b] of pool.splice(0)) (ux.close(a), ux.close(b));
   }
 
   stats(): SentryStats {
@@ -235,13 +246,38 @@ export class Sentry {
     return { sock, dup };
   }
 
-  /** A socketpair for a new socket, made in the app netns: [program's end, ours (non-blocking)]. */
+  /**
+   * A socketpair for a new socket, made in the app netns: [program's end, ours (non-blocking)]. Entering the
+   * netns costs two setns() and two opens (about 40 µs here), so pairs are made ahead, a few at a time, and a
+   * call takes a ready one; the pool is refilled after the answer.
+   */
   pair(kind: 'stream' | 'dgram', programNonblock: boolean): [number, number] {
-    const make = () => ux.socketPair(kind === 'stream' ? 'stream' : 'seqpacket', false);
-    const [theirs, ours] = this.o.appNetns ? inNetns(this.o.appNetns, make) : make();
+    const pool = this.pools[kind];
+    const [theirs, ours] = pool.pop() ?? this.makePairs(kind, 1)[0]!;
+    if (this.o.appNetns && pool.length < POOL_LOW) this.refillSoon(kind);
     ux.setFl(ours, ux.U.O_NONBLOCK);
     if (programNonblock) ux.setFl(theirs, ux.U.O_NONBLOCK);
     return [theirs, ours];
+  }
+
+  private makePairs(kind: 'stream' | 'dgram', n: number): [number, number][] {
+    const make = () => Array.from({ length: n }, () => ux.socketPair(kind === 'stream' ? 'stream' : 'seqpacket', false));
+    return this.o.appNetns ? inNetns(this.o.appNetns, make) : make();
+  }
+
+  private refillSoon(kind: 'stream' | 'dgram'): void {
+    if (this.refilling[kind] || this.closed) return;
+    this.refilling[kind] = true;
+    setImmediate(() => {
+      this.refilling[kind] = false;
+      if (this.closed) return;
+      const pool = this.pools[kind];
+      try {
+        pool.push(...this.makePairs(kind, POOL_SIZE - pool.length));
+      } catch (e) {
+        this.log(`socketpair pool: ${(e as Error).message}`);
+      }
+    });
   }
 
   /** Registers a socket whose program end is `theirs`. */

@@ -92,17 +92,18 @@ t.test('the tarball holds compiled JavaScript with types, not tests or sources',
   t.same(paths.filter((p) => /\.test\.|(^|\/)fixtures?\//.test(p)), [], 'no test files');
   t.same(paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')), [], 'no TypeScript sources');
   t.same(paths.filter((p) => !p.startsWith('dist/') && !['package.json', 'README.md'].includes(p)), [], 'nothing outside dist/ but the manifest and README');
-  // Files the modules read at run time beside themselves (the sandbox helper's C source): every one that sits in
-  // a product folder next to compiled code must be next to it in dist/ too.
+  // Files the modules read at run time beside themselves (C sources they compile: the sandbox helper, the
+  // conformance executor, the Sentry bench's caller): every one that sits next to compiled code must be next to
+  // it in dist/ too. Shell scripts are developers' tools, run from a checkout.
   const assets: string[] = [];
   const walk = (dir: string) => {
     for (const e of readdirSync(join(REPO, dir), { withFileTypes: true })) {
       const rel = `${dir}/${e.name}`;
       if (e.isDirectory()) walk(rel);
-      else if (!/\.(ts|md|js)$/.test(e.name) && paths.some((p) => p.startsWith(`dist/${dir}/`) && p.endsWith('.js'))) assets.push(rel);
+      else if (!/\.(ts|md|js|sh)$/.test(e.name) && paths.some((p) => p.startsWith(`dist/${dir}/`) && p.endsWith('.js'))) assets.push(rel);
     }
   };
-  for (const dir of ['netstack', 'lib', 'sentry', 'gofer', 'cli']) if (existsSync(join(REPO, dir))) walk(dir);
+  for (const dir of ['netstack', 'lib', 'sentry', 'gofer', 'cli', 'bench', 'test/packetdrill']) if (existsSync(join(REPO, dir))) walk(dir);
   t.same(assets.filter((a) => !paths.includes(`dist/${a}`)), [], `run-time files beside the code are in dist/ (${assets.join(', ')})`);
   // Every .js has its declarations, and the manifest names files that are there.
   t.same(paths.filter((p) => p.endsWith('.js') && !paths.includes(p.replace(/\.js$/, '.d.ts'))), [], 'a .d.ts beside every .js');

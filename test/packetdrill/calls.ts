@@ -37,10 +37,20 @@ const UNMAPPED_FD_BASE = 0x3fff0000;
 /** Evaluates and runs a script's system calls on one DUT. */
 export class Calls {
   private readonly fdMap = new Map<number, number>();
+  /** Live fds that opened actively (a later MSG_FASTOPEN send on them is data, not a new connection). */
+  private readonly connected = new Set<number>();
   /** The live fd of the socket under test (the last one socket() or accept() returned), for python asserts. */
   private underTest: number | undefined;
 
   constructor(private readonly ctx: CallContext) {}
+
+  /** A socket opens actively (connect, or the first MSG_FASTOPEN send): a new connection for the interpreter. */
+  private connecting(fdExpr: Expr | undefined): void {
+    const fd = this.liveFd(fdExpr);
+    if (this.connected.has(fd)) return;
+    this.connected.add(fd);
+    this.ctx.onConnect();
+  }
 
   private liveFd(e: Expr | undefined): number {
     const v = this.int(e);
@@ -82,6 +92,12 @@ export class Calls {
       return side === 'local'
         ? encodeSockaddr({ family: this.family(), address: ep.dutIp, port: this.ctx.bindPort })
         : encodeSockaddr({ family: this.family(), address: ep.remoteIp, port: this.ctx.connectPort });
+    }
+    if (e.t === 'ident' || e.t === 'int') {
+      // A bare family (sendto(..., AF_UNSPEC, ...)): a sockaddr of that family and nothing else.
+      const b = new Uint8Array(16);
+      new DataView(b.buffer).setUint16(0, this.int(e), true);
+      return b;
     }
     if (e.t === 'struct') {
       let family = this.family();
@@ -241,7 +257,7 @@ export class Calls {
   /** Evaluates an option value argument into bytes. */
   private optval(e: Expr | undefined, len: number | undefined): Uint8Array {
     if (!e) throw new ScriptError('missing option value');
-    if (e.t === 'str') return new TextEncoder().encode(e.v);
+    if (e.t === 'str') return cString(e.v);
     if (e.t === 'struct') {
       const get = (n: string) => {
         const f = e.fields.find((x) => x.name === n);
@@ -280,7 +296,10 @@ export class Calls {
         if (c.name === 'fcntl' && this.ctx.profile === 'freebsd' && (r & ~L.O_NONBLOCK) === (c.result & ~L.O_NONBLOCK)) this.ctx.lenient(`fcntl() = ${r} accepted for ${c.result}`);
         else throw new Mismatch(`${c.name}() = ${r}, expected ${c.result}`);
       }
-      if (FD_RETURNING.has(c.name) && r >= 0) this.fdMap.set(c.result, r);
+      if (FD_RETURNING.has(c.name) && r >= 0) {
+        this.fdMap.set(c.result, r);
+        this.connected.delete(r); // a number reused: a new socket that has not opened yet
+      }
       if ((c.name === 'socket' || c.name.startsWith('accept')) && r >= 0) this.underTest = r;
     }
     if (r >= 0) check?.(r);
@@ -305,7 +324,7 @@ export class Calls {
         return { value: r };
       }
       case 'connect': {
-        this.ctx.onConnect();
+        this.connecting(a[0]);
         return { value: s.connect(fd(), this.sockaddr(a[1], 'remote')) };
       }
       case 'accept':
@@ -326,7 +345,7 @@ export class Calls {
       case 'sendto': {
         const to = a[4] === undefined ? null : this.sockaddr(a[4], 'remote');
         // MSG_FASTOPEN connects as it sends (the SYN carries the data): the DUT opens actively.
-        if (this.int(a[3]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.ctx.onConnect();
+        if (this.int(a[3]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.connecting(a[0]);
         return { value: s.sendto(fd(), this.buffer(a[1], this.int(a[2])), this.int(a[3]), to) };
       }
       case 'readv':
@@ -334,7 +353,7 @@ export class Calls {
       case 'writev':
         return { value: s.writev(fd(), this.iovecs(a[1])) };
       case 'sendmsg':
-        if (this.int(a[2]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.ctx.onConnect();
+        if (this.int(a[2]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.connecting(a[0]);
         return { value: s.sendmsg(fd(), this.msghdr(a[1], true), this.int(a[2])) };
       case 'recvmsg': {
         const m = this.msghdr(a[1], false);
@@ -379,7 +398,10 @@ export class Calls {
         const live = fd();
         const r = s.close(live);
         // A lingering close (a Promise) has already freed the fd, as Linux's close does before it waits.
-        if (typeof r !== 'number' || r === 0) this.fdMap.delete(this.int(a[0]));
+        if (typeof r !== 'number' || r === 0) {
+          this.fdMap.delete(this.int(a[0]));
+          this.connected.delete(live);
+        }
         return { value: r };
       }
       case 'getsockname':
@@ -545,6 +567,28 @@ const FD_RETURNING = new Set(['socket', 'accept', 'accept4', 'epoll_create', 'ep
 const IP_RECVERR = 11;
 const IPV6_RECVERR = 25;
 const SCM_TIMESTAMPING = 37;
+
+/** A script string's bytes with C's escapes (\xNN, \n, \t, \\, \", octal), as packetdrill's lexer reads them. */
+export function cString(s: string): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '\\' || i + 1 >= s.length) {
+      out.push(...new TextEncoder().encode(c));
+      continue;
+    }
+    const n = s[++i]!;
+    let m: RegExpExecArray | null;
+    if (n === 'x' && (m = /^[0-9a-fA-F]{1,2}/.exec(s.slice(i + 1)))) {
+      out.push(parseInt(m[0], 16));
+      i += m[0].length;
+    } else if ((m = /^[0-7]{1,3}/.exec(s.slice(i)))) {
+      out.push(parseInt(m[0], 8) & 0xff);
+      i += m[0].length - 1;
+    } else out.push({ n: 10, t: 9, r: 13, '0': 0 }[n] ?? n.charCodeAt(0));
+  }
+  return new Uint8Array(out);
+}
 
 /** One control message as the kernel lays it out: cmsghdr (len, level, type), data, padding to 8 bytes. */
 function encodeCmsg(level: number, type: number, data: Uint8Array): Uint8Array {

@@ -64,6 +64,18 @@ const SCRATCH = M_DATA + 4 * 1024 * 1024;
 const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
 const EAGAIN = 11;
 const MSG_ERRQUEUE = 0x2000;
+const MSG_FASTOPEN = 0x20000000;
+const EINPROGRESS = 115;
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+  let off = 0;
+  for (const b of parts) {
+    out.set(b, off);
+    off += b.length;
+  }
+  return out;
+}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16).
 const EPOLL_EVENT_LEN = process.arch === 'x64' ? 12 : 16;
@@ -253,6 +265,7 @@ export class HostSyscalls implements SocketSyscalls {
   sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet {
     const once = (from: number, extra: number) => ret(f.sendto(fd, buf.subarray(from), buf.length - from, flags | extra | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
+    if (flags & MSG_FASTOPEN) return this.fastOpen(fd, buf.length, (from) => once(from, L.MSG_DONTWAIT), (from) => this.sendto(fd, buf.subarray(from), flags & ~MSG_FASTOPEN, null));
     // A blocking send returns once all of it is queued, which may take ACKs only the runner can inject: so the
     // call is made without blocking, and what did not fit waits for POLLOUT on the event loop, as the kernel's
     // sk_stream_wait_memory would wait.
@@ -281,6 +294,10 @@ export class HostSyscalls implements SocketSyscalls {
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
     const once = (skip: number, extra: number) => ret(f.sendmsg(fd, this.layout(skip ? { ...msg, control: undefined } : msg, true, skip), flags | extra | L.MSG_NOSIGNAL));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
+    if (flags & MSG_FASTOPEN) {
+      const rest = (from: number) => this.sendmsg(fd, { ...msg, name: null, control: undefined, iov: [concat(msg.iov).subarray(from)] }, flags & ~MSG_FASTOPEN);
+      return this.fastOpen(fd, total, (from) => once(from, L.MSG_DONTWAIT), rest);
+    }
     // As sendto: what does not fit at once waits for POLLOUT on the event loop (control messages go with the first part).
     const first = once(0, L.MSG_DONTWAIT);
     if (first === total || (first < 0 && first !== -EAGAIN)) return first;
@@ -298,6 +315,30 @@ export class HostSyscalls implements SocketSyscalls {
       return sent;
     })();
   }
+  /**
+   * A blocking MSG_FASTOPEN send (tcp_sendmsg_fastopen): the SYN goes out with what fits (the call made without
+   * blocking), the caller waits for the handshake as inet_wait_for_connect would, gets the connection's error
+   * if it failed, and otherwise the rest is sent as a blocking send would.
+   */
+  private fastOpen(fd: number, total: number, first: (from: number) => number, rest: (from: number) => SysRet): SysRet {
+    const r = first(0);
+    if (r < 0 && r !== -EINPROGRESS) return r;
+    const inSyn = Math.max(0, r);
+    return (async () => {
+      while ((this.ready(fd, L.POLLOUT | L.POLLERR | L.POLLHUP) & (L.POLLOUT | L.POLLERR | L.POLLHUP)) === 0) {
+        if (this.aborted) return -4;
+        await sleep(1);
+      }
+      const v = new Uint8Array(4);
+      f.getsockopt(fd, L.SOL_SOCKET, L.SO_ERROR, v, new Uint32Array([4]));
+      const err = new DataView(v.buffer).getInt32(0, true);
+      if (err) return -err;
+      if (inSyn >= total) return inSyn;
+      const more = await rest(inSyn);
+      return more < 0 ? inSyn || more : inSyn + more;
+    })();
+  }
+
   /** pipe2(2): the two fds, tracked for cleanup. */
   pipe(fds: Int32Array): number {
     const r = ret(f.pipe2(fds, 0));

@@ -6,7 +6,7 @@
  */
 import { dirname } from 'node:path';
 import { addressEqual, formatAddress } from '../../netstack/addr.ts';
-import { Calls } from './calls.ts';
+import { Calls, cString } from './calls.ts';
 import { CodeBlocks } from './code.ts';
 import type { Dut } from './dut.ts';
 import { fragmentFrame } from './fragments.ts';
@@ -114,6 +114,8 @@ class Interpreter {
   /** Fast Open cookies for the script's addresses → the same keys' cookies for the runner's (see ourCookie). */
   private readonly cookies: Map<string, string>;
   private readonly cookieNoted = new Set<string>();
+  /** The ports of the socket under test (the DUT's, the remote's); undefined while an active open awaits its SYN. */
+  private tuple: { dut: number; remote: number } | undefined;
   /** Script flow labels and the live ones they stand for. */
   private readonly flowLabels = new Map<number, number>();
   /** Fragments of the frame being compared, for messages. */
@@ -143,6 +145,7 @@ class Interpreter {
         this.mode = 'listen';
       },
       onConnect: () => {
+        this.tuple = undefined;
         this.mode = 'active';
         this.remotePort = this.connectPort;
         this.localIsn = undefined;
@@ -328,6 +331,7 @@ class Interpreter {
       if (flags & 0x02 && !(flags & 0x10) && this.mode === 'listen') {
         // A new connection to the listener: packetdrill gives each its own remote port and fresh state.
         this.remotePort = REMOTE_PORT_BASE + ++this.connections;
+        this.tuple = { dut: this.dutPort, remote: this.remotePort };
         this.mode = 'passive';
         this.localIsn = undefined;
         this.remoteIsnKnown = false;
@@ -410,6 +414,7 @@ class Interpreter {
       let d = decodeFrame(got.frame);
       if (!d) continue;
       if (!addressEqual(d.dst, this.dut.endpoints.remoteIp)) continue;
+      if (d.tcp && !this.ofSocketUnderTest(d.tcp)) continue;
       this.fragments = got.fragments ?? 1;
       const p = a.packet;
       if (p.proto === 'tcp' && d.tcp && !this.cfg.strictSegments && d.tcp.payload.length > 0 && d.tcp.payload.length < p.len) {
@@ -426,6 +431,20 @@ class Interpreter {
       });
       return got.time;
     }
+  }
+
+  /**
+   * As packetdrill's sniffer: only the socket under test's segments (or the SYN of the one being connected) are
+   * compared; those of other, earlier sockets (a closed socket's FIN) pass by unchecked.
+   */
+  private ofSocketUnderTest(t: NonNullable<Decoded['tcp']>): boolean {
+    if (!this.tuple) {
+      if (this.mode !== 'active') return true;
+      if ((t.flags & 0x12) !== 0x02) return false;
+      this.tuple = { dut: t.srcPort, remote: t.dstPort };
+      return true;
+    }
+    return t.srcPort === this.tuple.dut && t.dstPort === this.tuple.remote;
   }
 
   /**
@@ -702,6 +721,15 @@ const UPSTREAM_ADDRESSES = { 4: { local: '192.168.0.1', remote: '192.0.2.1' }, 6
 function cookieMap(script: Script, v: 4 | 6, ep: { dutIp: Uint8Array; remoteIp: Uint8Array }): Map<string, string> {
   const text = [script.init?.command ?? '', ...script.events.map((e) => (e.action.type === 'shell' ? e.action.command : ''))].join('\n');
   const keys = new Set([DEFAULT_TFO_KEY, ...[...text.matchAll(/tcp_fastopen_key=([0-9a-fA-F-]+)/g)].map((m) => m[1]!)]);
+  // A key set on a listener with setsockopt(TCP_FASTOPEN_KEY, 16 bytes): four words in the CPU's (little-endian) order.
+  for (const e of script.events) {
+    const a = e.action;
+    if (a.type !== 'syscall' || a.name !== 'setsockopt' || a.args[2]?.t !== 'ident' || a.args[2].name !== 'TCP_FASTOPEN_KEY' || a.args[3]?.t !== 'str') continue;
+    const b = cString(a.args[3].v);
+    if (b.length !== 16) continue;
+    const v = new DataView(b.buffer);
+    keys.add([0, 4, 8, 12].map((o) => v.getUint32(o, true).toString(16).padStart(8, '0')).join('-'));
+  }
   const local = script.options.local_ip ?? UPSTREAM_ADDRESSES[v].local;
   const remote = script.options.remote_ip ?? UPSTREAM_ADDRESSES[v].remote;
   const out = new Map<string, string>();

@@ -265,11 +265,12 @@ export class HostSyscalls implements SocketSyscalls {
   sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet {
     const once = (from: number, extra: number) => ret(f.sendto(fd, buf.subarray(from), buf.length - from, flags | extra | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
-    if (flags & MSG_FASTOPEN) return this.fastOpen(fd, buf.length, (from) => once(from, L.MSG_DONTWAIT), (from) => this.sendto(fd, buf.subarray(from), flags & ~MSG_FASTOPEN, null));
     // A blocking send returns once all of it is queued, which may take ACKs only the runner can inject: so the
     // call is made without blocking, and what did not fit waits for POLLOUT on the event loop, as the kernel's
     // sk_stream_wait_memory would wait.
     const first = once(0, L.MSG_DONTWAIT);
+    // A Fast Open send (MSG_FASTOPEN, or a write after TCP_FASTOPEN_CONNECT) that sent the SYN waits for the handshake.
+    if (flags & MSG_FASTOPEN || first === -EINPROGRESS || this.synSent(fd)) return this.fastOpen(fd, buf.length, first, (from) => this.sendto(fd, buf.subarray(from), flags & ~MSG_FASTOPEN, null));
     if (first === buf.length || (first < 0 && first !== -EAGAIN)) return first;
     return (async () => {
       let sent = Math.max(0, first);
@@ -294,12 +295,12 @@ export class HostSyscalls implements SocketSyscalls {
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
     const once = (skip: number, extra: number) => ret(f.sendmsg(fd, this.layout(skip ? { ...msg, control: undefined } : msg, true, skip), flags | extra | L.MSG_NOSIGNAL));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
-    if (flags & MSG_FASTOPEN) {
-      const rest = (from: number) => this.sendmsg(fd, { ...msg, name: null, control: undefined, iov: [concat(msg.iov).subarray(from)] }, flags & ~MSG_FASTOPEN);
-      return this.fastOpen(fd, total, (from) => once(from, L.MSG_DONTWAIT), rest);
-    }
     // As sendto: what does not fit at once waits for POLLOUT on the event loop (control messages go with the first part).
     const first = once(0, L.MSG_DONTWAIT);
+    if (flags & MSG_FASTOPEN || first === -EINPROGRESS || this.synSent(fd)) {
+      const rest = (from: number) => this.sendmsg(fd, { ...msg, name: null, control: undefined, iov: [concat(msg.iov).subarray(from)] }, flags & ~MSG_FASTOPEN);
+      return this.fastOpen(fd, total, first, rest);
+    }
     if (first === total || (first < 0 && first !== -EAGAIN)) return first;
     return (async () => {
       let sent = Math.max(0, first);
@@ -320,8 +321,7 @@ export class HostSyscalls implements SocketSyscalls {
    * blocking), the caller waits for the handshake as inet_wait_for_connect would, gets the connection's error
    * if it failed, and otherwise the rest is sent as a blocking send would.
    */
-  private fastOpen(fd: number, total: number, first: (from: number) => number, rest: (from: number) => SysRet): SysRet {
-    const r = first(0);
+  private fastOpen(fd: number, total: number, r: number, rest: (from: number) => SysRet): SysRet {
     if (r < 0 && r !== -EINPROGRESS) return r;
     const inSyn = Math.max(0, r);
     return (async () => {
@@ -337,6 +337,12 @@ export class HostSyscalls implements SocketSyscalls {
       const more = await rest(inSyn);
       return more < 0 ? inSyn || more : inSyn + more;
     })();
+  }
+
+  /** Whether a TCP socket is in SYN-SENT (tcp_info's state), where a blocking send waits for the handshake. */
+  private synSent(fd: number): boolean {
+    const b = new Uint8Array(8);
+    return f.getsockopt(fd, L.IPPROTO_TCP, L.TCP_INFO, b, new Uint32Array([8])) === 0 && b[0] === 2;
   }
 
   /** pipe2(2): the two fds, tracked for cleanup. */

@@ -149,6 +149,7 @@ class Interpreter {
         this.mode = 'active';
         this.remotePort = this.connectPort;
         this.localIsn = undefined;
+        this.remoteIsn = 0;
         this.remoteIsnKnown = false;
       },
     });
@@ -334,6 +335,7 @@ class Interpreter {
         this.tuple = { dut: this.dutPort, remote: this.remotePort };
         this.mode = 'passive';
         this.localIsn = undefined;
+        this.remoteIsn = 0;
         this.remoteIsnKnown = false;
         this.tsMap.clear();
         this.firstTs = undefined;

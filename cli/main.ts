@@ -17,8 +17,9 @@ commands:
   demo     build two namespaces joined by a veth, serve on one end, drive it with ping, socat and curl from the
            other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
-           [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads]
-           attach the netstack to IFACE in namespace NAME and serve until SIGINT, SIGTERM, SIGHUP or SIGQUIT
+           [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads] [--sysctl KEY=VALUE]...
+           attach the netstack to IFACE in namespace NAME and serve until SIGINT, SIGTERM, SIGHUP or SIGQUIT;
+           --sysctl sets the stack's settings by Linux's names (net.ipv4.tcp_sack=0, as docker run --sysctl)
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'
   restore  --netns NAME --dev IFACE   give back an interface a killed 'serve' or 'run' left taken
   conformance [--dut tsvisor|linux|sandbox|both] [--json FILE] [--tolerance-ms N] [--filter GLOB] [--profile P] PATH...

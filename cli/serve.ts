@@ -14,6 +14,8 @@ import { NetError } from '../netstack/errors.ts';
 import type { LinkEndpoint } from '../netstack/link/endpoint.ts';
 import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
 import type { Netstack } from '../netstack/netstack.ts';
+import { SysctlTable } from '../netstack/sysctl.ts';
+import { DEFAULT_TCP_CONFIG } from '../netstack/transport/tcp/protocol.ts';
 import { startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
 import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
@@ -51,6 +53,8 @@ export interface ServeOptions {
    * true; `--no-offloads` turns it off, for an interface whose offloads are off or to compare).
    */
   offloads?: boolean;
+  /** Settings by Linux's sysctl names (`--sysctl net.ipv4.tcp_sack=0`, as `docker run --sysctl`), in order. */
+  sysctls?: { key: string; value: string }[];
 }
 
 /** A running `serve`: the stack, its link and services, and how to stop it. */
@@ -79,6 +83,17 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     tap: {},
     'no-stats-socket': {},
     'no-offloads': {},
+    sysctl: { value: true, repeat: true },
+  });
+  // Checked against a table of the same kind the stack will have, so a bad key or value stops serve before it starts.
+  const check = new SysctlTable(DEFAULT_TCP_CONFIG, () => {});
+  const sysctls = ((o.sysctl as string[] | undefined) ?? []).map((text) => {
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--sysctl: '${text}' is not KEY=VALUE (e.g. net.ipv4.tcp_sack=0)`);
+    const key = text.slice(0, eq).replace(/\//g, '.');
+    const r = check.set(key, text.slice(eq + 1));
+    if ('error' in r) throw new UsageError(`--sysctl: ${r.error}`);
+    return { key, value: text.slice(eq + 1) };
   });
   const addresses = ((o.addr as string[] | undefined) ?? []).map((text) => {
     // `ip addr add` would take a bare address as /32 (/128), a network of one that reaches nobody: say so.
@@ -120,6 +135,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     tap: Boolean(o.tap),
     statsSocket: !o['no-stats-socket'],
     offloads: !o['no-offloads'],
+    sysctls,
   };
 }
 
@@ -184,6 +200,12 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
     const { netstack, link, impair } = await stackOnLink(host, {
       name: opts.dev, addresses, routes, gateways: opts.gateways, impair: opts.impair, pcap: opts.pcap,
     }, undo);
+
+    for (const { key, value } of opts.sysctls ?? []) {
+      const r = netstack.sysctl.set(key, value);
+      if ('error' in r) throw new CliError(`--sysctl: ${r.error}`);
+      if (!r.applied) say(`--sysctl ${key}=${r.value}: ${r.why}`);
+    }
 
     const services: RunningService[] = [];
     undo.push(() => {

@@ -507,7 +507,7 @@ export class Calls {
         const v = new DataView(buf.buffer);
         if (valExpr.t === 'list' && valExpr.items[0]?.t !== 'ellipsis') {
           const want = this.int(valExpr);
-          const got = len[0]! >= 4 ? v.getInt32(0, true) : buf[0]!;
+          const got = len[0]! >= 4 ? (want > 0x7fffffff ? v.getUint32(0, true) : v.getInt32(0, true)) : buf[0]!;
           if (got !== want) {
             const isBuf = level === L.SOL_SOCKET && (name === L.SO_RCVBUF || name === L.SO_SNDBUF);
             if (this.ctx.profile === 'freebsd' && isBuf) this.ctx.lenient(`getsockopt buffer size ${got} accepted for ${want}`);

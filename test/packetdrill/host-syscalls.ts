@@ -8,6 +8,8 @@
  * cmsgs (MSG_ERRQUEUE completions, SCM_TIMESTAMPING, TCP_CM_INQ) and MSG_EOR/MSG_ZEROCOPY mean what they mean.
  * pipe, splice, open and sendfile are here too, for the scripts that use them.
  */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import koffi from 'koffi';
 import { type NativeBuffer, mapMemory } from '../../lib/libc.ts';
 import { inNetns } from '../../lib/netns.ts';
@@ -44,6 +46,49 @@ const f = {
   sendfile: libc.func('long sendfile(int, int, void *, size_t)') as (out: number, inp: number, off: BigInt64Array | null, n: number) => number,
 };
 
+/**
+ * The thread that makes the blocking calls a script waits in (sendmsg, recvmsg), as packetdrill makes them in a
+ * thread of its own: the kernel then sees a writer really waiting (sk_write_pending delays the ACK of a SYN-ACK so
+ * data can carry it; a writer woken for buffer space appends at once), which no polling from Node's thread can
+ * imitate. It reads and writes the msghdr the main thread laid out in memory outside the JS heap.
+ */
+const BLOCKING_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const koffi = require(workerData.koffi);
+const libc = koffi.load('libc.so.6');
+const calls = {
+  sendmsg: libc.func('long sendmsg(int, uintptr_t, int)'),
+  recvmsg: libc.func('long recvmsg(int, uintptr_t, int)'),
+};
+parentPort.on('message', (m) => {
+  const r = calls[m.op](m.fd, m.msg, m.flags);
+  parentPort.postMessage({ id: m.id, r: r < 0 ? -koffi.errno() : r });
+});
+`;
+
+/** The one blocking-call worker of the process (started with the first Linux DUT), and the calls waiting in it. */
+let worker: Worker | undefined;
+let nextCall = 0;
+const pending = new Map<number, (r: number) => void>();
+
+function blockingWorker(): Worker {
+  if (worker) return worker;
+  const w = new Worker(BLOCKING_WORKER, { eval: true, workerData: { koffi: createRequire(import.meta.url).resolve('koffi') } });
+  w.unref();
+  w.on('message', (m: { id: number; r: number }) => {
+    const done = pending.get(m.id);
+    pending.delete(m.id);
+    done?.(m.r);
+  });
+  w.on('error', () => {
+    for (const done of pending.values()) done(-5); // EIO: the worker died
+    pending.clear();
+    worker = undefined;
+  });
+  worker = w;
+  return w;
+}
+
 /** A msghdr with control messages (what the runner's calls carry beyond the Sentry's MsgHdr). */
 export interface MsgHdrWithControl extends MsgHdr {
   /** sendmsg: the control bytes; recvmsg: a buffer for them (its length is msg_controllen). */
@@ -65,17 +110,7 @@ const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
 const EAGAIN = 11;
 const MSG_ERRQUEUE = 0x2000;
 const MSG_FASTOPEN = 0x20000000;
-const EINPROGRESS = 115;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
-  let off = 0;
-  for (const b of parts) {
-    out.set(b, off);
-    off += b.length;
-  }
-  return out;
-}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16).
 const EPOLL_EVENT_LEN = process.arch === 'x64' ? 12 : 16;
@@ -85,13 +120,24 @@ const EPOLL_DATA_OFF = process.arch === 'x64' ? 4 : 8;
 export class HostSyscalls implements SocketSyscalls {
   private readonly fds = new Set<number>();
   private scratchMem: NativeBuffer | undefined;
+  /** This object's calls now waiting in the worker, by call id. */
+  private readonly waiting = new Map<number, (r: number) => void>();
   /** Gives up waiting in emulated blocking calls (the script's deadline passed). */
   aborted = false;
 
-  constructor(private readonly netns: string) {}
+  constructor(private readonly netns: string) {
+    blockingWorker(); // started now: loading koffi in it takes longer than a script's first events may wait
+  }
 
   /** Closes every fd this object created that the script left open. */
   closeAll(): void {
+    // A call blocked in the worker holds its socket: shutdown wakes it (EPIPE / 0) before the fds go.
+    if (this.waiting.size) for (const fd of this.fds) f.shutdown(fd, 2);
+    for (const [id, resolve] of this.waiting) {
+      pending.delete(id);
+      resolve(-4);
+    }
+    this.waiting.clear();
     for (const fd of this.fds) f.close(fd);
     this.fds.clear();
     this.scratchMem?.free();
@@ -101,6 +147,20 @@ export class HostSyscalls implements SocketSyscalls {
   private get scratch(): NativeBuffer {
     this.scratchMem ??= mapMemory(SCRATCH);
     return this.scratchMem;
+  }
+
+  /** Makes a blocking sendmsg/recvmsg on the worker thread with the msghdr at `msg` (in the scratch area). */
+  private blockingCall(op: 'sendmsg' | 'recvmsg', fd: number, msg: bigint, flags: number): Promise<number> {
+    const id = nextCall++;
+    return new Promise((resolve) => {
+      const done = (r: number) => {
+        this.waiting.delete(id);
+        resolve(r);
+      };
+      this.waiting.set(id, done);
+      pending.set(id, done);
+      blockingWorker().postMessage({ id, op, fd, msg, flags });
+    });
   }
 
   /** Lays out a struct msghdr for `msg` in the scratch area: data from `skip` bytes on when resuming a send. */
@@ -259,86 +319,35 @@ export class HostSyscalls implements SocketSyscalls {
   }
   recvfrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null, addrlen: Uint32Array | null): SysRet {
     const call = () => ret(f.recvfrom(fd, buf, buf.length, flags, addr, addrlen));
-    if (flags & L.MSG_DONTWAIT) return call();
-    return this.maybeBlock(fd, L.POLLIN, call);
+    if (flags & L.MSG_DONTWAIT || !this.blocking(fd) || this.ready(fd, L.POLLIN) !== 0) return call();
+    const msg: MsgHdrWithControl = { name: addr, namelen: 0, iov: [buf], flags: 0 };
+    return (this.recvmsg(fd, msg, flags) as Promise<number>).then((r) => {
+      if (addrlen && r >= 0) addrlen[0] = msg.namelen;
+      return r;
+    });
   }
   sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet {
-    const once = (from: number, extra: number) => ret(f.sendto(fd, buf.subarray(from), buf.length - from, flags | extra | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
-    if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
-    // A blocking send returns once all of it is queued, which may take ACKs only the runner can inject: so the
-    // call is made without blocking, and what did not fit waits for POLLOUT on the event loop, as the kernel's
-    // sk_stream_wait_memory would wait.
-    const first = once(0, L.MSG_DONTWAIT);
-    // A Fast Open send (MSG_FASTOPEN, or a write after TCP_FASTOPEN_CONNECT) that sent the SYN waits for the handshake.
-    if (flags & MSG_FASTOPEN || first === -EINPROGRESS || this.synSent(fd)) return this.fastOpen(fd, buf.length, first, (from) => this.sendto(fd, buf.subarray(from), flags & ~MSG_FASTOPEN, null));
-    if (first === buf.length || (first < 0 && first !== -EAGAIN)) return first;
-    return (async () => {
-      let sent = Math.max(0, first);
-      while (sent < buf.length) {
-        while (this.ready(fd, L.POLLOUT) === 0) {
-          if (this.aborted) return sent || -4;
-          await sleep(1);
-        }
-        const r = once(sent, L.MSG_DONTWAIT);
-        if (r < 0 && r !== -EAGAIN) return sent || r;
-        if (r > 0) sent += r;
-      }
-      return sent;
-    })();
+    if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return ret(f.sendto(fd, buf, buf.length, flags | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
+    return this.sendmsg(fd, { name: addr, namelen: 0, iov: [buf], flags: 0 }, flags);
   }
   recvmsg(fd: number, msg: MsgHdrWithControl, flags: number): SysRet {
     const call = () => this.gather(msg, ret(f.recvmsg(fd, this.layout(msg, false), flags)));
-    if (flags & (L.MSG_DONTWAIT | MSG_ERRQUEUE)) return call();
-    return this.maybeBlock(fd, L.POLLIN, call);
+    if (flags & (L.MSG_DONTWAIT | MSG_ERRQUEUE) || !this.blocking(fd) || this.ready(fd, L.POLLIN) !== 0) return call();
+    return this.blockingCall('recvmsg', fd, this.layout(msg, false), flags).then((r) => this.gather(msg, r));
   }
   sendmsg(fd: number, msg: MsgHdrWithControl, flags: number): SysRet {
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
     const once = (skip: number, extra: number) => ret(f.sendmsg(fd, this.layout(skip ? { ...msg, control: undefined } : msg, true, skip), flags | extra | L.MSG_NOSIGNAL));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return once(0, 0);
-    // As sendto: what does not fit at once waits for POLLOUT on the event loop (control messages go with the first part).
-    const first = once(0, L.MSG_DONTWAIT);
-    if (flags & MSG_FASTOPEN || first === -EINPROGRESS || this.synSent(fd)) {
-      const rest = (from: number) => this.sendmsg(fd, { ...msg, name: null, control: undefined, iov: [concat(msg.iov).subarray(from)] }, flags & ~MSG_FASTOPEN);
-      return this.fastOpen(fd, total, first, rest);
+    // A send that would wait (no room, a handshake under way, MSG_FASTOPEN) is made whole on the worker thread.
+    if (flags & MSG_FASTOPEN || this.synSent(fd) || this.ready(fd, L.POLLOUT) === 0) {
+      return this.blockingCall('sendmsg', fd, this.layout(msg, true), flags | L.MSG_NOSIGNAL);
     }
+    const first = once(0, L.MSG_DONTWAIT);
     if (first === total || (first < 0 && first !== -EAGAIN)) return first;
-    return (async () => {
-      let sent = Math.max(0, first);
-      while (sent < total) {
-        while (this.ready(fd, L.POLLOUT) === 0) {
-          if (this.aborted) return sent || -4;
-          await sleep(1);
-        }
-        const r = once(sent, L.MSG_DONTWAIT);
-        if (r < 0 && r !== -EAGAIN) return sent || r;
-        if (r > 0) sent += r;
-      }
-      return sent;
-    })();
+    const sent = Math.max(0, first);
+    return this.blockingCall('sendmsg', fd, this.layout({ ...msg, control: undefined }, true, sent), flags | L.MSG_NOSIGNAL).then((r) => (r < 0 ? sent || r : sent + r));
   }
-  /**
-   * A blocking MSG_FASTOPEN send (tcp_sendmsg_fastopen): the SYN goes out with what fits (the call made without
-   * blocking), the caller waits for the handshake as inet_wait_for_connect would, gets the connection's error
-   * if it failed, and otherwise the rest is sent as a blocking send would.
-   */
-  private fastOpen(fd: number, total: number, r: number, rest: (from: number) => SysRet): SysRet {
-    if (r < 0 && r !== -EINPROGRESS) return r;
-    const inSyn = Math.max(0, r);
-    return (async () => {
-      while ((this.ready(fd, L.POLLOUT | L.POLLERR | L.POLLHUP) & (L.POLLOUT | L.POLLERR | L.POLLHUP)) === 0) {
-        if (this.aborted) return -4;
-        await sleep(1);
-      }
-      const v = new Uint8Array(4);
-      f.getsockopt(fd, L.SOL_SOCKET, L.SO_ERROR, v, new Uint32Array([4]));
-      const err = new DataView(v.buffer).getInt32(0, true);
-      if (err) return -err;
-      if (inSyn >= total) return inSyn;
-      const more = await rest(inSyn);
-      return more < 0 ? inSyn || more : inSyn + more;
-    })();
-  }
-
   /** Whether a TCP socket is in SYN-SENT (tcp_info's state), where a blocking send waits for the handshake. */
   private synSent(fd: number): boolean {
     const b = new Uint8Array(8);

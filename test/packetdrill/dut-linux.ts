@@ -4,11 +4,12 @@
  * the runner injects and captures frames on the peer end through an AF_PACKET socket and answers ARP/NDP for
  * the remote host (198.18.0.2, fd74:7376::2) itself. Time is real.
  *
- * The DUT's end is named tun0 and keeps TSO/GSO and checksum offload on, as packetdrill's own tun device
- * (netdev.c: TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6): the kernel sends TSO packets whole, the capture side reads them
- * whole (PACKET_VNET_HDR), and defaults.sh's `tc qdisc add dev tun0 root pfifo` finds the device it names.
- * GRO stays off on it, as on a tun device, so what the runner injects reaches TCP as injected; `--mss`
- * packets go in as GSO packets, as packetdrill writes them to its tun device with a virtio_net_hdr.
+ * The DUT's end is named tun0, as packetdrill's own device, so defaults.sh's `tc qdisc add dev tun0 root pfifo`
+ * finds the device it names. For upstream packetdrill's scripts (DutConfig.tso) it keeps TSO/GSO and checksum
+ * offload on, as packetdrill's tun device (netdev.c: TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6): the kernel sends TSO
+ * packets whole and the capture side reads them whole (PACKET_VNET_HDR); GRO stays off, as on a tun device, so
+ * what the runner injects reaches TCP as injected, and `--mss` packets go in as GSO packets, as packetdrill
+ * writes them to its tun device. Other corpora, written against MSS-sized segments, get offloads off.
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -50,7 +51,7 @@ export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Du
   const pair = createVethPair({
     prefix: `${prefix}-${process.pid % 10000}-${instance++}`,
     devA: DUT_DEV,
-    offloads: true,
+    offloads: cfg.tso === true,
     addrA: `${DUT_V4}/24`,
     // IPv6 only where the script uses it: a link MTU below 1280 (--mtu=72) refuses IPv6 addresses.
     addr6A: cfg.ipVersion === 6 ? `${DUT_V6}/64` : undefined,
@@ -60,8 +61,8 @@ export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Du
   });
   try {
     // A tun device does no GRO: segments the runner injects reach TCP one by one.
-    nsRun(pair.nsA, ['ethtool', '-K', DUT_DEV, 'gro', 'off']);
-    const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256, offloads: true });
+    if (cfg.tso) nsRun(pair.nsA, ['ethtool', '-K', DUT_DEV, 'gro', 'off']);
+    const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256, offloads: cfg.tso === true });
     return new LinuxDut(pair, link, cfg);
   } catch (e) {
     pair.destroy();
@@ -163,7 +164,7 @@ class LinuxDut implements Dut {
   }
 
   inject(frame: Uint8Array): void {
-    const gso = this.cfg.mss !== undefined ? gsoOf(frame, this.cfg.mss) : undefined;
+    const gso = this.cfg.mss !== undefined && this.cfg.tso ? gsoOf(frame, this.cfg.mss) : undefined;
     if (gso) this.link.writeGso(frame.slice(), gso);
     else this.link.writeFrame(frame.slice());
     this.link.flush();

@@ -42,6 +42,8 @@ export interface DutConfig {
   readonly mtu: number;
   /** --mss: inbound TCP packets with more payload go in as one GSO packet of segments this size. */
   readonly mss?: number;
+  /** The DUT's link does TSO/GSO as packetdrill's tun device (upstream's own scripts); else MSS-sized frames. */
+  readonly tso?: boolean;
 }
 
 /** The DUTs: tsvisor's stack in this process, the host's kernel, tsvisor's stack behind the sandbox's traps. */

@@ -85,6 +85,11 @@ export function chooseProfile(path: string, script: Script): Profile {
   return 'strict';
 }
 
+/** Whether a script is one of upstream packetdrill's own (google/gtests), run as its harness runs them. */
+export function upstreamHarness(file: string): boolean {
+  return /\/google\//.test(file);
+}
+
 /**
  * Options upstream packetdrill's harness (run_all.py) gives its own scripts (under google/) besides their own
  * lines: a script named *v6.pkt runs over IPv6 (*v4.pkt and the rest over IPv4, the first of run_all's variants),
@@ -93,7 +98,7 @@ export function chooseProfile(path: string, script: Script): Profile {
 export function harnessOptions(file: string, options: Readonly<Record<string, string>>): { options: Record<string, string>; added: string[] } {
   const out = { ...options };
   const added: string[] = [];
-  if (!/\/google\//.test(file)) return { options: out, added };
+  if (!upstreamHarness(file)) return { options: out, added };
   if (out.ip_version === undefined && /v6\.pkt$/.test(file)) {
     out.ip_version = 'ipv6';
     added.push('--ip_version=ipv6');
@@ -160,7 +165,7 @@ async function runOne(file: string, script: Script, f: DutFactory, opts: RunnerO
   const base = { script: file, dut: f.name, profile, leniency: [] as string[], skippedLines: [] as ResultRow['skippedLines'], ms: 0 };
   let dut: Dut;
   try {
-    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, mss: cfg.mss });
+    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, mss: cfg.mss, tso: upstreamHarness(file) });
   } catch (e) {
     return { ...base, verdict: 'error', detail: `DUT setup failed: ${(e as Error).message}` };
   }

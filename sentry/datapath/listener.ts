@@ -88,14 +88,19 @@ export class ListenQueue extends EventEmitter<ListenQueueEvents> {
     return a ?? -11;
   }
 
-  /** Closes every connection not yet accepted, our end, and the listening Endpoint. */
+  /** Resets every connection not yet accepted, closes our end and the listening Endpoint. */
   release(): void {
     if (this.released) return;
     this.released = true;
     this.unsubscribe();
     this.poll.close();
     ux.close(this.fd);
-    for (const a of this.queue.splice(0)) a.file.close();
+    // Linux's inet_csk_listen_stop disconnects children never accepted: each peer gets a RST, not a FIN as from
+    // a server that accepted and closed.
+    for (const a of this.queue.splice(0)) {
+      a.file.ep.setOption('SO_LINGER', { onoff: true, linger: 0 });
+      a.file.close();
+    }
     this.file.close();
     this.emit('closed');
   }

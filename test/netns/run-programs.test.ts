@@ -304,3 +304,26 @@ except OSError as e:
   t.ok(drained < 5000, `drained in ${drained} ms, not at the timeout`);
   t.end();
 });
+
+t.test('the program closes its listener with a connection not yet accepted → the peer gets a RST (ECONNRESET), as from Linux', async (t) => {
+  const run = await start(b, ['--', 'python3', '-c', `
+import socket, select, time
+l = socket.create_server(('0.0.0.0', 9700)); print('ready', flush=True)
+select.select([l], [], [], 60)  # a connection is queued
+l.close(); print('closed', flush=True)
+time.sleep(1)
+`]);
+  t.ok(await waitFor(() => run.stdout().includes('ready'), HANG_MS));
+  const peer = await collect(b.peer(['python3', '-c', `
+import socket
+s = socket.create_connection(('${run.sandbox4}', 9700), timeout=30)
+try:
+    print('recv', s.recv(10))
+except OSError as e:
+    print(type(e).__name__)
+`]), HANG_MS);
+  t.equal(peer.stdout, 'ConnectionResetError\n', peer.stderr);
+  const res = await run.done;
+  t.equal(res.code, 0, res.stderr);
+  t.end();
+});

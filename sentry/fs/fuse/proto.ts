@@ -1,0 +1,319 @@
+/**
+ * The FUSE kernel protocol as read from and written to `/dev/fuse` (Linux's include/uapi/linux/fuse.h, 7.x):
+ * opcodes, the request header, the request bodies this server reads, and the reply structs it writes. All
+ * little-endian, 64-bit layouts; every request is `fuse_in_header` then its body, every reply `fuse_out_header`
+ * then its body, and an error is a header alone whose `error` is the negative errno.
+ */
+
+/** Opcodes (enum fuse_opcode). */
+export const OP = {
+  LOOKUP: 1,
+  FORGET: 2,
+  GETATTR: 3,
+  SETATTR: 4,
+  READLINK: 5,
+  SYMLINK: 6,
+  MKNOD: 8,
+  MKDIR: 9,
+  UNLINK: 10,
+  RMDIR: 11,
+  RENAME: 12,
+  LINK: 13,
+  OPEN: 14,
+  READ: 15,
+  WRITE: 16,
+  STATFS: 17,
+  RELEASE: 18,
+  FSYNC: 20,
+  FLUSH: 25,
+  INIT: 26,
+  OPENDIR: 27,
+  READDIR: 28,
+  RELEASEDIR: 29,
+  FSYNCDIR: 30,
+  ACCESS: 34,
+  CREATE: 35,
+  INTERRUPT: 36,
+  DESTROY: 38,
+  BATCH_FORGET: 42,
+  READDIRPLUS: 44,
+  RENAME2: 45,
+} as const;
+
+/** The name of an opcode, for messages. */
+export function opName(op: number): string {
+  return Object.entries(OP).find(([, v]) => v === op)?.[0] ?? `op${op}`;
+}
+
+/** FUSE_INIT flags this server uses. */
+export const INIT = {
+  ASYNC_READ: 1 << 0,
+  BIG_WRITES: 1 << 5,
+  DO_READDIRPLUS: 1 << 13,
+  PARALLEL_DIROPS: 1 << 18,
+  MAX_PAGES: 1 << 22,
+} as const;
+
+/** fuse_setattr_in.valid bits (FATTR_*). */
+export const FATTR = {
+  MODE: 1 << 0,
+  UID: 1 << 1,
+  GID: 1 << 2,
+  SIZE: 1 << 3,
+  ATIME: 1 << 4,
+  MTIME: 1 << 5,
+  FH: 1 << 6,
+  ATIME_NOW: 1 << 7,
+  MTIME_NOW: 1 << 8,
+  LOCKOWNER: 1 << 9,
+  CTIME: 1 << 10,
+} as const;
+
+/** The protocol version this server speaks (7.31: every struct it uses has its modern size). */
+export const KERNEL_VERSION = 7;
+export const MINOR_VERSION = 31;
+
+export const IN_HEADER_SIZE = 40;
+export const OUT_HEADER_SIZE = 16;
+/** sizeof(struct fuse_attr). */
+export const ATTR_SIZE = 88;
+/** sizeof(struct fuse_entry_out). */
+export const ENTRY_OUT_SIZE = 40 + ATTR_SIZE;
+/** The kernel refuses a read(2) of /dev/fuse with a buffer smaller than this (FUSE_MIN_READ_BUFFER). */
+export const MIN_READ_BUFFER = 8192;
+
+/** fuse_in_header. */
+export interface InHeader {
+  len: number;
+  opcode: number;
+  unique: bigint;
+  nodeid: bigint;
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/** Decodes the header of a request `buf` (at least IN_HEADER_SIZE bytes, checked by the caller). */
+export function decodeHeader(buf: Uint8Array): InHeader {
+  const v = view(buf);
+  return {
+    len: v.getUint32(0, true),
+    opcode: v.getUint32(4, true),
+    unique: v.getBigUint64(8, true),
+    nodeid: v.getBigUint64(16, true),
+    uid: v.getUint32(24, true),
+    gid: v.getUint32(28, true),
+    pid: v.getUint32(32, true),
+  };
+}
+
+/** A DataView over exactly `b`. */
+export function view(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** The NUL-terminated names at the start of `b` (one or two, as LOOKUP, RENAME and SYMLINK carry). */
+export function cstrings(b: Uint8Array, count: number): Uint8Array[] | undefined {
+  const out: Uint8Array[] = [];
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    const end = b.indexOf(0, o);
+    if (end < 0) return undefined;
+    out.push(b.slice(o, end));
+    o = end + 1;
+  }
+  return out;
+}
+
+/** File attributes in the form fuse_attr carries them. */
+export interface Attr {
+  ino: bigint;
+  size: bigint;
+  blocks: bigint;
+  atime: bigint;
+  mtime: bigint;
+  ctime: bigint;
+  atimensec: number;
+  mtimensec: number;
+  ctimensec: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  /** The device number as the kernel's new_encode_dev packs it. */
+  rdev: number;
+  blksize: number;
+}
+
+/** Writes a fuse_attr at `o`. */
+export function writeAttr(v: DataView, o: number, a: Attr): void {
+  v.setBigUint64(o, a.ino, true);
+  v.setBigUint64(o + 8, a.size, true);
+  v.setBigUint64(o + 16, a.blocks, true);
+  v.setBigUint64(o + 24, a.atime, true);
+  v.setBigUint64(o + 32, a.mtime, true);
+  v.setBigUint64(o + 40, a.ctime, true);
+  v.setUint32(o + 48, a.atimensec, true);
+  v.setUint32(o + 52, a.mtimensec, true);
+  v.setUint32(o + 56, a.ctimensec, true);
+  v.setUint32(o + 60, a.mode, true);
+  v.setUint32(o + 64, a.nlink, true);
+  v.setUint32(o + 68, a.uid, true);
+  v.setUint32(o + 72, a.gid, true);
+  v.setUint32(o + 76, a.rdev, true);
+  v.setUint32(o + 80, a.blksize, true);
+  v.setUint32(o + 84, 0, true); // flags
+}
+
+/** How long the kernel may cache a lookup or attributes, in seconds. */
+export interface Validity {
+  entry: number;
+  attr: number;
+}
+
+/** A fuse_entry_out. */
+export function entryOut(nodeid: bigint, a: Attr, valid: Validity): Uint8Array {
+  const b = new Uint8Array(ENTRY_OUT_SIZE);
+  writeEntry(view(b), 0, nodeid, a, valid);
+  return b;
+}
+
+function writeEntry(v: DataView, o: number, nodeid: bigint, a: Attr, valid: Validity): void {
+  v.setBigUint64(o, nodeid, true);
+  v.setBigUint64(o + 8, 0n, true); // generation: node ids are never reused while the mount lives
+  v.setBigUint64(o + 16, BigInt(Math.floor(valid.entry)), true);
+  v.setBigUint64(o + 24, BigInt(Math.floor(valid.attr)), true);
+  v.setUint32(o + 32, 0, true);
+  v.setUint32(o + 36, 0, true);
+  writeAttr(v, o + 40, a);
+}
+
+/** A fuse_attr_out. */
+export function attrOut(a: Attr, valid: Validity): Uint8Array {
+  const b = new Uint8Array(16 + ATTR_SIZE);
+  const v = view(b);
+  v.setBigUint64(0, BigInt(Math.floor(valid.attr)), true);
+  writeAttr(v, 16, a);
+  return b;
+}
+
+/** A fuse_open_out (open_flags 0: the kernel's page cache is kept per its own rules). */
+export function openOut(fh: bigint, openFlags = 0): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = view(b);
+  v.setBigUint64(0, fh, true);
+  v.setUint32(8, openFlags, true);
+  return b;
+}
+
+/** The padded size of a fuse_dirent with a name of `n` bytes. */
+export function direntSize(n: number): number {
+  return (24 + n + 7) & ~7;
+}
+
+/** Writes a fuse_dirent at `o` of `out`; returns the offset after it (8-aligned). */
+export function writeDirent(out: Uint8Array, o: number, ino: bigint, off: bigint, type: number, name: Uint8Array): number {
+  const v = view(out);
+  v.setBigUint64(o, ino, true);
+  v.setBigUint64(o + 8, off, true);
+  v.setUint32(o + 16, name.length, true);
+  v.setUint32(o + 20, type, true);
+  out.set(name, o + 24);
+  const end = o + direntSize(name.length);
+  out.fill(0, o + 24 + name.length, end);
+  return end;
+}
+
+/** The padded size of a fuse_direntplus. */
+export function direntPlusSize(n: number): number {
+  return ENTRY_OUT_SIZE + direntSize(n);
+}
+
+/** Writes a fuse_direntplus (an entry_out, then the dirent); returns the offset after it. */
+export function writeDirentPlus(
+  out: Uint8Array,
+  o: number,
+  nodeid: bigint,
+  a: Attr,
+  valid: Validity,
+  off: bigint,
+  type: number,
+  name: Uint8Array,
+): number {
+  writeEntry(view(out), o, nodeid, a, valid);
+  return writeDirent(out, o + ENTRY_OUT_SIZE, a.ino, off, type, name);
+}
+
+/** Statistics in the form fuse_kstatfs carries them. */
+export interface Kstatfs {
+  blocks: bigint;
+  bfree: bigint;
+  bavail: bigint;
+  files: bigint;
+  ffree: bigint;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
+/** A fuse_statfs_out. */
+export function statfsOut(s: Kstatfs): Uint8Array {
+  const b = new Uint8Array(80);
+  const v = view(b);
+  v.setBigUint64(0, s.blocks, true);
+  v.setBigUint64(8, s.bfree, true);
+  v.setBigUint64(16, s.bavail, true);
+  v.setBigUint64(24, s.files, true);
+  v.setBigUint64(32, s.ffree, true);
+  v.setUint32(40, s.bsize, true);
+  v.setUint32(44, s.namelen, true);
+  v.setUint32(48, s.frsize, true);
+  return b;
+}
+
+/** The settings this server answers FUSE_INIT with. */
+export interface InitSettings {
+  maxReadahead: number;
+  flags: number;
+  maxBackground: number;
+  congestionThreshold: number;
+  maxWrite: number;
+  /** Nanosecond granularity of times (1). */
+  timeGran: number;
+  maxPages: number;
+}
+
+/** A fuse_init_out for minor 31 (64 bytes). */
+export function initOut(s: InitSettings): Uint8Array {
+  const b = new Uint8Array(64);
+  const v = view(b);
+  v.setUint32(0, KERNEL_VERSION, true);
+  v.setUint32(4, MINOR_VERSION, true);
+  v.setUint32(8, s.maxReadahead, true);
+  v.setUint32(12, s.flags, true);
+  v.setUint16(16, s.maxBackground, true);
+  v.setUint16(18, s.congestionThreshold, true);
+  v.setUint32(20, s.maxWrite, true);
+  v.setUint32(24, s.timeGran, true);
+  v.setUint16(28, s.maxPages, true);
+  return b;
+}
+
+/** A whole reply: fuse_out_header (error 0 or a negative errno) and the body. */
+export function reply(unique: bigint, error: number, body?: Uint8Array): Uint8Array {
+  const len = OUT_HEADER_SIZE + (error === 0 && body ? body.length : 0);
+  const b = new Uint8Array(len);
+  const v = view(b);
+  v.setUint32(0, len, true);
+  v.setInt32(4, error, true);
+  v.setBigUint64(8, unique, true);
+  if (error === 0 && body) b.set(body, OUT_HEADER_SIZE);
+  return b;
+}
+
+/** The kernel's new_encode_dev of a glibc dev_t (9P's Rgetattr carries the host's). */
+export function encodeDev(dev: bigint): number {
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}

@@ -1,0 +1,498 @@
+/**
+ * A FUSE server whose files are a 9P2000.L server's (the Gofer): the kernel's requests on `/dev/fuse` become 9P
+ * requests on the client. Node ids stand for walked fids (one per inode the kernel knows, counted by its lookups
+ * and dropped at FORGET); file handles are fids opened with Tlopen/Tlcreate.
+ *
+ * The descriptor is read on Node's main loop: `/dev/fuse` is non-blocking and watched with uv_poll (watchFd), and
+ * each readable event reads requests until EAGAIN. Each read(2) returns exactly one request; they are answered in
+ * whatever order their 9P replies come, each with one write(2). A Worker blocked in read(2) would cost a thread
+ * hop per request for nothing: the 9P work happens on the main loop anyway.
+ */
+import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
+import { P9Error, type Client } from '../../../gofer/client/client.ts';
+import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
+import {
+  FATTR,
+  IN_HEADER_SIZE,
+  INIT,
+  KERNEL_VERSION,
+  MIN_READ_BUFFER,
+  OP,
+  attrOut,
+  cstrings,
+  decodeHeader,
+  direntPlusSize,
+  direntSize,
+  encodeDev,
+  entryOut,
+  initOut,
+  openOut,
+  opName,
+  reply,
+  statfsOut,
+  view,
+  writeDirent,
+  writeDirentPlus,
+  type Attr,
+  type InHeader,
+  type Validity,
+} from './proto.ts';
+
+const EIO = 5;
+const EAGAIN = 11;
+const EINVAL = 22;
+const ENODEV = 19;
+const ENOENT = 2;
+const ENOSYS = 38;
+const EPROTO = 71;
+
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
+const O_NOCTTY = 0o400;
+const O_DIRECTORY = 0o200000;
+
+/** Largest WRITE the kernel sends (and READ it asks for): 32 pages of 4 KiB. */
+const MAX_IO = 128 * 1024;
+
+/** One inode the kernel knows. */
+interface Node {
+  /** A walked (not opened) fid for it. */
+  fid: number;
+  /** The kernel's lookup count: FORGET subtracts, and at zero the fid is clunked. */
+  nlookup: bigint;
+  ino: bigint;
+}
+
+/** Options of the server. */
+export interface FuseServerOptions {
+  /** Seconds the kernel may cache lookups and attributes (default 1). */
+  validity?: Validity;
+  /** Called once when the connection ends (the mount went away, or the descriptor failed). */
+  onClose?: (why: string) => void;
+}
+
+/** Serves one mounted `/dev/fuse` descriptor from a 9P client. */
+export class FuseServer {
+  private readonly nodes = new Map<bigint, Node>();
+  private readonly byIno = new Map<bigint, bigint>();
+  private nextNode = 2n;
+  private readonly buf = new Uint8Array(MAX_IO + MIN_READ_BUFFER);
+  private watch: FdWatch | undefined;
+  private closed = false;
+  private readonly valid: Validity;
+  /** Requests answered so far, by opcode name (for tests and stats). */
+  readonly counts = new Map<string, number>();
+
+  /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
+  constructor(
+    private readonly fd: number,
+    private readonly client: Client,
+    rootFid: number,
+    private readonly opts: FuseServerOptions = {},
+  ) {
+    this.valid = opts.validity ?? { entry: 1, attr: 1 };
+    this.nodes.set(1n, { fid: rootFid, nlookup: 1n, ino: 0n });
+  }
+
+  /** Starts answering requests. */
+  start(): void {
+    this.watch = watchFd(this.fd, (readable, _w, status) => {
+      // An unmount shows as a poll error (EPOLLERR); the read then says ENODEV, and closes with 'unmounted'.
+      if (readable || status < 0) this.drain();
+      if (status < 0) this.close(`poll failed (${status})`);
+    });
+  }
+
+  /** Stops serving and closes the descriptor (the kernel then fails every file call on the mount with ENOTCONN). */
+  close(why = 'closed'): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch?.close();
+    sys.close(this.fd);
+    this.opts.onClose?.(why);
+  }
+
+  /** Lets the process exit while the server is idle. */
+  unref(): void {
+    this.watch?.unref();
+  }
+
+  private drain(): void {
+    while (!this.closed) {
+      const n = sys.read(this.fd, this.buf, this.buf.length);
+      if (n < 0) {
+        const e = errno();
+        if (e === EAGAIN) return;
+        if (e === 4 || e === ENOENT) continue; // EINTR; ENOENT: the request was interrupted meanwhile
+        // ENODEV: the file system was unmounted.
+        return this.close(e === ENODEV ? 'unmounted' : `read /dev/fuse: errno ${e}`);
+      }
+      if (n < IN_HEADER_SIZE) return this.close(`short request (${n} bytes)`);
+      const h = decodeHeader(this.buf);
+      // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
+      const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
+      this.dispatch(h, body);
+    }
+  }
+
+  private send(b: Uint8Array): void {
+    if (this.closed) return;
+    // ENOENT: the kernel gave up on the request (interrupted); nothing to do.
+    sys.write(this.fd, b, b.length);
+  }
+
+  private dispatch(h: InHeader, body: Uint8Array): void {
+    const name = opName(h.opcode);
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    if (h.opcode === OP.FORGET) return this.forget(h.nodeid, view(body).getBigUint64(0, true));
+    if (h.opcode === OP.BATCH_FORGET) {
+      const v = view(body);
+      const count = v.getUint32(0, true);
+      for (let i = 0; i < count && 8 + i * 16 + 16 <= body.length; i++) {
+        this.forget(v.getBigUint64(8 + i * 16, true), v.getBigUint64(16 + i * 16, true));
+      }
+      return;
+    }
+    if (h.opcode === OP.INTERRUPT) return; // 9P calls are short; the reply comes anyway
+    this.handle(h, body).then(
+      (r) => this.send(typeof r === 'number' ? reply(h.unique, -r) : reply(h.unique, 0, r)),
+      (e: unknown) => this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO))),
+    );
+  }
+
+  /** The reply body, or an errno. */
+  private async handle(h: InHeader, b: Uint8Array): Promise<Uint8Array | number> {
+    const v = view(b);
+    switch (h.opcode) {
+      case OP.INIT:
+        return this.init(v);
+      case OP.DESTROY:
+        return new Uint8Array(0);
+      case OP.LOOKUP: {
+        const [name] = cstrings(b, 1) ?? [];
+        if (!name) return EINVAL;
+        return this.lookup(h.nodeid, name);
+      }
+      case OP.GETATTR:
+        return attrOut(await this.attr(this.node(h.nodeid).fid), this.valid);
+      case OP.SETATTR:
+        return this.setattr(h.nodeid, v);
+      case OP.READLINK:
+        return await this.client.readlink(this.node(h.nodeid).fid);
+      case OP.OPEN:
+      case OP.OPENDIR: {
+        const flags = v.getUint32(0, true) & ~(O_CREAT | O_EXCL | O_NOCTTY);
+        const fid = await this.clone(h.nodeid);
+        try {
+          await this.client.lopen(fid, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags);
+        } catch (e) {
+          await this.clunk(fid);
+          throw e;
+        }
+        return openOut(BigInt(fid));
+      }
+      case OP.READ:
+        return this.read(Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), v.getUint32(16, true));
+      case OP.WRITE: {
+        const size = v.getUint32(16, true);
+        const data = b.subarray(40, 40 + size);
+        if (data.length !== size) return EINVAL;
+        await this.client.writeAll(Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), data);
+        const out = new Uint8Array(8);
+        view(out).setUint32(0, size, true);
+        return out;
+      }
+      case OP.RELEASE:
+      case OP.RELEASEDIR:
+        await this.clunk(Number(v.getBigUint64(0, true)));
+        return new Uint8Array(0);
+      case OP.FLUSH:
+        return new Uint8Array(0); // nothing is buffered here: writes went to the Gofer before their reply
+      case OP.FSYNC:
+      case OP.FSYNCDIR:
+        await this.client.fsync(Number(v.getBigUint64(0, true)), (v.getUint32(8, true) & 1) !== 0);
+        return new Uint8Array(0);
+      case OP.READDIR:
+      case OP.READDIRPLUS:
+        return this.readdir(h.opcode === OP.READDIRPLUS, h.nodeid, Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), v.getUint32(16, true));
+      case OP.STATFS: {
+        const s = await this.client.statfs(this.node(h.nodeid).fid);
+        return statfsOut({ ...s, bsize: s.bsize, frsize: s.bsize });
+      }
+      case OP.ACCESS:
+        // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
+        return new Uint8Array(0);
+      case OP.CREATE:
+        return this.create(h, b);
+      case OP.MKDIR: {
+        const [name] = cstrings(b.subarray(8), 1) ?? [];
+        if (!name) return EINVAL;
+        const p = this.node(h.nodeid);
+        await this.client.mkdir(p.fid, name, v.getUint32(0, true) & ~v.getUint32(4, true) & 0o7777, h.gid);
+        return this.lookup(h.nodeid, name);
+      }
+      case OP.MKNOD: {
+        const [name] = cstrings(b.subarray(16), 1) ?? [];
+        if (!name) return EINVAL;
+        const mode = v.getUint32(0, true);
+        const umask = v.getUint32(8, true);
+        await this.client.mknod(this.node(h.nodeid).fid, name, mode & ~(umask & 0o777), 0, 0, h.gid);
+        return this.lookup(h.nodeid, name);
+      }
+      case OP.SYMLINK: {
+        const [name, target] = cstrings(b, 2) ?? [];
+        if (!name || !target) return EINVAL;
+        await this.client.symlink(this.node(h.nodeid).fid, name, target, h.gid);
+        return this.lookup(h.nodeid, name);
+      }
+      case OP.LINK: {
+        const [name] = cstrings(b.subarray(8), 1) ?? [];
+        if (!name) return EINVAL;
+        await this.client.link(this.node(h.nodeid).fid, this.node(v.getBigUint64(0, true)).fid, name);
+        return this.lookup(h.nodeid, name);
+      }
+      case OP.UNLINK:
+      case OP.RMDIR: {
+        const [name] = cstrings(b, 1) ?? [];
+        if (!name) return EINVAL;
+        await this.client.unlinkat(this.node(h.nodeid).fid, name, h.opcode === OP.RMDIR ? 0x200 : 0);
+        return new Uint8Array(0);
+      }
+      case OP.RENAME:
+      case OP.RENAME2: {
+        const skip = h.opcode === OP.RENAME ? 8 : 16;
+        if (h.opcode === OP.RENAME2 && v.getUint32(8, true) !== 0) return EINVAL; // RENAME_NOREPLACE/EXCHANGE: not in 9P
+        const [oldName, newName] = cstrings(b.subarray(skip), 2) ?? [];
+        if (!oldName || !newName) return EINVAL;
+        const newDir = this.node(v.getBigUint64(0, true));
+        await this.client.renameat(this.node(h.nodeid).fid, oldName, newDir.fid, newName);
+        return new Uint8Array(0);
+      }
+      default:
+        return ENOSYS;
+    }
+  }
+
+  private init(v: DataView): Uint8Array | number {
+    const major = v.getUint32(0, true);
+    if (major !== KERNEL_VERSION) return EPROTO;
+    const maxReadahead = v.getUint32(8, true);
+    const offered = v.getUint32(12, true);
+    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES;
+    return initOut({
+      maxReadahead,
+      flags: offered & want,
+      maxBackground: 16,
+      congestionThreshold: 12,
+      maxWrite: MAX_IO,
+      timeGran: 1,
+      maxPages: MAX_IO / 4096,
+    });
+  }
+
+  private node(id: bigint): Node {
+    const n = this.nodes.get(id);
+    // A node id the kernel should not have: answer ENOENT rather than touch any other fid.
+    if (!n) throw new P9Error(ENOENT, `unknown node ${id}`);
+    return n;
+  }
+
+  private async clone(id: bigint): Promise<number> {
+    const fid = this.client.allocFid();
+    await this.client.walk(this.node(id).fid, fid, []);
+    return fid;
+  }
+
+  private async clunk(fid: number): Promise<void> {
+    try {
+      await this.client.rpc({ type: 'Tclunk', fid });
+    } catch {
+      // The fid is gone either way.
+    }
+  }
+
+  private forget(id: bigint, n: bigint): void {
+    const node = this.nodes.get(id);
+    if (!node || id === 1n) return;
+    node.nlookup -= n;
+    if (node.nlookup > 0n) return;
+    this.nodes.delete(id);
+    if (this.byIno.get(node.ino) === id) this.byIno.delete(node.ino);
+    void this.clunk(node.fid);
+  }
+
+  /** Walks `name` from `parent`, and gives the kernel a node for it (the same node for the same inode). */
+  private async lookup(parent: bigint, name: Uint8Array): Promise<Uint8Array> {
+    const fid = this.client.allocFid();
+    await this.client.walk(this.node(parent).fid, fid, [name]);
+    let a: Attr;
+    try {
+      a = await this.attr(fid);
+    } catch (e) {
+      await this.clunk(fid);
+      throw e;
+    }
+    return entryOut(this.remember(fid, a.ino), a, this.valid);
+  }
+
+  /** The node id for the inode `ino` walked as `fid`: an existing node (and `fid` clunked) or a new one. */
+  private remember(fid: number, ino: bigint): bigint {
+    const known = this.byIno.get(ino);
+    const node = known === undefined ? undefined : this.nodes.get(known);
+    if (known !== undefined && node) {
+      node.nlookup++;
+      void this.clunk(fid);
+      return known;
+    }
+    const id = this.nextNode++;
+    this.nodes.set(id, { fid, nlookup: 1n, ino });
+    this.byIno.set(ino, id);
+    return id;
+  }
+
+  private async attr(fid: number): Promise<Attr> {
+    return toAttr(await this.client.getattr(fid, GETATTR.ALL));
+  }
+
+  private async setattr(id: bigint, v: DataView): Promise<Uint8Array> {
+    const valid = v.getUint32(0, true);
+    const fid = this.node(id).fid;
+    let p9 = 0;
+    if (valid & FATTR.MODE) p9 |= SETATTR.MODE;
+    if (valid & FATTR.UID) p9 |= SETATTR.UID;
+    if (valid & FATTR.GID) p9 |= SETATTR.GID;
+    if (valid & FATTR.SIZE) p9 |= SETATTR.SIZE;
+    if (valid & (FATTR.ATIME | FATTR.ATIME_NOW)) p9 |= SETATTR.ATIME | (valid & FATTR.ATIME_NOW ? 0 : SETATTR.ATIME_SET);
+    if (valid & (FATTR.MTIME | FATTR.MTIME_NOW)) p9 |= SETATTR.MTIME | (valid & FATTR.MTIME_NOW ? 0 : SETATTR.MTIME_SET);
+    if (valid & FATTR.CTIME) p9 |= SETATTR.CTIME;
+    if (p9 !== 0) {
+      await this.client.setattr(fid, p9, {
+        size: v.getBigUint64(16, true),
+        atimeSec: v.getBigUint64(32, true),
+        mtimeSec: v.getBigUint64(40, true),
+        atimeNsec: BigInt(v.getUint32(56, true)),
+        mtimeNsec: BigInt(v.getUint32(60, true)),
+        mode: v.getUint32(68, true) & 0o7777,
+        uid: v.getUint32(76, true),
+        gid: v.getUint32(80, true),
+      });
+    }
+    return attrOut(await this.attr(fid), this.valid);
+  }
+
+  private async read(fh: number, offset: bigint, size: number): Promise<Uint8Array> {
+    // A short READ reply means end of file to the kernel, so a 9P read cut by msize is continued.
+    const parts: Uint8Array[] = [];
+    let got = 0;
+    while (got < size) {
+      const d = await this.client.read(fh, offset + BigInt(got), size - got);
+      if (d.length === 0) break;
+      parts.push(d);
+      got += d.length;
+    }
+    if (parts.length === 1) return parts[0]!;
+    return Buffer.concat(parts);
+  }
+
+  private async readdir(plus: boolean, dirNode: bigint, fh: number, offset: bigint, size: number): Promise<Uint8Array> {
+    // fuse_dirent is never smaller than 9P's entry, so `size` bytes of 9P entries fill at most the reply; the
+    // ones that do not fit are read again from the last cookie sent.
+    const entries = await this.client.readdir(fh, offset, Math.min(size, this.client.msize - 11));
+    const out = new Uint8Array(size);
+    let o = 0;
+    for (const d of entries) {
+      const dot = isDot(d.name);
+      if (!plus) {
+        if (o + direntSize(d.name.length) > size) break;
+        o = writeDirent(out, o, d.qid.path, d.offset, d.type, d.name);
+        continue;
+      }
+      if (o + direntPlusSize(d.name.length) > size) break;
+      if (dot) {
+        // The kernel takes no lookup count for `.` and `..` (node id 0 in the entry).
+        const a = zeroAttr(d.qid.path, d.type);
+        o = writeDirentPlus(out, o, 0n, a, { entry: 0, attr: 0 }, d.offset, d.type, d.name);
+        continue;
+      }
+      let entry: Uint8Array;
+      try {
+        entry = await this.lookup(dirNode, d.name);
+      } catch {
+        // Gone since the listing: send it without a node, as the kernel then looks it up itself.
+        o = writeDirentPlus(out, o, 0n, zeroAttr(d.qid.path, d.type), { entry: 0, attr: 0 }, d.offset, d.type, d.name);
+        continue;
+      }
+      out.set(entry, o);
+      o = writeDirent(out, o + entry.length, d.qid.path, d.offset, d.type, d.name);
+    }
+    return out.subarray(0, o);
+  }
+
+  private async create(h: InHeader, b: Uint8Array): Promise<Uint8Array> {
+    const v = view(b);
+    const flags = v.getUint32(0, true) & ~(O_CREAT | O_NOCTTY);
+    const mode = v.getUint32(4, true) & ~v.getUint32(8, true) & 0o7777;
+    const [name] = cstrings(b.subarray(16), 1) ?? [];
+    if (!name) throw new P9Error(EINVAL, 'CREATE without a name');
+    const fid = await this.clone(h.nodeid);
+    try {
+      await this.client.lcreate(fid, name, flags, mode, h.gid);
+    } catch (e) {
+      await this.clunk(fid);
+      throw e;
+    }
+    const entry = await this.lookup(h.nodeid, name).catch(async (e: unknown) => {
+      await this.clunk(fid);
+      throw e;
+    });
+    const out = new Uint8Array(entry.length + 16);
+    out.set(entry);
+    out.set(openOut(BigInt(fid)), entry.length);
+    return out;
+  }
+}
+
+function isDot(n: Uint8Array): boolean {
+  return (n.length === 1 && n[0] === 0x2e) || (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e);
+}
+
+/** The attributes of an Rgetattr in fuse_attr's form. */
+export function toAttr(r: Message<'Rgetattr'>): Attr {
+  return {
+    ino: r.qid.path,
+    size: r.size,
+    blocks: r.blocks,
+    atime: r.atimeSec,
+    mtime: r.mtimeSec,
+    ctime: r.ctimeSec,
+    atimensec: Number(r.atimeNsec),
+    mtimensec: Number(r.mtimeNsec),
+    ctimensec: Number(r.ctimeNsec),
+    mode: r.mode,
+    nlink: Number(r.nlink),
+    uid: r.uid,
+    gid: r.gid,
+    rdev: encodeDev(r.rdev),
+    blksize: Number(r.blksize) || 4096,
+  };
+}
+
+function zeroAttr(ino: bigint, dtype: number): Attr {
+  return {
+    ino,
+    size: 0n,
+    blocks: 0n,
+    atime: 0n,
+    mtime: 0n,
+    ctime: 0n,
+    atimensec: 0,
+    mtimensec: 0,
+    ctimensec: 0,
+    mode: (dtype << 12) >>> 0,
+    nlink: 1,
+    uid: 0,
+    gid: 0,
+    rdev: 0,
+    blksize: 4096,
+  };
+}

@@ -1,0 +1,78 @@
+/** Shared set-up of the FUSE tests: a confined `tsvisor gofer` serving a scratch root, mounted through FuseServer. */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Test } from 'tap';
+import { Client } from '../../../gofer/client/client.ts';
+import { mountFuse, unmountFuse } from '../../../sentry/fs/fuse/mount.ts';
+import { FuseServer } from '../../../sentry/fs/fuse/server.ts';
+
+const CLI = join(import.meta.dirname, '../../../cli/tsvisor.js');
+const execFileP = promisify(execFile);
+
+/** A mounted root. */
+export interface Mounted {
+  dir: string;
+  root: string;
+  mnt: string;
+  gofer: ChildProcess;
+  server: FuseServer;
+  /** Set once the server saw the connection end, with its reason. */
+  closed: { why?: string };
+}
+
+/**
+ * Runs a shell command asynchronously and gives its status and output. This process serves the mount, so nothing
+ * in it may touch the mount synchronously: not even spawn's `cwd` (libuv waits for the child's exec while the
+ * child's chdir waits for us), hence `cd` inside the command.
+ */
+export async function sh(cmd: string): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await execFileP('sh', ['-c', cmd], { timeout: 120000, maxBuffer: 64 << 20 });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, out: x.stdout ?? '', err: x.stderr ?? '' };
+  }
+}
+
+/** Starts a confined gofer on `root` and waits for its socket. */
+export async function startGofer(root: string, sock: string, ro = false): Promise<ChildProcess> {
+  const g = spawn(process.execPath, [CLI, 'gofer', '--root', root, '--listen', `unix:${sock}`, ...(ro ? ['--ro'] : [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  for (let i = 0; i < 600 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!existsSync(sock)) throw new Error('gofer did not start');
+  return g;
+}
+
+/** Makes /tmp/tgr-*: `root/` (filled by `fill`), `mnt/`, and mounts root there through a gofer. */
+export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean } = {}): Promise<Mounted> {
+  const dir = mkdtempSync('/tmp/tgr-');
+  const root = join(dir, 'root');
+  const mnt = join(dir, 'mnt');
+  mkdirSync(root);
+  mkdirSync(mnt);
+  fill(root);
+  const gofer = await startGofer(root, join(dir, 'gofer.sock'), o.ro);
+  const client = await Client.connect(join(dir, 'gofer.sock'));
+  const rootFid = client.allocFid();
+  await client.attach(rootFid, 0);
+  const fd = mountFuse(mnt, { readOnly: o.ro });
+  const closed: { why?: string } = {};
+  const server = new FuseServer(fd, client, rootFid, { onClose: (why) => (closed.why = why) });
+  server.start();
+  t.teardown(async () => {
+    unmountFuse(mnt);
+    server.close();
+    client.close();
+    if (gofer.exitCode === null && gofer.signalCode === null) {
+      const gone = new Promise((r) => gofer.once('exit', r));
+      gofer.kill('SIGTERM');
+      await gone;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, root, mnt, gofer, server, closed };
+}

@@ -44,6 +44,8 @@ import { LazyTimer } from './timer.ts';
 
 /** tcp(7): corked output waits at most this long. */
 const CORK_CEILING_MS = 200;
+// Reads of at most this many bytes (and no `into`) get a copy rather than a view of the receive queue's chunk.
+const SMALL_READ_COPY = 1024;
 
 /** SO_LINGER's value. */
 export interface Linger {
@@ -369,9 +371,15 @@ export class TcpEndpoint implements Endpoint {
       if (into) {
         q.copyOut(0, n, into, 0);
         data = into.subarray(0, n);
+      } else if (opts?.peek || n <= SMALL_READ_COPY) {
+        // A peek must not alias what stays queued. A small read is copied too: a view would lend its whole chunk,
+        // which then never returns to the pool, so a request/response connection allocated (and zeroed) a fresh
+        // chunk for every request (issue 13: TCP round trips); copying a few hundred bytes costs less.
+        data = new Uint8Array(n);
+        q.copyOut(0, n, data, 0);
       } else {
-        // A view is safe once consumed (the queue drops its chunk); a peek must not alias what stays queued.
-        data = opts?.peek ? q.peek(n).slice() : q.peek(n);
+        // A view is safe once consumed (the queue drops its chunk).
+        data = q.peek(n);
       }
       if (!opts?.peek) {
         q.consume(n);

@@ -3,6 +3,7 @@ import t from 'tap';
 import { tcpPair } from '../../../../bench/micro/pair.ts';
 import { NetError } from '../../../../netstack/errors.ts';
 import type { Endpoint, ReadResult } from '../../../../netstack/socket.ts';
+import { ByteQueue, pooledChunks } from '../../../../netstack/transport/tcp/buffer.ts';
 import { pattern } from './helper.ts';
 
 function ok(r: ReadResult | NetError): ReadResult {
@@ -78,5 +79,36 @@ t.test('window closed → a read opening it sends an update; reads that do not d
     ok(p.server.read({ into: buf, maxBytes: n }));
     t.equal(sentByServer(p) - before, updates, `read ${n} → ${updates} update(s)`);
   }
+  t.end();
+});
+
+t.test('request/response: small reads are copies, so the receive chunk goes back to the pool every time', (t) => {
+  // A view would lend the receive queue's chunk for good: every 64-byte request then cost a fresh, zeroed 2 KiB
+  // chunk (issue 13: TCP round trips). A copy leaves the chunk poolable, so the pool neither shrinks nor grows.
+  const p = tcpPair();
+  const request = pattern(64);
+  deliver(p, request);
+  ok(p.server.read());
+  // Make sure the pool holds a small chunk for the next request to take (a queue drained by copy gives its back).
+  const seed = new ByteQueue();
+  seed.append(request);
+  seed.copyOut(0, 64, new Uint8Array(64), 0);
+  seed.consume(64);
+  const before = pooledChunks();
+  t.ok(before > 0, 'the pool holds a chunk');
+  for (let i = 0; i < 50; i++) {
+    deliver(p, request);
+    const r = ok(p.server.read());
+    t.same(Buffer.from(r.data), Buffer.from(request), `request ${i} intact`);
+    t.equal(r.data.byteLength, r.data.buffer.byteLength, `request ${i}: its own array, not a view lending a chunk`);
+    t.ok(pooledChunks() >= before, `request ${i}: the pool did not shrink`);
+    t.equal(p.server.write(r.data), 64, 'answered');
+    p.clock.advance(1);
+    t.same(Buffer.from(ok(p.client.read()).data), Buffer.from(request), 'the answer arrives');
+    r.data.fill(0);
+  }
+  const big = pattern(5000);
+  deliver(p, big);
+  t.same(Buffer.from(ok(p.server.read()).data), Buffer.from(big), 'a large read (a view) is intact too');
   t.end();
 });

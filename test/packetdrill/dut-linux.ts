@@ -20,7 +20,7 @@ import { inNetns } from '../../lib/netns.ts';
 import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
-import { HostSyscalls } from './host-syscalls.ts';
+import { HostSyscalls, blockingWorkerReady } from './host-syscalls.ts';
 import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
 import { freebsdToLinux, parseSysctl } from './shell.ts';
@@ -63,7 +63,9 @@ export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Du
     // A tun device does no GRO: segments the runner injects reach TCP one by one.
     if (cfg.tso) nsRun(pair.nsA, ['ethtool', '-K', DUT_DEV, 'gro', 'off']);
     const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256, offloads: cfg.tso === true });
-    return new LinuxDut(pair, link, cfg);
+    const dut = new LinuxDut(pair, link, cfg);
+    await blockingWorkerReady();
+    return dut;
   } catch (e) {
     pair.destroy();
     throw e;

@@ -64,10 +64,13 @@ parentPort.on('message', (m) => {
   const r = calls[m.op](m.fd, m.msg, m.flags);
   parentPort.postMessage({ id: m.id, r: r < 0 ? -koffi.errno() : r });
 });
+parentPort.postMessage({ ready: true });
 `;
 
 /** The one blocking-call worker of the process (started with the first Linux DUT), and the calls waiting in it. */
 let worker: Worker | undefined;
+let workerReady: Promise<void> = Promise.resolve();
+let users = 0;
 let nextCall = 0;
 const pending = new Map<number, (r: number) => void>();
 
@@ -75,7 +78,10 @@ function blockingWorker(): Worker {
   if (worker) return worker;
   const w = new Worker(BLOCKING_WORKER, { eval: true, workerData: { koffi: createRequire(import.meta.url).resolve('koffi') } });
   w.unref();
-  w.on('message', (m: { id: number; r: number }) => {
+  let ready!: () => void;
+  workerReady = new Promise((r) => (ready = r));
+  w.on('message', (m: { id: number; r: number; ready?: boolean }) => {
+    if (m.ready) return ready();
     const done = pending.get(m.id);
     pending.delete(m.id);
     done?.(m.r);
@@ -84,9 +90,15 @@ function blockingWorker(): Worker {
     for (const done of pending.values()) done(-5); // EIO: the worker died
     pending.clear();
     worker = undefined;
+    ready();
   });
   worker = w;
   return w;
+}
+
+/** Resolves once the blocking-call worker has loaded koffi (a DUT waits for it before its script starts). */
+export function blockingWorkerReady(): Promise<void> {
+  return workerReady;
 }
 
 /** A msghdr with control messages (what the runner's calls carry beyond the Sentry's MsgHdr). */
@@ -125,8 +137,11 @@ export class HostSyscalls implements SocketSyscalls {
   /** Gives up waiting in emulated blocking calls (the script's deadline passed). */
   aborted = false;
 
+  private closed = false;
+
   constructor(private readonly netns: string) {
     blockingWorker(); // started now: loading koffi in it takes longer than a script's first events may wait
+    users++;
   }
 
   /** Closes every fd this object created that the script left open. */
@@ -142,6 +157,12 @@ export class HostSyscalls implements SocketSyscalls {
     this.fds.clear();
     this.scratchMem?.free();
     this.scratchMem = undefined;
+    // The worker goes with the last DUT using it: a thread left running would keep the process from exiting.
+    if (!this.closed && --users === 0 && worker) {
+      void worker.terminate();
+      worker = undefined;
+    }
+    this.closed = true;
   }
 
   private get scratch(): NativeBuffer {

@@ -17,6 +17,7 @@ import { Janitor } from '../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, exitStatus, launch } from '../sentry/sandbox/launch.ts';
 import { HelperBuildError, helperPath } from '../sentry/sandbox/native/build.ts';
 import { buildPolicy } from '../sentry/seccomp/policy.ts';
+import { type Rootfs, RootfsError, checkRootfs, isFileInRootfs, serveRootfs } from '../sentry/fs/rootfs.ts';
 import type { Sentry } from '../sentry/syscalls/dispatch.ts';
 import { sys } from '../lib/libc.ts';
 import { newRunId, removeCommands } from '../sentry/sandbox/netns.ts';
@@ -54,6 +55,8 @@ export interface RunOptions {
   debug: boolean;
   debugLog?: string;
   pcapLog?: string;
+  /** The program's root: DIR served by a Gofer through FUSE (sentry/fs/rootfs.ts), read-only with `--ro`. */
+  rootfs?: { dir: string; ro: boolean };
   /** Impairments (loss, delay, ...) of the sandbox's link, between the netstack and the veth. */
   impair?: ImpairSpec;
   /** How long data the program wrote before exiting may take to be delivered, in ms. */
@@ -87,6 +90,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
     impair: { value: true },
     platform: { value: true },
     'drain-timeout': { value: true },
+    rootfs: { value: true },
+    ro: {},
   }, dashes < 0 ? Infinity : 0);
   const program = dashes < 0 ? positional : argv.slice(dashes + 1);
   if (program.length === 0) throw new UsageError(`run: no PROGRAM given (${USAGE_LINE})`);
@@ -155,6 +160,9 @@ export function parseRunArgs(argv: string[]): RunOptions {
     if (i <= 0) throw new UsageError(`--env: '${kv}' is not K=V`);
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
+  const rootfs = o.rootfs as string | undefined;
+  if (rootfs !== undefined && !rootfs.startsWith('/')) throw new UsageError(`--rootfs: '${rootfs}' is not an absolute path`);
+  if (o.ro !== undefined && rootfs === undefined) throw new UsageError('--ro needs --rootfs');
   const cwd = o.cwd as string | undefined;
   if (cwd !== undefined && !cwd.startsWith('/')) throw new UsageError(`--cwd: '${cwd}' is not an absolute path`);
   let impair: ImpairSpec | undefined;
@@ -177,6 +185,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     binds,
     env,
     cwd,
+    rootfs: rootfs === undefined ? undefined : { dir: rootfs, ro: Boolean(o.ro) },
     allowRaw: Boolean(o['allow-raw']),
     strace: Boolean(o.strace),
     debug: Boolean(o.debug),
@@ -230,7 +239,15 @@ export function preflight(o: RunOptions): void {
   for (const b of o.binds) {
     if (!existsSync(b.src)) throw new CliError(`${b.ro ? '--ro-bind' : '--bind'}: '${b.src}' does not exist`);
   }
-  if (o.cwd !== undefined && o.binds.length === 0) {
+  if (o.rootfs) {
+    try {
+      checkRootfs(o.rootfs.dir);
+    } catch (e) {
+      if (e instanceof RootfsError) throw new CliError(e.message);
+      throw e;
+    }
+  }
+  if (o.cwd !== undefined && o.binds.length === 0 && !o.rootfs) {
     try {
       if (!statSync(o.cwd).isDirectory()) throw new Error();
     } catch {
@@ -320,9 +337,12 @@ async function loadModules(o: RunOptions): Promise<RunModules> {
  * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
  * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
  */
-async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules, log: (l: string) => void): Promise<Started> {
+async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules, log: (l: string) => void, rootfs?: Rootfs): Promise<Started> {
   const filter = buildPolicy({ mode: o.network, allowRaw: o.allowRaw, strace: o.strace });
-  const bwrap = bwrapArgs({ binds: o.binds, files: net.files, cwd: o.cwd, shareNet: true });
+  // In a root of its own, a generated file (resolv.conf, hosts) is bound only over a file DIR has: bwrap must create nothing there.
+  const files = rootfs ? net.files.filter((f) => isFileInRootfs(o.rootfs!.dir, f.path)) : net.files;
+  const root = rootfs ? { path: rootfs.mount, ro: rootfs.readOnly } : undefined;
+  const bwrap = bwrapArgs({ binds: o.binds, files, cwd: o.cwd ?? (rootfs ? '/' : undefined), shareNet: true, root });
   let sandbox;
   try {
     sandbox = await launch({
@@ -332,6 +352,7 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
       bwrap,
       env: { ...(process.env as Record<string, string>), ...o.env },
       user: SANDBOX_USER,
+      helperAt: rootfs ? '/dev/.tsvisor-helper' : undefined,
     });
   } catch (e) {
     if (e instanceof LaunchError) throw new CliError(e.message);
@@ -413,8 +434,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
     const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
+    const rootfs = o.rootfs ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, log: log.line }) : undefined;
+    if (rootfs) undo.push(() => rootfs.close());
     const t0 = performance.now();
-    started = await startProgram(o, net, modules, log.line);
+    started = await startProgram(o, net, modules, log.line, rootfs);
     log.line(`timing launch=${(performance.now() - t0).toFixed(1)}`);
     log.line(`timing ready=${performance.now().toFixed(1)}`);
   } catch (e) {

@@ -34,6 +34,12 @@ export interface BwrapOptions {
   shareNet?: boolean;
   /** The bwrap binary (default: `bwrap` on PATH). */
   bwrap?: string;
+  /**
+   * The program's root instead of the host's `/` read-only (`tsvisor run --rootfs`): a mount point bound at `/`,
+   * with `/proc`, `/dev` and `/tmp` the sandbox's own; it must hold those three directories (sentry/fs/rootfs.ts
+   * checks), as bwrap must create nothing in it.
+   */
+  root?: { path: string; ro: boolean };
 }
 
 /** Directories of generated files, by the argv that binds them, until `releaseFiles` deletes them. */
@@ -51,10 +57,15 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   a.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   if (o.shareNet === false) a.push('--unshare-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
-  a.push('--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev');
-  // A symlink (Debian's /var/run → /run) is covered by its target's tmpfs; bwrap cannot mount over one.
-  for (const dir of ['/tmp', '/run', '/var/run', '/dev/shm']) {
-    if (dir.startsWith('/dev/') || isRealDir(dir)) a.push('--tmpfs', dir);
+  if (o.root) {
+    a.push(o.root.ro ? '--ro-bind' : '--bind', o.root.path, '/', '--proc', '/proc', '--dev', '/dev');
+    a.push('--tmpfs', '/tmp', '--tmpfs', '/dev/shm');
+  } else {
+    a.push('--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev');
+    // A symlink (Debian's /var/run → /run) is covered by its target's tmpfs; bwrap cannot mount over one.
+    for (const dir of ['/tmp', '/run', '/var/run', '/dev/shm']) {
+      if (dir.startsWith('/dev/') || isRealDir(dir)) a.push('--tmpfs', dir);
+    }
   }
   for (const b of o.binds) {
     if (!b.src.startsWith('/') || !b.dst.startsWith('/')) throw new Error(`bind ${b.src}:${b.dst}: paths must be absolute`);

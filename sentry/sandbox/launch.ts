@@ -40,6 +40,11 @@ export interface LaunchOptions {
   user?: { uid: number; gid: number };
   /** The working directory when there is no bwrap (with bwrap, bwrapArgs' cwd). */
   cwd?: string;
+  /**
+   * Where the sandbox sees the helper (default: its host path). A root that is not the host's (`--rootfs`) has no
+   * such path, and bwrap must create nothing in it: a path under the sandbox's own `/dev` then.
+   */
+  helperAt?: string;
   /** The program's stdin, stdout and stderr: inherited (default), piped to us, or ignored. */
   stdio?: 'inherit' | 'pipe' | 'ignore';
 }
@@ -107,7 +112,7 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   const args =
     o.bwrap.length > 0
       ? // The helper's path is bound at itself in case it sits under a tmpfs bwrap mounts (/tmp, /run).
-        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, helper, '--', helper, '--stage2', '--', ...o.argv]
+        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, o.helperAt ?? helper, '--', o.helperAt ?? helper, '--stage2', '--', ...o.argv]
       : [...stage1, '--', ...o.argv];
   const io = o.stdio ?? 'inherit';
   const stdio: StdioOptions = [io, io, io, 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore'];

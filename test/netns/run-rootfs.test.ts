@@ -1,0 +1,128 @@
+// `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { tsvisorRun } from './run-helpers.ts';
+
+const CANARY = 'canary: no sandbox may read me\n';
+
+/** /var/tmp/tgr-*: `root/` a busybox root (bin/ with the applets, proc/ dev/ tmp/ etc/), `canary` beside it. */
+function busyboxRoot(t: Test): { dir: string; root: string; canary: string } {
+  const dir = mkdtempSync('/var/tmp/tgr-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const root = join(dir, 'root');
+  for (const d of ['bin', 'proc', 'dev', 'tmp', 'etc', 'work']) mkdirSync(join(root, d), { recursive: true });
+  copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
+  chmodSync(join(root, 'bin/busybox'), 0o755);
+  for (const a of ['sh', 'ls', 'cat', 'find', 'echo', 'mkdir', 'rm', 'mknod', 'readlink', 'ln', 'mv', 'wc', 'stat']) {
+    symlinkSync('busybox', join(root, 'bin', a));
+  }
+  chmodSync(join(root, 'work'), 0o777); // the program runs as an unprivileged host user: a place it may write
+  writeFileSync(join(root, 'etc/x'), 'inside x\n');
+  const canary = join(dir, 'canary');
+  writeFileSync(canary, CANARY);
+  symlinkSync(canary, join(root, 'abs'));
+  symlinkSync('../../../../../../canary', join(root, 'etc/rel'));
+  symlinkSync('/proc/1/root/../../../../canary', join(root, 'viaproc'));
+  return { dir, root, canary };
+}
+
+
+/** Mounts that a run left behind, and gofers still running over `root`. */
+function leftovers(root: string): string[] {
+  const left = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes('tsvisor-rootfs-'));
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmd.includes('gofer') && cmd.includes(root)) left.push(`gofer pid ${p}`);
+    } catch {
+      // gone
+    }
+  }
+  return left;
+}
+
+async function settle(root: string): Promise<string[]> {
+  // The gofer gets SIGTERM as run exits; give it a moment to finish.
+  for (let i = 0; i < 100; i++) {
+    if (leftovers(root).length === 0) return [];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return leftovers(root);
+}
+
+t.test('a busybox root: the program sees DIR as /, reads and lists it, /tmp /proc /dev its own; nothing left', async (t) => {
+  const { root } = busyboxRoot(t);
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
+    'ls /; echo ---; cat /etc/x; echo hi > /tmp/t && cat /tmp/t; ls /dev/null /dev/urandom; cat /proc/self/comm; ' +
+    'echo made > /work/new; find / -xdev -type f | sort']);
+  t.equal(r.code, 0, r.stderr);
+  const [ls, rest] = r.stdout.split('---\n');
+  t.same(ls!.trim().split('\n').sort(), readdirSync(root).sort(), 'ls / is DIR');
+  t.match(rest, /^inside x\nhi\n\/dev\/null\n\/dev\/urandom\ncat\n/);
+  t.match(rest, /\/bin\/busybox\n\/etc\/x\n\/work\/new\n/, 'find walks the root');
+  t.equal(readFileSync(join(root, 'work/new'), 'utf8'), 'made\n', 'a write to a writable directory lands in DIR');
+  t.notOk(existsSync(join(root, 'tmp/t')), "the program's /tmp is its own");
+  t.same(readdirSync(join(root, 'dev')), [], 'nothing created in DIR/dev');
+  t.same(await settle(root), [], 'no mount, no gofer left');
+});
+
+t.test('escapes: symlinks (absolute, relative, through ..), /proc/self/root, /proc/1/cwd, mknod; the canary stays unread', async (t) => {
+  const { root, canary, dir } = busyboxRoot(t);
+  const tries = [
+    `cat /abs`,
+    `cat /etc/rel`,
+    `cat /viaproc`,
+    `cat /proc/self/root/${canary}`,
+    `cat /proc/self/root/../../../canary`,
+    `cat /proc/1/cwd/../../canary`,
+    `cat ${canary}`,
+    `cat ${dir}/root/etc/x`,
+    `ln /abs /work/hard`,
+    `mknod /work/null c 1 3`,
+  ];
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
+    tries.map((c) => `${c} && echo "ESCAPED: ${c}"`).join('; ') + '; readlink /proc/self/root; true']);
+  t.equal(r.code, 0, r.stderr);
+  t.notMatch(r.stdout, /ESCAPED/, 'every attempt fails');
+  t.notMatch(r.stdout + r.stderr, /canary: no sandbox/, 'the canary is never read');
+  t.match(r.stdout, /^\/\n$/m, '/proc/self/root is /');
+  t.equal(readFileSync(canary, 'utf8'), CANARY);
+  t.notOk(existsSync(join(root, 'work/null')), 'no device node made');
+  t.same(await settle(root), []);
+});
+
+t.test('--ro: every change fails with EROFS, DIR unchanged', async (t) => {
+  const { root } = busyboxRoot(t);
+  const changes = ['echo w > /work/w', 'echo w >> /etc/x', 'rm /etc/x', 'mkdir /work/d', 'mv /etc/x /work/y', 'ln -s a /work/l'];
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--ro', '--', 'sh', '-c',
+    changes.map((c) => `${c} 2>&1 || true`).join('; ') + '; cat /etc/x']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal((r.stdout + r.stderr).match(/Read-only file system/g)?.length, changes.length, r.stdout + r.stderr);
+  t.match(r.stdout, /inside x\n$/);
+  t.same(readdirSync(join(root, 'work')), []);
+  t.equal(readFileSync(join(root, 'etc/x'), 'utf8'), 'inside x\n');
+  t.same(await settle(root), []);
+});
+
+t.test('bad --rootfs input: one line, non-zero status, nothing left', async (t) => {
+  const { dir, root } = busyboxRoot(t);
+  writeFileSync(join(dir, 'plain'), 'x');
+  const noproc = join(dir, 'noproc');
+  mkdirSync(noproc);
+  const cases: [string[], number, RegExp][] = [
+    [['--rootfs', join(dir, 'nope')], 1, /--rootfs: '.*nope' does not exist/],
+    [['--rootfs', join(dir, 'plain')], 1, /is not a directory/],
+    [['--rootfs', noproc], 1, /has no \/proc directory/],
+    [['--rootfs', 'relative'], 2, /not an absolute path/],
+    [['--ro'], 2, /--ro needs --rootfs/],
+  ];
+  for (const [args, status, re] of cases) {
+    const r = await tsvisorRun(undefined, ['--network=none', ...args, '--', 'true']);
+    t.equal(r.code, status, `${args.join(' ')}: status`);
+    t.match(r.stderr, re);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+  t.same(await settle(root), []);
+});

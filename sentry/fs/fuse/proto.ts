@@ -49,10 +49,14 @@ export function opName(op: number): string {
 export const INIT = {
   ASYNC_READ: 1 << 0,
   BIG_WRITES: 1 << 5,
+  AUTO_INVAL_DATA: 1 << 12,
   DO_READDIRPLUS: 1 << 13,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
 } as const;
+
+/** fuse_open_out.open_flags bits (FOPEN_*). */
+export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1 } as const;
 
 /** fuse_setattr_in.valid bits (FATTR_*). */
 export const FATTR = {

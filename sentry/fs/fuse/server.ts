@@ -13,6 +13,7 @@ import { P9Error, type Client } from '../../../gofer/client/client.ts';
 import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
 import {
   FATTR,
+  FOPEN,
   IN_HEADER_SIZE,
   INIT,
   KERNEL_VERSION,
@@ -51,8 +52,11 @@ const O_EXCL = 0o200;
 const O_NOCTTY = 0o400;
 const O_DIRECTORY = 0o200000;
 
-/** Largest WRITE the kernel sends (and READ it asks for): 32 pages of 4 KiB. */
-const MAX_IO = 128 * 1024;
+/**
+ * Largest WRITE the kernel sends (and READ it asks for): 128 pages of 4 KiB, which fits in one 9P read or write
+ * at the Gofer's msize of 1 MiB.
+ */
+const MAX_IO = 512 * 1024;
 
 /** One inode the kernel knows. */
 interface Node {
@@ -189,7 +193,7 @@ export class FuseServer {
           await this.clunk(fid);
           throw e;
         }
-        return openOut(BigInt(fid));
+        return openOut(BigInt(fid), h.opcode === OP.OPEN ? FOPEN.KEEP_CACHE : 0);
       }
       case OP.READ:
         return this.read(Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), v.getUint32(16, true));
@@ -278,9 +282,11 @@ export class FuseServer {
     if (major !== KERNEL_VERSION) return EPROTO;
     const maxReadahead = v.getUint32(8, true);
     const offered = v.getUint32(12, true);
-    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES;
+    // AUTO_INVAL_DATA: the kernel drops a file's cached pages when GETATTR shows another size or mtime, so pages
+    // may be kept across opens (KEEP_CACHE) without serving stale data for longer than the attribute validity.
+    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.AUTO_INVAL_DATA;
     return initOut({
-      maxReadahead,
+      maxReadahead: Math.min(maxReadahead, MAX_IO),
       flags: offered & want,
       maxBackground: 16,
       congestionThreshold: 12,

@@ -108,3 +108,11 @@ t.test('encodeDev packs a glibc dev_t as the kernel decodes it', async (t) => {
   t.equal(encodeDev(glibc(1n, 3n)), (1 << 8) | 3, '/dev/null');
   t.equal(encodeDev(glibc(259n, 0x12345n)), (0x45 | (259 << 8) | (0x123 << 20)) >>> 0);
 });
+
+t.test('a change made in DIR behind the mount shows once the attribute validity (1 s) has passed', async (t) => {
+  const m = await mountScratch(t, fill);
+  t.equal((await sh(`cat ${m.mnt}/etc/x; cat ${m.mnt}/etc/x`)).out, 'hello from x\nhello from x\n', 'read twice (kept in the page cache)');
+  writeFileSync(join(m.root, 'etc/x'), 'changed behind its back, longer\n');
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'changed behind its back, longer\n');
+});

@@ -10,10 +10,17 @@ export interface NodeClockOptions {
   unref?: boolean;
 }
 
-/** A Clock on `performance.now()` with one Node timer (or immediate) for the earliest pending deadline. */
+/**
+ * A Clock on `performance.now()` with one Node timer for the earliest future deadline and one immediate for
+ * timers already due. The two are armed independently: a delay-0 timer (the stack's flush after a write outside
+ * a receive batch, once per reply of a request/response exchange) adds an immediate and leaves the Node timer of
+ * a later deadline (delayed ACK, RTO) where it is, instead of clearing it and setting it again after the
+ * immediate (issue 13: TCP round trips).
+ */
 export class NodeClock implements Clock {
   private readonly timers = new TimerQueue();
-  private armedAt = Infinity;
+  // Deadline the Node timer is set for (Infinity: none).
+  private timeoutAt = Infinity;
   private timeout: ReturnType<typeof setTimeout> | null = null;
   private immediate: ReturnType<typeof setImmediate> | null = null;
   private readonly unref: boolean;
@@ -27,9 +34,10 @@ export class NodeClock implements Clock {
   }
 
   schedule(delayMs: number, fn: () => void): Timer {
-    const at = performance.now() + Math.max(0, delayMs);
+    const now = performance.now();
+    const at = now + Math.max(0, delayMs);
     const t = this.timers.add(at, fn);
-    if (at < this.armedAt) this.arm(at);
+    this.arm(at, now);
     return t;
   }
 
@@ -41,34 +49,42 @@ export class NodeClock implements Clock {
   /** Cancels every pending timer and releases the Node timer. */
   dispose(): void {
     this.timers.clear();
-    this.disarm();
-  }
-
-  private arm(at: number): void {
-    this.disarm();
-    this.armedAt = at;
-    const delay = at - performance.now();
-    if (delay <= 0) {
-      this.immediate = setImmediate(this.fire);
-      if (this.unref) this.immediate.unref();
-    } else {
-      this.timeout = setTimeout(this.fire, delay);
-      if (this.unref) this.timeout.unref();
-    }
-  }
-
-  private disarm(): void {
     if (this.timeout !== null) clearTimeout(this.timeout);
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.timeout = null;
     this.immediate = null;
-    this.armedAt = Infinity;
+    this.timeoutAt = Infinity;
   }
 
-  private readonly fire = (): void => {
+  // Makes sure something wakes the clock by `at`: the immediate when it is due, else the Node timer when it is
+  // not already set for that deadline or an earlier one (one set earlier fires as a no-op and re-arms).
+  private arm(at: number, now: number): void {
+    if (at <= now) {
+      if (this.immediate === null) {
+        this.immediate = setImmediate(this.fire);
+        if (this.unref) this.immediate.unref();
+      }
+      return;
+    }
+    if (at >= this.timeoutAt) return;
+    if (this.timeout !== null) clearTimeout(this.timeout);
+    this.timeoutAt = at;
+    this.timeout = setTimeout(this.fireTimeout, at - now);
+    if (this.unref) this.timeout.unref();
+  }
+
+  private readonly fireTimeout = (): void => {
     this.timeout = null;
+    this.timeoutAt = Infinity;
+    this.run();
+  };
+
+  private readonly fire = (): void => {
     this.immediate = null;
-    this.armedAt = Infinity;
+    this.run();
+  };
+
+  private run(): void {
     // Timers scheduled by callbacks of this pass wait for the next one, so a timer that re-arms itself with
     // delay 0 cannot starve the event loop.
     const lastSeq = this.timers.nextSeq;
@@ -77,7 +93,7 @@ export class NodeClock implements Clock {
       for (let fn = this.timers.takeDue(now, lastSeq); fn; fn = this.timers.takeDue(now, lastSeq)) fn();
     } finally {
       const next = this.timers.peek();
-      if (next !== undefined && next.at < this.armedAt) this.arm(next.at);
+      if (next !== undefined) this.arm(next.at, performance.now());
     }
-  };
+  }
 }

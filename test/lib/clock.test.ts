@@ -124,3 +124,46 @@ t.test('now() → monotonic milliseconds', async (t) => {
   // Milliseconds, as the wall clock counts them over the same stretch (however long load made it).
   t.ok(Math.abs(b - a - wall) < 5, `${(b - a).toFixed(1)} ms on the clock, ${wall} ms on the wall`);
 });
+
+t.test('delay-0 timers while a later one is pending → its Node timer is neither cleared nor set again', async (t) => {
+  // The stack schedules a delay-0 flush after every reply written outside a receive batch; the clock used to
+  // clear the delayed-ACK/RTO Node timer for it and set it again after the immediate (issue 13: TCP round trips).
+  const clock = new NodeClock();
+  const g = globalThis as unknown as { setTimeout: typeof setTimeout; clearTimeout: typeof clearTimeout };
+  const [realSet, realClear] = [g.setTimeout, g.clearTimeout];
+  let sets = 0;
+  let clears = 0;
+  let later = 0;
+  const lateTimer = clock.schedule(60_000, () => later++);
+  // Only Node timers of the long deadline count (waitFor polls with short ones of its own).
+  const long = (ms: unknown) => typeof ms === 'number' && ms > 10_000;
+  g.setTimeout = ((fn: () => void, ms?: number) => {
+    if (long(ms)) sets++;
+    return realSet(fn, ms);
+  }) as typeof setTimeout;
+  g.clearTimeout = ((h: Parameters<typeof clearTimeout>[0]) => {
+    if (long((h as { _idleTimeout?: number } | undefined)?._idleTimeout)) clears++;
+    realClear(h);
+  }) as typeof clearTimeout;
+  let fired = 0;
+  try {
+    for (let i = 0; i < 100; i++) {
+      clock.schedule(0, () => fired++);
+      await waitFor(() => fired === i + 1, HANG_MS, `delay-0 timer ${i}`);
+    }
+  } finally {
+    g.setTimeout = realSet;
+    g.clearTimeout = realClear;
+  }
+  t.equal(fired, 100, 'every delay-0 timer fired');
+  t.equal(sets, 0, 'no Node timer set');
+  t.equal(clears, 0, 'no Node timer cleared');
+  t.equal(later, 0, 'the later timer has not fired');
+  t.equal(clock.pending, 1, 'and is still pending');
+  // An earlier deadline than the armed one still gets a Node timer of its own.
+  let soon = 0;
+  clock.schedule(5, () => soon++);
+  await waitFor(() => soon === 1, HANG_MS, 'the 5 ms timer');
+  lateTimer.cancel();
+  clock.dispose();
+});

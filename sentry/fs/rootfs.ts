@@ -113,7 +113,8 @@ export async function serveRootfs(dir: string, o: { readOnly: boolean; log?: (l:
     });
     for (let i = 0; i < 1200 && !existsSync(sock) && goferExit === ''; i++) await new Promise((r) => setTimeout(r, 50));
     if (!existsSync(sock)) throw new RootfsError(`--rootfs: the gofer did not start${goferExit ? ` (${goferExit})` : ''}`);
-    client = await Client.connect(sock);
+    // The tsvisor dialect: opened files come with their host descriptor, for FUSE passthrough.
+    client = await Client.connect(sock, 1 << 20, { donation: true });
     const rootFid = client.allocFid();
     await client.attach(rootFid, 0);
     const fd = mountFuse(mount, { readOnly: o.readOnly, source: `tsvisor:${dir}` });

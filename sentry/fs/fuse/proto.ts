@@ -53,10 +53,24 @@ export const INIT = {
   DO_READDIRPLUS: 1 << 13,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
+  /** flags2 follows in fuse_init_in/out. */
+  INIT_EXT: 1 << 30,
 } as const;
 
+/** fuse_init flags2 bits (the flags' upper 32 bits). */
+export const INIT2 = {
+  /** FUSE_PASSTHROUGH (bit 37): opens may hand the kernel a backing file to read and write directly. */
+  PASSTHROUGH: 1 << 5,
+} as const;
+
+/** ioctls on /dev/fuse: register a backing file (struct fuse_backing_map) for passthrough, and drop one. */
+export const FUSE_DEV_IOC_BACKING_OPEN = 0x4010e501;
+export const FUSE_DEV_IOC_BACKING_CLOSE = 0x4004e502;
+/** The deepest stacking allowed (FILESYSTEM_MAX_STACK_DEPTH): a backing file on overlayfs is depth 1. */
+export const MAX_STACK_DEPTH = 2;
+
 /** fuse_open_out.open_flags bits (FOPEN_*). */
-export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1 } as const;
+export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PASSTHROUGH: 1 << 7 } as const;
 
 /** fuse_setattr_in.valid bits (FATTR_*). */
 export const FATTR = {
@@ -73,9 +87,13 @@ export const FATTR = {
   CTIME: 1 << 10,
 } as const;
 
-/** The protocol version this server speaks (7.31: every struct it uses has its modern size). */
+/**
+ * The protocol version this server speaks: 7.40 (FUSE passthrough) where the kernel knows it, else the kernel's
+ * own but at least 7.31 (from there on, every struct used here has its modern size).
+ */
 export const KERNEL_VERSION = 7;
-export const MINOR_VERSION = 31;
+export const MINOR_VERSION = 40;
+export const MIN_MINOR_VERSION = 31;
 
 export const IN_HEADER_SIZE = 40;
 export const OUT_HEADER_SIZE = 16;
@@ -201,12 +219,13 @@ export function attrOut(a: Attr, valid: Validity): Uint8Array {
   return b;
 }
 
-/** A fuse_open_out (open_flags 0: the kernel's page cache is kept per its own rules). */
-export function openOut(fh: bigint, openFlags = 0): Uint8Array {
+/** A fuse_open_out; `backingId` (with FOPEN.PASSTHROUGH) names a backing file registered for it. */
+export function openOut(fh: bigint, openFlags = 0, backingId = 0): Uint8Array {
   const b = new Uint8Array(16);
   const v = view(b);
   v.setBigUint64(0, fh, true);
   v.setUint32(8, openFlags, true);
+  v.setInt32(12, backingId, true);
   return b;
 }
 
@@ -285,14 +304,18 @@ export interface InitSettings {
   /** Nanosecond granularity of times (1). */
   timeGran: number;
   maxPages: number;
+  /** The minor version agreed. */
+  minor: number;
+  flags2: number;
+  maxStackDepth: number;
 }
 
-/** A fuse_init_out for minor 31 (64 bytes). */
+/** A fuse_init_out (64 bytes). */
 export function initOut(s: InitSettings): Uint8Array {
   const b = new Uint8Array(64);
   const v = view(b);
   v.setUint32(0, KERNEL_VERSION, true);
-  v.setUint32(4, MINOR_VERSION, true);
+  v.setUint32(4, s.minor, true);
   v.setUint32(8, s.maxReadahead, true);
   v.setUint32(12, s.flags, true);
   v.setUint16(16, s.maxBackground, true);
@@ -300,6 +323,8 @@ export function initOut(s: InitSettings): Uint8Array {
   v.setUint32(20, s.maxWrite, true);
   v.setUint32(24, s.timeGran, true);
   v.setUint16(28, s.maxPages, true);
+  v.setUint32(32, s.flags2, true);
+  v.setUint32(36, s.maxStackDepth, true);
   return b;
 }
 

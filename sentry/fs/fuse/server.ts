@@ -14,9 +14,15 @@ import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
 import {
   FATTR,
   FOPEN,
+  FUSE_DEV_IOC_BACKING_CLOSE,
+  FUSE_DEV_IOC_BACKING_OPEN,
   IN_HEADER_SIZE,
   INIT,
+  INIT2,
   KERNEL_VERSION,
+  MAX_STACK_DEPTH,
+  MIN_MINOR_VERSION,
+  MINOR_VERSION,
   MIN_READ_BUFFER,
   OP,
   attrOut,
@@ -41,6 +47,7 @@ import {
 
 const EIO = 5;
 const EAGAIN = 11;
+const EBUSY = 16;
 const EINVAL = 22;
 const ENODEV = 19;
 const ENOENT = 2;
@@ -65,12 +72,22 @@ interface Node {
   /** The kernel's lookup count: FORGET subtracts, and at zero the fid is clunked. */
   nlookup: bigint;
   ino: bigint;
+  /**
+   * The backing file registered for this inode's passthrough opens, shared by all of them while any is open (the
+   * kernel refuses a second, different backing file on an inode: EIO), and whether it was opened for writing.
+   */
+  backing?: { id: number; writable: boolean; opens: number };
 }
 
 /** Options of the server. */
 export interface FuseServerOptions {
   /** Seconds the kernel may cache lookups and attributes (default 1). */
   validity?: Validity;
+  /**
+   * Hand the kernel donated descriptors as backing files (FUSE passthrough, Linux 6.9+) when the client agreed
+   * the 9P2000.L.tsvisor dialect and the kernel offers it; default true.
+   */
+  passthrough?: boolean;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -86,6 +103,13 @@ export class FuseServer {
   private readonly valid: Validity;
   /** Requests answered so far, by opcode name (for tests and stats). */
   readonly counts = new Map<string, number>();
+  /** Whether the kernel and the Gofer agreed to passthrough (known after INIT). */
+  passthrough = false;
+  /** Opens answered with a backing file, and registrations the kernel refused. */
+  passthroughOpens = 0;
+  backingErrors = 0;
+  /** Passthrough file handles, by fid, and their node. */
+  private readonly backed = new Map<number, Node>();
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -187,13 +211,15 @@ export class FuseServer {
       case OP.OPENDIR: {
         const flags = v.getUint32(0, true) & ~(O_CREAT | O_EXCL | O_NOCTTY);
         const fid = await this.clone(h.nodeid);
+        let r;
         try {
-          await this.client.lopen(fid, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags);
+          r = await this.client.lopen(fid, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags);
         } catch (e) {
           await this.clunk(fid);
           throw e;
         }
-        return openOut(BigInt(fid), h.opcode === OP.OPEN ? FOPEN.KEEP_CACHE : 0);
+        if (h.opcode === OP.OPENDIR) return openOut(BigInt(fid));
+        return this.opened(h.nodeid, fid, (flags & 3) !== 0, r.fd);
       }
       case OP.READ:
         return this.read(Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), v.getUint32(16, true));
@@ -207,9 +233,19 @@ export class FuseServer {
         return out;
       }
       case OP.RELEASE:
-      case OP.RELEASEDIR:
-        await this.clunk(Number(v.getBigUint64(0, true)));
+      case OP.RELEASEDIR: {
+        const fh = Number(v.getBigUint64(0, true));
+        const node = this.backed.get(fh);
+        if (node) {
+          this.backed.delete(fh);
+          if (node.backing && --node.backing.opens === 0) {
+            sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
+            node.backing = undefined;
+          }
+        }
+        await this.clunk(fh);
         return new Uint8Array(0);
+      }
       case OP.FLUSH:
         return new Uint8Array(0); // nothing is buffered here: writes went to the Gofer before their reply
       case OP.FSYNC:
@@ -282,18 +318,62 @@ export class FuseServer {
     if (major !== KERNEL_VERSION) return EPROTO;
     const maxReadahead = v.getUint32(8, true);
     const offered = v.getUint32(12, true);
+    const kernelMinor = v.getUint32(4, true);
+    const offered2 = offered & INIT.INIT_EXT && v.byteLength >= 20 ? v.getUint32(16, true) : 0;
+    const minor = Math.max(MIN_MINOR_VERSION, Math.min(kernelMinor, MINOR_VERSION));
+    // Passthrough: only with descriptors to hand over (the Gofer donates them) and a kernel that offers it.
+    this.passthrough = (this.opts.passthrough ?? true) && this.client.donating && (offered2 & INIT2.PASSTHROUGH) !== 0 && minor >= 40;
     // AUTO_INVAL_DATA: the kernel drops a file's cached pages when GETATTR shows another size or mtime, so pages
     // may be kept across opens (KEEP_CACHE) without serving stale data for longer than the attribute validity.
     const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.AUTO_INVAL_DATA;
     return initOut({
       maxReadahead: Math.min(maxReadahead, MAX_IO),
-      flags: offered & want,
+      flags: (offered & want) | (this.passthrough ? INIT.INIT_EXT : 0),
       maxBackground: 16,
       congestionThreshold: 12,
       maxWrite: MAX_IO,
       timeGran: 1,
       maxPages: MAX_IO / 4096,
+      minor,
+      flags2: this.passthrough ? INIT2.PASSTHROUGH : 0,
+      maxStackDepth: this.passthrough ? MAX_STACK_DEPTH : 0,
     });
+  }
+
+  /**
+   * The fuse_open_out of an opened fid. With passthrough and a donated descriptor, the inode's backing file (the
+   * descriptor, registered with the kernel, or the one its other open files share) serves the open: the kernel
+   * reads and writes it directly and never asks us. Without, the kernel's page cache is kept across opens
+   * (KEEP_CACHE) and READ/WRITE come here.
+   */
+  private opened(nodeid: bigint, fid: number, writable: boolean, fd: number | undefined): Uint8Array {
+    const node = this.nodes.get(nodeid);
+    if (fd === undefined || !this.passthrough || !node) {
+      if (fd !== undefined) sys.close(fd);
+      return openOut(BigInt(fid), FOPEN.KEEP_CACHE);
+    }
+    if (node.backing && (node.backing.writable || !writable)) {
+      sys.close(fd);
+    } else {
+      if (node.backing) {
+        // A read-only backing file in use and a write wanted: the kernel allows one backing file per inode.
+        sys.close(fd);
+        throw new P9Error(EBUSY, 'OPEN for writing while read-only passthrough opens are live');
+      }
+      const map = new Uint8Array(16);
+      view(map).setInt32(0, fd, true);
+      const id = sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_OPEN, map);
+      sys.close(fd);
+      if (id < 0) {
+        this.backingErrors++;
+        return openOut(BigInt(fid), FOPEN.KEEP_CACHE);
+      }
+      node.backing = { id, writable, opens: 0 };
+    }
+    node.backing.opens++;
+    this.backed.set(fid, node);
+    this.passthroughOpens++;
+    return openOut(BigInt(fid), FOPEN.PASSTHROUGH, node.backing.id);
   }
 
   private node(id: bigint): Node {
@@ -441,19 +521,21 @@ export class FuseServer {
     const [name] = cstrings(b.subarray(16), 1) ?? [];
     if (!name) throw new P9Error(EINVAL, 'CREATE without a name');
     const fid = await this.clone(h.nodeid);
+    let r;
     try {
-      await this.client.lcreate(fid, name, flags, mode, h.gid);
+      r = await this.client.lcreate(fid, name, flags, mode, h.gid);
     } catch (e) {
       await this.clunk(fid);
       throw e;
     }
     const entry = await this.lookup(h.nodeid, name).catch(async (e: unknown) => {
+      if (r.fd !== undefined) sys.close(r.fd);
       await this.clunk(fid);
       throw e;
     });
     const out = new Uint8Array(entry.length + 16);
     out.set(entry);
-    out.set(openOut(BigInt(fid)), entry.length);
+    out.set(this.opened(view(entry).getBigUint64(0, true), fid, (flags & 3) !== 0, r.fd), entry.length);
     return out;
   }
 }

@@ -18,90 +18,6 @@ function fill(root: string): void {
 
 const STAT = "find . -print0 | sort -z | xargs -0 stat -c '%n %F %s %a %h %u %g %i %Y'";
 
-t.test('the host reads the tree through the mount as it is on disk (ls, cat, find, stat, readlink)', async (t) => {
-  const m = await mountScratch(t, fill);
-  const direct = await sh(`cd ${m.root} && ${STAT}`);
-  const through = await sh(`cd ${m.mnt} && ${STAT}`);
-  t.equal(through.code, 0, through.err);
-  t.equal(through.out, direct.out, 'find+stat agree on names, types, sizes, modes, links, owners, inodes, times');
-  t.equal(through.out.split('\n').length, direct.out.split('\n').length);
-  t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'hello from x\n');
-  t.equal((await sh(`cat ${m.mnt}/a/rel`)).out, 'hello from x\n', 'a relative symlink resolves inside');
-  t.equal((await sh(`readlink ${m.mnt}/a/rel`)).out, '../etc/x\n');
-  const ls = await sh(`ls ${m.mnt}/a/b | wc -l`);
-  t.equal(ls.out.trim(), '301', 'a 301-entry directory lists whole (several READDIRs)');
-  const cmp = await sh(`cmp ${m.root}/big ${m.mnt}/big && md5sum < ${m.mnt}/big`);
-  t.equal(cmp.code, 0, 'a 3 MiB file reads back byte for byte');
-  t.equal((await sh(`df -P ${m.mnt} | tail -1 | awk '{print $1}'`)).out.trim(), 'tsvisor', 'STATFS answers');
-  t.equal((await sh(`cat ${m.mnt}/nope`)).code, 1, 'a missing name is an error');
-  t.match((await sh(`cat ${m.mnt}/nope`)).err, /No such file/);
-  t.ok((m.server.counts.get('READDIRPLUS') ?? 0) + (m.server.counts.get('READDIR') ?? 0) > 0);
-});
-
-t.test('changes through the mount land in the directory', async (t) => {
-  const m = await mountScratch(t, fill);
-  const script = [
-    `cd ${m.mnt}`,
-    'echo written > new',
-    'mkdir -p d/e',
-    'mv new d/e/moved',
-    'cat d/e/moved',
-    'rm etc/x',
-    'rmdir a/b/c',
-    'truncate -s 4 big',
-    'touch -d 2001-02-03T04:05:06Z a/b/f1',
-    'chmod 640 a/b/f2',
-    'ln -s target sl',
-    'ln a/b/f3 hard',
-    'dd if=/dev/zero of=zeros bs=64k count=40 status=none',
-  ].join(' && ');
-  const r = await sh(script);
-  t.equal(r.code, 0, r.err);
-  t.equal(r.out, 'written\n');
-  t.equal(readFileSync(join(m.root, 'd/e/moved'), 'utf8'), 'written\n');
-  t.notOk(existsSync(join(m.root, 'new')));
-  t.notOk(existsSync(join(m.root, 'etc/x')));
-  t.notOk(existsSync(join(m.root, 'a/b/c')));
-  t.equal(statSync(join(m.root, 'big')).size, 4);
-  t.equal(statSync(join(m.root, 'a/b/f1')).mtime.toISOString(), '2001-02-03T04:05:06.000Z');
-  t.equal(statSync(join(m.root, 'a/b/f2')).mode & 0o777, 0o640);
-  t.equal(statSync(join(m.root, 'hard')).nlink, 2);
-  t.equal(statSync(join(m.root, 'zeros')).size, 40 * 65536);
-  t.equal((await sh(`readlink ${m.mnt}/sl`)).out, 'target\n');
-  t.equal((await sh(`rmdir ${m.mnt}/d`)).code, 1, 'rmdir of a non-empty directory fails');
-});
-
-t.test('read-only: every change fails with EROFS and nothing changes', async (t) => {
-  const m = await mountScratch(t, fill, { ro: true });
-  t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'hello from x\n');
-  for (const cmd of ['echo x > new', 'echo x >> etc/x', 'rm etc/x', 'mkdir d', 'mv etc/x y', 'chmod 777 etc/x', 'ln -s a b', 'truncate -s 0 big', 'touch etc/x']) {
-    const r = await sh(`cd ${m.mnt} && ${cmd}`);
-    t.not(r.code, 0, `${cmd} fails`);
-    t.match(r.err, /Read-only file system/, `${cmd}: EROFS`);
-  }
-  t.equal(readFileSync(join(m.root, 'etc/x'), 'utf8'), 'hello from x\n');
-  t.equal(statSync(join(m.root, 'big')).size, 3 << 20);
-});
-
-t.test('a gofer that dies takes the file calls to an error, never to the host files', async (t) => {
-  const m = await mountScratch(t, fill);
-  t.equal((await sh(`cat ${m.mnt}/etc/x`)).code, 0);
-  const gone = new Promise((r) => m.gofer.once('exit', r));
-  m.gofer.kill('SIGKILL');
-  await gone;
-  const r = await sh(`cat ${m.mnt}/a/b/f7; ls ${m.mnt}/a/b/c`);
-  t.not(r.code, 0);
-  t.match(r.err, /Input\/output error|No such file/);
-  t.notMatch(r.out, /file 7/);
-});
-
-t.test('unmounting ends the server', async (t) => {
-  const m = await mountScratch(t, fill);
-  t.equal((await sh(`umount ${m.mnt}`)).code, 0);
-  for (let i = 0; i < 100 && !m.closed.why; i++) await new Promise((r) => setTimeout(r, 50));
-  t.equal(m.closed.why, 'unmounted');
-});
-
 t.test('encodeDev packs a glibc dev_t as the kernel decodes it', async (t) => {
   const glibc = (major: bigint, minor: bigint) =>
     ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
@@ -109,10 +25,111 @@ t.test('encodeDev packs a glibc dev_t as the kernel decodes it', async (t) => {
   t.equal(encodeDev(glibc(259n, 0x12345n)), (0x45 | (259 << 8) | (0x123 << 20)) >>> 0);
 });
 
-t.test('a change made in DIR behind the mount shows once the attribute validity (1 s) has passed', async (t) => {
-  const m = await mountScratch(t, fill);
-  t.equal((await sh(`cat ${m.mnt}/etc/x; cat ${m.mnt}/etc/x`)).out, 'hello from x\nhello from x\n', 'read twice (kept in the page cache)');
-  writeFileSync(join(m.root, 'etc/x'), 'changed behind its back, longer\n');
-  await new Promise((r) => setTimeout(r, 1500));
-  t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'changed behind its back, longer\n');
+// Each behaviour through 9P reads and writes, and through FUSE passthrough of the Gofer's donated descriptors.
+for (const passthrough of [false, true]) {
+  const mode = passthrough ? 'passthrough' : '9P I/O';
+
+  t.test(`${mode}: the host reads the tree through the mount as it is on disk (ls, cat, find, stat, readlink)`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    const direct = await sh(`cd ${m.root} && ${STAT}`);
+    const through = await sh(`cd ${m.mnt} && ${STAT}`);
+    t.equal(through.code, 0, through.err);
+    t.equal(through.out, direct.out, 'find+stat agree on names, types, sizes, modes, links, owners, inodes, times');
+    t.equal(through.out.split('\n').length, direct.out.split('\n').length);
+    t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'hello from x\n');
+    t.equal((await sh(`cat ${m.mnt}/a/rel`)).out, 'hello from x\n', 'a relative symlink resolves inside');
+    t.equal((await sh(`readlink ${m.mnt}/a/rel`)).out, '../etc/x\n');
+    const ls = await sh(`ls ${m.mnt}/a/b | wc -l`);
+    t.equal(ls.out.trim(), '301', 'a 301-entry directory lists whole (several READDIRs)');
+    const cmp = await sh(`cmp ${m.root}/big ${m.mnt}/big && md5sum < ${m.mnt}/big`);
+    t.equal(cmp.code, 0, 'a 3 MiB file reads back byte for byte');
+    t.equal((await sh(`df -P ${m.mnt} | tail -1 | awk '{print $1}'`)).out.trim(), 'tsvisor', 'STATFS answers');
+    t.equal((await sh(`cat ${m.mnt}/nope`)).code, 1, 'a missing name is an error');
+    t.match((await sh(`cat ${m.mnt}/nope`)).err, /No such file/);
+    t.ok((m.server.counts.get('READDIRPLUS') ?? 0) + (m.server.counts.get('READDIR') ?? 0) > 0);
+  });
+
+  t.test(`${mode}: changes through the mount land in the directory`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    const script = [
+      `cd ${m.mnt}`,
+      'echo written > new',
+      'mkdir -p d/e',
+      'mv new d/e/moved',
+      'cat d/e/moved',
+      'rm etc/x',
+      'rmdir a/b/c',
+      'truncate -s 4 big',
+      'touch -d 2001-02-03T04:05:06Z a/b/f1',
+      'chmod 640 a/b/f2',
+      'ln -s target sl',
+      'ln a/b/f3 hard',
+      'dd if=/dev/zero of=zeros bs=64k count=40 status=none',
+    ].join(' && ');
+    const r = await sh(script);
+    t.equal(r.code, 0, r.err);
+    t.equal(r.out, 'written\n');
+    t.equal(readFileSync(join(m.root, 'd/e/moved'), 'utf8'), 'written\n');
+    t.notOk(existsSync(join(m.root, 'new')));
+    t.notOk(existsSync(join(m.root, 'etc/x')));
+    t.notOk(existsSync(join(m.root, 'a/b/c')));
+    t.equal(statSync(join(m.root, 'big')).size, 4);
+    t.equal(statSync(join(m.root, 'a/b/f1')).mtime.toISOString(), '2001-02-03T04:05:06.000Z');
+    t.equal(statSync(join(m.root, 'a/b/f2')).mode & 0o777, 0o640);
+    t.equal(statSync(join(m.root, 'hard')).nlink, 2);
+    t.equal(statSync(join(m.root, 'zeros')).size, 40 * 65536);
+    t.equal((await sh(`readlink ${m.mnt}/sl`)).out, 'target\n');
+    t.equal((await sh(`rmdir ${m.mnt}/d`)).code, 1, 'rmdir of a non-empty directory fails');
+  });
+
+  t.test(`${mode}: read-only: every change fails with EROFS and nothing changes`, async (t) => {
+    const m = await mountScratch(t, fill, { ro: true, passthrough });
+    t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'hello from x\n');
+    for (const cmd of ['echo x > new', 'echo x >> etc/x', 'rm etc/x', 'mkdir d', 'mv etc/x y', 'chmod 777 etc/x', 'ln -s a b', 'truncate -s 0 big', 'touch etc/x']) {
+      const r = await sh(`cd ${m.mnt} && ${cmd}`);
+      t.not(r.code, 0, `${cmd} fails`);
+      t.match(r.err, /Read-only file system/, `${cmd}: EROFS`);
+    }
+    t.equal(readFileSync(join(m.root, 'etc/x'), 'utf8'), 'hello from x\n');
+    t.equal(statSync(join(m.root, 'big')).size, 3 << 20);
+  });
+
+  t.test(`${mode}: a gofer that dies takes the file calls to an error, never to the host files`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    t.equal((await sh(`cat ${m.mnt}/etc/x`)).code, 0);
+    const gone = new Promise((r) => m.gofer.once('exit', r));
+    m.gofer.kill('SIGKILL');
+    await gone;
+    const r = await sh(`cat ${m.mnt}/a/b/f7; ls ${m.mnt}/a/b/c`);
+    t.not(r.code, 0);
+    t.match(r.err, /Input\/output error|No such file/);
+    t.notMatch(r.out, /file 7/);
+  });
+
+  t.test(`${mode}: unmounting ends the server`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    t.equal((await sh(`umount ${m.mnt}`)).code, 0);
+    for (let i = 0; i < 100 && !m.closed.why; i++) await new Promise((r) => setTimeout(r, 50));
+    t.equal(m.closed.why, 'unmounted');
+  });
+
+
+  t.test(`${mode}: a change made in DIR behind the mount shows once the attribute validity (1 s) has passed`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    t.equal((await sh(`cat ${m.mnt}/etc/x; cat ${m.mnt}/etc/x`)).out, 'hello from x\nhello from x\n', 'read twice (kept in the page cache)');
+    writeFileSync(join(m.root, 'etc/x'), 'changed behind its back, longer\n');
+    await new Promise((r) => setTimeout(r, 1500));
+    t.equal((await sh(`cat ${m.mnt}/etc/x`)).out, 'changed behind its back, longer\n');
+  });
+}
+
+t.test('passthrough: opened files are read and written by the kernel directly, no READ or WRITE reaches the server', async (t) => {
+  const m = await mountScratch(t, fill, { passthrough: true });
+  const r = await sh(`cmp ${m.root}/big ${m.mnt}/big && cp ${m.root}/big ${m.mnt}/copy && cmp ${m.root}/big ${m.root}/copy && echo ok`);
+  t.equal(r.out, 'ok\n', r.err);
+  t.ok(m.server.passthrough, 'the kernel and the gofer agreed to passthrough');
+  t.ok(m.server.passthroughOpens >= 2, `${m.server.passthroughOpens} opens passed through`);
+  t.equal(m.server.counts.get('READ') ?? 0, 0, 'no READ');
+  t.equal(m.server.counts.get('WRITE') ?? 0, 0, 'no WRITE');
+  t.equal(m.server.backingErrors, 0);
 });

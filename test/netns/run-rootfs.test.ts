@@ -1,4 +1,5 @@
 // `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
+import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -124,5 +125,44 @@ t.test('bad --rootfs input: one line, non-zero status, nothing left', async (t) 
     t.match(r.stderr, re);
     t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   }
+  t.same(await settle(root), []);
+});
+
+t.test('a rename race: the host swaps a directory with a symlink out of DIR while the program opens through it, 10,000 rounds', async (t) => {
+  const { dir, root } = busyboxRoot(t);
+  mkdirSync(join(root, 'work/d'));
+  writeFileSync(join(root, 'work/d/f'), 'inside\n');
+  mkdirSync(join(dir, 'outside'));
+  writeFileSync(join(dir, 'outside/f'), CANARY);
+  // Both an absolute link (the host's path of outside/) and a relative one climbing out of DIR.
+  symlinkSync(join(dir, 'outside'), join(root, 'work/abs'));
+  symlinkSync('../../outside', join(root, 'work/rel'));
+  // The swapper: renameat2(RENAME_EXCHANGE) of work/d with each link in turn, as fast as it goes, until killed.
+  const swapper = spawn('python3', ['-c', `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+w = os.open(${JSON.stringify(join(root, 'work'))}, os.O_PATH)
+n = 0
+while True:
+    for l in (b'abs', b'rel'):
+        libc.renameat2(w, b'd', w, l, 2); libc.renameat2(w, b'd', w, l, 2)
+        n += 1
+`], { stdio: 'ignore' });
+  t.teardown(() => {
+    swapper.kill('SIGKILL');
+  });
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
+    'exec 2>/dev/null; i=0; while [ $i -lt 10000 ]; do if read l < /work/d/f; then echo "$l"; else echo miss; fi; i=$((i+1)); done; echo done'],
+    { timeoutMs: 300000 });
+  swapper.kill('SIGKILL');
+  t.equal(r.code, 0, r.stderr.slice(0, 500));
+  const lines = r.stdout.trim().split('\n');
+  t.equal(lines.pop(), 'done');
+  t.equal(lines.length, 10000, 'all 10,000 rounds ran');
+  t.notMatch(r.stdout, /canary/, 'the file outside is never read');
+  // The kernel caches a lookup for 1 s, so a run sees only a few of the swapper's states: some rounds find the
+  // directory, the others the link, which resolves inside the sandbox's root to nothing.
+  const found = lines.filter((l) => l === 'inside').length;
+  t.ok(lines.every((l) => l === 'inside' || l === 'miss'), `${found} rounds found the file inside, the rest nothing`);
   t.same(await settle(root), []);
 });

@@ -81,6 +81,8 @@ t.test('escapes: symlinks (absolute, relative, through ..), /proc/self/root, /pr
     `cat ${canary}`,
     `cat ${dir}/root/etc/x`,
     `ln /abs /work/hard`,
+    `ln /dev/null /work/devlink`,
+    `ln /proc/self/exe /work/exelink`,
     `mknod /work/null c 1 3`,
   ];
   const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
@@ -91,6 +93,7 @@ t.test('escapes: symlinks (absolute, relative, through ..), /proc/self/root, /pr
   t.match(r.stdout, /^\/\n$/m, '/proc/self/root is /');
   t.equal(readFileSync(canary, 'utf8'), CANARY);
   t.notOk(existsSync(join(root, 'work/null')), 'no device node made');
+  t.same(readdirSync(join(root, 'work')), [], 'no hard link made into DIR from outside it');
   t.same(await settle(root), []);
 });
 

@@ -184,21 +184,19 @@ t.test('SYN flood on a veth: legitimate connections all succeed, SYN cookies tak
   const retransmitted = [...perTuple.values()].filter((n) => n > 1).length;
   t.comment(`SYN-ACKs to ${answered} spoofed 4-tuples, ${retransmitted} of them retransmitted`);
   t.equal(foreign, 0, 'no SYN-ACK to any address but the flood sources and the peer');
-  // A loaded machine may drop flood frames at serve's packet socket before the stack sees them (a NIC ring
-  // overflowing, in effect); every spoofed SYN that did arrive was answered.
+  // The stack's own account: the SYN queue held SYN_QUEUE_LIMIT spoofed entries, and every later SYN got a cookie
+  // (the legitimate ones came back with theirs). A loaded machine may drop flood frames at serve's packet socket
+  // before the stack sees them (a NIC ring overflowing, in effect): every spoofed SYN that did arrive was answered.
+  const stackAnswered = SYN_QUEUE_LIMIT + s('tcp.syncookiesSent') - s('tcp.syncookiesRecv');
   const hostDropped = s('hostlink.rxDropped');
   t.ok(
-    answered <= FLOOD_COUNT && answered + hostDropped >= FLOOD_COUNT - SLACK,
-    `every spoofed SYN that reached the stack was answered (${answered} + ${hostDropped} dropped by the host link)`,
+    stackAnswered <= FLOOD_COUNT && stackAnswered + hostDropped >= FLOOD_COUNT - SLACK,
+    `every spoofed SYN that reached the stack was answered (${stackAnswered} + ${hostDropped} dropped by the host link)`,
   );
+  // The capture is the wire's view: it may miss frames under load (tcpdump's buffer), never see extra ones, and it
+  // must show the cookies going out beyond the full SYN queue.
+  t.ok(answered <= stackAnswered, `the capture saw no SYN-ACK the stack did not send (${answered} of ${stackAnswered})`);
   t.ok(answered > SYN_QUEUE_LIMIT, `the flood overran the SYN queue (${answered} > ${SYN_QUEUE_LIMIT})`);
-  // The queue kept SYN_QUEUE_LIMIT spoofed entries; every later SYN, spoofed or legitimate, got a cookie and the
-  // legitimate ones came back with it.
-  const cookies = answered - SYN_QUEUE_LIMIT + s('tcp.syncookiesRecv');
-  t.ok(
-    Math.abs(s('tcp.syncookiesSent') - cookies) <= SLACK,
-    `a cookie for every SYN beyond the full SYN queue (${s('tcp.syncookiesSent')}, expected ${cookies})`,
-  );
   t.ok(retransmitted <= SYN_QUEUE_LIMIT, `at most ${SYN_QUEUE_LIMIT} half-open connections held state (${retransmitted})`);
   t.ok(retransmitted >= SYN_QUEUE_LIMIT * 0.9, `the SYN queue did fill and retransmit (${retransmitted})`);
 });

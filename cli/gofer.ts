@@ -9,8 +9,9 @@
  * (what the confined child runs; also for hosts without bubblewrap).
  */
 import { spawn } from 'node:child_process';
+import koffi from 'koffi';
 import { createRequire } from 'node:module';
-import { existsSync, lstatSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Assembler, DATA, encode } from '../sentry/seccomp/bpf.ts';
@@ -99,6 +100,32 @@ function pathTaken(p: string): boolean {
   }
 }
 
+const rlimit = koffi.load('libc.so.6');
+const getrlimit = rlimit.func('int getrlimit(int resource, _Out_ uint64_t *lim)') as (r: number, out: BigUint64Array) => number;
+const setrlimit = rlimit.func('int setrlimit(int resource, const uint64_t *lim)') as (r: number, lim: BigUint64Array) => number;
+const RLIMIT_NOFILE = 7;
+
+/**
+ * Raises this process's descriptor limit to the kernel's maximum (fs.nr_open), soft and hard, for the confined
+ * server to inherit; as root (CAP_SYS_RESOURCE) that works, otherwise the limit stays as it was.
+ */
+function raiseFileLimit(): void {
+  let max = 1 << 20;
+  try {
+    max = Number(readFileSync('/proc/sys/fs/nr_open', 'utf8').trim()) || max;
+  } catch {
+    // keep the default
+  }
+  setrlimit(RLIMIT_NOFILE, new BigUint64Array([BigInt(max), BigInt(max)]));
+}
+
+/** Fids a connection may hold: the descriptor limit (Node raises the soft limit to the hard one), less a reserve. */
+function fidBudget(): number {
+  const lim = new BigUint64Array(2);
+  if (getrlimit(RLIMIT_NOFILE, lim) !== 0) return 4096;
+  return Math.max(4096, Math.min(Number(lim[0]) - 512, 1 << 20));
+}
+
 async function serveHere(
   root: string,
   where: string | { fd: number },
@@ -108,7 +135,9 @@ async function serveHere(
 ): Promise<number> {
   let server: GoferServer;
   try {
-    server = new GoferServer({ root, readOnly, uids });
+    // A FUSE client (tsvisor run --rootfs) holds a fid for every inode the kernel caches, so the cap on fids
+    // follows the descriptor limit (each fid is an O_PATH descriptor) rather than a fixed 4096.
+    server = new GoferServer({ root, readOnly, uids, maxFids: fidBudget() });
     await server.listen(where);
   } catch (e) {
     if (e instanceof GoferSetupError) throw new CliError(e.message);
@@ -138,6 +167,7 @@ async function serveHere(
 
 async function launchConfined(root: string, path: string, readOnly: boolean, argv: string[]): Promise<number> {
   const args = bwrapArgs(realpathSync(root), readOnly);
+  raiseFileLimit();
   let fd: number;
   try {
     fd = listenUnix(path);

@@ -1,6 +1,6 @@
 // `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { tsvisorRun } from './run-helpers.ts';
@@ -57,13 +57,15 @@ t.test('a busybox root: the program sees DIR as /, reads and lists it, /tmp /pro
   const { root } = busyboxRoot(t);
   const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
     'ls /; echo ---; cat /etc/x; echo hi > /tmp/t && cat /tmp/t; ls /dev/null /dev/urandom; cat /proc/self/comm; ' +
-    'echo made > /work/new; find / -xdev -type f | sort']);
+    'echo made > /work/new; mkdir /work/sub && echo deep > /work/sub/f; find / -xdev -type f | sort']);
   t.equal(r.code, 0, r.stderr);
   const [ls, rest] = r.stdout.split('---\n');
   t.same(ls!.trim().split('\n').sort(), readdirSync(root).sort(), 'ls / is DIR');
   t.match(rest, /^inside x\nhi\n\/dev\/null\n\/dev\/urandom\ncat\n/);
-  t.match(rest, /\/bin\/busybox\n\/etc\/x\n\/work\/new\n/, 'find walks the root');
+  t.match(rest, /\/bin\/busybox\n\/etc\/x\n\/work\/new\n\/work\/sub\/f\n/, 'find walks the root');
   t.equal(readFileSync(join(root, 'work/new'), 'utf8'), 'made\n', 'a write to a writable directory lands in DIR');
+  t.equal(readFileSync(join(root, 'work/sub/f'), 'utf8'), 'deep\n', 'a directory the program made is its own to write in');
+  t.equal(statSync(join(root, 'work/sub')).uid, 65534, "what it makes belongs to its host identity (the gofer makes it as root, then chowns)");
   t.notOk(existsSync(join(root, 'tmp/t')), "the program's /tmp is its own");
   t.same(readdirSync(join(root, 'dev')), [], 'nothing created in DIR/dev');
   t.same(await settle(root), [], 'no mount, no gofer left');

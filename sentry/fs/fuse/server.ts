@@ -159,7 +159,12 @@ export class FuseServer {
       const h = decodeHeader(this.buf);
       // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
       const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
-      this.dispatch(h, body);
+      try {
+        this.dispatch(h, body);
+      } catch {
+        // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
+        this.send(reply(h.unique, -EINVAL));
+      }
     }
   }
 
@@ -269,6 +274,7 @@ export class FuseServer {
         if (!name) return EINVAL;
         const p = this.node(h.nodeid);
         await this.client.mkdir(p.fid, name, v.getUint32(0, true) & ~v.getUint32(4, true) & 0o7777, h.gid);
+        await this.giveToCaller(h, name);
         return this.lookup(h.nodeid, name);
       }
       case OP.MKNOD: {
@@ -277,6 +283,7 @@ export class FuseServer {
         const mode = v.getUint32(0, true);
         const umask = v.getUint32(8, true);
         await this.client.mknod(this.node(h.nodeid).fid, name, mode & ~(umask & 0o777), 0, 0, h.gid);
+        await this.giveToCaller(h, name);
         return this.lookup(h.nodeid, name);
       }
       case OP.SYMLINK: {
@@ -374,6 +381,23 @@ export class FuseServer {
     this.backed.set(fid, node);
     this.passthroughOpens++;
     return openOut(BigInt(fid), FOPEN.PASSTHROUGH, node.backing.id);
+  }
+
+  /**
+   * Gives a file just made in `h.nodeid` to the caller's uid and gid: the Gofer makes files as the attaching
+   * user (root), and a program running as another host user must own what it makes (tar writing into the
+   * directories it has just created). Best effort: a Gofer that cannot chown leaves root's.
+   */
+  private async giveToCaller(h: InHeader, name: Uint8Array): Promise<void> {
+    if (h.uid === 0 && h.gid === 0) return;
+    const fid = this.client.allocFid();
+    try {
+      await this.client.walk(this.node(h.nodeid).fid, fid, [name]);
+    } catch {
+      return;
+    }
+    await this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
+    await this.clunk(fid);
   }
 
   private node(id: bigint): Node {
@@ -527,6 +551,9 @@ export class FuseServer {
     } catch (e) {
       await this.clunk(fid);
       throw e;
+    }
+    if (h.uid !== 0 || h.gid !== 0) {
+      await this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
     }
     const entry = await this.lookup(h.nodeid, name).catch(async (e: unknown) => {
       if (r.fd !== undefined) sys.close(r.fd);

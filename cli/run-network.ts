@@ -82,7 +82,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
     }
     let taken;
     try {
-      taken = takeOver(linkNetns, dev);
+      taken = takeOver(linkNetns, dev, { owner: 'run' });
     } catch (e) {
       throw new CliError((e as Error).message);
     }

@@ -61,6 +61,9 @@ t.test('python3 TCP server: blocking accept parks; a peer connects; bytes both w
   t.teardown(() => env.close());
   const nb = bindNet(env.b);
   let peerGot = '';
+  let peerEnded = false;
+  let peer: ReturnType<typeof nb.connect> | undefined;
+  t.teardown(() => peer?.destroy());
   const script = `
 import socket
 l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -79,15 +82,18 @@ l.close()
     if (line !== 'LISTENING') return;
     // Connect once the accept is parked (waiting for it, not for a time a loaded machine may not keep to).
     void waitFor(() => sentry.stats().parked === 1, HANG_MS, 'the parked accept').finally(() => {
-      const c = nb.connect(8000, A4);
+      const c = (peer = nb.connect(8000, A4));
       c.on('connect', () => c.write('peer'));
       c.on('data', (d: Buffer) => (peerGot += d.toString()));
-      c.on('error', () => {});
+      c.on('end', () => (peerEnded = true));
+      c.on('error', () => (peerEnded = true));
     });
   });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^acceptconn 1$/m);
   t.match(r.stdout, new RegExp(`^peer ${B4.replace(/\./g, '\\.')}$`, 'm'));
+  // The program's reply crosses the two netstacks after it has exited: wait for the peer's end of stream.
+  await waitFor(() => peerEnded, HANG_MS, "the peer's end of stream").catch(() => {});
   t.equal(peerGot, 'hello peer');
   t.ok(r.straced.some((l) => /accept4?\(3, .*<unfinished \.\.\.>/.test(l)), 'the accept was parked');
   t.ok(r.straced.some((l) => /<\.\.\. accept4? resumed> = 4/.test(l)), 'and resumed with fd 4');

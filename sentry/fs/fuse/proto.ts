@@ -69,6 +69,29 @@ export const FUSE_DEV_IOC_BACKING_CLOSE = 0x4004e502;
 /** The deepest stacking allowed (FILESYSTEM_MAX_STACK_DEPTH): a backing file on overlayfs is depth 1. */
 export const MAX_STACK_DEPTH = 2;
 
+/** Notification codes (enum fuse_notify_code): written to /dev/fuse with unique 0 and the code as `error`. */
+export const NOTIFY = {
+  /** FUSE_NOTIFY_PRUNE (Linux 6.18, protocol 7.45): drop the unused dentries of these node ids, evicting their inodes. */
+  PRUNE: 9,
+} as const;
+
+/**
+ * A FUSE_NOTIFY_PRUNE message: fuse_out_header (unique 0, the code as error), fuse_notify_prune_out (count, padding,
+ * spare) and the node ids. The kernel prunes only dentries nobody uses (no open file, cwd or mount on them); each
+ * inode that goes comes back to us as a FORGET.
+ */
+export function pruneNotify(ids: readonly bigint[]): Uint8Array {
+  const len = OUT_HEADER_SIZE + 16 + ids.length * 8;
+  const b = new Uint8Array(len);
+  const v = view(b);
+  v.setUint32(0, len, true);
+  v.setInt32(4, NOTIFY.PRUNE, true);
+  v.setBigUint64(8, 0n, true);
+  v.setUint32(16, ids.length, true);
+  for (let i = 0; i < ids.length; i++) v.setBigUint64(32 + i * 8, ids[i]!, true);
+  return b;
+}
+
 /** fuse_open_out.open_flags bits (FOPEN_*). */
 export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PASSTHROUGH: 1 << 7 } as const;
 

@@ -35,6 +35,7 @@ import {
   initOut,
   openOut,
   opName,
+  pruneNotify,
   reply,
   statfsOut,
   view,
@@ -88,12 +89,19 @@ export interface FuseServerOptions {
    * the 9P2000.L.tsvisor dialect and the kernel offers it; default true.
    */
   passthrough?: boolean;
+  /**
+   * Nodes (each a walked fid, an O_PATH descriptor in the Gofer) kept before the least recently used are offered
+   * back to the kernel with FUSE_NOTIFY_PRUNE; default 8192. The kernel prunes those no dentry in use pins and
+   * sends FORGET, and the fid is clunked: a walk over any number of files holds about this many fids.
+   */
+  maxNodes?: number;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
 
 /** Serves one mounted `/dev/fuse` descriptor from a 9P client. */
 export class FuseServer {
+  /** Node ids to nodes, least recently used first (a use moves a node to the end). */
   private readonly nodes = new Map<bigint, Node>();
   private readonly byIno = new Map<bigint, bigint>();
   private nextNode = 2n;
@@ -110,6 +118,13 @@ export class FuseServer {
   backingErrors = 0;
   /** Passthrough file handles, by fid, and their node. */
   private readonly backed = new Map<number, Node>();
+  private readonly maxNodes: number;
+  /** Whether the kernel takes FUSE_NOTIFY_PRUNE (unknown until the first one is written). */
+  pruneSupported: boolean | undefined;
+  /** Node ids offered to the kernel with FUSE_NOTIFY_PRUNE, and nodes forgotten (their fids clunked). */
+  pruneOffered = 0;
+  forgotten = 0;
+  private pruneQueued = false;
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -119,6 +134,7 @@ export class FuseServer {
     private readonly opts: FuseServerOptions = {},
   ) {
     this.valid = opts.validity ?? { entry: 1, attr: 1 };
+    this.maxNodes = Math.max(16, opts.maxNodes ?? 8192);
     this.nodes.set(1n, { fid: rootFid, nlookup: 1n, ino: 0n });
   }
 
@@ -138,6 +154,11 @@ export class FuseServer {
     this.watch?.close();
     sys.close(this.fd);
     this.opts.onClose?.(why);
+  }
+
+  /** Nodes (walked fids) held now, the root included. */
+  get nodeCount(): number {
+    return this.nodes.size;
   }
 
   /** Lets the process exit while the server is idle. */
@@ -187,6 +208,7 @@ export class FuseServer {
       return;
     }
     if (h.opcode === OP.INTERRUPT) return; // 9P calls are short; the reply comes anyway
+    this.touch(h.nodeid);
     this.handle(h, body).then(
       (r) => this.send(typeof r === 'number' ? reply(h.unique, -r) : reply(h.unique, 0, r)),
       (e: unknown) => this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO))),
@@ -427,8 +449,55 @@ export class FuseServer {
     node.nlookup -= n;
     if (node.nlookup > 0n) return;
     this.nodes.delete(id);
+    this.forgotten++;
     if (this.byIno.get(node.ino) === id) this.byIno.delete(node.ino);
     void this.clunk(node.fid);
+  }
+
+  /** Marks a node as just used: the LRU order is the map's insertion order. */
+  private touch(id: bigint): void {
+    if (id === 1n) return;
+    const node = this.nodes.get(id);
+    if (!node) return;
+    this.nodes.delete(id);
+    this.nodes.set(id, node);
+  }
+
+  /**
+   * Past maxNodes, offers the least recently used eighth-and-excess back to the kernel (FUSE_NOTIFY_PRUNE), once per
+   * turn of the loop. Why PRUNE and not FUSE_NOTIFY_INVAL_ENTRY: INVAL_ENTRY takes the parent directory's lock, so
+   * written from this loop it deadlocks against a LOOKUP that holds the lock waiting for our reply; PRUNE takes no
+   * inode lock (it drops only dentries nobody holds) and needs no name. Nodes the kernel keeps (open files, a cwd,
+   * mount points such as the sandbox's /proc, directories whose children are cached) go to the back and are
+   * offered again later; those with passthrough files open are not offered.
+   */
+  private maybePrune(): void {
+    if (this.pruneQueued || this.pruneSupported === false || this.nodes.size <= this.maxNodes) return;
+    this.pruneQueued = true;
+    setImmediate(() => {
+      this.pruneQueued = false;
+      if (this.closed) return;
+      const want = this.nodes.size - Math.floor(this.maxNodes * 0.875);
+      if (want <= 0) return;
+      const ids: bigint[] = [];
+      for (const [id, node] of this.nodes) {
+        if (ids.length >= want) break;
+        if (id === 1n || node.backing) continue;
+        ids.push(id);
+      }
+      for (const id of ids) this.touch(id);
+      for (let i = 0; i < ids.length; i += 4096) {
+        const msg = pruneNotify(ids.slice(i, i + 4096));
+        if (sys.write(this.fd, msg, msg.length) < 0) {
+          const e = errno();
+          // A kernel before 6.18 does not know the code: EINVAL. Then nodes stay until the kernel forgets them.
+          if (e === EINVAL || e === ENOSYS) this.pruneSupported = false;
+          return;
+        }
+        this.pruneSupported = true;
+        this.pruneOffered += Math.min(4096, ids.length - i);
+      }
+    });
   }
 
   /** Walks `name` from `parent`, and gives the kernel a node for it (the same node for the same inode). */
@@ -451,12 +520,14 @@ export class FuseServer {
     const node = known === undefined ? undefined : this.nodes.get(known);
     if (known !== undefined && node) {
       node.nlookup++;
+      this.touch(known);
       void this.clunk(fid);
       return known;
     }
     const id = this.nextNode++;
     this.nodes.set(id, { fid, nlookup: 1n, ino });
     this.byIno.set(ino, id);
+    this.maybePrune();
     return id;
   }
 

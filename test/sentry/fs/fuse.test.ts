@@ -133,3 +133,22 @@ t.test('passthrough: opened files are read and written by the kernel directly, n
   t.equal(m.server.counts.get('WRITE') ?? 0, 0, 'no WRITE');
   t.equal(m.server.backingErrors, 0);
 });
+
+t.test('more inodes than maxNodes: the least recently used are pruned (FUSE_NOTIFY_PRUNE), forgotten and their fids clunked', async (t) => {
+  const m = await mountScratch(t, (root) => {
+    for (let d = 0; d < 10; d++) {
+      mkdirSync(join(root, `d${d}`));
+      for (let i = 0; i < 300; i++) writeFileSync(join(root, `d${d}`, `f${i}`), `${i}`);
+    }
+  }, { maxNodes: 200 });
+  let max = 0;
+  const sampler = setInterval(() => (max = Math.max(max, m.server.nodeCount)), 2);
+  t.teardown(() => clearInterval(sampler));
+  const r = await sh(`cd ${m.mnt} && find . | wc -l && find . -type f | xargs stat -c %s | wc -l && cat d0/f7 d9/f299`);
+  clearInterval(sampler);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out, '3011\n3000\n7299', 'every name found, every file stat\'d and read');
+  t.equal(m.server.pruneSupported, true, 'the kernel takes FUSE_NOTIFY_PRUNE (Linux 6.18+)');
+  t.ok(m.server.forgotten >= 2800, `${m.server.forgotten} nodes forgotten after ${m.server.pruneOffered} offered`);
+  t.ok(max <= 200 + 64, `at most ${max} nodes held at once (bound 200)`);
+});

@@ -55,8 +55,11 @@ export interface RunOptions {
   debug: boolean;
   debugLog?: string;
   pcapLog?: string;
-  /** The program's root: DIR served by a Gofer through FUSE (sentry/fs/rootfs.ts), read-only with `--ro`. */
-  rootfs?: { dir: string; ro: boolean };
+  /**
+   * The program's root: DIR served by a Gofer through FUSE (sentry/fs/rootfs.ts), read-only with `--ro`; with
+   * `--overlay` under a writable layer in memory that goes with the run.
+   */
+  rootfs?: { dir: string; ro: boolean; overlay: boolean };
   /** Impairments (loss, delay, ...) of the sandbox's link, between the netstack and the veth. */
   impair?: ImpairSpec;
   /** How long data the program wrote before exiting may take to be delivered, in ms. */
@@ -92,6 +95,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     'drain-timeout': { value: true },
     rootfs: { value: true },
     ro: {},
+    overlay: {},
   }, dashes < 0 ? Infinity : 0);
   const program = dashes < 0 ? positional : argv.slice(dashes + 1);
   if (program.length === 0) throw new UsageError(`run: no PROGRAM given (${USAGE_LINE})`);
@@ -163,6 +167,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
   const rootfs = o.rootfs as string | undefined;
   if (rootfs !== undefined && !rootfs.startsWith('/')) throw new UsageError(`--rootfs: '${rootfs}' is not an absolute path`);
   if (o.ro !== undefined && rootfs === undefined) throw new UsageError('--ro needs --rootfs');
+  if (o.overlay !== undefined && rootfs === undefined) throw new UsageError('--overlay needs --rootfs');
+  if (o.overlay !== undefined && o.ro !== undefined) throw new UsageError('--ro and --overlay exclude each other (with --overlay DIR is never written anyway)');
   const cwd = o.cwd as string | undefined;
   if (cwd !== undefined && !cwd.startsWith('/')) throw new UsageError(`--cwd: '${cwd}' is not an absolute path`);
   let impair: ImpairSpec | undefined;
@@ -185,7 +191,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     binds,
     env,
     cwd,
-    rootfs: rootfs === undefined ? undefined : { dir: rootfs, ro: Boolean(o.ro) },
+    rootfs: rootfs === undefined ? undefined : { dir: rootfs, ro: Boolean(o.ro), overlay: Boolean(o.overlay) },
     allowRaw: Boolean(o['allow-raw']),
     strace: Boolean(o.strace),
     debug: Boolean(o.debug),
@@ -434,7 +440,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
     const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
-    const rootfs = o.rootfs ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, log: log.line }) : undefined;
+    const rootfs = o.rootfs ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, log: log.line }) : undefined;
     if (rootfs) undo.push(() => rootfs.close());
     const t0 = performance.now();
     started = await startProgram(o, net, modules, log.line, rootfs);

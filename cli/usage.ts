@@ -20,7 +20,8 @@ options:
   --addr CIDR, --gateway IP, --dns IP   the sandbox's addresses, default routes and resolvers (repeatable)
   --publish [HOSTIP:]HOSTPORT:PORT[/udp]   forward a host port into the sandbox (repeatable)
   --ro-bind SRC[:DST], --bind SRC[:DST]    files the program sees (repeatable)
-  --rootfs DIR [--ro]               the program's root is DIR, served by a Gofer through FUSE (DIR needs proc/, dev/, tmp/)
+  --rootfs DIR [--ro | --overlay]   the program's root is DIR, served by a Gofer through FUSE (DIR needs proc/, dev/, tmp/);
+                                    --overlay: its writes go to memory and vanish at exit, DIR is never written
   --env K=V, --cwd DIR              the program's environment and working directory
   --allow-raw                       let the program open raw sockets
   --strace, --debug, --debug-log FILE|DIR/, --pcap-log FILE   what the Sentry reports

@@ -6,13 +6,13 @@
  * This process serves the mount on its main loop, so it must never touch the mount synchronously; everything here
  * looks at DIR itself, never at the mount.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../../gofer/client/client.ts';
-import { mountFuse, unmountFuse } from './fuse/mount.ts';
+import { MS, mountFs, mountFuse, unmountFuse } from './fuse/mount.ts';
 import { FuseServer } from './fuse/server.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -73,15 +73,19 @@ export function isFileInRootfs(dir: string, path: string): boolean {
 
 /** A served root. */
 export interface Rootfs {
-  /** The FUSE mount point (the host's view of the sandbox's root). */
+  /** The sandbox's root as the host sees it: the FUSE mount point, or with an overlay the overlay's. */
   readonly mount: string;
   readonly readOnly: boolean;
   /** Unmounts (lazily), stops the server, sends the Gofer SIGTERM, removes the mount point; idempotent. */
   close(): void;
 }
 
-/** Starts the Gofer on `dir`, mounts it through FUSE and serves it; `close()` undoes all of it. */
-export async function serveRootfs(dir: string, o: { readOnly: boolean; log?: (l: string) => void }): Promise<Rootfs> {
+/**
+ * Starts the Gofer on `dir`, mounts it through FUSE and serves it; `close()` undoes all of it. With `overlay`, the
+ * Gofer and the FUSE mount are read-only and the root is an overlayfs of them under an upper layer on a tmpfs of
+ * this run's (memory): the program's writes land there and vanish with the run, and DIR is never written.
+ */
+export async function serveRootfs(dir: string, o: { readOnly: boolean; overlay?: boolean; log?: (l: string) => void }): Promise<Rootfs> {
   const log = o.log ?? (() => {});
   const work = mkdtempSync(join(tmpdir(), 'tsvisor-rootfs-'));
   // Searchable (not listable) by others: bwrap runs as run's unprivileged host identity and binds the mount from here.
@@ -89,12 +93,20 @@ export async function serveRootfs(dir: string, o: { readOnly: boolean; log?: (l:
   const sock = join(work, 'gofer.sock');
   const mount = join(work, 'root');
   mkdirSync(mount);
+  const overlay = o.overlay === true;
+  // DIR is only ever read when an overlay takes the writes.
+  const lowerRo = o.readOnly || overlay;
+  const upperFs = join(work, 'upper');
+  const merged = join(work, 'merged');
+  const stacked: string[] = [];
   let gofer: ChildProcess | undefined;
   let client: Client | undefined;
   let server: FuseServer | undefined;
   let mounted = false;
   let goferExit = '';
   const close = () => {
+    for (const m of stacked.reverse()) unmountFuse(m);
+    stacked.length = 0;
     if (mounted) unmountFuse(mount);
     mounted = false;
     server?.close();
@@ -104,7 +116,7 @@ export async function serveRootfs(dir: string, o: { readOnly: boolean; log?: (l:
     rmSync(work, { recursive: true, force: true });
   };
   try {
-    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, ...(o.readOnly ? ['--ro'] : [])], {
+    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, ...(lowerRo ? ['--ro'] : [])], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     gofer.once('exit', (code, sig) => {
@@ -117,14 +129,50 @@ export async function serveRootfs(dir: string, o: { readOnly: boolean; log?: (l:
     client = await Client.connect(sock, 1 << 20, { donation: true });
     const rootFid = client.allocFid();
     await client.attach(rootFid, 0);
-    const fd = mountFuse(mount, { readOnly: o.readOnly, source: `tsvisor:${dir}` });
+    const fd = mountFuse(mount, { readOnly: lowerRo, source: `tsvisor:${dir}` });
     mounted = true;
-    server = new FuseServer(fd, client, rootFid, { onClose: (why) => log(`rootfs: FUSE connection ended (${why})`) });
+    server = new FuseServer(fd, client, rootFid, {
+      onClose: (why) => log(`rootfs: FUSE connection ended (${why})`),
+      maxStackDepth: overlay ? 1 : undefined,
+    });
     server.start();
-    log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${o.readOnly ? ' read-only' : ''}`);
+    log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);
+    if (overlay) {
+      await mountOverlay(dir, mount, upperFs, merged, stacked);
+      log(`rootfs: overlay at ${merged}, writes to a tmpfs at ${upperFs}`);
+    }
   } catch (e) {
     close();
     throw e;
   }
-  return { mount, readOnly: o.readOnly, close };
+  return { mount: overlay ? merged : mount, readOnly: o.readOnly, close };
+}
+
+/**
+ * Mounts a tmpfs at `upperFs` holding the upper and work directories, and an overlayfs of `lower` (the FUSE mount)
+ * under it at `merged`; each mount point is pushed on `stacked` once mounted. The upper root takes DIR's own
+ * owner and mode (the merged root shows the upper's). The overlay is mounted by a child process: mount(2) looks
+ * at the lower layer (statfs, the root's attributes), which is a FUSE request this process must answer, so it
+ * cannot wait in the call itself.
+ */
+async function mountOverlay(dir: string, lower: string, upperFs: string, merged: string, stacked: string[]): Promise<void> {
+  mkdirSync(upperFs);
+  mkdirSync(merged);
+  mountFs(`tsvisor-upper:${dir}`, upperFs, 'tmpfs', MS.NOSUID | MS.NODEV, 'mode=0700');
+  stacked.push(upperFs);
+  const upper = join(upperFs, 'upper');
+  const workDir = join(upperFs, 'work');
+  mkdirSync(upper);
+  mkdirSync(workDir);
+  const st = statSync(dir);
+  chownSync(upper, st.uid, st.gid);
+  chmodSync(upper, st.mode & 0o7777);
+  const opts = `lowerdir=${lower},upperdir=${upper},workdir=${workDir}`;
+  await new Promise<void>((done, fail) => {
+    execFile('mount', ['-t', 'overlay', '-o', `${opts}`, '-o', 'nosuid,nodev', `tsvisor-overlay:${dir}`, merged], (e, _out, err) => {
+      if (e) fail(new RootfsError(`--overlay: mounting the overlay failed: ${(err || e.message).trim().split('\n')[0]}`));
+      else done();
+    });
+  });
+  stacked.push(merged);
 }

@@ -1,6 +1,6 @@
 // `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, lstatSync, readlinkSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { tsvisorRun } from './run-helpers.ts';
@@ -15,7 +15,7 @@ function busyboxRoot(t: Test): { dir: string; root: string; canary: string } {
   for (const d of ['bin', 'proc', 'dev', 'tmp', 'etc', 'work']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
-  for (const a of ['sh', 'ls', 'cat', 'find', 'echo', 'mkdir', 'rm', 'mknod', 'readlink', 'ln', 'mv', 'wc', 'stat', 'xargs', 'grep', 'id', 'sort']) {
+  for (const a of ['sh', 'ls', 'cat', 'find', 'echo', 'mkdir', 'rm', 'mknod', 'readlink', 'ln', 'mv', 'wc', 'stat', 'xargs', 'grep', 'id', 'sort', 'dd']) {
     symlinkSync('busybox', join(root, 'bin', a));
   }
   chmodSync(join(root, 'work'), 0o777); // the program runs as an unprivileged host user: a place it may write
@@ -29,9 +29,9 @@ function busyboxRoot(t: Test): { dir: string; root: string; canary: string } {
 }
 
 
-/** Mounts that a run left behind, and gofers still running over `root`. */
+/** Mounts that a run over `root` left behind (FUSE, overlay, tmpfs: each names DIR as its source), and gofers still running over it. */
 function leftovers(root: string): string[] {
-  const left = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes('tsvisor-rootfs-'));
+  const left = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes('tsvisor-rootfs-') && l.includes(root));
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
@@ -150,6 +150,8 @@ t.test('bad --rootfs input: one line, non-zero status, nothing left', async (t) 
     [['--rootfs', noproc], 1, /has no \/proc directory/],
     [['--rootfs', 'relative'], 2, /not an absolute path/],
     [['--ro'], 2, /--ro needs --rootfs/],
+    [['--overlay'], 2, /--overlay needs --rootfs/],
+    [['--rootfs', root, '--ro', '--overlay'], 2, /--ro and --overlay exclude each other/],
   ];
   for (const [args, status, re] of cases) {
     const r = await tsvisorRun(undefined, ['--network=none', ...args, '--', 'true']);
@@ -223,5 +225,65 @@ t.test('find + stat over 30,000 files, more than the FUSE side keeps (8,192 node
   t.notMatch(r.stderr, /Too many open files|Input\/output error/);
   t.ok(pids.length > 0, 'the gofer was watched');
   t.ok(maxFds > 0 && maxFds < 8192 + 512, `the gofer held at most ${maxFds} descriptors`);
+  t.same(await settle(root), []);
+});
+
+/** Every name under `dir` with its type, mode, owner, size, times (not atime), inode, links and content. */
+function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    const st = lstatSync(p);
+    let what = '';
+    if (st.isSymbolicLink()) what = `-> ${readlinkSync(p)}`;
+    else if (st.isFile()) what = readFileSync(p).toString('base64');
+    out.push(`${p} ${st.mode} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} ${st.ctimeMs} ${st.ino} ${st.nlink} ${what}`);
+    if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(join(p, n));
+  };
+  walk(dir);
+  return out;
+}
+
+t.test('--overlay: the program writes, renames, unlinks, makes and removes directories and sees it all; DIR is unchanged byte for byte, and the next run sees none of it', async (t) => {
+  const { root } = busyboxRoot(t);
+  writeFileSync(join(root, 'work/old'), 'old\n');
+  writeFileSync(join(root, 'work/gone'), 'to be removed\n');
+  mkdirSync(join(root, 'work/sub'));
+  writeFileSync(join(root, 'work/sub/keep'), 'kept\n');
+  for (const p of ['work/old', 'work/gone', 'work/sub/keep']) chmodSync(join(root, p), 0o666);
+  chmodSync(join(root, 'work/sub'), 0o777);
+  const before = snapshot(root);
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--overlay', '--', 'sh', '-c', [
+    'echo new > /work/new', 'echo more >> /work/old', 'mkdir -p /work/d/e', 'mv /work/new /work/d/e/moved', 'rm /work/gone',
+    'mv /work/sub/keep /work/sub/renamed', 'mkdir /work/tmpdir', 'rm -r /work/tmpdir', 'dd if=/dev/zero of=/work/zeros bs=64k count=16 2>/dev/null',
+    'cat /work/old /work/d/e/moved', 'ls /work | sort | xargs echo', 'ls /work/sub', 'wc -c < /work/zeros'].join(' && ')]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'old\nmore\nnew\nd old sub zeros\nrenamed\n1048576\n', 'the program saw each of its changes');
+  t.same(snapshot(root), before, 'DIR: the same names, contents, modes, owners, times and inodes');
+  const again = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--overlay', '--', 'sh', '-c', 'cat /work/old; ls /work | sort | xargs echo']);
+  t.equal(again.code, 0, again.stderr);
+  t.equal(again.stdout, 'old\ngone old sub\n', 'a second run starts from DIR again: the writes went with the first');
+  t.same(await settle(root), [], 'no FUSE, overlay or tmpfs mount and no gofer left');
+});
+
+t.test('a setuid-root binary inside DIR gains nothing: it cannot read a root-only file of DIR (nosuid, no new privileges)', async (t) => {
+  const { root } = busyboxRoot(t);
+  copyFileSync('/bin/busybox', join(root, 'bin/suid'));
+  chownSync(join(root, 'bin/suid'), 0, 0);
+  chmodSync(join(root, 'bin/suid'), 0o4755);
+  writeFileSync(join(root, 'etc/secret'), 'root only\n', { mode: 0o600 });
+  chownSync(join(root, 'etc/secret'), 0, 0);
+  t.equal(statSync(join(root, 'bin/suid')).mode & 0o7777, 0o4755);
+  // busybox picks its applet by the name it is run as: the set-uid copy under two applet names.
+  mkdirSync(join(root, 'suid'));
+  for (const n of ['cat', 'grep']) symlinkSync('/bin/suid', join(root, 'suid', n));
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
+    'ls -l /bin/suid; /suid/cat /etc/secret && echo GAINED; grep ^Uid /proc/self/status; /suid/grep ^Uid /proc/self/status']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^-rwsr-xr-x/, 'the set-uid bit shows');
+  t.match(r.stderr, /cat: can't open '\/etc\/secret': Permission denied/);
+  t.notMatch(r.stdout, /root only|GAINED/, 'the secret stays unread');
+  const uids = r.stdout.split('\n').filter((l) => l.startsWith('Uid'));
+  t.equal(uids.length, 2);
+  t.equal(uids[0], uids[1], 'the set-uid program runs with the same ids as its caller');
   t.same(await settle(root), []);
 });

@@ -50,6 +50,11 @@ export function mountFuse(target: string, o: FuseMountOptions = {}): number {
   return fd;
 }
 
+/** mount(2) of any file system (a tmpfs for an overlay's upper layer); throws SysError. */
+export function mountFs(source: string, target: string, fstype: string, flags: number, data: string): void {
+  if (mountFn(source, target, fstype, flags, data) < 0) throw new SysError('mount', errno(), target);
+}
+
 /** Detaches the mount at `target` (lazily: processes still inside keep it until they leave); ignores EINVAL/ENOENT. */
 export function unmountFuse(target: string): void {
   if (umount2Fn(target, MNT_DETACH) < 0) {

@@ -90,6 +90,12 @@ export interface FuseServerOptions {
    */
   passthrough?: boolean;
   /**
+   * The file-system stacking depth that backing files may have (default 2, the kernel's most). 1 when an overlay
+   * is to be stacked on this mount (overlayfs adds one level and refuses to pass 2); backing files on the host's
+   * own disk file system are depth 0.
+   */
+  maxStackDepth?: number;
+  /**
    * Nodes (each a walked fid, an O_PATH descriptor in the Gofer) kept before the least recently used are offered
    * back to the kernel with FUSE_NOTIFY_PRUNE; default 8192. The kernel prunes those no dentry in use pins and
    * sends FORGET, and the fid is clunked: a walk over any number of files holds about this many fids.
@@ -365,7 +371,7 @@ export class FuseServer {
       maxPages: MAX_IO / 4096,
       minor,
       flags2: this.passthrough ? INIT2.PASSTHROUGH : 0,
-      maxStackDepth: this.passthrough ? MAX_STACK_DEPTH : 0,
+      maxStackDepth: this.passthrough ? Math.min(this.opts.maxStackDepth ?? MAX_STACK_DEPTH, MAX_STACK_DEPTH) : 0,
     });
   }
 

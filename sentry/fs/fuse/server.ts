@@ -53,6 +53,11 @@ const EINVAL = 22;
 const ENODEV = 19;
 const ENOENT = 2;
 const ENOSYS = 38;
+const ERANGE = 34;
+const EOPNOTSUPP = 95;
+const XATTR_REPLACE = 2;
+/** The only extended attributes the Gofer serves (others are EOPNOTSUPP, answered here without a round trip). */
+const USER_PREFIX = new TextEncoder().encode('user.');
 const EPROTO = 71;
 
 const O_CREAT = 0o100;
@@ -291,6 +296,27 @@ export class FuseServer {
       case OP.STATFS: {
         const s = await this.client.statfs(this.node(h.nodeid).fid);
         return statfsOut({ ...s, bsize: s.bsize, frsize: s.bsize });
+      }
+      case OP.GETXATTR:
+      case OP.LISTXATTR: {
+        const list = h.opcode === OP.LISTXATTR;
+        const [name] = list ? [new Uint8Array(0)] : (cstrings(b.subarray(8), 1) ?? []);
+        if (!name) return EINVAL;
+        return this.getxattr(h.nodeid, name, v.getUint32(0, true));
+      }
+      case OP.SETXATTR: {
+        const [name] = cstrings(b.subarray(8), 1) ?? [];
+        if (!name) return EINVAL;
+        const size = v.getUint32(0, true);
+        const value = b.subarray(8 + name.length + 1, 8 + name.length + 1 + size);
+        if (value.length !== size) return EINVAL;
+        return this.setxattr(h.nodeid, name, value, v.getUint32(4, true));
+      }
+      case OP.REMOVEXATTR: {
+        const [name] = cstrings(b, 1) ?? [];
+        if (!name) return EINVAL;
+        // 9P2000.L removes with a Txattrcreate of size 0 and XATTR_REPLACE (what Linux's v9fs sends).
+        return this.setxattr(h.nodeid, name, new Uint8Array(0), XATTR_REPLACE);
       }
       case OP.ACCESS:
         // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
@@ -567,6 +593,44 @@ export class FuseServer {
     return attrOut(await this.attr(fid), this.valid);
   }
 
+  /**
+   * GETXATTR (a name) or LISTXATTR (name empty): Txattrwalk then Tread of the value. `size` 0 asks for the length
+   * only (fuse_getxattr_out); a value longer than `size` is ERANGE, as getxattr(2) says.
+   */
+  private async getxattr(id: bigint, name: Uint8Array, size: number): Promise<Uint8Array | number> {
+    if (name.length > 0 && !isUserXattr(name)) return EOPNOTSUPP;
+    const fid = this.client.allocFid();
+    // A failed Txattrwalk allocates no fid; its errno (ENODATA for a missing attribute) is the reply.
+    const len = Number(await this.client.xattrwalk(this.node(id).fid, fid, name));
+    try {
+      if (size === 0) {
+        const out = new Uint8Array(8);
+        view(out).setUint32(0, len, true);
+        return out;
+      }
+      if (len > size) return ERANGE;
+      return len === 0 ? new Uint8Array(0) : await this.read(fid, 0n, len);
+    } finally {
+      await this.clunk(fid);
+    }
+  }
+
+  /** SETXATTR and REMOVEXATTR: Txattrcreate on a clone of the node's fid, Twrite of the value, Tclunk sets it. */
+  private async setxattr(id: bigint, name: Uint8Array, value: Uint8Array, flags: number): Promise<Uint8Array | number> {
+    if (!isUserXattr(name)) return EOPNOTSUPP;
+    const fid = await this.clone(id);
+    try {
+      await this.client.xattrcreate(fid, name, BigInt(value.length), flags);
+      if (value.length > 0) await this.client.writeAll(fid, 0n, value);
+    } catch (e) {
+      await this.clunk(fid);
+      throw e;
+    }
+    // The attribute is set (or the error known) at Tclunk: its error is this call's.
+    await this.client.clunk(fid);
+    return new Uint8Array(0);
+  }
+
   private async read(fh: number, offset: bigint, size: number): Promise<Uint8Array> {
     // A short READ reply means end of file to the kernel, so a 9P read cut by msize is continued.
     const parts: Uint8Array[] = [];
@@ -642,6 +706,10 @@ export class FuseServer {
     out.set(this.opened(view(entry).getBigUint64(0, true), fid, (flags & 3) !== 0, r.fd), entry.length);
     return out;
   }
+}
+
+function isUserXattr(n: Uint8Array): boolean {
+  return n.length > USER_PREFIX.length && USER_PREFIX.every((c, i) => n[i] === c);
 }
 
 function isDot(n: Uint8Array): boolean {

@@ -152,3 +152,24 @@ t.test('more inodes than maxNodes: the least recently used are pruned (FUSE_NOTI
   t.ok(m.server.forgotten >= 2800, `${m.server.forgotten} nodes forgotten after ${m.server.pruneOffered} offered`);
   t.ok(max <= 200 + 64, `at most ${max} nodes held at once (bound 200)`);
 });
+
+const PY = join(import.meta.dirname, 'fuse-xattr-lock.py');
+
+t.test('extended attributes: user.* set, read, listed, replaced and removed through the mount land on DIR; other namespaces EOPNOTSUPP', async (t) => {
+  const m = await mountScratch(t, fill, { passthrough: true });
+  const r = await sh(`python3 ${PY} xattr ${m.mnt}`);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out, ['blue', 'True', 'user.big user.color', 'EEXIST', 'ENODATA', 'ENODATA', 'ENODATA', 'ENOTSUP', 'ENOTSUP', 'on a directory', ''].join('\n'));
+  const host = await sh(`python3 -c "import os,sys; p=sys.argv[1]; print(sorted(os.listxattr(p)), len(os.getxattr(p, 'user.big')), os.getxattr(sys.argv[2], 'user.dir'))" ${m.root}/etc/x ${m.root}/xd`);
+  t.equal(host.out, "['user.big'] 2048 b'on a directory'\n", 'the attributes are on the host file');
+});
+
+t.test('locks: fcntl F_SETLK/F_GETLK and flock conflict between processes using the mount (the kernel\'s own locks, not forwarded to the gofer)', async (t) => {
+  const m = await mountScratch(t, fill, { passthrough: true });
+  const r = await sh(`python3 ${PY} lock ${m.mnt}`);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out, 'setlk=EAGAIN getlk=held 0+10 by holder flock=EAGAIN \nsetlk=ok getlk=unlocked flock=ok \n');
+  // The limit, as documented: a lock taken on DIR's file directly by a host process is not seen through the mount.
+  const outside = await sh(`flock -n ${m.root}/big -c "python3 ${PY} lock-child ${m.mnt} 0"`);
+  t.match(outside.out, /flock=ok/, 'a host flock on DIR itself does not conflict with one through the mount');
+});

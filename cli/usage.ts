@@ -63,9 +63,10 @@ Builds two namespaces joined by a veth, serves on one end, drives it with ping, 
 reports, and cleans up. Needs root.
 `,
   conformance: `usage: tsvisor conformance [--dut tsvisor|linux|both] [--json FILE] [--tolerance-ms N] [--filter GLOB]
-                           [--profile strict|gvisor|freebsd] [--quiet] PATH...
+                           [--profile strict|gvisor|freebsd] [--netns-prefix NAME] [--quiet] PATH...
 
 Runs packetdrill scripts (files, or folders of them) against the netstack and/or the Linux kernel and compares.
+The Linux DUT's namespaces are NAME-PID-N-a/-b (NAME tsv-pd by default).
 `,
   bench: `usage: tsvisor bench [--quick] [--json FILE] [--html FILE] [--only NAME,...]
 

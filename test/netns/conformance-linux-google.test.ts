@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { createLinuxDut } from '../packetdrill/dut-linux.ts';
+import { createLinuxDut, linuxDutNetnsPrefix } from '../packetdrill/dut-linux.ts';
 import { type DutFactory, runAll } from '../packetdrill/runner.ts';
 
 const PREFIX = 'ttc-pd';
@@ -27,7 +27,7 @@ const SUBSET = [
   'zerocopy/basic.pkt',
 ];
 
-const leftovers = () => execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((l) => l.startsWith(PREFIX));
+const leftovers = () => execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((l) => l.startsWith(`${linuxDutNetnsPrefix(PREFIX)}-`));
 
 t.test('Linux DUT: a subset of upstream packetdrill\'s scripts passes as upstream runs them', { skip: !existsSync(G) && `no corpus at ${G}` }, async (t) => {
   t.teardown(() => {

@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
-import { createLinuxDut } from '../packetdrill/dut-linux.ts';
+import { createLinuxDut, linuxDutNetnsPrefix } from '../packetdrill/dut-linux.ts';
 import { type DutFactory, runAll } from '../packetdrill/runner.ts';
 
 const PREFIX = 'tsv-pd-t';
 const linux: DutFactory = { name: 'linux', create: (cfg) => createLinuxDut(PREFIX, cfg) };
 const G = '/work/shared/conformance/gvisor';
 
-const leftovers = () => execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((l) => l.startsWith(PREFIX));
+const leftovers = () => execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((l) => l.startsWith(`${linuxDutNetnsPrefix(PREFIX)}-`));
 
 t.test('Linux DUT: gVisor scripts and the team scripts pass, the broken copy fails, nothing is left behind', async (t) => {
   t.teardown(() => {

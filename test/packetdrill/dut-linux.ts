@@ -37,6 +37,15 @@ function macBytes(s: string): Uint8Array {
 let instance = 0;
 
 /**
+ * The part of this process's DUT namespace names before the per-script number: the whole pid, so two runs of the
+ * same code at once (a CI run beside a developer's) never share a name, and neither removes the other's namespaces
+ * as leftovers of a crashed run.
+ */
+export function linuxDutNetnsPrefix(prefix: string): string {
+  return `${prefix}-${process.pid}`;
+}
+
+/**
  * Sets a sysctl of a namespace by writing /proc/sys from a thread inside it (net.* files belong to the
  * opener's network namespace): microseconds, where spawning sysctl(8) takes milliseconds and would make a
  * script's first events late.
@@ -46,10 +55,10 @@ function writeSysctl(netns: string, key: string, value: string): void {
   inNetns(netns, () => writeFileSync(`/proc/sys/${key.replace(/\./g, '/')}`, value));
 }
 
-/** Builds a Linux DUT for one script; `prefix` names its namespaces (`${prefix}-${n}-a`/`-b`). */
+/** Builds a Linux DUT for one script; `prefix` names its namespaces (`${prefix}-${pid}-${n}-a`/`-b`). */
 export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Dut> {
   const pair = createVethPair({
-    prefix: `${prefix}-${process.pid % 10000}-${instance++}`,
+    prefix: `${linuxDutNetnsPrefix(prefix)}-${instance++}`,
     devA: DUT_DEV,
     offloads: cfg.tso === true,
     addrA: `${DUT_V4}/24`,

@@ -8,7 +8,7 @@ import { ERRNO_NAMES } from '../../netstack/errors.ts';
 import { parseAddress } from '../../netstack/addr.ts';
 import { LINUX as L, encodeSockaddr, linuxConstant } from '../../sentry/socket/abi.ts';
 import type { EpollEvent, PollFd } from '../../sentry/socket/api.ts';
-import { HostSyscalls, type MsgHdrWithControl } from './host-syscalls.ts';
+import { HostSyscalls, type MsgHdrWithControl, NullBuffer } from './host-syscalls.ts';
 import type { Dut } from './dut.ts';
 import type { Profile } from './interpreter.ts';
 import type { Expr, SyscallAction } from './script.ts';
@@ -33,6 +33,9 @@ export interface CallContext {
 
 /** Where script fds that no call returned are sent (beyond any fd limit). */
 const UNMAPPED_FD_BASE = 0x3fff0000;
+
+/** Linux's EFAULT. */
+const EFAULT = 14;
 
 /** Evaluates and runs a script's system calls on one DUT. */
 export class Calls {
@@ -125,7 +128,27 @@ export class Calls {
     return parseAddress(text) ?? (() => { throw new ScriptError(`bad address "${text}"`); })();
   }
 
+  /** Whether `e` is a NULL buffer. */
+  private static isNull(e: Expr | undefined): boolean {
+    return e?.t === 'ident' && e.name === 'NULL';
+  }
+
+  /**
+   * Whether a call on a NULL buffer of a non-zero length faults in the runner's copy-in: so for a DUT without an
+   * address space of its own (tsvisor in this process), as the Sentry's copy from a program's memory would; the
+   * host kernel is given the null pointer itself (NullBuffer) and answers for itself.
+   */
+  private faults(buf: Expr | undefined, len: Expr | undefined): boolean {
+    return Calls.isNull(buf) && this.int(len) > 0 && !(this.ctx.dut.sys instanceof HostSyscalls);
+  }
+
+  /** A buffer the call fills: NullBuffer for NULL. */
+  private outBuffer(e: Expr | undefined, len: number): Uint8Array {
+    return Calls.isNull(e) ? new NullBuffer(len) : new Uint8Array(len);
+  }
+
   private buffer(e: Expr | undefined, len: number): Uint8Array {
+    if (Calls.isNull(e)) return new NullBuffer(len);
     if (e?.t === 'str') {
       const b = new TextEncoder().encode(e.v);
       const out = new Uint8Array(len);
@@ -333,18 +356,24 @@ export class Calls {
         return { value: s.accept4(fd(), new Uint8Array(28), new Uint32Array([28]), flags) };
       }
       case 'read':
-        return { value: s.read(fd(), new Uint8Array(this.int(a[2]))) };
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
+        return { value: s.read(fd(), this.outBuffer(a[1], this.int(a[2]))) };
       case 'write':
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
         return { value: s.write(fd(), this.buffer(a[1], this.int(a[2]))) };
       case 'recv':
-        return { value: s.recvfrom(fd(), new Uint8Array(this.int(a[2])), this.int(a[3]), null, null) };
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
+        return { value: s.recvfrom(fd(), this.outBuffer(a[1], this.int(a[2])), this.int(a[3]), null, null) };
       case 'send':
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
         return { value: s.sendto(fd(), this.buffer(a[1], this.int(a[2])), this.int(a[3]), null) };
       case 'recvfrom':
-        return { value: s.recvfrom(fd(), new Uint8Array(this.int(a[2])), this.int(a[3]), new Uint8Array(28), new Uint32Array([28])) };
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
+        return { value: s.recvfrom(fd(), this.outBuffer(a[1], this.int(a[2])), this.int(a[3]), new Uint8Array(28), new Uint32Array([28])) };
       case 'sendto': {
         const to = a[4] === undefined ? null : this.sockaddr(a[4], 'remote');
         // MSG_FASTOPEN connects as it sends (the SYN carries the data): the DUT opens actively.
+        if (this.faults(a[1], a[2])) return { value: -EFAULT };
         if (this.int(a[3]) & EXTRA_CONSTANTS.MSG_FASTOPEN!) this.connecting(a[0]);
         return { value: s.sendto(fd(), this.buffer(a[1], this.int(a[2])), this.int(a[3]), to) };
       }

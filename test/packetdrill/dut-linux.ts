@@ -175,7 +175,7 @@ class LinuxDut implements Dut {
   }
 
   inject(frame: Uint8Array): void {
-    const gso = this.cfg.mss !== undefined && this.cfg.tso ? gsoOf(frame, this.cfg.mss) : undefined;
+    const gso = !this.cfg.tso ? undefined : this.cfg.mss !== undefined ? gsoOf(frame, this.cfg.mss) : oversizeGso(frame, this.cfg.mtu);
     if (gso) this.link.writeGso(frame.slice(), gso);
     else this.link.writeFrame(frame.slice());
     this.link.flush();
@@ -243,6 +243,22 @@ function gsoOf(frame: Uint8Array, mss: number): import('../../netstack/link/endp
   // The checksum is whole (over all the payload), not partial: the kernel verifies it as it comes, one packet.
   const hdrLen = frame.length - d.tcp.payload.length;
   return { gsoType: d.v === 4 ? GsoType.TCPV4 : GsoType.TCPV6, gsoSize: mss, hdrLen };
+}
+
+/**
+ * GSO fields for an inbound TCP frame longer than the link MTU, or undefined for one that fits. packetdrill writes
+ * such a packet (`< . 1:4001(4000)` without --mss) to its tun device, which takes any length; a veth drops a
+ * frame over its MTU unless it is a GSO packet. So it goes in as a GSO packet whose segment size is nearly the
+ * whole payload: the kernel takes it as GSO (it refuses gso_size ≥ what follows the fixed TCP header) and TCP
+ * sees one packet of that length, as from the tun device.
+ */
+export function oversizeGso(frame: Uint8Array, mtu: number): import('../../netstack/link/endpoint.ts').GsoOptions | undefined {
+  // The veth takes frames up to MTU + its Ethernet header + a VLAN tag's 4 bytes without GSO.
+  if (frame.length <= mtu + 14 + 4) return undefined;
+  const d = decodeFrame(frame);
+  if (!d?.tcp) return undefined;
+  const hdrLen = frame.length - d.tcp.payload.length;
+  return { gsoType: d.v === 4 ? GsoType.TCPV4 : GsoType.TCPV6, gsoSize: Math.max(1, d.tcp.payload.length + d.tcp.optionsLength - 1), hdrLen };
 }
 
 /** CLOCK_REALTIME minus performance.now() in ms, to well under a millisecond (Date.now() read as it ticks). */

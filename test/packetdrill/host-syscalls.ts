@@ -24,8 +24,8 @@ const f = {
   listen: libc.func('int listen(int, int)') as (fd: number, b: number) => number,
   connect: libc.func('int connect(int, void *, uint32_t)') as (fd: number, a: Uint8Array, l: number) => number,
   accept4: libc.func('int accept4(int, void *, void *, int)') as (fd: number, a: Buf, l: Uint32Array | null, fl: number) => number,
-  recvfrom: libc.func('long recvfrom(int, void *, size_t, int, void *, void *)') as (fd: number, b: Uint8Array, n: number, fl: number, a: Buf, l: Uint32Array | null) => number,
-  sendto: libc.func('long sendto(int, void *, size_t, int, void *, uint32_t)') as (fd: number, b: Uint8Array, n: number, fl: number, a: Buf, l: number) => number,
+  recvfrom: libc.func('long recvfrom(int, void *, size_t, int, void *, void *)') as (fd: number, b: Uint8Array | null, n: number, fl: number, a: Buf, l: Uint32Array | null) => number,
+  sendto: libc.func('long sendto(int, void *, size_t, int, void *, uint32_t)') as (fd: number, b: Uint8Array | null, n: number, fl: number, a: Buf, l: number) => number,
   shutdown: libc.func('int shutdown(int, int)') as (fd: number, how: number) => number,
   close: libc.func('int close(int)') as (fd: number) => number,
   getsockname: libc.func('int getsockname(int, void *, void *)') as (fd: number, a: Uint8Array, l: Uint32Array) => number,
@@ -129,6 +129,13 @@ const EPOLL_EVENT_LEN = process.arch === 'x64' ? 12 : 16;
 const EPOLL_DATA_OFF = process.arch === 'x64' ? 4 : 8;
 
 /** The host kernel's sockets in one network namespace, every fd created through this object tracked for cleanup. */
+/**
+ * A script's `NULL` buffer with a length (`write(4, NULL, 1000)`): the kernel is handed a null pointer and the
+ * length, and fails the copy with EFAULT as for upstream packetdrill; a DUT without an address space (tsvisor in
+ * this process) gets EFAULT from the runner's copy-in (see Calls).
+ */
+export class NullBuffer extends Uint8Array {}
+
 export class HostSyscalls implements SocketSyscalls {
   private readonly fds = new Set<number>();
   private scratchMem: NativeBuffer | undefined;
@@ -339,6 +346,8 @@ export class HostSyscalls implements SocketSyscalls {
     return this.sendmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
   }
   recvfrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null, addrlen: Uint32Array | null): SysRet {
+    // With nothing to read yet a blocking read would wait, not fault: that case is asked without waiting.
+    if (buf instanceof NullBuffer) return ret(f.recvfrom(fd, null, buf.length, flags | (this.blocking(fd) && this.ready(fd, L.POLLIN) === 0 ? L.MSG_DONTWAIT : 0), addr, addrlen));
     const call = () => ret(f.recvfrom(fd, buf, buf.length, flags, addr, addrlen));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd) || this.ready(fd, L.POLLIN) !== 0) return call();
     const msg: MsgHdrWithControl = { name: addr, namelen: 0, iov: [buf], flags: 0 };
@@ -348,6 +357,7 @@ export class HostSyscalls implements SocketSyscalls {
     });
   }
   sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet {
+    if (buf instanceof NullBuffer) return ret(f.sendto(fd, null, buf.length, flags | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
     if (flags & L.MSG_DONTWAIT || !this.blocking(fd)) return ret(f.sendto(fd, buf, buf.length, flags | L.MSG_NOSIGNAL, addr, addr?.length ?? 0));
     return this.sendmsg(fd, { name: addr, namelen: 0, iov: [buf], flags: 0 }, flags);
   }

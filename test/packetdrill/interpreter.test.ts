@@ -116,3 +116,33 @@ t.test('profiles: chosen per folder, leniency listed in the result; globs filter
     t.ok(r.skippedLines.some((s) => s.text.includes('net.inet.tcp.hostcache.purgenow')), 'unknown sysctls are listed as skipped');
   }
 });
+
+t.test('NULL buffer with a length on tsvisor → EFAULT from the copy-in; a length of 0 is no fault', async (t) => {
+  const head = [
+    '--tolerance_usecs=10000',
+    '0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3',
+    '+0 bind(3, ..., ...) = 0',
+    '+0 listen(3, 1) = 0',
+    '+0 < S 0:0(0) win 32792 <mss 1460,sackOK,nop,nop,nop,wscale 7>',
+    '+0 > S. 0:0(0) ack 1 <...>',
+    '+0 < . 1:1(0) ack 1 win 257',
+    '+0 accept(3, ..., ...) = 4',
+  ];
+  const ok = await run(
+    [
+      ...head,
+      '+0 write(4, NULL, 1000) = -1 EFAULT (Bad address)',
+      '+0 send(4, NULL, 1000, 0) = -1 EFAULT (Bad address)',
+      '+0 sendto(4, NULL, 1000, 0, ..., ...) = -1 EFAULT (Bad address)',
+      '+0 < . 1:1001(1000) ack 1 win 257',
+      '+0 read(4, NULL, 1000) = -1 EFAULT (Bad address)',
+      '+0 recv(4, NULL, 1000, 0) = -1 EFAULT (Bad address)',
+      '+0 recvfrom(4, NULL, 1000, 0, ..., ...) = -1 EFAULT (Bad address)',
+      '+0 write(4, NULL, 0) = 0',
+    ].join('\n'),
+  );
+  t.equal(ok.verdict, 'pass', ok.detail);
+  const bad = await run([...head, '+0 write(4, NULL, 10) = 10'].join('\n'));
+  t.equal(bad.verdict, 'fail');
+  t.match(bad.detail, 'write() = -1 EFAULT');
+});

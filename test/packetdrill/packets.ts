@@ -277,6 +277,8 @@ export interface Decoded {
     readonly win: number;
     readonly urg: number;
     readonly options: TcpOptionSpec[];
+    /** Bytes of TCP options (header length beyond the fixed 20). */
+    readonly optionsLength: number;
     readonly payload: Uint8Array;
   };
   readonly udp?: { readonly srcPort: number; readonly dstPort: number; readonly payload: Uint8Array };
@@ -321,7 +323,7 @@ export function decodeFrame(frame: Uint8Array): Decoded | undefined {
       ...base,
       tcp: {
         srcPort: t.srcPort, dstPort: t.dstPort, seq: t.seqNumber, ack: t.ackNumber, flags: t.flags, win: t.window,
-        urg: t.urgentPointer, options: decodeTcpOptions(t.options), payload: t.payload.slice(),
+        urg: t.urgentPointer, options: decodeTcpOptions(t.options), optionsLength: t.headerLength - 20, payload: t.payload.slice(),
       },
     };
   }

@@ -8,6 +8,7 @@ import { ERRNO_NAMES } from '../../netstack/errors.ts';
 import { parseAddress } from '../../netstack/addr.ts';
 import { LINUX as L, encodeSockaddr, linuxConstant } from '../../sentry/socket/abi.ts';
 import type { EpollEvent, PollFd } from '../../sentry/socket/api.ts';
+import { UPSTREAM_ADDRESSES } from './addresses.ts';
 import { HostSyscalls, type MsgHdrWithControl, NullBuffer } from './host-syscalls.ts';
 import type { Dut } from './dut.ts';
 import type { Profile } from './interpreter.ts';
@@ -121,8 +122,8 @@ export class Calls {
     const text = e.t === 'call' && e.args[0]?.t === 'str' ? e.args[0].v : e.t === 'str' ? e.v : undefined;
     if (text === undefined) return side === 'local' ? ep.dutIp : ep.remoteIp;
     // packetdrill's default addresses stand for the two ends; ours replace them.
-    if (text === '192.168.0.1' || text === 'fd3d:fa7b:d17d::1') return ep.dutIp;
-    if (text === '192.0.2.1' || text === 'fd3d:0a0b:17d6::1') return ep.remoteIp;
+    if (text === UPSTREAM_ADDRESSES[4].local || text === UPSTREAM_ADDRESSES[6].local) return ep.dutIp;
+    if (text === UPSTREAM_ADDRESSES[4].remote || text === UPSTREAM_ADDRESSES[6].remote) return ep.remoteIp;
     if (text === '0.0.0.0' || text === 'INADDR_ANY') return new Uint8Array(4);
     if (text === '::' || text === 'in6addr_any') return new Uint8Array(16);
     return parseAddress(text) ?? (() => { throw new ScriptError(`bad address "${text}"`); })();

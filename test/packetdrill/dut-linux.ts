@@ -18,12 +18,12 @@ import { GsoType } from '../../netstack/link/endpoint.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
-import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
+import { DUT_V4, DUT_V6, PACKETDRILL_DEFAULT_REMOTES, REMOTE_V4, REMOTE_V6, UPSTREAM_ADDRESSES } from './addresses.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { HostSyscalls, blockingWorkerReady } from './host-syscalls.ts';
 import { Reassembler } from './fragments.ts';
 import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
-import { freebsdToLinux, parseSysctl } from './shell.ts';
+import { freebsdToLinux, mapShellAddresses, parseSysctl } from './shell.ts';
 
 /** The DUT's interface name: packetdrill's tun device's, which upstream scripts name in tc and ip commands. */
 const DUT_DEV = 'tun0';
@@ -71,6 +71,10 @@ export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Du
   try {
     // A tun device does no GRO: segments the runner injects reach TCP one by one.
     if (cfg.tso) nsRun(pair.nsA, ['ethtool', '-K', DUT_DEV, 'gro', 'off']);
+    // As packetdrill routes its remote: a host route of its own on the DUT's device, which a script's
+    // `ip route change REMOTE ... advmss N mtu lock M` then changes.
+    if (cfg.ipVersion === 6) nsRun(pair.nsA, ['ip', '-6', 'route', 'add', `${REMOTE_V6}/128`, 'dev', DUT_DEV]);
+    else nsRun(pair.nsA, ['ip', 'route', 'add', `${REMOTE_V4}/32`, 'dev', DUT_DEV]);
     const link = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, ringFrames: 256, offloads: cfg.tso === true });
     const dut = new LinuxDut(pair, link, cfg);
     await blockingWorkerReady();
@@ -200,8 +204,12 @@ class LinuxDut implements Dut {
   }
 
   /** /bin/sh -c `command` inside the DUT's namespace, as packetdrill's system() runs it inside its own. */
-  private runShell(command: string, ctx: ShellContext): Promise<ShellOutcome> {
+  private runShell(original: string, ctx: ShellContext): Promise<ShellOutcome> {
+    const v6 = this.cfg.ipVersion === 6;
+    const mapped = mapShellAddresses(original, v6 ? REMOTE_V6 : REMOTE_V4, [UPSTREAM_ADDRESSES[this.cfg.ipVersion].remote, ...PACKETDRILL_DEFAULT_REMOTES, ...(this.cfg.scriptRemote ? [this.cfg.scriptRemote] : [])]);
+    const command = mapped.command;
     const parts = /\btun0\b/.test(command) ? [{ text: 'tun0', why: `the DUT's veth end (upstream: packetdrill's tun device), offloads as a tun device has them` }] : [];
+    parts.push(...mapped.parts);
     return new Promise((resolve) => {
       let err = '';
       // Forked while the main thread is inside the namespace, so the shell and all it starts live there.

@@ -44,6 +44,8 @@ export interface DutConfig {
   readonly mss?: number;
   /** The DUT's link does TSO/GSO as packetdrill's tun device (upstream's own scripts); else MSS-sized frames. */
   readonly tso?: boolean;
+  /** The script's own --remote_ip, which its shell lines may name (mapped to the runner's remote). */
+  readonly scriptRemote?: string;
 }
 
 /** The DUTs: tsvisor's stack in this process, the host's kernel, tsvisor's stack behind the sandbox's traps. */

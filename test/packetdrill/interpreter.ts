@@ -6,6 +6,7 @@
  */
 import { dirname } from 'node:path';
 import { addressEqual, formatAddress } from '../../netstack/addr.ts';
+import { UPSTREAM_ADDRESSES } from './addresses.ts';
 import { Calls, cString } from './calls.ts';
 import { CodeBlocks } from './code.ts';
 import type { Dut } from './dut.ts';
@@ -716,8 +717,6 @@ class Interpreter {
 
 }
 
-/** upstream run_all.py's addresses, which scripts without --local_ip/--remote_ip were written for. */
-const UPSTREAM_ADDRESSES = { 4: { local: '192.168.0.1', remote: '192.0.2.1' }, 6: { local: 'fd3d:0a0b:17d6::1', remote: 'fd3d:fa7b:d17d::1' } } as const;
 
 /** For every Fast Open key a script can be running under, its cookie for the script's addresses → for ours. */
 function cookieMap(script: Script, v: 4 | 6, ep: { dutIp: Uint8Array; remoteIp: Uint8Array }): Map<string, string> {

@@ -165,7 +165,7 @@ async function runOne(file: string, script: Script, f: DutFactory, opts: RunnerO
   const base = { script: file, dut: f.name, profile, leniency: [] as string[], skippedLines: [] as ResultRow['skippedLines'], ms: 0 };
   let dut: Dut;
   try {
-    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, mss: cfg.mss, tso: upstreamHarness(file) });
+    dut = await f.create({ ipVersion: cfg.ipVersion, mtu: cfg.mtu, mss: cfg.mss, tso: upstreamHarness(file), scriptRemote: script.options.remote_ip });
   } catch (e) {
     return { ...base, verdict: 'error', detail: `DUT setup failed: ${(e as Error).message}` };
   }

@@ -220,3 +220,26 @@ function arith(e: string): number {
   const v = sum();
   return i === s.length ? v : NaN;
 }
+
+/**
+ * A shell line with the addresses upstream's scripts name (run_all.py's remote, packetdrill's default remotes, a
+ * script's own --remote_ip) replaced by the runner's remote, and `via GATEWAY` dropped: upstream routes the remote
+ * through a gateway on its tun device (`ip route change 192.0.2.1 via 192.168.0.2 dev tun0 advmss 600`), while
+ * the runner's remote is on the DUT's link with a host route of its own. What was changed comes back as parts.
+ */
+export function mapShellAddresses(command: string, remote: string, scriptRemotes: readonly string[]): { command: string; parts: { text: string; why: string }[] } {
+  const parts: { text: string; why: string }[] = [];
+  let out = command;
+  for (const a of new Set(scriptRemotes.map((r) => r.replace(/\/\d+$/, '').toLowerCase()))) {
+    const re = new RegExp(`(?<![0-9A-Za-z:.])${a.replace(/[.]/g, '\\.')}(?![0-9A-Za-z:.])`, 'gi');
+    if (re.test(out)) {
+      out = out.replace(re, remote);
+      parts.push({ text: a, why: `the script's remote address, run as the runner's ${remote}` });
+    }
+  }
+  out = out.replace(/\s+via\s+([0-9A-Fa-f:.]+)/g, (_m, gw: string) => {
+    parts.push({ text: `via ${gw}`, why: "dropped: the runner's remote is on the DUT's link, with no gateway" });
+    return '';
+  });
+  return { command: out, parts };
+}

@@ -25,6 +25,7 @@ export class Netstack {
   readonly tcp: TcpProtocol;
   /** The stack's settings by Linux's sysctl names (`net.ipv4.tcp_sack`, ...). */
   readonly sysctl: SysctlTable;
+  private readonly closing = new AbortController();
 
   constructor(opts: NetstackOptions) {
     this.stack = new Stack(opts);
@@ -53,8 +54,14 @@ export class Netstack {
     return this.stack.stats.snapshot();
   }
 
+  /** Aborted by close(): the Node adapter's sockets on this stack then stop holding the event loop. */
+  get closed(): AbortSignal {
+    return this.closing.signal;
+  }
+
   /** Stops every timer; the links are the caller's to close. */
   close(): void {
     this.stack.close();
+    this.closing.abort();
   }
 }

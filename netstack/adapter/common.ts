@@ -11,6 +11,8 @@ import { mapV4 } from '../transport/ports.ts';
 /** Anything that makes socket endpoints: a `Netstack`, or the `SocketFactory` of the services wrapped in one. */
 export interface SocketProvider {
   socket(family: Family, type: SocketType, protocol?: number): Endpoint | NetError;
+  /** Aborted once the stack is closed: its sockets can never progress again, so they stop holding the loop. */
+  readonly closed?: AbortSignal;
 }
 
 /** An error as Node's socket calls raise them: `code` 'ECONNREFUSED', `errno` negative (libuv), `syscall`. */
@@ -109,33 +111,58 @@ export function asBuffer(data: Uint8Array): Buffer {
 }
 
 /**
- * Holds the event loop open while any ref'd adapter socket is open, as a ref'd libuv handle does; the stack's own
- * timers and links may or may not (a NodeClock can be unref'd), so sockets do not rely on them.
+ * Holds the event loop open while any ref'd adapter socket of one stack is open, as a ref'd libuv handle does; the
+ * stack's own timers and links may or may not (a NodeClock can be unref'd), so sockets do not rely on them. Once
+ * the stack is closed it holds nothing: a connection caught mid-close there never finishes closing, and it kept
+ * whole test processes alive after their last test.
  */
 class LoopKeeper {
   private count = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private dead = false;
+
+  constructor(closed?: AbortSignal) {
+    if (closed?.aborted) this.dead = true;
+    else closed?.addEventListener('abort', () => ((this.dead = true), this.stop()), { once: true });
+  }
 
   hold(): void {
-    if (this.count++ === 0) this.timer = setInterval(() => {}, 1 << 30);
+    if (this.count++ === 0 && !this.dead) this.timer = setInterval(() => {}, 1 << 30);
   }
 
   release(): void {
     if (this.count === 0) return;
-    if (--this.count === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
+    if (--this.count === 0) this.stop();
+  }
+
+  private stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 }
 
-const keeper = new LoopKeeper();
+/** For providers that cannot say when they close. */
+const anyStack = new LoopKeeper();
+const keepers = new WeakMap<AbortSignal, LoopKeeper>();
 
-/** One socket's claim on the event loop: held while open and ref'd. */
+function keeperOf(provider: SocketProvider): LoopKeeper {
+  const closed = provider.closed;
+  if (!closed) return anyStack;
+  let k = keepers.get(closed);
+  if (!k) keepers.set(closed, (k = new LoopKeeper(closed)));
+  return k;
+}
+
+/** One socket's claim on the event loop: held while open and ref'd, and while its stack is not closed. */
 export class LoopRef {
   private refd = true;
   private open = false;
   private held = false;
+  private readonly keeper: LoopKeeper;
+
+  constructor(provider: SocketProvider) {
+    this.keeper = keeperOf(provider);
+  }
 
   /** The socket became active (bound, connecting or listening). */
   activate(): void {
@@ -163,8 +190,8 @@ export class LoopRef {
     const want = this.open && this.refd;
     if (want === this.held) return;
     this.held = want;
-    if (want) keeper.hold();
-    else keeper.release();
+    if (want) this.keeper.hold();
+    else this.keeper.release();
   }
 }
 

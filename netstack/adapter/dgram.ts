@@ -75,11 +75,12 @@ export class Socket extends EventEmitter {
   /** Sends and connects waiting for an implicit bind. */
   private queue: (() => void)[] = [];
   private unsubscribe: (() => void) | null = null;
-  private readonly loop = new LoopRef();
+  private readonly loop: LoopRef;
   private readonly opts: SocketOptions;
 
   constructor(provider: SocketProvider, options: SocketType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void) {
     super();
+    this.loop = new LoopRef(provider);
     this.opts = typeof options === 'string' ? { type: options } : { ...options };
     if (this.opts.type !== 'udp4' && this.opts.type !== 'udp6') {
       throw codeError('ERR_SOCKET_BAD_TYPE', 'Bad socket type specified. Valid types are: udp4, udp6', TypeError);

@@ -116,7 +116,7 @@ export class Socket extends Duplex {
   private received = 0;
   private ep: Endpoint | null = null;
   private unsubscribe: (() => void) | null = null;
-  private readonly loop = new LoopRef();
+  private readonly loop: LoopRef;
   private readonly provider: SocketProvider;
   private wantRead = false;
   private readEnded = false;
@@ -149,6 +149,7 @@ export class Socket extends Duplex {
       decodeStrings: true,
     } as DuplexOptions);
     this.provider = provider;
+    this.loop = new LoopRef(provider);
     if (options.noDelay) this.opts.noDelay = true;
     if (options.keepAlive) {
       this.opts.keepAlive = true;
@@ -535,7 +536,7 @@ export class Server extends EventEmitter {
   private count = 0;
   private closing = false;
   private closeWaiters: ((err?: Error) => void)[] = [];
-  private readonly loop = new LoopRef();
+  private readonly loop: LoopRef;
   private readonly provider: SocketProvider;
   private readonly options: ServerOptions;
   private bound: AddressInfo | null = null;
@@ -543,6 +544,7 @@ export class Server extends EventEmitter {
   constructor(provider: SocketProvider, options?: ServerOptions | ((socket: Socket) => void), listener?: (socket: Socket) => void) {
     super();
     this.provider = provider;
+    this.loop = new LoopRef(provider);
     if (typeof options === 'function') {
       listener = options;
       options = {};

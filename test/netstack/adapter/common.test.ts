@@ -1,8 +1,10 @@
 // The adapters' shared pieces: Node-shaped errors from stack errors, host text, address text as Node prints it.
+import { spawn } from 'node:child_process';
 import t from 'tap';
 import { formatHost, nodeError, resolveHost } from '../../../netstack/adapter/common.ts';
 import { parseAddress } from '../../../netstack/addr.ts';
 import { Err } from '../../../netstack/errors.ts';
+import { HANG_MS } from '../../lib/wait.ts';
 
 t.test('nodeError: code, negative errno, syscall, address and message as Node formats them', async (t) => {
   const table: [Parameters<typeof nodeError>, { message: string; code: string; errno: number; syscall: string; address?: string; port?: number }][] = [
@@ -36,4 +38,36 @@ t.test('formatHost: IPv4-mapped addresses end in dotted quad, as Node prints the
   t.equal(formatHost(parseAddress('fd74:7376::1')!), 'fd74:7376::1');
   t.equal(formatHost(parseAddress('::')!), '::');
   t.equal(formatHost(parseAddress('198.18.0.1')!), '198.18.0.1');
+});
+
+// A process of its own, since what is tested is whether that process ends: a server that never closes its side
+// and a client whose end() is still in flight when both stacks close. Before the stack's close released them,
+// sockets like these held the loop for ever (test files stayed alive after their last test).
+const MID_CLOSE = `
+import { bindNet } from './netstack/adapter/net.ts';
+import { twoNetstacks } from './test/netstack/adapter/helpers.ts';
+const env = twoNetstacks();
+const server = bindNet(env.b).createServer((s) => s.on('error', () => {}));
+server.listen(80, '198.18.0.2', () => {
+  const c = bindNet(env.a).connect(80, '198.18.0.2');
+  c.on('error', () => {});
+  c.on('connect', () => {
+    c.end('bye');
+    env.close();
+    console.log('closed with', c.destroyed ? 'a destroyed' : 'an open', 'client and a listening server');
+  });
+});
+`;
+
+t.test('stack closed while a connection is mid-close and a server listens → the sockets stop holding the loop', async (t) => {
+  const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', MID_CLOSE], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  p.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  // Only a hang reaches the bound: the process then waits on our sockets.
+  const hang = setTimeout(() => p.kill('SIGKILL'), HANG_MS);
+  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  clearTimeout(hang);
+  t.equal(code, 0, out);
+  t.match(out, /^closed with an open client and a listening server$/m, 'the sockets were still open when the stacks closed');
 });

@@ -10,6 +10,9 @@ export interface NodeClockOptions {
   unref?: boolean;
 }
 
+/** What a disposed clock hands out. */
+const DEAD: Timer = { cancel() {} };
+
 /**
  * A Clock on `performance.now()` with one Node timer for the earliest future deadline and one immediate for
  * timers already due. The two are armed independently: a delay-0 timer (the stack's flush after a write outside
@@ -24,6 +27,7 @@ export class NodeClock implements Clock {
   private timeout: ReturnType<typeof setTimeout> | null = null;
   private immediate: ReturnType<typeof setImmediate> | null = null;
   private readonly unref: boolean;
+  private disposed = false;
 
   constructor(opts: NodeClockOptions = {}) {
     this.unref = opts.unref ?? false;
@@ -34,6 +38,9 @@ export class NodeClock implements Clock {
   }
 
   schedule(delayMs: number, fn: () => void): Timer {
+    // A stack that outlives its clock (a connection caught mid-close when the test closed both) would otherwise
+    // re-arm its retransmission timer for minutes, holding the process open on a clock nobody runs any more.
+    if (this.disposed) return DEAD;
     const now = performance.now();
     const at = now + Math.max(0, delayMs);
     const t = this.timers.add(at, fn);
@@ -46,8 +53,9 @@ export class NodeClock implements Clock {
     return this.timers.pending;
   }
 
-  /** Cancels every pending timer and releases the Node timer. */
+  /** Cancels every pending timer and releases the Node timer; timers scheduled afterwards never fire. */
   dispose(): void {
+    this.disposed = true;
     this.timers.clear();
     if (this.timeout !== null) clearTimeout(this.timeout);
     if (this.immediate !== null) clearImmediate(this.immediate);

@@ -103,13 +103,31 @@ t.test('a throwing callback → later timers still fire', async (t) => {
   t.equal(later, true);
 });
 
-t.test('dispose → pending timers dropped', async (t) => {
+t.test('dispose → pending timers dropped, later ones never armed', async (t) => {
   const clock = new NodeClock();
   let fired = false;
   clock.schedule(2, () => (fired = true));
   clock.dispose();
   await sleep(10);
   t.equal(fired, false);
+  t.equal(clock.pending, 0);
+  // A stack still running on it (a connection mid-close) must not arm a Node timer that holds the process.
+  const g = globalThis as unknown as { setTimeout: typeof setTimeout; setImmediate: typeof setImmediate };
+  const [realSet, realImm] = [g.setTimeout, g.setImmediate];
+  let armed = 0;
+  g.setTimeout = ((...a: Parameters<typeof setTimeout>) => (armed++, realSet(...a))) as typeof setTimeout;
+  g.setImmediate = ((...a: Parameters<typeof setImmediate>) => (armed++, realImm(...a))) as typeof setImmediate;
+  try {
+    clock.schedule(0, () => (fired = true));
+    clock.schedule(200, () => (fired = true)).cancel();
+    clock.schedule(200, () => (fired = true));
+  } finally {
+    g.setTimeout = realSet;
+    g.setImmediate = realImm;
+  }
+  t.equal(armed, 0, 'timers scheduled after dispose arm nothing');
+  await sleep(10);
+  t.equal(fired, false, 'and never fire');
   t.equal(clock.pending, 0);
 });
 

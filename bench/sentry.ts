@@ -5,7 +5,9 @@
  *   namespaces, netstack, launch (helper → bwrap → execve); set-up is everything after the CLI loaded;
  * - trapped-call cost (bench/peers/sentry-calls.c, built with cc): a CONTINUEd call on a non-ours fd, two
  *   netstack-served calls, connect + accept + close on the sandbox's loopback, and untrapped getppid, natively,
- *   under `--network=host` and under `--network=sandbox`;
+ *   under `--network=host` and under `--network=sandbox`; then again natively and in a sandbox while one iperf3
+ *   stream runs from beside the calls to a peer (in the sandbox, through the same Sentry: the rows show whether
+ *   trapped calls queue behind bulk data), reported without a floor;
  * - iperf3 between a sandbox and a Linux peer, 1 and 4 streams, both directions, beside the same iperf3 under
  *   `--network=host`, `tsvisor serve --service iperf3` and the kernel alone, each across a veth with offloads on.
  * Rows carry ratios to host and native. Runs happen inside namespaces of the bench's own, so the veth that sandbox
@@ -55,9 +57,12 @@ export interface StartupResult {
 export interface CallResult {
   test: string;
   mode: 'native' | 'host' | 'sandbox';
+  /** What ran beside the calls: nothing, or one iperf3 stream from the same program's side (no floor). */
+  load?: 'iperf3';
   /** µs per call (per cycle for connect-accept-close). */
   median: number;
   p99: number;
+  /** To native under the same load. */
   ratioNative?: number;
 }
 
@@ -209,28 +214,67 @@ async function trappedCalls(enter: string[], dir: string, o: { quick: boolean; l
     ['host', [...enter, ...tsvisorCommand(), 'run', '--network=host', ...inside]],
     ['sandbox', [...enter, ...tsvisorCommand(), 'run', '--network=sandbox', ...inside]],
   ];
-  for (const [mode, argv] of modes) {
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-      let text = '';
-      c.stdout!.on('data', (d) => (text += d));
-      c.stderr!.on('data', (d) => (text += d));
-      c.on('close', (code) => resolve({ code, out: text }));
-    });
-    if (r.code !== 0) {
-      skipped.push({ mode: `calls ${mode}`, reason: `exit status ${r.code}: ${r.out.trim().split('\n').pop()}` });
-      continue;
-    }
-    for (const line of r.out.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const j = JSON.parse(line) as { test: string; median_ns: number; p99_ns: number };
-      out.push({ test: j.test, mode, median: round(j.median_ns / 1000, 2), p99: round(j.p99_ns / 1000, 2) });
-    }
-    o.log(`sentry calls ${mode}: ${out.filter((c) => c.mode === mode).map((c) => `${c.test} ${c.median} µs`).join(', ')}`);
-  }
+  for (const [mode, argv] of modes) await callRun(mode, undefined, argv, o, out, skipped);
+  await callsDuringIperf3(enter, bin, n, o, out, skipped);
   for (const c of out) {
-    const native = out.find((x) => x.mode === 'native' && x.test === c.test);
+    const native = out.find((x) => x.mode === 'native' && x.test === c.test && x.load === c.load);
     if (native && native.median > 0) c.ratioNative = round(c.median / native.median, 1);
+  }
+}
+
+/** Runs one sentry-calls program (`argv`) and adds its rows; a failure becomes a skipped row. */
+async function callRun(
+  mode: CallResult['mode'],
+  load: CallResult['load'],
+  argv: string[],
+  o: { log: (line: string) => void },
+  out: CallResult[],
+  skipped: { mode: string; reason: string }[],
+): Promise<void> {
+  const name = `calls ${mode}${load ? ` during ${load}` : ''}`;
+  const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    c.stdout!.on('data', (d) => (text += d));
+    c.stderr!.on('data', (d) => (text += d));
+    c.on('close', (code) => resolve({ code, out: text }));
+  });
+  if (r.code !== 0) {
+    skipped.push({ mode: name, reason: `exit status ${r.code}: ${r.out.trim().split('\n').pop()}` });
+    o.log(`sentry ${name}: failed (${r.out.trim().split('\n').pop()})`);
+    return;
+  }
+  const rows: CallResult[] = [];
+  for (const line of r.out.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const j = JSON.parse(line) as { test: string; median_ns: number; p99_ns: number };
+    rows.push({ test: j.test, mode, ...(load ? { load } : {}), median: round(j.median_ns / 1000, 2), p99: round(j.p99_ns / 1000, 2) });
+  }
+  out.push(...rows);
+  o.log(`sentry ${name}: ${rows.map((c) => `${c.test} ${c.median} µs`).join(', ')}`);
+}
+
+/**
+ * The calls again while one iperf3 stream runs beside them, natively and in a sandbox, to an `iperf3 -s` in the
+ * bench's namespace (the sandbox reaches it at its gateway, the caller's end of the veth `run` makes). The shell
+ * starts the stream, lets it ramp up for a second, runs the calls, and fails the row if the stream had already
+ * stopped (a refused or failed connection would leave nothing to measure against).
+ */
+async function callsDuringIperf3(enter: string[], bin: string, n: string, o: { log: (line: string) => void }, out: CallResult[], skipped: { mode: string; reason: string }[]): Promise<void> {
+  const during = (peer: string, calls: string) =>
+    `peer=${peer}; iperf3 -c "$peer" -t 600 >/dev/null 2>&1 & p=$!; sleep 1; ${calls} ${n}; s=$?; ` +
+    `if ! kill $p 2>/dev/null; then echo "the iperf3 stream had stopped (no server at $peer?)" >&2; exit 3; fi; wait $p; exit $s`;
+  const gateway = `$(ip -4 route show default | cut -d' ' -f3)`;
+  const server = startDaemon([...enter, 'iperf3', '-s', '--forceflush']);
+  try {
+    await server.waitFor(/Server listening/, 30000);
+    await callRun('native', 'iperf3', [...enter, '/bin/sh', '-c', during('127.0.0.1', bin)], o, out, skipped);
+    await callRun('sandbox', 'iperf3', [...enter, ...tsvisorCommand(), 'run', '--network=sandbox', '--ro-bind', `${bin}:/tmp/sentry-calls`, '--',
+      '/bin/sh', '-c', during(gateway, '/tmp/sentry-calls')], o, out, skipped);
+  } catch (e) {
+    skipped.push({ mode: 'calls during iperf3', reason: (e as Error).message.split('\n')[0]!.slice(0, 300) });
+  } finally {
+    await server.stop();
   }
 }
 
@@ -342,8 +386,12 @@ export function formatSentryTable(r: SentryReport): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   lines.push(fmt(head), ...rows.map(fmt), '');
+  const callRows = (cs: CallResult[]) =>
+    cs.map((c) => [c.test, c.mode, c.median.toFixed(2), c.p99.toFixed(2), c.ratioNative === undefined ? '-' : c.ratioNative.toFixed(1)]);
   lines.push(...table('Sentry trapped-call cost, µs per call (median, p99)', ['call', 'mode', 'median', 'p99', '×native'],
-    r.calls.map((c) => [c.test, c.mode, c.median.toFixed(2), c.p99.toFixed(2), c.ratioNative === undefined ? '-' : c.ratioNative.toFixed(1)])));
+    callRows(r.calls.filter((c) => !c.load))));
+  lines.push(...table('Sentry trapped-call cost during iperf3 (one stream from beside the calls; no floor), µs per call', ['call', 'mode', 'median', 'p99', '×native'],
+    callRows(r.calls.filter((c) => c.load === 'iperf3'))));
   lines.push(...table('Sentry iperf3, Gbit/s (to: peer → program; from: program → peer)', ['system', 'streams', 'dir', 'Gbit/s', '×host', '×serve'],
     r.throughput.map((x) => [x.system, String(x.streams), x.direction, x.gbps.toFixed(2),
       x.ratioHost === undefined ? '-' : x.ratioHost.toFixed(2), x.ratioServe === undefined ? '-' : x.ratioServe.toFixed(2)])));

@@ -17,13 +17,16 @@ t.test('parseTiming → the parts a run logs, as numbers; other lines ignored', 
   t.end();
 });
 
-t.test('formatSentryTable → one row per mode with its parts and ratios, floors and skipped rows listed', (t) => {
+t.test('formatSentryTable → one row per mode with its parts and ratios, calls during iperf3 apart, floors and skipped rows listed', (t) => {
   const text = formatSentryTable({
     startup: [
       { mode: 'native', runs: 20, median: 2, p90: 3, parts: {}, ratioNative: 1 },
       { mode: 'sandbox', runs: 20, median: 420.5, p90: 500, parts: { cli: 280, netns: 40, netstack: 30, launch: 18, ready: 380 }, setup: 100, ratioHost: 1.2, ratioNative: 210.25 },
     ],
-    calls: [{ test: 'getsockname', mode: 'sandbox', median: 14.5, p99: 40, ratioNative: 90.6 }],
+    calls: [
+      { test: 'getsockname', mode: 'sandbox', median: 14.5, p99: 40, ratioNative: 90.6 },
+      { test: 'getsockname', mode: 'sandbox', load: 'iperf3', median: 61.25, p99: 900, ratioNative: 120.1 },
+    ],
     throughput: [{ system: 'sandbox', streams: 1, direction: 'to', gbps: 5.25, ratioHost: 0.4, ratioServe: 0.6 }],
     skipped: [{ mode: 'none', reason: 'exit status 1: no bwrap' }],
     floors: { sandbox: 'end to end ≤ 400 ms' },
@@ -31,6 +34,11 @@ t.test('formatSentryTable → one row per mode with its parts and ratios, floors
   t.match(text, /^sandbox\s+20\s+420\.5\s+500\.0\s+280\.0\s+40\.0\s+30\.0\s+18\.0\s+100\.0\s+1\.20\s+210\.25$/m);
   t.match(text, /^native\s+20\s+2\.0\s+3\.0\s+-/m);
   t.match(text, /^getsockname\s+sandbox\s+14\.50\s+40\.00\s+90\.6$/m);
+  // The loaded figures come in a table of their own, after the quiet one and with no floor.
+  const during = text.indexOf('during iperf3');
+  t.ok(during > text.indexOf('14.50'), 'a table of its own after the quiet rows');
+  t.match(text.slice(during), /^getsockname\s+sandbox\s+61\.25\s+900\.00\s+120\.1$/m);
+  t.notMatch(text.slice(0, during), /61\.25/, 'not among the quiet rows');
   t.match(text, /^sandbox\s+1\s+to\s+5\.25\s+0\.40\s+0\.60$/m);
   t.match(text, /^floor sandbox: end to end ≤ 400 ms$/m);
   t.match(text, /^skipped none: exit status 1: no bwrap$/m);

@@ -1,34 +1,58 @@
 /**
- * The Gofer against Debian's diod, both driven by our TypeScript client, beside the host itself:
- * sequential read of one file (page cache warm), and metadata (walk + getattr + clunk per file over many files).
- * Our server runs as `tsvisor gofer --no-confine` in a process of its own, as diod does; the "donated" row reads
- * through the descriptor the 9P2000.L.tsvisor dialect hands over. Usage (as root, diod installed):
- *   node --import tsx bench/gofer.ts [--size-mib 256] [--files 5000] [--json FILE]
+ * The Gofer's benchmark (`tsvisor bench --only gofer`, or `node --import tsx bench/gofer.ts [--quick] [--json FILE]`),
+ * two parts, each figure with its ratio to the host in the same run:
+ * - programs inside `tsvisor run --network=none --rootfs DIR` (the Gofer behind FUSE, with passthrough of donated
+ *   descriptors) against the same programs run on DIR directly: sequential read of a page-cached file (1 GiB;
+ *   256 MiB with --quick), 4 KiB random reads of it, busybox `find -exec stat` over 20,000 files (5,000), and
+ *   busybox `tar -x` of a 10,000-file tarball (2,000) into DIR. bench/peers/fsops.c (built static with cc) times
+ *   each, best of 3; the issue's floors are printed beside the ratios;
+ * - the 9P layer below it: our client against `tsvisor gofer --no-confine` and against Debian's diod (sequential
+ *   read with four 1 MiB reads in flight; walk + getattr + clunk per file, 16 in flight), and the descriptor the
+ *   9P2000.L.tsvisor dialect donates.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../gofer/client/client.ts';
 import * as fs from '../lib/fs.ts';
+import { haveTool, runAsync, tsvisorCommand } from './proc.ts';
 
 const { F } = fs;
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
-const SIZE = Number(opt('size-mib', '256')) << 20;
-const FILES = Number(opt('files', '5000'));
 const MSIZE = 1 << 20;
 const DEPTH = 4; // reads in flight
-const CLI = fileURLToPath(new URL('../cli/tsvisor.js', import.meta.url));
+const FSOPS_SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'fsops.c');
+/** The issue's floors: ratio to the host below which a row is a failure of the design. */
+const FLOORS: Record<string, number> = { 'seq-read': 0.25, 'find-stat': 0.05, untar: 0.1 };
 
-interface Row {
+/** One figure. */
+export interface GoferRow {
   test: string;
   system: string;
   value: number;
   unit: string;
+  /** The figure over the host's in the same run (higher is better for every unit here). */
+  ratio?: number;
+  floor?: number;
+}
+
+/** The whole of `--only gofer`. */
+export interface GoferReport {
+  sizeMiB: number;
+  files: number;
+  tarFiles: number;
+  randomReads: number;
+  rows: GoferRow[];
+  /** Rows that could not run, with the reason. */
+  skipped: string[];
+}
+
+interface Sizes {
+  size: number;
+  files: number;
+  tarFiles: number;
+  reads: number;
+  reps: number;
 }
 
 async function waitFor(path: string): Promise<void> {
@@ -37,9 +61,9 @@ async function waitFor(path: string): Promise<void> {
 }
 
 /** Sequential read of `name` with DEPTH reads in flight; MB/s. */
-async function seqRead(c: Client, root: number, name: string): Promise<number> {
+async function seqRead(c: Client, root: number, name: string[], SIZE: number): Promise<number> {
   const f = c.allocFid();
-  await c.walk(root, f, [name]);
+  await c.walk(root, f, name);
   await c.lopen(f, F.O_RDONLY);
   const chunk = c.msize - 24;
   const t0 = process.hrtime.bigint();
@@ -68,7 +92,7 @@ async function seqRead(c: Client, root: number, name: string): Promise<number> {
 }
 
 /** Walk + getattr + clunk of every small file, 16 files in flight; operations (files) per second. */
-async function metadata(c: Client, root: number): Promise<number> {
+async function metadata(c: Client, root: number, FILES: number): Promise<number> {
   const t0 = process.hrtime.bigint();
   let next = 0;
   const worker = async () => {
@@ -76,7 +100,7 @@ async function metadata(c: Client, root: number): Promise<number> {
       const i = next++;
       if (i >= FILES) return;
       const f = c.allocFid();
-      await c.walk(root, f, ['many', `f${i}`]);
+      await c.walk(root, f, ['data', 'many', `d${Math.floor(i / 1000)}`, `f${i % 1000}`]);
       await c.getattr(f);
       await c.clunk(f);
     }
@@ -85,14 +109,7 @@ async function metadata(c: Client, root: number): Promise<number> {
   return FILES / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
-function hostRead(path: string): number {
-  const fd = fs.openat(F.AT_FDCWD, path, F.O_RDONLY | F.O_CLOEXEC);
-  const mb = readFd(fd);
-  fs.close(fd);
-  return mb;
-}
-
-function readFd(fd: number): number {
+function readFd(fd: number, SIZE: number): number {
   const buf = new Uint8Array(MSIZE);
   const t0 = process.hrtime.bigint();
   let off = 0n;
@@ -105,72 +122,189 @@ function readFd(fd: number): number {
   return SIZE / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e6;
 }
 
-function hostMetadata(dir: string): number {
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < FILES; i++) {
-    const st = fs.statx(F.AT_FDCWD, join(dir, 'many', `f${i}`), F.AT_SYMLINK_NOFOLLOW);
-    if (typeof st === 'number') throw new Error('stat failed');
+/** DIR for the rootfs rows: a busybox root with fsops, `data/big`, `data/many/dK/fI` files, `data/files.tar`, `work/`. */
+async function buildRoot(dir: string, z: Sizes): Promise<string> {
+  const root = join(dir, 'root');
+  for (const d of ['bin', 'proc', 'dev', 'tmp', 'data/many', 'work']) mkdirSync(join(root, d), { recursive: true });
+  chmodSync(root, 0o755);
+  chmodSync(join(root, 'work'), 0o777); // the sandboxed program is host uid 65534
+  copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
+  chmodSync(join(root, 'bin/busybox'), 0o755);
+  for (const a of ['sh', 'find', 'stat', 'tar', 'mkdir', 'rm', 'printf']) symlinkSync('busybox', join(root, 'bin', a));
+  const cc = await runAsync([process.env.CC ?? 'cc', '-O2', '-static', '-o', join(root, 'bin/fsops'), FSOPS_SOURCE], 120000);
+  if (cc.code !== 0) throw new Error(`cc -static fsops.c: ${cc.stderr.trim().split('\n')[0]}`);
+  const big = Buffer.alloc(z.size);
+  for (let i = 0; i < z.size; i += 4096) big[i] = i & 0xff;
+  writeFileSync(join(root, 'data/big'), big);
+  for (let i = 0; i < z.files; i++) {
+    const d = join(root, 'data/many', `d${Math.floor(i / 1000)}`);
+    if (i % 1000 === 0) mkdirSync(d);
+    writeFileSync(join(d, `f${i % 1000}`), `${i}`);
   }
-  return FILES / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const src = join(dir, 'tarsrc');
+  for (let i = 0; i < z.tarFiles; i++) {
+    const d = join(src, `d${Math.floor(i / 500)}`);
+    if (i % 500 === 0) mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, `f${i % 500}`), `file ${i}\n`.repeat(1 + (i % 7)));
+  }
+  const tar = await runAsync(['tar', '-cf', join(root, 'data/files.tar'), '-C', src, '.'], 120000);
+  if (tar.code !== 0) throw new Error(`tar -c: ${tar.stderr.trim()}`);
+  rmSync(src, { recursive: true, force: true });
+  readFileSync(join(root, 'data/big')); // warm the page cache
+  return root;
 }
 
-async function main(): Promise<void> {
-  const dir = mkdtempSync('/tmp/tgf-bench-');
+/** The script both sides run, with DIR's paths under `r` ('' inside the sandbox); one "test ns amount" line per rep. */
+function script(r: string, z: Sizes): string {
+  const lines: string[] = [];
+  for (let i = 0; i < z.reps; i++) {
+    lines.push(`printf 'seq-read '; ${r}/bin/fsops seqread ${r}/data/big`);
+    lines.push(`printf 'rand-read '; ${r}/bin/fsops randread ${r}/data/big ${z.reads}`);
+    lines.push(`printf 'find-stat '; ${r}/bin/fsops time ${r}/bin/find ${r}/data/many -exec ${r}/bin/stat -c %s {} +`);
+    lines.push(`${r}/bin/mkdir ${r}/work/u && printf 'untar '; ${r}/bin/fsops time ${r}/bin/tar -xf ${r}/data/files.tar -C ${r}/work/u; ${r}/bin/rm -rf ${r}/work/u`);
+  }
+  return lines.join('\n');
+}
+
+/** Best (highest) figure per test from a script's output. */
+function bestOf(out: string, z: Sizes): Map<string, number> {
+  const best = new Map<string, number>();
+  for (const line of out.split('\n')) {
+    const m = /^(\S+) (\d+) (\d+)$/.exec(line.trim());
+    if (!m) continue;
+    const [test, ns, amount] = [m[1]!, Number(m[2]), Number(m[3])];
+    const s = ns / 1e9;
+    const value =
+      test === 'seq-read' ? amount / s / 1e6 : test === 'rand-read' ? amount / s : test === 'find-stat' ? (z.files + Math.ceil(z.files / 1000) + 1) / s : z.tarFiles / s;
+    best.set(test, Math.max(best.get(test) ?? 0, value));
+  }
+  return best;
+}
+
+const UNIT: Record<string, string> = { 'seq-read': 'MB/s', 'rand-read': 'reads/s', 'find-stat': 'files/s', untar: 'files/s' };
+
+async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Promise<GoferRow[]> {
+  const root = await buildRoot(dir, z);
+  log(`gofer bench: DIR ready (${z.size >> 20} MiB file, ${z.files} files, ${z.tarFiles}-file tarball)`);
+  // Host, sandbox, host again: the machine is shared, so each side's best of its reps.
+  const host1 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z)], 600000);
+  if (host1.code !== 0) throw new Error(`host run: ${host1.stderr.trim().split('\n')[0]}`);
+  const inside = await runAsync([...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', script('', z)], 900000);
+  if (inside.code !== 0) throw new Error(`tsvisor run --rootfs: status ${inside.code}: ${inside.stderr.trim().split('\n').slice(-2).join(' ')}`);
+  const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z)], 600000);
+  const host = bestOf(host1.stdout + '\n' + host2.stdout, z);
+  const sand = bestOf(inside.stdout, z);
+  const rows: GoferRow[] = [];
+  for (const test of ['seq-read', 'rand-read', 'find-stat', 'untar']) {
+    const h = host.get(test);
+    const v = sand.get(test);
+    if (h === undefined || v === undefined) throw new Error(`no ${test} figure (host ${h}, sandbox ${v})`);
+    rows.push({ test, system: 'host', value: h, unit: UNIT[test]!, ratio: 1 });
+    rows.push({ test, system: 'run --rootfs', value: v, unit: UNIT[test]!, ratio: v / h, floor: FLOORS[test] });
+  }
+  return rows;
+}
+
+/** The 9P rows: our client against our server and diod, and the donated descriptor, beside the host. */
+async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): Promise<GoferRow[]> {
   const procs: ChildProcess[] = [];
+  const rows: GoferRow[] = [];
   try {
-    const root = join(dir, 'root');
-    mkdirSync(join(root, 'many'), { recursive: true });
-    const big = Buffer.alloc(SIZE);
-    for (let i = 0; i < SIZE; i += 4096) big[i] = i & 0xff;
-    writeFileSync(join(root, 'big'), big);
-    for (let i = 0; i < FILES; i++) writeFileSync(join(root, 'many', `f${i}`), `${i}`);
-    readFileSync(join(root, 'big')); // warm the page cache
-    const rows: Row[] = [];
-    hostRead(join(root, 'big'));
-    hostMetadata(root);
-    rows.push({ test: 'seq-read', system: 'host', value: hostRead(join(root, 'big')), unit: 'MB/s' });
-    rows.push({ test: 'metadata', system: 'host', value: hostMetadata(root), unit: 'files/s' });
-
+    const big = join(root, 'data/big');
+    const hfd = fs.openat(F.AT_FDCWD, big, F.O_RDONLY | F.O_CLOEXEC);
+    readFd(hfd, z.size);
+    const hostSeq = readFd(hfd, z.size);
+    fs.close(hfd);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < z.files; i++) {
+      if (typeof fs.statx(F.AT_FDCWD, join(root, 'data/many', `d${Math.floor(i / 1000)}`, `f${i % 1000}`), F.AT_SYMLINK_NOFOLLOW) === 'number') throw new Error('stat failed');
+    }
+    const hostMeta = z.files / (Number(process.hrtime.bigint() - t0) / 1e9);
+    rows.push({ test: '9p-seq-read', system: 'host pread', value: hostSeq, unit: 'MB/s', ratio: 1 });
+    rows.push({ test: '9p-metadata', system: 'host statx', value: hostMeta, unit: 'files/s', ratio: 1 });
+    const servers: [string, string, string][] = [];
     const ours = join(dir, 'ours.sock');
-    procs.push(spawn(process.execPath, [CLI, 'gofer', '--root', root, '--listen', `unix:${ours}`, '--no-confine'], { stdio: 'ignore' }));
-    const diod = join(dir, 'diod.sock');
-    procs.push(spawn('diod', ['-f', '-n', '-l', diod, '-e', root], { stdio: 'ignore', cwd: dir }));
-    await waitFor(ours);
-    await waitFor(diod);
-
-    for (const [system, sock, aname] of [['tsvisor gofer', ours, ''], ['diod', diod, root]] as const) {
+    procs.push(spawn(tsvisorCommand()[0]!, [...tsvisorCommand().slice(1), 'gofer', '--root', root, '--listen', `unix:${ours}`, '--no-confine'], { stdio: 'ignore' }));
+    servers.push(['tsvisor gofer', ours, '']);
+    if (haveTool('diod')) {
+      const diod = join(dir, 'diod.sock');
+      procs.push(spawn('diod', ['-f', '-n', '-l', diod, '-e', root], { stdio: 'ignore', cwd: dir }));
+      servers.push(['diod', diod, root]);
+    } else {
+      skipped.push('9P rows of diod: diod is not installed (apt install diod)');
+    }
+    for (const [system, sock, aname] of servers) {
+      await waitFor(sock);
       const c = await Client.connect(sock, MSIZE);
       const r = c.allocFid();
       await c.attach(r, 0, aname);
-      await seqRead(c, r, 'big'); // warm-up
-      rows.push({ test: 'seq-read', system: `${system} (msize ${c.msize >> 10} KiB)`, value: await seqRead(c, r, 'big'), unit: 'MB/s' });
-      await metadata(c, r);
-      rows.push({ test: 'metadata', system, value: await metadata(c, r), unit: 'files/s' });
+      await seqRead(c, r, ['data', 'big'], z.size); // warm-up
+      const seq = await seqRead(c, r, ['data', 'big'], z.size);
+      rows.push({ test: '9p-seq-read', system: `${system} (msize ${c.msize >> 10} KiB)`, value: seq, unit: 'MB/s', ratio: seq / hostSeq });
+      await metadata(c, r, z.files);
+      const meta = await metadata(c, r, z.files);
+      rows.push({ test: '9p-metadata', system, value: meta, unit: 'files/s', ratio: meta / hostMeta });
       c.close();
     }
     const d = await Client.connect(ours, MSIZE, { donation: true });
     const r = d.allocFid();
     await d.attach(r);
     const f = d.allocFid();
-    await d.walk(r, f, ['big']);
+    await d.walk(r, f, ['data', 'big']);
     const opened = await d.lopen(f, F.O_RDONLY);
-    readFd(opened.fd!);
-    rows.push({ test: 'seq-read', system: 'tsvisor gofer, donated descriptor', value: readFd(opened.fd!), unit: 'MB/s' });
+    readFd(opened.fd!, z.size);
+    const don = readFd(opened.fd!, z.size);
+    rows.push({ test: '9p-seq-read', system: 'tsvisor gofer, donated descriptor', value: don, unit: 'MB/s', ratio: don / hostSeq });
     fs.close(opened.fd!);
     d.close();
-
-    const host = new Map(rows.filter((x) => x.system === 'host').map((x) => [x.test, x.value]));
-    for (const row of rows) {
-      const ratio = row.value / host.get(row.test)!;
-      console.log(`${row.test.padEnd(9)} ${row.system.padEnd(36)} ${row.value.toFixed(0).padStart(9)} ${row.unit.padEnd(8)} ${ratio.toFixed(3)}× host`);
-    }
-    const json = opt('json', '');
-    if (json) writeFileSync(json, JSON.stringify({ sizeMiB: SIZE >> 20, files: FILES, rows }, null, 2) + '\n');
   } finally {
     for (const p of procs) p.kill('SIGTERM');
-    await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
-    rmSync(dir, { recursive: true, force: true });
+    await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
   }
+  return rows;
 }
 
-await main();
+/** Runs both parts in a directory of its own under /var/tmp (removed at the end). */
+export async function runGoferBench(o: { quick: boolean; log: (line: string) => void }): Promise<GoferReport> {
+  const z: Sizes = o.quick
+    ? { size: 256 << 20, files: 5000, tarFiles: 2000, reads: 20000, reps: 3 }
+    : { size: 1 << 30, files: 20000, tarFiles: 10000, reads: 100000, reps: 3 };
+  const dir = mkdtempSync('/var/tmp/tgf-bench-');
+  chmodSync(dir, 0o755);
+  const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [] };
+  try {
+    try {
+      report.rows.push(...(await rootfsRows(dir, z, o.log)));
+    } catch (e) {
+      report.skipped.push(`rootfs rows: ${(e as Error).message}`);
+    }
+    if (existsSync(join(dir, 'root/data/big'))) {
+      o.log('gofer bench: the 9P rows');
+      report.rows.push(...(await p9Rows(dir, join(dir, 'root'), z, report.skipped)));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return report;
+}
+
+/** The report as a text table. */
+export function formatGoferTable(r: GoferReport): string {
+  const lines = [
+    `Gofer (${r.sizeMiB} MiB file, ${r.randomReads} random 4 KiB reads, find+stat of ${r.files} files, untar of ${r.tarFiles}; best of 3; ratio to the host in this run)`,
+  ];
+  for (const row of r.rows) {
+    const floor = row.floor === undefined ? '' : `  (floor ${row.floor}×${row.ratio! < row.floor ? ': BELOW' : ''})`;
+    lines.push(`${row.test.padEnd(12)} ${row.system.padEnd(34)} ${row.value.toFixed(0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}`);
+  }
+  for (const s of r.skipped) lines.push(`skipped: ${s}`);
+  return lines.join('\n') + '\n';
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  const report = await runGoferBench({ quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
+  process.stdout.write(formatGoferTable(report));
+  const i = args.indexOf('--json');
+  if (i >= 0) writeFileSync(args[i + 1]!, JSON.stringify(report, null, 2) + '\n');
+}

@@ -2,13 +2,15 @@
  * `tsvisor bench [--quick] [--json FILE] [--html FILE] [--only NAME[,NAME]...]`: builds its own namespaces and
  * veth pairs, measures kernel, tsvisor, pasta and slirp4netns with the stock clients, prints a table with each
  * figure's ratio to kernel, and removes everything it made, also on Ctrl-C and on failure. `--only sentry` (alone
- * or beside other names) adds the Sentry's rows: `tsvisor run` start-up per network mode.
+ * or beside other names) adds the Sentry's rows: `tsvisor run` start-up per network mode. `--only gofer` likewise
+ * adds the Gofer's: programs inside `tsvisor run --rootfs` against the host, and the 9P layer against diod.
  */
 import { writeFileSync } from 'node:fs';
 import { cleanup } from '../bench/proc.ts';
 import { formatHtml, formatTable } from '../bench/report.ts';
 import { runBench, selectOnly } from '../bench/run.ts';
 import { formatSentryTable, runSentryBench, type SentryReport } from '../bench/sentry.ts';
+import { formatGoferTable, runGoferBench, type GoferReport } from '../bench/gofer.ts';
 import { parseArgs, UsageError } from './args.ts';
 
 /** Parsed `bench` arguments. */
@@ -19,6 +21,8 @@ export interface BenchArgs {
   only: string[];
   /** Run the Sentry's rows (`--only sentry`). */
   sentry: boolean;
+  /** Run the Gofer's rows (`--only gofer`). */
+  gofer: boolean;
 }
 
 /** Parses `bench`'s arguments; every mistake is a UsageError naming it. */
@@ -26,13 +30,14 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   const { options: o } = parseArgs(argv, { quick: {}, json: { value: true }, html: { value: true }, only: { value: true, repeat: true } });
   const names = ((o.only as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   const sentry = names.includes('sentry');
-  const only = names.filter((n) => n !== 'sentry');
+  const gofer = names.includes('gofer');
+  const only = names.filter((n) => n !== 'sentry' && n !== 'gofer');
   try {
     selectOnly(only);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry };
+  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer };
 }
 
 /** The `bench` command; resolves to the exit status (0 also when some systems were skipped). */
@@ -48,20 +53,25 @@ export async function benchCommand(argv: string[]): Promise<number> {
   process.once('exit', cleanup);
   try {
     const log = (l: string) => process.stderr.write(l + '\n');
-    // `--only sentry` alone runs only the Sentry's rows; with other names, those as well.
-    const sentryOnly = args.sentry && args.only.length === 0;
-    const report = sentryOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log });
+    // `--only sentry` and/or `gofer` alone run only their rows; with other names, those as well.
+    const extrasOnly = (args.sentry || args.gofer) && args.only.length === 0;
+    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log });
     let sentry: SentryReport | undefined;
     if (args.sentry) sentry = await runSentryBench({ quick: args.quick, log });
+    let gofer: GoferReport | undefined;
+    if (args.gofer) gofer = await runGoferBench({ quick: args.quick, log });
     if (report) process.stdout.write('\n' + formatTable(report, report.udpLatency));
     if (sentry) process.stdout.write('\n' + formatSentryTable(sentry));
+    if (gofer) process.stdout.write('\n' + formatGoferTable(gofer));
     if (args.json) {
       const { udpLatency, ...rest } = report ?? { udpLatency: undefined };
-      writeFileSync(args.json, JSON.stringify({ ...rest, ...(report ? { udp_latency: udpLatency } : {}), ...(sentry ? { sentry } : {}) }, null, 2) + '\n');
+      writeFileSync(args.json, JSON.stringify({ ...rest, ...(report ? { udp_latency: udpLatency } : {}), ...(sentry ? { sentry } : {}), ...(gofer ? { gofer } : {}) }, null, 2) + '\n');
     }
     if (args.html) {
       const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-      const section = sentry ? `<h2>Sentry</h2>\n<pre>${esc(formatSentryTable(sentry))}</pre>\n` : '';
+      const section =
+        (sentry ? `<h2>Sentry</h2>\n<pre>${esc(formatSentryTable(sentry))}</pre>\n` : '') +
+        (gofer ? `<h2>Gofer</h2>\n<pre>${esc(formatGoferTable(gofer))}</pre>\n` : '');
       const html = report ? formatHtml(report, report.udpLatency) : '<!doctype html>\n<meta charset="utf-8">\n<title>tsvisor bench</title>\n<body>\n</body>\n';
       writeFileSync(args.html, html.replace('</body>', `${section}</body>`));
     }

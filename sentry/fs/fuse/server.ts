@@ -647,29 +647,34 @@ export class FuseServer {
 
   private async readdir(plus: boolean, dirNode: bigint, fh: number, offset: bigint, size: number): Promise<Uint8Array> {
     // fuse_dirent is never smaller than 9P's entry, so `size` bytes of 9P entries fill at most the reply; the
-    // ones that do not fit are read again from the last cookie sent.
-    const entries = await this.client.readdir(fh, offset, Math.min(size, this.client.msize - 11));
+    // ones that do not fit are read again from the last cookie sent. A direntplus is ~5 times a 9P entry: ask
+    // for about what fits.
+    const want = plus ? Math.max(512, Math.ceil(size / 3)) : size;
+    const entries = await this.client.readdir(fh, offset, Math.min(want, this.client.msize - 11));
     const out = new Uint8Array(size);
     let o = 0;
-    for (const d of entries) {
-      const dot = isDot(d.name);
-      if (!plus) {
+    if (!plus) {
+      for (const d of entries) {
         if (o + direntSize(d.name.length) > size) break;
         o = writeDirent(out, o, d.qid.path, d.offset, d.type, d.name);
-        continue;
       }
-      if (o + direntPlusSize(d.name.length) > size) break;
-      if (dot) {
-        // The kernel takes no lookup count for `.` and `..` (node id 0 in the entry).
-        const a = zeroAttr(d.qid.path, d.type);
-        o = writeDirentPlus(out, o, 0n, a, { entry: 0, attr: 0 }, d.offset, d.type, d.name);
-        continue;
-      }
-      let entry: Uint8Array;
-      try {
-        entry = await this.lookup(dirNode, d.name);
-      } catch {
-        // Gone since the listing: send it without a node, as the kernel then looks it up itself.
+      return out.subarray(0, o);
+    }
+    // The entries that fit, then their lookups all at once (the 9P client pipelines them): only those sent may
+    // be looked up, since each lookup is a count the kernel must later FORGET.
+    let fit = 0;
+    for (let used = 0; fit < entries.length; fit++) {
+      used += direntPlusSize(entries[fit]!.name.length);
+      if (used > size) break;
+    }
+    const sent = entries.slice(0, fit);
+    const looked = await Promise.all(sent.map((d) => (isDot(d.name) ? undefined : this.lookup(dirNode, d.name).catch(() => undefined))));
+    for (let i = 0; i < sent.length; i++) {
+      const d = sent[i]!;
+      const entry = looked[i];
+      if (!entry) {
+        // `.` and `..` (the kernel takes no lookup count for them), or a name gone since the listing: no node,
+        // and the kernel looks it up itself when it needs it.
         o = writeDirentPlus(out, o, 0n, zeroAttr(d.qid.path, d.type), { entry: 0, attr: 0 }, d.offset, d.type, d.name);
         continue;
       }

@@ -535,10 +535,19 @@ export class FuseServer {
   /** Walks `name` from `parent`, and gives the kernel a node for it (the same node for the same inode). */
   private async lookup(parent: bigint, name: Uint8Array): Promise<Uint8Array> {
     const fid = this.client.allocFid();
-    await this.client.walk(this.node(parent).fid, fid, [name]);
+    // Twalk and Tgetattr of the new fid go out together: one round trip, not two (the Gofer handles metadata
+    // requests in order). A server that ran the Tgetattr first (threads, as diod has) fails it; it is asked again.
+    const walked = this.client.walk(this.node(parent).fid, fid, [name]);
+    const got = this.client.getattr(fid, GETATTR.ALL);
+    try {
+      await walked;
+    } catch (e) {
+      got.catch(() => {});
+      throw e;
+    }
     let a: Attr;
     try {
-      a = await this.attr(fid);
+      a = toAttr(await got.catch(() => this.client.getattr(fid, GETATTR.ALL)));
     } catch (e) {
       await this.clunk(fid);
       throw e;

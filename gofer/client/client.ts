@@ -78,6 +78,11 @@ export class Client {
   private have = 0;
   private closedError: Error | undefined;
 
+  /** Whether the connection has ended (every request fails with EIO from then on). */
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
   private constructor(private readonly socket: Socket | UnixStream) {
     socket.on('data', (c: Buffer, fds?: number[]) => {
       if (fds) this.fdQueue.push(...fds);

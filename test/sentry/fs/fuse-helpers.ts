@@ -17,6 +17,7 @@ export interface Mounted {
   root: string;
   mnt: string;
   gofer: ChildProcess;
+  client: Client;
   server: FuseServer;
   /** Set once the server saw the connection end, with its reason. */
   closed: { why?: string };
@@ -75,5 +76,5 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  return { dir, root, mnt, gofer, server, closed };
+  return { dir, root, mnt, gofer, client, server, closed };
 }

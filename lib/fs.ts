@@ -7,6 +7,7 @@
  * on x86-64 and aarch64 since they come from the unified syscall table.
  */
 import koffi from 'koffi';
+import { minusErrno } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -204,10 +205,6 @@ export function cpath(p: Path): Uint8Array {
   return out;
 }
 
-function ret(r: number): number {
-  return r < 0 ? -koffi.errno() : r;
-}
-
 const how = new Uint8Array(24);
 const howView = new DataView(how.buffer);
 let openat2Missing = false;
@@ -230,22 +227,22 @@ export function openat2(dirfd: number, path: Path, flags: number, mode: number, 
 
 /** openat(2). */
 export function openat(dirfd: number, path: Path, flags: number, mode = 0): number {
-  return ret(raw.openat(dirfd, typeof path === 'string' ? path : cpath(path), flags, mode));
+  return minusErrno(raw.openat(dirfd, typeof path === 'string' ? path : cpath(path), flags, mode));
 }
 
 /** close(2). */
 export function close(fd: number): number {
-  return ret(raw.close(fd));
+  return minusErrno(raw.close(fd));
 }
 
 /** fcntl(F_DUPFD_CLOEXEC): a second descriptor for the same open file. */
 export function dup(fd: number): number {
-  return ret(raw.fcntlInt(fd, F.F_DUPFD_CLOEXEC, 0));
+  return minusErrno(raw.fcntlInt(fd, F.F_DUPFD_CLOEXEC, 0));
 }
 
 /** fcntl(F_GETFL): the open flags of a descriptor. */
 export function getfl(fd: number): number {
-  return ret(raw.fcntlInt(fd, F.F_GETFL, 0));
+  return minusErrno(raw.fcntlInt(fd, F.F_GETFL, 0));
 }
 
 /** A file's attributes as statx(2) reports them; 64-bit fields as BigInt. */
@@ -313,30 +310,30 @@ export function fstat(fd: number): Statx | number {
 
 /** mkdirat(2). */
 export function mkdirat(dirfd: number, path: Path, mode: number): number {
-  return ret(raw.mkdirat(dirfd, typeof path === 'string' ? path : cpath(path), mode));
+  return minusErrno(raw.mkdirat(dirfd, typeof path === 'string' ? path : cpath(path), mode));
 }
 
 /** mknodat(2) with device number 0 (the Gofer makes only regular files and fifos). */
 export function mknodat(dirfd: number, path: Path, mode: number): number {
-  return ret(raw.mknodat(dirfd, typeof path === 'string' ? path : cpath(path), mode, 0));
+  return minusErrno(raw.mknodat(dirfd, typeof path === 'string' ? path : cpath(path), mode, 0));
 }
 
 /** unlinkat(2). */
 export function unlinkat(dirfd: number, path: Path, flags: number): number {
-  return ret(raw.unlinkat(dirfd, typeof path === 'string' ? path : cpath(path), flags));
+  return minusErrno(raw.unlinkat(dirfd, typeof path === 'string' ? path : cpath(path), flags));
 }
 
 /** renameat2(2). */
 export function renameat2(olddir: number, oldpath: Path, newdir: number, newpath: Path, flags = 0): number {
   const o = typeof oldpath === 'string' ? oldpath : cpath(oldpath);
   const n = typeof newpath === 'string' ? newpath : cpath(newpath);
-  return ret(raw.renameat2(olddir, o, newdir, n, flags));
+  return minusErrno(raw.renameat2(olddir, o, newdir, n, flags));
 }
 
 /** symlinkat(2). */
 export function symlinkat(target: Path, dirfd: number, path: Path): number {
   const t = typeof target === 'string' ? target : cpath(target);
-  return ret(raw.symlinkat(t, dirfd, typeof path === 'string' ? path : cpath(path)));
+  return minusErrno(raw.symlinkat(t, dirfd, typeof path === 'string' ? path : cpath(path)));
 }
 
 const linkBuf = new Uint8Array(4096);
@@ -352,12 +349,12 @@ export function readlinkat(dirfd: number, path: Path): Uint8Array | number {
 export function linkat(olddir: number, oldpath: Path, newdir: number, newpath: Path, flags: number): number {
   const o = typeof oldpath === 'string' ? oldpath : cpath(oldpath);
   const n = typeof newpath === 'string' ? newpath : cpath(newpath);
-  return ret(raw.linkat(olddir, o, newdir, n, flags));
+  return minusErrno(raw.linkat(olddir, o, newdir, n, flags));
 }
 
 /** fchownat(2); -1 (as unsigned) leaves an id unchanged. */
 export function fchownat(dirfd: number, path: Path, uid: number, gid: number, flags: number): number {
-  return ret(raw.fchownat(dirfd, typeof path === 'string' ? path : cpath(path), uid >>> 0, gid >>> 0, flags));
+  return minusErrno(raw.fchownat(dirfd, typeof path === 'string' ? path : cpath(path), uid >>> 0, gid >>> 0, flags));
 }
 
 let fchmodat2Missing = false;
@@ -377,12 +374,12 @@ export function fchmodPath(fd: number, mode: number): number {
 
 /** fchmodat(2) (follows symlinks: AT_SYMLINK_NOFOLLOW is not supported by Linux's fchmodat). */
 export function fchmodat(dirfd: number, path: Path, mode: number): number {
-  return ret(raw.fchmodat(dirfd, typeof path === 'string' ? path : cpath(path), mode, 0));
+  return minusErrno(raw.fchmodat(dirfd, typeof path === 'string' ? path : cpath(path), mode, 0));
 }
 
 /** fchmod(2) on an open (not O_PATH) descriptor. */
 export function fchmod(fd: number, mode: number): number {
-  return ret(raw.fchmod(fd, mode));
+  return minusErrno(raw.fchmod(fd, mode));
 }
 
 const times = new Uint8Array(32);
@@ -402,17 +399,17 @@ export function utimensat(
   timesView.setBigInt64(8, BigInt(atimeNsec), true);
   timesView.setBigInt64(16, mtimeSec, true);
   timesView.setBigInt64(24, BigInt(mtimeNsec), true);
-  return ret(raw.utimensat(dirfd, typeof path === 'string' ? path : cpath(path), times, flags));
+  return minusErrno(raw.utimensat(dirfd, typeof path === 'string' ? path : cpath(path), times, flags));
 }
 
 /** ftruncate(2). */
 export function ftruncate(fd: number, length: bigint): number {
-  return ret(raw.ftruncate(fd, length));
+  return minusErrno(raw.ftruncate(fd, length));
 }
 
 /** getdents64(2) into `buf`: bytes filled, 0 at the end, or minus the errno. */
 export function getdents64(fd: number, buf: Uint8Array): number {
-  return ret(raw.getdents64(fd, buf, buf.length));
+  return minusErrno(raw.getdents64(fd, buf, buf.length));
 }
 
 /** lseek(2) to an absolute offset (directory cookies included). */
@@ -454,7 +451,7 @@ export function fstatfs(fd: number): Statfs | number {
 
 /** fsync(2), or fdatasync(2) when `dataOnly`. */
 export function fsync(fd: number, dataOnly: boolean): number {
-  return ret(dataOnly ? raw.fdatasync(fd) : raw.fsync(fd));
+  return minusErrno(dataOnly ? raw.fdatasync(fd) : raw.fsync(fd));
 }
 
 /** A byte-range lock as `struct flock` carries it. */
@@ -495,12 +492,12 @@ export function fgetxattr(fd: number, name: Path): Uint8Array | number {
 
 /** fsetxattr(2). */
 export function fsetxattr(fd: number, name: Path, value: Uint8Array, flags: number): number {
-  return ret(raw.fsetxattr(fd, typeof name === 'string' ? name : cpath(name), value, value.length, flags));
+  return minusErrno(raw.fsetxattr(fd, typeof name === 'string' ? name : cpath(name), value, value.length, flags));
 }
 
 /** fremovexattr(2). */
 export function fremovexattr(fd: number, name: Path): number {
-  return ret(raw.fremovexattr(fd, typeof name === 'string' ? name : cpath(name)));
+  return minusErrno(raw.fremovexattr(fd, typeof name === 'string' ? name : cpath(name)));
 }
 
 /** flistxattr(2): the NUL-separated names, or minus the errno. */
@@ -519,10 +516,10 @@ export function flistxattr(fd: number): Uint8Array | number {
 
 /** pread(2) into `buf`. */
 export function pread(fd: number, buf: Uint8Array, offset: bigint): number {
-  return ret(raw.pread(fd, buf, buf.length, offset));
+  return minusErrno(raw.pread(fd, buf, buf.length, offset));
 }
 
 /** pwrite(2) of `buf`. */
 export function pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
-  return ret(raw.pwrite(fd, buf, buf.length, offset));
+  return minusErrno(raw.pwrite(fd, buf, buf.length, offset));
 }

@@ -170,6 +170,14 @@ export class SysError extends Error {
   }
 }
 
+/**
+ * A libc call's result as our bindings return it: `ret` when it is not negative, else minus the errno the call
+ * left. Call it on the call's return value directly, before anything else can touch errno.
+ */
+export function minusErrno(ret: number): number {
+  return ret < 0 ? -koffi.errno() : ret;
+}
+
 /** Returns `ret` when it is not negative; otherwise throws a SysError with the current errno. */
 export function check(ret: number, syscall: string, context?: string): number {
   if (ret < 0) throw new SysError(syscall, koffi.errno(), context);

@@ -4,6 +4,7 @@
  * result or `-errno` rather than throwing, so a target that just exited costs a comparison.
  */
 import koffi from 'koffi';
+import { minusErrno } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -21,7 +22,7 @@ export const F = { GETFD: 1, SETFD: 2, GETFL: 3, SETFL: 4, FD_CLOEXEC: 1, O_NONB
 /** `syscall(nr, a, b, c)`: the result, or `-errno`. */
 export function syscall(nr: number, a = 0, b = 0, c = 0): number {
   const r = syscall4(nr, a, b, c);
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }
 
 /** A pidfd for process `pid` (a TGID; flags 0 or PIDFD_NONBLOCK), or `-errno` (ESRCH: gone). */
@@ -42,5 +43,5 @@ export function pidfdSendSignal(pidfd: number, sig: number): number {
 /** `fcntl(fd, cmd, arg)`: the result, or `-errno`. */
 export function fcntl(fd: number, cmd: number, arg = 0): number {
   const r = fcntl3(fd, cmd, arg);
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }

@@ -4,6 +4,7 @@
  * died) is an everyday answer on the hot path.
  */
 import koffi from 'koffi';
+import { minusErrno } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -34,7 +35,7 @@ const ioctl = libc.func('int ioctl(int fd, unsigned long req, void *arg)') as (
 
 function call(fd: number, req: number, arg: Uint8Array | BigUint64Array | bigint): number {
   const r = ioctl(fd, req, arg);
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }
 
 /**
@@ -97,5 +98,5 @@ const SECCOMP_FILTER_FLAG_TSYNC = 1;
 export function installFilterAllThreads(program: Uint8Array): number {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -koffi.errno();
   const r = seccompSetFilter(SYS_SECCOMP, 1, SECCOMP_FILTER_FLAG_TSYNC, { len: program.length / 8, filter: program });
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }

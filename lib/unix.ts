@@ -6,7 +6,7 @@
  * Struct layouts are x86-64's (the only architecture the Sentry supports).
  */
 import koffi from 'koffi';
-import { C, SysError } from './libc.ts';
+import { C, minusErrno, SysError } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -71,13 +71,13 @@ export function socketPair(type: 'stream' | 'dgram' | 'seqpacket', nonblock = tr
 /** recv(2): bytes read, 0 at end of stream (or an empty datagram), or -errno. */
 export function recv(fd: number, buf: Uint8Array, flags: number = U.MSG_DONTWAIT): number {
   const n = raw.recv(fd, buf, buf.length, flags);
-  return n < 0 ? -koffi.errno() : n;
+  return minusErrno(n);
 }
 
 /** send(2) without SIGPIPE: bytes sent or -errno. */
 export function send(fd: number, buf: Uint8Array, flags: number = U.MSG_DONTWAIT): number {
   const n = raw.send(fd, buf, buf.length, flags | U.MSG_NOSIGNAL);
-  return n < 0 ? -koffi.errno() : n;
+  return minusErrno(n);
 }
 
 /** shutdown(2): 0 or -errno. */
@@ -93,13 +93,13 @@ export function close(fd: number): number {
 /** A close-on-exec duplicate of `fd`, or -errno. */
 export function dup(fd: number): number {
   const r = raw.dup(fd, U.F_DUPFD_CLOEXEC, 0);
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }
 
 /** fcntl(F_GETFL): the open file description's status flags, or -errno. */
 export function getFl(fd: number): number {
   const r = raw.dup(fd, U.F_GETFL, 0);
-  return r < 0 ? -koffi.errno() : r;
+  return minusErrno(r);
 }
 
 /** fcntl(F_SETFL): 0 or -errno. */

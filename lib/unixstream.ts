@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import koffi from 'koffi';
-import { C, mapMemory, SysError, sockaddrUn, sys, type NativeBuffer } from './libc.ts';
+import { C, mapMemory, minusErrno, SysError, sockaddrUn, sys, type NativeBuffer } from './libc.ts';
 import { pollFd, send, U, type FdPoll } from './unix.ts';
 
 const libc = koffi.load('libc.so.6');
@@ -185,7 +185,7 @@ export class UnixStream extends EventEmitter {
     fds.forEach((fd, i) => v.setInt32(CTRL + CMSG_HDR + 4 * i, fd, true));
     msghdr(this.mem, n, (space + 7) & ~7);
     const r = sendmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | U.MSG_NOSIGNAL);
-    return r < 0 ? -koffi.errno() : r;
+    return minusErrno(r);
   }
 
   private readSome(): void {

@@ -13,7 +13,7 @@ import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
 import { LINUX as L, decodeSockaddr, encodeSockaddr } from './abi.ts';
 import type { MsgHdr, SysRet } from './api.ts';
-import { decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
+import { type OptSpec, decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
 
 const EAGAIN = 11;
 const EINTR = 4;
@@ -56,6 +56,27 @@ function int32(v: number): Uint8Array {
   new DataView(b.buffer).setInt32(0, v, true);
   return b;
 }
+
+/**
+ * Options getsockopt answers from the file, never from the Endpoint: what socket() was called with (asked of the
+ * program's fd, the kernel would answer AF_UNIX for the pair), whether it listens, the pending error it hands out
+ * once, and the timeouts of the file's own waits.
+ */
+const ANSWERED_BY_FILE = new Map<string, (f: SocketFile) => Uint8Array>([
+  ['SO_TYPE', (f) => int32(f.type)],
+  ['SO_DOMAIN', (f) => int32(f.domain)],
+  ['SO_PROTOCOL', (f) => int32(f.protocol)],
+  [
+    'SO_ACCEPTCONN',
+    (f) => {
+      const v = f.type === L.SOCK_STREAM ? f.ep.getOption('SO_ACCEPTCONN') : 0;
+      return int32(isError(v) ? 0 : Number(v));
+    },
+  ],
+  ['SO_ERROR', (f) => int32(f.ep.takeError()?.errno ?? 0)],
+  ['SO_RCVTIMEO', (f) => encodeTimeval(f.rcvTimeoMs)],
+  ['SO_SNDTIMEO', (f) => encodeTimeval(f.sndTimeoMs)],
+]);
 
 /**
  * SO_LINGER's time in ms when it is on with a positive time (Linux's sk_lingertime), Infinity when it was set
@@ -420,6 +441,21 @@ export class SocketFile {
     return !!v['onoff'] && Number(v['linger'] ?? 0) === 0;
   }
 
+  /** An option the Endpoint holds (or the file keeps for it), as getsockopt writes it; or -errno. */
+  private endpointOption(spec: OptSpec): Uint8Array | number {
+    const v = this.ep.getOption(spec.name);
+    if (isError(v)) return KEPT_BY_FILE.has(spec.name) ? int32(this.kept.get(spec.name) ?? 0) : neg(v);
+    if (spec.kind === 'linger') {
+      const o = v as { onoff?: number | boolean; linger?: number };
+      return encodeLinger(!!o.onoff, Number(o.linger ?? 0));
+    }
+    if (spec.kind === 'tcpinfo') return encodeTcpInfo(v as { [k: string]: number | boolean });
+    if (spec.kind === 'string') {
+      return typeof v === 'string' ? new TextEncoder().encode(v + '\0') : v instanceof Uint8Array ? v : new Uint8Array(0);
+    }
+    return int32(Number(v));
+  }
+
   /** getsockopt(2): optlen[0] in: buffer size, out: bytes written. */
   getsockopt(level: number, name: number, optval: Uint8Array, optlen: Uint32Array): number {
     const lvl = level === L.SOL_TCP ? L.IPPROTO_TCP : level;
@@ -431,47 +467,10 @@ export class SocketFile {
     } else {
       const spec = lookupOption(lvl, name);
       if (!spec) return -ENOPROTOOPT;
-      switch (spec.name) {
-        case 'SO_TYPE':
-          bytes = int32(this.type);
-          break;
-        case 'SO_DOMAIN':
-          bytes = int32(this.domain);
-          break;
-        case 'SO_PROTOCOL':
-          bytes = int32(this.protocol);
-          break;
-        case 'SO_ACCEPTCONN': {
-          const v = this.type === L.SOCK_STREAM ? this.ep.getOption('SO_ACCEPTCONN') : 0;
-          bytes = int32(isError(v) ? 0 : Number(v));
-          break;
-        }
-        case 'SO_ERROR':
-          bytes = int32(this.ep.takeError()?.errno ?? 0);
-          break;
-        case 'SO_RCVTIMEO':
-          bytes = encodeTimeval(this.rcvTimeoMs);
-          break;
-        case 'SO_SNDTIMEO':
-          bytes = encodeTimeval(this.sndTimeoMs);
-          break;
-        default: {
-          const v = this.ep.getOption(spec.name);
-          if (isError(v) && KEPT_BY_FILE.has(spec.name)) {
-            bytes = int32(this.kept.get(spec.name) ?? 0);
-            break;
-          }
-          if (isError(v)) return neg(v);
-          if (spec.kind === 'linger') {
-            const o = v as { onoff?: number | boolean; linger?: number };
-            bytes = encodeLinger(!!o.onoff, Number(o.linger ?? 0));
-          } else if (spec.kind === 'tcpinfo') {
-            bytes = encodeTcpInfo(v as { [k: string]: number | boolean });
-          } else if (spec.kind === 'string') {
-            bytes = typeof v === 'string' ? new TextEncoder().encode(v + '\0') : v instanceof Uint8Array ? v : new Uint8Array(0);
-          } else bytes = int32(Number(v));
-        }
-      }
+      const own = ANSWERED_BY_FILE.get(spec.name);
+      const r = own ? own(this) : this.endpointOption(spec);
+      if (typeof r === 'number') return r;
+      bytes = r;
     }
     const n = Math.min(bytes.length, optlen[0]!, optval.length);
     optval.set(bytes.subarray(0, n));

@@ -87,6 +87,87 @@ t.test('curl inside → peer by a DNS name answered by a UDP responder on the pe
   t.end();
 });
 
+t.test('wget inside → peer by /etc/hosts name over IPv4 and IPv6, and by a DNS name (--dns); sha256 of the body', async (t) => {
+  const script = [
+    'set -e',
+    'wget -4 -q -T 20 -O - http://host.tsvisor.internal:8080/file | sha256sum',
+    'wget -6 -q -T 20 -O - http://host.tsvisor.internal:8080/file | sha256sum',
+    'wget -q -T 20 -O - http://peer.tsb.test:8080/file | sha256sum',
+  ].join('\n');
+  const r = await tsvisorRun(ns, ['--dns', DNS, '--', '/bin/sh', '-c', script]);
+  t.equal(r.code, 0, r.stderr);
+  t.same(r.stdout.trim().split('\n').map((l) => l.split(' ')[0]), [sha, sha, sha], 'IPv4 name, IPv6 name, DNS name');
+  t.end();
+});
+
+// The peer's side of the half-close and reset checks: on 9013 it reads to end of file and only then answers with
+// the sha256 of what it read; on 9014 it waits for one byte and closes with SO_LINGER {1, 0}, which sends a RST.
+const HALF_AND_RST = `
+import hashlib, socket, struct, threading
+def half():
+    l = socket.create_server(('0.0.0.0', 9013))
+    c, _ = l.accept(); h = hashlib.sha256()
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        h.update(b)
+    c.sendall((h.hexdigest() + '\\n').encode()); c.close()
+def rst():
+    l = socket.create_server(('0.0.0.0', 9014))
+    c, _ = l.accept(); c.recv(1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()
+threading.Thread(target=half).start(); threading.Thread(target=rst).start()
+print('ready', flush=True)
+`;
+
+t.test('nc: half-close (-N) → the peer answers after the program\'s FIN and the program reads it; UDP both ways; a peer RST → ECONNRESET inside', async (t) => {
+  const data = randomBytes(1 << 20);
+  writeFileSync(join(dir, 'half.bin'), data);
+  const dsha = createHash('sha256').update(data).digest('hex');
+  const servers = peer(['python3', '-c', HALF_AND_RST]);
+  let ready = '';
+  servers.stdout!.on('data', (d) => (ready += d));
+  await waitFor(() => ready.includes('ready'), HANG_MS);
+  const half = await tsvisorRun(ns, ['--bind', `${dir}:/mnt`, '--', '/bin/sh', '-c', 'nc -N host.tsvisor.internal 9013 < /mnt/half.bin']);
+  t.equal(half.code, 0, half.stderr);
+  t.equal(half.stdout.trim(), dsha, 'the peer read every byte up to the FIN, and its answer came back after it');
+
+  const reset = await tsvisorRun(ns, ['--', 'python3', '-c', `
+import errno, socket
+s = socket.create_connection(('host.tsvisor.internal', 9014)); s.sendall(b'x')
+try:
+    print('read', s.recv(10))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+`]);
+  t.equal(reset.code, 0, reset.stderr);
+  t.equal(reset.stdout, 'ECONNRESET\n', 'the peer\'s RST reads as ECONNRESET');
+
+  // UDP out: nc -u inside sends one datagram to nc -u -l on the peer (IPv4 both: a datagram has no fallback to
+  // the next address of the name, as TCP's connect has).
+  const sink = peer(['nc', '-4', '-u', '-l', '-W', '1', '9011']);
+  let got = '';
+  sink.stdout!.on('data', (d) => (got += d));
+  await waitFor(() => run(['ip', 'netns', 'exec', ns, 'ss', '-Hlun', 'sport = :9011']).includes('9011'), HANG_MS);
+  const out = await tsvisorRun(ns, ['--', '/bin/sh', '-c', 'echo datagram-out | nc -4 -u -w 1 host.tsvisor.internal 9011']);
+  t.equal(out.code, 0, out.stderr);
+  t.ok(await waitFor(() => got.includes('\n'), HANG_MS), 'the peer got a datagram');
+  t.equal(got, 'datagram-out\n');
+
+  // UDP in: nc -u -l inside takes one datagram from the peer, which sends until the program has one.
+  const srv = await startRun(['--', 'nc', '-4', '-u', '-l', '-W', '1', '9012']);
+  let done = false;
+  const status = new Promise<number | null>((res) => srv.child.once('close', (code) => ((done = true), res(code))));
+  for (let i = 0; i < 200 && !done; i++) {
+    await collect(spawnIn(ns, ['/bin/sh', '-c', `echo datagram-in | nc -u -w 0 ${srv.sandbox} 9012`]));
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  if (!done) srv.child.kill('SIGKILL');
+  t.equal(await status, 0, srv.out());
+  t.equal(srv.out(), 'datagram-in\n', 'the program got the peer\'s datagram');
+  t.end();
+});
+
 /** Starts `tsvisor run ARGS` in the caller namespace; resolves once its log says the program runs. */
 async function startRun(args: string[]): Promise<{ child: ChildProcess; log: string; sandbox: string; out: () => string }> {
   const log = join(dir, `run-${Math.random().toString(36).slice(2)}.log`);
@@ -135,8 +216,8 @@ t.test('python3 -m http.server inside → 100 sequential and 20 parallel curls f
   t.end();
 });
 
-t.test('nc both ways → 4 MB with sha256; what the program wrote before exiting is delivered (drain)', async (t) => {
-  const data = randomBytes(4 << 20);
+t.test('nc both ways → 10 MB with sha256; what the program wrote before exiting is delivered (drain)', async (t) => {
+  const data = randomBytes(10 << 20);
   writeFileSync(join(dir, 'nc.bin'), data);
   const dsha = createHash('sha256').update(data).digest('hex');
   // Out: nc inside sends the file to nc -l on the peer and exits at once (-N: shutdown after EOF).

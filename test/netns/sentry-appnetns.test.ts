@@ -1,11 +1,9 @@
 // The Sentry makes its socketpairs inside the app netns: SIOCGIFCONF on a unix socket lists the interfaces of
 // the netns the socket was made in, so a pair made in the Sentry's own netns would show the program the host's.
 import t from 'tap';
-import { once } from 'node:events';
 import { run as sh } from '../../lib/exec.ts';
-import { bindNet, type Socket as NsSocket } from '../../netstack/adapter/net.ts';
 import { B4, twoNetstacks } from '../netstack/adapter/helpers.ts';
-import { run } from '../sentry/syscalls/helpers.ts';
+import { echoPeer, run } from '../sentry/syscalls/helpers.ts';
 
 const NS = `tsc-app-${process.pid}`;
 const NS_FILE = `/var/run/netns/${NS}`;
@@ -35,17 +33,7 @@ t.test('pairs made in the app netns: SIOCGIFCONF shows its interfaces, not the h
   sh(['ip', '-n', NS, 'link', 'set', 'lo', 'up']);
   const env = twoNetstacks();
   t.teardown(() => env.close());
-  const conns: NsSocket[] = [];
-  const server = bindNet(env.b).createServer({ allowHalfOpen: true }, (s) => {
-    conns.push(s);
-    s.pipe(s);
-  });
-  server.listen(7300);
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of conns) s.destroy();
-    server.close();
-  });
+  await echoPeer(t, env, 7300);
 
   const inside = await run(env, script, undefined, { appNetns: NS_FILE });
   t.equal(inside.status, 0, inside.stderr);

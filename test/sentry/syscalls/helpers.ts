@@ -1,4 +1,7 @@
 // A python3 under the seccomp filter (sandbox mode) whose socket calls a Sentry on netstack A serves.
+import { once } from 'node:events';
+import type { Test } from 'tap';
+import { bindNet, type Socket as NsSocket } from '../../../netstack/adapter/net.ts';
 import type { Netstack } from '../../../netstack/netstack.ts';
 import { NotifyListener } from '../../../sentry/platform/unotify/listener.ts';
 import { Targets } from '../../../sentry/platform/unotify/target.ts';
@@ -62,3 +65,21 @@ export async function run(
   return { status: exitStatus(r), stdout, stderr, straced, logs, left, stats: sentry.stats() };
 }
 
+
+/**
+ * An echo server on netstack B at `port`: each connection gets back what it sends, and a half-close is kept
+ * (allowHalfOpen), so the echo of bytes sent before a FIN still goes back. Its sockets end with `t`.
+ */
+export async function echoPeer(t: Test, env: { b: Netstack }, port: number): Promise<void> {
+  const conns: NsSocket[] = [];
+  const server = bindNet(env.b).createServer({ allowHalfOpen: true }, (s) => {
+    conns.push(s);
+    s.pipe(s);
+  });
+  server.listen(port);
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of conns) s.destroy();
+    server.close();
+  });
+}

@@ -8,22 +8,12 @@ import { bindNet, type Socket as NsSocket } from '../../../netstack/adapter/net.
 import { bwrapArgs } from '../../../sentry/sandbox/bwrap.ts';
 import { A4, B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 import { HANG_MS, waitFor } from '../../lib/wait.ts';
-import { run } from './helpers.ts';
+import { echoPeer, run } from './helpers.ts';
 
 t.test('python3 TCP client: 1 MB up and back through an echo peer (sha256), names, SO_DOMAIN, half-close', async (t) => {
   const env = twoNetstacks();
   t.teardown(() => env.close());
-  const conns: NsSocket[] = [];
-  const server = bindNet(env.b).createServer({ allowHalfOpen: true }, (s) => {
-    conns.push(s);
-    s.pipe(s);
-  });
-  server.listen(7000);
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of conns) s.destroy();
-    server.close();
-  });
+  await echoPeer(t, env, 7000);
   const script = `
 import socket, hashlib, random
 data = random.Random(7).randbytes(1 << 20)

@@ -19,10 +19,10 @@ import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { createVethPair, nsRun, type VethPair } from '../../lib/testnet.ts';
 import { DUT_V4, DUT_V6, PACKETDRILL_DEFAULT_REMOTES, REMOTE_V4, REMOTE_V6, UPSTREAM_ADDRESSES } from './addresses.ts';
+import { CaptureQueue, settledBy } from './capture.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { HostSyscalls, blockingWorkerReady } from './host-syscalls.ts';
-import { Reassembler } from './fragments.ts';
-import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
+import { type Endpoints, decodeFrame } from './packets.ts';
 import { freebsdToLinux, mapShellAddresses, parseSysctl } from './shell.ts';
 
 /** The DUT's interface name: packetdrill's tun device's, which upstream scripts name in tc and ip commands. */
@@ -92,9 +92,7 @@ class LinuxDut implements Dut {
   private t0 = performance.now();
   /** CLOCK_REALTIME (ms) minus performance.now(), to place the kernel's capture timestamps on the script clock. */
   private realOffset = wallOffset();
-  private readonly queue: CapturedFrame[] = [];
-  private readonly reassembler = new Reassembler();
-  private waiter: (() => void) | undefined;
+  private readonly frames: CaptureQueue;
 
   constructor(
     private readonly pair: VethPair,
@@ -111,23 +109,11 @@ class LinuxDut implements Dut {
     // The DUT's tunables that packetdrill's own harness sets for Linux runs, so results do not depend on
     // what an earlier connection taught the kernel.
     writeSysctl(pair.nsA, 'net.ipv4.tcp_no_metrics_save', '1');
+    this.frames = new CaptureQueue(this.endpoints, (reply) => this.inject(reply));
     link.attach({
-      deliverFrame: (frame) => {
-        const copy = frame.slice();
-        const reply = neighborReply(this.endpoints, copy);
-        if (reply) {
-          this.inject(reply);
-          return;
-        }
-        const whole = this.reassembler.push(copy);
-        if (!whole) return;
-        const d = decodeFrame(whole.frame);
-        if (!d || isNoise(d)) return;
+      deliverFrame: (frame) =>
         // The kernel's capture time, as packetdrill's sniffer uses it: not when this thread came round to the frame.
-        const time = Math.min(this.now(), this.link.rxTimeMs - this.realOffset - this.t0);
-        this.queue.push({ frame: whole.frame, time, fragments: whole.fragments });
-        this.waiter?.();
-      },
+        this.frames.capture(frame, () => Math.min(this.now(), this.link.rxTimeMs - this.realOffset - this.t0)),
     });
   }
 
@@ -149,33 +135,12 @@ class LinuxDut implements Dut {
     if (d > 0) await new Promise((r) => setTimeout(r, d));
   }
 
-  async waitFor(p: Promise<unknown>, deadline: number): Promise<boolean> {
-    let settled = false;
-    p.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    await Promise.resolve();
-    while (!settled && this.now() < deadline) await new Promise((r) => setTimeout(r, Math.min(2, Math.max(0, deadline - this.now()))));
-    await Promise.resolve();
-    return settled;
+  waitFor(p: Promise<unknown>, deadline: number): Promise<boolean> {
+    return settledBy(p, deadline, () => this.now());
   }
 
-  async nextFrame(deadline: number): Promise<CapturedFrame | undefined> {
-    for (;;) {
-      const f = this.queue.shift();
-      if (f) return f;
-      const left = deadline - this.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          this.waiter = undefined;
-          r();
-        };
-      });
-    }
+  nextFrame(deadline: number): Promise<CapturedFrame | undefined> {
+    return this.frames.next(deadline, () => this.now());
   }
 
   inject(frame: Uint8Array): void {

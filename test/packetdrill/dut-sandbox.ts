@@ -30,11 +30,11 @@ import { syscallNumber } from '../../sentry/seccomp/sysno.ts';
 import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
 import { Sentry, type SentryStats } from '../../sentry/syscalls/dispatch.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
+import { CaptureQueue, settledBy } from './capture.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
 import { netstackShell } from './dut-tsvisor.ts';
 import { executorPath } from './executor/build.ts';
-import { Reassembler } from './fragments.ts';
-import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
+import type { Endpoints } from './packets.ts';
 
 const mkfifo = koffi.load('libc.so.6').func('int mkfifo(const char *path, uint32_t mode)') as (p: string, m: number) => number;
 
@@ -424,12 +424,10 @@ class SandboxDut implements Dut {
   private readonly clock = new NodeClock();
   readonly netstack: Netstack;
   private readonly link: ChannelEndpoint;
-  private readonly queue: CapturedFrame[] = [];
-  private readonly reassembler = new Reassembler();
+  private readonly frames: CaptureQueue;
   /** What set_sysctls.py saved for its restore script, by file name. */
   private readonly restore = new Map<string, { key: string; value: string }[]>();
   private t0 = performance.now();
-  private waiter: (() => void) | undefined;
   private dir: string | undefined;
   private fds: number[] = [];
   private sandbox: Sandbox | undefined;
@@ -453,7 +451,8 @@ class SandboxDut implements Dut {
     };
     this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0 });
     this.link = new ChannelEndpoint({ clock: this.clock, mtu: cfg.mtu, macAddress: this.endpoints.dutMac, name: 'dut' });
-    this.link.onWrite = (frame) => this.captured(frame);
+    this.frames = new CaptureQueue(this.endpoints, (reply) => this.link.inject(reply));
+    this.link.onWrite = (frame) => this.frames.capture(frame, () => this.now());
     const nic = this.netstack.stack.addNic(this.link, { name: 'dut0' });
     const e = this.netstack.stack.addAddress(nic, { address: this.endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
     if (e) throw new Error(`sandbox DUT: cannot add ${v4 ? DUT_V4 : DUT_V6}: ${e}`);
@@ -520,21 +519,6 @@ class SandboxDut implements Dut {
     this.dir = undefined;
   }
 
-  private captured(frame: Uint8Array): void {
-    const copy = frame.slice();
-    const reply = neighborReply(this.endpoints, copy);
-    if (reply) {
-      this.link.inject(reply);
-      return;
-    }
-    const whole = this.reassembler.push(copy);
-    if (!whole) return;
-    const d = decodeFrame(whole.frame);
-    if (!d || isNoise(d)) return;
-    this.queue.push({ frame: whole.frame, time: this.now(), fragments: whole.fragments });
-    this.waiter?.();
-  }
-
   start(): void {
     this.t0 = performance.now();
   }
@@ -551,42 +535,12 @@ class SandboxDut implements Dut {
     else await new Promise((r) => setImmediate(r));
   }
 
-  async waitFor(p: Promise<unknown>, deadline: number): Promise<boolean> {
-    let settled = false;
-    let wake: (() => void) | undefined;
-    p.then(
-      () => ((settled = true), wake?.()),
-      () => ((settled = true), wake?.()),
-    );
-    await Promise.resolve();
-    while (!settled && this.now() < deadline) {
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, Math.max(0, deadline - this.now()));
-        wake = () => {
-          clearTimeout(timer);
-          r();
-        };
-      });
-    }
-    await Promise.resolve();
-    return settled;
+  waitFor(p: Promise<unknown>, deadline: number): Promise<boolean> {
+    return settledBy(p, deadline, () => this.now());
   }
 
-  async nextFrame(deadline: number): Promise<CapturedFrame | undefined> {
-    for (;;) {
-      const f = this.queue.shift();
-      if (f) return f;
-      const left = deadline - this.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, left);
-        this.waiter = () => {
-          clearTimeout(timer);
-          this.waiter = undefined;
-          r();
-        };
-      });
-    }
+  nextFrame(deadline: number): Promise<CapturedFrame | undefined> {
+    return this.frames.next(deadline, () => this.now());
   }
 
   inject(frame: Uint8Array): void {

@@ -10,9 +10,9 @@ import { ChannelEndpoint } from '../../netstack/link/channel.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 import { SocketLayer } from '../../sentry/socket/syscalls.ts';
 import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
+import { CaptureQueue } from './capture.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
-import { Reassembler } from './fragments.ts';
-import { type Endpoints, decodeFrame, isNoise, neighborReply } from './packets.ts';
+import type { Endpoints } from './packets.ts';
 import { applyShell, freebsdToLinux, parseSysctl } from './shell.ts';
 
 /** Builds a tsvisor DUT for one script. */
@@ -55,8 +55,7 @@ class TsvisorDut implements Dut {
   readonly clock = new VirtualClock(0);
   readonly netstack: Netstack;
   private readonly link: ChannelEndpoint;
-  private readonly queue: CapturedFrame[] = [];
-  private readonly reassembler = new Reassembler();
+  private readonly frames: CaptureQueue;
   /** What set_sysctls.py saved for its restore script, by file name. */
   private readonly restore = new Map<string, { key: string; value: string }[]>();
   private t0 = 0;
@@ -72,27 +71,14 @@ class TsvisorDut implements Dut {
     };
     this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0 });
     this.link = new ChannelEndpoint({ clock: this.clock, mtu: cfg.mtu, macAddress: this.endpoints.dutMac, name: 'dut' });
-    this.link.onWrite = (frame) => this.captured(frame);
+    // Neighbour answers are delivered on the clock, never re-entering the stack from inside its own send path.
+    this.frames = new CaptureQueue(this.endpoints, (reply) => this.link.inject(reply));
+    this.link.onWrite = (frame) => this.frames.capture(frame, () => this.now());
     const nic = this.netstack.stack.addNic(this.link, { name: 'dut0' });
     const dut = v4 ? `${DUT_V4}/24` : `${DUT_V6}/64`;
     const e = this.netstack.stack.addAddress(nic, { address: this.endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
     if (e) throw new Error(`tsvisor DUT: cannot add ${dut}: ${e}`);
     this.sys = new SocketLayer(this.netstack, this.clock);
-  }
-
-  private captured(frame: Uint8Array): void {
-    const copy = frame.slice();
-    const reply = neighborReply(this.endpoints, copy);
-    if (reply) {
-      // Delivered on the clock, never re-entering the stack from inside its own send path.
-      this.link.inject(reply);
-      return;
-    }
-    const whole = this.reassembler.push(copy);
-    if (!whole) return;
-    const d = decodeFrame(whole.frame);
-    if (!d || isNoise(d)) return;
-    this.queue.push({ frame: whole.frame, time: this.now(), fragments: whole.fragments });
   }
 
   start(): void {
@@ -135,8 +121,8 @@ class TsvisorDut implements Dut {
   }
 
   async nextFrame(deadline: number): Promise<CapturedFrame | undefined> {
-    if (!this.queue.length) await this.advance(Math.max(deadline, this.now()), () => this.queue.length > 0);
-    return this.queue.shift();
+    if (!this.frames.length) await this.advance(Math.max(deadline, this.now()), () => this.frames.length > 0);
+    return this.frames.shift();
   }
 
   inject(frame: Uint8Array): void {

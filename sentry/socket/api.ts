@@ -64,3 +64,30 @@ export interface SocketSyscalls {
   epollCtl(epfd: number, op: number, fd: number, event: EpollEvent | null): number;
   epollWait(epfd: number, events: EpollEvent[], maxEvents: number, timeoutMs: number): SysRet;
 }
+
+/**
+ * read, write, readv and writev of a socket, which Linux serves as recvfrom, sendto, recvmsg and sendmsg with no
+ * flags and no address: the base of an implementation whose general calls already do it all.
+ */
+export abstract class SocketReadWrite {
+  abstract recvfrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null, addrlen: Uint32Array | null): SysRet;
+  abstract sendto(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null): SysRet;
+  abstract recvmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
+  abstract sendmsg(fd: number, msg: MsgHdr, flags: number): SysRet;
+
+  read(fd: number, buf: Uint8Array): SysRet {
+    return this.recvfrom(fd, buf, 0, null, null);
+  }
+
+  write(fd: number, buf: Uint8Array): SysRet {
+    return this.sendto(fd, buf, 0, null);
+  }
+
+  readv(fd: number, iov: Uint8Array[]): SysRet {
+    return this.recvmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
+  }
+
+  writev(fd: number, iov: Uint8Array[]): SysRet {
+    return this.sendmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
+  }
+}

@@ -10,7 +10,7 @@ import type { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint, SocketAddress } from '../../netstack/socket.ts';
 import { EventIn, EventOut } from '../../netstack/waiter.ts';
 import { LINUX as L } from './abi.ts';
-import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from './api.ts';
+import { type EpollEvent, type MsgHdr, type PollFd, SocketReadWrite, type SocketSyscalls, type SysRet } from './api.ts';
 import { SocketFile } from './file.ts';
 
 const EBADF = 9;
@@ -39,13 +39,15 @@ interface EpollFile {
 type File = SocketEntry | EpollFile;
 
 /** The socket layer of one netstack: an fd table and Linux's socket calls. */
-export class SocketLayer implements SocketSyscalls {
+export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
   private readonly files = new Map<number, File>();
 
   constructor(
     private readonly netstack: Netstack,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    super();
+  }
 
   /** The Endpoint behind an fd (for tests and the Sentry's pump). */
   endpoint(fd: number): Endpoint | undefined {
@@ -117,22 +119,6 @@ export class SocketLayer implements SocketSyscalls {
     };
     const r = f.file.accept(f.nonblock);
     return r instanceof Promise ? r.then(done) : done(r);
-  }
-
-  read(fd: number, buf: Uint8Array): SysRet {
-    return this.recvfrom(fd, buf, 0, null, null);
-  }
-
-  write(fd: number, buf: Uint8Array): SysRet {
-    return this.sendto(fd, buf, 0, null);
-  }
-
-  readv(fd: number, iov: Uint8Array[]): SysRet {
-    return this.recvmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
-  }
-
-  writev(fd: number, iov: Uint8Array[]): SysRet {
-    return this.sendmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
   }
 
   recvfrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null, addrlen: Uint32Array | null): SysRet {

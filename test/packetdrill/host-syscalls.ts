@@ -14,7 +14,7 @@ import koffi from 'koffi';
 import { type NativeBuffer, mapMemory } from '../../lib/libc.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { LINUX as L } from '../../sentry/socket/abi.ts';
-import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
+import { type EpollEvent, type MsgHdr, type PollFd, SocketReadWrite, type SocketSyscalls, type SysRet } from '../../sentry/socket/api.ts';
 
 const libc = koffi.load('libc.so.6');
 type Buf = Uint8Array | null;
@@ -136,7 +136,7 @@ const EPOLL_DATA_OFF = process.arch === 'x64' ? 4 : 8;
  */
 export class NullBuffer extends Uint8Array {}
 
-export class HostSyscalls implements SocketSyscalls {
+export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
   private readonly fds = new Set<number>();
   private scratchMem: NativeBuffer | undefined;
   /** This object's calls now waiting in the worker, by call id. */
@@ -147,6 +147,7 @@ export class HostSyscalls implements SocketSyscalls {
   private closed = false;
 
   constructor(private readonly netns: string) {
+    super();
     blockingWorker(); // started now: loading koffi in it takes longer than a script's first events may wait
     users++;
   }
@@ -333,18 +334,6 @@ export class HostSyscalls implements SocketSyscalls {
   accept4(fd: number, addr: Uint8Array | null, addrlen: Uint32Array | null, flags: number): SysRet {
     return this.maybeBlock(fd, L.POLLIN, () => this.track(ret(f.accept4(fd, addr, addrlen, flags))));
   }
-  read(fd: number, buf: Uint8Array): SysRet {
-    return this.recvfrom(fd, buf, 0, null, null);
-  }
-  write(fd: number, buf: Uint8Array): SysRet {
-    return this.sendto(fd, buf, 0, null);
-  }
-  readv(fd: number, iov: Uint8Array[]): SysRet {
-    return this.recvmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
-  }
-  writev(fd: number, iov: Uint8Array[]): SysRet {
-    return this.sendmsg(fd, { name: null, namelen: 0, iov, flags: 0 }, 0);
-  }
   recvfrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array | null, addrlen: Uint32Array | null): SysRet {
     // With nothing to read yet a blocking read would wait, not fault: that case is asked without waiting.
     if (buf instanceof NullBuffer) return ret(f.recvfrom(fd, null, buf.length, flags | (this.blocking(fd) && this.ready(fd, L.POLLIN) === 0 ? L.MSG_DONTWAIT : 0), addr, addrlen));
@@ -383,6 +372,23 @@ export class HostSyscalls implements SocketSyscalls {
   private synSent(fd: number): boolean {
     const b = new Uint8Array(8);
     return f.getsockopt(fd, L.IPPROTO_TCP, L.TCP_INFO, b, new Uint32Array([8])) === 0 && b[0] === 2;
+  }
+
+  /**
+   * poll(2)-like waiting for calls asked without waiting: `once()` now, then every millisecond until it reports
+   * something, `timeoutMs` has passed (negative: no bound) or the script is aborted.
+   */
+  private pollLoop(once: () => number, timeoutMs: number): SysRet {
+    const r = once();
+    if (r !== 0 || timeoutMs === 0) return r;
+    const deadline = performance.now() + (timeoutMs < 0 ? Infinity : timeoutMs);
+    return (async () => {
+      for (;;) {
+        await sleep(1);
+        const n = once();
+        if (n !== 0 || performance.now() >= deadline || this.aborted) return n;
+      }
+    })();
   }
 
   /** pipe2(2): the two fds, tracked for cleanup. */
@@ -437,16 +443,7 @@ export class HostSyscalls implements SocketSyscalls {
       fds.forEach((x, i) => (x.revents = v.getUint16(8 * i + 6, true)));
       return r;
     };
-    const r = once();
-    if (r !== 0 || timeoutMs === 0) return r;
-    const deadline = performance.now() + (timeoutMs < 0 ? Infinity : timeoutMs);
-    return (async () => {
-      for (;;) {
-        await sleep(1);
-        const n = once();
-        if (n !== 0 || performance.now() >= deadline || this.aborted) return n;
-      }
-    })();
+    return this.pollLoop(once, timeoutMs);
   }
   epollCreate(flags: number): number {
     return this.track(ret(f.epollCreate1(flags)));
@@ -470,15 +467,6 @@ export class HostSyscalls implements SocketSyscalls {
       for (let i = 0; i < n; i++) events.push({ events: v.getUint32(i * EPOLL_EVENT_LEN, true), data: Number(v.getBigUint64(i * EPOLL_EVENT_LEN + EPOLL_DATA_OFF, true)) });
       return n;
     };
-    const r = once();
-    if (r !== 0 || timeoutMs === 0) return r;
-    const deadline = performance.now() + (timeoutMs < 0 ? Infinity : timeoutMs);
-    return (async () => {
-      for (;;) {
-        await sleep(1);
-        const n = once();
-        if (n !== 0 || performance.now() >= deadline || this.aborted) return n;
-      }
-    })();
+    return this.pollLoop(once, timeoutMs);
   }
 }

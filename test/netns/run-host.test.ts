@@ -1,6 +1,6 @@
 // `tsvisor run --network=host`: passthrough to the caller's netns. curl (IPv4 and IPv6, body's sha256) and
-// iperf3 inside reach Linux servers in a peer namespace across a veth the test makes; --strace shows the socket
-// calls as continued.
+// iperf3 inside (client and server, TCP and UDP, both ways) reach Linux peers in a namespace across a veth the
+// test makes; --strace shows the socket calls as continued.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { createVethPair, nsRun } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
-import { tsvisorRun, waitFor } from './run-helpers.ts';
+import { CLI, collect, spawnIn, tsvisorRun, waitFor } from './run-helpers.ts';
 
 const pair = createVethPair({
   prefix: 'tsb-rh', addrA: '198.18.61.1/24', addrB: '198.18.61.2/24', addr6A: 'fd74:7376:61::1/64', addr6B: 'fd74:7376:61::2/64', offloads: true,
@@ -60,6 +60,41 @@ t.test('iperf3 client inside → a TCP stream to the peer, both directions', asy
     t.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
     t.ok(j.end.sum_received.bytes > 1 << 20, `${reverse ? 'from' : 'to'} the peer: ${(j.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s`);
+  }
+  t.end();
+});
+
+t.test('iperf3 client inside with -u → UDP to and from the peer', async (t) => {
+  for (const reverse of [false, true]) {
+    const r = await tsvisorRun(pair.nsA, ['--network=host', '--', 'iperf3', '-c', '198.18.61.2', '-p', '5201', '-u', '-b', '50M', '-t', '1', '-J', ...(reverse ? ['-R'] : [])]);
+    t.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { end: { sum: { bytes: number; lost_percent: number } } };
+    t.ok(j.end.sum.bytes > 1 << 20, `UDP ${reverse ? 'from' : 'to'} the peer: ${j.end.sum.bytes} bytes (${j.end.sum.lost_percent.toFixed(1)}% lost)`);
+  }
+  t.end();
+});
+
+t.test('iperf3 -s inside → the peer\'s client, TCP both ways and UDP', async (t) => {
+  for (const [i, extra] of [[], ['-R'], ['-u', '-b', '50M']].entries()) {
+    const port = 5310 + i;
+    // One test each (-1): the server inside exits after it, and its status is the run's.
+    const srv = spawnIn(pair.nsA, [process.execPath, CLI, 'run', '--network=host', '--', 'iperf3', '-s', '-1', '-p', String(port)]);
+    const done = collect(srv, HANG_MS);
+    const up = () => {
+      try {
+        return nsRun(pair.nsA, ['ss', '-Hltn', `sport = :${port}`]).includes(String(port));
+      } catch {
+        return false;
+      }
+    };
+    t.ok(await waitFor(up, HANG_MS), `the server inside listens on ${port}`);
+    const c = await collect(spawn('ip', ['netns', 'exec', pair.nsB, 'iperf3', '-c', '198.18.61.1', '-p', String(port), '-t', '1', '-J', ...extra]), HANG_MS);
+    t.equal(c.code, 0, c.stderr);
+    const j = JSON.parse(c.stdout) as { end: { sum_received?: { bytes: number }; sum?: { bytes: number } } };
+    const bytes = (extra.includes('-u') ? j.end.sum?.bytes : j.end.sum_received?.bytes) ?? 0;
+    t.ok(bytes > 1 << 20, `${extra.join(' ') || 'TCP'}: ${bytes} bytes`);
+    const r = await done;
+    t.equal(r.code, 0, r.stderr);
   }
   t.end();
 });

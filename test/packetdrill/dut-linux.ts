@@ -12,7 +12,7 @@
  * writes them to its tun device. Other corpora, written against MSS-sized segments, get offloads off.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseAddress } from '../../netstack/addr.ts';
 import { GsoType } from '../../netstack/link/endpoint.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
@@ -55,8 +55,32 @@ function writeSysctl(netns: string, key: string, value: string): void {
   inNetns(netns, () => writeFileSync(`/proc/sys/${key.replace(/\./g, '/')}`, value));
 }
 
+/** Where the host lists the congestion controls a network namespace other than the first may make its default. */
+const ALLOWED_CC = '/proc/sys/net/ipv4/tcp_allowed_congestion_control';
+
+/**
+ * Lets a DUT namespace make CUBIC its default, as defaults.sh asks (`tcp_congestion_control=cubic`): Linux refuses
+ * a child namespace a default outside the host's allowed list (EPERM), and a host whose own default is another
+ * (bbr here: allowed "reno bbr") would otherwise run the scripts' cwnd arithmetic under that one. Adds cubic to
+ * the host's allowed list (what unprivileged sockets may choose), once per process; the host's default stays.
+ */
+function allowCubic(): void {
+  if (cubicAllowed) return;
+  cubicAllowed = true;
+  let allowed: string;
+  try {
+    allowed = readFileSync(ALLOWED_CC, 'utf8').trim();
+  } catch {
+    return; // no such knob: nothing to widen
+  }
+  if (allowed.split(/\s+/).includes('cubic')) return;
+  writeFileSync(ALLOWED_CC, `${allowed} cubic`);
+}
+let cubicAllowed = false;
+
 /** Builds a Linux DUT for one script; `prefix` names its namespaces (`${prefix}-${pid}-${n}-a`/`-b`). */
 export async function createLinuxDut(prefix: string, cfg: DutConfig): Promise<Dut> {
+  allowCubic();
   const pair = createVethPair({
     prefix: `${linuxDutNetnsPrefix(prefix)}-${instance++}`,
     devA: DUT_DEV,

@@ -47,7 +47,7 @@ const f = {
 };
 
 /**
- * The thread that makes the blocking calls a script waits in (sendmsg, recvmsg), as packetdrill makes them in a
+ * The thread that makes the blocking calls a script waits in (sendmsg, recvmsg, splice), as packetdrill makes them in a
  * thread of its own: the kernel then sees a writer really waiting (sk_write_pending delays the ACK of a SYN-ACK so
  * data can carry it; a writer woken for buffer space appends at once), which no polling from Node's thread can
  * imitate. It reads and writes the msghdr the main thread laid out in memory outside the JS heap.
@@ -59,9 +59,10 @@ const libc = koffi.load('libc.so.6');
 const calls = {
   sendmsg: libc.func('long sendmsg(int, uintptr_t, int)'),
   recvmsg: libc.func('long recvmsg(int, uintptr_t, int)'),
+  splice: libc.func('long splice(int, void *, int, void *, size_t, unsigned int)'),
 };
 parentPort.on('message', (m) => {
-  const r = calls[m.op](m.fd, m.msg, m.flags);
+  const r = m.op === 'splice' ? calls.splice(m.fd, null, m.out, null, m.len, m.flags) : calls[m.op](m.fd, m.msg, m.flags);
   parentPort.postMessage({ id: m.id, r: r < 0 ? -koffi.errno() : r });
 });
 parentPort.postMessage({ ready: true });
@@ -122,6 +123,7 @@ const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
 const EAGAIN = 11;
 const MSG_ERRQUEUE = 0x2000;
 const MSG_FASTOPEN = 0x20000000;
+const SPLICE_F_NONBLOCK = 2;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 // struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16).
@@ -178,8 +180,11 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
     return this.scratchMem;
   }
 
-  /** Makes a blocking sendmsg/recvmsg on the worker thread with the msghdr at `msg` (in the scratch area). */
-  private blockingCall(op: 'sendmsg' | 'recvmsg', fd: number, msg: bigint, flags: number): Promise<number> {
+  /**
+   * Makes a blocking sendmsg/recvmsg on the worker thread with the msghdr at `msg` (in the scratch area), or a
+   * splice from `fd` to `extra.out` of `extra.len` bytes.
+   */
+  private blockingCall(op: 'sendmsg' | 'recvmsg' | 'splice', fd: number, msg: bigint, flags: number, extra?: { out: number; len: number }): Promise<number> {
     const id = nextCall++;
     return new Promise((resolve) => {
       const done = (r: number) => {
@@ -188,7 +193,7 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
       };
       this.waiting.set(id, done);
       pending.set(id, done);
-      blockingWorker().postMessage({ id, op, fd, msg, flags });
+      blockingWorker().postMessage({ id, op, fd, msg, flags, ...extra });
     });
   }
 
@@ -397,8 +402,18 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
     if (r === 0) for (const x of fds) this.fds.add(x);
     return r;
   }
+  /**
+   * A blocking splice from a socket is made as it is, never made non-blocking: that would answer EAGAIN where the
+   * blocking call returns 0 (at the urgent mark, with only the urgent byte queued, tcp_splice_read stops rather
+   * than wait, though POLLIN is clear). So with bytes queued (SIOCINQ) or POLLIN it is made here, where it cannot
+   * wait; with nothing queued, on the worker thread, where it may.
+   */
   splice(fdIn: number, fdOut: number, len: number, flags: number): SysRet {
-    return this.maybeBlock(fdIn, L.POLLIN, () => ret(f.splice(fdIn, null, fdOut, null, len, flags)));
+    const call = () => ret(f.splice(fdIn, null, fdOut, null, len, flags));
+    if (!this.blocking(fdIn) || flags & SPLICE_F_NONBLOCK || this.ready(fdIn, L.POLLIN) !== 0) return call();
+    const queued = new Int32Array(1);
+    if (f.ioctl(fdIn, L.SIOCINQ, queued) === 0 && queued[0]! > 0) return call();
+    return this.blockingCall('splice', fdIn, 0n, flags, { out: fdOut, len });
   }
   open(path: string, flags: number, mode: number): number {
     return this.track(ret(f.open(path, flags, mode)));

@@ -130,9 +130,9 @@ class LinuxDut implements Dut {
       dutIp: parseAddress(cfg.ipVersion === 6 ? DUT_V6 : DUT_V4)!,
       remoteIp: parseAddress(cfg.ipVersion === 6 ? REMOTE_V6 : REMOTE_V4)!,
     };
-    // The DUT's tunables that packetdrill's own harness sets for Linux runs, so results do not depend on
-    // what an earlier connection taught the kernel.
-    writeSysctl(pair.nsA, 'net.ipv4.tcp_no_metrics_save', '1');
+    // No tunables beyond the namespace's defaults: packetdrill sets none of its own (defaults.sh and the script's
+    // lines do), and a fresh namespace per script already keeps what one script taught the kernel from the next.
+    // tcp_no_metrics_save=1, set here before, changed what a script's later connections inherit from its earlier.
     this.frames = new CaptureQueue(this.endpoints, (reply) => this.inject(reply));
     link.attach({
       deliverFrame: (frame) =>

@@ -119,6 +119,15 @@ const MAX_CONTROL = 8192;
 const M_DATA = M_CONTROL + MAX_CONTROL;
 const SCRATCH = M_DATA + 4 * 1024 * 1024;
 
+/**
+ * Where the iovec after one of `len` bytes at `off` starts: never right after it, as buffers malloc'd one by one
+ * (packetdrill's) are not. The kernel makes one frag of adjacent bytes of a page, so with MSG_ZEROCOPY 18 one-byte
+ * iovecs laid end to end would go out as one frag, where packetdrill's go out as 18 (zerocopy/maxfrags).
+ */
+function nextIovOffset(off: number, len: number): number {
+  return ((off + len + 15) & ~15) + 16;
+}
+
 const ret = (r: number): number => (r < 0 ? -koffi.errno() : r);
 const EAGAIN = 11;
 const MSG_ERRQUEUE = 0x2000;
@@ -214,7 +223,7 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
       if (send) m.bytes.set(part, off);
       v.setBigUint64(M_IOV + 16 * n, m.address + BigInt(off), true);
       v.setBigUint64(M_IOV + 16 * n + 8, BigInt(part.length), true);
-      off += part.length;
+      off = nextIovOffset(off, part.length);
       n++;
     }
     if (msg.name) {
@@ -243,7 +252,7 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
     for (const b of msg.iov.slice(0, MAX_IOV)) {
       const n = Math.min(b.length, left);
       b.set(m.bytes.subarray(off, off + n));
-      off += b.length;
+      off = nextIovOffset(off, b.length);
       left -= n;
     }
     if (msg.name) {

@@ -413,15 +413,15 @@ export class HostSyscalls extends SocketReadWrite implements SocketSyscalls {
   }
   /**
    * A blocking splice from a socket is made as it is, never made non-blocking: that would answer EAGAIN where the
-   * blocking call returns 0 (at the urgent mark, with only the urgent byte queued, tcp_splice_read stops rather
-   * than wait, though POLLIN is clear). So with bytes queued (SIOCINQ) or POLLIN it is made here, where it cannot
-   * wait; with nothing queued, on the worker thread, where it may.
+   * blocking call returns 0 (at the urgent mark tcp_splice_read stops rather than wait, the urgent byte's skb still
+   * queued, though POLLIN is clear and SIOCINQ counts nothing). So with POLLIN or at the mark (SIOCATMARK) it is
+   * made here, where it cannot wait; otherwise on the worker thread, where it may.
    */
   splice(fdIn: number, fdOut: number, len: number, flags: number): SysRet {
     const call = () => ret(f.splice(fdIn, null, fdOut, null, len, flags));
     if (!this.blocking(fdIn) || flags & SPLICE_F_NONBLOCK || this.ready(fdIn, L.POLLIN) !== 0) return call();
-    const queued = new Int32Array(1);
-    if (f.ioctl(fdIn, L.SIOCINQ, queued) === 0 && queued[0]! > 0) return call();
+    const atMark = new Int32Array(1);
+    if (f.ioctl(fdIn, L.SIOCATMARK, atMark) === 0 && atMark[0] === 1) return call();
     return this.blockingCall('splice', fdIn, 0n, flags, { out: fdOut, len });
   }
   open(path: string, flags: number, mode: number): number {

@@ -4,7 +4,8 @@
 // through the published host ports. The netstack side sees the sandbox's own address as the peer.
 import t from 'tap';
 import { parsePublish } from '../../sentry/sandbox/publish.ts';
-import { callerNs, collect, spawnIn, waitFor } from './run-helpers.ts';
+import { HANG_MS } from '../lib/wait.ts';
+import { CLI, callerNs, collect, spawnIn, waitFor } from './run-helpers.ts';
 
 t.test('parsePublish → HOSTIP (v4, [v6]), ports and protocol; mistakes named', (t) => {
   t.same(parsePublish('8080:80'), { hostIp: undefined, hostPort: 8080, port: 80, proto: 'tcp' });
@@ -71,5 +72,32 @@ t.test('TCP and UDP published ports → forwarded into the netstack, peer is the
   const done = await collect(child);
   const stats = JSON.parse(done.stdout.trim().split('\n').pop()!);
   t.ok(stats.tcpConnections >= 2 && stats.udpFlows === 1 && stats.udpDatagrams === 1, JSON.stringify(stats));
+  t.end();
+});
+
+t.test('tsvisor run: the program exits while the peer still holds its published connection → tsvisor exits with it', async (t) => {
+  // The forwarder's socket on the netstack and the peer's connection stay open: neither may keep tsvisor alive
+  // once the program is gone (what it wrote was delivered, so the drain has nothing to wait for).
+  const ns = callerNs(t, 't9c-pub');
+  let out = '';
+  const run = spawnIn(ns, [process.execPath, CLI, 'run', '--publish', '18082:8000', '--', 'python3', '-c', `
+import socket, sys
+l = socket.create_server(('0.0.0.0', 8000)); print('up', flush=True)
+c, _ = l.accept(); c.sendall(b'hi\\n'); sys.exit(7)
+`]);
+  run.stdout!.on('data', (d) => (out += d));
+  const ran = collect(run, HANG_MS);
+  t.ok(await waitFor(() => out.includes('up'), HANG_MS), 'the program listens');
+  const peer = spawnIn(ns, ['python3', '-c', `
+import socket, time
+s = socket.create_connection(('127.0.0.1', 18082)); print(s.recv(10).decode(), end='', flush=True); time.sleep(600)
+`]);
+  t.teardown(() => peer.kill('SIGKILL'));
+  let got = '';
+  peer.stdout!.on('data', (d) => (got += d));
+  const r = await ran;
+  t.equal(r.code, 7, `the program's status passed through ${r.stderr}`);
+  t.equal(peer.exitCode, null, 'the peer still held its connection when tsvisor exited');
+  t.ok(await waitFor(() => got === 'hi\n', HANG_MS), 'what the program wrote reached the peer');
   t.end();
 });

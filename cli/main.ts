@@ -41,6 +41,13 @@ export class CliError extends Error {}
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // The OCI runtime's commands (runc's), with or without global flags before them (cli/oci/main.ts).
+  const oci = await import('./oci/main.ts');
+  if (command === '__oci-sandbox') return await (await import('./oci/sandbox.ts')).ociSandboxMain(rest);
+  if (command !== undefined && (oci.OCI_COMMANDS.has(command) || (command === 'run' && oci.isOciRun(rest)) ||
+    (command.startsWith('-') && !['--help', '-h', '--version'].includes(command)))) {
+    return await oci.ociMain(argv);
+  }
   // Each command's module is imported only when it runs, so `--help` loads this file and args.ts alone
   // (bench/startup.ts measures it).
   try {

@@ -317,7 +317,7 @@ export interface Started {
 export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
 
 /** The modules a run loads beyond parsing, by what it does. */
-interface RunModules {
+export interface RunModules {
   /** Namespaces, netstack and --publish (sandbox and none modes). */
   network?: typeof import('./run-network.ts');
   /** The Sentry (every mode but host without --strace). */
@@ -328,7 +328,7 @@ interface RunModules {
 }
 
 /** Loads what this run needs (in parallel: tsx compiles each module on first load). */
-async function loadModules(o: RunOptions): Promise<RunModules> {
+export async function loadModules(o: { network: NetworkMode; strace: boolean }): Promise<RunModules> {
   const host = o.network === 'host';
   const [network, sentry, netstack, clock] = await Promise.all([
     host ? undefined : import('./run-network.ts'),
@@ -365,25 +365,7 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
     throw e;
   }
   log(`launched: pid ${sandbox.pid}, listener fd ${sandbox.listenerFd}`);
-  let sentry: Sentry | undefined;
-  let stack = net.netstack;
-  if (sandbox.listenerFd >= 0 && o.network === 'host' && !o.strace) {
-    // Host mode's policy traps nothing (it only kills foreign arches): no Sentry, no listener to keep.
-    sys.close(sandbox.listenerFd);
-  } else if (sandbox.listenerFd >= 0) {
-    // Host mode with --strace CONTINUEs every call; the Sentry wants a stack all the same (it serves nothing).
-    stack ??= new modules.netstack!.Netstack({ clock: new modules.clock!.NodeClock() });
-    sentry = new modules.sentry!.Sentry({
-      listener: new NotifyListener(sandbox.listenerFd),
-      targets: new Targets(sandbox.pid),
-      stack,
-      appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
-      mode: o.network,
-      strace: o.strace ? (line) => process.stderr.write(line + '\n') : undefined,
-      log,
-    });
-    sentry.start();
-  }
+  const sentry = serveListener(sandbox, o, net, modules, log);
   return {
     kill: (sig) => sandbox.kill(sig),
     wait: () => sandbox.wait(),
@@ -395,6 +377,39 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
     },
     close: () => sentry?.close(),
   };
+}
+
+/**
+ * The Sentry on a launched program's listener (none in host mode without --strace, whose policy traps nothing:
+ * the listener is closed). Also the OCI runtime's, for its init and for every `exec`'d program (same netstack).
+ */
+export function serveListener(
+  sandbox: { pid: number; listenerFd: number },
+  o: { network: NetworkMode; strace: boolean },
+  net: RunNetwork,
+  modules: RunModules,
+  log: (l: string) => void,
+): Sentry | undefined {
+  let stack = net.netstack;
+  if (sandbox.listenerFd < 0) return undefined;
+  if (o.network === 'host' && !o.strace) {
+    // Host mode's policy traps nothing (it only kills foreign arches): no Sentry, no listener to keep.
+    sys.close(sandbox.listenerFd);
+    return undefined;
+  }
+  // Host mode with --strace CONTINUEs every call; the Sentry wants a stack all the same (it serves nothing).
+  stack ??= new modules.netstack!.Netstack({ clock: new modules.clock!.NodeClock() });
+  const sentry = new modules.sentry!.Sentry({
+    listener: new NotifyListener(sandbox.listenerFd),
+    targets: new Targets(sandbox.pid),
+    stack,
+    appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
+    mode: o.network,
+    strace: o.strace ? (line) => process.stderr.write(line + '\n') : undefined,
+    log,
+  });
+  sentry.start();
+  return sentry;
 }
 
 /** The `run` command; resolves to the program's exit status. */

@@ -40,6 +40,17 @@ export interface BwrapOptions {
    * checks), as bwrap must create nothing in it.
    */
   root?: { path: string; ro: boolean };
+  /**
+   * The whole filesystem part of the argv, built by the caller (the OCI runtime translates config.json's root,
+   * mounts, masked and read-only paths); replaces the host-root or `root` layout and `binds`.
+   */
+  filesystem?: string[];
+  /** The program's uid and gid inside its user namespace (default 0:0). */
+  ids?: { uid: number; gid: number };
+  /** Capabilities kept (bwrap's names, CAP_NET_BIND_SERVICE...) after dropping all. */
+  capAdd?: string[];
+  /** The sandbox's hostname (its own UTS namespace). */
+  hostname?: string;
 }
 
 /** Directories of generated files, by the argv that binds them, until `releaseFiles` deletes them. */
@@ -53,11 +64,15 @@ const generated = new Set<string>();
 export function bwrapArgs(o: BwrapOptions): string[] {
   const a = [o.bwrap ?? 'bwrap'];
   // uid and gid 0 inside whatever host identity the helper runs bwrap as (launch's `user`).
-  a.push('--unshare-user', '--uid', '0', '--gid', '0');
+  a.push('--unshare-user', '--uid', String(o.ids?.uid ?? 0), '--gid', String(o.ids?.gid ?? 0));
   a.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   if (o.shareNet === false) a.push('--unshare-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
-  if (o.root) {
+  for (const c of o.capAdd ?? []) a.push('--cap-add', c);
+  if (o.hostname !== undefined) a.push('--hostname', o.hostname);
+  if (o.filesystem) {
+    a.push(...o.filesystem);
+  } else if (o.root) {
     a.push(o.root.ro ? '--ro-bind' : '--bind', o.root.path, '/', '--proc', '/proc', '--dev', '/dev');
     a.push('--tmpfs', '/tmp', '--tmpfs', '/dev/shm');
   } else {
@@ -67,7 +82,7 @@ export function bwrapArgs(o: BwrapOptions): string[] {
       if (dir.startsWith('/dev/') || isRealDir(dir)) a.push('--tmpfs', dir);
     }
   }
-  for (const b of o.binds) {
+  for (const b of o.filesystem ? [] : o.binds) {
     if (!b.src.startsWith('/') || !b.dst.startsWith('/')) throw new Error(`bind ${b.src}:${b.dst}: paths must be absolute`);
     a.push(b.ro ? '--ro-bind' : '--bind', b.src, b.dst);
   }

@@ -45,8 +45,19 @@ export interface LaunchOptions {
    * such path, and bwrap must create nothing in it: a path under the sandbox's own `/dev` then.
    */
   helperAt?: string;
-  /** The program's stdin, stdout and stderr: inherited (default), piped to us, or ignored. */
-  stdio?: 'inherit' | 'pipe' | 'ignore';
+  /** The program's stdin, stdout and stderr: inherited (default), piped to us, ignored, or these three fds. */
+  stdio?: 'inherit' | 'pipe' | 'ignore' | [number, number, number];
+  /**
+   * Hold the program at its exec until `Sandbox.start()` (the OCI runtime's create/start split): `launch`
+   * resolves once bwrap has built the sandbox and stage 2 waits, with the program's pid known.
+   */
+  gate?: boolean;
+  /** A second seccomp filter (the engine's profile), installed by stage 2 right before the program's exec. */
+  filter2?: Uint8Array;
+  /** A console socket: a new pty's master goes there, its slave is the program's stdio and terminal. */
+  consoleSocket?: string;
+  /** Resource limits [resource number, soft, hard], clamped to what this process may set. */
+  rlimits?: [number, bigint, bigint][];
 }
 
 /** A running sandbox. */
@@ -61,6 +72,10 @@ export interface Sandbox {
   stderr: Readable | null;
   /** Settles when the helper's pid exits: the program's code, or the signal that killed it. */
   wait(): Promise<{ code: number | null; signal: string | null }>;
+  /** With `gate`: lets the program exec; resolves once it has, rejects with ExecError when it cannot. */
+  start(): Promise<void>;
+  /** The program's host pid (stage 2's before the gate opens), once known. */
+  programPid(): number | undefined;
   /**
    * Sends `sig` to the program (inside bwrap: to the program's host pid, SIGINT and SIGQUIT to its process group);
    * SIGKILL kills the whole sandbox.
@@ -98,24 +113,35 @@ export function exitStatus(r: { code: number | null; signal: string | null }): n
 const REPORT_FD = 3;
 const ACK_FD = 4;
 const FILTER_FD = 5;
+const GATE_FD = 6;
+const FILTER2_FD = 7;
 
 /** Starts `o.argv` in the sandbox; resolves once the program has been exec'd. */
 export async function launch(o: LaunchOptions): Promise<Sandbox> {
   if (o.argv.length === 0) throw new LaunchError('no program to run');
   const helper = helperPath();
   const withFilter = o.filter.length > 0;
+  const passOn = [
+    ...(o.gate ? ['--gate', String(GATE_FD)] : []),
+    ...(o.filter2 ? ['--filter2', String(FILTER2_FD)] : []),
+  ];
   const stage1 = [
     ...(o.appNetns ? ['--netns', o.appNetns] : []),
     ...(o.user ? ['--user', `${o.user.uid}:${o.user.gid}`] : []),
     ...(withFilter ? ['--filter', String(FILTER_FD)] : []),
+    ...(o.consoleSocket ? ['--console-socket', o.consoleSocket] : []),
+    ...(o.rlimits ?? []).flatMap(([r, soft, hard]) => ['--rlimit', `${r}:${soft}:${hard}`]),
+    ...passOn,
   ];
+  const stage2 = [...passOn, ...(o.consoleSocket ? ['--tty'] : [])];
   const args =
     o.bwrap.length > 0
       ? // The helper's path is bound at itself in case it sits under a tmpfs bwrap mounts (/tmp, /run).
-        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, o.helperAt ?? helper, '--', o.helperAt ?? helper, '--stage2', '--', ...o.argv]
+        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, o.helperAt ?? helper, '--', o.helperAt ?? helper, '--stage2', ...stage2, '--', ...o.argv]
       : [...stage1, '--', ...o.argv];
   const io = o.stdio ?? 'inherit';
-  const stdio: StdioOptions = [io, io, io, 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore'];
+  const stdio: StdioOptions = [...(Array.isArray(io) ? io : [io, io, io]), 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore',
+    o.gate ? 'pipe' : 'ignore', o.filter2 ? 'pipe' : 'ignore'];
   const child = spawn(helper, args, { stdio, env: o.env, cwd: o.bwrap.length > 0 ? undefined : o.cwd });
   let spawnError: Error | undefined;
   const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
@@ -132,10 +158,16 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
     filter.on('error', () => {});
     filter.end(Buffer.from(o.filter));
   }
+  if (o.filter2) {
+    const f2 = pipes(child)[FILTER2_FD] as Writable;
+    f2.on('error', () => {});
+    f2.end(Buffer.from(o.filter2));
+  }
   let listenerFd = -1;
+  let execDone: Promise<void> = Promise.resolve();
   try {
     await Promise.race([
-      handshake(child, o, (fd) => (listenerFd = fd), exit),
+      handshake(child, o, (fd) => (listenerFd = fd), exit, (p) => (execDone = p)),
       // Only a failed spawn ends the wait here; a normal exit is judged by the report pipe's messages.
       exit.then(() => (spawnError ? Promise.reject(spawnError) : new Promise<void>(() => {}))),
     ]);
@@ -147,7 +179,9 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   } finally {
     releaseFiles(o.bwrap);
   }
-  return sandbox(child, listenerFd, o.bwrap.length > 0, exit);
+  const gate = o.gate ? (pipes(child)[GATE_FD] as Writable) : undefined;
+  gate?.on('error', () => {});
+  return sandbox(child, listenerFd, o.bwrap.length > 0, exit, gate, execDone);
 }
 
 /** Reads the helper's report lines, takes the listener, acks, and waits for the program's exec. */
@@ -156,6 +190,7 @@ function handshake(
   o: LaunchOptions,
   gotListener: (fd: number) => void,
   exit: Promise<{ code: number | null; signal: string | null }>,
+  gated: (execDone: Promise<void>) => void,
 ): Promise<void> {
   const report = pipes(child)[REPORT_FD] as Readable;
   const ack = pipes(child)[ACK_FD] as Writable;
@@ -167,20 +202,31 @@ function handshake(
     let listened = false;
     let stage2 = false;
     let settled = false;
+    // With a gate, launch resolves at "stage2" and this settles the program's exec (start) afterwards.
+    let afterGate: { resolve: () => void; reject: (e: Error) => void } | undefined;
     const done = (err?: Error) => {
+      if (afterGate) {
+        const g = afterGate;
+        afterGate = undefined;
+        report.destroy();
+        if (err) g.reject(err);
+        else g.resolve();
+        return;
+      }
       if (settled) return;
       settled = true;
-      report.destroy();
       ack.destroy();
       if (err) reject(err);
       else resolve();
+      if (settled && !o.gate) report.destroy();
+      else if (err) report.destroy();
     };
     const line = (l: string) => {
       const [tag, value, errnoStr] = l.split(' ');
       if (tag === 'listener') {
         const n = Number(value);
         if (n >= 0) {
-          const fd = takeListener(child.pid!, n);
+          const fd = takeListener(Number(errnoStr ?? child.pid), n);
           if (typeof fd === 'string') return done(new LaunchError(fd));
           gotListener(fd);
         }
@@ -190,6 +236,12 @@ function handshake(
         done(new LaunchError(setupMessage(value!, Number(errnoStr), o)));
       } else if (tag === 'stage2') {
         stage2 = true;
+        if (o.gate && !settled) {
+          done();
+          const p = new Promise<void>((res, rej) => (afterGate = { resolve: res, reject: rej }));
+          p.catch(() => {});
+          gated(p);
+        }
       } else if (tag === 'exec1' && viaBwrap) {
         const e = Number(value);
         done(new LaunchError(`cannot run ${o.bwrap[0]}: ${errnoName(e)} (install bubblewrap)`));
@@ -209,6 +261,8 @@ function handshake(
     report.on('error', () => {});
     // End-of-file: the last exec closed the pipe (success), or everything holding it exited.
     report.on('end', () => {
+      // Gated: end-of-file is the program's exec (start() checks that the sandbox had not exited instead).
+      if (afterGate) return done();
       if (settled) return;
       if (listened && (!viaBwrap || stage2)) return done();
       void exit.then((r) =>
@@ -224,8 +278,8 @@ function handshake(
   });
 }
 
-/** Our copy of the helper's listener fd `n`, with SYNC_WAKE_UP set; or a message saying what failed. */
-function takeListener(pid: number, n: number): number | string {
+/** Our copy of listener fd `n` of process `pid`, with SYNC_WAKE_UP set; or a message saying what failed. */
+export function takeListener(pid: number, n: number): number | string {
   const pidfd = pidfdOpen(pid);
   if (pidfd < 0) return `pidfd_open(${pid}) failed: ${errnoName(-pidfd)} (kernel 5.3+ needed)`;
   const fd = pidfdGetfd(pidfd, n);
@@ -260,8 +314,11 @@ function sandbox(
   listenerFd: number,
   viaBwrap: boolean,
   exit: Promise<{ code: number | null; signal: string | null }>,
+  gate: Writable | undefined,
+  execDone: Promise<void>,
 ): Sandbox {
   const pid = child.pid!;
+  const exited = () => child.exitCode !== null || child.signalCode !== null;
   let programPid: number | undefined;
   // bwrap's monitor (pid) → its pid-namespace init → the program: the program is the init's first child.
   const findProgram = (): number | undefined => {
@@ -279,6 +336,14 @@ function sandbox(
     stdout: child.stdout,
     stderr: child.stderr,
     wait: () => exit,
+    programPid: () => findProgram(),
+    async start() {
+      if (!gate) return;
+      if (exited()) throw new LaunchError('the sandbox has exited: the program cannot start');
+      gate.end(Buffer.of(1));
+      await execDone;
+      if (exited() && child.exitCode === 1) throw new LaunchError('the sandbox exited before the program started');
+    },
     kill(sig) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const num = typeof sig === 'number' ? sig : (osConstants.signals as Record<string, number>)[sig];

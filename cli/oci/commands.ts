@@ -1,0 +1,515 @@
+/**
+ * The OCI runtime's commands, as runc answers them. Each takes the container's lock for what it reads and
+ * changes; `create` starts the container's Sentry (cli/oci/sandbox.ts) detached and returns once it reports
+ * "created", leaving it to the engine's shim, which waits on the pid file's pid.
+ */
+import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { errnoName } from '../../lib/libc.ts';
+import { UsageError } from '../args.ts';
+import { CliError } from '../main.ts';
+import { type Globals, type Parsed, parseFlags } from './main.ts';
+import { CAPABILITIES, type Process, RLIMITS, allowedCaps, capMask, checkProcess, defaultSpec, envRecord, loadSpec } from './spec.ts';
+import { type ContainerState, ContainerDir, alive, listContainers, live, publicState } from './state.ts';
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+/** Runs OCI command `command`; resolves to the exit status. */
+export async function runOci(g: Globals, command: string, rest: string[]): Promise<number> {
+  g = { ...g, root: resolve(g.root) };
+  switch (command) {
+    case 'create': {
+      const p = parseFlags(rest, ['bundle', 'pid-file', 'console-socket', 'preserve-fds'], ['no-pivot', 'no-new-keyring'], { b: 'bundle' });
+      await create(g, p, one(p, 'create'));
+      return 0;
+    }
+    case 'start': {
+      const p = parseFlags(rest, [], []);
+      await start(g, one(p, 'start'));
+      return 0;
+    }
+    case 'state': {
+      const p = parseFlags(rest, [], []);
+      const c = new ContainerDir(g.root, one(p, 'state'));
+      process.stdout.write(JSON.stringify(publicState(c.read()), null, 2) + '\n');
+      return 0;
+    }
+    case 'kill': {
+      const p = parseFlags(rest, [], ['all'], { a: 'all' });
+      if (p.positional.length < 1 || p.positional.length > 2) throw new UsageError('usage: kill [--all] ID [SIGNAL]');
+      kill(g, p.positional[0]!, p.positional[1] ?? 'SIGTERM', Boolean(p.flags.all));
+      return 0;
+    }
+    case 'delete': {
+      const p = parseFlags(rest, [], ['force'], { f: 'force' });
+      await remove(g, one(p, 'delete'), Boolean(p.flags.force));
+      return 0;
+    }
+    case 'exec': {
+      const p = parseFlags(rest, ['process', 'console-socket', 'pid-file', 'cwd', 'env', 'user', 'cap', 'preserve-fds', 'process-label', 'apparmor', 'cgroup'],
+        ['detach', 'tty', 'no-new-privs', 'ignore-paused'], { p: 'process', d: 'detach', t: 'tty', e: 'env', u: 'user', c: 'cap' }, 1);
+      return await exec(g, p, rest);
+    }
+    case 'ps': {
+      const p = parseFlags(rest, ['format'], [], { f: 'format' }, 1);
+      ps(g, p.positional[0] ?? missingId('ps'), (p.flags.format as string | undefined) ?? 'table');
+      return 0;
+    }
+    case 'pause':
+    case 'resume': {
+      const p = parseFlags(rest, [], []);
+      pause(g, one(p, command), command === 'pause');
+      return 0;
+    }
+    case 'list': {
+      const p = parseFlags(rest, ['format'], ['quiet'], { f: 'format', q: 'quiet' });
+      list(g, (p.flags.format as string | undefined) ?? 'table', Boolean(p.flags.quiet));
+      return 0;
+    }
+    case 'spec': {
+      const p = parseFlags(rest, ['bundle'], ['rootless'], { b: 'bundle' });
+      const file = join(resolve((p.flags.bundle as string | undefined) ?? '.'), 'config.json');
+      if (existsSync(file)) throw new CliError(`${file} already exists: remove it first`);
+      writeFileSync(file, JSON.stringify(defaultSpec(), null, 2) + '\n');
+      return 0;
+    }
+    case 'features':
+      process.stdout.write(JSON.stringify(features(), null, 2) + '\n');
+      return 0;
+    case 'run': {
+      const p = parseFlags(rest, ['bundle', 'pid-file', 'console-socket', 'preserve-fds'], ['detach', 'no-pivot', 'no-new-keyring', 'keep'], { b: 'bundle', d: 'detach' });
+      return await runContainer(g, p, one(p, 'run'));
+    }
+    default:
+      throw new UsageError(`${command}: not supported by tsvisor's OCI runtime`);
+  }
+}
+
+function missingId(cmd: string): never {
+  throw new UsageError(`${cmd}: no container id given`);
+}
+
+function one(p: Parsed, cmd: string): string {
+  if (p.positional.length === 0) missingId(cmd);
+  if (p.positional.length > 1) throw new UsageError(`${cmd}: unexpected argument '${p.positional[1]}'`);
+  return p.positional[0]!;
+}
+
+/** Writes a pid file atomically, as runc does (no newline). */
+function writePidFile(path: string, pid: number): void {
+  const tmp = join(dirname(path), `.${process.pid}.pid.tmp`);
+  writeFileSync(tmp, String(pid));
+  renameSync(tmp, path);
+}
+
+/** `create`: checks the bundle, starts the Sentry detached, waits for "created", writes the pid file. */
+async function create(g: Globals, p: Parsed, id: string): Promise<number> {
+  const bundle = resolve((p.flags.bundle as string | undefined) ?? '.');
+  const spec = loadSpec(bundle);
+  if (!existsSync(spec.root!.path)) throw new CliError(`root.path ${spec.root!.path} does not exist`);
+  const consoleSocket = p.flags['console-socket'] as string | undefined;
+  if (spec.process!.terminal && !consoleSocket) throw new CliError('process.terminal is true: --console-socket is needed');
+  mkdirSync(g.root, { recursive: true, mode: 0o700 });
+  const c = new ContainerDir(g.root, id);
+  c.lock(true);
+  if (c.readRaw()) throw new CliError(`container with id exists: ${id}`);
+  writeFileSync(join(c.dir, 'create.json'), JSON.stringify({
+    bundle,
+    consoleSocket: consoleSocket ? resolve(consoleSocket) : undefined,
+    network: g.network,
+    strace: g.strace,
+    pcapLog: g.pcapLog,
+    hostNetnsIno: statSync('/proc/self/ns/net').ino,
+  }));
+  const logPath = g.debugLog ? (g.debugLog.endsWith('/') ? join(g.debugLog, `tsvisor-${id}.log`) : g.debugLog) : join(c.dir, 'sentry.log');
+  if (g.debugLog?.endsWith('/')) mkdirSync(g.debugLog, { recursive: true });
+  const logFd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, '__oci-sandbox', g.root, id], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe', 0, 1, 2],
+    cwd: bundle,
+  });
+  const report = child.stdio[3] as Readable;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const result = await new Promise<string>((resolveLine) => {
+    let buf = '';
+    report.setEncoding('utf8');
+    report.on('data', (d: string) => {
+      buf += d;
+      const i = buf.indexOf('\n');
+      if (i >= 0) resolveLine(buf.slice(0, i));
+    });
+    report.on('error', () => {});
+    report.on('end', () => resolveLine(buf || 'error the sandbox exited during create'));
+  });
+  if (result !== 'created') {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    const why = result.replace(/^error /, '');
+    c.remove();
+    c.unlock();
+    throw new CliError(why === 'the sandbox exited during create' ? `${why} (its log: ${logPath})` : why);
+  }
+  report.destroy();
+  child.unref();
+  const pidFile = p.flags['pid-file'] as string | undefined;
+  if (pidFile) writePidFile(resolve(pidFile), child.pid!);
+  c.unlock();
+  return child.pid!;
+}
+
+/** One request to a Sentry's control socket, answered by one JSON line. */
+function request(path: string, req: Record<string, unknown>, timeoutMs = 120000): Promise<Record<string, unknown>> {
+  return new Promise((resolveReply, reject) => {
+    const sock = createConnection({ path });
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new CliError('the container\'s Sentry did not answer'));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (d: string) => (buf += d));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new CliError(`cannot reach the container's Sentry: ${e.message}`));
+    });
+    sock.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolveReply(JSON.parse(buf) as Record<string, unknown>);
+      } catch {
+        reject(new CliError('the container\'s Sentry exited while answering'));
+      }
+    });
+  });
+}
+
+/** `start`: opens the gate of a created container. */
+async function start(g: Globals, id: string): Promise<void> {
+  const c = new ContainerDir(g.root, id);
+  c.lock();
+  const s = c.read();
+  if (s.status === 'stopped') throw new CliError('cannot start a container that has stopped');
+  if (s.status !== 'created') throw new CliError(`cannot start an already ${s.status} container`);
+  try {
+    const r = await request(s.control, { op: 'start' });
+    if (r.error) throw new CliError(String(r.error));
+  } finally {
+    c.unlock();
+  }
+}
+
+/** A signal by name (TERM, SIGTERM) or number. */
+export function parseSignal(text: string): number {
+  if (/^\d+$/.test(text)) {
+    const n = Number(text);
+    if (n < 1 || n > 64) throw new UsageError(`invalid signal ${text}`);
+    return n;
+  }
+  const name = text.toUpperCase().startsWith('SIG') ? text.toUpperCase() : `SIG${text.toUpperCase()}`;
+  const n = SIGNALS[name];
+  if (n === undefined) throw new UsageError(`invalid signal ${text}`);
+  return n;
+}
+
+/** The host pids of the sandbox's processes: every process in the program's pid namespace. */
+function sandboxPids(s: ContainerState): number[] {
+  if (!s.initPid || !alive(s.initPid)) return [];
+  let ns: string;
+  try {
+    ns = readlinkSync(`/proc/${s.initPid}/ns/pid`);
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readlinkSync(`/proc/${e}/ns/pid`) === ns) pids.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+function signal(pid: number, sig: number): void {
+  try {
+    process.kill(pid, sig);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new CliError(`kill ${pid}: ${(e as Error).message}`);
+  }
+}
+
+/** `kill`: the signal goes to the program (with --all, to every process of the sandbox). */
+function kill(g: Globals, id: string, sigText: string, all: boolean): void {
+  const sig = parseSignal(sigText);
+  const c = new ContainerDir(g.root, id);
+  c.lock();
+  const s = c.read();
+  if (s.status === 'stopped') throw new CliError('container not running');
+  if (all) {
+    for (const pid of sandboxPids(s)) signal(pid, sig);
+    return;
+  }
+  // The program (stage 2 of the helper, held at its exec, while created); the Sentry if there is none yet.
+  signal(s.initPid && alive(s.initPid) ? s.initPid : s.pid, sig);
+}
+
+async function waitGone(pid: number, start: string | undefined, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (alive(pid, start)) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/** `delete`: a stopped container's folder goes, after its poststop hooks; --force kills a live one first. */
+async function remove(g: Globals, id: string, force: boolean): Promise<void> {
+  const c = new ContainerDir(g.root, id);
+  c.lock();
+  const raw = c.readRaw();
+  if (!raw) {
+    if (force) return;
+    throw new CliError(`container ${id} does not exist`);
+  }
+  const s = live(raw);
+  if (s.status !== 'stopped') {
+    if (!force) throw new CliError(`cannot delete container ${id} that is not stopped: ${s.status}`);
+    if (s.initPid && alive(s.initPid)) signal(s.initPid, SIGNALS.SIGKILL!);
+    if (s.status === 'paused') for (const pid of sandboxPids(s)) signal(pid, SIGNALS.SIGKILL!);
+  }
+  // The Sentry cleans up after its program: give it the time, then make sure.
+  if (!(await waitGone(s.pid, s.sentryStart, 10000))) {
+    signal(s.pid, SIGNALS.SIGKILL!);
+    await waitGone(s.pid, s.sentryStart, 5000);
+  }
+  let hooks;
+  try {
+    hooks = loadSpec(s.bundle).hooks;
+  } catch {
+    hooks = undefined;
+  }
+  if (hooks?.poststop?.length) {
+    const { runHooks } = await import('./hooks.ts');
+    const err = await runHooks(hooks, 'poststop', publicState({ ...s, status: 'stopped' }));
+    if (err) process.stderr.write(`tsvisor: ${err}\n`);
+  }
+  c.remove();
+}
+
+/** `ps`: the sandbox's processes, as pids (json) or a ps table. */
+function ps(g: Globals, id: string, format: string): void {
+  const c = new ContainerDir(g.root, id);
+  const s = c.read();
+  const pids = s.status === 'stopped' ? [] : sandboxPids(s);
+  if (format === 'json') {
+    process.stdout.write(JSON.stringify(pids) + '\n');
+    return;
+  }
+  if (format !== 'table') throw new UsageError(`ps: unknown format '${format}' (json, table)`);
+  const lines = ['PID\tCMD'];
+  for (const pid of pids) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ');
+    } catch {
+      continue;
+    }
+    lines.push(`${pid}\t${cmd}`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/**
+ * `pause`/`resume`: SIGSTOP/SIGCONT of every process of the sandbox (there is no cgroup of ours to freeze: the
+ * machine's cgroups are v1 hybrid and the runtime makes none). The Sentry keeps running: the netstack's timers
+ * and the peers' connections stay served, as a frozen runc container's kernel sockets do.
+ */
+function pause(g: Globals, id: string, stop: boolean): void {
+  const c = new ContainerDir(g.root, id);
+  c.lock();
+  const s = c.read();
+  if (stop && s.status !== 'running') throw new CliError(`container ${id} is ${s.status}, not running`);
+  if (!stop && s.status !== 'paused') throw new CliError(`container ${id} is ${s.status}, not paused`);
+  const sig = stop ? SIGNALS.SIGSTOP! : SIGNALS.SIGCONT!;
+  // Twice: a process forked while the first round went by is caught by the second.
+  for (let round = 0; round < 2; round++) for (const pid of sandboxPids(s)) signal(pid, sig);
+  c.write({ ...(c.readRaw() ?? s), status: stop ? 'paused' : 'running' });
+}
+
+/** `list`: the containers under --root. */
+function list(g: Globals, format: string, quiet: boolean): void {
+  const states = listContainers(g.root).map((c) => c.readRaw()).filter((s): s is ContainerState => s !== undefined).map(live);
+  if (quiet) {
+    process.stdout.write(states.map((s) => s.id + '\n').join(''));
+    return;
+  }
+  if (format === 'json') {
+    process.stdout.write(JSON.stringify(states.map(publicState)) + '\n');
+    return;
+  }
+  const rows = [['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'], ...states.map((s) => [s.id, String(s.status === 'stopped' ? 0 : s.pid), s.status, s.bundle, s.created, s.owner || 'root'])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  process.stdout.write(rows.map((r) => r.map((v, i) => v.padEnd(widths[i]!)).join('   ').trimEnd()).join('\n') + '\n');
+}
+
+/** `features`: what this runtime does, in runc's `features` shape. */
+function features(): Record<string, unknown> {
+  return {
+    ociVersionMin: '1.0.0',
+    ociVersionMax: '1.1.0',
+    hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
+    mountOptions: ['ro', 'rw', 'bind', 'rbind', 'mode'],
+    linux: {
+      namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'],
+      capabilities: CAPABILITIES,
+      cgroup: { v1: false, v2: false, systemd: false },
+      seccomp: {
+        enabled: true,
+        actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_TRAP', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE'],
+        operators: ['SCMP_CMP_EQ', 'SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_GT', 'SCMP_CMP_GE', 'SCMP_CMP_MASKED_EQ'],
+        archs: ['SCMP_ARCH_X86_64'],
+      },
+      apparmor: { enabled: false },
+      selinux: { enabled: false },
+    },
+    annotations: { 'org.tsvisor.sentry': 'seccomp user notification; the netstack serves INET sockets' },
+  };
+}
+
+/** `run`: create, start, wait for the program, delete; the exit status is the program's. --detach stops after start. */
+async function runContainer(g: Globals, p: Parsed, id: string): Promise<number> {
+  const pid = await create(g, p, id);
+  try {
+    await start(g, id);
+  } catch (e) {
+    await remove(g, id, true);
+    throw e;
+  }
+  if (p.flags.detach) return 0;
+  const c = new ContainerDir(g.root, id);
+  const s = c.readRaw();
+  await waitGone(pid, s?.sentryStart, 2 ** 31 - 1);
+  const status = c.readRaw()?.exitStatus ?? 137;
+  if (!p.flags.keep) await remove(g, id, true);
+  return status;
+}
+
+/** `exec`: a second program in the container's sandbox, served by its Sentry. */
+async function exec(g: Globals, p: Parsed, _raw: string[]): Promise<number> {
+  const [id, ...args] = p.positional;
+  if (!id) missingId('exec');
+  const c = new ContainerDir(g.root, id);
+  const s = c.read();
+  if (s.status !== 'running' && s.status !== 'created') throw new CliError(`cannot exec in a ${s.status} container`);
+  if (!s.initPid || !alive(s.initPid)) throw new CliError(`container ${id} has no running program to join`);
+  let proc: Process;
+  if (p.flags.process) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(p.flags.process as string, 'utf8'));
+    } catch (e) {
+      throw new CliError(`--process ${p.flags.process as string}: ${(e as Error).message}`);
+    }
+    proc = checkProcess(json, 'process file');
+  } else {
+    if (args.length === 0) throw new UsageError('exec: no command given (ID COMMAND [ARGS...] or --process FILE)');
+    const user = ((p.flags.user as string | undefined) ?? '0:0').split(':').map(Number);
+    proc = checkProcess({
+      args,
+      env: p.flags.env ? [p.flags.env as string] : [],
+      cwd: (p.flags.cwd as string | undefined) ?? '/',
+      user: { uid: user[0] ?? 0, gid: user[1] ?? 0 },
+      terminal: Boolean(p.flags.tty),
+    });
+  }
+  const consoleSocket = p.flags['console-socket'] as string | undefined;
+  if (proc.terminal && !consoleSocket) throw new CliError('process.terminal is true: --console-socket is needed');
+  let spec;
+  try {
+    spec = loadSpec(s.bundle);
+  } catch {
+    spec = undefined;
+  }
+  const [{ buildPolicy }, { helperPath }, { compileSeccomp }] = await Promise.all([
+    import('../../sentry/seccomp/policy.ts'),
+    import('../../sentry/sandbox/native/build.ts'),
+    import('./seccomp.ts'),
+  ]);
+  const mode = s.network ?? 'sandbox';
+  const filter = buildPolicy({ mode, allowRaw: false, strace: g.strace });
+  const filter2 = spec?.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, () => {}) : undefined;
+  const { uid, gid } = proc.user;
+  const caps = capMask(allowedCaps({ ...proc, capabilities: proc.capabilities ?? spec?.process?.capabilities }));
+  const helperArgs = [
+    '--join', String(s.initPid),
+    ...(uid !== 0 || gid !== 0 ? ['--user', `${uid}:${gid}`] : []),
+    ...(uid === 0 ? ['--caps', caps.toString(16)] : []),
+    '--cwd', proc.cwd,
+    '--filter', '5',
+    ...(filter2 ? ['--filter2', '6'] : []),
+    ...(consoleSocket ? ['--console-socket', resolve(consoleSocket)] : []),
+    ...(proc.rlimits ?? []).flatMap((r) => ['--rlimit', `${RLIMITS[r.type]}:${r.soft}:${r.hard}`]),
+    '--', ...proc.args,
+  ];
+  const child = spawn(helperPath(), helperArgs, {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe', filter2 ? 'pipe' : 'ignore'],
+    env: envRecord(proc.env),
+    detached: Boolean(p.flags.detach),
+  });
+  const exit = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+  const pipes = child.stdio as unknown as (Readable | Writable)[];
+  (pipes[5] as Writable).on('error', () => {});
+  (pipes[5] as Writable).end(Buffer.from(filter));
+  if (filter2) {
+    (pipes[6] as Writable).on('error', () => {});
+    (pipes[6] as Writable).end(Buffer.from(filter2));
+  }
+  const ack = pipes[4] as Writable;
+  ack.on('error', () => {});
+  const report = pipes[3] as Readable;
+  report.setEncoding('utf8');
+  const outcome = await new Promise<string | undefined>((done) => {
+    let buf = '';
+    report.on('error', () => {});
+    report.on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const [tag, a, b] = buf.slice(0, i).split(' ');
+        buf = buf.slice(i + 1);
+        if (tag === 'listener') {
+          void request(s.control, { op: 'exec', pid: Number(b), fd: Number(a) }).then(
+            (r) => (r.error ? done(String(r.error)) : ack.write(Buffer.of(1))),
+            (e: Error) => done(e.message),
+          );
+        } else if (tag === 'error') {
+          done(`exec failed at ${a}: ${errnoName(Number(b))}`);
+        } else if (tag === 'exec1') {
+          done(`exec: "${proc.args[0]}": ${Number(a) === 2 ? 'executable file not found in $PATH' : errnoName(Number(a))}`);
+        }
+      }
+    });
+    report.on('end', () => done(undefined));
+  });
+  report.destroy();
+  ack.destroy();
+  if (outcome !== undefined) {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw new CliError(outcome);
+  }
+  const pidFile = p.flags['pid-file'] as string | undefined;
+  if (pidFile) writePidFile(resolve(pidFile), child.pid!);
+  if (p.flags.detach) {
+    child.unref();
+    return 0;
+  }
+  const r = await exit;
+  return r.code ?? 128 + (SIGNALS[r.signal ?? ''] ?? 0);
+}

@@ -1,0 +1,353 @@
+/**
+ * The Sentry of one OCI container: the process `create` starts detached, which the engine's shim adopts and
+ * waits for (its pid is the pid file's). It is `tsvisor run`'s Sentry with config.json for arguments:
+ * it enters the container's network namespace (given by path, or made here), runs the prestart and createRuntime
+ * hooks, takes over the interface the hooks or the engine put there (or runs with loopback only when there is
+ * none), launches the program through the helper and bwrap held at its exec (the gate), reports "created" to
+ * `create`, and then serves: `start` opens the gate over the control socket, `exec` hands it the listener of a
+ * second program. When the program exits, the Sentry records its status, cleans up and exits with that status
+ * (the code, or 128+N for signal N), so that the shim reports what the program did.
+ *
+ * Its fds: 0 /dev/null, 1 and 2 its log (the state folder's sentry.log), 3 the report pipe to `create`,
+ * 4, 5 and 6 the container's stdin, stdout and stderr.
+ */
+import { closeSync, lstatSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { type Server, createServer } from 'node:net';
+import { join } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { run as runTool } from '../../lib/exec.ts';
+import { C, errnoName, errno, sys } from '../../lib/libc.ts';
+import { netnsFile } from '../../lib/netns.ts';
+import { bwrapArgs } from '../../sentry/sandbox/bwrap.ts';
+import { Janitor } from '../../sentry/sandbox/janitor.ts';
+import { ExecError, LaunchError, type Sandbox, exitStatus, launch, takeListener } from '../../sentry/sandbox/launch.ts';
+import { helperPath } from '../../sentry/sandbox/native/build.ts';
+import { newRunId, removeCommands, runNames } from '../../sentry/sandbox/netns.ts';
+import { buildPolicy } from '../../sentry/seccomp/policy.ts';
+import type { Sentry } from '../../sentry/syscalls/dispatch.ts';
+import { CliError } from '../main.ts';
+import type { RunNetwork } from '../run-network.ts';
+import { type NetworkMode, type RunOptions, loadModules, serveListener } from '../run.ts';
+import { runHooks } from './hooks.ts';
+import { filesystemArgs } from './mounts.ts';
+import { compileSeccomp } from './seccomp.ts';
+import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
+import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
+
+/** What `create` hands the Sentry (the state folder's create.json). */
+export interface CreateOptions {
+  bundle: string;
+  consoleSocket?: string;
+  /** Global --network: forces host or none; sandbox (default) follows config.json. */
+  network?: NetworkMode;
+  strace: boolean;
+  pcapLog?: string;
+  /** The inode of the netns `create` ran in: a config.json path naming it means host mode. */
+  hostNetnsIno: number;
+}
+
+const REPORT_FD = 3;
+const STDIO: [number, number, number] = [4, 5, 6];
+
+/** The Sentry's main: resolves to the program's exit status (the process's own). */
+export async function ociSandboxMain(argv: string[]): Promise<number> {
+  const [root, id] = argv;
+  if (!root || !id) throw new CliError('usage: tsvisor __oci-sandbox ROOT ID');
+  const c = new ContainerDir(root, id);
+  const opts = JSON.parse(readFileSync(join(c.dir, 'create.json'), 'utf8')) as CreateOptions;
+  const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
+  const undo: (() => void)[] = [];
+  let janitor: Janitor | undefined;
+  const unwind = () => {
+    while (undo.length) {
+      try {
+        undo.pop()!();
+      } catch (e) {
+        log(`while cleaning up: ${(e as Error).message}`);
+      }
+    }
+    janitor?.done();
+  };
+  let report = true;
+  const say = (line: string) => {
+    if (!report) return;
+    try {
+      writeSync(REPORT_FD, line + '\n');
+    } catch {
+      // create is gone: nobody to tell
+    }
+  };
+  let container: Container;
+  try {
+    container = await setUp(c, opts, log, undo, (j) => (janitor = j));
+  } catch (e) {
+    const msg = e instanceof ExecError || e instanceof LaunchError || e instanceof CliError ? e.message : String((e as Error).stack ?? e);
+    log(`create failed: ${msg}`);
+    say(`error ${msg.split('\n')[0]}`);
+    unwind();
+    return 1;
+  }
+  say('created');
+  report = false;
+  closeSync(REPORT_FD);
+  const status = await container.wait();
+  log(`program exited: status ${status}`);
+  const s = c.readRaw();
+  if (s) c.write({ ...s, status: 'stopped', exitStatus: status });
+  await container.finish();
+  unwind();
+  return status;
+}
+
+/** A created container, served. */
+interface Container {
+  wait(): Promise<number>;
+  finish(): Promise<void>;
+}
+
+/** Joins the calling thread (Node's main thread: every child it spawns starts there) to a netns file. */
+function enterNetns(path: string): void {
+  const fd = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) throw new CliError(`cannot open network namespace ${path}: ${errnoName(errno())}`);
+  const r = sys.setns(fd, C.CLONE_NEWNET);
+  const e = errno();
+  sys.close(fd);
+  if (r < 0) throw new CliError(`cannot enter network namespace ${path}: ${errnoName(e)}`);
+}
+
+/** The interface the netstack takes over in the current netns: eth0, else the only other non-loopback one. */
+function findInterface(): string | undefined {
+  const links = JSON.parse(runTool(['ip', '-j', 'link', 'show'])) as { ifname: string; link_type: string }[];
+  const candidates = links.filter((l) => l.link_type !== 'loopback');
+  return candidates.find((l) => l.ifname === 'eth0')?.ifname ?? candidates[0]?.ifname;
+}
+
+/**
+ * A PROGRAM not found in the root fails `create`, as runc's does (the engine reports it before start). lstat:
+ * busybox's links are absolute, meaningful only inside the root.
+ */
+function checkProgram(spec: Spec, env: Record<string, string>): void {
+  const prog = spec.process!.args[0]!;
+  const root = spec.root!.path;
+  const exists = (p: string) => lstatSync(join(root, p), { throwIfNoEntry: false }) !== undefined;
+  if (prog.includes('/')) {
+    if (!exists(prog.startsWith('/') ? prog : join(spec.process!.cwd, prog))) throw new ExecError(prog, 2, 127);
+    return;
+  }
+  for (const dir of (env.PATH ?? '').split(':')) if (dir && exists(join(dir, prog))) return;
+  throw new CliError(`exec: "${prog}": executable file not found in $PATH`);
+}
+
+async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => void, undo: (() => void)[], setJanitor: (j: Janitor) => void): Promise<Container> {
+  const spec = loadSpec(opts.bundle);
+  const proc = spec.process!;
+  const env = envRecord(proc.env);
+  checkProgram(spec, env);
+  helperPath();
+  const rid = newRunId();
+  const names = runNames(rid);
+  const base: ContainerState = {
+    ociVersion: spec.ociVersion,
+    id: c.id,
+    status: 'creating',
+    pid: process.pid,
+    bundle: opts.bundle,
+    rootfs: spec.root!.path,
+    created: new Date().toISOString(),
+    owner: '',
+    annotations: spec.annotations,
+    sentryStart: startTime(process.pid),
+    control: c.controlPath(),
+  };
+  c.write(base);
+
+  // The network: config.json's namespace, or one of our own; the host's when the spec shares it.
+  const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  let mode: NetworkMode = opts.network ?? 'sandbox';
+  let linkRef: string | undefined;
+  if (mode === 'sandbox') {
+    if (!netEntry) mode = 'host';
+    else if (netEntry.path) {
+      let ino: number;
+      try {
+        ino = statSync(netEntry.path).ino;
+      } catch {
+        throw new CliError(`network namespace ${netEntry.path} of config.json does not exist`);
+      }
+      if (ino === opts.hostNetnsIno) mode = 'host';
+      else linkRef = netEntry.path;
+    }
+  }
+  setJanitor(Janitor.start(removeCommands(rid)));
+  if (mode !== 'host' && linkRef === undefined) {
+    runTool(['ip', 'netns', 'add', names.link]);
+    linkRef = names.link;
+  }
+  // Hooks see our pid: /proc/PID/ns/net must be the namespace whose interface the netstack will own.
+  if (mode !== 'host') enterNetns(netnsFile(linkRef!));
+  log(`container ${c.id}: run id ${rid}, network ${mode}${linkRef ? ` (${linkRef})` : ''}`);
+
+  const hookState = (status: string) => ({ ...publicState({ ...base, status: status as ContainerState['status'] }) });
+  for (const kind of ['prestart', 'createRuntime'] as const) {
+    const err = await runHooks(spec.hooks, kind, hookState('creating'));
+    if (err) throw new CliError(err);
+  }
+
+  let dev: string | undefined;
+  if (mode === 'sandbox') {
+    dev = findInterface();
+    if (dev === undefined) mode = 'none';
+  }
+  const modules = await loadModules({ network: mode, strace: opts.strace });
+  const runOpts: RunOptions = {
+    network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],
+    binds: [], env: {}, allowRaw: false, strace: opts.strace, debug: false, pcapLog: opts.pcapLog, drainMs: 2000,
+    argv: proc.args,
+  };
+  const net: RunNetwork = modules.network
+    ? await modules.network.makeNetwork(runOpts, rid, undo, log)
+    : { addresses: [], gateways: [], files: [], describe: 'host network' };
+  log(net.describe);
+
+  const filter = buildPolicy({ mode, allowRaw: false, strace: opts.strace });
+  const filter2 = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, log) : undefined;
+  const uid = proc.user.uid;
+  const gid = proc.user.gid;
+  const bwrap = bwrapArgs({
+    binds: [],
+    filesystem: filesystemArgs(spec, log),
+    cwd: proc.cwd,
+    shareNet: true,
+    ids: { uid, gid },
+    capAdd: uid === 0 ? allowedCaps(proc) : [],
+    hostname: spec.hostname,
+  });
+  const rlimits = (proc.rlimits ?? []).map((r): [number, bigint, bigint] => [RLIMITS[r.type]!, BigInt(r.soft), BigInt(r.hard)]);
+  let sandbox: Sandbox;
+  try {
+    sandbox = await launch({
+      argv: proc.args,
+      filter,
+      filter2,
+      appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
+      bwrap,
+      env,
+      user: uid === 0 ? undefined : { uid, gid },
+      helperAt: '/dev/.tsvisor-helper',
+      stdio: STDIO,
+      gate: true,
+      consoleSocket: opts.consoleSocket,
+      rlimits,
+    });
+  } catch (e) {
+    if (e instanceof LaunchError) throw new CliError(e.message);
+    throw e;
+  }
+  for (const fd of STDIO) closeSync(fd);
+  const exited = sandbox.wait();
+  const sentries: Sentry[] = [];
+  const init = serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
+  if (init) sentries.push(init);
+  const initPid = sandbox.programPid();
+  const created: ContainerState = { ...base, status: 'created', initPid, network: mode };
+  c.write(created);
+  log(`created: helper ${sandbox.pid}, program ${initPid}`);
+  const err = await runHooks(spec.hooks, 'createContainer', hookState('creating'));
+  if (err) {
+    sandbox.kill('SIGKILL');
+    throw new CliError(err);
+  }
+
+  // Signals sent to the Sentry itself go to the program, as `tsvisor run` forwards them.
+  const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+  const forward = (sig: NodeJS.Signals) => sandbox.kill(sig);
+  for (const s of FORWARDED) process.on(s, forward);
+
+  const server = await control(created.control, async (req) => {
+    const cur = c.readRaw() ?? created;
+    if (req.op === 'start') {
+      if (cur.status !== 'created') return { error: `container ${c.id} is ${cur.status}, not created` };
+      const e1 = await runHooks(spec.hooks, 'startContainer', hookState('created'));
+      if (e1) {
+        sandbox.kill('SIGKILL');
+        return { error: e1 };
+      }
+      try {
+        await sandbox.start();
+      } catch (e) {
+        return { error: (e as Error).message };
+      }
+      const running: ContainerState = { ...(c.readRaw() ?? created), status: 'running' };
+      c.write(running);
+      const e2 = await runHooks(spec.hooks, 'poststart', publicState(running));
+      if (e2) {
+        sandbox.kill('SIGKILL');
+        return { error: e2 };
+      }
+      return { ok: true };
+    }
+    if (req.op === 'exec') {
+      const fd = takeListener(Number(req.pid), Number(req.fd));
+      if (typeof fd === 'string') return { error: fd };
+      const s = serveListener({ pid: Number(req.pid), listenerFd: fd }, { network: mode, strace: opts.strace }, net, modules, log);
+      if (s) sentries.push(s);
+      log(`exec: pid ${req.pid}${s ? ', served' : ''}`);
+      return { ok: true, network: mode };
+    }
+    return { error: `unknown request ${String(req.op)}` };
+  });
+  undo.push(() => server.close());
+
+  return {
+    wait: async () => exitStatus(await exited),
+    finish: async () => {
+      for (const s of FORWARDED) process.off(s, forward);
+      for (const s of sentries) await s.drain(runOpts.drainMs);
+      for (const s of sentries) s.close();
+    },
+  };
+}
+
+/** A request to the Sentry's control socket: one JSON line, answered by one. */
+export interface ControlRequest {
+  op: string;
+  [k: string]: unknown;
+}
+
+/** Serves the control socket at `path` (mode 0600). */
+function control(path: string, handle: (r: ControlRequest) => Promise<Record<string, unknown>>): Promise<Server> {
+  // A socket left by a Sentry that crashed with this path.
+  rmSync(path, { force: true });
+  const server = createServer((sock) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', () => {});
+    sock.on('data', (d: string) => {
+      buf += d;
+      const i = buf.indexOf('\n');
+      if (i < 0) return;
+      const line = buf.slice(0, i);
+      buf = '';
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(line) as ControlRequest;
+      } catch {
+        sock.end(JSON.stringify({ error: 'bad request' }) + '\n');
+        return;
+      }
+      void handle(req).then(
+        (r) => sock.end(JSON.stringify(r) + '\n'),
+        (e: Error) => sock.end(JSON.stringify({ error: e.message }) + '\n'),
+      );
+    });
+  });
+  server.unref();
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path, readableAll: false, writableAll: false }, () => resolve(server));
+  });
+}
+
+
+/** The exit statuses of signals, for messages. */
+export const SIGNALS = osConstants.signals as Record<string, number>;

@@ -478,17 +478,28 @@ async function exec(g: Globals, p: Parsed, _raw: string[]): Promise<number> {
   report.setEncoding('utf8');
   const outcome = await new Promise<string | undefined>((done) => {
     let buf = '';
+    // The child's host pid ("child") and its listener's fd number ("listener") may come in either order.
+    let hostPid: number | undefined;
+    let listenerFd: number | undefined;
+    const handOver = () => {
+      if (hostPid === undefined || listenerFd === undefined) return;
+      void request(s.control, { op: 'exec', pid: hostPid, fd: listenerFd }).then(
+        (r) => (r.error ? done(String(r.error)) : ack.write(Buffer.of(1))),
+        (e: Error) => done(e.message),
+      );
+    };
     report.on('error', () => {});
     report.on('data', (d: string) => {
       buf += d;
       for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
         const [tag, a, b] = buf.slice(0, i).split(' ');
         buf = buf.slice(i + 1);
-        if (tag === 'listener') {
-          void request(s.control, { op: 'exec', pid: Number(b), fd: Number(a) }).then(
-            (r) => (r.error ? done(String(r.error)) : ack.write(Buffer.of(1))),
-            (e: Error) => done(e.message),
-          );
+        if (tag === 'child') {
+          hostPid = Number(a);
+          handOver();
+        } else if (tag === 'listener') {
+          listenerFd = Number(a);
+          handOver();
         } else if (tag === 'error') {
           done(`exec failed at ${a}: ${errnoName(Number(b))}`);
         } else if (tag === 'exec1') {

@@ -158,6 +158,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     annotations: spec.annotations,
     sentryStart: startTime(process.pid),
     control: c.controlPath(),
+    runId: rid,
   };
   c.write(base);
 

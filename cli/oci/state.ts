@@ -37,6 +37,8 @@ export interface ContainerState {
   control: string;
   /** sandbox, host or none: what the program's network became. */
   network?: 'sandbox' | 'host' | 'none';
+  /** The id that names the container's namespaces (tsv-<runId>, tsv-<runId>-app). */
+  runId?: string;
   /** The program's exit status once stopped (code, or 128+signal). */
   exitStatus?: number;
 }

@@ -24,6 +24,7 @@
  *   "exec1 E"         stage 1 could not exec ARGV[0] (exit 127 for ENOENT, else 126)
  *   "stage2"          bwrap has built the sandbox and run stage 2
  *   "exec2 E"         stage 2 could not exec PROGRAM
+ * "child PID"     (--join) the host pid of the forked child, whose "listener" line names its namespace's pid
  * fd 4 carries the Sentry's one-byte ack that it holds the listener. The report pipe is close-on-exec at the last
  * exec, so end-of-file after "listener" (no bwrap) or after "stage2" means the program is running. Stage 1 keeps
  * it open across the exec of bwrap (--keep-report) so that stage 2 can report; bwrap's own processes close it.
@@ -169,13 +170,14 @@ static void forward(int sig) {
 }
 
 /*
- * Joins the namespaces of pid (user first: it gives the capabilities the others need; mount last: it changes
- * the root, and the namespace files are opened before it), then forks; the parent stays to forward signals and
+ * Joins the namespaces of pid: the network namespace first (the Sentry's app netns, owned by the initial user
+ * namespace, where we are root), then the user namespace (it gives the capabilities the others, bwrap's, need),
+ * mount last (it changes the root; every namespace file is opened before), then forks; the parent stays to forward signals and
  * returns the child's status as its own exit status; the child returns and goes on.
  */
 static void join(const char *pid) {
   static const struct { const char *name; int type; } ns[] = {
-    {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
+    {"net", CLONE_NEWNET}, {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
     {"cgroup", CLONE_NEWCGROUP}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
   };
   int fds[7];
@@ -198,6 +200,8 @@ static void join(const char *pid) {
   pid_t c = fork();
   if (c < 0) fail("fork", errno);
   if (c == 0) return;
+  /* The child's getpid() is its pid namespace's: the Sentry needs the host's to take its listener. */
+  dprintf(REPORT, "child %d\n", (int)c);
   sig_child = c;
   close(REPORT);
   close(ACK);

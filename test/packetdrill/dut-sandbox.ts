@@ -19,9 +19,8 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import { NodeClock } from '../../lib/clock.ts';
 import { type FdWatch, C as LC, sys, watchFd } from '../../lib/libc.ts';
-import { parseAddress } from '../../netstack/addr.ts';
-import { ChannelEndpoint } from '../../netstack/link/channel.ts';
-import { Netstack } from '../../netstack/netstack.ts';
+import type { ChannelEndpoint } from '../../netstack/link/channel.ts';
+import type { Netstack } from '../../netstack/netstack.ts';
 import { NotifyListener } from '../../sentry/platform/unotify/listener.ts';
 import { Targets } from '../../sentry/platform/unotify/target.ts';
 import { type Sandbox, launch } from '../../sentry/sandbox/launch.ts';
@@ -29,10 +28,9 @@ import { buildPolicy } from '../../sentry/seccomp/policy.ts';
 import { syscallNumber } from '../../sentry/seccomp/sysno.ts';
 import type { EpollEvent, MsgHdr, PollFd, SocketSyscalls, SysRet } from '../../sentry/socket/api.ts';
 import { Sentry, type SentryStats } from '../../sentry/syscalls/dispatch.ts';
-import { DUT_V4, DUT_V6, REMOTE_V4, REMOTE_V6 } from './addresses.ts';
-import { CaptureQueue, settledBy } from './capture.ts';
+import { type CaptureQueue, settledBy } from './capture.ts';
 import type { CapturedFrame, Dut, DutConfig, ShellContext, ShellOutcome } from './dut.ts';
-import { netstackShell } from './dut-tsvisor.ts';
+import { netstackOnChannel, netstackShell } from './dut-tsvisor.ts';
 import { executorPath } from './executor/build.ts';
 import type { Endpoints } from './packets.ts';
 
@@ -442,20 +440,7 @@ class SandboxDut implements Dut {
     cfg: DutConfig,
     private readonly o: SandboxDutOptions,
   ) {
-    const v4 = cfg.ipVersion === 4;
-    this.endpoints = {
-      dutMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x01]),
-      remoteMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x02]),
-      dutIp: parseAddress(v4 ? DUT_V4 : DUT_V6)!,
-      remoteIp: parseAddress(v4 ? REMOTE_V4 : REMOTE_V6)!,
-    };
-    this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0 });
-    this.link = new ChannelEndpoint({ clock: this.clock, mtu: cfg.mtu, macAddress: this.endpoints.dutMac, name: 'dut' });
-    this.frames = new CaptureQueue(this.endpoints, (reply) => this.link.inject(reply));
-    this.link.onWrite = (frame) => this.frames.capture(frame, () => this.now());
-    const nic = this.netstack.stack.addNic(this.link, { name: 'dut0' });
-    const e = this.netstack.stack.addAddress(nic, { address: this.endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
-    if (e) throw new Error(`sandbox DUT: cannot add ${v4 ? DUT_V4 : DUT_V6}: ${e}`);
+    ({ endpoints: this.endpoints, netstack: this.netstack, link: this.link, frames: this.frames } = netstackOnChannel(cfg, this.clock, () => this.now(), 'sandbox DUT'));
   }
 
   get sys(): SocketSyscalls {

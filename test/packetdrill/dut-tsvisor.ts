@@ -5,7 +5,7 @@
  * script with a 60 s timeout takes milliseconds and every frame carries the exact virtual time it left at.
  */
 import { parseAddress } from '../../netstack/addr.ts';
-import { VirtualClock } from '../../netstack/clock.ts';
+import { type Clock, VirtualClock } from '../../netstack/clock.ts';
 import { ChannelEndpoint } from '../../netstack/link/channel.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 import { SocketLayer } from '../../sentry/socket/syscalls.ts';
@@ -18,6 +18,34 @@ import { applyShell, freebsdToLinux, parseSysctl } from './shell.ts';
 /** Builds a tsvisor DUT for one script. */
 export function createTsvisorDut(cfg: DutConfig): Dut {
   return new TsvisorDut(cfg);
+}
+
+/**
+ * What both netstack DUTs are built on: a Netstack on `clock` with one in-memory channel NIC at the DUT's address,
+ * whose sent frames `frames` captures at script time `now()`. `label` names the DUT in errors.
+ */
+export function netstackOnChannel(
+  cfg: DutConfig,
+  clock: Clock,
+  now: () => number,
+  label: string,
+): { endpoints: Endpoints; netstack: Netstack; link: ChannelEndpoint; frames: CaptureQueue } {
+  const v4 = cfg.ipVersion === 4;
+  const endpoints: Endpoints = {
+    dutMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x01]),
+    remoteMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x02]),
+    dutIp: parseAddress(v4 ? DUT_V4 : DUT_V6)!,
+    remoteIp: parseAddress(v4 ? REMOTE_V4 : REMOTE_V6)!,
+  };
+  const netstack = new Netstack({ clock, seed: 1, dadTransmits: 0 });
+  const link = new ChannelEndpoint({ clock, mtu: cfg.mtu, macAddress: endpoints.dutMac, name: 'dut' });
+  // Neighbour answers are delivered on the clock, never re-entering the stack from inside its own send path.
+  const frames = new CaptureQueue(endpoints, (reply) => link.inject(reply));
+  link.onWrite = (frame) => frames.capture(frame, now);
+  const nic = netstack.stack.addNic(link, { name: 'dut0' });
+  const e = netstack.stack.addAddress(nic, { address: endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
+  if (e) throw new Error(`${label}: cannot add ${v4 ? `${DUT_V4}/24` : `${DUT_V6}/64`}: ${e}`);
+  return { endpoints, netstack, link, frames };
 }
 
 /**
@@ -62,22 +90,7 @@ class TsvisorDut implements Dut {
   private aborted = false;
 
   constructor(cfg: DutConfig) {
-    const v4 = cfg.ipVersion === 4;
-    this.endpoints = {
-      dutMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x01]),
-      remoteMac: new Uint8Array([0x02, 0, 0, 0, 0, 0x02]),
-      dutIp: parseAddress(v4 ? DUT_V4 : DUT_V6)!,
-      remoteIp: parseAddress(v4 ? REMOTE_V4 : REMOTE_V6)!,
-    };
-    this.netstack = new Netstack({ clock: this.clock, seed: 1, dadTransmits: 0 });
-    this.link = new ChannelEndpoint({ clock: this.clock, mtu: cfg.mtu, macAddress: this.endpoints.dutMac, name: 'dut' });
-    // Neighbour answers are delivered on the clock, never re-entering the stack from inside its own send path.
-    this.frames = new CaptureQueue(this.endpoints, (reply) => this.link.inject(reply));
-    this.link.onWrite = (frame) => this.frames.capture(frame, () => this.now());
-    const nic = this.netstack.stack.addNic(this.link, { name: 'dut0' });
-    const dut = v4 ? `${DUT_V4}/24` : `${DUT_V6}/64`;
-    const e = this.netstack.stack.addAddress(nic, { address: this.endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
-    if (e) throw new Error(`tsvisor DUT: cannot add ${dut}: ${e}`);
+    ({ endpoints: this.endpoints, netstack: this.netstack, link: this.link, frames: this.frames } = netstackOnChannel(cfg, this.clock, () => this.now(), 'tsvisor DUT'));
     this.sys = new SocketLayer(this.netstack, this.clock);
   }
 

@@ -5,8 +5,11 @@
 import { spawn } from 'node:child_process';
 import type { Hook, Hooks } from './spec.ts';
 
+/** Spawns synchronously inside some context (the Sentry: the runtime's own network namespace). */
+export type SpawnIn = <T>(fn: () => T) => T;
+
 /** Runs one hook; resolves to an error message, or undefined when it succeeded. */
-export function runHook(h: Hook, state: Record<string, unknown>): Promise<string | undefined> {
+export function runHook(h: Hook, state: Record<string, unknown>, spawnIn: SpawnIn = (fn) => fn()): Promise<string | undefined> {
   return new Promise((resolve) => {
     const env: Record<string, string> = {};
     for (const kv of h.env ?? []) {
@@ -15,11 +18,11 @@ export function runHook(h: Hook, state: Record<string, unknown>): Promise<string
     }
     let child;
     try {
-      child = spawn(h.path, (h.args ?? [h.path]).slice(1), {
+      child = spawnIn(() => spawn(h.path, (h.args ?? [h.path]).slice(1), {
         argv0: h.args?.[0] ?? h.path,
         env,
         stdio: ['pipe', 'ignore', 'pipe'],
-      });
+      }));
     } catch (e) {
       return resolve(`${h.path}: ${(e as Error).message}`);
     }
@@ -46,9 +49,9 @@ export function runHook(h: Hook, state: Record<string, unknown>): Promise<string
 }
 
 /** Runs the hooks of `kind` in order; the first failure's message, or undefined. */
-export async function runHooks(hooks: Hooks | undefined, kind: keyof Hooks, state: Record<string, unknown>): Promise<string | undefined> {
+export async function runHooks(hooks: Hooks | undefined, kind: keyof Hooks, state: Record<string, unknown>, spawnIn?: SpawnIn): Promise<string | undefined> {
   for (const h of hooks?.[kind] ?? []) {
-    const err = await runHook(h, state);
+    const err = await runHook(h, state, spawnIn);
     if (err) return `${kind} hook ${err}`;
   }
   return undefined;

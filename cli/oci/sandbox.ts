@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { run as runTool } from '../../lib/exec.ts';
 import { C, errnoName, errno, sys } from '../../lib/libc.ts';
-import { netnsFile } from '../../lib/netns.ts';
+import { NetnsHandle, netnsFile } from '../../lib/netns.ts';
 import { bwrapArgs } from '../../sentry/sandbox/bwrap.ts';
 import { Janitor } from '../../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, type Sandbox, exitStatus, launch, takeListener } from '../../sentry/sandbox/launch.ts';
@@ -184,13 +184,17 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     runTool(['ip', 'netns', 'add', names.link]);
     linkRef = names.link;
   }
-  // Hooks see our pid: /proc/PID/ns/net must be the namespace whose interface the netstack will own.
+  // Hooks see our pid: /proc/PID/ns/net must be the namespace whose interface the netstack will own. They run
+  // in the runtime's own namespace all the same, as runc's do (a CNI-like hook makes its veth's host end there).
+  const home = NetnsHandle.open('/proc/self/ns/net');
+  undo.push(() => home.close());
+  const inHome = <T>(fn: () => T): T => home.enter(fn);
   if (mode !== 'host') enterNetns(netnsFile(linkRef!));
   log(`container ${c.id}: run id ${rid}, network ${mode}${linkRef ? ` (${linkRef})` : ''}`);
 
   const hookState = (status: string) => ({ ...publicState({ ...base, status: status as ContainerState['status'] }) });
   for (const kind of ['prestart', 'createRuntime'] as const) {
-    const err = await runHooks(spec.hooks, kind, hookState('creating'));
+    const err = await runHooks(spec.hooks, kind, hookState('creating'), inHome);
     if (err) throw new CliError(err);
   }
 
@@ -253,7 +257,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const created: ContainerState = { ...base, status: 'created', initPid, network: mode };
   c.write(created);
   log(`created: helper ${sandbox.pid}, program ${initPid}`);
-  const err = await runHooks(spec.hooks, 'createContainer', hookState('creating'));
+  const err = await runHooks(spec.hooks, 'createContainer', hookState('creating'), inHome);
   if (err) {
     sandbox.kill('SIGKILL');
     throw new CliError(err);
@@ -268,7 +272,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     const cur = c.readRaw() ?? created;
     if (req.op === 'start') {
       if (cur.status !== 'created') return { error: `container ${c.id} is ${cur.status}, not created` };
-      const e1 = await runHooks(spec.hooks, 'startContainer', hookState('created'));
+      const e1 = await runHooks(spec.hooks, 'startContainer', hookState('created'), inHome);
       if (e1) {
         sandbox.kill('SIGKILL');
         return { error: e1 };
@@ -280,7 +284,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       }
       const running: ContainerState = { ...(c.readRaw() ?? created), status: 'running' };
       c.write(running);
-      const e2 = await runHooks(spec.hooks, 'poststart', publicState(running));
+      const e2 = await runHooks(spec.hooks, 'poststart', publicState(running), inHome);
       if (e2) {
         sandbox.kill('SIGKILL');
         return { error: e2 };

@@ -27,6 +27,8 @@ export interface HostLinkCounters {
   txOversize: number;
   /** Times a send found the socket buffer full and waited for it to drain. */
   txBlocked: number;
+  /** Send system calls made (sendmmsg or write): txFrames / txCalls is how well sends are batched. */
+  txCalls: number;
 }
 
 /** A fresh set of zeroed counters. */
@@ -43,5 +45,6 @@ export function newHostLinkCounters(): HostLinkCounters {
     txDropped: 0,
     txOversize: 0,
     txBlocked: 0,
+    txCalls: 0,
   };
 }

@@ -670,6 +670,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     let sent = 0;
     while (sent < this.txCount) {
       const r = this.tx.send(this.fd, sent, this.txCount - sent);
+      c.txCalls++;
       if (r > 0) {
         for (let i = sent; i < sent + r; i++) c.txBytes += this.tx.length(i) - this.txHdr;
         c.txFrames += r;

@@ -169,6 +169,7 @@ export class TapEndpoint implements LinkEndpoint {
     for (const f of q) {
       // A TAP write hands the frame to the kernel's receive path at once; it fails only when the device is
       // down or the frame is malformed, and then that one frame is lost.
+      c.txCalls++;
       if (sys.write(this.fd, f, f.length) === f.length) {
         c.txFrames++;
         c.txBytes += f.length;

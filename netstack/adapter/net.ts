@@ -81,6 +81,8 @@ export interface ListenOptions {
 /** Bytes read from the endpoint in one go (a Node read is up to 64 KiB too). */
 const READ_CHUNK = 65536;
 const READ_OPTIONS = { maxBytes: READ_CHUNK };
+/** Reads up to this size go into a pooled Buffer (Node's Buffer.allocUnsafe pool takes requests below 4 KiB). */
+const SMALL_READ = 2048;
 /** Node's default listen backlog. */
 const DEFAULT_BACKLOG = 511;
 
@@ -506,7 +508,10 @@ export class Socket extends Duplex {
 
   private pumpRead(ep: Endpoint): void {
     while (this.wantRead && !this.readEnded && this.ep === ep) {
-      const r = ep.read(READ_OPTIONS);
+      // A small read (a request) lands in a Buffer cut from Node's shared pool: a fresh array of its own would be
+      // an ArrayBuffer malloc'd, swept and wrapped once more as a Buffer for every request (issue 15).
+      const queued = ep.inQueue();
+      const r = queued > 0 && queued <= SMALL_READ ? ep.read({ into: Buffer.allocUnsafe(queued) }) : ep.read(READ_OPTIONS);
       if (r === Err.WouldBlock) return;
       if (r instanceof NetError) {
         this.destroy(nodeError(r, 'read'));
@@ -522,7 +527,7 @@ export class Socket extends Duplex {
       }
       this.received += r.data.length;
       this.touch();
-      this.wantRead = this.push(asBuffer(r.data));
+      this.wantRead = this.push(r.data instanceof Buffer ? r.data : asBuffer(r.data));
     }
   }
 }

@@ -370,7 +370,7 @@ export class TcpEndpoint implements Endpoint {
       let data: Uint8Array;
       if (into) {
         q.copyOut(0, n, into, 0);
-        data = into.subarray(0, n);
+        data = n === into.length ? into : into.subarray(0, n);
       } else if (opts?.peek || n <= SMALL_READ_COPY) {
         // A peek must not alias what stays queued. A small read is copied too: a view would lend its whole chunk,
         // which then never returns to the pool, so a request/response connection allocated (and zeroed) a fresh

@@ -180,7 +180,7 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   const snd = child.snd;
   snd.init((r.ack - 1) >>> 0);
   snd.una = snd.nxt = snd.max = r.ack;
-  snd.wnd = r.window * 2 ** snd.shift;
+  snd.wnd = r.window * (1 << snd.shift);
   snd.maxWnd = snd.wnd;
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;

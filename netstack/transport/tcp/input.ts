@@ -173,7 +173,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     if (ep.parent && !childEstablished(ep)) return;
     snd.una = r.ack;
-    snd.wnd = r.window * 2 ** snd.shift;
+    snd.wnd = r.window * (1 << snd.shift);
     snd.maxWnd = Math.max(snd.maxWnd, snd.wnd);
     snd.wl1 = start;
     snd.wl2 = r.ack;
@@ -198,7 +198,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       sendChallengeAck(ep);
       return;
     }
-    const wnd = r.window * 2 ** snd.shift;
+    const wnd = r.window * (1 << snd.shift);
     const dup = r.payload.length === 0 && !(f & TCP_FIN) && r.ack === snd.una && wnd === snd.wnd;
     if (ep.sackOk && r.options.sack) snd.sb.update(r.options.sack, snd.una, snd.max, r.ack);
     // RFC 9293 §3.10.7.4: update the window only from segments newer than the last update.
@@ -354,7 +354,7 @@ export function predictedArrives(ep: TcpEndpoint, seg: Uint8Array, hl: number): 
     rcv.tsRecent = tsVal;
     rcv.tsRecentAt = ep.clock.now();
   }
-  const wnd = ((seg[14]! << 8) | seg[15]!) * 2 ** snd.shift;
+  const wnd = ((seg[14]! << 8) | seg[15]!) * (1 << snd.shift);
   const dup = textLen === 0 && ack === snd.una && wnd === snd.wnd;
   if (seq.le(snd.una, ack) && (seq.lt(snd.wl1, start) || (snd.wl1 === start && seq.le(snd.wl2, ack)))) {
     snd.wnd = wnd;

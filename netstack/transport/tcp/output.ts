@@ -142,7 +142,7 @@ export function sendResetSeq(ep: TcpEndpoint, s: number): void {
 export function acceptableSeq(ep: TcpEndpoint): number {
   const snd = ep.snd;
   const edge = seq.add(snd.una, snd.wnd);
-  if (seq.le(snd.max, edge) || seq.sub(snd.max, edge) < 2 ** snd.shift) return snd.max;
+  if (seq.le(snd.max, edge) || seq.sub(snd.max, edge) < 1 << snd.shift) return snd.max;
   return edge;
 }
 

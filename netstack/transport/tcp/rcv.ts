@@ -120,7 +120,8 @@ export class Receiver {
    * shrinking the window is strongly discouraged).
    */
   windowToAdvertise(mss: number): number {
-    const unit = 2 ** this.shift;
+    // A shift, not `2 **`: V8 calls the C library's pow for that, on every segment (window scale is at most 14).
+    const unit = 1 << this.shift;
     const maxField = 0xffff * unit;
     let w = Math.min(this.free, maxField);
     w -= w % unit;
@@ -131,7 +132,7 @@ export class Receiver {
 
   /** The 16-bit window field for `wnd` bytes (RFC 7323 §2.3: scaled except on SYN segments). */
   windowField(wnd: number, syn: boolean): number {
-    return syn ? Math.min(wnd, 0xffff) : Math.min(Math.floor(wnd / 2 ** this.shift), 0xffff);
+    return syn ? Math.min(wnd, 0xffff) : Math.min(Math.floor(wnd / (1 << this.shift)), 0xffff);
   }
 
   /** Records that a segment advertising `wnd` bytes and acknowledging RCV.NXT was sent. */

@@ -37,7 +37,8 @@ export class RttEstimator {
 
   /** The current RTO with backoff applied (RFC 6298 §5.5). */
   get rto(): number {
-    return Math.min(this.rtoMax, this.base * 2 ** this.backoffs);
+    // Read on every segment sent: without backoff no power is taken (V8 calls the C library's pow for `**`).
+    return this.backoffs === 0 ? Math.min(this.rtoMax, this.base) : Math.min(this.rtoMax, this.base * 2 ** this.backoffs);
   }
 
   /** Folds in one RTT measurement (RFC 6298 §2.2–2.3, alpha 1/8, beta 1/4, G taken as 1 ms). */

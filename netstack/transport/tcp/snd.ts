@@ -79,6 +79,13 @@ export class Sender {
   /** Karn timing: the sequence number being timed, -1 when none (RFC 6298 §3). */
   private rttSeq = -1;
   private rttStart = 0;
+  /**
+   * Whether the window is in use (Linux's tcp_cwnd_validate, RFC 7661 §4.2): whether cwnd limited a send in the
+   * current measurement window, the largest flight seen in it, and the SND.NXT at which the next window starts.
+   */
+  private cwndLimited = false;
+  private maxFlight = 0;
+  private cwndUsageSeq = 0;
   /** Time of the last data transmission, for restart after idle (RFC 5681 §4.1). */
   lastSend = 0;
   /** Consecutive retransmission timeouts without progress. */
@@ -121,6 +128,7 @@ export class Sender {
     this.nxt = iss;
     this.max = iss;
     this.smlEnd = iss;
+    this.cwndUsageSeq = iss;
   }
 
   /** End of the last sub-MSS segment of new data sent (Linux snd_sml), for Minshall's Nagle. */
@@ -204,7 +212,10 @@ export class Sender {
           this.dupAcks = 0;
           this.retransmitHead();
         }
-      } else if (!reduced) {
+      } else if (!reduced && this.isCwndLimited()) {
+        // Only a window in use grows (RFC 7661 §4.2, Linux's tcp_is_cwnd_limited): a request/response
+        // connection's few bytes in flight would otherwise grow cwnd, and the send buffer after it, on every
+        // ACK without bound.
         this.cc.onAck(acked, flightBefore, ctx);
         this.tuneBuffer();
       }
@@ -364,6 +375,7 @@ export class Sender {
       this.cc.onIdleRestart(this.ccContext());
     }
     let sentNew = false;
+    let cwndBound = false;
     const tso = this.tsoLimit();
     for (;;) {
       const cwndLeft = this.cc.cwnd - this.pipe();
@@ -386,6 +398,7 @@ export class Sender {
         break;
       }
       let len = Math.min(this.mss, unsent, wndLeft, cwndLeft);
+      if (cwndLeft < Math.min(this.mss, unsent, wndLeft)) cwndBound = true;
       if (len <= 0) break;
       const retx = seq.lt(this.nxt, this.max);
       if (len === this.mss && !retx && tso > this.mss) {
@@ -423,7 +436,30 @@ export class Sender {
       if (fin) break;
     }
     if (sentNew) this.armTlp();
+    if (sentNew || cwndBound) this.cwndValidate(cwndBound || this.pipe() >= this.cc.cwnd);
     this.armPersist();
+  }
+
+  /**
+   * Linux's tcp_cwnd_validate: remembers, per window of data, whether cwnd limited sending, or else the largest
+   * flight, which is what decides whether ACKs may grow cwnd (isCwndLimited).
+   */
+  private cwndValidate(limited: boolean): void {
+    const flight = this.inFlight;
+    if (seq.ge(this.una, this.cwndUsageSeq) || limited || (!this.cwndLimited && flight > this.maxFlight)) {
+      this.cwndLimited = limited;
+      this.maxFlight = flight;
+      this.cwndUsageSeq = this.nxt;
+    }
+  }
+
+  /**
+   * Whether ACKs may grow cwnd (Linux's tcp_is_cwnd_limited): cwnd limited a send in this window, or in slow start
+   * the flight reached half of cwnd (so slow start still doubles what was actually sent).
+   */
+  private isCwndLimited(): boolean {
+    if (this.cwndLimited) return true;
+    return this.cc.cwnd < this.cc.ssthresh && this.cc.cwnd < 2 * this.maxFlight;
   }
 
   /**

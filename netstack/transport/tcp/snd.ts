@@ -220,8 +220,11 @@ export class Sender {
         this.tuneBuffer();
       }
       if (!this.inRecovery) this.dupAcks = 0;
+      // Everything acknowledged: the timer is only disarmed, its clock timer left to fire as a no-op (Linux's
+      // inet_csk_clear_xmit_timer does the same), so that a request/response connection, which empties its
+      // flight on every answer, re-arms it for the next one without a clock cancel and schedule per request.
       if (seq.sub(this.max, this.una) > 0) this.rtxTimer.set(this.rtt.rto);
-      else this.rtxTimer.cancel();
+      else this.rtxTimer.disarm();
       this.armTlp();
       this.ep.onSendSpace();
     } else if (dupCandidate && this.max !== this.una) {
@@ -481,7 +484,8 @@ export class Sender {
   private armTlp(): void {
     const flight = seq.sub(this.max, this.una);
     if (!this.ep.sackOk || this.inRecovery || this.tlpEnd >= 0 || flight <= 0) {
-      this.tlpTimer.cancel();
+      // Disarmed, not cancelled, for the same reason as the retransmission timer in onAck.
+      this.tlpTimer.disarm();
       return;
     }
     let pto = this.rtt.hasSample ? 2 * this.rtt.srtt : 1000;

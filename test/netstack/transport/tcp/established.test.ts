@@ -820,3 +820,55 @@ t.test('ESTABLISHED ACK deferred, then RST in the same batch → batchEnd sends 
   h.tcp.batchEnd();
   h.expectNone(0);
 });
+
+t.test('ESTABLISHED request/response, application-limited → cwnd and the send buffer stay as they were (RFC 7661 §4.2, Linux tcp_is_cwnd_limited)', async (t) => {
+  const { h, ep, snd } = established();
+  const cwnd = ep.snd.cc.cwnd;
+  const limit = ep.snd.limit;
+  let s = snd;
+  let pureAcks = 0;
+  for (let i = 0; i < 200; i++) {
+    // The peer's request acknowledges the previous answer; the answer (500 bytes) carries the ACK of the request.
+    h.send({ flags: A | TCP_PSH, seq: h.peerNxt, ack: s, payload: pattern(100) });
+    h.peerNxt += 100;
+    const r = ep.read();
+    if (!('data' in r) || r.data.length !== 100) t.fail(`request ${i} not read whole`);
+    t.equal(ep.write(pattern(500)), 500);
+    let answers = 0;
+    while (h.pending) {
+      const seg = h.next();
+      if (seg.payload.length === 500 && seg.seq === s >>> 0 && seg.ack === h.peerNxt >>> 0) answers++;
+      else if (seg.payload.length === 0) pureAcks++;
+      else t.fail(`exchange ${i}: unexpected ${seg.payload.length}-byte segment`);
+    }
+    if (answers !== 1) t.fail(`exchange ${i}: ${answers} answers`);
+    s += 500;
+    h.advance(0.05);
+  }
+  t.ok(pureAcks <= 16, `pure ACKs only in the quick-ACK start (${pureAcks})`);
+  t.equal(ep.snd.cc.cwnd, cwnd, 'cwnd unchanged: 500 bytes in flight never used the window');
+  t.equal(ep.snd.limit, limit, 'the send buffer did not grow after it');
+  // A bulk write is cwnd-limited: slow start grows the window from there.
+  h.send({ flags: A, seq: h.peerNxt, ack: s });
+  ep.write(pattern(20 * 1460));
+  for (let i = 0; i < 10; i++) h.expect({ seq: s + i * 1460, len: 1460 });
+  h.expectNone(0);
+  h.send({ flags: A, seq: h.peerNxt, ack: s + 2 * 1460 });
+  t.equal(ep.snd.cc.cwnd, cwnd + 2 * 1460, 'an ACK of a cwnd-limited flight grows cwnd by 2 MSS (slow start)');
+});
+
+t.test('ESTABLISHED all acknowledged, then new data 150 ms later → the RTO counts from the new data (a disarmed timer re-armed)', async (t) => {
+  const { h, ep, snd } = established();
+  ep.write(pattern(100));
+  h.expect({ seq: snd, len: 100 });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 100 });
+  t.notOk(ep.snd.rtxTimer.armed, 'nothing in flight: the retransmission timer is disarmed');
+  h.expectNone(150);
+  ep.write(pattern(10));
+  h.expect({ seq: snd + 100, len: 10 });
+  // The clock timer of the first send is still queued for 200 ms after it: firing there must re-arm, not resend.
+  h.expectNone(199);
+  h.advance(1);
+  h.expect({ seq: snd + 100, len: 10 });
+  t.equal(h.tcp.stats.timeouts, 1, 'one timeout, at 200 ms after the second send');
+});

@@ -148,6 +148,36 @@ function before(a: QueuedTimer, b: QueuedTimer): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
+/**
+ * A clock whose time stands still while held, as Linux's tcp_mstamp is taken once per segment received and per
+ * send: TCP asks for the time a dozen times for one segment (timestamps, RTT and RACK, timers, keep-alive, quick
+ * ACKs), and each read of a host clock is a call into the vDSO. Outside a hold it reads through.
+ */
+export class HeldClock implements Clock {
+  private depth = 0;
+  private at = 0;
+
+  constructor(private readonly inner: Clock) {}
+
+  now(): number {
+    return this.depth > 0 ? this.at : this.inner.now();
+  }
+
+  schedule(delayMs: number, fn: () => void): Timer {
+    return this.inner.schedule(delayMs, fn);
+  }
+
+  /** Freezes the time (reading it once) until the matching release; holds nest. */
+  hold(): void {
+    if (this.depth++ === 0) this.at = this.inner.now();
+  }
+
+  /** Ends one hold. */
+  release(): void {
+    this.depth--;
+  }
+}
+
 /** A clock that only moves when told to: deterministic tests and the conformance runner use it. */
 export class VirtualClock implements Clock {
   private time: number;

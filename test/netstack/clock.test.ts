@@ -1,6 +1,6 @@
 // The virtual clock and the timer queue both clocks share.
 import t from 'tap';
-import { TimerQueue, VirtualClock } from '../../netstack/clock.ts';
+import { HeldClock, TimerQueue, VirtualClock } from '../../netstack/clock.ts';
 
 t.test('VirtualClock fires timers in deadline order, ties in scheduling order', async (t) => {
   const c = new VirtualClock(100);
@@ -56,4 +56,27 @@ t.test('TimerQueue compacts cancelled entries and honours beforeSeq', async (t) 
   t.equal(q.takeDue(5), undefined, 'the re-armed timer is not due yet');
   t.type(q.takeDue(1e9), 'function');
   t.equal(q.pending, 0);
+});
+
+t.test('HeldClock reads through, stands still while held (nested holds end with the outermost), schedules on the inner clock', async (t) => {
+  let reads = 0;
+  const inner = new VirtualClock(10);
+  const counted = { now: () => (reads++, inner.now()), schedule: (d: number, f: () => void) => inner.schedule(d, f) };
+  const c = new HeldClock(counted);
+  t.equal(c.now(), 10);
+  t.equal(reads, 1, 'unheld: every read goes to the inner clock');
+  c.hold();
+  inner.advance(5);
+  t.equal(c.now(), 10, 'held: the time taken at hold()');
+  c.hold();
+  t.equal(c.now(), 10, 'a nested hold keeps the outer time');
+  c.release();
+  t.equal(c.now(), 10, 'still held by the outer hold');
+  c.release();
+  t.equal(reads, 2, 'one inner read for the whole hold');
+  t.equal(c.now(), 15, 'released: reads through again');
+  let fired = -1;
+  c.schedule(3, () => (fired = inner.now()));
+  inner.advance(3);
+  t.equal(fired, 18, 'timers run on the inner clock');
 });

@@ -160,9 +160,9 @@ export class TcpEndpoint implements Endpoint {
     this.stateSince = proto.net.clock.now();
   }
 
-  /** The stack's clock. */
+  /** The stack's clock, as TCP reads it (held still for the segment or call being processed). */
   get clock(): Clock {
-    return this.proto.net.clock;
+    return this.proto.clock;
   }
 
   /** The protocol's counters. */
@@ -362,6 +362,26 @@ export class TcpEndpoint implements Endpoint {
   }
 
   read(opts?: ReadOptions): ReadResult | NetError {
+    const clock = this.proto.clock;
+    clock.hold();
+    try {
+      return this.readHeld(opts);
+    } finally {
+      clock.release();
+    }
+  }
+
+  write(data: Uint8Array, opts?: WriteOptions): number | NetError {
+    const clock = this.proto.clock;
+    clock.hold();
+    try {
+      return this.writeHeld(data, opts);
+    } finally {
+      clock.release();
+    }
+  }
+
+  private readHeld(opts?: ReadOptions): ReadResult | NetError {
     if (this.state === State.Listen) return Err.NotConnected;
     const q = this.rcv.buf;
     if (q.length > 0) {
@@ -395,7 +415,7 @@ export class TcpEndpoint implements Endpoint {
     return Err.WouldBlock;
   }
 
-  write(data: Uint8Array, opts?: WriteOptions): number | NetError {
+  private writeHeld(data: Uint8Array, opts?: WriteOptions): number | NetError {
     if (this.softError) return this.takeError()!;
     if (this.sndShut) return Err.ClosedForSend;
     if (this.state === State.SynSent || this.state === State.SynReceived) return Err.WouldBlock;

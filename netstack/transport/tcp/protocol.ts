@@ -4,6 +4,7 @@
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
 import { type Address, addressKey, isUnspecified } from '../../addr.ts';
+import { HeldClock } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import type { Family } from '../../socket.ts';
@@ -184,6 +185,8 @@ export class TcpProtocol implements TransportProtocol {
   rxMore = false;
   // Connections with an ACK deferred to batchEnd.
   private readonly deferred: TcpEndpoint[] = [];
+  /** The stack's clock, held still while one segment is processed or one read or write runs (HeldClock). */
+  readonly clock: HeldClock;
 
   /** The configuration in force; read where it is used, so a change reaches what happens next. */
   get config(): Readonly<TcpConfig> {
@@ -201,6 +204,7 @@ export class TcpProtocol implements TransportProtocol {
     opts?: Partial<TcpConfig>,
   ) {
     this.cfg = Object.freeze({ ...DEFAULT_TCP_CONFIG, ...opts });
+    this.clock = new HeldClock(net.clock);
     this.stats = net.stats.group<TcpStats>('tcp', {
       segmentsReceived: 0,
       segmentsSent: 0,
@@ -253,9 +257,13 @@ export class TcpProtocol implements TransportProtocol {
 
   deliver(info: PacketInfo, segment: Uint8Array): DeliverResult {
     this.rxMore = info.more === true;
-    const r = this.deliverSegment(info, segment);
-    this.rxMore = false;
-    return r;
+    this.clock.hold();
+    try {
+      return this.deliverSegment(info, segment);
+    } finally {
+      this.clock.release();
+      this.rxMore = false;
+    }
   }
 
   /** Holds `ep`'s due ACK until batchEnd (see rxMore). */

@@ -14,32 +14,40 @@ export const EventRdHUp = 0x2000;
 interface Entry {
   mask: number;
   fn: (events: number) => void;
+  /** Cleared by unsubscribe. */
+  live: boolean;
 }
 
 /** A set of subscribers waiting for readiness events. */
 export class WaiterQueue {
-  private readonly entries = new Set<Entry>();
+  // Replaced, never changed in place, on (un)subscribe: notify walks the array it found, so subscribers added or
+  // removed by a callback take effect from the next notify, without a copy per notify (several per segment).
+  private entries: readonly Entry[] = [];
 
   /** Calls `fn(events)` whenever an event in `mask` is notified; returns the unsubscribe function. */
   subscribe(mask: number, fn: (events: number) => void): () => void {
-    const e: Entry = { mask, fn };
-    this.entries.add(e);
+    const e: Entry = { mask, fn, live: true };
+    this.entries = [...this.entries, e];
     return () => {
-      this.entries.delete(e);
+      if (!e.live) return;
+      e.live = false;
+      this.entries = this.entries.filter((x) => x !== e);
     };
   }
 
   /** Tells every subscriber whose mask intersects `events`. */
   notify(events: number): void {
-    if (this.entries.size === 0) return;
-    for (const e of [...this.entries]) {
+    const list = this.entries;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
       const hit = e.mask & events;
-      if (hit && this.entries.has(e)) e.fn(hit);
+      // One unsubscribed by an earlier callback of this notify is not called.
+      if (hit && e.live) e.fn(hit);
     }
   }
 
   /** Number of subscribers, for tests. */
   get size(): number {
-    return this.entries.size;
+    return this.entries.length;
   }
 }

@@ -135,6 +135,12 @@ export class Socket extends Duplex {
   private opts: { noDelay?: boolean; keepAlive?: boolean; keepAliveDelay?: number } = {};
   private rstOnDestroy = false;
   private readonly pump = coalesced(() => this.runPump());
+  /** runPump is running: readiness it causes itself (a read's window update, a write) needs no second pump. */
+  private pumping = false;
+  /** The endpoint's readiness callback. */
+  private readonly onReady = (): void => {
+    if (!this.pumping) this.pump();
+  };
   /** Whether connect() was called and the handshake has not finished. */
   connecting = false;
   /** The server that accepted this connection. */
@@ -364,13 +370,24 @@ export class Socket extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, last: 0, cb };
-    this.pump();
+    this.writeNow();
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     const bufs = chunks.map((c) => c.chunk);
     this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
-    this.pump();
+    this.writeNow();
+  }
+
+  /**
+   * Hands the pending write to the endpoint at once when connected, as node:net tries a write synchronously
+   * (uv_try_write): a pump of its own would cost a microtask per response (issue 15); what does not fit waits
+   * for room (EventOut), and a connecting socket's writes for the handshake.
+   */
+  private writeNow(): void {
+    const ep = this.ep;
+    if (ep && !this.connecting && !this.destroyed) this.pumpWrite(ep);
+    else this.pump();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -407,7 +424,7 @@ export class Socket extends Duplex {
   private attach(ep: Endpoint, connecting: boolean): void {
     this.ep = ep;
     this.connecting = connecting;
-    this.unsubscribe = ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, this.pump);
+    this.unsubscribe = ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, this.onReady);
     this.applyOptions();
     if (!connecting) this.loop.activate();
   }
@@ -446,6 +463,15 @@ export class Socket extends Duplex {
 
   /** Everything readiness can move: the handshake, pending writes, the FIN after them, and reads. */
   private runPump(): void {
+    this.pumping = true;
+    try {
+      this.pumpAll();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpAll(): void {
     const ep = this.ep;
     if (!ep || this.destroyed) return;
     if (this.connecting && !this.finishConnect(ep)) return;

@@ -364,6 +364,9 @@ export class Socket extends Duplex {
   // ---- stream.Duplex ----
 
   override _read(): void {
+    // Already waiting for data: the pump that last read stopped only when the endpoint had none left, and the
+    // endpoint's readiness brings the next (node:http asks again after every response).
+    if (this.wantRead) return;
     this.wantRead = true;
     this.pump();
   }

@@ -312,6 +312,8 @@ int main(int argc, char **argv) {
     close_from_4();
     dprintf(REPORT, "stage2\n");
     if (gate >= 0) wait_gate(gate);
+    /* bwrap's --new-session may have made its init the session's leader: a session of our own, the pty its terminal. */
+    if (tty && setsid() < 0 && errno != EPERM) fail("setsid", errno);
     if (tty && ioctl(0, TIOCSCTTY, 0) < 0) fail("tty", errno);
     if (filter2 >= 0) install_filter2(filter2);
     run(rest, "exec2");

@@ -303,5 +303,8 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_snd_wnd: snd.wnd,
     tcpi_rcv_wnd: rcv.wnd,
     tcpi_last_data_sent: snd.lastSend ? Math.round(now - snd.lastSend) : 0,
+    // Linux counts both from when the connection was set up until the first data or ACK arrives.
+    tcpi_last_data_recv: synced ? Math.round(now - rcv.lastDataAt) : 0,
+    tcpi_last_ack_recv: synced && snd.lastAckAt ? Math.round(now - snd.lastAckAt) : 0,
   };
 }

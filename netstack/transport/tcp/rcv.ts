@@ -54,7 +54,8 @@ export class Receiver {
   /** Segments still to be ACKed at once (quick-ACK mode), and whether the connection is interactive. */
   quickAcks = 0;
   pingpong = false;
-  private lastDataAt = 0;
+  /** When data last arrived, or the connection started receiving (Linux's lrcvtime, for tcpi_last_data_recv). */
+  lastDataAt = 0;
   private lastRecv = -Infinity;
   /** Receive-buffer auto-tuning is on (cleared when the application sets SO_RCVBUF, as Linux's lock). */
   autoTune = true;

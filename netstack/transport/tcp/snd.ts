@@ -88,6 +88,8 @@ export class Sender {
   private cwndUsageSeq = 0;
   /** Time of the last data transmission, for restart after idle (RFC 5681 §4.1). */
   lastSend = 0;
+  /** When an acceptable ACK last arrived (Linux's rcv_tstamp, for tcpi_last_ack_recv); 0 before the first. */
+  lastAckAt = 0;
   /** Consecutive retransmission timeouts without progress. */
   timeouts = 0;
   /** Time of the first timeout without progress, for TCP_USER_TIMEOUT. */
@@ -181,6 +183,7 @@ export class Sender {
    * already merged into the scoreboard.
    */
   onAck(ack: number, tsEcr: number | undefined, dupCandidate: boolean): void {
+    this.lastAckAt = this.ep.clock.now();
     const acked = seq.sub(ack, this.una);
     const ctx = this.ccContext();
     const flightBefore = this.inFlight;

@@ -541,6 +541,22 @@ t.test('TCP_INFO reports Linux field names', async (t) => {
   t.equal(ep.getOption('SO_RCVBUF'), 262144);
 });
 
+t.test('TCP_INFO last_data_recv / last_ack_recv: ms since the connection started, then since data or an ACK came', async (t) => {
+  const { h, ep, snd } = established();
+  const info = () => ep.getOption('TCP_INFO') as Record<string, number>;
+  h.advance(1000);
+  t.equal(info()['tcpi_last_data_recv'], 1000, 'no data yet: counted from the handshake (Linux lrcvtime)');
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, payload: pattern(100) });
+  h.advance(7);
+  t.equal(info()['tcpi_last_data_recv'], 7);
+  ep.write(pattern(10));
+  h.advance(30);
+  h.send({ flags: A, seq: h.peerNxt + 100, ack: snd + 10 });
+  h.advance(5);
+  t.equal(info()['tcpi_last_ack_recv'], 5);
+  t.equal(info()['tcpi_last_data_recv'], 42, 'a bare ACK is not data');
+});
+
 t.test('receive-buffer auto-tuning: a reader that keeps up grows the window; SO_RCVBUF turns it off', async (t) => {
   for (const fixed of [false, true]) {
     const h = new Harness();

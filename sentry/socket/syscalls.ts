@@ -29,10 +29,19 @@ interface SocketEntry {
   cloexec: boolean;
 }
 
-/** An epoll instance: its interest list (level-triggered). */
+/**
+ * One fd on an epoll interest list. An EPOLLET entry also has `edge`: it is reported only after a wake-up of its
+ * socket for the events it asks (new data, a state change), as Linux puts an item on the ready list from the
+ * socket's wake-up callback and takes it off when epoll_wait reports it; level-triggered entries report readiness.
+ */
+interface Interest extends EpollEvent {
+  edge?: { pending: boolean; off: () => void };
+}
+
+/** An epoll instance: its interest list. */
 interface EpollFile {
   readonly kind: 'epoll';
-  readonly interest: Map<number, EpollEvent>;
+  readonly interest: Map<number, Interest>;
   cloexec: boolean;
 }
 
@@ -83,8 +92,23 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
     const f = this.files.get(fd);
     if (!f) return -EBADF;
     if (f.kind !== 'socket') return -ENOTSOCK;
+    this.inCall(f);
     return f;
   }
+
+  /**
+   * Marks `f` as in a call of the program's own until the current turn ends: the wake-ups the call itself causes
+   * (a read that reopens the window, a write) do not put it on an edge-triggered epoll's ready list, as Linux's
+   * own reads and writes never call the socket's data_ready or write_space.
+   */
+  private inCall(f: SocketEntry): void {
+    if (this.calling.has(f)) return;
+    this.calling.add(f);
+    queueMicrotask(() => this.calling.delete(f));
+  }
+
+  /** Sockets in a call of the program's own this turn (see inCall). */
+  private readonly calling = new Set<SocketEntry>();
 
   socket(domain: number, type: number, protocol: number): number {
     const file = SocketFile.open(this.netstack, this.clock, domain, type, protocol);
@@ -155,7 +179,8 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
     const f = this.files.get(fd);
     if (!f) return -EBADF;
     this.files.delete(fd);
-    for (const g of this.files.values()) if (g.kind === 'epoll') g.interest.delete(fd);
+    for (const g of this.files.values()) if (g.kind === 'epoll') SocketLayer.dropInterest(g, fd);
+    if (f.kind === 'epoll') for (const i of f.interest.values()) i.edge?.off();
     if (f.kind !== 'socket') return 0;
     return f.file.close();
   }
@@ -222,7 +247,7 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
     const f = this.files.get(fd);
     if (!f) return L.POLLNVAL;
     if (f.kind === 'epoll') {
-      return this.epollReady(f, 64).length ? events & (L.POLLIN | L.POLLRDNORM) : 0;
+      return this.epollReady(f, 64, false).length ? events & (L.POLLIN | L.POLLRDNORM) : 0;
     }
     const want = events | L.POLLERR | L.POLLHUP;
     const r = f.ep.readiness(want | (events & L.POLLRDNORM ? EventIn : 0) | (events & L.POLLWRNORM ? EventOut : 0));
@@ -281,32 +306,59 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
       case L.EPOLL_CTL_ADD:
         if (e.interest.has(fd)) return -EEXIST;
         if (!event) return -EFAULT;
-        e.interest.set(fd, { ...event });
+        e.interest.set(fd, this.interest(fd, event));
         return 0;
       case L.EPOLL_CTL_MOD:
         if (!e.interest.has(fd)) return -ENOENT;
         if (!event) return -EFAULT;
-        e.interest.set(fd, { ...event });
+        SocketLayer.dropInterest(e, fd);
+        e.interest.set(fd, this.interest(fd, event));
         return 0;
       case L.EPOLL_CTL_DEL:
-        return e.interest.delete(fd) ? 0 : -ENOENT;
+        return SocketLayer.dropInterest(e, fd) ? 0 : -ENOENT;
       default:
         return -EINVAL;
     }
   }
 
-  private epollReady(e: EpollFile, max: number): EpollEvent[] {
+  /** A new interest entry; an edge-triggered one starts pending, as Linux checks readiness when it is added. */
+  private interest(fd: number, event: EpollEvent): Interest {
+    const i: Interest = { ...event };
+    const f = this.files.get(fd);
+    if (event.events & L.EPOLLET && f?.kind === 'socket') {
+      const edge = { pending: true, off: () => {} };
+      edge.off = f.ep.waiter.subscribe((event.events & 0xffff) | L.EPOLLERR | L.EPOLLHUP, () => {
+        if (!this.calling.has(f)) edge.pending = true;
+      });
+      i.edge = edge;
+    }
+    return i;
+  }
+
+  /** Takes `fd` off an epoll interest list (and its wake-up subscription); whether it was there. */
+  private static dropInterest(e: EpollFile, fd: number): boolean {
+    e.interest.get(fd)?.edge?.off();
+    return e.interest.delete(fd);
+  }
+
+  /** The ready entries; `consume` (epoll_wait) takes reported edge-triggered entries off the ready list. */
+  private epollReady(e: EpollFile, max: number, consume = true): EpollEvent[] {
     const out: EpollEvent[] = [];
     for (const [fd, ev] of e.interest) {
       if (out.length >= max) break;
       const f = this.files.get(fd);
       if (!f || f.kind !== 'socket') continue;
+      if (ev.edge && !ev.edge.pending) continue;
       const mask = (ev.events & 0xffff) | L.EPOLLERR | L.EPOLLHUP;
       const r = f.ep.readiness(mask) & mask;
       if (r) {
         out.push({ events: r, data: ev.data });
+        if (!consume) continue;
+        if (ev.edge) ev.edge.pending = false;
         // EPOLLONESHOT disarms the entry after one report (events cleared until EPOLL_CTL_MOD).
         if (ev.events & L.EPOLLONESHOT) ev.events &= ~0xffff;
+      } else if (consume && ev.edge) {
+        ev.edge.pending = false;
       }
     }
     return out;

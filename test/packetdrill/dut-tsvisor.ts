@@ -38,7 +38,8 @@ export function netstackOnChannel(
     remoteIp: parseAddress(v4 ? REMOTE_V4 : REMOTE_V6)!,
   };
   const netstack = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-  const link = new ChannelEndpoint({ clock, mtu: cfg.mtu, macAddress: endpoints.dutMac, name: 'dut' });
+  // For upstream's scripts the link offloads as packetdrill's tun device does (TSO out, any length in).
+  const link = new ChannelEndpoint({ clock, mtu: cfg.mtu, macAddress: endpoints.dutMac, name: 'dut', gso: cfg.tso === true });
   // Neighbour answers are delivered on the clock, never re-entering the stack from inside its own send path.
   const frames = new CaptureQueue(endpoints, (reply) => link.inject(reply));
   link.onWrite = (frame) => frames.capture(frame, now);

@@ -141,6 +141,36 @@ t.test('poll and epoll report readability; MSG_DONTWAIT on a blocking socket', a
   t.equal(fds[0]!.revents, L.POLLIN | L.POLLOUT);
 });
 
+t.test('EPOLLET: reported once per wake-up (each new datagram), not while merely readable; own reads wake nothing', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const r = w.b.socket(L.AF_INET, L.SOCK_DGRAM | L.SOCK_NONBLOCK, 0);
+  w.b.bind(r, sa(B, 9000));
+  const ep = w.b.epollCreate(0);
+  t.equal(w.b.epollCtl(ep, L.EPOLL_CTL_ADD, r, { events: L.EPOLLIN | L.EPOLLOUT | L.EPOLLET, data: 5 }), 0);
+  const evs: { events: number; data: number }[] = [];
+  // A call of the program's own masks the wake-ups it causes until its turn ends; datagrams come in later turns.
+  await Promise.resolve();
+  t.equal(w.b.epollWait(ep, evs, 4, 0), 1, 'ready when added');
+  t.same(evs, [{ events: L.EPOLLOUT, data: 5 }]);
+  t.equal(w.b.epollWait(ep, evs, 4, 0), 0, 'still writable, but no new wake-up');
+  const s = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  for (const n of [1, 2]) {
+    w.a.sendto(s, new Uint8Array(3), 0, sa(B, 9000));
+    await w.pump();
+    t.equal(w.b.epollWait(ep, evs, 4, 0), 1, `datagram ${n}: a wake-up, though the first is still unread`);
+    t.same(evs, [{ events: L.EPOLLIN | L.EPOLLOUT, data: 5 }]);
+    t.equal(w.b.epollWait(ep, evs, 4, 0), 0);
+  }
+  t.equal(w.b.recvfrom(r, new Uint8Array(4), 0, null, null), 3);
+  await w.pump();
+  t.equal(w.b.epollWait(ep, evs, 4, 0), 0, 'the program\'s own read is no wake-up');
+  t.equal(w.b.epollCtl(ep, L.EPOLL_CTL_MOD, r, { events: L.EPOLLIN | L.EPOLLET, data: 6 }), 0);
+  t.equal(w.b.epollWait(ep, evs, 4, 0), 1, 'MOD re-arms: one datagram is still queued');
+  t.equal(w.b.epollCtl(ep, L.EPOLL_CTL_DEL, r, null), 0);
+  t.equal(w.b.close(ep), 0);
+});
+
 t.test('options by number: unknown → ENOPROTOOPT, SO_TYPE/SO_DOMAIN, short int → EINVAL', async (t) => {
   const w = world();
   t.teardown(w.close);

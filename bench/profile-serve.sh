@@ -2,6 +2,8 @@
 # Profiles `tsvisor serve` under a stock client over a veth with offloads on (as `tsvisor bench` runs it):
 #   bash bench/profile-serve.sh iperf3 [STREAMS] [-R] [SECONDS]   bulk TCP to (or, with -R, from) the service
 #   bash bench/profile-serve.sh http [SECONDS]                      wrk, a new connection per request
+#   bash bench/profile-serve.sh http-keepalive [SECONDS]            wrk with keep-alive (32 connections), and the
+#                                                                   serve counters per request (frames, send calls)
 # Writes the serve process's CPU profile to out/prof/ and prints its top self-time functions
 # (bench/profile-top.ts) and the client's result. Namespaces tsv-prof-a/-b, addresses 198.18.202.0/24; both are
 # removed on exit, also on failure.
@@ -28,11 +30,13 @@ ip -n "$B" link set prof-b up
 rm -rf out/prof && mkdir -p out/prof
 case "$kind" in
   iperf3) service=iperf3 ;;
-  http) service=http ;;
-  *) echo "profile-serve: unknown client '$kind' (iperf3 or http)" >&2; exit 2 ;;
+  http | http-keepalive) service=http ;;
+  *) echo "profile-serve: unknown client '$kind' (iperf3, http or http-keepalive)" >&2; exit 2 ;;
 esac
+stats=--no-stats-socket
+[ "$kind" = http-keepalive ] && stats=
 node --cpu-prof --cpu-prof-dir=out/prof cli/tsvisor.js serve --netns "$B" --dev prof-b \
-  --addr 198.18.202.2/24 --service "$service" --no-stats-socket > out/prof/serve.log 2>&1 &
+  --addr 198.18.202.2/24 --service "$service" $stats > out/prof/serve.log 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do grep -q ready out/prof/serve.log && break; sleep 0.1; done
 grep -q ready out/prof/serve.log || { echo "profile-serve: serve did not start: $(cat out/prof/serve.log)" >&2; exit 1; }
@@ -41,8 +45,19 @@ if [ "$kind" = iperf3 ]; then
   reverse=${3:-}
   [ "$reverse" = "-R" ] || { [ -z "$reverse" ] || { echo "profile-serve: third argument must be -R or nothing" >&2; exit 2; }; }
   ip netns exec "$A" iperf3 -c 198.18.202.2 -P "$streams" $reverse -t "${4:-6}" -f g | grep -E 'SUM|sender|receiver' | tail -2
-else
+elif [ "$kind" = http ]; then
   ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s -H 'Connection: close' http://198.18.202.2/ | grep -E 'Requests/sec|errors'
+else
+  node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/before.json
+  ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s --latency http://198.18.202.2/ | grep -E 'Requests/sec|errors|50%|99%'
+  node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/after.json
+  # Per request: what a keep-alive exchange costs the serve (load does not change these counts).
+  node -e '
+    const b = require("./out/prof/before.json"), a = require("./out/prof/after.json");
+    const n = a["service.http.tcp.requests"] - b["service.http.tcp.requests"];
+    const per = (k) => ((a[k] - b[k]) / n).toFixed(3);
+    console.log(`per request (${n}): frames in ${per("hostlink.rxFrames")}, out ${per("hostlink.txFrames")}, send calls ${per("hostlink.txCalls")}, ring wake-ups ${per("hostlink.rxPoll.wakeups")}, TCP segments in ${per("tcp.segmentsReceived")}, out ${per("tcp.segmentsSent")}`);
+  '
 fi
 kill -INT "$serve_pid"
 wait "$serve_pid" || true

@@ -175,8 +175,8 @@ export class TcpProtocol implements TransportProtocol {
   /** Bytes buffered by all connections (see TcpConfig.maxMemory). */
   memoryUsed = 0;
   private challengeSecond = -1;
-  // The connection the last predicted lookup found (see lookupFast).
-  private lastHit: TcpEndpoint | undefined;
+  // The connections predicted lookups found lately, by their ports (see lookupFast).
+  private readonly recent: (TcpEndpoint | undefined)[] = new Array<TcpEndpoint | undefined>(RECENT_SLOTS).fill(undefined);
   private challengeCount = 0;
   /**
    * Whether the segment being delivered came flagged RX_MORE (more frames of its batch follow at once): an ACK
@@ -354,12 +354,14 @@ export class TcpProtocol implements TransportProtocol {
   }
 
   /**
-   * The 4-tuple lookup for header prediction, remembering the last answer: a bulk flow's segments come one
-   * connection at a time, and comparing ten bytes is cheaper than building and hashing a key. Any change to the
-   * table forgets it, so it always answers what the table would.
+   * The 4-tuple lookup for header prediction, remembering recent answers in a small table indexed by the ports:
+   * comparing ten bytes is cheaper than building and hashing a string key, for a bulk flow (one connection at a
+   * time) as for a server's many kept-alive connections taking turns (issue 15). A connection leaving the table
+   * leaves this one too, so it always answers what the table would.
    */
   private lookupFast(local: Address, localPort: number, remote: Address, remotePort: number): TcpEndpoint | undefined {
-    const c = this.lastHit;
+    const slot = (remotePort ^ localPort) & (RECENT_SLOTS - 1);
+    const c = this.recent[slot];
     if (
       c !== undefined &&
       c.localPort === localPort &&
@@ -370,21 +372,26 @@ export class TcpProtocol implements TransportProtocol {
       return c;
     }
     const ep = this.connected.get(key(local, localPort, remote, remotePort));
-    this.lastHit = ep;
+    this.recent[slot] = ep;
     return ep;
+  }
+
+  /** Forgets what lookupFast remembered for `ep`'s ports. */
+  private forgetRecent(ep: TcpEndpoint): void {
+    this.recent[(ep.remotePort ^ ep.localPort) & (RECENT_SLOTS - 1)] = undefined;
   }
 
   /** Adds a connection to the 4-tuple table. */
   register(ep: TcpEndpoint): void {
-    this.lastHit = undefined;
+    this.forgetRecent(ep);
     this.connected.set(key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort), ep);
     ep.registered = true;
   }
 
   /** Removes a connection (or a listener) from the tables. */
   unregister(ep: TcpEndpoint): void {
-    this.lastHit = undefined;
     if (!ep.registered) return;
+    this.forgetRecent(ep);
     ep.registered = false;
     const k = key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort);
     if (this.connected.get(k) === ep) this.connected.delete(k);
@@ -469,6 +476,9 @@ export class TcpProtocol implements TransportProtocol {
     return counter === 'malformed' || counter === 'badChecksum' ? 'malformed' : 'delivered';
   }
 }
+
+/** Slots of lookupFast's table (a power of two). */
+const RECENT_SLOTS = 256;
 
 // One char per address byte and per port: IPv4 tuples (10 chars) and IPv6 tuples (34) never collide, and the
 // IPv4 key of every received segment is built by one call without concatenation.

@@ -30,6 +30,10 @@ export interface MsgHdr {
   iov: Uint8Array[];
   /** recvmsg: MSG_TRUNC etc. */
   flags: number;
+  /** sendmsg: the control bytes; recvmsg: a buffer for the control messages (its length is msg_controllen). */
+  control?: Uint8Array;
+  /** recvmsg: how many control bytes came. */
+  controllen?: number;
 }
 
 /** The socket calls, Linux-shaped. */

@@ -31,7 +31,7 @@ export const SO_PEERCRED = 17;
  * fails the lookup if refused. They are accepted and reported back; the error queue they enable is not there
  * (MSG_ERRQUEUE reads find nothing).
  */
-const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR']);
+const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR', 'TCP_INQ']);
 
 /** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
 const LINGER_POLL_MS = 200;
@@ -49,6 +49,9 @@ export interface Accepted {
 function neg(e: NetError): number {
   return -e.errno;
 }
+
+/** struct cmsghdr's size on 64-bit Linux (cmsg_len is a size_t); an int's data follows it, padded to 8. */
+const CMSG_HDR = 16;
 
 /** A little-endian int as getsockopt writes it. */
 function int32(v: number): Uint8Array {
@@ -320,9 +323,37 @@ export class SocketFile {
       return flags & L.MSG_TRUNC ? size : r.data.length;
     };
     if (stream) msg.namelen = 0;
+    msg.controllen = 0;
+    const done = (r: number): number => {
+      if (r >= 0 && stream && this.kept.get('TCP_INQ')) this.putInq(msg);
+      return r;
+    };
     const first = attempt();
-    if (first !== -EAGAIN || nonblock) return first === -EAGAIN && got > 0 ? got : first;
-    return this.blockable(false, EventIn | EventRdHUp, this.rcvTimeoMs, attempt, signal, () => (got > 0 ? got : -EAGAIN));
+    if (first !== -EAGAIN || nonblock) return done(first === -EAGAIN && got > 0 ? got : first);
+    const r = this.blockable(false, EventIn | EventRdHUp, this.rcvTimeoMs, attempt, signal, () => (got > 0 ? got : -EAGAIN));
+    return typeof r === 'number' ? done(r) : r.then(done);
+  }
+
+  /**
+   * The TCP_CM_INQ control message a TCP_INQ socket's recvmsg carries (Linux tcp_inq_hint): the bytes left to
+   * read, or 1 when none are left but the peer's FIN came, so that the reader goes on to read the end of stream.
+   * A control buffer too short for it gets MSG_CTRUNC, as put_cmsg gives.
+   */
+  private putInq(msg: MsgHdr): void {
+    const c = msg.control;
+    if (!c) return;
+    if (c.length < CMSG_HDR + 4) {
+      msg.flags |= L.MSG_CTRUNC;
+      return;
+    }
+    let inq = this.ep.inQueue();
+    if (inq === 0 && this.ep.readiness(EventRdHUp) & EventRdHUp) inq = 1;
+    const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
+    v.setBigUint64(0, BigInt(CMSG_HDR + 4), true);
+    v.setInt32(8, L.SOL_TCP, true);
+    v.setInt32(12, L.TCP_CM_INQ, true);
+    v.setInt32(CMSG_HDR, inq, true);
+    msg.controllen = Math.min(c.length, CMSG_HDR + 8);
   }
 
   /** sendmsg(2) of msg.iov, to msg.name when given; a blocking stream send returns once everything is queued. */

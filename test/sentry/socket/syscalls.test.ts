@@ -663,3 +663,39 @@ t.test('FIN-WAIT-1 (SO_LINGER -1) close waiting, peer resets → close() 0 in th
   t.equal(tcpState(ep), L.TCP_CLOSE);
   t.ok(w.clock.now() < 3200, 'long before any FIN could have been acknowledged');
 });
+
+t.test('TCP_INQ: recvmsg carries TCP_CM_INQ with the bytes left to read, 1 after the FIN when none are; short buffer → MSG_CTRUNC', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c, s } = await connected(w);
+  const v = new Uint8Array(4);
+  const len = new Uint32Array([4]);
+  t.equal(w.b.getsockopt(s, L.SOL_TCP, L.TCP_INQ, v, len), 0);
+  t.same([...v], [0, 0, 0, 0], 'off by default');
+  t.equal(w.b.setsockopt(s, L.SOL_TCP, L.TCP_INQ, new Uint8Array([1, 0, 0, 0])), 0);
+  t.equal(w.b.getsockopt(s, L.SOL_TCP, L.TCP_INQ, v, len), 0);
+  t.equal(v[0], 1);
+  t.equal(w.a.sendto(c, new Uint8Array(10000), 0, null), 10000);
+  await w.pump();
+  const inq = (control: Uint8Array) => {
+    const d = new DataView(control.buffer);
+    return { len: Number(d.getBigUint64(0, true)), level: d.getInt32(8, true), type: d.getInt32(12, true), value: d.getInt32(16, true) };
+  };
+  const msg = { name: null, namelen: 0, iov: [new Uint8Array(2000)], flags: 0, control: new Uint8Array(24), controllen: 0 };
+  t.equal(w.b.recvmsg(s, msg, 0), 2000);
+  t.equal(msg.controllen, 24);
+  t.same(inq(msg.control), { len: 20, level: L.SOL_TCP, type: L.TCP_CM_INQ, value: 8000 });
+  msg.iov = [new Uint8Array(8000)];
+  t.equal(w.b.recvmsg(s, msg, 0), 8000);
+  t.equal(inq(msg.control).value, 0, 'nothing left');
+  t.equal(w.a.sendto(c, new Uint8Array(100), 0, null), 100);
+  t.equal(w.a.shutdown(c, 1), 0);
+  await w.pump();
+  msg.iov = [new Uint8Array(100)];
+  t.equal(w.b.recvmsg(s, msg, 0), 100);
+  t.equal(inq(msg.control).value, 1, 'the FIN counts as one byte still to read');
+  const short = { name: null, namelen: 0, iov: [new Uint8Array(10)], flags: 0, control: new Uint8Array(8), controllen: 0 };
+  t.equal(w.b.recvmsg(s, short, 0), 0, 'end of stream');
+  t.equal(short.flags & L.MSG_CTRUNC, L.MSG_CTRUNC);
+  t.equal(short.controllen, 0);
+});

@@ -268,7 +268,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const forward = (sig: NodeJS.Signals) => sandbox.kill(sig);
   for (const s of FORWARDED) process.on(s, forward);
 
-  const server = await control(created.control, async (req) => {
+  const ctl = await control(created.control, async (req) => {
     const cur = c.readRaw() ?? created;
     if (req.op === 'start') {
       if (cur.status !== 'created') return { error: `container ${c.id} is ${cur.status}, not created` };
@@ -301,12 +301,14 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     }
     return { error: `unknown request ${String(req.op)}` };
   });
-  undo.push(() => server.close());
+  undo.push(() => ctl.server.close());
 
   return {
     wait: async () => exitStatus(await exited),
     finish: async () => {
       for (const s of FORWARDED) process.off(s, forward);
+      // A start (its poststart hooks) or an exec still being answered.
+      await Promise.race([ctl.idle(), new Promise((r) => setTimeout(r, 30000).unref())]);
       for (const s of sentries) await s.drain(runOpts.drainMs);
       for (const s of sentries) s.close();
     },
@@ -319,10 +321,23 @@ export interface ControlRequest {
   [k: string]: unknown;
 }
 
+/** A served control socket: `idle()` settles once no request is being answered (the Sentry exits after it). */
+interface Control {
+  server: Server;
+  idle(): Promise<void>;
+}
+
 /** Serves the control socket at `path` (mode 0600). */
-function control(path: string, handle: (r: ControlRequest) => Promise<Record<string, unknown>>): Promise<Server> {
+function control(path: string, handle: (r: ControlRequest) => Promise<Record<string, unknown>>): Promise<Control> {
   // A socket left by a Sentry that crashed with this path.
   rmSync(path, { force: true });
+  let busy = 0;
+  let waiters: (() => void)[] = [];
+  const finished = () => {
+    if (--busy > 0) return;
+    for (const w of waiters) w();
+    waiters = [];
+  };
   const server = createServer((sock) => {
     let buf = '';
     sock.setEncoding('utf8');
@@ -340,19 +355,22 @@ function control(path: string, handle: (r: ControlRequest) => Promise<Record<str
         sock.end(JSON.stringify({ error: 'bad request' }) + '\n');
         return;
       }
-      void handle(req).then(
-        (r) => sock.end(JSON.stringify(r) + '\n'),
-        (e: Error) => sock.end(JSON.stringify({ error: e.message }) + '\n'),
-      );
+      busy++;
+      // The answer is flushed before the Sentry may exit: a program that ends at once must not cost start its reply.
+      const reply = (r: Record<string, unknown>) => sock.end(JSON.stringify(r) + '\n', finished);
+      void handle(req).then(reply, (e: Error) => reply({ error: e.message }));
     });
   });
   server.unref();
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ path, readableAll: false, writableAll: false }, () => resolve(server));
+    server.listen({ path, readableAll: false, writableAll: false }, () =>
+      resolve({
+        server,
+        idle: () => (busy === 0 ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
+      }));
   });
 }
-
 
 /** The exit statuses of signals, for messages. */
 export const SIGNALS = osConstants.signals as Record<string, number>;

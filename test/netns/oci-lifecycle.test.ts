@@ -179,3 +179,39 @@ t.test('run: create + start + wait, the status is the program\'s, the container 
   const l = await oci(b, ['list', '--format', 'json']);
   t.same(JSON.parse(l.stdout), []);
 });
+
+t.test('hooks: every kind runs at its point with the state on stdin; a failing prestart fails create, naming it', async (t) => {
+  // The program ends at once: start must still get its answer after the poststart hook.
+  const b = makeBundle(t, (c) => (c.process.args = ['true']));
+  t.teardown(() => cleanUp(b));
+  const record = join(b.dir, 'hooks.log');
+  const hook = (kind: string) => ({ path: '/bin/sh', args: ['sh', '-c', `(echo ${kind}; cat; echo) >> ${record}`], env: ['A=1'] });
+  const kinds = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
+  b.config.hooks = Object.fromEntries(kinds.map((k) => [k, [hook(k)]]));
+  b.write();
+  t.equal((await create(b, 'hk')).call.code, 0);
+  t.equal((await oci(b, ['start', 'hk'])).code, 0);
+  t.ok(await waitStatus(b, 'hk', 'stopped'));
+  t.equal((await oci(b, ['delete', 'hk'])).code, 0);
+  const lines = readFileSync(record, 'utf8').trim().split('\n');
+  const seen = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const st = JSON.parse(lines[i + 1]!);
+    t.equal(st.id, 'hk');
+    t.equal(st.bundle, b.dir);
+    seen.push(`${lines[i]} ${st.status}`);
+  }
+  t.same(seen, ['prestart creating', 'createRuntime creating', 'createContainer creating', 'startContainer created',
+    'poststart running', 'poststop stopped']);
+
+  b.config.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', 'echo no network for you >&2; exit 9'] }] };
+  b.write();
+  const bad = await create(b, 'hk2');
+  t.equal(bad.call.code, 1);
+  t.match(lastLogMessage(b), /prestart hook \/bin\/sh failed \(exit status 9\): no network for you/);
+  t.equal(await state(b, 'hk2'), undefined);
+  b.config.hooks = { createRuntime: [{ path: '/bin/sleep', args: ['sleep', '30'], timeout: 1 }] };
+  b.write();
+  t.equal((await create(b, 'hk3')).call.code, 1);
+  t.match(lastLogMessage(b), /createRuntime hook \/bin\/sleep failed \(timed out after 1 s\)/);
+});

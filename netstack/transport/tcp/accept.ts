@@ -10,7 +10,7 @@ import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } fro
 import { EventHUp } from '../../waiter.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
-import { checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
+import { COOKIE_TICK_MS, checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
 import { segmentArrives } from './input.ts';
 import { sendResetFor, sendSegment } from './segment.ts';
@@ -25,6 +25,8 @@ export interface Listener {
   readonly synQueue: Set<TcpEndpoint>;
   /** Established children waiting for accept(), oldest first. */
   readonly acceptQueue: TcpEndpoint[];
+  /** When the last cookie SYN-ACK was sent (ms; -Infinity before any). */
+  cookieSentAt: number;
 }
 
 /** Handles a segment addressed to a listening endpoint. */
@@ -61,7 +63,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     child.rcv.tsRecentAt = proto.net.clock.now();
   }
   const snd = child.snd;
-  snd.init(child.newIsn());
+  snd.init(cookieIsnFor(l, r, info) ?? child.newIsn());
   snd.wnd = r.window;
   snd.maxWnd = r.window;
   snd.wl1 = r.seq;
@@ -72,6 +74,33 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   sendSyn(child, true, r.options);
   snd.nxt = snd.max = (snd.iss + 1) >>> 0;
   snd.rtxTimer.set(snd.rtt.rto);
+}
+
+/**
+ * The ISN of a half-open child while the listener is answering with cookies: the cookie its SYN would get. A SYN
+ * retransmitted by a client that was answered late may find room in the SYN queue after its first copy got a
+ * cookie; with an ISN of its own the child's SYN-ACK and the cookie's disagree, and whichever segment of the
+ * client's reaches the child first after its ACK and data were lost (a challenge ACK for the second SYN-ACK,
+ * SEQ past ISN+1, so no cookie check passes either) drew a RST at exactly the client's RCV.NXT. With the same
+ * ISN both SYN-ACKs name one connection, which the child completes from any acceptable ACK (FreeBSD's syncache
+ * takes every ISN from the cookie for this reason). Outside a cookie period (two ticks, a cookie's lifetime)
+ * children keep RFC 6528 ISNs. Not when the two SYN-ACKs would offer different options: without timestamps a
+ * cookie offers no window scaling and no SACK.
+ */
+function cookieIsnFor(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): number | undefined {
+  const proto = l.proto;
+  const c = proto.config;
+  const now = proto.net.clock.now();
+  if (!c.synCookies || now - l.listener!.cookieSentAt >= 2 * COOKIE_TICK_MS) return undefined;
+  const o = r.options;
+  const peerTs = c.timestamps && o.tsVal !== undefined;
+  if (!peerTs && ((c.windowScaling && o.wscale !== undefined) || (c.sack && o.sackPermitted))) return undefined;
+  return makeCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, peerMssOf(r, info));
+}
+
+/** The MSS a cookie encodes for a SYN: its MSS option, or the family's default. */
+function peerMssOf(r: TcpRepr, info: PacketInfo): number {
+  return r.options.mss ?? defaultMss(info.src.length === 4 ? 4 : 6);
 }
 
 /** A child endpoint for a connection to listener `l`, with the listener's options and the segment's addresses. */
@@ -95,8 +124,7 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
   const proto = l.proto;
   const c = proto.config;
   const now = proto.net.clock.now();
-  const peerMss = r.options.mss ?? defaultMss(info.src.length === 4 ? 4 : 6);
-  const isn = makeCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, peerMss);
+  const isn = makeCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, peerMssOf(r, info));
   const pathMss = route.maxPayload() - 20;
   const peerTs = r.options.tsVal !== undefined && c.timestamps;
   // Without timestamps there is nowhere to keep window scaling and SACK, so they are not offered (as Linux).
@@ -124,11 +152,13 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
   sendSegment(route, h, opts, 0);
   proto.stats.segmentsSent++;
   proto.stats.syncookiesSent++;
+  l.listener!.cookieSentAt = now;
 }
 
 /**
  * A half-open child got an ACK of some other ISN: the peer may be answering a cookie SYN-ACK that its first SYN
- * got while the SYN queue was full, the child having come from its retransmitted SYN once there was room. Linux
+ * got while the SYN queue was full, the child having come from its retransmitted SYN once there was room in a
+ * later cookie tick (in the same tick the child's ISN is that cookie, see cookieIsnFor). Linux
  * (tcp_check_req) hands such an ACK to the listener, whose cookie check completes the connection; resetting it
  * instead would reset a connection the peer already counts as established. Returns false when the ACK holds no
  * valid cookie (the caller then resets, as before).

@@ -347,6 +347,7 @@ export class TcpEndpoint implements Endpoint {
       backlog: clampBacklog(backlog, this.proto.config.somaxconn),
       synQueue: new Set(),
       acceptQueue: [],
+      cookieSentAt: -Infinity,
     };
     this.setState(State.Listen);
     this.proto.addListener(this);

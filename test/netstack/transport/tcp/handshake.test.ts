@@ -2,6 +2,7 @@ import t from 'tap';
 import { Err } from '../../../../netstack/errors.ts';
 import * as seq from '../../../../netstack/seqnum.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { COOKIE_TICK_MS } from '../../../../netstack/transport/tcp/cookie.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
 import { EventOut } from '../../../../netstack/waiter.ts';
 import { TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
@@ -322,11 +323,13 @@ t.test('LISTEN SYN queue full → SYN cookie SYN-ACK, no state; valid cookie ACK
   h.expect({ flags: TCP_RST });
 });
 
-t.test('cookie SYN-ACK, then a half-open child from the retransmitted SYN: the cookie ACK completes, no RST', async (t) => {
-  // Under a burst the first SYN finds the SYN queue full and gets a cookie; the client, answered late, has
-  // already retransmitted its SYN, which finds room and makes a half-open child with an ISN of its own. The
-  // client is ESTABLISHED on the cookie and acknowledges it: Linux (tcp_check_req) passes that ACK to the
-  // listener's cookie check. Resetting it (seq = the ACK, exactly the client's RCV.NXT) reset the client.
+t.test('SYN queue full → cookie SYN-ACK; retransmitted SYN finds room → child with the cookie ISN; challenge ACK past ISN+1 → ESTABLISHED, no RST', async (t) => {
+  // The burst of test/netns/serve-burst.test.ts under load: the first SYN finds the SYN queue full and gets a
+  // cookie; the client, answered late, has already retransmitted its SYN, which finds room and makes a half-open
+  // child. The client is ESTABLISHED on the cookie SYN-ACK, but its ACK and its data are lost; the child's
+  // SYN-ACK then draws its challenge ACK (RFC 5961 §4.2), SEQ = ISN+1+3, which is the first segment to arrive.
+  // With an ISN of the child's own that ACK was unacceptable and no cookie check passes with that SEQ either:
+  // the RST went out at exactly the client's RCV.NXT and reset it (ECONNRESET on the Linux client).
   const h = new Harness();
   const l = h.listen(1);
   h.peerPort = 42000;
@@ -340,10 +343,60 @@ t.test('cookie SYN-ACK, then a half-open child from the retransmitted SYN: the c
   // The queued connection completes, which leaves room in the SYN queue.
   h.peerPort = 42000;
   h.send({ flags: TCP_ACK, seq: 101, ack: seq.add(first.seq, 1) });
+  h.advance(1000);
   h.peerPort = 42001;
   h.send({ flags: TCP_SYN, seq: 5000, options: { ...syn, tsVal: 1077 } });
   const again = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
-  t.not(again.seq, cookie.seq, 'the retransmitted SYN made a half-open child with its own ISN');
+  t.equal(h.tcp.stats.syncookiesSent, 1, 'the retransmitted SYN made a half-open child');
+  t.equal(again.seq, cookie.seq, 'the child answers with the ISN of the cookie');
+  t.same(
+    { ...again.options, tsVal: 0, tsEcr: 0 },
+    { ...cookie.options, tsVal: 0, tsEcr: 0 },
+    'and with the same options (MSS, SACK, window scale, timestamps)',
+  );
+  h.clearSent();
+  h.send({ flags: TCP_ACK, seq: 5004, ack: seq.add(cookie.seq, 1), options: { tsVal: 1079, tsEcr: cookie.options.tsVal! } });
+  t.notOk(h.net.sent.some((s) => s.repr.flags & TCP_RST), 'no RST for the challenge ACK');
+  t.equal(h.tcp.stats.resetsSent, 0);
+  const accepted = [l.accept(), l.accept()].flatMap((a) => ('errno' in a ? [] : [a.endpoint as TcpEndpoint]));
+  t.equal(accepted.length, 2, 'both connections reach accept()');
+  const child = accepted[1]!;
+  t.equal(child?.state, State.Established, 'the child took the ACK of its SYN-ACK');
+  // The client's retransmission of its lost data fills the hole.
+  h.send({ flags: TCP_ACK, seq: 5001, ack: seq.add(cookie.seq, 1), options: { tsVal: 1300, tsEcr: cookie.options.tsVal! }, payload: Uint8Array.from([1, 2, 3]) });
+  t.same(child?.read(), { data: Uint8Array.from([1, 2, 3]) }, 'the data arrives');
+  h.advance(500);
+  t.ok(h.net.sent.some((s) => s.repr.flags === TCP_ACK && s.repr.ack === 5004), 'and is acknowledged');
+  t.equal(child?.write(Uint8Array.from([9])), 1);
+  t.ok(h.net.sent.some((s) => s.repr.payload.length === 1 && s.repr.seq === seq.add(cookie.seq, 1)), 'the reply goes out');
+  t.equal(h.tcp.stats.syncookiesRecv, 0, 'completed by the child, not by a second connection from the cookie');
+  t.equal(h.tcp.stats.resetsSent, 0);
+});
+
+t.test('cookie SYN-ACK, then a half-open child from the retransmitted SYN in the next cookie tick: the cookie ACK completes, no RST', async (t) => {
+  // As above, but the retransmitted SYN comes in the next cookie tick, so the child's ISN (that tick's cookie)
+  // is not the one the client took. Linux (tcp_check_req) hands the client's ACK of the first cookie to the
+  // listener's cookie check; resetting it (seq = the ACK, exactly the client's RCV.NXT) reset the client.
+  const h = new Harness();
+  // To 600 ms before the next cookie tick begins.
+  h.advance((2 * COOKIE_TICK_MS - 600 - (h.clock.now() % COOKIE_TICK_MS)) % COOKIE_TICK_MS);
+  const l = h.listen(1);
+  h.peerPort = 42000;
+  h.send({ flags: TCP_SYN, seq: 100 });
+  const first = h.expect({ flags: TCP_SYN | TCP_ACK });
+  h.peerPort = 42001;
+  const syn = { mss: 1460, sackPermitted: true, tsVal: 77, tsEcr: 0, wscale: 7 };
+  h.send({ flags: TCP_SYN, seq: 5000, options: syn });
+  const cookie = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+  t.equal(h.tcp.stats.syncookiesSent, 1, 'the first SYN got a cookie');
+  // The queued connection completes, which leaves room in the SYN queue.
+  h.peerPort = 42000;
+  h.send({ flags: TCP_ACK, seq: 101, ack: seq.add(first.seq, 1) });
+  h.advance(1000);
+  h.peerPort = 42001;
+  h.send({ flags: TCP_SYN, seq: 5000, options: { ...syn, tsVal: 1077 } });
+  const again = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+  t.not(again.seq, cookie.seq, 'the half-open child has the next tick\'s cookie as its ISN');
   // The client took the cookie SYN-ACK: its ACK (and its data) acknowledge the cookie.
   h.clearSent();
   const ackOpts = { tsVal: 1078, tsEcr: cookie.options.tsVal! };

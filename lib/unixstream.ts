@@ -23,6 +23,8 @@ const MAX_FDS = 16;
 const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level, cmsg_type
 const CONTROL = CMSG_HDR + 4 * MAX_FDS;
 const READ_SIZE = 64 * 1024;
+/** Frames queued in one turn of the loop are sent together up to this many bytes (one send(2), not one each). */
+const COALESCE = 64 * 1024;
 // Native layout: msghdr (56) | iovec (16) | control | data.
 const MSGHDR = 0;
 const IOVEC = 56;
@@ -56,6 +58,7 @@ export class UnixStream extends EventEmitter {
   private paused = false;
   private closed = false;
   private blocked = false;
+  private flushQueued = false;
   /** Reads whose descriptors did not all fit (the kernel closed the rest). */
   truncated = 0;
 
@@ -109,8 +112,11 @@ export class UnixStream extends EventEmitter {
   }
 
   /**
-   * Sends `data`, with `fds` attached to its first byte. The descriptors are ours to close: they are closed once
-   * the kernel has them in flight (it holds its own references), or when the stream is destroyed first.
+   * Sends `data`, with `fds` attached to its first byte or earlier (never later). The descriptors are ours to
+   * close: they are closed once the kernel has them in flight (it holds its own references), or when the stream is
+   * destroyed first. The bytes go out at the end of the current job (a microtask), together with whatever else
+   * was written meanwhile: a server answering a batch of pipelined requests makes one send(2), not one per reply.
+   * False while the kernel's buffer is full (then `drain` follows).
    */
   write(data: Uint8Array, fds: number[] = []): boolean {
     if (this.closed) {
@@ -119,8 +125,14 @@ export class UnixStream extends EventEmitter {
     }
     this.out.push({ data, fds });
     this.queued += data.length;
-    this.flush();
-    return this.queued === 0;
+    if (!this.flushQueued && !this.blocked) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        this.flush();
+      });
+    }
+    return !this.blocked;
   }
 
   /** Closes the socket; pending descriptors are closed; emits `close` once. */
@@ -149,7 +161,18 @@ export class UnixStream extends EventEmitter {
 
   private flush(): void {
     while (!this.closed && this.out.length > 0) {
-      const o = this.out[0]!;
+      let o = this.out[0]!;
+      if (this.out.length > 1 && o.data.length < COALESCE) {
+        // Small frames behind this one, carrying no descriptors, join it: descriptors may arrive early, never late.
+        let k = 1;
+        let total = o.data.length;
+        while (k < this.out.length && this.out[k]!.fds.length === 0 && total + this.out[k]!.data.length <= COALESCE) total += this.out[k++]!.data.length;
+        if (k > 1) {
+          const joined = Buffer.concat(this.out.slice(0, k).map((x) => x.data), total);
+          this.out.splice(0, k, { data: joined, fds: o.fds });
+          o = this.out[0]!;
+        }
+      }
       let n: number;
       if (o.fds.length > 0) n = this.sendFds(o.data, o.fds);
       else n = send(this.fd, o.data, U.MSG_DONTWAIT | U.MSG_NOSIGNAL);

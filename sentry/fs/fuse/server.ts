@@ -47,6 +47,7 @@ import {
 } from './proto.ts';
 
 const EIO = 5;
+const EBADF = 9;
 const EAGAIN = 11;
 const EBUSY = 16;
 const EINVAL = 22;
@@ -248,14 +249,7 @@ export class FuseServer {
       case OP.OPEN:
       case OP.OPENDIR: {
         const flags = v.getUint32(0, true) & ~(O_CREAT | O_EXCL | O_NOCTTY);
-        const fid = await this.clone(h.nodeid);
-        let r;
-        try {
-          r = await this.client.lopen(fid, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags);
-        } catch (e) {
-          await this.clunk(fid);
-          throw e;
-        }
+        const [fid, r] = await this.cloneAnd(h.nodeid, (f) => this.client.lopen(f, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags));
         if (h.opcode === OP.OPENDIR) return openOut(BigInt(fid));
         return this.opened(h.nodeid, fid, (flags & 3) !== 0, r.fd);
       }
@@ -445,13 +439,11 @@ export class FuseServer {
   private async giveToCaller(h: InHeader, name: Uint8Array): Promise<void> {
     if (h.uid === 0 && h.gid === 0) return;
     const fid = this.client.allocFid();
-    try {
-      await this.client.walk(this.node(h.nodeid).fid, fid, [name]);
-    } catch {
-      return;
-    }
-    await this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
-    await this.clunk(fid);
+    // Walk, chown and clunk in one round trip (the Gofer runs them in order).
+    const walked = this.client.walk(this.node(h.nodeid).fid, fid, [name]);
+    const chowned = this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
+    const clunked = this.clunk(fid);
+    await Promise.all([walked.catch(() => {}), chowned, clunked]);
   }
 
   private node(id: bigint): Node {
@@ -461,10 +453,34 @@ export class FuseServer {
     return n;
   }
 
-  private async clone(id: bigint): Promise<number> {
+  /**
+   * A clone of the node's fid and `op` on it, sent together (one round trip); the fid is clunked if either fails.
+   * A server that ran `op` before the walk (EBADF: threads, as diod has) is asked again.
+   */
+  private async cloneAnd<T>(id: bigint, op: (fid: number) => Promise<T>): Promise<[number, T]> {
     const fid = this.client.allocFid();
-    await this.client.walk(this.node(id).fid, fid, []);
-    return fid;
+    const walked = this.client.walk(this.node(id).fid, fid, []);
+    const done = op(fid);
+    try {
+      await walked;
+    } catch (e) {
+      done.catch(() => {});
+      throw e;
+    }
+    try {
+      return [fid, await done];
+    } catch (e) {
+      if (e instanceof P9Error && e.errno === EBADF) {
+        try {
+          return [fid, await op(fid)];
+        } catch (again) {
+          await this.clunk(fid);
+          throw again;
+        }
+      }
+      await this.clunk(fid);
+      throw e;
+    }
   }
 
   private async clunk(fid: number): Promise<void> {
@@ -587,8 +603,11 @@ export class FuseServer {
     if (valid & (FATTR.ATIME | FATTR.ATIME_NOW)) p9 |= SETATTR.ATIME | (valid & FATTR.ATIME_NOW ? 0 : SETATTR.ATIME_SET);
     if (valid & (FATTR.MTIME | FATTR.MTIME_NOW)) p9 |= SETATTR.MTIME | (valid & FATTR.MTIME_NOW ? 0 : SETATTR.MTIME_SET);
     if (valid & FATTR.CTIME) p9 |= SETATTR.CTIME;
-    if (p9 !== 0) {
-      await this.client.setattr(fid, p9, {
+    // The change and the Tgetattr of its result go out together (the Gofer runs them in order).
+    const set =
+      p9 === 0
+        ? undefined
+        : this.client.setattr(fid, p9, {
         size: v.getBigUint64(16, true),
         atimeSec: v.getBigUint64(32, true),
         mtimeSec: v.getBigUint64(40, true),
@@ -597,9 +616,17 @@ export class FuseServer {
         mode: v.getUint32(68, true) & 0o7777,
         uid: v.getUint32(76, true),
         gid: v.getUint32(80, true),
-      });
+          });
+    const got = this.attr(fid);
+    if (set) {
+      try {
+        await set;
+      } catch (e) {
+        got.catch(() => {});
+        throw e;
+      }
     }
-    return attrOut(await this.attr(fid), this.valid);
+    return attrOut(await got, this.valid);
   }
 
   /**
@@ -627,9 +654,8 @@ export class FuseServer {
   /** SETXATTR and REMOVEXATTR: Txattrcreate on a clone of the node's fid, Twrite of the value, Tclunk sets it. */
   private async setxattr(id: bigint, name: Uint8Array, value: Uint8Array, flags: number): Promise<Uint8Array | number> {
     if (!isUserXattr(name)) return EOPNOTSUPP;
-    const fid = await this.clone(id);
+    const [fid] = await this.cloneAnd(id, (f) => this.client.xattrcreate(f, name, BigInt(value.length), flags));
     try {
-      await this.client.xattrcreate(fid, name, BigInt(value.length), flags);
       if (value.length > 0) await this.client.writeAll(fid, 0n, value);
     } catch (e) {
       await this.clunk(fid);
@@ -699,18 +725,12 @@ export class FuseServer {
     const mode = v.getUint32(4, true) & ~v.getUint32(8, true) & 0o7777;
     const [name] = cstrings(b.subarray(16), 1) ?? [];
     if (!name) throw new P9Error(EINVAL, 'CREATE without a name');
-    const fid = await this.clone(h.nodeid);
-    let r;
-    try {
-      r = await this.client.lcreate(fid, name, flags, mode, h.gid);
-    } catch (e) {
-      await this.clunk(fid);
-      throw e;
-    }
-    if (h.uid !== 0 || h.gid !== 0) {
-      await this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
-    }
-    const entry = await this.lookup(h.nodeid, name).catch(async (e: unknown) => {
+    const [fid, r] = await this.cloneAnd(h.nodeid, (f) => this.client.lcreate(f, name, flags, mode, h.gid));
+    // The chown and the lookup go out together; the Gofer runs them in order, so the entry shows the new owner.
+    const chown = h.uid !== 0 || h.gid !== 0 ? this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {}) : undefined;
+    const looked = this.lookup(h.nodeid, name);
+    await chown;
+    const entry = await looked.catch(async (e: unknown) => {
       if (r.fd !== undefined) sys.close(r.fd);
       await this.clunk(fid);
       throw e;

@@ -162,25 +162,25 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   };
   c.write(base);
 
-  // The network: config.json's namespace, or one of our own; the host's when the spec shares it.
+  // The network: config.json's namespace, or one of our own; the host's when the spec shares it. A global
+  // --network=host (runsc's) keeps the container's namespace with the kernel's stack in it, as runsc's does.
   const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
   let mode: NetworkMode = opts.network ?? 'sandbox';
   let linkRef: string | undefined;
-  if (mode === 'sandbox') {
-    if (!netEntry) mode = 'host';
-    else if (netEntry.path) {
-      let ino: number;
-      try {
-        ino = statSync(netEntry.path).ino;
-      } catch {
-        throw new CliError(`network namespace ${netEntry.path} of config.json does not exist`);
-      }
-      if (ino === opts.hostNetnsIno) mode = 'host';
-      else linkRef = netEntry.path;
+  let hostNs = !netEntry;
+  if (netEntry?.path) {
+    let ino: number;
+    try {
+      ino = statSync(netEntry.path).ino;
+    } catch {
+      throw new CliError(`network namespace ${netEntry.path} of config.json does not exist`);
     }
+    if (ino === opts.hostNetnsIno) hostNs = true;
+    else linkRef = netEntry.path;
   }
+  if (hostNs) mode = 'host';
   setJanitor(Janitor.start(removeCommands(rid)));
-  if (mode !== 'host' && linkRef === undefined) {
+  if (!hostNs && linkRef === undefined) {
     runTool(['ip', 'netns', 'add', names.link]);
     linkRef = names.link;
   }
@@ -189,7 +189,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const home = NetnsHandle.open('/proc/self/ns/net');
   undo.push(() => home.close());
   const inHome = <T>(fn: () => T): T => home.enter(fn);
-  if (mode !== 'host') enterNetns(netnsFile(linkRef!));
+  if (linkRef !== undefined) enterNetns(netnsFile(linkRef));
   log(`container ${c.id}: run id ${rid}, network ${mode}${linkRef ? ` (${linkRef})` : ''}`);
 
   const hookState = (status: string) => ({ ...publicState({ ...base, status: status as ContainerState['status'] }) });
@@ -211,7 +211,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   };
   const net: RunNetwork = modules.network
     ? await modules.network.makeNetwork(runOpts, rid, undo, log)
-    : { addresses: [], gateways: [], files: [], describe: 'host network' };
+    : { appNetns: linkRef, addresses: [], gateways: [], files: [], describe: `the kernel's network${linkRef ? ` of ${linkRef}` : ''}` };
   log(net.describe);
 
   const filter = buildPolicy({ mode, allowRaw: false, strace: opts.strace });

@@ -87,8 +87,8 @@ export interface Created {
 }
 
 /** `create --bundle B --pid-file B/pid ID`. */
-export async function create(b: Bundle, id: string, extra: string[] = []): Promise<Created> {
-  const child = spawn(process.execPath, argv(b, ['create', '--bundle', b.dir, '--pid-file', join(b.dir, `${id}.pid`), ...extra, id]), {
+export async function create(b: Bundle, id: string, extra: string[] = [], globals: string[] = []): Promise<Created> {
+  const child = spawn(process.execPath, argv(b, [...globals, 'create', '--bundle', b.dir, '--pid-file', join(b.dir, `${id}.pid`), ...extra, id]), {
     cwd: b.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

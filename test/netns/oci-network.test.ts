@@ -73,6 +73,28 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
   t.match(run(['ip', '-n', ctr, '-4', 'addr', 'show', 'dev', 'eth0']), /198\.18\.200\.2/, 'eth0 is given back');
 });
 
+t.test("--network=host (runsc's, a global flag): the container's namespace with the kernel's stack, nothing taken over", async (t) => {
+  const ctr = ns(t, 'toa-ctr');
+  const peer = ns(t, 'toa-peer');
+  run(['ip', '-n', ctr, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'toa-p', 'netns', peer]);
+  run(['ip', '-n', ctr, 'addr', 'add', '198.18.200.2/24', 'dev', 'eth0']);
+  run(['ip', '-n', ctr, 'link', 'set', 'eth0', 'up']);
+  run(['ip', '-n', peer, 'addr', 'add', '198.18.200.1/24', 'dev', 'toa-p']);
+  run(['ip', '-n', peer, 'link', 'set', 'toa-p', 'up']);
+  const b = makeBundle(t);
+  t.teardown(() => cleanUp(b));
+  await httpd(t, peer, '198.18.200.1', b.dir, 'hello host mode\n');
+  b.config.process.args = ['sh', '-c', 'wget -q -O - http://198.18.200.1:8080/'];
+  b.config.linux.namespaces = b.config.linux.namespaces.map((n: any) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ctr}` } : n));
+  b.write();
+  const c = await create(b, 'hm', [], ['--network', 'host']);
+  t.equal(c.call.code, 0, c.call.stderr);
+  t.equal(rawState(b, 'hm')?.network, 'host');
+  t.match(run(['ip', '-n', ctr, '-4', 'addr', 'show', 'dev', 'eth0']), /198\.18\.200\.2/, 'the kernel keeps eth0');
+  t.equal((await oci(b, ['start', 'hm'])).code, 0);
+  t.equal((await c.output).stdout, 'hello host mode\n');
+});
+
 t.test('no path: the runtime makes the netns, a prestart hook plugs a veth into /proc/<pid>/ns/net, the netstack takes it', async (t) => {
   const caller = ns(t, 'toa-caller');
   const b = makeBundle(t);

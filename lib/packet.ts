@@ -286,6 +286,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * frames from beyond the host without DATA_VALID need the stack's own check.
    */
   readonly capabilities: LinkCapabilities;
+  /** A microtask after the first queued frame sends the queue (scheduleFlush). */
+  readonly flushesItself = true;
   /** Offload activity (all zero without offloads). */
   readonly vnetCounters: VnetCounters = { rxGsoFrames: 0, rxCsumVerified: 0, rxBadVnetHeader: 0, txGsoFrames: 0, txGsoRefused: 0 };
 

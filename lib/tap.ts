@@ -54,6 +54,8 @@ export class TapEndpoint implements LinkEndpoint {
    * device's tx_dropped (`ip -s link`), not here.
    */
   readonly counters: HostLinkCounters = newHostLinkCounters();
+  /** A microtask after the first queued frame writes the queue (autoFlush). */
+  readonly flushesItself = true;
 
   private readonly rxBuf: Uint8Array;
   private readonly maxFrame: number;

@@ -530,9 +530,10 @@ export class Stack implements NetworkLayer, StackInternals {
       ok = nic.link.writeGso!(frame, gso);
     }
     if (!ok) c.txErrors++;
-    // One flush per batch (deliverBatchEnd) or per clock tick, so a link can send many frames per syscall.
+    // One flush per batch (deliverBatchEnd) or per clock tick, so a link can send many frames per syscall; a link
+    // that flushes by itself needs no tick (a clock timer, an immediate on Node, per reply written outside a batch).
     nic.dirty = true;
-    this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
+    if (nic.link.flushesItself !== true) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
   }
 
   private readonly flushDirtyFn = (): void => this.flushDirty();

@@ -130,6 +130,11 @@ export interface LinkEndpoint {
   frameBuffer?(length: number): Uint8Array | null;
   /** Sends every frame queued by writeFrame. */
   flush(): void;
+  /**
+   * The link sends what was queued by itself before the event loop's next turn (a microtask after the first
+   * write), so the stack schedules no flush of its own after a write outside a receive batch.
+   */
+  readonly flushesItself?: boolean;
   /** Stops the link and releases its resources; idempotent. */
   close(): void;
 }

@@ -236,3 +236,28 @@ t.test('IPv4 identification → consecutive per destination, independent across 
   t.not(x[0], y[0], 'different counters (seeded randomly)');
   t.end();
 });
+
+t.test('a write outside a receive batch: a clock tick flushes the link, unless the link flushes itself (flushesItself)', (t) => {
+  for (const selfFlushing of [false, true]) {
+    const clock = new VirtualClock();
+    const link = new TestLink(new Uint8Array([2, 0, 0, 0, 0, 1]));
+    let flushes = 0;
+    link.flush = () => void flushes++;
+    if (selfFlushing) (link as { flushesItself?: boolean }).flushesItself = true;
+    const s = new Stack({ clock, seed: 1 });
+    const nic = s.addNic(link);
+    s.addAddress(nic, net('198.18.0.1/24'));
+    clock.advance(5000);
+    // X's ARP request teaches the stack X's MAC, so that the send below goes out at once.
+    link.deliver(arpRequestFrame(MAC_X, X4, A4));
+    clock.advance(1);
+    link.take();
+    flushes = 0;
+    t.equal(sendUdp(route(s, X4)), undefined);
+    t.equal(link.take().length, 1, 'the datagram was written');
+    t.equal(clock.nextDeadline() === clock.now(), !selfFlushing, selfFlushing ? 'no flush tick scheduled' : 'a flush tick is due now');
+    clock.runDue();
+    t.equal(flushes, selfFlushing ? 0 : 1, selfFlushing ? 'the stack leaves flushing to the link' : 'the tick flushed the link');
+  }
+  t.end();
+});

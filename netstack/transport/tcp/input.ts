@@ -11,7 +11,7 @@ import { negotiate } from './connect.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { segmentLength } from './segment.ts';
 import { State, acceptsData } from './state.ts';
-import { sendAck, sendChallengeAck, sendReset, sendResetSeq, sendSyn } from './output.ts';
+import { sendAck, sendChallengeAck, sendResetSeq, sendSyn } from './output.ts';
 
 // RFC 7323 §5.5: TS.Recent older than 24 days is stale and no longer protects.
 const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
@@ -283,9 +283,10 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
       // The peer sent data after its FIN: ignore it (RFC 9293 CLOSE-WAIT/CLOSING/LAST-ACK text step).
       payload = payload.subarray(0, 0);
     } else if (ep.orphaned) {
-      // Linux: data for a closed socket aborts the connection (RFC 2525 §2.17).
-      ep.stats.resetsSent++;
-      sendReset(ep);
+      // Linux: data for a closed socket aborts the connection (RFC 2525 §2.17), and the RST answers that segment
+      // as one for no connection would (tcp_v4_send_reset): <SEQ=SEG.ACK><CTL=RST>, not a RST of the connection's
+      // own. SND.UNA is SEG.ACK here, the ACK having just been processed (an older SEG.ACK is not told apart).
+      sendResetSeq(ep, ep.snd.una);
       ep.terminate(undefined);
       return;
     } else {

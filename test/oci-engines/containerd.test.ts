@@ -8,7 +8,7 @@ import t from 'tap';
 import { criClient } from './cri.ts';
 import {
   CRI_GATEWAY, RUNTIME, busyboxRootfs, must, ociArchive, pauseBinary, pending, startContainerd, verbsFor, waitFor,
-} from './engines.ts';
+} from '../../bench/oci-engines.ts';
 
 const NO_OCI = 'tsvisor has no OCI runtime commands on main yet (create, start, kill, delete, exec: issue 14, oci-core)';
 const c = await startContainerd(t, RUNTIME);

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ROOT } from './engines.ts';
+import { ROOT } from '../../bench/oci-engines.ts';
 
 /** Where the CRI protocol definition lives: shared/ beside the repository (the lead's checkout and CI alike). */
 export const CRI_PROTO = join(ROOT, '../shared/cri/api.proto');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import {
   DOCKER_GATEWAY, RUNTIME, busyboxRootfs, callsFor, dockerImport, pending, pythonRootfs, sleep, startDockerd, verbsFor, waitFor,
-} from './engines.ts';
+} from '../../bench/oci-engines.ts';
 
 const NO_OCI = 'tsvisor has no OCI runtime commands on main yet (create, start, kill, delete, exec: issue 14, oci-core)';
 const d = await startDockerd(t, { json: { tsvisor: RUNTIME }, flag: { 'tsvisor-flag': RUNTIME } });

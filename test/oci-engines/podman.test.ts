@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import {
   PODMAN_CGROUP, PODMAN_GATEWAY, RUNTIME, busyboxRootfs, pending, podmanImport, setupPodman, verbsFor, waitFor,
-} from './engines.ts';
+} from '../../bench/oci-engines.ts';
 
 const NO_OCI = 'tsvisor has no OCI runtime commands on main yet (create, start, kill, delete, exec: issue 14, oci-core)';
 const p = await setupPodman(t, RUNTIME);

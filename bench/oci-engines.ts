@@ -1,4 +1,5 @@
-// Helpers of the engine tests (test/oci-engines/*.test.ts): a private dockerd, containerd and podman set up with
+// The engines harness that the OCI bench (bench/oci.ts) and the engine tests (test/oci-engines/) share: a private
+// dockerd, containerd and podman set up with
 // tsvisor (or runc) as their OCI runtime, the images they run (busybox-static; python3 + curl) made from local
 // files, and the teardown that stops each daemon by its pid and removes everything it made. Names start with
 // `tob`; addresses come from 198.18.0.0/15 only (docker 198.18.210.0/24, podman 198.18.211.0/24, containerd's
@@ -10,10 +11,14 @@ import {
   statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Test } from 'tap';
-import { assertTestAddress } from '../../lib/testnet.ts';
+import { assertTestAddress } from '../lib/testnet.ts';
 
-export const ROOT = join(import.meta.dirname, '../..');
+export const ROOT = join(import.meta.dirname, '..');
+
+/** Where cleanups are registered: a tap Test, or the bench's own list; they run newest first. */
+export interface Teardowns {
+  teardown(fn: () => unknown): void;
+}
 /** The CLI from sources, as the other tests run it (the bench uses the built dist/cli/bin.js). */
 export const CLI = join(ROOT, 'cli/tsvisor.js');
 
@@ -173,7 +178,7 @@ export function removeCgroups(names: readonly string[]): void {
  * fixed places of the machine (runc's shim always uses /run/containerd; CNI caches results in /var/lib/cni).
  * Call it before starting the engine, so that its teardown runs after the engine's (tap runs them newest first).
  */
-export function removeIfCreated(t: Test, paths: readonly string[], onlyIfEmpty: readonly string[] = []): void {
+export function removeIfCreated(t: Teardowns, paths: readonly string[], onlyIfEmpty: readonly string[] = []): void {
   const had = new Set([...paths, ...onlyIfEmpty].filter((p) => existsSync(p)));
   t.teardown(() => {
     for (const p of paths) if (!had.has(p)) rmSync(p, { recursive: true, force: true });
@@ -202,7 +207,7 @@ export interface Scratch {
  * is gone is a killed run's leftover: `cleanup` (which stops what its pid files name) runs first, then both are
  * emptied.
  */
-export async function claimScratch(t: Test, name: string, cleanup: (s: Scratch) => Promise<void>): Promise<Scratch> {
+export async function claimScratch(t: Teardowns, name: string, cleanup: (s: Scratch) => Promise<void>): Promise<Scratch> {
   const s = { dir: `/var/tmp/tob-${name}`, run: `/run/tob-${name}` };
   const ownerFile = join(s.run, 'owner');
   const owner = () => {
@@ -327,14 +332,7 @@ function copyIn(root: string, file: string): void {
  * standard library less its tests and tools (about 25 MB): enough for `python3 -m http.server` and `curl`.
  */
 export function pythonRootfs(dir: string): string {
-  busyboxRootfs(dir);
-  for (const bin of ['/usr/bin/python3', '/usr/bin/curl']) {
-    copyIn(dir, bin);
-    for (const line of execFileSync('ldd', [bin], { encoding: 'utf8' }).split('\n')) {
-      const lib = /(\/\S+) \(0x/.exec(line)?.[1];
-      if (lib) copyIn(dir, lib);
-    }
-  }
+  withHostPrograms(busyboxRootfs(dir), ['/usr/bin/python3', '/usr/bin/curl']);
   // Python's extension modules (lib-dynload) link against libraries of their own.
   const stdlib = execFileSync('/usr/bin/python3', ['-c', 'import sysconfig; print(sysconfig.get_path("stdlib"))'], { encoding: 'utf8' }).trim();
   cpSync(stdlib, join(dir, stdlib), {
@@ -348,6 +346,18 @@ export function pythonRootfs(dir: string): string {
     }
   }
   writeFileSync(join(dir, 'etc/hosts'), '127.0.0.1 localhost\n');
+  return dir;
+}
+
+/** Copies the host's `programs` into the root `dir` at their own paths, with the libraries ldd names for them. */
+export function withHostPrograms(dir: string, programs: readonly string[]): string {
+  for (const bin of programs) {
+    copyIn(dir, bin);
+    for (const line of execFileSync('ldd', [bin], { encoding: 'utf8' }).split('\n')) {
+      const lib = /(\/\S+) \(0x/.exec(line)?.[1];
+      if (lib) copyIn(dir, lib);
+    }
+  }
   return dir;
 }
 
@@ -475,16 +485,17 @@ async function stopDockerd(s: Scratch): Promise<void> {
  * Starts a private dockerd: data and exec roots, pid file and socket of its own; its bridge `tob-dbr0`
  * (198.18.210.1/24, made here) and address pool 198.18.212.0/22; `--iptables=false --ip-forward=false` so the
  * machine's firewall and forwarding stay as they were (published ports go through docker-proxy); its containerd
- * in namespaces tob-moby/tob-plugins. Stopped, and all it made removed, in `t`'s teardown.
+ * in namespaces tob-moby/tob-plugins. tsvisor is `cli` run by node (the sources by default; the bench gives the
+ * compiled dist/cli/bin.js). Stopped, and all it made removed, in `t`'s teardown.
  */
-export async function startDockerd(t: Test, runtimes: DockerRuntimes): Promise<Dockerd> {
+export async function startDockerd(t: Teardowns, runtimes: DockerRuntimes, cli = CLI): Promise<Dockerd> {
   // dockerd's trust key and plugin folder, and the shims' socket folder.
   removeIfCreated(t, ['/etc/docker/key.json', '/run/docker', '/run/containerd']);
   const scratch = await claimScratch(t, 'docker', stopDockerd);
   const calls = join(scratch.dir, 'calls.log');
   writeFileSync(calls, '');
   const json: Record<string, { path: string }> = {};
-  for (const [name, rt] of Object.entries(runtimes.json ?? {})) json[name] = { path: runtimeWrapper(scratch.dir, rt, calls) };
+  for (const [name, rt] of Object.entries(runtimes.json ?? {})) json[name] = { path: runtimeWrapper(scratch.dir, rt, calls, cli) };
   writeFileSync(join(scratch.dir, 'daemon.json'), JSON.stringify({ runtimes: json }, null, 2));
   makeBridge(DOCKER_BRIDGE, `${DOCKER_GATEWAY}/24`);
   const host = `unix://${scratch.run}/docker.sock`;
@@ -501,7 +512,7 @@ export async function startDockerd(t: Test, runtimes: DockerRuntimes): Promise<D
     '--containerd-namespace', 'tob-moby', '--containerd-plugins-namespace', 'tob-plugins',
     '--log-level', 'warn',
   ];
-  for (const [name, rt] of Object.entries(runtimes.flag ?? {})) args.push('--add-runtime', `${name}=${runtimeWrapper(scratch.dir, rt, calls)}`);
+  for (const [name, rt] of Object.entries(runtimes.flag ?? {})) args.push('--add-runtime', `${name}=${runtimeWrapper(scratch.dir, rt, calls, cli)}`);
   // Its log goes to a file: a pipe to this process would keep the test alive as long as the daemon.
   const logFile = join(scratch.dir, 'dockerd.log');
   const fd = openSync(logFile, 'w');
@@ -587,7 +598,7 @@ state = "${s.run}/state"
  * handler `tsvisor` = the runc shim with `BinaryName` the runtime wrapper, and a CNI bridge network `tob-cbr0`
  * (198.18.216.0/24, no masquerade, no forwarding) for pods. Stopped with its shims in `t`'s teardown.
  */
-export async function startContainerd(t: Test, runtime: Runtime): Promise<Containerd> {
+export async function startContainerd(t: Teardowns, runtime: Runtime): Promise<Containerd> {
   // The runc shim's fifo, runc-root and socket folders (it always uses /run/containerd), the CNI result cache.
   removeIfCreated(t, ['/run/containerd', '/var/lib/cni']);
   const scratch = await claimScratch(t, 'containerd', stopContainerd);
@@ -698,7 +709,7 @@ async function stopPodman(s: Scratch): Promise<void> {
  * podman with CONTAINERS_CONF (nofile/nproc limits that the machine allows, runc, cgroupfs, file locks and
  * events), storage under tob-podman, and a CNI bridge network `tob-net` on `tob-pbr0` (198.18.211.0/24).
  */
-export async function setupPodman(t: Test, runtime: Runtime): Promise<Podman> {
+export async function setupPodman(t: Teardowns, runtime: Runtime): Promise<Podman> {
   // The CNI result cache, podman's blob cache, and runc's default state root (podman gives runc no --root).
   removeIfCreated(t, ['/var/lib/cni', '/var/lib/containers'], ['/run/runc']);
   const scratch = await claimScratch(t, 'podman', stopPodman);

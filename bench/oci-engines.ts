@@ -19,8 +19,11 @@ export const ROOT = join(import.meta.dirname, '..');
 export interface Teardowns {
   teardown(fn: () => unknown): void;
 }
-/** The CLI from sources, as the other tests run it (the bench uses the built dist/cli/bin.js). */
-export const CLI = join(ROOT, 'cli/tsvisor.js');
+/**
+ * The CLI from sources, as the other tests run it (the bench uses the built dist/cli/bin.js); TSVISOR_OCI_TEST_CLI
+ * names another launcher, e.g. a work tree's cli/tsvisor.js, to try the engines on it.
+ */
+export const CLI = process.env.TSVISOR_OCI_TEST_CLI ?? join(ROOT, 'cli/tsvisor.js');
 
 /** What a finished command did. */
 export interface Result {

@@ -64,8 +64,8 @@ t.test('run --rm true: exit 0, and docker called the runtime registered as tsvis
 });
 
 t.test('--add-runtime registers it too', pending(NO_OCI), async (t) => {
-  const r = await d.docker(['run', '--rm', '--runtime=tsvisor-flag', 'tob-busybox', 'sh', '-c', 'echo via flag']);
-  t.equal(r.stdout, 'via flag\n', r.stderr);
+  const r = await d.docker(['run', '--rm', '--runtime=tsvisor-flag', 'tob-busybox', 'sh', '-c', 'echo via flag, pid $$']);
+  t.equal(r.stdout, 'via flag, pid 1\n', `${r.stderr} (the program is pid 1 of a pid namespace of its own)`);
   t.equal(r.code, 0);
 });
 
@@ -160,7 +160,8 @@ t.test('stop: SIGTERM caught and exit 0; a program that ignores it is killed aft
   await d.docker(['stop', '-t', '20', polite.id]);
   t.equal(await inspect(polite.id, '{{.State.ExitCode}}'), '0');
   t.match((await d.docker(['logs', polite.id])).stdout, /got TERM/);
-  const stubborn = await run(['-d', 'tob-busybox', 'sleep', '1000']); // pid 1: SIGTERM's default action does not apply
+  const stubborn = await run(['-d', 'tob-busybox', 'sh', '-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done']);
+  await waitFor(async () => (await d.docker(['logs', stubborn.id])).stdout.includes('ready'), 30000);
   await d.docker(['stop', '-t', '1', stubborn.id]);
   t.equal(await inspect(stubborn.id, '{{.State.ExitCode}}'), '137');
   t.same(verbsFor(d.calls, stubborn.id).filter((v) => v === 'kill').length >= 2, true, 'kill 15 then kill 9 through the runtime');

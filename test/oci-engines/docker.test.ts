@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  DOCKER_GATEWAY, RUNTIME, busyboxRootfs, callsFor, dockerImport, pending, pythonRootfs, sleep, startDockerd, verbsFor, waitFor,
+  DOCKER_GATEWAY, RUNTIME, busyboxRootfs, exec, callsFor, dockerImport, pending, pythonRootfs, sleep, startDockerd, verbsFor, waitFor,
 } from '../../bench/oci-engines.ts';
 
 const NO_OCI = 'tsvisor has no OCI runtime commands on main yet (create, start, kill, delete, exec: issue 14, oci-core)';
@@ -147,9 +147,17 @@ t.test('exec into a running container: output and exit code', pending(NO_OCI), a
   t.match(top.stdout, /sleep 1000/, top.stderr);
 });
 
-t.test('-t: the program gets a terminal (the console socket)', pending(NO_OCI), async (t) => {
-  const r = await run(['--rm', '-t', 'tob-busybox', 'sh', '-c', '[ -t 0 ] && [ -t 1 ] && echo on-a-tty; tty']);
-  t.match(r.stdout, /on-a-tty\r?\n\/dev\/pts\/\d+/, r.stderr);
+t.test('-i: stdin reaches the program', pending(NO_OCI), async (t) => {
+  const r = await d.docker(['run', ...TSV, '--rm', '-i', 'tob-busybox', 'sh', '-c', 'read a; read b; echo "got $a $b"'], { input: 'one\ntwo\n' });
+  t.equal(r.stdout, 'got one two\n', r.stderr);
+});
+
+t.test('-it: the program gets a terminal (the console socket), typed input reaches it', pending(NO_OCI), async (t) => {
+  // `script` gives the docker client the terminal that -it asks for.
+  const cmd = `docker -H ${d.host} run --rm -it --runtime=tsvisor tob-busybox sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-tty; tty; read x; echo "typed $x"'`;
+  const r = await exec(['script', '-qec', cmd, '/dev/null'], { input: 'hello\n' });
+  t.match(r.stdout, /on-a-tty\r?\n\/dev\/pts\/\d+\r?\n/, r.stderr);
+  t.match(r.stdout, /typed hello/);
   t.equal(r.code, 0);
 });
 

@@ -64,9 +64,11 @@ interface Row {
 }
 
 async function main(): Promise<Row[]> {
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  // TSVISOR_OCI_BENCH_CLI names another compiled build's bin.js (e.g. a branch built elsewhere); else ours, rebuilt.
+  const cli = process.env.TSVISOR_OCI_BENCH_CLI ?? join(ROOT, 'dist/cli/bin.js');
+  if (!process.env.TSVISOR_OCI_BENCH_CLI) execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
   // TSVISOR_OCI_TEST_RUNTIME=runc puts runc behind the name tsvisor: the harness checked on its own.
-  const d = await startDockerd(t, { json: { tsvisor: RUNTIME } }, join(ROOT, 'dist/cli/bin.js'));
+  const d = await startDockerd(t, { json: { tsvisor: RUNTIME } }, cli);
   const images = join(d.scratch.dir, 'images');
   mkdirSync(images);
   await dockerImport(d, withHostPrograms(busyboxRootfs(join(images, 'bench')), ['/usr/bin/iperf3']), 'tob-bench');

@@ -9,10 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  PODMAN_CGROUP, PODMAN_GATEWAY, RUNTIME, busyboxRootfs, pending, podmanImport, setupPodman, verbsFor, waitFor,
+  PODMAN_CGROUP, PODMAN_GATEWAY, RUNTIME, busyboxRootfs, podmanImport, setupPodman, verbsFor, waitFor,
 } from '../../bench/oci-engines.ts';
 
-const NO_OCI = 'tsvisor has no OCI runtime commands on main yet (create, start, kill, delete, exec: issue 14, oci-core)';
 const p = await setupPodman(t, RUNTIME);
 const images = join(p.scratch.dir, 'images');
 mkdirSync(images);
@@ -35,7 +34,7 @@ t.teardown(() => {
 });
 const hostPort = (host.address() as AddressInfo).port;
 
-t.test('run --rm: output and exit code, through the runtime named tsvisor', pending(NO_OCI), async (t) => {
+t.test('run --rm: output and exit code, through the runtime named tsvisor', async (t) => {
   const r = await run(['--rm', '--name', 'tob-p1', 'tob-busybox', 'sh', '-c', 'echo hi; exit 3']);
   t.equal(r.stdout, 'hi\n', r.stderr);
   t.equal(r.code, 3);
@@ -47,7 +46,7 @@ t.test('run --rm: output and exit code, through the runtime named tsvisor', pend
 
 // The network is a CNI bridge without the portmap plugin (which would add iptables rules to the machine), so
 // published ports (-p) are not part of it: the host reaches the container at its address on the bridge.
-t.test('the bridge network: the container reaches the host on the gateway address, the host the container', pending(NO_OCI), async (t) => {
+t.test('the bridge network: the container reaches the host on the gateway address, the host the container', async (t) => {
   const r = await run(['--rm', 'tob-busybox', 'wget', '-q', '-O', '-', `http://${PODMAN_GATEWAY}:${hostPort}/podman`]);
   t.equal(r.stdout, 'host saw GET /podman\n', r.stderr);
   const web = await run(['-d', '--name', 'tob-web', 'tob-busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
@@ -65,14 +64,14 @@ t.test('the bridge network: the container reaches the host on the gateway addres
   t.equal(body, 'hello from a tob container\n', 'the container reached directly on the bridge');
 });
 
-t.test('--network none: loopback only', pending(NO_OCI), async (t) => {
+t.test('--network none: loopback only', async (t) => {
   const r = await run(['--rm', '--network', 'none', 'tob-busybox', 'sh', '-c',
     'httpd -p 127.0.0.1:80 -h /www && wget -q -O - http://127.0.0.1/ && ' +
     `(wget -q -O - http://${PODMAN_GATEWAY}:${hostPort}/none && echo reached || echo unreachable)`]);
   t.equal(r.stdout, 'hello from a tob container\nunreachable\n', r.stderr);
 });
 
-t.test('exec, logs, stop (TERM caught), kill', pending(NO_OCI), async (t) => {
+t.test('exec, logs, stop (TERM caught), kill', async (t) => {
   const r = await run(['-d', 'tob-busybox', 'sh', '-c', 'trap "echo got TERM; exit 0" TERM; echo ready; while :; do sleep 0.1; done']);
   if (!t.equal(r.code, 0, r.stderr)) return;
   const id = r.stdout.trim();

@@ -62,7 +62,8 @@ const ALLOWED_CC = '/proc/sys/net/ipv4/tcp_allowed_congestion_control';
  * Lets a DUT namespace make CUBIC its default, as defaults.sh asks (`tcp_congestion_control=cubic`): Linux refuses
  * a child namespace a default outside the host's allowed list (EPERM), and a host whose own default is another
  * (bbr here: allowed "reno bbr") would otherwise run the scripts' cwnd arithmetic under that one. Adds cubic to
- * the host's allowed list (what unprivileged sockets may choose), once per process; the host's default stays.
+ * the host's allowed list (what unprivileged sockets may choose), once per process; the host's default stays, and
+ * the list is put back as it was when the process exits, so a test run leaves the host's setting as it found it.
  */
 function allowCubic(): void {
   if (cubicAllowed) return;
@@ -75,6 +76,13 @@ function allowCubic(): void {
   }
   if (allowed.split(/\s+/).includes('cubic')) return;
   writeFileSync(ALLOWED_CC, `${allowed} cubic`);
+  process.once('exit', () => {
+    try {
+      writeFileSync(ALLOWED_CC, allowed);
+    } catch {
+      // the host refused: nothing more an exiting process can do
+    }
+  });
 }
 let cubicAllowed = false;
 

@@ -290,12 +290,13 @@ export function pending(what: string | undefined): { todo?: string } {
 /**
  * Writes `dir/NAME`, the executable an engine is told the runtime is: for tsvisor a shell script that runs the
  * repository's CLI (an engine takes a path to one executable, and the CLI is `node cli/tsvisor.js`), first noting
- * its arguments in `calls` so a test can show which runtime the engine really called.
+ * its arguments in `calls`, after the time in ns, so a test can show which runtime the engine really called and the
+ * bench where the time goes.
  */
 export function runtimeWrapper(dir: string, runtime: Runtime, calls: string, cli = CLI): string {
   const file = join(dir, `${runtime}-runtime`);
   const target = runtime === 'tsvisor' ? `'${process.execPath}' '${cli}'` : `'${runcPath()}'`;
-  writeFileSync(file, `#!/bin/sh\necho "$*" >> '${calls}'\nexec ${target} "$@"\n`);
+  writeFileSync(file, `#!/bin/sh\necho "$(date +%s%N) $*" >> '${calls}'\nexec ${target} "$@"\n`);
   chmodSync(file, 0o755);
   return file;
 }
@@ -739,9 +740,23 @@ export async function podmanImport(p: Podman, rootfs: string, name: string, chan
 // ---------------------------------------------------------------------------------------------------------------
 // Checks shared by the engine tests
 
+/** A runtime call noted by the wrapper: when (ns since the epoch) and its arguments. */
+export interface Call {
+  ns: bigint;
+  args: string;
+}
+
+/** The runtime calls noted in `calls` that name container `id`, in order. */
+export function timedCallsFor(calls: string, id: string): Call[] {
+  return readFileSync(calls, 'utf8').split('\n').filter((l) => l.split(' ').slice(1).includes(id)).map((l) => {
+    const sp = l.indexOf(' ');
+    return { ns: BigInt(l.slice(0, sp)), args: l.slice(sp + 1).replace(/ --(root|log|log-format) \S+/g, '').trim() };
+  });
+}
+
 /** The runtime calls noted in `calls` that name container `id` (`create ... ID`, `start ID`, ...). */
 export function callsFor(calls: string, id: string): string[] {
-  return readFileSync(calls, 'utf8').split('\n').filter((l) => l.split(' ').includes(id)).map((l) => l.replace(/ --(root|log|log-format) \S+/g, ''));
+  return timedCallsFor(calls, id).map((c) => c.args);
 }
 
 /** The first word after the global flags of each noted call for `id`: ["create", "start", "delete", ...]. */

@@ -8,11 +8,12 @@
  *   node --import tsx bench/oci.ts [--runs 10] [--seconds 5] [--json FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
-  DOCKER_GATEWAY, ROOT, RUNTIME, type Teardowns, busyboxRootfs, dockerImport, startDockerd, stopPid, withHostPrograms,
+  DOCKER_GATEWAY, ROOT, RUNTIME, type Teardowns, busyboxRootfs, dockerImport, startDockerd, stopPid, timedCallsFor,
+  withHostPrograms,
 } from './oci-engines.ts';
 
 function flag(name: string, fallback: number): number {
@@ -63,12 +64,15 @@ interface Row {
   met: 'goal' | 'floor' | 'below floor';
 }
 
+/** Median ms of each phase of `docker run --rm true`, from the runtime calls' times. */
+let breakdown: { phase: string; runc: number; tsvisor: number }[] = [];
+
 async function main(): Promise<Row[]> {
   // TSVISOR_OCI_BENCH_CLI names another compiled build's bin.js (e.g. a branch built elsewhere); else ours, rebuilt.
   const cli = process.env.TSVISOR_OCI_BENCH_CLI ?? join(ROOT, 'dist/cli/bin.js');
   if (!process.env.TSVISOR_OCI_BENCH_CLI) execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
   // TSVISOR_OCI_TEST_RUNTIME=runc puts runc behind the name tsvisor: the harness checked on its own.
-  const d = await startDockerd(t, { json: { tsvisor: RUNTIME } }, cli);
+  const d = await startDockerd(t, { json: { tsvisor: RUNTIME, 'runc-noted': 'runc' } }, cli);
   const images = join(d.scratch.dir, 'images');
   mkdirSync(images);
   await dockerImport(d, withHostPrograms(busyboxRootfs(join(images, 'bench')), ['/usr/bin/iperf3']), 'tob-bench');
@@ -88,6 +92,27 @@ async function main(): Promise<Row[]> {
   for (let i = 0; i < runs; i++) for (const rt of runtimes) times[rt]!.push(await once(rt));
   const [ru, ts] = [median(times.runc!), median(times.tsvisor!)];
   rows.push(judge({ name: `docker run --rm true (median of ${runs})`, unit: 'ms', runc: ru, tsvisor: ts, ratio: ts / ru }, 1.5, 1.1, 'time'));
+
+  // Where a run's time goes, from the times the runtime wrapper notes its calls at (runc through the same wrapper,
+  // as `runc-noted`, so both pay its fork of date).
+  const phases = ['docker → create', 'create → start', 'start → delete', 'delete → docker returns'] as const;
+  const split: Record<string, Record<string, number[]>> = {};
+  for (const rt of ['runc-noted', 'tsvisor']) {
+    split[rt] = Object.fromEntries(phases.map((p) => [p, [] as number[]]));
+    for (let i = 0; i < Math.min(runs, 5); i++) {
+      const cidfile = join(d.scratch.dir, `cid-${rt}-${i}`);
+      const t0 = BigInt(Date.now()) * 1000000n;
+      const r = await d.docker(['run', '--rm', `--runtime=${rt}`, '--cidfile', cidfile, 'tob-bench', 'true']);
+      const t1 = BigInt(Date.now()) * 1000000n;
+      if (r.code !== 0) throw new Error(`docker run --runtime=${rt} exited ${r.code}: ${r.stderr.trim()}`);
+      const calls = timedCallsFor(d.calls, readFileSync(cidfile, 'utf8').trim());
+      const at = (verb: string) => calls.find((c) => c.args.replace(/^(--\S+ \S+ |--debug )*/, '').startsWith(`${verb} `))?.ns;
+      const marks = [t0, at('create'), at('start'), at('delete'), t1];
+      if (marks.some((m) => m === undefined)) continue;
+      phases.forEach((p, j) => split[rt]![p]!.push(Number(marks[j + 1]! - marks[j]!) / 1e6));
+    }
+  }
+  breakdown = phases.map((p) => ({ phase: p, runc: median(split['runc-noted']![p]!), tsvisor: median(split.tsvisor![p]!) }));
 
   // iperf3: the server on the host's bridge address, the client in the container.
   const port = 5211;
@@ -128,9 +153,13 @@ try {
   for (const r of rows) {
     process.stdout.write(`${r.name.padEnd(44)} ${fmt(r.runc).padStart(9)} ${fmt(r.tsvisor).padStart(9)}  ${r.ratio.toFixed(2)}×  ${r.floor} / ${r.goal}  ${r.met}   (${r.unit})\n`);
   }
+  if (breakdown.length) {
+    process.stdout.write(`\nwhere docker run --rm true spends its time (median ms of up to 5 runs)\n`);
+    for (const b of breakdown) process.stdout.write(`  ${b.phase.padEnd(26)} runc ${fmt(b.runc).padStart(7)}   tsvisor ${fmt(b.tsvisor).padStart(7)}\n`);
+  }
   if (RUNTIME === 'runc') process.stdout.write('(TSVISOR_OCI_TEST_RUNTIME=runc: the tsvisor column is runc through the wrapper)\n');
   process.stdout.write(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);
-  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ rows, runs, seconds, load: loadavg() }, null, 2) + '\n');
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ rows, breakdown, runs, seconds, load: loadavg() }, null, 2) + '\n');
   await cleanUp();
 } catch (e) {
   process.stderr.write(`oci bench: ${(e as Error).message}\n`);

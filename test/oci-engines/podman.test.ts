@@ -41,7 +41,7 @@ t.test('run --rm: output and exit code, through the runtime named tsvisor', asyn
   const missing = await run(['--rm', 'tob-busybox', '/no/such/program']);
   t.equal(missing.code, 127, 'podman maps "not found" to 127');
   t.match(missing.stderr, /no\/such\/program/);
-  t.match(readFileSync(p.calls, 'utf8'), /^create .*--bundle/m, 'podman called the runtime named tsvisor');
+  t.match(readFileSync(p.calls, 'utf8'), /^\d+ create .*--bundle/m, 'podman called the runtime named tsvisor');
 });
 
 // The network is a CNI bridge without the portmap plugin (which would add iptables rules to the machine), so

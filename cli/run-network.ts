@@ -9,6 +9,7 @@ import { type Address, type Subnet, formatSubnet } from '../netstack/addr.ts';
 import type { Netstack } from '../netstack/netstack.ts';
 import { createAppNetns, createVeth, hostsFile, nameNetns, removeRunNetworks, resolvConf, runNames } from '../sentry/sandbox/netns.ts';
 import { Publisher } from '../sentry/sandbox/publish.ts';
+import { installGuard, removeGuard } from '../sentry/sandbox/veth-guard.ts';
 import { CliError } from './main.ts';
 import type { RunOptions } from './run.ts';
 import { stackOnLink } from './stack-on-link.ts';
@@ -66,6 +67,16 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
   if (o.netns === undefined) {
     const veth = createVeth(id);
     ownVeth = true;
+    // Keeps the program off every address of the caller's netns but the gateway (see veth-guard.ts). Only here:
+    // with --netns the caller's netns holds no veth of ours, and the user's namespace is guarded by its owner.
+    undo.push(() => removeGuard(id));
+    const tg = performance.now();
+    try {
+      installGuard(id, veth.peerDev);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+    log(`timing guard=${(performance.now() - tg).toFixed(1)}`);
     linkNetns = veth.netns;
     dev = veth.dev;
     addresses = veth.addresses;

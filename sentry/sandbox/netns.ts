@@ -16,6 +16,7 @@ import { hostname } from 'node:os';
 import { run } from '../../lib/exec.ts';
 import { NETNS_DIR, inNetns, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
 import { type Address, type Subnet, formatAddress, formatSubnet, isV4, parseAddress, parseSubnet } from '../../netstack/addr.ts';
+import { guardExists, guardTable, removeGuardCommand } from './veth-guard.ts';
 
 /** A fresh run id: 6 hex digits, short enough that `tsv-<id>` fits an interface name (15 characters). */
 export function newRunId(): string {
@@ -147,28 +148,35 @@ export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: A
 
 /**
  * Removes everything a run may have made, whatever exists of it: the app netns, the link netns (or the alias of
- * the user's), and the caller's veth end. Never throws for what is already gone.
+ * the user's), and the caller's veth end. Never throws for what is already gone. The veth's guard table is
+ * `makeNetwork`'s to remove, as only it knows whether one was made (one nft process fewer at every other exit).
  */
 export function removeRunNetworks(id: string): void {
   try {
     // -force: go on past what is already gone, or was never made.
-    run(['ip', '-force', '-batch', '-'], removeCommands(id).map((c) => c.slice(1).join(' ')).join('\n') + '\n');
+    const ip = removeCommands(id).filter((c) => c[0] === 'ip');
+    run(['ip', '-force', '-batch', '-'], ip.map((c) => c.slice(1).join(' ')).join('\n') + '\n');
   } catch {
     // some were already gone
   }
 }
 
-/** The commands that remove a run's namespaces and veth, for `removeRunNetworks` and the janitor alike. */
+/**
+ * The commands that remove a run's namespaces, veth and the veth's guard table, for the janitor (all of them: it
+ * cannot know which were made, and a table that is not there costs one failed nft) and `removeRunNetworks` (the
+ * `ip` ones).
+ */
 export function removeCommands(id: string): string[][] {
   const n = runNames(id);
   return [
+    removeGuardCommand(id),
     ['ip', 'link', 'del', n.peerDev],
     ['ip', 'netns', 'del', n.app],
     ['ip', 'netns', 'del', n.link],
   ];
 }
 
-/** Whether anything of run `id` is left: a namespace or the caller's veth end. */
+/** Whether anything of run `id` is left: a namespace, the caller's veth end or its guard table. */
 export function runLeftovers(id: string): string[] {
   const n = runNames(id);
   const left: string[] = [];
@@ -180,6 +188,7 @@ export function runLeftovers(id: string): string[] {
   } catch {
     // gone
   }
+  if (guardExists(id)) left.push(`nft table inet ${guardTable(id)}`);
   return left;
 }
 

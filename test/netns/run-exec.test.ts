@@ -156,11 +156,11 @@ t.test('signals → SIGTERM, SIGHUP, SIGUSR1 forwarded to the program; a second 
   t.end();
 });
 
-t.test('kill -9 of tsvisor → the program dies and the janitor removes namespaces and veth', async (t) => {
+t.test('kill -9 of tsvisor → the program dies and the janitor removes namespaces, veth and nft table', async (t) => {
   const marker = join(dir, 'alive');
   const run = await startLong(['--bind', `${dir}:/mnt`, '--', '/bin/sh', '-c', 'while :; do date +%s%N > /mnt/alive; sleep 0.05; done']);
   t.ok(await waitFor(() => safeRead(marker) !== '', HANG_MS), 'the program runs');
-  t.same(leftovers(run.id, ns).sort(), [`link tsv-${run.id}`, `netns tsv-${run.id}`, `netns tsv-${run.id}-app`].sort());
+  t.same(leftovers(run.id, ns).sort(), [`link tsv-${run.id}`, `netns tsv-${run.id}`, `netns tsv-${run.id}-app`, `nft table inet tsvisor-${run.id}`].sort());
   run.child.kill('SIGKILL');
   // How fast is the janitor's to report, not a test's to assert under load: the bound is a hang's.
   const killedAt = Date.now();

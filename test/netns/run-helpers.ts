@@ -62,13 +62,19 @@ export function logId(file: string): string | undefined {
   return /\brun ([0-9a-f]+):/.exec(readFileSync(file, 'utf8'))?.[1];
 }
 
-/** What is left of run `id`: its namespaces, the caller's veth end in `caller`, mounts naming it. */
+/** What is left of run `id`: its namespaces, the caller's veth end and its nft guard table in `caller`, mounts naming it. */
 export function leftovers(id: string, caller?: string): string[] {
   const left: string[] = [];
   for (const ns of [`tsv-${id}`, `tsv-${id}-app`]) if (netnsExists(ns)) left.push(`netns ${ns}`);
   try {
     run(['ip', ...(caller ? ['-n', caller] : []), 'link', 'show', 'dev', `tsv-${id}`]);
     left.push(`link tsv-${id}`);
+  } catch {
+    // gone
+  }
+  try {
+    run([...(caller ? ['ip', 'netns', 'exec', caller] : []), 'nft', 'list', 'table', 'inet', `tsvisor-${id}`]);
+    left.push(`nft table inet tsvisor-${id}`);
   } catch {
     // gone
   }

@@ -1,14 +1,15 @@
 // `tsvisor run --network=sandbox`, the security list of issue 9: each case is a real program that tries a way
-// out, and each must fail. A listener in the caller's netns (on 127.0.0.1, and reached through the caller's veth
-// address when it listens on loopback only) is never reached; AF_PACKET, raw, AF_VSOCK and AF_XDP sockets are
+// out, and each must fail. A listener in the caller's netns is reached at the caller's veth address only (the
+// designed peer), never at its loopback nor at any other of its addresses (IPv4 and IPv6); AF_PACKET, raw, AF_VSOCK and AF_XDP sockets are
 // refused; io_uring is ENOSYS; int 0x80 socketcall and x32 calls are killed; host unix sockets (by path and
 // abstract) that proxy to the network are out of sight; /proc/1/ns/net leads nowhere and setns fails; `ip` cannot
 // reconfigure the app netns; a racer thread flipping connect's sockaddr never reaches the host's loopback;
 // SIOCGIFCONF shows only the sandbox's own interfaces; root-owned host files are unreadable; and after kill -9 of
-// the Sentry the program dies, connects no more, and the namespaces and veth go.
+// the Sentry the program dies, connects no more, and the namespaces, veth and nft guard table go.
 import { existsSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import t from 'tap';
+import { run as sh } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { leftovers, tsvisorRun, waitFor } from './run-helpers.ts';
 import { PY_ACCEPTOR, bench, listening, pidsWith, start } from './sandbox-helpers.ts';
@@ -22,15 +23,34 @@ let accepts = '';
 acceptor.stdout!.on('data', (d) => (accepts += d));
 /** Accepted connections whose local address is the caller's loopback. */
 const hostLoopback = () => accepts.split('\n').filter((l) => l.startsWith('accept 127.'));
-/** Accepted connections that arrived through the veth. */
-const viaVeth = () => accepts.split('\n').filter((l) => /^accept 198\.18\./.test(l));
+// Other local addresses of the caller's netns, as its uplink, docker0 or another veth would be: on an interface
+// of the test's own (a dummy, or an ifb where the kernel has no dummy driver), up, never the run's veth.
+const OTHER4 = '198.18.254.1';
+const OTHER6 = 'fd74:7376:1::1';
+const otherLink = (kind: string) => sh(['ip', '-n', b.ns, '-batch', '-'], [
+  `link add thg0 type ${kind}`, `addr add ${OTHER4}/24 dev thg0`, `addr add ${OTHER6}/64 dev thg0 nodad`, 'link set thg0 up', ''].join('\n'));
+try {
+  otherLink('dummy');
+} catch (e) {
+  if (!/Unknown device type/.test((e as Error).message)) throw e;
+  otherLink('ifb');
+}
+/** Accepted connections whose local address is one of the caller's other addresses. */
+const viaOther = () => accepts.split('\n').filter((l) => l.startsWith(`accept ${OTHER4} `) || l.startsWith(`accept ${OTHER6} `));
+/** Accepted connections that arrived through the veth at its caller end (IPv4). */
+const viaVeth = () => accepts.split('\n').filter((l) => /^accept 198\.18\./.test(l) && !l.startsWith(`accept ${OTHER4} `));
+/** Accepted connections that arrived through the veth at its caller end (IPv6). */
+const viaVeth6 = () => accepts.split('\n').filter((l) => /^accept fd74:7376:0:/.test(l));
 
 // A listener on the caller's loopback only, on another port.
 const LO_PORT = 7412;
 b.peer(['python3', '-c', PY_ACCEPTOR, '127.0.0.1', String(LO_PORT)]).stdout!.on('data', (d) => (accepts += d));
+// An IPv6 listener on every address, on a third port.
+const V6_PORT = 7413;
+b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(V6_PORT)]).stdout!.on('data', (d) => (accepts += d));
 
 t.before(async () => {
-  if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, LO_PORT))) throw new Error('the caller\'s listeners did not start');
+  if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, LO_PORT)) || !(await listening(b.ns, V6_PORT))) throw new Error('the caller\'s listeners did not start');
 });
 
 /** Runs python3 CODE in the sandbox; resolves to its result. */
@@ -38,48 +58,63 @@ function py(code: string, extra: string[] = []) {
   return tsvisorRun(b.ns, [...b.bind, ...extra, '--', 'python3', '-c', code]);
 }
 
+// A dropped SYN gives no answer to wait for: the other addresses get 3 s each. A slow machine can only make a
+// blocked attempt look blocked, which the listener's side (no accept there) and the host-mode control confirm.
 const CONNECT = `
 import socket, sys
 gw = socket.gethostbyname('host.tsvisor.internal')
-def attempt(addr, port):
-    s = socket.socket()
-    s.settimeout(10)
+gw6 = socket.getaddrinfo('host.tsvisor.internal', None, socket.AF_INET6)[0][4][0]
+names = {gw: 'gw', gw6: 'gw6', '${OTHER4}': 'other4', '${OTHER6}': 'other6'}
+def attempt(addr, port, timeout=10):
+    s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
+    s.settimeout(timeout)
     try:
         s.connect((addr, port)); r = 'connected'
+    except TimeoutError:
+        r = 'timed out'
     except OSError as e:
-        r = 'errno %d' % e.errno
+        r = 'errno %s' % e.errno
     s.close()
-    print(addr if addr != gw else 'gw', port, r, flush=True)
+    print(names.get(addr, addr), port, r, flush=True)
 attempt(gw, ${PORT})
+attempt(gw6, ${V6_PORT})
 attempt('127.0.0.1', ${PORT})
 attempt('127.0.0.1', ${LO_PORT})
 attempt(gw, ${LO_PORT})
+attempt('${OTHER4}', ${PORT}, 3)
+attempt('${OTHER6}', ${V6_PORT}, 3)
 `;
 
-t.test('a listener in the caller\'s netns → reached through the veth only as designed; its loopback never', async (t) => {
+t.test('a listener on every address of the caller\'s netns → reached at the veth\'s caller end only (IPv4 and IPv6); never at its other addresses nor its loopback', async (t) => {
   const r = await py(CONNECT);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, [
     `gw ${PORT} connected`, // the caller's end of the veth: the designed path (a control that the test can pass)
+    `gw6 ${V6_PORT} connected`, // and its IPv6 address, which also needs neighbour discovery to pass the guard
     `127.0.0.1 ${PORT} errno 111`, // the sandbox's own loopback: nobody listens there
     `127.0.0.1 ${LO_PORT} errno 111`,
     `gw ${LO_PORT} errno 111`, // a loopback-only listener is not reached through the veth address either
+    `other4 ${PORT} timed out`, // the caller's other addresses: the guard table drops the SYN
+    `other6 ${V6_PORT} timed out`,
     '',
   ].join('\n'));
-  t.ok(await waitFor(() => viaVeth().length === 1, HANG_MS), 'the caller saw the one connection through the veth');
+  t.ok(await waitFor(() => viaVeth().length === 1 && viaVeth6().length === 1, HANG_MS), 'the caller saw one connection through the veth in each family');
+  t.same(viaOther(), [], 'nothing reached the caller\'s other addresses');
   t.same(hostLoopback(), [], 'nothing reached the caller\'s loopback');
   t.end();
 });
 
-t.test('control: the same program under --network=host reaches the caller\'s loopback listener (the check can see it)', async (t) => {
+t.test('control: the same program under --network=host reaches the caller\'s loopback and other addresses (the checks can see them)', async (t) => {
   const before = hostLoopback().length;
   const r = await py(`
 import socket
-s = socket.create_connection(('127.0.0.1', ${LO_PORT}), timeout=10); print('connected'); s.close()
+for addr, port in [('127.0.0.1', ${LO_PORT}), ('${OTHER4}', ${PORT}), ('${OTHER6}', ${V6_PORT})]:
+    s = socket.create_connection((addr, port), timeout=10); print('connected'); s.close()
 `, ['--network=host']);
   t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, 'connected\n');
+  t.equal(r.stdout, 'connected\nconnected\nconnected\n');
   t.ok(await waitFor(() => hostLoopback().length === before + 1, HANG_MS), 'the caller\'s loopback listener saw it');
+  t.ok(await waitFor(() => viaOther().length === 2, HANG_MS), 'the listeners saw both at the caller\'s other addresses');
   t.end();
 });
 
@@ -311,7 +346,7 @@ t.test('a racer thread flips connect()\'s sockaddr between the peer and host loo
   t.end();
 });
 
-t.test('kill -9 of the Sentry → the program dies, connects no more; namespaces and veth gone', async (t) => {
+t.test('kill -9 of the Sentry → the program dies, connects no more; namespaces, veth and nft guard table gone', async (t) => {
   const marker = 'tsd-sec-kill9';
   const run = await start(b, ['--', 'python3', '-c', `
 import socket, time
@@ -326,12 +361,13 @@ while True:
   t.ok(await waitFor(() => run.stdout().includes('c\n'), HANG_MS), 'the program connects');
   const program = pidsWith(marker);
   t.ok(program.length > 0, 'the program is visible from the host');
-  t.same(leftovers(run.id, b.ns).length, 3, 'namespaces and veth exist');
+  t.same(leftovers(run.id, b.ns).sort(), [`link tsv-${run.id}`, `netns tsv-${run.id}`, `netns tsv-${run.id}-app`, `nft table inet tsvisor-${run.id}`].sort(),
+    'namespaces, veth and guard table exist');
   const killedAt = Date.now();
   run.child.kill('SIGKILL');
   const gone = await waitFor(() => leftovers(run.id, b.ns).length === 0, HANG_MS);
   const goneMs = Date.now() - killedAt;
-  t.ok(gone, `namespaces and veth gone after ${goneMs} ms`);
+  t.ok(gone, `namespaces, veth and guard table gone after ${goneMs} ms (left: ${leftovers(run.id, b.ns).join(', ')})`);
   t.ok(await waitFor(() => pidsWith(marker).length === 0, HANG_MS), `the program died (${Date.now() - killedAt} ms)`);
   const seen = viaVeth().length;
   await new Promise((res) => setTimeout(res, 500));

@@ -1,6 +1,6 @@
 // `tsvisor run` given bad input: one line on stderr, the right exit status, and nothing left behind (no
 // namespaces, veths or mounts of the run).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -57,6 +57,21 @@ t.test('no bwrap on PATH → exit 1, one line naming the package', async (t) => 
   const r = await tsvisorRun(undefined, ['--network=none', '--', '/bin/true'], { env: { ...process.env, PATH: `${empty}:/usr/sbin:/sbin` } });
   t.equal(r.code, 1);
   t.equal(r.stderr, 'tsvisor: bwrap not found on PATH: install bubblewrap (apt-get install bubblewrap)\n');
+  t.end();
+});
+
+t.test('no nft on PATH in sandbox mode → exit 1, one line naming the package; nothing left in the caller\'s netns', async (t) => {
+  const ns = callerNs(t, 'ra-nft');
+  // Every tool of /usr/sbin that set-up uses but nft (merged /usr: /sbin is /usr/sbin, /bin is /usr/bin).
+  const tools = mkdtempSync(join(dir, 'sbin-'));
+  symlinkSync('/usr/sbin/ip', join(tools, 'ip'));
+  const log = join(dir, 'no-nft.log');
+  const r = await tsvisorRun(ns, ['--debug-log', log, '--', '/bin/true'], { env: { ...process.env, PATH: `${tools}:/usr/bin` } });
+  t.equal(r.code, 1);
+  t.equal(r.stderr, 'tsvisor: nft not found on PATH: install nftables (apt-get install nftables); --network=sandbox needs it to keep the program off the caller\'s own addresses\n');
+  const id = logId(log);
+  t.ok(id, 'the run had an id: the veth was made, then undone');
+  t.same(leftovers(id!, ns), [], 'nothing left');
   t.end();
 });
 

@@ -104,6 +104,31 @@ t.test('a listener on every address of the caller\'s netns → reached at the ve
   t.end();
 });
 
+t.test('the gateway\'s link-local address → neighbour discovery and a connection pass the guard (it is the veth\'s own)', async (t) => {
+  const llFile = b.file('gw-ll', '');
+  rmSync(`${b.dir}/gw-ll`);
+  const run = await start(b, [...b.bind, '--', 'python3', '-c', `
+import os, socket, time
+while not os.path.exists('${llFile}'): time.sleep(0.05)
+ll = open('${llFile}').read().strip()
+s = socket.socket(socket.AF_INET6); s.settimeout(10)
+try:
+    s.connect((ll, ${V6_PORT}, 0, socket.if_nametoindex('eth0'))); print('connected')
+except OSError as e:
+    print('failed', e)
+`]);
+  // The kernel's own link-local address of the caller's end, which the program can learn no other way.
+  const linkLocal = () => /inet6 (fe80::[0-9a-f:]+)\//.exec(sh(['ip', '-n', b.ns, '-6', 'addr', 'show', 'dev', `tsv-${run.id}`, 'scope', 'link']))?.[1];
+  t.ok(await waitFor(() => linkLocal() !== undefined, HANG_MS), 'the caller\'s end has a link-local address');
+  const ll = linkLocal();
+  b.file('gw-ll', `${ll}\n`);
+  const r = await run.done;
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'connected\n');
+  t.ok(await waitFor(() => accepts.includes(`accept ${ll} `), HANG_MS), 'the listener saw it at the link-local address');
+  t.end();
+});
+
 t.test('control: the same program under --network=host reaches the caller\'s loopback and other addresses (the checks can see them)', async (t) => {
   const before = hostLoopback().length;
   const r = await py(`

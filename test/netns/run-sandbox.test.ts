@@ -1,7 +1,7 @@
 // `tsvisor run --network=sandbox` end to end: unmodified Linux programs inside whose socket calls the netstack
 // serves, against Linux peers in the caller's namespace (a namespace of the test's own, which holds the caller's
 // end of the veth that run makes). curl over IPv4 and IPv6, by /etc/hosts name and by a DNS name answered by a UDP
-// responder on the peer; python3 -m http.server inside reached from the peer (100 sequential and 20 parallel
+// responder on a host one hop beyond the peer; python3 -m http.server inside reached from the peer (100 sequential and 20 parallel
 // curls) and through --publish; nc both ways with sha256, the data the program wrote before exiting delivered
 // (drain); --pcap-log complete on exit.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -27,17 +27,20 @@ t.teardown(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A Linux program in the caller's (the peer's) namespace, killed at the end. */
-function peer(argv: string[]): ChildProcess {
-  const c = spawnIn(ns, argv, { stdio: 'pipe' });
+/** A Linux program in the caller's (the peer's) namespace, or in `where`, killed at the end. */
+function peer(argv: string[], where = ns): ChildProcess {
+  const c = spawnIn(where, argv, { stdio: 'pipe' });
   peers.push(c);
   return c;
 }
 
-// The DNS server's own address, on the peer's lo: the sandbox reaches it through its default route.
+// The DNS server, on a host of its own one hop beyond the peer, which routes for the sandbox: no other address of
+// the caller's netns than its veth end is open to the sandbox (run's guard table drops the rest), so a resolver on
+// the peer's lo would be out of reach, as a host's 127.0.0.53 is.
+const far = callerNs(t, 'rs-far');
 const DNS = '198.18.63.53';
-// A DNS responder: answers A queries for *.tsb.test with its own address (where the peer's http.server, bound to
-// every address, also answers), an empty answer for other types (AAAA), NXDOMAIN for other names.
+// A DNS responder: answers A queries for *.tsb.test with its own address (where an http.server of its host also
+// answers), an empty answer for other types (AAAA), NXDOMAIN for other names.
 const RESPONDER = `
 import socket, struct
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('${DNS}', 53)); print('ready', flush=True)
@@ -53,14 +56,19 @@ while True:
 `;
 
 t.before(async () => {
-  run(['ip', '-n', ns, 'addr', 'add', `${DNS}/32`, 'dev', 'lo']);
+  run(['ip', '-n', ns, '-batch', '-'], [
+    `link add tsb-rs-far type veth peer name eth0 netns ${far}`, 'addr add 198.18.63.1/24 dev tsb-rs-far', 'link set tsb-rs-far up', ''].join('\n'));
+  run(['ip', '-n', far, '-batch', '-'], [`addr add ${DNS}/24 dev eth0`, 'link set eth0 up', 'route add default via 198.18.63.1', ''].join('\n'));
+  run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   const http = peer(['python3', '-m', 'http.server', '--bind', '::', '--directory', dir, '8080']);
-  const dns = peer(['python3', '-c', RESPONDER]);
+  const farHttp = peer(['python3', '-m', 'http.server', '--bind', DNS, '--directory', dir, '8080'], far);
+  const dns = peer(['python3', '-c', RESPONDER], far);
   let ready = '';
   dns.stdout!.on('data', (d) => (ready += d));
   http.stderr!.on('data', () => {});
-  const listening = () => run(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :8080']).includes('8080');
-  if (!(await waitFor(() => ready.includes('ready') && listening(), HANG_MS))) throw new Error('peer servers did not start');
+  farHttp.stderr!.on('data', () => {});
+  const listening = (where: string) => run(['ip', 'netns', 'exec', where, 'ss', '-Hltn', 'sport = :8080']).includes('8080');
+  if (!(await waitFor(() => ready.includes('ready') && listening(ns) && listening(far), HANG_MS))) throw new Error('peer servers did not start');
 });
 
 t.test('curl inside → peer by /etc/hosts name over IPv4 and IPv6, by numeric IPv6, and by a DNS name; sha256 of the body', async (t) => {
@@ -80,7 +88,7 @@ t.test('curl inside → peer by /etc/hosts name over IPv4 and IPv6, by numeric I
   t.end();
 });
 
-t.test('curl inside → peer by a DNS name answered by a UDP responder on the peer (--dns)', async (t) => {
+t.test('curl inside → a DNS name answered by a UDP responder one hop beyond the peer (--dns)', async (t) => {
   const r = await tsvisorRun(ns, ['--dns', DNS, '--', '/bin/sh', '-c', 'curl -sS -m 20 http://peer.tsb.test:8080/file | sha256sum']);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout.split(' ')[0], sha);

@@ -21,6 +21,8 @@ export function filesystemArgs(spec: Spec, log: (l: string) => void): string[] {
   const has = (dst: string) => mounts.some((m) => m.destination === dst);
   // /dev as a tmpfs (Docker, runc's default) is bwrap's --dev: the usual nodes, its own devpts and /dev/shm.
   const devAsDev = mounts.some((m) => m.destination === '/dev' && (m.type === 'tmpfs' || m.type === 'devtmpfs'));
+  // Without one, the sandbox gets bwrap's all the same: the helper is bound under /dev, which must be a tmpfs.
+  if (!devAsDev && !has('/dev')) a.push('--dev', '/dev');
   if (!has('/proc')) log('no /proc mount in config.json: the sandbox gets none');
   for (const m of mounts) {
     const dst = m.destination;

@@ -215,3 +215,19 @@ t.test('hooks: every kind runs at its point with the state on stdin; a failing p
   t.equal((await create(b, 'hk3')).call.code, 1);
   t.match(lastLogMessage(b), /createRuntime hook \/bin\/sleep failed \(timed out after 1 s\)/);
 });
+
+t.test('process.user 1000:1000: the program and an exec as that user, no capabilities, sockets still the Sentry\'s', async (t) => {
+  const b = makeBundle(t, (c) => {
+    c.process.user = { uid: 1000, gid: 1000 };
+    c.process.args = ['sh', '-c', 'id -u; grep CapEff /proc/self/status; while true; do sleep 0.1; done'];
+  });
+  t.teardown(() => cleanUp(b));
+  const c = await create(b, 'nr');
+  t.equal(c.call.code, 0, c.call.stderr);
+  t.equal((await oci(b, ['start', 'nr'])).code, 0);
+  const e = await oci(b, ['exec', '--user', '1000:1000', 'nr', 'sh', '-c', 'id -u; echo x | nc 127.0.0.1 1 || echo refused']);
+  t.equal(e.code, 0, e.stderr);
+  t.equal(e.stdout, '1000\nrefused\n');
+  t.equal((await oci(b, ['kill', 'nr', 'KILL'])).code, 0);
+  t.equal((await c.output).stdout, '1000\nCapEff:\t0000000000000000\n');
+});

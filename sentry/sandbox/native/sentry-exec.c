@@ -170,15 +170,16 @@ static void forward(int sig) {
 }
 
 /*
- * Joins the namespaces of pid: the network namespace first (the Sentry's app netns, owned by the initial user
- * namespace, where we are root), then the user namespace (it gives the capabilities the others, bwrap's, need),
- * mount last (it changes the root; every namespace file is opened before), then forks; the parent stays to forward signals and
+ * Joins the namespaces of pid while still root of the initial user namespace, which has every capability in
+ * them all (bwrap run by an unprivileged identity nests a second user namespace: the program's owns none of
+ * the others), the mount namespace last but one (it changes the root; every namespace file is opened before),
+ * and the program's user namespace last; then forks; the parent stays to forward signals and
  * returns the child's status as its own exit status; the child returns and goes on.
  */
 static void join(const char *pid) {
   static const struct { const char *name; int type; } ns[] = {
-    {"net", CLONE_NEWNET}, {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
-    {"cgroup", CLONE_NEWCGROUP}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
+    {"net", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"cgroup", CLONE_NEWCGROUP},
+    {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS}, {"user", CLONE_NEWUSER},
   };
   int fds[7];
   for (int i = 0; i < 7; i++) {

@@ -138,6 +138,21 @@ function checkProgram(spec: Spec, env: Record<string, string>): void {
   throw new CliError(`exec: "${prog}": executable file not found in $PATH`);
 }
 
+/** Throws CliError when uid:gid cannot search every directory on the way to `path` (what bwrap will need). */
+function checkReachable(path: string, uid: number, gid: number): void {
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const dir = '/' + parts.slice(0, i).join('/');
+    const st = statSync(dir, { throwIfNoEntry: false });
+    if (!st) continue;
+    const bits = st.uid === uid ? (st.mode >> 6) & 7 : st.gid === gid ? (st.mode >> 3) & 7 : st.mode & 7;
+    if ((bits & 1) === 0) {
+      throw new CliError(`process.user ${uid}:${gid} cannot search ${dir} on the way to root.path ${path} (mode ${(st.mode & 0o777).toString(8)}): ` +
+        'tsvisor sets the sandbox up as the program\'s own host identity');
+    }
+  }
+}
+
 async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => void, undo: (() => void)[], setJanitor: (j: Janitor) => void): Promise<Container> {
   const spec = loadSpec(opts.bundle);
   const proc = spec.process!;
@@ -218,6 +233,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const filter2 = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, log) : undefined;
   const uid = proc.user.uid;
   const gid = proc.user.gid;
+  // bwrap runs as the program's host identity: a root it cannot reach is a clear error, not bwrap's EACCES.
+  if (uid !== 0) checkReachable(spec.root!.path, uid, gid);
   const bwrap = bwrapArgs({
     binds: [],
     filesystem: filesystemArgs(spec, log),

@@ -1,6 +1,6 @@
 // The OCI runtime driven as containerd-shim-runc-v2 drives it, no engine: a busybox-static bundle, then create,
 // start, state, kill, delete, exec, ps, pause/resume and run, with the container's stdio on pipes the test reads.
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { alive } from '../../cli/oci/state.ts';
@@ -222,6 +222,11 @@ t.test('process.user 1000:1000: the program and an exec as that user, no capabil
     c.process.args = ['sh', '-c', 'id -u; grep CapEff /proc/self/status; while true; do sleep 0.1; done'];
   });
   t.teardown(() => cleanUp(b));
+  // The sandbox is set up as that host uid: a root behind a folder it cannot search is refused with one line.
+  const refused = await create(b, 'nr0');
+  t.equal(refused.call.code, 1);
+  t.match(lastLogMessage(b), /process\.user 1000:1000 cannot search .* on the way to root\.path/);
+  chmodSync(b.dir, 0o755);
   const c = await create(b, 'nr');
   t.equal(c.call.code, 0, c.call.stderr);
   t.equal((await oci(b, ['start', 'nr'])).code, 0);

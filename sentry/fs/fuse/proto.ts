@@ -97,7 +97,7 @@ export function pruneNotify(ids: readonly bigint[]): Uint8Array {
 }
 
 /** fuse_open_out.open_flags bits (FOPEN_*). */
-export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PASSTHROUGH: 1 << 7 } as const;
+export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NOFLUSH: 1 << 5, PASSTHROUGH: 1 << 7 } as const;
 
 /** fuse_setattr_in.valid bits (FATTR_*). */
 export const FATTR = {

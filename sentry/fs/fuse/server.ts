@@ -238,7 +238,12 @@ export class FuseServer {
       case OP.LOOKUP: {
         const [name] = cstrings(b, 1) ?? [];
         if (!name) return EINVAL;
-        return this.lookup(h.nodeid, name);
+        return this.lookup(h.nodeid, name).catch((e: unknown) => {
+          // A missing name is cached as missing for the entry validity (node id 0), as a found one is: tar and
+          // compilers ask for the same absent name several times before they create it.
+          if (e instanceof P9Error && e.errno === ENOENT) return entryOut(0n, zeroAttr(0n, 0), { entry: this.valid.entry, attr: 0 });
+          throw e;
+        });
       }
       case OP.GETATTR:
         return attrOut(await this.attr(this.node(h.nodeid).fid), this.valid);
@@ -405,7 +410,7 @@ export class FuseServer {
     const node = this.nodes.get(nodeid);
     if (fd === undefined || !this.passthrough || !node) {
       if (fd !== undefined) sys.close(fd);
-      return openOut(BigInt(fid), FOPEN.KEEP_CACHE);
+      return openOut(BigInt(fid), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
     }
     if (node.backing && (node.backing.writable || !writable)) {
       sys.close(fd);
@@ -421,14 +426,14 @@ export class FuseServer {
       sys.close(fd);
       if (id < 0) {
         this.backingErrors++;
-        return openOut(BigInt(fid), FOPEN.KEEP_CACHE);
+        return openOut(BigInt(fid), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
       }
       node.backing = { id, writable, opens: 0 };
     }
     node.backing.opens++;
     this.backed.set(fid, node);
     this.passthroughOpens++;
-    return openOut(BigInt(fid), FOPEN.PASSTHROUGH, node.backing.id);
+    return openOut(BigInt(fid), FOPEN.PASSTHROUGH | FOPEN.NOFLUSH, node.backing.id);
   }
 
   /**

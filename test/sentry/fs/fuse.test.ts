@@ -135,6 +135,7 @@ t.test('passthrough: opened files are read and written by the kernel directly, n
   t.ok(m.server.passthroughOpens >= 2, `${m.server.passthroughOpens} opens passed through`);
   t.equal(m.server.counts.get('READ') ?? 0, 0, 'no READ');
   t.equal(m.server.counts.get('WRITE') ?? 0, 0, 'no WRITE');
+  t.equal(m.server.counts.get('FLUSH') ?? 0, 0, 'no FLUSH at close (FOPEN_NOFLUSH: nothing is buffered here)');
   t.equal(m.server.backingErrors, 0);
 });
 

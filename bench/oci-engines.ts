@@ -466,8 +466,8 @@ export interface Dockerd {
 
 /** Names of the runtimes registered with the private dockerd, and how. */
 export interface DockerRuntimes {
-  /** In daemon.json's "runtimes" (the README's quick start). */
-  json?: Record<string, Runtime>;
+  /** In daemon.json's "runtimes" (the README's quick start), with `runtimeArgs` when given. */
+  json?: Record<string, Runtime | { runtime: Runtime; args: string[] }>;
   /** With `--add-runtime NAME=PATH`. */
   flag?: Record<string, Runtime>;
 }
@@ -498,8 +498,12 @@ export async function startDockerd(t: Teardowns, runtimes: DockerRuntimes, cli =
   const scratch = await claimScratch(t, 'docker', stopDockerd);
   const calls = join(scratch.dir, 'calls.log');
   writeFileSync(calls, '');
-  const json: Record<string, { path: string }> = {};
-  for (const [name, rt] of Object.entries(runtimes.json ?? {})) json[name] = { path: runtimeWrapper(scratch.dir, rt, calls, cli) };
+  const json: Record<string, { path: string; runtimeArgs?: string[] }> = {};
+  for (const [name, rt] of Object.entries(runtimes.json ?? {})) {
+    json[name] = typeof rt === 'string'
+      ? { path: runtimeWrapper(scratch.dir, rt, calls, cli) }
+      : { path: runtimeWrapper(scratch.dir, rt.runtime, calls, cli), runtimeArgs: rt.args };
+  }
   writeFileSync(join(scratch.dir, 'daemon.json'), JSON.stringify({ runtimes: json }, null, 2));
   makeBridge(DOCKER_BRIDGE, `${DOCKER_GATEWAY}/24`);
   const host = `unix://${scratch.run}/docker.sock`;

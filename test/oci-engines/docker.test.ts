@@ -5,7 +5,8 @@
 // kill, top, pause, restart policies. TSVISOR_OCI_TEST_RUNTIME=runc registers runc under the same names, which
 // proves the harness itself.
 import { once } from 'node:events';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -17,7 +18,17 @@ import {
 // What tsvisor still lacks, by test (each names the failure it shows).
 const PID1 = 'the program runs as pid 2: bwrap is pid 1 of the container\'s pid namespace (and ps shows its host command line)';
 const MISSING = 'a program missing from the image by absolute path fails create with "PATH: command not found", which Docker does not map to 127 (runc: "no such file or directory")';
-const d = await startDockerd(t, { json: { tsvisor: RUNTIME }, flag: { 'tsvisor-flag': RUNTIME } });
+// What dockerd leaves of the machine's forwarding and firewall: nothing it may change (--iptables=false,
+// --ip-forward=false), checked in the sanity test.
+const forwarding = () => `ip_forward=${readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()} ${execFileSync('iptables', ['-S', 'FORWARD'], { encoding: 'utf8' }).split('\n')[0]}`;
+const before = forwarding();
+const debugDir = '/var/tmp/tob-docker-debug/';
+rmSync(debugDir, { recursive: true, force: true });
+t.teardown(() => rmSync(debugDir, { recursive: true, force: true }));
+const d = await startDockerd(t, {
+  json: { tsvisor: RUNTIME, 'tsvisor-debug': { runtime: RUNTIME, args: ['--debug-log', debugDir, '--strace'] } },
+  flag: { 'tsvisor-flag': RUNTIME },
+});
 const images = join(d.scratch.dir, 'images');
 mkdirSync(images);
 await dockerImport(d, busyboxRootfs(join(images, 'busybox')), 'tob-busybox', ['CMD ["/bin/sh"]']);
@@ -54,6 +65,7 @@ t.test('sanity: the same engine, image and bridge under runc (the default runtim
   const r = await d.docker(['run', '--rm', 'tob-busybox', 'wget', '-q', '-O', '-', `http://${DOCKER_GATEWAY}:${hostPort}/runc`]);
   t.equal(r.stdout, 'host saw GET /runc\n', r.stderr);
   t.equal(r.code, 0);
+  t.equal(forwarding(), before, 'IPv4 forwarding and the FORWARD policy are as they were');
 });
 
 t.test('run --rm true: exit 0, and docker called the runtime registered as tsvisor', async (t) => {
@@ -69,6 +81,16 @@ t.test('--add-runtime registers it too', async (t) => {
   const r = await d.docker(['run', '--rm', '--runtime=tsvisor-flag', 'tob-busybox', 'sh', '-c', 'echo via flag']);
   t.equal(r.stdout, 'via flag\n', r.stderr);
   t.equal(r.code, 0);
+});
+
+t.test('runtimeArgs in daemon.json reach the runtime: --debug-log DIR/ --strace', { skip: RUNTIME === 'runc' && 'runsc\'s flags are tsvisor\'s own' }, async (t) => {
+  const r = await d.docker(['run', '--rm', '--runtime=tsvisor-debug', '--cidfile', join(d.scratch.dir, 'cid-debug'), 'tob-busybox',
+    'wget', '-q', '-O', '-', `http://${DOCKER_GATEWAY}:${hostPort}/debug`]);
+  t.equal(r.stdout, 'host saw GET /debug\n', r.stderr);
+  const id = readFileSync(join(d.scratch.dir, 'cid-debug'), 'utf8').trim();
+  const log = join(debugDir, `tsvisor-${id}.log`);
+  t.ok(existsSync(log), `the container's debug log ${log}`);
+  t.match(existsSync(log) ? readFileSync(log, 'utf8') : '', /connect/, 'with the traced connect() of wget');
 });
 
 t.test('the program is pid 1 of a pid namespace of its own', pending(PID1), async (t) => {

@@ -59,9 +59,26 @@ export interface NeighborHooks {
   count(counter: string): void;
 }
 
-interface Entry {
+/**
+ * A cheap handle on one neighbour entry that a route holds, so an upper layer can confirm reachability per
+ * segment without a table lookup (as Linux's dst keeps its neighbour); opaque outside this module.
+ */
+export interface NeighborRef {
+  readonly target: Address;
+}
+
+interface Entry extends NeighborRef {
   readonly target: Address;
   state: NeighborState;
+  /**
+   * When an upper layer last confirmed forward progress (RFC 4861 §7.3.1), Linux's neigh->confirmed: only
+   * stamped, and read when the REACHABLE or DELAY timer expires, so confirming costs no timer work.
+   */
+  confirmedAt: number;
+  /** This entry's ReachableTime, drawn when it last became REACHABLE. */
+  reachableMs: number;
+  /** Still in the table: a route's handle to a forgotten entry must be looked up again. */
+  live: boolean;
   mac: Uint8Array | undefined;
   probes: number;
   timer: Timer | undefined;
@@ -131,7 +148,20 @@ export class NeighborCache {
         this.hooks.unreachable(target, [frame.slice()]);
         return;
       }
-      e = { target, state: 'incomplete', mac: undefined, probes: 0, timer: undefined, queue: [], queueGso: [], queued: 0, usedAt: 0 };
+      e = {
+        target,
+        state: 'incomplete',
+        confirmedAt: -Infinity,
+        reachableMs: 0,
+        live: true,
+        mac: undefined,
+        probes: 0,
+        timer: undefined,
+        queue: [],
+        queueGso: [],
+        queued: 0,
+        usedAt: 0,
+      };
       this.entries.set(key, e);
       this.enqueue(e, frame, gso);
       this.hooks.count('stateChanges');
@@ -153,6 +183,9 @@ export class NeighborCache {
       const fresh: Entry = {
         target,
         state: 'stale',
+        confirmedAt: -Infinity,
+        reachableMs: 0,
+        live: true,
         mac: mac.slice(),
         probes: 0,
         timer: undefined,
@@ -172,7 +205,9 @@ export class NeighborCache {
       return;
     }
     if (!sameMac(e.mac, mac)) {
+      // A confirmation was for the old address, not this one (as Linux's __neigh_update ages it).
       e.mac = mac.slice();
+      e.confirmedAt = -Infinity;
       this.enter(e, 'stale');
     }
   }
@@ -196,15 +231,36 @@ export class NeighborCache {
       if (e.state === 'reachable') this.enter(e, 'stale');
       return;
     }
-    if (differs) e.mac = mac.slice();
+    if (differs) {
+      e.mac = mac.slice();
+      e.confirmedAt = -Infinity;
+    }
     if (solicited) this.enter(e, 'reachable');
     else if (differs) this.enter(e, 'stale');
   }
 
-  /** Forward-progress confirmation from an upper layer (RFC 4861 §7.3.1), e.g. a TCP ACK for new data. */
+  /** Forward-progress confirmation from an upper layer (RFC 4861 §7.3.1) by address; routes use `confirmRef`. */
   confirm(target: Address): void {
     const e = this.entries.get(addressKey(target));
-    if (e && e.mac && e.state !== 'incomplete' && e.state !== 'failed') this.enter(e, 'reachable');
+    if (e) this.confirmRef(e, this.clock.now());
+  }
+
+  /** A handle on the entry for `target` for `confirmRef`, or undefined while there is none. */
+  ref(target: Address, key = addressKey(target)): NeighborRef | undefined {
+    return this.entries.get(key);
+  }
+
+  /**
+   * Forward-progress confirmation (RFC 4861 §7.3.1) at time `now`, e.g. a TCP ACK for new data: stamps the entry
+   * as Linux's neigh_confirm does, and the REACHABLE and DELAY timers then keep it REACHABLE instead of probing.
+   * An entry without a link address (INCOMPLETE, FAILED) is not stamped: only a solicitation's answer resolves it.
+   * False when `ref`'s entry has left the table, so the holder looks it up again.
+   */
+  confirmRef(ref: NeighborRef, now: number): boolean {
+    const e = ref as Entry;
+    if (!e.live) return false;
+    if (e.state !== 'incomplete' && e.state !== 'failed') e.confirmedAt = now;
+    return true;
   }
 
   /** Drops the entry for `target` (queued frames are discarded silently). */
@@ -268,11 +324,10 @@ export class NeighborCache {
     e.timer = undefined;
     e.probes = 0;
     switch (state) {
-      case 'reachable': {
-        const base = this.config.reachableTimeMs;
-        this.arm(e, base * (0.5 + this.rng.nextFloat()));
+      case 'reachable':
+        e.reachableMs = this.config.reachableTimeMs * (0.5 + this.rng.nextFloat());
+        this.arm(e, e.reachableMs);
         break;
-      }
       case 'delay':
         this.arm(e, this.config.delayFirstProbeMs);
         break;
@@ -303,15 +358,30 @@ export class NeighborCache {
         }
         this.fail(e);
         return;
-      case 'reachable':
+      case 'reachable': {
+        // Confirmed within ReachableTime: still reachable until that confirmation ages (Linux neigh_timer_handler).
+        const left = e.confirmedAt + e.reachableMs - this.clock.now();
+        if (left > 0) {
+          this.arm(e, left);
+          return;
+        }
         this.enter(e, 'stale');
         return;
-      case 'delay':
+      }
+      case 'delay': {
+        // RFC 4861 §7.3.3: a confirmation while in DELAY returns the entry to REACHABLE without a probe.
+        const now = this.clock.now();
+        if (now - e.confirmedAt < this.config.delayFirstProbeMs) {
+          this.enter(e, 'reachable');
+          this.arm(e, e.confirmedAt + e.reachableMs - now);
+          return;
+        }
         this.enter(e, 'probe');
         e.probes = 1;
         this.hooks.solicit(e.target, e.mac, undefined);
         this.arm(e, this.config.retransTimeMs);
         return;
+      }
       case 'probe':
         if (e.probes < this.config.maxUnicastProbes) {
           e.probes++;
@@ -335,11 +405,13 @@ export class NeighborCache {
     e.queueGso = [];
     e.queued = 0;
     e.mac = undefined;
+    e.confirmedAt = -Infinity;
     this.enter(e, 'failed');
     if (q.length > 0) this.hooks.unreachable(e.target, q);
   }
 
   private forget(e: Entry): void {
+    e.live = false;
     e.timer?.cancel();
     e.timer = undefined;
     e.queue = [];

@@ -7,6 +7,7 @@ import type { NetError } from '../errors.ts';
 import type { Route, SendOptions } from '../transport/protocol.ts';
 import { allocPacket } from '../wire/alloc.ts';
 import type { StackInternals } from './internals.ts';
+import type { NeighborRef } from './neighbor.ts';
 import type { Nic } from './nic.ts';
 
 /** How a path's packets leave: to a neighbour, back to ourselves, or to a link-layer broadcast/multicast. */
@@ -23,6 +24,8 @@ export class Path implements Route {
   identSlot = -1;
   /** The neighbour cache key of nextHop, so sending does not rebuild it per packet. */
   readonly nextHopKey: string | undefined;
+  /** nextHop's neighbour entry, looked up on the first confirmation and again only after it left the table. */
+  private neighbor: NeighborRef | undefined;
 
   constructor(
     private readonly s: StackInternals,
@@ -40,6 +43,15 @@ export class Path implements Route {
 
   get nicId(): number {
     return this.nic.id;
+  }
+
+  confirmNeighbor(now: number): void {
+    if (this.nextHop === undefined || this.nic.loopback) return;
+    const cache = this.nextHop.length === 4 ? this.nic.arp : this.nic.ndp;
+    const n = this.neighbor;
+    if (n !== undefined && cache.confirmRef(n, now)) return;
+    this.neighbor = cache.ref(this.nextHop, this.nextHopKey);
+    if (this.neighbor !== undefined) cache.confirmRef(this.neighbor, now);
   }
 
   /** The path MTU (PMTU cache, link MTU; 65535 for packets to ourselves). */

@@ -138,6 +138,12 @@ export interface Route {
     gsoSize: number,
     opts?: SendOptions,
   ): NetError | undefined;
+  /**
+   * Forward-progress confirmation of the route's next hop at time `now` (RFC 4861 §7.3.1), e.g. an ACK of new
+   * data: keeps its neighbour entry REACHABLE without probes. Cheap enough to call per segment (no lookup, no
+   * timer); absent on routes without a neighbour.
+   */
+  confirmNeighbor?(now: number): void;
 }
 
 /** What the network layer offers transports. */

@@ -210,6 +210,8 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   const snd = child.snd;
   snd.init((r.ack - 1) >>> 0);
   snd.una = snd.nxt = snd.max = r.ack;
+  // A valid cookie acknowledges our SYN-ACK: forward progress, as in the SYN-RECEIVED path (input.ts).
+  route.confirmNeighbor?.(now);
   snd.wnd = r.window * (1 << snd.shift);
   snd.maxWnd = snd.wnd;
   snd.wl1 = r.seq;

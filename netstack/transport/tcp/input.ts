@@ -56,6 +56,8 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   snd.wl2 = r.ack;
   if (f & TCP_ACK) {
     snd.una = r.ack;
+    // Our SYN acknowledged is forward progress too (Linux's tcp_ack with FLAG_SYN_ACKED).
+    ep.route?.confirmNeighbor?.(ep.clock.now());
     sampleHandshakeRtt(ep, r);
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
@@ -173,6 +175,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     if (ep.parent && !childEstablished(ep)) return;
     snd.una = r.ack;
+    ep.route?.confirmNeighbor?.(ep.clock.now());
     snd.wnd = r.window * (1 << snd.shift);
     snd.maxWnd = Math.max(snd.maxWnd, snd.wnd);
     snd.wl1 = start;

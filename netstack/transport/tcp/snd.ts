@@ -197,6 +197,8 @@ export class Sender {
       if (this.finQueued && acked > data) this.finAcked = true;
       this.una = ack;
       if (seq.lt(this.nxt, this.una)) this.nxt = this.una;
+      // New data acknowledged: the next hop is reachable (RFC 4861 §7.3.1, Linux's tcp_ack → dst_confirm).
+      this.ep.route?.confirmNeighbor?.(this.lastAckAt);
       this.sampleRtt(ack, tsEcr);
       this.sb.advance(ack);
       this.timeouts = 0;

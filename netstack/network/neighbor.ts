@@ -205,9 +205,7 @@ export class NeighborCache {
       return;
     }
     if (!sameMac(e.mac, mac)) {
-      // A confirmation was for the old address, not this one (as Linux's __neigh_update ages it).
       e.mac = mac.slice();
-      e.confirmedAt = -Infinity;
       this.enter(e, 'stale');
     }
   }
@@ -231,10 +229,7 @@ export class NeighborCache {
       if (e.state === 'reachable') this.enter(e, 'stale');
       return;
     }
-    if (differs) {
-      e.mac = mac.slice();
-      e.confirmedAt = -Infinity;
-    }
+    if (differs) e.mac = mac.slice();
     if (solicited) this.enter(e, 'reachable');
     else if (differs) this.enter(e, 'stale');
   }
@@ -254,6 +249,8 @@ export class NeighborCache {
    * Forward-progress confirmation (RFC 4861 §7.3.1) at time `now`, e.g. a TCP ACK for new data: stamps the entry
    * as Linux's neigh_confirm does, and the REACHABLE and DELAY timers then keep it REACHABLE instead of probing.
    * An entry without a link address (INCOMPLETE, FAILED) is not stamped: only a solicitation's answer resolves it.
+   * The timers count only stamps made since they were armed (REACHABLE for ReachableTime, DELAY for
+   * DELAY_FIRST_PROBE_TIME), so a stamp from before a new link address or a resolution never vouches for it.
    * False when `ref`'s entry has left the table, so the holder looks it up again.
    */
   confirmRef(ref: NeighborRef, now: number): boolean {
@@ -382,7 +379,15 @@ export class NeighborCache {
         this.arm(e, this.config.retransTimeMs);
         return;
       }
-      case 'probe':
+      case 'probe': {
+        // RFC 4861 appendix C: upper-layer confirmation in PROBE → REACHABLE too (Linux keeps probing): with frames
+        // lost under load, a probe's answer may be lost while the connections' ACKs still arrive.
+        const now = this.clock.now();
+        if (now - e.confirmedAt < this.config.retransTimeMs) {
+          this.enter(e, 'reachable');
+          this.arm(e, e.confirmedAt + e.reachableMs - now);
+          return;
+        }
         if (e.probes < this.config.maxUnicastProbes) {
           e.probes++;
           this.hooks.solicit(e.target, e.mac, undefined);
@@ -391,6 +396,7 @@ export class NeighborCache {
         }
         this.fail(e);
         return;
+      }
       case 'stale':
       case 'failed':
         this.forget(e);
@@ -405,7 +411,6 @@ export class NeighborCache {
     e.queueGso = [];
     e.queued = 0;
     e.mac = undefined;
-    e.confirmedAt = -Infinity;
     this.enter(e, 'failed');
     if (q.length > 0) this.hooks.unreachable(e.target, q);
   }

@@ -128,3 +128,105 @@ t.test('frames sent from a resolved entry get its MAC written into bytes 0..6', 
   t.same(log.solicits, ['multicast']);
   t.end();
 });
+
+// RFC 4861 §7.3.1 forward-progress confirmation: a stamp the REACHABLE and DELAY timers read (Linux's
+// neigh->confirmed), never a state change of its own.
+t.test('REACHABLE + a confirmation every 10 s → REACHABLE for 200 s with no probe; confirmations stop → STALE', (t) => {
+  const { c, clock, log, into } = setup();
+  into.reachable();
+  const ref = c.ref(T)!;
+  for (let s = 0; s < 20; s++) {
+    clock.advance(10_000);
+    t.ok(c.confirmRef(ref, clock.now()));
+    t.equal(c.get(T)!.state, 'reachable');
+  }
+  t.same(log.solicits, ['multicast'], 'only the first resolution');
+  clock.advance(45_000);
+  t.equal(c.get(T)!.state, 'stale', 'the last confirmation aged');
+  t.end();
+});
+
+t.test('REACHABLE without confirmation → STALE within 1.5 × BaseReachableTime', (t) => {
+  const { c, clock, into } = setup();
+  into.reachable();
+  clock.advance(45_000);
+  t.equal(c.get(T)!.state, 'stale');
+  t.end();
+});
+
+t.test('DELAY + confirmation → REACHABLE at the DELAY timer, no probe; DELAY without one → PROBE', (t) => {
+  const a = setup();
+  a.into.delay();
+  a.clock.advance(2000);
+  a.c.confirm(T);
+  a.clock.advance(3000);
+  t.equal(a.c.get(T)!.state, 'reachable');
+  t.same(a.log.solicits, []);
+  const b = setup();
+  b.into.delay();
+  b.clock.advance(5000);
+  t.equal(b.c.get(T)!.state, 'probe');
+  t.same(b.log.solicits, ['unicast']);
+  t.end();
+});
+
+t.test('INCOMPLETE or FAILED + confirmation → unchanged, and the stamp does not outlive resolution', (t) => {
+  const a = setup();
+  a.into.incomplete();
+  a.c.confirm(T);
+  t.equal(a.c.get(T)!.state, 'incomplete');
+  a.clock.advance(3000);
+  t.equal(a.c.get(T)!.state, 'failed', 'resolution still fails');
+  a.c.confirm(T);
+  a.clock.advance(1000);
+  t.equal(a.c.get(T)!.state, 'failed');
+  t.equal(a.c.get(T)!.mac, undefined);
+  // Confirmed while INCOMPLETE, then learned (STALE) and used (DELAY): the early stamp must not skip the probe.
+  const b = setup();
+  b.into.incomplete();
+  b.clock.advance(500);
+  b.c.confirm(T);
+  b.c.learn(T, M1, true);
+  t.equal(b.c.get(T)!.state, 'delay', 'the queued frame went out on the STALE entry');
+  b.clock.advance(5000);
+  t.equal(b.c.get(T)!.state, 'probe');
+  t.end();
+});
+
+t.test('a confirmation of the old link address does not vouch for a new one', (t) => {
+  const { c, clock, into } = setup();
+  into.stale();
+  c.send(T, new Uint8Array(20));
+  c.confirm(T);
+  c.learn(T, M2, true);
+  c.send(T, new Uint8Array(20));
+  t.equal(c.get(T)!.state, 'delay');
+  clock.advance(5000);
+  t.equal(c.get(T)!.state, 'probe');
+  t.end();
+});
+
+t.test('a handle to a forgotten entry → confirmRef false; a new entry needs a new handle', (t) => {
+  const { c, clock, into } = setup();
+  into.reachable();
+  const ref = c.ref(T)!;
+  c.remove(T);
+  t.equal(c.confirmRef(ref, clock.now()), false);
+  into.reachable();
+  t.not(c.ref(T), ref);
+  t.ok(c.confirmRef(c.ref(T)!, clock.now()));
+  t.end();
+});
+
+t.test('PROBE + confirmation between probes → REACHABLE, no further probe (RFC 4861 appendix C)', (t) => {
+  const { c, clock, log, into } = setup();
+  into.probe();
+  t.same(log.solicits, ['unicast']);
+  clock.advance(500);
+  c.confirm(T);
+  clock.advance(500);
+  t.equal(c.get(T)!.state, 'reachable');
+  clock.advance(10_000);
+  t.same(log.solicits, ['unicast'], 'no probe after the confirmation');
+  t.end();
+});

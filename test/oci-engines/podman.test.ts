@@ -1,6 +1,6 @@
 // podman driving tsvisor (issue 14): CONTAINERS_CONF with the limits, runtime and network this machine kind needs
 // (research note) and `tsvisor` in [engine.runtimes]; `podman --runtime tsvisor run` of an imported busybox-static
-// image: exit codes, a missing program, logs, the bridge both ways, --network none, exec, stop, kill.
+// image: exit codes, a missing program, stdin, logs, the bridge both ways, --network none, exec, stop, kill.
 // TSVISOR_OCI_TEST_RUNTIME=runc puts runc behind the same name, which proves the harness itself.
 import { once } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -42,6 +42,13 @@ t.test('run --rm: output and exit code, through the runtime named tsvisor', asyn
   t.equal(missing.code, 127, 'podman maps "not found" to 127');
   t.match(missing.stderr, /no\/such\/program/);
   t.match(readFileSync(p.calls, 'utf8'), /^\d+ create .*--bundle/m, 'podman called the runtime named tsvisor');
+});
+
+t.test('-i: stdin reaches the program', async (t) => {
+  const r = await p.podman(['--runtime', 'tsvisor', 'run', '--cgroup-parent', `/${PODMAN_CGROUP}`, '--rm', '-i', 'tob-busybox',
+    'sh', '-c', 'read a; read b; echo "got $a $b"'], { input: 'one\ntwo\n' });
+  t.equal(r.stdout, 'got one two\n', r.stderr);
+  t.equal(r.code, 0);
 });
 
 // The network is a CNI bridge without the portmap plugin (which would add iptables rules to the machine), so

@@ -608,7 +608,7 @@ state = "${s.run}/state"
  */
 export async function startContainerd(t: Teardowns, runtime: Runtime): Promise<Containerd> {
   // The runc shim's fifo, runc-root and socket folders (it always uses /run/containerd), the CNI result cache.
-  removeIfCreated(t, ['/run/containerd', '/var/lib/cni']);
+  removeIfCreated(t, ['/run/containerd', '/var/lib/cni'], ['/run/containerd/runc/tob', '/run/containerd/runc/k8s.io']);
   const scratch = await claimScratch(t, 'containerd', stopContainerd);
   const calls = join(scratch.dir, 'calls.log');
   writeFileSync(calls, '');

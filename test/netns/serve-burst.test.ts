@@ -40,6 +40,6 @@ t.test(`${N} connections opened at once from the peer → all echoed, no frame d
   if (load < cpus().length) t.equal(c['hostlink.rxDropped'], 0, `none dropped for a full ring (of ${c['hostlink.rxFrames']})`);
   else t.comment(`load average ${load.toFixed(1)} on ${cpus().length} CPUs: ${c['hostlink.rxDropped']} of ${c['hostlink.rxFrames']} frames dropped, not checked`);
   t.equal(c['tcp.listenOverflows'] ?? 0, 0, 'none refused by the listener');
-  t.comment(JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k, v]) => v !== 0 && /^tcp\./.test(k)))));
+  t.comment(JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k, v]) => v !== 0 && /^(tcp|arp|ndp)\./.test(k)))));
   t.equal(await stop(child), 0);
 });

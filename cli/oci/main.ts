@@ -77,7 +77,10 @@ const GLOBAL_BOOL = ['debug', 'systemd-cgroup', 'strace', 'no-new-keyring'];
 
 /** Whether `tsvisor run ARGS` is OCI's `run` (a bundle flag) rather than tsvisor's own. */
 export function isOciRun(rest: string[]): boolean {
-  return rest.some((a) => /^--?(bundle|b|pid-file|detach|d|console-socket|no-pivot|keep)(=|$)/.test(a));
+  // Only before `--`: what follows is tsvisor run's PROGRAM and its own flags.
+  const dashes = rest.indexOf('--');
+  const own = dashes < 0 ? rest : rest.slice(0, dashes);
+  return own.some((a) => /^--?(bundle|b|pid-file|detach|d|console-socket|no-pivot|keep)(=|$)/.test(a));
 }
 
 /** The OCI entry: global flags, then the command. */

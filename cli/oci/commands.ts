@@ -270,7 +270,7 @@ async function waitGone(pid: number, start: string | undefined, ms: number): Pro
   return true;
 }
 
-/** `delete`: a stopped container's folder goes, after its poststop hooks; --force kills a live one first. */
+/** `delete`: a stopped or created container's folder goes, after its poststop hooks; --force kills a running one first. */
 async function remove(g: Globals, id: string, force: boolean): Promise<void> {
   const c = new ContainerDir(g.root, id);
   c.lock();
@@ -281,7 +281,8 @@ async function remove(g: Globals, id: string, force: boolean): Promise<void> {
   }
   const s = live(raw);
   if (s.status !== 'stopped') {
-    if (!force) throw new CliError(`cannot delete container ${id} that is not stopped: ${s.status}`);
+    // A container never started goes without --force, as runc's does (docker rm of a created container).
+    if (!force && s.status !== 'created') throw new CliError(`cannot delete container ${id} that is not stopped: ${s.status}`);
     if (s.initPid && alive(s.initPid)) signal(s.initPid, SIGNALS.SIGKILL!);
     if (s.status === 'paused') for (const pid of sandboxPids(s)) signal(pid, SIGNALS.SIGKILL!);
   }

@@ -137,6 +137,10 @@ t.test('errors: unknown ids, delete --force of one exits 0, a bad bundle, a dupl
   const dup = await create(b, 'dup');
   t.equal(dup.call.code, 1);
   t.match(lastLogMessage(b), /exists/);
+  const dupPid = rawState(b, 'dup')!.pid as number;
+  t.equal((await oci(b, ['delete', 'dup'])).code, 0, 'a created container is deleted without --force, as runc does');
+  t.equal(await state(b, 'dup'), undefined);
+  t.ok(await waitFor(() => !alive(dupPid), 5000), 'its Sentry is gone');
   b.config.process.args = ['nosuchprogram'];
   b.write();
   const np = await create(b, 'np');

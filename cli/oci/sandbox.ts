@@ -131,7 +131,9 @@ function checkProgram(spec: Spec, env: Record<string, string>): void {
   const root = spec.root!.path;
   const exists = (p: string) => lstatSync(join(root, p), { throwIfNoEntry: false }) !== undefined;
   if (prog.includes('/')) {
-    if (!exists(prog.startsWith('/') ? prog : join(spec.process!.cwd, prog))) throw new ExecError(prog, 2, 127);
+    // runc's wording: Docker maps "no such file or directory" to exit status 127.
+    const path = prog.startsWith('/') ? prog : join(spec.process!.cwd, prog);
+    if (!exists(path)) throw new CliError(`exec: "${prog}": stat ${path}: no such file or directory`);
     return;
   }
   for (const dir of (env.PATH ?? '').split(':')) if (dir && exists(join(dir, prog))) return;
@@ -243,6 +245,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     ids: { uid, gid },
     capAdd: uid === 0 ? allowedCaps(proc) : [],
     hostname: spec.hostname,
+    asPid1: true,
   });
   const rlimits = (proc.rlimits ?? []).map((r): [number, bigint, bigint] => [RLIMITS[r.type]!, BigInt(r.soft), BigInt(r.hard)]);
   let sandbox: Sandbox;
@@ -260,6 +263,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       gate: true,
       consoleSocket: opts.consoleSocket,
       rlimits,
+      asPid1: true,
     });
   } catch (e) {
     if (e instanceof LaunchError) throw new CliError(e.message);

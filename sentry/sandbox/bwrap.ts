@@ -51,6 +51,8 @@ export interface BwrapOptions {
   capAdd?: string[];
   /** The sandbox's hostname (its own UTS namespace). */
   hostname?: string;
+  /** The program is pid 1 of its pid namespace (no bwrap reaper there), as a container's is under runc. */
+  asPid1?: boolean;
 }
 
 /** Directories of generated files, by the argv that binds them, until `releaseFiles` deletes them. */
@@ -65,7 +67,7 @@ export function bwrapArgs(o: BwrapOptions): string[] {
   const a = [o.bwrap ?? 'bwrap'];
   // uid and gid 0 inside whatever host identity the helper runs bwrap as (launch's `user`).
   a.push('--unshare-user', '--uid', String(o.ids?.uid ?? 0), '--gid', String(o.ids?.gid ?? 0));
-  a.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
+  a.push('--unshare-pid', ...(o.asPid1 ? ['--as-pid-1'] : []), '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   if (o.shareNet === false) a.push('--unshare-net');
   a.push('--die-with-parent', '--new-session', '--cap-drop', 'ALL');
   for (const c of o.capAdd ?? []) a.push('--cap-add', c);

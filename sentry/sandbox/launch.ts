@@ -58,6 +58,8 @@ export interface LaunchOptions {
   consoleSocket?: string;
   /** Resource limits [resource number, soft, hard], clamped to what this process may set. */
   rlimits?: [number, bigint, bigint][];
+  /** bwrap was given --as-pid-1: the program is its monitor's child, not its pid-namespace init's. */
+  asPid1?: boolean;
 }
 
 /** A running sandbox. */
@@ -181,7 +183,7 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   }
   const gate = o.gate ? (pipes(child)[GATE_FD] as Writable) : undefined;
   gate?.on('error', () => {});
-  return sandbox(child, listenerFd, o.bwrap.length > 0, exit, gate, execDone);
+  return sandbox(child, listenerFd, o.bwrap.length > 0, exit, gate, execDone, o.asPid1 ?? false);
 }
 
 /** Reads the helper's report lines, takes the listener, acks, and waits for the program's exec. */
@@ -316,6 +318,7 @@ function sandbox(
   exit: Promise<{ code: number | null; signal: string | null }>,
   gate: Writable | undefined,
   execDone: Promise<void>,
+  asPid1: boolean,
 ): Sandbox {
   const pid = child.pid!;
   const exited = () => child.exitCode !== null || child.signalCode !== null;
@@ -325,7 +328,7 @@ function sandbox(
     if (!viaBwrap) return pid;
     if (programPid !== undefined) return programPid;
     const init = children(pid)[0];
-    const prog = init === undefined ? undefined : children(init)[0];
+    const prog = asPid1 ? init : init === undefined ? undefined : children(init)[0];
     if (prog !== undefined) programPid = prog;
     return prog;
   };

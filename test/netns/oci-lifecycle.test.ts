@@ -77,8 +77,8 @@ t.test('exec: a second program in the sandbox (same hostname, pid namespace, roo
   t.equal(r.code, 0, r.stderr);
   const [host, initPid, pid1, uid] = r.stdout.trim().split('\n');
   t.equal(host, 'tsvisor');
-  t.equal(initPid, '2', 'the program is pid 2 of the sandbox (bwrap is its init), seen from the exec');
-  t.equal(pid1, 'bwrap');
+  t.equal(initPid, '1', 'the program is pid 1 of the sandbox, as under runc, seen from the exec');
+  t.equal(pid1, 'sh -c');
   t.equal(uid, '0');
   t.equal((await oci(b, ['exec', 'ex', 'sh', '-c', 'exit 5'])).code, 5, "exec's status is the program's");
   const missing = await oci(b, ['exec', 'ex', 'nosuchprogram']);
@@ -147,6 +147,10 @@ t.test('errors: unknown ids, delete --force of one exits 0, a bad bundle, a dupl
   t.equal(np.call.code, 1);
   t.match(lastLogMessage(b), /"nosuchprogram": executable file not found/);
   t.equal(await state(b, 'np'), undefined, 'a failed create leaves no container');
+  b.config.process.args = ['/bin/nosuchprogram'];
+  b.write();
+  t.equal((await create(b, 'np2')).call.code, 1);
+  t.match(lastLogMessage(b), /stat \/bin\/nosuchprogram: no such file or directory/, "runc's words, which Docker maps to 127");
 });
 
 t.test('a crashed Sentry: the container is stopped, delete removes it, the janitor its namespaces', async (t) => {

@@ -12,12 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  DOCKER_GATEWAY, RUNTIME, busyboxRootfs, exec, callsFor, dockerImport, pending, pythonRootfs, sleep, startDockerd, verbsFor, waitFor,
+  DOCKER_GATEWAY, RUNTIME, busyboxRootfs, exec, callsFor, dockerImport, pythonRootfs, sleep, startDockerd, verbsFor, waitFor,
 } from '../../bench/oci-engines.ts';
 
-// What tsvisor still lacks, by test (each names the failure it shows).
-const PID1 = 'the program runs as pid 2: bwrap is pid 1 of the container\'s pid namespace (and ps shows its host command line)';
-const MISSING = 'a program missing from the image by absolute path fails create with "PATH: command not found", which Docker does not map to 127 (runc: "no such file or directory")';
 // What dockerd leaves of the machine's forwarding and firewall: nothing it may change (--iptables=false,
 // --ip-forward=false), checked in the sanity test.
 const forwarding = () => `ip_forward=${readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()} ${execFileSync('iptables', ['-S', 'FORWARD'], { encoding: 'utf8' }).split('\n')[0]}`;
@@ -93,7 +90,7 @@ t.test('runtimeArgs in daemon.json reach the runtime: --debug-log DIR/ --strace'
   t.match(existsSync(log) ? readFileSync(log, 'utf8') : '', /connect/, 'with the traced connect() of wget');
 });
 
-t.test('the program is pid 1 of a pid namespace of its own', pending(PID1), async (t) => {
+t.test('the program is pid 1 of a pid namespace of its own', async (t) => {
   const r = await run(['--rm', 'tob-busybox', 'sh', '-c', 'echo $$; ps -o pid,args']);
   t.match(r.stdout, /^1\n/, r.stderr);
   t.notMatch(r.stdout, /bwrap|tsvisor/, 'nothing of the runtime shows inside');
@@ -108,7 +105,7 @@ t.test('exit codes: a program exiting 3, a program not in PATH (127)', async (t)
   t.match(missing.stderr, /nosuchprogram/, 'the error names the program');
 });
 
-t.test('a program missing by absolute path: 127 and its name', pending(MISSING), async (t) => {
+t.test('a program missing by absolute path: 127 and its name', async (t) => {
   const missing = await run(['--rm', 'tob-busybox', '/no/such/program']);
   t.equal(missing.code, 127, missing.stderr);
   t.match(missing.stderr, /no\/such\/program/, 'the error names the program');

@@ -11,6 +11,7 @@ import {
   statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { type ChildResult, collectChild } from '../lib/exec.ts';
 import { assertTestAddress } from '../lib/testnet.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -26,12 +27,7 @@ export interface Teardowns {
 export const CLI = process.env.TSVISOR_OCI_TEST_CLI ?? join(ROOT, 'cli/tsvisor.js');
 
 /** What a finished command did. */
-export interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type Result = ChildResult;
 
 /** Options of `exec`. */
 export interface ExecOptions {
@@ -55,20 +51,7 @@ export function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<R
 
 /** Collects a child's output and exit. */
 export function collect(child: ChildProcess, timeoutMs = 120000): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d) => (stdout += d));
-  child.stderr?.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve) => {
-    child.on('error', (err) => {
-      stderr += String(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return collectChild(child, timeoutMs);
 }
 
 /** Polls `pred` every 50 ms until it holds or `ms` have passed. */

@@ -1,5 +1,5 @@
 /** Running host tools (iproute2, ethtool, sysctl) synchronously, with errors that say what failed. */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 
 /** Runs a command and returns its stdout; on failure the error carries the command line and its stderr. */
 export function run(argv: readonly string[], input?: string): string {
@@ -14,4 +14,33 @@ export function run(argv: readonly string[], input?: string): string {
 /** Runs a command inside a named network namespace (`ip netns exec`). */
 export function nsRun(netns: string, argv: readonly string[]): string {
   return run(['ip', 'netns', 'exec', netns, ...argv]);
+}
+
+/** What a spawned child printed and how it ended. */
+export interface ChildResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Collects a spawned child's output and exit without blocking the event loop: SIGKILL after `timeoutMs`, and a
+ * spawn failure ends up in `stderr` (with a null code) instead of an unhandled 'error' event.
+ */
+export function collectChild(child: ChildProcess, timeoutMs: number): Promise<ChildResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d) => (stdout += d));
+  child.stderr?.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => {
+    child.on('error', (err) => {
+      stderr += String(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
 }

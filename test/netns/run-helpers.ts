@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { type ChildResult, collectChild } from '../../lib/exec.ts';
 import { netnsExists } from '../../lib/netns.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
 
@@ -22,12 +23,7 @@ export function callerNs(t: Test, name: string): string {
 }
 
 /** What a finished `tsvisor run` did. */
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type RunResult = ChildResult;
 
 /** Spawns `argv` with the process's netns switched to `ns` (nsenter execs in place: the pid is the program's). */
 export function spawnIn(ns: string | undefined, argv: string[], opts: { env?: NodeJS.ProcessEnv; stdio?: 'pipe' | 'ignore' } = {}): ChildProcess {
@@ -43,17 +39,7 @@ export function tsvisorRun(ns: string | undefined, args: string[], opts: { env?:
 
 /** Collects a child's output and exit. */
 export function collect(child: ChildProcess, timeoutMs = 60000): Promise<RunResult> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d) => (stdout += d));
-  child.stderr?.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve) => {
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return collectChild(child, timeoutMs);
 }
 
 /** The run id a `--debug-log FILE` names ("run <id>: ..."), or undefined when the run never got one. */

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { run as runTool } from '../../lib/exec.ts';
 import { C, errnoName, errno, sys } from '../../lib/libc.ts';
-import { NetnsHandle, netnsFile } from '../../lib/netns.ts';
+import { NetnsHandle, netnsExists, netnsFile } from '../../lib/netns.ts';
 import { bwrapArgs } from '../../sentry/sandbox/bwrap.ts';
 import { Janitor } from '../../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, type Sandbox, exitStatus, launch, takeListener } from '../../sentry/sandbox/launch.ts';
@@ -199,6 +199,11 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   setJanitor(Janitor.start(removeCommands(rid)));
   if (!hostNs && linkRef === undefined) {
     runTool(['ip', 'netns', 'add', names.link]);
+    // Ours to remove when the container ends, whatever mode it got (the janitor covers only a dead Sentry; the
+    // network's own undo removes it only when the netstack took an interface over in it).
+    undo.push(() => {
+      if (netnsExists(names.link)) runTool(['ip', 'netns', 'del', names.link]);
+    });
     linkRef = names.link;
   }
   // Hooks see our pid: /proc/PID/ns/net must be the namespace whose interface the netstack will own. They run

@@ -1,10 +1,14 @@
 // The OCI runtime driven as containerd-shim-runc-v2 drives it, no engine: a busybox-static bundle, then create,
 // start, state, kill, delete, exec, ps, pause/resume and run, with the container's stdio on pipes the test reads.
-import { chmodSync, readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { alive } from '../../cli/oci/state.ts';
 import { cleanUp, create, lastLogMessage, leftNamespaces, makeBundle, oci, rawState, state, waitFor, waitStatus } from './oci-helpers.ts';
+
+/** The run namespaces (`tsv-<id>`, `tsv-<id>-app`) that exist now. */
+const runNamespaces = () => readdirSync('/var/run/netns').filter((n) => n.startsWith('tsv-'));
+const namespacesBefore = new Set(runNamespaces());
 
 t.test('create → created, start → the program runs, its status is the exit status, delete leaves nothing', async (t) => {
   const b = makeBundle(t, (c) => (c.process.args = ['sh', '-c', 'echo out $(hostname); echo err >&2; exit 3']));
@@ -243,4 +247,11 @@ t.test('process.user 1000:1000: the program and an exec as that user, no capabil
   t.equal(e.stdout, '1000\nrefused\n');
   t.equal((await oci(b, ['kill', 'nr', 'KILL'])).code, 0);
   t.equal((await c.output).stdout, '1000\nCapEff:\t0000000000000000\n');
+});
+
+// Last: every container above (created, failed, killed, crashed, deleted) left no namespace of its own behind.
+t.test('no run namespace made by the containers of this file is left', async (t) => {
+  const left = () => runNamespaces().filter((n) => !namespacesBefore.has(n));
+  await waitFor(() => left().length === 0, 10000);
+  t.same(left(), []);
 });

@@ -35,7 +35,8 @@ async function httpd(t: Test, name: string, addr: string, dir: string, text: str
   }, 10000);
 }
 
-t.test('network namespace by path: the netstack takes over its eth0, the program reaches a Linux peer; prestart sees the state', async (t) => {
+/** A container netns holding `eth0` (198.18.200.2/24) and a peer netns at the veth's other end (198.18.200.1/24). */
+function containerAndPeer(t: Test): { ctr: string; peer: string } {
   const ctr = ns(t, 'toa-ctr');
   const peer = ns(t, 'toa-peer');
   run(['ip', '-n', ctr, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'toa-p', 'netns', peer]);
@@ -43,6 +44,11 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
   run(['ip', '-n', ctr, 'link', 'set', 'eth0', 'up']);
   run(['ip', '-n', peer, 'addr', 'add', '198.18.200.1/24', 'dev', 'toa-p']);
   run(['ip', '-n', peer, 'link', 'set', 'toa-p', 'up']);
+  return { ctr, peer };
+}
+
+t.test('network namespace by path: the netstack takes over its eth0, the program reaches a Linux peer; prestart sees the state', async (t) => {
+  const { ctr, peer } = containerAndPeer(t);
   const b = makeBundle(t);
   t.teardown(() => cleanUp(b));
   await httpd(t, peer, '198.18.200.1', b.dir, 'hello from the peer\n');
@@ -74,13 +80,7 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
 });
 
 t.test("--network=host (runsc's, a global flag): the container's namespace with the kernel's stack, nothing taken over", async (t) => {
-  const ctr = ns(t, 'toa-ctr');
-  const peer = ns(t, 'toa-peer');
-  run(['ip', '-n', ctr, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'toa-p', 'netns', peer]);
-  run(['ip', '-n', ctr, 'addr', 'add', '198.18.200.2/24', 'dev', 'eth0']);
-  run(['ip', '-n', ctr, 'link', 'set', 'eth0', 'up']);
-  run(['ip', '-n', peer, 'addr', 'add', '198.18.200.1/24', 'dev', 'toa-p']);
-  run(['ip', '-n', peer, 'link', 'set', 'toa-p', 'up']);
+  const { ctr, peer } = containerAndPeer(t);
   const b = makeBundle(t);
   t.teardown(() => cleanUp(b));
   await httpd(t, peer, '198.18.200.1', b.dir, 'hello host mode\n');

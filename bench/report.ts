@@ -39,7 +39,12 @@ function fmt(r: BenchResult): string {
 function groups(results: readonly BenchResult[]): { key: string; label: string; rows: BenchResult[] }[] {
   const out = new Map<string, { key: string; label: string; rows: BenchResult[] }>();
   const sorted = [...results].sort(
-    (a, b) => TESTS.indexOf(a.test) - TESTS.indexOf(b.test) || a.mtu - b.mtu || a.streams - b.streams || a.direction.localeCompare(b.direction) * -1,
+    (a, b) =>
+      TESTS.indexOf(a.test) - TESTS.indexOf(b.test) ||
+      a.mtu - b.mtu ||
+      a.streams - b.streams ||
+      a.direction.localeCompare(b.direction) * -1 ||
+      connectionsOf(a) - connectionsOf(b),
   );
   for (const r of sorted) {
     const k = pairKey(r);
@@ -48,6 +53,10 @@ function groups(results: readonly BenchResult[]): { key: string; label: string; 
   }
   for (const g of out.values()) g.rows.sort((a, b) => SYSTEMS.indexOf(a.system) - SYSTEMS.indexOf(b.system));
   return [...out.values()];
+}
+
+function connectionsOf(r: BenchResult): number {
+  return typeof r.connections === 'number' ? r.connections : 0;
 }
 
 /** The terminal table: one line per setting, one column per system, each cell "value (×ratio)". */

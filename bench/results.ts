@@ -70,9 +70,10 @@ export function micros(v: unknown): string {
   return v >= 10000 ? `${(v / 1000).toFixed(1)} ms` : `${v.toFixed(0)} µs`;
 }
 
-/** The key that pairs a result with kernel's result of the same test and setting. */
-export function pairKey(r: Pick<BenchResult, 'test' | 'mtu' | 'direction' | 'streams'>): string {
-  return `${r.test}|${r.mtu}|${r.direction}|${r.streams}`;
+/** The key that pairs a result with kernel's result of the same test and setting (concurrency included). */
+export function pairKey(r: Pick<BenchResult, 'test' | 'mtu' | 'direction' | 'streams'> & { connections?: unknown }): string {
+  const conns = typeof r.connections === 'number' ? r.connections : '';
+  return `${r.test}|${r.mtu}|${r.direction}|${r.streams}|${conns}`;
 }
 
 /** Each result's ratio to kernel's value of the same test and setting (undefined when kernel has none). */

@@ -63,6 +63,20 @@ t.test('ratios pair each result with kernel at the same test, MTU, direction and
   t.equal(of(0), 1);
 });
 
+t.test('http-rps pairs by concurrency: 8 with 8, 32 with 32, each its own row', async (t) => {
+  const rows = [
+    r('kernel', 'http-rps', 8000, { connections: 8 }),
+    r('tsvisor', 'http-rps', 4000, { connections: 8 }),
+    r('kernel', 'http-rps', 4000, { connections: 32 }),
+    r('tsvisor', 'http-rps', 8000, { connections: 32 }),
+  ];
+  const ratios = ratiosToKernel(rows);
+  t.equal(ratios.get(rows[1]!), 0.5, '8 concurrent against kernel at 8');
+  t.equal(ratios.get(rows[3]!), 2, '32 concurrent against kernel at 32');
+  const text = formatTable({ ...REPORT, results: rows, skipped: [], notes: {} });
+  t.match(text, /http-rps new conn \(8 concurrent\)\s+8000 req\/s\s+4000 req\/s \(×0\.50\)\n.*http-rps new conn \(32 concurrent\)\s+4000 req\/s\s+8000 req\/s \(×2\.00\)/);
+});
+
 t.test('terminal table', async (t) => {
   const text = formatTable(REPORT, [
     { system: 'kernel', p50: 19, p99: 40 },

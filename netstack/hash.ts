@@ -78,6 +78,12 @@ function compress(lo: number, hi: number): void {
  * little-endian output word (so output byte 0 is `lo & 0xff`).
  */
 export function siphash24(key: Uint8Array, data: Uint8Array): [lo: number, hi: number] {
+  sipHashInto(key, data, data.length);
+  return [(v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0, (v[1]! ^ v[3]! ^ v[5]! ^ v[7]!) >>> 0];
+}
+
+/** SipHash-2-4 of the first `n` bytes of `data`, leaving the final state in `v` (the output is v0^v1^v2^v3). */
+function sipHashInto(key: Uint8Array, data: Uint8Array, n: number): void {
   if (key.length !== 16) throw new RangeError(`siphash24: key must be 16 bytes, got ${key.length}`);
   const k0lo = le32(key, 0);
   const k0hi = le32(key, 4);
@@ -93,7 +99,6 @@ export function siphash24(key: Uint8Array, data: Uint8Array): [lo: number, hi: n
   v[6] = k1lo ^ 0x79746573;
   v[7] = k1hi ^ 0x74656462;
 
-  const n = data.length;
   const whole = n - (n % 8);
   for (let i = 0; i < whole; i += 8) compress(le32(data, i), le32(data, i + 4));
 
@@ -112,8 +117,11 @@ export function siphash24(key: Uint8Array, data: Uint8Array): [lo: number, hi: n
   sipRound();
   sipRound();
   sipRound();
-  return [(v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0, (v[1]! ^ v[3]! ^ v[5]! ^ v[7]!) >>> 0];
 }
+
+// keyedHash32's message, built in place: a SYN cookie or ISN is hashed per SYN, and an array of its own each time
+// was garbage at flood rates. Grown for longer messages (never in practice: the longest part lists are 44 bytes).
+let scratch = new Uint8Array(64);
 
 /**
  * A 32-bit keyed hash of the concatenation of `parts` (numbers as 4 big-endian bytes of their uint32 value),
@@ -122,7 +130,8 @@ export function siphash24(key: Uint8Array, data: Uint8Array): [lo: number, hi: n
 export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]): number {
   let len = 0;
   for (const p of parts) len += typeof p === 'number' ? 4 : p.length;
-  const buf = new Uint8Array(len);
+  if (len > scratch.length) scratch = new Uint8Array(len);
+  const buf = scratch;
   let off = 0;
   for (const p of parts) {
     if (typeof p === 'number') {
@@ -133,9 +142,10 @@ export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]):
       buf[off + 3] = x & 0xff;
       off += 4;
     } else {
-      buf.set(p, off);
+      for (let i = 0; i < p.length; i++) buf[off + i] = p[i]!;
       off += p.length;
     }
   }
-  return siphash24(key, buf)[0];
+  sipHashInto(key, buf, len);
+  return (v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0;
 }

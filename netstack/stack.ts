@@ -353,14 +353,10 @@ export class Stack implements NetworkLayer, StackInternals {
       // Loopback sources only talk to loopback destinations (RFC 1122 §3.2.1.3 (g), RFC 4291 §2.5.3).
       if (isLoopback(local) ? !isLoopback(remote) : !this.localNic(local)) return Err.AddressNotAvailable;
     }
-    const fail = (e: NetError): NetError => {
-      (v4 ? this.counters.ipv4 : this.counters.ipv6).txNoRoute++;
-      return e;
-    };
     const ownerOfRemote = this.localNic(remote);
     if (ownerOfRemote || isLoopback(remote)) {
       const nic = ownerOfRemote ?? (nicId !== undefined ? this.nicMap.get(nicId) : this.nicMap.values().next().value);
-      if (!nic) return fail(Err.NetworkUnreachable);
+      if (!nic) return this.noRoute(v4, Err.NetworkUnreachable);
       return new Path(this, nic, local ?? remote.slice(), remote.slice(), undefined, 'local');
     }
     if (isMulticast(remote) || (v4 && addressEqual(remote, IPV4_BROADCAST))) {
@@ -370,18 +366,24 @@ export class Stack implements NetworkLayer, StackInternals {
         nic = e ? this.nicMap.get(e.nicId) : undefined;
       }
       nic ??= [...this.nicMap.values()].find((n) => (v4 ? n.v4.length > 0 : n.ipv6));
-      if (!nic) return fail(Err.NetworkUnreachable);
+      if (!nic) return this.noRoute(v4, Err.NetworkUnreachable);
       const src = local ?? this.selectSource(nic, remote);
-      if (!src) return fail(Err.AddressNotAvailable);
+      if (!src) return this.noRoute(v4, Err.AddressNotAvailable);
       return new Path(this, nic, src.slice(), remote.slice(), undefined, isMulticast(remote) ? 'multicast' : 'broadcast');
     }
     const entry = this.routeTable.lookup(remote, nicId);
-    if (!entry) return fail(Err.NetworkUnreachable);
+    if (!entry) return this.noRoute(v4, Err.NetworkUnreachable);
     const nic = this.nicMap.get(entry.nicId)!;
     const src = local ?? this.selectSource(nic, entry.gateway ?? remote);
-    if (!src) return fail(Err.AddressNotAvailable);
+    if (!src) return this.noRoute(v4, Err.AddressNotAvailable);
     if (v4 && nic.isV4Broadcast(remote)) return new Path(this, nic, src.slice(), remote.slice(), undefined, 'broadcast');
     return new Path(this, nic, src.slice(), remote.slice(), (entry.gateway ?? remote).slice(), 'unicast');
+  }
+
+  /** Counts a path not found (a closure per findPath for this was garbage on every stateless reply). */
+  private noRoute(v4: boolean, e: NetError): NetError {
+    (v4 ? this.counters.ipv4 : this.counters.ipv6).txNoRoute++;
+    return e;
   }
 
   // ---- transports and the NetworkLayer contract ----

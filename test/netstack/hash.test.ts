@@ -78,3 +78,10 @@ t.test('keyedHash32 depends on the key and on every part', async (t) => {
   t.not(keyedHash32(KEY, 1, 3, 2), a);
   t.ok(a >= 0 && a <= 0xffffffff && Number.isInteger(a));
 });
+
+t.test('keyedHash32 reuses its message buffer without leaking bytes between calls', async (t) => {
+  const first = keyedHash32(KEY, 1, 2, 3);
+  t.equal(keyedHash32(KEY, new Uint8Array(100).fill(0xab)), siphash24(KEY, new Uint8Array(100).fill(0xab))[0], 'a message longer than the buffer');
+  t.equal(keyedHash32(KEY, 1, 2, 3), first, 'a shorter one after it hashes as before');
+  t.equal(first, siphash24(KEY, Uint8Array.of(0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3))[0]);
+});

@@ -292,6 +292,9 @@ export class TcpProtocol implements TransportProtocol {
     if (hl < TCP_MIN_HEADER_LEN || hl > segment.length) return this.drop('malformed', TcpPacket.check(segment) as string);
     // A link that verified the checksum (or a frame that never crossed a wire) needs no second look.
     if (!info.csumVerified && !tcpChecksumOk(segment, info.src, info.dst)) return this.drop('badChecksum', 'bad-checksum');
+    // The connection lookupFast found (or, as `null`, found none): the full path below need not look again. A SYN
+    // flood's every segment misses, and each second lookup was a key built and hashed for nothing.
+    let found: TcpEndpoint | undefined | null;
     if (this.config.headerPrediction && !info.broadcast) {
       const srcPort = (segment[0]! << 8) | segment[1]!;
       const dstPort = (segment[2]! << 8) | segment[3]!;
@@ -301,13 +304,14 @@ export class TcpProtocol implements TransportProtocol {
           st.headerPredicted++;
           return 'delivered';
         }
+        found = ep ?? null;
       }
     }
     const r = parseTcp(new TcpPacket(segment));
     if (typeof r === 'string') return this.drop(r === 'bad-checksum' ? 'badChecksum' : 'malformed', r);
     // RFC 1122 §4.2.3.10: TCP ignores segments to broadcast or multicast addresses.
     if (info.broadcast) return this.drop('broadcastDrops');
-    let ep = this.connected.get(key(info.dst, r.dstPort, info.src, r.srcPort));
+    let ep = found === undefined ? this.connected.get(key(info.dst, r.dstPort, info.src, r.srcPort)) : (found ?? undefined);
     if (ep && ep.state === State.TimeWait && r.flags & TCP_SYN && !(r.flags & TCP_ACK)) {
       // RFC 9293 §3.6.1 / RFC 6191: a new SYN beyond the old connection's sequence space (or with a newer
       // timestamp) may reopen the 4-tuple at once.
@@ -372,7 +376,9 @@ export class TcpProtocol implements TransportProtocol {
       return c;
     }
     const ep = this.connected.get(key(local, localPort, remote, remotePort));
-    this.recent[slot] = ep;
+    // A miss keeps the slot's connection: segments for no connection (a SYN flood's) must not evict the ones that
+    // are talking.
+    if (ep !== undefined) this.recent[slot] = ep;
     return ep;
   }
 

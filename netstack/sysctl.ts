@@ -98,6 +98,13 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
     },
     read: (c) => `4096\t${c.sndBuf}\t${c.maxSndBuf}`,
   },
+  'net.ipv4.tcp_fastopen': { linux: '1', check: int(0, INT_MAX), tcp: num('fastOpen'), read: (c) => String(c.fastOpen) },
+  'net.ipv4.tcp_fastopen_key': {
+    linux: '00000000-00000000-00000000-00000000',
+    check: tfoKey,
+    tcp: (v) => ({ fastOpenKey: v }),
+    read: (c) => c.fastOpenKey,
+  },
   // Kept, not yet read by tsvisor's TCP.
   'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
@@ -114,8 +121,6 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_pacing_ss_ratio': { linux: '200', check: int(0, 1000) },
   'net.ipv4.tcp_pacing_ca_ratio': { linux: '120', check: int(0, 1000) },
   'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32) },
-  'net.ipv4.tcp_fastopen': { linux: '1', check: int(0, INT_MAX) },
-  'net.ipv4.tcp_fastopen_key': { linux: '00000000-00000000-00000000-00000000', check: tfoKey },
   'net.ipv4.tcp_fastopen_blackhole_timeout_sec': { linux: '0', check: int(0, INT_MAX) },
   'net.ipv4.tcp_mtu_probing': { linux: '0', check: int(0, 2) },
   'net.ipv4.tcp_base_mss': { linux: '1024', check: int(1, INT_MAX) },

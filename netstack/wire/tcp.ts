@@ -48,6 +48,12 @@ export const TCPOPT_SACK_PERMITTED = 4;
 export const TCPOPT_SACK = 5;
 /** Option kind: timestamps (RFC 7323 §3.2). */
 export const TCPOPT_TIMESTAMP = 8;
+/** Option kind: TCP Fast Open cookie (RFC 7413 §4.1.1). */
+export const TCPOPT_FASTOPEN = 34;
+/** Option kind: experimental (RFC 6994), which carries Fast Open before kind 34 under magic 0xF989. */
+export const TCPOPT_EXP = 254;
+/** RFC 6994 ExID of the experimental Fast Open option (what Linux still accepts and may send). */
+export const TCPOPT_FASTOPEN_MAGIC = 0xf989;
 
 /*
  *  0                   1                   2                   3
@@ -317,6 +323,11 @@ export interface TcpOptions {
   tsVal?: number;
   /** Timestamp echo reply TSecr (RFC 7323 §3.2); present whenever tsVal is. */
   tsEcr?: number;
+  /**
+   * Fast Open (RFC 7413 §4.1.1): the cookie (empty for a cookie request; a copy), and whether it came or goes in
+   * the experimental form (kind 254, ExID 0xF989) rather than kind 34. The last one in the header wins.
+   */
+  fastOpen?: { cookie: Uint8Array; exp: boolean };
   /** Options of other kinds, kept in order (copies). */
   unknown?: TcpRawOption[];
 }
@@ -360,6 +371,16 @@ export function parseTcpOptions(options: Uint8Array): TcpOptions | string {
         o.tsVal = get32(d, 0);
         o.tsEcr = get32(d, 4);
         break;
+      case TCPOPT_FASTOPEN:
+        o.fastOpen = { cookie: d.slice(), exp: false };
+        break;
+      case TCPOPT_EXP:
+        if (d.length >= 2 && get16(d, 0) === TCPOPT_FASTOPEN_MAGIC) {
+          o.fastOpen = { cookie: d.slice(2), exp: true };
+          break;
+        }
+        (o.unknown ??= []).push({ kind: opt.kind, data: d.slice() });
+        break;
       default:
         (o.unknown ??= []).push({ kind: opt.kind, data: d.slice() });
     }
@@ -375,13 +396,19 @@ export function tcpOptionsLength(o: TcpOptions): number {
   else if (o.sackPermitted) n += 4;
   if (o.wscale !== undefined) n += 4;
   if (o.sack && o.sack.length > 0) n += 4 + 8 * o.sack.length;
+  if (o.fastOpen) n += (fastOpenLength(o.fastOpen) + 3) & ~3;
   for (const u of o.unknown ?? []) n += 2 + u.data.length;
   return n;
 }
 
+/** The bytes of a Fast Open option before padding: kind, length (and ExID), cookie. */
+function fastOpenLength(f: { cookie: Uint8Array; exp: boolean }): number {
+  return (f.exp ? 4 : 2) + f.cookie.length;
+}
+
 /**
- * Writes `o` at `off` in Linux's order (MSS, SACK-permitted+TS or NOP NOP TS, NOP WS, NOP NOP SACK, others)
- * padded with EOL to a multiple of 4; returns bytes written.
+ * Writes `o` at `off` in Linux's order (MSS, SACK-permitted+TS or NOP NOP TS, NOP WS, NOP NOP SACK, Fast Open
+ * padded with NOPs, others) padded with EOL to a multiple of 4; returns bytes written.
  */
 export function emitTcpOptions(o: TcpOptions, buf: Uint8Array, off: number): number {
   const start = off;
@@ -429,6 +456,17 @@ export function emitTcpOptions(o: TcpOptions, buf: Uint8Array, off: number): num
       set32(buf, off + 4, b.right);
       off += 8;
     }
+  }
+  if (o.fastOpen) {
+    const f = o.fastOpen;
+    const len = fastOpenLength(f);
+    buf[off] = f.exp ? TCPOPT_EXP : TCPOPT_FASTOPEN;
+    buf[off + 1] = len;
+    if (f.exp) set16(buf, off + 2, TCPOPT_FASTOPEN_MAGIC);
+    buf.set(f.cookie, off + (f.exp ? 4 : 2));
+    off += len;
+    // Linux pads a Fast Open option of length 4n+2 with two NOPs (tcp_options_write).
+    while ((off - start) & 3) buf[off++] = TCPOPT_NOP;
   }
   for (const u of o.unknown ?? []) {
     buf[off] = u.kind;

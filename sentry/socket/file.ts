@@ -484,6 +484,7 @@ export class SocketFile {
     if (spec.kind === 'string') {
       return typeof v === 'string' ? new TextEncoder().encode(v + '\0') : v instanceof Uint8Array ? v : new Uint8Array(0);
     }
+    if (spec.kind === 'bytes') return v instanceof Uint8Array ? v : new Uint8Array(0);
     return int32(Number(v));
   }
 
@@ -523,7 +524,7 @@ export class SocketFile {
       else this.sndTimeoMs = ms;
       return 0;
     }
-    let value: number | string | { [k: string]: number | boolean };
+    let value: number | string | Uint8Array | { [k: string]: number | boolean };
     if (spec.kind === 'linger') {
       if (optval.length < 8) return -EINVAL;
       value = { onoff: v.getInt32(0, true) !== 0, linger: v.getInt32(4, true) };
@@ -532,6 +533,8 @@ export class SocketFile {
       value = new TextDecoder().decode(z < 0 ? optval : optval.subarray(0, z));
     } else if (spec.kind === 'tcpinfo') {
       return -ENOPROTOOPT;
+    } else if (spec.kind === 'bytes') {
+      value = optval.slice();
     } else {
       // Linux reads an int, or a single byte for some IP options when optlen < 4.
       if (optval.length >= 4) value = v.getInt32(0, true);

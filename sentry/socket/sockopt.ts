@@ -6,7 +6,7 @@
 import { LINUX as L } from './abi.ts';
 
 /** How an option's value is laid out in the user's buffer. */
-export type OptKind = 'int' | 'linger' | 'timeval' | 'tcpinfo' | 'string';
+export type OptKind = 'int' | 'linger' | 'timeval' | 'tcpinfo' | 'string' | 'bytes';
 
 /** An option the layer knows: the Endpoint's name for it and its layout. */
 export interface OptSpec {
@@ -36,6 +36,8 @@ const TABLE: Record<number, Record<number, OptSpec>> = {
     [L.TCP_WINDOW_CLAMP]: T('TCP_WINDOW_CLAMP'), [L.TCP_INFO]: T('TCP_INFO', 'tcpinfo'), [L.TCP_QUICKACK]: T('TCP_QUICKACK'),
     [L.TCP_CONGESTION]: T('TCP_CONGESTION', 'string'), [L.TCP_USER_TIMEOUT]: T('TCP_USER_TIMEOUT'),
     [L.TCP_NOTSENT_LOWAT]: T('TCP_NOTSENT_LOWAT'), [L.TCP_INQ]: T('TCP_INQ'),
+    [L.TCP_FASTOPEN]: T('TCP_FASTOPEN'), [L.TCP_FASTOPEN_CONNECT]: T('TCP_FASTOPEN_CONNECT'),
+    [L.TCP_FASTOPEN_NO_COOKIE]: T('TCP_FASTOPEN_NO_COOKIE'), [L.TCP_FASTOPEN_KEY]: T('TCP_FASTOPEN_KEY', 'bytes'),
   },
   [L.IPPROTO_IP]: {
     [L.IP_TOS]: T('IP_TOS'), [L.IP_TTL]: T('IP_TTL'), [L.IP_HDRINCL]: T('IP_HDRINCL'), [L.IP_RECVERR]: T('IP_RECVERR'),

@@ -68,7 +68,7 @@ export function netstackShell(netstack: Netstack, restore: Map<string, { key: st
     return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' '), parts };
   }
   if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; tsvisor has no equivalent' };
-  const r = applyShell(command, ctx, { sysctl: netstack.sysctl, restore });
+  const r = applyShell(command, ctx, { sysctl: netstack.sysctl, restore, flushMetrics: () => netstack.tcp.fastOpenCache.clear() });
   const note = r.applied.length ? `settings: ${r.applied.join(' ')}` : 'no setting applied';
   return { status: r.applied.length ? 'mapped' : 'ran', note: r.failed ?? note, failed: r.failed !== undefined, parts: r.parts };
 }

@@ -53,6 +53,8 @@ export interface ShellTarget {
   };
   /** Restore lists by the name of the file set_sysctls.py would have written. */
   readonly restore: Map<string, { key: string; value: string }[]>;
+  /** `ip tcp_metrics flush`: forgets what TCP keeps per destination (the client's Fast Open cookies). */
+  readonly flushMetrics?: () => void;
 }
 
 /** The outcome of one simple command of a shell line. */
@@ -139,7 +141,10 @@ export function applyShell(command: string, ctx: { cwd: string; env: Readonly<Re
     }
     if (cmd.endsWith('.sh') && depth < 8) return runFile(resolve(ctx.cwd, cmd), depth);
     if (base === 'ip' && args[0] === 'tcp_metrics') {
-      parts.push({ text: raw.trim(), why: 'tsvisor keeps no TCP metrics or Fast Open cookies across connections: nothing to flush' });
+      if (target.flushMetrics && /^f/.test(args[1] ?? '')) {
+        target.flushMetrics();
+        applied.push('ip tcp_metrics flush (Fast Open cookies)');
+      } else parts.push({ text: raw.trim(), why: 'tsvisor keeps no TCP metrics but Fast Open cookies; only a flush applies' });
       return { status: 0 };
     }
     const why =
@@ -151,7 +156,8 @@ export function applyShell(command: string, ctx: { cwd: string; env: Readonly<Re
   };
   const runText = (text: string, depth: number): Step => {
     let last: Step = { status: 0 };
-    for (const line of text.split('\n')) {
+    // sh joins a line ending in a backslash with the next one.
+    for (const line of text.replace(/\\\n/g, ' ').split('\n')) {
       const code = line.replace(/(^|\s)#.*$/, '').trim();
       if (code === '' || code.startsWith('#!')) continue;
       for (const simple of code.split(/\s*;\s*/)) if (simple.trim()) last = runSimple(simple, depth);

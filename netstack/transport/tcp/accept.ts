@@ -12,6 +12,7 @@ import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
 import { COOKIE_TICK_MS, checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
+import { serverDecision } from './fastopen.ts';
 import { segmentArrives } from './input.ts';
 import { sendResetFor, sendSegment } from './segment.ts';
 import { State } from './state.ts';
@@ -27,6 +28,8 @@ export interface Listener {
   readonly acceptQueue: TcpEndpoint[];
   /** When the last cookie SYN-ACK was sent (ms; -Infinity before any). */
   cookieSentAt: number;
+  /** Fast Open children whose SYN-ACK is not yet acknowledged (Linux's fastopenq.qlen). */
+  fastOpenPending: number;
 }
 
 /** Handles a segment addressed to a listening endpoint. */
@@ -54,6 +57,18 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     else proto.count('listenDrops');
     return;
   }
+  const tfo = serverDecision(
+    {
+      sysctl: proto.config.fastOpen,
+      keys: l.fastOpenKeys ?? proto.fastOpenKeys,
+      noCookie: l.fastOpenNoCookie,
+      queueRoom: l.fastOpenQlen > 0 && q.fastOpenPending < l.fastOpenQlen,
+    },
+    r.options.fastOpen,
+    r.payload.length > 0,
+    info.src,
+    info.dst,
+  );
   const child = newChild(l, r, info.dst, info.src, route);
   child.rcv.init(r.seq);
   child.peerSynOptions = r.options;
@@ -69,11 +84,40 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   snd.wl1 = r.seq;
   child.setState(State.SynReceived);
   proto.register(child);
-  q.synQueue.add(child);
   proto.stats.passiveOpens++;
+  child.synFastOpen = tfo.synAckCookie ?? null;
+  if (tfo.accept) fastOpenChild(l, child, r);
+  else q.synQueue.add(child);
   sendSyn(child, true, r.options);
   snd.nxt = snd.max = (snd.iss + 1) >>> 0;
+  // What the Fast Open child writes before its SYN-ACK is acknowledged follows the SYN-ACK in sequence space, and
+  // the send buffer counts from SND.UNA: the SYN-ACK stays unacknowledged as far as input.ts and ICMP are
+  // concerned (they look at ISS in SYN-RECEIVED), not for the buffer.
+  if (tfo.accept) {
+    snd.una = snd.nxt;
+    l.notify();
+  }
   snd.rtxTimer.set(snd.rtt.rto);
+}
+
+/**
+ * A SYN that Fast Open accepts (Linux's tcp_fastopen_create_child): its child goes to the accept queue at once,
+ * before the handshake completes, with the SYN's text already received, which the SYN-ACK acknowledges; it
+ * counts in the listener's Fast Open queue until its SYN-ACK is acknowledged (RFC 7413 §4.2.2).
+ */
+function fastOpenChild(l: TcpEndpoint, child: TcpEndpoint, r: TcpRepr): void {
+  const q = l.listener!;
+  q.fastOpenPending++;
+  child.fastOpenListener = q;
+  q.acceptQueue.push(child);
+  holdPort(l, child);
+  const rcv = child.rcv;
+  if (r.payload.length > 0) {
+    rcv.onData(rcv.nxt, r.payload.subarray(0, rcv.free), child.snd.mss);
+    child.synDataAcked = true;
+  }
+  rcv.updateCap = 0xffff;
+  l.proto.count('fastOpenPassive');
 }
 
 /**
@@ -291,11 +335,14 @@ export function closeListener(l: TcpEndpoint): void {
   }
   for (const c of q.acceptQueue) {
     c.parent = null;
+    // A connection that already ended in the queue (accept() would have returned it closed) sends nothing.
+    if (c.state === State.Closed) continue;
     sendReset(c);
     c.terminate(undefined);
   }
   q.synQueue.clear();
   q.acceptQueue.length = 0;
+  q.fastOpenPending = 0;
   l.listener = null;
 }
 

@@ -23,6 +23,7 @@ import type { TcpOptions } from '../../wire/tcp.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
 import { type Listener, closeListener } from './accept.ts';
+import { type FastOpenCookie, TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1 } from './fastopen.ts';
 import type { CongestionControl } from './congestion/cc.ts';
 import {
   type Negotiated,
@@ -116,6 +117,31 @@ export class TcpEndpoint implements Endpoint {
   deferAcked = false;
   /** Text of the peer's SYN in a simultaneous open, held until ESTABLISHED (RFC 9293 §3.10.7.3). */
   synData: Uint8Array | null = null;
+
+  // Fast Open (RFC 7413, fastopen.ts).
+  /** TCP_FASTOPEN: the listener's Fast Open queue length (Linux's fastopenq.max_qlen); 0 is off. */
+  fastOpenQlen = 0;
+  /** TCP_FASTOPEN_KEY: the listener's own keys, primary first; null for the stack's. */
+  fastOpenKeys: Uint8Array[] | null = null;
+  /** TCP_FASTOPEN_NO_COOKIE: data in the SYN without a cookie (sent, or accepted by a listener). */
+  fastOpenNoCookie = false;
+  /** TCP_FASTOPEN_CONNECT: connect() defers the SYN to the first write, to carry its data. */
+  fastOpenConnect = false;
+  /** A passive Fast Open child until its SYN-ACK is acknowledged: the listener queue it counts in. */
+  fastOpenListener: Listener | null = null;
+  /** The SYN's data was acknowledged in the handshake (Linux's syn_data_acked, TCPI_OPT_SYN_DATA). */
+  synDataAcked = false;
+  /** The Fast Open option for the next SYN or SYN-ACK only (retransmissions carry none). */
+  synFastOpen: FastOpenCookie | null = null;
+  /** Bytes of the send buffer our SYN carries (client Fast Open); they follow SND.UNA = ISS + 1. */
+  synDataLen = 0;
+  /** Our SYN carried a Fast Open option, in the experimental form (Linux's syn_fastopen, syn_fastopen_exp). */
+  synFastOpenSent = false;
+  synFastOpenExp = false;
+  /** connect() with TCP_FASTOPEN_CONNECT and a cookie: the SYN waits for the first write (Linux's defer_connect). */
+  deferConnect = false;
+  /** The handshake's SYN timed out and was sent again (Linux's total_retrans in tcp_rcv_fastopen_synack). */
+  synRetransmitted = false;
 
   snd: Sender;
   rcv: Receiver;
@@ -225,10 +251,12 @@ export class TcpEndpoint implements Endpoint {
     if (this.softError) ev |= EventErr;
     if ((this.rcvShut && this.sndShut) || this.state === State.Closed) ev |= EventHUp;
     if (this.rcvShut) ev |= EventIn | EventRdHUp;
-    if (this.state !== State.SynSent && this.state !== State.SynReceived) {
+    // Linux's tcp_poll: a passive Fast Open child is readable and writable before its handshake completes, and
+    // a deferred Fast Open connect is writable so that the first write can carry the SYN.
+    if ((this.state !== State.SynSent && this.state !== State.SynReceived) || this.fastOpenListener) {
       if (this.rcv.buf.length > 0) ev |= EventIn;
       if (this.sndShut || this.snd.space > 0) ev |= EventOut;
-    }
+    } else if (this.deferConnect) ev |= EventOut;
     return ev & mask;
   }
 
@@ -365,7 +393,14 @@ export class TcpEndpoint implements Endpoint {
       synQueue: new Set(),
       acceptQueue: [],
       cookieSentAt: -Infinity,
+      fastOpenPending: 0,
     };
+    // Linux's inet_listen: with tcp_fastopen 0x400 (and 0x2) a listener without TCP_FASTOPEN gets a Fast Open
+    // queue as long as its backlog.
+    const tfo = this.proto.config.fastOpen;
+    if (tfo & TFO_SERVER_WO_SOCKOPT1 && tfo & TFO_SERVER_ENABLE && this.fastOpenQlen === 0) {
+      this.fastOpenQlen = this.listener.backlog;
+    }
     this.setState(State.Listen);
     this.proto.addListener(this);
     return undefined;
@@ -436,8 +471,8 @@ export class TcpEndpoint implements Endpoint {
   private writeHeld(data: Uint8Array, opts?: WriteOptions): number | NetError {
     if (this.softError) return this.takeError()!;
     if (this.sndShut) return Err.ClosedForSend;
-    if (this.state === State.SynSent || this.state === State.SynReceived) return Err.WouldBlock;
-    if (!canSend(this.state)) return Err.ClosedForSend;
+    if (this.state === State.SynSent || (this.state === State.SynReceived && !this.fastOpenListener)) return Err.WouldBlock;
+    if (!canSend(this.state) && !this.fastOpenListener) return Err.ClosedForSend;
     const snd = this.snd;
     let n = Math.min(snd.space, data.length);
     if (n > 0 && this.proto.overMemory(n)) {
@@ -646,8 +681,21 @@ export class TcpEndpoint implements Endpoint {
   canTransmitData(): boolean {
     const s = this.state;
     return (
-      s === State.Established || s === State.CloseWait || s === State.FinWait1 || s === State.Closing || s === State.LastAck
+      s === State.Established ||
+      s === State.CloseWait ||
+      s === State.FinWait1 ||
+      s === State.Closing ||
+      s === State.LastAck ||
+      (s === State.SynReceived && this.fastOpenListener !== null)
     );
+  }
+
+  /** A passive Fast Open child's SYN-ACK was acknowledged, or it closed: it leaves the listener's Fast Open queue. */
+  leaveFastOpenQueue(): void {
+    const q = this.fastOpenListener;
+    if (!q) return;
+    this.fastOpenListener = null;
+    if (q.fastOpenPending > 0) q.fastOpenPending--;
   }
 
   /** Marks a passive child as the product of a connection (reads after close then report EOF, not ENOTCONN). */
@@ -700,7 +748,7 @@ export class TcpEndpoint implements Endpoint {
     const rcv = this.rcv;
     const before = rcv.wnd;
     if (2 * before <= rcv.limit) {
-      const now = rcv.windowToAdvertise(this.snd.mss);
+      const now = Math.min(rcv.windowToAdvertise(this.snd.mss), rcv.updateCap);
       if (now > before && now >= 2 * before) sendAck(this);
     }
     this.notify();
@@ -837,11 +885,13 @@ export class TcpEndpoint implements Endpoint {
     this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
     this.snd.buf.clear();
     this.rcv.ooo.clear();
+    this.leaveFastOpenQueue();
     if (this.parent?.listener) {
-      this.parent.listener.synQueue.delete(this);
-      const i = this.parent.listener.acceptQueue.indexOf(this);
-      if (i >= 0) this.parent.listener.acceptQueue.splice(i, 1);
-      if (wasSynReceived) this.parent = null;
+      const q = this.parent.listener;
+      q.synQueue.delete(this);
+      // A connection that ends before accept() (reset, timed out) stays in the accept queue as on Linux: accept()
+      // returns it, with what it received and its error. A half-open one vanishes.
+      if (wasSynReceived && !q.acceptQueue.includes(this)) this.parent = null;
     }
     this.proto.unregister(this);
     if (this.reservedAddr) {

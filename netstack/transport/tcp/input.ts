@@ -163,18 +163,23 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   if (!(f & TCP_ACK)) return;
 
   if (ep.state === State.SynReceived) {
-    if (!(seq.gt(r.ack, snd.una) && seq.le(r.ack, snd.max))) {
+    // ISS, not SND.UNA: a Fast Open child's SND.UNA already stands past its SYN-ACK (accept.ts).
+    if (!(seq.gt(r.ack, snd.iss) && seq.le(r.ack, snd.max))) {
       if (ep.parent && cookieSupersedes(ep, r)) return;
       sendResetSeq(ep, r.ack);
       return;
     }
+    const fastOpen = ep.fastOpenListener !== null;
     // Linux tcp_check_req: while the listener's TCP_DEFER_ACCEPT lasts, a bare ACK is dropped (remembered).
-    if (ep.parent && len === 0 && ep.synRetries < ep.parent.deferAccept) {
+    if (ep.parent && !fastOpen && len === 0 && ep.synRetries < ep.parent.deferAccept) {
       ep.deferAcked = true;
       return;
     }
-    if (ep.parent && !childEstablished(ep)) return;
-    snd.una = r.ack;
+    // A Fast Open child is in the accept queue already; it only leaves the listener's Fast Open queue.
+    if (fastOpen) ep.leaveFastOpenQueue();
+    else if (ep.parent && !childEstablished(ep)) return;
+    const synAcked = seq.add(snd.iss, 1);
+    snd.una = synAcked;
     ep.route?.confirmNeighbor?.(ep.clock.now());
     snd.wnd = r.window * (1 << snd.shift);
     snd.maxWnd = Math.max(snd.maxWnd, snd.wnd);
@@ -183,6 +188,10 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     sampleHandshakeRtt(ep, r);
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
+    // Linux's tcp_rcv_state_process: the SYN-ACK's delivery is counted here, tcp_ack does not see it.
+    snd.delivered++;
+    // The ACK may also cover what a Fast Open child sent before it.
+    if (seq.gt(r.ack, synAcked)) snd.onAck(r.ack, r.options.tsEcr, false);
     ep.ka.touch();
     const early = ep.synData;
     if (early) {
@@ -397,8 +406,10 @@ function answerInvalid(ep: TcpEndpoint, len: number): void {
 function resetReceived(ep: TcpEndpoint): void {
   switch (ep.state) {
     case State.SynReceived:
-      // From a passive open the half-open connection just disappears (the listener stays).
-      ep.terminate(ep.parent ? undefined : Err.ConnectionRefused);
+      // From a passive open the half-open connection just disappears (the listener stays); a Fast Open child is
+      // a socket already, reset as an established one is (Linux's tcp_reset).
+      if (ep.fastOpenListener) ep.terminate(Err.ConnectionReset);
+      else ep.terminate(ep.parent ? undefined : Err.ConnectionRefused);
       return;
     case State.Established:
     case State.FinWait1:

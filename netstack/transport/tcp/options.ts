@@ -7,6 +7,7 @@ import * as seq from '../../seqnum.ts';
 import type { OptionValue } from '../../socket.ts';
 import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
 import type { TcpEndpoint } from './endpoint.ts';
+import { KEY_SIZE, TFO_CLIENT_ENABLE } from './fastopen.ts';
 import { State } from './state.ts';
 import { sendAck } from './output.ts';
 
@@ -20,6 +21,7 @@ const MIN_SNDBUF = 4608;
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
 const TCPI_OPT_WSCALE = 4;
+const TCPI_OPT_SYN_DATA = 32;
 
 // Linux's TCP_FIN_TIMEOUT_MAX, and TCP_TIMEOUT_INIT / TCP_RTO_MAX in seconds for TCP_DEFER_ACCEPT.
 const FIN_TIMEOUT_MAX_S = 120;
@@ -112,6 +114,18 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.linger2 < 0 ? -1 : Math.round((ep.linger2 || ep.proto.config.finTimeout) / 1000);
     case 'TCP_DEFER_ACCEPT':
       return retransToSecs(ep.deferAccept);
+    case 'TCP_FASTOPEN':
+      return ep.fastOpenQlen;
+    case 'TCP_FASTOPEN_CONNECT':
+      return ep.fastOpenConnect ? 1 : 0;
+    case 'TCP_FASTOPEN_NO_COOKIE':
+      return ep.fastOpenNoCookie ? 1 : 0;
+    case 'TCP_FASTOPEN_KEY': {
+      const keys = ep.fastOpenKeys ?? ep.proto.fastOpenKeys;
+      const out = new Uint8Array(KEY_SIZE * keys.length);
+      keys.forEach((k, i) => out.set(k, KEY_SIZE * i));
+      return out;
+    }
     default:
       return Err.ProtocolNotAvailable;
   }
@@ -232,6 +246,40 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       ep.deferAccept = secsToRetrans(n);
       return undefined;
     }
+    case 'TCP_FASTOPEN': {
+      // Linux: the listener's Fast Open queue length, set before or after listen(); capped at somaxconn.
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      if (n < 0 || (ep.state !== State.Closed && ep.state !== State.Listen)) return Err.InvalidArgument;
+      ep.fastOpenQlen = Math.min(n, ep.proto.config.somaxconn);
+      return undefined;
+    }
+    case 'TCP_FASTOPEN_CONNECT': {
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      if (n < 0 || n > 1) return Err.InvalidArgument;
+      if (!(ep.proto.config.fastOpen & TFO_CLIENT_ENABLE)) return Err.NotSupported;
+      if (ep.state !== State.Closed) return Err.InvalidArgument;
+      ep.fastOpenConnect = n === 1;
+      return undefined;
+    }
+    case 'TCP_FASTOPEN_NO_COOKIE': {
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      if (n < 0 || n > 1 || (ep.state !== State.Closed && ep.state !== State.Listen)) return Err.InvalidArgument;
+      ep.fastOpenNoCookie = n === 1;
+      return undefined;
+    }
+    case 'TCP_FASTOPEN_KEY': {
+      // A primary key, or a primary and a backup key (Linux's TCP_FASTOPEN_KEY_LENGTH, _BUF_LENGTH).
+      if (!(value instanceof Uint8Array) || (value.length !== KEY_SIZE && value.length !== 2 * KEY_SIZE)) {
+        return Err.InvalidArgument;
+      }
+      const keys = [value.slice(0, KEY_SIZE)];
+      if (value.length === 2 * KEY_SIZE) keys.push(value.slice(KEY_SIZE));
+      ep.fastOpenKeys = keys;
+      return undefined;
+    }
     case 'TCP_QUICKACK': {
       const b = bool(value);
       if (typeof b !== 'boolean') return b;
@@ -260,6 +308,7 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
   if (ep.tsOk) options |= TCPI_OPT_TIMESTAMPS;
   if (ep.sackOk) options |= TCPI_OPT_SACK;
   if (snd.shift || rcv.shift) options |= TCPI_OPT_WSCALE;
+  if (ep.synDataAcked) options |= TCPI_OPT_SYN_DATA;
   const mss = snd.mss;
   const caState = snd.inRecovery ? 3 : snd.timeouts > 0 ? 4 : snd.dupAcks > 0 ? 1 : 0;
   return {
@@ -290,6 +339,7 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_rcv_space: rcv.limit,
     tcpi_total_retrans: snd.totalRetrans,
     tcpi_bytes_acked: snd.bytesAcked,
+    tcpi_delivered: snd.delivered,
     tcpi_bytes_received: rcv.bytesReceived,
     tcpi_bytes_sent: snd.bytesSent,
     tcpi_bytes_retrans: snd.retransBytes,

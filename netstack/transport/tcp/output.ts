@@ -10,8 +10,12 @@ import type { TcpEndpoint } from './endpoint.ts';
 import { HeaderTemplate, sendFast, sendSegment } from './segment.ts';
 import { State } from './state.ts';
 
-/** Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). */
-export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions): void {
+/**
+ * Sends our SYN (active open) or SYN-ACK (passive open, simultaneous open). The Fast Open option waiting in
+ * `ep.synFastOpen` goes with this one only (Linux sends none on retransmissions), and a SYN may carry the first
+ * `dataLen` bytes of the send buffer (RFC 7413 §4.2.1).
+ */
+export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions, dataLen = 0): void {
   const opts = synOptions(ep.offer!, ep.tsNow(), withAck ? peer : undefined);
   if (withAck && ep.tsOk) opts.tsEcr = ep.rcv.tsRecent;
   if (withAck && !ep.tsOk) {
@@ -19,9 +23,20 @@ export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions): v
     delete opts.tsEcr;
   }
   if (withAck && !ep.sackOk) delete opts.sackPermitted;
+  if (ep.synFastOpen) {
+    opts.fastOpen = ep.synFastOpen;
+    ep.synFastOpen = null;
+  }
   const wnd = Math.min(ep.rcv.free, 0xffff);
-  emit(ep, ep.snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, 0, ep.rcv.windowField(wnd, true));
+  const snd = ep.snd;
+  const write = dataLen > 0 ? (buf: Uint8Array, at: number, n: number) => snd.buf.copyOut(0, n, buf, at) : undefined;
+  emit(ep, snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, dataLen, ep.rcv.windowField(wnd, true), write);
   if (withAck) ep.rcv.onAckSent(wnd);
+  if (dataLen > 0) {
+    snd.segsOut++;
+    snd.dataSegsOut++;
+    snd.bytesSent += dataLen;
+  }
 }
 
 /**

@@ -22,6 +22,7 @@ import {
 import { listenArrives } from './accept.ts';
 import type { CongestionControl } from './congestion/cc.ts';
 import { Cubic } from './congestion/cubic.ts';
+import { FastOpenCache, TFO_CLIENT_ENABLE, formatFastOpenKey, keyFromSecret, parseFastOpenKeys } from './fastopen.ts';
 import { Reno } from './congestion/reno.ts';
 import { TcpEndpoint } from './endpoint.ts';
 import { predictedArrives, segmentArrives } from './input.ts';
@@ -83,6 +84,10 @@ export interface TcpConfig {
   maxTimeWait: number;
   /** Header prediction (input.ts predictedArrives); off only to check that both paths act alike. */
   headerPrediction: boolean;
+  /** Fast Open bits (net.ipv4.tcp_fastopen, fastopen.ts): 1 client, 2 server, 4, 0x200, 0x400 as Linux. */
+  fastOpen: number;
+  /** net.ipv4.tcp_fastopen_key: primary (and backup) key; empty for a random key made from the stack's secret. */
+  fastOpenKey: string;
 }
 
 /** Linux's defaults. */
@@ -112,6 +117,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   maxMemory: 256 * 1024 * 1024,
   maxTimeWait: 65536,
   headerPrediction: true,
+  fastOpen: TFO_CLIENT_ENABLE,
+  fastOpenKey: '',
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */
@@ -161,6 +168,12 @@ export interface TcpStats {
   headerPredicted: number;
   /** Corked data sent by tcp(7)'s 200 ms ceiling rather than by uncorking: a writer that never said "done". */
   corkCeilingFlushes: number;
+  /** Fast Open children accepted with their SYN's data (Linux's TCPFastOpenPassive). */
+  fastOpenPassive: number;
+  /** Our SYN's data acknowledged in the handshake (TCPFastOpenActive). */
+  fastOpenActive: number;
+  /** Our SYN's data not acknowledged in the handshake, so sent again after it (TCPFastOpenActiveFail). */
+  fastOpenActiveFail: number;
 }
 
 /** TCP for one stack. */
@@ -188,6 +201,20 @@ export class TcpProtocol implements TransportProtocol {
   /** The stack's clock, held still while one segment is processed or one read or write runs (HeldClock). */
   readonly clock: HeldClock;
 
+  /** The client's Fast Open cookies, by server (Linux's tcp_metrics). */
+  readonly fastOpenCache = new FastOpenCache();
+  private keysOf = '';
+  private keys: Uint8Array[] = [];
+
+  /** The stack's Fast Open keys (tcp_fastopen_key), primary first. */
+  get fastOpenKeys(): readonly Uint8Array[] {
+    if (this.keysOf !== this.cfg.fastOpenKey) {
+      this.keys = parseFastOpenKeys(this.cfg.fastOpenKey);
+      this.keysOf = this.cfg.fastOpenKey;
+    }
+    return this.keys;
+  }
+
   /** The configuration in force; read where it is used, so a change reaches what happens next. */
   get config(): Readonly<TcpConfig> {
     return this.cfg;
@@ -204,6 +231,10 @@ export class TcpProtocol implements TransportProtocol {
     opts?: Partial<TcpConfig>,
   ) {
     this.cfg = Object.freeze({ ...DEFAULT_TCP_CONFIG, ...opts });
+    // Linux draws the key at random once (tcp_fastopen_init_key_once); the stack's secret is random already.
+    if (!this.cfg.fastOpenKey) {
+      this.configure({ fastOpenKey: formatFastOpenKey(keyFromSecret(net.secret)) });
+    }
     this.clock = new HeldClock(net.clock);
     this.stats = net.stats.group<TcpStats>('tcp', {
       segmentsReceived: 0,
@@ -241,6 +272,9 @@ export class TcpProtocol implements TransportProtocol {
       memoryDrops: 0,
       headerPredicted: 0,
       corkCeilingFlushes: 0,
+      fastOpenPassive: 0,
+      fastOpenActive: 0,
+      fastOpenActiveFail: 0,
     });
   }
 
@@ -346,15 +380,29 @@ export class TcpProtocol implements TransportProtocol {
     this.stats.icmpErrors++;
     const quotedSeq = ((quoted[4]! << 24) | (quoted[5]! << 16) | (quoted[6]! << 8) | quoted[7]!) >>> 0;
     // RFC 5927 §4.1: only trust errors that quote a sequence number we have in flight.
-    if (!seq.inRange(quotedSeq, ep.snd.una, ep.snd.max)) return;
+    // The handshake's SYN or SYN-ACK is in flight from ISS (a Fast Open SND.UNA stands past it, accept.ts).
+    const oldest = ep.state === State.SynSent || ep.state === State.SynReceived ? ep.snd.iss : ep.snd.una;
+    if (!seq.inRange(quotedSeq, oldest, ep.snd.max)) return;
     if (msg.kind === 'packet-too-big') {
       ep.onPathMtu(msg.mtu);
       return;
     }
+    // Linux's tcp_req_err: a half-open child whose SYN-ACK met a net or host unreachable, time exceeded or
+    // parameter problem is dropped silently (accept() reports no network errors); the listener stays.
+    if (ep.state === State.SynReceived && ep.parent && !ep.fastOpenListener) {
+      const abort = msg.kind === 'net-unreachable' || msg.kind === 'host-unreachable' || msg.kind === 'time-exceeded' || msg.kind === 'parameter-problem';
+      if (abort && quotedSeq === ep.snd.iss) {
+        this.count('listenDrops');
+        ep.terminate(undefined);
+      }
+      return;
+    }
     // RFC 1122 §4.2.3.9: unreachable errors are soft, except while connecting (Linux: hard in SYN-SENT), with
     // Linux's errno for each type and code.
+    // A Fast Open child not yet accepted is hard-failed too (Linux's tcp_v4_err), and stays in the accept queue.
     const e = tcpSocketError(msg);
-    if (e && ep.state === State.SynSent) ep.fail(e.err);
+    const fastOpenChild = ep.state === State.SynReceived && ep.fastOpenListener !== null && ep.parent !== null;
+    if (e && (ep.state === State.SynSent || fastOpenChild)) ep.fail(e.err);
   }
 
   /**

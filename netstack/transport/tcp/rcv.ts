@@ -94,6 +94,13 @@ export class Receiver {
     this.tuneCopied = 0;
   }
 
+  /**
+   * The most a read may reopen the window to with an update of its own (endpoint afterRead). A Fast Open child
+   * has advertised only its SYN-ACK's window when the application reads the SYN's data, and Linux's window there
+   * is bounded by rcv_ssthresh, which only arriving segments grow: no update until data comes (Infinity then).
+   */
+  updateCap = Infinity;
+
   /** Starts receive sequence space at the peer's SYN. */
   init(irs: number): void {
     this.irs = irs;
@@ -152,6 +159,7 @@ export class Receiver {
    */
   onData(start: number, data: Uint8Array, mss: number): void {
     if (data.length === 0) return;
+    this.updateCap = Infinity;
     // A GRO'd super-segment from the link counts as the MSS-sized segments it was sent as (Linux gso_segs).
     const segs = data.length > mss ? Math.ceil(data.length / mss) : 1;
     this.dataSegsIn += segs;

@@ -14,6 +14,7 @@ import { Rack } from './rack.ts';
 import { Scoreboard } from './sack.ts';
 import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
+import { State } from './state.ts';
 import { plainOptions, sendWindowProbe, transmitData } from './output.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
@@ -103,6 +104,8 @@ export class Sender {
   bytesSent = 0;
   bytesAcked = 0;
   dataSegsOut = 0;
+  /** Segments delivered, the handshake's SYN or SYN-ACK counted as one (Linux's tp->delivered, tcpi_delivered). */
+  delivered = 0;
   readonly rtxTimer: LazyTimer;
   readonly persistTimer: LazyTimer;
   readonly tlpTimer: LazyTimer;
@@ -194,6 +197,8 @@ export class Sender {
       this.buf.consume(data);
       this.ep.proto.charge(-data);
       this.bytesAcked += data;
+      // Linux counts delivered skbs by their segments; the bytes in whole MSS are the closest measure kept here.
+      this.delivered += data > 0 ? Math.ceil(data / this.mss) : 1;
       if (this.finQueued && acked > data) this.finAcked = true;
       this.una = ack;
       if (seq.lt(this.nxt, this.una)) this.nxt = this.una;
@@ -507,7 +512,8 @@ export class Sender {
   /** RFC 8985 §7.3: send one new segment if allowed, else retransmit the last one, to elicit an ACK. */
   private onTlp(): void {
     const ep = this.ep;
-    if (!ep.canTransmitData() || this.inRecovery || seq.sub(this.max, this.una) <= 0) return;
+    // Linux probes no Fast Open child before its handshake completes (tcp_schedule_loss_probe).
+    if (!ep.canTransmitData() || ep.state === State.SynReceived || this.inRecovery || seq.sub(this.max, this.una) <= 0) return;
     const off = seq.sub(this.nxt, this.una);
     const unsent = this.buf.length - off;
     if (unsent > 0 && this.wnd - off > 0) {

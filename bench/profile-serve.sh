@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Profiles `tsvisor serve` under a stock client over a veth with offloads on (as `tsvisor bench` runs it):
 #   bash bench/profile-serve.sh iperf3 [STREAMS] [-R] [SECONDS]   bulk TCP to (or, with -R, from) the service
-#   bash bench/profile-serve.sh http [SECONDS]                      wrk, a new connection per request
+#   bash bench/profile-serve.sh http [SECONDS] [CONNS]              wrk, a new connection per request (32 at a time)
 #   bash bench/profile-serve.sh http-keepalive [SECONDS]            wrk with keep-alive (32 connections), and the
 #                                                                   serve counters per request (frames, send calls)
 # Writes the serve process's CPU profile to out/prof/ and prints its top self-time functions
-# (bench/profile-top.ts) and the client's result. Namespaces tsv-prof-a/-b, addresses 198.18.202.0/24; both are
-# removed on exit, also on failure.
+# (bench/profile-top.ts) and the client's result. Namespaces tsv-prof-a/-b, addresses 198.18.202.0/24 (or
+# $TSVISOR_PROF_NS-a/-b and $TSVISOR_PROF_NET.0/24, so that two people can profile side by side); both are removed
+# on exit, also on failure. With --pcap in $TSVISOR_PROF_PCAP, serve also writes its frames there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-iperf3}
-A=tsv-prof-a
-B=tsv-prof-b
+A=${TSVISOR_PROF_NS:-tsv-prof}-a
+B=${TSVISOR_PROF_NS:-tsv-prof}-b
+NET=${TSVISOR_PROF_NET:-198.18.202}
+case "$NET" in 198.1[89].*) ;; *) echo "profile-serve: TSVISOR_PROF_NET must lie in 198.18.0.0/15" >&2; exit 2 ;; esac
 serve_pid=
 cleanup() {
   if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then kill -INT "$serve_pid"; wait "$serve_pid" || true; fi
@@ -23,7 +26,7 @@ cleanup
 ip netns add "$A"
 ip netns add "$B"
 ip link add prof-a netns "$A" type veth peer name prof-b netns "$B"
-ip -n "$A" addr add 198.18.202.1/24 dev prof-a
+ip -n "$A" addr add $NET.1/24 dev prof-a
 ip -n "$A" link set prof-a up
 ip -n "$A" link set lo up
 ip -n "$B" link set prof-b up
@@ -36,7 +39,7 @@ esac
 stats=--no-stats-socket
 [ "$kind" = http-keepalive ] && stats=
 node --cpu-prof --cpu-prof-dir=out/prof cli/tsvisor.js serve --netns "$B" --dev prof-b \
-  --addr 198.18.202.2/24 --service "$service" $stats > out/prof/serve.log 2>&1 &
+  --addr $NET.2/24 --service "$service" $stats ${TSVISOR_PROF_PCAP:+--pcap "$TSVISOR_PROF_PCAP"} > out/prof/serve.log 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do grep -q ready out/prof/serve.log && break; sleep 0.1; done
 grep -q ready out/prof/serve.log || { echo "profile-serve: serve did not start: $(cat out/prof/serve.log)" >&2; exit 1; }
@@ -44,12 +47,12 @@ if [ "$kind" = iperf3 ]; then
   streams=${2:-4}
   reverse=${3:-}
   [ "$reverse" = "-R" ] || { [ -z "$reverse" ] || { echo "profile-serve: third argument must be -R or nothing" >&2; exit 2; }; }
-  ip netns exec "$A" iperf3 -c 198.18.202.2 -P "$streams" $reverse -t "${4:-6}" -f g | grep -E 'SUM|sender|receiver' | tail -2
+  ip netns exec "$A" iperf3 -c $NET.2 -P "$streams" $reverse -t "${4:-6}" -f g | grep -E 'SUM|sender|receiver' | tail -2
 elif [ "$kind" = http ]; then
-  ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s -H 'Connection: close' http://198.18.202.2/ | grep -E 'Requests/sec|errors'
+  ip netns exec "$A" wrk -t 2 -c "${3:-32}" -d "${2:-6}s" --timeout 2s -H 'Connection: close' http://$NET.2/ | grep -E 'Requests/sec|errors'
 else
   node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/before.json
-  ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s --latency http://198.18.202.2/ | grep -E 'Requests/sec|errors|50%|99%'
+  ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s --latency http://$NET.2/ | grep -E 'Requests/sec|errors|50%|99%'
   node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/after.json
   # Per request: what a keep-alive exchange costs the serve (load does not change these counts).
   node -e '

@@ -1,0 +1,89 @@
+/**
+ * What one new connection per request costs the serving process, measured so that machine load changes it little:
+ * wrk with `Connection: close` at CONNS concurrent connections against `tsvisor serve --service http` and against
+ * node:http on the kernel (bench/peers/servers.ts), each on a veth pair of its own, and per request: the serving
+ * process's CPU time (utime + stime from /proc, so the kernel's softirq work done on its behalf is partly in it
+ * for both), and for tsvisor its counters (frames each way, send calls, ring wake-ups and busy polls, segments).
+ * Run as root: `node --import tsx bench/conn-cost.ts [CONNS...] [--seconds N]` (default 8 32, 3 s each).
+ * Namespaces $TSVISOR_COST_NS-{k,t}-{a,b} (default tsv-cost), addresses $TSVISOR_COST_NET.{0,64}/26 (default
+ * 198.18.130): both are removed at the end, also on failure or Ctrl-C.
+ */
+import { readFileSync } from 'node:fs';
+import { createVethPair } from '../lib/testnet.ts';
+import { parseWrk } from './clients.ts';
+import { cleanup, nodeProgram, nsRunAsync, onCleanup, runAsync, startDaemon, tsvisorCommand } from './proc.ts';
+
+const args = process.argv.slice(2);
+const sIdx = args.indexOf('--seconds');
+const seconds = sIdx >= 0 ? Number(args[sIdx + 1]) : 3;
+const concurrency = args.filter((a, i) => /^\d+$/.test(a) && i !== sIdx + 1).map(Number);
+if (concurrency.length === 0) concurrency.push(8, 32);
+const NS = process.env.TSVISOR_COST_NS || 'tsv-cost';
+const NET = process.env.TSVISOR_COST_NET || '198.18.130';
+if (!/^198\.1[89]\.\d{1,3}$/.test(NET)) throw new Error('TSVISOR_COST_NET must be the first three bytes of an address in 198.18.0.0/15');
+
+/** utime + stime of a process, µs. */
+function cpuMicros(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // fields 14 and 15, in clock ticks of 1/100 s
+}
+
+/** The counters of the serve on netns/dev, through `tsvisor stats --json`. */
+async function fetchStats(netns: string, dev: string): Promise<Record<string, number>> {
+  const r = await runAsync([...tsvisorCommand(), 'stats', '--netns', netns, '--dev', dev, '--json'], 20000);
+  if (r.code !== 0) throw new Error(`tsvisor stats: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as Record<string, number>;
+}
+
+async function wrk(ns: string, host: string, conns: number) {
+  const r = await nsRunAsync(ns, ['wrk', '-t', '2', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '2s', '-H', 'Connection: close', `http://${host}/`], (seconds + 20) * 1000);
+  return parseWrk(r.stdout + r.stderr);
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  const k = createVethPair({ prefix: `${NS}-k`, addrA: `${NET}.1/26`, addrB: `${NET}.2/26`, offloads: true });
+  onCleanup(() => k.destroy());
+  const t = createVethPair({ prefix: `${NS}-t`, addrA: `${NET}.65/26`, addrB: `${NET}.66/26`, offloads: true });
+  onCleanup(() => t.destroy());
+  const kernel = startDaemon(['ip', 'netns', 'exec', k.nsB, ...nodeProgram('bench/peers/servers.ts')]);
+  await kernel.waitFor(/ready/, 20000);
+  // `ip netns exec` execs node, so the daemon's pid is the server's.
+  const serve = startDaemon([...tsvisorCommand(), 'serve', '--netns', t.nsB, '--dev', t.devB, '--service', 'http']);
+  await serve.waitFor(/tsvisor: ready/, 20000);
+  const lines: string[] = [];
+  for (const conns of concurrency) {
+    for (const [name, ns, host, pid] of [['kernel', k.nsA, `${NET}.2`, kernel.pid], ['tsvisor', t.nsA, `${NET}.66`, serve.pid]] as const) {
+      const before = name === 'tsvisor' ? await fetchStats(t.nsB, t.devB) : null;
+      const cpu0 = cpuMicros(pid);
+      const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+      const r = await wrk(ns, host, conns);
+      const cpu = cpuMicros(pid) - cpu0;
+      let extra = '';
+      if (before) {
+        const after = await fetchStats(t.nsB, t.devB);
+        const n = after['service.http.tcp.requests']! - before['service.http.tcp.requests']!;
+        const per = (key: string) => ((after[key]! - before[key]!) / n).toFixed(2);
+        extra =
+          `; per request: frames in ${per('hostlink.rxFrames')}, out ${per('hostlink.txFrames')}, send calls ${per('hostlink.txCalls')}, ` +
+          `wake-ups ${per('hostlink.rxPoll.wakeups')}, busy polls ${per('hostlink.rxPoll.busyPolls')}, TCP in ${per('tcp.segmentsReceived')}, out ${per('tcp.segmentsSent')}`;
+      }
+      lines.push(
+        `${name.padEnd(7)} ${String(conns).padStart(3)} concurrent: ${Math.round(r.rps)} req/s (${r.errors} errors), ` +
+          `serving process CPU ${(cpu / r.requests).toFixed(1)} µs per request (${((cpu / (seconds * 1e6)) * 100).toFixed(0)}% of a core), load ${load}${extra}`,
+      );
+      process.stdout.write(lines[lines.length - 1] + '\n');
+    }
+  }
+  await serve.stop();
+  await kernel.stop();
+}
+
+try {
+  await main();
+} finally {
+  cleanup();
+}

@@ -7,7 +7,6 @@
  */
 import type { Address } from '../../addr.ts';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
-import { EventHUp } from '../../waiter.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
 import { COOKIE_TICK_MS, checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
@@ -296,16 +295,15 @@ export function childEstablished(child: TcpEndpoint): boolean {
 /**
  * Reserves the listener's port for an established child until it is CLOSED, TIME-WAIT included, so that a bind
  * conflicts with it by the usual rules (Linux puts the child in the listener's bind bucket; a half-open one is
- * not there). The child carries the listener's SO_REUSEADDR, which decides whether a later bind may share.
+ * not there). The child carries the listener's SO_REUSEADDR, which decides whether a later bind may share;
+ * terminate() gives the reservation back (TcpEndpoint.heldPort).
  */
 function holdPort(l: TcpEndpoint, child: TcpEndpoint): void {
-  const ports = l.proto.ports;
   const address = child.localAddr!;
-  const port = child.localPort;
-  ports.inherit({
+  l.proto.ports.inherit({
     protocol: PROTO_TCP,
     address,
-    port,
+    port: child.localPort,
     family: child.family,
     v6only: child.v6only,
     reuseAddr: l.reuseAddr,
@@ -313,12 +311,7 @@ function holdPort(l: TcpEndpoint, child: TcpEndpoint): void {
     remote: { address: child.remoteAddr!, port: child.remotePort },
     owner: child,
   });
-  // terminate() reports the close as a hang-up; the child's own reservation slot stays unused.
-  const off = child.waiter.subscribe(EventHUp, () => {
-    if (child.state !== State.Closed) return;
-    off();
-    ports.release(PROTO_TCP, address, port, child);
-  });
+  child.heldPort = address;
 }
 
 /**

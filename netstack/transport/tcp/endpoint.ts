@@ -92,6 +92,12 @@ export class TcpEndpoint implements Endpoint {
   private reservedAddr: Address | null = null;
   /** Whether bind() ran (explicitly or by autobind). */
   bound = false;
+  /**
+   * The local address of the listener's port this accepted connection holds until CLOSED (accept.ts holdPort),
+   * given back by terminate(): a waiter subscription per connection did this before, a closure and an entry for
+   * every accepted connection, called at every one of its readiness changes.
+   */
+  heldPort: Address | null = null;
 
   // Socket options.
   nodelay = false;
@@ -897,6 +903,10 @@ export class TcpEndpoint implements Endpoint {
     if (this.reservedAddr) {
       this.proto.ports.release(PROTO_TCP, this.reservedAddr, this.localPort, this);
       this.reservedAddr = null;
+    }
+    if (this.heldPort) {
+      this.proto.ports.release(PROTO_TCP, this.heldPort, this.localPort, this);
+      this.heldPort = null;
     }
     this.notify();
   }

@@ -166,3 +166,14 @@ t.test('a child completed by SYN cookie holds the port as well', async (t) => {
   cookieChild.close();
   t.equal(tryBind({ clock, a, b }, false), 'ok', 'free once both are gone');
 });
+
+t.test('an accepted connection holds its port without a readiness subscriber of the stack', async (t) => {
+  const env = pair();
+  const s = served(env, false);
+  t.equal(s.child.waiter.size, 0, 'nobody but the application waits on the child');
+  t.equal(env.b.ports.count(6, PORT), 2, 'yet the child holds the port');
+  s.listener.close();
+  s.child.setOption('SO_LINGER', { onoff: 1, linger: 0 });
+  s.child.close();
+  t.equal(env.b.ports.count(6, PORT), 0, 'given back when it closes');
+});

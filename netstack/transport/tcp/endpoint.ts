@@ -42,6 +42,7 @@ import type { HeaderTemplate } from './segment.ts';
 import { Sender } from './snd.ts';
 import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
+import { compactable } from './timewait.ts';
 
 /** tcp(7): corked output waits at most this long. */
 const CORK_CEILING_MS = 200;
@@ -98,6 +99,8 @@ export class TcpEndpoint implements Endpoint {
    * every accepted connection, called at every one of its readiness changes.
    */
   heldPort: Address | null = null;
+  /** Its TIME-WAIT was handed to a compact TimeWait (timewait.ts), which counts it and holds its port. */
+  private timeWaitMoved = false;
 
   // Socket options.
   nodelay = false;
@@ -337,7 +340,7 @@ export class TcpEndpoint implements Endpoint {
       this.localPort = port;
       this.bound = true;
     }
-    if (this.proto.lookupConnected(localAddr, this.localPort, remote, addr.port)) return Err.AddressNotAvailable;
+    if (this.proto.tupleInUse(localAddr, this.localPort, remote, addr.port)) return Err.AddressNotAvailable;
     this.localAddr = localAddr;
     this.remoteAddr = remote;
     this.remotePort = addr.port;
@@ -848,7 +851,22 @@ export class TcpEndpoint implements Endpoint {
     this.cancelTimers();
     this.rcvShut = true;
     this.sndShut = true;
+    if (compactable(this)) {
+      // The caller may still send the ACK of the peer's FIN from this endpoint; it is whole until it is garbage.
+      // FIN-WAIT-2's timeout must not fire on it (nor keep it alive until then).
+      this.closeTimer.cancel();
+      this.timeWaitMoved = true;
+      this.proto.compactTimeWait(this);
+      return;
+    }
     this.closeTimer.set(2 * this.proto.config.msl);
+    this.notify();
+  }
+
+  /** The compact TIME-WAIT that took this endpoint's place ended: report CLOSED to whoever still holds it. */
+  timeWaitEnded(): void {
+    if (this.state !== State.TimeWait) return;
+    this.setState(State.Closed);
     this.notify();
   }
 
@@ -882,7 +900,7 @@ export class TcpEndpoint implements Endpoint {
     if (err) this.softError = err;
     const wasSynReceived = this.state === State.SynReceived;
     if (!this.parent && (this.state === State.SynSent || wasSynReceived)) this.connectFailed = !this.orphaned;
-    if (this.state === State.TimeWait) this.proto.timeWaitCount--;
+    if (this.state === State.TimeWait && !this.timeWaitMoved) this.proto.timeWaitCount--;
     this.setState(State.Closed);
     this.cancelTimers();
     this.closeTimer.cancel();

@@ -8,7 +8,7 @@ import { HeldClock } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import type { Family } from '../../socket.ts';
-import { TCP_ACK, TCP_MIN_HEADER_LEN, TCP_SYN, TcpPacket, parseTcp, tcpChecksumOk } from '../../wire/tcp.ts';
+import { TCP_ACK, TCP_MIN_HEADER_LEN, TCP_SYN, TcpPacket, type TcpRepr, parseTcp, tcpChecksumOk } from '../../wire/tcp.ts';
 import type { PortManager } from '../ports.ts';
 import { tcpSocketError } from '../udp/icmperr.ts';
 import {
@@ -29,7 +29,8 @@ import { predictedArrives, segmentArrives } from './input.ts';
 import { sendAck } from './output.ts';
 import { DEFAULT_RTO_MIN } from './rtt.ts';
 import { sendResetFor } from './segment.ts';
-import { State } from './state.ts';
+import { State, stateName } from './state.ts';
+import { TimeWait } from './timewait.ts';
 
 /** Tunables of the TCP protocol, with Linux's defaults. */
 export interface TcpConfig {
@@ -182,6 +183,8 @@ export class TcpProtocol implements TransportProtocol {
   private cfg: Readonly<TcpConfig>;
   readonly stats: TcpStats;
   private readonly connected = new Map<string, TcpEndpoint>();
+  /** 4-tuples in TIME-WAIT whose endpoint was closed and let go (timewait.ts), beside `connected`. */
+  private readonly timeWait = new Map<string, TimeWait>();
   private readonly listeners = new Map<number, TcpEndpoint[]>();
   /** Connections now in TIME-WAIT (see TcpConfig.maxTimeWait). */
   timeWaitCount = 0;
@@ -361,6 +364,7 @@ export class TcpProtocol implements TransportProtocol {
       segmentArrives(ep, r);
       return 'delivered';
     }
+    if (this.timeWait.size > 0 && this.timeWaitArrives(key(info.dst, r.dstPort, info.src, r.srcPort), r)) return 'delivered';
     const l = this.findListener(info.dst, r.dstPort);
     if (l) {
       listenArrives(l, r, info);
@@ -369,6 +373,60 @@ export class TcpProtocol implements TransportProtocol {
     this.stats.noEndpoint++;
     if (sendResetFor(this.net, info.dst, info.src, r, info.nicId)) st.resetsSent++;
     return 'delivered';
+  }
+
+  /**
+   * A segment for a 4-tuple in compact TIME-WAIT, if it is one: answered there, or (a new SYN beyond the old
+   * connection, RFC 6191) the TIME-WAIT ends and false lets the SYN go on to a listener.
+   */
+  private timeWaitArrives(k: string, r: TcpRepr): boolean {
+    const tw = this.timeWait.get(k);
+    if (!tw) return false;
+    if (r.flags & TCP_SYN && !(r.flags & TCP_ACK)) {
+      const tsVal = r.options.tsVal;
+      const newer = tw.tsOk && tsVal !== undefined ? seq.gt(tsVal, tw.tsRecent) : seq.gt(r.seq, tw.rcvNxt);
+      if (newer) {
+        this.stats.timeWaitReused++;
+        tw.end();
+        return false;
+      }
+    }
+    tw.arrives(r);
+    return true;
+  }
+
+  /**
+   * `ep` entered TIME-WAIT with nobody holding it (timewait.ts compactable): a TimeWait takes its 4-tuple, its
+   * port reservation and the 2·MSL timer, and the endpoint becomes garbage.
+   */
+  compactTimeWait(ep: TcpEndpoint): void {
+    const tw = new TimeWait(this, ep);
+    const address = ep.heldPort!;
+    this.unregister(ep);
+    this.timeWait.set(key(tw.localAddr, tw.localPort, tw.remoteAddr, tw.remotePort), tw);
+    this.ports.release(PROTO_TCP, address, ep.localPort, ep);
+    ep.heldPort = null;
+    this.ports.inherit({
+      protocol: PROTO_TCP,
+      address,
+      port: ep.localPort,
+      family: ep.family,
+      v6only: ep.v6only,
+      reuseAddr: ep.reuseAddr,
+      reusePort: ep.reusePort,
+      remote: { address: tw.remoteAddr, port: tw.remotePort },
+      owner: tw,
+    });
+    tw.restart();
+  }
+
+  /** A compact TIME-WAIT ended (timeout, RST, or reuse by a new SYN). */
+  timeWaitEnded(tw: TimeWait): void {
+    const k = key(tw.localAddr, tw.localPort, tw.remoteAddr, tw.remotePort);
+    if (this.timeWait.get(k) === tw) this.timeWait.delete(k);
+    this.timeWaitCount--;
+    const tracer = this.net.stats.tracer;
+    if (tracer) tracer({ group: 'tcp', counter: 'state', detail: `${stateName(State.TimeWait)} → ${stateName(State.Closed)}` });
   }
 
   deliverControl(msg: ControlMessage, local: Address, remote: Address, quoted: Uint8Array): void {
@@ -456,9 +514,15 @@ export class TcpProtocol implements TransportProtocol {
     return this.connected.get(key(local, localPort, remote, remotePort));
   }
 
-  /** Number of connections in the 4-tuple table (every state but LISTEN and CLOSED). */
+  /** Whether a connection (in any state, compact TIME-WAIT included) has this 4-tuple. */
+  tupleInUse(local: Address, localPort: number, remote: Address, remotePort: number): boolean {
+    const k = key(local, localPort, remote, remotePort);
+    return this.connected.has(k) || this.timeWait.has(k);
+  }
+
+  /** Number of connections in the 4-tuple tables (every state but LISTEN and CLOSED, compact TIME-WAIT included). */
   get connectionCount(): number {
-    return this.connected.size;
+    return this.connected.size + this.timeWait.size;
   }
 
   /** Starts delivering SYNs for the endpoint's port to it. */

@@ -1,0 +1,145 @@
+// TIME-WAIT of a closed accepted connection is kept compactly (timewait.ts): the endpoint leaves the tables and a
+// TimeWait holds the 4-tuple, the port and the 2·MSL timer. Every scenario runs twice, against that compact form
+// and against a whole endpoint in TIME-WAIT (an active close, which keeps its endpoint), and must answer alike.
+import t from 'tap';
+import * as seq from '../../../../netstack/seqnum.ts';
+import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { State } from '../../../../netstack/transport/tcp/state.ts';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpRepr } from '../../../../netstack/wire/tcp.ts';
+import { Harness, LISTEN_PORT, LOCAL, REMOTE } from './helper.ts';
+
+const A = TCP_ACK;
+const MSL2 = 60_000;
+
+interface Tw {
+  h: Harness;
+  ep: TcpEndpoint;
+  /** Our SND.NXT (past our FIN) and the peer's next sequence number (past its FIN). */
+  snd: number;
+  p: number;
+  last: TcpRepr;
+  compact: boolean;
+}
+
+/** A connection in TIME-WAIT: `compact` closes an accepted one (passive open), else an active open, both first. */
+function timeWait(compact: boolean): Tw {
+  const h = new Harness();
+  let ep: TcpEndpoint;
+  if (compact) {
+    const l = h.listen();
+    ep = h.accept(l);
+  } else {
+    ep = h.connect({ mss: 1460, sackPermitted: true, tsVal: 100, tsEcr: 0, wscale: 7 });
+  }
+  ep.close();
+  const fin = h.expect({ flags: A | TCP_FIN, seq: h.iss + 1, ack: h.peerNxt });
+  h.send({ flags: A | TCP_FIN, ack: seq.add(h.iss, 2), options: h.ts(fin, 300) });
+  h.peerNxt = seq.add(h.peerNxt, 1);
+  const last = h.expect({ flags: A, seq: h.iss + 2, ack: h.peerNxt });
+  return { h, ep, snd: seq.add(h.iss, 2), p: h.peerNxt, last, compact };
+}
+
+function inUse(c: Tw): boolean {
+  return c.h.tcp.tupleInUse(LOCAL, c.h.localPort, REMOTE, c.h.peerPort);
+}
+
+for (const compact of [true, false]) {
+  const kind = compact ? 'compact TIME-WAIT' : 'TIME-WAIT endpoint';
+
+  t.test(`${kind}: entered → 4-tuple held for 2·MSL, then CLOSED`, async (t) => {
+    const c = timeWait(compact);
+    t.equal(c.ep.state, State.TimeWait);
+    t.equal(c.h.tcp.timeWaitCount, 1);
+    t.ok(inUse(c), 'the 4-tuple is taken');
+    t.equal(c.h.tcp.connectionCount, 1);
+    t.equal(c.h.tcp.lookupConnected(LOCAL, c.h.localPort, REMOTE, c.h.peerPort) === undefined, compact, compact ? 'the endpoint left the table' : 'the endpoint stays');
+    c.h.expectNone(MSL2 - 1);
+    t.ok(inUse(c), 'still held just before 2·MSL');
+    c.h.expectNone(2);
+    t.equal(c.ep.state, State.Closed, 'CLOSED after 2·MSL');
+    t.notOk(inUse(c));
+    t.equal(c.h.tcp.timeWaitCount, 0);
+    t.equal(c.h.tcp.connectionCount, 0);
+  });
+
+  t.test(`${kind} rcv retransmitted FIN → ACK, 2·MSL restarts`, async (t) => {
+    const c = timeWait(compact);
+    c.h.advance(50_000);
+    c.h.send({ flags: A | TCP_FIN, seq: seq.add(c.p, -1), ack: c.snd, options: c.h.ts(c.last, 400) });
+    const ack = c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    // The FIN lies before RCV.NXT (unacceptable), so it does not move TS.Recent: TSecr is the first FIN's.
+    t.equal(ack.options.tsEcr, 300, 'TSecr of the FIN that was acknowledged');
+    t.ok(ack.options.tsVal !== undefined);
+    t.equal(ack.window, c.last.window, 'the window of our last ACK');
+    c.h.expectNone(MSL2 - 1);
+    t.equal(c.ep.state, State.TimeWait, 'held 2·MSL from the retransmission');
+    c.h.expectNone(2);
+    t.equal(c.ep.state, State.Closed);
+  });
+
+  t.test(`${kind} rcv RST at RCV.NXT → CLOSED at once; elsewhere → challenge ACK`, async (t) => {
+    const c = timeWait(compact);
+    c.h.send({ flags: TCP_RST, seq: seq.add(c.p, 10) });
+    c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    t.equal(c.ep.state, State.TimeWait);
+    c.h.send({ flags: TCP_RST, seq: c.p });
+    c.h.expectNone();
+    t.equal(c.ep.state, State.Closed);
+    t.notOk(inUse(c));
+    t.equal(c.h.tcp.timeWaitCount, 0);
+    t.equal(c.h.tcp.stats.resetsReceived, 1);
+  });
+
+  t.test(`${kind} rcv old SYN → challenge ACK; newer SYN → TIME-WAIT ends`, async (t) => {
+    const c = timeWait(compact);
+    c.h.send({ flags: TCP_SYN, seq: seq.add(c.p, -5), options: { mss: 1460, tsVal: 250 } });
+    c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    t.equal(c.ep.state, State.TimeWait, 'an older timestamp does not reopen it');
+    c.h.send({ flags: TCP_SYN, seq: seq.add(c.p, 100_000), options: { mss: 1460, tsVal: 900 } });
+    t.equal(c.ep.state, State.Closed, 'a newer one does (RFC 6191)');
+    t.equal(c.h.tcp.stats.timeWaitReused, 1);
+    // The SYN went on: to the listener (a SYN-ACK) for the accepted connection, else to no one (a RST).
+    c.h.expect({ flags: compact ? TCP_SYN | A : TCP_RST | A });
+  });
+
+  t.test(`${kind} rcv data → ACK with its D-SACK when old, 2·MSL restarts`, async (t) => {
+    const c = timeWait(compact);
+    const data = new Uint8Array(10);
+    c.h.send({ flags: A, seq: seq.add(c.p, -11), ack: c.snd, payload: data, options: c.h.ts(c.last, 500) });
+    const dup = c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    t.same(dup.options.sack, [{ left: seq.add(c.p, -11), right: seq.add(c.p, -1) }], 'D-SACK of the duplicate');
+    c.h.advance(30_000);
+    c.h.send({ flags: A, seq: c.p, ack: c.snd, payload: data, options: c.h.ts(c.last, 600) });
+    c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    c.h.expectNone(MSL2 - 1);
+    t.equal(c.ep.state, State.TimeWait, '2·MSL from the data');
+    c.h.expectNone(2);
+    t.equal(c.ep.state, State.Closed);
+  });
+
+  t.test(`${kind} rcv bare ACK at RCV.NXT → nothing; old timestamp → one ACK per interval (PAWS)`, async (t) => {
+    const c = timeWait(compact);
+    c.h.send({ flags: A, seq: c.p, ack: c.snd, options: c.h.ts(c.last, 700) });
+    c.h.expectNone();
+    c.h.send({ flags: A, seq: c.p, ack: c.snd, options: c.h.ts(c.last, 10) });
+    c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    c.h.send({ flags: A, seq: c.p, ack: c.snd, options: c.h.ts(c.last, 11) });
+    c.h.expectNone();
+    t.ok(c.h.tcp.stats.pawsDrops >= 2);
+    t.equal(c.h.tcp.stats.invalidAcksSuppressed, 1, 'the second within the rate limit');
+  });
+
+  t.test(`${kind} rcv ACK of data never sent → challenge ACK`, async (t) => {
+    const c = timeWait(compact);
+    c.h.send({ flags: A, seq: c.p, ack: seq.add(c.snd, 1000), options: c.h.ts(c.last, 800) });
+    c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    t.equal(c.ep.state, State.TimeWait);
+  });
+}
+
+t.test('compact TIME-WAIT holds the listener port until it ends, and frees the 4-tuple for connect', async (t) => {
+  const c = timeWait(true);
+  t.equal(c.h.ports.count(6, LISTEN_PORT), 2, 'listener and the TIME-WAIT');
+  c.h.advance(MSL2 + 1);
+  t.equal(c.h.ports.count(6, LISTEN_PORT), 1, 'the listener alone');
+});

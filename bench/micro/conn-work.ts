@@ -4,7 +4,7 @@
  * on one Netstack, clients on another, over an in-memory channel on a virtual clock. `CONNS` clients at a time
  * connect, send one request, read the response to the server's FIN and close, as wrk does; per connection it
  * counts segments each way, timers the server's clock scheduled, connections left in TIME-WAIT and heap, and
- * CPU (both stacks and node:http). Run: `node --import tsx [--expose-gc] bench/micro/conn-work.ts [CONNECTIONS] [CONNS]` (with --expose-gc the heap figure is
+ * CPU (both stacks and node:http). Run: `node --import tsx [--expose-gc] bench/micro/conn-work.ts [CONNECTIONS] [CONNS] [--no-time-wait]` (with --expose-gc the heap figure is
  * what stays after a full collection: the connections held in TIME-WAIT).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -29,8 +29,9 @@ class CountingClock implements Clock {
   }
 }
 
-const connections = Number(process.argv[2] ?? 20000);
-const CONNS = Number(process.argv[3] ?? 8);
+const numbers = process.argv.slice(2).filter((a) => /^\d+$/.test(a));
+const connections = Number(numbers[0] ?? 20000);
+const CONNS = Number(numbers[1] ?? 8);
 const REQUEST = new TextEncoder().encode('GET / HTTP/1.1\r\nHost: 198.18.0.2\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n');
 const SERVER = parseAddress('198.18.0.2')!;
 
@@ -41,7 +42,8 @@ const client = new Netstack({ clock, seed: 1, dadTransmits: 0 });
 const server = new Netstack({ clock: counting, seed: 2, dadTransmits: 0 });
 client.stack.addAddress(client.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
 server.stack.addAddress(server.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
-if (process.env.NCR_TW0) server.tcp.configure({ maxTimeWait: 0 });
+// --no-time-wait: closed connections skip TIME-WAIT (tcp_max_tw_buckets 0), to see what it costs.
+if (process.argv.includes('--no-time-wait')) server.tcp.configure({ maxTimeWait: 0 });
 const svc = httpService((family, type) => server.socket(family, type));
 if (svc instanceof NetError) throw new Error(`http service: errno ${svc.errno}`);
 
@@ -117,6 +119,5 @@ process.stdout.write(
     `  garbage collections per 10,000 connections ${((gcs * 10000) / connections).toFixed(1)}, ${((gcMs * 1000) / connections).toFixed(1)} µs of GC per connection\n` +
     `  CPU ${((cpu.user + cpu.system) / connections).toFixed(1)} µs per connection (both stacks and node:http; wall ${((ms * 1000) / connections).toFixed(1)} µs)\n`,
 );
-await (globalThis as any).__stopAlloc?.();
 svc.close();
 process.exit(0);

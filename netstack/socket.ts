@@ -50,6 +50,11 @@ export interface WriteOptions {
   to?: SocketAddress;
   /** MSG_MORE: more data follows soon (corks a stream, merges datagrams). */
   more?: boolean;
+  /**
+   * MSG_FASTOPEN on a stream: connect to `to` with the data in the SYN (RFC 7413); the bytes the SYN carries are
+   * the count written, and Err.ConnectStarted says the connection started with none of them.
+   */
+  fastOpen?: boolean;
 }
 
 /** shutdown(2) directions, with Linux's SHUT_* values plus one. */

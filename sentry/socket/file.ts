@@ -22,6 +22,7 @@ const EAFNOSUPPORT = 97;
 const ENOPROTOOPT = 92;
 const EDOM = 33;
 const EINPROGRESS = 115;
+const EOPNOTSUPP = 95;
 
 /** SO_PEERCRED's optname (asm-generic/socket.h); not in LINUX because only the socket file answers it. */
 export const SO_PEERCRED = 17;
@@ -92,11 +93,16 @@ function lingerTimeMs(ep: Endpoint): number {
   return v['onoff'] && secs > 0 ? secs * 1000 : 0;
 }
 
+/** The TCP state by Linux's number (TCP_INFO's tcpi_state), or undefined. */
+function tcpState(ep: Endpoint): number | undefined {
+  const info = ep.getOption('TCP_INFO');
+  if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return undefined;
+  return Number(info['tcpi_state']);
+}
+
 /** Linux's sk_stream_closing: the TCP state is FIN-WAIT-1, CLOSING or LAST-ACK (our FIN not yet acknowledged). */
 function tcpClosing(ep: Endpoint): boolean {
-  const info = ep.getOption('TCP_INFO');
-  if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return false;
-  const s = info['tcpi_state'];
+  const s = tcpState(ep);
   return s === L.TCP_FIN_WAIT1 || s === L.TCP_CLOSING || s === L.TCP_LAST_ACK;
 }
 
@@ -359,7 +365,21 @@ export class SocketFile {
   /** sendmsg(2) of msg.iov, to msg.name when given; a blocking stream send returns once everything is queued. */
   sendmsg(msg: MsgHdr, flags: number, nonblockFd: boolean, signal?: AbortSignal): SysRet {
     let to: SocketAddress | undefined;
+    let fastOpen = (flags & L.MSG_FASTOPEN) !== 0 && this.type === L.SOCK_STREAM;
+    // The first write after a deferred TCP_FASTOPEN_CONNECT connect() sends the SYN, as MSG_FASTOPEN does.
+    // (Such a socket alone is writable in SYN-SENT, tcp_poll.)
+    if (
+      !fastOpen &&
+      this.type === L.SOCK_STREAM &&
+      this.ep.getOption('TCP_FASTOPEN_CONNECT') === 1 &&
+      tcpState(this.ep) === L.TCP_SYN_SENT &&
+      this.ep.readiness(EventOut) !== 0
+    ) {
+      fastOpen = true;
+    }
     if (msg.name && msg.name.length) {
+      // Linux's tcp_sendmsg_fastopen refuses AF_UNSPEC (which connect() takes as a disconnect).
+      if (fastOpen && msg.name.length >= 2 && (msg.name[0]! | (msg.name[1]! << 8)) === L.AF_UNSPEC) return -EOPNOTSUPP;
       const a = this.toAddress(msg.name);
       if (typeof a === 'number') return a;
       to = a;
@@ -375,8 +395,27 @@ export class SocketFile {
     const nonblock = nonblockFd || (flags & L.MSG_DONTWAIT) !== 0;
     const more = (flags & L.MSG_MORE) !== 0;
     let sent = 0;
+    // A Fast Open send that opened the connection: a blocking one waits for the handshake (Linux's
+    // __inet_stream_connect) and then reports its outcome, not the bytes the SYN carried.
+    let connecting = false;
     const attempt = (): number => {
-      const r = this.ep.write(data.subarray(sent), { to, more });
+      if (connecting) {
+        if (!this.ep.readiness(EventOut | EventErr | EventHUp)) return -EAGAIN;
+        connecting = false;
+        const err = this.ep.takeError();
+        if (err) return neg(err);
+      }
+      const r = this.ep.write(data.subarray(sent), { to, more, fastOpen });
+      if (fastOpen) {
+        fastOpen = false;
+        const opened = r === Err.ConnectStarted || (typeof r === 'number' && tcpState(this.ep) === L.TCP_SYN_SENT);
+        if (opened || (r === Err.AlreadyConnecting && !nonblock)) {
+          if (typeof r === 'number') sent += r;
+          if (nonblock) return sent > 0 ? sent : -EINPROGRESS;
+          connecting = true;
+          return -EAGAIN;
+        }
+      }
       if (isError(r)) {
         if (r === Err.WouldBlock) return sent > 0 && nonblock ? sent : -EAGAIN;
         return sent > 0 ? sent : neg(r);

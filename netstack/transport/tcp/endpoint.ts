@@ -23,7 +23,14 @@ import type { TcpOptions } from '../../wire/tcp.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
 import { type Listener, closeListener } from './accept.ts';
-import { type FastOpenCookie, TFO_SERVER_ENABLE, TFO_SERVER_WO_SOCKOPT1 } from './fastopen.ts';
+import {
+  type FastOpenCookie,
+  TFO_CLIENT_ENABLE,
+  TFO_CLIENT_NO_COOKIE,
+  TFO_SERVER_ENABLE,
+  TFO_SERVER_WO_SOCKOPT1,
+  cookieLength,
+} from './fastopen.ts';
 import type { CongestionControl } from './congestion/cc.ts';
 import {
   type Negotiated,
@@ -118,6 +125,8 @@ export class TcpEndpoint implements Endpoint {
   v6only = false;
   /** TCP_MAXSEG: 0 for none. */
   userMss = 0;
+  /** TCP_SYNCNT: SYN retransmissions before connect() fails; 0 for tcp_syn_retries. */
+  synCount = 0;
   /** TCP_LINGER2 in ms: 0 for tcp_fin_timeout, -1 to drop an orphan at once in FIN-WAIT-2 (tcp(7)). */
   linger2 = 0;
   /** TCP_DEFER_ACCEPT on a listener, as Linux keeps it: SYN-ACK retransmissions to wait for data. */
@@ -246,7 +255,12 @@ export class TcpEndpoint implements Endpoint {
 
   /** The TSval for a segment sent now (1 ms granularity, RFC 7323 §5.4). */
   tsNow(): number {
-    return (Math.floor(this.clock.now()) + this.tsOffset) >>> 0;
+    return this.tsAt(this.clock.now());
+  }
+
+  /** The TSval a segment sent at time `t` carried. */
+  tsAt(t: number): number {
+    return (Math.floor(t) + this.tsOffset) >>> 0;
   }
 
   // ---- Endpoint API ----
@@ -299,6 +313,98 @@ export class TcpEndpoint implements Endpoint {
   }
 
   connect(addr: SocketAddress): NetError | undefined {
+    if (this.deferConnect) return Err.AlreadyConnected;
+    const e = this.open(addr);
+    if (e) return e;
+    if (this.fastOpenConnect) {
+      // Linux's tcp_fastopen_defer_connect: with a cookie (or none needed) the SYN waits for the first write, which
+      // it then carries; without, the SYN asks for a cookie.
+      if (this.fastOpenPlan(0).dataOk) {
+        this.deferConnect = true;
+        return undefined;
+      }
+      this.sendFirstSyn(new Uint8Array(0));
+    } else this.sendFirstSyn(null);
+    return Err.ConnectStarted;
+  }
+
+  /**
+   * sendto(MSG_FASTOPEN), and the first write after a deferred TCP_FASTOPEN_CONNECT (Linux's
+   * tcp_sendmsg_fastopen): opens the connection with as much of `data` in the SYN as a cookie allows (RFC 7413
+   * §4.2.1). The count the SYN carries, or Err.ConnectStarted when it carries none.
+   */
+  private fastOpenWrite(data: Uint8Array, to: SocketAddress | undefined): number | NetError | null {
+    if (!(this.proto.config.fastOpen & TFO_CLIENT_ENABLE)) return Err.NotSupported;
+    if (this.deferConnect) {
+      this.deferConnect = false;
+      return this.sendFirstSyn(data) || Err.ConnectStarted;
+    }
+    switch (this.state) {
+      case State.Closed:
+        if (this.connectCalled && !this.connectFailed) return null;
+        break;
+      case State.SynSent:
+      case State.SynReceived:
+        return Err.AlreadyConnecting;
+      default:
+        // Connected: Linux's connect step finds the connection made and the send goes on as any other.
+        return null;
+    }
+    if (!to) return Err.InvalidArgument;
+    const e = this.open(to);
+    if (e) return e;
+    return this.sendFirstSyn(data) || Err.ConnectStarted;
+  }
+
+  /**
+   * What a Fast Open SYN to the connection's peer may carry (Linux's tcp_fastopen_cookie_check and
+   * tcp_send_syn_data): data when a cookie is cached or none is needed, at most `size` bytes and one path MSS
+   * (the server's cached MSS, TCP_MAXSEG) less 40 bytes kept for options; the option to send (a cookie, a
+   * request in the form the cache says, or none in cookie-less mode).
+   */
+  private fastOpenPlan(size: number): { dataOk: boolean; space: number; option: FastOpenCookie | null } {
+    const cached = this.proto.fastOpenCache.get(this.remoteAddr!);
+    const noCookie = (this.proto.config.fastOpen & TFO_CLIENT_NO_COOKIE) !== 0 || this.fastOpenNoCookie;
+    if (!noCookie && cookieLength(cached.cookie) <= 0) {
+      return { dataOk: false, space: 0, option: { cookie: new Uint8Array(0), exp: cached.cookie.exp } };
+    }
+    let mss = Math.min(this.route!.maxPayload() - 20, cached.mss || this.offer!.mss);
+    if (this.userMss > 0) mss = Math.min(mss, this.userMss);
+    const space = Math.max(0, Math.min(mss - 40, size, this.snd.space));
+    return { dataOk: true, space, option: noCookie ? null : cached.cookie };
+  }
+
+  /**
+   * Sends the connection's first SYN: a plain one (`data` null), or a Fast Open one with the option and as much
+   * of `data` as fastOpenPlan allows, queued in the send buffer from ISS + 1 (SND.UNA stands there already, so the
+   * buffer's offsets hold; input.ts and ICMP look at ISS in SYN-SENT). Returns the bytes the SYN carries.
+   */
+  private sendFirstSyn(data: Uint8Array | null): number {
+    const snd = this.snd;
+    let copied = 0;
+    this.synFastOpen = null;
+    if (data) {
+      const plan = this.fastOpenPlan(data.length);
+      this.synFastOpen = plan.option;
+      if (plan.dataOk && plan.space > 0) {
+        copied = plan.space;
+        snd.buf.append(data.subarray(0, copied));
+        this.proto.charge(copied);
+      }
+    }
+    this.synFastOpenSent = this.synFastOpen !== null;
+    this.synFastOpenExp = this.synFastOpen?.exp ?? false;
+    this.synDataLen = copied;
+    sendSyn(this, false, undefined, copied);
+    snd.nxt = seq.add(snd.iss, 1 + copied);
+    snd.max = snd.nxt;
+    if (copied > 0) snd.una = seq.add(snd.iss, 1);
+    snd.rtxTimer.set(snd.rtt.rto);
+    return copied;
+  }
+
+  /** connect()'s part before the SYN: checks, route, port, the connection's state (SYN-SENT, registered). */
+  private open(addr: SocketAddress): NetError | undefined {
     switch (this.state) {
       case State.SynSent:
       case State.SynReceived:
@@ -351,11 +457,7 @@ export class TcpEndpoint implements Endpoint {
     this.setState(State.SynSent);
     this.proto.register(this);
     this.stats.activeOpens++;
-    sendSyn(this, false);
-    this.snd.nxt = seq.add(this.snd.iss, 1);
-    this.snd.max = this.snd.nxt;
-    this.snd.rtxTimer.set(this.snd.rtt.rto);
-    return Err.ConnectStarted;
+    return undefined;
   }
 
   /** connect(AF_UNSPEC): Linux's tcp_disconnect aborts the connection (RST) and leaves the socket reusable. */
@@ -478,6 +580,10 @@ export class TcpEndpoint implements Endpoint {
   }
 
   private writeHeld(data: Uint8Array, opts?: WriteOptions): number | NetError {
+    if (opts?.fastOpen || this.deferConnect) {
+      const r = this.fastOpenWrite(data, opts?.to);
+      if (r !== null) return r;
+    }
     if (this.softError) return this.takeError()!;
     if (this.sndShut) return Err.ClosedForSend;
     if (this.state === State.SynSent || (this.state === State.SynReceived && !this.fastOpenListener)) return Err.WouldBlock;
@@ -725,6 +831,18 @@ export class TcpEndpoint implements Endpoint {
   onPathMtu(mtu: number): void {
     if (!this.route || mtu <= 0) return;
     const ipHeader = this.route.remoteAddress.length === 4 ? 20 : 40;
+    if (this.state === State.SynSent) {
+      // Linux's tcp_mtu_reduced before the handshake: later SYNs offer what the path allows, and a SYN whose
+      // Fast Open data no longer fits goes again at once, plain (its data follows the handshake).
+      const offer = mtu - ipHeader - 20;
+      if (!this.offer || offer < 64 || offer >= this.offer.mss) return;
+      this.offer.mss = offer;
+      if (this.synDataLen > offer) {
+        this.synRetransmitted = true;
+        sendSyn(this, false);
+      }
+      return;
+    }
     const mss = mtu - ipHeader - 20 - (this.tsOk ? TS_OPTION_LEN : 0);
     if (mss >= 64 && mss < this.snd.mss) {
       this.snd.mss = mss;
@@ -799,7 +917,7 @@ export class TcpEndpoint implements Endpoint {
     const c = this.proto.config;
     const snd = this.snd;
     if (this.state === State.SynSent || this.state === State.SynReceived) {
-      const limit = this.state === State.SynSent ? c.synRetries : c.synAckRetries;
+      const limit = this.state === State.SynSent ? this.synCount || c.synRetries : c.synAckRetries;
       // Linux syn_ack_recalc: a deferred child that saw the bare ACK lives until the defer period ends, and is
       // sent no SYN-ACK until its last round, which gives the peer one more chance to send data or an ACK.
       const defer = this.parent?.deferAccept ?? 0;
@@ -811,6 +929,7 @@ export class TcpEndpoint implements Endpoint {
       }
       const resend = !acked || this.synRetries >= defer - 1;
       this.synRetries++;
+      if (this.state === State.SynSent) this.synRetransmitted = true;
       snd.rtt.backoff();
       if (resend) {
         sendSyn(this, this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);

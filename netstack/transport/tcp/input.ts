@@ -8,6 +8,7 @@ import * as seq from '../../seqnum.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpRepr, tcpTimestampsOnly, tcpWord } from '../../wire/tcp.ts';
 import { childEstablished, cookieSupersedes } from './accept.ts';
 import { negotiate } from './connect.ts';
+import { cookieLength } from './fastopen.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { segmentLength } from './segment.ts';
 import { State, acceptsData } from './state.ts';
@@ -32,6 +33,16 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
     ep.proto.count('outOfWindow');
     return;
   }
+  // Linux (PAWSActiveRejected): an ACK whose TSecr echoes no time between our first SYN and now is not an
+  // answer to our SYN, and is refused like a bad ACK.
+  const ecr = r.options.tsEcr;
+  if (f & TCP_ACK && ep.offer?.timestamps && r.options.tsVal !== undefined && ecr) {
+    if (seq.lt(ecr, ep.tsAt(ep.stateSince)) || seq.gt(ecr, ep.tsNow())) {
+      if (!(f & TCP_RST)) sendResetSeq(ep, r.ack);
+      ep.proto.count('pawsDrops');
+      return;
+    }
+  }
   if (f & TCP_RST) {
     // RFC 5961 §3.2 leaves SYN-SENT to the ACK check above: only a RST that acknowledges our SYN counts.
     if (f & TCP_ACK) {
@@ -55,16 +66,45 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;
   if (f & TCP_ACK) {
+    // What our SYN carried (Fast Open) sits in the send buffer from ISS + 1, where SND.UNA already stands.
+    const synAcked = seq.add(snd.iss, 1);
+    const dataAcked = Math.max(0, Math.min(seq.sub(r.ack, synAcked), snd.buf.length));
+    if (dataAcked > 0) {
+      snd.buf.consume(dataAcked);
+      ep.proto.charge(-dataAcked);
+      snd.bytesAcked += dataAcked;
+    }
     snd.una = r.ack;
+    // Linux counts the SYN as one delivered segment, and SYN data acknowledged with it not as another.
+    snd.delivered = 1;
     // Our SYN acknowledged is forward progress too (Linux's tcp_ack with FLAG_SYN_ACKED).
     ep.route?.confirmNeighbor?.(ep.clock.now());
     sampleHandshakeRtt(ep, r);
     snd.rtxTimer.cancel();
     ep.setState(State.Established);
     ep.ka.touch();
+    const resend = ep.synFastOpenSent || ep.synDataLen > 0 ? fastOpenSynAck(ep, r, dataAcked) : false;
     if (r.payload.length > 0) rcv.onData(seq.add(r.seq, 1), r.payload.subarray(0, rcv.free), snd.mss);
-    sendAck(ep);
+    // Linux's tcp_fastopen_add_skb takes a FIN on the SYN-ACK of a Fast Open connect too.
+    if ((ep.synFastOpenSent || resend) && f & TCP_FIN && rcv.nxt === seq.add(r.seq, 1 + r.payload.length)) {
+      rcv.nxt = seq.add(rcv.nxt, 1);
+      rcv.finReceived = true;
+      ep.rcvShut = true;
+      ep.setState(State.CloseWait);
+    }
+    // SYN data the SYN-ACK left unacknowledged goes again at once, and that segment carries the ACK.
+    if (resend) snd.output();
+    else {
+      // Linux's tcp_rcv_synsent_state_process saves the ACK when a writer waits for the connection (a blocking
+      // Fast Open sendto): that writer's data, sent as the waiters are told, carries it.
+      rcv.ackNow = true;
+      rcv.synAckWriter();
+    }
     ep.notify();
+    if (!resend) {
+      rcv.synAckWriter(!rcv.ackNow);
+      if (rcv.ackNow) sendAck(ep);
+    }
     return;
   }
   // Simultaneous open (RFC 9293 §3.5 figure 8): answer with SYN-ACK from our ISS. Text on the SYN is queued
@@ -74,6 +114,34 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   ep.synRetries = 0;
   sendSyn(ep, true, r.options);
   snd.rtxTimer.set(snd.rtt.rto);
+}
+
+/**
+ * Our Fast Open SYN was answered (Linux's tcp_rcv_fastopen_synack): the cookie cache learns the server's MSS and
+ * cookie (an unsolicited one is ignored; a request without answer tries the experimental form next, then gives
+ * that up), and SYN data not acknowledged is to be sent again (RFC 7413 §4.2.2). Returns whether it is.
+ */
+function fastOpenSynAck(ep: TcpEndpoint, r: TcpRepr, dataAcked: number): boolean {
+  const snd = ep.snd;
+  const got = cookieLength(r.options.fastOpen) >= 0 ? r.options.fastOpen : undefined;
+  let cookie = got;
+  let tryExp = 0;
+  if (!ep.synFastOpenSent) cookie = undefined;
+  else if (!ep.synRetransmitted && !got && ep.synDataLen === 0) tryExp = ep.synFastOpenExp ? 2 : 1;
+  ep.proto.fastOpenCache.set(ep.remoteAddr!, r.options.mss ?? 0, cookie, tryExp);
+  const sent = ep.synDataLen;
+  ep.synDataLen = 0;
+  if (sent > 0 && dataAcked < sent) {
+    // SND.NXT back to SND.UNA: what follows goes out as a retransmission (Linux marks it lost and resends).
+    snd.nxt = snd.una;
+    ep.proto.count('fastOpenActiveFail');
+    return true;
+  }
+  if (sent > 0) {
+    ep.synDataAcked = true;
+    ep.proto.count('fastOpenActive');
+  }
+  return false;
 }
 
 /** Karn's rule for the handshake: time the SYN only when it was sent once (RFC 6298 §3), or use TSecr. */

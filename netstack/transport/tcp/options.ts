@@ -114,6 +114,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.linger2 < 0 ? -1 : Math.round((ep.linger2 || ep.proto.config.finTimeout) / 1000);
     case 'TCP_DEFER_ACCEPT':
       return retransToSecs(ep.deferAccept);
+    case 'TCP_SYNCNT':
+      return ep.synCount || ep.proto.config.synRetries;
     case 'TCP_FASTOPEN':
       return ep.fastOpenQlen;
     case 'TCP_FASTOPEN_CONNECT':
@@ -244,6 +246,13 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, -0x80000000, 0x7fffffff);
       if (typeof n !== 'number') return n;
       ep.deferAccept = secsToRetrans(n);
+      return undefined;
+    }
+    case 'TCP_SYNCNT': {
+      // Linux: 1 to MAX_TCP_SYNCNT (127).
+      const n = int(value, 1, 127);
+      if (typeof n !== 'number') return n;
+      ep.synCount = n;
       return undefined;
     }
     case 'TCP_FASTOPEN': {

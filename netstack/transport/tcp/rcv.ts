@@ -188,6 +188,17 @@ export class Receiver {
     }
   }
 
+  /**
+   * The SYN-ACK arrived while a writer may wait for the connection: Linux then saves the ACK in quick-ACK mode
+   * (which sets the ACK timeout its ping-pong test needs), so the writer's data, sent at once, makes the
+   * connection interactive as a reply to data would. `writerSent` false undoes it: with no writer Linux sent
+   * the ACK, and its ping-pong test cannot pass before data arrives (the ACK timeout is still 0).
+   */
+  synAckWriter(writerSent?: boolean): void {
+    if (writerSent === undefined) this.lastRecv = this.ep.clock.now();
+    else if (!writerSent) this.lastRecv = -Infinity;
+  }
+
   /** We sent data: a reply soon after data arrived marks the connection interactive (Linux's pingpong). */
   onDataSent(delayedAckMs: number): void {
     if (this.ep.clock.now() - this.lastRecv < delayedAckMs) this.pingpong = true;

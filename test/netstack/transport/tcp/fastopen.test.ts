@@ -9,6 +9,7 @@ import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts
 import { fastOpenCookie, parseFastOpenKeys } from '../../../../netstack/transport/tcp/fastopen.ts';
 import { tcpInfo } from '../../../../netstack/transport/tcp/options.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
+import { EventOut } from '../../../../netstack/waiter.ts';
 import { TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN, emitTcpOptions, parseTcpOptions } from '../../../../netstack/wire/tcp.ts';
 import { fastOpenCookie as referenceCookie } from '../../../packetdrill/upstream.ts';
 import { Harness, LOCAL, REMOTE, pattern } from './helper.ts';
@@ -133,4 +134,115 @@ t.test('LISTEN with a full Fast Open queue → plain handshake for the next SYN'
   h.send({ flags: TCP_SYN, srcPort: 40001, options: { ...SYN_OPTS, fastOpen: { cookie: COOKIE, exp: false } }, payload: pattern(10) });
   h.expect({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.peerNxt, 1) });
   t.equal(l.listener!.fastOpenPending, 1);
+});
+
+/** A client stack (tcp_fastopen as given) whose next connection goes to the scripted peer. */
+function client(fastOpen = 1): Harness {
+  return new Harness({ fastOpen, timestamps: false });
+}
+const TO = { address: REMOTE, port: 40000 };
+const SERVER_COOKIE = unhex('0011223344556677');
+
+/** Sends sendto(MSG_FASTOPEN) on a fresh socket; returns the socket, the write's result and the SYN. */
+function fastOpenSend(h: Harness, data: Uint8Array) {
+  const ep = h.tcp.newEndpoint(4);
+  const n = ep.write(data, { to: TO, fastOpen: true });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.iss = syn.seq;
+  h.localPort = syn.srcPort;
+  h.peerPort = 40000;
+  return { ep, n, syn };
+}
+
+t.test('CLOSED sendto(MSG_FASTOPEN) without a cookie → SYN asks for one, no data; the SYN-ACK\'s cookie is cached', async (t) => {
+  const h = client();
+  const { ep, n, syn } = fastOpenSend(h, pattern(1000));
+  t.equal(n, Err.ConnectStarted, 'EINPROGRESS: nothing went with the SYN');
+  t.same(syn.options.fastOpen, { cookie: new Uint8Array(0), exp: false });
+  t.equal(syn.payload.length, 0);
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.iss, 1), options: { mss: 940, fastOpen: { cookie: SERVER_COOKIE, exp: false } } });
+  h.expect({ flags: TCP_ACK, ack: seq.add(h.peerNxt, 1) });
+  t.equal(ep.state, State.Established);
+  t.equal(tcpInfo(ep).tcpi_delivered, 1);
+  t.same(h.tcp.fastOpenCache.get(REMOTE), { mss: 940, cookie: { cookie: SERVER_COOKIE, exp: false } });
+});
+
+t.test('CLOSED sendto(MSG_FASTOPEN) with a cached cookie → SYN carries cookie and data (cached MSS − 40); acked → SYN_DATA', async (t) => {
+  const h = client();
+  h.tcp.fastOpenCache.set(REMOTE, 940, { cookie: SERVER_COOKIE, exp: false }, 0);
+  const data = pattern(1900);
+  const { ep, n, syn } = fastOpenSend(h, data);
+  t.equal(n, 900, 'what the SYN carries is what the call reports');
+  t.same(syn.options.fastOpen, { cookie: SERVER_COOKIE, exp: false });
+  t.same(syn.payload, data.subarray(0, 900));
+  t.equal(ep.write(data.subarray(900), { to: TO, fastOpen: true }), Err.AlreadyConnecting, 'EALREADY while the handshake runs');
+  t.equal(ep.write(data.subarray(900)), Err.WouldBlock);
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.iss, 901), options: { mss: 1460 } });
+  h.expect({ flags: TCP_ACK, seq: seq.add(h.iss, 901), len: 0 });
+  t.ok(tcpInfo(ep).tcpi_options! & TCPI_OPT_SYN_DATA);
+  t.equal(tcpInfo(ep).tcpi_delivered, 1, 'the SYN and its data count as one, as Linux');
+  t.equal(ep.outQueue(), 0);
+  t.equal(ep.write(data.subarray(900)), 1000);
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: seq.add(h.iss, 901), len: 1000 });
+});
+
+t.test('SYN-SENT with SYN data rcv SYN-ACK of the SYN only → the data goes again at once and carries the ACK', async (t) => {
+  const h = client();
+  h.tcp.fastOpenCache.set(REMOTE, 0, { cookie: SERVER_COOKIE, exp: false }, 0);
+  const data = pattern(700);
+  const { ep, n } = fastOpenSend(h, data);
+  t.equal(n, 700);
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.iss, 1), options: { mss: 1040 } });
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: seq.add(h.iss, 1), ack: seq.add(h.peerNxt, 1), payload: data });
+  h.expectNone(0);
+  t.notOk(tcpInfo(ep).tcpi_options! & TCPI_OPT_SYN_DATA);
+  t.equal(h.tcp.stats.fastOpenActiveFail, 1);
+  h.peerNxt = seq.add(h.peerNxt, 1);
+  h.send({ flags: TCP_ACK, ack: seq.add(h.iss, 701) });
+  t.equal(ep.outQueue(), 0);
+});
+
+t.test('SYN-SENT with SYN data, SYN timed out → retransmitted plain (no option, no data); data after the handshake', async (t) => {
+  const h = client();
+  h.tcp.fastOpenCache.set(REMOTE, 0, { cookie: SERVER_COOKIE, exp: false }, 0);
+  fastOpenSend(h, pattern(1000));
+  h.advance(1000);
+  const again = h.expect({ flags: TCP_SYN, seq: h.iss, len: 0 });
+  t.equal(again.options.fastOpen, undefined);
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.iss, 1), options: { mss: 1460 } });
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: seq.add(h.iss, 1), len: 1000 });
+});
+
+t.test('tcp_fastopen 0x5 (no cookie needed) → SYN data without any option; 0 → EOPNOTSUPP', async (t) => {
+  const h = client(5);
+  const { n, syn } = fastOpenSend(h, pattern(5000));
+  t.equal(n, 1420, 'one MSS of 1460 less 40');
+  t.equal(syn.options.fastOpen, undefined);
+  const off = client(0);
+  t.equal(off.tcp.newEndpoint(4).write(pattern(10), { to: TO, fastOpen: true }), Err.NotSupported);
+});
+
+t.test('no cookie from a kind-34 request → the next request is experimental (254), then back to 34 for good', async (t) => {
+  const h = client();
+  const forms: boolean[] = [];
+  for (let i = 0; i < 3; i++) {
+    const { syn } = fastOpenSend(h, pattern(10));
+    forms.push(syn.options.fastOpen!.exp);
+    h.send({ flags: TCP_SYN | TCP_ACK, ack: seq.add(h.iss, 1), options: { mss: 1460 } });
+    h.clearSent();
+  }
+  t.same(forms, [false, true, false]);
+});
+
+t.test('TCP_FASTOPEN_CONNECT with a cookie → connect() returns 0, socket writable, the first write carries the SYN', async (t) => {
+  const h = client();
+  h.tcp.fastOpenCache.set(REMOTE, 0, { cookie: SERVER_COOKIE, exp: true }, 0);
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.setOption('TCP_FASTOPEN_CONNECT', 1), undefined);
+  t.equal(ep.connect(TO), undefined);
+  h.expectNone(100);
+  t.ok(ep.readiness(EventOut), 'writable in SYN-SENT, as tcp_poll says');
+  t.equal(ep.write(pattern(100)), 100);
+  const syn = h.expect({ flags: TCP_SYN, len: 100 });
+  t.same(syn.options.fastOpen, { cookie: SERVER_COOKIE, exp: true }, 'the cookie in the form it came');
 });

@@ -170,6 +170,7 @@ t.test('kill -9, then `tsvisor restore` by hand → the interface as before; a s
   t.equal(r.code, 0, `exit 0 ${r.stderr}`);
   t.match(r.stdout, new RegExp(`^tsvisor: restored '${p.devA}' in '${p.nsA}' as it was before tsvisor serve \\(pid ${s.child.pid}\\)`));
   t.same(await settled(p.nsA, p.devA, before), before, 'interface exactly as before');
+  t.notOk(existsSync(`/run/tsvisor/${p.nsA}.${p.devA}.sock`), 'and the killed serve\'s stats socket removed');
   const again = await sh([process.execPath, CLI, 'restore', '--netns', p.nsA, '--dev', p.devA]);
   t.equal(again.code, 0);
   t.match(again.stdout, /nothing to restore/);

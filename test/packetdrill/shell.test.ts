@@ -1,6 +1,8 @@
 // Shell lines of upstream's scripts as the Linux DUT runs them: the addresses they name mapped to the runner's.
 import t from 'tap';
-import { mapShellAddresses } from './shell.ts';
+import { VirtualClock } from '../../netstack/clock.ts';
+import { Netstack } from '../../netstack/netstack.ts';
+import { applyShell, mapShellAddresses } from './shell.ts';
 
 const REMOTES = ['192.0.2.1', '192.0.2.1', '2001:db8::1'];
 
@@ -16,4 +18,17 @@ t.test('a line naming no upstream address → unchanged; a longer address that s
   const plain = '../common/defaults.sh\n sysctl -q net.ipv4.tcp_sack=1';
   t.same(mapShellAddresses(plain, '198.18.0.2', REMOTES), { command: plain, parts: [] });
   t.equal(mapShellAddresses('ping -c1 192.0.2.10', '198.18.0.2', REMOTES).command, 'ping -c1 192.0.2.10');
+});
+
+t.test('applyShell: a line ending in a backslash goes on on the next; ip tcp_metrics flush reaches the DUT', async (t) => {
+  const n = new Netstack({ clock: new VirtualClock(0), seed: 1, dadTransmits: 0 });
+  let flushed = 0;
+  const target = { sysctl: n.sysctl, restore: new Map(), flushMetrics: () => flushed++ };
+  const ctx = { cwd: '/', env: { PACKETDRILL_PID: '7' } };
+  const r = applyShell('set_sysctls.py \\\n  /proc/sys/net/ipv4/tcp_fastopen=0x30403 \\\n  /proc/sys/net/ipv4/tcp_fastopen_key=a0bf63f7-ed803d81-cd641d30-cebc4a90', ctx, target);
+  t.same(r.applied, ['net.ipv4.tcp_fastopen=197635', 'net.ipv4.tcp_fastopen_key=a0bf63f7-ed803d81-cd641d30-cebc4a90']);
+  t.equal(n.tcp.config.fastOpenKey, 'a0bf63f7-ed803d81-cd641d30-cebc4a90');
+  applyShell('ip tcp_metrics flush all > /dev/null 2>&1', ctx, target);
+  t.equal(flushed, 1);
+  n.close();
 });

@@ -304,11 +304,17 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
   ep.ka.touch();
 
   const finAcked = snd.finAcked;
+  // FIN-WAIT-2's timeout for an orphan, armed once this segment is done with: a peer closing at once sends the ACK
+  // of our FIN with its own (every HTTP connection a server closes first), which goes on to TIME-WAIT and would
+  // have scheduled and cancelled the timer for nothing.
+  let finWait2Timer = false;
   switch (ep.state) {
     case State.FinWait1:
       if (finAcked) {
         ep.setState(State.FinWait2);
-        ep.onFinWait2();
+        // TCP_LINGER2 < 0 ends the orphan here, whatever else the segment holds (Linux tcp_rcv_state_process).
+        if (ep.linger2 < 0 || !(f & TCP_FIN)) ep.onFinWait2();
+        else finWait2Timer = true;
         // A lingering close() waits for exactly this (Linux's sk_stream_wait_close wakes on the state change).
         ep.notify();
       }
@@ -397,6 +403,7 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
     }
     ep.notify();
   }
+  if (finWait2Timer && ep.state === State.FinWait2) ep.onFinWait2();
 
   snd.output();
   ep.flushAck();

@@ -143,3 +143,31 @@ t.test('compact TIME-WAIT holds the listener port until it ends, and frees the 4
   c.h.advance(MSL2 + 1);
   t.equal(c.h.ports.count(6, LISTEN_PORT), 1, 'the listener alone');
 });
+
+t.test('FIN-WAIT-1 (orphan) rcv ACK of our FIN with the peer FIN → TIME-WAIT, FIN-WAIT-2 timeout never scheduled', async (t) => {
+  const h = new Harness();
+  const ep = h.accept(h.listen());
+  ep.close();
+  const fin = h.expect({ flags: A | TCP_FIN });
+  const clock = h.net.clock;
+  const schedule = clock.schedule.bind(clock);
+  const delays: number[] = [];
+  clock.schedule = (ms, fn) => (delays.push(ms), schedule(ms, fn));
+  h.send({ flags: A | TCP_FIN, ack: seq.add(h.iss, 2), options: h.ts(fin, 300) });
+  h.expect({ flags: A });
+  t.equal(ep.state, State.TimeWait);
+  t.same(delays, [MSL2], 'the 2·MSL timer alone');
+});
+
+t.test('FIN-WAIT-1 (orphan) rcv ACK of our FIN alone → FIN-WAIT-2 with its timeout', async (t) => {
+  const h = new Harness();
+  const ep = h.accept(h.listen());
+  ep.close();
+  const fin = h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A, ack: seq.add(h.iss, 2), options: h.ts(fin, 300) });
+  t.equal(ep.state, State.FinWait2);
+  h.expectNone(60_000 - 1);
+  t.equal(ep.state, State.FinWait2);
+  h.expectNone(2);
+  t.equal(ep.state, State.Closed, 'tcp_fin_timeout');
+});

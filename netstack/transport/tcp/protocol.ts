@@ -4,7 +4,7 @@
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
 import { type Address, addressKey, isUnspecified } from '../../addr.ts';
-import { HeldClock } from '../../clock.ts';
+import { HeldClock, type Timer } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import type { Family } from '../../socket.ts';
@@ -185,6 +185,12 @@ export class TcpProtocol implements TransportProtocol {
   private readonly connected = new Map<string, TcpEndpoint>();
   /** 4-tuples in TIME-WAIT whose endpoint was closed and let go (timewait.ts), beside `connected`. */
   private readonly timeWait = new Map<string, TimeWait>();
+  // Their 2·MSL deadlines, in order (timeWaitFrom), from twHead on.
+  private readonly twQueue: TimeWait[] = [];
+  private readonly twAt: number[] = [];
+  private twHead = 0;
+  private twTimer: Timer | null = null;
+  private twTimerAt = Infinity;
   private readonly listeners = new Map<number, TcpEndpoint[]>();
   /** Connections now in TIME-WAIT (see TcpConfig.maxTimeWait). */
   timeWaitCount = 0;
@@ -419,6 +425,50 @@ export class TcpProtocol implements TransportProtocol {
     });
     tw.restart();
   }
+
+  /**
+   * (Re)starts `tw`'s 2·MSL. The compact TIME-WAITs wait in one queue in the order their 2·MSL ends (the same
+   * span for all, so appending keeps the order) under one clock timer for the earliest, rather than a timer each:
+   * a server closing every connection first holds tens of thousands. A restarted one is appended again and its
+   * earlier place skipped. (An MSL shortened while some wait applies to later ones once those earlier have ended.)
+   */
+  timeWaitFrom(tw: TimeWait): void {
+    const at = this.net.clock.now() + 2 * this.config.msl;
+    tw.expires = at;
+    this.twAt.push(at);
+    this.twQueue.push(tw);
+    if (at < this.twTimerAt) this.armTimeWait(at);
+  }
+
+  private armTimeWait(at: number): void {
+    this.twTimer?.cancel();
+    this.twTimerAt = at;
+    this.twTimer = this.net.clock.schedule(at - this.net.clock.now(), this.onTimeWaitTimer);
+  }
+
+  private readonly onTimeWaitTimer = (): void => {
+    this.twTimer = null;
+    this.twTimerAt = Infinity;
+    const now = this.net.clock.now();
+    const q = this.twQueue;
+    let head = this.twHead;
+    while (head < q.length && this.twAt[head]! <= now) {
+      const tw = q[head]!;
+      if (tw.expires === this.twAt[head]) tw.end();
+      head++;
+    }
+    if (head > 1024 && head * 2 > q.length) {
+      q.splice(0, head);
+      this.twAt.splice(0, head);
+      head = 0;
+    } else if (head === q.length) {
+      q.length = 0;
+      this.twAt.length = 0;
+      head = 0;
+    }
+    this.twHead = head;
+    if (head < q.length) this.armTimeWait(this.twAt[head]!);
+  };
 
   /** A compact TIME-WAIT ended (timeout, RST, or reuse by a new SYN). */
   timeWaitEnded(tw: TimeWait): void {

@@ -10,7 +10,6 @@
 import type { Address } from '../../addr.ts';
 import * as seq from '../../seqnum.ts';
 import { type SackBlock, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
-import type { Timer } from '../../clock.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import type { TcpProtocol } from './protocol.ts';
@@ -41,8 +40,8 @@ export class TimeWait {
   tsRecent: number;
   private tsRecentAt: number;
   private lastInvalidAck: number;
-  private timer: Timer | null = null;
-  private dead = false;
+  /** When 2·MSL ends (TcpProtocol's TIME-WAIT queue); -1 once ended. */
+  expires = 0;
   /** The endpoint this replaced, for as long as someone still holds it: it reports TIME-WAIT, then CLOSED. */
   private readonly husk: WeakRef<TcpEndpoint>;
 
@@ -79,21 +78,13 @@ export class TimeWait {
 
   /** Starts the 2·MSL timeout (again, when a retransmitted FIN or an unexpected segment arrived). */
   restart(): void {
-    this.timer?.cancel();
-    this.timer = this.proto.net.clock.schedule(2 * this.proto.config.msl, this.expire);
+    this.proto.timeWaitFrom(this);
   }
-
-  private readonly expire = (): void => {
-    this.timer = null;
-    this.end();
-  };
 
   /** Leaves TIME-WAIT for CLOSED: the 4-tuple and the port are free again. */
   end(): void {
-    if (this.dead) return;
-    this.dead = true;
-    this.timer?.cancel();
-    this.timer = null;
+    if (this.expires < 0) return;
+    this.expires = -1;
     this.proto.timeWaitEnded(this);
     this.proto.ports.release(PROTO_TCP, this.localAddr, this.localPort, this);
     this.husk.deref()?.timeWaitEnded();

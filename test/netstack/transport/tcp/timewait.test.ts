@@ -171,3 +171,46 @@ t.test('FIN-WAIT-1 (orphan) rcv ACK of our FIN alone → FIN-WAIT-2 with its tim
   h.expectNone(2);
   t.equal(ep.state, State.Closed, 'tcp_fin_timeout');
 });
+
+t.test('compact TIME-WAITs share one clock timer; each ends 2·MSL after it began or was restarted', async (t) => {
+  const h = new Harness();
+  const l = h.listen(64);
+  const clock = h.net.clock;
+  const schedule = clock.schedule.bind(clock);
+  let twTimers = 0;
+  clock.schedule = (ms, fn) => (ms === MSL2 ? twTimers++ : 0, schedule(ms, fn));
+  const eps: { ep: TcpEndpoint; port: number; snd: number; p: number }[] = [];
+  for (let i = 0; i < 20; i++) {
+    h.peerPort = 41000 + i;
+    h.peerNxt = 5_000_000 + i * 1000;
+    const ep = h.accept(l);
+    ep.close();
+    const fin = h.expect({ flags: A | TCP_FIN });
+    h.send({ flags: A | TCP_FIN, ack: seq.add(h.iss, 2), options: h.ts(fin, 300) });
+    h.expect({ flags: A });
+    eps.push({ ep, port: h.peerPort, snd: seq.add(h.iss, 2), p: seq.add(h.peerNxt, 1) });
+    h.advance(1000);
+  }
+  t.equal(twTimers, 1, 'one clock timer for twenty');
+  t.equal(h.tcp.timeWaitCount, 20);
+  // The fifth gets its FIN again 30 s in: its 2·MSL starts over.
+  const fifth = eps[4]!;
+  h.peerPort = fifth.port;
+  h.send({ flags: A | TCP_FIN, seq: seq.add(fifth.p, -1), ack: fifth.snd, options: { tsVal: 400, tsEcr: 0 } });
+  h.expect({ flags: A, seq: fifth.snd, ack: fifth.p });
+  const restartedAt = clock.now();
+  const enteredFirst = restartedAt - 20_000;
+  h.advance(enteredFirst + MSL2 - clock.now());
+  t.equal(eps[0]!.ep.state, State.Closed, 'the first ends at its 2·MSL');
+  t.equal(eps[1]!.ep.state, State.TimeWait, 'the second a second later');
+  h.advance(3_000);
+  t.equal(eps[3]!.ep.state, State.Closed);
+  t.equal(fifth.ep.state, State.TimeWait, 'the restarted one waits');
+  h.advance(restartedAt + MSL2 - clock.now() - 1);
+  t.equal(fifth.ep.state, State.TimeWait);
+  t.equal(eps[19]!.ep.state, State.Closed, 'the others all ended in order');
+  h.advance(1);
+  t.equal(fifth.ep.state, State.Closed, '2·MSL after its restart');
+  t.equal(h.tcp.timeWaitCount, 0);
+  t.equal(h.tcp.connectionCount, 0);
+});

@@ -60,8 +60,10 @@ export class CaptureNet implements NetworkLayer {
   mtu = 1500;
   /** When > 0, routes offer TSO up to this super-segment size and cut what sendGso gets as a link would. */
   gsoMax = 0;
-  /** The super-segments sendGso received (copies), before they were cut. */
+  /** The super-segments sendGso received (copies) that the link cuts into more than one segment. */
   readonly gsoSent: { segment: Uint8Array; headerLength: number; gsoSize: number }[] = [];
+  /** Single segments sendGso received: data sent with a partial checksum for the link to complete. */
+  partialSent = 0;
   private readonly rng = new Rng(42);
 
   registerTransport(_p: TransportProtocol): void {}
@@ -92,7 +94,8 @@ export class CaptureNet implements NetworkLayer {
       route.sendGso = (_protocol, packet, offset, hl, gsoSize) => {
         const sup = packet.slice(offset);
         if (sup.length > net.gsoMax) throw new Error(`super-segment of ${sup.length} > ${net.gsoMax}`);
-        net.gsoSent.push({ segment: sup, headerLength: hl, gsoSize });
+        if (sup.length - hl > gsoSize) net.gsoSent.push({ segment: sup, headerLength: hl, gsoSize });
+        else net.partialSent++;
         // The contract's partial checksum: the pseudo-header over the whole length, folded, not complemented.
         const partial = (sup[16]! << 8) | sup[17]!;
         const want = foldChecksum(pseudoHeaderSum(LOCAL, remote, 6, sup.length));

@@ -56,6 +56,24 @@ t.test('ESTABLISHED TSO route, write 2.5 MSS → two MSS in a super-segment, the
   t.end();
 });
 
+t.test('ESTABLISHED TSO route, write 700 bytes → one segment whose checksum the link completes; a bare ACK summed here', (t) => {
+  const h = tsoHarness();
+  const ep = h.connect();
+  ep.setOption('TCP_NODELAY', 1);
+  const before = h.net.partialSent;
+  ep.write(pattern(700));
+  t.equal(h.net.partialSent, before + 1, 'handed to sendGso with the partial checksum (the harness checks it)');
+  t.equal(h.net.gsoSent.length, 0, 'not a super-segment');
+  const r = h.expect({ flags: TCP_ACK | TCP_PSH, seq: h.iss + 1, len: 700 });
+  t.same(Buffer.from(r.payload), Buffer.from(pattern(700)));
+  // Data from the peer, acknowledged by a bare ACK after the delayed-ACK timer: built and summed by TCP itself.
+  h.send({ flags: TCP_ACK | TCP_PSH, ack: h.iss + 701, payload: pattern(10), options: { tsVal: 300, tsEcr: 0 } });
+  h.advance(500);
+  h.expect({ flags: TCP_ACK, len: 0 });
+  t.equal(h.net.partialSent, before + 1, 'the bare ACK went out through send');
+  t.end();
+});
+
 t.test('ESTABLISHED SACK of the middle of one 10-MSS unit → only the two holes below it resent, MSS-sized', (t) => {
   const h = tsoHarness();
   const ep = h.connect();

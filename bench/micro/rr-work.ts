@@ -1,9 +1,9 @@
 /**
  * Counts the work one request/response exchange costs the serving stack, which machine load does not change:
- * frames each way, clock reads, timers scheduled and cancelled, and (with `--http`) the same through node:http on
- * tsvisor/net. Two stacks over an in-memory channel on a virtual clock; the client sends a 100-byte request, the
+ * frames each way, clock reads, timers scheduled and cancelled, ticks and microtasks queued (both stacks and
+ * node:http), and (with `--http`) the same through node:http on tsvisor/net. Two stacks over an in-memory channel on a virtual clock; the client sends a 100-byte request, the
  * server answers 500 bytes, 0.05 ms apart (a veth's round trip), on `CONNS` connections taking turns.
- * Run: `node --import tsx bench/micro/rr-work.ts [--http] [EXCHANGES]`.
+ * Run: `node --import tsx bench/micro/rr-work.ts [--http] [--deferred] [EXCHANGES]`.
  */
 import http from 'node:http';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -39,6 +39,21 @@ class CountingClock implements Clock {
 }
 
 const args = process.argv.slice(2);
+/** Counts process.nextTick and queueMicrotask calls (the deferred steps an exchange costs); `--deferred` only, as counting costs CPU. */
+const deferred = { ticks: 0, microtasks: 0 };
+if (args.includes('--deferred')) {
+  const realNextTick = process.nextTick;
+  const realQueueMicrotask = globalThis.queueMicrotask;
+  process.nextTick = ((fn: (...a: unknown[]) => void, ...a: unknown[]) => {
+    deferred.ticks++;
+    realNextTick(fn, ...a);
+  }) as typeof process.nextTick;
+  globalThis.queueMicrotask = (fn) => {
+    deferred.microtasks++;
+    realQueueMicrotask(fn);
+  };
+}
+
 const httpMode = args.includes('--http');
 const exchanges = Number(args.find((a) => /^\d+$/.test(a)) ?? 200000);
 const CONNS = 32;
@@ -126,11 +141,13 @@ async function run(): Promise<void> {
   gcWatch.observe({ entryTypes: ['gc'] });
   const s0 = { ...server.counters() };
   const c0 = { nows: counting.nows, schedules: counting.schedules, cancels: counting.cancels };
+  const d0 = { ...deferred };
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   await exchange(exchanges);
   const cpu = process.cpuUsage(cpu0);
   const ms = performance.now() - t0;
+  const d1 = { ...deferred };
   await new Promise((r) => setImmediate(r));
   gcWatch.disconnect();
   const s1 = server.counters();
@@ -139,6 +156,9 @@ async function run(): Promise<void> {
     `${httpMode ? 'node:http on tsvisor/net' : 'endpoint API'}, ${exchanges} exchanges on ${CONNS} connections, per exchange (server stack):\n` +
       `  segments in ${per('tcp.segmentsReceived')}, out ${per('tcp.segmentsSent')}\n` +
       `  clock reads ${((counting.nows - c0.nows) / exchanges).toFixed(2)}, timers scheduled ${((counting.schedules - c0.schedules) / exchanges).toFixed(2)}, cancelled ${((counting.cancels - c0.cancels) / exchanges).toFixed(2)}\n` +
+      (args.includes('--deferred')
+        ? `  ticks ${((d1.ticks - d0.ticks) / exchanges).toFixed(2)}, microtasks ${((d1.microtasks - d0.microtasks) / exchanges).toFixed(2)} (both stacks and the loop)\n`
+        : '') +
       `  garbage collections per 10,000 exchanges ${((gcs * 10000) / exchanges).toFixed(1)}\n` +
       `  CPU ${((cpu.user + cpu.system) / exchanges).toFixed(2)} µs per exchange (both stacks, client and server, and the loop; ` +
       `wall ${((ms * 1000) / exchanges).toFixed(2)} µs)\n`,

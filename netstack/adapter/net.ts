@@ -158,6 +158,11 @@ export class Socket extends Duplex {
     } as DuplexOptions);
     this.provider = provider;
     this.loop = new LoopRef(provider);
+    // Readable's maybeReadMore (a nextTick and a read(0) after every push, to fill the buffer up to the high-water
+    // mark for sources that push one chunk per _read) has nothing to do here: pumpRead already reads until the
+    // endpoint is empty or push() says stop, and read() below the mark calls _read itself. Marked as running so
+    // that it never schedules: a kept-alive request cost a tick of its own for it (issue 15).
+    (this as unknown as { _readableState: { readingMore: boolean } })._readableState.readingMore = true;
     if (options.noDelay) this.opts.noDelay = true;
     if (options.keepAlive) {
       this.opts.keepAlive = true;

@@ -143,8 +143,27 @@ function vethSystem(prefix: string, subnet: string, mtu: number, offloads: boole
   return pair;
 }
 
+/**
+ * TSVISOR_BENCH_NET ("A.B.C", a /24 of 198.18.0.0/15) puts the kernel and tsvisor systems in /28s of that one
+ * network (kernel .1/.2, tsvisor .17/.18), for an engineer given a /24 of their own on a shared machine; pasta
+ * and slirp4netns keep their fixed networks.
+ */
+const BENCH_NET = process.env.TSVISOR_BENCH_NET;
+if (BENCH_NET !== undefined && !/^198\.(18|19)\.\d{1,3}$/.test(BENCH_NET)) {
+  throw new Error(`TSVISOR_BENCH_NET must be the first three octets of a /24 in 198.18.0.0/15 (e.g. 198.18.150), not '${BENCH_NET}'`);
+}
+
+/** A veth system in subnet `subnet` (a /24), or in the `slot`th /28 of TSVISOR_BENCH_NET; returns it and the served address. */
+function vethSystemIn(prefix: string, subnet: string, slot: number, mtu: number, offloads: boolean) {
+  if (BENCH_NET === undefined) return { pair: vethSystem(prefix, subnet, mtu, offloads), host: `${subnet}.2` };
+  const base = slot * 16;
+  const pair = createVethPair({ prefix, addrA: `${BENCH_NET}.${base + 1}/28`, addrB: `${BENCH_NET}.${base + 2}/28`, mtu, offloads });
+  onCleanup(() => pair.destroy());
+  return { pair, host: `${BENCH_NET}.${base + 2}` };
+}
+
 async function startKernel(mtu: number): Promise<SystemInstance> {
-  const pair = vethSystem(`${NS_BASE}-k`, '198.18.100', mtu, true);
+  const { pair, host } = vethSystemIn(`${NS_BASE}-k`, '198.18.100', 0, mtu, true);
   let servers: Daemon[] = [];
   try {
     servers = await kernelServers(pair.nsB);
@@ -155,7 +174,7 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
   return {
     name: 'kernel',
     clientNs: pair.nsA,
-    host: '198.18.100.2',
+    host,
     missing: {},
     memory: () => ({ bytes: slabBytes(), what: 'kernel slab (active objects × size, /proc/slabinfo), both ends / 2' }),
     memoryDivisor: 2,
@@ -172,7 +191,7 @@ const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockpe
 const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
 
 async function startTsvisor(mtu: number): Promise<SystemInstance> {
-  const pair = vethSystem(`${NS_BASE}-t`, '198.18.101', mtu, !TSVISOR_NO_OFFLOADS);
+  const { pair, host } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
   const missing: Partial<Record<ServiceKind, string>> = {};
   const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket'];
   if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
@@ -191,7 +210,7 @@ async function startTsvisor(mtu: number): Promise<SystemInstance> {
   return {
     name: 'tsvisor',
     clientNs: pair.nsA,
-    host: '198.18.101.2',
+    host,
     missing,
     memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
     memoryDivisor: 1,

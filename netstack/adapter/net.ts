@@ -83,6 +83,15 @@ const READ_CHUNK = 65536;
 const READ_OPTIONS = { maxBytes: READ_CHUNK };
 /** Reads up to this size go into a pooled Buffer (Node's Buffer.allocUnsafe pool takes requests below 4 KiB). */
 const SMALL_READ = 2048;
+/**
+ * Strings written to a connected socket are encoded here and handed to the endpoint, which copies them into its
+ * send buffer, instead of into a Buffer of their own first (node:http writes every response head, and a string
+ * body with it, as one string; node:net hands such strings to the kernel without a Buffer too).
+ */
+const scratch = Buffer.allocUnsafe(16384);
+/** Encodings whose bytes are at most three per UTF-16 unit, so that a string of SCRATCH_CHARS always fits. */
+const SCRATCH_ENCODINGS = new Set(['utf8', 'utf-8', 'latin1', 'binary', 'ascii']);
+const SCRATCH_CHARS = scratch.length / 3;
 /** Node's default listen backlog. */
 const DEFAULT_BACKLOG = 511;
 
@@ -154,7 +163,8 @@ export class Socket extends Duplex {
       highWaterMark: options.highWaterMark,
       emitClose: false,
       autoDestroy: true,
-      decodeStrings: true,
+      // Strings reach _write as they are (see writeString), as node:net's.
+      decodeStrings: false,
     } as DuplexOptions);
     this.provider = provider;
     this.loop = new LoopRef(provider);
@@ -316,11 +326,16 @@ export class Socket extends Duplex {
 
   /** Bytes sent, counting those still queued in the stream, as Node does. */
   get bytesWritten(): number {
-    // writableLength still counts the chunk being handed over, part of which `written` already has.
-    let partial = 0;
+    let bytes = this.written;
+    // What the stream still buffers (strings counted in bytes, as node:net's), then the unwritten rest of the
+    // chunk being handed over.
+    const buffered = (this as unknown as { writableBuffer?: { chunk: Buffer | string; encoding: BufferEncoding }[] }).writableBuffer;
+    for (const el of buffered ?? []) {
+      bytes += typeof el.chunk === 'string' ? Buffer.byteLength(el.chunk, el.encoding) : el.chunk.length;
+    }
     const p = this.pendingWrite;
-    if (p) for (let i = 0; i <= p.index && i < p.bufs.length; i++) partial += i < p.index ? p.bufs[i]!.length : p.offset;
-    return this.written + this.writableLength - partial;
+    if (p) for (let i = p.index; i < p.bufs.length; i++) bytes += p.bufs[i]!.length - (i === p.index ? p.offset : 0);
+    return bytes;
   }
 
   /** Whether the socket has not connected yet. */
@@ -376,13 +391,42 @@ export class Socket extends Duplex {
     this.pump();
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+  override _write(chunk: Buffer | string, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (typeof chunk === 'string') {
+      const rest = this.writeString(chunk, enc, cb);
+      if (rest === null) return;
+      chunk = rest;
+    }
     this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, last: 0, cb };
     this.writeNow();
   }
 
-  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
-    const bufs = chunks.map((c) => c.chunk);
+  /**
+   * Hands a string to a connected endpoint through the shared scratch buffer (the endpoint copies what it takes);
+   * returns null when that settled the write (done or failed, `cb` called), else the bytes still to write.
+   */
+  private writeString(chunk: string, enc: BufferEncoding, cb: (err?: Error | null) => void): Buffer | null {
+    const ep = this.ep;
+    if (!ep || this.connecting || this.destroyed || this.pendingWrite || chunk.length > SCRATCH_CHARS || !SCRATCH_ENCODINGS.has(enc)) {
+      return Buffer.from(chunk, enc);
+    }
+    const n = scratch.write(chunk, 0, enc);
+    const r = n === 0 ? 0 : ep.write(scratch.subarray(0, n));
+    if (r === Err.WouldBlock) return Buffer.from(scratch.subarray(0, n));
+    if (r instanceof NetError) {
+      const code = r === Err.NotConnected ? Err.ClosedForSend : r;
+      cb(nodeError(code, 'write'));
+      return null;
+    }
+    this.written += r;
+    if (r < n) return Buffer.from(scratch.subarray(r, n));
+    this.touch();
+    cb();
+    return null;
+  }
+
+  override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: (err?: Error | null) => void): void {
+    const bufs = chunks.map((c) => (typeof c.chunk === 'string' ? Buffer.from(c.chunk, c.encoding) : c.chunk));
     this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
     this.writeNow();
   }

@@ -162,6 +162,37 @@ t.test('net', async (t) => {
     server.close();
   });
 
+  await t.test('string writes in utf8, latin1 and hex, short and long, also past a full send buffer → the bytes Buffer.from makes, bytesWritten in bytes', async (t) => {
+    let serverSide: Socket | undefined;
+    const server = nb.createServer({ pauseOnConnect: true }, (s) => (serverSide = s));
+    server.listen(5023);
+    await once(server, 'listening');
+    const c = na.connect(5023, B4);
+    await once(c, 'connect');
+    const pieces: [string, BufferEncoding][] = [
+      ['héllo wörld ✓ 😀\n', 'utf8'],
+      ['caf\u00e9 \u00ff', 'latin1'],
+      ['00ff10', 'hex'],
+      ['ü'.repeat(20000), 'utf8'], // longer than the scratch buffer takes
+    ];
+    // More than the send buffer (256 KiB) and the reader's window hold while it is paused, so that later writes
+    // wait for room.
+    for (let i = 0; i < 60; i++) pieces.push([`${i}:${'ä€x'.repeat(2000)}\n`, 'utf8']);
+    const expected = Buffer.concat(pieces.map(([text, enc]) => Buffer.from(text, enc)));
+    for (const [text, enc] of pieces) c.write(text, enc);
+    t.equal(c.bytesWritten, expected.length, 'bytesWritten counts bytes, buffered strings included');
+    await waitFor(() => serverSide !== undefined, HANG_MS, 'the accepted socket');
+    const got = collect(serverSide!);
+    serverSide!.resume();
+    c.end();
+    const r = await within(got, HANG_MS, 'the strings');
+    t.equal(r.length, expected.length);
+    t.ok(r.equals(expected), 'byte-exact');
+    t.equal(c.bytesWritten, expected.length);
+    c.destroy();
+    server.close();
+  });
+
   await t.test('echo with the client half-closing while 3 MB are in flight → all back, then end', async (t) => {
     const server = nb.createServer((s) => s.pipe(s));
     server.listen(5013);

@@ -120,6 +120,16 @@ function lastNonEmpty(bufs: Buffer[]): number {
   return i;
 }
 
+/** A chunk as bytes. */
+function toBuffer(chunk: Buffer | string, enc: BufferEncoding): Buffer {
+  return typeof chunk === 'string' ? Buffer.from(chunk, enc) : chunk;
+}
+
+/** A chunk's length in bytes (a non-empty string in a scratch encoding has at least one byte: no need to count). */
+function byteLength(c: { chunk: Buffer | string; encoding: BufferEncoding }): number {
+  return typeof c.chunk === 'string' && !SCRATCH_ENCODINGS.has(c.encoding) ? Buffer.byteLength(c.chunk, c.encoding) : c.chunk.length;
+}
+
 /** A TCP connection on the netstack with node:net's Socket behaviour. */
 export class Socket extends Duplex {
   /** Bytes handed to the stack (Node counts what left the stream). */
@@ -163,7 +173,7 @@ export class Socket extends Duplex {
       highWaterMark: options.highWaterMark,
       emitClose: false,
       autoDestroy: true,
-      // Strings reach _write as they are (see writeString), as node:net's.
+      // Strings reach _write as they are (see writeOne), as node:net's.
       decodeStrings: false,
     } as DuplexOptions);
     this.provider = provider;
@@ -391,55 +401,75 @@ export class Socket extends Duplex {
     this.pump();
   }
 
+  /**
+   * Hands the write to the endpoint at once when connected, as node:net tries a write synchronously
+   * (uv_try_write): a pump of its own would cost a microtask per response (issue 15). What does not fit waits for
+   * room (EventOut), and a connecting socket's writes for the handshake.
+   */
   override _write(chunk: Buffer | string, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (typeof chunk === 'string') {
-      const rest = this.writeString(chunk, enc, cb);
-      if (rest === null) return;
-      chunk = rest;
+    const ep = this.ep;
+    if (ep === null || this.connecting || this.destroyed) {
+      this.pendingWrite = { bufs: [toBuffer(chunk, enc)], index: 0, offset: 0, last: 0, cb };
+      this.pump();
+      return;
     }
-    this.pendingWrite = { bufs: [chunk], index: 0, offset: 0, last: 0, cb };
-    this.writeNow();
+    const r = this.writeOne(ep, chunk, enc, undefined);
+    if (r === true) {
+      this.touch();
+      cb();
+    } else if (r instanceof Error) cb(r);
+    else this.pendingWrite = { bufs: [r], index: 0, offset: 0, last: 0, cb };
   }
 
-  /**
-   * Hands a string to a connected endpoint through the shared scratch buffer (the endpoint copies what it takes);
-   * returns null when that settled the write (done or failed, `cb` called), else the bytes still to write.
-   */
-  private writeString(chunk: string, enc: BufferEncoding, cb: (err?: Error | null) => void): Buffer | null {
+  /** A gathered write (node:http's head and body): every chunk but the last non-empty one written "more follows". */
+  override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: (err?: Error | null) => void): void {
     const ep = this.ep;
-    if (!ep || this.connecting || this.destroyed || this.pendingWrite || chunk.length > SCRATCH_CHARS || !SCRATCH_ENCODINGS.has(enc)) {
-      return Buffer.from(chunk, enc);
+    if (ep === null || this.connecting || this.destroyed) {
+      const bufs = chunks.map((c) => toBuffer(c.chunk, c.encoding));
+      this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
+      this.pump();
+      return;
     }
-    const n = scratch.write(chunk, 0, enc);
-    const r = n === 0 ? 0 : ep.write(scratch.subarray(0, n));
-    if (r === Err.WouldBlock) return Buffer.from(scratch.subarray(0, n));
-    if (r instanceof NetError) {
-      const code = r === Err.NotConnected ? Err.ClosedForSend : r;
-      cb(nodeError(code, 'write'));
-      return null;
+    let last = chunks.length - 1;
+    while (last > 0 && byteLength(chunks[last]!) === 0) last--;
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      const r = this.writeOne(ep, c.chunk, c.encoding, i < last ? MORE : undefined);
+      if (r === true) continue;
+      if (r instanceof Error) {
+        cb(r);
+        return;
+      }
+      // The rest of this chunk and the chunks after it wait for room.
+      const bufs = [r];
+      for (let j = i + 1; j < chunks.length; j++) bufs.push(toBuffer(chunks[j]!.chunk, chunks[j]!.encoding));
+      this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
+      return;
     }
-    this.written += r;
-    if (r < n) return Buffer.from(scratch.subarray(r, n));
     this.touch();
     cb();
-    return null;
-  }
-
-  override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: (err?: Error | null) => void): void {
-    const bufs = chunks.map((c) => (typeof c.chunk === 'string' ? Buffer.from(c.chunk, c.encoding) : c.chunk));
-    this.pendingWrite = { bufs, index: 0, offset: 0, last: lastNonEmpty(bufs), cb };
-    this.writeNow();
   }
 
   /**
-   * Hands the pending write to the endpoint at once when connected, as node:net tries a write synchronously
-   * (uv_try_write): a pump of its own would cost a microtask per response (issue 15); what does not fit waits
-   * for room (EventOut), and a connecting socket's writes for the handshake.
+   * Writes one chunk to the connected endpoint, a string through the shared scratch buffer (the endpoint copies
+   * what it takes); returns true when all of it was taken, the error when the endpoint refused, else the bytes
+   * still to write (a copy when they were in the scratch buffer).
    */
-  private writeNow(): void {
-    const ep = this.ep;
-    if (ep && !this.connecting && !this.destroyed) this.pumpWrite(ep);
-    else this.pump();
+  private writeOne(ep: Endpoint, chunk: Buffer | string, enc: BufferEncoding, opts: WriteOptions | undefined): true | Error | Buffer {
+    let b: Buffer;
+    let scratched = false;
+    if (typeof chunk !== 'string') b = chunk;
+    else if (chunk.length <= SCRATCH_CHARS && SCRATCH_ENCODINGS.has(enc)) {
+      b = scratch.subarray(0, scratch.write(chunk, 0, enc));
+      scratched = true;
+    } else b = Buffer.from(chunk, enc);
+    if (b.length === 0) return true;
+    const r = ep.write(b, opts);
+    if (r === Err.WouldBlock) return scratched ? Buffer.from(b) : b;
+    if (r instanceof NetError) return nodeError(r === Err.ClosedForSend || r === Err.NotConnected ? Err.ClosedForSend : r, 'write');
+    this.written += r;
+    if (r === b.length) return true;
+    return scratched ? Buffer.from(b.subarray(r)) : b.subarray(r);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -48,6 +48,14 @@ const handlers: [string, (res: http.ServerResponse) => void][] = [
     res.write('01234');
     res.end('56789');
   }],
+  ['res.end(Buffer body): the head string and the body gathered in one write', (res) => {
+    res.setHeader('content-length', 10);
+    res.end(Buffer.from('0123456789'));
+  }],
+  ['res.write(Buffer) + res.end(), chunked: head, body and an empty last chunk gathered', (res) => {
+    res.write(Buffer.from('0123456789'));
+    res.end();
+  }],
   ['res.end(64 KB body)', (res) => {
     res.setHeader('content-length', 65536);
     res.end(Buffer.alloc(65536, 0x61));

@@ -57,12 +57,25 @@ export function gsoFrame(
   return { frame, segmentLength, segments };
 }
 
+// The offload fields of a lone segment (a partial checksum only), one frozen record per header layout: every data
+// segment of a request/response exchange goes this way, and a record of its own per segment was garbage per answer.
+const partialOnly = new Map<number, GsoOptions>();
+
 /**
  * The offload fields for a super-frame whose TCP header starts at `tcpStart`: cut when it spans several segments
  * (`tcpType` TCPV4 or TCPV6), with the ECN flag when CWR is set, since only the first segment may keep CWR
- * (RFC 3168 §6.1.2); the checksum partial from the TCP header on.
+ * (RFC 3168 §6.1.2); the checksum partial from the TCP header on. A lone segment is not cut (gsoSize 0).
  */
 export function gsoOptions(g: GsoFrame, tcpStart: number, thl: number, gsoSize: number, tcpType: number): GsoOptions {
+  if (g.segments === 1) {
+    const key = tcpStart * 256 + thl;
+    let o = partialOnly.get(key);
+    if (o === undefined) {
+      o = Object.freeze({ gsoType: GsoType.NONE, gsoSize: 0, hdrLen: tcpStart + thl, csumStart: tcpStart, csumOffset: 16 });
+      partialOnly.set(key, o);
+    }
+    return o;
+  }
   const cwr = (g.frame[tcpStart + 13]! & 0x80) !== 0;
   return {
     gsoType: g.segments > 1 ? tcpType | (cwr ? GsoType.ECN : 0) : GsoType.NONE,

@@ -224,22 +224,9 @@ export class Ipv4 {
     const c = this.s.counters.ipv4;
     const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV4_HEADER_LEN);
     if (g instanceof NetError) return g;
-    const tos = opts?.tos ?? 0;
-    emitIpv4(
-      {
-        src: path.localAddress,
-        dst: path.remoteAddress,
-        protocol,
-        ttl: opts?.ttl ?? this.s.defaultTtl,
-        dscp: tos >>> 2,
-        ecn: tos & 3,
-        identification: this.nextIdent(path, g.segments),
-        dontFragment: true,
-        payloadLength: g.segmentLength,
-      },
-      g.frame,
-      LINK_HEADROOM,
-    );
+    const ttl = opts?.ttl ?? this.s.defaultTtl;
+    const ident = this.nextIdent(path, g.segments);
+    emitIpv4Basic(g.frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, opts?.tos ?? 0, ident, true, g.segmentLength);
     c.txPackets += g.segments;
     const o = gsoOptions(g, LINK_HEADROOM + IPV4_HEADER_LEN, thl, gsoSize, GsoType.TCPV4);
     this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV4, path.nextHopKey, o);

@@ -4,7 +4,8 @@
  * node:http on the kernel (bench/peers/servers.ts), each on a veth pair of its own, and per request: the serving
  * process's CPU time (utime + stime from /proc, so the kernel's softirq work done on its behalf is partly in it
  * for both), and for tsvisor its counters (frames each way, send calls, ring wake-ups and busy polls, segments).
- * Run as root: `node --import tsx bench/conn-cost.ts [CONNS...] [--seconds N]` (default 8 32, 3 s each).
+ * Run as root: `node --import tsx bench/conn-cost.ts [CONNS...] [--seconds N] [--keepalive]` (default 8 32, 3 s each);
+ * with `--keepalive`, wrk keeps its connections alive (its default, the bench's http-keepalive row) instead.
  * Namespaces $TSVISOR_COST_NS-{k,t}-{a,b} (default tsv-cost), addresses $TSVISOR_COST_NET.{0,64}/26 (default
  * 198.18.130): both are removed at the end, also on failure or Ctrl-C.
  */
@@ -17,6 +18,7 @@ const args = process.argv.slice(2);
 const sIdx = args.indexOf('--seconds');
 const seconds = sIdx >= 0 ? Number(args[sIdx + 1]) : 3;
 const concurrency = args.filter((a, i) => /^\d+$/.test(a) && i !== sIdx + 1).map(Number);
+const keepAlive = args.includes('--keepalive');
 if (concurrency.length === 0) concurrency.push(8, 32);
 const NS = process.env.TSVISOR_COST_NS || 'tsv-cost';
 const NET = process.env.TSVISOR_COST_NET || '198.18.130';
@@ -36,7 +38,8 @@ async function fetchStats(netns: string, dev: string): Promise<Record<string, nu
 }
 
 async function wrk(ns: string, host: string, conns: number) {
-  const r = await nsRunAsync(ns, ['wrk', '-t', '2', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '2s', '-H', 'Connection: close', `http://${host}/`], (seconds + 20) * 1000);
+  const mode = keepAlive ? ['--latency'] : ['-H', 'Connection: close'];
+  const r = await nsRunAsync(ns, ['wrk', '-t', '2', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '2s', ...mode, `http://${host}/`], (seconds + 20) * 1000);
   return parseWrk(r.stdout + r.stderr);
 }
 
@@ -72,7 +75,8 @@ async function main(): Promise<void> {
           `wake-ups ${per('hostlink.rxPoll.wakeups')}, busy polls ${per('hostlink.rxPoll.busyPolls')}, TCP in ${per('tcp.segmentsReceived')}, out ${per('tcp.segmentsSent')}`;
       }
       lines.push(
-        `${name.padEnd(7)} ${String(conns).padStart(3)} concurrent: ${Math.round(r.rps)} req/s (${r.errors} errors), ` +
+        `${name.padEnd(7)} ${String(conns).padStart(3)} concurrent${keepAlive ? ' keep-alive' : ''}: ${Math.round(r.rps)} req/s (${r.errors} errors)` +
+          `${keepAlive && r.latency ? `, p50 ${Math.round(r.latency.p50)} µs` : ''}, ` +
           `serving process CPU ${(cpu / r.requests).toFixed(1)} µs per request (${((cpu / (seconds * 1e6)) * 100).toFixed(0)}% of a core), load ${load}${extra}`,
       );
       process.stdout.write(lines[lines.length - 1] + '\n');

@@ -34,6 +34,7 @@ const EAGAIN = 11;
 const EBADF = 9;
 const EINPROGRESS = 115;
 const EPIPE = 32;
+const EALREADY = 114;
 const EOPNOTSUPP = 95;
 const ENOTCONN = 107;
 /** How many bytes of an option value are read at most (the largest option is TCP_INFO's 248). */
@@ -392,11 +393,52 @@ function sendto(s: Sentry, c: Call): void {
     if (!data) return s.answer(c, -EFAULT);
     if (!s.listener.idValid(c.n.id)) return;
     if (sock.kind === 'stream') {
+      if (!sock.pump && !sock.listen && flags & L.MSG_FASTOPEN) return fastOpenSend(s, c, sock, dup, sa, data, flags);
       if (!sock.pump) return s.answer(c, -EPIPE);
+      if (flags & L.MSG_FASTOPEN) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
       return streamIo(s, c, sock.pump, dup, data, flags, (n) => n);
     }
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
   });
+}
+
+/**
+ * MSG_FASTOPEN on a stream socket that has its data path: EALREADY while a non-blocking caller's handshake
+ * still runs (Linux's __inet_stream_connect), else a plain send on the program's end (the flag and the address
+ * mean nothing once connected, and the AF_UNIX end would refuse the address).
+ */
+function fastOpenAgain(s: Sentry, c: Call, sock: Sock, pump: StreamPump, dup: number, data: Uint8Array, flags: number): void | 'keep' {
+  const info = sock.file.ep.getOption('TCP_INFO');
+  const state = typeof info === 'object' && !(info instanceof Uint8Array) && !('errno' in info) ? info['tcpi_state'] : undefined;
+  const connecting = state === L.TCP_SYN_SENT || state === L.TCP_SYN_RECV;
+  if (connecting && (nonblocking(dup) || flags & L.MSG_DONTWAIT)) return s.answer(c, -EALREADY);
+  return streamIo(s, c, pump, dup, data, flags & ~L.MSG_FASTOPEN, (n) => n);
+}
+
+/**
+ * sendto/sendmsg with MSG_FASTOPEN on a stream socket not connected yet: the Endpoint opens the connection with
+ * the data in its SYN (SocketFile.sendmsg, RFC 7413), and the data path starts as after connect(): stuffed while
+ * the handshake runs after a non-blocking call, or once it is over after a blocking one (which waits for it and
+ * reports its outcome, as Linux's does).
+ */
+function fastOpenSend(s: Sentry, c: Call, sock: Sock, dup: number, sa: Uint8Array | null, data: Uint8Array, flags: number): void | 'keep' {
+  const msg = { name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 };
+  if (nonblocking(dup) || flags & L.MSG_DONTWAIT) {
+    const r = sock.file.sendmsg(msg, flags, true) as number;
+    if (r >= 0 || r === -EINPROGRESS) s.startStream(sock, stuff(ux.dup(dup)));
+    return s.answer(c, r);
+  }
+  s.park(c, async (signal) => {
+    try {
+      const out = await sock.file.sendmsg(msg, flags, false, signal);
+      if (signal.aborted) return -4;
+      if (out >= 0 && !sock.pump) s.startStream(sock);
+      return out;
+    } finally {
+      ux.close(dup);
+    }
+  });
+  return 'keep';
 }
 
 function recvfrom(s: Sentry, c: Call): void {
@@ -425,17 +467,20 @@ function sendmsg(s: Sentry, c: Call): void {
   const msgp = ptr(c.n.args[1]!);
   const flags = int(c.n.args[2]!);
   c.args = `${int(c.n.args[0]!)}, 0x${msgp.toString(16)}, ${flags}`;
-  withSock(s, c, (sock) => {
+  withSock(s, c, (sock, dup) => {
     const m = readMsghdr(mem(c), msgp);
     if (typeof m === 'number') return s.answer(c, m);
+    const fastOpen = sock.kind === 'stream' && !sock.listen && (flags & L.MSG_FASTOPEN) !== 0;
     // Without a destination the pair does the same as the kernel would: a native send.
-    if (!m.name || m.namelen === 0 || sock.kind === 'stream') return s.continue(c);
+    if (!m.name || m.namelen === 0 || (sock.kind === 'stream' && !fastOpen)) return s.continue(c);
     const sa = readSockaddr(mem(c), m.name, m.namelen);
     if (typeof sa === 'number') return s.answer(c, sa);
     c.args = `${int(c.n.args[0]!)}, {msg_name=${formatSockaddr(sa)}, ...}, ${flags}`;
     const data = gather(mem(c), m.iov);
     if (typeof data === 'number') return s.answer(c, data);
     if (!s.listener.idValid(c.n.id)) return;
+    if (fastOpen && sock.pump) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
+    if (fastOpen) return fastOpenSend(s, c, sock, dup, sa, data, flags);
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa.length, iov: [data], flags: 0 }, flags, true) as number);
   });
 }

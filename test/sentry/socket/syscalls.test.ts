@@ -29,7 +29,7 @@ function world() {
       await Promise.resolve();
     }
   };
-  return { clock, la, lb, a: a.sys, b: b.sys, pump, close: () => (a.ns.close(), b.ns.close()) };
+  return { clock, la, lb, a: a.sys, b: b.sys, nsB: b.ns, pump, close: () => (a.ns.close(), b.ns.close()) };
 }
 
 const sa = (addr: Uint8Array, port: number) => encodeSockaddr({ family: L.AF_INET, address: addr, port });
@@ -698,4 +698,42 @@ t.test('TCP_INQ: recvmsg carries TCP_CM_INQ with the bytes left to read, 1 after
   t.equal(w.b.recvmsg(s, short, 0), 0, 'end of stream');
   t.equal(short.flags & L.MSG_CTRUNC, L.MSG_CTRUNC);
   t.equal(short.controllen, 0);
+});
+
+t.test('TCP Fast Open between two stacks: sendto(MSG_FASTOPEN) asks for a cookie, then the next carries data in the SYN', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const TCPI_OPT_SYN_DATA = 32;
+  const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
+  const options = (sys: SocketLayer, fd: number) => {
+    const info = new Uint8Array(TCP_INFO_LEN);
+    sys.getsockopt(fd, L.SOL_TCP, L.TCP_INFO, info, new Uint32Array([TCP_INFO_LEN]));
+    return tcpInfoField(info, 'tcpi_options')!;
+  };
+  // Linux's default tcp_fastopen (1) lets A send SYN data; B's listener needs the server bit and a queue.
+  t.match(w.nsB.sysctl.set('net.ipv4.tcp_fastopen', '3'), { applied: true });
+  const l = w.b.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  t.equal(w.b.bind(l, sa(B, 80)), 0);
+  t.equal(w.b.listen(l, 4), 0);
+  t.equal(w.b.setsockopt(l, L.SOL_TCP, L.TCP_FASTOPEN, int(4)), 0);
+  const data = new Uint8Array(100).fill(5);
+
+  const first = w.a.socket(L.AF_INET, L.SOCK_STREAM | L.SOCK_NONBLOCK, 0);
+  t.equal(w.a.sendto(first, data, L.MSG_FASTOPEN, sa(B, 80)), -115, 'no cookie yet: EINPROGRESS, nothing sent with the SYN');
+  t.equal(w.a.sendto(first, data, L.MSG_FASTOPEN, sa(B, 80)), -114, 'EALREADY while that handshake runs');
+  await w.pump();
+  const a1 = await w.b.accept4(l, null, null, 0);
+  t.equal(options(w.a, first) & TCPI_OPT_SYN_DATA, 0);
+
+  const second = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  const sent = w.a.sendto(second, data, L.MSG_FASTOPEN, sa(B, 80));
+  t.type(sent, Promise, 'a blocking Fast Open send waits for the handshake');
+  await w.pump();
+  t.equal(await sent, 100);
+  const child = (await w.b.accept4(l, null, null, 0)) as number;
+  const buf = new Uint8Array(200);
+  t.equal(await w.b.read(child, buf), 100, 'the data came with the SYN');
+  t.ok(options(w.a, second) & TCPI_OPT_SYN_DATA, 'client: TCPI_OPT_SYN_DATA');
+  t.ok(options(w.b, child) & TCPI_OPT_SYN_DATA, 'server: TCPI_OPT_SYN_DATA');
+  t.ok(a1 > 0);
 });

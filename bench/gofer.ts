@@ -5,7 +5,9 @@
  *   descriptors) against the same programs run on DIR directly: sequential read of a page-cached file (1 GiB;
  *   256 MiB with --quick), 4 KiB random reads of it, busybox `find | xargs stat` over 20,000 files (5,000), and
  *   busybox `tar -x` of a 10,000-file tarball (2,000) into DIR. bench/peers/fsops.c (built static with cc) times
- *   each, best of 3; the issue's floors are printed beside the ratios;
+ *   each, best of 3; the issue's floors are printed beside the ratios. Then the FUSE requests (and the 9P
+ *   requests behind them) that untar costs per file, counted by the server (TSVISOR_FUSE_STATS) over one more
+ *   untar less a run that does nothing; `--untar` runs only the untar rows;
  * - the 9P layer below it: our client against `tsvisor gofer --no-confine` and against Debian's diod (sequential
  *   read with four 1 MiB reads in flight; walk + getattr + clunk per file, 16 in flight), and the descriptor the
  *   9P2000.L.tsvisor dialect donates.
@@ -53,6 +55,8 @@ interface Sizes {
   tarFiles: number;
   reads: number;
   reps: number;
+  /** Only the untar rows. */
+  untarOnly?: boolean;
 }
 
 async function waitFor(path: string): Promise<void> {
@@ -158,6 +162,10 @@ async function buildRoot(dir: string, z: Sizes): Promise<string> {
 function script(r: string, z: Sizes): string {
   const lines: string[] = [];
   for (let i = 0; i < z.reps; i++) {
+    if (z.untarOnly) {
+      lines.push(`${r}/bin/mkdir ${r}/work/u && printf 'untar '; ${r}/bin/fsops time ${r}/bin/tar -xf ${r}/data/files.tar -C ${r}/work/u; ${r}/bin/rm -rf ${r}/work/u`);
+      continue;
+    }
     lines.push(`printf 'seq-read '; ${r}/bin/fsops seqread ${r}/data/big`);
     lines.push(`printf 'rand-read '; ${r}/bin/fsops randread ${r}/data/big ${z.reads}`);
     // `find | xargs stat`, not busybox's `find -exec stat {} +`: that one holds every name until the walk ends
@@ -198,14 +206,49 @@ async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Prom
   const host = bestOf(host1.stdout + '\n' + host2.stdout, z);
   const sand = bestOf(inside.stdout, z);
   const rows: GoferRow[] = [];
-  for (const test of ['seq-read', 'rand-read', 'find-stat', 'untar']) {
+  for (const test of z.untarOnly ? ['untar'] : ['seq-read', 'rand-read', 'find-stat', 'untar']) {
     const h = host.get(test);
     const v = sand.get(test);
     if (h === undefined || v === undefined) throw new Error(`no ${test} figure (host ${h}, sandbox ${v})`);
     rows.push({ test, system: 'host', value: h, unit: UNIT[test]!, ratio: 1 });
     rows.push({ test, system: 'run --rootfs', value: v, unit: UNIT[test]!, ratio: v / h, floor: FLOORS[test] });
   }
+  rows.push(...(await untarRequests(root, z, log)));
   return rows;
+}
+
+/** What the FUSE server printed at exit with TSVISOR_FUSE_STATS set. */
+interface FuseStats {
+  requests: Record<string, number>;
+  cacheHits: number;
+  p9: number;
+}
+
+/**
+ * FUSE requests and 9P requests per file of an untar inside `run --rootfs`: the server's counts over a run that
+ * unpacks the tarball, less those of a run that only makes the directory (start-up, exec, exit).
+ */
+async function untarRequests(root: string, z: Sizes, log: (l: string) => void): Promise<GoferRow[]> {
+  const counted = async (cmd: string): Promise<FuseStats> => {
+    const r = await runAsync(['env', 'TSVISOR_FUSE_STATS=1', ...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', cmd], 900000);
+    rmSync(join(root, 'work/c'), { recursive: true, force: true });
+    const line = r.stderr.split('\n').find((l) => l.startsWith('tsvisor fuse stats: '));
+    if (r.code !== 0 || !line) throw new Error(`counting run: status ${r.code}, ${line ? '' : 'no stats line; '}${r.stderr.trim().split('\n').slice(-1)[0]}`);
+    return JSON.parse(line.slice('tsvisor fuse stats: '.length)) as FuseStats;
+  };
+  const base = await counted('/bin/mkdir /work/c');
+  const full = await counted(`/bin/mkdir /work/c && /bin/tar -xf /data/files.tar -C /work/c`);
+  const per = (a: number, b: number) => (a - b) / z.tarFiles;
+  const ops = Object.keys(full.requests)
+    .map((op) => [op, per(full.requests[op] ?? 0, base.requests[op] ?? 0)] as const)
+    .filter(([, n]) => n >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
+  const total = ops.reduce((s, [, n]) => s + n, 0);
+  log(`gofer bench: untar FUSE requests per file: ${ops.map(([op, n]) => `${op} ${n.toFixed(2)}`).join(', ')}; answered from the cache ${per(full.cacheHits, base.cacheHits).toFixed(2)}`);
+  return [
+    { test: 'untar-requests', system: 'FUSE requests per file', value: total, unit: 'req/file' },
+    { test: 'untar-requests', system: '9P requests per file', value: per(full.p9, base.p9), unit: 'req/file' },
+  ];
 }
 
 /** The 9P rows: our client against our server and diod, and the donated descriptor, beside the host. */
@@ -268,10 +311,11 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
 }
 
 /** Runs both parts in a directory of its own under /var/tmp (removed at the end). */
-export async function runGoferBench(o: { quick: boolean; log: (line: string) => void }): Promise<GoferReport> {
+export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; log: (line: string) => void }): Promise<GoferReport> {
   const z: Sizes = o.quick
     ? { size: 256 << 20, files: 5000, tarFiles: 2000, reads: 20000, reps: 3 }
     : { size: 1 << 30, files: 20000, tarFiles: 10000, reads: 100000, reps: 3 };
+  if (o.untarOnly) Object.assign(z, { size: 4096, files: 0, untarOnly: true });
   const dir = mkdtempSync('/var/tmp/tgf-bench-');
   chmodSync(dir, 0o755);
   const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [] };
@@ -281,7 +325,7 @@ export async function runGoferBench(o: { quick: boolean; log: (line: string) => 
     } catch (e) {
       report.skipped.push(`rootfs rows: ${(e as Error).message}`);
     }
-    if (existsSync(join(dir, 'root/data/big'))) {
+    if (existsSync(join(dir, 'root/data/big')) && !z.untarOnly) {
       o.log('gofer bench: the 9P rows');
       report.rows.push(...(await p9Rows(dir, join(dir, 'root'), z, report.skipped)));
     }
@@ -298,7 +342,7 @@ export function formatGoferTable(r: GoferReport): string {
   ];
   for (const row of r.rows) {
     const floor = row.floor === undefined ? '' : `  (floor ${row.floor}×${row.ratio! < row.floor ? ': BELOW' : ''})`;
-    lines.push(`${row.test.padEnd(12)} ${row.system.padEnd(34)} ${row.value.toFixed(0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}`);
+    lines.push(`${row.test.padEnd(12)} ${row.system.padEnd(34)} ${row.value.toFixed(row.unit === 'req/file' ? 1 : 0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}`);
   }
   for (const s of r.skipped) lines.push(`skipped: ${s}`);
   return lines.join('\n') + '\n';
@@ -306,7 +350,7 @@ export function formatGoferTable(r: GoferReport): string {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
-  const report = await runGoferBench({ quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
+  const report = await runGoferBench({ quick: args.includes('--quick'), untarOnly: args.includes('--untar'), log: (l) => process.stderr.write(l + '\n') });
   process.stdout.write(formatGoferTable(report));
   const i = args.indexOf('--json');
   if (i >= 0) writeFileSync(args[i + 1]!, JSON.stringify(report, null, 2) + '\n');

@@ -69,6 +69,8 @@ export class Client {
   msize = 0;
   /** Whether the server donates opened descriptors (the 9P2000.L.tsvisor dialect was agreed). */
   donating = false;
+  /** Requests sent so far (for statistics). */
+  sent = 0;
   private readonly fdQueue: number[] = [];
   private readonly waiting = new Map<number, Waiting>();
   private nextTag = 0;
@@ -165,6 +167,7 @@ export class Client {
         return;
       }
       this.waiting.set(tag, { op, expect: `R${op.slice(1)}`, resolve: resolve as (m: Message) => void, reject });
+      this.sent++;
       this.socket.write(encode({ ...body, tag } as Message));
     });
     return { tag, reply };

@@ -44,9 +44,12 @@ export const OP = {
   RENAME2: 45,
 } as const;
 
-/** The name of an opcode, for messages. */
+const OP_NAMES: string[] = [];
+for (const [name, op] of Object.entries(OP)) OP_NAMES[op] = name;
+
+/** The name of an opcode, for messages and counters (a table lookup: it runs for every request). */
 export function opName(op: number): string {
-  return Object.entries(OP).find(([, v]) => v === op)?.[0] ?? `op${op}`;
+  return OP_NAMES[op] ?? `op${op}`;
 }
 
 /** FUSE_INIT flags this server uses. */
@@ -57,6 +60,12 @@ export const INIT = {
   DO_READDIRPLUS: 1 << 13,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
+  /**
+   * FUSE_HANDLE_KILLPRIV_V2: this server clears set-user-ID and set-group-ID bits on write, truncate and chown
+   * (as the flags below ask), so the kernel marks the super block SB_NOSEC and stops asking for
+   * `security.capability` before every write.
+   */
+  HANDLE_KILLPRIV_V2: 1 << 28,
   /** flags2 follows in fuse_init_in/out. */
   INIT_EXT: 1 << 30,
 } as const;
@@ -112,7 +121,14 @@ export const FATTR = {
   MTIME_NOW: 1 << 8,
   LOCKOWNER: 1 << 9,
   CTIME: 1 << 10,
+  /** With HANDLE_KILLPRIV_V2: clear S_ISUID, and S_ISGID if group-executable, after the change. */
+  KILL_SUIDGID: 1 << 11,
 } as const;
+
+/** fuse_write_in.write_flags: with HANDLE_KILLPRIV_V2, the writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID). */
+export const WRITE_KILL_SUIDGID = 1 << 2;
+/** fuse_open_in/fuse_create_in.open_flags: an O_TRUNC open by a writer without CAP_FSETID (FUSE_OPEN_KILL_SUIDGID). */
+export const OPEN_KILL_SUIDGID = 1 << 0;
 
 /**
  * The protocol version this server speaks: 7.40 (FUSE passthrough) where the kernel knows it, else the kernel's
@@ -214,10 +230,18 @@ export function writeAttr(v: DataView, o: number, a: Attr): void {
   v.setUint32(o + 84, 0, true); // flags
 }
 
-/** How long the kernel may cache a lookup or attributes, in seconds. */
+/** How long the kernel may cache a lookup or attributes, in seconds (fractions are sent as nanoseconds). */
 export interface Validity {
   entry: number;
   attr: number;
+}
+
+/** Writes `seconds` (clamped at 0) as a u64 of whole seconds at `o` and the u32 nanoseconds at `nsecAt`. */
+function writeValid(v: DataView, o: number, nsecAt: number, seconds: number): void {
+  const s = Math.max(0, seconds);
+  const whole = Math.floor(s);
+  v.setBigUint64(o, BigInt(whole), true);
+  v.setUint32(nsecAt, Math.min(999_999_999, Math.floor((s - whole) * 1e9)), true);
 }
 
 /** A fuse_entry_out. */
@@ -230,10 +254,8 @@ export function entryOut(nodeid: bigint, a: Attr, valid: Validity): Uint8Array {
 function writeEntry(v: DataView, o: number, nodeid: bigint, a: Attr, valid: Validity): void {
   v.setBigUint64(o, nodeid, true);
   v.setBigUint64(o + 8, 0n, true); // generation: node ids are never reused while the mount lives
-  v.setBigUint64(o + 16, BigInt(Math.floor(valid.entry)), true);
-  v.setBigUint64(o + 24, BigInt(Math.floor(valid.attr)), true);
-  v.setUint32(o + 32, 0, true);
-  v.setUint32(o + 36, 0, true);
+  writeValid(v, o + 16, o + 32, valid.entry);
+  writeValid(v, o + 24, o + 36, valid.attr);
   writeAttr(v, o + 40, a);
 }
 
@@ -241,7 +263,7 @@ function writeEntry(v: DataView, o: number, nodeid: bigint, a: Attr, valid: Vali
 export function attrOut(a: Attr, valid: Validity): Uint8Array {
   const b = new Uint8Array(16 + ATTR_SIZE);
   const v = view(b);
-  v.setBigUint64(0, BigInt(Math.floor(valid.attr)), true);
+  writeValid(v, 0, 8, valid.attr);
   writeAttr(v, 16, a);
   return b;
 }

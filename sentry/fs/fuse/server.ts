@@ -25,6 +25,8 @@ import {
   MINOR_VERSION,
   MIN_READ_BUFFER,
   OP,
+  OPEN_KILL_SUIDGID,
+  WRITE_KILL_SUIDGID,
   attrOut,
   cstrings,
   decodeHeader,
@@ -64,7 +66,13 @@ const EPROTO = 71;
 const O_CREAT = 0o100;
 const O_EXCL = 0o200;
 const O_NOCTTY = 0o400;
+const O_TRUNC = 0o1000;
 const O_DIRECTORY = 0o200000;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
 
 /**
  * Largest WRITE the kernel sends (and READ it asks for): 128 pages of 4 KiB, which fits in one 9P read or write
@@ -84,6 +92,34 @@ interface Node {
    * kernel refuses a second, different backing file on an inode: EIO), and whether it was opened for writing.
    */
   backing?: { id: number; writable: boolean; opens: number };
+  /**
+   * The attributes last read from the Gofer: `attrSeq` and `attrT` say when the read was sent. They are served
+   * again while younger than the attribute validity and no change has been started on the node since
+   * (`dirtySeq`, from the same counter) — see `cachedAttr`.
+   */
+  attr?: Attr;
+  attrT: number;
+  attrSeq: number;
+  dirtySeq: number;
+  /** Names looked up in this directory: the node id found (0n: missing) and when the lookup was sent. */
+  children?: Map<string, { id: bigint; t: number; seq: number }>;
+  /** The last change started in this directory's entries (lookups sent before it are not kept). */
+  entriesDirtySeq: number;
+}
+
+/** When a request to the Gofer was sent: a counter that orders it against changes, and the monotonic clock in ms. */
+interface Stamp {
+  seq: number;
+  t: number;
+}
+
+function newNode(fid: number, ino: bigint): Node {
+  return { fid, nlookup: 1n, ino, attrT: 0, attrSeq: 0, dirtySeq: 0, entriesDirtySeq: 0 };
+}
+
+/** A name as a map key. */
+function nameKey(n: Uint8Array): string {
+  return Buffer.from(n.buffer, n.byteOffset, n.byteLength).toString('latin1');
 }
 
 /** Options of the server. */
@@ -107,6 +143,18 @@ export interface FuseServerOptions {
    * sends FORGET, and the fid is clunked: a walk over any number of files holds about this many fids.
    */
   maxNodes?: number;
+  /**
+   * Answer LOOKUP and GETATTR from what the Gofer said less than the validity ago (default true): the kernel asks
+   * again where it must revalidate (O_EXCL and mkdir lookups, a directory's attributes after each change in it, a
+   * chown's fresh mode), and this server, the only writer through the mount, knows what changed since. The
+   * contract toward changes made on the host directly is the kernel's own: seen within the validity.
+   */
+  cache?: boolean;
+  /**
+   * Negotiate FUSE_HANDLE_KILLPRIV_V2 (default true): this server clears set-id bits on write, truncate and chown as
+   * the kernel's flags ask, and the kernel stops asking for `security.capability` before each write.
+   */
+  killprivV2?: boolean;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -137,6 +185,22 @@ export class FuseServer {
   pruneOffered = 0;
   forgotten = 0;
   private pruneQueued = false;
+  /** Whether the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (known after INIT). */
+  killprivV2 = false;
+  /** LOOKUPs and GETATTRs answered from what the Gofer said within the validity, without a 9P call. */
+  cacheHits = 0;
+  private readonly cache: boolean;
+  private readonly entryMs: number;
+  private readonly attrMs: number;
+  /** Orders requests to the Gofer against changes (see Stamp). */
+  private seq = 0;
+  /** Attributes read before this are stale everywhere (an unlink or rename changed some inode's links or ctime). */
+  private attrEpochSeq = 0;
+  /** Names cached over all directories, and the most kept before all are dropped. */
+  private entryCount = 0;
+  private readonly maxEntries: number;
+  /** The node of each open file handle (fid). */
+  private readonly openNodes = new Map<number, bigint>();
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -147,7 +211,11 @@ export class FuseServer {
   ) {
     this.valid = opts.validity ?? { entry: 1, attr: 1 };
     this.maxNodes = Math.max(16, opts.maxNodes ?? 8192);
-    this.nodes.set(1n, { fid: rootFid, nlookup: 1n, ino: 0n });
+    this.cache = opts.cache ?? true;
+    this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
+    this.attrMs = this.cache ? this.valid.attr * 1000 : 0;
+    this.maxEntries = 4 * this.maxNodes;
+    this.nodes.set(1n, newNode(rootFid, 0n));
   }
 
   /** Starts answering requests. */
@@ -165,6 +233,11 @@ export class FuseServer {
     this.closed = true;
     this.watch?.close();
     sys.close(this.fd);
+    // A debugging aid: what the kernel asked for, and what that cost in 9P requests (bench/gofer.ts reads it).
+    if (process.env.TSVISOR_FUSE_STATS) {
+      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent };
+      process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
+    }
     this.opts.onClose?.(why);
   }
 
@@ -238,15 +311,20 @@ export class FuseServer {
       case OP.LOOKUP: {
         const [name] = cstrings(b, 1) ?? [];
         if (!name) return EINVAL;
-        return this.lookup(h.nodeid, name).catch((e: unknown) => {
-          // A missing name is cached as missing for the entry validity (node id 0), as a found one is: tar and
-          // compilers ask for the same absent name several times before they create it.
-          if (e instanceof P9Error && e.errno === ENOENT) return entryOut(0n, zeroAttr(0n, 0), { entry: this.valid.entry, attr: 0 });
-          throw e;
-        });
+        return this.lookupCached(h.nodeid, name);
       }
-      case OP.GETATTR:
-        return attrOut(await this.attr(this.node(h.nodeid).fid), this.valid);
+      case OP.GETATTR: {
+        const node = this.node(h.nodeid);
+        const st = this.stamp();
+        const cached = this.cachedAttr(node, st.t);
+        if (cached) {
+          this.cacheHits++;
+          return attrOut(cached, { entry: 0, attr: (this.attrMs - (st.t - node.attrT)) / 1000 });
+        }
+        const a = await this.attr(node.fid);
+        this.keepAttr(node, a, st);
+        return attrOut(a, this.valid);
+      }
       case OP.SETATTR:
         return this.setattr(h.nodeid, v);
       case OP.READLINK:
@@ -256,6 +334,13 @@ export class FuseServer {
         const flags = v.getUint32(0, true) & ~(O_CREAT | O_EXCL | O_NOCTTY);
         const [fid, r] = await this.cloneAnd(h.nodeid, (f) => this.client.lopen(f, h.opcode === OP.OPENDIR ? O_DIRECTORY : flags));
         if (h.opcode === OP.OPENDIR) return openOut(BigInt(fid));
+        if (flags & O_TRUNC) this.dirty(this.nodes.get(h.nodeid));
+        // An O_TRUNC open by a writer without CAP_FSETID (only sent with atomic O_TRUNC, which is not asked for;
+        // handled as CREATE's is).
+        if (this.killprivV2 && flags & O_TRUNC && v.getUint32(4, true) & OPEN_KILL_SUIDGID) {
+          const node = this.node(h.nodeid);
+          await this.killSuidgid(node, await this.attr(node.fid));
+        }
         return this.opened(h.nodeid, fid, (flags & 3) !== 0, r.fd);
       }
       case OP.READ:
@@ -264,7 +349,16 @@ export class FuseServer {
         const size = v.getUint32(16, true);
         const data = b.subarray(40, 40 + size);
         if (data.length !== size) return EINVAL;
-        await this.client.writeAll(Number(v.getBigUint64(0, true)), v.getBigUint64(8, true), data);
+        const fh = Number(v.getBigUint64(0, true));
+        const id = this.openNodes.get(fh);
+        const node = id === undefined ? undefined : this.nodes.get(id);
+        this.dirty(node);
+        await this.client.writeAll(fh, v.getBigUint64(8, true), data);
+        // A writer without CAP_FSETID (HANDLE_KILLPRIV_V2): the set-id bits go, as a local write would clear them.
+        // The mode last seen spares the round trip for the usual file that has none.
+        if (v.getUint32(20, true) & WRITE_KILL_SUIDGID && node && (!node.attr || node.attr.mode & (S_ISUID | S_ISGID))) {
+          await this.killSuidgid(node, await this.attr(node.fid));
+        }
         const out = new Uint8Array(8);
         view(out).setUint32(0, size, true);
         return out;
@@ -272,9 +366,12 @@ export class FuseServer {
       case OP.RELEASE:
       case OP.RELEASEDIR: {
         const fh = Number(v.getBigUint64(0, true));
+        this.openNodes.delete(fh);
         const node = this.backed.get(fh);
         if (node) {
           this.backed.delete(fh);
+          // Writes through the backing file went past this server: what it knew of size and times is old.
+          if (node.backing?.writable) this.dirty(node);
           if (node.backing && --node.backing.opens === 0) {
             sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
             node.backing = undefined;
@@ -309,12 +406,14 @@ export class FuseServer {
         const size = v.getUint32(0, true);
         const value = b.subarray(8 + name.length + 1, 8 + name.length + 1 + size);
         if (value.length !== size) return EINVAL;
+        this.dirty(this.nodes.get(h.nodeid)); // ctime
         return this.setxattr(h.nodeid, name, value, v.getUint32(4, true));
       }
       case OP.REMOVEXATTR: {
         const [name] = cstrings(b, 1) ?? [];
         if (!name) return EINVAL;
         // 9P2000.L removes with a Txattrcreate of size 0 and XATTR_REPLACE (what Linux's v9fs sends).
+        this.dirty(this.nodes.get(h.nodeid));
         return this.setxattr(h.nodeid, name, new Uint8Array(0), XATTR_REPLACE);
       }
       case OP.ACCESS:
@@ -326,6 +425,7 @@ export class FuseServer {
         const [name] = cstrings(b.subarray(8), 1) ?? [];
         if (!name) return EINVAL;
         const p = this.node(h.nodeid);
+        this.dirtyDir(p, name);
         await this.client.mkdir(p.fid, name, v.getUint32(0, true) & ~v.getUint32(4, true) & 0o7777, h.gid);
         await this.giveToCaller(h, name);
         return this.lookup(h.nodeid, name);
@@ -335,6 +435,7 @@ export class FuseServer {
         if (!name) return EINVAL;
         const mode = v.getUint32(0, true);
         const umask = v.getUint32(8, true);
+        this.dirtyDir(this.node(h.nodeid), name);
         await this.client.mknod(this.node(h.nodeid).fid, name, mode & ~(umask & 0o777), 0, 0, h.gid);
         await this.giveToCaller(h, name);
         return this.lookup(h.nodeid, name);
@@ -342,12 +443,15 @@ export class FuseServer {
       case OP.SYMLINK: {
         const [name, target] = cstrings(b, 2) ?? [];
         if (!name || !target) return EINVAL;
+        this.dirtyDir(this.node(h.nodeid), name);
         await this.client.symlink(this.node(h.nodeid).fid, name, target, h.gid);
         return this.lookup(h.nodeid, name);
       }
       case OP.LINK: {
         const [name] = cstrings(b.subarray(8), 1) ?? [];
         if (!name) return EINVAL;
+        this.dirtyDir(this.node(h.nodeid), name);
+        this.dirty(this.nodes.get(v.getBigUint64(0, true))); // links, ctime
         await this.client.link(this.node(h.nodeid).fid, this.node(v.getBigUint64(0, true)).fid, name);
         return this.lookup(h.nodeid, name);
       }
@@ -355,7 +459,11 @@ export class FuseServer {
       case OP.RMDIR: {
         const [name] = cstrings(b, 1) ?? [];
         if (!name) return EINVAL;
-        await this.client.unlinkat(this.node(h.nodeid).fid, name, h.opcode === OP.RMDIR ? 0x200 : 0);
+        const p = this.node(h.nodeid);
+        this.dirtyDir(p, name);
+        await this.client.unlinkat(p.fid, name, h.opcode === OP.RMDIR ? 0x200 : 0);
+        // Some inode lost a link (and its ctime moved): which node that is, and its other names, are not known here.
+        this.attrEpochSeq = ++this.seq;
         return new Uint8Array(0);
       }
       case OP.RENAME:
@@ -365,7 +473,11 @@ export class FuseServer {
         const [oldName, newName] = cstrings(b.subarray(skip), 2) ?? [];
         if (!oldName || !newName) return EINVAL;
         const newDir = this.node(v.getBigUint64(0, true));
-        await this.client.renameat(this.node(h.nodeid).fid, oldName, newDir.fid, newName);
+        const oldDir = this.node(h.nodeid);
+        this.dirtyDir(oldDir, oldName);
+        this.dirtyDir(newDir, newName);
+        await this.client.renameat(oldDir.fid, oldName, newDir.fid, newName);
+        this.attrEpochSeq = ++this.seq; // the moved inode's ctime, a replaced one's links
         return new Uint8Array(0);
       }
       default:
@@ -385,7 +497,13 @@ export class FuseServer {
     this.passthrough = (this.opts.passthrough ?? true) && this.client.donating && (offered2 & INIT2.PASSTHROUGH) !== 0 && minor >= 40;
     // AUTO_INVAL_DATA: the kernel drops a file's cached pages when GETATTR shows another size or mtime, so pages
     // may be kept across opens (KEEP_CACHE) without serving stale data for longer than the attribute validity.
-    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.AUTO_INVAL_DATA;
+    // HANDLE_KILLPRIV_V2: set-id bits are cleared here (SETATTR with FATTR_KILL_SUIDGID or, from the kernel's
+    // file_remove_privs before a passthrough write, with nothing to set; WRITE_KILL_SUIDGID; OPEN_KILL_SUIDGID).
+    // In return the super block is SB_NOSEC: a write to an inode known to carry no set-id bit and no capability
+    // asks nothing, where before every write(2) first cost a GETXATTR of security.capability.
+    this.killprivV2 = (this.opts.killprivV2 ?? true) && (offered & INIT.HANDLE_KILLPRIV_V2) !== 0;
+    const want =
+      INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.AUTO_INVAL_DATA | (this.killprivV2 ? INIT.HANDLE_KILLPRIV_V2 : 0);
     return initOut({
       maxReadahead: Math.min(maxReadahead, MAX_IO),
       flags: (offered & want) | (this.passthrough ? INIT.INIT_EXT : 0),
@@ -408,6 +526,7 @@ export class FuseServer {
    */
   private opened(nodeid: bigint, fid: number, writable: boolean, fd: number | undefined): Uint8Array {
     const node = this.nodes.get(nodeid);
+    this.openNodes.set(fid, nodeid);
     if (fd === undefined || !this.passthrough || !node) {
       if (fd !== undefined) sys.close(fd);
       return openOut(BigInt(fid), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
@@ -503,6 +622,7 @@ export class FuseServer {
     if (node.nlookup > 0n) return;
     this.nodes.delete(id);
     this.forgotten++;
+    if (node.children) this.entryCount -= node.children.size;
     if (this.byIno.get(node.ino) === id) this.byIno.delete(node.ino);
     void this.clunk(node.fid);
   }
@@ -555,6 +675,54 @@ export class FuseServer {
 
   /** Walks `name` from `parent`, and gives the kernel a node for it (the same node for the same inode). */
   private async lookup(parent: bigint, name: Uint8Array): Promise<Uint8Array> {
+    const { id, a } = await this.lookupNode(parent, name);
+    return entryOut(id, a, this.valid);
+  }
+
+  /**
+   * LOOKUP: from the names and attributes this server saw within the validity (a missing name as a negative
+   * entry, node id 0), else from the Gofer. The kernel sends LOOKUPs it could answer itself: an O_EXCL open or a
+   * mkdir revalidates the name whatever its dentry says, and tar asks for each name three times (unlink, then
+   * open O_EXCL, then its directory again at mkdir -p).
+   */
+  private async lookupCached(parentId: bigint, name: Uint8Array): Promise<Uint8Array> {
+    const parent = this.node(parentId);
+    const st = this.stamp();
+    const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
+    if (e && st.t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
+      const entryLeft = (this.entryMs - (st.t - e.t)) / 1000;
+      if (e.id === 0n) {
+        this.cacheHits++;
+        return entryOut(0n, zeroAttr(0n, 0), { entry: entryLeft, attr: 0 });
+      }
+      const child = this.nodes.get(e.id);
+      if (child) {
+        let a = this.cachedAttr(child, st.t);
+        const attrLeft = a ? (this.attrMs - (st.t - child.attrT)) / 1000 : this.valid.attr;
+        if (a) this.cacheHits++;
+        else a = await this.attr(child.fid).then((x) => (this.keepAttr(child, x, st), x), () => undefined);
+        // Forgotten while the Tgetattr ran: the node is gone, so it is looked up afresh.
+        if (a && this.nodes.get(e.id) === child) {
+          child.nlookup++;
+          this.touch(e.id);
+          return entryOut(e.id, a, { entry: entryLeft, attr: attrLeft });
+        }
+      }
+    }
+    try {
+      return await this.lookup(parentId, name);
+    } catch (err) {
+      // A missing name is cached as missing for the entry validity (node id 0), as a found one is: tar and
+      // compilers ask for the same absent name several times before they create it.
+      if (!(err instanceof P9Error && err.errno === ENOENT)) throw err;
+      this.keepEntry(parent, name, 0n, st);
+      return entryOut(0n, zeroAttr(0n, 0), { entry: this.valid.entry, attr: 0 });
+    }
+  }
+
+  /** The walk and Tgetattr of a lookup: the node (remembered, its count taken) and its attributes. */
+  private async lookupNode(parent: bigint, name: Uint8Array): Promise<{ id: bigint; a: Attr }> {
+    const st = this.stamp();
     const fid = this.client.allocFid();
     // Twalk and Tgetattr of the new fid go out together: one round trip, not two (the Gofer handles metadata
     // requests in order). A server that ran the Tgetattr first (threads, as diod has) fails it; it is asked again.
@@ -573,7 +741,10 @@ export class FuseServer {
       await this.clunk(fid);
       throw e;
     }
-    return entryOut(this.remember(fid, a.ino), a, this.valid);
+    const id = this.remember(fid, a.ino);
+    this.keepAttr(this.nodes.get(id), a, st);
+    this.keepEntry(this.nodes.get(parent), name, id, st);
+    return { id, a };
   }
 
   /** The node id for the inode `ino` walked as `fid`: an existing node (and `fid` clunked) or a new one. */
@@ -587,7 +758,7 @@ export class FuseServer {
       return known;
     }
     const id = this.nextNode++;
-    this.nodes.set(id, { fid, nlookup: 1n, ino });
+    this.nodes.set(id, newNode(fid, ino));
     this.byIno.set(ino, id);
     this.maybePrune();
     return id;
@@ -597,9 +768,91 @@ export class FuseServer {
     return toAttr(await this.client.getattr(fid, GETATTR.ALL));
   }
 
+  /** Now, for a request about to be sent. */
+  private stamp(): Stamp {
+    return { seq: ++this.seq, t: performance.now() };
+  }
+
+  /**
+   * The node's attributes if they may be answered without asking the Gofer: read less than the attribute validity
+   * ago (`t`, ms) and after every change started on the node or on links in general. Never while a passthrough
+   * file of the node is open for writing: the kernel writes the host file itself, and its size and times move
+   * without a word to this server.
+   */
+  private cachedAttr(node: Node, t: number): Attr | undefined {
+    if (!node.attr || t - node.attrT >= this.attrMs) return undefined;
+    if (node.attrSeq < node.dirtySeq || node.attrSeq < this.attrEpochSeq || node.backing?.writable) return undefined;
+    return node.attr;
+  }
+
+  /** Keeps attributes read by a request sent at `st`, unless a change started on the node since. */
+  private keepAttr(node: Node | undefined, a: Attr, st: Stamp): void {
+    if (!node || st.seq < node.dirtySeq) return;
+    node.attr = a;
+    node.attrT = st.t;
+    node.attrSeq = st.seq;
+  }
+
+  /** A change to the node is starting: its attributes are not answered again until read anew (its mode is kept as a hint). */
+  private dirty(node: Node | undefined): void {
+    if (node) node.dirtySeq = ++this.seq;
+  }
+
+  /** A change to `name` in the directory `dir` is starting: the name and the directory's attributes are forgotten. */
+  private dirtyDir(dir: Node, name: Uint8Array): void {
+    this.dirty(dir);
+    dir.entriesDirtySeq = ++this.seq;
+    if (dir.children?.delete(nameKey(name))) this.entryCount--;
+  }
+
+  /** Keeps what a lookup sent at `st` found for `name` in `dir` (0n: missing), unless the directory changed since. */
+  private keepEntry(dir: Node | undefined, name: Uint8Array, id: bigint, st: Stamp): void {
+    if (!dir || this.entryMs <= 0 || st.seq < dir.entriesDirtySeq) return;
+    if (this.entryCount >= this.maxEntries) {
+      // A bound on memory, reached by walks over many more names than nodes: start again.
+      for (const n of this.nodes.values()) n.children = undefined;
+      this.entryCount = 0;
+    }
+    dir.children ??= new Map();
+    const key = nameKey(name);
+    if (!dir.children.has(key)) this.entryCount++;
+    dir.children.set(key, { id, t: st.t, seq: st.seq });
+  }
+
+  /**
+   * Clears S_ISUID, and S_ISGID where group-executable, of a regular file (`a` its attributes): what a write,
+   * truncate or chown by a caller without CAP_FSETID does on a local file system, and what HANDLE_KILLPRIV_V2 asks
+   * of this server. The Gofer, as root, would keep them. The attributes after.
+   */
+  private async killSuidgid(node: Node, a: Attr): Promise<Attr> {
+    if ((a.mode & S_IFMT) !== S_IFREG) return a;
+    const kill = (a.mode & S_ISUID) | ((a.mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
+    if (kill === 0) return a;
+    this.dirty(node);
+    const st = this.stamp();
+    const set = this.client.setattr(node.fid, SETATTR.MODE, { mode: a.mode & 0o7777 & ~kill });
+    const got = this.attr(node.fid);
+    try {
+      await set;
+    } catch (e) {
+      got.catch(() => {});
+      throw e;
+    }
+    const after = await got;
+    this.keepAttr(node, after, st);
+    return after;
+  }
+
   private async setattr(id: bigint, v: DataView): Promise<Uint8Array> {
     const valid = v.getUint32(0, true);
-    const fid = this.node(id).fid;
+    const node = this.node(id);
+    const fid = node.fid;
+    // With HANDLE_KILLPRIV_V2 the kernel asks for the set-id bits to go with FATTR_KILL_SUIDGID (truncate, chown),
+    // and its file_remove_privs (a write by a caller without CAP_FSETID, a chown(-1, -1)) arrives as a SETATTR with
+    // nothing to set: it strips the mode change it would have made and leaves the clearing to the server.
+    const kill = this.killprivV2 && ((valid & FATTR.KILL_SUIDGID) !== 0 || (valid & ~(FATTR.FH | FATTR.LOCKOWNER)) === 0);
+    this.dirty(node);
+    const st = this.stamp();
     let p9 = 0;
     if (valid & FATTR.MODE) p9 |= SETATTR.MODE;
     if (valid & FATTR.UID) p9 |= SETATTR.UID;
@@ -631,7 +884,10 @@ export class FuseServer {
         throw e;
       }
     }
-    return attrOut(await got, this.valid);
+    let a = await got;
+    this.keepAttr(node, a, st);
+    if (kill) a = await this.killSuidgid(node, a);
+    return attrOut(a, this.valid);
   }
 
   /**
@@ -730,19 +986,44 @@ export class FuseServer {
     const mode = v.getUint32(4, true) & ~v.getUint32(8, true) & 0o7777;
     const [name] = cstrings(b.subarray(16), 1) ?? [];
     if (!name) throw new P9Error(EINVAL, 'CREATE without a name');
+    const parent = this.node(h.nodeid);
+    this.dirtyDir(parent, name);
     const [fid, r] = await this.cloneAnd(h.nodeid, (f) => this.client.lcreate(f, name, flags, mode, h.gid));
-    // The chown and the lookup go out together; the Gofer runs them in order, so the entry shows the new owner.
+    // The chown waits for the create (before it, the fid is the directory's clone, and a name that already
+    // existed is not the caller's to take), then goes out with the lookup and the directory's new attributes; the
+    // Gofer runs them in order, so the entry shows the new owner. The kernel asks for the directory's attributes
+    // next (a create invalidates them): they are then at hand.
+    const st = this.stamp();
     const chown = h.uid !== 0 || h.gid !== 0 ? this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {}) : undefined;
-    const looked = this.lookup(h.nodeid, name);
+    const looked = this.lookupNode(h.nodeid, name);
+    const dirAttr = this.attrMs > 0 ? this.attr(parent.fid).then((a) => this.keepAttr(parent, a, st), () => {}) : undefined;
     await chown;
-    const entry = await looked.catch(async (e: unknown) => {
+    let found: { id: bigint; a: Attr };
+    try {
+      found = await looked;
+    } catch (e) {
       if (r.fd !== undefined) sys.close(r.fd);
       await this.clunk(fid);
       throw e;
-    });
+    } finally {
+      await dirAttr;
+    }
+    // O_CREAT|O_TRUNC by a caller without CAP_FSETID that met an existing file: truncated, so its set-id bits go.
+    const node = this.nodes.get(found.id);
+    if (this.killprivV2 && flags & O_TRUNC && v.getUint32(12, true) & OPEN_KILL_SUIDGID && node) {
+      try {
+        found.a = await this.killSuidgid(node, found.a);
+      } catch (e) {
+        this.forget(found.id, 1n); // the lookup's count, which the kernel will never hear of
+        if (r.fd !== undefined) sys.close(r.fd);
+        await this.clunk(fid);
+        throw e;
+      }
+    }
+    const entry = entryOut(found.id, found.a, this.valid);
     const out = new Uint8Array(entry.length + 16);
     out.set(entry);
-    out.set(this.opened(view(entry).getBigUint64(0, true), fid, (flags & 3) !== 0, r.fd), entry.length);
+    out.set(this.opened(found.id, fid, (flags & 3) !== 0, r.fd), entry.length);
     return out;
   }
 }

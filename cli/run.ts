@@ -455,7 +455,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
     const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
-    const rootfs = o.rootfs ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, log: log.line }) : undefined;
+    const rootfs = o.rootfs
+      ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, owner: SANDBOX_USER.uid, log: log.line })
+      : undefined;
     if (rootfs) undo.push(() => rootfs.close());
     const t0 = performance.now();
     started = await startProgram(o, net, modules, log.line, rootfs);

@@ -85,7 +85,10 @@ export interface Rootfs {
  * Gofer and the FUSE mount are read-only and the root is an overlayfs of them under an upper layer on a tmpfs of
  * this run's (memory): the program's writes land there and vanish with the run, and DIR is never written.
  */
-export async function serveRootfs(dir: string, o: { readOnly: boolean; overlay?: boolean; log?: (l: string) => void }): Promise<Rootfs> {
+export async function serveRootfs(
+  dir: string,
+  o: { readOnly: boolean; overlay?: boolean; owner?: number; log?: (l: string) => void },
+): Promise<Rootfs> {
   const log = o.log ?? (() => {});
   const work = mkdtempSync(join(tmpdir(), 'tsvisor-rootfs-'));
   // Searchable (not listable) by others: bwrap runs as run's unprivileged host identity and binds the mount from here.
@@ -128,12 +131,14 @@ export async function serveRootfs(dir: string, o: { readOnly: boolean; overlay?:
     // The tsvisor dialect: opened files come with their host descriptor, for FUSE passthrough.
     client = await Client.connect(sock, 1 << 20, { donation: true });
     const rootFid = client.allocFid();
-    await client.attach(rootFid, 0);
+    // Attached as the program's host user (`owner`), the Gofer makes its files as that user: no chown after each.
+    await client.attach(rootFid, o.owner ?? 0);
     const fd = mountFuse(mount, { readOnly: lowerRo, source: `tsvisor:${dir}` });
     mounted = true;
     server = new FuseServer(fd, client, rootFid, {
       onClose: (why) => log(`rootfs: FUSE connection ended (${why})`),
       maxStackDepth: overlay ? 1 : undefined,
+      owner: o.owner,
     });
     server.start();
     log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);

@@ -155,6 +155,11 @@ export interface FuseServerOptions {
    * the kernel's flags ask, and the kernel stops asking for `security.capability` before each write.
    */
   killprivV2?: boolean;
+  /**
+   * The uid the root fid was attached as (default 0): the Gofer makes files as this user, so what a caller of
+   * this uid creates needs no chown afterwards (`run --rootfs` attaches as the sandbox's host user).
+   */
+  owner?: number;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -190,6 +195,7 @@ export class FuseServer {
   /** LOOKUPs and GETATTRs answered from what the Gofer said within the validity, without a 9P call. */
   cacheHits = 0;
   private readonly cache: boolean;
+  private readonly owner: number;
   private readonly entryMs: number;
   private readonly attrMs: number;
   /** Orders requests to the Gofer against changes (see Stamp). */
@@ -212,6 +218,7 @@ export class FuseServer {
     this.valid = opts.validity ?? { entry: 1, attr: 1 };
     this.maxNodes = Math.max(16, opts.maxNodes ?? 8192);
     this.cache = opts.cache ?? true;
+    this.owner = opts.owner ?? 0;
     this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
     this.attrMs = this.cache ? this.valid.attr * 1000 : 0;
     this.maxEntries = 4 * this.maxNodes;
@@ -561,13 +568,22 @@ export class FuseServer {
    * directories it has just created). Best effort: a Gofer that cannot chown leaves root's.
    */
   private async giveToCaller(h: InHeader, name: Uint8Array): Promise<void> {
-    if (h.uid === 0 && h.gid === 0) return;
+    if (!this.needsChown(h)) return;
     const fid = this.client.allocFid();
     // Walk, chown and clunk in one round trip (the Gofer runs them in order).
     const walked = this.client.walk(this.node(h.nodeid).fid, fid, [name]);
     const chowned = this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {});
     const clunked = this.clunk(fid);
     await Promise.all([walked.catch(() => {}), chowned, clunked]);
+  }
+
+  /**
+   * Whether a file `h`'s caller made needs a chown: the Gofer makes files as the user the root was attached as
+   * (`owner`) with the group asked for. Attached as root, any other caller's files are given over, and root's own
+   * with a group other than 0 (as before `owner` existed).
+   */
+  private needsChown(h: InHeader): boolean {
+    return this.owner === 0 ? h.uid !== 0 || h.gid !== 0 : h.uid !== this.owner;
   }
 
   private node(id: bigint): Node {
@@ -988,26 +1004,51 @@ export class FuseServer {
     if (!name) throw new P9Error(EINVAL, 'CREATE without a name');
     const parent = this.node(h.nodeid);
     this.dirtyDir(parent, name);
-    const [fid, r] = await this.cloneAnd(h.nodeid, (f) => this.client.lcreate(f, name, flags, mode, h.gid));
-    // The chown waits for the create (before it, the fid is the directory's clone, and a name that already
-    // existed is not the caller's to take), then goes out with the lookup and the directory's new attributes; the
-    // Gofer runs them in order, so the entry shows the new owner. The kernel asks for the directory's attributes
-    // next (a create invalidates them): they are then at hand.
-    const st = this.stamp();
-    const chown = h.uid !== 0 || h.gid !== 0 ? this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {}) : undefined;
-    const looked = this.lookupNode(h.nodeid, name);
-    const dirAttr = this.attrMs > 0 ? this.attr(parent.fid).then((a) => this.keepAttr(parent, a, st), () => {}) : undefined;
-    await chown;
-    let found: { id: bigint; a: Attr };
+    const chown = this.needsChown(h);
+    const created = this.cloneAnd(h.nodeid, (f) => this.client.lcreate(f, name, flags, mode, h.gid));
+    // A caller the Gofer already makes files for (the attaching user, `owner`) needs no chown: the lookup of the
+    // new name and the directory's new attributes go out right behind the create, and the whole CREATE is one
+    // round trip. (The Gofer runs them in order; a failed create leaves the lookup finding an existing name or
+    // nothing, and its count is given back.) The kernel asks for the directory's attributes next, since a create
+    // invalidates them: they are then at hand.
+    let st = this.stamp();
+    const early = chown ? undefined : this.lookupNode(h.nodeid, name);
+    early?.catch(() => {});
+    let dirAttr = !chown && this.attrMs > 0 ? this.attr(parent.fid).then((a) => this.keepAttr(parent, a, st), () => {}) : undefined;
+    let fid: number;
+    let r: Awaited<typeof created>[1];
     try {
-      found = await looked;
+      [fid, r] = await created;
     } catch (e) {
-      if (r.fd !== undefined) sys.close(r.fd);
-      await this.clunk(fid);
-      throw e;
-    } finally {
+      const f = await early?.catch(() => undefined);
+      if (f) this.forget(f.id, 1n); // the count of a lookup the kernel will never hear of
       await dirAttr;
+      throw e;
     }
+    let found = await early?.catch(() => undefined);
+    let owned: Promise<void> | undefined;
+    if (!found) {
+      // Another caller: the chown waits for the create (before it, the fid is the directory's clone, and a name
+      // that already existed is not the caller's to take), then goes out with the lookup, so the entry shows the
+      // new owner. Also the way again when the early lookup failed (a threaded server that ran it first).
+      st = this.stamp();
+      owned = chown ? this.client.setattr(fid, SETATTR.UID | SETATTR.GID, { uid: h.uid, gid: h.gid }).catch(() => {}) : undefined;
+      const looked = this.lookupNode(h.nodeid, name);
+      const again = dirAttr;
+      dirAttr = this.attrMs > 0 ? this.attr(parent.fid).then((a) => this.keepAttr(parent, a, st), () => {}) : undefined;
+      await again;
+      await owned;
+      try {
+        found = await looked;
+      } catch (e) {
+        if (r.fd !== undefined) sys.close(r.fd);
+        await this.clunk(fid);
+        throw e;
+      } finally {
+        await dirAttr;
+      }
+    }
+    await dirAttr;
     // O_CREAT|O_TRUNC by a caller without CAP_FSETID that met an existing file: truncated, so its set-id bits go.
     const node = this.nodes.get(found.id);
     if (this.killprivV2 && flags & O_TRUNC && v.getUint32(12, true) & OPEN_KILL_SUIDGID && node) {

@@ -49,7 +49,7 @@ export async function startGofer(root: string, sock: string, ro = false): Promis
 }
 
 /** Makes /tmp/tgr-*: `root/` (filled by `fill`), `mnt/`, and mounts root there through a gofer. */
-export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number } } = {}): Promise<Mounted> {
+export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number }; owner?: number } = {}): Promise<Mounted> {
   const dir = mkdtempSync('/tmp/tgr-');
   const root = join(dir, 'root');
   const mnt = join(dir, 'mnt');
@@ -60,10 +60,10 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
   // With passthrough, the gofer donates each opened file's descriptor and the kernel reads and writes it directly.
   const client = await Client.connect(join(dir, 'gofer.sock'), 1 << 20, { donation: o.passthrough ?? false });
   const rootFid = client.allocFid();
-  await client.attach(rootFid, 0);
+  await client.attach(rootFid, o.owner ?? 0);
   const fd = mountFuse(mnt, { readOnly: o.ro });
   const closed: { why?: string } = {};
-  const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, onClose: (why) => (closed.why = why) });
+  const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, owner: o.owner, onClose: (why) => (closed.why = why) });
   server.start();
   t.teardown(async () => {
     unmountFuse(mnt);

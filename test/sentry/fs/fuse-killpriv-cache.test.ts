@@ -82,7 +82,7 @@ for (const passthrough of [false, true]) {
     ].join(' && ');
     const r = await sh(script);
     t.equal(r.code, 0, r.err);
-    t.equal(r.out, ['4', '11', '2', '1', '640', '981173106', 'abc', 'abcdef', 'ls=1', 'd', 'ls=1', 'ls=2', 'now', ''].join('\n'));
+    t.equal(r.out, ['4', '11', '2', '1', '640', '981173106', 'abc', 'abcdef', 'ls=2', 'd', 'ls=2', 'ls=2', 'now', ''].join('\n'));
   });
 
   t.test(`${io}: a name made or removed on the host behind the mount, and a host change of attributes, show once the validity (1 s) has passed`, async (t) => {

@@ -3,7 +3,11 @@
  * exit status 2; a failure at run time (missing namespace, interface) is one line and exit status 1.
  */
 import { HelpRequested, UsageError } from './args.ts';
+import { CliError } from './errors.ts';
 import { COMMAND_USAGE } from './usage.ts';
+
+/** A failure at run time, reported as one line (defined in cli/errors.ts, where the OCI runtime's lean entry takes it from). */
+export { CliError };
 
 const USAGE = `usage: tsvisor <command> [options]
 
@@ -35,19 +39,13 @@ services: echo (7, TCP+UDP), discard (9, TCP+UDP), chargen (19, TCP+UDP), http (
 impair SPEC: loss=0.02,dup=0.01,reorder=0.02,delay=1ms,jitter=0.5ms,corrupt=0.001,seed=7,dir=both
 `;
 
-/** A failure at run time, reported as one line. */
-export class CliError extends Error {}
-
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  // The OCI runtime's commands (runc's), with or without global flags before them (cli/oci/main.ts).
+  // The OCI runtime's calls (runc's commands, with or without global flags before them; cli/oci/main.ts). The
+  // installed entry (cli/bin.ts) sends them there without loading this file.
   const oci = await import('./oci/main.ts');
-  if (command === '__oci-sandbox') return await (await import('./oci/sandbox.ts')).ociSandboxMain(rest);
-  if (command !== undefined && (oci.OCI_COMMANDS.has(command) || (command === 'run' && oci.isOciRun(rest)) ||
-    (command.startsWith('-') && !['--help', '-h', '--version'].includes(command)))) {
-    return await oci.ociMain(argv);
-  }
+  if (oci.isOciCall(argv)) return await oci.ociEntry(argv);
   // Each command's module is imported only when it runs, so `--help` loads this file and args.ts alone
   // (bench/startup.ts measures it).
   try {

@@ -7,7 +7,7 @@
  */
 import { appendFileSync } from 'node:fs';
 import { UsageError } from '../args.ts';
-import { CliError } from '../main.ts';
+import { CliError } from '../errors.ts';
 
 /** The default --root, as runc's /run/runc. */
 export const DEFAULT_ROOT = '/run/tsvisor/oci';
@@ -81,6 +81,26 @@ export function isOciRun(rest: string[]): boolean {
   const dashes = rest.indexOf('--');
   const own = dashes < 0 ? rest : rest.slice(0, dashes);
   return own.some((a) => /^--?(bundle|b|pid-file|detach|d|console-socket|no-pivot|keep)(=|$)/.test(a));
+}
+
+/**
+ * Whether `argv` (the command line after the script) is the OCI runtime's: the Sentry's own entry, a runc command,
+ * OCI's `run`, or global flags first (the shims put `--root`, `--log` before the command).
+ */
+export function isOciCall(argv: readonly string[]): boolean {
+  const [command, ...rest] = argv;
+  if (command === undefined) return false;
+  return command === SANDBOX_COMMAND || OCI_COMMANDS.has(command) || (command === 'run' && isOciRun(rest)) ||
+    (command.startsWith('-') && !['--help', '-h', '--version'].includes(command));
+}
+
+/** The hidden command `create` starts the container's Sentry with (cli/oci/sandbox.ts). */
+export const SANDBOX_COMMAND = '__oci-sandbox';
+
+/** Runs an OCI call (isOciCall); resolves to the exit status. */
+export async function ociEntry(argv: string[]): Promise<number> {
+  if (argv[0] === SANDBOX_COMMAND) return await (await import('./sandbox.ts')).ociSandboxMain(argv.slice(1));
+  return await ociMain(argv);
 }
 
 /** The OCI entry: global flags, then the command. */

@@ -25,7 +25,7 @@ import { helperPath } from '../../sentry/sandbox/native/build.ts';
 import { newRunId, removeCommands, runNames } from '../../sentry/sandbox/netns.ts';
 import { buildPolicy } from '../../sentry/seccomp/policy.ts';
 import type { Sentry } from '../../sentry/syscalls/dispatch.ts';
-import { CliError } from '../main.ts';
+import { CliError } from '../errors.ts';
 import type { RunNetwork } from '../run-network.ts';
 import { type NetworkMode, type RunOptions, loadModules, serveListener } from '../run.ts';
 import { runHooks } from './hooks.ts';
@@ -56,6 +56,9 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   const c = new ContainerDir(root, id);
   const opts = JSON.parse(readFileSync(join(c.dir, 'create.json'), 'utf8')) as CreateOptions;
   const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
+  // Start-up marks, ms since this Node started (bench/oci-calls.ts reads them): where a container's create goes.
+  const mark = (what: string) => log(`timing ${what}=${performance.now().toFixed(1)}`);
+  mark('main');
   const undo: (() => void)[] = [];
   let janitor: Janitor | undefined;
   const unwind = () => {
@@ -79,7 +82,7 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   };
   let container: Container;
   try {
-    container = await setUp(c, opts, log, undo, (j) => (janitor = j));
+    container = await setUp(c, opts, log, mark, undo, (j) => (janitor = j));
   } catch (e) {
     const msg = e instanceof ExecError || e instanceof LaunchError || e instanceof CliError ? e.message : String((e as Error).stack ?? e);
     log(`create failed: ${msg}`);
@@ -88,14 +91,18 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
     return 1;
   }
   say('created');
+  mark('created');
   report = false;
   closeSync(REPORT_FD);
   const status = await container.wait();
+  mark('exited');
   log(`program exited: status ${status}`);
   const s = c.readRaw();
   if (s) c.write({ ...s, status: 'stopped', exitStatus: status });
   await container.finish();
+  mark('finished');
   unwind();
+  mark('unwound');
   return status;
 }
 
@@ -155,7 +162,8 @@ function checkReachable(path: string, uid: number, gid: number): void {
   }
 }
 
-async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => void, undo: (() => void)[], setJanitor: (j: Janitor) => void): Promise<Container> {
+async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => void, mark: (what: string) => void, undo: (() => void)[],
+  setJanitor: (j: Janitor) => void): Promise<Container> {
   const spec = loadSpec(opts.bundle);
   const proc = spec.process!;
   const env = envRecord(proc.env);
@@ -212,6 +220,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   undo.push(() => home.close());
   const inHome = <T>(fn: () => T): T => home.enter(fn);
   if (linkRef !== undefined) enterNetns(netnsFile(linkRef));
+  mark('netns');
   log(`container ${c.id}: run id ${rid}, network ${mode}${linkRef ? ` (${linkRef})` : ''}`);
 
   const hookState = (status: string) => ({ ...publicState({ ...base, status: status as ContainerState['status'] }) });
@@ -219,6 +228,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     const err = await runHooks(spec.hooks, kind, hookState('creating'), inHome);
     if (err) throw new CliError(err);
   }
+  mark('hooks');
 
   let dev: string | undefined;
   if (mode === 'sandbox') {
@@ -226,6 +236,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     if (dev === undefined) mode = 'none';
   }
   const modules = await loadModules({ network: mode, strace: opts.strace });
+  mark('modules');
   const runOpts: RunOptions = {
     network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],
     binds: [], env: {}, allowRaw: false, strace: opts.strace, debug: false, pcapLog: opts.pcapLog, drainMs: 2000,
@@ -235,6 +246,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     ? await modules.network.makeNetwork(runOpts, rid, undo, log)
     : { appNetns: linkRef, addresses: [], gateways: [], files: [], describe: `the kernel's network${linkRef ? ` of ${linkRef}` : ''}` };
   log(net.describe);
+  mark('network');
 
   const filter = buildPolicy({ mode, allowRaw: false, strace: opts.strace });
   const filter2 = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, log) : undefined;
@@ -253,6 +265,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     asPid1: true,
   });
   const rlimits = (proc.rlimits ?? []).map((r): [number, bigint, bigint] => [RLIMITS[r.type]!, BigInt(r.soft), BigInt(r.hard)]);
+  mark('policy');
   let sandbox: Sandbox;
   try {
     sandbox = await launch({
@@ -275,6 +288,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     throw e;
   }
   for (const fd of STDIO) closeSync(fd);
+  mark('launched');
   const exited = sandbox.wait();
   const sentries: Sentry[] = [];
   const init = serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
@@ -297,6 +311,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const ctl = await control(created.control, async (req) => {
     const cur = c.readRaw() ?? created;
     if (req.op === 'start') {
+      mark('start');
       if (cur.status !== 'created') return { error: `container ${c.id} is ${cur.status}, not created` };
       const e1 = await runHooks(spec.hooks, 'startContainer', hookState('created'), inHome);
       if (e1) {
@@ -310,6 +325,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       }
       const running: ContainerState = { ...(c.readRaw() ?? created), status: 'running' };
       c.write(running);
+      mark('running');
       const e2 = await runHooks(spec.hooks, 'poststart', publicState(running), inHome);
       if (e2) {
         sandbox.kill('SIGKILL');

@@ -10,7 +10,7 @@
 import { Assembler, DATA, encode } from '../../sentry/seccomp/bpf.ts';
 import { AUDIT_ARCH_X86_64, SECCOMP_RET } from '../../sentry/seccomp/policy.ts';
 import { syscallNumber } from '../../sentry/seccomp/sysno.ts';
-import { CliError } from '../main.ts';
+import { CliError } from '../errors.ts';
 import type { Seccomp, SeccompRule } from './spec.ts';
 
 const EPERM = 1;

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { CliError } from '../main.ts';
+import { CliError } from '../errors.ts';
 
 /** One hook: a program run by the runtime with the container's state on stdin. */
 export interface Hook {

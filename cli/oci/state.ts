@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { C, errno, errnoName, sys } from '../../lib/libc.ts';
-import { CliError } from '../main.ts';
+import { CliError } from '../errors.ts';
 
 
 /** Where control sockets live: a short path, since --root plus a 64-character id may exceed sun_path's 107 bytes. */

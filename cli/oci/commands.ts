@@ -40,7 +40,7 @@ export async function runOci(g: Globals, command: string, rest: string[]): Promi
     case 'kill': {
       const p = parseFlags(rest, [], ['all'], { a: 'all' });
       if (p.positional.length < 1 || p.positional.length > 2) throw new UsageError('usage: kill [--all] ID [SIGNAL]');
-      kill(g, p.positional[0]!, p.positional[1] ?? 'SIGTERM', Boolean(p.flags.all));
+      await kill(g, p.positional[0]!, p.positional[1] ?? 'SIGTERM', Boolean(p.flags.all));
       return 0;
     }
     case 'delete': {
@@ -61,7 +61,7 @@ export async function runOci(g: Globals, command: string, rest: string[]): Promi
     case 'pause':
     case 'resume': {
       const p = parseFlags(rest, [], []);
-      pause(g, one(p, command), command === 'pause');
+      await pause(g, one(p, command), command === 'pause');
       return 0;
     }
     case 'list': {
@@ -115,7 +115,7 @@ async function create(g: Globals, p: Parsed, id: string): Promise<number> {
   if (spec.process!.terminal && !consoleSocket) throw new CliError('process.terminal is true: --console-socket is needed');
   mkdirSync(g.root, { recursive: true, mode: 0o700 });
   const c = new ContainerDir(g.root, id);
-  c.lock(true);
+  await c.lock(true);
   if (c.readRaw()) throw new CliError(`container with id exists: ${id}`);
   writeFileSync(join(c.dir, 'create.json'), JSON.stringify({
     bundle,
@@ -192,7 +192,7 @@ export function request(path: string, req: Record<string, unknown>, timeoutMs = 
 /** `start`: opens the gate of a created container. */
 async function start(g: Globals, id: string): Promise<void> {
   const c = new ContainerDir(g.root, id);
-  c.lock();
+  await c.lock();
   const s = c.read();
   if (s.status === 'stopped') throw new CliError('cannot start a container that has stopped');
   if (s.status !== 'created') throw new CliError(`cannot start an already ${s.status} container`);
@@ -247,10 +247,10 @@ function signal(pid: number, sig: number): void {
 }
 
 /** `kill`: the signal goes to the program (with --all, to every process of the sandbox). */
-function kill(g: Globals, id: string, sigText: string, all: boolean): void {
+async function kill(g: Globals, id: string, sigText: string, all: boolean): Promise<void> {
   const sig = parseSignal(sigText);
   const c = new ContainerDir(g.root, id);
-  c.lock();
+  await c.lock();
   const s = c.read();
   if (s.status === 'stopped') throw new CliError('container not running');
   if (all) {
@@ -273,7 +273,7 @@ async function waitGone(pid: number, start: string | undefined, ms: number): Pro
 /** `delete`: a stopped or created container's folder goes, after its poststop hooks; --force kills a running one first. */
 async function remove(g: Globals, id: string, force: boolean): Promise<void> {
   const c = new ContainerDir(g.root, id);
-  c.lock();
+  await c.lock();
   const raw = c.readRaw();
   if (!raw) {
     if (force) return;
@@ -333,9 +333,9 @@ function ps(g: Globals, id: string, format: string): void {
  * machine's cgroups are v1 hybrid and the runtime makes none). The Sentry keeps running: the netstack's timers
  * and the peers' connections stay served, as a frozen runc container's kernel sockets do.
  */
-function pause(g: Globals, id: string, stop: boolean): void {
+async function pause(g: Globals, id: string, stop: boolean): Promise<void> {
   const c = new ContainerDir(g.root, id);
-  c.lock();
+  await c.lock();
   const s = c.read();
   if (stop && s.status !== 'running') throw new CliError(`container ${id} is ${s.status}, not running`);
   if (!stop && s.status !== 'paused') throw new CliError(`container ${id} is ${s.status}, not paused`);

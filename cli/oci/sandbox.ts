@@ -204,6 +204,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     else linkRef = netEntry.path;
   }
   if (hostNs) mode = 'host';
+  // The network's and the Sentry's modules (most of this process's code) load while the namespace is made and
+  // the hooks run as child processes: sandbox and none, the one mode not known yet, load the same ones.
+  const modulesLoading = loadModules({ network: mode, strace: opts.strace });
+  modulesLoading.catch(() => {});
   setJanitor(Janitor.start(removeCommands(rid)));
   if (!hostNs && linkRef === undefined) {
     runTool(['ip', 'netns', 'add', names.link]);
@@ -235,7 +239,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     dev = findInterface();
     if (dev === undefined) mode = 'none';
   }
-  const modules = await loadModules({ network: mode, strace: opts.strace });
+  const modules = await modulesLoading;
   mark('modules');
   const runOpts: RunOptions = {
     network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],

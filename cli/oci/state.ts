@@ -5,9 +5,8 @@
  * (crashed, killed, or a `create` that died half-way) is stopped, whatever its file says.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { C, errno, errnoName, sys } from '../../lib/libc.ts';
 import { CliError } from '../errors.ts';
 
 
@@ -100,10 +99,14 @@ export class ContainerDir {
     return join(SOCKET_DIR, `${h}.sock`);
   }
 
-  /** Takes the container's lock (blocking), making the folder when `create` asks. */
-  lock(create = false): void {
+  /**
+   * Takes the container's lock (blocking), making the folder when `create` asks. libc (koffi) is loaded here, not
+   * with this module: `state` takes no lock, nor does `delete --force` of a container that is gone.
+   */
+  async lock(create = false): Promise<void> {
     if (create) mkdirSync(this.dir, { recursive: true, mode: 0o711 });
     else if (!existsSync(this.dir)) return;
+    const { C, errno, errnoName, sys } = await import('../../lib/libc.ts');
     const fd = sys.open(join(this.dir, 'lock'), C.O_RDONLY | C.O_CLOEXEC | 0o100 /* O_CREAT */, 0o600);
     if (fd < 0) throw new CliError(`cannot open the lock of container ${this.id}: ${errnoName(errno())}`);
     for (;;) {
@@ -118,7 +121,8 @@ export class ContainerDir {
 
   /** Lets the lock go (also implied by the process's exit). */
   unlock(): void {
-    if (this.lockFd >= 0) sys.close(this.lockFd);
+    // Closing the descriptor drops the flock: Node's closeSync does it without libc.
+    if (this.lockFd >= 0) closeSync(this.lockFd);
     this.lockFd = -1;
   }
 

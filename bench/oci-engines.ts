@@ -271,14 +271,25 @@ export function pending(what: string | undefined): { todo?: string } {
 }
 
 /**
- * Writes `dir/NAME`, the executable an engine is told the runtime is: for tsvisor a shell script that runs the
- * repository's CLI (an engine takes a path to one executable, and the CLI is `node cli/tsvisor.js`), first noting
- * its arguments in `calls`, after the time in ns, so a test can show which runtime the engine really called and the
- * bench where the time goes.
+ * Writes `dir/NAME`, the executable an engine is told the runtime is: a shell script that first notes its
+ * arguments in `calls`, after the time in ns, so a test can show which runtime the engine really called and the
+ * bench where the time goes, then runs the runtime: runc, or tsvisor's front as users install it (`tsvisor
+ * install-runtime`: a C program answering create/start/delete, with `cli` behind it for the rest). A build whose
+ * CLI has no install-runtime (an older one, through TSVISOR_OCI_BENCH_CLI) runs as `node CLI`.
  */
 export function runtimeWrapper(dir: string, runtime: Runtime, calls: string, cli = CLI): string {
   const file = join(dir, `${runtime}-runtime`);
-  const target = runtime === 'tsvisor' ? `'${process.execPath}' '${cli}'` : `'${runcPath()}'`;
+  let target = `'${runcPath()}'`;
+  if (runtime === 'tsvisor') {
+    const front = join(dir, 'tsvisor-front');
+    try {
+      execFileSync(process.execPath, [cli, 'install-runtime', front], { stdio: ['ignore', 'ignore', 'pipe'] });
+      target = `'${front}'`;
+    } catch (e) {
+      process.stderr.write(`(${cli} install-runtime failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n')[0]}; running node ${cli})\n`);
+      target = `'${process.execPath}' '${cli}'`;
+    }
+  }
   writeFileSync(file, `#!/bin/sh\necho "$(date +%s%N) $*" >> '${calls}'\nexec ${target} "$@"\n`);
   chmodSync(file, 0o755);
   return file;

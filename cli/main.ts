@@ -32,6 +32,8 @@ commands:
            kernel, tsvisor, pasta and slirp4netns in namespaces of its own, with ratios to kernel
   gofer    --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
            serve DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist)
+  install-runtime PATH   put the OCI runtime's executable at PATH, for docker run --runtime=tsvisor (and podman,
+           containerd): a front that answers create/start/delete itself and runs this tsvisor for the rest
   help     this text; 'tsvisor help COMMAND' or 'tsvisor COMMAND --help': the command's options
   version  the package's version
 
@@ -66,6 +68,20 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./bench.ts')).benchCommand(rest);
       case 'gofer':
         return await (await import('./gofer.ts')).goferCommand(rest);
+      case 'install-runtime': {
+        if (rest[0] === '--help' || rest[0] === '-h') throw new HelpRequested();
+        if (rest.length !== 1 || rest[0]!.startsWith('-')) throw new UsageError('usage: tsvisor install-runtime PATH');
+        const { installRuntime } = await import('./oci/front.ts');
+        let at: string;
+        try {
+          at = installRuntime(rest[0]!);
+        } catch (e) {
+          if ((e as Error).name === 'HelperBuildError' || (e as NodeJS.ErrnoException).code) throw new CliError((e as Error).message);
+          throw e;
+        }
+        process.stdout.write(`${at}\n`);
+        return 0;
+      }
       case 'help':
       case '--help':
       case '-h':

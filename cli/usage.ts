@@ -77,6 +77,13 @@ pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only ta
 
 Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist).
 `,
+  'install-runtime': `usage: tsvisor install-runtime PATH
+
+Builds the OCI runtime's front (a small C program, with the system C compiler) and puts it at PATH: the executable
+to register with Docker, podman or containerd. It answers create, start and delete itself, so that a container costs
+one Node start-up (its Sentry) instead of one per runtime call, and runs this tsvisor for everything else: PATH also
+works as the tsvisor command.
+`,
   help: `usage: tsvisor help [COMMAND]
 
 Lists the commands, or prints COMMAND's options (as 'tsvisor COMMAND --help' does).

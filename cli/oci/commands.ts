@@ -106,13 +106,11 @@ export function writePidFile(path: string, pid: number): void {
   renameSync(tmp, path);
 }
 
-/** `create`: checks the bundle, starts the Sentry detached, waits for "created", writes the pid file. */
+/** `create`: starts the Sentry detached (it checks the bundle), waits for "created", writes the pid file. */
 async function create(g: Globals, p: Parsed, id: string): Promise<number> {
+  // The bundle is the Sentry's to check (loadSpec, checkBundle): it reports what is wrong as the front's do too.
   const bundle = resolve((p.flags.bundle as string | undefined) ?? '.');
-  const spec = loadSpec(bundle);
-  if (!existsSync(spec.root!.path)) throw new CliError(`root.path ${spec.root!.path} does not exist`);
   const consoleSocket = p.flags['console-socket'] as string | undefined;
-  if (spec.process!.terminal && !consoleSocket) throw new CliError('process.terminal is true: --console-socket is needed');
   mkdirSync(g.root, { recursive: true, mode: 0o700 });
   const c = new ContainerDir(g.root, id);
   await c.lock(true);

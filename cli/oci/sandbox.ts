@@ -11,7 +11,7 @@
  * Its fds: 0 /dev/null, 1 and 2 its log (the state folder's sentry.log), 3 the report pipe to `create`,
  * 4, 5 and 6 the container's stdin, stdout and stderr.
  */
-import { closeSync, lstatSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { type Server, createServer } from 'node:net';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
@@ -166,6 +166,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   setJanitor: (j: Janitor) => void): Promise<Container> {
   const spec = loadSpec(opts.bundle);
   const proc = spec.process!;
+  // create's checks of the bundle, here so that the runtime's front (oci-front.c) need not read config.json.
+  if (!existsSync(spec.root!.path)) throw new CliError(`root.path ${spec.root!.path} does not exist`);
+  if (proc.terminal && !opts.consoleSocket) throw new CliError('process.terminal is true: --console-socket is needed');
   const env = envRecord(proc.env);
   checkProgram(spec, env);
   helperPath();

@@ -1,12 +1,19 @@
 // Helpers of the OCI runtime tests (test/netns/oci-*.test.ts): a busybox-static bundle in a temporary folder, the
-// runtime driven as an engine's shim drives it (`node cli/tsvisor.js --root R --log L --log-format json CMD`),
-// and the check that a container left nothing behind.
+// runtime driven as an engine's shim drives it (the front, or `node cli/tsvisor.js`, with `--root R --log L
+// --log-format json CMD`), and the check that a container left nothing behind.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { frontPath } from '../../cli/oci/front.ts';
 import { CLI, ROOT, waitFor } from './run-helpers.ts';
+
+/**
+ * The runtime's executable and its first arguments: the front (cli/oci/native/oci-front.c) with the sources' CLI
+ * behind it, as engines run it; with TSVISOR_OCI_TEST_ENTRY=node, the Node entry alone (`node cli/tsvisor.js`).
+ */
+export const RUNTIME: readonly string[] = process.env.TSVISOR_OCI_TEST_ENTRY === 'node' ? [process.execPath, CLI] : [frontPath({ cli: CLI })];
 
 /** A bundle: its folder, its rootfs, and the runtime's --root and --log for it. */
 export interface Bundle {
@@ -53,14 +60,14 @@ export interface Call {
   stderr: string;
 }
 
-/** The runtime's argv with the shim's global flags. */
+/** The runtime's arguments after its executable, with the shim's global flags. */
 function argv(b: Bundle, args: string[]): string[] {
-  return [CLI, '--root', b.root, '--log', b.log, '--log-format', 'json', ...args];
+  return [...RUNTIME.slice(1), '--root', b.root, '--log', b.log, '--log-format', 'json', ...args];
 }
 
 /** Runs one runtime command to its end. */
 export function oci(b: Bundle, args: string[], timeoutMs = 60000): Promise<Call> {
-  const child = spawn(process.execPath, argv(b, args), { cwd: b.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(RUNTIME[0]!, argv(b, args), { cwd: b.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   return collect(child, timeoutMs);
 }
 
@@ -88,7 +95,7 @@ export interface Created {
 
 /** `create --bundle B --pid-file B/pid ID`. */
 export async function create(b: Bundle, id: string, extra: string[] = [], globals: string[] = []): Promise<Created> {
-  const child = spawn(process.execPath, argv(b, [...globals, 'create', '--bundle', b.dir, '--pid-file', join(b.dir, `${id}.pid`), ...extra, id]), {
+  const child = spawn(RUNTIME[0]!, argv(b, [...globals, 'create', '--bundle', b.dir, '--pid-file', join(b.dir, `${id}.pid`), ...extra, id]), {
     cwd: b.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

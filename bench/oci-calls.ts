@@ -6,7 +6,10 @@
  * (198.18.140.2/24, as Docker's libnetwork-setkey hook plugs the bridge's), so the netstack takes an interface over
  * as under Docker. Everything lives under /var/tmp/ocs-calls-* and /run/ocs-calls-*, removed afterwards. As root:
  *
- *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc]
+ * tsvisor runs as engines are told to run it, through its front (`tsvisor install-runtime`); `--node` runs the Node
+ * entry for every call instead (`node CLI ...`), as before the front.
+ *
+ *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +26,7 @@ if (!Number.isInteger(runs) || runs < 1) {
 }
 const cli = argAt('--cli') > 0 ? process.argv[argAt('--cli') + 1]! : join(ROOT, 'dist/cli/bin.js');
 const withRunc = argAt('--no-runc') < 0;
+const viaNode = argAt('--node') > 0;
 if (!existsSync(cli)) {
   process.stderr.write(`oci-calls: ${cli} does not exist (npm run build)\n`);
   process.exit(2);
@@ -49,6 +53,9 @@ process.once('SIGINT', () => {
   cleanup();
   process.exit(130);
 });
+
+/** How tsvisor is called: its front, installed here, or node with the CLI. */
+let tsvisor: string[] = [process.execPath, cli];
 
 /** The bundle: busybox root, spec's config with `true` as the program and the veth hook. */
 function bundle(): string {
@@ -111,7 +118,7 @@ const PHASES = ['create', 'start', 'exit', 'delete', 'delete --force', 'total'] 
 async function life(rt: 'tsvisor' | 'runc', i: number): Promise<{ ms: Record<string, number>; marks: Record<string, number> }> {
   const root = join(run, rt);
   const logs = join(run, 'logs') + '/';
-  const base = rt === 'runc' ? [runcPath(), '--root', root] : [process.execPath, cli, '--root', root, '--debug-log', logs];
+  const base = rt === 'runc' ? [runcPath(), '--root', root] : [...tsvisor, '--root', root, '--debug-log', logs];
   const id = `ocs-${rt}-${i}`;
   const pidFile = join(run, `${id}.pid`);
   const ms: Record<string, number> = {};
@@ -140,12 +147,16 @@ function median(xs: number[]): number {
 
 try {
   bundle();
+  if (!viaNode) {
+    execFileSync(process.execPath, [cli, 'install-runtime', join(dir, 'tsvisor-front')]);
+    tsvisor = [join(dir, 'tsvisor-front')];
+  }
   const rts = withRunc ? (['runc', 'tsvisor'] as const) : (['tsvisor'] as const);
   const results: Record<string, { ms: Record<string, number>; marks: Record<string, number> }[]> = { runc: [], tsvisor: [] };
   for (const rt of rts) await life(rt, -1); // warm-up (page cache, the helper's build)
   for (let i = 0; i < runs; i++) for (const rt of rts) results[rt]!.push(await life(rt, i));
   const fmt = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1)).padStart(9);
-  process.stdout.write(`\nmedian ms of ${runs} (${cli})\n${'call'.padEnd(16)}${rts.map((r) => r.padStart(9)).join('')}\n`);
+  process.stdout.write(`\nmedian ms of ${runs} (${viaNode ? 'node ' : 'front → '}${cli})\n${'call'.padEnd(16)}${rts.map((r) => r.padStart(9)).join('')}\n`);
   for (const p of PHASES) process.stdout.write(`${p.padEnd(16)}${rts.map((r) => fmt(median(results[r]!.map((x) => x.ms[p]!)))).join('')}\n`);
   const names = [...new Set(results.tsvisor!.flatMap((r) => Object.keys(r.marks)))];
   if (names.length) {

@@ -10,21 +10,18 @@ import { delimiter, join } from 'node:path';
 import { isNetnsPath, netnsExists, netnsFile } from '../lib/netns.ts';
 import { type Address, type Subnet, parseAddress, parseSubnet } from '../netstack/addr.ts';
 import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
-import { NotifyListener } from '../sentry/platform/unotify/listener.ts';
-import { Targets } from '../sentry/platform/unotify/target.ts';
 import { bwrapArgs } from '../sentry/sandbox/bwrap.ts';
 import { Janitor } from '../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, exitStatus, launch } from '../sentry/sandbox/launch.ts';
 import { HelperBuildError, helperPath } from '../sentry/sandbox/native/build.ts';
 import { buildPolicy } from '../sentry/seccomp/policy.ts';
 import { type Rootfs, RootfsError, checkRootfs, isFileInRootfs, serveRootfs } from '../sentry/fs/rootfs.ts';
-import type { Sentry } from '../sentry/syscalls/dispatch.ts';
-import { sys } from '../lib/libc.ts';
 import { newRunId, removeCommands } from '../sentry/sandbox/netns.ts';
 import { type PublishSpec, parsePublish } from '../sentry/sandbox/publish.ts';
 import { parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
 import type { RunNetwork } from './run-network.ts';
+import { type RunModules, loadModules, serveListener } from './sentry-modules.ts';
 
 /** The three network modes, as runsc names them. */
 export type NetworkMode = 'sandbox' | 'host' | 'none';
@@ -316,29 +313,6 @@ export interface Started {
  */
 export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
 
-/** The modules a run loads beyond parsing, by what it does. */
-export interface RunModules {
-  /** Namespaces, netstack and --publish (sandbox and none modes). */
-  network?: typeof import('./run-network.ts');
-  /** The Sentry (every mode but host without --strace). */
-  sentry?: typeof import('../sentry/syscalls/dispatch.ts');
-  /** A netstack for host mode's --strace Sentry, which serves nothing but wants one. */
-  netstack?: typeof import('../netstack/netstack.ts');
-  clock?: typeof import('../lib/clock.ts');
-}
-
-/** Loads what this run needs (in parallel: tsx compiles each module on first load). */
-export async function loadModules(o: { network: NetworkMode; strace: boolean }): Promise<RunModules> {
-  const host = o.network === 'host';
-  const [network, sentry, netstack, clock] = await Promise.all([
-    host ? undefined : import('./run-network.ts'),
-    host && !o.strace ? undefined : import('../sentry/syscalls/dispatch.ts'),
-    host && o.strace ? import('../netstack/netstack.ts') : undefined,
-    host && o.strace ? import('../lib/clock.ts') : undefined,
-  ]);
-  return { network, sentry, netstack, clock };
-}
-
 /**
  * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
  * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
@@ -377,39 +351,6 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
     },
     close: () => sentry?.close(),
   };
-}
-
-/**
- * The Sentry on a launched program's listener (none in host mode without --strace, whose policy traps nothing:
- * the listener is closed). Also the OCI runtime's, for its init and for every `exec`'d program (same netstack).
- */
-export function serveListener(
-  sandbox: { pid: number; listenerFd: number },
-  o: { network: NetworkMode; strace: boolean },
-  net: RunNetwork,
-  modules: RunModules,
-  log: (l: string) => void,
-): Sentry | undefined {
-  let stack = net.netstack;
-  if (sandbox.listenerFd < 0) return undefined;
-  if (o.network === 'host' && !o.strace) {
-    // Host mode's policy traps nothing (it only kills foreign arches): no Sentry, no listener to keep.
-    sys.close(sandbox.listenerFd);
-    return undefined;
-  }
-  // Host mode with --strace CONTINUEs every call; the Sentry wants a stack all the same (it serves nothing).
-  stack ??= new modules.netstack!.Netstack({ clock: new modules.clock!.NodeClock() });
-  const sentry = new modules.sentry!.Sentry({
-    listener: new NotifyListener(sandbox.listenerFd),
-    targets: new Targets(sandbox.pid),
-    stack,
-    appNetns: net.appNetns === undefined ? undefined : netnsFile(net.appNetns),
-    mode: o.network,
-    strace: o.strace ? (line) => process.stderr.write(line + '\n') : undefined,
-    log,
-  });
-  sentry.start();
-  return sentry;
 }
 
 /** The `run` command; resolves to the program's exit status. */

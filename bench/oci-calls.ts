@@ -160,7 +160,7 @@ try {
   for (const p of PHASES) process.stdout.write(`${p.padEnd(16)}${rts.map((r) => fmt(median(results[r]!.map((x) => x.ms[p]!)))).join('')}\n`);
   const names = [...new Set(results.tsvisor!.flatMap((r) => Object.keys(r.marks)))];
   if (names.length) {
-    process.stdout.write('\nthe Sentry\'s marks (median ms since its Node started)\n');
+    process.stdout.write('\nthe Sentry\'s log: at-X marks are ms since its Node started, the others durations (median ms)\n');
     for (const n of names) process.stdout.write(`  ${n.padEnd(22)}${fmt(median(results.tsvisor!.map((r) => r.marks[n]).filter((x): x is number => x !== undefined)))}\n`);
   }
   process.stdout.write(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs\n`);

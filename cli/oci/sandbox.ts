@@ -58,7 +58,7 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   const opts = JSON.parse(readFileSync(join(c.dir, 'create.json'), 'utf8')) as CreateOptions;
   const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
   // Start-up marks, ms since this Node started (bench/oci-calls.ts reads them): where a container's create goes.
-  const mark = (what: string) => log(`timing ${what}=${performance.now().toFixed(1)}`);
+  const mark = (what: string) => log(`timing at-${what}=${performance.now().toFixed(1)}`);
   mark('main');
   const undo: (() => void)[] = [];
   let janitor: Janitor | undefined;

@@ -9,7 +9,9 @@
  * tsvisor runs as engines are told to run it, through its front (`tsvisor install-runtime`); `--node` runs the Node
  * entry for every call instead (`node CLI ...`), as before the front.
  *
- *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node]
+ * `--front PATH` runs an executable built elsewhere instead (e.g. one whose Node runs with other flags).
+ *
+ *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node | --front PATH]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -147,7 +149,8 @@ function median(xs: number[]): number {
 
 try {
   bundle();
-  if (!viaNode) {
+  if (argAt('--front') > 0) tsvisor = [process.argv[argAt('--front') + 1]!];
+  else if (!viaNode) {
     execFileSync(process.execPath, [cli, 'install-runtime', join(dir, 'tsvisor-front')]);
     tsvisor = [join(dir, 'tsvisor-front')];
   }
@@ -156,7 +159,7 @@ try {
   for (const rt of rts) await life(rt, -1); // warm-up (page cache, the helper's build)
   for (let i = 0; i < runs; i++) for (const rt of rts) results[rt]!.push(await life(rt, i));
   const fmt = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1)).padStart(9);
-  process.stdout.write(`\nmedian ms of ${runs} (${viaNode ? 'node ' : 'front → '}${cli})\n${'call'.padEnd(16)}${rts.map((r) => r.padStart(9)).join('')}\n`);
+  process.stdout.write(`\nmedian ms of ${runs} (${tsvisor.join(' ')})\n${'call'.padEnd(16)}${rts.map((r) => r.padStart(9)).join('')}\n`);
   for (const p of PHASES) process.stdout.write(`${p.padEnd(16)}${rts.map((r) => fmt(median(results[r]!.map((x) => x.ms[p]!)))).join('')}\n`);
   const names = [...new Set(results.tsvisor!.flatMap((r) => Object.keys(r.marks)))];
   if (names.length) {

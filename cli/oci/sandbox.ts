@@ -173,6 +173,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const env = envRecord(proc.env);
   checkProgram(spec, env);
   helperPath();
+  mark('checked');
   const rid = newRunId();
   const names = runNames(rid);
   const base: ContainerState = {

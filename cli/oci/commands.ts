@@ -129,7 +129,8 @@ async function create(g: Globals, p: Parsed, id: string): Promise<number> {
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, SANDBOX_COMMAND, g.root, id], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe', 0, 1, 2],
-    cwd: bundle,
+    // A bundle that is not there is the Sentry's to report (it cannot read config.json).
+    cwd: existsSync(bundle) ? bundle : '/',
   });
   const report = child.stdio[3] as Readable;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

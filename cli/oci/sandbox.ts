@@ -18,20 +18,15 @@ import { constants as osConstants } from 'node:os';
 import { run as runTool } from '../../lib/exec.ts';
 import { C, errnoName, errno, sys } from '../../lib/libc.ts';
 import { NetnsHandle, netnsExists, netnsFile } from '../../lib/netns.ts';
-import { bwrapArgs } from '../../sentry/sandbox/bwrap.ts';
 import { Janitor } from '../../sentry/sandbox/janitor.ts';
-import { ExecError, LaunchError, type Sandbox, exitStatus, launch, takeListener } from '../../sentry/sandbox/launch.ts';
+import type { Sandbox } from '../../sentry/sandbox/launch.ts';
 import { helperPath } from '../../sentry/sandbox/native/build.ts';
 import { newRunId, removeCommands, runNames } from '../../sentry/sandbox/netns.ts';
-import { buildPolicy } from '../../sentry/seccomp/policy.ts';
 import type { Sentry } from '../../sentry/syscalls/dispatch.ts';
 import { CliError } from '../errors.ts';
 import type { RunNetwork } from '../run-network.ts';
 import type { NetworkMode, RunOptions } from '../run.ts';
-import { loadModules, serveListener } from '../sentry-modules.ts';
 import { runHooks } from './hooks.ts';
-import { filesystemArgs } from './mounts.ts';
-import { compileSeccomp } from './seccomp.ts';
 import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
 import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
 
@@ -85,7 +80,8 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   try {
     container = await setUp(c, opts, log, mark, undo, (j) => (janitor = j));
   } catch (e) {
-    const msg = e instanceof ExecError || e instanceof LaunchError || e instanceof CliError ? e.message : String((e as Error).stack ?? e);
+    // ExecError and LaunchError by name: launch.ts is loaded later than this module (loadLater).
+    const msg = e instanceof CliError || ['ExecError', 'LaunchError'].includes((e as Error).name) ? (e as Error).message : String((e as Error).stack ?? e);
     log(`create failed: ${msg}`);
     say(`error ${msg.split('\n')[0]}`);
     unwind();
@@ -209,10 +205,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     else linkRef = netEntry.path;
   }
   if (hostNs) mode = 'host';
-  // The network's and the Sentry's modules (most of this process's code) load while the namespace is made and
-  // the hooks run as child processes: sandbox and none, the one mode not known yet, load the same ones.
-  const modulesLoading = loadModules({ network: mode, strace: opts.strace });
-  modulesLoading.catch(() => {});
+  // The rest of this process's code (the network's, the launch's, the Sentry's) loads while the namespace is made
+  // and the hooks run as child processes: sandbox and none, the one mode not known yet, load the same modules.
+  const later = loadLater(mode, opts.strace);
+  later.catch(() => {});
   setJanitor(Janitor.start(removeCommands(rid)));
   if (!hostNs && linkRef === undefined) {
     runTool(['ip', 'netns', 'add', names.link]);
@@ -244,7 +240,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     dev = findInterface();
     if (dev === undefined) mode = 'none';
   }
-  const modules = await modulesLoading;
+  const L = await later;
+  const modules = L.modules;
   mark('modules');
   const runOpts: RunOptions = {
     network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],
@@ -257,15 +254,15 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   log(net.describe);
   mark('network');
 
-  const filter = buildPolicy({ mode, allowRaw: false, strace: opts.strace });
-  const filter2 = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, log) : undefined;
+  const filter = L.buildPolicy({ mode, allowRaw: false, strace: opts.strace });
+  const filter2 = spec.linux?.seccomp ? L.compileSeccomp(spec.linux.seccomp, log) : undefined;
   const uid = proc.user.uid;
   const gid = proc.user.gid;
   // bwrap runs as the program's host identity: a root it cannot reach is a clear error, not bwrap's EACCES.
   if (uid !== 0) checkReachable(spec.root!.path, uid, gid);
-  const bwrap = bwrapArgs({
+  const bwrap = L.bwrapArgs({
     binds: [],
-    filesystem: filesystemArgs(spec, log),
+    filesystem: L.filesystemArgs(spec, log),
     cwd: proc.cwd,
     shareNet: true,
     ids: { uid, gid },
@@ -277,7 +274,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   mark('policy');
   let sandbox: Sandbox;
   try {
-    sandbox = await launch({
+    sandbox = await L.launch({
       argv: proc.args,
       filter,
       filter2,
@@ -293,14 +290,14 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       asPid1: true,
     });
   } catch (e) {
-    if (e instanceof LaunchError) throw new CliError(e.message);
+    if (e instanceof L.LaunchError) throw new CliError(e.message);
     throw e;
   }
   for (const fd of STDIO) closeSync(fd);
   mark('launched');
   const exited = sandbox.wait();
   const sentries: Sentry[] = [];
-  const init = serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
+  const init = L.serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
   if (init) sentries.push(init);
   const initPid = sandbox.programPid();
   const created: ContainerState = { ...base, status: 'created', initPid, network: mode };
@@ -343,9 +340,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       return { ok: true };
     }
     if (req.op === 'exec') {
-      const fd = takeListener(Number(req.pid), Number(req.fd));
+      const fd = L.takeListener(Number(req.pid), Number(req.fd));
       if (typeof fd === 'string') return { error: fd };
-      const s = serveListener({ pid: Number(req.pid), listenerFd: fd }, { network: mode, strace: opts.strace }, net, modules, log);
+      const s = L.serveListener({ pid: Number(req.pid), listenerFd: fd }, { network: mode, strace: opts.strace }, net, modules, log);
       if (s) sentries.push(s);
       log(`exec: pid ${req.pid}${s ? ', served' : ''}`);
       return { ok: true, network: mode };
@@ -355,7 +352,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   undo.push(() => ctl.server.close());
 
   return {
-    wait: async () => exitStatus(await exited),
+    wait: async () => L.exitStatus(await exited),
     finish: async () => {
       for (const s of FORWARDED) process.off(s, forward);
       // A start (its poststart hooks) or an exec still being answered.
@@ -363,6 +360,34 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       for (const s of sentries) await s.drain(runOpts.drainMs);
       for (const s of sentries) s.close();
     },
+  };
+}
+
+/**
+ * What set-up needs once the hooks have run, most of this process's code: loaded while the namespace is made and
+ * the hooks run, not before this module's first line (the hooks wait for nothing of it).
+ */
+async function loadLater(network: NetworkMode, strace: boolean) {
+  const [serve, bwrap, launch, policy, seccomp, mounts] = await Promise.all([
+    import('../sentry-modules.ts'),
+    import('../../sentry/sandbox/bwrap.ts'),
+    import('../../sentry/sandbox/launch.ts'),
+    import('../../sentry/seccomp/policy.ts'),
+    import('./seccomp.ts'),
+    import('./mounts.ts'),
+  ]);
+  const modules = await serve.loadModules({ network, strace });
+  return {
+    modules,
+    serveListener: serve.serveListener,
+    bwrapArgs: bwrap.bwrapArgs,
+    launch: launch.launch,
+    LaunchError: launch.LaunchError,
+    exitStatus: launch.exitStatus,
+    takeListener: launch.takeListener,
+    buildPolicy: policy.buildPolicy,
+    compileSeccomp: seccomp.compileSeccomp,
+    filesystemArgs: mounts.filesystemArgs,
   };
 }
 

@@ -520,10 +520,8 @@ static int cmd_create(const char *root, const char *bundle_arg, const char *pid_
     sigprocmask(SIG_SETMASK, &all, NULL);
     for (int sig = 1; sig < NSIG; sig++)
       if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-    if (chdir(bundle) < 0) {
-      dprintf(3, "error cannot enter the bundle %s: %s\n", bundle, strerror(errno));
-      _exit(1);
-    }
+    /* A bundle that is not there is the Sentry's to report (it cannot read config.json), as every other fault. */
+    if (chdir(bundle) < 0 && chdir("/") < 0) _exit(127);
     execl(TSVISOR_NODE, TSVISOR_NODE, TSVISOR_CLI, SANDBOX_COMMAND, root, id, (char *)NULL);
     dprintf(3, "error cannot run %s: %s\n", TSVISOR_NODE, strerror(errno));
     _exit(127);

@@ -83,7 +83,10 @@ export interface Endpoint {
   listen(backlog: number): NetError | undefined;
   accept(): { endpoint: Endpoint; peer: SocketAddress } | NetError;
   read(opts?: ReadOptions): ReadResult | NetError;
-  /** Returns the number of bytes accepted (streams may accept fewer than given). */
+  /**
+   * Returns the number of bytes accepted (streams may accept fewer than given). The bytes are copied, as by
+   * send(2): the caller may reuse `data` at once (tsvisor/net hands over one shared scratch buffer).
+   */
   write(data: Uint8Array, opts?: WriteOptions): number | NetError;
   /** `how` is a bit set of ShutdownRead and ShutdownWrite. */
   shutdown(how: number): NetError | undefined;

@@ -88,7 +88,20 @@ const SMALL_READ = 2048;
  * send buffer, instead of into a Buffer of their own first (node:http writes every response head, and a string
  * body with it, as one string; node:net hands such strings to the kernel without a Buffer too).
  */
-const scratch = Buffer.allocUnsafe(16384);
+const scratch = Buffer.allocUnsafeSlow(16384);
+/**
+ * Views of the scratch buffer's first n bytes for n up to SCRATCH_VIEWS, made once per length: the answers of one
+ * page, all of a size, are handed over without a Buffer made per write (subarray costs an object and a C++ lookup
+ * of the memory behind it); at most SCRATCH_VIEWS small objects are ever kept.
+ */
+const SCRATCH_VIEWS = 4096;
+const scratchViews: (Buffer | undefined)[] = new Array(SCRATCH_VIEWS + 1);
+
+/** The scratch buffer's first `n` bytes. */
+function scratchView(n: number): Buffer {
+  if (n > SCRATCH_VIEWS) return scratch.subarray(0, n);
+  return (scratchViews[n] ??= scratch.subarray(0, n));
+}
 /** Encodings whose bytes are at most three per UTF-16 unit, so that a string of SCRATCH_CHARS always fits. */
 const SCRATCH_ENCODINGS = new Set(['utf8', 'utf-8', 'latin1', 'binary', 'ascii']);
 const SCRATCH_CHARS = scratch.length / 3;
@@ -460,7 +473,7 @@ export class Socket extends Duplex {
     let scratched = false;
     if (typeof chunk !== 'string') b = chunk;
     else if (chunk.length <= SCRATCH_CHARS && SCRATCH_ENCODINGS.has(enc)) {
-      b = scratch.subarray(0, scratch.write(chunk, 0, enc));
+      b = scratchView(scratch.write(chunk, 0, enc));
       scratched = true;
     } else b = Buffer.from(chunk, enc);
     if (b.length === 0) return true;

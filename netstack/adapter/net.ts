@@ -156,8 +156,14 @@ export class Socket extends Duplex {
   private readEnded = false;
   private pendingWrite: PendingWrite | null = null;
   private pendingFinal: ((err?: Error | null) => void) | null = null;
+  /** The idle timer, kept while the socket lives (see setTimeout), and the duration it was made with. */
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerMs = 0;
+  /** The idle timeout in effect (0: none). */
   private timeoutMs = 0;
+  private readonly onIdle = (): void => {
+    if (this.timeoutMs > 0 && !this.destroyed) this.emit('timeout');
+  };
   private peer: AddressInfo | undefined;
   private local: AddressInfo | undefined;
   /** Unformatted addresses, kept from accept() and close() and formatted only when asked for. */
@@ -286,18 +292,21 @@ export class Socket extends Duplex {
   /** Emits 'timeout' after `ms` of inactivity (0 disables); the socket stays open, as in Node. */
   setTimeout(ms: number, cb?: () => void): this {
     this.timeoutMs = ms;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
       else this.once('timeout', cb);
     }
+    // node:http turns the keep-alive timeout off at every request and on again after every response: a timer
+    // disabled here is kept (it fires once as a no-op at most) and re-armed by refresh(), so that costs no new
+    // timer and no unlinking per request. As node:net's, a timer that fired is re-armed by activity.
     if (ms > 0 && !this.destroyed) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.emit('timeout');
-      }, ms);
-      this.timer.unref();
+      if (this.timer !== null && this.timerMs === ms) this.timer.refresh();
+      else {
+        if (this.timer !== null) clearTimeout(this.timer);
+        this.timerMs = ms;
+        this.timer = setTimeout(this.onIdle, ms);
+        this.timer.unref();
+      }
     }
     return this;
   }
@@ -553,7 +562,7 @@ export class Socket extends Duplex {
   }
 
   private touch(): void {
-    this.timer?.refresh();
+    if (this.timeoutMs > 0) this.timer?.refresh();
   }
 
   /** Everything readiness can move: the handshake, pending writes, the FIN after them, and reads. */

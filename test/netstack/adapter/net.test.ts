@@ -359,6 +359,28 @@ t.test('net', async (t) => {
     server.close();
   });
 
+  await t.test('setTimeout(ms), setTimeout(0), setTimeout(ms) as node:http does per request → no timeout while off, one after; activity after it re-arms it', async (t) => {
+    const server = nb.createServer((s) => s.resume());
+    server.listen(5024);
+    await once(server, 'listening');
+    const c = na.connect(5024, B4);
+    await once(c, 'connect');
+    let timeouts = 0;
+    c.on('timeout', () => timeouts++);
+    c.setTimeout(200);
+    c.setTimeout(0);
+    t.equal(c.timeout, undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    t.equal(timeouts, 0, 'no timeout while turned off');
+    c.setTimeout(200);
+    await waitFor(() => timeouts === 1, HANG_MS, "'timeout' once turned on again");
+    c.write('activity');
+    await waitFor(() => timeouts === 2, HANG_MS, "a second 'timeout' after the activity (node:net re-arms on activity)");
+    t.equal(c.destroyed, false);
+    c.destroy();
+    server.close();
+  });
+
   await t.test('setNoDelay and setKeepAlive reach the endpoint options', async (t) => {
     const server = nb.createServer((s) => s.resume());
     server.listen(5011);

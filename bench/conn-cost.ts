@@ -26,8 +26,14 @@ if (!/^198\.1[89]\.\d{1,3}$/.test(NET)) throw new Error('TSVISOR_COST_NET must b
 
 /** utime + stime of a process, µs. */
 function cpuMicros(pid: number): number {
+  const [user, system] = cpuSplit(pid);
+  return user + system;
+}
+
+/** utime and stime of a process (user space, and the kernel: its system calls and softirq work charged to it), µs. */
+function cpuSplit(pid: number): [number, number] {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100; // fields 14 and 15, in clock ticks of 1/100 s
+  return [(Number(f[11]) * 1e6) / 100, (Number(f[12]) * 1e6) / 100]; // fields 14 and 15, in clock ticks of 1/100 s
 }
 
 /** The counters of the serve on netns/dev, through `tsvisor stats --json`. */
@@ -62,9 +68,11 @@ async function main(): Promise<void> {
     for (const [name, ns, host, pid] of [['kernel', k.nsA, `${NET}.2`, kernel.pid], ['tsvisor', t.nsA, `${NET}.66`, serve.pid]] as const) {
       const before = name === 'tsvisor' ? await fetchStats(t.nsB, t.devB) : null;
       const cpu0 = cpuMicros(pid);
+      const sys0 = cpuSplit(pid)[1];
       const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
       const r = await wrk(ns, host, conns);
       const cpu = cpuMicros(pid) - cpu0;
+      const sys = cpuSplit(pid)[1] - sys0;
       let extra = '';
       if (before) {
         const after = await fetchStats(t.nsB, t.devB);
@@ -77,7 +85,8 @@ async function main(): Promise<void> {
       lines.push(
         `${name.padEnd(7)} ${String(conns).padStart(3)} concurrent${keepAlive ? ' keep-alive' : ''}: ${Math.round(r.rps)} req/s (${r.errors} errors)` +
           `${keepAlive && r.latency ? `, p50 ${Math.round(r.latency.p50)} µs` : ''}, ` +
-          `serving process CPU ${(cpu / r.requests).toFixed(1)} µs per request (${((cpu / (seconds * 1e6)) * 100).toFixed(0)}% of a core), load ${load}${extra}`,
+          `serving process CPU ${(cpu / r.requests).toFixed(1)} µs per request (of it in the kernel ${(sys / r.requests).toFixed(1)}; ` +
+          `${((cpu / (seconds * 1e6)) * 100).toFixed(0)}% of a core), load ${load}${extra}`,
       );
       process.stdout.write(lines[lines.length - 1] + '\n');
     }

@@ -658,6 +658,9 @@ export class Socket extends Duplex {
       this.received += r.data.length;
       this.touch();
       this.wantRead = this.push(r.data instanceof Buffer ? r.data : asBuffer(r.data));
+      // Nothing more to take now (no bytes, no end, no error): readiness brings the next request, without a read
+      // that would only answer EAGAIN (one per request).
+      if (ep.readiness(EventIn | EventErr | EventHUp) === 0) return;
     }
   }
 }

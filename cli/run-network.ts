@@ -97,7 +97,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
     } catch (e) {
       throw new CliError((e as Error).message);
     }
-    undo.push(() => taken.restore());
+    undo.push(() => (o.netnsGoes ? taken.discard() : taken.restore()));
     addresses = o.addresses.length ? o.addresses : taken.config.addresses;
     routes = taken.config.routes;
     gateways = o.gateways.length ? o.gateways

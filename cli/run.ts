@@ -59,6 +59,11 @@ export interface RunOptions {
   rootfs?: { dir: string; ro: boolean; overlay: boolean };
   /** Impairments (loss, delay, ...) of the sandbox's link, between the netstack and the veth. */
   impair?: ImpairSpec;
+  /**
+   * The link netns (--netns) is removed when the run ends (the OCI runtime made it): the taken interface's
+   * configuration is not given back, only its takeover record dropped.
+   */
+  netnsGoes?: boolean;
   /** How long data the program wrote before exiting may take to be delivered, in ms. */
   drainMs: number;
   argv: string[];

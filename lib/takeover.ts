@@ -88,6 +88,12 @@ export interface Takeover {
   readonly notes: string[];
   /** Gives the kernel back its MTU, IPv6 setting, addresses and routes, then drops the record; idempotent. */
   restore(): void;
+  /**
+   * Drops the record and lets the interface go without giving anything back, for a namespace that is removed
+   * with its taker (the OCI runtime's own): its configuration would be restored only to be destroyed. Idempotent;
+   * `restored` is true after it.
+   */
+  discard(): void;
   /** Whether `restore()` has run. */
   readonly restored: boolean;
 }
@@ -378,11 +384,11 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
     const lockFd = fd;
     restoreOwns = true;
     let restored = false;
-    const restore = () => {
+    const release = (giveBack: boolean) => {
       if (restored) return;
       restored = true;
       try {
-        applyRecord(handle, record);
+        if (giveBack) applyRecord(handle, record);
         // Only once everything is back: a taker killed before this line leaves the record for the next one.
         unlinkSync(path);
       } finally {
@@ -390,6 +396,7 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
         if (owned) handle.close();
       }
     };
+    const restore = () => release(true);
     try {
       handle.enter(() => {
         if (mtu !== found.mtu) run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu)]);
@@ -409,6 +416,7 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
       recordPath: path,
       notes,
       restore,
+      discard: () => release(false),
       get restored() {
         return restored;
       },

@@ -247,6 +247,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
     network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],
     binds: [], env: {}, allowRaw: false, strace: opts.strace, debug: false, pcapLog: opts.pcapLog, drainMs: 2000,
     argv: proc.args,
+    // A namespace of ours goes with the container: the interface a hook plugged in is the engine's to remove (Docker
+    // deletes its veth), so giving it its addresses back would only cost the exit (and `docker run`) a few `ip` runs.
+    netnsGoes: linkRef === names.link,
   };
   const net: RunNetwork = modules.network
     ? await modules.network.makeNetwork(runOpts, rid, undo, log)

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import t from 'tap';
 import { formatAddress, formatMac, formatSubnet } from '../../netstack/addr.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
@@ -129,5 +130,21 @@ t.test('taken → a second takeOver is refused with the holder\'s pid and change
   first.restore();
   const again = takeOver(net.nsA, net.devA);
   t.equal(again.config.addresses.length, 3, 'taken again, with the addresses the first restore gave back');
+  again.restore();
+});
+
+// Last: it leaves the interface bare, as a namespace about to be removed would be left.
+t.test('discard → the record dropped and the interface let go, nothing given back', async (t) => {
+  const taken = takeOver(net.nsA, net.devA);
+  t.teardown(() => taken.restore());
+  t.ok(existsSync(taken.recordPath), 'a record while taken');
+  taken.discard();
+  t.equal(taken.restored, true);
+  t.notOk(existsSync(taken.recordPath), 'the record is gone');
+  t.same(snapshot().addrs, [], 'no address was given back');
+  t.doesNotThrow(() => taken.restore(), 'restore after discard → no-op');
+  t.same(snapshot().addrs, [], 'still none');
+  const again = takeOver(net.nsA, net.devA);
+  t.same(again.config.addresses, [], 'the lock was let go: taken again, bare');
   again.restore();
 });

@@ -55,6 +55,23 @@ export interface WriteOptions {
    * the count written, and Err.ConnectStarted says the connection started with none of them.
    */
   fastOpen?: boolean;
+  /**
+   * MSG_ZEROCOPY on a stream with SO_ZEROCOPY on: `'new'` gives the bytes this write queues the socket's next
+   * completion id, `'extend'` adds them to the id of the same send call's earlier write (a call that queued in
+   * steps). Ignored without SO_ZEROCOPY, as Linux ignores the flag.
+   */
+  zeroCopy?: 'new' | 'extend';
+}
+
+/** An entry of a socket's error queue (Linux's struct sock_extended_err), read with recvmsg(MSG_ERRQUEUE). */
+export interface ExtendedError {
+  readonly errno: number;
+  /** SO_EE_ORIGIN_*. */
+  readonly origin: number;
+  readonly type: number;
+  readonly code: number;
+  readonly info: number;
+  readonly data: number;
 }
 
 /** shutdown(2) directions, with Linux's SHUT_* values plus one. */
@@ -99,6 +116,11 @@ export interface Endpoint {
   setOption(name: string, value: OptionValue): NetError | undefined;
   /** SO_ERROR: returns and clears the pending asynchronous error. */
   takeError(): NetError | undefined;
+  /**
+   * recvmsg(MSG_ERRQUEUE): takes the oldest entry of the socket's error queue, or undefined when it is empty (or
+   * the transport keeps none).
+   */
+  takeQueuedError?(): ExtendedError | undefined;
   /** Bytes readable now (FIONREAD / SIOCINQ). */
   inQueue(): number;
   /** Bytes written but not yet acknowledged or sent (SIOCOUTQ). */

@@ -11,7 +11,7 @@ import { Err, type NetError, isError } from '../../netstack/errors.ts';
 import type { Netstack } from '../../netstack/netstack.ts';
 import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '../../netstack/socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
-import { LINUX as L, decodeSockaddr, encodeSockaddr } from './abi.ts';
+import { LINUX as L, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, decodeSockaddr, encodeSockaddr } from './abi.ts';
 import type { MsgHdr, SysRet } from './api.ts';
 import { type OptSpec, decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
 
@@ -29,8 +29,8 @@ export const SO_PEERCRED = 17;
 
 /**
  * Options the file keeps itself when the Endpoint does not know them: glibc's resolver sets IP_RECVERR and
- * fails the lookup if refused. They are accepted and reported back; the error queue they enable is not there
- * (MSG_ERRQUEUE reads find nothing).
+ * fails the lookup if refused. They are accepted and reported back; the ICMP errors they would queue are not
+ * queued (MSG_ERRQUEUE reads find only MSG_ZEROCOPY completions).
  */
 const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR', 'TCP_INQ']);
 
@@ -284,6 +284,7 @@ export class SocketFile {
 
   /** recvmsg(2) into msg.iov; msg.name/namelen/flags receive the source and MSG_TRUNC. */
   recvmsg(msg: MsgHdr, flags: number, nonblockFd: boolean, signal?: AbortSignal): SysRet {
+    if (flags & L.MSG_ERRQUEUE) return this.recvErrQueue(msg);
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
     const peek = (flags & L.MSG_PEEK) !== 0;
     const stream = this.type === L.SOCK_STREAM;
@@ -341,6 +342,50 @@ export class SocketFile {
   }
 
   /**
+   * recvmsg(MSG_ERRQUEUE), as Linux's ip_recv_error / ipv6_recv_error: the oldest error-queue entry as one
+   * IP_RECVERR (SOL_IP) or IPV6_RECVERR (SOL_IPV6) control message by the socket's family, holding the
+   * sock_extended_err and an offender sockaddr (all zero, AF_UNSPEC: a zerocopy completion has no offender); no
+   * data (the entry carries none), MSG_ERRQUEUE in msg_flags. An empty queue answers EAGAIN at once, blocking
+   * socket or not. A control buffer too short gets MSG_CTRUNC and the part that fits (put_cmsg).
+   */
+  private recvErrQueue(msg: MsgHdr): number {
+    const ee = this.ep.takeQueuedError?.();
+    if (!ee) return -EAGAIN;
+    const v6 = this.domain === L.AF_INET6;
+    const body = new Uint8Array(16 + (v6 ? SOCKADDR_IN6_LEN : SOCKADDR_IN_LEN));
+    const bv = new DataView(body.buffer);
+    bv.setUint32(0, ee.errno, true);
+    body[4] = ee.origin;
+    body[5] = ee.type;
+    body[6] = ee.code;
+    bv.setUint32(8, ee.info >>> 0, true);
+    bv.setUint32(12, ee.data >>> 0, true);
+    const cmsg = new Uint8Array(CMSG_HDR + ((body.length + 7) & ~7));
+    const cv = new DataView(cmsg.buffer);
+    cv.setBigUint64(0, BigInt(CMSG_HDR + body.length), true);
+    cv.setInt32(8, v6 ? L.SOL_IPV6 : L.SOL_IP, true);
+    cv.setInt32(12, v6 ? L.IPV6_RECVERR : L.IP_RECVERR, true);
+    cmsg.set(body, CMSG_HDR);
+    msg.namelen = 0;
+    msg.flags |= L.MSG_ERRQUEUE;
+    const c = msg.control;
+    const room = c?.length ?? 0;
+    if (room < CMSG_HDR) {
+      msg.flags |= L.MSG_CTRUNC;
+      msg.controllen = 0;
+      return 0;
+    }
+    const n = Math.min(room, cmsg.length);
+    c!.set(cmsg.subarray(0, n));
+    if (n < CMSG_HDR + body.length) {
+      msg.flags |= L.MSG_CTRUNC;
+      new DataView(c!.buffer, c!.byteOffset, c!.byteLength).setBigUint64(0, BigInt(n), true);
+    }
+    msg.controllen = n;
+    return 0;
+  }
+
+  /**
    * The TCP_CM_INQ control message a TCP_INQ socket's recvmsg carries (Linux tcp_inq_hint): the bytes left to
    * read, or 1 when none are left but the peer's FIN came, so that the reader goes on to read the end of stream.
    * A control buffer too short for it gets MSG_CTRUNC, as put_cmsg gives.
@@ -394,6 +439,8 @@ export class SocketFile {
     }
     const nonblock = nonblockFd || (flags & L.MSG_DONTWAIT) !== 0;
     const more = (flags & L.MSG_MORE) !== 0;
+    // MSG_ZEROCOPY: the call's first write that queues bytes takes a completion id, later ones join it.
+    const zeroCopy = (flags & L.MSG_ZEROCOPY) !== 0 && this.type === L.SOCK_STREAM;
     let sent = 0;
     // A Fast Open send that opened the connection: a blocking one waits for the handshake (Linux's
     // __inet_stream_connect) and then reports its outcome, not the bytes the SYN carried.
@@ -405,7 +452,7 @@ export class SocketFile {
         const err = this.ep.takeError();
         if (err) return neg(err);
       }
-      const r = this.ep.write(data.subarray(sent), { to, more, fastOpen });
+      const r = this.ep.write(data.subarray(sent), { to, more, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined });
       if (fastOpen) {
         fastOpen = false;
         const opened = r === Err.ConnectStarted || (typeof r === 'number' && tcpState(this.ep) === L.TCP_SYN_SENT);

@@ -354,6 +354,7 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.v6only = l.v6only;
   c.reuseAddr = l.reuseAddr;
   c.reusePort = l.reusePort;
+  c.zc.enabled = l.zc.enabled;
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;

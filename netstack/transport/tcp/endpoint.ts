@@ -9,6 +9,7 @@ import { Err, type NetError } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import {
   type Endpoint,
+  type ExtendedError,
   type Family,
   type OptionValue,
   type ReadOptions,
@@ -50,6 +51,7 @@ import { Sender } from './snd.ts';
 import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
 import { compactable } from './timewait.ts';
+import { ZeroCopy } from './zerocopy.ts';
 
 /** tcp(7): corked output waits at most this long. */
 const CORK_CEILING_MS = 200;
@@ -194,6 +196,8 @@ export class TcpEndpoint implements Endpoint {
   stateSince: number;
   /** The keep-alive timer (SO_KEEPALIVE). */
   readonly ka: Keepalive;
+  /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue. */
+  readonly zc = new ZeroCopy();
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
   private readonly closeTimer: LazyTimer;
   private readonly corkTimer: LazyTimer;
@@ -271,7 +275,7 @@ export class TcpEndpoint implements Endpoint {
       if (this.listener && this.listener.acceptQueue.length > 0) ev |= EventIn;
       return ev & mask;
     }
-    if (this.softError) ev |= EventErr;
+    if (this.softError || this.zc.queued) ev |= EventErr;
     if ((this.rcvShut && this.sndShut) || this.state === State.Closed) ev |= EventHUp;
     if (this.rcvShut) ev |= EventIn | EventRdHUp;
     // Linux's tcp_poll: a passive Fast Open child is readable and writable before its handshake completes, and
@@ -539,7 +543,12 @@ export class TcpEndpoint implements Endpoint {
     const clock = this.proto.clock;
     clock.hold();
     try {
-      return this.writeHeld(data, opts);
+      const zc = opts?.zeroCopy !== undefined && this.zc.enabled && data.length > 0;
+      if (zc && opts.zeroCopy === 'new' && this.zc.full()) return Err.NoBufferSpace;
+      const n = this.writeHeld(data, opts);
+      // The call's bytes end where the stream's queued bytes end now (acknowledged ones plus the send buffer).
+      if (zc && typeof n === 'number' && n > 0) this.zc.sent(this.snd.bytesAcked + this.snd.buf.length, opts.zeroCopy === 'extend');
+      return n;
     } finally {
       clock.release();
     }
@@ -683,6 +692,10 @@ export class TcpEndpoint implements Endpoint {
 
   setOption(name: string, value: OptionValue): NetError | undefined {
     return setOption(this, name, value);
+  }
+
+  takeQueuedError(): ExtendedError | undefined {
+    return this.zc.take();
   }
 
   takeError(): NetError | undefined {
@@ -1027,6 +1040,7 @@ export class TcpEndpoint implements Endpoint {
     this.sndShut = true;
     this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
     this.snd.buf.clear();
+    if (this.zc.purge(this.orphaned)) this.waiter.notify(EventErr);
     this.rcv.ooo.clear();
     this.leaveFastOpenQueue();
     if (this.parent?.listener) {

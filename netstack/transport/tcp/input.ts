@@ -69,11 +69,7 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
     // What our SYN carried (Fast Open) sits in the send buffer from ISS + 1, where SND.UNA already stands.
     const synAcked = seq.add(snd.iss, 1);
     const dataAcked = Math.max(0, Math.min(seq.sub(r.ack, synAcked), snd.buf.length));
-    if (dataAcked > 0) {
-      snd.buf.consume(dataAcked);
-      ep.proto.charge(-dataAcked);
-      snd.bytesAcked += dataAcked;
-    }
+    snd.release(dataAcked);
     snd.una = r.ack;
     // Linux counts the SYN as one delivered segment, and SYN data acknowledged with it not as another.
     snd.delivered = 1;

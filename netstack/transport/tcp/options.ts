@@ -93,6 +93,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.reuseAddr ? 1 : 0;
     case 'SO_REUSEPORT':
       return ep.reusePort ? 1 : 0;
+    case 'SO_ZEROCOPY':
+      return ep.zc.enabled ? 1 : 0;
     case 'IPV6_V6ONLY':
       return ep.family === 6 ? (ep.v6only ? 1 : 0) : Err.ProtocolNotAvailable;
     case 'SO_LINGER':
@@ -199,6 +201,13 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       ep.snd.limit = Math.max(MIN_SNDBUF / 2, Math.min(n, ep.proto.config.maxSndBuf));
       ep.snd.autoTune = false;
       ep.notify();
+      return undefined;
+    }
+    case 'SO_ZEROCOPY': {
+      // Linux's sk_setsockopt takes 0 or 1 only (EINVAL otherwise), in any state.
+      const n = int(value, 0, 1);
+      if (typeof n !== 'number') return n;
+      ep.zc.enabled = n === 1;
       return undefined;
     }
     case 'SO_REUSEADDR':

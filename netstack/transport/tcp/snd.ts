@@ -7,6 +7,7 @@
  * segmentation rules: MSS, sender SWS avoidance (RFC 9293 §3.8.6.2.1), Nagle (RFC 896) and corking.
  */
 import * as seq from '../../seqnum.ts';
+import { EventErr } from '../../waiter.ts';
 import { ByteQueue } from './buffer.ts';
 import type { CcContext, CongestionControl } from './congestion/cc.ts';
 import { RttEstimator } from './rtt.ts';
@@ -126,6 +127,18 @@ export class Sender {
     this.rackTimer = new LazyTimer(ep.clock, () => this.onRackTimer());
   }
 
+  /**
+   * Drops `n` acknowledged bytes from the front of the send buffer, and completes the MSG_ZEROCOPY sends they
+   * end (Linux's sk_error_report wakes the socket with EPOLLERR for each).
+   */
+  release(n: number): void {
+    if (n <= 0) return;
+    this.buf.consume(n);
+    this.ep.proto.charge(-n);
+    this.bytesAcked += n;
+    if (this.ep.zc.acked(this.bytesAcked)) this.ep.waiter.notify(EventErr);
+  }
+
   /** Starts sequence space at `iss`: the SYN takes iss, data starts at iss + 1. */
   init(iss: number): void {
     this.iss = iss;
@@ -194,9 +207,7 @@ export class Sender {
     let reduced = false;
     if (acked > 0) {
       const data = Math.min(acked, this.buf.length);
-      this.buf.consume(data);
-      this.ep.proto.charge(-data);
-      this.bytesAcked += data;
+      this.release(data);
       // Linux counts delivered skbs by their segments; the bytes in whole MSS are the closest measure kept here.
       this.delivered += data > 0 ? Math.ceil(data / this.mss) : 1;
       if (this.finQueued && acked > data) this.finAcked = true;

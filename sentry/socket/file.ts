@@ -32,7 +32,13 @@ export const SO_PEERCRED = 17;
  * fails the lookup if refused. They are accepted and reported back; the ICMP errors they would queue are not
  * queued (MSG_ERRQUEUE reads find only MSG_ZEROCOPY completions).
  */
-const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR', 'TCP_INQ']);
+const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR', 'TCP_INQ', 'SO_MARK']);
+
+/**
+ * Kept options whose value is an integer, not a flag: SO_MARK, the socket's 32-bit fwmark, which programs (and
+ * upstream's packetdrill scripts) set and read back; the netstack has no policy routing for it to select.
+ */
+const KEPT_AS_INT = new Set(['SO_MARK']);
 
 /** How often a lingering close() re-reads the TCP state besides waking on the endpoint's waiter (see lingerWait). */
 const LINGER_POLL_MS = 200;
@@ -629,7 +635,7 @@ export class SocketFile {
     }
     const e = this.ep.setOption(spec.name, value);
     if (e === Err.ProtocolNotAvailable && KEPT_BY_FILE.has(spec.name) && typeof value === 'number') {
-      this.kept.set(spec.name, value ? 1 : 0);
+      this.kept.set(spec.name, KEPT_AS_INT.has(spec.name) ? value | 0 : value ? 1 : 0);
       return 0;
     }
     return e ? neg(e) : 0;

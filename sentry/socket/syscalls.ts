@@ -36,6 +36,8 @@ interface SocketEntry {
  */
 interface Interest extends EpollEvent {
   edge?: { pending: boolean; off: () => void };
+  /** EPOLLONESHOT reported once: nothing, not even EPOLLERR or EPOLLHUP, until EPOLL_CTL_MOD re-arms it. */
+  disarmed?: boolean;
 }
 
 /** An epoll instance: its interest list. */
@@ -347,7 +349,7 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
     for (const [fd, ev] of e.interest) {
       if (out.length >= max) break;
       const f = this.files.get(fd);
-      if (!f || f.kind !== 'socket') continue;
+      if (!f || f.kind !== 'socket' || ev.disarmed) continue;
       if (ev.edge && !ev.edge.pending) continue;
       const mask = (ev.events & 0xffff) | L.EPOLLERR | L.EPOLLHUP;
       const r = f.ep.readiness(mask) & mask;
@@ -355,8 +357,12 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
         out.push({ events: r, data: ev.data });
         if (!consume) continue;
         if (ev.edge) ev.edge.pending = false;
-        // EPOLLONESHOT disarms the entry after one report (events cleared until EPOLL_CTL_MOD).
-        if (ev.events & L.EPOLLONESHOT) ev.events &= ~0xffff;
+        // EPOLLONESHOT disarms the entry after one report (Linux clears its events, the EPOLLERR and EPOLLHUP
+        // it always adds included, until EPOLL_CTL_MOD).
+        if (ev.events & L.EPOLLONESHOT) {
+          ev.events &= ~0xffff;
+          ev.disarmed = true;
+        }
       } else if (consume && ev.edge) {
         ev.edge.pending = false;
       }

@@ -737,3 +737,132 @@ t.test('TCP Fast Open between two stacks: sendto(MSG_FASTOPEN) asks for a cookie
   t.ok(options(w.b, child) & TCPI_OPT_SYN_DATA, 'server: TCPI_OPT_SYN_DATA');
   t.ok(a1 > 0);
 });
+
+/** An int option value as setsockopt takes it. */
+const intOpt = (v: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, v, true);
+  return b;
+};
+
+/** recvmsg(MSG_ERRQUEUE) with room for one IP_RECVERR cmsg: the result, msg_flags and the cmsg decoded. */
+function readErrQueue(sys: SocketLayer, fd: number) {
+  const msg = { name: null, namelen: 0, iov: [new Uint8Array(0)], flags: 0, control: new Uint8Array(64), controllen: 0 };
+  const r = sys.recvmsg(fd, msg, L.MSG_ERRQUEUE) as number;
+  if (r < 0) return { r };
+  const v = new DataView(msg.control.buffer);
+  return {
+    r,
+    flags: msg.flags,
+    cmsg: {
+      len: Number(v.getBigUint64(0, true)),
+      level: v.getInt32(8, true),
+      type: v.getInt32(12, true),
+      ee: { errno: v.getUint32(16, true), origin: v.getUint8(20), type: v.getUint8(21), code: v.getUint8(22), info: v.getUint32(24, true), data: v.getUint32(28, true) },
+    },
+    controllen: msg.controllen,
+  };
+}
+
+const pollErr = (sys: SocketLayer, fd: number) => {
+  const p = [{ fd, events: L.POLLOUT, revents: 0 }];
+  sys.poll(p, 0);
+  return (p[0]!.revents & L.POLLERR) !== 0;
+};
+
+/** A zerocopy completion of ids lo…hi as Linux's ip_recv_error reports it for a copied send. */
+const completion = (lo: number, hi: number) => ({
+  r: 0,
+  flags: L.MSG_ERRQUEUE,
+  cmsg: { len: 16 + 32, level: L.SOL_IP, type: L.IP_RECVERR, ee: { errno: 0, origin: 5, type: 0, code: 1, info: lo, data: hi } },
+});
+
+t.test('SO_ZEROCOPY: 0 and 1 set and read back, 2 → EINVAL; an accepted socket inherits it from its listener', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const fd = w.b.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  const get = () => {
+    const v = new Uint8Array(4);
+    t.equal(w.b.getsockopt(fd, L.SOL_SOCKET, L.SO_ZEROCOPY, v, new Uint32Array([4])), 0);
+    return new DataView(v.buffer).getInt32(0, true);
+  };
+  t.equal(get(), 0);
+  t.equal(w.b.setsockopt(fd, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  t.equal(get(), 1);
+  t.equal(w.b.setsockopt(fd, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(2)), -22, 'EINVAL');
+  t.equal(get(), 1);
+  t.equal(w.b.bind(fd, sa(B, 80)), 0);
+  t.equal(w.b.listen(fd, 4), 0);
+  const c = w.a.socket(L.AF_INET, L.SOCK_STREAM | L.SOCK_NONBLOCK, 0);
+  w.a.connect(c, sa(B, 80));
+  await w.pump();
+  const s = w.b.accept4(fd, null, null, 0) as number;
+  t.ok(s > 0);
+  const v = new Uint8Array(4);
+  t.equal(w.b.getsockopt(s, L.SOL_SOCKET, L.SO_ZEROCOPY, v, new Uint32Array([4])), 0);
+  t.equal(v[0], 1, 'inherited');
+});
+
+t.test('ESTABLISHED MSG_ZEROCOPY send: no completion (EAGAIN, no POLLERR) until the peer ACKs; then one IP_RECVERR cmsg and POLLERR until read', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c } = await connected(w, L.SOCK_NONBLOCK);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  t.same(readErrQueue(w.a, c), { r: -11 }, 'empty error queue → EAGAIN');
+  w.la.disconnect(); // hold the data back: no ACK can come
+  t.equal(w.a.sendto(c, new Uint8Array(1000), L.MSG_ZEROCOPY, null), 1000);
+  await w.pump(5);
+  const held = w.la.drain();
+  t.ok(held.length > 0, 'the data left A');
+  t.same(readErrQueue(w.a, c), { r: -11 }, 'unacknowledged → no completion');
+  t.notOk(pollErr(w.a, c));
+  w.la.connect(w.lb);
+  for (const f of held) w.lb.inject(f);
+  await w.pump(300); // B's ACK (delayed at most 200 ms)
+  t.ok(pollErr(w.a, c), 'POLLERR while the error queue holds a completion');
+  t.match(readErrQueue(w.a, c), { ...completion(0, 0), controllen: 48 });
+  t.notOk(pollErr(w.a, c), 'POLLERR gone with the queue empty');
+  t.same(readErrQueue(w.a, c), { r: -11 });
+});
+
+t.test('consecutive completions coalesce into one range; a later one after the read starts its own; EPOLLONESHOT reports EPOLLERR once', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c } = await connected(w, L.SOCK_NONBLOCK);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  const ep = w.a.epollCreate(0);
+  t.equal(w.a.epollCtl(ep, L.EPOLL_CTL_ADD, c, { events: L.EPOLLOUT | L.EPOLLET | L.EPOLLONESHOT, data: 9 }), 0);
+  const evs: { events: number; data: number }[] = [];
+  t.equal(w.a.sendto(c, new Uint8Array(4000), L.MSG_ZEROCOPY, null), 4000);
+  await w.pump(300);
+  t.equal(w.a.sendto(c, new Uint8Array(4000), L.MSG_ZEROCOPY, null), 4000);
+  await w.pump(300);
+  t.equal(w.a.epollWait(ep, evs, 4, 0), 1);
+  t.same(evs, [{ events: L.EPOLLERR | L.EPOLLOUT, data: 9 }]);
+  t.equal(w.a.sendto(c, new Uint8Array(10), 0, null), 10, 'a send without MSG_ZEROCOPY takes no id');
+  t.equal(w.a.sendto(c, new Uint8Array(4000), L.MSG_ZEROCOPY, null), 4000);
+  await w.pump(300);
+  t.equal(w.a.epollWait(ep, evs, 4, 0), 0, 'a disarmed EPOLLONESHOT entry reports no EPOLLERR');
+  t.match(readErrQueue(w.a, c), completion(0, 2), 'ids 0, 1, 2 in one range');
+  t.equal(w.a.sendto(c, new Uint8Array(100), L.MSG_ZEROCOPY, null), 100);
+  await w.pump(300);
+  t.match(readErrQueue(w.a, c), completion(3, 3));
+  t.same(readErrQueue(w.a, c), { r: -11 });
+});
+
+t.test('MSG_ZEROCOPY without SO_ZEROCOPY is a plain send; a failed or empty send takes no id', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const lone = w.a.socket(L.AF_INET, L.SOCK_STREAM, 0);
+  t.equal(w.a.setsockopt(lone, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  t.equal(w.a.sendto(lone, new Uint8Array(10), L.MSG_ZEROCOPY | L.MSG_NOSIGNAL, null), -32, 'not connected → EPIPE');
+  const { c } = await connected(w, L.SOCK_NONBLOCK);
+  t.equal(w.a.sendto(c, new Uint8Array(100), L.MSG_ZEROCOPY, null), 100);
+  await w.pump(300);
+  t.same(readErrQueue(w.a, c), { r: -11 }, 'SO_ZEROCOPY off: no completion');
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  t.equal(w.a.sendmsg(c, { name: null, namelen: 0, iov: [new Uint8Array(0)], flags: 0 }, L.MSG_ZEROCOPY), 0);
+  t.equal(w.a.sendto(c, new Uint8Array(100), L.MSG_ZEROCOPY, null), 100);
+  await w.pump(300);
+  t.match(readErrQueue(w.a, c), completion(0, 0), 'the first id goes to the first send that queued bytes');
+});

@@ -8,6 +8,7 @@ import { WaiterQueue } from '../../../netstack/waiter.ts';
 import { LINUX as L, decodeSockaddr, encodeSockaddr } from '../../../sentry/socket/abi.ts';
 import { SocketLayer } from '../../../sentry/socket/syscalls.ts';
 import { TCP_INFO_LEN, tcpInfoField } from '../../../sentry/socket/sockopt.ts';
+import { MAX_PENDING } from '../../../netstack/transport/tcp/zerocopy.ts';
 
 const A = parseAddress('198.18.0.1')!;
 const B = parseAddress('198.18.0.2')!;
@@ -865,4 +866,17 @@ t.test('MSG_ZEROCOPY without SO_ZEROCOPY is a plain send; a failed or empty send
   t.equal(w.a.sendto(c, new Uint8Array(100), L.MSG_ZEROCOPY, null), 100);
   await w.pump(300);
   t.match(readErrQueue(w.a, c), completion(0, 0), 'the first id goes to the first send that queued bytes');
+});
+
+t.test('MSG_ZEROCOPY sends in flight beyond the budget → ENOBUFS; a plain send still goes', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c } = await connected(w, L.SOCK_NONBLOCK);
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_ZEROCOPY, intOpt(1)), 0);
+  w.la.disconnect(); // nothing is acknowledged
+  let ok = 0;
+  while (ok < 1000 && w.a.sendto(c, new Uint8Array(1), L.MSG_ZEROCOPY, null) === 1) ok++;
+  t.equal(ok, MAX_PENDING);
+  t.equal(w.a.sendto(c, new Uint8Array(1), L.MSG_ZEROCOPY, null), -105, 'ENOBUFS');
+  t.equal(w.a.sendto(c, new Uint8Array(1), 0, null), 1);
 });

@@ -37,6 +37,17 @@ const EPIPE = 32;
 const EALREADY = 114;
 const EOPNOTSUPP = 95;
 const ENOTCONN = 107;
+const ENOPROTOOPT = 92;
+
+/**
+ * SO_ZEROCOPY is refused here as a kernel without it refuses it (ENOPROTOOPT, how programs detect the feature):
+ * a sandboxed program's sends and its recvmsg(MSG_ERRQUEUE) run natively on its end of the Sentry's AF_UNIX pair,
+ * so the netstack's completions would never reach it, and a program waiting for them before reusing a buffer
+ * would wait forever. Programs then send as usual (copying), which is what tsvisor does anyway.
+ */
+function zeroCopyOption(level: number, name: number): boolean {
+  return level === L.SOL_SOCKET && name === L.SO_ZEROCOPY;
+}
 /** How many bytes of an option value are read at most (the largest option is TCP_INFO's 248). */
 const OPT_MAX = 512;
 
@@ -277,6 +288,7 @@ function getsockopt(s: Sentry, c: Call): void {
     }
   }
   withSock(s, c, (sock) => {
+    if (zeroCopyOption(level, name)) return s.answer(c, -ENOPROTOOPT);
     const room = readLen(mem(c), lenp);
     if (room < 0) return s.answer(c, room);
     const buf = new Uint8Array(Math.min(room, OPT_MAX));
@@ -295,6 +307,7 @@ function setsockopt(s: Sentry, c: Call): void {
   c.args = `${fd}, ${level}, ${name}, 0x${valp.toString(16)}, ${optlen}`;
   withSock(s, c, (sock, dup) => {
     if (optlen < 0) return s.answer(c, -EINVAL);
+    if (zeroCopyOption(level, name)) return s.answer(c, -ENOPROTOOPT);
     const val = mem(c).read(valp, Math.min(optlen, OPT_MAX));
     if (!val) return s.answer(c, -EFAULT);
     if (!s.listener.idValid(c.n.id)) return;

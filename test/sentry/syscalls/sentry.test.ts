@@ -232,3 +232,26 @@ print('mapped', m.getpeername()[:2])
   t.match(r.stdout, new RegExp(`^mapped \\('::ffff:${B4.replace(/\./g, '\\.')}', 7200\\)$`, 'm'));
   t.equal(r.left, 0);
 });
+
+t.test('python3: SO_ZEROCOPY → ENOPROTOOPT (no completions reach a sandboxed program), SO_MARK kept and read back', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const script = `
+import socket, errno
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+for call in (lambda: s.setsockopt(socket.SOL_SOCKET, 60, 1), lambda: s.getsockopt(socket.SOL_SOCKET, 60)):
+    try:
+        call()
+        print('zerocopy ok')
+    except OSError as e:
+        print('zerocopy', errno.errorcode.get(e.errno))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 666)
+print('mark', s.getsockopt(socket.SOL_SOCKET, socket.SO_MARK))
+s.close()
+`;
+  const r = await run(env, script);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.match(/^zerocopy ENOPROTOOPT$/gm)?.length, 2, r.stdout);
+  t.match(r.stdout, /^mark 666$/m);
+  t.equal(r.left, 0);
+});

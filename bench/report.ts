@@ -25,6 +25,8 @@ export function settingLabel(r: BenchResult): string {
       return `http-rps keep-alive (${String(r.connections ?? '?')} conns)`;
     case 'conn-memory':
       return `conn-memory per idle conn (${String(r.connections ?? '?')})`;
+    case 'syn-flood':
+      return `syn-flood: highest SYN/s, all ${String(r.legit ?? '?')} legit conns ok`;
   }
 }
 
@@ -32,6 +34,7 @@ function fmt(r: BenchResult): string {
   if (r.test === 'throughput') return `${r.value.toFixed(2)} Gbit/s`;
   if (r.test === 'rr-latency') return `${r.value.toFixed(1)} µs`;
   if (r.test === 'http-rps' || r.test === 'http-keepalive') return `${Math.round(r.value)} req/s`;
+  if (r.test === 'syn-flood') return `${Math.round(r.value)} SYN/s`;
   return `${Math.round(r.value)} B`;
 }
 

@@ -5,7 +5,7 @@
 import type { SystemName } from './systems.ts';
 
 /** The tests, in report order. */
-export const TESTS = ['throughput', 'rr-latency', 'http-rps', 'http-keepalive', 'conn-memory'] as const;
+export const TESTS = ['throughput', 'rr-latency', 'http-rps', 'http-keepalive', 'conn-memory', 'syn-flood'] as const;
 /** A test's name. */
 export type TestName = (typeof TESTS)[number];
 
@@ -19,6 +19,7 @@ export const UNITS: Record<TestName, string> = {
   'http-rps': 'req/s',
   'http-keepalive': 'req/s',
   'conn-memory': 'bytes',
+  'syn-flood': 'SYN/s',
 };
 
 /** Whether a larger value is better (ratios are shown either way, this only orders the reading). */
@@ -28,6 +29,7 @@ export const HIGHER_IS_BETTER: Record<TestName, boolean> = {
   'http-rps': true,
   'http-keepalive': true,
   'conn-memory': false,
+  'syn-flood': true,
 };
 
 /**

@@ -6,6 +6,7 @@
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
+import { highestPassing, synFloodSteps } from './synflood.ts';
 import { PACKAGE_OF, SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
 
 /** What to run. */
@@ -63,6 +64,8 @@ interface Step {
   tool: string;
   mtu: number;
   label: string;
+  /** Why this system cannot take the step (it is then skipped with the reason), or null. */
+  unsupported?: (s: SystemInstance) => string | null;
   run: (s: SystemInstance) => Promise<BenchResult | null>;
 }
 
@@ -70,7 +73,7 @@ function record(s: SystemInstance, test: TestName, mtu: number, direction: Direc
   return { system: s.name, test, mtu, direction, streams, value, unit: UNITS[test], ...extra };
 }
 
-function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<string, string>): Step[] {
+function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<string, string>, log: (line: string) => void): Step[] {
   const steps: Step[] = [];
   for (const mtu of p.mtus) {
     if (!tests.includes('throughput')) break;
@@ -166,15 +169,35 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
       },
     });
   }
+  if (tests.includes('syn-flood')) {
+    steps.push({
+      test: 'syn-flood',
+      tool: 'cc',
+      mtu: 1500,
+      label: 'syn-flood, highest rate with every legitimate connection ok',
+      unsupported: (s) => (s.flood ? null : 'no veth of its own to flood: it serves through a userspace forwarder'),
+      async run(s) {
+        const steps = await synFloodSteps(s.clientNs, s.host, s.flood!, { quick: p.seconds <= 1, log });
+        const last = steps[steps.length - 1]!;
+        return record(s, 'syn-flood', 1500, 'to-service', 1, highestPassing(steps), {
+          legit: last.legit.ok + last.legit.failed,
+          steps: steps.map((x) => ({ rate: x.rate, achieved: x.achieved, ok: x.legit.ok, failed: x.legit.failed, reasons: x.legit.reasons, p50_ms: x.legit.p50_ms, max_ms: x.legit.max_ms })),
+          // The step that ended the search: a failure, or the highest rate tried.
+          stopped_at: last.pass ? `highest rate tried (${last.rate})` : `${last.rate} SYN/s: ${last.legit.failed} failed ${JSON.stringify(last.legit.reasons)}, sender at ${last.achieved}/s`,
+        });
+      },
+    });
+  }
   return steps;
 }
 
-const SERVICE_OF: Record<TestName, 'iperf3' | 'sockperf' | 'http' | 'hold'> = {
+const SERVICE_OF: Record<TestName, 'iperf3' | 'sockperf' | 'http' | 'hold' | 'echo'> = {
   throughput: 'iperf3',
   'rr-latency': 'sockperf',
   'http-rps': 'http',
   'http-keepalive': 'http',
   'conn-memory': 'hold',
+  'syn-flood': 'echo',
 };
 
 /** Opens `n` idle connections to the hold service and charges the memory they added to each one. */
@@ -220,6 +243,8 @@ export function formatValue(r: BenchResult): string {
       return `${Math.round(r.value)} req/s, latency p50 ${micros(r.p50_us)} p99 ${micros(r.p99_us)}` + (r.errors ? ` (${String(r.errors)} errors)` : '');
     case 'conn-memory':
       return `${Math.round(r.value)} bytes/connection`;
+    case 'syn-flood':
+      return `${Math.round(r.value)} SYN/s (${String(r.stopped_at)})`;
   }
 }
 
@@ -233,7 +258,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];
   const notes: Record<string, string> = {};
-  const steps = stepsFor(tests, p, udpLatency, notes);
+  const steps = stepsFor(tests, p, udpLatency, notes, opts.log);
   const total = steps.length * systems.length;
   let done = 0;
   const progress = (system: string, label: string, outcome: string) => {
@@ -272,7 +297,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
       }
       try {
         for (const st of here) {
-          const missing = sys.missing[SERVICE_OF[st.test]];
+          const missing = sys.missing[SERVICE_OF[st.test]] ?? st.unsupported?.(sys);
           if (missing) {
             skipped.push({ system: name, test: st.test, mtu, reason: missing });
             progress(name, st.label, `skipped (${missing})`);

@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
 import { SERVICE_NAMES } from '../cli/services/registry.ts';
+import { FLOOD_NET, type FloodPath } from './synflood.ts';
 import { haveTool, nodeProgram, nsRunAsync, onCleanup, startDaemon, tsvisorCommand, waitUntil, type Daemon } from './proc.ts';
 
 /** Names of the systems, in report order (kernel first: the others' ratios refer to it). */
@@ -25,7 +26,7 @@ export const SYSTEMS = ['kernel', 'tsvisor', 'pasta', 'slirp4netns'] as const;
 export type SystemName = (typeof SYSTEMS)[number];
 
 /** Services a test needs on the serving side. */
-export type ServiceKind = 'iperf3' | 'sockperf' | 'http' | 'hold';
+export type ServiceKind = 'iperf3' | 'sockperf' | 'http' | 'hold' | 'echo';
 
 /** What a memory probe measured, in bytes. */
 export interface MemorySample {
@@ -47,6 +48,11 @@ export interface SystemInstance {
   memory(): MemorySample;
   /** How many kernel sockets the measurement counts per connection (2 for kernel: both ends are kernel sockets). */
   readonly memoryDivisor: number;
+  /**
+   * Where the syn-flood row floods from (the client's end of the serving veth), for systems whose serving side
+   * owns that veth and routes FLOOD_NET back through the client namespace; absent otherwise.
+   */
+  readonly flood?: FloodPath;
   /** Stops the services and removes the topology. */
   stop(): Promise<void>;
 }
@@ -58,6 +64,7 @@ export const PACKAGE_OF: Record<string, string> = {
   sockperf: 'sockperf',
   iperf3: 'iperf3',
   wrk: 'wrk',
+  cc: 'gcc',
   ip: 'iproute2',
   ethtool: 'ethtool',
 };
@@ -76,11 +83,11 @@ export function unavailable(name: SystemName): string | null {
 }
 
 
-/** The kernel-side servers in `ns`: iperf3, sockperf TCP and UDP (when installed), node:http and hold. */
+/** The kernel-side servers in `ns`: iperf3, sockperf TCP and UDP (when installed), node:http, hold and echo. */
 async function kernelServers(ns: string): Promise<Daemon[]> {
   const exec = ['ip', 'netns', 'exec', ns];
   const ds = [startDaemon([...exec, ...nodeProgram('bench/peers/servers.ts')])];
-  let expect = 2;
+  let expect = 3;
   if (haveTool('iperf3')) {
     ds.push(startDaemon([...exec, 'iperf3', '-s', '-p', '5201']));
     expect += 1;
@@ -104,7 +111,7 @@ async function listening(ns: string): Promise<Set<string>> {
   const found = new Set<string>();
   for (const line of r.stdout.split('\n')) {
     const m = /^(tcp|udp)\s+\S+\s+\d+\s+\d+\s+\S+:(\d+)\s/.exec(line);
-    if (m && ['5201', '11111', '80', '9'].includes(m[2]!)) found.add(`${m[1]}:${m[2]}`);
+    if (m && ['5201', '11111', '80', '9', '7'].includes(m[2]!)) found.add(`${m[1]}:${m[2]}`);
   }
   return found;
 }
@@ -166,6 +173,8 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
   const { pair, host } = vethSystemIn(`${NS_BASE}-k`, '198.18.100', 0, mtu, true);
   let servers: Daemon[] = [];
   try {
+    // The syn-flood row's spoofed sources are answered through the client namespace, which drops the answers.
+    run(['ip', '-n', pair.nsB, 'route', 'add', FLOOD_NET, 'via', '198.18.100.1']);
     servers = await kernelServers(pair.nsB);
   } catch (e) {
     pair.destroy();
@@ -176,6 +185,7 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
     clientNs: pair.nsA,
     host,
     missing: {},
+    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB },
     memory: () => ({ bytes: slabBytes(), what: 'kernel slab (active objects × size, /proc/slabinfo), both ends / 2' }),
     memoryDivisor: 2,
     async stop() {
@@ -185,7 +195,7 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
   };
 }
 
-const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockperf: 'sockperf', http: 'http', hold: 'discard' };
+const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockperf: 'sockperf', http: 'http', hold: 'discard', echo: 'echo' };
 
 /** Whether the tsvisor system runs without offloads (TSVISOR_BENCH_NO_OFFLOADS=1), for a before/after comparison. */
 const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
@@ -193,7 +203,8 @@ const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
 async function startTsvisor(mtu: number): Promise<SystemInstance> {
   const { pair, host } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
   const missing: Partial<Record<ServiceKind, string>> = {};
-  const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket'];
+  // The gateway takes the syn-flood row's answers to FLOOD_NET back to the client namespace (see startKernel).
+  const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket', '--gateway', '198.18.101.1'];
   if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
@@ -212,6 +223,7 @@ async function startTsvisor(mtu: number): Promise<SystemInstance> {
     clientNs: pair.nsA,
     host,
     missing,
+    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB },
     memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
     memoryDivisor: 1,
     async stop() {

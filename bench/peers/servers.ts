@@ -2,7 +2,8 @@
  * The kernel-side peers of the benchmark, run inside a namespace (`ip netns exec NS node --import tsx ...`):
  * node:http on port 80 serving one short page (the same kind of page as tsvisor's `http` service, so both sides
  * run the same Node HTTP code and differ only in the stack beneath), and a hold service on port 9 that accepts
- * connections, reads and discards, and keeps them open (for the idle-connection memory figure). Prints "ready".
+ * connections, reads and discards, and keeps them open (for the idle-connection memory figure), and echo on port 7
+ * (the syn-flood row's legitimate connections). Prints "ready".
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -26,16 +27,24 @@ const hold = net.createServer((s) => {
   s.on('error', () => {});
   s.on('close', () => held.delete(s));
 });
-let pending = 2;
+const echo = net.createServer((s) => {
+  held.add(s);
+  s.on('error', () => {});
+  s.on('close', () => held.delete(s));
+  s.pipe(s);
+});
+let pending = 3;
 const ready = () => {
   if (--pending === 0) process.stdout.write('ready\n');
 };
 web.listen({ port: 80, backlog: 4096 }, ready);
 hold.listen({ port: 9, backlog: 4096 }, ready);
+echo.listen({ port: 7, backlog: 4096 }, ready);
 const stop = () => {
   for (const s of held) s.destroy();
   web.close();
   hold.close();
+  echo.close();
   process.exit(0);
 };
 process.on('SIGTERM', stop);

@@ -14,7 +14,7 @@ const r = (system: BenchResult['system'], test: BenchResult['test'], value: numb
   direction: 'to-service',
   streams: 1,
   value,
-  unit: { throughput: 'Gbit/s', 'rr-latency': 'us', 'http-rps': 'req/s', 'http-keepalive': 'req/s', 'conn-memory': 'bytes' }[test],
+  unit: { throughput: 'Gbit/s', 'rr-latency': 'us', 'http-rps': 'req/s', 'http-keepalive': 'req/s', 'conn-memory': 'bytes', 'syn-flood': 'SYN/s' }[test],
   ...extra,
 });
 

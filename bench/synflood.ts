@@ -1,0 +1,140 @@
+/**
+ * The syn-flood row: the highest SYN flood rate at which every legitimate connection still succeeds. The flood
+ * (bench/peers/synflood.c, built here with cc) runs in the client namespace and writes spoofed SYNs from
+ * FLOOD_NET straight onto the client's end of the veth, addressed to the serving side's echo port; the serving
+ * side routes its answers to FLOOD_NET back through the client namespace, which does not forward them. While it
+ * runs, bench/peers/echo-client.ts makes `legit` connections to the same port, each checked for its exact bytes
+ * within LEGIT_TIMEOUT_MS. Rates rise step by step until one fails; the figure is the flood rate the sender
+ * achieved at the last step where every legitimate connection succeeded.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../lib/testnet.ts';
+import type { EchoCheckResult } from './echo-check.ts';
+import { nodeProgram, nsRunAsync, onCleanup, sleep, startDaemon } from './proc.ts';
+
+/** Spoofed sources of the flood: off every veth's subnet, routed by the serving side via the client namespace. */
+export const FLOOD_NET = '198.18.130.0/24';
+/** The echo service's port, where both the flood and the legitimate clients go. */
+export const ECHO_PORT = 7;
+/** A legitimate connection fails if it has not got its bytes back this long after it started connecting. */
+export const LEGIT_TIMEOUT_MS = 3000;
+/** The longest a flood step may run, whatever happens to the client (the sender also stops at its count). */
+const FLOOD_MAX_SECONDS = 30;
+
+/** Where to flood a system from: the client namespace's device and the MAC addresses on either end. */
+export interface FloodPath {
+  /** The client namespace's end of the veth. */
+  dev: string;
+  /** Its MAC address (the flood's source MAC). */
+  mac: string;
+  /** The serving end's MAC address (the flood's destination). */
+  serverMac: string;
+}
+
+/** One rate tried. */
+export interface FloodStep {
+  /** The rate asked for, SYN/s. */
+  rate: number;
+  /** The rate the sender achieved over its run (frames the device took per second). */
+  achieved: number;
+  sent: number;
+  seconds: number;
+  legit: EchoCheckResult;
+  /** Every legitimate connection succeeded and the sender kept within 10% of the rate. */
+  pass: boolean;
+}
+
+/** The rates a run tries, lowest first. */
+export function floodRates(quick: boolean): number[] {
+  return quick ? [25_000, 50_000, 100_000, 200_000] : [25_000, 50_000, 100_000, 200_000, 400_000];
+}
+
+/** Whether a step passed: no legitimate connection lost, and the flood as fast as asked (within 10%). */
+export function stepPassed(rate: number, achieved: number, legit: EchoCheckResult): boolean {
+  return legit.failed === 0 && legit.ok > 0 && achieved >= 0.9 * rate;
+}
+
+/** The figure of a run: the achieved rate of the highest passing step below the first failing one (0 if none). */
+export function highestPassing(steps: readonly FloodStep[]): number {
+  let best = 0;
+  for (const s of steps) {
+    if (!s.pass) break;
+    best = Math.max(best, Math.round(s.achieved));
+  }
+  return best;
+}
+
+/** Parses the sender's JSON line. */
+export function parseFlood(text: string): { sent: number; seconds: number; rate: number; errors: number } {
+  const line = text.split('\n').find((l) => l.startsWith('{"sent"'));
+  if (!line) throw new Error(`the flood sender printed no result: ${text.trim().slice(-300)}`);
+  return JSON.parse(line) as { sent: number; seconds: number; rate: number; errors: number };
+}
+
+const SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'synflood.c');
+let built: string | null = null;
+
+/** Builds the sender once per run, into a directory removed at cleanup. */
+function sender(): string {
+  if (built) return built;
+  const dir = mkdtempSync(join(tmpdir(), 'tsv-bench-synflood-'));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'synflood');
+  try {
+    run([process.env.CC ?? 'cc', '-O2', '-o', bin, SOURCE]);
+  } catch (e) {
+    throw new Error(`cannot build ${SOURCE}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return (built = bin);
+}
+
+/** Floods `host`'s echo port from `clientNs` at rising rates; returns every step tried. */
+export async function synFloodSteps(
+  clientNs: string,
+  host: string,
+  path: FloodPath,
+  o: { quick: boolean; log?: (line: string) => void },
+): Promise<FloodStep[]> {
+  const bin = sender();
+  const legitCount = o.quick ? 100 : 400;
+  const steps: FloodStep[] = [];
+  let seed = 1;
+  for (const rate of floodRates(o.quick)) {
+    const flood = startDaemon([
+      'ip', 'netns', 'exec', clientNs,
+      bin, path.dev, path.serverMac, path.mac, host, String(ECHO_PORT), FLOOD_NET,
+      String(rate), String(rate * FLOOD_MAX_SECONDS), String(FLOOD_MAX_SECONDS), String(seed++),
+    ]);
+    let legit: EchoCheckResult;
+    try {
+      // Long enough for the flood to fill the SYN queue (4096 at the lowest rate: 0.16 s), so cookies answer it.
+      await sleep(300);
+      if (flood.child.exitCode !== null) throw new Error(`the flood sender stopped: ${flood.output().trim().slice(-300)}`);
+      const client = await nsRunAsync(
+        clientNs,
+        [...nodeProgram('bench/peers/echo-client.ts'), host, String(ECHO_PORT), String(legitCount), '8', String(LEGIT_TIMEOUT_MS), String(seed)],
+        (FLOOD_MAX_SECONDS - 2) * 1000,
+      );
+      if (client.timedOut) throw new Error(`the legitimate client did not finish within ${FLOOD_MAX_SECONDS - 2} s`);
+      const line = client.stdout.split('\n').find((l) => l.startsWith('{'));
+      if (!line) throw new Error(`the legitimate client printed no result: ${(client.stdout + client.stderr).trim().slice(-300)}`);
+      legit = JSON.parse(line) as EchoCheckResult;
+    } finally {
+      await flood.stop();
+    }
+    const f = parseFlood(flood.output());
+    const step: FloodStep = { rate, achieved: Math.round(f.rate), sent: f.sent, seconds: f.seconds, legit, pass: stepPassed(rate, f.rate, legit) };
+    steps.push(step);
+    o.log?.(
+      `  syn-flood ${rate} SYN/s: sent ${f.sent} in ${f.seconds} s (${step.achieved}/s); legitimate ${legit.ok} ok, ` +
+        `${legit.failed} failed${legit.failed ? ` ${JSON.stringify(legit.reasons)}` : ''}, p50 ${legit.p50_ms} ms, max ${legit.max_ms} ms`,
+    );
+    if (!step.pass) break;
+    // Let the last step's answers drain before the next.
+    await sleep(500);
+  }
+  return steps;
+}

@@ -1,0 +1,41 @@
+// The syn-flood row's decisions: a step passes only with every legitimate connection ok and the sender within
+// 10% of the rate; the figure is the last passing step's achieved rate before the first failure; the sender's
+// line is parsed or its absence named.
+import t from 'tap';
+import type { EchoCheckResult } from '../../bench/echo-check.ts';
+import { type FloodStep, floodRates, highestPassing, parseFlood, stepPassed } from '../../bench/synflood.ts';
+
+const legit = (ok: number, failed: number): EchoCheckResult => ({ ok, failed, reasons: failed ? { timeout: failed } : {}, p50_ms: 1, max_ms: 2 });
+const step = (rate: number, achieved: number, failed = 0): FloodStep => {
+  const l = legit(100 - failed, failed);
+  return { rate, achieved, sent: achieved, seconds: 1, legit: l, pass: stepPassed(rate, achieved, l) };
+};
+
+t.test('a step passes with no legitimate connection lost and the flood at 90% of its rate or more', async (t) => {
+  t.ok(stepPassed(50_000, 50_000, legit(100, 0)));
+  t.ok(stepPassed(50_000, 45_000, legit(100, 0)), 'exactly 90%');
+  t.notOk(stepPassed(50_000, 44_999, legit(100, 0)), 'a sender that could not keep the rate proves nothing');
+  t.notOk(stepPassed(50_000, 50_000, legit(99, 1)), 'one connection lost');
+  t.notOk(stepPassed(50_000, 50_000, legit(0, 0)), 'no connection made at all');
+});
+
+t.test('the figure is the last passing rate before the first failure', async (t) => {
+  t.equal(highestPassing([step(25_000, 25_010), step(50_000, 49_800), step(100_000, 99_000, 3)]), 49_800);
+  t.equal(highestPassing([step(25_000, 25_000), step(50_000, 30_000), step(100_000, 99_000)]), 25_000, 'a sender-limited step ends the search');
+  t.equal(highestPassing([step(25_000, 24_000, 1)]), 0, 'the lowest rate failed');
+  t.equal(highestPassing([]), 0);
+  t.equal(highestPassing([step(25_000, 25_000), step(50_000, 50_000)]), 50_000, 'all passed');
+});
+
+t.test('rates: the quick run reaches the 50,000 SYN/s floor and beyond', async (t) => {
+  for (const quick of [true, false]) {
+    const r = floodRates(quick);
+    t.same([...r].sort((a, b) => a - b), r, 'rising');
+    t.ok(r.includes(50_000) && r[r.length - 1]! >= 200_000);
+  }
+});
+
+t.test("the sender's result line", async (t) => {
+  t.same(parseFlood('noise\n{"sent":1000,"seconds":0.5,"rate":2000,"errors":0}\n'), { sent: 1000, seconds: 0.5, rate: 2000, errors: 0 });
+  t.throws(() => parseFlood('synflood: eth0: No such device\n'), /printed no result: synflood: eth0: No such device/);
+});

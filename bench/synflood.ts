@@ -1,8 +1,8 @@
 /**
  * The syn-flood row: the highest SYN flood rate at which every legitimate connection still succeeds. The flood
- * (bench/peers/synflood.c, built here with cc) runs in the client namespace and writes spoofed SYNs from
- * FLOOD_NET straight onto the client's end of the veth, addressed to the serving side's echo port; the serving
- * side routes its answers to FLOOD_NET back through the client namespace, which does not forward them. While it
+ * (bench/peers/synflood.c, built here with cc) runs in the client namespace and writes spoofed SYNs from the
+ * system's flood net straight onto the client's end of the veth, addressed to the serving side's echo port; the
+ * serving side routes its answers to that net back through the client namespace, which does not forward them. While it
  * runs, bench/peers/echo-client.ts makes `legit` connections to the same port, each checked for its exact bytes
  * within LEGIT_TIMEOUT_MS. Rates rise step by step until one fails; the figure is the flood rate the sender
  * achieved at the last step where every legitimate connection succeeded.
@@ -15,8 +15,6 @@ import { run } from '../lib/testnet.ts';
 import type { EchoCheckResult } from './echo-check.ts';
 import { nodeProgram, nsRunAsync, onCleanup, sleep, startDaemon } from './proc.ts';
 
-/** Spoofed sources of the flood: off every veth's subnet, routed by the serving side via the client namespace. */
-export const FLOOD_NET = '198.18.130.0/24';
 /** The echo service's port, where both the flood and the legitimate clients go. */
 export const ECHO_PORT = 7;
 /** A legitimate connection fails if it has not got its bytes back this long after it started connecting. */
@@ -32,6 +30,8 @@ export interface FloodPath {
   mac: string;
   /** The serving end's MAC address (the flood's destination). */
   serverMac: string;
+  /** The spoofed sources (a /16 to /30 off the veth's subnet, routed back through the client namespace). */
+  net: string;
 }
 
 /** One rate tried. */
@@ -105,7 +105,7 @@ export async function synFloodSteps(
   for (const rate of floodRates(o.quick)) {
     const flood = startDaemon([
       'ip', 'netns', 'exec', clientNs,
-      bin, path.dev, path.serverMac, path.mac, host, String(ECHO_PORT), FLOOD_NET,
+      bin, path.dev, path.serverMac, path.mac, host, String(ECHO_PORT), path.net,
       String(rate), String(rate * FLOOD_MAX_SECONDS), String(FLOOD_MAX_SECONDS), String(seed++),
     ]);
     let legit: EchoCheckResult;

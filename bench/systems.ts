@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { createVethPair, deleteNetns, run } from '../lib/testnet.ts';
 import { SERVICE_NAMES } from '../cli/services/registry.ts';
-import { FLOOD_NET, type FloodPath } from './synflood.ts';
+import type { FloodPath } from './synflood.ts';
 import { haveTool, nodeProgram, nsRunAsync, onCleanup, startDaemon, tsvisorCommand, waitUntil, type Daemon } from './proc.ts';
 
 /** Names of the systems, in report order (kernel first: the others' ratios refer to it). */
@@ -160,21 +160,31 @@ if (BENCH_NET !== undefined && !/^198\.(18|19)\.\d{1,3}$/.test(BENCH_NET)) {
   throw new Error(`TSVISOR_BENCH_NET must be the first three octets of a /24 in 198.18.0.0/15 (e.g. 198.18.150), not '${BENCH_NET}'`);
 }
 
-/** A veth system in subnet `subnet` (a /24), or in the `slot`th /28 of TSVISOR_BENCH_NET; returns it and the served address. */
+/**
+ * A veth system in subnet `subnet` (a /24), or in the `slot`th /28 of TSVISOR_BENCH_NET; returns it, the served
+ * address and the client's (the serving side's gateway to the syn-flood row's spoofed sources).
+ */
 function vethSystemIn(prefix: string, subnet: string, slot: number, mtu: number, offloads: boolean) {
-  if (BENCH_NET === undefined) return { pair: vethSystem(prefix, subnet, mtu, offloads), host: `${subnet}.2` };
+  if (BENCH_NET === undefined) return { pair: vethSystem(prefix, subnet, mtu, offloads), host: `${subnet}.2`, client: `${subnet}.1` };
   const base = slot * 16;
   const pair = createVethPair({ prefix, addrA: `${BENCH_NET}.${base + 1}/28`, addrB: `${BENCH_NET}.${base + 2}/28`, mtu, offloads });
   onCleanup(() => pair.destroy());
-  return { pair, host: `${BENCH_NET}.${base + 2}` };
+  return { pair, host: `${BENCH_NET}.${base + 2}`, client: `${BENCH_NET}.${base + 1}` };
 }
 
+/**
+ * The syn-flood row's spoofed sources: off every veth's subnet, so that the serving side sends its answers to the
+ * client namespace as its gateway (which drops them), never resolving a flood address; the upper half of
+ * TSVISOR_BENCH_NET when given (its /28s are the systems'), else 198.18.130.0/24.
+ */
+const FLOOD_NET = BENCH_NET === undefined ? '198.18.130.0/24' : `${BENCH_NET}.128/25`;
+
 async function startKernel(mtu: number): Promise<SystemInstance> {
-  const { pair, host } = vethSystemIn(`${NS_BASE}-k`, '198.18.100', 0, mtu, true);
+  const { pair, host, client } = vethSystemIn(`${NS_BASE}-k`, '198.18.100', 0, mtu, true);
   let servers: Daemon[] = [];
   try {
     // The syn-flood row's spoofed sources are answered through the client namespace, which drops the answers.
-    run(['ip', '-n', pair.nsB, 'route', 'add', FLOOD_NET, 'via', '198.18.100.1']);
+    run(['ip', '-n', pair.nsB, 'route', 'add', FLOOD_NET, 'via', client]);
     servers = await kernelServers(pair.nsB);
   } catch (e) {
     pair.destroy();
@@ -185,7 +195,7 @@ async function startKernel(mtu: number): Promise<SystemInstance> {
     clientNs: pair.nsA,
     host,
     missing: {},
-    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB },
+    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB, net: FLOOD_NET },
     memory: () => ({ bytes: slabBytes(), what: 'kernel slab (active objects × size, /proc/slabinfo), both ends / 2' }),
     memoryDivisor: 2,
     async stop() {
@@ -201,10 +211,10 @@ const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockpe
 const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
 
 async function startTsvisor(mtu: number): Promise<SystemInstance> {
-  const { pair, host } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
+  const { pair, host, client } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
   const missing: Partial<Record<ServiceKind, string>> = {};
   // The gateway takes the syn-flood row's answers to FLOOD_NET back to the client namespace (see startKernel).
-  const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket', '--gateway', '198.18.101.1'];
+  const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket', '--gateway', client];
   if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
@@ -223,7 +233,7 @@ async function startTsvisor(mtu: number): Promise<SystemInstance> {
     clientNs: pair.nsA,
     host,
     missing,
-    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB },
+    flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB, net: FLOOD_NET },
     memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
     memoryDivisor: 1,
     async stop() {

@@ -4,8 +4,10 @@
  * node:http on the kernel (bench/peers/servers.ts), each on a veth pair of its own, and per request: the serving
  * process's CPU time (utime + stime from /proc, so the kernel's softirq work done on its behalf is partly in it
  * for both), and for tsvisor its counters (frames each way, send calls, ring wake-ups and busy polls, segments).
- * Run as root: `node --import tsx bench/conn-cost.ts [CONNS...] [--seconds N] [--keepalive]` (default 8 32, 3 s each);
- * with `--keepalive`, wrk keeps its connections alive (its default, the bench's http-keepalive row) instead.
+ * Run as root: `node --import tsx bench/conn-cost.ts [CONNS...] [--seconds N] [--keepalive] [--pcap DIR]` (default
+ * 8 32, 3 s each); with `--keepalive`, wrk keeps its connections alive (its default, the bench's http-keepalive row)
+ * instead; with --pcap, tcpdump on the client's end of each veth writes DIR/SYSTEM-CONNS.pcap (headers only) during
+ * the run, for the packet timestamps of each connection's stages (its own CPU then weighs on the figures).
  * Namespaces $TSVISOR_COST_NS-{k,t}-{a,b} (default tsv-cost), addresses $TSVISOR_COST_NET.{0,64}/26 (default
  * 198.18.130): both are removed at the end, also on failure or Ctrl-C.
  */
@@ -17,6 +19,8 @@ import { cleanup, nodeProgram, nsRunAsync, onCleanup, runAsync, startDaemon, tsv
 const args = process.argv.slice(2);
 const sIdx = args.indexOf('--seconds');
 const seconds = sIdx >= 0 ? Number(args[sIdx + 1]) : 3;
+const pIdx = args.indexOf('--pcap');
+const pcapDir = pIdx >= 0 ? args[pIdx + 1] : undefined;
 const concurrency = args.filter((a, i) => /^\d+$/.test(a) && i !== sIdx + 1).map(Number);
 const keepAlive = args.includes('--keepalive');
 if (concurrency.length === 0) concurrency.push(8, 32);
@@ -70,7 +74,13 @@ async function main(): Promise<void> {
       const cpu0 = cpuMicros(pid);
       const sys0 = cpuSplit(pid)[1];
       const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+      const dev = name === 'kernel' ? k.devA : t.devA;
+      const dump = pcapDir
+        ? startDaemon(['ip', 'netns', 'exec', ns, 'tcpdump', '-i', dev, '-n', '-s', '96', '-B', '16384', '-w', `${pcapDir}/${name}-${conns}.pcap`, 'tcp port 80'])
+        : null;
+      if (dump) await dump.waitFor(/listening on/, 10000);
       const r = await wrk(ns, host, conns);
+      if (dump) await dump.stop();
       const cpu = cpuMicros(pid) - cpu0;
       const sys = cpuSplit(pid)[1] - sys0;
       let extra = '';

@@ -21,6 +21,12 @@ export interface EchoCheckOptions {
   timeoutMs: number;
   /** Seeds the payloads (sizes 1..4096 bytes). */
   seed?: number;
+  /**
+   * The check as a whole ends this long after it started (default: never): connections still open fail as
+   * "timeout", those not yet started as "not started", so a server that stopped answering cannot hold it for
+   * count / parallel × timeoutMs.
+   */
+  deadlineMs?: number;
 }
 
 /** The outcome: every connection is counted once, as ok or under the reason it failed. */
@@ -50,8 +56,11 @@ export function echoCheck(connect: Connect, o: EchoCheckOptions): Promise<EchoCh
   const times: number[] = [];
   let started = 0;
   let settled = 0;
+  const open = new Set<(reason: string) => void>();
+  let deadline: ReturnType<typeof setTimeout> | undefined;
   return new Promise((resolve) => {
     const finish = () => {
+      clearTimeout(deadline);
       times.sort((a, b) => a - b);
       const ok = times.length;
       resolve({
@@ -73,6 +82,7 @@ export function echoCheck(connect: Connect, o: EchoCheckOptions): Promise<EchoCh
         if (done) return;
         done = true;
         clearTimeout(timer);
+        open.delete(settle);
         if (reason === null) times.push(performance.now() - t0);
         else reasons[reason] = (reasons[reason] ?? 0) + 1;
         s.destroy();
@@ -81,6 +91,7 @@ export function echoCheck(connect: Connect, o: EchoCheckOptions): Promise<EchoCh
         else if (started < o.count) one(started++);
       };
       const timer = setTimeout(() => settle('timeout'), o.timeoutMs);
+      open.add(settle);
       s.on('connect', () => s.end(want));
       s.on('data', (d: Buffer) => {
         have += d.length;
@@ -96,6 +107,16 @@ export function echoCheck(connect: Connect, o: EchoCheckOptions): Promise<EchoCh
     if (o.count <= 0) {
       finish();
       return;
+    }
+    if (o.deadlineMs !== undefined) {
+      deadline = setTimeout(() => {
+        const left = o.count - started;
+        started = o.count;
+        if (left > 0) reasons['not started'] = left;
+        settled += left;
+        if (open.size === 0) finish();
+        for (const settle of [...open]) settle('timeout');
+      }, o.deadlineMs);
     }
     while (started < Math.min(o.parallel, o.count)) one(started++);
   });

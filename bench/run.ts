@@ -183,7 +183,11 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
           legit: last.legit.ok + last.legit.failed,
           steps: steps.map((x) => ({ rate: x.rate, achieved: x.achieved, ok: x.legit.ok, failed: x.legit.failed, reasons: x.legit.reasons, p50_ms: x.legit.p50_ms, max_ms: x.legit.max_ms })),
           // The step that ended the search: a failure, or the highest rate tried.
-          stopped_at: last.pass ? `highest rate tried (${last.rate})` : `${last.rate} SYN/s: ${last.legit.failed} failed ${JSON.stringify(last.legit.reasons)}, sender at ${last.achieved}/s`,
+          stopped_at: !last.pass
+            ? `${last.rate} SYN/s: ${last.legit.failed} failed ${JSON.stringify(last.legit.reasons)}, sender at ${last.achieved}/s`
+            : last.achieved < 0.9 * last.rate
+              ? `sender at ${last.achieved}/s of ${last.rate} asked`
+              : `highest rate tried (${last.rate})`,
         });
       },
     });

@@ -4,8 +4,9 @@
  * system's flood net straight onto the client's end of the veth, addressed to the serving side's echo port; the
  * serving side routes its answers to that net back through the client namespace, which does not forward them. While it
  * runs, bench/peers/echo-client.ts makes `legit` connections to the same port, each checked for its exact bytes
- * within LEGIT_TIMEOUT_MS. Rates rise step by step until one fails; the figure is the flood rate the sender
- * achieved at the last step where every legitimate connection succeeded.
+ * within LEGIT_TIMEOUT_MS. Rates rise step by step until one loses a legitimate connection or the sender cannot
+ * keep up with the rate asked; the figure is the highest rate the sender achieved at a step where every
+ * legitimate connection succeeded.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,8 @@ export const ECHO_PORT = 7;
 export const LEGIT_TIMEOUT_MS = 3000;
 /** The longest a flood step may run, whatever happens to the client (the sender also stops at its count). */
 const FLOOD_MAX_SECONDS = 30;
+/** The legitimate client's connections all end within this (those left count as failed). */
+const LEGIT_DEADLINE_MS = 15_000;
 
 /** Where to flood a system from: the client namespace's device and the MAC addresses on either end. */
 export interface FloodPath {
@@ -43,21 +46,29 @@ export interface FloodStep {
   sent: number;
   seconds: number;
   legit: EchoCheckResult;
-  /** Every legitimate connection succeeded and the sender kept within 10% of the rate. */
+  /** Every legitimate connection succeeded. */
   pass: boolean;
 }
 
 /** The rates a run tries, lowest first. */
 export function floodRates(quick: boolean): number[] {
-  return quick ? [25_000, 50_000, 100_000, 200_000] : [25_000, 50_000, 100_000, 200_000, 400_000];
+  return quick ? [25_000, 50_000, 75_000, 100_000, 150_000, 200_000] : [25_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 400_000];
 }
 
-/** Whether a step passed: no legitimate connection lost, and the flood as fast as asked (within 10%). */
-export function stepPassed(rate: number, achieved: number, legit: EchoCheckResult): boolean {
-  return legit.failed === 0 && legit.ok > 0 && achieved >= 0.9 * rate;
+/** Whether a step passed: legitimate connections were made and none was lost. */
+export function stepPassed(legit: EchoCheckResult): boolean {
+  return legit.failed === 0 && legit.ok > 0;
 }
 
-/** The figure of a run: the achieved rate of the highest passing step below the first failing one (0 if none). */
+/**
+ * Whether the search goes on after `s`: it passed, and the sender kept within 10% of the rate asked (a sender
+ * that could not go faster, because it runs the receiving kernel's work in its own send calls, shows the limit).
+ */
+export function keepRising(s: FloodStep): boolean {
+  return s.pass && s.achieved >= 0.9 * s.rate;
+}
+
+/** The figure of a run: the highest rate achieved at a passing step before the first failing one (0 if none). */
 export function highestPassing(steps: readonly FloodStep[]): number {
   let best = 0;
   for (const s of steps) {
@@ -115,7 +126,10 @@ export async function synFloodSteps(
       if (flood.child.exitCode !== null) throw new Error(`the flood sender stopped: ${flood.output().trim().slice(-300)}`);
       const client = await nsRunAsync(
         clientNs,
-        [...nodeProgram('bench/peers/echo-client.ts'), host, String(ECHO_PORT), String(legitCount), '8', String(LEGIT_TIMEOUT_MS), String(seed)],
+        [
+          ...nodeProgram('bench/peers/echo-client.ts'),
+          host, String(ECHO_PORT), String(legitCount), '8', String(LEGIT_TIMEOUT_MS), String(seed), String(LEGIT_DEADLINE_MS),
+        ],
         (FLOOD_MAX_SECONDS - 2) * 1000,
       );
       if (client.timedOut) throw new Error(`the legitimate client did not finish within ${FLOOD_MAX_SECONDS - 2} s`);
@@ -126,13 +140,13 @@ export async function synFloodSteps(
       await flood.stop();
     }
     const f = parseFlood(flood.output());
-    const step: FloodStep = { rate, achieved: Math.round(f.rate), sent: f.sent, seconds: f.seconds, legit, pass: stepPassed(rate, f.rate, legit) };
+    const step: FloodStep = { rate, achieved: Math.round(f.rate), sent: f.sent, seconds: f.seconds, legit, pass: stepPassed(legit) };
     steps.push(step);
     o.log?.(
       `  syn-flood ${rate} SYN/s: sent ${f.sent} in ${f.seconds} s (${step.achieved}/s); legitimate ${legit.ok} ok, ` +
         `${legit.failed} failed${legit.failed ? ` ${JSON.stringify(legit.reasons)}` : ''}, p50 ${legit.p50_ms} ms, max ${legit.max_ms} ms`,
     );
-    if (!step.pass) break;
+    if (!keepRising(step)) break;
     // Let the last step's answers drain before the next.
     await sleep(500);
   }

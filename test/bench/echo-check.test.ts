@@ -76,6 +76,9 @@ t.test('echo, corrupted, short, silent and refused connections are each counted 
   const silent = await echoCheck(connect, { ...base, port: 10, count: 6, parallel: 6, timeoutMs: 300 });
   t.match(silent, { ok: 0, failed: 6, reasons: { timeout: 6 } }, 'a server that never answers: timeouts');
 
+  const late = await echoCheck(connect, { ...base, port: 10, count: 20, parallel: 4, timeoutMs: 60_000, deadlineMs: 300 });
+  t.match(late, { ok: 0, failed: 20, reasons: { timeout: 4, 'not started': 16 } }, 'the deadline ends the check: open ones time out, the rest never start');
+
   const refused = await echoCheck(connect, { ...base, port: 11, count: 5 });
   t.match(refused, { ok: 0, failed: 5, reasons: { ECONNREFUSED: 5 } }, 'no listener: refused');
 });

@@ -261,6 +261,7 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   snd.wl2 = r.ack;
   // The SYN-ACK carried the full buffer as its window; later segments must not offer less.
   child.rcv.advRight = (child.rcv.nxt + Math.min(child.rcv.limit, 0xffff)) >>> 0;
+  child.rcv.maxOffered = Math.min(child.rcv.limit, 0xffff);
   child.setState(State.Established);
   proto.register(child);
   proto.stats.passiveOpens++;

@@ -869,6 +869,7 @@ export class TcpEndpoint implements Endpoint {
   flushAck(): void {
     if (this.rcv.ackNow) {
       if (this.proto.rxMore) this.proto.deferAck(this);
+      else if (this.rcv.replyMayCarry) this.proto.deferAckToTurn(this);
       else sendAck(this);
     } else if (this.rcv.unackedSegs > 0) this.rcv.delackTimer.ensure(this.proto.config.delayedAckMs);
   }
@@ -884,10 +885,13 @@ export class TcpEndpoint implements Endpoint {
     }
     // Linux's tcp_cleanup_rbuf: a window update of its own only once at most half the window is left to the
     // peer and the read at least doubles it; smaller openings ride on the next ACK (a bulk receiver reading
-    // after every burst would otherwise send an update per read on top of its ACKs).
+    // after every burst would otherwise send an update per read on top of its ACKs). Half the largest window the
+    // peer was ever offered, when that is less than the buffer: a SYN offers at most 64 KB unscaled, so with a
+    // 128 KB buffer the first read of every connection, a request of a few bytes, sent an update of its own, a
+    // frame before the reply that carries the same news (Linux's rcv_ssthresh keeps it quiet there).
     const rcv = this.rcv;
     const before = rcv.wnd;
-    if (2 * before <= rcv.limit) {
+    if (2 * before <= Math.min(rcv.limit, rcv.maxOffered)) {
       const now = Math.min(rcv.windowToAdvertise(this.snd.mss), rcv.updateCap);
       if (now > before && now >= 2 * before) sendAck(this);
     }

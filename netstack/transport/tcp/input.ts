@@ -382,6 +382,7 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
     rcv.nxt = seq.add(rcv.nxt, 1);
     rcv.finReceived = true;
     rcv.ackNow = true;
+    rcv.replyMayCarry = false;
     ep.rcvShut = true;
     switch (ep.state) {
       case State.SynReceived:

@@ -207,6 +207,9 @@ export class TcpProtocol implements TransportProtocol {
   rxMore = false;
   // Connections with an ACK deferred to batchEnd.
   private readonly deferred: TcpEndpoint[] = [];
+  // Connections with an ACK deferred to the end of the event-loop turn (deferAckToTurn), and its timer.
+  private turnDeferred: TcpEndpoint[] = [];
+  private turnTimer: Timer | null = null;
   /** The stack's clock, held still while one segment is processed or one read or write runs (HeldClock). */
   readonly clock: HeldClock;
 
@@ -323,10 +326,41 @@ export class TcpProtocol implements TransportProtocol {
     for (let i = 0; i < list.length; i++) {
       const ep = list[i]!;
       ep.ackDeferred = false;
-      if (ep.rcv.ackNow) sendAck(ep);
+      if (!ep.rcv.ackNow) continue;
+      if (ep.rcv.replyMayCarry) this.deferAckToTurn(ep);
+      else sendAck(ep);
     }
     list.length = 0;
   }
+
+  /**
+   * Holds `ep`'s ACK of a small in-order segment (Receiver.replyMayCarry) until the end of the event-loop turn
+   * (a clock timer of 0 ms: Node's check phase), after the application's reads and writes have run: a server's
+   * reply then carries it. Every new connection's request was otherwise acknowledged by a frame of its own
+   * (quick-ACK mode), and each frame a server sends costs it the peer's receive path in the send call.
+   */
+  deferAckToTurn(ep: TcpEndpoint): void {
+    if (ep.ackDeferred) return;
+    ep.ackDeferred = true;
+    this.turnDeferred.push(ep);
+    this.turnTimer ??= this.net.clock.schedule(0, this.turnEnd);
+  }
+
+  private readonly turnEnd = (): void => {
+    this.turnTimer = null;
+    const list = this.turnDeferred;
+    this.turnDeferred = [];
+    this.clock.hold();
+    try {
+      for (let i = 0; i < list.length; i++) {
+        const ep = list[i]!;
+        ep.ackDeferred = false;
+        if (ep.rcv.ackNow) sendAck(ep);
+      }
+    } finally {
+      this.clock.release();
+    }
+  };
 
   private deliverSegment(info: PacketInfo, segment: Uint8Array): DeliverResult {
     const st = this.stats;

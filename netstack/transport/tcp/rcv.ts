@@ -44,6 +44,13 @@ export class Receiver {
   unackedSegs = 0;
   /** An ACK is owed at once (out-of-order data, a FIN, a window update). */
   ackNow = false;
+  /**
+   * The ACK owed is for one small in-order segment (a request, say): it may wait for the end of the event-loop turn
+   * (TcpProtocol.deferAckToTurn), by when the application's reply, if it has one at once, carries it.
+   */
+  replyMayCarry = false;
+  /** The largest window (bytes) any segment of ours offered. */
+  maxOffered = 0;
   /** A duplicate range to report as a D-SACK block in the next ACK (RFC 2883), or null. */
   dsack: SackBlock | null = null;
   /** Counters for TCP_INFO. */
@@ -145,11 +152,13 @@ export class Receiver {
 
   /** Records that a segment advertising `wnd` bytes and acknowledging RCV.NXT was sent. */
   onAckSent(wnd: number): void {
+    if (wnd > this.maxOffered) this.maxOffered = wnd;
     const right = seq.add(this.nxt, wnd);
     if (seq.gt(right, this.advRight)) this.advRight = right;
     this.lastAckSent = this.nxt;
     this.unackedSegs = 0;
     this.ackNow = false;
+    this.replyMayCarry = false;
     this.delackTimer.disarm();
   }
 
@@ -166,7 +175,9 @@ export class Receiver {
     this.segsIn += segs - 1;
     this.quickAckCheck(mss);
     const before = this.buf.length + this.ooo.length;
+    const inOrder = start === this.nxt && this.ooo.length === 0;
     this.take(start, data, segs);
+    this.replyMayCarry = inOrder && segs === 1 && data.length < mss;
     this.ep.proto.charge(this.buf.length + this.ooo.length - before);
   }
 

@@ -165,11 +165,19 @@ if (BENCH_NET !== undefined && !/^198\.(18|19)\.\d{1,3}$/.test(BENCH_NET)) {
  * address and the client's (the serving side's gateway to the syn-flood row's spoofed sources).
  */
 function vethSystemIn(prefix: string, subnet: string, slot: number, mtu: number, offloads: boolean) {
-  if (BENCH_NET === undefined) return { pair: vethSystem(prefix, subnet, mtu, offloads), host: `${subnet}.2`, client: `${subnet}.1` };
-  const base = slot * 16;
-  const pair = createVethPair({ prefix, addrA: `${BENCH_NET}.${base + 1}/28`, addrB: `${BENCH_NET}.${base + 2}/28`, mtu, offloads });
-  onCleanup(() => pair.destroy());
-  return { pair, host: `${BENCH_NET}.${base + 2}`, client: `${BENCH_NET}.${base + 1}` };
+  const made = BENCH_NET === undefined
+    ? { pair: vethSystem(prefix, subnet, mtu, offloads), host: `${subnet}.2`, client: `${subnet}.1` }
+    : (() => {
+        const base = slot * 16;
+        const pair = createVethPair({ prefix, addrA: `${BENCH_NET}.${base + 1}/28`, addrB: `${BENCH_NET}.${base + 2}/28`, mtu, offloads });
+        onCleanup(() => pair.destroy());
+        return { pair, host: `${BENCH_NET}.${base + 2}`, client: `${BENCH_NET}.${base + 1}` };
+      })();
+  // The whole port range for the clients: the servers close first and keep every connection in TIME-WAIT for 60 s,
+  // so with Linux's 28,232 ports a client reuses a 4-tuple still in TIME-WAIT after some ten thousand connections
+  // (the http-rps rows make that many), and each such SYN may cost a retransmission of a second.
+  run(['ip', 'netns', 'exec', made.pair.nsA, 'sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
+  return made;
 }
 
 /**

@@ -62,6 +62,7 @@ export async function goferCommand(argv: string[]): Promise<number> {
     'uid-map': { value: true, repeat: true },
     'no-confine': {},
     seccomp: {},
+    'exit-with-stdin': {},
   });
   const root = options.root as string;
   const listen = options.listen as string;
@@ -86,9 +87,20 @@ export async function goferCommand(argv: string[]): Promise<number> {
   if (!st.isDirectory()) throw new CliError(`--root ${root}: not a directory`);
   if (typeof where === 'string' && pathTaken(where)) throw new CliError(`--listen ${where}: in use (a file exists there)`);
 
-  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true);
+  const withStdin = options['exit-with-stdin'] === true;
+  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin);
   if (typeof where !== 'string') throw new UsageError('--listen fd:N needs --no-confine');
-  return launchConfined(root, where, readOnly, argv);
+  return launchConfined(root, where, readOnly, argv, withStdin);
+}
+
+/**
+ * Calls `stop` once standard input reaches its end: the parent that started this gofer with a pipe there (`tsvisor
+ * run --rootfs`) ended, however it ended (a SIGKILL'd run cannot send SIGTERM, and its gofer would serve on).
+ */
+function onStdinEnd(stop: () => void): void {
+  process.stdin.on('data', () => {});
+  process.stdin.once('end', stop);
+  process.stdin.once('error', stop);
 }
 
 function pathTaken(p: string): boolean {
@@ -132,6 +144,7 @@ async function serveHere(
   readOnly: boolean,
   uids: IdMap,
   seccomp: boolean,
+  withStdin: boolean,
 ): Promise<number> {
   let server: GoferServer;
   try {
@@ -159,13 +172,15 @@ async function serveHere(
   await new Promise<void>((done) => {
     process.once('SIGTERM', done);
     process.once('SIGINT', done);
+    if (withStdin) onStdinEnd(done);
   });
+  if (withStdin) process.stdin.destroy();
   await server.close();
   if (ownsPath) rmSync(where as string, { force: true });
   return 0;
 }
 
-async function launchConfined(root: string, path: string, readOnly: boolean, argv: string[]): Promise<number> {
+async function launchConfined(root: string, path: string, readOnly: boolean, argv: string[], withStdin: boolean): Promise<number> {
   const args = bwrapArgs(realpathSync(root), readOnly);
   raiseFileLimit();
   let fd: number;
@@ -174,7 +189,7 @@ async function launchConfined(root: string, path: string, readOnly: boolean, arg
   } catch (e) {
     throw new CliError(`--listen ${path}: ${(e as Error).message}`);
   }
-  const passOn = stripOptions(argv, ['root', 'listen']);
+  const passOn = stripOptions(argv, ['root', 'listen']).filter((a) => a !== '--exit-with-stdin');
   const child = spawn(
     'bwrap',
     [...args, '--', process.execPath, ENTRY, 'gofer', '--root', INNER_ROOT, '--listen', 'fd:3', '--no-confine', '--seccomp', ...passOn],
@@ -185,6 +200,7 @@ async function launchConfined(root: string, path: string, readOnly: boolean, arg
   const stop = () => child.kill('SIGTERM');
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (withStdin) onStdinEnd(stop);
   const code = await new Promise<number>((done) => {
     child.once('error', (e) => {
       process.stderr.write(`tsvisor: gofer: cannot start bwrap: ${e.message} (install bubblewrap, or use --no-confine)\n`);
@@ -194,6 +210,7 @@ async function launchConfined(root: string, path: string, readOnly: boolean, arg
   });
   process.off('SIGTERM', stop);
   process.off('SIGINT', stop);
+  if (withStdin) process.stdin.destroy();
   rmSync(path, { force: true });
   return code;
 }

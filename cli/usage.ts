@@ -74,8 +74,10 @@ Measures throughput, latency, HTTP request rates (new connections, and keep-aliv
 pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only takes systems and test names.
 `,
   gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
+                    [--exit-with-stdin]
 
-Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist).
+Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist). --exit-with-stdin stops
+it when its standard input ends (a parent holding a pipe there ended, however it ended).
 `,
   'install-runtime': `usage: tsvisor install-runtime PATH
 

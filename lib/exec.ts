@@ -24,6 +24,9 @@ export interface ChildResult {
   stderr: string;
 }
 
+/** How long output may stay open after the process exited before collectChild stops waiting for it. */
+const EXIT_GRACE_MS = 5000;
+
 /**
  * Collects a spawned child's output and exit without blocking the event loop: SIGKILL after `timeoutMs`, and a
  * spawn failure ends up in `stderr` (with a null code) instead of an unhandled 'error' event.
@@ -34,13 +37,27 @@ export function collectChild(child: ChildProcess, timeoutMs: number): Promise<Ch
   child.stdout?.on('data', (d) => (stdout += d));
   child.stderr?.on('data', (d) => (stderr += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let lingers: NodeJS.Timeout | undefined;
   return new Promise((resolve) => {
+    const done = (code: number | null, signal: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      clearTimeout(lingers);
+      resolve({ code, signal, stdout, stderr });
+    };
     child.on('error', (err) => {
       stderr += String(err);
     });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+    child.on('close', done);
+    // A process the child left behind can hold its output open for ever: 'close' then never comes. Once the
+    // child itself exited, what it wrote is in within a few seconds; the rest is the leftover's, and the caller
+    // hears of it as output it did not expect rather than as a hang.
+    child.once('exit', (code, signal) => {
+      lingers = setTimeout(() => {
+        stderr += `\n(the output stayed open ${EXIT_GRACE_MS} ms after the process exited: a process it started holds it)`;
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        done(code, signal);
+      }, EXIT_GRACE_MS);
     });
   });
 }

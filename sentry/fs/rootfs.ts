@@ -119,8 +119,10 @@ export async function serveRootfs(
     rmSync(work, { recursive: true, force: true });
   };
   try {
-    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, ...(lowerRo ? ['--ro'] : [])], {
-      stdio: ['ignore', 'inherit', 'inherit'],
+    // Its standard input is a pipe only this process holds: however run ends, even by SIGKILL, the gofer sees
+    // the end of it and goes, instead of serving on with run's standard output and error held open.
+    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, '--exit-with-stdin', ...(lowerRo ? ['--ro'] : [])], {
+      stdio: ['pipe', 'inherit', 'inherit'],
     });
     gofer.once('exit', (code, sig) => {
       goferExit = sig ?? `status ${code}`;

@@ -1,9 +1,10 @@
 // `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, lstatSync, readlinkSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { tsvisorRun } from './run-helpers.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
+import { CLI, tsvisorRun } from './run-helpers.ts';
 
 const CANARY = 'canary: no sandbox may read me\n';
 
@@ -286,4 +287,32 @@ t.test('a setuid-root binary inside DIR gains nothing: it cannot read a root-onl
   t.equal(uids.length, 2);
   t.equal(uids[0], uids[1], 'the set-uid program runs with the same ids as its caller');
   t.same(await settle(root), []);
+});
+
+t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end and goes (it held run\'s output open for ever)', async (t) => {
+  const { root } = busyboxRoot(t);
+  const child = spawn(process.execPath, [CLI, 'run', '--network=none', '--rootfs', root, '--', 'sh', '-c', 'echo up; sleep 120'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A killed run cannot unmount: its FUSE mount (now without a server) is this test's to remove.
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const l of leftovers(root)) {
+      if (l.startsWith('gofer pid')) continue;
+      const at = l.split(' ')[1]!;
+      spawnSync('umount', ['-l', at]);
+      const work = at.match(/^\/tmp\/tsvisor-rootfs-[^/]+/)?.[0];
+      if (work) rmSync(work, { recursive: true, force: true });
+    }
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  await waitFor(() => out.includes('up') && goferPids(root).length > 0, HANG_MS, 'the program and its gofer');
+  const pids = goferPids(root);
+  let closed = false;
+  child.once('close', () => (closed = true));
+  child.kill('SIGKILL');
+  await waitFor(() => pids.every((p) => !existsSync(`/proc/${p}`)), HANG_MS, 'the gofer to go').catch(() => {});
+  t.same(pids.filter((p) => existsSync(`/proc/${p}`)), [], `the gofer (pids ${pids.join(', ')}) is gone`);
+  t.same(leftovers(root).filter((l) => l.startsWith('gofer pid')), [], 'no gofer over DIR is left');
+  await waitFor(() => closed, HANG_MS, 'run\'s output to close').catch(() => {});
+  t.ok(closed, 'run\'s output closed (nothing of it holds it open)');
 });

@@ -9,25 +9,10 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { httpService } from '../../cli/services/http.ts';
-import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
-import { type Clock, type Timer, VirtualClock } from '../../netstack/clock.ts';
+import { parseAddress } from '../../netstack/addr.ts';
 import { Err, NetError } from '../../netstack/errors.ts';
-import { ChannelEndpoint } from '../../netstack/link/channel.ts';
-import { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
-
-/** A clock that counts what the stack asks of it. */
-class CountingClock implements Clock {
-  schedules = 0;
-  constructor(private readonly inner: Clock) {}
-  now(): number {
-    return this.inner.now();
-  }
-  schedule(delayMs: number, fn: () => void): Timer {
-    this.schedules++;
-    return this.inner.schedule(delayMs, fn);
-  }
-}
+import { countedStacks } from './counted.ts';
 
 const numbers = process.argv.slice(2).filter((a) => /^\d+$/.test(a));
 const connections = Number(numbers[0] ?? 20000);
@@ -35,13 +20,7 @@ const CONNS = Number(numbers[1] ?? 8);
 const REQUEST = new TextEncoder().encode('GET / HTTP/1.1\r\nHost: 198.18.0.2\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n');
 const SERVER = parseAddress('198.18.0.2')!;
 
-const clock = new VirtualClock();
-const counting = new CountingClock(clock);
-const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, gso: true });
-const client = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-const server = new Netstack({ clock: counting, seed: 2, dadTransmits: 0 });
-client.stack.addAddress(client.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-server.stack.addAddress(server.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+const { clock, counting, client, server } = countedStacks();
 // --no-time-wait: closed connections skip TIME-WAIT (tcp_max_tw_buckets 0), to see what it costs.
 if (process.argv.includes('--no-time-wait')) server.tcp.configure({ maxTimeWait: 0 });
 const svc = httpService((family, type) => server.socket(family, type));

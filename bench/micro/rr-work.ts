@@ -7,36 +7,11 @@
  */
 import http from 'node:http';
 import { PerformanceObserver } from 'node:perf_hooks';
-import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
-import { type Clock, type Timer, VirtualClock } from '../../netstack/clock.ts';
+import { parseAddress } from '../../netstack/addr.ts';
 import { bindNet } from '../../netstack/adapter/net.ts';
 import { Err, NetError } from '../../netstack/errors.ts';
-import { ChannelEndpoint } from '../../netstack/link/channel.ts';
-import { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
-
-/** A clock that counts what the stack asks of it. */
-class CountingClock implements Clock {
-  nows = 0;
-  schedules = 0;
-  cancels = 0;
-  constructor(private readonly inner: Clock) {}
-  now(): number {
-    this.nows++;
-    return this.inner.now();
-  }
-  schedule(delayMs: number, fn: () => void): Timer {
-    this.schedules++;
-    const t = this.inner.schedule(delayMs, fn);
-    return {
-      cancel: () => {
-        this.cancels++;
-
-        t.cancel();
-      },
-    };
-  }
-}
+import { countedStacks } from './counted.ts';
 
 const args = process.argv.slice(2);
 /** Counts process.nextTick and queueMicrotask calls (the deferred steps an exchange costs); `--deferred` only, as counting costs CPU. */
@@ -60,13 +35,7 @@ const CONNS = 32;
 const REQUEST = new Uint8Array(100).fill(0x61);
 const RESPONSE = new Uint8Array(500).fill(0x62);
 
-const clock = new VirtualClock();
-const counting = new CountingClock(clock);
-const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, gso: true });
-const client = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-const server = new Netstack({ clock: counting, seed: 2, dadTransmits: 0 });
-client.stack.addAddress(client.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-server.stack.addAddress(server.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+const { clock, counting, client, server } = countedStacks();
 
 /** Lets microtasks and immediates (the adapter's and node:http's) run, then moves the virtual clock on. */
 async function tick(ms: number): Promise<void> {

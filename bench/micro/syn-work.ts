@@ -9,25 +9,11 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseAddress, parseSubnet } from '../../netstack/addr.ts';
-import { type Clock, type Timer, VirtualClock } from '../../netstack/clock.ts';
+import { VirtualClock } from '../../netstack/clock.ts';
 import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../../netstack/link/endpoint.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
-
-/** A clock that counts what the stack asks of it. */
-class CountingClock implements Clock {
-  nows = 0;
-  schedules = 0;
-  constructor(private readonly inner: Clock) {}
-  now(): number {
-    this.nows++;
-    return this.inner.now();
-  }
-  schedule(delayMs: number, fn: () => void): Timer {
-    this.schedules++;
-    return this.inner.schedule(delayMs, fn);
-  }
-}
+import { CountingClock } from './counted.ts';
 
 const SERVER_MAC = Uint8Array.of(2, 0, 0, 0, 0, 2);
 const GATEWAY_MAC = Uint8Array.of(2, 0, 0, 0, 0, 1);

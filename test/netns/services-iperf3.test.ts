@@ -49,11 +49,15 @@ t.test('iperf3 service on a veth: UDP both ways, paced, --bidir over UDP and TCP
    * its socket buffer or ring: loss here means the path lost datagrams, not that the machine was busy. The
    * pacing itself is checked exactly on a virtual clock in test/cli/services/iperf3.test.ts.
    */
-  const checkUdp = (t: Test, what: string, sent: Sum, received: Sum, rate: number) => {
+  const checkUdp = (t: Test, what: string, sent: Sum, received: Sum, rate: number, streams = 1) => {
     t.ok(sent.packets! > 0.5 * ((rate / 8) / LEN), `${what}: ${sent.packets} datagrams sent at ${(sent.bits_per_second / 1e6).toFixed(2)} Mbit/s`);
     t.equal(sent.bytes, sent.packets! * LEN, `${what}: sender bytes = datagrams × ${LEN}`);
     t.ok(sent.bits_per_second < rate * 1.1, `${what}: the sender kept to -b ${rate / 1e6}M`);
-    t.equal(received.packets, sent.packets, `${what}: the receiver's highest count is the sender's last`);
+    // iperf3's receiver ends on the control connection's TEST_END, which can overtake the last datagram of a
+    // stream still in its socket: at most one datagram per stream may go uncounted at the tail (a gap before it
+    // is counted as lost, below).
+    const tail = sent.packets! - received.packets!;
+    t.ok(tail >= 0 && tail <= streams, `${what}: the receiver's highest count is the sender's last (${received.packets} of ${sent.packets}, ${streams} stream(s))`);
     t.ok(received.lost_packets! <= sent.packets! / 100, `${what}: ${received.lost_packets} lost (at most 1%)`);
     t.equal(received.bytes, (received.packets! - received.lost_packets!) * LEN, `${what}: receiver bytes = received datagrams × ${LEN}`);
     t.ok(received.jitter_ms! >= 0 && received.jitter_ms! < 50, `${what}: jitter ${received.jitter_ms!.toFixed(3)} ms`);
@@ -73,7 +77,7 @@ t.test('iperf3 service on a veth: UDP both ways, paced, --bidir over UDP and TCP
 
   await t.test('-u -R -P 2 over IPv6: two paced streams', async (t) => {
     const e = await iperf3(SVC6, ['-u', '-R', '-P', '2', '-b', '1M', '-l', String(LEN)]);
-    checkUdp(t, 'service → client, 2 streams', e.sum_sent, e.sum_received, 2e6);
+    checkUdp(t, 'service → client, 2 streams', e.sum_sent, e.sum_received, 2e6, 2);
   });
 
   await t.test('-u --bidir: both directions at once', async (t) => {

@@ -3,7 +3,7 @@
 // (Docker 20.10's bridge way, hooks reading the state on stdin), none (loopback only), and the engine's seccomp
 // profile honoured on top of the Sentry's traps. Namespaces toa-*, addresses 198.18.200.0/24.
 import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { run } from '../../lib/testnet.ts';
@@ -55,7 +55,11 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
   const hookOut = join(b.dir, 'prestart.json');
   b.config.process.args = ['sh', '-c', 'wget -q -O - http://198.18.200.1:8080/ && cat /proc/net/dev | grep -o "eth0" ; sleep 3'];
   b.config.linux.namespaces = b.config.linux.namespaces.map((n: any) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ctr}` } : n));
-  b.config.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', `cat > ${hookOut}`] }] };
+  // The hook reads /proc/<pid>/ns/net while it runs, as a CNI-like hook does: once created, the Sentry's main thread
+  // steps into the program's namespace now and then to make socketpairs there, so a later read may see that one.
+  const hookNs = join(b.dir, 'prestart.ns');
+  const record = `cat > ${hookOut}; readlink /proc/$(sed -n 's/.*"pid":\\([0-9]*\\).*/\\1/p' ${hookOut})/ns/net > ${hookNs}`;
+  b.config.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', record] }] };
   b.write();
   const c = await create(b, 'np');
   t.equal(c.call.code, 0, c.call.stderr);
@@ -63,7 +67,7 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
   t.equal(hook.id, 'np');
   t.equal(hook.status, 'creating');
   t.equal(hook.bundle, b.dir);
-  t.equal(readlinkSync(`/proc/${hook.pid}/ns/net`), `net:[${statSync(`/var/run/netns/${ctr}`).ino}]`,
+  t.equal(readFileSync(hookNs, 'utf8').trim(), `net:[${statSync(`/var/run/netns/${ctr}`).ino}]`,
     "the hook's pid lives in the container's network namespace");
   t.equal(rawState(b, 'np')?.network, 'sandbox');
   const kernelAddrs = run(['ip', '-n', ctr, '-4', 'addr', 'show', 'dev', 'eth0']);

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '../../gofer/client/client.ts';
 import { MS, mountFs, mountFuse, unmountFuse } from './fuse/mount.ts';
 import { FuseServer } from './fuse/server.ts';
+import { Janitor } from '../sandbox/janitor.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** A checkout runs the sources through tsx; an installed package its compiled entry point. */
@@ -107,6 +108,15 @@ export async function serveRootfs(
   let server: FuseServer | undefined;
   let mounted = false;
   let goferExit = '';
+  // A run killed by SIGKILL cannot unmount: its janitor takes the mounts (stale once the server is gone, ENOTCONN
+  // to every reader) and the folder. Innermost first; umount of what is not mounted fails harmlessly, and rm stays
+  // on this file system should a mount have survived.
+  const janitor = Janitor.start([
+    ['umount', '-l', merged],
+    ['umount', '-l', upperFs],
+    ['umount', '-l', mount],
+    ['rm', '-rf', '--one-file-system', work],
+  ]);
   const close = () => {
     for (const m of stacked.reverse()) unmountFuse(m);
     stacked.length = 0;
@@ -117,6 +127,7 @@ export async function serveRootfs(
     // The Gofer removes its socket and exits on SIGTERM; nothing waits for it (run is about to exit).
     if (gofer && gofer.exitCode === null && gofer.signalCode === null) gofer.kill('SIGTERM');
     rmSync(work, { recursive: true, force: true });
+    janitor.done();
   };
   try {
     // Its standard input is a pipe only this process holds: however run ends, even by SIGKILL, the gofer sees

@@ -292,7 +292,7 @@ t.test('a setuid-root binary inside DIR gains nothing: it cannot read a root-onl
 t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end and goes (it held run\'s output open for ever)', async (t) => {
   const { root } = busyboxRoot(t);
   const child = spawn(process.execPath, [CLI, 'run', '--network=none', '--rootfs', root, '--', 'sh', '-c', 'echo up; sleep 120'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  // A killed run cannot unmount: its FUSE mount (now without a server) is this test's to remove.
+  // The janitor should take the mount; should it not, the test removes what is left.
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     for (const l of leftovers(root)) {
@@ -307,6 +307,8 @@ t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end 
   child.stdout.on('data', (d) => (out += d));
   await waitFor(() => out.includes('up') && goferPids(root).length > 0, HANG_MS, 'the program and its gofer');
   const pids = goferPids(root);
+  const work = leftovers(root).join('\n').match(/\/tmp\/tsvisor-rootfs-[^/ ]+/)?.[0] ?? '';
+  t.ok(work && existsSync(work), `run's folder ${work} is there while it runs`);
   let closed = false;
   child.once('close', () => (closed = true));
   child.kill('SIGKILL');
@@ -315,4 +317,9 @@ t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end 
   t.same(leftovers(root).filter((l) => l.startsWith('gofer pid')), [], 'no gofer over DIR is left');
   await waitFor(() => closed, HANG_MS, 'run\'s output to close').catch(() => {});
   t.ok(closed, 'run\'s output closed (nothing of it holds it open)');
+  // The mount lost its server with run: the janitor unmounts it and removes the run's folder.
+  await waitFor(() => leftovers(root).length === 0, HANG_MS, 'the janitor to unmount').catch(() => {});
+  t.same(leftovers(root), [], 'no mount over DIR is left (the janitor unmounted it)');
+  await waitFor(() => !existsSync(work), HANG_MS, 'the janitor to remove the folder').catch(() => {});
+  t.notOk(existsSync(work), `run's folder ${work} is removed`);
 });

@@ -35,6 +35,7 @@
  */
 import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
+import { type BpfInsn, encodeFilter, frameFilter, neighbourFilter } from './packet-filter.ts';
 import {
   C,
   type FdWatch,
@@ -97,6 +98,16 @@ export interface AfPacketOptions {
    * it may receive such frames; without this they are truncated and dropped (rxTruncated).
    */
   superFrames?: boolean;
+  /**
+   * Be one member of a PACKET_FANOUT_HASH group of the namespace (the shards of `serve --threads`): the kernel
+   * gives this endpoint only the flows whose hash falls to it. The socket of MTU-sized frames joins group
+   * `group`; with super-frames, the socket of large frames joins `group + 1`, which reassembles IPv4 fragments
+   * before hashing (PACKET_FANOUT_FLAG_DEFRAG), so a fragmented datagram reaches the member that owns its flow.
+   * Members of one group must be opened one after another, in the same order for both groups: the kernel picks
+   * a member by its position, and a flow's small frames and super-frames must land on the same endpoint. ARP and
+   * NDP frames bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
+   */
+  fanout?: { group: number };
 }
 
 /** Offload activity of an endpoint opened with `offloads: true`. */
@@ -139,17 +150,20 @@ interface OpenedSocket {
   fd: number;
   /** A second packet socket for the super-frame ring, when asked for. */
   bigFd: number;
+  /** A packet socket for ARP and NDP frames alone, for a fanout member. */
+  neighFd: number;
   ifindex: number;
   mac: Uint8Array;
   mtu: number;
 }
 
-/** Creates the packet socket inside the namespace and reads the interface's index, MAC and MTU. */
-function openSocket(netns: string | NetnsHandle, dev: string, two: boolean): OpenedSocket {
+/** Creates the packet socket(s) inside the namespace and reads the interface's index, MAC and MTU. */
+function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, neighbour: boolean): OpenedSocket {
   const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
     const fd = check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET');
+    let bigFd = -1;
     try {
       const req = ifreq(dev);
       if (sys.ioctl(fd, C.SIOCGIFINDEX, req) < 0) {
@@ -162,10 +176,12 @@ function openSocket(netns: string | NetnsHandle, dev: string, two: boolean): Ope
       const mac = req.slice(18, 24); // ifr_hwaddr: sa_family (2) then the address
       check(sys.ioctl(fd, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
       const mtu = new DataView(req.buffer).getInt32(16, true);
-      const bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      return { fd, bigFd, ifindex, mac, mtu };
+      bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      const neighFd = neighbour ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      return { fd, bigFd, neighFd, ifindex, mac, mtu };
     } catch (err) {
       sys.close(fd);
+      if (bigFd >= 0) sys.close(bigFd);
       throw err;
     }
   });
@@ -182,6 +198,11 @@ function sockaddrLL(ifindex: number): Uint8Array {
 }
 
 const SO_ATTACH_FILTER = 26;
+const PACKET_FANOUT = 18;
+const PACKET_FANOUT_HASH = 0;
+const PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
+// Slots of a fanout member's ring for ARP and NDP frames: a few per neighbour, which the stack handles at once.
+const NEIGHBOUR_RING_FRAMES = 256;
 // Slots of the ring for MTU-sized frames by default: a backlog of this many small frames waits while the main thread
 // is busy; about 1.6 KB each at MTU 1500, so 13 MB of kernel memory (allocated, zeroed, when the ring is set up).
 const SMALL_RING_FRAMES = 8192;
@@ -193,33 +214,34 @@ function earlier(a: DataView, aOff: number, b: DataView, bOff: number): boolean 
   return as < bs || (as === bs && a.getUint32(aOff + 20, true) < b.getUint32(bOff + 20, true));
 }
 
-/**
- * Attaches a classic BPF filter to packet socket `fd` that takes frames of at most `limit` bytes (Ethernet header
- * included), or with `above` only the larger ones: two sockets on one interface then split its traffic by size.
- */
-function attachSizeFilter(fd: number, limit: number, above: boolean): void {
-  // ld len; jgt #limit, take|drop, drop|take; ret #262144; ret #0
-  const prog = mapMemory(PAGE_SIZE);
+/** Attaches the classic BPF program `prog` (lib/packet-filter.ts) to packet socket `fd`, replacing any other. */
+function attachFilter(fd: number, prog: readonly BpfInsn[]): void {
+  const code = encodeFilter(prog);
+  const mem = mapMemory(PAGE_SIZE);
   try {
-    const v = prog.view;
-    const insn = (i: number, code: number, jt: number, jf: number, k: number) => {
-      v.setUint16(i * 8, code, true);
-      v.setUint8(i * 8 + 2, jt);
-      v.setUint8(i * 8 + 3, jf);
-      v.setUint32(i * 8 + 4, k, true);
-    };
-    insn(0, 0x80, 0, 0, 0); // BPF_LD | BPF_W | BPF_LEN
-    insn(1, 0x25, above ? 0 : 1, above ? 1 : 0, limit); // BPF_JMP | BPF_JGT | BPF_K
-    insn(2, 0x06, 0, 0, 0x40000); // BPF_RET | BPF_K: the whole frame
-    insn(3, 0x06, 0, 0, 0); // BPF_RET | BPF_K: not for this socket
+    mem.bytes.set(code);
     const fprog = new Uint8Array(16);
     const fv = new DataView(fprog.buffer);
-    fv.setUint16(0, 4, true);
-    fv.setBigUint64(8, prog.address, true);
+    fv.setUint16(0, prog.length, true);
+    fv.setBigUint64(8, mem.address, true);
     check(sys.setsockopt(fd, C.SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16), 'setsockopt', 'SO_ATTACH_FILTER');
   } finally {
-    prog.free(); // the kernel copied the program
+    mem.free(); // the kernel copied the program
   }
+}
+
+/** A filter that takes nothing: a socket between its bind() and its fanout join would otherwise see every frame. */
+const DROP_ALL: readonly BpfInsn[] = [{ code: 0x06, jt: 0, jf: 0, k: 0 }];
+
+/**
+ * Joins packet socket `fd` (bound) to fanout group `group` of its namespace, as a PACKET_FANOUT_HASH member:
+ * the kernel hands each frame to one member by the symmetric flow hash of its addresses and ports (addresses
+ * alone for fragments and for protocols without ports), the same member for both directions of a flow.
+ * `defrag` (PACKET_FANOUT_FLAG_DEFRAG) has the kernel reassemble IPv4 fragments before hashing them.
+ */
+function joinFanout(fd: number, group: number, defrag: boolean): void {
+  const typeFlags = PACKET_FANOUT_HASH | (defrag ? PACKET_FANOUT_FLAG_DEFRAG : 0);
+  setIntOption(fd, C.SOL_PACKET, PACKET_FANOUT, (group & 0xffff) | (typeFlags << 16), `PACKET_FANOUT group ${group}`);
 }
 
 /** One PACKET_RX_RING (TPACKET_V2): fixed-size slots shared with the kernel, walked from our head. */
@@ -315,6 +337,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private blocked = false;
   private readonly watch: FdWatch;
   private readonly bigWatch: FdWatch | null = null;
+  // A fanout member's ARP and NDP frames, which every member sees (see AfPacketOptions.fanout).
+  private neighRing: RxRing | null = null;
+  private readonly neighWatch: FdWatch | null = null;
   private dispatcher: LinkDispatcher | null = null;
   private closed = false;
   private readonly busyPollMs: number;
@@ -354,10 +379,19 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (this.offloads) setIntOption(fd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
         setIntOption(fd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
       }
-      if (s.bigFd >= 0) {
+      const fan = opts.fanout;
+      if (fan) {
+        // Nothing reaches a member between its bind() and its join (it would see every flow's frames).
+        for (const fd of fds) attachFilter(fd, DROP_ALL);
+        setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
+        if (this.offloads) setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+        setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+        attachFilter(s.neighFd, neighbourFilter());
+        this.neighRing = new RxRing(s.neighFd, this.maxFrame + RING_HEADROOM + vnet, NEIGHBOUR_RING_FRAMES, false);
+      } else if (s.bigFd >= 0) {
         // Before bind: until then the sockets receive nothing, so no frame lands in both rings or in neither.
-        attachSizeFilter(this.fd, this.maxFrame, false);
-        attachSizeFilter(s.bigFd, this.maxFrame, true);
+        attachFilter(this.fd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'small' } }));
+        attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
       }
       this.ring = new RxRing(this.fd, this.maxFrame + RING_HEADROOM + vnet, opts.ringFrames ?? SMALL_RING_FRAMES, false);
       if (s.bigFd >= 0) {
@@ -366,12 +400,28 @@ export class AfPacketEndpoint implements LinkEndpoint {
       setIntOption(this.fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, opts.sendBuffer ?? 4 << 20, 'SO_SNDBUFFORCE');
       const sa = sockaddrLL(this.ifindex);
       for (const fd of fds) check(sys.bind(fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
+      if (fan) {
+        check(sys.bind(s.neighFd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
+        joinFanout(this.fd, fan.group, false);
+        if (s.bigFd >= 0) joinFanout(s.bigFd, fan.group + 1, true);
+        // IPv4 fragments go whole through the group of large frames, reassembled there (not in both groups: the
+        // kernel's reassembly queue is shared, so a second group would hold the other's orphan fragments); with one
+        // socket, the member reassembles the fragments the hash of their addresses brings it.
+        attachFilter(this.fd, frameFilter({
+          size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined,
+          noNeighbour: true,
+          noIpv4Fragments: s.bigFd >= 0,
+        }));
+        if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
+      }
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
       this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
     } catch (err) {
       (this.ring as RxRing | undefined)?.mem.free();
       this.bigRing?.mem.free();
+      this.neighRing?.mem.free();
       for (const fd of fds) sys.close(fd);
+      if (s.neighFd >= 0) sys.close(s.neighFd);
       throw err;
     }
     this.watch = watchFd(this.fd, (readable, writable, status) => {
@@ -385,11 +435,18 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (readable) this.receive();
       });
     }
+    if (this.neighRing) {
+      this.neighWatch = watchFd(s.neighFd, (readable, _writable, status) => {
+        if (status < 0) return this.close();
+        if (readable) this.drainNeighbour();
+      });
+    }
   }
 
   /** Opens a packet socket on `dev` inside namespace `netns`; rejects with an error naming whichever is missing. */
   static async open(opts: AfPacketOptions): Promise<AfPacketEndpoint> {
-    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, opts.offloads === true || opts.superFrames === true));
+    const two = opts.offloads === true || opts.superFrames === true;
+    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, opts.fanout !== undefined));
   }
 
   attach(dispatcher: LinkDispatcher | null): void {
@@ -400,6 +457,47 @@ export class AfPacketEndpoint implements LinkEndpoint {
   unref(): void {
     this.watch.unref();
     this.bigWatch?.unref();
+    this.neighWatch?.unref();
+  }
+
+  /**
+   * Delivers what waits in a fanout member's ring of ARP and NDP frames. Apart from the flow rings: a neighbour
+   * frame's order relative to a flow's segments does not matter, and these are few.
+   */
+  private drainNeighbour(): void {
+    const r = this.neighRing;
+    if (r === null) return;
+    const c = this.counters;
+    let delivered = 0;
+    while (!this.closed && r.ready()) {
+      const i = r.head;
+      const off = r.slotOffset(i);
+      const v = r.view;
+      const status = v.getUint32(off, true);
+      const len = v.getUint32(off + 4, true);
+      const snaplen = v.getUint32(off + 8, true);
+      const mac = v.getUint16(off + 12, true);
+      if (status & TP_STATUS_LOSING) this.refreshCounters();
+      const d = this.dispatcher;
+      if (snaplen < len) c.rxTruncated++;
+      else if (d === null) c.rxUnattached++;
+      else {
+        c.rxFrames++;
+        c.rxBytes += snaplen;
+        delivered++;
+        try {
+          d.deliverFrame(r.bytes.subarray(off + mac, off + mac + snaplen), 0);
+        } finally {
+          if (!this.closed) r.release(off, i);
+        }
+        continue;
+      }
+      r.release(off, i);
+    }
+    if (delivered > 0 && !this.closed) {
+      this.dispatcher?.deliverBatchEnd?.();
+      if (this.txCount > 0 && !this.closed) this.flush();
+    }
   }
 
   /** Whether a frame waits in either ring. */
@@ -553,7 +651,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
     if (!this.closed) {
-      for (const fd of this.bigRing ? [this.fd, this.bigRing.fd] : [this.fd]) {
+      for (const ring of [this.ring, this.bigRing, this.neighRing]) {
+        if (ring === null) continue;
+        const fd = ring.fd;
         this.statLen[0] = 8;
         if (sys.getsockopt(fd, C.SOL_PACKET, C.PACKET_STATISTICS, this.stat, this.statLen) === 0) {
           this.counters.rxDropped += this.stat[1]!;
@@ -713,12 +813,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
     // libuv must stop polling before the fd goes away.
     this.watch.close();
     this.bigWatch?.close();
+    this.neighWatch?.close();
     this.ring.mem.free();
     this.tx.free();
     sys.close(this.fd);
     if (this.bigRing) {
       this.bigRing.mem.free();
       sys.close(this.bigRing.fd);
+    }
+    if (this.neighRing) {
+      this.neighRing.mem.free();
+      sys.close(this.neighRing.fd);
     }
   }
 

@@ -1,0 +1,83 @@
+import t from 'tap';
+import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
+import { HANG_MS, waitFor } from '../lib/wait.ts';
+
+// Two endpoints on one interface in one PACKET_FANOUT_HASH group, as two shards of `serve --threads 2`; the
+// kernel of B sends them UDP flows from many ports, fragmented datagrams and ARP.
+const A_IP = '198.18.140.1';
+const B_IP = '198.18.140.2';
+const STACK_IP = '198.18.140.99'; // a static neighbour in B: no one answers ARP for it
+
+const net = createVethPair({ prefix: 'tsh-lib', addrA: `${A_IP}/24`, addrB: `${B_IP}/24` });
+t.teardown(() => net.destroy());
+
+interface Seen {
+  /** Source port → payload lengths of the UDP datagrams to STACK_IP this endpoint got. */
+  flows: Map<number, number[]>;
+  arp: number;
+}
+
+function recorder(ep: AfPacketEndpoint): Seen {
+  const seen: Seen = { flows: new Map(), arp: 0 };
+  ep.attach({
+    deliverFrame(f) {
+      const type = (f[12]! << 8) | f[13]!;
+      if (type === 0x0806) seen.arp++;
+      if (type !== 0x0800 || f[23] !== 17 || f.subarray(30, 34).join('.') !== STACK_IP) return;
+      if ((((f[20]! << 8) | f[21]!) & 0x3fff) !== 0) throw new Error('an IPv4 fragment reached a member');
+      const ihl = (f[14]! & 0x0f) * 4;
+      const sport = (f[14 + ihl]! << 8) | f[15 + ihl]!;
+      const len = ((f[18 + ihl]! << 8) | f[19 + ihl]!) - 8;
+      seen.flows.set(sport, [...(seen.flows.get(sport) ?? []), len]);
+    },
+  });
+  return seen;
+}
+
+// 32 flows from B, each three small datagrams and one of 3000 bytes (fragmented by B's kernel at MTU 1500).
+const SENDER = `
+import socket
+for i in range(32):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('${B_IP}', 41000 + i))
+    for n in (100, 200, 300, 3000):
+        s.sendto(bytes(n), ('${STACK_IP}', 9))
+    s.close()
+`;
+
+t.test('two members of one group → each flow whole on one member, flows on both, reassembled, ARP to both', async (t) => {
+  const group = (process.pid * 2) & 0xfffe;
+  // One after the other: the kernel picks members by position, the same in both groups.
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, superFrames: true, fanout: { group } });
+  t.teardown(() => a.close());
+  const b = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, superFrames: true, fanout: { group } });
+  t.teardown(() => b.close());
+  const seenA = recorder(a);
+  const seenB = recorder(b);
+
+  run(['ip', '-n', net.nsB, 'neigh', 'replace', STACK_IP, 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
+  nsRun(net.nsB, ['python3', '-c', SENDER]);
+  const count = () => [...seenA.flows.values(), ...seenB.flows.values()].reduce((n, l) => n + l.length, 0);
+  await waitFor(() => count() === 128, HANG_MS, 'all 128 datagrams');
+
+  for (const [port, lens] of [...seenA.flows, ...seenB.flows]) {
+    t.ok(!(seenA.flows.has(port) && seenB.flows.has(port)), `flow ${port} on one member only`);
+    t.same([...lens].sort((x, y) => x - y), [100, 200, 300, 3000], `flow ${port}: its datagrams, the large one reassembled`);
+  }
+  t.equal(seenA.flows.size + seenB.flows.size, 32);
+  t.ok(seenA.flows.size > 0 && seenB.flows.size > 0, `flows on both members (${seenA.flows.size} / ${seenB.flows.size})`);
+
+  // B's kernel asks for A's address (as a peer does for a stack's): the request reaches both members.
+  run(['ip', '-n', net.nsB, 'neigh', 'flush', 'dev', net.devB]);
+  nsRun(net.nsB, ['ping', '-c', '1', '-W', '2', A_IP]);
+  await waitFor(() => seenA.arp > 0 && seenB.arp > 0, HANG_MS, 'ARP on both members');
+  t.equal(seenA.arp, seenB.arp, 'each ARP frame once on each member');
+});
+
+t.test('a member of a group on another interface → error naming the option', async (t) => {
+  const group = ((process.pid * 2) & 0xfffe) ^ 0x100;
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, fanout: { group } });
+  t.teardown(() => a.close());
+  await t.rejects(AfPacketEndpoint.open({ netns: net.nsA, dev: 'lo', fanout: { group } }), /PACKET_FANOUT/);
+});

@@ -16,7 +16,7 @@ import { Err, NetError } from '../../netstack/errors.ts';
 import type { Endpoint, SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
 import { UDP_CONNECT_REPLY, UdpReceiver, UdpSender } from './iperf3-udp.ts';
-import { bindDatagram, serveDatagrams, type Service, type SocketFactory } from './service.ts';
+import { bindDatagram, serveDatagrams, type Service, type ShardPeers, type SocketFactory } from './service.ts';
 
 /** Length of the cookie every connection starts with (36 characters and a NUL). */
 export const COOKIE_SIZE = 37;
@@ -166,7 +166,29 @@ export interface Iperf3Options {
   now?: () => number;
   /** Milliseconds since the epoch, for UDP send times (default performance.timeOrigin + performance.now()). */
   wallNow?: () => number;
+  /**
+   * The iperf3 services of the other shards of `serve --threads N`: a test's data streams reach whichever shard
+   * the kernel's flow hash picks, so a shard that gets a connection with a cookie it does not know asks the
+   * others whether it is a stream of their test, and then serves the stream for the test's shard (see
+   * PeerMessage). TCP tests only: a UDP test's streams are served only when they reach the control
+   * connection's shard.
+   */
+  peers?: ShardPeers;
 }
+
+/** What the iperf3 services of two shards tell each other about a test's streams. */
+type PeerMessage =
+  /** A connection with this cookie arrived on the sender's shard: is it a stream of your test? */
+  | { t: 'who'; cookie: string; key: number }
+  /** Yes: serve it as stream `id` of my test, sending blocks of `len` bytes from 'start' when `sender`. */
+  | { t: 'mine'; key: number; id: number; sender: boolean; len: number }
+  /** It is my test's, but the test takes no more streams: refuse it. */
+  | { t: 'refuse'; key: number }
+  | { t: 'notMine'; key: number }
+  /** The test started (all its streams are in) / the client ended it / it is over. */
+  | { t: 'start' | 'end' | 'close'; cookie: string }
+  /** After 'end': the bytes a stream served for the test received or sent. */
+  | { t: 'result'; cookie: string; key: number; bytes: number };
 
 const CHUNK = 262144;
 // Where received test data goes (read as iperf3's server reads it, into a buffer, and then dropped).
@@ -291,6 +313,8 @@ interface DataStream {
   /** TCP: the connection, and where the next write starts inside the block (sending streams). */
   conn?: Conn;
   offset: number;
+  /** A stream another shard serves for this test (see PeerMessage). */
+  remote?: { shard: number; key: number };
   /** UDP: the peer's address key, and the receiving or sending end. */
   peerKey?: string;
   udpIn?: UdpReceiver;
@@ -305,6 +329,8 @@ class Test {
   startedAt = 0;
   private block: Uint8Array = new Uint8Array(0);
   private pacer: ReturnType<typeof setInterval> | null = null;
+  // Results still to come from the shards serving streams of this test, after TEST_END.
+  private awaitingResults = 0;
 
   constructor(
     readonly cookie: string,
@@ -313,6 +339,7 @@ class Test {
     private readonly now: () => number,
     private readonly wallNow: () => number,
     private readonly onOver: (t: Test) => void,
+    private readonly peers?: ShardPeers,
   ) {
     control.send(stateByte(State.PARAM_EXCHANGE));
   }
@@ -364,7 +391,9 @@ class Test {
           for (const d of this.streams) {
             d.result.seconds = elapsed;
             if (d.offset === 0) d.conn?.close();
+            if (d.remote) this.awaitingResults++;
           }
+          this.tellRemotes('end');
           c.send(stateByte(State.EXCHANGE_RESULTS));
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
       } else if (this.phase === 'results') {
@@ -374,6 +403,7 @@ class Test {
         if (!first) break;
         c.pushFront(first);
         if (first[0] !== 0) return this.end();
+        if (this.awaitingResults > 0) break; // remoteResult() steps us again
         const json = takeJson(c);
         if (json === null) break;
         c.send(frameJson(resultsJson(this.params!.reverse || this.params!.bidirectional, this.streams.map((d) => this.resultOf(d)))));
@@ -399,6 +429,36 @@ class Test {
     if (!d.sender) for (const chunk of conn.takeAll()) this.count(d, chunk.length); // data that came with the cookie
     this.startIfComplete(d);
     return true;
+  }
+
+  /**
+   * Attaches a TCP data stream that shard `shard` serves for this test (its connection `key`); `announce` tells
+   * that shard the stream's id and direction before a complete test tells it to start. False when the test
+   * takes no more streams.
+   */
+  addRemoteStream(shard: number, key: number, announce: (d: DataStream) => void): boolean {
+    if (this.phase !== 'streams' || !this.params || this.params.udp || this.streams.length >= this.expected) return false;
+    const d = this.newStream();
+    d.remote = { shard, key };
+    this.streams.push(d);
+    announce(d);
+    this.startIfComplete(d);
+    return true;
+  }
+
+  /** The figures of a stream another shard served, after TEST_END; the results go out once all are in. */
+  remoteResult(shard: number, key: number, bytes: number): void {
+    const d = this.streams.find((s) => s.remote?.shard === shard && s.remote.key === key);
+    if (!d || this.phase !== 'results') return;
+    d.result.bytes = bytes;
+    this.awaitingResults--;
+    this.stepControl();
+  }
+
+  /** Tells every shard that serves a stream of this test that it started, ended or is over. */
+  private tellRemotes(t: 'start' | 'end' | 'close'): void {
+    const shards = new Set(this.streams.flatMap((d) => (d.remote ? [d.remote.shard] : [])));
+    for (const shard of shards) this.peers?.send(shard, { t, cookie: this.cookie } satisfies PeerMessage);
   }
 
   /** Attaches a UDP data stream from `peer` (whose connect datagram the caller answered) on `ep`. */
@@ -438,6 +498,7 @@ class Test {
     this.stats.tests++;
     this.control.send(stateByte(State.TEST_START));
     this.control.send(stateByte(State.TEST_RUNNING));
+    this.tellRemotes('start');
     // A stream added earlier has nothing to wake it before the client's data, so start the senders here.
     for (const s of this.streams) if (s !== last && s.sender && s.conn) this.stepStream(s);
     if (this.streams.some((s) => s.udpOut)) {
@@ -517,6 +578,7 @@ class Test {
   end(): void {
     if (this.phase === 'over') return;
     this.phase = 'over';
+    this.tellRemotes('close');
     this.stopPacer();
     this.control.flush();
     this.control.close();
@@ -524,6 +586,26 @@ class Test {
     this.onOver(this);
   }
 }
+
+/** A TCP data stream this shard serves for a test whose control connection another shard has. */
+interface ServedStream {
+  conn: Conn;
+  /** The key the test's shard knows the stream by (this shard's, from its question). */
+  key: number;
+  cookie: string;
+  /** The test's shard. */
+  owner: number;
+  sender: boolean;
+  block: Uint8Array;
+  offset: number;
+  /** Started: the test's streams are all in. Ended: the client sent TEST_END. */
+  running: boolean;
+  ended: boolean;
+  bytes: number;
+}
+
+/** How long a shard waits for the others to say whose a cookie is before taking it for a new test's. */
+const ASK_MS = 2000;
 
 /** iperf3's i_errno for "not implemented yet", sent with SERVER_ERROR for tests this server does not run. */
 export const IE_UNIMP = 13;
@@ -589,6 +671,13 @@ export function iperf3Service(
   const conns = new Set<Conn>();
   let test: Test | null = null;
   const owner = new Map<Conn, Test>();
+  const peers = opts.peers && opts.peers.count > 1 ? opts.peers : undefined;
+  // Connections whose cookie the other shards are being asked about, by key (see PeerMessage).
+  const asking = new Map<number, { conn: Conn; cookie: string; noes: number; timer: ReturnType<typeof setTimeout> }>();
+  const askingKey = new Map<Conn, number>();
+  // Streams this shard serves for another shard's test.
+  const served = new Map<Conn, ServedStream>();
+  let nextKey = 1;
 
   const refuse = (c: Conn) => {
     stats.refused++;
@@ -606,6 +695,9 @@ export function iperf3Service(
       }
       return;
     }
+    const rs = served.get(c);
+    if (rs) return stepServed(rs);
+    if (askingKey.has(c)) return; // the answer steps it
     // A new connection: its first 37 bytes are the cookie.
     c.fill();
     const cookieBytes = c.take(COOKIE_SIZE);
@@ -621,15 +713,119 @@ export function iperf3Service(
       if (c.eof || c.failed) return c.close();
       return test.stepStream(d);
     }
+    if (peers) return ask(c, cookie);
+    startTest(c, cookie);
+  };
+
+  /** A connection whose cookie is no stream's: a new test's control connection, unless one runs. */
+  const startTest = (c: Conn, cookie: string) => {
     if (test) return refuse(c); // busy, as iperf3's server is with a second client
     const fresh = new Test(cookie, c, stats, now, wallNow, (over) => {
       if (test === over) test = null;
       for (const [k, v] of owner) if (v === over) owner.delete(k);
-    });
+    }, peers);
     test = fresh;
     owner.set(c, fresh);
     fresh.stepControl();
   };
+
+  /** Asks the other shards whether `cookie` is their test's; nobody answering yes within ASK_MS means no. */
+  const ask = (c: Conn, cookie: string) => {
+    const key = nextKey++;
+    const timer = setTimeout(() => answered(key, { t: 'notMine', key }, true), ASK_MS);
+    asking.set(key, { conn: c, cookie, noes: 0, timer });
+    askingKey.set(c, key);
+    peers!.send('others', { t: 'who', cookie, key } satisfies PeerMessage);
+  };
+
+  /** An answer to `ask`; `final` when no other answer will count. */
+  const answered = (key: number, m: PeerMessage & { t: 'mine' | 'refuse' | 'notMine' }, final = false) => {
+    const a = asking.get(key);
+    if (!a) return;
+    if (m.t === 'notMine' && !final && ++a.noes < peers!.count - 1) return;
+    asking.delete(key);
+    askingKey.delete(a.conn);
+    clearTimeout(a.timer);
+    if (a.conn.closed) return;
+    if (m.t === 'refuse') return refuse(a.conn);
+    if (m.t === 'notMine') return startTest(a.conn, a.cookie);
+    const rs: ServedStream = {
+      conn: a.conn, key, cookie: a.cookie, owner: -1, sender: m.sender, block: new Uint8Array(m.len), offset: 0, running: false, ended: false, bytes: 0,
+    };
+    return rs;
+  };
+
+  /** Moves data on a stream served for another shard's test, as Test.stepStream does for its own. */
+  const stepServed = (rs: ServedStream) => {
+    const c = rs.conn;
+    if (c.closed) return;
+    for (;;) {
+      const r = c.ep.read({ into: SINK });
+      if (r === Err.WouldBlock) break;
+      if (r instanceof NetError || r.data.length === 0) return c.close();
+      if (!rs.sender && !rs.ended) {
+        rs.bytes += r.data.length;
+        stats.bytesIn += r.data.length;
+      }
+    }
+    if (!rs.sender || !rs.running || (rs.ended && rs.offset === 0)) return;
+    for (;;) {
+      const n = c.ep.write(rs.block.subarray(rs.offset));
+      if (n === Err.WouldBlock || n === 0) return;
+      if (n instanceof NetError) return c.close();
+      rs.bytes += n;
+      stats.bytesOut += n;
+      rs.offset = (rs.offset + n) % rs.block.length;
+      if (rs.offset === 0 && rs.ended) return c.close();
+    }
+  };
+
+  peers?.listen((from, raw) => {
+    const m = raw as PeerMessage;
+    switch (m.t) {
+      case 'who': {
+        const reply = (r: PeerMessage) => peers.send(from, r);
+        const t = test;
+        if (!t || t.cookie !== m.cookie) return reply({ t: 'notMine', key: m.key });
+        const ok = t.addRemoteStream(from, m.key, (d) => reply({ t: 'mine', key: m.key, id: d.result.id, sender: d.sender, len: t.params!.len }));
+        if (!ok) reply({ t: 'refuse', key: m.key });
+        return;
+      }
+      case 'mine':
+      case 'refuse':
+      case 'notMine': {
+        const rs = answered(m.key, m);
+        if (!rs) return;
+        rs.owner = from;
+        served.set(rs.conn, rs);
+        if (!rs.sender) {
+          for (const chunk of rs.conn.takeAll()) { // came with the cookie
+            rs.bytes += chunk.length;
+            stats.bytesIn += chunk.length;
+          }
+        }
+        return stepServed(rs);
+      }
+      case 'start':
+      case 'end':
+      case 'close':
+        for (const rs of [...served.values()]) {
+          if (rs.cookie !== m.cookie || rs.owner !== from) continue;
+          if (m.t === 'start') rs.running = true;
+          if (m.t === 'end') {
+            rs.ended = true;
+            peers.send(from, { t: 'result', cookie: rs.cookie, key: rs.key, bytes: rs.bytes } satisfies PeerMessage);
+          }
+          if (m.t === 'close' || (m.t === 'end' && rs.offset === 0)) rs.conn.close();
+          else stepServed(rs);
+          if (m.t === 'close' || rs.conn.closed) served.delete(rs.conn);
+        }
+        return;
+      case 'result':
+        if (test && test.cookie === m.cookie) test.remoteResult(from, m.key, m.bytes);
+        return;
+    }
+  });
 
   const accept = coalesced(() => {
     for (;;) {
@@ -638,6 +834,13 @@ export function iperf3Service(
       r.endpoint.setOption('TCP_NODELAY', 1);
       const c: Conn = new Conn(r.endpoint, step, (gone) => {
         conns.delete(gone);
+        // A served stream stays until its test's shard has had its figures ('end') or is over ('close').
+        const k = askingKey.get(gone);
+        if (k !== undefined) {
+          clearTimeout(asking.get(k)!.timer);
+          asking.delete(k);
+          askingKey.delete(gone);
+        }
         const t = owner.get(gone);
         if (t && gone === t.control) t.end();
         // A data stream that goes away leaves its figures in the test's results.
@@ -669,6 +872,7 @@ export function iperf3Service(
       for (const stop of stopUdp) stop();
       for (const ep of udp) ep.close();
       test?.end();
+      for (const a of asking.values()) clearTimeout(a.timer);
       for (const c of [...conns]) c.close();
     },
   };

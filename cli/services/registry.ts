@@ -5,7 +5,7 @@
 import { NetError } from '../../netstack/errors.ts';
 import { httpService } from './http.ts';
 import { iperf3Service } from './iperf3.ts';
-import type { SocketFactory } from './service.ts';
+import type { ShardPeers, SocketFactory } from './service.ts';
 import { tcpSockperf, udpSockperf } from './sockperf.ts';
 import { tcpChargen, tcpDiscard, tcpEcho } from './tcp.ts';
 import { udpChargen, udpDiscard, udpEcho } from './udp.ts';
@@ -19,7 +19,13 @@ export interface RunningService {
   close(): void;
 }
 
-type Starter = (sockets: SocketFactory, port: number) => { port: number; stats: object; close(): void } | NetError;
+type Starter = (sockets: SocketFactory, port: number, shard: ShardExtras) => { port: number; stats: object; close(): void } | NetError;
+
+/** What a service on one shard of `serve --threads N` gets besides its sockets. */
+export interface ShardExtras {
+  /** The same service on the other shards (absent with one thread). */
+  peers?: ShardPeers;
+}
 
 interface Definition {
   readonly defaultPort: number;
@@ -32,7 +38,7 @@ const DEFINITIONS: Record<string, Definition> = {
   discard: { defaultPort: 9, udp: udpDiscard, tcp: tcpDiscard },
   chargen: { defaultPort: 19, udp: udpChargen, tcp: tcpChargen },
   http: { defaultPort: 80, tcp: httpService },
-  iperf3: { defaultPort: 5201, tcp: iperf3Service },
+  iperf3: { defaultPort: 5201, tcp: (sockets, port, shard) => iperf3Service(sockets, port, { peers: shard.peers }) },
   sockperf: { defaultPort: 11111, udp: udpSockperf, tcp: tcpSockperf },
 };
 
@@ -40,7 +46,7 @@ const DEFINITIONS: Record<string, Definition> = {
 export const SERVICE_NAMES: readonly string[] = Object.keys(DEFINITIONS);
 
 /** Starts service `name` on every transport it supports; on failure nothing stays open. */
-export function startService(name: string, sockets: SocketFactory, port?: number): RunningService[] | NetError {
+export function startService(name: string, sockets: SocketFactory, port?: number, shard: ShardExtras = {}): RunningService[] | NetError {
   const def = DEFINITIONS[name];
   if (!def) throw new Error(`unknown service ${name}`);
   const p = port ?? def.defaultPort;
@@ -48,7 +54,7 @@ export function startService(name: string, sockets: SocketFactory, port?: number
   for (const proto of ['udp', 'tcp'] as const) {
     const start = def[proto];
     if (!start) continue;
-    const s = start(sockets, p);
+    const s = start(sockets, p, shard);
     if (s instanceof NetError) {
       for (const o of out) o.close();
       return s;

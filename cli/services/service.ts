@@ -10,6 +10,21 @@ import { EventIn } from '../../netstack/waiter.ts';
 /** Creates socket endpoints (the netstack facade's `socket()`). */
 export type SocketFactory = (family: Family, type: SocketType, protocol?: number) => Endpoint | NetError;
 
+/**
+ * The other shards of a `serve --threads N` (cli/serve-shard.ts), for a service whose state spans connections
+ * that the kernel's flow hash may give to different shards (an iperf3 test's control and data connections).
+ */
+export interface ShardPeers {
+  /** This shard's index, from 0. */
+  readonly self: number;
+  /** How many shards there are. */
+  readonly count: number;
+  /** Sends `msg` (structured-cloneable) to the same service on shard `to`, or on every other shard. */
+  send(to: number | 'others', msg: unknown): void;
+  /** Sets the receiver of what the same service on other shards sends. */
+  listen(fn: (from: number, msg: unknown) => void): void;
+}
+
 /** A running service; close() releases its sockets. */
 export interface Service {
   readonly name: string;

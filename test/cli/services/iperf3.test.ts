@@ -317,3 +317,106 @@ t.test('--bidir over TCP: the first -P streams are received on, the next -P sent
   });
   svc.close();
 });
+
+/** Two shards' services joined by an in-memory bus (messages delivered on a later turn, as through the main thread). */
+function twoShards() {
+  let now = 1000;
+  const listeners: ((from: number, msg: unknown) => void)[] = [];
+  const peers = (self: number) => ({
+    self,
+    count: 2,
+    send: (to: number | 'others', msg: unknown) => {
+      const dest = to === 'others' ? 1 - self : to;
+      const copy = structuredClone(msg);
+      setImmediate(() => listeners[dest]?.(self, copy));
+    },
+    listen: (fn: (from: number, msg: unknown) => void) => void (listeners[self] = fn),
+  });
+  const shards = [0, 1].map((i) => {
+    const s = fakeSockets();
+    const svc = iperf3Service(s.factory, 5201, { now: () => now, peers: peers(i) });
+    if (!(svc && 'stats' in svc)) throw new Error('service did not start');
+    return { s, svc };
+  });
+  return { shards, advance: (ms: number) => (now += ms) };
+}
+
+t.test('two shards, streams on both: the other shard serves its stream for the test, results hold its bytes', async (t) => {
+  const { shards: [a, b], advance } = twoShards();
+  const c = await control(t, a!.s, { tcp: true, parallel: 2, len: 1000 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const d1 = a!.s.connect();
+  d1.feed(COOKIE);
+  await settle();
+  const d2 = b!.s.connect(); // the flow hash gave this stream to the other shard
+  const first = new Uint8Array(COOKIE_SIZE + 700);
+  first.set(COOKIE);
+  d2.feed(first);
+  await settle();
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING), 'the remote stream completes the test');
+  d1.feed(new Uint8Array(400));
+  d2.feed(new Uint8Array(300));
+  await settle();
+  advance(1000);
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  t.ok(d1.closed && d2.closed, 'TEST_END closes the streams on both shards');
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  const want = resultsJson(false, [
+    { id: 1, bytes: 400, seconds: 1 },
+    { id: 3, bytes: 1000, seconds: 1 },
+  ]);
+  t.same(got, new Uint8Array([...frameJson(want), State.DISPLAY_RESULTS]), 'the remote stream\'s bytes in the results');
+  c.feed(bytes(State.IPERF_DONE));
+  await settle();
+  t.match(a!.svc.stats, { tests: 1, completed: 1, refused: 0, bytesIn: 400 });
+  t.match(b!.svc.stats, { tests: 0, refused: 0, bytesIn: 1000 });
+  a!.svc.close();
+  b!.svc.close();
+});
+
+t.test('two shards, reverse: the remote stream sends from TEST_START, whole blocks, and reports what it sent', async (t) => {
+  const { shards: [a, b], advance } = twoShards();
+  const c = await control(t, a!.s, { tcp: true, parallel: 1, reverse: true, len: 1000 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const d = b!.s.connect();
+  d.writeBudget = 2500;
+  d.feed(COOKIE);
+  await settle();
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING));
+  t.equal(d.drain().length, 2500, 'the other shard sends once the test started');
+  advance(2000);
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  t.notOk(d.closed, 'a stream inside a block stays open');
+  d.grant(100000);
+  await settle();
+  t.equal(d.drain().length, 500, 'then only the rest of the cut block');
+  t.ok(d.closed);
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = new TextDecoder().decode(c.drain().subarray(4));
+  t.match(JSON.parse(got.slice(0, -1)), { sender_has_retransmits: 0, streams: [{ id: 1, bytes: 2500, end_time: 2 }] });
+  a!.svc.close();
+  b!.svc.close();
+});
+
+t.test('two shards: a cookie nobody knows starts a test where it arrived; a busy shard refuses a stranger', async (t) => {
+  const { shards: [a, b] } = twoShards();
+  const c = await control(t, b!.s, { tcp: true, parallel: 1 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS), 'a new test on the shard the control connection reached');
+  const c2 = a!.s.connect();
+  c2.feed(cookie('a-second-client'));
+  await settle();
+  t.same(c2.drain(), bytes(State.PARAM_EXCHANGE), 'the other shard, not busy, starts its own test');
+  const stranger = b!.s.connect();
+  stranger.feed(cookie('a-third-client'));
+  await settle();
+  t.same(stranger.drain(), bytes(State.ACCESS_DENIED), 'a busy shard refuses');
+  a!.svc.close();
+  b!.svc.close();
+});

@@ -204,7 +204,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       out(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.title}: ${c.detail}`);
     }
     rmSync(files, { recursive: true, force: true });
-    const counters = served.counters();
+    const counters = await served.counters();
     const interesting = ['link.rxFrames', 'link.txFrames', 'rx.dropped', 'frag.reassembled', 'ipv4.txFragments', 'ipv6.txFragments', 'icmpv4.txEchoReplies', 'icmpv6.txEchoReplies', 'udp.received', 'udp.sent', 'tcp.segmentsReceived', 'tcp.segmentsSent', 'tcp.retransmits'];
     const shown = interesting.filter((k) => counters[k] !== undefined).map((k) => `${k}=${counters[k]}`);
     if (shown.length) out(`counters: ${shown.join(' ')}`);

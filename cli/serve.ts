@@ -16,10 +16,12 @@ import { type ImpairSpec, parseImpairSpec } from '../netstack/link/impair.ts';
 import type { Netstack } from '../netstack/netstack.ts';
 import { SysctlTable } from '../netstack/sysctl.ts';
 import { DEFAULT_TCP_CONFIG } from '../netstack/transport/tcp/protocol.ts';
-import { startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
+import { servicePort, startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
 import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
+import type { ShardConfig } from './serve-shard.ts';
 import { stackOnLink } from './stack-on-link.ts';
+import { type Shards, startShards } from './serve-shards.ts';
 import { StatsServer, statsSocketPath } from './stats.ts';
 
 /**
@@ -55,16 +57,25 @@ export interface ServeOptions {
   offloads?: boolean;
   /** Settings by Linux's sysctl names (`--sysctl net.ipv4.tcp_sack=0`, as `docker run --sysctl`), in order. */
   sysctls?: { key: string; value: string }[];
+  /**
+   * Netstack shards, each on a worker thread of its own (cli/serve-shard.ts), among which the kernel spreads the
+   * flows (default 1: the stack on the main thread, no worker).
+   */
+  threads?: number;
 }
+
+/** The most shards `--threads` takes (a fanout group holds far more; this bounds kernel ring memory). */
+const MAX_THREADS = 16;
 
 /** A running `serve`: the stack, its link and services, and how to stop it. */
 export interface Served {
-  readonly netstack: Netstack;
-  readonly link: LinkEndpoint;
+  /** The stack and its link; undefined with --threads above 1 (each shard has its own, in its worker). */
+  readonly netstack: Netstack | undefined;
+  readonly link: LinkEndpoint | undefined;
   readonly addresses: Subnet[];
   readonly services: RunningService[];
-  /** Counters of the stack, the host link, the impairment wrapper and the services. */
-  counters(): Record<string, number>;
+  /** Counters of the stack, the host link, the impairment wrapper and the services (summed over shards). */
+  counters(): Record<string, number> | Promise<Record<string, number>>;
   /** Stops services, closes the link and gives the interface back to the kernel; idempotent. */
   stop(): Promise<void>;
 }
@@ -84,6 +95,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     'no-stats-socket': {},
     'no-offloads': {},
     sysctl: { value: true, repeat: true },
+    threads: { value: true },
   });
   // Checked against a table of the same kind the stack will have, so a bad key or value stops serve before it starts.
   const check = new SysctlTable(DEFAULT_TCP_CONFIG, () => {});
@@ -123,6 +135,13 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     return { name: m[1]!, port: m[2] === undefined ? undefined : intOption('service', m[2], 1, 65535) };
   });
   if (o.tap && addresses.length === 0) throw new UsageError('--tap needs at least one --addr');
+  const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, MAX_THREADS);
+  if (threads > 1) {
+    // Each shard would need its own capture file or impairment seed, and a TAP has one queue: not done yet.
+    for (const [given, name] of [[o.tap, '--tap'], [o.pcap, '--pcap'], [o.impair, '--impair']] as const) {
+      if (given) throw new UsageError(`--threads ${threads} does not go with ${name} yet: use --threads 1`);
+    }
+  }
   return {
     netns: o.netns as string,
     dev: o.dev as string,
@@ -136,6 +155,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     statsSocket: !o['no-stats-socket'],
     offloads: !o['no-offloads'],
     sysctls,
+    threads,
   };
 }
 
@@ -187,6 +207,10 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       if (opts.addresses && taken.config.mtu < IPV6_MIN_MTU && opts.addresses.some((a) => !isV4(a.address))) {
         say(`MTU ${taken.config.mtu} is below IPv6's minimum of ${IPV6_MIN_MTU}: leaving out the IPv6 --addr`);
         addresses = addresses.filter((a) => isV4(a.address));
+      }
+      if ((opts.threads ?? 1) > 1) {
+        if (addresses.length === 0) throw new CliError(`interface '${opts.dev}' has no addresses; give --addr`);
+        return await startSharded(opts, netns, addresses, routes, undo, unwind, say);
       }
       // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
       const packet = await AfPacketEndpoint.open({
@@ -253,6 +277,69 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
   }
 }
 
+/**
+ * The rest of startServe with `--threads N` above 1: N shards on worker threads, each a member of one fanout
+ * group on the interface the main thread took over (and restores: the workers never change it).
+ */
+async function startSharded(
+  opts: ServeOptions,
+  netns: NetnsHandle,
+  addresses: Subnet[],
+  routes: { destination: Subnet; gateway?: Address }[],
+  undo: (() => void)[],
+  unwind: () => void,
+  say: (line: string) => void,
+): Promise<Served> {
+  const n = opts.threads!;
+  // Two groups per serve (MTU-sized frames, super-frames), numbered from the pid: unique among the serves of a
+  // namespace (fanout groups belong to a namespace), and a clash names PACKET_FANOUT in its error.
+  const group = (process.pid * 2) & 0xfffe;
+  const configs: ShardConfig[] = Array.from({ length: n }, (_, index) => ({
+    index,
+    count: n,
+    netnsFd: netns.fd,
+    netnsLabel: netns.label,
+    dev: opts.dev,
+    offloads: opts.offloads !== false,
+    // The shards share the bursts: each ring a share of one thread's, with a floor for a shard that gets most.
+    ringFrames: Math.max(4096, Math.ceil(SERVE_RING_FRAMES / n)),
+    group,
+    addresses,
+    routes,
+    gateways: opts.gateways ?? [],
+    sysctls: opts.sysctls ?? [],
+    services: opts.services,
+  }));
+  let shards: Shards;
+  try {
+    shards = await startShards(configs, say);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  // On a sync unwind (an exception on the way out) the workers are ended at once; stop() ends them first, gently.
+  undo.push(() => shards.terminate());
+  const counters = () => shards.counters();
+  if (opts.statsSocket !== false) {
+    const stats = await StatsServer.listen(statsSocketPath(opts.netns, opts.dev), counters);
+    undo.push(() => stats.close());
+  }
+  let stopped = false;
+  return {
+    netstack: undefined,
+    link: undefined,
+    addresses,
+    // Each shard runs every service; these describe them once, for the banner.
+    services: opts.services.map((s) => ({ name: s.name, proto: 'tcp', port: servicePort(s.name, s.port), stats: {}, close() {} })),
+    counters,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await shards.stop();
+      unwind();
+    },
+  };
+}
+
 /** The kind of interface `dev` in `netns` ('veth', 'tun', … or '' for a plain device), or null when there is none. */
 function interfaceKind(netns: string, dev: string): string | null {
   let info: { linkinfo?: { info_kind?: string } }[];
@@ -287,7 +374,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const onExit = () => void served.stop();
   process.once('exit', onExit);
   const list = served.addresses.map(formatSubnet).join(' ');
-  process.stderr.write(`tsvisor: serving on ${opts.netns}/${opts.dev} (${list})` +
+  const threads = (opts.threads ?? 1) > 1 ? `, ${opts.threads} threads` : '';
+  process.stderr.write(`tsvisor: serving on ${opts.netns}/${opts.dev} (${list}${threads})` +
     (served.services.length ? `; services ${[...new Set(served.services.map((s) => `${s.name}:${s.port}`))].join(' ')}` : '') + '\n');
   process.stdout.write('tsvisor: ready\n');
   await stopped;

@@ -22,11 +22,12 @@ export class StatsServer {
   ) {}
 
   /** Listens on `path` (replacing a stale socket file). */
-  static async listen(path: string, counters: () => Record<string, number>): Promise<StatsServer> {
+  static async listen(path: string, counters: () => Record<string, number> | Promise<Record<string, number>>): Promise<StatsServer> {
     mkdirSync(RUN_DIR, { recursive: true });
     rmSync(path, { force: true });
     const server = net.createServer((c) => {
-      c.end(JSON.stringify(counters()) + '\n');
+      c.on('error', () => {}); // a client gone before its answer
+      void Promise.resolve(counters()).then((v) => c.end(JSON.stringify(v) + '\n'));
     });
     server.unref();
     await new Promise<void>((resolve, reject) => {

@@ -46,6 +46,9 @@ options:
   --tap                create a TAP device named IFACE instead (needs --addr)
   --no-offloads        no PACKET_VNET_HDR: send MTU-sized frames (received super-frames are still taken)
   --no-stats-socket    do not serve counters to 'tsvisor stats'
+  --threads N          N netstack shards on worker threads (default 1: no worker); the kernel's flow hash
+                       (PACKET_FANOUT_HASH) gives each connection to one shard, every shard runs every service
+                       (not with --tap, --pcap, --impair)
 `,
   stats: `usage: tsvisor stats --netns NAME --dev IFACE [--json] [--all]
 

@@ -45,6 +45,13 @@ const DEFINITIONS: Record<string, Definition> = {
 /** Names of every known service. */
 export const SERVICE_NAMES: readonly string[] = Object.keys(DEFINITIONS);
 
+/** The port service `name` listens on: `port` if given, else its default. */
+export function servicePort(name: string, port?: number): number {
+  const def = DEFINITIONS[name];
+  if (!def) throw new Error(`unknown service ${name}`);
+  return port ?? def.defaultPort;
+}
+
 /** Starts service `name` on every transport it supports; on failure nothing stays open. */
 export function startService(name: string, sockets: SocketFactory, port?: number, shard: ShardExtras = {}): RunningService[] | NetError {
   const def = DEFINITIONS[name];

@@ -17,6 +17,10 @@ export interface BenchOptions {
   only: string[];
   /** Progress lines. */
   log: (line: string) => void;
+  /** `tsvisor serve --threads` of the tsvisor system (default 1). */
+  threads?: number;
+  /** Throughput stream counts to run instead of the plan's. */
+  streams?: number[];
 }
 
 /** UDP round trip next to TCP's, for the side-by-side UDP echo comparison. */
@@ -264,11 +268,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const { systems, tests } = selectOnly(opts.only);
-  const p = plan(opts.quick);
+  const p = { ...plan(opts.quick), ...(opts.streams ? { streams: opts.streams } : {}) };
   const results: BenchResult[] = [];
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];
   const notes: Record<string, string> = {};
+  if ((opts.threads ?? 1) > 1) notes.tsvisor_threads = `tsvisor serve --threads ${opts.threads}`;
   const steps = stepsFor(tests, p, udpLatency, notes, opts.log);
   const total = steps.length * systems.length;
   let done = 0;
@@ -299,7 +304,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
       let sys: SystemInstance;
       try {
         opts.log(`${name}: building topology (MTU ${mtu})`);
-        sys = await startSystem(name, mtu);
+        sys = await startSystem(name, mtu, { threads: opts.threads });
       } catch (e) {
         const reason = `could not start: ${(e as Error).message}`;
         skipped.push({ system: name, test: '*', mtu, reason });

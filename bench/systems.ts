@@ -218,12 +218,13 @@ const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockpe
 /** Whether the tsvisor system runs without offloads (TSVISOR_BENCH_NO_OFFLOADS=1), for a before/after comparison. */
 const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
 
-async function startTsvisor(mtu: number): Promise<SystemInstance> {
+async function startTsvisor(mtu: number, threads: number): Promise<SystemInstance> {
   const { pair, host, client } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
   const missing: Partial<Record<ServiceKind, string>> = {};
   // The gateway takes the syn-flood row's answers to FLOOD_NET back to the client namespace (see startKernel).
   const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket', '--gateway', client];
   if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
+  if (threads > 1) args.push('--threads', String(threads));
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);
     else missing[kind] = `tsvisor has no '${svc}' service yet`;
@@ -370,13 +371,13 @@ async function startSlirp(mtu: number): Promise<SystemInstance> {
   };
 }
 
-/** Builds `name` with links of `mtu` and starts its services. */
-export function startSystem(name: SystemName, mtu: number): Promise<SystemInstance> {
+/** Builds `name` with links of `mtu` and starts its services (tsvisor's serve with `threads` shards). */
+export function startSystem(name: SystemName, mtu: number, opts: { threads?: number } = {}): Promise<SystemInstance> {
   switch (name) {
     case 'kernel':
       return startKernel(mtu);
     case 'tsvisor':
-      return startTsvisor(mtu);
+      return startTsvisor(mtu, opts.threads ?? 1);
     case 'pasta':
       return startPasta(mtu);
     case 'slirp4netns':

@@ -11,7 +11,7 @@ import { formatHtml, formatTable } from '../bench/report.ts';
 import { runBench, selectOnly } from '../bench/run.ts';
 import { formatSentryTable, runSentryBench, type SentryReport } from '../bench/sentry.ts';
 import { formatGoferTable, runGoferBench, type GoferReport } from '../bench/gofer.ts';
-import { parseArgs, UsageError } from './args.ts';
+import { intOption, parseArgs, UsageError } from './args.ts';
 
 /** Parsed `bench` arguments. */
 export interface BenchArgs {
@@ -23,11 +23,19 @@ export interface BenchArgs {
   sentry: boolean;
   /** Run the Gofer's rows (`--only gofer`). */
   gofer: boolean;
+  /** `tsvisor serve --threads` for the tsvisor system (default 1). */
+  threads: number;
+  /** Throughput stream counts instead of the plan's (`--streams 1,4`). */
+  streams?: number[];
 }
 
 /** Parses `bench`'s arguments; every mistake is a UsageError naming it. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
-  const { options: o } = parseArgs(argv, { quick: {}, json: { value: true }, html: { value: true }, only: { value: true, repeat: true } });
+  const { options: o } = parseArgs(argv, {
+    quick: {}, json: { value: true }, html: { value: true }, only: { value: true, repeat: true }, threads: { value: true }, streams: { value: true },
+  });
+  const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, 16);
+  const streams = o.streams === undefined ? undefined : (o.streams as string).split(',').map((s) => intOption('streams', s.trim(), 1, 128));
   const names = ((o.only as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   const sentry = names.includes('sentry');
   const gofer = names.includes('gofer');
@@ -37,7 +45,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer };
+  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer, threads, streams };
 }
 
 /** The `bench` command; resolves to the exit status (0 also when some systems were skipped). */
@@ -55,7 +63,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const log = (l: string) => process.stderr.write(l + '\n');
     // `--only sentry` and/or `gofer` alone run only their rows; with other names, those as well.
     const extrasOnly = (args.sentry || args.gofer) && args.only.length === 0;
-    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log });
+    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log, threads: args.threads, streams: args.streams });
     let sentry: SentryReport | undefined;
     if (args.sentry) sentry = await runSentryBench({ quick: args.quick, log });
     let gofer: GoferReport | undefined;

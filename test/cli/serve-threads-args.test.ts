@@ -1,0 +1,52 @@
+import t from 'tap';
+import { parseBenchArgs } from '../../cli/bench.ts';
+import { parseServeArgs } from '../../cli/serve.ts';
+import { sumCounters } from '../../cli/serve-shards.ts';
+
+const base = ['--netns', 'n', '--dev', 'd'];
+
+t.test('serve --threads → 1 by default (the single-thread path), N when given, bounded', (t) => {
+  t.equal(parseServeArgs(base).threads, 1);
+  t.equal(parseServeArgs([...base, '--threads', '2']).threads, 2);
+  t.throws(() => parseServeArgs([...base, '--threads', '0']), /^--threads: 0 is outside 1\.\.16$/);
+  t.throws(() => parseServeArgs([...base, '--threads', 'two']), /^--threads: 'two' is not a whole number$/);
+  t.end();
+});
+
+t.test('serve --threads N > 1 with --pcap, --impair or --tap → usage error naming both; with --threads 1 they stay', (t) => {
+  t.throws(() => parseServeArgs([...base, '--threads', '2', '--pcap', 'x.pcap']), /^--threads 2 does not go with --pcap yet/);
+  t.throws(() => parseServeArgs([...base, '--threads', '3', '--impair', 'delay=5ms']), /^--threads 3 does not go with --impair yet/);
+  t.throws(() => parseServeArgs([...base, '--threads', '2', '--tap', '--addr', '198.18.140.1/24']), /^--threads 2 does not go with --tap yet/);
+  t.equal(parseServeArgs([...base, '--threads', '1', '--pcap', 'x.pcap']).pcap, 'x.pcap');
+  t.end();
+});
+
+t.test('bench --threads and --streams → passed on; defaults 1 and the plan\'s', (t) => {
+  const d = parseBenchArgs([]);
+  t.equal(d.threads, 1);
+  t.equal(d.streams, undefined);
+  const o = parseBenchArgs(['--threads', '2', '--streams', '1,4', '--only', 'kernel,tsvisor,throughput']);
+  t.equal(o.threads, 2);
+  t.same(o.streams, [1, 4]);
+  t.throws(() => parseBenchArgs(['--streams', '1,x']), /^--streams: 'x' is not a whole number$/);
+  t.end();
+});
+
+t.test('counters of shards → summed by name, and each shard\'s non-zero ones under shard.<i>.', (t) => {
+  const sum = sumCounters([
+    { 'tcp.passiveOpens': 3, 'hostlink.rxFrames': 10, 'tcp.resets': 0 },
+    { 'tcp.passiveOpens': 4, 'hostlink.rxFrames': 0, 'udp.received': 2 },
+  ]);
+  t.same(sum, {
+    'tcp.passiveOpens': 7,
+    'hostlink.rxFrames': 10,
+    'tcp.resets': 0,
+    'udp.received': 2,
+    'shard.0.tcp.passiveOpens': 3,
+    'shard.0.hostlink.rxFrames': 10,
+    'shard.1.tcp.passiveOpens': 4,
+    'shard.1.udp.received': 2,
+  });
+  t.same(sumCounters([]), {});
+  t.end();
+});

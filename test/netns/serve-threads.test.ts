@@ -122,6 +122,32 @@ t.test('serve --threads 2: connections spread over both shards, ping, ARP/NDP, U
   t.equal(kernel.code, 0, 'the kernel answers again');
 });
 
+t.test('serve --threads 2 killed with SIGKILL → the record stays, the next serve restores first and serves the addresses', async (t) => {
+  const pair = createVethPair({ prefix: 'tsh-k9', addrA: `${SVC4}/24`, addrB: `${PEER4}/24` });
+  const children: Awaited<ReturnType<typeof startServe>>['child'][] = [];
+  t.teardown(async () => {
+    for (const c of children) await stop(c);
+    pair.destroy();
+  });
+  const args = ['--netns', pair.nsA, '--dev', pair.devA, '--threads', '2', '--service', 'echo'];
+  const first = await startServe(args);
+  children.push(first.child);
+  const gone = new Promise((resolve) => first.child.once('exit', resolve));
+  first.child.kill('SIGKILL');
+  await gone;
+  const addrs = () => (JSON.parse(run(['ip', '-n', pair.nsA, '-j', 'addr', 'show', 'dev', pair.devA])) as { addr_info: { local: string }[] }[])[0]!
+    .addr_info.map((a) => a.local);
+  t.notOk(addrs().includes(SVC4), 'killed outright, the interface is left without its address (as with one thread)');
+  const second = await startServe(args);
+  children.push(second.child);
+  t.match(second.stderr(), new RegExp(`restored '${pair.devA}' in '${pair.nsA}' as it was before tsvisor serve \\(pid ${first.child.pid}\\)`));
+  t.match(second.stderr(), new RegExp(`serving on ${pair.nsA}/${pair.devA} \\(${SVC4}/24, 2 threads\\)`));
+  const echo = await nsExec(pair.nsB, ['sh', '-c', `echo sharded | nc -u -w 2 ${SVC4} 7`]);
+  t.equal(echo.stdout.toString(), 'sharded\n', 'the new serve answers');
+  t.equal(await stop(second.child), 0);
+  t.ok(addrs().includes(SVC4), 'its SIGTERM gives the address back');
+});
+
 t.test('serve --threads with --pcap / --impair / --tap → one-line refusal, nothing started', async (t) => {
   for (const extra of [['--pcap', '/tmp/x.pcap'], ['--impair', 'delay=5ms'], ['--tap', '--addr', '198.18.140.9/24']]) {
     const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {

@@ -32,6 +32,11 @@
  * RX_CSUM_VERIFIED and their checksum field as it is, so no byte of them is summed in JS; every sent frame carries
  * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
  * segment. `capabilities` tells the stack which.
+ *
+ * Fanout (`fanout`), for a stack split into shards on several threads: each shard's endpoint is a member of one
+ * PACKET_FANOUT_HASH group, and the kernel hands it only the flows its symmetric hash gives that member. ARP and
+ * NDP frames, which that hash would all give to one member, reach every member through a third socket outside
+ * the group; socket filters (lib/packet-filter.ts) keep every frame in exactly one of an endpoint's rings.
  */
 import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';

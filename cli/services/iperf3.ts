@@ -170,8 +170,8 @@ export interface Iperf3Options {
    * The iperf3 services of the other shards of `serve --threads N`: a test's data streams reach whichever shard
    * the kernel's flow hash picks, so a shard that gets a connection with a cookie it does not know asks the
    * others whether it is a stream of their test, and then serves the stream for the test's shard (see
-   * PeerMessage). TCP tests only: a UDP test's streams are served only when they reach the control
-   * connection's shard.
+   * PeerMessage). A UDP stream's connect datagram carries no cookie: a shard that gets one asks the others
+   * whether their test waits for a UDP stream.
    */
   peers?: ShardPeers;
 }
@@ -180,15 +180,20 @@ export interface Iperf3Options {
 type PeerMessage =
   /** A connection with this cookie arrived on the sender's shard: is it a stream of your test? */
   | { t: 'who'; cookie: string; key: number }
-  /** Yes: serve it as stream `id` of my test, sending blocks of `len` bytes from 'start' when `sender`. */
-  | { t: 'mine'; key: number; id: number; sender: boolean; len: number }
+  /** A UDP stream's connect datagram arrived on the sender's shard: does your test wait for a UDP stream? */
+  | { t: 'udpWho'; key: number }
+  /**
+   * Yes: serve it as stream `id` of my test `cookie`, sending blocks (datagrams) of `len` bytes from 'start' when
+   * `sender`; `udp` for a UDP stream, with the test's counter width, rate and pacing.
+   */
+  | { t: 'mine'; key: number; cookie: string; id: number; sender: boolean; len: number; udp?: { counters64: boolean; bandwidth: number; pacingTimer: number } }
   /** It is my test's, but the test takes no more streams: refuse it. */
   | { t: 'refuse'; key: number }
   | { t: 'notMine'; key: number }
   /** The test started (all its streams are in) / the client ended it / it is over. */
   | { t: 'start' | 'end' | 'close'; cookie: string }
   /** After 'end': the bytes a stream served for the test received or sent. */
-  | { t: 'result'; cookie: string; key: number; bytes: number };
+  | { t: 'result'; cookie: string; key: number; bytes: number; jitter?: number; errors?: number; packets?: number };
 
 const CHUNK = 262144;
 // Where received test data goes (read as iperf3's server reads it, into a buffer, and then dropped).
@@ -436,8 +441,8 @@ class Test {
    * that shard the stream's id and direction before a complete test tells it to start. False when the test
    * takes no more streams.
    */
-  addRemoteStream(shard: number, key: number, announce: (d: DataStream) => void): boolean {
-    if (this.phase !== 'streams' || !this.params || this.params.udp || this.streams.length >= this.expected) return false;
+  addRemoteStream(shard: number, key: number, announce: (d: DataStream) => void, udp = false): boolean {
+    if (this.phase !== 'streams' || !this.params || this.params.udp !== udp || this.streams.length >= this.expected) return false;
     const d = this.newStream();
     d.remote = { shard, key };
     this.streams.push(d);
@@ -447,10 +452,10 @@ class Test {
   }
 
   /** The figures of a stream another shard served, after TEST_END; the results go out once all are in. */
-  remoteResult(shard: number, key: number, bytes: number): void {
+  remoteResult(shard: number, key: number, r: { bytes: number; jitter?: number; errors?: number; packets?: number }): void {
     const d = this.streams.find((s) => s.remote?.shard === shard && s.remote.key === key);
     if (!d || this.phase !== 'results') return;
-    d.result.bytes = bytes;
+    d.result = { ...d.result, bytes: r.bytes, jitter: r.jitter, errors: r.errors, packets: r.packets };
     this.awaitingResults--;
     this.stepControl();
   }
@@ -604,6 +609,18 @@ interface ServedStream {
   bytes: number;
 }
 
+/** A UDP data stream this shard serves for a test whose control connection another shard has. */
+interface ServedUdp {
+  key: number;
+  cookie: string;
+  owner: number;
+  ended: boolean;
+  udpIn?: UdpReceiver;
+  udpOut?: UdpSender;
+  pacingMs: number;
+  pacer: ReturnType<typeof setInterval> | null;
+}
+
 /** How long a shard waits for the others to say whose a cookie is before taking it for a new test's. */
 const ASK_MS = 2000;
 
@@ -673,7 +690,16 @@ export function iperf3Service(
   const owner = new Map<Conn, Test>();
   const peers = opts.peers && opts.peers.count > 1 ? opts.peers : undefined;
   // Connections whose cookie the other shards are being asked about, by key (see PeerMessage).
-  const asking = new Map<number, { conn: Conn; cookie: string; noes: number; timer: ReturnType<typeof setTimeout> }>();
+  const asking = new Map<number, {
+    conn?: Conn;
+    udp?: { ep: Endpoint; from: SocketAddress; peerKey: string };
+    cookie: string;
+    noes: number;
+    timer: ReturnType<typeof setTimeout>;
+  }>();
+  // UDP streams this shard serves for another shard's test, by the peer's address key; and those being asked about.
+  const servedUdp = new Map<string, ServedUdp>();
+  const askingUdp = new Set<string>();
   const askingKey = new Map<Conn, number>();
   // Streams this shard serves for another shard's test.
   const served = new Map<Conn, ServedStream>();
@@ -732,27 +758,66 @@ export function iperf3Service(
   /** Asks the other shards whether `cookie` is their test's; nobody answering yes within ASK_MS means no. */
   const ask = (c: Conn, cookie: string) => {
     const key = nextKey++;
-    const timer = setTimeout(() => answered(key, { t: 'notMine', key }, true), ASK_MS);
+    const timer = setTimeout(() => answered(key, { t: 'notMine', key }, -1, true), ASK_MS);
     asking.set(key, { conn: c, cookie, noes: 0, timer });
     askingKey.set(c, key);
     peers!.send('others', { t: 'who', cookie, key } satisfies PeerMessage);
   };
 
   /** An answer to `ask`; `final` when no other answer will count. */
-  const answered = (key: number, m: PeerMessage & { t: 'mine' | 'refuse' | 'notMine' }, final = false) => {
+  const answered = (key: number, m: PeerMessage & { t: 'mine' | 'refuse' | 'notMine' }, from: number, final = false) => {
     const a = asking.get(key);
     if (!a) return;
     if (m.t === 'notMine' && !final && ++a.noes < peers!.count - 1) return;
     asking.delete(key);
-    askingKey.delete(a.conn);
     clearTimeout(a.timer);
+    if (a.udp) return answeredUdp(key, a.udp, m, from);
+    if (!a.conn) return;
+    askingKey.delete(a.conn);
     if (a.conn.closed) return;
     if (m.t === 'refuse') return refuse(a.conn);
     if (m.t === 'notMine') return startTest(a.conn, a.cookie);
     const rs: ServedStream = {
-      conn: a.conn, key, cookie: a.cookie, owner: -1, sender: m.sender, block: new Uint8Array(m.len), offset: 0, running: false, ended: false, bytes: 0,
+      conn: a.conn, key, cookie: a.cookie, owner: from, sender: m.sender, block: new Uint8Array(m.len), offset: 0, running: false, ended: false, bytes: 0,
     };
     return rs;
+  };
+
+  /** An answer about a UDP connect datagram: serve the stream for the test that took it, or ignore the datagram. */
+  const answeredUdp = (key: number, u: { ep: Endpoint; from: SocketAddress; peerKey: string }, m: PeerMessage, owner: number) => {
+    askingUdp.delete(u.peerKey);
+    if (m.t !== 'mine' || !m.udp) {
+      stats.datagramsIgnored++;
+      return;
+    }
+    if (typeof u.ep.write(UDP_CONNECT_REPLY, { to: u.from }) !== 'number') return;
+    servedUdp.set(u.peerKey, {
+      key, cookie: m.cookie, owner, ended: false,
+      udpIn: m.sender ? undefined : new UdpReceiver(m.udp.counters64),
+      udpOut: m.sender ? new UdpSender(u.ep, u.from, m.len, m.udp.counters64, m.udp.bandwidth) : undefined,
+      pacingMs: Math.max(1, m.udp.pacingTimer / 1000),
+      pacer: null,
+    });
+  };
+
+  /** Asks the other shards whether their test waits for the UDP stream whose connect datagram came from `from`. */
+  const askUdp = (ep: Endpoint, from: SocketAddress, peerKey: string) => {
+    const key = nextKey++;
+    const timer = setTimeout(() => answered(key, { t: 'notMine', key }, -1, true), ASK_MS);
+    asking.set(key, { udp: { ep, from, peerKey }, cookie: '', noes: 0, timer });
+    askingUdp.add(peerKey);
+    peers!.send('others', { t: 'udpWho', key } satisfies PeerMessage);
+  };
+
+  /** One pacing tick of a UDP stream this shard sends for another shard's test. */
+  const pumpServedUdp = (u: ServedUdp) => {
+    const out = u.udpOut;
+    if (!out || u.ended) return;
+    const before = out.bytes;
+    const r = out.pump(now(), wallNow(), UDP_BURST);
+    if (r instanceof NetError) return;
+    stats.datagramsOut += r;
+    stats.bytesOut += out.bytes - before;
   };
 
   /** Moves data on a stream served for another shard's test, as Test.stepStream does for its own. */
@@ -783,20 +848,22 @@ export function iperf3Service(
   peers?.listen((from, raw) => {
     const m = raw as PeerMessage;
     switch (m.t) {
-      case 'who': {
+      case 'who':
+      case 'udpWho': {
         const reply = (r: PeerMessage) => peers.send(from, r);
         const t = test;
-        if (!t || t.cookie !== m.cookie) return reply({ t: 'notMine', key: m.key });
-        const ok = t.addRemoteStream(from, m.key, (d) => reply({ t: 'mine', key: m.key, id: d.result.id, sender: d.sender, len: t.params!.len }));
+        if (!t || (m.t === 'who' ? t.cookie !== m.cookie : !t.wantsUdpStream)) return reply({ t: 'notMine', key: m.key });
+        const p = t.params!;
+        const udp = m.t === 'udpWho' ? { counters64: p.counters64, bandwidth: p.bandwidth, pacingTimer: p.pacingTimer } : undefined;
+        const ok = t.addRemoteStream(from, m.key, (d) => reply({ t: 'mine', key: m.key, cookie: t.cookie, id: d.result.id, sender: d.sender, len: p.len, udp }), Boolean(udp));
         if (!ok) reply({ t: 'refuse', key: m.key });
         return;
       }
       case 'mine':
       case 'refuse':
       case 'notMine': {
-        const rs = answered(m.key, m);
+        const rs = answered(m.key, m, from);
         if (!rs) return;
-        rs.owner = from;
         served.set(rs.conn, rs);
         if (!rs.sender) {
           for (const chunk of rs.conn.takeAll()) { // came with the cookie
@@ -809,6 +876,23 @@ export function iperf3Service(
       case 'start':
       case 'end':
       case 'close':
+        for (const [peerKey, u] of [...servedUdp]) {
+          if (u.cookie !== m.cookie || u.owner !== from) continue;
+          if (m.t === 'start' && u.udpOut && !u.pacer) {
+            u.pacer = setInterval(() => pumpServedUdp(u), u.pacingMs);
+            pumpServedUdp(u);
+          }
+          if (m.t === 'start') continue;
+          u.ended = true;
+          if (u.pacer) clearInterval(u.pacer);
+          u.pacer = null;
+          if (m.t === 'end') {
+            const r = u.udpIn
+              ? { bytes: u.udpIn.bytes, jitter: u.udpIn.jitter, errors: u.udpIn.lost, packets: u.udpIn.packets }
+              : { bytes: u.udpOut!.bytes, packets: u.udpOut!.packets };
+            peers.send(from, { t: 'result', cookie: u.cookie, key: u.key, ...r } satisfies PeerMessage);
+          } else servedUdp.delete(peerKey);
+        }
         for (const rs of [...served.values()]) {
           if (rs.cookie !== m.cookie || rs.owner !== from) continue;
           if (m.t === 'start') rs.running = true;
@@ -822,7 +906,7 @@ export function iperf3Service(
         }
         return;
       case 'result':
-        if (test && test.cookie === m.cookie) test.remoteResult(from, m.key, m.bytes);
+        if (test && test.cookie === m.cookie) test.remoteResult(from, m.key, m);
         return;
     }
   });
@@ -856,8 +940,21 @@ export function iperf3Service(
     const key = `${formatAddress(from.address)} ${from.port}`;
     const d = test?.udpStream(key);
     if (d) return test!.udpData(d, data);
+    const u = servedUdp.get(key);
+    if (u) {
+      if (u.udpIn && !u.ended) {
+        u.udpIn.receive(data, now());
+        stats.bytesIn += data.length;
+        stats.datagramsIn++;
+      }
+      return;
+    }
     if (test?.wantsUdpStream && data.length === UDP_CONNECT_REPLY.length) {
       if (typeof ep.write(UDP_CONNECT_REPLY, { to: from }) === 'number') return test.addUdpStream(ep, from, key);
+    }
+    if (peers && data.length === UDP_CONNECT_REPLY.length) {
+      if (!askingUdp.has(key)) askUdp(ep, from, key);
+      return;
     }
     stats.datagramsIgnored++;
   };
@@ -873,6 +970,7 @@ export function iperf3Service(
       for (const ep of udp) ep.close();
       test?.end();
       for (const a of asking.values()) clearTimeout(a.timer);
+      for (const u of servedUdp.values()) if (u.pacer) clearInterval(u.pacer);
       for (const c of [...conns]) c.close();
     },
   };

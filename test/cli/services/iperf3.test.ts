@@ -420,3 +420,68 @@ t.test('two shards: a cookie nobody knows starts a test where it arrived; a busy
   a!.svc.close();
   b!.svc.close();
 });
+
+t.test('two shards, UDP: a connect datagram on the other shard → answered there for the test, its loss in the results', async (t) => {
+  const { shards: [a, b], advance } = twoShards();
+  const c = await control(t, a!.s, { udp: true, parallel: 2, len: 100, bandwidth: 1048576 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const ua = udpSocket(a!.s);
+  const ub = udpSocket(b!.s);
+  ua.feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40000));
+  ub.feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40001)); // the hash gave this stream to the other shard
+  await settle();
+  t.same(ub.written.map((w) => [...w.data]), [[0x36, 0x37, 0x38, 0x39]], 'the other shard answers the connect datagram');
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING), 'both streams in → the test starts');
+  for (const n of [1, 2, 3]) ua.feed(datagram(n, 7, n * 1000), peer(40000));
+  for (const n of [1, 3]) ub.feed(datagram(n, 7, n * 1000), peer(40001)); // 2 lost
+  await settle();
+  advance(1000);
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  const r = JSON.parse(new TextDecoder().decode(got.subarray(4, got.length - 1)));
+  t.match(r, { streams: [{ id: 1, bytes: 300, errors: 0, packets: 3 }, { id: 3, bytes: 200, errors: 1, packets: 3 }] });
+  t.match(b!.svc.stats, { datagramsIn: 2, bytesIn: 200, datagramsIgnored: 0 });
+  a!.svc.close();
+  b!.svc.close();
+});
+
+t.test('two shards, UDP -R: the other shard paces its stream from TEST_START and stops at TEST_END', async (t) => {
+  const { shards: [a, b], advance } = twoShards();
+  const c = await control(t, a!.s, { udp: true, reverse: true, parallel: 1, len: 100, bandwidth: 80000, pacing_timer: 1000 });
+  t.same(c.drain(), bytes(State.CREATE_STREAMS));
+  const ub = udpSocket(b!.s);
+  ub.feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40000));
+  await settle();
+  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING));
+  t.ok(ub.written.length >= 2, 'the reply, then the first datagram');
+  advance(200);
+  await new Promise((r) => setTimeout(r, 30));
+  c.feed(bytes(State.TEST_END));
+  await settle();
+  const sent = ub.written.length - 1;
+  t.ok(sent >= 20 && sent <= 22, `paced to -b: ${sent} datagrams in 200 ms at 100 per second`);
+  advance(100);
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(ub.written.length - 1, sent, 'nothing after TEST_END');
+  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+  c.feed(CLIENT_RESULTS);
+  await settle();
+  const got = c.drain();
+  t.match(JSON.parse(new TextDecoder().decode(got.subarray(4, got.length - 1))), { streams: [{ id: 1, bytes: sent * 100, packets: sent }] });
+  a!.svc.close();
+  b!.svc.close();
+});
+
+t.test('two shards, UDP: a connect datagram nobody waits for → ignored, counted', async (t) => {
+  const { shards: [a, b] } = twoShards();
+  udpSocket(b!.s).feed(bytes(0x39, 0x38, 0x37, 0x36), peer(40000));
+  await settle();
+  t.same(udpSocket(b!.s).written, [], 'no reply');
+  t.equal(b!.svc.stats.datagramsIgnored, 1);
+  a!.svc.close();
+  b!.svc.close();
+});

@@ -21,7 +21,6 @@ export interface ShardConfig {
   count: number;
   /** The main thread's open fd of the namespace file (fds are process-wide). */
   netnsFd: number;
-  netnsLabel: string;
   dev: string;
   offloads: boolean;
   ringFrames: number;

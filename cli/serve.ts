@@ -298,7 +298,6 @@ async function startSharded(
     index,
     count: n,
     netnsFd: netns.fd,
-    netnsLabel: netns.label,
     dev: opts.dev,
     offloads: opts.offloads !== false,
     // The shards share the bursts: each ring a share of one thread's, with a floor for a shard that gets most.

@@ -36,6 +36,7 @@ export interface ShardConfig {
 /** Messages from the main thread. */
 export type ToShard =
   | { t: 'open' }
+  | { t: 'start' }
   | { t: 'counters'; id: number }
   | { t: 'stop' }
   | { t: 'bus'; service: string; from: number; msg: unknown };
@@ -65,6 +66,7 @@ const unwind = () => {
 };
 let counters: () => Record<string, number> = () => ({});
 const busListeners = new Map<string, (from: number, msg: unknown) => void>();
+let opened: AfPacketEndpoint | null = null;
 
 /** The other shards, as the services see them; messages travel through the main thread. */
 function peersFor(service: string): ShardPeers {
@@ -91,7 +93,6 @@ async function open(): Promise<AfPacketEndpoint> {
 
 /** Builds the stack and the services on the opened endpoint. */
 async function start(packet: AfPacketEndpoint): Promise<void> {
-  undo.push(() => packet.close());
   const { netstack } = await stackOnLink(packet, {
     name: cfg.dev, addresses: cfg.addresses, routes: cfg.routes, gateways: cfg.gateways,
   }, undo);
@@ -122,12 +123,19 @@ async function start(packet: AfPacketEndpoint): Promise<void> {
 port.on('message', (m: ToShard) => {
   switch (m.t) {
     case 'open':
-      open().then(
-        (packet) => {
-          post({ t: 'opened' });
-          return start(packet).then(() => post({ t: 'ready' }));
-        },
-      ).catch((e: Error) => {
+      open().then((packet) => {
+        opened = packet;
+        undo.push(() => packet.close());
+        post({ t: 'opened' });
+      }).catch((e: Error) => {
+        unwind();
+        post({ t: 'error', message: e.message });
+      });
+      return;
+    case 'start':
+      // Only once every shard joined the group: before, the kernel hashed flows over fewer members, and a
+      // connection begun then would move to another shard in the middle of its handshake.
+      start(opened!).then(() => post({ t: 'ready' })).catch((e: Error) => {
         unwind();
         post({ t: 'error', message: e.message });
       });

@@ -1,7 +1,8 @@
 /**
  * The main thread's side of `tsvisor serve --threads N`: starts N shard workers (cli/serve-shard.ts), opens their
  * packet sockets one after another (the kernel picks a fanout member by its position in the group, and a flow's
- * small frames and super-frames, in two groups, must reach the same shard), relays the messages services send
+ * small frames and super-frames, in two groups, must reach the same shard), starts their stacks once all joined
+ * (a handshake begun while fewer were members would move shards halfway), relays the messages services send
  * between shards, sums the shards' counters, and stops them. What it does not do: touch the interface. The
  * takeover and its restore stay with the main thread (cli/serve.ts), so a kill -9 leaves the same record as with
  * one thread, and the workers die with the process.
@@ -112,6 +113,7 @@ export async function startShards(configs: ShardConfig[], say: (line: string) =>
       send(i, { t: 'open' });
       await Promise.race([isOpen, failure]);
     }
+    for (let i = 0; i < workers.length; i++) send(i, { t: 'start' });
     await Promise.race([Promise.all(allReady), failure]);
     // From here a shard that dies takes serve down with it: its flows would have nowhere to go.
     failed = (e) => {

@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { AfPacketEndpoint } from '../lib/packet.ts';
 import { NetnsHandle } from '../lib/netns.ts';
 import type { Address, Subnet } from '../netstack/addr.ts';
+import type { ImpairSpec } from '../netstack/link/impair.ts';
 import { NetError } from '../netstack/errors.ts';
 import { startService, type RunningService } from './services/registry.ts';
 import type { ShardPeers } from './services/service.ts';
@@ -31,6 +32,10 @@ export interface ShardConfig {
   gateways: Address[];
   sysctls: { key: string; value: string }[];
   services: { name: string; port?: number }[];
+  /** This shard's impairment (the serve's spec, its seed offset by the shard's index). */
+  impair?: ImpairSpec;
+  /** This shard's capture file. */
+  pcap?: string;
 }
 
 /** Messages from the main thread. */
@@ -93,8 +98,8 @@ async function open(): Promise<AfPacketEndpoint> {
 
 /** Builds the stack and the services on the opened endpoint. */
 async function start(packet: AfPacketEndpoint): Promise<void> {
-  const { netstack } = await stackOnLink(packet, {
-    name: cfg.dev, addresses: cfg.addresses, routes: cfg.routes, gateways: cfg.gateways,
+  const { netstack, impair } = await stackOnLink(packet, {
+    name: cfg.dev, addresses: cfg.addresses, routes: cfg.routes, gateways: cfg.gateways, impair: cfg.impair, pcap: cfg.pcap,
   }, undo);
   for (const { key, value } of cfg.sysctls) {
     const r = netstack.sysctl.set(key, value);
@@ -115,6 +120,7 @@ async function start(packet: AfPacketEndpoint): Promise<void> {
     for (const [k, v] of Object.entries(packet.refreshCounters())) out[`hostlink.${k}`] = v;
     for (const [k, v] of Object.entries(packet.rxPoll)) out[`hostlink.rxPoll.${k}`] = v;
     if (packet.capabilities.gso) for (const [k, v] of Object.entries(packet.vnetCounters)) out[`vnet.${k}`] = v;
+    if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;
     for (const s of services) for (const [k, v] of Object.entries(s.stats)) out[`service.${s.name}.${s.proto}.${k}`] = v;
     return out;
   };

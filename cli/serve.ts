@@ -137,10 +137,8 @@ export function parseServeArgs(argv: string[]): ServeOptions {
   if (o.tap && addresses.length === 0) throw new UsageError('--tap needs at least one --addr');
   const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, MAX_THREADS);
   if (threads > 1) {
-    // Each shard would need its own capture file or impairment seed, and a TAP has one queue: not done yet.
-    for (const [given, name] of [[o.tap, '--tap'], [o.pcap, '--pcap'], [o.impair, '--impair']] as const) {
-      if (given) throw new UsageError(`--threads ${threads} does not go with ${name} yet: use --threads 1`);
-    }
+    // A TAP device has one queue (a multi-queue TAP, one per shard, is not done yet).
+    if (o.tap) throw new UsageError(`--threads ${threads} does not go with --tap yet: use --threads 1`);
   }
   return {
     netns: o.netns as string,
@@ -308,7 +306,11 @@ async function startSharded(
     gateways: opts.gateways ?? [],
     sysctls: opts.sysctls ?? [],
     services: opts.services,
+    // Each shard its own impairment stream (a seed of its own) and its own capture file.
+    impair: opts.impair && { ...opts.impair, seed: opts.impair.seed + index },
+    pcap: opts.pcap && shardPcap(opts.pcap, index),
   }));
+  if (opts.pcap) say(`--pcap with --threads ${n}: one file per shard, ${shardPcap(opts.pcap, 0)} … ${shardPcap(opts.pcap, n - 1)} (mergecap -w FILE joins them)`);
   let shards: Shards;
   try {
     shards = await startShards(configs, say);
@@ -337,6 +339,13 @@ async function startSharded(
       unwind();
     },
   };
+}
+
+/** The capture file of shard `index` for `--pcap FILE`: FILE with `.shard<i>` before its extension. */
+export function shardPcap(file: string, index: number): string {
+  const dot = file.lastIndexOf('.');
+  const slash = file.lastIndexOf('/');
+  return dot > slash + 1 ? `${file.slice(0, dot)}.shard${index}${file.slice(dot)}` : `${file}.shard${index}`;
 }
 
 /** The kind of interface `dev` in `netns` ('veth', 'tun', … or '' for a plain device), or null when there is none. */

@@ -48,7 +48,7 @@ options:
   --no-stats-socket    do not serve counters to 'tsvisor stats'
   --threads N          N netstack shards on worker threads (default 1: no worker); the kernel's flow hash
                        (PACKET_FANOUT_HASH) gives each connection to one shard, every shard runs every service
-                       (not with --tap, --pcap, --impair)
+                       (not with --tap; --pcap writes one file per shard, FILE.shard<i>.pcap)
 `,
   stats: `usage: tsvisor stats --netns NAME --dev IFACE [--json] [--all]
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseBenchArgs } from '../../cli/bench.ts';
-import { parseServeArgs } from '../../cli/serve.ts';
+import { parseServeArgs, shardPcap } from '../../cli/serve.ts';
 import { sumCounters } from '../../cli/serve-shards.ts';
 
 const base = ['--netns', 'n', '--dev', 'd'];
@@ -13,11 +13,17 @@ t.test('serve --threads → 1 by default (the single-thread path), N when given,
   t.end();
 });
 
-t.test('serve --threads N > 1 with --pcap, --impair or --tap → usage error naming both; with --threads 1 they stay', (t) => {
-  t.throws(() => parseServeArgs([...base, '--threads', '2', '--pcap', 'x.pcap']), /^--threads 2 does not go with --pcap yet/);
-  t.throws(() => parseServeArgs([...base, '--threads', '3', '--impair', 'delay=5ms']), /^--threads 3 does not go with --impair yet/);
+t.test('serve --threads N > 1 with --tap → usage error naming both; --pcap and --impair are taken', (t) => {
   t.throws(() => parseServeArgs([...base, '--threads', '2', '--tap', '--addr', '198.18.140.1/24']), /^--threads 2 does not go with --tap yet/);
-  t.equal(parseServeArgs([...base, '--threads', '1', '--pcap', 'x.pcap']).pcap, 'x.pcap');
+  t.equal(parseServeArgs([...base, '--threads', '2', '--pcap', 'x.pcap']).pcap, 'x.pcap');
+  t.match(parseServeArgs([...base, '--threads', '2', '--impair', 'delay=5ms,seed=3']).impair, { seed: 3 });
+  t.end();
+});
+
+t.test('--pcap FILE with shards → one file per shard, the index before the extension', (t) => {
+  t.equal(shardPcap('/tmp/run.pcap', 0), '/tmp/run.shard0.pcap');
+  t.equal(shardPcap('out/x.y/cap', 1), 'out/x.y/cap.shard1');
+  t.equal(shardPcap('.pcap', 2), '.pcap.shard2');
   t.end();
 });
 

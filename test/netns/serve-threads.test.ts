@@ -4,7 +4,9 @@
 // on both shards (TCP and UDP), a ping larger than the MTU, counters summed over the shards, and the interface
 // given back with nothing left behind; killed with SIGKILL, the record restores as with one thread.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { createVethPair, run } from '../../lib/testnet.ts';
 import { CLI, nsExec, startServe, stop } from './serve-helpers.ts';
@@ -148,18 +150,25 @@ t.test('serve --threads 2 killed with SIGKILL → the record stays, the next ser
   const addrs = () => (JSON.parse(run(['ip', '-n', pair.nsA, '-j', 'addr', 'show', 'dev', pair.devA])) as { addr_info: { local: string }[] }[])[0]!
     .addr_info.map((a) => a.local);
   t.notOk(addrs().includes(SVC4), 'killed outright, the interface is left without its address (as with one thread)');
-  const second = await startServe(args);
+  // The second one with a capture (a file per shard) and an impairment (a seed per shard).
+  const dir = mkdtempSync(join(tmpdir(), 'tsh-k9-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const second = await startServe([...args, '--pcap', join(dir, 'cap.pcap'), '--impair', 'delay=1ms,seed=5']);
   children.push(second.child);
+  t.match(second.stderr(), /one file per shard/);
   t.match(second.stderr(), new RegExp(`restored '${pair.devA}' in '${pair.nsA}' as it was before tsvisor serve \\(pid ${first.child.pid}\\)`));
   t.match(second.stderr(), new RegExp(`serving on ${pair.nsA}/${pair.devA} \\(${SVC4}/24, 2 threads\\)`));
   const echo = await nsExec(pair.nsB, ['sh', '-c', `echo sharded | nc -u -w 2 ${SVC4} 7`]);
   t.equal(echo.stdout.toString(), 'sharded\n', 'the new serve answers');
+  t.ok(stats(pair.nsA, pair.devA)['impair.delayed']! > 0, 'frames delayed by the shards\' impairment');
   t.equal(await stop(second.child), 0);
   t.ok(addrs().includes(SVC4), 'its SIGTERM gives the address back');
+  const frames = [0, 1].map((i) => run(['tshark', '-r', join(dir, `cap.shard${i}.pcap`), '-T', 'fields', '-e', 'frame.number']).trim().split('\n').filter(Boolean).length);
+  t.ok(frames[0]! + frames[1]! > 0, `the shards' captures read by tshark (${frames.join(' + ')} frames)`);
 });
 
-t.test('serve --threads with --pcap / --impair / --tap → one-line refusal, nothing started', async (t) => {
-  for (const extra of [['--pcap', '/tmp/x.pcap'], ['--impair', 'delay=5ms'], ['--tap', '--addr', '198.18.140.9/24']]) {
+t.test('serve --threads with --tap → one-line refusal, nothing started', async (t) => {
+  for (const extra of [['--tap', '--addr', '198.18.140.9/24']]) {
     const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(process.execPath, [CLI, 'serve', '--netns', 'tsh-none', '--dev', 'x', '--threads', '2', ...extra], (err, _o, stderr) => {
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr });

@@ -1,12 +1,13 @@
 /**
  * Classic BPF socket filters for the AF_PACKET endpoint (lib/packet.ts), built as instruction arrays so that they
  * can be read and tested without a socket: the size split between the ring of MTU-sized slots and the ring of
- * 64 KB slots, and, for a PACKET_FANOUT member, the split between the flow-hashed frames and the neighbour
- * discovery frames (ARP, NDP) that every member of the group needs to see.
+ * 64 KB slots, and, for a PACKET_FANOUT member, the split between the flow-hashed frames and the frames every
+ * member of the group needs to see: neighbour discovery (ARP, NDP) and ICMP errors.
  *
- * Why neighbour frames get a socket of their own: the kernel's flow hash of an ARP frame (or of an NDP message,
- * which has no ports) sends all of them to one member, so a shard that asked for a neighbour's address would
- * never hear the answer. A socket outside the group, filtered to these frames alone, gives each shard a copy.
+ * Why these get a socket of their own: the kernel's flow hash of an ARP frame, or of an ICMP message (which has
+ * no ports), sends it to one member, chosen by its addresses: a shard that asked for a neighbour's address would
+ * never hear the answer, and an error about one shard's connection (fragmentation needed, unreachable) would
+ * reach another. A socket outside the group, filtered to these frames alone, gives each shard a copy.
  */
 
 /** One classic BPF instruction (struct sock_filter). */
@@ -26,6 +27,8 @@ const JGT = 0x25; // BPF_JMP | BPF_JGT | BPF_K
 const JGE = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 const JSET = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const RET = 0x06; // BPF_RET | BPF_K
+const LDX_MSH = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (byte at k & 0xf), an IPv4 header's length
+const LD_B_IND = 0x50; // BPF_LD | BPF_B | BPF_IND: A = byte at X + k
 
 /** The whole frame (the return value of an accepting filter: bytes to keep). */
 const ACCEPT_BYTES = 0x40000;
@@ -33,22 +36,28 @@ const ACCEPT_BYTES = 0x40000;
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_ARP = 0x0806;
 const ETHERTYPE_IPV6 = 0x86dd;
+const IPPROTO_ICMP = 1;
 const IPPROTO_ICMPV6 = 58;
 // Offsets from the Ethernet header: IPv4 flags and fragment offset, IPv6 next header, the ICMPv6 type of a
 // message with no extension header (NDP's never have one: RFC 4861 §6.1 wants hop limit 255 and nothing between).
 const IPV4_FRAG = 14 + 6;
+const IPV4_PROTO = 14 + 9;
 const IPV6_NEXT = 14 + 6;
 const ICMPV6_TYPE = 14 + 40;
 // Router solicitation (133) … redirect (137), RFC 4861 §4.
 const NDP_FIRST = 133;
 const NDP_LAST = 137;
+// ICMPv6 errors: destination unreachable (1) … parameter problem (4), RFC 4443 §2.1.
+const ICMPV6_ERROR_LAST = 4;
+// ICMPv4 errors (RFC 792): destination unreachable, source quench, time exceeded, parameter problem.
+const ICMPV4_ERRORS = [3, 4, 11, 12];
 
 /** Which frames a filter takes. */
 export interface FilterSpec {
   /** Only frames of at most `maxFrame` bytes (`'small'`), only larger ones (`'large'`), or any size. */
   size?: { maxFrame: number; take: 'small' | 'large' };
-  /** Leave out ARP and NDP frames (a fanout member: they reach it through its neighbour socket). */
-  noNeighbour?: boolean;
+  /** Leave out what sharedFilter takes (a fanout member: those reach it through its socket for shared frames). */
+  noShared?: boolean;
   /** Leave out IPv4 fragments (the group of large frames reassembles them, PACKET_FANOUT_FLAG_DEFRAG). */
   noIpv4Fragments?: boolean;
 }
@@ -92,32 +101,51 @@ export function frameFilter(spec: FilterSpec): BpfInsn[] {
     p.op(LD_W_LEN).op(JGT, spec.size.maxFrame, spec.size.take === 'large' ? 'next' : 'drop', spec.size.take === 'large' ? 'drop' : 'next');
     p.label('next');
   }
-  if (spec.noNeighbour || spec.noIpv4Fragments) {
+  if (spec.noShared || spec.noIpv4Fragments) {
     p.op(LD_H_ABS, 12);
-    if (spec.noNeighbour) p.op(JEQ, ETHERTYPE_ARP, 'drop');
-    if (spec.noIpv4Fragments) {
-      p.op(JEQ, ETHERTYPE_IPV4, 'v4', 'notV4');
-      p.label('v4').op(LD_H_ABS, IPV4_FRAG).op(JSET, 0x3fff, 'drop', 'accept');
-      p.label('notV4');
-    }
-    if (spec.noNeighbour) {
-      p.op(JEQ, ETHERTYPE_IPV6, 'v6', 'accept');
-      p.label('v6').op(LD_B_ABS, IPV6_NEXT).op(JEQ, IPPROTO_ICMPV6, 'icmp6', 'accept');
-      p.label('icmp6').op(LD_B_ABS, ICMPV6_TYPE).op(JGE, NDP_FIRST, 'ndpHigh', 'accept');
-      p.label('ndpHigh').op(JGT, NDP_LAST, 'accept', 'drop');
-    }
+    if (spec.noShared) p.op(JEQ, ETHERTYPE_ARP, 'drop');
+    p.op(JEQ, ETHERTYPE_IPV4, 'v4', 'notV4');
+    p.label('v4');
+    if (spec.noIpv4Fragments) p.op(LD_H_ABS, IPV4_FRAG).op(JSET, 0x3fff, 'drop', spec.noShared ? undefined : 'accept');
+    if (spec.noShared) sharedIpv4(p, 'drop', 'accept');
+    p.label('notV4');
+    if (spec.noShared) sharedIpv6(p, 'drop', 'accept');
   }
   return p.label('accept').op(RET, ACCEPT_BYTES).label('drop').op(RET, 0).build();
 }
 
-/** The filter of a fanout member's neighbour socket: ARP and NDP frames only. */
-export function neighbourFilter(): BpfInsn[] {
+/**
+ * Jumps to `shared` for an IPv4 ICMP error (not a later fragment, whose ICMP header is elsewhere), else to
+ * `other`; A holds anything on entry.
+ */
+function sharedIpv4(p: Program, shared: string, other: string): void {
+  p.op(LD_B_ABS, IPV4_PROTO).op(JEQ, IPPROTO_ICMP, 'icmp4', other);
+  p.label('icmp4').op(LD_H_ABS, IPV4_FRAG).op(JSET, 0x1fff, other);
+  p.op(LDX_MSH, 14).op(LD_B_IND, 14);
+  ICMPV4_ERRORS.forEach((type, i) => p.op(JEQ, type, shared, i === ICMPV4_ERRORS.length - 1 ? other : undefined));
+}
+
+/** With the ethertype in A: jumps to `shared` for an NDP message or an ICMPv6 error, else to `other`. */
+function sharedIpv6(p: Program, shared: string, other: string): void {
+  p.op(JEQ, ETHERTYPE_IPV6, 'v6', other);
+  p.label('v6').op(LD_B_ABS, IPV6_NEXT).op(JEQ, IPPROTO_ICMPV6, 'icmp6', other);
+  p.label('icmp6').op(LD_B_ABS, ICMPV6_TYPE).op(JGT, ICMPV6_ERROR_LAST, 'info6', shared);
+  p.label('info6').op(JGE, NDP_FIRST, 'ndpHigh', other);
+  p.label('ndpHigh').op(JGT, NDP_LAST, other, shared);
+}
+
+/**
+ * The filter of a fanout member's socket for shared frames, which every member gets a copy of: ARP, NDP (ICMPv6
+ * types 133 to 137 without an extension header, as RFC 4861 sends them) and ICMP errors of either version.
+ */
+export function sharedFilter(): BpfInsn[] {
   const p = new Program();
-  p.op(LD_H_ABS, 12).op(JEQ, ETHERTYPE_ARP, 'accept', 'ip6');
-  p.label('ip6').op(JEQ, ETHERTYPE_IPV6, 'v6', 'drop');
-  p.label('v6').op(LD_B_ABS, IPV6_NEXT).op(JEQ, IPPROTO_ICMPV6, 'icmp6', 'drop');
-  p.label('icmp6').op(LD_B_ABS, ICMPV6_TYPE).op(JGE, NDP_FIRST, 'ndpHigh', 'drop');
-  p.label('ndpHigh').op(JGT, NDP_LAST, 'drop', 'accept');
+  p.op(LD_H_ABS, 12).op(JEQ, ETHERTYPE_ARP, 'accept');
+  p.op(JEQ, ETHERTYPE_IPV4, 'v4', 'notV4');
+  p.label('v4');
+  sharedIpv4(p, 'accept', 'drop');
+  p.label('notV4');
+  sharedIpv6(p, 'accept', 'drop');
   return p.label('accept').op(RET, ACCEPT_BYTES).label('drop').op(RET, 0).build();
 }
 
@@ -140,6 +168,7 @@ export function encodeFilter(prog: readonly BpfInsn[]): Uint8Array {
  */
 export function runFilter(prog: readonly BpfInsn[], frame: Uint8Array): number {
   let a = 0;
+  let x = 0;
   for (let pc = 0; pc < prog.length; pc++) {
     const i = prog[pc]!;
     switch (i.code) {
@@ -153,6 +182,14 @@ export function runFilter(prog: readonly BpfInsn[], frame: Uint8Array): number {
       case LD_B_ABS:
         if (i.k + 1 > frame.length) return 0;
         a = frame[i.k]!;
+        break;
+      case LDX_MSH:
+        if (i.k + 1 > frame.length) return 0;
+        x = 4 * (frame[i.k]! & 0x0f);
+        break;
+      case LD_B_IND:
+        if (x + i.k + 1 > frame.length) return 0;
+        a = frame[x + i.k]!;
         break;
       case JEQ:
       case JGT:

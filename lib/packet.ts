@@ -34,13 +34,14 @@
  * segment. `capabilities` tells the stack which.
  *
  * Fanout (`fanout`), for a stack split into shards on several threads: each shard's endpoint is a member of one
- * PACKET_FANOUT_HASH group, and the kernel hands it only the flows its symmetric hash gives that member. ARP and
- * NDP frames, which that hash would all give to one member, reach every member through a third socket outside
- * the group; socket filters (lib/packet-filter.ts) keep every frame in exactly one of an endpoint's rings.
+ * PACKET_FANOUT_HASH group, and the kernel hands it only the flows its symmetric hash gives that member. ARP, NDP
+ * and ICMP errors, which that hash gives to one member by their addresses alone, reach every member through a
+ * third socket outside the group; socket filters (lib/packet-filter.ts) keep every frame in exactly one of an
+ * endpoint's rings.
  */
 import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
-import { type BpfInsn, encodeFilter, frameFilter, neighbourFilter } from './packet-filter.ts';
+import { type BpfInsn, encodeFilter, frameFilter, sharedFilter } from './packet-filter.ts';
 import {
   C,
   type FdWatch,
@@ -109,8 +110,8 @@ export interface AfPacketOptions {
    * `group`; with super-frames, the socket of large frames joins `group + 1`, which reassembles IPv4 fragments
    * before hashing (PACKET_FANOUT_FLAG_DEFRAG), so a fragmented datagram reaches the member that owns its flow.
    * Members of one group must be opened one after another, in the same order for both groups: the kernel picks
-   * a member by its position, and a flow's small frames and super-frames must land on the same endpoint. ARP and
-   * NDP frames bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
+   * a member by its position, and a flow's small frames and super-frames must land on the same endpoint. ARP, NDP
+   * and ICMP errors bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
    */
   fanout?: { group: number };
 }
@@ -155,15 +156,15 @@ interface OpenedSocket {
   fd: number;
   /** A second packet socket for the super-frame ring, when asked for. */
   bigFd: number;
-  /** A packet socket for ARP and NDP frames alone, for a fanout member. */
-  neighFd: number;
+  /** A packet socket for the frames every fanout member sees (ARP, NDP, ICMP errors), for a fanout member. */
+  sharedFd: number;
   ifindex: number;
   mac: Uint8Array;
   mtu: number;
 }
 
 /** Creates the packet socket(s) inside the namespace and reads the interface's index, MAC and MTU. */
-function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, neighbour: boolean): OpenedSocket {
+function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shared: boolean): OpenedSocket {
   const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
@@ -182,8 +183,8 @@ function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, neig
       check(sys.ioctl(fd, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
       const mtu = new DataView(req.buffer).getInt32(16, true);
       bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      const neighFd = neighbour ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      return { fd, bigFd, neighFd, ifindex, mac, mtu };
+      const sharedFd = shared ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      return { fd, bigFd, sharedFd, ifindex, mac, mtu };
     } catch (err) {
       sys.close(fd);
       if (bigFd >= 0) sys.close(bigFd);
@@ -206,8 +207,8 @@ const SO_ATTACH_FILTER = 26;
 const PACKET_FANOUT = 18;
 const PACKET_FANOUT_HASH = 0;
 const PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
-// Slots of a fanout member's ring for ARP and NDP frames: a few per neighbour, which the stack handles at once.
-const NEIGHBOUR_RING_FRAMES = 256;
+// Slots of a fanout member's ring for shared frames (ARP, NDP, ICMP errors): few, and handled at once.
+const SHARED_RING_FRAMES = 256;
 // Slots of the ring for MTU-sized frames by default: a backlog of this many small frames waits while the main thread
 // is busy; about 1.6 KB each at MTU 1500, so 13 MB of kernel memory (allocated, zeroed, when the ring is set up).
 const SMALL_RING_FRAMES = 8192;
@@ -342,9 +343,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private blocked = false;
   private readonly watch: FdWatch;
   private readonly bigWatch: FdWatch | null = null;
-  // A fanout member's ARP and NDP frames, which every member sees (see AfPacketOptions.fanout).
-  private neighRing: RxRing | null = null;
-  private readonly neighWatch: FdWatch | null = null;
+  // A fanout member's ARP, NDP and ICMP error frames, which every member sees (see AfPacketOptions.fanout).
+  private sharedRing: RxRing | null = null;
+  private readonly sharedWatch: FdWatch | null = null;
   private dispatcher: LinkDispatcher | null = null;
   private closed = false;
   private readonly busyPollMs: number;
@@ -388,11 +389,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
       if (fan) {
         // Nothing reaches a member between its bind() and its join (it would see every flow's frames).
         for (const fd of fds) attachFilter(fd, DROP_ALL);
-        setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
-        if (this.offloads) setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
-        setIntOption(s.neighFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
-        attachFilter(s.neighFd, neighbourFilter());
-        this.neighRing = new RxRing(s.neighFd, this.maxFrame + RING_HEADROOM + vnet, NEIGHBOUR_RING_FRAMES, false);
+        setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
+        if (this.offloads) setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_VNET_HDR, 1, 'PACKET_VNET_HDR');
+        setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
+        attachFilter(s.sharedFd, sharedFilter());
+        this.sharedRing = new RxRing(s.sharedFd, this.maxFrame + RING_HEADROOM + vnet, SHARED_RING_FRAMES, false);
       } else if (s.bigFd >= 0) {
         // Before bind: until then the sockets receive nothing, so no frame lands in both rings or in neither.
         attachFilter(this.fd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'small' } }));
@@ -406,7 +407,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const sa = sockaddrLL(this.ifindex);
       for (const fd of fds) check(sys.bind(fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
       if (fan) {
-        check(sys.bind(s.neighFd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
+        check(sys.bind(s.sharedFd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
         joinFanout(this.fd, fan.group, false);
         if (s.bigFd >= 0) joinFanout(s.bigFd, fan.group + 1, true);
         // IPv4 fragments go whole through the group of large frames, reassembled there (not in both groups: the
@@ -414,7 +415,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         // socket, the member reassembles the fragments the hash of their addresses brings it.
         attachFilter(this.fd, frameFilter({
           size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined,
-          noNeighbour: true,
+          noShared: true,
           noIpv4Fragments: s.bigFd >= 0,
         }));
         if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
@@ -424,9 +425,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
     } catch (err) {
       (this.ring as RxRing | undefined)?.mem.free();
       this.bigRing?.mem.free();
-      this.neighRing?.mem.free();
+      this.sharedRing?.mem.free();
       for (const fd of fds) sys.close(fd);
-      if (s.neighFd >= 0) sys.close(s.neighFd);
+      if (s.sharedFd >= 0) sys.close(s.sharedFd);
       throw err;
     }
     this.watch = watchFd(this.fd, (readable, writable, status) => {
@@ -440,10 +441,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (readable) this.receive();
       });
     }
-    if (this.neighRing) {
-      this.neighWatch = watchFd(s.neighFd, (readable, _writable, status) => {
+    if (this.sharedRing) {
+      this.sharedWatch = watchFd(s.sharedFd, (readable, _writable, status) => {
         if (status < 0) return this.close();
-        if (readable) this.drainNeighbour();
+        if (readable) this.drainShared();
       });
     }
   }
@@ -462,15 +463,15 @@ export class AfPacketEndpoint implements LinkEndpoint {
   unref(): void {
     this.watch.unref();
     this.bigWatch?.unref();
-    this.neighWatch?.unref();
+    this.sharedWatch?.unref();
   }
 
   /**
-   * Delivers what waits in a fanout member's ring of ARP and NDP frames. Apart from the flow rings: a neighbour
-   * frame's order relative to a flow's segments does not matter, and these are few.
+   * Delivers what waits in a fanout member's ring of shared frames (ARP, NDP, ICMP errors). Apart from the flow
+   * rings: their order relative to a flow's segments does not matter, and they are few.
    */
-  private drainNeighbour(): void {
-    const r = this.neighRing;
+  private drainShared(): void {
+    const r = this.sharedRing;
     if (r === null) return;
     const c = this.counters;
     let delivered = 0;
@@ -656,7 +657,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
     if (!this.closed) {
-      for (const ring of [this.ring, this.bigRing, this.neighRing]) {
+      for (const ring of [this.ring, this.bigRing, this.sharedRing]) {
         if (ring === null) continue;
         const fd = ring.fd;
         this.statLen[0] = 8;
@@ -818,7 +819,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     // libuv must stop polling before the fd goes away.
     this.watch.close();
     this.bigWatch?.close();
-    this.neighWatch?.close();
+    this.sharedWatch?.close();
     this.ring.mem.free();
     this.tx.free();
     sys.close(this.fd);
@@ -826,9 +827,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
       this.bigRing.mem.free();
       sys.close(this.bigRing.fd);
     }
-    if (this.neighRing) {
-      this.neighRing.mem.free();
-      sys.close(this.neighRing.fd);
+    if (this.sharedRing) {
+      this.sharedRing.mem.free();
+      sys.close(this.sharedRing.fd);
     }
   }
 

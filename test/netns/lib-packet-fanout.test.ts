@@ -1,6 +1,7 @@
 import t from 'tap';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
+import { ip4, mac, udp } from '../lib/frames.ts';
 import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 // Two endpoints on one interface in one PACKET_FANOUT_HASH group, as two shards of `serve --threads 2`; the
@@ -16,14 +17,17 @@ interface Seen {
   /** Source port → payload lengths of the UDP datagrams to STACK_IP this endpoint got. */
   flows: Map<number, number[]>;
   arp: number;
+  /** ICMP errors to STACK_IP (port unreachable). */
+  icmpErrors: number;
 }
 
 function recorder(ep: AfPacketEndpoint): Seen {
-  const seen: Seen = { flows: new Map(), arp: 0 };
+  const seen: Seen = { flows: new Map(), arp: 0, icmpErrors: 0 };
   ep.attach({
     deliverFrame(f) {
       const type = (f[12]! << 8) | f[13]!;
       if (type === 0x0806) seen.arp++;
+      if (type === 0x0800 && f[23] === 1 && f[34] === 3 && f.subarray(30, 34).join('.') === STACK_IP) seen.icmpErrors++;
       if (type !== 0x0800 || f[23] !== 17 || f.subarray(30, 34).join('.') !== STACK_IP) return;
       if ((((f[20]! << 8) | f[21]!) & 0x3fff) !== 0) throw new Error('an IPv4 fragment reached a member');
       const ihl = (f[14]! & 0x0f) * 4;
@@ -73,6 +77,14 @@ t.test('two members of one group → each flow whole on one member, flows on bot
   nsRun(net.nsB, ['ping', '-c', '1', '-W', '2', A_IP]);
   await waitFor(() => seenA.arp > 0 && seenB.arp > 0, HANG_MS, 'ARP on both members');
   t.equal(seenA.arp, seenB.arp, 'each ARP frame once on each member');
+
+  // An ICMP error about one member's flow: B's kernel answers a datagram to a closed port with port unreachable,
+  // which the hash of its addresses would give to one member only.
+  run(['ip', '-n', net.nsB, 'neigh', 'replace', STACK_IP, 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
+  a.writeFrame(udp(a.macAddress, mac(net.macB), ip4(STACK_IP), ip4(B_IP), 40999, 9, new Uint8Array(20)));
+  await waitFor(() => seenA.icmpErrors > 0 && seenB.icmpErrors > 0, HANG_MS, 'the ICMP error on both members');
+  t.equal(seenA.icmpErrors, 1);
+  t.equal(seenB.icmpErrors, 1);
 });
 
 t.test('a member of a group on another interface → error naming the option', async (t) => {

@@ -324,6 +324,10 @@ async function startSharded(
     const stats = await StatsServer.listen(statsSocketPath(opts.netns, opts.dev), counters);
     undo.push(() => stats.close());
   }
+  // An exit that does not wait for stop() (an uncaught exception) still gives the interface back: synchronously,
+  // with the workers ended at once, as the single-thread path's stop() does.
+  const onExit = () => unwind();
+  process.once('exit', onExit);
   let stopped = false;
   return {
     netstack: undefined,
@@ -337,6 +341,7 @@ async function startSharded(
       stopped = true;
       await shards.stop();
       unwind();
+      process.off('exit', onExit);
     },
   };
 }

@@ -12,6 +12,7 @@ import { NetnsHandle } from '../lib/netns.ts';
 import type { Address, Subnet } from '../netstack/addr.ts';
 import type { ImpairSpec } from '../netstack/link/impair.ts';
 import { NetError } from '../netstack/errors.ts';
+import { servedCounters } from './serve-counters.ts';
 import { startService, type RunningService } from './services/registry.ts';
 import type { ShardPeers } from './services/service.ts';
 import { stackOnLink } from './stack-on-link.ts';
@@ -115,15 +116,7 @@ async function start(packet: AfPacketEndpoint): Promise<void> {
     if (r instanceof NetError) throw new Error(`cannot start service ${s.name}: ${r}`);
     services.push(...r);
   }
-  counters = () => {
-    const out: Record<string, number> = { ...netstack.counters() };
-    for (const [k, v] of Object.entries(packet.refreshCounters())) out[`hostlink.${k}`] = v;
-    for (const [k, v] of Object.entries(packet.rxPoll)) out[`hostlink.rxPoll.${k}`] = v;
-    if (packet.capabilities.gso) for (const [k, v] of Object.entries(packet.vnetCounters)) out[`vnet.${k}`] = v;
-    if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;
-    for (const s of services) for (const [k, v] of Object.entries(s.stats)) out[`service.${s.name}.${s.proto}.${k}`] = v;
-    return out;
-  };
+  counters = () => servedCounters(netstack, packet, impair, services);
 }
 
 port.on('message', (m: ToShard) => {

@@ -19,6 +19,7 @@ import { DEFAULT_TCP_CONFIG } from '../netstack/transport/tcp/protocol.ts';
 import { servicePort, startService, SERVICE_NAMES, type RunningService } from './services/registry.ts';
 import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
+import { servedCounters } from './serve-counters.ts';
 import type { ShardConfig } from './serve-shard.ts';
 import { stackOnLink } from './stack-on-link.ts';
 import { type Shards, startShards } from './serve-shards.ts';
@@ -239,18 +240,7 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       services.push(...r);
     }
 
-    const counters = () => {
-      const out: Record<string, number> = { ...netstack.counters() };
-      // The kernel's ring-full drops are read from the socket only when asked for (or when it flags a loss).
-      const hostCounters = host instanceof AfPacketEndpoint ? host.refreshCounters() : (host as { counters?: Record<string, number> }).counters;
-      if (hostCounters) for (const [k, v] of Object.entries(hostCounters)) out[`hostlink.${k}`] = v;
-      if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.rxPoll)) out[`hostlink.rxPoll.${k}`] = v;
-      const vnet = host instanceof AfPacketEndpoint && host.capabilities.gso ? host.vnetCounters : undefined;
-      if (vnet) for (const [k, v] of Object.entries(vnet)) out[`vnet.${k}`] = v;
-      if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;
-      for (const s of services) for (const [k, v] of Object.entries(s.stats)) out[`service.${s.name}.${s.proto}.${k}`] = v;
-      return out;
-    };
+    const counters = () => servedCounters(netstack, host, impair, services);
     if (opts.statsSocket !== false) {
       const stats = await StatsServer.listen(statsSocketPath(opts.netns, opts.dev), counters);
       undo.push(() => stats.close());

@@ -99,6 +99,8 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const out = [line(rows[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
   out.push('', 'ratios are to kernel in the same run; throughput and req/s: higher is better; µs and bytes: lower is better');
   for (const [system, what] of Object.entries(report.notes)) out.push(`conn-memory ${system}: ${what}`);
+  const threads = report.results.find((r) => r.system === 'tsvisor' && typeof r.threads === 'number')?.threads;
+  if (threads) out.push(`tsvisor: serve --threads ${threads} (netstack shards on worker threads)`);
   for (const s of report.skipped) out.push(`skipped: ${s.system}${s.test === '*' ? '' : ` ${s.test}`}${s.mtu ? ` (MTU ${s.mtu})` : ''}: ${s.reason}`);
   return out.join('\n') + '\n';
 }

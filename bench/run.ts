@@ -273,7 +273,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];
   const notes: Record<string, string> = {};
-  if ((opts.threads ?? 1) > 1) notes.tsvisor_threads = `tsvisor serve --threads ${opts.threads}`;
   const steps = stepsFor(tests, p, udpLatency, notes, opts.log);
   const total = steps.length * systems.length;
   let done = 0;
@@ -321,6 +320,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
           }
           try {
             const r = await st.run(sys);
+            // Which serve made tsvisor's figures (the single-thread one unless --threads says otherwise).
+            if (r && name === 'tsvisor' && (opts.threads ?? 1) > 1) r.threads = opts.threads;
             if (r) {
               results.push(r);
               progress(name, st.label, formatValue(r));

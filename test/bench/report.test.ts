@@ -125,3 +125,9 @@ TCP                  100    112   2368   13    8 : tunables    0    0    0 : sla
 `;
   t.equal(slabBytes(text), 48 * 2560 + 100 * 2368);
 });
+
+t.test('tsvisor results from a sharded serve → the table says with how many threads; none without', async (t) => {
+  const rows = [r('kernel', 'throughput', 10, { streams: 4 }), r('tsvisor', 'throughput', 9, { streams: 4, threads: 2 })];
+  t.match(formatTable({ ...REPORT, results: rows, skipped: [], notes: {} }), /\ntsvisor: serve --threads 2 \(netstack shards on worker threads\)\n/);
+  t.notMatch(formatTable({ ...REPORT, results: RESULTS, skipped: [], notes: {} }), /--threads/);
+});

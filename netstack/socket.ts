@@ -50,6 +50,8 @@ export interface WriteOptions {
   to?: SocketAddress;
   /** MSG_MORE: more data follows soon (corks a stream, merges datagrams). */
   more?: boolean;
+  /** MSG_EOR on a stream: later writes never share a segment with these bytes' last one (Linux's skb EOR). */
+  eor?: boolean;
   /**
    * MSG_FASTOPEN on a stream: connect to `to` with the data in the SYN (RFC 7413); the bytes the SYN carries are
    * the count written, and Err.ConnectStarted says the connection started with none of them.

@@ -445,6 +445,7 @@ export class SocketFile {
     }
     const nonblock = nonblockFd || (flags & L.MSG_DONTWAIT) !== 0;
     const more = (flags & L.MSG_MORE) !== 0;
+    const eor = (flags & L.MSG_EOR) !== 0 && this.type === L.SOCK_STREAM;
     // MSG_ZEROCOPY: the call's first write that queues bytes takes a completion id, later ones join it.
     const zeroCopy = (flags & L.MSG_ZEROCOPY) !== 0 && this.type === L.SOCK_STREAM;
     let sent = 0;
@@ -458,7 +459,7 @@ export class SocketFile {
         const err = this.ep.takeError();
         if (err) return neg(err);
       }
-      const r = this.ep.write(data.subarray(sent), { to, more, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined });
+      const r = this.ep.write(data.subarray(sent), { to, more, eor, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined });
       if (fastOpen) {
         fastOpen = false;
         const opened = r === Err.ConnectStarted || (typeof r === 'number' && tcpState(this.ep) === L.TCP_SYN_SENT);

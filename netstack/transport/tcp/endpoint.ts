@@ -251,6 +251,8 @@ export class TcpEndpoint implements Endpoint {
     this.cork = false;
     this.moreCork = false;
     const before = this.stats.segmentsSent;
+    // Linux sends a corked tail from its probe timer, by tcp_write_wakeup, which pushes what it sends.
+    this.snd.pushHead();
     this.snd.output();
     if (this.stats.segmentsSent !== before) this.stats.corkCeilingFlushes++;
     this.cork = cork;
@@ -394,6 +396,7 @@ export class TcpEndpoint implements Endpoint {
         copied = plan.space;
         snd.buf.append(data.subarray(0, copied));
         this.proto.charge(copied);
+        snd.queued(copied, false, false);
       }
     }
     this.synFastOpenSent = this.synFastOpen !== null;
@@ -606,6 +609,9 @@ export class TcpEndpoint implements Endpoint {
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
     snd.buf.append(n === data.length ? data : data.subarray(0, n));
     this.proto.charge(n);
+    // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
+    // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
+    snd.queued(n, !!opts?.more && n === data.length, !!opts?.eor && n === data.length);
     this.moreCork = !!opts?.more;
     snd.output();
     this.flushAck();

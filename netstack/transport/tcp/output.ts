@@ -40,16 +40,16 @@ export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions, da
 }
 
 /**
- * Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8). A `len`
- * above the MSS is a TSO super-segment (the sender checked the route takes them): one header, cut by the link
- * into MSS-sized segments.
+ * Sends stream bytes [s, s+len) from the send buffer, with FIN when `fin` (RFC 9293 §3.10.4 and §3.8) and PSH
+ * when `psh` (the sender's skb model, skb.ts). A `len` above the MSS is a TSO super-segment (the sender checked
+ * the route takes them): one header, cut by the link into MSS-sized segments, PSH on the last.
  */
-export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boolean, retransmit: boolean): void {
+export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boolean, retransmit: boolean, psh: boolean): void {
   const snd = ep.snd;
   const rcv = ep.rcv;
   const off = seq.sub(s, snd.una);
   let flags = TCP_ACK | (fin ? TCP_FIN : 0);
-  if (len > 0 && off + len === snd.buf.length) flags |= TCP_PSH;
+  if (psh && len > 0) flags |= TCP_PSH;
   const segs = len > snd.mss ? Math.ceil(len / snd.mss) : 1;
   if (plainOptions(ep)) {
     const wnd = rcv.windowToAdvertise(snd.mss);

@@ -89,6 +89,12 @@ export interface TcpConfig {
   fastOpen: number;
   /** net.ipv4.tcp_fastopen_key: primary (and backup) key; empty for a random key made from the stack's secret. */
   fastOpenKey: string;
+  /** Pacing rate in slow start, percent of cwnd per SRTT (tcp_pacing_ss_ratio); sizes GSO packets (skb.ts). */
+  pacingSsRatio: number;
+  /** Pacing rate in congestion avoidance, percent of cwnd per SRTT (tcp_pacing_ca_ratio). */
+  pacingCaRatio: number;
+  /** Fewest segments a GSO packet is sized for (tcp_min_tso_segs). */
+  minTsoSegs: number;
 }
 
 /** Linux's defaults. */
@@ -120,6 +126,9 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   headerPrediction: true,
   fastOpen: TFO_CLIENT_ENABLE,
   fastOpenKey: '',
+  pacingSsRatio: 200,
+  pacingCaRatio: 120,
+  minTsoSegs: 2,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */

@@ -17,6 +17,7 @@ import { LazyTimer } from './timer.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { State } from './state.ts';
 import { plainOptions, sendWindowProbe, transmitData } from './output.ts';
+import { GSO_MAX_SIZE, SKB_PSH, SkbQueue } from './skb.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
@@ -46,6 +47,8 @@ export class Sender {
   mss = 536;
   /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
   readonly buf = new ByteQueue();
+  /** How Linux would have cut those bytes into skbs, which places PSH (skb.ts). */
+  readonly skbs = new SkbQueue();
   /** SO_SNDBUF: most bytes the buffer holds. */
   limit: number;
   /** Send-buffer auto-tuning is on (cleared when the application sets SO_SNDBUF). */
@@ -136,7 +139,70 @@ export class Sender {
     this.buf.consume(n);
     this.ep.proto.charge(-n);
     this.bytesAcked += n;
+    this.skbs.release(this.bytesAcked);
     if (this.ep.zc.acked(this.bytesAcked)) this.ep.waiter.notify(EventErr);
+  }
+
+  /**
+   * Records `n` bytes one write call just appended to the buffer (MSG_MORE `more`, MSG_EOR `eor`) as Linux's
+   * tcp_sendmsg_locked cuts them into skbs: of size_goal bytes, pushed at the call's end and when forced_push.
+   */
+  queued(n: number, more: boolean, eor: boolean): void {
+    const at = this.bytesAcked + this.buf.length - n;
+    const sent = this.bytesAcked + seq.sub(this.max, this.una);
+    this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
+  }
+
+  /**
+   * Linux's size_goal (tcp_xmit_size_goal): whole MSS up to the GSO limit, bounded by half the peer's largest
+   * window once that is above the default MSS (tcp_bound_to_half_wnd).
+   */
+  sizeGoal(): number {
+    let goal = this.gsoMaxSize();
+    const cutoff = this.maxWnd > 536 ? this.maxWnd >>> 1 : this.maxWnd;
+    if (cutoff > 0 && goal > cutoff) goal = Math.max(cutoff, 68 - (this.ep.tsOk ? 32 : 20));
+    return Math.max(goal - (goal % this.mss), this.mss);
+  }
+
+  /** The largest GSO packet in bytes: the route's TSO limit, or Linux's software-GSO limit. */
+  private gsoMaxSize(): number {
+    const route = this.ep.route;
+    const max = route?.sendGso && route.gsoMaxSegment ? route.gsoMaxSegment() : 0;
+    return max > 0 ? Math.min(max, GSO_MAX_SIZE) : GSO_MAX_SIZE;
+  }
+
+  /**
+   * Segments per GSO packet (Linux's tcp_tso_autosize): about 1 ms at the pacing rate (cwnd · ratio / SRTT, the
+   * slow-start ratio below half ssthresh), plus a share of the GSO limit that halves with each 512 µs of minimum
+   * RTT, at least tcp_min_tso_segs.
+   */
+  gsoSegs(): number {
+    const cfg = this.ep.proto.config;
+    const mss = this.mss;
+    const max = this.gsoMaxSize();
+    let bytes = max;
+    const srtt = this.rtt.srtt;
+    if (srtt > 0) {
+      const cwnd = this.cc.cwnd;
+      const ratio = cwnd < this.cc.ssthresh / 2 ? cfg.pacingSsRatio : cfg.pacingCaRatio;
+      const segs = Math.max(Math.floor(cwnd / mss), Math.ceil(this.inFlight / mss));
+      // Bytes per second, then what goes in one pacing slot (sk_pacing_shift 10: 1/1024 s).
+      bytes = (((mss * ratio) / 100) * segs * 1000) / srtt / 1024;
+      const r = Math.floor((this.rtt.minRtt * 1000) / 512);
+      if (r < 32) bytes += Math.floor(max / 2 ** r);
+      bytes = Math.min(bytes, max);
+    }
+    return Math.max(Math.floor(bytes / mss), cfg.minTsoSegs);
+  }
+
+  /** Marks PSH on the skb the next new byte is in, as tcp_write_wakeup pushes the segment it sends. */
+  pushHead(): void {
+    if (this.unsent > 0) this.skbs.push(this.offsetOf(this.nxt));
+  }
+
+  /** Stream offset (bytes ever queued before it) of sequence number `s` in the buffer. */
+  private offsetOf(s: number): number {
+    return this.bytesAcked + seq.sub(s, this.una);
   }
 
   /** Starts sequence space at `iss`: the SYN takes iss, data starts at iss + 1. */
@@ -363,7 +429,7 @@ export class Sender {
     const len = Math.min(this.mss, this.buf.length);
     const fin = this.finQueued && len === this.buf.length && seq.gt(this.max, this.finSeq);
     if (len === 0 && !fin) return;
-    this.send(this.una, len, fin, true);
+    this.send(this.una, len, fin, true, this.pushes(this.una, len));
     this.rtxTimer.set(this.rtt.rto);
   }
 
@@ -376,15 +442,39 @@ export class Sender {
       this.rack.record(start, end, this.ep.clock.now(), true);
       return 0;
     }
-    this.send(start, len, fin, true);
+    this.send(start, len, fin, true, this.pushes(start, len));
     return len + (fin ? 1 : 0);
   }
 
-  /** Transmits [s, s+len) (and the FIN) and logs it for RACK. */
-  private send(s: number, len: number, fin: boolean, retransmit: boolean): void {
+  /**
+   * Whether the packet of bytes [s, s + len) carries PSH, cutting its skb there as Linux does: a packet of more
+   * than one segment always (__tcp_transmit_skb forces it for GRO at the receiver), one segment when it ends an
+   * skb that was pushed.
+   */
+  private pushes(s: number, len: number): boolean {
+    if (len <= 0) return false;
+    const f = this.skbs.take(this.offsetOf(s), len);
+    return len > this.mss || (f & SKB_PSH) !== 0;
+  }
+
+  /**
+   * Transmits the packet [s, s+len) (and the FIN) and logs it for RACK: one TSO super-segment when the route
+   * takes one that large, else cut here as Linux's software GSO cuts it, PSH and FIN on the last piece only.
+   */
+  private send(s: number, len: number, fin: boolean, retransmit: boolean, psh: boolean): void {
     if (retransmit) this.rttSeq = -1;
-    transmitData(this.ep, s, len, fin, retransmit);
-    if (this.ep.sackOk) this.rack.record(s, seq.add(s, len + (fin ? 1 : 0)), this.ep.clock.now(), retransmit);
+    const piece = len > this.mss ? Math.max(this.tsoLimit(), this.mss) : len;
+    let at = s;
+    let left = len;
+    do {
+      const n = Math.min(left, piece);
+      left -= n;
+      const last = left === 0;
+      transmitData(this.ep, at, n, fin && last, retransmit, psh && last);
+      const end = seq.add(at, n + (fin && last ? 1 : 0));
+      if (this.ep.sackOk) this.rack.record(at, end, this.ep.clock.now(), retransmit);
+      at = end;
+    } while (left > 0);
   }
 
   /**
@@ -400,7 +490,6 @@ export class Sender {
     }
     let sentNew = false;
     let cwndBound = false;
-    const tso = this.tsoLimit();
     for (;;) {
       const cwndLeft = this.cc.cwnd - this.pipe();
       if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
@@ -415,23 +504,37 @@ export class Sender {
       const wndLeft = this.wnd - off;
       if (unsent <= 0) {
         if (this.finQueued && this.nxt === this.finSeq && wndLeft > 0) {
-          this.send(this.nxt, 0, true, seq.lt(this.nxt, this.max));
+          this.send(this.nxt, 0, true, seq.lt(this.nxt, this.max), false);
           this.advance(1);
           sentNew = true;
         }
         break;
       }
-      let len = Math.min(this.mss, unsent, wndLeft, cwndLeft);
-      if (cwndLeft < Math.min(this.mss, unsent, wndLeft)) cwndBound = true;
-      if (len <= 0) break;
       const retx = seq.lt(this.nxt, this.max);
-      if (len === this.mss && !retx && tso > this.mss) {
-        // TSO: every whole MSS the limits allow at once, in one super-segment; these are exactly the full
-        // segments the loop would send one by one, and the runt after them is judged alone next round.
-        const big = Math.min(tso, unsent, wndLeft, cwndLeft);
-        len = big - (big % this.mss);
+      const p = this.bytesAcked + off;
+      // Linux's packet starts from its send head skb, grown toward what cwnd and the GSO autosize allow (never
+      // a resent one); it never reaches past that skb.
+      const gsoSegs = retx ? 1 : this.gsoSegs();
+      const quota = Math.min(Math.floor(Math.max(0, cwndLeft) / this.mss), gsoSegs) * this.mss;
+      const skbLen = Math.min(unsent, this.skbs.headLength(p, retx ? 0 : Math.max(quota, this.mss)));
+      let len = Math.min(this.mss, skbLen, wndLeft, cwndLeft);
+      if (cwndLeft < Math.min(this.mss, skbLen, wndLeft)) cwndBound = true;
+      if (len <= 0) break;
+      if (len === this.mss && !retx && skbLen > this.mss) {
+        // A GSO packet (Linux's tcp_mss_split_point): as many whole MSS as the quota allows; its partial last
+        // segment rides along when the skb is not the queue's tail or when Nagle would not hold it.
+        const needed = Math.min(skbLen, wndLeft);
+        if (quota <= wndLeft && !this.skbs.isLast(p)) len = Math.min(quota, skbLen);
+        else if (quota <= needed) len = quota;
+        else {
+          const partial = needed % this.mss;
+          len = partial > 0 && this.nagleHolds() ? needed - partial : needed;
+        }
       }
-      if (len < this.mss && len < unsent) {
+      if (len < this.mss && len === skbLen && skbLen < unsent) {
+        // An skb that ends a write (or an EOR record) before the queue's tail: Linux sends it whole whatever
+        // Nagle says (tcp_write_xmit's TCP_NAGLE_PUSH for all but the tail).
+      } else if (len < this.mss && len < unsent) {
         // A runt limited by the peer's window goes out only when it is a fair share of the largest window seen
         // (RFC 9293 §3.8.6.2.1 (c)) or nothing is in flight to open the window (the override of (d)); a runt
         // limited by cwnd waits for the next ACK.
@@ -443,8 +546,7 @@ export class Sender {
           ep.onCorkHold();
           break;
         }
-        // Minshall's refinement (Linux tcp_nagle_check): hold only while an earlier small segment is in flight.
-        if (!ep.nodelay && this.inFlight > 0 && this.smallUnacked() && !this.finQueued) break;
+        if (this.nagleHolds()) break;
       }
       len = Math.max(0, len);
       const fin = this.finQueued && len === unsent && wndLeft > len;
@@ -452,7 +554,7 @@ export class Sender {
         this.rttSeq = this.nxt;
         this.rttStart = now;
       }
-      this.send(this.nxt, len, fin, retx);
+      this.send(this.nxt, len, fin, retx, this.pushes(this.nxt, len));
       if (!retx && len < this.mss) this.smlEnd = seq.add(this.nxt, len + (fin ? 1 : 0));
       this.lastSend = now;
       this.advance(len + (fin ? 1 : 0));
@@ -462,6 +564,15 @@ export class Sender {
     if (sentNew) this.armTlp();
     if (sentNew || cwndBound) this.cwndValidate(cwndBound || this.pipe() >= this.cc.cwnd);
     this.armPersist();
+  }
+
+  /**
+   * Whether Nagle holds a partial segment at the queue's tail (Linux's tcp_nagle_check): corked, or with Minshall's
+   * refinement only while an earlier small segment is in flight; never once the FIN is queued.
+   */
+  private nagleHolds(): boolean {
+    if (this.finQueued) return false;
+    return this.ep.corked || (!this.ep.nodelay && this.inFlight > 0 && this.smallUnacked());
   }
 
   /**
@@ -529,7 +640,7 @@ export class Sender {
     const unsent = this.buf.length - off;
     if (unsent > 0 && this.wnd - off > 0) {
       const len = Math.min(this.mss, unsent, this.wnd - off);
-      this.send(this.nxt, len, false, seq.lt(this.nxt, this.max));
+      this.send(this.nxt, len, false, seq.lt(this.nxt, this.max), this.pushes(this.nxt, len));
       this.advance(len);
       this.tlpRetrans = false;
     } else {

@@ -1,7 +1,8 @@
 /**
  * CUBIC (RFC 9438): the window grows along W_cubic(t) = C·(t − K)³ + W_max from the last reduction (§4.2),
  * never slower than the Reno-friendly estimate W_est (§4.3), reduces by β = 0.7 on loss (§4.6) with fast
- * convergence (§4.7). Slow start is standard (§4.10). Windows are kept in segments internally.
+ * convergence (§4.7). Slow start grows by every byte acknowledged, as Linux's tcp_slow_start (no RFC 3465
+ * per-ACK limit). Windows are kept in segments internally.
  */
 import { type CcContext, type CongestionControl, initialWindow } from './cc.ts';
 
@@ -29,7 +30,7 @@ export class Cubic implements CongestionControl {
   onAck(acked: number, _inFlight: number, ctx: CcContext): void {
     const mss = ctx.mss;
     if (this.cwnd < this.ssthresh) {
-      this.cwnd = Math.min(this.cwnd + Math.min(acked, 2 * mss), Math.max(this.ssthresh, this.cwnd));
+      this.cwnd = Math.min(this.cwnd + acked, Math.max(this.ssthresh, this.cwnd));
       return;
     }
     const segs = this.cwnd / mss;

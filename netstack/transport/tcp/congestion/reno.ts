@@ -1,6 +1,7 @@
 /**
- * NewReno's window arithmetic (RFC 5681 §3.1, RFC 6582): slow start by bytes acknowledged (appropriate byte
- * counting, RFC 3465 with L = 2·SMSS), linear growth of one SMSS per window in congestion avoidance, halving on loss.
+ * NewReno's window arithmetic (RFC 5681 §3.1, RFC 6582): slow start by every byte acknowledged (as Linux's
+ * tcp_slow_start, which dropped RFC 3465's L = 2·SMSS limit: a delayed or stretched ACK grows cwnd by all it
+ * covers), linear growth of one SMSS per window in congestion avoidance, halving on loss.
  */
 import { type CcContext, type CongestionControl, initialWindow } from './cc.ts';
 
@@ -18,7 +19,7 @@ export class Reno implements CongestionControl {
 
   onAck(acked: number, _inFlight: number, ctx: CcContext): void {
     if (this.cwnd < this.ssthresh) {
-      this.cwnd = Math.min(this.cwnd + Math.min(acked, 2 * ctx.mss), Math.max(this.ssthresh, this.cwnd));
+      this.cwnd = Math.min(this.cwnd + acked, Math.max(this.ssthresh, this.cwnd));
       return;
     }
     this.acc += acked;

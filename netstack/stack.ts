@@ -213,6 +213,15 @@ export class Stack implements NetworkLayer, StackInternals {
     return [...this.nicMap.values()].map((n) => ({ id: n.id, name: n.name, mac: n.mac.slice(), mtu: n.mtu }));
   }
 
+  /**
+   * Turns a NIC's TSO on or off, as `ethtool -K DEV tso off`: with it off TCP's GSO packets leave cut into
+   * segments by TCP itself. Returns false for an unknown NIC or one whose link has no TSO.
+   */
+  setNicTso(nicId: number, on: boolean): boolean {
+    const nic = this.nicMap.get(nicId);
+    return nic ? nic.setTso(on) : false;
+  }
+
   // ---- addresses ----
 
   /**

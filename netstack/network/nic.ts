@@ -41,8 +41,15 @@ export class Nic {
   readonly mac: Uint8Array;
   /** Largest frame received (Ethernet header included): the GSO size on links with GSO, else MTU + 14. */
   readonly maxRxFrame: number;
-  /** The link's offloads when it takes TSO super-frames with partial checksums (gso, tx checksum offload, writeGso). */
-  readonly txGso: LinkCapabilities | undefined;
+  /**
+   * The link's offloads when it takes TSO super-frames with partial checksums (gso, tx checksum offload, writeGso)
+   * and TSO is on (`setTso`, as `ethtool -K dev tso off` turns a device's off).
+   */
+  get txGso(): LinkCapabilities | undefined {
+    return this.tso ? this.gsoCaps : undefined;
+  }
+  private readonly gsoCaps: LinkCapabilities | undefined;
+  private tso = true;
 
   constructor(
     readonly id: number,
@@ -55,7 +62,13 @@ export class Nic {
     this.loopback = this.mac.every((b) => b === 0);
     const caps = link.capabilities;
     this.maxRxFrame = Math.max(caps?.gso ? caps.maxGsoSize : 0, caps?.maxRxFrame ?? 0, link.mtu + 14);
-    this.txGso = caps?.gso && caps.txChecksumOffload && typeof link.writeGso === 'function' && !this.loopback ? caps : undefined;
+    this.gsoCaps = caps?.gso && caps.txChecksumOffload && typeof link.writeGso === 'function' && !this.loopback ? caps : undefined;
+  }
+
+  /** Turns sending TSO super-frames on or off (paths made afterwards see it); false when the link has no TSO. */
+  setTso(on: boolean): boolean {
+    this.tso = on;
+    return this.gsoCaps !== undefined;
   }
 
   /** Largest IP packet the link carries. */

@@ -43,11 +43,14 @@ export function netstackOnChannel(
   // Neighbour answers are delivered on the clock, never re-entering the stack from inside its own send path.
   const frames = new CaptureQueue(endpoints, (reply) => link.inject(reply));
   link.onWrite = (frame) => frames.capture(frame, now);
-  const nic = netstack.stack.addNic(link, { name: 'dut0' });
+  const nic = netstack.stack.addNic(link, { name: DUT_NIC });
   const e = netstack.stack.addAddress(nic, { address: endpoints.dutIp, prefixLength: v4 ? 24 : 64 });
   if (e) throw new Error(`${label}: cannot add ${v4 ? `${DUT_V4}/24` : `${DUT_V6}/64`}: ${e}`);
   return { endpoints, netstack, link, frames };
 }
+
+/** The DUT's NIC: packetdrill's tun0. */
+const DUT_NIC = 'dut0';
 
 /**
  * A shell line on a DUT built on tsvisor's netstack: sysctls go to the stack's settings table (applyShell), FreeBSD
@@ -68,7 +71,16 @@ export function netstackShell(netstack: Netstack, restore: Map<string, { key: st
     return { status: 'mapped', note: sets.map((x) => `${x.key}=${x.value}`).join(' '), parts };
   }
   if (ctx.dialect === 'freebsd') return { status: 'skipped', note: 'a FreeBSD command; tsvisor has no equivalent' };
-  const r = applyShell(command, ctx, { sysctl: netstack.sysctl, restore, flushMetrics: () => netstack.tcp.fastOpenCache.clear() });
+  const r = applyShell(command, ctx, {
+    sysctl: netstack.sysctl,
+    restore,
+    flushMetrics: () => netstack.tcp.fastOpenCache.clear(),
+    // The DUT's one NIC stands for packetdrill's tun0.
+    setTso: (dev, on) => {
+      const nic = netstack.stack.nics().find((n) => n.name === DUT_NIC);
+      return dev === 'tun0' && nic !== undefined && netstack.stack.setNicTso(nic.id, on);
+    },
+  });
   const note = r.applied.length ? `settings: ${r.applied.join(' ')}` : 'no setting applied';
   return { status: r.applied.length ? 'mapped' : 'ran', note: r.failed ?? note, failed: r.failed !== undefined, parts: r.parts };
 }

@@ -55,6 +55,8 @@ export interface ShellTarget {
   readonly restore: Map<string, { key: string; value: string }[]>;
   /** `ip tcp_metrics flush`: forgets what TCP keeps per destination (the client's Fast Open cookies). */
   readonly flushMetrics?: () => void;
+  /** `ethtool -K DEV tso on|off`: the DUT's device TSO; false when DEV is not the DUT's device or has no TSO. */
+  readonly setTso?: (dev: string, on: boolean) => boolean;
 }
 
 /** The outcome of one simple command of a shell line. */
@@ -145,6 +147,22 @@ export function applyShell(command: string, ctx: { cwd: string; env: Readonly<Re
         target.flushMetrics();
         applied.push('ip tcp_metrics flush (Fast Open cookies)');
       } else parts.push({ text: raw.trim(), why: 'tsvisor keeps no TCP metrics but Fast Open cookies; only a flush applies' });
+      return { status: 0 };
+    }
+    if (base === 'ethtool' && args[0] === '-K' && target.setTso && args.length >= 4) {
+      // Linux's TCP segments in software when the device takes no TSO (gso off included): only tso decides whether
+      // super-frames leave, so each "tso"/"gso" pair says the same; other features are not the DUT's to change.
+      const dev = args[1]!;
+      const rest: string[] = [];
+      let tso: boolean | undefined;
+      for (let i = 2; i + 1 < args.length; i += 2) {
+        const [feature, value] = [args[i]!, args[i + 1]!];
+        if ((feature === 'tso' || feature === 'gso') && (value === 'on' || value === 'off')) tso = tso === false ? false : value === 'on';
+        else rest.push(`${feature} ${value}`);
+      }
+      if (tso !== undefined && target.setTso(dev, tso)) applied.push(`${dev} tso ${tso ? 'on' : 'off'}`);
+      else if (tso !== undefined) rest.unshift(`tso/gso on ${dev}`);
+      if (rest.length) parts.push({ text: raw.trim(), why: `not applied: ${rest.join(', ')} (only the DUT device's tso/gso)` });
       return { status: 0 };
     }
     const why =

@@ -235,11 +235,13 @@ t.test('ESTABLISHED TCP_NODELAY → small writes go out at once; TCP_CORK holds 
   t.equal(ep.stats.corkCeilingFlushes, 1, 'the ceiling flush is counted, the uncork before it not');
 });
 
-t.test('ESTABLISHED large write → MSS-sized segments within IW10, rest after ACKs', async (t) => {
+t.test('ESTABLISHED large write → MSS-sized segments within IW10 in GSO packets (PSH on the last of each), rest after ACKs', async (t) => {
   const { h, ep, snd } = established();
   const data = pattern(20 * 1460);
+  // The route has no TSO: Linux's GSO packets (tcp_tso_autosize segments) leave cut, PSH on each one's last.
+  const segs = ep.snd.gsoSegs();
   t.equal(ep.write(data), data.length);
-  for (let i = 0; i < 10; i++) h.expect({ flags: A, seq: snd + i * 1460, len: 1460 });
+  for (let i = 0; i < 10; i++) h.expect({ flags: (i + 1) % segs === 0 || i === 9 ? A | TCP_PSH : A, seq: snd + i * 1460, len: 1460 });
   h.expectNone(0);
   h.send({ flags: A, seq: h.peerNxt, ack: snd + 2 * 1460 });
   // Slow start: 2 segments acked → cwnd grows by 2·MSS → 4 new segments.
@@ -636,13 +638,18 @@ t.test('sender SWS avoidance: a small usable window is not filled with a runt wh
   const { h, ep, snd } = established();
   const p = h.peerNxt;
   h.send({ flags: A, seq: p, ack: snd, window: 3000 });
-  ep.write(pattern(5000));
+  ep.write(pattern(1460));
+  ep.write(pattern(1460));
   h.expect({ seq: snd, len: 1460 });
   h.expect({ seq: snd + 1460, len: 1460 });
-  // 80 bytes of window left: below half the largest window seen, so nothing is sent.
+  ep.write(pattern(5000));
+  // 80 bytes of window left: not even the first segment fits (Linux's tcp_snd_wnd_test), so nothing is sent.
   h.expectNone(0);
+  // 1540 bytes: a whole first segment fits, and the window's runt rides in the same GSO packet (tcp_mss_split_point).
   h.send({ flags: A, seq: p, ack: snd + 1460, window: 3000 });
-  h.expect({ seq: snd + 2920, len: 1460 });
+  h.expect({ flags: A, seq: snd + 2920, len: 1460 });
+  h.expect({ flags: A | TCP_PSH, seq: snd + 4380, len: 80 });
+  h.expectNone(0);
 });
 
 t.test('sender SWS override: a window smaller than a fair share still gets a runt when nothing is in flight', async (t) => {

@@ -77,8 +77,10 @@ function run(impair: Partial<ImpairSpec>, config: Partial<TcpConfig>, upN: numbe
         if (typeof n !== 'number') break;
         s.sent += n;
       }
-      // Close only once everything is acknowledged: prediction serves ESTABLISHED alone, as Linux's.
-      if (s.sent === s.out.length && !s.shut && ep.outQueue() === 0) {
+      // Close only once everything both ways is acknowledged: prediction serves ESTABLISHED alone, as Linux's, so
+      // data that went on arriving after the other side's FIN would take the full path and say nothing of it.
+      const allDone = sides.every((x) => x.sent === x.out.length && x.ep()?.outQueue() === 0);
+      if (allDone && !s.shut) {
         ep.shutdown(ShutdownWrite);
         s.shut = true;
       }

@@ -14,7 +14,7 @@ function tsoHarness(gsoMax = 65535): Harness {
   return h;
 }
 
-t.test('ESTABLISHED write 20 MSS on a TSO route → one 10-MSS super-segment per cwnd, cut byte-exact, PSH on the last', (t) => {
+t.test('ESTABLISHED write 20 MSS on a TSO route → one 10-MSS super-segment per cwnd, cut byte-exact, PSH on the last of each (Linux forces it on GSO packets)', (t) => {
   const h = tsoHarness();
   const ep = h.connect();
   const data = pattern(20 * MSS);
@@ -26,7 +26,7 @@ t.test('ESTABLISHED write 20 MSS on a TSO route → one 10-MSS super-segment per
   t.equal(g.segment.length - 32, 10 * MSS, 'IW10 worth');
   t.equal(h.pending, 10, 'the link cut it into ten segments');
   for (let i = 0; i < 10; i++) {
-    const r = h.expect({ flags: TCP_ACK, seq: h.iss + 1 + i * MSS, len: MSS });
+    const r = h.expect({ flags: i === 9 ? TCP_ACK | TCP_PSH : TCP_ACK, seq: h.iss + 1 + i * MSS, len: MSS });
     t.same(Buffer.from(r.payload), Buffer.from(data.subarray(i * MSS, (i + 1) * MSS)), `segment ${i} bytes`);
   }
   const last = h.net.sent.length;
@@ -42,17 +42,33 @@ t.test('ESTABLISHED write 20 MSS on a TSO route → one 10-MSS super-segment per
   t.end();
 });
 
-t.test('ESTABLISHED TSO route, write 2.5 MSS → two MSS in a super-segment, then the runt on its own', (t) => {
+t.test('ESTABLISHED TSO route, TCP_NODELAY, write 2.5 MSS → one super-segment with the runt as its last segment (tcp_mss_split_point)', (t) => {
   const h = tsoHarness();
   const ep = h.connect();
   ep.setOption('TCP_NODELAY', 1);
   ep.write(pattern(2 * MSS + 700));
   t.equal(h.net.gsoSent.length, 1);
-  t.equal(h.net.gsoSent[0]!.segment.length - 32, 2 * MSS);
+  t.equal(h.net.gsoSent[0]!.segment.length - 32, 2 * MSS + 700);
   h.expect({ flags: TCP_ACK, seq: h.iss + 1, len: MSS });
   h.expect({ flags: TCP_ACK, seq: h.iss + 1 + MSS, len: MSS });
   h.expect({ flags: TCP_ACK | TCP_PSH, seq: h.iss + 1 + 2 * MSS, len: 700 });
   t.equal(h.pending, 0);
+  t.end();
+});
+
+t.test('ESTABLISHED TSO route, Nagle on, 2.5 MSS after a small segment in flight → two MSS in a super-segment, the runt held', (t) => {
+  const h = tsoHarness();
+  const ep = h.connect();
+  ep.write(pattern(100));
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: h.iss + 1, len: 100 });
+  ep.write(pattern(2 * MSS + 700));
+  t.equal(h.net.gsoSent.length, 1);
+  t.equal(h.net.gsoSent[0]!.segment.length - 32, 2 * MSS, 'Minshall: a small segment is unacknowledged');
+  h.expect({ flags: TCP_ACK, seq: h.iss + 101, len: MSS });
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: h.iss + 101 + MSS, len: MSS });
+  t.equal(h.pending, 0, 'the runt waits');
+  h.send({ flags: TCP_ACK, ack: h.iss + 101, options: { tsVal: 300, tsEcr: 0 } });
+  h.expect({ flags: TCP_ACK | TCP_PSH, seq: h.iss + 101 + 2 * MSS, len: 700 });
   t.end();
 });
 

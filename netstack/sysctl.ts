@@ -108,12 +108,17 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_pacing_ss_ratio': { linux: '200', check: int(0, 1000), tcp: num('pacingSsRatio'), read: (c) => String(c.pacingSsRatio) },
   'net.ipv4.tcp_pacing_ca_ratio': { linux: '120', check: int(0, 1000), tcp: num('pacingCaRatio'), read: (c) => String(c.pacingCaRatio) },
   'net.ipv4.tcp_min_tso_segs': { linux: '2', check: int(1, 255), tcp: num('minTsoSegs'), read: (c) => String(c.minTsoSegs) },
+  'net.ipv4.tcp_slow_start_after_idle': {
+    linux: '1',
+    check: int(0, 1),
+    tcp: bool('slowStartAfterIdle'),
+    read: (c) => (c.slowStartAfterIdle ? '1' : '0'),
+  },
   // Kept, not yet read by tsvisor's TCP.
   'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
   'net.ipv4.tcp_reordering': { linux: '3', check: int(1, INT_MAX) },
   'net.ipv4.tcp_max_reordering': { linux: '300', check: int(1, INT_MAX) },
-  'net.ipv4.tcp_slow_start_after_idle': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_early_retrans': { linux: '3', check: int(0, 4) },
   'net.ipv4.tcp_recovery': { linux: '1', check: int(0, INT_MAX) },
   'net.ipv4.tcp_tso_win_divisor': { linux: '3', check: int(1, 255) },

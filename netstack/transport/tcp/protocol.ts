@@ -95,6 +95,8 @@ export interface TcpConfig {
   pacingCaRatio: number;
   /** Fewest segments a GSO packet is sized for (tcp_min_tso_segs). */
   minTsoSegs: number;
+  /** Restart from the initial window after an idle RTO (RFC 5681 §4.1, tcp_slow_start_after_idle). */
+  slowStartAfterIdle: boolean;
 }
 
 /** Linux's defaults. */
@@ -129,6 +131,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   pacingSsRatio: 200,
   pacingCaRatio: 120,
   minTsoSegs: 2,
+  slowStartAfterIdle: true,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */

@@ -485,7 +485,8 @@ export class Sender {
     const ep = this.ep;
     if (!ep.canTransmitData()) return;
     const now = ep.clock.now();
-    if (this.inFlight === 0 && this.lastSend > 0 && now - this.lastSend > this.rtt.rto && this.unsent > 0) {
+    const idleRestart = ep.proto.config.slowStartAfterIdle;
+    if (idleRestart && this.inFlight === 0 && this.lastSend > 0 && now - this.lastSend > this.rtt.rto && this.unsent > 0) {
       this.cc.onIdleRestart(this.ccContext());
     }
     let sentNew = false;
@@ -515,7 +516,9 @@ export class Sender {
       // Linux's packet starts from its send head skb, grown toward what cwnd and the GSO autosize allow (never
       // a resent one); it never reaches past that skb.
       const gsoSegs = retx ? 1 : this.gsoSegs();
-      const quota = Math.min(Math.floor(Math.max(0, cwndLeft) / this.mss), gsoSegs) * this.mss;
+      // Linux's tcp_cwnd_test: at most half of cwnd per packet, so that at least two GSO packets are in flight.
+      const halfCwnd = Math.max(Math.floor(this.cc.cwnd / this.mss) >>> 1, 1);
+      const quota = Math.min(Math.floor(Math.max(0, cwndLeft) / this.mss), halfCwnd, gsoSegs) * this.mss;
       const skbLen = Math.min(unsent, this.skbs.headLength(p, retx ? 0 : Math.max(quota, this.mss)));
       let len = Math.min(this.mss, skbLen, wndLeft, cwndLeft);
       if (cwndLeft < Math.min(this.mss, skbLen, wndLeft)) cwndBound = true;

@@ -14,26 +14,27 @@ function tsoHarness(gsoMax = 65535): Harness {
   return h;
 }
 
-t.test('ESTABLISHED write 20 MSS on a TSO route → one 10-MSS super-segment per cwnd, cut byte-exact, PSH on the last of each (Linux forces it on GSO packets)', (t) => {
+t.test('ESTABLISHED write 20 MSS on a TSO route → IW10 as two 5-MSS super-segments (half of cwnd each), cut byte-exact, PSH on the last of each (Linux forces it on GSO packets)', (t) => {
   const h = tsoHarness();
   const ep = h.connect();
   const data = pattern(20 * MSS);
   t.equal(ep.write(data), data.length);
-  t.equal(h.net.gsoSent.length, 1, 'one super-segment for the initial window');
+  t.equal(h.net.gsoSent.length, 2, 'two super-segments for the initial window (tcp_cwnd_test)');
   const g = h.net.gsoSent[0]!;
   t.equal(g.gsoSize, MSS);
   t.equal(g.headerLength, 32);
-  t.equal(g.segment.length - 32, 10 * MSS, 'IW10 worth');
-  t.equal(h.pending, 10, 'the link cut it into ten segments');
+  t.equal(g.segment.length - 32, 5 * MSS, 'half of IW10');
+  t.equal(h.net.gsoSent[1]!.segment.length - 32, 5 * MSS, 'the other half');
+  t.equal(h.pending, 10, 'the link cut them into ten segments');
   for (let i = 0; i < 10; i++) {
-    const r = h.expect({ flags: i === 9 ? TCP_ACK | TCP_PSH : TCP_ACK, seq: h.iss + 1 + i * MSS, len: MSS });
+    const r = h.expect({ flags: i === 4 || i === 9 ? TCP_ACK | TCP_PSH : TCP_ACK, seq: h.iss + 1 + i * MSS, len: MSS });
     t.same(Buffer.from(r.payload), Buffer.from(data.subarray(i * MSS, (i + 1) * MSS)), `segment ${i} bytes`);
   }
   const last = h.net.sent.length;
   t.equal(last, 0);
   h.send({ flags: TCP_ACK, ack: h.iss + 1 + 10 * MSS, options: { tsVal: 300, tsEcr: 0 } });
-  t.equal(h.net.gsoSent.length, 2, 'the rest in one more super-segment');
-  t.equal(h.net.gsoSent[1]!.segment.length - 32, 10 * MSS);
+  t.equal(h.net.gsoSent.length, 3, 'the rest in one more super-segment (cwnd 20: half is 10)');
+  t.equal(h.net.gsoSent[2]!.segment.length - 32, 10 * MSS);
   for (let i = 10; i < 20; i++) {
     h.expect({ flags: i === 19 ? TCP_ACK | TCP_PSH : TCP_ACK, seq: h.iss + 1 + i * MSS, len: MSS });
   }
@@ -90,12 +91,12 @@ t.test('ESTABLISHED TSO route, write 700 bytes → one segment whose checksum th
   t.end();
 });
 
-t.test('ESTABLISHED SACK of the middle of one 10-MSS unit → only the two holes below it resent, MSS-sized', (t) => {
+t.test('ESTABLISHED SACK of the middle of one 5-MSS unit → only the two holes below it resent, MSS-sized', (t) => {
   const h = tsoHarness();
   const ep = h.connect();
   const base = h.iss + 1;
   ep.write(pattern(10 * MSS));
-  t.equal(h.net.gsoSent.length, 1);
+  t.equal(h.net.gsoSent.length, 2, 'two 5-MSS units');
   h.clearSent();
   h.advance(5);
   // Segments 0 and 1 were lost; 2–4 arrived; 5–9 are still on their way.
@@ -111,7 +112,7 @@ t.test('ESTABLISHED SACK of the middle of one 10-MSS unit → only the two holes
     }
   }
   t.same(resent, [0, 1], 'the holes, and not the SACKed part or the part above it');
-  t.equal(h.net.gsoSent.length, 1, 'no retransmission went out as a super-segment');
+  t.equal(h.net.gsoSent.length, 2, 'no retransmission went out as a super-segment');
   // The rest arrives: everything acknowledged, nothing more to send.
   h.send({ flags: TCP_ACK, ack: seq.add(base, 10 * MSS), options: { tsVal: 301, tsEcr: 0 } });
   h.clearSent();

@@ -2,6 +2,8 @@
 import t from 'tap';
 import { VirtualClock } from '../../netstack/clock.ts';
 import { Netstack } from '../../netstack/netstack.ts';
+import { parseAddress } from '../../netstack/addr.ts';
+import { ChannelEndpoint } from '../../netstack/link/channel.ts';
 import { applyShell, mapShellAddresses } from './shell.ts';
 
 const REMOTES = ['192.0.2.1', '192.0.2.1', '2001:db8::1'];
@@ -30,5 +32,42 @@ t.test('applyShell: a line ending in a backslash goes on on the next; ip tcp_met
   t.equal(n.tcp.config.fastOpenKey, 'a0bf63f7-ed803d81-cd641d30-cebc4a90');
   applyShell('ip tcp_metrics flush all > /dev/null 2>&1', ctx, target);
   t.equal(flushed, 1);
+  n.close();
+});
+
+t.test('applyShell: ethtool -K tun0 tso off gso off → the DUT device\'s TSO off; other features listed as not applied', async (t) => {
+  const n = new Netstack({ clock: new VirtualClock(0), seed: 1, dadTransmits: 0 });
+  const calls: [string, boolean][] = [];
+  const target = { sysctl: n.sysctl, restore: new Map(), setTso: (dev: string, on: boolean) => (calls.push([dev, on]), dev === 'tun0') };
+  const ctx = { cwd: '/', env: {} };
+  const r = applyShell('ethtool -K tun0 tso off gso off', ctx, target);
+  t.same(calls, [['tun0', false]]);
+  t.same(r.applied, ['tun0 tso off']);
+  t.same(r.parts, []);
+  const r2 = applyShell('ethtool -K tun0 gro off tso on', ctx, target);
+  t.same(calls.at(-1), ['tun0', true]);
+  t.same(r2.parts.map((p) => p.why), ['not applied: gro off (only the DUT device\'s tso/gso)']);
+  const r3 = applyShell('ethtool -K eth9 tso off', ctx, target);
+  t.same(r3.applied, [], 'another device: nothing applied');
+  t.equal(r3.parts.length, 1);
+  n.close();
+});
+
+t.test('Stack.setNicTso: a path out of a GSO link offers super-segments only while TSO is on', async (t) => {
+  const clock = new VirtualClock(0);
+  const n = new Netstack({ clock, seed: 1, dadTransmits: 0 });
+  const link = new ChannelEndpoint({ clock, mtu: 1500, macAddress: new Uint8Array([2, 0, 0, 0, 0, 1]), name: 'dut', gso: true });
+  const nic = n.stack.addNic(link, { name: 'dut0' });
+  t.notOk(n.stack.addAddress(nic, { address: parseAddress('198.18.141.1')!, prefixLength: 24 }));
+  const gso = () => {
+    const p = n.stack.findPath(parseAddress('198.18.141.2')!);
+    return 'gsoMaxSegment' in p ? p.gsoMaxSegment() : -1;
+  };
+  t.ok(gso() > 60000, 'TSO on: about 64 KB');
+  t.equal(n.stack.setNicTso(nic, false), true);
+  t.equal(gso(), 0, 'TSO off: none');
+  n.stack.setNicTso(nic, true);
+  t.ok(gso() > 60000);
+  t.equal(n.stack.setNicTso(999, false), false, 'unknown NIC');
   n.close();
 });

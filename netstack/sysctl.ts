@@ -114,6 +114,14 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
     tcp: bool('slowStartAfterIdle'),
     read: (c) => (c.slowStartAfterIdle ? '1' : '0'),
   },
+  'net.ipv4.tcp_ecn': {
+    linux: '2',
+    check: int(0, 5),
+    // 3 asks for AccECN, which tsvisor does not speak: it asks for RFC 3168 ECN instead; 4 and 5 only accept.
+    tcp: num('ecn'),
+    read: (c) => String(c.ecn),
+  },
+  'net.ipv4.tcp_ecn_fallback': { linux: '1', check: int(0, 1), tcp: bool('ecnFallback'), read: (c) => (c.ecnFallback ? '1' : '0') },
   // Kept, not yet read by tsvisor's TCP.
   'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
@@ -122,9 +130,7 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_early_retrans': { linux: '3', check: int(0, 4) },
   'net.ipv4.tcp_recovery': { linux: '1', check: int(0, INT_MAX) },
   'net.ipv4.tcp_tso_win_divisor': { linux: '3', check: int(1, 255) },
-  'net.ipv4.tcp_ecn': { linux: '2', check: int(0, 5) },
   'net.ipv4.tcp_ecn_option': { linux: '2', check: int(0, 2) },
-  'net.ipv4.tcp_ecn_fallback': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32) },
   'net.ipv4.tcp_fastopen_blackhole_timeout_sec': { linux: '0', check: int(0, INT_MAX) },
   'net.ipv4.tcp_mtu_probing': { linux: '0', check: int(0, 2) },

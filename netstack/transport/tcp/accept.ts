@@ -6,11 +6,12 @@
  * holds its listener's port until it is closed, as a bound socket does.
  */
 import type { Address } from '../../addr.ts';
-import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
+import { TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
 import { COOKIE_TICK_MS, checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
+import { ECN_NOT_ECT } from './ecn.ts';
 import { serverDecision } from './fastopen.ts';
 import { segmentArrives } from './input.ts';
 import { sendResetFor, sendSegment } from './segment.ts';
@@ -85,6 +86,9 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   proto.register(child);
   proto.stats.passiveOpens++;
   child.synFastOpen = tfo.synAckCookie ?? null;
+  // RFC 3168 §6.1.1: a SYN asking with ECE and CWR, itself Not-ECT, gets ECN whenever tcp_ecn allows any (Linux's
+  // tcp_ecn_create_request); its SYN-ACK says so with ECE.
+  if (proto.config.ecn !== 0 && f & TCP_ECE && f & TCP_CWR && (info.tos & 3) === ECN_NOT_ECT) child.ecn.ok = true;
   if (tfo.accept) fastOpenChild(l, child, r);
   else q.synQueue.add(child);
   sendSyn(child, true, r.options);

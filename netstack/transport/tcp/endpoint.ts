@@ -52,6 +52,7 @@ import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
 import { compactable } from './timewait.ts';
 import { ZeroCopy } from './zerocopy.ts';
+import { EcnState } from './ecn.ts';
 
 /** tcp(7): corked output waits at most this long. */
 const CORK_CEILING_MS = 200;
@@ -198,6 +199,8 @@ export class TcpEndpoint implements Endpoint {
   readonly ka: Keepalive;
   /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue. */
   readonly zc = new ZeroCopy();
+  /** ECN negotiated and what it owes (RFC 3168, ecn.ts). */
+  readonly ecn = new EcnState();
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
   private readonly closeTimer: LazyTimer;
   private readonly corkTimer: LazyTimer;

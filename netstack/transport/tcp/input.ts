@@ -5,7 +5,7 @@
  */
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpRepr, tcpTimestampsOnly, tcpWord } from '../../wire/tcp.ts';
+import { TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpRepr, tcpTimestampsOnly, tcpWord } from '../../wire/tcp.ts';
 import { childEstablished, cookieSupersedes } from './accept.ts';
 import { negotiate } from './connect.ts';
 import { cookieLength } from './fastopen.ts';
@@ -52,6 +52,9 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
     return;
   }
   if (!(f & TCP_SYN)) return;
+  // RFC 3168 §6.1.1: ECN holds when the SYN-ACK answers with ECE alone (Linux's tcp_ecn_rcv_synack), or a
+  // simultaneous open's SYN asks with ECE and CWR too (tcp_ecn_rcv_syn).
+  if (ep.ecn.ok && (!(f & TCP_ECE) || (f & TCP_ACK ? (f & TCP_CWR) !== 0 : !(f & TCP_CWR)))) ep.ecn.reset();
   const rcv = ep.rcv;
   rcv.init(r.seq);
   ep.peerSynOptions = r.options;
@@ -284,6 +287,8 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       snd.wl2 = r.ack;
       if (wnd > snd.maxWnd) snd.maxWnd = wnd;
     }
+    // RFC 3168 §6.1.2: the peer saw congestion (CE) on what we sent.
+    if (f & TCP_ECE && ep.ecn.ok) snd.onEcnEcho();
     snd.onAck(r.ack, r.options.tsEcr, dup);
   }
   afterAck(ep, f, start, len, r.payload);
@@ -373,6 +378,8 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
       return;
     } else {
       rcv.onData(start, payload, snd.mss);
+      // RFC 3168 §6.1.3: CE asks for ECE until the peer's CWR; both are acknowledged at once (Linux's quick ACK).
+      if (ep.ecn.ok && ep.ecn.dataArrived(ep.proto.rxEcn, (f & TCP_CWR) !== 0)) rcv.ackNow = true;
       ep.notify();
     }
   }

@@ -328,7 +328,8 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
   if (snd.shift || rcv.shift) options |= TCPI_OPT_WSCALE;
   if (ep.synDataAcked) options |= TCPI_OPT_SYN_DATA;
   const mss = snd.mss;
-  const caState = snd.inRecovery ? 3 : snd.timeouts > 0 ? 4 : snd.dupAcks > 0 ? 1 : 0;
+  // Linux's TCP_CA_Open 0, Disorder 1, CWR 2 (an ECN echo's reduction under way), Recovery 3, Loss 4.
+  const caState = snd.inRecovery ? 3 : snd.timeouts > 0 ? 4 : snd.inCwr ? 2 : snd.dupAcks > 0 ? 1 : 0;
   return {
     tcpi_state: ep.state,
     tcpi_ca_state: caState,

@@ -4,8 +4,9 @@
  * zero-window probes and RSTs; each records the advertised window and counts what it sent.
  */
 import * as seq from '../../seqnum.ts';
-import { type SackBlock, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
+import { type SackBlock, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions } from '../../wire/tcp.ts';
 import { TS_OPTION_LEN, synOptions } from './connect.ts';
+import { ECN_ECT0, ECN_NOT_ECT, ecnRequested } from './ecn.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { HeaderTemplate, sendFast, sendSegment } from './segment.ts';
 import { State } from './state.ts';
@@ -30,7 +31,18 @@ export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions, da
   const wnd = Math.min(ep.rcv.free, 0xffff);
   const snd = ep.snd;
   const write = dataLen > 0 ? (buf: Uint8Array, at: number, n: number) => snd.buf.copyOut(0, n, buf, at) : undefined;
-  emit(ep, snd.iss, withAck ? TCP_SYN | TCP_ACK : TCP_SYN, opts, dataLen, ep.rcv.windowField(wnd, true), write);
+  let flags = withAck ? TCP_SYN | TCP_ACK : TCP_SYN;
+  const cfg = ep.proto.config;
+  if (withAck) {
+    // RFC 3168 §6.1.1: a SYN-ACK agrees to ECN with ECE alone (the listener decided in accept.ts).
+    if (ep.ecn.ok) flags |= TCP_ECE;
+  } else if (ecnRequested(cfg.ecn)) {
+    // Our SYN asks with ECE and CWR; after a timeout it asks no more (tcp_ecn_fallback: a middlebox may drop such
+    // SYNs), though a SYN-ACK agreeing to the first still turns ECN on, as Linux's.
+    if (!ep.synRetransmitted || !cfg.ecnFallback) flags |= TCP_ECE | TCP_CWR;
+    if (!ep.synRetransmitted) ep.ecn.ok = true;
+  }
+  emit(ep, snd.iss, flags, opts, dataLen, ep.rcv.windowField(wnd, true), write);
   if (withAck) ep.rcv.onAckSent(wnd);
   if (dataLen > 0) {
     snd.segsOut++;
@@ -51,11 +63,24 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
   let flags = TCP_ACK | (fin ? TCP_FIN : 0);
   if (psh && len > 0) flags |= TCP_PSH;
   const segs = len > snd.mss ? Math.ceil(len / snd.mss) : 1;
+  // RFC 3168 §6.1.5: new data is ECN-capable and carries a queued CWR; retransmissions and pure ACKs are not (§6.1.5
+  // and Linux's tcp_ecn_send, which keeps retransmitted data Not-ECT too); ECE while a CE mark waits for CWR.
+  let ecn = ECN_NOT_ECT;
+  if (ep.ecn.ok) {
+    if (len > 0 && !retransmit) {
+      ecn = ECN_ECT0;
+      if (ep.ecn.queueCwr) {
+        ep.ecn.queueCwr = false;
+        flags |= TCP_CWR;
+      }
+    }
+    if (ep.ecn.demandCwr) flags |= TCP_ECE;
+  }
   if (plainOptions(ep)) {
     const wnd = rcv.windowToAdvertise(snd.mss);
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0, ecn);
     ep.stats.segmentsSent += segs;
     if (err) ep.stats.sendErrors++;
     rcv.onAckSent(wnd);
@@ -63,7 +88,7 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
     const room = ep.route!.maxPayload() - 20 - (ep.tsOk ? TS_OPTION_LEN : 0) - len;
     const opts = ackOptions(ep, Math.max(0, Math.floor((room - 4) / 8)));
     const wnd = rcv.windowToAdvertise(snd.mss);
-    emit(ep, s, flags, opts, len, rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at));
+    emit(ep, s, flags, opts, len, rcv.windowField(wnd, false), (buf, at, n) => snd.buf.copyOut(off, n, buf, at), ecn);
     rcv.onAckSent(wnd);
   }
   snd.segsOut += segs;
@@ -110,15 +135,16 @@ export function sendAck(ep: TcpEndpoint): void {
   const rcv = ep.rcv;
   const s = ep.snd.max;
   const wnd = rcv.windowToAdvertise(ep.snd.mss);
+  const flags = ep.ecn.demandCwr ? TCP_ACK | TCP_ECE : TCP_ACK;
   if (plainOptions(ep)) {
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, TCP_ACK, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0);
     ep.stats.segmentsSent++;
     if (err) ep.stats.sendErrors++;
   } else {
     const opts = ackOptions(ep, ep.tsOk ? 3 : 4);
-    emit(ep, s, TCP_ACK, opts, 0, rcv.windowField(wnd, false));
+    emit(ep, s, flags, opts, 0, rcv.windowField(wnd, false));
   }
   rcv.onAckSent(wnd);
   ep.snd.segsOut++;
@@ -135,7 +161,7 @@ export function sendChallengeAck(ep: TcpEndpoint): void {
 export function sendWindowProbe(ep: TcpEndpoint): void {
   const opts = ackOptions(ep, 0);
   const wnd = ep.rcv.windowToAdvertise(ep.snd.mss);
-  emit(ep, seq.add(ep.snd.una, -1), TCP_ACK, opts, 0, ep.rcv.windowField(wnd, false));
+  emit(ep, seq.add(ep.snd.una, -1), ep.ecn.demandCwr ? TCP_ACK | TCP_ECE : TCP_ACK, opts, 0, ep.rcv.windowField(wnd, false));
   ep.stats.windowProbes++;
 }
 
@@ -175,6 +201,7 @@ function emit(ep: TcpEndpoint,
   len: number,
   window: number,
   write?: (buf: Uint8Array, at: number, n: number) => void,
+  ecn = ECN_NOT_ECT,
 ): void {
   const ack = flags & TCP_ACK ? ep.rcv.nxt : 0;
   const err = sendSegment(
@@ -183,6 +210,8 @@ function emit(ep: TcpEndpoint,
     opts,
     len,
     write,
+    undefined,
+    ecn,
   );
   ep.stats.segmentsSent++;
   if (err) ep.stats.sendErrors++;

@@ -97,6 +97,10 @@ export interface TcpConfig {
   minTsoSegs: number;
   /** Restart from the initial window after an idle RTO (RFC 5681 §4.1, tcp_slow_start_after_idle). */
   slowStartAfterIdle: boolean;
+  /** ECN (RFC 3168, ecn.ts) as net.ipv4.tcp_ecn: 0 off, 1 request and accept, 2 accept only. */
+  ecn: number;
+  /** A retransmitted SYN asks for ECN no more (tcp_ecn_fallback). */
+  ecnFallback: boolean;
 }
 
 /** Linux's defaults. */
@@ -132,6 +136,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   pacingCaRatio: 120,
   minTsoSegs: 2,
   slowStartAfterIdle: true,
+  ecn: 2,
+  ecnFallback: true,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */
@@ -146,6 +152,8 @@ export interface TcpStats {
   tailLossProbes: number;
   /** Tail loss probes that repaired a loss (RFC 8985 §7.4), each answered with a window reduction. */
   tailLossRepairs: number;
+  /** Window reductions an ECN echo caused (RFC 3168 §6.1.2). */
+  ecnReductions: number;
   badChecksum: number;
   malformed: number;
   broadcastDrops: number;
@@ -217,6 +225,8 @@ export class TcpProtocol implements TransportProtocol {
    * it makes due then waits for batchEnd, so a burst of segments for one connection is answered by one ACK.
    */
   rxMore = false;
+  /** The IP ECN codepoint of the segment being processed (RFC 3168 §5), for ecn.ts. */
+  rxEcn = 0;
   // Connections with an ACK deferred to batchEnd.
   private readonly deferred: TcpEndpoint[] = [];
   // Connections with an ACK deferred to the end of the event-loop turn (deferAckToTurn), and its timer.
@@ -269,6 +279,7 @@ export class TcpProtocol implements TransportProtocol {
       timeouts: 0,
       tailLossProbes: 0,
       tailLossRepairs: 0,
+      ecnReductions: 0,
       badChecksum: 0,
       malformed: 0,
       broadcastDrops: 0,
@@ -315,6 +326,7 @@ export class TcpProtocol implements TransportProtocol {
 
   deliver(info: PacketInfo, segment: Uint8Array): DeliverResult {
     this.rxMore = info.more === true;
+    this.rxEcn = info.tos & 3;
     this.clock.hold();
     try {
       return this.deliverSegment(info, segment);

@@ -24,7 +24,7 @@ import {
   type TcpRepr,
   tcpHeaderLengthFor,
 } from '../../wire/tcp.ts';
-import { type NetworkLayer, PROTO_TCP, type Route } from '../protocol.ts';
+import { type NetworkLayer, PROTO_TCP, type Route, type SendOptions } from '../protocol.ts';
 import type { ByteQueue } from './buffer.ts';
 
 /**
@@ -83,6 +83,7 @@ export function sendFast(
   src: ByteQueue | null,
   srcOff: number,
   gsoSize = 0,
+  ecn = 0,
 ): NetError | undefined {
   const route = t.route;
   const hl = ts ? 32 : 20;
@@ -98,10 +99,18 @@ export function sendFast(
   const pseudo = t.pseudo + (total >>> 16) + (total & 0xffff);
   if (route.sendGso !== undefined && (gsoSize > 0 || (len > 0 && t.csumOffload))) {
     setTcpChecksumField(pkt, off, foldChecksum(pseudo));
-    return route.sendGso(PROTO_TCP, pkt, off, hl, gsoSize > 0 ? gsoSize : len);
+    return route.sendGso(PROTO_TCP, pkt, off, hl, gsoSize > 0 ? gsoSize : len, ecnOptions(ecn));
   }
   setTcpChecksumField(pkt, off, finishChecksum(sum16(off === 0 ? pkt : pkt.subarray(off), pseudo)));
-  return route.send(PROTO_TCP, pkt, off);
+  return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
+}
+
+// One options object per ECN codepoint, so that marking a segment allocates nothing.
+const ECN_OPTIONS: readonly (SendOptions | undefined)[] = [undefined, { tos: 1 }, { tos: 2 }, { tos: 3 }];
+
+/** Send options carrying the IP ECN codepoint `ecn` (RFC 3168 §5) in the TOS/traffic-class byte; none for Not-ECT. */
+function ecnOptions(ecn: number): SendOptions | undefined {
+  return ECN_OPTIONS[ecn & 3];
 }
 
 /** The sequence space a received segment occupies: payload plus one for SYN and one for FIN (RFC 9293 §3.4). */
@@ -123,6 +132,7 @@ export function sendSegment(
   len: number,
   write?: PayloadWriter,
   payload?: Uint8Array,
+  ecn = 0,
 ): NetError | undefined {
   const hl = tcpHeaderLengthFor(options);
   const off = route.headroom;
@@ -137,7 +147,7 @@ export function sendSegment(
     }
   }
   fillTcpChecksum(pkt.subarray(off), route.localAddress, route.remoteAddress);
-  return route.send(PROTO_TCP, pkt, off);
+  return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
 }
 
 /**

@@ -406,6 +406,27 @@ export class Sender {
     else this.output();
   }
 
+  /**
+   * An ACK carried ECE (RFC 3168 §6.1.2): cwnd and ssthresh are reduced as for a loss, at most once per window of
+   * data (Linux's tcp_enter_cwr, until SND.UNA passes what was sent), and not again inside loss recovery; the next
+   * new data segment carries CWR.
+   */
+  onEcnEcho(): void {
+    if (this.inRecovery || (this.cwrEnd !== -1 && seq.lt(this.una, this.cwrEnd))) return;
+    this.cc.onLoss(this.inFlight, this.ccContext());
+    this.cwrEnd = this.nxt;
+    this.ep.ecn.queueCwr = true;
+    this.ep.stats.ecnReductions++;
+  }
+
+  /** SND.NXT when ECE last reduced cwnd (Linux's high_seq in TCP_CA_CWR); -1 before the first. */
+  private cwrEnd = -1;
+
+  /** Whether an ECN echo's window reduction is under way (Linux's TCP_CA_CWR): until SND.UNA passes cwrEnd. */
+  get inCwr(): boolean {
+    return this.cwrEnd !== -1 && seq.lt(this.una, this.cwrEnd);
+  }
+
   /** Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5, RFC 8985 §6). */
   enterRecovery(): void {
     this.cc.onLoss(this.inFlight, this.ccContext());

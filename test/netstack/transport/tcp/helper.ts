@@ -13,6 +13,7 @@ import {
   type NetworkLayer,
   type PacketInfo,
   type Route,
+  type SendOptions,
   type TransportProtocol,
   PROTO_TCP,
 } from '../../../../netstack/transport/protocol.ts';
@@ -21,6 +22,8 @@ import { type TcpConfig, TcpProtocol } from '../../../../netstack/transport/tcp/
 import * as seq from '../../../../netstack/seqnum.ts';
 import {
   TCP_ACK,
+  TCP_CWR,
+  TCP_ECE,
   TCP_FIN,
   TCP_PSH,
   TCP_RST,
@@ -49,6 +52,8 @@ export interface Sent {
   src: Address;
   dst: Address;
   repr: TcpRepr;
+  /** The IP ECN codepoint it left with (RFC 3168 §5). */
+  ecn: number;
 }
 
 /** A NetworkLayer that records what TCP sends instead of sending it. */
@@ -78,20 +83,20 @@ export class CaptureNet implements NetworkLayer {
       remoteAddress: remote,
       headroom: 34,
       maxPayload: () => net.mtu - 20,
-      send(_protocol: number, packet: Uint8Array, offset: number): NetError | undefined {
+      send(_protocol: number, packet: Uint8Array, offset: number, opts?: SendOptions): NetError | undefined {
         const seg = packet.slice(offset);
         if (net.gsoMax > 0 && seg.length > net.mtu - 20) throw new Error(`TCP sent ${seg.length} bytes on a ${net.mtu - 20}-byte path`);
         const pkt = TcpPacket.check(seg);
         if (typeof pkt === 'string') throw new Error(`TCP sent a malformed segment: ${pkt}`);
         const repr = parseTcp(pkt, LOCAL, remote);
         if (typeof repr === 'string') throw new Error(`TCP sent a bad segment: ${repr}`);
-        net.sent.push({ src: LOCAL, dst: remote, repr });
+        net.sent.push({ src: LOCAL, dst: remote, repr, ecn: (opts?.tos ?? 0) & 3 });
         return undefined;
       },
     };
     if (this.gsoMax > 0) {
       route.gsoMaxSegment = () => net.gsoMax;
-      route.sendGso = (_protocol, packet, offset, hl, gsoSize) => {
+      route.sendGso = (_protocol, packet, offset, hl, gsoSize, opts) => {
         const sup = packet.slice(offset);
         if (sup.length > net.gsoMax) throw new Error(`super-segment of ${sup.length} > ${net.gsoMax}`);
         if (sup.length - hl > gsoSize) net.gsoSent.push({ segment: sup, headerLength: hl, gsoSize });
@@ -117,7 +122,7 @@ export class CaptureNet implements NetworkLayer {
           seg[16] = 0;
           seg[17] = 0;
           fillTcpChecksum(seg, LOCAL, remote);
-          route.send(PROTO_TCP, seg, 0);
+          route.send(PROTO_TCP, seg, 0, opts);
         }
         return undefined;
       };
@@ -143,6 +148,8 @@ export interface Match {
   len?: number;
   payload?: Uint8Array;
   options?: Partial<TcpOptions>;
+  /** The IP ECN codepoint (RFC 3168 §5: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE). */
+  ecn?: number;
 }
 
 /** Flag names for messages. */
@@ -153,6 +160,8 @@ export function flagNames(f: number): string {
   if (f & TCP_RST) n.push('RST');
   if (f & TCP_PSH) n.push('PSH');
   if (f & TCP_ACK) n.push('ACK');
+  if (f & TCP_ECE) n.push('ECE');
+  if (f & TCP_CWR) n.push('CWR');
   return n.join('|') || 'none';
 }
 
@@ -173,6 +182,8 @@ export interface PeerSegment {
   dstPort?: number;
   /** Delivered as from a frame the link flagged RX_MORE (more of its batch follows). */
   more?: boolean;
+  /** The IP ECN codepoint it arrives with (RFC 3168 §5). */
+  ecn?: number;
 }
 
 /** The harness: a TcpProtocol and the scripted peer's view of one connection. */
@@ -216,7 +227,7 @@ export class Harness {
     };
     const buf = new Uint8Array(tcpHeaderLength(repr) + repr.payload.length);
     emitTcp(repr, buf, 0, REMOTE, LOCAL);
-    const info: PacketInfo = { nicId: 1, src: REMOTE, dst: LOCAL, ttl: 64, tos: 0, broadcast: false, more: s.more };
+    const info: PacketInfo = { nicId: 1, src: REMOTE, dst: LOCAL, ttl: 64, tos: s.ecn ?? 0, broadcast: false, more: s.more };
     this.tcp.deliver(info, buf);
     this.clock.runDue();
   }
@@ -252,6 +263,7 @@ export class Harness {
     if (m.ack !== undefined && r.ack !== m.ack >>> 0) e.push(`ack ${r.ack} ≠ ${m.ack >>> 0}`);
     if (m.window !== undefined && r.window !== m.window) e.push(`window ${r.window} ≠ ${m.window}`);
     if (m.len !== undefined && r.payload.length !== m.len) e.push(`len ${r.payload.length} ≠ ${m.len}`);
+    if (m.ecn !== undefined && s.ecn !== m.ecn) e.push(`ecn ${s.ecn} ≠ ${m.ecn}`);
     if (m.payload !== undefined && Buffer.compare(Buffer.from(r.payload), Buffer.from(m.payload)) !== 0) {
       e.push('payload differs');
     }

@@ -540,7 +540,8 @@ export class Sender {
       // Linux's tcp_cwnd_test: at most half of cwnd per packet, so that at least two GSO packets are in flight.
       const halfCwnd = Math.max(Math.floor(this.cc.cwnd / this.mss) >>> 1, 1);
       const quota = Math.min(Math.floor(Math.max(0, cwndLeft) / this.mss), halfCwnd, gsoSegs) * this.mss;
-      const skbLen = Math.min(unsent, this.skbs.headLength(p, retx ? 0 : Math.max(quota, this.mss)));
+      // Grown only for a packet cwnd lets go now, as tcp_write_xmit grows after its cwnd test.
+      const skbLen = Math.min(unsent, this.skbs.headLength(p, retx ? 0 : quota));
       let len = Math.min(this.mss, skbLen, wndLeft, cwndLeft);
       if (cwndLeft < Math.min(this.mss, skbLen, wndLeft)) cwndBound = true;
       if (len <= 0) break;

@@ -52,6 +52,8 @@ export interface WriteOptions {
   more?: boolean;
   /** MSG_EOR on a stream: later writes never share a segment with these bytes' last one (Linux's skb EOR). */
   eor?: boolean;
+  /** With `zeroCopy`: the lengths of the call's iovecs from this write's first byte (Linux pins each as frags). */
+  frags?: readonly number[];
   /**
    * MSG_FASTOPEN on a stream: connect to `to` with the data in the SYN (RFC 7413); the bytes the SYN carries are
    * the count written, and Err.ConnectStarted says the connection started with none of them.

@@ -53,6 +53,17 @@ export interface Accepted {
 }
 
 /** -errno of a stack error. */
+/** The lengths of the iovecs `iov` from byte `skip` of their concatenation on (the part a write has yet to queue). */
+function iovecsFrom(iov: readonly Uint8Array[], skip: number): number[] {
+  const out: number[] = [];
+  for (const b of iov) {
+    const n = b.length - Math.min(skip, b.length);
+    skip = Math.max(0, skip - b.length);
+    if (n > 0) out.push(n);
+  }
+  return out;
+}
+
 function neg(e: NetError): number {
   return -e.errno;
 }
@@ -459,7 +470,8 @@ export class SocketFile {
         const err = this.ep.takeError();
         if (err) return neg(err);
       }
-      const r = this.ep.write(data.subarray(sent), { to, more, eor, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined });
+      const frags = zeroCopy ? iovecsFrom(msg.iov, sent) : undefined;
+      const r = this.ep.write(data.subarray(sent), { to, more, eor, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined, frags });
       if (fastOpen) {
         fastOpen = false;
         const opened = r === Err.ConnectStarted || (typeof r === 'number' && tcpState(this.ep) === L.TCP_SYN_SENT);

@@ -614,7 +614,9 @@ export class TcpEndpoint implements Endpoint {
     this.proto.charge(n);
     // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
     // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
-    snd.queued(n, !!opts?.more && n === data.length, !!opts?.eor && n === data.length);
+    // MSG_ZEROCOPY's iovecs become skb frags in Linux, which cuts an skb at MAX_SKB_FRAGS of them.
+    const frags = opts?.frags && opts.zeroCopy !== undefined && this.zc.enabled ? opts.frags : undefined;
+    snd.queued(n, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags);
     // MSG_MORE corks this call's push only (Linux's tcp_push with TCP_NAGLE_CORK); what an ACK later releases is
     // judged by Nagle alone, as tcp_data_snd_check pushes with the socket's own nonagle.
     this.moreCork = !!opts?.more;

@@ -16,6 +16,13 @@
 export const SKB_PSH = 1;
 /** An skb closed by MSG_EOR: nothing later joins it (tcp_skb_can_collapse_to). */
 export const SKB_EOR = 2;
+/** An skb of MSG_ZEROCOPY frags: another call's zero-copy bytes never join it (skb_zerocopy_iter_stream's -EEXIST). */
+export const SKB_ZEROCOPY = 4;
+
+/** Linux's MAX_SKB_FRAGS (net.core.max_skb_frags): page frags one skb holds. */
+export const MAX_SKB_FRAGS = 17;
+/** The page size pinned zero-copy frags come in. */
+const PAGE = 4096;
 
 /** Linux's sk_gso_max_size for a device with GSO (GSO_LEGACY_MAX_SIZE less MAX_TCP_HEADER + 1). */
 export const GSO_MAX_SIZE = 65536 - 321;
@@ -82,6 +89,65 @@ export class SkbQueue {
     if (!more || w > this.pushed + halfWindow) this.mark(tail, w);
   }
 
+  /**
+   * Queues a MSG_ZEROCOPY call's bytes, `frags` the lengths of its iovecs, as tcp_sendmsg_locked's zero-copy path
+   * does: each iovec's pages are frags of the skb (one per 4 KB page), an skb full of MAX_SKB_FRAGS frags is pushed
+   * and the next starts (tcp_mark_push), and the call never joins another call's zero-copy skb (which it pushes).
+   * Otherwise as `append`.
+   */
+  appendZeroCopy(at: number, frags: readonly number[], sentEnd: number, sizeGoal: number, halfWindow: number, more: boolean, eor: boolean): void {
+    let w = at;
+    const end = at + frags.reduce((a, b) => a + b, 0);
+    if (end <= at) return;
+    const covered = this.ends.length > this.head ? this.ends[this.ends.length - 1]! : this.startOfHead;
+    if (covered < at) this.add(at, SKB_PSH);
+    let cur = -1;
+    let used = 0;
+    const t = this.ends.length - 1;
+    if (t >= this.head) {
+      const tailStart = t > this.head ? this.ends[t - 1]! : this.startOfHead;
+      if (tailStart >= sentEnd && (this.flags[t]! & SKB_EOR) === 0 && this.ends[t]! - tailStart < sizeGoal) {
+        if (this.flags[t]! & SKB_ZEROCOPY) this.mark(t, w);
+        else {
+          // Copied bytes sit in one page frag of their own.
+          cur = t;
+          used = 1;
+          this.flags[t] = this.flags[t]! & ~SKB_PSH;
+        }
+      }
+    }
+    const start = (): void => {
+      this.add(w, SKB_ZEROCOPY);
+      cur = this.ends.length - 1;
+      used = 0;
+    };
+    const lengthOf = (i: number): number => this.ends[i]! - (i > this.head ? this.ends[i - 1]! : this.startOfHead);
+    // Each turn takes one frag: the rest of a page of the iovec, or what still fits the skb.
+    for (const len of frags) {
+      let left = len;
+      let inPage = 0;
+      while (left > 0) {
+        if (cur < 0) start();
+        else if (lengthOf(cur) >= sizeGoal) {
+          if (w > this.pushed + halfWindow) this.mark(cur, w);
+          start();
+        } else if (used >= MAX_SKB_FRAGS) {
+          this.mark(cur, w);
+          start();
+        }
+        const c = Math.min(left, PAGE - inPage, sizeGoal - lengthOf(cur));
+        w += c;
+        left -= c;
+        this.ends[cur] = w;
+        used++;
+        inPage = (inPage + c) % PAGE;
+      }
+    }
+    const tail = this.ends.length - 1;
+    if (eor) this.flags[tail] = this.flags[tail]! | SKB_EOR;
+    if (!more || w > this.pushed + halfWindow) this.mark(tail, w);
+  }
+
   /** Forgets everything: the buffer starts at stream offset `at` (a new connection). */
   reset(at: number): void {
     this.ends = [];
@@ -118,15 +184,16 @@ export class SkbQueue {
 
   /**
    * Bytes from `p` to the end of the skb holding it (Linux's send head from SND.NXT), after growing that skb
-   * toward `want` bytes from its successor as tcp_grow_skb does: one successor per call, and only when neither
-   * is closed by EOR; a successor taken whole gives its flags to the grown skb. `Infinity` past the last skb.
+   * toward `want` bytes from its successor as tcp_grow_skb does: one successor per call, only when the skb is not
+   * closed by EOR and neither holds zero-copy frags (skb_shift moves none); a successor taken whole gives its flags
+   * to the grown skb. `Infinity` past the last skb.
    */
   headLength(p: number, want: number): number {
     const i = this.find(p);
     if (i < 0) return Infinity;
     let len = this.ends[i]! - p;
     const j = i + 1;
-    if (len < want && j < this.ends.length && (this.flags[i]! & SKB_EOR) === 0) {
+    if (len < want && j < this.ends.length && (this.flags[i]! & (SKB_EOR | SKB_ZEROCOPY)) === 0 && (this.flags[j]! & SKB_ZEROCOPY) === 0) {
       const nextLen = this.ends[j]! - this.ends[i]!;
       const take = Math.min(want - len, nextLen);
       if (take === nextLen) {

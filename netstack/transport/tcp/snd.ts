@@ -24,6 +24,18 @@ export const DUP_THRESH = 3;
 /** RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time added to a lone segment's probe timeout. */
 export const TLP_DELAYED_ACK_MS = 200;
 
+/** The first `n` bytes' worth of the iovec lengths `frags`. */
+function fragsOf(frags: readonly number[], n: number): number[] {
+  const out: number[] = [];
+  for (const f of frags) {
+    if (n <= 0) break;
+    out.push(Math.min(f, n));
+    n -= f;
+  }
+  if (n > 0) out.push(n);
+  return out;
+}
+
 /** The sender state of one connection. */
 export class Sender {
   /** Initial send sequence number. */
@@ -147,10 +159,11 @@ export class Sender {
    * Records `n` bytes one write call just appended to the buffer (MSG_MORE `more`, MSG_EOR `eor`) as Linux's
    * tcp_sendmsg_locked cuts them into skbs: of size_goal bytes, pushed at the call's end and when forced_push.
    */
-  queued(n: number, more: boolean, eor: boolean): void {
+  queued(n: number, more: boolean, eor: boolean, frags?: readonly number[]): void {
     const at = this.bytesAcked + this.buf.length - n;
     const sent = this.bytesAcked + seq.sub(this.max, this.una);
-    this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
+    if (frags) this.skbs.appendZeroCopy(at, fragsOf(frags, n), sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
+    else this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
   }
 
   /**

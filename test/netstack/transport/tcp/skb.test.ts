@@ -4,7 +4,7 @@
 // peer harness, as the eor/ and slow_start/ scripts of upstream packetdrill do.
 import t from 'tap';
 import * as seq from '../../../../netstack/seqnum.ts';
-import { SKB_EOR, SKB_PSH, SkbQueue } from '../../../../netstack/transport/tcp/skb.ts';
+import { SKB_EOR, SKB_PSH, SKB_ZEROCOPY, SkbQueue } from '../../../../netstack/transport/tcp/skb.ts';
 import { TCP_ACK, TCP_PSH, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
 import { Harness, pattern } from './helper.ts';
 
@@ -77,6 +77,24 @@ t.test('SkbQueue headLength grows the head from its successor (tcp_grow_skb), ta
   r.append(0, 400, 0, 64000, 1 << 20, false, true);
   r.append(400, 400, 0, 64000, 1 << 20, false, false);
   t.equal(r.headLength(0, 2000), 400, 'never across an EOR');
+  t.end();
+});
+
+t.test('SkbQueue MSG_ZEROCOPY: 18 one-byte iovecs → an skb of 17 frags pushed, then one of 1 (upstream zerocopy/maxfrags)', (t) => {
+  const Z = SKB_ZEROCOPY;
+  const q = new SkbQueue();
+  q.appendZeroCopy(0, new Array(18).fill(1), 0, 64000, 1 << 20, false, false);
+  t.same(q.list(0), [[0, 17, P | Z], [17, 18, P | Z]]);
+  // One 20 KB iovec is five page frags: no cut. A second zero-copy call never joins the first's (unsent) skb.
+  const r = new SkbQueue();
+  r.appendZeroCopy(0, [20480], 0, 64000, 1 << 20, true, false);
+  r.appendZeroCopy(20480, [100], 0, 64000, 1 << 20, false, false);
+  t.same(r.list(0), [[0, 20480, P | Z], [20480, 20580, P | Z]], 'the first pushed when the second could not join it');
+  t.equal(r.headLength(0, 30000), 20480, 'zero-copy skbs never grow (skb_shift moves no zero-copy frags)');
+  // 40 one-page iovecs: cut every 17 frags.
+  const u = new SkbQueue();
+  u.appendZeroCopy(0, new Array(40).fill(4096), 0, 1 << 20, 1 << 30, false, false);
+  t.same(u.list(0).map(([a, b]) => (b - a) / 4096), [17, 17, 6]);
   t.end();
 });
 

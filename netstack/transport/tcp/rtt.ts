@@ -1,7 +1,8 @@
 /**
  * The retransmission timeout estimator of RFC 6298 §2: smoothed RTT and variance from samples (Karn's
  * algorithm is the caller's: no samples from retransmitted segments unless timestamps disambiguate),
- * exponential backoff on expiry (§5.5), clamped to a configurable minimum (Linux's 200 ms by default) and maximum.
+ * exponential backoff on expiry (§5.5), and a maximum. The minimum (Linux's 200 ms by default) bounds the variation
+ * term as Linux does, not the sum: RTO = SRTT + max(4·RTTVAR, minimum).
  */
 
 /** Linux's TCP_RTO_MIN: RFC 6298 §2.4 allows a lower minimum than 1 s. */
@@ -54,7 +55,9 @@ export class RttEstimator {
       this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
-    this.base = Math.min(this.rtoMax, Math.max(this.rtoMin, this.srtt + Math.max(1, 4 * this.rttvar)));
+    // Linux's tcp_set_rto: SRTT plus the variation, which is never taken below the minimum (rttvar_us ≥
+    // tcp_rto_min), so a path's RTT adds to the 200 ms where RFC 6298 §2.4 would clamp the sum instead.
+    this.base = Math.min(this.rtoMax, this.srtt + Math.max(this.rtoMin, 4 * this.rttvar));
     this.backoffs = 0;
   }
 

@@ -251,14 +251,16 @@ t.test('ESTABLISHED large write → MSS-sized segments within IW10 in GSO packet
   h.expectNone(0);
 });
 
-t.test('ESTABLISHED data unacked → RTO retransmission (200 ms minimum), backoff doubles', async (t) => {
+t.test('ESTABLISHED data unacked → RTO retransmission (SRTT + 200 ms minimum, as Linux), backoff doubles', async (t) => {
   const { h, ep, snd } = established();
+  const rto = ep.snd.rtt.rto;
+  t.equal(rto, ep.snd.rtt.srtt + 200, 'the handshake RTT plus the 200 ms floor of the variation');
   ep.write(pattern(100));
   h.expect({ seq: snd, len: 100 });
-  h.expectNone(199);
+  h.expectNone(rto - 1);
   h.advance(1);
   h.expect({ seq: snd, len: 100 });
-  h.expectNone(399);
+  h.expectNone(2 * rto - 1);
   h.advance(1);
   h.expect({ seq: snd, len: 100 });
   h.send({ flags: A, seq: h.peerNxt, ack: snd + 100 });
@@ -291,9 +293,10 @@ t.test('ESTABLISHED peer window 0 → persist probes with backoff; window opens 
   h.send({ flags: A, seq: p, ack: snd, window: 0 });
   ep.write(pattern(100));
   h.expectNone(0);
-  h.advance(200);
+  const rto = ep.snd.rtt.rto;
+  h.advance(rto);
   h.expect({ flags: A, seq: snd - 1, len: 0 });
-  h.expectNone(399);
+  h.expectNone(2 * rto - 1);
   h.advance(1);
   h.expect({ flags: A, seq: snd - 1, len: 0 });
   h.send({ flags: A, seq: p, ack: snd, window: 1000 });
@@ -419,7 +422,7 @@ t.test('FIN lost → retransmitted by the RTO', async (t) => {
   const { h, ep, snd } = established();
   ep.close();
   h.expect({ flags: A | TCP_FIN, seq: snd });
-  h.advance(200);
+  h.advance(ep.snd.rtt.rto);
   h.expect({ flags: A | TCP_FIN, seq: snd });
 });
 
@@ -891,9 +894,9 @@ t.test('ESTABLISHED all acknowledged, then new data 150 ms later → the RTO cou
   h.expectNone(150);
   ep.write(pattern(10));
   h.expect({ seq: snd + 100, len: 10 });
-  // The clock timer of the first send is still queued for 200 ms after it: firing there must re-arm, not resend.
-  h.expectNone(199);
+  // The clock timer of the first send is still queued for an RTO after it: firing there must re-arm, not resend.
+  h.expectNone(ep.snd.rtt.rto - 1);
   h.advance(1);
   h.expect({ seq: snd + 100, len: 10 });
-  t.equal(h.tcp.stats.timeouts, 1, 'one timeout, at 200 ms after the second send');
+  t.equal(h.tcp.stats.timeouts, 1, 'one timeout, an RTO after the second send');
 });

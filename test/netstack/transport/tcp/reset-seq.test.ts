@@ -31,8 +31,8 @@ function sendThree(h: Harness, ep: TcpEndpoint, snd: number): void {
 }
 
 /** Lets the RTO fire: SND.NXT rewinds to SND.UNA and the first segment alone is resent (cwnd = 1 MSS). */
-function rto(h: Harness, snd: number): void {
-  h.advance(200);
+function rto(h: Harness, snd: number, ep: TcpEndpoint): void {
+  h.advance(ep.snd.rtt.rto);
   h.expect({ seq: snd, len: MSS });
   h.expectNone(0);
 }
@@ -70,7 +70,7 @@ for (const c of aborts) {
   t.test(`ESTABLISHED data sent, RTO rewound SND.NXT, ${c.name} → RST with SEQ = SND.MAX`, async (t) => {
     const { h, ep, snd } = established();
     sendThree(h, ep, snd);
-    rto(h, snd);
+    rto(h, snd, ep);
     t.equal(h.tcp.stats.timeouts, 1, 'the RTO fired');
     t.equal(ep.snd.nxt, snd + MSS, 'SND.NXT rewound: one segment past SND.UNA');
     t.equal(ep.snd.max, snd + SENT, 'SND.MAX still the highest byte sent + 1');
@@ -98,7 +98,7 @@ for (const c of aborts) {
 t.test('FIN-WAIT-1 FIN held behind the rewound data, data for the orphan → RST with SEQ = SEG.ACK, no ACK', async (t) => {
   const { h, ep, snd } = established();
   sendThree(h, ep, snd);
-  rto(h, snd);
+  rto(h, snd, ep);
   ep.close();
   h.expectNone(0); // cwnd is one segment, and it is in flight: the FIN waits
   t.equal(ep.state, State.FinWait1);
@@ -113,7 +113,7 @@ t.test('FIN-WAIT-1 FIN sent, RTO rewound SND.NXT, data for the orphan → RST wi
   ep.close();
   h.expect({ flags: A | TCP_FIN, seq: snd + SENT, len: 0 });
   t.equal(ep.snd.max, snd + SENT + 1);
-  h.advance(200);
+  h.advance(ep.snd.rtt.rto);
   h.expect({ seq: snd, len: MSS });
   h.send({ flags: A, seq: h.peerNxt, ack: snd, payload: pattern(4) });
   h.expect({ flags: TCP_RST, seq: snd, len: 0 });

@@ -285,10 +285,12 @@ async function remove(g: Globals, id: string, force: boolean): Promise<void> {
     if (s.initPid && alive(s.initPid)) signal(s.initPid, SIGNALS.SIGKILL!);
     if (s.status === 'paused') for (const pid of sandboxPids(s)) signal(pid, SIGNALS.SIGKILL!);
   }
-  // The Sentry cleans up after its program: give it the time, then make sure.
-  if (!(await waitGone(s.pid, s.sentryStart, 10000))) {
-    signal(s.pid, SIGNALS.SIGKILL!);
-    await waitGone(s.pid, s.sentryStart, 5000);
+  // The Sentry cleans up after its program: give it the time, then make sure. A warm start's keeper goes with its
+  // Sentry, unless it was killed: then its Sentry is still cleaning up, in this folder.
+  for (const [pid, start] of [[s.pid, s.sentryStart], [s.sentryPid, s.sentryPidStart]] as const) {
+    if (!pid || (await waitGone(pid, start, 10000))) continue;
+    signal(pid, SIGNALS.SIGKILL!);
+    await waitGone(pid, start, 5000);
   }
   let hooks;
   try {

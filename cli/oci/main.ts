@@ -90,16 +90,20 @@ export function isOciRun(rest: string[]): boolean {
 export function isOciCall(argv: readonly string[]): boolean {
   const [command, ...rest] = argv;
   if (command === undefined) return false;
-  return command === SANDBOX_COMMAND || OCI_COMMANDS.has(command) || (command === 'run' && isOciRun(rest)) ||
+  return command === SANDBOX_COMMAND || command === WARM_COMMAND || OCI_COMMANDS.has(command) || (command === 'run' && isOciRun(rest)) ||
     (command.startsWith('-') && !['--help', '-h', '--version'].includes(command));
 }
 
 /** The hidden command `create` starts the container's Sentry with (cli/oci/sandbox.ts). */
 export const SANDBOX_COMMAND = '__oci-sandbox';
 
+/** The hidden command the front starts a warm Sentry with (cli/oci/warm.ts). */
+export const WARM_COMMAND = '__oci-warm';
+
 /** Runs an OCI call (isOciCall); resolves to the exit status. */
 export async function ociEntry(argv: string[]): Promise<number> {
   if (argv[0] === SANDBOX_COMMAND) return await (await import('./sandbox.ts')).ociSandboxMain(argv.slice(1));
+  if (argv[0] === WARM_COMMAND) return await (await import('./warm.ts')).ociWarmMain(argv.slice(1));
   return await ociMain(argv);
 }
 

@@ -8,11 +8,12 @@
  * second program. When the program exits, the Sentry records its status, cleans up and exits with that status
  * (the code, or 128+N for signal N), so that the shim reports what the program did.
  *
- * Its fds: 0 /dev/null, 1 and 2 its log (the state folder's sentry.log), 3 the report pipe to `create`,
- * 4, 5 and 6 the container's stdin, stdout and stderr.
+ * Started cold (`create` runs `node CLI __oci-sandbox ROOT ID`), its fds are: 0 /dev/null, 1 and 2 its log (the
+ * state folder's sentry.log), 3 the report pipe to `create`, 4, 5 and 6 the container's stdin, stdout and stderr.
+ * A warm Sentry (cli/oci/warm.ts) is handed the same things over a socket and runs the same code with `SandboxIo`.
  */
 import { closeSync, existsSync, lstatSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
-import { type Server, createServer } from 'node:net';
+import { type Server, Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { run as runTool } from '../../lib/exec.ts';
@@ -43,10 +44,33 @@ export interface CreateOptions {
 }
 
 const REPORT_FD = 3;
-const STDIO: [number, number, number] = [4, 5, 6];
+
+/** How a Sentry talks to `create` and which fds it was given: a cold one's fixed fds, or a warm one's hand-over. */
+export interface SandboxIo {
+  /** One line to `create` ("created", or "error MESSAGE"). */
+  report(line: string): void;
+  /** No more lines. */
+  endReport(): void;
+  /** The container's stdin, stdout and stderr (closed once the program has them). */
+  stdio: [number, number, number];
+  /**
+   * On a warm start, the keeper: the front's child that the engine waits for in the Sentry's place (only a
+   * descendant of the engine's shim can be reaped by it), and the Sentry's end of a socket to it.
+   */
+  keeper?: { pid: number; fd: number };
+}
+
+/** A cold Sentry's: fd 3 the report pipe, 4-6 the container's stdio. */
+function coldIo(): SandboxIo {
+  return {
+    report: (line) => writeSync(REPORT_FD, line + '\n'),
+    endReport: () => closeSync(REPORT_FD),
+    stdio: [4, 5, 6],
+  };
+}
 
 /** The Sentry's main: resolves to the program's exit status (the process's own). */
-export async function ociSandboxMain(argv: string[]): Promise<number> {
+export async function ociSandboxMain(argv: string[], io: SandboxIo = coldIo()): Promise<number> {
   const [root, id] = argv;
   if (!root || !id) throw new CliError('usage: tsvisor __oci-sandbox ROOT ID');
   const c = new ContainerDir(root, id);
@@ -71,14 +95,14 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   const say = (line: string) => {
     if (!report) return;
     try {
-      writeSync(REPORT_FD, line + '\n');
+      io.report(line);
     } catch {
       // create is gone: nobody to tell
     }
   };
   let container: Container;
   try {
-    container = await setUp(c, opts, log, mark, undo, (j) => (janitor = j));
+    container = await setUp(c, opts, io, log, mark, undo, (j) => (janitor = j));
   } catch (e) {
     // ExecError and LaunchError by name: launch.ts is loaded later than this module (loadLater).
     const msg = e instanceof CliError || ['ExecError', 'LaunchError'].includes((e as Error).name) ? (e as Error).message : String((e as Error).stack ?? e);
@@ -89,13 +113,19 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
   }
   say('created');
   mark('created');
+  const keeper = io.keeper && new KeeperLink(io.keeper.fd, () => {
+    log('the keeper is gone: the program is killed');
+    container.kill();
+  });
   report = false;
-  closeSync(REPORT_FD);
+  io.endReport();
   const status = await container.wait();
   mark('exited');
   log(`program exited: status ${status}`);
   const s = c.readRaw();
   if (s) c.write({ ...s, status: 'stopped', exitStatus: status });
+  // The keeper exits with it once this process has gone (its end of the socket closes), as a cold Sentry would.
+  keeper?.exited(status);
   await container.finish();
   mark('finished');
   unwind();
@@ -106,6 +136,7 @@ export async function ociSandboxMain(argv: string[]): Promise<number> {
 /** A created container, served. */
 interface Container {
   wait(): Promise<number>;
+  kill(): void;
   finish(): Promise<void>;
 }
 
@@ -159,8 +190,9 @@ function checkReachable(path: string, uid: number, gid: number): void {
   }
 }
 
-async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => void, mark: (what: string) => void, undo: (() => void)[],
-  setJanitor: (j: Janitor) => void): Promise<Container> {
+async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (l: string) => void, mark: (what: string) => void,
+  undo: (() => void)[], setJanitor: (j: Janitor) => void): Promise<Container> {
+  const STDIO = io.stdio;
   const spec = loadSpec(opts.bundle);
   const proc = spec.process!;
   // create's checks of the bundle, here so that the runtime's front (oci-front.c) need not read config.json.
@@ -303,7 +335,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
   const init = L.serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
   if (init) sentries.push(init);
   const initPid = sandbox.programPid();
-  const created: ContainerState = { ...base, status: 'created', initPid, network: mode };
+  // Hooks saw this process (it is in the container's network namespace); the engine waits for the keeper.
+  const waited = io.keeper ? { pid: io.keeper.pid, sentryStart: startTime(io.keeper.pid), sentryPid: process.pid, sentryPidStart: base.sentryStart } : {};
+  const created: ContainerState = { ...base, ...waited, status: 'created', initPid, network: mode };
+
   c.write(created);
   log(`created: helper ${sandbox.pid}, program ${initPid}`);
   const err = await runHooks(spec.hooks, 'createContainer', hookState('creating'), inHome);
@@ -356,6 +391,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
 
   return {
     wait: async () => L.exitStatus(await exited),
+    kill: () => sandbox.kill('SIGKILL'),
     finish: async () => {
       for (const s of FORWARDED) process.off(s, forward);
       // A start (its poststart hooks) or an exec still being answered.
@@ -364,6 +400,37 @@ async function setUp(c: ContainerDir, opts: CreateOptions, log: (l: string) => v
       for (const s of sentries) s.close();
     },
   };
+}
+
+/**
+ * The Sentry's end of its keeper's socket: `gone` is called when the keeper's end closes (the engine saw the
+ * container exit: someone killed the pid it waits for), so that the program does not outlive it; `exited` tells
+ * the keeper the status it is to exit with once this process has gone.
+ */
+class KeeperLink {
+  private readonly sock: Socket;
+  private closed = false;
+
+  constructor(fd: number, gone: () => void) {
+    this.sock = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    this.sock.on('data', () => {});
+    this.sock.on('error', () => {});
+    this.sock.once('end', () => {
+      this.closed = true;
+      gone();
+    });
+    this.sock.unref();
+  }
+
+  exited(status: number): void {
+    if (!this.closed) this.sock.write(`exit ${status}\n`);
+  }
+}
+
+/** Loads what a container's set-up needs: a warm Sentry (cli/oci/warm.ts) does it before it is handed one. */
+export async function preload(): Promise<void> {
+  helperPath();
+  await loadLater('sandbox', false);
 }
 
 /**

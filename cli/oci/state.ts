@@ -21,15 +21,18 @@ export interface ContainerState {
   ociVersion: string;
   id: string;
   status: Status;
-  /** The Sentry's pid (the process the engine's shim waits for). */
+  /** The process the engine's shim waits for: the Sentry, or on a warm start its keeper (cli/oci/warm.ts). */
   pid: number;
   bundle: string;
   rootfs: string;
   created: string;
   owner: string;
   annotations?: Record<string, string>;
-  /** The Sentry's start time (/proc/PID/stat field 22), so that a reused pid is not taken for it. */
+  /** The start time of `pid` (/proc/PID/stat field 22), so that a reused pid is not taken for it. */
   sentryStart?: string;
+  /** On a warm start, the Sentry itself (`pid` is its keeper), and its start time. */
+  sentryPid?: number;
+  sentryPidStart?: string;
   /** The program's host pid (its pid namespace's first process). */
   initPid?: number;
   /** The Sentry's control socket. */

@@ -10,6 +10,12 @@
  *       ID`, detached, with the container's stdio as fds 4-6 and the report pipe as fd 3, as cli/oci/commands.ts
  *       does), waits for its "created" and writes the pid file; the Sentry checks the bundle and reports what is
  *       wrong with it
+ *       or, when a warm Sentry waits under ROOT/.warm (cli/oci/warm.ts), hands the container to it: forks the
+ *       keeper (the pid file's process: the engine's shim reaps only its descendants, so the keeper stands in for
+ *       the Sentry and exits with the status it sends), sends the Sentry one JSON line naming the fds it is to take
+ *       (pidfd_getfd), and waits for its "created"; a warm Sentry that is dead, of another build or answers "cold"
+ *       costs only the fall-back to a cold start. Each create then starts the next warm Sentry, unless one waits
+ *       (TSVISOR_OCI_WARM=0 turns all this off; TSVISOR_OCI_WARM_IDLE_MS is an unclaimed one's lifetime)
  *   start ID      a created container whose Sentry lives: {"op":"start"} over its control socket
  *   delete [--force] ID
  *       a container that is gone (--force: exit 0), or a stopped one whose config.json names no poststop hook
@@ -21,6 +27,7 @@
  * writes them (the runc shim shows that line's msg).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -45,7 +52,10 @@
 
 #define DEFAULT_ROOT "/run/tsvisor/oci"
 #define SANDBOX_COMMAND "__oci-sandbox"
+#define WARM_COMMAND "__oci-warm"
 #define START_TIMEOUT_MS 120000
+#define WARM_IDLE_MS "120000"
+#define PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static int g_argc;
 static char **g_argv;
@@ -332,6 +342,9 @@ struct state {
   char status[32];
   long pid;
   char start[32];
+  /* On a warm start, the Sentry itself (pid is its keeper). */
+  long sentry_pid;
+  char sentry_start[32];
   char control[256];
   char bundle[4096];
 };
@@ -348,6 +361,8 @@ static int read_state(const char *dir, struct state *s) {
   if (ok) s->pid = strtol(num, NULL, 10);
   int st = field(json, "sentryStart", s->start, sizeof s->start);
   if (st == 0) ok = 0;
+  if (field(json, "sentryPid", num, sizeof num) == 1) s->sentry_pid = strtol(num, NULL, 10);
+  if (field(json, "sentryPidStart", s->sentry_start, sizeof s->sentry_start) == 0) ok = 0;
   free(json);
   return ok ? 1 : -1;
 }
@@ -384,7 +399,9 @@ static int cmd_delete(const char *root, int force, const char *id) {
   struct state s;
   int r = read_state(dir, &s);
   if (r == 0 && force) return 0;
-  if (r != 1 || strcmp(live_status(&s), "stopped") != 0 || alive(s.pid, s.start[0] ? s.start : NULL)) fallback();
+  if (r != 1 || strcmp(live_status(&s), "stopped") != 0 || alive(s.pid, s.start[0] ? s.start : NULL) ||
+      alive(s.sentry_pid, s.sentry_start[0] ? s.sentry_start : NULL))
+    fallback();
   /* poststop hooks are run by the Node entry: any mention of them in config.json hands the call over. */
   char cfg[4200];
   snprintf(cfg, sizeof cfg, "%s/config.json", s.bundle);
@@ -456,6 +473,285 @@ static int high(int fd) {
   return h;
 }
 
+/* Reads one line from `fd` into `line` (without its newline); "" at an end without one. */
+static void read_line(int fd, char *line, size_t n) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fd, line + len, n - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    if (memchr(line, '\n', len) || len >= n - 1) break;
+  }
+  line[len] = 0;
+  char *nl = strchr(line, '\n');
+  if (nl) *nl = 0;
+}
+
+/* Resets what a child of ours must not inherit: the signal mask and handlers. */
+static void default_signals(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+}
+
+/* ---- warm Sentries (cli/oci/warm.ts) ---------------------------------------------------------------------- */
+
+/* Whether creates use and start warm Sentries. */
+static int warm_enabled(void) {
+  const char *v = getenv("TSVISOR_OCI_WARM");
+  return !v || strcmp(v, "0") != 0;
+}
+
+static unsigned long long fnv(unsigned long long h, const void *p, size_t n) {
+  for (const unsigned char *b = p; n--; b++) h = (h ^ *b) * 0x100000001b3ULL;
+  return h;
+}
+
+static unsigned long long fnv_stat(unsigned long long h, const char *path) {
+  struct stat st;
+  if (stat(path, &st) < 0) return fnv(h, path, strlen(path));
+  h = fnv(h, &st.st_ino, sizeof st.st_ino);
+  h = fnv(h, &st.st_size, sizeof st.st_size);
+  return fnv(h, &st.st_mtim, sizeof st.st_mtim);
+}
+
+/*
+ * The build a warm Sentry must be of to serve: this front and the entry it runs, as files (a reinstall or a
+ * rebuild, `npm run build` making dist/ anew, gives new inodes and times). 16 hex digits.
+ */
+static void warm_tag(char out[17]) {
+  unsigned long long h = 0xcbf29ce484222325ULL;
+  h = fnv_stat(h, "/proc/self/exe");
+  h = fnv_stat(h, TSVISOR_CLI);
+  h = fnv(h, TSVISOR_NODE, strlen(TSVISOR_NODE));
+  snprintf(out, 17, "%016llx", h);
+}
+
+/* Parses `ready-TAG-PID.sock`: 1 with the tag and pid, else 0. */
+static int ready_name(const char *name, char tag[17], long *pid) {
+  if (strncmp(name, "ready-", 6) != 0) return 0;
+  const char *t = name + 6, *dash = strchr(t, '-');
+  if (!dash || dash - t != 16) return 0;
+  memcpy(tag, t, 16);
+  tag[16] = 0;
+  char *end;
+  *pid = strtol(dash + 1, &end, 10);
+  return *pid > 0 && strcmp(end, ".sock") == 0;
+}
+
+/* Stops warm Sentry `pid` of another build (checked by its command line: a reused pid is left alone). */
+static void stop_stale(long pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char cmd[8192];
+  ssize_t n = read(fd, cmd, sizeof cmd - 1);
+  close(fd);
+  if (n <= 0) return;
+  for (ssize_t i = 0; i < n; i++)
+    if (!cmd[i]) cmd[i] = ' ';
+  cmd[n] = 0;
+  if (strstr(cmd, " " WARM_COMMAND " ")) kill((pid_t)pid, SIGTERM);
+}
+
+/*
+ * Claims a warm Sentry of build `tag` under `root`: renames its socket (one claimer wins), connects and unlinks
+ * it. Returns the connected socket and the Sentry's pid, or -1 when there is none; others' are stopped.
+ */
+static int claim_warm(const char *root, const char *tag, long *sentry) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/.warm", root);
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int fd = -1;
+  for (struct dirent *e; fd < 0 && (e = readdir(d));) {
+    char t[17], from[4500], to[4500];
+    long pid;
+    if (!ready_name(e->d_name, t, &pid)) continue;
+    snprintf(from, sizeof from, "%s/%s", dir, e->d_name);
+    if (strcmp(t, tag) != 0) {
+      stop_stale(pid);
+      unlink(from);
+      continue;
+    }
+    snprintf(to, sizeof to, "%s/claimed-%d.sock", dir, (int)getpid());
+    if (rename(from, to) < 0) continue; /* another create's */
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (s >= 0 && strlen(to) < sizeof a.sun_path) {
+      strcpy(a.sun_path, to);
+      struct ucred cred;
+      socklen_t cl = sizeof cred;
+      if (connect(s, (struct sockaddr *)&a, sizeof a) == 0 && getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
+          cred.pid == pid) {
+        fd = s;
+        *sentry = pid;
+      }
+    }
+    if (fd < 0 && s >= 0) close(s);
+    unlink(to);
+  }
+  closedir(d);
+  return fd;
+}
+
+/* Whether a warm Sentry of build `tag` waits under `root`. */
+static int warm_waiting(const char *root, const char *tag) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/.warm", root);
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int found = 0;
+  for (struct dirent *e; !found && (e = readdir(d));) {
+    char t[17];
+    long pid;
+    found = ready_name(e->d_name, t, &pid) && strcmp(t, tag) == 0 && alive(pid, NULL);
+  }
+  closedir(d);
+  return found;
+}
+
+/*
+ * Starts the next warm Sentry under `root`, unless one waits: detached (a session of its own), with a clean
+ * environment and / for working directory (it takes its caller's at hand-over), fd 0 /dev/null, 1-2 ROOT/.warm/log.
+ */
+static void spawn_warm(const char *root, const char *tag) {
+  if (warm_waiting(root, tag)) return;
+  char dir[4200], log_path[4300];
+  snprintf(dir, sizeof dir, "%s/.warm", root);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) return;
+  snprintf(log_path, sizeof log_path, "%s/log", dir);
+  const char *idle = getenv("TSVISOR_OCI_WARM_IDLE_MS");
+  if (!idle || strspn(idle, "0123456789") != strlen(idle) || !*idle) idle = WARM_IDLE_MS;
+  pid_t pid = fork();
+  if (pid != 0) return;
+  setsid();
+  int null = open("/dev/null", O_RDONLY);
+  int lg = open(log_path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+  if (null < 0 || lg < 0 || dup2(null, 0) < 0 || dup2(lg, 1) < 0 || dup2(lg, 2) < 0) _exit(127);
+  syscall(SYS_close_range, 3, ~0U, 0);
+  default_signals();
+  if (chdir("/") < 0) _exit(127);
+  char *const args[] = {TSVISOR_NODE, TSVISOR_CLI, WARM_COMMAND, (char *)root, (char *)tag, (char *)idle, NULL};
+  char *const env[] = {PATH_ENV, NULL};
+  execve(TSVISOR_NODE, args, env);
+  _exit(127);
+}
+
+static volatile pid_t g_keeper_sentry;
+
+static void keeper_forward(int sig) {
+  if (g_keeper_sentry > 0) kill(g_keeper_sentry, sig);
+}
+
+/*
+ * The keeper (the front's child, the engine's waited-for process on a warm start): forwards the signals a Sentry
+ * forwards to its program, and exits with the status the Sentry sends once the Sentry has gone (its end of
+ * `sock` closes); 137 when it went without one, as a cold Sentry killed by SIGKILL would show.
+ */
+static void keeper(int sock, pid_t sentry) {
+  setsid();
+  int null = open("/dev/null", O_RDWR);
+  int s = fcntl(sock, F_DUPFD, 3);
+  if (null < 0 || s < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 || dup2(s, 3) < 0) _exit(127);
+  syscall(SYS_close_range, 4, ~0U, 0);
+  default_signals();
+  g_keeper_sentry = sentry;
+  struct sigaction sa = {.sa_handler = keeper_forward, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+  char buf[256];
+  size_t len = 0;
+  int status = -1;
+  for (;;) {
+    ssize_t r = read(3, buf + len, sizeof buf - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    buf[len] = 0;
+    char *p = strstr(buf, "exit "), *nl = p ? strchr(p, '\n') : NULL;
+    if (nl) {
+      status = atoi(p + 5);
+      len = 0;
+    } else if (len >= sizeof buf - 1) len = 0;
+  }
+  _exit(status >= 0 && status <= 255 ? status : 137);
+}
+
+/* Waits up to `ms` for the other end of `fd` to close (the warm Sentry's exit). */
+static void wait_closed(int fd, int ms) {
+  char buf[512];
+  for (;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+  }
+}
+
+/*
+ * Hands container `id` to a warm Sentry, if one of build `tag` waits: the keeper's pid once it reported "created",
+ * 0 to start cold instead (none, a dead one, "cold"), and fail()s with the Sentry's error otherwise.
+ */
+static pid_t warm_create(const char *root, const char *dir, const char *id, const char *bundle, int log_fd, const char *tag) {
+  long sentry;
+  int conn = claim_warm(root, tag, &sentry);
+  if (conn < 0) return 0;
+  int ks[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ks) < 0) {
+    close(conn);
+    return 0;
+  }
+  pid_t kp = fork();
+  if (kp < 0) {
+    close(conn);
+    close(ks[0]);
+    close(ks[1]);
+    return 0;
+  }
+  if (kp == 0) keeper(ks[1], (pid_t)sentry);
+  close(ks[1]);
+  char *req = NULL;
+  size_t req_len = 0;
+  FILE *f = open_memstream(&req, &req_len);
+  if (!f) fail("out of memory");
+  fputs("{\"id\":", f);
+  json_string(f, id);
+  fputs(",\"bundle\":", f);
+  json_string(f, bundle);
+  fprintf(f, ",\"log\":%d,\"stdio\":[0,1,2],\"keeper\":%d,\"keeperPid\":%d}\n", log_fd, ks[0], (int)kp);
+  fclose(f);
+  char line[4096] = "";
+  if (write(conn, req, req_len) == (ssize_t)req_len) read_line(conn, line, sizeof line);
+  free(req);
+  if (strcmp(line, "created") == 0) {
+    close(conn);
+    close(ks[0]);
+    return kp;
+  }
+  if (strncmp(line, "error ", 6) == 0) wait_closed(conn, 10000);
+  close(conn);
+  close(ks[0]);
+  kill(kp, SIGKILL);
+  waitpid(kp, NULL, 0);
+  if (strncmp(line, "error ", 6) != 0) return 0; /* "cold", or gone without a word */
+  struct state s;
+  if (read_state(dir, &s) == 1) unlink(s.control);
+  remove_tree(dir);
+  fail("%s", line + 6);
+  return 0;
+}
+
+static pid_t cold_create(const char *root, const char *dir, const char *id, const char *bundle, int log_fd, const char *log_path);
+
 /* `create`: the container's lock, create.json, the Sentry, its report, the pid file. */
 static int cmd_create(const char *root, const char *bundle_arg, const char *pid_file, const char *console, const char *network,
                       int strace, const char *pcap_log, const char *debug_log, const char *id) {
@@ -502,6 +798,29 @@ static int cmd_create(const char *root, const char *bundle_arg, const char *pid_
     remove_tree(dir);
     fail("cannot open %s: %s", log_path, strerror(errno));
   }
+  char tag[17];
+  warm_tag(tag);
+  int warm = warm_enabled();
+  pid_t pid = warm ? warm_create(root, dir, id, bundle, log_fd, tag) : 0;
+  if (pid == 0) pid = cold_create(root, dir, id, bundle, log_fd, log_path);
+  close(log_fd);
+  if (warm) spawn_warm(root, tag);
+  if (pid_file) {
+    char *pf = resolve_path(pid_file);
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%.*s/.%d.pid.tmp", (int)(strrchr(pf, '/') - pf), pf, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || dprintf(fd, "%d", (int)pid) < 0 || close(fd) < 0 || rename(tmp, pf) < 0) {
+      kill(pid, SIGKILL);
+      fail("cannot write the pid file %s: %s", pf, strerror(errno));
+    }
+  }
+  close(lock);
+  return 0;
+}
+
+/* Starts the container's Sentry cold (a new Node) and waits for its report: its pid, or fail()s with its error. */
+static pid_t cold_create(const char *root, const char *dir, const char *id, const char *bundle, int log_fd, const char *log_path) {
   int report[2];
   if (pipe2(report, O_CLOEXEC) < 0) fail("pipe: %s", strerror(errno));
   pid_t pid = fork();
@@ -515,11 +834,7 @@ static int cmd_create(const char *root, const char *bundle_arg, const char *pid_
         dup2(out, 5) < 0 || dup2(err, 6) < 0)
       _exit(127);
     syscall(SYS_close_range, 7, ~0U, 0);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-      if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    default_signals();
     /* A bundle that is not there is the Sentry's to report (it cannot read config.json), as every other fault. */
     if (chdir(bundle) < 0 && chdir("/") < 0) _exit(127);
     execl(TSVISOR_NODE, TSVISOR_NODE, TSVISOR_CLI, SANDBOX_COMMAND, root, id, (char *)NULL);
@@ -527,19 +842,8 @@ static int cmd_create(const char *root, const char *bundle_arg, const char *pid_
     _exit(127);
   }
   close(report[1]);
-  close(log_fd);
   char line[4096];
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(report[0], line + len, sizeof line - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (memchr(line, '\n', len) || len >= sizeof line - 1) break;
-  }
-  line[len] = 0;
-  char *nl = strchr(line, '\n');
-  if (nl) *nl = 0;
+  read_line(report[0], line, sizeof line);
   close(report[0]);
   if (strcmp(line, "created") != 0) {
     if (waitpid(pid, NULL, WNOHANG) == 0) kill(pid, SIGKILL);
@@ -550,18 +854,7 @@ static int cmd_create(const char *root, const char *bundle_arg, const char *pid_
     if (strncmp(line, "error ", 6) == 0) fail("%s", line + 6);
     fail("the sandbox exited during create (its log: %s)", log_path);
   }
-  if (pid_file) {
-    char *pf = resolve_path(pid_file);
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%.*s/.%d.pid.tmp", (int)(strrchr(pf, '/') - pf), pf, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || dprintf(fd, "%d", (int)pid) < 0 || close(fd) < 0 || rename(tmp, pf) < 0) {
-      kill(pid, SIGKILL);
-      fail("cannot write the pid file %s: %s", pf, strerror(errno));
-    }
-  }
-  close(lock);
-  return 0;
+  return pid;
 }
 
 /* ---- flags ----------------------------------------------------------------------------------------------- */

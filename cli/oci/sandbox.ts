@@ -58,6 +58,8 @@ export interface SandboxIo {
    * descendant of the engine's shim can be reaped by it), and the Sentry's end of a socket to it.
    */
   keeper?: { pid: number; fd: number };
+  /** performance.now() when the container came: timing marks count from it (a cold Sentry's Node start, 0). */
+  origin?: number;
 }
 
 /** A cold Sentry's: fd 3 the report pipe, 4-6 the container's stdio. */
@@ -76,8 +78,11 @@ export async function ociSandboxMain(argv: string[], io: SandboxIo = coldIo()): 
   const c = new ContainerDir(root, id);
   const opts = JSON.parse(readFileSync(join(c.dir, 'create.json'), 'utf8')) as CreateOptions;
   const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
-  // Start-up marks, ms since this Node started (bench/oci-calls.ts reads them): where a container's create goes.
-  const mark = (what: string) => log(`timing at-${what}=${performance.now().toFixed(1)}`);
+  // Start-up marks, ms since this Node started or a warm one was handed the container (bench/oci-calls.ts reads
+  // them): where a container's create goes.
+  const origin = io.origin ?? 0;
+  const mark = (what: string) => log(`timing at-${what}=${(performance.now() - origin).toFixed(1)}`);
+  if (io.keeper) log('timing warm=1');
   mark('main');
   const undo: (() => void)[] = [];
   let janitor: Janitor | undefined;

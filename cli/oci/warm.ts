@@ -13,12 +13,13 @@
  * own. Then it runs cli/oci/sandbox.ts's main, reporting on the socket. A warm Sentry nobody claims exits after
  * its idle lifetime; one of another build (its TAG) is stopped by the front and never served.
  */
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { sys } from '../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
 import { CliError } from '../errors.ts';
+import { alive } from './state.ts';
 
 /** The folder of a root's warm Sentries. */
 export function warmDir(root: string): string {
@@ -70,6 +71,7 @@ export async function ociWarmMain(argv: string[]): Promise<number> {
     server.listen({ path, readableAll: false, writableAll: false });
   });
   if (!sock) return 0;
+  const origin = performance.now();
   const req = await readLine(sock);
   const peer = peerPid(sock);
   const send = (line: string) => sock.write(line + '\n');
@@ -105,6 +107,7 @@ export async function ociWarmMain(argv: string[]): Promise<number> {
     endReport: () => sock.end(),
     stdio: [stdin, stdout, stderr],
     keeper: { pid: h.keeperPid, fd: keeper },
+    origin,
   });
 }
 
@@ -225,4 +228,33 @@ function becomeCaller(peer: number, bundle: string): void {
     if (sys.prlimit(peer, r, null, limit) < 0 || sys.prlimit(0, r, limit, null) === 0) continue;
     process.stderr.write(`${new Date().toISOString()} warm Sentry: resource limit ${r} of the caller not taken (${limit[0]}/${limit[1]})\n`);
   }
+}
+
+/** Stops the warm Sentries waiting under `root` (teardown of tests and benchmarks); resolves once they are gone. */
+export async function stopWarm(root: string): Promise<void> {
+  const dir = warmDir(root);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const pids: number[] = [];
+  for (const n of names) {
+    const m = /^ready-[0-9a-f]{16}-(\d+)\.sock$/.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    try {
+      // A reused pid is left alone.
+      if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes('__oci-warm')) {
+        process.kill(pid, 'SIGTERM');
+        pids.push(pid);
+      }
+    } catch {
+      // gone
+    }
+    rmSync(join(dir, n), { force: true });
+  }
+  const until = Date.now() + 10000;
+  while (pids.some((p) => alive(p)) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { frontPath } from '../../cli/oci/front.ts';
+import { stopWarm } from '../../cli/oci/warm.ts';
 import { CLI, ROOT, waitFor } from './run-helpers.ts';
 
 /**
@@ -153,7 +154,8 @@ export function leftNamespaces(rid: string | undefined): string[] {
 /** Deletes every container under the bundle's --root, killing what runs (teardown). */
 export async function cleanUp(b: Bundle): Promise<void> {
   if (!existsSync(b.root)) return;
-  for (const id of readdirSync(b.root)) await oci(b, ['delete', '--force', id]);
+  for (const id of readdirSync(b.root)) if (!id.startsWith('.')) await oci(b, ['delete', '--force', id]);
+  await stopWarm(b.root);
 }
 
 export { waitFor };

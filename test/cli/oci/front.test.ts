@@ -17,6 +17,7 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const handedOver = join(work, 'handed-over');
 const fakeNode = join(work, 'fake-node');
 writeFileSync(fakeNode, `#!/bin/sh
+if [ "$2" = "__oci-warm" ]; then echo "$*" > '${work}/warm-args'; env > '${work}/warm-env'; pwd > '${work}/warm-cwd'; exit 0; fi
 if [ "$2" != "__oci-sandbox" ]; then echo "$*" >> '${handedOver}'; exit 42; fi
 echo "$*" > '${work}/sentry-args'; pwd > '${work}/sentry-cwd'
 case "$OCS_FAKE" in
@@ -35,13 +36,16 @@ interface Run {
   handedOver: boolean;
 }
 
-/** Runs the front with `args` (after the shim's global flags); `mode` tells the stand-in Sentry what to do. */
-function run(root: string, log: string, args: string[], mode = 'created', cwd = work): Promise<Run> {
+/**
+ * Runs the front with `args` (after the shim's global flags); `mode` tells the stand-in Sentry what to do. The
+ * stand-in starts no warm Sentry: `env` TSVISOR_OCI_WARM=1 lets the front try.
+ */
+function run(root: string, log: string, args: string[], mode = 'created', cwd = work, env: Record<string, string> = { TSVISOR_OCI_WARM: '0' }): Promise<Run> {
   rmSync(handedOver, { force: true });
   const child = spawn(front, ['--root', root, '--log', log, '--log-format', 'json', ...args], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, OCS_FAKE: mode },
+    env: { ...process.env, OCS_FAKE: mode, ...env },
   });
   let stdout = '';
   let stderr = '';
@@ -51,6 +55,15 @@ function run(root: string, log: string, args: string[], mode = 'created', cwd = 
     // The stand-in Sentry keeps the container's stdout (the pipe) open: 'exit', not 'close'.
     child.on('exit', (code) => setTimeout(() => resolve({ code, stdout, stderr, handedOver: existsSync(handedOver) }), 50));
   });
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
 }
 
 function lastMsg(log: string): string | undefined {
@@ -109,6 +122,39 @@ t.test('create: create.json, the Sentry started in the bundle with its fds and a
   t.equal(again.code, 1);
   t.equal(again.stderr, 'tsvisor: container with id exists: ocs-a\n');
   t.equal(lastMsg(log), 'container with id exists: ocs-a');
+});
+
+t.test('create starts the next warm Sentry (clean environment, cwd /) unless one waits; one nobody answers costs a cold start', async (t) => {
+  const { root, log, bundle } = setUp(t);
+  rmSync(join(work, 'warm-args'), { force: true });
+  const r = await run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w1.pid'), 'ocs-w1'], 'created', bundle, { TSVISOR_OCI_WARM_IDLE_MS: '5000', TOW_MARK: 'x' });
+  t.equal(r.code, 0, r.stderr);
+  t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w1.pid'), 'utf8')), 'SIGKILL'));
+  t.ok(await waitFor(() => existsSync(join(work, 'warm-args')), 10000), 'the front ran the warm command');
+  const [cli, cmd, wroot, tag, idle] = readFileSync(join(work, 'warm-args'), 'utf8').trim().split(' ');
+  t.same([cli, cmd, wroot, idle], ['/fake/cli.js', '__oci-warm', root, '5000']);
+  t.match(tag, /^[0-9a-f]{16}$/);
+  t.same(readFileSync(join(work, 'warm-env'), 'utf8').split('\n').filter((l) => l && !/^(PWD|SHLVL|_)=/.test(l)),
+    ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], 'a clean environment: nothing of its caller\'s');
+  t.equal(readFileSync(join(work, 'warm-cwd'), 'utf8').trim(), '/');
+
+  // A waiting one (a socket of this build whose process lives): no second; nobody answers it: a cold start.
+  const sock = join(root, '.warm', `ready-${tag}-${process.pid}.sock`);
+  writeFileSync(sock, '');
+  rmSync(join(work, 'warm-args'), { force: true });
+  const r2 = await run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w2.pid'), 'ocs-w2'], 'created', bundle, {});
+  t.equal(r2.code, 0, r2.stderr);
+  t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w2.pid'), 'utf8')), 'SIGKILL'));
+  t.match(readFileSync(join(work, 'sentry-args'), 'utf8'), /__oci-sandbox .* ocs-w2/, 'started cold');
+  t.notOk(existsSync(sock), 'the claimed socket is gone');
+  t.ok(await waitFor(() => existsSync(join(work, 'warm-args')), 10000), 'and the next warm Sentry started');
+
+  const r3 = await run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w3.pid'), 'ocs-w3'], 'created', bundle, { TSVISOR_OCI_WARM: '0' });
+  t.equal(r3.code, 0);
+  t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w3.pid'), 'utf8')), 'SIGKILL'));
+  rmSync(join(work, 'warm-args'), { force: true });
+  await new Promise((res) => setTimeout(res, 300));
+  t.notOk(existsSync(join(work, 'warm-args')), 'TSVISOR_OCI_WARM=0: none');
 });
 
 t.test('create: the Sentry\'s error is create\'s, one that exits says where its log is; nothing is left', async (t) => {

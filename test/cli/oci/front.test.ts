@@ -17,7 +17,7 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const handedOver = join(work, 'handed-over');
 const fakeNode = join(work, 'fake-node');
 writeFileSync(fakeNode, `#!/bin/sh
-if [ "$2" = "__oci-warm" ]; then echo "$*" > '${work}/warm-args'; env > '${work}/warm-env'; pwd > '${work}/warm-cwd'; exit 0; fi
+if [ "$2" = "__oci-warm" ]; then echo "$*" > '${work}/warm-args.tmp'; env > '${work}/warm-env'; pwd > '${work}/warm-cwd'; mv '${work}/warm-args.tmp' '${work}/warm-args'; exit 0; fi
 if [ "$2" != "__oci-sandbox" ]; then echo "$*" >> '${handedOver}'; exit 42; fi
 echo "$*" > '${work}/sentry-args'; pwd > '${work}/sentry-cwd'
 case "$OCS_FAKE" in

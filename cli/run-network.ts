@@ -2,7 +2,8 @@
  * The network of a `tsvisor run` in sandbox and none modes: its namespaces, the netstack on the link and the
  * --publish forwarders. Loaded only for those modes, so that host mode loads none of the netstack.
  */
-import { run as runTool } from '../lib/exec.ts';
+import { sys } from '../lib/libc.ts';
+import { inNetns } from '../lib/netns.ts';
 import { AfPacketEndpoint } from '../lib/packet.ts';
 import { takeOver } from '../lib/takeover.ts';
 import { type Address, type Subnet, formatSubnet } from '../netstack/addr.ts';
@@ -86,11 +87,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
   } else {
     linkNetns = nameNetns(id, o.netns);
     dev = o.dev!;
-    try {
-      runTool(['ip', '-n', linkNetns, 'link', 'show', 'dev', dev]);
-    } catch {
-      throw new CliError(`no interface '${dev}' in network namespace '${o.netns}': check --dev`);
-    }
+    if (inNetns(linkNetns, () => sys.ifNameToIndex(dev)) === 0) throw new CliError(`no interface '${dev}' in network namespace '${o.netns}': check --dev`);
     let taken;
     try {
       taken = takeOver(linkNetns, dev, { owner: 'run' });

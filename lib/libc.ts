@@ -67,6 +67,7 @@ export const sys = {
     flags: number,
     data: string | null,
   ) => number,
+  umount2: libc.func('int umount2(const char *target, int flags)') as (target: string, flags: number) => number,
   dup2: libc.func('int dup2(int oldfd, int newfd)') as (oldfd: number, newfd: number) => number,
   prlimit: libc.func('int prlimit(int pid, int resource, void *newLimit, void *oldLimit)') as (
     pid: number,
@@ -106,6 +107,8 @@ export const C = {
   SOCK_CLOEXEC: 0o2000000,
   O_RDONLY: 0,
   O_RDWR: 2,
+  O_CREAT: 0o100,
+  O_EXCL: 0o200,
   O_NONBLOCK: 0o4000,
   O_CLOEXEC: 0o2000000,
   SOL_SOCKET: 1,

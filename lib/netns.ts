@@ -6,7 +6,8 @@
  * between, and the fds stay usable process-wide afterwards. libuv's pool threads are other threads and are
  * not affected.
  */
-import { existsSync, fstatSync } from 'node:fs';
+import { existsSync, fstatSync, readFileSync, rmSync } from 'node:fs';
+import { run } from './exec.ts';
 import { C, SysError, errno, errnoName, sys } from './libc.ts';
 
 /** The directory where iproute2 pins named network namespaces. */
@@ -167,3 +168,91 @@ function enterFd<T>(target: number, name: string, fn: () => T): T {
     sys.close(home);
   }
 }
+
+/** Whether NETNS_DIR is a mount point already (iproute2 makes it one, shared, at its first `ip netns add`). */
+function netnsDirMounted(): boolean {
+  const dirs = new Set([NETNS_DIR, NETNS_DIR.replace(/^\/var\/run\//, '/run/')]);
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const point = line.split(' ')[4];
+    if (point !== undefined && dirs.has(point)) return true;
+  }
+  return false;
+}
+
+/**
+ * `ip netns add NAME` without a process: a new network namespace, made by unshare() on the calling thread (which
+ * then steps back into its own) and pinned by a bind mount at NETNS_DIR/NAME. Where NETNS_DIR is not yet the
+ * mount point iproute2 makes it (shared, so that later mounts reach other mount namespaces), `ip` does it once.
+ * Throws NetnsError naming the namespace.
+ */
+export function addNetns(name: string): void {
+  const path = netnsPath(name);
+  if (!netnsDirMounted()) {
+    run(['ip', 'netns', 'add', name]);
+    return;
+  }
+  const pin = sys.open(path, C.O_RDONLY | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, 0);
+  if (pin < 0) throw new NetnsError(name, `cannot make ${path}: ${errnoName(errno())}`);
+  sys.close(pin);
+  const home = sys.open('/proc/thread-self/ns/net', C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (home < 0) {
+    const e = errno();
+    rmSync(path, { force: true });
+    throw new NetnsError(name, `cannot open /proc/thread-self/ns/net: ${errnoName(e)}`);
+  }
+  try {
+    if (sys.unshare(C.CLONE_NEWNET) < 0) {
+      const e = errno();
+      rmSync(path, { force: true });
+      throw new NetnsError(name, `cannot make network namespace '${name}': ${errnoName(e)}`);
+    }
+    const r = sys.mount('/proc/thread-self/ns/net', path, 'none', C.MS_BIND, null);
+    const e = errno();
+    if (sys.setns(home, C.CLONE_NEWNET) < 0) {
+      process.stderr.write(`fatal: ${new SysError('setns', errno(), 'returning from the new network namespace ' + name).message}\n`);
+      process.abort();
+    }
+    if (r < 0) {
+      rmSync(path, { force: true });
+      throw new NetnsError(name, `cannot pin network namespace '${name}' at ${path}: ${errnoName(e)}`);
+    }
+  } finally {
+    sys.close(home);
+  }
+}
+
+const SIOCGIFFLAGS = 0x8913;
+const IFF_LOOPBACK = 0x8;
+
+/** The interfaces of the calling thread's network namespace (/proc/thread-self/net/dev), loopback ones marked. */
+export function interfacesHere(): { name: string; loopback: boolean }[] {
+  const names = readFileSync('/proc/thread-self/net/dev', 'utf8').split('\n').slice(2)
+    .map((l) => l.slice(0, l.indexOf(':')).trim()).filter(Boolean);
+  const fd = sys.socket(C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SysError('socket', errno(), 'AF_INET, to read interface flags');
+  try {
+    return names.map((name) => {
+      // struct ifreq: the name (16 bytes), then ifr_flags (a short).
+      const req = new Uint8Array(40);
+      req.set(Buffer.from(name).subarray(0, 15));
+      if (sys.ioctl(fd, SIOCGIFFLAGS, req) < 0) return { name, loopback: name === 'lo' };
+      return { name, loopback: (new DataView(req.buffer).getUint16(16, true) & IFF_LOOPBACK) !== 0 };
+    });
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/**
+ * `ip netns del NAME` without a process: unpins the namespace (lazy unmount, so that a holder elsewhere does not
+ * keep the file busy) and removes its file. The namespace goes once nothing else holds it. Nothing there: false.
+ */
+export function delNetns(name: string): boolean {
+  const path = netnsPath(name);
+  if (!existsSync(path)) return false;
+  sys.umount2(path, MNT_DETACH);
+  rmSync(path, { force: true });
+  return true;
+}
+
+const MNT_DETACH = 2;

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { run as runTool } from '../../lib/exec.ts';
 import { C, errnoName, errno, sys } from '../../lib/libc.ts';
-import { NetnsHandle, netnsExists, netnsFile } from '../../lib/netns.ts';
+import { NetnsHandle, addNetns, delNetns, interfacesHere, netnsFile } from '../../lib/netns.ts';
 import { Janitor } from '../../sentry/sandbox/janitor.ts';
 import type { Sandbox } from '../../sentry/sandbox/launch.ts';
 import { helperPath } from '../../sentry/sandbox/native/build.ts';
@@ -157,9 +157,8 @@ function enterNetns(path: string): void {
 
 /** The interface the netstack takes over in the current netns: eth0, else the only other non-loopback one. */
 function findInterface(): string | undefined {
-  const links = JSON.parse(runTool(['ip', '-j', 'link', 'show'])) as { ifname: string; link_type: string }[];
-  const candidates = links.filter((l) => l.link_type !== 'loopback');
-  return candidates.find((l) => l.ifname === 'eth0')?.ifname ?? candidates[0]?.ifname;
+  const candidates = interfacesHere().filter((l) => !l.loopback);
+  return candidates.find((l) => l.name === 'eth0')?.name ?? candidates[0]?.name;
 }
 
 /**
@@ -248,11 +247,11 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   later.catch(() => {});
   setJanitor(Janitor.start(removeCommands(rid)));
   if (!hostNs && linkRef === undefined) {
-    runTool(['ip', 'netns', 'add', names.link]);
+    addNetns(names.link);
     // Ours to remove when the container ends, whatever mode it got (the janitor covers only a dead Sentry; the
     // network's own undo removes it only when the netstack took an interface over in it).
     undo.push(() => {
-      if (netnsExists(names.link)) runTool(['ip', 'netns', 'del', names.link]);
+      delNetns(names.link);
     });
     linkRef = names.link;
   }

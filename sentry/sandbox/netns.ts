@@ -14,7 +14,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { run } from '../../lib/exec.ts';
-import { NETNS_DIR, inNetns, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
+import { sys } from '../../lib/libc.ts';
+import { NETNS_DIR, addNetns, delNetns, inNetns, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
 import { type Address, type Subnet, formatAddress, formatSubnet, isV4, parseAddress, parseSubnet } from '../../netstack/addr.ts';
 import { guardExists, guardTable, removeGuardCommand } from './veth-guard.ts';
 
@@ -125,7 +126,7 @@ export function nameNetns(id: string, ref: string): string {
 /** The app netns: `lo` up, and a dummy (or ifb) `eth0` with `addresses`, up, with default routes via `gateways`. */
 export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: Address[]; mtu?: number }): string {
   const name = runNames(id).app;
-  run(['ip', 'netns', 'add', name]);
+  addNetns(name);
   const cmds = (kind: string) => {
     const c: string[][] = [['link', 'set', 'lo', 'up']];
     if (o.addresses.length === 0) return c;
@@ -152,12 +153,15 @@ export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: A
  * `makeNetwork`'s to remove, as only it knows whether one was made (one nft process fewer at every other exit).
  */
 export function removeRunNetworks(id: string): void {
+  const n = runNames(id);
+  // Namespaces without a process; the caller's veth end (a run's own veth only) by `ip` when it is there.
+  delNetns(n.app);
+  delNetns(n.link);
+  if (sys.ifNameToIndex(n.peerDev) === 0) return;
   try {
-    // -force: go on past what is already gone, or was never made.
-    const ip = removeCommands(id).filter((c) => c[0] === 'ip');
-    run(['ip', '-force', '-batch', '-'], ip.map((c) => c.slice(1).join(' ')).join('\n') + '\n');
+    run(['ip', 'link', 'del', n.peerDev]);
   } catch {
-    // some were already gone
+    // already gone
   }
 }
 

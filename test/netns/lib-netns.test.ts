@@ -1,6 +1,7 @@
 import { readlinkSync, statSync } from 'node:fs';
 import t from 'tap';
-import { NetnsError, inNetns, netnsExists } from '../../lib/netns.ts';
+import { run } from '../../lib/exec.ts';
+import { NetnsError, addNetns, delNetns, inNetns, interfacesHere, netnsExists } from '../../lib/netns.ts';
 import { assertTestAddress, createVethPair, nsRun } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
 
@@ -91,5 +92,28 @@ t.test('inNetns by path → /proc/PID/ns/net and a bind-mounted netns file work;
   t.throws(() => inNetns(join(dir, 'missing'), selfNs), /network namespace file '.*missing' does not exist/);
   t.throws(() => inNetns('rel/path', selfNs), /invalid network namespace name 'rel\/path'/);
   t.equal(selfNs(), home, 'thread back home');
+  t.end();
+});
+
+t.test('addNetns → a new namespace pinned by name, the thread back home; interfacesHere; delNetns → gone', (t) => {
+  const name = `tow-add${process.pid}`;
+  t.teardown(() => {
+    if (netnsExists(name)) run(['ip', 'netns', 'del', name]);
+  });
+  const home = selfNs();
+  addNetns(name);
+  t.equal(selfNs(), home, 'the calling thread is back in its own namespace');
+  t.ok(netnsExists(name));
+  t.match(run(['ip', 'netns', 'list']), new RegExp(`^${name}\\b`, 'm'), 'iproute2 lists it');
+  t.not(inNetns(name, selfNs), home, 'a namespace of its own');
+  t.throws(() => addNetns(name), /cannot make/, 'a name in use is refused');
+  t.same(inNetns(name, interfacesHere), [{ name: 'lo', loopback: true }], 'a new namespace has lo only');
+  run(['ip', '-n', name, 'link', 'add', 'tow-v0', 'type', 'veth', 'peer', 'name', 'tow-v1']);
+  t.same(inNetns(name, interfacesHere).sort((a, b) => a.name.localeCompare(b.name)),
+    [{ name: 'lo', loopback: true }, { name: 'tow-v0', loopback: false }, { name: 'tow-v1', loopback: false }]);
+  t.equal(delNetns(name), true);
+  t.notOk(netnsExists(name));
+  t.notMatch(run(['ip', 'netns', 'list']), new RegExp(`^${name}\\b`, 'm'));
+  t.equal(delNetns(name), false, 'nothing there: false');
   t.end();
 });

@@ -5,7 +5,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Test } from 'tap';
+import tap, { type Test } from 'tap';
 import { frontPath } from '../../cli/oci/front.ts';
 import { stopWarm } from '../../cli/oci/warm.ts';
 import { CLI, ROOT, waitFor } from './run-helpers.ts';
@@ -29,6 +29,22 @@ export interface Bundle {
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
 
+/**
+ * One --root for every bundle of a test file, as an engine has one: after a file's first create, its creates are
+ * handed to the warm Sentry the one before left (cli/oci/warm.ts), which the end of the file stops.
+ */
+let sharedRoot: string | undefined;
+function fileRoot(): string {
+  if (sharedRoot) return sharedRoot;
+  const root = mkdtempSync(join(tmpdir(), 'toa-root-'));
+  sharedRoot = root;
+  tap.teardown(async () => {
+    await stopWarm(root);
+    rmSync(root, { recursive: true, force: true });
+  });
+  return root;
+}
+
 /** A fresh bundle with a busybox-static rootfs and `tsvisor spec`'s config (terminal off); removed at teardown. */
 export function makeBundle(t: Test, edit?: (config: Record<string, any>) => void): Bundle {
   if (!BUSYBOX) throw new Error('busybox-static is not installed (.ci/install installs it)');
@@ -43,7 +59,7 @@ export function makeBundle(t: Test, edit?: (config: Record<string, any>) => void
   const b: Bundle = {
     dir,
     rootfs,
-    root: join(dir, 'state'),
+    root: fileRoot(),
     log: join(dir, 'log.json'),
     config: JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')),
     write: () => writeFileSync(join(dir, 'config.json'), JSON.stringify(b.config, null, 1)),
@@ -155,7 +171,6 @@ export function leftNamespaces(rid: string | undefined): string[] {
 export async function cleanUp(b: Bundle): Promise<void> {
   if (!existsSync(b.root)) return;
   for (const id of readdirSync(b.root)) if (!id.startsWith('.')) await oci(b, ['delete', '--force', id]);
-  await stopWarm(b.root);
 }
 
 export { waitFor };

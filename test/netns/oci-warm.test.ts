@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import t from 'tap';
 import { alive } from '../../cli/oci/state.ts';
+import { stopWarm } from '../../cli/oci/warm.ts';
 import { run } from '../../lib/exec.ts';
 import { type Bundle, type Call, RUNTIME, cleanUp, makeBundle, oci, rawState, waitFor } from './oci-helpers.ts';
 
@@ -89,6 +90,7 @@ const wrapped = `${bin}:${process.env.PATH}`;
 run(['ip', 'netns', 'add', NETNS]);
 t.teardown(async () => {
   await cleanUp(b);
+  await stopWarm(b.root);
   run(['ip', 'netns', 'del', NETNS]);
   // The cgroup can go once its last process has.
   await waitFor(() => {

@@ -256,3 +256,22 @@ export function delNetns(name: string): boolean {
 }
 
 const MNT_DETACH = 2;
+
+const SIOCSIFFLAGS = 0x8914;
+const IFF_UP = 0x1;
+
+/** `ip link set DEV up` in the calling thread's network namespace, by ioctl. Throws SysError. */
+export function linkUpHere(dev: string): void {
+  const fd = sys.socket(C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SysError('socket', errno(), 'AF_INET, to set interface flags');
+  try {
+    const req = new Uint8Array(40);
+    req.set(Buffer.from(dev).subarray(0, 15));
+    if (sys.ioctl(fd, SIOCGIFFLAGS, req) < 0) throw new SysError('ioctl', errno(), `SIOCGIFFLAGS ${dev}`);
+    const v = new DataView(req.buffer);
+    v.setUint16(16, v.getUint16(16, true) | IFF_UP, true);
+    if (sys.ioctl(fd, SIOCSIFFLAGS, req) < 0) throw new SysError('ioctl', errno(), `SIOCSIFFLAGS ${dev}`);
+  } finally {
+    sys.close(fd);
+  }
+}

@@ -37,6 +37,7 @@ import {
 } from '../netstack/addr.ts';
 import { run } from './exec.ts';
 import { C, errno, errnoName, sys } from './libc.ts';
+import { deleteIpv4Addresses } from './netlink.ts';
 import { NetnsHandle } from './netns.ts';
 
 /** Where takeover records live (one file per taken interface, locked while taken). */
@@ -183,10 +184,16 @@ interface Found {
 function readInterface(ns: NetnsHandle, dev: string): Found {
   return ns.enter(() => {
     let links: { ifindex: number; address: string; mtu: number; link_type: string; addr_info: IpAddrInfo[] }[];
+    let allRoutes: (IpRoute & { table?: string })[];
+    // One `ip` for both: its batch prints one JSON array a line; routes of every table and family, the main one's kept.
+    if (sys.ifNameToIndex(dev) === 0) throw new Error(`no interface '${dev}' in network namespace '${ns.label}'`);
     try {
-      links = JSON.parse(run(['ip', '-j', 'addr', 'show', 'dev', dev]));
+      const [a, r] = run(['ip', '-j', '-batch', '-'], `addr show dev ${dev}\nroute show dev ${dev} table all\n`).trim().split('\n');
+      links = JSON.parse(a!);
+      allRoutes = JSON.parse(r!);
     } catch {
       links = [];
+      allRoutes = [];
     }
     const link = links[0];
     if (!link) throw new Error(`no interface '${dev}' in network namespace '${ns.label}'`);
@@ -194,10 +201,8 @@ function readInterface(ns: NetnsHandle, dev: string): Found {
     if (link.link_type !== 'ether') {
       throw new Error(`interface '${dev}' in '${ns.label}' is a ${link.link_type} interface, not Ethernet: give a veth or other Ethernet interface`);
     }
-    const routes: IpRoute[] = [
-      ...(JSON.parse(run(['ip', '-4', '-j', 'route', 'show', 'dev', dev])) as IpRoute[]),
-      ...(JSON.parse(run(['ip', '-6', '-j', 'route', 'show', 'dev', dev])) as IpRoute[]),
-    ];
+    const main = allRoutes.filter((r) => r.table === undefined || r.table === 'main').map(({ table: _, ...r }) => r);
+    const routes: IpRoute[] = [...main.filter((r) => !isV6Route(r)), ...main.filter(isV6Route)];
     const sysctl = ipv6Sysctl(dev, 'disable_ipv6');
     const disableIpv6 = existsSync(sysctl) ? readFileSync(sysctl, 'utf8').trim() : undefined;
     return {
@@ -209,6 +214,11 @@ function readInterface(ns: NetnsHandle, dev: string): Found {
       disableIpv6,
     };
   });
+}
+
+/** Whether a route of `ip -j route show table all` is IPv6's: its addresses, or the preference only IPv6's have. */
+function isV6Route(r: IpRoute): boolean {
+  return r.dst.includes(':') || (r.gateway ?? '').includes(':') || r.pref !== undefined;
 }
 
 /** The record file of interface `ifindex` in namespace `ns`. */
@@ -400,7 +410,7 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
     try {
       handle.enter(() => {
         if (mtu !== found.mtu) run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(mtu)]);
-        run(['ip', '-4', 'addr', 'flush', 'dev', dev]);
+        deleteIpv4Addresses(found.ifindex, found.addresses.filter((a) => a.family === 'inet'));
         // Below 1280 the kernel has already dropped IPv6 from the interface, sysctl directory and all.
         const sysctl = ipv6Sysctl(dev, 'disable_ipv6');
         if (existsSync(sysctl)) writeFileSync(sysctl, '1');

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { run } from '../../lib/exec.ts';
 import { sys } from '../../lib/libc.ts';
-import { NETNS_DIR, addNetns, delNetns, inNetns, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
+import { NETNS_DIR, addNetns, delNetns, inNetns, linkUpHere, isNetnsPath, netnsExists, netnsPath } from '../../lib/netns.ts';
 import { type Address, type Subnet, formatAddress, formatSubnet, isV4, parseAddress, parseSubnet } from '../../netstack/addr.ts';
 import { guardExists, guardTable, removeGuardCommand } from './veth-guard.ts';
 
@@ -127,6 +127,11 @@ export function nameNetns(id: string, ref: string): string {
 export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: Address[]; mtu?: number }): string {
   const name = runNames(id).app;
   addNetns(name);
+  if (o.addresses.length === 0) {
+    // Loopback only (network none): no `ip` at all.
+    inNetns(name, () => linkUpHere('lo'));
+    return name;
+  }
   const cmds = (kind: string) => {
     const c: string[][] = [['link', 'set', 'lo', 'up']];
     if (o.addresses.length === 0) return c;
@@ -136,13 +141,15 @@ export function createAppNetns(id: string, o: { addresses: Subnet[]; gateways: A
     for (const g of o.gateways) c.push(['route', 'replace', 'default', 'via', formatAddress(g), 'dev', SANDBOX_DEV, 'onlink']);
     return c;
   };
+  // Kernels built without CONFIG_DUMMY (this project's VMs among them) still have IFB, which, fed by no tc
+  // redirect, drops everything sent to it just as a dummy does, and looks like an Ethernet interface. A driver
+  // built in or loaded shows in /sys/module (both have parameters): the one there is tried first, the other after.
+  const first = !existsSync('/sys/module/dummy') && existsSync('/sys/module/ifb') ? 'ifb' : 'dummy';
   try {
-    ipBatch(cmds('dummy'), name);
+    ipBatch(cmds(first), name);
   } catch (e) {
-    // Kernels built without CONFIG_DUMMY (this project's VMs among them) still have IFB, which, fed by no tc
-    // redirect, drops everything sent to it just as a dummy does, and looks like an Ethernet interface.
     if (!/Unknown device type/.test((e as Error).message)) throw e;
-    ipBatch(cmds('ifb'), name);
+    ipBatch(cmds(first === 'ifb' ? 'dummy' : 'ifb'), name);
   }
   return name;
 }

@@ -1,7 +1,7 @@
 import { readlinkSync, statSync } from 'node:fs';
 import t from 'tap';
 import { run } from '../../lib/exec.ts';
-import { NetnsError, addNetns, delNetns, inNetns, interfacesHere, netnsExists } from '../../lib/netns.ts';
+import { NetnsError, addNetns, delNetns, inNetns, interfacesHere, linkUpHere, netnsExists } from '../../lib/netns.ts';
 import { assertTestAddress, createVethPair, nsRun } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
 
@@ -111,6 +111,10 @@ t.test('addNetns → a new namespace pinned by name, the thread back home; inter
   run(['ip', '-n', name, 'link', 'add', 'tow-v0', 'type', 'veth', 'peer', 'name', 'tow-v1']);
   t.same(inNetns(name, interfacesHere).sort((a, b) => a.name.localeCompare(b.name)),
     [{ name: 'lo', loopback: true }, { name: 'tow-v0', loopback: false }, { name: 'tow-v1', loopback: false }]);
+  t.notMatch(run(['ip', '-n', name, 'link', 'show', 'lo']), /[<,]UP[,>]/, 'lo is down in a new namespace');
+  inNetns(name, () => linkUpHere('lo'));
+  t.match(run(['ip', '-n', name, 'link', 'show', 'lo']), /[<,]UP[,>]/, 'linkUpHere: up');
+  t.throws(() => inNetns(name, () => linkUpHere('tow-none')), /SIOCGIFFLAGS tow-none/);
   t.equal(delNetns(name), true);
   t.notOk(netnsExists(name));
   t.notMatch(run(['ip', 'netns', 'list']), new RegExp(`^${name}\\b`, 'm'));

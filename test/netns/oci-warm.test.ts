@@ -88,6 +88,11 @@ writeFileSync(join(bin, 'ip'), `#!/bin/sh\necho "$TOW_MARK" >> ${ipSeen}\nexec /
 chmodSync(join(bin, 'ip'), 0o755);
 const wrapped = `${bin}:${process.env.PATH}`;
 run(['ip', 'netns', 'add', NETNS]);
+// An interface for the netstack to take over (its takeover runs `ip`), as an engine's hook plugs one in.
+run(['ip', '-n', NETNS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'tow-p0']);
+run(['ip', '-n', NETNS, 'addr', 'add', '198.18.150.2/24', 'dev', 'eth0']);
+run(['ip', '-n', NETNS, 'link', 'set', 'eth0', 'up']);
+run(['ip', '-n', NETNS, 'link', 'set', 'tow-p0', 'up']);
 t.teardown(async () => {
   await cleanUp(b);
   await stopWarm(b.root);

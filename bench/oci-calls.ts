@@ -11,6 +11,10 @@
  *
  * `--front PATH` runs an executable built elsewhere instead (e.g. one whose Node runs with other flags).
  *
+ * The front hands each create after the first to the warm Sentry the one before started (cli/oci/warm.ts): the
+ * Sentry's marks then count from the hand-over and `warm` is 1; TSVISOR_OCI_WARM=0 in the environment measures
+ * cold starts.
+ *
  *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node | --front PATH]
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -47,6 +51,15 @@ const cleanup = () => {
         // already gone
       }
     }
+  }
+  // The warm Sentry waiting under tsvisor's root (cli/oci/warm.ts: ready-TAG-PID.sock), if it is still ours.
+  try {
+    for (const n of readdirSync(join(run, 'tsvisor', '.warm'))) {
+      const pid = Number(/^ready-[0-9a-f]{16}-(\d+)\.sock$/.exec(n)?.[1]);
+      if (pid && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(run)) process.kill(pid, 'SIGTERM');
+    }
+  } catch {
+    // none
   }
   rmSync(dir, { recursive: true, force: true });
   rmSync(run, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 /**
  * The OCI runtime's front (cli/oci/native/oci-front.c): the executable an engine is given, which answers create,
  * start and delete itself and hands every other call to the Node entry. Each Node start-up an engine's call costs
- * is tens of ms quiet and several times that under load; the front leaves one Node per container, its Sentry.
+ * is tens of ms quiet and several times that under load; the front leaves one Node per container, its Sentry,
+ * which it starts ahead of need (a warm Sentry, cli/oci/warm.ts) for the next create.
  * It is built with the paths of this Node and this entry fixed in it, into the helpers' cache directory.
  */
 import { chmodSync, copyFileSync, renameSync } from 'node:fs';

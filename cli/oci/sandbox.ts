@@ -16,7 +16,6 @@ import { closeSync, existsSync, lstatSync, readFileSync, rmSync, statSync, write
 import { type Server, Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
-import { run as runTool } from '../../lib/exec.ts';
 import { C, errnoName, errno, sys } from '../../lib/libc.ts';
 import { NetnsHandle, addNetns, delNetns, interfacesHere, netnsFile } from '../../lib/netns.ts';
 import { Janitor } from '../../sentry/sandbox/janitor.ts';

@@ -68,6 +68,7 @@ export const sys = {
     data: string | null,
   ) => number,
   umount2: libc.func('int umount2(const char *target, int flags)') as (target: string, flags: number) => number,
+  setpriority: libc.func('int setpriority(int which, unsigned int who, int prio)') as (which: number, who: number, prio: number) => number,
   dup2: libc.func('int dup2(int oldfd, int newfd)') as (oldfd: number, newfd: number) => number,
   prlimit: libc.func('int prlimit(int pid, int resource, void *newLimit, void *oldLimit)') as (
     pid: number,

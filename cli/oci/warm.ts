@@ -222,6 +222,13 @@ function becomeCaller(peer: number, bundle: string): void {
   } catch (e) {
     process.stderr.write(`${new Date().toISOString()} warm Sentry: oom_score_adj not copied: ${(e as Error).message}\n`);
   }
+  // Niceness is per thread on Linux: every thread of ours gets the caller's (the front started this one nicer).
+  const nice = Number(readFileSync(`/proc/${peer}/stat`, 'latin1').split(') ')[1]!.split(' ')[16]);
+  for (const tid of readdirSync('/proc/self/task')) {
+    if (sys.setpriority(0 /* PRIO_PROCESS */, Number(tid), nice) < 0) {
+      process.stderr.write(`${new Date().toISOString()} warm Sentry: niceness ${nice} not taken for thread ${tid}\n`);
+    }
+  }
   const limit = new BigUint64Array(2);
   // RLIMIT_CPU .. RLIMIT_RTTIME; a hard limit above ours cannot be raised without CAP_SYS_RESOURCE: said in the log.
   for (let r = 0; r <= 15; r++) {

@@ -67,6 +67,11 @@ function pidsCgroup(pid: number): string | undefined {
   return readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:pids:/.test(l))?.split(':')[2];
 }
 
+/** The niceness of thread `tid` of process `pid`. */
+function nice(pid: number, tid: number): number {
+  return Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1').split(') ')[1]!.split(' ')[16]);
+}
+
 /** The environment a process was started with. */
 function environ(pid: number): string[] {
   return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
@@ -118,6 +123,7 @@ t.test('the first create starts cold and leaves a warm Sentry; the next is hande
   const warm = ready(b)!;
   t.notOk(environ(warm.pid).includes('TOW_MARK=first'), 'it does not carry its starter\'s environment');
   t.equal(readlinkSync(`/proc/${warm.pid}/cwd`), '/');
+  t.equal(nice(warm.pid, warm.pid), nice(process.pid, process.pid) + 10, 'it loads at a lower priority');
 
   rmSync(ipSeen, { force: true });
   const c2 = await create(b, 'w2', { env: { TOW_MARK: 'second', PATH: wrapped }, inCgroup: true });
@@ -129,6 +135,8 @@ t.test('the first create starts cold and leaves a warm Sentry; the next is hande
   t.not(keeper, warm.pid);
   t.ok(alive(keeper) && alive(warm.pid));
   t.equal(readlinkSync(`/proc/${warm.pid}/cwd`), b.dir, 'working directory: the bundle, as a cold Sentry\'s');
+  t.same([...new Set(readdirSync(`/proc/${warm.pid}/task`).map((tid) => nice(warm.pid, Number(tid))))], [nice(process.pid, process.pid)],
+    'every thread has the caller\'s niceness');
   // What the Sentry runs gets the caller's environment, PATH included: its `ip` is the wrapper that notes TOW_MARK.
   t.match(readFileSync(ipSeen, 'utf8'), /^second$/m, 'the Sentry\'s programs get the caller\'s environment');
   t.notMatch(readFileSync(ipSeen, 'utf8'), /^first$/m);

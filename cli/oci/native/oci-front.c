@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -55,6 +56,7 @@
 #define WARM_COMMAND "__oci-warm"
 #define START_TIMEOUT_MS 120000
 #define WARM_IDLE_MS "120000"
+#define WARM_NICE 10
 #define PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static int g_argc;
@@ -636,6 +638,9 @@ static void spawn_warm(const char *root, const char *tag) {
   syscall(SYS_close_range, 3, ~0U, 0);
   default_signals();
   if (chdir("/") < 0) _exit(127);
+  /* Loading in the background yields to the containers running meanwhile; the caller's niceness comes back with
+   * the container (cli/oci/warm.ts). */
+  if (setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + WARM_NICE) < 0) { /* best effort */ }
   char *const args[] = {TSVISOR_NODE, TSVISOR_CLI, WARM_COMMAND, (char *)root, (char *)tag, (char *)idle, NULL};
   char *const env[] = {PATH_ENV, NULL};
   execve(TSVISOR_NODE, args, env);

@@ -26,7 +26,7 @@ export async function resolve(s, c, next) {
 `)}`;
 
 t.test('which command lines are the runtime\'s', async (t) => {
-  for (const a of [['state', 'x'], ['--root', '/r', 'delete', 'x'], ['create', '--bundle', '/b', 'x'], ['__oci-sandbox', '/r', 'x'],
+  for (const a of [['state', 'x'], ['--root', '/r', 'delete', 'x'], ['create', '--bundle', '/b', 'x'], ['__oci-sandbox', '/r', 'x'], ['__oci-warm', '/r', '0123456789abcdef', '1000'],
     ['run', '--bundle', '/b', 'x'], ['--debug', 'kill', 'x', '9']]) t.ok(isOciCall(a), a.join(' '));
   for (const a of [[], ['run', '--', 'true'], ['serve', '--netns', 'n'], ['--help'], ['-h'], ['--version'], ['help'], ['demo']]) {
     t.notOk(isOciCall(a), a.join(' ') || '(nothing)');

@@ -117,7 +117,7 @@ export async function ociSandboxMain(argv: string[], io: SandboxIo = coldIo()): 
   }
   say('created');
   mark('created');
-  const keeper = io.keeper && new KeeperLink(io.keeper.fd, () => {
+  const keeper = io.keeper && new KeeperLink(io.keeper.fd, container.netns, () => {
     log('the keeper is gone: the program is killed');
     container.kill();
   });
@@ -139,6 +139,8 @@ export async function ociSandboxMain(argv: string[], io: SandboxIo = coldIo()): 
 
 /** A created container, served. */
 interface Container {
+  /** The file of the network namespace the hooks saw this process in (none: the runtime's own). */
+  netns?: string;
   wait(): Promise<number>;
   kill(): void;
   finish(): Promise<void>;
@@ -393,6 +395,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   undo.push(() => ctl.server.close());
 
   return {
+    netns: linkRef === undefined ? undefined : netnsFile(linkRef),
     wait: async () => L.exitStatus(await exited),
     kill: () => sandbox.kill('SIGKILL'),
     finish: async () => {
@@ -414,8 +417,10 @@ class KeeperLink {
   private readonly sock: Socket;
   private closed = false;
 
-  constructor(fd: number, gone: () => void) {
+  constructor(fd: number, netns: string | undefined, gone: () => void) {
     this.sock = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // The keeper joins it: /proc/KEEPER/ns/net is the container's, as a cold Sentry's own is.
+    if (netns) this.sock.write(`netns ${netns}\n`);
     this.sock.on('data', () => {});
     this.sock.on('error', () => {});
     this.sock.once('end', () => {

@@ -143,8 +143,10 @@ t.test('the first create starts cold and leaves a warm Sentry; the next is hande
   for (const [what, pid] of [['Sentry', warm.pid], ['program', s.initPid], ['keeper', keeper]] as const) {
     t.equal(pidsCgroup(pid), `/tow-${process.pid}`, `the ${what} is in the caller's cgroup`);
   }
-  t.equal(readFileSync(join(b.dir, 'hook-netns'), 'utf8').trim(), `net:[${statSync(`/run/netns/${NETNS}`).ino}]`,
-    'the prestart hook was given a pid in the container\'s network namespace');
+  const containerNet = `net:[${statSync(`/run/netns/${NETNS}`).ino}]`;
+  t.equal(readFileSync(join(b.dir, 'hook-netns'), 'utf8').trim(), containerNet, 'the prestart hook was given a pid in the container\'s network namespace');
+  t.ok(await waitFor(() => readlinkSync(`/proc/${keeper}/ns/net`) === containerNet, 5000),
+    'the keeper is in it too: /proc/PID/ns/net of the pid file\'s pid is the container\'s (docker --network container:ID)');
   t.equal((await oci(b, ['start', 'w2'])).code, 0);
   t.equal(await c2.output, 'out\n', 'the program wrote to the stdout create was given');
   t.equal(await reap(keeper), 5, 'the keeper exits with the program\'s status');

@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -655,8 +656,10 @@ static void keeper_forward(int sig) {
 
 /*
  * The keeper (the front's child, the engine's waited-for process on a warm start): forwards the signals a Sentry
- * forwards to its program, and exits with the status the Sentry sends once the Sentry has gone (its end of
- * `sock` closes); 137 when it went without one, as a cold Sentry killed by SIGKILL would show.
+ * forwards to its program, joins the container's network namespace when the Sentry names it (`netns PATH`: an
+ * engine may take /proc/PID/ns/net of the pid it was given, as Docker's --network container:ID does), and exits
+ * with the status the Sentry sends (`exit N`) once the Sentry has gone (its end of `sock` closes); 137 when it
+ * went without one, as a cold Sentry killed by SIGKILL would show.
  */
 static void keeper(int sock, pid_t sentry) {
   setsid();
@@ -670,7 +673,7 @@ static void keeper(int sock, pid_t sentry) {
   sigemptyset(&sa.sa_mask);
   int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
-  char buf[256];
+  char buf[4200];
   size_t len = 0;
   int status = -1;
   for (;;) {
@@ -679,11 +682,20 @@ static void keeper(int sock, pid_t sentry) {
     if (r <= 0) break;
     len += (size_t)r;
     buf[len] = 0;
-    char *p = strstr(buf, "exit "), *nl = p ? strchr(p, '\n') : NULL;
-    if (nl) {
-      status = atoi(p + 5);
-      len = 0;
-    } else if (len >= sizeof buf - 1) len = 0;
+    for (char *nl; (nl = strchr(buf, '\n'));) {
+      *nl = 0;
+      if (strncmp(buf, "exit ", 5) == 0) status = atoi(buf + 5);
+      else if (strncmp(buf, "netns ", 6) == 0) {
+        int ns = open(buf + 6, O_RDONLY | O_CLOEXEC);
+        if (ns >= 0) {
+          if (setns(ns, CLONE_NEWNET) < 0) { /* the engine sees the runtime's namespace, as before */ }
+          close(ns);
+        }
+      }
+      len -= (size_t)(nl + 1 - buf);
+      memmove(buf, nl + 1, len + 1);
+    }
+    if (len >= sizeof buf - 1) len = 0;
   }
   _exit(status >= 0 && status <= 255 ? status : 137);
 }

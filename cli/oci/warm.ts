@@ -16,7 +16,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
-import { sys } from '../../lib/libc.ts';
+import { errnoName, sys } from '../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
 import { CliError } from '../errors.ts';
 import { alive } from './state.ts';
@@ -73,35 +73,32 @@ export async function ociWarmMain(argv: string[]): Promise<number> {
   if (!sock) return 0;
   const origin = performance.now();
   const req = await readLine(sock);
-  const peer = peerPid(sock);
   const send = (line: string) => sock.write(line + '\n');
   let h: HandOver;
+  let peer: number;
+  let fds: number[];
+  let sandbox: typeof import('./sandbox.ts');
   try {
     h = JSON.parse(req ?? '') as HandOver;
+    peer = peerPid(sock);
     const other = NAMESPACES.find((ns) => readlinkSync(`/proc/${peer}/ns/${ns}`) !== readlinkSync(`/proc/self/ns/${ns}`));
     if (other) throw new Cold(`the caller is in another ${other} namespace`);
     joinCgroups(peer);
+    fds = takeFds(peer, [h.log, ...h.stdio, h.keeper]);
+    sandbox = await loaded;
   } catch (e) {
-    // Nothing of the container was touched: the front starts a Sentry of its own.
+    // Nothing of the container was touched: the front starts a Sentry of its own (which says what is wrong, if
+    // anything is: a code that does not load here does not load there either).
     send(`cold ${(e as Error).message.split('\n')[0]}`);
     sock.end();
     return 1;
   }
-  const fds = takeFds(peer, [h.log, ...h.stdio, h.keeper]);
   const [log, stdin, stdout, stderr, keeper] = fds as [number, number, number, number, number];
   // The container's log becomes this process's stdout and stderr, as a cold Sentry's are.
   sys.dup2(log, 1);
   sys.dup2(log, 2);
   sys.close(log);
   becomeCaller(peer, h.bundle);
-  let sandbox;
-  try {
-    sandbox = await loaded;
-  } catch (e) {
-    send(`error the warm Sentry could not load its code: ${(e as Error).message.split('\n')[0]}`);
-    sock.end();
-    return 1;
-  }
   return await sandbox.ociSandboxMain([root, h.id], {
     report: send,
     endReport: () => sock.end(),
@@ -145,11 +142,11 @@ function peerPid(sock: Socket): number {
 /** Our own copies of the caller's fds `fds` (pidfd_getfd: close-on-exec). */
 function takeFds(peer: number, fds: number[]): number[] {
   const pidfd = pidfdOpen(peer);
-  if (pidfd < 0) throw new CliError(`cannot open the caller ${peer}: errno ${-pidfd}`);
+  if (pidfd < 0) throw new Cold(`cannot open the caller ${peer}: ${errnoName(-pidfd)}`);
   try {
     return fds.map((fd) => {
       const mine = pidfdGetfd(pidfd, fd);
-      if (mine < 0) throw new CliError(`cannot take fd ${fd} of the caller ${peer}: errno ${-mine}`);
+      if (mine < 0) throw new Cold(`cannot take fd ${fd} of the caller ${peer}: ${errnoName(-mine)}`);
       return mine;
     });
   } finally {

@@ -435,10 +435,21 @@ class KeeperLink {
   }
 }
 
-/** Loads what a container's set-up needs: a warm Sentry (cli/oci/warm.ts) does it before it is handed one. */
+/**
+ * Loads what a container's set-up needs, and builds and closes a netstack in memory once (its first one costs
+ * several times the next: lazy set-up and compilation): a warm Sentry (cli/oci/warm.ts) does it before it is
+ * handed a container.
+ */
 export async function preload(): Promise<void> {
   helperPath();
   await loadLater('sandbox', false);
+  const { stackOnLink } = await import('../stack-on-link.ts');
+  const undo: (() => void)[] = [];
+  try {
+    await stackOnLink(undefined, { name: 'lo', addresses: [], loopback: true }, undo);
+  } finally {
+    while (undo.length) undo.pop()!();
+  }
 }
 
 /**

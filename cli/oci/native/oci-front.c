@@ -669,6 +669,8 @@ static void keeper(int sock, pid_t sentry) {
   syscall(SYS_close_range, 4, ~0U, 0);
   default_signals();
   g_keeper_sentry = sentry;
+  /* The Sentry's end closes while it exits, a moment before it has: see it gone before the engine sees us go. */
+  int sentry_fd = (int)syscall(SYS_pidfd_open, sentry, 0);
   struct sigaction sa = {.sa_handler = keeper_forward, .sa_flags = SA_RESTART};
   sigemptyset(&sa.sa_mask);
   int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -696,6 +698,10 @@ static void keeper(int sock, pid_t sentry) {
       memmove(buf, nl + 1, len + 1);
     }
     if (len >= sizeof buf - 1) len = 0;
+  }
+  if (sentry_fd >= 0) {
+    struct pollfd p = {.fd = sentry_fd, .events = POLLIN};
+    while (poll(&p, 1, 5000) < 0 && errno == EINTR) continue;
   }
   _exit(status >= 0 && status <= 255 ? status : 137);
 }

@@ -559,6 +559,8 @@ async function stopContainerd(s: Scratch): Promise<void> {
   if (pid && cmdline(pid).includes(join(s.dir, 'containerd.toml'))) await stopPid(pid, 20000);
   // The runc shims outlive containerd (they are reparented to init); each names containerd's socket.
   for (const p of pidsWith(`${s.run}/containerd.sock`)) await stopPid(p, 5000);
+  // The warm Sentries tsvisor's front left under the shims' runtime roots (cli/oci/warm.ts).
+  for (const p of pidsWith(`__oci-warm /run/containerd/runc/`)) await stopPid(p, 5000);
   deleteLink(CRI_BRIDGE);
   // ctr's containers go under /<namespace>/, the CRI test's pods under the cgroup parent it gives.
   removeCgroups(['tob', 'tob-kubepods']);
@@ -703,6 +705,8 @@ async function stopPodman(s: Scratch): Promise<void> {
   }
   // conmon outlives a killed test; it names the container's userdata under our storage.
   for (const p of pidsWith(join(s.run, 'storage'))) await stopPid(p, 5000);
+  // conmon gives the runtime no --root: the warm Sentry tsvisor's front left waits under its default one.
+  for (const p of pidsWith('__oci-warm /run/tsvisor/oci ')) await stopPid(p, 5000);
   deleteLink(PODMAN_BRIDGE);
   removeCgroups([PODMAN_CGROUP]);
 }

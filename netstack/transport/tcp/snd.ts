@@ -573,11 +573,10 @@ export class Sender {
         // An skb that ends a write (or an EOR record) before the queue's tail: Linux sends it whole whatever
         // Nagle says (tcp_write_xmit's TCP_NAGLE_PUSH for all but the tail).
       } else if (len < this.mss && len < unsent) {
-        // A runt limited by the peer's window goes out only when it is a fair share of the largest window seen
-        // (RFC 9293 §3.8.6.2.1 (c)) or nothing is in flight to open the window (the override of (d)); a runt
-        // limited by cwnd waits for the next ACK.
-        const windowLimited = len === Math.min(unsent, wndLeft);
-        if (!retx && !(windowLimited && (len >= this.maxWnd / 2 || this.inFlight === 0))) break;
+        // A runt limited by the peer's window or by cwnd waits (sender SWS avoidance, RFC 9293 §3.8.6.2.1, as Linux's
+        // tcp_snd_wnd_test: the packet's first segment must fit the window whole); with nothing in flight to
+        // open the window, the persist timer sends what it takes (onPersist, Linux's tcp_write_wakeup).
+        if (!retx) break;
       } else if (len < this.mss && !retx) {
         // The tail of the queue: Nagle (RFC 896) and corking hold it back while data is unacknowledged.
         if (ep.corked && !this.finQueued) {
@@ -722,7 +721,10 @@ export class Sender {
   /** Whether the window is closed with data (or a FIN) waiting and nothing in flight to elicit an update. */
   private zeroWindowStall(): boolean {
     const waiting = this.unsent > 0 || (this.finQueued && this.nxt === this.finSeq);
-    return waiting && this.wnd - seq.sub(this.nxt, this.una) <= 0 && this.max === this.una;
+    if (!waiting || this.max !== this.una) return false;
+    // Zero, or too small for the next segment's first bytes: nothing in flight will open it.
+    const wndLeft = this.wnd - seq.sub(this.nxt, this.una);
+    return wndLeft <= 0 || wndLeft < Math.min(this.mss, this.unsent);
   }
 
   /** Arms the persist timer when the peer's zero window stalls us (RFC 9293 §3.8.6.1). */
@@ -737,6 +739,18 @@ export class Sender {
 
   private onPersist(): void {
     if (!this.zeroWindowStall()) return;
+    const wndLeft = this.wnd - seq.sub(this.nxt, this.una);
+    if (wndLeft > 0 && this.unsent > 0) {
+      // Linux's tcp_write_wakeup: a window too small for a segment gets as much as it takes, pushed; the
+      // retransmission timer then covers it.
+      const len = Math.min(wndLeft, this.mss, this.unsent);
+      this.skbs.take(this.offsetOf(this.nxt), len);
+      this.send(this.nxt, len, false, false, true);
+      this.lastSend = this.ep.clock.now();
+      this.advance(len);
+      this.armPersist();
+      return;
+    }
     sendWindowProbe(this.ep);
     this.probes++;
     this.armPersist();

@@ -657,14 +657,21 @@ t.test('sender SWS avoidance: a small usable window is not filled with a runt wh
   h.expectNone(0);
 });
 
-t.test('sender SWS override: a window smaller than a fair share still gets a runt when nothing is in flight', async (t) => {
+t.test('sender SWS as Linux: a window smaller than a segment gets nothing at once; the persist timer sends what it takes, pushed (tcp_write_wakeup)', async (t) => {
   const { h, ep, snd } = established();
   h.send({ flags: A, seq: h.peerNxt, ack: snd, window: 1000 });
   t.equal(ep.write(pattern(5000)), 5000);
-  h.expect({ seq: snd, len: 1000 });
+  h.expectNone(ep.snd.rtt.rto - 1);
+  h.advance(1);
+  h.expect({ flags: A | TCP_PSH, seq: snd, len: 1000 });
   h.expectNone(0);
   h.send({ flags: A, seq: h.peerNxt, ack: snd + 1000, window: 1000 });
-  h.expect({ seq: snd + 1000, len: 1000 });
+  h.expectNone(ep.snd.rtt.rto - 1);
+  h.advance(1);
+  h.expect({ flags: A | TCP_PSH, seq: snd + 1000, len: 1000 });
+  // The window opens: full segments flow again.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 2000, window: 10000 });
+  h.expect({ seq: snd + 2000, len: 1460 });
 });
 
 t.test('ESTABLISHED rcv out-of-window pure ACKs → one ACK per 500 ms (no ACK loops); data is always answered', async (t) => {

@@ -87,11 +87,16 @@ export async function ociSandboxMain(argv: string[], io: SandboxIo = coldIo()): 
   let janitor: Janitor | undefined;
   const unwind = () => {
     while (undo.length) {
+      const t0 = performance.now();
+      const step = undo.pop()!;
       try {
-        undo.pop()!();
+        step();
       } catch (e) {
         log(`while cleaning up: ${(e as Error).message}`);
       }
+      // The exit waits for these: the slow ones are named (bench/oci-calls.ts shows them).
+      const ms = performance.now() - t0;
+      if (ms >= 2) log(`timing undo-${undo.length}=${ms.toFixed(1)}`);
     }
     janitor?.done();
   };

@@ -902,6 +902,9 @@ static const char *take_value(const char *eq, int *i) {
 int main(int argc, char **argv) {
   g_argc = argc;
   g_argv = argv;
+  /* A Sentry that dies while we write to it is an error to report (or a cold start), not our death by SIGPIPE;
+   * our children get the default back (default_signals). */
+  signal(SIGPIPE, SIG_IGN);
   const char *root = DEFAULT_ROOT, *network = NULL, *pcap_log = NULL, *debug_log = NULL, *v;
   int strace = 0, i = 1;
   /* Global flags (cli/oci/main.ts), then the command. */

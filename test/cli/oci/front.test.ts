@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { frontPath } from '../../../cli/oci/front.ts';
+import { C, sockaddrUn, sys } from '../../../lib/libc.ts';
 import { ContainerDir, type ContainerState, startTime } from '../../../cli/oci/state.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'ocs-front-'));
@@ -148,6 +149,21 @@ t.test('create starts the next warm Sentry (clean environment, cwd /) unless one
   t.match(readFileSync(join(work, 'sentry-args'), 'utf8'), /__oci-sandbox .* ocs-w2/, 'started cold');
   t.notOk(existsSync(sock), 'the claimed socket is gone');
   t.ok(await waitFor(() => existsSync(join(work, 'warm-args')), 10000), 'and the next warm Sentry started');
+
+  // One that takes the connection and dies without a word (its listener goes with the request unanswered): a cold
+  // start.
+  const fd = sys.socket(C.AF_UNIX, 1 /* SOCK_STREAM */ | C.SOCK_CLOEXEC, 0);
+  const [sa, salen] = sockaddrUn(sock);
+  t.equal(sys.bind(fd, sa, salen), 0);
+  t.equal(sys.listen(fd, 4), 0);
+  const pending = run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w4.pid'), 'ocs-w4'], 'created', bundle, {});
+  t.ok(await waitFor(() => !existsSync(sock), 10000), 'claimed (renamed and unlinked)');
+  await new Promise((res) => setTimeout(res, 200));
+  sys.close(fd);
+  const r4 = await pending;
+  t.equal(r4.code, 0, r4.stderr);
+  t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w4.pid'), 'utf8')), 'SIGKILL'));
+  t.match(readFileSync(join(work, 'sentry-args'), 'utf8'), /__oci-sandbox .* ocs-w4/, 'started cold');
 
   const r3 = await run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w3.pid'), 'ocs-w3'], 'created', bundle, { TSVISOR_OCI_WARM: '0' });
   t.equal(r3.code, 0);

@@ -3,6 +3,7 @@
  * of Linux's struct tcp_info (include/uapi/linux/tcp.h).
  */
 import { Err, type NetError } from '../../errors.ts';
+import { Chrono } from './chrono.ts';
 import * as seq from '../../seqnum.ts';
 import type { OptionValue } from '../../socket.ts';
 import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
@@ -375,5 +376,11 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     // Linux counts both from when the connection was set up until the first data or ACK arrives.
     tcpi_last_data_recv: synced ? Math.round(now - rcv.lastDataAt) : 0,
     tcpi_last_ack_recv: synced && snd.lastAckAt ? Math.round(now - snd.lastAckAt) : 0,
+    // Linux's tcp_get_info_chrono_stats, in µs: busy time counts the limited stretches too.
+    tcpi_busy_time: Math.round(
+      (snd.chrono.time(Chrono.Busy, now) + snd.chrono.time(Chrono.RwndLimited, now) + snd.chrono.time(Chrono.SndbufLimited, now)) * 1000,
+    ),
+    tcpi_rwnd_limited: Math.round(snd.chrono.time(Chrono.RwndLimited, now) * 1000),
+    tcpi_sndbuf_limited: Math.round(snd.chrono.time(Chrono.SndbufLimited, now) * 1000),
   };
 }

@@ -18,6 +18,7 @@ import type { TcpEndpoint } from './endpoint.ts';
 import { State } from './state.ts';
 import { plainOptions, sendWindowProbe, transmitData } from './output.ts';
 import { GSO_MAX_SIZE, SKB_PSH, SkbQueue } from './skb.ts';
+import { Chrono, ChronoStats } from './chrono.ts';
 
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
@@ -61,6 +62,8 @@ export class Sender {
   readonly buf = new ByteQueue();
   /** How Linux would have cut those bytes into skbs, which places PSH (skb.ts). */
   readonly skbs = new SkbQueue();
+  /** Busy, window-limited and buffer-limited time, for TCP_INFO (chrono.ts). */
+  readonly chrono = new ChronoStats();
   /** SO_SNDBUF: most bytes the buffer holds. */
   limit: number;
   /** Send-buffer auto-tuning is on (cleared when the application sets SO_SNDBUF). */
@@ -161,6 +164,8 @@ export class Sender {
    */
   queued(n: number, more: boolean, eor: boolean, frags?: readonly number[]): void {
     const at = this.bytesAcked + this.buf.length - n;
+    // Linux's tcp_add_write_queue_tail: the first unsent skb starts the busy stopwatch.
+    if (this.unsent === n) this.chrono.start(Chrono.Busy, this.ep.clock.now());
     const sent = this.bytesAcked + seq.sub(this.max, this.una);
     if (frags) this.skbs.appendZeroCopy(at, fragsOf(frags, n), sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
     else this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
@@ -287,6 +292,8 @@ export class Sender {
     if (acked > 0) {
       const data = Math.min(acked, this.buf.length);
       this.release(data);
+      // Linux's tcp_clean_rtx_queue: everything sent acknowledged stops the busy stopwatch.
+      if (this.buf.length === 0 || seq.ge(ack, this.max)) this.chrono.stop(Chrono.Busy, this.ep.clock.now(), this.buf.length === 0);
       // Linux counts delivered skbs by their segments; the bytes in whole MSS are the closest measure kept here.
       this.delivered += data > 0 ? Math.ceil(data / this.mss) : 1;
       if (this.finQueued && acked > data) this.finAcked = true;
@@ -600,6 +607,13 @@ export class Sender {
     }
     if (sentNew) this.armTlp();
     if (sentNew || cwndBound) this.cwndValidate(cwndBound || this.pipe() >= this.cc.cwnd);
+    // Linux's tcp_write_xmit: limited by the peer's window when the next segment does not fit it while cwnd
+    // would let it go.
+    const unsentNow = this.unsent;
+    const wndNow = this.wnd - seq.sub(this.nxt, this.una);
+    const rwndLimited = unsentNow > 0 && this.cc.cwnd - this.pipe() > 0 && wndNow < Math.min(this.mss, unsentNow);
+    if (rwndLimited) this.chrono.start(Chrono.RwndLimited, now);
+    else this.chrono.stop(Chrono.RwndLimited, now, this.buf.length === 0);
     this.armPersist();
   }
 

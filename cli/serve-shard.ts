@@ -5,6 +5,12 @@
  * other shards' (together they are what an SO_REUSEPORT group is to Linux). The kernel's flow hash picks the
  * shard of each connection, so a connection lives and dies on one shard. The main thread keeps the interface's
  * takeover and the stats socket; this thread never changes the interface.
+ *
+ * What a shard does not own alone: neighbours (every shard sees every ARP and NDP frame and keeps its own cache,
+ * answering requests itself, so no frame waits on another thread), ICMP errors (every shard gets a copy; the one
+ * with the connection acts on it), and state a service keeps across connections (ShardPeers: iperf3's tests).
+ * Connections a shard would open itself are not sharded: their replies would arrive wherever the kernel's hash
+ * sends them, which this shard cannot choose, so serve's services only accept connections and answer datagrams.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { AfPacketEndpoint } from '../lib/packet.ts';

@@ -599,7 +599,8 @@ export class Sender {
         this.rttStart = now;
       }
       this.send(this.nxt, len, fin, retx, this.pushes(this.nxt, len));
-      if (!retx && len < this.mss) this.smlEnd = seq.add(this.nxt, len + (fin ? 1 : 0));
+      // Linux's tcp_minshall_update: a packet whose last segment is short (len < pcount · MSS) is the small one.
+      if (!retx && (len < this.mss || len % this.mss !== 0)) this.smlEnd = seq.add(this.nxt, len + (fin ? 1 : 0));
       this.lastSend = now;
       this.advance(len + (fin ? 1 : 0));
       sentNew = true;

@@ -132,7 +132,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
         async run(s) {
           if (!warm.has(s)) {
             warm.add(s);
-            await runWrk(s.clientNs, s.host, { seconds: 1, connections });
+            await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? 1, connections });
           }
           const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections });
           return record(s, 'http-rps', 1500, 'to-service', 1, Math.round(r.rps), { connections, requests: r.requests, errors: r.errors });

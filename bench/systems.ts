@@ -53,6 +53,12 @@ export interface SystemInstance {
    * owns that veth and routes FLOOD_NET back through the client namespace; absent otherwise.
    */
   readonly flood?: FloodPath;
+  /**
+   * Seconds of unmeasured load before http-rps (default 1): a sharded serve's shards are V8 isolates of their
+   * own, each compiling its new-connection path from its share of the connections (measured on 2 cores at 8
+   * concurrent: after 1 s two shards served about a quarter of one thread's rate, after 5 s as much).
+   */
+  readonly warmUpSeconds?: number;
   /** Stops the services and removes the topology. */
   stop(): Promise<void>;
 }
@@ -244,6 +250,7 @@ async function startTsvisor(mtu: number, threads: number): Promise<SystemInstanc
     missing,
     flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB, net: FLOOD_NET },
     memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
+    warmUpSeconds: 1 + 2 * (threads - 1),
     memoryDivisor: 1,
     async stop() {
       await serve.stop();

@@ -7,6 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { unwind } from '../lib/undo.ts';
 
 /** The outcome of a finished command. */
 export interface RunResult {
@@ -127,13 +128,7 @@ export function cleanup(): void {
     }
   }
   children.clear();
-  while (undo.length) {
-    try {
-      undo.pop()!();
-    } catch (e) {
-      process.stderr.write(`bench: cleanup: ${(e as Error).message}\n`);
-    }
-  }
+  unwind(undo, (e) => process.stderr.write(`bench: cleanup: ${e.message}\n`));
 }
 
 /** Whether an executable is on PATH. */

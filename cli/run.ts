@@ -22,6 +22,7 @@ import { parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
 import type { RunNetwork } from './run-network.ts';
 import { type RunModules, loadModules, serveListener } from './sentry-modules.ts';
+import { unwind } from '../lib/undo.ts';
 
 /** The three network modes, as runsc names them. */
 export type NetworkMode = 'sandbox' | 'host' | 'none';
@@ -380,19 +381,13 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   const janitor = o.network === 'host' ? undefined : Janitor.start(removeCommands(id));
   const undo: (() => void)[] = [];
-  const unwind = () => {
-    while (undo.length) {
-      try {
-        undo.pop()!();
-      } catch (e) {
-        process.stderr.write(`tsvisor: while cleaning up: ${(e as Error).message}\n`);
-      }
-    }
+  const unwindAll = () => {
+    unwind(undo, (e) => process.stderr.write(`tsvisor: while cleaning up: ${e.message}\n`));
     janitor?.done();
   };
   // Until the program runs, a signal means: undo what is made and leave.
   const early = (sig: NodeJS.Signals) => {
-    unwind();
+    unwindAll();
     process.exit(128 + ((osConstants.signals as Record<string, number>)[sig] ?? 0));
   };
   for (const s of FORWARDED) process.on(s, early);
@@ -411,7 +406,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     log.line(`timing ready=${performance.now().toFixed(1)}`);
   } catch (e) {
     for (const s of FORWARDED) process.off(s, early);
-    unwind();
+    unwindAll();
     if (e instanceof CliError || e instanceof UsageError) throw e;
     // The launch reports a program that cannot be found or executed as 127 / 126, with a message naming it.
     if (e instanceof ExecError) {
@@ -445,6 +440,6 @@ export async function runCommand(argv: string[]): Promise<number> {
   } finally {
     for (const s of FORWARDED) process.off(s, forward);
     started.close();
-    unwind();
+    unwindAll();
   }
 }

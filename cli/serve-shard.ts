@@ -22,6 +22,7 @@ import { servedCounters } from './serve-counters.ts';
 import { startService, type RunningService } from './services/registry.ts';
 import type { ShardPeers } from './services/service.ts';
 import { stackOnLink } from './stack-on-link.ts';
+import { unwind } from '../lib/undo.ts';
 
 /** What a shard is told when it starts (structured-cloned into the worker). */
 export interface ShardConfig {
@@ -67,15 +68,7 @@ const port = parentPort!;
 const cfg = workerData as ShardConfig;
 const post = (m: FromShard) => port.postMessage(m);
 const undo: (() => void)[] = [];
-const unwind = () => {
-  while (undo.length) {
-    try {
-      undo.pop()!();
-    } catch (e) {
-      post({ t: 'say', line: `shard ${cfg.index}: while stopping: ${(e as Error).message}` });
-    }
-  }
-};
+const unwindAll = () => unwind(undo, (e) => post({ t: 'say', line: `shard ${cfg.index}: while stopping: ${e.message}` }));
 let counters: () => Record<string, number> = () => ({});
 const busListeners = new Map<string, (from: number, msg: unknown) => void>();
 let opened: AfPacketEndpoint | null = null;
@@ -137,7 +130,7 @@ port.on('message', (m: ToShard) => {
         undo.push(() => packet.close());
         post({ t: 'opened' });
       }).catch((e: Error) => {
-        unwind();
+        unwindAll();
         post({ t: 'error', message: e.message });
       });
       return;
@@ -145,7 +138,7 @@ port.on('message', (m: ToShard) => {
       // Only once every shard joined the group: before, the kernel hashed flows over fewer members, and a
       // connection begun then would move to another shard in the middle of its handshake.
       start(opened!).then(() => post({ t: 'ready' })).catch((e: Error) => {
-        unwind();
+        unwindAll();
         post({ t: 'error', message: e.message });
       });
       return;
@@ -156,7 +149,7 @@ port.on('message', (m: ToShard) => {
       busListeners.get(m.service)?.(m.from, m.msg);
       return;
     case 'stop':
-      unwind();
+      unwindAll();
       post({ t: 'stopped' });
       // Ends this thread only; whatever a closed stack left scheduled has nothing left to do.
       process.exit(0);

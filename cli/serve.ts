@@ -24,6 +24,7 @@ import type { ShardConfig } from './serve-shard.ts';
 import { stackOnLink } from './stack-on-link.ts';
 import { type Shards, startShards } from './serve-shards.ts';
 import { StatsServer, statsSocketPath } from './stats.ts';
+import { unwind } from '../lib/undo.ts';
 
 /**
  * Receive ring slots for MTU-sized frames (about 26 MB of kernel memory at MTU 1500): the backlog of small frames
@@ -165,15 +166,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
 export async function startServe(opts: ServeOptions, say: (line: string) => void = () => {}): Promise<Served> {
   if (!netnsExists(opts.netns)) throw new CliError(`network namespace '${opts.netns}' does not exist`);
   const undo: (() => void)[] = [];
-  const unwind = () => {
-    while (undo.length) {
-      try {
-        undo.pop()!();
-      } catch (e) {
-        process.stderr.write(`tsvisor: while restoring: ${(e as Error).message}\n`);
-      }
-    }
-  };
+  const unwindAll = () => unwind(undo, (e) => process.stderr.write(`tsvisor: while restoring: ${e.message}\n`));
   try {
     let host: LinkEndpoint;
     let addresses: Subnet[];
@@ -209,7 +202,7 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       }
       if ((opts.threads ?? 1) > 1) {
         if (addresses.length === 0) throw new CliError(`interface '${opts.dev}' has no addresses; give --addr`);
-        return await startSharded(opts, netns, addresses, routes, undo, unwind, say);
+        return await startSharded(opts, netns, addresses, routes, undo, unwindAll, say);
       }
       // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
       const packet = await AfPacketEndpoint.open({
@@ -256,11 +249,11 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       async stop() {
         if (stopped) return;
         stopped = true;
-        unwind();
+        unwindAll();
       },
     };
   } catch (e) {
-    unwind();
+    unwindAll();
     throw e;
   }
 }
@@ -275,7 +268,7 @@ async function startSharded(
   addresses: Subnet[],
   routes: { destination: Subnet; gateway?: Address }[],
   undo: (() => void)[],
-  unwind: () => void,
+  unwindAll: () => void,
   say: (line: string) => void,
 ): Promise<Served> {
   const n = opts.threads!;
@@ -316,7 +309,7 @@ async function startSharded(
   }
   // An exit that does not wait for stop() (an uncaught exception) still gives the interface back: synchronously,
   // with the workers ended at once, as the single-thread path's stop() does.
-  const onExit = () => unwind();
+  const onExit = () => unwindAll();
   process.once('exit', onExit);
   let stopped = false;
   return {
@@ -330,7 +323,7 @@ async function startSharded(
       if (stopped) return;
       stopped = true;
       await shards.stop();
-      unwind();
+      unwindAll();
       process.off('exit', onExit);
     },
   };

@@ -4,6 +4,7 @@
  * so a failed send or an empty ring costs a comparison, not an exception.
  * Struct layouts here are those of 64-bit Linux (x86-64 and aarch64 agree on all of them).
  */
+import { linkSync, rmSync } from 'node:fs';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -326,12 +327,30 @@ export function sockaddrUn(path: string): [Uint8Array, number] {
  * a child process before that process starts (Node's own listening sockets expose no descriptor).
  */
 export function listenUnix(path: string, backlog = 511): number {
-  const [sa, len] = sockaddrUn(path);
+  sockaddrUn(path);
+  // The name appears only once the socket listens: bound under a private name, it is linked to `path` after
+  // listen(), so whoever waits for the file never connects between bind and listen (ECONNREFUSED). link() refuses
+  // an existing `path` as bind() would (EADDRINUSE).
+  const slash = path.lastIndexOf('/');
+  const temp = `${path.slice(0, slash + 1)}.t${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
+  const direct = new TextEncoder().encode(temp).length > 107;
+  const [sa, len] = sockaddrUn(direct ? path : temp);
   const fd = check(sys.socket(C.AF_UNIX, 1 | C.SOCK_CLOEXEC, 0), 'socket', 'AF_UNIX');
   if (sys.bind(fd, sa, len) < 0 || sys.listen(fd, backlog) < 0) {
     const e = koffi.errno();
     sys.close(fd);
+    if (!direct) rmSync(temp, { force: true });
     throw new SysError('bind', e, path);
+  }
+  if (direct) return fd;
+  try {
+    linkSync(temp, path);
+  } catch (e) {
+    sys.close(fd);
+    const err = e as NodeJS.ErrnoException;
+    throw new SysError('bind', err.code === 'EEXIST' ? 98 /* EADDRINUSE */ : Math.abs(err.errno ?? 5), path);
+  } finally {
+    rmSync(temp, { force: true });
   }
   return fd;
 }

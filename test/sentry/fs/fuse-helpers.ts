@@ -58,9 +58,18 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
   fill(root);
   const gofer = await startGofer(root, join(dir, 'gofer.sock'), o.ro);
   // With passthrough, the gofer donates each opened file's descriptor and the kernel reads and writes it directly.
-  const client = await Client.connect(join(dir, 'gofer.sock'), 1 << 20, { donation: o.passthrough ?? false });
-  const rootFid = client.allocFid();
-  await client.attach(rootFid, o.owner ?? 0);
+  let client: Client;
+  let rootFid: number;
+  try {
+    client = await Client.connect(join(dir, 'gofer.sock'), 1 << 20, { donation: o.passthrough ?? false });
+    rootFid = client.allocFid();
+    await client.attach(rootFid, o.owner ?? 0);
+  } catch (e) {
+    // No teardown is registered yet: a gofer left running would hold this test file open until tap's timeout.
+    gofer.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const fd = mountFuse(mnt, { readOnly: o.ro });
   const closed: { why?: string } = {};
   const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, owner: o.owner, onClose: (why) => (closed.why = why) });

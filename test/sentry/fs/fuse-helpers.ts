@@ -81,14 +81,7 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
     if (gofer.exitCode === null && gofer.signalCode === null) {
       const gone = new Promise((r) => gofer.once('exit', r));
       gofer.kill('SIGTERM');
-      // One CI run saw a gofer stay after SIGTERM (its bwrap untouched, a second SIGTERM by hand ended it): not
-      // understood yet, so the test says so and ends it rather than hang until tap's timeout.
-      const late = await Promise.race([gone.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 15000))]);
-      if (late) {
-        t.comment(`gofer pid ${gofer.pid} still there 15 s after SIGTERM: sent SIGKILL`);
-        gofer.kill('SIGKILL');
-        await gone;
-      }
+      await gone;
     }
     rmSync(dir, { recursive: true, force: true });
   });

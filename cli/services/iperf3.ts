@@ -190,9 +190,12 @@ type PeerMessage =
   /** It is my test's, but the test takes no more streams: refuse it. */
   | { t: 'refuse'; key: number }
   | { t: 'notMine'; key: number }
-  /** The test started (all its streams are in) / the client ended it / it is over. */
-  | { t: 'start' | 'end' | 'close'; cookie: string }
-  /** After 'end': the bytes a stream served for the test received or sent. */
+  /**
+   * The test started (all its streams are in) / the client ended it / the client sent its results, so send yours
+   * ('result') / it is over.
+   */
+  | { t: 'start' | 'end' | 'report' | 'close'; cookie: string }
+  /** After 'report': the bytes a stream served for the test received or sent so far. */
   | { t: 'result'; cookie: string; key: number; bytes: number; jitter?: number; errors?: number; packets?: number };
 
 const CHUNK = 262144;
@@ -334,7 +337,8 @@ class Test {
   startedAt = 0;
   private block: Uint8Array = new Uint8Array(0);
   private pacer: ReturnType<typeof setInterval> | null = null;
-  // Results still to come from the shards serving streams of this test, after TEST_END.
+  // The client's results came; the figures of streams other shards serve still to come.
+  private clientResultsIn = false;
   private awaitingResults = 0;
 
   constructor(
@@ -396,21 +400,26 @@ class Test {
           for (const d of this.streams) {
             d.result.seconds = elapsed;
             if (d.offset === 0) d.conn?.close();
-            if (d.remote) this.awaitingResults++;
           }
           this.tellRemotes('end');
           c.send(stateByte(State.EXCHANGE_RESULTS));
         } else return this.end(); // CLIENT_TERMINATE, or a byte out of turn
       } else if (this.phase === 'results') {
-        // A JSON length's first byte is 0 (messages are far below 16 MiB); anything else is a state byte,
-        // CLIENT_TERMINATE when the client is interrupted.
-        const first = c.take(1);
-        if (!first) break;
-        c.pushFront(first);
-        if (first[0] !== 0) return this.end();
+        if (!this.clientResultsIn) {
+          // A JSON length's first byte is 0 (messages are far below 16 MiB); anything else is a state byte,
+          // CLIENT_TERMINATE when the client is interrupted.
+          const first = c.take(1);
+          if (!first) break;
+          c.pushFront(first);
+          if (first[0] !== 0) return this.end();
+          if (takeJson(c) === null) break;
+          // Our figures are taken now, the other shards' too: a reverse stream still sending the rest of its
+          // cut block counts it, wherever it is served.
+          this.clientResultsIn = true;
+          this.awaitingResults = this.streams.filter((d) => d.remote).length;
+          this.tellRemotes('report');
+        }
         if (this.awaitingResults > 0) break; // remoteResult() steps us again
-        const json = takeJson(c);
-        if (json === null) break;
         c.send(frameJson(resultsJson(this.params!.reverse || this.params!.bidirectional, this.streams.map((d) => this.resultOf(d)))));
         c.send(stateByte(State.DISPLAY_RESULTS));
         this.phase = 'display';
@@ -461,7 +470,7 @@ class Test {
   }
 
   /** Tells every shard that serves a stream of this test that it started, ended or is over. */
-  private tellRemotes(t: 'start' | 'end' | 'close'): void {
+  private tellRemotes(t: 'start' | 'end' | 'report' | 'close'): void {
     const shards = new Set(this.streams.flatMap((d) => (d.remote ? [d.remote.shard] : [])));
     for (const shard of shards) this.peers?.send(shard, { t, cookie: this.cookie } satisfies PeerMessage);
   }
@@ -875,6 +884,7 @@ export function iperf3Service(
       }
       case 'start':
       case 'end':
+      case 'report':
       case 'close':
         for (const [peerKey, u] of [...servedUdp]) {
           if (u.cookie !== m.cookie || u.owner !== from) continue;
@@ -883,26 +893,29 @@ export function iperf3Service(
             pumpServedUdp(u);
           }
           if (m.t === 'start') continue;
-          u.ended = true;
-          if (u.pacer) clearInterval(u.pacer);
-          u.pacer = null;
-          if (m.t === 'end') {
+          if (m.t === 'report') {
             const r = u.udpIn
               ? { bytes: u.udpIn.bytes, jitter: u.udpIn.jitter, errors: u.udpIn.lost, packets: u.udpIn.packets }
               : { bytes: u.udpOut!.bytes, packets: u.udpOut!.packets };
             peers.send(from, { t: 'result', cookie: u.cookie, key: u.key, ...r } satisfies PeerMessage);
-          } else servedUdp.delete(peerKey);
+            continue;
+          }
+          u.ended = true;
+          if (u.pacer) clearInterval(u.pacer);
+          u.pacer = null;
+          if (m.t === 'close') servedUdp.delete(peerKey);
         }
         for (const rs of [...served.values()]) {
           if (rs.cookie !== m.cookie || rs.owner !== from) continue;
-          if (m.t === 'start') rs.running = true;
-          if (m.t === 'end') {
-            rs.ended = true;
+          if (m.t === 'report') {
             peers.send(from, { t: 'result', cookie: rs.cookie, key: rs.key, bytes: rs.bytes } satisfies PeerMessage);
+            continue;
           }
+          if (m.t === 'start') rs.running = true;
+          if (m.t === 'end') rs.ended = true;
           if (m.t === 'close' || (m.t === 'end' && rs.offset === 0)) rs.conn.close();
           else stepServed(rs);
-          if (m.t === 'close' || rs.conn.closed) served.delete(rs.conn);
+          if (m.t === 'close') served.delete(rs.conn); // kept until then for its figures ('report')
         }
         return;
       case 'result':
@@ -918,7 +931,7 @@ export function iperf3Service(
       r.endpoint.setOption('TCP_NODELAY', 1);
       const c: Conn = new Conn(r.endpoint, step, (gone) => {
         conns.delete(gone);
-        // A served stream stays until its test's shard has had its figures ('end') or is over ('close').
+        // A served stream stays until its test's shard has had its figures ('report') and is over ('close').
         const k = askingKey.get(gone);
         if (k !== undefined) {
           clearTimeout(asking.get(k)!.timer);

@@ -129,34 +129,6 @@ t.test('forward test, 2 streams: cookie, params, streams, TEST_END, results, IPE
   svc.close();
 });
 
-t.test('reverse test sends whole blocks only, also when TEST_END comes mid-block', async (t) => {
-  const { s, svc, advance } = setup();
-  const c = await control(t, s, { tcp: true, parallel: 1, reverse: true, len: 1000 });
-  t.same(c.drain(), bytes(State.CREATE_STREAMS));
-  const d = s.connect();
-  d.writeBudget = 2500;
-  d.feed(COOKIE);
-  await settle();
-  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING));
-  t.equal(d.drain().length, 2500, 'sends until the send buffer is full');
-
-  advance(2000);
-  c.feed(bytes(State.TEST_END));
-  await settle();
-  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
-  t.notOk(d.closed, 'a stream inside a block stays open');
-  d.grant(100000);
-  await settle();
-  t.equal(d.drain().length, 500, 'after TEST_END only the rest of the cut block goes out');
-  t.ok(d.closed, 'then the stream closes');
-
-  c.feed(CLIENT_RESULTS);
-  await settle();
-  const got = new TextDecoder().decode(c.drain().subarray(4));
-  t.match(JSON.parse(got.slice(0, -1)), { sender_has_retransmits: 0, streams: [{ id: 1, bytes: 3000, end_time: 2 }] });
-  svc.close();
-});
-
 t.test('refusals', async (t) => {
   const { s, svc } = setup();
   const u = await control(t, s, { sctp: true, parallel: 1 });
@@ -378,32 +350,35 @@ t.test('two shards, streams on both: the other shard serves its stream for the t
   b!.svc.close();
 });
 
-t.test('two shards, reverse: the remote stream sends from TEST_START, whole blocks, and reports what it sent', async (t) => {
-  const { shards: [a, b], advance } = twoShards();
-  const c = await control(t, a!.s, { tcp: true, parallel: 1, reverse: true, len: 1000 });
-  t.same(c.drain(), bytes(State.CREATE_STREAMS));
-  const d = b!.s.connect();
-  d.writeBudget = 2500;
-  d.feed(COOKIE);
-  await settle();
-  t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING));
-  t.equal(d.drain().length, 2500, 'the other shard sends once the test started');
-  advance(2000);
-  c.feed(bytes(State.TEST_END));
-  await settle();
-  t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
-  t.notOk(d.closed, 'a stream inside a block stays open');
-  d.grant(100000);
-  await settle();
-  t.equal(d.drain().length, 500, 'then only the rest of the cut block');
-  t.ok(d.closed);
-  c.feed(CLIENT_RESULTS);
-  await settle();
-  const got = new TextDecoder().decode(c.drain().subarray(4));
-  t.match(JSON.parse(got.slice(0, -1)), { sender_has_retransmits: 0, streams: [{ id: 1, bytes: 2500, end_time: 2 }] });
-  a!.svc.close();
-  b!.svc.close();
-});
+for (const shardCount of [1, 2]) {
+  const where = shardCount === 1 ? 'one shard' : 'two shards, the stream on the other shard';
+  t.test(`reverse (${where}): whole blocks only, also when TEST_END comes mid-block, and the results count them`, async (t) => {
+    // With two shards the control connection is on the first and the flow hash gave the stream to the second.
+    const { shards, advance } = shardCount === 1 ? (() => { const one = setup(); return { shards: [one], advance: one.advance }; })() : twoShards();
+    const c = await control(t, shards[0]!.s, { tcp: true, parallel: 1, reverse: true, len: 1000 });
+    t.same(c.drain(), bytes(State.CREATE_STREAMS));
+    const d = shards[shardCount - 1]!.s.connect();
+    d.writeBudget = 2500;
+    d.feed(COOKIE);
+    await settle();
+    t.same(c.drain(), bytes(State.TEST_START, State.TEST_RUNNING));
+    t.equal(d.drain().length, 2500, 'sends from TEST_START until the send buffer is full');
+    advance(2000);
+    c.feed(bytes(State.TEST_END));
+    await settle();
+    t.same(c.drain(), bytes(State.EXCHANGE_RESULTS));
+    t.notOk(d.closed, 'a stream inside a block stays open');
+    d.grant(100000);
+    await settle();
+    t.equal(d.drain().length, 500, 'after TEST_END only the rest of the cut block goes out');
+    t.ok(d.closed, 'then the stream closes');
+    c.feed(CLIENT_RESULTS);
+    await settle();
+    const got = new TextDecoder().decode(c.drain().subarray(4));
+    t.match(JSON.parse(got.slice(0, -1)), { sender_has_retransmits: 0, streams: [{ id: 1, bytes: 3000, end_time: 2 }] }, 'the results hold every byte sent');
+    for (const sh of shards) sh.svc.close();
+  });
+}
 
 t.test('two shards: a cookie nobody knows starts a test where it arrived; a busy shard refuses a stranger', async (t) => {
   const { shards: [a, b] } = twoShards();

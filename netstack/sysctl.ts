@@ -122,6 +122,7 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
     read: (c) => String(c.ecn),
   },
   'net.ipv4.tcp_ecn_fallback': { linux: '1', check: int(0, 1), tcp: bool('ecnFallback'), read: (c) => (c.ecnFallback ? '1' : '0') },
+  'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32), tcp: num('notsentLowat'), read: (c) => String(c.notsentLowat) },
   // Kept, not yet read by tsvisor's TCP.
   'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
@@ -131,7 +132,6 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_recovery': { linux: '1', check: int(0, INT_MAX) },
   'net.ipv4.tcp_tso_win_divisor': { linux: '3', check: int(1, 255) },
   'net.ipv4.tcp_ecn_option': { linux: '2', check: int(0, 2) },
-  'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32) },
   'net.ipv4.tcp_fastopen_blackhole_timeout_sec': { linux: '0', check: int(0, INT_MAX) },
   'net.ipv4.tcp_mtu_probing': { linux: '0', check: int(0, 2) },
   'net.ipv4.tcp_base_mss': { linux: '1024', check: int(1, INT_MAX) },

@@ -122,6 +122,8 @@ export class TcpEndpoint implements Endpoint {
   keepCnt: number;
   /** TCP_USER_TIMEOUT in ms, 0 for the default (retries). */
   userTimeout = 0;
+  /** TCP_NOTSENT_LOWAT in bytes, 0 for net.ipv4.tcp_notsent_lowat. */
+  notsentLowat = 0;
   linger: Linger = { onoff: false, linger: 0 };
   reuseAddr = false;
   reusePort = false;
@@ -287,9 +289,22 @@ export class TcpEndpoint implements Endpoint {
     // a deferred Fast Open connect is writable so that the first write can carry the SYN.
     if ((this.state !== State.SynSent && this.state !== State.SynReceived) || this.fastOpenListener) {
       if (this.rcv.buf.length > 0) ev |= EventIn;
-      if (this.sndShut || this.snd.space > 0) ev |= EventOut;
+      if (this.sndShut || (this.snd.space > 0 && this.notsentBelowLowat(true))) ev |= EventOut;
     } else if (this.deferConnect) ev |= EventOut;
     return ev & mask;
+  }
+
+  /**
+   * Whether the unsent bytes are below the not-sent low-water mark (Linux's tcp_stream_memory_free): for poll and
+   * wake-ups (`wake`) they must be below half of it, so that a writer woken has room for a useful write.
+   */
+  notsentBelowLowat(wake: boolean): boolean {
+    return this.snd.unsent * (wake ? 2 : 1) < (this.notsentLowat || this.proto.config.notsentLowat);
+  }
+
+  /** Whether a not-sent low-water mark below Linux's default (no mark) applies to this socket. */
+  get lowatInEffect(): boolean {
+    return (this.notsentLowat || this.proto.config.notsentLowat) < 0xffffffff;
   }
 
   /** Tells waiters about the current readiness. */
@@ -610,13 +625,19 @@ export class TcpEndpoint implements Endpoint {
       if (n === 0) this.proto.count('memoryDrops');
     }
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
-    snd.buf.append(n === data.length ? data : data.subarray(0, n));
-    this.proto.charge(n);
-    // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
-    // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
     // MSG_ZEROCOPY's iovecs become skb frags in Linux, which cuts an skb at MAX_SKB_FRAGS of them.
     const frags = opts?.frags && opts.zeroCopy !== undefined && this.zc.enabled ? opts.frags : undefined;
-    snd.queued(n, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags);
+    if (!frags && this.lowatInEffect) {
+      n = this.queueUnderLowat(data, n);
+      if (n === 0) return Err.WouldBlock;
+    } else {
+      snd.buf.append(n === data.length ? data : data.subarray(0, n));
+      this.proto.charge(n);
+    }
+    // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
+    // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
+    snd.queued(n - this.queuedEarly, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags);
+    this.queuedEarly = 0;
     // MSG_MORE corks this call's push only (Linux's tcp_push with TCP_NAGLE_CORK); what an ACK later releases is
     // judged by Nagle alone, as tcp_data_snd_check pushes with the socket's own nonagle.
     this.moreCork = !!opts?.more;
@@ -624,6 +645,45 @@ export class TcpEndpoint implements Endpoint {
     this.moreCork = false;
     this.flushAck();
     return n;
+  }
+
+  /** Bytes of the current write that queueUnderLowat already recorded as skbs. */
+  private queuedEarly = 0;
+
+  /**
+   * Queues up to `n` bytes of a write while a not-sent low-water mark is in effect, as tcp_sendmsg_locked goes:
+   * bytes first fill the unsent tail skb, a new skb is started only while the unsent bytes are below the mark
+   * (sk_stream_memory_free), and each full skb is pushed at once (tcp_push_one), so what cwnd lets go leaves before
+   * the next check and the tail left unsent takes more bytes without one. Returns the bytes queued; the last
+   * skb's bytes are left for the caller to record with the call's flags.
+   */
+  private queueUnderLowat(data: Uint8Array, n: number): number {
+    const snd = this.snd;
+    let done = 0;
+    let pending = 0;
+    while (done < n) {
+      let c = snd.tailRoom();
+      if (c === 0 || pending > 0) {
+        if (pending > 0) {
+          // The skb just filled is recorded and pushed before the next one starts.
+          snd.queued(pending, true, false);
+          this.queuedEarly += pending;
+          pending = 0;
+          snd.output();
+          c = snd.tailRoom();
+        }
+        if (c === 0) {
+          if (!this.notsentBelowLowat(false)) break;
+          c = snd.sizeGoal();
+        }
+      }
+      c = Math.min(c, n - done);
+      snd.buf.append(data.subarray(done, done + c));
+      this.proto.charge(c);
+      done += c;
+      pending = c;
+    }
+    return done;
   }
 
   shutdown(how: number): NetError | undefined {

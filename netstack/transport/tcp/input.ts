@@ -410,6 +410,8 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
   if (finWait2Timer && ep.state === State.FinWait2) ep.onFinWait2();
 
   snd.output();
+  // Linux's tcp_data_snd_check judges write space after sending: under a not-sent mark, sending is what frees it.
+  if (ep.lowatInEffect) ep.notify();
   ep.flushAck();
 }
 

@@ -85,6 +85,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.keepCnt;
     case 'TCP_USER_TIMEOUT':
       return ep.userTimeout;
+    case 'TCP_NOTSENT_LOWAT':
+      return ep.notsentLowat | 0;
     case 'SO_RCVBUF':
       // Linux reports twice the requested size (socket(7)).
       return ep.rcv.limit * 2;
@@ -187,6 +189,14 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, 0, 0x7fffffff);
       if (typeof n !== 'number') return n;
       ep.userTimeout = n;
+      return undefined;
+    }
+    case 'TCP_NOTSENT_LOWAT': {
+      // Linux keeps the int as a u32 (a negative value is a huge mark) and wakes a writer the new mark frees.
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.notsentLowat = n >>> 0;
+      ep.notify();
       return undefined;
     }
     case 'SO_RCVBUF': {

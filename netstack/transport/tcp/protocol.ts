@@ -101,6 +101,8 @@ export interface TcpConfig {
   ecn: number;
   /** A retransmitted SYN asks for ECN no more (tcp_ecn_fallback). */
   ecnFallback: boolean;
+  /** Unsent bytes above which a socket is not writable (tcp_notsent_lowat), unless TCP_NOTSENT_LOWAT says otherwise. */
+  notsentLowat: number;
 }
 
 /** Linux's defaults. */
@@ -138,6 +140,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   slowStartAfterIdle: true,
   ecn: 2,
   ecnFallback: true,
+  notsentLowat: 0xffffffff,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */

@@ -90,6 +90,18 @@ export class SkbQueue {
   }
 
   /**
+   * Bytes a write may still add to the tail skb without starting a new one (tcp_sendmsg_locked's `copy` before
+   * new_segment): room up to `sizeGoal` in an unsent tail (starting at or after `sentEnd`) not closed by EOR.
+   */
+  tailRoom(sentEnd: number, sizeGoal: number): number {
+    const t = this.ends.length - 1;
+    if (t < this.head) return 0;
+    const tailStart = t > this.head ? this.ends[t - 1]! : this.startOfHead;
+    if (tailStart < sentEnd || (this.flags[t]! & (SKB_EOR | SKB_ZEROCOPY)) !== 0) return 0;
+    return Math.max(0, sizeGoal - (this.ends[t]! - tailStart));
+  }
+
+  /**
    * Queues a MSG_ZEROCOPY call's bytes, `frags` the lengths of its iovecs, as tcp_sendmsg_locked's zero-copy path
    * does: each iovec's pages are frags of the skb (one per 4 KB page), an skb full of MAX_SKB_FRAGS frags is pushed
    * and the next starts (tcp_mark_push), and the call never joins another call's zero-copy skb (which it pushes).

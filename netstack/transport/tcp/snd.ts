@@ -171,6 +171,11 @@ export class Sender {
     else this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
   }
 
+  /** Bytes the next write may add to the unsent tail skb before a new skb (and Linux's memory check) is needed. */
+  tailRoom(): number {
+    return this.skbs.tailRoom(this.bytesAcked + seq.sub(this.max, this.una), this.sizeGoal());
+  }
+
   /**
    * Linux's size_goal (tcp_xmit_size_goal): whole MSS up to the GSO limit, bounded by half the peer's largest
    * window once that is above the default MSS (tcp_bound_to_half_wnd).
@@ -774,6 +779,18 @@ export class Sender {
   private sampleRtt(ack: number, tsEcr: number | undefined): void {
     if (this.ep.tsOk && tsEcr !== undefined && tsEcr !== 0) {
       this.rtt.sample(seq.sub(this.ep.tsNow(), tsEcr));
+      return;
+    }
+    if (this.ep.sackOk) {
+      // Linux's tcp_clean_rtx_queue: every ACK of new data is a sample, from the send time of the oldest byte it
+      // newly acknowledges that was not SACKed before, unless it covers a retransmission (Karn, per skb).
+      let first = -1;
+      for (const e of this.rack.entries) {
+        if (!seq.lt(e.start, ack)) break;
+        if (e.retransmitted) return;
+        if (first < 0 && !e.delivered) first = e.at;
+      }
+      if (first >= 0) this.rtt.sample(this.ep.clock.now() - first);
       return;
     }
     if (this.rttSeq >= 0 && seq.gt(ack, this.rttSeq)) {

@@ -27,6 +27,7 @@ import { CliError } from '../errors.ts';
 import type { RunNetwork } from '../run-network.ts';
 import type { NetworkMode, RunOptions } from '../run.ts';
 import { runHooks } from './hooks.ts';
+import { type Pod, findPod, podSandboxId, unsharedWithPod } from './pod.ts';
 import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
 import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
 
@@ -228,15 +229,20 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     control: c.controlPath(),
     runId: rid,
   };
-  c.write(base);
+  // A pod's container shares its sandbox's stack: its program runs in the pod program's network namespace and the
+  // pod's Sentry serves it (cli/oci/pod.ts); the namespace paths config.json gives are the pod's.
+  const podId = podSandboxId(spec, c.id);
+  const pod = podId === undefined ? undefined : findPod(c.root, podId);
+  c.write(pod ? { ...base, pod: pod.id } : base);
 
   // The network: config.json's namespace, or one of our own; the host's when the spec shares it. A global
   // --network=host (runsc's) keeps the container's namespace with the kernel's stack in it, as runsc's does.
   const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
   let mode: NetworkMode = opts.network ?? 'sandbox';
   let linkRef: string | undefined;
-  let hostNs = !netEntry;
-  if (netEntry?.path) {
+  let hostNs = !netEntry && !pod;
+  if (pod) mode = pod.network;
+  else if (netEntry?.path) {
     let ino: number;
     try {
       ino = statSync(netEntry.path).ino;
@@ -249,10 +255,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   if (hostNs) mode = 'host';
   // The rest of this process's code (the network's, the launch's, the Sentry's) loads while the namespace is made
   // and the hooks run as child processes: sandbox and none, the one mode not known yet, load the same modules.
-  const later = loadLater(mode, opts.strace);
+  const later = pod ? loadLater('host', false) : loadLater(mode, opts.strace);
   later.catch(() => {});
   setJanitor(Janitor.start(removeCommands(rid)));
-  if (!hostNs && linkRef === undefined) {
+  if (!hostNs && !pod && linkRef === undefined) {
     addNetns(names.link);
     // Ours to remove when the container ends, whatever mode it got (the janitor covers only a dead Sentry; the
     // network's own undo removes it only when the netstack took an interface over in it).
@@ -278,7 +284,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   mark('hooks');
 
   let dev: string | undefined;
-  if (mode === 'sandbox') {
+  if (mode === 'sandbox' && !pod) {
     dev = findInterface();
     if (dev === undefined) mode = 'none';
   }
@@ -293,7 +299,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     // deletes its veth), so giving it its addresses back would only cost the exit (and `docker run`) a few `ip` runs.
     netnsGoes: linkRef === names.link,
   };
-  const net: RunNetwork = modules.network
+  const net: RunNetwork = pod
+    ? { appNetns: pod.netns, addresses: [], gateways: [], files: [], describe: `the network of pod ${pod.id}, served by its Sentry` }
+    : modules.network
     ? await modules.network.makeNetwork(runOpts, rid, undo, log)
     : { appNetns: linkRef, addresses: [], gateways: [], files: [], describe: `the kernel's network${linkRef ? ` of ${linkRef}` : ''}` };
   log(net.describe);
@@ -312,9 +320,13 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     shareNet: true,
     ids: { uid, gid },
     capAdd: uid === 0 ? allowedCaps(proc) : [],
-    hostname: spec.hostname,
+    hostname: spec.hostname ?? pod?.hostname,
     asPid1: true,
   });
+  if (pod) {
+    const own = unsharedWithPod(spec);
+    if (own.length) log(`the pod's ${own.join(' and ')} namespaces are not joined: the container has its own (cli/oci/pod.ts)`);
+  }
   const rlimits = (proc.rlimits ?? []).map((r): [number, bigint, bigint] => [RLIMITS[r.type]!, BigInt(r.soft), BigInt(r.hard)]);
   mark('policy');
   let sandbox: Sandbox;
@@ -342,8 +354,16 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   mark('launched');
   const exited = sandbox.wait();
   const sentries: Sentry[] = [];
-  const init = L.serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
+  if (pod) await handToPod(pod, sandbox, c.id, log);
+  const init = pod ? undefined : L.serveListener(sandbox, { network: mode, strace: opts.strace }, net, modules, log);
   if (init) sentries.push(init);
+  // A pod's container goes with its pod: its Sentry served the program's sockets.
+  const podWatch = pod && setInterval(() => {
+    if (pod.alive()) return;
+    log(`pod ${pod.id} is gone: the program is killed`);
+    sandbox.kill('SIGKILL');
+  }, 500);
+  podWatch?.unref();
   const initPid = sandbox.programPid();
   // Hooks saw this process (it is in the container's network namespace); the engine waits for the keeper.
   const waited = io.keeper ? { pid: io.keeper.pid, sentryStart: startTime(io.keeper.pid), sentryPid: process.pid, sentryPidStart: base.sentryStart } : {};
@@ -387,12 +407,18 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
       }
       return { ok: true };
     }
+    if (req.op === 'exec' && pod) {
+      // The exec'd program joins ours in the pod's network namespace: the pod's Sentry serves it too.
+      const { request } = await import('./commands.ts');
+      return await request(pod.control, req);
+    }
     if (req.op === 'exec') {
-      const fd = L.takeListener(Number(req.pid), Number(req.fd));
+      // `owner` holds the listener when it is not the program itself (a pod container's Sentry hands its program's).
+      const fd = L.takeListener(Number(req.owner ?? req.pid), Number(req.fd));
       if (typeof fd === 'string') return { error: fd };
       const s = L.serveListener({ pid: Number(req.pid), listenerFd: fd }, { network: mode, strace: opts.strace }, net, modules, log);
       if (s) sentries.push(s);
-      log(`exec: pid ${req.pid}${s ? ', served' : ''}`);
+      log(`exec: pid ${req.pid}${req.container ? ` of container ${String(req.container)}` : ''}${s ? ', served' : ''}`);
       return { ok: true, network: mode };
     }
     return { error: `unknown request ${String(req.op)}` };
@@ -400,17 +426,41 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   undo.push(() => ctl.server.close());
 
   return {
-    netns: linkRef === undefined ? undefined : netnsFile(linkRef),
+    netns: linkRef === undefined || pod ? undefined : netnsFile(linkRef),
     wait: async () => L.exitStatus(await exited),
     kill: () => sandbox.kill('SIGKILL'),
     finish: async () => {
       for (const s of FORWARDED) process.off(s, forward);
+      if (podWatch) clearInterval(podWatch);
       // A start (its poststart hooks) or an exec still being answered.
       await Promise.race([ctl.idle(), new Promise((r) => setTimeout(r, 30000).unref())]);
       for (const s of sentries) await s.drain(runOpts.drainMs);
       for (const s of sentries) s.close();
     },
   };
+}
+
+/**
+ * Hands a pod container's program to its pod's Sentry: the listener (ours, taken from the helper by launch) is
+ * taken by the pod's Sentry from this process, and served with the pod's netstack. Until then the program is held
+ * at its gate, and neither bwrap nor the helper makes a trapped call: nothing waits unanswered.
+ */
+async function handToPod(pod: Pod, sandbox: Sandbox, id: string, log: (l: string) => void): Promise<void> {
+  if (sandbox.listenerFd < 0) return;
+  const { request } = await import('./commands.ts');
+  let r: Record<string, unknown>;
+  try {
+    r = await request(pod.control, { op: 'exec', pid: sandbox.pid, owner: process.pid, fd: sandbox.listenerFd, container: id });
+  } catch (e) {
+    r = { error: (e as Error).message };
+  } finally {
+    sys.close(sandbox.listenerFd);
+  }
+  if (r.error) {
+    sandbox.kill('SIGKILL');
+    throw new CliError(`pod ${pod.id}'s Sentry did not take the container's program: ${String(r.error)}`);
+  }
+  log(`served by pod ${pod.id}'s Sentry`);
 }
 
 /**

@@ -63,6 +63,14 @@ export interface Process {
   noNewPrivileges?: boolean;
 }
 
+/** `linux.resources`, as far as tsvisor applies it (cli/oci/cgroups.ts); limits in bytes, -1 for none. */
+export interface Resources {
+  memory?: { limit?: number; reservation?: number; swap?: number };
+  pids?: { limit?: number };
+  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
+  devices?: unknown[];
+}
+
 /** config.json, as far as tsvisor reads it. */
 export interface Spec {
   ociVersion: string;
@@ -78,6 +86,7 @@ export interface Spec {
     maskedPaths?: string[];
     readonlyPaths?: string[];
     cgroupsPath?: string;
+    resources?: Resources;
     sysctl?: Record<string, string>;
   };
 }

@@ -41,6 +41,8 @@ export interface ContainerState {
   network?: 'sandbox' | 'host' | 'none';
   /** The id that names the container's namespaces (tsv-<runId>, tsv-<runId>-app). */
   runId?: string;
+  /** A pod's container: the id of the pod sandbox whose Sentry serves its program (cli/oci/pod.ts). */
+  pod?: string;
   /** The program's exit status once stopped (code, or 128+signal). */
   exitStatus?: number;
 }

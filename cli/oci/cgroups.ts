@@ -230,6 +230,23 @@ export class ContainerCgroup {
     }
   }
 
+  /**
+   * Moves process `pid` into the parent of the container's cgroup (the pod's, for a pod's sandbox: its Sentry serves
+   * every container of the pod, and the pause container's own limits, such as kubelet's cpu.shares of 2, are not
+   * the pod's). False when the parent is a hierarchy's root: then nothing moves.
+   */
+  joinParent(pid: number): boolean {
+    if (this.dirs.some((d) => join(d.dir, '..') === d.mount.point)) return false;
+    for (const d of this.dirs) {
+      try {
+        writeFileSync(join(d.dir, '..', 'cgroup.procs'), String(pid));
+      } catch (e) {
+        throw new CliError(`cannot move process ${pid} into cgroup ${join(d.dir, '..')}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+    return true;
+  }
+
   /** Moves this process back where it was (a create that failed leaves its cgroup removable). */
   leave(): void {
     for (const d of this.dirs) {

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import { UsageError } from '../args.ts';
 import { CliError } from '../errors.ts';
 import { type Globals, type Parsed, SANDBOX_COMMAND, parseFlags } from './main.ts';
+import { removeContainerCgroups } from './cgroups.ts';
 import { CAPABILITIES, defaultSpec, loadSpec } from './spec.ts';
 import { type ContainerState, ContainerDir, alive, listContainers, live, publicState } from './state.ts';
 
@@ -303,6 +304,7 @@ async function remove(g: Globals, id: string, force: boolean): Promise<void> {
     const err = await runHooks(hooks, 'poststop', publicState({ ...s, status: 'stopped' }));
     if (err) process.stderr.write(`tsvisor: ${err}\n`);
   }
+  removeContainerCgroups(c.dir);
   c.remove();
 }
 

@@ -30,6 +30,12 @@ export function podSandboxId(spec: Spec, id: string): string | undefined {
   return undefined;
 }
 
+/** Whether `spec`'s container is a pod's sandbox (the pause container), whose Sentry serves the whole pod. */
+export function isPodSandbox(spec: Spec): boolean {
+  const a = spec.annotations ?? {};
+  return POD_ANNOTATIONS.some(([type]) => a[type] === 'sandbox');
+}
+
 /** A running pod sandbox, as its containers need it. */
 export interface Pod {
   id: string;

@@ -12,7 +12,7 @@
  * state folder's sentry.log), 3 the report pipe to `create`, 4, 5 and 6 the container's stdin, stdout and stderr.
  * A warm Sentry (cli/oci/warm.ts) is handed the same things over a socket and runs the same code with `SandboxIo`.
  */
-import { closeSync, existsSync, lstatSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { type Server, Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { constants as osConstants } from 'node:os';
@@ -26,8 +26,9 @@ import type { Sentry } from '../../sentry/syscalls/dispatch.ts';
 import { CliError } from '../errors.ts';
 import type { RunNetwork } from '../run-network.ts';
 import type { NetworkMode, RunOptions } from '../run.ts';
+import { CGROUPS_FILE, ContainerCgroup } from './cgroups.ts';
 import { runHooks } from './hooks.ts';
-import { type Pod, findPod, podSandboxId, unsharedWithPod } from './pod.ts';
+import { type Pod, findPod, isPodSandbox, podSandboxId, unsharedWithPod } from './pod.ts';
 import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
 import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
 
@@ -235,6 +236,26 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   const pod = podId === undefined ? undefined : findPod(c.root, podId);
   c.write(pod ? { ...base, pod: pod.id } : base);
 
+  // linux.cgroupsPath: the Sentry (and a warm start's keeper, the pid the engine reads the cgroup through) moves in
+  // before anything else starts, so that the helper, bwrap and the program are born there. Removed by `delete`,
+  // or here when create fails.
+  const cgroup = ContainerCgroup.make(spec.linux?.cgroupsPath, spec.linux?.resources, log);
+  let keepCgroup = false;
+  if (cgroup) {
+    writeFileSync(join(c.dir, CGROUPS_FILE), cgroup.made.map((d) => d + '\n').join(''));
+    undo.push(() => {
+      if (keepCgroup) return;
+      cgroup.leave();
+      cgroup.remove();
+    });
+    cgroup.join(process.pid);
+    // A pod's Sentry belongs to the pod (runsc puts its sandbox in the pod's cgroup too): the keeper at once, the
+    // Sentry once the program has been launched in the container's own.
+    if (io.keeper && !(isPodSandbox(spec) && cgroup.joinParent(io.keeper.pid))) cgroup.join(io.keeper.pid);
+    log(`cgroup ${spec.linux!.cgroupsPath}: ${cgroup.dirs.length} hierarchies, ${cgroup.made.length} directories made`);
+    mark('cgroup');
+  }
+
   // The network: config.json's namespace, or one of our own; the host's when the spec shares it. A global
   // --network=host (runsc's) keeps the container's namespace with the kernel's stack in it, as runsc's does.
   const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
@@ -351,6 +372,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     throw e;
   }
   for (const fd of STDIO) closeSync(fd);
+  if (cgroup && isPodSandbox(spec) && cgroup.joinParent(process.pid)) log('the Sentry serves the pod from its cgroup, the parent of the pause container\'s');
   mark('launched');
   const exited = sandbox.wait();
   const sentries: Sentry[] = [];
@@ -425,6 +447,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   });
   undo.push(() => ctl.server.close());
 
+  keepCgroup = true;
   return {
     netns: linkRef === undefined || pod ? undefined : netnsFile(linkRef),
     wait: async () => L.exitStatus(await exited),

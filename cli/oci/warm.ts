@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { errnoName, sys } from '../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
 import { CliError } from '../errors.ts';
+import { cgroupMounts } from './cgroups.ts';
 import { alive } from './state.ts';
 
 /** The folder of a root's warm Sentries. */
@@ -182,22 +183,6 @@ export function joinCgroups(peer: number): void {
       throw new Cold(`cannot join cgroup ${path} (${controllers || 'unified'}): ${(e as Error).message}`);
     }
   }
-}
-
-/** The cgroup mounts of this mount namespace: v1 ones with their options (controllers, name=), and the v2 one. */
-function cgroupMounts(): { point: string; root: string; v2: boolean; options: string[] }[] {
-  const out = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    // ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER_OPTIONS
-    const dash = line.indexOf(' - ');
-    if (dash < 0) continue;
-    const [type, , superOptions] = line.slice(dash + 3).split(' ');
-    if (type !== 'cgroup' && type !== 'cgroup2') continue;
-    const f = line.slice(0, dash).split(' ');
-    const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    out.push({ root: unescape(f[3]!), point: unescape(f[4]!), v2: type === 'cgroup2', options: (superOptions ?? '').split(',') });
-  }
-  return out;
 }
 
 /**

@@ -2,7 +2,7 @@
 // its CRI plugin with a `tsvisor` runtime handler (runc shim, BinaryName = tsvisor) driven over the gRPC socket
 // with the calls kubelet makes for a pod of RuntimeClass tsvisor. TSVISOR_OCI_TEST_RUNTIME=runc puts runc behind
 // the same names, which proves the harness itself.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -83,6 +83,18 @@ t.test('CRI: a pod with runtime_handler tsvisor, as kubelet runs it for RuntimeC
   const cs = await cri.runtime.ContainerStatus!({ container_id: ctr });
   t.equal(cs.status.state, 'CONTAINER_RUNNING');
 
+  // cgroups (cgroup_parent + the container's id, cgroupfs form): each program in its container's, the pod's Sentry
+  // in the pod's (runsc's layout: the pause container's cpu.shares of 2 is not the pod's stack's).
+  if (RUNTIME === 'tsvisor') {
+    const runtimeState = (id: string) => JSON.parse(readFileSync(`/run/containerd/runc/k8s.io/${id}/state.json`, 'utf8'));
+    const memoryCgroup = (pid: number) => /^\d+:memory:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
+    const podState = runtimeState(pod);
+    t.equal(memoryCgroup(podState.sentryPid ?? podState.pid), '/tob-kubepods/tob-pod-uid-1', 'the pod\'s Sentry is in the pod\'s cgroup');
+    t.equal(memoryCgroup(podState.initPid), `/tob-kubepods/tob-pod-uid-1/${pod}`, 'pause is in its container\'s cgroup');
+    t.equal(readFileSync(`/sys/fs/cgroup/cpu/tob-kubepods/tob-pod-uid-1/${pod}/cpu.shares`, 'utf8').trim(), '2', 'with kubelet\'s cpu.shares');
+    t.equal(memoryCgroup(runtimeState(ctr).initPid), `/tob-kubepods/tob-pod-uid-1/${ctr}`, 'the web program is in its container\'s cgroup');
+  }
+
   const forty2 = await cri.runtime.ExecSync!({ container_id: ctr, cmd: ['sh', '-c', 'echo $((6*7)); hostname'], timeout: 30 });
   t.equal(Buffer.from(forty2.stdout).toString(), '42\ntob-pod\n', Buffer.from(forty2.stderr).toString());
   t.equal(forty2.exit_code, 0);
@@ -133,5 +145,6 @@ t.test('CRI: a pod with runtime_handler tsvisor, as kubelet runs it for RuntimeC
   await cri.runtime.RemovePodSandbox!({ pod_sandbox_id: pod });
   const left = await cri.runtime.ListPodSandbox!({});
   t.same(left.items, [], 'no sandbox is left');
+  if (RUNTIME === 'tsvisor') t.notOk(existsSync('/sys/fs/cgroup/memory/tob-kubepods'), 'the pod\'s cgroups are removed with it');
   t.match(readFileSync(join(logs, 'web.log'), 'utf8'), / stdout F web starting\n/, 'the container\'s output is in its CRI log');
 });

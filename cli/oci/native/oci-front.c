@@ -227,6 +227,35 @@ static void remove_tree(const char *dir) {
   nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Whether directory `dir` holds a directory (a cgroup with child cgroups). */
+static int has_subdir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *e;
+  int found = 0;
+  while (!found && (e = readdir(d))) found = e->d_type == DT_DIR && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  closedir(d);
+  return found;
+}
+
+/*
+ * rmdir of the cgroup directories the container's Sentry made (DIR/cgroups, deepest first: cli/oci/cgroups.ts);
+ * one whose last task has just exited is busy a moment longer; one holding another container's cgroup stays.
+ */
+static void remove_cgroups(const char *dir) {
+  char path[4300];
+  snprintf(path, sizeof path, "%s/cgroups", dir);
+  char *list = read_file(path);
+  if (!list) return;
+  for (char *line = strtok(list, "\n"); line; line = strtok(NULL, "\n")) {
+    for (int tries = 0; rmdir(line) < 0 && errno == EBUSY && tries < 50 && !has_subdir(line); tries++) {
+      struct timespec ts = {0, 10 * 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  free(list);
+}
+
 /* mkdir -p with `mode` for what it makes. */
 static void make_dirs(const char *path, mode_t mode) {
   char *p = strdup(path);
@@ -412,6 +441,7 @@ static int cmd_delete(const char *root, int force, const char *id) {
   if (spec && strstr(spec, "\"poststop\"")) fallback();
   free(spec);
   unlink(s.control);
+  remove_cgroups(dir);
   remove_tree(dir);
   close(lock);
   return 0;

@@ -41,6 +41,8 @@ export class P9Error extends Error {
 }
 
 const EINTR = 4;
+/** How long a `clunkSoon` waits for a request to ride along with before it is sent alone. */
+const CLUNK_DELAY_MS = 5;
 const EIO = 5;
 const EPROTO = 71;
 
@@ -79,6 +81,9 @@ export class Client {
   private chunks: Buffer[] = [];
   private have = 0;
   private closedError: Error | undefined;
+  /** Fids to clunk with the next request (see `clunkSoon`), and the timer that sends them if none comes. */
+  private readonly lateClunks: number[] = [];
+  private lateTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Whether the connection has ended (every request fails with EIO from then on). */
   get closed(): boolean {
@@ -137,6 +142,9 @@ export class Client {
 
   /** Closes the connection; pending requests fail with EIO. */
   close(): void {
+    clearTimeout(this.lateTimer);
+    this.lateTimer = undefined;
+    this.lateClunks.length = 0; // the server drops a closed connection's fids
     this.socket.destroy();
     for (const fd of this.fdQueue.splice(0)) sys.close(fd);
   }
@@ -161,6 +169,7 @@ export class Client {
   /** Sends a request, returning its tag with the promise of its reply. */
   start<T extends TName>(body: Body<T> & { type: T }, tag = this.allocTag()): InFlight<T> {
     const op = body.type;
+    if (this.lateClunks.length > 0) this.sendLateClunks();
     const reply = new Promise<Message<ReplyOf<T>>>((resolve, reject) => {
       if (this.closedError) {
         reject(new P9Error(EIO, `${op} (connection closed)`));
@@ -423,6 +432,30 @@ export class Client {
       await this.rpc({ type: 'Tclunk', fid });
     } finally {
       this.freeFids.push(fid);
+    }
+  }
+
+  /**
+   * Tclunk without waiting for it: sent just before the next request (the server then handles both in one wake-up
+   * and answers both in one write), or within `CLUNK_DELAY_MS` when none comes; the fid number is free once
+   * answered. For fids whose clunk cannot fail in a way the caller must report (a walked fid, a file handle
+   * whose file is closed): an Rlerror is ignored, the fid is gone either way.
+   */
+  clunkSoon(fid: number): void {
+    if (this.closedError) return;
+    this.lateClunks.push(fid);
+    if (!this.lateTimer) {
+      this.lateTimer = setTimeout(() => this.sendLateClunks(), CLUNK_DELAY_MS);
+      this.lateTimer.unref?.();
+    }
+  }
+
+  private sendLateClunks(): void {
+    clearTimeout(this.lateTimer);
+    this.lateTimer = undefined;
+    for (const fid of this.lateClunks.splice(0)) {
+      const free = () => this.freeFids.push(fid);
+      this.start({ type: 'Tclunk', fid }).reply.then(free, free);
     }
   }
 

@@ -105,6 +105,15 @@ interface Node {
   children?: Map<string, { id: bigint; t: number; seq: number }>;
   /** The last change started in this directory's entries (lookups sent before it are not kept). */
   entriesDirtySeq: number;
+  /**
+   * When this server made the directory (MKDIR; the monotonic clock in ms, taken before the Tmkdir went out): it
+   * was empty then, and every name made in it through the mount since is in `children`. So, for the entry validity
+   * after that, a name neither in `children` nor in `unsure` is missing without asking the Gofer (an untar
+   * looks up each name once before it makes it). Given up when the names are dropped (the bound on memory).
+   */
+  madeAt?: number;
+  /** Names of a made directory whose change through the mount began and whose outcome is not in `children`. */
+  unsure?: Set<string>;
 }
 
 /** When a request to the Gofer was sent: a counter that orders it against changes, and the monotonic clock in ms. */
@@ -384,7 +393,8 @@ export class FuseServer {
             node.backing = undefined;
           }
         }
-        await this.clunk(fh);
+        // Not waited for: the file is closed here whatever the Gofer says, and the Tclunk rides with the next request.
+        this.client.clunkSoon(fh);
         return new Uint8Array(0);
       }
       case OP.FLUSH:
@@ -433,9 +443,15 @@ export class FuseServer {
         if (!name) return EINVAL;
         const p = this.node(h.nodeid);
         this.dirtyDir(p, name);
+        const madeAt = performance.now();
         await this.client.mkdir(p.fid, name, v.getUint32(0, true) & ~v.getUint32(4, true) & 0o7777, h.gid);
         await this.giveToCaller(h, name);
-        return this.lookup(h.nodeid, name);
+        const { id, a } = await this.lookupNode(h.nodeid, name);
+        const made = this.nodes.get(id);
+        // Empty, and known only from this lookup: a node the kernel already had (another caller's lookup of the
+        // new name, or an old inode of the same number) may have names made in it that this server cannot tell.
+        if (made && this.entryMs > 0 && made.nlookup === 1n && !made.children && made.entriesDirtySeq === 0) made.madeAt = madeAt;
+        return entryOut(id, a, this.valid);
       }
       case OP.MKNOD: {
         const [name] = cstrings(b.subarray(16), 1) ?? [];
@@ -640,7 +656,7 @@ export class FuseServer {
     this.forgotten++;
     if (node.children) this.entryCount -= node.children.size;
     if (this.byIno.get(node.ino) === id) this.byIno.delete(node.ino);
-    void this.clunk(node.fid);
+    this.client.clunkSoon(node.fid);
   }
 
   /** Marks a node as just used: the LRU order is the map's insertion order. */
@@ -725,6 +741,11 @@ export class FuseServer {
         }
       }
     }
+    const left = this.knownMissing(parent, name, st.t);
+    if (left !== undefined) {
+      this.cacheHits++;
+      return entryOut(0n, zeroAttr(0n, 0), { entry: left, attr: 0 });
+    }
     try {
       return await this.lookup(parentId, name);
     } catch (err) {
@@ -770,7 +791,7 @@ export class FuseServer {
     if (known !== undefined && node) {
       node.nlookup++;
       this.touch(known);
-      void this.clunk(fid);
+      this.client.clunkSoon(fid);
       return known;
     }
     const id = this.nextNode++;
@@ -818,21 +839,41 @@ export class FuseServer {
   private dirtyDir(dir: Node, name: Uint8Array): void {
     this.dirty(dir);
     dir.entriesDirtySeq = ++this.seq;
-    if (dir.children?.delete(nameKey(name))) this.entryCount--;
+    const key = nameKey(name);
+    if (dir.children?.delete(key)) this.entryCount--;
+    if (dir.madeAt !== undefined) (dir.unsure ??= new Set()).add(key);
   }
 
   /** Keeps what a lookup sent at `st` found for `name` in `dir` (0n: missing), unless the directory changed since. */
   private keepEntry(dir: Node | undefined, name: Uint8Array, id: bigint, st: Stamp): void {
     if (!dir || this.entryMs <= 0 || st.seq < dir.entriesDirtySeq) return;
     if (this.entryCount >= this.maxEntries) {
-      // A bound on memory, reached by walks over many more names than nodes: start again.
-      for (const n of this.nodes.values()) n.children = undefined;
+      // A bound on memory, reached by walks over many more names than nodes: start again (and with the names
+      // gone, no directory's names are all known).
+      for (const n of this.nodes.values()) {
+        n.children = undefined;
+        n.madeAt = undefined;
+        n.unsure = undefined;
+      }
       this.entryCount = 0;
     }
     dir.children ??= new Map();
     const key = nameKey(name);
     if (!dir.children.has(key)) this.entryCount++;
     dir.children.set(key, { id, t: st.t, seq: st.seq });
+    dir.unsure?.delete(key);
+  }
+
+  /**
+   * Whether `name` is missing from `dir` by what this server knows: the directory was made through the mount less
+   * than the entry validity ago (`t`), and the name was not made in it since (nor is a change of it under way).
+   * The seconds of validity left, or undefined.
+   */
+  private knownMissing(dir: Node, name: Uint8Array, t: number): number | undefined {
+    if (dir.madeAt === undefined || t - dir.madeAt >= this.entryMs || isDot(name)) return undefined;
+    const key = nameKey(name);
+    if (dir.children?.get(key)?.id || dir.unsure?.has(key)) return undefined;
+    return (this.entryMs - (t - dir.madeAt)) / 1000;
   }
 
   /**
@@ -924,7 +965,7 @@ export class FuseServer {
       if (len > size) return ERANGE;
       return len === 0 ? new Uint8Array(0) : await this.read(fid, 0n, len);
     } finally {
-      await this.clunk(fid);
+      this.client.clunkSoon(fid);
     }
   }
 

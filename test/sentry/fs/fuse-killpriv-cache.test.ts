@@ -98,6 +98,51 @@ for (const passthrough of [false, true]) {
     t.equal(later.out.split('\n').slice(0, 2).join('\n'), 'made on the host\n600');
     t.match(later.out, /No such file/, 'the name removed on the host is gone through the mount');
   });
+
+  t.test(`${io}: a directory made through the mount: names missing from it are answered without the Gofer while it is young; every way a name is made in it through the mount is seen, also after the kernel forgot the entries`, async (t) => {
+    // maxNodes 16: the server offers the least recently used nodes back (FUSE_NOTIFY_PRUNE), so the kernel forgets
+    // the entries made below and looks each name up again, from this server's cache or the Gofer.
+    const m = await mountScratch(t, fill, { passthrough, maxNodes: 16, validity: { entry: 5, attr: 5 } });
+    chmodSync(m.dir, 0o755);
+    const sent = m.client.sent;
+    const hits = m.server.cacheHits;
+    // One shell: `[ -e ]` is a builtin, each a LOOKUP of a name that is not there.
+    const probe = await sh(`mkdir ${m.mnt}/w/n && cd ${m.mnt}/w/n && for i in $(seq 40); do [ -e x$i ] && echo found x$i; done; echo done`);
+    t.equal(probe.out, 'done\n', probe.err);
+    const asked = m.client.sent - sent;
+    t.ok(m.server.cacheHits - hits >= 40, `${m.server.cacheHits - hits} answers from the cache for 40 missing names`);
+    // Without the directory's history each costs a Twalk and a Tgetattr (80 or more); the mkdir itself costs ~5.
+    t.ok(asked < 20, `${asked} 9P requests for the mkdir and 40 missing names`);
+    const make = [
+      `cd ${m.mnt}/w/n`,
+      'echo made > a', // CREATE
+      'ln a b', // LINK
+      'ln -s a s', // SYMLINK
+      'mkfifo f', // MKNOD
+      'mkdir d', // MKDIR
+      'mv ../plain p', // RENAME into it
+      'echo gone > g && rm g', // made, then UNLINK
+      'echo moved > r1 && mv r1 r2', // RENAME inside it
+      // Past maxNodes: the kernel is offered the entries above back and forgets those it does not hold.
+      'for i in $(seq 40); do echo $i > y$i; done',
+      'ls -d a b s f d p r2 y1 y40 | tr "\\n" " "; ls g r1 2>&1 | wc -l; cat a b s r2',
+    ].join(' && ');
+    const r = await sh(make);
+    t.equal(r.code, 0, r.err);
+    t.equal(r.out, 'a b d f p r2 s y1 y40 2\nmade\nmade\nmade\nmoved\n');
+    t.ok(m.server.forgotten > 0, `${m.server.forgotten} nodes forgotten by the kernel, whose names were looked up again`);
+  });
+
+  t.test(`${io}: a name the host makes behind the mount in a directory just made through it shows once the validity (1 s) has passed`, async (t) => {
+    const m = await mountScratch(t, fill, { passthrough });
+    chmodSync(m.dir, 0o755);
+    const first = await sh(`mkdir ${m.mnt}/w/n && ls ${m.mnt}/w/n/late 2>&1`);
+    t.match(first.out, /No such file/);
+    writeFileSync(join(m.root, 'w/n/late'), 'made on the host\n');
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = await sh(`cat ${m.mnt}/w/n/late`);
+    t.equal(later.out, 'made on the host\n', later.err);
+  });
 }
 
 t.test('busybox tar -x through the mount: lookups the kernel repeats and the attributes it asks again are answered without the Gofer; the tree lands whole', async (t) => {

@@ -147,6 +147,9 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
       mtu: 1500,
       label: `http-keepalive, ${p.wrkConnections} kept-alive connections`,
       async run(s) {
+        // The same unmeasured second on every system first: each serving process is a V8 isolate that compiles
+        // its request path under the first load, tsvisor's (the netstack under node:http) more than the kernel's.
+        await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? 1, connections: p.wrkConnections, keepAlive: true });
         const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections: p.wrkConnections, keepAlive: true });
         const l = r.latency!;
         return record(s, 'http-keepalive', 1500, 'to-service', 1, Math.round(r.rps), {

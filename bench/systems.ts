@@ -54,7 +54,7 @@ export interface SystemInstance {
    */
   readonly flood?: FloodPath;
   /**
-   * Seconds of unmeasured load before http-rps (default 1): a sharded serve's shards are V8 isolates of their
+   * Seconds of unmeasured load before http-rps and http-keepalive (default 1): a sharded serve's shards are V8 isolates of their
    * own, each compiling its new-connection path from its share of the connections (measured on 2 cores at 8
    * concurrent: after 1 s two shards served about a quarter of one thread's rate, after 5 s as much).
    */

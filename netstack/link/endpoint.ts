@@ -131,8 +131,8 @@ export interface LinkEndpoint {
   /** Sends every frame queued by writeFrame. */
   flush(): void;
   /**
-   * The link sends what was queued by itself before the event loop's next turn (a microtask after the first
-   * write), so the stack schedules no flush of its own after a write outside a receive batch.
+   * The link sends what was queued by itself before the event loop's next turn (at the latest at the end of this
+   * one), so the stack schedules no flush of its own after a write outside a receive batch.
    */
   readonly flushesItself?: boolean;
   /** Stops the link and releases its resources; idempotent. */

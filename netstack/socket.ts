@@ -76,6 +76,10 @@ export interface ExtendedError {
   readonly code: number;
   readonly info: number;
   readonly data: number;
+  /** A transmit timestamp report's time on the stack's clock (ms), given as SCM_TIMESTAMPING; none for others. */
+  readonly timestamp?: number;
+  /** Bytes of the packet a timestamp report loops back (Linux queues a clone of it); only the length is kept. */
+  readonly looped?: number;
 }
 
 /** shutdown(2) directions, with Linux's SHUT_* values plus one. */

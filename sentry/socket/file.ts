@@ -139,13 +139,15 @@ export class SocketFile {
     readonly type: number,
     readonly protocol: number,
     private readonly clock: Clock,
+    /** CLOCK_REALTIME (ms) of an instant on the stack's clock, for SCM_TIMESTAMPING. */
+    private readonly wallTime: (stackMs: number) => number = (ms) => Date.now() - (clock.now() - ms),
   ) {}
 
   /**
    * socket(2): a new file over a new Endpoint of `netstack`, or -errno as Linux answers for bad arguments.
    * `type` may carry SOCK_NONBLOCK and SOCK_CLOEXEC; they are the caller's (fd flags), not the file's.
    */
-  static open(netstack: Netstack, clock: Clock, domain: number, type: number, protocol: number): SocketFile | number {
+  static open(netstack: Netstack, clock: Clock, domain: number, type: number, protocol: number, wallTime?: (stackMs: number) => number): SocketFile | number {
     const base = type & 0xf;
     if (type & ~(0xf | L.SOCK_NONBLOCK | L.SOCK_CLOEXEC)) return -EINVAL;
     if (domain !== L.AF_INET && domain !== L.AF_INET6) return -EAFNOSUPPORT;
@@ -153,12 +155,12 @@ export class SocketFile {
     if (!kind) return -EINVAL;
     const ep = netstack.socket(domain === L.AF_INET ? 4 : 6, kind, protocol);
     if (isError(ep)) return neg(ep);
-    return new SocketFile(ep, domain, base, protocol || ep.protocol, clock);
+    return new SocketFile(ep, domain, base, protocol || ep.protocol, clock, wallTime);
   }
 
   /** A file of this socket's kind over `ep` (a connection accepted from this listener). */
   sibling(ep: Endpoint): SocketFile {
-    return new SocketFile(ep, this.domain, this.type, this.protocol, this.clock);
+    return new SocketFile(ep, this.domain, this.type, this.protocol, this.clock, this.wallTime);
   }
 
   /** A sockaddr from the program as an Endpoint address, or -errno (EINVAL short, EAFNOSUPPORT wrong family). */
@@ -368,6 +370,25 @@ export class SocketFile {
   private recvErrQueue(msg: MsgHdr): number {
     const ee = this.ep.takeQueuedError?.();
     if (!ee) return -EAGAIN;
+    // A transmit timestamp report: sock_recv_timestamp's SCM_TIMESTAMPING (struct scm_timestamping, the software
+    // stamp in ts[0]) comes before the IP_RECVERR; the packet it loops back is not kept, only its length, so the
+    // call copies nothing and says MSG_TRUNC when that packet would not have fitted the buffers.
+    let stamp: Uint8Array | undefined;
+    if (ee.timestamp !== undefined || ee.looped !== undefined) {
+      stamp = new Uint8Array(CMSG_HDR + 48);
+      const sv = new DataView(stamp.buffer);
+      sv.setBigUint64(0, BigInt(CMSG_HDR + 48), true);
+      sv.setInt32(8, L.SOL_SOCKET, true);
+      sv.setInt32(12, L.SCM_TIMESTAMPING, true);
+      if (ee.timestamp !== undefined) {
+        const wall = this.wallTime(ee.timestamp);
+        const sec = Math.floor(wall / 1000);
+        sv.setBigInt64(CMSG_HDR, BigInt(sec), true);
+        sv.setBigInt64(CMSG_HDR + 8, BigInt(Math.round((wall - sec * 1000) * 1e6)), true);
+      }
+      const room = msg.iov.reduce((n, b) => n + b.length, 0);
+      if ((ee.looped ?? 0) > room) msg.flags |= L.MSG_TRUNC;
+    }
     const v6 = this.domain === L.AF_INET6;
     const body = new Uint8Array(16 + (v6 ? SOCKADDR_IN6_LEN : SOCKADDR_IN_LEN));
     const bv = new DataView(body.buffer);
@@ -386,19 +407,25 @@ export class SocketFile {
     msg.namelen = 0;
     msg.flags |= L.MSG_ERRQUEUE;
     const c = msg.control;
-    const room = c?.length ?? 0;
-    if (room < CMSG_HDR) {
-      msg.flags |= L.MSG_CTRUNC;
-      msg.controllen = 0;
-      return 0;
+    let at = 0;
+    // put_cmsg for each message in turn: one that does not fit whole is cut (MSG_CTRUNC), the rest dropped.
+    for (const [m, len] of stamp ? [[stamp, stamp.length], [cmsg, CMSG_HDR + body.length]] as const : [[cmsg, CMSG_HDR + body.length]] as const) {
+      const room = (c?.length ?? 0) - at;
+      if (room < CMSG_HDR) {
+        msg.flags |= L.MSG_CTRUNC;
+        break;
+      }
+      const n = Math.min(room, m.length);
+      c!.set(m.subarray(0, n), at);
+      if (n < len) {
+        msg.flags |= L.MSG_CTRUNC;
+        new DataView(c!.buffer, c!.byteOffset + at, n).setBigUint64(0, BigInt(n), true);
+        at += n;
+        break;
+      }
+      at += n;
     }
-    const n = Math.min(room, cmsg.length);
-    c!.set(cmsg.subarray(0, n));
-    if (n < CMSG_HDR + body.length) {
-      msg.flags |= L.MSG_CTRUNC;
-      new DataView(c!.buffer, c!.byteOffset, c!.byteLength).setBigUint64(0, BigInt(n), true);
-    }
-    msg.controllen = n;
+    msg.controllen = at;
     return 0;
   }
 

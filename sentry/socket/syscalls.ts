@@ -56,6 +56,8 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
   constructor(
     private readonly netstack: Netstack,
     private readonly clock: Clock,
+    /** CLOCK_REALTIME (ms) of an instant on the stack's clock (SCM_TIMESTAMPING); by default from Date.now(). */
+    private readonly wallTime?: (stackMs: number) => number,
   ) {
     super();
   }
@@ -113,7 +115,7 @@ export class SocketLayer extends SocketReadWrite implements SocketSyscalls {
   private readonly calling = new Set<SocketEntry>();
 
   socket(domain: number, type: number, protocol: number): number {
-    const file = SocketFile.open(this.netstack, this.clock, domain, type, protocol);
+    const file = SocketFile.open(this.netstack, this.clock, domain, type, protocol, this.wallTime);
     if (typeof file === 'number') return file;
     return this.installSocket(file, type);
   }

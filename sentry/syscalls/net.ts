@@ -43,10 +43,11 @@ const ENOPROTOOPT = 92;
  * SO_ZEROCOPY is refused here as a kernel without it refuses it (ENOPROTOOPT, how programs detect the feature):
  * a sandboxed program's sends and its recvmsg(MSG_ERRQUEUE) run natively on its end of the Sentry's AF_UNIX pair,
  * so the netstack's completions would never reach it, and a program waiting for them before reusing a buffer
- * would wait forever. Programs then send as usual (copying), which is what tsvisor does anyway.
+ * would wait forever. Programs then send as usual (copying), which is what tsvisor does anyway. SO_TIMESTAMPING's
+ * transmit reports go on the same error queue and are refused for the same reason.
  */
 function zeroCopyOption(level: number, name: number): boolean {
-  return level === L.SOL_SOCKET && name === L.SO_ZEROCOPY;
+  return level === L.SOL_SOCKET && (name === L.SO_ZEROCOPY || name === L.SO_TIMESTAMPING);
 }
 /** How many bytes of an option value are read at most (the largest option is TCP_INFO's 248). */
 const OPT_MAX = 512;

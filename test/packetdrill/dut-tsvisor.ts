@@ -88,6 +88,8 @@ export function netstackShell(netstack: Netstack, restore: Map<string, { key: st
 const flush = () => new Promise<void>((r) => setImmediate(r));
 /** Timers fired at one virtual instant before the DUT is declared stuck in a loop. */
 const MAX_STEPS = 200_000;
+/** CLOCK_REALTIME (ms) at the virtual clock's 0, for the kernel timestamps the socket layer reports. */
+const WALL_EPOCH_MS = Date.UTC(2026, 0, 1);
 
 class TsvisorDut implements Dut {
   readonly name = 'tsvisor' as const;
@@ -104,7 +106,7 @@ class TsvisorDut implements Dut {
 
   constructor(cfg: DutConfig) {
     ({ endpoints: this.endpoints, netstack: this.netstack, link: this.link, frames: this.frames } = netstackOnChannel(cfg, this.clock, () => this.now(), 'tsvisor DUT'));
-    this.sys = new SocketLayer(this.netstack, this.clock);
+    this.sys = new SocketLayer(this.netstack, this.clock, (ms) => WALL_EPOCH_MS + ms);
   }
 
   start(): void {
@@ -113,6 +115,10 @@ class TsvisorDut implements Dut {
 
   now(): number {
     return this.clock.now() - this.t0;
+  }
+
+  scriptTimeOfRealtime(realtimeMs: number): number {
+    return realtimeMs - WALL_EPOCH_MS - this.t0;
   }
 
   /** Fires timers one deadline at a time up to script time `t` (or until `stop()`), letting promises settle between. */

@@ -52,6 +52,7 @@ import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { LazyTimer } from './timer.ts';
 import { compactable } from './timewait.ts';
 import { ZeroCopy } from './zerocopy.ts';
+import { TX_RECORD_MASK, TxTimestamps } from './tstamp.ts';
 import { EcnState } from './ecn.ts';
 
 /** tcp(7): corked output waits at most this long. */
@@ -199,8 +200,12 @@ export class TcpEndpoint implements Endpoint {
   stateSince: number;
   /** The keep-alive timer (SO_KEEPALIVE). */
   readonly ka: Keepalive;
+  /** The error queue (Linux's sk_error_queue), read with recvmsg(MSG_ERRQUEUE): zero-copy completions, timestamps. */
+  readonly errQueue: ExtendedError[] = [];
   /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue. */
-  readonly zc = new ZeroCopy();
+  readonly zc = new ZeroCopy(this.errQueue);
+  /** SO_TIMESTAMPING: send calls' marked bytes and their reports on the error queue. */
+  readonly ts = new TxTimestamps(this.errQueue);
   /** ECN negotiated and what it owes (RFC 3168, ecn.ts). */
   readonly ecn = new EcnState();
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
@@ -282,7 +287,7 @@ export class TcpEndpoint implements Endpoint {
       if (this.listener && this.listener.acceptQueue.length > 0) ev |= EventIn;
       return ev & mask;
     }
-    if (this.softError || this.zc.queued) ev |= EventErr;
+    if (this.softError || this.errQueue.length > 0) ev |= EventErr;
     if ((this.rcvShut && this.sndShut) || this.state === State.Closed) ev |= EventHUp;
     if (this.rcvShut) ev |= EventIn | EventRdHUp;
     // Linux's tcp_poll: a passive Fast Open child is readable and writable before its handshake completes, and
@@ -638,6 +643,8 @@ export class TcpEndpoint implements Endpoint {
     // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
     snd.queued(n - this.queuedEarly, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags);
     this.queuedEarly = 0;
+    // tcp_tx_timestamp: the call's last byte carries the timestamp request, before the call's push sends it.
+    if (this.ts.flags & TX_RECORD_MASK) this.ts.wrote(snd.bytesAcked + snd.buf.length, snd.skbs.tailStart());
     // MSG_MORE corks this call's push only (Linux's tcp_push with TCP_NAGLE_CORK); what an ACK later releases is
     // judged by Nagle alone, as tcp_data_snd_check pushes with the socket's own nonagle.
     this.moreCork = !!opts?.more;
@@ -769,7 +776,7 @@ export class TcpEndpoint implements Endpoint {
   }
 
   takeQueuedError(): ExtendedError | undefined {
-    return this.zc.take();
+    return this.errQueue.shift();
   }
 
   takeError(): NetError | undefined {
@@ -1119,6 +1126,7 @@ export class TcpEndpoint implements Endpoint {
     this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
     this.snd.buf.clear();
     if (this.zc.purge(this.orphaned)) this.waiter.notify(EventErr);
+    this.ts.clear();
     this.rcv.ooo.clear();
     this.leaveFastOpenQueue();
     if (this.parent?.listener) {

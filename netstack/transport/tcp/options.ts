@@ -10,6 +10,7 @@ import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { KEY_SIZE, TFO_CLIENT_ENABLE } from './fastopen.ts';
 import { State } from './state.ts';
+import { SOF_TIMESTAMPING_MASK, SOF_TIMESTAMPING_OPT_ID, SOF_TIMESTAMPING_OPT_ID_TCP } from './tstamp.ts';
 import { sendAck } from './output.ts';
 
 // Linux's TCP_MIN_MSS and MAX_TCP_WINDOW bounds for TCP_MAXSEG.
@@ -98,6 +99,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.reusePort ? 1 : 0;
     case 'SO_ZEROCOPY':
       return ep.zc.enabled ? 1 : 0;
+    case 'SO_TIMESTAMPING':
+      return ep.ts.flags;
     case 'IPV6_V6ONLY':
       return ep.family === 6 ? (ep.v6only ? 1 : 0) : Err.ProtocolNotAvailable;
     case 'SO_LINGER':
@@ -219,6 +222,20 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, 0, 1);
       if (typeof n !== 'number') return n;
       ep.zc.enabled = n === 1;
+      return undefined;
+    }
+    case 'SO_TIMESTAMPING': {
+      // Linux's sock_set_timestamping: only known flags; OPT_ID_TCP only with OPT_ID; a TCP key base needs a
+      // connection (not CLOSE or LISTEN).
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      if (n & ~SOF_TIMESTAMPING_MASK) return Err.InvalidArgument;
+      if (n & SOF_TIMESTAMPING_OPT_ID_TCP && !(n & SOF_TIMESTAMPING_OPT_ID)) return Err.InvalidArgument;
+      if (n & SOF_TIMESTAMPING_OPT_ID && !(ep.ts.flags & SOF_TIMESTAMPING_OPT_ID) && (ep.state === State.Closed || ep.state === State.Listen)) {
+        return Err.InvalidArgument;
+      }
+      const snd = ep.snd;
+      ep.ts.set(n, snd.bytesAcked, snd.bytesAcked + snd.buf.length);
       return undefined;
     }
     case 'SO_REUSEADDR':

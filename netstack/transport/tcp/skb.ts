@@ -89,6 +89,13 @@ export class SkbQueue {
     if (!more || w > this.pushed + halfWindow) this.mark(tail, w);
   }
 
+  /** Stream offset where the last skb starts (Infinity when none is held). */
+  tailStart(): number {
+    const t = this.ends.length - 1;
+    if (t < this.head) return Infinity;
+    return t > this.head ? this.ends[t - 1]! : this.startOfHead;
+  }
+
   /**
    * Bytes a write may still add to the tail skb without starting a new one (tcp_sendmsg_locked's `copy` before
    * new_segment): room up to `sizeGoal` in an unsent tail (starting at or after `sentEnd`) not closed by EOR.

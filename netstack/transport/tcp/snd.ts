@@ -156,6 +156,7 @@ export class Sender {
     this.bytesAcked += n;
     this.skbs.release(this.bytesAcked);
     if (this.ep.zc.acked(this.bytesAcked)) this.ep.waiter.notify(EventErr);
+    if (this.ep.ts.active && this.ep.ts.acked(this.bytesAcked, this.ep.clock.now())) this.ep.waiter.notify(EventErr);
   }
 
   /**
@@ -521,6 +522,10 @@ export class Sender {
       if (this.ep.sackOk) this.rack.record(at, end, this.ep.clock.now(), retransmit);
       at = end;
     } while (left > 0);
+    // SO_TIMESTAMPING: the packet holding a marked byte passed the queueing layer and went to the device.
+    if (this.ep.ts.active && len > 0 && this.ep.ts.sent(this.offsetOf(s), this.offsetOf(s) + len, this.ep.clock.now())) {
+      this.ep.waiter.notify(EventErr);
+    }
   }
 
   /**

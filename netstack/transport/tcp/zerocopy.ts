@@ -33,8 +33,11 @@ export class ZeroCopy {
   /** The id the next zerocopy send takes (Linux's sk_zckey), an unsigned 32-bit counter that wraps. */
   private key = 0;
   private readonly pending: Pending[] = [];
-  /** The error queue: completions not yet read with MSG_ERRQUEUE, oldest first. */
-  private readonly queue: { lo: number; hi: number }[] = [];
+
+  constructor(
+    /** The socket's error queue (shared with transmit timestamps): entries not yet read with MSG_ERRQUEUE, oldest first. */
+    private readonly queue: ExtendedError[],
+  ) {}
 
   /** Whether another zerocopy send would exceed the socket's budget of completions in flight (ENOBUFS). */
   full(): boolean {
@@ -83,26 +86,16 @@ export class ZeroCopy {
    * fits 32 bits (Linux's skb_zerocopy_notify_extend).
    */
   private complete(lo: number, len: number): void {
-    const tail = this.queue[this.queue.length - 1];
-    if (tail && ((tail.hi + 1) >>> 0) === lo) {
-      const merged = ((tail.hi - tail.lo) >>> 0) + 1 + len;
+    const n = this.queue.length;
+    const tail = this.queue[n - 1];
+    if (tail && tail.origin === SO_EE_ORIGIN_ZEROCOPY && ((tail.data + 1) >>> 0) === lo) {
+      const merged = ((tail.data - tail.info) >>> 0) + 1 + len;
       if (merged < 2 ** 32) {
-        tail.hi = (tail.hi + len) >>> 0;
+        this.queue[n - 1] = { ...tail, data: (tail.data + len) >>> 0 };
         return;
       }
     }
-    this.queue.push({ lo, hi: (lo + len - 1) >>> 0 });
-  }
-
-  /** Whether the error queue holds a completion (POLLERR). */
-  get queued(): boolean {
-    return this.queue.length > 0;
-  }
-
-  /** Takes the oldest completion off the error queue as a sock_extended_err, or undefined when it is empty. */
-  take(): ExtendedError | undefined {
-    const c = this.queue.shift();
-    if (!c) return undefined;
-    return { errno: 0, origin: SO_EE_ORIGIN_ZEROCOPY, type: 0, code: SO_EE_CODE_ZEROCOPY_COPIED, info: c.lo, data: c.hi };
+    // ee_info and ee_data hold the first and last id of the range.
+    this.queue.push({ errno: 0, origin: SO_EE_ORIGIN_ZEROCOPY, type: 0, code: SO_EE_CODE_ZEROCOPY_COPIED, info: lo, data: (lo + len - 1) >>> 0 });
   }
 }

@@ -880,3 +880,25 @@ t.test('MSG_ZEROCOPY sends in flight beyond the budget → ENOBUFS; a plain send
   t.equal(w.a.sendto(c, new Uint8Array(1), L.MSG_ZEROCOPY, null), -105, 'ENOBUFS');
   t.equal(w.a.sendto(c, new Uint8Array(1), 0, null), 1);
 });
+
+t.test('SO_TIMESTAMPING report: SCM_TIMESTAMPING (software stamp in ts[0]) then IP_RECVERR, MSG_TRUNC for the looped packet', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const { c } = await connected(w, L.SOCK_NONBLOCK);
+  // TX_SCHED | SOFTWARE | OPT_ID: a SCHED report with a time, keys from here.
+  t.equal(w.a.setsockopt(c, L.SOL_SOCKET, L.SO_TIMESTAMPING, intOpt((1 << 8) | (1 << 4) | (1 << 7))), 0);
+  const before = Date.now();
+  t.equal(w.a.sendto(c, new Uint8Array(100), 0, null), 100);
+  await w.pump(1);
+  const msg = { name: null, namelen: 0, iov: [new Uint8Array(0)], flags: 0, control: new Uint8Array(128), controllen: 0 };
+  t.equal(w.a.recvmsg(c, msg, L.MSG_ERRQUEUE), 0);
+  t.equal(msg.flags, L.MSG_ERRQUEUE | L.MSG_TRUNC, 'the looped packet did not fit the empty buffer');
+  t.equal(msg.controllen, 64 + 48);
+  const v = new DataView(msg.control.buffer);
+  t.same([Number(v.getBigUint64(0, true)), v.getInt32(8, true), v.getInt32(12, true)], [64, L.SOL_SOCKET, L.SCM_TIMESTAMPING]);
+  const wall = Number(v.getBigInt64(16, true)) * 1000 + Number(v.getBigInt64(24, true)) / 1e6;
+  t.ok(wall >= before - 1000 && wall <= Date.now() + 1000, `ts[0] ${wall} is CLOCK_REALTIME of the send`);
+  t.same([v.getBigInt64(32, true), v.getBigInt64(48, true)], [0n, 0n], 'no hardware stamps');
+  t.same([v.getInt32(72, true), v.getInt32(76, true)], [L.SOL_IP, L.IP_RECVERR]);
+  t.same([v.getUint32(80, true), v.getUint8(84), v.getUint32(88, true), v.getUint32(92, true)], [42, 4, 1, 99], 'ENOMSG, ORIGIN_TIMESTAMPING, SCM_TSTAMP_SCHED, key 99');
+});

@@ -247,7 +247,19 @@ export class TcpEndpoint implements Endpoint {
 
   /** TCP_CORK or a MSG_MORE write is holding back partial segments. */
   get corked(): boolean {
-    return this.cork || this.moreCork;
+    return (this.cork || this.moreCork) && !this.naglePush;
+  }
+
+  /**
+   * Linux's TCP_NAGLE_PUSH: setting TCP_NODELAY (or clearing TCP_CORK with it set) sends what is queued even past
+   * TCP_CORK, until the next write adds an skb.
+   */
+  private naglePush = false;
+
+  /** Sends what is queued now, cork or not (TCP_NODELAY set, or TCP_CORK cleared with TCP_NODELAY on). */
+  pushQueued(): void {
+    this.naglePush = true;
+    this.push();
   }
 
   /** The sender held a partial segment back for corking: tcp(7)'s 200 ms ceiling then sends it anyway. */
@@ -615,6 +627,7 @@ export class TcpEndpoint implements Endpoint {
   }
 
   private writeHeld(data: Uint8Array, opts?: WriteOptions): number | NetError {
+    this.naglePush = false;
     if (opts?.fastOpen || this.deferConnect) {
       const r = this.fastOpenWrite(data, opts?.to);
       if (r !== null) return r;

@@ -148,15 +148,16 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const b = bool(value);
       if (typeof b !== 'boolean') return b;
       ep.nodelay = b;
-      // Linux pushes whatever Nagle was holding back.
-      if (b) ep.push();
+      // Linux pushes whatever Nagle or the cork was holding back (TCP_NAGLE_PUSH).
+      if (b) ep.pushQueued();
       return undefined;
     }
     case 'TCP_CORK': {
       const b = bool(value);
       if (typeof b !== 'boolean') return b;
       ep.cork = b;
-      if (!b) ep.push();
+      if (!b && ep.nodelay) ep.pushQueued();
+      else if (!b) ep.push();
       return undefined;
     }
     case 'TCP_MAXSEG': {

@@ -235,6 +235,21 @@ t.test('ESTABLISHED TCP_NODELAY → small writes go out at once; TCP_CORK holds 
   t.equal(ep.stats.corkCeilingFlushes, 1, 'the ceiling flush is counted, the uncork before it not');
 });
 
+t.test('ESTABLISHED corked, TCP_NODELAY set → what the cork held goes out at once; the next write is corked again (TCP_NAGLE_PUSH)', async (t) => {
+  const { h, ep, snd } = established();
+  ep.setOption('TCP_CORK', 1);
+  ep.write(pattern(40));
+  h.advance(50);
+  ep.write(pattern(40));
+  h.expectNone(10);
+  ep.setOption('TCP_NODELAY', 1);
+  h.expect({ flags: A | TCP_PSH, seq: snd, len: 80 });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 80 });
+  ep.write(pattern(40));
+  h.expectNone(100);
+  t.equal(ep.getOption('TCP_CORK'), 1, 'the cork stays');
+});
+
 t.test('ESTABLISHED large write → MSS-sized segments within IW10 in GSO packets (PSH on the last of each), rest after ACKs', async (t) => {
   const { h, ep, snd } = established();
   const data = pattern(20 * 1460);

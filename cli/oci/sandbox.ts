@@ -216,6 +216,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   mark('checked');
   const rid = newRunId();
   const names = runNames(rid);
+  // A pod's container shares its sandbox's stack: its program runs in the pod program's network namespace and the
+  // pod's Sentry serves it (cli/oci/pod.ts); the namespace paths config.json gives are the pod's.
+  const podId = podSandboxId(spec, c.id);
+  const pod = podId === undefined ? undefined : findPod(c.root, podId);
   const base: ContainerState = {
     ociVersion: spec.ociVersion,
     id: c.id,
@@ -229,12 +233,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     sentryStart: startTime(process.pid),
     control: c.controlPath(),
     runId: rid,
+    ...(pod ? { pod: pod.id } : {}),
   };
-  // A pod's container shares its sandbox's stack: its program runs in the pod program's network namespace and the
-  // pod's Sentry serves it (cli/oci/pod.ts); the namespace paths config.json gives are the pod's.
-  const podId = podSandboxId(spec, c.id);
-  const pod = podId === undefined ? undefined : findPod(c.root, podId);
-  c.write(pod ? { ...base, pod: pod.id } : base);
+  c.write(base);
 
   // linux.cgroupsPath: the Sentry (and a warm start's keeper, the pid the engine reads the cgroup through) moves in
   // before anything else starts, so that the helper, bwrap and the program are born there. Removed by `delete`,

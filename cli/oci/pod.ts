@@ -10,10 +10,11 @@
  * to the pod's Sentry over its control socket, as `exec` hands an exec'd program's: one netstack serves the pod.
  * The container keeps its own Sentry process for its OCI life cycle (gate, state, kill, exit status, delete).
  */
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError } from '../errors.ts';
 import { type Spec, loadSpec } from './spec.ts';
-import { type ContainerState, ContainerDir, alive } from './state.ts';
+import { type ContainerState, ContainerDir, alive, listContainers, live } from './state.ts';
 
 /** The annotations that make a container one of a pod's, by engine: [container type, sandbox id]. */
 const POD_ANNOTATIONS: readonly [string, string][] = [
@@ -36,6 +37,35 @@ export function isPodSandbox(spec: Spec): boolean {
   return POD_ANNOTATIONS.some(([type]) => a[type] === 'sandbox');
 }
 
+/**
+ * The container of ours under `root` that owns network namespace `path` (Docker's and podman's `--network
+ * container:X` give /proc/<X's pid>/ns/net; a CRI without pod annotations names the pod's the same way): its
+ * Sentry serves that namespace's interface, so the new container is one of its pod. The host's namespace is
+ * nobody's. Undefined when no live container of ours owns it.
+ */
+export function netnsOwner(root: string, path: string, self: string, hostIno: number): string | undefined {
+  let ino: number;
+  try {
+    ino = statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+  if (ino === hostIno) return undefined;
+  const byPid = /^\/proc\/(\d+)\/ns\/net$/.exec(path);
+  for (const dir of listContainers(root)) {
+    if (dir.id === self) continue;
+    const raw = dir.readRaw();
+    if (!raw || live(raw).status === 'stopped' || !raw.initPid) continue;
+    if (byPid && (Number(byPid[1]) === raw.pid || Number(byPid[1]) === raw.sentryPid)) return raw.pod ?? dir.id;
+    try {
+      if (raw.netns && statSync(raw.netns).ino === ino) return raw.pod ?? dir.id;
+    } catch {
+      // its namespace is gone
+    }
+  }
+  return undefined;
+}
+
 /** A running pod sandbox, as its containers need it. */
 export interface Pod {
   id: string;
@@ -45,6 +75,8 @@ export interface Pod {
   network: 'sandbox' | 'host' | 'none';
   /** The network namespace of the pod's program: where its containers' programs run. */
   netns: string;
+  /** The namespace file whose interface the pod's Sentry took over (none: host mode): its containers' pids live there. */
+  linkNetns?: string;
   /** The hostname the pod's program sees. */
   hostname?: string;
   /** Whether the pod's Sentry is still there (a container goes with its pod). */
@@ -70,6 +102,7 @@ export function findPod(root: string, podId: string): Pod {
     control: s.control,
     network: s.network ?? 'sandbox',
     netns: join('/proc', String(s.initPid), 'ns/net'),
+    linkNetns: s.netns,
     hostname,
     alive: () => alive(s.pid, s.sentryStart) && alive(s.initPid),
   };

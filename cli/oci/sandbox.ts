@@ -28,7 +28,7 @@ import type { RunNetwork } from '../run-network.ts';
 import type { NetworkMode, RunOptions } from '../run.ts';
 import { CGROUPS_FILE, ContainerCgroup } from './cgroups.ts';
 import { runHooks } from './hooks.ts';
-import { type Pod, findPod, isPodSandbox, podSandboxId, unsharedWithPod } from './pod.ts';
+import { type Pod, findPod, isPodSandbox, netnsOwner, podSandboxId, unsharedWithPod } from './pod.ts';
 import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
 import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
 
@@ -218,7 +218,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   const names = runNames(rid);
   // A pod's container shares its sandbox's stack: its program runs in the pod program's network namespace and the
   // pod's Sentry serves it (cli/oci/pod.ts); the namespace paths config.json gives are the pod's.
-  const podId = podSandboxId(spec, c.id);
+  // So does one given the network namespace of another container of ours (`--network container:X`): X's Sentry
+  // owns its interface.
+  const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  const podId = podSandboxId(spec, c.id) ?? (netEntry?.path ? netnsOwner(c.root, netEntry.path, c.id, opts.hostNetnsIno) : undefined);
   const pod = podId === undefined ? undefined : findPod(c.root, podId);
   const base: ContainerState = {
     ociVersion: spec.ociVersion,
@@ -259,7 +262,6 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
 
   // The network: config.json's namespace, or one of our own; the host's when the spec shares it. A global
   // --network=host (runsc's) keeps the container's namespace with the kernel's stack in it, as runsc's does.
-  const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
   let mode: NetworkMode = opts.network ?? 'sandbox';
   let linkRef: string | undefined;
   let hostNs = !netEntry && !pod;
@@ -295,6 +297,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   undo.push(() => home.close());
   const inHome = <T>(fn: () => T): T => home.enter(fn);
   if (linkRef !== undefined) enterNetns(netnsFile(linkRef));
+  // A pod's container lives where the pod's Sentry does: /proc/PID/ns/net is the pod's, as under runc.
+  else if (pod?.linkNetns) enterNetns(pod.linkNetns);
   mark('netns');
   log(`container ${c.id}: run id ${rid}, network ${mode}${linkRef ? ` (${linkRef})` : ''}`);
 
@@ -390,7 +394,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   const initPid = sandbox.programPid();
   // Hooks saw this process (it is in the container's network namespace); the engine waits for the keeper.
   const waited = io.keeper ? { pid: io.keeper.pid, sentryStart: startTime(io.keeper.pid), sentryPid: process.pid, sentryPidStart: base.sentryStart } : {};
-  const created: ContainerState = { ...base, ...waited, status: 'created', initPid, network: mode };
+  const netnsHere = pod ? pod.linkNetns : linkRef === undefined ? undefined : netnsFile(linkRef);
+  const created: ContainerState = { ...base, ...waited, status: 'created', initPid, network: mode, ...(netnsHere ? { netns: netnsHere } : {}) };
 
   c.write(created);
   log(`created: helper ${sandbox.pid}, program ${initPid}`);
@@ -450,7 +455,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
 
   keepCgroup = true;
   return {
-    netns: linkRef === undefined || pod ? undefined : netnsFile(linkRef),
+    netns: netnsHere,
     wait: async () => L.exitStatus(await exited),
     kill: () => sandbox.kill('SIGKILL'),
     finish: async () => {

@@ -41,6 +41,11 @@ export interface ContainerState {
   network?: 'sandbox' | 'host' | 'none';
   /** The id that names the container's namespaces (tsv-<runId>, tsv-<runId>-app). */
   runId?: string;
+  /**
+   * The network namespace file the container's pid lives in and whose interface its Sentry (or its pod's) took
+   * over: a container given this namespace shares that Sentry's stack (cli/oci/pod.ts).
+   */
+  netns?: string;
   /** A pod's container: the id of the pod sandbox whose Sentry serves its program (cli/oci/pod.ts). */
   pod?: string;
   /** The program's exit status once stopped (code, or 128+signal). */

@@ -36,11 +36,11 @@ function podNetwork(t: Test): void {
 }
 
 /** A bundle of a container of pod `pod` whose Sentry's pid is `podPid`, as containerd's CRI writes one. */
-function podContainer(t: Test, args: string[], pod = POD, podPid = 0): Bundle {
+function podContainer(t: Test, args: string[], pod = POD, podPid = 0, annotated = true): Bundle {
   return makeBundle(t, (cfg) => {
     cfg.process.args = args;
     delete cfg.hostname;
-    cfg.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': pod, 'io.kubernetes.cri.container-name': args[0] };
+    if (annotated) cfg.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': pod, 'io.kubernetes.cri.container-name': args[0] };
     cfg.linux.namespaces = [
       { type: 'pid' },
       { type: 'ipc', path: `/proc/${podPid}/ns/ipc` },
@@ -108,6 +108,16 @@ t.test('a pod: its containers share the sandbox container\'s netstack, each with
   t.ok(await waitStatus(cli, 'tpa-pod-cli', 'stopped'), 'the second container stops on its own');
   t.equal(rawState(cli, 'tpa-pod-cli')?.exitStatus, 7, 'with its program\'s status');
   t.equal((await oci(cli, ['delete', 'tpa-pod-cli'])).code, 0);
+
+  // Without the CRI's annotations, given the pod's network namespace by its pid (`--network container:X`).
+  const byNs = podContainer(t, ['wget', '-q', '-O', '-', 'http://127.0.0.1:8080/'], POD, podPid, false);
+  const c3 = await create(byNs, 'tpa-pod-byns');
+  t.equal(c3.call.code, 0, `a container given the pod's netns by path: ${c3.call.stderr}`);
+  t.equal(rawState(byNs, 'tpa-pod-byns')?.pod, POD, 'is found to be the pod\'s');
+  t.equal((await oci(byNs, ['start', 'tpa-pod-byns'])).code, 0);
+  t.equal((await c3.output).stdout, PAGE, 'and shares its loopback');
+  t.ok(await waitStatus(byNs, 'tpa-pod-byns', 'stopped'));
+  t.equal((await oci(byNs, ['delete', 'tpa-pod-byns'])).code, 0);
   t.ok(alive(podPid), 'the pod lives on');
   t.equal(fromPeer('http://198.18.150.2:8080/'), PAGE, 'and so does the web container');
 

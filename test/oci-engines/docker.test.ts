@@ -154,6 +154,28 @@ t.test('container to container on the bridge, both under the runtime', async (t)
   t.equal(got, 'hello from a tob container\n');
 });
 
+t.test('--network container:X: the second container shares the first one\'s stack (its loopback, its address)', async (t) => {
+  const server = await run(['-d', 'tob-busybox', 'httpd', '-f', '-p', '8080', '-h', '/www']);
+  if (!t.equal(server.code, 0, server.stderr)) return;
+  t.teardown(() => d.docker(['rm', '-f', server.id]));
+  let got = '';
+  for (let i = 0; i < 20 && got === ''; i++) {
+    const c = await run(['--rm', '--network', `container:${server.id}`, 'tob-busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:8080/']);
+    got = c.stdout;
+    if (got === '') await sleep(250);
+  }
+  t.equal(got, 'hello from a tob container\n', 'the server on the first container\'s loopback');
+  const out = await run(['--rm', '--network', `container:${server.id}`, 'tob-busybox', 'wget', '-q', '-O', '-', `http://${DOCKER_GATEWAY}:${hostPort}/shared`]);
+  t.equal(out.stdout, 'host saw GET /shared\n', `and the host through its eth0: ${out.stderr}`);
+  const ip = await inspect(server.id, '{{.NetworkSettings.IPAddress}}');
+  let body = '';
+  await waitFor(async () => {
+    body = await fetch(`http://${ip}:8080/`).then((res) => res.text(), () => '');
+    return body !== '';
+  }, 30000);
+  t.equal(body, 'hello from a tob container\n', 'the first container still serves on its address');
+});
+
 t.test('--network none: loopback works, the host is not reachable', async (t) => {
   const r = await run(['--rm', '--network', 'none', 'tob-busybox', 'sh', '-c',
     'httpd -p 127.0.0.1:80 -h /www && wget -q -O - http://127.0.0.1/ && ' +

@@ -17,13 +17,13 @@
  * event-loop turns, and a synchronous spin held every kept-alive HTTP response back by at least `busyPollUs`
  * (issue 15: a third of the kernel's requests per second).
  *
- * Send: `writeFrame` copies into a native queue, `flush()` sends it with one sendmmsg: the replies of a received
- * batch (ACKs, SYN-ACKs) at the batch's end, and what nobody flushed in the event loop's check phase
- * (setImmediate), so that everything the applications wrote in the microtasks and ticks after a batch goes in one
- * call: node:http answers a request and closes the connection a few ticks apart, and a microtask after the first
- * write sent each response and each FIN in a call of its own, each call waking the peer's receiver anew (issue 13:
- * 1.2 calls per new connection at 8 concurrent, 0.6 so). A full socket buffer keeps the rest queued until the fd
- * is writable. A caller that
+ * Send: `writeFrame` copies into a native queue, `flush()` sends it with one sendmmsg, and the event loop's check
+ * phase (setImmediate) flushes whatever nobody flushed: a received batch's replies (ACKs, SYN-ACKs) go in one call
+ * with everything the applications wrote in the microtasks and ticks after it. node:http answers a request and
+ * closes the connection a few ticks apart; a flush at the batch's end and a microtask after the first write sent
+ * the SYN-ACKs, each response and each FIN in calls of their own, each call waking the peer's receiver anew
+ * (issue 13: 1.2 calls per new connection at 8 concurrent, 0.3 so). A full socket buffer keeps the rest queued
+ * until the fd is writable. A caller that
  * builds its frame in the view `frameBuffer()` hands out (the next free queue slot) is queued without that copy.
  *
  * Offloads, by default off: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU
@@ -544,7 +544,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       this.polling = false;
       return;
     }
-    // What the last turn's frames caused is sent before this turn's are taken in: its flush is queued behind us.
+    // What the last turn's frames caused goes before this turn's are taken in (its flush may be queued after us).
     if (this.txCount > 0) this.flush();
     const now = performance.now();
     if (this.rxReady()) {
@@ -631,11 +631,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
       }
       r.release(off, i);
     }
-    // The batch's own replies (ACKs, SYN-ACKs) go at once; what the applications write after it, at scheduleFlush.
-    if (delivered > 0 && !this.closed) {
-      this.dispatcher?.deliverBatchEnd?.();
-      if (this.txCount > 0 && !this.closed) this.flush();
-    }
+    // The batch's own replies (ACKs, SYN-ACKs) go with what the applications write after it (scheduleFlush).
+    if (delivered > 0 && !this.closed) this.dispatcher?.deliverBatchEnd?.();
     return seen;
   }
 

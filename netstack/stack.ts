@@ -556,7 +556,8 @@ export class Stack implements NetworkLayer, StackInternals {
     for (const nic of this.nicMap.values()) {
       if (!nic.dirty) continue;
       nic.dirty = false;
-      nic.link.flush();
+      // A link that flushes by itself sends the batch's replies with what the applications write after it.
+      if (nic.link.flushesItself !== true) nic.link.flush();
     }
   }
 

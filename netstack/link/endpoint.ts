@@ -132,7 +132,7 @@ export interface LinkEndpoint {
   flush(): void;
   /**
    * The link sends what was queued by itself before the event loop's next turn (at the latest at the end of this
-   * one), so the stack schedules no flush of its own after a write outside a receive batch.
+   * one), so the stack flushes it neither after a write outside a receive batch nor at a batch's end.
    */
   readonly flushesItself?: boolean;
   /** Stops the link and releases its resources; idempotent. */

@@ -158,12 +158,21 @@ async function buildRoot(dir: string, z: Sizes): Promise<string> {
   return root;
 }
 
-/** The script both sides run, with DIR's paths under `r` ('' inside the sandbox); one "test ns amount" line per rep. */
-function script(r: string, z: Sizes): string {
+/**
+ * The script both sides run, with DIR's paths under `r` ('' inside the sandbox); one "test ns amount" line per rep.
+ * Each untar goes into a directory of its own (`work/<side><rep>`), all removed only after every side has run
+ * (in `rootfsRows`): DIR's file system is ext4 without a journal here, whose inode allocator steps over inodes
+ * freed in the last 60 s (300 s while their table block is dirty), reading each one's table block
+ * (`recently_deleted`). A `rm -rf` of 10,000 files between reps made every later untar pay that scan (it was a
+ * third of the Gofer's CPU), while the host's first rep, on a quiet table, did not.
+ */
+function script(r: string, z: Sizes, side: string): string {
   const lines: string[] = [];
   for (let i = 0; i < z.reps; i++) {
+    const u = `${r}/work/${side}${i}`;
+    const untar = `${r}/bin/mkdir ${u} && printf 'untar '; ${r}/bin/fsops time ${r}/bin/tar -xf ${r}/data/files.tar -C ${u}`;
     if (z.untarOnly) {
-      lines.push(`${r}/bin/mkdir ${r}/work/u && printf 'untar '; ${r}/bin/fsops time ${r}/bin/tar -xf ${r}/data/files.tar -C ${r}/work/u; ${r}/bin/rm -rf ${r}/work/u`);
+      lines.push(untar);
       continue;
     }
     lines.push(`printf 'seq-read '; ${r}/bin/fsops seqread ${r}/data/big`);
@@ -172,7 +181,7 @@ function script(r: string, z: Sizes): string {
     // and then stats them oldest first, the worst order for the FUSE side's least-recently-used bound (every
     // stat re-looks its file up once the tree has more files than the bound); xargs streams as GNU find does.
     lines.push(`printf 'find-stat '; ${r}/bin/fsops time ${r}/bin/sh -c '${r}/bin/find ${r}/data/many | ${r}/bin/xargs ${r}/bin/stat -c %s'`);
-    lines.push(`${r}/bin/mkdir ${r}/work/u && printf 'untar '; ${r}/bin/fsops time ${r}/bin/tar -xf ${r}/data/files.tar -C ${r}/work/u; ${r}/bin/rm -rf ${r}/work/u`);
+    lines.push(untar);
   }
   return lines.join('\n');
 }
@@ -198,11 +207,14 @@ async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Prom
   const root = await buildRoot(dir, z);
   log(`gofer bench: DIR ready (${z.size >> 20} MiB file, ${z.files} files, ${z.tarFiles}-file tarball)`);
   // Host, sandbox, host again: the machine is shared, so each side's best of its reps.
-  const host1 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z)], 600000);
+  const host1 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'h')], 600000);
   if (host1.code !== 0) throw new Error(`host run: ${host1.stderr.trim().split('\n')[0]}`);
-  const inside = await runAsync([...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', script('', z)], 900000);
+  const inside = await runAsync([...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', script('', z, 's')], 900000);
   if (inside.code !== 0) throw new Error(`tsvisor run --rootfs: status ${inside.code}: ${inside.stderr.trim().split('\n').slice(-2).join(' ')}`);
-  const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z)], 600000);
+  const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'k')], 600000);
+  rmSync(join(root, 'work'), { recursive: true, force: true }); // every side's untars (see `script`)
+  mkdirSync(join(root, 'work'), { mode: 0o777 });
+  chmodSync(join(root, 'work'), 0o777);
   const host = bestOf(host1.stdout + '\n' + host2.stdout, z);
   const sand = bestOf(inside.stdout, z);
   const rows: GoferRow[] = [];

@@ -269,7 +269,7 @@ export class Sender {
 
   /** The context congestion control sees. */
   ccContext(): CcContext {
-    return { mss: this.mss, now: this.ep.clock.now(), srtt: this.rtt.srtt, minRtt: this.rtt.minRtt };
+    return { mss: this.mss, now: this.ep.clock.now(), srtt: this.rtt.srtt, minRtt: this.rtt.minRtt, una: this.una, nxt: this.nxt };
   }
 
   /**
@@ -307,7 +307,8 @@ export class Sender {
       if (seq.lt(this.nxt, this.una)) this.nxt = this.una;
       // New data acknowledged: the next hop is reachable (RFC 4861 §7.3.1, Linux's tcp_ack → dst_confirm).
       this.ep.route?.confirmNeighbor?.(this.lastAckAt);
-      this.sampleRtt(ack, tsEcr);
+      const caRtt = this.sampleRtt(ack, tsEcr);
+      if (caRtt >= 0 && this.cc.onRttSample) this.cc.onRttSample(caRtt, this.ccContext());
       this.sb.advance(ack);
       this.timeouts = 0;
       this.rtt.backoffs = 0;
@@ -781,27 +782,47 @@ export class Sender {
     this.armPersist();
   }
 
-  private sampleRtt(ack: number, tsEcr: number | undefined): void {
-    if (this.ep.tsOk && tsEcr !== undefined && tsEcr !== 0) {
-      this.rtt.sample(seq.sub(this.ep.tsNow(), tsEcr));
-      return;
-    }
+  /**
+   * Takes this ACK's RTT samples: the estimator's (timestamps when on; else, with SACK, every ACK from the oldest
+   * segment it newly acknowledges, as Linux's tcp_clean_rtx_queue; else Karn's one timed segment), and returns
+   * congestion control's (Linux's ca_rtt_us, from the newest segment it newly acknowledges), or -1 for none. No
+   * sample from an ACK that covers a retransmission (Karn, per segment).
+   */
+  private sampleRtt(ack: number, tsEcr: number | undefined): number {
+    const now = this.ep.clock.now();
+    let ca = -1;
+    let oldest = -1;
     if (this.ep.sackOk) {
-      // Linux's tcp_clean_rtx_queue: every ACK of new data is a sample, from the send time of the oldest byte it
-      // newly acknowledges that was not SACKed before, unless it covers a retransmission (Karn, per skb).
-      let first = -1;
+      let newest = -1;
       for (const e of this.rack.entries) {
         if (!seq.lt(e.start, ack)) break;
-        if (e.retransmitted) return;
-        if (first < 0 && !e.delivered) first = e.at;
+        if (e.retransmitted) {
+          oldest = newest = -1;
+          break;
+        }
+        if (!e.delivered) {
+          if (oldest < 0) oldest = e.at;
+          newest = e.at;
+        }
       }
-      if (first >= 0) this.rtt.sample(this.ep.clock.now() - first);
-      return;
+      if (newest >= 0) ca = now - newest;
+    }
+    if (this.ep.tsOk && tsEcr !== undefined && tsEcr !== 0) {
+      const r = seq.sub(this.ep.tsNow(), tsEcr);
+      this.rtt.sample(r);
+      return this.ep.sackOk ? ca : r;
+    }
+    if (this.ep.sackOk) {
+      if (oldest >= 0) this.rtt.sample(now - oldest);
+      return ca;
     }
     if (this.rttSeq >= 0 && seq.gt(ack, this.rttSeq)) {
-      this.rtt.sample(this.ep.clock.now() - this.rttStart);
+      const r = now - this.rttStart;
+      this.rtt.sample(r);
       this.rttSeq = -1;
+      return r;
     }
+    return -1;
   }
 
   /** Forgets Karn timing (a retransmission makes the timed segment ambiguous). */

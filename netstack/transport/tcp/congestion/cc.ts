@@ -14,6 +14,10 @@ export interface CcContext {
   readonly srtt: number;
   /** Smallest RTT seen in milliseconds (Infinity before the first sample). */
   readonly minRtt: number;
+  /** SND.UNA after this ACK (rounds of HyStart). */
+  readonly una: number;
+  /** SND.NXT now. */
+  readonly nxt: number;
 }
 
 /** A congestion-control algorithm; windows are in bytes. */
@@ -26,6 +30,11 @@ export interface CongestionControl {
   ssthresh: number;
   /** New data was cumulatively acknowledged while not in loss recovery; `inFlight` is the flight before the ACK. */
   onAck(acked: number, inFlight: number, ctx: CcContext): void;
+  /**
+   * An ACK of new data gave an RTT sample (ms) from the newest segment it acknowledges, before onAck (Linux's
+   * pkts_acked with sample->rtt_us): what delay-based slow-start exits watch.
+   */
+  onRttSample?(rtt: number, ctx: CcContext): void;
   /** Loss was detected by duplicate ACKs or SACK: set ssthresh and the window to recover with (RFC 5681 §3.2). */
   onLoss(inFlight: number, ctx: CcContext): void;
   /** Fast recovery ended (the recovery point was acknowledged). */

@@ -4,7 +4,7 @@ import { Cubic } from '../../../../../netstack/transport/tcp/congestion/cubic.ts
 import { Reno } from '../../../../../netstack/transport/tcp/congestion/reno.ts';
 
 const MSS = 1000;
-const ctx = (now: number, srtt = 100): CcContext => ({ mss: MSS, now, srtt, minRtt: srtt });
+const ctx = (now: number, srtt = 100, una = 0, nxt = 0): CcContext => ({ mss: MSS, now, srtt, minRtt: srtt, una, nxt });
 
 /** Acks one full window per RTT for `rtts` round trips; returns cwnd after each. */
 function run(cc: CongestionControl, rtts: number, start = 0, rtt = 100): number[] {
@@ -66,4 +66,57 @@ t.test('CUBIC: loss multiplies by β = 0.7 and regrows concave toward W_max, the
   const w2 = cc.cwnd;
   cc.onLoss(cc.cwnd, ctx(9100));
   t.ok(cc.cwnd < w2, 'a second loss reduces again');
+});
+
+/**
+ * Slow start with cwnd 20 segments and one round of 2-segment ACKs 1 ms apart whose RTT samples are `rtts` (ms),
+ * after a first sample of `base` ms: as upstream cubic-hystart-delay-*. Returns [cwnd, ssthresh] in segments after
+ * each ACK.
+ */
+function hystartRound(base: number, rtts: number[]): Array<[number, number]> {
+  const c = new Cubic(MSS);
+  // The first sample comes at IW10, below hystart_low_window: it only sets the least delay.
+  c.onRttSample(base, ctx(0, base, 10_000, 30_000));
+  c.cwnd = 20 * MSS;
+  const out: Array<[number, number]> = [];
+  let una = 10_000;
+  rtts.forEach((r, i) => {
+    una += 2 * MSS;
+    const at = ctx(1000 + i, base, una, 30_000);
+    c.onRttSample(r, at);
+    c.onAck(2 * MSS, c.cwnd, at);
+    out.push([Math.floor(c.cwnd / MSS), c.ssthresh === Number.MAX_SAFE_INTEGER ? Infinity : c.ssthresh / MSS]);
+  });
+  return out;
+}
+
+t.test('Cubic HyStart delay: a round whose least RTT of 8 samples is ≥ min + 1/8 (4–16 ms) ends slow start at cwnd (Linux hystart_update)', async (t) => {
+  const out = hystartRound(200, [240, 241, 242, 243, 244, 245, 246, 247, 248, 249]);
+  t.same(out.slice(0, 8).map(([, ss]) => ss), Array(8).fill(Infinity), 'the first 8 samples are only counted');
+  t.same(out[8], [36, 36], 'the 9th checks: 240 > 200 + 16 → ssthresh = cwnd');
+  t.same(out[9], [36, 36], 'then congestion avoidance');
+});
+
+t.test('Cubic HyStart delay: RTTs within the threshold, or a drop in the minimum, do not end slow start', async (t) => {
+  t.same(hystartRound(200, [200, 201, 202, 203, 204, 205, 206, 207, 208, 209]).at(-1), [40, Infinity]);
+  t.same(hystartRound(200, [200, 201, 202, 203, 204, 205, 206, 207, 29, 209]).at(-1), [40, Infinity], 'min falls to 29 ms');
+});
+
+t.test('Cubic HyStart ACK train: ACKs ≤ 2 ms apart spanning half the least delay end slow start; below 16 segments nothing', async (t) => {
+  const c = new Cubic(MSS);
+  c.onRttSample(10, ctx(0, 10, 1000, 50_000));
+  c.cwnd = 20 * MSS;
+  let una = 1000;
+  let now = 100;
+  // A train from 100 ms: the round started at its first ACK; threshold (10 + 1) / 2 = 5.5 ms.
+  for (let i = 0; i < 7; i++) {
+    una += MSS;
+    c.onRttSample(10, ctx(now, 10, una, 50_000));
+    now += 1;
+  }
+  t.equal(c.ssthresh, c.cwnd, 'ended by the train after 6 ms');
+  const small = new Cubic(MSS);
+  small.onRttSample(10, ctx(0, 10, 1000, 50_000));
+  for (let i = 0; i < 20; i++) small.onRttSample(50, ctx(100 + i, 10, 1000 + i * MSS, 50_000));
+  t.equal(small.ssthresh, Number.MAX_SAFE_INTEGER, 'IW10 is below hystart_low_window');
 });

@@ -15,10 +15,13 @@
  * Sentry's marks then count from the hand-over and `warm` is 1; TSVISOR_OCI_WARM=0 in the environment measures
  * cold starts.
  *
- *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node | --front PATH]
+ * `--cgroup` gives the container a cgroupsPath and memory and pids limits, as Docker's cgroupfs driver does
+ * (`/ocs-calls/c`: runc and tsvisor each make and remove it; the Sentry's `cgroup` mark is tsvisor's share).
+ *
+ *   node --import tsx bench/oci-calls.ts [--runs 10] [--cli dist/cli/bin.js] [--no-runc] [--node | --front PATH] [--cgroup]
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { runcPath } from './oci-engines.ts';
@@ -33,6 +36,7 @@ if (!Number.isInteger(runs) || runs < 1) {
 const cli = argAt('--cli') > 0 ? process.argv[argAt('--cli') + 1]! : join(ROOT, 'dist/cli/bin.js');
 const withRunc = argAt('--no-runc') < 0;
 const viaNode = argAt('--node') > 0;
+const withCgroup = argAt('--cgroup') > 0;
 if (!existsSync(cli)) {
   process.stderr.write(`oci-calls: ${cli} does not exist (npm run build)\n`);
   process.exit(2);
@@ -63,6 +67,18 @@ const cleanup = () => {
   }
   rmSync(dir, { recursive: true, force: true });
   rmSync(run, { recursive: true, force: true });
+  // runc removes only the container's own cgroup: the parent both made.
+  if (withCgroup) {
+    for (const h of readdirSync('/sys/fs/cgroup')) {
+      for (const d of ['/ocs-calls/c', '/ocs-calls']) {
+        try {
+          rmdirSync(join('/sys/fs/cgroup', h, d));
+        } catch {
+          // not there, or not ours to remove
+        }
+      }
+    }
+  }
 };
 process.once('SIGINT', () => {
   cleanup();
@@ -94,6 +110,10 @@ nsenter --net=/proc/$pid/ns/net sh -c 'ip addr add 198.18.140.2/24 dev eth0 && i
   config.process.terminal = false;
   config.process.args = ['true'];
   config.hooks = { prestart: [{ path: hook }] };
+  if (withCgroup) {
+    config.linux.cgroupsPath = '/ocs-calls/c';
+    config.linux.resources = { memory: { limit: 512 * 1024 * 1024 }, pids: { limit: 1000 } };
+  }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 1));
   return dir;
 }

@@ -240,6 +240,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   };
   c.write(base);
 
+  // Started before the Sentry moves into the container's cgroup: the janitor outlives the Sentry by a moment, which
+  // must not keep that cgroup busy when the engine deletes it.
+  setJanitor(Janitor.start(removeCommands(rid)));
+
   // linux.cgroupsPath: the Sentry (and a warm start's keeper, the pid the engine reads the cgroup through) moves in
   // before anything else starts, so that the helper, bwrap and the program are born there. Removed by `delete`,
   // or here when create fails.
@@ -281,7 +285,6 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   // and the hooks run as child processes: sandbox and none, the one mode not known yet, load the same modules.
   const later = pod ? loadLater('host', false) : loadLater(mode, opts.strace);
   later.catch(() => {});
-  setJanitor(Janitor.start(removeCommands(rid)));
   if (!hostNs && !pod && linkRef === undefined) {
     addNetns(names.link);
     // Ours to remove when the container ends, whatever mode it got (the janitor covers only a dead Sentry; the
@@ -459,6 +462,9 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     wait: async () => L.exitStatus(await exited),
     kill: () => sandbox.kill('SIGKILL'),
     finish: async () => {
+      // The program is gone: what the Sentry starts from now on (the short-lived child that holds the packet sockets
+      // while the kernel releases them) must not keep the container's cgroup busy when the engine deletes it.
+      cgroup?.leave();
       for (const s of FORWARDED) process.off(s, forward);
       if (podWatch) clearInterval(podWatch);
       // A start (its poststart hooks) or an exec still being answered.

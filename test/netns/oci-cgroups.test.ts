@@ -4,6 +4,7 @@
 // made when missing (parents too) and removed by delete. The file's first create starts cold, the next ones are
 // handed to the warm Sentry the one before left. A plain absolute path, the systemd driver's slice:prefix:name
 // form and a path relative to the caller's cgroup; a path with '..' is refused with nothing left behind.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -42,6 +43,10 @@ function removeEverywhere(path: string): void {
   }
 }
 
+/** A prestart hook plugging a veth in as the container's eth0 (198.18.150.2/24), as Docker's network hook does. */
+const VETH_HOOK = `pid=$(sed -n 's/.*"pid": *\\([0-9]*\\).*/\\1/p'); ip link add tpa-c$pid type veth peer name eth0 netns $pid &&
+  nsenter --net=/proc/$pid/ns/net sh -c 'ip addr add 198.18.150.2/24 dev eth0 && ip link set eth0 up'`;
+
 const own = cgroupsOf(ME);
 const cases = [
   { name: 'a plain absolute path', cgroupsPath: `/tpa-cg-${ME}/c1`, path: () => `/tpa-cg-${ME}/c1`, top: `/tpa-cg-${ME}` },
@@ -55,6 +60,8 @@ for (const c of cases) {
     const id = `tpa-cg-${cases.indexOf(c)}-${ME}`;
     const b = makeBundle(t, (cfg) => {
       cfg.process.args = ['sleep', '60'];
+      // An interface for the netstack to take over (its packet sockets outlive the Sentry by a moment).
+      cfg.hooks = { prestart: [{ path: '/bin/sh', args: ['sh', '-c', VETH_HOOK] }] };
       cfg.linux.cgroupsPath = c.cgroupsPath;
       cfg.linux.resources = { memory: { limit: 384 * MIB }, pids: { limit: 300 }, cpu: { shares: 512 }, devices: [{ allow: false, access: 'rwm' }] };
     });
@@ -68,6 +75,11 @@ for (const c of cases) {
     const made = await create(b, id);
     t.equal(made.call.code, 0, `create: ${made.call.stderr}`);
     const s = rawState(b, id)!;
+    t.equal(s.network, 'sandbox', 'the netstack took eth0 over');
+    // The veth goes with the container's namespace (the kernel frees it a moment later): made sure of.
+    t.teardown(() => {
+      spawnSync('ip', ['link', 'del', `tpa-c${s.pid}`], { stdio: 'ignore' });
+    });
     t.equal(s.sentryPid !== undefined, warm, warm ? 'a warm start (keeper and Sentry)' : 'a cold start');
     const sentry = (s.sentryPid ?? s.pid) as number;
     const who: [string, number][] = [['the program', s.initPid as number], ['the Sentry', sentry]];
@@ -88,6 +100,7 @@ for (const c of cases) {
     t.ok(alive(s.initPid), 'the program runs');
     t.equal((await oci(b, ['kill', id, 'KILL'])).code, 0, 'kill');
     t.ok(await waitFor(() => !alive(sentry) && !alive(s.pid), 30000), 'the Sentry (and keeper) exit');
+    t.equal(file('memory', 'cgroup.procs'), '', 'nothing the Sentry started lingers in the cgroup (the janitor, the packet sockets\' holder)');
     const del = await oci(b, ['delete', id]);
     t.equal(del.code, 0, `delete: ${del.stderr}`);
     for (const [k, point] of MOUNTS) {

@@ -247,6 +247,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   // linux.cgroupsPath: the Sentry (and a warm start's keeper, the pid the engine reads the cgroup through) moves in
   // before anything else starts, so that the helper, bwrap and the program are born there. Removed by `delete`,
   // or here when create fails.
+  // (A CRI pod's: one joined by `--network container:X` has no pod cgroup above its own.)
+  const inPod = isPodSandbox(spec) || podSandboxId(spec, c.id) !== undefined;
   const cgroup = ContainerCgroup.make(spec.linux?.cgroupsPath, spec.linux?.resources, log);
   let keepCgroup = false;
   if (cgroup) {
@@ -257,9 +259,10 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
       cgroup.remove();
     });
     cgroup.join(process.pid);
-    // A pod's Sentry belongs to the pod (runsc puts its sandbox in the pod's cgroup too): the keeper at once, the
-    // Sentry once the program has been launched in the container's own.
-    if (io.keeper && !(isPodSandbox(spec) && cgroup.joinParent(io.keeper.pid))) cgroup.join(io.keeper.pid);
+    // A pod's Sentries belong to the pod (runsc puts its sandbox in the pod's cgroup too): the container's limits
+    // are its program's, the pod's stack and each container's life-cycle process are the pod's. The keeper at
+    // once, the Sentry once the program has been launched in the container's own.
+    if (io.keeper && !(inPod && cgroup.joinParent(io.keeper.pid))) cgroup.join(io.keeper.pid);
     log(`cgroup ${spec.linux!.cgroupsPath}: ${cgroup.dirs.length} hierarchies, ${cgroup.made.length} directories made`);
     mark('cgroup');
   }
@@ -380,7 +383,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     throw e;
   }
   for (const fd of STDIO) closeSync(fd);
-  if (cgroup && isPodSandbox(spec) && cgroup.joinParent(process.pid)) log('the Sentry serves the pod from its cgroup, the parent of the pause container\'s');
+  if (cgroup && inPod && cgroup.joinParent(process.pid)) log('the Sentry lives in the pod\'s cgroup, the parent of the container\'s');
   mark('launched');
   const exited = sandbox.wait();
   const sentries: Sentry[] = [];

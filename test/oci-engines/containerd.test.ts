@@ -92,7 +92,9 @@ t.test('CRI: a pod with runtime_handler tsvisor, as kubelet runs it for RuntimeC
     t.equal(memoryCgroup(podState.sentryPid ?? podState.pid), '/tob-kubepods/tob-pod-uid-1', 'the pod\'s Sentry is in the pod\'s cgroup');
     t.equal(memoryCgroup(podState.initPid), `/tob-kubepods/tob-pod-uid-1/${pod}`, 'pause is in its container\'s cgroup');
     t.equal(readFileSync(`/sys/fs/cgroup/cpu/tob-kubepods/tob-pod-uid-1/${pod}/cpu.shares`, 'utf8').trim(), '2', 'with kubelet\'s cpu.shares');
-    t.equal(memoryCgroup(runtimeState(ctr).initPid), `/tob-kubepods/tob-pod-uid-1/${ctr}`, 'the web program is in its container\'s cgroup');
+    const webState = runtimeState(ctr);
+    t.equal(memoryCgroup(webState.initPid), `/tob-kubepods/tob-pod-uid-1/${ctr}`, 'the web program is in its container\'s cgroup');
+    t.equal(memoryCgroup(webState.sentryPid ?? webState.pid), '/tob-kubepods/tob-pod-uid-1', 'its life-cycle process in the pod\'s');
   }
 
   const forty2 = await cri.runtime.ExecSync!({ container_id: ctr, cmd: ['sh', '-c', 'echo $((6*7)); hostname'], timeout: 30 });

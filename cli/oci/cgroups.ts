@@ -8,7 +8,8 @@
  * them (cli/oci/commands.ts, and the runtime's front, which answers most deletes).
  *
  * cgroupsPath is read as runc reads it: `slice:prefix:name` (the systemd driver's form) names the unit
- * `prefix-name.scope` under the slice, expanded as systemd does (`a-b.slice` → `/a.slice/a-b.slice`), and is
+ * `prefix-name.scope` (or `name` when it is a slice) under the slice, expanded as systemd does (`a-b.slice` →
+ * `/a.slice/a-b.slice`; none: `system.slice`), and is
  * made as that path in the cgroup file systems, systemd or not; an absolute path is taken from each hierarchy's
  * root; a relative one from the caller's cgroup; none gives no cgroup of its own (the caller's, as before).
  */
@@ -85,11 +86,11 @@ export function cgroupPath(cgroupsPath: string | undefined): { path: string; rel
   if (!cgroupsPath.startsWith('/') && parts.length === 3) {
     const [slice, prefix, name] = parts as [string, string, string];
     if (!name) throw new CliError(`cgroupsPath '${cgroupsPath}': slice:prefix:name needs a name`);
+    // runc's unit name: a slice by its own name, else a scope; put under the expanded parent slice.
     const unit = name.endsWith('.slice') ? name : `${prefix ? `${prefix}-` : ''}${name}.scope`;
+    if (unit.includes('/')) throw new CliError(`cgroupsPath '${cgroupsPath}': a unit name holds no '/'`);
     const parent = expandSlice(slice || 'system.slice');
-    // A unit slice sits under its own expansion: its parent slices come from its name.
-    const path = unit.endsWith('.slice') ? expandSlice(unit) : `${parent === '/' ? '' : parent}/${unit}`;
-    return { path, relative: false };
+    return { path: `${parent === '/' ? '' : parent}/${unit}`, relative: false };
   }
   const clean = cgroupsPath.split('/').filter((p) => p && p !== '.');
   if (clean.includes('..')) throw new CliError(`cgroupsPath '${cgroupsPath}' must not hold '..'`);

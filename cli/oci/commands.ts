@@ -374,7 +374,8 @@ function features(): Record<string, unknown> {
     linux: {
       namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'user', 'cgroup'],
       capabilities: CAPABILITIES,
-      cgroup: { v1: false, v2: false, systemd: false },
+      // cgroupsPath and resources through the cgroup file systems (cli/oci/cgroups.ts); systemd is never asked.
+      cgroup: { v1: true, v2: true, systemd: false, rdma: false },
       seccomp: {
         enabled: true,
         actions: ['SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_TRAP', 'SCMP_ACT_LOG', 'SCMP_ACT_TRACE'],

@@ -375,7 +375,8 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_unacked: synced ? Math.ceil(Math.max(0, seq.sub(snd.max, snd.una)) / mss) : 0,
     tcpi_sacked: Math.ceil(snd.sb.sacked / mss),
     tcpi_lost: 0,
-    tcpi_retrans: 0,
+    // Known per segment only where RACK logs transmissions (SACK); without SACK it stays 0.
+    tcpi_retrans: ep.sackOk ? snd.rack.retransOut(mss) : 0,
     tcpi_pmtu: ep.route ? ep.route.maxPayload() + (ep.route.remoteAddress.length === 4 ? 20 : 40) : 0,
     tcpi_rcv_ssthresh: rcv.limit,
     tcpi_rtt: Math.round(snd.rtt.srtt * 1000),

@@ -206,6 +206,16 @@ export class Rack {
     if (e && !e.delivered) e.lost = true;
   }
 
+  /**
+   * Segments retransmitted and neither acknowledged nor SACKed since (Linux's retrans_out, TCP_INFO's
+   * tcpi_retrans), counting a range as its MSS-sized segments.
+   */
+  retransOut(mss: number): number {
+    let n = 0;
+    for (const e of this.entries) if (e.retransmitted && !e.delivered) n += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
+    return n;
+  }
+
   /** The last entry sent, for a tail loss probe. */
   last(): TxEntry | undefined {
     return this.entries[this.entries.length - 1];

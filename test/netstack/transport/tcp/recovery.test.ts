@@ -165,3 +165,21 @@ t.test('ESTABLISHED rcv duplicate data → ACK with a D-SACK block for it, repor
   t.equal(plain.options.sack, undefined, 'no D-SACK repeated');
   t.equal(ep.inQueue(), 700);
 });
+
+t.test('SACK recovery → TCP_INFO tcpi_retrans counts segments resent and not yet acknowledged (Linux retrans_out)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const retrans = () => (ep.getOption('TCP_INFO') as Record<string, number>).tcpi_retrans;
+  ep.setOption('TCP_NODELAY', 1);
+  ep.write(pattern(5 * MSS));
+  while (h.pending) h.next();
+  t.equal(retrans(), 0);
+  // Segment 0 lost: three SACKs of 1, 1–2, 1–3 start recovery and resend it.
+  for (const last of [2, 3, 4]) h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(1), right: seg(last) }] } });
+  h.expect({ seq: snd, len: MSS });
+  t.equal(retrans(), 1, 'the resent segment is out');
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(5) });
+  t.equal(retrans(), 0, 'acknowledged');
+});

@@ -12,7 +12,6 @@ import type { Readable } from 'node:stream';
 import { UsageError } from '../args.ts';
 import { CliError } from '../errors.ts';
 import { type Globals, type Parsed, SANDBOX_COMMAND, parseFlags } from './main.ts';
-import { removeContainerCgroups } from './cgroups.ts';
 import { CAPABILITIES, defaultSpec, loadSpec } from './spec.ts';
 import { type ContainerState, ContainerDir, alive, listContainers, live, publicState } from './state.ts';
 
@@ -304,7 +303,9 @@ async function remove(g: Globals, id: string, force: boolean): Promise<void> {
     const err = await runHooks(hooks, 'poststop', publicState({ ...s, status: 'stopped' }));
     if (err) process.stderr.write(`tsvisor: ${err}\n`);
   }
-  removeContainerCgroups(c.dir);
+  // Loaded only for a container that has cgroups (the file is cgroups.ts's CGROUPS_FILE): the lean entry's other
+  // commands never read them.
+  if (existsSync(join(c.dir, 'cgroups'))) (await import('./cgroups.ts')).removeContainerCgroups(c.dir);
   c.remove();
 }
 

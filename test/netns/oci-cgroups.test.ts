@@ -110,6 +110,26 @@ for (const c of cases) {
   });
 }
 
+t.test('delete --force of a running container (the Node entry\'s delete) removes its cgroup too', async (t) => {
+  const id = `tpa-cg-force-${ME}`;
+  const path = `/tpa-cg-force-${ME}`;
+  const b = makeBundle(t, (cfg) => {
+    cfg.process.args = ['sleep', '60'];
+    cfg.linux.cgroupsPath = path;
+    cfg.linux.resources = { pids: { limit: 100 } };
+  });
+  t.teardown(async () => {
+    await cleanUp(b);
+    removeEverywhere(path);
+  });
+  t.equal((await create(b, id)).call.code, 0);
+  t.equal((await oci(b, ['start', id])).code, 0);
+  t.ok(existsSync(join(MOUNTS.get('pids')!, path)), 'made');
+  const del = await oci(b, ['delete', '--force', id]);
+  t.equal(del.code, 0, del.stderr);
+  for (const [k, point] of MOUNTS) t.notOk(existsSync(join(point, path)), `removed from hierarchy '${k || 'unified'}'`);
+});
+
 t.test('a cgroupsPath with .. is refused, nothing left behind', async (t) => {
   const id = `tpa-cg-bad-${ME}`;
   const b = makeBundle(t, (cfg) => {

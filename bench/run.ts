@@ -73,6 +73,16 @@ interface Step {
   run: (s: SystemInstance) => Promise<BenchResult | null>;
 }
 
+/**
+ * Seconds of unmeasured load before the http rows, the same on every system (a system may ask for more:
+ * SystemInstance.warmUpSeconds). Each serving process is a V8 isolate that keeps tiering its request path up for
+ * seconds: one-second samples from a fresh start (2 cores, load 6–8) read, new connections at 8 concurrent,
+ * tsvisor 1.9k, 5.5k, 6.7k, 9.9k, 8.1k req/s and the kernel's node:http 16.2k, 18.2k, 19.0k, 18.4k, 18.4k;
+ * keep-alive at 32, tsvisor 61k, 72k, 86k, 83k, 80k and the kernel 42k, 57k, 68k, 69k, 64k. One second left
+ * tsvisor at the rate of its second second while the kernel was at its plateau; after three both are at theirs.
+ */
+const WARM_UP_SECONDS = 3;
+
 function record(s: SystemInstance, test: TestName, mtu: number, direction: Direction, streams: number, value: number, extra: Record<string, unknown> = {}): BenchResult {
   return { system: s.name, test, mtu, direction, streams, value, unit: UNITS[test], ...extra };
 }
@@ -120,8 +130,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
     });
   }
   if (tests.includes('http-rps')) {
-    // Systems whose new-connection path has run before the first measured second: a fresh tsvisor serve spends
-    // that second compiling (about 600 µs of CPU per connection instead of 200), which the 1 s quick run measured.
+    // Systems whose new-connection path has run before the first measured second (WARM_UP_SECONDS).
     const warm = new Set<SystemInstance>();
     for (const connections of p.newConnConcurrency) {
       steps.push({
@@ -132,7 +141,7 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
         async run(s) {
           if (!warm.has(s)) {
             warm.add(s);
-            await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? 1, connections });
+            await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? WARM_UP_SECONDS, connections });
           }
           const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections });
           return record(s, 'http-rps', 1500, 'to-service', 1, Math.round(r.rps), { connections, requests: r.requests, errors: r.errors });
@@ -147,9 +156,8 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
       mtu: 1500,
       label: `http-keepalive, ${p.wrkConnections} kept-alive connections`,
       async run(s) {
-        // The same unmeasured second on every system first: each serving process is a V8 isolate that compiles
-        // its request path under the first load, tsvisor's (the netstack under node:http) more than the kernel's.
-        await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? 1, connections: p.wrkConnections, keepAlive: true });
+        // The same unmeasured seconds on every system first (WARM_UP_SECONDS).
+        await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? WARM_UP_SECONDS, connections: p.wrkConnections, keepAlive: true });
         const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections: p.wrkConnections, keepAlive: true });
         const l = r.latency!;
         return record(s, 'http-keepalive', 1500, 'to-service', 1, Math.round(r.rps), {

@@ -54,9 +54,10 @@ export interface SystemInstance {
    */
   readonly flood?: FloodPath;
   /**
-   * Seconds of unmeasured load before http-rps and http-keepalive (default 1): a sharded serve's shards are V8 isolates of their
-   * own, each compiling its new-connection path from its share of the connections (measured on 2 cores at 8
-   * concurrent: after 1 s two shards served about a quarter of one thread's rate, after 5 s as much).
+   * Seconds of unmeasured load before http-rps and http-keepalive (default: run.ts's WARM_UP_SECONDS, 3): a
+   * sharded serve's shards are V8 isolates of their own, each compiling its new-connection path from its share of
+   * the connections (measured on 2 cores at 8 concurrent: after 1 s two shards served about a quarter of one
+   * thread's rate, after 5 s as much).
    */
   readonly warmUpSeconds?: number;
   /** Stops the services and removes the topology. */
@@ -264,7 +265,7 @@ async function startTsvisor(mtu: number, threads: number): Promise<SystemInstanc
     missing,
     flood: { dev: pair.devA, mac: pair.macA, serverMac: pair.macB, net: FLOOD_NET },
     memory: () => ({ bytes: rssOf(serve.pid), what: 'RSS of the tsvisor serve process' }),
-    warmUpSeconds: 1 + 2 * (threads - 1),
+    warmUpSeconds: 3 + 2 * (threads - 1),
     memoryDivisor: 1,
     async stop() {
       await serve.stop();

@@ -259,10 +259,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
       cgroup.remove();
     });
     cgroup.join(process.pid);
-    // A pod's Sentries belong to the pod (runsc puts its sandbox in the pod's cgroup too): the container's limits
-    // are its program's, the pod's stack and each container's life-cycle process are the pod's. The keeper at
-    // once, the Sentry once the program has been launched in the container's own.
-    if (io.keeper && !(inPod && cgroup.joinParent(io.keeper.pid))) cgroup.join(io.keeper.pid);
+    // The keeper is the pid the engine's shim reads the container's cgroup through (stats, OOM events): it stays.
+    if (io.keeper) cgroup.join(io.keeper.pid);
     log(`cgroup ${spec.linux!.cgroupsPath}: ${cgroup.dirs.length} hierarchies, ${cgroup.made.length} directories made`);
     mark('cgroup');
   }
@@ -383,6 +381,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
     throw e;
   }
   for (const fd of STDIO) closeSync(fd);
+  // A pod's Sentries belong to the pod (runsc puts its sandbox in the pod's cgroup too): the container's limits are
+  // its program's, the pod's stack and each container's life-cycle process are the pod's overhead.
   if (cgroup && inPod && cgroup.joinParent(process.pid)) log('the Sentry lives in the pod\'s cgroup, the parent of the container\'s');
   mark('launched');
   const exited = sandbox.wait();

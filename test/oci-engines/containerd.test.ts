@@ -95,6 +95,7 @@ t.test('CRI: a pod with runtime_handler tsvisor, as kubelet runs it for RuntimeC
     const webState = runtimeState(ctr);
     t.equal(memoryCgroup(webState.initPid), `/tob-kubepods/tob-pod-uid-1/${ctr}`, 'the web program is in its container\'s cgroup');
     t.equal(memoryCgroup(webState.sentryPid ?? webState.pid), '/tob-kubepods/tob-pod-uid-1', 'its life-cycle process in the pod\'s');
+    if (webState.sentryPid) t.equal(memoryCgroup(webState.pid), `/tob-kubepods/tob-pod-uid-1/${ctr}`, 'its keeper (the shim\'s pid) in its container\'s');
   }
 
   const forty2 = await cri.runtime.ExecSync!({ container_id: ctr, cmd: ['sh', '-c', 'echo $((6*7)); hostname'], timeout: 30 });

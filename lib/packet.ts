@@ -23,8 +23,8 @@
  * closes the connection a few ticks apart; a flush at the batch's end and a microtask after the first write sent
  * the SYN-ACKs, each response and each FIN in calls of their own, each call waking the peer's receiver anew
  * (issue 13: 1.2 calls per new connection at 8 concurrent, 0.3 so). A full socket buffer keeps the rest queued
- * until the fd is writable. A caller that
- * builds its frame in the view `frameBuffer()` hands out (the next free queue slot) is queued without that copy.
+ * until the fd is writable. A caller that builds its frame in the view `frameBuffer()` hands out (the next free
+ * queue slot) is queued without that copy.
  *
  * Offloads, by default off: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU
  * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload

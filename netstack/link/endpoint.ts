@@ -131,8 +131,9 @@ export interface LinkEndpoint {
   /** Sends every frame queued by writeFrame. */
   flush(): void;
   /**
-   * The link sends what was queued by itself before the event loop's next turn (at the latest at the end of this
-   * one), so the stack flushes it neither after a write outside a receive batch nor at a batch's end.
+   * The link sends what was queued by itself, at the latest in the event loop's check phase after the write (the
+   * next turn's for a write made in that phase), so the stack flushes it neither after a write outside a receive
+   * batch nor at a batch's end.
    */
   readonly flushesItself?: boolean;
   /** Stops the link and releases its resources; idempotent. */

@@ -82,6 +82,8 @@ export class Sender {
   readonly sb = new Scoreboard();
   /** RACK-TLP state (RFC 8985); used when SACK was negotiated. */
   readonly rack = new Rack();
+  /** The armed probe stands in for the RTO (pushed back behind it), as Linux's single retransmission timer does. */
+  private tlpInsteadOfRto = false;
   /** TLP.end_seq: a probe is outstanding until this is acknowledged; -1 when none. */
   private tlpEnd = -1;
   /** TLP.is_retrans, and the D-SACK count when the probe left (to see whether it was spurious). */
@@ -678,7 +680,8 @@ export class Sender {
    */
   private armTlp(): void {
     const flight = seq.sub(this.max, this.una);
-    if (!this.ep.sackOk || this.inRecovery || this.tlpEnd >= 0 || flight <= 0) {
+    // Linux probes only in TCP_CA_Open: not in recovery, nor after an RTO until new data is acknowledged.
+    if (!this.ep.sackOk || this.inRecovery || this.timeouts > 0 || this.tlpEnd >= 0 || flight <= 0) {
       // Disarmed, not cancelled, for the same reason as the retransmission timer in onAck.
       this.tlpTimer.disarm();
       return;
@@ -688,17 +691,28 @@ export class Sender {
     pto = Math.max(pto, 10);
     const rtoLeft = this.rtxTimer.armed ? this.rtxTimer.at - this.ep.clock.now() : this.rtt.rto;
     if (pto >= rtoLeft) {
-      this.tlpTimer.cancel();
+      // Linux's tcp_schedule_loss_probe: a probe due after the RTO goes when the RTO would have fired, in its place
+      // (Linux has one timer for both); the RTO is re-armed after the probe.
+      this.tlpInsteadOfRto = true;
+      this.rtxTimer.set(rtoLeft + this.rtt.rto);
+      this.tlpTimer.set(Math.max(0, rtoLeft));
       return;
     }
+    this.tlpInsteadOfRto = false;
     this.tlpTimer.set(pto);
   }
 
   /** RFC 8985 §7.3: send one new segment if allowed, else retransmit the last one, to elicit an ACK. */
   private onTlp(): void {
     const ep = this.ep;
+    const replaced = this.tlpInsteadOfRto;
+    this.tlpInsteadOfRto = false;
     // Linux probes no Fast Open child before its handshake completes (tcp_schedule_loss_probe).
-    if (!ep.canTransmitData() || ep.state === State.SynReceived || this.inRecovery || seq.sub(this.max, this.una) <= 0) return;
+    if (!ep.canTransmitData() || ep.state === State.SynReceived || this.inRecovery || seq.sub(this.max, this.una) <= 0) {
+      // A probe that took the RTO's place and cannot go leaves the RTO to fire now.
+      if (replaced && seq.sub(this.max, this.una) > 0) ep.onRetransmitTimeout();
+      return;
+    }
     const off = seq.sub(this.nxt, this.una);
     const unsent = this.buf.length - off;
     if (unsent > 0 && this.wnd - off > 0) {

@@ -183,3 +183,33 @@ t.test('SACK recovery → TCP_INFO tcpi_retrans counts segments resent and not y
   h.send({ flags: A, seq: h.peerNxt, ack: seg(5) });
   t.equal(retrans(), 0, 'acknowledged');
 });
+
+t.test('ESTABLISHED lone segment whose probe timeout exceeds the RTO → the TLP goes at the RTO time in its place, the RTO one RTO later, not backed off (Linux tcp_schedule_loss_probe)', async (t) => {
+  const h = new Harness();
+  const ep = h.accept(h.listen(), { mss: 1000, sackPermitted: true, wscale: 7 });
+  const snd = h.iss + 1;
+  ep.write(pattern(1000));
+  h.next();
+  h.advance(100);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 1000 });
+  const info = ep.getOption('TCP_INFO') as Record<string, number>;
+  const rto = info.tcpi_rto / 1000;
+  const srtt = info.tcpi_rtt / 1000;
+  t.ok(2 * srtt + 200 > rto, `PTO ${2 * srtt + 200} ms exceeds the RTO ${rto} ms`);
+  ep.write(pattern(1000));
+  h.expect({ seq: snd + 1000, len: 1000 });
+  h.expectNone(rto - 0.01);
+  h.advance(0.01);
+  h.expect({ seq: snd + 1000, len: 1000 });
+  t.equal(ep.stats.tailLossProbes, 1, 'a probe at the RTO time, not a timeout');
+  t.equal(ep.stats.timeouts, 0);
+  h.expectNone(rto - 0.01);
+  h.advance(0.01);
+  h.expect({ seq: snd + 1000, len: 1000 });
+  t.equal(ep.stats.timeouts, 1, 'then the RTO, one RTO after the probe');
+  // After a timeout no probe is scheduled (Linux probes only in TCP_CA_Open): next comes the backed-off RTO.
+  h.expectNone(2 * rto - 0.01);
+  h.advance(0.01);
+  h.expect({ seq: snd + 1000, len: 1000 });
+  t.equal(ep.stats.tailLossProbes, 1);
+});

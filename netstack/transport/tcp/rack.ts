@@ -79,11 +79,11 @@ export class Rack {
    * Marks entries delivered by the cumulative ACK `una` or wholly SACKed, and advances RACK's most recently
    * sent delivered segment (§6.2 step 2, skipping retransmissions ACKed faster than `minRtt`: ambiguous).
    */
-  onDelivered(una: number, sb: Scoreboard, now: number, minRtt: number): void {
+  onDelivered(una: number, sb: Scoreboard, now: number, minRtt: number, mss = 1): void {
     const sacked = !sb.empty;
     // A range SACKed in part (one transmission of many MSS, or a receiver that split it) is cut at the SACK's
     // edges, as Linux fragments a TSO skb, so its delivered part counts and only the rest can be lost.
-    if (sacked) this.splitAtSackEdges(sb);
+    if (sacked) this.splitAtSackEdges(sb, mss);
     // Nothing above both SND.UNA and the highest SACKed byte can have been delivered.
     const limit = seq.max(una, sb.highest(una));
     const entries = this.entries;
@@ -109,12 +109,28 @@ export class Rack {
     if (entries.length > 0 && seq.lt(entries[0]!.start, una)) entries[0]!.start = una;
   }
 
-  private splitAtSackEdges(sb: Scoreboard): void {
+  /**
+   * Cuts transmissions where SACK blocks start and end, on whole segments as Linux's tcp_match_skb_to_sack does: a
+   * block's left edge inside a segment moves up to that segment's end, its right edge down to its start, so a
+   * segment SACKed in part counts as not SACKed at all (and a one-segment transmission is never cut).
+   */
+  private splitAtSackEdges(sb: Scoreboard, mss: number): void {
     const n = this.entries.length;
     if (n === 0) return;
-    const edges: number[] = [];
-    sb.edgesWithin(this.entries[0]!.start, this.entries[n - 1]!.end, edges);
-    for (const x of edges) this.splitAt(x);
+    const lefts: number[] = [];
+    const rights: number[] = [];
+    sb.edgesWithin(this.entries[0]!.start, this.entries[n - 1]!.end, lefts, rights);
+    for (const x of lefts) this.splitOnSegment(x, mss, true);
+    for (const x of rights) this.splitOnSegment(x, mss, false);
+  }
+
+  /** Cuts the entry holding x at the segment boundary at or after (`up`) or at or before x, counted from its start. */
+  private splitOnSegment(x: number, mss: number, up: boolean): void {
+    const e = this.entries.find((y) => seq.lt(y.start, x) && seq.lt(x, y.end));
+    if (!e) return;
+    const off = seq.sub(x, e.start);
+    const cut = (up ? Math.ceil(off / mss) : Math.floor(off / mss)) * mss;
+    if (cut > 0 && cut < seq.sub(e.end, e.start)) this.splitAt(seq.add(e.start, cut));
   }
 
   /** Cuts the entry holding x strictly inside into [start, x) and [x, end), both keeping its send record. */

@@ -26,11 +26,14 @@ export class Scoreboard {
     return n > 0 ? this.blocks[n - 1]!.right : una;
   }
 
-  /** The SACKed ranges that start or end strictly inside (from, to): where a transmitted range must split. */
-  edgesWithin(from: number, to: number, out: number[]): void {
+  /**
+   * The SACKed ranges that start (into `lefts`) or end (into `rights`) strictly inside (from, to): where a
+   * transmitted range must split.
+   */
+  edgesWithin(from: number, to: number, lefts: number[], rights: number[] = lefts): void {
     for (const b of this.blocks) {
-      if (seq.lt(from, b.left) && seq.lt(b.left, to)) out.push(b.left);
-      if (seq.lt(from, b.right) && seq.lt(b.right, to)) out.push(b.right);
+      if (seq.lt(from, b.left) && seq.lt(b.left, to)) lefts.push(b.left);
+      if (seq.lt(from, b.right) && seq.lt(b.right, to)) rights.push(b.right);
     }
   }
 

@@ -385,7 +385,7 @@ export class Sender {
     this.adaptReorderWindow();
     const now = this.ep.clock.now();
     const minRtt = Number.isFinite(this.rtt.minRtt) ? this.rtt.minRtt : 0;
-    this.rack.onDelivered(this.una, this.sb, now, minRtt);
+    this.rack.onDelivered(this.una, this.sb, now, minRtt, this.mss);
     this.rackDetect();
   }
 

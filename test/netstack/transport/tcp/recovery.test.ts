@@ -213,3 +213,24 @@ t.test('ESTABLISHED lone segment whose probe timeout exceeds the RTO → the TLP
   h.expect({ seq: snd + 1000, len: 1000 });
   t.equal(ep.stats.tailLossProbes, 1);
 });
+
+t.test('ESTABLISHED SACK of one byte of the last segment → no segment counts as SACKed: no recovery, the TLP resends that segment (Linux tcp_match_skb_to_sack)', async (t) => {
+  const h = new Harness();
+  const ep = h.accept(h.listen(), { mss: 1000, sackPermitted: true, wscale: 7 });
+  const snd = h.iss + 1;
+  ep.setOption('TCP_NODELAY', 1);
+  h.advance(100);
+  ep.write(pattern(1000));
+  h.next();
+  h.advance(100);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 1000 });
+  ep.write(pattern(4000));
+  while (h.pending) h.next();
+  h.advance(100);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd + 1000, options: { sack: [{ left: snd + 4999, right: snd + 5000 }] } });
+  // Until the probe timeout nothing is sent; then the probe, not a retransmission of SND.UNA.
+  while (h.pending === 0 && ep.stats.timeouts === 0) h.advance(1);
+  t.equal(ep.stats.fastRetransmits, 0, 'a byte SACKed inside a segment is no delivery: RACK marks nothing lost');
+  h.expect({ seq: snd + 4000, len: 1000 });
+  t.equal(ep.stats.tailLossProbes, 1, 'the probe resends the last segment');
+});

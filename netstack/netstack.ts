@@ -9,6 +9,7 @@ import { Stack, type StackOptions } from './stack.ts';
 import { SysctlTable } from './sysctl.ts';
 import { PortManager } from './transport/ports.ts';
 import { PROTO_TCP } from './transport/protocol.ts';
+import { RawProtocol } from './transport/raw/protocol.ts';
 import { TcpProtocol } from './transport/tcp/protocol.ts';
 import { type DatagramTransports, installDatagramTransports, newDatagramEndpoint } from './transport/udp/index.ts';
 
@@ -23,6 +24,8 @@ export class Netstack {
   readonly ports: PortManager;
   readonly datagram: DatagramTransports;
   readonly tcp: TcpProtocol;
+  /** Raw ICMP/ICMPv6 sockets, offered every packet of their protocol the stack receives. */
+  readonly raw: RawProtocol;
   /** The stack's settings by Linux's sysctl names (`net.ipv4.tcp_sack`, ...). */
   readonly sysctl: SysctlTable;
   private readonly closing = new AbortController();
@@ -33,12 +36,15 @@ export class Netstack {
     this.datagram = installDatagramTransports(this.stack, this.ports);
     this.tcp = new TcpProtocol(this.stack, this.ports, opts.tcp);
     this.stack.registerTransport(this.tcp);
+    this.raw = new RawProtocol(this.stack);
+    this.stack.setRawDispatcher(this.raw);
     this.sysctl = new SysctlTable(this.tcp.config, (fields) => this.tcp.configure(fields));
   }
 
   /**
-   * socket(family, type, protocol): stream gives TCP (protocol 0 or 6), dgram gives UDP or a ping socket;
-   * anything else Err.UnknownProtocol (EPROTONOSUPPORT) as Linux answers.
+   * socket(family, type, protocol): stream gives TCP (protocol 0 or 6), dgram gives UDP or a ping socket, raw a
+   * raw ICMP (IPv4) or ICMPv6 (IPv6) socket; anything else Err.UnknownProtocol (EPROTONOSUPPORT) as Linux answers.
+   * Whether the caller may have a raw socket (CAP_NET_RAW) is the Sentry's to decide, not the stack's.
    */
   socket(family: Family, type: SocketType, protocol = 0): Endpoint | NetError {
     if (type === 'stream') {
@@ -46,6 +52,7 @@ export class Netstack {
       return this.tcp.newEndpoint(family);
     }
     if (type === 'dgram') return newDatagramEndpoint(this.datagram, family, protocol);
+    if (type === 'raw') return this.raw.newEndpoint(family, protocol);
     return Err.NotSupported;
   }
 

@@ -22,7 +22,7 @@ import { Err, type NetError } from './errors.ts';
 import { type GsoOptions, type LinkEndpoint, RX_MORE } from './link/endpoint.ts';
 import { Rng } from './rand.ts';
 import { Stats } from './stats.ts';
-import type { NetworkLayer, Route, TransportProtocol } from './transport/protocol.ts';
+import type { NetworkLayer, RawDispatcher, Route, TransportProtocol } from './transport/protocol.ts';
 import { EthernetPacket, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from './wire/ethernet.ts';
 import { Arp } from './network/arp.ts';
 import { type Counters, type Verdict, createCounters } from './network/counters.ts';
@@ -117,6 +117,7 @@ export class Stack implements NetworkLayer, StackInternals {
   /** @internal */ readonly icmpv4: Icmpv4;
   /** @internal */ readonly icmpv6: Icmpv6;
   /** @internal */ readonly defaultTtl: number;
+  /** @internal */ raw: RawDispatcher | undefined;
   /** NS probes per new IPv6 address. */
   readonly dadTransmits: number;
   /** Told when duplicate address detection of an IPv6 address ends: `ok` false means a duplicate was found. */
@@ -396,6 +397,11 @@ export class Stack implements NetworkLayer, StackInternals {
   }
 
   // ---- transports and the NetworkLayer contract ----
+
+  /** Installs the raw sockets' dispatcher, offered a copy of every packet delivered to this stack. */
+  setRawDispatcher(d: RawDispatcher): void {
+    this.raw = d;
+  }
 
   registerTransport(p: TransportProtocol): void {
     this.transports.set(p.protocolNumber, p);

@@ -8,7 +8,7 @@ import type { NetError } from '../errors.ts';
 import type { Rng } from '../rand.ts';
 import type { Stats } from '../stats.ts';
 import type { GsoOptions } from '../link/endpoint.ts';
-import type { TransportProtocol } from '../transport/protocol.ts';
+import type { RawDispatcher, TransportProtocol } from '../transport/protocol.ts';
 import type { Arp } from './arp.ts';
 import type { Counters } from './counters.ts';
 import type { Icmpv4 } from './icmpv4.ts';
@@ -39,6 +39,8 @@ export interface StackInternals {
   readonly icmpv6: Icmpv6;
   /** Default TTL / hop limit of unicast packets. */
   readonly defaultTtl: number;
+  /** The raw sockets, offered every locally delivered packet; undefined while none are installed. */
+  readonly raw: RawDispatcher | undefined;
   /** The transport registered for a protocol number. */
   transport(protocol: number): TransportProtocol | undefined;
   /** A NIC by id. */

@@ -241,6 +241,9 @@ export class Ipv4 {
   /** Hands a whole datagram's payload to ICMP or the transport; answers unknown protocols and ports. */
   // The header is `packet[0..hl)`, cut out only where it is needed (ICMP and errors), not per delivered packet.
   private deliverUpper(packet: Uint8Array, hl: number, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
+    // Raw sockets copy the packet first: the ICMP handler below may build its reply in these very bytes.
+    const raw = this.s.raw;
+    if (raw !== undefined && raw.wants(4, protocol)) raw.deliverRaw(4, protocol, info, wholeDatagram(packet, hl, payload), hl);
     if (protocol === PROTO_ICMP) return this.s.icmpv4.receive(packet.subarray(0, hl), payload, info, linkBroadcast);
     const t = this.s.transport(protocol);
     if (!t) {
@@ -376,4 +379,15 @@ function headerChecksumOk(buf: Uint8Array, hl: number): boolean {
 export function validErrorTarget(nic: Nic | undefined, src: Uint8Array): boolean {
   if (isUnspecified(src) || isMulticast(src) || addressEqual(src, IPV4_BROADCAST)) return false;
   return !(nic && nic.isV4Broadcast(src));
+}
+
+/** The datagram `packet[0..hl)` + `payload` as one run of bytes: a view when they are adjacent, else a copy. */
+function wholeDatagram(packet: Uint8Array, hl: number, payload: Uint8Array): Uint8Array {
+  if (payload.buffer === packet.buffer && payload.byteOffset === packet.byteOffset + hl) {
+    return new Uint8Array(packet.buffer, packet.byteOffset, hl + payload.length);
+  }
+  const whole = new Uint8Array(hl + payload.length);
+  whole.set(packet.subarray(0, hl));
+  whole.set(payload, hl);
+  return whole;
 }

@@ -250,6 +250,10 @@ export class Ipv6 {
     tentative: boolean,
     linkBroadcast: boolean,
   ): Verdict {
+    // Raw sockets copy the packet first (rawv6 sees no IPv6 header): the ICMPv6 handler may reply in these bytes.
+    // A tentative address takes nothing but NDP, and no raw socket sees it (RFC 4862 §5.4).
+    const raw = this.s.raw;
+    if (!tentative && raw !== undefined && raw.wants(6, protocol)) raw.deliverRaw(6, protocol, info, payload, 0);
     if (protocol === PROTO_ICMPV6) return this.s.icmpv6.receive(nic, packet, payload, info, tentative, linkBroadcast);
     // RFC 4862 §5.4: a tentative address accepts nothing but NDP.
     if (tentative) return 'ipv6.tentativeDestination';

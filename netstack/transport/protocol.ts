@@ -81,6 +81,21 @@ export interface TransportProtocol {
   batchEnd?(): void;
 }
 
+/**
+ * Raw sockets' view of received packets (Linux's raw_local_deliver): the network layer offers each packet it
+ * delivers locally here too, before its own protocol handler, and keeps handling it as before.
+ */
+export interface RawDispatcher {
+  /** Whether any raw socket of this family and protocol is open (so a packet is only offered when it may matter). */
+  wants(family: 4 | 6, protocol: number): boolean;
+  /**
+   * Offers one packet: for IPv4 the whole datagram, IP header included (reassembled, with its header fixed up),
+   * for IPv6 the transport payload only; `transportOffset` is where the transport header starts in `packet`.
+   * The bytes are lent for the duration of the call.
+   */
+  deliverRaw(family: 4 | 6, protocol: number, info: PacketInfo, packet: Uint8Array, transportOffset: number): void;
+}
+
 /** Per-packet send options. */
 export interface SendOptions {
   /** TTL or hop limit; the route's default when undefined. */

@@ -51,7 +51,11 @@ const TABLE: Record<number, Record<number, OptSpec>> = {
     [L.IPV6_MULTICAST_HOPS]: T('IPV6_MULTICAST_HOPS'), [L.IPV6_MULTICAST_LOOP]: T('IPV6_MULTICAST_LOOP'),
     [L.IPV6_TCLASS]: T('IPV6_TCLASS'), [L.IPV6_RECVERR]: T('IPV6_RECVERR'), [L.IPV6_MTU_DISCOVER]: T('IPV6_MTU_DISCOVER'),
     [L.IPV6_MTU]: T('IPV6_MTU'), [L.IPV6_RECVTCLASS]: T('IPV6_RECVTCLASS'), [L.IPV6_RECVPKTINFO]: T('IPV6_RECVPKTINFO'),
+    [L.IPV6_CHECKSUM]: T('IPV6_CHECKSUM'),
   },
+  // Raw sockets: struct icmp_filter (IPv4) and IPV6_CHECKSUM at SOL_RAW, struct icmp6_filter at SOL_ICMPV6.
+  [L.SOL_RAW]: { [L.ICMP_FILTER]: T('ICMP_FILTER', 'bytes'), [L.IPV6_CHECKSUM]: T('IPV6_CHECKSUM') },
+  [L.IPPROTO_ICMPV6]: { [L.ICMP6_FILTER]: T('ICMP6_FILTER', 'bytes') },
 };
 
 /** The option at (level, optname), or undefined (ENOPROTOOPT). */

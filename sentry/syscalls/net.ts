@@ -105,7 +105,8 @@ function socket(s: Sentry, c: Call): void {
   c.args = `${domain === L.AF_INET ? 'AF_INET' : domain === L.AF_INET6 ? 'AF_INET6' : domain}, ${type}, ${protocol}`;
   const file = SocketFile.open(s.stack, s.clock, domain, type, protocol);
   if (typeof file === 'number') return s.answer(c, file);
-  const kind = file.type === L.SOCK_STREAM ? 'stream' : file.type === L.SOCK_DGRAM ? 'dgram' : undefined;
+  // A raw socket keeps message boundaries like a datagram one, so it rides the same SOCK_SEQPACKET pair.
+  const kind = file.type === L.SOCK_STREAM ? 'stream' : file.type === L.SOCK_DGRAM || file.type === L.SOCK_RAW ? 'dgram' : undefined;
   if (!kind) {
     file.close();
     return s.answer(c, -EOPNOTSUPP);

@@ -1,0 +1,80 @@
+/**
+ * The raw sockets of a stack and their delivery, as Linux's raw_local_deliver: the network layer offers each
+ * packet addressed to the stack here before its own protocol handler sees it, and every matching raw socket
+ * gets a copy. Nothing is taken away: ICMP echo requests are still answered, echo replies still reach ping
+ * sockets, and a packet no raw socket wants costs one map lookup.
+ */
+import { Err, type NetError } from '../../errors.ts';
+import type { Family } from '../../socket.ts';
+import { type NetworkLayer, type PacketInfo, type RawDispatcher, PROTO_ICMP, PROTO_ICMPV6 } from '../protocol.ts';
+import { RawEndpoint } from './endpoint.ts';
+
+/** Raw socket counters, registered as Stats group "raw". */
+export interface RawCounters {
+  [k: string]: number;
+  /** Packets handed to the network layer. */
+  sent: number;
+  /** Sends the network layer refused. */
+  sendErrors: number;
+  /** Copies queued to sockets. */
+  received: number;
+  /** Copies a socket did not take: another bound address, peer or device, or its ICMP filter. */
+  unmatched: number;
+  /** Copies dropped because the socket's SO_RCVBUF was full. */
+  receiveBufferErrors: number;
+}
+
+/** Raw sockets of both families. */
+export class RawProtocol implements RawDispatcher {
+  readonly counters: RawCounters;
+  /** Open sockets by family then protocol. */
+  private readonly sockets = new Map<string, Set<RawEndpoint>>();
+
+  constructor(readonly net: NetworkLayer) {
+    this.counters = net.stats.group<RawCounters>('raw', { sent: 0, sendErrors: 0, received: 0, unmatched: 0, receiveBufferErrors: 0 });
+  }
+
+  /**
+   * socket(family, SOCK_RAW, protocol): ICMP on IPv4 and ICMPv6 on IPv6; other protocols (IPPROTO_RAW, raw UDP
+   * or TCP) are Err.UnknownProtocol (EPROTONOSUPPORT) here, as the stack would also have to stop answering them.
+   */
+  newEndpoint(family: Family, protocol: number): RawEndpoint | NetError {
+    if (protocol !== (family === 4 ? PROTO_ICMP : PROTO_ICMPV6)) return Err.UnknownProtocol;
+    const ep = new RawEndpoint(family, protocol, this);
+    const key = `${family}/${protocol}`;
+    let set = this.sockets.get(key);
+    if (!set) this.sockets.set(key, (set = new Set()));
+    set.add(ep);
+    return ep;
+  }
+
+  /** Forgets a closed socket. */
+  remove(ep: RawEndpoint): void {
+    this.sockets.get(`${ep.family}/${ep.protocol}`)?.delete(ep);
+  }
+
+  /** Counts one event of a socket. */
+  count(counter: 'sent' | 'sendErrors'): void {
+    this.counters[counter]++;
+  }
+
+  wants(family: 4 | 6, protocol: number): boolean {
+    return (this.sockets.get(`${family}/${protocol}`)?.size ?? 0) > 0;
+  }
+
+  deliverRaw(family: 4 | 6, protocol: number, info: PacketInfo, packet: Uint8Array, transportOffset: number): void {
+    const set = this.sockets.get(`${family}/${protocol}`);
+    if (!set) return;
+    // The filters read the type only from a whole header: struct icmphdr (8 bytes), or ICMPv6's first 4.
+    const need = family === 4 ? 8 : 4;
+    const type = packet.length >= transportOffset + need ? packet[transportOffset]! : -1;
+    for (const ep of set) {
+      if (!ep.matches(info, type)) {
+        this.counters.unmatched++;
+        continue;
+      }
+      if (ep.enqueue(info, packet)) this.counters.received++;
+      else this.counters.receiveBufferErrors++;
+    }
+  }
+}

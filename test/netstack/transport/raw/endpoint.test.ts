@@ -100,7 +100,7 @@ t.test('v6 raw socket → the stack fills the ICMPv6 checksum; reads start at th
   t.equal(finishChecksum(sum16(r.data, pseudoHeaderSum(ip('fd74:7376::2'), ip('fd74:7376::1'), 58, r.data.length))), 0);
   t.same(r.from, sa('fd74:7376::2'));
   t.ok(a.counters()['raw.unmatched']! >= 1, 'the neighbour advertisement was filtered');
-  t.equal((s.write(echo(128, 1, 1, "", false), { to: sa("fd74:7376::2", 17) }) as NetError).errno, 22, 'sin6_port naming another protocol → EINVAL');
+  t.equal((s.write(echo(128, 1, 1, '', false), { to: sa('fd74:7376::2', 17) }) as NetError).errno, 22, 'sin6_port naming another protocol → EINVAL');
 });
 
 t.test('v6 raw socket without a filter → sees neighbour discovery too', async (t) => {

@@ -14,7 +14,7 @@ const USAGE = `usage: tsvisor <command> [options]
 commands:
   run      [--network=sandbox|host|none] [--netns NAME|PATH --dev IFACE] [--addr CIDR]... [--gateway IP]...
            [--dns IP]... [--publish [HOSTIP:]HOSTPORT:PORT[/udp]]... [--ro-bind SRC[:DST]]... [--bind SRC[:DST]]...
-           [--env K=V]... [--cwd DIR] [--allow-raw] [--strace] [--debug] [--debug-log FILE|DIR/]
+           [--env K=V]... [--cwd DIR] [--allow-raw|--net-raw] [--strace] [--debug] [--debug-log FILE|DIR/]
            [--pcap-log FILE] [--impair SPEC] [--drain-timeout SECONDS] [--platform=unotify] -- PROGRAM [ARGS...]
            run PROGRAM in a sandbox whose socket calls the netstack serves (sandbox), or on the host's network
            (host: reduced isolation), or with loopback only (none); exits with the program's status

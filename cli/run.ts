@@ -89,6 +89,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
     env: { value: true, repeat: true },
     cwd: { value: true },
     'allow-raw': {},
+    // runsc's name for it.
+    'net-raw': {},
     strace: {},
     debug: {},
     'debug-log': { value: true },
@@ -121,6 +123,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     for (const f of ['netns', 'dev', 'addr', 'gateway', 'publish', 'pcap-log', 'impair']) only(f, `needs --network=sandbox`);
     if (network === 'host') only('dns', 'needs --network=sandbox or none (host mode uses the host\'s resolv.conf)');
     if (network === 'host') only('allow-raw', 'has no meaning with --network=host (nothing is trapped)');
+    if (network === 'host') only('net-raw', 'has no meaning with --network=host (nothing is trapped)');
   }
   if ((o.netns === undefined) !== (o.dev === undefined)) {
     throw new UsageError(o.netns === undefined ? '--dev needs --netns' : '--netns needs --dev (the interface to take over)');
@@ -195,7 +198,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     env,
     cwd,
     rootfs: rootfs === undefined ? undefined : { dir: rootfs, ro: Boolean(o.ro), overlay: Boolean(o.overlay) },
-    allowRaw: Boolean(o['allow-raw']),
+    allowRaw: Boolean(o['allow-raw'] ?? o['net-raw']),
     strace: Boolean(o.strace),
     debug: Boolean(o.debug),
     debugLog: o['debug-log'] as string | undefined,

@@ -23,7 +23,7 @@ options:
   --rootfs DIR [--ro | --overlay]   the program's root is DIR, served by a Gofer through FUSE (DIR needs proc/, dev/, tmp/);
                                     --overlay: its writes go to memory and vanish at exit, DIR is never written
   --env K=V, --cwd DIR              the program's environment and working directory
-  --allow-raw                       let the program open raw sockets
+  --allow-raw, --net-raw            let the program open raw ICMP/ICMPv6 sockets (ping), served by the netstack
   --strace, --debug, --debug-log FILE|DIR/, --pcap-log FILE   what the Sentry reports
   --impair SPEC                     impair the sandbox's link (${IMPAIR})
   --drain-timeout SECONDS           how long sockets may drain after the program exits

@@ -121,6 +121,7 @@ async function create(g: Globals, p: Parsed, id: string): Promise<number> {
     network: g.network,
     strace: g.strace,
     pcapLog: g.pcapLog,
+    netRaw: g.netRaw,
     hostNetnsIno: statSync('/proc/self/ns/net').ino,
   }));
   const logPath = g.debugLog ? (g.debugLog.endsWith('/') ? join(g.debugLog, `tsvisor-${id}.log`) : g.debugLog) : join(c.dir, 'sentry.log');

@@ -13,7 +13,7 @@ import { UsageError } from '../args.ts';
 import { CliError } from '../errors.ts';
 import { missingId, request, writePidFile } from './commands.ts';
 import type { Globals, Parsed } from './main.ts';
-import { type Process, RLIMITS, allowedCaps, capMask, checkProcess, envRecord, loadSpec } from './spec.ts';
+import { type Process, RLIMITS, allowedCaps, capMask, checkProcess, envRecord, grantsNetRaw, loadSpec } from './spec.ts';
 import { ContainerDir, alive } from './state.ts';
 
 const SIGNALS = osConstants.signals as Record<string, number>;
@@ -60,10 +60,11 @@ export async function exec(g: Globals, p: Parsed): Promise<number> {
     import('./seccomp.ts'),
   ]);
   const mode = s.network ?? 'sandbox';
-  const filter = buildPolicy({ mode, allowRaw: false, strace: g.strace });
+  const withCaps = { ...proc, capabilities: proc.capabilities ?? spec?.process?.capabilities };
+  const filter = buildPolicy({ mode, allowRaw: grantsNetRaw(withCaps, g.netRaw), strace: g.strace });
   const filter2 = spec?.linux?.seccomp ? compileSeccomp(spec.linux.seccomp, () => {}) : undefined;
   const { uid, gid } = proc.user;
-  const caps = capMask(allowedCaps({ ...proc, capabilities: proc.capabilities ?? spec?.process?.capabilities }));
+  const caps = capMask(allowedCaps(withCaps));
   const helperArgs = [
     '--join', String(s.initPid),
     ...(uid !== 0 || gid !== 0 ? ['--user', `${uid}:${gid}`] : []),

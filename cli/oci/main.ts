@@ -25,6 +25,8 @@ export interface Globals {
   strace: boolean;
   debugLog?: string;
   pcapLog?: string;
+  /** runsc's --net-raw: false refuses raw sockets to every container; unset or true follows CAP_NET_RAW (grantsNetRaw). */
+  netRaw?: boolean;
 }
 
 /** A command's parsed flags and positionals. */
@@ -73,7 +75,7 @@ export function parseFlags(argv: string[], valued: readonly string[], booleans: 
 }
 
 const GLOBAL_VALUED = ['root', 'log', 'log-format', 'network', 'debug-log', 'pcap-log', 'platform', 'rootless', 'criu'];
-const GLOBAL_BOOL = ['debug', 'systemd-cgroup', 'strace', 'no-new-keyring'];
+const GLOBAL_BOOL = ['debug', 'systemd-cgroup', 'strace', 'no-new-keyring', 'net-raw'];
 
 /** Whether `tsvisor run ARGS` is OCI's `run` (a bundle flag) rather than tsvisor's own. */
 export function isOciRun(rest: string[]): boolean {
@@ -130,6 +132,7 @@ export async function ociMain(argv: string[]): Promise<number> {
       strace: Boolean(flags.strace),
       debugLog: flags['debug-log'] as string | undefined,
       pcapLog: flags['pcap-log'] as string | undefined,
+      netRaw: flags['net-raw'] === undefined ? undefined : Boolean(flags['net-raw']),
     };
     const net = flags.network as string | undefined;
     if (net !== undefined) {

@@ -29,7 +29,7 @@ import type { NetworkMode, RunOptions } from '../run.ts';
 import { CGROUPS_FILE, ContainerCgroup } from './cgroups.ts';
 import { runHooks } from './hooks.ts';
 import { type Pod, findPod, isPodSandbox, netnsOwner, podSandboxId, unsharedWithPod } from './pod.ts';
-import { RLIMITS, type Spec, allowedCaps, envRecord, loadSpec } from './spec.ts';
+import { RLIMITS, type Spec, allowedCaps, envRecord, grantsNetRaw, loadSpec } from './spec.ts';
 import { ContainerDir, type ContainerState, publicState, startTime } from './state.ts';
 
 /** What `create` hands the Sentry (the state folder's create.json). */
@@ -40,6 +40,8 @@ export interface CreateOptions {
   network?: NetworkMode;
   strace: boolean;
   pcapLog?: string;
+  /** Global --net-raw (grantsNetRaw); absent from the native front's create.json, which leaves that flag to us. */
+  netRaw?: boolean;
   /** The inode of the netns `create` ran in: a config.json path naming it means host mode. */
   hostNetnsIno: number;
 }
@@ -323,7 +325,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   mark('modules');
   const runOpts: RunOptions = {
     network: mode, netns: mode === 'sandbox' ? linkRef : undefined, dev, addresses: [], gateways: [], dns: [], publish: [],
-    binds: [], env: {}, allowRaw: false, strace: opts.strace, debug: false, pcapLog: opts.pcapLog, drainMs: 2000,
+    binds: [], env: {}, allowRaw: grantsNetRaw(proc, opts.netRaw), strace: opts.strace, debug: false, pcapLog: opts.pcapLog, drainMs: 2000,
     argv: proc.args,
     // A namespace of ours goes with the container: the interface a hook plugged in is the engine's to remove (Docker
     // deletes its veth), so giving it its addresses back would only cost the exit (and `docker run`) a few `ip` runs.
@@ -337,7 +339,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   log(net.describe);
   mark('network');
 
-  const filter = L.buildPolicy({ mode, allowRaw: false, strace: opts.strace });
+  const filter = L.buildPolicy({ mode, allowRaw: grantsNetRaw(proc, opts.netRaw), strace: opts.strace });
   const filter2 = spec.linux?.seccomp ? L.compileSeccomp(spec.linux.seccomp, log) : undefined;
   const uid = proc.user.uid;
   const gid = proc.user.gid;

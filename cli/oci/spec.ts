@@ -190,6 +190,20 @@ export function allowedCaps(p: Process): string[] {
   });
 }
 
+/**
+ * Whether the program's raw sockets go to the Sentry (which serves ICMP and ICMPv6 ones from the netstack) rather
+ * than failing with EPERM: as Linux decides, when it runs as root with CAP_NET_RAW in its effective set (its
+ * bounding set when the spec gives no effective one) that the machine allows. Docker's default set has it, so
+ * `docker run busybox ping` works as with runc. Our raw sockets never reach the host kernel and the stack writes
+ * their IP headers, so the risk runsc guards against by default is smaller here; `netRaw` false (the global
+ * `--net-raw=false`, runsc's default stance) turns them off for every container whatever its capabilities.
+ */
+export function grantsNetRaw(p: Process, netRaw: boolean | undefined): boolean {
+  if (netRaw === false || p.user.uid !== 0) return false;
+  const effective = p.capabilities?.effective ?? p.capabilities?.bounding ?? [];
+  return effective.includes('CAP_NET_RAW') && allowedCaps(p).includes('CAP_NET_RAW');
+}
+
 /** The capability mask of `names`. */
 export function capMask(names: readonly string[]): bigint {
   let m = 0n;

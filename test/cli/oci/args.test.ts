@@ -2,7 +2,7 @@
 import t from 'tap';
 import { parseSignal } from '../../../cli/oci/commands.ts';
 import { isOciRun, parseFlags } from '../../../cli/oci/main.ts';
-import { checkProcess } from '../../../cli/oci/spec.ts';
+import { checkProcess, grantsNetRaw } from '../../../cli/oci/spec.ts';
 
 t.test('flags: --x v, --x=v, -x v (Go syntax), booleans, aliases, positionals stop at the command', async (t) => {
   const p = parseFlags(['--bundle', '/b', '-pid-file=/p', '--detach', 'ID', 'sh', '-c', 'x'], ['bundle', 'pid-file'], ['detach'], {}, 1);
@@ -37,4 +37,19 @@ t.test('a process object: args needed, cwd absolute, known rlimits; defaults for
   const p = checkProcess({ args: ['x'] });
   t.same(p.user, { uid: 0, gid: 0 });
   t.equal(p.cwd, '/');
+});
+
+t.test('raw sockets follow CAP_NET_RAW of a root program unless --net-raw=false (grantsNetRaw)', async (t) => {
+  const docker = ['CAP_CHOWN', 'CAP_NET_RAW', 'CAP_NET_BIND_SERVICE'];
+  const proc = (uid: number, caps?: { effective?: string[]; bounding?: string[] }) =>
+    checkProcess({ args: ['ping'], cwd: '/', user: { uid, gid: 0 }, capabilities: caps });
+  // This machine's root has CAP_NET_RAW in its bounding set (the tests run as root).
+  t.equal(grantsNetRaw(proc(0, { effective: docker, bounding: docker }), undefined), true, "Docker's default set");
+  t.equal(grantsNetRaw(proc(0, { bounding: docker }), true), true, 'bounding set when no effective one; --net-raw');
+  t.equal(grantsNetRaw(proc(0, { effective: docker, bounding: docker }), false), false, '--net-raw=false');
+  t.equal(grantsNetRaw(proc(0, { effective: ['CAP_CHOWN'], bounding: docker }), undefined), false, 'dropped (--cap-drop NET_RAW)');
+  t.equal(grantsNetRaw(proc(1000, { effective: docker, bounding: docker }), undefined), false, 'not root: no capabilities');
+  t.equal(grantsNetRaw(proc(0), undefined), false, 'no capabilities at all');
+  const g = parseFlags(['--net-raw=false', 'create'], [], ['net-raw'], {}, 1).flags;
+  t.same(g, { 'net-raw': false });
 });

@@ -186,3 +186,39 @@ t.test('blocking connect while a handshake is in progress (a restarted connect) 
   t.equal(await again, 0);
   t.equal(c.connect(sa(B, 83), false), -106, 'then EISCONN');
 });
+
+t.test('SOCK_RAW IPPROTO_ICMP → echo request by sendmsg, reply with IPv4 header by recvmsg; filters by number', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const f = SocketFile.open(w.a, w.clock, L.AF_INET, L.SOCK_RAW, L.IPPROTO_ICMP);
+  if (typeof f === 'number') throw new Error(`socket: ${f}`);
+  t.equal(getInt(f, L.SOL_SOCKET, L.SO_TYPE), L.SOCK_RAW);
+  t.equal(getInt(f, L.SOL_SOCKET, L.SO_PROTOCOL), L.IPPROTO_ICMP);
+  // Block everything but echo reply (type 0), as a ping that sets a filter does.
+  t.equal(f.setsockopt(L.SOL_RAW, L.ICMP_FILTER, new Uint8Array([0xfe, 0xff, 0xff, 0xff])), 0);
+  const got = new Uint8Array(4);
+  t.equal(f.getsockopt(L.SOL_RAW, L.ICMP_FILTER, got, new Uint32Array([4])), 0);
+  t.same([...got], [0xfe, 0xff, 0xff, 0xff]);
+  t.equal(f.setsockopt(L.SOL_IP, L.IP_HDRINCL, new Uint8Array([1, 0, 0, 0])), -95, 'IP_HDRINCL → EOPNOTSUPP');
+  const req = new Uint8Array([8, 0, 0xf7, 0xfd, 0, 1, 0, 1]); // checksum of 08 00 .. 00 01 00 01
+  t.equal(f.sendmsg({ name: sa(B, 0), namelen: 16, iov: [req], flags: 0 }, 0, false), 8);
+  await w.pump();
+  const buf = new Uint8Array(100);
+  const name = new Uint8Array(16);
+  const msg = { name, namelen: 0, iov: [buf], flags: 0 };
+  t.equal(f.recvmsg(msg, 0, true), 28, 'IPv4 header and the 8-byte reply');
+  t.equal(buf[0], 0x45);
+  t.same([...buf.subarray(20, 28)], [0, 0, 0xff, 0xfd, 0, 1, 0, 1]);
+  t.same(name, sa(B, 0), 'the peer, port 0');
+  const v6 = SocketFile.open(w.a, w.clock, L.AF_INET6, L.SOCK_RAW, L.IPPROTO_ICMPV6);
+  if (typeof v6 === 'number') throw new Error(`socket: ${v6}`);
+  const filter = new Uint8Array(32).fill(0xff);
+  filter[16] = 0xfd; // type 129 passes
+  t.equal(v6.setsockopt(L.IPPROTO_ICMPV6, L.ICMP6_FILTER, filter), 0);
+  const back = new Uint8Array(32);
+  const blen = new Uint32Array([32]);
+  t.equal(v6.getsockopt(L.IPPROTO_ICMPV6, L.ICMP6_FILTER, back, blen), 0);
+  t.same(back, filter);
+  t.equal(getInt(v6, L.SOL_RAW, L.IPV6_CHECKSUM), 2);
+  t.equal(SocketFile.open(w.a, w.clock, L.AF_INET, L.SOCK_RAW, L.IPPROTO_TCP), -93, 'raw TCP → EPROTONOSUPPORT');
+});

@@ -31,3 +31,9 @@ t.test('--allow-raw: a ping nobody answers → 100% loss, exit 1 (replies are no
   t.equal(r.code, 1, r.stderr + r.stdout);
   t.match(r.stdout, /1 packets transmitted, 0 packets received, 100% packet loss/);
 });
+
+t.test('without --allow-raw: the raw socket is refused (EPERM), as runsc without --net-raw', async (t) => {
+  const r = await tsvisorRun(undefined, [...take, '--', 'busybox', 'ping', '-c', '1', '198.18.185.2']);
+  t.equal(r.code, 1, r.stderr + r.stdout);
+  t.match(r.stderr, /permission denied/);
+});

@@ -184,3 +184,25 @@ t.test('raw socket errors → errno', async (t) => {
   t.equal((s.read() as NetError).errno, 9);
   t.equal(a.raw.wants(4, 1), false, 'a closed socket leaves the delivery list');
 });
+
+t.test('ICMPv6 with a bad checksum → no raw socket gets it; IPv4 raw sockets get what came', async (t) => {
+  const { a } = pair();
+  const s6 = ok(a.socket(6, 'raw', 58));
+  const s4 = ok(a.socket(4, 'raw', 1));
+  const info6 = { nicId: 1, src: ip('fd74:7376::2'), dst: ip('fd74:7376::1'), ttl: 64, tos: 0, broadcast: false };
+  const msg = new Uint8Array([129, 0, 0, 0, 0, 1, 0, 1]);
+  const c = finishChecksum(sum16(msg, pseudoHeaderSum(info6.src, info6.dst, 58, msg.length)));
+  msg[2] = c >> 8;
+  msg[3] = c & 0xff;
+  a.raw.deliverRaw(6, 58, info6, msg, 0);
+  t.equal(drain(s6).length, 1, 'a good one arrives');
+  msg[7] ^= 1;
+  a.raw.deliverRaw(6, 58, info6, msg, 0);
+  t.equal(drain(s6).length, 0, 'a bad one does not');
+  t.equal(a.counters()['raw.checksumErrors'], 1);
+  const info4 = { nicId: 1, src: ip('198.18.0.2'), dst: ip('198.18.0.1'), ttl: 64, tos: 0, broadcast: false };
+  const dgram = new Uint8Array(28);
+  dgram.set([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1, 0, 0, 0x12, 0x34, 0, 1, 0, 1]);
+  a.raw.deliverRaw(4, 1, info4, dgram, 20);
+  t.equal(drain(s4).length, 1, 'raw_rcv checks no ICMP checksum');
+});

@@ -58,6 +58,12 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_window_scaling': { linux: '1', check: int(0, 1), tcp: bool('windowScaling'), read: (c) => (c.windowScaling ? '1' : '0') },
   'net.ipv4.tcp_sack': { linux: '1', check: int(0, 1), tcp: bool('sack'), read: (c) => (c.sack ? '1' : '0') },
   'net.ipv4.tcp_syn_retries': { linux: '6', check: int(1, 127), tcp: num('synRetries'), read: (c) => String(c.synRetries) },
+  'net.ipv4.tcp_syn_linear_timeouts': {
+    linux: '4',
+    check: int(0, 127),
+    tcp: num('synLinearTimeouts'),
+    read: (c) => String(c.synLinearTimeouts),
+  },
   'net.ipv4.tcp_synack_retries': { linux: '5', check: int(0, 255), tcp: num('synAckRetries'), read: (c) => String(c.synAckRetries) },
   'net.ipv4.tcp_retries2': { linux: '15', check: int(0, 255), tcp: num('retries2'), read: (c) => String(c.retries2) },
   'net.ipv4.tcp_fin_timeout': { linux: '60', check: int(1, INT_MAX), tcp: num('finTimeout', 1000), read: (c) => String(Math.round(c.finTimeout / 1000)) },

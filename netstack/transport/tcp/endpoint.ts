@@ -49,6 +49,7 @@ import { sendAck, sendReset, sendSyn } from './output.ts';
 import type { HeaderTemplate } from './segment.ts';
 import { Sender } from './snd.ts';
 import { State, canSend, isSynchronized, stateName } from './state.ts';
+import { DEFAULT_RTO_MAX } from './rtt.ts';
 import { LazyTimer } from './timer.ts';
 import { compactable } from './timewait.ts';
 import { ZeroCopy } from './zerocopy.ts';
@@ -1028,12 +1029,16 @@ export class TcpEndpoint implements Endpoint {
     const c = this.proto.config;
     const snd = this.snd;
     if (this.state === State.SynSent || this.state === State.SynReceived) {
-      const limit = this.state === State.SynSent ? this.synCount || c.synRetries : c.synAckRetries;
+      // Linux's tcp_write_timeout: SYN-SENT gets tcp_syn_linear_timeouts tries on top of its retries, but gives
+      // up once the time the retries would take with doubling from 1 s has passed since the first SYN.
+      const retries = this.synCount || c.synRetries;
+      const limit = this.state === State.SynSent ? retries + c.synLinearTimeouts : c.synAckRetries;
+      const outlived = this.state === State.SynSent && this.synRetries > 0 && this.clock.now() - this.stateSince >= synModelTimeout(retries);
       // Linux syn_ack_recalc: a deferred child that saw the bare ACK lives until the defer period ends, and is
       // sent no SYN-ACK until its last round, which gives the peer one more chance to send data or an ACK.
       const defer = this.parent?.deferAccept ?? 0;
       const acked = defer > 0 && this.deferAcked;
-      if (this.synRetries >= limit && (!acked || this.synRetries >= defer)) {
+      if ((this.synRetries >= limit || outlived) && (!acked || this.synRetries >= defer)) {
         this.stats.timeouts++;
         this.fail(Err.TimedOut);
         return;
@@ -1041,7 +1046,8 @@ export class TcpEndpoint implements Endpoint {
       const resend = !acked || this.synRetries >= defer - 1;
       this.synRetries++;
       if (this.state === State.SynSent) this.synRetransmitted = true;
-      snd.rtt.backoff();
+      // Linux's tcp_retransmit_timer: the first tcp_syn_linear_timeouts SYN retransmissions keep the RTO.
+      if (this.state !== State.SynSent || this.synRetries > c.synLinearTimeouts) snd.rtt.backoff();
       if (resend) {
         sendSyn(this, this.state === State.SynReceived, this.state === State.SynReceived ? this.peerSynOptions : undefined);
       }
@@ -1198,6 +1204,17 @@ export class TcpEndpoint implements Endpoint {
 }
 
 /** Linux clamps the backlog to [0, somaxconn]. */
+/**
+ * How long `retries` SYN retransmissions take when the RTO doubles from 1 s up to TCP_RTO_MAX (Linux's
+ * tcp_model_timeout for a SYN): connect() gives up after this long even if linear timeouts left tries unused.
+ */
+export function synModelTimeout(retries: number): number {
+  const init = 1000;
+  const doublings = Math.floor(Math.log2(DEFAULT_RTO_MAX / init));
+  if (retries <= doublings) return ((2 << retries) - 1) * init;
+  return ((2 << doublings) - 1) * init + (retries - doublings) * DEFAULT_RTO_MAX;
+}
+
 function clampBacklog(backlog: number, max: number): number {
   return Math.max(0, Math.min(Math.trunc(backlog) || 0, max));
 }

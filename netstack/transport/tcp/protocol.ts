@@ -50,6 +50,11 @@ export interface TcpConfig {
   maxSndBuf: number;
   /** SYN retransmissions before connect() fails (net.ipv4.tcp_syn_retries). */
   synRetries: number;
+  /**
+   * SYN retransmissions that keep the initial RTO before the doubling starts; connect() gets as many more tries
+   * (net.ipv4.tcp_syn_linear_timeouts, Linux 6.5+: a dead peer is retried every second four times).
+   */
+  synLinearTimeouts: number;
   /** SYN-ACK retransmissions before a half-open child is dropped (tcp_synack_retries). */
   synAckRetries: number;
   /** Data retransmissions before the connection is aborted (tcp_retries2). */
@@ -115,6 +120,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   maxRcvBuf: 6 * 1024 * 1024,
   maxSndBuf: 4 * 1024 * 1024,
   synRetries: 6,
+  synLinearTimeouts: 4,
   synAckRetries: 5,
   retries2: 15,
   timestamps: true,

@@ -112,8 +112,8 @@ t.test('SYN-SENT table', async (t) => {
   }
 });
 
-t.test('SYN-SENT SYN lost → retransmitted at 1 s, 2 s, … then ETIMEDOUT after tcp_syn_retries', async (t) => {
-  const h = new Harness({ synRetries: 3 });
+t.test('SYN-SENT SYN lost, tcp_syn_linear_timeouts 0 → retransmitted at 1 s, 2 s, … then ETIMEDOUT after tcp_syn_retries', async (t) => {
+  const h = new Harness({ synRetries: 3, synLinearTimeouts: 0 });
   const ep = h.tcp.newEndpoint(4);
   ep.connect({ address: REMOTE, port: PEER_PORT });
   const syn = h.expect({ flags: TCP_SYN });
@@ -131,6 +131,45 @@ t.test('SYN-SENT SYN lost → retransmitted at 1 s, 2 s, … then ETIMEDOUT afte
   t.equal(ep.takeError(), Err.TimedOut);
   t.same(ep.read(), { data: new Uint8Array(0) }, 'then EOF');
   t.equal(h.tcp.connectionCount, 0, 'left the demux table');
+});
+
+t.test('SYN-SENT SYN lost → Linux linear timeouts: 1 s apart tcp_syn_linear_timeouts + 1 times, then doubling; as many more tries', async (t) => {
+  const h = new Harness();
+  t.equal(h.tcp.config.synLinearTimeouts, 4, "Linux's default");
+  t.equal(h.tcp.config.synRetries, 6);
+  const ep = h.tcp.newEndpoint(4);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  // Linux 6.5+: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s (6 + 4 retransmissions), ETIMEDOUT at 131 s.
+  for (const gap of [1, 1, 1, 1, 1, 2, 4, 8, 16, 32]) {
+    h.expectNone(gap * 1000 - 1);
+    h.advance(1);
+    const { errors } = h.check({ flags: TCP_SYN, seq: syn.seq });
+    t.same(errors, [], `a SYN ${gap} s after the last`);
+  }
+  h.expectNone(63_999);
+  t.equal(ep.state, State.SynSent, 'still trying until the last RTO ends');
+  h.advance(1);
+  t.equal(h.pending, 0, 'no eleventh retransmission');
+  t.equal(ep.state, State.Closed);
+  t.equal(ep.takeError(), Err.TimedOut);
+});
+
+t.test('SYN-SENT TCP_SYNCNT 1 → SYNs at 0, 1, 2 s and ETIMEDOUT at 3 s, the time one retry takes with doubling (Linux)', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.setOption('TCP_SYNCNT', 1), undefined);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  for (let i = 0; i < 2; i++) {
+    h.expectNone(999);
+    h.advance(1);
+    t.same(h.check({ flags: TCP_SYN, seq: syn.seq }).errors, [], `retransmission ${i + 1}, linear`);
+  }
+  h.expectNone(999);
+  h.advance(1);
+  t.equal(h.pending, 0, 'no third retransmission: 3 s have passed since the first SYN');
+  t.equal(ep.takeError(), Err.TimedOut);
 });
 
 t.test('SYN-SENT rcv SYN → SYN-RECEIVED (simultaneous open) → SYN-ACK; ACK → ESTABLISHED', async (t) => {

@@ -14,6 +14,9 @@ import { segmentLength } from './segment.ts';
 import { State, acceptsData } from './state.ts';
 import { sendAck, sendChallengeAck, sendResetSeq, sendSyn } from './output.ts';
 
+// Linux's TCP_TIMEOUT_MIN (2 jiffies at HZ=1000): how soon a SYN answered by an unacceptable ACK goes again.
+const SYN_RESEND_MS = 2;
+
 // RFC 7323 §5.5: TS.Recent older than 24 days is stale and no longer protects.
 const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
 
@@ -29,6 +32,9 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   const snd = ep.snd;
   const f = r.flags;
   if (f & TCP_ACK && (seq.le(r.ack, snd.iss) || seq.gt(r.ack, snd.max))) {
+    // Linux's tcp_rcv_synsent_state_process: the peer may be answering for an old connection whose FIN or RST
+    // it missed; the RST below ends that, so the SYN goes again at once rather than at its timer (once only).
+    if (ep.synRetries === 0) snd.rtxTimer.set(SYN_RESEND_MS);
     if (!(f & TCP_RST)) sendResetSeq(ep, r.ack);
     ep.proto.count('outOfWindow');
     return;

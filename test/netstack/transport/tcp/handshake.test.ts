@@ -112,6 +112,28 @@ t.test('SYN-SENT table', async (t) => {
   }
 });
 
+t.test('SYN-SENT rcv unacceptable ACK → RST, and the SYN again at once (Linux), only before a retransmission', async (t) => {
+  for (const bad of [(iss: number) => iss, (iss: number) => iss + 2]) {
+    const h = new Harness();
+    const ep = h.tcp.newEndpoint(4);
+    ep.connect({ address: REMOTE, port: PEER_PORT });
+    const syn = h.expect({ flags: TCP_SYN });
+    h.localPort = syn.srcPort;
+    h.send({ flags: TCP_ACK, ack: bad(syn.seq) });
+    t.same(h.check({ flags: TCP_RST, seq: bad(syn.seq) }).errors, [], 'RST from the ACK');
+    h.expectNone(1);
+    h.advance(1);
+    t.same(h.check({ flags: TCP_SYN, seq: syn.seq }).errors, [], 'SYN resent 2 ms later');
+    t.equal(ep.state, State.SynSent);
+    // That was a retransmission: the next comes at the (linear) RTO, and another bad ACK does not hurry it.
+    h.send({ flags: TCP_ACK, ack: bad(syn.seq) });
+    t.same(h.check({ flags: TCP_RST, seq: bad(syn.seq) }).errors, []);
+    h.expectNone(999);
+    h.advance(1);
+    t.same(h.check({ flags: TCP_SYN, seq: syn.seq }).errors, [], 'then at its RTO');
+  }
+});
+
 t.test('SYN-SENT SYN lost, tcp_syn_linear_timeouts 0 → retransmitted at 1 s, 2 s, … then ETIMEDOUT after tcp_syn_retries', async (t) => {
   const h = new Harness({ synRetries: 3, synLinearTimeouts: 0 });
   const ep = h.tcp.newEndpoint(4);

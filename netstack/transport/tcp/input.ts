@@ -199,6 +199,11 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
   }
 
   if (!acceptable(ep, start, len)) {
+    if (f & TCP_RST && resetAtFin(ep, start)) {
+      ep.stats.resetsReceived++;
+      resetReceived(ep);
+      return;
+    }
     ep.proto.count('outOfWindow');
     // Old data again (our ACK was lost or the peer retransmitted early): tell it with a D-SACK (RFC 2883 §4).
     if (r.payload.length > 0 && seq.le(seq.add(start, r.payload.length), rcv.nxt)) {
@@ -218,7 +223,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
 
   if (f & TCP_RST) {
     // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; one elsewhere in the window gets a challenge ACK.
-    if (start !== rcv.nxt) {
+    if (start !== rcv.nxt && !resetAtFin(ep, start)) {
       sendChallengeAck(ep);
       return;
     }
@@ -490,6 +495,15 @@ function answerInvalid(ep: TcpEndpoint, len: number): void {
  * A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. The errors are Linux's
  * tcp_reset(): ECONNRESET also in CLOSING and LAST-ACK (the RFC reports nothing there), EPIPE in CLOSE-WAIT.
  */
+/**
+ * Linux's tcp_reset_check: once the peer's FIN is in (CLOSE-WAIT, LAST-ACK, CLOSING) a RST at RCV.NXT − 1 counts
+ * too, for stacks that reset with their FIN's sequence number, though RFC 5961 §3.2 would leave it outside.
+ */
+function resetAtFin(ep: TcpEndpoint, start: number): boolean {
+  const s = ep.state;
+  return (s === State.CloseWait || s === State.LastAck || s === State.Closing) && start === seq.add(ep.rcv.nxt, -1);
+}
+
 function resetReceived(ep: TcpEndpoint): void {
   switch (ep.state) {
     case State.SynReceived:

@@ -160,6 +160,19 @@ for (const s of TAKES_DATA) {
   });
 }
 
+// Linux's tcp_reset_check: after the peer's FIN a RST carrying the FIN's sequence number (RCV.NXT − 1) resets.
+const AFTER_FIN = new Set<State>([State.CloseWait, State.Closing, State.LastAck]);
+for (const s of [State.Established, State.FinWait1, State.FinWait2, State.CloseWait, State.Closing, State.LastAck]) {
+  const resets = AFTER_FIN.has(s);
+  t.test(`${stateName(s)} rcv RST at RCV.NXT − 1 → ${resets ? `CLOSED, ${RST_ERROR[s]!.code} (Linux)` : 'dropped silently'}`, async (t) => {
+    const { h, ep, p } = reach(s);
+    h.send({ flags: TCP_RST, seq: p - 1 });
+    h.expectNone();
+    t.equal(ep.state, resets ? State.Closed : s);
+    t.equal(ep.takeError(), resets ? RST_ERROR[s] : undefined);
+  });
+}
+
 for (const s of [State.CloseWait, State.Closing, State.LastAck]) {
   t.test(`${stateName(s)} rcv data after the peer's FIN → ignored`, async (t) => {
     const { h, ep, snd, p } = reach(s);

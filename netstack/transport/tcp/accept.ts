@@ -8,7 +8,7 @@
 import type { Address } from '../../addr.ts';
 import { TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
-import { defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
+import { advertisedMss, defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
 import { COOKIE_TICK_MS, checkCookie, decodeCookieTs, encodeCookieTs, makeCookie } from './cookie.ts';
 import { TcpEndpoint } from './endpoint.ts';
 import { ECN_NOT_ECT } from './ecn.ts';
@@ -172,7 +172,7 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
   const c = proto.config;
   const now = proto.net.clock.now();
   const isn = makeCookie(proto.net.secret, now, info.dst, r.dstPort, info.src, r.srcPort, r.seq, peerMssOf(r, info));
-  const pathMss = route.maxPayload() - 20;
+  const pathMss = advertisedMss(route.maxPayload(), route.remoteAddress.length === 4 ? 4 : 6);
   const peerTs = r.options.tsVal !== undefined && c.timestamps;
   // Without timestamps there is nowhere to keep window scaling and SACK, so they are not offered (as Linux).
   const wscale = c.windowScaling && peerTs && r.options.wscale !== undefined

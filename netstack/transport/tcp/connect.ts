@@ -13,6 +13,14 @@ export const MAX_WSCALE = 14;
 export function defaultMss(family: 4 | 6): number {
   return family === 4 ? 536 : 1220;
 }
+/**
+ * The MSS a SYN or SYN-ACK offers for a path whose packets carry `maxPayload` bytes after the IP header, as
+ * Linux's route computes it (ipv4_default_advmss, ip6_default_advmss): never below the route minimum
+ * (net.ipv4.route.min_adv_mss 256, net.ipv6.route.min_adv_mss 1220), even on a smaller MTU.
+ */
+export function advertisedMss(maxPayload: number, family: 4 | 6): number {
+  return Math.max(maxPayload - 20, family === 4 ? 256 : 1220);
+}
 /** Bytes the timestamps option takes in every segment once negotiated (NOP NOP TS). */
 export const TS_OPTION_LEN = 12;
 

@@ -37,6 +37,7 @@ import {
   type Negotiated,
   type SynOffer,
   TS_OPTION_LEN,
+  advertisedMss,
   initialSequence,
   timestampOffset,
   windowScaleFor,
@@ -861,7 +862,7 @@ export class TcpEndpoint implements Endpoint {
   initConnection(): void {
     const c = this.proto.config;
     const route = this.route!;
-    const pathMss = route.maxPayload() - 20;
+    const pathMss = advertisedMss(route.maxPayload(), route.remoteAddress.length === 4 ? 4 : 6);
     const mss = this.userMss > 0 ? Math.min(this.userMss, pathMss) : pathMss;
     this.offer = {
       mss,

@@ -194,6 +194,28 @@ t.test('SYN-SENT TCP_SYNCNT 1 → SYNs at 0, 1, 2 s and ETIMEDOUT at 3 s, the ti
   t.equal(ep.takeError(), Err.TimedOut);
 });
 
+t.test("the MSS a SYN and a SYN-ACK offer is never below Linux's route minimum (min_adv_mss 256), even on a 72-byte MTU", async (t) => {
+  for (const [mtu, want] of [[72, 256], [296, 256], [300, 260], [1500, 1460]] as const) {
+    const h = new Harness();
+    h.net.mtu = mtu;
+    const ep = h.tcp.newEndpoint(4);
+    ep.connect({ address: REMOTE, port: PEER_PORT });
+    t.equal(h.expect({ flags: TCP_SYN }).options.mss, want, `SYN on MTU ${mtu}`);
+    const l = new Harness();
+    l.net.mtu = mtu;
+    l.listen(4);
+    l.send({ flags: TCP_SYN, options: { mss: 1460 } });
+    t.equal(l.expect({ flags: TCP_SYN | TCP_ACK }).options.mss, want, `SYN-ACK on MTU ${mtu}`);
+  }
+  // TCP_MAXSEG below the floor still lowers the offer (Linux: user_mss caps advmss).
+  const h = new Harness();
+  h.net.mtu = 72;
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.setOption('TCP_MAXSEG', 100), undefined);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  t.equal(h.expect({ flags: TCP_SYN }).options.mss, 100);
+});
+
 t.test('SYN-SENT rcv SYN → SYN-RECEIVED (simultaneous open) → SYN-ACK; ACK → ESTABLISHED', async (t) => {
   const h = new Harness();
   const ep = h.tcp.newEndpoint(4);

@@ -5,7 +5,7 @@
  * IPv6 read starts at the ICMPv6 header (RFC 3542 §3). Sends carry the ICMP message only: the stack builds the IP
  * header (IP_HDRINCL is refused) and fills the ICMPv6 checksum (RFC 3542 §3.1), never the ICMPv4 one.
  */
-import { type Address, IPV4_BROADCAST, addressEqual, isLinkLocalV6, isMulticast, isUnspecified } from '../../addr.ts';
+import { type Address, addressEqual, isLinkLocalV6, isMulticast, isUnspecified } from '../../addr.ts';
 import { Err, type NetError, isError } from '../../errors.ts';
 import {
   type Endpoint,
@@ -20,7 +20,7 @@ import {
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
 import { Icmpv6Packet } from '../../wire/icmpv6.ts';
 import { type NetworkLayer, type PacketInfo, PROTO_ICMP, PROTO_ICMPV6 } from '../protocol.ts';
-import { DATAGRAM_OVERHEAD, type DatagramReadResult } from '../udp/datagram.ts';
+import { DATAGRAM_OVERHEAD, type DatagramReadResult, bindableAddress, sendsBroadcast } from '../udp/datagram.ts';
 import { DatagramOptions } from '../udp/options.ts';
 
 /** What a raw socket needs from its protocol: the network layer, and a way to leave the delivery list. */
@@ -58,7 +58,6 @@ export class RawEndpoint implements Endpoint {
   private filter: Uint8Array;
   private readonly queue: Queued[] = [];
   private queuedBytes = 0;
-  private error: NetError | undefined;
   private shutRd = false;
   private shutWr = false;
   private closed = false;
@@ -75,8 +74,7 @@ export class RawEndpoint implements Endpoint {
 
   readiness(mask: number): number {
     let r = EventOut;
-    if (this.queue.length > 0 || this.error || this.shutRd) r |= EventIn;
-    if (this.error) r |= EventErr;
+    if (this.queue.length > 0 || this.shutRd) r |= EventIn;
     if (this.shutRd) r |= EventRdHUp;
     if (this.shutRd && this.shutWr) r |= EventHUp;
     return r & (mask | EventErr | EventHUp);
@@ -87,10 +85,7 @@ export class RawEndpoint implements Endpoint {
     if (this.closed) return Err.BadFileDescriptor;
     const a = addr.address;
     if (a.length !== (this.family === 4 ? 4 : 16)) return Err.InvalidArgument;
-    const special = isMulticast(a) || (a.length === 4 && addressEqual(a, IPV4_BROADCAST));
-    if (!isUnspecified(a) && !special && !this.host.net.isLocalAddress(a, addr.nicId || undefined)) {
-      return Err.AddressNotAvailable;
-    }
+    if (!isUnspecified(a) && !bindableAddress(this.host.net, a, addr.nicId)) return Err.AddressNotAvailable;
     if (addr.nicId && this.family === 6 && isLinkLocalV6(a)) this.opts.boundNic = addr.nicId;
     this.bindAddr = a.slice();
     return undefined;
@@ -122,8 +117,6 @@ export class RawEndpoint implements Endpoint {
 
   read(opts?: ReadOptions): DatagramReadResult | NetError {
     if (this.closed) return Err.BadFileDescriptor;
-    const e = this.takeError();
-    if (e) return e;
     const q = this.queue[0];
     if (!q) return this.shutRd ? Err.ClosedForReceive : Err.WouldBlock;
     if (!opts?.peek) {
@@ -156,9 +149,7 @@ export class RawEndpoint implements Endpoint {
     if (this.family === 6 && this.protocol === PROTO_ICMPV6 && data.length < ICMPV6_CHECKSUM_OFFSET + 2) return Err.InvalidArgument;
     const route = this.route(dest, nicId);
     if (isError(route)) return route;
-    if (((dest.length === 4 && addressEqual(dest, IPV4_BROADCAST)) || (route as { kind?: string }).kind === 'broadcast') && !this.opts.broadcast) {
-      return Err.PermissionDenied;
-    }
+    if (sendsBroadcast(dest, route) && !this.opts.broadcast) return Err.PermissionDenied;
     if (this.shutWr) return Err.ClosedForSend;
     const off = route.headroom;
     const buf = new Uint8Array(off + data.length);
@@ -245,10 +236,9 @@ export class RawEndpoint implements Endpoint {
     return this.opts.set(name, value, false);
   }
 
+  /** No error is ever pending: ICMP errors are not queued to raw sockets (no IP_RECVERR), as SO_ERROR then shows. */
   takeError(): NetError | undefined {
-    const e = this.error;
-    this.error = undefined;
-    return e;
+    return undefined;
   }
 
   inQueue(): number {

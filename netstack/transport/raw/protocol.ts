@@ -7,7 +7,7 @@
 import { Err, type NetError } from '../../errors.ts';
 import type { Family } from '../../socket.ts';
 import { type NetworkLayer, type PacketInfo, type RawDispatcher, PROTO_ICMP, PROTO_ICMPV6 } from '../protocol.ts';
-import { finishChecksum, pseudoHeaderSum, sum16 } from '../../wire/checksum.ts';
+import { Icmpv6Packet } from '../../wire/icmpv6.ts';
 import { RawEndpoint } from './endpoint.ts';
 
 /** Raw socket counters, registered as Stats group "raw". */
@@ -72,7 +72,7 @@ export class RawProtocol implements RawDispatcher {
     // IPv4 raw sockets get what came, as Linux's raw_rcv checks nothing.
     if (family === 6 && protocol === PROTO_ICMPV6 && !info.csumVerified) {
       // A whole 8-byte header is not needed: ICMPv6's fixed part is 4 bytes, and a shorter message fails the filter.
-      if (finishChecksum(sum16(packet, pseudoHeaderSum(info.src, info.dst, PROTO_ICMPV6, packet.length))) !== 0) {
+      if (!new Icmpv6Packet(packet).verifyChecksum(info.src, info.dst)) {
         this.counters.checksumErrors++;
         return;
       }

@@ -24,6 +24,21 @@ import type { DemuxEntry, DemuxTable } from './demux.ts';
 import { DatagramOptions } from './options.ts';
 import type { IcmpSocketError } from './icmperr.ts';
 
+/** Whether a datagram socket may bind `a`: one of ours, or a multicast/broadcast address (Linux allows both). */
+export function bindableAddress(net: NetworkLayer, a: Address, nicId?: number): boolean {
+  if (isMulticast(a) || (a.length === 4 && addressEqual(a, IPV4_BROADCAST))) return true;
+  return net.isLocalAddress(a, nicId || undefined);
+}
+
+/**
+ * Whether sending to `a` over `route` needs SO_BROADCAST: the limited broadcast address, or a route the network
+ * layer marks as a broadcast one (the Stack's Path has `kind`; the Route contract has no such field yet).
+ */
+export function sendsBroadcast(a: Address, route: Route): boolean {
+  if (a.length === 4 && addressEqual(a, IPV4_BROADCAST)) return true;
+  return (route as { readonly kind?: string }).kind === 'broadcast';
+}
+
 /** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
 export const DATAGRAM_OVERHEAD = 768;
 
@@ -177,7 +192,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     }
     const route = this.route(dest);
     if (isError(route)) return route;
-    if (this.isBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
+    if (sendsBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
     // Linux fixes the source address at connect time (ip4_datagram_connect) unless bind() chose one.
     if (!this.explicitAddr) this.bindAddr = route.localAddress;
     this.peer = { address: dest.address, port: dest.port };
@@ -253,7 +268,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     }
     const route = this.route(dest);
     if (isError(route)) return route;
-    if (this.isBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
+    if (sendsBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
     if (data.length > this.maxMessage(dest.address.length === 4)) return Err.MessageTooLong;
     const e = this.takeError();
     if (e) return e;
@@ -396,10 +411,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     return new Uint8Array(this.family === 4 ? 4 : 16);
   }
 
-  /** Whether an address may be bound: one of ours, or a multicast/broadcast address (Linux allows both). */
   private bindable(a: Address, nicId?: number): boolean {
-    if (isMulticast(a) || (a.length === 4 && addressEqual(a, IPV4_BROADCAST))) return true;
-    return this.host.net.isLocalAddress(a, nicId || undefined);
+    return bindableAddress(this.host.net, a, nicId);
   }
 
   private reserve(address: Address, port: number): number | NetError {
@@ -452,14 +465,6 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     return this.host.net.findRoute(dest.address, local, nic);
   }
 
-  /**
-   * Whether sending needs SO_BROADCAST: the limited broadcast address, or a route the network layer marks as a
-   * broadcast one (the Stack's Path has `kind`; the Route contract has no such field yet).
-   */
-  private isBroadcast(a: Address, route: Route): boolean {
-    if (a.length === 4 && addressEqual(a, IPV4_BROADCAST)) return true;
-    return (route as { readonly kind?: string }).kind === 'broadcast';
-  }
 
   /** An address as this socket's family shows it: IPv4 peers of an IPv6 socket are ::ffff:a.b.c.d. */
   private present(a: Address): Address {

@@ -1204,7 +1204,6 @@ export class TcpEndpoint implements Endpoint {
   }
 }
 
-/** Linux clamps the backlog to [0, somaxconn]. */
 /**
  * How long `retries` SYN retransmissions take when the RTO doubles from 1 s up to TCP_RTO_MAX (Linux's
  * tcp_model_timeout for a SYN): connect() gives up after this long even if linear timeouts left tries unused.
@@ -1216,6 +1215,7 @@ export function synModelTimeout(retries: number): number {
   return ((2 << doublings) - 1) * init + (retries - doublings) * DEFAULT_RTO_MAX;
 }
 
+/** Linux clamps the backlog to [0, somaxconn]. */
 function clampBacklog(backlog: number, max: number): number {
   return Math.max(0, Math.min(Math.trunc(backlog) || 0, max));
 }

@@ -492,10 +492,6 @@ function answerInvalid(ep: TcpEndpoint, len: number): void {
 }
 
 /**
- * A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. The errors are Linux's
- * tcp_reset(): ECONNRESET also in CLOSING and LAST-ACK (the RFC reports nothing there), EPIPE in CLOSE-WAIT.
- */
-/**
  * Linux's tcp_reset_check: once the peer's FIN is in (CLOSE-WAIT, LAST-ACK, CLOSING) a RST at RCV.NXT − 1 counts
  * too, for stacks that reset with their FIN's sequence number, though RFC 5961 §3.2 would leave it outside.
  */
@@ -504,6 +500,10 @@ function resetAtFin(ep: TcpEndpoint, start: number): boolean {
   return (s === State.CloseWait || s === State.LastAck || s === State.Closing) && start === seq.add(ep.rcv.nxt, -1);
 }
 
+/**
+ * A valid RST (RFC 9293 §3.10.7.4 second check): report per state and delete the TCB. The errors are Linux's
+ * tcp_reset(): ECONNRESET also in CLOSING and LAST-ACK (the RFC reports nothing there), EPIPE in CLOSE-WAIT.
+ */
 function resetReceived(ep: TcpEndpoint): void {
   switch (ep.state) {
     case State.SynReceived:

@@ -45,6 +45,16 @@ export function cgroupMounts(): CgroupMount[] {
   return out;
 }
 
+/**
+ * Where cgroup `path` (a path inside the hierarchy, as /proc/PID/cgroup gives it) is under `mount`, which shows
+ * the hierarchy from its root; undefined when the path lies outside what the mount shows.
+ */
+export function dirInMount(mount: CgroupMount, path: string): string | undefined {
+  const root = mount.root === '/' ? '' : mount.root;
+  if (root && !(path + '/').startsWith(root + '/')) return undefined;
+  return join(mount.point, path.slice(root.length));
+}
+
 /** The controllers (and name=) of a v1 mount, or '' for the v2 one: the key of /proc/PID/cgroup's lines. */
 function hierarchyKey(m: CgroupMount): string {
   if (m.v2) return '';
@@ -129,12 +139,11 @@ export class ContainerCgroup {
         if (seen.has(key) || !own.has(key)) continue;
         seen.add(key);
         const full = want.relative ? join(own.get(key)!, want.path) : want.path;
-        const root = mount.root === '/' ? '' : mount.root;
-        if (root && !(full + '/').startsWith(root + '/')) {
+        const dir = dirInMount(mount, full);
+        if (dir === undefined) {
           log(`cgroup ${full} is outside the ${key || 'unified'} mount at ${mount.point}: not made there`);
           continue;
         }
-        const dir = join(mount.point, full.slice(root.length));
         cg.mkdirs(mount, dir);
         dirs.push({ dir, mount, key });
       }
@@ -161,14 +170,14 @@ export class ContainerCgroup {
     }
   }
 
-  /** The directory of the hierarchy holding controller `c` (v1), or the v2 one when it offers `c`. */
-  private dirFor(c: string): string | undefined {
+  /** The container's directory in the hierarchy holding controller `c` (v1), or the v2 one when it offers `c`. */
+  private dirFor(c: string): ContainerCgroup['dirs'][number] | undefined {
     const v1 = this.dirs.find((d) => !d.mount.v2 && d.mount.options.includes(c));
-    if (v1) return v1.dir;
+    if (v1) return v1;
     const v2 = this.dirs.find((d) => d.mount.v2);
     if (!v2) return undefined;
     try {
-      return readFileSync(join(v2.dir, 'cgroup.controllers'), 'utf8').split(/\s+/).includes(c) ? v2.dir : undefined;
+      return readFileSync(join(v2.dir, 'cgroup.controllers'), 'utf8').split(/\s+/).includes(c) ? v2 : undefined;
     } catch {
       return undefined;
     }
@@ -176,15 +185,15 @@ export class ContainerCgroup {
 
   /** Writes the limits the hierarchies offer (v1 file names where v1 holds the controller, else v2's). */
   private apply(r: Resources, log: (l: string) => void): void {
+    const where = new Map(['memory', 'pids', 'cpu', 'cpuset'].map((c) => [c, this.dirFor(c)]));
     const write = (controller: string, v1File: string, v2File: string, value: string | number | undefined) => {
       if (value === undefined) return;
-      const dir = this.dirFor(controller);
-      if (!dir) {
+      const at = where.get(controller);
+      if (!at) {
         log(`linux.resources: no ${controller} controller here, ${v1File} not applied`);
         return;
       }
-      const v2 = this.dirs.find((d) => d.dir === dir)!.mount.v2;
-      const file = join(dir, v2 ? v2File : v1File);
+      const file = join(at.dir, at.mount.v2 ? v2File : v1File);
       try {
         writeFileSync(file, String(value));
       } catch (e) {
@@ -192,12 +201,12 @@ export class ContainerCgroup {
       }
     };
     const max = (n: number | undefined, v2: boolean) => (n === undefined ? undefined : n < 0 || (v2 && n === 0) ? (v2 ? 'max' : -1) : n);
-    const v2Mem = this.dirFor('memory') !== undefined && this.dirs.find((d) => d.dir === this.dirFor('memory'))!.mount.v2;
+    const v2Mem = where.get('memory')?.mount.v2 ?? false;
     write('memory', 'memory.limit_in_bytes', 'memory.max', max(r.memory?.limit, v2Mem));
     write('memory', 'memory.soft_limit_in_bytes', 'memory.low', max(r.memory?.reservation, v2Mem));
     if (r.memory?.swap !== undefined) {
-      const dir = this.dirFor('memory');
-      if (dir && (v2Mem || existsSync(join(dir, 'memory.memsw.limit_in_bytes')))) {
+      const mem = where.get('memory');
+      if (mem && (v2Mem || existsSync(join(mem.dir, 'memory.memsw.limit_in_bytes')))) {
         // v1's memsw is memory plus swap; v2's swap.max is swap alone.
         const swap = v2Mem && r.memory.swap > 0 && r.memory.limit !== undefined && r.memory.limit > 0 ? r.memory.swap - r.memory.limit : r.memory.swap;
         write('memory', 'memory.memsw.limit_in_bytes', 'memory.swap.max', max(swap, v2Mem));
@@ -205,7 +214,7 @@ export class ContainerCgroup {
     }
     if (r.pids?.limit !== undefined) write('pids', 'pids.max', 'pids.max', r.pids.limit <= 0 ? 'max' : r.pids.limit);
     const cpu = r.cpu ?? {};
-    const v2Cpu = this.dirFor('cpu') !== undefined && this.dirs.find((d) => d.dir === this.dirFor('cpu'))!.mount.v2;
+    const v2Cpu = where.get('cpu')?.mount.v2 ?? false;
     if (v2Cpu) {
       // runc's conversion of shares (2..262144) to weight (1..10000).
       if (cpu.shares) write('cpu', 'cpu.shares', 'cpu.weight', Math.round(1 + ((Math.max(2, Math.min(262144, cpu.shares)) - 2) * 9999) / 262142));
@@ -252,10 +261,10 @@ export class ContainerCgroup {
   leave(): void {
     for (const d of this.dirs) {
       const was = this.before.get(d.key);
-      if (was === undefined) continue;
-      const root = d.mount.root === '/' ? '' : d.mount.root;
+      const dir = was === undefined ? undefined : dirInMount(d.mount, was);
+      if (dir === undefined) continue;
       try {
-        writeFileSync(join(d.mount.point, was.slice(root.length), 'cgroup.procs'), String(process.pid));
+        writeFileSync(join(dir, 'cgroup.procs'), String(process.pid));
       } catch {
         // its old cgroup is gone: the removal below fails and says so
       }

@@ -223,7 +223,8 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   // So does one given the network namespace of another container of ours (`--network container:X`): X's Sentry
   // owns its interface.
   const netEntry = spec.linux?.namespaces?.find((n) => n.type === 'network');
-  const podId = podSandboxId(spec, c.id) ?? (netEntry?.path ? netnsOwner(c.root, netEntry.path, c.id, opts.hostNetnsIno) : undefined);
+  const annotatedPod = podSandboxId(spec, c.id);
+  const podId = annotatedPod ?? (netEntry?.path ? netnsOwner(c.root, netEntry.path, c.id, opts.hostNetnsIno) : undefined);
   const pod = podId === undefined ? undefined : findPod(c.root, podId);
   const base: ContainerState = {
     ociVersion: spec.ociVersion,
@@ -250,7 +251,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
   // before anything else starts, so that the helper, bwrap and the program are born there. Removed by `delete`,
   // or here when create fails.
   // (A CRI pod's: one joined by `--network container:X` has no pod cgroup above its own.)
-  const inPod = isPodSandbox(spec) || podSandboxId(spec, c.id) !== undefined;
+  const inPod = isPodSandbox(spec) || annotatedPod !== undefined;
   const cgroup = ContainerCgroup.make(spec.linux?.cgroupsPath, spec.linux?.resources, log);
   let keepCgroup = false;
   if (cgroup) {

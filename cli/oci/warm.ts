@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { errnoName, sys } from '../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
 import { CliError } from '../errors.ts';
-import { cgroupMounts } from './cgroups.ts';
+import { cgroupMounts, dirInMount } from './cgroups.ts';
 import { alive } from './state.ts';
 
 /** The folder of a root's warm Sentries. */
@@ -175,10 +175,10 @@ export function joinCgroups(peer: number): void {
       : mounts.find((x) => !x.v2 && controllers!.split(',').every((c) => x.options.includes(c)));
     if (!mount) throw new Cold(`no mount of the cgroup hierarchy '${controllers || 'unified'}'`);
     // The mount shows the hierarchy from its root: a path outside it is not reachable from here.
-    if (!(path + '/').startsWith(mount.root === '/' ? '/' : mount.root + '/')) throw new Cold(`cgroup ${path} is outside the mount at ${mount.point}`);
-    const rel = mount.root === '/' ? path! : path!.slice(mount.root.length);
+    const dir = dirInMount(mount, path!);
+    if (dir === undefined) throw new Cold(`cgroup ${path} is outside the mount at ${mount.point}`);
     try {
-      writeFileSync(join(mount.point, rel, 'cgroup.procs'), String(process.pid));
+      writeFileSync(join(dir, 'cgroup.procs'), String(process.pid));
     } catch (e) {
       throw new Cold(`cannot join cgroup ${path} (${controllers || 'unified'}): ${(e as Error).message}`);
     }

@@ -7,15 +7,18 @@
  * `DgramPump` moves datagrams with raw recv/send (libuv streams read a 0-byte datagram as end of file):
  * Endpoint → program as they arrive, program → Endpoint for the native send()/write() of a connected socket.
  * A trapped recvfrom/recvmsg that asks for the source dequeues through the Sentry's dup of the program's end;
- * the source comes from a FIFO of (length, hash, source) kept per datagram handed to the program. A datagram
- * the program read natively in between (read() or recv() have no address, so they are not trapped) is detected
- * as a head that does not match, and skipped.
+ * the source comes from a FIFO of (length, hash, source, control fields) kept per datagram handed to the
+ * program, the control fields (destination, TTL, TOS, arrival time) being what its control messages are made
+ * of. A datagram the program read natively in between (read() or recv() have no address, so they are not
+ * trapped) is detected as a head that does not match, and skipped. A connected socket keeps the FIFO only
+ * while it asks for control messages (its source is the peer).
  */
 import { EventEmitter } from 'eventemitter3';
 import { isError } from '../../netstack/errors.ts';
 import type { SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventIn } from '../../netstack/waiter.ts';
 import * as ux from '../../lib/unix.ts';
+import { type DatagramControl, datagramControl } from '../socket/cmsg.ts';
 import type { SocketFile } from '../socket/file.ts';
 
 /** Bigger than any datagram: a receive through it never truncates, so MSG_TRUNC lengths are exact. */
@@ -32,6 +35,8 @@ export interface FifoEntry {
   readonly len: number;
   readonly hash: number;
   readonly from: SocketAddress;
+  /** What its control messages are made of (none from an endpoint that keeps nothing per datagram). */
+  readonly control?: DatagramControl;
 }
 
 /** FNV-1a over the first HASH_BYTES bytes. */
@@ -68,25 +73,27 @@ export class SourceFifo {
     }
   }
 
-  /** The source of the datagram `data` (of full length `len`); `consume` false for MSG_PEEK. */
-  match(len: number, data: Uint8Array, consume: boolean): SocketAddress | undefined {
+  /** The entry of the datagram `data` (of full length `len`); `consume` false for MSG_PEEK. */
+  match(len: number, data: Uint8Array, consume: boolean): FifoEntry | undefined {
+    if (this.length === 0) return undefined;
     const hash = datagramHash(data);
     for (let i = this.head; i < this.entries.length; i++) {
       const e = this.entries[i]!;
       if (e.len === len && e.hash === hash) {
         this.skipped += i - this.head;
         this.head = consume ? i + 1 : i;
-        return e.from;
+        return e;
       }
     }
     return undefined;
   }
 }
 
-/** A datagram received through a trapped call: its bytes (whole), and its source when known. */
+/** A datagram received through a trapped call: its bytes (whole), its source and control fields when known. */
 export interface Received {
   readonly data: Uint8Array;
   readonly from: SocketAddress | undefined;
+  readonly control?: DatagramControl;
 }
 
 /** Options of a DgramPump. */
@@ -108,6 +115,7 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
   private readonly unsubscribe: () => void;
   private pending: Uint8Array | null = null;
   private pendingFrom: SocketAddress | undefined;
+  private pendingControl: DatagramControl | undefined;
   private closed = false;
 
   constructor(private readonly o: DgramPumpOptions) {
@@ -141,11 +149,13 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
         if (isError(r)) break;
         this.pending = r.data;
         this.pendingFrom = r.from;
+        this.pendingControl = datagramControl(r);
       }
       const n = ux.send(this.o.fd, this.pending);
       if (n === -ux.U.EAGAIN) break;
-      if (n >= 0 && this.pendingFrom && !this.peer()) {
-        this.fifo.push({ len: this.pending.length, hash: datagramHash(this.pending), from: this.pendingFrom });
+      if (n >= 0 && this.pendingFrom && (this.o.file.wantedControl() !== 0 || !this.peer())) {
+        const e = { len: this.pending.length, hash: datagramHash(this.pending), from: this.pendingFrom, control: this.pendingControl };
+        this.fifo.push(e);
       }
       if (n >= 0) this.stats.datagramsDown++;
       else this.stats.dropped++;
@@ -171,18 +181,18 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
   }
 
   /**
-   * A trapped receive that wants the source: takes the next datagram from the program's end through `progDup`
-   * (MSG_PEEK honoured), whole, and its source. -EAGAIN when none is queued.
+   * A trapped receive that wants the source or control messages: takes the next datagram from the program's end
+   * through `progDup` (MSG_PEEK honoured), whole, with its source and control fields. -EAGAIN when none is queued.
    */
   receive(progDup: number, flags: number): Received | number {
     const peek = (flags & ux.U.MSG_PEEK) !== 0;
     const n = ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_TRUNC | (peek ? ux.U.MSG_PEEK : 0));
     if (n < 0) return n;
     const data = scratch.subarray(0, Math.min(n, scratch.length));
-    const from = this.peer() ?? this.fifo.match(n, data, !peek);
+    const e = this.fifo.match(n, data, !peek);
     // The datagram has left the program's end: pumping may go on if it had filled up.
     if (!peek) queueMicrotask(() => this.down());
-    return { data, from };
+    return { data, from: this.peer() ?? e?.from, control: e?.control };
   }
 
   /** Releases our end and the Endpoint. */

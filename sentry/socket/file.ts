@@ -13,6 +13,7 @@ import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
 import { LINUX as L, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, decodeSockaddr, encodeSockaddr } from './abi.ts';
 import type { MsgHdr, SysRet } from './api.ts';
+import { type Cmsg, type ControlContext, type DatagramControl, datagramControl, layOut, receiveControl, wantedControl } from './cmsg.ts';
 import { type OptSpec, decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
 
 const EAGAIN = 11;
@@ -67,9 +68,6 @@ function iovecsFrom(iov: readonly Uint8Array[], skip: number): number[] {
 function neg(e: NetError): number {
   return -e.errno;
 }
-
-/** struct cmsghdr's size on 64-bit Linux (cmsg_len is a size_t); an int's data follows it, padded to 8. */
-const CMSG_HDR = 16;
 
 /** A little-endian int as getsockopt writes it. */
 function int32(v: number): Uint8Array {
@@ -130,6 +128,8 @@ export class SocketFile {
   sndTimeoMs = 0;
   /** Values of KEPT_BY_FILE options the Endpoint refused. */
   private readonly kept = new Map<string, number>();
+  /** The receive control messages the options ask for (cmsg.ts Want bits), read again after a setsockopt. */
+  private wants: number | undefined;
 
   constructor(
     readonly ep: Endpoint,
@@ -139,8 +139,11 @@ export class SocketFile {
     readonly type: number,
     readonly protocol: number,
     private readonly clock: Clock,
-    /** CLOCK_REALTIME (ms) of an instant on the stack's clock, for SCM_TIMESTAMPING. */
-    private readonly wallTime: (stackMs: number) => number = (ms) => Date.now() - (clock.now() - ms),
+    /**
+     * CLOCK_REALTIME (ms) of an instant on the stack's clock, for SCM_TIMESTAMPING and SO_TIMESTAMP*: to the
+     * microsecond (Date.now() has only milliseconds, too coarse for SO_TIMESTAMPNS).
+     */
+    private readonly wallTime: (stackMs: number) => number = (ms) => performance.timeOrigin + performance.now() - (clock.now() - ms),
   ) {}
 
   /**
@@ -346,6 +349,8 @@ export class SocketFile {
         this.writeAddress(r.from, msg.name, len);
         msg.namelen = len[0]!;
       } else msg.namelen = 0;
+      const d = datagramControl(r);
+      if (d) this.putControl(msg, d);
       return flags & L.MSG_TRUNC ? size : r.data.length;
     };
     if (stream) msg.namelen = 0;
@@ -358,6 +363,33 @@ export class SocketFile {
     if (first !== -EAGAIN || nonblock) return done(first === -EAGAIN && got > 0 ? got : first);
     const r = this.blockable(false, EventIn | EventRdHUp, this.rcvTimeoMs, attempt, signal, () => (got > 0 ? got : -EAGAIN));
     return typeof r === 'number' ? done(r) : r.then(done);
+  }
+
+  /** The receive control messages this socket's options ask for (cmsg.ts Want bits; 0 for none). */
+  wantedControl(): number {
+    return (this.wants ??= wantedControl(this.ep));
+  }
+
+  /** What cmsg.ts needs of this socket to build its control messages. */
+  get controlContext(): ControlContext {
+    const local = this.ep.localAddress();
+    const port = this.protocol === L.IPPROTO_UDP && !isError(local) ? local.port : undefined;
+    return { domain: this.domain, port, wallTime: this.wallTime };
+  }
+
+  /** The control messages a datagram with `d` brings to this socket's recvmsg (none unless asked for). */
+  controlMessages(d: DatagramControl): Cmsg[] {
+    const w = this.wantedControl();
+    return w ? receiveControl(w, this.controlContext, d) : [];
+  }
+
+  /** Lays a datagram's control messages into msg.control (MSG_CTRUNC when it is short), as recvmsg does. */
+  private putControl(msg: MsgHdr, d: DatagramControl): void {
+    const msgs = this.controlMessages(d);
+    if (msgs.length === 0) return;
+    const out = layOut(msg.control ?? new Uint8Array(0), msgs);
+    if (out.truncated) msg.flags |= L.MSG_CTRUNC;
+    msg.controllen = out.used;
   }
 
   /**
@@ -375,16 +407,13 @@ export class SocketFile {
     // call copies nothing and says MSG_TRUNC when that packet would not have fitted the buffers.
     let stamp: Uint8Array | undefined;
     if (ee.timestamp !== undefined || ee.looped !== undefined) {
-      stamp = new Uint8Array(CMSG_HDR + 48);
+      stamp = new Uint8Array(48);
       const sv = new DataView(stamp.buffer);
-      sv.setBigUint64(0, BigInt(CMSG_HDR + 48), true);
-      sv.setInt32(8, L.SOL_SOCKET, true);
-      sv.setInt32(12, L.SCM_TIMESTAMPING, true);
       if (ee.timestamp !== undefined) {
         const wall = this.wallTime(ee.timestamp);
         const sec = Math.floor(wall / 1000);
-        sv.setBigInt64(CMSG_HDR, BigInt(sec), true);
-        sv.setBigInt64(CMSG_HDR + 8, BigInt(Math.round((wall - sec * 1000) * 1e6)), true);
+        sv.setBigInt64(0, BigInt(sec), true);
+        sv.setBigInt64(8, BigInt(Math.round((wall - sec * 1000) * 1e6)), true);
       }
       const room = msg.iov.reduce((n, b) => n + b.length, 0);
       if ((ee.looped ?? 0) > room) msg.flags |= L.MSG_TRUNC;
@@ -398,34 +427,13 @@ export class SocketFile {
     body[6] = ee.code;
     bv.setUint32(8, ee.info >>> 0, true);
     bv.setUint32(12, ee.data >>> 0, true);
-    const cmsg = new Uint8Array(CMSG_HDR + ((body.length + 7) & ~7));
-    const cv = new DataView(cmsg.buffer);
-    cv.setBigUint64(0, BigInt(CMSG_HDR + body.length), true);
-    cv.setInt32(8, v6 ? L.SOL_IPV6 : L.SOL_IP, true);
-    cv.setInt32(12, v6 ? L.IPV6_RECVERR : L.IP_RECVERR, true);
-    cmsg.set(body, CMSG_HDR);
     msg.namelen = 0;
     msg.flags |= L.MSG_ERRQUEUE;
-    const c = msg.control;
-    let at = 0;
-    // put_cmsg for each message in turn: one that does not fit whole is cut (MSG_CTRUNC), the rest dropped.
-    for (const [m, len] of stamp ? [[stamp, stamp.length], [cmsg, CMSG_HDR + body.length]] as const : [[cmsg, CMSG_HDR + body.length]] as const) {
-      const room = (c?.length ?? 0) - at;
-      if (room < CMSG_HDR) {
-        msg.flags |= L.MSG_CTRUNC;
-        break;
-      }
-      const n = Math.min(room, m.length);
-      c!.set(m.subarray(0, n), at);
-      if (n < len) {
-        msg.flags |= L.MSG_CTRUNC;
-        new DataView(c!.buffer, c!.byteOffset + at, n).setBigUint64(0, BigInt(n), true);
-        at += n;
-        break;
-      }
-      at += n;
-    }
-    msg.controllen = at;
+    const msgs: Cmsg[] = [{ level: v6 ? L.SOL_IPV6 : L.SOL_IP, type: v6 ? L.IPV6_RECVERR : L.IP_RECVERR, data: body }];
+    if (stamp) msgs.unshift({ level: L.SOL_SOCKET, type: L.SCM_TIMESTAMPING, data: stamp });
+    const out = layOut(msg.control ?? new Uint8Array(0), msgs);
+    if (out.truncated) msg.flags |= L.MSG_CTRUNC;
+    msg.controllen = out.used;
     return 0;
   }
 
@@ -435,20 +443,12 @@ export class SocketFile {
    * A control buffer too short for it gets MSG_CTRUNC, as put_cmsg gives.
    */
   private putInq(msg: MsgHdr): void {
-    const c = msg.control;
-    if (!c) return;
-    if (c.length < CMSG_HDR + 4) {
-      msg.flags |= L.MSG_CTRUNC;
-      return;
-    }
+    if (!msg.control) return;
     let inq = this.ep.inQueue();
     if (inq === 0 && this.ep.readiness(EventRdHUp) & EventRdHUp) inq = 1;
-    const v = new DataView(c.buffer, c.byteOffset, c.byteLength);
-    v.setBigUint64(0, BigInt(CMSG_HDR + 4), true);
-    v.setInt32(8, L.SOL_TCP, true);
-    v.setInt32(12, L.TCP_CM_INQ, true);
-    v.setInt32(CMSG_HDR, inq, true);
-    msg.controllen = Math.min(c.length, CMSG_HDR + 8);
+    const out = layOut(msg.control, [{ level: L.SOL_TCP, type: L.TCP_CM_INQ, data: int32(inq) }]);
+    if (out.truncated) msg.flags |= L.MSG_CTRUNC;
+    msg.controllen = out.used;
   }
 
   /** sendmsg(2) of msg.iov, to msg.name when given; a blocking stream send returns once everything is queued. */
@@ -674,6 +674,7 @@ export class SocketFile {
       else return -EINVAL;
     }
     const e = this.ep.setOption(spec.name, value);
+    this.wants = undefined;
     if (e === Err.ProtocolNotAvailable && KEPT_BY_FILE.has(spec.name) && typeof value === 'number') {
       this.kept.set(spec.name, KEPT_AS_INT.has(spec.name) ? value | 0 : value ? 1 : 0);
       return 0;

@@ -136,11 +136,13 @@ export function readMsghdr(mem: Mem, addr: number): MsgHdrRef | number {
 export const EMSGSIZE = 90;
 
 /**
- * Writes msghdr's msg_namelen (offset 8), msg_controllen (offset 40: 0, no ancillary data is produced, as the
- * kernel says when it writes none) and msg_flags (offset 48) after a receive.
+ * Writes msghdr's msg_namelen (offset 8), msg_controllen (offset 40: the bytes of control messages written, 0
+ * when none, as the kernel says) and msg_flags (offset 48) after a receive.
  */
-export function writeMsghdrOut(mem: Mem, addr: number, namelen: number, flags: number): boolean {
-  return writeLen(mem, addr + 8, namelen) && mem.write(addr + 40, new Uint8Array(8)) && writeLen(mem, addr + 48, flags);
+export function writeMsghdrOut(mem: Mem, addr: number, namelen: number, flags: number, controllen = 0): boolean {
+  const cl = new Uint8Array(8);
+  new DataView(cl.buffer).setBigUint64(0, BigInt(controllen), true);
+  return writeLen(mem, addr + 8, namelen) && mem.write(addr + 40, cl) && writeLen(mem, addr + 48, flags);
 }
 
 /** Total bytes of an iovec list. */

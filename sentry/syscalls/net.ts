@@ -9,6 +9,8 @@ import { LINUX as L } from '../socket/abi.ts';
 import { type Accepted, SocketFile } from '../socket/file.ts';
 import { ListenQueue } from '../datapath/listener.ts';
 import { type StreamPump, stuff } from '../datapath/stream.ts';
+import type { Received } from '../datapath/dgram.ts';
+import { layOut } from '../socket/cmsg.ts';
 import type { EventEmitter } from 'eventemitter3';
 import type { Call, Handler, Sentry, Sock } from './dispatch.ts';
 import {
@@ -320,9 +322,26 @@ function setsockopt(s: Sentry, c: Call): void {
   });
 }
 
-/** Copies a received datagram into the program: payload, source and its length; returns the call's result. */
-function deliver(c: Call, sock: Sock, got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined },
-  flags: number, out: { iov: { base: number; len: number }[]; name: number; lenp: number | null; msghdr?: number; msgFlags?: number }): number {
+/** Where a received datagram goes in the program: its iovecs, and the name and control buffers when asked. */
+interface DeliverTo {
+  iov: { base: number; len: number }[];
+  name: number;
+  /** recvfrom: the socklen_t of the name; null for none (recvmsg keeps it in the msghdr). */
+  lenp: number | null;
+  /** recvmsg/recvmmsg: the struct msghdr, whose msg_namelen, msg_controllen and msg_flags are written back. */
+  msghdr?: number;
+  control?: number;
+  controllen?: number;
+}
+
+/** Bytes of control messages built at most: more than every receive control message together takes. */
+const CONTROL_MAX = 1024;
+
+/**
+ * Copies a received datagram into the program: payload, source and its length, and for recvmsg the control
+ * messages the socket asked for (MSG_CTRUNC when msg_controllen is short); returns the call's result.
+ */
+function deliver(c: Call, sock: Sock, got: Received, flags: number, out: DeliverTo): number {
   const room = iovTotal(out.iov);
   const n = Math.min(room, got.data.length);
   if (!scatter(mem(c), out.iov, got.data.subarray(0, n))) return -EFAULT;
@@ -333,8 +352,17 @@ function deliver(c: Call, sock: Sock, got: { data: Uint8Array; from: import('../
     const roomName = readLen(mem(c), out.msghdr + 8);
     if (out.name && sa.length && roomName > 0 && !mem(c).write(out.name, sa.subarray(0, Math.min(roomName, sa.length)))) return -EFAULT;
     if (!out.name) namelen = 0;
-    const mflags = got.data.length > n ? L.MSG_TRUNC : 0;
-    if (!writeMsghdrOut(mem(c), out.msghdr, namelen, mflags)) return -EFAULT;
+    let mflags = got.data.length > n ? L.MSG_TRUNC : 0;
+    let controllen = 0;
+    const cmsgs = got.control ? sock.file.controlMessages(got.control) : [];
+    if (cmsgs.length > 0) {
+      const buf = new Uint8Array(out.control ? Math.min(out.controllen ?? 0, CONTROL_MAX) : 0);
+      const laid = layOut(buf, cmsgs);
+      if (laid.truncated) mflags |= L.MSG_CTRUNC;
+      if (laid.used > 0 && !mem(c).write(out.control!, buf.subarray(0, laid.used))) return -EFAULT;
+      controllen = laid.used;
+    }
+    if (!writeMsghdrOut(mem(c), out.msghdr, namelen, mflags, controllen)) return -EFAULT;
   } else if (out.name && out.lenp !== null) {
     if (sa.length) {
       const w = writeSockaddr(mem(c), out.name, out.lenp, sa);
@@ -348,7 +376,7 @@ function deliver(c: Call, sock: Sock, got: { data: Uint8Array; from: import('../
  * A datagram receive that wants the source (recvfrom with an address, recvmsg): through the pump's FIFO,
  * parked while nothing is queued on a blocking socket.
  */
-function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined }) => number): void | 'keep' {
+function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: Received) => number): void | 'keep' {
   const pump = sock.dgram!;
   const first = pump.receive(dup, flags);
   if (typeof first !== 'number') return s.answer(c, put(first));
@@ -508,7 +536,7 @@ function recvmsg(s: Sentry, c: Call): void {
     if (sock.kind === 'stream') return s.continue(c);
     const m = readMsghdr(mem(c), msgp);
     if (typeof m === 'number') return s.answer(c, m);
-    return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp }));
+    return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp, control: m.control, controllen: m.controllen }));
   });
 }
 
@@ -561,12 +589,12 @@ function recvmmsg(s: Sentry, c: Call): void {
     if (vlen === 0) return s.answer(c, 0);
     // Every datagram queued now, at least one (parked for it on a blocking socket), as with MSG_WAITFORONE.
     let done = 0;
-    const put = (got: { data: Uint8Array; from: import('../../netstack/socket.ts').SocketAddress | undefined }): number => {
+    const put = (got: Received): number => {
       for (let g: typeof got | number = got; ; ) {
         const at = vec + done * MMSGHDR_LEN;
         const m = readMsghdr(mem(c), at);
         if (typeof m === 'number') return done > 0 ? done : m;
-        const n = deliver(c, sock, g, flags & ~L.MSG_TRUNC, { iov: m.iov, name: m.name, lenp: null, msghdr: at });
+        const n = deliver(c, sock, g, flags & ~L.MSG_TRUNC, { iov: m.iov, name: m.name, lenp: null, msghdr: at, control: m.control, controllen: m.controllen });
         if (n < 0) return done > 0 ? done : n;
         writeLen(mem(c), at + 56, n);
         done++;

@@ -20,7 +20,7 @@ import {
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
 import { Icmpv6Packet } from '../../wire/icmpv6.ts';
 import { type NetworkLayer, type PacketInfo, PROTO_ICMP, PROTO_ICMPV6 } from '../protocol.ts';
-import { DATAGRAM_OVERHEAD, type DatagramReadResult, bindableAddress, sendsBroadcast } from '../udp/datagram.ts';
+import { DATAGRAM_OVERHEAD, type DatagramReadResult, bindableAddress, sendsBroadcast, specDestination } from '../udp/datagram.ts';
 import { DatagramOptions } from '../udp/options.ts';
 
 /** What a raw socket needs from its protocol: the network layer, and a way to leave the delivery list. */
@@ -34,6 +34,8 @@ interface Queued {
   readonly data: Uint8Array;
   readonly info: PacketInfo;
   readonly charge: number;
+  /** When the stack queued it (stack clock, ms). */
+  readonly arrival: number;
 }
 
 /** Bytes of struct icmp_filter (one 32-bit mask over ICMPv4 types 0..31) and struct icmp6_filter (256 bits). */
@@ -127,7 +129,7 @@ export class RawEndpoint implements Endpoint {
     const data = max !== undefined && max < q.data.length ? q.data.subarray(0, Math.max(0, max)) : q.data;
     // raw_recvmsg and rawv6_recvmsg report the sender with port 0; a link-local one keeps its scope.
     const from: SocketAddress = isLinkLocalV6(q.info.src) ? { address: q.info.src, port: 0, nicId: q.info.nicId } : { address: q.info.src, port: 0 };
-    return { data, from, size: q.data.length, localAddress: q.info.dst, nicId: q.info.nicId, tos: q.info.tos, ttl: q.info.ttl };
+    return { data, from, size: q.data.length, localAddress: q.info.dst, nicId: q.info.nicId, specDst: specDestination(this.host.net, q.info), tos: q.info.tos, ttl: q.info.ttl, arrival: q.arrival };
   }
 
   write(data: Uint8Array, opts?: WriteOptions): number | NetError {
@@ -265,7 +267,7 @@ export class RawEndpoint implements Endpoint {
   enqueue(info: PacketInfo, packet: Uint8Array): boolean {
     if (this.closed || this.queuedBytes > this.opts.rcvbuf) return false;
     const charge = packet.length + DATAGRAM_OVERHEAD;
-    this.queue.push({ data: packet.slice(), info: { ...info, src: info.src.slice(), dst: info.dst.slice() }, charge });
+    this.queue.push({ data: packet.slice(), info: { ...info, src: info.src.slice(), dst: info.dst.slice() }, charge, arrival: this.host.net.clock.now() });
     this.queuedBytes += charge;
     this.waiter.notify(EventIn);
     return true;

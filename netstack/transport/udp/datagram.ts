@@ -39,10 +39,23 @@ export function sendsBroadcast(a: Address, route: Route): boolean {
   return (route as { readonly kind?: string }).kind === 'broadcast';
 }
 
+/**
+ * IP_PKTINFO's ipi_spec_dst, as Linux's fib_compute_spec_dst finds it: the destination itself when it is one of
+ * ours, else (a broadcast or multicast datagram) the source address of the route back to the sender.
+ */
+export function specDestination(net: NetworkLayer, info: PacketInfo): Address {
+  if (!info.broadcast) return info.dst;
+  const r = net.findRoute(info.src, undefined, info.nicId);
+  return isError(r) ? info.dst : r.localAddress;
+}
+
 /** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
 export const DATAGRAM_OVERHEAD = 768;
 
-/** A datagram read: the ReadResult plus what IP_PKTINFO, IP_RECVTOS and IP_RECVTTL control messages carry. */
+/**
+ * A datagram read: the ReadResult plus what the receive control messages carry (IP_PKTINFO, IP_RECVTOS,
+ * IP_RECVTTL and their IPv6 twins, SO_TIMESTAMP*), kept per datagram as Linux keeps them in the skb.
+ */
 export interface DatagramReadResult extends ReadResult {
   readonly from: SocketAddress;
   readonly size: number;
@@ -50,8 +63,12 @@ export interface DatagramReadResult extends ReadResult {
   readonly localAddress: Address;
   /** The NIC it arrived on (ipi_ifindex). */
   readonly nicId: number;
+  /** The address a reply would come from (IP_PKTINFO ipi_spec_dst), unmapped. */
+  readonly specDst: Address;
   readonly tos: number;
   readonly ttl: number;
+  /** When the stack queued it, on the stack's clock (ms): the receive timestamp (skb->tstamp). */
+  readonly arrival: number;
 }
 
 interface Queued {
@@ -60,6 +77,7 @@ interface Queued {
   readonly srcPort: number;
   readonly info: PacketInfo;
   readonly charge: number;
+  readonly arrival: number;
 }
 
 /** What a datagram socket needs from its protocol. */
@@ -239,8 +257,10 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       size: q.data.length,
       localAddress: this.present(q.info.dst),
       nicId: q.info.nicId,
+      specDst: specDestination(this.host.net, q.info),
       tos: q.info.tos,
       ttl: q.info.ttl,
+      arrival: q.arrival,
     };
   }
 
@@ -374,7 +394,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     const charge = payload.length + DATAGRAM_OVERHEAD;
     const src = info.src.slice();
     const copy: PacketInfo = { ...info, src, dst: info.dst.slice() };
-    this.queue.push({ data: payload.slice(), src, srcPort, info: copy, charge });
+    this.queue.push({ data: payload.slice(), src, srcPort, info: copy, charge, arrival: this.host.net.clock.now() });
     this.queuedBytes += charge;
     this.waiter.notify(EventIn);
     return true;

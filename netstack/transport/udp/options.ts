@@ -18,8 +18,18 @@ export const MIN_SNDBUF = 4608;
 export const DEFAULT_TTL = 64;
 
 // Options that only record a flag for the reader of control messages.
-const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL']);
-const FLAGS6 = new Set(['IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT']);
+const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL', 'IP_RECVORIGDSTADDR']);
+const FLAGS6 = new Set(['IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT', 'IPV6_RECVORIGDSTADDR']);
+const STAMPS = new Set(['SO_TIMESTAMP', 'SO_TIMESTAMPNS', 'SO_TIMESTAMP_NEW', 'SO_TIMESTAMPNS_NEW']);
+
+/**
+ * Which receive timestamp a socket asked for, as Linux's SOCK_RCVTSTAMP / SOCK_RCVTSTAMPNS / SOCK_TSTAMP_NEW
+ * flags say: microseconds (SO_TIMESTAMP*) or nanoseconds (SO_TIMESTAMPNS*), in the old or the _NEW cmsg type.
+ */
+export interface ReceiveStamp {
+  readonly ns: boolean;
+  readonly new: boolean;
+}
 
 /** The option state of one datagram socket. */
 export class DatagramOptions {
@@ -38,6 +48,7 @@ export class DatagramOptions {
   private mcastHops = 1;
   private tclass = 0;
   private readonly flags = new Set<string>();
+  private stamp: ReceiveStamp | undefined;
 
   constructor(
     readonly family: Family,
@@ -47,6 +58,11 @@ export class DatagramOptions {
   /** Whether a flag option (IP_PKTINFO, IPV6_RECVPKTINFO, ...) is on. */
   flag(name: string): boolean {
     return this.flags.has(name);
+  }
+
+  /** The receive timestamp asked for with SO_TIMESTAMP and its kin, or undefined for none. */
+  get receiveStamp(): ReceiveStamp | undefined {
+    return this.stamp;
   }
 
   /** getsockopt; `takeError` serves SO_ERROR. */
@@ -79,6 +95,7 @@ export class DatagramOptions {
       case 'IP_MULTICAST_TTL':
         return this.mcastTtl;
     }
+    if (STAMPS.has(name)) return +this.stampIs(name);
     if (FLAGS4.has(name)) return +this.flags.has(name);
     if (this.family !== 6) return Err.ProtocolNotAvailable;
     switch (name) {
@@ -132,6 +149,11 @@ export class DatagramOptions {
       case 'IP_MULTICAST_TTL':
         return ranged(-1, 255, (x) => (this.mcastTtl = x < 0 ? 1 : x));
     }
+    if (STAMPS.has(name)) {
+      // sock_set_timestamp: each of the four turns the stamp on in its own unit and cmsg type; off is off for all.
+      this.stamp = v !== 0 ? { ns: name.startsWith('SO_TIMESTAMPNS'), new: name.endsWith('_NEW') } : undefined;
+      return undefined;
+    }
     if (FLAGS4.has(name)) return this.setFlag(name, v);
     if (this.family !== 6) return Err.ProtocolNotAvailable;
     switch (name) {
@@ -157,6 +179,16 @@ export class DatagramOptions {
     const mc = isMulticast(dst);
     const ttl = v4 ? (mc ? this.mcastTtl : this.ttl) : mc ? this.mcastHops : this.hops;
     return { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
+  }
+
+  /**
+   * What sock_getsockopt answers for one of the four: on in the unit and cmsg type last chosen, and
+   * SO_TIMESTAMP_NEW also after SO_TIMESTAMPNS_NEW (it tests SOCK_RCVTSTAMP, which both set, and SOCK_TSTAMP_NEW).
+   */
+  private stampIs(name: string): boolean {
+    const s = this.stamp;
+    if (!s || s.new !== name.endsWith('_NEW')) return false;
+    return name === 'SO_TIMESTAMP_NEW' || s.ns === name.startsWith('SO_TIMESTAMPNS');
   }
 
   private setFlag(name: string, v: number): undefined {

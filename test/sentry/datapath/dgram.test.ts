@@ -19,10 +19,10 @@ t.test('FIFO: in order; a datagram read natively in between is skipped on the ne
   const b = dg(2, 2, 2);
   const c = dg(3);
   for (const [d, p] of [[a, 1], [b, 2], [c, 3]] as const) f.push({ len: d.length, hash: datagramHash(d), from: from(p) });
-  t.equal(f.match(a.length, a, false)?.port, 1, 'peek leaves the head');
-  t.equal(f.match(a.length, a, true)?.port, 1);
+  t.equal(f.match(a.length, a, false)?.from.port, 1, 'peek leaves the head');
+  t.equal(f.match(a.length, a, true)?.from.port, 1);
   // The program read b with read(): the next trapped read sees c.
-  t.equal(f.match(c.length, c, true)?.port, 3);
+  t.equal(f.match(c.length, c, true)?.from.port, 3);
   t.equal(f.skipped, 1, 'b skipped');
   t.equal(f.length, 0);
   t.equal(f.match(1, dg(7), true), undefined, 'an unknown datagram has no source');
@@ -33,11 +33,11 @@ t.test('FIFO: same length, different bytes are told apart; empty datagrams match
   f.push({ len: 2, hash: datagramHash(dg(5, 5)), from: from(10) });
   f.push({ len: 0, hash: datagramHash(dg()), from: from(11) });
   f.push({ len: 2, hash: datagramHash(dg(6, 6)), from: from(12) });
-  t.equal(f.match(2, dg(6, 6), true)?.port, 12, 'skips (5,5) and the empty one');
+  t.equal(f.match(2, dg(6, 6), true)?.from.port, 12, 'skips (5,5) and the empty one');
   t.equal(f.skipped, 2);
   const g = new SourceFifo();
   g.push({ len: 0, hash: datagramHash(dg()), from: from(13) });
-  t.equal(g.match(0, dg(), true)?.port, 13);
+  t.equal(g.match(0, dg(), true)?.from.port, 13);
 });
 
 t.test('DgramPump: datagrams down with sources through the trapped path, 0-byte datagrams, native send up, close releases', async (t) => {

@@ -3,7 +3,8 @@
  * level, int type, data padded to CMSG_ALIGN 8): which ones a socket's options ask for, built from what the
  * netstack kept of each datagram, in the order Linux writes them (sock_recv_cmsgs' timestamp first, then
  * ip_cmsg_recv_offset's IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR, or ip6_datagram_recv_ctl's IPV6_PKTINFO,
- * IPV6_HOPLIMIT, IPV6_TCLASS, IPV6_ORIGDSTADDR), and laid into the program's buffer as put_cmsg does.
+ * IPV6_HOPLIMIT, IPV6_TCLASS, the RFC 2292 IPV6_2292PKTINFO and IPV6_2292HOPLIMIT, IPV6_ORIGDSTADDR), and laid
+ * into the program's buffer as put_cmsg does.
  */
 import type { Address } from '../../netstack/addr.ts';
 import { isError } from '../../netstack/errors.ts';
@@ -58,12 +59,14 @@ export const Want = {
   STAMP: 256,
   STAMP_NS: 512,
   STAMP_NEW: 1024,
+  PKTINFO2292: 2048,
+  HOPLIMIT2292: 4096,
 } as const;
 
 const FLAG_OPTIONS: readonly [string, number][] = [
   ['IP_PKTINFO', Want.PKTINFO], ['IP_RECVTTL', Want.TTL], ['IP_RECVTOS', Want.TOS], ['IP_RECVORIGDSTADDR', Want.ORIGDST],
   ['IPV6_RECVPKTINFO', Want.PKTINFO6], ['IPV6_RECVHOPLIMIT', Want.HOPLIMIT6], ['IPV6_RECVTCLASS', Want.TCLASS6],
-  ['IPV6_RECVORIGDSTADDR', Want.ORIGDST6],
+  ['IPV6_RECVORIGDSTADDR', Want.ORIGDST6], ['IPV6_2292PKTINFO', Want.PKTINFO2292], ['IPV6_2292HOPLIMIT', Want.HOPLIMIT2292],
 ];
 
 /** The control messages `ep`'s options ask for, as Want bits (0 for none, or for an endpoint without them). */
@@ -104,6 +107,18 @@ function isMapped(a: Address): boolean {
   return a[10] === 0xff && a[11] === 0xff;
 }
 
+/** struct in6_pktinfo: the destination (v4-mapped for an IPv4 datagram), then the interface index. */
+function in6Pktinfo(d: DatagramControl): Uint8Array {
+  const data = new Uint8Array(20);
+  if (d.localAddress.length === 16) data.set(d.localAddress);
+  else {
+    data[10] = data[11] = 0xff;
+    data.set(d.localAddress, 12);
+  }
+  new DataView(data.buffer).setInt32(16, d.nicId, true);
+  return data;
+}
+
 /** The receive timestamp: struct timeval or struct timespec (both two 64-bit words on 64-bit Linux). */
 function stamp(wallMs: number, w: number): Cmsg {
   const ns = (w & Want.STAMP_NS) !== 0;
@@ -123,13 +138,7 @@ export function receiveControl(w: number, ctx: ControlContext, d: DatagramContro
   if (w & Want.STAMP) out.push(stamp(ctx.wallTime(d.arrival), w));
   const v6 = ctx.domain === L.AF_INET6;
   const dst4 = d.localAddress.length === 4 ? d.localAddress : isMapped(d.localAddress) ? d.localAddress.subarray(12) : undefined;
-  if (v6 && w & Want.PKTINFO6) {
-    // struct in6_pktinfo: the address (v4-mapped for an IPv4 datagram), then the interface index.
-    const data = new Uint8Array(20);
-    data.set(d.localAddress.length === 16 ? d.localAddress : new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...d.localAddress]));
-    new DataView(data.buffer).setInt32(16, d.nicId, true);
-    out.push({ level: L.SOL_IPV6, type: L.IPV6_PKTINFO, data });
-  }
+  if (v6 && w & Want.PKTINFO6) out.push({ level: L.SOL_IPV6, type: L.IPV6_PKTINFO, data: in6Pktinfo(d) });
   if (dst4) {
     // An IPv4 datagram, on an IPv4 socket or v4-mapped on an IPv6 one: the IP_* messages (ip_cmsg_recv_offset).
     if (w & Want.PKTINFO) {
@@ -151,6 +160,8 @@ export function receiveControl(w: number, ctx: ControlContext, d: DatagramContro
   if (!v6) return out;
   if (w & Want.HOPLIMIT6) out.push({ level: L.SOL_IPV6, type: L.IPV6_HOPLIMIT, data: int32(d.ttl) });
   if (w & Want.TCLASS6) out.push({ level: L.SOL_IPV6, type: L.IPV6_TCLASS, data: int32(d.tos) });
+  if (w & Want.PKTINFO2292) out.push({ level: L.SOL_IPV6, type: L.IPV6_2292PKTINFO, data: in6Pktinfo(d) });
+  if (w & Want.HOPLIMIT2292) out.push({ level: L.SOL_IPV6, type: L.IPV6_2292HOPLIMIT, data: int32(d.ttl) });
   if (w & Want.ORIGDST6 && ctx.port !== undefined) {
     out.push({ level: L.SOL_IPV6, type: L.IPV6_ORIGDSTADDR, data: encodeSockaddr({ family: L.AF_INET6, address: d.localAddress, port: ctx.port }) });
   }

@@ -19,7 +19,11 @@ export const DEFAULT_TTL = 64;
 
 // Options that only record a flag for the reader of control messages.
 const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL', 'IP_RECVORIGDSTADDR']);
-const FLAGS6 = new Set(['IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT', 'IPV6_RECVORIGDSTADDR']);
+const FLAGS6 = new Set([
+  'IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT', 'IPV6_RECVORIGDSTADDR',
+  // RFC 2292's names, which older programs (busybox ping) still use: their own flags and cmsg types in Linux.
+  'IPV6_2292PKTINFO', 'IPV6_2292HOPLIMIT',
+]);
 const STAMPS = new Set(['SO_TIMESTAMP', 'SO_TIMESTAMPNS', 'SO_TIMESTAMP_NEW', 'SO_TIMESTAMPNS_NEW']);
 
 /**

@@ -13,14 +13,14 @@ import { MAX_PENDING } from '../../../netstack/transport/tcp/zerocopy.ts';
 const A = parseAddress('198.18.0.1')!;
 const B = parseAddress('198.18.0.2')!;
 
-function world() {
+function world(wallTime?: (stackMs: number) => number) {
   const clock = new VirtualClock(0);
   const [la, lb] = ChannelEndpoint.pair({ clock });
   const mk = (link: ChannelEndpoint, addr: Uint8Array, seed: number) => {
     const ns = new Netstack({ clock, seed, dadTransmits: 0 });
     const nic = ns.stack.addNic(link);
     ns.stack.addAddress(nic, { address: addr, prefixLength: 24 });
-    return { ns, sys: new SocketLayer(ns, clock) };
+    return { ns, sys: new SocketLayer(ns, clock, wallTime) };
   };
   const a = mk(la, A, 1);
   const b = mk(lb, B, 2);
@@ -327,6 +327,59 @@ t.test('UDP: sendmsg/recvmsg with msg_name and MSG_TRUNC in msg_flags; IPv6 sock
   t.same([...name], [...any6]);
   t.equal(w.a.bind(s, encodeSockaddr({ family: L.AF_INET6, address: new Uint8Array(16), port: 1 })), -97, 'v6 address on a v4 socket');
   t.equal(w.a.bind(s, new Uint8Array([2, 0, 0, 1])), -22, 'short sockaddr_in');
+});
+
+t.test('UDP recvmsg control messages: SO_TIMESTAMPNS, IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR as the sender set them; short buffer → MSG_CTRUNC', async (t) => {
+  const w = world((ms) => 1_700_000_000_000 + ms);
+  t.teardown(w.close);
+  const int = (v: number) => new Uint8Array(new Int32Array([v]).buffer);
+  const r = w.b.socket(L.AF_INET, L.SOCK_DGRAM | L.SOCK_NONBLOCK, 0);
+  t.equal(w.b.bind(r, sa(B, 9000)), 0);
+  for (const [level, name] of [[L.SOL_IP, L.IP_PKTINFO], [L.SOL_IP, L.IP_RECVTTL], [L.SOL_IP, L.IP_RECVTOS], [L.SOL_IP, L.IP_RECVORIGDSTADDR], [L.SOL_SOCKET, L.SO_TIMESTAMPNS]]) {
+    t.equal(w.b.setsockopt(r, level!, name!, int(1)), 0, `option ${level}/${name}`);
+  }
+  const val = new Uint8Array(4);
+  const len = new Uint32Array([4]);
+  t.equal(w.b.getsockopt(r, L.SOL_SOCKET, L.SO_TIMESTAMPNS, val, len), 0);
+  t.equal(val[0], 1, 'SO_TIMESTAMPNS reads back on');
+  const s = w.a.socket(L.AF_INET, L.SOCK_DGRAM, 0);
+  t.equal(w.a.setsockopt(s, L.SOL_IP, L.IP_TTL, int(37)), 0);
+  t.equal(w.a.setsockopt(s, L.SOL_IP, L.IP_TOS, int(0x28)), 0);
+  w.clock.advance(1234.5);
+  t.equal(w.a.sendto(s, new Uint8Array([1, 2, 3]), 0, sa(B, 9000)), 3);
+  await w.pump(5);
+  const msg = { name: null, namelen: 0, iov: [new Uint8Array(8)], flags: 0, control: new Uint8Array(160), controllen: 0 };
+  t.equal(w.b.recvmsg(r, msg, 0), 3);
+  t.equal(msg.flags, 0);
+  t.equal(msg.controllen, 32 + 32 + 24 + 24 + 32, 'five messages, each CMSG_SPACE');
+  const v = new DataView(msg.control.buffer);
+  const seen: number[][] = [];
+  for (let at = 0; at < msg.controllen; at += (Number(v.getBigUint64(at, true)) + 7) & ~7) {
+    seen.push([Number(v.getBigUint64(at, true)), v.getInt32(at + 8, true), v.getInt32(at + 12, true)]);
+  }
+  t.same(seen, [[32, L.SOL_SOCKET, L.SCM_TIMESTAMPNS], [28, L.SOL_IP, L.IP_PKTINFO], [20, L.SOL_IP, L.IP_TTL], [17, L.SOL_IP, L.IP_TOS], [32, L.SOL_IP, L.IP_ORIGDSTADDR]]);
+  const sec = Number(v.getBigInt64(16, true));
+  const nsec = Number(v.getBigInt64(24, true));
+  t.ok(sec * 1000 + nsec / 1e6 >= 1_700_000_000_000 + 1234.5, 'arrival no earlier than the send');
+  t.ok(sec * 1000 + nsec / 1e6 <= 1_700_000_000_000 + w.clock.now(), 'nor later than the read');
+  t.same([...msg.control.subarray(32 + 16 + 4, 32 + 16 + 12)], [...B, ...B], 'ipi_spec_dst and ipi_addr');
+  t.equal(v.getInt32(64 + 16, true), 37, 'IP_TTL as sent');
+  t.equal(msg.control[88 + 16], 0x28, 'IP_TOS as sent');
+  t.same([...msg.control.subarray(112 + 16, 112 + 24)], [2, 0, 0x23, 0x28, ...B], 'IP_ORIGDSTADDR: our address and port 9000');
+  t.equal(w.a.sendto(s, new Uint8Array([4]), 0, sa(B, 9000)), 1);
+  await w.pump(5);
+  const short = { name: null, namelen: 0, iov: [new Uint8Array(8)], flags: 0, control: new Uint8Array(56), controllen: 0 };
+  t.equal(w.b.recvmsg(r, short, 0), 1);
+  t.equal(short.flags, L.MSG_CTRUNC);
+  t.equal(short.controllen, 56, 'the timestamp and the cut IP_PKTINFO');
+  t.equal(new DataView(short.control.buffer).getBigUint64(32, true), 24n, 'cmsg_len of the cut one: the room it had');
+  t.equal(w.b.setsockopt(r, L.SOL_SOCKET, L.SO_TIMESTAMPNS, int(0)), 0);
+  for (const name of [L.IP_PKTINFO, L.IP_RECVTTL, L.IP_RECVTOS, L.IP_RECVORIGDSTADDR]) w.b.setsockopt(r, L.SOL_IP, name, int(0));
+  t.equal(w.a.sendto(s, new Uint8Array([5]), 0, sa(B, 9000)), 1);
+  await w.pump(5);
+  const none = { name: null, namelen: 0, iov: [new Uint8Array(8)], flags: 0, control: new Uint8Array(64), controllen: 0 };
+  t.equal(w.b.recvmsg(r, none, 0), 1);
+  t.equal(none.controllen, 0, 'options off: no control messages');
 });
 
 t.test('TCP dual stack: an AF_INET6 socket connects to ::ffff:198.18.0.2; names come back v4-mapped (sockaddr_in6)', async (t) => {

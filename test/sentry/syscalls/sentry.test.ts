@@ -128,6 +128,75 @@ print('conn', c.recv(100).decode())
   t.equal(r.left, 0);
 });
 
+t.test('python3 UDP control messages: IP_PKTINFO, IP_RECVTTL, SO_TIMESTAMPNS on recvmsg and recvmmsg, connected too; short buffer → MSG_CTRUNC', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const dg = bindDgram(env.b);
+  const echo = dg.createSocket('udp4');
+  echo.on('message', (m: Buffer, rinfo: { address: string; port: number }) => {
+    for (let i = 0; i < (m[0] === 0x32 ? 2 : 1); i++) echo.send(m, rinfo.port, rinfo.address);
+  });
+  echo.bind(9000);
+  await once(echo, 'listening');
+  echo.setTTL(37);
+  t.teardown(() => echo.close());
+  const script = `
+import socket, struct, time, ctypes
+def show(tag, anc, fl, t0=None, t1=None):
+    out = []
+    for lvl, typ, data in anc:
+        if (lvl, typ) == (0, 8): out.append('pktinfo %d %s %s' % (struct.unpack('i', data[:4])[0] > 0, socket.inet_ntoa(data[4:8]), socket.inet_ntoa(data[8:12])))
+        elif (lvl, typ) == (0, 2): out.append('ttl %d' % struct.unpack('i', data)[0])
+        elif (lvl, typ) == (1, 35):
+            sec, nsec = struct.unpack('qq', data)
+            ts = sec * 10**9 + nsec
+            out.append('stampns %s' % (nsec < 10**9 and t0 - 2*10**6 <= ts <= t1 + 2*10**6))
+        else: out.append('other %d %d %d' % (lvl, typ, len(data)))
+    print(tag, ', '.join(out), 'ctrunc' if fl & socket.MSG_CTRUNC else '')
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.SOL_IP, 8, 1)
+u.setsockopt(socket.SOL_IP, 12, 1)
+u.setsockopt(socket.SOL_SOCKET, 35, 1)
+u.settimeout(20)
+t0 = time.time_ns(); u.sendto(b'1', ('${B4}', 9000)); d, anc, fl, a = u.recvmsg(100, 256); t1 = time.time_ns()
+show('recvmsg', anc, fl, t0, t1)
+u.sendto(b'1', ('${B4}', 9000)); d, anc, fl, a = u.recvmsg(100, 40)
+show('short', anc, fl, t0, time.time_ns())
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.setsockopt(socket.SOL_IP, 12, 1)
+c.connect(('${B4}', 9000)); c.send(b'1'); d, anc, fl, a = c.recvmsg(100, 64)
+show('connected', anc, fl)
+class iovec(ctypes.Structure): _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]
+class msghdr(ctypes.Structure): _fields_ = [('name', ctypes.c_void_p), ('namelen', ctypes.c_uint32), ('iov', ctypes.POINTER(iovec)), ('iovlen', ctypes.c_size_t), ('control', ctypes.c_void_p), ('controllen', ctypes.c_size_t), ('flags', ctypes.c_int)]
+class mmsghdr(ctypes.Structure): _fields_ = [('hdr', msghdr), ('len', ctypes.c_uint)]
+libc = ctypes.CDLL(None, use_errno=True)
+vec = (mmsghdr * 2)()
+bufs = [ctypes.create_string_buffer(64) for _ in range(2)]
+ctls = [ctypes.create_string_buffer(64) for _ in range(2)]
+iovs = [iovec(ctypes.cast(bufs[i], ctypes.c_void_p), 64) for i in range(2)]
+for i in range(2):
+    vec[i].hdr.iov = ctypes.pointer(iovs[i]); vec[i].hdr.iovlen = 1
+    vec[i].hdr.control = ctypes.cast(ctls[i], ctypes.c_void_p); vec[i].hdr.controllen = 64
+u.setsockopt(socket.SOL_SOCKET, 35, 0)
+u.sendto(b'2', ('${B4}', 9000)); time.sleep(0.5)
+n = libc.recvmmsg(u.fileno(), vec, 2, 0, None)
+print('recvmmsg', n, [(vec[i].hdr.controllen, vec[i].hdr.flags) for i in range(n)])
+for i in range(n):
+    raw = ctls[i].raw[:vec[i].hdr.controllen]
+    ln, lvl, typ = struct.unpack('Qii', raw[:16])
+    print('mmsg', i, ln, lvl, typ, len(raw))
+`;
+  const r = await run(env, script);
+  t.equal(r.status, 0, r.stderr + r.straced.join('\n') + r.logs.join('\n'));
+  t.match(r.stdout, new RegExp(`^recvmsg stampns True, pktinfo 1 ${A4} ${A4}, ttl 37 $`, 'm'), 'timestamp first, then IP_PKTINFO and IP_TTL as the peer sent it');
+  t.match(r.stdout, /^short stampns True ctrunc$/m, '40 bytes: the timestamp (32) fits, IP_PKTINFO does not');
+  t.match(r.stdout, /^connected ttl 37 $/m, 'a connected socket gets its control messages too');
+  t.match(r.stdout, /^recvmmsg 2 \[\(56, 0\), \(56, 0\)\]$/m, 'each message of a recvmmsg has its own: 32 + 24 bytes');
+  t.match(r.stdout, /^mmsg 0 28 0 8 56$/m);
+  t.match(r.stdout, /^mmsg 1 28 0 8 56$/m);
+  t.equal(r.left, 0);
+});
+
 t.test('python3: non-blocking connect → EINPROGRESS, writable only once connected, SO_ERROR 0; refused → ECONNREFUSED', async (t) => {
   const env = twoNetstacks({ latencyMs: 100 });
   t.teardown(() => env.close());

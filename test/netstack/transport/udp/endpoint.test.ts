@@ -563,6 +563,46 @@ t.test('received TOS, TTL and destination come with the datagram (IP_RECVTOS / I
   t.same(r.localAddress, ip('198.18.0.2'));
 });
 
+t.test('SO_TIMESTAMP, SO_TIMESTAMPNS and their _NEW twins → getsockopt as Linux 6.18 answers; arrival time kept', async (t) => {
+  const { net, a, b } = world();
+  const s = b.t.udp.newEndpoint(4);
+  const names = ['SO_TIMESTAMP', 'SO_TIMESTAMPNS', 'SO_TIMESTAMP_NEW', 'SO_TIMESTAMPNS_NEW'];
+  const read = () => names.map((n) => s.getOption(n));
+  t.same(read(), [0, 0, 0, 0]);
+  // What the host kernel answered to the same set-then-get sequence (python3 on Linux 6.18).
+  const expect: Record<string, number[]> = {
+    SO_TIMESTAMP: [1, 0, 0, 0], SO_TIMESTAMPNS: [0, 1, 0, 0], SO_TIMESTAMP_NEW: [0, 0, 1, 0], SO_TIMESTAMPNS_NEW: [0, 0, 1, 1],
+  };
+  for (const n of names) {
+    t.equal(s.setOption(n, 1), undefined);
+    t.same(read(), expect[n], `after ${n} on`);
+    t.equal(s.setOption('SO_TIMESTAMP', 0), undefined);
+    t.same(read(), [0, 0, 0, 0], `SO_TIMESTAMP off turns ${n} off too`);
+  }
+  t.same(s.opts.receiveStamp, undefined);
+  s.setOption('SO_TIMESTAMPNS_NEW', 1);
+  t.same(s.opts.receiveStamp, { ns: true, new: true });
+  for (const n of ['IP_RECVTTL', 'IP_RECVORIGDSTADDR']) {
+    t.equal(s.getOption(n), 0);
+    t.equal(s.setOption(n, 1), undefined);
+    t.equal(s.getOption(n), 1, `${n} on`);
+  }
+  t.equal(s.setOption('IPV6_RECVHOPLIMIT', 1), Err.ProtocolNotAvailable, 'IPV6_* on an IPv4 socket');
+  const s6 = b.t.udp.newEndpoint(6);
+  for (const n of ['IPV6_RECVHOPLIMIT', 'IPV6_RECVORIGDSTADDR', 'IPV6_2292HOPLIMIT', 'IPV6_2292PKTINFO']) {
+    t.equal(s6.setOption(n, 1), undefined);
+    t.equal(s6.getOption(n), 1, `${n} on`);
+  }
+  s.bind(sa('0.0.0.0', 1));
+  net.clock.advance(500);
+  const tx = a.t.udp.newEndpoint(4);
+  tx.write(bytes('x'), { to: sa('198.18.0.2', 1) });
+  net.run();
+  const r = mustRead(s);
+  t.ok(r.arrival >= 500 && r.arrival <= net.clock.now(), `arrival ${r.arrival} on the stack clock`);
+  t.same(r.specDst, ip('198.18.0.2'), 'ipi_spec_dst of a unicast datagram: its destination');
+});
+
 t.test('SO_BINDTODEVICE to another NIC → datagrams on NIC 1 not delivered', async (t) => {
   const { net, a, b } = world();
   const rx = b.t.udp.newEndpoint(4);

@@ -1,0 +1,156 @@
+// Receive control messages of datagram sockets in `tsvisor run`, differential: the same program runs once under
+// the netstack (`run --netns A --dev veth`) and once on the host kernel in the same namespace A, against one Linux
+// peer in namespace B that answers each request with the TTL/hop limit and TOS/traffic class it asks for. What
+// the two runs print must agree: IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR, IPV6_PKTINFO, IPV6_HOPLIMIT,
+// IPV6_TCLASS, IPV6_ORIGDSTADDR, SO_TIMESTAMP(NS) within the call, their order, MSG_CTRUNC on a short buffer;
+// and `ping -6` (busybox's raw socket with RFC 2292's IPV6_2292HOPLIMIT, iputils' with IPV6_RECVHOPLIMIT) shows
+// the hop limit the kernel's ping shows.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { createVethPair } from '../../lib/testnet.ts';
+import { collect, spawnIn, tsvisorRun } from './run-helpers.ts';
+
+const pair = createVethPair({
+  prefix: 'tpi', addrA: '198.19.30.1/24', addrB: '198.19.30.2/24', addr6A: 'fd74:7376:30::1/64', addr6B: 'fd74:7376:30::2/64',
+});
+t.teardown(() => pair.destroy());
+const dir = mkdtempSync(join(tmpdir(), 'tpi-cmsg-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+// The program runs as an unprivileged identity inside, where the directory shows at /mnt.
+chmodSync(dir, 0o755);
+const take = ['--netns', pair.nsA, '--dev', pair.devA, '--ro-bind', `${dir}:/mnt`];
+const PORT = 7630;
+
+// The peer: each request "TTL TOS" is answered from a socket set to send with that TTL/hop limit and TOS/class.
+const PEER = `
+import socket, select, sys
+socks = []
+for fam, addr in [(socket.AF_INET, '198.19.30.2'), (socket.AF_INET6, 'fd74:7376:30::2')]:
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((addr, ${PORT})); socks.append(s)
+print('ready', flush=True)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        d, a = s.recvfrom(100)
+        ttl, tos = map(int, d.split())
+        if s.family == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+        s.sendto(d, a)
+`;
+
+// The program: asks for every receive control message of its family, prints them by name in the order they came.
+const PROG = `
+import socket, struct, sys, time
+mode = sys.argv[1]
+v6 = mode != 'v4'
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+peer = {'v4': '198.19.30.2', 'v6': 'fd74:7376:30::2', 'mapped': '::ffff:198.19.30.2'}[mode]
+if mode == 'v6':
+    for opt in (49, 51, 66, 74): s.setsockopt(41, opt, 1)   # IPV6_RECVPKTINFO, _RECVHOPLIMIT, _RECVTCLASS, _RECVORIGDSTADDR
+    s.setsockopt(1, 29, 1)                                   # SO_TIMESTAMP (microseconds)
+elif mode == 'mapped':
+    s.setsockopt(41, 49, 1); s.setsockopt(41, 51, 1)         # IPV6_RECVPKTINFO (given), IPV6_RECVHOPLIMIT (not, for IPv4)
+    s.setsockopt(0, 12, 1); s.setsockopt(0, 13, 1)           # IP_RECVTTL, IP_RECVTOS
+    s.setsockopt(1, 64, 1)                                   # SO_TIMESTAMPNS_NEW
+else:
+    for opt in (8, 12, 13, 20): s.setsockopt(0, opt, 1)      # IP_PKTINFO, IP_RECVTTL, IP_RECVTOS, IP_RECVORIGDSTADDR
+    s.setsockopt(1, 35, 1)                                   # SO_TIMESTAMPNS
+print('options', [s.getsockopt(1, o) for o in (29, 35, 63, 64)])
+s.bind(('::' if v6 else '0.0.0.0', 0))
+port = s.getsockname()[1]
+s.settimeout(10)
+def addr6(b): return socket.inet_ntop(socket.AF_INET6, b)
+def show(anc, t0, t1):
+    out = []
+    for lvl, typ, data in anc:
+        if (lvl, typ) in ((1, 29), (1, 35), (1, 63), (1, 64)):
+            sec, frac = struct.unpack('qq', data)
+            ns = frac if typ in (35, 64) else frac * 1000
+            ts = sec * 10**9 + ns
+            # Within the call (2 ms of slack for the clocks of the Sentry and the program), in its unit's range.
+            ok = frac < (10**9 if typ in (35, 64) else 10**6) and t0 - 2 * 10**6 <= ts <= t1 + 2 * 10**6
+            out.append('stamp/%d %s' % (typ, 'ok' if ok else 'off by %d us' % ((ts - t0) // 1000)))
+        elif (lvl, typ) == (0, 8):
+            out.append('IP_PKTINFO dst=%s spec_dst=%s' % (socket.inet_ntoa(data[8:12]), socket.inet_ntoa(data[4:8])))
+        elif (lvl, typ) == (0, 2): out.append('IP_TTL=%d' % struct.unpack('i', data)[0])
+        elif (lvl, typ) == (0, 1): out.append('IP_TOS=%#x/%d' % (data[0], len(data)))
+        elif (lvl, typ) == (0, 20):
+            f, p = struct.unpack('=HH', data[:4]); out.append('IP_ORIGDSTADDR=%s:%s' % (socket.inet_ntoa(data[4:8]), socket.ntohs(p) == port))
+        elif (lvl, typ) == (41, 50): out.append('IPV6_PKTINFO dst=%s' % addr6(data[:16]))
+        elif (lvl, typ) == (41, 52): out.append('IPV6_HOPLIMIT=%d' % struct.unpack('i', data)[0])
+        elif (lvl, typ) == (41, 67): out.append('IPV6_TCLASS=%#x' % struct.unpack('i', data)[0])
+        elif (lvl, typ) == (41, 74):
+            out.append('IPV6_ORIGDSTADDR=%s:%s' % (addr6(data[8:24]), socket.ntohs(struct.unpack('=H', data[2:4])[0]) == port))
+        else: out.append('?%d/%d/%d' % (lvl, typ, len(data)))
+    return ', '.join(out)
+for ttl, tos in ((37, 0x28), (200, 0xb8)):
+    t0 = time.time_ns()
+    s.sendto(b'%d %d' % (ttl, tos), (peer, ${PORT}))
+    d, anc, flags, a = s.recvmsg(100, 512)
+    t1 = time.time_ns()
+    print('asked ttl=%d tos=%#x: %s flags=%#x' % (ttl, tos, show(anc, t0, t1), flags))
+    for lvl, typ, data in anc:
+        if (lvl, typ) in ((0, 8), (41, 50)): print('ifindex', struct.unpack('i', data[4:8] if lvl == 0 else data[16:20])[0], file=sys.stderr)
+# A buffer with room for the timestamp and one more header only: that message is cut, the rest dropped.
+s.sendto(b'1 0', (peer, ${PORT}))
+d, anc, flags, a = s.recvmsg(100, socket.CMSG_SPACE(16) + socket.CMSG_LEN(0))
+print('short buffer: ctrunc=%s count=%d first=%s' % (bool(flags & socket.MSG_CTRUNC), len(anc), anc[0][:2] if anc else None))
+`;
+
+const peerFile = join(dir, 'peer.py');
+const progFile = join(dir, 'prog.py');
+writeFileSync(peerFile, PEER, { mode: 0o644 });
+writeFileSync(progFile, PROG, { mode: 0o644 });
+
+t.before(async () => {
+  const peer = spawnIn(pair.nsB, ['python3', '-u', peerFile]);
+  t.teardown(() => {
+    peer.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the peer did not start')), 30000);
+    peer.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    peer.on('exit', (code) => reject(new Error(`the peer exited (${code})`)));
+  });
+});
+
+/** The program on the host kernel in namespace A, and inside `tsvisor run` on the same namespace's veth. */
+async function both(args: string[]): Promise<{ kernel: string; sandbox: string; stderr: string }> {
+  const k = await collect(spawnIn(pair.nsA, ['python3', progFile, ...args]), 60000);
+  if (k.code !== 0) throw new Error(`kernel run failed: ${k.stderr}`);
+  const s = await tsvisorRun(undefined, [...take, '--', 'python3', '/mnt/prog.py', ...args]);
+  return { kernel: k.stdout, sandbox: s.code === 0 ? s.stdout : `exit ${s.code}: ${s.stderr}`, stderr: s.stderr };
+}
+
+for (const mode of ['v4', 'v6', 'mapped']) {
+  t.test(`${mode}: recvmsg's control messages under tsvisor = the host kernel's (values, order, MSG_CTRUNC)`, async (t) => {
+    const r = await both([mode]);
+    t.equal(r.sandbox, r.kernel, r.stderr);
+    // The differential above is the test; these say what it rests on, so a kernel that gave nothing fails too.
+    t.match(r.kernel, /asked ttl=37 tos=0x28: stamp\/\d+ ok, /);
+    t.match(r.kernel, mode === 'v6' ? /IPV6_HOPLIMIT=200, IPV6_TCLASS=0xb8/ : /IP_TTL=200, IP_TOS=0xb8\/1/);
+    t.match(r.kernel, /short buffer: ctrunc=True count=2 first=\(1, \d+\)/);
+    t.match(r.stderr, /ifindex [1-9]/, 'an interface index comes with IP(V6)_PKTINFO');
+  });
+}
+
+t.test('ping -6: busybox (raw socket, IPV6_2292HOPLIMIT) and iputils (IPV6_RECVHOPLIMIT) show the hop limit the kernel ping shows', async (t) => {
+  for (const argv of [['busybox', 'ping', '-6', '-c', '2', 'fd74:7376:30::2'], ['ping', '-6', '-c', '2', 'fd74:7376:30::2']]) {
+    const k = await collect(spawnIn(pair.nsA, argv), 60000);
+    const kernelTtl = /ttl=(-?\d+)/.exec(k.stdout)?.[1];
+    t.ok(kernelTtl !== undefined && Number(kernelTtl) > 0, `${argv[0]} on the kernel: ttl=${kernelTtl}`);
+    const s = await tsvisorRun(undefined, [...take, '--allow-raw', '--', ...argv]);
+    t.equal(s.code, 0, s.stderr + s.stdout);
+    const lines = s.stdout.split('\n').filter((l) => /bytes from/.test(l));
+    t.equal(lines.length, 2, s.stdout);
+    for (const l of lines) t.match(l, new RegExp(`ttl=${kernelTtl} `), `${argv[0]} in tsvisor: ${l}`);
+  }
+});

@@ -51,13 +51,19 @@ export function collectChild(child: ChildProcess, timeoutMs: number): Promise<Ch
     // A process the child left behind can hold its output open for ever: 'close' then never comes. Once the
     // child itself exited, what it wrote is in within a few seconds; the rest is the leftover's, and the caller
     // hears of it as output it did not expect rather than as a hang.
-    child.once('exit', (code, signal) => {
+    const exited = (code: number | null, signal: NodeJS.Signals | null) => {
       lingers = setTimeout(() => {
         stderr += `\n(the output stayed open ${EXIT_GRACE_MS} ms after the process exited: a process it started holds it)`;
         child.stdout?.destroy();
         child.stderr?.destroy();
         done(code, signal);
       }, EXIT_GRACE_MS);
-    });
+    };
+    // A child that ended before the call: its 'exit' (and maybe 'close') came already and will not come again.
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const open = [child.stdout, child.stderr].some((s) => s && !s.destroyed && !s.readableEnded);
+      if (open) exited(child.exitCode, child.signalCode);
+      else done(child.exitCode, child.signalCode);
+    } else child.once('exit', exited);
   });
 }

@@ -34,6 +34,27 @@ const HUP_POLL_MAX_MS = 1000;
 /** TCP states of tcp_info's tcpi_state that the pump tells apart. */
 const TCP_SYN_SENT = 2;
 const TCP_CLOSE = 7;
+/**
+ * States in which our side's FIN is still to be sent or acknowledged (ESTABLISHED and CLOSE-WAIT: not sent yet;
+ * SYN-RECEIVED, FIN-WAIT-1, CLOSING, LAST-ACK: sent, not acknowledged).
+ */
+const FIN_PENDING = new Set([1, 3, 4, 8, 9, 11]);
+
+/** The TCP state of `ep` (tcp_info's tcpi_state), or -1 when the endpoint gives none. */
+function tcpState(ep: Endpoint): number {
+  const info = ep.getOption('TCP_INFO');
+  if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return -1;
+  return Number(info['tcpi_state'] ?? -1);
+}
+
+/**
+ * Whether a stream Endpoint the program has closed still has something of the program's to deliver: bytes not
+ * acknowledged, or the FIN its close means not yet sent or not acknowledged (Linux's orphaned socket goes on
+ * sending it after the process is gone; the sandbox's stack must not go away first).
+ */
+export function stillDelivering(ep: Endpoint): boolean {
+  return ep.outQueue() > 0 || FIN_PENDING.has(tcpState(ep));
+}
 
 // Shared by every pump: a read is forwarded at once, and only a remainder the other side refused is copied.
 const upScratch = new Uint8Array(CHUNK);
@@ -166,18 +187,11 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     this.up();
   }
 
-  /** The TCP state (tcp_info), or -1 when the endpoint gives none. */
-  private tcpState(): number {
-    const info = this.ep.getOption('TCP_INFO');
-    if (isError(info) || typeof info !== 'object' || info instanceof Uint8Array) return -1;
-    return Number(info['tcpi_state'] ?? -1);
-  }
-
   /** While connecting: on the handshake's end, drain the junk and start, or shut our end down on failure. */
   private checkConnected(): void {
     const s = this.connecting;
     if (!s || this.closed) return;
-    const state = this.tcpState();
+    const state = tcpState(this.ep);
     if (state === TCP_SYN_SENT) return;
     this.connecting = undefined;
     unstuff(this.fd, s);

@@ -19,7 +19,7 @@ import type { NetworkMode } from '../seccomp/policy.ts';
 import { syscallName } from '../seccomp/sysno.ts';
 import { DgramPump } from '../datapath/dgram.ts';
 import type { ListenQueue } from '../datapath/listener.ts';
-import { StreamPump, type Stuffing } from '../datapath/stream.ts';
+import { StreamPump, type Stuffing, stillDelivering } from '../datapath/stream.ts';
 import type { SocketFile } from '../socket/file.ts';
 import { HANDLERS } from './net.ts';
 import { ERESTARTSYS, ParkedCalls } from './park.ts';
@@ -102,7 +102,7 @@ export class Sentry {
    * answered once by a trapped getsockopt(SO_ERROR) as Linux's sock_error does; the oldest go beyond the bound.
    */
   private readonly unsurfaced = new Map<number | bigint, number>();
-  /** Stream Endpoints the program has closed that still have data to send (drain waits for them). */
+  /** Stream Endpoints the program has closed that still have data or their FIN to deliver (drain waits for them). */
   private readonly closing = new Set<Endpoint>();
   private readonly tracer: Strace | undefined;
   private readonly counters: Omit<SentryStats, 'sockets' | 'parked'> = { notifications: 0, continued: 0, answered: 0, restarted: 0, errors: 0 };
@@ -360,21 +360,23 @@ export class Sentry {
   forget(sock: Sock): void {
     sock.released = true;
     if (this.socks.get(sock.ino) === sock) this.socks.delete(sock.ino);
-    if (sock.kind === 'stream' && sock.file.ep.outQueue() > 0) this.closing.add(sock.file.ep);
+    if (sock.kind === 'stream' && stillDelivering(sock.file.ep)) this.closing.add(sock.file.ep);
   }
 
   /**
-   * Resolves once what the program wrote has left: every pump has moved what its pair held, and every stream
-   * Endpoint (open, or closed by the program and still sending) has nothing unacknowledged; or after `ms`.
+   * Resolves once what the program wrote has left, called after it exited: every pump has seen the program's
+   * close (its end goes with the program) and moved what its pair held, and every stream Endpoint the program
+   * closed has its bytes and FIN acknowledged; or after `ms`. Without the wait for the FIN a peer that read
+   * to the end of the stream (`nc -N`) would never see it: the stack goes when `run` does.
    */
   async drain(ms: number): Promise<void> {
     const deadline = performance.now() + ms;
     const busy = () => {
-      for (const ep of this.closing) if (ep.outQueue() === 0) this.closing.delete(ep);
+      for (const ep of this.closing) if (!stillDelivering(ep)) this.closing.delete(ep);
       if (this.closing.size) return true;
       for (const s of this.socks.values()) {
         // A socket still connecting has nothing of the program's to deliver (its pair holds the stuffing junk).
-        if (s.kind === 'stream' && s.pump && !s.pump.done && !s.pump.connectingNow && (ux.inQueue(s.pump.fd) > 0 || s.file.ep.outQueue() > 0)) return true;
+        if (s.kind === 'stream' && s.pump && !s.pump.done && !s.pump.connectingNow) return true;
       }
       return false;
     };

@@ -240,13 +240,17 @@ t.test('nc both ways → 10 MB with sha256; what the program wrote before exitin
 
   // In: nc -l inside, the peer sends the file.
   const srv = await startRun(['--', '/bin/sh', '-c', 'nc -l 9002 | sha256sum']);
+  // Refused until nc inside listens; once it has taken a connection it listens no more, so the tries stop there.
   let sent = false;
-  for (let i = 0; i < 100 && !sent; i++) {
+  let last = '';
+  for (let i = 0; i < 100 && !sent && srv.child.exitCode === null; i++) {
     const r = await collect(spawnIn(ns, ['/bin/sh', '-c', `nc -N ${srv.sandbox} 9002 < ${join(dir, 'nc.bin')}`]));
     sent = r.code === 0;
+    last = `try ${i + 1}: ${r.code ?? r.signal} ${r.stderr.trim()}`;
     if (!sent) await new Promise((res) => setTimeout(res, 100));
   }
-  t.ok(sent, 'peer connected and sent');
+  // nc -N ends at the program's FIN: the program's close must reach the peer before run takes the link down.
+  t.ok(sent, `peer connected, sent and saw the program's FIN (${last})`);
   const r = await collect(srv.child);
   t.equal(r.code, 0, r.stderr);
   t.equal(srv.out().split(' ')[0], dsha, 'the program received every byte');

@@ -36,6 +36,8 @@ export class Rack {
   private sends = 0;
   /** Losses RACK detected, for counters. */
   marked = 0;
+  /** Segments ever delivered (cumulatively ACKed or SACKed), for PRR. */
+  deliveredPackets = 0;
   /** RACK.fack: the highest end of any delivered segment (§6.2 step 3). */
   fack = -1;
   /** RACK.reordering_seen: a segment was delivered below RACK.fack without having been retransmitted. */
@@ -87,22 +89,30 @@ export class Rack {
     // Nothing above both SND.UNA and the highest SACKed byte can have been delivered.
     const limit = seq.max(una, sb.highest(una));
     const entries = this.entries;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      if (seq.ge(e.start, limit)) break;
-      if (e.delivered) continue;
-      if (!(seq.le(e.end, una) || (sacked && sb.covers(e.start, e.end)))) continue;
-      e.delivered = true;
-      e.lost = false;
-      if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
-      else if (!e.retransmitted) this.reorderingSeen = true;
-      const rtt = now - e.at;
-      if (e.retransmitted && rtt < minRtt) continue;
-      if (e.order > this.xmitOrder || (e.order === this.xmitOrder && seq.gt(e.end, this.xmitEnd))) {
-        this.xmitTs = e.at;
-        this.xmitOrder = e.order;
-        this.xmitEnd = e.end;
+    // As Linux: the SACKed segments first (tcp_sacktag_write_queue), then the cumulatively acknowledged ones in
+    // sequence order (tcp_clean_rtx_queue); RACK.rtt is the RTT of the last one taken (tcp_rack_advance sets it
+    // for every unambiguous delivery), while RACK.xmit_ts follows the most recently sent.
+    for (const cumulative of [false, true]) {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        if (seq.ge(e.start, limit)) break;
+        if (e.delivered) continue;
+        const acked = seq.le(e.end, una);
+        if (cumulative ? !acked : acked || !(sacked && sb.covers(e.start, e.end))) continue;
+        e.delivered = true;
+        e.lost = false;
+        // Linux counts an skb as its segments (tcp_skb_pcount).
+        this.deliveredPackets += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
+        if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
+        else if (!e.retransmitted) this.reorderingSeen = true;
+        const rtt = now - e.at;
+        if (e.retransmitted && rtt < minRtt) continue;
         this.rtt = rtt;
+        if (e.order > this.xmitOrder || (e.order === this.xmitOrder && seq.gt(e.end, this.xmitEnd))) {
+          this.xmitTs = e.at;
+          this.xmitOrder = e.order;
+          this.xmitEnd = e.end;
+        }
       }
     }
     while (entries.length > 0 && seq.le(entries[0]!.end, una)) entries.shift();

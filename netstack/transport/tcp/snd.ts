@@ -76,6 +76,17 @@ export class Sender {
   cc: CongestionControl;
   /** Consecutive duplicate ACKs. */
   dupAcks = 0;
+  /**
+   * Proportional Rate Reduction (RFC 6937, Linux's tcp_cwnd_reduction) during SACK recovery: cwnd when recovery
+   * began, and bytes delivered to the peer and sent by us since.
+   */
+  private priorCwnd = 0;
+  private prrDelivered = 0;
+  private prrOut = 0;
+  /** Segments PRR lets go before the next ACK (Linux's cwnd is in segments, whatever their size). */
+  private prrQuota = Infinity;
+  /** SACKed bytes before the ACK being processed merged its blocks (set by the input path; -1 when not). */
+  sackedBefore = -1;
   /** In fast recovery (RFC 6675 §5 / RFC 6582 §3.2) until `recoveryPoint` is acknowledged. */
   inRecovery = false;
   recoveryPoint = 0;
@@ -277,10 +288,15 @@ export class Sender {
   /**
    * RFC 6675 §4 pipe: bytes believed to be in the network. SACKed bytes and holes not yet retransmitted are
    * out; without SACK each duplicate ACK stands for one segment that left the network (as Linux emulates).
+   * Before recovery SACKed bytes are out too, as Linux's tcp_packets_in_flight counts them in every state: the
+   * first duplicate ACKs let new data go (RFC 6675 §5's limited transmit, beyond RFC 3042's two segments).
    */
   pipe(): number {
     const out = seq.sub(this.max, this.una);
-    if (!this.inRecovery) return this.inFlight;
+    if (!this.inRecovery) {
+      if (!this.ep.sackOk || this.sb.empty) return this.inFlight;
+      return Math.max(0, this.inFlight - this.sb.sackedIn(this.una, this.nxt));
+    }
     if (this.ep.sackOk) return Math.max(0, out - this.sb.sacked - this.rack.lostBytes(this.sb));
     return Math.max(0, out - Math.min(this.dupAcks * this.mss, out));
   }
@@ -292,6 +308,9 @@ export class Sender {
    */
   onAck(ack: number, tsEcr: number | undefined, dupCandidate: boolean): void {
     this.lastAckAt = this.ep.clock.now();
+    this.sackedBefore = -1;
+    const lostBefore = this.rack.marked;
+    const deliveredBefore = this.rack.deliveredPackets;
     const acked = seq.sub(ack, this.una);
     const ctx = this.ccContext();
     const flightBefore = this.inFlight;
@@ -317,13 +336,19 @@ export class Sender {
       if (this.tlpEnd >= 0 && seq.ge(ack, this.tlpEnd)) reduced = this.tlpDone(ctx, flightBefore);
     }
     if (this.ep.sackOk) this.rackUpdate();
+    // Segments this ACK newly delivered (acknowledged without having been SACKed, or newly SACKed), and whether
+    // RACK marked a new loss: what PRR reckons with (Linux's newly_acked_sacked and newly_lost).
+    const delivered = this.rack.deliveredPackets - deliveredBefore;
+    const newlyLost = this.rack.marked !== lostBefore;
     if (acked > 0) {
       if (this.inRecovery) {
         if (seq.ge(ack, this.recoveryPoint)) {
           this.inRecovery = false;
           this.reorderRecoveryEnded();
           this.cc.onRecoveryEnd(ctx);
-        } else if (!this.ep.sackOk) {
+        } else if (this.ep.sackOk) {
+          this.prrReduce(delivered, true, newlyLost);
+        } else {
           // RFC 6582 §3.2 step 5: a partial ACK means the next segment was lost too.
           this.dupAcks = 0;
           this.retransmitHead();
@@ -348,10 +373,15 @@ export class Sender {
       this.dupAcks++;
       if (!this.inRecovery) {
         const sackLoss = this.ep.sackOk && this.sb.sacked >= DUP_THRESH * this.mss;
-        if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery();
+        if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery(delivered, newlyLost);
+      } else if (this.ep.sackOk) {
+        this.prrReduce(delivered, false, newlyLost);
       }
+    } else if (this.inRecovery && this.ep.sackOk) {
+      // An ACK that only SACKs (a window update or one below SND.UNA): what it delivered still counts.
+      this.prrReduce(delivered, false, newlyLost);
     }
-    if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery();
+    if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery(delivered, newlyLost);
   }
 
   /**
@@ -456,22 +486,58 @@ export class Sender {
     return this.cwrEnd !== -1 && seq.lt(this.una, this.cwrEnd);
   }
 
-  /** Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5, RFC 8985 §6). */
-  enterRecovery(): void {
+  /**
+   * Starts fast retransmit / fast recovery (RFC 5681 §3.2 steps 2–4, RFC 6675 §5, RFC 8985 §6); `delivered` and
+   * `newlyLost` are what the ACK that started it delivered and marked lost.
+   */
+  enterRecovery(delivered = 0, newlyLost = false): void {
+    const prior = this.cc.cwnd;
     this.cc.onLoss(this.inFlight, this.ccContext());
     this.inRecovery = true;
     this.recoveryPoint = this.max;
     this.tlpTimer.cancel();
     this.ep.stats.fastRetransmits++;
     if (this.ep.sackOk) {
-      // RFC 6675 §5 step 4.2: the first unacknowledged segment goes out at once, even beyond cwnd.
+      // Linux's tcp_init_cwnd_reduction: ssthresh is set, cwnd is left to PRR, which lets at least the first
+      // lost segment go at once (the fast retransmit, RFC 6675 §5 step 4.2).
+      this.priorCwnd = Math.max(1, Math.floor(prior / this.mss));
+      this.prrDelivered = 0;
+      this.prrOut = 0;
+      this.cc.cwnd = prior;
       this.rack.markLost(this.una, this.mss);
-      const e = this.rack.firstLost();
-      if (e) this.retransmitEntry(e.start, e.end);
+      // Entered by the RACK timer, Linux reckons one segment delivered (tcp_rack_reo_timeout).
+      this.prrReduce(Math.max(delivered, 1), false, newlyLost);
       this.output();
     } else {
       this.retransmitHead();
     }
+  }
+
+  /**
+   * RFC 6937 PRR as Linux's tcp_cwnd_reduction, in segments: while the pipe is above ssthresh, sending follows
+   * ssthresh/prior_cwnd of what was delivered; below it, as much as was delivered (one segment more when SND.UNA
+   * advanced without a new loss), up to ssthresh. cwnd becomes the pipe plus what may be sent now, and that many
+   * segments may go (`prrQuota`) whatever their size; the first call lets at least one go.
+   */
+  private prrReduce(delivered: number, unaAdvanced: boolean, newlyLost: boolean): void {
+    if (delivered <= 0 || this.priorCwnd <= 0) return;
+    const mss = this.mss;
+    this.prrDelivered += delivered;
+    const pipe = this.pipe();
+    const inFlight = Math.ceil(pipe / mss);
+    const ssthresh = Math.floor(this.cc.ssthresh / mss);
+    const delta = ssthresh - inFlight;
+    let sndcnt: number;
+    if (delta < 0) {
+      sndcnt = Math.floor((ssthresh * this.prrDelivered + this.priorCwnd - 1) / this.priorCwnd) - this.prrOut;
+    } else {
+      sndcnt = Math.max(this.prrDelivered - this.prrOut, delivered);
+      if (unaAdvanced && !newlyLost) sndcnt++;
+      sndcnt = Math.min(delta, sndcnt);
+    }
+    if (this.prrOut === 0) sndcnt = Math.max(sndcnt, 1);
+    this.prrQuota = Math.max(0, sndcnt);
+    this.cc.cwnd = Math.max(pipe + sndcnt * mss, mss);
   }
 
   /** Retransmits the first unacknowledged segment, regardless of the window (RFC 5681 §3.2 step 2). */
@@ -513,6 +579,11 @@ export class Sender {
    */
   private send(s: number, len: number, fin: boolean, retransmit: boolean, psh: boolean): void {
     if (retransmit) this.rttSeq = -1;
+    if (this.inRecovery) {
+      const segs = Math.max(1, Math.ceil(len / this.mss));
+      this.prrOut += segs;
+      this.prrQuota -= segs;
+    }
     const piece = len > this.mss ? Math.max(this.tsoLimit(), this.mss) : len;
     let at = s;
     let left = len;
@@ -546,6 +617,10 @@ export class Sender {
     let sentNew = false;
     let cwndBound = false;
     for (;;) {
+      if (this.inRecovery && this.prrQuota <= 0 && this.ep.sackOk) {
+        cwndBound = true;
+        break;
+      }
       const cwndLeft = this.cc.cwnd - this.pipe();
       if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
         const lost = this.rack.firstLost();
@@ -742,7 +817,9 @@ export class Sender {
 
   /** RFC 6298 §5.4–5.6 for data: back off, collapse the window, resend from SND.UNA. */
   onTimeout(): void {
-    this.cc.onTimeout(this.inFlight, this.ccContext());
+    // Linux's tcp_enter_loss reduces ssthresh once per loss episode (`timeouts` counts this one already): not again
+    // on a backed-off timeout, nor when fast recovery already reduced it for this window.
+    this.cc.onTimeout(this.inFlight, this.ccContext(), this.timeouts > 1 || this.inRecovery);
     this.rtt.backoff();
     this.inRecovery = false;
     this.dupAcks = 0;

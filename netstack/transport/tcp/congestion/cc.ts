@@ -39,8 +39,12 @@ export interface CongestionControl {
   onLoss(inFlight: number, ctx: CcContext): void;
   /** Fast recovery ended (the recovery point was acknowledged). */
   onRecoveryEnd(ctx: CcContext): void;
-  /** The retransmission timer expired (RFC 5681 §3.1 eqn. 4, cwnd to the loss window). */
-  onTimeout(inFlight: number, ctx: CcContext): void;
+  /**
+   * The retransmission timer expired (RFC 5681 §3.1 eqn. 4, cwnd to the loss window); `again` when it expired
+   * within a loss episode already reduced (a backed-off timeout, or one during fast recovery): ssthresh stays, as
+   * Linux's tcp_enter_loss keeps it.
+   */
+  onTimeout(inFlight: number, ctx: CcContext, again?: boolean): void;
   /** Sending restarts after an idle period longer than the RTO (RFC 5681 §4.1). */
   onIdleRestart(ctx: CcContext): void;
 }

@@ -104,8 +104,8 @@ export class Cubic implements CongestionControl {
     this.cwnd = Math.max(this.cwnd, Math.floor(next * mss));
   }
 
-  onLoss(inFlight: number, ctx: CcContext): void {
-    this.reduce(inFlight, ctx);
+  onLoss(_inFlight: number, ctx: CcContext): void {
+    this.reduce(ctx);
     this.cwnd = this.ssthresh;
   }
 
@@ -113,8 +113,8 @@ export class Cubic implements CongestionControl {
     this.cwnd = this.ssthresh;
   }
 
-  onTimeout(inFlight: number, ctx: CcContext): void {
-    this.reduce(inFlight, ctx);
+  onTimeout(_inFlight: number, ctx: CcContext, again = false): void {
+    if (!again) this.reduce(ctx);
     this.cwnd = ctx.mss;
     // Linux's bictcp_state on TCP_CA_Loss: HyStart starts over (bictcp_reset, bictcp_hystart_reset).
     this.delayMin = 0;
@@ -126,13 +126,14 @@ export class Cubic implements CongestionControl {
     this.epochStart = -1;
   }
 
-  private reduce(inFlight: number, ctx: CcContext): void {
+  private reduce(ctx: CcContext): void {
     const segs = this.cwnd / ctx.mss;
     // §4.7 fast convergence: release bandwidth to newer flows when the window stopped short of the last maximum.
     this.wMax = segs < this.wLastMax ? (segs * (1 + BETA)) / 2 : segs;
     this.wLastMax = segs;
-    // §4.6: ssthresh = flight_size · β (the flight never exceeds cwnd here).
-    this.ssthresh = Math.max(Math.floor(Math.min(inFlight, this.cwnd) * BETA), 2 * ctx.mss);
+    // §4.6's β from cwnd, not from the flight, as Linux's cubictcp_recalc_ssthresh (cwnd·717/1024 in whole segments,
+    // at least two): an application-limited sender keeps the window it had earned.
+    this.ssthresh = Math.max(Math.floor((Math.floor(segs) * 717) / 1024), 2) * ctx.mss;
     this.epochStart = -1;
   }
 }

@@ -40,8 +40,8 @@ export class Reno implements CongestionControl {
     this.cwnd = this.ssthresh;
   }
 
-  onTimeout(inFlight: number, ctx: CcContext): void {
-    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * ctx.mss);
+  onTimeout(inFlight: number, ctx: CcContext, again = false): void {
+    if (!again) this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * ctx.mss);
     this.cwnd = ctx.mss;
     this.acc = 0;
   }

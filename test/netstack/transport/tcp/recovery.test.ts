@@ -93,7 +93,11 @@ t.test('ESTABLISHED tail loss → TLP retransmits the last segment after 2·SRTT
   h.advance(1);
   h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(2), right: seg(3) }] } });
   t.ok(ep.snd.inRecovery, 'RACK marked the earlier segments lost');
+  // PRR: the one segment delivered lets one go; the next when that one is acknowledged.
   h.expect({ seq: seg(0), len: MSS });
+  h.expectNone(0);
+  h.advance(1);
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(1), options: { sack: [{ left: seg(2), right: seg(3) }] } });
   h.expect({ seq: seg(1), len: MSS });
   h.send({ flags: A, seq: h.peerNxt, ack: seg(3) });
   t.notOk(ep.snd.inRecovery);
@@ -109,8 +113,12 @@ t.test('ESTABLISHED lost retransmission → RACK resends it once later data is S
   ep.write(pattern(20 * MSS));
   for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
   const sackTo = (n: number) => ({ sack: [{ left: seg(1), right: seg(n) }] });
+  // The first two duplicate ACKs each let a new segment go (SACKed data is out of the pipe), the third starts
+  // recovery.
   h.send({ flags: A, seq: p, ack: snd, options: sackTo(2) });
+  h.expect({ seq: seg(10) });
   h.send({ flags: A, seq: p, ack: snd, options: sackTo(3) });
+  h.expect({ seq: seg(11) });
   h.send({ flags: A, seq: p, ack: snd, options: sackTo(4) });
   h.expect({ seq: seg(0) });
   h.advance(1);
@@ -118,10 +126,10 @@ t.test('ESTABLISHED lost retransmission → RACK resends it once later data is S
   for (let n = 5; n <= 10; n++) h.send({ flags: A, seq: p, ack: snd, options: sackTo(n) });
   const sent = [];
   while (h.pending) sent.push(h.next().seq);
-  t.ok(sent.includes(seg(10)), 'new data sent in recovery');
+  t.ok(sent.includes(seg(12)), 'new data sent in recovery');
   t.notOk(sent.includes(seg(0)), 'the retransmission is not repeated yet');
-  // Segment 10 (sent after the retransmission of 0) is SACKed, but 0 still is not: it was lost again.
-  h.send({ flags: A, seq: p, ack: snd, options: { sack: [{ left: seg(1), right: seg(11) }] } });
+  // Segment 12 (sent after the retransmission of 0) is SACKed, but 0 still is not: it was lost again.
+  h.send({ flags: A, seq: p, ack: snd, options: { sack: [{ left: seg(1), right: seg(13) }] } });
   h.expect({ seq: seg(0), len: MSS });
   t.equal(h.tcp.stats.timeouts, 0);
 });
@@ -233,4 +241,56 @@ t.test('ESTABLISHED SACK of one byte of the last segment → no segment counts a
   t.equal(ep.stats.fastRetransmits, 0, 'a byte SACKed inside a segment is no delivery: RACK marks nothing lost');
   h.expect({ seq: snd + 4000, len: 1000 });
   t.equal(ep.stats.tailLossProbes, 1, 'the probe resends the last segment');
+});
+
+t.test('ESTABLISHED first SACKed duplicate ACK → a new segment goes at once: SACKed data left the pipe before recovery too (Linux tcp_packets_in_flight)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  ep.write(pattern(20 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
+  h.advance(10);
+  // Segment 4 arrives ahead of 0–3: one duplicate ACK, far from any loss verdict.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(4), right: seg(5) }] } });
+  t.notOk(ep.snd.inRecovery, 'one SACKed segment starts no recovery');
+  h.expect({ seq: seg(10), len: MSS });
+  h.expectNone(0);
+});
+
+t.test('SACK recovery with the pipe above ssthresh → PRR sends ⌈ssthresh·delivered/prior_cwnd⌉ − sent per ACK (RFC 6937, Linux tcp_cwnd_reduction)', async (t) => {
+  const h = new Harness({ congestion: 'cubic' });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const p = h.peerNxt;
+  // A window of 20 segments, as slow start would have grown it.
+  ep.snd.cc.cwnd = 20 * MSS;
+  ep.write(pattern(40 * MSS));
+  for (let i = 0; i < 20; i++) h.expect({ seq: seg(i) });
+  h.expectNone(0);
+  h.advance(10);
+  // Segment 0 is lost; 1, 2, 3 arrive: recovery. ssthresh = 20·717/1024 = 14 segments, prior_cwnd 20.
+  const sackTo = (n: number) => ({ sack: [{ left: seg(1), right: seg(n) }] });
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(2) });
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(3) });
+  h.clearSent();
+  h.send({ flags: A, seq: p, ack: snd, options: sackTo(4) });
+  t.ok(ep.snd.inRecovery);
+  t.equal(ep.snd.cc.ssthresh, 14 * MSS);
+  h.expect({ seq: seg(0), len: MSS });
+  h.expectNone(0);
+  // Each further SACKed segment: the pipe (20 out − SACKed − 0 lost) stays above 14, so PRR's proportion rules:
+  // delivered 2, 3, 4, 5 → ⌈14·d/20⌉ = 2, 3, 3, 4 in all, i.e. 1, 1, 0, 1 new segments (1 already resent).
+  const out: number[] = [];
+  for (let n = 5; n <= 8; n++) {
+    h.send({ flags: A, seq: p, ack: snd, options: sackTo(n) });
+    let k = 0;
+    while (h.pending) {
+      h.next();
+      k++;
+    }
+    out.push(k);
+  }
+  t.same(out, [1, 1, 0, 1], 'sends follow ssthresh/prior_cwnd of what was delivered');
 });

@@ -120,3 +120,17 @@ t.test('Cubic HyStart ACK train: ACKs ≤ 2 ms apart spanning half the least del
   for (let i = 0; i < 20; i++) small.onRttSample(50, ctx(100 + i, 10, 1000 + i * MSS, 50_000));
   t.equal(small.ssthresh, Number.MAX_SAFE_INTEGER, 'IW10 is below hystart_low_window');
 });
+
+t.test('CUBIC: ssthresh is β of cwnd, not of the flight (Linux cubictcp_recalc_ssthresh), once per loss episode', async (t) => {
+  // An application-limited sender: cwnd 10 segments, one in flight.
+  const cc = new Cubic(MSS);
+  cc.onTimeout(MSS, ctx(0));
+  t.equal(cc.ssthresh, 7 * MSS, 'RTO: 10·717/1024 = 7 segments');
+  t.equal(cc.cwnd, MSS);
+  cc.onTimeout(MSS, ctx(0), true);
+  t.equal(cc.ssthresh, 7 * MSS, 'a backed-off RTO in the same episode keeps ssthresh');
+  const c2 = new Cubic(MSS);
+  c2.cwnd = 23 * MSS;
+  c2.onLoss(2 * MSS, ctx(0));
+  t.equal(c2.ssthresh, 16 * MSS, 'fast recovery: 23·717/1024 = 16 segments');
+});

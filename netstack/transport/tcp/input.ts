@@ -290,10 +290,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     const wnd = r.window * (1 << snd.shift);
     const dup = r.payload.length === 0 && !(f & TCP_FIN) && r.ack === snd.una && wnd === snd.wnd;
-    if (ep.sackOk && r.options.sack) {
-      snd.sackedBefore = snd.sb.sacked;
-      snd.sb.update(r.options.sack, snd.una, snd.max, r.ack);
-    }
+    if (ep.sackOk && r.options.sack) snd.sb.update(r.options.sack, snd.una, snd.max, r.ack);
     // RFC 9293 §3.10.7.4: update the window only from segments newer than the last update.
     if (seq.le(snd.una, r.ack) && (seq.lt(snd.wl1, start) || (snd.wl1 === start && seq.le(snd.wl2, r.ack)))) {
       snd.wnd = wnd;

@@ -77,16 +77,14 @@ export class Sender {
   /** Consecutive duplicate ACKs. */
   dupAcks = 0;
   /**
-   * Proportional Rate Reduction (RFC 6937, Linux's tcp_cwnd_reduction) during SACK recovery: cwnd when recovery
-   * began, and bytes delivered to the peer and sent by us since.
+   * Proportional Rate Reduction (RFC 6937, Linux's tcp_cwnd_reduction) during SACK recovery, in segments as Linux
+   * counts them: cwnd when recovery began, and segments delivered to the peer and sent by us since.
    */
   private priorCwnd = 0;
   private prrDelivered = 0;
   private prrOut = 0;
   /** Segments PRR lets go before the next ACK (Linux's cwnd is in segments, whatever their size). */
   private prrQuota = Infinity;
-  /** SACKed bytes before the ACK being processed merged its blocks (set by the input path; -1 when not). */
-  sackedBefore = -1;
   /** In fast recovery (RFC 6675 §5 / RFC 6582 §3.2) until `recoveryPoint` is acknowledged. */
   inRecovery = false;
   recoveryPoint = 0;
@@ -308,7 +306,6 @@ export class Sender {
    */
   onAck(ack: number, tsEcr: number | undefined, dupCandidate: boolean): void {
     this.lastAckAt = this.ep.clock.now();
-    this.sackedBefore = -1;
     const lostBefore = this.rack.marked;
     const deliveredBefore = this.rack.deliveredPackets;
     const acked = seq.sub(ack, this.una);

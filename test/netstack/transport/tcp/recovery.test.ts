@@ -250,7 +250,9 @@ t.test('ESTABLISHED first SACKed duplicate ACK → a new segment goes at once: S
   const seg = (i: number) => snd + i * MSS;
   ep.write(pattern(20 * MSS));
   for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
-  h.advance(10);
+  // Before the loss probe's timeout: cwnd is full, nothing goes.
+  h.advance(5);
+  h.expectNone(0);
   // Segment 4 arrives ahead of 0–3: one duplicate ACK, far from any loss verdict.
   h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(4), right: seg(5) }] } });
   t.notOk(ep.snd.inRecovery, 'one SACKed segment starts no recovery');
@@ -268,8 +270,8 @@ t.test('SACK recovery with the pipe above ssthresh → PRR sends ⌈ssthresh·de
   ep.snd.cc.cwnd = 20 * MSS;
   ep.write(pattern(40 * MSS));
   for (let i = 0; i < 20; i++) h.expect({ seq: seg(i) });
+  h.advance(5);
   h.expectNone(0);
-  h.advance(10);
   // Segment 0 is lost; 1, 2, 3 arrive: recovery. ssthresh = 20·717/1024 = 14 segments, prior_cwnd 20.
   const sackTo = (n: number) => ({ sack: [{ left: seg(1), right: seg(n) }] });
   h.send({ flags: A, seq: p, ack: snd, options: sackTo(2) });

@@ -416,7 +416,6 @@ class Interpreter {
       if (!got) throw new Mismatch(`expected packet not sent by ${this.fmtTime(deadline)}: ${this.fmtSpec(a)}`);
       let d = decodeFrame(got.frame);
       if (!d) continue;
-      if (process.env.PD_DEBUG && d.tcp) console.error("pkt", this.dut.now(), d.tcp.seq, d.tcp.payload.length, d.tcp.flags);
       if (!addressEqual(d.dst, this.dut.endpoints.remoteIp)) continue;
       if (d.tcp && !this.ofSocketUnderTest(d.tcp)) continue;
       this.fragments = got.fragments ?? 1;
@@ -473,7 +472,6 @@ class Interpreter {
       if (mismatch) {
         throw new Mismatch(`segment ${parts.length + 1} does not continue the ${total} bytes before it as one TSO packet would\n  expected: ${want} bytes in all\n  actual:   ${this.fmtActual(d)}`);
       }
-      if (process.env.PD_DEBUG) console.error("agg", t.seq, t.payload.length, t.flags);
       parts.push(t.payload);
       flags = (flags & ~0x09) | (t.flags & 0x09);
       total += t.payload.length;

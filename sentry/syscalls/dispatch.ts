@@ -12,6 +12,8 @@ import type { Clock } from '../../netstack/clock.ts';
 import type { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
 import { inNetns } from '../../lib/netns.ts';
+import { NetnsThread } from '../../lib/netns-thread.ts';
+import { SysError } from '../../lib/libc.ts';
 import * as ux from '../../lib/unix.ts';
 import type { NotifyListener, Notification } from '../platform/unotify/listener.ts';
 import type { Target, Targets } from '../platform/unotify/target.ts';
@@ -111,6 +113,8 @@ export class Sentry {
   /** Pairs made ahead in the app netns, by kind ([program's end, ours], both blocking until handed out). */
   private readonly pools: Record<'stream' | 'dgram', [number, number][]> = { stream: [], dgram: [] };
   private readonly refilling = { stream: false, dgram: false };
+  /** The thread that stays in the app netns and makes the pairs there (the main thread never enters it). */
+  private netnsThread: NetnsThread | undefined;
 
   constructor(private readonly o: SentryOptions) {
     this.stack = o.stack;
@@ -127,6 +131,7 @@ export class Sentry {
     this.listener.on('error', (e) => this.log(`listener: ${e.message}`));
     this.listener.start();
     if (this.o.appNetns) {
+      this.netnsThread = NetnsThread.start(this.o.appNetns);
       this.refillSoon('stream');
       this.refillSoon('dgram');
     }
@@ -141,6 +146,7 @@ export class Sentry {
     this.listener.off('notification', this.onNotification);
     this.listener.close();
     for (const pool of Object.values(this.pools)) for (const [a, b] of pool.splice(0)) (ux.close(a), ux.close(b));
+    this.netnsThread?.close();
   }
 
   stats(): SentryStats {
@@ -260,9 +266,26 @@ export class Sentry {
     return [theirs, ours];
   }
 
+  /**
+   * `n` pairs (at least one; throws when none can be made), in the app netns by its thread; should that thread
+   * be lost, by the main thread stepping in and out as before.
+   */
   private makePairs(kind: 'stream' | 'dgram', n: number): [number, number][] {
-    const make = () => Array.from({ length: n }, () => ux.socketPair(kind === 'stream' ? 'stream' : 'seqpacket', false));
-    return this.o.appNetns ? inNetns(this.o.appNetns, make) : make();
+    const type = kind === 'stream' ? 'stream' : 'seqpacket';
+    const make = () => Array.from({ length: n }, () => ux.socketPair(type, false));
+    if (!this.o.appNetns) return make();
+    if (this.netnsThread) {
+      try {
+        return this.netnsThread.socketPairs(type, n);
+      } catch (e) {
+        // Out of fds is the process's state, not the thread's: the caller answers it as any socketpair failure.
+        if (e instanceof SysError) throw e;
+        this.log(`app netns thread: ${(e as Error).message}; making pairs from the main thread`);
+        this.netnsThread.close();
+        this.netnsThread = undefined;
+      }
+    }
+    return inNetns(this.o.appNetns, make);
   }
 
   private refillSoon(kind: 'stream' | 'dgram'): void {

@@ -1,5 +1,6 @@
 // The Sentry makes its socketpairs inside the app netns: SIOCGIFCONF on a unix socket lists the interfaces of
 // the netns the socket was made in, so a pair made in the Sentry's own netns would show the program the host's.
+// A thread of its own that stays in the app netns makes them (lib/netns-thread.ts), not the main thread.
 import t from 'tap';
 import { run as sh } from '../../lib/exec.ts';
 import { B4, twoNetstacks } from '../netstack/adapter/helpers.ts';
@@ -40,6 +41,7 @@ t.test('pairs made in the app netns: SIOCGIFCONF shows its interfaces, not the h
   t.match(inside.stdout, /^ifconf lo tsc0$/m, 'the app netns\'s interfaces only');
   t.match(inside.stdout, /^echo through the app netns$/m);
   t.equal(inside.left, 0);
+  t.notMatch(inside.logs.join('\n'), /app netns thread/, 'made by the thread that stays there (the main thread never entered)');
 
   // The control: the same program with the pairs made in the Sentry's netns sees other interfaces (the leak).
   const leak = await run(env, script, undefined, { appNetns: NS_FILE, sentryNetns: null });

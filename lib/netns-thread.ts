@@ -1,0 +1,172 @@
+/**
+ * A thread that stays in one network namespace and makes sockets there on request. setns() moves only the
+ * calling thread, so `inNetns` has the main thread step in and out for every batch of fds, and for that moment
+ * /proc/<pid>/ns/net (the main thread's) names the other namespace: a tool that reads it then (ip netns
+ * identify, a container runtime, a monitor) sees the process in the wrong place. A Worker that enters once and
+ * never leaves does the same work without the main thread ever moving.
+ *
+ * The Worker runs a few lines of plain JavaScript over koffi (no loader needed, in a checkout or installed), and
+ * answers synchronously: the caller writes a request into a SharedArrayBuffer and sleeps in Atomics.wait until the
+ * Worker has written the fds back (tens of µs), so callers that need an fd now keep their synchronous shape. The
+ * fds are process-wide like any others.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { SysError } from './libc.ts';
+import { NetnsError, netnsFile } from './netns.ts';
+
+/** The most socketpairs one request makes. */
+export const MAX_PAIRS = 16;
+
+// ctl[0]: the state word both sides wait on; ctl[1]: the socket type; ctl[2]: how many pairs; ctl[3]: the
+// count made or -errno; ctl[4..]: the fds, two per pair.
+const IDLE = 0;
+const REQUEST = 1;
+const DONE = 2;
+const STOP = 3;
+const READY = 4;
+const FAILED = 5;
+
+/** How long a caller waits for the Worker before it calls it lost (it answers in µs; start-up takes ms). */
+const START_MS = 10_000;
+const ANSWER_MS = 5_000;
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const koffi = require(workerData.koffi);
+const libc = koffi.load('libc.so.6');
+const open = libc.func('int open(const char *path, int flags, int mode)');
+const close = libc.func('int close(int fd)');
+const setns = libc.func('int setns(int fd, int nstype)');
+const socketpair = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
+const ctl = new Int32Array(workerData.sab);
+const fd = open(workerData.path, 0x80000 /* O_RDONLY|O_CLOEXEC */, 0);
+let entered = fd >= 0 && setns(fd, 0x40000000 /* CLONE_NEWNET */) === 0;
+ctl[3] = entered ? 0 : -koffi.errno();
+if (fd >= 0) close(fd);
+Atomics.store(ctl, 0, entered ? ${READY} : ${FAILED});
+Atomics.notify(ctl, 0);
+while (entered) {
+  Atomics.wait(ctl, 0, ${IDLE});
+  const state = Atomics.load(ctl, 0);
+  if (state === ${STOP}) break;
+  if (state !== ${REQUEST}) continue;
+  const sv = [0, 0];
+  let made = 0;
+  for (; made < ctl[2]; made++) {
+    if (socketpair(1 /* AF_UNIX */, ctl[1], 0, sv) < 0) break;
+    ctl[4 + 2 * made] = sv[0];
+    ctl[5 + 2 * made] = sv[1];
+  }
+  ctl[3] = made > 0 || ctl[2] === 0 ? made : -koffi.errno();
+  Atomics.store(ctl, 0, ${DONE});
+  Atomics.notify(ctl, 0);
+}
+`;
+
+const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
+const SOCK_CLOEXEC = 0o2000000;
+
+/** A Worker inside a network namespace that makes AF_UNIX socketpairs there. */
+export class NetnsThread {
+  private readonly ctl: Int32Array;
+  private ready = false;
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    sab: SharedArrayBuffer,
+    /** The namespace's name or path, for messages. */
+    readonly label: string,
+  ) {
+    this.ctl = new Int32Array(sab);
+  }
+
+  /**
+   * Starts a thread for the namespace named `ref` (or at absolute path `ref`) and returns at once: the first
+   * request waits until it is inside (tens of ms), so the start overlaps whatever the caller does meanwhile.
+   */
+  static start(ref: string): NetnsThread {
+    const path = netnsFile(ref);
+    const sab = new SharedArrayBuffer(4 * (4 + 2 * MAX_PAIRS));
+    const koffiPath = createRequire(import.meta.url).resolve('koffi');
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sab, path, koffi: koffiPath } });
+    // It never keeps the process alive: it sleeps in Atomics.wait between requests.
+    worker.unref();
+    return new NetnsThread(worker, sab, ref);
+  }
+
+  /**
+   * Starts a thread and waits until it is inside the namespace; throws NetnsError when the namespace cannot be
+   * entered, Error when the thread does not start.
+   */
+  static open(ref: string): NetnsThread {
+    const t = NetnsThread.start(ref);
+    t.inside();
+    return t;
+  }
+
+  /** Waits (once) until the thread is inside its namespace; throws as open() does. */
+  private inside(): void {
+    if (this.ready) return;
+    const ctl = this.ctl;
+    const deadline = Date.now() + START_MS;
+    while (Atomics.load(ctl, 0) === IDLE && Date.now() < deadline) Atomics.wait(ctl, 0, IDLE, 50);
+    const state = Atomics.load(ctl, 0);
+    if (state === READY) {
+      Atomics.store(ctl, 0, IDLE);
+      this.ready = true;
+      return;
+    }
+    this.closed = true;
+    void this.worker.terminate();
+    if (state === FAILED) throw new NetnsError(this.label, `cannot enter network namespace '${this.label}': ${new SysError('setns', -ctl[3]!).message}`);
+    throw new Error(`the thread for network namespace '${this.label}' did not start within ${START_MS / 1000} s`);
+  }
+
+  /**
+   * `n` AF_UNIX socketpairs (blocking, close-on-exec) made inside the namespace, as [end, end]: fewer when the
+   * process ran out of fds part way, SysError when it could make none, Error when the thread is gone.
+   */
+  socketPairs(type: 'stream' | 'seqpacket', n: number): [number, number][] {
+    if (this.closed) throw new Error(`the thread of network namespace '${this.label}' is closed`);
+    this.inside();
+    const out: [number, number][] = [];
+    for (let left = n; left > 0; ) {
+      const batch = Math.min(left, MAX_PAIRS);
+      const made = this.request((type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC, batch);
+      for (let i = 0; i < made; i++) out.push([this.ctl[4 + 2 * i]!, this.ctl[5 + 2 * i]!]);
+      if (made < batch) break;
+      left -= made;
+    }
+    return out;
+  }
+
+  /** One request: how many pairs were made (≥ 1, or all `n`); throws when none were. */
+  private request(type: number, n: number): number {
+    const ctl = this.ctl;
+    ctl[1] = type;
+    ctl[2] = n;
+    Atomics.store(ctl, 0, REQUEST);
+    Atomics.notify(ctl, 0);
+    const deadline = Date.now() + ANSWER_MS;
+    while (Atomics.load(ctl, 0) === REQUEST && Date.now() < deadline) Atomics.wait(ctl, 0, REQUEST, 100);
+    if (Atomics.load(ctl, 0) !== DONE) {
+      this.close();
+      throw new Error(`the thread of network namespace '${this.label}' did not answer`);
+    }
+    const made = ctl[3]!;
+    Atomics.store(ctl, 0, IDLE);
+    if (made <= 0 && n > 0) throw new SysError('socketpair', -made, `in network namespace ${this.label}`);
+    return made;
+  }
+
+  /** Ends the thread. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctl, 0, STOP);
+    Atomics.notify(this.ctl, 0);
+  }
+}

@@ -152,6 +152,7 @@ t.test('create starts the next warm Sentry (clean environment, cwd /) unless one
 
   // One that takes the connection and dies without a word (its listener goes with the request unanswered): a cold
   // start.
+  rmSync(join(work, 'warm-args'), { force: true });
   const fd = sys.socket(C.AF_UNIX, 1 /* SOCK_STREAM */ | C.SOCK_CLOEXEC, 0);
   const [sa, salen] = sockaddrUn(sock);
   t.equal(sys.bind(fd, sa, salen), 0);
@@ -164,11 +165,14 @@ t.test('create starts the next warm Sentry (clean environment, cwd /) unless one
   t.equal(r4.code, 0, r4.stderr);
   t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w4.pid'), 'utf8')), 'SIGKILL'));
   t.match(readFileSync(join(work, 'sentry-args'), 'utf8'), /__oci-sandbox .* ocs-w4/, 'started cold');
+  // That create starts the next warm Sentry too, in the background: it must have written its arguments before the
+  // next check, which would otherwise see them as ocs-w3's.
+  t.ok(await waitFor(() => existsSync(join(work, 'warm-args')), 10000), 'and after it the next warm Sentry started');
+  rmSync(join(work, 'warm-args'), { force: true });
 
   const r3 = await run(root, log, ['create', '--bundle', bundle, '--pid-file', join(bundle, 'w3.pid'), 'ocs-w3'], 'created', bundle, { TSVISOR_OCI_WARM: '0' });
   t.equal(r3.code, 0);
   t.teardown(() => process.kill(Number(readFileSync(join(bundle, 'w3.pid'), 'utf8')), 'SIGKILL'));
-  rmSync(join(work, 'warm-args'), { force: true });
   await new Promise((res) => setTimeout(res, 300));
   t.notOk(existsSync(join(work, 'warm-args')), 'TSVISOR_OCI_WARM=0: none');
 });

@@ -194,7 +194,7 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
     seq: isn,
     ack: (r.seq + 1) >>> 0,
     flags: TCP_SYN | TCP_ACK,
-    window: Math.min(l.rcv.limit, 0xffff),
+    window: l.rcv.synWindow(opts.mss! - (peerTs ? 12 : 0)),
   };
   sendSegment(route, h, opts, 0);
   proto.stats.segmentsSent++;
@@ -263,9 +263,11 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   snd.maxWnd = snd.wnd;
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;
-  // The SYN-ACK carried the full buffer as its window; later segments must not offer less.
-  child.rcv.advRight = (child.rcv.nxt + Math.min(child.rcv.limit, 0xffff)) >>> 0;
-  child.rcv.maxOffered = Math.min(child.rcv.limit, 0xffff);
+  // What the cookie SYN-ACK offered (the same MSS, less the timestamp option when agreed); later segments must not
+  // offer less.
+  const synWnd = child.rcv.synWindow(child.offer!.mss - (child.tsOk ? 12 : 0));
+  child.rcv.advRight = (child.rcv.nxt + synWnd) >>> 0;
+  child.rcv.maxOffered = synWnd;
   child.setState(State.Established);
   proto.register(child);
   proto.stats.passiveOpens++;

@@ -28,7 +28,8 @@ export function sendSyn(ep: TcpEndpoint, withAck: boolean, peer?: TcpOptions, da
     opts.fastOpen = ep.synFastOpen;
     ep.synFastOpen = null;
   }
-  const wnd = Math.min(ep.rcv.free, 0xffff);
+  // Linux rounds to the MSS the segments will carry: less the timestamp option once a SYN-ACK has agreed to it.
+  const wnd = ep.rcv.synWindow(ep.offer!.mss - (withAck && ep.tsOk ? 12 : 0));
   const snd = ep.snd;
   const write = dataLen > 0 ? (buf: Uint8Array, at: number, n: number) => snd.buf.copyOut(0, n, buf, at) : undefined;
   let flags = withAck ? TCP_SYN | TCP_ACK : TCP_SYN;

@@ -145,6 +145,17 @@ export class Receiver {
     return Math.max(w, current);
   }
 
+  /**
+   * The window a SYN or SYN-ACK offers, as Linux's tcp_select_initial_window: the receive space (half the default
+   * buffer, Linux's initial scaling ratio; all of a buffer SO_RCVBUF set, since Linux doubles that one) rounded down
+   * to a whole number of `mss` when larger than one, at most 65535 (a SYN's window is never scaled). With the
+   * default 128 KB buffer and MSS 1460 that is 64240, not 65535.
+   */
+  synWindow(mss: number): number {
+    const space = this.autoTune ? Math.floor(this.limit / 2) : this.limit;
+    return Math.min(space > mss ? space - (space % mss) : space, 0xffff);
+  }
+
   /** The 16-bit window field for `wnd` bytes (RFC 7323 §2.3: scaled except on SYN segments). */
   windowField(wnd: number, syn: boolean): number {
     return syn ? Math.min(wnd, 0xffff) : Math.min(Math.floor(wnd / (1 << this.shift)), 0xffff);

@@ -15,7 +15,8 @@ t.test('CLOSED connect → SYN with MSS, SACK-permitted, timestamps, wscale; SYN
   ep.waiter.subscribe(EventOut, () => woke++);
   t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
   t.equal(ep.state, State.SynSent);
-  const syn = h.expect({ flags: TCP_SYN, ack: 0, window: 65535 });
+  // Half the 128 KB default buffer in whole MSS (Linux's tcp_select_initial_window), probed on Linux 6.18.
+  const syn = h.expect({ flags: TCP_SYN, ack: 0, window: 64240 });
   t.same(syn.options.mss, 1460);
   t.ok(syn.options.sackPermitted);
   t.equal(syn.options.wscale, 7, 'wscale fits the 6 MiB maximum buffer');
@@ -540,4 +541,23 @@ t.test('ESTABLISHED disconnect() (connect AF_UNSPEC) → RST, CLOSED, and the so
   t.equal(h.tcp.connectionCount, 0);
   t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
   h.expect({ flags: TCP_SYN });
+});
+
+t.test('LISTEN rcv SYN → the SYN-ACK window is Linux\'s initial window: the receive space in whole MSS, at most 65535 (tcp_select_initial_window)', async (t) => {
+  // Values as Linux 6.18 offers them (probed with --dut linux): half the default buffer rounded down to our MSS of
+  // 1460, or to 1448 once timestamps are agreed; all of an SO_RCVBUF buffer; 65535 when the space exceeds it.
+  const cases: Array<{ what: string; config?: { rcvBuf: number }; rcvbuf?: number; ts: boolean; window: number }> = [
+    { what: 'default 128 KB buffer', ts: false, window: 64240 },
+    { what: 'default buffer, timestamps', ts: true, window: 65160 },
+    { what: 'SO_RCVBUF 20000', rcvbuf: 20000, ts: false, window: 18980 },
+    { what: 'tcp_rmem default 540000 (packetdrill defaults.sh)', config: { rcvBuf: 540000 }, ts: false, window: 65535 },
+  ];
+  for (const c of cases) {
+    const h = new Harness(c.config);
+    const l = h.listen();
+    if (c.rcvbuf !== undefined) t.equal(l.setOption('SO_RCVBUF', c.rcvbuf), undefined);
+    h.send({ flags: TCP_SYN, options: c.ts ? { mss: 1000, tsVal: 7, tsEcr: 0 } : { mss: 1000 } });
+    const sa = h.expect({ flags: TCP_SYN | TCP_ACK });
+    t.equal(sa.window, c.window, c.what);
+  }
 });

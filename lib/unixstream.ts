@@ -61,6 +61,9 @@ export class UnixStream extends EventEmitter {
   private flushQueued = false;
   /** Reads whose descriptors did not all fit (the kernel closed the rest). */
   truncated = 0;
+  /** recvmsg(2) calls made (those that said EAGAIN too), and send(2)/sendmsg(2) calls that moved bytes. */
+  reads = 0;
+  sends = 0;
 
   /** Takes over `fd` (made non-blocking). */
   constructor(readonly fd: number) {
@@ -163,13 +166,21 @@ export class UnixStream extends EventEmitter {
     while (!this.closed && this.out.length > 0) {
       let o = this.out[0]!;
       if (this.out.length > 1 && o.data.length < COALESCE) {
-        // Small frames behind this one, carrying no descriptors, join it: descriptors may arrive early, never late.
+        // Small frames behind this one join it, their descriptors too: descriptors may arrive early, never late,
+        // so a batch of replies with an Rlcreate's descriptor in it is one sendmsg(2) and one wake-up of the peer.
         let k = 1;
         let total = o.data.length;
-        while (k < this.out.length && this.out[k]!.fds.length === 0 && total + this.out[k]!.data.length <= COALESCE) total += this.out[k++]!.data.length;
+        let nfds = o.fds.length;
+        for (; k < this.out.length; k++) {
+          const next = this.out[k]!;
+          if (total + next.data.length > COALESCE || nfds + next.fds.length > MAX_FDS) break;
+          total += next.data.length;
+          nfds += next.fds.length;
+        }
         if (k > 1) {
-          const joined = Buffer.concat(this.out.slice(0, k).map((x) => x.data), total);
-          this.out.splice(0, k, { data: joined, fds: o.fds });
+          const batch = this.out.slice(0, k);
+          const joined = Buffer.concat(batch.map((x) => x.data), total);
+          this.out.splice(0, k, { data: joined, fds: nfds === o.fds.length ? o.fds : batch.flatMap((x) => x.fds) });
           o = this.out[0]!;
         }
       }
@@ -181,6 +192,7 @@ export class UnixStream extends EventEmitter {
         break;
       }
       if (n < 0) return this.fail(new SysError('send', -n));
+      this.sends++;
       if (o.fds.length > 0) {
         for (const fd of o.fds) sys.close(fd);
         o.fds = [];
@@ -212,10 +224,14 @@ export class UnixStream extends EventEmitter {
   }
 
   private readSome(): void {
-    // A bounded number of reads per wake-up, so one busy peer cannot starve the loop.
+    // A bounded number of reads per wake-up, so one busy peer cannot starve the loop. A read that came back short
+    // and without descriptors emptied the socket (the kernel joins queued writes into one read, stopping only
+    // after descriptors): reading again would only say EAGAIN, and the poll is level-triggered, so anything
+    // arriving meanwhile wakes the loop again.
     for (let i = 0; i < 16 && !this.closed && !this.paused; i++) {
       msghdr(this.mem, READ_SIZE, CONTROL);
       const n = recvmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      this.reads++;
       if (n < 0) {
         const e = koffi.errno();
         if (e === U.EAGAIN) return;
@@ -228,6 +244,7 @@ export class UnixStream extends EventEmitter {
         return;
       }
       this.emit('data', Buffer.from(this.mem.bytes.subarray(DATA, DATA + n)), fds);
+      if (n < READ_SIZE && fds.length === 0) return;
     }
   }
 

@@ -1,0 +1,84 @@
+// UnixStream's system calls per message: frames written in one turn of the loop go out in one send, descriptors
+// and all, and a wake-up whose read came back short reads no more (each is a wake-up or a call the Gofer and the
+// Sentry pay per file of an untar).
+import t from 'tap';
+import * as fs from '../../lib/fs.ts';
+import { socketPair, send, close } from '../../lib/unix.ts';
+import { UnixStream } from '../../lib/unixstream.ts';
+
+const { F } = fs;
+
+/** Resolves once `n` bytes arrived on `s`, with each read's bytes and descriptors. */
+function collect(s: UnixStream, n: number): Promise<{ data: Buffer; fds: number[] }[]> {
+  const got: { data: Buffer; fds: number[] }[] = [];
+  let have = 0;
+  return new Promise((done) => {
+    s.on('data', (data: Buffer, fds: number[]) => {
+      got.push({ data, fds });
+      have += data.length;
+      if (have >= n) done(got);
+    });
+  });
+}
+
+t.test('frames written in one turn, one carrying a descriptor → one sendmsg, the descriptor with the first byte', async (t) => {
+  const [x, y] = socketPair('stream');
+  const a = new UnixStream(x);
+  const b = new UnixStream(y);
+  t.teardown(() => {
+    a.destroy();
+    b.destroy();
+  });
+  const file = fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC);
+  t.ok(file >= 0);
+  const ino = (fs.fstat(file) as fs.Statx).ino;
+  const arrived = collect(b, 30);
+  a.write(Buffer.alloc(10, 1));
+  a.write(Buffer.alloc(10, 2), [fs.dup(file)]); // the stream closes its copy once sent
+  a.write(Buffer.alloc(10, 3));
+  fs.close(file);
+  const got = await arrived;
+  t.equal(a.sends, 1, 'one sendmsg for the three frames (two without joining a frame that carries a descriptor)');
+  const data = Buffer.concat(got.map((g) => g.data));
+  t.same([...data], [...Buffer.alloc(10, 1), ...Buffer.alloc(10, 2), ...Buffer.alloc(10, 3)], 'the bytes, in order');
+  const fds = got.flatMap((g) => g.fds);
+  t.equal(fds.length, 1, 'one descriptor');
+  t.equal(got[0]!.fds.length, 1, 'it came with the first byte of the batch: early, never late');
+  t.equal((fs.fstat(fds[0]!) as fs.Statx).ino, ino, 'the very file');
+  for (const fd of fds) fs.close(fd);
+});
+
+t.test('descriptors beyond one message\'s room → the batch splits, every descriptor still arrives', async (t) => {
+  const [x, y] = socketPair('stream');
+  const a = new UnixStream(x);
+  const b = new UnixStream(y);
+  t.teardown(() => {
+    a.destroy();
+    b.destroy();
+  });
+  const arrived = collect(b, 20 * 4);
+  for (let i = 0; i < 20; i++) a.write(Buffer.alloc(4, i), [fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC)]);
+  const got = await arrived;
+  const fds = got.flatMap((g) => g.fds);
+  t.equal(fds.length, 20, 'twenty descriptors');
+  t.equal(a.sends, 2, 'sixteen descriptors in the first sendmsg, four in the second');
+  t.equal(b.truncated, 0, 'none cut off');
+  for (const fd of fds) fs.close(fd);
+});
+
+t.test('a read that came back short and without descriptors → no further read in that wake-up', async (t) => {
+  const [x, y] = socketPair('stream');
+  const b = new UnixStream(y);
+  t.teardown(() => {
+    b.destroy();
+    close(x);
+  });
+  for (let round = 1; round <= 3; round++) {
+    const arrived = collect(b, 100);
+    t.equal(send(x, Buffer.alloc(100, round)), 100);
+    await arrived;
+    await new Promise((r) => setImmediate(r));
+    b.removeAllListeners('data');
+    t.equal(b.reads, round, `round ${round}: one recvmsg per message (before: a second one answering EAGAIN)`);
+  }
+});

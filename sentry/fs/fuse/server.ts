@@ -4,8 +4,9 @@
  * and dropped at FORGET); file handles are fids opened with Tlopen/Tlcreate.
  *
  * The descriptor is read on Node's main loop: `/dev/fuse` is non-blocking and watched with uv_poll (watchFd), and
- * each readable event reads requests until EAGAIN. Each read(2) returns exactly one request; they are answered in
- * whatever order their 9P replies come, each with one write(2). A Worker blocked in read(2) would cost a thread
+ * each readable event reads requests until EAGAIN, or only one when none was being answered (see `drain`). Each
+ * read(2) returns exactly one request; they are answered in whatever order their 9P replies come, each with one
+ * write(2). A Worker blocked in read(2) would cost a thread
  * hop per request for nothing: the 9P work happens on the main loop anyway.
  */
 import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
@@ -86,6 +87,8 @@ interface Node {
   fid: number;
   /** The kernel's lookup count: FORGET subtracts, and at zero the fid is clunked. */
   nlookup: bigint;
+  /** When the node was last used, on the server's use counter: the least recently used are pruned first. */
+  used: number;
   ino: bigint;
   /**
    * The backing file registered for this inode's passthrough opens, shared by all of them while any is open (the
@@ -122,8 +125,8 @@ interface Stamp {
   t: number;
 }
 
-function newNode(fid: number, ino: bigint): Node {
-  return { fid, nlookup: 1n, ino, attrT: 0, attrSeq: 0, dirtySeq: 0, entriesDirtySeq: 0 };
+function newNode(fid: number, ino: bigint, used: number): Node {
+  return { fid, nlookup: 1n, ino, used, attrT: 0, attrSeq: 0, dirtySeq: 0, entriesDirtySeq: 0 };
 }
 
 /** A name as a map key. */
@@ -175,8 +178,10 @@ export interface FuseServerOptions {
 
 /** Serves one mounted `/dev/fuse` descriptor from a 9P client. */
 export class FuseServer {
-  /** Node ids to nodes, least recently used first (a use moves a node to the end). */
+  /** Node ids to nodes. */
   private readonly nodes = new Map<bigint, Node>();
+  /** Counts uses of nodes (see Node.used). */
+  private useClock = 0;
   private readonly byIno = new Map<bigint, bigint>();
   private nextNode = 2n;
   private readonly buf = new Uint8Array(MAX_IO + MIN_READ_BUFFER);
@@ -201,6 +206,9 @@ export class FuseServer {
   private pruneQueued = false;
   /** Whether the kernel agreed to FUSE_HANDLE_KILLPRIV_V2 (known after INIT). */
   killprivV2 = false;
+  /** read(2) calls on /dev/fuse (those that said EAGAIN too; each request is one), and requests read and not yet answered. */
+  reads = 0;
+  private unanswered = 0;
   /** LOOKUPs and GETATTRs answered from what the Gofer said within the validity, without a 9P call. */
   cacheHits = 0;
   private readonly cache: boolean;
@@ -231,7 +239,7 @@ export class FuseServer {
     this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
     this.attrMs = this.cache ? this.valid.attr * 1000 : 0;
     this.maxEntries = 4 * this.maxNodes;
-    this.nodes.set(1n, newNode(rootFid, 0n));
+    this.nodes.set(1n, newNode(rootFid, 0n, 0));
   }
 
   /** Starts answering requests. */
@@ -270,6 +278,7 @@ export class FuseServer {
   private drain(): void {
     while (!this.closed) {
       const n = sys.read(this.fd, this.buf, this.buf.length);
+      this.reads++;
       if (n < 0) {
         const e = errno();
         if (e === EAGAIN) return;
@@ -281,12 +290,18 @@ export class FuseServer {
       const h = decodeHeader(this.buf);
       // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
       const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
+      const alone = this.unanswered === 0;
       try {
         this.dispatch(h, body);
       } catch {
         // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
         this.send(reply(h.unique, -EINVAL));
       }
+      // A request that came while none was being answered is most likely a lone caller's (a program making one
+      // file call after another): it sends nothing more before this reply, so another read(2) now would only say
+      // EAGAIN. The poll is level-triggered: whatever else is queued brings the loop back here. Requests that
+      // come while others are under way (several callers, readahead) are read on until EAGAIN.
+      if (alone && this.unanswered > 0) return;
     }
   }
 
@@ -310,9 +325,16 @@ export class FuseServer {
     }
     if (h.opcode === OP.INTERRUPT) return; // 9P calls are short; the reply comes anyway
     this.touch(h.nodeid);
+    this.unanswered++;
     this.handle(h, body).then(
-      (r) => this.send(typeof r === 'number' ? reply(h.unique, -r) : reply(h.unique, 0, r)),
-      (e: unknown) => this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO))),
+      (r) => {
+        this.unanswered--;
+        this.send(typeof r === 'number' ? reply(h.unique, -r) : reply(h.unique, 0, r));
+      },
+      (e: unknown) => {
+        this.unanswered--;
+        this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO)));
+      },
     );
   }
 
@@ -659,13 +681,18 @@ export class FuseServer {
     this.client.clunkSoon(node.fid);
   }
 
-  /** Marks a node as just used: the LRU order is the map's insertion order. */
+  /**
+   * Marks a node as just used. A stamp, not a move to the end of an ordered map: every request touches its node,
+   * and a delete and insert per request cost more than ordering the nodes once per prune.
+   */
   private touch(id: bigint): void {
-    if (id === 1n) return;
     const node = this.nodes.get(id);
-    if (!node) return;
-    this.nodes.delete(id);
-    this.nodes.set(id, node);
+    if (node) node.used = ++this.useClock;
+  }
+
+  /** Touches a node already at hand. */
+  private used(node: Node): void {
+    node.used = ++this.useClock;
   }
 
   /**
@@ -684,13 +711,10 @@ export class FuseServer {
       if (this.closed) return;
       const want = this.nodes.size - Math.floor(this.maxNodes * 0.875);
       if (want <= 0) return;
-      const ids: bigint[] = [];
-      for (const [id, node] of this.nodes) {
-        if (ids.length >= want) break;
-        if (id === 1n || node.backing) continue;
-        ids.push(id);
-      }
-      for (const id of ids) this.touch(id);
+      const candidates: [bigint, Node][] = [];
+      for (const entry of this.nodes) if (entry[0] !== 1n && !entry[1].backing) candidates.push(entry);
+      candidates.sort((a, b) => a[1].used - b[1].used);
+      const ids = candidates.slice(0, want).map(([id, node]) => (this.used(node), id));
       for (let i = 0; i < ids.length; i += 4096) {
         const msg = pruneNotify(ids.slice(i, i + 4096));
         if (sys.write(this.fd, msg, msg.length) < 0) {
@@ -736,7 +760,7 @@ export class FuseServer {
         // Forgotten while the Tgetattr ran: the node is gone, so it is looked up afresh.
         if (a && this.nodes.get(e.id) === child) {
           child.nlookup++;
-          this.touch(e.id);
+          this.used(child);
           return entryOut(e.id, a, { entry: entryLeft, attr: attrLeft });
         }
       }
@@ -790,12 +814,12 @@ export class FuseServer {
     const node = known === undefined ? undefined : this.nodes.get(known);
     if (known !== undefined && node) {
       node.nlookup++;
-      this.touch(known);
+      this.used(node);
       this.client.clunkSoon(fid);
       return known;
     }
     const id = this.nextNode++;
-    this.nodes.set(id, newNode(fid, ino));
+    this.nodes.set(id, newNode(fid, ino, ++this.useClock));
     this.byIno.set(ino, id);
     this.maybePrune();
     return id;

@@ -1,0 +1,40 @@
+// How the FUSE server reads /dev/fuse: a request that comes while none is being answered (one program making one
+// file call after another) is the only one that wake-up reads, since its caller sends nothing more before the
+// reply; requests that come while others are under way are read on until EAGAIN. Either way every call is answered.
+import { mkdirSync, chmodSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { mountScratch, sh } from './fuse-helpers.ts';
+
+const total = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
+
+t.test('one caller, one call after another → one read(2) per request, none answering EAGAIN', async (t) => {
+  const m = await mountScratch(t, (root) => {
+    mkdirSync(join(root, 'w'));
+    chmodSync(join(root, 'w'), 0o777);
+  });
+  const reads0 = m.server.reads;
+  const requests0 = total(m.server.counts);
+  // Each file: a LOOKUP, a CREATE, a SETATTR (touch's times), a RELEASE, all from one process in turn.
+  const r = await sh(`cd ${m.mnt}/w && for i in $(seq 1 60); do : > f$i; touch -d @1000000000 f$i; done`);
+  t.equal(r.code, 0, r.err);
+  const requests = total(m.server.counts) - requests0;
+  const eagain = m.server.reads - reads0 - requests;
+  t.comment(`${requests} requests, ${eagain} reads that found none`);
+  t.ok(requests >= 60 * 3, `${requests} requests`);
+  // Before: every wake-up read on until EAGAIN, one more read(2) per request.
+  t.ok(eagain <= requests / 10, `${eagain} reads answering EAGAIN for ${requests} requests`);
+  t.equal(readdirSync(join(m.root, 'w')).length, 60, 'every file made');
+});
+
+t.test('eight callers at once → every call answered (requests queued behind one another are read on)', async (t) => {
+  const m = await mountScratch(t, (root) => {
+    mkdirSync(join(root, 'w'));
+    chmodSync(join(root, 'w'), 0o777);
+  });
+  const loops = Array.from({ length: 8 }, (_, k) => `(mkdir d${k} && for i in $(seq 1 40); do echo $i > d${k}/f$i; cat d${k}/f$i > /dev/null; done) &`).join(' ');
+  const r = await sh(`cd ${m.mnt}/w && { ${loops} wait; } && ls d*/ | grep -c '^f'`);
+  t.equal(r.code, 0, r.err);
+  t.equal(r.out.trim(), '320', 'all 320 files made through the mount');
+  for (let k = 0; k < 8; k++) t.equal(readdirSync(join(m.root, 'w', `d${k}`)).length, 40, `d${k} whole on the host`);
+});

@@ -29,6 +29,11 @@ export interface ReadOptions {
   /** At most this many bytes (stream) or the user buffer size (datagram; the rest is truncated). */
   maxBytes?: number;
   /**
+   * Datagram sockets: leave a pending error (SO_ERROR, an ICMP error) pending instead of returning it first, for
+   * a reader that only moves data on (the Sentry's pump): the error is for the program's own next call.
+   */
+  keepError?: boolean;
+  /**
    * Stream sockets: copy the bytes into this buffer (at most its length) and return a view of it, as recv(2)
    * into a user buffer, instead of a view of the socket's memory or a fresh array.
    */
@@ -80,6 +85,12 @@ export interface ExtendedError {
   readonly timestamp?: number;
   /** Bytes of the packet a timestamp report loops back (Linux queues a clone of it); only the length is kept. */
   readonly looped?: number;
+  /** An ICMP error's sender (SO_EE_OFFENDER), port 0. */
+  readonly offender?: SocketAddress;
+  /** An ICMP error: the destination of the datagram it is about (recvmsg's msg_name). */
+  readonly dest?: SocketAddress;
+  /** An ICMP error: the payload of that datagram as the ICMP message quoted it (recvmsg's data). */
+  readonly payload?: Uint8Array;
 }
 
 /** shutdown(2) directions, with Linux's SHUT_* values plus one. */

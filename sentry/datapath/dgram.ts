@@ -12,6 +12,12 @@
  * of. A datagram the program read natively in between (read() or recv() have no address, so they are not
  * trapped) is detected as a head that does not match, and skipped. A connected socket keeps the FIFO only
  * while it asks for control messages (its source is the peer).
+ *
+ * The pump moves data only: a pending socket error (an ICMP error, IP_RECVERR's) stays on the Endpoint for the
+ * program's next trapped receive, and recvmsg(MSG_ERRQUEUE) is served from the Endpoint's error queue. A native
+ * read() or recv() cannot see either, and poll() shows no POLLERR on the program's end (nothing outside the
+ * kernel can raise it on an AF_UNIX socket without ending it), so a program that waits for POLLERR before it
+ * reads its error queue waits in vain.
  */
 import { EventEmitter } from 'eventemitter3';
 import { isError } from '../../netstack/errors.ts';
@@ -125,7 +131,11 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
       if (w) this.down();
       if (r) this.up();
     });
-    this.unsubscribe = o.file.ep.waiter.subscribe(EventIn | EventErr, () => this.down());
+    this.unsubscribe = o.file.ep.waiter.subscribe(EventIn | EventErr, () => {
+      this.down();
+      // An error (ICMP, IP_RECVERR's queue) is for the program's next trapped receive: a parked one wakes for it.
+      if (o.file.ep.readiness(EventErr) & EventErr) this.emit('moved');
+    });
     this.down();
     this.poll.set(true, false);
   }
@@ -145,7 +155,8 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     if (this.closed) return;
     for (;;) {
       if (!this.pending) {
-        const r = this.o.file.ep.read({ maxBytes: MAX_DGRAM });
+        // A pending error stays for the program's next trapped receive (recvmsg, recvfrom with an address).
+        const r = this.o.file.ep.read({ maxBytes: MAX_DGRAM, keepError: true });
         if (isError(r)) break;
         this.pending = r.data;
         this.pendingFrom = r.from;

@@ -30,8 +30,8 @@ export const SO_PEERCRED = 17;
 
 /**
  * Options the file keeps itself when the Endpoint does not know them: glibc's resolver sets IP_RECVERR and
- * fails the lookup if refused. They are accepted and reported back; the ICMP errors they would queue are not
- * queued (MSG_ERRQUEUE reads find only MSG_ZEROCOPY completions).
+ * fails the lookup if refused. Datagram endpoints know IP_RECVERR and queue ICMP errors for it; on TCP it is
+ * only accepted and reported back (MSG_ERRQUEUE reads find only MSG_ZEROCOPY completions there).
  */
 const KEPT_BY_FILE = new Set(['IP_RECVERR', 'IPV6_RECVERR', 'TCP_INQ', 'SO_MARK']);
 
@@ -395,9 +395,11 @@ export class SocketFile {
   /**
    * recvmsg(MSG_ERRQUEUE), as Linux's ip_recv_error / ipv6_recv_error: the oldest error-queue entry as one
    * IP_RECVERR (SOL_IP) or IPV6_RECVERR (SOL_IPV6) control message by the socket's family, holding the
-   * sock_extended_err and an offender sockaddr (all zero, AF_UNSPEC: a zerocopy completion has no offender); no
-   * data (the entry carries none), MSG_ERRQUEUE in msg_flags. An empty queue answers EAGAIN at once, blocking
-   * socket or not. A control buffer too short gets MSG_CTRUNC and the part that fits (put_cmsg).
+   * sock_extended_err and the offender's sockaddr (an ICMP error's sender, port 0; all zero, AF_UNSPEC, for a
+   * zerocopy completion, which has none); an ICMP error's quoted payload as the data (MSG_TRUNC beyond the
+   * buffers) and the destination it was sent to as msg_name; MSG_ERRQUEUE in msg_flags. An empty queue answers
+   * EAGAIN at once, blocking socket or not. A control buffer too short gets MSG_CTRUNC and the part that fits
+   * (put_cmsg).
    */
   private recvErrQueue(msg: MsgHdr): number {
     const ee = this.ep.takeQueuedError?.();
@@ -427,14 +429,30 @@ export class SocketFile {
     body[6] = ee.code;
     bv.setUint32(8, ee.info >>> 0, true);
     bv.setUint32(12, ee.data >>> 0, true);
+    if (ee.offender) body.set(this.sockaddr(ee.offender).subarray(0, body.length - 16), 16);
     msg.namelen = 0;
+    if (ee.dest && msg.name) {
+      const len = new Uint32Array([msg.name.length]);
+      this.writeAddress(ee.dest, msg.name, len);
+      msg.namelen = len[0]!;
+    }
+    let copied = 0;
+    if (ee.payload) {
+      for (const b of msg.iov) {
+        const n = Math.min(b.length, ee.payload.length - copied);
+        if (n <= 0) break;
+        b.set(ee.payload.subarray(copied, copied + n));
+        copied += n;
+      }
+      if (copied < ee.payload.length) msg.flags |= L.MSG_TRUNC;
+    }
     msg.flags |= L.MSG_ERRQUEUE;
     const msgs: Cmsg[] = [{ level: v6 ? L.SOL_IPV6 : L.SOL_IP, type: v6 ? L.IPV6_RECVERR : L.IP_RECVERR, data: body }];
     if (stamp) msgs.unshift({ level: L.SOL_SOCKET, type: L.SCM_TIMESTAMPING, data: stamp });
     const out = layOut(msg.control ?? new Uint8Array(0), msgs);
     if (out.truncated) msg.flags |= L.MSG_CTRUNC;
     msg.controllen = out.used;
-    return 0;
+    return copied;
   }
 
   /**

@@ -18,6 +18,7 @@ import {
   EINVAL,
   MMSGHDR_LEN,
   type Mem,
+  type MsgHdrRef,
   gather,
   int,
   iovTotal,
@@ -373,11 +374,37 @@ function deliver(c: Call, sock: Sock, got: Received, flags: number, out: Deliver
 }
 
 /**
+ * recvmsg(MSG_ERRQUEUE) on a datagram socket: the Endpoint's error queue (IP_RECVERR's ICMP errors) through
+ * SocketFile, its data, name, control messages and flags copied into the program's msghdr. Never blocks.
+ */
+function errQueue(c: Call, sock: Sock, m: MsgHdrRef, msgp: number, flags: number): number {
+  const data = new Uint8Array(Math.min(iovTotal(m.iov), 65536));
+  const msg = {
+    name: m.name ? new Uint8Array(m.namelen) : null,
+    namelen: 0,
+    iov: [data],
+    flags: 0,
+    control: m.control ? new Uint8Array(Math.min(m.controllen, CONTROL_MAX)) : undefined,
+    controllen: 0,
+  };
+  const r = sock.file.recvmsg(msg, flags, true) as number;
+  if (r < 0) return r;
+  if (!scatter(mem(c), m.iov, data.subarray(0, r))) return -EFAULT;
+  if (msg.name && msg.namelen > 0 && !mem(c).write(m.name, msg.name.subarray(0, Math.min(m.namelen, msg.namelen)))) return -EFAULT;
+  if (msg.controllen > 0 && !mem(c).write(m.control, msg.control!.subarray(0, msg.controllen))) return -EFAULT;
+  return writeMsghdrOut(mem(c), msgp, m.name ? msg.namelen : 0, msg.flags, msg.controllen) ? r : -EFAULT;
+}
+
+/**
  * A datagram receive that wants the source (recvfrom with an address, recvmsg): through the pump's FIFO,
  * parked while nothing is queued on a blocking socket.
  */
 function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: Received) => number): void | 'keep' {
   const pump = sock.dgram!;
+  // __skb_recv_udp: a pending error (an ICMP error, SO_ERROR) is the answer before any datagram.
+  const pending = () => sock.file.ep.takeError();
+  const err = pending();
+  if (err) return s.answer(c, -err.errno);
   const first = pump.receive(dup, flags);
   if (typeof first !== 'number') return s.answer(c, put(first));
   if (first !== -EAGAIN || nonblocking(dup) || flags & L.MSG_DONTWAIT) return s.answer(c, first);
@@ -386,6 +413,8 @@ function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number
       for (;;) {
         if (!(await movedOnce(pump, signal))) return -4;
         if (pump.done) return -EBADF;
+        const e = pending();
+        if (e) return -e.errno;
         const got = pump.receive(dup, flags);
         if (typeof got !== 'number') return put(got);
         if (got !== -EAGAIN) return got;
@@ -536,6 +565,7 @@ function recvmsg(s: Sentry, c: Call): void {
     if (sock.kind === 'stream') return s.continue(c);
     const m = readMsghdr(mem(c), msgp);
     if (typeof m === 'number') return s.answer(c, m);
+    if (flags & L.MSG_ERRQUEUE) return s.answer(c, errQueue(c, sock, m, msgp, flags));
     return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp, control: m.control, controllen: m.controllen }));
   });
 }

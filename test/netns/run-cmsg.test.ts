@@ -2,7 +2,8 @@
 // the netstack (`run --netns A --dev veth`) and once on the host kernel in the same namespace A, against one Linux
 // peer in namespace B that answers each request with the TTL/hop limit and TOS/traffic class it asks for. What
 // the two runs print must agree: IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR, IPV6_PKTINFO, IPV6_HOPLIMIT,
-// IPV6_TCLASS, IPV6_ORIGDSTADDR, SO_TIMESTAMP(NS) within the call, their order, MSG_CTRUNC on a short buffer;
+// IPV6_TCLASS, IPV6_ORIGDSTADDR, SO_TIMESTAMP(NS) within the call, their order, MSG_CTRUNC on a short buffer,
+// IP_RECVERR's pending error and error queue for a port unreachable;
 // and `ping -6` (busybox's raw socket with RFC 2292's IPV6_2292HOPLIMIT, iputils' with IPV6_RECVHOPLIMIT) shows
 // the hop limit the kernel's ping shows.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -100,10 +101,41 @@ d, anc, flags, a = s.recvmsg(100, socket.CMSG_SPACE(16) + socket.CMSG_LEN(0))
 print('short buffer: ctrunc=%s count=%d first=%s' % (bool(flags & socket.MSG_CTRUNC), len(anc), anc[0][:2] if anc else None))
 `;
 
+// IP_RECVERR / IPV6_RECVERR: a datagram to a port nobody listens on; the peer's ICMP error comes back as the
+// pending error (the next receive fails with it) and as an entry of the error queue. The socket blocks (an alarm
+// bounds a hang): under tsvisor poll() shows no POLLERR on the program's end, so a timeout socket, which polls
+// first, would wait in vain (see sentry/datapath/dgram.ts).
+const RECVERR = `
+import socket, struct, sys, time, errno, signal
+signal.alarm(20)
+v6 = sys.argv[1] == '6'
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(41 if v6 else 0, 25 if v6 else 11, 1)
+print('option', s.getsockopt(41 if v6 else 0, 25 if v6 else 11))
+peer = 'fd74:7376:30::2' if v6 else '198.19.30.2'
+s.sendto(b'to nobody', (peer, ${PORT + 1}))
+time.sleep(1)
+try:
+    s.recvfrom(100); print('recvfrom data?')
+except OSError as e: print('recvfrom', errno.errorcode[e.errno])
+d, anc, flags, a = s.recvmsg(100, 512, socket.MSG_ERRQUEUE)
+print('errqueue data', d, 'name', a[0], a[1] == ${PORT + 1}, 'flags', hex(flags))
+for lvl, typ, data in anc:
+    ee_errno, origin, typ_, code, pad, info, ee_data = struct.unpack('=IBBBBII', data[:16])
+    fam = struct.unpack('=H', data[16:18])[0]
+    off = socket.inet_ntop(socket.AF_INET6, data[24:40]) if fam == socket.AF_INET6 else socket.inet_ntoa(data[20:24])
+    print('cmsg', lvl, typ, 'errno', errno.errorcode[ee_errno], 'origin', origin, 'type', typ_, 'code', code, 'info', info, 'offender', fam, off)
+try:
+    s.recvmsg(100, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT); print('second entry?')
+except OSError as e: print('empty queue', errno.errorcode[e.errno])
+print('SO_ERROR', s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+`;
+
 const peerFile = join(dir, 'peer.py');
 const progFile = join(dir, 'prog.py');
 writeFileSync(peerFile, PEER, { mode: 0o644 });
 writeFileSync(progFile, PROG, { mode: 0o644 });
+writeFileSync(join(dir, 'recverr.py'), RECVERR, { mode: 0o644 });
 
 t.before(async () => {
   const peer = spawnIn(pair.nsB, ['python3', '-u', peerFile]);
@@ -123,10 +155,10 @@ t.before(async () => {
 });
 
 /** The program on the host kernel in namespace A, and inside `tsvisor run` on the same namespace's veth. */
-async function both(args: string[]): Promise<{ kernel: string; sandbox: string; stderr: string }> {
-  const k = await collect(spawnIn(pair.nsA, ['python3', progFile, ...args]), 60000);
+async function both(args: string[], file = 'prog.py'): Promise<{ kernel: string; sandbox: string; stderr: string }> {
+  const k = await collect(spawnIn(pair.nsA, ['python3', join(dir, file), ...args]), 60000);
   if (k.code !== 0) throw new Error(`kernel run failed: ${k.stderr}`);
-  const s = await tsvisorRun(undefined, [...take, '--', 'python3', '/mnt/prog.py', ...args]);
+  const s = await tsvisorRun(undefined, [...take, '--', 'python3', `/mnt/${file}`, ...args]);
   return { kernel: k.stdout, sandbox: s.code === 0 ? s.stdout : `exit ${s.code}: ${s.stderr}`, stderr: s.stderr };
 }
 
@@ -139,6 +171,17 @@ for (const mode of ['v4', 'v6', 'mapped']) {
     t.match(r.kernel, mode === 'v6' ? /IPV6_HOPLIMIT=200, IPV6_TCLASS=0xb8/ : /IP_TTL=200, IP_TOS=0xb8\/1/);
     t.match(r.kernel, /short buffer: ctrunc=True count=2 first=\(1, \d+\)/);
     t.match(r.kernel, /PKTINFO link dst=/, "IP(V6)_PKTINFO's interface index is the link's");
+  });
+}
+
+for (const fam of ['4', '6']) {
+  t.test(`IPv${fam} IP_RECVERR: the port unreachable is the next receive's error and an error-queue entry, as on the host kernel`, async (t) => {
+    const r = await both([fam], 'recverr.py');
+    t.equal(r.sandbox, r.kernel, r.stderr);
+    t.match(r.kernel, /^recvfrom ECONNREFUSED$/m);
+    t.match(r.kernel, /^errqueue data b'to nobody' name \S+ True flags 0x2000$/m, 'the datagram it was about, MSG_ERRQUEUE');
+    t.match(r.kernel, /^cmsg \d+ \d+ errno ECONNREFUSED origin \d type \d+ code \d+ info 0 offender \d+ \S+$/m);
+    t.match(r.kernel, /^empty queue EAGAIN$/m);
   });
 }
 

@@ -95,7 +95,7 @@ export class IcmpEchoProtocol implements TransportProtocol, DatagramHost<Datagra
     const e = pingSocketError(msg);
     if (!ep || !e) return;
     this.counters.controlDelivered++;
-    ep.reportError(e);
+    ep.reportError(e, { msg, remote, remotePort: 0, payload: quoted });
   }
 
   /** The identifier of a valid echo reply, or -1 after counting why it is not one. */

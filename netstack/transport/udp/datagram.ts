@@ -7,6 +7,7 @@ import { type Address, IPV4_BROADCAST, addressEqual, isLinkLocalV6, isMulticast,
 import { Err, type NetError, isError } from '../../errors.ts';
 import {
   type Endpoint,
+  type ExtendedError,
   type Family,
   type OptionValue,
   type ReadOptions,
@@ -22,7 +23,7 @@ import { mapV4, unmapV4 } from '../ports.ts';
 import type { NetworkLayer, PacketInfo, Route, SendOptions } from '../protocol.ts';
 import type { DemuxEntry, DemuxTable } from './demux.ts';
 import { DatagramOptions } from './options.ts';
-import type { IcmpSocketError } from './icmperr.ts';
+import type { IcmpErrorDetail, IcmpSocketError } from './icmperr.ts';
 
 /** Whether a datagram socket may bind `a`: one of ours, or a multicast/broadcast address (Linux allows both). */
 export function bindableAddress(net: NetworkLayer, a: Address, nicId?: number): boolean {
@@ -71,6 +72,17 @@ export interface DatagramReadResult extends ReadResult {
   readonly arrival: number;
 }
 
+/** An entry of the error queue: what recvmsg(MSG_ERRQUEUE) reads, the error it stands for, its charge. */
+interface QueuedError {
+  readonly ee: ExtendedError;
+  readonly err: NetError;
+  readonly charge: number;
+}
+
+/** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
+const ORIGIN_ICMP = 2;
+const ORIGIN_ICMP6 = 3;
+
 interface Queued {
   readonly data: Uint8Array;
   readonly src: Address;
@@ -114,6 +126,9 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private readonly queue: Queued[] = [];
   private queueHead = 0;
   private queuedBytes = 0;
+  /** IP_RECVERR's error queue (Linux's sk_error_queue), oldest first, charged against SO_RCVBUF too. */
+  private readonly errQueue: QueuedError[] = [];
+  private errBytes = 0;
   private error: NetError | undefined;
   private shutRd = false;
   private shutWr = false;
@@ -172,7 +187,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     // (a read returns at once), so that a waiter that asked only for EventIn still wakes up.
     let r = EventOut;
     if (this.queueHead < this.queue.length || this.error || this.shutRd) r |= EventIn;
-    if (this.error) r |= EventErr;
+    // datagram_poll: a queued error is POLLERR as much as a pending one.
+    if (this.error || this.errQueue.length > 0) r |= EventErr;
     if (this.shutRd) r |= EventRdHUp;
     if (this.shutRd && this.shutWr) r |= EventHUp;
     // poll(2) reports errors and hang-ups whatever was asked for.
@@ -240,7 +256,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   read(opts?: ReadOptions): DatagramReadResult | NetError {
     if (this.closed) return Err.BadFileDescriptor;
     // Linux's __skb_recv_udp reports a pending error before queued data.
-    const e = this.takeError();
+    const e = opts?.keepError ? undefined : this.takeError();
     if (e) return e;
     const q = this.queue[this.queueHead];
     if (!q) return this.shutRd ? Err.ClosedForReceive : Err.WouldBlock;
@@ -343,6 +359,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     this.queue.length = 0;
     this.queueHead = 0;
     this.queuedBytes = 0;
+    this.errQueue.length = 0;
+    this.errBytes = 0;
     this.peer = null;
   }
 
@@ -400,11 +418,53 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     return true;
   }
 
-  /** Records an ICMP-derived error as Linux does without IP_RECVERR: only hard errors on connected sockets. */
-  reportError(e: IcmpSocketError): void {
-    if (this.closed || !e.hard || !this.peer) return;
+  /**
+   * Records an ICMP-derived error as Linux's __udp4_lib_err / __udp6_lib_err (and ping_err) do: without
+   * IP_RECVERR (IPV6_RECVERR for an ICMPv6 error) only a hard error on a connected socket, as the pending error;
+   * with it every error, also queued with its details for recvmsg(MSG_ERRQUEUE) (ip_icmp_error).
+   */
+  reportError(e: IcmpSocketError, detail?: IcmpErrorDetail): void {
+    if (this.closed) return;
+    const recverr = detail !== undefined && this.opts.flag(detail.msg.family === 4 ? 'IP_RECVERR' : 'IPV6_RECVERR');
+    if (!recverr) {
+      if (!e.hard || !this.peer) return;
+    } else this.queueError(e, detail);
     this.error = e.err;
     this.waiter.notify(EventErr | EventIn);
+  }
+
+  /**
+   * recvmsg(MSG_ERRQUEUE): the oldest queued error. As sock_dequeue_err_skb, the pending error becomes the next
+   * queued one's (or none): a program that drains the queue is left with no stale SO_ERROR.
+   */
+  takeQueuedError(): ExtendedError | undefined {
+    const q = this.errQueue.shift();
+    if (!q) return undefined;
+    this.errBytes -= q.charge;
+    this.error = this.errQueue[0]?.err;
+    return q.ee;
+  }
+
+  private queueError(e: IcmpSocketError, d: IcmpErrorDetail): void {
+    const payload = d.payload.slice();
+    const charge = payload.length + DATAGRAM_OVERHEAD;
+    // sock_queue_err_skb: refused once the receive memory with it would reach SO_RCVBUF.
+    if (this.queuedBytes + this.errBytes + charge >= this.opts.rcvbuf) return;
+    const m = d.msg;
+    // ee_info: the next-hop MTU of "fragmentation needed" and "packet too big" (icmp_err's info), else 0.
+    const ee: ExtendedError = {
+      errno: e.err.errno,
+      origin: m.family === 4 ? ORIGIN_ICMP : ORIGIN_ICMP6,
+      type: m.type,
+      code: m.code,
+      info: m.mtu,
+      data: 0,
+      offender: { address: this.present(m.from), port: 0 },
+      dest: { address: this.present(d.remote), port: d.remotePort },
+      payload,
+    };
+    this.errQueue.push({ ee, err: e.err, charge });
+    this.errBytes += charge;
   }
 
   /** Bytes charged against SO_RCVBUF now (payloads plus per-datagram overhead). */

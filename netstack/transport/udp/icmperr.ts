@@ -4,12 +4,23 @@
  * (net/host unreachable, time exceeded, fragmentation needed) are not (RFC 1122 §4.1.3.3 leaves that to us).
  */
 import { Err, type NetError } from '../../errors.ts';
+import type { Address } from '../../addr.ts';
 import type { ControlMessage } from '../protocol.ts';
 
 /** A socket error derived from an ICMP message and whether it is hard (reported without IP_RECVERR). */
 export interface IcmpSocketError {
   readonly err: NetError;
   readonly hard: boolean;
+}
+
+/** What IP_RECVERR's error queue keeps of an ICMP error besides the error: the message and what it quoted. */
+export interface IcmpErrorDetail {
+  readonly msg: ControlMessage;
+  /** The quoted datagram's destination (unmapped) and port (0 for ping sockets). */
+  readonly remote: Address;
+  readonly remotePort: number;
+  /** The quoted datagram's payload (after the UDP header; from the ICMP header on for ping sockets); lent. */
+  readonly payload: Uint8Array;
 }
 
 // ICMPv4 destination unreachable codes 0–15 (RFC 792, RFC 1812 §5.2.7.1), as Linux's icmp_err_convert.

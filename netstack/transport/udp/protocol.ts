@@ -115,7 +115,7 @@ export class UdpProtocol implements TransportProtocol, DatagramHost<DatagramEndp
     const e = udpSocketError(msg);
     if (!e) return;
     this.counters.controlDelivered++;
-    ep.reportError(e);
+    ep.reportError(e, { msg, remote, remotePort: q.dstPort, payload: quoted.subarray(8) });
   }
 
   private drop(counter: keyof UdpCounters & string, detail: string): DeliverResult {

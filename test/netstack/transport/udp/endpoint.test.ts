@@ -439,6 +439,56 @@ t.test('ICMP port unreachable → ECONNREFUSED on connected socket only, once', 
   t.equal(conn.write(bytes('x')), 1, 'the one after sends again');
 });
 
+t.test('IP_RECVERR: every ICMP error queued with its details and pending, connected or not; draining leaves no stale error', async (t) => {
+  const { net, a } = world();
+  const s = a.t.udp.newEndpoint(4);
+  t.equal(s.setOption('IP_RECVERR', 1), undefined);
+  t.equal(s.takeQueuedError(), undefined, 'empty queue');
+  t.equal(s.write(bytes('one'), { to: sa('198.18.0.2', 9) }), 3);
+  t.equal(s.write(bytes('two!'), { to: sa('198.18.0.2', 10) }), 4);
+  net.run();
+  t.equal(s.readiness(EventErr), EventErr, 'POLLERR');
+  t.equal(s.read(), Err.ConnectionRefused, 'the unconnected socket hears it as its next read');
+  const first = s.takeQueuedError()!;
+  t.match(first, { errno: 111, origin: 2, type: 3, code: 3, info: 0, data: 0 });
+  t.same(first.offender, sa('198.18.0.2', 0), 'the ICMP sender');
+  t.same(first.dest, sa('198.18.0.2', 9), 'where the datagram went');
+  t.equal(first.payload!.length, 0, "its payload as quoted: none, the fake ICMPv4 quotes RFC 792's 8 bytes only");
+  t.equal(s.getOption('SO_ERROR'), 111, 'the next queued error is pending again (sock_dequeue_err_skb)');
+  t.match(s.takeQueuedError(), { dest: sa('198.18.0.2', 10) });
+  t.equal(s.getOption('SO_ERROR'), 0, 'drained: nothing pending');
+  t.equal(s.readiness(EventErr), 0);
+  // A v6 socket: IPV6_RECVERR for ICMPv6, IP_RECVERR for the ICMPv4 of a v4-mapped peer.
+  const s6 = a.t.udp.newEndpoint(6);
+  t.equal(s6.setOption('IPV6_RECVERR', 1), undefined);
+  s6.write(bytes('x'), { to: sa('fd74:7376::2', 9) });
+  s6.write(bytes('y'), { to: sa('::ffff:198.18.0.2', 9) });
+  net.run();
+  const e6 = s6.takeQueuedError()!;
+  t.match(e6, { origin: 3, type: 1, code: 4, offender: sa('fd74:7376::2', 0) });
+  t.equal(text(e6.payload!), 'x', 'the payload an ICMPv6 error quotes');
+  t.equal(s6.takeQueuedError(), undefined, 'the ICMPv4 one needs IP_RECVERR');
+  s6.setOption('IP_RECVERR', 1);
+  s6.write(bytes('y'), { to: sa('::ffff:198.18.0.2', 9) });
+  net.run();
+  t.match(s6.takeQueuedError(), { origin: 2, offender: sa('::ffff:198.18.0.2', 0), dest: sa('::ffff:198.18.0.2', 9) });
+  // The queue is bounded by SO_RCVBUF, as sock_queue_err_skb.
+  const small = a.t.udp.newEndpoint(4);
+  small.setOption('IP_RECVERR', 1);
+  small.setOption('SO_RCVBUF', 1);
+  for (let i = 0; i < 10; i++) small.write(bytes('z'), { to: sa('198.18.0.2', 9) });
+  net.run();
+  let n = 0;
+  while (small.takeQueuedError()) n++;
+  t.ok(n >= 1 && n < 10, `${n} of 10 queued under SO_RCVBUF 2304`);
+  // Without IP_RECVERR nothing is queued.
+  const plain = a.t.udp.newEndpoint(4);
+  plain.write(bytes('x'), { to: sa('198.18.0.2', 9) });
+  net.run();
+  t.equal(plain.takeQueuedError(), undefined);
+  t.equal(plain.takeError(), undefined);
+});
+
 t.test('ICMPv6 port unreachable → ECONNREFUSED on a connected v6 socket', async (t) => {
   const { net, a } = world();
   const conn = a.t.udp.newEndpoint(6);

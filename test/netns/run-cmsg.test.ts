@@ -197,3 +197,14 @@ t.test('ping -6: busybox (raw socket, IPV6_2292HOPLIMIT) and iputils (IPV6_RECVH
     for (const l of lines) t.match(l, new RegExp(`ttl=${kernelTtl} `), `${argv[0]} in tsvisor: ${l}`);
   }
 });
+
+t.test('iputils ping (IPv4, a ping socket inside): the TTL from IP_RECVTTL as the kernel ping shows it, no option refused', async (t) => {
+  const argv = ['ping', '-c', '2', '198.19.30.2'];
+  const k = await collect(spawnIn(pair.nsA, argv), 60000);
+  const kernelTtl = /ttl=(\d+)/.exec(k.stdout)?.[1];
+  t.ok(kernelTtl !== undefined, `the kernel's ping: ttl=${kernelTtl}`);
+  const s = await tsvisorRun(undefined, [...take, '--', ...argv]);
+  t.equal(s.code, 0, s.stderr + s.stdout);
+  t.match(s.stdout, new RegExp(`icmp_seq=2 ttl=${kernelTtl} time=`));
+  t.notMatch(s.stderr, /WARNING/, 'IP_RECVOPTS/IP_RETOPTS accepted as Linux does');
+});

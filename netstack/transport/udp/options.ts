@@ -18,7 +18,9 @@ export const MIN_SNDBUF = 4608;
 export const DEFAULT_TTL = 64;
 
 // Options that only record a flag for the reader of control messages.
-const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL', 'IP_RECVORIGDSTADDR', 'IP_RECVERR']);
+// IP_RECVOPTS and IP_RETOPTS give a control message only for a datagram that carried IP options
+// (ip_cmsg_recv_opts/_retopts); the stack keeps none, so they are flags that never give one (iputils ping sets them).
+const FLAGS4 = new Set(['IP_RECVTOS', 'IP_PKTINFO', 'IP_RECVTTL', 'IP_RECVORIGDSTADDR', 'IP_RECVERR', 'IP_RECVOPTS', 'IP_RETOPTS']);
 const FLAGS6 = new Set([
   'IPV6_RECVPKTINFO', 'IPV6_RECVTCLASS', 'IPV6_RECVHOPLIMIT', 'IPV6_RECVORIGDSTADDR', 'IPV6_RECVERR',
   // RFC 2292's names, which older programs (busybox ping) still use: their own flags and cmsg types in Linux.

@@ -345,6 +345,18 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
   }
 }
 
+/**
+ * Linux's lost_out in segments: those deemed lost and not delivered since, retransmitted or not. After a
+ * retransmission timeout (TCP_CA_Loss) Linux marks everything not SACKed lost (tcp_timeout_mark_lost) until it is
+ * acknowledged; without SACK nothing is logged per segment and it stays 0, as tcpi_retrans.
+ */
+function lostOut(ep: TcpEndpoint, mss: number): number {
+  const snd = ep.snd;
+  if (!ep.sackOk) return 0;
+  if (snd.timeouts > 0 && !snd.inRecovery) return Math.max(0, Math.ceil(seq.sub(snd.max, snd.una) / mss) - Math.ceil(snd.sb.sacked / mss));
+  return snd.rack.lostOut(mss);
+}
+
 /** struct tcp_info, with Linux's field names; times in µs where Linux uses µs. */
 export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
   const snd = ep.snd;
@@ -374,7 +386,7 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_rcv_mss: ep.peerMss || mss,
     tcpi_unacked: synced ? Math.ceil(Math.max(0, seq.sub(snd.max, snd.una)) / mss) : 0,
     tcpi_sacked: Math.ceil(snd.sb.sacked / mss),
-    tcpi_lost: 0,
+    tcpi_lost: lostOut(ep, mss),
     // Known per segment only where RACK logs transmissions (SACK); without SACK it stays 0.
     tcpi_retrans: ep.sackOk ? snd.rack.retransOut(mss) : 0,
     tcpi_pmtu: ep.route ? ep.route.maxPayload() + (ep.route.remoteAddress.length === 4 ? 20 : 40) : 0,
@@ -384,7 +396,7 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_snd_ssthresh: Math.min(0x7fffffff, Math.floor(snd.cc.ssthresh / mss)),
     tcpi_snd_cwnd: Math.floor(snd.cc.cwnd / mss),
     tcpi_advmss: ep.offer?.mss ?? mss,
-    tcpi_reordering: 3,
+    tcpi_reordering: snd.rack.reordering,
     tcpi_rcv_space: rcv.limit,
     tcpi_total_retrans: snd.totalRetrans,
     tcpi_bytes_acked: snd.bytesAcked,

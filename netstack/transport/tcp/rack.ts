@@ -21,7 +21,16 @@ export interface TxEntry {
   delivered: boolean;
   /** Deemed lost and not yet retransmitted. */
   lost: boolean;
+  /**
+   * Deemed lost and not delivered since, kept through its retransmission (Linux's TCPCB_LOST, what lost_out and
+   * tcpi_lost count).
+   */
+  markedLost: boolean;
 }
+
+/** Linux's net.ipv4.tcp_reordering and tcp_max_reordering defaults: the reordering degree, in segments, and its cap. */
+const INITIAL_REORDERING = 3;
+const MAX_REORDERING = 300;
 
 /** The transmission log and RACK state of one sender. */
 export class Rack {
@@ -42,11 +51,16 @@ export class Rack {
   fack = -1;
   /** RACK.reordering_seen: a segment was delivered below RACK.fack without having been retransmitted. */
   reorderingSeen = false;
+  /**
+   * The reordering degree seen, in segments (Linux's tp->reordering, tcpi_reordering): how far above a segment
+   * delivered out of order the highest delivered one was, at least the default 3 (tcp_check_sack_reordering).
+   */
+  reordering = INITIAL_REORDERING;
 
   /** Records a transmission of [start, end) at `at`, replacing what the log held for those bytes. */
   record(start: number, end: number, at: number, retransmitted: boolean): void {
     if (!seq.lt(start, end)) return;
-    const fresh: TxEntry = { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false };
+    const fresh: TxEntry = { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false, markedLost: false };
     const last = this.entries[this.entries.length - 1];
     if (!last || seq.ge(start, last.end)) {
       // New data: the common case appends.
@@ -66,6 +80,8 @@ export class Rack {
       }
       // Overlap: keep the parts of the old entry outside [start, end).
       if (seq.lt(e.start, start)) out.push({ ...e, end: start });
+      // A retransmission of a lost range stays counted lost until delivered.
+      if (retransmitted && (e.lost || e.markedLost) && !e.delivered) fresh.markedLost = true;
       if (!inserted) {
         out.push(fresh);
         inserted = true;
@@ -89,6 +105,9 @@ export class Rack {
     // Nothing above both SND.UNA and the highest SACKed byte can have been delivered.
     const limit = seq.max(una, sb.highest(una));
     const entries = this.entries;
+    // Where the lowest segment delivered out of order (never retransmitted, below what was delivered before it) starts.
+    const priorFack = this.fack;
+    let reordered = -1;
     // As Linux: the SACKed segments first (tcp_sacktag_write_queue), then the cumulatively acknowledged ones in
     // sequence order (tcp_clean_rtx_queue); RACK.rtt is the RTT of the last one taken (tcp_rack_advance sets it
     // for every unambiguous delivery), while RACK.xmit_ts follows the most recently sent.
@@ -105,6 +124,12 @@ export class Rack {
         this.deliveredPackets += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
         if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
         else if (!e.retransmitted) this.reorderingSeen = true;
+        if (!e.retransmitted && (reordered === -1 || seq.lt(e.start, reordered))) {
+          // SACKed segments compare with the highest delivered after this ACK, acknowledged ones with the highest
+          // before it (Linux: tcp_sacktag_write_queue and tcp_clean_rtx_queue's prior_fack).
+          const fack = cumulative ? priorFack : this.fack;
+          if (fack !== -1 && seq.lt(e.start, fack)) reordered = e.start;
+        }
         const rtt = now - e.at;
         if (e.retransmitted && rtt < minRtt) continue;
         this.rtt = rtt;
@@ -115,8 +140,18 @@ export class Rack {
         }
       }
     }
+    if (reordered !== -1) this.noteReordering(reordered, mss);
     while (entries.length > 0 && seq.le(entries[0]!.end, una)) entries.shift();
     if (entries.length > 0 && seq.lt(entries[0]!.start, una)) entries[0]!.start = una;
+  }
+
+  /**
+   * Linux's tcp_check_sack_reordering: a segment starting at `low` was delivered out of order; when the highest
+   * delivered byte lies more than the reordering degree above it, the degree becomes that distance in segments.
+   */
+  private noteReordering(low: number, mss: number): void {
+    const metric = seq.sub(this.fack, low);
+    if (metric > this.reordering * mss) this.reordering = Math.min(Math.ceil(metric / mss), MAX_REORDERING);
   }
 
   /**
@@ -180,6 +215,7 @@ export class Rack {
       const remaining = e.at + this.rtt + reoWnd - now;
       if (remaining <= 0) {
         e.lost = true;
+        e.markedLost = true;
         marked = true;
         this.marked++;
       } else {
@@ -229,7 +265,17 @@ export class Rack {
   markLost(s: number, len = Infinity): void {
     if (Number.isFinite(len)) this.splitAt(seq.add(s, len));
     const e = this.entries.find((x) => seq.le(x.start, s) && seq.lt(s, x.end));
-    if (e && !e.delivered) e.lost = true;
+    if (e && !e.delivered) {
+      e.lost = true;
+      e.markedLost = true;
+    }
+  }
+
+  /** Segments deemed lost and not delivered since, retransmitted or not (Linux's lost_out, tcpi_lost). */
+  lostOut(mss: number): number {
+    let n = 0;
+    for (const e of this.entries) if (e.markedLost && !e.delivered) n += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
+    return n;
   }
 
   /**

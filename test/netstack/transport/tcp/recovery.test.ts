@@ -296,3 +296,36 @@ t.test('SACK recovery with the pipe above ssthresh → PRR sends ⌈ssthresh·de
   }
   t.same(out, [1, 1, 0, 1], 'sends follow ssthresh/prior_cwnd of what was delivered');
 });
+
+t.test('SACK recovery → tcpi_lost counts segments deemed lost until delivered, resent or not; a lost one SACKed later raises tcpi_reordering (Linux lost_out, tcp_check_sack_reordering)', async (t) => {
+  const h = new Harness();
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const info = () => ep.getOption('TCP_INFO') as Record<string, number>;
+  const sack = (...r: [number, number][]) => ({ sack: r.map(([a, b]) => ({ left: seg(a), right: seg(b) })) });
+  ep.write(pattern(10 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
+  h.advance(5);
+  t.equal(info().tcpi_lost, 0);
+  t.equal(info().tcpi_reordering, 3, 'Linux\'s default degree');
+  // Segments 2, 6 and 8 arrive; RACK deems everything sent with them and not delivered lost: 0, 1, 3, 4, 5, 7.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 3]) });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 3], [6, 7]) });
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 3], [6, 7], [8, 9]) });
+  t.ok(ep.snd.inRecovery);
+  h.expect({ seq: seg(0), len: MSS });
+  t.equal(info().tcpi_lost, 6, 'the resent segment still counts');
+  // Segment 3, deemed lost and never resent, arrives: it was reordered, 8 + 1 − 3 = 6 segments deep.
+  h.advance(1);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 4], [6, 7], [8, 9]) });
+  t.equal(info().tcpi_lost, 5);
+  t.equal(info().tcpi_reordering, 6);
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(1), options: sack([2, 4], [6, 7], [8, 9]) });
+  // 0 is delivered; 9, sent with the first flight, is deemed lost now: the resent 0, acknowledged a round trip
+  // after it left, moved RACK past it.
+  t.equal(info().tcpi_lost, 5, 'the resent segment no longer counts, the tail does');
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(10) });
+  t.equal(info().tcpi_lost, 0);
+  t.equal(info().tcpi_reordering, 6, 'the degree stays');
+});

@@ -209,6 +209,8 @@ export class FuseServer {
   /** read(2) calls on /dev/fuse (those that said EAGAIN too; each request is one), and requests read and not yet answered. */
   reads = 0;
   private unanswered = 0;
+  /** Requests answered in the turn that read them, without the Gofer (see answerNow). */
+  answeredAtOnce = 0;
   /** LOOKUPs and GETATTRs answered from what the Gofer said within the validity, without a 9P call. */
   cacheHits = 0;
   private readonly cache: boolean;
@@ -291,8 +293,9 @@ export class FuseServer {
       // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
       const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
       const alone = this.unanswered === 0;
+      let answers = true;
       try {
-        this.dispatch(h, body);
+        answers = this.dispatch(h, body);
       } catch {
         // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
         this.send(reply(h.unique, -EINVAL));
@@ -301,7 +304,7 @@ export class FuseServer {
       // file call after another): it sends nothing more before this reply, so another read(2) now would only say
       // EAGAIN. The poll is level-triggered: whatever else is queued brings the loop back here. Requests that
       // come while others are under way (several callers, readahead) are read on until EAGAIN.
-      if (alone && this.unanswered > 0) return;
+      if (alone && answers) return;
     }
   }
 
@@ -311,20 +314,36 @@ export class FuseServer {
     sys.write(this.fd, b, b.length);
   }
 
-  private dispatch(h: InHeader, body: Uint8Array): void {
+  /** Starts answering a request; whether it gets a reply (FORGET and INTERRUPT get none). */
+  private dispatch(h: InHeader, body: Uint8Array): boolean {
     const name = opName(h.opcode);
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
-    if (h.opcode === OP.FORGET) return this.forget(h.nodeid, view(body).getBigUint64(0, true));
+    if (h.opcode === OP.FORGET) {
+      this.forget(h.nodeid, view(body).getBigUint64(0, true));
+      return false;
+    }
     if (h.opcode === OP.BATCH_FORGET) {
       const v = view(body);
       const count = v.getUint32(0, true);
       for (let i = 0; i < count && 8 + i * 16 + 16 <= body.length; i++) {
         this.forget(v.getBigUint64(8 + i * 16, true), v.getBigUint64(16 + i * 16, true));
       }
-      return;
+      return false;
     }
-    if (h.opcode === OP.INTERRUPT) return; // 9P calls are short; the reply comes anyway
+    if (h.opcode === OP.INTERRUPT) return false; // 9P calls are short; the reply comes anyway
     this.touch(h.nodeid);
+    let now: Uint8Array | number | undefined;
+    try {
+      now = this.answerNow(h, body);
+    } catch (e) {
+      if (!(e instanceof P9Error)) throw e;
+      now = e.errno; // a node id the kernel should not have
+    }
+    if (now !== undefined) {
+      this.answeredAtOnce++;
+      this.send(typeof now === 'number' ? reply(h.unique, -now) : reply(h.unique, 0, now));
+      return true;
+    }
     this.unanswered++;
     this.handle(h, body).then(
       (r) => {
@@ -336,6 +355,64 @@ export class FuseServer {
         this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO)));
       },
     );
+    return true;
+  }
+
+  /**
+   * The reply to a request answered without the Gofer (a lookup or attributes known within the validity, a
+   * release, FLUSH, ACCESS, an attribute namespace the Gofer does not serve), or undefined. Answered in the turn
+   * that read it, without a promise: 7 of the 11 requests an untar makes per file end here.
+   */
+  private answerNow(h: InHeader, b: Uint8Array): Uint8Array | number | undefined {
+    switch (h.opcode) {
+      case OP.LOOKUP: {
+        const [name] = cstrings(b, 1) ?? [];
+        if (!name) return EINVAL;
+        return this.lookupLocal(h.nodeid, name);
+      }
+      case OP.GETATTR: {
+        const node = this.node(h.nodeid);
+        const t = performance.now();
+        const cached = this.cachedAttr(node, t);
+        if (!cached) return undefined;
+        this.cacheHits++;
+        return attrOut(cached, { entry: 0, attr: (this.attrMs - (t - node.attrT)) / 1000 });
+      }
+      case OP.RELEASE:
+      case OP.RELEASEDIR:
+        return this.release(Number(view(b).getBigUint64(0, true)));
+      case OP.FLUSH:
+        return new Uint8Array(0); // nothing is buffered here: writes went to the Gofer before their reply
+      case OP.ACCESS:
+        // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
+        return new Uint8Array(0);
+      case OP.GETXATTR: {
+        const [name] = cstrings(b.subarray(8), 1) ?? [];
+        if (!name) return EINVAL;
+        // The kernel asks for `security.capability` before a new inode's first write and at each chown.
+        return isUserXattr(name) ? undefined : EOPNOTSUPP;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /** RELEASE: the file is closed here whatever the Gofer says. */
+  private release(fh: number): Uint8Array {
+    this.openNodes.delete(fh);
+    const node = this.backed.get(fh);
+    if (node) {
+      this.backed.delete(fh);
+      // Writes through the backing file went past this server: what it knew of size and times is old.
+      if (node.backing?.writable) this.dirty(node);
+      if (node.backing && --node.backing.opens === 0) {
+        sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
+        node.backing = undefined;
+      }
+    }
+    // Not waited for: the Tclunk rides with the next request.
+    this.client.clunkSoon(fh);
+    return new Uint8Array(0);
   }
 
   /** The reply body, or an errno. */
@@ -352,13 +429,9 @@ export class FuseServer {
         return this.lookupCached(h.nodeid, name);
       }
       case OP.GETATTR: {
+        // Not known here (answerNow looked first).
         const node = this.node(h.nodeid);
         const st = this.stamp();
-        const cached = this.cachedAttr(node, st.t);
-        if (cached) {
-          this.cacheHits++;
-          return attrOut(cached, { entry: 0, attr: (this.attrMs - (st.t - node.attrT)) / 1000 });
-        }
         const a = await this.attr(node.fid);
         this.keepAttr(node, a, st);
         return attrOut(a, this.valid);
@@ -401,26 +474,6 @@ export class FuseServer {
         view(out).setUint32(0, size, true);
         return out;
       }
-      case OP.RELEASE:
-      case OP.RELEASEDIR: {
-        const fh = Number(v.getBigUint64(0, true));
-        this.openNodes.delete(fh);
-        const node = this.backed.get(fh);
-        if (node) {
-          this.backed.delete(fh);
-          // Writes through the backing file went past this server: what it knew of size and times is old.
-          if (node.backing?.writable) this.dirty(node);
-          if (node.backing && --node.backing.opens === 0) {
-            sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
-            node.backing = undefined;
-          }
-        }
-        // Not waited for: the file is closed here whatever the Gofer says, and the Tclunk rides with the next request.
-        this.client.clunkSoon(fh);
-        return new Uint8Array(0);
-      }
-      case OP.FLUSH:
-        return new Uint8Array(0); // nothing is buffered here: writes went to the Gofer before their reply
       case OP.FSYNC:
       case OP.FSYNCDIR:
         await this.client.fsync(Number(v.getBigUint64(0, true)), (v.getUint32(8, true) & 1) !== 0);
@@ -455,9 +508,6 @@ export class FuseServer {
         this.dirty(this.nodes.get(h.nodeid));
         return this.setxattr(h.nodeid, name, new Uint8Array(0), XATTR_REPLACE);
       }
-      case OP.ACCESS:
-        // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
-        return new Uint8Array(0);
       case OP.CREATE:
         return this.create(h, b);
       case OP.MKDIR: {
@@ -742,33 +792,23 @@ export class FuseServer {
    * open O_EXCL, then its directory again at mkdir -p).
    */
   private async lookupCached(parentId: bigint, name: Uint8Array): Promise<Uint8Array> {
+    // What needs no Gofer was answered by lookupLocal (answerNow): a name known with its node's attributes, a
+    // name known missing. Left: a name known whose node's attributes must be read again, and names not known.
     const parent = this.node(parentId);
     const st = this.stamp();
     const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
-    if (e && st.t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
+    if (e && e.id !== 0n && st.t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
       const entryLeft = (this.entryMs - (st.t - e.t)) / 1000;
-      if (e.id === 0n) {
-        this.cacheHits++;
-        return entryOut(0n, zeroAttr(0n, 0), { entry: entryLeft, attr: 0 });
-      }
       const child = this.nodes.get(e.id);
       if (child) {
-        let a = this.cachedAttr(child, st.t);
-        const attrLeft = a ? (this.attrMs - (st.t - child.attrT)) / 1000 : this.valid.attr;
-        if (a) this.cacheHits++;
-        else a = await this.attr(child.fid).then((x) => (this.keepAttr(child, x, st), x), () => undefined);
+        const a = await this.attr(child.fid).then((x) => (this.keepAttr(child, x, st), x), () => undefined);
         // Forgotten while the Tgetattr ran: the node is gone, so it is looked up afresh.
         if (a && this.nodes.get(e.id) === child) {
           child.nlookup++;
           this.used(child);
-          return entryOut(e.id, a, { entry: entryLeft, attr: attrLeft });
+          return entryOut(e.id, a, { entry: entryLeft, attr: this.valid.attr });
         }
       }
-    }
-    const left = this.knownMissing(parent, name, st.t);
-    if (left !== undefined) {
-      this.cacheHits++;
-      return entryOut(0n, zeroAttr(0n, 0), { entry: left, attr: 0 });
     }
     try {
       return await this.lookup(parentId, name);
@@ -779,6 +819,34 @@ export class FuseServer {
       this.keepEntry(parent, name, 0n, st);
       return entryOut(0n, zeroAttr(0n, 0), { entry: this.valid.entry, attr: 0 });
     }
+  }
+
+  /**
+   * A LOOKUP answered from what this server knows, or undefined: a name looked up within the entry validity,
+   * missing or found with its node's attributes still valid; a name missing from a directory this server made.
+   */
+  private lookupLocal(parentId: bigint, name: Uint8Array): Uint8Array | undefined {
+    const parent = this.node(parentId);
+    const t = performance.now();
+    const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
+    if (e && t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
+      const entryLeft = (this.entryMs - (t - e.t)) / 1000;
+      if (e.id === 0n) {
+        this.cacheHits++;
+        return entryOut(0n, zeroAttr(0n, 0), { entry: entryLeft, attr: 0 });
+      }
+      const child = this.nodes.get(e.id);
+      const a = child && this.cachedAttr(child, t);
+      if (!child || !a) return undefined;
+      this.cacheHits++;
+      child.nlookup++;
+      this.used(child);
+      return entryOut(e.id, a, { entry: entryLeft, attr: (this.attrMs - (t - child.attrT)) / 1000 });
+    }
+    const left = this.knownMissing(parent, name, t);
+    if (left === undefined) return undefined;
+    this.cacheHits++;
+    return entryOut(0n, zeroAttr(0n, 0), { entry: left, attr: 0 });
   }
 
   /** The walk and Tgetattr of a lookup: the node (remembered, its count taken) and its attributes. */

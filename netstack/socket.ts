@@ -49,8 +49,22 @@ export interface ReadResult {
   readonly size?: number;
 }
 
+/** One send's own IP header fields and source, as sendmsg's IP_TTL, IP_TOS, IP_PKTINFO (and IPv6 twins) give them. */
+export interface IpSendOptions {
+  /** TTL or hop limit instead of the socket's (IP_TTL / IPV6_HOPLIMIT). */
+  readonly ttl?: number;
+  /** TOS byte or traffic class instead of the socket's (IP_TOS / IPV6_TCLASS). */
+  readonly tos?: number;
+  /** The source address (ipi_spec_dst / ipi6_addr); it must be one of ours. Unspecified: the route's. */
+  readonly source?: Address;
+  /** The interface to send from (ipi_ifindex / ipi6_ifindex); 0 for the route's. */
+  readonly nicId?: number;
+}
+
 /** Options for write(). */
 export interface WriteOptions {
+  /** Datagram sockets: this send's TTL, TOS, source or interface (sendmsg's control messages). */
+  ip?: IpSendOptions;
   /** sendto() destination (datagram sockets; EISCONN-free on connected UDP as Linux allows). */
   to?: SocketAddress;
   /** MSG_MORE: more data follows soon (corks a stream, merges datagrams). */

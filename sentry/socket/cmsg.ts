@@ -8,7 +8,7 @@
  */
 import type { Address } from '../../netstack/addr.ts';
 import { isError } from '../../netstack/errors.ts';
-import type { Endpoint, ReadResult } from '../../netstack/socket.ts';
+import type { Endpoint, IpSendOptions, ReadResult } from '../../netstack/socket.ts';
 import { LINUX as L, encodeSockaddr } from './abi.ts';
 
 /** sizeof(struct cmsghdr) on 64-bit Linux. */
@@ -205,4 +205,55 @@ export function layOut(buf: Uint8Array, msgs: readonly Cmsg[]): LaidOut {
     at += space;
   }
   return { used: at, truncated };
+}
+
+/**
+ * The IP-level control messages of a sendmsg, read as ip_cmsg_send (to an IPv4 destination, from an AF_INET
+ * socket or v4-mapped from an AF_INET6 one) and ip6_datagram_send_ctl (to an IPv6 destination) read them:
+ * IP_TTL (1..255), IP_TOS (an int or one byte), IP_PKTINFO (interface and source), IPV6_HOPLIMIT and
+ * IPV6_TCLASS (-1 for the socket's), IPV6_PKTINFO. A malformed one (length, range) is -EINVAL; a cmsg_len that
+ * does not fit the buffer too (CMSG_OK). Other levels and types are left alone, as the native send they used to
+ * get left them. Undefined when there is no SOL_IP/SOL_IPV6 message at all.
+ */
+export function sendControl(control: Uint8Array, v4dest: boolean): IpSendOptions | undefined | number {
+  const EINVAL = -22;
+  const v = new DataView(control.buffer, control.byteOffset, control.byteLength);
+  let out: { ttl?: number; tos?: number; source?: Address; nicId?: number } | undefined;
+  for (let at = 0; at + CMSG_HDR <= control.length; ) {
+    const len = Number(v.getBigUint64(at, true));
+    if (len < CMSG_HDR || len > control.length - at) return EINVAL;
+    const level = v.getInt32(at + 8, true);
+    const type = v.getInt32(at + 12, true);
+    const n = len - CMSG_HDR;
+    const d = at + CMSG_HDR;
+    if (level === L.SOL_IP || level === L.SOL_IPV6) out ??= {};
+    if (level === L.SOL_IP && v4dest) {
+      if (type === L.IP_TTL) {
+        const ttl = n === 4 ? v.getInt32(d, true) : -1;
+        if (ttl < 1 || ttl > 255) return EINVAL;
+        out!.ttl = ttl;
+      } else if (type === L.IP_TOS) {
+        if (n !== 4 && n !== 1) return EINVAL;
+        const tos = n === 4 ? v.getInt32(d, true) : control[d]!;
+        if (tos < 0 || tos > 255) return EINVAL;
+        out!.tos = tos;
+      } else if (type === L.IP_PKTINFO) {
+        if (n !== 12) return EINVAL;
+        out!.nicId = v.getInt32(d, true);
+        out!.source = control.slice(d + 4, d + 8);
+      }
+    } else if (level === L.SOL_IPV6 && !v4dest) {
+      if (type === L.IPV6_HOPLIMIT || type === L.IPV6_TCLASS) {
+        const x = n === 4 ? v.getInt32(d, true) : -2;
+        if (x < -1 || x > 255) return EINVAL;
+        if (x >= 0) out![type === L.IPV6_HOPLIMIT ? 'ttl' : 'tos'] = x;
+      } else if (type === L.IPV6_PKTINFO) {
+        if (n < 20) return EINVAL;
+        out!.source = control.slice(d, d + 16);
+        out!.nicId = v.getInt32(d + 16, true);
+      }
+    }
+    at += cmsgAlign(len);
+  }
+  return out;
 }

@@ -9,11 +9,11 @@
 import type { Clock, Timer } from '../../netstack/clock.ts';
 import { Err, type NetError, isError } from '../../netstack/errors.ts';
 import type { Netstack } from '../../netstack/netstack.ts';
-import { type Endpoint, type SocketAddress, ShutdownRead, ShutdownWrite } from '../../netstack/socket.ts';
+import { type Endpoint, type IpSendOptions, type SocketAddress, ShutdownRead, ShutdownWrite } from '../../netstack/socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
 import { LINUX as L, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, decodeSockaddr, encodeSockaddr } from './abi.ts';
 import type { MsgHdr, SysRet } from './api.ts';
-import { type Cmsg, type ControlContext, type DatagramControl, datagramControl, layOut, receiveControl, wantedControl } from './cmsg.ts';
+import { type Cmsg, type ControlContext, type DatagramControl, datagramControl, layOut, receiveControl, sendControl, wantedControl } from './cmsg.ts';
 import { type OptSpec, decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
 
 const EAGAIN = 11;
@@ -491,6 +491,13 @@ export class SocketFile {
       if (typeof a === 'number') return a;
       to = a;
     }
+    // A datagram's own TTL, TOS and source from its control messages (the IP levels only; the rest as before).
+    let ip: IpSendOptions | undefined;
+    if (msg.control && msg.control.length > 0 && this.type !== L.SOCK_STREAM) {
+      const r = sendControl(msg.control, this.sendsV4(to));
+      if (typeof r === 'number') return r;
+      ip = r;
+    }
     const total = msg.iov.reduce((n, b) => n + b.length, 0);
     // Gathered into a copy of ours: the caller's buffers may change once the call has returned.
     const data = new Uint8Array(total);
@@ -516,7 +523,7 @@ export class SocketFile {
         if (err) return neg(err);
       }
       const frags = zeroCopy ? iovecsFrom(msg.iov, sent) : undefined;
-      const r = this.ep.write(data.subarray(sent), { to, more, eor, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined, frags });
+      const r = this.ep.write(data.subarray(sent), { to, more, eor, fastOpen, zeroCopy: zeroCopy ? (sent > 0 ? 'extend' : 'new') : undefined, frags, ip });
       if (fastOpen) {
         fastOpen = false;
         const opened = r === Err.ConnectStarted || (typeof r === 'number' && tcpState(this.ep) === L.TCP_SYN_SENT);
@@ -539,6 +546,15 @@ export class SocketFile {
     const first = attempt();
     if (first !== -EAGAIN || nonblock) return first;
     return this.blockable(false, EventOut, this.sndTimeoMs, attempt, signal, () => (sent > 0 ? sent : -EAGAIN));
+  }
+
+  /** Whether a send to `to` (or to the connected peer) goes to an IPv4 destination: IP_* control messages apply. */
+  private sendsV4(to: SocketAddress | undefined): boolean {
+    if (this.domain === L.AF_INET) return true;
+    const peer = to ?? this.ep.remoteAddress();
+    if (isError(peer)) return false;
+    const a = peer.address;
+    return a.length === 4 || (a.length === 16 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff);
   }
 
   shutdown(how: number): number {

@@ -373,6 +373,28 @@ function deliver(c: Call, sock: Sock, got: Received, flags: number, out: Deliver
   return flags & L.MSG_TRUNC ? got.data.length : n;
 }
 
+/** The most control bytes of a sendmsg read (more than all IP-level messages together take). */
+const SEND_CONTROL_MAX = 4096;
+
+/**
+ * A sendmsg's control buffer when it holds an SOL_IP or SOL_IPV6 message (the Sentry then sends it, with that
+ * TTL, TOS or source); undefined when it holds none (a native send is as good), -EFAULT when unreadable.
+ */
+function ipControl(m: Mem, h: MsgHdrRef): Uint8Array | undefined | number {
+  if (!h.control || h.controllen < 16) return undefined;
+  const b = m.read(h.control, Math.min(h.controllen, SEND_CONTROL_MAX));
+  if (!b) return -EFAULT;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let at = 0; at + 16 <= b.length; ) {
+    const len = Number(v.getBigUint64(at, true));
+    const level = v.getInt32(at + 8, true);
+    if (level === L.SOL_IP || level === L.SOL_IPV6) return b;
+    if (len < 16) return undefined;
+    at += (len + 7) & ~7;
+  }
+  return undefined;
+}
+
 /**
  * recvmsg(MSG_ERRQUEUE) on a datagram socket: the Endpoint's error queue (IP_RECVERR's ICMP errors) through
  * SocketFile, its data, name, control messages and flags copied into the program's msghdr. Never blocks.
@@ -543,17 +565,20 @@ function sendmsg(s: Sentry, c: Call): void {
     const m = readMsghdr(mem(c), msgp);
     if (typeof m === 'number') return s.answer(c, m);
     const fastOpen = sock.kind === 'stream' && !sock.listen && (flags & L.MSG_FASTOPEN) !== 0;
-    // Without a destination the pair does the same as the kernel would: a native send.
-    if (!m.name || m.namelen === 0 || (sock.kind === 'stream' && !fastOpen)) return s.continue(c);
-    const sa = readSockaddr(mem(c), m.name, m.namelen);
+    const control = sock.kind === 'dgram' ? ipControl(mem(c), m) : undefined;
+    if (typeof control === 'number') return s.answer(c, control);
+    // Without a destination or IP-level control messages the pair does the same as the kernel would: a native send.
+    const named = m.name !== 0 && m.namelen > 0;
+    if ((!named && !control) || (sock.kind === 'stream' && !fastOpen)) return s.continue(c);
+    const sa = named ? readSockaddr(mem(c), m.name, m.namelen) : null;
     if (typeof sa === 'number') return s.answer(c, sa);
-    c.args = `${int(c.n.args[0]!)}, {msg_name=${formatSockaddr(sa)}, ...}, ${flags}`;
+    c.args = `${int(c.n.args[0]!)}, {msg_name=${sa ? formatSockaddr(sa) : 'NULL'}${control ? ', msg_control=...' : ''}, ...}, ${flags}`;
     const data = gather(mem(c), m.iov);
     if (typeof data === 'number') return s.answer(c, data);
     if (!s.listener.idValid(c.n.id)) return;
     if (fastOpen && sock.pump) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
     if (fastOpen) return fastOpenSend(s, c, sock, dup, sa, data, flags);
-    s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa.length, iov: [data], flags: 0 }, flags, true) as number);
+    s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0, control }, flags, true) as number);
   });
 }
 
@@ -586,18 +611,20 @@ function sendmmsg(s: Sentry, c: Call): void {
       }
       msgs.push(m);
     }
-    if (msgs.every((m) => !m.name || m.namelen === 0)) return s.continue(c);
+    const controls = msgs.map((m) => ipControl(mem(c), m));
+    if (msgs.every((m, i) => (!m.name || m.namelen === 0) && controls[i] === undefined)) return s.continue(c);
     if (!s.listener.idValid(c.n.id)) return;
     let sent = 0;
-    for (const m of msgs) {
+    for (const [i, m] of msgs.entries()) {
       let sa: Uint8Array | number | null = null;
       if (m.name && m.namelen) sa = readSockaddr(mem(c), m.name, m.namelen);
       const data = gather(mem(c), m.iov);
-      if (typeof sa === 'number' || typeof data === 'number') {
-        if (sent === 0) return s.answer(c, typeof sa === 'number' ? sa : (data as number));
+      const control = controls[i];
+      if (typeof sa === 'number' || typeof data === 'number' || typeof control === 'number') {
+        if (sent === 0) return s.answer(c, typeof sa === 'number' ? sa : typeof data === 'number' ? data : (control as number));
         break;
       }
-      const r = sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number;
+      const r = sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0, control }, flags, true) as number;
       if (r < 0) {
         if (sent === 0) return s.answer(c, r);
         break;

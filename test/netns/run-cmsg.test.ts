@@ -26,14 +26,23 @@ const PORT = 7630;
 
 // The peer: each request "TTL TOS" is answered from a socket set to send with that TTL/hop limit and TOS/class.
 const PEER = `
-import socket, select, sys
+import socket, select, sys, struct
 socks = []
 for fam, addr in [(socket.AF_INET, '198.19.30.2'), (socket.AF_INET6, 'fd74:7376:30::2')]:
     s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((addr, ${PORT})); socks.append(s)
+    if fam == socket.AF_INET: s.setsockopt(0, 12, 1); s.setsockopt(0, 13, 1)
+    else: s.setsockopt(41, 51, 1); s.setsockopt(41, 66, 1)
 print('ready', flush=True)
 while True:
     for s in select.select(socks, [], [])[0]:
-        d, a = s.recvfrom(100)
+        d, anc, flags, a = s.recvmsg(100, 256)
+        if d.startswith(b'?'):
+            # A question: with what TTL/hop limit and TOS/class did this datagram come?
+            seen = {}
+            for lvl, typ, data in anc:
+                seen[typ] = data[0] if len(data) == 1 else struct.unpack('i', data)[0]
+            s.sendto(b'came with ttl=%d tos=%#x' % (seen.get(2, seen.get(52, -1)), seen.get(1, seen.get(67, -1))), a)
+            continue
         ttl, tos = map(int, d.split())
         if s.family == socket.AF_INET:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
@@ -131,11 +140,41 @@ except OSError as e: print('empty queue', errno.errorcode[e.errno])
 print('SO_ERROR', s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 `;
 
+// sendmsg's own IP_TTL/IP_TOS/IP_PKTINFO (IPV6_HOPLIMIT/IPV6_TCLASS/IPV6_PKTINFO): the peer says what came.
+const SEND = `
+import socket, struct, sys, errno
+v6 = sys.argv[1] == '6'
+fam = socket.AF_INET6 if v6 else socket.AF_INET
+peer = ('fd74:7376:30::2' if v6 else '198.19.30.2', ${PORT})
+me = socket.inet_pton(fam, 'fd74:7376:30::1' if v6 else '198.19.30.1')
+other = socket.inet_pton(fam, 'fd74:7376:30::9' if v6 else '198.19.30.9')
+L, TTL, TOS, PKT = (41, 52, 67, 50) if v6 else (0, 2, 1, 8)
+def pktinfo(addr): return struct.pack('16si', addr, 0) if v6 else struct.pack('i4s4s', 0, addr, b'\\0' * 4)
+s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(10)
+cases = [
+    ('ttl+tos by name', [(L, TTL, struct.pack('i', 33)), (L, TOS, struct.pack('i', 0x48))], True),
+    ('tos as one byte', [(L, TOS, bytes([0x20]))] if not v6 else [(L, TOS, struct.pack('i', 0x20))], True),
+    ('pktinfo ours', [(L, PKT, pktinfo(me))], True),
+    ('pktinfo not ours', [(L, PKT, pktinfo(other))], True),
+    ('ttl 0', [(L, TTL, struct.pack('i', 0))], True),
+    ('ttl short', [(L, TTL, b'\\x05')], True),
+]
+for name, anc, _ in cases:
+    try:
+        s.sendmsg([b'?'], anc, 0, peer)
+        print(name, s.recv(100).decode())
+    except OSError as e: print(name, errno.errorcode[e.errno])
+c = socket.socket(fam, socket.SOCK_DGRAM); c.settimeout(10); c.connect(peer)
+c.sendmsg([b'?'], [(L, TTL, struct.pack('i', 7))])
+print('connected, no name', c.recv(100).decode())
+`;
+
 const peerFile = join(dir, 'peer.py');
 const progFile = join(dir, 'prog.py');
 writeFileSync(peerFile, PEER, { mode: 0o644 });
 writeFileSync(progFile, PROG, { mode: 0o644 });
 writeFileSync(join(dir, 'recverr.py'), RECVERR, { mode: 0o644 });
+writeFileSync(join(dir, 'send.py'), SEND, { mode: 0o644 });
 
 t.before(async () => {
   const peer = spawnIn(pair.nsB, ['python3', '-u', peerFile]);
@@ -182,6 +221,16 @@ for (const fam of ['4', '6']) {
     t.match(r.kernel, /^errqueue data b'to nobody' name \S+ True flags 0x2000$/m, 'the datagram it was about, MSG_ERRQUEUE');
     t.match(r.kernel, /^cmsg \d+ \d+ errno ECONNREFUSED origin \d type \d+ code \d+ info 0 offender \d+ \S+$/m);
     t.match(r.kernel, /^empty queue EAGAIN$/m);
+  });
+}
+
+for (const fam of ['4', '6']) {
+  t.test(`IPv${fam} sendmsg control messages: its own TTL/hop limit, TOS/class, source; bad ones EINVAL, as on the host kernel`, async (t) => {
+    const r = await both([fam], 'send.py');
+    t.equal(r.sandbox, r.kernel, r.stderr);
+    t.match(r.kernel, /^ttl\+tos by name came with ttl=33 tos=0x48$/m);
+    t.match(r.kernel, fam === '4' ? /^pktinfo not ours ENETUNREACH$/m : /^pktinfo not ours EINVAL$/m);
+    t.match(r.kernel, /^connected, no name came with ttl=7 /m);
   });
 }
 

@@ -20,7 +20,7 @@ import {
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
 import { Icmpv6Packet } from '../../wire/icmpv6.ts';
 import { type NetworkLayer, type PacketInfo, PROTO_ICMP, PROTO_ICMPV6 } from '../protocol.ts';
-import { DATAGRAM_OVERHEAD, type DatagramReadResult, bindableAddress, sendsBroadcast, specDestination } from '../udp/datagram.ts';
+import { DATAGRAM_OVERHEAD, type DatagramReadResult, bindableAddress, foreignSource, sendsBroadcast, specDestination, withIp } from '../udp/datagram.ts';
 import { DatagramOptions } from '../udp/options.ts';
 
 /** What a raw socket needs from its protocol: the network layer, and a way to leave the delivery list. */
@@ -149,7 +149,10 @@ export class RawEndpoint implements Endpoint {
     }
     if (data.length > (this.family === 4 ? 0xffff - 20 : 0xffff)) return Err.MessageTooLong;
     if (this.family === 6 && this.protocol === PROTO_ICMPV6 && data.length < ICMPV6_CHECKSUM_OFFSET + 2) return Err.InvalidArgument;
-    const route = this.route(dest, nicId);
+    const src = opts?.ip?.source && !isUnspecified(opts.ip.source) ? opts.ip.source : undefined;
+    const bad = src && foreignSource(this.host.net, src, dest);
+    if (bad) return bad;
+    const route = this.route(dest, opts?.ip?.nicId || nicId, src);
     if (isError(route)) return route;
     if (sendsBroadcast(dest, route) && !this.opts.broadcast) return Err.PermissionDenied;
     if (this.shutWr) return Err.ClosedForSend;
@@ -159,7 +162,7 @@ export class RawEndpoint implements Endpoint {
     if (this.family === 6 && this.protocol === PROTO_ICMPV6) {
       new Icmpv6Packet(buf.subarray(off)).fillChecksum(route.localAddress, route.remoteAddress);
     }
-    const err = route.send(this.protocol, buf, off, this.opts.sendOptions(dest));
+    const err = route.send(this.protocol, buf, off, withIp(this.opts.sendOptions(dest), opts?.ip));
     if (err) {
       this.host.count('sendErrors');
       return err;
@@ -291,8 +294,8 @@ export class RawEndpoint implements Endpoint {
     return Err.NotSupported;
   }
 
-  private route(dest: Address, nicId?: number) {
-    const local = isUnspecified(this.bindAddr) || isMulticast(this.bindAddr) ? undefined : this.bindAddr;
+  private route(dest: Address, nicId?: number, source?: Address) {
+    const local = source ?? (isUnspecified(this.bindAddr) || isMulticast(this.bindAddr) ? undefined : this.bindAddr);
     return this.host.net.findRoute(dest, local, this.opts.boundNic || nicId || undefined);
   }
 }

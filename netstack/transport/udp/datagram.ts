@@ -9,6 +9,7 @@ import {
   type Endpoint,
   type ExtendedError,
   type Family,
+  type IpSendOptions,
   type OptionValue,
   type ReadOptions,
   type ReadResult,
@@ -48,6 +49,22 @@ export function specDestination(net: NetworkLayer, info: PacketInfo): Address {
   if (!info.broadcast) return info.dst;
   const r = net.findRoute(info.src, undefined, info.nicId);
   return isError(r) ? info.dst : r.localAddress;
+}
+
+/**
+ * Why a send may not use `source` (IP_PKTINFO's ipi_spec_dst, IPV6_PKTINFO's address) toward `dest`, or
+ * undefined when it may: one that is not ours is ENETUNREACH for IPv4 (ip_route_output_key finds no device for
+ * it) and EINVAL for IPv6 (ip6_datagram_send_ctl checks it), as Linux 6.18 answers.
+ */
+export function foreignSource(net: NetworkLayer, source: Address, dest: Address): NetError | undefined {
+  if (source.length === dest.length && net.isLocalAddress(source)) return undefined;
+  return dest.length === 4 ? Err.NetworkUnreachable : Err.InvalidArgument;
+}
+
+/** A socket's send options with one send's own TTL and TOS over them (sendmsg's IP_TTL, IP_TOS). */
+export function withIp(so: SendOptions, ip: IpSendOptions | undefined): SendOptions {
+  if (!ip || (ip.ttl === undefined && ip.tos === undefined)) return so;
+  return { ...so, ttl: ip.ttl ?? so.ttl, tos: ip.tos ?? so.tos };
 }
 
 /** Bytes charged per queued datagram beyond its payload, standing in for Linux's skb truesize overhead. */
@@ -302,7 +319,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       if (!this.peer) return Err.DestinationRequired;
       dest = { address: this.peer.address, port: this.peer.port, nicId: 0 };
     }
-    const route = this.route(dest);
+    const route = this.route(dest, opts?.ip);
     if (isError(route)) return route;
     if (sendsBroadcast(dest.address, route) && !this.opts.broadcast) return Err.PermissionDenied;
     if (data.length > this.maxMessage(dest.address.length === 4)) return Err.MessageTooLong;
@@ -313,7 +330,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       this.cork = { route, dest, chunks: [data.slice()], length: data.length };
       return data.length;
     }
-    return this.send(route, dest, data, this.opts.sendOptions(dest.address));
+    return this.send(route, dest, data, withIp(this.opts.sendOptions(dest.address), opts?.ip));
   }
 
   /**
@@ -538,9 +555,15 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     return { address: plain, port: this.portless ? 0 : addr.port, nicId: addr.nicId ?? 0 };
   }
 
-  private route(dest: Dest): Route | NetError {
-    const local = isUnspecified(this.bindAddr) || isMulticast(this.bindAddr) ? undefined : this.bindAddr;
-    const nic = this.boundNic || dest.nicId || undefined;
+  private route(dest: Dest, ip?: IpSendOptions): Route | NetError {
+    let local = isUnspecified(this.bindAddr) || isMulticast(this.bindAddr) ? undefined : this.bindAddr;
+    const source = ip?.source && !isUnspecified(unmapV4(ip.source)) ? unmapV4(ip.source) : undefined;
+    if (source) {
+      const bad = foreignSource(this.host.net, source, dest.address);
+      if (bad) return bad;
+      local = source;
+    }
+    const nic = ip?.nicId || this.boundNic || dest.nicId || undefined;
     if (local && local.length !== dest.address.length) return Err.NetworkUnreachable;
     return this.host.net.findRoute(dest.address, local, nic);
   }

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { parseAddress } from '../../../netstack/addr.ts';
 import { LINUX as L } from '../../../sentry/socket/abi.ts';
-import { type Cmsg, type DatagramControl, Want, layOut, receiveControl } from '../../../sentry/socket/cmsg.ts';
+import { type Cmsg, type DatagramControl, Want, layOut, receiveControl, sendControl } from '../../../sentry/socket/cmsg.ts';
 
 const ip = (s: string) => parseAddress(s)!;
 /** One message at `at` of a laid-out buffer: cmsg_len, level, type and its data. */
@@ -86,4 +86,35 @@ t.test('layOut: short buffer → the message that does not fit is cut (cmsg_len 
   t.same(layOut(new Uint8Array(0), msgs), { used: 0, truncated: true }, 'no buffer');
   t.same(layOut(new Uint8Array(24), msgs.slice(0, 1)), { used: 24, truncated: false }, 'exactly CMSG_SPACE');
   t.same(layOut(new Uint8Array(20), msgs.slice(0, 1)), { used: 20, truncated: false }, 'CMSG_LEN without the padding fits');
+});
+
+/** One cmsg as a program lays it out: header, data, padding to 8. */
+function cm(level: number, type: number, data: number[], len = 16 + data.length): number[] {
+  const b = new Uint8Array((16 + data.length + 7) & ~7);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, BigInt(len), true);
+  v.setInt32(8, level, true);
+  v.setInt32(12, type, true);
+  b.set(data, 16);
+  return [...b];
+}
+const i32 = (x: number) => [...new Uint8Array(new Int32Array([x]).buffer)];
+
+t.test('sendControl: IP_TTL, IP_TOS (int or byte), IP_PKTINFO to IPv4; the IPv6 ones to IPv6; each level only for its destination', async (t) => {
+  const v4 = new Uint8Array([...cm(L.SOL_IP, L.IP_TTL, i32(33)), ...cm(L.SOL_IP, L.IP_TOS, [0x48]), ...cm(L.SOL_IP, L.IP_PKTINFO, [...i32(2), 198, 18, 0, 1, 0, 0, 0, 0])]);
+  t.same(sendControl(v4, true), { ttl: 33, tos: 0x48, nicId: 2, source: new Uint8Array([198, 18, 0, 1]) });
+  t.same(sendControl(v4, false), {}, 'SOL_IP messages to an IPv6 destination: none applies');
+  const v6 = new Uint8Array([...cm(L.SOL_IPV6, L.IPV6_HOPLIMIT, i32(-1)), ...cm(L.SOL_IPV6, L.IPV6_TCLASS, i32(0xb8))]);
+  t.same(sendControl(v6, false), { tos: 0xb8 }, 'hop limit -1: the socket\'s');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_SOCKET, 1, i32(0))), true), undefined, 'no IP-level message at all');
+});
+
+t.test('sendControl: malformed → EINVAL as ip_cmsg_send (range, length, a cmsg_len beyond the buffer)', async (t) => {
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TTL, i32(0))), true), -22, 'TTL 0');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TTL, i32(256))), true), -22, 'TTL 256');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TTL, [5])), true), -22, 'TTL as a byte');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TOS, [1, 2])), true), -22, 'TOS of two bytes');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IPV6, L.IPV6_HOPLIMIT, i32(-2))), false), -22, 'hop limit -2');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TTL, i32(9), 64)), true), -22, 'cmsg_len past the end');
+  t.equal(sendControl(new Uint8Array(cm(L.SOL_IP, L.IP_TTL, i32(9), 8)), true), -22, 'cmsg_len under a header');
 });

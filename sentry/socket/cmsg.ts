@@ -4,7 +4,8 @@
  * netstack kept of each datagram, in the order Linux writes them (sock_recv_cmsgs' timestamp first, then
  * ip_cmsg_recv_offset's IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR, or ip6_datagram_recv_ctl's IPV6_PKTINFO,
  * IPV6_HOPLIMIT, IPV6_TCLASS, the RFC 2292 IPV6_2292PKTINFO and IPV6_2292HOPLIMIT, IPV6_ORIGDSTADDR), and laid
- * into the program's buffer as put_cmsg does.
+ * into the program's buffer as put_cmsg does; and the IP-level control messages of a datagram send, read as
+ * ip_cmsg_send and ip6_datagram_send_ctl read them.
  */
 import type { Address } from '../../netstack/addr.ts';
 import { isError } from '../../netstack/errors.ts';

@@ -183,6 +183,10 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
       const n = ux.recv(this.o.fd, scratch);
       if (n === -ux.U.EAGAIN) return;
       if (n < 0 || (n === 0 && ux.pollNow(this.o.fd, ux.U.POLLHUP) & ux.U.POLLHUP)) return this.close();
+      // Linux fails a send with the pending error (an ICMP error), consuming it. This native send already
+      // succeeded, so the datagram goes out and the error, which would have been reported by now, is dropped:
+      // left pending it would fail a later receive of the reply this send asks for.
+      this.o.file.ep.takeError();
       // Linux would answer an unconnected send() EDESTADDRREQ; the native send already succeeded, so the
       // datagram is dropped and counted.
       const w = this.o.file.ep.write(scratch.subarray(0, n));

@@ -197,6 +197,39 @@ for i in range(n):
   t.equal(r.left, 0);
 });
 
+t.test('python3 connected UDP to a closed port: the ICMP error waits for SO_ERROR or the next trapped receive; a native send after it drops it', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const dg = bindDgram(env.b);
+  const late = dg.createSocket('udp4');
+  late.on('message', (m: Buffer, rinfo: { address: string; port: number }) => late.send(m, rinfo.port, rinfo.address));
+  t.teardown(() => late.close());
+  const script = `
+import socket, time, errno
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect(('${B4}', 9100))
+c.send(b'1'); time.sleep(0.5)
+print('so_error', c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+c.send(b'2'); time.sleep(0.5)
+try: c.recvfrom(100); print('recvfrom data?')
+except OSError as e: print('recvfrom', errno.errorcode[e.errno])
+c.send(b'3'); time.sleep(0.5)
+print('start', flush=True); time.sleep(0.5)
+c.send(b'4')
+print('reply', c.recvfrom(100)[0])
+`;
+  const r = await run(env, script, (l) => {
+    if (l === 'start') late.bind(9100);
+  });
+  t.equal(r.status, 0, r.stderr + r.straced.join('\n') + r.logs.join('\n'));
+  t.match(r.stdout, /^so_error 111 0$/m, 'SO_ERROR hands the port unreachable out once, as Linux');
+  t.match(r.stdout, /^recvfrom ECONNREFUSED$/m, 'a trapped receive answers the pending error first, as Linux');
+  // Linux would fail send(b'4') with the third error; its native send has gone out, so the error is dropped
+  // instead of failing the receive of the reply it asked for.
+  t.match(r.stdout, /^reply b'4'$/m);
+  t.equal(r.left, 0);
+});
+
 t.test('python3: non-blocking connect → EINPROGRESS, writable only once connected, SO_ERROR 0; refused → ECONNREFUSED', async (t) => {
   const env = twoNetstacks({ latencyMs: 100 });
   t.teardown(() => env.close());

@@ -650,13 +650,15 @@ export class TcpEndpoint implements Endpoint {
     if (!frags && this.lowatInEffect) {
       n = this.queueUnderLowat(data, n);
       if (n === 0) return Err.WouldBlock;
+    } else if (!frags && n > snd.tailRoom()) {
+      this.queueBySkb(data, n);
     } else {
       snd.buf.append(n === data.length ? data : data.subarray(0, n));
       this.proto.charge(n);
     }
     // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
     // wait_for_space does (tcp_push without MSG_MORE); the rest comes in a later write.
-    snd.queued(n - this.queuedEarly, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags);
+    snd.queued(n - this.queuedEarly, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags, this.queuedEarly > 0);
     this.queuedEarly = 0;
     // tcp_tx_timestamp: the call's last byte carries the timestamp request, before the call's push sends it.
     if (this.ts.flags & TX_RECORD_MASK) this.ts.wrote(snd.bytesAcked + snd.buf.length, snd.skbs.tailStart());
@@ -669,7 +671,31 @@ export class TcpEndpoint implements Endpoint {
     return n;
   }
 
-  /** Bytes of the current write that queueUnderLowat already recorded as skbs. */
+  /**
+   * Queues a write of more than one skb as tcp_sendmsg_locked goes: skb by skb, each one filled is sent at once
+   * when it is the next to send (tcp_push_one: one packet), or, once forced_push marked it (more than half the
+   * peer's largest window queued since the last mark), with everything cwnd allows (__tcp_push_pending_frames). A
+   * packet that leaves part of an skb cuts it (tso_fragment) and the unsent rest, the tail again, takes the next
+   * bytes, its PSH mark moving with its end: where PSH falls depends on what left during the call, as on Linux. The
+   * last skb's bytes are left for the caller to record with the call's flags.
+   */
+  private queueBySkb(data: Uint8Array, n: number): void {
+    const snd = this.snd;
+    let done = 0;
+    for (;;) {
+      const c = Math.min(snd.tailRoom() || snd.sizeGoal(), n - done);
+      snd.buf.append(data.subarray(done, done + c));
+      this.proto.charge(c);
+      done += c;
+      if (done === n) return;
+      const pushed = snd.queued(c, true, false, undefined, this.queuedEarly > 0);
+      this.queuedEarly += c;
+      if (pushed) snd.output();
+      else if (snd.tailIsSendHead()) snd.output(true);
+    }
+  }
+
+  /** Bytes of the current write that queueUnderLowat or queueBySkb already recorded as skbs. */
   private queuedEarly = 0;
 
   /**

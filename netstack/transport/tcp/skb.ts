@@ -57,9 +57,11 @@ export class SkbQueue {
    * Queues `n` bytes written by one call at stream offset `at` (tcp_sendmsg_locked): they join the tail skb if it
    * is unsent (starts at or after `sentEnd`, the stream offset of SND.MAX) and not closed by EOR, then fill new
    * skbs of `sizeGoal`; `halfWindow` is half the peer's largest window (forced_push), `more` is MSG_MORE.
+   * `continued` when these are not the call's first bytes: a PSH mark on the tail is this call's own and stays
+   * (tcp_sendmsg_locked clears it only before its first copy). Returns whether the last skb was marked.
    */
-  append(at: number, n: number, sentEnd: number, sizeGoal: number, halfWindow: number, more: boolean, eor: boolean): void {
-    if (n <= 0) return;
+  append(at: number, n: number, sentEnd: number, sizeGoal: number, halfWindow: number, more: boolean, eor: boolean, continued = false): boolean {
+    if (n <= 0) return false;
     const end = at + n;
     let w = at;
     const covered = this.ends.length > this.head ? this.ends[this.ends.length - 1]! : this.startOfHead;
@@ -74,7 +76,7 @@ export class SkbQueue {
         w += c;
         this.ends[t] = w;
         // The call's first bytes went to an skb that ended an earlier call: that end no longer ends a write.
-        this.flags[t] = this.flags[t]! & ~SKB_PSH;
+        if (!continued) this.flags[t] = this.flags[t]! & ~SKB_PSH;
         if (w < end && tailLen + c >= sizeGoal && w > this.pushed + halfWindow) this.mark(t, w);
       }
     }
@@ -86,7 +88,11 @@ export class SkbQueue {
     }
     const tail = this.ends.length - 1;
     if (eor) this.flags[tail] = this.flags[tail]! | SKB_EOR;
-    if (!more || w > this.pushed + halfWindow) this.mark(tail, w);
+    if (!more || w > this.pushed + halfWindow) {
+      this.mark(tail, w);
+      return true;
+    }
+    return false;
   }
 
   /** Stream offset where the last skb starts (Infinity when none is held). */

@@ -173,14 +173,24 @@ export class Sender {
   /**
    * Records `n` bytes one write call just appended to the buffer (MSG_MORE `more`, MSG_EOR `eor`) as Linux's
    * tcp_sendmsg_locked cuts them into skbs: of size_goal bytes, pushed at the call's end and when forced_push.
+   * `continued` when an earlier part of the same call was recorded already. Returns whether the last skb was
+   * pushed (marked PSH).
    */
-  queued(n: number, more: boolean, eor: boolean, frags?: readonly number[]): void {
+  queued(n: number, more: boolean, eor: boolean, frags?: readonly number[], continued = false): boolean {
     const at = this.bytesAcked + this.buf.length - n;
     // Linux's tcp_add_write_queue_tail: the first unsent skb starts the busy stopwatch.
     if (this.unsent === n) this.chrono.start(Chrono.Busy, this.ep.clock.now());
     const sent = this.bytesAcked + seq.sub(this.max, this.una);
-    if (frags) this.skbs.appendZeroCopy(at, fragsOf(frags, n), sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
-    else this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
+    if (frags) {
+      this.skbs.appendZeroCopy(at, fragsOf(frags, n), sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor);
+      return false;
+    }
+    return this.skbs.append(at, n, sent, this.sizeGoal(), this.maxWnd >>> 1, more, eor, continued);
+  }
+
+  /** Whether the last skb queued holds the next byte to send (Linux's skb == tcp_send_head: nothing unsent before it). */
+  tailIsSendHead(): boolean {
+    return this.offsetOf(this.nxt) >= this.skbs.tailStart();
   }
 
   /** Bytes the next write may add to the unsent tail skb before a new skb (and Linux's memory check) is needed. */
@@ -601,9 +611,10 @@ export class Sender {
 
   /**
    * Sends what the windows, Nagle and corking allow: in recovery first the segments RACK or the duplicate-ACK
-   * threshold marked lost (RFC 6675 §5 NextSeg rule 1), then new data, then the FIN.
+   * threshold marked lost (RFC 6675 §5 NextSeg rule 1), then new data, then the FIN. `one`: a single packet of new
+   * data at most (tcp_push_one, as a write sends each skb it fills).
    */
-  output(): void {
+  output(one = false): void {
     const ep = this.ep;
     if (!ep.canTransmitData()) return;
     const now = ep.clock.now();
@@ -689,7 +700,7 @@ export class Sender {
       this.lastSend = now;
       this.advance(len + (fin ? 1 : 0));
       sentNew = true;
-      if (fin) break;
+      if (fin || one) break;
     }
     if (sentNew) this.armTlp();
     if (sentNew || cwndBound) this.cwndValidate(cwndBound || this.pipe() >= this.cc.cwnd);

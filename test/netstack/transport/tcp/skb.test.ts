@@ -111,18 +111,19 @@ t.test('SkbQueue release drops acknowledged skbs; the one acked into starts at t
 
 /**
  * A passive open as upstream's eor/ scripts make it: MSS 1000, no timestamps, the handshake's RTT `rttMs`, the
- * peer's window 514 << 10, on a route with TSO (super-segments recorded whole in h.net.gsoSent).
+ * peer's window `window` << `wscale` (514 << 10 by default), on a route with TSO (super-segments recorded whole in
+ * h.net.gsoSent).
  */
-function server(rttMs: number): { h: Harness; ep: ReturnType<Harness['accept']>; base: number } {
+function server(rttMs: number, wscale = 10, window = 514): { h: Harness; ep: ReturnType<Harness['accept']>; base: number } {
   const h = new Harness();
   h.net.gsoMax = 65535;
   const l = h.listen();
-  h.send({ flags: TCP_SYN, window: 32792, options: { mss: 1000, sackPermitted: true, wscale: 10 } });
+  h.send({ flags: TCP_SYN, window: 32792, options: { mss: 1000, sackPermitted: true, wscale } });
   const synAck = h.expect({ flags: TCP_SYN | TCP_ACK });
   h.iss = synAck.seq;
   h.peerNxt = seq.add(h.peerNxt, 1);
   h.advance(rttMs);
-  h.send({ flags: TCP_ACK, ack: seq.add(h.iss, 1), window: 514 });
+  h.send({ flags: TCP_ACK, ack: seq.add(h.iss, 1), window });
   const a = l.accept();
   if ('errno' in a) throw new Error('accept failed');
   return { h, ep: a.endpoint as ReturnType<Harness['accept']>, base: seq.add(h.iss, 1) };
@@ -185,5 +186,20 @@ t.test('ESTABLISHED slow start: an ACK of one segment opens two → one 2-segmen
   h.send({ flags: TCP_ACK, ack: seq.add(base, 1000), window: 514 });
   t.same(drain(h, base), [[10000, 1000, false], [11000, 1000, true]]);
   t.equal(ep.snd.cc.cwnd, 11000, 'slow start grew cwnd by the segment acknowledged');
+  t.end();
+});
+
+t.test('ESTABLISHED write of many skbs with cwnd 2 → each full skb is sent as it fills, the unsent rest takes the next bytes and keeps its forced_push PSH (tcp_sendmsg_locked, tso_fragment; upstream cubic-rto-ss-ca-cwnd-bump)', (t) => {
+  // The peer's largest window is 257 << 7 = 32896: skbs of 16000 bytes, forced_push once more than 16448 bytes
+  // were queued since the last mark.
+  const { h, ep, base } = server(100, 7, 257);
+  ep.snd.cc.cwnd = 2 * ep.snd.mss;
+  t.equal(ep.write(pattern(40000)), 40000);
+  // Half of cwnd per packet: two 1-segment packets, the first as the first skb filled (tcp_push_one), the second
+  // at the forced push of the skb that took the rest of it and 1000 more.
+  t.same(drain(h, base), [[0, 1000, false], [1000, 1000, false]]);
+  // That skb, sent down to 2000, took 1000 more and carries its PSH to 18000; the next mark is at 34000.
+  const pushed = ep.snd.skbs.list(ep.snd.bytesAcked).filter(([, , f]) => f & P).map(([, e]) => e);
+  t.same(pushed, [18000, 34000, 40000]);
   t.end();
 });

@@ -33,17 +33,25 @@ const ANSWER_MS = 5_000;
 
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const koffi = require(workerData.koffi);
-const libc = koffi.load('libc.so.6');
-const open = libc.func('int open(const char *path, int flags, int mode)');
-const close = libc.func('int close(int fd)');
-const setns = libc.func('int setns(int fd, int nstype)');
-const socketpair = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
 const ctl = new Int32Array(workerData.sab);
-const fd = open(workerData.path, 0x80000 /* O_RDONLY|O_CLOEXEC */, 0);
-let entered = fd >= 0 && setns(fd, 0x40000000 /* CLONE_NEWNET */) === 0;
-ctl[3] = entered ? 0 : -koffi.errno();
-if (fd >= 0) close(fd);
+let entered = false;
+let calls;
+try {
+  const koffi = require(workerData.koffi);
+  const libc = koffi.load('libc.so.6');
+  const open = libc.func('int open(const char *path, int flags, int mode)');
+  const close = libc.func('int close(int fd)');
+  const setns = libc.func('int setns(int fd, int nstype)');
+  const socketpair = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
+  calls = { socketpair, errno: () => koffi.errno() };
+  const fd = open(workerData.path, 0x80000 /* O_RDONLY|O_CLOEXEC */, 0);
+  entered = fd >= 0 && setns(fd, 0x40000000 /* CLONE_NEWNET */) === 0;
+  ctl[3] = entered ? 0 : -koffi.errno();
+  if (fd >= 0) close(fd);
+} catch {
+  // koffi could not load here: the caller hears FAILED at once instead of waiting out its bound.
+  ctl[3] = 0;
+}
 Atomics.store(ctl, 0, entered ? ${READY} : ${FAILED});
 Atomics.notify(ctl, 0);
 while (entered) {
@@ -54,11 +62,11 @@ while (entered) {
   const sv = [0, 0];
   let made = 0;
   for (; made < ctl[2]; made++) {
-    if (socketpair(1 /* AF_UNIX */, ctl[1], 0, sv) < 0) break;
+    if (calls.socketpair(1 /* AF_UNIX */, ctl[1], 0, sv) < 0) break;
     ctl[4 + 2 * made] = sv[0];
     ctl[5 + 2 * made] = sv[1];
   }
-  ctl[3] = made > 0 || ctl[2] === 0 ? made : -koffi.errno();
+  ctl[3] = made > 0 || ctl[2] === 0 ? made : -calls.errno();
   Atomics.store(ctl, 0, ${DONE});
   Atomics.notify(ctl, 0);
 }
@@ -121,6 +129,7 @@ export class NetnsThread {
     }
     this.closed = true;
     void this.worker.terminate();
+    if (state === FAILED && ctl[3] === 0) throw new Error(`the thread for network namespace '${this.label}' could not load koffi`);
     if (state === FAILED) throw new NetnsError(this.label, `cannot enter network namespace '${this.label}': ${new SysError('setns', -ctl[3]!).message}`);
     throw new Error(`the thread for network namespace '${this.label}' did not start within ${START_MS / 1000} s`);
   }

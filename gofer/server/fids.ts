@@ -33,6 +33,8 @@ export class Node {
   constructor(
     readonly fd: number,
     readonly kind: Kind,
+    /** The inode number, read once: an O_PATH descriptor holds one inode for its whole life, as its kind. */
+    readonly ino: bigint,
     public parent: Node | undefined,
     public name: Uint8Array | undefined,
   ) {

@@ -23,7 +23,7 @@ import {
   type ReplyOf,
   type TName,
 } from '../p9/messages.ts';
-import { kindOf, Node, OpenFile, type Fid } from './fids.ts';
+import { kindOf, Node, OpenFile, type Fid, type Kind } from './fids.ts';
 import type { IdMap } from './idmap.ts';
 import { checkName, isDot, isDotDot, type Resolver } from './resolve.ts';
 
@@ -94,14 +94,23 @@ export class Session {
 }
 
 function qidOf(kindMode: number, ino: bigint): Qid {
-  const k = kindOf(kindMode);
+  return kindQid(kindOf(kindMode), ino);
+}
+
+function kindQid(k: Kind, ino: bigint): Qid {
   return { type: k === 'dir' ? QT.DIR : k === 'symlink' ? QT.SYMLINK : QT.FILE, version: 0, path: ino };
 }
 
-function statQid(fd: number, name: Uint8Array | '' = ''): Qid | number {
-  const st = name === '' ? fs.fstat(fd) : fs.statx(fd, name, F.AT_SYMLINK_NOFOLLOW);
+/** The qid of `name` in the directory `fd` (what Tmkdir, Tmknod and Tsymlink made). */
+function statQid(fd: number, name: Uint8Array): Qid | number {
+  const st = fs.statx(fd, name, F.AT_SYMLINK_NOFOLLOW);
   if (typeof st === 'number') return -st;
   return qidOf(st.mode, st.ino);
+}
+
+/** A node's qid, from what its descriptor was when opened (kind and inode never change for it): no fstat. */
+function nodeQid(n: Node): Qid {
+  return kindQid(n.kind, n.ino);
 }
 
 function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
@@ -117,7 +126,7 @@ function nodeFor(fd: number, parent: Node | undefined, name: Uint8Array | undefi
     fs.close(fd);
     return -st;
   }
-  return new Node(fd, kindOf(st.mode), parent, name?.slice());
+  return new Node(fd, kindOf(st.mode), st.ino, parent, name?.slice());
 }
 
 /**
@@ -187,8 +196,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
       node.release();
       return e;
     }
-    const q = statQid(node.fd);
-    return typeof q === 'number' ? q : { type: 'Rattach', qid: q };
+    return { type: 'Rattach', qid: nodeQid(node) };
   },
 
   Twalk(s, m) {
@@ -222,12 +230,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
       }
       node.release();
       node = next;
-      const q = statQid(node.fd);
-      if (typeof q === 'number') {
-        node.release();
-        return q;
-      }
-      wqids.push(q);
+      wqids.push(nodeQid(node));
     }
     if (m.newfid === m.fid) {
       f.node.release();
@@ -268,11 +271,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (s.cfg.readOnly && (acc !== F.O_RDONLY || m.flags & F.O_TRUNC)) return EROFS;
     const fd = openNode(s, f.node, m.flags);
     if (fd < 0) return -fd;
-    const q = statQid(f.node.fd);
-    if (typeof q === 'number') {
-      fs.close(fd);
-      return q;
-    }
+    const q = nodeQid(f.node);
     const fds = donation(s, f.node, fd);
     if (typeof fds === 'number') {
       fs.close(fd);
@@ -321,12 +320,12 @@ const handlers: { [T in TName]?: Handler<T> } = {
       fs.close(io);
       return node;
     }
-    const q = statQid(node.fd);
-    const fds = typeof q === 'number' ? q : donation(s, node, io);
-    if (typeof q === 'number' || typeof fds === 'number') {
+    const q = nodeQid(node);
+    const fds = donation(s, node, io);
+    if (typeof fds === 'number') {
       fs.close(io);
       node.release();
-      return typeof q === 'number' ? q : (fds as number);
+      return fds;
     }
     d.node.release();
     d.node = node;

@@ -105,6 +105,8 @@ export interface ExtendedError {
   readonly dest?: SocketAddress;
   /** An ICMP error: the payload of that datagram as the ICMP message quoted it (recvmsg's data). */
   readonly payload?: Uint8Array;
+  /** An ICMP error: when it arrived, on the stack's clock (ms): SO_TIMESTAMP's stamp on its MSG_ERRQUEUE read. */
+  readonly arrival?: number;
 }
 
 /** shutdown(2) directions, with Linux's SHUT_* values plus one. */

@@ -120,8 +120,11 @@ function in6Pktinfo(d: DatagramControl): Uint8Array {
   return data;
 }
 
-/** The receive timestamp: struct timeval or struct timespec (both two 64-bit words on 64-bit Linux). */
-function stamp(wallMs: number, w: number): Cmsg {
+/**
+ * The receive timestamp (SCM_TIMESTAMP, SCM_TIMESTAMPNS or their _NEW types by the Want bits `w`): struct
+ * timeval or struct timespec, both two 64-bit words on 64-bit Linux.
+ */
+export function stamp(wallMs: number, w: number): Cmsg {
   const ns = (w & Want.STAMP_NS) !== 0;
   const sec = Math.floor(wallMs / 1000);
   const nsec = Math.min(999_999_999, Math.max(0, Math.round((wallMs - sec * 1000) * 1e6)));

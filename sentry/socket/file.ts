@@ -13,7 +13,18 @@ import { type Endpoint, type IpSendOptions, type SocketAddress, ShutdownRead, Sh
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp } from '../../netstack/waiter.ts';
 import { LINUX as L, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN, decodeSockaddr, encodeSockaddr } from './abi.ts';
 import type { MsgHdr, SysRet } from './api.ts';
-import { type Cmsg, type ControlContext, type DatagramControl, datagramControl, layOut, receiveControl, sendControl, wantedControl } from './cmsg.ts';
+import {
+  type Cmsg,
+  type ControlContext,
+  type DatagramControl,
+  Want,
+  datagramControl,
+  layOut,
+  receiveControl,
+  sendControl,
+  stamp as stampCmsg,
+  wantedControl,
+} from './cmsg.ts';
 import { type OptSpec, decodeTimeval, encodeLinger, encodeTcpInfo, encodeTimeval, lookupOption } from './sockopt.ts';
 
 const EAGAIN = 11;
@@ -449,6 +460,9 @@ export class SocketFile {
     msg.flags |= L.MSG_ERRQUEUE;
     const msgs: Cmsg[] = [{ level: v6 ? L.SOL_IPV6 : L.SOL_IP, type: v6 ? L.IPV6_RECVERR : L.IP_RECVERR, data: body }];
     if (stamp) msgs.unshift({ level: L.SOL_SOCKET, type: L.SCM_TIMESTAMPING, data: stamp });
+    // sock_recv_timestamp: an ICMP error carries its arrival as any datagram does, for SO_TIMESTAMP and kin.
+    const w = this.wantedControl();
+    if (ee.arrival !== undefined && w & Want.STAMP) msgs.unshift(stampCmsg(this.wallTime(ee.arrival), w));
     const out = layOut(msg.control ?? new Uint8Array(0), msgs);
     if (out.truncated) msg.flags |= L.MSG_CTRUNC;
     msg.controllen = out.used;

@@ -120,6 +120,7 @@ signal.alarm(20)
 v6 = sys.argv[1] == '6'
 s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(41 if v6 else 0, 25 if v6 else 11, 1)
+s.setsockopt(1, 35, 1)   # SO_TIMESTAMPNS: the error's read carries its arrival too
 print('option', s.getsockopt(41 if v6 else 0, 25 if v6 else 11))
 peer = 'fd74:7376:30::2' if v6 else '198.19.30.2'
 s.sendto(b'to nobody', (peer, ${PORT + 1}))
@@ -129,7 +130,9 @@ try:
 except OSError as e: print('recvfrom', errno.errorcode[e.errno])
 d, anc, flags, a = s.recvmsg(100, 512, socket.MSG_ERRQUEUE)
 print('errqueue data', d, 'name', a[0], a[1] == ${PORT + 1}, 'flags', hex(flags))
+print('cmsgs', [(lvl, typ) for lvl, typ, data in anc])
 for lvl, typ, data in anc:
+    if lvl == 1: continue
     ee_errno, origin, typ_, code, pad, info, ee_data = struct.unpack('=IBBBBII', data[:16])
     fam = struct.unpack('=H', data[16:18])[0]
     off = socket.inet_ntop(socket.AF_INET6, data[24:40]) if fam == socket.AF_INET6 else socket.inet_ntoa(data[20:24])
@@ -221,6 +224,7 @@ for (const fam of ['4', '6']) {
     t.match(r.kernel, /^errqueue data b'to nobody' name \S+ True flags 0x2000$/m, 'the datagram it was about, MSG_ERRQUEUE');
     t.match(r.kernel, /^cmsg \d+ \d+ errno ECONNREFUSED origin \d type \d+ code \d+ info 0 offender \d+ \S+$/m);
     t.match(r.kernel, /^empty queue EAGAIN$/m);
+    t.match(r.kernel, /^cmsgs \[\(1, 35\), \(\d+, \d+\)\]$/m, 'the timestamp first, then the error');
   });
 }
 

@@ -479,6 +479,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       offender: { address: this.present(m.from), port: 0 },
       dest: { address: this.present(d.remote), port: d.remotePort },
       payload,
+      arrival: this.host.net.clock.now(),
     };
     this.errQueue.push({ ee, err: e.err, charge });
     this.errBytes += charge;

@@ -133,6 +133,10 @@ export class TcpEndpoint implements Endpoint {
   v6only = false;
   /** TCP_MAXSEG: 0 for none. */
   userMss = 0;
+  /** IP_TOS (IPV6_TCLASS's byte too) without its ECN bits, which TCP owns: every segment carries it. */
+  tos = 0;
+  /** IP_MTU_DISCOVER as set (IP_PMTUDISC_WANT, 1, by default); kept for getsockopt, path MTU discovery is always on. */
+  pmtudisc = 1;
   /** TCP_SYNCNT: SYN retransmissions before connect() fails; 0 for tcp_syn_retries. */
   synCount = 0;
   /** TCP_LINGER2 in ms: 0 for tcp_fin_timeout, -1 to drop an orphan at once in FIN-WAIT-2 (tcp(7)). */

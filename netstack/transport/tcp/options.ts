@@ -76,6 +76,11 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.cork ? 1 : 0;
     case 'TCP_MAXSEG':
       return ep.state === State.Closed || ep.state === State.Listen ? ep.userMss || 536 : ep.snd.mss;
+    case 'IP_TOS':
+      // What the application set, less the ECN bits (TCP's own).
+      return ep.tos;
+    case 'IP_MTU_DISCOVER':
+      return ep.pmtudisc;
     case 'SO_KEEPALIVE':
       return ep.keepalive ? 1 : 0;
     case 'TCP_KEEPIDLE':
@@ -158,6 +163,20 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       ep.cork = b;
       if (!b && ep.nodelay) ep.pushQueued();
       else if (!b) ep.push();
+      return undefined;
+    }
+    case 'IP_TOS': {
+      // do_ip_setsockopt on a stream socket: the ECN bits are TCP's, only the rest is the application's.
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.tos = n & 0xfc;
+      return undefined;
+    }
+    case 'IP_MTU_DISCOVER': {
+      // IP_PMTUDISC_DONT … IP_PMTUDISC_OMIT.
+      const n = int(value, 0, 5);
+      if (typeof n !== 'number') return n;
+      ep.pmtudisc = n;
       return undefined;
     }
     case 'TCP_MAXSEG': {

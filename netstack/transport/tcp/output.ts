@@ -81,7 +81,7 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
     const wnd = rcv.windowToAdvertise(snd.mss);
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0, ecn);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0, ecn | ep.tos);
     ep.stats.segmentsSent += segs;
     if (err) ep.stats.sendErrors++;
     rcv.onAckSent(wnd);
@@ -140,7 +140,7 @@ export function sendAck(ep: TcpEndpoint): void {
   if (plainOptions(ep)) {
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0, 0, ep.tos);
     ep.stats.segmentsSent++;
     if (err) ep.stats.sendErrors++;
   } else {
@@ -212,7 +212,7 @@ function emit(ep: TcpEndpoint,
     len,
     write,
     undefined,
-    ecn,
+    ecn | ep.tos,
   );
   ep.stats.segmentsSent++;
   if (err) ep.stats.sendErrors++;

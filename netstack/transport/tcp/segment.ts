@@ -105,12 +105,17 @@ export function sendFast(
   return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
 }
 
-// One options object per ECN codepoint, so that marking a segment allocates nothing.
-const ECN_OPTIONS: readonly (SendOptions | undefined)[] = [undefined, { tos: 1 }, { tos: 2 }, { tos: 3 }];
+// One options object per TOS byte, made once when first used, so that marking a segment allocates nothing.
+const TOS_OPTIONS: (SendOptions | undefined)[] = [];
 
-/** Send options carrying the IP ECN codepoint `ecn` (RFC 3168 §5) in the TOS/traffic-class byte; none for Not-ECT. */
-function ecnOptions(ecn: number): SendOptions | undefined {
-  return ECN_OPTIONS[ecn & 3];
+/**
+ * Send options carrying `tos` in the TOS/traffic-class byte: the socket's IP_TOS (DSCP bits) with the segment's ECN
+ * codepoint (RFC 3168 §5) in the low two bits; none for 0.
+ */
+function ecnOptions(tos: number): SendOptions | undefined {
+  const v = tos & 0xff;
+  if (v === 0) return undefined;
+  return (TOS_OPTIONS[v] ??= { tos: v });
 }
 
 /** The sequence space a received segment occupies: payload plus one for SYN and one for FIN (RFC 9293 §3.4). */

@@ -135,3 +135,21 @@ t.test('EcnState.dataArrived: CE starts a demand once, CWR ends it, ECT is seen'
   t.equal(e.dataArrived(ECN_ECT0, true), true, 'CWR: ACK now');
   t.equal(e.demandCwr, false);
 });
+
+t.test('IP_TOS on a TCP socket → every segment carries its bits; the ECN bits stay TCP\'s (do_ip_setsockopt on a stream socket)', async (t) => {
+  const { h, ep } = client(1);
+  // The application's ECN bits are dropped: 0x2f keeps 0x2c.
+  t.equal(ep.setOption('IP_TOS', 0x2f), undefined);
+  t.equal(ep.getOption('IP_TOS'), 0x2c);
+  ep.setOption('TCP_NODELAY', 1);
+  h.net.sent.length = 0;
+  ep.write(pattern(500));
+  t.same(h.net.sent.map((s) => s.tos), [0x2c | ECN_ECT0], 'new data: the DSCP bits and ECT(0)');
+  h.net.sent.length = 0;
+  h.send({ flags: A | TCP_PSH, ack: seq.add(h.iss, 501), payload: pattern(100) });
+  h.advance(200);
+  t.same(h.net.sent.map((s) => s.tos), [0x2c], 'a pure ACK: the DSCP bits, Not-ECT');
+  t.equal(ep.setOption('IP_MTU_DISCOVER', 0), undefined, 'IP_PMTUDISC_DONT is accepted');
+  t.equal(ep.getOption('IP_MTU_DISCOVER'), 0);
+  t.equal(ep.setOption('IP_MTU_DISCOVER', 6), Err.InvalidArgument);
+});

@@ -54,6 +54,8 @@ export interface Sent {
   repr: TcpRepr;
   /** The IP ECN codepoint it left with (RFC 3168 §5). */
   ecn: number;
+  /** The whole TOS / traffic-class byte it left with. */
+  tos: number;
 }
 
 /** A NetworkLayer that records what TCP sends instead of sending it. */
@@ -90,7 +92,7 @@ export class CaptureNet implements NetworkLayer {
         if (typeof pkt === 'string') throw new Error(`TCP sent a malformed segment: ${pkt}`);
         const repr = parseTcp(pkt, LOCAL, remote);
         if (typeof repr === 'string') throw new Error(`TCP sent a bad segment: ${repr}`);
-        net.sent.push({ src: LOCAL, dst: remote, repr, ecn: (opts?.tos ?? 0) & 3 });
+        net.sent.push({ src: LOCAL, dst: remote, repr, ecn: (opts?.tos ?? 0) & 3, tos: opts?.tos ?? 0 });
         return undefined;
       },
     };

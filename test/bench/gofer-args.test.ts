@@ -1,0 +1,39 @@
+// bench/gofer.ts's command line: --help says what it takes; anything else is one line and status 2, before any
+// work (an unknown option used to run the whole benchmark, several minutes, as if it were not there).
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+
+const BENCH = join(import.meta.dirname, '../../bench/gofer.ts');
+
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', BENCH, ...args], { timeout: 60000 });
+    return { code: 0, out: r.stdout, err: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, out: x.stdout ?? '', err: x.stderr ?? '' };
+  }
+}
+
+t.test('--help → the options, status 0', async (t) => {
+  const r = await run('--help');
+  t.equal(r.code, 0);
+  t.match(r.out, /--quick/);
+  t.match(r.out, /--untar/);
+  t.match(r.out, /--json FILE/);
+});
+
+t.test('an unknown option → one line naming it, status 2, nothing run', async (t) => {
+  const r = await run('--quick', '--bogus');
+  t.equal(r.code, 2);
+  t.equal(r.err, "bench/gofer.ts: unknown option '--bogus' (--help lists them)\n");
+  t.equal(r.out, '');
+});
+
+t.test('--json without a file → one line, status 2', async (t) => {
+  const r = await run('--json');
+  t.equal(r.code, 2);
+  t.equal(r.err, 'bench/gofer.ts: --json needs a file name\n');
+});

@@ -100,7 +100,8 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
   snd.bytesSent += len;
   if (retransmit) {
     ep.stats.retransmits++;
-    snd.totalRetrans++;
+    // Linux counts a retransmitted skb as its segments (tp->total_retrans += tcp_skb_pcount).
+    snd.totalRetrans += segs;
     snd.retransBytes += len;
     snd.cancelTiming();
   }

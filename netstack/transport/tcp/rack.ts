@@ -122,14 +122,15 @@ export class Rack {
         e.lost = false;
         // Linux counts an skb as its segments (tcp_skb_pcount).
         this.deliveredPackets += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
-        if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
-        else if (!e.retransmitted) this.reorderingSeen = true;
-        if (!e.retransmitted && (reordered === -1 || seq.lt(e.start, reordered))) {
-          // SACKed segments compare with the highest delivered after this ACK, acknowledged ones with the highest
-          // before it (Linux: tcp_sacktag_write_queue and tcp_clean_rtx_queue's prior_fack).
-          const fack = cumulative ? priorFack : this.fack;
-          if (fack !== -1 && seq.lt(e.start, fack)) reordered = e.start;
+        // A segment never resent delivered below the highest one delivered was reordered. SACKed segments compare
+        // with the highest delivered so far, acknowledged ones with the highest before this ACK (Linux:
+        // tcp_sacktag_one, and tcp_clean_rtx_queue's prior_fack: SACKs of this ACK taken first do not count).
+        const fack = cumulative ? priorFack : this.fack;
+        if (!e.retransmitted && fack !== -1 && seq.lt(e.start, fack)) {
+          this.reorderingSeen = true;
+          if (reordered === -1 || seq.lt(e.start, reordered)) reordered = e.start;
         }
+        if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
         const rtt = now - e.at;
         if (e.retransmitted && rtt < minRtt) continue;
         this.rtt = rtt;

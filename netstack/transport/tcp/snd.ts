@@ -511,7 +511,10 @@ export class Sender {
       this.prrDelivered = 0;
       this.prrOut = 0;
       this.cc.cwnd = prior;
-      this.rack.markLost(this.una, this.mss);
+      // The duplicate-ACK threshold's verdict is the first segment, unless RACK already deemed the head lost (then
+      // it is resent as it was sent).
+      const head = this.rack.firstLost();
+      if (!head || seq.gt(head.start, this.una)) this.rack.markLost(this.una, this.mss);
       // Entered by the RACK timer, Linux reckons one segment delivered (tcp_rack_reo_timeout).
       this.prrReduce(Math.max(delivered, 1), false, newlyLost);
       this.output();
@@ -556,10 +559,14 @@ export class Sender {
     this.rtxTimer.set(this.rtt.rto);
   }
 
-  /** Resends up to one MSS from the start of the lost range [start, end). */
-  private retransmitEntry(start: number, end: number): number {
+  /**
+   * Resends up to `max` bytes (one MSS unless given) from the start of the lost range [start, end), as one packet:
+   * Linux's tcp_retransmit_skb sends a lost skb whole, up to what cwnd lets go, and one of more than a segment
+   * is a GSO packet (with PSH, as every such packet).
+   */
+  private retransmitEntry(start: number, end: number, max = this.mss): number {
     const dataEnd = this.finQueued ? seq.min(end, this.finSeq) : end;
-    const len = Math.max(0, Math.min(this.mss, seq.sub(dataEnd, start)));
+    const len = Math.max(0, Math.min(max, seq.sub(dataEnd, start)));
     const fin = this.finQueued && len === seq.sub(dataEnd, start) && seq.gt(end, this.finSeq);
     if (len === 0 && !fin) {
       this.rack.record(start, end, this.ep.clock.now(), true);
@@ -599,10 +606,11 @@ export class Sender {
       left -= n;
       const last = left === 0;
       transmitData(this.ep, at, n, fin && last, retransmit, psh && last);
-      const end = seq.add(at, n + (fin && last ? 1 : 0));
-      if (this.ep.sackOk) this.rack.record(at, end, this.ep.clock.now(), retransmit);
-      at = end;
+      at = seq.add(at, n + (fin && last ? 1 : 0));
     } while (left > 0);
+    // RACK logs the packet as one transmission, as Linux's retransmission queue holds the skb it sent (cut later
+    // only at SACK edges): a lost one is resent whole.
+    if (this.ep.sackOk) this.rack.record(s, at, this.ep.clock.now(), retransmit);
     // SO_TIMESTAMPING: the packet holding a marked byte passed the queueing layer and went to the device.
     if (this.ep.ts.active && len > 0 && this.ep.ts.sent(this.offsetOf(s), this.offsetOf(s) + len, this.ep.clock.now())) {
       this.ep.waiter.notify(EventErr);
@@ -633,7 +641,10 @@ export class Sender {
       if (this.inRecovery && ep.sackOk && cwndLeft > 0) {
         const lost = this.rack.firstLost();
         if (lost) {
-          this.retransmitEntry(lost.start, lost.end);
+          // As many whole segments of the lost transmission as cwnd and PRR let go now (tcp_xmit_retransmit_queue's
+          // segs = cwnd − in flight), at least one.
+          const segs = Math.max(1, Math.min(Math.floor(cwndLeft / this.mss), this.prrQuota, this.gsoSegs()));
+          this.retransmitEntry(lost.start, lost.end, segs * this.mss);
           continue;
         }
       }

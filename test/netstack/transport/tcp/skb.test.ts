@@ -203,3 +203,17 @@ t.test('ESTABLISHED write of many skbs with cwnd 2 → each full skb is sent as 
   t.same(pushed, [18000, 34000, 40000]);
   t.end();
 });
+
+t.test('ESTABLISHED SACK recovery → a lost 2-segment GSO packet is resent whole, as one 2-segment packet with PSH (tcp_retransmit_skb; upstream sack-route-refresh-ip-tos)', (t) => {
+  const { h, ep, base } = server(10);
+  t.equal(ep.write(pattern(10000)), 10000);
+  t.same(drain(h, base).length, 10, 'five 2-segment packets');
+  h.net.gsoSent.length = 0;
+  h.advance(10);
+  // The first packet arrives, the second is lost, the other three arrive: RACK deems [2000, 4000) lost.
+  h.send({ flags: TCP_ACK, seq: h.peerNxt, ack: seq.add(base, 2000), window: 514, options: { sack: [{ left: seq.add(base, 4000), right: seq.add(base, 10000) }] } });
+  t.ok(ep.snd.inRecovery);
+  t.same(h.net.gsoSent.map((g) => g.segment.length - 20), [2000], 'one super-segment of two');
+  t.same(drain(h, base), [[2000, 1000, false], [3000, 1000, true]]);
+  t.end();
+});

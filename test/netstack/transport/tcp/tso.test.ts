@@ -91,7 +91,7 @@ t.test('ESTABLISHED TSO route, write 700 bytes → one segment whose checksum th
   t.end();
 });
 
-t.test('ESTABLISHED SACK of the middle of one 5-MSS unit → only the two holes below it resent, MSS-sized', (t) => {
+t.test('ESTABLISHED SACK of the middle of one 5-MSS unit → only the two holes below it resent, together as one 2-MSS unit (tcp_retransmit_skb)', (t) => {
   const h = tsoHarness();
   const ep = h.connect();
   const base = h.iss + 1;
@@ -107,12 +107,14 @@ t.test('ESTABLISHED SACK of the middle of one 5-MSS unit → only the two holes 
     const r = h.next();
     if (r.payload.length > 0) {
       resent.push(seq.sub(r.seq, base) / MSS);
-      t.equal(r.payload.length, MSS, 'retransmissions are MSS-sized');
+      t.equal(r.payload.length, MSS, 'the link cuts the retransmission into MSS-sized segments');
       t.same(Buffer.from(r.payload), Buffer.from(pattern(10 * MSS).subarray(seq.sub(r.seq, base), seq.sub(r.seq, base) + MSS)));
     }
   }
   t.same(resent, [0, 1], 'the holes, and not the SACKed part or the part above it');
-  t.equal(h.net.gsoSent.length, 2, 'no retransmission went out as a super-segment');
+  // The lost part of the first unit (cut at the SACK's edge) is resent whole: one super-segment of two.
+  t.same(h.net.gsoSent.slice(2).map((g) => g.gsoSize), [MSS]);
+  t.equal(h.net.gsoSent.length, 3, 'the holes went out as one super-segment');
   // The rest arrives: everything acknowledged, nothing more to send.
   h.send({ flags: TCP_ACK, ack: seq.add(base, 10 * MSS), options: { tsVal: 301, tsEcr: 0 } });
   h.clearSent();

@@ -430,6 +430,7 @@ export function tcpInfo(ep: TcpEndpoint): { [k: string]: number } {
     tcpi_notsent_bytes: snd.unsent,
     tcpi_min_rtt: Number.isFinite(snd.rtt.minRtt) ? Math.round(snd.rtt.minRtt * 1000) : 0,
     tcpi_dsack_dups: snd.sb.dsacks,
+    tcpi_reord_seen: snd.rack.reordSeen,
     tcpi_snd_wnd: snd.wnd,
     tcpi_rcv_wnd: rcv.wnd,
     tcpi_last_data_sent: snd.lastSend ? Math.round(now - snd.lastSend) : 0,

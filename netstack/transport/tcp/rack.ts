@@ -49,8 +49,8 @@ export class Rack {
   deliveredPackets = 0;
   /** RACK.fack: the highest end of any delivered segment (§6.2 step 3). */
   fack = -1;
-  /** RACK.reordering_seen: a segment was delivered below RACK.fack without having been retransmitted. */
-  reorderingSeen = false;
+  /** ACKs that showed a segment never resent delivered below RACK.fack (Linux's tp->reord_seen, tcpi_reord_seen). */
+  reordSeen = 0;
   /**
    * The reordering degree seen, in segments (Linux's tp->reordering, tcpi_reordering): how far above a segment
    * delivered out of order the highest delivered one was, at least the default 3 (tcp_check_sack_reordering).
@@ -126,9 +126,8 @@ export class Rack {
         // with the highest delivered so far, acknowledged ones with the highest before this ACK (Linux:
         // tcp_sacktag_one, and tcp_clean_rtx_queue's prior_fack: SACKs of this ACK taken first do not count).
         const fack = cumulative ? priorFack : this.fack;
-        if (!e.retransmitted && fack !== -1 && seq.lt(e.start, fack)) {
-          this.reorderingSeen = true;
-          if (reordered === -1 || seq.lt(e.start, reordered)) reordered = e.start;
+        if (!e.retransmitted && fack !== -1 && seq.lt(e.start, fack) && (reordered === -1 || seq.lt(e.start, reordered))) {
+          reordered = e.start;
         }
         if (this.fack === -1 || seq.gt(e.end, this.fack)) this.fack = e.end;
         const rtt = now - e.at;
@@ -146,11 +145,17 @@ export class Rack {
     if (entries.length > 0 && seq.lt(entries[0]!.start, una)) entries[0]!.start = una;
   }
 
+  /** RACK.reordering_seen (RFC 8985 §6.2 step 3). */
+  get reorderingSeen(): boolean {
+    return this.reordSeen > 0;
+  }
+
   /**
    * Linux's tcp_check_sack_reordering: a segment starting at `low` was delivered out of order; when the highest
    * delivered byte lies more than the reordering degree above it, the degree becomes that distance in segments.
    */
   private noteReordering(low: number, mss: number): void {
+    this.reordSeen++;
     const metric = seq.sub(this.fack, low);
     if (metric > this.reordering * mss) this.reordering = Math.min(Math.ceil(metric / mss), MAX_REORDERING);
   }

@@ -309,6 +309,7 @@ t.test('SACK recovery → tcpi_lost counts segments deemed lost until delivered,
   h.advance(5);
   t.equal(info().tcpi_lost, 0);
   t.equal(info().tcpi_reordering, 3, 'Linux\'s default degree');
+  t.equal(info().tcpi_reord_seen, 0);
   // Segments 2, 6 and 8 arrive; RACK deems everything sent with them and not delivered lost: 0, 1, 3, 4, 5, 7.
   h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 3]) });
   h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 3], [6, 7]) });
@@ -321,6 +322,7 @@ t.test('SACK recovery → tcpi_lost counts segments deemed lost until delivered,
   h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([2, 4], [6, 7], [8, 9]) });
   t.equal(info().tcpi_lost, 5);
   t.equal(info().tcpi_reordering, 6);
+  t.equal(info().tcpi_reord_seen, 1, 'one ACK showed reordering');
   h.send({ flags: A, seq: h.peerNxt, ack: seg(1), options: sack([2, 4], [6, 7], [8, 9]) });
   // 0 is delivered; 9, sent with the first flight, is deemed lost now: the resent 0, acknowledged a round trip
   // after it left, moved RACK past it.

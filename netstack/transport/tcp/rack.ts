@@ -47,6 +47,12 @@ export class Rack {
   marked = 0;
   /** Segments ever delivered (cumulatively ACKed or SACKed), for PRR. */
   deliveredPackets = 0;
+  /**
+   * Bytes the last onDelivered found newly SACKed, and bytes it found cumulatively acknowledged that an earlier
+   * ACK had SACKed: with the bytes the ACK moved SND.UNA by, what it delivered (Linux's acked_sacked).
+   */
+  newlySacked = 0;
+  sackedBeforeAcked = 0;
   /** RACK.fack: the highest end of any delivered segment (§6.2 step 3). */
   fack = -1;
   /** ACKs that showed a segment never resent delivered below RACK.fack (Linux's tp->reord_seen, tcpi_reord_seen). */
@@ -108,6 +114,13 @@ export class Rack {
     // Where the lowest segment delivered out of order (never retransmitted, below what was delivered before it) starts.
     const priorFack = this.fack;
     let reordered = -1;
+    this.newlySacked = 0;
+    this.sackedBeforeAcked = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (seq.ge(e.start, una)) break;
+      if (e.delivered) this.sackedBeforeAcked += seq.sub(seq.min(e.end, una), e.start);
+    }
     // As Linux: the SACKed segments first (tcp_sacktag_write_queue), then the cumulatively acknowledged ones in
     // sequence order (tcp_clean_rtx_queue); RACK.rtt is the RTT of the last one taken (tcp_rack_advance sets it
     // for every unambiguous delivery), while RACK.xmit_ts follows the most recently sent.
@@ -120,6 +133,7 @@ export class Rack {
         if (cumulative ? !acked : acked || !(sacked && sb.covers(e.start, e.end))) continue;
         e.delivered = true;
         e.lost = false;
+        if (!cumulative) this.newlySacked += seq.sub(e.end, e.start);
         // Linux counts an skb as its segments (tcp_skb_pcount).
         this.deliveredPackets += Math.max(1, Math.ceil(seq.sub(e.end, e.start) / mss));
         // A segment never resent delivered below the highest one delivered was reordered. SACKed segments compare

@@ -363,8 +363,10 @@ export class Sender {
       } else if (!reduced && this.isCwndLimited()) {
         // Only a window in use grows (RFC 7661 §4.2, Linux's tcp_is_cwnd_limited): a request/response
         // connection's few bytes in flight would otherwise grow cwnd, and the send buffer after it, on every
-        // ACK without bound.
-        this.cc.onAck(acked, flightBefore, ctx);
+        // ACK without bound. With SACK it grows by what this ACK delivered (Linux's acked_sacked): bytes an
+        // earlier ACK SACKed counted then, or never, not again now.
+        const grow = this.ep.sackOk ? Math.max(0, acked - this.rack.sackedBeforeAcked) + this.rack.newlySacked : acked;
+        this.cc.onAck(grow, flightBefore, ctx);
         this.tuneBuffer();
       }
       if (!this.inRecovery) this.dupAcks = 0;
@@ -378,6 +380,11 @@ export class Sender {
     } else if (dupCandidate && this.max !== this.una) {
       // RFC 5681 §2 duplicate ACK.
       this.dupAcks++;
+      // Linux's tcp_may_raise_cwnd: once reordering deeper than tcp_reordering was seen, SACKed data is progress
+      // and grows cwnd as acknowledged data would.
+      if (!this.inRecovery && this.ep.sackOk && this.rack.newlySacked > 0 && this.rack.reordering > DUP_THRESH && this.isCwndLimited()) {
+        this.cc.onAck(this.rack.newlySacked, flightBefore, ctx);
+      }
       if (!this.inRecovery) {
         const sackLoss = this.ep.sackOk && this.sb.sacked >= DUP_THRESH * this.mss;
         if (this.dupAcks >= DUP_THRESH || sackLoss) this.enterRecovery(delivered, newlyLost);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { SackBlock } from '../../../../netstack/wire/tcp.ts';
-import { TCP_ACK } from '../../../../netstack/wire/tcp.ts';
-import { Harness, pattern } from './helper.ts';
+import { TCP_ACK, TCP_SYN } from '../../../../netstack/wire/tcp.ts';
+import { Harness, PEER_PORT, REMOTE, pattern } from './helper.ts';
 
 const A = TCP_ACK;
 const MSS = 1460;
@@ -330,4 +330,33 @@ t.test('SACK recovery → tcpi_lost counts segments deemed lost until delivered,
   h.send({ flags: A, seq: h.peerNxt, ack: seg(10) });
   t.equal(info().tcpi_lost, 0);
   t.equal(info().tcpi_reordering, 6, 'the degree stays');
+});
+
+t.test('ESTABLISHED slow start with SACK → cwnd grows by what each ACK delivered: SACKed data once reordering deeper than 3 was seen, never again when acknowledged (Linux acked_sacked, tcp_may_raise_cwnd)', async (t) => {
+  const h = new Harness({ congestion: 'reno' });
+  // A 20 ms handshake: RACK's reordering window is a quarter of that, so the first SACKs deem nothing lost.
+  const ep = h.tcp.newEndpoint(4);
+  ep.connect({ address: REMOTE, port: PEER_PORT });
+  const syn = h.expect({ flags: TCP_SYN });
+  h.iss = syn.seq;
+  h.localPort = syn.srcPort;
+  h.advance(20);
+  h.send({ flags: TCP_SYN | A, ack: h.iss + 1, options: { mss: MSS, sackPermitted: true } });
+  h.peerNxt++;
+  h.expect({ flags: A });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const sack = (...r: [number, number][]) => ({ sack: r.map(([a, b]) => ({ left: seg(a), right: seg(b) })) });
+  ep.write(pattern(10 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
+  h.advance(20);
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([9, 10]) });
+  t.notOk(ep.snd.inRecovery);
+  t.equal(ep.snd.cc.cwnd, 10 * MSS, 'a SACK alone grows nothing while reordering is at most 3');
+  // Segment 3 arrives 7 segments late: reordering 7, and from now on SACKed data is progress.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: sack([3, 4], [9, 10]) });
+  t.equal(ep.snd.cc.cwnd, 11 * MSS);
+  // The rest arrives: 8 segments newly delivered, the 2 SACKed before not counted again.
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(10) });
+  t.equal(ep.snd.cc.cwnd, 19 * MSS);
 });

@@ -129,11 +129,11 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   },
   'net.ipv4.tcp_ecn_fallback': { linux: '1', check: int(0, 1), tcp: bool('ecnFallback'), read: (c) => (c.ecnFallback ? '1' : '0') },
   'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32), tcp: num('notsentLowat'), read: (c) => String(c.notsentLowat) },
+  'net.ipv4.tcp_reordering': { linux: '3', check: int(1, INT_MAX), tcp: num('reordering'), read: (c) => String(c.reordering) },
+  'net.ipv4.tcp_max_reordering': { linux: '300', check: int(1, INT_MAX), tcp: num('maxReordering'), read: (c) => String(c.maxReordering) },
   // Kept, not yet read by tsvisor's TCP.
   'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
-  'net.ipv4.tcp_reordering': { linux: '3', check: int(1, INT_MAX) },
-  'net.ipv4.tcp_max_reordering': { linux: '300', check: int(1, INT_MAX) },
   'net.ipv4.tcp_early_retrans': { linux: '3', check: int(0, 4) },
   'net.ipv4.tcp_recovery': { linux: '1', check: int(0, INT_MAX) },
   'net.ipv4.tcp_tso_win_divisor': { linux: '3', check: int(1, 255) },

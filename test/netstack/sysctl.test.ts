@@ -30,6 +30,10 @@ t.test('set → TCP\'s configuration changes at once; a key without a knob is ke
   t.same(n.sysctl.set('net.ipv4.tcp_fastopen_key', 'A1A1A1A1-b2b2b2b2-c3c3c3c3-d4d4d4d4'), { value: 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4', applied: true });
   t.equal(n.tcp.config.fastOpenKey, 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4');
   t.match(n.sysctl.set('net.ipv4.tcp_dsack', '0'), { applied: false, why: /does not read it yet/ });
+  t.same(n.sysctl.set('net.ipv4.tcp_reordering', '10'), { value: '10', applied: true });
+  t.equal(n.tcp.config.reordering, 10);
+  t.same(n.sysctl.set('net.ipv4.tcp_max_reordering', '20'), { value: '20', applied: true });
+  t.equal(n.tcp.config.maxReordering, 20);
   n.close();
 });
 

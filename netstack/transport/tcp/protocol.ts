@@ -108,6 +108,9 @@ export interface TcpConfig {
   ecnFallback: boolean;
   /** Unsent bytes above which a socket is not writable (tcp_notsent_lowat), unless TCP_NOTSENT_LOWAT says otherwise. */
   notsentLowat: number;
+  /** A connection's initial reordering degree in segments (tcp_reordering), and the most it may grow to (tcp_max_reordering). */
+  reordering: number;
+  maxReordering: number;
 }
 
 /** Linux's defaults. */
@@ -147,6 +150,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   ecn: 2,
   ecnFallback: true,
   notsentLowat: 0xffffffff,
+  reordering: 3,
+  maxReordering: 300,
 });
 
 /** TCP counters, registered with the stack's Stats as group "tcp". */

@@ -62,6 +62,8 @@ export class Rack {
    * delivered out of order the highest delivered one was, at least the default 3 (tcp_check_sack_reordering).
    */
   reordering = INITIAL_REORDERING;
+  /** The most `reordering` may grow to (tcp_max_reordering). */
+  maxReordering = MAX_REORDERING;
 
   /** Records a transmission of [start, end) at `at`, replacing what the log held for those bytes. */
   record(start: number, end: number, at: number, retransmitted: boolean): void {
@@ -171,7 +173,7 @@ export class Rack {
   private noteReordering(low: number, mss: number): void {
     this.reordSeen++;
     const metric = seq.sub(this.fack, low);
-    if (metric > this.reordering * mss) this.reordering = Math.min(Math.ceil(metric / mss), MAX_REORDERING);
+    if (metric > this.reordering * mss) this.reordering = Math.min(Math.ceil(metric / mss), this.maxReordering);
   }
 
   /**

@@ -154,6 +154,8 @@ export class Sender {
     this.persistTimer = new LazyTimer(ep.clock, () => this.onPersist());
     this.tlpTimer = new LazyTimer(ep.clock, () => this.onTlp());
     this.rackTimer = new LazyTimer(ep.clock, () => this.onRackTimer());
+    this.rack.reordering = ep.proto.config.reordering;
+    this.rack.maxReordering = ep.proto.config.maxReordering;
   }
 
   /**
@@ -382,7 +384,7 @@ export class Sender {
       this.dupAcks++;
       // Linux's tcp_may_raise_cwnd: once reordering deeper than tcp_reordering was seen, SACKed data is progress
       // and grows cwnd as acknowledged data would.
-      if (!this.inRecovery && this.ep.sackOk && this.rack.newlySacked > 0 && this.rack.reordering > DUP_THRESH && this.isCwndLimited()) {
+      if (!this.inRecovery && this.ep.sackOk && this.rack.newlySacked > 0 && this.rack.reordering > this.ep.proto.config.reordering && this.isCwndLimited()) {
         this.cc.onAck(this.rack.newlySacked, flightBefore, ctx);
       }
       if (!this.inRecovery) {
@@ -467,7 +469,7 @@ export class Sender {
    */
   private reorderWindow(): number {
     if (!Number.isFinite(this.rtt.minRtt)) return 0;
-    const thresholdMet = this.inRecovery || this.dupAcks >= DUP_THRESH || this.sb.sacked >= DUP_THRESH * this.mss;
+    const thresholdMet = this.inRecovery || this.dupAcks >= DUP_THRESH || this.sb.sacked >= this.rack.reordering * this.mss;
     if (!this.rack.reorderingSeen && thresholdMet) return 0;
     return Math.min((this.rtt.minRtt / 4) * this.reoWndMult, this.rtt.srtt);
   }

@@ -360,3 +360,18 @@ t.test('ESTABLISHED slow start with SACK → cwnd grows by what each ACK deliver
   h.send({ flags: A, seq: h.peerNxt, ack: seg(10) });
   t.equal(ep.snd.cc.cwnd, 19 * MSS);
 });
+
+t.test('net.ipv4.tcp_reordering and tcp_max_reordering → a connection starts at that degree and grows to at most the cap', async (t) => {
+  const h = new Harness({ reordering: 4, maxReordering: 5 });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const seg = (i: number) => snd + i * MSS;
+  const info = () => ep.getOption('TCP_INFO') as Record<string, number>;
+  t.equal(info().tcpi_reordering, 4);
+  ep.write(pattern(10 * MSS));
+  for (let i = 0; i < 10; i++) h.expect({ seq: seg(i) });
+  // Segment 9 is SACKed, then everything below it acknowledged: 9 segments of reordering, capped at 5.
+  h.send({ flags: A, seq: h.peerNxt, ack: snd, options: { sack: [{ left: seg(9), right: seg(10) }] } });
+  h.send({ flags: A, seq: h.peerNxt, ack: seg(10) });
+  t.equal(info().tcpi_reordering, 5);
+});

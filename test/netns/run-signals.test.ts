@@ -101,7 +101,8 @@ for i in range(${ROUNDS}):
             if e.errno != errno.EADDRINUSE: raise
             time.sleep(0.005)
     print('round', i, 'bind attempts', attempt + 1, flush=True)
-    time.sleep(0.3)  # the test counts the Sentry's fds now
+    # The test counts the Sentry's fds now, with this listener open, and then writes ack-<i> beside this script.
+    while not os.path.exists(os.path.join(os.path.dirname(sys.argv[0]), 'ack-%d' % i)): time.sleep(0.005)
     l.close()
 c = socket.socket()
 print('connect', errno.errorcode.get(c.connect_ex(('127.0.0.1', 9500)), 0), flush=True)
@@ -111,6 +112,7 @@ print('connect', errno.errorcode.get(c.connect_ex(('127.0.0.1', 9500)), 0), flus
     const ok = await waitFor(() => run.stdout().includes(`round ${i} `), HANG_MS);
     if (!ok) break;
     counts.push(fdCount(run.child.pid!));
+    b.file(`ack-${i}`, '');
   }
   const r = await run.done;
   t.equal(r.code, 0, r.stderr);

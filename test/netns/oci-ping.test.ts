@@ -28,12 +28,12 @@ function containerAndPeer(t: Test): string {
 const DOCKER_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
 
-/** Runs `ping -c 2 198.18.185.1` in a container with `caps`; its exit status and output. */
+/** Runs `ping -c 2 -i 0.2 198.18.185.1` in a container with `caps`; its exit status and output. */
 async function ping(t: Test, id: string, caps: string[], globals: string[] = []) {
   const ctr = containerAndPeer(t);
   const b = makeBundle(t);
   t.teardown(() => cleanUp(b));
-  b.config.process.args = ['ping', '-c', '2', '198.18.185.1'];
+  b.config.process.args = ['ping', '-c', '2', '-i', '0.2', '198.18.185.1'];
   b.config.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
   b.config.linux.namespaces = b.config.linux.namespaces.map((n: any) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ctr}` } : n));
   b.write();

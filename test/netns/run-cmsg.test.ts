@@ -239,7 +239,7 @@ for (const fam of ['4', '6']) {
 }
 
 t.test('ping -6: busybox (raw socket, IPV6_2292HOPLIMIT) and iputils (IPV6_RECVHOPLIMIT) show the hop limit the kernel ping shows', async (t) => {
-  for (const argv of [['busybox', 'ping', '-6', '-c', '2', 'fd74:7376:30::2'], ['ping', '-6', '-c', '2', 'fd74:7376:30::2']]) {
+  for (const argv of [['busybox', 'ping', '-6', '-c', '2', '-i', '0.2', 'fd74:7376:30::2'], ['ping', '-6', '-c', '2', '-i', '0.2', 'fd74:7376:30::2']]) {
     const k = await collect(spawnIn(pair.nsA, argv), 60000);
     const kernelTtl = /ttl=(-?\d+)/.exec(k.stdout)?.[1];
     t.ok(kernelTtl !== undefined && Number(kernelTtl) > 0, `${argv[0]} on the kernel: ttl=${kernelTtl}`);
@@ -252,7 +252,7 @@ t.test('ping -6: busybox (raw socket, IPV6_2292HOPLIMIT) and iputils (IPV6_RECVH
 });
 
 t.test('iputils ping (IPv4, a ping socket inside): the TTL from IP_RECVTTL as the kernel ping shows it, no option refused', async (t) => {
-  const argv = ['ping', '-c', '2', '198.19.30.2'];
+  const argv = ['ping', '-c', '2', '-i', '0.2', '198.19.30.2'];
   const k = await collect(spawnIn(pair.nsA, argv), 60000);
   const kernelTtl = /ttl=(\d+)/.exec(k.stdout)?.[1];
   t.ok(kernelTtl !== undefined, `the kernel's ping: ttl=${kernelTtl}`);

@@ -13,14 +13,14 @@ t.teardown(() => pair.destroy());
 const take = ['--netns', pair.nsA, '--dev', pair.devA];
 
 t.test('--allow-raw: busybox ping -c 2 to the Linux peer → 2 replies with a TTL, exit 0', async (t) => {
-  const r = await tsvisorRun(undefined, [...take, '--allow-raw', '--', 'busybox', 'ping', '-c', '2', '198.18.185.2']);
+  const r = await tsvisorRun(undefined, [...take, '--allow-raw', '--', 'busybox', 'ping', '-c', '2', '-i', '0.2', '198.18.185.2']);
   t.equal(r.code, 0, r.stderr + r.stdout);
   t.match(r.stdout, /2 packets transmitted, 2 packets received, 0% packet loss/);
   t.match(r.stdout, /bytes from 198\.18\.185\.2: seq=1 ttl=64 time=/, 'the TTL comes from the IP header a raw read includes');
 });
 
 t.test('--allow-raw: busybox ping -6 -c 2 → 2 replies, exit 0', async (t) => {
-  const r = await tsvisorRun(undefined, [...take, '--allow-raw', '--', 'busybox', 'ping', '-6', '-c', '2', 'fd74:7376:185::2']);
+  const r = await tsvisorRun(undefined, [...take, '--allow-raw', '--', 'busybox', 'ping', '-6', '-c', '2', '-i', '0.2', 'fd74:7376:185::2']);
   t.equal(r.code, 0, r.stderr + r.stdout);
   t.match(r.stdout, /2 packets transmitted, 2 packets received, 0% packet loss/);
   t.match(r.stdout, /bytes from fd74:7376:185::2: seq=1/);

@@ -109,7 +109,7 @@ t.test('serve --threads 2: connections spread over both shards, ping, ARP/NDP, U
   const udpReport = JSON.parse(iperfUdp.stdout.toString()) as { end: { sum: { packets: number; lost_packets: number } } };
   t.ok(udpReport.end.sum.packets > 0, `iperf3 -u -P 4 completes (${udpReport.end.sum.packets} datagrams, ${udpReport.end.sum.lost_packets} lost)`);
   // A datagram larger than the MTU: the kernel reassembles its fragments before the fanout hashes it.
-  const big = await nsExec(pair.nsB, ['ping', '-c', '2', '-s', '3000', '-W', '3', SVC4]);
+  const big = await nsExec(pair.nsB, ['ping', '-c', '2', '-i', '0.2', '-s', '3000', '-W', '3', SVC4]);
   t.equal(big.code, 0, `ping -s 3000: ${big.stdout}`);
 
   const c = stats(pair.nsA, pair.devA);
@@ -158,7 +158,9 @@ t.test('serve --threads 2 killed with SIGKILL → the record stays, the next ser
   t.match(second.stderr(), /one file per shard/);
   t.match(second.stderr(), new RegExp(`restored '${pair.devA}' in '${pair.nsA}' as it was before tsvisor serve \\(pid ${first.child.pid}\\)`));
   t.match(second.stderr(), new RegExp(`serving on ${pair.nsA}/${pair.devA} \\(${SVC4}/24, 2 threads\\)`));
-  const echo = await nsExec(pair.nsB, ['sh', '-c', `echo sharded | nc -u -w 2 ${SVC4} 7`]);
+  // One datagram and its echo (nc -u would sit out its -w idle time after the answer).
+  const echo = await nsExec(pair.nsB, ['python3', '-c',
+    `import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10); s.sendto(b'sharded\\n', ('${SVC4}', 7)); print(s.recv(2048).decode(), end='')`]);
   t.equal(echo.stdout.toString(), 'sharded\n', 'the new serve answers');
   t.ok(stats(pair.nsA, pair.devA)['impair.delayed']! > 0, 'frames delayed by the shards\' impairment');
   t.equal(await stop(second.child), 0);

@@ -45,6 +45,9 @@ function fileRoot(): string {
   return root;
 }
 
+/** config.json as `tsvisor spec` wrote it for this file's first bundle. */
+let specText: string | undefined;
+
 /** A fresh bundle with a busybox-static rootfs and `tsvisor spec`'s config (terminal off); removed at teardown. */
 export function makeBundle(t: Test, edit?: (config: Record<string, any>) => void): Bundle {
   if (!BUSYBOX) throw new Error('busybox-static is not installed (.ci/install installs it)');
@@ -55,7 +58,12 @@ export function makeBundle(t: Test, edit?: (config: Record<string, any>) => void
   copyFileSync(BUSYBOX, join(rootfs, 'bin/busybox'));
   chmodSync(join(rootfs, 'bin/busybox'), 0o755);
   execFileSync('chroot', [rootfs, '/bin/busybox', '--install', '-s', '/bin']);
-  execFileSync(process.execPath, [CLI, 'spec', '--bundle', dir], { cwd: ROOT });
+  // `tsvisor spec` writes the same config.json every time: the file's first bundle gets it from spec, the rest a
+  // copy (a Node start per bundle saved).
+  if (specText === undefined) {
+    execFileSync(process.execPath, [CLI, 'spec', '--bundle', dir], { cwd: ROOT });
+    specText = readFileSync(join(dir, 'config.json'), 'utf8');
+  } else writeFileSync(join(dir, 'config.json'), specText);
   const b: Bundle = {
     dir,
     rootfs,
@@ -108,6 +116,8 @@ export interface Created {
   call: Call;
   /** Everything the container wrote, once every holder of the pipes closed them. */
   output: Promise<{ stdout: string; stderr: string }>;
+  /** What the container has written to stdout so far. */
+  stdoutSoFar(): string;
 }
 
 /** `create --bundle B --pid-file B/pid ID`. */
@@ -122,7 +132,7 @@ export async function create(b: Bundle, id: string, extra: string[] = [], global
   child.stderr!.on('data', (d) => (stderr += d));
   const output = new Promise<{ stdout: string; stderr: string }>((resolve) => child.on('close', () => resolve({ stdout, stderr })));
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  return { call: { code, stdout, stderr }, output };
+  return { call: { code, stdout, stderr }, output, stdoutSoFar: () => stdout };
 }
 
 /** `state ID` as an object (undefined when the call fails). */

@@ -1,6 +1,6 @@
 // The OCI runtime driven as containerd-shim-runc-v2 drives it, no engine: a busybox-static bundle, then create,
 // start, state, kill, delete, exec, ps, pause/resume and run, with the container's stdio on pipes the test reads.
-import { chmodSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { alive } from '../../cli/oci/state.ts';
@@ -69,8 +69,8 @@ t.test('kill: TERM reaches the program (exit 7 from its trap), KILL gives 137; n
   t.equal(c.call.code, 0, c.call.stderr);
   t.equal((await oci(b, ['start', 'k1'])).code, 0);
   t.ok(await waitStatus(b, 'k1', 'running'));
-  // The trap is set once "up" is printed; the output promise ends only at exit, so poll the state instead.
-  await new Promise((r) => setTimeout(r, 500));
+  // The trap is set once "up" is printed (the output promise ends only at exit: watch the pipe so far).
+  t.ok(await waitFor(() => c.stdoutSoFar() === 'up\n', 30000), 'the program has set its trap');
   t.equal((await oci(b, ['kill', 'k1', 'TERM'])).code, 0);
   t.equal((await c.output).stdout, 'up\ngot TERM\n');
   t.ok(await waitStatus(b, 'k1', 'stopped'));
@@ -97,7 +97,9 @@ t.test('exec: a second program in the sandbox (same hostname, pid namespace, roo
   t.equal(c.call.code, 0, c.call.stderr);
   t.equal((await oci(b, ['start', 'ex'])).code, 0);
   t.ok(await waitStatus(b, 'ex', 'running'));
-  await new Promise((r) => setTimeout(r, 300));
+  // The exec below reads what the program writes first: wait until it is there (seen through its root).
+  const initFile = `/proc/${rawState(b, 'ex')!.initPid}/root/dev/shm/init`;
+  t.ok(await waitFor(() => existsSync(initFile) && readFileSync(initFile, 'utf8').endsWith('\n'), 30000), 'the program wrote its pid');
   const r = await oci(b, ['exec', 'ex', 'sh', '-c', 'hostname; cat /dev/shm/init; cat /proc/1/cmdline | tr "\\0" " " | cut -c1-5; id -u']);
   t.equal(r.code, 0, r.stderr);
   const [host, initPid, pid1, uid] = r.stdout.trim().split('\n');

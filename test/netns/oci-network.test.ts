@@ -53,7 +53,7 @@ t.test('network namespace by path: the netstack takes over its eth0, the program
   t.teardown(() => cleanUp(b));
   await httpd(t, peer, '198.18.200.1', b.dir, 'hello from the peer\n');
   const hookOut = join(b.dir, 'prestart.json');
-  b.config.process.args = ['sh', '-c', 'wget -q -O - http://198.18.200.1:8080/ && cat /proc/net/dev | grep -o "eth0" ; sleep 3'];
+  b.config.process.args = ['sh', '-c', 'wget -q -O - http://198.18.200.1:8080/ && cat /proc/net/dev | grep -o "eth0"'];
   b.config.linux.namespaces = b.config.linux.namespaces.map((n: any) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ctr}` } : n));
   // The hook reads /proc/<pid>/ns/net while it runs, as a CNI-like hook does: once created, the Sentry's main thread
   // steps into the program's namespace now and then to make socketpairs there, so a later read may see that one.
@@ -145,7 +145,10 @@ t.test('no interface in the netns: loopback only (none), served by the netstack'
 
 t.test("the engine's seccomp profile: a call it refuses fails with its errno, socket calls still reach the Sentry", async (t) => {
   const b = makeBundle(t, (c) => {
-    c.process.args = ['sh', '-c', 'mkdir /dev/shm/x 2>&1; echo mkdir=$?; touch /dev/shm/y && echo touch=ok; nc -l -p 7000 > /dev/shm/got & sleep 0.5; echo hi | nc 127.0.0.1 7000; sleep 0.5; cat /dev/shm/got'];
+    // The client retries until the listener is up, then the program waits for the bytes (each bounded to 10 s).
+    c.process.args = ['sh', '-c', 'mkdir /dev/shm/x 2>&1; echo mkdir=$?; touch /dev/shm/y && echo touch=ok; nc -l -p 7000 > /dev/shm/got & ' +
+      'i=0; until echo hi | nc 127.0.0.1 7000 2>/dev/null || [ $i -ge 200 ]; do i=$((i+1)); sleep 0.05; done; ' +
+      'i=0; until [ -s /dev/shm/got ] || [ $i -ge 200 ]; do i=$((i+1)); sleep 0.05; done; cat /dev/shm/got'];
     c.linux.seccomp = {
       defaultAction: 'SCMP_ACT_ALLOW',
       architectures: ['SCMP_ARCH_X86_64'],

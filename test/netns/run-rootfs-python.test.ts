@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import t from 'tap';
 import { CLI, collect, spawnIn, waitFor } from './run-helpers.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
+import { waitListening } from '../lib/wait.ts';
 
 const ns = 'tgr-py';
 deleteNetns(ns);
@@ -82,7 +83,7 @@ t.test('python3 -m http.server in the root, curl from the peer; curl inside to t
   writeFileSync(join(peerDir, 'hello'), 'hello from the peer\n');
   const http = spawnIn(ns, ['python3', '-m', 'http.server', '--bind', '0.0.0.0', '--directory', peerDir, '8080'], { stdio: 'pipe' });
   procs.push(http);
-  await new Promise((r) => setTimeout(r, 1500));
+  await waitListening(ns, 8080);
   const r = await collect(spawnIn(ns, [process.execPath, CLI, 'run', '--rootfs', root, '--ro', '--',
     '/usr/bin/curl', '-sS', '-m', '20', '--retry', '5', '--retry-connrefused', 'http://host.tsvisor.internal:8080/hello']), 90000);
   t.equal(r.stdout, 'hello from the peer\n', r.stderr);

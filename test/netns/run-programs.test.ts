@@ -5,7 +5,7 @@
 // after accept; an fd passed by SCM_RIGHTS and one inherited through exec; 16 threads connecting and 16 accepting
 // at once; --network=none's loopback and ENETUNREACH; data written before exit delivered, bounded by
 // --drain-timeout.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { HANG_MS } from '../lib/wait.ts';
@@ -306,12 +306,16 @@ except OSError as e:
 });
 
 t.test('the program closes its listener with a connection not yet accepted → the peer gets a RST (ECONNRESET), as from Linux', async (t) => {
-  const run = await start(b, ['--', 'python3', '-c', `
-import socket, select, time
+  // The program lives on until the test has the peer's outcome (a file beside it), so the RST is its close's.
+  const seen = b.file('listen-close-peer-done', '');
+  rmSync(join(b.dir, 'listen-close-peer-done'));
+  const run = await start(b, [...b.bind, '--', 'python3', '-c', `
+import os, socket, select, time
 l = socket.create_server(('0.0.0.0', 9700)); print('ready', flush=True)
 select.select([l], [], [], 60)  # a connection is queued
 l.close(); print('closed', flush=True)
-time.sleep(1)
+end = time.time() + 60
+while not os.path.exists('${seen}') and time.time() < end: time.sleep(0.01)
 `]);
   t.ok(await waitFor(() => run.stdout().includes('ready'), HANG_MS));
   const peer = await collect(b.peer(['python3', '-c', `
@@ -323,6 +327,7 @@ except OSError as e:
     print(type(e).__name__)
 `]), HANG_MS);
   t.equal(peer.stdout, 'ConnectionResetError\n', peer.stderr);
+  b.file('listen-close-peer-done', '');
   const res = await run.done;
   t.equal(res.code, 0, res.stderr);
   t.end();

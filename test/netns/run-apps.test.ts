@@ -41,10 +41,18 @@ async function stop(run: Running) {
 interface IperfEnd { end: { sum_received?: { bytes: number; bits_per_second: number }; sum?: { bytes: number; bits_per_second: number; lost_percent?: number } } }
 
 t.test('iperf3 inside as client → TCP both ways and UDP both ways to the peer', async (t) => {
-  for (const [name, extra] of [['TCP to the peer', []], ['TCP from the peer (-R)', ['-R']], ['UDP to the peer', ['-u', '-b', '200M']], ['UDP from the peer (-R)', ['-u', '-b', '200M', '-R']]] as const) {
-    const r = await tsvisorRun(b.ns, ['--', '/bin/sh', '-c', `iperf3 -c host.tsvisor.internal -p 5201 -t 1 -J ${extra.join(' ')}`], { timeoutMs: HANG_MS });
-    t.equal(r.code, 0, `${name}: ${r.stderr}`);
-    const j = JSON.parse(r.stdout) as IperfEnd;
+  const modes = [['TCP to the peer', []], ['TCP from the peer (-R)', ['-R']], ['UDP to the peer', ['-u', '-b', '200M']], ['UDP from the peer (-R)', ['-u', '-b', '200M', '-R']]] as const;
+  // One run for the four clients, one after another (a run per client cost a sandbox start each). The peer's
+  // iperf3 -s may still be ending the previous test when the next client comes: that answer alone is retried.
+  // Each client's JSON document is followed by "@@@ <its exit status>".
+  const script = modes.map(([, extra]) => `i=0; while :; do iperf3 -c host.tsvisor.internal -p 5201 -t 1 -J ${extra.join(' ')} > /tmp/iperf.json; st=$?; ` +
+    `grep -q "server is busy" /tmp/iperf.json && [ $i -lt 50 ] || break; i=$((i+1)); sleep 0.1; done; cat /tmp/iperf.json; echo "@@@ $st"`).join('; ');
+  const r = await tsvisorRun(b.ns, ['--', '/bin/sh', '-c', script], { timeoutMs: HANG_MS });
+  t.equal(r.code, 0, r.stderr);
+  const parts = r.stdout.split(/^@@@ (\d+)\n/m);
+  for (const [k, [name]] of modes.entries()) {
+    t.equal(parts[2 * k + 1], '0', `${name}: iperf3 exits 0 ${r.stderr}`);
+    const j = JSON.parse(parts[2 * k]!) as IperfEnd;
     const got = j.end.sum_received ?? j.end.sum!;
     t.ok(got.bytes > 100_000, `${name}: ${got.bytes} bytes, ${(got.bits_per_second / 1e6).toFixed(0)} Mbit/s`);
   }

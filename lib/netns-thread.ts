@@ -30,8 +30,6 @@ const FAILED = 5;
 /** How long a caller waits for the Worker before it calls it lost (it answers in µs; start-up takes ms). */
 const START_MS = 10_000;
 const ANSWER_MS = 5_000;
-/** How often settled() looks whether the thread is in. */
-const SETTLE_POLL_MS = 2;
 
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
@@ -115,18 +113,6 @@ export class NetnsThread {
     const t = NetnsThread.start(ref);
     t.inside();
     return t;
-  }
-
-  /**
-   * Resolves once the thread is inside its namespace, has failed, or has been given START_MS, without blocking
-   * the caller's thread (its start loads koffi, tens of ms on a busy host: a caller that made pairs ahead at once
-   * would hold its event loop, and the calls it answers, that long). A request after it says which.
-   */
-  async settled(): Promise<void> {
-    const deadline = Date.now() + START_MS;
-    while (!this.ready && !this.closed && Atomics.load(this.ctl, 0) === IDLE && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
-    }
   }
 
   /** Waits (once) until the thread is inside its namespace; throws as open() does. */

@@ -288,15 +288,10 @@ export class Sentry {
     return inNetns(this.o.appNetns, make);
   }
 
-  /**
-   * Fills the pool of `kind` after this turn, once the app netns thread is in (its start must not hold the event
-   * loop: the program's first calls are answered meanwhile, a socket() among them by a blocking request).
-   */
   private refillSoon(kind: 'stream' | 'dgram'): void {
     if (this.refilling[kind] || this.closed) return;
     this.refilling[kind] = true;
-    setImmediate(async () => {
-      await this.netnsThread?.settled();
+    setImmediate(() => {
       this.refilling[kind] = false;
       if (this.closed) return;
       const pool = this.pools[kind];

@@ -54,31 +54,3 @@ t.test('a namespace that cannot be entered → NetnsError naming it', (t) => {
   t.match(notNet.message, /EINVAL/);
   t.end();
 });
-
-t.test('settled() lets the event loop turn while the thread starts, then requests need no wait; a failed start is told by the request', async (t) => {
-  deleteNetns(NS);
-  run(['ip', 'netns', 'add', NS]);
-  t.teardown(() => deleteNetns(NS));
-  const th = NetnsThread.start(NS);
-  t.teardown(() => th.close());
-  let turns = 0;
-  let settled = false;
-  const spin = () => {
-    if (settled) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
-  await th.settled();
-  settled = true;
-  // The Worker's start (a new isolate, koffi loaded) takes milliseconds: a waiting that blocked would let no turn pass.
-  t.ok(turns > 0, `the event loop turned ${turns} times meanwhile`);
-  const pairs = th.socketPairs('stream', 1);
-  t.teardown(() => pairs.flat().forEach((fd) => ux.close(fd)));
-  t.equal(pairs.length, 1);
-
-  const missing = NetnsThread.start('tpi-nsthread-missing');
-  await missing.settled();
-  t.throws(() => missing.socketPairs('stream', 1), NetnsError);
-  t.end();
-});

@@ -10,6 +10,7 @@
 import type { Address } from '../../netstack/addr.ts';
 import { isError } from '../../netstack/errors.ts';
 import type { Endpoint, IpSendOptions, ReadResult } from '../../netstack/socket.ts';
+import type { DatagramReadResult } from '../../netstack/transport/udp/datagram.ts';
 import { LINUX as L, encodeSockaddr } from './abi.ts';
 
 /** sizeof(struct cmsghdr) on 64-bit Linux. */
@@ -27,18 +28,8 @@ export interface Cmsg {
   readonly data: Uint8Array;
 }
 
-/** What the netstack kept of one received datagram for control messages (DatagramReadResult's fields). */
-export interface DatagramControl {
-  /** Its destination address, in the socket's family (IPv4 peers of an IPv6 socket are v4-mapped). */
-  readonly localAddress: Address;
-  readonly nicId: number;
-  /** ipi_spec_dst, unmapped. */
-  readonly specDst: Address;
-  readonly tos: number;
-  readonly ttl: number;
-  /** Arrival on the stack's clock (ms). */
-  readonly arrival: number;
-}
+/** What the netstack kept of one received datagram for control messages: those fields of its read result. */
+export type DatagramControl = Pick<DatagramReadResult, 'localAddress' | 'nicId' | 'specDst' | 'tos' | 'ttl' | 'arrival'>;
 
 /** The control fields of a datagram read, or undefined when the endpoint kept none (a stream). */
 export function datagramControl(r: ReadResult): DatagramControl | undefined {

@@ -19,7 +19,8 @@ import { NetnsError, netnsFile } from './netns.ts';
 export const MAX_PAIRS = 16;
 
 // ctl[0]: the state word both sides wait on; ctl[1]: the socket type; ctl[2]: how many pairs; ctl[3]: the
-// count made or -errno; ctl[4..]: the fds, two per pair.
+// count made or -errno; ctl[4..]: the fds, two per pair; ctl[BOOTED]: 1 once the Worker's start-up (koffi's
+// load) is over, whatever its outcome.
 const IDLE = 0;
 const REQUEST = 1;
 const DONE = 2;
@@ -30,9 +31,10 @@ const FAILED = 5;
 /** How long a caller waits for the Worker before it calls it lost (it answers in µs; start-up takes ms). */
 const START_MS = 10_000;
 const ANSWER_MS = 5_000;
+const BOOTED = 4 + 2 * MAX_PAIRS;
 
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
+const { workerData, parentPort } = require('node:worker_threads');
 const ctl = new Int32Array(workerData.sab);
 let entered = false;
 let calls;
@@ -52,13 +54,20 @@ try {
   // koffi could not load here: the caller hears FAILED at once instead of waiting out its bound.
   ctl[3] = 0;
 }
-Atomics.store(ctl, 0, entered ? ${READY} : ${FAILED});
+Atomics.store(ctl, ${BOOTED}, 1);
+Atomics.notify(ctl, ${BOOTED});
+// A close() during the start-up has written STOP: that stands.
+if (Atomics.compareExchange(ctl, 0, ${IDLE}, entered ? ${READY} : ${FAILED}) !== ${IDLE}) entered = false;
 Atomics.notify(ctl, 0);
+parentPort.postMessage(0);
 while (entered) {
-  Atomics.wait(ctl, 0, ${IDLE});
   const state = Atomics.load(ctl, 0);
   if (state === ${STOP}) break;
-  if (state !== ${REQUEST}) continue;
+  if (state !== ${REQUEST}) {
+    // IDLE, DONE not yet taken, or READY not yet seen by the caller: sleep until the word changes.
+    Atomics.wait(ctl, 0, state);
+    continue;
+  }
   const sv = [0, 0];
   let made = 0;
   for (; made < ctl[2]; made++) {
@@ -76,19 +85,52 @@ const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 const SOCK_CLOEXEC = 0o2000000;
 
+/**
+ * Threads whose start-up is not over. The process must not end while one loads koffi: its exit terminates the
+ * Worker then, koffi's module start-up throws into the terminating isolate, and Node aborts the whole process
+ * (FATAL ERROR napi_throw) — a `run` whose program exits within the thread's start-up would end in SIGABRT.
+ */
+const booting = new Set<Int32Array>();
+let exitGuard = false;
+
+/** At exit, waits (at most START_MS) for every thread still loading; a thread past its start-up may be ended. */
+function waitBooting(): void {
+  const deadline = Date.now() + START_MS;
+  for (const ctl of booting) {
+    while (Atomics.load(ctl, BOOTED) === 0 && Date.now() < deadline) Atomics.wait(ctl, BOOTED, 0, 50);
+  }
+}
+
 /** A Worker inside a network namespace that makes AF_UNIX socketpairs there. */
 export class NetnsThread {
   private readonly ctl: Int32Array;
   private ready = false;
   private closed = false;
+  /** Settles when the Worker's start-up is over (inside, or failed), without anyone blocking on it. */
+  private readonly booted: Promise<void>;
 
   private constructor(
-    private readonly worker: Worker,
+    worker: Worker,
     sab: SharedArrayBuffer,
     /** The namespace's name or path, for messages. */
     readonly label: string,
   ) {
-    this.ctl = new Int32Array(sab);
+    const ctl = new Int32Array(sab);
+    this.ctl = ctl;
+    booting.add(ctl);
+    if (!exitGuard) {
+      exitGuard = true;
+      process.on('exit', waitBooting);
+    }
+    this.booted = new Promise((resolve) => {
+      const done = () => {
+        booting.delete(ctl);
+        resolve();
+      };
+      worker.once('message', done);
+      worker.once('error', done);
+      worker.once('exit', done);
+    });
   }
 
   /**
@@ -97,10 +139,12 @@ export class NetnsThread {
    */
   static start(ref: string): NetnsThread {
     const path = netnsFile(ref);
-    const sab = new SharedArrayBuffer(4 * (4 + 2 * MAX_PAIRS));
+    const sab = new SharedArrayBuffer(4 * (BOOTED + 1));
     const koffiPath = createRequire(import.meta.url).resolve('koffi');
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sab, path, koffi: koffiPath } });
-    // It never keeps the process alive: it sleeps in Atomics.wait between requests.
+    // No loader of the parent's (tsx) in it: plain JavaScript, and a start a third shorter.
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { sab, path, koffi: koffiPath } });
+    // It never keeps the process alive: it sleeps in Atomics.wait between requests (and the exit guard above
+    // lets a start-up finish).
     worker.unref();
     return new NetnsThread(worker, sab, ref);
   }
@@ -113,6 +157,20 @@ export class NetnsThread {
     const t = NetnsThread.start(ref);
     t.inside();
     return t;
+  }
+
+  /**
+   * Resolves once the thread's start-up is over (inside its namespace or failed), without blocking the caller's
+   * thread: the start loads koffi in a new isolate, tens of ms on a busy host, and a caller that waited in
+   * Atomics.wait would hold its event loop (and every call it answers) that long. A request after it says which.
+   */
+  settled(): Promise<void> {
+    return this.booted;
+  }
+
+  /** Whether the Worker's start-up (koffi's load, the setns) is over, whatever its outcome. */
+  get startedUp(): boolean {
+    return Atomics.load(this.ctl, BOOTED) === 1;
   }
 
   /** Waits (once) until the thread is inside its namespace; throws as open() does. */
@@ -128,7 +186,8 @@ export class NetnsThread {
       return;
     }
     this.closed = true;
-    void this.worker.terminate();
+    // Never terminate() it: one still loading koffi would abort the process. STOP ends it once it is up.
+    Atomics.compareExchange(ctl, 0, IDLE, STOP);
     if (state === FAILED && ctl[3] === 0) throw new Error(`the thread for network namespace '${this.label}' could not load koffi`);
     if (state === FAILED) throw new NetnsError(this.label, `cannot enter network namespace '${this.label}': ${new SysError('setns', -ctl[3]!).message}`);
     throw new Error(`the thread for network namespace '${this.label}' did not start within ${START_MS / 1000} s`);

@@ -131,9 +131,15 @@ export class Sentry {
     this.listener.on('error', (e) => this.log(`listener: ${e.message}`));
     this.listener.start();
     if (this.o.appNetns) {
-      this.netnsThread = NetnsThread.start(this.o.appNetns);
-      this.refillSoon('stream');
-      this.refillSoon('dgram');
+      // The pools are filled once the thread is in (a Worker start, tens of ms), not before: waiting for it here
+      // would hold the event loop, and the program's first calls, that long. A socket() before then waits alone.
+      const thread = NetnsThread.start(this.o.appNetns);
+      this.netnsThread = thread;
+      void thread.settled().then(() => {
+        if (this.netnsThread !== thread) return;
+        this.refillSoon('stream');
+        this.refillSoon('dgram');
+      });
     }
   }
 

@@ -1,5 +1,6 @@
 // NetnsThread: a Worker that stays in a network namespace makes socketpairs there while the main thread never
 // moves; the fds' namespace is checked by SO_NETNS_COOKIE against the namespace's own cookie.
+import { spawnSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import t from 'tap';
 import { run } from '../../lib/exec.ts';
@@ -52,5 +53,70 @@ t.test('a namespace that cannot be entered → NetnsError naming it', (t) => {
   const notNet = t.throws(() => NetnsThread.open('/proc/self/ns/uts')) as NetnsError;
   t.ok(notNet instanceof NetnsError, 'another kind of namespace');
   t.match(notNet.message, /EINVAL/);
+  t.end();
+});
+
+t.test('settled() lets the event loop turn while the thread starts; then a request needs no wait; a failed start is told by the request', async (t) => {
+  deleteNetns(NS);
+  run(['ip', 'netns', 'add', NS]);
+  t.teardown(() => deleteNetns(NS));
+  const th = NetnsThread.start(NS);
+  t.teardown(() => th.close());
+  let turns = 0;
+  let settled = false;
+  const spin = () => {
+    if (settled) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  await th.settled();
+  settled = true;
+  // The Worker's start (a new isolate, koffi loaded) takes milliseconds: a wait that blocked would let no turn pass.
+  t.ok(turns > 0, `the event loop turned ${turns} times meanwhile`);
+  t.ok(th.startedUp);
+  const pairs = th.socketPairs('stream', 1);
+  t.teardown(() => pairs.flat().forEach((fd) => ux.close(fd)));
+  t.equal(pairs.length, 1);
+
+  const missing = NetnsThread.start('tpi-nsthread-missing');
+  await missing.settled();
+  t.throws(() => missing.socketPairs('stream', 1), NetnsError);
+  t.end();
+});
+
+t.test('a thread closed while it starts ends by itself once up (no terminate, no spinning)', async (t) => {
+  deleteNetns(NS);
+  run(['ip', 'netns', 'add', NS]);
+  t.teardown(() => deleteNetns(NS));
+  const th = NetnsThread.start(NS);
+  th.close();
+  const worker = (th as unknown as { booted: Promise<void> }).booted;
+  await worker;
+  t.ok(th.startedUp, 'its start-up ran to the end');
+  t.throws(() => th.socketPairs('stream', 1), /closed/);
+  t.end();
+});
+
+// A Worker that the process's exit terminates while it loads koffi aborts the whole process (FATAL ERROR
+// napi_throw from koffi's start-up): `run` whose program exits at once did so in a CI run. The exit must wait for
+// the start-up to end. The child exits right after starting the thread; its own exit listener, registered after
+// the thread's, reports whether the start-up was over by then.
+t.test('a process that exits while its thread starts waits for the start-up, and ends cleanly', (t) => {
+  deleteNetns(NS);
+  run(['ip', 'netns', 'add', NS]);
+  t.teardown(() => deleteNetns(NS));
+  const lib = new URL('../../lib/netns-thread.ts', import.meta.url).pathname;
+  const child = [
+    `const { NetnsThread } = await import(${JSON.stringify(lib)});`,
+    `const th = NetnsThread.start(${JSON.stringify(NS)});`,
+    `process.on('exit', () => console.log(th.startedUp ? 'up' : 'loading'));`,
+    `process.exit(0);`,
+  ].join('\n');
+  for (let i = 0; i < 3; i++) {
+    const r = spawnSync('node', ['--import', 'tsx', '--input-type=module', '-e', child], { encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, 0, `exit status 0 (${r.stderr.trim().split('\n')[0] ?? ''})`);
+    t.equal(r.stdout.trim(), 'up', 'the start-up was over before the process ended');
+  }
   t.end();
 });

@@ -14,10 +14,13 @@
  * while it asks for control messages (its source is the peer).
  *
  * The pump moves data only: a pending socket error (an ICMP error, IP_RECVERR's) stays on the Endpoint for the
- * program's next trapped receive, and recvmsg(MSG_ERRQUEUE) is served from the Endpoint's error queue. A native
- * read() or recv() cannot see either, and poll() shows no POLLERR on the program's end (nothing outside the
- * kernel can raise it on an AF_UNIX socket without ending it), so a program that waits for POLLERR before it
- * reads its error queue waits in vain.
+ * program's next trapped receive, and recvmsg(MSG_ERRQUEUE) is served from the Endpoint's error queue. poll()
+ * cannot show POLLERR on the program's end (nothing outside the kernel can raise it on an AF_UNIX socket without
+ * ending it), so the pump wakes it with POLLIN instead: a 0-byte marker datagram put into the program's queue
+ * when that is empty (there the marker is the head, and a trapped receive that reports the error takes it out).
+ * A resolver's connected socket thus hears the port unreachable at once (poll, then recvfrom: ECONNREFUSED), as
+ * on Linux. A native read() or recv() (not trapped) reads the marker as an empty datagram where Linux would
+ * fail it with the error; a program that waits for POLLERR alone, with no POLLIN asked, still waits.
  */
 import { EventEmitter } from 'eventemitter3';
 import { isError } from '../../netstack/errors.ts';
@@ -35,6 +38,7 @@ const FIFO_LIMIT = 4096;
 const HASH_BYTES = 64;
 
 const scratch = new Uint8Array(MAX_DGRAM);
+const EMPTY = new Uint8Array(0);
 
 /** One datagram handed to the program: enough to recognise it again, and where it came from. */
 export interface FifoEntry {
@@ -123,6 +127,8 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
   private pendingFrom: SocketAddress | undefined;
   private pendingControl: DatagramControl | undefined;
   private closed = false;
+  /** A 0-byte marker is (or was, if the program read it natively) at the head of the program's queue. */
+  private marker = false;
 
   constructor(private readonly o: DgramPumpOptions) {
     super();
@@ -133,8 +139,12 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     });
     this.unsubscribe = o.file.ep.waiter.subscribe(EventIn | EventErr, () => {
       this.down();
-      // An error (ICMP, IP_RECVERR's queue) is for the program's next trapped receive: a parked one wakes for it.
-      if (o.file.ep.readiness(EventErr) & EventErr) this.emit('moved');
+      // An error (ICMP, IP_RECVERR's queue) is for the program's next trapped receive: a parked one wakes for
+      // it, and a poll() on the program's end by the marker.
+      if (o.file.ep.readiness(EventErr) & EventErr) {
+        this.wakeForError();
+        this.emit('moved');
+      }
     });
     this.down();
     this.poll.set(true, false);
@@ -176,6 +186,23 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     this.poll.set(true, this.pending !== null);
   }
 
+  /** Puts the 0-byte marker into the program's queue if that is empty (nothing of ours unread in it). */
+  private wakeForError(): void {
+    if (this.marker || this.closed || this.pending) return;
+    if (ux.outQueue(this.o.fd) !== 0) return;
+    if (ux.send(this.o.fd, EMPTY) === 0) this.marker = true;
+  }
+
+  /**
+   * Takes the marker out of the program's queue through `progDup` (a trapped receive that reports the error, or
+   * finds none left to report): it is the head while it is there, a 0-byte datagram.
+   */
+  dropMarker(progDup: number): void {
+    if (!this.marker) return;
+    this.marker = false;
+    if (ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_PEEK | ux.U.MSG_TRUNC) === 0) ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT);
+  }
+
   /** Program → Endpoint: what the program sent natively (send/write on a connected socket). */
   private up(): void {
     if (this.closed) return;
@@ -200,6 +227,8 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
    * through `progDup` (MSG_PEEK honoured), whole, with its source and control fields. -EAGAIN when none is queued.
    */
   receive(progDup: number, flags: number): Received | number {
+    // A marker still there is for an error reported some other way (SO_ERROR, a native send): not a datagram.
+    this.dropMarker(progDup);
     const peek = (flags & ux.U.MSG_PEEK) !== 0;
     const n = ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_TRUNC | (peek ? ux.U.MSG_PEEK : 0));
     if (n < 0) return n;

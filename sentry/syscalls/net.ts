@@ -12,6 +12,7 @@ import { type StreamPump, stuff } from '../datapath/stream.ts';
 import type { Received } from '../datapath/dgram.ts';
 import { layOut } from '../socket/cmsg.ts';
 import type { EventEmitter } from 'eventemitter3';
+import { EventErr } from '../../netstack/waiter.ts';
 import type { Call, Handler, Sentry, Sock } from './dispatch.ts';
 import {
   EFAULT,
@@ -292,7 +293,7 @@ function getsockopt(s: Sentry, c: Call): void {
       return s.answer(c, writeLen(mem(c), lenp, n) ? 0 : -EFAULT);
     }
   }
-  withSock(s, c, (sock) => {
+  withSock(s, c, (sock, dup) => {
     if (zeroCopyOption(level, name)) return s.answer(c, -ENOPROTOOPT);
     const room = readLen(mem(c), lenp);
     if (room < 0) return s.answer(c, room);
@@ -300,6 +301,8 @@ function getsockopt(s: Sentry, c: Call): void {
     const len = new Uint32Array([buf.length]);
     const r = sock.file.getsockopt(level, name, buf, len);
     if (r < 0) return s.answer(c, r);
+    // SO_ERROR took the error: the marker that woke the program's poll for it goes too.
+    if (level === L.SOL_SOCKET && name === L.SO_ERROR) sock.dgram?.dropMarker(dup);
     if (len[0]! > 0 && !mem(c).write(valp, buf.subarray(0, len[0]!))) return s.answer(c, -EFAULT);
     s.answer(c, writeLen(mem(c), lenp, len[0]!) ? 0 : -EFAULT);
   });
@@ -424,7 +427,12 @@ function errQueue(c: Call, sock: Sock, m: MsgHdrRef, msgp: number, flags: number
 function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: Received) => number): void | 'keep' {
   const pump = sock.dgram!;
   // __skb_recv_udp: a pending error (an ICMP error, SO_ERROR) is the answer before any datagram.
-  const pending = () => sock.file.ep.takeError();
+  const pending = () => {
+    const e = sock.file.ep.takeError();
+    // The marker that woke the program's poll for it goes with it.
+    if (e) pump.dropMarker(dup);
+    return e;
+  };
   const err = pending();
   if (err) return s.answer(c, -err.errno);
   const first = pump.receive(dup, flags);
@@ -590,7 +598,12 @@ function recvmsg(s: Sentry, c: Call): void {
     if (sock.kind === 'stream') return s.continue(c);
     const m = readMsghdr(mem(c), msgp);
     if (typeof m === 'number') return s.answer(c, m);
-    if (flags & L.MSG_ERRQUEUE) return s.answer(c, errQueue(c, sock, m, msgp, flags));
+    if (flags & L.MSG_ERRQUEUE) {
+      const r = errQueue(c, sock, m, msgp, flags);
+      // Reading the queue may have cleared the pending error (Linux's ip_recv_error): then the marker goes.
+      if (!sock.file.ep.readiness(EventErr)) sock.dgram?.dropMarker(dup);
+      return s.answer(c, r);
+    }
     return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp, control: m.control, controllen: m.controllen }));
   });
 }

@@ -143,6 +143,32 @@ except OSError as e: print('empty queue', errno.errorcode[e.errno])
 print('SO_ERROR', s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 `;
 
+// A connected UDP socket whose peer port is closed, as a resolver uses one: poll() wakes for the port unreachable
+// (POLLERR on Linux; the pair's POLLIN in the sandbox) long before its time-out, the receive fails
+// ECONNREFUSED, and nothing of the wake-up is left to read: the next exchange gets the peer's answer.
+const WAKE = `
+import socket, select, sys, time, errno
+v6 = sys.argv[1] == '6'
+fam = socket.AF_INET6 if v6 else socket.AF_INET
+host = 'fd74:7376:30::2' if v6 else '198.19.30.2'
+for rnd in range(2):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.setblocking(False)
+    s.connect((host, ${PORT + 1}))
+    s.send(b'query to nobody')
+    p = select.poll(); p.register(s, select.POLLIN)
+    t0 = time.monotonic(); ev = p.poll(5000); dt = time.monotonic() - t0
+    print('round', rnd, 'woke' if ev else 'timed out', 'in time' if dt < 4 else 'late')
+    try:
+        s.recvfrom(100); print('recvfrom data?')
+    except OSError as e: print('recvfrom', errno.errorcode[e.errno])
+    print('then poll', p.poll(0), 'SO_ERROR', s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    s.connect((host, ${PORT}))
+    s.send(b'?')
+    p.poll(5000)
+    d, a = s.recvfrom(100); print('answer', d[:9])
+    s.close()
+`;
+
 // sendmsg's own IP_TTL/IP_TOS/IP_PKTINFO (IPV6_HOPLIMIT/IPV6_TCLASS/IPV6_PKTINFO): the peer says what came.
 const SEND = `
 import socket, struct, sys, errno
@@ -178,6 +204,7 @@ writeFileSync(peerFile, PEER, { mode: 0o644 });
 writeFileSync(progFile, PROG, { mode: 0o644 });
 writeFileSync(join(dir, 'recverr.py'), RECVERR, { mode: 0o644 });
 writeFileSync(join(dir, 'send.py'), SEND, { mode: 0o644 });
+writeFileSync(join(dir, 'wake.py'), WAKE, { mode: 0o644 });
 
 t.before(async () => {
   const peer = spawnIn(pair.nsB, ['python3', '-u', peerFile]);
@@ -225,6 +252,17 @@ for (const fam of ['4', '6']) {
     t.match(r.kernel, /^cmsg \d+ \d+ errno ECONNREFUSED origin \d type \d+ code \d+ info 0 offender \d+ \S+$/m);
     t.match(r.kernel, /^empty queue EAGAIN$/m);
     t.match(r.kernel, /^cmsgs \[\(1, 35\), \(\d+, \d+\)\]$/m, 'the timestamp first, then the error');
+  });
+}
+
+for (const fam of ['4', '6']) {
+  t.test(`IPv${fam} connected UDP, port closed: poll wakes for the port unreachable, recvfrom ECONNREFUSED, nothing left behind, as on the host kernel`, async (t) => {
+    const r = await both([fam], 'wake.py');
+    t.equal(r.sandbox, r.kernel, r.stderr);
+    t.match(r.kernel, /^round 1 woke in time$/m);
+    t.match(r.kernel, /^recvfrom ECONNREFUSED$/m);
+    t.match(r.kernel, /^then poll \[\] SO_ERROR 0$/m);
+    t.match(r.kernel, /^answer b'came with'$/m);
   });
 }
 

@@ -7,6 +7,7 @@ import { parseAddress } from '../../../netstack/addr.ts';
 import { DgramPump, SourceFifo, datagramHash } from '../../../sentry/datapath/dgram.ts';
 import { LINUX as L, encodeSockaddr } from '../../../sentry/socket/abi.ts';
 import { SocketFile } from '../../../sentry/socket/file.ts';
+import { EventErr } from '../../../netstack/waiter.ts';
 import { B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 
 const from = (port: number) => ({ address: parseAddress('198.18.0.9')!, port });
@@ -78,4 +79,47 @@ t.test('DgramPump: datagrams down with sources through the trapped path, 0-byte 
   for (let i = 0; i < 2000 && !closed; i++) await sleep(5);
   t.ok(closed, 'the program closing its end releases the socket');
   t.ok(pump.done);
+});
+
+t.test("DgramPump: a pending error wakes the program's poll with a 0-byte marker in its empty queue; dropMarker takes it out", async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
+  const [prog, ours] = ux.socketPair('seqpacket');
+  t.teardown(() => ux.close(prog));
+  const pump = new DgramPump({ fd: ours, file });
+  t.teardown(() => pump.close());
+  // Nobody listens on B's port 9301: B answers the program's datagram with a port unreachable.
+  t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9301 }), true), 0);
+  t.equal(ux.pollNow(prog, ux.U.POLLIN), 0, 'nothing to read before');
+  t.equal(ux.send(prog, new TextEncoder().encode('to nobody')), 9);
+  for (let i = 0; i < 2000 && !(ux.pollNow(prog, ux.U.POLLIN) & ux.U.POLLIN); i++) await sleep(5);
+  t.ok(ux.pollNow(prog, ux.U.POLLIN) & ux.U.POLLIN, "the program's poll wakes");
+  t.equal(ux.recv(prog, new Uint8Array(8), ux.U.MSG_PEEK | ux.U.MSG_DONTWAIT), 0, 'for a 0-byte datagram');
+  const dup = ux.dup(prog);
+  t.teardown(() => ux.close(dup));
+  t.equal(file.ep.takeError()?.errno, 111 /* ECONNREFUSED */, 'the error is pending on the Endpoint');
+  pump.dropMarker(dup);
+  t.equal(ux.pollNow(prog, ux.U.POLLIN), 0, 'the marker is gone with it');
+  pump.dropMarker(dup);
+  t.equal(ux.recv(prog, new Uint8Array(8), ux.U.MSG_DONTWAIT), -ux.U.EAGAIN, 'a second drop takes nothing');
+
+  // A queue that holds a datagram already wakes the poll: no marker goes behind it.
+  const peer = bindDgram(env.b).createSocket('udp4');
+  peer.on('message', (_m: Buffer, rinfo: { port: number; address: string }) => peer.send(Buffer.from('data'), rinfo.port, rinfo.address));
+  peer.bind(9302);
+  await once(peer, 'listening');
+  t.teardown(() => peer.close());
+  t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9302 }), true), 0);
+  t.equal(ux.send(prog, new TextEncoder().encode('hi')), 2);
+  for (let i = 0; i < 2000 && pump.stats.datagramsDown < 1; i++) await sleep(5);
+  t.equal(pump.stats.datagramsDown, 1, "the peer's answer waits unread in the program's queue");
+  t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9301 }), true), 0);
+  t.equal(ux.send(prog, new TextEncoder().encode('to nobody')), 9);
+  for (let i = 0; i < 2000 && !(file.ep.readiness(EventErr) & EventErr); i++) await sleep(5);
+  t.ok(file.ep.readiness(EventErr) & EventErr, 'the error is pending');
+  const buf = new Uint8Array(8);
+  t.equal(ux.recv(prog, buf, ux.U.MSG_DONTWAIT), 4, 'the answer');
+  t.equal(ux.recv(prog, buf, ux.U.MSG_DONTWAIT), -ux.U.EAGAIN, 'and no marker behind it');
+  t.end();
 });

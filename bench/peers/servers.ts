@@ -1,25 +1,16 @@
 /**
  * The kernel-side peers of the benchmark, run inside a namespace (`ip netns exec NS node --import tsx ...`):
- * node:http on port 80 serving one short page (the same kind of page as tsvisor's `http` service, so both sides
- * run the same Node HTTP code and differ only in the stack beneath), and a hold service on port 9 that accepts
- * connections, reads and discards, and keeps them open (for the idle-connection memory figure), and echo on port 7
- * (the syn-flood row's legitimate connections). Prints "ready".
+ * node:http on port 80 running tsvisor's `http` service's own request listener (cli/services/http-app.ts: the same
+ * page, headers and framing, so both sides run the same Node HTTP code and differ only in the stack beneath; a
+ * page of its own here once answered chunked where tsvisor's sent a length), and a hold service on port 9 that
+ * accepts connections, reads and discards, and keeps them open (for the idle-connection memory figure), and echo
+ * on port 7 (the syn-flood row's legitimate connections). Prints "ready".
  */
 import http from 'node:http';
 import net from 'node:net';
+import { httpApp, httpStats } from '../../cli/services/http-app.ts';
 
-const PAGE = `<!doctype html>
-<html><head><title>kernel</title></head>
-<body><h1>kernel</h1><p>This page was served by node:http over the Linux kernel's TCP/IP stack.</p>
-<ul><li><a href="/bytes/1024">/bytes/N</a>: N bytes, byte i = i mod 256</li>
-<li>POST /sha256: the SHA-256 of the request body</li></ul></body></html>
-`;
-
-const web = http.createServer({ requestTimeout: 0 }, (req, res) => {
-  req.resume();
-  res.writeHead(req.url === '/' ? 200 : 404, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(req.url === '/' ? PAGE : 'not found\n');
-});
+const web = http.createServer({ requestTimeout: 0 }, httpApp(httpStats()));
 const held = new Set<net.Socket>();
 const hold = net.createServer((s) => {
   held.add(s);

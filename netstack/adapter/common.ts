@@ -208,6 +208,35 @@ export function coalesced(fn: () => void): () => void {
   return () => {
     if (pending) return;
     pending = true;
-    queueMicrotask(run);
+    runSoon(run);
   };
+}
+
+// What coalesced functions asked to run, in order, and the next to run: one microtask runs them all. Node's
+// queueMicrotask makes an async resource and a bound function per call, which a kept-alive request paid for each
+// socket woken (issue 15); the runs keep their order, after the task that asked.
+const runQueue: (() => void)[] = [];
+let runNext = 0;
+let runScheduled = false;
+
+function runSoon(run: () => void): void {
+  runQueue.push(run);
+  if (runScheduled) return;
+  runScheduled = true;
+  queueMicrotask(runQueued);
+}
+
+function runQueued(): void {
+  try {
+    // Runs queued while these run (one socket's pump waking another) join this pass.
+    while (runNext < runQueue.length) runQueue[runNext++]!();
+  } finally {
+    // A run that threw leaves the rest to a microtask of their own, as separate microtasks would have run them.
+    if (runNext < runQueue.length) queueMicrotask(runQueued);
+    else {
+      runQueue.length = 0;
+      runNext = 0;
+      runScheduled = false;
+    }
+  }
 }

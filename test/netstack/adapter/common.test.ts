@@ -1,7 +1,7 @@
 // The adapters' shared pieces: Node-shaped errors from stack errors, host text, address text as Node prints it.
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import { formatHost, nodeError, resolveHost } from '../../../netstack/adapter/common.ts';
+import { coalesced, formatHost, nodeError, resolveHost } from '../../../netstack/adapter/common.ts';
 import { parseAddress } from '../../../netstack/addr.ts';
 import { Err } from '../../../netstack/errors.ts';
 import { HANG_MS } from '../../lib/wait.ts';
@@ -22,6 +22,46 @@ t.test('nodeError: code, negative errno, syscall, address and message as Node fo
     t.match(e, want, want.message);
   }
   t.notOk('port' in nodeError(Err.ConnectionReset, 'read'), 'no port when none was given');
+});
+
+t.test('coalesced: asked many times in a task → runs once after it, in the order asked; one that throws leaves the others to run', async (t) => {
+  const ran: string[] = [];
+  const a = coalesced(() => ran.push('a'));
+  const b = coalesced(() => {
+    ran.push('b');
+    // Asked again while running: runs once more, after the runs already queued.
+    if (ran.filter((x) => x === 'b').length === 1) b();
+  });
+  const c = coalesced(() => {
+    ran.push('c');
+    a();
+  });
+  b();
+  a();
+  b();
+  c();
+  a();
+  t.same(ran, [], 'nothing runs inside the task that asked');
+  await null;
+  await new Promise((r) => setImmediate(r));
+  t.same(ran, ['b', 'a', 'c', 'b', 'a'], 'each once per ask before it ran, in order; asks made while running run in the same pass');
+  const errors: unknown[] = [];
+  const onError = (e: unknown) => errors.push(e);
+  process.prependListener('uncaughtException', onError);
+  try {
+    ran.length = 0;
+    const bad = coalesced(() => {
+      ran.push('bad');
+      throw new Error('boom');
+    });
+    bad();
+    a();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.removeListener('uncaughtException', onError);
+  }
+  t.same(ran, ['bad', 'a'], 'the run after the one that threw still runs');
+  t.equal(errors.length, 1, 'the error is reported as an uncaught exception, as a microtask of its own would be');
 });
 
 t.test('resolveHost: IP literals, [v6], localhost; names do not resolve', async (t) => {

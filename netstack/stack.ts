@@ -17,7 +17,7 @@ import {
   prefixMatch,
   solicitedNodeAddress,
 } from './addr.ts';
-import type { Clock, Timer } from './clock.ts';
+import { type Clock, HeldClock, type Timer } from './clock.ts';
 import { Err, type NetError } from './errors.ts';
 import { type GsoOptions, type LinkEndpoint, RX_MORE } from './link/endpoint.ts';
 import { Rng } from './rand.ts';
@@ -104,6 +104,11 @@ const ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 /** A TCP/IP host stack over any number of Ethernet links. */
 export class Stack implements NetworkLayer, StackInternals {
   readonly clock: Clock;
+  /**
+   * The clock held still while a transport processes one segment or one read or write: the neighbour cache reads
+   * it for every frame sent, which then costs no host clock read of its own.
+   */
+  readonly heldClock: HeldClock;
   readonly stats = new Stats();
   readonly secret: Uint8Array;
   /** @internal */ readonly rng: Rng;
@@ -140,6 +145,7 @@ export class Stack implements NetworkLayer, StackInternals {
 
   constructor(opts: StackOptions) {
     this.clock = opts.clock;
+    this.heldClock = new HeldClock(opts.clock);
     this.rng = new Rng(opts.seed ?? 1);
     if (opts.secret && opts.secret.length !== 16) throw new RangeError('Stack: secret must be 16 bytes');
     this.secret = opts.secret ? opts.secret.slice() : new Uint8Array(16);
@@ -175,8 +181,8 @@ export class Stack implements NetworkLayer, StackInternals {
         this.stats.count(g, family === 4 ? 'arp' : 'ndp', counter);
       },
     });
-    const arp = new NeighborCache(this.clock, this.rng, hooks(4), this.neighborConfig);
-    const ndp = new NeighborCache(this.clock, this.rng, hooks(6), this.neighborConfig);
+    const arp = new NeighborCache(this.heldClock, this.rng, hooks(4), this.neighborConfig);
+    const ndp = new NeighborCache(this.heldClock, this.rng, hooks(6), this.neighborConfig);
     nic = new Nic(id, opts.name ?? `nic${id}`, link, arp, ndp);
     this.nicMap.set(id, nic);
     link.attach({

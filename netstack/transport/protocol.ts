@@ -4,7 +4,7 @@
  * implementation of it and plugged into the real stack unchanged.
  */
 import type { Address } from '../addr.ts';
-import type { Clock } from '../clock.ts';
+import type { Clock, HeldClock } from '../clock.ts';
 import type { NetError } from '../errors.ts';
 import type { Stats } from '../stats.ts';
 
@@ -165,6 +165,8 @@ export interface Route {
 export interface NetworkLayer {
   /** The stack's clock: every transport timer is scheduled through it. */
   readonly clock: Clock;
+  /** The stack's clock as a HeldClock that its own layers read too, for a transport that holds time still. */
+  readonly heldClock?: HeldClock;
   /** The stack's counters. */
   readonly stats: Stats;
   /** Registers a transport protocol for its protocol number (IPv4 and IPv6 alike). */

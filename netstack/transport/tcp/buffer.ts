@@ -40,8 +40,18 @@ const lentBuffers = new WeakSet<ArrayBufferLike>();
 /** Keeps a whole chunk whose bytes are all consumed and of which no view was handed out. */
 function keepChunk(chunk: Uint8Array): void {
   if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength || lentBuffers.has(chunk.buffer)) return;
+  keepWhole(chunk);
+}
+
+/** Keeps a chunk known to be a whole array of a pool's size that was never lent (a queue's fill). */
+function keepWhole(chunk: Uint8Array): void {
   const pool = pools.get(chunk.length);
   if (pool && pool.length < POOL_LIMIT(chunk.length)) pool.push(chunk);
+}
+
+/** Whether `n` is a chunk size the pools keep (a power of two in [FILL_MIN, FILL_MAX]), without a lookup. */
+function poolSize(n: number): boolean {
+  return n >= FILL_MIN && n <= FILL_MAX && (n & (n - 1)) === 0;
 }
 
 /** A FIFO of bytes held as chunks, with random-access copy-out from the front. */
@@ -58,6 +68,9 @@ export class ByteQueue {
   // The chunk `append` copies into and its first unwritten byte.
   private fill: Uint8Array | null = null;
   private fillPos = 0;
+  // Whether `peek` lent a view of `fill` (known here, so that giving the fill back asks no WeakSet, and reads no
+  // `.buffer`, which is a call into V8's runtime, twice per drained queue: one request/response each way).
+  private fillLent = false;
   // Whether the last chunk is a view of `fill` from `openStart` that appends widen: lazily, since a new view per
   // segment costs more than the copy. `sealedEnd` is where that view ends now; `seal` catches it up to fillPos.
   private open = false;
@@ -102,6 +115,7 @@ export class ByteQueue {
         let size = FILL_MIN;
         while (size < want && size < FILL_MAX) size *= 2;
         f = this.fill = takeChunk(size);
+        this.fillLent = false;
         this.fillPos = 0;
       }
       const pos = this.fillPos;
@@ -167,6 +181,7 @@ export class ByteQueue {
     const first = this.chunks[0];
     if (first && first.length - this.head >= len) {
       lentBuffers.add(first.buffer);
+      if (this.fill !== null && first.buffer === this.fill.buffer) this.fillLent = true;
       return first.subarray(this.head, this.head + len);
     }
     const out = new Uint8Array(len);
@@ -189,7 +204,9 @@ export class ByteQueue {
       n -= left;
       const gone = this.chunks.shift()!;
       this.head = 0;
-      if (gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
+      // Only a chunk of a pool's size can be a whole kept array (views of a fill are smaller): most consumed
+      // chunks need no look at their buffer.
+      if (poolSize(gone.byteLength) && gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
         keepChunk(gone);
       }
       if (this.cursorIdx > 0) {
@@ -207,9 +224,11 @@ export class ByteQueue {
   // Drained: an idle connection keeps no chunk (those nobody holds a view of go to the shared pool).
   private releaseFill(): void {
     this.open = false;
-    if (this.fill !== null) keepChunk(this.fill);
+    // A fill is always a whole array of a pool's size (takeChunk's).
+    if (this.fill !== null && !this.fillLent) keepWhole(this.fill);
     this.fill = null;
     this.fillPos = 0;
+    this.fillLent = false;
   }
 
   /** Drops everything. */

@@ -283,7 +283,7 @@ export class TcpProtocol implements TransportProtocol {
     if (!this.cfg.fastOpenKey) {
       this.configure({ fastOpenKey: formatFastOpenKey(keyFromSecret(net.secret)) });
     }
-    this.clock = new HeldClock(net.clock);
+    this.clock = net.heldClock ?? new HeldClock(net.clock);
     this.stats = net.stats.group<TcpStats>('tcp', {
       segmentsReceived: 0,
       segmentsSent: 0,

@@ -81,8 +81,11 @@ export class Client {
   private chunks: Buffer[] = [];
   private have = 0;
   private closedError: Error | undefined;
-  /** Fids to clunk with the next request (see `clunkSoon`), and the timer that sends them if none comes. */
-  private readonly lateClunks: number[] = [];
+  /**
+   * Requests held back to go out just before the next one (see `clunkSoon`, `setattrSoon`), in the order they were
+   * made, and the timer that sends them if no request comes.
+   */
+  private readonly late: { body: Body<'Tclunk'> & { type: 'Tclunk' } | Body<'Tsetattr'> & { type: 'Tsetattr' }; settle(p: Promise<Message>): void }[] = [];
   private lateTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Whether the connection has ended (every request fails with EIO from then on). */
@@ -144,7 +147,7 @@ export class Client {
   close(): void {
     clearTimeout(this.lateTimer);
     this.lateTimer = undefined;
-    this.lateClunks.length = 0; // the server drops a closed connection's fids
+    for (const l of this.late.splice(0)) l.settle(Promise.reject(new P9Error(EIO, `${l.body.type} (connection closed)`))); // the server drops a closed connection's fids
     this.socket.destroy();
     for (const fd of this.fdQueue.splice(0)) sys.close(fd);
   }
@@ -169,7 +172,7 @@ export class Client {
   /** Sends a request, returning its tag with the promise of its reply. */
   start<T extends TName>(body: Body<T> & { type: T }, tag = this.allocTag()): InFlight<T> {
     const op = body.type;
-    if (this.lateClunks.length > 0) this.sendLateClunks();
+    if (this.late.length > 0) this.sendLate();
     const reply = new Promise<Message<ReplyOf<T>>>((resolve, reject) => {
       if (this.closedError) {
         reject(new P9Error(EIO, `${op} (connection closed)`));
@@ -320,19 +323,7 @@ export class Client {
     valid: number,
     attrs: Partial<Omit<Body<'Tsetattr'>, 'type' | 'fid' | 'valid'>>,
   ): Promise<void> {
-    await this.rpc({
-      type: 'Tsetattr',
-      fid,
-      valid,
-      mode: attrs.mode ?? 0,
-      uid: attrs.uid ?? 0,
-      gid: attrs.gid ?? 0,
-      size: attrs.size ?? 0n,
-      atimeSec: attrs.atimeSec ?? 0n,
-      atimeNsec: attrs.atimeNsec ?? 0n,
-      mtimeSec: attrs.mtimeSec ?? 0n,
-      mtimeNsec: attrs.mtimeNsec ?? 0n,
-    });
+    await this.rpc(setattrBody(fid, valid, attrs));
   }
 
   /** One Treaddir: the entries from cookie `offset` that fit in `count` bytes. */
@@ -443,20 +434,36 @@ export class Client {
    */
   clunkSoon(fid: number): void {
     if (this.closedError) return;
-    this.lateClunks.push(fid);
+    const free = () => this.freeFids.push(fid);
+    this.hold({ type: 'Tclunk', fid }, (p) => p.then(free, free));
+  }
+
+  /**
+   * Tsetattr held back as `clunkSoon` holds a Tclunk: sent just before the next request (in order with every
+   * other held or later request on the connection, so a server that runs a fid's requests in order has done it
+   * before anything sent after), or within `CLUNK_DELAY_MS`, or at `sendLate`. For a caller that has answered
+   * for the change already (write-behind); the promise carries the server's verdict.
+   */
+  setattrSoon(fid: number, valid: number, attrs: Partial<Omit<Body<'Tsetattr'>, 'type' | 'fid' | 'valid'>>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.closedError) return reject(new P9Error(EIO, 'Tsetattr (connection closed)'));
+      this.hold(setattrBody(fid, valid, attrs), (p) => p.then(() => resolve(), reject));
+    });
+  }
+
+  private hold(body: (typeof this.late)[number]['body'], settle: (p: Promise<Message>) => void): void {
+    this.late.push({ body, settle });
     if (!this.lateTimer) {
-      this.lateTimer = setTimeout(() => this.sendLateClunks(), CLUNK_DELAY_MS);
+      this.lateTimer = setTimeout(() => this.sendLate(), CLUNK_DELAY_MS);
       this.lateTimer.unref?.();
     }
   }
 
-  private sendLateClunks(): void {
+  /** Sends the held requests now (a caller is about to wait for their outcome). */
+  sendLate(): void {
     clearTimeout(this.lateTimer);
     this.lateTimer = undefined;
-    for (const fid of this.lateClunks.splice(0)) {
-      const free = () => this.freeFids.push(fid);
-      this.start({ type: 'Tclunk', fid }).reply.then(free, free);
-    }
+    for (const l of this.late.splice(0)) l.settle(this.start(l.body).reply);
   }
 
   /** Tremove (the fid is clunked either way). */
@@ -467,4 +474,21 @@ export class Client {
       this.freeFids.push(fid);
     }
   }
+}
+
+/** A Tsetattr's body with the fields named by `valid`; the others zero. */
+function setattrBody(fid: number, valid: number, attrs: Partial<Omit<Body<'Tsetattr'>, 'type' | 'fid' | 'valid'>>): Body<'Tsetattr'> & { type: 'Tsetattr' } {
+  return {
+    type: 'Tsetattr',
+    fid,
+    valid,
+    mode: attrs.mode ?? 0,
+    uid: attrs.uid ?? 0,
+    gid: attrs.gid ?? 0,
+    size: attrs.size ?? 0n,
+    atimeSec: attrs.atimeSec ?? 0n,
+    atimeNsec: attrs.atimeNsec ?? 0n,
+    mtimeSec: attrs.mtimeSec ?? 0n,
+    mtimeNsec: attrs.mtimeNsec ?? 0n,
+  };
 }

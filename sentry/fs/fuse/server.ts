@@ -11,6 +11,7 @@
  */
 import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
 import { P9Error, type Client } from '../../../gofer/client/client.ts';
+import * as fs from '../../../lib/fs.ts';
 import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
 import {
   FATTR,
@@ -75,6 +76,18 @@ const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const S_IXGRP = 0o010;
 
+/** The SETATTR fields a write-behind may carry (see FuseServer.setattrBehind): mode, owner and times. */
+const BEHIND_FATTR =
+  FATTR.MODE | FATTR.UID | FATTR.GID | FATTR.ATIME | FATTR.MTIME | FATTR.ATIME_NOW | FATTR.MTIME_NOW | FATTR.FH | FATTR.LOCKOWNER | FATTR.KILL_SUIDGID;
+/** Requests that report a failed write-behind of their node instead of being done: they open, change, flush or sync it. */
+const REPORTS_LATE = new Set<number>([OP.FLUSH, OP.FSYNC, OP.FSYNCDIR, OP.SETATTR, OP.OPEN, OP.WRITE, OP.SETXATTR, OP.REMOVEXATTR]);
+
+/** The wall clock as seconds and nanoseconds (microsecond precision). */
+function realtime(): [bigint, number] {
+  const us = Math.round((performance.timeOrigin + performance.now()) * 1000);
+  return [BigInt(Math.floor(us / 1e6)), (us % 1e6) * 1000];
+}
+
 /**
  * Largest WRITE the kernel sends (and READ it asks for): 128 pages of 4 KiB, which fits in one 9P read or write
  * at the Gofer's msize of 1 MiB.
@@ -94,7 +107,7 @@ interface Node {
    * The backing file registered for this inode's passthrough opens, shared by all of them while any is open (the
    * kernel refuses a second, different backing file on an inode: EIO), and whether it was opened for writing.
    */
-  backing?: { id: number; writable: boolean; opens: number };
+  backing?: { id: number; writable: boolean; opens: number; fd: number };
   /**
    * The attributes last read from the Gofer: `attrSeq` and `attrT` say when the read was sent. They are served
    * again while younger than the attribute validity and no change has been started on the node since
@@ -117,6 +130,22 @@ interface Node {
   madeAt?: number;
   /** Names of a made directory whose change through the mount began and whose outcome is not in `children`. */
   unsure?: Set<string>;
+  /** Made or opened through the mount: a SETATTR of it may be written behind (see `setattrBehind`). */
+  ours?: boolean;
+  /** Open file handles of the node whose close sends no FLUSH (FOPEN_NOFLUSH): none, for a write-behind. */
+  noflushOpens: number;
+  /**
+   * The attributes the node has once its written-behind SETATTRs are done (ctime aside: this server's clock), set
+   * at `aheadSeq`: the base of the next write-behind while no other change started on it (see `writeBase`). Never
+   * an answer to GETATTR, which gets the Gofer's. And the written-behind SETATTRs not yet answered.
+   */
+  ahead?: Attr;
+  aheadSeq: number;
+  behind: number;
+  /** Resolves when the written-behind SETATTRs sent so far are answered (never rejects). */
+  settled?: Promise<void>;
+  /** The errno of a written-behind SETATTR the Gofer failed, until a request of the program reports it. */
+  lateError?: number;
 }
 
 /** When a request to the Gofer was sent: a counter that orders it against changes, and the monotonic clock in ms. */
@@ -126,7 +155,7 @@ interface Stamp {
 }
 
 function newNode(fid: number, ino: bigint, used: number): Node {
-  return { fid, nlookup: 1n, ino, used, attrT: 0, attrSeq: 0, dirtySeq: 0, entriesDirtySeq: 0 };
+  return { fid, nlookup: 1n, ino, used, attrT: 0, attrSeq: 0, dirtySeq: 0, entriesDirtySeq: 0, noflushOpens: 0, aheadSeq: 0, behind: 0 };
 }
 
 /** A name as a map key. */
@@ -172,6 +201,11 @@ export interface FuseServerOptions {
    * this uid creates needs no chown afterwards (`run --rootfs` attaches as the sandbox's host user).
    */
   owner?: number;
+  /**
+   * Answer a chmod, chown or utimes of a node made or opened through the mount before the Gofer has done it
+   * (default true; see `setattrBehind`).
+   */
+  writeBehind?: boolean;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -215,6 +249,7 @@ export class FuseServer {
   cacheHits = 0;
   private readonly cache: boolean;
   private readonly owner: number;
+  private readonly writeBehind: boolean;
   private readonly entryMs: number;
   private readonly attrMs: number;
   /** Orders requests to the Gofer against changes (see Stamp). */
@@ -224,8 +259,12 @@ export class FuseServer {
   /** Names cached over all directories, and the most kept before all are dropped. */
   private entryCount = 0;
   private readonly maxEntries: number;
-  /** The node of each open file handle (fid). */
+  /** The node of each open file handle (fid), and the handles whose close sends no FLUSH. */
   private readonly openNodes = new Map<number, bigint>();
+  private readonly noflushFids = new Set<number>();
+  /** SETATTRs answered before the Gofer did them (see setattrBehind), and those of them the Gofer failed. */
+  writtenBehind = 0;
+  lateErrors = 0;
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -238,6 +277,7 @@ export class FuseServer {
     this.maxNodes = Math.max(16, opts.maxNodes ?? 8192);
     this.cache = opts.cache ?? true;
     this.owner = opts.owner ?? 0;
+    this.writeBehind = opts.writeBehind ?? true;
     this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
     this.attrMs = this.cache ? this.valid.attr * 1000 : 0;
     this.maxEntries = 4 * this.maxNodes;
@@ -261,7 +301,7 @@ export class FuseServer {
     sys.close(this.fd);
     // A debugging aid: what the kernel asked for, and what that cost in 9P requests (bench/gofer.ts reads it).
     if (process.env.TSVISOR_FUSE_STATS) {
-      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent };
+      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, lateErrors: this.lateErrors };
       process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
     }
     this.opts.onClose?.(why);
@@ -381,8 +421,14 @@ export class FuseServer {
       case OP.RELEASE:
       case OP.RELEASEDIR:
         return this.release(Number(view(b).getBigUint64(0, true)));
-      case OP.FLUSH:
-        return new Uint8Array(0); // nothing is buffered here: writes went to the Gofer before their reply
+      case OP.FLUSH: {
+        // Nothing is buffered here (writes went to the Gofer before their reply), but a SETATTR written behind
+        // may still be under way or have failed: close(2) reports it.
+        const node = this.nodes.get(h.nodeid);
+        return node && (node.behind > 0 || node.lateError !== undefined) ? undefined : new Uint8Array(0);
+      }
+      case OP.SETATTR:
+        return this.setattrBehind(h.nodeid, view(b));
       case OP.ACCESS:
         // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
         return new Uint8Array(0);
@@ -399,14 +445,16 @@ export class FuseServer {
 
   /** RELEASE: the file is closed here whatever the Gofer says. */
   private release(fh: number): Uint8Array {
-    this.openNodes.delete(fh);
+    this.closedHandle(fh);
     const node = this.backed.get(fh);
     if (node) {
       this.backed.delete(fh);
-      // Writes through the backing file went past this server: what it knew of size and times is old.
-      if (node.backing?.writable) this.dirty(node);
       if (node.backing && --node.backing.opens === 0) {
+        // Writes through the backing file went past this server: what it knew of size and times is old, unless
+        // the host file says them now.
+        if (node.backing.writable) this.refreshData(node, node.backing.fd);
         sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
+        sys.close(node.backing.fd);
         node.backing = undefined;
       }
     }
@@ -415,10 +463,83 @@ export class FuseServer {
     return new Uint8Array(0);
   }
 
+  /** Forgets the handle `fh`'s open state (its node, its FOPEN_NOFLUSH). */
+  private closedHandle(fh: number): void {
+    const id = this.openNodes.get(fh);
+    this.openNodes.delete(fh);
+    if (this.noflushFids.delete(fh)) {
+      const node = id === undefined ? undefined : this.nodes.get(id);
+      if (node) node.noflushOpens--;
+    }
+  }
+
+  /**
+   * The node's attributes with size, blocks and times as the host file `fd` has them now, or undefined (the
+   * attributes are not known, or fstat failed). For a file the kernel writes itself (passthrough): its other
+   * attributes do not move with writes.
+   */
+  private dataOf(a: Attr, fd: number): Attr | undefined {
+    const st = fs.fstat(fd);
+    if (typeof st === 'number') return undefined;
+    return {
+      ...a,
+      size: st.size,
+      blocks: st.blocks,
+      atime: st.atimeSec,
+      atimensec: st.atimeNsec,
+      mtime: st.mtimeSec,
+      mtimensec: st.mtimeNsec,
+      ctime: st.ctimeSec,
+      ctimensec: st.ctimeNsec,
+    };
+  }
+
+  /**
+   * At the last close of a writable passthrough file: the attributes known from before (read after every other
+   * change) take size and times from the host file, and stay answerable; without them, the node is dirty.
+   */
+  private refreshData(node: Node, fd: number): void {
+    const ahead = this.aheadOf(node);
+    const a = ahead ?? this.knownAttr(node);
+    const fresh = a && this.dataOf(a, fd);
+    if (!fresh) return this.dirty(node);
+    if (ahead) {
+      node.ahead = fresh;
+      node.aheadSeq = ++this.seq;
+    } else {
+      node.attr = fresh;
+      node.attrSeq = ++this.seq;
+    }
+  }
+
+  /** The node's `ahead` attributes, if no change other than the written-behind ones started since they were set. */
+  private aheadOf(node: Node): Attr | undefined {
+    if (!node.ahead || node.aheadSeq < node.dirtySeq || node.aheadSeq < this.attrEpochSeq) return undefined;
+    return node.ahead;
+  }
+
+  /**
+   * What a write-behind starts from: the attributes the node's written-behind SETATTRs leave, or those last read
+   * from the Gofer, either known within the attribute validity of that read (`t`, ms) and not changed otherwise.
+   */
+  private writeBase(node: Node, t: number): Attr | undefined {
+    if (t - node.attrT >= this.attrMs) return undefined;
+    return this.aheadOf(node) ?? this.knownAttr(node);
+  }
+
   /** The reply body, or an errno. */
   private async handle(h: InHeader, b: Uint8Array): Promise<Uint8Array | number> {
     const v = view(b);
+    const node = this.nodes.get(h.nodeid);
+    if (node && (node.behind > 0 || node.lateError !== undefined)) {
+      // SETATTRs written behind on this node: every request on it waits for them (and sees their outcome), and
+      // one that opens, changes, flushes or syncs it reports their failure instead of being done.
+      const late = await this.settle(node, REPORTS_LATE.has(h.opcode));
+      if (late !== undefined) return late;
+    }
     switch (h.opcode) {
+      case OP.FLUSH:
+        return new Uint8Array(0);
       case OP.INIT:
         return this.init(v);
       case OP.DESTROY:
@@ -520,6 +641,7 @@ export class FuseServer {
         await this.giveToCaller(h, name);
         const { id, a } = await this.lookupNode(h.nodeid, name);
         const made = this.nodes.get(id);
+        if (made) made.ours = true;
         // Empty, and known only from this lookup: a node the kernel already had (another caller's lookup of the
         // new name, or an old inode of the same number) may have names made in it that this server cannot tell.
         if (made && this.entryMs > 0 && made.nlookup === 1n && !made.children && made.entriesDirtySeq === 0) made.madeAt = madeAt;
@@ -533,14 +655,14 @@ export class FuseServer {
         this.dirtyDir(this.node(h.nodeid), name);
         await this.client.mknod(this.node(h.nodeid).fid, name, mode & ~(umask & 0o777), 0, 0, h.gid);
         await this.giveToCaller(h, name);
-        return this.lookup(h.nodeid, name);
+        return this.lookupMade(h.nodeid, name);
       }
       case OP.SYMLINK: {
         const [name, target] = cstrings(b, 2) ?? [];
         if (!name || !target) return EINVAL;
         this.dirtyDir(this.node(h.nodeid), name);
         await this.client.symlink(this.node(h.nodeid).fid, name, target, h.gid);
-        return this.lookup(h.nodeid, name);
+        return this.lookupMade(h.nodeid, name);
       }
       case OP.LINK: {
         const [name] = cstrings(b.subarray(8), 1) ?? [];
@@ -622,9 +744,17 @@ export class FuseServer {
   private opened(nodeid: bigint, fid: number, writable: boolean, fd: number | undefined): Uint8Array {
     const node = this.nodes.get(nodeid);
     this.openNodes.set(fid, nodeid);
+    if (node) node.ours = true;
+    // A handle open for writing sends FLUSH at close(2): it carries the failure of a SETATTR written behind while
+    // the file was open (see setattrBehind). Read-only handles skip it; a node with one open takes no write-behind.
+    const noflush = writable ? 0 : FOPEN.NOFLUSH;
+    if (noflush && node) {
+      node.noflushOpens++;
+      this.noflushFids.add(fid);
+    }
     if (fd === undefined || !this.passthrough || !node) {
       if (fd !== undefined) sys.close(fd);
-      return openOut(BigInt(fid), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
+      return openOut(BigInt(fid), FOPEN.KEEP_CACHE | noflush);
     }
     if (node.backing && (node.backing.writable || !writable)) {
       sys.close(fd);
@@ -632,22 +762,25 @@ export class FuseServer {
       if (node.backing) {
         // A read-only backing file in use and a write wanted: the kernel allows one backing file per inode.
         sys.close(fd);
+        this.closedHandle(fid);
         throw new P9Error(EBUSY, 'OPEN for writing while read-only passthrough opens are live');
       }
       const map = new Uint8Array(16);
       view(map).setInt32(0, fd, true);
       const id = sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_OPEN, map);
-      sys.close(fd);
       if (id < 0) {
+        sys.close(fd);
         this.backingErrors++;
-        return openOut(BigInt(fid), FOPEN.KEEP_CACHE | FOPEN.NOFLUSH);
+        return openOut(BigInt(fid), FOPEN.KEEP_CACHE | noflush);
       }
-      node.backing = { id, writable, opens: 0 };
+      // Kept while the backing file is: the host's size and times after writes the kernel made past this server
+      // are one fstat away (see `dataOf`).
+      node.backing = { id, writable, opens: 0, fd };
     }
     node.backing.opens++;
     this.backed.set(fid, node);
     this.passthroughOpens++;
-    return openOut(BigInt(fid), FOPEN.PASSTHROUGH | FOPEN.NOFLUSH, node.backing.id);
+    return openOut(BigInt(fid), FOPEN.PASSTHROUGH | noflush, node.backing.id);
   }
 
   /**
@@ -785,6 +918,14 @@ export class FuseServer {
     return entryOut(id, a, this.valid);
   }
 
+  /** The lookup of a name this server has just made (MKNOD, SYMLINK): its node is the sandbox's own. */
+  private async lookupMade(parent: bigint, name: Uint8Array): Promise<Uint8Array> {
+    const { id, a } = await this.lookupNode(parent, name);
+    const node = this.nodes.get(id);
+    if (node) node.ours = true;
+    return entryOut(id, a, this.valid);
+  }
+
   /**
    * LOOKUP: from the names and attributes this server saw within the validity (a missing name as a negative
    * entry, node id 0), else from the Gofer. The kernel sends LOOKUPs it could answer itself: an O_EXCL open or a
@@ -909,8 +1050,13 @@ export class FuseServer {
    * without a word to this server.
    */
   private cachedAttr(node: Node, t: number): Attr | undefined {
-    if (!node.attr || t - node.attrT >= this.attrMs) return undefined;
-    if (node.attrSeq < node.dirtySeq || node.attrSeq < this.attrEpochSeq || node.backing?.writable) return undefined;
+    if (t - node.attrT >= this.attrMs || node.backing?.writable) return undefined;
+    return this.knownAttr(node);
+  }
+
+  /** The node's attributes as last read, if no change started on it (or on links in general) since, whatever their age. */
+  private knownAttr(node: Node): Attr | undefined {
+    if (!node.attr || node.attrSeq < node.dirtySeq || node.attrSeq < this.attrEpochSeq) return undefined;
     return node.attr;
   }
 
@@ -1037,6 +1183,99 @@ export class FuseServer {
     this.keepAttr(node, a, st);
     if (kill) a = await this.killSuidgid(node, a);
     return attrOut(a, this.valid);
+  }
+
+  /**
+   * A SETATTR answered before the Gofer has done it (write-behind), or undefined where it must wait. Written
+   * behind: a chmod, chown or utimes (no size, no ctime) of a node made or opened through the mount whose
+   * attributes are known (read within the validity and not changed since, or those its earlier written-behind
+   * SETATTRs will leave), with no handle of it open whose close skips FLUSH and no earlier failure unreported. The
+   * Tsetattr goes out with the next request (Client.setattrSoon; the Gofer runs them in order), and the reply's
+   * attributes are computed here (ctime: now), valid for no time, so that the kernel asks again (GETATTR, which
+   * waits for the call) before it shows them to a later stat. A failure is kept on the node and reported by the
+   * next request that opens, changes, flushes (close(2)) or syncs it (see `settle`), as NFS reports a failed
+   * write-behind at close.
+   */
+  private setattrBehind(id: bigint, v: DataView): Uint8Array | undefined {
+    const node = this.nodes.get(id);
+    if (!this.writeBehind || !node?.ours || node.noflushOpens > 0 || node.lateError !== undefined) return undefined;
+    const valid = v.getUint32(0, true);
+    if (valid & ~BEHIND_FATTR) return undefined;
+    const t = performance.now();
+    let a = this.writeBase(node, t);
+    // A file the kernel writes itself: size and times from the host file, now.
+    if (a && node.backing?.writable) a = this.dataOf(a, node.backing.fd);
+    if (!a) return undefined;
+    const next = { ...a };
+    const attrs: Parameters<Client['setattrSoon']>[2] = {};
+    let p9 = 0;
+    if (valid & FATTR.MODE) {
+      attrs.mode = v.getUint32(68, true) & 0o7777;
+      next.mode = (a.mode & S_IFMT) | attrs.mode;
+      p9 |= SETATTR.MODE;
+    }
+    if (valid & FATTR.UID) {
+      next.uid = attrs.uid = v.getUint32(76, true);
+      p9 |= SETATTR.UID;
+    }
+    if (valid & FATTR.GID) {
+      next.gid = attrs.gid = v.getUint32(80, true);
+      p9 |= SETATTR.GID;
+    }
+    // The host clears set-id bits of a regular file at a chown, and KILL_SUIDGID asks for it (as does a SETATTR
+    // with nothing to set, under KILLPRIV_V2: see `setattr`): left to the synchronous path, which reads the
+    // outcome (a file with such bits is rare).
+    const kill = valid & (FATTR.UID | FATTR.GID | FATTR.KILL_SUIDGID) || (this.killprivV2 && (valid & ~(FATTR.FH | FATTR.LOCKOWNER)) === 0);
+    if (kill && (next.mode & S_IFMT) === S_IFREG && next.mode & (S_ISUID | S_ISGID)) return undefined;
+    const now = realtime();
+    // "Now" is this clock's, sent as a time to set, so that the host's file gets the time this reply states.
+    if (valid & (FATTR.ATIME | FATTR.ATIME_NOW)) {
+      [next.atime, next.atimensec] = valid & FATTR.ATIME_NOW ? now : [v.getBigUint64(32, true), v.getUint32(56, true)];
+      [attrs.atimeSec, attrs.atimeNsec] = [next.atime, BigInt(next.atimensec)];
+      p9 |= SETATTR.ATIME | SETATTR.ATIME_SET;
+    }
+    if (valid & (FATTR.MTIME | FATTR.MTIME_NOW)) {
+      [next.mtime, next.mtimensec] = valid & FATTR.MTIME_NOW ? now : [v.getBigUint64(40, true), v.getUint32(60, true)];
+      [attrs.mtimeSec, attrs.mtimeNsec] = [next.mtime, BigInt(next.mtimensec)];
+      p9 |= SETATTR.MTIME | SETATTR.MTIME_SET;
+    }
+    // Nothing to set (the kernel's file_remove_privs of a file without set-id bits): nothing to send.
+    if (p9 === 0) return attrOut(a, { entry: 0, attr: 0 });
+    [next.ctime, next.ctimensec] = now;
+    this.dirty(node);
+    node.ahead = next;
+    node.aheadSeq = ++this.seq;
+    this.writtenBehind++;
+    this.behindCall(node, this.client.setattrSoon(node.fid, p9, attrs));
+    return attrOut(next, { entry: 0, attr: 0 });
+  }
+
+  /** Counts a written-behind call on the node until the Gofer answers it, and keeps its failure. */
+  private behindCall(node: Node, call: Promise<void>): void {
+    node.behind++;
+    const done = call.catch((e: unknown) => {
+      this.lateErrors++;
+      node.lateError ??= e instanceof P9Error ? e.errno : EIO;
+      node.ahead = undefined; // not what the host file has
+    });
+    node.settled = Promise.all([node.settled, done]).then(() => {
+      if (--node.behind === 0) node.settled = undefined;
+    });
+  }
+
+  /**
+   * Waits until the node's written-behind SETATTRs are answered (sending them now if they are still held); with
+   * `reports`, a failure among them, which is then reported (once).
+   */
+  private async settle(node: Node, reports: boolean): Promise<number | undefined> {
+    if (node.behind > 0) {
+      this.client.sendLate();
+      await node.settled;
+    }
+    if (!reports || node.lateError === undefined) return undefined;
+    const e = node.lateError;
+    node.lateError = undefined;
+    return e;
   }
 
   /**

@@ -1,0 +1,143 @@
+// Write-behind SETATTR: a chmod, chown or utimes of a file made or opened through the mount is answered before the
+// Gofer has done it; later requests see the settled state, and a failure the Gofer meets reaches the program at
+// close(2) (FLUSH), at the next request that opens or changes the file, never lost silently.
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { mountScratch, sh } from './fuse-helpers.ts';
+
+/** `pid` and its descendants, parents first (the Gofer's command confines the server in a bwrap child). */
+function tree(pid: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...(kids.get(all[i]!) ?? []));
+  return all;
+}
+
+/**
+ * Sends `sig` to the serving process at the bottom of the Gofer's command (node under two bwraps; stopping the
+ * bwraps too ends the confinement).
+ */
+const signalTree = (pid: number, sig: NodeJS.Signals) => {
+  const server = tree(pid).filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node').at(-1)!;
+  process.kill(server, sig);
+};
+
+/** Runs a Python program (the calls it makes are exactly the ones written). */
+const py = (src: string) => sh(`python3 -c '${src}'`);
+
+/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+for (const passthrough of [false, true]) {
+  const io = passthrough ? 'passthrough' : '9P I/O';
+
+  t.test(`${io}: chmod, chown and utimes of a file made through the mount complete while the Gofer is stopped; stat then shows the values the host file settled on`, async (t) => {
+    // A validity of 5 s: the attributes the create brought stay known through the stop (the write-behind's base).
+    const m = await mountScratch(t, () => {}, { passthrough, validity: { entry: 5, attr: 5 } });
+    const f = `${m.mnt}/f`;
+    // Made without a write (a write through 9P leaves size and times to be read again: no write-behind base).
+    const made = await sh(`touch ${f}`);
+    t.equal(made.code, 0, made.err);
+    const gofer = m.gofer.pid!;
+    signalTree(gofer, 'SIGSTOP');
+    let stopped = true;
+    t.teardown(() => {
+      if (stopped) signalTree(gofer, 'SIGCONT');
+    });
+    // Without write-behind each call waits for the stopped Gofer: the program never finishes while it is stopped.
+    const calls = py(`import os; p="${f}"; os.chmod(p, 0o640); os.chown(p, 1234, 5678); os.utime(p, ns=(981173106000000001, 981173106123456789)); print("done")`);
+    const r = await within(calls, 30000);
+    signalTree(gofer, 'SIGCONT');
+    stopped = false;
+    if (r === 'timeout') {
+      t.fail('the calls waited for the stopped Gofer');
+      await calls;
+      return;
+    }
+    t.equal(r.out, 'done\n', r.err);
+    t.ok(m.server.writtenBehind >= 3, `${m.server.writtenBehind} SETATTRs written behind`);
+    // The replies were valid for no time: this stat asks the server, which waits for the calls, then the Gofer.
+    const st = await sh(`stat -c '%a %u %g %Y %y' ${f}`);
+    t.equal(st.out, '640 1234 5678 981173106 2001-02-03 04:05:06.123456789 +0000\n', st.err);
+    const host = statSync(join(m.root, 'f'), { bigint: true });
+    t.equal(Number(host.mode & 0o7777n), 0o640, 'the host file took the mode');
+    t.equal([host.uid, host.gid].join(':'), '1234:5678', 'and the owner');
+    t.equal(host.mtimeNs, 981173106123456789n, 'and the modification time, to the nanosecond');
+    t.equal(host.atimeNs, 981173106000000001n);
+    t.equal(m.server.lateErrors, 0);
+  });
+
+  t.test(`${io}: a written-behind chmod the host refuses (the file made immutable underneath) fails the close(2) of the descriptor it was made through; the file keeps its mode`, async (t) => {
+    const m = await mountScratch(t, () => {}, { passthrough, validity: { entry: 5, attr: 5 } });
+    const host = join(m.root, 'f');
+    t.teardown(() => sh(`chattr -i ${host}`));
+    const r = await py(
+      [
+        'import os, subprocess',
+        `fd = os.open("${m.mnt}/f", os.O_WRONLY | os.O_CREAT, 0o644)`,
+        `subprocess.run(["chattr", "+i", "${host}"], check=True)`,
+        'os.fchmod(fd, 0o600)',
+        'print("fchmod ok")',
+        'try:',
+        '  os.close(fd); print("close ok")',
+        'except OSError as e:',
+        '  print("close", e.strerror)',
+      ].join('\n'),
+    );
+    t.equal(r.out, 'fchmod ok\nclose Operation not permitted\n', r.err);
+    t.equal(m.server.lateErrors, 1, 'the Gofer failed the written-behind Tsetattr');
+    t.equal(statSync(host).mode & 0o7777, 0o644, 'the host file kept its mode');
+    const st = await sh(`stat -c %a ${m.mnt}/f`);
+    t.equal(st.out, '644\n', 'stat through the mount shows the settled mode, not the one answered');
+  });
+
+  t.test(`${io}: a written-behind chmod of a closed file the host refuses is reported by the next call that changes the file, once; reads and stat see the settled state`, async (t) => {
+    const m = await mountScratch(t, (root) => writeFileSync(join(root, 'seed'), ''), { passthrough, validity: { entry: 5, attr: 5 } });
+    const host = join(m.root, 'f');
+    t.teardown(() => sh(`chattr -i ${host}`));
+    const r = await py(
+      [
+        'import os, subprocess',
+        `p = "${m.mnt}/f"`,
+        'fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644); os.close(fd)',
+        `subprocess.run(["chattr", "+i", "${host}"], check=True)`,
+        'os.chmod(p, 0o600); print("chmod ok")',
+        'print("stat", oct(os.stat(p).st_mode & 0o7777))',
+        'try:',
+        '  os.utime(p, (1, 1)); print("utime ok")',
+        'except OSError as e:',
+        '  print("utime", e.strerror)',
+        'print("stat", oct(os.stat(p).st_mode & 0o7777), os.stat(p).st_mtime != 1)',
+        'os.close(os.open(p, os.O_RDONLY)); print("open ok")',
+      ].join('\n'),
+    );
+    // The stat waited for the chmod and shows the mode the host kept; the utime (a change) reports the chmod's
+    // failure instead of being done; after that report nothing is left to report: the open succeeds.
+    t.equal(r.out, 'chmod ok\nstat 0o644\nutime Operation not permitted\nstat 0o644 True\nopen ok\n', r.err);
+    t.equal(m.server.lateErrors, 1);
+  });
+}
+
+t.test('write-behind off (writeBehind: false): the same chmod waits for the Gofer, and a refusal is the call\'s own error', async (t) => {
+  const m = await mountScratch(t, () => {}, { passthrough: true, writeBehind: false });
+  const host = join(m.root, 'f');
+  t.teardown(() => sh(`chattr -i ${host}`));
+  const r = await py(`import os, subprocess\nfd = os.open("${m.mnt}/f", os.O_WRONLY | os.O_CREAT, 0o644)\nsubprocess.run(["chattr", "+i", "${host}"], check=True)\ntry:\n  os.fchmod(fd, 0o600)\nexcept OSError as e:\n  print("fchmod", e.strerror)\nos.close(fd)`);
+  t.equal(r.out, 'fchmod Operation not permitted\n', r.err);
+  t.equal(m.server.writtenBehind, 0);
+});

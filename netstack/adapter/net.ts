@@ -81,6 +81,9 @@ export interface ListenOptions {
 /** Bytes read from the endpoint in one go (a Node read is up to 64 KiB too). */
 const READ_CHUNK = 65536;
 const READ_OPTIONS = { maxBytes: READ_CHUNK };
+/** The options of a small read, one object refilled for each (the endpoint keeps none of it). */
+const SMALL_READ_OPTIONS: { into: Buffer } = { into: Buffer.alloc(0) };
+const NO_BYTES = SMALL_READ_OPTIONS.into;
 /** Reads up to this size go into a pooled Buffer (Node's Buffer.allocUnsafe pool takes requests below 4 KiB). */
 const SMALL_READ = 2048;
 /**
@@ -641,7 +644,12 @@ export class Socket extends Duplex {
       // A small read (a request) lands in a Buffer cut from Node's shared pool: a fresh array of its own would be
       // an ArrayBuffer malloc'd, swept and wrapped once more as a Buffer for every request (issue 15).
       const queued = ep.inQueue();
-      const r = queued > 0 && queued <= SMALL_READ ? ep.read({ into: Buffer.allocUnsafe(queued) }) : ep.read(READ_OPTIONS);
+      let r;
+      if (queued > 0 && queued <= SMALL_READ) {
+        SMALL_READ_OPTIONS.into = Buffer.allocUnsafe(queued);
+        r = ep.read(SMALL_READ_OPTIONS);
+        SMALL_READ_OPTIONS.into = NO_BYTES;
+      } else r = ep.read(READ_OPTIONS);
       if (r === Err.WouldBlock) return;
       if (r instanceof NetError) {
         this.destroy(nodeError(r, 'read'));

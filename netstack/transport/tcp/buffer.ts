@@ -18,20 +18,31 @@ const BURST_PREALLOC_MAX = 64 * 1024;
 // allocating one per answer (a third of a keep-alive HTTP server's allocation, issue 15). An idle connection
 // still holds nothing. At most POOL_BYTES of each size stay kept, and at least 8 chunks of the large ones.
 const POOL_BYTES = 512 * 1024;
-const pools = new Map<number, Uint8Array[]>();
-for (let size = FILL_MIN; size <= FILL_MAX; size *= 2) pools.set(size, []);
+// One pool per size, indexed by the size's power of two above FILL_MIN's (an array, not a Map: two lookups per
+// request/response exchange and queue).
+const FILL_MIN_LOG2 = 31 - Math.clz32(FILL_MIN);
+const pools: Uint8Array[][] = [];
+for (let size = FILL_MIN; size <= FILL_MAX; size *= 2) pools.push([]);
 const POOL_LIMIT = (size: number) => Math.max(8, POOL_BYTES / size);
+
+/** The pool of chunks of `size` bytes (a power of two in [FILL_MIN, FILL_MAX]). */
+function poolOf(size: number): Uint8Array[] {
+  return pools[31 - Math.clz32(size) - FILL_MIN_LOG2]!;
+}
 
 /** How many chunks the shared pool keeps now (for tests and diagnostics). */
 export function pooledChunks(): number {
   let n = 0;
-  for (const p of pools.values()) n += p.length;
+  for (const p of pools) n += p.length;
   return n;
 }
 
-/** A chunk of `size` bytes: a kept one when there is one (its old contents are overwritten before use). */
+/**
+ * A chunk of `size` bytes (a power of two in [FILL_MIN, FILL_MAX]): a kept one when there is one (its old contents
+ * are overwritten before use).
+ */
 function takeChunk(size: number): Uint8Array {
-  return pools.get(size)?.pop() ?? new Uint8Array(size);
+  return poolOf(size).pop() ?? new Uint8Array(size);
 }
 
 // Memory of which `peek` handed out a view: a reader may still hold it, so it never goes back to a pool.
@@ -39,14 +50,15 @@ const lentBuffers = new WeakSet<ArrayBufferLike>();
 
 /** Keeps a whole chunk whose bytes are all consumed and of which no view was handed out. */
 function keepChunk(chunk: Uint8Array): void {
+  if (!poolSize(chunk.length)) return;
   if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength || lentBuffers.has(chunk.buffer)) return;
   keepWhole(chunk);
 }
 
 /** Keeps a chunk known to be a whole array of a pool's size that was never lent (a queue's fill). */
 function keepWhole(chunk: Uint8Array): void {
-  const pool = pools.get(chunk.length);
-  if (pool && pool.length < POOL_LIMIT(chunk.length)) pool.push(chunk);
+  const pool = poolOf(chunk.length);
+  if (pool.length < POOL_LIMIT(chunk.length)) pool.push(chunk);
 }
 
 /** Whether `n` is a chunk size the pools keep (a power of two in [FILL_MIN, FILL_MAX]), without a lookup. */

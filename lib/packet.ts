@@ -749,11 +749,22 @@ export class AfPacketEndpoint implements LinkEndpoint {
       this.flush();
       if (this.txCount >= this.tx.count) return null;
     }
-    return this.tx.slot(this.txCount).subarray(this.txHdr, this.txHdr + length);
+    const view = this.tx.slot(this.txCount).subarray(this.txHdr, this.txHdr + length);
+    this.lentView = view;
+    return view;
   }
+
+  /** The view frameBuffer last handed out: a frame that is that very view needs no look at its memory. */
+  private lentView: Uint8Array | null = null;
 
   /** Whether `frame` is the view frameBuffer handed out for `slot` (the slot about to be filled): no copy needed. */
   private inPlace(frame: Uint8Array, slot: Uint8Array): boolean {
+    if (frame === this.lentView) {
+      this.lentView = null;
+      // Handed out for this slot unless frames were queued since (then it lies in an earlier one).
+      return frame.byteOffset === slot.byteOffset + this.txHdr;
+    }
+    // `.buffer` is a call into V8's runtime: read only for a view made from the handed-out one.
     return frame.buffer === slot.buffer && frame.byteOffset === slot.byteOffset + this.txHdr;
   }
 

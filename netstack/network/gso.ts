@@ -49,7 +49,8 @@ export function gsoFrame(
   const need = LINK_HEADROOM + ipHeaderLength;
   let frame: Uint8Array;
   if (offset >= need) {
-    frame = packet.subarray(offset - need);
+    // The packet itself when it has just the headroom (the link's own send slot, then queued without a copy).
+    frame = offset === need ? packet : packet.subarray(offset - need);
   } else {
     frame = new Uint8Array(need + segmentLength);
     frame.set(packet.subarray(offset), need);

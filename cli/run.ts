@@ -395,14 +395,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   for (const s of FORWARDED) process.on(s, early);
   let started: Started | undefined;
+  let rootfs: Rootfs | undefined;
   try {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
     const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
-    const rootfs = o.rootfs
+    rootfs = o.rootfs
       ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, owner: SANDBOX_USER.uid, log: log.line })
       : undefined;
-    if (rootfs) undo.push(() => rootfs.close());
+    const served = rootfs;
+    if (served) undo.push(() => served.close());
     const t0 = performance.now();
     started = await startProgram(o, net, modules, log.line, rootfs);
     log.line(`timing launch=${(performance.now() - t0).toFixed(1)}`);
@@ -439,6 +441,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     const result = await started.wait();
     log.line(`program exited: ${result.code !== null ? `status ${result.code}` : `signal ${result.signal}`}`);
     await started.drain(o.drainMs);
+    // SETATTRs the FUSE server answered ahead of the Gofer (write-behind) reach DIR before it is unmounted.
+    await rootfs?.settle();
     return exitStatus(result);
   } finally {
     for (const s of FORWARDED) process.off(s, forward);

@@ -77,6 +77,11 @@ export interface Rootfs {
   /** The sandbox's root as the host sees it: the FUSE mount point, or with an overlay the overlay's. */
   readonly mount: string;
   readonly readOnly: boolean;
+  /**
+   * Waits until the Gofer has done every SETATTR the server answered ahead of it (write-behind): awaited once the
+   * program is gone and before `close`, which would drop those still held.
+   */
+  settle(): Promise<void>;
   /** Unmounts (lazily), stops the server, sends the Gofer SIGTERM, removes the mount point; idempotent. */
   close(): void;
 }
@@ -163,7 +168,10 @@ export async function serveRootfs(
     close();
     throw e;
   }
-  return { mount: overlay ? merged : mount, readOnly: o.readOnly, close };
+  const settle = async () => {
+    await server?.settle();
+  };
+  return { mount: overlay ? merged : mount, readOnly: o.readOnly, settle, close };
 }
 
 /**

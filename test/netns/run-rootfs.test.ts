@@ -99,6 +99,16 @@ t.test('a busybox root: the program sees DIR as /, reads and lists it, /tmp /pro
   t.same(await settle(root), [], 'no mount, no gofer left');
 });
 
+t.test("the program's last chmod and utimes before it exits are in DIR when run returns (written behind, settled before the unmount)", async (t) => {
+  const { root } = busyboxRoot(t);
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',
+    'echo last > /work/f && busybox chmod 604 /work/f && busybox touch -d "2001-02-03 04:05:06" /work/f']);
+  t.equal(r.code, 0, r.stderr);
+  const st = statSync(join(root, 'work/f'));
+  t.equal(st.mode & 0o7777, 0o604, 'the chmod reached the host file');
+  t.equal(st.mtime.toISOString(), '2001-02-03T04:05:06.000Z', 'and the utimes');
+});
+
 t.test('escapes: symlinks (absolute, relative, through ..), /proc/self/root, /proc/1/cwd, mknod; the canary stays unread', async (t) => {
   const { root, canary, dir } = busyboxRoot(t);
   const tries = [

@@ -265,6 +265,7 @@ export class FuseServer {
   /** SETATTRs answered before the Gofer did them (see setattrBehind), and those of them the Gofer failed. */
   writtenBehind = 0;
   lateErrors = 0;
+  private readonly pendingBehind = new Set<Promise<void>>();
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -305,6 +306,16 @@ export class FuseServer {
       process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
     }
     this.opts.onClose?.(why);
+  }
+
+  /**
+   * Sends the written-behind SETATTRs still held and waits until the Gofer has answered every one: to be awaited
+   * before the client is closed (after the program is gone), or the last ones of a program that exits at once
+   * (tar's last file) would never reach the host.
+   */
+  async settle(): Promise<void> {
+    this.client.sendLate();
+    while (this.pendingBehind.size > 0) await Promise.all(this.pendingBehind);
   }
 
   /** Nodes (walked fids) held now, the root included. */
@@ -534,7 +545,7 @@ export class FuseServer {
     if (node && (node.behind > 0 || node.lateError !== undefined)) {
       // SETATTRs written behind on this node: every request on it waits for them (and sees their outcome), and
       // one that opens, changes, flushes or syncs it reports their failure instead of being done.
-      const late = await this.settle(node, REPORTS_LATE.has(h.opcode));
+      const late = await this.settleNode(node, REPORTS_LATE.has(h.opcode));
       if (late !== undefined) return late;
     }
     switch (h.opcode) {
@@ -1193,7 +1204,7 @@ export class FuseServer {
    * Tsetattr goes out with the next request (Client.setattrSoon; the Gofer runs them in order), and the reply's
    * attributes are computed here (ctime: now), valid for no time, so that the kernel asks again (GETATTR, which
    * waits for the call) before it shows them to a later stat. A failure is kept on the node and reported by the
-   * next request that opens, changes, flushes (close(2)) or syncs it (see `settle`), as NFS reports a failed
+   * next request that opens, changes, flushes (close(2)) or syncs it (see `settleNode`), as NFS reports a failed
    * write-behind at close.
    */
   private setattrBehind(id: bigint, v: DataView): Uint8Array | undefined {
@@ -1258,6 +1269,8 @@ export class FuseServer {
       node.lateError ??= e instanceof P9Error ? e.errno : EIO;
       node.ahead = undefined; // not what the host file has
     });
+    this.pendingBehind.add(done);
+    void done.then(() => this.pendingBehind.delete(done));
     node.settled = Promise.all([node.settled, done]).then(() => {
       if (--node.behind === 0) node.settled = undefined;
     });
@@ -1267,7 +1280,7 @@ export class FuseServer {
    * Waits until the node's written-behind SETATTRs are answered (sending them now if they are still held); with
    * `reports`, a failure among them, which is then reported (once).
    */
-  private async settle(node: Node, reports: boolean): Promise<number | undefined> {
+  private async settleNode(node: Node, reports: boolean): Promise<number | undefined> {
     if (node.behind > 0) {
       this.client.sendLate();
       await node.settled;

@@ -75,6 +75,7 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
   const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, owner: o.owner, writeBehind: o.writeBehind, onClose: (why) => (closed.why = why) });
   server.start();
   t.teardown(async () => {
+    if (!client.closed) await server.settle();
     unmountFuse(mnt);
     server.close();
     client.close();

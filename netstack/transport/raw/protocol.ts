@@ -2,7 +2,8 @@
  * The raw sockets of a stack and their delivery, as Linux's raw_local_deliver: the network layer offers each
  * packet addressed to the stack here before its own protocol handler sees it, and every matching raw socket
  * gets a copy. Nothing is taken away: ICMP echo requests are still answered, echo replies still reach ping
- * sockets, and a packet no raw socket wants costs one map lookup.
+ * sockets, and a packet no raw socket wants costs one map lookup by a number (a key made as text was a string
+ * built and hashed for every packet the stack received).
  */
 import { Err, type NetError } from '../../errors.ts';
 import type { Family } from '../../socket.ts';
@@ -27,11 +28,16 @@ export interface RawCounters {
   checksumErrors: number;
 }
 
+/** The sockets map's key of a family and an IP protocol number (0-255). */
+function rawKey(family: number, protocol: number): number {
+  return family * 256 + protocol;
+}
+
 /** Raw sockets of both families. */
 export class RawProtocol implements RawDispatcher {
   readonly counters: RawCounters;
-  /** Open sockets by family then protocol. */
-  private readonly sockets = new Map<string, Set<RawEndpoint>>();
+  /** Open sockets by family and protocol (rawKey). */
+  private readonly sockets = new Map<number, Set<RawEndpoint>>();
 
   constructor(readonly net: NetworkLayer) {
     this.counters = net.stats.group<RawCounters>('raw', { sent: 0, sendErrors: 0, received: 0, unmatched: 0, receiveBufferErrors: 0, checksumErrors: 0 });
@@ -44,7 +50,7 @@ export class RawProtocol implements RawDispatcher {
   newEndpoint(family: Family, protocol: number): RawEndpoint | NetError {
     if (protocol !== (family === 4 ? PROTO_ICMP : PROTO_ICMPV6)) return Err.UnknownProtocol;
     const ep = new RawEndpoint(family, protocol, this);
-    const key = `${family}/${protocol}`;
+    const key = rawKey(family, protocol);
     let set = this.sockets.get(key);
     if (!set) this.sockets.set(key, (set = new Set()));
     set.add(ep);
@@ -53,7 +59,7 @@ export class RawProtocol implements RawDispatcher {
 
   /** Forgets a closed socket. */
   remove(ep: RawEndpoint): void {
-    this.sockets.get(`${ep.family}/${ep.protocol}`)?.delete(ep);
+    this.sockets.get(rawKey(ep.family, ep.protocol))?.delete(ep);
   }
 
   /** Counts one event of a socket. */
@@ -62,11 +68,11 @@ export class RawProtocol implements RawDispatcher {
   }
 
   wants(family: 4 | 6, protocol: number): boolean {
-    return (this.sockets.get(`${family}/${protocol}`)?.size ?? 0) > 0;
+    return (this.sockets.get(rawKey(family, protocol))?.size ?? 0) > 0;
   }
 
   deliverRaw(family: 4 | 6, protocol: number, info: PacketInfo, packet: Uint8Array, transportOffset: number): void {
-    const set = this.sockets.get(`${family}/${protocol}`);
+    const set = this.sockets.get(rawKey(family, protocol));
     if (!set) return;
     // IPv6 raw sockets have a checksum to check (always, for ICMPv6: RFC 3542 §3.1), and get no bad message;
     // IPv4 raw sockets get what came, as Linux's raw_rcv checks nothing.

@@ -688,7 +688,8 @@ export class TcpEndpoint implements Endpoint {
     let done = 0;
     for (;;) {
       const c = Math.min(snd.tailRoom() || snd.sizeGoal(), n - done);
-      snd.buf.append(data.subarray(done, done + c));
+      // A write that fits one skb (every reply of a request/response exchange) is appended without a view made.
+      snd.buf.append(c === data.length ? data : data.subarray(done, done + c));
       this.proto.charge(c);
       done += c;
       if (done === n) return;

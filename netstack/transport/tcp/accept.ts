@@ -23,13 +23,53 @@ export interface Listener {
   /** listen()'s backlog, clamped to [0, somaxconn]. */
   backlog: number;
   /** Half-open children in SYN-RECEIVED. */
-  readonly synQueue: Set<TcpEndpoint>;
+  readonly synQueue: SynQueue;
   /** Established children waiting for accept(), oldest first. */
   readonly acceptQueue: TcpEndpoint[];
   /** When the last cookie SYN-ACK was sent (ms; -Infinity before any). */
   cookieSentAt: number;
   /** Fast Open children whose SYN-ACK is not yet acknowledged (Linux's fastopenq.qlen). */
   fastOpenPending: number;
+}
+
+/**
+ * The SYN queue: half-open children in an array, each child keeping its place (`synQueueIndex`), removed by
+ * moving the last one into it. Not a Set: V8's Set kept deleted children, whole endpoints, alive through
+ * young-generation collections, so that every connection of a busy listener was copied and promoted (issue 13).
+ */
+export class SynQueue {
+  private readonly items: TcpEndpoint[] = [];
+
+  /** Children queued. */
+  get size(): number {
+    return this.items.length;
+  }
+
+  add(c: TcpEndpoint): void {
+    if (c.synQueueIndex >= 0) return;
+    c.synQueueIndex = this.items.length;
+    this.items.push(c);
+  }
+
+  /** Removes `c`; whether it was queued. */
+  delete(c: TcpEndpoint): boolean {
+    const i = c.synQueueIndex;
+    if (i < 0 || this.items[i] !== c) return false;
+    const last = this.items.pop()!;
+    if (last !== c) {
+      this.items[i] = last;
+      last.synQueueIndex = i;
+    }
+    c.synQueueIndex = -1;
+    return true;
+  }
+
+  /** Takes every child out, returning them. */
+  drain(): TcpEndpoint[] {
+    const all = this.items.splice(0);
+    for (const c of all) c.synQueueIndex = -1;
+    return all;
+  }
 }
 
 /** Handles a segment addressed to a listening endpoint. */
@@ -329,7 +369,7 @@ export function closeListener(l: TcpEndpoint): void {
   const q = l.listener;
   if (!q) return;
   l.proto.removeListener(l);
-  for (const c of q.synQueue) {
+  for (const c of q.synQueue.drain()) {
     c.parent = null;
     c.terminate(undefined);
   }
@@ -340,7 +380,6 @@ export function closeListener(l: TcpEndpoint): void {
     sendReset(c);
     c.terminate(undefined);
   }
-  q.synQueue.clear();
   q.acceptQueue.length = 0;
   q.fastOpenPending = 0;
   l.listener = null;

@@ -23,7 +23,7 @@ import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '
 import type { TcpOptions } from '../../wire/tcp.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
-import { type Listener, closeListener } from './accept.ts';
+import { type Listener, SynQueue, closeListener } from './accept.ts';
 import {
   type FastOpenCookie,
   TFO_CLIENT_ENABLE,
@@ -52,7 +52,7 @@ import { Sender } from './snd.ts';
 import { State, canSend, isSynchronized, stateName } from './state.ts';
 import { DEFAULT_RTO_MAX } from './rtt.ts';
 import { LazyTimer } from './timer.ts';
-import { compactable } from './timewait.ts';
+import { type TimeWait, compactable } from './timewait.ts';
 import { ZeroCopy } from './zerocopy.ts';
 import { TX_RECORD_MASK, TxTimestamps } from './tstamp.ts';
 import { EcnState } from './ecn.ts';
@@ -91,8 +91,30 @@ export class TcpEndpoint implements Endpoint {
   readonly type = 'stream' as const;
   readonly protocol = PROTO_TCP;
   readonly waiter = new WaiterQueue();
+  // The connection state, as `state` reports it but for a compacted husk's end.
+  private st: State = State.Closed;
+  /**
+   * The compact TIME-WAIT that took this endpoint's place (timewait.ts), while it lasts: the endpoint reports
+   * TIME-WAIT until it ends, then CLOSED, to whoever still holds it. The husk points at its TimeWait, not the
+   * other way round: a reference from the TimeWait (a WeakRef before) kept every husk, a whole endpoint, alive
+   * through young-generation collections (V8 treats WeakRef targets as strong there), and a server closing
+   * every connection first promoted each one (issue 13).
+   */
+  private compactTw: TimeWait | null = null;
+
   /** The connection state (RFC 9293 §3.3.2). */
-  state: State = State.Closed;
+  get state(): State {
+    return this.compactTw === null ? this.st : this.huskState();
+  }
+
+  private huskState(): State {
+    if (this.compactTw!.expires < 0) {
+      this.compactTw = null;
+      this.st = State.Closed;
+      this.stateSince = this.clock.now();
+    }
+    return this.st;
+  }
 
   /** Local and remote address in wire form (4 or 16 bytes, IPv4-mapped unwrapped); null until known. */
   localAddr: Address | null = null;
@@ -198,6 +220,8 @@ export class TcpEndpoint implements Endpoint {
   private userBind: SocketAddress | null = null;
   /** Set when the endpoint listens. */
   listener: Listener | null = null;
+  /** This half-open child's place in its listener's SYN queue (accept.ts SynQueue), -1 when not in one. */
+  synQueueIndex = -1;
   /** The listener that created this endpoint in SYN-RECEIVED, until accept(). */
   parent: TcpEndpoint | null = null;
   /** SYN or SYN-ACK retransmissions so far. */
@@ -549,7 +573,7 @@ export class TcpEndpoint implements Endpoint {
     ports.reserve(req);
     this.listener = {
       backlog: clampBacklog(backlog, this.proto.config.somaxconn),
-      synQueue: new Set(),
+      synQueue: new SynQueue(),
       acceptQueue: [],
       cookieSentAt: -Infinity,
       fastOpenPending: 0,
@@ -882,7 +906,7 @@ export class TcpEndpoint implements Endpoint {
   setState(s: State): void {
     if (this.state === s) return;
     const from = this.state;
-    this.state = s;
+    this.st = s;
     this.stateSince = this.clock.now();
     if (s === State.Established) this.stats.established++;
     const tracer = this.proto.net.stats.tracer;
@@ -1124,17 +1148,10 @@ export class TcpEndpoint implements Endpoint {
       // FIN-WAIT-2's timeout must not fire on it (nor keep it alive until then).
       this.closeTimer.cancel();
       this.timeWaitMoved = true;
-      this.proto.compactTimeWait(this);
+      this.compactTw = this.proto.compactTimeWait(this);
       return;
     }
     this.closeTimer.set(2 * this.proto.config.msl);
-    this.notify();
-  }
-
-  /** The compact TIME-WAIT that took this endpoint's place ended: report CLOSED to whoever still holds it. */
-  timeWaitEnded(): void {
-    if (this.state !== State.TimeWait) return;
-    this.setState(State.Closed);
     this.notify();
   }
 

@@ -3,7 +3,7 @@
  * connections (exact 4-tuple) and listeners (local address or wildcard), RSTs for segments that match nothing
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
-import { type Address, addressKey, isUnspecified } from '../../addr.ts';
+import { type Address, isUnspecified } from '../../addr.ts';
 import { HeldClock, type Timer } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
@@ -31,6 +31,7 @@ import { DEFAULT_RTO_MIN } from './rtt.ts';
 import { sendResetFor } from './segment.ts';
 import { State, stateName } from './state.ts';
 import { TimeWait } from './timewait.ts';
+import { TupleTable, sameAddress } from './demux.ts';
 
 /** Tunables of the TCP protocol, with Linux's defaults. */
 export interface TcpConfig {
@@ -216,9 +217,9 @@ export class TcpProtocol implements TransportProtocol {
   readonly protocolNumber = PROTO_TCP;
   private cfg: Readonly<TcpConfig>;
   readonly stats: TcpStats;
-  private readonly connected = new Map<string, TcpEndpoint>();
+  private readonly connected: TupleTable<TcpEndpoint>;
   /** 4-tuples in TIME-WAIT whose endpoint was closed and let go (timewait.ts), beside `connected`. */
-  private readonly timeWait = new Map<string, TimeWait>();
+  private readonly timeWait: TupleTable<TimeWait>;
   // Their 2·MSL deadlines, in order (timeWaitFrom), from twHead on.
   private readonly twQueue: TimeWait[] = [];
   private readonly twAt: number[] = [];
@@ -284,6 +285,9 @@ export class TcpProtocol implements TransportProtocol {
       this.configure({ fastOpenKey: formatFastOpenKey(keyFromSecret(net.secret)) });
     }
     this.clock = net.heldClock ?? new HeldClock(net.clock);
+    const seed = ((net.secret[0]! << 24) | (net.secret[1]! << 16) | (net.secret[2]! << 8) | net.secret[3]!) >>> 0;
+    this.connected = new TupleTable(seed);
+    this.timeWait = new TupleTable(seed);
     this.stats = net.stats.group<TcpStats>('tcp', {
       segmentsReceived: 0,
       segmentsSent: 0,
@@ -426,7 +430,7 @@ export class TcpProtocol implements TransportProtocol {
     if (typeof r === 'string') return this.drop(r === 'bad-checksum' ? 'badChecksum' : 'malformed', r);
     // RFC 1122 §4.2.3.10: TCP ignores segments to broadcast or multicast addresses.
     if (info.broadcast) return this.drop('broadcastDrops');
-    let ep = found === undefined ? this.connected.get(key(info.dst, r.dstPort, info.src, r.srcPort)) : (found ?? undefined);
+    let ep = found === undefined ? this.connected.get(info.dst, r.dstPort, info.src, r.srcPort) : (found ?? undefined);
     if (ep && ep.state === State.TimeWait && r.flags & TCP_SYN && !(r.flags & TCP_ACK)) {
       // RFC 9293 §3.6.1 / RFC 6191: a new SYN beyond the old connection's sequence space (or with a newer
       // timestamp) may reopen the 4-tuple at once.
@@ -442,7 +446,7 @@ export class TcpProtocol implements TransportProtocol {
       segmentArrives(ep, r);
       return 'delivered';
     }
-    if (this.timeWait.size > 0 && this.timeWaitArrives(key(info.dst, r.dstPort, info.src, r.srcPort), r)) return 'delivered';
+    if (this.timeWait.size > 0 && this.timeWaitArrives(info, r)) return 'delivered';
     const l = this.findListener(info.dst, r.dstPort);
     if (l) {
       listenArrives(l, r, info);
@@ -457,8 +461,8 @@ export class TcpProtocol implements TransportProtocol {
    * A segment for a 4-tuple in compact TIME-WAIT, if it is one: answered there, or (a new SYN beyond the old
    * connection, RFC 6191) the TIME-WAIT ends and false lets the SYN go on to a listener.
    */
-  private timeWaitArrives(k: string, r: TcpRepr): boolean {
-    const tw = this.timeWait.get(k);
+  private timeWaitArrives(info: PacketInfo, r: TcpRepr): boolean {
+    const tw = this.timeWait.get(info.dst, r.dstPort, info.src, r.srcPort);
     if (!tw) return false;
     if (r.flags & TCP_SYN && !(r.flags & TCP_ACK)) {
       const tsVal = r.options.tsVal;
@@ -475,13 +479,13 @@ export class TcpProtocol implements TransportProtocol {
 
   /**
    * `ep` entered TIME-WAIT with nobody holding it (timewait.ts compactable): a TimeWait takes its 4-tuple, its
-   * port reservation and the 2·MSL timer, and the endpoint becomes garbage.
+   * port reservation and the 2·MSL timer, and the endpoint becomes garbage; returns the TimeWait.
    */
-  compactTimeWait(ep: TcpEndpoint): void {
+  compactTimeWait(ep: TcpEndpoint): TimeWait {
     const tw = new TimeWait(this, ep);
     const address = ep.heldPort!;
     this.unregister(ep);
-    this.timeWait.set(key(tw.localAddr, tw.localPort, tw.remoteAddr, tw.remotePort), tw);
+    this.timeWait.set(tw);
     this.ports.release(PROTO_TCP, address, ep.localPort, ep);
     ep.heldPort = null;
     this.ports.inherit({
@@ -496,6 +500,7 @@ export class TcpProtocol implements TransportProtocol {
       owner: tw,
     });
     tw.restart();
+    return tw;
   }
 
   /**
@@ -544,8 +549,7 @@ export class TcpProtocol implements TransportProtocol {
 
   /** A compact TIME-WAIT ended (timeout, RST, or reuse by a new SYN). */
   timeWaitEnded(tw: TimeWait): void {
-    const k = key(tw.localAddr, tw.localPort, tw.remoteAddr, tw.remotePort);
-    if (this.timeWait.get(k) === tw) this.timeWait.delete(k);
+    this.timeWait.delete(tw);
     this.timeWaitCount--;
     const tracer = this.net.stats.tracer;
     if (tracer) tracer({ group: 'tcp', counter: 'state', detail: `${stateName(State.TimeWait)} → ${stateName(State.Closed)}` });
@@ -555,7 +559,7 @@ export class TcpProtocol implements TransportProtocol {
     if (quoted.length < 8) return;
     const srcPort = (quoted[0]! << 8) | quoted[1]!;
     const dstPort = (quoted[2]! << 8) | quoted[3]!;
-    const ep = this.connected.get(key(local, srcPort, remote, dstPort));
+    const ep = this.connected.get(local, srcPort, remote, dstPort);
     if (!ep) return;
     this.stats.icmpErrors++;
     const quotedSeq = ((quoted[4]! << 24) | (quoted[5]! << 16) | (quoted[6]! << 8) | quoted[7]!) >>> 0;
@@ -587,7 +591,7 @@ export class TcpProtocol implements TransportProtocol {
 
   /**
    * The 4-tuple lookup for header prediction, remembering recent answers in a small table indexed by the ports:
-   * comparing ten bytes is cheaper than building and hashing a string key, for a bulk flow (one connection at a
+   * comparing ten bytes is cheaper than hashing the tuple and probing, for a bulk flow (one connection at a
    * time) as for a server's many kept-alive connections taking turns (issue 15). A connection leaving the table
    * leaves this one too, so it always answers what the table would.
    */
@@ -603,7 +607,7 @@ export class TcpProtocol implements TransportProtocol {
     ) {
       return c;
     }
-    const ep = this.connected.get(key(local, localPort, remote, remotePort));
+    const ep = this.connected.get(local, localPort, remote, remotePort);
     // A miss keeps the slot's connection: segments for no connection (a SYN flood's) must not evict the ones that
     // are talking.
     if (ep !== undefined) this.recent[slot] = ep;
@@ -618,7 +622,7 @@ export class TcpProtocol implements TransportProtocol {
   /** Adds a connection to the 4-tuple table. */
   register(ep: TcpEndpoint): void {
     this.forgetRecent(ep);
-    this.connected.set(key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort), ep);
+    this.connected.set(ep);
     ep.registered = true;
   }
 
@@ -627,19 +631,17 @@ export class TcpProtocol implements TransportProtocol {
     if (!ep.registered) return;
     this.forgetRecent(ep);
     ep.registered = false;
-    const k = key(ep.localAddr!, ep.localPort, ep.remoteAddr!, ep.remotePort);
-    if (this.connected.get(k) === ep) this.connected.delete(k);
+    this.connected.delete(ep);
   }
 
   /** The connection with this 4-tuple, if any. */
   lookupConnected(local: Address, localPort: number, remote: Address, remotePort: number): TcpEndpoint | undefined {
-    return this.connected.get(key(local, localPort, remote, remotePort));
+    return this.connected.get(local, localPort, remote, remotePort);
   }
 
   /** Whether a connection (in any state, compact TIME-WAIT included) has this 4-tuple. */
   tupleInUse(local: Address, localPort: number, remote: Address, remotePort: number): boolean {
-    const k = key(local, localPort, remote, remotePort);
-    return this.connected.has(k) || this.timeWait.has(k);
+    return this.connected.get(local, localPort, remote, remotePort) !== undefined || this.timeWait.get(local, localPort, remote, remotePort) !== undefined;
   }
 
   /** Number of connections in the 4-tuple tables (every state but LISTEN and CLOSED, compact TIME-WAIT included). */
@@ -719,19 +721,3 @@ export class TcpProtocol implements TransportProtocol {
 
 /** Slots of lookupFast's table (a power of two). */
 const RECENT_SLOTS = 256;
-
-// One char per address byte and per port: IPv4 tuples (10 chars) and IPv6 tuples (34) never collide, and the
-// IPv4 key of every received segment is built by one call without concatenation.
-function key(local: Address, localPort: number, remote: Address, remotePort: number): string {
-  if (local.length === 4 && remote.length === 4) {
-    return String.fromCharCode(local[0]!, local[1]!, local[2]!, local[3]!, localPort, remote[0]!, remote[1]!, remote[2]!, remote[3]!, remotePort);
-  }
-  return addressKey(local) + String.fromCharCode(localPort) + addressKey(remote) + String.fromCharCode(remotePort);
-}
-
-// Byte-wise address equality without allocation (both are wire-form addresses).
-function sameAddress(a: Address, b: Address): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

@@ -40,10 +40,8 @@ export class TimeWait {
   tsRecent: number;
   private tsRecentAt: number;
   private lastInvalidAck: number;
-  /** When 2·MSL ends (TcpProtocol's TIME-WAIT queue); -1 once ended. */
+  /** When 2·MSL ends (TcpProtocol's TIME-WAIT queue); -1 once ended (the endpoint it replaced then reports CLOSED). */
   expires = 0;
-  /** The endpoint this replaced, for as long as someone still holds it: it reports TIME-WAIT, then CLOSED. */
-  private readonly husk: WeakRef<TcpEndpoint>;
 
   constructor(
     private readonly proto: TcpProtocol,
@@ -73,7 +71,6 @@ export class TimeWait {
     this.tsRecent = rcv.tsRecent;
     this.tsRecentAt = rcv.tsRecentAt;
     this.lastInvalidAck = ep.lastInvalidAck;
-    this.husk = new WeakRef(ep);
   }
 
   /** Starts the 2·MSL timeout (again, when a retransmitted FIN or an unexpected segment arrived). */
@@ -87,7 +84,6 @@ export class TimeWait {
     this.expires = -1;
     this.proto.timeWaitEnded(this);
     this.proto.ports.release(PROTO_TCP, this.localAddr, this.localPort, this);
-    this.husk.deref()?.timeWaitEnded();
   }
 
   /** A segment for this 4-tuple (after the protocol's check for a new SYN that may reopen it). */

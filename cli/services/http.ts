@@ -12,6 +12,8 @@ import type { Service, SocketFactory } from './service.ts';
 
 export type { HttpServiceStats } from './http-app.ts';
 
+/** Where an open connection sits in the service's list of them. */
+const kOpenIndex = Symbol('openIndex');
 /** Listen backlog (many concurrent clients connect at once in the tests). */
 const BACKLOG = 4096;
 
@@ -21,14 +23,23 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
   const stats = httpStats();
   const server = http.createServer({ requestTimeout: 0 }, httpApp(stats));
   // node:http tracks connections only for servers that listened themselves, so close() needs its own list.
-  const open = new Set<Socket>();
-  function forget(this: Socket): void {
-    open.delete(this);
+  // An array with each socket's place kept on it (kOpenIndex), not a Set: V8's Set kept deleted sockets, with
+  // their node:http state, alive through young-generation collections, promoting every connection (issue 13).
+  const open: Socket[] = [];
+  function forget(this: Socket & { [kOpenIndex]?: number }): void {
+    const i = this[kOpenIndex];
+    if (i === undefined || open[i] !== this) return;
+    const last = open.pop()!;
+    if (last !== this) {
+      open[i] = last;
+      (last as Socket & { [kOpenIndex]?: number })[kOpenIndex] = i;
+    }
   }
   // As node:http's own server: half-open allowed (it decides when to end), and no Nagle delay on responses.
   const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     stats.connections++;
-    open.add(socket);
+    (socket as Socket & { [kOpenIndex]?: number })[kOpenIndex] = open.length;
+    open.push(socket);
     socket.on('close', forget);
     server.emit('connection', socket);
   });
@@ -48,7 +59,7 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
     stats,
     close() {
       listener.close();
-      for (const s of open) s.destroy();
+      for (const s of open.splice(0)) s.destroy();
     },
   };
 }

@@ -20,6 +20,9 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** A checkout runs the sources through tsx; an installed package its compiled entry point. */
 const ENTRY = resolve(REPO, import.meta.url.endsWith('.ts') ? 'cli/tsvisor.js' : 'cli/bin.js');
 
+/** How long run's exit waits for the Gofer to answer the SETATTRs written behind (see Rootfs.settle). */
+const SETTLE_MS = 10000;
+
 /** The directories of DIR the sandbox mounts its own file systems on. */
 export const ROOTFS_MOUNT_POINTS = ['/proc', '/dev', '/tmp'] as const;
 
@@ -168,8 +171,14 @@ export async function serveRootfs(
     close();
     throw e;
   }
+  // Bounded: a Gofer that stopped answering must not hold run's exit for ever (its calls are then lost, and said so).
   const settle = async () => {
-    await server?.settle();
+    if (!server) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), SETTLE_MS)));
+    const done = await Promise.race([server.settle().then(() => true), late]);
+    clearTimeout(timer);
+    if (!done) log(`rootfs: ${server.pendingWrites} written-behind SETATTRs unanswered by the gofer after ${SETTLE_MS} ms; left undone`);
   };
   return { mount: overlay ? merged : mount, readOnly: o.readOnly, settle, close };
 }

@@ -106,6 +106,7 @@ interface Node {
   /**
    * The backing file registered for this inode's passthrough opens, shared by all of them while any is open (the
    * kernel refuses a second, different backing file on an inode: EIO), and whether it was opened for writing.
+   * `fd` is a writable backing file's host descriptor, kept for fstat (see `dataOf`); -1 for a read-only one.
    */
   backing?: { id: number; writable: boolean; opens: number; fd: number };
   /**
@@ -318,6 +319,11 @@ export class FuseServer {
     while (this.pendingBehind.size > 0) await Promise.all(this.pendingBehind);
   }
 
+  /** Written-behind SETATTRs the Gofer has not answered yet. */
+  get pendingWrites(): number {
+    return this.pendingBehind.size;
+  }
+
   /** Nodes (walked fids) held now, the root included. */
   get nodeCount(): number {
     return this.nodes.size;
@@ -466,7 +472,7 @@ export class FuseServer {
         // the host file says them now.
         if (node.backing.writable) this.refreshData(node, node.backing.fd);
         sys.ioctl(this.fd, FUSE_DEV_IOC_BACKING_CLOSE, new Uint8Array(new Uint32Array([node.backing.id]).buffer));
-        sys.close(node.backing.fd);
+        if (node.backing.fd >= 0) sys.close(node.backing.fd);
         node.backing = undefined;
       }
     }
@@ -785,9 +791,10 @@ export class FuseServer {
         this.backingErrors++;
         return openOut(BigInt(fid), FOPEN.KEEP_CACHE | noflush);
       }
-      // Kept while the backing file is: the host's size and times after writes the kernel made past this server
-      // are one fstat away (see `dataOf`).
-      node.backing = { id, writable, opens: 0, fd };
+      // A writable one's is kept while the backing file is: the host's size and times after writes the kernel
+      // made past this server are one fstat away (see `dataOf`). A read-only one needs nothing of it.
+      if (!writable) sys.close(fd);
+      node.backing = { id, writable, opens: 0, fd: writable ? fd : -1 };
     }
     node.backing.opens++;
     this.backed.set(fid, node);

@@ -2,7 +2,7 @@
 // moves; the fds' namespace is checked by SO_NETNS_COOKIE against the namespace's own cookie.
 import { spawnSync } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { run } from '../../lib/exec.ts';
 import { C, sys } from '../../lib/libc.ts';
 import { NetnsError, NetnsHandle } from '../../lib/netns.ts';
@@ -14,6 +14,13 @@ const NS = 'tpi-nsthread';
 const SO_NETNS_COOKIE = 71;
 const selfNs = () => readlinkSync('/proc/thread-self/ns/net');
 
+/** Makes NS anew for test `t`, removed when it ends. */
+function freshNetns(t: Test): void {
+  deleteNetns(NS);
+  run(['ip', 'netns', 'add', NS]);
+  t.teardown(() => deleteNetns(NS));
+}
+
 /** The netns cookie of the socket `fd` was made in. */
 function cookieOf(fd: number): string {
   const v = new Uint8Array(8);
@@ -23,9 +30,7 @@ function cookieOf(fd: number): string {
 }
 
 t.test('socketpairs made by the thread are in its namespace, more than one batch; the main thread stays home', (t) => {
-  deleteNetns(NS);
-  run(['ip', 'netns', 'add', NS]);
-  t.teardown(() => deleteNetns(NS));
+  freshNetns(t);
   const target = NetnsHandle.open(NS);
   t.teardown(() => target.close());
   const home = selfNs();
@@ -57,9 +62,7 @@ t.test('a namespace that cannot be entered → NetnsError naming it', (t) => {
 });
 
 t.test('settled() lets the event loop turn while the thread starts; then a request needs no wait; a failed start is told by the request', async (t) => {
-  deleteNetns(NS);
-  run(['ip', 'netns', 'add', NS]);
-  t.teardown(() => deleteNetns(NS));
+  freshNetns(t);
   const th = NetnsThread.start(NS);
   t.teardown(() => th.close());
   let turns = 0;
@@ -86,9 +89,7 @@ t.test('settled() lets the event loop turn while the thread starts; then a reque
 });
 
 t.test('a thread closed while it starts ends by itself once up (no terminate, no spinning)', async (t) => {
-  deleteNetns(NS);
-  run(['ip', 'netns', 'add', NS]);
-  t.teardown(() => deleteNetns(NS));
+  freshNetns(t);
   const th = NetnsThread.start(NS);
   th.close();
   const worker = (th as unknown as { booted: Promise<void> }).booted;
@@ -103,9 +104,7 @@ t.test('a thread closed while it starts ends by itself once up (no terminate, no
 // the start-up to end. The child exits right after starting the thread; its own exit listener, registered after
 // the thread's, reports whether the start-up was over by then.
 t.test('a process that exits while its thread starts waits for the start-up, and ends cleanly', (t) => {
-  deleteNetns(NS);
-  run(['ip', 'netns', 'add', NS]);
-  t.teardown(() => deleteNetns(NS));
+  freshNetns(t);
   const lib = new URL('../../lib/netns-thread.ts', import.meta.url).pathname;
   const child = [
     `const { NetnsThread } = await import(${JSON.stringify(lib)});`,

@@ -9,7 +9,8 @@
  * instead; with --pcap, tcpdump on the client's end of each veth writes DIR/SYSTEM-CONNS.pcap (headers only) during
  * the run, for the packet timestamps of each connection's stages (its own CPU then weighs on the figures).
  * Namespaces $TSVISOR_COST_NS-{k,t}-{a,b} (default tsv-cost), addresses $TSVISOR_COST_NET.{0,64}/26 (default
- * 198.18.130): both are removed at the end, also on failure or Ctrl-C.
+ * 198.18.130): both are removed at the end, also on failure or Ctrl-C. Each system gets 3 s of unmeasured load first
+ * (as the bench), and the client namespaces the whole port range with TIME-WAIT reuse (as the bench's).
  */
 import { readFileSync } from 'node:fs';
 import { createVethPair } from '../lib/testnet.ts';
@@ -47,9 +48,12 @@ async function fetchStats(netns: string, dev: string): Promise<Record<string, nu
   return JSON.parse(r.stdout) as Record<string, number>;
 }
 
-async function wrk(ns: string, host: string, conns: number) {
+/** Unmeasured seconds of load on each system before the first measurement (the bench's WARM_UP_SECONDS). */
+const WARM_UP_SECONDS = 3;
+
+async function wrk(ns: string, host: string, conns: number, secs = seconds) {
   const mode = keepAlive ? ['--latency'] : ['-H', 'Connection: close'];
-  const r = await nsRunAsync(ns, ['wrk', '-t', '2', '-c', String(conns), '-d', `${seconds}s`, '--timeout', '2s', ...mode, `http://${host}/`], (seconds + 20) * 1000);
+  const r = await nsRunAsync(ns, ['wrk', '-t', '2', '-c', String(conns), '-d', `${secs}s`, '--timeout', '2s', ...mode, `http://${host}/`], (secs + 20) * 1000);
   return parseWrk(r.stdout + r.stderr);
 }
 
@@ -67,6 +71,16 @@ async function main(): Promise<void> {
   // `ip netns exec` execs node, so the daemon's pid is the server's.
   const serve = startDaemon([...tsvisorCommand(), 'serve', '--netns', t.nsB, '--dev', t.devB, '--service', 'http']);
   await serve.waitFor(/tsvisor: ready/, 20000);
+  // As the bench's client namespaces (bench/systems.ts): the whole port range and TIME-WAIT reuse, else the client
+  // runs out of ports after some ten thousand connections (the kernel's 32-concurrent row fell to ~200 req/s
+  // after its 8-concurrent one); and WARM_UP_SECONDS of unmeasured load on each, as the bench gives (V8 tiers
+  // each server's new-connection path up over seconds).
+  for (const ns of [k.nsA, t.nsA]) {
+    await nsRunAsync(ns, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535'], 5000);
+    await nsRunAsync(ns, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1'], 5000);
+  }
+  await wrk(k.nsA, `${NET}.2`, concurrency[0]!, WARM_UP_SECONDS);
+  await wrk(t.nsA, `${NET}.66`, concurrency[0]!, WARM_UP_SECONDS);
   const lines: string[] = [];
   for (const conns of concurrency) {
     for (const [name, ns, host, pid] of [['kernel', k.nsA, `${NET}.2`, kernel.pid], ['tsvisor', t.nsA, `${NET}.66`, serve.pid]] as const) {

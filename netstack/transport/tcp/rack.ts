@@ -31,6 +31,8 @@ export interface TxEntry {
 /** Linux's net.ipv4.tcp_reordering and tcp_max_reordering defaults: the reordering degree, in segments, and its cap. */
 const INITIAL_REORDERING = 3;
 const MAX_REORDERING = 300;
+/** At most this many acknowledged entries are kept for reuse (one ACK usually drops one or two). */
+const SPARE_ENTRIES = 8;
 
 /** The transmission log and RACK state of one sender. */
 export class Rack {
@@ -43,6 +45,11 @@ export class Rack {
   xmitEnd = 0;
   rtt = 0;
   private sends = 0;
+  /**
+   * Entries cumulatively acknowledged and dropped from the log, for record to fill again: a request/response
+   * connection sends one and has it acknowledged per exchange, and would otherwise allocate one per send.
+   */
+  private spare: TxEntry[] = [];
   /** Losses RACK detected, for counters. */
   marked = 0;
   /** Segments ever delivered (cumulatively ACKed or SACKed), for PRR. */
@@ -68,7 +75,7 @@ export class Rack {
   /** Records a transmission of [start, end) at `at`, replacing what the log held for those bytes. */
   record(start: number, end: number, at: number, retransmitted: boolean): void {
     if (!seq.lt(start, end)) return;
-    const fresh: TxEntry = { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false, markedLost: false };
+    const fresh = this.entry(start, end, at, retransmitted);
     const last = this.entries[this.entries.length - 1];
     if (!last || seq.ge(start, last.end)) {
       // New data: the common case appends.
@@ -101,6 +108,21 @@ export class Rack {
     this.entries = out;
   }
 
+  /** A new entry for a transmission now, a spare one refilled when there is one. */
+  private entry(start: number, end: number, at: number, retransmitted: boolean): TxEntry {
+    const e = this.spare.pop();
+    if (!e) return { start, end, at, order: ++this.sends, retransmitted, delivered: false, lost: false, markedLost: false };
+    e.start = start;
+    e.end = end;
+    e.at = at;
+    e.order = ++this.sends;
+    e.retransmitted = retransmitted;
+    e.delivered = false;
+    e.lost = false;
+    e.markedLost = false;
+    return e;
+  }
+
   /**
    * Marks entries delivered by the cumulative ACK `una` or wholly SACKed, and advances RACK's most recently
    * sent delivered segment (§6.2 step 2, skipping retransmissions ACKed faster than `minRtt`: ambiguous).
@@ -126,7 +148,9 @@ export class Rack {
     // As Linux: the SACKed segments first (tcp_sacktag_write_queue), then the cumulatively acknowledged ones in
     // sequence order (tcp_clean_rtx_queue); RACK.rtt is the RTT of the last one taken (tcp_rack_advance sets it
     // for every unambiguous delivery), while RACK.xmit_ts follows the most recently sent.
-    for (const cumulative of [false, true]) {
+    // Without SACK blocks the first pass takes nothing: it is skipped.
+    for (let pass = sacked ? 0 : 1; pass < 2; pass++) {
+      const cumulative = pass === 1;
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
         if (seq.ge(e.start, limit)) break;
@@ -157,7 +181,10 @@ export class Rack {
       }
     }
     if (reordered !== -1) this.noteReordering(reordered, mss);
-    while (entries.length > 0 && seq.le(entries[0]!.end, una)) entries.shift();
+    while (entries.length > 0 && seq.le(entries[0]!.end, una)) {
+      const gone = entries.shift()!;
+      if (this.spare.length < SPARE_ENTRIES) this.spare.push(gone);
+    }
     if (entries.length > 0 && seq.lt(entries[0]!.start, una)) entries[0]!.start = una;
   }
 

@@ -250,13 +250,12 @@ export class Rack {
 
   /**
    * §6.2 step 5: marks as lost every undelivered entry sent before RACK's segment by more than the reordering
-   * window; returns the delay until the earliest entry that may still become lost (0 when none), and whether
-   * anything new was marked.
+   * window (counted in `marked`); returns the delay until the earliest entry that may still become lost (0 when
+   * none).
    */
-  detectLoss(now: number, reoWnd: number): { timeout: number; marked: boolean } {
+  detectLoss(now: number, reoWnd: number): number {
     let timeout = 0;
-    let marked = false;
-    if (this.xmitTs < 0) return { timeout, marked };
+    if (this.xmitTs < 0) return timeout;
     for (const e of this.entries) {
       if (this.beyond(e)) break;
       if (e.delivered || e.lost) continue;
@@ -265,13 +264,12 @@ export class Rack {
       if (remaining <= 0) {
         e.lost = true;
         e.markedLost = true;
-        marked = true;
         this.marked++;
       } else {
         timeout = Math.max(timeout, remaining);
       }
     }
-    return { timeout, marked };
+    return timeout;
   }
 
   /**

@@ -20,6 +20,9 @@ import { plainOptions, sendWindowProbe, transmitData } from './output.ts';
 import { GSO_MAX_SIZE, SKB_PSH, SkbQueue } from './skb.ts';
 import { Chrono, ChronoStats } from './chrono.ts';
 
+/** A CcContext the sender fills in place. */
+type WritableCc = { -readonly [K in keyof CcContext]: CcContext[K] };
+
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
 /** RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time added to a lone segment's probe timeout. */
@@ -91,6 +94,10 @@ export class Sender {
   readonly sb = new Scoreboard();
   /** RACK-TLP state (RFC 8985); used when SACK was negotiated. */
   readonly rack = new Rack();
+  /** onAck's congestion-control contexts (see contextInto), and whether an onAck is under way. */
+  private readonly ackCtx: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
+  private readonly rttCtx: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
+  private acking = false;
   /** The armed probe stands in for the RTO (pushed back behind it), as Linux's single retransmission timer does. */
   private tlpInsteadOfRto = false;
   /** TLP.end_seq: a probe is outstanding until this is acknowledged; -1 when none. */
@@ -296,6 +303,20 @@ export class Sender {
   }
 
   /**
+   * The context congestion control sees, written into `c`: onAck's two (its snapshot from before the ACK, and
+   * the RTT sample's) are kept per sender rather than made per ACK; congestion control keeps no context.
+   */
+  private contextInto(c: WritableCc): CcContext {
+    c.mss = this.mss;
+    c.now = this.ep.clock.now();
+    c.srtt = this.rtt.srtt;
+    c.minRtt = this.rtt.minRtt;
+    c.una = this.una;
+    c.nxt = this.nxt;
+    return c;
+  }
+
+  /**
    * RFC 6675 §4 pipe: bytes believed to be in the network. SACKed bytes and holes not yet retransmitted are
    * out; without SACK each duplicate ACK stands for one segment that left the network (as Linux emulates).
    * Before recovery SACKed bytes are out too, as Linux's tcp_packets_in_flight counts them in every state: the
@@ -321,7 +342,10 @@ export class Sender {
     const lostBefore = this.rack.marked;
     const deliveredBefore = this.rack.deliveredPackets;
     const acked = seq.sub(ack, this.una);
-    const ctx = this.ccContext();
+    // A nested onAck (none is known: replies leave through timers and links) takes a context of its own.
+    const nested = this.acking;
+    this.acking = true;
+    const ctx = nested ? this.ccContext() : this.contextInto(this.ackCtx);
     const flightBefore = this.inFlight;
     // Set when this very ACK triggered a window reduction, so it must not also grow the window.
     let reduced = false;
@@ -338,7 +362,7 @@ export class Sender {
       // New data acknowledged: the next hop is reachable (RFC 4861 §7.3.1, Linux's tcp_ack → dst_confirm).
       this.ep.route?.confirmNeighbor?.(this.lastAckAt);
       const caRtt = this.sampleRtt(ack, tsEcr);
-      if (caRtt >= 0 && this.cc.onRttSample) this.cc.onRttSample(caRtt, this.ccContext());
+      if (caRtt >= 0 && this.cc.onRttSample) this.cc.onRttSample(caRtt, nested ? this.ccContext() : this.contextInto(this.rttCtx));
       this.sb.advance(ack);
       this.timeouts = 0;
       this.rtt.backoffs = 0;
@@ -398,6 +422,7 @@ export class Sender {
       this.prrReduce(delivered, false, newlyLost);
     }
     if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery(delivered, newlyLost);
+    this.acking = nested;
   }
 
   /**
@@ -458,7 +483,7 @@ export class Sender {
 
   private rackDetect(): void {
     const now = this.ep.clock.now();
-    const { timeout } = this.rack.detectLoss(now, this.reorderWindow());
+    const timeout = this.rack.detectLoss(now, this.reorderWindow());
     if (timeout > 0) this.rackTimer.set(timeout);
     else this.rackTimer.cancel();
   }

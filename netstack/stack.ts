@@ -606,14 +606,14 @@ export class Stack implements NetworkLayer, StackInternals {
       if (frame.length > nic.maxRxFrame) return 'link.tooBig';
       this.counters.link.rxGsoFrames++;
     }
-    const payload = frame.subarray(14);
     switch (etherType) {
       case ETHERTYPE_ARP:
-        return nic.loopback ? 'link.unknownEtherType' : this.arp.receive(nic, payload);
+        return nic.loopback ? 'link.unknownEtherType' : this.arp.receive(nic, frame.subarray(14));
       case ETHERTYPE_IPV4:
-        return this.ipv4.receive(nic, payload, group, false, flags);
+        // IPv4 reads its packet in place, after the link header.
+        return this.ipv4.receive(nic, frame, group, false, flags, 14);
       case ETHERTYPE_IPV6:
-        return nic.ipv6 ? this.ipv6.receive(nic, payload, group, false, flags) : 'link.unknownEtherType';
+        return nic.ipv6 ? this.ipv6.receive(nic, frame.subarray(14), group, false, flags) : 'link.unknownEtherType';
       default:
         return 'link.unknownEtherType';
     }

@@ -66,23 +66,25 @@ export class Ipv4 {
   }
 
   /**
-   * Handles one received IPv4 packet; `linkBroadcast` when the frame went to a group MAC, `flags` the link's RX_*
-   * bits (RX_CSUM_VERIFIED becomes PacketInfo.csumVerified).
+   * Handles one received IPv4 packet, the bytes of `frame` from `at` on (a link frame's, after its header: no view
+   * of the packet is made for the common case); `linkBroadcast` when the frame went to a group MAC, `flags` the
+   * link's RX_* bits (RX_CSUM_VERIFIED becomes PacketInfo.csumVerified).
    */
-  receive(nic: Nic, buf: Uint8Array, linkBroadcast: boolean, looped: boolean, flags = 0): Verdict {
+  receive(nic: Nic, frame: Uint8Array, linkBroadcast: boolean, looped: boolean, flags = 0, at = 0): Verdict {
     this.s.counters.ipv4.rxPackets++;
     // Ipv4Packet.check's rules, read straight from the bytes: no view object for the common packet.
-    if (buf.length < IPV4_HEADER_LEN) return 'ipv4.truncated';
-    if (buf[0]! >>> 4 !== 4) return 'ipv4.badVersion';
-    const hl = (buf[0]! & 0x0f) * 4;
+    const len = frame.length - at;
+    if (len < IPV4_HEADER_LEN) return 'ipv4.truncated';
+    if (frame[at]! >>> 4 !== 4) return 'ipv4.badVersion';
+    const hl = (frame[at]! & 0x0f) * 4;
     if (hl < IPV4_HEADER_LEN) return 'ipv4.badHeaderLength';
-    if (hl > buf.length) return 'ipv4.truncated';
-    const total = (buf[2]! << 8) | buf[3]!;
+    if (hl > len) return 'ipv4.truncated';
+    const total = (frame[at + 2]! << 8) | frame[at + 3]!;
     if (total < hl) return 'ipv4.badTotalLength';
-    if (total > buf.length) return 'ipv4.truncated';
-    if (!looped && !headerChecksumOk(buf, hl)) return 'ipv4.badChecksum';
+    if (total > len) return 'ipv4.truncated';
+    if (!looped && !headerChecksumOk(frame, at, hl)) return 'ipv4.badChecksum';
     if (hl > IPV4_HEADER_LEN) {
-      const p = new Ipv4Packet(buf);
+      const p = new Ipv4Packet(frame.subarray(at));
       for (const o of ipv4Options(p.options)) {
         if (o.kind !== 'malformed') continue;
         // RFC 1122 §3.2.2.5: a host SHOULD answer a bad option with a parameter problem.
@@ -92,15 +94,15 @@ export class Ipv4 {
       }
     }
     // Addresses as numbers: no view per packet for the checks below.
-    const srcKey = ((buf[12]! << 24) | (buf[13]! << 16) | (buf[14]! << 8) | buf[15]!) >>> 0;
-    const dstKey = ((buf[16]! << 24) | (buf[17]! << 16) | (buf[18]! << 8) | buf[19]!) >>> 0;
+    const srcKey = ((frame[at + 12]! << 24) | (frame[at + 13]! << 16) | (frame[at + 14]! << 8) | frame[at + 15]!) >>> 0;
+    const dstKey = ((frame[at + 16]! << 24) | (frame[at + 17]! << 16) | (frame[at + 18]! << 8) | frame[at + 19]!) >>> 0;
     // RFC 1122 §3.2.1.3: a source must be a unicast address; ours or loopback only over our own loop (martians).
     if (srcKey >>> 28 === 0xe || srcKey === 0xffffffff || nic.isV4BroadcastKey(srcKey)) return 'ipv4.badSource';
     if (!looped && (srcKey >>> 24 === 127 || this.s.localAddress4(srcKey) !== undefined)) return 'ipv4.badSource';
     const local = this.s.localAddress4(dstKey);
     let broadcast = false;
     if (local === undefined && !(looped && dstKey >>> 24 === 127)) {
-      const dst = buf.subarray(16, 20);
+      const dst = frame.subarray(at + 16, at + 20);
       if (dstKey === 0xffffffff || nic.isV4BroadcastKey(dstKey)) broadcast = true;
       else if (isMulticast(dst) && (addressEqual(dst, ALL_HOSTS) || nic.inGroup(dst))) broadcast = true;
       else return 'ipv4.notForUs';
@@ -112,22 +114,22 @@ export class Ipv4 {
     // Addresses in PacketInfo are kept by transports (a TCP child keeps both), so they are copies no packet
     // overwrites: our stored address for dst, and one copy per distinct source for src.
     let from = this.lastSrc;
-    if (from[0] !== buf[12] || from[1] !== buf[13] || from[2] !== buf[14] || from[3] !== buf[15]) {
-      from = this.lastSrc = buf.slice(12, 16);
+    if (from[0] !== frame[at + 12] || from[1] !== frame[at + 13] || from[2] !== frame[at + 14] || from[3] !== frame[at + 15]) {
+      from = this.lastSrc = frame.slice(at + 12, at + 16);
     }
     const info: PacketInfo = {
       nicId: nic.id,
       src: from,
-      dst: local !== undefined ? local.address : buf.slice(16, 20),
-      ttl: buf[8]!,
-      tos: buf[1]!,
+      dst: local !== undefined ? local.address : frame.slice(at + 16, at + 20),
+      ttl: frame[at + 8]!,
+      tos: frame[at + 1]!,
       broadcast,
       csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
       more: (flags & RX_MORE) !== 0,
     };
     // MF or a fragment offset: part of a datagram.
-    if ((((buf[6]! << 8) | buf[7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(buf), info, linkBroadcast);
-    return this.deliverUpper(buf, hl, buf.subarray(hl, total), buf[9]!, info, linkBroadcast);
+    if ((((frame[at + 6]! << 8) | frame[at + 7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(frame.subarray(at)), info, linkBroadcast);
+    return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), frame[at + 9]!, info, linkBroadcast);
   }
 
   /**
@@ -240,15 +242,16 @@ export class Ipv4 {
 
   /** Hands a whole datagram's payload to ICMP or the transport; answers unknown protocols and ports. */
   // The header is `packet[0..hl)`, cut out only where it is needed (ICMP and errors), not per delivered packet.
-  private deliverUpper(packet: Uint8Array, hl: number, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
+  /** Hands a datagram to its transport: its header is `packet[at, at + hl)`, its payload `payload`. */
+  private deliverUpper(packet: Uint8Array, at: number, hl: number, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
     // Raw sockets copy the packet first: the ICMP handler below may build its reply in these very bytes.
     const raw = this.s.raw;
-    if (raw !== undefined && raw.wants(4, protocol)) raw.deliverRaw(4, protocol, info, wholeDatagram(packet, hl, payload), hl);
-    if (protocol === PROTO_ICMP) return this.s.icmpv4.receive(packet.subarray(0, hl), payload, info, linkBroadcast);
+    if (raw !== undefined && raw.wants(4, protocol)) raw.deliverRaw(4, protocol, info, wholeDatagram(packet.subarray(at), hl, payload), hl);
+    if (protocol === PROTO_ICMP) return this.s.icmpv4.receive(packet.subarray(at, at + hl), payload, info, linkBroadcast);
     const t = this.s.transport(protocol);
     if (!t) {
       // RFC 1122 §3.2.2.1: protocol unreachable.
-      this.s.icmpv4.sendError(3, 2, 0, packet.subarray(0, hl), payload, info, linkBroadcast);
+      this.s.icmpv4.sendError(3, 2, 0, packet.subarray(at, at + hl), payload, info, linkBroadcast);
       return 'ipv4.unknownProtocol';
     }
     const r = t.deliver(info, payload);
@@ -257,7 +260,7 @@ export class Ipv4 {
       return undefined;
     }
     if (r === 'no-endpoint') {
-      this.s.icmpv4.sendError(3, 3, 0, packet.subarray(0, hl), payload, info, linkBroadcast);
+      this.s.icmpv4.sendError(3, 3, 0, packet.subarray(at, at + hl), payload, info, linkBroadcast);
       return 'ipv4.noEndpoint';
     }
     return 'ipv4.transportMalformed';
@@ -289,7 +292,7 @@ export class Ipv4 {
     whole.moreFragments = false;
     whole.fragmentOffset = 0;
     whole.fillChecksum();
-    return this.deliverUpper(header, header.length, r.payload, whole.protocol, first.info, first.linkBroadcast);
+    return this.deliverUpper(header, 0, header.length, r.payload, whole.protocol, first.info, first.linkBroadcast);
   }
 
   // RFC 792 / RFC 1122 §3.3.2: time exceeded (code 1) only when the first fragment arrived.
@@ -368,9 +371,9 @@ export function copiedOptions(options: Uint8Array): Uint8Array {
 }
 
 /** Whether the IPv4 header checksum of `buf[0..hl)` verifies (RFC 791 §3.1, RFC 1071), without a view per packet. */
-function headerChecksumOk(buf: Uint8Array, hl: number): boolean {
+function headerChecksumOk(buf: Uint8Array, at: number, hl: number): boolean {
   let sum = 0;
-  for (let i = 0; i < hl; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
+  for (let i = at; i < at + hl; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return sum === 0xffff;
 }

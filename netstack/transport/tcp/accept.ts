@@ -394,13 +394,13 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.keepIntvl = l.keepIntvl;
   c.keepCnt = l.keepCnt;
   c.userTimeout = l.userTimeout;
-  c.linger = { ...l.linger };
+  c.linger = l.linger;
   c.userMss = l.userMss;
   c.linger2 = l.linger2;
   c.v6only = l.v6only;
   c.reuseAddr = l.reuseAddr;
   c.reusePort = l.reusePort;
-  c.zc.enabled = l.zc.enabled;
+  if (l.zcState?.enabled) c.zc.enabled = true;
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;

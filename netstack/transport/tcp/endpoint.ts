@@ -79,12 +79,15 @@ function slabBytes(n: number): Uint8Array {
   return v;
 }
 
-/** SO_LINGER's value. */
+/** SO_LINGER's value; setsockopt replaces it whole, so endpoints share one (a listener's children its own). */
 export interface Linger {
-  onoff: boolean;
+  readonly onoff: boolean;
   /** Seconds; Infinity when set negative (Linux's MAX_SCHEDULE_TIMEOUT: close() waits with no time limit). */
-  linger: number;
+  readonly linger: number;
 }
+
+/** SO_LINGER off, every new endpoint's. */
+const NO_LINGER: Linger = Object.freeze({ onoff: false, linger: 0 });
 
 /** One TCP connection or listening socket. */
 export class TcpEndpoint implements Endpoint {
@@ -149,7 +152,7 @@ export class TcpEndpoint implements Endpoint {
   userTimeout = 0;
   /** TCP_NOTSENT_LOWAT in bytes, 0 for net.ipv4.tcp_notsent_lowat. */
   notsentLowat = 0;
-  linger: Linger = { onoff: false, linger: 0 };
+  linger: Linger = NO_LINGER;
   reuseAddr = false;
   reusePort = false;
   v6only = false;
@@ -232,15 +235,19 @@ export class TcpEndpoint implements Endpoint {
   readonly ka: Keepalive;
   /** The error queue (Linux's sk_error_queue), read with recvmsg(MSG_ERRQUEUE): zero-copy completions, timestamps. */
   readonly errQueue: ExtendedError[] = [];
-  /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue. */
-  readonly zc = new ZeroCopy(this.errQueue);
-  /** SO_TIMESTAMPING: send calls' marked bytes and their reports on the error queue. */
-  readonly ts = new TxTimestamps(this.errQueue);
+  /**
+   * The zero-copy and transmit-timestamp state once built (`zc`, `ts`): few connections ever use either, and a
+   * server accepting a connection per request paid for both on every one (issue 13); null reads as off, nothing
+   * pending.
+   */
+  zcState: ZeroCopy | null = null;
+  tsState: TxTimestamps | null = null;
   /** ECN negotiated and what it owes (RFC 3168, ecn.ts). */
   readonly ecn = new EcnState();
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
   private readonly closeTimer: LazyTimer;
-  private readonly corkTimer: LazyTimer;
+  /** tcp(7)'s cork ceiling, built when the sender first holds a segment back for corking. */
+  private corkTimer: LazyTimer | null = null;
   /** When an unacceptable segment without data was last answered (rate limit, input.ts). */
   lastInvalidAck = -Infinity;
   /** An ACK of ours waits in the protocol's deferred list for the end of the receive batch (TcpProtocol.rxMore). */
@@ -261,8 +268,17 @@ export class TcpEndpoint implements Endpoint {
     this.rcv = new Receiver(this, c.rcvBuf);
     this.ka = new Keepalive(this);
     this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());
-    this.corkTimer = new LazyTimer(proto.net.clock, () => this.onCorkTimer());
     this.stateSince = proto.net.clock.now();
+  }
+
+  /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue (built at first use). */
+  get zc(): ZeroCopy {
+    return (this.zcState ??= new ZeroCopy(this.errQueue));
+  }
+
+  /** SO_TIMESTAMPING: send calls' marked bytes and their reports on the error queue (built at first use). */
+  get ts(): TxTimestamps {
+    return (this.tsState ??= new TxTimestamps(this.errQueue));
   }
 
   /** The stack's clock, as TCP reads it (held still for the segment or call being processed). */
@@ -294,6 +310,7 @@ export class TcpEndpoint implements Endpoint {
 
   /** The sender held a partial segment back for corking: tcp(7)'s 200 ms ceiling then sends it anyway. */
   onCorkHold(): void {
+    this.corkTimer ??= new LazyTimer(this.proto.net.clock, () => this.onCorkTimer());
     this.corkTimer.ensure(CORK_CEILING_MS);
   }
 
@@ -611,7 +628,7 @@ export class TcpEndpoint implements Endpoint {
     const clock = this.proto.clock;
     clock.hold();
     try {
-      const zc = opts?.zeroCopy !== undefined && this.zc.enabled && data.length > 0;
+      const zc = opts?.zeroCopy !== undefined && this.zcState?.enabled === true && data.length > 0;
       if (zc && opts.zeroCopy === 'new' && this.zc.full()) return Err.NoBufferSpace;
       const n = this.writeHeld(data, opts);
       // The call's bytes end where the stream's queued bytes end now (acknowledged ones plus the send buffer).
@@ -674,7 +691,7 @@ export class TcpEndpoint implements Endpoint {
     }
     if (n === 0) return data.length === 0 ? 0 : Err.WouldBlock;
     // MSG_ZEROCOPY's iovecs become skb frags in Linux, which cuts an skb at MAX_SKB_FRAGS of them.
-    const frags = opts?.frags && opts.zeroCopy !== undefined && this.zc.enabled ? opts.frags : undefined;
+    const frags = opts?.frags && opts.zeroCopy !== undefined && this.zcState?.enabled === true ? opts.frags : undefined;
     if (!frags && this.lowatInEffect) {
       n = this.queueUnderLowat(data, n);
       if (n === 0) return Err.WouldBlock;
@@ -689,7 +706,7 @@ export class TcpEndpoint implements Endpoint {
     snd.queued(n - this.queuedEarly, !!opts?.more && n === data.length, !!opts?.eor && n === data.length, frags, this.queuedEarly > 0);
     this.queuedEarly = 0;
     // tcp_tx_timestamp: the call's last byte carries the timestamp request, before the call's push sends it.
-    if (this.ts.flags & TX_RECORD_MASK) this.ts.wrote(snd.bytesAcked + snd.buf.length, snd.skbs.tailStart());
+    if (this.tsState !== null && this.tsState.flags & TX_RECORD_MASK) this.tsState.wrote(snd.bytesAcked + snd.buf.length, snd.skbs.tailStart());
     // MSG_MORE corks this call's push only (Linux's tcp_push with TCP_NAGLE_CORK); what an ACK later releases is
     // judged by Nagle alone, as tcp_data_snd_check pushes with the socket's own nonagle.
     this.moreCork = !!opts?.more;
@@ -984,7 +1001,7 @@ export class TcpEndpoint implements Endpoint {
 
   /** Sends data that Nagle or corking held back (TCP_NODELAY set, TCP_CORK cleared). */
   push(): void {
-    this.corkTimer.cancel();
+    this.corkTimer?.cancel();
     if (!this.canTransmitData()) return;
     this.moreCork = false;
     this.snd.output();
@@ -1193,8 +1210,8 @@ export class TcpEndpoint implements Endpoint {
     this.sndShut = true;
     this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
     this.snd.buf.clear();
-    if (this.zc.purge(this.orphaned)) this.waiter.notify(EventErr);
-    this.ts.clear();
+    if (this.zcState?.purge(this.orphaned)) this.waiter.notify(EventErr);
+    this.tsState?.clear();
     this.rcv.ooo.clear();
     this.leaveFastOpenQueue();
     if (this.parent?.listener) {
@@ -1218,12 +1235,12 @@ export class TcpEndpoint implements Endpoint {
 
   private cancelTimers(): void {
     this.snd.rtxTimer.cancel();
-    this.snd.persistTimer.cancel();
+    this.snd.persistTimer?.cancel();
     this.snd.tlpTimer.cancel();
-    this.snd.rackTimer.cancel();
+    this.snd.rackTimer?.cancel();
     this.rcv.delackTimer.cancel();
     this.ka.cancel();
-    this.corkTimer.cancel();
+    this.corkTimer?.cancel();
   }
 
   /** Turns a user address into wire form for this family (unwrapping IPv4-mapped on IPv6 sockets). */

@@ -16,10 +16,13 @@ export class Keepalive {
   /** Probes sent since the peer was last heard. */
   probes = 0;
   private lastHeard = 0;
-  private readonly timer: LazyTimer;
+  /** Built when SO_KEEPALIVE first arms it: most connections never set it. */
+  private timer: LazyTimer | null = null;
 
-  constructor(private readonly ep: TcpEndpoint) {
-    this.timer = new LazyTimer(ep.clock, () => this.fire());
+  constructor(private readonly ep: TcpEndpoint) {}
+
+  private armed(): LazyTimer {
+    return (this.timer ??= new LazyTimer(this.ep.clock, () => this.fire()));
   }
 
   /** The peer was heard from: restart the idle period. */
@@ -27,20 +30,20 @@ export class Keepalive {
     this.lastHeard = this.ep.clock.now();
     if (!this.ep.keepalive) return;
     this.probes = 0;
-    this.timer.set(this.ep.keepIdle * 1000);
+    this.armed().set(this.ep.keepIdle * 1000);
   }
 
   /** SO_KEEPALIVE or TCP_KEEPIDLE changed: re-arm or stop. */
   update(): void {
     const ep = this.ep;
     if (ep.keepalive && (ep.state === State.Established || ep.state === State.CloseWait)) {
-      this.timer.set(ep.keepIdle * 1000);
-    } else this.timer.cancel();
+      this.armed().set(ep.keepIdle * 1000);
+    } else this.timer?.cancel();
   }
 
   /** Stops the timer. */
   cancel(): void {
-    this.timer.cancel();
+    this.timer?.cancel();
   }
 
   private fire(): void {
@@ -48,7 +51,7 @@ export class Keepalive {
     if (!ep.keepalive || !(ep.state === State.Established || ep.state === State.CloseWait)) return;
     if (ep.snd.max !== ep.snd.una || ep.snd.buf.length > 0) {
       // Data in flight or queued: the retransmission timer watches the peer (Linux tcp_keepalive_timer).
-      this.timer.set(ep.keepIdle * 1000);
+      this.armed().set(ep.keepIdle * 1000);
       return;
     }
     const silent = ep.clock.now() - this.lastHeard;
@@ -64,6 +67,6 @@ export class Keepalive {
     this.probes++;
     ep.stats.keepaliveProbes++;
     sendWindowProbe(ep);
-    this.timer.set(ep.keepIntvl * 1000);
+    this.armed().set(ep.keepIntvl * 1000);
   }
 }

@@ -144,9 +144,11 @@ export class Sender {
   /** Segments delivered, the handshake's SYN or SYN-ACK counted as one (Linux's tp->delivered, tcpi_delivered). */
   delivered = 0;
   readonly rtxTimer: LazyTimer;
-  readonly persistTimer: LazyTimer;
+  /** Built when a zero window first stalls the sender: most connections never see one. */
+  persistTimer: LazyTimer | null = null;
   readonly tlpTimer: LazyTimer;
-  readonly rackTimer: LazyTimer;
+  /** Built when RACK first waits out a reordering window. */
+  rackTimer: LazyTimer | null = null;
 
   constructor(
     private readonly ep: TcpEndpoint,
@@ -158,9 +160,7 @@ export class Sender {
     this.limit = limit;
     this.rtt = new RttEstimator(rtoMin);
     this.rtxTimer = new LazyTimer(ep.clock, () => ep.onRetransmitTimeout());
-    this.persistTimer = new LazyTimer(ep.clock, () => this.onPersist());
     this.tlpTimer = new LazyTimer(ep.clock, () => this.onTlp());
-    this.rackTimer = new LazyTimer(ep.clock, () => this.onRackTimer());
     this.rack.reordering = ep.proto.config.reordering;
     this.rack.maxReordering = ep.proto.config.maxReordering;
   }
@@ -175,8 +175,10 @@ export class Sender {
     this.ep.proto.charge(-n);
     this.bytesAcked += n;
     this.skbs.release(this.bytesAcked);
-    if (this.ep.zc.acked(this.bytesAcked)) this.ep.waiter.notify(EventErr);
-    if (this.ep.ts.active && this.ep.ts.acked(this.bytesAcked, this.ep.clock.now())) this.ep.waiter.notify(EventErr);
+    const zc = this.ep.zcState;
+    if (zc !== null && zc.acked(this.bytesAcked)) this.ep.waiter.notify(EventErr);
+    const ts = this.ep.tsState;
+    if (ts !== null && ts.active && ts.acked(this.bytesAcked, this.ep.clock.now())) this.ep.waiter.notify(EventErr);
   }
 
   /**
@@ -484,8 +486,8 @@ export class Sender {
   private rackDetect(): void {
     const now = this.ep.clock.now();
     const timeout = this.rack.detectLoss(now, this.reorderWindow());
-    if (timeout > 0) this.rackTimer.set(timeout);
-    else this.rackTimer.cancel();
+    if (timeout > 0) (this.rackTimer ??= new LazyTimer(this.ep.clock, () => this.onRackTimer())).set(timeout);
+    else this.rackTimer?.cancel();
   }
 
   /**
@@ -646,7 +648,8 @@ export class Sender {
     // only at SACK edges): a lost one is resent whole.
     if (this.ep.sackOk) this.rack.record(s, at, this.ep.clock.now(), retransmit);
     // SO_TIMESTAMPING: the packet holding a marked byte passed the queueing layer and went to the device.
-    if (this.ep.ts.active && len > 0 && this.ep.ts.sent(this.offsetOf(s), this.offsetOf(s) + len, this.ep.clock.now())) {
+    const ts = this.ep.tsState;
+    if (ts !== null && ts.active && len > 0 && ts.sent(this.offsetOf(s), this.offsetOf(s) + len, this.ep.clock.now())) {
       this.ep.waiter.notify(EventErr);
     }
   }
@@ -880,7 +883,7 @@ export class Sender {
     this.rack.clear();
     this.tlpEnd = -1;
     this.tlpTimer.cancel();
-    this.rackTimer.cancel();
+    this.rackTimer?.cancel();
     this.rttSeq = -1;
     this.nxt = this.una;
     this.ep.stats.timeouts++;
@@ -900,9 +903,10 @@ export class Sender {
   /** Arms the persist timer when the peer's zero window stalls us (RFC 9293 §3.8.6.1). */
   armPersist(): void {
     if (this.zeroWindowStall()) {
+      this.persistTimer ??= new LazyTimer(this.ep.clock, () => this.onPersist());
       this.persistTimer.ensure(Math.min(this.rtt.rto * 2 ** this.probes, 120_000));
     } else {
-      this.persistTimer.cancel();
+      this.persistTimer?.cancel();
       this.probes = 0;
     }
   }

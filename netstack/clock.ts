@@ -116,8 +116,10 @@ export class TimerQueue {
     let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
+      const up = h[i]!;
+      if (!before(up, h[p]!)) break;
+      h[i] = h[p]!;
+      h[p] = up;
       i = p;
     }
   }
@@ -136,7 +138,9 @@ export class TimerQueue {
         if (l < h.length && before(h[l]!, h[m]!)) m = l;
         if (r < h.length && before(h[r]!, h[m]!)) m = r;
         if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
+        const down = h[i]!;
+        h[i] = h[m]!;
+        h[m] = down;
         i = m;
       }
     }

@@ -171,6 +171,24 @@ export class PortManager {
     if (slot.size === 0) space.delete(port);
   }
 
+  /**
+   * Hands `from`'s reservation on protocol/port with this exact local address to `to` (a connection's port
+   * passing to its compact TIME-WAIT): what release() then inherit() of the same request with `flags` would
+   * leave, without building the reservation's keys again. Returns false, changing nothing, when `from` holds
+   * none or it was made with other options.
+   */
+  transfer(protocol: number, address: Address, port: number, from: object, to: object, flags: { v6only: boolean; reuseAddr: boolean; reusePort: boolean }): boolean {
+    const slot = this.spaces.get(protocol)?.get(port);
+    const e = slot?.get(from);
+    if (!slot || !e || e.owner !== from || e.addrKey !== addressKey(address) || slot.has(to)) return false;
+    const r = e.req;
+    if (!!r.v6only !== flags.v6only || !!r.reuseAddr !== flags.reuseAddr || !!r.reusePort !== flags.reusePort) return false;
+    slot.delete(from);
+    // The request names its owner too: `from` must not stay reachable through it.
+    slot.set(to, { ...e, req: { ...e.req, owner: to }, owner: to });
+    return true;
+  }
+
   /** Whether reserving `r` (with its nonzero port) would succeed now. */
   isAvailable(r: PortRequest): boolean {
     return r.port > 0 && r.port <= 65535 && !this.conflict(r.protocol, r.port, r, false);

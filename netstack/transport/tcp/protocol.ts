@@ -486,19 +486,21 @@ export class TcpProtocol implements TransportProtocol {
     const address = ep.heldPort!;
     this.unregister(ep);
     this.timeWait.set(tw);
-    this.ports.release(PROTO_TCP, address, ep.localPort, ep);
     ep.heldPort = null;
-    this.ports.inherit({
-      protocol: PROTO_TCP,
-      address,
-      port: ep.localPort,
-      family: ep.family,
-      v6only: ep.v6only,
-      reuseAddr: ep.reuseAddr,
-      reusePort: ep.reusePort,
-      remote: { address: tw.remoteAddr, port: tw.remotePort },
-      owner: tw,
-    });
+    if (!this.ports.transfer(PROTO_TCP, address, ep.localPort, ep, tw, ep)) {
+      this.ports.release(PROTO_TCP, address, ep.localPort, ep);
+      this.ports.inherit({
+        protocol: PROTO_TCP,
+        address,
+        port: ep.localPort,
+        family: ep.family,
+        v6only: ep.v6only,
+        reuseAddr: ep.reuseAddr,
+        reusePort: ep.reusePort,
+        remote: { address: tw.remoteAddr, port: tw.remotePort },
+        owner: tw,
+      });
+    }
     tw.restart();
     return tw;
   }

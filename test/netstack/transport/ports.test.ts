@@ -107,6 +107,28 @@ t.test('inherit shares a listener\'s port without a conflict check; release by o
   t.throws(() => pm.inherit({ protocol: 6, address: ip('0.0.0.0'), port: 0, family: 4 }), RangeError);
 });
 
+t.test('transfer hands a reservation to a new owner as it stands; other options or no reservation change nothing', async (t) => {
+  const pm = new PortManager(host);
+  const child = {};
+  const tw = {};
+  const remote = { address: ip('198.18.0.9'), port: 40000 };
+  const flags = { v6only: false, reuseAddr: true, reusePort: false };
+  pm.inherit({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4, reuseAddr: true, remote, owner: child });
+  t.notOk(pm.transfer(6, ip('198.18.0.1'), 80, child, tw, { ...flags, reuseAddr: false }), 'made with SO_REUSEADDR');
+  t.notOk(pm.transfer(6, ip('198.18.0.2'), 80, child, tw, flags), 'another local address');
+  t.notOk(pm.transfer(6, ip('198.18.0.1'), 80, {}, tw, flags), 'an owner holding none');
+  t.ok(pm.transfer(6, ip('198.18.0.1'), 80, child, tw, flags));
+  t.equal(pm.count(6, 80), 1, 'still one reservation');
+  // The same 4-tuple still conflicts, another peer may share the port, as before the transfer.
+  t.equal(pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4, remote }), Err.AddressInUse);
+  const other = pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4, remote: { address: ip('198.18.0.9'), port: 40001 } });
+  t.equal(other, 80, 'a different peer shares it');
+  pm.release(6, ip('198.18.0.1'), 80, child);
+  t.equal(pm.count(6, 80), 2, 'the old owner holds nothing any more');
+  pm.release(6, ip('198.18.0.1'), 80, tw);
+  t.equal(pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 80, family: 4, remote }), 80, 'free once the new owner releases it');
+});
+
 t.test('release frees the port for a conflicting bind', async (t) => {
   const pm = new PortManager(host);
   const owner = {};

@@ -192,7 +192,8 @@ function peerMssOf(r: TcpRepr, info: PacketInfo): number {
 
 /** A child endpoint for a connection to listener `l`, with the listener's options and the segment's addresses. */
 function newChild(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, route: Route): TcpEndpoint {
-  const child = new TcpEndpoint(l.proto, l.family);
+  // The listener's congestion control from the start, not the stack's built and then replaced for every child.
+  const child = new TcpEndpoint(l.proto, l.family, l.snd.cc.name);
   inheritOptions(l, child);
   child.localAddr = local;
   child.localPort = r.dstPort;
@@ -405,5 +406,4 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;
   c.snd.autoTune = l.snd.autoTune;
-  c.snd.cc = l.proto.newCongestionControl(l.snd.cc.name, c.snd.mss);
 }

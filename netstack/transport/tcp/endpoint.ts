@@ -259,12 +259,14 @@ export class TcpEndpoint implements Endpoint {
     /** The protocol that owns the endpoint. */
     readonly proto: TcpProtocol,
     readonly family: Family,
+    /** Congestion control by name (TCP_CONGESTION): a listener's children take the listener's; the stack's by default. */
+    congestion?: string,
   ) {
     const c = proto.config;
     this.keepIdle = c.keepIdle;
     this.keepIntvl = c.keepIntvl;
     this.keepCnt = c.keepCnt;
-    this.snd = new Sender(this, proto.newCongestionControl(c.congestion, 536), c.sndBuf, c.rtoMin);
+    this.snd = new Sender(this, proto.newCongestionControl(congestion ?? c.congestion, 536), c.sndBuf, c.rtoMin);
     this.rcv = new Receiver(this, c.rcvBuf);
     this.ka = new Keepalive(this);
     this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());

@@ -172,8 +172,13 @@ export class Socket extends Duplex {
   /** Unformatted addresses, kept from accept() and close() and formatted only when asked for. */
   private peerSa: SocketAddress | undefined;
   private localSa: SocketAddress | undefined;
-  private target = { host: '', port: 0 };
-  private opts: { noDelay?: boolean; keepAlive?: boolean; keepAliveDelay?: number } = {};
+  /** Where connect() was asked to go (for its errors); fields rather than objects, as below: one socket per connection. */
+  private targetHost = '';
+  private targetPort = 0;
+  /** TCP_NODELAY and SO_KEEPALIVE as asked for before there was an endpoint (undefined: never asked). */
+  private noDelayOpt: boolean | undefined = undefined;
+  private keepAliveOpt: boolean | undefined = undefined;
+  private keepAliveDelay = 0;
   private rstOnDestroy = false;
   private readonly pump = coalesced(() => this.runPump());
   /** runPump is running: readiness it causes itself (a read's window update, a write) needs no second pump. */
@@ -205,10 +210,10 @@ export class Socket extends Duplex {
     // endpoint is empty or push() says stop, and read() below the mark calls _read itself. Marked as running so
     // that it never schedules: a kept-alive request cost a tick of its own for it (issue 15).
     (this as unknown as { _readableState: { readingMore: boolean } })._readableState.readingMore = true;
-    if (options.noDelay) this.opts.noDelay = true;
+    if (options.noDelay) this.noDelayOpt = true;
     if (options.keepAlive) {
-      this.opts.keepAlive = true;
-      this.opts.keepAliveDelay = options.keepAliveInitialDelay ?? 0;
+      this.keepAliveOpt = true;
+      this.keepAliveDelay = options.keepAliveInitialDelay ?? 0;
     }
     const accepted = (options as { [kAccepted]?: Endpoint })[kAccepted];
     if (accepted) {
@@ -239,13 +244,14 @@ export class Socket extends Duplex {
     if (this.ep || this.connecting) throw codeError('ERR_SOCKET_CONNECTION_IN_PROGRESS', 'Socket is already connected or connecting');
     if (cb) this.once('connect', cb);
     if (o.timeout) this.setTimeout(o.timeout);
-    if (o.noDelay) this.opts.noDelay = true;
+    if (o.noDelay) this.noDelayOpt = true;
     if (o.keepAlive) {
-      this.opts.keepAlive = true;
-      this.opts.keepAliveDelay = o.keepAliveInitialDelay ?? 0;
+      this.keepAliveOpt = true;
+      this.keepAliveDelay = o.keepAliveInitialDelay ?? 0;
     }
     const host = o.host ?? 'localhost';
-    this.target = { host, port };
+    this.targetHost = host;
+    this.targetPort = port;
     this.connecting = true;
     this.loop.activate();
     const addr = resolveHost(host, o.family ?? 0);
@@ -279,15 +285,15 @@ export class Socket extends Duplex {
 
   /** TCP_NODELAY (default true, as Node). */
   setNoDelay(noDelay = true): this {
-    this.opts.noDelay = noDelay;
+    this.noDelayOpt = noDelay;
     this.ep?.setOption('TCP_NODELAY', noDelay ? 1 : 0);
     return this;
   }
 
   /** SO_KEEPALIVE, with TCP_KEEPIDLE from `initialDelay` (ms, rounded down to seconds, as Node). */
   setKeepAlive(enable = false, initialDelay = 0): this {
-    this.opts.keepAlive = enable;
-    this.opts.keepAliveDelay = initialDelay;
+    this.keepAliveOpt = enable;
+    this.keepAliveDelay = initialDelay;
     this.applyKeepAlive();
     return this;
   }
@@ -538,15 +544,15 @@ export class Socket extends Duplex {
 
   private applyOptions(): void {
     if (!this.ep) return;
-    if (this.opts.noDelay !== undefined) this.ep.setOption('TCP_NODELAY', this.opts.noDelay ? 1 : 0);
+    if (this.noDelayOpt !== undefined) this.ep.setOption('TCP_NODELAY', this.noDelayOpt ? 1 : 0);
     this.applyKeepAlive();
   }
 
   private applyKeepAlive(): void {
-    if (!this.ep || this.opts.keepAlive === undefined) return;
-    this.ep.setOption('SO_KEEPALIVE', this.opts.keepAlive ? 1 : 0);
-    const secs = Math.floor((this.opts.keepAliveDelay ?? 0) / 1000);
-    if (this.opts.keepAlive && secs > 0) this.ep.setOption('TCP_KEEPIDLE', secs);
+    if (!this.ep || this.keepAliveOpt === undefined) return;
+    this.ep.setOption('SO_KEEPALIVE', this.keepAliveOpt ? 1 : 0);
+    const secs = Math.floor(this.keepAliveDelay / 1000);
+    if (this.keepAliveOpt && secs > 0) this.ep.setOption('TCP_KEEPIDLE', secs);
   }
 
   private peerInfo(): AddressInfo | undefined {
@@ -601,7 +607,7 @@ export class Socket extends Duplex {
     this.connecting = false;
     const err = ep.takeError() ?? ((ready & EventOut) === 0 ? Err.ConnectionRefused : undefined);
     if (err) {
-      this.destroy(nodeError(err, 'connect', this.target.host, this.target.port));
+      this.destroy(nodeError(err, 'connect', this.targetHost, this.targetPort));
       return false;
     }
     this.applyOptions();

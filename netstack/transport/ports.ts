@@ -2,7 +2,7 @@
  * Port reservations shared by every transport (UDP, TCP, ICMP echo identifiers): Linux's bind-conflict rules
  * and RFC 6056 ephemeral port selection. One `PortManager` per stack; each protocol number has its own space.
  */
-import { type Address, addressKey, isUnspecified } from '../addr.ts';
+import { type Address, addressEqual, addressKey, isUnspecified } from '../addr.ts';
 import { Err, type NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import type { NetworkLayer } from './protocol.ts';
@@ -49,8 +49,6 @@ interface Reservation {
   readonly cover: Coverage;
   readonly owner: object;
   readonly remoteKey: string | null;
-  /** addressKey of the local address, for release(). */
-  readonly addrKey: string;
 }
 
 /**
@@ -152,15 +150,15 @@ export class PortManager {
     const space = this.spaces.get(protocol);
     const slot = space?.get(port);
     if (!space || !slot) return;
-    const key = addressKey(address);
+    // Local addresses are compared as bytes: a key string for them cost every connection one more (issue 13).
     let found: object | undefined;
     const direct = owner === undefined ? undefined : slot.get(owner);
-    if (direct && direct.addrKey === key) {
+    if (direct && addressEqual(direct.req.address, address)) {
       found = owner;
     } else {
       // Rare: no owner given, or one owner holding several reservations on this port (see add()).
       for (const [k, e] of slot) {
-        if ((owner === undefined || e.owner === owner) && e.addrKey === key) {
+        if ((owner === undefined || e.owner === owner) && addressEqual(e.req.address, address)) {
           found = k;
           break;
         }
@@ -180,7 +178,7 @@ export class PortManager {
   transfer(protocol: number, address: Address, port: number, from: object, to: object, flags: { v6only: boolean; reuseAddr: boolean; reusePort: boolean }): boolean {
     const slot = this.spaces.get(protocol)?.get(port);
     const e = slot?.get(from);
-    if (!slot || !e || e.owner !== from || e.addrKey !== addressKey(address) || slot.has(to)) return false;
+    if (!slot || !e || e.owner !== from || !addressEqual(e.req.address, address) || slot.has(to)) return false;
     const r = e.req;
     if (!!r.v6only !== flags.v6only || !!r.reuseAddr !== flags.reuseAddr || !!r.reusePort !== flags.reusePort) return false;
     slot.delete(from);
@@ -202,7 +200,7 @@ export class PortManager {
   private add(r: PortRequest, port: number): void {
     const req = { ...r, port };
     const owner = r.owner ?? req;
-    const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req), addrKey: addressKey(req.address) };
+    const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req) };
     let space = this.spaces.get(r.protocol);
     if (!space) this.spaces.set(r.protocol, (space = new Map()));
     let slot = space.get(port);

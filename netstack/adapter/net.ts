@@ -164,9 +164,8 @@ export class Socket extends Duplex {
   private timerMs = 0;
   /** The idle timeout in effect (0: none). */
   private timeoutMs = 0;
-  private readonly onIdle = (): void => {
-    if (this.timeoutMs > 0 && !this.destroyed) this.emit('timeout');
-  };
+  /** The idle timer's callback, made with the first timer: a connection per request never sets one. */
+  private onIdle: (() => void) | null = null;
   private peer: AddressInfo | undefined;
   private local: AddressInfo | undefined;
   /** Unformatted addresses, kept from accept() and close() and formatted only when asked for. */
@@ -313,6 +312,9 @@ export class Socket extends Duplex {
       else {
         if (this.timer !== null) clearTimeout(this.timer);
         this.timerMs = ms;
+        this.onIdle ??= () => {
+          if (this.timeoutMs > 0 && !this.destroyed) this.emit('timeout');
+        };
         this.timer = setTimeout(this.onIdle, ms);
         this.timer.unref();
       }

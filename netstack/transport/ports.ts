@@ -198,7 +198,8 @@ export class PortManager {
   }
 
   private add(r: PortRequest, port: number): void {
-    const req = { ...r, port };
+    // Every caller passes a literal of its own: it is kept as it is unless the port was picked here.
+    const req = r.port === port ? r : { ...r, port };
     const owner = r.owner ?? req;
     const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req) };
     let space = this.spaces.get(r.protocol);

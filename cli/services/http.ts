@@ -7,6 +7,7 @@ import http from 'node:http';
 import { IPV6_ANY } from '../../netstack/addr.ts';
 import { NetError } from '../../netstack/errors.ts';
 import { bindNet, type Socket } from '../../netstack/adapter/net.ts';
+import { type Placed, PlacedList } from '../../netstack/placed-list.ts';
 import { type HttpServiceStats, httpApp, httpStats } from './http-app.ts';
 import type { Service, SocketFactory } from './service.ts';
 
@@ -22,24 +23,17 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
   const net = bindNet({ socket: sockets });
   const stats = httpStats();
   const server = http.createServer({ requestTimeout: 0 }, httpApp(stats));
-  // node:http tracks connections only for servers that listened themselves, so close() needs its own list.
-  // An array with each socket's place kept on it (kOpenIndex), not a Set: V8's Set kept deleted sockets, with
-  // their node:http state, alive through young-generation collections, promoting every connection (issue 13).
-  const open: Socket[] = [];
-  function forget(this: Socket & { [kOpenIndex]?: number }): void {
-    const i = this[kOpenIndex];
-    if (i === undefined || open[i] !== this) return;
-    const last = open.pop()!;
-    if (last !== this) {
-      open[i] = last;
-      (last as Socket & { [kOpenIndex]?: number })[kOpenIndex] = i;
-    }
+  // node:http tracks connections only for servers that listened themselves, so close() needs its own list: a
+  // PlacedList, not a Set, which kept closed sockets (and node:http's state on them) alive through
+  // young-generation collections, promoting every connection (issue 13).
+  const open = new PlacedList<Socket & Placed<typeof kOpenIndex>, typeof kOpenIndex>(kOpenIndex);
+  function forget(this: Socket): void {
+    open.delete(this);
   }
   // As node:http's own server: half-open allowed (it decides when to end), and no Nagle delay on responses.
   const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     stats.connections++;
-    (socket as Socket & { [kOpenIndex]?: number })[kOpenIndex] = open.length;
-    open.push(socket);
+    open.add(socket);
     socket.on('close', forget);
     server.emit('connection', socket);
   });
@@ -59,7 +53,7 @@ export function httpService(sockets: SocketFactory, port = 80): (Service & { sta
     stats,
     close() {
       listener.close();
-      for (const s of open.splice(0)) s.destroy();
+      for (const s of open.drain()) s.destroy();
     },
   };
 }

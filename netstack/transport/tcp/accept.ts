@@ -6,6 +6,7 @@
  * holds its listener's port until it is closed, as a bound socket does.
  */
 import type { Address } from '../../addr.ts';
+import { PlacedList } from '../../placed-list.ts';
 import { TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_RST, TCP_SYN, type TcpOptions, type TcpRepr } from '../../wire/tcp.ts';
 import { PROTO_TCP, type PacketInfo, type Route } from '../protocol.ts';
 import { advertisedMss, defaultMss, negotiate, timestampOffset, windowScaleFor } from './connect.ts';
@@ -33,42 +34,12 @@ export interface Listener {
 }
 
 /**
- * The SYN queue: half-open children in an array, each child keeping its place (`synQueueIndex`), removed by
- * moving the last one into it. Not a Set: V8's Set kept deleted children, whole endpoints, alive through
- * young-generation collections, so that every connection of a busy listener was copied and promoted (issue 13).
+ * The SYN queue: half-open children, each keeping its place in it (`synQueueIndex`). Not a Set: V8's Set kept
+ * deleted children, whole endpoints, alive through young-generation collections (see PlacedList).
  */
-export class SynQueue {
-  private readonly items: TcpEndpoint[] = [];
-
-  /** Children queued. */
-  get size(): number {
-    return this.items.length;
-  }
-
-  add(c: TcpEndpoint): void {
-    if (c.synQueueIndex >= 0) return;
-    c.synQueueIndex = this.items.length;
-    this.items.push(c);
-  }
-
-  /** Removes `c`; whether it was queued. */
-  delete(c: TcpEndpoint): boolean {
-    const i = c.synQueueIndex;
-    if (i < 0 || this.items[i] !== c) return false;
-    const last = this.items.pop()!;
-    if (last !== c) {
-      this.items[i] = last;
-      last.synQueueIndex = i;
-    }
-    c.synQueueIndex = -1;
-    return true;
-  }
-
-  /** Takes every child out, returning them. */
-  drain(): TcpEndpoint[] {
-    const all = this.items.splice(0);
-    for (const c of all) c.synQueueIndex = -1;
-    return all;
+export class SynQueue extends PlacedList<TcpEndpoint, 'synQueueIndex'> {
+  constructor() {
+    super('synQueueIndex');
   }
 }
 

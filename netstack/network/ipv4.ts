@@ -240,9 +240,10 @@ export class Ipv4 {
     this.reassembler.clear();
   }
 
-  /** Hands a whole datagram's payload to ICMP or the transport; answers unknown protocols and ports. */
-  // The header is `packet[0..hl)`, cut out only where it is needed (ICMP and errors), not per delivered packet.
-  /** Hands a datagram to its transport: its header is `packet[at, at + hl)`, its payload `payload`. */
+  /**
+   * Hands a whole datagram's payload to ICMP or the transport; answers unknown protocols and ports. Its header is
+   * `packet[at, at + hl)`, cut out only where it is needed (ICMP and errors), not per delivered packet.
+   */
   private deliverUpper(packet: Uint8Array, at: number, hl: number, payload: Uint8Array, protocol: number, info: PacketInfo, linkBroadcast: boolean): Verdict {
     // Raw sockets copy the packet first: the ICMP handler below may build its reply in these very bytes.
     const raw = this.s.raw;
@@ -370,7 +371,7 @@ export function copiedOptions(options: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Whether the IPv4 header checksum of `buf[0..hl)` verifies (RFC 791 §3.1, RFC 1071), without a view per packet. */
+/** Whether the IPv4 header checksum of `buf[at, at + hl)` verifies (RFC 791 §3.1, RFC 1071), without a view per packet. */
 function headerChecksumOk(buf: Uint8Array, at: number, hl: number): boolean {
   let sum = 0;
   for (let i = at; i < at + hl; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;

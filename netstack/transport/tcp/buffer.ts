@@ -48,13 +48,6 @@ function takeChunk(size: number): Uint8Array {
 // Memory of which `peek` handed out a view: a reader may still hold it, so it never goes back to a pool.
 const lentBuffers = new WeakSet<ArrayBufferLike>();
 
-/** Keeps a whole chunk whose bytes are all consumed and of which no view was handed out. */
-function keepChunk(chunk: Uint8Array): void {
-  if (!poolSize(chunk.length)) return;
-  if (chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength || lentBuffers.has(chunk.buffer)) return;
-  keepWhole(chunk);
-}
-
 /** Keeps a chunk known to be a whole array of a pool's size that was never lent (a queue's fill). */
 function keepWhole(chunk: Uint8Array): void {
   const pool = poolOf(chunk.length);
@@ -216,10 +209,12 @@ export class ByteQueue {
       n -= left;
       const gone = this.chunks.shift()!;
       this.head = 0;
-      // Only a chunk of a pool's size can be a whole kept array (views of a fill are smaller): most consumed
-      // chunks need no look at their buffer.
-      if (poolSize(gone.byteLength) && gone.byteLength === gone.buffer.byteLength && gone.buffer !== this.fill?.buffer) {
-        keepChunk(gone);
+      // A whole chunk all consumed, of which no view was handed out, goes back to the pool. Only a chunk of a
+      // pool's size can be a whole kept array (views of a fill are smaller): most consumed chunks need no look at
+      // their buffer (`.buffer` is a call into V8's runtime), and it is read once.
+      if (poolSize(gone.byteLength) && gone.byteOffset === 0) {
+        const buf = gone.buffer;
+        if (gone.byteLength === buf.byteLength && buf !== this.fill?.buffer && !lentBuffers.has(buf)) keepWhole(gone);
       }
       if (this.cursorIdx > 0) {
         this.cursorIdx--;

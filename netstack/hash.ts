@@ -4,73 +4,12 @@
  * of uint32 halves because JavaScript has no cheap 64-bit integer (BigInt would allocate on every step).
  */
 
-// State lanes v0..v3, each as [lo, hi] at indexes 2i and 2i+1; a module scratch keeps hashing allocation-free.
-const v = new Uint32Array(8);
-const TWO_32 = 0x1_0000_0000;
-
-/** Adds lane b into lane a modulo 2^64. */
-function add(a: number, b: number): void {
-  const lo = v[a]! + v[b]!;
-  v[a] = lo;
-  v[a + 1] = v[a + 1]! + v[b + 1]! + (lo >= TWO_32 ? 1 : 0);
-}
-
-/** Rotates lane a left by k bits, 0 < k < 32. */
-function rotl(a: number, k: number): void {
-  const lo = v[a]!;
-  const hi = v[a + 1]!;
-  v[a] = (lo << k) | (hi >>> (32 - k));
-  v[a + 1] = (hi << k) | (lo >>> (32 - k));
-}
-
-/** Rotates lane a by 32 bits: swaps its halves. */
-function swap(a: number): void {
-  const lo = v[a]!;
-  v[a] = v[a + 1]!;
-  v[a + 1] = lo;
-}
-
-/** Xors lane b into lane a. */
-function xor(a: number, b: number): void {
-  v[a] ^= v[b]!;
-  v[a + 1] ^= v[b + 1]!;
-}
-
-const V0 = 0;
-const V1 = 2;
-const V2 = 4;
-const V3 = 6;
-
-/** One SipRound (paper §2). */
-function sipRound(): void {
-  add(V0, V1);
-  rotl(V1, 13);
-  xor(V1, V0);
-  swap(V0);
-  add(V2, V3);
-  rotl(V3, 16);
-  xor(V3, V2);
-  add(V0, V3);
-  rotl(V3, 21);
-  xor(V3, V0);
-  add(V2, V1);
-  rotl(V1, 17);
-  xor(V1, V2);
-  swap(V2);
-}
+// The output of the last hash: the four state lanes' xor, as its low and high 32 bits.
+let outLo = 0;
+let outHi = 0;
 
 function le32(b: Uint8Array, i: number): number {
-  return (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0;
-}
-
-/** Absorbs one 64-bit message word m = (lo, hi) (paper §2, compression). */
-function compress(lo: number, hi: number): void {
-  v[V3] ^= lo;
-  v[V3 + 1] ^= hi;
-  sipRound();
-  sipRound();
-  v[V0] ^= lo;
-  v[V0 + 1] ^= hi;
+  return b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
 }
 
 /**
@@ -79,44 +18,106 @@ function compress(lo: number, hi: number): void {
  */
 export function siphash24(key: Uint8Array, data: Uint8Array): [lo: number, hi: number] {
   sipHashInto(key, data, data.length);
-  return [(v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0, (v[1]! ^ v[3]! ^ v[5]! ^ v[7]!) >>> 0];
+  return [outLo, outHi];
 }
 
-/** SipHash-2-4 of the first `n` bytes of `data`, leaving the final state in `v` (the output is v0^v1^v2^v3). */
+/**
+ * SipHash-2-4 of the first `n` bytes of `data`; leaves the output in outLo/outHi. Each 64-bit lane is a pair of
+ * int32 locals (l, h), so a hash touches no memory but its input: a round is the paper's (§2) add–rotate–xor
+ * network written on the halves, an add carrying from the low half when it wrapped (unsigned sum below an addend),
+ * a rotation by k < 32 moving bits across the halves, one by 32 swapping them.
+ */
 function sipHashInto(key: Uint8Array, data: Uint8Array, n: number): void {
   if (key.length !== 16) throw new RangeError(`siphash24: key must be 16 bytes, got ${key.length}`);
-  const k0lo = le32(key, 0);
-  const k0hi = le32(key, 4);
-  const k1lo = le32(key, 8);
-  const k1hi = le32(key, 12);
+  const k0l = le32(key, 0);
+  const k0h = le32(key, 4);
+  const k1l = le32(key, 8);
+  const k1h = le32(key, 12);
   // The initialisation constants spell "somepseudorandomlygeneratedbytes".
-  v[0] = k0lo ^ 0x70736575;
-  v[1] = k0hi ^ 0x736f6d65;
-  v[2] = k1lo ^ 0x6e646f6d;
-  v[3] = k1hi ^ 0x646f7261;
-  v[4] = k0lo ^ 0x6e657261;
-  v[5] = k0hi ^ 0x6c796765;
-  v[6] = k1lo ^ 0x79746573;
-  v[7] = k1hi ^ 0x74656462;
+  let v0l = k0l ^ 0x70736575;
+  let v0h = k0h ^ 0x736f6d65;
+  let v1l = k1l ^ 0x6e646f6d;
+  let v1h = k1h ^ 0x646f7261;
+  let v2l = k0l ^ 0x6e657261;
+  let v2h = k0h ^ 0x6c796765;
+  let v3l = k1l ^ 0x79746573;
+  let v3h = k1h ^ 0x74656462;
 
   const whole = n - (n % 8);
-  for (let i = 0; i < whole; i += 8) compress(le32(data, i), le32(data, i + 4));
-
-  // The last word carries the 0–7 leftover bytes and the message length mod 256 in its top byte.
-  let lo = 0;
-  let hi = (n & 0xff) << 24;
-  for (let i = whole; i < n; i++) {
-    const shift = (i - whole) * 8;
-    if (shift < 32) lo |= data[i]! << shift;
-    else hi |= data[i]! << (shift - 32);
+  // Message words, then the finalisation: a word is absorbed with 2 rounds, the end takes 4.
+  for (let i = 0; ; i += 8) {
+    let ml = 0;
+    let mh = 0;
+    let rounds = 2;
+    if (i < whole) {
+      ml = le32(data, i);
+      mh = le32(data, i + 4);
+    } else if (i === whole) {
+      // The last word carries the 0–7 leftover bytes and the message length mod 256 in its top byte.
+      mh = (n & 0xff) << 24;
+      for (let j = whole; j < n; j++) {
+        const shift = (j - whole) * 8;
+        if (shift < 32) ml |= data[j]! << shift;
+        else mh |= data[j]! << (shift - 32);
+      }
+    } else {
+      v2l ^= 0xff;
+      rounds = 4;
+    }
+    v3l ^= ml;
+    v3h ^= mh;
+    for (let r = 0; r < rounds; r++) {
+      let t: number;
+      let s: number;
+      // v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
+      s = (v0l + v1l) | 0;
+      v0h = (v0h + v1h + ((s >>> 0) < (v1l >>> 0) ? 1 : 0)) | 0;
+      v0l = s;
+      t = v1l;
+      v1l = (t << 13) | (v1h >>> 19);
+      v1h = (v1h << 13) | (t >>> 19);
+      v1l ^= v0l;
+      v1h ^= v0h;
+      t = v0l;
+      v0l = v0h;
+      v0h = t;
+      // v2 += v3; v3 <<<= 16; v3 ^= v2
+      s = (v2l + v3l) | 0;
+      v2h = (v2h + v3h + ((s >>> 0) < (v3l >>> 0) ? 1 : 0)) | 0;
+      v2l = s;
+      t = v3l;
+      v3l = (t << 16) | (v3h >>> 16);
+      v3h = (v3h << 16) | (t >>> 16);
+      v3l ^= v2l;
+      v3h ^= v2h;
+      // v0 += v3; v3 <<<= 21; v3 ^= v0
+      s = (v0l + v3l) | 0;
+      v0h = (v0h + v3h + ((s >>> 0) < (v3l >>> 0) ? 1 : 0)) | 0;
+      v0l = s;
+      t = v3l;
+      v3l = (t << 21) | (v3h >>> 11);
+      v3h = (v3h << 21) | (t >>> 11);
+      v3l ^= v0l;
+      v3h ^= v0h;
+      // v2 += v1; v1 <<<= 17; v1 ^= v2; v2 <<<= 32
+      s = (v2l + v1l) | 0;
+      v2h = (v2h + v1h + ((s >>> 0) < (v1l >>> 0) ? 1 : 0)) | 0;
+      v2l = s;
+      t = v1l;
+      v1l = (t << 17) | (v1h >>> 15);
+      v1h = (v1h << 17) | (t >>> 15);
+      v1l ^= v2l;
+      v1h ^= v2h;
+      t = v2l;
+      v2l = v2h;
+      v2h = t;
+    }
+    if (i > whole) break;
+    v0l ^= ml;
+    v0h ^= mh;
   }
-  compress(lo >>> 0, hi >>> 0);
-
-  v[V2] ^= 0xff;
-  sipRound();
-  sipRound();
-  sipRound();
-  sipRound();
+  outLo = (v0l ^ v1l ^ v2l ^ v3l) >>> 0;
+  outHi = (v0h ^ v1h ^ v2h ^ v3h) >>> 0;
 }
 
 // keyedHash32's message, built in place: a SYN cookie or ISN is hashed per SYN, and an array of its own each time
@@ -128,24 +129,26 @@ let scratch = new Uint8Array(64);
  * for RFC 6528 §3 ISNs, RFC 6056 §3.3.3 port offsets and SYN cookies; returns the low half of SipHash-2-4.
  */
 export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]): number {
-  let len = 0;
-  for (const p of parts) len += typeof p === 'number' ? 4 : p.length;
-  if (len > scratch.length) scratch = new Uint8Array(len);
-  const buf = scratch;
   let off = 0;
-  for (const p of parts) {
-    if (typeof p === 'number') {
-      const x = p >>> 0;
-      buf[off] = x >>> 24;
-      buf[off + 1] = (x >>> 16) & 0xff;
-      buf[off + 2] = (x >>> 8) & 0xff;
-      buf[off + 3] = x & 0xff;
-      off += 4;
-    } else {
-      for (let i = 0; i < p.length; i++) buf[off + i] = p[i]!;
-      off += p.length;
+  for (let k = 0; k < parts.length; k++) {
+    const p = parts[k]!;
+    const size = typeof p === 'number' ? 4 : p.length;
+    if (off + size > scratch.length) {
+      const grown = new Uint8Array(2 * (off + size));
+      grown.set(scratch.subarray(0, off));
+      scratch = grown;
     }
+    const buf = scratch;
+    if (typeof p === 'number') {
+      buf[off] = p >>> 24;
+      buf[off + 1] = p >>> 16;
+      buf[off + 2] = p >>> 8;
+      buf[off + 3] = p;
+    } else {
+      for (let i = 0; i < size; i++) buf[off + i] = p[i]!;
+    }
+    off += size;
   }
-  sipHashInto(key, buf, len);
-  return (v[0]! ^ v[2]! ^ v[4]! ^ v[6]!) >>> 0;
+  sipHashInto(key, scratch, off);
+  return outLo;
 }

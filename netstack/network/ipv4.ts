@@ -158,7 +158,8 @@ export class Ipv4 {
       const tos = opts?.tos ?? 0;
       const ttl = opts?.ttl ?? (path.kind === 'multicast' ? 1 : this.s.defaultTtl);
       const df = opts?.dontFragment ?? protocol === PROTO_TCP;
-      emitIpv4Basic(frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, tos, this.nextIdent(path), df, payloadLength);
+      const ident = opts?.identification ?? this.nextIdent(path);
+      emitIpv4Basic(frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, tos, ident, df, payloadLength);
       c.txPackets++;
       this.output(path, frame);
       return undefined;
@@ -181,7 +182,7 @@ export class Ipv4 {
       return Err.MessageTooLong;
     }
     const mtu = path.mtu();
-    base.identification = this.nextIdent(path);
+    base.identification = opts?.identification ?? this.nextIdent(path);
     const need = LINK_HEADROOM + hl;
     if (hl + payloadLength <= mtu) {
       let frame: Uint8Array;

@@ -104,6 +104,8 @@ export interface SendOptions {
   tos?: number;
   /** IPv4: set the DF bit (path-MTU discovery); the default is true for TCP, false for UDP. */
   dontFragment?: boolean;
+  /** IPv4: this identification instead of one from the path's counter (0 for replies of no connection). */
+  identification?: number;
 }
 
 /** A resolved path to a remote address, from which a transport sends packets. */

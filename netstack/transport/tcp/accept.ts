@@ -15,7 +15,7 @@ import { TcpEndpoint } from './endpoint.ts';
 import { ECN_NOT_ECT } from './ecn.ts';
 import { serverDecision } from './fastopen.ts';
 import { segmentArrives } from './input.ts';
-import { sendResetFor, sendSegment } from './segment.ts';
+import { sendReply, sendResetFor } from './segment.ts';
 import { State } from './state.ts';
 import { sendReset, sendSyn } from './output.ts';
 
@@ -208,7 +208,7 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
     flags: TCP_SYN | TCP_ACK,
     window: l.rcv.synWindow(opts.mss! - (peerTs ? 12 : 0)),
   };
-  sendSegment(route, h, opts, 0);
+  sendReply(route, h, opts);
   proto.stats.segmentsSent++;
   proto.stats.syncookiesSent++;
   l.listener!.cookieSentAt = now;

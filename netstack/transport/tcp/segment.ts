@@ -139,6 +139,24 @@ export function sendSegment(
   payload?: Uint8Array,
   ecn = 0,
 ): NetError | undefined {
+  return route.send(PROTO_TCP, buildSegment(route, h, options, len, write, payload), route.headroom, ecnOptions(ecn));
+}
+
+/** IPv4 identification 0, for replies that belong to no connection. */
+const NO_CONNECTION: SendOptions = { identification: 0 };
+
+/**
+ * Sends a header-only segment that answers for no connection (a SYN cookie's SYN-ACK, a RST to a segment no
+ * connection owns). Over IPv4 it leaves with DF and identification 0, as Linux sends these (ip_build_and_send_pkt
+ * and the per-CPU control socket's replies): there is no connection whose counter it could take, and drawing
+ * from the per-path counters cost a keyed hash per flood SYN.
+ */
+export function sendReply(route: Route, h: TcpHeaderFields, options: TcpOptions): NetError | undefined {
+  return route.send(PROTO_TCP, buildSegment(route, h, options, 0), route.headroom, NO_CONNECTION);
+}
+
+/** The packet of one segment, header and `len` payload bytes at the route's headroom, its checksum filled. */
+function buildSegment(route: Route, h: TcpHeaderFields, options: TcpOptions, len: number, write?: PayloadWriter, payload?: Uint8Array): Uint8Array {
   const hl = tcpHeaderLengthFor(options);
   const off = route.headroom;
   const pkt = packetFor(route, off + hl + len, off + hl);
@@ -152,7 +170,7 @@ export function sendSegment(
     }
   }
   fillTcpChecksum(pkt.subarray(off), route.localAddress, route.remoteAddress);
-  return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
+  return pkt;
 }
 
 /**
@@ -166,7 +184,7 @@ export function sendResetFor(net: NetworkLayer, local: Address, remote: Address,
   const h = { srcPort: r.dstPort, dstPort: r.srcPort, window: 0 };
   const err =
     r.flags & TCP_ACK
-      ? sendSegment(route, { ...h, seq: r.ack, ack: 0, flags: TCP_RST }, {}, 0)
-      : sendSegment(route, { ...h, seq: 0, ack: seq.add(r.seq, segmentLength(r)), flags: TCP_RST | TCP_ACK }, {}, 0);
+      ? sendReply(route, { ...h, seq: r.ack, ack: 0, flags: TCP_RST }, {})
+      : sendReply(route, { ...h, seq: 0, ack: seq.add(r.seq, segmentLength(r)), flags: TCP_RST | TCP_ACK }, {});
   return err === undefined;
 }

@@ -481,6 +481,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (r === null) return;
     const c = this.counters;
     let delivered = 0;
+    let losing = false;
     while (!this.closed && r.ready()) {
       const i = r.head;
       const off = r.slotOffset(i);
@@ -489,7 +490,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const len = v.getUint32(off + 4, true);
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
-      if (status & TP_STATUS_LOSING) this.refreshCounters();
+      if (status & TP_STATUS_LOSING) losing = true;
       const d = this.dispatcher;
       if (snaplen < len) c.rxTruncated++;
       else if (d === null) c.rxUnattached++;
@@ -506,6 +507,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       }
       r.release(off, i);
     }
+    if (losing && !this.closed) this.refreshCounters();
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
       if (this.txCount > 0 && !this.closed) this.flush();
@@ -568,6 +570,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     const big = this.bigRing;
     const c = this.counters;
     let delivered = 0;
+    let losing = false;
     let seen = 0;
     let bytes = 0;
     for (let budget = max; budget > 0 && bytes < RX_BUDGET_BYTES && !this.closed; budget--) {
@@ -590,7 +593,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       const len = v.getUint32(off + 4, true);
       const snaplen = v.getUint32(off + 8, true);
       const mac = v.getUint16(off + 12, true);
-      if (status & TP_STATUS_LOSING) this.refreshCounters();
+      if (status & TP_STATUS_LOSING) losing = true;
       const d = this.dispatcher;
       let flags = this.offloads && snaplen >= len ? this.vnetFlags(v, off + mac, snaplen) : 0;
       // Without the vnet header the kernel still says when it left a checksum partial (a stack on this host that
@@ -631,6 +634,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
       }
       r.release(off, i);
     }
+    // The kernel marks slots LOSING while drops are unread: one read of its counters per batch (a read per marked
+    // frame was two or three getsockopt calls per frame once the ring overflowed, making an overload worse).
+    if (losing) this.refreshCounters();
     // The batch's own replies (ACKs, SYN-ACKs) go with what the applications write after it (scheduleFlush).
     if (delivered > 0 && !this.closed) this.dispatcher?.deliverBatchEnd?.();
     return seen;

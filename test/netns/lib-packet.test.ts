@@ -334,3 +334,30 @@ t.test("a batch's replies and what microtasks and ticks write after it → one s
   await waitFor(() => after !== null, HANG_MS, "B's ARP request and the four answers");
   t.same([after!.calls - before!.calls, after!.frames - before!.frames], [1, 4], 'four frames in one sendmmsg');
 });
+
+t.test('a stream overflowing the ring while it drains → every frame delivered or counted, one counter read per batch', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, ringFrames: 64 });
+  t.teardown(() => a.close());
+  let delivered = 0;
+  let batches = 0;
+  a.attach({
+    deliverFrame(f) {
+      if (!isStreamFrame(f)) return;
+      delivered++;
+      // A slow receiver: the sender refills (and overflows) the ring while it drains.
+      const until = performance.now() + 0.03;
+      while (performance.now() < until);
+    },
+    deliverBatchEnd: () => void batches++,
+  });
+  // The kernel's drop count is read when it marks slots LOSING (filled while drops were unread); count the reads.
+  let reads = 0;
+  const refresh = a.refreshCounters.bind(a);
+  a.refreshCounters = () => (reads++, refresh());
+  const sent = 3000;
+  await streamFromChild(sent, 5);
+  await waitFor(() => delivered + a.counters.rxDropped >= sent, HANG_MS, 'every frame delivered or counted');
+  t.equal(delivered + a.counters.rxDropped, sent, `${delivered} delivered + ${a.counters.rxDropped} dropped`);
+  t.ok(a.counters.rxDropped > 0, 'the ring overflowed');
+  t.ok(reads <= batches, `${reads} counter reads for ${batches} batches`);
+});

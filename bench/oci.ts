@@ -11,25 +11,37 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { HelpRequested, intOption, parseArgs } from '../cli/args.ts';
 import {
   DOCKER_GATEWAY, ROOT, RUNTIME, type Teardowns, busyboxRootfs, dockerImport, startDockerd, stopPid, timedCallsFor,
   withHostPrograms,
 } from './oci-engines.ts';
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) {
-    process.stderr.write(`oci bench: ${name} takes a positive number\n`);
+const USAGE = `usage: node --import tsx bench/oci.ts [--runs N] [--seconds N] [--json FILE]
+  --runs N     docker run --rm true this many times per runtime (default 10; the median is the figure)
+  --seconds N  each iperf3 run's length (default 5)
+  --json FILE  also write the rows as JSON
+`;
+
+/** The command line, checked before any work: --help prints the usage; a mistake is one line and status 2. */
+function options(): { runs: number; seconds: number; jsonFile: string | undefined } {
+  try {
+    const o = parseArgs(process.argv.slice(2), { runs: { value: true }, seconds: { value: true }, json: { value: true } }).options;
+    return {
+      runs: o.runs === undefined ? 10 : intOption('runs', o.runs as string, 1, 1000),
+      seconds: o.seconds === undefined ? 5 : intOption('seconds', o.seconds as string, 1, 600),
+      jsonFile: o.json as string | undefined,
+    };
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    }
+    process.stderr.write(`bench/oci.ts: ${(e as Error).message} (--help lists the options)\n`);
     process.exit(2);
   }
-  return v;
 }
-const runs = flag('--runs', 10);
-const seconds = flag('--seconds', 5);
-const jsonAt = process.argv.indexOf('--json');
-const jsonFile = jsonAt > 0 ? process.argv[jsonAt + 1] : undefined;
+const { runs, seconds, jsonFile } = options();
 
 /** Cleanups, newest first, run at the end, on failure and on Ctrl-C. */
 const cleanups: (() => unknown)[] = [];

@@ -38,6 +38,12 @@ export interface ReadOptions {
    * into a user buffer, instead of a view of the socket's memory or a fresh array.
    */
   into?: Uint8Array;
+  /**
+   * Stream sockets, with `into`: MSG_TRUNC as Linux's tcp_recvmsg takes it, the bytes are read (or, with `peek`,
+   * looked at) without being copied: the result is `into` cut to their count, its contents untouched. For a reader
+   * that throws the data away (a discard or iperf3 sink), which then costs no copy per byte.
+   */
+  discard?: boolean;
 }
 
 /** The result of a successful read(). A zero-length `data` on a stream socket means end of stream. */
@@ -84,6 +90,11 @@ export interface WriteOptions {
    * steps). Ignored without SO_ZEROCOPY, as Linux ignores the flag.
    */
   zeroCopy?: 'new' | 'extend';
+  /**
+   * Stream sockets: the caller never changes `data` again, so the socket may queue the array itself until it is
+   * acknowledged instead of a copy of it (a sender of one constant block, as the iperf3 and chargen services are).
+   */
+  keep?: boolean;
 }
 
 /** An entry of a socket's error queue (Linux's struct sock_extended_err), read with recvmsg(MSG_ERRQUEUE). */

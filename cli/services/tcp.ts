@@ -28,8 +28,10 @@ type Step = () => boolean;
 
 /** How much one read takes. */
 const CHUNK = 65536;
-// Where discard and chargen read what they throw away (copied out as recv(2) would, then dropped).
-const SINK = new Uint8Array(CHUNK);
+// How discard and chargen read what they throw away: counted, not copied (MSG_TRUNC).
+const SINK_READ = { into: new Uint8Array(CHUNK), discard: true };
+// chargen's pattern never changes: the stack may queue it uncopied.
+const KEEP = { keep: true };
 /** Listen backlog of the services. */
 const BACKLOG = 4096;
 
@@ -66,7 +68,7 @@ export function tcpEcho(sockets: SocketFactory, port = 7): (Service & { stats: S
 export function tcpDiscard(sockets: SocketFactory, port = 9): (Service & { stats: StreamServiceStats }) | NetError {
   return streamService('discard', sockets, port, (ep, stats) => () => {
     for (;;) {
-      const r = ep.read({ into: SINK });
+      const r = ep.read(SINK_READ);
       if (r === Err.WouldBlock) return true;
       if (r instanceof NetError || r.data.length === 0) return false;
       stats.bytesIn += r.data.length;
@@ -87,14 +89,14 @@ export function tcpChargen(sockets: SocketFactory, port = 19): (Service & { stat
     let eof = false;
     return () => {
       while (!eof) {
-        const r = ep.read({ into: SINK });
+        const r = ep.read(SINK_READ);
         if (r === Err.WouldBlock) break;
         if (r instanceof NetError) return false;
         if (r.data.length === 0) eof = true;
         stats.bytesIn += r.data.length;
       }
       for (;;) {
-        const n = ep.write(PATTERN.subarray(offset, offset + CHUNK));
+        const n = ep.write(PATTERN.subarray(offset, offset + CHUNK), KEEP);
         if (n === Err.WouldBlock) return true;
         if (n instanceof NetError) return false;
         stats.bytesOut += n;

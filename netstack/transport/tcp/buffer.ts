@@ -102,6 +102,16 @@ export class ByteQueue {
   }
 
   /**
+   * Appends `chunk` itself rather than a copy, for an owner that never changes it again (a sender of one constant
+   * block): it is never given to the pool, where another queue would write into it.
+   */
+  share(chunk: Uint8Array): void {
+    // Only a chunk of a pool's size from its array's start can pass for a whole kept array (see consume).
+    if (chunk.byteOffset === 0 && poolSize(chunk.byteLength)) lentBuffers.add(chunk.buffer);
+    this.push(chunk);
+  }
+
+  /**
    * Appends a copy of `data` (the caller may reuse it): bytes go into the queue's own fill chunk, after what it
    * already holds, so consecutive appends grow one view instead of adding an array each. Bytes once appended
    * are never overwritten, so views handed out by `peek` stay valid.

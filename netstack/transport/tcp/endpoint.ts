@@ -649,7 +649,7 @@ export class TcpEndpoint implements Endpoint {
       const n = Math.min(q.length, opts?.maxBytes ?? q.length, into ? into.length : Infinity);
       let data: Uint8Array;
       if (into) {
-        q.copyOut(0, n, into, 0);
+        if (!opts.discard) q.copyOut(0, n, into, 0);
         data = n === into.length ? into : into.subarray(0, n);
       } else if (opts?.peek || n <= SMALL_READ_COPY) {
         // A peek must not alias what stays queued. A small read is copied too: a view would lend its whole chunk,
@@ -698,9 +698,11 @@ export class TcpEndpoint implements Endpoint {
       n = this.queueUnderLowat(data, n);
       if (n === 0) return Err.WouldBlock;
     } else if (!frags && n > snd.tailRoom()) {
-      this.queueBySkb(data, n);
+      this.queueBySkb(data, n, !!opts?.keep);
     } else {
-      snd.buf.append(n === data.length ? data : data.subarray(0, n));
+      const part = n === data.length ? data : data.subarray(0, n);
+      if (opts?.keep) snd.buf.share(part);
+      else snd.buf.append(part);
       this.proto.charge(n);
     }
     // A call whose bytes did not all fit ends with its last queued byte pushed and without EOR, as Linux's
@@ -724,15 +726,18 @@ export class TcpEndpoint implements Endpoint {
    * peer's largest window queued since the last mark), with everything cwnd allows (__tcp_push_pending_frames). A
    * packet that leaves part of an skb cuts it (tso_fragment) and the unsent rest, the tail again, takes the next
    * bytes, its PSH mark moving with its end: where PSH falls depends on what left during the call, as on Linux. The
-   * last skb's bytes are left for the caller to record with the call's flags.
+   * last skb's bytes are left for the caller to record with the call's flags. `keep`: the write's array is queued
+   * itself (WriteOptions.keep), not copied.
    */
-  private queueBySkb(data: Uint8Array, n: number): void {
+  private queueBySkb(data: Uint8Array, n: number, keep: boolean): void {
     const snd = this.snd;
     let done = 0;
     for (;;) {
       const c = Math.min(snd.tailRoom() || snd.sizeGoal(), n - done);
       // A write that fits one skb (every reply of a request/response exchange) is appended without a view made.
-      snd.buf.append(c === data.length ? data : data.subarray(done, done + c));
+      const part = c === data.length ? data : data.subarray(done, done + c);
+      if (keep) snd.buf.share(part);
+      else snd.buf.append(part);
       this.proto.charge(c);
       done += c;
       if (done === n) return;

@@ -183,6 +183,27 @@ t.test('pool: a drained queue read by copy gives its chunk back; another queue r
   t.end();
 });
 
+t.test('share: the array itself is queued (no copy), read back exactly, and never given to the pool once drained', (t) => {
+  const block = new Uint8Array(131072).fill(7); // a whole array of a pool size, from its start
+  const q = new ByteQueue();
+  q.share(block);
+  q.share(block.subarray(1000, 5000));
+  t.equal(q.length, 131072 + 4000);
+  block[0] = 9; // the queue holds the array, not a copy of it (a keeper never does this)
+  const out = new Uint8Array(q.length);
+  q.copyOut(0, out.length, out, 0);
+  t.equal(out[0], 9, 'the first byte is the array\'s own');
+  t.same([...new Set(out.subarray(1))], [7]);
+  block[0] = 7;
+  const before = pooledChunks();
+  q.consume(q.length);
+  t.equal(pooledChunks(), before, 'the shared array did not go to the pool');
+  const other = new ByteQueue();
+  other.append(new Uint8Array(131072).fill(0xff));
+  t.same([...new Set(block)], [7], 'another queue\'s bytes did not land in it');
+  t.end();
+});
+
 // Several queues at once against the array model, with views lent by peek and reads by copy mixed: the pool must
 // never hand a queue memory that a held view (or another queue) still uses.
 t.test('pool: 4 queues × 400 random steps × 10 seeds, lending and copying reads mixed → every byte and held view intact', (t) => {

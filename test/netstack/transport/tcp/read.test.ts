@@ -54,6 +54,25 @@ t.test('read({ into }) copies into the caller buffer: a view of it, consumed; wi
   t.end();
 });
 
+t.test('read({ into, discard }) → the count, consumed, the buffer untouched (MSG_TRUNC); with peek nothing consumed', (t) => {
+  const p = tcpPair();
+  const data = pattern(100_000);
+  deliver(p, data);
+  const s: Endpoint = p.server;
+  const buf = new Uint8Array(30_000).fill(0xee);
+  const r1 = ok(s.read({ into: buf, discard: true }));
+  t.equal(r1.data.buffer, buf.buffer, 'data is a view of the caller buffer');
+  t.equal(r1.data.length, 30_000, 'as many bytes as the buffer holds');
+  t.same([...new Set(buf)], [0xee], 'nothing copied into it');
+  t.equal(s.inQueue(), 70_000, 'consumed');
+  const r2 = ok(s.read({ into: buf, discard: true, peek: true, maxBytes: 1000 }));
+  t.equal(r2.data.length, 1000, 'maxBytes caps it');
+  t.equal(s.inQueue(), 70_000, 'a peek consumes nothing');
+  const r3 = ok(s.read({ into: buf, maxBytes: 1000 }));
+  t.same(Buffer.from(r3.data), Buffer.from(data.subarray(30_000, 31_000)), 'the next copying read starts after the discarded bytes');
+  t.end();
+});
+
 t.test('read with most of the window still open → no window update of its own (Linux tcp_cleanup_rbuf)', (t) => {
   const p = tcpPair();
   deliver(p, pattern(20_000));

@@ -219,10 +219,10 @@ export interface NativeBuffer {
 
 const MAP_FAILED = 0xffffffffffffffffn;
 
-/** Maps `length` bytes (anonymous, or `fd`'s at offset 0 when given) and views them without copy. */
-export function mapMemory(length: number, fd = -1): NativeBuffer {
+/** Maps `length` bytes (anonymous, or `fd`'s at `offset` when given) and views them without copy. */
+export function mapMemory(length: number, fd = -1, offset = 0): NativeBuffer {
   const flags = fd < 0 ? C.MAP_PRIVATE | C.MAP_ANONYMOUS : C.MAP_SHARED;
-  const addr = sys.mmap(null, length, C.PROT_READ | C.PROT_WRITE, flags, fd, 0);
+  const addr = sys.mmap(null, length, C.PROT_READ | C.PROT_WRITE, flags, fd, offset);
   if (addr === MAP_FAILED || addr === -1n) throw new SysError('mmap', koffi.errno(), `${length} bytes`);
   const ab = koffi.view(addr, length);
   let live = true;

@@ -160,6 +160,8 @@ export async function serveRootfs(
       onClose: (why) => log(`rootfs: FUSE connection ended (${why})`),
       maxStackDepth: overlay ? 1 : undefined,
       owner: o.owner,
+      // A knob for comparisons: TSVISOR_FUSE_URING=0 keeps requests on /dev/fuse where io_uring is offered.
+      uring: process.env.TSVISOR_FUSE_URING !== '0',
     });
     server.start();
     log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);

@@ -74,6 +74,8 @@ export const INIT = {
 export const INIT2 = {
   /** FUSE_PASSTHROUGH (bit 37): opens may hand the kernel a backing file to read and write directly. */
   PASSTHROUGH: 1 << 5,
+  /** FUSE_OVER_IO_URING (bit 41): requests may come through io_uring entries the server registers (uring.ts). */
+  OVER_IO_URING: 1 << 9,
 } as const;
 
 /** ioctls on /dev/fuse: register a backing file (struct fuse_backing_map) for passthrough, and drop one. */

@@ -13,6 +13,7 @@ import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
 import { P9Error, type Client } from '../../../gofer/client/client.ts';
 import * as fs from '../../../lib/fs.ts';
 import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
+import { FuseRing, possibleCpus } from './uring.ts';
 import {
   FATTR,
   FOPEN,
@@ -93,6 +94,8 @@ function realtime(): [bigint, number] {
  * at the Gofer's msize of 1 MiB.
  */
 const MAX_IO = 512 * 1024;
+/** io_uring entries per CPU queue: requests of one CPU under way at once (more wait in the kernel). */
+const RING_PER_QUEUE = 8;
 
 /** One inode the kernel knows. */
 interface Node {
@@ -207,6 +210,12 @@ export interface FuseServerOptions {
    * (default true; see `setattrBehind`).
    */
   writeBehind?: boolean;
+  /**
+   * Take requests through io_uring (FUSE_OVER_IO_URING, uring.ts) when the kernel offers it (Linux 6.14+ with the
+   * fuse module's `enable_uring` set, which the host's root decides) and io_uring can be set up; default true. A
+   * round trip then costs the program about a quarter of one through read(2)/write(2) on `/dev/fuse` on this VM.
+   */
+  uring?: boolean;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -221,6 +230,10 @@ export class FuseServer {
   private nextNode = 2n;
   private readonly buf = new Uint8Array(MAX_IO + MIN_READ_BUFFER);
   private watch: FdWatch | undefined;
+  /** The io_uring carrying requests, from INIT on, when agreed (see FuseServerOptions.uring). */
+  private ring: FuseRing | undefined;
+  /** Requests taken from the ring (counted on when it closes). */
+  private ringTaken = 0;
   private closed = false;
   private readonly valid: Validity;
   /** Requests answered so far, by opcode name (for tests and stats). */
@@ -300,10 +313,11 @@ export class FuseServer {
     if (this.closed) return;
     this.closed = true;
     this.watch?.close();
+    this.dropRing();
     sys.close(this.fd);
     // A debugging aid: what the kernel asked for, and what that cost in 9P requests (bench/gofer.ts reads it).
     if (process.env.TSVISOR_FUSE_STATS) {
-      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, lateErrors: this.lateErrors };
+      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, lateErrors: this.lateErrors, ringRequests: this.ringRequests };
       process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
     }
     this.opts.onClose?.(why);
@@ -332,6 +346,47 @@ export class FuseServer {
   /** Lets the process exit while the server is idle. */
   unref(): void {
     this.watch?.unref();
+    this.ring?.unref();
+  }
+
+  /** Requests that came through io_uring rather than read(2) on `/dev/fuse`. */
+  get ringRequests(): number {
+    return this.ringTaken + (this.ring?.requests ?? 0);
+  }
+
+  /** Whether requests are being taken through io_uring (from INIT on, when agreed). */
+  get overUring(): boolean {
+    return this.ring !== undefined;
+  }
+
+  private dropRing(): void {
+    if (!this.ring) return;
+    this.ringTaken += this.ring.requests;
+    this.ring.close();
+    this.ring = undefined;
+  }
+
+  /**
+   * The ring for FUSE_OVER_IO_URING, when asked for, offered by the kernel (`offered2`) and io_uring can be set up:
+   * made before the INIT reply, since agreeing to it makes the kernel wait for the ring's entries before it sends
+   * any further request.
+   */
+  private openRing(offered2: number): FuseRing | undefined {
+    if (!(this.opts.uring ?? true) || (offered2 & INIT2.OVER_IO_URING) === 0) return undefined;
+    try {
+      return new FuseRing(
+        this.fd,
+        { queues: possibleCpus(), perQueue: RING_PER_QUEUE, payload: MAX_IO },
+        (h, body) => this.serve(h, body),
+        (why, served) => {
+          // Entries refused before any request came: the kernel goes on with /dev/fuse, and so do we.
+          if (served) this.close(why);
+          else this.dropRing();
+        },
+      );
+    } catch {
+      return undefined;
+    }
   }
 
   private drain(): void {
@@ -350,13 +405,7 @@ export class FuseServer {
       // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
       const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
       const alone = this.unanswered === 0;
-      let answers = true;
-      try {
-        answers = this.dispatch(h, body);
-      } catch {
-        // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
-        this.send(reply(h.unique, -EINVAL));
-      }
+      const answers = this.serve(h, body);
       // A request that came while none was being answered is most likely a lone caller's (a program making one
       // file call after another): it sends nothing more before this reply, so another read(2) now would only say
       // EAGAIN. The poll is level-triggered: whatever else is queued brings the loop back here. Requests that
@@ -365,8 +414,21 @@ export class FuseServer {
     }
   }
 
+  /** Answers a request, from `/dev/fuse` or the ring; whether it gets a reply. */
+  private serve(h: InHeader, body: Uint8Array): boolean {
+    try {
+      return this.dispatch(h, body);
+    } catch {
+      // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
+      this.send(reply(h.unique, -EINVAL));
+      return true;
+    }
+  }
+
   private send(b: Uint8Array): void {
     if (this.closed) return;
+    // A request taken from the ring is answered in its entry.
+    if (this.ring?.reply(b)) return;
     // ENOENT: the kernel gave up on the request (interrupted); nothing to do.
     sys.write(this.fd, b, b.length);
   }
@@ -399,6 +461,8 @@ export class FuseServer {
     if (now !== undefined) {
       this.answeredAtOnce++;
       this.send(typeof now === 'number' ? reply(h.unique, -now) : reply(h.unique, 0, now));
+      // The kernel takes ring entries only once it has the INIT reply.
+      if (h.opcode === OP.INIT) this.ring?.register();
       return true;
     }
     this.unanswered++;
@@ -423,6 +487,8 @@ export class FuseServer {
    */
   private answerNow(h: InHeader, b: Uint8Array): Uint8Array | number | undefined {
     switch (h.opcode) {
+      case OP.INIT:
+        return this.init(view(b));
       case OP.LOOKUP: {
         const [name] = cstrings(b, 1) ?? [];
         if (!name) return EINVAL;
@@ -558,8 +624,6 @@ export class FuseServer {
     switch (h.opcode) {
       case OP.FLUSH:
         return new Uint8Array(0);
-      case OP.INIT:
-        return this.init(v);
       case OP.DESTROY:
         return new Uint8Array(0);
       case OP.LOOKUP: {
@@ -737,18 +801,19 @@ export class FuseServer {
     // In return the super block is SB_NOSEC: a write to an inode known to carry no set-id bit and no capability
     // asks nothing, where before every write(2) first cost a GETXATTR of security.capability.
     this.killprivV2 = (this.opts.killprivV2 ?? true) && (offered & INIT.HANDLE_KILLPRIV_V2) !== 0;
+    this.ring = this.openRing(offered2);
     const want =
       INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.DO_READDIRPLUS | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.AUTO_INVAL_DATA | (this.killprivV2 ? INIT.HANDLE_KILLPRIV_V2 : 0);
     return initOut({
       maxReadahead: Math.min(maxReadahead, MAX_IO),
-      flags: (offered & want) | (this.passthrough ? INIT.INIT_EXT : 0),
+      flags: (offered & want) | (this.passthrough || this.ring ? INIT.INIT_EXT : 0),
       maxBackground: 16,
       congestionThreshold: 12,
       maxWrite: MAX_IO,
       timeGran: 1,
       maxPages: MAX_IO / 4096,
       minor,
-      flags2: this.passthrough ? INIT2.PASSTHROUGH : 0,
+      flags2: (this.passthrough ? INIT2.PASSTHROUGH : 0) | (this.ring ? INIT2.OVER_IO_URING : 0),
       maxStackDepth: this.passthrough ? Math.min(this.opts.maxStackDepth ?? MAX_STACK_DEPTH, MAX_STACK_DEPTH) : 0,
     });
   }

@@ -467,6 +467,61 @@ t.test('net', async (t) => {
     await once(server, 'close');
   });
 
+  await t.test('node:http answering Connection: close: the response and the FIN leave as one segment, large ones byte-exact', async (t) => {
+    const sizes = [5, 40000, 3 << 20];
+    let sent = -1;
+    let before = 0;
+    const httpServer = http.createServer((req, res) => {
+      const n = Number(req.url!.slice(1));
+      before = env.b.tcp.stats.segmentsSent;
+      res.setHeader('content-length', n);
+      res.end(payload(n, n));
+    });
+    const listener = nb.createServer({ noDelay: true }, (s) => httpServer.emit('connection', s));
+    listener.listen(81);
+    await once(listener, 'listening');
+    for (const n of sizes) {
+      const c = na.connect(81, B4);
+      c.write(`GET /${n} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n`);
+      const got = await collect(c);
+      if (n === 5) sent = env.b.tcp.stats.segmentsSent - before;
+      const body = got.subarray(got.indexOf('\r\n\r\n') + 4);
+      t.equal(sha(body), sha(payload(n, n)), `${n} bytes arrive byte-exact, then the FIN`);
+      t.match(got.toString('latin1', 0, 200), /connection: close/i);
+      c.destroy();
+    }
+    t.equal(sent, 1, 'a small response and its FIN: one segment (two when the FIN followed apart)');
+    listener.close();
+    httpServer.closeAllConnections();
+    await once(listener, 'close');
+  });
+
+  await t.test('a write held for the FIN (a last response ending in an empty chunk) goes out at once when no end() follows', async (t) => {
+    let wrote = 0;
+    const server = nb.createServer({ noDelay: true }, (s) => {
+      s.once('data', () => {
+        // What node:http's last response looks like to the socket, but without the end() node:http then makes.
+        (s as unknown as { _httpMessage: { _last: boolean } })._httpMessage = { _last: true };
+        s.cork();
+        s.write('held');
+        s.write('');
+        wrote = performance.now();
+        s.uncork();
+      });
+    });
+    server.listen(5022);
+    const c = na.connect(5022, B4);
+    c.setNoDelay(true);
+    c.write('go');
+    const [d] = (await once(c, 'data')) as [Buffer];
+    const took = performance.now() - wrote;
+    t.equal(d.toString(), 'held');
+    t.ok(took < 100, `arrived after ${took.toFixed(1)} ms, not at tcp(7)'s 200 ms cork ceiling`);
+    c.destroy();
+    server.close();
+    await once(server, 'close');
+  });
+
   await t.test('node:http server and client over the adapter: uploads and downloads with the right digests, keep-alive', async (t) => {
     const httpServer = http.createServer((req, res) => {
       if (req.method === 'POST') {

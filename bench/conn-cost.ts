@@ -22,7 +22,8 @@ const sIdx = args.indexOf('--seconds');
 const seconds = sIdx >= 0 ? Number(args[sIdx + 1]) : 3;
 const pIdx = args.indexOf('--pcap');
 const pcapDir = pIdx >= 0 ? args[pIdx + 1] : undefined;
-const concurrency = args.filter((a, i) => /^\d+$/.test(a) && i !== sIdx + 1).map(Number);
+// Numbers other than --seconds' value (without --seconds, the first argument is a concurrency too).
+const concurrency = args.filter((a, i) => /^\d+$/.test(a) && (sIdx < 0 || i !== sIdx + 1)).map(Number);
 const keepAlive = args.includes('--keepalive');
 if (concurrency.length === 0) concurrency.push(8, 32);
 const NS = process.env.TSVISOR_COST_NS || 'tsv-cost';

@@ -64,6 +64,11 @@ export interface ServeOptions {
    * flows (default 1: the stack on the main thread, no worker).
    */
   threads?: number;
+  /**
+   * Make the packet socket's sends on a thread of their own (AfPacketOptions.sendThread; default false): with a
+   * CPU to spare, the peer's receive that a veth runs inside each send leaves the serving thread.
+   */
+  sendThread?: boolean;
 }
 
 /** The most shards `--threads` takes (a fanout group holds far more; this bounds kernel ring memory). */
@@ -98,6 +103,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     'no-offloads': {},
     sysctl: { value: true, repeat: true },
     threads: { value: true },
+    'send-thread': {},
   });
   // Checked against a table of the same kind the stack will have, so a bad key or value stops serve before it starts.
   const check = new SysctlTable(DEFAULT_TCP_CONFIG, () => {});
@@ -156,6 +162,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     offloads: !o['no-offloads'],
     sysctls,
     threads,
+    sendThread: Boolean(o['send-thread']),
   };
 }
 
@@ -207,6 +214,7 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
       const packet = await AfPacketEndpoint.open({
         netns, dev: opts.dev, offloads: opts.offloads !== false, superFrames: true, ringFrames: SERVE_RING_FRAMES,
+        sendThread: opts.sendThread === true,
       });
       undo.push(() => packet.close());
       host = packet;

@@ -46,6 +46,7 @@ options:
   --tap                create a TAP device named IFACE instead (needs --addr)
   --no-offloads        no PACKET_VNET_HDR: send MTU-sized frames (received super-frames are still taken)
   --no-stats-socket    do not serve counters to 'tsvisor stats'
+  --send-thread        send frames from a thread of their own when a batch is large (helps with a CPU to spare)
   --threads N          N netstack shards on worker threads (default 1: no worker); the kernel's flow hash
                        (PACKET_FANOUT_HASH) gives each connection to one shard, every shard runs every service
                        (not with --tap; --pcap writes one file per shard, FILE.shard<i>.pcap)

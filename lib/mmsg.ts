@@ -49,6 +49,14 @@ export class MmsgBatch {
     return this.mem.view;
   }
 
+  /**
+   * Where the batch lies: its memory's address and size, and the offsets of the mmsghdr and iovec arrays in it,
+   * for a thread that sends the slots by address (lib/send-thread.ts).
+   */
+  get layout(): { address: bigint; size: number; hdrOffset: number; iovOffset: number } {
+    return { address: this.mem.address, size: this.iovOffset + this.count * IOVEC, hdrOffset: this.hdrOffset, iovOffset: this.iovOffset };
+  }
+
   /** Byte offset of slot `i` in `view`. */
   offsetOf(i: number): number {
     return i * this.slotSize;

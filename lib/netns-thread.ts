@@ -12,6 +12,7 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { holdExitWhileBooting } from './koffi-worker.ts';
 import { SysError } from './libc.ts';
 import { NetnsError, netnsFile } from './netns.ts';
 
@@ -85,22 +86,6 @@ const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 const SOCK_CLOEXEC = 0o2000000;
 
-/**
- * Threads whose start-up is not over. The process must not end while one loads koffi: its exit terminates the
- * Worker then, koffi's module start-up throws into the terminating isolate, and Node aborts the whole process
- * (FATAL ERROR napi_throw) — a `run` whose program exits within the thread's start-up would end in SIGABRT.
- */
-const booting = new Set<Int32Array>();
-let exitGuard = false;
-
-/** At exit, waits (at most START_MS) for every thread still loading; a thread past its start-up may be ended. */
-function waitBooting(): void {
-  const deadline = Date.now() + START_MS;
-  for (const ctl of booting) {
-    while (Atomics.load(ctl, BOOTED) === 0 && Date.now() < deadline) Atomics.wait(ctl, BOOTED, 0, 50);
-  }
-}
-
 /** A Worker inside a network namespace that makes AF_UNIX socketpairs there. */
 export class NetnsThread {
   private readonly ctl: Int32Array;
@@ -115,22 +100,8 @@ export class NetnsThread {
     /** The namespace's name or path, for messages. */
     readonly label: string,
   ) {
-    const ctl = new Int32Array(sab);
-    this.ctl = ctl;
-    booting.add(ctl);
-    if (!exitGuard) {
-      exitGuard = true;
-      process.on('exit', waitBooting);
-    }
-    this.booted = new Promise((resolve) => {
-      const done = () => {
-        booting.delete(ctl);
-        resolve();
-      };
-      worker.once('message', done);
-      worker.once('error', done);
-      worker.once('exit', done);
-    });
+    this.ctl = new Int32Array(sab);
+    this.booted = holdExitWhileBooting(this.ctl, BOOTED, worker);
   }
 
   /**

@@ -24,7 +24,8 @@
  * the SYN-ACKs, each response and each FIN in calls of their own, each call waking the peer's receiver anew
  * (issue 13: 1.2 calls per new connection at 8 concurrent, 0.3 so). A full socket buffer keeps the rest queued
  * until the fd is writable. A caller that builds its frame in the view `frameBuffer()` hands out (the next free
- * queue slot) is queued without that copy.
+ * queue slot) is queued without that copy. The queue is a ring; with `sendThread`, large batches go to a thread
+ * that makes the sendmmsg calls (lib/send-thread.ts), and a full ring waits for it rather than drop.
  *
  * Offloads, by default off: without PACKET_VNET_HDR the kernel would hand over GSO frames larger than the MTU
  * and frames with unfinished checksums, so the interface's peer must have TSO/GSO/GRO and tx checksum offload
@@ -62,6 +63,7 @@ import {
 } from './libc.ts';
 import { spawn } from 'node:child_process';
 import { MmsgBatch } from './mmsg.ts';
+import { MAX_SEND_SLOTS, SendThread } from './send-thread.ts';
 import { NetnsHandle, inNetns } from './netns.ts';
 import {
   type GsoOptions,
@@ -120,6 +122,13 @@ export interface AfPacketOptions {
    * and ICMP errors bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
    */
   fanout?: { group: number };
+  /**
+   * Make large sends on a thread of their own (default false; lib/send-thread.ts): on a veth the kernel runs the
+   * peer's receive inside our sendmmsg, and a batch of HANDOFF_MIN frames or more handed over lets this thread go
+   * on meanwhile. It pays with a CPU to spare and costs with none. Smaller batches, and all of them until the
+   * thread is up (tens of ms), are sent by the endpoint itself.
+   */
+  sendThread?: boolean;
 }
 
 /** Offload activity of an endpoint opened with `offloads: true`. */
@@ -153,6 +162,12 @@ const VLAN_HLEN = 4;
 // What one receive() call delivers at most: about 1 MB either way (measured on a veth with 4 iperf3 streams:
 // 16 super-frames beat 64 and a whole ring by 10–40%, 4 was too few), and with offloads 16 frames of any size.
 const RX_BUDGET_BYTES = 1 << 20;
+// How long a full send ring waits, at most, for the send thread's batch in flight to free slots.
+const ROOM_WAIT_MS = 100;
+// Fewest queued frames worth handing to the send thread: its wake-up and sleep cost the process a few µs of CPU,
+// which the batch's transmit (each frame runs the peer's receive) must outweigh. On 2 cores, keep-alive HTTP at 32
+// connections handed over 18 frames a batch; handing over every batch cost 3-4 µs more CPU per request at 8.
+const HANDOFF_MIN = 16;
 const RX_BUDGET_OFFLOADS = 16;
 const RX_BUDGET = 512;
 // Slots of the ring of 64 KB slots for super-frames: about 17 MB of kernel memory, allocated when it is set up.
@@ -330,6 +345,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * frames a busy poll caught that would otherwise each have cost a wake-up or waited for one.
    */
   readonly rxPoll = { wakeups: 0, busyPolls: 0, caught: 0 };
+  /**
+   * The send thread's share (see AfPacketOptions.sendThread): batches and frames handed to it, and the times a
+   * full ring waited for its batch in flight.
+   */
+  readonly txThread = { handOffs: 0, frames: 0, waits: 0 };
   /** The packet socket (for diagnostics; owned by the endpoint). */
   readonly fd: number;
   // MTU-sized frames, many slots (bursts of small frames); and, when super-frames can arrive, a second socket
@@ -344,7 +364,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private readonly offloads: boolean;
   // Bytes in front of each outgoing frame in its send slot: the virtio_net_hdr with offloads, else none.
   private readonly txHdr: number;
-  private txCount = 0;
+  // The send slots are a ring (see lib/send-thread.ts): the next index to fill, and without a send thread the
+  // index up to which frames went out; indices run over [0, 2 × slots).
+  private txTail = 0;
+  private txSent = 0;
+  private readonly sender: SendThread | null = null;
   private flushScheduled = false;
   private blocked = false;
   private readonly watch: FdWatch;
@@ -427,7 +451,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
       }
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
-      this.tx = new MmsgBatch(opts.sendQueue ?? 256, this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
+      this.tx = new MmsgBatch(Math.min(opts.sendQueue ?? 256, MAX_SEND_SLOTS), this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
+      if (opts.sendThread === true) this.sender = SendThread.start({ fd: this.fd, count: this.tx.count, frameHeader: this.txHdr, ...this.tx.layout });
     } catch (err) {
       (this.ring as RxRing | undefined)?.mem.free();
       this.bigRing?.mem.free();
@@ -510,7 +535,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (losing && !this.closed) this.refreshCounters();
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
-      if (this.txCount > 0 && !this.closed) this.flush();
+      if (!this.closed) this.flush();
     }
   }
 
@@ -547,7 +572,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       return;
     }
     // What the last turn's frames caused goes before this turn's are taken in (its flush may be queued after us).
-    if (this.txCount > 0) this.flush();
+    this.flush();
     const now = performance.now();
     if (this.rxReady()) {
       this.rxPoll.caught += this.drain(this.rxBudget);
@@ -678,6 +703,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         }
       }
     }
+    this.sender?.addCounts(this.counters);
     return this.counters;
   }
 
@@ -688,7 +714,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
       return false;
     }
     if (!this.reserveSlot()) return false;
-    const i = this.txCount++;
+    const i = this.slotOf(this.txTail);
+    this.txTail = this.after(this.txTail, 1);
     const slot = this.tx.slot(i);
     if (this.txHdr > 0) writeEmptyVnetHeader(this.tx.view, this.tx.offsetOf(i));
     if (!this.inPlace(frame, slot)) slot.set(frame, this.txHdr);
@@ -733,7 +760,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
       return false;
     }
     if (!this.reserveSlot()) return false;
-    const i = this.txCount++;
+    const i = this.slotOf(this.txTail);
+    this.txTail = this.after(this.txTail, 1);
     writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
     const slot = this.tx.slot(i);
     if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
@@ -751,11 +779,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
    */
   frameBuffer(length: number): Uint8Array | null {
     if (this.closed || length < 0 || length > this.tx.slotSize - this.txHdr) return null;
-    if (this.txCount >= this.tx.count) {
-      this.flush();
-      if (this.txCount >= this.tx.count) return null;
-    }
-    const view = this.tx.slot(this.txCount).subarray(this.txHdr, this.txHdr + length);
+    if (!this.makeRoom()) return null;
+    const view = this.tx.slot(this.slotOf(this.txTail)).subarray(this.txHdr, this.txHdr + length);
     this.lentView = view;
     return view;
   }
@@ -776,11 +801,43 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /** Makes room for one more queued frame, flushing a full queue; false (counted) when it stays full. */
   private reserveSlot(): boolean {
-    if (this.txCount < this.tx.count) return true;
-    this.flush();
-    if (this.txCount < this.tx.count) return true;
+    if (this.makeRoom()) return true;
     this.counters.txDropped++;
     return false;
+  }
+
+  /**
+   * Whether a slot is free, flushing a full ring; a batch the send thread is sending frees its slots within one
+   * sendmmsg, and is waited for (back-pressure) rather than the frame dropped. A full socket buffer is not waited
+   * for, with the thread or without.
+   */
+  private makeRoom(): boolean {
+    if (this.txQueued() < this.tx.count) return true;
+    this.flush();
+    for (;;) {
+      if (this.txQueued() < this.tx.count) return true;
+      const s = this.sender;
+      if (s === null || !s.busy || s.blocked) return false;
+      this.txThread.waits++;
+      if (!s.waitSent(s.sent, ROOM_WAIT_MS)) return false;
+    }
+  }
+
+  /** Slots filled and not yet sent. */
+  private txQueued(): number {
+    const sent = this.sender !== null ? this.sender.sent : this.txSent;
+    return this.txTail >= sent ? this.txTail - sent : this.txTail - sent + 2 * this.tx.count;
+  }
+
+  /** The slot of ring index `at`. */
+  private slotOf(at: number): number {
+    return at < this.tx.count ? at : at - this.tx.count;
+  }
+
+  /** Ring index `k` slots after `at`. */
+  private after(at: number, k: number): number {
+    const j = at + k;
+    return j < 2 * this.tx.count ? j : j - 2 * this.tx.count;
   }
 
   private scheduleFlush(): void {
@@ -792,38 +849,86 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   private readonly autoFlush = (): void => {
     this.flushScheduled = false;
-    if (this.txCount > 0) this.flush();
+    this.flush();
   };
 
+  /**
+   * Sends what is queued, or hands it to the send thread: always while the thread still has frames (they go out
+   * in order behind them), else when at least HANDOFF_MIN frames are queued, whose transmit then runs on another
+   * CPU while this thread goes on. A smaller batch (a lone handshake's SYN-ACK, a response at low concurrency)
+   * is sent here: the thread's wake-up would cost more than it takes off this one.
+   */
   flush(): void {
-    if (this.closed || this.blocked || this.txCount === 0) return;
+    if (this.closed) return;
+    const s = this.sender;
+    if (s !== null && s.up) {
+      if (this.txTail === s.published) {
+        if (this.txTail !== 0 && !s.busy) this.rewind();
+        return;
+      }
+      if (s.busy || this.txQueued() >= HANDOFF_MIN) {
+        this.txThread.handOffs++;
+        this.txThread.frames += s.distance(s.published, this.txTail);
+        s.publish(this.txTail);
+        return;
+      }
+    } else if (this.blocked || this.txTail === this.txSent) {
+      return;
+    }
+    this.sendHere();
+  }
+
+  /** Sends the queued frames on this thread, at most two sendmmsg runs (the ring wraps once). */
+  private sendHere(): void {
     const c = this.counters;
-    let sent = 0;
-    while (sent < this.txCount) {
-      const r = this.tx.send(this.fd, sent, this.txCount - sent);
+    const s = this.sender;
+    const n = this.tx.count;
+    const tail = this.txTail;
+    let at = s !== null ? s.sent : this.txSent;
+    while (at !== tail) {
+      const i = this.slotOf(at);
+      const end = this.slotOf(tail);
+      const r = this.tx.send(this.fd, i, end > i ? end - i : n - i);
       c.txCalls++;
       if (r > 0) {
-        for (let i = sent; i < sent + r; i++) c.txBytes += this.tx.length(i) - this.txHdr;
+        for (let k = i; k < i + r; k++) c.txBytes += this.tx.length(k) - this.txHdr;
         c.txFrames += r;
-        sent += r;
+        at = this.after(at, r);
         continue;
       }
       const e = errno();
       if (e === C.EINTR) continue;
       if (e === C.EAGAIN) {
-        // The socket buffer is full: keep the rest, in order, and resume when the kernel has drained some.
         c.txBlocked++;
+        if (s !== null && s.up) {
+          // The send thread waits for the socket in our place, the rest in order.
+          s.sentHere(at);
+          s.publish(tail);
+          this.txSent = at;
+          return;
+        }
+        // The socket buffer is full: keep the rest, in order, and resume when the kernel has drained some.
         this.blocked = true;
         this.watch.wantWritable(true);
         break;
       }
       // The kernel refused this one frame (e.g. ENOBUFS, ENETDOWN): drop it and go on with the next.
       c.txDropped++;
-      sent++;
+      at = this.after(at, 1);
     }
-    const left = this.txCount - sent;
-    if (sent > 0) for (let i = 0; i < left; i++) this.tx.move(sent + i, i);
-    this.txCount = left;
+    this.txSent = at;
+    s?.sentHere(at);
+    if (at === tail) this.rewind();
+  }
+
+  /**
+   * Back to the first slot once everything queued is sent (and the send thread has nothing): the next frames go
+   * into the few slots still in cache, rather than round a ring of 256 slots 64 KB apart.
+   */
+  private rewind(): void {
+    this.txTail = 0;
+    this.txSent = 0;
+    this.sender?.sentHere(0);
   }
 
   private onWritable(): void {
@@ -836,15 +941,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (this.closed) return;
     this.refreshCounters();
     this.closed = true;
-    this.counters.txDropped += this.txCount;
-    this.txCount = 0;
+    // A thread that does not leave its send in time keeps the batch's memory (never freed, rather than freed under it).
+    const stopped = this.sender === null || this.sender.stop();
+    this.sender?.addCounts(this.counters);
+    this.counters.txDropped += this.txQueued();
     this.dispatcher = null;
     // libuv must stop polling before the fd goes away.
     this.watch.close();
     this.bigWatch?.close();
     this.sharedWatch?.close();
     this.ring.mem.free();
-    this.tx.free();
+    if (stopped) this.tx.free();
     sys.close(this.fd);
     if (this.bigRing) {
       this.bigRing.mem.free();
@@ -872,6 +979,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
       // released here, then
     }
     this.close();
+  }
+
+  /** Whether sends are handed to a thread of their own now (opened with `sendThread`, and the thread is up). */
+  get sendThreadUp(): boolean {
+    return this.sender !== null && this.sender.up;
   }
 
   /** Whether `close()` has run. */

@@ -7,6 +7,12 @@ t.test('serve arguments → offloads on by default, off with --no-offloads', (t)
   t.end();
 });
 
+t.test('serve arguments → sends on the serving thread by default, on a thread of their own with --send-thread', (t) => {
+  t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd']).sendThread, false);
+  t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd', '--send-thread']).sendThread, true);
+  t.end();
+});
+
 t.test('serve --sysctl KEY=VALUE → settings in order; a bad key or value is a one-line usage error', (t) => {
   const o = parseServeArgs(['--netns', 'n', '--dev', 'd', '--sysctl', 'net.ipv4.tcp_sack=0', '--sysctl=net/ipv4/tcp_rmem=4096 65536 1048576']);
   t.same(o.sysctls, [

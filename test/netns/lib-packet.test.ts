@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import t from 'tap';
 import type { LinkDispatcher } from '../../netstack/link/endpoint.ts';
@@ -329,6 +329,9 @@ t.test("a batch's replies and what microtasks and ticks write after it → one s
     },
     deliverBatchEnd() {},
   });
+  // B must ask: an entry left by an earlier test and gone stale would make ping send at once and probe only
+  // after the 5 s delay, past ping's life (a load-dependent hang of this test).
+  execFileSync('ip', ['-n', net.nsB, 'neigh', 'flush', 'to', STACK_IP]);
   const ping = spawn('ip', ['netns', 'exec', net.nsB, 'ping', '-c', '1', '-W', '2', STACK_IP], { stdio: 'ignore' });
   t.teardown(() => ping.kill());
   await waitFor(() => after !== null, HANG_MS, "B's ARP request and the four answers");

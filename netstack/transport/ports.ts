@@ -44,16 +44,11 @@ interface Coverage {
   v6: string | null;
 }
 
-/**
- * A port held. Its coverage and remote key are made when a conflict check first needs them (coverOf, remoteKeyOf):
- * most reservations never meet one (a server's accepted connections, TIME-WAIT included, on the listener's port).
- */
 interface Reservation {
-  req: PortRequest;
-  owner: object;
-  cover: Coverage | null;
-  /** undefined until made; null for a reservation without a remote. */
-  remoteKey: string | null | undefined;
+  readonly req: PortRequest;
+  readonly cover: Coverage;
+  readonly owner: object;
+  readonly remoteKey: string | null;
 }
 
 /**
@@ -100,17 +95,8 @@ function partOverlap(a: string | null, b: string | null): boolean {
   return a !== null && b !== null && (a === '' || b === '' || a === b);
 }
 
-function remoteKey(r: PortRequest): string | null {
+function remoteKeyOf(r: PortRequest): string | null {
   return r.remote ? `${addressKey(unmapV4(r.remote.address))}/${r.remote.port}` : null;
-}
-
-function coverOf(e: Reservation): Coverage {
-  return (e.cover ??= coverage(e.req));
-}
-
-function remoteKeyOf(e: Reservation): string | null {
-  if (e.remoteKey === undefined) e.remoteKey = remoteKey(e.req);
-  return e.remoteKey;
 }
 
 /** Tracks which local ports each protocol has in use and picks ephemeral ones. */
@@ -197,9 +183,7 @@ export class PortManager {
     if (!!r.v6only !== flags.v6only || !!r.reuseAddr !== flags.reuseAddr || !!r.reusePort !== flags.reusePort) return false;
     slot.delete(from);
     // The request names its owner too: `from` must not stay reachable through it.
-    if (r.owner !== undefined) e.req = { ...r, owner: to };
-    e.owner = to;
-    slot.set(to, e);
+    slot.set(to, { ...e, req: { ...e.req, owner: to }, owner: to });
     return true;
   }
 
@@ -217,7 +201,7 @@ export class PortManager {
     // Every caller passes a literal of its own: it is kept as it is unless the port was picked here.
     const req = r.port === port ? r : { ...r, port };
     const owner = r.owner ?? req;
-    const res: Reservation = { req, owner, cover: null, remoteKey: undefined };
+    const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req) };
     let space = this.spaces.get(r.protocol);
     if (!space) this.spaces.set(r.protocol, (space = new Map()));
     let slot = space.get(port);
@@ -234,16 +218,14 @@ export class PortManager {
     const slot = this.spaces.get(protocol)?.get(port);
     if (!slot) return false;
     const cover = coverage(r);
-    const rk = remoteKey(r);
+    const rk = remoteKeyOf(r);
     for (const e of slot.values()) {
       if (r.owner !== undefined && e.owner === r.owner) continue;
-      const ec = coverOf(e);
-      if (!partOverlap(cover.v4, ec.v4) && !partOverlap(cover.v6, ec.v6)) continue;
+      if (!partOverlap(cover.v4, e.cover.v4) && !partOverlap(cover.v6, e.cover.v6)) continue;
       if (r.nicId && e.req.nicId && r.nicId !== e.req.nicId) continue;
       // Two connected reservations only clash on the same 4-tuple (RFC 6056 §2.2).
-      const ek = rk === null ? null : remoteKeyOf(e);
-      if (rk !== null && ek !== null) {
-        if (rk === ek) return true;
+      if (rk !== null && e.remoteKey !== null) {
+        if (rk === e.remoteKey) return true;
         continue;
       }
       if (fresh) return true;

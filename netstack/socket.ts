@@ -151,6 +151,13 @@ export interface Endpoint {
    * send(2): the caller may reuse `data` at once (tsvisor/net hands over one shared scratch buffer).
    */
   write(data: Uint8Array, opts?: WriteOptions): number | NetError;
+  /**
+   * Streams: the writes until the matching releaseTime() are one send call's, taking the stack's time once as
+   * one sendmsg of several iovecs does (Linux's tcp_mstamp for the call), instead of once per write. Holds nest.
+   */
+  holdTime?(): void;
+  /** Ends one holdTime(). */
+  releaseTime?(): void;
   /** `how` is a bit set of ShutdownRead and ShutdownWrite. */
   shutdown(how: number): NetError | undefined;
   /** Releases the endpoint (a stream goes on closing in the background per its linger setting). */

@@ -474,14 +474,25 @@ export class Socket extends Duplex {
     // segment, as Linux sends a MSG_MORE write and a shutdown: a FIN apart was one frame more each way for a peer
     // to take and answer, and for serve to build and send.
     const closing = last < chunks.length - 1 && (this as { _httpMessage?: { _last?: boolean } })._httpMessage?._last === true;
-    for (let i = 0; i < chunks.length; i++) {
-      const c = chunks[i]!;
-      const r = this.writeOne(ep, c.chunk, c.encoding, i < last || closing ? MORE : undefined);
-      if (r === true) continue;
-      if (r instanceof Error) {
-        cb(r);
-        return;
+    // One call's writes take the stack's time once, as writev's one sendmsg does (a response's head and body:
+    // a host clock read less per response).
+    ep.holdTime?.();
+    let r: true | Error | Buffer = true;
+    let i = 0;
+    try {
+      for (; i < chunks.length; i++) {
+        const c = chunks[i]!;
+        r = this.writeOne(ep, c.chunk, c.encoding, i < last || closing ? MORE : undefined);
+        if (r !== true) break;
       }
+    } finally {
+      ep.releaseTime?.();
+    }
+    if (r instanceof Error) {
+      cb(r);
+      return;
+    }
+    if (r !== true) {
       // The rest of this chunk and the chunks after it wait for room.
       const bufs = [r];
       for (let j = i + 1; j < chunks.length; j++) bufs.push(toBuffer(chunks[j]!.chunk, chunks[j]!.encoding));

@@ -641,6 +641,14 @@ export class TcpEndpoint implements Endpoint {
     }
   }
 
+  holdTime(): void {
+    this.proto.clock.hold();
+  }
+
+  releaseTime(): void {
+    this.proto.clock.release();
+  }
+
   private readHeld(opts?: ReadOptions): ReadResult | NetError {
     if (this.state === State.Listen) return Err.NotConnected;
     const q = this.rcv.buf;

@@ -45,7 +45,7 @@
  * third socket outside the group; socket filters (lib/packet-filter.ts) keep every frame in exactly one of an
  * endpoint's rings.
  */
-import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_MORE } from '../netstack/link/endpoint.ts';
+import { type LinkDispatcher, type LinkEndpoint, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import { type BpfInsn, encodeFilter, frameFilter, sharedFilter } from './packet-filter.ts';
 import {
@@ -377,6 +377,18 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private sharedRing: RxRing | null = null;
   private readonly sharedWatch: FdWatch | null = null;
   private dispatcher: LinkDispatcher | null = null;
+  // Whether super-frames are lent to the dispatcher (RX_LOAN: it has returnLoans), and the offsets of the slots of
+  // the ring of super-frames lent and not yet given back.
+  private lends = false;
+  private readonly heldOffsets: number[] = [];
+  // The most slots lent at once: a quarter of the ring of super-frames.
+  private maxHeld = 0;
+  // Lending batches delivered, and how many of their markers have run (all their readers with them).
+  private lentBatches = 0;
+  private ranBatches = 0;
+  private readonly markRan = (): void => {
+    this.ranBatches++;
+  };
   private closed = false;
   private readonly busyPollMs: number;
   // Frames one receive() delivers before it returns to the event loop, so that the application's reads (queued
@@ -433,6 +445,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       if (s.bigFd >= 0) {
         this.bigRing = new RxRing(s.bigFd, MAX_GSO_FRAME + RING_HEADROOM + vnet, BIG_RING_FRAMES, true);
       }
+      this.maxHeld = (this.bigRing?.frames ?? 0) >> 2;
       setIntOption(this.fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, opts.sendBuffer ?? 4 << 20, 'SO_SNDBUFFORCE');
       const sa = sockaddrLL(this.ifindex);
       for (const fd of fds) check(sys.bind(fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
@@ -487,7 +500,23 @@ export class AfPacketEndpoint implements LinkEndpoint {
   }
 
   attach(dispatcher: LinkDispatcher | null): void {
+    if (this.heldOffsets.length > 0) this.endLoans();
     this.dispatcher = dispatcher;
+    this.lends = dispatcher?.returnLoans !== undefined;
+  }
+
+  /**
+   * Ends the loans of the last batch's slots (RX_LOAN): the dispatcher copies what its receivers still hold of
+   * them (by now their readers have run, so usually nothing), then the slots go back to the kernel. Only the ring of
+   * super-frames lends, at most a quarter of it at once (a batch is RX_BUDGET_OFFLOADS frames with offloads), so a
+   * ring filling up while its reader is busy loses little room to them.
+   */
+  private endLoans(): void {
+    this.dispatcher?.returnLoans?.();
+    const view = this.bigRing!.view;
+    const offs = this.heldOffsets;
+    for (let k = 0; k < offs.length; k++) view.setUint32(offs[k]!, 0, true); // TP_STATUS_KERNEL
+    offs.length = 0;
   }
 
   /** Lets the process exit while the endpoint is open (by default an open endpoint keeps it alive). */
@@ -591,14 +620,24 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * so that a flow's small segments and super-frames are not reordered between the rings.
    */
   private drain(max: number): number {
+    // The loans end once the readers of every lending batch have run: their reads are microtasks queued during
+    // the deliveries, before the batch's own marker (markRan). A wake-up of the other ring's fd can come first
+    // (a native callback with no microtask checkpoint after it), and then the slots stay lent a batch longer.
+    if (this.heldOffsets.length > 0 && this.ranBatches === this.lentBatches) this.endLoans();
     const small = this.ring;
     const big = this.bigRing;
     const c = this.counters;
+    // Only super-frames are lent: a copy of a small frame (a request, an ACK) costs less than lending it.
+    const lend = this.lends && big !== null;
+    let lent = 0;
     let delivered = 0;
     let losing = false;
     let seen = 0;
     let bytes = 0;
     for (let budget = max; budget > 0 && bytes < RX_BUDGET_BYTES && !this.closed; budget--) {
+      // Lending more than maxHeld slots (readers that have not run for several batches) ends the loans early:
+      // the ring keeps most of its room, and the walk never comes round to a slot still lent.
+      if (lend && this.heldOffsets.length >= this.maxHeld) this.endLoans();
       let r = small;
       let off = small.slotOffset(small.head);
       let status = small.view.getUint32(off, true);
@@ -648,11 +687,18 @@ export class AfPacketEndpoint implements LinkEndpoint {
         this.rxSec = v.getUint32(off + 16, true);
         this.rxNsec = v.getUint32(off + 20, true);
         try {
-          d.deliverFrame(r.bytes.subarray(off + mac, off + mac + snaplen), flags);
+          d.deliverFrame(r.bytes.subarray(off + mac, off + mac + snaplen), lend && r === big ? flags | RX_LOAN : flags);
         } finally {
           // Given back only after the dispatcher is done with it: with a full ring the kernel writes this very
-          // slot next. Given back even if the dispatcher throws, so one bad frame is not redelivered forever.
-          if (!this.closed) r.release(off, i);
+          // slot next. Given back even if the dispatcher throws, so one bad frame is not redelivered forever. A
+          // lent slot is passed over now and given back when the loans end, at the next batch (endLoans).
+          if (!this.closed) {
+            if (lend && r === big) {
+              r.head = i + 1 === r.frames ? 0 : i + 1;
+              this.heldOffsets.push(off);
+              lent++;
+            } else r.release(off, i);
+          }
         }
         if (this.closed) return seen; // the dispatcher closed us: the ring is gone
         continue;
@@ -664,6 +710,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (losing) this.refreshCounters();
     // The batch's own replies (ACKs, SYN-ACKs) go with what the applications write after it (scheduleFlush).
     if (delivered > 0 && !this.closed) this.dispatcher?.deliverBatchEnd?.();
+    if (lent > 0) {
+      this.lentBatches++;
+      queueMicrotask(this.markRan);
+    }
     return seen;
   }
 
@@ -945,22 +995,30 @@ export class AfPacketEndpoint implements LinkEndpoint {
     const stopped = this.sender === null || this.sender.stop();
     this.sender?.addCounts(this.counters);
     this.counters.txDropped += this.txQueued();
+    const d = this.dispatcher;
     this.dispatcher = null;
     // libuv must stop polling before the fd goes away.
     this.watch.close();
     this.bigWatch?.close();
     this.sharedWatch?.close();
-    this.ring.mem.free();
     if (stopped) this.tx.free();
     sys.close(this.fd);
-    if (this.bigRing) {
-      this.bigRing.mem.free();
-      sys.close(this.bigRing.fd);
-    }
-    if (this.sharedRing) {
-      this.sharedRing.mem.free();
-      sys.close(this.sharedRing.fd);
-    }
+    if (this.bigRing) sys.close(this.bigRing.fd);
+    if (this.sharedRing) sys.close(this.sharedRing.fd);
+    const rings = [this.ring, this.bigRing, this.sharedRing];
+    const unmap = () => {
+      for (const r of rings) r?.mem.free();
+    };
+    if (this.lends && d !== null) {
+      // Receivers copy what they hold of lent slots before the rings go; a close from inside a delivery may see
+      // that very frame queued after this call, so the rings are unmapped once the delivery is over.
+      d.returnLoans!();
+      setImmediate(() => {
+        d.returnLoans!();
+        unmap();
+      });
+    } else unmap();
+    this.heldOffsets.length = 0;
   }
 
   /**

@@ -132,6 +132,8 @@ export class Stack implements NetworkLayer, StackInternals {
   private readonly transports = new Map<number, TransportProtocol>();
   // Transports with a batchEnd hook, called before the links are flushed.
   private batchEnders: TransportProtocol[] = [];
+  // Transports that may hold views of RX_LOAN frames, asked to copy them when the link ends the loans.
+  private lenders: TransportProtocol[] = [];
   private readonly nicMap = new Map<number, Nic>();
   private readonly local4 = new Map<number, LocalAddress>();
   private readonly local6 = new Map<string, LocalAddress>();
@@ -188,6 +190,9 @@ export class Stack implements NetworkLayer, StackInternals {
     link.attach({
       deliverFrame: (frame, flags) => this.receiveFrame(nic, frame, flags ?? 0),
       deliverBatchEnd: () => this.flushDirty(),
+      returnLoans: () => {
+        for (const t of this.lenders) t.returnLoans!();
+      },
     });
     // RFC 1112 §4: every IPv4 host belongs to all-hosts 224.0.0.1.
     nic.joinGroup(ALL_HOSTS);
@@ -412,6 +417,7 @@ export class Stack implements NetworkLayer, StackInternals {
   registerTransport(p: TransportProtocol): void {
     this.transports.set(p.protocolNumber, p);
     this.batchEnders = [...this.transports.values()].filter((t) => t.batchEnd !== undefined);
+    this.lenders = [...this.transports.values()].filter((t) => t.returnLoans !== undefined);
   }
 
   /** @internal */

@@ -13,6 +13,11 @@ export interface LinkDispatcher {
   deliverFrame(frame: Uint8Array, flags?: number): void;
   /** Called after a batch of deliveries, so the stack can flush what the batch made it send. */
   deliverBatchEnd?(): void;
+  /**
+   * Ends the loans of frames delivered with RX_LOAN: whatever part of them a receiver still holds, it copies now.
+   * A link that lends calls this before it reuses or frees their memory; it lends only to a dispatcher that has it.
+   */
+  returnLoans?(): void;
 }
 
 /**
@@ -27,6 +32,14 @@ export const RX_CSUM_VERIFIED = 1;
  * defer work such as ACKs to deliverBatchEnd().
  */
 export const RX_MORE = 2;
+
+/**
+ * Receive flag: the frame's bytes stay valid after deliverFrame returns, until the link calls returnLoans()
+ * (before the next batch, after the applications' reads of this one have run): a receiver may queue views of them
+ * instead of copies, and copies only what is still unread then. A packet ring's slot, lent rather than copied out
+ * (lib/packet.ts), so that a reader that takes the bytes at once (a sink, the Sentry's pump) costs one copy less.
+ */
+export const RX_LOAN = 4;
 
 /** `gso_type` values (VIRTIO_NET_HDR_GSO_*): how a super-frame is to be (or was) cut into segments. */
 export const GsoType = {

@@ -11,7 +11,7 @@ import {
   isMulticast,
   isUnspecified,
 } from '../addr.ts';
-import { GsoType, RX_CSUM_VERIFIED, RX_MORE } from '../link/endpoint.ts';
+import { GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
 import { Err, NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
@@ -126,6 +126,7 @@ export class Ipv4 {
       broadcast,
       csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
       more: (flags & RX_MORE) !== 0,
+      loan: (flags & RX_LOAN) !== 0,
     };
     // MF or a fragment offset: part of a datagram.
     if ((((frame[at + 6]! << 8) | frame[at + 7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(frame.subarray(at)), info, linkBroadcast);

@@ -4,7 +4,7 @@
  * reassembly (§4.5, RFC 5722 overlaps, RFC 6946 atomic fragments).
  */
 import { type Address, addressKey, isLoopback, isMulticast } from '../addr.ts';
-import { GsoType, RX_CSUM_VERIFIED, RX_MORE } from '../link/endpoint.ts';
+import { GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
 import { Err, NetError } from '../errors.ts';
 import { ETHERTYPE_IPV6 } from '../wire/ethernet.ts';
 import { IPV6_HEADER_LEN, Ipv6Packet, emitIpv6 } from '../wire/ipv6.ts';
@@ -111,6 +111,7 @@ export class Ipv6 {
       broadcast,
       csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
       more: (flags & RX_MORE) !== 0,
+      loan: (flags & RX_LOAN) !== 0,
     };
     if (walk.problem) {
       const pr = walk.problem;

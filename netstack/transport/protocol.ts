@@ -35,6 +35,8 @@ export interface PacketInfo {
    * wait for `batchEnd()`.
    */
   readonly more?: boolean;
+  /** The link flagged the frame RX_LOAN: its payload may be kept as a view until the transport's returnLoans(). */
+  readonly loan?: boolean;
 }
 
 /** What a transport did with a packet; "no-endpoint" makes the network layer send an ICMP unreachable. */
@@ -79,6 +81,8 @@ export interface TransportProtocol {
   deliverControl?(msg: ControlMessage, local: Address, remote: Address, quoted: Uint8Array): void;
   /** The end of a batch of received frames (and of every clock tick that sent): send what was deferred. */
   batchEnd?(): void;
+  /** The link ends the loans of its RX_LOAN frames (LinkDispatcher.returnLoans): copy what is still held of them. */
+  returnLoans?(): void;
 }
 
 /**

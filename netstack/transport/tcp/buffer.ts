@@ -86,6 +86,9 @@ export class ByteQueue {
   // allocates, and zeroes, about twice the burst in several arrays each time).
   private burst = 0;
   private lastBurst = 0;
+  // Chunks that are views of a link's lent memory (borrow), in queue order: never lent on by peek, never pooled,
+  // and copied by adopt when the link ends its loans.
+  private loans: Uint8Array[] = [];
 
   /** Bytes queued. */
   get length(): number {
@@ -99,6 +102,39 @@ export class ByteQueue {
     this.open = false;
     this.chunks.push(chunk);
     this.size += chunk.length;
+  }
+
+  /**
+   * Appends `view` of memory a link lent (RX_LOAN) without copying it; `adopt` copies what is left of it before the
+   * loan ends. True when the queue held no loan before, so the caller registers it once for the adopt call.
+   */
+  borrow(view: Uint8Array): boolean {
+    if (view.length === 0) return false;
+    this.push(view);
+    this.loans.push(view);
+    return this.loans.length === 1;
+  }
+
+  /** Replaces what is still queued of borrowed views by copies of it: the link is about to reuse their memory. */
+  adopt(): void {
+    const loans = this.loans;
+    if (loans.length === 0) return;
+    const chunks = this.chunks;
+    let k = 0;
+    for (let i = 0; i < chunks.length && k < loans.length; i++) {
+      if (chunks[i] !== loans[k]) continue;
+      k++;
+      if (i === 0 && this.head > 0) {
+        chunks[0] = chunks[0]!.slice(this.head);
+        this.head = 0;
+      } else {
+        chunks[i] = chunks[i]!.slice();
+      }
+    }
+    loans.length = 0;
+    // The copy cursor counts from chunks[0]'s first byte, which may have moved: start it over.
+    this.cursorIdx = 0;
+    this.cursorBase = 0;
   }
 
   /**
@@ -194,7 +230,8 @@ export class ByteQueue {
     len = Math.min(len, this.size);
     this.seal();
     const first = this.chunks[0];
-    if (first && first.length - this.head >= len) {
+    // A borrowed view is not lent on: its memory goes back to the link.
+    if (first && first.length - this.head >= len && (this.loans.length === 0 || first !== this.loans[0])) {
       lentBuffers.add(first.buffer);
       if (this.fill !== null && first.buffer === this.fill.buffer) this.fillLent = true;
       return first.subarray(this.head, this.head + len);
@@ -219,6 +256,14 @@ export class ByteQueue {
       n -= left;
       const gone = this.chunks.shift()!;
       this.head = 0;
+      if (this.loans.length > 0 && gone === this.loans[0]) {
+        this.loans.shift();
+        if (this.cursorIdx > 0) {
+          this.cursorIdx--;
+          this.cursorBase -= gone.length;
+        }
+        continue;
+      }
       // A whole chunk all consumed, of which no view was handed out, goes back to the pool. Only a chunk of a
       // pool's size can be a whole kept array (views of a fill are smaller): most consumed chunks need no look at
       // their buffer (`.buffer` is a call into V8's runtime), and it is read once.
@@ -251,6 +296,7 @@ export class ByteQueue {
   /** Drops everything. */
   clear(): void {
     this.chunks = [];
+    this.loans.length = 0;
     this.head = 0;
     this.size = 0;
     this.cursorIdx = 0;

@@ -3,6 +3,7 @@
  * connections (exact 4-tuple) and listeners (local address or wildcard), RSTs for segments that match nothing
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
+import type { ByteQueue } from './buffer.ts';
 import { type Address, isUnspecified } from '../../addr.ts';
 import { HeldClock, type Timer } from '../../clock.ts';
 import { Err } from '../../errors.ts';
@@ -240,6 +241,10 @@ export class TcpProtocol implements TransportProtocol {
    * it makes due then waits for batchEnd, so a burst of segments for one connection is answered by one ACK.
    */
   rxMore = false;
+  /** Whether the segment being delivered came flagged RX_LOAN: its payload may be queued as a view (Receiver). */
+  rxLoan = false;
+  /** Receive queues holding views of lent frames, to copy them when the link ends the loans. */
+  readonly borrowers: ByteQueue[] = [];
   /** The IP ECN codepoint of the segment being processed (RFC 3168 §5), for ecn.ts. */
   rxEcn = 0;
   // Connections with an ACK deferred to batchEnd.
@@ -344,6 +349,7 @@ export class TcpProtocol implements TransportProtocol {
 
   deliver(info: PacketInfo, segment: Uint8Array): DeliverResult {
     this.rxMore = info.more === true;
+    this.rxLoan = info.loan === true;
     this.rxEcn = info.tos & 3;
     this.clock.hold();
     try {
@@ -359,6 +365,13 @@ export class TcpProtocol implements TransportProtocol {
     if (ep.ackDeferred) return;
     ep.ackDeferred = true;
     this.deferred.push(ep);
+  }
+
+  /** The link ends its loans: every receive queue copies what it still holds of them (usually nothing). */
+  returnLoans(): void {
+    const list = this.borrowers;
+    for (let i = 0; i < list.length; i++) list[i]!.adopt();
+    list.length = 0;
   }
 
   /** Sends the ACKs deferred during the batch that just ended (those no later segment already sent). */

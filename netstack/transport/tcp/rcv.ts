@@ -234,8 +234,11 @@ export class Receiver {
   private take(start: number, data: Uint8Array, segs: number): void {
     if (start === this.nxt) {
       // The frame is only lent for this call (LinkDispatcher), so it is copied, into the queue's own chunks, not
-      // shared packet slabs: unread data may wait here indefinitely, and must not pin a slab of other packets.
-      this.buf.append(data);
+      // shared packet slabs: unread data may wait here indefinitely, and must not pin a slab of other packets. A
+      // frame lent until the link's returnLoans (RX_LOAN) is queued as it is, and copied then only if still unread.
+      const proto = this.ep.proto;
+      if (!proto.rxLoan) this.buf.append(data);
+      else if (this.buf.borrow(data)) proto.borrowers.push(this.buf);
       this.nxt = seq.add(this.nxt, data.length);
       this.bytesReceived += data.length;
       if (this.ooo.length > 0) {

@@ -204,6 +204,29 @@ t.test('share: the array itself is queued (no copy), read back exactly, and neve
   t.end();
 });
 
+t.test('borrow: lent views queued as they are; peek copies rather than lend one on; adopt copies only what is unread', (t) => {
+  const lent = new Uint8Array(3000).fill(1);
+  const q = new ByteQueue();
+  t.equal(q.borrow(lent.subarray(0, 1000)), true, 'the first loan asks to be registered');
+  t.equal(q.borrow(lent.subarray(1000, 3000)), false, 'later ones do not');
+  q.append(new Uint8Array(100).fill(2));
+  lent[0] = 5;
+  const seen = q.peek(500);
+  t.equal(seen[0], 5, 'the queue reads the lent memory itself');
+  lent[1] = 6;
+  t.equal(seen[1], 1, 'peek handed out a copy, not a view of the lent memory');
+  q.consume(500);
+  q.adopt();
+  lent.fill(9); // the link reuses its memory
+  const out = new Uint8Array(q.length);
+  q.copyOut(0, out.length, out, 0);
+  t.equal(out.length, 2600);
+  t.same([...new Set(out.subarray(0, 2500))], [1], 'the unread rest of both loans, as it was');
+  t.same([...new Set(out.subarray(2500))], [2], 'then the appended bytes');
+  t.equal(q.borrow(lent.subarray(0, 10)), true, 'after adopt, a new loan asks again');
+  t.end();
+});
+
 // Several queues at once against the array model, with views lent by peek and reads by copy mixed: the pool must
 // never hand a queue memory that a held view (or another queue) still uses.
 t.test('pool: 4 queues × 400 random steps × 10 seeds, lending and copying reads mixed → every byte and held view intact', (t) => {

@@ -160,9 +160,12 @@ export interface InHeader {
   pid: number;
 }
 
-/** Decodes the header of a request `buf` (at least IN_HEADER_SIZE bytes, checked by the caller). */
-export function decodeHeader(buf: Uint8Array): InHeader {
-  const v = view(buf);
+/**
+ * Decodes the header of a request `buf` (at least IN_HEADER_SIZE bytes, checked by the caller); a server reading
+ * into one buffer passes a DataView of it kept for that.
+ */
+export function decodeHeader(buf: Uint8Array | DataView): InHeader {
+  const v = buf instanceof DataView ? buf : view(buf);
   return {
     len: v.getUint32(0, true),
     opcode: v.getUint32(4, true),
@@ -383,12 +386,16 @@ export function initOut(s: InitSettings): Uint8Array {
 export function reply(unique: bigint, error: number, body?: Uint8Array): Uint8Array {
   const len = OUT_HEADER_SIZE + (error === 0 && body ? body.length : 0);
   const b = new Uint8Array(len);
-  const v = view(b);
+  writeOutHeader(view(b), len, error, unique);
+  if (error === 0 && body) b.set(body, OUT_HEADER_SIZE);
+  return b;
+}
+
+/** Writes a fuse_out_header at the start of `v`: the whole reply's length, its error (0 or a negative errno). */
+export function writeOutHeader(v: DataView, len: number, error: number, unique: bigint): void {
   v.setUint32(0, len, true);
   v.setInt32(4, error, true);
   v.setBigUint64(8, unique, true);
-  if (error === 0 && body) b.set(body, OUT_HEADER_SIZE);
-  return b;
 }
 
 /** The kernel's new_encode_dev of a glibc dev_t (9P's Rgetattr carries the host's). */

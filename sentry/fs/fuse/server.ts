@@ -29,6 +29,7 @@ import {
   MIN_READ_BUFFER,
   OP,
   OPEN_KILL_SUIDGID,
+  OUT_HEADER_SIZE,
   WRITE_KILL_SUIDGID,
   attrOut,
   cstrings,
@@ -44,6 +45,7 @@ import {
   reply,
   statfsOut,
   view,
+  writeOutHeader,
   writeDirent,
   writeDirentPlus,
   type Attr,
@@ -94,6 +96,8 @@ function realtime(): [bigint, number] {
  * at the Gofer's msize of 1 MiB.
  */
 const MAX_IO = 512 * 1024;
+/** Replies up to this size (all but reads and listings) are written from one reused buffer. */
+const OUT_FRAME = 4096;
 /** io_uring entries per CPU queue: requests of one CPU under way at once (more wait in the kernel). */
 const RING_PER_QUEUE = 8;
 
@@ -229,6 +233,14 @@ export class FuseServer {
   private readonly byIno = new Map<bigint, bigint>();
   private nextNode = 2n;
   private readonly buf = new Uint8Array(MAX_IO + MIN_READ_BUFFER);
+  /** `buf`'s header, read through one view rather than a new one per request. */
+  private readonly bufView = view(this.buf);
+  /**
+   * The reply frame written to `/dev/fuse`, reused (write(2) has copied it when it returns): a reply up to this
+   * size costs no buffer of its own. Larger ones (reads, listings) and those through the ring are framed anew.
+   */
+  private readonly out = new Uint8Array(OUT_FRAME);
+  private readonly outView = view(this.out);
   private watch: FdWatch | undefined;
   /** The io_uring carrying requests, from INIT on, when agreed (see FuseServerOptions.uring). */
   private ring: FuseRing | undefined;
@@ -401,11 +413,11 @@ export class FuseServer {
         return this.close(e === ENODEV ? 'unmounted' : `read /dev/fuse: errno ${e}`);
       }
       if (n < IN_HEADER_SIZE) return this.close(`short request (${n} bytes)`);
-      const h = decodeHeader(this.buf);
-      // The body is copied: the buffer is reused by the next read while this request's 9P calls are in flight.
-      const body = this.buf.slice(IN_HEADER_SIZE, Math.min(n, h.len));
+      const h = decodeHeader(this.bufView);
+      // A view: the buffer is reused by the next read, so `dispatch` copies it for a request that waits for the Gofer.
+      const body = this.buf.subarray(IN_HEADER_SIZE, Math.min(n, h.len));
       const alone = this.unanswered === 0;
-      const answers = this.serve(h, body);
+      const answers = this.serve(h, body, true);
       // A request that came while none was being answered is most likely a lone caller's (a program making one
       // file call after another): it sends nothing more before this reply, so another read(2) now would only say
       // EAGAIN. The poll is level-triggered: whatever else is queued brings the loop back here. Requests that
@@ -414,27 +426,39 @@ export class FuseServer {
     }
   }
 
-  /** Answers a request, from `/dev/fuse` or the ring; whether it gets a reply. */
-  private serve(h: InHeader, body: Uint8Array): boolean {
+  /**
+   * Answers a request, from `/dev/fuse` or the ring; whether it gets a reply. `shared`: the body is a view of a
+   * buffer the next request reuses (copied before anything waits).
+   */
+  private serve(h: InHeader, body: Uint8Array, shared = false): boolean {
     try {
-      return this.dispatch(h, body);
+      return this.dispatch(h, body, shared);
     } catch {
       // A body shorter than its opcode's struct (the kernel never sends one): EINVAL, and serving goes on.
-      this.send(reply(h.unique, -EINVAL));
+      this.send(h.unique, -EINVAL);
       return true;
     }
   }
 
-  private send(b: Uint8Array): void {
+  /** Replies to request `unique`: `error` (a negative errno) or 0 and `body`. */
+  private send(unique: bigint, error: number, body?: Uint8Array): void {
     if (this.closed) return;
-    // A request taken from the ring is answered in its entry.
-    if (this.ring?.reply(b)) return;
-    // ENOENT: the kernel gave up on the request (interrupted); nothing to do.
-    sys.write(this.fd, b, b.length);
+    const len = OUT_HEADER_SIZE + (error === 0 && body ? body.length : 0);
+    if (this.ring || len > this.out.length) {
+      const b = reply(unique, error, body);
+      // A request taken from the ring is answered in its entry.
+      if (this.ring?.reply(b)) return;
+      // ENOENT: the kernel gave up on the request (interrupted); nothing to do.
+      sys.write(this.fd, b, b.length);
+      return;
+    }
+    writeOutHeader(this.outView, len, error, unique);
+    if (len > OUT_HEADER_SIZE) this.out.set(body!, OUT_HEADER_SIZE);
+    sys.write(this.fd, this.out, len);
   }
 
   /** Starts answering a request; whether it gets a reply (FORGET and INTERRUPT get none). */
-  private dispatch(h: InHeader, body: Uint8Array): boolean {
+  private dispatch(h: InHeader, body: Uint8Array, shared: boolean): boolean {
     const name = opName(h.opcode);
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
     if (h.opcode === OP.FORGET) {
@@ -460,20 +484,22 @@ export class FuseServer {
     }
     if (now !== undefined) {
       this.answeredAtOnce++;
-      this.send(typeof now === 'number' ? reply(h.unique, -now) : reply(h.unique, 0, now));
+      if (typeof now === 'number') this.send(h.unique, -now);
+      else this.send(h.unique, 0, now);
       // The kernel takes ring entries only once it has the INIT reply.
       if (h.opcode === OP.INIT) this.ring?.register();
       return true;
     }
     this.unanswered++;
-    this.handle(h, body).then(
+    this.handle(h, shared ? body.slice() : body).then(
       (r) => {
         this.unanswered--;
-        this.send(typeof r === 'number' ? reply(h.unique, -r) : reply(h.unique, 0, r));
+        if (typeof r === 'number') this.send(h.unique, -r);
+        else this.send(h.unique, 0, r);
       },
       (e: unknown) => {
         this.unanswered--;
-        this.send(reply(h.unique, -(e instanceof P9Error ? e.errno : EIO)));
+        this.send(h.unique, -(e instanceof P9Error ? e.errno : EIO));
       },
     );
     return true;

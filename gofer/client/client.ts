@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import { errnoName, sys } from '../../lib/libc.ts';
 import { UnixStream } from '../../lib/unixstream.ts';
-import { bytes, decode, encode, frameSize, isDecodeError } from '../p9/codec.ts';
+import { bytes, decode, encodeTagged, frameSize, isDecodeError } from '../p9/codec.ts';
 import { decodeDirents, type Dirent } from '../p9/dirent.ts';
 import {
   GETATTR,
@@ -51,6 +51,15 @@ interface Waiting {
   readonly expect: string;
   resolve(m: Message): void;
   reject(e: Error): void;
+}
+
+const REPLY_NAMES = new Map<string, string>();
+
+/** The reply's name for request `op` ("Twalk" → "Rwalk"), made once per name rather than once per request. */
+function replyName(op: string): string {
+  let r = REPLY_NAMES.get(op);
+  if (r === undefined) REPLY_NAMES.set(op, (r = `R${op.slice(1)}`));
+  return r;
 }
 
 /** Text or bytes for a name; text is sent as UTF-8. */
@@ -178,9 +187,9 @@ export class Client {
         reject(new P9Error(EIO, `${op} (connection closed)`));
         return;
       }
-      this.waiting.set(tag, { op, expect: `R${op.slice(1)}`, resolve: resolve as (m: Message) => void, reject });
+      this.waiting.set(tag, { op, expect: replyName(op), resolve: resolve as (m: Message) => void, reject });
       this.sent++;
-      this.socket.write(encode({ ...body, tag } as Message));
+      this.socket.write(encodeTagged(body, tag));
     });
     return { tag, reply };
   }

@@ -73,13 +73,22 @@ function writeStr(out: Uint8Array, v: DataView, o: number, s: Uint8Array): numbe
 
 /** Encodes a message into a fresh buffer; throws only for programmer errors (a value out of its field's range). */
 export function encode(m: Message): Uint8Array {
+  return encodeTagged(m, m.tag);
+}
+
+/**
+ * Encodes a message body (type and fields; a `tag` in it is ignored) with `tag`: what a client or server sending
+ * a body it was handed does, without copying the body into a new object per message.
+ */
+export function encodeTagged(body: { readonly type: MessageName }, tag: number): Uint8Array {
+  const m = body as Message;
   const [id, layout] = MESSAGES[m.type] as readonly [number, Layout];
   const size = encodedSize(m);
   const out = new Uint8Array(size);
   const v = new DataView(out.buffer);
   v.setUint32(0, size, true);
   v.setUint8(4, id);
-  v.setUint16(5, m.tag, true);
+  v.setUint16(5, tag, true);
   const rec = m as unknown as Record<string, unknown>;
   let o = HEADER_SIZE;
   for (const [name, kind] of layout) {

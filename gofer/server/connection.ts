@@ -12,8 +12,8 @@ import type { Socket } from 'node:net';
 import * as fs from '../../lib/fs.ts';
 import { ERRNO } from '../../lib/libc.ts';
 import { UnixStream } from '../../lib/unixstream.ts';
-import { bytes, decode, encode, frameSize, isDecodeError, setTag } from '../p9/codec.ts';
-import { HEADER_SIZE, NOTAG, VERSION_9P2000L, VERSION_TSVISOR, type Message } from '../p9/messages.ts';
+import { bytes, decode, encode, encodeTagged, frameSize, isDecodeError, setTag } from '../p9/codec.ts';
+import { HEADER_SIZE, NOTAG, VERSION_9P2000L, VERSION_TSVISOR, type Message, type MessageName } from '../p9/messages.ts';
 import { handle, Session, type ServerConfig } from './ops.ts';
 
 const E = ERRNO as Record<string, number>;
@@ -314,10 +314,12 @@ export class Connection {
     else if ('frame' in a) {
       setTag(a.frame, tag);
       this.send(a.frame);
-    } else if (a.fds) {
-      const { fds, ...body } = a;
-      this.send(encode({ ...body, tag } as unknown as Message), fds);
-    } else this.reply({ ...a, tag } as unknown as Message);
+    } else {
+      // The answer's own object, tag given apart (its `fds`, not a layout field, is not encoded).
+      const frame = encodeTagged(a as { type: MessageName }, tag);
+      if (a.fds) this.send(frame, a.fds);
+      else this.send(frame);
+    }
   }
 
   private error(tag: number, ecode: number): void {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bytes, decode, encode, isDecodeError } from '../../../gofer/p9/codec.ts';
+import { bytes, decode, encode, encodeTagged, isDecodeError } from '../../../gofer/p9/codec.ts';
 import { decodeDirents, encodeDirents } from '../../../gofer/p9/dirent.ts';
 import { MESSAGES, type FieldKind, type Message, type MessageName } from '../../../gofer/p9/messages.ts';
 
@@ -96,6 +96,19 @@ t.test('every T and R message, random fields → decode(encode(m)) = m, and re-e
       if (Buffer.compare(again, wire) !== 0) t.fail(`${name} re-encoding differs`);
     }
   }
+});
+
+t.test('encodeTagged: the body with the tag given, whatever tag or extra field the body carries', async (t) => {
+  for (const name of Object.keys(MESSAGES) as MessageName[]) {
+    const m = randomMessage(name);
+    const tag = (m.tag + 1) % 0x10000;
+    const body = { ...m, fds: [7] } as Message & { fds: number[] };
+    const wire = encodeTagged(body, tag);
+    if (Buffer.compare(wire, encode({ ...m, tag } as Message)) !== 0) t.fail(`${name}: differs from encode with the tag`);
+    const back = decode(wire);
+    if (isDecodeError(back) || back.tag !== tag) t.fail(`${name}: tag ${tag} not carried`);
+  }
+  t.pass('58 messages');
 });
 
 function big(_k: string, v: unknown): unknown {

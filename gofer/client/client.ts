@@ -96,6 +96,12 @@ export class Client {
    */
   private readonly late: { body: Body<'Tclunk'> & { type: 'Tclunk' } | Body<'Tsetattr'> & { type: 'Tsetattr' }; settle(p: Promise<Message>): void }[] = [];
   private lateTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Whether `lateTimer` runs for requests held now. The timer is made once and restarted (`refresh`) rather than
+   * made and cleared for each batch (an untar holds one per file): when the held requests go out with the next
+   * one first, it is left to fire once with nothing to send.
+   */
+  private lateArmed = false;
 
   /** Whether the connection has ended (every request fails with EIO from then on). */
   get closed(): boolean {
@@ -156,6 +162,7 @@ export class Client {
   close(): void {
     clearTimeout(this.lateTimer);
     this.lateTimer = undefined;
+    this.lateArmed = false;
     for (const l of this.late.splice(0)) l.settle(Promise.reject(new P9Error(EIO, `${l.body.type} (connection closed)`))); // the server drops a closed connection's fids
     this.socket.destroy();
     for (const fd of this.fdQueue.splice(0)) sys.close(fd);
@@ -462,7 +469,10 @@ export class Client {
 
   private hold(body: (typeof this.late)[number]['body'], settle: (p: Promise<Message>) => void): void {
     this.late.push({ body, settle });
-    if (!this.lateTimer) {
+    if (this.lateArmed) return;
+    this.lateArmed = true;
+    if (this.lateTimer) this.lateTimer.refresh();
+    else {
       this.lateTimer = setTimeout(() => this.sendLate(), CLUNK_DELAY_MS);
       this.lateTimer.unref?.();
     }
@@ -470,8 +480,7 @@ export class Client {
 
   /** Sends the held requests now (a caller is about to wait for their outcome). */
   sendLate(): void {
-    clearTimeout(this.lateTimer);
-    this.lateTimer = undefined;
+    this.lateArmed = false;
     for (const l of this.late.splice(0)) l.settle(this.start(l.body).reply);
   }
 

@@ -150,3 +150,34 @@ t.test('a read on the thread pool and a getattr behind it → the getattr is ans
   t.same(order, ['Rgetattr', 'Rread'], 'replies leave in the order the work finishes, not the order of the requests');
   t.equal(await errCode(c.write(f, 1n << 60n, new Uint8Array(1))), 'EBADF', 'opened read-only');
 });
+
+t.test('clunkSoon: a held Tclunk goes out with the next request, or by itself within a few ms when none comes, every time', async (t) => {
+  const s = scratch(t);
+  await startServer(t, s);
+  const c = await connectClient(t, s);
+  const root = c.allocFid();
+  await c.attach(root);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const walked = async () => {
+    const f = c.allocFid();
+    await c.walk(root, f, []);
+    return f;
+  };
+  // Held, then carried by the next request (the timer started for it is still running).
+  c.clunkSoon(await walked());
+  let sent = c.sent;
+  const g = await walked();
+  t.equal(c.sent, sent + 2, 'the held Tclunk went out just before the Twalk');
+  // Held again right after: nothing else comes, so the timer sends it.
+  sent = c.sent;
+  c.clunkSoon(g);
+  await sleep(60);
+  t.equal(c.sent, sent + 1, 'sent by the timer when no request followed');
+  // And once more after the timer has fired.
+  const h = await walked();
+  sent = c.sent;
+  c.clunkSoon(h);
+  await sleep(60);
+  t.equal(c.sent, sent + 1, 'sent by the timer again');
+  c.close();
+});

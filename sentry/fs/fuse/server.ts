@@ -516,9 +516,10 @@ export class FuseServer {
       case OP.INIT:
         return this.init(view(b));
       case OP.LOOKUP: {
-        const [name] = cstrings(b, 1) ?? [];
-        if (!name) return EINVAL;
-        return this.lookupLocal(h.nodeid, name);
+        // A view of the name, not a copy: nothing here keeps it (a LOOKUP that waits reads its body again).
+        const end = b.indexOf(0);
+        if (end < 0) return EINVAL;
+        return this.lookupLocal(h.nodeid, b.subarray(0, end));
       }
       case OP.GETATTR: {
         const node = this.node(h.nodeid);
@@ -543,10 +544,11 @@ export class FuseServer {
         // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
         return new Uint8Array(0);
       case OP.GETXATTR: {
-        const [name] = cstrings(b.subarray(8), 1) ?? [];
-        if (!name) return EINVAL;
-        // The kernel asks for `security.capability` before a new inode's first write and at each chown.
-        return isUserXattr(name) ? undefined : EOPNOTSUPP;
+        // The name is looked at where it lies (no copy): the kernel asks for `security.capability` before a new
+        // inode's first write and at each chown.
+        const end = b.indexOf(0, 8);
+        if (end < 0) return EINVAL;
+        return isUserXattr(b, 8, end) ? undefined : EOPNOTSUPP;
       }
       default:
         return undefined;
@@ -1553,8 +1555,11 @@ export class FuseServer {
   }
 }
 
-function isUserXattr(n: Uint8Array): boolean {
-  return n.length > USER_PREFIX.length && USER_PREFIX.every((c, i) => n[i] === c);
+/** Whether the attribute name `n[start, end)` (all of `n` by default) is in the `user.` namespace. */
+function isUserXattr(n: Uint8Array, start = 0, end = n.length): boolean {
+  if (end - start <= USER_PREFIX.length) return false;
+  for (let i = 0; i < USER_PREFIX.length; i++) if (n[start + i] !== USER_PREFIX[i]) return false;
+  return true;
 }
 
 function isDot(n: Uint8Array): boolean {

@@ -134,8 +134,6 @@ export class Stack implements NetworkLayer, StackInternals {
   private batchEnders: TransportProtocol[] = [];
   // Transports that may hold views of RX_LOAN frames, asked to copy them when the link ends the loans.
   private lenders: TransportProtocol[] = [];
-  // Whether heldClock is held for a receive batch flagged RX_MORE, released when the batch ends (flushDirty).
-  private batchHeld = false;
   private readonly nicMap = new Map<number, Nic>();
   private readonly local4 = new Map<number, LocalAddress>();
   private readonly local6 = new Map<string, LocalAddress>();
@@ -572,19 +570,12 @@ export class Stack implements NetworkLayer, StackInternals {
   private flushDirty(): void {
     this.flushTimer?.cancel();
     this.flushTimer = undefined;
-    try {
-      for (const t of this.batchEnders) t.batchEnd!();
-      for (const nic of this.nicMap.values()) {
-        if (!nic.dirty) continue;
-        nic.dirty = false;
-        // A link that flushes by itself sends the batch's replies with what the applications write after it.
-        if (nic.link.flushesItself !== true) nic.link.flush();
-      }
-    } finally {
-      if (this.batchHeld) {
-        this.batchHeld = false;
-        this.heldClock.release();
-      }
+    for (const t of this.batchEnders) t.batchEnd!();
+    for (const nic of this.nicMap.values()) {
+      if (!nic.dirty) continue;
+      nic.dirty = false;
+      // A link that flushes by itself sends the batch's replies with what the applications write after it.
+      if (nic.link.flushesItself !== true) nic.link.flush();
     }
   }
 
@@ -593,15 +584,7 @@ export class Stack implements NetworkLayer, StackInternals {
     this.counters.link.rxFrames++;
     // Replies deferred for the rest of the batch go out at deliverBatchEnd, or at the next tick should a link
     // flag RX_MORE and then not end its batch.
-    if ((flags & RX_MORE) !== 0) {
-      this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
-      // The frames of one batch were all received when the link read it: the layers take the time once for the
-      // batch (a packet ring's 32 requests were 32 host clock reads), held until the batch ends (flushDirty).
-      if (!this.batchHeld) {
-        this.batchHeld = true;
-        this.heldClock.hold();
-      }
-    }
+    if ((flags & RX_MORE) !== 0) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
     this.account(this.dispatchFrame(nic, frame, flags));
   }
 

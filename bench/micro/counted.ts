@@ -5,7 +5,6 @@
 import { parseSubnet } from '../../netstack/addr.ts';
 import { type Clock, type Timer, VirtualClock } from '../../netstack/clock.ts';
 import { ChannelEndpoint } from '../../netstack/link/channel.ts';
-import type { LinkEndpoint } from '../../netstack/link/endpoint.ts';
 import { Netstack } from '../../netstack/netstack.ts';
 
 /** A clock that counts what the stack asks of it: reads, timers scheduled and timers cancelled. */
@@ -30,22 +29,14 @@ export class CountingClock implements Clock {
   }
 }
 
-/**
- * A client and a server stack on a GSO channel under one virtual clock, the server's reads of it counted;
- * `wrapServerLink` puts a test's interposer between the channel and the server stack.
- */
-export function countedStacks(opts: { wrapServerLink?: (link: ChannelEndpoint) => LinkEndpoint } = {}): {
-  clock: VirtualClock;
-  counting: CountingClock;
-  client: Netstack;
-  server: Netstack;
-} {
+/** A client and a server stack on a GSO channel under one virtual clock, the server's reads of it counted. */
+export function countedStacks(): { clock: VirtualClock; counting: CountingClock; client: Netstack; server: Netstack } {
   const clock = new VirtualClock();
   const counting = new CountingClock(clock);
   const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, gso: true });
   const client = new Netstack({ clock, seed: 1, dadTransmits: 0 });
   const server = new Netstack({ clock: counting, seed: 2, dadTransmits: 0 });
   client.stack.addAddress(client.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  server.stack.addAddress(server.stack.addNic(opts.wrapServerLink ? opts.wrapServerLink(lb) : lb), parseSubnet('198.18.0.2/24')!);
+  server.stack.addAddress(server.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
   return { clock, counting, client, server };
 }

@@ -1,21 +1,9 @@
 // bench/oci.ts's command line: --help says what it takes; a mistake is one line and status 2, before any work (an
 // unknown option, --help included, used to run the whole benchmark, a private dockerd with it).
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
+import { runBench } from './run-bench.ts';
 
-const BENCH = join(import.meta.dirname, '../../bench/oci.ts');
-
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  try {
-    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', BENCH, ...args], { timeout: 60000 });
-    return { code: 0, out: r.stdout, err: r.stderr };
-  } catch (e) {
-    const x = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof x.code === 'number' ? x.code : -1, out: x.stdout ?? '', err: x.stderr ?? '' };
-  }
-}
+const run = (...args: string[]) => runBench('oci.ts', ...args);
 
 t.test('--help → the options, status 0', async (t) => {
   const r = await run('--help');

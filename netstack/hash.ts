@@ -129,26 +129,23 @@ let scratch = new Uint8Array(64);
  * for RFC 6528 §3 ISNs, RFC 6056 §3.3.3 port offsets and SYN cookies; returns the low half of SipHash-2-4.
  */
 export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]): number {
+  let len = 0;
+  for (const p of parts) len += typeof p === 'number' ? 4 : p.length;
+  if (len > scratch.length) scratch = new Uint8Array(len);
+  const buf = scratch;
   let off = 0;
-  for (let k = 0; k < parts.length; k++) {
-    const p = parts[k]!;
-    const size = typeof p === 'number' ? 4 : p.length;
-    if (off + size > scratch.length) {
-      const grown = new Uint8Array(2 * (off + size));
-      grown.set(scratch.subarray(0, off));
-      scratch = grown;
-    }
-    const buf = scratch;
+  for (const p of parts) {
     if (typeof p === 'number') {
       buf[off] = p >>> 24;
       buf[off + 1] = p >>> 16;
       buf[off + 2] = p >>> 8;
       buf[off + 3] = p;
+      off += 4;
     } else {
-      for (let i = 0; i < size; i++) buf[off + i] = p[i]!;
+      for (let i = 0; i < p.length; i++) buf[off + i] = p[i]!;
+      off += p.length;
     }
-    off += size;
   }
-  sipHashInto(key, scratch, off);
+  sipHashInto(key, buf, len);
   return outLo;
 }

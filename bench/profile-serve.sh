@@ -22,6 +22,8 @@ cleanup() {
   ip netns del "$B" 2>/dev/null || true
 }
 trap cleanup EXIT
+# "tid:ticks" (user + system, 1/100 s) for every thread of process $1.
+thread_ticks() { for t in /proc/"$1"/task/*; do awk -v tid="${t##*/}" '{ printf "%s:%d ", tid, $14 + $15 }' "$t/stat"; done; }
 cleanup
 ip netns add "$A"
 ip netns add "$B"
@@ -47,7 +49,18 @@ if [ "$kind" = iperf3 ]; then
   streams=${2:-4}
   reverse=${3:-}
   [ "$reverse" = "-R" ] || { [ -z "$reverse" ] || { echo "profile-serve: third argument must be -R or nothing" >&2; exit 2; }; }
-  ip netns exec "$A" iperf3 -c $NET.2 -P "$streams" $reverse -t "${4:-6}" -f g | grep -E 'SUM|sender|receiver' | tail -2
+  # Who pays for the transfer: serve's own CPU (main thread, other threads), the client's (iperf3 -V), and the
+  # client's retransmissions with how many of them the receiver reported as duplicates (DSACK, i.e. spurious).
+  ip netns exec "$A" nstat -n
+  before=$(thread_ticks "$serve_pid")
+  ip netns exec "$A" iperf3 -c $NET.2 -P "$streams" $reverse -t "${4:-6}" -f g -V \
+    | grep -E 'SUM.*(sender|receiver)|^\[ *[0-9]+\].*(sender|receiver)|CPU Utilization' | tail -3
+  after=$(thread_ticks "$serve_pid")
+  echo "$before | $after" | awk -v pid="$serve_pid" '{
+      for (i = 1; i <= NF; i++) { if ($i == "|") { late = 1; continue }; split($i, t, ":"); if (late) a[t[1]] = t[2]; else b[t[1]] = t[2] }
+      for (k in a) { d = a[k] - b[k]; if (k == pid) main += d; else rest += d }
+      printf "serve CPU: main thread %.2f s, other threads %.2f s\n", main / 100, rest / 100 }'
+  ip netns exec "$A" nstat -z TcpRetransSegs TcpExtTCPDSACKRecvSegs TcpExtTCPSACKReorder | awk 'NR > 1 { c = c " " $1 " " $2 } END { print "client:" c }'
 elif [ "$kind" = http ]; then
   ip netns exec "$A" wrk -t 2 -c "${3:-32}" -d "${2:-6}s" --timeout 2s -H 'Connection: close' http://$NET.2/ | grep -E 'Requests/sec|errors'
 else

@@ -56,6 +56,7 @@ export const sys = {
     len: number,
     flags: number,
   ) => number,
+  sched_yield: libc.func('int sched_yield(void)') as () => number,
   read: libc.func('long read(int fd, void *buf, size_t n)') as (fd: number, buf: Uint8Array | bigint, n: number) => number,
   write: libc.func('long write(int fd, void *buf, size_t n)') as (fd: number, buf: Uint8Array | bigint, n: number) => number,
   poll: libc.func('int poll(void *fds, unsigned long n, int timeout)') as (fds: Uint8Array, n: number, t: number) => number,

@@ -162,6 +162,8 @@ export async function serveRootfs(
       owner: o.owner,
       // A knob for comparisons: TSVISOR_FUSE_URING=0 keeps requests on /dev/fuse where io_uring is offered.
       uring: process.env.TSVISOR_FUSE_URING !== '0',
+      // Another: TSVISOR_FUSE_SPIN_US sets how long the server polls for a lone caller's next request (0: never).
+      spinUs: process.env.TSVISOR_FUSE_SPIN_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_SPIN_US),
     });
     server.start();
     log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);

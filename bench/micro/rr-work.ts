@@ -3,7 +3,7 @@
  * frames each way, clock reads, timers scheduled and cancelled, ticks and microtasks queued (both stacks and
  * node:http), and (with `--http`) the same through node:http on tsvisor/net. Two stacks over an in-memory channel on a virtual clock; the client sends a 100-byte request, the
  * server answers 500 bytes, 0.05 ms apart (a veth's round trip), on `CONNS` connections taking turns.
- * Run: `node --import tsx bench/micro/rr-work.ts [--http] [--deferred] [EXCHANGES]`.
+ * Run: `node --import tsx bench/micro/rr-work.ts [--http] [--deferred] [--conns N] [EXCHANGES]`.
  */
 import http from 'node:http';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -30,8 +30,11 @@ if (args.includes('--deferred')) {
 }
 
 const httpMode = args.includes('--http');
-const exchanges = Number(args.find((a) => /^\d+$/.test(a)) ?? 200000);
-const CONNS = 32;
+const connsAt = args.indexOf('--conns');
+const exchanges = Number(args.find((a, i) => /^\d+$/.test(a) && (connsAt < 0 || i !== connsAt + 1)) ?? 200000);
+/** Connections taking turns (`--conns N`, default 32): each round delivers one request from every one at once. */
+const CONNS = connsAt >= 0 ? Number(args[connsAt + 1]) : 32;
+if (!Number.isInteger(CONNS) || CONNS < 1) throw new Error(`--conns takes a positive whole number, not '${args[connsAt + 1]}'`);
 const REQUEST = new Uint8Array(100).fill(0x61);
 const RESPONSE = new Uint8Array(500).fill(0x62);
 

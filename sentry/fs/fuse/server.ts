@@ -444,7 +444,7 @@ export class FuseServer {
   }
 
   /**
-   * After a lone caller's request was answered at once, polls `/dev/fuse` (non-blocking reads, `sched_yield`
+   * After a lone caller's request was answered (at once, or when the Gofer's reply came), polls `/dev/fuse` (non-blocking reads, `sched_yield`
    * between them) for up to `spinNs` for that caller's next request, and answers it here, instead of going back
    * to epoll_wait at once. Why: a program making one file call after another (an untar: 11 of its 12 requests per
    * file are answered at once) waits for each reply, and on this VM (idle vCPUs halt at once: haltpoll with
@@ -552,6 +552,8 @@ export class FuseServer {
         this.unanswered--;
         if (typeof r === 'number') this.send(h.unique, -r);
         else this.send(h.unique, 0, r);
+        // The caller is most likely a lone one again, whose next request comes as soon as it has this reply.
+        if (this.unanswered === 0) this.spin();
       },
       (e: unknown) => {
         this.unanswered--;

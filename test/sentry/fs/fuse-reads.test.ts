@@ -87,3 +87,17 @@ t.test('polling never keeps the event loop from its other work for long', async 
   t.ok(m.server.spun - spun0 >= 5000, 'the caller was served by polling');
   t.ok(worst < 50, `timer gap ${worst.toFixed(1)} ms`);
 });
+
+t.test('a lone caller whose requests each wait for the Gofer: the poll follows each reply too', async (t) => {
+  const m = await mountScratch(t, (root) => mkdirSync(join(root, 'h'), { mode: 0o777 }));
+  // A directory made on the host: a name missing in it is asked of the Gofer (a LOOKUP per new name).
+  const spun0 = m.server.spun;
+  const r = await sh(`python3 -c "import os
+for i in range(500):
+  try: os.stat('${m.mnt}/h/missing%d' % i)
+  except FileNotFoundError: pass"`);
+  t.equal(r.code, 0, r.err);
+  const spun = m.server.spun - spun0;
+  t.comment(`${spun} of 500 lookups taken while polling after the last one's reply`);
+  t.ok(spun >= 250, `${spun} of 500 taken while polling`);
+});

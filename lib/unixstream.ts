@@ -47,6 +47,14 @@ function msghdr(mem: NativeBuffer, dataLen: number, controlLen: number): void {
 interface Out {
   data: Uint8Array;
   fds: number[];
+  /** Given for lent descriptors: called instead of closing them. */
+  release?: () => void;
+}
+
+/** Ends the sender's part in an Out's descriptors: closes them, or hands lent ones back. */
+function settle(o: Out): void {
+  if (o.release) o.release();
+  else for (const fd of o.fds) sys.close(fd);
 }
 
 /** A connected unix stream socket on the main loop; owns the descriptor it is given. */
@@ -117,16 +125,17 @@ export class UnixStream extends EventEmitter {
   /**
    * Sends `data`, with `fds` attached to its first byte or earlier (never later). The descriptors are ours to
    * close: they are closed once the kernel has them in flight (it holds its own references), or when the stream is
-   * destroyed first. The bytes go out at the end of the current job (a microtask), together with whatever else
+   * destroyed first; or, with `release`, they are lent, and `release` is called at that point instead, so the
+   * caller keeps them open until then. The bytes go out at the end of the current job (a microtask), together with whatever else
    * was written meanwhile: a server answering a batch of pipelined requests makes one send(2), not one per reply.
    * False while the kernel's buffer is full (then `drain` follows).
    */
-  write(data: Uint8Array, fds: number[] = []): boolean {
+  write(data: Uint8Array, fds: number[] = [], release?: () => void): boolean {
     if (this.closed) {
-      for (const fd of fds) sys.close(fd);
+      settle({ data, fds, release });
       return false;
     }
-    this.out.push({ data, fds });
+    this.out.push({ data, fds, release });
     this.queued += data.length;
     if (!this.flushQueued && !this.blocked) {
       this.flushQueued = true;
@@ -143,7 +152,7 @@ export class UnixStream extends EventEmitter {
     if (this.closed) return this;
     this.closed = true;
     this.poll.close();
-    for (const o of this.out) for (const fd of o.fds) sys.close(fd);
+    for (const o of this.out) settle(o);
     this.out.length = 0;
     this.queued = 0;
     sys.close(this.fd);
@@ -180,7 +189,9 @@ export class UnixStream extends EventEmitter {
         if (k > 1) {
           const batch = this.out.slice(0, k);
           const joined = Buffer.concat(batch.map((x) => x.data), total);
-          this.out.splice(0, k, { data: joined, fds: nfds === o.fds.length ? o.fds : batch.flatMap((x) => x.fds) });
+          const fds = nfds === o.fds.length ? o.fds : batch.flatMap((x) => x.fds);
+          const release = batch.some((x) => x.release) ? () => batch.forEach(settle) : undefined;
+          this.out.splice(0, k, { data: joined, fds, release });
           o = this.out[0]!;
         }
       }
@@ -194,8 +205,9 @@ export class UnixStream extends EventEmitter {
       if (n < 0) return this.fail(new SysError('send', -n));
       this.sends++;
       if (o.fds.length > 0) {
-        for (const fd of o.fds) sys.close(fd);
+        settle(o);
         o.fds = [];
+        o.release = undefined;
       }
       this.queued -= n;
       if (n === o.data.length) this.out.shift();

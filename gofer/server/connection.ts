@@ -19,7 +19,7 @@ import { handle, Session, type ServerConfig } from './ops.ts';
 const E = ERRNO as Record<string, number>;
 const { EBUSY, EIO, EOPNOTSUPP, EPROTO } = E;
 
-type AnyAnswer = { type: string; fds?: number[] } | { frame: Uint8Array } | number;
+type AnyAnswer = { type: string; fds?: number[]; release?: () => void } | { frame: Uint8Array } | number;
 
 /** Limits of one connection. */
 export interface ConnectionLimits {
@@ -315,9 +315,9 @@ export class Connection {
       setTag(a.frame, tag);
       this.send(a.frame);
     } else {
-      // The answer's own object, tag given apart (its `fds`, not a layout field, is not encoded).
+      // The answer's own object, tag given apart (its `fds` and `release`, not layout fields, are not encoded).
       const frame = encodeTagged(a as { type: MessageName }, tag);
-      if (a.fds) this.send(frame, a.fds);
+      if (a.fds) this.send(frame, a.fds, a.release);
       else this.send(frame);
     }
   }
@@ -331,12 +331,14 @@ export class Connection {
     this.send(encode(m));
   }
 
-  private send(frame: Uint8Array, fds?: number[]): void {
+  /** Sends a reply; its descriptors are closed once sent, or with `release` handed back to their lender. */
+  private send(frame: Uint8Array, fds?: number[], release?: () => void): void {
     if (this.closed) {
-      for (const fd of fds ?? []) fs.close(fd);
+      if (release) release();
+      else for (const fd of fds ?? []) fs.close(fd);
       return;
     }
-    if (fds) (this.socket as UnixStream).write(frame, fds); // only a donating session answers with descriptors
+    if (fds) (this.socket as UnixStream).write(frame, fds, release); // only a donating session answers with descriptors
     else this.socket.write(frame);
     if (this.socket.writableLength > (this.session.msize || this.limits.maxMsize) * this.limits.maxTags) this.pausedForWrites = true;
     this.flow();

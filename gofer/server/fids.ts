@@ -2,7 +2,8 @@
  * What a fid holds: a reference-counted O_PATH descriptor of its file (a `Node`), never a path, and once opened a
  * second, reference-counted descriptor for I/O (an `OpenFile`) that stays open until the last read or write on
  * the thread pool using it has finished, so a Tclunk racing a Tread cannot close a descriptor number the kernel
- * might hand to someone else while the read is still running.
+ * might hand to someone else while the read is still running. A file the fid created has one descriptor for both:
+ * the one it was created with, owned by the node, which the open file holds a reference to.
  */
 import * as fs from '../../lib/fs.ts';
 
@@ -24,7 +25,8 @@ export function kindOf(mode: number): Kind {
 }
 
 /**
- * An O_PATH descriptor of one file inside the root, shared by the fids that walked to it. `parent` and `name` are
+ * An O_PATH descriptor of one file inside the root (for a file created through Tlcreate, the descriptor it was
+ * created with), shared by the fids that walked to it. `parent` and `name` are
  * where the walk found it (Tremove and Trename need them; both check that the name still refers to this file).
  */
 export class Node {
@@ -64,7 +66,10 @@ export class Node {
   }
 }
 
-/** An opened descriptor with the count of thread-pool operations still using it. */
+/**
+ * An opened descriptor with the count of thread-pool operations still using it. With `owner`, the descriptor is
+ * that node's own: closing drops the reference to the node instead, which closes it with the node's last one.
+ */
 export class OpenFile {
   private users = 0;
   private closing = false;
@@ -72,6 +77,7 @@ export class OpenFile {
   constructor(
     readonly fd: number,
     readonly flags: number,
+    private readonly owner?: Node,
   ) {}
 
   /** Whether the open allows reading. */
@@ -91,14 +97,19 @@ export class OpenFile {
 
   /** Marks its end; closes the descriptor if it was closed meanwhile. */
   done(): void {
-    if (--this.users === 0 && this.closing) fs.close(this.fd);
+    if (--this.users === 0 && this.closing) this.release();
   }
 
   /** Closes now, or after the operations in flight. */
   close(): void {
     if (this.closing) return;
     this.closing = true;
-    if (this.users === 0) fs.close(this.fd);
+    if (this.users === 0) this.release();
+  }
+
+  private release(): void {
+    if (this.owner) this.owner.release();
+    else fs.close(this.fd);
   }
 }
 

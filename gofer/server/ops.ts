@@ -44,7 +44,7 @@ export interface ServerConfig {
 }
 
 /** A handler's answer: the reply body, a complete frame (the tag is set by the caller), or an errno. */
-export type Answer<T extends TName> = (Body<ReplyOf<T>> & { fds?: number[] }) | { frame: Uint8Array } | number;
+export type Answer<T extends TName> = (Body<ReplyOf<T>> & { fds?: number[]; release?: () => void }) | { frame: Uint8Array } | number;
 
 type Handler<T extends TName> = (s: Session, m: Message<T>) => Answer<T> | Promise<Answer<T>>;
 
@@ -271,14 +271,8 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (s.cfg.readOnly && (acc !== F.O_RDONLY || m.flags & F.O_TRUNC)) return EROFS;
     const fd = openNode(s, f.node, m.flags);
     if (fd < 0) return -fd;
-    const q = nodeQid(f.node);
-    const fds = donation(s, f.node, fd);
-    if (typeof fds === 'number') {
-      fs.close(fd);
-      return fds;
-    }
     f.open = new OpenFile(fd, m.flags & OPEN_PASS);
-    return { type: 'Rlopen', qid: q, iounit: 0, fds };
+    return { type: 'Rlopen', qid: nodeQid(f.node), iounit: 0, ...donation(s, f.node, f.open) };
   },
 
   Tlcreate(s, m) {
@@ -310,27 +304,13 @@ const handlers: { [T in TName]?: Handler<T> } = {
     }
     if (io < 0) return -io;
     if (created) chownNew(io, '', owner);
-    const pathFd = fs.dup(io);
-    if (pathFd < 0) {
-      fs.close(io);
-      return -pathFd;
-    }
-    const node = nodeFor(pathFd, d.node, m.name);
-    if (typeof node === 'number') {
-      fs.close(io);
-      return node;
-    }
-    const q = nodeQid(node);
-    const fds = donation(s, node, io);
-    if (typeof fds === 'number') {
-      fs.close(io);
-      node.release();
-      return fds;
-    }
+    // The node keeps the descriptor the file was opened with (no O_PATH copy); the open file shares it.
+    const node = nodeFor(io, d.node, m.name);
+    if (typeof node === 'number') return node;
     d.node.release();
     d.node = node;
-    d.open = new OpenFile(io, flags);
-    return { type: 'Rlcreate', qid: q, iounit: 0, fds };
+    d.open = new OpenFile(io, flags, node.ref());
+    return { type: 'Rlcreate', qid: nodeQid(node), iounit: 0, ...donation(s, node, d.open) };
   },
 
   Tread(s, m) {
@@ -722,13 +702,15 @@ const handlers: { [T in TName]?: Handler<T> } = {
 };
 
 /**
- * In a donating session, a duplicate of a regular file's opened descriptor to send with the reply (the rule the
- * client relies on: every successful Rlopen/Rlcreate of a regular file carries exactly one); otherwise none.
+ * In a donating session, a regular file's opened descriptor to send with the reply (the rule the client relies
+ * on: every successful Rlopen/Rlcreate of a regular file carries exactly one); otherwise none. It is lent, not
+ * copied: the open file counts the send as a user until the descriptor is in flight, so a Tclunk that comes
+ * before the reply has gone out cannot close it.
  */
-function donation(s: Session, node: Node, fd: number): number[] | undefined | number {
+function donation(s: Session, node: Node, open: OpenFile): { fds: number[]; release: () => void } | undefined {
   if (!s.donate || node.kind !== 'file') return undefined;
-  const d = fs.dup(fd);
-  return d < 0 ? -d : [d];
+  open.use();
+  return { fds: [open.fd], release: () => open.done() };
 }
 
 /** 9P lock types to fcntl's. */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { Client } from '../../gofer/client/client.ts';
@@ -61,6 +61,23 @@ t.test('9P2000.L.tsvisor → Rlopen/Rlcreate of a regular file carry the opened 
   });
   t.equal(matched, 40, 'every descriptor belongs to its own reply');
   t.equal(c.queuedDescriptors, 0, 'none left over');
+
+  // The descriptor is lent to the reply, not copied: a Tclunk served in the same batch, before the reply has
+  // gone out, must not close it under the send; it closes once sent.
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  const g = c.allocFid();
+  const h = c.allocFid();
+  await c.walk(root, g, ['data']);
+  await c.walk(root, h, []);
+  const [lo, , lc] = await Promise.all([c.lopen(g, F.O_RDONLY), c.clunk(g), c.lcreate(h, 'pipelined', F.O_RDWR, 0o644), c.clunk(h)]);
+  t.equal(text(buf.subarray(0, fs.pread(lo.fd!, buf, 0n))), 'donated bytes\n', 'Rlopen\'s descriptor, clunked in the same batch, arrived intact');
+  t.equal(fs.pwrite(lc.fd!, new TextEncoder().encode('late'), 0n), 4, 'so did Rlcreate\'s');
+  t.equal(readFileSync(join(s.root, 'pipelined'), 'utf8'), 'late', 'into the created file');
+  fs.close(lo.fd!);
+  fs.close(lc.fd!);
+  for (let i = 0; i < 50 && openFds() > before; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(openFds(), before, 'and the server closed its own once they were sent');
   t.equal(server.stats.internalErrors, 0);
 });
 

@@ -1,5 +1,5 @@
 import { pbkdf2 } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { bytes, text } from '../../gofer/p9/codec.ts';
@@ -33,6 +33,30 @@ t.test('--uid-map → created files belong to the mapped host ids; getattr maps 
   t.same([ga.uid, ga.gid], [1000, 1000], 'Tgetattr shows the inside ids');
   const rootAttr = await c.getattr(root);
   t.equal(rootAttr.uid, 65534, 'a host owner outside the map → overflow id');
+});
+
+t.test('Tlcreate → one descriptor for the node and the open file: it outlives the creating fid while a clone holds the node', async (t) => {
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const s = scratch(t);
+  await startServer(t, s);
+  const c = await connectClient(t, s);
+  const root = c.allocFid();
+  await c.attach(root);
+  const f = c.allocFid();
+  await c.walk(root, f, []);
+  const before = openFds();
+  await c.lcreate(f, 'x', F.O_RDWR, 0o644);
+  t.equal(openFds(), before + 1, 'the create opened one descriptor, not a second copy for the node');
+  await c.write(f, 0n, bytes('abc'));
+  const g = c.allocFid();
+  await c.walk(f, g, []);
+  await c.clunk(f);
+  t.equal((await c.getattr(g)).size, 3n, 'the clone still reaches the file after the creating fid is gone');
+  await c.lopen(g, F.O_RDONLY);
+  t.equal(text(await c.read(g, 0n, 10)), 'abc', 'and opens it');
+  await c.clunk(g);
+  for (let i = 0; i < 50 && openFds() > before; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(openFds(), before, 'the last clunk closed it');
 });
 
 t.test('--ro → every change refused with EROFS, reads still work', async (t) => {

@@ -48,6 +48,39 @@ t.test('frames written in one turn, one carrying a descriptor → one sendmsg, t
   for (const fd of fds) fs.close(fd);
 });
 
+t.test('a lent descriptor (write with release) → sent, not closed; released once in flight, or when destroyed first', async (t) => {
+  const [x, y] = socketPair('stream');
+  const a = new UnixStream(x);
+  const b = new UnixStream(y);
+  t.teardown(() => {
+    a.destroy();
+    b.destroy();
+  });
+  const file = fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC);
+  t.teardown(() => fs.close(file));
+  const ino = (fs.fstat(file) as fs.Statx).ino;
+  const arrived = collect(b, 20);
+  let released = 0;
+  a.write(Buffer.alloc(10, 1));
+  a.write(Buffer.alloc(10, 2), [file], () => released++);
+  t.equal(released, 0, 'not released before the send');
+  const got = await arrived;
+  t.equal(released, 1, 'released once, after the send');
+  t.equal((fs.fstat(file) as fs.Statx).ino, ino, 'the lender\'s descriptor is still open');
+  const fds = got.flatMap((g) => g.fds);
+  t.equal(fds.length, 1, 'one descriptor arrived');
+  t.equal((fs.fstat(fds[0]!) as fs.Statx).ino, ino, 'the very file');
+  for (const fd of fds) fs.close(fd);
+  let dropped = 0;
+  const owned = fs.dup(file);
+  a.write(Buffer.alloc(10, 3), [owned]);
+  a.write(Buffer.alloc(10, 4), [file], () => dropped++);
+  a.destroy(); // before the microtask that sends
+  t.equal(dropped, 1, 'destroyed before sending → released');
+  t.ok(fs.fstat(owned) as number < 0, 'an owned descriptor is closed as before');
+  t.equal((fs.fstat(file) as fs.Statx).ino, ino, 'the lent one is not');
+});
+
 t.test('descriptors beyond one message\'s room → the batch splits, every descriptor still arrives', async (t) => {
   const [x, y] = socketPair('stream');
   const a = new UnixStream(x);

@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../gofer/client/client.ts';
 import * as fs from '../lib/fs.ts';
+import { describeMachine, readMachine, type Machine } from './machine.ts';
 import { haveTool, runAsync, tsvisorCommand } from './proc.ts';
 
 const { F } = fs;
@@ -48,6 +49,8 @@ export interface GoferReport {
   rows: GoferRow[];
   /** Rows that could not run, with the reason. */
   skipped: string[];
+  /** CPUs, kernel and how idle CPUs wait (bench/machine.ts). */
+  machine?: Machine;
 }
 
 interface Sizes {
@@ -330,7 +333,7 @@ export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; lo
     : { size: 1 << 30, files: 20000, tarFiles: 10000, reads: 100000, reps: 3 };
   if (o.untarOnly) Object.assign(z, { size: 4096, files: 0, untarOnly: true });
   const dir = mkdtempSync('/var/tmp/tgf-bench-');
-  const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [] };
+  const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [], machine: readMachine() };
   const unmount = freshFileSystem(dir, o.quick || o.untarOnly ? 1 << 30 : 4 << 30, report.skipped);
   chmodSync(dir, 0o755);
   try {
@@ -390,6 +393,7 @@ export function formatGoferTable(r: GoferReport): string {
     lines.push(`${row.test.padEnd(12)} ${row.system.padEnd(34)} ${row.value.toFixed(row.unit === 'req/file' ? 1 : 0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}`);
   }
   for (const s of r.skipped) lines.push(`skipped: ${s}`);
+  if (r.machine) lines.push(describeMachine(r.machine));
   return lines.join('\n') + '\n';
 }
 

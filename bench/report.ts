@@ -2,6 +2,7 @@
  * Presenting a benchmark report: the terminal table (each figure with its ratio to kernel from the same run),
  * the UDP echo side-by-side, and a self-contained HTML page with inline SVG bar charts.
  */
+import { describeMachine } from './machine.ts';
 import { HIGHER_IS_BETTER, TESTS, micros, pairKey, ratiosToKernel, type BenchReport, type BenchResult } from './results.ts';
 import { SYSTEMS } from './systems.ts';
 
@@ -99,6 +100,7 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const out = [line(rows[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
   out.push('', 'ratios are to kernel in the same run; throughput and req/s: higher is better; µs and bytes: lower is better');
   for (const [system, what] of Object.entries(report.notes)) out.push(`conn-memory ${system}: ${what}`);
+  if (report.machine) out.push(describeMachine(report.machine));
   const threads = report.results.find((r) => r.system === 'tsvisor' && typeof r.threads === 'number')?.threads;
   if (threads) out.push(`tsvisor: serve --threads ${threads} (netstack shards on worker threads)`);
   for (const s of report.skipped) out.push(`skipped: ${s.system}${s.test === '*' ? '' : ` ${s.test}`}${s.mtu ? ` (MTU ${s.mtu})` : ''}: ${s.reason}`);

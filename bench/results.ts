@@ -2,6 +2,7 @@
  * The benchmark's result records and the JSON document `tsvisor bench --json` writes:
  * `{"results":[{"system","test","mtu","direction","streams","value","unit", ...extra}], "skipped":[...], ...}`.
  */
+import type { Machine } from './machine.ts';
 import type { SystemName } from './systems.ts';
 
 /** The tests, in report order. */
@@ -64,6 +65,8 @@ export interface BenchReport {
   quick: boolean;
   startedAt: string;
   seconds: number;
+  /** CPUs, kernel and how idle CPUs wait (bench/machine.ts); absent in reports written before it was recorded. */
+  machine?: Machine;
 }
 
 /** A latency in µs as text, in ms from 10 ms up. */

@@ -4,6 +4,7 @@
  * skipped with its reason; nothing here throws past a single test.
  */
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
+import { readMachine } from './machine.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { highestPassing, synFloodSteps } from './synflood.ts';
@@ -348,5 +349,5 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
       }
     }
   }
-  return { results, skipped, notes, quick: opts.quick, startedAt, seconds: round((performance.now() - started) / 1000, 1), udpLatency };
+  return { results, skipped, notes, quick: opts.quick, startedAt, seconds: round((performance.now() - started) / 1000, 1), udpLatency, machine: readMachine() };
 }

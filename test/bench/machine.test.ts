@@ -1,0 +1,47 @@
+import t, { type Test } from 'tap';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { describeMachine, readMachine } from '../../bench/machine.ts';
+
+/** A sysfs root holding just `files` (path under the root → content). */
+function fakeSys(t: Test, files: Record<string, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'tsv-machine-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), text + '\n');
+  }
+  return root;
+}
+
+const DRIVER = 'devices/system/cpu/cpuidle/current_driver';
+const POLL = 'module/haltpoll/parameters/guest_halt_poll_ns';
+
+t.test('haltpoll with no polling: read, and the line says idle vCPUs halt at once', async (t) => {
+  const m = readMachine(fakeSys(t, { [DRIVER]: 'haltpoll', [POLL]: '0' }));
+  t.equal(m.cpuidle, 'haltpoll');
+  t.equal(m.haltPollNs, 0);
+  t.match(describeMachine(m), /cpuidle haltpoll, guest_halt_poll_ns 0: idle vCPUs halt at once/);
+});
+
+t.test('haltpoll polling 200 µs: the line gives the time', async (t) => {
+  const m = readMachine(fakeSys(t, { [DRIVER]: 'haltpoll', [POLL]: '200000' }));
+  t.equal(m.haltPollNs, 200000);
+  t.match(describeMachine(m), /idle vCPUs poll 200 µs before they halt/);
+  t.notMatch(describeMachine(m), /halt at once/);
+});
+
+t.test('another driver: its name, and no halt-poll figure even where the module file exists', async (t) => {
+  const m = readMachine(fakeSys(t, { [DRIVER]: 'intel_idle', [POLL]: '0' }));
+  t.equal(m.cpuidle, 'intel_idle');
+  t.equal(m.haltPollNs, undefined);
+  t.notMatch(describeMachine(m), /halt/);
+});
+
+t.test('no cpuidle at all: CPUs and kernel only', async (t) => {
+  const m = readMachine(fakeSys(t, {}));
+  t.equal(m.cpuidle, undefined);
+  t.ok(m.cpus >= 1);
+  t.match(describeMachine(m), /^machine: \d+ CPUs?, Linux \S+$/);
+});

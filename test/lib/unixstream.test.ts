@@ -1,12 +1,24 @@
 // UnixStream's system calls per message: frames written in one turn of the loop go out in one send, descriptors
 // and all, and a wake-up whose read came back short reads no more (each is a wake-up or a call the Gofer and the
 // Sentry pay per file of an untar).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as fs from '../../lib/fs.ts';
 import { socketPair, send, close } from '../../lib/unix.ts';
 import { UnixStream } from '../../lib/unixstream.ts';
 
 const { F } = fs;
+
+/** Two UnixStreams over a stream socketpair, destroyed when `t` ends. */
+function streamPair(t: Test): [UnixStream, UnixStream] {
+  const [x, y] = socketPair('stream');
+  const a = new UnixStream(x);
+  const b = new UnixStream(y);
+  t.teardown(() => {
+    a.destroy();
+    b.destroy();
+  });
+  return [a, b];
+}
 
 /** Resolves once `n` bytes arrived on `s`, with each read's bytes and descriptors. */
 function collect(s: UnixStream, n: number): Promise<{ data: Buffer; fds: number[] }[]> {
@@ -22,13 +34,7 @@ function collect(s: UnixStream, n: number): Promise<{ data: Buffer; fds: number[
 }
 
 t.test('frames written in one turn, one carrying a descriptor → one sendmsg, the descriptor with the first byte', async (t) => {
-  const [x, y] = socketPair('stream');
-  const a = new UnixStream(x);
-  const b = new UnixStream(y);
-  t.teardown(() => {
-    a.destroy();
-    b.destroy();
-  });
+  const [a, b] = streamPair(t);
   const file = fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC);
   t.ok(file >= 0);
   const ino = (fs.fstat(file) as fs.Statx).ino;
@@ -49,13 +55,7 @@ t.test('frames written in one turn, one carrying a descriptor → one sendmsg, t
 });
 
 t.test('a lent descriptor (write with release) → sent, not closed; released once in flight, or when destroyed first', async (t) => {
-  const [x, y] = socketPair('stream');
-  const a = new UnixStream(x);
-  const b = new UnixStream(y);
-  t.teardown(() => {
-    a.destroy();
-    b.destroy();
-  });
+  const [a, b] = streamPair(t);
   const file = fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC);
   t.teardown(() => fs.close(file));
   const ino = (fs.fstat(file) as fs.Statx).ino;
@@ -82,13 +82,7 @@ t.test('a lent descriptor (write with release) → sent, not closed; released on
 });
 
 t.test('descriptors beyond one message\'s room → the batch splits, every descriptor still arrives', async (t) => {
-  const [x, y] = socketPair('stream');
-  const a = new UnixStream(x);
-  const b = new UnixStream(y);
-  t.teardown(() => {
-    a.destroy();
-    b.destroy();
-  });
+  const [a, b] = streamPair(t);
   const arrived = collect(b, 20 * 4);
   for (let i = 0; i < 20; i++) a.write(Buffer.alloc(4, i), [fs.openat(F.AT_FDCWD, '/proc/self/exe', F.O_RDONLY | F.O_CLOEXEC)]);
   const got = await arrived;

@@ -7,16 +7,41 @@
  */
 import http from 'node:http';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { HelpRequested, UsageError, intOption, parseArgs } from '../../cli/args.ts';
 import { parseAddress } from '../../netstack/addr.ts';
 import { bindNet } from '../../netstack/adapter/net.ts';
 import { Err, NetError } from '../../netstack/errors.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
 import { countedStacks } from './counted.ts';
 
-const args = process.argv.slice(2);
+const USAGE = 'usage: node --import tsx bench/micro/rr-work.ts [--http] [--deferred] [--conns N] [EXCHANGES]\n';
+
+/** The command line, checked before any work: --help prints the usage; a mistake is one line and status 2. */
+function options(): { httpMode: boolean; countDeferred: boolean; conns: number; exchanges: number } {
+  try {
+    const { options: o, positional } = parseArgs(process.argv.slice(2), { http: {}, deferred: {}, conns: { value: true } }, 1);
+    const count = positional[0];
+    if (count !== undefined && !/^\d+$/.test(count)) throw new UsageError(`EXCHANGES: '${count}' is not a whole number`);
+    return {
+      httpMode: o.http === true,
+      countDeferred: o.deferred === true,
+      // Connections taking turns: each round delivers one request from every one at once.
+      conns: o.conns === undefined ? 32 : intOption('conns', o.conns as string, 1, 100_000),
+      exchanges: count === undefined ? 200000 : Number(count),
+    };
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    }
+    process.stderr.write(`bench/micro/rr-work.ts: ${(e as Error).message} (--help lists the options)\n`);
+    process.exit(2);
+  }
+}
+const { httpMode, countDeferred, conns: CONNS, exchanges } = options();
 /** Counts process.nextTick and queueMicrotask calls (the deferred steps an exchange costs); `--deferred` only, as counting costs CPU. */
 const deferred = { ticks: 0, microtasks: 0 };
-if (args.includes('--deferred')) {
+if (countDeferred) {
   const realNextTick = process.nextTick;
   const realQueueMicrotask = globalThis.queueMicrotask;
   process.nextTick = ((fn: (...a: unknown[]) => void, ...a: unknown[]) => {
@@ -29,12 +54,6 @@ if (args.includes('--deferred')) {
   };
 }
 
-const httpMode = args.includes('--http');
-const connsAt = args.indexOf('--conns');
-const exchanges = Number(args.find((a, i) => /^\d+$/.test(a) && (connsAt < 0 || i !== connsAt + 1)) ?? 200000);
-/** Connections taking turns (`--conns N`, default 32): each round delivers one request from every one at once. */
-const CONNS = connsAt >= 0 ? Number(args[connsAt + 1]) : 32;
-if (!Number.isInteger(CONNS) || CONNS < 1) throw new Error(`--conns takes a positive whole number, not '${args[connsAt + 1]}'`);
 const REQUEST = new Uint8Array(100).fill(0x61);
 const RESPONSE = new Uint8Array(500).fill(0x62);
 
@@ -128,7 +147,7 @@ async function run(): Promise<void> {
     `${httpMode ? 'node:http on tsvisor/net' : 'endpoint API'}, ${exchanges} exchanges on ${CONNS} connections, per exchange (server stack):\n` +
       `  segments in ${per('tcp.segmentsReceived')}, out ${per('tcp.segmentsSent')}\n` +
       `  clock reads ${((counting.nows - c0.nows) / exchanges).toFixed(2)}, timers scheduled ${((counting.schedules - c0.schedules) / exchanges).toFixed(2)}, cancelled ${((counting.cancels - c0.cancels) / exchanges).toFixed(2)}\n` +
-      (args.includes('--deferred')
+      (countDeferred
         ? `  ticks ${((d1.ticks - d0.ticks) / exchanges).toFixed(2)}, microtasks ${((d1.microtasks - d0.microtasks) / exchanges).toFixed(2)} (both stacks and the loop)\n`
         : '') +
       `  garbage collections per 10,000 exchanges ${((gcs * 10000) / exchanges).toFixed(1)}\n` +

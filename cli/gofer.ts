@@ -146,6 +146,10 @@ async function serveHere(
   seccomp: boolean,
   withStdin: boolean,
 ): Promise<number> {
+  // The client applies the caller's umask (9P2000.L sends the mode Linux's v9fs and our FUSE server computed with it),
+  // so the server must not apply its own on top: with the launching shell's 022, `umask 0; touch f` in a sandbox
+  // made a 0644 file, and a mkdir of 0777 a 0755 directory.
+  process.umask(0);
   let server: GoferServer;
   try {
     // A FUSE client (tsvisor run --rootfs) holds a fid for every inode the kernel caches, so the cap on fids

@@ -182,3 +182,19 @@ t.test('locks: fcntl F_SETLK/F_GETLK and flock conflict between processes using 
   const outside = await sh(`flock -n ${m.root}/big -c "python3 ${PY} lock-child ${m.mnt} 0"`);
   t.match(outside.out, /flock=ok/, 'a host flock on DIR itself does not conflict with one through the mount');
 });
+
+t.test("the caller's umask, and only it, shapes a new file's mode: the Gofer applies none of its own", async (t) => {
+  // The Gofer inherits this process's umask (here made 077 for the spawn): without its umask(0) the host file of a
+  // `umask 0` create would be 0600.
+  const old = process.umask(0o077);
+  let m: Awaited<ReturnType<typeof mountScratch>>;
+  try {
+    m = await mountScratch(t, () => {}, { passthrough: true });
+  } finally {
+    process.umask(old);
+  }
+  const r = await sh(`cd ${m.mnt} && umask 0 && python3 -c 'import os; os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o666)); os.mkdir("d", 0o777); os.mknod("p", 0o666 | 0o10000)' && umask 027 && : > g && echo ok`);
+  t.equal(r.out, 'ok\n', r.err);
+  const mode = (p: string) => (statSync(join(m.root, p)).mode & 0o7777).toString(8);
+  t.same([mode('f'), mode('d'), mode('p'), mode('g')], ['666', '777', '666', '640'], 'f, d, p with umask 0; g with umask 027');
+});

@@ -80,8 +80,9 @@ export class Client {
   msize = 0;
   /** Whether the server donates opened descriptors (the 9P2000.L.tsvisor dialect was agreed). */
   donating = false;
-  /** Requests sent so far (for statistics). */
+  /** Requests sent so far, in all and by type (for statistics and tests). */
   sent = 0;
+  readonly sentByType = new Map<string, number>();
   private readonly fdQueue: number[] = [];
   private readonly waiting = new Map<number, Waiting>();
   private nextTag = 0;
@@ -196,6 +197,7 @@ export class Client {
       }
       this.waiting.set(tag, { op, expect: replyName(op), resolve: resolve as (m: Message) => void, reject });
       this.sent++;
+      this.sentByType.set(op, (this.sentByType.get(op) ?? 0) + 1);
       this.socket.write(encodeTagged(body, tag));
     });
     return { tag, reply };

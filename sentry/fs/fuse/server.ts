@@ -304,6 +304,8 @@ export class FuseServer {
   /** SETATTRs answered before the Gofer did them (see setattrBehind), and those of them the Gofer failed. */
   writtenBehind = 0;
   lateErrors = 0;
+  /** Chowns to the owner a file already has, answered with no Tsetattr (see setattrBehind). */
+  sameOwnerChowns = 0;
   private readonly pendingBehind = new Set<Promise<void>>();
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
@@ -343,7 +345,7 @@ export class FuseServer {
     sys.close(this.fd);
     // A debugging aid: what the kernel asked for, and what that cost in 9P requests (bench/gofer.ts reads it).
     if (process.env.TSVISOR_FUSE_STATS) {
-      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, lateErrors: this.lateErrors, ringRequests: this.ringRequests, spun: this.spun };
+      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, sameOwnerChowns: this.sameOwnerChowns, lateErrors: this.lateErrors, ringRequests: this.ringRequests, spun: this.spun };
       process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
     }
     this.opts.onClose?.(why);
@@ -1409,8 +1411,15 @@ export class FuseServer {
       [attrs.mtimeSec, attrs.mtimeNsec] = [next.mtime, BigInt(next.mtimensec)];
       p9 |= SETATTR.MTIME | SETATTR.MTIME_SET;
     }
-    // Nothing to set (the kernel's file_remove_privs of a file without set-id bits): nothing to send.
+    // Nothing to set (the kernel's file_remove_privs of a file without set-id bits): nothing to send. Nor for a
+    // chown to the owner and group the file has (tar's chown of each file it made, to the user the Gofer made it
+    // for): with no set-id bit to clear (above), the host's call would change only the ctime, which is left as it
+    // is (the one deviation from a local chown, which moves it).
     if (p9 === 0) return attrOut(a, { entry: 0, attr: 0 });
+    if ((p9 & ~(SETATTR.UID | SETATTR.GID)) === 0 && next.uid === a.uid && next.gid === a.gid) {
+      this.sameOwnerChowns++;
+      return attrOut(a, { entry: 0, attr: 0 });
+    }
     [next.ctime, next.ctimensec] = now;
     this.dirty(node);
     node.ahead = next;

@@ -141,3 +141,28 @@ t.test('write-behind off (writeBehind: false): the same chmod waits for the Gofe
   t.equal(r.out, 'fchmod Operation not permitted\n', r.err);
   t.equal(m.server.writtenBehind, 0);
 });
+
+t.test('a chown to the owner and group a file made through the mount already has costs no Tsetattr; to another owner, or of a set-id file (whose bits a chown clears), it does', async (t) => {
+  const m = await mountScratch(t, () => {}, { passthrough: true, validity: { entry: 5, attr: 5 } });
+  const setattrs = () => m.client.sentByType.get('Tsetattr') ?? 0;
+  const made = await sh(`: > ${m.mnt}/f && : > ${m.mnt}/g && : > ${m.mnt}/s && chmod 4755 ${m.mnt}/s`);
+  t.equal(made.code, 0, made.err);
+  await m.server.settle();
+  const before = setattrs();
+  const same = await py(`import os; os.chown("${m.mnt}/f", 0, 0); os.chown("${m.mnt}/f", -1, 0); print("done")`);
+  t.equal(same.out, 'done\n', same.err);
+  await m.server.settle();
+  t.equal(setattrs() - before, 0, 'chown(0, 0) and chown(-1, 0) of a file root made: nothing sent');
+  t.equal(m.server.sameOwnerChowns, 2);
+  const other = await py(`import os; os.chown("${m.mnt}/g", 1234, 5678); os.chown("${m.mnt}/s", 0, 0); print("done")`);
+  t.equal(other.out, 'done\n', other.err);
+  await m.server.settle();
+  t.equal(setattrs() - before, 2, 'a new owner, and the set-id file: one Tsetattr each');
+  const host = (p: string) => {
+    const st = statSync(join(m.root, p));
+    return `${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+  };
+  t.same([host('f'), host('g'), host('s')], ['0:0 644', '1234:5678 644', '0:0 755'], 'owners as asked; the chown cleared S_ISUID');
+  const st = await sh(`stat -c '%u:%g %a' ${m.mnt}/f ${m.mnt}/g ${m.mnt}/s`);
+  t.equal(st.out, '0:0 644\n1234:5678 644\n0:0 755\n', st.err);
+});

@@ -18,6 +18,7 @@ export function servedCounters(
   if (hostCounters) for (const [k, v] of Object.entries(hostCounters)) out[`hostlink.${k}`] = v;
   if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.rxPoll)) out[`hostlink.rxPoll.${k}`] = v;
   if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.txThread)) out[`hostlink.txThread.${k}`] = v;
+  if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.txGather)) out[`hostlink.txGather.${k}`] = v;
   const vnet = host instanceof AfPacketEndpoint && host.capabilities.gso ? host.vnetCounters : undefined;
   if (vnet) for (const [k, v] of Object.entries(vnet)) out[`vnet.${k}`] = v;
   if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;

@@ -1,13 +1,19 @@
 /**
  * A batch of datagrams in native memory for sendmmsg(2)/recvmmsg(2): one call moves the whole batch.
  * Each message has one slot of `slotSize` bytes and one iovec pointing at it; callers copy frames into slots
- * (one copy, as the kernel copies anyway) instead of pinning JS buffers, whose addresses koffi cannot keep.
+ * (or build them there), so that nothing outside the batch need stay put until the send.
  * A header in front of each frame (PACKET_VNET_HDR's virtio_net_hdr) is written into the same slot, before it.
+ * A message may instead gather: the start of its slot (headers) and then up to MAX_GATHER pieces of memory that
+ * lie elsewhere (`setGather`), which the kernel copies straight from there.
  */
-import { type NativeBuffer, mapMemory, sys } from './libc.ts';
+import { type NativeBuffer, mapMemory, memoryAddress, sys } from './libc.ts';
 
 const MMSGHDR = 64; // struct mmsghdr on 64-bit Linux: msghdr (56) + msg_len (4) + padding
 const IOVEC = 16;
+/** Most pieces a gathering message points at besides its own slot. */
+export const MAX_GATHER = 8;
+// A gathering message's iovecs: its slot's, then the pieces'.
+const GATHER_IOVECS = 1 + MAX_GATHER;
 
 /** `count` messages of up to `slotSize` bytes each, ready for sendmmsg/recvmmsg. */
 export class MmsgBatch {
@@ -18,14 +24,20 @@ export class MmsgBatch {
   private readonly mem: NativeBuffer;
   private readonly hdrOffset: number;
   private readonly iovOffset: number;
+  // Each message's own run of GATHER_IOVECS iovecs, used while it gathers.
+  private readonly gatherOffset: number;
   private readonly slots: Uint8Array[] = [];
+  // Bytes a gathering message carries in all (its slot's part and the pieces), 0 while it sends its slot alone.
+  private readonly gathered: Float64Array;
 
   constructor(count: number, slotSize: number) {
     this.count = count;
     this.slotSize = slotSize;
     this.hdrOffset = count * slotSize;
     this.iovOffset = this.hdrOffset + count * MMSGHDR;
-    this.mem = mapMemory(this.iovOffset + count * IOVEC);
+    this.gatherOffset = this.iovOffset + count * IOVEC;
+    this.gathered = new Float64Array(count);
+    this.mem = mapMemory(this.gatherOffset + count * GATHER_IOVECS * IOVEC);
     const v = this.mem.view;
     for (let i = 0; i < count; i++) {
       const slot = this.mem.address + BigInt(i * slotSize);
@@ -36,6 +48,7 @@ export class MmsgBatch {
       v.setBigUint64(h + 16, this.mem.address + BigInt(iov), true); // msg_iov
       v.setBigUint64(h + 24, 1n, true); // msg_iovlen
       this.slots.push(this.mem.bytes.subarray(i * slotSize, (i + 1) * slotSize));
+      v.setBigUint64(this.gatherOffset + i * GATHER_IOVECS * IOVEC, slot, true);
     }
   }
 
@@ -62,14 +75,49 @@ export class MmsgBatch {
     return i * this.slotSize;
   }
 
-  /** Sets how many bytes of slot `i` the next send carries. */
+  /** Sets how many bytes of slot `i` the next send carries (from the slot alone: it no longer gathers). */
   setLength(i: number, len: number): void {
-    this.mem.view.setUint32(this.iovOffset + i * IOVEC + 8, len, true);
+    const v = this.mem.view;
+    if (this.gathered[i] !== 0) {
+      const h = this.hdrOffset + i * MMSGHDR;
+      v.setBigUint64(h + 16, this.mem.address + BigInt(this.iovOffset + i * IOVEC), true);
+      v.setUint32(h + 24, 1, true);
+      this.gathered[i] = 0;
+    }
+    v.setUint32(this.iovOffset + i * IOVEC + 8, len, true);
   }
 
-  /** The outgoing length set for slot `i`. */
+  /**
+   * Has message `i` send the first `head` bytes of its slot followed by `pieces[0..n)` (n ≤ MAX_GATHER), read from
+   * where they lie when the message is sent: they must stay alive and unchanged until then. Returns the bytes.
+   */
+  setGather(i: number, head: number, pieces: readonly Uint8Array[], n: number): number {
+    const v = this.mem.view;
+    let at = this.gatherOffset + i * GATHER_IOVECS * IOVEC;
+    v.setUint32(at + 8, head, true);
+    let total = head;
+    for (let k = 0; k < n; k++) {
+      const p = pieces[k]!;
+      const a = memoryAddress(p);
+      at += IOVEC;
+      v.setUint32(at, a % 0x100000000, true);
+      v.setUint32(at + 4, Math.floor(a / 0x100000000), true);
+      v.setUint32(at + 8, p.length, true);
+      total += p.length;
+    }
+    if (this.gathered[i] === 0) {
+      const h = this.hdrOffset + i * MMSGHDR;
+      v.setBigUint64(h + 16, this.mem.address + BigInt(this.gatherOffset + i * GATHER_IOVECS * IOVEC), true);
+    }
+    v.setUint32(this.hdrOffset + i * MMSGHDR + 24, 1 + n, true);
+    this.gathered[i] = total;
+    return total;
+  }
+
+  /** The outgoing length set for slot `i` (all its bytes when it gathers). */
   length(i: number): number {
-    return this.mem.view.getUint32(this.iovOffset + i * IOVEC + 8, true);
+    const g = this.gathered[i]!;
+    return g !== 0 ? g : this.mem.view.getUint32(this.iovOffset + i * IOVEC + 8, true);
   }
 
   /** Bytes the kernel wrote into slot `i` on the last recv (msg_len). */

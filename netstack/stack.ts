@@ -19,7 +19,7 @@ import {
 } from './addr.ts';
 import { type Clock, HeldClock, type Timer } from './clock.ts';
 import { Err, type NetError } from './errors.ts';
-import { type GsoOptions, type LinkEndpoint, RX_MORE } from './link/endpoint.ts';
+import { type GatherPayload, type GsoOptions, type LinkEndpoint, RX_MORE, joinGather } from './link/endpoint.ts';
 import { Rng } from './rand.ts';
 import { Stats } from './stats.ts';
 import type { NetworkLayer, RawDispatcher, Route, TransportProtocol } from './transport/protocol.ts';
@@ -176,7 +176,7 @@ export class Stack implements NetworkLayer, StackInternals {
     const hooks = (family: 4 | 6) => ({
       solicit: (target: Address, mac: Uint8Array | undefined, prompt: Uint8Array | undefined) =>
         family === 4 ? this.arp.solicit(nic, target, mac, prompt) : this.ndp.solicit(nic, target, mac, prompt),
-      transmit: (frame: Uint8Array, gso: GsoOptions | undefined) => this.writeOut(nic, frame, gso),
+      transmit: (frame: Uint8Array, gso: GsoOptions | undefined, payload?: GatherPayload) => this.writeOut(nic, frame, gso, payload),
       unreachable: (target: Address, frames: Uint8Array[]) => this.notifyUnreachable(nic, frames),
       count: (counter: string) => {
         const g = family === 4 ? this.counters.arp : this.counters.ndp;
@@ -506,7 +506,7 @@ export class Stack implements NetworkLayer, StackInternals {
   }
 
   /** @internal */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions): void {
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions, payload?: GatherPayload): void {
     const mac = nic.mac;
     frame[6] = mac[0]!;
     frame[7] = mac[1]!;
@@ -518,10 +518,10 @@ export class Stack implements NetworkLayer, StackInternals {
     frame[13] = etherType & 0xff;
     if (nic.loopback) {
       frame.fill(0, 0, 6);
-      this.writeOut(nic, frame, gso);
+      this.writeOut(nic, frame, gso, payload);
       return;
     }
-    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame, nextHopKey ?? addressKey(nextHop), gso);
+    (nextHop.length === 4 ? nic.arp : nic.ndp).send(nextHop, frame, nextHopKey ?? addressKey(nextHop), gso, payload);
   }
 
   /** @internal */
@@ -547,16 +547,18 @@ export class Stack implements NetworkLayer, StackInternals {
     this.flushDirty();
   }
 
-  private writeOut(nic: Nic, frame: Uint8Array, gso?: GsoOptions): void {
+  private writeOut(nic: Nic, frame: Uint8Array, gso?: GsoOptions, payload?: GatherPayload): void {
     if (this.closed) return;
     const c = this.counters.link;
     c.txFrames++;
     let ok: boolean;
+    const link = nic.link;
     if (gso === undefined) {
-      ok = nic.link.writeFrame(frame);
+      ok = link.writeFrame(payload === undefined ? frame : joinGather(frame, payload));
     } else {
       if (gso.gsoType !== 0) c.txGsoFrames++;
-      ok = nic.link.writeGso!(frame, gso);
+      if (payload === undefined) ok = link.writeGso!(frame, gso);
+      else ok = link.writeGsoGather !== undefined ? link.writeGsoGather(frame, gso, payload) : link.writeGso!(joinGather(frame, payload), gso);
     }
     if (!ok) c.txErrors++;
     // One flush per batch (deliverBatchEnd) or per clock tick, so a link can send many frames per syscall; a link

@@ -110,6 +110,36 @@ export const NO_OFFLOADS: LinkCapabilities = Object.freeze({
   txChecksumOffload: false,
 });
 
+/**
+ * Payload bytes that follow a frame's headers without being copied behind them: the link points its send at
+ * `pieces[0..count)` (their `length` bytes in all, in order) instead of copying them into its own memory
+ * (LinkEndpoint.writeGsoGather). The bytes must stay alive and unchanged while the link points at them: it calls
+ * `owner.hold()` when it starts to and `owner.release()` once it no longer does (the frame sent, dropped or the
+ * link closed). A caller may reuse the record itself as soon as the write returns.
+ */
+export interface GatherPayload {
+  /** The pieces, in order; only the first `count` are part of the payload. */
+  pieces: Uint8Array[];
+  count: number;
+  /** Bytes in the first `count` pieces. */
+  length: number;
+  /** Who keeps the pieces' bytes as they are while held (a TCP send queue parks its consumed chunks). */
+  owner: { hold(): void; release(): void };
+}
+
+/** A frame with its gather payload copied behind its headers: what a link without writeGsoGather is handed. */
+export function joinGather(frame: Uint8Array, payload: GatherPayload): Uint8Array {
+  const out = new Uint8Array(frame.length + payload.length);
+  out.set(frame);
+  let at = frame.length;
+  for (let i = 0; i < payload.count; i++) {
+    const p = payload.pieces[i]!;
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** A network interface's link layer. */
 export interface LinkEndpoint {
   /** Largest IP packet the link carries (the Ethernet payload size, 1500 by default). */
@@ -132,6 +162,14 @@ export interface LinkEndpoint {
    * links whose `capabilities.gso` is true. Same ownership and flush rules as writeFrame.
    */
   writeGso?(frame: Uint8Array, o: GsoOptions): boolean;
+  /**
+   * writeGso of a frame whose payload (behind `frame`'s headers, which end at `o.hdrLen`) is `payload`, pointed
+   * at rather than copied where the link can (see GatherPayload); only on links whose `capabilities.gso` is true.
+   * Same ownership and flush rules as writeGso for `frame`. Optional: without it, callers join the two.
+   */
+  writeGsoGather?(frame: Uint8Array, o: GsoOptions, payload: GatherPayload): boolean;
+  /** writeGsoGather points at the payload rather than joining it to the frame (a copy): worth calling. */
+  readonly gathers?: boolean;
   /**
    * A writable view of `length` bytes in the link's own send memory, where the caller may build its next frame:
    * passing that very view (same buffer and byteOffset, any length up to `length`, e.g. `view.subarray(0, n)`)

@@ -19,7 +19,8 @@ export interface GsoFrame {
 
 /**
  * Checks a super-segment against the path (counted in `c` when refused) and places it in a frame with room for
- * the link header and `ipHeaderLength` bytes of IP header, in place when the caller left that headroom.
+ * the link header and `ipHeaderLength` bytes of IP header, in place when the caller left that headroom;
+ * `payloadLength` bytes follow the packet elsewhere (a gather payload, Route.sendGso).
  */
 export function gsoFrame(
   s: StackInternals,
@@ -31,12 +32,13 @@ export function gsoFrame(
   thl: number,
   gsoSize: number,
   ipHeaderLength: number,
+  payloadLength = 0,
 ): GsoFrame | NetError {
   if (s.nic(path.nicId) !== path.nic) {
     c.txNoRoute++;
     return Err.NetworkUnreachable;
   }
-  const segmentLength = packet.length - offset;
+  const segmentLength = packet.length - offset + payloadLength;
   if (offset < 0 || segmentLength < thl) throw new RangeError('sendGso: offset outside the packet');
   if (protocol !== PROTO_TCP) return Err.InvalidArgument;
   const max = path.gsoMaxSegment();
@@ -52,7 +54,7 @@ export function gsoFrame(
     // The packet itself when it has just the headroom (the link's own send slot, then queued without a copy).
     frame = offset === need ? packet : packet.subarray(offset - need);
   } else {
-    frame = new Uint8Array(need + segmentLength);
+    frame = new Uint8Array(need + packet.length - offset);
     frame.set(packet.subarray(offset), need);
   }
   return { frame, segmentLength, segments };

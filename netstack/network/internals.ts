@@ -7,7 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { NetError } from '../errors.ts';
 import type { Rng } from '../rand.ts';
 import type { Stats } from '../stats.ts';
-import type { GsoOptions } from '../link/endpoint.ts';
+import type { GatherPayload, GsoOptions } from '../link/endpoint.ts';
 import type { RawDispatcher, TransportProtocol } from '../transport/protocol.ts';
 import type { Arp } from './arp.ts';
 import type { Counters } from './counters.ts';
@@ -57,9 +57,9 @@ export interface StackInternals {
   transmit(nic: Nic, frame: Uint8Array, etherType: number): void;
   /**
    * Sends a frame to an IP next hop on `nic`, resolving its MAC through the neighbour cache; with `gso` the frame
-   * is a super-frame for the link's writeGso.
+   * is a super-frame for the link's writeGso, and `payload` the rest of its bytes when gathered (Route.sendGso).
    */
-  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions): void;
+  resolve(nic: Nic, nextHop: Address, frame: Uint8Array, etherType: number, nextHopKey?: string, gso?: GsoOptions, payload?: GatherPayload): void;
   /** Ends duplicate address detection of `e`: assigned when `ok`, else marked duplicate (RFC 4862 §5.4.5). */
   addressReady(nic: Nic, e: Ipv6AddressEntry, ok: boolean): void;
   /** Queues an IP packet to ourselves for delivery from a clock callback (never synchronously). */

@@ -11,7 +11,7 @@ import {
   isMulticast,
   isUnspecified,
 } from '../addr.ts';
-import { GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
+import { type GatherPayload, GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
 import { Err, NetError } from '../errors.ts';
 import { keyedHash32 } from '../hash.ts';
 import { ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
@@ -224,16 +224,16 @@ export class Ipv4 {
    * whole, and as many identifications taken as segments will leave, as Linux's TSO does. The caller checked
    * `path.gsoMaxSegment()`; the transport checksum is partial (see Route.sendGso).
    */
-  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
+  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions, payload?: GatherPayload): NetError | undefined {
     const c = this.s.counters.ipv4;
-    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV4_HEADER_LEN);
+    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV4_HEADER_LEN, payload?.length);
     if (g instanceof NetError) return g;
     const ttl = opts?.ttl ?? this.s.defaultTtl;
     const ident = this.nextIdent(path, g.segments);
     emitIpv4Basic(g.frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, opts?.tos ?? 0, ident, true, g.segmentLength);
     c.txPackets += g.segments;
     const o = gsoOptions(g, LINK_HEADROOM + IPV4_HEADER_LEN, thl, gsoSize, GsoType.TCPV4);
-    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV4, path.nextHopKey, o);
+    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV4, path.nextHopKey, o, payload);
     return undefined;
   }
 

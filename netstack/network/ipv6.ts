@@ -4,7 +4,7 @@
  * reassembly (§4.5, RFC 5722 overlaps, RFC 6946 atomic fragments).
  */
 import { type Address, addressKey, isLoopback, isMulticast } from '../addr.ts';
-import { GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
+import { type GatherPayload, GsoType, RX_CSUM_VERIFIED, RX_LOAN, RX_MORE } from '../link/endpoint.ts';
 import { Err, NetError } from '../errors.ts';
 import { ETHERTYPE_IPV6 } from '../wire/ethernet.ts';
 import { IPV6_HEADER_LEN, Ipv6Packet, emitIpv6 } from '../wire/ipv6.ts';
@@ -288,9 +288,9 @@ export class Ipv6 {
    * Sends one TCP super-segment as one IPv6 super-frame for the link to cut (TSO6), its payload length that of
    * the whole. The caller checked `path.gsoMaxSegment()`; the transport checksum is partial (see Route.sendGso).
    */
-  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions): NetError | undefined {
+  sendGso(path: Path, protocol: number, packet: Uint8Array, offset: number, thl: number, gsoSize: number, opts?: SendOptions, payload?: GatherPayload): NetError | undefined {
     const c = this.s.counters.ipv6;
-    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV6_HEADER_LEN);
+    const g = gsoFrame(this.s, c, path, protocol, packet, offset, thl, gsoSize, IPV6_HEADER_LEN, payload?.length);
     if (g instanceof NetError) return g;
     const base = {
       src: path.localAddress,
@@ -303,7 +303,7 @@ export class Ipv6 {
     emitIpv6(base, g.frame, LINK_HEADROOM);
     c.txPackets += g.segments;
     const o = gsoOptions(g, LINK_HEADROOM + IPV6_HEADER_LEN, thl, gsoSize, GsoType.TCPV6);
-    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV6, path.nextHopKey, o);
+    this.s.resolve(path.nic, path.nextHop!, g.frame, ETHERTYPE_IPV6, path.nextHopKey, o, payload);
     return undefined;
   }
 

@@ -6,7 +6,7 @@
  */
 import { type Address, addressKey } from '../addr.ts';
 import type { Clock, Timer } from '../clock.ts';
-import type { GsoOptions } from '../link/endpoint.ts';
+import { type GatherPayload, type GsoOptions, joinGather } from '../link/endpoint.ts';
 import type { Rng } from '../rand.ts';
 
 /** A neighbour entry's state (RFC 4861 §7.3.2). */
@@ -51,8 +51,11 @@ export interface NeighborHooks {
    * `prompt` is a queued frame that caused it, whose source address the solicitation should use.
    */
   solicit(target: Address, mac: Uint8Array | undefined, prompt: Uint8Array | undefined): void;
-  /** Sends a frame whose destination MAC (bytes 0..6) has been filled in; `gso` marks a super-frame for writeGso. */
-  transmit(frame: Uint8Array, gso: GsoOptions | undefined): void;
+  /**
+   * Sends a frame whose destination MAC (bytes 0..6) has been filled in; `gso` marks a super-frame for writeGso,
+   * `payload` the rest of its bytes when they are gathered (see Route.sendGso).
+   */
+  transmit(frame: Uint8Array, gso: GsoOptions | undefined, payload?: GatherPayload): void;
   /** Frames that were queued for `target` and are dropped because resolution failed. */
   unreachable(target: Address, frames: Uint8Array[]): void;
   /** Counts an event: "queueDrops", "resolutionFailures", "tableFull", "stateChanges". */
@@ -129,14 +132,16 @@ export class NeighborCache {
   /**
    * Sends `frame` (destination MAC still to fill in) to `target`: at once when its MAC is known, else queued
    * while the address is resolved (RFC 4861 §7.2.2, §7.3.3), as a copy, since `frame` may be link memory that is
-   * valid only until the link's next call. `gso` goes with a super-frame to the link's writeGso.
+   * valid only until the link's next call. `gso` goes with a super-frame to the link's writeGso; a gather
+   * `payload` is pointed at only when sent at once, else joined to the frame (its pieces may change once we return).
    */
-  send(target: Address, frame: Uint8Array, key = addressKey(target), gso?: GsoOptions): void {
+  send(target: Address, frame: Uint8Array, key = addressKey(target), gso?: GsoOptions, payload?: GatherPayload): void {
     let e = this.entries.get(key);
     if (e !== undefined && e.state !== 'incomplete' && e.state !== 'failed') {
-      this.transmit(e, frame, gso);
+      this.transmit(e, frame, gso, payload);
       return;
     }
+    if (payload !== undefined) frame = joinGather(frame, payload);
     if (e && e.state === 'failed') {
       // Linux restarts resolution for a failed entry on the next packet rather than failing at once.
       this.forget(e);
@@ -295,7 +300,7 @@ export class NeighborCache {
     for (let i = 0; i < q.length; i++) this.transmit(e, q[i]!, g[i]);
   }
 
-  private transmit(e: Entry, frame: Uint8Array, gso: GsoOptions | undefined): void {
+  private transmit(e: Entry, frame: Uint8Array, gso: GsoOptions | undefined, payload?: GatherPayload): void {
     const mac = e.mac!;
     frame[0] = mac[0]!;
     frame[1] = mac[1]!;
@@ -305,7 +310,7 @@ export class NeighborCache {
     frame[5] = mac[5]!;
     e.usedAt = this.clock.now();
     if (e.state === 'stale') this.enter(e, 'delay');
-    this.hooks.transmit(frame, gso);
+    this.hooks.transmit(frame, gso, payload);
   }
 
   private probeIncomplete(e: Entry): void {

@@ -4,6 +4,7 @@
  */
 import { type Address, addressKey } from '../addr.ts';
 import type { NetError } from '../errors.ts';
+import type { GatherPayload } from '../link/endpoint.ts';
 import type { Route, SendOptions } from '../transport/protocol.ts';
 import { allocPacket } from '../wire/alloc.ts';
 import type { StackInternals } from './internals.ts';
@@ -103,9 +104,15 @@ export class Path implements Route {
     transportHeaderLength: number,
     gsoSize: number,
     opts?: SendOptions,
+    payload?: GatherPayload,
   ): NetError | undefined {
     return this.remoteAddress.length === 4
-      ? this.s.ipv4.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts)
-      : this.s.ipv6.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts);
+      ? this.s.ipv4.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts, payload)
+      : this.s.ipv6.sendGso(this, protocol, packet, offset, transportHeaderLength, gsoSize, opts, payload);
+  }
+
+  /** A unicast path out of a link that points at gather payloads (a resolving neighbour entry still joins them). */
+  gathers(): boolean {
+    return this.kind === 'unicast' && !this.nic.loopback && this.nic.link.gathers === true;
   }
 }

@@ -6,6 +6,7 @@
 import type { Address } from '../addr.ts';
 import type { Clock, HeldClock } from '../clock.ts';
 import type { NetError } from '../errors.ts';
+import type { GatherPayload } from '../link/endpoint.ts';
 import type { Stats } from '../stats.ts';
 
 /** IANA protocol numbers the stack knows. */
@@ -149,7 +150,9 @@ export interface Route {
    * into segments of `gsoSize` bytes, every segment but the last full (TSO, as Linux's tcp_gso_segment: each
    * copy of the header gets its sequence number advanced, FIN/PSH only on the last, CWR only on the first).
    * The TCP checksum field must hold the pseudo-header sum over the whole super-segment's length, folded and
-   * not complemented (Linux's CHECKSUM_PARTIAL): the link completes every segment's checksum.
+   * not complemented (Linux's CHECKSUM_PARTIAL): the link completes every segment's checksum. With `payload`,
+   * `packet` ends with the transport header and the payload follows from `payload`'s pieces, which a link that
+   * gathers points at instead of copying (see `gathers`).
    */
   sendGso?(
     protocol: number,
@@ -158,7 +161,13 @@ export interface Route {
     transportHeaderLength: number,
     gsoSize: number,
     opts?: SendOptions,
+    payload?: GatherPayload,
   ): NetError | undefined;
+  /**
+   * Whether sendGso's `payload` reaches a link that points at it rather than joining it to the packet (a copy);
+   * false (or absent) when it would be joined, which costs an allocation more than building the whole packet.
+   */
+  gathers?(): boolean;
   /**
    * Forward-progress confirmation of the route's next hop at time `now` (RFC 4861 §7.3.1), e.g. an ACK of new
    * data: keeps its neighbour entry REACHABLE without probes. Cheap enough to call per segment (no lookup, no

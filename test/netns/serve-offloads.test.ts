@@ -60,10 +60,12 @@ for (const offloads of [true, false]) {
       t.ok((c['vnet.txGsoFrames'] ?? 0) > 0, `TSO super-frames sent (${shown})`);
       t.ok((c['vnet.rxCsumVerified'] ?? 0) > 0, 'frames taken with the kernel\'s checksum verdict');
       t.equal(c['link.txGsoFrames'], c['vnet.txGsoFrames'], 'the stack and the packet socket agree');
+      t.ok((c['hostlink.txGather.bytes'] ?? 0) >= SIZE, `the downloads' payload pointed at in the send queue, not copied (${c['hostlink.txGather.frames']} frames)`);
     } else {
       t.equal(c['vnet.rxGsoFrames'], undefined, 'no vnet counters without offloads');
       t.equal(c['link.txGsoFrames'] ?? 0, 0);
       t.equal(c['link.rxGsoFrames'] ?? 0, 0);
+      t.equal(c['hostlink.txGather.frames'], 0, 'no gather without offloads');
     }
     t.equal(c['link.tooBig'] ?? 0, 0, 'no frame dropped as too big');
 

@@ -89,6 +89,10 @@ export class ByteQueue {
   // Chunks that are views of a link's lent memory (borrow), in queue order: never lent on by peek, never pooled,
   // and copied by adopt when the link ends its loans.
   private loans: Uint8Array[] = [];
+  // Frames a link still points at (gather, see `hold`), and the whole chunks consumed meanwhile: they go to the
+  // pool, where another queue would write into them, only once no link points at this queue's bytes.
+  private holds = 0;
+  private parked: Uint8Array[] = [];
 
   /** Bytes queued. */
   get length(): number {
@@ -225,6 +229,62 @@ export class ByteQueue {
     return done;
   }
 
+  /**
+   * Views of the `len` bytes starting `offset` bytes from the front, in order, into `out` (from index 0); returns
+   * how many, or 0 when they would take more than `max` views or lie in borrowed memory, which the link takes back
+   * (the caller then copies). The views stay valid while the bytes are queued, and after they are consumed for as
+   * long as a `hold` lasts.
+   */
+  gather(offset: number, len: number, out: Uint8Array[], max: number): number {
+    if (len <= 0 || offset + len > this.size || this.loans.length > 0) return 0;
+    this.seal();
+    const chunks = this.chunks;
+    const pos = offset + this.head;
+    let i = this.cursorIdx;
+    let base = this.cursorBase;
+    if (pos < base || i >= chunks.length) {
+      i = 0;
+      base = 0;
+    }
+    while (pos >= base + chunks[i]!.length) base += chunks[i++]!.length;
+    let skip = pos - base;
+    let done = 0;
+    let n = 0;
+    for (;;) {
+      if (n === max) return 0;
+      const c = chunks[i]!;
+      const take = Math.min(c.length - skip, len - done);
+      out[n++] = take === c.length ? c : c.subarray(skip, skip + take);
+      done += take;
+      if (done === len) break;
+      base += c.length;
+      i++;
+      skip = 0;
+    }
+    this.cursorIdx = i;
+    this.cursorBase = base;
+    return n;
+  }
+
+  /** A link points at views `gather` gave: consumed chunks wait, unpooled, until as many `release` calls. */
+  hold(): void {
+    this.holds++;
+  }
+
+  /** A link no longer points at the views of one `hold`; the chunks parked meanwhile go to the pool after the last. */
+  release(): void {
+    if (--this.holds > 0) return;
+    const parked = this.parked;
+    for (let k = 0; k < parked.length; k++) keepWhole(parked[k]!);
+    parked.length = 0;
+  }
+
+  /** Keeps a whole chunk for the pool, or parks it while a link points at this queue's bytes. */
+  private keep(chunk: Uint8Array): void {
+    if (this.holds > 0) this.parked.push(chunk);
+    else keepWhole(chunk);
+  }
+
   /** The first `len` bytes as one array (a view when they sit in one chunk, else a copy), without consuming. */
   peek(len: number): Uint8Array {
     len = Math.min(len, this.size);
@@ -269,7 +329,7 @@ export class ByteQueue {
       // their buffer (`.buffer` is a call into V8's runtime), and it is read once.
       if (poolSize(gone.byteLength) && gone.byteOffset === 0) {
         const buf = gone.buffer;
-        if (gone.byteLength === buf.byteLength && buf !== this.fill?.buffer && !lentBuffers.has(buf)) keepWhole(gone);
+        if (gone.byteLength === buf.byteLength && buf !== this.fill?.buffer && !lentBuffers.has(buf)) this.keep(gone);
       }
       if (this.cursorIdx > 0) {
         this.cursorIdx--;
@@ -287,7 +347,7 @@ export class ByteQueue {
   private releaseFill(): void {
     this.open = false;
     // A fill is always a whole array of a pool's size (takeChunk's).
-    if (this.fill !== null && !this.fillLent) keepWhole(this.fill);
+    if (this.fill !== null && !this.fillLent) this.keep(this.fill);
     this.fill = null;
     this.fillPos = 0;
     this.fillLent = false;

@@ -2,11 +2,13 @@
  * Building and sending segments: one packet of headroom + header + payload per segment, in the link's own send
  * memory when the route offers it (Route.packetBuffer, no copy on the way out) or else from wire/alloc.ts, the
  * header emitted in place, the payload copied once from the send buffer (or given), and the
- * pseudo-header checksum filled (RFC 9293 §3.1). Also the stateless replies of RFC 9293 §3.10.7.1 (RST for
+ * pseudo-header checksum filled (RFC 9293 §3.1). A large data segment whose link completes checksums and gathers
+ * (Route.gathers) is not copied at all: its header is built alone and the link points at the send buffer's bytes. Also the stateless replies of RFC 9293 §3.10.7.1 (RST for
  * segments to no connection).
  */
 import type { Address } from '../../addr.ts';
 import type { NetError } from '../../errors.ts';
+import type { GatherPayload } from '../../link/endpoint.ts';
 import { allocPacket } from '../../wire/alloc.ts';
 import { finishChecksum, foldChecksum, pseudoHeaderSum, sum16 } from '../../wire/checksum.ts';
 import * as seq from '../../seqnum.ts';
@@ -51,6 +53,8 @@ export class HeaderTemplate {
    * segments leave with a partial checksum as Linux's own do (CHECKSUM_PARTIAL), and no payload byte is summed.
    */
   readonly csumOffload: boolean;
+  /** Those segments may leave as headers plus views of the send buffer (Route.gathers): the link points at them. */
+  readonly gathers: boolean;
 
   constructor(
     readonly route: Route,
@@ -59,8 +63,19 @@ export class HeaderTemplate {
   ) {
     this.pseudo = pseudoHeaderSum(route.localAddress, route.remoteAddress, PROTO_TCP, 0);
     this.csumOffload = route.sendGso !== undefined && (route.gsoMaxSegment?.() ?? 0) > 0;
+    this.gathers = this.csumOffload && route.gathers?.() === true;
   }
 }
+
+// Fewest payload bytes sent as views of the send buffer rather than copied behind the header: below this the
+// copy costs less than finding the views' memory and filling an iovec per view.
+const GATHER_MIN = 2048;
+// Most views one segment's payload is gathered from (send-buffer chunks are 2 KB to 256 KB); more are copied.
+const GATHER_MAX = 8;
+// The record sendFast hands the route, refilled per segment (the link takes what it needs before returning).
+const NO_OWNER = { hold(): void {}, release(): void {} };
+const gather: GatherPayload = { pieces: [], count: 0, length: 0, owner: NO_OWNER };
+const EMPTY = new Uint8Array(0);
 
 /**
  * Builds and sends a segment whose only option is the timestamp pair (or none, when `ts` is false), with `len`
@@ -89,6 +104,10 @@ export function sendFast(
   const hl = ts ? 32 : 20;
   const off = route.headroom;
   const total = hl + len;
+  if (t.gathers && len >= GATHER_MIN && src !== null) {
+    const n = src.gather(srcOff, len, gather.pieces, GATHER_MAX);
+    if (n > 0) return sendGathered(t, s, ack, flags, window, ts, tsVal, tsEcr, len, src, n, gsoSize, ecn);
+  }
   const pkt = packetFor(route, off + total, off + hl);
   emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
   if (len > 0) {
@@ -103,6 +122,43 @@ export function sendFast(
   }
   setTcpChecksumField(pkt, off, finishChecksum(sum16(off === 0 ? pkt : pkt.subarray(off), pseudo)));
   return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
+}
+
+/**
+ * sendFast's segment of `len` payload bytes whose `n` views `gather` holds: the header alone is built (in the
+ * link's memory) and the link points its send at the views, which `src` keeps unchanged while it does.
+ */
+function sendGathered(
+  t: HeaderTemplate,
+  s: number,
+  ack: number,
+  flags: number,
+  window: number,
+  ts: boolean,
+  tsVal: number,
+  tsEcr: number,
+  len: number,
+  src: ByteQueue,
+  n: number,
+  gsoSize: number,
+  ecn: number,
+): NetError | undefined {
+  const route = t.route;
+  const hl = ts ? 32 : 20;
+  const off = route.headroom;
+  const total = hl + len;
+  const pkt = packetFor(route, off + hl, off + hl);
+  emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
+  setTcpChecksumField(pkt, off, foldChecksum(t.pseudo + (total >>> 16) + (total & 0xffff)));
+  gather.count = n;
+  gather.length = len;
+  gather.owner = src;
+  const err = route.sendGso!(PROTO_TCP, pkt, off, hl, gsoSize > 0 ? gsoSize : len, ecnOptions(ecn), gather);
+  // The record outlives the call: it keeps neither the views nor the queue alive.
+  gather.pieces.fill(EMPTY, 0, n);
+  gather.count = 0;
+  gather.owner = NO_OWNER;
+  return err;
 }
 
 // One options object per TOS byte, made once when first used, so that marking a segment allocates nothing.

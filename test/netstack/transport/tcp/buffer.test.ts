@@ -268,3 +268,50 @@ t.test('pool: 4 queues × 400 random steps × 10 seeds, lending and copying read
   }
   t.end();
 });
+
+t.test('gather: views of any range across chunks, in order, equal to copyOut; 0 past max views, past the end, or over a loan', (t) => {
+  const q = new ByteQueue();
+  const parts = [new Uint8Array(3000).map((_, i) => i & 0xff), new Uint8Array(500).fill(9), new Uint8Array(5000).map((_, i) => (i * 7) & 0xff)];
+  for (const p of parts) q.share(p);
+  q.consume(100);
+  const total = 8500 - 100;
+  for (const [off, len] of [[0, total], [10, 2890], [2890, 10], [2899, 600], [0, 1], [total - 1, 1]] as const) {
+    const views: Uint8Array[] = [];
+    const n = q.gather(off, len, views, 8);
+    const want = new Uint8Array(len);
+    q.copyOut(off, len, want, 0);
+    const got = Buffer.concat(views.slice(0, n));
+    t.ok(n > 0 && got.equals(want), `gather(${off}, ${len}) in ${n} views`);
+    t.ok(views.slice(0, n).every((v) => parts.some((p) => p.buffer === v.buffer)), 'views of the queued arrays, no copies');
+  }
+  t.equal(q.gather(0, total, [], 2), 0, 'three views wanted, two allowed');
+  t.equal(q.gather(1, total, [], 8), 0, 'past the end');
+  const b = new ByteQueue();
+  b.append(new Uint8Array(4000));
+  b.borrow(new Uint8Array(100));
+  t.equal(b.gather(0, 100, [], 8), 0, 'a queue holding a loan copies');
+  t.end();
+});
+
+t.test('hold: chunks drained while held are parked, not pooled; the last release pools them', (t) => {
+  const q = new ByteQueue();
+  q.append(new Uint8Array(30000).fill(1));
+  const views: Uint8Array[] = [];
+  q.gather(0, 30000, views, 8);
+  const pooled = pooledChunks();
+  q.hold();
+  q.hold();
+  q.consume(30000);
+  t.equal(pooledChunks(), pooled, 'drained while held: the chunk waits');
+  const other = new ByteQueue();
+  other.append(new Uint8Array(30000).fill(2));
+  const otherViews: Uint8Array[] = [];
+  other.gather(0, 30000, otherViews, 8);
+  t.not(otherViews[0]!.buffer, views[0]!.buffer, 'another queue gets another chunk');
+  t.ok(views[0]!.every((b) => b === 1), 'the held bytes unchanged');
+  q.release();
+  t.equal(pooledChunks(), pooled, 'one hold left');
+  q.release();
+  t.equal(pooledChunks(), pooled + 1, 'the last release pools it');
+  t.end();
+});

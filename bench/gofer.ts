@@ -190,13 +190,18 @@ function script(r: string, z: Sizes, side: string): string {
   return lines.join('\n');
 }
 
-/** Best (highest) figure per test from a script's output. */
-function bestOf(out: string, z: Sizes): Map<string, number> {
+/**
+ * Best (highest) figure per test from a script's output. For the rows `fsops time` measures (find-stat, untar)
+ * the amount is the program's exit status: a run that failed (a tar that ran out of inodes, and so stopped early
+ * and fast) is an error, never a figure.
+ */
+export function bestOf(out: string, z: Pick<Sizes, 'files' | 'tarFiles'>): Map<string, number> {
   const best = new Map<string, number>();
   for (const line of out.split('\n')) {
     const m = /^(\S+) (\d+) (\d+)$/.exec(line.trim());
     if (!m) continue;
     const [test, ns, amount] = [m[1]!, Number(m[2]), Number(m[3])];
+    if ((test === 'find-stat' || test === 'untar') && amount !== 0) throw new Error(`${test}: the program exited with status ${amount}`);
     const s = ns / 1e9;
     const value =
       test === 'seq-read' ? amount / s / 1e6 : test === 'rand-read' ? amount / s : test === 'find-stat' ? (z.files + Math.ceil(z.files / 1000) + 1) / s : z.tarFiles / s;
@@ -216,6 +221,7 @@ async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Prom
   const inside = await runAsync([...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', script('', z, 's')], 900000);
   if (inside.code !== 0) throw new Error(`tsvisor run --rootfs: status ${inside.code}: ${inside.stderr.trim().split('\n').slice(-2).join(' ')}`);
   const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'k')], 600000);
+  if (host2.code !== 0) throw new Error(`second host run: ${host2.stderr.trim().split('\n')[0]}`);
   rmSync(join(root, 'work'), { recursive: true, force: true }); // every side's untars (see `script`)
   mkdirSync(join(root, 'work'), { mode: 0o777 });
   chmodSync(join(root, 'work'), 0o777);
@@ -334,7 +340,7 @@ export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; lo
   if (o.untarOnly) Object.assign(z, { size: 4096, files: 0, untarOnly: true });
   const dir = mkdtempSync('/var/tmp/tgf-bench-');
   const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [], machine: readMachine() };
-  const unmount = freshFileSystem(dir, o.quick || o.untarOnly ? 1 << 30 : 4 << 30, report.skipped);
+  const unmount = freshFileSystem(dir, imageBytes(o), inodesNeeded(z), report.skipped);
   chmodSync(dir, 0o755);
   try {
     try {
@@ -353,21 +359,38 @@ export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; lo
   return report;
 }
 
+/** The size of DIR's file system: 1 GiB for the small runs, 4 GiB for the full one (1 GiB file, 20,000 files). */
+export function imageBytes(o: { quick: boolean; untarOnly?: boolean }): number {
+  return o.quick || o.untarOnly ? 2 ** 30 : 4 * 2 ** 30; // not `4 << 30`: a 32-bit shift, 0
+}
+
+/**
+ * Inodes a run makes on DIR's file system, none freed before its end (see `script`): the tarball's sources, every
+ * side's untars (host, sandbox, host again: `reps` each), the two counting runs of `untarRequests`, the find tree.
+ * mkfs.ext4 gives one inode per 16 KiB: 65,536 in the 1 GiB of `--untar`, where 10,000-file untars need ~120,000.
+ */
+export function inodesNeeded(z: Pick<Sizes, 'files' | 'tarFiles' | 'reps'>): number {
+  const tree = z.tarFiles + Math.ceil(z.tarFiles / 500) + 2;
+  return (3 * z.reps + 3) * tree + z.files + Math.ceil(z.files / 1000) + 1024;
+}
+
 /**
  * Mounts a fresh file system at `dir` for one run: a journal-less ext4 (as this machine's own) on a loop device over
- * a sparse image of `bytes` beside it; returns its unmount (which also removes the image). On the machine's shared
+ * a sparse image of `bytes` beside it, with at least `inodes` inodes; returns its unmount (which also removes the image). On the machine's shared
  * file system the host's own untar of 2,000 files ran at 1,600–1,800 files/s after a session of deletions and at
  * 22,000 after a quiet spell (ext4's inode allocator steps over recently freed inodes, reading each one's table
  * block), so the untar ratio measured that file system's history; on a fresh one the host runs at ~33,000 every
  * time, and both sides pay the same file system. Where a loop mount is not possible the run stays on the shared
  * file system and the report says so.
  */
-function freshFileSystem(dir: string, bytes: number, skipped: string[]): (() => void) | undefined {
+function freshFileSystem(dir: string, bytes: number, inodes: number, skipped: string[]): (() => void) | undefined {
   const image = `${dir}.img`;
   try {
     writeFileSync(image, '');
     truncateSync(image, bytes);
-    execFileSync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // mkfs.ext4's default is one inode per 16 KiB; more only where the run needs them (`inodesNeeded`).
+    const count = inodes > bytes / 16384 ? ['-N', String(inodes)] : [];
+    execFileSync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', ...count, image], { stdio: ['ignore', 'ignore', 'pipe'] });
     execFileSync('mount', ['-o', 'loop', image, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     rmSync(image, { force: true });

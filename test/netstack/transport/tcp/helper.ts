@@ -6,6 +6,7 @@
 import { parseAddress, type Address } from '../../../../netstack/addr.ts';
 import { VirtualClock } from '../../../../netstack/clock.ts';
 import { Err, type NetError } from '../../../../netstack/errors.ts';
+import { joinGather } from '../../../../netstack/link/endpoint.ts';
 import { Rng } from '../../../../netstack/rand.ts';
 import { Stats } from '../../../../netstack/stats.ts';
 import { PortManager } from '../../../../netstack/transport/ports.ts';
@@ -71,6 +72,10 @@ export class CaptureNet implements NetworkLayer {
   readonly gsoSent: { segment: Uint8Array; headerLength: number; gsoSize: number }[] = [];
   /** Single segments sendGso received: data sent with a partial checksum for the link to complete. */
   partialSent = 0;
+  /** With gsoMax, routes take payloads as gather views (Route.gathers), joined here as a link sends them. */
+  gather = false;
+  /** The views of each gather payload sendGso received, as given. */
+  readonly gathered: Uint8Array[][] = [];
   private readonly rng = new Rng(42);
 
   registerTransport(_p: TransportProtocol): void {}
@@ -98,8 +103,14 @@ export class CaptureNet implements NetworkLayer {
     };
     if (this.gsoMax > 0) {
       route.gsoMaxSegment = () => net.gsoMax;
-      route.sendGso = (_protocol, packet, offset, hl, gsoSize, opts) => {
-        const sup = packet.slice(offset);
+      route.gathers = () => net.gather;
+      route.sendGso = (_protocol, packet, offset, hl, gsoSize, opts, payload) => {
+        let sup: Uint8Array = packet.slice(offset);
+        if (payload !== undefined) {
+          if (sup.length !== hl) throw new Error(`a gathered segment's packet holds ${sup.length - hl} payload bytes`);
+          net.gathered.push(payload.pieces.slice(0, payload.count));
+          sup = joinGather(sup, payload);
+        }
         if (sup.length > net.gsoMax) throw new Error(`super-segment of ${sup.length} > ${net.gsoMax}`);
         if (sup.length - hl > gsoSize) net.gsoSent.push({ segment: sup, headerLength: hl, gsoSize });
         else net.partialSent++;

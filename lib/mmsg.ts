@@ -27,8 +27,8 @@ export class MmsgBatch {
   // Each message's own run of GATHER_IOVECS iovecs, used while it gathers.
   private readonly gatherOffset: number;
   private readonly slots: Uint8Array[] = [];
-  // Bytes a gathering message carries in all (its slot's part and the pieces), 0 while it sends its slot alone.
-  private readonly gathered: Float64Array;
+  // 1 while a message gathers (its msg_iov points at its run of GATHER_IOVECS), 0 while it sends its slot alone.
+  private readonly gathered: Uint8Array;
 
   constructor(count: number, slotSize: number) {
     this.count = count;
@@ -36,7 +36,7 @@ export class MmsgBatch {
     this.hdrOffset = count * slotSize;
     this.iovOffset = this.hdrOffset + count * MMSGHDR;
     this.gatherOffset = this.iovOffset + count * IOVEC;
-    this.gathered = new Float64Array(count);
+    this.gathered = new Uint8Array(count);
     this.mem = mapMemory(this.gatherOffset + count * GATHER_IOVECS * IOVEC);
     const v = this.mem.view;
     for (let i = 0; i < count; i++) {
@@ -89,7 +89,9 @@ export class MmsgBatch {
 
   /**
    * Has message `i` send the first `head` bytes of its slot followed by `pieces[0..n)` (n ≤ MAX_GATHER), read from
-   * where they lie when the message is sent: they must stay alive and unchanged until then. Returns the bytes.
+   * where they lie when the message is sent: they must stay alive and unchanged until then. Returns the bytes. The
+   * slot's own iovec, unused meanwhile, holds that total as its length, so that `length` and a send thread reading
+   * lengths from the iovec array (lib/send-thread.ts) count the whole message.
    */
   setGather(i: number, head: number, pieces: readonly Uint8Array[], n: number): number {
     const v = this.mem.view;
@@ -110,14 +112,14 @@ export class MmsgBatch {
       v.setBigUint64(h + 16, this.mem.address + BigInt(this.gatherOffset + i * GATHER_IOVECS * IOVEC), true);
     }
     v.setUint32(this.hdrOffset + i * MMSGHDR + 24, 1 + n, true);
-    this.gathered[i] = total;
+    v.setUint32(this.iovOffset + i * IOVEC + 8, total, true);
+    this.gathered[i] = 1;
     return total;
   }
 
   /** The outgoing length set for slot `i` (all its bytes when it gathers). */
   length(i: number): number {
-    const g = this.gathered[i]!;
-    return g !== 0 ? g : this.mem.view.getUint32(this.iovOffset + i * IOVEC + 8, true);
+    return this.mem.view.getUint32(this.iovOffset + i * IOVEC + 8, true);
   }
 
   /** Bytes the kernel wrote into slot `i` on the last recv (msg_len). */

@@ -363,7 +363,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly txThread = { handOffs: 0, frames: 0, waits: 0 };
   /**
    * Frames queued by writeGsoGather with their payload pointed at rather than copied into the send slot, and those
-   * payload bytes; `joined` counts the gather frames copied after all (a send thread, which sends slots alone).
+   * payload bytes; `joined` counts the gather frames copied after all (more pieces than a message takes).
    */
   readonly txGather = { frames: 0, bytes: 0, joined: 0 };
   /** The packet socket (for diagnostics; owned by the endpoint). */
@@ -389,6 +389,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
   // (then released), and the pieces themselves, MAX_GATHER per slot, so the collector keeps them alive until then.
   private readonly txOwners: (GatherPayload['owner'] | null)[];
   private readonly txPieces: (Uint8Array | null)[];
+  // With a send thread: the ring index up to which the slots it sent have had their owners released (reclaim).
+  private reclaimed = 0;
   private flushScheduled = false;
   private blocked = false;
   private readonly watch: FdWatch;
@@ -830,11 +832,12 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /**
    * writeGso of `frame` followed by `payload`, whose pieces the send points at instead of copying them into the
    * slot (the kernel copies them once, as it copies the slot): `frame` holds the headers alone, in the slot when
-   * built in frameBuffer's view. The payload's owner is held until the slot is sent, dropped or the endpoint
-   * closed. With a send thread (which sends slots alone) the payload is copied behind the frame, as by writeGso.
+   * built in frameBuffer's view. The payload's owner is held until the slot is sent (by the send thread: until
+   * the endpoint next fills a slot or finds the ring drained, see reclaim), dropped or the endpoint closed. More
+   * pieces than a message takes are copied behind the frame, as by writeGso.
    */
   writeGsoGather(frame: Uint8Array, o: GsoOptions, payload: GatherPayload): boolean {
-    if (this.sender !== null || payload.count > MAX_GATHER) {
+    if (payload.count > MAX_GATHER) {
       this.txGather.joined++;
       return this.writeGso(joinGather(frame, payload), o);
     }
@@ -884,6 +887,22 @@ export class AfPacketEndpoint implements LinkEndpoint {
     return false;
   }
 
+  /**
+   * Releases the owners of the gathering slots the send thread has sent since the last call: it reports only its
+   * SENT index, read here before a slot is filled and when the ring is found drained (the kernel copied their bytes
+   * in the sendmmsg that moved SENT past them).
+   */
+  private reclaim(): void {
+    const s = this.sender;
+    if (s === null) return;
+    const sent = s.sent;
+    while (this.reclaimed !== sent) {
+      const i = this.slotOf(this.reclaimed);
+      if (this.txOwners[i] !== null) this.releaseSlot(i);
+      this.reclaimed = this.after(this.reclaimed, 1);
+    }
+  }
+
   /** Slot `i` was sent or dropped: the owner of the pieces it pointed at gets them back. */
   private releaseSlot(i: number): void {
     const owner = this.txOwners[i]!;
@@ -922,6 +941,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /** Makes room for one more queued frame, flushing a full queue; false (counted) when it stays full. */
   private reserveSlot(): boolean {
+    this.reclaim();
     if (this.makeRoom()) return true;
     this.counters.txDropped++;
     return false;
@@ -1051,6 +1071,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * into the few slots still in cache, rather than round a ring of 256 slots 64 KB apart.
    */
   private rewind(): void {
+    this.reclaim();
+    this.reclaimed = 0;
     this.txTail = 0;
     this.txSent = 0;
     this.sender?.sentHere(0);
@@ -1070,7 +1092,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
     const stopped = this.sender === null || this.sender.stop();
     this.sender?.addCounts(this.counters);
     this.counters.txDropped += this.txQueued();
-    for (let i = 0; i < this.tx.count; i++) if (this.txOwners[i] !== null) this.releaseSlot(i);
+    // A thread that did not stop may still send the slots: their owners keep their bytes (parked) for good.
+    if (stopped) for (let i = 0; i < this.tx.count; i++) if (this.txOwners[i] !== null) this.releaseSlot(i);
     const d = this.dispatcher;
     this.dispatcher = null;
     // libuv must stop polling before the fd goes away.
@@ -1115,9 +1138,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.close();
   }
 
-  /** writeGsoGather points at payloads (with offloads and no send thread, which sends slots alone). */
+  /** writeGsoGather points at payloads (with offloads). */
   get gathers(): boolean {
-    return this.offloads && this.sender === null;
+    return this.offloads;
   }
 
   /** Whether sends are handed to a thread of their own now (opened with `sendThread`, and the thread is up). */

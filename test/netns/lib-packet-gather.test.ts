@@ -1,8 +1,8 @@
 // Gather sends on a packet socket with offloads (writeGsoGather): the send points at the payload where it lies (a
 // TCP send queue's chunks) instead of copying it into the send slot. What leaves is byte for byte what writeGso
 // sends, the bytes are those queued even when the queue let them go and another queue wrote into free chunks before
-// the flush, and our stack's bulk send goes this way to a Linux socket byte-exact. Namespaces tqc-ga-a/-b,
-// addresses 198.19.66.0/24.
+// the flush, and our stack's bulk send goes this way to a Linux socket byte-exact, also when a send thread makes
+// the sendmmsg calls. Namespaces tqc-ga-a/-b, addresses 198.19.66.0/24.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
@@ -124,6 +124,43 @@ t.test('queue drained and a second queue filled before the flush → the frame c
   t.equal(views[0]!.buffer, pieces[0]!.buffer, 'the parked chunk went back to the pool after the send');
 });
 
+t.test('send thread up, 24 gathered frames in one batch → handed to the thread, B gets each byte-identical, owners released once sent', async (t) => {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, offloads: true, sendThread: true });
+  const b = await AfPacketEndpoint.open({ netns: net.nsB, dev: net.devB, offloads: true });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const got: Uint8Array[] = [];
+  b.attach({ deliverFrame: (f) => void (isOurTcp(f) && got.push(f.slice())) });
+  await waitFor(() => a.sendThreadUp, HANG_MS, 'send thread up');
+  const frame = superFrame(a, b, 3);
+  const owner = counting();
+  const N = 24;
+  for (let k = 0; k < N; k++) {
+    const head = a.frameBuffer(54)!;
+    head.set(frame.subarray(0, 54));
+    const pieces = [frame.slice(54, 54 + 30000), frame.slice(54 + 30000)];
+    t.equal(a.writeGsoGather(head, OPTS, { pieces, count: 2, length: PAYLOAD, owner }), true);
+  }
+  a.flush();
+  t.equal(a.txThread.handOffs, 1, 'one batch handed to the thread');
+  await waitFor(() => got.length >= N, HANG_MS, `${N} frames at B`);
+  t.ok(got.every((f) => firstDiff(f, frame) === -1), 'every frame byte-identical to the one built whole');
+  t.equal(a.txGather.joined, 0, 'none copied');
+  // The thread reports only how far it sent: the owners are released when the endpoint next looks (a flush).
+  await waitFor(
+    () => {
+      a.flush();
+      return owner.releases === N;
+    },
+    HANG_MS,
+    'owners released',
+  );
+  t.equal(owner.holds, N);
+  t.equal(a.refreshCounters().txBytes, N * frame.length, 'the thread counted the whole frames');
+});
+
 t.test('endpoint closed with a gathered frame queued → its owner released, nothing sent', async (t) => {
   const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, offloads: true });
   const owner = counting();
@@ -135,47 +172,52 @@ t.test('endpoint closed with a gathered frame queued → its owner released, not
   t.equal(a.counters.txFrames, 0);
 });
 
-t.test('our stack uploads 4 MB to a Linux socket over a packet socket with offloads → byte-exact, payload gathered', async (t) => {
-  const link = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, offloads: true });
-  const s = new Stack({ clock: new NodeClock({ unref: true }), seed: 3 });
-  const tcp = new TcpProtocol(s, new PortManager(s));
-  s.registerTransport(tcp);
-  const nic = s.addNic(link);
-  s.addAddress(nic, parseSubnet(`${STACK_IP}/24`)!);
-  const received: Buffer[] = [];
-  const server = spawn('ip', ['netns', 'exec', net.nsB, 'socat', '-u', 'TCP-LISTEN:7300,reuseaddr', 'STDOUT'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.teardown(() => {
-    if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
-    s.close();
-    link.close();
+for (const sendThread of [false, true]) {
+  t.test(`our stack uploads 4 MB to a Linux socket over a packet socket with offloads${sendThread ? ' and a send thread' : ''} → byte-exact, payload gathered`, async (t) => {
+    const link = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, offloads: true, sendThread });
+    if (sendThread) await waitFor(() => link.sendThreadUp, HANG_MS, 'send thread up');
+    const s = new Stack({ clock: new NodeClock({ unref: true }), seed: 3 });
+    const tcp = new TcpProtocol(s, new PortManager(s));
+    s.registerTransport(tcp);
+    const nic = s.addNic(link);
+    s.addAddress(nic, parseSubnet(`${STACK_IP}/24`)!);
+    const received: Buffer[] = [];
+    const port = sendThread ? 7301 : 7300;
+    const server = spawn('ip', ['netns', 'exec', net.nsB, 'socat', '-u', `TCP-LISTEN:${port},reuseaddr`, 'STDOUT'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    t.teardown(() => {
+      if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+      s.close();
+      link.close();
+    });
+    server.stdout.on('data', (d: Buffer) => received.push(d));
+    const exited = new Promise((r) => server.on('exit', r));
+    const data = randomBytes(4 << 20);
+    await waitListening(net.nsB, port);
+    const ep = tcp.newEndpoint(4);
+    t.equal(ep.connect({ address: parseAddress(B_IP)!, port }), Err.ConnectStarted);
+    await waitFor(() => ep.state === State.Established, HANG_MS, 'connected');
+    let off = 0;
+    await waitFor(
+      () => {
+        while (off < data.length) {
+          const n = ep.write(data.subarray(off, off + 65536));
+          if (typeof n !== 'number') break;
+          off += n;
+        }
+        return off === data.length;
+      },
+      HANG_MS,
+      'all written',
+    );
+    ep.shutdown(ShutdownWrite);
+    await exited;
+    const got = Buffer.concat(received);
+    t.equal(got.length, data.length, 'every byte read');
+    const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+    t.equal(sha(got), sha(data), 'byte-exact');
+    t.ok(link.txGather.frames > 0, `data segments gathered (${link.txGather.frames} frames, ${link.txGather.bytes} bytes)`);
+    t.ok(link.txGather.bytes >= data.length / 2, 'most of the payload pointed at, not copied');
+    if (sendThread) t.ok(link.txThread.handOffs > 0, `batches handed to the send thread (${link.txThread.handOffs})`);
+    ep.close();
   });
-  server.stdout.on('data', (d: Buffer) => received.push(d));
-  const exited = new Promise((r) => server.on('exit', r));
-  const data = randomBytes(4 << 20);
-  await waitListening(net.nsB, 7300);
-  const ep = tcp.newEndpoint(4);
-  t.equal(ep.connect({ address: parseAddress(B_IP)!, port: 7300 }), Err.ConnectStarted);
-  await waitFor(() => ep.state === State.Established, HANG_MS, 'connected');
-  let off = 0;
-  await waitFor(
-    () => {
-      while (off < data.length) {
-        const n = ep.write(data.subarray(off, off + 65536));
-        if (typeof n !== 'number') break;
-        off += n;
-      }
-      return off === data.length;
-    },
-    HANG_MS,
-    'all written',
-  );
-  ep.shutdown(ShutdownWrite);
-  await exited;
-  const got = Buffer.concat(received);
-  t.equal(got.length, data.length, 'every byte read');
-  const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-  t.equal(sha(got), sha(data), 'byte-exact');
-  t.ok(link.txGather.frames > 0, `data segments gathered (${link.txGather.frames} frames, ${link.txGather.bytes} bytes)`);
-  t.ok(link.txGather.bytes >= data.length / 2, 'most of the payload pointed at, not copied');
-  ep.close();
-});
+}

@@ -239,23 +239,28 @@ export function mapMemory(length: number, fd = -1, offset = 0): NativeBuffer {
   };
 }
 
-// Where each ArrayBuffer's bytes lie, asked of V8 once per buffer (about 80 ns a time).
+// Where each ArrayBuffer's bytes lie, asked of V8 once per buffer (about 80 ns a time); -1 for memory koffi gives
+// no address of (a SharedArrayBuffer).
 const addresses = new WeakMap<ArrayBufferLike, number>();
 
 /**
- * The address of `bytes`' first byte, for the kernel to read from (an iovec): V8 keeps an ArrayBuffer's backing
- * store where it is for the buffer's life (only typed arrays of a few dozen bytes start on the heap, and moving
- * them off it happens when their `.buffer` is first read, here before the address is). A number: user-space
- * addresses fit 53 bits.
+ * The address of `bytes`' first byte, for the kernel to read from (an iovec), or -1 when it has none to give: V8
+ * keeps an ArrayBuffer's backing store where it is for the buffer's life (only typed arrays of a few dozen bytes
+ * start on the heap, and moving them off it happens when their `.buffer` is first read, here before the address
+ * is). A number: user-space addresses fit 53 bits.
  */
 export function memoryAddress(bytes: Uint8Array): number {
   const buf = bytes.buffer;
   let a = addresses.get(buf);
   if (a === undefined) {
-    a = Number(koffi.address(buf));
+    try {
+      a = Number(koffi.address(buf));
+    } catch {
+      a = -1;
+    }
     addresses.set(buf, a);
   }
-  return a + bytes.byteOffset;
+  return a < 0 ? -1 : a + bytes.byteOffset;
 }
 
 /** A zeroed `struct ifreq` (40 bytes) carrying the interface name. */

@@ -29,6 +29,8 @@ export class MmsgBatch {
   private readonly slots: Uint8Array[] = [];
   // 1 while a message gathers (its msg_iov points at its run of GATHER_IOVECS), 0 while it sends its slot alone.
   private readonly gathered: Uint8Array;
+  // The pieces' addresses while setGather checks that each has one.
+  private readonly addrs = new Float64Array(MAX_GATHER);
 
   constructor(count: number, slotSize: number) {
     this.count = count;
@@ -89,18 +91,25 @@ export class MmsgBatch {
 
   /**
    * Has message `i` send the first `head` bytes of its slot followed by `pieces[0..n)` (n ≤ MAX_GATHER), read from
-   * where they lie when the message is sent: they must stay alive and unchanged until then. Returns the bytes. The
-   * slot's own iovec, unused meanwhile, holds that total as its length, so that `length` and a send thread reading
-   * lengths from the iovec array (lib/send-thread.ts) count the whole message.
+   * where they lie when the message is sent: they must stay alive and unchanged until then. Returns the bytes, or
+   * -1 with nothing changed when a piece's memory has no address to give (a SharedArrayBuffer's). The slot's own
+   * iovec, unused meanwhile, holds that total as its length, so that `length` and a send thread reading lengths
+   * from the iovec array (lib/send-thread.ts) count the whole message.
    */
   setGather(i: number, head: number, pieces: readonly Uint8Array[], n: number): number {
+    const addrs = this.addrs;
+    for (let k = 0; k < n; k++) {
+      const a = memoryAddress(pieces[k]!);
+      if (a < 0) return -1;
+      addrs[k] = a;
+    }
     const v = this.mem.view;
     let at = this.gatherOffset + i * GATHER_IOVECS * IOVEC;
     v.setUint32(at + 8, head, true);
     let total = head;
     for (let k = 0; k < n; k++) {
       const p = pieces[k]!;
-      const a = memoryAddress(p);
+      const a = addrs[k]!;
       at += IOVEC;
       v.setUint32(at, a % 0x100000000, true);
       v.setUint32(at + 4, Math.floor(a / 0x100000000), true);

@@ -363,7 +363,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly txThread = { handOffs: 0, frames: 0, waits: 0 };
   /**
    * Frames queued by writeGsoGather with their payload pointed at rather than copied into the send slot, and those
-   * payload bytes; `joined` counts the gather frames copied after all (more pieces than a message takes).
+   * payload bytes; `joined` counts the gather frames copied after all (more pieces than a message takes, or memory
+   * without an address to give, a SharedArrayBuffer's).
    */
   readonly txGather = { frames: 0, bytes: 0, joined: 0 };
   /** The packet socket (for diagnostics; owned by the endpoint). */
@@ -845,12 +846,16 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (this.closed || this.refuseGso(o, frame.length + payload.length, frame.length)) return false;
     if (!this.reserveSlot()) return false;
     const i = this.slotOf(this.txTail);
+    const n = payload.count;
+    if (this.tx.setGather(i, VNET_HDR_LEN + frame.length, payload.pieces, n) < 0) {
+      // Memory the kernel cannot be pointed at: copied after all (the slot is still free, the frame still whole).
+      this.txGather.joined++;
+      return this.writeGso(joinGather(frame, payload), o);
+    }
     this.txTail = this.after(this.txTail, 1);
     writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
     const slot = this.tx.slot(i);
     if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
-    const n = payload.count;
-    this.tx.setGather(i, VNET_HDR_LEN + frame.length, payload.pieces, n);
     const owner = payload.owner;
     owner.hold();
     this.txOwners[i] = owner;

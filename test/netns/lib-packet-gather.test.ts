@@ -98,6 +98,21 @@ t.test('writeGsoGather of headers in the slot and three pieces elsewhere → B g
   t.equal(a.counters.txBytes, 2 * frame.length, 'both counted whole');
 });
 
+t.test('a piece in a SharedArrayBuffer (no address to give) → the frame copied after all, B gets its bytes, owner not held', async (t) => {
+  const { a, b, got } = await pair(t);
+  const frame = superFrame(a, b, 5);
+  const shared = new Uint8Array(new SharedArrayBuffer(20000));
+  shared.set(frame.subarray(54 + 40000));
+  const head = a.frameBuffer(54)!;
+  head.set(frame.subarray(0, 54));
+  const owner = counting();
+  t.equal(a.writeGsoGather(head, OPTS, { pieces: [frame.slice(54, 54 + 40000), shared], count: 2, length: PAYLOAD, owner }), true);
+  t.same(a.txGather, { frames: 0, bytes: 0, joined: 1 }, 'copied, counted as joined');
+  t.same([owner.holds, owner.releases], [0, 0], 'nothing pointed at, nothing held');
+  await waitFor(() => got.length >= 1, HANG_MS, 'the frame at B');
+  t.equal(firstDiff(got[0]!, frame), -1, 'byte-identical');
+});
+
 t.test('queue drained and a second queue filled before the flush → the frame carries the bytes as queued', async (t) => {
   const { a, b, got } = await pair(t);
   const frame = superFrame(a, b, 7);

@@ -198,13 +198,13 @@ export class ByteQueue {
     }
   }
 
-  /** Copies `len` bytes starting `offset` bytes from the front into `dst` at `at`; returns bytes copied. */
-  copyOut(offset: number, len: number, dst: Uint8Array, at: number): number {
-    len = Math.min(len, this.size - offset);
-    if (len <= 0) return 0;
-    this.seal();
+  /**
+   * Moves the cursor to the chunk holding byte `pos` (counted from the first chunk's start; it must be queued) and
+   * returns where in that chunk it lies. The cursor is where the last copyOut or gather ended, so a sender walking
+   * forward through the queue finds its next segment's chunk without counting from the front.
+   */
+  private seek(pos: number): number {
     const chunks = this.chunks;
-    const pos = offset + this.head;
     let i = this.cursorIdx;
     let base = this.cursorBase;
     if (pos < base || i >= chunks.length) {
@@ -212,7 +212,20 @@ export class ByteQueue {
       base = 0;
     }
     while (pos >= base + chunks[i]!.length) base += chunks[i++]!.length;
-    let skip = pos - base;
+    this.cursorIdx = i;
+    this.cursorBase = base;
+    return pos - base;
+  }
+
+  /** Copies `len` bytes starting `offset` bytes from the front into `dst` at `at`; returns bytes copied. */
+  copyOut(offset: number, len: number, dst: Uint8Array, at: number): number {
+    len = Math.min(len, this.size - offset);
+    if (len <= 0) return 0;
+    this.seal();
+    const chunks = this.chunks;
+    let skip = this.seek(offset + this.head);
+    let i = this.cursorIdx;
+    let base = this.cursorBase;
     let done = 0;
     for (;;) {
       const c = chunks[i]!;
@@ -239,15 +252,9 @@ export class ByteQueue {
     if (len <= 0 || offset + len > this.size || this.loans.length > 0) return 0;
     this.seal();
     const chunks = this.chunks;
-    const pos = offset + this.head;
+    let skip = this.seek(offset + this.head);
     let i = this.cursorIdx;
     let base = this.cursorBase;
-    if (pos < base || i >= chunks.length) {
-      i = 0;
-      base = 0;
-    }
-    while (pos >= base + chunks[i]!.length) base += chunks[i++]!.length;
-    let skip = pos - base;
     let done = 0;
     let n = 0;
     for (;;) {

@@ -63,6 +63,7 @@ export async function goferCommand(argv: string[]): Promise<number> {
     'no-confine': {},
     seccomp: {},
     'exit-with-stdin': {},
+    'poll-us': { value: true },
   });
   const root = options.root as string;
   const listen = options.listen as string;
@@ -88,7 +89,9 @@ export async function goferCommand(argv: string[]): Promise<number> {
   if (typeof where === 'string' && pathTaken(where)) throw new CliError(`--listen ${where}: in use (a file exists there)`);
 
   const withStdin = options['exit-with-stdin'] === true;
-  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin);
+  const pollUs = options['poll-us'] === undefined ? undefined : Number(options['poll-us']);
+  if (pollUs !== undefined && !(pollUs >= 0)) throw new UsageError(`--poll-us ${options['poll-us']}: not a number of microseconds`);
+  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin, pollUs);
   if (typeof where !== 'string') throw new UsageError('--listen fd:N needs --no-confine');
   return launchConfined(root, where, readOnly, argv, withStdin);
 }
@@ -145,6 +148,7 @@ async function serveHere(
   uids: IdMap,
   seccomp: boolean,
   withStdin: boolean,
+  pollUs: number | undefined,
 ): Promise<number> {
   // The client applies the caller's umask (9P2000.L sends the mode Linux's v9fs and our FUSE server computed with it),
   // so the server must not apply its own on top: with the launching shell's 022, `umask 0; touch f` in a sandbox
@@ -154,7 +158,8 @@ async function serveHere(
   try {
     // A FUSE client (tsvisor run --rootfs) holds a fid for every inode the kernel caches, so the cap on fids
     // follows the descriptor limit (each fid is an O_PATH descriptor) rather than a fixed 4096.
-    server = new GoferServer({ root, readOnly, uids, maxFids: fidBudget() });
+    // Polling for the next request pays here, with the client in another process (see Connection.send).
+    server = new GoferServer({ root, readOnly, uids, maxFids: fidBudget(), pollUs: pollUs ?? 400 });
     await server.listen(where);
   } catch (e) {
     if (e instanceof GoferSetupError) throw new CliError(e.message);

@@ -79,10 +79,12 @@ pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only ta
 --threads N runs tsvisor's serve with N shards; --streams 1,4 sets the throughput rows' stream counts (--quick: 1).
 `,
   gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
-                    [--exit-with-stdin]
+                    [--exit-with-stdin] [--poll-us N]
 
 Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist). --exit-with-stdin stops
-it when its standard input ends (a parent holding a pipe there ended, however it ended).
+it when its standard input ends (a parent holding a pipe there ended, however it ended). --poll-us: how long it
+polls for a client's next request after replying, while requests come closer together than that (default 400; 0
+never; never with one CPU).
 `,
   'install-runtime': `usage: tsvisor install-runtime PATH
 

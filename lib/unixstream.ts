@@ -7,6 +7,7 @@
  * write that carried them, so they arrive no later than that write's bytes.
  */
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import koffi from 'koffi';
 import { C, mapMemory, minusErrno, SysError, sockaddrUn, sys, type NativeBuffer } from './libc.ts';
 import { pollFd, send, U, type FdPoll } from './unix.ts';
@@ -57,6 +58,14 @@ function settle(o: Out): void {
   else for (const fd of o.fds) sys.close(fd);
 }
 
+/**
+ * `us` microseconds (`dflt` when undefined) as a `pollAfterSend` bound in nanoseconds: 0 (never poll) on a machine
+ * or affinity mask of one CPU, where the peer that is to send can only run once the poller gives the CPU up.
+ */
+export function pollBudgetNs(us: number | undefined, dflt: number): bigint {
+  return availableParallelism() > 1 ? BigInt(Math.max(0, Math.round((us ?? dflt) * 1000))) : 0n;
+}
+
 /** A connected unix stream socket on the main loop; owns the descriptor it is given. */
 export class UnixStream extends EventEmitter {
   private readonly mem: NativeBuffer;
@@ -72,6 +81,12 @@ export class UnixStream extends EventEmitter {
   /** recvmsg(2) calls made (those that said EAGAIN too), and send(2)/sendmsg(2) calls that moved bytes. */
   reads = 0;
   sends = 0;
+  /** `pollAfterSend`'s polls that ended with `done` (the loop was not woken for those bytes), and those that gave up. */
+  polled = 0;
+  pollMisses = 0;
+  /** How long the poll armed by `pollAfterSend` may last; 0 when none is armed. */
+  private pollNs = 0n;
+  private pollDone: () => boolean = () => true;
 
   /** Takes over `fd` (made non-blocking). */
   constructor(readonly fd: number) {
@@ -147,6 +162,21 @@ export class UnixStream extends EventEmitter {
     return !this.blocked;
   }
 
+  /**
+   * Arms one poll of the socket for `ns` nanoseconds right after the next send (of the bytes written so far, or the
+   * next written): recvmsg(2) without waiting, `sched_yield` between tries; bytes that come are emitted there,
+   * without a wake-up of the loop, until `done()` says the awaited ones are in or the time is up (then the loop's
+   * epoll takes over). For a side that expects its peer's next bytes soon: on a machine whose idle CPUs halt at
+   * once (a VM's haltpoll with `guest_halt_poll_ns` 0), waking a process asleep in epoll is an inter-processor
+   * interrupt through the hypervisor, tens of µs, which the poll trades for CPU. The loop does nothing else
+   * meanwhile, so `ns` bounds how long timers and other descriptors wait. Use `pollBudgetNs` for `ns`.
+   */
+  pollAfterSend(ns: bigint, done: () => boolean): void {
+    if (this.closed || ns <= 0n) return;
+    this.pollNs = ns;
+    this.pollDone = done;
+  }
+
   /** Closes the socket; pending descriptors are closed; emits `close` once. */
   destroy(): this {
     if (this.closed) return this;
@@ -218,7 +248,32 @@ export class UnixStream extends EventEmitter {
       this.blocked = false;
       this.emit('drain');
     }
+    if (this.pollNs > 0n && this.out.length === 0) this.pollRead();
   }
+
+  /** The poll `pollAfterSend` armed (see there). */
+  private pollRead(): void {
+    const until = process.hrtime.bigint() + this.pollNs;
+    this.pollNs = 0n;
+    while (!this.closed && !this.paused) {
+      const n = this.recv();
+      if (n !== -U.EAGAIN) {
+        this.deliver(n);
+        if (this.closed) return;
+        if (this.pollDone()) {
+          this.polled++;
+          return;
+        }
+        continue;
+      }
+      if (process.hrtime.bigint() > until) {
+        this.pollMisses++;
+        return;
+      }
+      sys.sched_yield();
+    }
+  }
+
 
   private sendFds(data: Uint8Array, fds: number[]): number {
     // Only the first piece that fits the native buffer goes with the descriptors; the rest follows as bytes.
@@ -241,23 +296,33 @@ export class UnixStream extends EventEmitter {
     // after descriptors): reading again would only say EAGAIN, and the poll is level-triggered, so anything
     // arriving meanwhile wakes the loop again.
     for (let i = 0; i < 16 && !this.closed && !this.paused; i++) {
-      msghdr(this.mem, READ_SIZE, CONTROL);
-      const n = recvmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      this.reads++;
-      if (n < 0) {
-        const e = koffi.errno();
-        if (e === U.EAGAIN) return;
-        return this.fail(new SysError('recvmsg', e));
-      }
-      const fds = this.takeFds();
-      if (n === 0) {
-        for (const fd of fds) sys.close(fd);
-        this.destroy();
-        return;
-      }
-      this.emit('data', Buffer.from(this.mem.bytes.subarray(DATA, DATA + n)), fds);
-      if (n < READ_SIZE && fds.length === 0) return;
+      const n = this.recv();
+      if (n === -U.EAGAIN || !this.deliver(n)) return;
     }
+  }
+
+  /** One recvmsg(2) into `mem` without waiting: the bytes read, or -errno. */
+  private recv(): number {
+    msghdr(this.mem, READ_SIZE, CONTROL);
+    const n = recvmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    this.reads++;
+    return n < 0 ? -koffi.errno() : n;
+  }
+
+  /** Hands on what `recv` gave (`n` not -EAGAIN): emits the bytes, or ends the stream; whether to read on. */
+  private deliver(n: number): boolean {
+    if (n < 0) {
+      this.fail(new SysError('recvmsg', -n));
+      return false;
+    }
+    const fds = this.takeFds();
+    if (n === 0) {
+      for (const fd of fds) sys.close(fd);
+      this.destroy();
+      return false;
+    }
+    this.emit('data', Buffer.from(this.mem.bytes.subarray(DATA, DATA + n)), fds);
+    return n === READ_SIZE || fds.length > 0;
   }
 
   private takeFds(): number[] {

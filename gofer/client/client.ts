@@ -203,6 +203,20 @@ export class Client {
     return { tag, reply };
   }
 
+  /**
+   * Polls the socket for up to `ns` nanoseconds once the requests written so far (or the next) have gone out, until
+   * every request has its reply, instead of leaving them to a wake-up of the loop (`UnixStream.pollAfterSend`);
+   * nothing on a Node socket.
+   */
+  pollReplies(ns: bigint): void {
+    if (this.socket instanceof UnixStream) this.socket.pollAfterSend(ns, () => this.waiting.size === 0);
+  }
+
+  /** Polls of `pollReplies` that found the replies, and those that gave up (0 on a Node socket). */
+  get polled(): { found: number; missed: number } {
+    return this.socket instanceof UnixStream ? { found: this.socket.polled, missed: this.socket.pollMisses } : { found: 0, missed: 0 };
+  }
+
   /** Sends Tflush for a request in flight; resolves when the server has answered the flush. */
   async flush(oldtag: number): Promise<void> {
     await this.rpc({ type: 'Tflush', oldtag });

@@ -5,6 +5,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import * as fs from '../../lib/fs.ts';
 import { errnoName } from '../../lib/libc.ts';
+import { pollBudgetNs } from '../../lib/unixstream.ts';
 import { Connection, newStats, type ConnectionLimits, type GoferStats } from './connection.ts';
 import { IdMap } from './idmap.ts';
 import type { ServerConfig } from './ops.ts';
@@ -28,6 +29,12 @@ export interface GoferOptions {
   readonly asyncLimit?: number;
   /** Fids per connection (default 4096). */
   readonly maxFids?: number;
+  /**
+   * Microseconds to poll a connection for the next request after replying, while requests come closer together
+   * than that (default 0, never; never with one CPU; `tsvisor gofer` sets 400). See `Connection.send`. Off by
+   * default for servers in the client's own process: the client cannot send while its loop is held.
+   */
+  readonly pollUs?: number;
   /** False forces the component-by-component walk instead of openat2 (tests). */
   readonly useOpenat2?: boolean;
 }
@@ -63,6 +70,7 @@ export class GoferServer {
       maxMsize: opts.maxMsize ?? 1 << 20,
       maxTags: opts.maxTags ?? 32,
       asyncLimit: opts.asyncLimit ?? 4,
+      pollNs: pollBudgetNs(opts.pollUs, 0),
     };
   }
 

@@ -140,7 +140,9 @@ export async function serveRootfs(
   try {
     // Its standard input is a pipe only this process holds: however run ends, even by SIGKILL, the gofer sees
     // the end of it and goes, instead of serving on with run's standard output and error held open.
-    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, '--exit-with-stdin', ...(lowerRo ? ['--ro'] : [])], {
+    // TSVISOR_GOFER_POLL_US: how long the Gofer polls for the next request after replying (a knob for comparisons).
+    const poll = process.env.TSVISOR_GOFER_POLL_US === undefined ? [] : ['--poll-us', process.env.TSVISOR_GOFER_POLL_US];
+    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, '--exit-with-stdin', ...(lowerRo ? ['--ro'] : []), ...poll], {
       stdio: ['pipe', 'inherit', 'inherit'],
     });
     gofer.once('exit', (code, sig) => {
@@ -164,6 +166,8 @@ export async function serveRootfs(
       uring: process.env.TSVISOR_FUSE_URING !== '0',
       // Another: TSVISOR_FUSE_SPIN_US sets how long the server polls for a lone caller's next request (0: never).
       spinUs: process.env.TSVISOR_FUSE_SPIN_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_SPIN_US),
+      // And TSVISOR_FUSE_REPLY_POLL_US how long it polls the 9P socket for the Gofer's reply to a lone caller (0: never).
+      replyPollUs: process.env.TSVISOR_FUSE_REPLY_POLL_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_REPLY_POLL_US),
     });
     server.start();
     log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);

@@ -1,10 +1,12 @@
 // UnixStream's system calls per message: frames written in one turn of the loop go out in one send, descriptors
 // and all, and a wake-up whose read came back short reads no more (each is a wake-up or a call the Gofer and the
 // Sentry pay per file of an untar).
+import { execFileSync, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import t, { type Test } from 'tap';
 import * as fs from '../../lib/fs.ts';
 import { socketPair, send, close } from '../../lib/unix.ts';
-import { UnixStream } from '../../lib/unixstream.ts';
+import { pollBudgetNs, UnixStream } from '../../lib/unixstream.ts';
 
 const { F } = fs;
 
@@ -108,4 +110,77 @@ t.test('a read that came back short and without descriptors → no further read 
     b.removeAllListeners('data');
     t.equal(b.reads, round, `round ${round}: one recvmsg per message (before: a second one answering EAGAIN)`);
   }
+});
+
+// pollAfterSend: after a send, the stream polls its socket for the peer's answer instead of waiting in the loop's
+// epoll (on this VM each wake-up of a process asleep there is an inter-processor interrupt). The peer is a python
+// process on the other end of a socketpair, so it runs while this loop polls.
+const PEER = `import socket, time
+s = socket.socket(fileno=3)
+s.setblocking(True)
+s.sendall(b'ready')
+while True:
+    m = s.recv(64)
+    if not m: break
+    if m == b'late': time.sleep(0.3)
+    s.sendall(b're:' + m)`;
+
+/** A UnixStream whose peer answers each message with "re:" and it (after 300 ms for "late"), once ready. */
+async function pollPeer(t: Test): Promise<UnixStream> {
+  const [x, y] = socketPair('stream');
+  const peer = spawn('python3', ['-c', PEER], { stdio: ['ignore', 'inherit', 'inherit', x] });
+  close(x);
+  const s = new UnixStream(y);
+  t.teardown(() => {
+    s.destroy();
+    peer.kill();
+  });
+  await collect(s, 5);
+  s.removeAllListeners('data');
+  return s;
+}
+
+t.test('an answer within the bound → taken while polling, before the loop turns; not armed → left to epoll', async (t) => {
+  const s = await pollPeer(t);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString()));
+  s.write(Buffer.from('one'));
+  s.pollAfterSend(2_000_000_000n, () => got.length >= 6);
+  // The poll runs in the microtask that sends; a check queued now runs after it, in the same turn of the loop.
+  await new Promise((r) => setImmediate(r));
+  t.equal(got, 're:one', 'the answer came while polling');
+  t.equal(s.polled, 1);
+  t.equal(s.pollMisses, 0);
+  got = '';
+  const arrived = collect(s, 6);
+  s.write(Buffer.from('two'));
+  await arrived;
+  t.equal(got, 're:two');
+  t.equal(s.polled, 1, 'no poll unless armed');
+});
+
+t.test('a peer that stays quiet → the poll gives up at its bound; a timer due meanwhile runs right after', async (t) => {
+  const s = await pollPeer(t);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString()));
+  const t0 = performance.now();
+  let timerAt = 0;
+  setTimeout(() => (timerAt = performance.now() - t0), 0);
+  s.write(Buffer.from('late'));
+  s.pollAfterSend(20_000_000n, () => true); // 20 ms; the answer comes after 300
+  await new Promise((r) => setTimeout(r, 0));
+  t.equal(s.pollMisses, 1, 'the poll gave up');
+  t.equal(s.polled, 0);
+  t.equal(got, '', 'nothing yet');
+  t.ok(timerAt >= 19 && timerAt < 250, `the timer ran ${timerAt.toFixed(1)} ms in (the poll held the loop 20 ms)`);
+  await collect(s, 7);
+  t.equal(got, 're:late', 'the late answer came through the loop');
+});
+
+t.test('one CPU → pollBudgetNs is 0 (never poll: the peer could only run once the poller yields)', async (t) => {
+  const code = `import('${new URL('../../lib/unixstream.ts', import.meta.url).pathname}').then((m) => console.log(String(m.pollBudgetNs(400, 0))))`;
+  const run = (pre: string[]) => execFileSync(pre[0]!, [...pre.slice(1), process.execPath, '--import', 'tsx', '-e', code], { encoding: 'utf8' }).trim();
+  t.equal(run(['taskset', '-c', '0']), '0', 'pinned to one CPU');
+  if (availableParallelism() > 1) t.equal(run(['env']), '400000', `${availableParallelism()} CPUs`);
+  t.equal(pollBudgetNs(undefined, 0), 0n, 'the default given');
 });

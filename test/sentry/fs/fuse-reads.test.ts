@@ -101,3 +101,22 @@ for i in range(500):
   t.comment(`${spun} of 500 lookups taken while polling after the last one's reply`);
   t.ok(spun >= 250, `${spun} of 500 taken while polling`);
 });
+
+t.test('a lone caller whose requests wait for the Gofer → the replies are taken by polling the 9P socket; replyPollUs 0 → none', async (t) => {
+  for (const replyPollUs of [5000, 0]) {
+    // Passthrough: the descriptor-donating dialect runs on a UnixStream, the socket that can be polled. 5 ms: far
+    // above a lookup's round trip even on a loaded machine (the poll is skipped while recent waits are longer).
+    const m = await mountScratch(t, (root) => mkdirSync(join(root, 'h'), { mode: 0o777 }), { passthrough: true, replyPollUs });
+    const found0 = m.client.polled.found;
+    const polls0 = m.server.replyPolls;
+    const r = await sh(`python3 -c "import os
+for i in range(300):
+  try: os.stat('${m.mnt}/h/missing%d' % i)
+  except FileNotFoundError: pass"`);
+    t.equal(r.code, 0, r.err);
+    const found = m.client.polled.found - found0;
+    t.comment(`replyPollUs ${replyPollUs}: ${found} replies taken while polling (${m.server.replyPolls - polls0} polls) for 300 lookups and python's own`);
+    if (replyPollUs) t.ok(found >= 150, `${found} taken while polling`);
+    else t.equal(m.server.replyPolls - polls0 + found, 0, 'no polling with replyPollUs 0');
+  }
+});

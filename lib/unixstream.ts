@@ -264,16 +264,15 @@ export class UnixStream extends EventEmitter {
           this.polled++;
           return;
         }
-        continue;
       }
+      // Checked after bytes too: a peer streaming without end must not hold the loop past the bound.
       if (process.hrtime.bigint() > until) {
         this.pollMisses++;
         return;
       }
-      sys.sched_yield();
+      if (n === -U.EAGAIN) sys.sched_yield();
     }
   }
-
 
   private sendFds(data: Uint8Array, fds: number[]): number {
     // Only the first piece that fits the native buffer goes with the descriptors; the rest follows as bytes.

@@ -44,6 +44,7 @@ t.test('a client that goes quiet → the poll runs out at its bound (a timer in 
     worst = Math.max(worst, now - last);
     last = now;
   }, 5);
+  t.teardown(() => clearInterval(tick)); // also when the client fails
   await clientRun(s.sock, 50);
   await new Promise((r) => setTimeout(r, 200));
   clearInterval(tick);

@@ -24,6 +24,10 @@ const MAX_FDS = 16;
 const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level, cmsg_type
 const CONTROL = CMSG_HDR + 4 * MAX_FDS;
 const READ_SIZE = 64 * 1024;
+/** A `sched_yield` longer than this ran another process: the poller shares its CPU (an idle one takes ~1-2 µs). */
+const YIELD_TAKEN_NS = 250_000n;
+/** How long no poll is armed after one whose yield ran another process. */
+const POLL_BACKOFF_NS = 100_000_000n;
 /** Frames queued in one turn of the loop are sent together up to this many bytes (one send(2), not one each). */
 const COALESCE = 64 * 1024;
 // Native layout: msghdr (56) | iovec (16) | control | data.
@@ -84,6 +88,13 @@ export class UnixStream extends EventEmitter {
   /** `pollAfterSend`'s polls that ended with `done` (the loop was not woken for those bytes), and those that gave up. */
   polled = 0;
   pollMisses = 0;
+  /**
+   * Polls cut short because a `sched_yield` ran another process for long, and polls not armed in the while after
+   * one (`pollAfterSend` calls refused).
+   */
+  pollsYielded = 0;
+  pollsSkipped = 0;
+  private noPollUntil = 0n;
   /** How long the poll armed by `pollAfterSend` may last; 0 when none is armed. */
   private pollNs = 0n;
   private pollDone: () => boolean = () => true;
@@ -169,10 +180,15 @@ export class UnixStream extends EventEmitter {
    * epoll takes over). For a side that expects its peer's next bytes soon: on a machine whose idle CPUs halt at
    * once (a VM's haltpoll with `guest_halt_poll_ns` 0), waking a process asleep in epoll is an inter-processor
    * interrupt through the hypervisor, tens of µs, which the poll trades for CPU. The loop does nothing else
-   * meanwhile, so `ns` bounds how long timers and other descriptors wait. Use `pollBudgetNs` for `ns`.
+   * meanwhile, so `ns` bounds how long timers and other descriptors wait. Use `pollBudgetNs` for `ns`. A poll
+   * whose `sched_yield` let another process run for long stops there, and none is armed for `POLL_BACKOFF_NS`.
    */
   pollAfterSend(ns: bigint, done: () => boolean): void {
     if (this.closed || ns <= 0n) return;
+    if (this.noPollUntil !== 0n && process.hrtime.bigint() < this.noPollUntil) {
+      this.pollsSkipped++;
+      return;
+    }
     this.pollNs = ns;
     this.pollDone = done;
   }
@@ -266,11 +282,22 @@ export class UnixStream extends EventEmitter {
         }
       }
       // Checked after bytes too: a peer streaming without end must not hold the loop past the bound.
-      if (process.hrtime.bigint() > until) {
+      const now = process.hrtime.bigint();
+      if (now > until) {
         this.pollMisses++;
         return;
       }
-      if (n === -U.EAGAIN) sys.sched_yield();
+      if (n !== -U.EAGAIN) continue;
+      sys.sched_yield();
+      // A yield that took long ran another process on this CPU: the CPUs are busy, so a wake-up would not have
+      // cost an idle CPU's interrupt, and the polling takes time those processes need (measured: an untar 25 %
+      // slower with both ends polling beside one CPU-bound process). Sleep in epoll, and arm no poll for a while.
+      const after = process.hrtime.bigint();
+      if (after - now > YIELD_TAKEN_NS) {
+        this.pollsYielded++;
+        this.noPollUntil = after + POLL_BACKOFF_NS;
+        return;
+      }
     }
   }
 

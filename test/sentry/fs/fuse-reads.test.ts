@@ -4,6 +4,7 @@
 import { mkdirSync, chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { UnixStream } from '../../../lib/unixstream.ts';
 import { mountScratch, sh } from './fuse-helpers.ts';
 
 const total = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
@@ -103,6 +104,13 @@ for i in range(500):
 });
 
 t.test('a lone caller whose requests wait for the Gofer → the replies are taken by polling the 9P socket; replyPollUs 0 → none', async (t) => {
+  // The yield cut off (UnixStream.yieldCutNs): on a machine busy with other work every poll's yield may run another
+  // process, and then every poll stops at once (test/lib/unixstream.test.ts tests the cut).
+  const yieldCut = UnixStream.yieldCutNs;
+  UnixStream.yieldCutNs = 0n;
+  t.teardown(() => {
+    UnixStream.yieldCutNs = yieldCut;
+  });
   for (const replyPollUs of [5000, 0]) {
     // Passthrough: the descriptor-donating dialect runs on a UnixStream, the socket that can be polled. 5 ms: far
     // above a lookup's round trip even on a loaded machine (the poll is skipped while recent waits are longer).
@@ -119,8 +127,7 @@ for i in range(300):
     const found = p.found - found0;
     const cut = p.cut + p.skipped - cut0;
     t.comment(`replyPollUs ${replyPollUs}: ${found} replies taken while polling, ${cut} polls cut or held off by other processes (${m.server.replyPolls - polls0} asked) for 300 lookups and python's own`);
-    // On a busy machine a poll whose yield ran another process stops, and none follows for a while.
-    if (replyPollUs) t.ok(found + cut >= 150 && found >= 1, `${found} taken while polling (${cut} cut or held off)`);
+    if (replyPollUs) t.ok(found >= 100, `${found} taken while polling (${cut} cut or held off)`);
     else t.equal(m.server.replyPolls - polls0 + found + cut, 0, 'no polling with replyPollUs 0');
   }
 });

@@ -821,11 +821,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (!this.reserveSlot()) return false;
     const i = this.slotOf(this.txTail);
     this.txTail = this.after(this.txTail, 1);
-    writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
-    const slot = this.tx.slot(i);
-    if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
+    this.fillGsoSlot(i, frame, o);
     this.tx.setLength(i, VNET_HDR_LEN + frame.length);
-    if ((o.gsoType & ~GsoType.ECN) !== GsoType.NONE) this.vnetCounters.txGsoFrames++;
     this.scheduleFlush();
     return true;
   }
@@ -853,9 +850,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       return this.writeGso(joinGather(frame, payload), o);
     }
     this.txTail = this.after(this.txTail, 1);
-    writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
-    const slot = this.tx.slot(i);
-    if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
+    this.fillGsoSlot(i, frame, o);
     const owner = payload.owner;
     owner.hold();
     this.txOwners[i] = owner;
@@ -863,9 +858,16 @@ export class AfPacketEndpoint implements LinkEndpoint {
     for (let k = 0; k < n; k++) refs[i * MAX_GATHER + k] = payload.pieces[k]!;
     this.txGather.frames++;
     this.txGather.bytes += payload.length;
-    if ((o.gsoType & ~GsoType.ECN) !== GsoType.NONE) this.vnetCounters.txGsoFrames++;
     this.scheduleFlush();
     return true;
+  }
+
+  /** Puts `o`'s virtio_net_hdr and `frame` (unless built there) in send slot `i`, counting a super-frame. */
+  private fillGsoSlot(i: number, frame: Uint8Array, o: GsoOptions): void {
+    writeVnetHeader(this.tx.view, this.tx.offsetOf(i), o);
+    const slot = this.tx.slot(i);
+    if (!this.inPlace(frame, slot)) slot.set(frame, VNET_HDR_LEN);
+    if ((o.gsoType & ~GsoType.ECN) !== GsoType.NONE) this.vnetCounters.txGsoFrames++;
   }
 
   /**

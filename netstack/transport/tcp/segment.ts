@@ -104,56 +104,47 @@ export function sendFast(
   const hl = ts ? 32 : 20;
   const off = route.headroom;
   const total = hl + len;
-  if (t.gathers && len >= GATHER_MIN && src !== null) {
-    const n = src.gather(srcOff, len, gather.pieces, GATHER_MAX);
-    if (n > 0) return sendGathered(t, s, ack, flags, window, ts, tsVal, tsEcr, len, src, n, gsoSize, ecn);
-  }
-  const pkt = packetFor(route, off + total, off + hl);
+  // A large payload on a link that gathers: its views in the send buffer (in `gather`), which the link points at
+  // instead of our copying them behind the header; 0 when copied.
+  const views = t.gathers && len >= GATHER_MIN && src !== null ? src.gather(srcOff, len, gather.pieces, GATHER_MAX) : 0;
+  const pkt = packetFor(route, off + (views > 0 ? hl : total), off + hl);
   emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
-  if (len > 0) {
+  if (len > 0 && views === 0) {
     // Never stale link memory on the wire, even if the buffer holds fewer bytes than asked for.
     const got = src ? src.copyOut(srcOff, len, pkt, off + hl) : 0;
     if (got < len) pkt.fill(0, off + hl + got, off + total);
   }
   const pseudo = t.pseudo + (total >>> 16) + (total & 0xffff);
+  // (A gathering link completes checksums: t.gathers implies t.csumOffload, so views are sent here.)
   if (route.sendGso !== undefined && (gsoSize > 0 || (len > 0 && t.csumOffload))) {
     setTcpChecksumField(pkt, off, foldChecksum(pseudo));
-    return route.sendGso(PROTO_TCP, pkt, off, hl, gsoSize > 0 ? gsoSize : len, ecnOptions(ecn));
+    const segment = gsoSize > 0 ? gsoSize : len;
+    if (views > 0) return sendGathered(route, pkt, off, hl, segment, ecn, src!, views, len);
+    return route.sendGso(PROTO_TCP, pkt, off, hl, segment, ecnOptions(ecn));
   }
   setTcpChecksumField(pkt, off, finishChecksum(sum16(off === 0 ? pkt : pkt.subarray(off), pseudo)));
   return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
 }
 
 /**
- * sendFast's segment of `len` payload bytes whose `n` views `gather` holds: the header alone is built (in the
- * link's memory) and the link points its send at the views, which `src` keeps unchanged while it does.
+ * sendFast's super-segment of the header in `pkt` and `len` payload bytes that are `n` views of `src` (in
+ * `gather`): the link points its send at the views, which `src` keeps unchanged while it does.
  */
 function sendGathered(
-  t: HeaderTemplate,
-  s: number,
-  ack: number,
-  flags: number,
-  window: number,
-  ts: boolean,
-  tsVal: number,
-  tsEcr: number,
-  len: number,
+  route: Route,
+  pkt: Uint8Array,
+  off: number,
+  hl: number,
+  segment: number,
+  ecn: number,
   src: ByteQueue,
   n: number,
-  gsoSize: number,
-  ecn: number,
+  len: number,
 ): NetError | undefined {
-  const route = t.route;
-  const hl = ts ? 32 : 20;
-  const off = route.headroom;
-  const total = hl + len;
-  const pkt = packetFor(route, off + hl, off + hl);
-  emitTcpHeaderFast(pkt, off, t.srcPort, t.dstPort, s, ack, flags, window, ts, tsVal, tsEcr);
-  setTcpChecksumField(pkt, off, foldChecksum(t.pseudo + (total >>> 16) + (total & 0xffff)));
   gather.count = n;
   gather.length = len;
   gather.owner = src;
-  const err = route.sendGso!(PROTO_TCP, pkt, off, hl, gsoSize > 0 ? gsoSize : len, ecnOptions(ecn), gather);
+  const err = route.sendGso!(PROTO_TCP, pkt, off, hl, segment, ecnOptions(ecn), gather);
   // The record outlives the call: it keeps neither the views nor the queue alive.
   gather.pieces.fill(EMPTY, 0, n);
   gather.count = 0;

@@ -22,7 +22,7 @@ import { GoferServer, GoferSetupError } from '../gofer/server/server.ts';
 import { IdMap } from '../gofer/server/idmap.ts';
 import { listenUnix, SysError, sys } from '../lib/libc.ts';
 import { installFilterAllThreads } from '../lib/seccomp.ts';
-import { parseArgs, UsageError } from './args.ts';
+import { intOption, parseArgs, UsageError } from './args.ts';
 import { CliError } from './main.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -89,8 +89,8 @@ export async function goferCommand(argv: string[]): Promise<number> {
   if (typeof where === 'string' && pathTaken(where)) throw new CliError(`--listen ${where}: in use (a file exists there)`);
 
   const withStdin = options['exit-with-stdin'] === true;
-  const pollUs = options['poll-us'] === undefined ? undefined : Number(options['poll-us']);
-  if (pollUs !== undefined && !(pollUs >= 0)) throw new UsageError(`--poll-us ${options['poll-us']}: not a number of microseconds`);
+  // At most a second: the loop serves nothing else while it polls.
+  const pollUs = options['poll-us'] === undefined ? undefined : intOption('poll-us', options['poll-us'] as string, 0, 1_000_000);
   if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin, pollUs);
   if (typeof where !== 'string') throw new UsageError('--listen fd:N needs --no-confine');
   return launchConfined(root, where, readOnly, argv, withStdin);

@@ -27,6 +27,7 @@ t.test('bad input → one line naming the problem, non-zero status, nothing left
     ['--listen not unix:', ['--root', s.root, '--listen', '127.0.0.1:564'], 2, /--listen: '127.0.0.1:564' is not unix:PATH/],
     ['bad --uid-map', ['--root', s.root, '--listen', `unix:${s.sock}`, '--uid-map', '0:1'], 2, /--uid-map: '0:1' is not/],
     ['--root missing', ['--listen', `unix:${s.sock}`], 2, /missing required option --root/],
+    ['bad --poll-us', ['--root', s.root, '--listen', `unix:${s.sock}`, '--no-confine', '--poll-us', 'soon'], 2, /--poll-us: 'soon' is not a whole number/],
   ];
   for (const [what, args, status, re] of cases) {
     const r = runCli(['gofer', ...args]);

@@ -99,6 +99,7 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const out = [line(rows[0]!), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.slice(1).map(line)];
   out.push('', 'ratios are to kernel in the same run; throughput and req/s: higher is better; µs and bytes: lower is better');
+  if (report.rounds) out.push(`each figure is the median of ${report.rounds} rounds (every system once per round, in turn)`);
   for (const [system, what] of Object.entries(report.notes)) out.push(`conn-memory ${system}: ${what}`);
   if (report.machine) out.push(describeMachine(report.machine));
   const threads = report.results.find((r) => r.system === 'tsvisor' && typeof r.threads === 'number')?.threads;
@@ -160,7 +161,7 @@ export function formatHtml(report: BenchReport, udp: readonly UdpRow[] = []): st
 <style>body{font-family:sans-serif;margin:2em;max-width:1100px}svg{display:block;margin:1.2em 0}pre{background:#f6f6f6;padding:1em;overflow-x:auto}</style>
 </head><body>
 <h1>tsvisor bench</h1>
-<p>${esc(report.startedAt)}, ${report.seconds} s${report.quick ? ', --quick' : ''}. Clients: stock iperf3, sockperf ping-pong, wrk (Connection: close, and keep-alive), run from a namespace of the bench's own; ratios are to the Linux kernel in the same run.</p>
+<p>${esc(report.startedAt)}, ${report.seconds} s${report.quick ? ', --quick' : ''}${report.rounds ? `, median of ${report.rounds} rounds` : ''}. Clients: stock iperf3, sockperf ping-pong, wrk (Connection: close, and keep-alive), run from a namespace of the bench's own; ratios are to the Linux kernel in the same run.</p>
 ${charts.join('\n')}
 <h2>Table</h2>
 <pre>${table}</pre>

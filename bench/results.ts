@@ -63,6 +63,8 @@ export interface BenchReport {
   /** How each conn-memory figure was measured, by system. */
   notes: Record<string, string>;
   quick: boolean;
+  /** How many times each system ran the whole sequence (`--rounds`); each figure is then the median run's. */
+  rounds?: number;
   startedAt: string;
   seconds: number;
   /** CPUs, kernel and how idle CPUs wait (bench/machine.ts); absent in reports written before it was recorded. */
@@ -79,6 +81,27 @@ export function micros(v: unknown): string {
 export function pairKey(r: Pick<BenchResult, 'test' | 'mtu' | 'direction' | 'streams'> & { connections?: unknown }): string {
   const conns = typeof r.connections === 'number' ? r.connections : '';
   return `${r.test}|${r.mtu}|${r.direction}|${r.streams}|${conns}`;
+}
+
+/**
+ * One record per system and setting out of several rounds' (`bench --rounds N`): the run whose value is the median
+ * (for an even count the lower of the two middle ones), so its secondary figures (p99, latency percentiles) are that
+ * run's own, with `rounds` listing every run's value in the order they ran. Systems take turns within each round,
+ * so a load that comes and goes over the minutes of a run falls on both sides of a ratio instead of one.
+ */
+export function medianOfRounds(results: readonly BenchResult[]): BenchResult[] {
+  const bySetting = new Map<string, BenchResult[]>();
+  for (const r of results) {
+    const k = `${r.system}|${pairKey(r)}`;
+    const runs = bySetting.get(k);
+    if (runs) runs.push(r);
+    else bySetting.set(k, [r]);
+  }
+  return [...bySetting.values()].map((runs) => {
+    if (runs.length === 1) return runs[0]!;
+    const sorted = [...runs].sort((a, b) => a.value - b.value);
+    return { ...sorted[(sorted.length - 1) >> 1]!, rounds: runs.map((r) => r.value) };
+  });
 }
 
 /** Each result's ratio to kernel's value of the same test and setting (undefined when kernel has none). */

@@ -6,7 +6,7 @@
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
 import { readMachine } from './machine.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
-import { TESTS, UNITS, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
+import { TESTS, UNITS, medianOfRounds, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { highestPassing, synFloodSteps } from './synflood.ts';
 import { PACKAGE_OF, SYSTEMS, slabBytes, startSystem, unavailable, type SystemInstance, type SystemName } from './systems.ts';
 
@@ -22,6 +22,8 @@ export interface BenchOptions {
   threads?: number;
   /** Throughput stream counts to run instead of the plan's. */
   streams?: number[];
+  /** Times each system runs the whole sequence, the systems taking turns (default 1); figures are medians. */
+  rounds?: number;
 }
 
 /** UDP round trip next to TCP's, for the side-by-side UDP echo comparison. */
@@ -101,9 +103,9 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
           label: `throughput mtu ${mtu}, ${streams} stream${streams > 1 ? 's' : ''}, ${direction}`,
           async run(s) {
             const r = await runIperf3(s.clientNs, s.host, { seconds: p.seconds, streams, reverse: direction === 'from-service' });
-            const extra: Record<string, unknown> = { sender_gbps: round(r.senderGbps, 3) };
+            const extra: Record<string, unknown> = { sender_gbps: roundTo(r.senderGbps, 3) };
             if (r.retransmits !== undefined) extra.retransmits = r.retransmits;
-            return record(s, 'throughput', mtu, direction, streams, round(r.gbps, 3), extra);
+            return record(s, 'throughput', mtu, direction, streams, roundTo(r.gbps, 3), extra);
           },
         });
       }
@@ -252,7 +254,15 @@ async function idleConnectionMemory(
   }
 }
 
-function round(v: number, digits: number): number {
+/** Each system's median UDP round trip out of its rounds (the run with the median p50, as medianOfRounds). */
+function medianUdp(runs: readonly UdpLatency[]): UdpLatency[] {
+  return [...new Set(runs.map((u) => u.system))].map((system) => {
+    const sorted = runs.filter((u) => u.system === system).sort((a, b) => a.p50 - b.p50);
+    return sorted[(sorted.length - 1) >> 1]!;
+  });
+}
+
+function roundTo(v: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
 }
@@ -286,68 +296,85 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const udpLatency: UdpLatency[] = [];
   const notes: Record<string, string> = {};
   const steps = stepsFor(tests, p, udpLatency, notes, opts.log);
-  const total = steps.length * systems.length;
+  const rounds = opts.rounds ?? 1;
+  const total = steps.length * systems.length * rounds;
   let done = 0;
+  let round = 1;
   const progress = (system: string, label: string, outcome: string) => {
     done++;
     const width = String(total).length;
-    opts.log(`[${String(done).padStart(width)}/${total}] ${system.padEnd(11)} ${label}: ${outcome}`);
+    const of = rounds > 1 ? ` round ${round}/${rounds}` : '';
+    opts.log(`[${String(done).padStart(width)}/${total}]${of} ${system.padEnd(11)} ${label}: ${outcome}`);
   };
 
-  for (const name of systems) {
-    const why = unavailable(name);
-    if (why) {
-      skipped.push({ system: name, test: '*', reason: why });
-      for (const st of steps) progress(name, st.label, `skipped (${why})`);
-      continue;
-    }
-    const runnable: Step[] = [];
-    for (const st of steps) {
-      if (st.tool === 'node' || haveTool(st.tool)) runnable.push(st);
-      else {
-        const reason = `not installed: ${PACKAGE_OF[st.tool] ?? st.tool} (Debian package)`;
-        skipped.push({ system: name, test: st.test, mtu: st.mtu, reason });
-        progress(name, st.label, `skipped (${reason})`);
-      }
-    }
-    for (const mtu of [...new Set(runnable.map((st) => st.mtu))]) {
-      const here = runnable.filter((st) => st.mtu === mtu);
-      let sys: SystemInstance;
-      try {
-        opts.log(`${name}: building topology (MTU ${mtu})`);
-        sys = await startSystem(name, mtu, { threads: opts.threads });
-      } catch (e) {
-        const reason = `could not start: ${(e as Error).message}`;
-        skipped.push({ system: name, test: '*', mtu, reason });
-        for (const st of here) progress(name, st.label, `skipped (${reason})`);
+  // Each round runs every system once, in turn, so the kernel's figures and the others' come from the same minutes.
+  for (; round <= rounds; round++) {
+    for (const name of systems) {
+      const why = unavailable(name);
+      if (why) {
+        skipped.push({ system: name, test: '*', reason: why });
+        for (const st of steps) progress(name, st.label, `skipped (${why})`);
         continue;
       }
-      try {
-        for (const st of here) {
-          const missing = sys.missing[SERVICE_OF[st.test]] ?? st.unsupported?.(sys);
-          if (missing) {
-            skipped.push({ system: name, test: st.test, mtu, reason: missing });
-            progress(name, st.label, `skipped (${missing})`);
-            continue;
-          }
-          try {
-            const r = await st.run(sys);
-            // Which serve made tsvisor's figures (the single-thread one unless --threads says otherwise).
-            if (r && name === 'tsvisor' && (opts.threads ?? 1) > 1) r.threads = opts.threads;
-            if (r) {
-              results.push(r);
-              progress(name, st.label, formatValue(r));
-            }
-          } catch (e) {
-            const reason = (e as Error).message.split('\n')[0]!.slice(0, 300);
-            skipped.push({ system: name, test: st.test, mtu, reason });
-            progress(name, st.label, `failed (${reason})`);
-          }
+      const runnable: Step[] = [];
+      for (const st of steps) {
+        if (st.tool === 'node' || haveTool(st.tool)) runnable.push(st);
+        else {
+          const reason = `not installed: ${PACKAGE_OF[st.tool] ?? st.tool} (Debian package)`;
+          skipped.push({ system: name, test: st.test, mtu: st.mtu, reason });
+          progress(name, st.label, `skipped (${reason})`);
         }
-      } finally {
-        await sys.stop();
+      }
+      for (const mtu of [...new Set(runnable.map((st) => st.mtu))]) {
+        const here = runnable.filter((st) => st.mtu === mtu);
+        let sys: SystemInstance;
+        try {
+          opts.log(`${name}: building topology (MTU ${mtu})`);
+          sys = await startSystem(name, mtu, { threads: opts.threads });
+        } catch (e) {
+          const reason = `could not start: ${(e as Error).message}`;
+          skipped.push({ system: name, test: '*', mtu, reason });
+          for (const st of here) progress(name, st.label, `skipped (${reason})`);
+          continue;
+        }
+        try {
+          for (const st of here) {
+            const missing = sys.missing[SERVICE_OF[st.test]] ?? st.unsupported?.(sys);
+            if (missing) {
+              skipped.push({ system: name, test: st.test, mtu, reason: missing });
+              progress(name, st.label, `skipped (${missing})`);
+              continue;
+            }
+            try {
+              const r = await st.run(sys);
+              // Which serve made tsvisor's figures (the single-thread one unless --threads says otherwise).
+              if (r && name === 'tsvisor' && (opts.threads ?? 1) > 1) r.threads = opts.threads;
+              if (r) {
+                results.push(r);
+                progress(name, st.label, formatValue(r));
+              }
+            } catch (e) {
+              const reason = (e as Error).message.split('\n')[0]!.slice(0, 300) + (rounds > 1 ? ` (round ${round})` : '');
+              skipped.push({ system: name, test: st.test, mtu, reason });
+              progress(name, st.label, `failed (${reason})`);
+            }
+          }
+        } finally {
+          await sys.stop();
+        }
       }
     }
   }
-  return { results, skipped, notes, quick: opts.quick, startedAt, seconds: round((performance.now() - started) / 1000, 1), udpLatency, machine: readMachine() };
+  const once = new Map(skipped.map((x) => [`${x.system}|${x.test}|${x.mtu ?? ''}|${x.reason}`, x]));
+  return {
+    results: medianOfRounds(results),
+    skipped: [...once.values()],
+    notes,
+    quick: opts.quick,
+    ...(rounds > 1 ? { rounds } : {}),
+    startedAt,
+    seconds: roundTo((performance.now() - started) / 1000, 1),
+    udpLatency: medianUdp(udpLatency),
+    machine: readMachine(),
+  };
 }

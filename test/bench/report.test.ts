@@ -3,7 +3,7 @@
 // slab reading used for the kernel's memory figure.
 import t from 'tap';
 import { barChart, formatHtml, formatTable } from '../../bench/report.ts';
-import { ratiosToKernel, validateReport, type BenchReport, type BenchResult } from '../../bench/results.ts';
+import { medianOfRounds, ratiosToKernel, validateReport, type BenchReport, type BenchResult } from '../../bench/results.ts';
 import { selectOnly } from '../../bench/run.ts';
 import { slabBytes } from '../../bench/systems.ts';
 
@@ -130,4 +130,32 @@ t.test('tsvisor results from a sharded serve → the table says with how many th
   const rows = [r('kernel', 'throughput', 10, { streams: 4 }), r('tsvisor', 'throughput', 9, { streams: 4, threads: 2 })];
   t.match(formatTable({ ...REPORT, results: rows, skipped: [], notes: {} }), /\ntsvisor: serve --threads 2 \(netstack shards on worker threads\)\n/);
   t.notMatch(formatTable({ ...REPORT, results: RESULTS, skipped: [], notes: {} }), /--threads/);
+});
+
+t.test('--rounds: one record per system and setting, the median run\'s, with every run\'s value in order', async (t) => {
+  const runs = [
+    r('kernel', 'http-keepalive', 60000, { connections: 32, p50_us: 500 }),
+    r('tsvisor', 'http-keepalive', 50000, { connections: 32, p50_us: 700 }),
+    r('kernel', 'http-keepalive', 40000, { connections: 32, p50_us: 800 }),
+    r('tsvisor', 'http-keepalive', 70000, { connections: 32, p50_us: 400 }),
+    r('kernel', 'http-keepalive', 55000, { connections: 32, p50_us: 600 }),
+    r('tsvisor', 'http-keepalive', 62000, { connections: 32, p50_us: 450 }),
+    r('kernel', 'http-keepalive', 10000, { connections: 8 }),
+    r('kernel', 'throughput', 20),
+    r('kernel', 'throughput', 30),
+  ];
+  const m = medianOfRounds(runs);
+  const ka = (s: string) => m.find((x) => x.system === s && x.test === 'http-keepalive' && x.connections === 32)!;
+  // The median run's own secondary figures go with it.
+  t.match(ka('kernel'), { value: 55000, p50_us: 600, rounds: [60000, 40000, 55000] });
+  t.match(ka('tsvisor'), { value: 62000, p50_us: 450, rounds: [50000, 70000, 62000] });
+  t.equal(ratiosToKernel(m).get(ka('tsvisor'))!.toFixed(3), (62000 / 55000).toFixed(3));
+  // A setting run once stays as it was; an even count takes the lower middle run.
+  const once = m.find((x) => x.connections === 8)!;
+  t.equal(once.value, 10000);
+  t.notOk('rounds' in once);
+  t.match(m.find((x) => x.test === 'throughput')!, { value: 20, rounds: [20, 30] });
+  t.equal(m.length, 4);
+  t.match(formatTable({ ...REPORT, results: m, rounds: 3 }), /\neach figure is the median of 3 rounds/);
+  t.notMatch(formatTable(REPORT), /median of/);
 });

@@ -35,6 +35,9 @@ t.test('bench --threads and --streams → passed on; defaults 1 and the plan\'s'
   t.equal(o.threads, 2);
   t.same(o.streams, [1, 4]);
   t.throws(() => parseBenchArgs(['--streams', '1,x']), /^--streams: 'x' is not a whole number$/);
+  t.equal(d.rounds, 1);
+  t.equal(parseBenchArgs(['--rounds', '3']).rounds, 3);
+  t.throws(() => parseBenchArgs(['--rounds', '0']), /^--rounds: /);
   t.end();
 });
 

@@ -517,6 +517,8 @@ export class Socket extends Duplex {
    * still to write (a copy when they were in the scratch buffer).
    */
   private writeOne(ep: Endpoint, chunk: Buffer | string, enc: BufferEncoding, opts: WriteOptions | undefined): true | Error | Buffer {
+    // node:http ends every response with an empty string: nothing to encode (a call into C++) or write.
+    if (chunk.length === 0) return true;
     let b: Buffer;
     let scratched = false;
     if (typeof chunk !== 'string') b = chunk;
@@ -675,7 +677,19 @@ export class Socket extends Duplex {
     p.cb();
   }
 
+  /**
+   * Reads what the endpoint holds into the stream, then counts it as activity for the idle timer: after the push,
+   * not before it, since node:http turns the socket's timeout off (setTimeout(0)) while it parses each request, in
+   * the push itself, and a refresh before it re-armed a timer turned off at once (a libuv clock update and a move
+   * in Node's timer list per kept-alive request).
+   */
   private pumpRead(ep: Endpoint): void {
+    const before = this.received;
+    this.readInto(ep);
+    if (this.received !== before) this.touch();
+  }
+
+  private readInto(ep: Endpoint): void {
     while (this.wantRead && !this.readEnded && this.ep === ep) {
       // A small read (a request) lands in a Buffer cut from Node's shared pool: a fresh array of its own would be
       // an ArrayBuffer malloc'd, swept and wrapped once more as a Buffer for every request (issue 15).
@@ -700,7 +714,6 @@ export class Socket extends Duplex {
         return;
       }
       this.received += r.data.length;
-      this.touch();
       this.wantRead = this.push(r.data instanceof Buffer ? r.data : asBuffer(r.data));
       // Nothing more to take now (no bytes, no end, no error): readiness brings the next request, without a read
       // that would only answer EAGAIN (one per request).

@@ -359,6 +359,33 @@ t.test('net', async (t) => {
     server.close();
   });
 
+  await t.test('setTimeout on the reading side: received data pushes the timeout back, counted once pushed', async (t) => {
+    let timedOut = 0;
+    let receivedAt = 0;
+    let start = 0;
+    const server = nb.createServer((s) => {
+      s.on('timeout', () => (timedOut = Date.now()));
+      s.on('data', () => (receivedAt = Date.now()));
+      start = Date.now();
+      s.setTimeout(600);
+    });
+    server.listen(5031);
+    await once(server, 'listening');
+    const c = na.connect(5031, B4);
+    await once(c, 'connect');
+    await waitFor(() => start > 0, HANG_MS, 'the accepted socket');
+    await new Promise((r) => setTimeout(r, 150));
+    c.write('activity');
+    await waitFor(() => timedOut > 0, HANG_MS, "'timeout'");
+    if (receivedAt === 0 || receivedAt - start >= 600) {
+      t.comment(`the data came ${receivedAt - start} ms after setTimeout(600): push-back not reached`);
+    } else {
+      t.ok(timedOut - receivedAt >= 595, `timeout came ${timedOut - receivedAt} ms after the data, not 600 ms after set`);
+    }
+    c.destroy();
+    server.close();
+  });
+
   await t.test('setTimeout(ms), setTimeout(0), setTimeout(ms) as node:http does per request → no timeout while off, one after; activity after it re-arms it', async (t) => {
     const server = nb.createServer((s) => s.resume());
     server.listen(5024);

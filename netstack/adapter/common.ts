@@ -212,15 +212,18 @@ export function coalesced(fn: () => void): () => void {
   };
 }
 
-// What coalesced functions asked to run, in order, and the next to run: one microtask runs them all. Node's
-// queueMicrotask makes an async resource and a bound function per call, which a kept-alive request paid for each
-// socket woken (issue 15); the runs keep their order, after the task that asked.
-const runQueue: (() => void)[] = [];
+// What coalesced functions asked to run (the first runCount slots), in order, and the next to run: one microtask
+// runs them all. Node's queueMicrotask makes an async resource and a bound function per call, which a kept-alive
+// request paid for each socket woken (issue 15); the runs keep their order, after the task that asked. The array
+// is emptied slot by slot as it runs and reused, never cut with `length = 0`: that store is a call into V8's
+// runtime (the array's length is an accessor), once per pass.
+const runQueue: ((() => void) | undefined)[] = [];
+let runCount = 0;
 let runNext = 0;
 let runScheduled = false;
 
 function runSoon(run: () => void): void {
-  runQueue.push(run);
+  runQueue[runCount++] = run;
   if (runScheduled) return;
   runScheduled = true;
   queueMicrotask(runQueued);
@@ -228,13 +231,18 @@ function runSoon(run: () => void): void {
 
 function runQueued(): void {
   try {
-    // Runs queued while these run (one socket's pump waking another) join this pass.
-    while (runNext < runQueue.length) runQueue[runNext++]!();
+    // Runs queued while these run (one socket's pump waking another) join this pass. Each slot is cleared before
+    // its run: the queue keeps no closed socket's pump alive.
+    while (runNext < runCount) {
+      const run = runQueue[runNext]!;
+      runQueue[runNext++] = undefined;
+      run();
+    }
   } finally {
     // A run that threw leaves the rest to a microtask of their own, as separate microtasks would have run them.
-    if (runNext < runQueue.length) queueMicrotask(runQueued);
+    if (runNext < runCount) queueMicrotask(runQueued);
     else {
-      runQueue.length = 0;
+      runCount = 0;
       runNext = 0;
       runScheduled = false;
     }

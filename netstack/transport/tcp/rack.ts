@@ -76,8 +76,10 @@ export class Rack {
   record(start: number, end: number, at: number, retransmitted: boolean): void {
     if (!seq.lt(start, end)) return;
     const fresh = this.entry(start, end, at, retransmitted);
-    const last = this.entries[this.entries.length - 1];
-    if (!last || seq.ge(start, last.end)) {
+    const n = this.entries.length;
+    // Not entries[-1] when the log is empty (every send of a request/response connection): a negative index is a
+    // named property to V8, looked up in its runtime (~0.1 µs per kept-alive request, issue 15).
+    if (n === 0 || seq.ge(start, this.entries[n - 1]!.end)) {
       // New data: the common case appends.
       this.entries.push(fresh);
       return;
@@ -337,7 +339,8 @@ export class Rack {
 
   /** The last entry sent, for a tail loss probe. */
   last(): TxEntry | undefined {
-    return this.entries[this.entries.length - 1];
+    const n = this.entries.length;
+    return n > 0 ? this.entries[n - 1] : undefined;
   }
 
   /** Forgets everything (after a retransmission timeout everything is resent). */

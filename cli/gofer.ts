@@ -64,6 +64,7 @@ export async function goferCommand(argv: string[]): Promise<number> {
     seccomp: {},
     'exit-with-stdin': {},
     'poll-us': { value: true },
+    stats: {},
   });
   const root = options.root as string;
   const listen = options.listen as string;
@@ -91,7 +92,8 @@ export async function goferCommand(argv: string[]): Promise<number> {
   const withStdin = options['exit-with-stdin'] === true;
   // At most a second: the loop serves nothing else while it polls.
   const pollUs = options['poll-us'] === undefined ? undefined : intOption('poll-us', options['poll-us'] as string, 0, 1_000_000);
-  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin, pollUs);
+  const stats = options.stats === true;
+  if (options['no-confine'] === true) return serveHere(root, where, readOnly, ids, options.seccomp === true, withStdin, pollUs, stats);
   if (typeof where !== 'string') throw new UsageError('--listen fd:N needs --no-confine');
   return launchConfined(root, where, readOnly, argv, withStdin);
 }
@@ -149,6 +151,7 @@ async function serveHere(
   seccomp: boolean,
   withStdin: boolean,
   pollUs: number | undefined,
+  stats: boolean,
 ): Promise<number> {
   // The client applies the caller's umask (9P2000.L sends the mode Linux's v9fs and our FUSE server computed with it),
   // so the server must not apply its own on top: with the launching shell's 022, `umask 0; touch f` in a sandbox
@@ -159,7 +162,10 @@ async function serveHere(
     // A FUSE client (tsvisor run --rootfs) holds a fid for every inode the kernel caches, so the cap on fids
     // follows the descriptor limit (each fid is an O_PATH descriptor) rather than a fixed 4096.
     // Polling for the next request pays here, with the client in another process (see Connection.send).
-    server = new GoferServer({ root, readOnly, uids, maxFids: fidBudget(), pollUs: pollUs ?? 400 });
+    // --stats, a debugging aid as the FUSE server's TSVISOR_FUSE_STATS (`run --rootfs` passes it on with that): the
+    // counts so far at each connection's end, since the confined server dies with bubblewrap rather than exiting.
+    const onConnectionEnd = stats ? () => process.stderr.write(`tsvisor gofer stats: ${JSON.stringify(server.stats)}\n`) : undefined;
+    server = new GoferServer({ root, readOnly, uids, maxFids: fidBudget(), pollUs: pollUs ?? 400, onConnectionEnd });
     await server.listen(where);
   } catch (e) {
     if (e instanceof GoferSetupError) throw new CliError(e.message);

@@ -80,12 +80,13 @@ pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only ta
 --rounds N runs every system N times, in turn, and reports each figure's median run (default 1).
 `,
   gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
-                    [--exit-with-stdin] [--poll-us N]
+                    [--exit-with-stdin] [--poll-us N] [--stats]
 
 Serves DIR over 9P2000.L, confined (own mount namespace, no network, seccomp allowlist). --exit-with-stdin stops
 it when its standard input ends (a parent holding a pipe there ended, however it ended). --poll-us: how long it
 polls for a client's next request after replying, while requests come closer together than that (default 400; 0
-never; never with one CPU).
+never; never with one CPU). --stats prints the server's counts (requests, polls) to standard error at the end
+of each connection.
 `,
   'install-runtime': `usage: tsvisor install-runtime PATH
 

@@ -54,10 +54,11 @@ export interface GoferStats {
   /** Requests that came while the server polled for them after its replies (no wake-up; see `Connection.send`). */
   polled: number;
   /**
-   * Polls of closed connections cut short because another process ran on the CPU, or not made in the while after
-   * such a cut (`UnixStream.pollsYielded`, `pollsSkipped`).
+   * Polls of closed connections cut short because another process ran on the CPU (`UnixStream.pollsYielded`), and
+   * those not made in the while after such a cut (`pollsSkipped`).
    */
   pollsCut: number;
+  pollsSkipped: number;
 }
 
 /** A new set of zeroed counters. */
@@ -73,6 +74,7 @@ export function newStats(): GoferStats {
     maxOutstanding: 0,
     polled: 0,
     pollsCut: 0,
+    pollsSkipped: 0,
   };
 }
 
@@ -390,7 +392,10 @@ export class Connection {
   private teardown(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.socket instanceof UnixStream) this.stats.pollsCut += this.socket.pollsYielded + this.socket.pollsSkipped;
+    if (this.socket instanceof UnixStream) {
+      this.stats.pollsCut += this.socket.pollsYielded;
+      this.stats.pollsSkipped += this.socket.pollsSkipped;
+    }
     this.onClosed();
     this.queue.length = 0;
     for (const p of this.outstanding.values()) p.flushed = true;

@@ -37,6 +37,8 @@ export interface GoferOptions {
   readonly pollUs?: number;
   /** False forces the component-by-component walk instead of openat2 (tests). */
   readonly useOpenat2?: boolean;
+  /** Called after each connection's end, its counts added to `stats`. */
+  readonly onConnectionEnd?: () => void;
 }
 
 /** A failure to set up the server, with a one-line message. */
@@ -50,8 +52,10 @@ export class GoferServer {
   private readonly limits: ConnectionLimits;
   private readonly connections = new Set<Connection>();
   private server: Server | undefined;
+  private readonly onConnectionEnd: () => void;
 
   constructor(opts: GoferOptions) {
+    this.onConnectionEnd = opts.onConnectionEnd ?? (() => {});
     const rootFd = fs.openat(F.AT_FDCWD, opts.root, F.O_PATH | F.O_DIRECTORY | F.O_CLOEXEC);
     if (rootFd < 0) throw new GoferSetupError(`--root ${opts.root}: ${describe(-rootFd)}`);
     const procFd = fs.openat(F.AT_FDCWD, '/proc/self/fd', F.O_PATH | F.O_DIRECTORY | F.O_CLOEXEC);
@@ -76,7 +80,10 @@ export class GoferServer {
 
   /** Serves one already-connected socket (a socketpair end, or an accepted connection). */
   serveSocket(sock: Socket): void {
-    const c: Connection = new Connection(sock, this.cfg, this.limits, this.stats, () => this.connections.delete(c));
+    const c: Connection = new Connection(sock, this.cfg, this.limits, this.stats, () => {
+      this.connections.delete(c);
+      this.onConnectionEnd();
+    });
     this.connections.add(c);
   }
 

@@ -116,6 +116,8 @@ export async function serveRootfs(
   let server: FuseServer | undefined;
   let mounted = false;
   let goferExit = '';
+  // With TSVISOR_FUSE_STATS the Gofer prints its own counts too (its environment is not passed on).
+  const stats = process.env.TSVISOR_FUSE_STATS !== undefined;
   // A run killed by SIGKILL cannot unmount: its janitor takes the mounts (stale once the server is gone, ENOTCONN
   // to every reader) and the folder. Innermost first; umount of what is not mounted fails harmlessly, and rm stays
   // on this file system should a mount have survived.
@@ -132,8 +134,9 @@ export async function serveRootfs(
     mounted = false;
     server?.close();
     client?.close();
-    // The Gofer removes its socket and exits on SIGTERM; nothing waits for it (run is about to exit).
-    if (gofer && gofer.exitCode === null && gofer.signalCode === null) gofer.kill('SIGTERM');
+    // The Gofer removes its socket and exits on SIGTERM; nothing waits for it (run is about to exit). With --stats
+    // it is left to the end of its standard input at run's exit, which gives it the while to print its counts.
+    if (gofer && gofer.exitCode === null && gofer.signalCode === null && !stats) gofer.kill('SIGTERM');
     rmSync(work, { recursive: true, force: true });
     janitor.done();
   };
@@ -142,7 +145,7 @@ export async function serveRootfs(
     // the end of it and goes, instead of serving on with run's standard output and error held open.
     // TSVISOR_GOFER_POLL_US: how long the Gofer polls for the next request after replying (a knob for comparisons).
     const poll = process.env.TSVISOR_GOFER_POLL_US === undefined ? [] : ['--poll-us', process.env.TSVISOR_GOFER_POLL_US];
-    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, '--exit-with-stdin', ...(lowerRo ? ['--ro'] : []), ...poll], {
+    gofer = spawn(process.execPath, [ENTRY, 'gofer', '--root', dir, '--listen', `unix:${sock}`, '--exit-with-stdin', ...(lowerRo ? ['--ro'] : []), ...poll, ...(stats ? ['--stats'] : [])], {
       stdio: ['pipe', 'inherit', 'inherit'],
     });
     gofer.once('exit', (code, sig) => {

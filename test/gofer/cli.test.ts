@@ -186,3 +186,34 @@ t.test('the server dies → the client\'s calls end in EIO, never hang; the laun
   t.notOk(existsSync(s.sock), 'the socket is removed');
   t.equal(descendants(gofer.pid!).length, 0, 'no process left');
 });
+
+t.test('--stats → the confined server prints its counts at the end of each connection; without it, nothing', async (t) => {
+  for (const stats of [true, false]) {
+    const s = scratch(t);
+    const gofer = spawn(process.execPath, [CLI, 'gofer', '--root', s.root, '--listen', `unix:${s.sock}`, ...(stats ? ['--stats'] : [])], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    gofer.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => gofer.once('exit', (c) => r(c)));
+    t.teardown(() => {
+      if (gofer.exitCode === null) gofer.kill('SIGKILL');
+    });
+    await until('the socket', () => existsSync(s.sock));
+    const c = await Client.connect(s.sock);
+    const root = c.allocFid();
+    await c.attach(root);
+    for (let i = 0; i < 5; i++) await c.getattr(root);
+    c.close();
+    if (stats) {
+      await until('the counts', () => stderr.includes('\n'));
+      const m = /^tsvisor gofer stats: (\{.*\})\n$/.exec(stderr);
+      t.ok(m, `one line of counts: ${stderr}`);
+      const counts = JSON.parse(m![1]!) as Record<string, number>;
+      t.match(counts, { connections: 1, requests: 7, polled: Number, pollsCut: Number, pollsSkipped: Number }, 'Tversion, Tattach and 5 Tgetattr');
+    }
+    gofer.kill('SIGTERM');
+    t.equal(await exited, 0);
+    if (!stats) t.equal(stderr, '', 'nothing without --stats');
+  }
+});

@@ -203,6 +203,11 @@ export class Client {
     return { tag, reply };
   }
 
+  /** Requests sent (or written to go out at the end of this job) whose replies have not come yet. */
+  get inFlight(): number {
+    return this.waiting.size;
+  }
+
   /**
    * Polls the socket for up to `ns` nanoseconds once the requests written so far (or the next) have gone out, until
    * every request has its reply, instead of leaving them to a wake-up of the loop (`UnixStream.pollAfterSend`);

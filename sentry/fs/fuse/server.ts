@@ -591,8 +591,12 @@ export class FuseServer {
    * or not; the time since this call is returned and fed back at the reply) are longer than the bound, so a slow
    * Gofer or file system costs no CPU. The loop does nothing else while it polls: timers, the network stack and
    * other callers wait at most `replyPollNs`. The cost is CPU: the round trip, per lone request to the Gofer.
+   * Returns when it was called (0 when nothing is in flight: the wait then says nothing of the Gofer).
    */
   private awaitGofer(): bigint {
+    // Answered without a 9P request after all (a change written behind whose failure is reported instead): no
+    // reply to wait for, and the poll would otherwise run after whatever is sent next, for as long as its bound.
+    if (this.client.inFlight === 0) return 0n;
     if (this.goferWaitNs > this.replyPollNs) return process.hrtime.bigint();
     this.replyPolls++;
     // The request's 9P batch is written (queued for this job's flush): the poll runs right after it goes out.

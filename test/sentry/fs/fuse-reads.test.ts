@@ -131,3 +131,28 @@ for i in range(300):
     else t.equal(m.server.replyPolls - polls0 + found + cut, 0, 'no polling with replyPollUs 0');
   }
 });
+
+t.test('a lone request that goes the Gofer\'s way but is answered without a 9P request → no poll of the 9P socket asked', async (t) => {
+  // A chmod written behind that the host refuses (the file made immutable underneath) is reported by the next
+  // utime of the file instead of being done: that SETATTR waits for nothing, so no reply is polled for.
+  const m = await mountScratch(t, () => {}, { passthrough: true, replyPollUs: 5000, validity: { entry: 5, attr: 5 } });
+  const host = join(m.root, 'f');
+  t.teardown(() => sh(`chattr -i ${host}`));
+  const p = `${m.mnt}/f`;
+  const r1 = await sh(`python3 -c 'import os, subprocess
+os.close(os.open("${p}", os.O_WRONLY | os.O_CREAT, 0o644))
+subprocess.run(["chattr", "+i", "${host}"], check=True)
+os.chmod("${p}", 0o600)
+os.stat("${p}")'`);
+  t.equal(r1.code, 0, r1.err);
+  const polls0 = m.server.replyPolls;
+  const sent0 = m.client.sent;
+  const r2 = await sh(`python3 -c 'import os
+try:
+  os.utime("${p}", (1, 1))
+except OSError as e:
+  print("utime", e.strerror)'`);
+  t.equal(r2.out, 'utime Operation not permitted\n', r2.err);
+  t.equal(m.client.sent - sent0, 0, 'no 9P request for it');
+  t.equal(m.server.replyPolls - polls0, 0, 'no poll asked');
+});

@@ -24,8 +24,6 @@ const MAX_FDS = 16;
 const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level, cmsg_type
 const CONTROL = CMSG_HDR + 4 * MAX_FDS;
 const READ_SIZE = 64 * 1024;
-/** How long no poll is armed after one whose yield ran another process. */
-const POLL_BACKOFF_NS = 100_000_000n;
 /** Frames queued in one turn of the loop are sent together up to this many bytes (one send(2), not one each). */
 const COALESCE = 64 * 1024;
 // Native layout: msghdr (56) | iovec (16) | control | data.
@@ -76,6 +74,17 @@ export class UnixStream extends EventEmitter {
    * what polling takes set, since on a machine busy with other work every yield may run something else.
    */
   static yieldCutNs = 250_000n;
+  /**
+   * How long no poll is armed after such a cut: `holdOffMinNs` after one that comes alone, twice the last hold-off
+   * (up to `holdOffMaxNs`) after one that comes within twice the last hold-off after it ended. Why: an untar alone
+   * on the machine saw ~20 cuts per 10,000 files on each end, from bursts of its own pipeline (the other
+   * process's handling, V8's threads of this one), and a fixed 100 ms hold-off after each left a third of the
+   * Sentry's polls and most of the Gofer's unarmed; a CPU-bound process beside the poller cuts every poll after a
+   * hold-off, and the hold-off grows to the maximum in a few cuts, each costing the poller that process's time
+   * slice. Process-wide, for tests.
+   */
+  static holdOffMinNs = 5_000_000n;
+  static holdOffMaxNs = 100_000_000n;
 
   private readonly mem: NativeBuffer;
   private readonly poll: FdPoll;
@@ -100,6 +109,7 @@ export class UnixStream extends EventEmitter {
   pollsYielded = 0;
   pollsSkipped = 0;
   private noPollUntil = 0n;
+  private holdOffNs = 0n;
   /** How long the poll armed by `pollAfterSend` may last; 0 when none is armed. */
   private pollNs = 0n;
   private pollDone: () => boolean = () => true;
@@ -186,7 +196,7 @@ export class UnixStream extends EventEmitter {
    * once (a VM's haltpoll with `guest_halt_poll_ns` 0), waking a process asleep in epoll is an inter-processor
    * interrupt through the hypervisor, tens of µs, which the poll trades for CPU. The loop does nothing else
    * meanwhile, so `ns` bounds how long timers and other descriptors wait. Use `pollBudgetNs` for `ns`. A poll
-   * whose `sched_yield` let another process run for long stops there, and none is armed for `POLL_BACKOFF_NS`.
+   * whose `sched_yield` let another process run for long stops there, and none is armed for a while (`holdOffMinNs`).
    */
   pollAfterSend(ns: bigint, done: () => boolean): void {
     if (this.closed || ns <= 0n) return;
@@ -296,11 +306,15 @@ export class UnixStream extends EventEmitter {
       sys.sched_yield();
       // A yield that took long ran another process on this CPU: the CPUs are busy, so a wake-up would not have
       // cost an idle CPU's interrupt, and the polling takes time those processes need (measured: an untar 25 %
-      // slower with both ends polling beside one CPU-bound process). Sleep in epoll, and arm no poll for a while.
+      // slower with both ends polling beside one CPU-bound process). Sleep in epoll, and arm no poll for a while
+      // (see holdOffMinNs).
       const after = process.hrtime.bigint();
       if (UnixStream.yieldCutNs > 0n && after - now > UnixStream.yieldCutNs) {
         this.pollsYielded++;
-        this.noPollUntil = after + POLL_BACKOFF_NS;
+        const again = this.holdOffNs > 0n && after < this.noPollUntil + 2n * this.holdOffNs;
+        const longer = 2n * this.holdOffNs < UnixStream.holdOffMaxNs ? 2n * this.holdOffNs : UnixStream.holdOffMaxNs;
+        this.holdOffNs = again ? longer : UnixStream.holdOffMinNs;
+        this.noPollUntil = after + this.holdOffNs;
         return;
       }
     }

@@ -123,9 +123,12 @@ while True:
     m = s.recv(64)
     if not m: break
     if m == b'late': time.sleep(0.3)
-    s.sendall(b're:' + m)`;
+    if m != b'mute': s.sendall(b're:' + m)`;
 
-/** A UnixStream whose peer (run under `pre`) answers each message with "re:" and it (after 300 ms for "late"), once ready. */
+/**
+ * A UnixStream whose peer (run under `pre`) answers each message with "re:" and it (after 300 ms for "late"; never
+ * for "mute"), once ready.
+ */
 async function pollPeer(t: Test, pre: string[] = []): Promise<UnixStream> {
   const [x, y] = socketPair('stream');
   const argv = [...pre, 'python3', '-c', PEER];
@@ -190,27 +193,69 @@ t.test('a peer that stays quiet → the poll gives up at its bound; a timer due 
   t.equal(got, 're:late', 'the late answer came through the loop');
 });
 
-t.test('a poll whose sched_yield runs another process for long → stops there, and none is armed for a while', { skip: availableParallelism() < 2 && 'one CPU' }, async (t) => {
-  // This thread and a CPU-bound process on CPU 0, the peer on CPU 1: the poll's first yield hands CPU 0 to the
-  // busy process for a time slice (milliseconds), where an idle CPU's yield returns in a few µs.
+/**
+ * This thread and a CPU-bound process on CPU 0, a peer on CPU 1: a poll's first yield
+ * hands CPU 0 to the busy process for a time slice (milliseconds), where an idle CPU's yield returns in a few µs.
+ * The hold-off after a cut is `minMs` (doubling to `maxMs`) for the rest of `t`.
+ */
+async function besideBusyProcess(t: Test, minMs: number, maxMs: number): Promise<UnixStream> {
   const mask = execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }).trim().split(' ').pop()!;
   execFileSync('taskset', ['-p', '1', String(process.pid)]);
   const hog = spawn('taskset', ['-c', '0', 'python3', '-c', 'while True: pass'], { stdio: 'ignore' });
+  const [min, max] = [UnixStream.holdOffMinNs, UnixStream.holdOffMaxNs];
+  UnixStream.holdOffMinNs = BigInt(minMs) * 1_000_000n;
+  UnixStream.holdOffMaxNs = BigInt(maxMs) * 1_000_000n;
   t.teardown(() => {
     hog.kill();
     execFileSync('taskset', ['-p', mask, String(process.pid)]);
+    [UnixStream.holdOffMinNs, UnixStream.holdOffMaxNs] = [min, max];
   });
   const s = await pollPeer(t, ['taskset', '-c', '1']);
   await new Promise((r) => setTimeout(r, 100)); // the busy process is running
-  s.write(Buffer.from('late'));
-  s.pollAfterSend(200_000_000n, () => true); // 200 ms; the answer comes after 300
-  await new Promise((r) => setImmediate(r));
-  t.equal(s.pollsYielded, 1, 'the poll stopped at a yield that ran the busy process');
-  t.equal(s.pollMisses, 0, 'it did not run to its bound');
-  s.write(Buffer.from('again'));
+  return s;
+}
+
+/** Writes to the peer what it does not answer and arms a poll (200 ms), run before this returns. */
+async function pollOnce(s: UnixStream): Promise<void> {
+  s.write(Buffer.from('mute'));
   s.pollAfterSend(200_000_000n, () => true);
   await new Promise((r) => setImmediate(r));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('a poll whose sched_yield runs another process for long → stops there, and none is armed for a while', { skip: availableParallelism() < 2 && 'one CPU' }, async (t) => {
+  const s = await besideBusyProcess(t, 100, 1000);
+  await pollOnce(s);
+  t.equal(s.pollsYielded, 1, 'the poll stopped at a yield that ran the busy process');
+  t.equal(s.pollMisses, 0, 'it did not run to its bound');
+  await pollOnce(s);
   t.equal(s.pollsYielded + s.pollMisses + s.polled, 1, 'no poll armed right after');
+  t.equal(s.pollsSkipped, 1);
+});
+
+t.test('a busy process that stays → a cut soon after the hold-off ended doubles it; one long after starts again at the least', { skip: availableParallelism() < 2 && 'one CPU' }, async (t) => {
+  const s = await besideBusyProcess(t, 60, 1000);
+  await pollOnce(s);
+  t.equal(s.pollsYielded, 1, 'cut: held off 60 ms');
+  let at = performance.now();
+  await sleep(70);
+  await pollOnce(s);
+  t.equal(s.pollsYielded, 2, 'armed again after 60 ms, and cut again: held off 120 ms');
+  at = performance.now();
+  await sleep(70);
+  await pollOnce(s);
+  const waited = performance.now() - at;
+  // The check needs the timer on time within 50 ms; a machine that late says nothing either way.
+  if (waited < 115) t.equal(s.pollsSkipped, 1, `${waited.toFixed(0)} ms after the second cut: still held off`);
+  else t.comment(`the timer came ${waited.toFixed(0)} ms late: the doubling not checked`);
+  await sleep(400); // past twice the hold-off after its end
+  const cuts = s.pollsYielded;
+  await pollOnce(s);
+  t.equal(s.pollsYielded, cuts + 1, 'cut: held off 60 ms again, not 240');
+  await sleep(70);
+  await pollOnce(s);
+  t.equal(s.pollsYielded, cuts + 2, 'armed again after 60 ms');
 });
 
 t.test('one CPU → pollBudgetNs is 0 (never poll: the peer could only run once the poller yields)', async (t) => {

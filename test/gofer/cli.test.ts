@@ -68,18 +68,24 @@ async function until(what: string, ok: () => boolean, ms = 30000): Promise<void>
   throw new Error(`timed out waiting for ${what}`);
 }
 
-t.test('tsvisor gofer → confined server: own mounts, empty netns, seccomp, file-ownership capabilities only', async (t) => {
-  const s = scratch(t);
-  writeFileSync(join(s.root, 'hello'), 'hello from the root\n');
-  const gofer: ChildProcess = spawn(process.execPath, [CLI, 'gofer', '--root', s.root, '--listen', `unix:${s.sock}`], {
+/** `tsvisor gofer --root ROOT --listen unix:SOCK [extra]`, killed at the test's end if still running; its stderr kept. */
+function startGofer(t: { teardown: (fn: () => void) => void }, s: { root: string; sock: string }, extra: string[] = []) {
+  const gofer: ChildProcess = spawn(process.execPath, [CLI, 'gofer', '--root', s.root, '--listen', `unix:${s.sock}`, ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let stderr = '';
-  gofer.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => gofer.once('exit', (c) => r(c)));
+  const out = { gofer, stderr: '', exited: new Promise<number | null>((r) => gofer.once('exit', (c) => r(c))) };
+  gofer.stderr!.on('data', (d) => (out.stderr += d));
   t.teardown(() => {
     if (gofer.exitCode === null) gofer.kill('SIGKILL');
   });
+  return out;
+}
+
+t.test('tsvisor gofer → confined server: own mounts, empty netns, seccomp, file-ownership capabilities only', async (t) => {
+  const s = scratch(t);
+  writeFileSync(join(s.root, 'hello'), 'hello from the root\n');
+  const g = startGofer(t, s);
+  const { gofer, exited } = g;
   await until('the socket', () => existsSync(s.sock));
   const c = await Client.connect(s.sock, 65536);
   const root = c.allocFid();
@@ -140,8 +146,8 @@ t.test('tsvisor gofer → confined server: own mounts, empty netns, seccomp, fil
   t.equal(text(buf.subarray(0, got)), 'hello from the root\n', 'read through the donated descriptor');
   fs.close(opened.fd!);
   d.close();
-  await until('the one-line report', () => /impossible frame size/.test(stderr));
-  t.equal(stderr.trim().split('\n').length, 1, 'one line about it on stderr');
+  await until('the one-line report', () => /impossible frame size/.test(g.stderr));
+  t.equal(g.stderr.trim().split('\n').length, 1, 'one line about it on stderr');
   c.close();
   c2.close();
 
@@ -190,15 +196,8 @@ t.test('the server dies → the client\'s calls end in EIO, never hang; the laun
 t.test('--stats → the confined server prints its counts at the end of each connection; without it, nothing', async (t) => {
   for (const stats of [true, false]) {
     const s = scratch(t);
-    const gofer = spawn(process.execPath, [CLI, 'gofer', '--root', s.root, '--listen', `unix:${s.sock}`, ...(stats ? ['--stats'] : [])], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    gofer.stderr!.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => gofer.once('exit', (c) => r(c)));
-    t.teardown(() => {
-      if (gofer.exitCode === null) gofer.kill('SIGKILL');
-    });
+    const g = startGofer(t, s, stats ? ['--stats'] : []);
+    const { gofer, exited } = g;
     await until('the socket', () => existsSync(s.sock));
     const c = await Client.connect(s.sock);
     const root = c.allocFid();
@@ -206,14 +205,14 @@ t.test('--stats → the confined server prints its counts at the end of each con
     for (let i = 0; i < 5; i++) await c.getattr(root);
     c.close();
     if (stats) {
-      await until('the counts', () => stderr.includes('\n'));
-      const m = /^tsvisor gofer stats: (\{.*\})\n$/.exec(stderr);
-      t.ok(m, `one line of counts: ${stderr}`);
+      await until('the counts', () => g.stderr.includes('\n'));
+      const m = /^tsvisor gofer stats: (\{.*\})\n$/.exec(g.stderr);
+      t.ok(m, `one line of counts: ${g.stderr}`);
       const counts = JSON.parse(m![1]!) as Record<string, number>;
       t.match(counts, { connections: 1, requests: 7, polled: Number, pollsCut: Number, pollsSkipped: Number }, 'Tversion, Tattach and 5 Tgetattr');
     }
     gofer.kill('SIGTERM');
     t.equal(await exited, 0);
-    if (!stats) t.equal(stderr, '', 'nothing without --stats');
+    if (!stats) t.equal(g.stderr, '', 'nothing without --stats');
   }
 });

@@ -4,19 +4,13 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { UnixStream } from '../../lib/unixstream.ts';
+import { noYieldCut } from '../lib/yield-cut.ts';
 import { scratch, startServer } from './helpers.ts';
 
 const execFileP = promisify(execFile);
 
-// The yield cut off (UnixStream.yieldCutNs) for these tests of what polling takes: on a machine busy with other
-// work every poll's yield may run another process, and then every poll stops at once (test/lib/unixstream.test.ts
-// tests the cut).
-const yieldCut = UnixStream.yieldCutNs;
-UnixStream.yieldCutNs = 0n;
-t.teardown(() => {
-  UnixStream.yieldCutNs = yieldCut;
-});
+// These test what polling takes: the yield cut off.
+noYieldCut(t);
 const CLIENT = new URL('../../gofer/client/client.ts', import.meta.url).pathname;
 
 /** `n` Tgetattrs of the root one after another from a child process, on the descriptor-donating dialect. */

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import * as fs from '../../lib/fs.ts';
 import { socketPair, send, close } from '../../lib/unix.ts';
 import { pollBudgetNs, UnixStream } from '../../lib/unixstream.ts';
+import { noYieldCut } from './yield-cut.ts';
 
 const { F } = fs;
 
@@ -142,15 +143,6 @@ async function pollPeer(t: Test, pre: string[] = []): Promise<UnixStream> {
   await collect(s, 5);
   s.removeAllListeners('data');
   return s;
-}
-
-/** Turns the yield cut off for the rest of `t`: a busy machine may run another process in any yield. */
-function noYieldCut(t: Test): void {
-  const was = UnixStream.yieldCutNs;
-  UnixStream.yieldCutNs = 0n;
-  t.teardown(() => {
-    UnixStream.yieldCutNs = was;
-  });
 }
 
 t.test('an answer within the bound → taken while polling, before the loop turns; not armed → left to epoll', async (t) => {

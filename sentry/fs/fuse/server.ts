@@ -12,7 +12,6 @@
 import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
 import { P9Error, type Client } from '../../../gofer/client/client.ts';
 import * as fs from '../../../lib/fs.ts';
-import { availableParallelism } from 'node:os';
 import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
 import { pollBudgetNs } from '../../../lib/unixstream.ts';
 import { FuseRing, possibleCpus } from './uring.ts';
@@ -332,7 +331,7 @@ export class FuseServer {
     this.cache = opts.cache ?? true;
     this.owner = opts.owner ?? 0;
     this.writeBehind = opts.writeBehind ?? true;
-    this.spinNs = availableParallelism() > 1 ? BigInt(Math.max(0, Math.round((opts.spinUs ?? 100) * 1000))) : 0n;
+    this.spinNs = pollBudgetNs(opts.spinUs, 100);
     this.replyPollNs = pollBudgetNs(opts.replyPollUs, 400);
     this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
     this.attrMs = this.cache ? this.valid.attr * 1000 : 0;

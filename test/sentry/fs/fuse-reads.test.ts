@@ -4,8 +4,15 @@
 import { mkdirSync, chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { UnixStream } from '../../../lib/unixstream.ts';
+import { noYieldCut } from '../../lib/yield-cut.ts';
 import { mountScratch, sh } from './fuse-helpers.ts';
+
+/** `n` stats, one after another from one process, of names missing in `mnt`/h: each a LOOKUP the Gofer answers. */
+const statMissing = (mnt: string, n: number) =>
+  sh(`python3 -c "import os
+for i in range(${n}):
+  try: os.stat('${mnt}/h/missing%d' % i)
+  except FileNotFoundError: pass"`);
 
 const total = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
 
@@ -93,10 +100,7 @@ t.test('a lone caller whose requests each wait for the Gofer: the poll follows e
   const m = await mountScratch(t, (root) => mkdirSync(join(root, 'h'), { mode: 0o777 }));
   // A directory made on the host: a name missing in it is asked of the Gofer (a LOOKUP per new name).
   const spun0 = m.server.spun;
-  const r = await sh(`python3 -c "import os
-for i in range(500):
-  try: os.stat('${m.mnt}/h/missing%d' % i)
-  except FileNotFoundError: pass"`);
+  const r = await statMissing(m.mnt, 500);
   t.equal(r.code, 0, r.err);
   const spun = m.server.spun - spun0;
   t.comment(`${spun} of 500 lookups taken while polling after the last one's reply`);
@@ -104,13 +108,7 @@ for i in range(500):
 });
 
 t.test('a lone caller whose requests wait for the Gofer → the replies are taken by polling the 9P socket; replyPollUs 0 → none', async (t) => {
-  // The yield cut off (UnixStream.yieldCutNs): on a machine busy with other work every poll's yield may run another
-  // process, and then every poll stops at once (test/lib/unixstream.test.ts tests the cut).
-  const yieldCut = UnixStream.yieldCutNs;
-  UnixStream.yieldCutNs = 0n;
-  t.teardown(() => {
-    UnixStream.yieldCutNs = yieldCut;
-  });
+  noYieldCut(t);
   for (const replyPollUs of [5000, 0]) {
     // Passthrough: the descriptor-donating dialect runs on a UnixStream, the socket that can be polled. 5 ms: far
     // above a lookup's round trip even on a loaded machine (the poll is skipped while recent waits are longer).
@@ -118,10 +116,7 @@ t.test('a lone caller whose requests wait for the Gofer → the replies are take
     const found0 = m.client.polled.found;
     const cut0 = m.client.polled.cut + m.client.polled.skipped;
     const polls0 = m.server.replyPolls;
-    const r = await sh(`python3 -c "import os
-for i in range(300):
-  try: os.stat('${m.mnt}/h/missing%d' % i)
-  except FileNotFoundError: pass"`);
+    const r = await statMissing(m.mnt, 300);
     t.equal(r.code, 0, r.err);
     const p = m.client.polled;
     const found = p.found - found0;

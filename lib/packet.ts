@@ -328,6 +328,12 @@ class RxRing {
 
 /** A LinkEndpoint on an AF_PACKET socket bound to one interface inside a network namespace. */
 export class AfPacketEndpoint implements LinkEndpoint {
+  /**
+   * Fewest queued frames a flush hands to the send thread (HANDOFF_MIN). Process-wide, for tests: how many frames a
+   * real TCP transfer queues in one turn follows its windows and the machine's load, and a test of the thread's path
+   * under such a transfer lowers it to 1 so that every batch takes that path.
+   */
+  static handOffMin = HANDOFF_MIN;
   /** Largest IP packet the interface carries (its MTU when opened). */
   readonly mtu: number;
   /** The interface's MAC, used as the stack's own (as runsc does). */
@@ -1002,7 +1008,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /**
    * Sends what is queued, or hands it to the send thread: always while the thread still has frames (they go out
-   * in order behind them), else when at least HANDOFF_MIN frames are queued, whose transmit then runs on another
+   * in order behind them), else when at least `handOffMin` (HANDOFF_MIN) frames are queued, whose transmit then runs on another
    * CPU while this thread goes on. A smaller batch (a lone handshake's SYN-ACK, a response at low concurrency)
    * is sent here: the thread's wake-up would cost more than it takes off this one.
    */
@@ -1014,7 +1020,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (this.txTail !== 0 && !s.busy) this.rewind();
         return;
       }
-      if (s.busy || this.txQueued() >= HANDOFF_MIN) {
+      if (s.busy || this.txQueued() >= AfPacketEndpoint.handOffMin) {
         this.txThread.handOffs++;
         this.txThread.frames += s.distance(s.published, this.txTail);
         s.publish(this.txTail);

@@ -138,8 +138,10 @@ for addr, port in [('127.0.0.1', ${LO_PORT}), ('${OTHER4}', ${PORT}), ('${OTHER6
 `, ['--network=host']);
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, 'connected\nconnected\nconnected\n');
-  t.ok(await waitFor(() => hostLoopback().length === before + 1, HANG_MS), 'the caller\'s loopback listener saw it');
-  t.ok(await waitFor(() => viaOther().length === 2, HANG_MS), 'the listeners saw both at the caller\'s other addresses');
+  // On failure: every accept line so far, and what the listeners were doing (a stopped one still completes handshakes).
+  const seen = () => `accepts ${JSON.stringify(accepts)}; listeners: ${b.peerStates()}`;
+  t.ok(await waitFor(() => hostLoopback().length === before + 1, HANG_MS), 'the caller\'s loopback listener saw it', { found: seen() });
+  t.ok(await waitFor(() => viaOther().length === 2, HANG_MS), 'the listeners saw both at the caller\'s other addresses', { found: seen() });
   t.end();
 });
 

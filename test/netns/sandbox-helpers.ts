@@ -22,12 +22,24 @@ export interface Bench {
   dir: string;
   /** The `--ro-bind` arguments that show `dir` at INSIDE. */
   bind: string[];
-  /** Spawns a Linux program in `ns`, killed at the end. */
+  /** Spawns a Linux program in `ns`, killed at the end; its standard error is read (a full pipe would stop it). */
   peer(argv: string[]): ChildProcess;
+  /** What each peer is doing now: pid, its state letter from /proc (R, S, T...) or 'gone', and its stderr so far. */
+  peerStates(): string;
   /** Writes `text` to `dir/name` (mode 0644) and returns its path inside the sandbox. */
   file(name: string, text: string): string;
   /** Compiles C `source` into `dir/name` with `cc flags`; returns its path inside the sandbox. */
   cc(name: string, source: string, flags?: string[]): string;
+}
+
+/** The state letter of `pid` in /proc/PID/stat (after the command's closing parenthesis), or 'gone'. */
+function procState(pid: number | undefined): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return 'gone';
+  }
 }
 
 /** Makes a Bench: namespace `tsd-<name>` with lo up, a scratch directory, teardown of both and of every peer. */
@@ -40,6 +52,7 @@ export function bench(t: Test, name: string): Bench {
   // The program runs as an unprivileged host identity: the directory must be searchable by it.
   chmodSync(dir, 0o755);
   const peers: ChildProcess[] = [];
+  const stderrs = new Map<ChildProcess, string>();
   t.teardown(() => {
     for (const p of peers) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     deleteNetns(ns);
@@ -52,7 +65,12 @@ export function bench(t: Test, name: string): Bench {
     peer(argv) {
       const c = spawnIn(ns, argv);
       peers.push(c);
+      stderrs.set(c, '');
+      c.stderr!.on('data', (d) => stderrs.set(c, stderrs.get(c)! + d));
       return c;
+    },
+    peerStates() {
+      return peers.map((p) => `pid ${p.pid} ${procState(p.pid)} ${JSON.stringify(stderrs.get(p)!.slice(-300))}`).join('; ');
     },
     file(fname, text) {
       writeFileSync(join(dir, fname), text, { mode: 0o644 });

@@ -22,6 +22,8 @@ export interface BenchOptions {
   threads?: number;
   /** Throughput stream counts to run instead of the plan's. */
   streams?: number[];
+  /** http-keepalive's kept-alive connections instead of the plan's (8 quick, 32 in full). */
+  connections?: number;
   /** Times each system runs the whole sequence, the systems taking turns (default 1); figures are medians. */
   rounds?: number;
 }
@@ -290,7 +292,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const { systems, tests } = selectOnly(opts.only);
-  const p = { ...plan(opts.quick), ...(opts.streams ? { streams: opts.streams } : {}) };
+  const p = { ...plan(opts.quick), ...(opts.streams ? { streams: opts.streams } : {}), ...(opts.connections ? { wrkConnections: opts.connections } : {}) };
   const results: BenchResult[] = [];
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];

@@ -27,6 +27,8 @@ export interface BenchArgs {
   threads: number;
   /** Throughput stream counts instead of the plan's (`--streams 1,4`). */
   streams?: number[];
+  /** http-keepalive's kept-alive connections instead of the plan's (`--connections 10`, wrk's own default). */
+  connections?: number;
   /** Times each system runs the whole sequence, in turns; each figure is the median run's (`--rounds 3`). */
   rounds: number;
 }
@@ -35,11 +37,12 @@ export interface BenchArgs {
 export function parseBenchArgs(argv: string[]): BenchArgs {
   const { options: o } = parseArgs(argv, {
     quick: {}, json: { value: true }, html: { value: true }, only: { value: true, repeat: true }, threads: { value: true }, streams: { value: true },
-    rounds: { value: true },
+    rounds: { value: true }, connections: { value: true },
   });
   const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, 16);
   const rounds = o.rounds === undefined ? 1 : intOption('rounds', o.rounds as string, 1, 20);
   const streams = o.streams === undefined ? undefined : (o.streams as string).split(',').map((s) => intOption('streams', s.trim(), 1, 128));
+  const connections = o.connections === undefined ? undefined : intOption('connections', o.connections as string, 1, 1024);
   const names = ((o.only as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   const sentry = names.includes('sentry');
   const gofer = names.includes('gofer');
@@ -49,7 +52,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer, threads, streams, rounds };
+  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer, threads, streams, connections, rounds };
 }
 
 /** The `bench` command; resolves to the exit status (0 also when some systems were skipped). */
@@ -67,7 +70,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const log = (l: string) => process.stderr.write(l + '\n');
     // `--only sentry` and/or `gofer` alone run only their rows; with other names, those as well.
     const extrasOnly = (args.sentry || args.gofer) && args.only.length === 0;
-    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log, threads: args.threads, streams: args.streams, rounds: args.rounds });
+    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log, threads: args.threads, streams: args.streams, connections: args.connections, rounds: args.rounds });
     let sentry: SentryReport | undefined;
     if (args.sentry) sentry = await runSentryBench({ quick: args.quick, log });
     let gofer: GoferReport | undefined;

@@ -27,10 +27,13 @@ t.test('--pcap FILE with shards → one file per shard, the index before the ext
   t.end();
 });
 
-t.test('bench --threads and --streams → passed on; defaults 1 and the plan\'s', (t) => {
+t.test('bench --threads, --streams and --connections → passed on; defaults 1 and the plan\'s', (t) => {
   const d = parseBenchArgs([]);
   t.equal(d.threads, 1);
   t.equal(d.streams, undefined);
+  t.equal(d.connections, undefined);
+  t.equal(parseBenchArgs(['--quick', '--connections', '10']).connections, 10);
+  t.throws(() => parseBenchArgs(['--connections', '0']), /^--connections: 0 is outside 1\.\.1024$/);
   const o = parseBenchArgs(['--threads', '2', '--streams', '1,4', '--only', 'kernel,tsvisor,throughput']);
   t.equal(o.threads, 2);
   t.same(o.streams, [1, 4]);

@@ -32,17 +32,28 @@ const IOVEC = 56;
 const CTRL = 72;
 const DATA = CTRL + CONTROL;
 
-function msghdr(mem: NativeBuffer, dataLen: number, controlLen: number): void {
+/** The fields of `mem`'s msghdr and iovec that never change: where the iovec, the control buffer and the data lie. */
+function msghdrInit(mem: NativeBuffer): void {
   const v = mem.view;
   v.setBigUint64(MSGHDR + 0, 0n, true); // msg_name
   v.setUint32(MSGHDR + 8, 0, true); // msg_namelen
   v.setBigUint64(MSGHDR + 16, mem.address + BigInt(IOVEC), true); // msg_iov
   v.setBigUint64(MSGHDR + 24, 1n, true); // msg_iovlen
-  v.setBigUint64(MSGHDR + 32, controlLen ? mem.address + BigInt(CTRL) : 0n, true); // msg_control
-  v.setBigUint64(MSGHDR + 40, BigInt(controlLen), true); // msg_controllen
+  v.setBigUint64(MSGHDR + 32, mem.address + BigInt(CTRL), true); // msg_control
+  v.setBigUint64(IOVEC, mem.address + BigInt(DATA), true); // iov_base
+}
+
+/**
+ * The fields of a call's msghdr that change (recvmsg(2) writes back msg_controllen and msg_flags): lengths below
+ * 2^32 as two 32-bit halves, not BigInts, since building a BigInt from a number is a call into V8's runtime
+ * (~70 ns) and this runs for every recvmsg, including each try of a poll.
+ */
+function msghdrLengths(v: DataView, dataLen: number, controlLen: number): void {
+  v.setUint32(MSGHDR + 40, controlLen, true); // msg_controllen
+  v.setUint32(MSGHDR + 44, 0, true);
   v.setInt32(MSGHDR + 48, 0, true); // msg_flags
-  v.setBigUint64(IOVEC, mem.address + BigInt(DATA), true);
-  v.setBigUint64(IOVEC + 8, BigInt(dataLen), true);
+  v.setUint32(IOVEC + 8, dataLen, true); // iov_len
+  v.setUint32(IOVEC + 12, 0, true);
 }
 
 interface Out {
@@ -87,6 +98,8 @@ export class UnixStream extends EventEmitter {
   static holdOffMaxNs = 100_000_000n;
 
   private readonly mem: NativeBuffer;
+  /** The msghdr's address in `mem`, made once (see `msghdrLengths`). */
+  private readonly msg: bigint;
   private readonly poll: FdPoll;
   private readonly out: Out[] = [];
   private queued = 0;
@@ -118,6 +131,8 @@ export class UnixStream extends EventEmitter {
   constructor(readonly fd: number) {
     super();
     this.mem = mapMemory(DATA + READ_SIZE);
+    msghdrInit(this.mem);
+    this.msg = this.mem.address + BigInt(MSGHDR);
     this.poll = pollFd(fd, (readable, writable, status) => {
       if (status < 0) return this.fail(new SysError('poll', -status));
       if (writable) this.flush();
@@ -326,12 +341,13 @@ export class UnixStream extends EventEmitter {
     this.mem.bytes.set(data.subarray(0, n), DATA);
     const v = this.mem.view;
     const space = CMSG_HDR + 4 * fds.length;
-    v.setBigUint64(CTRL, BigInt(space), true);
+    v.setUint32(CTRL, space, true); // cmsg_len
+    v.setUint32(CTRL + 4, 0, true);
     v.setInt32(CTRL + 8, SOL_SOCKET, true);
     v.setInt32(CTRL + 12, SCM_RIGHTS, true);
     fds.forEach((fd, i) => v.setInt32(CTRL + CMSG_HDR + 4 * i, fd, true));
-    msghdr(this.mem, n, (space + 7) & ~7);
-    const r = sendmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | U.MSG_NOSIGNAL);
+    msghdrLengths(v, n, (space + 7) & ~7);
+    const r = sendmsg(this.fd, this.msg, U.MSG_DONTWAIT | U.MSG_NOSIGNAL);
     return minusErrno(r);
   }
 
@@ -348,8 +364,8 @@ export class UnixStream extends EventEmitter {
 
   /** One recvmsg(2) into `mem` without waiting: the bytes read, or -errno. */
   private recv(): number {
-    msghdr(this.mem, READ_SIZE, CONTROL);
-    const n = recvmsg(this.fd, this.mem.address + BigInt(MSGHDR), U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    msghdrLengths(this.mem.view, READ_SIZE, CONTROL);
+    const n = recvmsg(this.fd, this.msg, U.MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     this.reads++;
     return n < 0 ? -koffi.errno() : n;
   }
@@ -372,10 +388,10 @@ export class UnixStream extends EventEmitter {
 
   private takeFds(): number[] {
     const v = this.mem.view;
-    const controlLen = Number(v.getBigUint64(MSGHDR + 40, true));
+    const controlLen = v.getUint32(MSGHDR + 40, true); // msg_controllen, below 2^32 (see msghdrLengths)
     const fds: number[] = [];
     for (let o = 0; o + CMSG_HDR <= controlLen; ) {
-      const len = Number(v.getBigUint64(CTRL + o, true));
+      const len = v.getUint32(CTRL + o, true); // cmsg_len
       if (len < CMSG_HDR) break;
       if (v.getInt32(CTRL + o + 8, true) === SOL_SOCKET && v.getInt32(CTRL + o + 12, true) === SCM_RIGHTS) {
         for (let p = CMSG_HDR; p + 4 <= len; p += 4) fds.push(v.getInt32(CTRL + o + p, true));

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
-import { ip4, mac, udp } from '../lib/frames.ts';
+import { GsoType } from '../../lib/vnet.ts';
+import { ip4, mac, tcp4, udp } from '../lib/frames.ts';
 import { HANG_MS, waitFor } from '../lib/wait.ts';
 
 // Two endpoints on one interface in one PACKET_FANOUT_HASH group, as two shards of `serve --threads 2`; the
@@ -85,6 +86,36 @@ t.test('two members of one group → each flow whole on one member, flows on bot
   await waitFor(() => seenA.icmpErrors > 0 && seenB.icmpErrors > 0, HANG_MS, 'the ICMP error on both members');
   t.equal(seenA.icmpErrors, 1);
   t.equal(seenB.icmpErrors, 1);
+});
+
+t.test('a member sends a TCP super-frame → it goes out and comes back into no member\'s ring (the group of large frames ignores outgoing frames)', async (t) => {
+  // A veth with offloads, so that the member can send the 64 KB frames a shard sends from a service.
+  const big = createVethPair({ prefix: 'tsh-lio', addrA: '198.18.141.1/24', addrB: '198.18.141.2/24', offloads: true });
+  const from = '198.18.141.99'; // the members' own address: a static neighbour in B
+  t.teardown(() => big.destroy());
+  const group = ((process.pid * 2) & 0xfffe) ^ 0x200;
+  const open = () => AfPacketEndpoint.open({ netns: big.nsA, dev: big.devA, offloads: true, superFrames: true, fanout: { group } });
+  const a = await open();
+  t.teardown(() => a.close());
+  const b = await open();
+  t.teardown(() => b.close());
+  // Frames from the member's own address reaching a member, and B's kernel's answer (a RST: nobody listens there).
+  let own = 0;
+  let resets = 0;
+  const count = (f: Uint8Array) => {
+    if (f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 6) return;
+    if (f.subarray(26, 30).join('.') === from) own++;
+    else if (f.subarray(30, 34).join('.') === from && f[47]! & 0x04) resets++;
+  };
+  a.attach({ deliverFrame: count });
+  b.attach({ deliverFrame: count });
+  run(['ip', '-n', big.nsB, 'neigh', 'replace', from, 'lladdr', big.macA, 'dev', big.devB, 'nud', 'permanent']);
+  const data = new Uint8Array(30000).fill(7);
+  const frame = tcp4(a.macAddress, mac(big.macB), ip4(from), ip4('198.18.141.2'), [40000, 9], 1000, 0, 0x10, data, true);
+  t.equal(a.writeGso(frame, { gsoType: GsoType.TCPV4, gsoSize: 1448, hdrLen: 54, csumStart: 34, csumOffset: 16 }), true);
+  await waitFor(() => resets > 0, HANG_MS, 'B\'s RST');
+  // The kernel hands a sent frame to its taps before the veth delivers it: a copy would have come before the RST.
+  t.equal(own, 0, 'the frame a member sent reached no member');
 });
 
 t.test('a member of a group on another interface → error naming the option', async (t) => {

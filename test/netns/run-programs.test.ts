@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { HANG_MS } from '../lib/wait.ts';
 import { collect, tsvisorRun, waitFor } from './run-helpers.ts';
-import { PY_ACCEPTOR, bench, listening, readOr, start } from './sandbox-helpers.ts';
+import { PY_ACCEPTOR, bench, listening, onLines, readOr, start } from './sandbox-helpers.ts';
 
 const b = bench(t, 'prog');
 const PORT = 7501;
@@ -18,8 +18,8 @@ const PORT6 = 7502;
 const CLOSED = 7509;
 
 let accepts = '';
-b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]).stdout!.on('data', (d) => (accepts += d));
-b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(PORT6)]).stdout!.on('data', (d) => (accepts += d));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]).stdout!, (l) => (accepts += l));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(PORT6)]).stdout!, (l) => (accepts += l));
 
 t.before(async () => {
   if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, PORT6))) throw new Error('the peer listeners did not start');

@@ -12,7 +12,7 @@ import t from 'tap';
 import { run as sh } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { leftovers, tsvisorRun, waitFor } from './run-helpers.ts';
-import { PY_ACCEPTOR, bench, listening, pidsWith, start } from './sandbox-helpers.ts';
+import { PY_ACCEPTOR, bench, listening, onLines, pidsWith, start } from './sandbox-helpers.ts';
 
 const b = bench(t, 'sec');
 const PORT = 7411;
@@ -20,7 +20,7 @@ const PORT = 7411;
 // One listener in the caller's netns on every address: each accept line names the local address it was reached on.
 const acceptor = b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]);
 let accepts = '';
-acceptor.stdout!.on('data', (d) => (accepts += d));
+onLines(acceptor.stdout!, (l) => (accepts += l));
 /** Accepted connections whose local address is the caller's loopback. */
 const hostLoopback = () => accepts.split('\n').filter((l) => l.startsWith('accept 127.'));
 // Other local addresses of the caller's netns, as its uplink, docker0 or another veth would be: on an interface
@@ -44,10 +44,10 @@ const viaVeth6 = () => accepts.split('\n').filter((l) => /^accept fd74:7376:0:/.
 
 // A listener on the caller's loopback only, on another port.
 const LO_PORT = 7412;
-b.peer(['python3', '-c', PY_ACCEPTOR, '127.0.0.1', String(LO_PORT)]).stdout!.on('data', (d) => (accepts += d));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '127.0.0.1', String(LO_PORT)]).stdout!, (l) => (accepts += l));
 // An IPv6 listener on every address, on a third port.
 const V6_PORT = 7413;
-b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(V6_PORT)]).stdout!.on('data', (d) => (accepts += d));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(V6_PORT)]).stdout!, (l) => (accepts += l));
 
 t.before(async () => {
   if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, LO_PORT)) || !(await listening(b.ns, V6_PORT))) throw new Error('the caller\'s listeners did not start');

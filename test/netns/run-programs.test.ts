@@ -8,9 +8,10 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { onLines } from '../lib/lines.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { collect, tsvisorRun, waitFor } from './run-helpers.ts';
-import { PY_ACCEPTOR, bench, listening, onLines, readOr, start } from './sandbox-helpers.ts';
+import { PY_ACCEPTOR, bench, listening, readOr, start } from './sandbox-helpers.ts';
 
 const b = bench(t, 'prog');
 const PORT = 7501;
@@ -18,8 +19,8 @@ const PORT6 = 7502;
 const CLOSED = 7509;
 
 let accepts = '';
-onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]).stdout!, (l) => (accepts += l));
-onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(PORT6)]).stdout!, (l) => (accepts += l));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]).stdout!, (l) => (accepts += `${l}\n`));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(PORT6)]).stdout!, (l) => (accepts += `${l}\n`));
 
 t.before(async () => {
   if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, PORT6))) throw new Error('the peer listeners did not start');

@@ -10,9 +10,10 @@ import { existsSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import t from 'tap';
 import { run as sh } from '../../lib/testnet.ts';
+import { onLines } from '../lib/lines.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { leftovers, tsvisorRun, waitFor } from './run-helpers.ts';
-import { PY_ACCEPTOR, bench, listening, onLines, pidsWith, start } from './sandbox-helpers.ts';
+import { PY_ACCEPTOR, bench, listening, pidsWith, start } from './sandbox-helpers.ts';
 
 const b = bench(t, 'sec');
 const PORT = 7411;
@@ -20,7 +21,7 @@ const PORT = 7411;
 // One listener in the caller's netns on every address: each accept line names the local address it was reached on.
 const acceptor = b.peer(['python3', '-c', PY_ACCEPTOR, '0.0.0.0', String(PORT)]);
 let accepts = '';
-onLines(acceptor.stdout!, (l) => (accepts += l));
+onLines(acceptor.stdout!, (l) => (accepts += `${l}\n`));
 /** Accepted connections whose local address is the caller's loopback. */
 const hostLoopback = () => accepts.split('\n').filter((l) => l.startsWith('accept 127.'));
 // Other local addresses of the caller's netns, as its uplink, docker0 or another veth would be: on an interface
@@ -44,10 +45,10 @@ const viaVeth6 = () => accepts.split('\n').filter((l) => /^accept fd74:7376:0:/.
 
 // A listener on the caller's loopback only, on another port.
 const LO_PORT = 7412;
-onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '127.0.0.1', String(LO_PORT)]).stdout!, (l) => (accepts += l));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '127.0.0.1', String(LO_PORT)]).stdout!, (l) => (accepts += `${l}\n`));
 // An IPv6 listener on every address, on a third port.
 const V6_PORT = 7413;
-onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(V6_PORT)]).stdout!, (l) => (accepts += l));
+onLines(b.peer(['python3', '-c', PY_ACCEPTOR, '::', String(V6_PORT)]).stdout!, (l) => (accepts += `${l}\n`));
 
 t.before(async () => {
   if (!(await listening(b.ns, PORT)) || !(await listening(b.ns, LO_PORT)) || !(await listening(b.ns, V6_PORT))) throw new Error('the caller\'s listeners did not start');

@@ -32,22 +32,6 @@ export interface Bench {
   cc(name: string, source: string, flags?: string[]): string;
 }
 
-/**
- * Calls `fn` with each whole line `stream` gives (its newline kept). Several peers' outputs joined chunk by chunk
- * can cut into each other's lines: a pipe may deliver one line in two reads, and another peer's line between
- * them (seen in CI: "accept 127.0.0.1" + another acceptor's line + " 127.0.0.1\n").
- */
-export function onLines(stream: NodeJS.ReadableStream, fn: (line: string) => void): void {
-  let partial = '';
-  stream.on('data', (d) => {
-    partial += d;
-    for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
-      fn(partial.slice(0, nl + 1));
-      partial = partial.slice(nl + 1);
-    }
-  });
-}
-
 /** The state letter of `pid` in /proc/PID/stat (after the command's closing parenthesis), or 'gone'. */
 function procState(pid: number | undefined): string {
   try {

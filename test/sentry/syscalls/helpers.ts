@@ -8,6 +8,7 @@ import { Targets } from '../../../sentry/platform/unotify/target.ts';
 import { type Sandbox, exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
 import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
 import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
+import { onLines } from '../../lib/lines.ts';
 import { HANG_MS, waitFor } from '../../lib/wait.ts';
 
 const PY = '/usr/bin/python3';
@@ -39,15 +40,8 @@ export async function run(
   sentry.start();
   let stdout = '';
   let stderr = '';
-  let partial = '';
-  sb.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d;
-    partial += d;
-    for (let i = partial.indexOf('\n'); i >= 0; i = partial.indexOf('\n')) {
-      onLine(partial.slice(0, i), sb, sentry);
-      partial = partial.slice(i + 1);
-    }
-  });
+  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  onLines(sb.stdout!, (l) => onLine(l, sb, sentry));
   sb.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   // A hang ends as a failure that shows the calls (a bound only a hang reaches).
   let hung = false;

@@ -14,6 +14,7 @@ import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import { onLines } from '../../lib/lines.ts';
 import { errnoName, sys } from '../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen } from '../../lib/pidfd.ts';
 import { notifSetFlags } from '../../lib/seccomp.ts';
@@ -200,7 +201,6 @@ function handshake(
   const viaBwrap = o.bwrap.length > 0;
   const program = o.argv[0]!;
   return new Promise<void>((resolve, reject) => {
-    let buf = '';
     let listened = false;
     let stage2 = false;
     let settled = false;
@@ -252,14 +252,7 @@ function handshake(
         done(new ExecError(program, e, e === 2 ? 127 : 126));
       }
     };
-    report.setEncoding('utf8');
-    report.on('data', (chunk: string) => {
-      buf += chunk;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        line(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
+    onLines(report, line);
     report.on('error', () => {});
     // End-of-file: the last exec closed the pipe (success), or everything holding it exited.
     report.on('end', () => {

@@ -8,7 +8,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { onLines } from '../lib/lines.ts';
+import { onLines } from '../../lib/lines.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { collect, tsvisorRun, waitFor } from './run-helpers.ts';
 import { PY_ACCEPTOR, bench, listening, readOr, start } from './sandbox-helpers.ts';

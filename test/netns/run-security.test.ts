@@ -10,7 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import t from 'tap';
 import { run as sh } from '../../lib/testnet.ts';
-import { onLines } from '../lib/lines.ts';
+import { onLines } from '../../lib/lines.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { leftovers, tsvisorRun, waitFor } from './run-helpers.ts';
 import { PY_ACCEPTOR, bench, listening, pidsWith, start } from './sandbox-helpers.ts';

@@ -8,7 +8,7 @@ import { Targets } from '../../../sentry/platform/unotify/target.ts';
 import { type Sandbox, exitStatus, launch } from '../../../sentry/sandbox/launch.ts';
 import { buildPolicy } from '../../../sentry/seccomp/policy.ts';
 import { Sentry } from '../../../sentry/syscalls/dispatch.ts';
-import { onLines } from '../../lib/lines.ts';
+import { onLines } from '../../../lib/lines.ts';
 import { HANG_MS, waitFor } from '../../lib/wait.ts';
 
 const PY = '/usr/bin/python3';

@@ -179,6 +179,11 @@ const ROOM_WAIT_MS = 100;
 // which the batch's transmit (each frame runs the peer's receive) must outweigh. On 2 cores, keep-alive HTTP at 32
 // connections handed over 18 frames a batch; handing over every batch cost 3-4 µs more CPU per request at 8.
 const HANDOFF_MIN = 16;
+// Fewest queued bytes worth handing to the send thread: bulk transfers queue tens of KB per frame (a batch of 16
+// super-frames is ~1 MB), request/response traffic a few hundred bytes per frame. Only bulk pays for the hand-off:
+// at 32 keep-alive connections a flush held 15-18 small responses, and handing those over cost the serving thread
+// more CPU per request than their transmit took off it, 19-27% of the requests per second on a loaded machine.
+const HANDOFF_BYTES = 256 << 10;
 const RX_BUDGET_OFFLOADS = 16;
 const RX_BUDGET = 512;
 // Slots of the ring of 64 KB slots for super-frames: about 17 MB of kernel memory, allocated when it is set up.
@@ -340,6 +345,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
    * under such a transfer lowers it to 1 so that every batch takes that path.
    */
   static handOffMin = HANDOFF_MIN;
+  /** Fewest queued bytes a flush hands to the send thread (HANDOFF_BYTES); process-wide, for tests as handOffMin. */
+  static handOffBytes = HANDOFF_BYTES;
   /** Largest IP packet the interface carries (its MTU when opened). */
   readonly mtu: number;
   /** The interface's MAC, used as the stack's own (as runsc does). */
@@ -984,6 +991,14 @@ export class AfPacketEndpoint implements LinkEndpoint {
   }
 
   /** Slots filled and not yet sent. */
+  /** Whether the frames queued from ring index `from` up to the tail add up to `bytes` or more. */
+  private queuedBytesReach(from: number, bytes: number): boolean {
+    const n = this.tx.count;
+    let total = 0;
+    for (let i = from; i !== this.txTail && total < bytes; i = i + 1 === 2 * n ? 0 : i + 1) total += this.tx.length(i % n);
+    return total >= bytes;
+  }
+
   private txQueued(): number {
     const sent = this.sender !== null ? this.sender.sent : this.txSent;
     return this.txTail >= sent ? this.txTail - sent : this.txTail - sent + 2 * this.tx.count;
@@ -1014,9 +1029,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /**
    * Sends what is queued, or hands it to the send thread: always while the thread still has frames (they go out
-   * in order behind them), else when at least `handOffMin` (HANDOFF_MIN) frames are queued, whose transmit then runs on another
-   * CPU while this thread goes on. A smaller batch (a lone handshake's SYN-ACK, a response at low concurrency)
-   * is sent here: the thread's wake-up would cost more than it takes off this one.
+   * in order behind them), else when at least `handOffMin` (HANDOFF_MIN) frames of together `handOffBytes`
+   * (HANDOFF_BYTES) are queued, whose transmit then runs on another CPU while this thread goes on. A smaller batch
+   * (a lone handshake's SYN-ACK, responses to requests, ACKs) is sent here: the thread's wake-up would cost more
+   * than it takes off this one.
    */
   flush(): void {
     if (this.closed) return;
@@ -1026,7 +1042,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (this.txTail !== 0 && !s.busy) this.rewind();
         return;
       }
-      if (s.busy || this.txQueued() >= AfPacketEndpoint.handOffMin) {
+      if (s.busy || (this.txQueued() >= AfPacketEndpoint.handOffMin && this.queuedBytesReach(s.published, AfPacketEndpoint.handOffBytes))) {
         this.txThread.handOffs++;
         this.txThread.frames += s.distance(s.published, this.txTail);
         s.publish(this.txTail);

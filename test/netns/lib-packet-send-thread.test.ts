@@ -15,6 +15,15 @@ const PORT = 0x1239;
 const net = createVethPair({ prefix: 'tpp-sendthr', addrA: `${A_IP}/28`, addrB: `${B_IP}/28` });
 t.teardown(() => net.destroy());
 
+// These tests are about the thread's mechanics, with small frames: every batch of enough frames is handed over,
+// whatever its bytes (the byte threshold, which keeps request/response traffic on the serving thread, has a test
+// of its own at the end).
+const handOffBytes = AfPacketEndpoint.handOffBytes;
+AfPacketEndpoint.handOffBytes = 0;
+t.teardown(() => {
+  AfPacketEndpoint.handOffBytes = handOffBytes;
+});
+
 /** Opens A (sending through its thread, a ring of `slots`) and B (recording our datagrams' sequence numbers). */
 async function pair(t: { teardown(fn: () => void): void }, slots: number) {
   const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, sendQueue: slots, sendThread: true });
@@ -89,4 +98,25 @@ t.test('close with frames in flight → the thread stops, every frame counted as
   a.close();
   t.equal(a.sendThreadUp, false, 'thread stopped');
   t.equal(a.counters.txFrames + a.counters.txDropped, 1000, JSON.stringify(a.counters));
+});
+
+t.test('batches of small frames below handOffBytes → sent on the serving thread, the thread never woken', async (t) => {
+  AfPacketEndpoint.handOffBytes = handOffBytes;
+  t.teardown(() => {
+    AfPacketEndpoint.handOffBytes = 0;
+  });
+  const { a, seqs, send } = await pair(t, 256);
+  // 40 batches of 32 frames of 106 bytes: twice handOffMin frames, 3.4 KB, like a turn of responses to requests.
+  let seq = 0;
+  let accepted = 0;
+  for (let round = 0; round < 40; round++) {
+    for (let k = 0; k < 32; k++) if (send(seq++)) accepted++;
+    a.flush();
+    await new Promise((r) => setImmediate(r));
+  }
+  t.equal(accepted, 1280, 'writeFrame accepted every frame');
+  await waitFor(() => seqs.length >= 1280, HANG_MS, '1280 frames at B');
+  t.same(seqs, upTo(1280), 'every frame, once, in order');
+  t.same(a.txThread, { handOffs: 0, frames: 0, waits: 0 }, 'nothing handed to the thread');
+  t.equal(a.refreshCounters().txFrames, 1280);
 });

@@ -238,8 +238,8 @@ const TSVISOR_SERVICES: Record<ServiceKind, string> = { iperf3: 'iperf3', sockpe
 
 /** Whether the tsvisor system runs without offloads (TSVISOR_BENCH_NO_OFFLOADS=1), for a before/after comparison. */
 const TSVISOR_NO_OFFLOADS = process.env.TSVISOR_BENCH_NO_OFFLOADS === '1';
-/** Whether the tsvisor system sends from a thread of its own (TSVISOR_BENCH_SEND_THREAD=1: `serve --send-thread`). */
-const TSVISOR_SEND_THREAD = process.env.TSVISOR_BENCH_SEND_THREAD === '1';
+/** Whether the tsvisor system keeps every send on its serving thread (TSVISOR_BENCH_SEND_THREAD=0: `--no-send-thread`). */
+const TSVISOR_NO_SEND_THREAD = process.env.TSVISOR_BENCH_SEND_THREAD === '0';
 
 async function startTsvisor(mtu: number, threads: number): Promise<SystemInstance> {
   const { pair, host, client } = vethSystemIn(`${NS_BASE}-t`, '198.18.101', 1, mtu, !TSVISOR_NO_OFFLOADS);
@@ -247,7 +247,7 @@ async function startTsvisor(mtu: number, threads: number): Promise<SystemInstanc
   // The gateway takes the syn-flood row's answers to FLOOD_NET back to the client namespace (see startKernel).
   const args = ['serve', '--netns', pair.nsB, '--dev', pair.devB, '--no-stats-socket', '--gateway', client];
   if (TSVISOR_NO_OFFLOADS) args.push('--no-offloads');
-  if (TSVISOR_SEND_THREAD) args.push('--send-thread');
+  if (TSVISOR_NO_SEND_THREAD) args.push('--no-send-thread');
   if (threads > 1) args.push('--threads', String(threads));
   for (const [kind, svc] of Object.entries(TSVISOR_SERVICES) as [ServiceKind, string][]) {
     if (SERVICE_NAMES.includes(svc)) args.push('--service', svc);

@@ -21,7 +21,7 @@ commands:
   demo     build two namespaces joined by a veth, serve on one end, drive it with ping, socat and curl from the
            other, report, clean up
   serve    --netns NAME --dev IFACE [--addr CIDR]... [--gateway IP]... [--mtu N] [--pcap FILE]
-           [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads] [--send-thread] [--sysctl KEY=VALUE]...
+           [--impair SPEC] [--service NAME[:PORT]]... [--tap] [--no-offloads] [--no-send-thread] [--sysctl KEY=VALUE]...
            attach the netstack to IFACE in namespace NAME and serve until SIGINT, SIGTERM, SIGHUP or SIGQUIT;
            --sysctl sets the stack's settings by Linux's names (net.ipv4.tcp_sack=0, as docker run --sysctl)
   stats    --netns NAME --dev IFACE [--json]   print the counters of a running 'serve'

@@ -65,8 +65,9 @@ export interface ServeOptions {
    */
   threads?: number;
   /**
-   * Make the packet socket's sends on a thread of their own (AfPacketOptions.sendThread; default false): with a
-   * CPU to spare, the peer's receive that a veth runs inside each send leaves the serving thread.
+   * Make the packet socket's large sends on a thread of their own (AfPacketOptions.sendThread; default true,
+   * `--no-send-thread` turns it off): bulk batches (16 frames and 256 KB or more) go to it, so the peer's receive
+   * that a veth runs inside each send leaves the serving thread; request/response traffic never wakes it.
    */
   sendThread?: boolean;
 }
@@ -104,7 +105,9 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     sysctl: { value: true, repeat: true },
     threads: { value: true },
     'send-thread': {},
+    'no-send-thread': {},
   });
+  if (o['send-thread'] && o['no-send-thread']) throw new UsageError('--send-thread and --no-send-thread contradict each other: give one');
   // Checked against a table of the same kind the stack will have, so a bad key or value stops serve before it starts.
   const check = new SysctlTable(DEFAULT_TCP_CONFIG, () => {});
   const sysctls = ((o.sysctl as string[] | undefined) ?? []).map((text) => {
@@ -162,7 +165,7 @@ export function parseServeArgs(argv: string[]): ServeOptions {
     offloads: !o['no-offloads'],
     sysctls,
     threads,
-    sendThread: Boolean(o['send-thread']),
+    sendThread: !o['no-send-thread'],
   };
 }
 

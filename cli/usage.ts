@@ -46,7 +46,8 @@ options:
   --tap                create a TAP device named IFACE instead (needs --addr)
   --no-offloads        no PACKET_VNET_HDR: send MTU-sized frames (received super-frames are still taken)
   --no-stats-socket    do not serve counters to 'tsvisor stats'
-  --send-thread        send frames from a thread of their own when a batch is large (helps with a CPU to spare)
+  --no-send-thread     send every frame from the serving thread (by default bulk batches, 16 frames and
+                       256 KB or more, go to a thread of their own; --send-thread says so explicitly)
   --threads N          N netstack shards on worker threads (default 1: no worker); the kernel's flow hash
                        (PACKET_FANOUT_HASH) gives each connection to one shard, every shard runs every service
                        (not with --tap; --pcap writes one file per shard, FILE.shard<i>.pcap)

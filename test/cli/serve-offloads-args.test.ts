@@ -7,9 +7,11 @@ t.test('serve arguments → offloads on by default, off with --no-offloads', (t)
   t.end();
 });
 
-t.test('serve arguments → sends on the serving thread by default, on a thread of their own with --send-thread', (t) => {
-  t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd']).sendThread, false);
+t.test('serve arguments → bulk sends on a thread of their own by default, all on the serving thread with --no-send-thread', (t) => {
+  t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd']).sendThread, true);
   t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd', '--send-thread']).sendThread, true);
+  t.equal(parseServeArgs(['--netns', 'n', '--dev', 'd', '--no-send-thread']).sendThread, false);
+  t.throws(() => parseServeArgs(['--netns', 'n', '--dev', 'd', '--send-thread', '--no-send-thread']), /--send-thread and --no-send-thread contradict/);
   t.end();
 });
 

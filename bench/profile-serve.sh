@@ -2,7 +2,7 @@
 # Profiles `tsvisor serve` under a stock client over a veth with offloads on (as `tsvisor bench` runs it):
 #   bash bench/profile-serve.sh iperf3 [STREAMS] [-R] [SECONDS]   bulk TCP to (or, with -R, from) the service
 #   bash bench/profile-serve.sh http [SECONDS] [CONNS]              wrk, a new connection per request (32 at a time)
-#   bash bench/profile-serve.sh http-keepalive [SECONDS]            wrk with keep-alive (32 connections), and the
+#   bash bench/profile-serve.sh http-keepalive [SECONDS] [CONNS]    wrk with keep-alive (CONNS, default 32), and the
 #                                                                   serve counters per request (frames, send calls)
 # Writes the serve process's CPU profile to out/prof/ and prints its top self-time functions
 # (bench/profile-top.ts) and the client's result. Namespaces tsv-prof-a/-b, addresses 198.18.202.0/24 (or
@@ -65,7 +65,7 @@ elif [ "$kind" = http ]; then
   ip netns exec "$A" wrk -t 2 -c "${3:-32}" -d "${2:-6}s" --timeout 2s -H 'Connection: close' http://$NET.2/ | grep -E 'Requests/sec|errors'
 else
   node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/before.json
-  ip netns exec "$A" wrk -t 2 -c 32 -d "${2:-6}s" --timeout 2s --latency http://$NET.2/ | grep -E 'Requests/sec|errors|50%|99%'
+  ip netns exec "$A" wrk -t 2 -c "${3:-32}" -d "${2:-6}s" --timeout 2s --latency http://$NET.2/ | grep -E 'Requests/sec|errors|50%|99%'
   node cli/tsvisor.js stats --netns "$B" --dev prof-b --json > out/prof/after.json
   # Per request: what a keep-alive exchange costs the serve (load does not change these counts).
   node -e '

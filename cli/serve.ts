@@ -67,7 +67,8 @@ export interface ServeOptions {
   /**
    * Make the packet socket's large sends on a thread of their own (AfPacketOptions.sendThread; default true,
    * `--no-send-thread` turns it off): bulk batches (16 frames and 256 KB or more) go to it, so the peer's receive
-   * that a veth runs inside each send leaves the serving thread; request/response traffic never wakes it.
+   * that a veth runs inside each send leaves the serving thread. The thread starts with the first such batch, so
+   * a serve that only answers requests never has one.
    */
   sendThread?: boolean;
 }
@@ -217,7 +218,7 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
       const packet = await AfPacketEndpoint.open({
         netns, dev: opts.dev, offloads: opts.offloads !== false, superFrames: true, ringFrames: SERVE_RING_FRAMES,
-        sendThread: opts.sendThread === true,
+        sendThread: opts.sendThread === true ? 'on-bulk' : false,
       });
       undo.push(() => packet.close());
       host = packet;

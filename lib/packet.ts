@@ -134,12 +134,13 @@ export interface AfPacketOptions {
    */
   fanout?: { group: number };
   /**
-   * Make large sends on a thread of their own (default false; lib/send-thread.ts): on a veth the kernel runs the
-   * peer's receive inside our sendmmsg, and a batch of HANDOFF_MIN frames or more handed over lets this thread go
-   * on meanwhile. It pays with a CPU to spare and costs with none. Smaller batches, and all of them until the
-   * thread is up (tens of ms), are sent by the endpoint itself.
+   * Make bulk sends on a thread of their own (default false; lib/send-thread.ts): on a veth the kernel runs the
+   * peer's receive inside our sendmmsg, and a batch of HANDOFF_MIN frames and HANDOFF_BYTES or more handed over
+   * lets this thread go on meanwhile. Smaller batches, and all of them until the thread is up (tens of ms), are
+   * sent by the endpoint itself. `true` starts the thread at open; `'on-bulk'` at the first batch it would take,
+   * so that an endpoint that only ever answers requests never starts one.
    */
-  sendThread?: boolean;
+  sendThread?: boolean | 'on-bulk';
 }
 
 /** Offload activity of an endpoint opened with `offloads: true`. */
@@ -404,7 +405,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   // index up to which frames went out; indices run over [0, 2 × slots).
   private txTail = 0;
   private txSent = 0;
-  private readonly sender: SendThread | null = null;
+  private sender: SendThread | null = null;
+  // Whether the send thread is started at the first bulk batch (AfPacketOptions.sendThread 'on-bulk').
+  private readonly senderOnBulk: boolean;
   // Per send slot while it gathers (writeGsoGather): who keeps the pieces' bytes unchanged until the slot is sent
   // (then released), and the pieces themselves, MAX_GATHER per slot, so the collector keeps them alive until then.
   private readonly txOwners: (GatherPayload['owner'] | null)[];
@@ -454,6 +457,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
     this.offloads = opts.offloads ?? false;
+    this.senderOnBulk = opts.sendThread === 'on-bulk';
     const bigSlots = this.offloads || opts.superFrames === true;
     this.rxBudget = this.offloads ? RX_BUDGET_OFFLOADS : RX_BUDGET;
     this.txHdr = this.offloads ? VNET_HDR_LEN : 0;
@@ -507,7 +511,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       }
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
       this.tx = new MmsgBatch(Math.min(opts.sendQueue ?? 256, MAX_SEND_SLOTS), this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
-      if (opts.sendThread === true) this.sender = SendThread.start({ fd: this.fd, count: this.tx.count, frameHeader: this.txHdr, ...this.tx.layout });
+      if (opts.sendThread === true) this.startSender();
       this.txOwners = new Array<GatherPayload['owner'] | null>(this.tx.count).fill(null);
       this.txPieces = new Array<Uint8Array | null>(this.tx.count * MAX_GATHER).fill(null);
     } catch (err) {
@@ -1042,7 +1046,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (this.txTail !== 0 && !s.busy) this.rewind();
         return;
       }
-      if (s.busy || (this.txQueued() >= AfPacketEndpoint.handOffMin && this.queuedBytesReach(s.published, AfPacketEndpoint.handOffBytes))) {
+      if (s.busy || this.isBulk(s.published)) {
         this.txThread.handOffs++;
         this.txThread.frames += s.distance(s.published, this.txTail);
         s.publish(this.txTail);
@@ -1051,7 +1055,20 @@ export class AfPacketEndpoint implements LinkEndpoint {
     } else if (this.blocked || this.txTail === this.txSent) {
       return;
     }
+    const start = s === null && this.senderOnBulk && this.isBulk(this.txSent);
     this.sendHere();
+    // Started with nothing queued (sendHere sent all and rewound), so that its indices and ours both begin at 0.
+    if (start && this.txTail === 0 && this.txSent === 0 && !this.closed) this.startSender();
+  }
+
+  /** Whether the frames queued from ring index `from` make a batch for the send thread (handOffMin, handOffBytes). */
+  private isBulk(from: number): boolean {
+    const n = this.txTail >= from ? this.txTail - from : this.txTail - from + 2 * this.tx.count;
+    return n >= AfPacketEndpoint.handOffMin && this.queuedBytesReach(from, AfPacketEndpoint.handOffBytes);
+  }
+
+  private startSender(): void {
+    this.sender = SendThread.start({ fd: this.fd, count: this.tx.count, frameHeader: this.txHdr, ...this.tx.layout });
   }
 
   /** Sends the queued frames on this thread, at most two sendmmsg runs (the ring wraps once). */

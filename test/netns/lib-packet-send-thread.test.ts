@@ -25,8 +25,8 @@ t.teardown(() => {
 });
 
 /** Opens A (sending through its thread, a ring of `slots`) and B (recording our datagrams' sequence numbers). */
-async function pair(t: { teardown(fn: () => void): void }, slots: number) {
-  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, sendQueue: slots, sendThread: true });
+async function pair(t: { teardown(fn: () => void): void }, slots: number, sendThread: true | 'on-bulk' = true) {
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, sendQueue: slots, sendThread });
   const b = await AfPacketEndpoint.open({ netns: net.nsB, dev: net.devB, ringFrames: 8192 });
   t.teardown(() => {
     a.close();
@@ -39,7 +39,7 @@ async function pair(t: { teardown(fn: () => void): void }, slots: number) {
     },
   };
   b.attach(d);
-  await waitFor(() => a.sendThreadUp, HANG_MS, 'send thread up');
+  if (sendThread === true) await waitFor(() => a.sendThreadUp, HANG_MS, 'send thread up');
   const payload = new Uint8Array(64);
   /** Queues datagram `seq` from A to B; false when A refused it. */
   const send = (seq: number) => {
@@ -119,4 +119,30 @@ t.test('batches of small frames below handOffBytes → sent on the serving threa
   t.same(seqs, upTo(1280), 'every frame, once, in order');
   t.same(a.txThread, { handOffs: 0, frames: 0, waits: 0 }, 'nothing handed to the thread');
   t.equal(a.refreshCounters().txFrames, 1280);
+});
+
+t.test("'on-bulk': no thread while batches are small; the first bulk batch starts it, later ones go to it, order kept", async (t) => {
+  // 64 frames of 106 bytes make a bulk batch here (6.8 KB against a threshold of 3 KB); 8 frames never do.
+  AfPacketEndpoint.handOffBytes = 3000;
+  t.teardown(() => {
+    AfPacketEndpoint.handOffBytes = 0;
+  });
+  const { a, seqs, send } = await pair(t, 256, 'on-bulk');
+  let seq = 0;
+  let accepted = 0;
+  const batch = async (n: number) => {
+    for (let k = 0; k < n; k++) if (send(seq++)) accepted++;
+    a.flush();
+    await new Promise((r) => setImmediate(r));
+  };
+  for (let round = 0; round < 20; round++) await batch(8);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(a.sendThreadUp, false, 'small batches started no thread');
+  await batch(64);
+  await waitFor(() => a.sendThreadUp, HANG_MS, 'send thread up after the first bulk batch');
+  for (let round = 0; round < 10; round++) await batch(64);
+  t.equal(accepted, seq, 'writeFrame accepted every frame');
+  await waitFor(() => seqs.length >= seq, HANG_MS, `${seq} frames at B`);
+  t.same(seqs, upTo(seq), 'every frame, once, in order');
+  t.ok(a.txThread.handOffs >= 10, `later bulk batches handed to the thread (${JSON.stringify(a.txThread)})`);
 });

@@ -71,14 +71,16 @@ export interface InFlight<T extends TName> {
   readonly reply: Promise<Message<ReplyOf<T>>>;
 }
 
-/** A reply that may carry a donated descriptor (Rlopen, Rlcreate of a regular file in the tsvisor dialect). */
+/** A reply that may carry a donated descriptor (Rlopen, Rlcreate, Rlcreateat of a regular file in the tsvisor dialect). */
 export type WithFd<M> = M & { fd?: number };
 
 /** One client connection. */
 export class Client {
   /** The negotiated maximum message size. */
   msize = 0;
-  /** Whether the server donates opened descriptors (the 9P2000.L.tsvisor dialect was agreed). */
+  /**
+   * Whether the 9P2000.L.tsvisor dialect was agreed: the server donates opened descriptors and serves `lcreateat`.
+   */
   donating = false;
   /** Requests sent so far, in all and by type (for statistics and tests). */
   sent = 0;
@@ -286,7 +288,7 @@ export class Client {
     if (isDecodeError(m)) w.reject(new P9Error(EPROTO, `${w.op}: undecodable reply (${m.error})`));
     else if (m.type === 'Rlerror') w.reject(new P9Error(m.ecode, w.op));
     else if (m.type !== w.expect) w.reject(new P9Error(EPROTO, `${w.op}: got ${m.type}`));
-    else if (this.donating && (m.type === 'Rlopen' || m.type === 'Rlcreate') && m.qid.type === QT.FILE) {
+    else if (this.donating && (m.type === 'Rlopen' || m.type === 'Rlcreate' || m.type === 'Rlcreateat') && m.qid.type === QT.FILE) {
       // The dialect's rule: each such reply carried one descriptor, and it arrived no later than the reply's bytes.
       const fd = this.fdQueue.shift();
       if (fd === undefined) w.reject(new P9Error(EPROTO, `${w.op}: no descriptor came with the reply`));
@@ -316,6 +318,24 @@ export class Client {
   /** Tlcreate: creates `name` in the directory `fid`, which then stands for the new, opened file (`fd` as Tlopen). */
   async lcreate(fid: number, name: Name, flags: number, mode: number, gid = 0): Promise<WithFd<Message<'Rlcreate'>>> {
     return this.rpc({ type: 'Tlcreate', fid, name: bytes(name), flags, mode, gid });
+  }
+
+  /**
+   * Tlcreateat (the tsvisor dialect only, see `donating`): creates `name` in the directory `dfid`, which stays as it
+   * is; `newfid` is the new file opened with `flags` (`fd` as Tlopen), `nodefid` the same file unopened (as a walk
+   * of `dfid` to the name). The reply has the file's attributes and the directory's after the create, as Rgetattr
+   * gives them. On an error neither fid exists.
+   */
+  async lcreateat(
+    dfid: number,
+    newfid: number,
+    nodefid: number,
+    name: Name,
+    flags: number,
+    mode: number,
+    gid = 0,
+  ): Promise<WithFd<Message<'Rlcreateat'>>> {
+    return this.rpc({ type: 'Tlcreateat', dfid, newfid, nodefid, name: bytes(name), flags, mode, gid });
   }
 
   /** Tread of up to `count` bytes (capped to what fits in msize). */

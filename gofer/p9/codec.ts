@@ -3,7 +3,7 @@
  * throws: a frame that does not match its layout comes back as a `DecodeError` naming why, so a server can answer
  * it with Rlerror and carry on. Byte fields (`str`, `data`) are views into the frame, not copies.
  */
-import { HEADER_SIZE, MESSAGES, NAME_OF, type FieldKind, type Message, type MessageName, type Qid } from './messages.ts';
+import { HEADER_SIZE, MESSAGES, NAME_OF, type Attrs, type FieldKind, type Message, type MessageName, type Qid } from './messages.ts';
 
 /** Why a frame could not be decoded; `tag` and `type` are those of the header when it was readable. */
 export interface DecodeError {
@@ -20,6 +20,11 @@ export function isDecodeError(m: Message | DecodeError): m is DecodeError {
 type Layout = readonly (readonly [string, FieldKind])[];
 
 const LAYOUT = new Map<number, Layout>(Object.values(MESSAGES).map(([id, layout]) => [id, layout as Layout]));
+
+/** The fields of an `attr` (Rgetattr's body): u64s, u32s and one qid. */
+const ATTR_LAYOUT = MESSAGES.Rgetattr[1] as Layout;
+/** The wire size of an `attr` field. */
+const ATTR_SIZE = ATTR_LAYOUT.reduce((n, [, kind]) => n + (kind === 'qid' ? 13 : kind === 'u32' ? 4 : 8), 0);
 
 /** The wire size of one field value. */
 function fieldSize(kind: FieldKind, v: unknown): number {
@@ -45,6 +50,8 @@ function fieldSize(kind: FieldKind, v: unknown): number {
     }
     case 'data':
       return 4 + (v as Uint8Array).length;
+    case 'attr':
+      return ATTR_SIZE;
   }
 }
 
@@ -62,6 +69,21 @@ function writeQid(v: DataView, o: number, q: Qid): number {
   v.setUint32(o + 1, q.version, true);
   v.setBigUint64(o + 5, q.path, true);
   return o + 13;
+}
+
+function writeAttr(v: DataView, o: number, a: Attrs): number {
+  const rec = a as unknown as Record<string, unknown>;
+  for (const [name, kind] of ATTR_LAYOUT) {
+    if (kind === 'qid') o = writeQid(v, o, rec[name] as Qid);
+    else if (kind === 'u32') {
+      v.setUint32(o, rec[name] as number, true);
+      o += 4;
+    } else {
+      v.setBigUint64(o, rec[name] as bigint, true);
+      o += 8;
+    }
+  }
+  return o;
 }
 
 function writeStr(out: Uint8Array, v: DataView, o: number, s: Uint8Array): number {
@@ -131,6 +153,9 @@ export function encodeTagged(body: { readonly type: MessageName }, tag: number):
         out.set(f as Uint8Array, o + 4);
         o += 4 + (f as Uint8Array).length;
         break;
+      case 'attr':
+        o = writeAttr(v, o, f as Attrs);
+        break;
     }
   }
   return out;
@@ -143,6 +168,24 @@ export function frameSize(bytes: Uint8Array, offset = 0): number {
 
 function readQid(v: DataView, o: number): Qid {
   return { type: v.getUint8(o), version: v.getUint32(o + 1, true), path: v.getBigUint64(o + 5, true) };
+}
+
+/** An `attr` field at `o`, which the caller has checked holds ATTR_SIZE bytes. */
+function readAttr(v: DataView, o: number): Attrs {
+  const rec: Record<string, unknown> = {};
+  for (const [name, kind] of ATTR_LAYOUT) {
+    if (kind === 'qid') {
+      rec[name] = readQid(v, o);
+      o += 13;
+    } else if (kind === 'u32') {
+      rec[name] = v.getUint32(o, true);
+      o += 4;
+    } else {
+      rec[name] = v.getBigUint64(o, true);
+      o += 8;
+    }
+  }
+  return rec as unknown as Attrs;
 }
 
 /** Decodes one whole frame (exactly `size` bytes); never throws. */
@@ -227,6 +270,11 @@ export function decode(frame: Uint8Array): Message | DecodeError {
         o += 4 + n;
         break;
       }
+      case 'attr':
+        if (o + ATTR_SIZE > end) return { error: 'truncated', type: id, tag };
+        rec[field] = readAttr(v, o);
+        o += ATTR_SIZE;
+        break;
     }
   }
   if (o !== end) return { error: 'trailing-bytes', type: id, tag };

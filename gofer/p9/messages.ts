@@ -1,6 +1,7 @@
 /**
  * The 9P2000.L messages as Linux's v9fs (net/9p, include/net/9p/9p.h) and diod speak them: one table of message
- * ids and field layouts from which the codec and the message types both come, so a field is described once.
+ * ids and field layouts from which the codec and the message types both come, so a field is described once. It
+ * also holds the two messages of our own dialect, 9P2000.L.tsvisor (Tlcreateat, Rlcreateat).
  *
  * Fields keep the names of Linux's protocol description, except that a field called `type` there (Rstatfs's file
  * system type, the lock type of Tlock/Tgetlock/Rgetlock) is `fsType` / `lockType` here, since `type` names the message.
@@ -18,7 +19,8 @@ export type FieldKind =
   | 'qid' // type[1] version[4] path[8]
   | 'qids' // n[2] qid[13]*n
   | 'strs' // n[2] str*n
-  | 'data'; // count[4] bytes[count]
+  | 'data' // count[4] bytes[count]
+  | 'attr'; // a file's attributes, laid out as Rgetattr's body (153 bytes; the dialect's replies only)
 
 /** A qid: the server's unique identity of a file. */
 export interface Qid {
@@ -40,9 +42,44 @@ type FieldType<K> = K extends 'u64'
         ? Qid[]
         : K extends 'strs'
           ? Uint8Array[]
-          : number;
+          : K extends 'attr'
+            ? Attrs
+            : number;
 
 type Layout = readonly (readonly [string, FieldKind])[];
+
+/**
+ * A file's attributes as Rgetattr carries them (its whole body): one list, so that the dialect's replies that
+ * carry attributes (field kind `attr`) lay them out exactly as Rgetattr does.
+ */
+const ATTR_FIELDS = [
+  ['valid', 'u64'],
+  ['qid', 'qid'],
+  ['mode', 'u32'],
+  ['uid', 'u32'],
+  ['gid', 'u32'],
+  ['nlink', 'u64'],
+  ['rdev', 'u64'],
+  ['size', 'u64'],
+  ['blksize', 'u64'],
+  ['blocks', 'u64'],
+  ['atimeSec', 'u64'],
+  ['atimeNsec', 'u64'],
+  ['mtimeSec', 'u64'],
+  ['mtimeNsec', 'u64'],
+  ['ctimeSec', 'u64'],
+  ['ctimeNsec', 'u64'],
+  ['btimeSec', 'u64'],
+  ['btimeNsec', 'u64'],
+  ['gen', 'u64'],
+  ['dataVersion', 'u64'],
+] as const;
+
+/** A file's attributes in Rgetattr's layout: the body of Rgetattr, and an `attr` field of the dialect's replies. */
+export type Attrs = {
+  -readonly [P in (typeof ATTR_FIELDS)[number] as P[0]]: P[1] extends 'u64' ? bigint : P[1] extends 'qid' ? Qid : number;
+};
+
 
 /** Message id and field layout of every 9P2000.L message this project speaks, T and R. */
 export const MESSAGES = {
@@ -76,31 +113,7 @@ export const MESSAGES = {
   Treadlink: [22, [['fid', 'u32']]],
   Rreadlink: [23, [['target', 'str']]],
   Tgetattr: [24, [['fid', 'u32'], ['requestMask', 'u64']]],
-  Rgetattr: [
-    25,
-    [
-      ['valid', 'u64'],
-      ['qid', 'qid'],
-      ['mode', 'u32'],
-      ['uid', 'u32'],
-      ['gid', 'u32'],
-      ['nlink', 'u64'],
-      ['rdev', 'u64'],
-      ['size', 'u64'],
-      ['blksize', 'u64'],
-      ['blocks', 'u64'],
-      ['atimeSec', 'u64'],
-      ['atimeNsec', 'u64'],
-      ['mtimeSec', 'u64'],
-      ['mtimeNsec', 'u64'],
-      ['ctimeSec', 'u64'],
-      ['ctimeNsec', 'u64'],
-      ['btimeSec', 'u64'],
-      ['btimeNsec', 'u64'],
-      ['gen', 'u64'],
-      ['dataVersion', 'u64'],
-    ],
-  ],
+  Rgetattr: [25, ATTR_FIELDS],
   Tsetattr: [
     26,
     [
@@ -169,6 +182,13 @@ export const MESSAGES = {
   Rclunk: [121, []],
   Tremove: [122, [['fid', 'u32']]],
   Rremove: [123, []],
+  // The 9P2000.L.tsvisor dialect's own messages, numbered after 9P2000's last (Rwstat, 127); a server answers them
+  // only in that dialect (gofer/README.md, "One request per created file").
+  Tlcreateat: [
+    128,
+    [['dfid', 'u32'], ['newfid', 'u32'], ['nodefid', 'u32'], ['name', 'str'], ['flags', 'u32'], ['mode', 'u32'], ['gid', 'u32']],
+  ],
+  Rlcreateat: [129, [['qid', 'qid'], ['iounit', 'u32'], ['attr', 'attr'], ['dirAttr', 'attr']]],
 } as const satisfies Record<string, readonly [number, Layout]>;
 
 /** The name of a message, e.g. "Twalk". */
@@ -212,8 +232,9 @@ export const NOFID = 0xffffffff;
 /** The 9P2000.L version string. */
 export const VERSION_9P2000L = '9P2000.L';
 /**
- * The version string of our dialect: 9P2000.L, plus descriptor donation (a regular file's Rlopen and Rlcreate
- * carry the opened descriptor with SCM_RIGHTS). A server that does not know it answers "9P2000.L" or "unknown".
+ * The version string of our dialect: 9P2000.L, plus descriptor donation (a regular file's Rlopen, Rlcreate and
+ * Rlcreateat carry the opened descriptor with SCM_RIGHTS) and Tlcreateat. A server that does not know it answers
+ * "9P2000.L" or "unknown", or hangs up.
  */
 export const VERSION_TSVISOR = '9P2000.L.tsvisor';
 

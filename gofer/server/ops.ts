@@ -17,6 +17,7 @@ import {
   NOFID,
   QT,
   SETATTR,
+  type Attrs,
   type Body,
   type Message,
   type Qid,
@@ -58,7 +59,10 @@ export class Session {
   readonly fids = new Map<number, Fid>();
   /** The negotiated maximum message size. */
   msize = 0;
-  /** Whether replies may carry descriptors (the 9P2000.L.tsvisor dialect). */
+  /**
+   * Whether the 9P2000.L.tsvisor dialect was agreed: replies may carry descriptors, and its own requests
+   * (Tlcreateat) are served.
+   */
   donate = false;
 
   constructor(readonly cfg: ServerConfig) {}
@@ -74,6 +78,14 @@ export class Session {
     if (this.fids.has(n)) return EEXIST;
     if (this.fids.size >= this.cfg.maxFids) return EMFILE;
     this.fids.set(n, fid);
+    return 0;
+  }
+
+  /** 0 when both fids, distinct, could be added now (see `add`); else the errno adding them would meet. */
+  canAdd(a: number, b: number): number {
+    if (a === NOFID || b === NOFID) return EBADF;
+    if (a === b || this.fids.has(a) || this.fids.has(b)) return EEXIST;
+    if (this.fids.size + 2 > this.cfg.maxFids) return EMFILE;
     return 0;
   }
 
@@ -171,6 +183,75 @@ function xattrFd(s: Session, f: Fid): [number, boolean] | number {
   if (f.node.kind !== 'file' && f.node.kind !== 'dir') return EOPNOTSUPP;
   const fd = openNode(s, f.node, F.O_RDONLY);
   return fd < 0 ? -fd : [fd, true];
+}
+
+/**
+ * The create of Tlcreate and Tlcreateat: `name` made in the directory `d` with `mode`, opened with `flags` and given
+ * to `d`'s user and `gid`; without O_EXCL, an existing regular file of that name is opened instead. The opened
+ * descriptor, the flags it was opened with, and its attributes once given; or an errno.
+ */
+function createFile(
+  s: Session,
+  d: Fid,
+  m: { readonly name: Uint8Array; readonly flags: number; readonly mode: number; readonly gid: number },
+): { fd: number; flags: number; st: fs.Statx } | number {
+  const e = checkName(m.name);
+  if (e) return e;
+  const owner = hostOwner(s, d, m.gid);
+  if (typeof owner === 'number') return owner;
+  const how = F.O_RDWR === (m.flags & F.O_ACCMODE) ? F.O_RDWR : m.flags & F.O_ACCMODE;
+  const flags = how | (m.flags & (OPEN_PASS & ~F.O_ACCMODE));
+  const resolve = F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS | F.RESOLVE_NO_XDEV;
+  // Exclusive create first: an existing name is then looked up and opened only if it is a regular file, so an
+  // existing device node or fifo is never opened through O_CREAT.
+  const excl = flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC;
+  let io = fs.openat2(d.node.fd, m.name, excl, m.mode & 0o7777, resolve);
+  if (io === -E.ENOSYS!) io = fs.openat(d.node.fd, m.name, excl, m.mode & 0o7777);
+  let created = io >= 0;
+  if (io === -EEXIST && !(m.flags & F.O_EXCL)) {
+    const pfd = s.cfg.resolver.child(d.node.fd, m.name);
+    if (pfd < 0) return -pfd;
+    const n = nodeFor(pfd, d.node, m.name);
+    if (typeof n === 'number') return n;
+    io = n.kind === 'dir' ? -EISDIR : openNode(s, n, flags); // as open(O_CREAT) of a directory is
+    n.release();
+    created = false;
+  }
+  if (io < 0) return -io;
+  if (created) chownNew(io, '', owner);
+  const st = fs.fstat(io);
+  if (typeof st === 'number') {
+    fs.close(io);
+    return -st;
+  }
+  return { fd: io, flags, st };
+}
+
+/** A file's attributes as Rgetattr gives them, from its statx; owners mapped to the client's ids. */
+function attrsOf(s: Session, st: fs.Statx): Attrs {
+  const ids = s.cfg.ids;
+  return {
+    valid: GETATTR.BASIC | (st.mask & F.STATX_BTIME ? GETATTR.BTIME : 0n),
+    qid: qidOf(st.mode, st.ino),
+    mode: st.mode,
+    uid: ids.toClient(st.uid),
+    gid: ids.toClient(st.gid),
+    nlink: BigInt(st.nlink),
+    rdev: makedev(st.rdevMajor, st.rdevMinor),
+    size: st.size,
+    blksize: BigInt(st.blksize),
+    blocks: st.blocks,
+    atimeSec: BigInt.asUintN(64, st.atimeSec),
+    atimeNsec: BigInt(st.atimeNsec),
+    mtimeSec: BigInt.asUintN(64, st.mtimeSec),
+    mtimeNsec: BigInt(st.mtimeNsec),
+    ctimeSec: BigInt.asUintN(64, st.ctimeSec),
+    ctimeNsec: BigInt(st.ctimeNsec),
+    btimeSec: BigInt.asUintN(64, st.btimeSec),
+    btimeNsec: BigInt(st.btimeNsec),
+    gen: 0n,
+    dataVersion: 0n,
+  };
 }
 
 const handlers: { [T in TName]?: Handler<T> } = {
@@ -280,37 +361,49 @@ const handlers: { [T in TName]?: Handler<T> } = {
     const d = needDir(s, m.fid);
     if (typeof d === 'number') return d;
     if (d.open || d.xattr) return EBADF;
-    const e = checkName(m.name);
-    if (e) return e;
-    const owner = hostOwner(s, d, m.gid);
-    if (typeof owner === 'number') return owner;
-    const how = F.O_RDWR === (m.flags & F.O_ACCMODE) ? F.O_RDWR : m.flags & F.O_ACCMODE;
-    const flags = how | (m.flags & (OPEN_PASS & ~F.O_ACCMODE));
-    const resolve = F.RESOLVE_BENEATH | F.RESOLVE_NO_SYMLINKS | F.RESOLVE_NO_MAGICLINKS | F.RESOLVE_NO_XDEV;
-    // Exclusive create first: an existing name is then looked up and opened only if it is a regular file, so an
-    // existing device node or fifo is never opened through O_CREAT.
-    const excl = flags | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW | F.O_CLOEXEC;
-    let io = fs.openat2(d.node.fd, m.name, excl, m.mode & 0o7777, resolve);
-    if (io === -E.ENOSYS!) io = fs.openat(d.node.fd, m.name, excl, m.mode & 0o7777);
-    let created = io >= 0;
-    if (io === -EEXIST && !(m.flags & F.O_EXCL)) {
-      const pfd = s.cfg.resolver.child(d.node.fd, m.name);
-      if (pfd < 0) return -pfd;
-      const n = nodeFor(pfd, d.node, m.name);
-      if (typeof n === 'number') return n;
-      io = n.kind === 'dir' ? -EISDIR : openNode(s, n, flags); // as open(O_CREAT) of a directory is
-      n.release();
-      created = false;
-    }
-    if (io < 0) return -io;
-    if (created) chownNew(io, '', owner);
+    const c = createFile(s, d, m);
+    if (typeof c === 'number') return c;
     // The node keeps the descriptor the file was opened with (no O_PATH copy); the open file shares it.
-    const node = nodeFor(io, d.node, m.name);
-    if (typeof node === 'number') return node;
+    const node = new Node(c.fd, kindOf(c.st.mode), c.st.ino, d.node, m.name.slice());
     d.node.release();
     d.node = node;
-    d.open = new OpenFile(io, flags, node.ref());
+    d.open = new OpenFile(c.fd, c.flags, node.ref());
     return { type: 'Rlcreate', qid: nodeQid(node), iounit: 0, ...donation(s, node, d.open) };
+  },
+
+  // The dialect's create: Tlcreate on a clone of `dfid` as `newfid`, a walk of `dfid` to the name as `nodefid`, and
+  // Tgetattr of both new file and directory, in one request (gofer/README.md, "One request per created file").
+  Tlcreateat(s, m) {
+    if (!s.donate) return EOPNOTSUPP; // a plain 9P2000.L session has no such message
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const e = s.canAdd(m.newfid, m.nodefid);
+    if (e) return e;
+    const c = createFile(s, d, m);
+    if (typeof c === 'number') return c;
+    // `nodefid` holds an O_PATH descriptor of its own, never the open's access: reopened from the created one, so
+    // it is exactly that inode (a walk of the name could meet a file put there since).
+    const path = fs.openat(s.cfg.procFd, String(c.fd), F.O_PATH | F.O_CLOEXEC);
+    const dir = fs.fstat(d.node.fd);
+    if (path < 0 || typeof dir === 'number') {
+      fs.close(c.fd);
+      if (path >= 0) fs.close(path);
+      return path < 0 ? -path : -(dir as number);
+    }
+    const kind = kindOf(c.st.mode);
+    const opened = new Node(c.fd, kind, c.st.ino, d.node, m.name.slice());
+    const open = new OpenFile(c.fd, c.flags, opened.ref());
+    s.add(m.newfid, { node: opened, uid: d.uid, open });
+    s.add(m.nodefid, { node: new Node(path, kind, c.st.ino, d.node, m.name.slice()), uid: d.uid });
+    return {
+      type: 'Rlcreateat',
+      qid: kindQid(kind, c.st.ino),
+      iounit: 0,
+      attr: attrsOf(s, c.st),
+      dirAttr: attrsOf(s, dir),
+      ...donation(s, opened, open),
+    };
   },
 
   Tread(s, m) {
@@ -386,31 +479,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (!f) return EBADF;
     const st = fs.fstat(f.node.fd);
     if (typeof st === 'number') return -st;
-    const rdev = makedev(st.rdevMajor, st.rdevMinor);
-    const ids = s.cfg.ids;
-    return {
-      type: 'Rgetattr',
-      valid: GETATTR.BASIC | (st.mask & F.STATX_BTIME ? GETATTR.BTIME : 0n),
-      qid: qidOf(st.mode, st.ino),
-      mode: st.mode,
-      uid: ids.toClient(st.uid),
-      gid: ids.toClient(st.gid),
-      nlink: BigInt(st.nlink),
-      rdev,
-      size: st.size,
-      blksize: BigInt(st.blksize),
-      blocks: st.blocks,
-      atimeSec: BigInt.asUintN(64, st.atimeSec),
-      atimeNsec: BigInt(st.atimeNsec),
-      mtimeSec: BigInt.asUintN(64, st.mtimeSec),
-      mtimeNsec: BigInt(st.mtimeNsec),
-      ctimeSec: BigInt.asUintN(64, st.ctimeSec),
-      ctimeNsec: BigInt(st.ctimeNsec),
-      btimeSec: BigInt.asUintN(64, st.btimeSec),
-      btimeNsec: BigInt(st.btimeNsec),
-      gen: 0n,
-      dataVersion: 0n,
-    };
+    return { type: 'Rgetattr', ...attrsOf(s, st) };
   },
 
   Tsetattr(s, m) {
@@ -703,7 +772,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
 
 /**
  * In a donating session, a regular file's opened descriptor to send with the reply (the rule the client relies
- * on: every successful Rlopen/Rlcreate of a regular file carries exactly one); otherwise none. It is lent, not
+ * on: every successful Rlopen/Rlcreate/Rlcreateat of a regular file carries exactly one); otherwise none. It is lent, not
  * copied: the open file counts the send as a user until the descriptor is in flight, so a Tclunk that comes
  * before the reply has gone out cannot close it.
  */

@@ -19,6 +19,8 @@ export interface FuzzReport {
   /** Replies whose tag matched no request of the batch (must stay 0). */
   strayReplies: number;
   undecodable: number;
+  /** Replies by type. */
+  byType: Map<string, number>;
 }
 
 /** A seeded xorshift generator. */
@@ -34,8 +36,12 @@ function rng(seed: number): () => number {
 
 const NAMES = ['a', 'd', 'l', 'abs', 'up', '..', '.', 'new', 'x', 'y', 'd/a', '', 'dev', 'fifo', '../canary', '/etc'];
 
-/** Sends `count` fuzzed requests on one connection to `path`; resolves with what came back. */
-export async function fuzzConnection(path: string, count: number, seed = 1, msize = 8192): Promise<FuzzReport> {
+/**
+ * Sends `count` fuzzed requests on one connection to `path`, after a Tversion asking for `version` (the
+ * 9P2000.L.tsvisor dialect reaches its own messages; the descriptors its replies carry are dropped by the kernel,
+ * as this socket takes none); resolves with what came back.
+ */
+export async function fuzzConnection(path: string, count: number, seed = 1, msize = 8192, version = '9P2000.L'): Promise<FuzzReport> {
   const r = rng(seed);
   const int = (n: number) => Math.floor(r() * n);
   const pick = <T>(xs: readonly T[]) => xs[int(xs.length)]!;
@@ -44,7 +50,7 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
     sock.once('connect', res);
     sock.once('error', rej);
   });
-  const report: FuzzReport = { sent: 0, replies: 0, rlerrors: 0, flushed: 0, closed: false, strayReplies: 0, undecodable: 0 };
+  const report: FuzzReport = { sent: 0, replies: 0, rlerrors: 0, flushed: 0, closed: false, strayReplies: 0, undecodable: 0, byType: new Map() };
   let onReply: ((m: Message) => void) | undefined;
   let chunks: Buffer = Buffer.alloc(0);
   sock.on('data', (c: Buffer) => {
@@ -158,6 +164,7 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
       };
       onReply = (m) => {
         report.replies++;
+        report.byType.set(m.type, (report.byType.get(m.type) ?? 0) + 1);
         if (!pending.delete(m.tag)) report.strayReplies++;
         if (m.type === 'Rlerror') report.rlerrors++;
         if (m.type === 'Rflush') {
@@ -173,7 +180,7 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
       for (const f of frames) sock.write(f);
       report.sent += frames.length;
     });
-  await exchange([encode({ type: 'Tversion', tag: 0xffff, msize, version: bytes('9P2000.L') })], [0xffff]);
+  await exchange([encode({ type: 'Tversion', tag: 0xffff, msize, version: bytes(version) })], [0xffff]);
   const attach = (tag: number) =>
     encode({ type: 'Tattach', tag, fid: 1, afid: 0xffffffff, uname: bytes(''), aname: bytes(''), nUname: 0 });
   await exchange([attach(0)], [0]);

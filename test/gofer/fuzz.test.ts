@@ -37,3 +37,24 @@ t.test('100,000 random and mutated messages on one connection → every one answ
   t.same(readdirSync(s.dir).sort(), ['canary', 'gofer.sock', 'outside', 'root'], 'nothing created beside the root');
   t.same(readdirSync(join(s.dir, 'outside')), ['secret']);
 });
+
+t.test('20,000 random and mutated messages in the 9P2000.L.tsvisor dialect → every one answered, nothing escapes', async (t) => {
+  const s = scratch(t);
+  writeFileSync(join(s.root, 'a'), 'file a\n');
+  mkdirSync(join(s.root, 'd'));
+  symlinkSync(s.canary, join(s.root, 'abs'));
+  symlinkSync('../canary', join(s.root, 'l'));
+  const server = await startServer(t, s, { maxTags: 32, maxFids: 256 });
+  const fdsBefore = openFds();
+  const report = await fuzzConnection(s.sock, 20_000, 20261206, 8192, '9P2000.L.tsvisor');
+  t.equal(report.closed, false, 'the connection stayed open');
+  t.equal(report.replies + report.flushed, report.sent, `every request answered or flushed (${report.flushed} flushed)`);
+  t.equal(report.strayReplies, 0);
+  t.equal(report.undecodable, 0, 'every reply decodes');
+  t.ok((report.byType.get('Rlcreateat') ?? 0) > 0, `files made by Tlcreateat: ${report.byType.get('Rlcreateat')}`);
+  t.equal(server.stats.internalErrors, 0, 'no handler threw');
+  for (let i = 0; i < 50 && openFds() > fdsBefore; i++) await new Promise((r) => setTimeout(r, 20));
+  t.ok(openFds() <= fdsBefore, `descriptors back to ${fdsBefore} (now ${openFds()}): donated ones included`);
+  t.ok(s.canaryIntact(), 'the canary outside the root is untouched');
+  t.same(readdirSync(s.dir).sort(), ['canary', 'gofer.sock', 'outside', 'root'], 'nothing created beside the root');
+});

@@ -9,7 +9,7 @@
  * write(2). A Worker blocked in read(2) would cost a thread
  * hop per request for nothing: the 9P work happens on the main loop anyway.
  */
-import { GETATTR, SETATTR, type Message } from '../../../gofer/p9/messages.ts';
+import { GETATTR, SETATTR, type Attrs } from '../../../gofer/p9/messages.ts';
 import { P9Error, type Client } from '../../../gofer/client/client.ts';
 import * as fs from '../../../lib/fs.ts';
 import { errno, sys, watchFd, type FdWatch } from '../../../lib/libc.ts';
@@ -1596,12 +1596,14 @@ export class FuseServer {
     const parent = this.node(h.nodeid);
     this.dirtyDir(parent, name);
     const chown = this.needsChown(h);
+    // A caller the Gofer already makes files for (the attaching user, `owner`) needs no chown: in the tsvisor
+    // dialect, one Tlcreateat does all of it.
+    if (!chown && this.client.donating) return this.createdOut(v, flags, ...(await this.createAt(h.nodeid, name, flags, mode, h.gid)));
     const created = this.cloneAnd(h.nodeid, (f) => this.client.lcreate(f, name, flags, mode, h.gid));
-    // A caller the Gofer already makes files for (the attaching user, `owner`) needs no chown: the lookup of the
-    // new name and the directory's new attributes go out right behind the create, and the whole CREATE is one
-    // round trip. (The Gofer runs them in order; a failed create leaves the lookup finding an existing name or
-    // nothing, and its count is given back.) The kernel asks for the directory's attributes next, since a create
-    // invalidates them: they are then at hand.
+    // In plain 9P2000.L, for such a caller the lookup of the new name and the directory's new attributes go out
+    // right behind the create, and the whole CREATE is one round trip of five requests. (The Gofer runs them in
+    // order; a failed create leaves the lookup finding an existing name or nothing, and its count is given back.)
+    // The kernel asks for the directory's attributes next, since a create invalidates them: they are then at hand.
     let st = this.stamp();
     const early = chown ? undefined : this.lookupNode(h.nodeid, name);
     early?.catch(() => {});
@@ -1640,6 +1642,31 @@ export class FuseServer {
       }
     }
     await dirAttr;
+    return this.createdOut(v, flags, fid, r.fd, found);
+  }
+
+  /**
+   * A CREATE by a caller the Gofer makes files for, in the tsvisor dialect: one Tlcreateat, whose reply holds what
+   * the five requests of `create` bring back (the open fid, the node's fid, the file's and the directory's
+   * attributes). On an error the Gofer has made no fid.
+   */
+  private async createAt(parentId: bigint, name: Uint8Array, flags: number, mode: number, gid: number): Promise<[number, number | undefined, { id: bigint; a: Attr }]> {
+    const st = this.stamp();
+    const fid = this.client.allocFid();
+    const nodeFid = this.client.allocFid();
+    const r = await this.client.lcreateat(this.node(parentId).fid, fid, nodeFid, name, flags, mode, gid);
+    const a = toAttr(r.attr);
+    const id = this.remember(nodeFid, a.ino);
+    const parent = this.nodes.get(parentId);
+    this.keepAttr(this.nodes.get(id), a, st);
+    this.keepEntry(parent, name, id, st);
+    // The kernel asks for the directory's attributes next, since a create invalidates them: they are at hand.
+    if (this.attrMs > 0) this.keepAttr(parent, toAttr(r.dirAttr), st);
+    return [fid, r.fd, { id, a }];
+  }
+
+  /** CREATE's reply for the file made or opened as `fid` (its node `found`, counted as looked up once). */
+  private async createdOut(v: DataView, flags: number, fid: number, fd: number | undefined, found: { id: bigint; a: Attr }): Promise<Uint8Array> {
     // O_CREAT|O_TRUNC by a caller without CAP_FSETID that met an existing file: truncated, so its set-id bits go.
     const node = this.nodes.get(found.id);
     if (this.killprivV2 && flags & O_TRUNC && v.getUint32(12, true) & OPEN_KILL_SUIDGID && node) {
@@ -1647,7 +1674,7 @@ export class FuseServer {
         found.a = await this.killSuidgid(node, found.a);
       } catch (e) {
         this.forget(found.id, 1n); // the lookup's count, which the kernel will never hear of
-        if (r.fd !== undefined) sys.close(r.fd);
+        if (fd !== undefined) sys.close(fd);
         await this.clunk(fid);
         throw e;
       }
@@ -1655,7 +1682,7 @@ export class FuseServer {
     const entry = entryOut(found.id, found.a, this.valid);
     const out = new Uint8Array(entry.length + 16);
     out.set(entry);
-    out.set(this.opened(found.id, fid, (flags & 3) !== 0, r.fd), entry.length);
+    out.set(this.opened(found.id, fid, (flags & 3) !== 0, fd), entry.length);
     return out;
   }
 }
@@ -1671,8 +1698,8 @@ function isDot(n: Uint8Array): boolean {
   return (n.length === 1 && n[0] === 0x2e) || (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e);
 }
 
-/** The attributes of an Rgetattr in fuse_attr's form. */
-export function toAttr(r: Message<'Rgetattr'>): Attr {
+/** Attributes as Rgetattr gives them, in fuse_attr's form. */
+export function toAttr(r: Attrs): Attr {
   return {
     ino: r.qid.path,
     size: r.size,

@@ -65,10 +65,11 @@ export interface ServeOptions {
    */
   threads?: number;
   /**
-   * Make the packet socket's large sends on a thread of their own (AfPacketOptions.sendThread; default true,
-   * `--no-send-thread` turns it off; the shards of `--threads` never have one): bulk batches (16 frames and 256 KB or more) go to it, so the peer's receive
-   * that a veth runs inside each send leaves the serving thread. The thread starts with the first such batch, so
-   * a serve that only answers requests never has one.
+   * Make the packet socket's large sends on a thread of their own (AfPacketOptions.sendThread): bulk batches (16
+   * frames and 256 KB or more) go to it, so the peer's receive that a veth runs inside each send leaves the serving
+   * thread. The thread starts with the first such batch, so a serve that only answers requests never has one. On
+   * the command line it is on unless `--no-send-thread` (parseServeArgs); left out here, off. The shards of
+   * `--threads` never have one.
    */
   sendThread?: boolean;
 }

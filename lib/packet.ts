@@ -994,18 +994,21 @@ export class AfPacketEndpoint implements LinkEndpoint {
     }
   }
 
-  /** Slots filled and not yet sent. */
+  /** Frames queued from ring index `from` up to the tail. */
+  private queuedFrom(from: number): number {
+    return this.txTail >= from ? this.txTail - from : this.txTail - from + 2 * this.tx.count;
+  }
+
   /** Whether the frames queued from ring index `from` up to the tail add up to `bytes` or more. */
   private queuedBytesReach(from: number, bytes: number): boolean {
-    const n = this.tx.count;
     let total = 0;
-    for (let i = from; i !== this.txTail && total < bytes; i = i + 1 === 2 * n ? 0 : i + 1) total += this.tx.length(i % n);
+    for (let i = from; i !== this.txTail && total < bytes; i = this.after(i, 1)) total += this.tx.length(this.slotOf(i));
     return total >= bytes;
   }
 
+  /** Slots filled and not yet sent. */
   private txQueued(): number {
-    const sent = this.sender !== null ? this.sender.sent : this.txSent;
-    return this.txTail >= sent ? this.txTail - sent : this.txTail - sent + 2 * this.tx.count;
+    return this.queuedFrom(this.sender !== null ? this.sender.sent : this.txSent);
   }
 
   /** The slot of ring index `at`. */
@@ -1063,8 +1066,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /** Whether the frames queued from ring index `from` make a batch for the send thread (handOffMin, handOffBytes). */
   private isBulk(from: number): boolean {
-    const n = this.txTail >= from ? this.txTail - from : this.txTail - from + 2 * this.tx.count;
-    return n >= AfPacketEndpoint.handOffMin && this.queuedBytesReach(from, AfPacketEndpoint.handOffBytes);
+    return this.queuedFrom(from) >= AfPacketEndpoint.handOffMin && this.queuedBytesReach(from, AfPacketEndpoint.handOffBytes);
   }
 
   private startSender(): void {

@@ -23,8 +23,8 @@ const LAYOUT = new Map<number, Layout>(Object.values(MESSAGES).map(([id, layout]
 
 /** The fields of an `attr` (Rgetattr's body): u64s, u32s and one qid. */
 const ATTR_LAYOUT = MESSAGES.Rgetattr[1] as Layout;
-/** The wire size of an `attr` field. */
-const ATTR_SIZE = ATTR_LAYOUT.reduce((n, [, kind]) => n + (kind === 'qid' ? 13 : kind === 'u32' ? 4 : 8), 0);
+/** The wire size of an `attr` field: its fields are all of fixed size. */
+const ATTR_SIZE = ATTR_LAYOUT.reduce((n, [, kind]) => n + fieldSize(kind, undefined), 0);
 
 /** The wire size of one field value. */
 function fieldSize(kind: FieldKind, v: unknown): number {

@@ -14,6 +14,7 @@ import {
   NOFID,
   NOTAG,
   QT,
+  SETATTR,
   VERSION_9P2000L,
   VERSION_TSVISOR,
   type Body,
@@ -513,6 +514,17 @@ export class Client {
   }
 
   private hold(body: (typeof this.late)[number]['body'], settle: (p: Promise<Message>) => void): void {
+    const last = this.late[this.late.length - 1];
+    if (body.type === 'Tsetattr' && last?.body.type === 'Tsetattr' && last.body.fid === body.fid && setsAfter(last.body.valid, body.valid)) {
+      // One request does both (an untar's chmod and utimes of each file): the server's verdict is both calls'.
+      mergeSetattr(last.body, body);
+      const first = last.settle;
+      last.settle = (p) => {
+        first(p);
+        settle(p);
+      };
+      return;
+    }
     this.late.push({ body, settle });
     if (this.lateArmed) return;
     this.lateArmed = true;
@@ -537,6 +549,42 @@ export class Client {
       this.freeFids.push(fid);
     }
   }
+}
+
+/**
+ * The order in which a Tsetattr's changes are made, by the Gofer (gofer/server/ops.ts) as by diod and Linux's own
+ * setattr: mode, then owner, then size, then times; each stops the request at its failure.
+ */
+const SETATTR_STAGES = [SETATTR.MODE, SETATTR.UID | SETATTR.GID, SETATTR.SIZE, SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET];
+
+/**
+ * Whether a held Tsetattr (`held`) and the next one on the same fid (`next`) can be one request: every change of
+ * `next` is made after every change of `held` in `SETATTR_STAGES`, so the one request makes them in the order the
+ * two were asked; nothing else (ctime) is in either. The difference: after a failure of `held`'s part, `next`'s is
+ * not made (both callers get that failure).
+ */
+function setsAfter(held: number, next: number): boolean {
+  let last = -1;
+  let first = SETATTR_STAGES.length;
+  let seen = 0;
+  for (let i = 0; i < SETATTR_STAGES.length; i++) {
+    const bits = SETATTR_STAGES[i]!;
+    if (held & bits) last = i;
+    if (next & bits && i < first) first = i;
+    seen |= bits;
+  }
+  return held !== 0 && next !== 0 && ((held | next) & ~seen) === 0 && last < first;
+}
+
+/** Adds the changes of the Tsetattr `next` to `held` (see `setsAfter`). */
+function mergeSetattr(held: Body<'Tsetattr'>, next: Body<'Tsetattr'>): void {
+  held.valid |= next.valid;
+  if (next.valid & SETATTR.MODE) held.mode = next.mode;
+  if (next.valid & SETATTR.UID) held.uid = next.uid;
+  if (next.valid & SETATTR.GID) held.gid = next.gid;
+  if (next.valid & SETATTR.SIZE) held.size = next.size;
+  if (next.valid & SETATTR.ATIME_SET) [held.atimeSec, held.atimeNsec] = [next.atimeSec, next.atimeNsec];
+  if (next.valid & SETATTR.MTIME_SET) [held.mtimeSec, held.mtimeNsec] = [next.mtimeSec, next.mtimeNsec];
 }
 
 /** A Tsetattr's body with the fields named by `valid`; the others zero. */

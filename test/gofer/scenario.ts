@@ -80,6 +80,13 @@ export async function everyMessage(t: Test, c: Client, hostRoot: string, aname: 
   t.equal(Math.floor(statSync(join(s.root, 'new.bin')).mtimeMs), 2000000, 'Tsetattr mtime');
   await c.setattr(nf, SETATTR.UID | SETATTR.GID, { uid: 1234, gid: 4321 });
   t.same([statSync(join(s.root, 'new.bin')).uid, statSync(join(s.root, 'new.bin')).gid], [1234, 4321], 'Tsetattr owner');
+  // A held chmod and the utimes after it go out as one Tsetattr (Client.setattrSoon): the server makes both.
+  const setattrs = c.sentByType.get('Tsetattr') ?? 0;
+  const held = [c.setattrSoon(nf, SETATTR.MODE, { mode: 0o640 }), c.setattrSoon(nf, SETATTR.MTIME | SETATTR.MTIME_SET, { mtimeSec: 3000n, mtimeNsec: 0n })];
+  c.sendLate();
+  await Promise.all(held);
+  const merged = statSync(join(s.root, 'new.bin'));
+  t.same([merged.mode & 0o777, merged.mtimeMs, (c.sentByType.get('Tsetattr') ?? 0) - setattrs], [0o640, 3000000, 1], 'one Tsetattr of mode and mtime');
   const sf = await c.statfs(nf);
   t.ok(sf.bsize > 0 && sf.namelen === 255, 'Tstatfs');
 

@@ -205,3 +205,78 @@ t.test('clunkSoon: a held Tclunk goes out with the next request, or by itself wi
   t.equal(c.sent, sent + 1, 'sent by the timer again');
   c.close();
 });
+
+t.test('setattrSoon: a held chmod and the utimes after it on the same fid are one Tsetattr; other pairs stay two', async (t) => {
+  const s = scratch(t);
+  await startServer(t, s);
+  const c = await connectClient(t, s);
+  const root = c.allocFid();
+  await c.attach(root);
+  const made = async (name: string) => {
+    writeFileSync(join(s.root, name), 'x');
+    const f = c.allocFid();
+    await c.walk(root, f, [name]);
+    return f;
+  };
+  const times = SETATTR.ATIME | SETATTR.ATIME_SET | SETATTR.MTIME | SETATTR.MTIME_SET;
+  const at = { atimeSec: 1_000_000n, atimeNsec: 5n, mtimeSec: 2_000_000n, mtimeNsec: 7n };
+  const setattrs = () => c.sentByType.get('Tsetattr') ?? 0;
+
+  const a = await made('a');
+  let before = setattrs();
+  const chmod = c.setattrSoon(a, SETATTR.MODE, { mode: 0o640 });
+  const utimes = c.setattrSoon(a, times, at);
+  c.sendLate();
+  await Promise.all([chmod, utimes]);
+  t.equal(setattrs(), before + 1, 'one Tsetattr for both');
+  const st = statSync(join(s.root, 'a'), { bigint: true });
+  t.same([Number(st.mode & 0o7777n), st.atimeNs, st.mtimeNs], [0o640, 1_000_000_000_000_005n, 2_000_000_000_000_007n], 'mode and both times on the host file');
+
+  // Times before mode: the server would make them in the other order (mode first), so they stay two requests.
+  before = setattrs();
+  await Promise.all([c.setattrSoon(a, times, at), c.setattrSoon(a, SETATTR.MODE, { mode: 0o600 }), c.sendLate()]);
+  t.equal(setattrs(), before + 2, 'utimes then chmod: two');
+  // Two changes of one stage (uid, then gid), two fids, and a held Tclunk between: two each.
+  before = setattrs();
+  await Promise.all([c.setattrSoon(a, SETATTR.UID, { uid: 0 }), c.setattrSoon(a, SETATTR.GID, { gid: 0 }), c.sendLate()]);
+  t.equal(setattrs(), before + 2, 'uid then gid: two');
+  const b = await made('b');
+  before = setattrs();
+  await Promise.all([c.setattrSoon(a, SETATTR.MODE, { mode: 0o600 }), c.setattrSoon(b, times, at), c.sendLate()]);
+  t.equal(setattrs(), before + 2, 'two fids: two');
+  const g = c.allocFid();
+  await c.walk(root, g, []);
+  before = setattrs();
+  const p1 = c.setattrSoon(a, SETATTR.MODE, { mode: 0o644 });
+  c.clunkSoon(g);
+  await Promise.all([p1, c.setattrSoon(a, times, at), c.sendLate()]);
+  t.equal(setattrs(), before + 2, 'a Tclunk held between them: two');
+
+  // A merged request that fails fails both callers, and makes nothing of the later part.
+  const bad = c.allocFid(); // never walked: EBADF
+  const both = [c.setattrSoon(bad, SETATTR.MODE, { mode: 0o600 }), c.setattrSoon(bad, times, at)];
+  c.sendLate();
+  t.same(await Promise.all(both.map(errCode)), ['EBADF', 'EBADF'], 'both get the server\'s error');
+});
+
+t.test('setattrSoon under --ro: the merged chmod and utimes are both EROFS and the file is unchanged', async (t) => {
+  const s = scratch(t);
+  writeFileSync(join(s.root, 'f'), 'x');
+  const st0 = statSync(join(s.root, 'f'), { bigint: true });
+  await startServer(t, s, { readOnly: true });
+  const c = await connectClient(t, s);
+  const root = c.allocFid();
+  await c.attach(root);
+  const f = c.allocFid();
+  await c.walk(root, f, ['f']);
+  const before = c.sentByType.get('Tsetattr') ?? 0;
+  const both = [
+    c.setattrSoon(f, SETATTR.MODE, { mode: 0o600 }),
+    c.setattrSoon(f, SETATTR.MTIME | SETATTR.MTIME_SET, { mtimeSec: 5n, mtimeNsec: 0n }),
+  ];
+  c.sendLate();
+  t.same(await Promise.all(both.map(errCode)), ['EROFS', 'EROFS']);
+  t.equal((c.sentByType.get('Tsetattr') ?? 0) - before, 1, 'one request');
+  const st = statSync(join(s.root, 'f'), { bigint: true });
+  t.same([st.mode, st.mtimeNs], [st0.mode, st0.mtimeNs], 'mode and mtime unchanged');
+});

@@ -698,9 +698,11 @@ export class Stack implements NetworkLayer, StackInternals {
   }
 }
 
-// Local-address lookups run twice per received packet: cheaper keys than addressKey's spread.
+// Local-address lookups run twice per received packet: cheaper keys than addressKey's spread. Signed 32-bit, not
+// `>>> 0`: an address above 127.255.255.255 is then still a small integer to V8, which a Map hashes as it is, where
+// the unsigned number is a heap number boxed and hashed as a double on every lookup (about twice the time).
 function v4Key(a: Address): number {
-  return ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0;
+  return (a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!;
 }
 
 function v6Key(a: Address): string {

@@ -49,7 +49,7 @@ export interface StackInternals {
   localNic(a: Address): Nic | undefined;
   /** Like localNic, with the stack's own copy of the address (immutable, so packets may share it). */
   localAddress(a: Address): { readonly nic: Nic; readonly address: Address } | undefined;
-  /** localAddress for an IPv4 address given as a 32-bit number (no view of the packet needed). */
+  /** localAddress for an IPv4 address given as a signed 32-bit number, `a[0] << 24 | …` (no view of the packet needed). */
   localAddress4(key: number): { readonly nic: Nic; readonly address: Address } | undefined;
   /** A path to `remote` (see NetworkLayer.findRoute). */
   findPath(remote: Address, local?: Address, nicId?: number): Path | NetError;

@@ -93,17 +93,18 @@ export class Ipv4 {
         return 'ipv4.badOptions';
       }
     }
-    // Addresses as numbers: no view per packet for the checks below.
-    const srcKey = ((frame[at + 12]! << 24) | (frame[at + 13]! << 16) | (frame[at + 14]! << 8) | frame[at + 15]!) >>> 0;
-    const dstKey = ((frame[at + 16]! << 24) | (frame[at + 17]! << 16) | (frame[at + 18]! << 8) | frame[at + 19]!) >>> 0;
+    // Addresses as numbers, signed 32-bit as the stack's local-address keys (see localAddress4): no view per packet
+    // for the checks below.
+    const srcKey = (frame[at + 12]! << 24) | (frame[at + 13]! << 16) | (frame[at + 14]! << 8) | frame[at + 15]!;
+    const dstKey = (frame[at + 16]! << 24) | (frame[at + 17]! << 16) | (frame[at + 18]! << 8) | frame[at + 19]!;
     // RFC 1122 §3.2.1.3: a source must be a unicast address; ours or loopback only over our own loop (martians).
-    if (srcKey >>> 28 === 0xe || srcKey === 0xffffffff || nic.isV4BroadcastKey(srcKey)) return 'ipv4.badSource';
+    if (srcKey >>> 28 === 0xe || srcKey === -1 || nic.isV4BroadcastKey(srcKey)) return 'ipv4.badSource';
     if (!looped && (srcKey >>> 24 === 127 || this.s.localAddress4(srcKey) !== undefined)) return 'ipv4.badSource';
     const local = this.s.localAddress4(dstKey);
     let broadcast = false;
     if (local === undefined && !(looped && dstKey >>> 24 === 127)) {
       const dst = frame.subarray(at + 16, at + 20);
-      if (dstKey === 0xffffffff || nic.isV4BroadcastKey(dstKey)) broadcast = true;
+      if (dstKey === -1 || nic.isV4BroadcastKey(dstKey)) broadcast = true;
       else if (isMulticast(dst) && (addressEqual(dst, ALL_HOSTS) || nic.inGroup(dst))) broadcast = true;
       else return 'ipv4.notForUs';
     } else if (!looped && dstKey >>> 24 === 127) {

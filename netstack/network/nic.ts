@@ -97,7 +97,7 @@ export class Nic {
     return this.isV4BroadcastKey(((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0);
   }
 
-  /** isV4Broadcast for an address as a 32-bit number (runs twice per received packet: builds no address). */
+  /** isV4Broadcast for an address as a 32-bit number, signed or not (runs twice per received packet: builds no address). */
   isV4BroadcastKey(v: number): boolean {
     for (let i = 0; i < this.v4.length; i++) {
       const s = this.v4[i]!;

@@ -552,8 +552,8 @@ export class Client {
 }
 
 /**
- * The order in which a Tsetattr's changes are made, by the Gofer (gofer/server/ops.ts) as by diod and Linux's own
- * setattr: mode, then owner, then size, then times; each stops the request at its failure.
+ * The order in which the Gofer (gofer/server/ops.ts) makes a Tsetattr's changes: mode, then owner, then size, then
+ * times, the request stopping at the first that fails (diod makes them in one request too: test/gofer/scenario.ts).
  */
 const SETATTR_STAGES = [SETATTR.MODE, SETATTR.UID | SETATTR.GID, SETATTR.SIZE, SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET];
 

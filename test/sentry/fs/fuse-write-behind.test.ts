@@ -166,3 +166,43 @@ t.test('a chown to the owner and group a file made through the mount already has
   const st = await sh(`stat -c '%u:%g %a' ${m.mnt}/f ${m.mnt}/g ${m.mnt}/s`);
   t.equal(st.out, '0:0 644\n1234:5678 644\n0:0 755\n', st.err);
 });
+
+t.test('a written-behind chmod and the utime after it go to the Gofer as one Tsetattr: both land on the host file; refused, the failure is reported once and neither lands', async (t) => {
+  const m = await mountScratch(t, () => {}, { passthrough: true, validity: { entry: 5, attr: 5 } });
+  const setattrs = () => m.client.sentByType.get('Tsetattr') ?? 0;
+  const made = await sh(`: > ${m.mnt}/f && : > ${m.mnt}/g`);
+  t.equal(made.code, 0, made.err);
+  await m.server.settle();
+  let before = setattrs();
+  const r = await py(`import os; os.chmod("${m.mnt}/f", 0o600); os.utime("${m.mnt}/f", (1000, 2000)); print("done")`);
+  t.equal(r.out, 'done\n', r.err);
+  await m.server.settle();
+  t.equal(setattrs() - before, 1, 'one Tsetattr');
+  const st = statSync(join(m.root, 'f'));
+  t.same([st.mode & 0o7777, st.atimeMs, st.mtimeMs], [0o600, 1000000, 2000000], 'mode and times on the host file');
+
+  const host = join(m.root, 'g');
+  t.teardown(() => sh(`chattr -i ${host}`));
+  const mode = statSync(host).mode;
+  const mtime = statSync(host).mtimeMs;
+  before = setattrs();
+  const late = m.server.lateErrors;
+  const refused = await py(
+    [
+      'import os, subprocess',
+      `p = "${m.mnt}/g"`,
+      `subprocess.run(["chattr", "+i", "${host}"], check=True)`,
+      'os.chmod(p, 0o600); os.utime(p, (1000, 2000)); print("chmod, utime ok")',
+      'for flags in (os.O_RDONLY | os.O_TRUNC, os.O_RDONLY):',
+      '  try:',
+      '    os.close(os.open(p, flags)); print("open ok")',
+      '  except OSError as e:',
+      '    print("open", e.strerror)',
+    ].join('\n'),
+  );
+  // The first open (a change: O_TRUNC) reports the failure instead of being done; then nothing is left to report.
+  t.equal(refused.out, 'chmod, utime ok\nopen Operation not permitted\nopen ok\n', refused.err);
+  t.equal(setattrs() - before, 1, 'one Tsetattr');
+  t.equal(m.server.lateErrors - late, 2, 'both written-behind calls failed (one request)');
+  t.same([statSync(host).mode, statSync(host).mtimeMs], [mode, mtime], 'neither mode nor times changed');
+});

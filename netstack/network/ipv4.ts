@@ -44,6 +44,21 @@ interface FirstFragment {
   readonly linkBroadcast: boolean;
 }
 
+/** A received packet's PacketInfo, writable so that `Ipv4.receive` can refill one for TCP (see `tcpInfo`). */
+class RxInfo implements PacketInfo {
+  constructor(
+    public nicId: number,
+    public src: Address,
+    public dst: Address,
+    public ttl: number,
+    public tos: number,
+    public broadcast: boolean,
+    public csumVerified: boolean,
+    public more: boolean,
+    public loan: boolean,
+  ) {}
+}
+
 /** The IPv4 protocol of a stack. */
 export class Ipv4 {
   /** Datagrams under reassembly. */
@@ -51,6 +66,14 @@ export class Ipv4 {
   private readonly idents = new Uint16Array(IDENT_SLOTS);
   /** The source of the last received packet: a stream's packets share one copy instead of one each. */
   private lastSrc: Address = new Uint8Array(4);
+  /**
+   * The PacketInfo of an unfragmented TCP packet, refilled for each one rather than allocated: TCP reads it only
+   * while its deliver runs (it keeps the addresses, which are copies, never the object). A packet that arrives while
+   * one is being delivered (`tcpInfoBusy`), and every other protocol or a fragment (UDP, raw sockets and reassembly
+   * keep the object), gets one of its own.
+   */
+  private readonly tcpInfo = new RxInfo(0, this.lastSrc, this.lastSrc, 0, 0, false, false, false, false);
+  private tcpInfoBusy = false;
 
   constructor(
     private readonly s: StackInternals,
@@ -118,20 +141,34 @@ export class Ipv4 {
     if (from[0] !== frame[at + 12] || from[1] !== frame[at + 13] || from[2] !== frame[at + 14] || from[3] !== frame[at + 15]) {
       from = this.lastSrc = frame.slice(at + 12, at + 16);
     }
-    const info: PacketInfo = {
-      nicId: nic.id,
-      src: from,
-      dst: local !== undefined ? local.address : frame.slice(at + 16, at + 20),
-      ttl: frame[at + 8]!,
-      tos: frame[at + 1]!,
-      broadcast,
-      csumVerified: (flags & RX_CSUM_VERIFIED) !== 0,
-      more: (flags & RX_MORE) !== 0,
-      loan: (flags & RX_LOAN) !== 0,
-    };
+    const dst = local !== undefined ? local.address : frame.slice(at + 16, at + 20);
+    const csumVerified = (flags & RX_CSUM_VERIFIED) !== 0;
+    const more = (flags & RX_MORE) !== 0;
+    const loan = (flags & RX_LOAN) !== 0;
+    const protocol = frame[at + 9]!;
     // MF or a fragment offset: part of a datagram.
-    if ((((frame[at + 6]! << 8) | frame[at + 7]!) & 0x3fff) !== 0) return this.reassemble(nic, new Ipv4Packet(frame.subarray(at)), info, linkBroadcast);
-    return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), frame[at + 9]!, info, linkBroadcast);
+    const fragment = (((frame[at + 6]! << 8) | frame[at + 7]!) & 0x3fff) !== 0;
+    if (protocol === PROTO_TCP && !fragment && !this.tcpInfoBusy) {
+      const info = this.tcpInfo;
+      info.nicId = nic.id;
+      info.src = from;
+      info.dst = dst;
+      info.ttl = frame[at + 8]!;
+      info.tos = frame[at + 1]!;
+      info.broadcast = broadcast;
+      info.csumVerified = csumVerified;
+      info.more = more;
+      info.loan = loan;
+      this.tcpInfoBusy = true;
+      try {
+        return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), protocol, info, linkBroadcast);
+      } finally {
+        this.tcpInfoBusy = false;
+      }
+    }
+    const info = new RxInfo(nic.id, from, dst, frame[at + 8]!, frame[at + 1]!, broadcast, csumVerified, more, loan);
+    if (fragment) return this.reassemble(nic, new Ipv4Packet(frame.subarray(at)), info, linkBroadcast);
+    return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), protocol, info, linkBroadcast);
   }
 
   /**

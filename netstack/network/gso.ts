@@ -17,10 +17,16 @@ export interface GsoFrame {
   readonly segments: number;
 }
 
+// What gsoFrame returns, one record refilled by every call rather than one allocated per segment sent (each reply of
+// a request/response exchange): its callers read it before they hand the frame to the link, never after. It keeps
+// the last frame referenced until the next call (one frame for the process).
+const lastFrame: { frame: Uint8Array; segmentLength: number; segments: number } = { frame: new Uint8Array(0), segmentLength: 0, segments: 0 };
+
 /**
  * Checks a super-segment against the path (counted in `c` when refused) and places it in a frame with room for
  * the link header and `ipHeaderLength` bytes of IP header, in place when the caller left that headroom;
- * `payloadLength` bytes follow the packet elsewhere (a gather payload, Route.sendGso).
+ * `payloadLength` bytes follow the packet elsewhere (a gather payload, Route.sendGso). The record returned is the
+ * same for every call: read it before anything else may send.
  */
 export function gsoFrame(
   s: StackInternals,
@@ -57,7 +63,11 @@ export function gsoFrame(
     frame = new Uint8Array(need + packet.length - offset);
     frame.set(packet.subarray(offset), need);
   }
-  return { frame, segmentLength, segments };
+  const g = lastFrame;
+  g.frame = frame;
+  g.segmentLength = segmentLength;
+  g.segments = segments;
+  return g;
 }
 
 // The offload fields of a lone segment (a partial checksum only), one frozen record per header layout: every data

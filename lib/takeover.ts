@@ -11,8 +11,7 @@
  * seen by the kernel, which drops it as not addressed to it (forwarding must be off in the namespace, as it is by
  * default). On a veth the interface is moreover given another MAC while taken (`kernelMacFor`), so that the
  * frames to the stack's MAC reach the kernel as PACKET_OTHERHOST and are dropped at the top of its IP input
- * instead of after a route lookup (ip_rcv with its callees 1.7 % → 1.1 % of the machine's samples under keep-alive
- * HTTP, bench/README.md).
+ * instead of after a route lookup (about 2 % of the machine's CPU under request/response load, bench/README.md).
  * A veth delivers every frame whatever its destination MAC, and the packet socket sees all of them; other kinds
  * (a physical NIC's filter, a macvlan's demultiplexing by MAC) would stop delivering the stack's frames, so they
  * keep their MAC. A link opened on a taken interface is given `config.mac` (AfPacketOptions.mac), not the MAC it

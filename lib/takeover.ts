@@ -14,8 +14,7 @@
  * instead of after a route lookup (about 2 % of the machine's CPU under request/response load, bench/README.md).
  * A veth delivers every frame whatever its destination MAC, and the packet socket sees all of them; other kinds
  * (a physical NIC's filter, a macvlan's demultiplexing by MAC) would stop delivering the stack's frames, so they
- * keep their MAC. A link opened on a taken interface is given `config.mac` (AfPacketOptions.mac), not the MAC it
- * would read from the interface. Only the main routing table is read and restored.
+ * keep their MAC. Only the main routing table is read and restored.
  *
  * Surviving any death of the taker: before the first change, what was found (addresses, routes, MTU, MAC and
  * the sysctl changed) is written to a record under TAKEOVER_DIR named after the namespace's inode and the interface's

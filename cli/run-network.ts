@@ -64,8 +64,6 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
   let gateways: Address[];
   let routes: { destination: Subnet; gateway?: Address }[] = [];
   let ownVeth = false;
-  // The MAC the stack answers with: a taken interface's as found (it has another while taken); else the veth's own.
-  let mac: Uint8Array | undefined;
   let describe: string;
   if (o.netns === undefined) {
     const veth = createVeth(id);
@@ -99,7 +97,6 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
     undo.push(() => (o.netnsGoes ? taken.discard() : taken.restore()));
     addresses = o.addresses.length ? o.addresses : taken.config.addresses;
     routes = taken.config.routes;
-    mac = taken.config.mac;
     gateways = o.gateways.length ? o.gateways
       : routes.filter((r) => r.gateway && r.destination.prefixLength === 0).map((r) => r.gateway!);
     if (addresses.length === 0) throw new CliError(`interface '${dev}' in '${o.netns}' has no addresses: give --addr`);
@@ -109,7 +106,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
   log(`timing netns=${(performance.now() - t0).toFixed(1)}`);
 
   const t1 = performance.now();
-  const packet = await AfPacketEndpoint.open({ netns: linkNetns, dev, mac, offloads: true });
+  const packet = await AfPacketEndpoint.open({ netns: linkNetns, dev, offloads: true });
   // A namespace that goes with the run goes with its sockets whenever the kernel has released them: the exit need
   // not wait for that (an OCI container's, which the engine waits for).
   undo.push(() => (o.netnsGoes ? packet.closeInBackground() : packet.close()));

@@ -31,8 +31,6 @@ export interface ShardConfig {
   /** The main thread's open fd of the namespace file (fds are process-wide). */
   netnsFd: number;
   dev: string;
-  /** The MAC the stack answers with (the takeover's; the interface may have another while taken). */
-  mac: Uint8Array;
   offloads: boolean;
   ringFrames: number;
   /** The fanout group of MTU-sized frames; super-frames use group + 1. */
@@ -91,7 +89,7 @@ async function open(): Promise<AfPacketEndpoint> {
   const netns = NetnsHandle.open(`/proc/${process.pid}/fd/${cfg.netnsFd}`);
   try {
     return await AfPacketEndpoint.open({
-      netns, dev: cfg.dev, mac: cfg.mac, offloads: cfg.offloads, superFrames: true, ringFrames: cfg.ringFrames, fanout: { group: cfg.group },
+      netns, dev: cfg.dev, offloads: cfg.offloads, superFrames: true, ringFrames: cfg.ringFrames, fanout: { group: cfg.group },
       // No busy polling: a shard that spins after a burst takes the core another shard (or, on a small machine,
       // the peer) needs; measured on 2 cores, 8 concurrent new connections went from about 1,000 to 3,000 per
       // second and 4 streams did not lose (cli/serve-shards.ts, bench/README.md).

@@ -214,11 +214,11 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
       }
       if ((opts.threads ?? 1) > 1) {
         if (addresses.length === 0) throw new CliError(`interface '${opts.dev}' has no addresses; give --addr`);
-        return await startSharded(opts, netns, taken.config.mac, addresses, routes, undo, unwindAll, say);
+        return await startSharded(opts, netns, addresses, routes, undo, unwindAll, say);
       }
       // Without offloads, a peer doing TSO still sends super-frames: taken whole, so TCP from any peer works.
       const packet = await AfPacketEndpoint.open({
-        netns, dev: opts.dev, mac: taken.config.mac, offloads: opts.offloads !== false, superFrames: true, ringFrames: SERVE_RING_FRAMES,
+        netns, dev: opts.dev, offloads: opts.offloads !== false, superFrames: true, ringFrames: SERVE_RING_FRAMES,
         sendThread: opts.sendThread === true ? 'on-bulk' : false,
       });
       undo.push(() => packet.close());
@@ -278,7 +278,6 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
 async function startSharded(
   opts: ServeOptions,
   netns: NetnsHandle,
-  mac: Uint8Array,
   addresses: Subnet[],
   routes: { destination: Subnet; gateway?: Address }[],
   undo: (() => void)[],
@@ -294,7 +293,6 @@ async function startSharded(
     count: n,
     netnsFd: netns.fd,
     dev: opts.dev,
-    mac,
     offloads: opts.offloads !== false,
     // The shards share the bursts: each ring a share of one thread's, with a floor for a shard that gets most.
     ringFrames: Math.max(4096, Math.ceil(SERVE_RING_FRAMES / n)),

@@ -134,11 +134,6 @@ export interface AfPacketOptions {
    */
   fanout?: { group: number };
   /**
-   * The MAC the stack answers with, when the interface has been given another one (a taken veth: lib/takeover.ts);
-   * by default the interface's own.
-   */
-  mac?: Uint8Array;
-  /**
    * Make bulk sends on a thread of their own (default false; lib/send-thread.ts): on a veth the kernel runs the
    * peer's receive inside our sendmmsg, and a batch of HANDOFF_MIN frames and HANDOFF_BYTES or more handed over
    * lets this thread go on meanwhile. Smaller batches, and all of them until the thread is up (tens of ms), are
@@ -457,7 +452,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.dev = opts.dev;
     this.fd = s.fd;
     this.ifindex = s.ifindex;
-    this.macAddress = opts.mac?.slice() ?? s.mac;
+    this.macAddress = s.mac;
     this.mtu = s.mtu;
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;

@@ -7,17 +7,12 @@
  * - its IPv4 addresses on the interface (`ip -4 addr flush`), which also removes its routes through it;
  * - its IPv6 on the interface (`disable_ipv6=1`), which drops every IPv6 address and route there and stops
  *   it from sending and answering NDP, router solicitations and MLD, which deleting addresses alone would not.
- * The interface stays up, and the stack answers with the interface's MAC. Every frame the stack receives is also
- * seen by the kernel, which drops it as not addressed to it (forwarding must be off in the namespace, as it is by
- * default). On a veth the interface is moreover given another MAC while taken (`kernelMacFor`), so that the
- * frames to the stack's MAC reach the kernel as PACKET_OTHERHOST and are dropped at the top of its IP input
- * instead of after a route lookup (about 2 % of the machine's CPU under request/response load, bench/README.md).
- * A veth delivers every frame whatever its destination MAC, and the packet socket sees all of them; other kinds
- * (a physical NIC's filter, a macvlan's demultiplexing by MAC) would stop delivering the stack's frames, so they
- * keep their MAC. Only the main routing table is read and restored.
+ * The interface stays up with its MAC: the stack uses the same MAC, and frames it receives are also seen by
+ * the kernel, which drops them as not addressed to it (forwarding must be off in the namespace, as it is by
+ * default). Only the main routing table is read and restored.
  *
- * Surviving any death of the taker: before the first change, what was found (addresses, routes, MTU, MAC and
- * the sysctl changed) is written to a record under TAKEOVER_DIR named after the namespace's inode and the interface's
+ * Surviving any death of the taker: before the first change, what was found (addresses, routes, MTU and the
+ * sysctl changed) is written to a record under TAKEOVER_DIR named after the namespace's inode and the interface's
  * index, and the record stays flock()ed for as long as the interface is taken: a second taker is refused with
  * the holder's pid, and a taker that finds an unlocked record knows its writer died without restoring (kill -9,
  * a crash), so it restores the record first. `restore()` gives everything back and only then removes the record.
@@ -34,7 +29,6 @@ import {
   type Address,
   type Subnet,
   addressEqual,
-  formatMac,
   isV4,
   linkLocalFromMac,
   parseAddress,
@@ -42,7 +36,7 @@ import {
   parseSubnet,
 } from '../netstack/addr.ts';
 import { run } from './exec.ts';
-import { C, SysError, errno, errnoName, ifreq, sys } from './libc.ts';
+import { C, errno, errnoName, sys } from './libc.ts';
 import { deleteIpv4Addresses } from './netlink.ts';
 import { NetnsHandle } from './netns.ts';
 
@@ -50,8 +44,6 @@ import { NetnsHandle } from './netns.ts';
 export const TAKEOVER_DIR = '/run/tsvisor/takeover';
 /** The smallest MTU with which a link may carry IPv6 (RFC 8200 §5); Linux drops IPv6 from a link below it. */
 export const IPV6_MIN_MTU = 1280;
-/** sa_family of an Ethernet hardware address (include/uapi/linux/if_arp.h). */
-const ARPHRD_ETHER = 1;
 
 /** A route through the taken interface: on-link when it has no gateway. */
 export interface TakenRoute {
@@ -63,7 +55,7 @@ export interface TakenRoute {
 
 /** The interface's configuration as the stack needs it. */
 export interface InterfaceConfig {
-  /** The MAC the stack answers with: the interface's as found (a taken veth has another one while taken). */
+  /** The interface's MAC. */
   readonly mac: Uint8Array;
   /** The interface's MTU while taken (the requested one, when `mtu` was given). */
   readonly mtu: number;
@@ -95,7 +87,7 @@ export interface Takeover {
   readonly recordPath: string;
   /** Things the user should hear: a dead taker's leftovers restored first, IPv6 left out below 1280. */
   readonly notes: string[];
-  /** Gives the kernel back its MAC, MTU, IPv6 setting, addresses and routes, then drops the record; idempotent. */
+  /** Gives the kernel back its MTU, IPv6 setting, addresses and routes, then drops the record; idempotent. */
   restore(): void;
   /**
    * Drops the record and lets the interface go without giving anything back, for a namespace that is removed
@@ -162,8 +154,6 @@ export interface TakeoverRecord {
   dev: string;
   ifindex: number;
   mac: string;
-  /** The MAC the interface is given while taken, when it is given one (a veth's: see `kernelMacFor`). */
-  takenMac?: string;
   mtu: number;
   /** `ip -j addr` entries of the interface. */
   addresses: IpAddrInfo[];
@@ -185,9 +175,6 @@ function ipv6Sysctl(dev: string, key: string): string {
 interface Found {
   ifindex: number;
   mac: string;
-  /** The link's kind (`veth`, `macvlan`…; absent for a physical NIC) and the master it is enslaved to. */
-  kind?: string;
-  master?: string;
   mtu: number;
   addresses: IpAddrInfo[];
   routes: IpRoute[];
@@ -196,16 +183,12 @@ interface Found {
 
 function readInterface(ns: NetnsHandle, dev: string): Found {
   return ns.enter(() => {
-    let links: {
-      ifindex: number; address: string; mtu: number; link_type: string; master?: string;
-      linkinfo?: { info_kind?: string }; addr_info: IpAddrInfo[];
-    }[];
+    let links: { ifindex: number; address: string; mtu: number; link_type: string; addr_info: IpAddrInfo[] }[];
     let allRoutes: (IpRoute & { table?: string })[];
     // One `ip` for both: its batch prints one JSON array a line; routes of every table and family, the main one's kept.
-    // Details (-d) for the link's kind; routes then spell out their defaults (proto boot, scope global), the same routes.
     if (sys.ifNameToIndex(dev) === 0) throw new Error(`no interface '${dev}' in network namespace '${ns.label}'`);
     try {
-      const [a, r] = run(['ip', '-d', '-j', '-batch', '-'], `addr show dev ${dev}\nroute show dev ${dev} table all\n`).trim().split('\n');
+      const [a, r] = run(['ip', '-j', '-batch', '-'], `addr show dev ${dev}\nroute show dev ${dev} table all\n`).trim().split('\n');
       links = JSON.parse(a!);
       allRoutes = JSON.parse(r!);
     } catch {
@@ -225,8 +208,6 @@ function readInterface(ns: NetnsHandle, dev: string): Found {
     return {
       ifindex: link.ifindex,
       mac: link.address,
-      kind: link.linkinfo?.info_kind,
-      master: link.master,
       mtu: link.mtu,
       addresses: link.addr_info.filter((a) => a.family === 'inet' || a.family === 'inet6'),
       routes: routes.filter((r) => r.type === undefined || r.type === 'unicast'),
@@ -300,8 +281,7 @@ function writeRecord(fd: number, r: TakeoverRecord): void {
 }
 
 /**
- * Puts back what `r` recorded in namespace `ns`: the MAC first (while IPv6 is still off, so that the link-local
- * address it brings back is the one of the recorded MAC), then the MTU (IPv6 needs at least 1280 to come back), then the IPv6
+ * Puts back what `r` recorded in namespace `ns`: MTU first (IPv6 needs at least 1280 to come back), then the IPv6
  * setting (re-enabling it brings back the kernel's own link-local, and addresses need it enabled), then addresses
  * and routes. Best effort: every step is tried; the failures are thrown together at the end. Returns false when
  * the interface is gone (nothing to restore).
@@ -311,7 +291,7 @@ function applyRecord(ns: NetnsHandle, r: TakeoverRecord): boolean {
     // By index: the interface may have been renamed meanwhile.
     const links = JSON.parse(run(['ip', '-j', 'link', 'show'])) as { ifindex: number; ifname: string; address: string; mtu: number }[];
     const link = links.find((l) => l.ifindex === r.ifindex);
-    if (!link || (link.address !== r.mac && link.address !== r.takenMac)) return false;
+    if (!link || link.address !== r.mac) return false;
     const dev = link.ifname;
     const failures: string[] = [];
     const step = (fn: () => void) => {
@@ -321,7 +301,6 @@ function applyRecord(ns: NetnsHandle, r: TakeoverRecord): boolean {
         failures.push((e as Error).message.split('\n')[0]!);
       }
     };
-    if (link.address !== r.mac) step(() => setMac(dev, parseMac(r.mac)!));
     if (link.mtu !== r.mtu) step(() => run(['ip', 'link', 'set', 'dev', dev, 'mtu', String(r.mtu)]));
     const sysctl = ipv6Sysctl(dev, 'disable_ipv6');
     if (r.sysctls.disable_ipv6 !== undefined && existsSync(sysctl)) step(() => writeFileSync(sysctl, r.sysctls.disable_ipv6!));
@@ -386,7 +365,6 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
     }
     const mac = parseMac(found.mac);
     if (!mac) throw new Error(`interface '${dev}' in '${handle.label}' has no Ethernet MAC (${found.mac})`);
-    const kernelMac = found.kind === 'veth' && found.master === undefined ? kernelMacFor(mac) : undefined;
     const record: TakeoverRecord = {
       version: 1,
       pid: process.pid,
@@ -398,7 +376,6 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
       dev,
       ifindex: found.ifindex,
       mac: found.mac,
-      ...(kernelMac ? { takenMac: formatMac(kernelMac) } : {}),
       mtu: found.mtu,
       addresses: found.addresses,
       routes: found.routes,
@@ -437,8 +414,6 @@ export function takeOver(ns: string | NetnsHandle, dev: string, opts: TakeoverOp
         // Below 1280 the kernel has already dropped IPv6 from the interface, sysctl directory and all.
         const sysctl = ipv6Sysctl(dev, 'disable_ipv6');
         if (existsSync(sysctl)) writeFileSync(sysctl, '1');
-        // After IPv6 is off: a new MAC would otherwise give the kernel a new link-local address.
-        if (kernelMac) setMac(dev, kernelMac);
       });
     } catch (err) {
       restore();
@@ -485,32 +460,6 @@ export function restoreInterface(ns: string | NetnsHandle, dev: string, dir?: st
     }
   } finally {
     if (owned) handle.close();
-  }
-}
-
-/**
- * The MAC a taken veth gets while the stack answers with `mac`: `mac` with its last three bytes inverted and the
- * locally-administered bit set (a unicast address, never `mac` itself). The kernel sends nothing from it: the
- * interface has no IPv4 address and IPv6 is off.
- */
-export function kernelMacFor(mac: Uint8Array): Uint8Array {
-  const m = mac.slice();
-  m[0] = (m[0]! | 0x02) & 0xfe;
-  for (let i = 3; i < 6; i++) m[i] = ~m[i]! & 0xff;
-  return m;
-}
-
-/** Sets interface `dev`'s MAC (SIOCSIFHWADDR) in the calling thread's namespace; a veth takes it while up. */
-function setMac(dev: string, mac: Uint8Array): void {
-  const fd = sys.socket(C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new SysError('socket', errno(), 'AF_INET');
-  try {
-    const req = ifreq(dev);
-    req[16] = ARPHRD_ETHER; // ifr_hwaddr.sa_family, then the address
-    req.set(mac, 18);
-    if (sys.ioctl(fd, C.SIOCSIFHWADDR, req) < 0) throw new SysError('ioctl', errno(), `SIOCSIFHWADDR ${dev} ${formatMac(mac)}`);
-  } finally {
-    sys.close(fd);
   }
 }
 

@@ -130,7 +130,12 @@ function readFd(fd: number, SIZE: number): number {
   return SIZE / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e6;
 }
 
-/** DIR for the rootfs rows: a busybox root with fsops, `data/big`, `data/many/dK/fI` files, `data/files.tar`, `work/`. */
+/**
+ * DIR for the rootfs rows: a busybox root with fsops, `data/big`, `data/many/dK/fI` files, `data/files.tar`, `work/`.
+ * The tarball's sources are made and removed in `dir`-tarsrc, beside DIR's file system and not on it: on ext4
+ * without a journal, inodes freed there are stepped over by every new file for the next 60-360 s (see `script`),
+ * so their removal slowed whichever untars ran in that window, the sandbox's in the full run.
+ */
 async function buildRoot(dir: string, z: Sizes): Promise<string> {
   const root = join(dir, 'root');
   for (const d of ['bin', 'proc', 'dev', 'tmp', 'data/many', 'work']) mkdirSync(join(root, d), { recursive: true });
@@ -149,7 +154,7 @@ async function buildRoot(dir: string, z: Sizes): Promise<string> {
     if (i % 1000 === 0) mkdirSync(d);
     writeFileSync(join(d, `f${i % 1000}`), `${i}`);
   }
-  const src = join(dir, 'tarsrc');
+  const src = `${dir}-tarsrc`;
   for (let i = 0; i < z.tarFiles; i++) {
     const d = join(src, `d${Math.floor(i / 500)}`);
     if (i % 500 === 0) mkdirSync(d, { recursive: true });
@@ -215,16 +220,23 @@ const UNIT: Record<string, string> = { 'seq-read': 'MB/s', 'rand-read': 'reads/s
 async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Promise<GoferRow[]> {
   const root = await buildRoot(dir, z);
   log(`gofer bench: DIR ready (${z.size >> 20} MiB file, ${z.files} files, ${z.tarFiles}-file tarball)`);
-  // Host, sandbox, host again: the machine is shared, so each side's best of its reps.
+  // Host, sandbox, host again: the machine is shared, so each side's best of its reps. Each side starts with DIR's
+  // file system written back (syncfs), so that none pays for writing back what the one before wrote.
+  const settle = () => execFileSync('sync', ['-f', root], { stdio: 'ignore' });
+  settle();
   const host1 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'h')], 600000);
   if (host1.code !== 0) throw new Error(`host run: ${host1.stderr.trim().split('\n')[0]}`);
+  settle();
   const inside = await runAsync([...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', script('', z, 's')], 900000);
   if (inside.code !== 0) throw new Error(`tsvisor run --rootfs: status ${inside.code}: ${inside.stderr.trim().split('\n').slice(-2).join(' ')}`);
+  settle();
   const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'k')], 600000);
   if (host2.code !== 0) throw new Error(`second host run: ${host2.stderr.trim().split('\n')[0]}`);
   rmSync(join(root, 'work'), { recursive: true, force: true }); // every side's untars (see `script`)
   mkdirSync(join(root, 'work'), { mode: 0o777 });
   chmodSync(join(root, 'work'), 0o777);
+  const untars = (out: string) => [...out.matchAll(/^untar (\d+) 0$/gm)].map((m) => Math.round(z.tarFiles / (Number(m[1]) / 1e9))).join(' ');
+  log(`gofer bench: untar files/s per rep: host ${untars(host1.stdout)}; run --rootfs ${untars(inside.stdout)}; host again ${untars(host2.stdout)}`);
   const host = bestOf(host1.stdout + '\n' + host2.stdout, z);
   const sand = bestOf(inside.stdout, z);
   const rows: GoferRow[] = [];
@@ -355,6 +367,7 @@ export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; lo
   } finally {
     unmount?.();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-tarsrc`, { recursive: true, force: true });
   }
   return report;
 }

@@ -65,6 +65,22 @@ export async function connectClient(t: Test, s: Scratch, msize?: number): Promis
   return c;
 }
 
+/**
+ * A fresh server on `s` and a client attached to its root as `uid` (the set-up most server tests start from); both
+ * closed when the test ends.
+ */
+export async function attachedClient(
+  t: Test,
+  s: Scratch,
+  o: { server?: Partial<GoferOptions>; msize?: number; uid?: number } = {},
+): Promise<{ c: Client; root: number; server: GoferServer }> {
+  const server = await startServer(t, s, o.server);
+  const c = await connectClient(t, s, o.msize);
+  const root = c.allocFid();
+  await c.attach(root, o.uid);
+  return { c, root, server };
+}
+
 /** The errno code a promise rejects with ("ENOENT"), or "resolved". */
 export async function errCode(p: Promise<unknown>): Promise<string> {
   try {

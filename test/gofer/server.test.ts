@@ -6,7 +6,7 @@ import { bytes, text } from '../../gofer/p9/codec.ts';
 import { SETATTR } from '../../gofer/p9/messages.ts';
 import { IdMap } from '../../gofer/server/idmap.ts';
 import { F } from '../../lib/fs.ts';
-import { connectClient, errCode, scratch, startServer } from './helpers.ts';
+import { attachedClient, connectClient, errCode, scratch, startServer } from './helpers.ts';
 import { everyMessage } from './scenario.ts';
 
 t.test('every message, our client against our server → Linux semantics on the exported tree', async (t) => {
@@ -20,10 +20,7 @@ t.test('every message, our client against our server → Linux semantics on the 
 
 t.test('--uid-map → created files belong to the mapped host ids; getattr maps back', async (t) => {
   const s = scratch(t);
-  await startServer(t, s, { uids: new IdMap([IdMap.parseRange('0:100000:65536')]) });
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root, 1000);
+  const { c, root } = await attachedClient(t, s, { server: { uids: new IdMap([IdMap.parseRange('0:100000:65536')]) }, uid: 1000 });
   const f = c.allocFid();
   await c.walk(root, f, []);
   await c.lcreate(f, 'mine', F.O_WRONLY, 0o644, 1000);
@@ -38,10 +35,7 @@ t.test('--uid-map → created files belong to the mapped host ids; getattr maps 
 t.test('Tlcreate → one descriptor for the node and the open file: it outlives the creating fid while a clone holds the node', async (t) => {
   const openFds = () => readdirSync('/proc/self/fd').length;
   const s = scratch(t);
-  await startServer(t, s);
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s);
   const f = c.allocFid();
   await c.walk(root, f, []);
   const before = openFds();
@@ -63,10 +57,7 @@ t.test('--ro → every change refused with EROFS, reads still work', async (t) =
   const s = scratch(t);
   writeFileSync(join(s.root, 'f'), 'data');
   mkdirSync(join(s.root, 'd'));
-  await startServer(t, s, { readOnly: true });
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s, { server: { readOnly: true } });
   const f = c.allocFid();
   await c.walk(root, f, ['f']);
   const d = c.allocFid();
@@ -129,10 +120,7 @@ t.test('many clients, many outstanding tags → every reply matched to its reque
 t.test('Tflush of queued writes → they never run; Tflush of unknown tag → Rflush at once', async (t) => {
   const s = scratch(t);
   writeFileSync(join(s.root, 'f'), '');
-  const server = await startServer(t, s, { asyncLimit: 1 });
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root, server } = await attachedClient(t, s, { server: { asyncLimit: 1 } });
   const f = c.allocFid();
   await c.walk(root, f, ['f']);
   await c.lopen(f, F.O_WRONLY);
@@ -157,10 +145,7 @@ t.test('Tflush of queued writes → they never run; Tflush of unknown tag → Rf
 t.test('a read on the thread pool and a getattr behind it → the getattr is answered first', async (t) => {
   const s = scratch(t);
   writeFileSync(join(s.root, 'big'), Buffer.alloc(1 << 20, 1));
-  await startServer(t, s);
-  const c = await connectClient(t, s, 1 << 20);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s, { msize: 1 << 20 });
   const f = c.allocFid();
   await c.walk(root, f, ['big']);
   await c.lopen(f, F.O_RDONLY);
@@ -177,10 +162,7 @@ t.test('a read on the thread pool and a getattr behind it → the getattr is ans
 
 t.test('clunkSoon: a held Tclunk goes out with the next request, or by itself within a few ms when none comes, every time', async (t) => {
   const s = scratch(t);
-  await startServer(t, s);
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const walked = async () => {
     const f = c.allocFid();
@@ -208,10 +190,7 @@ t.test('clunkSoon: a held Tclunk goes out with the next request, or by itself wi
 
 t.test('setattrSoon: a held chmod and the utimes after it on the same fid are one Tsetattr; other pairs stay two', async (t) => {
   const s = scratch(t);
-  await startServer(t, s);
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s);
   const made = async (name: string) => {
     writeFileSync(join(s.root, name), 'x');
     const f = c.allocFid();
@@ -263,10 +242,7 @@ t.test('setattrSoon under --ro: the merged chmod and utimes are both EROFS and t
   const s = scratch(t);
   writeFileSync(join(s.root, 'f'), 'x');
   const st0 = statSync(join(s.root, 'f'), { bigint: true });
-  await startServer(t, s, { readOnly: true });
-  const c = await connectClient(t, s);
-  const root = c.allocFid();
-  await c.attach(root);
+  const { c, root } = await attachedClient(t, s, { server: { readOnly: true } });
   const f = c.allocFid();
   await c.walk(root, f, ['f']);
   const before = c.sentByType.get('Tsetattr') ?? 0;

@@ -80,15 +80,18 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const extraRows: string[][] = [];
   const lat = report.results.filter((r) => r.test === 'rr-latency');
   if (lat.length) extraRows.push(['rr-latency TCP 64 B p99', ...systems.map((s) => cell(lat.find((r) => r.system === s)?.p99))]);
-  const ka = report.results.filter((r) => r.test === 'http-keepalive');
-  for (const [key, name] of [['p50_us', 'p50'], ['p99_us', 'p99']] as const) {
-    if (!ka.length) break;
-    const kernel = ka.find((r) => r.system === 'kernel')?.[key];
-    extraRows.push([`http-rps keep-alive latency ${name}`, ...systems.map((s) => {
-      const v = ka.find((r) => r.system === s)?.[key];
-      if (typeof v !== 'number') return '—';
-      return s === 'kernel' || typeof kernel !== 'number' || kernel === 0 ? micros(v) : `${micros(v)} (×${(v / kernel).toFixed(2)})`;
-    })]);
+  // Latency rows for each keep-alive concurrency measured, fewest connections first.
+  const keepAlive = report.results.filter((r) => r.test === 'http-keepalive');
+  for (const conns of [...new Set(keepAlive.map(connectionsOf))].sort((a, b) => a - b)) {
+    const ka = keepAlive.filter((r) => connectionsOf(r) === conns);
+    for (const [key, name] of [['p50_us', 'p50'], ['p99_us', 'p99']] as const) {
+      const kernel = ka.find((r) => r.system === 'kernel')?.[key];
+      extraRows.push([`http-rps keep-alive (${conns} conns) latency ${name}`, ...systems.map((s) => {
+        const v = ka.find((r) => r.system === s)?.[key];
+        if (typeof v !== 'number') return '—';
+        return s === 'kernel' || typeof kernel !== 'number' || kernel === 0 ? micros(v) : `${micros(v)} (×${(v / kernel).toFixed(2)})`;
+      })]);
+    }
   }
   if (udp.length) {
     extraRows.push(['UDP echo round trip median', ...systems.map((s) => cell(udp.find((u) => u.system === s)?.p50))]);

@@ -22,8 +22,8 @@ export interface BenchOptions {
   threads?: number;
   /** Throughput stream counts to run instead of the plan's. */
   streams?: number[];
-  /** http-keepalive's kept-alive connections instead of the plan's (8 quick, 32 in full). */
-  connections?: number;
+  /** http-keepalive's kept-alive connection counts instead of the plan's (8 quick; 10, wrk's default, and 32 in full). */
+  connections?: number[];
   /** Times each system runs the whole sequence, the systems taking turns (default 1); figures are medians. */
   rounds?: number;
 }
@@ -40,7 +40,11 @@ interface Plan {
   seconds: number;
   mtus: number[];
   streams: number[];
-  wrkConnections: number;
+  /**
+   * Kept-alive connections of http-keepalive, one row each: wrk's own default (10) is what a user runs first, 32
+   * keeps the serving side busy; the quick run measures 8 alone.
+   */
+  keepAliveConnections: number[];
   /**
    * Concurrent clients of http-rps: at 8 a connection's latency (handshake, accept, close) dominates, at 32 the
    * serving side's CPU per connection does; both are measured, in the quick run too.
@@ -51,8 +55,8 @@ interface Plan {
 
 function plan(quick: boolean): Plan {
   return quick
-    ? { seconds: 1, mtus: [1500], streams: [1], wrkConnections: 8, newConnConcurrency: [8, 32], idleConnections: 1000 }
-    : { seconds: 5, mtus: [1500, 65520], streams: [1, 4], wrkConnections: 32, newConnConcurrency: [8, 32], idleConnections: 10000 };
+    ? { seconds: 1, mtus: [1500], streams: [1], keepAliveConnections: [8], newConnConcurrency: [8, 32], idleConnections: 1000 }
+    : { seconds: 5, mtus: [1500, 65520], streams: [1, 4], keepAliveConnections: [10, 32], newConnConcurrency: [8, 32], idleConnections: 10000 };
 }
 
 /** Splits --only names into systems and tests; throws for a name that is neither. */
@@ -155,27 +159,29 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
     }
   }
   if (tests.includes('http-keepalive')) {
-    steps.push({
-      test: 'http-keepalive',
-      tool: 'wrk',
-      mtu: 1500,
-      label: `http-keepalive, ${p.wrkConnections} kept-alive connections`,
-      async run(s) {
-        // The same unmeasured seconds on every system first (WARM_UP_SECONDS).
-        await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? WARM_UP_SECONDS, connections: p.wrkConnections, keepAlive: true });
-        const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections: p.wrkConnections, keepAlive: true });
-        const l = r.latency!;
-        return record(s, 'http-keepalive', 1500, 'to-service', 1, Math.round(r.rps), {
-          connections: p.wrkConnections,
-          requests: r.requests,
-          errors: r.errors,
-          p50_us: l.p50,
-          p75_us: l.p75,
-          p90_us: l.p90,
-          p99_us: l.p99,
-        });
-      },
-    });
+    for (const connections of p.keepAliveConnections) {
+      steps.push({
+        test: 'http-keepalive',
+        tool: 'wrk',
+        mtu: 1500,
+        label: `http-keepalive, ${connections} kept-alive connections`,
+        async run(s) {
+          // The same unmeasured seconds on every system first (WARM_UP_SECONDS).
+          await runWrk(s.clientNs, s.host, { seconds: s.warmUpSeconds ?? WARM_UP_SECONDS, connections, keepAlive: true });
+          const r = await runWrk(s.clientNs, s.host, { seconds: p.seconds, connections, keepAlive: true });
+          const l = r.latency!;
+          return record(s, 'http-keepalive', 1500, 'to-service', 1, Math.round(r.rps), {
+            connections,
+            requests: r.requests,
+            errors: r.errors,
+            p50_us: l.p50,
+            p75_us: l.p75,
+            p90_us: l.p90,
+            p99_us: l.p99,
+          });
+        },
+      });
+    }
   }
   if (tests.includes('conn-memory')) {
     steps.push({
@@ -292,7 +298,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const { systems, tests } = selectOnly(opts.only);
-  const p = { ...plan(opts.quick), ...(opts.streams ? { streams: opts.streams } : {}), ...(opts.connections ? { wrkConnections: opts.connections } : {}) };
+  const p = { ...plan(opts.quick), ...(opts.streams ? { streams: opts.streams } : {}), ...(opts.connections ? { keepAliveConnections: opts.connections } : {}) };
   const results: BenchResult[] = [];
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];

@@ -27,8 +27,8 @@ export interface BenchArgs {
   threads: number;
   /** Throughput stream counts instead of the plan's (`--streams 1,4`). */
   streams?: number[];
-  /** http-keepalive's kept-alive connections instead of the plan's (`--connections 10`, wrk's own default). */
-  connections?: number;
+  /** http-keepalive's kept-alive connection counts instead of the plan's (`--connections 10`, wrk's own default). */
+  connections?: number[];
   /** Times each system runs the whole sequence, in turns; each figure is the median run's (`--rounds 3`). */
   rounds: number;
 }
@@ -42,7 +42,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, 16);
   const rounds = o.rounds === undefined ? 1 : intOption('rounds', o.rounds as string, 1, 20);
   const streams = o.streams === undefined ? undefined : (o.streams as string).split(',').map((s) => intOption('streams', s.trim(), 1, 128));
-  const connections = o.connections === undefined ? undefined : intOption('connections', o.connections as string, 1, 1024);
+  const connections = o.connections === undefined ? undefined : (o.connections as string).split(',').map((s) => intOption('connections', s.trim(), 1, 1024));
   const names = ((o.only as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   const sentry = names.includes('sentry');
   const gofer = names.includes('gofer');

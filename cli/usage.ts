@@ -74,12 +74,13 @@ Runs packetdrill scripts (files, or folders of them) against the netstack and/or
 The Linux DUT's namespaces are NAME-PID-N-a/-b (NAME tsv-pd by default).
 `,
   bench: `usage: tsvisor bench [--quick] [--json FILE] [--html FILE] [--only NAME,...] [--threads N] [--streams N,...] [--rounds N]
-                    [--connections N]
+                    [--connections N,...]
 
 Measures throughput, latency, HTTP request rates (new connections, and keep-alive) and memory of kernel, tsvisor,
 pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only takes systems and test names.
 --threads N runs tsvisor's serve with N shards; --streams 1,4 sets the throughput rows' stream counts (--quick: 1).
---connections N sets http-keepalive's kept-alive connections (default 8 with --quick, else 32; wrk's own is 10).
+--connections 10,32 sets http-keepalive's kept-alive connection counts, one row each (default 8 with --quick, else
+10, wrk's own default, and 32).
 --rounds N runs every system N times, in turn, and reports each figure's median run (default 1).
 `,
   gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]

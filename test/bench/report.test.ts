@@ -90,8 +90,8 @@ t.test('terminal table', async (t) => {
   t.match(text, /UDP echo round trip median\s+19\.0 µs\s+60\.0 µs/);
   t.match(text, /http-rps new conn \(32 concurrent\)\s+—\s+—\s+—\s+900 req\/s$/m, 'a missing kernel figure shows no ratio');
   t.match(text, /http-rps keep-alive \(32 conns\)\s+40000 req\/s\s+44000 req\/s \(×1\.10\)/);
-  t.match(text, /http-rps keep-alive latency p50\s+600 µs\s+690 µs \(×1\.15\)/, 'keep-alive p50 with its ratio');
-  t.match(text, /http-rps keep-alive latency p99\s+2000 µs\s+30\.0 ms \(×15\.00\)/, 'keep-alive p99, in ms from 10 ms');
+  t.match(text, /http-rps keep-alive \(32 conns\) latency p50\s+600 µs\s+690 µs \(×1\.15\)/, 'keep-alive p50 with its ratio');
+  t.match(text, /http-rps keep-alive \(32 conns\) latency p99\s+2000 µs\s+30\.0 ms \(×15\.00\)/, 'keep-alive p99, in ms from 10 ms');
   t.match(text, /skipped: pasta: not installed: passt/);
   const order = ['throughput MTU 1500 1×stream to-service', 'throughput MTU 1500 1×stream from-service', 'throughput MTU 65520', 'rr-latency', 'http-rps new', 'http-rps keep-alive (', 'conn-memory'];
   const at = order.map((s) => text.indexOf(s));
@@ -115,6 +115,23 @@ t.test('--only selects systems and tests; unknown names are refused', async (t) 
   t.same(selectOnly(['kernel', 'rr-latency']), { systems: ['kernel'], tests: ['rr-latency'] });
   t.same(selectOnly(['throughput']).systems.length, 4);
   t.throws(() => selectOnly(['docker']), /unknown name docker/);
+});
+
+t.test('keep-alive at 10 and 32 connections → each row\'s latencies against the kernel\'s at the same count', async (t) => {
+  const rows = [
+    r('kernel', 'http-keepalive', 60000, { connections: 32, p50_us: 500, p99_us: 1000 }),
+    r('tsvisor', 'http-keepalive', 66000, { connections: 32, p50_us: 450, p99_us: 3000 }),
+    r('kernel', 'http-keepalive', 55000, { connections: 10, p50_us: 150, p99_us: 900 }),
+    r('tsvisor', 'http-keepalive', 56000, { connections: 10, p50_us: 165, p99_us: 1800 }),
+  ];
+  const text = formatTable({ ...REPORT, results: rows, skipped: [], notes: {} });
+  t.match(text, /http-rps keep-alive \(10 conns\)\s+55000 req\/s\s+56000 req\/s \(×1\.02\)/);
+  t.match(text, /http-rps keep-alive \(32 conns\)\s+60000 req\/s\s+66000 req\/s \(×1\.10\)/);
+  t.match(text, /http-rps keep-alive \(10 conns\) latency p50\s+150 µs\s+165 µs \(×1\.10\)/);
+  t.match(text, /http-rps keep-alive \(10 conns\) latency p99\s+900 µs\s+1800 µs \(×2\.00\)/);
+  t.match(text, /http-rps keep-alive \(32 conns\) latency p50\s+500 µs\s+450 µs \(×0\.90\)/);
+  t.match(text, /http-rps keep-alive \(32 conns\) latency p99\s+1000 µs\s+3000 µs \(×3\.00\)/);
+  t.ok(text.indexOf('(10 conns) latency p50') < text.indexOf('(32 conns) latency p50'), 'fewest connections first');
 });
 
 t.test('slab bytes sum active objects × object size', async (t) => {

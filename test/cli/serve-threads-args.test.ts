@@ -32,7 +32,8 @@ t.test('bench --threads, --streams and --connections → passed on; defaults 1 a
   t.equal(d.threads, 1);
   t.equal(d.streams, undefined);
   t.equal(d.connections, undefined);
-  t.equal(parseBenchArgs(['--quick', '--connections', '10']).connections, 10);
+  t.same(parseBenchArgs(['--quick', '--connections', '10']).connections, [10]);
+  t.same(parseBenchArgs(['--connections', '10,32']).connections, [10, 32]);
   t.throws(() => parseBenchArgs(['--connections', '0']), /^--connections: 0 is outside 1\.\.1024$/);
   const o = parseBenchArgs(['--threads', '2', '--streams', '1,4', '--only', 'kernel,tsvisor,throughput']);
   t.equal(o.threads, 2);

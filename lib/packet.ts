@@ -368,6 +368,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
   readonly capabilities: LinkCapabilities;
   /** A microtask after the first queued frame sends the queue (scheduleFlush). */
   readonly flushesItself = true;
+  /**
+   * drain ends every batch it delivered frames of with deliverBatchEnd. Not after a delivery that threw (a defect,
+   * which leaves the event loop's callback): the next batch's end then sends what that one deferred.
+   */
+  readonly endsBatches = true;
   /** Offload activity (all zero without offloads). */
   readonly vnetCounters: VnetCounters = { rxGsoFrames: 0, rxCsumVerified: 0, rxBadVnetHeader: 0, txGsoFrames: 0, txGsoRefused: 0 };
 

@@ -585,8 +585,9 @@ export class Stack implements NetworkLayer, StackInternals {
     this.counters.rx.received++;
     this.counters.link.rxFrames++;
     // Replies deferred for the rest of the batch go out at deliverBatchEnd, or at the next tick should a link
-    // flag RX_MORE and then not end its batch.
-    if ((flags & RX_MORE) !== 0) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
+    // flag RX_MORE and then not end its batch. A link that always ends them saves the tick: an immediate and
+    // three clock reads per batch of requests on a packet ring.
+    if ((flags & RX_MORE) !== 0 && nic.link.endsBatches !== true) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
     this.account(this.dispatchFrame(nic, frame, flags));
   }
 

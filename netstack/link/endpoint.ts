@@ -187,6 +187,11 @@ export interface LinkEndpoint {
    * batch nor at a batch's end.
    */
   readonly flushesItself?: boolean;
+  /**
+   * Every batch whose frames the link flags RX_MORE ends with deliverBatchEnd(): the stack then arms no clock tick
+   * per batch to send the replies it deferred in case the batch never ends.
+   */
+  readonly endsBatches?: boolean;
   /** Stops the link and releases its resources; idempotent. */
   close(): void;
 }

@@ -180,6 +180,14 @@ export class HeldClock implements Clock {
   release(): void {
     this.depth--;
   }
+
+  /**
+   * The time the latest hold read (0 before any), without reading the clock: a segment's arrival or departure,
+   * as Linux's tcp_mstamp, which a read's receive-buffer tuning takes (tcp_rcv_space_adjust) instead of a clock.
+   */
+  get lastHeld(): number {
+    return this.at;
+  }
 }
 
 /** A clock that only moves when told to: deterministic tests and the conformance runner use it. */

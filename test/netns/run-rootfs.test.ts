@@ -1,10 +1,12 @@
 // `tsvisor run --rootfs DIR [--ro]` (issue 12): a busybox root served by the Gofer through FUSE.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, lstatSync, readlinkSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { HANG_MS, waitFor } from '../lib/wait.ts';
-import { CLI, tsvisorRun } from './run-helpers.ts';
+import { CLI, collect, spawnIn, tsvisorRun, waitFor as pollFor } from './run-helpers.ts';
+import { deleteNetns, run } from '../../lib/testnet.ts';
 
 const CANARY = 'canary: no sandbox may read me\n';
 
@@ -16,7 +18,7 @@ function busyboxRoot(t: Test): { dir: string; root: string; canary: string } {
   for (const d of ['bin', 'proc', 'dev', 'tmp', 'etc', 'work']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
-  for (const a of ['sh', 'ls', 'cat', 'find', 'echo', 'mkdir', 'rm', 'mknod', 'readlink', 'ln', 'mv', 'wc', 'stat', 'xargs', 'grep', 'id', 'sort', 'dd']) {
+  for (const a of ['sh', 'ls', 'cat', 'find', 'echo', 'mkdir', 'rm', 'mknod', 'readlink', 'ln', 'mv', 'wc', 'stat', 'xargs', 'grep', 'id', 'sort', 'dd', 'tar', 'httpd', 'head', 'od', 'tr', 'chmod']) {
     symlinkSync('busybox', join(root, 'bin', a));
   }
   chmodSync(join(root, 'work'), 0o777); // the program runs as an unprivileged host user: a place it may write
@@ -97,6 +99,76 @@ t.test('a busybox root: the program sees DIR as /, reads and lists it, /tmp /pro
   t.notOk(existsSync(join(root, 'tmp/t')), "the program's /tmp is its own");
   t.same(readdirSync(join(root, 'dev')), [], 'nothing created in DIR/dev');
   t.same(await settle(root), [], 'no mount, no gofer left');
+});
+
+/** Every name under `dir`, relative to it, with its type, permission bits, size and content or link target. */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    const p = join(dir, rel);
+    const st = lstatSync(p);
+    let what = 'dir';
+    if (st.isSymbolicLink()) what = `-> ${readlinkSync(p)}`;
+    else if (st.isFile()) what = createHash('sha256').update(readFileSync(p)).digest('hex');
+    out.push(`${rel} ${(st.mode & 0o7777).toString(8)} ${st.size} ${what}`);
+    if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(rel ? `${rel}/${n}` : n);
+  };
+  walk('');
+  return out;
+}
+
+t.test('busybox tar inside the root: -c of a small tree, then -x of it elsewhere; names, modes, links and content arrive whole', async (t) => {
+  const { root } = busyboxRoot(t);
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c', [
+    'mkdir -p /work/src/a/b', 'echo one > /work/src/a/f1', 'echo two > /work/src/a/b/f2', 'chmod 640 /work/src/a/b/f2',
+    'ln -s ../f1 /work/src/a/b/l', 'head -c 300000 /dev/urandom > /work/src/big',
+    'cd /work', 'tar -cf t.tar src', 'mkdir out', 'tar -xf t.tar -C out', 'tar -tf t.tar | sort', 'cat out/src/a/b/l out/src/a/b/f2'].join(' && ')]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, 'src/\nsrc/a/\nsrc/a/b/\nsrc/a/b/f2\nsrc/a/b/l\nsrc/a/f1\nsrc/big\none\ntwo\n', 'tar lists the tree; the link and the file read back inside');
+  const src = tree(join(root, 'work/src'));
+  t.equal(src.length, 7, 'the tree the program made is in DIR');
+  t.match(src.join('\n'), /^a\/b\/f2 640 4 /m, 'with its chmod');
+  t.match(src.join('\n'), /^big 644 300000 /m, 'and its 300,000 random bytes');
+  t.same(tree(join(root, 'work/out/src')), src, 'the unpacked copy matches it name by name: modes, sizes, link targets, sha-256 of every file');
+  t.ok(statSync(join(root, 'work/t.tar')).size > 300000, 'the archive holds the data');
+  t.same(await settle(root), []);
+});
+
+t.test('busybox httpd inside the root in --network=sandbox serves a file of DIR to curl on the peer', async (t) => {
+  const { dir, root } = busyboxRoot(t);
+  const ns = 'tqp-bb-httpd';
+  deleteNetns(ns);
+  run(['ip', 'netns', 'add', ns]);
+  run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  t.teardown(() => deleteNetns(ns));
+  mkdirSync(join(root, 'srv'));
+  const body = randomBytes(256 << 10);
+  writeFileSync(join(root, 'srv/file'), body);
+  const sha = createHash('sha256').update(body).digest('hex');
+  const log = join(dir, 'run.log');
+  const child = spawnIn(ns, [process.execPath, CLI, 'run', '--debug-log', log, '--network=sandbox', '--rootfs', root, '--ro', '--',
+    'httpd', '-f', '-p', '8000', '-h', '/srv']);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const read = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+  t.ok(await pollFor(() => read().includes('timing ready='), 60000), `run started ${err}`);
+  const sandbox = /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(read())?.[1];
+  t.ok(sandbox, 'the sandbox address is in the log');
+  let got = '';
+  for (let i = 0; i < 150 && got !== sha; i++) {
+    const r = await collect(spawnIn(ns, ['/bin/sh', '-c', `curl -sS -m 20 http://${sandbox}:8000/file | sha256sum`]));
+    got = r.stdout.split(' ')[0]!;
+    if (got !== sha) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.equal(got, sha, 'the file arrives whole at the peer');
+  const out = await collect(spawnIn(ns, ['curl', '-sS', '-m', '20', '--path-as-is', '-w', '\\n%{http_code}', `http://${sandbox}:8000/../../canary`]));
+  t.notMatch(out.stdout, /canary: no sandbox|\n200$/, `a path climbing out of the root is not served (${out.stdout.split('\n').pop()})`);
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('close', r));
+  t.same(await settle(root), []);
 });
 
 t.test("the program's last chmod and utimes before it exits are in DIR when run returns (written behind, settled before the unmount)", async (t) => {

@@ -171,6 +171,40 @@ t.test('busybox httpd inside the root in --network=sandbox serves a file of DIR 
   t.same(await settle(root), []);
 });
 
+t.test("/dev and /proc are the sandbox's own under --rootfs: /dev/full ENOSPC, /dev/zero zeros, random bytes, /dev/tty no terminal, /proc/1 the sandbox's init", async (t) => {
+  const { root } = busyboxRoot(t);
+  const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c', [
+    'echo x > /dev/full; echo full=$?', 'head -c 32 /dev/zero | od -An -v -tx1 | tr -d " \\n"; echo',
+    'head -c 16 /dev/random | od -An -v -tx1 | tr -d " \\n"; echo', 'head -c 16 /dev/urandom | od -An -v -tx1 | tr -d " \\n"; echo',
+    'ls -l /dev/full /dev/zero /dev/random /dev/urandom /dev/tty /dev/null', 'echo > /dev/tty; echo tty=$?',
+    'echo ---', 'cat /proc/1/cmdline | tr "\\0" " "; echo', 'echo ---', 'ls /proc | grep "^[0-9]" | sort -n | tr "\\n" " "; echo', 'echo self=$$'].join('; ')]);
+  t.equal(r.code, 0, r.stderr);
+  const [dev, init, pids] = r.stdout.split('---\n') as [string, string, string];
+  const lines = dev.split('\n');
+  t.equal(lines[0], 'full=1', 'a write to /dev/full fails');
+  t.match(r.stderr, /write error: No space left on device/, 'with ENOSPC');
+  t.equal(lines[1], '00'.repeat(32), '/dev/zero reads zeros');
+  t.match(lines[2], /^[0-9a-f]{32}$/, '/dev/random gives 16 bytes');
+  t.match(lines[3], /^[0-9a-f]{32}$/, '/dev/urandom gives 16 bytes');
+  t.not(lines[2], lines[3], 'and they differ');
+  t.not(lines[2], '00'.repeat(16), 'random bytes are not zeros');
+  for (const [name, num] of [['full', '1, +7'], ['zero', '1, +5'], ['random', '1, +8'], ['urandom', '1, +9'], ['tty', '5, +0'], ['null', '1, +3']]) {
+    t.match(dev, new RegExp(`^c[-rw]+ .* ${num} .*/dev/${name}$`, 'm'), `/dev/${name} is the character device ${num!.replace('+', '')}`);
+  }
+  t.match(r.stderr, /can't create \/dev\/tty: No such device or address/, '/dev/tty: the program has no controlling terminal (its own session)');
+  t.match(dev, /^tty=[1-9]/m);
+  const host1 = readFileSync('/proc/1/cmdline', 'utf8').replaceAll('\0', ' ');
+  t.not(init.trim(), host1.trim(), "/proc/1 is not the host's init");
+  t.match(init, /^bwrap .* -- sh -c /, "/proc/1 is the sandbox's init, which runs the program");
+  const inside = pids.trim().split('\n')[0]!.trim().split(' ').map(Number);
+  t.equal(inside[0], 1, 'the pids start at 1');
+  t.ok(inside.length < 10, `the sandbox sees only its own few processes (${inside.join(' ')})`);
+  t.match(pids, /^self=[2-9]$/m, "the program's own pid is the sandbox's");
+  t.ok(readdirSync('/proc').filter((p) => /^\d+$/.test(p)).length > inside.length, 'the host has more');
+  t.same(readdirSync(join(root, 'dev')), [], 'nothing created in DIR/dev');
+  t.same(await settle(root), []);
+});
+
 t.test("the program's last chmod and utimes before it exits are in DIR when run returns (written behind, settled before the unmount)", async (t) => {
   const { root } = busyboxRoot(t);
   const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c',

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, lstatSync, readlinkSync, existsSync, statSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { HANG_MS, waitFor } from '../lib/wait.ts';
+import { HANG_MS, waitFor, within } from '../lib/wait.ts';
 import { CLI, collect, spawnIn, tsvisorRun, waitFor as pollFor } from './run-helpers.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
 
@@ -63,7 +63,7 @@ function goferPids(root: string): number[] {
     for (let at = info.get(pid); at; at = info.get(at.ppid)) if (at.cmd.includes('bwrap') && at.cmd.includes(root)) return true;
     return false;
   };
-  return [...info].filter(([pid, i]) => i.cmd.includes('--no-confine') && ours(pid)).map(([pid]) => pid);
+  return [...info].filter(([pid, i]) => i.cmd.includes('--no-confine') && !i.cmd.startsWith('bwrap\0') && ours(pid)).map(([pid]) => pid);
 }
 
 function fdCount(pid: number): number {
@@ -405,6 +405,40 @@ t.test('a setuid-root binary inside DIR gains nothing: it cannot read a root-onl
   t.same(await settle(root), []);
 });
 
+t.test('the gofer killed under a running program: its next file calls fail with EIO, none reaches a host file; run ends, nothing left', async (t) => {
+  const { root, canary } = busyboxRoot(t);
+  // Only shell built-ins after the kill (read, echo, [, cd), so that each failure is one open of the program's own,
+  // then one exec (ls) of the binary the kernel still has.
+  const child = spawn(process.execPath, [CLI, 'run', '--network=none', '--rootfs', root, '--', 'sh', '-c', [
+    'read l < /etc/x && echo "first $l"', 'echo up', 'i=0', 'while [ $i -lt 1000000 ] && read l < /etc/x; do i=$((i+1)); done',
+    'echo "reads $i"', 'read l < /etc/x', 'read l < /work/nothing', 'echo > /work/new', `read l < ${canary} && echo "$l"`,
+    'read l < /etc/hostname && echo "host $l"', 'read l < /proc/self/comm && echo "proc $l"', 'ls /', 'echo end'].join('; ')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const closed = new Promise<number | null>((r) => child.once('close', r));
+  await waitFor(() => out.includes('up\n') && goferPids(root).length > 0, HANG_MS, 'the program reading and its gofer');
+  const pids = goferPids(root);
+  t.equal(pids.length, 1, `one gofer serves DIR (${pids.join(', ')})`);
+  for (const p of pids) process.kill(p, 'SIGKILL');
+  const code = await within(closed, 120000, 'run to end');
+  t.equal(code, 0, err);
+  t.match(out, /^first inside x\nup\nreads \d+\n/, 'the program read the file, then its reads failed once the gofer was gone');
+  t.match(out, /^proc \S+\nend\n$/m, "the sandbox's own /proc still answers, and the program went on to its end");
+  t.notMatch(out, /canary: no sandbox|host /, 'neither the canary nor the host\'s /etc/hostname was read');
+  const failures = err.trim().split('\n');
+  t.same(failures.map((l) => l.replace(/^.*: /, '')), Array(7).fill('Input/output error'),
+    `the looping read, the read, a missing name, a create, the host paths and ls / each failed with EIO: ${err}`);
+  t.match(err, new RegExp(`can't open ${canary}: Input/output error`));
+  t.notOk(existsSync(join(root, 'work/new')), 'nothing was created');
+  t.same(pids.filter((p) => existsSync(`/proc/${p}`)), [], 'the killed gofer is gone');
+  t.same(await settle(root), [], 'no mount, no gofer left');
+});
+
 t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end and goes (it held run\'s output open for ever)', async (t) => {
   const { root } = busyboxRoot(t);
   const child = spawn(process.execPath, [CLI, 'run', '--network=none', '--rootfs', root, '--', 'sh', '-c', 'echo up; sleep 120'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -430,7 +464,9 @@ t.test('run --rootfs killed with SIGKILL: its gofer sees its standard input end 
   child.kill('SIGKILL');
   await waitFor(() => pids.every((p) => !existsSync(`/proc/${p}`)), HANG_MS, 'the gofer to go').catch(() => {});
   t.same(pids.filter((p) => existsSync(`/proc/${p}`)), [], `the gofer (pids ${pids.join(', ')}) is gone`);
-  t.same(leftovers(root).filter((l) => l.startsWith('gofer pid')), [], 'no gofer over DIR is left');
+  const goferLeft = () => leftovers(root).filter((l) => l.startsWith('gofer pid'));
+  await waitFor(() => goferLeft().length === 0, HANG_MS, 'the bwrap above the gofer to go').catch(() => {});
+  t.same(goferLeft(), [], 'no gofer over DIR is left (nor the bwrap above it)');
   await waitFor(() => closed, HANG_MS, 'run\'s output to close').catch(() => {});
   t.ok(closed, 'run\'s output closed (nothing of it holds it open)');
   // The mount lost its server with run: the janitor unmounts it and removes the run's folder.

@@ -417,6 +417,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
   // (then released), and the pieces themselves, MAX_GATHER per slot, so the collector keeps them alive until then.
   private readonly txOwners: (GatherPayload['owner'] | null)[];
   private readonly txPieces: (Uint8Array | null)[];
+  /**
+   * The view frameBuffer last made of each send slot: asked for the same length again (a kept-alive connection's
+   * every response, every ACK), a slot hands it back instead of a typed array made per frame sent.
+   */
+  private readonly frameViews: (Uint8Array | null)[];
   // With a send thread: the ring index up to which the slots it sent have had their owners released (reclaim).
   private reclaimed = 0;
   private flushScheduled = false;
@@ -519,6 +524,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       if (opts.sendThread === true) this.startSender();
       this.txOwners = new Array<GatherPayload['owner'] | null>(this.tx.count).fill(null);
       this.txPieces = new Array<Uint8Array | null>(this.tx.count * MAX_GATHER).fill(null);
+      this.frameViews = new Array<Uint8Array | null>(this.tx.count).fill(null);
     } catch (err) {
       (this.ring as RxRing | undefined)?.mem.free();
       this.bigRing?.mem.free();
@@ -955,7 +961,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   frameBuffer(length: number): Uint8Array | null {
     if (this.closed || length < 0 || length > this.tx.slotSize - this.txHdr) return null;
     if (!this.makeRoom()) return null;
-    const view = this.tx.slot(this.slotOf(this.txTail)).subarray(this.txHdr, this.txHdr + length);
+    const i = this.slotOf(this.txTail);
+    let view = this.frameViews[i]!;
+    if (view === null || view.length !== length) this.frameViews[i] = view = this.tx.slot(i).subarray(this.txHdr, this.txHdr + length);
     this.lentView = view;
     return view;
   }

@@ -116,6 +116,30 @@ t.test('frameBuffer handed out, another frame written instead → copied, and bo
   t.equal(a.counters.txFrames, 3);
 });
 
+t.test('frameBuffer asked again for a slot at the same length → the same view, at another → a new one; all arrive intact', async (t) => {
+  const { a, b } = await endpoints(t);
+  const got: Uint8Array[] = [];
+  b.attach({ deliverFrame: (f) => void (isTest(f) && got.push(f.slice())) });
+  const want: Uint8Array[] = [];
+  const views: Uint8Array[] = [];
+  // Each frame is sent before the next is asked for: the ring is rewound, so every frame takes the first slot.
+  for (const [len, seed] of [[300, 1], [300, 2], [700, 3], [700, 4]] as const) {
+    const f = testFrame(a.macAddress, b.macAddress, len, seed);
+    const view = a.frameBuffer(len)!;
+    views.push(view);
+    view.set(f);
+    t.equal(a.writeFrame(view), true);
+    a.flush();
+    want.push(f);
+  }
+  // Compared as references: a failure then reports two booleans, not the slot memory behind the views.
+  t.ok(views[1] === views[0], 'the same slot and length: the same view');
+  t.ok(views[2] !== views[1], 'another length: a new view');
+  t.ok(views[3] === views[2], 'and that one again for its length');
+  await waitFor(() => got.length >= want.length, HANG_MS, `${want.length} frames at B`);
+  for (let i = 0; i < want.length; i++) t.equal(firstDiff(got[i]!, want[i]!), -1, `frame ${i} arrives byte for byte`);
+});
+
 t.test('frameBuffer + writeGso of a 64 KB TCP super-segment → sent without a copy, arrives whole and identical', async (t) => {
   const { a, b } = await endpoints(t);
   const got: Uint8Array[] = [];

@@ -39,7 +39,9 @@ for (const bin of ['/usr/bin/python3', '/usr/bin/curl', '/bin/sh']) {
     if (lib) copyIn(root, lib);
   }
 }
-cpSync('/usr/lib/python3.11', join(root, 'usr/lib/python3.11'), {
+// The standard library of the python3 copied in, wherever its version puts it (/usr/lib/python3.X).
+const stdlib = execFileSync('/usr/bin/python3', ['-c', 'import sysconfig; print(sysconfig.get_path("stdlib"))'], { encoding: 'utf8' }).trim();
+cpSync(stdlib, join(root, stdlib), {
   recursive: true,
   filter: (p) => !/\/(test|idlelib|tkinter|ensurepip|__pycache__)(\/|$)/.test(p),
 });

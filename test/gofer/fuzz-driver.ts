@@ -21,6 +21,18 @@ export interface FuzzReport {
   undecodable: number;
   /** Replies by type. */
   byType: Map<string, number>;
+  /** Replies holding a piece of one of the `secrets` (must stay 0), by reply type. */
+  leaks: Map<string, number>;
+}
+
+/** Every 8-byte piece of each secret (the whole of a shorter one): a read at any offset shows at least one. */
+function pieces(secrets: readonly Uint8Array[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const s of secrets) {
+    if (s.length <= 8) out.push(Buffer.from(s));
+    else for (let i = 0; i + 8 <= s.length; i++) out.push(Buffer.from(s.subarray(i, i + 8)));
+  }
+  return out;
 }
 
 /** A seeded xorshift generator. */
@@ -34,14 +46,16 @@ function rng(seed: number): () => number {
   };
 }
 
-const NAMES = ['a', 'd', 'l', 'abs', 'up', '..', '.', 'new', 'x', 'y', 'd/a', '', 'dev', 'fifo', '../canary', '/etc'];
+const NAMES = ['a', 'd', 'l', 'abs', 'up', '..', '.', 'new', 'x', 'y', 'd/a', '', 'dev', 'fifo', '../canary', '/etc', 'canary', 'outside', 'secret'];
 
 /**
  * Sends `count` fuzzed requests on one connection to `path`, after a Tversion asking for `version` (the
  * 9P2000.L.tsvisor dialect reaches its own messages; the descriptors its replies carry are dropped by the kernel,
- * as this socket takes none); resolves with what came back.
+ * as this socket takes none); resolves with what came back. Every reply is scanned for pieces of `secrets`
+ * (the contents of files outside the root): a read of one shows there even where the file's times do not.
  */
-export async function fuzzConnection(path: string, count: number, seed = 1, msize = 8192, version = '9P2000.L'): Promise<FuzzReport> {
+export async function fuzzConnection(path: string, count: number, seed = 1, msize = 8192, version = '9P2000.L', secrets: readonly Uint8Array[] = []): Promise<FuzzReport> {
+  const needles = pieces(secrets);
   const r = rng(seed);
   const int = (n: number) => Math.floor(r() * n);
   const pick = <T>(xs: readonly T[]) => xs[int(xs.length)]!;
@@ -50,7 +64,7 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
     sock.once('connect', res);
     sock.once('error', rej);
   });
-  const report: FuzzReport = { sent: 0, replies: 0, rlerrors: 0, flushed: 0, closed: false, strayReplies: 0, undecodable: 0, byType: new Map() };
+  const report: FuzzReport = { sent: 0, replies: 0, rlerrors: 0, flushed: 0, closed: false, strayReplies: 0, undecodable: 0, byType: new Map(), leaks: new Map() };
   let onReply: ((m: Message) => void) | undefined;
   let chunks: Buffer = Buffer.alloc(0);
   sock.on('data', (c: Buffer) => {
@@ -58,8 +72,13 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
     while (chunks.length >= 4) {
       const size = frameSize(chunks);
       if (chunks.length < size) break;
-      const m = decode(chunks.subarray(0, size));
+      const frame = chunks.subarray(0, size);
+      const m = decode(frame);
       chunks = chunks.subarray(size);
+      if (needles.some((n) => frame.indexOf(n, 7) >= 0)) {
+        const type = isDecodeError(m) ? `type ${frame[4]}` : m.type;
+        report.leaks.set(type, (report.leaks.get(type) ?? 0) + 1);
+      }
       if (isDecodeError(m)) report.undecodable++;
       else onReply?.(m);
     }
@@ -184,11 +203,25 @@ export async function fuzzConnection(path: string, count: number, seed = 1, msiz
   const attach = (tag: number) =>
     encode({ type: 'Tattach', tag, fid: 1, afid: 0xffffffff, uname: bytes(''), aname: bytes(''), nUname: 0 });
   await exchange([attach(0)], [0]);
+  // A walk from the root to one or two names, an open and a read from offset 0 (after a clunk of the new fid and an
+  // attach of fid 1, either of which the fuzzing may have taken): random requests seldom line these up, and this is
+  // the path that would carry a file outside the root.
+  const readChain = (): Uint8Array[] => {
+    const newfid = 2 + int(10);
+    const wnames = Array.from({ length: 1 + int(2) }, () => bytes(pick(NAMES)));
+    return [
+      encode({ type: 'Tclunk', tag: 0, fid: newfid }),
+      attach(1),
+      encode({ type: 'Twalk', tag: 2, fid: 1, newfid, wnames }),
+      encode({ type: 'Tlopen', tag: 3, fid: newfid, flags: 0 }),
+      encode({ type: 'Tread', tag: 4, fid: newfid, offset: 0n, count: 4096 }),
+    ];
+  };
   const BATCH = 64;
   while (report.sent < count && !report.closed) {
-    const frames: Uint8Array[] = [];
-    const tags: number[] = [];
-    for (let i = 0; i < BATCH; i++) {
+    const frames: Uint8Array[] = r() < 0.25 ? readChain() : [];
+    const tags: number[] = frames.map((_, i) => i);
+    for (let i = frames.length; i < BATCH; i++) {
       tags.push(i);
       frames.push(i === 0 && r() < 0.2 ? attach(0) : build(i));
     }

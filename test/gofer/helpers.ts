@@ -15,7 +15,10 @@ export interface Scratch {
   canaryIntact(): boolean;
 }
 
-const CANARY = 'canary: nothing may read, write or link me through the gofer\n';
+/** The canary's content: no reply of the gofer may hold any of it. */
+export const CANARY = 'canary: nothing may read, write or link me through the gofer\n';
+/** The content of `outside/secret`. */
+export const SECRET = 'secret\n';
 
 /** Makes a scratch tree under /tmp/tgf-*, removed when the test ends. */
 export function scratch(t: Test): Scratch {
@@ -25,7 +28,7 @@ export function scratch(t: Test): Scratch {
   const canary = join(dir, 'canary');
   writeFileSync(canary, CANARY, { mode: 0o644 });
   mkdirSync(join(dir, 'outside'));
-  writeFileSync(join(dir, 'outside', 'secret'), 'secret\n');
+  writeFileSync(join(dir, 'outside', 'secret'), SECRET);
   const before = statSync(canary);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return {
@@ -41,7 +44,7 @@ export function scratch(t: Test): Scratch {
         st.mode === before.mode &&
         st.uid === before.uid &&
         st.mtimeMs === before.mtimeMs &&
-        readFileSync(join(dir, 'outside', 'secret'), 'utf8') === 'secret\n'
+        readFileSync(join(dir, 'outside', 'secret'), 'utf8') === SECRET
       );
     },
   };

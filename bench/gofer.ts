@@ -3,21 +3,26 @@
  * two parts, each figure with its ratio to the host in the same run:
  * - programs inside `tsvisor run --network=none --rootfs DIR` (the Gofer behind FUSE, with passthrough of donated
  *   descriptors) against the same programs run on DIR directly: sequential read of a page-cached file (1 GiB;
- *   256 MiB with --quick), 4 KiB random reads of it, busybox `find | xargs stat` over 20,000 files (5,000), and
- *   busybox `tar -x` of a 10,000-file tarball (2,000) into DIR. bench/peers/fsops.c (built static with cc) times
- *   each, best of 3; the issue's floors are printed beside the ratios. Then the FUSE requests (and the 9P
+ *   256 MiB with --quick), 4 KiB random reads of it, busybox `find | xargs stat` over 20,000 files (5,000),
+ *   open + read + close of 10,000 small files (2,000) and busybox `tar -x` of a 10,000-file tarball (2,000) into
+ *   DIR. bench/peers/fsops.c (built static with cc) times each, best of 3; the issue's floors are printed beside
+ *   the ratios (it gives none for the small files). Then the FUSE requests (and the 9P
  *   requests behind them) that untar costs per file, counted by the server (TSVISOR_FUSE_STATS) over one more
  *   untar less a run that does nothing; `--untar` runs only the untar rows. DIR is on a fresh ext4 made for the run
  *   on a loop device (freshFileSystem), so that neither side pays for what earlier runs deleted;
- * - the 9P layer below it: our client against `tsvisor gofer --no-confine` and against Debian's diod (sequential
- *   read with four 1 MiB reads in flight; walk + getattr + clunk per file, 16 in flight), and the descriptor the
- *   9P2000.L.tsvisor dialect donates.
+ * - the 9P layer below it: our plain 9P2000.L client against `tsvisor gofer --no-confine` and against Debian's
+ *   diod on the same root in the same run, each beside the host's system calls and ours beside diod's: sequential
+ *   read with four 1 MiB reads in flight; 4 KiB reads at random offsets, four in flight; walk + getattr + clunk
+ *   per file; walk + lopen + read + clunk per small file; creating files as an untar does (walk, lcreate, write,
+ *   setattr of mode and times, clunk) in a fresh directory per side; the last three 16 files in flight. Then the
+ *   descriptor the 9P2000.L.tsvisor dialect donates.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../gofer/client/client.ts';
+import { SETATTR } from '../gofer/p9/messages.ts';
 import * as fs from '../lib/fs.ts';
 import { describeMachine, readMachine, type Machine } from './machine.ts';
 import { haveTool, runAsync, tsvisorCommand } from './proc.ts';
@@ -25,6 +30,8 @@ import { haveTool, runAsync, tsvisorCommand } from './proc.ts';
 const { F } = fs;
 const MSIZE = 1 << 20;
 const DEPTH = 4; // reads in flight
+const FILES_IN_FLIGHT = 16; // the per-file 9P rows' files in flight
+const CREATE_DIR = 500; // files per directory of the 9P create rows, as the tarball's
 const FSOPS_SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'fsops.c');
 /** The issue's floors: ratio to the host below which a row is a failure of the design. */
 const FLOORS: Record<string, number> = { 'seq-read': 0.25, 'find-stat': 0.05, untar: 0.1 };
@@ -37,6 +44,8 @@ export interface GoferRow {
   unit: string;
   /** The figure over the host's in the same run (higher is better for every unit here). */
   ratio?: number;
+  /** On the 9P rows of our Gofer: its figure over diod's in the same run. */
+  vsDiod?: number;
   floor?: number;
 }
 
@@ -46,6 +55,8 @@ export interface GoferReport {
   files: number;
   tarFiles: number;
   randomReads: number;
+  /** Small files read whole (open + read + close), each of 256 B to 4 KiB. */
+  smallFiles: number;
   rows: GoferRow[];
   /** Rows that could not run, with the reason. */
   skipped: string[];
@@ -58,6 +69,8 @@ interface Sizes {
   files: number;
   tarFiles: number;
   reads: number;
+  /** Small files for the open + read + close rows. */
+  small: number;
   reps: number;
   /** Only the untar rows. */
   untarOnly?: boolean;
@@ -117,6 +130,114 @@ async function metadata(c: Client, root: number, FILES: number): Promise<number>
   return FILES / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
+/** The page of a file of `pages` pages that random read `i` reads: the same pages for the host and both servers. */
+export function randomPage(i: number, pages: number): number {
+  let x = (i + 1) * 0x9e3779b1;
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return ((x ^ (x >>> 16)) >>> 0) % pages;
+}
+
+/** Small file `i`'s path under DIR and its size, 256 B to 4 KiB (`buildRoot` makes them). */
+export function smallFile(i: number): { path: string[]; size: number } {
+  return { path: ['data', 'small', `d${Math.floor(i / 1000)}`, `f${i % 1000}`], size: 256 + ((i * 397) % 3841) };
+}
+
+/** Runs `work(i)` for every i below `count`, `depth` at a time; per second. */
+async function perSecond(count: number, depth: number, work: (i: number) => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) await work(i);
+  };
+  await Promise.all(Array.from({ length: depth }, worker));
+  return count / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+/** `count` Treads of 4 KiB of `name` at random pages, DEPTH in flight; reads per second. */
+async function randRead(c: Client, root: number, name: string[], SIZE: number, count: number): Promise<number> {
+  const f = c.allocFid();
+  await c.walk(root, f, name);
+  await c.lopen(f, F.O_RDONLY);
+  const pages = SIZE / 4096;
+  const rate = await perSecond(count, DEPTH, async (i) => {
+    const n = (await c.read(f, BigInt(randomPage(i, pages) * 4096), 4096)).length;
+    if (n !== 4096) throw new Error(`random read ${i}: ${n} bytes`);
+  });
+  await c.clunk(f);
+  return rate;
+}
+
+/** Walk + lopen + read + clunk of every small file, FILES_IN_FLIGHT at a time; files per second. */
+async function smallReads(c: Client, root: number, count: number): Promise<number> {
+  return perSecond(count, FILES_IN_FLIGHT, async (i) => {
+    const { path, size } = smallFile(i);
+    const f = c.allocFid();
+    await c.walk(root, f, path);
+    await c.lopen(f, F.O_RDONLY);
+    const n = (await c.read(f, 0n, 8192)).length;
+    await c.clunk(f);
+    if (n !== size) throw new Error(`${path.join('/')}: read ${n} of ${size} bytes`);
+  });
+}
+
+/** The tarball's file `i` (`buildRoot`), and so what the 9P create rows write into their file `i`. */
+function tarContent(i: number): Buffer {
+  return Buffer.from(`file ${i}\n`.repeat(1 + (i % 7)));
+}
+
+/**
+ * `count` files made as tar -x makes them (in directories of CREATE_DIR under `work/<dir>`, made first): per file a
+ * walk of its directory, Tlcreate, Twrite of its content, Tsetattr of its mode and times, Tclunk;
+ * FILES_IN_FLIGHT at a time. Files per second, the directories' Tmkdirs included.
+ */
+async function createFiles(c: Client, root: number, dir: string, count: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const top = c.allocFid();
+  await c.walk(root, top, ['work']);
+  await c.mkdir(top, dir, 0o755);
+  const dirs: number[] = [];
+  for (let k = 0; k * CREATE_DIR < count; k++) {
+    const d = c.allocFid();
+    await c.walk(top, d, [dir]);
+    await c.mkdir(d, `d${k}`, 0o755);
+    await c.walk(d, d, [`d${k}`]);
+    dirs.push(d);
+  }
+  await c.clunk(top);
+  const times = { atimeSec: 1700000000n, mtimeSec: 1700000000n };
+  await perSecond(count, FILES_IN_FLIGHT, async (i) => {
+    const f = c.allocFid();
+    await c.walk(dirs[Math.floor(i / CREATE_DIR)]!, f, []);
+    await c.lcreate(f, `f${i % CREATE_DIR}`, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
+    await c.writeAll(f, 0n, tarContent(i));
+    await c.setattr(f, SETATTR.MODE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET, { mode: 0o644, ...times });
+    await c.clunk(f);
+  });
+  const rate = count / (Number(process.hrtime.bigint() - t0) / 1e9);
+  for (const d of dirs) await c.clunk(d);
+  return rate;
+}
+
+/** The host's side of `createFiles`: openat(O_CREAT | O_EXCL), pwrite, fchmod, utimensat, close per file. */
+function hostCreate(root: string, dir: string, count: number): number {
+  const t0 = process.hrtime.bigint();
+  const top = join(root, 'work', dir);
+  mkdirSync(top);
+  for (let i = 0; i < count; i++) {
+    const d = join(top, `d${Math.floor(i / CREATE_DIR)}`);
+    if (i % CREATE_DIR === 0) mkdirSync(d);
+    const fd = fs.openat(F.AT_FDCWD, join(d, `f${i % CREATE_DIR}`), F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_CLOEXEC, 0o644);
+    if (fd < 0) throw new Error(`host create ${i}: errno ${-fd}`);
+    const data = tarContent(i);
+    if (fs.pwrite(fd, data, 0n) !== data.length) throw new Error(`host write ${i}`);
+    fs.fchmod(fd, 0o644);
+    fs.utimensat(fd, '', 1700000000n, 0, 1700000000n, 0, F.AT_EMPTY_PATH);
+    fs.close(fd);
+  }
+  return count / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
 function readFd(fd: number, SIZE: number): number {
   const buf = new Uint8Array(MSIZE);
   const t0 = process.hrtime.bigint();
@@ -131,14 +252,15 @@ function readFd(fd: number, SIZE: number): number {
 }
 
 /**
- * DIR for the rootfs rows: a busybox root with fsops, `data/big`, `data/many/dK/fI` files, `data/files.tar`, `work/`.
+ * DIR for the rootfs rows: a busybox root with fsops, `data/big`, `data/many/dK/fI` files (a few bytes each),
+ * `data/small/dK/fI` files (`smallFile`), `data/files.tar`, `work/`.
  * The tarball's sources are made and removed in `dir`-tarsrc, beside DIR's file system and not on it: on ext4
  * without a journal, inodes freed there are stepped over by every new file for the next 60-360 s (see `script`),
  * so their removal slowed whichever untars ran in that window, the sandbox's in the full run.
  */
 async function buildRoot(dir: string, z: Sizes): Promise<string> {
   const root = join(dir, 'root');
-  for (const d of ['bin', 'proc', 'dev', 'tmp', 'data/many', 'work']) mkdirSync(join(root, d), { recursive: true });
+  for (const d of ['bin', 'proc', 'dev', 'tmp', 'data/many', 'data/small', 'work']) mkdirSync(join(root, d), { recursive: true });
   chmodSync(root, 0o755);
   chmodSync(join(root, 'work'), 0o777); // the sandboxed program is host uid 65534
   copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
@@ -154,11 +276,16 @@ async function buildRoot(dir: string, z: Sizes): Promise<string> {
     if (i % 1000 === 0) mkdirSync(d);
     writeFileSync(join(d, `f${i % 1000}`), `${i}`);
   }
+  for (let i = 0; i < z.small; i++) {
+    const { path, size } = smallFile(i);
+    if (i % 1000 === 0) mkdirSync(join(root, ...path.slice(0, -1)));
+    writeFileSync(join(root, ...path), Buffer.alloc(size, i & 0xff));
+  }
   const src = `${dir}-tarsrc`;
   for (let i = 0; i < z.tarFiles; i++) {
     const d = join(src, `d${Math.floor(i / 500)}`);
     if (i % 500 === 0) mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, `f${i % 500}`), `file ${i}\n`.repeat(1 + (i % 7)));
+    writeFileSync(join(d, `f${i % 500}`), tarContent(i));
   }
   const tar = await runAsync(['tar', '-cf', join(root, 'data/files.tar'), '-C', src, '.'], 120000);
   if (tar.code !== 0) throw new Error(`tar -c: ${tar.stderr.trim()}`);
@@ -169,11 +296,12 @@ async function buildRoot(dir: string, z: Sizes): Promise<string> {
 
 /**
  * The script both sides run, with DIR's paths under `r` ('' inside the sandbox); one "test ns amount" line per rep.
- * Each untar goes into a directory of its own (`work/<side><rep>`), all removed only after every side has run
- * (in `rootfsRows`): DIR's file system is ext4 without a journal here, whose inode allocator steps over inodes
+ * Each untar goes into a directory of its own (`work/<side><rep>`), none removed before the run ends (the file
+ * system goes with its image; `inodesNeeded`): DIR's file system is ext4 without a journal here, whose inode allocator steps over inodes
  * freed in the last 60 s (300 s while their table block is dirty), reading each one's table block
  * (`recently_deleted`). A `rm -rf` of 10,000 files between reps made every later untar pay that scan (it was a
- * third of the Gofer's CPU), while the host's first rep, on a quiet table, did not.
+ * third of the Gofer's CPU), while the host's first rep, on a quiet table, did not; removing them once every side
+ * had run slowed the 9P create rows after (the host's creates ran at 2,400 files/s).
  */
 function script(r: string, z: Sizes, side: string): string {
   const lines: string[] = [];
@@ -190,6 +318,7 @@ function script(r: string, z: Sizes, side: string): string {
     // and then stats them oldest first, the worst order for the FUSE side's least-recently-used bound (every
     // stat re-looks its file up once the tree has more files than the bound); xargs streams as GNU find does.
     lines.push(`printf 'find-stat '; ${r}/bin/fsops time ${r}/bin/sh -c '${r}/bin/find ${r}/data/many | ${r}/bin/xargs ${r}/bin/stat -c %s'`);
+    lines.push(`printf 'small-files '; ${r}/bin/fsops smallread ${r}/data/small ${z.small}`);
     lines.push(untar);
   }
   return lines.join('\n');
@@ -209,13 +338,19 @@ export function bestOf(out: string, z: Pick<Sizes, 'files' | 'tarFiles'>): Map<s
     if ((test === 'find-stat' || test === 'untar') && amount !== 0) throw new Error(`${test}: the program exited with status ${amount}`);
     const s = ns / 1e9;
     const value =
-      test === 'seq-read' ? amount / s / 1e6 : test === 'rand-read' ? amount / s : test === 'find-stat' ? (z.files + Math.ceil(z.files / 1000) + 1) / s : z.tarFiles / s;
+      test === 'seq-read'
+        ? amount / s / 1e6
+        : test === 'rand-read' || test === 'small-files'
+          ? amount / s
+          : test === 'find-stat'
+            ? (z.files + Math.ceil(z.files / 1000) + 1) / s
+            : z.tarFiles / s;
     best.set(test, Math.max(best.get(test) ?? 0, value));
   }
   return best;
 }
 
-const UNIT: Record<string, string> = { 'seq-read': 'MB/s', 'rand-read': 'reads/s', 'find-stat': 'files/s', untar: 'files/s' };
+const UNIT: Record<string, string> = { 'seq-read': 'MB/s', 'rand-read': 'reads/s', 'find-stat': 'files/s', 'small-files': 'files/s', untar: 'files/s' };
 
 async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Promise<GoferRow[]> {
   const root = await buildRoot(dir, z);
@@ -232,15 +367,12 @@ async function rootfsRows(dir: string, z: Sizes, log: (l: string) => void): Prom
   settle();
   const host2 = await runAsync([join(root, 'bin/sh'), '-c', script(root, z, 'k')], 600000);
   if (host2.code !== 0) throw new Error(`second host run: ${host2.stderr.trim().split('\n')[0]}`);
-  rmSync(join(root, 'work'), { recursive: true, force: true }); // every side's untars (see `script`)
-  mkdirSync(join(root, 'work'), { mode: 0o777 });
-  chmodSync(join(root, 'work'), 0o777);
   const untars = (out: string) => [...out.matchAll(/^untar (\d+) 0$/gm)].map((m) => Math.round(z.tarFiles / (Number(m[1]) / 1e9))).join(' ');
   log(`gofer bench: untar files/s per rep: host ${untars(host1.stdout)}; run --rootfs ${untars(inside.stdout)}; host again ${untars(host2.stdout)}`);
   const host = bestOf(host1.stdout + '\n' + host2.stdout, z);
   const sand = bestOf(inside.stdout, z);
   const rows: GoferRow[] = [];
-  for (const test of z.untarOnly ? ['untar'] : ['seq-read', 'rand-read', 'find-stat', 'untar']) {
+  for (const test of z.untarOnly ? ['untar'] : ['seq-read', 'rand-read', 'find-stat', 'small-files', 'untar']) {
     const h = host.get(test);
     const v = sand.get(test);
     if (h === undefined || v === undefined) throw new Error(`no ${test} figure (host ${h}, sandbox ${v})`);
@@ -260,18 +392,18 @@ interface FuseStats {
 
 /**
  * FUSE requests and 9P requests per file of an untar inside `run --rootfs`: the server's counts over a run that
- * unpacks the tarball, less those of a run that only makes the directory (start-up, exec, exit).
+ * unpacks the tarball, less those of a run that only makes the directory (start-up, exec, exit). Each into a
+ * directory of its own, kept (see `script`).
  */
 async function untarRequests(root: string, z: Sizes, log: (l: string) => void): Promise<GoferRow[]> {
   const counted = async (cmd: string): Promise<FuseStats> => {
     const r = await runAsync(['env', 'TSVISOR_FUSE_STATS=1', ...tsvisorCommand(), 'run', '--network=none', '--rootfs', root, '--', '/bin/sh', '-c', cmd], 900000);
-    rmSync(join(root, 'work/c'), { recursive: true, force: true });
     const line = r.stderr.split('\n').find((l) => l.startsWith('tsvisor fuse stats: '));
     if (r.code !== 0 || !line) throw new Error(`counting run: status ${r.code}, ${line ? '' : 'no stats line; '}${r.stderr.trim().split('\n').slice(-1)[0]}`);
     return JSON.parse(line.slice('tsvisor fuse stats: '.length)) as FuseStats;
   };
-  const base = await counted('/bin/mkdir /work/c');
-  const full = await counted(`/bin/mkdir /work/c && /bin/tar -xf /data/files.tar -C /work/c`);
+  const base = await counted('/bin/mkdir /work/c0');
+  const full = await counted(`/bin/mkdir /work/c1 && /bin/tar -xf /data/files.tar -C /work/c1`);
   const per = (a: number, b: number) => (a - b) / z.tarFiles;
   const ops = Object.keys(full.requests)
     .map((op) => [op, per(full.requests[op] ?? 0, base.requests[op] ?? 0)] as const)
@@ -285,23 +417,52 @@ async function untarRequests(root: string, z: Sizes, log: (l: string) => void): 
   ];
 }
 
-/** The 9P rows: our client against our server and diod, and the donated descriptor, beside the host. */
+/** The host's figures the 9P rows are beside: pread of 1 MiB pieces, 4 KiB preads, statx, small files, creates. */
+function hostP9Rows(root: string, z: Sizes): GoferRow[] {
+  const big = join(root, 'data/big');
+  const hfd = fs.openat(F.AT_FDCWD, big, F.O_RDONLY | F.O_CLOEXEC);
+  readFd(hfd, z.size);
+  const hostSeq = readFd(hfd, z.size);
+  const page = new Uint8Array(4096);
+  let t0 = process.hrtime.bigint();
+  for (let i = 0; i < z.reads; i++) {
+    if (fs.pread(hfd, page, BigInt(randomPage(i, z.size / 4096) * 4096)) !== 4096) throw new Error('short host pread');
+  }
+  const hostRand = z.reads / (Number(process.hrtime.bigint() - t0) / 1e9);
+  fs.close(hfd);
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < z.files; i++) {
+    if (typeof fs.statx(F.AT_FDCWD, join(root, 'data/many', `d${Math.floor(i / 1000)}`, `f${i % 1000}`), F.AT_SYMLINK_NOFOLLOW) === 'number') throw new Error('stat failed');
+  }
+  const hostMeta = z.files / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const buf = new Uint8Array(8192);
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < z.small; i++) {
+    const { path, size } = smallFile(i);
+    const fd = fs.openat(F.AT_FDCWD, join(root, ...path), F.O_RDONLY | F.O_CLOEXEC);
+    if (fd < 0 || fs.pread(fd, buf, 0n) !== size) throw new Error(`host small file ${i}`);
+    fs.close(fd);
+  }
+  const hostSmall = z.small / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const hostMake = hostCreate(root, 'p9-host', z.tarFiles);
+  return [
+    { test: '9p-seq-read', system: 'host pread', value: hostSeq, unit: 'MB/s', ratio: 1 },
+    { test: '9p-rand-read', system: 'host pread', value: hostRand, unit: 'reads/s', ratio: 1 },
+    { test: '9p-metadata', system: 'host statx', value: hostMeta, unit: 'files/s', ratio: 1 },
+    { test: '9p-small-files', system: 'host open+read+close', value: hostSmall, unit: 'files/s', ratio: 1 },
+    { test: '9p-create', system: 'host open+write+chmod+utimens', value: hostMake, unit: 'files/s', ratio: 1 },
+  ];
+}
+
+/**
+ * The 9P rows: our plain 9P2000.L client against our server and diod, one after the other on the same root, each
+ * row with its ratio to the host's and ours with its ratio to diod's; then the donated descriptor.
+ */
 async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): Promise<GoferRow[]> {
   const procs: ChildProcess[] = [];
-  const rows: GoferRow[] = [];
+  const rows = hostP9Rows(root, z);
+  const host = (test: string) => rows.find((r) => r.test === test)!.value;
   try {
-    const big = join(root, 'data/big');
-    const hfd = fs.openat(F.AT_FDCWD, big, F.O_RDONLY | F.O_CLOEXEC);
-    readFd(hfd, z.size);
-    const hostSeq = readFd(hfd, z.size);
-    fs.close(hfd);
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < z.files; i++) {
-      if (typeof fs.statx(F.AT_FDCWD, join(root, 'data/many', `d${Math.floor(i / 1000)}`, `f${i % 1000}`), F.AT_SYMLINK_NOFOLLOW) === 'number') throw new Error('stat failed');
-    }
-    const hostMeta = z.files / (Number(process.hrtime.bigint() - t0) / 1e9);
-    rows.push({ test: '9p-seq-read', system: 'host pread', value: hostSeq, unit: 'MB/s', ratio: 1 });
-    rows.push({ test: '9p-metadata', system: 'host statx', value: hostMeta, unit: 'files/s', ratio: 1 });
     const servers: [string, string, string][] = [];
     const ours = join(dir, 'ours.sock');
     procs.push(spawn(tsvisorCommand()[0]!, [...tsvisorCommand().slice(1), 'gofer', '--root', root, '--listen', `unix:${ours}`, '--no-confine'], { stdio: 'ignore' }));
@@ -313,18 +474,34 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
     } else {
       skipped.push('9P rows of diod: diod is not installed (apt install diod)');
     }
+    const bySystem = new Map<string, GoferRow[]>();
     for (const [system, sock, aname] of servers) {
       await waitFor(sock);
       const c = await Client.connect(sock, MSIZE);
       const r = c.allocFid();
       await c.attach(r, 0, aname);
-      await seqRead(c, r, ['data', 'big'], z.size); // warm-up
-      const seq = await seqRead(c, r, ['data', 'big'], z.size);
-      rows.push({ test: '9p-seq-read', system: `${system} (msize ${c.msize >> 10} KiB)`, value: seq, unit: 'MB/s', ratio: seq / hostSeq });
+      const mine: GoferRow[] = [];
+      const row = (test: string, name: string, value: number, unit: string) => mine.push({ test, system: name, value, unit, ratio: value / host(test) });
+      await seqRead(c, r, ['data', 'big'], z.size); // warm-up, for this and the random reads
+      row('9p-seq-read', `${system} (msize ${c.msize >> 10} KiB)`, await seqRead(c, r, ['data', 'big'], z.size), 'MB/s');
+      row('9p-rand-read', system, await randRead(c, r, ['data', 'big'], z.size, z.reads), 'reads/s');
       await metadata(c, r, z.files);
-      const meta = await metadata(c, r, z.files);
-      rows.push({ test: '9p-metadata', system, value: meta, unit: 'files/s', ratio: meta / hostMeta });
+      row('9p-metadata', system, await metadata(c, r, z.files), 'files/s');
+      await smallReads(c, r, z.small);
+      row('9p-small-files', system, await smallReads(c, r, z.small), 'files/s');
+      row('9p-create', system, await createFiles(c, r, `p9-${system.replace(/\W+/g, '-')}`, z.tarFiles), 'files/s');
       c.close();
+      bySystem.set(system, mine);
+    }
+    const diodRows = bySystem.get('diod');
+    for (const mine of bySystem.get('tsvisor gofer') ?? []) {
+      const theirs = diodRows?.find((d) => d.test === mine.test);
+      if (theirs) mine.vsDiod = mine.value / theirs.value;
+    }
+    // Each test's rows together: host, ours, diod.
+    for (const test of rows.map((r) => r.test)) {
+      const at = rows.findIndex((r) => r.test === test) + 1;
+      rows.splice(at, 0, ...[...bySystem.values()].flatMap((m) => m.filter((x) => x.test === test)));
     }
     const d = await Client.connect(ours, MSIZE, { donation: true });
     const r = d.allocFid();
@@ -334,7 +511,13 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
     const opened = await d.lopen(f, F.O_RDONLY);
     readFd(opened.fd!, z.size);
     const don = readFd(opened.fd!, z.size);
-    rows.push({ test: '9p-seq-read', system: 'tsvisor gofer, donated descriptor', value: don, unit: 'MB/s', ratio: don / hostSeq });
+    rows.splice(rows.map((x) => x.test).lastIndexOf('9p-seq-read') + 1, 0, {
+      test: '9p-seq-read',
+      system: 'tsvisor gofer, donated descriptor',
+      value: don,
+      unit: 'MB/s',
+      ratio: don / host('9p-seq-read'),
+    });
     fs.close(opened.fd!);
     d.close();
   } finally {
@@ -347,11 +530,11 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
 /** Runs both parts in a directory of its own under /var/tmp (removed at the end). */
 export async function runGoferBench(o: { quick: boolean; untarOnly?: boolean; log: (line: string) => void }): Promise<GoferReport> {
   const z: Sizes = o.quick
-    ? { size: 256 << 20, files: 5000, tarFiles: 2000, reads: 20000, reps: 3 }
-    : { size: 1 << 30, files: 20000, tarFiles: 10000, reads: 100000, reps: 3 };
-  if (o.untarOnly) Object.assign(z, { size: 4096, files: 0, untarOnly: true });
+    ? { size: 256 << 20, files: 5000, tarFiles: 2000, reads: 20000, small: 2000, reps: 3 }
+    : { size: 1 << 30, files: 20000, tarFiles: 10000, reads: 100000, small: 10000, reps: 3 };
+  if (o.untarOnly) Object.assign(z, { size: 4096, files: 0, small: 0, untarOnly: true });
   const dir = mkdtempSync('/var/tmp/tgf-bench-');
-  const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, rows: [], skipped: [], machine: readMachine() };
+  const report: GoferReport = { sizeMiB: z.size >> 20, files: z.files, tarFiles: z.tarFiles, randomReads: z.reads, smallFiles: z.small, rows: [], skipped: [], machine: readMachine() };
   const unmount = freshFileSystem(dir, imageBytes(o), inodesNeeded(z), report.skipped);
   chmodSync(dir, 0o755);
   try {
@@ -379,12 +562,14 @@ export function imageBytes(o: { quick: boolean; untarOnly?: boolean }): number {
 
 /**
  * Inodes a run makes on DIR's file system, none freed before its end (see `script`): the tarball's sources, every
- * side's untars (host, sandbox, host again: `reps` each), the two counting runs of `untarRequests`, the find tree.
+ * side's untars (host, sandbox, host again: `reps` each), the two counting runs of `untarRequests`, the find tree,
+ * the small files, and (but with --untar) the 9P create rows' three trees (host, our Gofer, diod) of as many files.
  * mkfs.ext4 gives one inode per 16 KiB: 65,536 in the 1 GiB of `--untar`, where 10,000-file untars need ~120,000.
  */
-export function inodesNeeded(z: Pick<Sizes, 'files' | 'tarFiles' | 'reps'>): number {
+export function inodesNeeded(z: Pick<Sizes, 'files' | 'tarFiles' | 'small' | 'reps' | 'untarOnly'>): number {
   const tree = z.tarFiles + Math.ceil(z.tarFiles / 500) + 2;
-  return (3 * z.reps + 3) * tree + z.files + Math.ceil(z.files / 1000) + 1024;
+  const trees = 3 * z.reps + 3 + (z.untarOnly ? 0 : 3);
+  return trees * tree + z.files + Math.ceil(z.files / 1000) + z.small + Math.ceil(z.small / 1000) + 1024;
 }
 
 /**
@@ -422,11 +607,12 @@ function freshFileSystem(dir: string, bytes: number, inodes: number, skipped: st
 /** The report as a text table. */
 export function formatGoferTable(r: GoferReport): string {
   const lines = [
-    `Gofer (${r.sizeMiB} MiB file, ${r.randomReads} random 4 KiB reads, find+stat of ${r.files} files, untar of ${r.tarFiles}; best of 3; ratio to the host in this run)`,
+    `Gofer (${r.sizeMiB} MiB file, ${r.randomReads} random 4 KiB reads, find+stat of ${r.files} files, ${r.smallFiles} small files read, untar of ${r.tarFiles}; best of 3; ratio to the host in this run)`,
   ];
   for (const row of r.rows) {
     const floor = row.floor === undefined ? '' : `  (floor ${row.floor}×${row.ratio! < row.floor ? ': BELOW' : ''})`;
-    lines.push(`${row.test.padEnd(12)} ${row.system.padEnd(34)} ${row.value.toFixed(row.unit === 'req/file' ? 1 : 0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}`);
+    const diod = row.vsDiod === undefined ? '' : `  (${row.vsDiod.toFixed(2)}× diod)`;
+    lines.push(`${row.test.padEnd(14)} ${row.system.padEnd(34)} ${row.value.toFixed(row.unit === 'req/file' ? 1 : 0).padStart(10)} ${row.unit.padEnd(8)} ${row.ratio === undefined ? '' : row.ratio.toFixed(3) + '×'}${floor}${diod}`);
   }
   for (const s of r.skipped) lines.push(`skipped: ${s}`);
   if (r.machine) lines.push(describeMachine(r.machine));
@@ -434,7 +620,7 @@ export function formatGoferTable(r: GoferReport): string {
 }
 
 const USAGE = `usage: node --import tsx bench/gofer.ts [--quick] [--untar] [--json FILE]
-  --quick      smaller sizes: a 256 MiB file, find+stat of 5,000 files, untar of 2,000 (about a minute)
+  --quick      smaller sizes: a 256 MiB file, find+stat of 5,000 files, 2,000 small files, untar of 2,000
   --untar      only the untar rows (10,000 files, or 2,000 with --quick) and the requests per file
   --json FILE  also write the report as JSON
 `;

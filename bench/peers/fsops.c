@@ -3,10 +3,13 @@
  * `tsvisor run --rootfs` (built static, so a busybox root can run it). Each prints "<nanoseconds> <amount>":
  *   fsops seqread FILE          read(2) of FILE in 1 MiB pieces to its end; amount = bytes
  *   fsops randread FILE COUNT   COUNT pread(2)s of 4 KiB at pseudo-random 4 KiB-aligned offsets; amount = reads
+ *   fsops smallread DIR COUNT   open(2), read(2) to the end and close(2) of DIR/dK/fI for I < COUNT, K = I / 1000
+ *                               (the files of a few hundred bytes to 4 KiB); amount = files
  *   fsops time PROGRAM ARGS...  runs PROGRAM (its stdout to /dev/null) to its end; amount = its exit status
  *                               (non-zero also exits 1)
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +53,23 @@ int main(int argc, char **argv) {
     printf("%lld %ld\n", now() - t0, count);
     return 0;
   }
+  if (argc == 4 && strcmp(argv[1], "smallread") == 0) {
+    long count = atol(argv[3]);
+    if (count <= 0) return fprintf(stderr, "smallread: no count\n"), 1;
+    char path[4096];
+    long long t0 = now();
+    for (long i = 0; i < count; i++) {
+      snprintf(path, sizeof path, "%s/d%ld/f%ld", argv[2], i / 1000, i % 1000);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return perror(path), 1;
+      ssize_t n, got = 0;
+      while ((n = read(fd, buf, sizeof buf)) > 0) got += n;
+      if (n < 0 || got == 0) return fprintf(stderr, "smallread: %s: %s\n", path, n < 0 ? strerror(errno) : "empty"), 1;
+      close(fd);
+    }
+    printf("%lld %ld\n", now() - t0, count);
+    return 0;
+  }
   if (argc >= 3 && strcmp(argv[1], "time") == 0) {
     long long t0 = now();
     pid_t pid = fork();
@@ -68,6 +88,6 @@ int main(int argc, char **argv) {
     printf("%lld %d\n", t, code);
     return code != 0;
   }
-  fprintf(stderr, "usage: fsops seqread FILE | randread FILE COUNT | time PROGRAM ARGS...\n");
+  fprintf(stderr, "usage: fsops seqread FILE | randread FILE COUNT | smallread DIR COUNT | time PROGRAM ARGS...\n");
   return 2;
 }

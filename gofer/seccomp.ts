@@ -9,28 +9,28 @@
  * The filter is compiled in cli/gofer.ts with sentry/seccomp's assembler (gofer/ imports only lib/).
  */
 
-/** Allowed calls, grouped by why the Gofer needs them. */
+/** Allowed calls, grouped by why the Gofer needs them, each with its own reason. */
 export const GOFER_ALLOWLIST_WHY: Readonly<Record<string, readonly string[]>> = {
   // The 9P operations themselves (gofer/server/ops.ts, lib/fs.ts): descriptor-relative lookups and changes.
   'file operations': [
     'openat', // reopen through /proc/self/fd; "." of a directory; ".." of a walk
     'openat2', // every confined lookup (RESOLVE_BENEATH / RESOLVE_IN_ROOT)
-    'close',
+    'close', // a fid's descriptors at Tclunk; a donated descriptor once sent
     'statx', // Tgetattr, qids, identity checks
-    'newfstatat',
-    'fstat',
+    'newfstatat', // glibc's fstat() since 2.33 (fstatat with AT_EMPTY_PATH): libuv's fallback from statx
+    'fstat', // the same through an older glibc, or code calling it directly
     'fstatfs', // Tstatfs
     'mkdirat', // Tmkdir
     'mknodat', // Tmknod (regular files and fifos; CAP_MKNOD is dropped, so never a device)
     'unlinkat', // Tunlinkat, Tremove
     'renameat', // Trenameat, Trename (glibc's renameat2 with no flags)
-    'renameat2',
+    'renameat2', // the same where glibc issues renameat2 itself (lib/fs.renameat2)
     'symlinkat', // Tsymlink
     'readlinkat', // Treadlink, symlink resolution of aname
     'linkat', // Tlink (through /proc/self/fd/N: no CAP_DAC_READ_SEARCH needed)
     'fchownat', // Tsetattr uid/gid, owner of created files
     'fchmodat2', // Tsetattr mode on an O_PATH descriptor (Linux 6.6+)
-    'fchmodat',
+    'fchmodat', // lib/fs.fchmodat; no handler calls it today (fchmodat2 or fchmod do), so it could go
     'fchmod', // Tsetattr mode where fchmodat2 is missing
     'utimensat', // Tsetattr times
     'ftruncate', // Tsetattr size
@@ -38,57 +38,68 @@ export const GOFER_ALLOWLIST_WHY: Readonly<Record<string, readonly string[]>> = 
     'lseek', // Treaddir's cookie
     'fcntl', // F_DUPFD_CLOEXEC, F_GETFL, F_OFD_SETLK/GETLK (Tlock, Tgetlock)
     'fgetxattr', // Txattrwalk
-    'flistxattr',
+    'flistxattr', // Txattrwalk with an empty name: the list of names
     'fsetxattr', // Txattrcreate + Tclunk
-    'fremovexattr',
+    'fremovexattr', // Txattrcreate of size 0 + Tclunk: removal
   ],
   // Reads, writes and fsync run on libuv's thread pool through Node's fs.
-  'file I/O': ['read', 'write', 'pread64', 'pwrite64', 'readv', 'writev', 'preadv', 'pwritev', 'fsync', 'fdatasync'],
+  'file I/O': [
+    'read', // the listening and connected sockets (Node's net); libuv's wake-up eventfd
+    'write', // replies on a plain connection; libuv's wake-ups
+    'pread64', // Tread at an offset
+    'pwrite64', // Twrite at an offset
+    'readv', // libuv's fs.read with more than one buffer, and its stream reads
+    'writev', // Node's net writes several queued replies at once
+    'preadv', // libuv's fs.read at an offset with more than one buffer
+    'pwritev', // libuv's fs.write at an offset with more than one buffer
+    'fsync', // Tfsync
+    'fdatasync', // Tfsync with its datasync flag
+  ],
   // Accepting clients on the inherited listening socket, and the event loop.
   'connections and event loop': [
-    'accept4',
-    'shutdown',
+    'accept4', // a new client on the inherited listening socket
+    'shutdown', // Node ends a connection's writing side once the client has ended its own
     'recvmsg', // a donating connection's UnixStream reads with it
     'sendmsg', // SCM_RIGHTS descriptor donation
     'sendto', // glibc's send(): the UnixStream's writes (no address: the socket is connected, socket() is denied)
-    'epoll_wait',
-    'epoll_pwait',
-    'epoll_pwait2',
-    'epoll_ctl',
+    'epoll_wait', // libuv's event loop
+    'epoll_pwait', // the same with a signal mask (libuv, glibc's epoll_wait on newer kernels)
+    'epoll_pwait2', // the same with a nanosecond timeout (newer libuv)
+    'epoll_ctl', // adding and removing the sockets libuv polls
     'eventfd2', // libuv's async wake-ups
   ],
   // Node's runtime: memory, threads, time and signals.
   runtime: [
-    'mmap',
-    'munmap',
-    'mprotect',
-    'madvise',
-    'mremap',
-    'brk',
-    'futex',
+    'mmap', // V8's heap, thread stacks, malloc's large blocks
+    'munmap', // giving them back
+    'mprotect', // V8's code pages (write, then execute) and stack guard pages
+    'madvise', // V8 and malloc returning unused pages (MADV_DONTNEED)
+    'mremap', // glibc's realloc of a large block
+    'brk', // malloc's main arena
+    'futex', // locks and condition variables between the threads
     'clone', // a new thread (V8 and libuv start some lazily); fork is useless with execve denied
-    'clone3',
+    'clone3', // the same through newer glibc's pthread_create
     'set_robust_list', // glibc, at thread start
     'rseq', // glibc, at thread start
-    'sched_yield',
-    'sched_getaffinity',
-    'nanosleep',
-    'clock_nanosleep',
+    'sched_yield', // V8's spin locks, and UnixStream's poll yielding the CPU
+    'sched_getaffinity', // libuv and V8 sizing their thread pools from the CPUs
+    'nanosleep', // short sleeps of V8's platform threads
+    'clock_nanosleep', // glibc's nanosleep() and usleep()
     'clock_gettime', // normally the vDSO; the syscall when the vDSO is not used
-    'gettimeofday',
-    'getrandom',
-    'getpid',
-    'gettid',
+    'gettimeofday', // the same, for callers of the older call
+    'getrandom', // V8's hash seeds and Math.random, glibc's malloc
+    'getpid', // Node's process.pid, libuv, tgkill's first argument
+    'gettid', // V8's and glibc's ids of the running thread
     'tgkill', // V8 and libuv signal their own threads
-    'rt_sigaction',
-    'rt_sigprocmask',
-    'rt_sigreturn',
-    'sigaltstack',
-    'restart_syscall',
-    'exit',
-    'exit_group',
+    'rt_sigaction', // Node's and libuv's signal handlers (SIGTERM, SIGCHLD, SIGPIPE ignored)
+    'rt_sigprocmask', // signals blocked on new threads and around libuv's signal handling
+    'rt_sigreturn', // the return from any signal handler
+    'sigaltstack', // the stack Node's fatal-signal handler runs on
+    'restart_syscall', // a sleep interrupted by a signal, resumed by the kernel
+    'exit', // a thread ending
+    'exit_group', // the process ending (SIGTERM, its socket gone)
     'prctl', // PR_SET_NAME of new threads
-    'getrusage',
+    'getrusage', // process.resourceUsage and V8's CPU time checks
   ],
 };
 

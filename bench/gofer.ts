@@ -14,8 +14,9 @@
  *   diod on the same root in the same run, each beside the host's system calls and ours beside diod's: sequential
  *   read with four 1 MiB reads in flight; 4 KiB reads at random offsets, four in flight; walk + getattr + clunk
  *   per file; walk + lopen + read + clunk per small file; creating files as an untar does (walk, lcreate, write,
- *   setattr of mode and times, clunk) in a fresh directory per side; the last three 16 files in flight. Then the
- *   descriptor the 9P2000.L.tsvisor dialect donates.
+ *   setattr of mode and times, clunk) in a fresh directory per side; the last three 16 files in flight. Then rows of
+ *   the 9P2000.L.tsvisor dialect: the sequential read and the small files through the descriptor it donates, and
+ *   the creates as one Tlcreateat with the descriptor written.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
@@ -236,6 +237,60 @@ function hostCreate(root: string, dir: string, count: number): number {
     fs.close(fd);
   }
   return count / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+/**
+ * `smallReads` in the 9P2000.L.tsvisor dialect: walk + lopen, whose reply donates the opened descriptor, a pread
+ * of it and close, clunk; files per second.
+ */
+async function smallReadsDonated(c: Client, root: number, count: number): Promise<number> {
+  const buf = new Uint8Array(8192);
+  return perSecond(count, FILES_IN_FLIGHT, async (i) => {
+    const { path, size } = smallFile(i);
+    const f = c.allocFid();
+    await c.walk(root, f, path);
+    const { fd } = await c.lopen(f, F.O_RDONLY);
+    if (fd === undefined) throw new Error(`${path.join('/')}: no descriptor donated`);
+    const n = fs.pread(fd, buf, 0n);
+    fs.close(fd);
+    await c.clunk(f);
+    if (n !== size) throw new Error(`${path.join('/')}: read ${n} of ${size} bytes`);
+  });
+}
+
+/**
+ * `createFiles` in the 9P2000.L.tsvisor dialect, as the FUSE side creates: one Tlcreateat (the opened file, whose
+ * descriptor the reply donates, and the file unopened), a pwrite of the descriptor and close, Tsetattr of the
+ * unopened fid, both clunked; files per second, the directories' Tmkdirs included.
+ */
+async function createFilesDialect(c: Client, root: number, dir: string, count: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const top = c.allocFid();
+  await c.walk(root, top, ['work']);
+  await c.mkdir(top, dir, 0o755);
+  const dirs: number[] = [];
+  for (let k = 0; k * CREATE_DIR < count; k++) {
+    const d = c.allocFid();
+    await c.walk(top, d, [dir]);
+    await c.mkdir(d, `d${k}`, 0o755);
+    await c.walk(d, d, [`d${k}`]);
+    dirs.push(d);
+  }
+  await c.clunk(top);
+  await perSecond(count, FILES_IN_FLIGHT, async (i) => {
+    const [f, node] = [c.allocFid(), c.allocFid()];
+    const { fd } = await c.lcreateat(dirs[Math.floor(i / CREATE_DIR)]!, f, node, `f${i % CREATE_DIR}`, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
+    if (fd === undefined) throw new Error(`create ${i}: no descriptor donated`);
+    const data = tarContent(i);
+    const n = fs.pwrite(fd, data, 0n);
+    fs.close(fd);
+    if (n !== data.length) throw new Error(`create ${i}: wrote ${n} of ${data.length}`);
+    await c.setattr(node, SETATTR.MODE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET, { mode: 0o644, atimeSec: 1700000000n, mtimeSec: 1700000000n });
+    await Promise.all([c.clunk(f), c.clunk(node)]);
+  });
+  const rate = count / (Number(process.hrtime.bigint() - t0) / 1e9);
+  for (const d of dirs) await c.clunk(d);
+  return rate;
 }
 
 function readFd(fd: number, SIZE: number): number {
@@ -511,15 +566,19 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
     const opened = await d.lopen(f, F.O_RDONLY);
     readFd(opened.fd!, z.size);
     const don = readFd(opened.fd!, z.size);
-    rows.splice(rows.map((x) => x.test).lastIndexOf('9p-seq-read') + 1, 0, {
-      test: '9p-seq-read',
-      system: 'tsvisor gofer, donated descriptor',
-      value: don,
-      unit: 'MB/s',
-      ratio: don / host('9p-seq-read'),
-    });
     fs.close(opened.fd!);
+    await smallReadsDonated(d, r, z.small);
+    const small = await smallReadsDonated(d, r, z.small);
+    const made = await createFilesDialect(d, r, 'p9-tsvisor-dialect', z.tarFiles);
     d.close();
+    const diodFigure = (test: string) => bySystem.get('diod')?.find((x) => x.test === test)?.value;
+    const dialect = (test: string, system: string, value: number, unit: string) => {
+      const theirs = diodFigure(test);
+      rows.splice(rows.map((x) => x.test).lastIndexOf(test) + 1, 0, { test, system, value, unit, ratio: value / host(test), vsDiod: theirs === undefined ? undefined : value / theirs });
+    };
+    dialect('9p-seq-read', 'tsvisor gofer, donated descriptor', don, 'MB/s');
+    dialect('9p-small-files', 'tsvisor gofer, donated descriptor', small, 'files/s');
+    dialect('9p-create', 'tsvisor gofer, Tlcreateat + donated', made, 'files/s');
   } finally {
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
@@ -563,12 +622,12 @@ export function imageBytes(o: { quick: boolean; untarOnly?: boolean }): number {
 /**
  * Inodes a run makes on DIR's file system, none freed before its end (see `script`): the tarball's sources, every
  * side's untars (host, sandbox, host again: `reps` each), the two counting runs of `untarRequests`, the find tree,
- * the small files, and (but with --untar) the 9P create rows' three trees (host, our Gofer, diod) of as many files.
+ * the small files, and (but with --untar) the 9P create rows' four trees (host, our Gofer, diod, our Gofer's dialect) of as many files.
  * mkfs.ext4 gives one inode per 16 KiB: 65,536 in the 1 GiB of `--untar`, where 10,000-file untars need ~120,000.
  */
 export function inodesNeeded(z: Pick<Sizes, 'files' | 'tarFiles' | 'small' | 'reps' | 'untarOnly'>): number {
   const tree = z.tarFiles + Math.ceil(z.tarFiles / 500) + 2;
-  const trees = 3 * z.reps + 3 + (z.untarOnly ? 0 : 3);
+  const trees = 3 * z.reps + 3 + (z.untarOnly ? 0 : 4);
   return trees * tree + z.files + Math.ceil(z.files / 1000) + z.small + Math.ceil(z.small / 1000) + 1024;
 }
 

@@ -51,6 +51,7 @@ export const GOFER_ALLOWLIST_WHY: Readonly<Record<string, readonly string[]>> = 
     'readv', // libuv's fs.read with more than one buffer, and its stream reads
     'writev', // Node's net writes several queued replies at once
     'preadv', // libuv's fs.read at an offset with more than one buffer
+    'preadv2', // Tread of cached bytes at once (RWF_NOWAIT, lib/fs.preadNowait), the thread pool taking the rest
     'pwritev', // libuv's fs.write at an offset with more than one buffer
     'fsync', // Tfsync
     'fdatasync', // Tfsync with its datasync flag

@@ -7,7 +7,7 @@
  * on x86-64 and aarch64 since they come from the unified syscall table.
  */
 import koffi from 'koffi';
-import { minusErrno } from './libc.ts';
+import { memoryAddress, minusErrno } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -127,6 +127,13 @@ const raw = {
     b: Uint8Array,
     n: number,
     off: number | bigint,
+  ) => number,
+  preadv2: libc.func('long preadv2(int fd, const void *iov, int iovcnt, int64_t off, int flags)') as (
+    fd: number,
+    iov: Uint8Array,
+    n: number,
+    off: number | bigint,
+    flags: number,
   ) => number,
   pwrite: libc.func('long pwrite64(int fd, const void *buf, size_t n, int64_t off)') as (
     fd: number,
@@ -517,6 +524,26 @@ export function flistxattr(fd: number): Uint8Array | number {
 /** pread(2) into `buf`. */
 export function pread(fd: number, buf: Uint8Array, offset: bigint): number {
   return minusErrno(raw.pread(fd, buf, buf.length, offset));
+}
+
+/** RWF_NOWAIT (linux/fs.h): preadv2 fails with EAGAIN rather than wait for the disk. */
+const RWF_NOWAIT = 0x8;
+const EAGAIN = 11;
+// The one iovec `preadNowait` hands the kernel; its fields are rewritten per call.
+const nowaitIov = new Uint8Array(16);
+const nowaitIovView = new DataView(nowaitIov.buffer);
+
+/**
+ * pread(2) into `buf` only if the kernel can answer without waiting for the disk (preadv2 with RWF_NOWAIT: the
+ * bytes are in the page cache); -EAGAIN when it cannot, or when `buf` has no address to give the kernel. The
+ * count may be short of `buf.length` where only part of the range is cached (and 0 at the end of the file).
+ */
+export function preadNowait(fd: number, buf: Uint8Array, offset: bigint): number {
+  const at = memoryAddress(buf);
+  if (at < 0) return -EAGAIN;
+  nowaitIovView.setBigUint64(0, BigInt(at), true);
+  nowaitIovView.setBigUint64(8, BigInt(buf.length), true);
+  return minusErrno(raw.preadv2(fd, nowaitIov, 1, offset, RWF_NOWAIT));
 }
 
 /** pwrite(2) of `buf`. */

@@ -1,5 +1,6 @@
 /** Shared set-up of the Gofer tests: a scratch tree with the exported root and a canary beside it. */
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import koffi from 'koffi';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { Client } from '../../gofer/client/client.ts';
@@ -17,6 +18,25 @@ export interface Scratch {
 
 /** The canary's content: no reply of the gofer may hold any of it. */
 export const CANARY = 'canary: nothing may read, write or link me through the gofer\n';
+const fadvise = koffi
+  .load('libc.so.6')
+  .func('int posix_fadvise(int fd, int64_t off, int64_t len, int advice)') as (fd: number, off: number, len: number, advice: number) => number;
+
+/**
+ * Writes `path` back and drops its pages from the page cache (POSIX_FADV_DONTNEED), so that the next read of it
+ * must come from the disk: the Gofer's Tread then takes libuv's thread pool instead of answering at once.
+ */
+export function dropCached(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+    const r = fadvise(fd, 0, 0, 4);
+    if (r !== 0) throw new Error(`posix_fadvise(${path}): error ${r}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** The content of `outside/secret`. */
 export const SECRET = 'secret\n';
 

@@ -6,7 +6,7 @@ import { bytes, text } from '../../gofer/p9/codec.ts';
 import { SETATTR } from '../../gofer/p9/messages.ts';
 import { IdMap } from '../../gofer/server/idmap.ts';
 import { F } from '../../lib/fs.ts';
-import { attachedClient, connectClient, errCode, scratch, startServer } from './helpers.ts';
+import { attachedClient, connectClient, dropCached, errCode, scratch, startServer } from './helpers.ts';
 import { everyMessage } from './scenario.ts';
 
 t.test('every message, our client against our server → Linux semantics on the exported tree', async (t) => {
@@ -145,6 +145,7 @@ t.test('Tflush of queued writes → they never run; Tflush of unknown tag → Rf
 t.test('a read on the thread pool and a getattr behind it → the getattr is answered first', async (t) => {
   const s = scratch(t);
   writeFileSync(join(s.root, 'big'), Buffer.alloc(1 << 20, 1));
+  dropCached(join(s.root, 'big')); // cached bytes would be read at once (next test), not on the pool
   const { c, root } = await attachedClient(t, s, { msize: 1 << 20 });
   const f = c.allocFid();
   await c.walk(root, f, ['big']);
@@ -158,6 +159,38 @@ t.test('a read on the thread pool and a getattr behind it → the getattr is ans
   await Promise.all([read, attr, ...busy]);
   t.same(order, ['Rgetattr', 'Rread'], 'replies leave in the order the work finishes, not the order of the requests');
   t.equal(await errCode(c.write(f, 1n << 60n, new Uint8Array(1))), 'EBADF', 'opened read-only');
+});
+
+t.test('a Tread of cached bytes is answered at once, with the thread pool busy; uncached bytes wait for the pool', async (t) => {
+  const s = scratch(t);
+  const data = Buffer.alloc(3 << 16);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
+  writeFileSync(join(s.root, 'cached'), data);
+  writeFileSync(join(s.root, 'cold'), data);
+  dropCached(join(s.root, 'cold'));
+  const { c, root } = await attachedClient(t, s, { msize: 1 << 20 });
+  const open = async (name: string) => {
+    const f = c.allocFid();
+    await c.walk(root, f, [name]);
+    await c.lopen(f, F.O_RDONLY);
+    return f;
+  };
+  const cached = await open('cached');
+  const cold = await open('cold');
+  const order: string[] = [];
+  // All four of libuv's threads busy: a read that needs the pool finishes only after them.
+  const busy = Array.from({ length: 4 }, () => new Promise((r) => pbkdf2('x', 'y', 400_000, 32, 'sha256', r)).then(() => order.push('pool free')));
+  const whole = c.read(cached, 0n, data.length).then((b) => (order.push('cached Rread'), b));
+  const tail = c.read(cached, 100_000n, 1 << 17).then((b) => (order.push('cached short Rread'), b));
+  const past = c.read(cached, 1n << 40n, 4096).then((b) => (order.push('cached Rread past the end'), b));
+  const coldRead = c.read(cold, 4096n, 8192).then((b) => (order.push('cold Rread'), b));
+  const [w, tl, p, cr] = await Promise.all([whole, tail, past, coldRead, ...busy]);
+  t.ok(Buffer.from(w).equals(data), 'the whole cached file, every byte');
+  t.ok(Buffer.from(tl).equals(data.subarray(100_000)), 'a read past the end of the file: the bytes up to it');
+  t.equal(p.length, 0, 'a read beyond the end: 0 bytes');
+  t.ok(Buffer.from(cr).equals(data.subarray(4096, 4096 + 8192)), 'the cold read, every byte');
+  t.same(order.slice(0, 3).sort(), ['cached Rread', 'cached Rread past the end', 'cached short Rread'], 'the cached reads came back before the pool was free');
+  t.ok(order.indexOf('cold Rread') > order.indexOf('pool free'), `the cold read waited for the pool (${order.join(', ')})`);
 });
 
 t.test('clunkSoon: a held Tclunk goes out with the next request, or by itself within a few ms when none comes, every time', async (t) => {

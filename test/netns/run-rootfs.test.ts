@@ -320,13 +320,12 @@ while True:
   t.equal(lines.length, 10000, 'all 10,000 rounds ran');
   t.notMatch(r.stdout, /canary/, 'the file outside is never read');
   t.ok(Number(swapped) > 10000, `the swapper exchanged the directory and the links ${swapped.trim()} times meanwhile`);
-  // A round meets the directory or a link, which resolves inside the sandbox's root to nothing: both must have been
-  // met (about half each here: 5,105 and 4,895 in one run), or the race was not run.
+  // A round meets the directory or a link, which resolves inside the sandbox's root to nothing. How many meet each
+  // is up to the FUSE side's entry cache (a name's answer is kept for a second): about half each in most runs
+  // (5,105 and 4,895 in one), all 10,000 a link in one of six, so only the swapper's count above shows the race ran.
   const found = lines.filter((l) => l === 'inside').length;
   const missed = lines.filter((l) => l === 'miss').length;
-  t.equal(found + missed, 10000, 'each round either read the file inside or found nothing');
-  t.ok(found > 0, `${found} rounds found the file inside`);
-  t.ok(missed > 0, `${missed} rounds met a link and found nothing`);
+  t.equal(found + missed, 10000, `each round either read the file inside (${found}) or found nothing (${missed})`);
   t.same(await settle(root), []);
 });
 

@@ -187,13 +187,8 @@ function tarContent(i: number): Buffer {
   return Buffer.from(`file ${i}\n`.repeat(1 + (i % 7)));
 }
 
-/**
- * `count` files made as tar -x makes them (in directories of CREATE_DIR under `work/<dir>`, made first): per file a
- * walk of its directory, Tlcreate, Twrite of its content, Tsetattr of its mode and times, Tclunk;
- * FILES_IN_FLIGHT at a time. Files per second, the directories' Tmkdirs included.
- */
-async function createFiles(c: Client, root: number, dir: string, count: number): Promise<number> {
-  const t0 = process.hrtime.bigint();
+/** `work/<dir>` and its directories of CREATE_DIR files for `count` files, made over 9P; a fid walked to each. */
+async function createDirs(c: Client, root: number, dir: string, count: number): Promise<number[]> {
   const top = c.allocFid();
   await c.walk(root, top, ['work']);
   await c.mkdir(top, dir, 0o755);
@@ -206,6 +201,17 @@ async function createFiles(c: Client, root: number, dir: string, count: number):
     dirs.push(d);
   }
   await c.clunk(top);
+  return dirs;
+}
+
+/**
+ * `count` files made as tar -x makes them (in directories of CREATE_DIR under `work/<dir>`, made first): per file a
+ * walk of its directory, Tlcreate, Twrite of its content, Tsetattr of its mode and times, Tclunk;
+ * FILES_IN_FLIGHT at a time. Files per second, the directories' Tmkdirs included.
+ */
+async function createFiles(c: Client, root: number, dir: string, count: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const dirs = await createDirs(c, root, dir, count);
   const times = { atimeSec: 1700000000n, mtimeSec: 1700000000n };
   await perSecond(count, FILES_IN_FLIGHT, async (i) => {
     const f = c.allocFid();
@@ -265,18 +271,7 @@ async function smallReadsDonated(c: Client, root: number, count: number): Promis
  */
 async function createFilesDialect(c: Client, root: number, dir: string, count: number): Promise<number> {
   const t0 = process.hrtime.bigint();
-  const top = c.allocFid();
-  await c.walk(root, top, ['work']);
-  await c.mkdir(top, dir, 0o755);
-  const dirs: number[] = [];
-  for (let k = 0; k * CREATE_DIR < count; k++) {
-    const d = c.allocFid();
-    await c.walk(top, d, [dir]);
-    await c.mkdir(d, `d${k}`, 0o755);
-    await c.walk(d, d, [`d${k}`]);
-    dirs.push(d);
-  }
-  await c.clunk(top);
+  const dirs = await createDirs(c, root, dir, count);
   await perSecond(count, FILES_IN_FLIGHT, async (i) => {
     const [f, node] = [c.allocFid(), c.allocFid()];
     const { fd } = await c.lcreateat(dirs[Math.floor(i / CREATE_DIR)]!, f, node, `f${i % CREATE_DIR}`, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);

@@ -83,3 +83,17 @@ export async function waitFor(cond: () => boolean, ms: number): Promise<boolean>
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * The SHA-256 (hex) of what curl fetches from `url` inside namespace `ns`, asked up to 150 times 100 ms apart until
+ * it is `sha` (a sandboxed server may still be starting); the last answer either way.
+ */
+export async function fetchedSha256(ns: string, url: string, sha: string): Promise<string> {
+  let got = '';
+  for (let i = 0; i < 150 && got !== sha; i++) {
+    const r = await collect(spawnIn(ns, ['/bin/sh', '-c', `curl -sS -m 20 ${url} | sha256sum`]));
+    got = r.stdout.split(' ')[0]!;
+    if (got !== sha) await new Promise((r) => setTimeout(r, 100));
+  }
+  return got;
+}

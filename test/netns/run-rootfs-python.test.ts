@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t from 'tap';
-import { CLI, collect, spawnIn, waitFor } from './run-helpers.ts';
+import { CLI, collect, fetchedSha256, spawnIn, waitFor } from './run-helpers.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
 import { waitListening } from '../lib/wait.ts';
 
@@ -69,12 +69,7 @@ t.test('python3 -m http.server in the root, curl from the peer; curl inside to t
   t.ok(await waitFor(() => read().includes('timing ready='), 60000), `run started ${out}`);
   const sandbox = /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(read())?.[1];
   t.ok(sandbox, 'the sandbox address is in the log');
-  let got = '';
-  for (let i = 0; i < 150 && got !== sha; i++) {
-    const r = await collect(spawnIn(ns, ['/bin/sh', '-c', `curl -sS -m 20 http://${sandbox}:8000/file | sha256sum`]));
-    got = r.stdout.split(' ')[0]!;
-    if (got !== sha) await new Promise((r) => setTimeout(r, 100));
-  }
+  const got = await fetchedSha256(ns, `http://${sandbox}:8000/file`, sha);
   t.equal(got, sha, 'the file served from the root arrives whole at the peer');
   child.kill('SIGTERM');
   await new Promise((r) => child.once('close', r));

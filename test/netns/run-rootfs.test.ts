@@ -5,7 +5,7 @@ import { chmodSync, chownSync, copyFileSync, lstatSync, readlinkSync, existsSync
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { HANG_MS, waitFor, within } from '../lib/wait.ts';
-import { CLI, collect, spawnIn, tsvisorRun, waitFor as pollFor } from './run-helpers.ts';
+import { CLI, collect, fetchedSha256, spawnIn, tsvisorRun, waitFor as pollFor } from './run-helpers.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
 
 const CANARY = 'canary: no sandbox may read me\n';
@@ -157,12 +157,7 @@ t.test('busybox httpd inside the root in --network=sandbox serves a file of DIR 
   t.ok(await pollFor(() => read().includes('timing ready='), 60000), `run started ${err}`);
   const sandbox = /↔ \S+ \((198\.18\.\d+\.\d+)\/30/.exec(read())?.[1];
   t.ok(sandbox, 'the sandbox address is in the log');
-  let got = '';
-  for (let i = 0; i < 150 && got !== sha; i++) {
-    const r = await collect(spawnIn(ns, ['/bin/sh', '-c', `curl -sS -m 20 http://${sandbox}:8000/file | sha256sum`]));
-    got = r.stdout.split(' ')[0]!;
-    if (got !== sha) await new Promise((r) => setTimeout(r, 100));
-  }
+  const got = await fetchedSha256(ns, `http://${sandbox}:8000/file`, sha);
   t.equal(got, sha, 'the file arrives whole at the peer');
   const out = await collect(spawnIn(ns, ['curl', '-sS', '-m', '20', '--path-as-is', '-w', '\\n%{http_code}', `http://${sandbox}:8000/../../canary`]));
   t.notMatch(out.stdout, /canary: no sandbox|\n200$/, `a path climbing out of the root is not served (${out.stdout.split('\n').pop()})`);

@@ -7,7 +7,7 @@
  * on x86-64 and aarch64 since they come from the unified syscall table.
  */
 import koffi from 'koffi';
-import { memoryAddress, minusErrno } from './libc.ts';
+import { ERRNO, memoryAddress, minusErrno } from './libc.ts';
 
 const libc = koffi.load('libc.so.6');
 
@@ -528,7 +528,6 @@ export function pread(fd: number, buf: Uint8Array, offset: bigint): number {
 
 /** RWF_NOWAIT (linux/fs.h): preadv2 fails with EAGAIN rather than wait for the disk. */
 const RWF_NOWAIT = 0x8;
-const EAGAIN = 11;
 // The one iovec `preadNowait` hands the kernel; its fields are rewritten per call.
 const nowaitIov = new Uint8Array(16);
 const nowaitIovView = new DataView(nowaitIov.buffer);
@@ -540,7 +539,7 @@ const nowaitIovView = new DataView(nowaitIov.buffer);
  */
 export function preadNowait(fd: number, buf: Uint8Array, offset: bigint): number {
   const at = memoryAddress(buf);
-  if (at < 0) return -EAGAIN;
+  if (at < 0) return -ERRNO.EAGAIN!;
   nowaitIovView.setBigUint64(0, BigInt(at), true);
   nowaitIovView.setBigUint64(8, BigInt(buf.length), true);
   return minusErrno(raw.preadv2(fd, nowaitIov, 1, offset, RWF_NOWAIT));

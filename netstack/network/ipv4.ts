@@ -44,19 +44,34 @@ interface FirstFragment {
   readonly linkBroadcast: boolean;
 }
 
+/** The addresses of an RxInfo not yet filled. */
+const EMPTY_ADDRESS: Address = new Uint8Array(4);
+
 /** A received packet's PacketInfo, writable so that `Ipv4.receive` can refill one for TCP (see `tcpInfo`). */
 class RxInfo implements PacketInfo {
-  constructor(
-    public nicId: number,
-    public src: Address,
-    public dst: Address,
-    public ttl: number,
-    public tos: number,
-    public broadcast: boolean,
-    public csumVerified: boolean,
-    public more: boolean,
-    public loan: boolean,
-  ) {}
+  nicId = 0;
+  src: Address = EMPTY_ADDRESS;
+  dst: Address = EMPTY_ADDRESS;
+  ttl = 0;
+  tos = 0;
+  broadcast = false;
+  csumVerified = false;
+  more = false;
+  loan = false;
+
+  /** Sets every field; returns the record. */
+  fill(nicId: number, src: Address, dst: Address, ttl: number, tos: number, broadcast: boolean, csumVerified: boolean, more: boolean, loan: boolean): this {
+    this.nicId = nicId;
+    this.src = src;
+    this.dst = dst;
+    this.ttl = ttl;
+    this.tos = tos;
+    this.broadcast = broadcast;
+    this.csumVerified = csumVerified;
+    this.more = more;
+    this.loan = loan;
+    return this;
+  }
 }
 
 /** The IPv4 protocol of a stack. */
@@ -72,7 +87,7 @@ export class Ipv4 {
    * one is being delivered (`tcpInfoBusy`), and every other protocol or a fragment (UDP, raw sockets and reassembly
    * keep the object), gets one of its own.
    */
-  private readonly tcpInfo = new RxInfo(0, this.lastSrc, this.lastSrc, 0, 0, false, false, false, false);
+  private readonly tcpInfo = new RxInfo();
   private tcpInfoBusy = false;
 
   constructor(
@@ -141,24 +156,22 @@ export class Ipv4 {
     if (from[0] !== frame[at + 12] || from[1] !== frame[at + 13] || from[2] !== frame[at + 14] || from[3] !== frame[at + 15]) {
       from = this.lastSrc = frame.slice(at + 12, at + 16);
     }
-    const dst = local !== undefined ? local.address : frame.slice(at + 16, at + 20);
-    const csumVerified = (flags & RX_CSUM_VERIFIED) !== 0;
-    const more = (flags & RX_MORE) !== 0;
-    const loan = (flags & RX_LOAN) !== 0;
     const protocol = frame[at + 9]!;
     // MF or a fragment offset: part of a datagram.
     const fragment = (((frame[at + 6]! << 8) | frame[at + 7]!) & 0x3fff) !== 0;
-    if (protocol === PROTO_TCP && !fragment && !this.tcpInfoBusy) {
-      const info = this.tcpInfo;
-      info.nicId = nic.id;
-      info.src = from;
-      info.dst = dst;
-      info.ttl = frame[at + 8]!;
-      info.tos = frame[at + 1]!;
-      info.broadcast = broadcast;
-      info.csumVerified = csumVerified;
-      info.more = more;
-      info.loan = loan;
+    const reuse = protocol === PROTO_TCP && !fragment && !this.tcpInfoBusy;
+    const info = (reuse ? this.tcpInfo : new RxInfo()).fill(
+      nic.id,
+      from,
+      local !== undefined ? local.address : frame.slice(at + 16, at + 20),
+      frame[at + 8]!,
+      frame[at + 1]!,
+      broadcast,
+      (flags & RX_CSUM_VERIFIED) !== 0,
+      (flags & RX_MORE) !== 0,
+      (flags & RX_LOAN) !== 0,
+    );
+    if (reuse) {
       this.tcpInfoBusy = true;
       try {
         return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), protocol, info, linkBroadcast);
@@ -166,7 +179,6 @@ export class Ipv4 {
         this.tcpInfoBusy = false;
       }
     }
-    const info = new RxInfo(nic.id, from, dst, frame[at + 8]!, frame[at + 1]!, broadcast, csumVerified, more, loan);
     if (fragment) return this.reassemble(nic, new Ipv4Packet(frame.subarray(at)), info, linkBroadcast);
     return this.deliverUpper(frame, at, hl, frame.subarray(at + hl, at + total), protocol, info, linkBroadcast);
   }

@@ -187,8 +187,12 @@ function tarContent(i: number): Buffer {
   return Buffer.from(`file ${i}\n`.repeat(1 + (i % 7)));
 }
 
-/** `work/<dir>` and its directories of CREATE_DIR files for `count` files, made over 9P; a fid walked to each. */
-async function createDirs(c: Client, root: number, dir: string, count: number): Promise<number[]> {
+/**
+ * `count` files made in directories of CREATE_DIR under `work/<dir>`, made first over 9P: `make(dirFid, name, i)`
+ * makes file `i`, FILES_IN_FLIGHT at a time. Files per second, the directories' Tmkdirs included.
+ */
+async function createEach(c: Client, root: number, dir: string, count: number, make: (d: number, name: string, i: number) => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
   const top = c.allocFid();
   await c.walk(root, top, ['work']);
   await c.mkdir(top, dir, 0o755);
@@ -201,29 +205,31 @@ async function createDirs(c: Client, root: number, dir: string, count: number): 
     dirs.push(d);
   }
   await c.clunk(top);
-  return dirs;
-}
-
-/**
- * `count` files made as tar -x makes them (in directories of CREATE_DIR under `work/<dir>`, made first): per file a
- * walk of its directory, Tlcreate, Twrite of its content, Tsetattr of its mode and times, Tclunk;
- * FILES_IN_FLIGHT at a time. Files per second, the directories' Tmkdirs included.
- */
-async function createFiles(c: Client, root: number, dir: string, count: number): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  const dirs = await createDirs(c, root, dir, count);
-  const times = { atimeSec: 1700000000n, mtimeSec: 1700000000n };
-  await perSecond(count, FILES_IN_FLIGHT, async (i) => {
-    const f = c.allocFid();
-    await c.walk(dirs[Math.floor(i / CREATE_DIR)]!, f, []);
-    await c.lcreate(f, `f${i % CREATE_DIR}`, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
-    await c.writeAll(f, 0n, tarContent(i));
-    await c.setattr(f, SETATTR.MODE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET, { mode: 0o644, ...times });
-    await c.clunk(f);
-  });
+  await perSecond(count, FILES_IN_FLIGHT, (i) => make(dirs[Math.floor(i / CREATE_DIR)]!, `f${i % CREATE_DIR}`, i));
   const rate = count / (Number(process.hrtime.bigint() - t0) / 1e9);
   for (const d of dirs) await c.clunk(d);
   return rate;
+}
+
+/** The Tsetattr of mode and times that tar's chmod and utimes of each file come to, as the create rows send it. */
+const TAR_SETATTR = {
+  valid: SETATTR.MODE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET,
+  attrs: { mode: 0o644, atimeSec: 1700000000n, mtimeSec: 1700000000n },
+};
+
+/**
+ * `count` files made as tar -x makes them (`createEach`): per file a walk of its directory, Tlcreate, Twrite of its
+ * content, Tsetattr of its mode and times, Tclunk; files per second.
+ */
+async function createFiles(c: Client, root: number, dir: string, count: number): Promise<number> {
+  return createEach(c, root, dir, count, async (d, name, i) => {
+    const f = c.allocFid();
+    await c.walk(d, f, []);
+    await c.lcreate(f, name, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
+    await c.writeAll(f, 0n, tarContent(i));
+    await c.setattr(f, TAR_SETATTR.valid, TAR_SETATTR.attrs);
+    await c.clunk(f);
+  });
 }
 
 /** The host's side of `createFiles`: openat(O_CREAT | O_EXCL), pwrite, fchmod, utimensat, close per file. */
@@ -238,8 +244,8 @@ function hostCreate(root: string, dir: string, count: number): number {
     if (fd < 0) throw new Error(`host create ${i}: errno ${-fd}`);
     const data = tarContent(i);
     if (fs.pwrite(fd, data, 0n) !== data.length) throw new Error(`host write ${i}`);
-    fs.fchmod(fd, 0o644);
-    fs.utimensat(fd, '', 1700000000n, 0, 1700000000n, 0, F.AT_EMPTY_PATH);
+    fs.fchmod(fd, TAR_SETATTR.attrs.mode);
+    fs.utimensat(fd, '', TAR_SETATTR.attrs.atimeSec, 0, TAR_SETATTR.attrs.mtimeSec, 0, F.AT_EMPTY_PATH);
     fs.close(fd);
   }
   return count / (Number(process.hrtime.bigint() - t0) / 1e9);
@@ -270,22 +276,17 @@ async function smallReadsDonated(c: Client, root: number, count: number): Promis
  * unopened fid, both clunked; files per second, the directories' Tmkdirs included.
  */
 async function createFilesDialect(c: Client, root: number, dir: string, count: number): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  const dirs = await createDirs(c, root, dir, count);
-  await perSecond(count, FILES_IN_FLIGHT, async (i) => {
+  return createEach(c, root, dir, count, async (d, name, i) => {
     const [f, node] = [c.allocFid(), c.allocFid()];
-    const { fd } = await c.lcreateat(dirs[Math.floor(i / CREATE_DIR)]!, f, node, `f${i % CREATE_DIR}`, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
+    const { fd } = await c.lcreateat(d, f, node, name, F.O_WRONLY | F.O_CREAT | F.O_EXCL, 0o644);
     if (fd === undefined) throw new Error(`create ${i}: no descriptor donated`);
     const data = tarContent(i);
     const n = fs.pwrite(fd, data, 0n);
     fs.close(fd);
     if (n !== data.length) throw new Error(`create ${i}: wrote ${n} of ${data.length}`);
-    await c.setattr(node, SETATTR.MODE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.ATIME_SET | SETATTR.MTIME_SET, { mode: 0o644, atimeSec: 1700000000n, mtimeSec: 1700000000n });
+    await c.setattr(node, TAR_SETATTR.valid, TAR_SETATTR.attrs);
     await Promise.all([c.clunk(f), c.clunk(node)]);
   });
-  const rate = count / (Number(process.hrtime.bigint() - t0) / 1e9);
-  for (const d of dirs) await c.clunk(d);
-  return rate;
 }
 
 function readFd(fd: number, SIZE: number): number {
@@ -543,10 +544,10 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
       c.close();
       bySystem.set(system, mine);
     }
-    const diodRows = bySystem.get('diod');
+    const diodFigure = (test: string) => bySystem.get('diod')?.find((x) => x.test === test)?.value;
     for (const mine of bySystem.get('tsvisor gofer') ?? []) {
-      const theirs = diodRows?.find((d) => d.test === mine.test);
-      if (theirs) mine.vsDiod = mine.value / theirs.value;
+      const theirs = diodFigure(mine.test);
+      if (theirs !== undefined) mine.vsDiod = mine.value / theirs;
     }
     // Each test's rows together: host, ours, diod.
     for (const test of rows.map((r) => r.test)) {
@@ -566,7 +567,6 @@ async function p9Rows(dir: string, root: string, z: Sizes, skipped: string[]): P
     const small = await smallReadsDonated(d, r, z.small);
     const made = await createFilesDialect(d, r, 'p9-tsvisor-dialect', z.tarFiles);
     d.close();
-    const diodFigure = (test: string) => bySystem.get('diod')?.find((x) => x.test === test)?.value;
     const dialect = (test: string, system: string, value: number, unit: string) => {
       const theirs = diodFigure(test);
       rows.splice(rows.map((x) => x.test).lastIndexOf(test) + 1, 0, { test, system, value, unit, ratio: value / host(test), vsDiod: theirs === undefined ? undefined : value / theirs });

@@ -218,8 +218,15 @@ function createFile(
     created = false;
   }
   if (io < 0) return -io;
-  if (created) chownNew(io, '', owner);
-  const st = fs.fstat(io);
+  let st = fs.fstat(io);
+  // The server creates as root, so a new file is root's unless a set-group-id directory gave it its group: the
+  // chown to the fid's user is skipped when the file already has that owner and group and no set-id bit (a chown
+  // would clear S_ISUID, so a set-id file is still given, as before). `run --rootfs` as root attaches as root:
+  // one fchownat less per created file, on the path a CREATE waits for.
+  if (created && typeof st !== 'number' && (st.uid !== owner[0] || st.gid !== owner[1] || (st.mode & 0o6000) !== 0)) {
+    chownNew(io, '', owner);
+    st = fs.fstat(io);
+  }
   if (typeof st === 'number') {
     fs.close(io);
     return -st;

@@ -1,5 +1,5 @@
 import { pbkdf2 } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { bytes, text } from '../../gofer/p9/codec.ts';
@@ -30,6 +30,40 @@ t.test('--uid-map → created files belong to the mapped host ids; getattr maps 
   t.same([ga.uid, ga.gid], [1000, 1000], 'Tgetattr shows the inside ids');
   const rootAttr = await c.getattr(root);
   t.equal(rootAttr.uid, 65534, 'a host owner outside the map → overflow id');
+});
+
+t.test('Tlcreate → the new file is the fid\'s user\'s with the asked group, whether the server made it so or must chown it', async (t) => {
+  // The server creates as root and gives the file away only when it is not already so (no set-id bit): each case
+  // below ends with the owner and group asked, and a set-uid mode as a chown leaves it (S_ISUID cleared), as before.
+  const s = scratch(t);
+  const sg = join(s.root, 'sg');
+  mkdirSync(sg);
+  chownSync(sg, 0, 200);
+  chmodSync(sg, 0o2775); // new files take the directory's group 200
+  const { c, root } = await attachedClient(t, s, { uid: 0 });
+  const dir = c.allocFid();
+  await c.walk(root, dir, ['sg']);
+  const cases: [number, string, number, number, number, number][] = [
+    // fid, name, mode, gid asked → host uid, gid
+    [root, 'as-made', 0o644, 0, 0, 0],
+    [root, 'other-group', 0o644, 100, 0, 100],
+    [dir, 'dir-group', 0o644, 200, 0, 200],
+    [dir, 'not-dir-group', 0o644, 0, 0, 0],
+  ];
+  for (const [parent, name, mode, gid, uid, hostGid] of cases) {
+    const f = c.allocFid();
+    await c.walk(parent, f, []);
+    await c.lcreate(f, name, F.O_WRONLY, mode, gid);
+    const st = statSync(join(parent === dir ? sg : s.root, name));
+    t.same([st.uid, st.gid, st.mode & 0o7777], [uid, hostGid, mode], `${name}: ${uid}:${hostGid}, mode kept`);
+    const ga = await c.getattr(f);
+    t.same([ga.uid, ga.gid], [uid, hostGid], `${name}: Tgetattr agrees`);
+    await c.clunk(f);
+  }
+  const f = c.allocFid();
+  await c.walk(root, f, []);
+  await c.lcreate(f, 'setuid', F.O_WRONLY, 0o4755, 0);
+  t.equal(statSync(join(s.root, 'setuid')).mode & 0o7777, 0o755, 'a set-uid create is still given by chown, which clears S_ISUID');
 });
 
 t.test('Tlcreate → one descriptor for the node and the open file: it outlives the creating fid while a clone holds the node', async (t) => {

@@ -413,18 +413,23 @@ t.test('a setuid-root binary inside DIR gains nothing: it cannot read a root-onl
 
 // Under --overlay the FUSE mount is overlayfs's lower layer and the calls fail with EIO as without it, but the
 // program's opendir of / succeeds (overlayfs opens the upper directory) and its getdents64 fails with EIO (strace),
-// which busybox's ls takes for the end of the listing: it prints nothing and exits 0. By hand, names the program
-// had looked up through the overlay before the kill (`ls /bin`, `cd /bin`) gave ESTALE instead, overlayfs's answer to
-// a lower dentry that fails revalidation (ovl_revalidate_real); not exercised here.
+// which busybox's ls takes for the end of the listing: it prints nothing and exits 0. Names the program had looked
+// up before the kill and reaches again once their entries have expired (`cd /bin`, `/etc/x` after the test's "go",
+// two seconds after the kill; the entry validity is one) make the kernel revalidate the FUSE dentry with a LOOKUP:
+// failed, overlayfs turned it into ESTALE (ovl_revalidate_real); the server now answers it from what it knew, so
+// the dentry stays and the call itself gives EIO.
 for (const mode of ['', '--overlay']) t.test(`${mode || 'writable'}: the gofer killed under a running program: its next file calls fail with EIO, none reaches a host file; run ends, nothing left`, async (t) => {
   const { root, canary } = busyboxRoot(t);
   const overlay = mode === '--overlay';
   // Only shell built-ins after the kill (read, echo, [, cd), so that each failure is one open of the program's own,
   // then one exec (ls) of the binary the kernel still has.
+  // `read go` takes the test's word from standard input (a pipe, not the mount): it comes once the entries the
+  // program looked up before the kill (/bin, /etc, /etc/x) have expired, so that reaching them again revalidates.
   const child = spawn(process.execPath, [CLI, 'run', '--network=none', '--rootfs', root, ...(overlay ? [mode] : []), '--', 'sh', '-c', [
-    'read l < /etc/x && echo "first $l"', 'echo up', 'i=0', 'while [ $i -lt 1000000 ] && read l < /etc/x; do i=$((i+1)); done',
+    'read l < /etc/x && echo "first $l"', 'cd /bin', 'cd /', 'echo up', 'i=0', 'while [ $i -lt 1000000 ] && read l < /etc/x; do i=$((i+1)); done',
     'echo "reads $i"', 'read l < /etc/x', 'read l < /work/nothing', 'echo > /work/new', `read l < ${canary} && echo "$l"`,
-    'read l < /etc/hostname && echo "host $l"', 'read l < /proc/self/comm && echo "proc $l"', 'ls /', 'echo end'].join('; ')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    'read l < /etc/hostname && echo "host $l"', 'read l < /proc/self/comm && echo "proc $l"', 'ls /', 'read go', 'cd /bin',
+    'read l < /etc/x', 'echo end'].join('; ')], { stdio: ['pipe', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -437,14 +442,18 @@ for (const mode of ['', '--overlay']) t.test(`${mode || 'writable'}: the gofer k
   const pids = goferPids(root);
   t.equal(pids.length, 1, `one gofer serves DIR (${pids.join(', ')})`);
   for (const p of pids) process.kill(p, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 2000));
+  child.stdin.end('go\n');
   const code = await within(closed, 120000, 'run to end');
   t.equal(code, 0, err);
   t.match(out, /^first inside x\nup\nreads \d+\n/, 'the program read the file, then its reads failed once the gofer was gone');
   t.match(out, /^proc \S+\nend\n$/m, "the sandbox's own /proc still answers, and the program went on to its end");
   t.notMatch(out, /canary: no sandbox|host /, 'neither the canary nor the host\'s /etc/hostname was read');
   const failures = err.trim().split('\n');
-  t.same(failures.map((l) => l.replace(/^.*: /, '')), Array(overlay ? 6 : 7).fill('Input/output error'),
-    `the looping read, the read, a missing name, a create, the host paths${overlay ? '' : ' and ls /'} each failed with EIO: ${err}`);
+  t.same(failures.map((l) => l.replace(/^.*: /, '')), Array(overlay ? 8 : 9).fill('Input/output error'),
+    `the looping read, the read, a missing name, a create, the host paths${overlay ? '' : ', ls /'}, and after the entries expired the cd and the read of names looked up before the kill each failed with EIO: ${err}`);
+  t.match(err, /can't cd to \/bin: Input\/output error/, 'cd to a directory entered before the kill: EIO (was ESTALE under --overlay)');
+  t.equal(err.match(/can't open \/etc\/x: Input\/output error/g)?.length, 3, 'the looping read, the read, and the read after the entries expired: EIO');
   t.match(err, new RegExp(`can't open ${canary}: Input/output error`));
   if (overlay) t.notMatch(err, /ls:/, 'ls / met the EIO in its readdir, which busybox ls does not report');
   t.notOk(existsSync(join(root, 'work/new')), 'nothing was created');

@@ -1176,8 +1176,9 @@ export class FuseServer {
    * A LOOKUP answered from what this server knows, or undefined: a name looked up within the entry validity,
    * missing or found with its node's attributes still valid; a name missing from a directory this server made.
    */
-  private lookupLocal(parentId: bigint, name: Uint8Array): Uint8Array | undefined {
+  private lookupLocal(parentId: bigint, name: Uint8Array): Uint8Array | number | undefined {
     const parent = this.node(parentId);
+    if (this.client.closed) return this.lookupGone(parent, name);
     const t = performance.now();
     const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
     if (e && t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
@@ -1198,6 +1199,23 @@ export class FuseServer {
     if (left === undefined) return undefined;
     this.cacheHits++;
     return entryOut(0n, zeroAttr(0n, 0), { entry: left, attr: 0 });
+  }
+
+  /**
+   * LOOKUP once the Gofer is gone: a name this server knew to lead to a node that the kernel still has is answered
+   * with that node and its last attributes, valid for no time, and anything else with EIO. Why: the kernel's
+   * revalidation of an expired dentry takes any failed LOOKUP for a changed name and drops the dentry, and an
+   * overlayfs above (`run --rootfs --overlay`) then fails the program's call with ESTALE (ovl_revalidate_real)
+   * instead of the EIO a dead Gofer gives every file call; answered so, the dentry stays and the call itself (the
+   * open, the stat of attributes that are no longer valid, the readdir) meets EIO. Nothing is served from the
+   * answer: the attributes are valid for no time and every request that needs the Gofer fails.
+   */
+  private lookupGone(parent: Node, name: Uint8Array): Uint8Array | number {
+    const e = parent.children?.get(nameKey(name));
+    const child = e && e.id !== 0n ? this.nodes.get(e.id) : undefined;
+    if (!child?.attr) return EIO;
+    child.nlookup++;
+    return entryOut(e!.id, child.attr, { entry: 0, attr: 0 });
   }
 
   /** The walk and Tgetattr of a lookup: the node (remembered, its count taken) and its attributes. */

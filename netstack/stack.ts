@@ -398,7 +398,12 @@ export class Stack implements NetworkLayer, StackInternals {
     const src = local ?? this.selectSource(nic, entry.gateway ?? remote);
     if (!src) return this.noRoute(v4, Err.AddressNotAvailable);
     if (v4 && nic.isV4Broadcast(remote)) return new Path(this, nic, src.slice(), remote.slice(), undefined, 'broadcast');
-    return new Path(this, nic, src.slice(), remote.slice(), (entry.gateway ?? remote).slice(), 'unicast');
+    // Each copy of an address is a Uint8Array and an ArrayBuffer, ~180 B of heap, and every TCP connection holds a
+    // path: the source is our stored address itself (nothing writes into it), and a path to a neighbour on the link
+    // has one copy of the destination as both destination and next hop.
+    const to = remote.slice();
+    const from = this.localAddress(src)?.address ?? src.slice();
+    return new Path(this, nic, from, to, entry.gateway ? entry.gateway.slice() : to, 'unicast');
   }
 
   /** Counts a path not found (a closure per findPath for this was garbage on every stateless reply). */

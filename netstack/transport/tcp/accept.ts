@@ -80,7 +80,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     info.src,
     info.dst,
   );
-  const child = newChild(l, r, info.dst, info.src, route);
+  const child = newChild(l, r, route);
   child.rcv.init(r.seq);
   child.peerSynOptions = r.options;
   child.applyNegotiated(negotiate(child.offer!, r.options, child.family));
@@ -161,14 +161,15 @@ function peerMssOf(r: TcpRepr, info: PacketInfo): number {
   return r.options.mss ?? defaultMss(info.src.length === 4 ? 4 : 6);
 }
 
-/** A child endpoint for a connection to listener `l`, with the listener's options and the segment's addresses. */
-function newChild(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, route: Route): TcpEndpoint {
+/** A child endpoint for a connection to listener `l`, with the listener's options and the route's addresses. */
+function newChild(l: TcpEndpoint, r: TcpRepr, route: Route): TcpEndpoint {
   // The listener's congestion control from the start, not the stack's built and then replaced for every child.
   const child = new TcpEndpoint(l.proto, l.family, l.snd.cc.name);
   inheritOptions(l, child);
-  child.localAddr = local;
+  // The route's copies of the addresses (equal to the segment's, which findRoute was asked with), not two more.
+  child.localAddr = route.localAddress;
   child.localPort = r.dstPort;
-  child.remoteAddr = remote;
+  child.remoteAddr = route.remoteAddress;
   child.remotePort = r.srcPort;
   child.route = route;
   child.bound = true;
@@ -251,7 +252,7 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   }
   const route = proto.net.findRoute(remote, local, nicId);
   if (!('send' in route)) return true;
-  const child = newChild(l, r, local, remote, route);
+  const child = newChild(l, r, route);
   const coded = r.options.tsEcr !== undefined ? decodeCookieTs(r.options.tsEcr) : null;
   const peer: TcpOptions = { mss };
   if (coded) {

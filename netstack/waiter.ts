@@ -11,12 +11,18 @@ export const EventErr = 0x8;
 export const EventHUp = 0x10;
 export const EventRdHUp = 0x2000;
 
-interface Entry {
+/**
+ * A subscriber. `fn` is called as the entry's method, so an object of the caller's may be the entry itself (`add`)
+ * rather than a closure and an entry made for it (`subscribe`).
+ */
+export interface Waiter {
   mask: number;
-  fn: (events: number) => void;
+  fn(events: number): void;
   /** Cleared by unsubscribe. */
   live: boolean;
 }
+
+type Entry = Waiter;
 
 /** A set of subscribers waiting for readiness events. */
 export class WaiterQueue {
@@ -27,12 +33,23 @@ export class WaiterQueue {
   /** Calls `fn(events)` whenever an event in `mask` is notified; returns the unsubscribe function. */
   subscribe(mask: number, fn: (events: number) => void): () => void {
     const e: Entry = { mask, fn, live: true };
-    this.entries = [...this.entries, e];
-    return () => {
-      if (!e.live) return;
-      e.live = false;
-      this.entries = this.entries.filter((x) => x !== e);
-    };
+    this.add(e);
+    return () => this.remove(e);
+  }
+
+  /**
+   * Adds `w` (live, not added before) as a subscriber until `remove(w)`: for a subscriber kept per connection, which
+   * needs no unsubscribe closure.
+   */
+  add(w: Waiter): void {
+    this.entries = [...this.entries, w];
+  }
+
+  /** Takes `w` off (once; later calls do nothing). */
+  remove(w: Waiter): void {
+    if (!w.live) return;
+    w.live = false;
+    this.entries = this.entries.filter((x) => x !== w);
   }
 
   /** Tells every subscriber whose mask intersects `events`. */

@@ -217,12 +217,18 @@ export function coalesced(fn: () => void): () => void {
 // request paid for each socket woken (issue 15); the runs keep their order, after the task that asked. The array
 // is emptied slot by slot as it runs and reused, never cut with `length = 0`: that store is a call into V8's
 // runtime (the array's length is an accessor), once per pass.
-const runQueue: ((() => void) | undefined)[] = [];
+const runQueue: ((() => void) | Runnable | undefined)[] = [];
 let runCount = 0;
 let runNext = 0;
 let runScheduled = false;
 
-function runSoon(run: () => void): void {
+/** What runSoon queues besides a function: an object of the caller's whose `run` it calls (no closure needed). */
+export interface Runnable {
+  run(): void;
+}
+
+/** Runs `run` after the current task, in order with the others asked for (no coalescing: see `coalesced`). */
+export function runSoon(run: (() => void) | Runnable): void {
   runQueue[runCount++] = run;
   if (runScheduled) return;
   runScheduled = true;
@@ -236,7 +242,8 @@ function runQueued(): void {
     while (runNext < runCount) {
       const run = runQueue[runNext]!;
       runQueue[runNext++] = undefined;
-      run();
+      if (typeof run === 'function') run();
+      else run.run();
     }
   } finally {
     // A run that threw leaves the rest to a microtask of their own, as separate microtasks would have run them.

@@ -45,3 +45,26 @@ t.test('unsubscribe twice is harmless; a callback may unsubscribe itself', async
   t.equal(n, 1);
   t.equal(q.size, 0);
 });
+
+t.test('an object added as its own entry: fn is called as its method; remove takes it off once', async (t) => {
+  const q = new WaiterQueue();
+  class Conn {
+    readonly mask = EventIn;
+    live = true;
+    got: number[] = [];
+    fn(events: number): void {
+      this.got.push(events);
+    }
+  }
+  const c = new Conn();
+  q.add(c);
+  q.notify(EventIn | EventOut);
+  t.same(c.got, [EventIn], 'called with this = the entry, events masked');
+  q.remove(c);
+  t.equal(c.live, false);
+  t.equal(q.size, 0);
+  q.remove(c);
+  t.equal(q.size, 0, 'a second remove does nothing');
+  q.notify(EventIn);
+  t.same(c.got, [EventIn], 'not called after remove');
+});

@@ -245,7 +245,8 @@ export class TcpEndpoint implements Endpoint {
   /** ECN negotiated and what it owes (RFC 3168, ecn.ts). */
   readonly ecn = new EcnState();
   /** TIME-WAIT and FIN-WAIT-2 timeout. */
-  private readonly closeTimer: LazyTimer;
+  /** TIME-WAIT and FIN-WAIT-2 timeout, built when first set (closeTimer). */
+  private closeState: LazyTimer | null = null;
   /** tcp(7)'s cork ceiling, built when the sender first holds a segment back for corking. */
   private corkTimer: LazyTimer | null = null;
   /** When an unacceptable segment without data was last answered (rate limit, input.ts). */
@@ -269,8 +270,12 @@ export class TcpEndpoint implements Endpoint {
     this.snd = new Sender(this, proto.newCongestionControl(congestion ?? c.congestion, 536), c.sndBuf, c.rtoMin);
     this.rcv = new Receiver(this, c.rcvBuf);
     this.ka = new Keepalive(this);
-    this.closeTimer = new LazyTimer(proto.net.clock, () => this.onCloseTimer());
     this.stateSince = proto.net.clock.now();
+  }
+
+  /** TIME-WAIT and FIN-WAIT-2 timeout (built at first use). */
+  private get closeTimer(): LazyTimer {
+    return (this.closeState ??= new LazyTimer(this.proto.net.clock, () => this.onCloseTimer()));
   }
 
   /** SO_ZEROCOPY, MSG_ZEROCOPY sends in flight and their completions on the error queue (built at first use). */
@@ -1180,7 +1185,7 @@ export class TcpEndpoint implements Endpoint {
     if (compactable(this)) {
       // The caller may still send the ACK of the peer's FIN from this endpoint; it is whole until it is garbage.
       // FIN-WAIT-2's timeout must not fire on it (nor keep it alive until then).
-      this.closeTimer.cancel();
+      this.closeState?.cancel();
       this.timeWaitMoved = true;
       this.compactTw = this.proto.compactTimeWait(this);
       return;
@@ -1222,7 +1227,7 @@ export class TcpEndpoint implements Endpoint {
     if (this.state === State.TimeWait && !this.timeWaitMoved) this.proto.timeWaitCount--;
     this.setState(State.Closed);
     this.cancelTimers();
-    this.closeTimer.cancel();
+    this.closeState?.cancel();
     this.rcvShut = true;
     this.sndShut = true;
     this.proto.charge(-(this.snd.buf.length + this.rcv.ooo.length));
@@ -1253,9 +1258,9 @@ export class TcpEndpoint implements Endpoint {
   private cancelTimers(): void {
     this.snd.rtxTimer.cancel();
     this.snd.persistTimer?.cancel();
-    this.snd.tlpTimer.cancel();
+    this.snd.tlpState?.cancel();
     this.snd.rackTimer?.cancel();
-    this.rcv.delackTimer.cancel();
+    this.rcv.delackState?.cancel();
     this.ka.cancel();
     this.corkTimer?.cancel();
   }

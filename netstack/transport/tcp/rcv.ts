@@ -57,7 +57,8 @@ export class Receiver {
   segsIn = 0;
   dataSegsIn = 0;
   bytesReceived = 0;
-  readonly delackTimer: LazyTimer;
+  /** The delayed-ACK timer, built when an ACK is first delayed (delackTimer): an idle connection never has one. */
+  delackState: LazyTimer | null = null;
   /** Segments still to be ACKed at once (quick-ACK mode), and whether the connection is interactive. */
   quickAcks = 0;
   pingpong = false;
@@ -76,10 +77,14 @@ export class Receiver {
     limit: number,
   ) {
     this.limit = limit;
-    this.delackTimer = new LazyTimer(ep.clock, () => {
+  }
+
+  /** The delayed-ACK timer (built at first use). */
+  get delackTimer(): LazyTimer {
+    return (this.delackState ??= new LazyTimer(this.ep.clock, () => {
       this.onDelayedAckTimer();
-      sendAck(ep);
-    });
+      sendAck(this.ep);
+    }));
   }
 
   /**
@@ -170,7 +175,7 @@ export class Receiver {
     this.unackedSegs = 0;
     this.ackNow = false;
     this.replyMayCarry = false;
-    this.delackTimer.disarm();
+    this.delackState?.disarm();
   }
 
   /**

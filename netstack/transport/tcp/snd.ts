@@ -146,7 +146,8 @@ export class Sender {
   readonly rtxTimer: LazyTimer;
   /** Built when a zero window first stalls the sender: most connections never see one. */
   persistTimer: LazyTimer | null = null;
-  readonly tlpTimer: LazyTimer;
+  /** The tail-loss probe's timer, built when a probe is first armed (tlpTimer): an idle connection never has one. */
+  tlpState: LazyTimer | null = null;
   /** Built when RACK first waits out a reordering window. */
   rackTimer: LazyTimer | null = null;
 
@@ -160,9 +161,13 @@ export class Sender {
     this.limit = limit;
     this.rtt = new RttEstimator(rtoMin);
     this.rtxTimer = new LazyTimer(ep.clock, () => ep.onRetransmitTimeout());
-    this.tlpTimer = new LazyTimer(ep.clock, () => this.onTlp());
     this.rack.reordering = ep.proto.config.reordering;
     this.rack.maxReordering = ep.proto.config.maxReordering;
+  }
+
+  /** The tail-loss probe's timer (built at first use). */
+  get tlpTimer(): LazyTimer {
+    return (this.tlpState ??= new LazyTimer(this.ep.clock, () => this.onTlp()));
   }
 
   /**
@@ -538,7 +543,7 @@ export class Sender {
     this.cc.onLoss(this.inFlight, this.ccContext());
     this.inRecovery = true;
     this.recoveryPoint = this.max;
-    this.tlpTimer.cancel();
+    this.tlpState?.cancel();
     this.ep.stats.fastRetransmits++;
     if (this.ep.sackOk) {
       // Linux's tcp_init_cwnd_reduction: ssthresh is set, cwnd is left to PRR, which lets at least the first
@@ -814,7 +819,7 @@ export class Sender {
     // Linux probes only in TCP_CA_Open: not in recovery, nor after an RTO until new data is acknowledged.
     if (!this.ep.sackOk || this.inRecovery || this.timeouts > 0 || this.tlpEnd >= 0 || flight <= 0) {
       // Disarmed, not cancelled, for the same reason as the retransmission timer in onAck.
-      this.tlpTimer.disarm();
+      this.tlpState?.disarm();
       return;
     }
     let pto = this.rtt.hasSample ? 2 * this.rtt.srtt : 1000;
@@ -882,7 +887,7 @@ export class Sender {
     this.sb.clear();
     this.rack.clear();
     this.tlpEnd = -1;
-    this.tlpTimer.cancel();
+    this.tlpState?.cancel();
     this.rackTimer?.cancel();
     this.rttSeq = -1;
     this.nxt = this.una;

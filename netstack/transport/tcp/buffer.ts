@@ -59,6 +59,10 @@ function poolSize(n: number): boolean {
   return n >= FILL_MIN && n <= FILL_MAX && (n & (n - 1)) === 0;
 }
 
+// What `loans` and `parked` are until their first chunk: most queues never get one, and an empty array each is 64 B
+// of every idle connection's two queues. Never pushed into (its length stays 0, so `length = 0` leaves it so).
+const NO_CHUNKS: Uint8Array[] = [];
+
 /** A FIFO of bytes held as chunks, with random-access copy-out from the front. */
 export class ByteQueue {
   private chunks: Uint8Array[] = [];
@@ -88,11 +92,11 @@ export class ByteQueue {
   private lastBurst = 0;
   // Chunks that are views of a link's lent memory (borrow), in queue order: never lent on by peek, never pooled,
   // and copied by adopt when the link ends its loans.
-  private loans: Uint8Array[] = [];
+  private loans: Uint8Array[] = NO_CHUNKS;
   // Frames a link still points at (gather, see `hold`), and the whole chunks consumed meanwhile: they go to the
   // pool, where another queue would write into them, only once no link points at this queue's bytes.
   private holds = 0;
-  private parked: Uint8Array[] = [];
+  private parked: Uint8Array[] = NO_CHUNKS;
 
   /** Bytes queued. */
   get length(): number {
@@ -115,6 +119,7 @@ export class ByteQueue {
   borrow(view: Uint8Array): boolean {
     if (view.length === 0) return false;
     this.push(view);
+    if (this.loans === NO_CHUNKS) this.loans = [];
     this.loans.push(view);
     return this.loans.length === 1;
   }
@@ -288,7 +293,7 @@ export class ByteQueue {
 
   /** Keeps a whole chunk for the pool, or parks it while a link points at this queue's bytes. */
   private keep(chunk: Uint8Array): void {
-    if (this.holds > 0) this.parked.push(chunk);
+    if (this.holds > 0) (this.parked === NO_CHUNKS ? (this.parked = []) : this.parked).push(chunk);
     else keepWhole(chunk);
   }
 

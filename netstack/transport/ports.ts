@@ -44,11 +44,28 @@ interface Coverage {
   v6: string | null;
 }
 
-interface Reservation {
-  readonly req: PortRequest;
-  readonly cover: Coverage;
-  readonly owner: object;
-  readonly remoteKey: string | null;
+/**
+ * One reservation. Its coverage and peer key are worked out when a bind or connect on the same port first compares
+ * with it: an accepted connection's (one per connection, held until it is closed) is usually never compared, and the
+ * two strings and the object cost each idle connection ~100 B of heap.
+ */
+class Reservation {
+  private coverMemo: Coverage | null = null;
+  private remoteKeyMemo: string | null | undefined = undefined;
+
+  constructor(
+    readonly req: PortRequest,
+    readonly owner: object,
+  ) {}
+
+  get cover(): Coverage {
+    return (this.coverMemo ??= coverage(this.req));
+  }
+
+  get remoteKey(): string | null {
+    if (this.remoteKeyMemo === undefined) this.remoteKeyMemo = remoteKeyOf(this.req);
+    return this.remoteKeyMemo;
+  }
 }
 
 /**
@@ -183,7 +200,7 @@ export class PortManager {
     if (!!r.v6only !== flags.v6only || !!r.reuseAddr !== flags.reuseAddr || !!r.reusePort !== flags.reusePort) return false;
     slot.delete(from);
     // The request names its owner too: `from` must not stay reachable through it.
-    slot.set(to, { ...e, req: { ...e.req, owner: to }, owner: to });
+    slot.set(to, new Reservation({ ...e.req, owner: to }, to));
     return true;
   }
 
@@ -201,7 +218,7 @@ export class PortManager {
     // Every caller passes a literal of its own: it is kept as it is unless the port was picked here.
     const req = r.port === port ? r : { ...r, port };
     const owner = r.owner ?? req;
-    const res: Reservation = { req, cover: coverage(req), owner, remoteKey: remoteKeyOf(req) };
+    const res = new Reservation(req, owner);
     let space = this.spaces.get(r.protocol);
     if (!space) this.spaces.set(r.protocol, (space = new Map()));
     let slot = space.get(port);

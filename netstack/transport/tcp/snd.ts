@@ -23,6 +23,13 @@ import { Chrono, ChronoStats } from './chrono.ts';
 /** A CcContext the sender fills in place. */
 type WritableCc = { -readonly [K in keyof CcContext]: CcContext[K] };
 
+// onAck's congestion-control contexts (see contextInto), one pair for every sender: the stack runs one onAck at a
+// time on its thread, and a nested one (none is known) takes contexts of its own. Two per sender were 144 B of
+// objects and their boxed numbers on every idle connection. `acking`: an onAck is under way.
+const ACK_CTX: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
+const RTT_CTX: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
+let acking = false;
+
 /** Linux's tcp_reordering: duplicate ACKs (or SACKed segments) that signal a loss (RFC 5681 §3.2 DupThresh). */
 export const DUP_THRESH = 3;
 /** RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK time added to a lone segment's probe timeout. */
@@ -94,10 +101,6 @@ export class Sender {
   readonly sb = new Scoreboard();
   /** RACK-TLP state (RFC 8985); used when SACK was negotiated. */
   readonly rack = new Rack();
-  /** onAck's congestion-control contexts (see contextInto), and whether an onAck is under way. */
-  private readonly ackCtx: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
-  private readonly rttCtx: WritableCc = { mss: 0, now: 0, srtt: 0, minRtt: 0, una: 0, nxt: 0 };
-  private acking = false;
   /** The armed probe stands in for the RTO (pushed back behind it), as Linux's single retransmission timer does. */
   private tlpInsteadOfRto = false;
   /** TLP.end_seq: a probe is outstanding until this is acknowledged; -1 when none. */
@@ -311,7 +314,8 @@ export class Sender {
 
   /**
    * The context congestion control sees, written into `c`: onAck's two (its snapshot from before the ACK, and
-   * the RTT sample's) are kept per sender rather than made per ACK; congestion control keeps no context.
+   * the RTT sample's) are the module's ACK_CTX and RTT_CTX rather than made per ACK; congestion control keeps no
+   * context.
    */
   private contextInto(c: WritableCc): CcContext {
     c.mss = this.mss;
@@ -350,9 +354,9 @@ export class Sender {
     const deliveredBefore = this.rack.deliveredPackets;
     const acked = seq.sub(ack, this.una);
     // A nested onAck (none is known: replies leave through timers and links) takes a context of its own.
-    const nested = this.acking;
-    this.acking = true;
-    const ctx = nested ? this.ccContext() : this.contextInto(this.ackCtx);
+    const nested = acking;
+    acking = true;
+    const ctx = nested ? this.ccContext() : this.contextInto(ACK_CTX);
     const flightBefore = this.inFlight;
     // Set when this very ACK triggered a window reduction, so it must not also grow the window.
     let reduced = false;
@@ -369,7 +373,7 @@ export class Sender {
       // New data acknowledged: the next hop is reachable (RFC 4861 §7.3.1, Linux's tcp_ack → dst_confirm).
       this.ep.route?.confirmNeighbor?.(this.lastAckAt);
       const caRtt = this.sampleRtt(ack, tsEcr);
-      if (caRtt >= 0 && this.cc.onRttSample) this.cc.onRttSample(caRtt, nested ? this.ccContext() : this.contextInto(this.rttCtx));
+      if (caRtt >= 0 && this.cc.onRttSample) this.cc.onRttSample(caRtt, nested ? this.ccContext() : this.contextInto(RTT_CTX));
       this.sb.advance(ack);
       this.timeouts = 0;
       this.rtt.backoffs = 0;
@@ -429,7 +433,7 @@ export class Sender {
       this.prrReduce(delivered, false, newlyLost);
     }
     if (!this.inRecovery && this.ep.sackOk && this.rack.firstLost()) this.enterRecovery(delivered, newlyLost);
-    this.acking = nested;
+    acking = nested;
   }
 
   /**

@@ -940,7 +940,11 @@ export class TcpEndpoint implements Endpoint {
     const from = this.state;
     this.st = s;
     this.stateSince = this.clock.now();
-    if (s === State.Established) this.stats.established++;
+    if (s === State.Established) {
+      this.stats.established++;
+      // Only a SYN-ACK is built from them (SYN-RECEIVED): an established connection keeps no object for them.
+      this.peerSynOptions = undefined;
+    }
     const tracer = this.proto.net.stats.tracer;
     if (tracer) tracer({ group: 'tcp', counter: 'state', detail: `${stateName(from)} → ${stateName(s)}` });
   }
@@ -1161,7 +1165,7 @@ export class TcpEndpoint implements Endpoint {
     snd.onTimeout();
   }
 
-  /** The peer's SYN options, kept to rebuild a retransmitted SYN-ACK. */
+  /** The peer's SYN options, kept to rebuild a retransmitted SYN-ACK; dropped once established. */
   peerSynOptions: TcpOptions | undefined;
 
 

@@ -359,12 +359,12 @@ export class Stack implements NetworkLayer, StackInternals {
     return this.routeTable.list();
   }
 
-  findRoute(remote: Address, local?: Address, nicId?: number): Route | NetError {
-    return this.findPath(remote, local, nicId);
+  findRoute(remote: Address, local?: Address, nicId?: number, kept?: boolean): Route | NetError {
+    return this.findPath(remote, local, nicId, kept);
   }
 
   /** @internal */
-  findPath(remote: Address, local?: Address, nicId?: number): Path | NetError {
+  findPath(remote: Address, local?: Address, nicId?: number, kept = false): Path | NetError {
     const v4 = remote.length === 4;
     if (!v4 && remote.length !== 16) return Err.InvalidArgument;
     // A socket bound to a multicast group sends from a unicast address of its own choosing.
@@ -398,10 +398,11 @@ export class Stack implements NetworkLayer, StackInternals {
     const src = local ?? this.selectSource(nic, entry.gateway ?? remote);
     if (!src) return this.noRoute(v4, Err.AddressNotAvailable);
     if (v4 && nic.isV4Broadcast(remote)) return new Path(this, nic, src.slice(), remote.slice(), undefined, 'broadcast');
-    // Each copy of an address is a Uint8Array and an ArrayBuffer, ~180 B of heap, and every TCP connection holds a
-    // path: the source is our stored address itself (nothing writes into it), and a path to a neighbour on the link
-    // has one copy of the destination as both destination and next hop.
-    const to = remote.slice();
+    // Each copy of an address is a Uint8Array, an ArrayBuffer and its backing store, ~300 B in all, and every TCP
+    // connection holds a path: the source is our stored address itself (nothing writes into it), the destination a
+    // received packet's source itself when the caller says it is kept, and a path to a neighbour on the link has the
+    // destination as its next hop.
+    const to = kept ? remote : remote.slice();
     const from = this.localAddress(src)?.address ?? src.slice();
     return new Path(this, nic, from, to, entry.gateway ? entry.gateway.slice() : to, 'unicast');
   }

@@ -188,9 +188,11 @@ export interface NetworkLayer {
   registerTransport(p: TransportProtocol): void;
   /**
    * Finds a route to `remote`, from `local` when given (it must be one of ours), out of NIC `nicId` when
-   * given; errors are NetworkUnreachable / AddressNotAvailable values.
+   * given; errors are NetworkUnreachable / AddressNotAvailable values. `kept`: `remote` is an array nothing
+   * writes into (a received packet's PacketInfo.src, which the network layer copies once per source), so the route
+   * may keep it rather than a copy of its own.
    */
-  findRoute(remote: Address, local?: Address, nicId?: number): Route | NetError;
+  findRoute(remote: Address, local?: Address, nicId?: number, kept?: boolean): Route | NetError;
   /** Whether `a` is assigned to one of our NICs (or to `nicId` when given). */
   isLocalAddress(a: Address, nicId?: number): boolean;
   /** A random 32-bit unsigned integer from the stack's seeded source (ISNs, ephemeral ports, IDs). */

@@ -61,7 +61,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
     proto.count('listenOverflows');
     return;
   }
-  const route = proto.net.findRoute(info.src, info.dst, info.nicId);
+  const route = proto.net.findRoute(info.src, info.dst, info.nicId, true);
   if (!('send' in route)) return;
   if (q.synQueue.size >= Math.max(q.backlog, 1)) {
     if (proto.config.synCookies) sendCookieSynAck(l, r, info, route);
@@ -250,7 +250,8 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
     proto.count('listenOverflows');
     return true;
   }
-  const route = proto.net.findRoute(remote, local, nicId);
+  // `remote` is a received packet's source or a child's kept address: nothing writes into either.
+  const route = proto.net.findRoute(remote, local, nicId, true);
   if (!('send' in route)) return true;
   const child = newChild(l, r, route);
   const coded = r.options.tsEcr !== undefined ? decodeCookieTs(r.options.tsEcr) : null;

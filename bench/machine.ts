@@ -5,11 +5,14 @@
  * interrupt through the hypervisor. Paths that hand work between two processes on two CPUs (a sandboxed program and
  * the Sentry's FUSE server, a client and a server one request at a time) pay it on every hand-over, the kernel's
  * own paths much less; bench/README.md has the figures. Both reports print this line so that a figure read later
- * says on what kind of machine it was taken.
+ * says on what kind of machine it was taken. It also gives the price of one system call, measured as the report
+ * is made: on session 19's machine (a guest whose kernel runs outside the CPU's kernel mode, `pvm_*` functions in
+ * its profiles) a null call took 1.3–1.8 µs, and every path that enters the kernel per packet or per wake-up pays it.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
+import koffi from 'koffi';
 
 /** What `readMachine` found; the cpuidle fields are absent where the kernel has no such files. */
 export interface Machine {
@@ -19,6 +22,8 @@ export interface Machine {
   cpuidle?: string;
   /** haltpoll's `guest_halt_poll_ns`: how long an idle vCPU polls before it halts. */
   haltPollNs?: number;
+  /** Nanoseconds one system call costs (syscallNs), when measured. */
+  syscallNs?: number;
 }
 
 function readText(path: string): string | undefined {
@@ -39,6 +44,26 @@ export function readMachine(sys = '/sys'): Machine {
   return m;
 }
 
+/**
+ * Nanoseconds of one system call: getppid (which glibc passes to the kernel every time) against abs (no kernel
+ * entry) through the same koffi call, the median of 7 rounds of 20,000 each, so that koffi's own cost cancels.
+ */
+export function syscallNs(): number {
+  const libc = koffi.load('libc.so.6');
+  const getppid = libc.func('int getppid()') as () => number;
+  const abs = libc.func('int abs(int)') as (n: number) => number;
+  const N = 20_000;
+  const round = (f: () => unknown): number => {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) f();
+    return Number(process.hrtime.bigint() - t0) / N;
+  };
+  const diffs: number[] = [];
+  for (let r = 0; r < 7; r++) diffs.push(round(getppid) - round(() => abs(-r)));
+  diffs.sort((a, b) => a - b);
+  return Math.max(0, Math.round(diffs[3]!));
+}
+
 /** One line for the reports: `machine: 2 CPUs, Linux 6.1; cpuidle haltpoll, ...`. */
 export function describeMachine(m: Machine): string {
   let line = `machine: ${m.cpus} CPU${m.cpus === 1 ? '' : 's'}, Linux ${m.kernel}`;
@@ -47,6 +72,9 @@ export function describeMachine(m: Machine): string {
     line += ', guest_halt_poll_ns 0: idle vCPUs halt at once, so each wake-up of an idle CPU is an interrupt through the hypervisor (bench/README.md)';
   } else if (m.haltPollNs !== undefined) {
     line += `, idle vCPUs poll ${Math.round(m.haltPollNs / 1000)} µs before they halt`;
+  }
+  if (m.syscallNs !== undefined) {
+    line += `; a system call ${m.syscallNs >= 1000 ? `${(m.syscallNs / 1000).toFixed(1)} µs` : `${m.syscallNs} ns`}`;
   }
   return line;
 }

@@ -4,7 +4,7 @@
  * skipped with its reason; nothing here throws past a single test.
  */
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
-import { readMachine } from './machine.ts';
+import { readMachine, syscallNs } from './machine.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, medianOfRounds, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { highestPassing, synFloodSteps } from './synflood.ts';
@@ -383,6 +383,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
     startedAt,
     seconds: roundTo((performance.now() - started) / 1000, 1),
     udpLatency: medianUdp(udpLatency),
-    machine: readMachine(),
+    machine: { ...readMachine(), syscallNs: syscallNs() },
   };
 }

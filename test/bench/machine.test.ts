@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { describeMachine, readMachine } from '../../bench/machine.ts';
+import { describeMachine, readMachine, syscallNs } from '../../bench/machine.ts';
 
 /** A sysfs root holding just `files` (path under the root → content). */
 function fakeSys(t: Test, files: Record<string, string>): string {
@@ -44,4 +44,12 @@ t.test('no cpuidle at all: CPUs and kernel only', async (t) => {
   t.equal(m.cpuidle, undefined);
   t.ok(m.cpus >= 1);
   t.match(describeMachine(m), /^machine: \d+ CPUs?, Linux \S+$/);
+});
+
+t.test('the price of a system call: measured here, and given in µs or ns', async (t) => {
+  const ns = syscallNs();
+  t.ok(Number.isInteger(ns) && ns > 0 && ns < 1_000_000, `one system call ${ns} ns`);
+  const m = readMachine(fakeSys(t, {}));
+  t.match(describeMachine({ ...m, syscallNs: 1540 }), /; a system call 1\.5 µs$/);
+  t.match(describeMachine({ ...m, syscallNs: 120 }), /; a system call 120 ns$/);
 });

@@ -6,8 +6,10 @@
 // reconfigure the app netns; a racer thread flipping connect's sockaddr never reaches the host's loopback;
 // SIOCGIFCONF shows only the sandbox's own interfaces; root-owned host files are unreadable; and after kill -9 of
 // the Sentry the program dies, connects no more, and the namespaces, veth and nft guard table go.
+import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { join } from 'node:path';
 import t from 'tap';
 import { run as sh } from '../../lib/testnet.ts';
 import { onLines } from '../../lib/lines.ts';
@@ -277,9 +279,16 @@ int main(int argc, char **argv) {
 const sec = b.cc('sec', SEC_C, ['-pthread']);
 
 t.test('int 0x80 socketcall and an x32 socket() → killed by SIGSYS (159)', async (t) => {
+  // A control outside the sandbox: some kernels have no working 32-bit entry (on a PVM-style guest, Linux 6.18, int
+  // 0x80 faults with SIGSEGV in any process). There the sandboxed call must still never return, and its SIGSEGV
+  // comes before the filter could see a system call.
+  const control = spawnSync(join(b.dir, 'sec'), ['int80'], { encoding: 'utf8' });
+  const noEntry = control.signal === 'SIGSEGV';
+  if (!noEntry) t.match(control.stdout, /^int80 returned \d+\n$/, 'control: int 0x80 works outside the sandbox');
   for (const mode of ['int80', 'x32']) {
     const r = await tsvisorRun(b.ns, [...b.bind, '--', sec, mode]);
-    t.equal(r.code, 128 + 31, `${mode}: SIGSYS`);
+    if (mode === 'int80' && noEntry) t.equal(r.code, 128 + 11, 'int80: SIGSEGV, as outside the sandbox (no 32-bit entry)');
+    else t.equal(r.code, 128 + 31, `${mode}: SIGSYS`);
     t.equal(r.stdout, '', `${mode}: the call never returned`);
   }
   t.end();

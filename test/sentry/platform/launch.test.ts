@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -108,13 +109,18 @@ t.test('io_uring_setup → ENOSYS from the filter, no notification', async (t) =
 });
 
 t.test('an x32 call and int 0x80 socketcall are killed by SIGSYS (status 159)', async (t) => {
+  // A control outside the sandbox: on a kernel without a working 32-bit entry (session 19's PVM-style guest, Linux
+  // 6.18) int 0x80 faults with SIGSEGV in any process, before a filter could see a system call; the sandboxed one
+  // must then die the same way, and never get past the call.
+  const noEntry = spawnSync(probe(), ['int80']).signal === 'SIGSEGV';
   for (const mode of ['x32', 'int80']) {
     for (const bwrap of [false, true]) {
       const r = await sandboxed([probe(), mode], { bwrap, binds: [{ src: dirname(probe()), dst: dirname(probe()), ro: true }] });
-      t.equal(r.status, 159, `${mode} (bwrap ${bwrap}): 128 + SIGSYS`);
+      const signal = mode === 'int80' && noEntry ? 'SIGSEGV' : 'SIGSYS';
+      t.equal(r.status, signal === 'SIGSYS' ? 159 : 139, `${mode} (bwrap ${bwrap}): 128 + ${signal}`);
       t.match(r.stdout, new RegExp(`^${mode}$`, 'm'), 'it ran up to the call');
       t.notMatch(r.stdout, /survived/);
-      if (!bwrap) t.equal(r.signal, 'SIGSYS');
+      if (!bwrap) t.equal(r.signal, signal);
     }
   }
   const host = await sandboxed([probe(), 'x32'], { mode: 'host' });

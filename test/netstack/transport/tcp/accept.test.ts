@@ -3,27 +3,16 @@
 // Linux 6.x answered for the same sequence (python3 sockets in a namespace): a child shares its port with a new
 // socket only when both set SO_REUSEADDR; a new listener may then listen too; nothing blocks once all are CLOSED.
 import t from 'tap';
-import { type Address, parseAddress, parseSubnet } from '../../../../netstack/addr.ts';
-import { VirtualClock } from '../../../../netstack/clock.ts';
+import { type Address, parseAddress } from '../../../../netstack/addr.ts';
 import { Err } from '../../../../netstack/errors.ts';
-import { ChannelEndpoint } from '../../../../netstack/link/channel.ts';
-import { Netstack } from '../../../../netstack/netstack.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { State, stateName } from '../../../../netstack/transport/tcp/state.ts';
+import { netstackPair } from './helper.ts';
 
 const PORT = 5000;
 const SERVER = parseAddress('198.18.0.2')!;
 
-function pair() {
-  const clock = new VirtualClock();
-  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
-  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
-  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
-  return { clock, a, b };
-}
-type Pair = ReturnType<typeof pair>;
+type Pair = ReturnType<typeof netstackPair>;
 
 /** A listener on B (SO_REUSEADDR as given) with one accepted connection from A. */
 function served(env: Pair, listenerReuse: boolean) {
@@ -89,7 +78,7 @@ for (const [lreuse, phase, reuse, listen, want] of table) {
   const who = `listener ${lreuse ? 'with' : 'without'} SO_REUSEADDR`;
   const what = `bind${reuse ? ' with SO_REUSEADDR' : ''}${listen ? ' + listen' : ''}`;
   t.test(`${who}, ${phase}: ${what} → ${want}`, async (t) => {
-    const env = pair();
+    const env = netstackPair();
     const s = served(env, lreuse);
     reach(env, s, phase);
     const childState: Record<Phase, State> = {
@@ -106,13 +95,13 @@ for (const [lreuse, phase, reuse, listen, want] of table) {
 }
 
 t.test('accepted child reports the listener SO_REUSEADDR (Linux copies it)', async (t) => {
-  const env = pair();
+  const env = netstackPair();
   t.equal(served(env, true).child.getOption('SO_REUSEADDR'), 1);
-  t.equal(served(pair(), false).child.getOption('SO_REUSEADDR'), 0);
+  t.equal(served(netstackPair(), false).child.getOption('SO_REUSEADDR'), 0);
 });
 
 t.test('child reset by the peer → its port reservation goes with it', async (t) => {
-  const env = pair();
+  const env = netstackPair();
   const s = served(env, false);
   s.listener.close();
   t.equal(tryBind(env, false), EIU, 'held while the child lives');
@@ -125,7 +114,7 @@ t.test('child reset by the peer → its port reservation goes with it', async (t
 });
 
 t.test('listener closed with an unaccepted child → child reset, port free', async (t) => {
-  const { clock, a, b } = pair();
+  const { clock, a, b } = netstackPair();
   const listener = b.socket(4, 'stream') as TcpEndpoint;
   listener.bind({ address: new Uint8Array(4), port: PORT });
   listener.listen(4);
@@ -140,7 +129,7 @@ t.test('listener closed with an unaccepted child → child reset, port free', as
 });
 
 t.test('a child completed by SYN cookie holds the port as well', async (t) => {
-  const { clock, a, b } = pair();
+  const { clock, a, b } = netstackPair();
   const listener = b.socket(4, 'stream') as TcpEndpoint;
   listener.bind({ address: new Uint8Array(4), port: PORT });
   listener.listen(1);
@@ -168,7 +157,7 @@ t.test('a child completed by SYN cookie holds the port as well', async (t) => {
 });
 
 t.test('an accepted connection holds its port without a readiness subscriber of the stack', async (t) => {
-  const env = pair();
+  const env = netstackPair();
   const s = served(env, false);
   t.equal(s.child.waiter.size, 0, 'nobody but the application waits on the child');
   t.equal(env.b.ports.count(6, PORT), 2, 'yet the child holds the port');

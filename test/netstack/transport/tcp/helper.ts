@@ -3,10 +3,12 @@
  * scripted peer. A test sends a segment as the peer, expects the next segment (matching only the fields it
  * names), expects nothing within a time, and advances the VirtualClock.
  */
-import { parseAddress, type Address } from '../../../../netstack/addr.ts';
+import { parseAddress, parseSubnet, type Address } from '../../../../netstack/addr.ts';
 import { VirtualClock } from '../../../../netstack/clock.ts';
 import { Err, type NetError } from '../../../../netstack/errors.ts';
+import { ChannelEndpoint } from '../../../../netstack/link/channel.ts';
 import { joinGather } from '../../../../netstack/link/endpoint.ts';
+import { Netstack } from '../../../../netstack/netstack.ts';
 import { Rng } from '../../../../netstack/rand.ts';
 import { Stats } from '../../../../netstack/stats.ts';
 import { PortManager } from '../../../../netstack/transport/ports.ts';
@@ -373,4 +375,18 @@ export function pattern(n: number, offset = 0): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (i + offset) % 251;
   return b;
+}
+
+/**
+ * Two whole stacks on a virtual clock, A at LOCAL and B at REMOTE, joined by an in-memory link of 1 ms each way:
+ * for tests of what connections between two real stacks do and keep.
+ */
+export function netstackPair() {
+  const clock = new VirtualClock();
+  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
+  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
+  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
+  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
+  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+  return { clock, a, b };
 }

@@ -4,11 +4,9 @@
 import t from 'tap';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { parseAddress, parseSubnet } from '../../../../netstack/addr.ts';
-import { VirtualClock } from '../../../../netstack/clock.ts';
-import { ChannelEndpoint } from '../../../../netstack/link/channel.ts';
-import { Netstack } from '../../../../netstack/netstack.ts';
+import { parseAddress } from '../../../../netstack/addr.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
+import { netstackPair } from './helper.ts';
 
 const PORT = 9;
 const SERVER = parseAddress('198.18.0.2')!;
@@ -24,12 +22,7 @@ function heapAfterGc(): number {
 }
 
 t.test('idle accepted connections: lazily built parts stay unbuilt, heap per connection bounded', async (t) => {
-  const clock = new VirtualClock();
-  const [la, lb] = ChannelEndpoint.pair({ clock, mtu: 1500, latencyMs: 1 });
-  const a = new Netstack({ clock, seed: 1, dadTransmits: 0 });
-  const b = new Netstack({ clock, seed: 2, dadTransmits: 0 });
-  a.stack.addAddress(a.stack.addNic(la), parseSubnet('198.18.0.1/24')!);
-  b.stack.addAddress(b.stack.addNic(lb), parseSubnet('198.18.0.2/24')!);
+  const { clock, a, b } = netstackPair();
   const listener = b.socket(4, 'stream') as TcpEndpoint;
   if (listener.bind({ address: new Uint8Array(4), port: PORT }) || listener.listen(4096)) throw new Error('listen');
   // One connection first, so that code and shapes made on first use are not counted.

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { parseServeArgs } from '../../cli/serve.ts';
 import { UsageError } from '../../cli/args.ts';
+import { main } from '../../cli/main.ts';
 
 const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
 
@@ -13,6 +14,24 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/**
+ * The same call in this process: cli/main.ts's main with standard output and error caught. A new `tsvisor` process
+ * costs about a second to start here, so the cases repeated for every command run this way, and `cli` checks that
+ * the real command behaves the same on a sample of them.
+ */
+async function inProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = { stdout: '', stderr: '' };
+  const writes = { stdout: process.stdout.write, stderr: process.stderr.write };
+  process.stdout.write = ((chunk: string | Uint8Array) => ((out.stdout += String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((out.stderr += String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args), ...out };
+  } finally {
+    process.stdout.write = writes.stdout;
+    process.stderr.write = writes.stderr;
+  }
 }
 
 t.test('serve arguments parse into options', async (t) => {
@@ -76,19 +95,22 @@ t.test('COMMAND --help, COMMAND -h and help COMMAND → that command\'s usage on
   const { COMMAND_USAGE } = await import('../../cli/usage.ts');
   const listed = [...(await cli(['help'])).stdout.matchAll(/^  ([a-z-]+) /gm)].map((m) => m[1]!);
   t.same(Object.keys(COMMAND_USAGE).sort(), [...new Set(listed)].sort(), 'every command in the list has a usage, and no other');
+  for (const args of [['serve', '--help'], ['run', '-h'], ['help', 'gofer']]) {
+    t.same(await cli(args), await inProcess(args), `${args.join(' ')}: the command as a process answers as main() does`);
+  }
   for (const command of listed) {
     for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
-      const r = await cli(args);
+      const r = await inProcess(args);
       t.equal(r.code, 0, `${args.join(' ')}: exit 0 ${r.stderr}`);
       t.equal(r.stdout, COMMAND_USAGE[command], `${args.join(' ')}: the usage of ${command}`);
       t.match(r.stdout, new RegExp(`^usage: tsvisor ${command}\\b`));
     }
   }
   // --help after an option's place still asks for help; after '--' it belongs to the program run.
-  t.equal((await cli(['serve', '--netns', 'x', '--help'])).stdout, COMMAND_USAGE.serve);
+  t.equal((await inProcess(['serve', '--netns', 'x', '--help'])).stdout, COMMAND_USAGE.serve);
   const prog = await cli(['run', '--network=none', '--', 'prog', '--help']);
   t.not(prog.stdout, COMMAND_USAGE.run, 'run -- PROG --help is not run\'s help');
-  const unknown = await cli(['help', 'frob']);
+  const unknown = await inProcess(['help', 'frob']);
   t.equal(unknown.code, 2);
   t.equal(unknown.stderr, "tsvisor: unknown command 'frob' (try 'tsvisor help')\n");
 });

@@ -21,10 +21,12 @@ export interface Teardowns {
   teardown(fn: () => unknown): void;
 }
 /**
- * The CLI from sources, as the other tests run it (the bench uses the built dist/cli/bin.js); TSVISOR_OCI_TEST_CLI
- * names another launcher, e.g. a work tree's cli/tsvisor.js, to try the engines on it.
+ * The CLI the engine tests run: from sources, or with TSVISOR_TEST_CLI=dist the compiled dist/cli/bin.js, as the
+ * other tests (test/cli-under-test.ts; the bench always uses dist/cli/bin.js); TSVISOR_OCI_TEST_CLI names another
+ * launcher, e.g. a work tree's cli/tsvisor.js, to try the engines on it.
  */
-export const CLI = process.env.TSVISOR_OCI_TEST_CLI ?? join(ROOT, 'cli/tsvisor.js');
+export const CLI =
+  process.env.TSVISOR_OCI_TEST_CLI ?? join(ROOT, process.env.TSVISOR_TEST_CLI === 'dist' ? 'dist/cli/bin.js' : 'cli/tsvisor.js');
 
 /** What a finished command did. */
 export type Result = ChildResult;

@@ -7,9 +7,12 @@
 // comes), and every other test file, one at a time beside them (output shown when the lane ends). On a 2-CPU
 // machine each lane keeps about one CPU busy; run one after the other they took ~25 min. A file that failed is run
 // once more, alone, at the end: the run passes if it then passes, and the closing lines name it either way.
-// With arguments (files, folders, tap options) it is one tap run of those, as `npx tap ARGS`.
-import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+// The tsvisor processes the tests start run the compiled package (dist/, TSVISOR_TEST_CLI=dist, see
+// test/cli-under-test.ts), built first here if any source is newer than it.
+// With arguments (files, folders, tap options) it is one tap run of those, as `npx tap ARGS`, with the tsvisor
+// processes run from the sources.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 
 const MAX_FAILURE_LINES = 60;
@@ -113,6 +116,28 @@ if (args.length > 0) {
   process.exit(code);
 }
 
+/** Whether dist/ was built after every file `npm run build` compiles from was last changed. */
+function distIsFresh() {
+  const built = join(ROOT, 'dist/cli/bin.js');
+  if (!existsSync(built)) return false;
+  const at = statSync(built).mtimeMs;
+  const sources = ['index.ts', 'package.json', 'tsconfig.json', 'tsconfig.build.json'];
+  for (const dir of ['lib', 'netstack', 'sentry', 'gofer', 'cli', 'bench', 'test/packetdrill']) {
+    for (const f of readdirSync(join(ROOT, dir), { recursive: true })) {
+      if (/\.(ts|js|c)$/.test(f) && !f.endsWith('.d.ts')) sources.push(join(dir, f));
+    }
+  }
+  return sources.every((f) => statSync(join(ROOT, f)).mtimeMs <= at);
+}
+
+if (!distIsFresh()) {
+  process.stdout.write('# dist/ is older than the sources: npm run build\n');
+  if (spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' }).status !== 0) {
+    process.stdout.write('outcome: failed (npm run build failed)\n');
+    process.exit(1);
+  }
+}
+process.env.TSVISOR_TEST_CLI = 'dist';
 const { serial, other } = suiteFiles();
 const serialLane = new Lane('serial', serial, { live: true });
 // tap rebuilds itself when its plugin set changed (a fresh checkout): the second lane starts once the first one

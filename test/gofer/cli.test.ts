@@ -9,7 +9,7 @@ import * as fs from '../../lib/fs.ts';
 import { F } from '../../lib/fs.ts';
 import { errCode, scratch } from './helpers.ts';
 
-const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
+import { CLI } from '../cli-under-test.ts';
 
 function runCli(args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60000 });

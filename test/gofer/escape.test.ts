@@ -8,7 +8,7 @@ import { text } from '../../gofer/p9/codec.ts';
 import { F } from '../../lib/fs.ts';
 import { connectClient, errCode, scratch, startServer, type Scratch } from './helpers.ts';
 
-const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
+import { CLI } from '../cli-under-test.ts';
 
 /** Lays out the traps: symlinks of every kind to the canary and to `outside/`, a device node, a swap pair. */
 function traps(s: Scratch): void {

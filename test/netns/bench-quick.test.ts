@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { validateReport } from '../../bench/results.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
 
-const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
+import { CLI } from '../cli-under-test.ts';
 // A namespace base of its own (TSVISOR_BENCH_NS overrides it), so that this test neither meets nor removes the
 // namespaces of a bench someone runs at the same time.
 const BASE = process.env.TSVISOR_BENCH_NS || 'tsv-bench-qt';

@@ -8,8 +8,9 @@ import type { Test } from 'tap';
 import { type ChildResult, collectChild } from '../../lib/exec.ts';
 import { netnsExists } from '../../lib/netns.ts';
 import { deleteNetns, run } from '../../lib/testnet.ts';
+import { CLI } from '../cli-under-test.ts';
 
-export const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
+export { CLI };
 export const ROOT = join(import.meta.dirname, '../..');
 
 /** A fresh namespace `tsb-<name>` with lo up, removed (with everything in it) in `t`'s teardown. */

@@ -151,7 +151,7 @@ export function pidsWith(marker: string): number[] {
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
     const cmd = readOr(`/proc/${e}/cmdline`);
-    if (cmd.includes(marker) && !cmd.includes('tsvisor.js')) pids.push(Number(e));
+    if (cmd.includes(marker) && !cmd.includes('tsvisor.js') && !cmd.includes('cli/bin.js')) pids.push(Number(e));
   }
   return pids;
 }

@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { type VethPair, type VethPairOptions, createVethPair } from '../../lib/testnet.ts';
 import { HANG_MS } from '../lib/wait.ts';
+import { CLI } from '../cli-under-test.ts';
 
-export const CLI = join(import.meta.dirname, '../../cli/tsvisor.js');
+export { CLI };
 
 /**
  * A veth pair from `opts`, a temporary folder and `tsvisor serve` on end A with `serveArgs` (after --netns/--dev),

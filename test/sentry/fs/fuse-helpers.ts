@@ -8,7 +8,7 @@ import { Client } from '../../../gofer/client/client.ts';
 import { mountFuse, unmountFuse } from '../../../sentry/fs/fuse/mount.ts';
 import { FuseServer } from '../../../sentry/fs/fuse/server.ts';
 
-const CLI = join(import.meta.dirname, '../../../cli/tsvisor.js');
+import { CLI } from '../../cli-under-test.ts';
 const execFileP = promisify(execFile);
 
 /** A mounted root. */

@@ -244,7 +244,6 @@ export class TcpEndpoint implements Endpoint {
   tsState: TxTimestamps | null = null;
   /** ECN negotiated and what it owes (RFC 3168, ecn.ts). */
   readonly ecn = new EcnState();
-  /** TIME-WAIT and FIN-WAIT-2 timeout. */
   /** TIME-WAIT and FIN-WAIT-2 timeout, built when first set (closeTimer). */
   private closeState: LazyTimer | null = null;
   /** tcp(7)'s cork ceiling, built when the sender first holds a segment back for corking. */

@@ -20,8 +20,7 @@ const ROOT = join(import.meta.dirname, '..');
 
 /** One tap process, its output parsed for failures and the closing counts. */
 class Lane {
-  constructor(name, args, { live }) {
-    this.name = name;
+  constructor(args, { live }) {
     this.live = live;
     this.buffered = [];
     this.tail = '';
@@ -110,7 +109,7 @@ function report(lanes) {
 
 const args = process.argv.slice(2);
 if (args.length > 0) {
-  const lane = new Lane('tap', args, { live: true });
+  const lane = new Lane(args, { live: true });
   const code = await lane.done;
   report([lane]);
   process.exit(code);
@@ -139,11 +138,11 @@ if (!distIsFresh()) {
 }
 process.env.TSVISOR_TEST_CLI = 'dist';
 const { serial, other } = suiteFiles();
-const serialLane = new Lane('serial', serial, { live: true });
+const serialLane = new Lane(serial, { live: true });
 // tap rebuilds itself when its plugin set changed (a fresh checkout): the second lane starts once the first one
 // has begun its tests, so that two rebuilds never race.
 await Promise.race([serialLane.started, serialLane.done]);
-const otherLane = new Lane('other', ['--jobs=1', ...other], { live: false });
+const otherLane = new Lane(['--jobs=1', ...other], { live: false });
 const codes = [await serialLane.done, await otherLane.done];
 process.stdout.write(`\n# the other ${other.length} test files, run beside the ${serial.length} serial ones:\n`);
 for (const chunk of otherLane.buffered) process.stdout.write(chunk);
@@ -155,7 +154,7 @@ const lanesFailedWithoutAFile = lanes.some((l, i) => codes[i] !== 0 && (l.failed
 const again = [];
 for (const file of failedFiles) {
   process.stdout.write(`\n# ${file} failed: once more, alone\n`);
-  const lane = new Lane('again', [file], { live: true });
+  const lane = new Lane([file], { live: true });
   const code = await lane.done;
   const c = lane.counts();
   again.push({ file, passed: code === 0, line: `${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped` });

@@ -302,9 +302,13 @@ export function text(b: Uint8Array): string {
 /** Where Rread's data starts in its frame: `size[4] type[1] tag[2] count[4]`. */
 export const RREAD_HEADER = 11;
 
-/** A frame with room for an Rread of up to `capacity` bytes, so a read can land in place without a copy. */
+/**
+ * A frame with room for an Rread of up to `capacity` bytes, so a read can land in place without a copy. Not zeroed:
+ * `finishRread` sends only the header and the bytes read, and zeroing a 1 MiB frame for every Tread cost more than
+ * the page-cache copy that fills it.
+ */
 export function rreadFrame(capacity: number): Uint8Array {
-  return new Uint8Array(RREAD_HEADER + capacity);
+  return Buffer.allocUnsafe(RREAD_HEADER + capacity);
 }
 
 /** Completes an Rread frame from `rreadFrame` after `n` bytes landed at RREAD_HEADER; returns the frame to send. */

@@ -189,7 +189,7 @@ export async function startServe(opts: ServeOptions, say: (line: string) => void
         throw new CliError(`interface '${opts.dev}' already exists in '${opts.netns}' and is a ${kind || 'device'}, not a TAP: ` +
           'drop --tap to take it over, or give --dev a new name for the TAP to create');
       }
-      const tap = await TapEndpoint.open({ netns: opts.netns, dev: opts.dev, mtu: opts.mtu });
+      const tap = await TapEndpoint.open({ netns: opts.netns, dev: opts.dev, mtu: opts.mtu, offloads: opts.offloads !== false });
       undo.push(() => tap.close());
       host = tap;
       addresses = opts.addresses!;

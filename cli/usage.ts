@@ -44,7 +44,7 @@ options:
   --pcap FILE          record every frame in and out
   --impair SPEC        impair the link: ${IMPAIR}
   --tap                create a TAP device named IFACE instead (needs --addr)
-  --no-offloads        no PACKET_VNET_HDR: send MTU-sized frames (received super-frames are still taken)
+  --no-offloads        no PACKET_VNET_HDR (a TAP without IFF_VNET_HDR): send MTU-sized frames (received super-frames are still taken)
   --no-stats-socket    do not serve counters to 'tsvisor stats'
   --no-send-thread     send every frame from the serving thread (by default bulk batches, 16 frames and
                        256 KB or more, go to a thread of their own; --send-thread says so explicitly)

@@ -6,14 +6,30 @@
  * A TAP fd has no batched read: each wake-up on the main loop (libuv, `watchFd`) reads frames one read() each
  * until EAGAIN, hands each to the dispatcher from one reused buffer, then calls `deliverBatchEnd()`.
  * Sends are queued by reference (the link owns written frames) and written one write() each on `flush()` or on
- * a microtask, with no copy. IFF_VNET_HDR with TUNSETOFFLOAD is where GSO/checksum offload would go later.
+ * a microtask, with no copy. With `offloads`, every frame in both directions carries a virtio-net header
+ * (IFF_VNET_HDR, TUNSETOFFLOAD of partial checksums and TSO over IPv4 and IPv6): the kernel hands over its TSO
+ * super-frames whole and cuts ours, as on a veth through PACKET_VNET_HDR (lib/vnet.ts); each sent frame is then
+ * copied once behind its header.
  */
 import { getRandomValues } from 'node:crypto';
-import type { LinkDispatcher, LinkEndpoint } from '../netstack/link/endpoint.ts';
+import koffi from 'koffi';
+import { GsoType, type GsoOptions, type LinkCapabilities, type LinkDispatcher, type LinkEndpoint, NO_OFFLOADS, RX_CSUM_VERIFIED } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import { run } from './exec.ts';
 import { C, type FdWatch, SysError, check, errno, ifreq, sys, watchFd } from './libc.ts';
 import { inNetns } from './netns.ts';
+import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeEmptyVnetHeader, writeVnetHeader } from './vnet.ts';
+
+// ioctl(2) with an integer argument (TUNSETOFFLOAD takes its flags by value).
+const ioctlInt = koffi.load('libc.so.6').func('int ioctl(int fd, unsigned long req, unsigned long arg)') as (fd: number, req: number, arg: number) => number;
+const IFF_VNET_HDR = 0x4000;
+const TUNSETOFFLOAD = 0x400454d0;
+// TUN_F_*: what the kernel may hand us (and we may hand it) unfinished: partial checksums, TSO of TCP over v4/v6.
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+// A super-frame: the kernel's GSO limit (64 KB of IP packet) plus the Ethernet header and a VLAN tag.
+const MAX_GSO_FRAME = 65536 + 14 + 4;
 
 /** Options for `TapEndpoint.open`. */
 export interface TapOptions {
@@ -25,6 +41,11 @@ export interface TapOptions {
   mtu?: number;
   /** The stack's MAC (default: random, locally administered unicast). */
   mac?: Uint8Array;
+  /**
+   * Checksum and segmentation offloads through the virtio-net header (IFF_VNET_HDR with TUNSETOFFLOAD): the kernel
+   * hands over its TSO super-frames whole, with partial checksums, and cuts ours. Default false.
+   */
+  offloads?: boolean;
 }
 
 const ETH_HLEN = 14;
@@ -59,6 +80,10 @@ export class TapEndpoint implements LinkEndpoint {
 
   private readonly rxBuf: Uint8Array;
   private readonly maxFrame: number;
+  /** Whether every frame carries a virtio-net header (see TapOptions.offloads). */
+  private readonly vnet: boolean;
+  /** What the link offers the stack. */
+  readonly capabilities: LinkCapabilities;
   private queue: Uint8Array[] = [];
   private flushScheduled = false;
   private readonly watch: FdWatch;
@@ -71,8 +96,13 @@ export class TapEndpoint implements LinkEndpoint {
     this.fd = fd;
     this.mtu = mtu;
     this.macAddress = opts.mac ? opts.mac.slice() : randomMac();
-    this.maxFrame = mtu + ETH_HLEN + VLAN_HLEN;
-    this.rxBuf = new Uint8Array(this.maxFrame + 1); // one spare byte tells an oversize frame from a full one
+    this.vnet = opts.offloads === true;
+    this.maxFrame = this.vnet ? Math.max(MAX_GSO_FRAME, mtu + ETH_HLEN + VLAN_HLEN) : mtu + ETH_HLEN + VLAN_HLEN;
+    this.capabilities = this.vnet
+      ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME - VLAN_HLEN, rxChecksumOffload: false, txChecksumOffload: true })
+      : NO_OFFLOADS;
+    // One spare byte tells an oversize frame from a full one.
+    this.rxBuf = new Uint8Array((this.vnet ? VNET_HDR_LEN : 0) + this.maxFrame + 1);
     this.watch = watchFd(fd, (readable, _writable, status) => {
       if (status < 0) return this.close();
       if (readable) this.receive();
@@ -86,8 +116,9 @@ export class TapEndpoint implements LinkEndpoint {
       if (fd < 0) throw new SysError('open', errno(), '/dev/net/tun');
       try {
         const req = ifreq(opts.dev);
-        new DataView(req.buffer).setUint16(16, C.IFF_TAP | C.IFF_NO_PI, true);
+        new DataView(req.buffer).setUint16(16, C.IFF_TAP | C.IFF_NO_PI | (opts.offloads ? IFF_VNET_HDR : 0), true);
         check(sys.ioctl(fd, C.TUNSETIFF, req), 'ioctl', `TUNSETIFF ${opts.dev} in ${opts.netns}`);
+        if (opts.offloads) check(ioctlInt(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6), 'ioctl', `TUNSETOFFLOAD ${opts.dev}`);
         return { fd, mtu: readMtu(opts.dev) };
       } catch (err) {
         sys.close(fd);
@@ -116,6 +147,7 @@ export class TapEndpoint implements LinkEndpoint {
   private receive(): void {
     const c = this.counters;
     const buf = this.rxBuf;
+    const head = this.vnet ? VNET_HDR_LEN : 0;
     let delivered = 0;
     // Bounded so a flood cannot keep the main loop here forever; level-triggered polling brings us back.
     for (let budget = 1024; budget > 0 && !this.closed; budget--) {
@@ -124,7 +156,7 @@ export class TapEndpoint implements LinkEndpoint {
         if (errno() === C.EINTR) continue;
         break; // EAGAIN: drained
       }
-      if (n > this.maxFrame) {
+      if (n - head > this.maxFrame || n < head) {
         c.rxTruncated++;
         continue;
       }
@@ -134,9 +166,11 @@ export class TapEndpoint implements LinkEndpoint {
         continue;
       }
       c.rxFrames++;
-      c.rxBytes += n;
+      c.rxBytes += n - head;
       delivered++;
-      d.deliverFrame(buf.subarray(0, n));
+      // The kernel's verified (DATA_VALID) or unfinished (NEEDS_CSUM: a frame of this host's own) checksums.
+      const verified = head > 0 && (buf[0]! & (VNET_F_DATA_VALID | VNET_F_NEEDS_CSUM)) !== 0;
+      d.deliverFrame(buf.subarray(head, n), verified ? RX_CSUM_VERIFIED : 0);
     }
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
@@ -146,11 +180,32 @@ export class TapEndpoint implements LinkEndpoint {
 
   writeFrame(frame: Uint8Array): boolean {
     if (this.closed) return false;
+    if (this.vnet) return this.writeGso(frame, NO_GSO);
     if (frame.length > this.maxFrame) {
       this.counters.txOversize++;
       return false;
     }
     this.queue.push(frame);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.autoFlush);
+    }
+    return true;
+  }
+
+  /** Queues `frame` behind a virtio-net header saying how the kernel is to cut it and finish its checksum. */
+  writeGso(frame: Uint8Array, o: GsoOptions): boolean {
+    if (this.closed || !this.vnet) return false;
+    if (frame.length > this.maxFrame) {
+      this.counters.txOversize++;
+      return false;
+    }
+    const out = new Uint8Array(VNET_HDR_LEN + frame.length);
+    const v = new DataView(out.buffer);
+    if (o === NO_GSO) writeEmptyVnetHeader(v, 0);
+    else writeVnetHeader(v, 0, o);
+    out.set(frame, VNET_HDR_LEN);
+    this.queue.push(out);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.autoFlush);
@@ -174,7 +229,7 @@ export class TapEndpoint implements LinkEndpoint {
       c.txCalls++;
       if (sys.write(this.fd, f, f.length) === f.length) {
         c.txFrames++;
-        c.txBytes += f.length;
+        c.txBytes += f.length - (this.vnet ? VNET_HDR_LEN : 0);
       } else {
         c.txDropped++;
       }
@@ -196,6 +251,8 @@ export class TapEndpoint implements LinkEndpoint {
     return this.closed;
   }
 }
+
+const NO_GSO: GsoOptions = Object.freeze({ gsoType: GsoType.NONE, gsoSize: 0, hdrLen: 0 });
 
 /** The MTU of `dev` in the calling thread's namespace, through a throwaway datagram socket. */
 function readMtu(dev: string): number {

@@ -130,6 +130,13 @@ export function nsExec(ns: string, argv: string[], opts: NsExecOptions = {}): Pr
   });
 }
 
+/** The counters of a serve running on `dev` in `ns`, through `tsvisor stats --json`. */
+export async function serveStats(ns: string, dev: string): Promise<Record<string, number>> {
+  const r = await nsExec(ns, [process.execPath, CLI, 'stats', '--netns', ns, '--dev', dev, '--json'], { timeoutMs: HANG_MS });
+  if (r.code !== 0) throw new Error(`tsvisor stats failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.toString()) as Record<string, number>;
+}
+
 /** SHA-256 of n bytes where byte i is i mod 256 (what /bytes/N serves). */
 export function bytesDigest(n: number): string {
   const chunk = Buffer.from(Uint8Array.from({ length: 65536 }, (_, i) => i & 0xff));

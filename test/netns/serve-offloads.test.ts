@@ -8,21 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createVethPair } from '../../lib/testnet.ts';
-import { HANG_MS } from '../lib/wait.ts';
-import { CLI, bytesDigest, nsExec, randomFile, serveOnVeth, startServe, stop } from './serve-helpers.ts';
+import { bytesDigest, nsExec, randomFile, serveOnVeth, serveStats, startServe, stop } from './serve-helpers.ts';
 
 const SIZE = 32 * 1024 * 1024;
 const SVC4 = '198.18.88.2';
 const PEER4 = '198.18.88.1';
 const SVC6 = 'fd74:7376:88::2';
 const PEER6 = 'fd74:7376:88::1';
-
-/** The counters of a running serve, through `tsvisor stats --json`. */
-async function stats(ns: string, dev: string): Promise<Record<string, number>> {
-  const r = await nsExec(ns, [process.execPath, CLI, 'stats', '--netns', ns, '--dev', dev, '--json'], { timeoutMs: HANG_MS });
-  if (r.code !== 0) throw new Error(`tsvisor stats failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.toString()) as Record<string, number>;
-}
 
 for (const offloads of [true, false]) {
   const name = offloads
@@ -53,7 +45,7 @@ for (const offloads of [true, false]) {
       t.equal(up.stdout.toString(), `${upload.sha}\n`, `${family} upload: hashed right (${Date.now() - t2} ms)`);
     }
 
-    const c = await stats(pair.nsA, pair.devA);
+    const c = await serveStats(pair.nsA, pair.devA);
     const shown = JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k]) => /^vnet\.|GsoFrames|tooBig/.test(k))));
     if (offloads) {
       t.ok((c['vnet.rxGsoFrames'] ?? 0) > 0, `GRO'd super-frames received (${shown})`);
@@ -118,7 +110,7 @@ t.test('serve --no-offloads against a default veth peer (TSO and checksum offloa
     t.equal(up.code, 0, `${family} upload: curl exits 0 ${up.stderr}`);
     t.equal(up.stdout.toString(), `${upload.sha}\n`, `${family} upload byte-exact`);
   }
-  const c = await stats(pair.nsA, pair.devA);
+  const c = await serveStats(pair.nsA, pair.devA);
   const shown = JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k]) => /^hostlink\.|badChecksum|tooBig|GsoFrames/.test(k))));
   t.ok((c['hostlink.rxCsumNotReady'] ?? 0) > 0, `the peer's partial checksums arrived and were taken (${shown})`);
   t.equal(c['tcp.badChecksum'] ?? 0, 0, 'no segment dropped for its checksum');

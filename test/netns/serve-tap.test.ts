@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { deleteNetns, run } from '../../lib/testnet.ts';
-import { HANG_MS } from '../lib/wait.ts';
-import { CLI, bytesDigest, nsExec, randomFile, startServe, stop } from './serve-helpers.ts';
+import { bytesDigest, nsExec, randomFile, serveStats, startServe, stop } from './serve-helpers.ts';
 
 const SIZE = 32 * 1024 * 1024;
 const NS = 'tsvN-st';
@@ -18,13 +17,6 @@ const SVC4 = '198.18.89.2';
 const PEER4 = '198.18.89.1';
 const SVC6 = 'fd74:7376:89::2';
 const PEER6 = 'fd74:7376:89::1';
-
-/** The counters of a running serve, through `tsvisor stats --json`. */
-async function stats(): Promise<Record<string, number>> {
-  const r = await nsExec(NS, [process.execPath, CLI, 'stats', '--netns', NS, '--dev', DEV, '--json'], { timeoutMs: HANG_MS });
-  if (r.code !== 0) throw new Error(`tsvisor stats failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.toString()) as Record<string, number>;
-}
 
 for (const offloads of [true, false]) {
   const name = offloads
@@ -60,7 +52,7 @@ for (const offloads of [true, false]) {
       t.equal(up.stdout.toString(), `${upload.sha}\n`, `${family} upload: hashed right`);
     }
 
-    const c = await stats();
+    const c = await serveStats(NS, DEV);
     const shown = JSON.stringify(Object.fromEntries(Object.entries(c).filter(([k]) => /GsoFrames|tooBig|hostlink\.(rx|tx)(Frames|Bytes|Truncated|Oversize)/.test(k))));
     if (offloads) {
       t.ok((c['link.rxGsoFrames'] ?? 0) > 0, `the kernel's TSO super-frames taken whole (${shown})`);

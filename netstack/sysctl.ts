@@ -77,8 +77,8 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_syncookies': {
     linux: '1',
     check: int(0, 2),
-    tcp: (v) => (v === '2' ? 'cookies for every SYN (2) are not implemented; only 0 and 1' : { synCookies: v === '1' }),
-    read: (c) => (c.synCookies ? '1' : '0'),
+    tcp: (v) => ({ synCookies: v !== '0', synCookiesAlways: v === '2' }),
+    read: (c) => (!c.synCookies ? '0' : c.synCookiesAlways ? '2' : '1'),
   },
   'net.ipv4.tcp_congestion_control': {
     linux: 'cubic',

@@ -26,7 +26,13 @@ t.test('set → TCP\'s configuration changes at once; a key without a knob is ke
   t.same(n.sysctl.set('net.ipv4.tcp_fastopen', '0x70403'), { value: '459779', applied: true });
   t.equal(n.sysctl.get('net.ipv4.tcp_fastopen'), '459779', 'hex read as strtol does, shown in decimal as /proc does');
   t.equal(n.tcp.config.fastOpen, 0x70403);
-  t.match(n.sysctl.set('net.ipv4.tcp_syncookies', '2'), { applied: false, why: /only 0 and 1/ });
+  t.same(n.sysctl.set('net.ipv4.tcp_syncookies', '2'), { value: '2', applied: true });
+  t.equal(n.sysctl.get('net.ipv4.tcp_syncookies'), '2');
+  t.same([n.tcp.config.synCookies, n.tcp.config.synCookiesAlways], [true, true], 'cookies for every SYN');
+  t.same(n.sysctl.set('net.ipv4.tcp_syncookies', '0'), { value: '0', applied: true });
+  t.same([n.tcp.config.synCookies, n.tcp.config.synCookiesAlways], [false, false]);
+  t.same(n.sysctl.set('net.ipv4.tcp_syncookies', '1'), { value: '1', applied: true });
+  t.same([n.tcp.config.synCookies, n.tcp.config.synCookiesAlways], [true, false], 'cookies when the SYN queue is full');
   t.same(n.sysctl.set('net.ipv4.tcp_fastopen_key', 'A1A1A1A1-b2b2b2b2-c3c3c3c3-d4d4d4d4'), { value: 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4', applied: true });
   t.equal(n.tcp.config.fastOpenKey, 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4');
   t.match(n.sysctl.set('net.ipv4.tcp_dsack', '0'), { applied: false, why: /does not read it yet/ });

@@ -63,7 +63,7 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   }
   const route = proto.net.findRoute(info.src, info.dst, info.nicId, true);
   if (!('send' in route)) return;
-  if (q.synQueue.size >= Math.max(q.backlog, 1)) {
+  if (q.synQueue.size >= Math.max(q.backlog, 1) || (proto.config.synCookiesAlways && proto.config.synCookies)) {
     if (proto.config.synCookies) sendCookieSynAck(l, r, info, route);
     else proto.count('listenDrops');
     return;

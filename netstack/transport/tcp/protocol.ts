@@ -84,6 +84,11 @@ export interface TcpConfig {
   /** Answer SYNs with cookies when the SYN queue is full (net.ipv4.tcp_syncookies = 1). */
   synCookies: boolean;
   /**
+   * Answer every SYN with a cookie, the SYN queue never used (net.ipv4.tcp_syncookies = 2; needs `synCookies`).
+   * As Linux's tcp_conn_request, such a SYN gets no Fast Open: a cookie holds no data.
+   */
+  synCookiesAlways: boolean;
+  /**
    * Bytes all connections together may buffer (send, receive and out-of-order queues; Linux's tcp_mem):
    * above it writes are refused and out-of-order data dropped; above three quarters buffers stop growing.
    */
@@ -139,6 +144,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   keepCnt: 9,
   somaxconn: 4096,
   synCookies: true,
+  synCookiesAlways: false,
   invalidAckIntervalMs: 500,
   maxMemory: 256 * 1024 * 1024,
   maxTimeWait: 65536,

@@ -156,6 +156,38 @@ t.test('a child completed by SYN cookie holds the port as well', async (t) => {
   t.equal(tryBind({ clock, a, b }, false), 'ok', 'free once both are gone');
 });
 
+t.test('tcp_syncookies = 2 → every SYN answered with a cookie, none queued, and the connections carry data', async (t) => {
+  const { clock, a, b } = netstackPair();
+  t.same(b.sysctl.set('net.ipv4.tcp_syncookies', '2'), { value: '2', applied: true });
+  const listener = b.socket(4, 'stream') as TcpEndpoint;
+  listener.bind({ address: new Uint8Array(4), port: PORT });
+  listener.listen(16);
+  const clients = [0, 1, 2].map(() => a.socket(4, 'stream') as TcpEndpoint);
+  for (const c of clients) c.connect({ address: SERVER, port: PORT });
+  clock.advance(1);
+  t.equal(listener.listener!.synQueue.size, 0, 'the SYN queue stays empty');
+  clock.advance(10);
+  t.equal(b.tcp.stats.syncookiesSent, 3, 'three cookies sent, with room in the SYN queue');
+  t.equal(b.tcp.stats.syncookiesRecv, 3, 'three connections completed by cookie');
+  const children: TcpEndpoint[] = [];
+  for (let r = listener.accept(); !('errno' in r); r = listener.accept()) children.push(r.endpoint as TcpEndpoint);
+  t.equal(children.length, 3);
+  for (const [i, c] of clients.entries()) t.equal(c.write(new TextEncoder().encode(`hello ${i}`)), 7);
+  clock.advance(10);
+  const got = children.map((c) => {
+    const r = c.read({ maxBytes: 100 });
+    return 'data' in r ? new TextDecoder().decode(r.data) : `error ${JSON.stringify(r)}`;
+  });
+  t.same(got.sort(), ['hello 0', 'hello 1', 'hello 2'], 'each connection carries its client\'s bytes');
+  // Back to 1: a SYN with room in the queue is queued again.
+  b.sysctl.set('net.ipv4.tcp_syncookies', '1');
+  const late = a.socket(4, 'stream') as TcpEndpoint;
+  late.connect({ address: SERVER, port: PORT });
+  clock.advance(10);
+  t.equal(b.tcp.stats.syncookiesSent, 3, 'no cookie for it');
+  t.equal(stateName(late.state), 'ESTABLISHED');
+});
+
 t.test('an accepted connection holds its port without a readiness subscriber of the stack', async (t) => {
   const env = netstackPair();
   const s = served(env, false);

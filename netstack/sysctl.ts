@@ -131,8 +131,9 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_notsent_lowat': { linux: String(U32), check: int(0, U32), tcp: num('notsentLowat'), read: (c) => String(c.notsentLowat) },
   'net.ipv4.tcp_reordering': { linux: '3', check: int(1, INT_MAX), tcp: num('reordering'), read: (c) => String(c.reordering) },
   'net.ipv4.tcp_max_reordering': { linux: '300', check: int(1, INT_MAX), tcp: num('maxReordering'), read: (c) => String(c.maxReordering) },
+  'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1), tcp: bool('dsack'), read: (c) => (c.dsack ? '1' : '0') },
+  'net.ipv4.tcp_rfc1337': { linux: '0', check: int(0, 1), tcp: bool('rfc1337'), read: (c) => (c.rfc1337 ? '1' : '0') },
   // Kept, not yet read by tsvisor's TCP.
-  'net.ipv4.tcp_dsack': { linux: '1', check: int(0, 1) },
   'net.ipv4.tcp_frto': { linux: '2', check: int(0, 2) },
   'net.ipv4.tcp_early_retrans': { linux: '3', check: int(0, 4) },
   'net.ipv4.tcp_recovery': { linux: '1', check: int(0, INT_MAX) },
@@ -150,7 +151,6 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_comp_sack_nr': { linux: '44', check: int(0, 255) },
   'net.ipv4.tcp_retries1': { linux: '3', check: int(0, 255) },
   'net.ipv4.tcp_orphan_retries': { linux: '0', check: int(0, 255) },
-  'net.ipv4.tcp_rfc1337': { linux: '0', check: int(0, 1) },
   'net.ipv4.tcp_tw_reuse': { linux: '2', check: int(0, 2) },
   'net.ipv4.tcp_thin_linear_timeouts': { linux: '0', check: int(0, 1) },
 };

@@ -35,7 +35,12 @@ t.test('set → TCP\'s configuration changes at once; a key without a knob is ke
   t.same([n.tcp.config.synCookies, n.tcp.config.synCookiesAlways], [true, false], 'cookies when the SYN queue is full');
   t.same(n.sysctl.set('net.ipv4.tcp_fastopen_key', 'A1A1A1A1-b2b2b2b2-c3c3c3c3-d4d4d4d4'), { value: 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4', applied: true });
   t.equal(n.tcp.config.fastOpenKey, 'a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4');
-  t.match(n.sysctl.set('net.ipv4.tcp_dsack', '0'), { applied: false, why: /does not read it yet/ });
+  t.match(n.sysctl.set('net.ipv4.tcp_frto', '0'), { applied: false, why: /does not read it yet/ });
+  t.same(n.sysctl.set('net.ipv4.tcp_dsack', '0'), { value: '0', applied: true });
+  t.equal(n.tcp.config.dsack, false);
+  t.same(n.sysctl.set('net.ipv4.tcp_rfc1337', '1'), { value: '1', applied: true });
+  t.equal(n.sysctl.get('net.ipv4.tcp_rfc1337'), '1');
+  t.equal(n.tcp.config.rfc1337, true);
   t.same(n.sysctl.set('net.ipv4.tcp_reordering', '10'), { value: '10', applied: true });
   t.equal(n.tcp.config.reordering, 10);
   t.same(n.sysctl.set('net.ipv4.tcp_max_reordering', '20'), { value: '20', applied: true });

@@ -206,7 +206,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     }
     ep.proto.count('outOfWindow');
     // Old data again (our ACK was lost or the peer retransmitted early): tell it with a D-SACK (RFC 2883 §4).
-    if (r.payload.length > 0 && seq.le(seq.add(start, r.payload.length), rcv.nxt)) {
+    if (r.payload.length > 0 && ep.proto.config.dsack && seq.le(seq.add(start, r.payload.length), rcv.nxt)) {
       rcv.dsack = { left: start, right: seq.add(start, r.payload.length) };
     }
     if (!(f & TCP_RST)) answerInvalid(ep, len);
@@ -227,6 +227,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       sendChallengeAck(ep);
       return;
     }
+    if (ep.state === State.TimeWait && ep.proto.config.rfc1337) return; // RFC 1337: TIME-WAIT outlives a RST
     ep.stats.resetsReceived++;
     resetReceived(ep);
     return;
@@ -364,7 +365,7 @@ function afterAck(ep: TcpEndpoint, f: number, start: number, len: number, text: 
   if (payload.length > 0 || fin) {
     const skip = seq.sub(rcv.nxt, start);
     if (skip > 0) {
-      if (payload.length > 0) rcv.dsack = { left: start, right: seq.add(start, Math.min(skip, payload.length)) };
+      if (payload.length > 0 && ep.proto.config.dsack) rcv.dsack = { left: start, right: seq.add(start, Math.min(skip, payload.length)) };
       payload = payload.subarray(Math.min(skip, payload.length));
       start = rcv.nxt;
     }

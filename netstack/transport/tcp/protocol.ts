@@ -88,6 +88,13 @@ export interface TcpConfig {
    * As Linux's tcp_conn_request, such a SYN gets no Fast Open: a cookie holds no data.
    */
   synCookiesAlways: boolean;
+  /** Tell the peer of duplicate data with a D-SACK block (net.ipv4.tcp_dsack, RFC 2883). */
+  dsack: boolean;
+  /**
+   * In TIME-WAIT, ignore a RST at RCV.NXT instead of ending at once (net.ipv4.tcp_rfc1337: RFC 1337's fix for
+   * "TIME-WAIT assassination"; Linux's default, 0, lets the RST end it).
+   */
+  rfc1337: boolean;
   /**
    * Bytes all connections together may buffer (send, receive and out-of-order queues; Linux's tcp_mem):
    * above it writes are refused and out-of-order data dropped; above three quarters buffers stop growing.
@@ -145,6 +152,8 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   somaxconn: 4096,
   synCookies: true,
   synCookiesAlways: false,
+  dsack: true,
+  rfc1337: false,
   invalidAckIntervalMs: 500,
   maxMemory: 256 * 1024 * 1024,
   maxTimeWait: 65536,

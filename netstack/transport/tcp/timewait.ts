@@ -101,7 +101,7 @@ export class TimeWait {
     if (!this.acceptable(start, len)) {
       this.proto.count('outOfWindow');
       const end = seq.add(start, r.payload.length);
-      const dsack = r.payload.length > 0 && seq.le(end, this.rcvNxt) ? { left: start, right: end } : null;
+      const dsack = r.payload.length > 0 && this.proto.config.dsack && seq.le(end, this.rcvNxt) ? { left: start, right: end } : null;
       if (!(f & TCP_RST)) this.answerInvalid(len, dsack);
       if (f & TCP_FIN) this.restart();
       return;
@@ -116,6 +116,7 @@ export class TimeWait {
         this.challenge();
         return;
       }
+      if (this.proto.config.rfc1337) return; // RFC 1337: TIME-WAIT outlives a RST
       this.proto.stats.resetsReceived++;
       this.end();
       return;

@@ -174,6 +174,20 @@ t.test('ESTABLISHED rcv duplicate data → ACK with a D-SACK block for it, repor
   t.equal(ep.inQueue(), 700);
 });
 
+t.test('tcp_dsack = 0 → duplicate data is acknowledged without a D-SACK block (Linux tcp_dsack_set)', async (t) => {
+  const h = new Harness({ dsack: false });
+  const ep = h.connect({ mss: MSS, sackPermitted: true });
+  const snd = h.iss + 1;
+  const p = h.peerNxt;
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(500) });
+  h.expect({ flags: A, ack: p + 500 });
+  h.send({ flags: A, seq: p, ack: snd, payload: pattern(500) });
+  t.equal(h.expect({ flags: A, ack: p + 500 }).options.sack, undefined, 'all old: no D-SACK');
+  h.send({ flags: A, seq: p + 400, ack: snd, payload: pattern(200, 400) });
+  t.equal(h.expect({ flags: A, ack: p + 600 }).options.sack, undefined, 'partly old: no D-SACK');
+  t.equal(ep.inQueue(), 600);
+});
+
 t.test('SACK recovery → TCP_INFO tcpi_retrans counts segments resent and not yet acknowledged (Linux retrans_out)', async (t) => {
   const h = new Harness();
   const ep = h.connect({ mss: MSS, sackPermitted: true });

@@ -22,8 +22,8 @@ interface Tw {
 }
 
 /** A connection in TIME-WAIT: `compact` closes an accepted one (passive open), else an active open, both first. */
-function timeWait(compact: boolean): Tw {
-  const h = new Harness();
+function timeWait(compact: boolean, config?: ConstructorParameters<typeof Harness>[0]): Tw {
+  const h = new Harness(config);
   let ep: TcpEndpoint;
   if (compact) {
     const l = h.listen();
@@ -88,6 +88,27 @@ for (const compact of [true, false]) {
     t.notOk(inUse(c));
     t.equal(c.h.tcp.timeWaitCount, 0);
     t.equal(c.h.tcp.stats.resetsReceived, 1);
+  });
+
+  t.test(`${kind} with tcp_rfc1337 = 1 rcv RST at RCV.NXT → ignored, 2·MSL kept from entry (RFC 1337)`, async (t) => {
+    const c = timeWait(compact, { rfc1337: true });
+    c.h.advance(10_000);
+    c.h.send({ flags: TCP_RST, seq: c.p });
+    c.h.expectNone();
+    t.equal(c.ep.state, State.TimeWait, 'the RST did not end it');
+    t.ok(inUse(c), 'the 4-tuple is still held');
+    t.equal(c.h.tcp.stats.resetsReceived, 0);
+    c.h.expectNone(MSL2 - 10_000 - 1);
+    t.equal(c.ep.state, State.TimeWait, 'not restarted by the RST either');
+    c.h.expectNone(2);
+    t.equal(c.ep.state, State.Closed, '2·MSL after entry');
+  });
+
+  t.test(`${kind} with tcp_dsack = 0 rcv old data → ACK without a D-SACK block`, async (t) => {
+    const c = timeWait(compact, { dsack: false });
+    c.h.send({ flags: A, seq: seq.add(c.p, -11), ack: c.snd, payload: new Uint8Array(10), options: c.h.ts(c.last, 500) });
+    const dup = c.h.expect({ flags: A, seq: c.snd, ack: c.p });
+    t.equal(dup.options.sack, undefined, 'no D-SACK');
   });
 
   t.test(`${kind} rcv old SYN → challenge ACK; newer SYN → TIME-WAIT ends`, async (t) => {

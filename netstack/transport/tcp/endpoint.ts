@@ -1157,7 +1157,9 @@ export class TcpEndpoint implements Endpoint {
     if (snd.timeouts === 0) snd.firstTimeoutAt = now;
     snd.timeouts++;
     const userExpired = this.userTimeout > 0 && now - snd.firstTimeoutAt >= this.userTimeout;
-    if (userExpired || (this.userTimeout === 0 && snd.timeouts > c.retries2)) {
+    // Linux's tcp_write_timeout: an orphan gives up after tcp_orphan_retries (0: 8 while the RTO can still grow).
+    const retries = !this.orphaned ? c.retries2 : c.orphanRetries > 0 || snd.rtt.rto >= DEFAULT_RTO_MAX ? c.orphanRetries : 8;
+    if (userExpired || (this.userTimeout === 0 && snd.timeouts > retries)) {
       this.fail(Err.TimedOut);
       return;
     }

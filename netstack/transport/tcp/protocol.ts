@@ -61,6 +61,12 @@ export interface TcpConfig {
   synAckRetries: number;
   /** Data retransmissions before the connection is aborted (tcp_retries2). */
   retries2: number;
+  /**
+   * The same for a connection the application has closed with data or its FIN unacknowledged (an orphan):
+   * net.ipv4.tcp_orphan_retries, where 0, the default, means 8 while the RTO is below its maximum (Linux's
+   * tcp_orphan_retries), so a dead peer holds an orphan ~100 s rather than tcp_retries2's ~15 minutes.
+   */
+  orphanRetries: number;
   /** Offer timestamps (RFC 7323). */
   timestamps: boolean;
   /** Offer SACK (RFC 2018). */
@@ -140,6 +146,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   synLinearTimeouts: 4,
   synAckRetries: 5,
   retries2: 15,
+  orphanRetries: 0,
   timestamps: true,
   sack: true,
   windowScaling: true,

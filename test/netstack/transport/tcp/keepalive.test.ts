@@ -145,6 +145,35 @@ t.test('retransmission timer gives up → CLOSED, ETIMEDOUT, no RST (Linux tcp_w
   }
 });
 
+t.test('closed with data unacknowledged (an orphan) → gives up after tcp_orphan_retries, 0 meaning 8 (Linux tcp_orphan_retries)', async (t) => {
+  const cases: { name: string; config?: Partial<TcpConfig>; retransmissions: number }[] = [
+    { name: 'default (0: 8)', retransmissions: 8 },
+    { name: 'tcp_orphan_retries 3', config: { orphanRetries: 3 }, retransmissions: 3 },
+  ];
+  for (const c of cases) {
+    const { h, ep, snd } = keepalive(c.config);
+    t.equal(ep.write(pattern(10)), 10);
+    ep.close();
+    let sends = 0;
+    for (let i = 0; i < 2_000 && ep.state !== State.Closed; i++) {
+      h.advance(1_000);
+      while (h.pending) if (h.next().seq === snd) sends++;
+    }
+    t.equal(ep.state, State.Closed, `${c.name}: CLOSED`);
+    t.equal(sends - 1, c.retransmissions, `${c.name}: ${c.retransmissions} retransmissions after the first send`);
+  }
+  // Not closed by the application: tcp_retries2 (15) still rules.
+  const { h, ep, snd } = keepalive();
+  t.equal(ep.write(pattern(10)), 10);
+  let sends = 0;
+  for (let i = 0; i < 1_000 && sends < 12; i++) {
+    h.advance(1_000);
+    while (h.pending) if (h.next().seq === snd) sends++;
+  }
+  t.equal(sends, 12, 'an open connection is still retransmitting after 11 retransmissions');
+  t.equal(ep.state, State.Established);
+});
+
 t.test('ESTABLISHED keepalive, TCP_KEEPCNT 1 but TCP_USER_TIMEOUT 17 s → probes go on past the count until 18 s (Linux ignores KEEPCNT then)', async (t) => {
   const { h, ep, snd } = keepalive();
   ep.setOption('TCP_KEEPCNT', 1);

@@ -67,6 +67,8 @@ export interface TcpConfig {
    * tcp_orphan_retries), so a dead peer holds an orphan ~100 s rather than tcp_retries2's ~15 minutes.
    */
   orphanRetries: number;
+  /** Receive-buffer auto-tuning (net.ipv4.tcp_moderate_rcvbuf); off, buffers stay at their default size. */
+  moderateRcvbuf: boolean;
   /** Offer timestamps (RFC 7323). */
   timestamps: boolean;
   /** Offer SACK (RFC 2018). */
@@ -147,6 +149,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   synAckRetries: 5,
   retries2: 15,
   orphanRetries: 0,
+  moderateRcvbuf: true,
   timestamps: true,
   sack: true,
   windowScaling: true,

@@ -93,7 +93,7 @@ export class Receiver {
    * window never limits a sender that the application keeps up with.
    */
   onRead(n: number, now: number, rtt: number, max: number): void {
-    if (!this.autoTune) return;
+    if (!this.autoTune || !this.ep.proto.config.moderateRcvbuf) return;
     this.tuneCopied += n;
     if (this.tuneStart === 0) this.tuneStart = now;
     if (now - this.tuneStart < Math.max(rtt, 1)) return;

@@ -580,11 +580,12 @@ t.test('TCP_INFO last_data_recv / last_ack_recv: ms since the connection started
   t.equal(info()['tcpi_last_data_recv'], 42, 'a bare ACK is not data');
 });
 
-t.test('receive-buffer auto-tuning: a reader that keeps up grows the window; SO_RCVBUF turns it off', async (t) => {
-  for (const fixed of [false, true]) {
-    const h = new Harness();
+t.test('receive-buffer auto-tuning: a reader that keeps up grows the window; SO_RCVBUF or tcp_moderate_rcvbuf = 0 turns it off', async (t) => {
+  for (const how of ['tuned', 'SO_RCVBUF', 'tcp_moderate_rcvbuf = 0'] as const) {
+    const fixed = how !== 'tuned';
+    const h = new Harness(how === 'tcp_moderate_rcvbuf = 0' ? { moderateRcvbuf: false } : undefined);
     const ep = h.connect({ mss: 1460, wscale: 7 });
-    if (fixed) ep.setOption('SO_RCVBUF', 131072);
+    if (how === 'SO_RCVBUF') ep.setOption('SO_RCVBUF', 131072);
     const snd = h.iss + 1;
     let p = h.peerNxt;
     let lastWindow = 0;
@@ -598,7 +599,7 @@ t.test('receive-buffer auto-tuning: a reader that keeps up grows the window; SO_
       ep.read();
       while (h.pending) lastWindow = h.next().window;
     }
-    if (fixed) t.equal(ep.rcv.limit, 131072, 'SO_RCVBUF: fixed');
+    if (fixed) t.equal(ep.rcv.limit, 131072, `${how}: fixed`);
     else {
       t.ok(ep.rcv.limit >= 4 * 131072, `auto-tuned to ${ep.rcv.limit}`);
       t.ok(lastWindow * 128 > 131072, `advertised ${lastWindow * 128} bytes`);

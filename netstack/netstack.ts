@@ -16,6 +16,8 @@ import { type DatagramTransports, installDatagramTransports, newDatagramEndpoint
 /** Options of a Netstack: the Stack's, plus TCP's configuration. */
 export interface NetstackOptions extends StackOptions {
   tcp?: ConstructorParameters<typeof TcpProtocol>[2];
+  /** The ephemeral port range, inclusive (Linux's net.ipv4.ip_local_port_range; 32768–60999 by default). */
+  ephemeralPorts?: { low: number; high: number };
 }
 
 /** A stack with all its transports. */
@@ -32,7 +34,7 @@ export class Netstack {
 
   constructor(opts: NetstackOptions) {
     this.stack = new Stack(opts);
-    this.ports = new PortManager(this.stack);
+    this.ports = new PortManager(this.stack, opts.ephemeralPorts);
     this.datagram = installDatagramTransports(this.stack, this.ports);
     this.tcp = new TcpProtocol(this.stack, this.ports, opts.tcp);
     this.stack.registerTransport(this.tcp);

@@ -66,6 +66,7 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   },
   'net.ipv4.tcp_synack_retries': { linux: '5', check: int(0, 255), tcp: num('synAckRetries'), read: (c) => String(c.synAckRetries) },
   'net.ipv4.tcp_retries2': { linux: '15', check: int(0, 255), tcp: num('retries2'), read: (c) => String(c.retries2) },
+  'net.ipv4.tcp_tw_reuse': { linux: '2', check: int(0, 2), tcp: num('twReuse'), read: (c) => String(c.twReuse) },
   'net.ipv4.tcp_moderate_rcvbuf': { linux: '1', check: int(0, 1), tcp: bool('moderateRcvbuf'), read: (c) => (c.moderateRcvbuf ? '1' : '0') },
   'net.ipv4.tcp_orphan_retries': { linux: '0', check: int(0, 255), tcp: num('orphanRetries'), read: (c) => String(c.orphanRetries) },
   'net.ipv4.tcp_fin_timeout': { linux: '60', check: int(1, INT_MAX), tcp: num('finTimeout', 1000), read: (c) => String(Math.round(c.finTimeout / 1000)) },
@@ -151,7 +152,6 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   'net.ipv4.tcp_limit_output_bytes': { linux: '1048576', check: int(0, INT_MAX) },
   'net.ipv4.tcp_comp_sack_nr': { linux: '44', check: int(0, 255) },
   'net.ipv4.tcp_retries1': { linux: '3', check: int(0, 255) },
-  'net.ipv4.tcp_tw_reuse': { linux: '2', check: int(0, 2) },
   'net.ipv4.tcp_thin_linear_timeouts': { linux: '0', check: int(0, 1) },
 };
 

@@ -31,6 +31,11 @@ export interface PortRequest {
   readonly remote?: { readonly address: Address; readonly port: number };
   /** Identifies the reservation for release(); the reservation itself when undefined. */
   readonly owner?: object;
+  /**
+   * Connect-time selection: a reservation on the same 4-tuple whose owner this accepts does not clash (TCP's
+   * TIME-WAIT that the new connection may take over, tcp_tw_reuse).
+   */
+  readonly mayTake?: (owner: object) => boolean;
 }
 
 /** Linux's default net.ipv4.ip_local_port_range. */
@@ -242,7 +247,7 @@ export class PortManager {
       if (r.nicId && e.req.nicId && r.nicId !== e.req.nicId) continue;
       // Two connected reservations only clash on the same 4-tuple (RFC 6056 §2.2).
       if (rk !== null && e.remoteKey !== null) {
-        if (rk === e.remoteKey) return true;
+        if (rk === e.remoteKey && !r.mayTake?.(e.owner)) return true;
         continue;
       }
       if (fresh) return true;

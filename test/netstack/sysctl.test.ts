@@ -39,6 +39,9 @@ t.test('set → TCP\'s configuration changes at once; a key without a knob is ke
   t.same(n.sysctl.set('net.ipv4.tcp_dsack', '0'), { value: '0', applied: true });
   t.equal(n.tcp.config.dsack, false);
   t.same(n.sysctl.set('net.ipv4.tcp_orphan_retries', '5'), { value: '5', applied: true });
+  t.equal(n.sysctl.get('net.ipv4.tcp_tw_reuse'), '2', "Linux's default: loopback only");
+  t.same(n.sysctl.set('net.ipv4.tcp_tw_reuse', '1'), { value: '1', applied: true });
+  t.equal(n.tcp.config.twReuse, 1);
   t.same(n.sysctl.set('net.ipv4.tcp_moderate_rcvbuf', '0'), { value: '0', applied: true });
   t.equal(n.tcp.config.moderateRcvbuf, false);
   t.equal(n.tcp.config.orphanRetries, 5);

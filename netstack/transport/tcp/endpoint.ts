@@ -525,6 +525,7 @@ export class TcpEndpoint implements Endpoint {
     const route = this.proto.net.findRoute(remote, local, addr.nicId || undefined);
     if (!('send' in route)) return route;
     const localAddr = route.localAddress;
+    const boundBefore = this.bound;
     if (!this.bound) {
       const port = this.proto.ports.reserve({
         protocol: PROTO_TCP,
@@ -535,20 +536,26 @@ export class TcpEndpoint implements Endpoint {
         reuseAddr: this.reuseAddr,
         remote: { address: remote, port: addr.port },
         owner: this,
+        mayTake: this.proto.mayTakeOnConnect,
       });
       if (typeof port !== 'number') return port === Err.NoPortAvailable ? Err.AddressNotAvailable : port;
       this.reservedAddr = localAddr;
       this.localPort = port;
       this.bound = true;
     }
-    if (this.proto.tupleInUse(localAddr, this.localPort, remote, addr.port)) return Err.AddressNotAvailable;
+    // A 4-tuple in use may be a TIME-WAIT this connection takes over (tcp_tw_reuse), starting past its sequence space.
+    let isn: number | undefined;
+    if (this.proto.tupleInUse(localAddr, this.localPort, remote, addr.port)) {
+      isn = this.proto.takeTimeWait(localAddr, this.localPort, remote, addr.port, boundBefore);
+      if (isn === undefined) return Err.AddressNotAvailable;
+    }
     this.localAddr = localAddr;
     this.remoteAddr = remote;
     this.remotePort = addr.port;
     this.route = route;
     this.connectCalled = true;
     this.initConnection();
-    this.snd.init(this.newIsn());
+    this.snd.init(isn ?? this.newIsn());
     this.setState(State.SynSent);
     this.proto.register(this);
     this.stats.activeOpens++;

@@ -4,13 +4,13 @@
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
 import type { ByteQueue } from './buffer.ts';
-import { type Address, isUnspecified } from '../../addr.ts';
+import { type Address, isLoopback, isUnspecified } from '../../addr.ts';
 import { HeldClock, type Timer } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
 import type { Family } from '../../socket.ts';
 import { TCP_ACK, TCP_MIN_HEADER_LEN, TCP_SYN, TcpPacket, type TcpRepr, parseTcp, tcpChecksumOk } from '../../wire/tcp.ts';
-import type { PortManager } from '../ports.ts';
+import { type PortManager, unmapV4 } from '../ports.ts';
 import { tcpSocketError } from '../udp/icmperr.ts';
 import {
   type ControlMessage,
@@ -89,6 +89,12 @@ export interface TcpConfig {
   somaxconn: number;
   /** Unacceptable segments without data get at most one ACK per this many ms (net.ipv4.tcp_invalid_ratelimit). */
   invalidAckIntervalMs: number;
+  /**
+   * connect() may take over a 4-tuple in TIME-WAIT whose timestamps make it safe, its last one over 1 s old
+   * (net.ipv4.tcp_tw_reuse): 0 never, 1 always, 2 (Linux's default) only when either address is loopback. A
+   * socket bound to its port beforehand takes such a TIME-WAIT over whatever this says, as Linux's does.
+   */
+  twReuse: number;
   /** Answer SYNs with cookies when the SYN queue is full (net.ipv4.tcp_syncookies = 1). */
   synCookies: boolean;
   /**
@@ -162,6 +168,7 @@ export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   somaxconn: 4096,
   synCookies: true,
   synCookiesAlways: false,
+  twReuse: 2,
   dsack: true,
   rfc1337: false,
   invalidAckIntervalMs: 500,
@@ -680,6 +687,52 @@ export class TcpProtocol implements TransportProtocol {
   }
 
   /** Whether a connection (in any state, compact TIME-WAIT included) has this 4-tuple. */
+  /**
+   * Whether connect() may take over the 4-tuple that `owner` (a reservation's owner) holds: a connection in
+   * TIME-WAIT that used timestamps (PAWS then keeps its old duplicates out), last heard over 1 s ago, for a socket
+   * `bound` to its port beforehand or as tcp_tw_reuse allows (Linux's tcp_twsk_unique).
+   */
+  mayReuseTimeWait(owner: object, bound: boolean): boolean {
+    let tsOk: boolean;
+    let tsRecentAt: number;
+    let local: Address;
+    let remote: Address;
+    if (owner instanceof TimeWait) {
+      if (owner.expires < 0) return false;
+      ({ tsOk, tsRecentAt, localAddr: local, remoteAddr: remote } = owner);
+    } else if (owner instanceof TcpEndpoint && owner.state === State.TimeWait && owner.localAddr && owner.remoteAddr) {
+      tsOk = owner.tsOk;
+      tsRecentAt = owner.rcv.tsRecentAt;
+      local = owner.localAddr;
+      remote = owner.remoteAddr;
+    } else return false;
+    if (!tsOk) return false;
+    if (bound) return true;
+    const mode = this.config.twReuse;
+    if (mode === 0 || (mode === 2 && !isLoopback(unmapV4(local)) && !isLoopback(unmapV4(remote)))) return false;
+    return this.clock.now() - tsRecentAt > TW_REUSE_DELAY_MS;
+  }
+
+  /**
+   * Ends the TIME-WAIT on this 4-tuple for a new connection that takes it over (after `mayReuseTimeWait`), and
+   * returns the ISN the new one must start from: past anything the old one sent, by a maximal unscaled window
+   * (Linux: tw_snd_nxt + 65535 + 2).
+   */
+  takeTimeWait(local: Address, localPort: number, remote: Address, remotePort: number, bound: boolean): number | undefined {
+    const ep = this.connected.get(local, localPort, remote, remotePort);
+    const tw = ep ? undefined : this.timeWait.get(local, localPort, remote, remotePort);
+    const owner = ep ?? tw;
+    if (!owner || !this.mayReuseTimeWait(owner, bound)) return undefined;
+    const sent = ep ? ep.snd.max : tw!.sndMax;
+    this.stats.timeWaitReused++;
+    if (ep) ep.terminate(undefined);
+    else tw!.end();
+    return ((sent + 65535 + 2) >>> 0) || 1;
+  }
+
+  /** `mayReuseTimeWait` for an ephemeral port's search (PortRequest.mayTake): one function for every connect. */
+  readonly mayTakeOnConnect = (owner: object): boolean => this.mayReuseTimeWait(owner, false);
+
   tupleInUse(local: Address, localPort: number, remote: Address, remotePort: number): boolean {
     return this.connected.get(local, localPort, remote, remotePort) !== undefined || this.timeWait.get(local, localPort, remote, remotePort) !== undefined;
   }
@@ -761,3 +814,6 @@ export class TcpProtocol implements TransportProtocol {
 
 /** Slots of lookupFast's table (a power of two). */
 const RECENT_SLOTS = 256;
+// How long a TIME-WAIT's last timestamp must be old before connect() may take it over (Linux's
+// tcp_tw_reuse_delay default, in ms).
+const TW_REUSE_DELAY_MS = 1000;

@@ -26,7 +26,8 @@ export class TimeWait {
   readonly remoteAddr: Address;
   readonly remotePort: number;
   private readonly route: Route;
-  private readonly sndMax: number;
+  /** SND.MAX: past our FIN. */
+  readonly sndMax: number;
   private readonly sndUna: number;
   private readonly maxWnd: number;
   /** RCV.NXT: past the peer's FIN. */
@@ -38,7 +39,7 @@ export class TimeWait {
   private readonly sackOk: boolean;
   private readonly tsOffset: number;
   tsRecent: number;
-  private tsRecentAt: number;
+  tsRecentAt: number;
   private lastInvalidAck: number;
   /** When 2·MSL ends (TcpProtocol's TIME-WAIT queue); -1 once ended (the endpoint it replaced then reports CLOSED). */
   expires = 0;

@@ -217,8 +217,9 @@ export class Harness {
   /** The window the peer advertises by default (unscaled field). */
   peerWindow = 65535;
 
-  constructor(config?: Partial<TcpConfig>) {
-    this.ports = new PortManager(this.net);
+  /** `range` narrows the ephemeral ports (PortManager's), e.g. to one port, so that a test knows the next one. */
+  constructor(config?: Partial<TcpConfig>, range?: { low: number; high: number }) {
+    this.ports = new PortManager(this.net, range);
     this.tcp = new TcpProtocol(this.net, this.ports, config);
   }
 

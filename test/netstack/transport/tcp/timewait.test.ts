@@ -2,6 +2,7 @@
 // TimeWait holds the 4-tuple, the port and the 2·MSL timer. Every scenario runs twice, against that compact form
 // and against a whole endpoint in TIME-WAIT (an active close, which keeps its endpoint), and must answer alike.
 import t from 'tap';
+import { Err } from '../../../../netstack/errors.ts';
 import * as seq from '../../../../netstack/seqnum.ts';
 import type { TcpEndpoint } from '../../../../netstack/transport/tcp/endpoint.ts';
 import { State } from '../../../../netstack/transport/tcp/state.ts';
@@ -22,14 +23,14 @@ interface Tw {
 }
 
 /** A connection in TIME-WAIT: `compact` closes an accepted one (passive open), else an active open, both first. */
-function timeWait(compact: boolean, config?: ConstructorParameters<typeof Harness>[0]): Tw {
-  const h = new Harness(config);
+function timeWait(compact: boolean, config?: ConstructorParameters<typeof Harness>[0], range?: { low: number; high: number }, timestamps = true): Tw {
+  const h = new Harness(config, range);
   let ep: TcpEndpoint;
   if (compact) {
     const l = h.listen();
     ep = h.accept(l);
   } else {
-    ep = h.connect({ mss: 1460, sackPermitted: true, tsVal: 100, tsEcr: 0, wscale: 7 });
+    ep = h.connect(timestamps ? { mss: 1460, sackPermitted: true, tsVal: 100, tsEcr: 0, wscale: 7 } : { mss: 1460, sackPermitted: true, wscale: 7 });
   }
   ep.close();
   const fin = h.expect({ flags: A | TCP_FIN, seq: h.iss + 1, ack: h.peerNxt });
@@ -158,6 +159,36 @@ for (const compact of [true, false]) {
   });
 }
 
+t.test('connect() takes over its own 4-tuple in TIME-WAIT as tcp_tw_reuse allows (Linux tcp_twsk_unique)', async (t) => {
+  const ONE_PORT = { low: 40000, high: 40000 };
+  // The only ephemeral port is the TIME-WAIT's, so a connect to the same peer gets its 4-tuple or nothing.
+  const again = (c: Tw) => c.h.tcp.newEndpoint(4).connect({ address: REMOTE, port: c.h.peerPort });
+  const cases = [
+    { name: 'tcp_tw_reuse 1', config: { twReuse: 1 }, timestamps: true, reused: true },
+    { name: 'tcp_tw_reuse 2 (loopback only), not loopback', config: {}, timestamps: true, reused: false },
+    { name: 'tcp_tw_reuse 0', config: { twReuse: 0 }, timestamps: true, reused: false },
+    { name: 'tcp_tw_reuse 1 without timestamps', config: { twReuse: 1 }, timestamps: false, reused: false },
+  ];
+  for (const k of cases) {
+    const c = timeWait(false, k.config, ONE_PORT, k.timestamps);
+    t.equal(c.h.localPort, 40000);
+    t.equal(again(c), Err.AddressNotAvailable, `${k.name}: not within 1 s of the last timestamp`);
+    c.h.advance(1_001);
+    c.h.clearSent();
+    if (!k.reused) {
+      t.equal(again(c), Err.AddressNotAvailable, `${k.name}: refused`);
+      t.equal(c.ep.state, State.TimeWait, `${k.name}: TIME-WAIT kept`);
+      continue;
+    }
+    t.equal(again(c), Err.ConnectStarted, `${k.name}: connect starts`);
+    t.equal(c.ep.state, State.Closed, 'the old connection left TIME-WAIT');
+    t.equal(c.h.tcp.stats.timeWaitReused, 1);
+    const syn = c.h.expect({ flags: TCP_SYN });
+    t.equal(syn.srcPort, 40000, 'from the same port');
+    t.equal(syn.seq, seq.add(c.snd, 65537), 'the new ISN lies past the old sequence space by a maximal window');
+  }
+});
+
 t.test('compact TIME-WAIT holds the listener port until it ends, and frees the 4-tuple for connect', async (t) => {
   const c = timeWait(true);
   t.equal(c.h.ports.count(6, LISTEN_PORT), 2, 'listener and the TIME-WAIT');
@@ -234,4 +265,43 @@ t.test('compact TIME-WAITs share one clock timer; each ends 2·MSL after it bega
   t.equal(fifth.ep.state, State.Closed, '2·MSL after its restart');
   t.equal(h.tcp.timeWaitCount, 0);
   t.equal(h.tcp.connectionCount, 0);
+});
+
+t.test('loopback, tcp_tw_reuse 2 (the default): a client reconnecting from its one port takes its TIME-WAIT over after 1 s', async (t) => {
+  const { VirtualClock } = await import('../../../../netstack/clock.ts');
+  const { Netstack } = await import('../../../../netstack/netstack.ts');
+  const { LoopbackEndpoint } = await import('../../../../netstack/link/loopback.ts');
+  const { parseAddress, parseSubnet } = await import('../../../../netstack/addr.ts');
+  const clock = new VirtualClock(1_000_000);
+  const n = new Netstack({ clock, ephemeralPorts: { low: 40000, high: 40000 } });
+  t.teardown(() => n.close());
+  const nic = n.stack.addNic(new LoopbackEndpoint({ clock }));
+  n.stack.addAddress(nic, parseSubnet('127.0.0.1/8')!);
+  const lo = parseAddress('127.0.0.1')!;
+  const listener = n.socket(4, 'stream') as TcpEndpoint;
+  t.equal(listener.bind({ address: lo, port: 80 }), undefined);
+  t.equal(listener.listen(8), undefined);
+  const settle = () => {
+    for (let i = 0; i < 50; i++) clock.advance(1);
+  };
+  // One connection, closed by the client first: the client's side ends in TIME-WAIT on port 40000.
+  const first = n.socket(4, 'stream') as TcpEndpoint;
+  t.equal(first.connect({ address: lo, port: 80 }), Err.ConnectStarted);
+  settle();
+  const served = listener.accept();
+  t.ok(!('errno' in served), 'accepted');
+  first.close();
+  settle();
+  if (!('errno' in served)) served.endpoint.close();
+  settle();
+  t.equal(first.state, State.TimeWait, 'the client is in TIME-WAIT');
+  t.equal((first.localAddress() as { port: number }).port, 40000);
+  const again = () => (n.socket(4, 'stream') as TcpEndpoint).connect({ address: lo, port: 80 });
+  t.equal(again(), Err.AddressNotAvailable, 'within 1 s of its last timestamp: the only port is taken');
+  clock.advance(1_001);
+  t.equal(again(), Err.ConnectStarted, 'after 1 s the loopback TIME-WAIT is taken over');
+  settle();
+  t.equal(first.state, State.Closed);
+  t.equal(n.tcp.stats.timeWaitReused, 1);
+  t.ok(!('errno' in listener.accept()), 'and the new connection was accepted');
 });

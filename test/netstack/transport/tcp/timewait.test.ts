@@ -305,3 +305,30 @@ t.test('loopback, tcp_tw_reuse 2 (the default): a client reconnecting from its o
   t.equal(n.tcp.stats.timeWaitReused, 1);
   t.ok(!('errno' in listener.accept()), 'and the new connection was accepted');
 });
+
+t.test('a socket bound to the port beforehand takes its TIME-WAIT over whatever tcp_tw_reuse says (Linux: no twp)', async (t) => {
+  const h = new Harness({ twReuse: 0 });
+  const open = () => {
+    const ep = h.tcp.newEndpoint(4);
+    ep.setOption('SO_REUSEADDR', 1);
+    t.equal(ep.bind({ address: LOCAL, port: 41000 }), undefined, 'bound, SO_REUSEADDR beside the TIME-WAIT');
+    return ep;
+  };
+  const first = open();
+  t.equal(first.connect({ address: REMOTE, port: h.peerPort }), Err.ConnectStarted);
+  const syn = h.expect({ flags: TCP_SYN });
+  h.localPort = 41000;
+  h.send({ flags: TCP_SYN | A, ack: seq.add(syn.seq, 1), options: { mss: 1460, tsVal: 100, tsEcr: syn.options.tsVal } });
+  h.peerNxt = seq.add(h.peerNxt, 1);
+  h.expect({ flags: A });
+  first.close();
+  const fin = h.expect({ flags: A | TCP_FIN });
+  h.send({ flags: A | TCP_FIN, ack: seq.add(syn.seq, 2), options: h.ts(fin, 300) });
+  h.expect({ flags: A });
+  t.equal(first.state, State.TimeWait);
+  const second = open();
+  t.equal(second.connect({ address: REMOTE, port: h.peerPort }), Err.ConnectStarted, 'at once, with tcp_tw_reuse 0');
+  t.equal(first.state, State.Closed);
+  const syn2 = h.expect({ flags: TCP_SYN });
+  t.equal(syn2.seq, seq.add(syn.seq, 2 + 65537), 'past the old sequence space');
+});

@@ -40,7 +40,7 @@ export class Netstack {
     this.stack.registerTransport(this.tcp);
     this.raw = new RawProtocol(this.stack);
     this.stack.setRawDispatcher(this.raw);
-    this.sysctl = new SysctlTable(this.tcp.config, (fields) => this.tcp.configure(fields));
+    this.sysctl = new SysctlTable(this.tcp.config, (fields) => this.tcp.configure(fields), this.ports);
   }
 
   /**

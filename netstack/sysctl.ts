@@ -16,7 +16,25 @@ interface SysctlDef {
   readonly tcp?: (v: string) => Partial<TcpConfig> | string;
   /** The value the current TcpConfig amounts to (for settings with a knob, whose default is the stack's). */
   readonly read?: (c: Readonly<TcpConfig>) => string;
+  /** A setting of the ephemeral port range rather than of TCP (ip_local_port_range), shared by TCP and UDP. */
+  readonly ports?: true;
 }
+
+/** The stack's ephemeral ports, as the table reads and sets them (PortManager). */
+export interface EphemeralPorts {
+  readonly ephemeralRange: { low: number; high: number };
+  setEphemeralRange(low: number, high: number): void;
+}
+
+/** ip_local_port_range: two ports "low high", low not above high (Linux's ipv4_local_port_range). */
+const portRange: SysctlDef['check'] = (v) => {
+  const parts = v.trim().split(/\s+/);
+  const [low, high] = parts.map(Number);
+  if (parts.length !== 2 || parts.some((p) => !/^\d+$/.test(p)) || low! < 1 || high! > 65535 || low! > high!) {
+    return { error: `"${v}" is not two ports "low high" in [1, 65535], low not above high` };
+  }
+  return { value: `${low}\t${high}` };
+};
 
 /** An integer in [min, max], in any base strtol reads (sysctl accepts "0x70403"). */
 function int(min: number, max: number): SysctlDef['check'] {
@@ -66,6 +84,7 @@ const DEFS: Readonly<Record<string, SysctlDef>> = {
   },
   'net.ipv4.tcp_synack_retries': { linux: '5', check: int(0, 255), tcp: num('synAckRetries'), read: (c) => String(c.synAckRetries) },
   'net.ipv4.tcp_retries2': { linux: '15', check: int(0, 255), tcp: num('retries2'), read: (c) => String(c.retries2) },
+  'net.ipv4.ip_local_port_range': { linux: '32768\t60999', check: portRange, ports: true },
   'net.ipv4.tcp_tw_reuse': { linux: '2', check: int(0, 2), tcp: num('twReuse'), read: (c) => String(c.twReuse) },
   'net.ipv4.tcp_moderate_rcvbuf': { linux: '1', check: int(0, 1), tcp: bool('moderateRcvbuf'), read: (c) => (c.moderateRcvbuf ? '1' : '0') },
   'net.ipv4.tcp_orphan_retries': { linux: '0', check: int(0, 255), tcp: num('orphanRetries'), read: (c) => String(c.orphanRetries) },
@@ -169,8 +188,10 @@ export class SysctlTable {
   constructor(
     config: Readonly<TcpConfig>,
     private readonly configure: (fields: Partial<TcpConfig>) => void,
+    private readonly ports?: EphemeralPorts,
   ) {
     for (const [key, d] of Object.entries(DEFS)) this.values.set(key, d.read ? d.read(config) : d.linux);
+    if (ports) this.values.set('net.ipv4.ip_local_port_range', `${ports.ephemeralRange.low}\t${ports.ephemeralRange.high}`);
   }
 
   /** Every key the table knows. */
@@ -200,6 +221,11 @@ export class SysctlTable {
     const r = d.check(value);
     if ('error' in r) return { error: `${key}: ${r.error}` };
     this.values.set(key, r.value);
+    if (d.ports && this.ports) {
+      const [low, high] = r.value.split('\t').map(Number);
+      this.ports.setEphemeralRange(low!, high!);
+      return { value: r.value, applied: true };
+    }
     if (!d.tcp) return { value: r.value, applied: false, why: "kept in the settings table; tsvisor's TCP does not read it yet" };
     const fields = d.tcp(r.value);
     if (typeof fields === 'string') return { value: r.value, applied: false, why: fields };

@@ -125,20 +125,30 @@ function remoteKeyOf(r: PortRequest): string | null {
 export class PortManager {
   private readonly spaces = new Map<number, Map<number, PortSlot>>();
   private readonly perturb: Uint32Array;
-  private readonly low: number;
-  private readonly high: number;
+  private low = EPHEMERAL_LOW;
+  private high = EPHEMERAL_HIGH;
 
   /** `range` overrides the ephemeral range (inclusive), e.g. to test exhaustion. */
   constructor(
     private readonly net: NetworkLayer,
     range?: { low: number; high: number },
   ) {
-    this.low = range?.low ?? EPHEMERAL_LOW;
-    this.high = range?.high ?? EPHEMERAL_HIGH;
-    if (!(this.low >= 1 && this.low <= this.high && this.high <= 65535)) throw new RangeError('bad port range');
+    if (range) this.setEphemeralRange(range.low, range.high);
     // RFC 6056 §3.3.4: the table starts at random values so that the first port per bucket is unpredictable.
     this.perturb = new Uint32Array(TABLE_LENGTH);
     for (let i = 0; i < TABLE_LENGTH; i++) this.perturb[i] = net.random32() & 0xffff;
+  }
+
+  /** The ephemeral ports, inclusive (net.ipv4.ip_local_port_range). */
+  get ephemeralRange(): { low: number; high: number } {
+    return { low: this.low, high: this.high };
+  }
+
+  /** Sets the ephemeral ports (net.ipv4.ip_local_port_range); ports reserved already stay as they are. */
+  setEphemeralRange(low: number, high: number): void {
+    if (!(Number.isInteger(low) && Number.isInteger(high) && low >= 1 && low <= high && high <= 65535)) throw new RangeError('bad port range');
+    this.low = low;
+    this.high = high;
   }
 
   /**

@@ -67,3 +67,26 @@ t.test('bad input → one-line error values, nothing changed', async (t) => {
   t.equal(n.tcp.config.sack, true);
   n.close();
 });
+
+t.test('net.ipv4.ip_local_port_range → the ephemeral ports TCP and UDP bind to; a bad range is refused', async (t) => {
+  const n = stack();
+  t.teardown(() => n.close());
+  t.equal(n.sysctl.get('net.ipv4.ip_local_port_range'), '32768\t60999', "Linux's default");
+  t.same(n.sysctl.set('net.ipv4.ip_local_port_range', '40000 40001'), { value: '40000\t40001', applied: true });
+  t.same(n.ports.ephemeralRange, { low: 40000, high: 40001 });
+  const got = ['stream', 'stream', 'dgram'].map((type) => {
+    const s = n.socket(4, type as 'stream' | 'dgram');
+    if ('errno' in s) throw new Error('no socket');
+    t.equal(s.bind({ address: new Uint8Array(4), port: 0 }), undefined);
+    return (s.localAddress() as { port: number }).port;
+  });
+  t.same(got.slice(0, 2).sort(), [40000, 40001], 'two TCP sockets get the two ports of the range');
+  t.ok(got[2] === 40000 || got[2] === 40001, 'UDP too');
+  for (const bad of ['5 4', '0 10', '1 65536', '1000', 'a b']) {
+    t.match(n.sysctl.set('net.ipv4.ip_local_port_range', bad), { error: /not two ports/ }, `"${bad}" refused`);
+  }
+  t.same(n.ports.ephemeralRange, { low: 40000, high: 40001 }, 'unchanged by the refused ones');
+  const own = new Netstack({ clock: new VirtualClock(0), seed: 1, ephemeralPorts: { low: 2000, high: 3000 } });
+  t.equal(own.sysctl.get('net.ipv4.ip_local_port_range'), '2000\t3000', 'a stack made with its own range shows it');
+  own.close();
+});

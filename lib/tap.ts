@@ -82,6 +82,8 @@ export class TapEndpoint implements LinkEndpoint {
   private readonly maxFrame: number;
   /** Whether every frame carries a virtio-net header (see TapOptions.offloads). */
   private readonly vnet: boolean;
+  /** Bytes in front of each frame read or written: the virtio-net header's, or none. */
+  private readonly head: number;
   /** What the link offers the stack. */
   readonly capabilities: LinkCapabilities;
   private queue: Uint8Array[] = [];
@@ -97,12 +99,13 @@ export class TapEndpoint implements LinkEndpoint {
     this.mtu = mtu;
     this.macAddress = opts.mac ? opts.mac.slice() : randomMac();
     this.vnet = opts.offloads === true;
+    this.head = this.vnet ? VNET_HDR_LEN : 0;
     this.maxFrame = this.vnet ? Math.max(MAX_GSO_FRAME, mtu + ETH_HLEN + VLAN_HLEN) : mtu + ETH_HLEN + VLAN_HLEN;
     this.capabilities = this.vnet
       ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME - VLAN_HLEN, rxChecksumOffload: false, txChecksumOffload: true })
       : NO_OFFLOADS;
     // One spare byte tells an oversize frame from a full one.
-    this.rxBuf = new Uint8Array((this.vnet ? VNET_HDR_LEN : 0) + this.maxFrame + 1);
+    this.rxBuf = new Uint8Array(this.head + this.maxFrame + 1);
     this.watch = watchFd(fd, (readable, _writable, status) => {
       if (status < 0) return this.close();
       if (readable) this.receive();
@@ -147,7 +150,7 @@ export class TapEndpoint implements LinkEndpoint {
   private receive(): void {
     const c = this.counters;
     const buf = this.rxBuf;
-    const head = this.vnet ? VNET_HDR_LEN : 0;
+    const head = this.head;
     let delivered = 0;
     // Bounded so a flood cannot keep the main loop here forever; level-triggered polling brings us back.
     for (let budget = 1024; budget > 0 && !this.closed; budget--) {
@@ -179,32 +182,25 @@ export class TapEndpoint implements LinkEndpoint {
   }
 
   writeFrame(frame: Uint8Array): boolean {
-    if (this.closed) return false;
-    if (this.vnet) return this.writeGso(frame, NO_GSO);
-    if (frame.length > this.maxFrame) {
-      this.counters.txOversize++;
-      return false;
-    }
-    this.queue.push(frame);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(this.autoFlush);
-    }
-    return true;
+    if (this.closed || !this.fits(frame)) return false;
+    return this.enqueue(this.vnet ? withVnetHeader(frame, NO_GSO) : frame);
   }
 
   /** Queues `frame` behind a virtio-net header saying how the kernel is to cut it and finish its checksum. */
   writeGso(frame: Uint8Array, o: GsoOptions): boolean {
-    if (this.closed || !this.vnet) return false;
-    if (frame.length > this.maxFrame) {
-      this.counters.txOversize++;
-      return false;
-    }
-    const out = new Uint8Array(VNET_HDR_LEN + frame.length);
-    const v = new DataView(out.buffer);
-    if (o === NO_GSO) writeEmptyVnetHeader(v, 0);
-    else writeVnetHeader(v, 0, o);
-    out.set(frame, VNET_HDR_LEN);
+    if (this.closed || !this.vnet || !this.fits(frame)) return false;
+    return this.enqueue(withVnetHeader(frame, o));
+  }
+
+  /** Whether `frame` is not larger than the link takes; counted in txOversize when it is. */
+  private fits(frame: Uint8Array): boolean {
+    if (frame.length <= this.maxFrame) return true;
+    this.counters.txOversize++;
+    return false;
+  }
+
+  /** Queues the bytes of one write, flushed on a microtask. */
+  private enqueue(out: Uint8Array): true {
     this.queue.push(out);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -229,7 +225,7 @@ export class TapEndpoint implements LinkEndpoint {
       c.txCalls++;
       if (sys.write(this.fd, f, f.length) === f.length) {
         c.txFrames++;
-        c.txBytes += f.length - (this.vnet ? VNET_HDR_LEN : 0);
+        c.txBytes += f.length - this.head;
       } else {
         c.txDropped++;
       }
@@ -253,6 +249,16 @@ export class TapEndpoint implements LinkEndpoint {
 }
 
 const NO_GSO: GsoOptions = Object.freeze({ gsoType: GsoType.NONE, gsoSize: 0, hdrLen: 0 });
+
+/** `frame` copied behind the virtio-net header for `o` (all zero for NO_GSO: a plain frame, checksums as they are). */
+function withVnetHeader(frame: Uint8Array, o: GsoOptions): Uint8Array {
+  const out = new Uint8Array(VNET_HDR_LEN + frame.length);
+  const v = new DataView(out.buffer);
+  if (o === NO_GSO) writeEmptyVnetHeader(v, 0);
+  else writeVnetHeader(v, 0, o);
+  out.set(frame, VNET_HDR_LEN);
+  return out;
+}
 
 /** The MTU of `dev` in the calling thread's namespace, through a throwaway datagram socket. */
 function readMtu(dev: string): number {

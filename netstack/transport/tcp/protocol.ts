@@ -686,7 +686,6 @@ export class TcpProtocol implements TransportProtocol {
     return this.connected.get(local, localPort, remote, remotePort);
   }
 
-  /** Whether a connection (in any state, compact TIME-WAIT included) has this 4-tuple. */
   /**
    * Whether connect() may take over the 4-tuple that `owner` (a reservation's owner) holds: a connection in
    * TIME-WAIT that used timestamps (PAWS then keeps its old duplicates out), last heard over 1 s ago, for a socket
@@ -733,6 +732,7 @@ export class TcpProtocol implements TransportProtocol {
   /** `mayReuseTimeWait` for an ephemeral port's search (PortRequest.mayTake): one function for every connect. */
   readonly mayTakeOnConnect = (owner: object): boolean => this.mayReuseTimeWait(owner, false);
 
+  /** Whether a connection (in any state, compact TIME-WAIT included) has this 4-tuple. */
   tupleInUse(local: Address, localPort: number, remote: Address, remotePort: number): boolean {
     return this.connected.get(local, localPort, remote, remotePort) !== undefined || this.timeWait.get(local, localPort, remote, remotePort) !== undefined;
   }

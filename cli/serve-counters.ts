@@ -1,5 +1,6 @@
 /** The counters `tsvisor stats` shows for one stack of `serve` (the whole serve, or one shard of it). */
 import { AfPacketEndpoint } from '../lib/packet.ts';
+import { TapEndpoint } from '../lib/tap.ts';
 import type { LinkEndpoint } from '../netstack/link/endpoint.ts';
 import type { ImpairEndpoint } from '../netstack/link/impair.ts';
 import type { Netstack } from '../netstack/netstack.ts';
@@ -18,7 +19,9 @@ export function servedCounters(
   if (hostCounters) for (const [k, v] of Object.entries(hostCounters)) out[`hostlink.${k}`] = v;
   if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.rxPoll)) out[`hostlink.rxPoll.${k}`] = v;
   if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.txThread)) out[`hostlink.txThread.${k}`] = v;
-  if (host instanceof AfPacketEndpoint) for (const [k, v] of Object.entries(host.txGather)) out[`hostlink.txGather.${k}`] = v;
+  if (host instanceof AfPacketEndpoint || host instanceof TapEndpoint) {
+    for (const [k, v] of Object.entries(host.txGather)) out[`hostlink.txGather.${k}`] = v;
+  }
   const vnet = host instanceof AfPacketEndpoint && host.capabilities.gso ? host.vnetCounters : undefined;
   if (vnet) for (const [k, v] of Object.entries(vnet)) out[`vnet.${k}`] = v;
   if (impair) for (const [k, v] of Object.entries(impair.counters)) out[`impair.${k}`] = v;

@@ -59,6 +59,7 @@ export const sys = {
   sched_yield: libc.func('int sched_yield(void)') as () => number,
   read: libc.func('long read(int fd, void *buf, size_t n)') as (fd: number, buf: Uint8Array | bigint, n: number) => number,
   write: libc.func('long write(int fd, void *buf, size_t n)') as (fd: number, buf: Uint8Array | bigint, n: number) => number,
+  writev: libc.func('long writev(int fd, void *iov, int iovcnt)') as (fd: number, iov: bigint, iovcnt: number) => number,
   poll: libc.func('int poll(void *fds, unsigned long n, int timeout)') as (fds: Uint8Array, n: number, t: number) => number,
   setns: libc.func('int setns(int fd, int nstype)') as (fd: number, nstype: number) => number,
   unshare: libc.func('int unshare(int flags)') as (flags: number) => number,

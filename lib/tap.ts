@@ -5,18 +5,29 @@
  *
  * A TAP fd has no batched read: each wake-up on the main loop (libuv, `watchFd`) reads frames one read() each
  * until EAGAIN, hands each to the dispatcher from one reused buffer, then calls `deliverBatchEnd()`.
- * Sends are queued by reference (the link owns written frames) and written one write() each on `flush()` or on
+ * Sends are queued by reference (the link owns written frames) and written one writev() each on `flush()` or on
  * a microtask, with no copy. With `offloads`, every frame in both directions carries a virtio-net header
  * (IFF_VNET_HDR, TUNSETOFFLOAD of partial checksums and TSO over IPv4 and IPv6): the kernel hands over its TSO
- * super-frames whole and cuts ours, as on a veth through PACKET_VNET_HDR (lib/vnet.ts); each sent frame is then
- * copied once behind its header.
+ * super-frames whole and cuts ours, as on a veth through PACKET_VNET_HDR (lib/vnet.ts). The header is written into
+ * native memory of the link's own, and the write gathers it, the frame and, from `writeGsoGather`, the payload
+ * where it lies (a TCP send queue's chunks), so the kernel's copy in writev is the only one.
  */
 import { getRandomValues } from 'node:crypto';
 import koffi from 'koffi';
-import { GsoType, type GsoOptions, type LinkCapabilities, type LinkDispatcher, type LinkEndpoint, NO_OFFLOADS, RX_CSUM_VERIFIED } from '../netstack/link/endpoint.ts';
+import {
+  type GatherPayload,
+  type GsoOptions,
+  type LinkCapabilities,
+  type LinkDispatcher,
+  type LinkEndpoint,
+  NO_OFFLOADS,
+  RX_CSUM_VERIFIED,
+  joinGather,
+} from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import { run } from './exec.ts';
-import { C, type FdWatch, SysError, check, errno, ifreq, sys, watchFd } from './libc.ts';
+import { C, type FdWatch, type NativeBuffer, SysError, check, errno, ifreq, mapMemory, memoryAddress, sys, watchFd } from './libc.ts';
+import { MAX_GATHER } from './mmsg.ts';
 import { inNetns } from './netns.ts';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeEmptyVnetHeader, writeVnetHeader } from './vnet.ts';
 
@@ -30,6 +41,13 @@ const TUN_F_TSO4 = 0x02;
 const TUN_F_TSO6 = 0x04;
 // A super-frame: the kernel's GSO limit (64 KB of IP packet) plus the Ethernet header and a VLAN tag.
 const MAX_GSO_FRAME = 65536 + 14 + 4;
+// Frames queued before the queue is written at once (a TAP takes one frame per call, so this bounds only memory).
+const TX_QUEUE = 256;
+// Bytes between the queued frames' virtio-net headers in the link's native memory.
+const HDR_STRIDE = 16;
+const IOVEC = 16;
+// One write's iovecs: the virtio-net header, the frame, and a gathered payload's pieces.
+const WRITE_IOVECS = 2 + MAX_GATHER;
 
 /** Options for `TapEndpoint.open`. */
 export interface TapOptions {
@@ -77,6 +95,13 @@ export class TapEndpoint implements LinkEndpoint {
   readonly counters: HostLinkCounters = newHostLinkCounters();
   /** A microtask after the first queued frame writes the queue (autoFlush). */
   readonly flushesItself = true;
+  /** With offloads, writeGsoGather points the write at the payload instead of copying it behind the headers. */
+  readonly gathers: boolean;
+  /**
+   * Frames queued by writeGsoGather with their payload pointed at rather than copied, and those payload bytes;
+   * `joined` counts the gather frames copied after all (more pieces than a write takes, or memory without an address).
+   */
+  readonly txGather = { frames: 0, bytes: 0, joined: 0 };
 
   private readonly rxBuf: Uint8Array;
   private readonly maxFrame: number;
@@ -86,7 +111,18 @@ export class TapEndpoint implements LinkEndpoint {
   private readonly head: number;
   /** What the link offers the stack. */
   readonly capabilities: LinkCapabilities;
-  private queue: Uint8Array[] = [];
+  // The send queue: its frames in order, each one's virtio-net header at HDR_STRIDE × its index in `txMem` (after
+  // the headers, one write's iovecs), and for a gathered frame the payload's pieces (MAX_GATHER per entry) and
+  // the owner that keeps them unchanged until written.
+  private readonly txMem: NativeBuffer;
+  private readonly txHdrAddr: number;
+  private readonly iovAt: number;
+  private readonly iovAddr: bigint;
+  private readonly txFrames: (Uint8Array | null)[] = new Array<Uint8Array | null>(TX_QUEUE).fill(null);
+  private readonly txOwners: (GatherPayload['owner'] | null)[] = new Array<GatherPayload['owner'] | null>(TX_QUEUE).fill(null);
+  private readonly txPieces: (Uint8Array | null)[] = new Array<Uint8Array | null>(TX_QUEUE * MAX_GATHER).fill(null);
+  private readonly txPieceCount = new Uint8Array(TX_QUEUE);
+  private queued = 0;
   private flushScheduled = false;
   private readonly watch: FdWatch;
   private dispatcher: LinkDispatcher | null = null;
@@ -100,6 +136,11 @@ export class TapEndpoint implements LinkEndpoint {
     this.macAddress = opts.mac ? opts.mac.slice() : randomMac();
     this.vnet = opts.offloads === true;
     this.head = this.vnet ? VNET_HDR_LEN : 0;
+    this.gathers = this.vnet;
+    this.iovAt = TX_QUEUE * HDR_STRIDE;
+    this.txMem = mapMemory(this.iovAt + WRITE_IOVECS * IOVEC);
+    this.txHdrAddr = Number(this.txMem.address);
+    this.iovAddr = this.txMem.address + BigInt(this.iovAt);
     this.maxFrame = this.vnet ? Math.max(MAX_GSO_FRAME, mtu + ETH_HLEN + VLAN_HLEN) : mtu + ETH_HLEN + VLAN_HLEN;
     this.capabilities = this.vnet
       ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME - VLAN_HLEN, rxChecksumOffload: false, txChecksumOffload: true })
@@ -177,19 +218,33 @@ export class TapEndpoint implements LinkEndpoint {
     }
     if (delivered > 0 && !this.closed) {
       this.dispatcher?.deliverBatchEnd?.();
-      if (this.queue.length > 0) this.flush();
+      if (this.queued > 0) this.flush();
     }
   }
 
   writeFrame(frame: Uint8Array): boolean {
     if (this.closed || !this.fits(frame)) return false;
-    return this.enqueue(this.vnet ? withVnetHeader(frame, NO_GSO) : frame);
+    return this.enqueue(frame, null, null);
   }
 
   /** Queues `frame` behind a virtio-net header saying how the kernel is to cut it and finish its checksum. */
   writeGso(frame: Uint8Array, o: GsoOptions): boolean {
     if (this.closed || !this.vnet || !this.fits(frame)) return false;
-    return this.enqueue(withVnetHeader(frame, o));
+    return this.enqueue(frame, o, null);
+  }
+
+  /** writeGso of `frame` followed by `payload`, which the write points at where it lies (see GatherPayload). */
+  writeGsoGather(frame: Uint8Array, o: GsoOptions, payload: GatherPayload): boolean {
+    if (payload.count > MAX_GATHER) {
+      this.txGather.joined++;
+      return this.writeGso(joinGather(frame, payload), o);
+    }
+    if (this.closed || !this.vnet) return false;
+    if (frame.length + payload.length > this.maxFrame) {
+      this.counters.txOversize++;
+      return false;
+    }
+    return this.enqueue(frame, o, payload);
   }
 
   /** Whether `frame` is not larger than the link takes; counted in txOversize when it is. */
@@ -199,9 +254,27 @@ export class TapEndpoint implements LinkEndpoint {
     return false;
   }
 
-  /** Queues the bytes of one write, flushed on a microtask. */
-  private enqueue(out: Uint8Array): true {
-    this.queue.push(out);
+  /**
+   * Queues one write: `frame` behind its virtio-net header (for `o`, or all zero for null: checksums as they are),
+   * then `payload`'s pieces; written on a microtask, or at once when the queue is full.
+   */
+  private enqueue(frame: Uint8Array, o: GsoOptions | null, payload: GatherPayload | null): true {
+    if (this.queued === TX_QUEUE) this.flush();
+    const i = this.queued++;
+    if (this.vnet) {
+      if (o === null) writeEmptyVnetHeader(this.txMem.view, i * HDR_STRIDE);
+      else writeVnetHeader(this.txMem.view, i * HDR_STRIDE, o);
+    }
+    this.txFrames[i] = frame;
+    if (payload !== null) {
+      const n = payload.count;
+      for (let k = 0; k < n; k++) this.txPieces[i * MAX_GATHER + k] = payload.pieces[k]!;
+      this.txPieceCount[i] = n;
+      payload.owner.hold();
+      this.txOwners[i] = payload.owner;
+      this.txGather.frames++;
+      this.txGather.bytes += payload.length;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.autoFlush);
@@ -211,53 +284,106 @@ export class TapEndpoint implements LinkEndpoint {
 
   private readonly autoFlush = (): void => {
     this.flushScheduled = false;
-    if (this.queue.length > 0) this.flush();
+    if (this.queued > 0) this.flush();
   };
 
   flush(): void {
     if (this.closed) return;
-    const q = this.queue;
-    this.queue = [];
+    const n = this.queued;
+    this.queued = 0;
     const c = this.counters;
-    for (const f of q) {
+    for (let i = 0; i < n; i++) {
       // A TAP write hands the frame to the kernel's receive path at once; it fails only when the device is
       // down or the frame is malformed, and then that one frame is lost.
       c.txCalls++;
-      if (sys.write(this.fd, f, f.length) === f.length) {
+      const sent = this.writeQueued(i);
+      if (sent >= 0) {
         c.txFrames++;
-        c.txBytes += f.length - this.head;
+        c.txBytes += sent;
       } else {
         c.txDropped++;
       }
+      this.forget(i);
     }
+  }
+
+  /** Writes queue entry `i` with one writev (header, frame, pieces); returns the frame's bytes sent, or -1. */
+  private writeQueued(i: number): number {
+    const frame = this.txFrames[i]!;
+    const pieces = this.txPieceCount[i]!;
+    const fa = memoryAddress(frame);
+    if (fa < 0) return this.writeJoined(i);
+    let at = this.iovAt;
+    if (this.vnet) at = this.putIovec(at, this.txHdrAddr + i * HDR_STRIDE, VNET_HDR_LEN);
+    at = this.putIovec(at, fa, frame.length);
+    let total = this.head + frame.length;
+    for (let k = 0; k < pieces; k++) {
+      const p = this.txPieces[i * MAX_GATHER + k]!;
+      const a = memoryAddress(p);
+      if (a < 0) return this.writeJoined(i);
+      at = this.putIovec(at, a, p.length);
+      total += p.length;
+    }
+    return sys.writev(this.fd, this.iovAddr, (at - this.iovAt) / IOVEC) === total ? total - this.head : -1;
+  }
+
+  /** Writes the iovec at `at` in txMem (base `addr`, `len` bytes); returns where the next one goes. */
+  private putIovec(at: number, addr: number, len: number): number {
+    const v = this.txMem.view;
+    v.setUint32(at, addr % 0x100000000, true);
+    v.setUint32(at + 4, Math.floor(addr / 0x100000000), true);
+    v.setUint32(at + 8, len, true);
+    v.setUint32(at + 12, 0, true);
+    return at + IOVEC;
+  }
+
+  /** Entry `i` copied into one array and written (memory writev cannot be pointed at: a SharedArrayBuffer's). */
+  private writeJoined(i: number): number {
+    const frame = this.txFrames[i]!;
+    let len = this.head + frame.length;
+    const pieces = this.txPieceCount[i]!;
+    for (let k = 0; k < pieces; k++) len += this.txPieces[i * MAX_GATHER + k]!.length;
+    const out = new Uint8Array(len);
+    out.set(this.txMem.bytes.subarray(i * HDR_STRIDE, i * HDR_STRIDE + this.head));
+    out.set(frame, this.head);
+    let at = this.head + frame.length;
+    for (let k = 0; k < pieces; k++) {
+      const p = this.txPieces[i * MAX_GATHER + k]!;
+      out.set(p, at);
+      at += p.length;
+    }
+    if (pieces > 0) this.txGather.joined++;
+    return sys.write(this.fd, out, len) === len ? len - this.head : -1;
+  }
+
+  /** Drops queue entry `i`'s references, releasing its payload's owner. */
+  private forget(i: number): void {
+    this.txFrames[i] = null;
+    const n = this.txPieceCount[i]!;
+    if (n === 0) return;
+    for (let k = 0; k < n; k++) this.txPieces[i * MAX_GATHER + k] = null;
+    this.txPieceCount[i] = 0;
+    const owner = this.txOwners[i]!;
+    this.txOwners[i] = null;
+    owner.release();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.counters.txDropped += this.queue.length;
-    this.queue = [];
+    this.counters.txDropped += this.queued;
+    for (let i = 0; i < this.queued; i++) this.forget(i);
+    this.queued = 0;
     this.dispatcher = null;
     this.watch.close();
     sys.close(this.fd); // a non-persistent TAP device disappears with its last fd
+    this.txMem.free();
   }
 
   /** Whether `close()` has run. */
   get isClosed(): boolean {
     return this.closed;
   }
-}
-
-const NO_GSO: GsoOptions = Object.freeze({ gsoType: GsoType.NONE, gsoSize: 0, hdrLen: 0 });
-
-/** `frame` copied behind the virtio-net header for `o` (all zero for NO_GSO: a plain frame, checksums as they are). */
-function withVnetHeader(frame: Uint8Array, o: GsoOptions): Uint8Array {
-  const out = new Uint8Array(VNET_HDR_LEN + frame.length);
-  const v = new DataView(out.buffer);
-  if (o === NO_GSO) writeEmptyVnetHeader(v, 0);
-  else writeVnetHeader(v, 0, o);
-  out.set(frame, VNET_HDR_LEN);
-  return out;
 }
 
 /** The MTU of `dev` in the calling thread's namespace, through a throwaway datagram socket. */

@@ -1,7 +1,7 @@
 // `tsvisor serve --tap`: the TAP it creates carries checksum and segmentation offloads (IFF_VNET_HDR with
 // TUNSETOFFLOAD) unless `--no-offloads` says otherwise. curl in the TAP's namespace downloads and uploads 32 MB
 // through the http service byte-exact over IPv4 and IPv6; with offloads the kernel's TSO super-frames arrive whole
-// and the stack's go out whole, without them every frame fits the MTU.
+// and the stack's go out whole, their payload written from where it lies; without them every frame fits the MTU.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,9 +58,13 @@ for (const offloads of [true, false]) {
       t.ok((c['link.rxGsoFrames'] ?? 0) > 0, `the kernel's TSO super-frames taken whole (${shown})`);
       t.ok((c['link.txGsoFrames'] ?? 0) > 0, `super-frames sent for the TAP to cut (${shown})`);
       t.ok(c['hostlink.rxBytes']! / c['hostlink.rxFrames']! > 1514, `received frames average above the MTU (${shown})`);
+      // The downloads' payload is written from the send queue where it lies, behind the headers (writev).
+      const gathered = c['hostlink.txGather.bytes'] ?? 0;
+      t.ok(gathered > SIZE, `over ${SIZE} payload bytes gathered, not copied (${gathered}, joined ${c['hostlink.txGather.joined']})`);
     } else {
       t.equal(c['link.rxGsoFrames'] ?? 0, 0, `no super-frame received (${shown})`);
       t.equal(c['link.txGsoFrames'] ?? 0, 0, 'no super-frame sent');
+      t.equal(c['hostlink.txGather.frames'] ?? 0, 0, 'no frame gathered (the stack completes its checksums)');
     }
     t.equal(c['link.tooBig'] ?? 0, 0, 'no frame dropped as too big');
     t.equal(c['hostlink.rxTruncated'] ?? 0, 0, 'no frame cut short by the read buffer');

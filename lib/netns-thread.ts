@@ -12,7 +12,7 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { holdExitWhileBooting } from './koffi-worker.ts';
+import { BOOT_CANCELLED, BOOT_DONE, BOOT_LOADING, bootGate, holdExitWhileBooting } from './koffi-worker.ts';
 import { SysError } from './libc.ts';
 import { NetnsError, netnsFile } from './netns.ts';
 
@@ -20,8 +20,8 @@ import { NetnsError, netnsFile } from './netns.ts';
 export const MAX_PAIRS = 16;
 
 // ctl[0]: the state word both sides wait on; ctl[1]: the socket type; ctl[2]: how many pairs; ctl[3]: the
-// count made or -errno; ctl[4..]: the fds, two per pair; ctl[BOOTED]: 1 once the Worker's start-up (koffi's
-// load) is over, whatever its outcome.
+// count made or -errno; ctl[4..]: the fds, two per pair; ctl[BOOTED]: the boot word (lib/koffi-worker.ts), BOOT_DONE
+// once the Worker's start-up (koffi's load) is over, whatever its outcome.
 const IDLE = 0;
 const REQUEST = 1;
 const DONE = 2;
@@ -39,7 +39,8 @@ const { workerData, parentPort } = require('node:worker_threads');
 const ctl = new Int32Array(workerData.sab);
 let entered = false;
 let calls;
-try {
+// The exit may have come first (lib/koffi-worker.ts): then koffi is not loaded at all.
+if (${bootGate('ctl', BOOTED)}) try {
   const koffi = require(workerData.koffi);
   const libc = koffi.load('libc.so.6');
   const open = libc.func('int open(const char *path, int flags, int mode)');
@@ -55,7 +56,7 @@ try {
   // koffi could not load here: the caller hears FAILED at once instead of waiting out its bound.
   ctl[3] = 0;
 }
-Atomics.store(ctl, ${BOOTED}, 1);
+Atomics.store(ctl, ${BOOTED}, ${BOOT_DONE});
 Atomics.notify(ctl, ${BOOTED});
 // A close() during the start-up has written STOP: that stands.
 if (Atomics.compareExchange(ctl, 0, ${IDLE}, entered ? ${READY} : ${FAILED}) !== ${IDLE}) entered = false;
@@ -141,7 +142,13 @@ export class NetnsThread {
 
   /** Whether the Worker's start-up (koffi's load, the setns) is over, whatever its outcome. */
   get startedUp(): boolean {
-    return Atomics.load(this.ctl, BOOTED) === 1;
+    return Atomics.load(this.ctl, BOOTED) === BOOT_DONE;
+  }
+
+  /** Where the Worker's start-up is: its boot word (lib/koffi-worker.ts) by name. */
+  get bootState(): 'waiting' | 'loading' | 'done' | 'cancelled' {
+    const w = Atomics.load(this.ctl, BOOTED);
+    return w === BOOT_DONE ? 'done' : w === BOOT_LOADING ? 'loading' : w === BOOT_CANCELLED ? 'cancelled' : 'waiting';
   }
 
   /** Waits (once) until the thread is inside its namespace; throws as open() does. */

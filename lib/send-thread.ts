@@ -14,12 +14,12 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { holdExitWhileBooting } from './koffi-worker.ts';
+import { BOOT_DONE, bootGate, holdExitWhileBooting } from './koffi-worker.ts';
 import { C } from './libc.ts';
 
 // ctl words: the two ring indices (QUEUE); STATE (BOOTING, UP, FAILED, then STOP from the endpoint and STOPPED from the
-// thread); BLOCKED, 1 while the thread waits for the socket to take frames again (EAGAIN); BOOTED, 1 once the
-// thread's start-up (koffi's load) is over.
+// thread); BLOCKED, 1 while the thread waits for the socket to take frames again (EAGAIN); BOOTED, the boot word
+// (lib/koffi-worker.ts), BOOT_DONE once the thread's start-up (koffi's load) is over.
 const QUEUE = 0;
 const STATE = 1;
 const BLOCKED = 2;
@@ -67,7 +67,8 @@ const ctl = new Int32Array(w.ctl);
 const stats = new Float64Array(w.stats);
 let sendmmsg, poll, errno, view;
 let up = false;
-try {
+// The exit may have come first (lib/koffi-worker.ts): then koffi is not loaded at all.
+if (${bootGate('ctl', BOOTED)}) try {
   const koffi = require(w.koffi);
   const libc = koffi.load('libc.so.6');
   sendmmsg = libc.func('int sendmmsg(int fd, void *vec, unsigned int n, int flags)');
@@ -78,7 +79,7 @@ try {
 } catch {
   // koffi could not load here: the endpoint goes on sending itself.
 }
-Atomics.store(ctl, ${BOOTED}, 1);
+Atomics.store(ctl, ${BOOTED}, ${BOOT_DONE});
 Atomics.notify(ctl, ${BOOTED});
 require('node:worker_threads').parentPort.postMessage(0);
 if (Atomics.compareExchange(ctl, ${STATE}, ${BOOTING}, up ? ${UP} : ${FAILED}) !== ${BOOTING}) up = false;

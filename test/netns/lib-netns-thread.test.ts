@@ -100,22 +100,43 @@ t.test('a thread closed while it starts ends by itself once up (no terminate, no
 });
 
 // A Worker that the process's exit terminates while it loads koffi aborts the whole process (FATAL ERROR
-// napi_throw from koffi's start-up): `run` whose program exits at once did so in a CI run. The exit must wait for
-// the start-up to end. The child exits right after starting the thread; its own exit listener, registered after
-// the thread's, reports whether the start-up was over by then.
-t.test('a process that exits while its thread starts waits for the start-up, and ends cleanly', (t) => {
-  freshNetns(t);
+// napi_throw from koffi's start-up): `run` whose program exits at once did so in a CI run. So the exit waits for a
+// load under way, and a Worker that has not begun its load by then never begins it (its boot word, lib/koffi-worker.ts)
+// instead of the exit waiting out Node's start of a Worker (~40 ms). The child's own exit listener, registered after
+// the thread's guard, reports the boot word as the process ends.
+function exitDuringStart(t: Test, when: 'at once' | 'while koffi loads'): { status: number | null; state: string; stderr: string } {
   const lib = new URL('../../lib/netns-thread.ts', import.meta.url).pathname;
   const child = [
     `const { NetnsThread } = await import(${JSON.stringify(lib)});`,
     `const th = NetnsThread.start(${JSON.stringify(NS)});`,
-    `process.on('exit', () => console.log(th.startedUp ? 'up' : 'loading'));`,
+    `process.on('exit', () => console.log(th.bootState));`,
+    // Blocks the main thread until the Worker has begun loading koffi (the window in which an exit used to abort).
+    when === 'while koffi loads'
+      ? `const w = new Int32Array(new SharedArrayBuffer(4)); const end = Date.now() + 20000; while (th.bootState === 'waiting' && Date.now() < end) Atomics.wait(w, 0, 0, 0.05);`
+      : '',
     `process.exit(0);`,
   ].join('\n');
+  const r = spawnSync('node', ['--import', 'tsx', '--input-type=module', '-e', child], { encoding: 'utf8', timeout: 60_000 });
+  t.comment(`${when}: status ${r.status}, boot word ${r.stdout.trim()}`);
+  return { status: r.status, state: r.stdout.trim(), stderr: r.stderr.trim().split('\n')[0] ?? '' };
+}
+
+t.test('a process that exits before its thread begins to load koffi does not wait for it, and ends cleanly', (t) => {
+  freshNetns(t);
   for (let i = 0; i < 3; i++) {
-    const r = spawnSync('node', ['--import', 'tsx', '--input-type=module', '-e', child], { encoding: 'utf8', timeout: 60_000 });
-    t.equal(r.status, 0, `exit status 0 (${r.stderr.trim().split('\n')[0] ?? ''})`);
-    t.equal(r.stdout.trim(), 'up', 'the start-up was over before the process ended');
+    const r = exitDuringStart(t, 'at once');
+    t.equal(r.status, 0, `exit status 0 (${r.stderr})`);
+    t.equal(r.state, 'cancelled', 'the Worker was told not to load koffi');
+  }
+  t.end();
+});
+
+t.test('a process that exits while its thread loads koffi waits for the load, and ends cleanly', (t) => {
+  freshNetns(t);
+  for (let i = 0; i < 5; i++) {
+    const r = exitDuringStart(t, 'while koffi loads');
+    t.equal(r.status, 0, `exit status 0 (${r.stderr})`);
+    t.equal(r.state, 'done', 'the load was over before the process ended');
   }
   t.end();
 });

@@ -15,7 +15,8 @@ import { Janitor } from '../sentry/sandbox/janitor.ts';
 import { ExecError, LaunchError, exitStatus, launch } from '../sentry/sandbox/launch.ts';
 import { HelperBuildError, helperPath } from '../sentry/sandbox/native/build.ts';
 import { buildPolicy } from '../sentry/seccomp/policy.ts';
-import { type Rootfs, RootfsError, checkRootfs, isFileInRootfs, serveRootfs } from '../sentry/fs/rootfs.ts';
+import type { Rootfs } from '../sentry/fs/rootfs.ts';
+import { RootfsError, checkRootfs, isFileInRootfs } from '../sentry/fs/rootfs-check.ts';
 import { newRunId, removeCommands } from '../sentry/sandbox/netns.ts';
 import { type PublishSpec, parsePublish } from '../sentry/sandbox/publish.ts';
 import { parseArgs, UsageError } from './args.ts';
@@ -400,8 +401,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
     const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
+    // The Gofer's client and the FUSE server load only for a root to serve (a sixth of the CLI's code otherwise).
     rootfs = o.rootfs
-      ? await serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, owner: SANDBOX_USER.uid, log: log.line })
+      ? await (await import('../sentry/fs/rootfs.ts')).serveRootfs(o.rootfs.dir, { readOnly: o.rootfs.ro, overlay: o.rootfs.overlay, owner: SANDBOX_USER.uid, log: log.line })
       : undefined;
     const served = rootfs;
     if (served) undo.push(() => served.close());

@@ -60,9 +60,33 @@ export function notifIdValid(fd: number, id: bigint): number {
   return call(fd, SECCOMP_IOCTL_NOTIF.ID_VALID, idBuf);
 }
 
-/** Installs one of our fds in the target from an encoded `seccomp_notif_addfd`: the target's fd number, or -errno. */
-export function notifAddfd(fd: number, addfd: Uint8Array): number {
-  return call(fd, SECCOMP_IOCTL_NOTIF.ADDFD, addfd);
+const pthreadSigmask = libc.func('int pthread_sigmask(int how, void *set, void *old)') as (
+  how: number,
+  set: Uint8Array | null,
+  old: Uint8Array | null,
+) => number;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+// sigset_t as glibc has it (1024 bits): every signal, and the caller's mask while they are blocked.
+const ALL_SIGNALS = new Uint8Array(128).fill(0xff);
+const savedMask = new Uint8Array(128);
+
+/**
+ * Installs one of our fds in the target from an encoded `seccomp_notif_addfd`: the target's fd number, or -errno.
+ * `send` says the request carries SECCOMP_ADDFD_FLAG_SEND (the fd is also the call's answer): that ioctl then
+ * runs with every signal blocked on this thread. It waits for the target to install the fd, and the kernel marks
+ * the call answered before the target does; a signal in that wait (a profiler's SIGPROF, a SIGCHLD) withdraws the
+ * request while leaving the call answered, so the target's call returns 0, a number that is no fd of the kind it
+ * asked for (seen on Linux 6.18: socket() answered 0 under `node --cpu-prof`, 3 of 12 runs).
+ */
+export function notifAddfd(fd: number, addfd: Uint8Array, send = false): number {
+  if (!send) return call(fd, SECCOMP_IOCTL_NOTIF.ADDFD, addfd);
+  pthreadSigmask(SIG_BLOCK, ALL_SIGNALS, savedMask);
+  try {
+    return call(fd, SECCOMP_IOCTL_NOTIF.ADDFD, addfd);
+  } finally {
+    pthreadSigmask(SIG_SETMASK, savedMask, null);
+  }
 }
 
 /** Sets listener flags (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6+): 0, or -errno (EINVAL on older kernels). */

@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import t from 'tap';
 import { HANG_MS } from '../lib/wait.ts';
 import { collect, waitFor } from './run-helpers.ts';
-import { PY_ACCEPTOR, bench, listening, start } from './sandbox-helpers.ts';
+import { PY_ACCEPTOR, UNTAPPED, bench, listening, start } from './sandbox-helpers.ts';
 
 const b = bench(t, 'sig');
 
@@ -139,6 +139,41 @@ except KeyboardInterrupt:
   const r = await run.done;
   t.equal(r.code, 42, r.stderr);
   t.equal(r.stdout, 'interrupted\n');
+  t.end();
+});
+
+// The Sentry answers socket() and accept() with ADDFD|SEND, one ioctl that installs the fd and answers the call; it
+// waits for the program to install it, and the kernel marks the call answered first. A signal to the Sentry's thread
+// in that wait withdrew the fd and left the call answered 0 (Linux 6.18, 11–20 of 300 socket() calls under a
+// profiler's SIGPROF every 100 µs), so the program got fd 0, its stdin, for a socket. The signals come from node's
+// own profiler here, sampling the Sentry's thread every 100 µs.
+const SOCKETS_C = `
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  int n = atoi(argv[1]), bad = 0;
+  for (int i = 0; i < n; i++) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct stat st;
+    if (s < 3 || fstat(s, &st) < 0 || !S_ISSOCK(st.st_mode)) bad++;
+    if (s > 2) close(s);
+  }
+  printf("%d of %d not sockets\\n", bad, n);
+  return bad != 0;
+}
+`;
+
+t.test('socket() 300 times while the Sentry\'s thread takes a signal every 100 µs → every answer is a socket', async (t) => {
+  const prog = b.cc('sockets', SOCKETS_C);
+  const profiling = ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', `${b.dir}/prof`];
+  const run = await start(b, [...b.bind, '--', prog, '300'], { prefix: UNTAPPED, nodeArgs: profiling });
+  const r = await run.done;
+  t.equal(r.stdout, '0 of 300 not sockets\n', r.stderr);
+  t.equal(r.code, 0, 'the program exits 0');
   t.end();
 });
 

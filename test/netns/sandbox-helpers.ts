@@ -109,10 +109,13 @@ export function readOr(path: string, or = ''): string {
   }
 }
 
-/** Starts `tsvisor run --debug-log ... ARGS` in `b.ns` and resolves once the program runs (its log says ready). */
-export async function start(b: Bench, args: string[], opts: { timeoutMs?: number; prefix?: string[] } = {}): Promise<Running> {
+/**
+ * Starts `tsvisor run --debug-log ... ARGS` in `b.ns` and resolves once the program runs (its log says ready);
+ * `nodeArgs` go to the node that runs tsvisor.
+ */
+export async function start(b: Bench, args: string[], opts: { timeoutMs?: number; prefix?: string[]; nodeArgs?: string[] } = {}): Promise<Running> {
   const log = join(b.dir, `run-${Math.random().toString(36).slice(2)}.log`);
-  const child = b.peer([...(opts.prefix ?? []), process.execPath, CLI, 'run', '--debug-log', log, ...args]);
+  const child = b.peer([...(opts.prefix ?? []), process.execPath, ...(opts.nodeArgs ?? []), CLI, 'run', '--debug-log', log, ...args]);
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));

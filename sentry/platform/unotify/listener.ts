@@ -96,7 +96,7 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
   addFd(id: bigint, srcFd: number, o: { cloexec?: boolean; send?: boolean; setFd?: number } = {}): number {
     const flags = (o.send ? SECCOMP_ADDFD_FLAG.SEND : 0) | (o.setFd !== undefined ? SECCOMP_ADDFD_FLAG.SETFD : 0);
     encodeAddfd({ id, flags, srcfd: srcFd, newfd: o.setFd ?? 0, newfdFlags: o.cloexec ? O_CLOEXEC : 0 }, this.addfdReq);
-    return notifAddfd(this.fd, this.addfdReq);
+    return notifAddfd(this.fd, this.addfdReq, o.send === true);
   }
 
   /** Whether call `id` still waits for its answer (check after reading target memory, before acting on it). */

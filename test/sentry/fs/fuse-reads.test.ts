@@ -79,21 +79,30 @@ t.test('polling never keeps the event loop from its other work for long', async 
   const m = await mountScratch(t, (root) => mkdirSync(join(root, 'w'), { mode: 0o777 }), { spinUs: 100 });
   await sh(`: > ${m.mnt}/w/f`);
   // A timer every 5 ms in the serving process, while a lone caller keeps the server busy with back-to-back
-  // requests (each found by the poll of the last): the longest gap between its runs stays near the poll's bound.
+  // requests (each found by the poll of the last): the timer keeps running, its gaps near the poll's bound (2 ms)
+  // plus its period. Judged by the 99th percentile gap, not the longest: on a loaded machine (the suite's other lane)
+  // one gap may be the process waiting for a CPU (86.5 ms once, where the quiet runs' longest were 19–35 ms), while
+  // polling that held the loop would lengthen every gap.
   let last = performance.now();
-  let worst = 0;
+  const gaps: number[] = [];
   const timer = setInterval(() => {
     const now = performance.now();
-    worst = Math.max(worst, now - last);
+    gaps.push(now - last);
     last = now;
   }, 5);
   const spun0 = m.server.spun;
+  const t0 = performance.now();
   const r = await sh(XATTR_LOOP(`${m.mnt}/w/f`, 20000));
+  const took = performance.now() - t0;
   clearInterval(timer);
   t.equal(r.code, 0, r.err);
-  t.comment(`${m.server.spun - spun0} requests taken while polling; longest gap between timer runs ${worst.toFixed(1)} ms`);
+  gaps.sort((a, b) => a - b);
+  const p99 = gaps[Math.floor(0.99 * (gaps.length - 1))] ?? Infinity;
+  const worst = gaps[gaps.length - 1] ?? Infinity;
+  t.comment(`${m.server.spun - spun0} requests taken while polling; ${gaps.length} timer runs in ${took.toFixed(0)} ms, gap p99 ${p99.toFixed(1)} ms, longest ${worst.toFixed(1)} ms`);
   t.ok(m.server.spun - spun0 >= 5000, 'the caller was served by polling');
-  t.ok(worst < 50, `timer gap ${worst.toFixed(1)} ms`);
+  t.ok(gaps.length >= took / 10, `the timer ran ${gaps.length} times in ${took.toFixed(0)} ms (every 5 ms asked)`);
+  t.ok(p99 < 25, `timer gap p99 ${p99.toFixed(1)} ms (longest ${worst.toFixed(1)} ms)`);
 });
 
 t.test('a lone caller whose requests each wait for the Gofer: the poll follows each reply too', async (t) => {

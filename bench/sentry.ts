@@ -94,6 +94,47 @@ const FLOORS: Record<string, string> = {
   iperf3: '1 stream, each direction: sandbox ≥ 0.3× host and ≥ 0.4× serve',
 };
 
+/** One floor of issue 9 held against a figure of the run: what is measured, the bound, and whether it holds. */
+export interface FloorCheck {
+  what: string;
+  value: number;
+  unit: string;
+  /** `≤ bound` for times, `≥ bound` for ratios. */
+  op: '≤' | '≥';
+  bound: number;
+  met: boolean;
+}
+
+/** The figures of `r` that issue 9's floors (FLOORS) bound, each with its verdict; figures the run lacks are left out. */
+export function floorChecks(r: Pick<SentryReport, 'startup' | 'calls' | 'throughput'>): FloorCheck[] {
+  const out: FloorCheck[] = [];
+  const check = (what: string, value: number | undefined, unit: string, op: '≤' | '≥', bound: number) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    out.push({ what, value, unit, op, bound, met: op === '≤' ? value <= bound : value >= bound });
+  };
+  for (const [mode, endToEnd, setup] of [['none', 250, 150], ['sandbox', 400, 300]] as const) {
+    const s = r.startup.find((x) => x.mode === mode);
+    if (!s) continue;
+    check(`${mode} start-up end to end`, s.median, 'ms', '≤', endToEnd);
+    check(`${mode} set-up`, s.setup, 'ms', '≤', setup);
+    check(`${mode} launch`, s.parts.launch, 'ms', '≤', 40);
+  }
+  const quiet = (test: string, mode: CallResult['mode']) => r.calls.find((c) => !c.load && c.test === test && c.mode === mode)?.median;
+  check('CONTINUE (connect-unix-continue)', quiet('connect-unix-continue', 'sandbox'), 'µs', '≤', 30);
+  check('getsockname', quiet('getsockname', 'sandbox'), 'µs', '≤', 60);
+  check('setsockopt', quiet('setsockopt-nodelay', 'sandbox'), 'µs', '≤', 60);
+  check('connect+accept+close', quiet('connect-accept-close', 'sandbox'), 'µs', '≤', 500);
+  const getppid = quiet('getppid', 'sandbox');
+  const native = quiet('getppid', 'native');
+  if (getppid !== undefined && native !== undefined) check('getppid over native', round(getppid - native, 2), 'µs', '≤', 0.1);
+  for (const x of r.throughput) {
+    if (x.system !== 'sandbox' || x.streams !== 1) continue;
+    check(`iperf3 ${x.direction} ×host`, x.ratioHost, '×', '≥', 0.3);
+    check(`iperf3 ${x.direction} ×serve`, x.ratioServe, '×', '≥', 0.4);
+  }
+  return out;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -396,6 +437,9 @@ export function formatSentryTable(r: SentryReport): string {
     r.throughput.map((x) => [x.system, String(x.streams), x.direction, x.gbps.toFixed(2),
       x.ratioHost === undefined ? '-' : x.ratioHost.toFixed(2), x.ratioServe === undefined ? '-' : x.ratioServe.toFixed(2)])));
   for (const [mode, floor] of Object.entries(r.floors)) lines.push(`floor ${mode}: ${floor}`);
+  for (const f of floorChecks(r)) {
+    lines.push(`floor check: ${f.what} ${f.value}${f.unit === '×' ? '×' : ` ${f.unit}`} (${f.op} ${f.bound}): ${f.met ? 'met' : 'BELOW'}`);
+  }
   for (const s of r.skipped) lines.push(`skipped ${s.mode}: ${s.reason}`);
   return lines.join('\n') + '\n';
 }

@@ -1,6 +1,6 @@
 // The Sentry bench's pure parts: the timing lines of a run's --debug-log and the text table.
 import t from 'tap';
-import { formatSentryTable, parseTiming } from '../../bench/sentry.ts';
+import { floorChecks, formatSentryTable, parseTiming } from '../../bench/sentry.ts';
 
 t.test('parseTiming → the parts a run logs, as numbers; other lines ignored', (t) => {
   const log = [
@@ -42,5 +42,43 @@ t.test('formatSentryTable → one row per mode with its parts and ratios, calls 
   t.match(text, /^sandbox\s+1\s+to\s+5\.25\s+0\.40\s+0\.60$/m);
   t.match(text, /^floor sandbox: end to end ≤ 400 ms$/m);
   t.match(text, /^skipped none: exit status 1: no bwrap$/m);
+  t.end();
+});
+
+t.test('floorChecks → each floor of issue 9 the run measured, with its verdict; the table prints them', (t) => {
+  const r = {
+    startup: [
+      { mode: 'none' as const, runs: 5, median: 571.2, p90: 600, parts: { launch: 38 }, setup: 80.9 },
+      { mode: 'sandbox' as const, runs: 5, median: 390, p90: 420, parts: { launch: 46 }, setup: 222 },
+    ],
+    calls: [
+      { test: 'getppid', mode: 'native' as const, median: 0.98, p99: 1 },
+      { test: 'getppid', mode: 'sandbox' as const, median: 1.16, p99: 3 },
+      { test: 'getsockname', mode: 'sandbox' as const, median: 80, p99: 400 },
+      { test: 'getsockname', mode: 'sandbox' as const, load: 'iperf3' as const, median: 20, p99: 40 },
+      { test: 'connect-accept-close', mode: 'sandbox' as const, median: 450, p99: 900 },
+    ],
+    throughput: [
+      { system: 'sandbox' as const, streams: 1, direction: 'from' as const, gbps: 8.9, ratioHost: 0.5, ratioServe: 0.28 },
+      { system: 'sandbox' as const, streams: 4, direction: 'from' as const, gbps: 8, ratioHost: 0.1, ratioServe: 0.1 },
+    ],
+  };
+  const byWhat = Object.fromEntries(floorChecks(r).map((f) => [f.what, f.met]));
+  t.same(byWhat, {
+    'none start-up end to end': false,
+    'none set-up': true,
+    'none launch': true,
+    'sandbox start-up end to end': true,
+    'sandbox set-up': true,
+    'sandbox launch': false,
+    getsockname: false,
+    'connect+accept+close': true,
+    'getppid over native': false,
+    'iperf3 from ×host': true,
+    'iperf3 from ×serve': false,
+  }, 'the loaded getsockname and the four-stream row are not judged; figures the run lacks are left out');
+  const text = formatSentryTable({ ...r, skipped: [], floors: {} });
+  t.match(text, /^floor check: none start-up end to end 571\.2 ms \(≤ 250\): BELOW$/m);
+  t.match(text, /^floor check: iperf3 from ×host 0\.5× \(≥ 0\.3\): met$/m);
   t.end();
 });

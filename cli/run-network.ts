@@ -4,13 +4,9 @@
  */
 import { sys } from '../lib/libc.ts';
 import { inNetns } from '../lib/netns.ts';
-import { AfPacketEndpoint } from '../lib/packet.ts';
-import { takeOver } from '../lib/takeover.ts';
 import { type Address, type Subnet, formatSubnet } from '../netstack/addr.ts';
 import type { Netstack } from '../netstack/netstack.ts';
 import { createAppNetns, createVeth, hostsFile, nameNetns, removeRunNetworks, resolvConf, runNames } from '../sentry/sandbox/netns.ts';
-import { Publisher } from '../sentry/sandbox/publish.ts';
-import { installGuard, removeGuard } from '../sentry/sandbox/veth-guard.ts';
 import { CliError } from './main.ts';
 import type { RunOptions } from './run.ts';
 import { stackOnLink } from './stack-on-link.ts';
@@ -57,6 +53,14 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
     };
   }
 
+  // The host link's code (the packet socket, the takeover, the guard, published ports) loads only for a network
+  // that needs it: a loopback-only run starts without it.
+  const [{ AfPacketEndpoint }, { takeOver }, { Publisher }, { installGuard, removeGuard }] = await Promise.all([
+    import('../lib/packet.ts'),
+    import('../lib/takeover.ts'),
+    import('../sentry/sandbox/publish.ts'),
+    import('../sentry/sandbox/veth-guard.ts'),
+  ]);
   const t0 = performance.now();
   let linkNetns: string;
   let dev: string;

@@ -54,23 +54,6 @@ export function goferFilter(): Uint8Array {
 }
 
 /** The `gofer` command. */
-// glibc's mallopt, and its parameters M_TRIM_THRESHOLD and M_MMAP_THRESHOLD.
-const mallopt = koffi.load('libc.so.6').func('int mallopt(int param, int value)') as (param: number, value: number) => number;
-const M_TRIM_THRESHOLD = -1;
-const M_MMAP_THRESHOLD = -3;
-
-/**
- * Rread frames of up to msize (1 MiB) are fresh Buffers, and malloc serves blocks that large from an mmap of their own
- * by default: each read then faulted in its frame's pages as it copied the file in (a 1 MiB read of a cached file
- * took 320–1,200 µs into a fresh frame against 200 into a used one). Served from the heap, and the heap trimmed only
- * above 32 MiB of free memory at its top, the blocks are reused warm (206–232 µs); the Gofer may keep that much freed
- * memory in return.
- */
-function largeBlocksFromHeap(): void {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 32 << 20);
-}
-
 export async function goferCommand(argv: string[]): Promise<number> {
   largeBlocksFromHeap();
   const { options } = parseArgs(argv, {
@@ -135,10 +118,26 @@ function pathTaken(p: string): boolean {
   }
 }
 
-const rlimit = koffi.load('libc.so.6');
-const getrlimit = rlimit.func('int getrlimit(int resource, _Out_ uint64_t *lim)') as (r: number, out: BigUint64Array) => number;
-const setrlimit = rlimit.func('int setrlimit(int resource, const uint64_t *lim)') as (r: number, lim: BigUint64Array) => number;
+const libc = koffi.load('libc.so.6');
+const getrlimit = libc.func('int getrlimit(int resource, _Out_ uint64_t *lim)') as (r: number, out: BigUint64Array) => number;
+const setrlimit = libc.func('int setrlimit(int resource, const uint64_t *lim)') as (r: number, lim: BigUint64Array) => number;
 const RLIMIT_NOFILE = 7;
+const mallopt = libc.func('int mallopt(int param, int value)') as (param: number, value: number) => number;
+// mallopt's parameters.
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+
+/**
+ * Rread frames of up to msize (1 MiB) are fresh Buffers, and malloc serves blocks that large from an mmap of their own
+ * by default: each read then faulted in its frame's pages as it copied the file in (a 1 MiB read of a cached file
+ * took 320–1,200 µs into a fresh frame against 200 into a used one). Served from the heap, and the heap trimmed only
+ * above 32 MiB of free memory at its top, the blocks are reused warm (206–232 µs); the Gofer may keep that much freed
+ * memory in return.
+ */
+function largeBlocksFromHeap(): void {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+}
 
 /**
  * Raises this process's descriptor limit to the kernel's maximum (fs.nr_open), soft and hard, for the confined

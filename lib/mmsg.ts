@@ -9,11 +9,22 @@
 import { type NativeBuffer, mapMemory, memoryAddress, sys } from './libc.ts';
 
 const MMSGHDR = 64; // struct mmsghdr on 64-bit Linux: msghdr (56) + msg_len (4) + padding
-const IOVEC = 16;
+/** Bytes of one `struct iovec` on 64-bit Linux. */
+export const IOVEC = 16;
 /** Most pieces a gathering message points at besides its own slot. */
 export const MAX_GATHER = 8;
 // A gathering message's iovecs: its slot's, then the pieces'.
 const GATHER_IOVECS = 1 + MAX_GATHER;
+
+/**
+ * Writes one `struct iovec` at byte `at` of `v`: base `addr` (a number: user-space addresses fit 53 bits), `len` bytes.
+ */
+export function setIovec(v: DataView, at: number, addr: number, len: number): void {
+  v.setUint32(at, addr % 0x100000000, true);
+  v.setUint32(at + 4, Math.floor(addr / 0x100000000), true);
+  v.setUint32(at + 8, len, true);
+  v.setUint32(at + 12, 0, true);
+}
 
 /** `count` messages of up to `slotSize` bytes each, ready for sendmmsg/recvmmsg. */
 export class MmsgBatch {
@@ -115,9 +126,7 @@ export class MmsgBatch {
       const p = pieces[k]!;
       const a = addrs[k]!;
       at += IOVEC;
-      v.setUint32(at, a % 0x100000000, true);
-      v.setUint32(at + 4, Math.floor(a / 0x100000000), true);
-      v.setUint32(at + 8, p.length, true);
+      setIovec(v, at, a, p.length);
       total += p.length;
     }
     if (this.gathered[i] === 0) {

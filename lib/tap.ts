@@ -27,7 +27,7 @@ import {
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
 import { run } from './exec.ts';
 import { C, type FdWatch, type NativeBuffer, SysError, check, errno, ifreq, mapMemory, memoryAddress, sys, watchFd } from './libc.ts';
-import { MAX_GATHER } from './mmsg.ts';
+import { IOVEC, MAX_GATHER, setIovec } from './mmsg.ts';
 import { inNetns } from './netns.ts';
 import { VNET_F_DATA_VALID, VNET_F_NEEDS_CSUM, VNET_HDR_LEN, writeEmptyVnetHeader, writeVnetHeader } from './vnet.ts';
 
@@ -45,7 +45,6 @@ const MAX_GSO_FRAME = 65536 + 14 + 4;
 const TX_QUEUE = 256;
 // Bytes between the queued frames' virtio-net headers in the link's native memory.
 const HDR_STRIDE = 16;
-const IOVEC = 16;
 // One write's iovecs: the virtio-net header, the frame, and a gathered payload's pieces.
 const WRITE_IOVECS = 2 + MAX_GATHER;
 
@@ -329,11 +328,7 @@ export class TapEndpoint implements LinkEndpoint {
 
   /** Writes the iovec at `at` in txMem (base `addr`, `len` bytes); returns where the next one goes. */
   private putIovec(at: number, addr: number, len: number): number {
-    const v = this.txMem.view;
-    v.setUint32(at, addr % 0x100000000, true);
-    v.setUint32(at + 4, Math.floor(addr / 0x100000000), true);
-    v.setUint32(at + 8, len, true);
-    v.setUint32(at + 12, 0, true);
+    setIovec(this.txMem.view, at, addr, len);
     return at + IOVEC;
   }
 

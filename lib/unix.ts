@@ -52,6 +52,7 @@ export const U = {
   POLLERR: 0x8,
   POLLHUP: 0x10,
   POLLRDHUP: 0x2000,
+  SO_ERROR: 4,
   SO_RCVTIMEO: 20,
   SO_SNDTIMEO: 21,
   EAGAIN: 11,
@@ -144,6 +145,11 @@ export function setIntOpt(fd: number, level: number, name: number, value: number
 /** Sets a socket option from bytes (a struct timeval, say): 0 or -errno. */
 export function setOpt(fd: number, level: number, name: number, value: Uint8Array): number {
   return raw.setsockopt(fd, level, name, value, value.length) < 0 ? -koffi.errno() : 0;
+}
+
+/** SO_ERROR: the socket's pending error, which reading it clears (0 when none), or -errno. */
+export function takeSocketError(fd: number): number {
+  return getIntOpt(fd, C.SOL_SOCKET, U.SO_ERROR);
 }
 
 /** SO_SNDBUF as getsockopt reports it (twice what was set). */

@@ -8,9 +8,11 @@
  * - remote FIN → shutdown(SHUT_WR) of our end, after the bytes before it: the program reads 0;
  * - program half-close (EOF without POLLHUP) → FIN after every byte read before it;
  * - program close (EOF with POLLHUP: the last copy of its end is gone) → the Endpoint closes: FIN, or RST when
- *   SO_LINGER {1, 0} was set;
+ *   SO_LINGER {1, 0} was set or received bytes were left unread (the program's end reports those to ours as
+ *   ECONNRESET);
  * - remote RST → one unread byte is queued into our end and our end is closed, so the kernel flags ECONNRESET
- *   on the program's end (unix_release_sock: a close with unread data resets the peer).
+ *   on the program's end (unix_release_sock: a close with unread data resets the peer); after the remote FIN
+ *   (CLOSE-WAIT, where Linux reports EPIPE) our end closes with nothing unread: the next send fails with EPIPE.
  *
  * A non-blocking connect is made to look in progress by stuffing the program's end (`stuff`): its SO_SNDBUF
  * goes to the minimum and junk is written until EAGAIN, so POLLOUT stays clear until the handshake ends; our
@@ -148,6 +150,8 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
   private finSent = false;
   /** The remote's FIN reached our end (shutdown SHUT_WR done). */
   private remoteEof = false;
+  /** The program's end went with received bytes it never read (see programError). */
+  private leftUnread = false;
   private closed = false;
   private hupTimer: ReturnType<typeof setTimeout> | null = null;
   private inUp = false;
@@ -159,7 +163,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     this.ep = o.file.ep;
     this.connecting = o.connecting;
     this.poll = ux.pollFd(this.fd, (r, w, status) => {
-      if (status < 0) return this.programClosed();
+      if (status < 0) return this.programError();
       if (w) this.down();
       if (r) this.up();
     });
@@ -236,8 +240,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
           if (w === Err.WouldBlock) return;
           // The connection is gone: what the program sent is lost, as with a reset TCP socket.
           this.pendingUp = null;
-          this.programEof = true;
-          return;
+          return this.remoteReset(w.errno);
         }
         this.stats.bytesUp += w;
         this.pendingUp = w < this.pendingUp.length ? this.pendingUp.subarray(w) : null;
@@ -256,8 +259,9 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
       if (n <= 0) {
         // EOF with POLLHUP: every copy of the program's end is closed. Without: a half-close (or, after our own
         // SHUT_WR for the remote FIN, possibly a close: both show as POLLHUP alike then).
+        // ECONNRESET: the program's end went with bytes it never read (unix_release_sock flags ours).
         const hup = n < 0 || (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP) !== 0;
-        if (hup && (n < 0 || !this.bothShutAndHeld())) return this.programClosed();
+        if (hup && (n < 0 || !this.bothShutAndHeld())) return this.programClosed(this.leftUnread || n === -ux.U.ECONNRESET);
         this.programEof = true;
         this.startHupPoll();
         continue;
@@ -270,8 +274,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
           this.pendingUp = data.slice();
           return;
         }
-        this.programEof = true;
-        continue;
+        return this.remoteReset(w.errno);
       }
       this.stats.bytesUp += w;
       if (w < n) {
@@ -311,7 +314,13 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
         if (this.pendingDown) return;
         continue;
       }
-      if (this.remoteEof) return;
+      if (this.remoteEof) {
+        // Nothing more to read after the FIN, but the connection can still be reset (Linux's answer to data the
+        // program sends to a peer that has closed): the program must learn it.
+        const e = this.ep.takeError();
+        if (e) this.remoteReset(e.errno);
+        return;
+      }
       const r = this.ep.read({ maxBytes: CHUNK, into: downScratch });
       if (isError(r)) {
         if (r === Err.WouldBlock) return;
@@ -350,6 +359,14 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
    */
   private remoteReset(errno: number): void {
     if (this.closed) return;
+    if (errno === ux.U.EPIPE) {
+      // A reset in CLOSE-WAIT, after the peer's FIN (Linux's tcp_reset sets EPIPE there): the program reads the end
+      // of file it already had and its next send fails with EPIPE, which our end's close gives it as long as
+      // nothing is left unread in ours (that would flag ECONNRESET). What it sent is lost, as the reset lost it.
+      while (ux.recv(this.fd, upScratch) > 0);
+      this.release(errno);
+      return;
+    }
     let surfaced = ux.inQueue(this.fd) > 0;
     if (!surfaced) {
       const prog = this.o.programEnd?.() ?? -1;
@@ -361,9 +378,27 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     this.release(surfaced ? undefined : errno);
   }
 
-  /** The last copy of the program's end is closed. */
-  private programClosed(): void {
+  /**
+   * Our end's poll failed: libuv reports POLLERR so, and the one error our end takes is the ECONNRESET of the
+   * program's end going with bytes it never read (unix_release_sock). Taking it (SO_ERROR) clears it; what the
+   * program wrote before its close is still forwarded, and the close that follows it is an abort.
+   */
+  private programError(): void {
+    if (this.connecting) return this.programClosed();
+    if (ux.takeSocketError(this.fd) === ux.U.ECONNRESET) this.leftUnread = true;
+    this.up();
+  }
+
+  /**
+   * The last copy of the program's end is closed; `unread`: with bytes in it the program never read. Linux's
+   * tcp_close aborts a connection closed with received data unread (RFC 2525 §2.17): a RST, not a FIN. That data
+   * may be in the program's end, in this pump (`pendingDown`) or still in the Endpoint (whose close sees it
+   * itself); the first two are made an abort here as SO_LINGER {1, 0} makes one, nobody being left to see the
+   * option.
+   */
+  private programClosed(unread = false): void {
     if (this.closed) return;
+    if (unread || this.pendingDown) this.ep.setOption('SO_LINGER', { onoff: true, linger: 0 });
     this.release();
   }
 

@@ -219,6 +219,43 @@ for addr in ['198.18.0.1', 'fd74:7376::1']:
   t.end();
 });
 
+// Endings over loopback, both ends the program's: printed by the same script run by Linux (in the test's own
+// namespace) and inside `run --network=none` (the netstack behind the Sentry's pumps); the lines must agree.
+const ENDINGS = `
+import socket, errno, time
+def pair():
+    l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+    c = socket.create_connection(l.getsockname()); s, _ = l.accept(); l.close()
+    return c, s
+def step(name, f):
+    try: print(name, f())
+    except OSError as e: print(name, errno.errorcode[e.errno])
+# A close with received bytes unread is a RST: the peer reads what was sent before it, then ECONNRESET.
+c, s = pair()
+c.sendall(b'never read'); time.sleep(0.2); s.sendall(b'last words'); s.close(); time.sleep(0.2)
+step('unread: recv', lambda: c.recv(100)); step('unread: recv again', lambda: c.recv(100)); c.close()
+# After the peer's FIN, data to the closed peer is answered with a RST: EPIPE in CLOSE-WAIT, reads stay at 0.
+c, s = pair()
+s.close(); time.sleep(0.2)
+step('closed peer: recv', lambda: c.recv(100)); step('closed peer: send', lambda: c.send(b'x')); time.sleep(0.2)
+step('closed peer: send again', lambda: c.send(b'y')); step('closed peer: recv again', lambda: c.recv(100)); c.close()
+# Bound to one IPv6 address a socket is IPv6-only.
+for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+    for addr in ('::1', '::'):
+        u = socket.socket(socket.AF_INET6, kind); u.bind((addr, 0))
+        print('v6only', kind, addr, u.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)); u.close()
+`;
+
+t.test('endings as Linux shows them: a close with bytes unread is a RST; data to a closed peer → EPIPE; IPV6_V6ONLY after bind', async (t) => {
+  const linux = await collect(b.peer(['python3', '-c', ENDINGS]), HANG_MS);
+  t.equal(linux.code, 0, linux.stderr);
+  t.match(linux.stdout, /^unread: recv b'last words'\nunread: recv again ECONNRESET\n/, 'the reference is what this test means');
+  const r = await py('endings', ENDINGS, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, linux.stdout);
+  t.end();
+});
+
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
   // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
   const go = join(b.dir, 'go');

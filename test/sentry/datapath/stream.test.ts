@@ -223,6 +223,47 @@ t.test('program close with SO_LINGER {1, 0} → the peer sees ECONNRESET; plain 
   t.same(ends, [1]);
 });
 
+t.test('program close with received bytes unread → what it wrote reaches the peer, then a RST (ECONNRESET), not a FIN', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  let peer: NsSocket | undefined;
+  const server = await peerServer(t, env, 5008, (s) => (peer = s));
+  const c = await sandboxConnect(env, 5008);
+  await until(() => !!peer, 'accept');
+  const got: Buffer[] = [];
+  let outcome = '';
+  peer!.on('data', (d: Buffer) => got.push(d));
+  peer!.on('error', (e: Error & { code?: string }) => (outcome ||= `error ${e.code}`));
+  peer!.on('end', () => (outcome ||= 'end'));
+  peer!.write('never read');
+  await until(() => ux.inQueue(c.prog) === 10, 'the bytes in the program end');
+  t.equal(ux.send(c.prog, new TextEncoder().encode('last words')), 10);
+  ux.close(c.prog);
+  await until(() => outcome !== '', 'the peer outcome');
+  t.equal(outcome, 'error ECONNRESET', 'Linux tcp_close: unread data → RST');
+  t.equal(Buffer.concat(got).toString(), 'last words', 'what the program wrote before its close arrived first');
+  await until(c.isClosed, 'pump release');
+});
+
+t.test('after the peer\'s FIN the program sends and the closed peer resets → EPIPE on the next send, reads 0 (CLOSE-WAIT)', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  let peer: NsSocket | undefined;
+  const server = await peerServer(t, env, 5009, (s) => (peer = s));
+  const c = await sandboxConnect(env, 5009);
+  await until(() => !!peer, 'accept');
+  peer!.end();
+  const buf = new Uint8Array(16);
+  await until(() => ux.recv(c.prog, buf) === 0, 'the FIN as end of file');
+  peer!.destroy();
+  // The peer's socket is gone: this data is answered with a RST, which Linux reports in CLOSE-WAIT as EPIPE.
+  t.equal(ux.send(c.prog, new TextEncoder().encode('x')), 1);
+  await until(c.isClosed, 'pump release on the reset');
+  t.equal(ux.send(c.prog, buf, ux.U.MSG_DONTWAIT | ux.U.MSG_NOSIGNAL), -ux.U.EPIPE);
+  t.equal(ux.recv(c.prog, buf), 0, 'end of file, not ECONNRESET');
+  ux.close(c.prog);
+});
+
 t.test('non-blocking connect: POLLOUT clear until the handshake ends (200 ms RTT); junk drained; SO_SNDBUF restored', async (t) => {
   const env = twoNetstacks({ latencyMs: 100 });
   t.teardown(() => env.close());

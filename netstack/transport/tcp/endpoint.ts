@@ -402,6 +402,9 @@ export class TcpEndpoint implements Endpoint {
     this.localAddr = a;
     this.localPort = port;
     this.bound = true;
+    // Linux's __inet6_bind: bound to one IPv6 address (not the wildcard, not a v4-mapped one) the socket is
+    // IPv6-only, as IPV6_V6ONLY then reads.
+    if (this.family === 6 && a.length === 16 && !isUnspecified(a)) this.v6only = true;
     this.userBind = { address: addr.address, port: addr.port === 0 ? 0 : port };
     return undefined;
   }

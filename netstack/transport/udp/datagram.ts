@@ -21,7 +21,7 @@ import {
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
 import type { PortManager } from '../ports.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
-import type { NetworkLayer, PacketInfo, Route, SendOptions } from '../protocol.ts';
+import { type NetworkLayer, type PacketInfo, PROTO_UDP, type Route, type SendOptions } from '../protocol.ts';
 import type { DemuxEntry, DemuxTable } from './demux.ts';
 import { DatagramOptions } from './options.ts';
 import type { IcmpErrorDetail, IcmpSocketError } from './icmperr.ts';
@@ -227,6 +227,9 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     // Linux reports an exhausted range on bind(port 0) as EADDRINUSE (inet_csk_get_port).
     if (isError(r)) return r === Err.NoPortAvailable ? Err.AddressInUse : r;
     this.bindAddr = plain;
+    // Linux's __inet6_bind (UDP's, not the ping socket's): bound to one IPv6 address, not the wildcard nor a
+    // v4-mapped one, the socket is IPv6-only, as IPV6_V6ONLY then reads.
+    if (this.protocol === PROTO_UDP && plain.length === 16 && !isUnspecified(plain)) this.opts.v6only = true;
     // ::ffff:0.0.0.0 is an explicit choice too: the IPv4 wildcard only.
     this.explicitAddr = !isUnspecified(plain) || plain.length !== this.wildcard().length;
     this.explicitPort = addr.port !== 0;

@@ -179,6 +179,16 @@ t.test('dual-stack: an IPv6 listener on :: accepts an IPv4 client; addresses are
   t.equal(c2.takeError(), Err.ConnectionRefused);
 });
 
+t.test('bound to one IPv6 address the socket reads IPV6_V6ONLY 1 and cannot reach IPv4 (Linux __inet6_bind, tcp_v6_connect)', async (t) => {
+  const { tb } = twoStacks();
+  for (const [addr, want] of [['fd74:7376::2', 1], ['::', 0], ['::ffff:198.18.0.2', 0]] as const) {
+    const s = tb.newEndpoint(6);
+    t.equal(s.bind({ address: parseAddress(addr)!, port: 0 }), undefined);
+    t.equal(s.getOption('IPV6_V6ONLY'), want, `${addr}: ${want} after bind`);
+    if (want) t.equal(s.connect({ address: parseAddress('::ffff:198.18.0.1')!, port: 80 }), Err.NetworkUnreachable);
+  }
+});
+
 t.test('100 concurrent connections both ways over a lossy, reordering, corrupting link: all byte-exact', async (t) => {
   const env = twoStacks({ loss: 0.02, reorder: 0.02, dup: 0.01, corrupt: 0.01, seed: 9 });
   const { clock, ta, tb } = env;

@@ -91,6 +91,16 @@ t.test('IPV6_V6ONLY socket ← v4 peer → not delivered (noPort); sendto v4 →
   t.equal(b.t.udp.newEndpoint(4).bind(sa('0.0.0.0', 53)), undefined);
 });
 
+t.test('bound to one IPv6 address the socket reads IPV6_V6ONLY 1 (Linux __inet6_bind); :: and v4-mapped leave it 0', async (t) => {
+  const { b } = world();
+  for (const [addr, want] of [['fd74:7376::2', 1], ['::', 0], ['::ffff:198.18.0.2', 0]] as const) {
+    const s = b.t.udp.newEndpoint(6);
+    t.equal(s.getOption('IPV6_V6ONLY'), 0, `${addr}: 0 before bind`);
+    t.equal(s.bind(sa(addr, 0)), undefined);
+    t.equal(s.getOption('IPV6_V6ONLY'), want, `${addr}: ${want} after bind`);
+  }
+});
+
 t.test('v6 socket bound to ::ffff:198.18.0.2 is IPv4-only', async (t) => {
   const { net, a, b } = world();
   const s = b.t.udp.newEndpoint(6);

@@ -256,6 +256,45 @@ t.test('endings as Linux shows them: a close with bytes unread is a RST; data to
   t.end();
 });
 
+// Options Linux takes on every inet socket, set and read back on TCP and UDP sockets of both families by Linux and
+// inside the sandbox; and IP_FREEBIND's bind to an address no interface holds.
+const OPTIONS = `
+import socket, errno
+S = socket
+def e(f):
+    try: return f()
+    except OSError as x: return errno.errorcode[x.errno]
+common = [(S.SOL_SOCKET, 'SO_PRIORITY', 12, 3), (S.SOL_SOCKET, 'SO_RCVLOWAT', 18, 100), (S.SOL_SOCKET, 'SO_OOBINLINE', 10, 1),
+          (S.SOL_SOCKET, 'SO_DONTROUTE', 5, 1), (S.SOL_SOCKET, 'SO_BROADCAST', 6, 1), (S.SOL_SOCKET, 'SO_SNDLOWAT', 19, 1),
+          (S.IPPROTO_IP, 'IP_TTL', 2, 33), (S.IPPROTO_IP, 'IP_TTL', 2, 0), (S.IPPROTO_IP, 'IP_FREEBIND', 15, 1),
+          (S.IPPROTO_IP, 'IP_BIND_ADDRESS_NO_PORT', 24, 1)]
+v6 = [(S.IPPROTO_IPV6, 'IPV6_UNICAST_HOPS', 16, 7), (S.IPPROTO_IPV6, 'IPV6_TCLASS', 67, 0x28), (S.IPPROTO_IPV6, 'IPV6_FREEBIND', 78, 1)]
+for fam, typ, name in ((S.AF_INET, S.SOCK_STREAM, 'tcp4'), (S.AF_INET, S.SOCK_DGRAM, 'udp4'), (S.AF_INET6, S.SOCK_STREAM, 'tcp6'), (S.AF_INET6, S.SOCK_DGRAM, 'udp6')):
+    extra = [(S.IPPROTO_IP, 'IP_MTU_DISCOVER', 10, 0)] if typ == S.SOCK_DGRAM else []
+    if typ == S.SOCK_DGRAM and fam == S.AF_INET6: extra.append((S.IPPROTO_IPV6, 'IPV6_MTU_DISCOVER', 23, 0))
+    for level, oname, o, val in common + (v6 if fam == S.AF_INET6 else []) + extra:
+        s = S.socket(fam, typ)
+        print(name, oname, val, e(lambda: s.getsockopt(level, o)), e(lambda: s.setsockopt(level, o, val)), e(lambda: s.getsockopt(level, o)))
+        s.close()
+for fam, addr in ((S.AF_INET, '198.18.99.99'), (S.AF_INET6, 'fd74:7376:99::99')):
+    for typ in (S.SOCK_STREAM, S.SOCK_DGRAM):
+        for free in (0, 1):
+            s = S.socket(fam, typ)
+            s.setsockopt(S.IPPROTO_IP, 15, free)
+            print('bind', addr, typ, 'freebind', free, e(lambda: s.bind((addr, 0))))
+            s.close()
+`;
+
+t.test('inet socket options as Linux takes them (SO_PRIORITY, SO_RCVLOWAT, IP_TTL, IPV6_TCLASS, IP_FREEBIND, ...), TCP and UDP, both families', async (t) => {
+  const linux = await collect(b.peer(['python3', '-c', OPTIONS]), HANG_MS);
+  t.equal(linux.code, 0, linux.stderr);
+  t.match(linux.stdout, /^tcp4 IP_TTL 33 64 None 33$/m, 'the reference is what this test means');
+  const r = await py('options', OPTIONS, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, linux.stdout);
+  t.end();
+});
+
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
   // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
   const go = join(b.dir, 'go');

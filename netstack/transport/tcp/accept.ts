@@ -374,6 +374,11 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.v6only = l.v6only;
   c.reuseAddr = l.reuseAddr;
   c.reusePort = l.reusePort;
+  c.tos = l.tos;
+  c.tclass = l.tclass;
+  c.ttl = l.ttl;
+  c.hops = l.hops;
+  c.inet = l.inet.clone();
   if (l.zcState?.enabled) c.zc.enabled = true;
   c.rcv.limit = l.rcv.limit;
   c.rcv.autoTune = l.rcv.autoTune;

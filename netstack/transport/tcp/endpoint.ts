@@ -21,6 +21,7 @@ import {
 } from '../../socket.ts';
 import { EventErr, EventHUp, EventIn, EventOut, EventRdHUp, WaiterQueue } from '../../waiter.ts';
 import type { TcpOptions } from '../../wire/tcp.ts';
+import { InetOptions } from '../inetopts.ts';
 import { mapV4, unmapV4 } from '../ports.ts';
 import { PROTO_TCP, type Route } from '../protocol.ts';
 import { type Listener, SynQueue, closeListener } from './accept.ts';
@@ -158,8 +159,15 @@ export class TcpEndpoint implements Endpoint {
   v6only = false;
   /** TCP_MAXSEG: 0 for none. */
   userMss = 0;
-  /** IP_TOS (IPV6_TCLASS's byte too) without its ECN bits, which TCP owns: every segment carries it. */
+  /** IP_TOS without its ECN bits, which TCP owns: every IPv4 segment carries it. */
   tos = 0;
+  /** IPV6_TCLASS the same way, for IPv6 segments (Linux keeps the two apart on an IPv6 socket). */
+  tclass = 0;
+  /** IP_TTL and IPV6_UNICAST_HOPS: -1 for the default (64). */
+  ttl = -1;
+  hops = -1;
+  /** Options kept for every inet socket (inetopts.ts). */
+  inet = new InetOptions();
   /** IP_MTU_DISCOVER as set (IP_PMTUDISC_WANT, 1, by default); kept for getsockopt, path MTU discovery is always on. */
   pmtudisc = 1;
   /** TCP_SYNCNT: SYN retransmissions before connect() fails; 0 for tcp_syn_retries. */
@@ -377,6 +385,16 @@ export class TcpEndpoint implements Endpoint {
     return (this.notsentLowat || this.proto.config.notsentLowat) < 0xffffffff;
   }
 
+  /**
+   * The TOS byte (or traffic class) and TTL (hop limit) of the connection's segments as sendFast and sendSegment
+   * take them: the byte in bits 0-7, the TTL in bits 8-15 (0: the route's default). The ECN codepoint is or-ed in.
+   */
+  get ipBits(): number {
+    const v6 = this.route !== null ? this.route.localAddress.length === 16 : this.family === 6;
+    const ttl = v6 ? this.hops : this.ttl;
+    return (v6 ? this.tclass : this.tos) | (ttl > 0 ? ttl << 8 : 0);
+  }
+
   /** Tells waiters about the current readiness. */
   notify(): void {
     this.waiter.notify(this.readiness(EventIn | EventOut | EventErr | EventHUp | EventRdHUp));
@@ -386,7 +404,7 @@ export class TcpEndpoint implements Endpoint {
     if (this.state !== State.Closed || this.bound) return Err.InvalidArgument;
     const a = this.wireAddress(addr.address);
     if (!(a instanceof Uint8Array)) return a;
-    if (!isUnspecified(a) && !this.proto.net.isLocalAddress(a)) return Err.AddressNotAvailable;
+    if (!isUnspecified(a) && !this.inet.freebind && !this.proto.net.isLocalAddress(a)) return Err.AddressNotAvailable;
     const port = this.proto.ports.reserve({
       protocol: PROTO_TCP,
       address: a,

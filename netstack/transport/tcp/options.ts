@@ -19,6 +19,8 @@ const MAX_MSS = 32767;
 // Linux's SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF (rounded).
 const MIN_RCVBUF = 2304;
 const MIN_SNDBUF = 4608;
+// net.ipv4.ip_default_ttl, and the IPv6 hop limit's default.
+const DEFAULT_TTL = 64;
 // TCP_INFO option bits.
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
@@ -79,6 +81,12 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
     case 'IP_TOS':
       // What the application set, less the ECN bits (TCP's own).
       return ep.tos;
+    case 'IP_TTL':
+      return ep.ttl < 0 ? DEFAULT_TTL : ep.ttl;
+    case 'IPV6_TCLASS':
+      return ep.family === 6 ? ep.tclass : Err.ProtocolNotAvailable;
+    case 'IPV6_UNICAST_HOPS':
+      return ep.family === 6 ? (ep.hops < 0 ? DEFAULT_TTL : ep.hops) : Err.ProtocolNotAvailable;
     case 'IP_MTU_DISCOVER':
       return ep.pmtudisc;
     case 'SO_KEEPALIVE':
@@ -142,7 +150,7 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return out;
     }
     default:
-      return Err.ProtocolNotAvailable;
+      return ep.inet.get(name, ep.family) ?? Err.ProtocolNotAvailable;
   }
 }
 
@@ -170,6 +178,24 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const n = int(value, -0x80000000, 0x7fffffff);
       if (typeof n !== 'number') return n;
       ep.tos = n & 0xfc;
+      return undefined;
+    }
+    case 'IP_TTL':
+    case 'IPV6_UNICAST_HOPS': {
+      // do_ip_setsockopt / do_ipv6_setsockopt: 1-255, or -1 for the default.
+      if (name === 'IPV6_UNICAST_HOPS' && ep.family !== 6) return Err.ProtocolNotAvailable;
+      const n = int(value, -1, 255);
+      if (typeof n !== 'number' || n === 0) return Err.InvalidArgument;
+      if (name === 'IP_TTL') ep.ttl = n;
+      else ep.hops = n;
+      return undefined;
+    }
+    case 'IPV6_TCLASS': {
+      // do_ipv6_setsockopt: -1 is the default (0); a stream socket keeps its own ECN bits.
+      if (ep.family !== 6) return Err.ProtocolNotAvailable;
+      const n = int(value, -1, 0xff);
+      if (typeof n !== 'number') return n;
+      ep.tclass = n < 0 ? 0 : n & 0xfc;
       return undefined;
     }
     case 'IP_MTU_DISCOVER': {
@@ -359,8 +385,10 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       }
       return undefined;
     }
-    default:
-      return Err.ProtocolNotAvailable;
+    default: {
+      const r = ep.inet.set(name, value, ep.family);
+      return r === 'unknown' ? Err.ProtocolNotAvailable : r;
+    }
   }
 }
 

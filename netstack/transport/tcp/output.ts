@@ -81,7 +81,7 @@ export function transmitData(ep: TcpEndpoint, s: number, len: number, fin: boole
     const wnd = rcv.windowToAdvertise(snd.mss);
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0, ecn | ep.tos);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, len, snd.buf, off, segs > 1 ? snd.mss : 0, ecn | ep.ipBits);
     ep.stats.segmentsSent += segs;
     if (err) ep.stats.sendErrors++;
     rcv.onAckSent(wnd);
@@ -141,7 +141,7 @@ export function sendAck(ep: TcpEndpoint): void {
   if (plainOptions(ep)) {
     const field = rcv.windowField(wnd, false);
     const tsVal = ep.tsOk ? ep.tsNow() : 0;
-    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0, 0, ep.tos);
+    const err = sendFast(template(ep), s, rcv.nxt, flags, field, ep.tsOk, tsVal, rcv.tsRecent, 0, null, 0, 0, ep.ipBits);
     ep.stats.segmentsSent++;
     if (err) ep.stats.sendErrors++;
   } else {
@@ -213,7 +213,7 @@ function emit(ep: TcpEndpoint,
     len,
     write,
     undefined,
-    ecn | ep.tos,
+    ecn | ep.ipBits,
   );
   ep.stats.segmentsSent++;
   if (err) ep.stats.sendErrors++;

@@ -152,17 +152,24 @@ function sendGathered(
   return err;
 }
 
-// One options object per TOS byte, made once when first used, so that marking a segment allocates nothing.
-const TOS_OPTIONS: (SendOptions | undefined)[] = [];
+// One options object per TOS byte and TTL, made once when first used, so that marking a segment allocates nothing.
+const IP_OPTIONS = new Map<number, SendOptions>();
 
 /**
- * Send options carrying `tos` in the TOS/traffic-class byte: the socket's IP_TOS (DSCP bits) with the segment's ECN
- * codepoint (RFC 3168 §5) in the low two bits; none for 0.
+ * Send options from `bits` (TcpEndpoint.ipBits with the segment's ECN codepoint): the TOS/traffic-class byte in bits
+ * 0-7, the socket's IP_TOS or IPV6_TCLASS (DSCP bits) with the ECN codepoint (RFC 3168 §5) in its low two bits, and
+ * IP_TTL or IPV6_UNICAST_HOPS in bits 8-15 (0: the route's default); none when both are 0.
  */
-function ecnOptions(tos: number): SendOptions | undefined {
-  const v = tos & 0xff;
+function ecnOptions(bits: number): SendOptions | undefined {
+  const v = bits & 0xffff;
   if (v === 0) return undefined;
-  return (TOS_OPTIONS[v] ??= { tos: v });
+  let o = IP_OPTIONS.get(v);
+  if (o === undefined) {
+    const ttl = v >> 8;
+    o = ttl === 0 ? { tos: v & 0xff } : { tos: v & 0xff, ttl };
+    IP_OPTIONS.set(v, o);
+  }
+  return o;
 }
 
 /** The sequence space a received segment occupies: payload plus one for SYN and one for FIN (RFC 9293 §3.4). */

@@ -221,7 +221,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     if (this.family === 4 ? a.length !== 4 : a.length !== 16) return Err.AddressFamilyNotSupported;
     const plain = unmapV4(a);
     if (this.family === 6 && plain.length === 4 && (this.v6only || !this.dualStack)) return Err.InvalidArgument;
-    if (!isUnspecified(plain) && !this.bindable(plain, addr.nicId)) return Err.AddressNotAvailable;
+    if (!isUnspecified(plain) && !this.opts.freebind && !this.bindable(plain, addr.nicId)) return Err.AddressNotAvailable;
     if (addr.nicId && this.family === 6 && isLinkLocalV6(plain)) this.opts.boundNic = addr.nicId;
     const r = this.reserve(this.portAddress(a), addr.port);
     // Linux reports an exhausted range on bind(port 0) as EADDRINUSE (inet_csk_get_port).

@@ -4,6 +4,7 @@
  * exist only on IPv6 sockets, anything unknown is ENOPROTOOPT.
  */
 import { type Address, isMulticast } from '../../addr.ts';
+import { InetOptions } from '../inetopts.ts';
 import { Err, type NetError } from '../../errors.ts';
 import type { Family, OptionValue } from '../../socket.ts';
 import type { SendOptions } from '../protocol.ts';
@@ -55,11 +56,24 @@ export class DatagramOptions {
   private tclass = 0;
   private readonly flags = new Set<string>();
   private stamp: ReceiveStamp | undefined;
+  /**
+   * IP_MTU_DISCOVER and IPV6_MTU_DISCOVER as set (IP_PMTUDISC_WANT by default), kept for getsockopt: datagrams leave
+   * fragmentable whatever they say (see sendOptions).
+   */
+  private pmtudisc = 1;
+  private pmtudisc6 = 1;
+  /** Options kept for every inet socket (inetopts.ts), asked after this socket's own. */
+  private readonly inet = new InetOptions();
 
   constructor(
     readonly family: Family,
     readonly protocol: number,
   ) {}
+
+  /** IP_FREEBIND (or IPV6_FREEBIND): a bind to an address no interface holds is allowed. */
+  get freebind(): boolean {
+    return this.inet.freebind;
+  }
 
   /** Whether a flag option (IP_PKTINFO, IPV6_RECVPKTINFO, ...) is on. */
   flag(name: string): boolean {
@@ -103,6 +117,10 @@ export class DatagramOptions {
     }
     if (STAMPS.has(name)) return +this.stampIs(name);
     if (FLAGS4.has(name)) return +this.flags.has(name);
+    if (name === 'IP_MTU_DISCOVER') return this.pmtudisc;
+    if (name === 'IPV6_MTU_DISCOVER' && this.family === 6) return this.pmtudisc6;
+    const kept = this.inet.get(name, this.family);
+    if (kept !== undefined) return kept;
     if (this.family !== 6) return Err.ProtocolNotAvailable;
     switch (name) {
       case 'IPV6_V6ONLY':
@@ -161,6 +179,11 @@ export class DatagramOptions {
       return undefined;
     }
     if (FLAGS4.has(name)) return this.setFlag(name, v);
+    // IP_PMTUDISC_DONT … IP_PMTUDISC_OMIT.
+    if (name === 'IP_MTU_DISCOVER') return ranged(0, 5, (x) => (this.pmtudisc = x));
+    if (name === 'IPV6_MTU_DISCOVER' && this.family === 6) return ranged(0, 5, (x) => (this.pmtudisc6 = x));
+    const kept = this.inet.set(name, value, this.family);
+    if (kept !== 'unknown') return kept;
     if (this.family !== 6) return Err.ProtocolNotAvailable;
     switch (name) {
       case 'IPV6_V6ONLY':

@@ -153,3 +153,35 @@ t.test('IP_TOS on a TCP socket → every segment carries its bits; the ECN bits 
   t.equal(ep.getOption('IP_MTU_DISCOVER'), 0);
   t.equal(ep.setOption('IP_MTU_DISCOVER', 6), Err.InvalidArgument);
 });
+
+t.test('IP_TTL on a TCP socket → every segment leaves with it, the SYN too; -1 gives the default back; 0 and 256 are EINVAL', async (t) => {
+  const h = new Harness({ ecn: 0 });
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.getOption('IP_TTL'), 64, 'the default, as Linux reads it');
+  t.equal(ep.setOption('IP_TTL', 33), undefined);
+  t.equal(ep.getOption('IP_TTL'), 33);
+  t.equal(ep.setOption('IP_TTL', 0), Err.InvalidArgument);
+  t.equal(ep.setOption('IP_TTL', 256), Err.InvalidArgument);
+  t.equal(ep.setOption('IP_TOS', 0x20), undefined);
+  if (ep.connect({ address: REMOTE, port: 80 }) !== Err.ConnectStarted) throw new Error('connect');
+  const first = h.net.sent[0]!;
+  t.same([first.ttl, first.tos], [33, 0x20], 'the SYN: TTL and TOS both');
+  const syn = h.next();
+  h.iss = syn.seq;
+  h.localPort = syn.srcPort;
+  h.peerPort = 80;
+  h.send({ flags: TCP_SYN | A, ack: seq.add(h.iss, 1), options: PEER });
+  h.peerNxt = seq.add(h.peerNxt, 1);
+  h.expect({ flags: A });
+  ep.setOption('TCP_NODELAY', 1);
+  h.net.sent.length = 0;
+  ep.write(pattern(500));
+  t.same(h.net.sent.map((s) => s.ttl), [33], 'data');
+  t.equal(ep.setOption('IP_TTL', -1), undefined);
+  t.equal(ep.getOption('IP_TTL'), 64);
+  h.net.sent.length = 0;
+  ep.write(pattern(10));
+  h.advance(300);
+  t.ok(h.net.sent.length > 0 && h.net.sent.every((s) => s.ttl === undefined), 'the route\'s default again');
+  t.equal(ep.getOption('IPV6_UNICAST_HOPS'), Err.ProtocolNotAvailable, 'an IPv6 option on an IPv4 socket');
+});

@@ -59,6 +59,8 @@ export interface Sent {
   ecn: number;
   /** The whole TOS / traffic-class byte it left with. */
   tos: number;
+  /** The TTL it was given, undefined for the route's default. */
+  ttl?: number;
 }
 
 /** A NetworkLayer that records what TCP sends instead of sending it. */
@@ -99,7 +101,7 @@ export class CaptureNet implements NetworkLayer {
         if (typeof pkt === 'string') throw new Error(`TCP sent a malformed segment: ${pkt}`);
         const repr = parseTcp(pkt, LOCAL, remote);
         if (typeof repr === 'string') throw new Error(`TCP sent a bad segment: ${repr}`);
-        net.sent.push({ src: LOCAL, dst: remote, repr, ecn: (opts?.tos ?? 0) & 3, tos: opts?.tos ?? 0 });
+        net.sent.push({ src: LOCAL, dst: remote, repr, ecn: (opts?.tos ?? 0) & 3, tos: opts?.tos ?? 0, ttl: opts?.ttl });
         return undefined;
       },
     };

@@ -144,6 +144,20 @@ export function isUnspecified(a: Address): boolean {
   return true;
 }
 
+/**
+ * Where a connect or send to the unspecified address goes, as Linux sends it: this host. IPv4 takes the socket's
+ * bound source address, else 127.0.0.1 (ip_route_output_key_hash_rcu); IPv6 takes ::1 (tcp_v6_connect,
+ * ip6_datagram_connect, udpv6_sendmsg). `length` is the destination's (4 or 16), `bound` the socket's address.
+ */
+export function thisHost(length: number, bound: Address | null | undefined): Address {
+  if (length === 16) {
+    const a = new Uint8Array(16);
+    a[15] = 1;
+    return a;
+  }
+  return bound && bound.length === 4 && !isUnspecified(bound) ? bound : Uint8Array.of(127, 0, 0, 1);
+}
+
 /** Whether the address is multicast (224.0.0.0/4 or ff00::/8). */
 export function isMulticast(a: Address): boolean {
   return a.length === 4 ? (a[0]! & 0xf0) === 0xe0 : a[0] === 0xff;

@@ -295,6 +295,41 @@ t.test('inet socket options as Linux takes them (SO_PRIORITY, SO_RCVLOWAT, IP_TT
   t.end();
 });
 
+// A connect or send to the unspecified address reaches this host on Linux (0.0.0.0: the bound address or
+// 127.0.0.1; ::, ::1): `curl http://0.0.0.0:8000` to a server that printed it listens there.
+const THIS_HOST = `
+import socket, errno
+S = socket
+def step(name, f):
+    try: r = f()
+    except OSError as e: r = errno.errorcode.get(e.errno, e.errno)
+    print(name, r, flush=True)
+def tcp(fam, lhost, chost):
+    l = S.socket(fam); l.bind((lhost, 0)); l.listen(1); c = S.socket(fam); c.settimeout(2); c.connect((chost, l.getsockname()[1])); s, a = l.accept(); return (c.getpeername()[0], a[0])
+step('tcp4 0.0.0.0', lambda: tcp(S.AF_INET, '0.0.0.0', '0.0.0.0'))
+step('tcp6 ::', lambda: tcp(S.AF_INET6, '::', '::'))
+step('tcp6 ::ffff:0.0.0.0', lambda: tcp(S.AF_INET6, '::', '::ffff:0.0.0.0'))
+def udp(fam, lhost, chost, connect):
+    u = S.socket(fam, S.SOCK_DGRAM); u.bind((lhost, 0)); v = S.socket(fam, S.SOCK_DGRAM); v.settimeout(2)
+    if connect: v.connect((chost, u.getsockname()[1])); v.send(b'c')
+    else: v.sendto(b's', (chost, u.getsockname()[1]))
+    u.settimeout(2); d, a = u.recvfrom(10); return (d, a[0])
+step('udp4 sendto 0.0.0.0', lambda: udp(S.AF_INET, '0.0.0.0', '0.0.0.0', False))
+step('udp4 connect 0.0.0.0', lambda: udp(S.AF_INET, '0.0.0.0', '0.0.0.0', True))
+step('udp6 sendto ::', lambda: udp(S.AF_INET6, '::', '::', False))
+step('udp6 connect ::', lambda: udp(S.AF_INET6, '::', '::', True))
+`;
+
+t.test('connect and send to 0.0.0.0 and :: reach this host, TCP and UDP, as on Linux', async (t) => {
+  const linux = await collect(b.peer(['python3', '-c', THIS_HOST]), HANG_MS);
+  t.equal(linux.code, 0, linux.stderr);
+  t.match(linux.stdout, /^tcp4 0\.0\.0\.0 \('127\.0\.0\.1', '127\.0\.0\.1'\)$/m, 'the reference is what this test means');
+  const r = await py('this-host', THIS_HOST, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, linux.stdout);
+  t.end();
+});
+
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
   // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
   const go = join(b.dir, 'go');

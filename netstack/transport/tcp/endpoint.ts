@@ -3,7 +3,7 @@
  * Err.ConnectStarted), listen/accept, read/write, shutdown and close with Linux semantics, readiness through
  * the WaiterQueue. Segment processing lives in input.ts, listening in accept.ts, the halves in snd.ts/rcv.ts.
  */
-import { type Address, addressEqual, isUnspecified } from '../../addr.ts';
+import { type Address, addressEqual, isUnspecified, thisHost } from '../../addr.ts';
 import type { Clock } from '../../clock.ts';
 import { Err, type NetError } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
@@ -539,9 +539,13 @@ export class TcpEndpoint implements Endpoint {
       return err;
     }
     if (this.connectCalled) return this.softError ? this.takeError() : Err.AlreadyConnected;
-    const remote = this.wireAddress(addr.address);
-    if (!(remote instanceof Uint8Array)) return remote;
-    if (addr.port === 0 || isUnspecified(remote)) return Err.ConnectionRefused;
+    const wire = this.wireAddress(addr.address);
+    if (!(wire instanceof Uint8Array)) return wire;
+    if (addr.port === 0) return Err.ConnectionRefused;
+    // The unspecified address is this host (addr.ts thisHost); an IPv6 socket bound to a v4-mapped address takes
+    // 127.0.0.1 for :: (tcp_v6_connect).
+    let remote = wire;
+    if (isUnspecified(wire)) remote = wire.length === 4 ? thisHost(4, this.localAddr) : thisHost(this.localAddr?.length === 4 ? 4 : 16, null);
     const local = this.localAddr && !isUnspecified(this.localAddr) ? this.localAddr : undefined;
     const route = this.proto.net.findRoute(remote, local, addr.nicId || undefined);
     if (!('send' in route)) return route;

@@ -3,7 +3,7 @@
  * bind/autobind, connect/disconnect, the receive queue bounded by SO_RCVBUF, pending ICMP errors (SO_ERROR),
  * shutdown, readiness and the SOL_SOCKET/SOL_IP/SOL_IPV6 options. Subclasses build and send the packets.
  */
-import { type Address, IPV4_BROADCAST, addressEqual, isLinkLocalV6, isMulticast, isUnspecified } from '../../addr.ts';
+import { type Address, IPV4_BROADCAST, addressEqual, isLinkLocalV6, isMulticast, isUnspecified, thisHost } from '../../addr.ts';
 import { Err, type NetError, isError } from '../../errors.ts';
 import {
   type Endpoint,
@@ -556,7 +556,9 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     }
     if (this.family === 6 && plain.length === 16 && this.bindAddr.length === 4) return Err.NetworkUnreachable;
     if (!Number.isInteger(addr.port) || addr.port < 0 || addr.port > 65535) return Err.InvalidArgument;
-    return { address: plain, port: this.portless ? 0 : addr.port, nicId: addr.nicId ?? 0 };
+    // The unspecified address is this host, as Linux routes it (addr.ts thisHost).
+    const address = isUnspecified(plain) ? thisHost(plain.length, this.bindAddr) : plain;
+    return { address, port: this.portless ? 0 : addr.port, nicId: addr.nicId ?? 0 };
   }
 
   private route(dest: Dest, ip?: IpSendOptions): Route | NetError {

@@ -384,8 +384,8 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
    * program wrote before its close is still forwarded, and the close that follows it is an abort.
    */
   private programError(): void {
-    if (this.connecting) return this.programClosed();
-    if (ux.takeSocketError(this.fd) === ux.U.ECONNRESET) this.leftUnread = true;
+    if (this.connecting || ux.takeSocketError(this.fd) !== ux.U.ECONNRESET) return this.programClosed();
+    this.leftUnread = true;
     this.up();
   }
 
@@ -415,7 +415,8 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
       this.hupTimer = null;
       if (this.closed) return;
       if (ux.pollNow(this.fd, ux.U.POLLHUP) & ux.U.POLLHUP && this.programEof) {
-        if (!this.bothShutAndHeld()) return this.programClosed();
+        // Our end's poll is off after the half-close, so its error is looked for here (see programError).
+        if (!this.bothShutAndHeld()) return this.programClosed(this.leftUnread || ux.takeSocketError(this.fd) === ux.U.ECONNRESET);
         delay = Math.min(delay * 2, HUP_POLL_MAX_MS);
       }
       this.hupTimer = setTimeout(tick, delay);

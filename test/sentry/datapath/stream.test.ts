@@ -245,6 +245,25 @@ t.test('program close with received bytes unread → what it wrote reaches the p
   await until(c.isClosed, 'pump release');
 });
 
+t.test('program half-closes, then closes with what the peer sent after that unread → a RST after its FIN', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  let peer: NsSocket | undefined;
+  const server = await peerServer(t, env, 5010, (s) => (peer = s), true);
+  const c = await sandboxConnect(env, 5010);
+  await until(() => !!peer, 'accept');
+  peer!.on('end', () => peer!.write('after your FIN'));
+  peer!.resume();
+  ux.shutdown(c.prog, ux.U.SHUT_WR);
+  await until(() => ux.inQueue(c.prog) === 14, 'the peer\'s bytes in the program end');
+  const state = () => Number((c.file.ep.getOption('TCP_INFO') as Record<string, number>)['tcpi_state']);
+  t.equal(state(), 5, 'FIN-WAIT-2: our FIN acknowledged, the peer still sending');
+  ux.close(c.prog);
+  await until(c.isClosed, 'pump release');
+  // A FIN would leave the orphan in FIN-WAIT-2 (it was there); the RST ends it at once.
+  t.equal(state(), 7, 'CLOSED: the close was an abort');
+});
+
 t.test('after the peer\'s FIN the program sends and the closed peer resets → EPIPE on the next send, reads 0 (CLOSE-WAIT)', async (t) => {
   const env = twoNetstacks();
   t.teardown(() => env.close());

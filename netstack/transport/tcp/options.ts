@@ -21,6 +21,9 @@ const MIN_RCVBUF = 2304;
 const MIN_SNDBUF = 4608;
 // net.ipv4.ip_default_ttl, and the IPv6 hop limit's default.
 const DEFAULT_TTL = 64;
+// The IP headers a route's maxPayload leaves out (no IPv4 options, no IPv6 extension headers on TCP here).
+const IPV4_HEADER = 20;
+const IPV6_HEADER = 40;
 // TCP_INFO option bits.
 const TCPI_OPT_TIMESTAMPS = 1;
 const TCPI_OPT_SACK = 2;
@@ -83,6 +86,12 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.tos;
     case 'IP_TTL':
       return ep.ttl < 0 ? DEFAULT_TTL : ep.ttl;
+    case 'IP_MTU':
+    case 'IPV6_MTU':
+      // The path MTU of the connection's route (Linux: dst_mtu of the socket's cached route; none yet: ENOTCONN).
+      if (name === 'IPV6_MTU' && ep.family !== 6) return Err.ProtocolNotAvailable;
+      if (ep.route === null) return Err.NotConnected;
+      return ep.route.maxPayload() + (ep.route.localAddress.length === 4 ? IPV4_HEADER : IPV6_HEADER);
     case 'IPV6_TCLASS':
       return ep.family === 6 ? ep.tclass : Err.ProtocolNotAvailable;
     case 'IPV6_UNICAST_HOPS':

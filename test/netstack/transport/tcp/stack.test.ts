@@ -152,6 +152,22 @@ t.test('connect to a closed port → RST → ECONNREFUSED', async (t) => {
   t.equal(c.takeError(), Err.ConnectionRefused);
 });
 
+t.test('IP_MTU / IPV6_MTU: ENOTCONN before connect, the path MTU once connected (Linux dst_mtu)', async (t) => {
+  const { clock, ta, tb } = twoStacks();
+  for (const family of [4, 6] as const) {
+    const srv = tb.newEndpoint(family);
+    srv.bind({ address: new Uint8Array(family === 4 ? 4 : 16), port: 90 + family });
+    srv.listen(4);
+    const c = ta.newEndpoint(family);
+    const name = family === 4 ? 'IP_MTU' : 'IPV6_MTU';
+    t.equal(c.getOption(name), Err.NotConnected, `${name} unconnected`);
+    c.connect({ address: parseAddress(family === 4 ? '198.18.0.2' : 'fd74:7376::2')!, port: 90 + family });
+    clock.advance(10);
+    t.equal(c.getOption(name), 1500, `${name} connected: the link's MTU`);
+  }
+  t.equal(ta.newEndpoint(4).getOption('IPV6_MTU'), Err.ProtocolNotAvailable);
+});
+
 t.test('dual-stack: an IPv6 listener on :: accepts an IPv4 client; addresses are IPv4-mapped', async (t) => {
   const { clock, ta, tb } = twoStacks();
   const srv = tb.newEndpoint(6);

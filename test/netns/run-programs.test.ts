@@ -4,10 +4,11 @@
 // AI_ADDRCONFIG gives both families; SO_DOMAIN/SO_PROTOCOL; getsockname/getpeername as the peer sees them; fork
 // after accept; an fd passed by SCM_RIGHTS and one inherited through exec; 16 threads connecting and 16 accepting
 // at once; --network=none's loopback and ENETUNREACH; data written before exit delivered, bounded by
-// --drain-timeout.
+// --drain-timeout. And scripts run both by Linux and inside, whose printed lines must agree (`sameAsLinux`):
+// connection endings, inet socket options, the unspecified address as this host.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { onLines } from '../../lib/lines.ts';
 import { HANG_MS } from '../lib/wait.ts';
 import { collect, tsvisorRun, waitFor } from './run-helpers.ts';
@@ -219,6 +220,20 @@ for addr in ['198.18.0.1', 'fd74:7376::1']:
   t.end();
 });
 
+/**
+ * Runs the Python `script` under Linux (the test's own namespace) and inside `run --network=none`: both must exit 0
+ * and print the same lines, and Linux's must match `reference` (what the test means to check).
+ */
+async function sameAsLinux(t: Test, name: string, script: string, reference: RegExp): Promise<void> {
+  const linux = await collect(b.peer(['python3', '-c', script]), HANG_MS);
+  t.equal(linux.code, 0, linux.stderr);
+  t.match(linux.stdout, reference, 'the reference is what this test means');
+  const r = await py(name, script, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, linux.stdout);
+  t.end();
+}
+
 // Endings over loopback, both ends the program's: printed by the same script run by Linux (in the test's own
 // namespace) and inside `run --network=none` (the netstack behind the Sentry's pumps); the lines must agree.
 const ENDINGS = `
@@ -247,13 +262,7 @@ for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
 `;
 
 t.test('endings as Linux shows them: a close with bytes unread is a RST; data to a closed peer → EPIPE; IPV6_V6ONLY after bind', async (t) => {
-  const linux = await collect(b.peer(['python3', '-c', ENDINGS]), HANG_MS);
-  t.equal(linux.code, 0, linux.stderr);
-  t.match(linux.stdout, /^unread: recv b'last words'\nunread: recv again ECONNRESET\n/, 'the reference is what this test means');
-  const r = await py('endings', ENDINGS, [], ['--network=none']);
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, linux.stdout);
-  t.end();
+  await sameAsLinux(t, 'endings', ENDINGS, /^unread: recv b'last words'\nunread: recv again ECONNRESET\n/);
 });
 
 // Options Linux takes on every inet socket, set and read back on TCP and UDP sockets of both families by Linux and
@@ -286,13 +295,7 @@ for fam, addr in ((S.AF_INET, '198.18.99.99'), (S.AF_INET6, 'fd74:7376:99::99'))
 `;
 
 t.test('inet socket options as Linux takes them (SO_PRIORITY, SO_RCVLOWAT, IP_TTL, IPV6_TCLASS, IP_FREEBIND, ...), TCP and UDP, both families', async (t) => {
-  const linux = await collect(b.peer(['python3', '-c', OPTIONS]), HANG_MS);
-  t.equal(linux.code, 0, linux.stderr);
-  t.match(linux.stdout, /^tcp4 IP_TTL 33 64 None 33$/m, 'the reference is what this test means');
-  const r = await py('options', OPTIONS, [], ['--network=none']);
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, linux.stdout);
-  t.end();
+  await sameAsLinux(t, 'options', OPTIONS, /^tcp4 IP_TTL 33 64 None 33$/m);
 });
 
 // A connect or send to the unspecified address reaches this host on Linux (0.0.0.0: the bound address or
@@ -321,13 +324,7 @@ step('udp6 connect ::', lambda: udp(S.AF_INET6, '::', '::', True))
 `;
 
 t.test('connect and send to 0.0.0.0 and :: reach this host, TCP and UDP, as on Linux', async (t) => {
-  const linux = await collect(b.peer(['python3', '-c', THIS_HOST]), HANG_MS);
-  t.equal(linux.code, 0, linux.stderr);
-  t.match(linux.stdout, /^tcp4 0\.0\.0\.0 \('127\.0\.0\.1', '127\.0\.0\.1'\)$/m, 'the reference is what this test means');
-  const r = await py('this-host', THIS_HOST, [], ['--network=none']);
-  t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, linux.stdout);
-  t.end();
+  await sameAsLinux(t, 'this-host', THIS_HOST, /^tcp4 0\.0\.0\.0 \('127\.0\.0\.1', '127\.0\.0\.1'\)$/m);
 });
 
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {

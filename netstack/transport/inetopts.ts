@@ -14,13 +14,12 @@
 import { Err, type NetError } from '../errors.ts';
 import type { OptionValue } from '../socket.ts';
 
+/** Linux's default IP TTL / IPv6 hop limit (net.ipv4.ip_default_ttl), what IP_TTL and IPV6_UNICAST_HOPS read unset. */
+export const DEFAULT_TTL = 64;
 /** Linux's sk_rcvlowat ceiling (INT_MAX), what a negative SO_RCVLOWAT becomes. */
 const INT_MAX = 0x7fffffff;
 /** The highest SO_PRIORITY without CAP_NET_ADMIN (TC_PRIO_INTERACTIVE). */
 const PRIORITY_UNPRIVILEGED = 6;
-
-/** Whether `name` is one of these options. */
-const NAMES = new Set(['SO_PRIORITY', 'SO_RCVLOWAT', 'SO_OOBINLINE', 'SO_DONTROUTE', 'SO_BROADCAST', 'SO_SNDLOWAT', 'IP_BIND_ADDRESS_NO_PORT', 'IP_FREEBIND', 'IPV6_FREEBIND']);
 
 export class InetOptions {
   priority = 0;
@@ -63,7 +62,7 @@ export class InetOptions {
 
   /** setsockopt: undefined when done, an error, or 'unknown' when the option is not one of these. */
   set(name: string, value: OptionValue, family: 4 | 6): NetError | undefined | 'unknown' {
-    if (!NAMES.has(name) || (name === 'IPV6_FREEBIND' && family !== 6)) return 'unknown';
+    if (this.get(name, family) === undefined) return 'unknown';
     const v = typeof value === 'boolean' ? +value : value;
     if (typeof v !== 'number' || !Number.isInteger(v)) return Err.InvalidArgument;
     switch (name) {
@@ -89,9 +88,11 @@ export class InetOptions {
       case 'IP_BIND_ADDRESS_NO_PORT':
         this.bindAddressNoPort = v !== 0;
         return undefined;
-      default:
+      case 'IP_FREEBIND':
+      case 'IPV6_FREEBIND':
         this.freebind = v !== 0;
         return undefined;
     }
+    return 'unknown';
   }
 }

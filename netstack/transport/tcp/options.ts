@@ -7,6 +7,7 @@ import { Chrono } from './chrono.ts';
 import * as seq from '../../seqnum.ts';
 import type { OptionValue } from '../../socket.ts';
 import { CONGESTION_ALGORITHMS } from './congestion/cc.ts';
+import { DEFAULT_TTL } from '../inetopts.ts';
 import type { TcpEndpoint } from './endpoint.ts';
 import { KEY_SIZE, TFO_CLIENT_ENABLE } from './fastopen.ts';
 import { State } from './state.ts';
@@ -19,8 +20,6 @@ const MAX_MSS = 32767;
 // Linux's SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF (rounded).
 const MIN_RCVBUF = 2304;
 const MIN_SNDBUF = 4608;
-// net.ipv4.ip_default_ttl, and the IPv6 hop limit's default.
-const DEFAULT_TTL = 64;
 // The IP headers a route's maxPayload leaves out (no IPv4 options, no IPv6 extension headers on TCP here).
 const IPV4_HEADER = 20;
 const IPV6_HEADER = 40;

@@ -120,10 +120,10 @@ export function sendFast(
     setTcpChecksumField(pkt, off, foldChecksum(pseudo));
     const segment = gsoSize > 0 ? gsoSize : len;
     if (views > 0) return sendGathered(route, pkt, off, hl, segment, ecn, src!, views, len);
-    return route.sendGso(PROTO_TCP, pkt, off, hl, segment, ecnOptions(ecn));
+    return route.sendGso(PROTO_TCP, pkt, off, hl, segment, ipOptions(ecn));
   }
   setTcpChecksumField(pkt, off, finishChecksum(sum16(off === 0 ? pkt : pkt.subarray(off), pseudo)));
-  return route.send(PROTO_TCP, pkt, off, ecnOptions(ecn));
+  return route.send(PROTO_TCP, pkt, off, ipOptions(ecn));
 }
 
 /**
@@ -144,7 +144,7 @@ function sendGathered(
   gather.count = n;
   gather.length = len;
   gather.owner = src;
-  const err = route.sendGso!(PROTO_TCP, pkt, off, hl, segment, ecnOptions(ecn), gather);
+  const err = route.sendGso!(PROTO_TCP, pkt, off, hl, segment, ipOptions(ecn), gather);
   // The record outlives the call: it keeps neither the views nor the queue alive.
   gather.pieces.fill(EMPTY, 0, n);
   gather.count = 0;
@@ -160,7 +160,7 @@ const IP_OPTIONS = new Map<number, SendOptions>();
  * 0-7, the socket's IP_TOS or IPV6_TCLASS (DSCP bits) with the ECN codepoint (RFC 3168 §5) in its low two bits, and
  * IP_TTL or IPV6_UNICAST_HOPS in bits 8-15 (0: the route's default); none when both are 0.
  */
-function ecnOptions(bits: number): SendOptions | undefined {
+function ipOptions(bits: number): SendOptions | undefined {
   const v = bits & 0xffff;
   if (v === 0) return undefined;
   let o = IP_OPTIONS.get(v);
@@ -193,7 +193,7 @@ export function sendSegment(
   payload?: Uint8Array,
   ecn = 0,
 ): NetError | undefined {
-  return route.send(PROTO_TCP, buildSegment(route, h, options, len, write, payload), route.headroom, ecnOptions(ecn));
+  return route.send(PROTO_TCP, buildSegment(route, h, options, len, write, payload), route.headroom, ipOptions(ecn));
 }
 
 /** IPv4 identification 0, for replies that belong to no connection. */

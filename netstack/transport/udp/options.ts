@@ -4,7 +4,7 @@
  * exist only on IPv6 sockets, anything unknown is ENOPROTOOPT.
  */
 import { type Address, isMulticast } from '../../addr.ts';
-import { InetOptions } from '../inetopts.ts';
+import { DEFAULT_TTL, InetOptions } from '../inetopts.ts';
 import { Err, type NetError } from '../../errors.ts';
 import type { Family, OptionValue } from '../../socket.ts';
 import type { SendOptions } from '../protocol.ts';
@@ -15,8 +15,6 @@ export const DEFAULT_BUFFER = 212992;
 export const MIN_RCVBUF = 2304;
 /** Linux's SOCK_MIN_SNDBUF on 64-bit. */
 export const MIN_SNDBUF = 4608;
-/** Linux's default IP TTL / IPv6 hop limit (net.ipv4.ip_default_ttl). */
-export const DEFAULT_TTL = 64;
 
 // Options that only record a flag for the reader of control messages.
 // IP_RECVOPTS and IP_RETOPTS give a control message only for a datagram that carried IP options

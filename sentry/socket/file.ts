@@ -295,7 +295,10 @@ export class SocketFile {
         if (done) return;
         if (!this.ep.readiness(EventOut | EventErr | EventHUp)) return;
         const err = this.ep.takeError();
+        // Linux's __inet_stream_connect, when the handshake it waited for fails: the socket is unconnected again
+        // (tcp_disconnect), so a second connect() makes a new attempt instead of reporting ECONNABORTED.
         finish(err ? neg(err) : 0);
+        if (err) this.ep.disconnect();
       };
       const onAbort = () => finish(-EINTR);
       const unsubscribe = this.ep.waiter.subscribe(EventOut | EventErr | EventHUp, check);

@@ -324,9 +324,12 @@ t.test('non-blocking connect refused → POLLOUT|POLLHUP on the program end, SO_
   const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_STREAM, 0) as SocketFile;
   const [prog, ours] = ux.socketPair('stream');
   t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 5999 }), true), -115);
-  const pump = new StreamPump({ fd: ours, file, connecting: stuff(ux.dup(prog)) });
+  const pump = new StreamPump({ fd: ours, file, connecting: stuff(ux.dup(prog)), programEnd: () => ux.dup(prog) });
   await until(() => (ux.pollNow(prog, ux.U.POLLOUT) & ux.U.POLLOUT) !== 0, 'POLLOUT');
   t.ok(ux.pollNow(prog, ux.U.POLLOUT) & ux.U.POLLHUP, 'POLLHUP too');
+  // Later events on the dead Endpoint must leave its error for the program, however long it takes to ask.
+  await sleep(150);
+  t.notOk(pump.done, 'the socket is still the program\'s');
   const v = new Uint8Array(4);
   const vl = new Uint32Array([4]);
   t.equal(file.getsockopt(L.SOL_SOCKET, L.SO_ERROR, v, vl), 0);

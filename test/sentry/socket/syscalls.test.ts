@@ -232,6 +232,11 @@ t.test('TCP: connect to a closed port → blocking connect returns ECONNREFUSED'
   t.type(p, Promise);
   await w.pump();
   t.equal(await p, -111);
+  // Linux resets the socket when the connect it waited for fails: a second connect is a new attempt.
+  const again = w.a.connect(c, sa(B, 81));
+  t.type(again, Promise, 'a new handshake, not ECONNABORTED at once');
+  await w.pump();
+  t.equal(await again, -111);
 });
 
 t.test('TCP: non-blocking connect to a closed port → EINPROGRESS, then SO_ERROR ECONNREFUSED once', async (t) => {

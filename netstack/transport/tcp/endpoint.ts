@@ -527,8 +527,7 @@ export class TcpEndpoint implements Endpoint {
         return Err.AlreadyConnecting;
       case State.Closed:
         break;
-      case State.Listen:
-        return Err.InvalidArgument;
+      case State.Listen: // Linux's __inet_stream_connect: EISCONN for any state but CLOSE
       default:
         return Err.AlreadyConnected;
     }

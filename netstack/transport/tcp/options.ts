@@ -136,7 +136,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
     case 'SO_TYPE':
       return 1;
     case 'TCP_QUICKACK':
-      return ep.rcv.quickAcks > 0 && !ep.rcv.pingpong ? 1 : 0;
+      // Linux's do_tcp_getsockopt: 1 unless the connection is in ping-pong (delayed-ACK) mode, so 1 on a new socket.
+      return ep.rcv.pingpong ? 0 : 1;
     case 'TCP_INFO':
       return tcpInfo(ep);
     case 'TCP_LINGER2':
@@ -389,7 +390,9 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
         ep.rcv.pingpong = false;
         if (ep.rcv.unackedSegs > 0) sendAck(ep);
       } else {
+        // Linux's inet_csk_enter_pingpong_mode: delayed ACKs until the delayed-ACK timer fires once.
         ep.rcv.quickAcks = 0;
+        ep.rcv.pingpong = true;
       }
       return undefined;
     }

@@ -120,7 +120,9 @@ t.test('ESTABLISHED segment table (RFC 9293 §3.10.7.4, RFC 5961)', async (t) =>
 
 t.test('ESTABLISHED (TCP_QUICKACK 0) rcv in-order data → readable, delayed ACK at 40 ms; two segments → ACK at once', async (t) => {
   const { h, ep, snd } = established();
+  t.equal(ep.getOption('TCP_QUICKACK'), 1, 'reads 1 out of ping-pong mode, as on Linux');
   ep.setOption('TCP_QUICKACK', 0);
+  t.equal(ep.getOption('TCP_QUICKACK'), 0, 'reads 0 once set to 0 (ping-pong mode)');
   let woke = 0;
   ep.waiter.subscribe(EventIn, () => woke++);
   const p = h.peerNxt;

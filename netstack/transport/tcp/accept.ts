@@ -189,7 +189,7 @@ function sendCookieSynAck(l: TcpEndpoint, r: TcpRepr, info: PacketInfo, route: R
   const peerTs = r.options.tsVal !== undefined && c.timestamps;
   // Without timestamps there is nowhere to keep window scaling and SACK, so they are not offered (as Linux).
   const wscale = c.windowScaling && peerTs && r.options.wscale !== undefined
-    ? windowScaleFor(Math.max(c.maxRcvBuf, l.rcv.limit))
+    ? windowScaleFor(Math.max(c.maxRcvBuf, l.rcv.limit), l.rcv.clamp)
     : undefined;
   const sack = c.sack && peerTs && !!r.options.sackPermitted;
   const opts: TcpOptions = { mss: l.userMss > 0 ? Math.min(l.userMss, pathMss) : pathMss };
@@ -381,6 +381,7 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.inet = l.inet.clone();
   if (l.zcState?.enabled) c.zc.enabled = true;
   c.rcv.limit = l.rcv.limit;
+  c.rcv.clamp = l.rcv.clamp;
   c.rcv.autoTune = l.rcv.autoTune;
   c.snd.limit = l.snd.limit;
   c.snd.autoTune = l.snd.autoTune;

@@ -42,8 +42,12 @@ export function timestampOffset(secret: Uint8Array, local: Address, remote: Addr
   return keyedHash32(secret, 0x75, local, remote);
 }
 
-/** The shift that lets a `maxBuffer`-byte window fit the 16-bit window field (RFC 7323 §2.2). */
-export function windowScaleFor(maxBuffer: number): number {
+/**
+ * The shift that lets a `maxBuffer`-byte window fit the 16-bit window field (RFC 7323 §2.2), `maxBuffer` no more
+ * than a TCP_WINDOW_CLAMP `clamp` (Linux's tcp_select_initial_window scales for the clamped space).
+ */
+export function windowScaleFor(maxBuffer: number, clamp = 0): number {
+  if (clamp > 0 && maxBuffer > clamp) maxBuffer = clamp;
   let s = 0;
   while (s < MAX_WSCALE && maxBuffer >> s > 0xffff) s++;
   return s;

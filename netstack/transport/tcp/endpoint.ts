@@ -987,7 +987,7 @@ export class TcpEndpoint implements Endpoint {
     const mss = this.userMss > 0 ? Math.min(this.userMss, pathMss) : pathMss;
     this.offer = {
       mss,
-      wscale: c.windowScaling ? windowScaleFor(Math.max(c.maxRcvBuf, this.rcv.limit)) : undefined,
+      wscale: c.windowScaling ? windowScaleFor(Math.max(c.maxRcvBuf, this.rcv.limit), this.rcv.clamp) : undefined,
       sackPermitted: c.sack,
       timestamps: c.timestamps,
     };

@@ -59,6 +59,9 @@ function retransToSecs(n: number): number {
   return period;
 }
 
+/** The least TCP_WINDOW_CLAMP takes: Linux's SOCK_MIN_RCVBUF / 2 (2,048 bytes and a struct sk_buff, halved). */
+const MIN_WINDOW_CLAMP = 1152;
+
 function bool(v: OptionValue): boolean | NetError {
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number') return v !== 0;
@@ -135,6 +138,12 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.state === State.Listen ? 1 : 0;
     case 'SO_TYPE':
       return 1;
+    case 'TCP_WINDOW_CLAMP':
+      // Linux's window_clamp: 0 until set or connected, then the most the receive buffer lets the window offer
+      // (tcp_full_space, which follows the buffer as it is tuned).
+      if (ep.rcv.clamp > 0) return ep.rcv.clamp;
+      if (ep.state === State.Closed || ep.state === State.Listen) return 0;
+      return ep.rcv.autoTune ? Math.floor(ep.rcv.limit / 2) : ep.rcv.limit;
     case 'TCP_QUICKACK':
       // Linux's do_tcp_getsockopt: 1 unless the connection is in ping-pong (delayed-ACK) mode, so 1 on a new socket.
       return ep.rcv.pingpong ? 0 : 1;
@@ -379,6 +388,19 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const keys = [value.slice(0, KEY_SIZE)];
       if (value.length === 2 * KEY_SIZE) keys.push(value.slice(KEY_SIZE));
       ep.fastOpenKeys = keys;
+      return undefined;
+    }
+    case 'TCP_WINDOW_CLAMP': {
+      const n = int(value, -0x80000000, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      // Linux's tcp_set_window_clamp: 0 clears it, only on a closed socket; anything else is at least half of
+      // SOCK_MIN_RCVBUF.
+      if (n === 0) {
+        if (ep.state !== State.Closed) return Err.InvalidArgument;
+        ep.rcv.clamp = 0;
+        return undefined;
+      }
+      ep.rcv.clamp = Math.max(n, MIN_WINDOW_CLAMP);
       return undefined;
     }
     case 'TCP_QUICKACK': {

@@ -33,6 +33,8 @@ export class Receiver {
   limit: number;
   /** The peer's FIN was received in order. */
   finReceived = false;
+  /** TCP_WINDOW_CLAMP: the most any window of ours offers, in bytes; 0 for no bound but the buffer's. */
+  clamp = 0;
   /** The right edge of the window last advertised (RCV.NXT + RCV.WND at that time). */
   advRight = 0;
   /** RFC 7323 §4.3 TS.Recent and the time it was stored (for PAWS's 24-day rule, §5.5). */
@@ -144,6 +146,7 @@ export class Receiver {
     const unit = 1 << this.shift;
     const maxField = 0xffff * unit;
     let w = Math.min(this.free, maxField);
+    if (this.clamp > 0 && w > this.clamp) w = this.clamp;
     w -= w % unit;
     const current = this.wnd;
     if (w > current && w - current < Math.min(this.limit / 2, mss) && w < this.limit) w = current;
@@ -157,7 +160,8 @@ export class Receiver {
    * default 128 KB buffer and MSS 1460 that is 64240, not 65535.
    */
   synWindow(mss: number): number {
-    const space = this.autoTune ? Math.floor(this.limit / 2) : this.limit;
+    let space = this.autoTune ? Math.floor(this.limit / 2) : this.limit;
+    if (this.clamp > 0 && space > this.clamp) space = this.clamp;
     return Math.min(space > mss ? space - (space % mss) : space, 0xffff);
   }
 

@@ -38,6 +38,39 @@ t.test('CLOSED connect → SYN with MSS, SACK-permitted, timestamps, wscale; SYN
   t.equal(ep.snd.cc.cwnd, 10 * ep.snd.mss, 'IW10');
 });
 
+t.test('TCP_WINDOW_CLAMP 5000 → the SYN offers 4380 (whole MSS) with wscale 0, no later window above 5000; 0 once connected → EINVAL', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(4);
+  t.equal(ep.getOption('TCP_WINDOW_CLAMP'), 0, 'unset: 0 before a connection, as Linux');
+  t.equal(ep.setOption('TCP_WINDOW_CLAMP', 1), undefined);
+  t.equal(ep.getOption('TCP_WINDOW_CLAMP'), 1152, 'at least SOCK_MIN_RCVBUF / 2');
+  t.equal(ep.setOption('TCP_WINDOW_CLAMP', 0), undefined, 'cleared on a closed socket');
+  t.equal(ep.getOption('TCP_WINDOW_CLAMP'), 0);
+  t.equal(ep.setOption('TCP_WINDOW_CLAMP', 5000), undefined);
+  t.equal(ep.connect({ address: REMOTE, port: PEER_PORT }), Err.ConnectStarted);
+  // Linux 6.18's tcp_select_initial_window: the space bounded by the clamp, rounded down to whole MSS, and the
+  // scale worked out for the clamped space.
+  const syn = h.expect({ flags: TCP_SYN, window: 4380 });
+  t.equal(syn.options.wscale, 0);
+  h.localPort = syn.srcPort;
+  h.send({ flags: TCP_SYN | TCP_ACK, ack: syn.seq + 1, options: { mss: 1460, sackPermitted: true, tsVal: 5, tsEcr: syn.options.tsVal!, wscale: 7 } });
+  h.expect({ flags: TCP_ACK });
+  t.equal(ep.state, State.Established);
+  let p = h.peerNxt + 1;
+  for (let i = 0; i < 4; i++) {
+    h.send({ flags: TCP_ACK, seq: p, ack: syn.seq + 1, payload: new Uint8Array(1000), options: { tsVal: 6 + i, tsEcr: syn.options.tsVal! } });
+    p += 1000;
+    ep.read();
+  }
+  h.advance(200);
+  const acks: number[] = [];
+  while (h.pending) acks.push(h.next().window);
+  t.ok(acks.length > 0, 'the data is acknowledged');
+  t.ok(acks.every((w) => w <= 5000), `windows ${acks.join(', ')} within the clamp`);
+  t.equal(ep.getOption('TCP_WINDOW_CLAMP'), 5000);
+  t.equal(ep.setOption('TCP_WINDOW_CLAMP', 0), Err.InvalidArgument, '0 on a connected socket: EINVAL');
+});
+
 t.test('SYN-SENT rcv SYN-ACK without options → defaults (MSS 536, no scaling, no SACK, no timestamps)', async (t) => {
   const h = new Harness();
   const ep = h.connect({});

@@ -72,6 +72,7 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   // RFC 7323 §2.2: the window of a SYN segment is never scaled.
   snd.wnd = r.window;
   snd.maxWnd = r.window;
+  snd.syncMss();
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;
   if (f & TCP_ACK) {
@@ -261,7 +262,10 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     snd.una = synAcked;
     ep.route?.confirmNeighbor?.(ep.clock.now());
     snd.wnd = r.window * (1 << snd.shift);
-    snd.maxWnd = Math.max(snd.maxWnd, snd.wnd);
+    if (snd.wnd > snd.maxWnd) {
+      snd.maxWnd = snd.wnd;
+      snd.syncMss();
+    }
     snd.wl1 = start;
     snd.wl2 = r.ack;
     sampleHandshakeRtt(ep, r);
@@ -297,7 +301,10 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       snd.wnd = wnd;
       snd.wl1 = start;
       snd.wl2 = r.ack;
-      if (wnd > snd.maxWnd) snd.maxWnd = wnd;
+      if (wnd > snd.maxWnd) {
+        snd.maxWnd = wnd;
+        snd.syncMss();
+      }
     }
     // RFC 3168 §6.1.2: the peer saw congestion (CE) on what we sent.
     if (f & TCP_ECE && ep.ecn.ok) snd.onEcnEcho();
@@ -466,7 +473,10 @@ export function predictedArrives(ep: TcpEndpoint, seg: Uint8Array, hl: number): 
     snd.wnd = wnd;
     snd.wl1 = start;
     snd.wl2 = ack;
-    if (wnd > snd.maxWnd) snd.maxWnd = wnd;
+    if (wnd > snd.maxWnd) {
+      snd.maxWnd = wnd;
+      snd.syncMss();
+    }
   }
   snd.onAck(ack, tsEcr, dup);
   afterAck(ep, f, start, textLen, textLen > 0 ? seg.subarray(hl) : EMPTY);

@@ -66,8 +66,10 @@ export class Sender {
   wl2 = 0;
   /** The peer's window scale shift (RFC 7323 §2.3); 0 when not negotiated. */
   shift = 0;
-  /** Payload bytes per full segment, after the fixed options (Linux's mss_cache). */
+  /** Payload bytes per full segment, after the fixed options (Linux's mss_cache): `fullMss` bounded by syncMss. */
   mss = 536;
+  /** What the peer's MSS, the path and TCP_MAXSEG allow, less the fixed options, before syncMss's bound. */
+  fullMss = 536;
   /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
   readonly buf = new ByteQueue();
   /** How Linux would have cut those bytes into skbs, which places PSH (skb.ts). */
@@ -153,6 +155,16 @@ export class Sender {
   tlpState: LazyTimer | null = null;
   /** Built when RACK first waits out a reordering window. */
   rackTimer: LazyTimer | null = null;
+
+  /**
+   * Linux's tcp_sync_mss with tcp_bound_to_half_wnd: no segment larger than half the largest window the peer has
+   * offered (once that is above 536 bytes, and never below 68 bytes of header and payload), so that a small
+   * window still takes two segments. Called when the full MSS or MAX.SND.WND changes.
+   */
+  syncMss(): void {
+    const cutoff = this.maxWnd > 536 ? this.maxWnd >>> 1 : this.maxWnd;
+    this.mss = cutoff > 0 && this.fullMss > cutoff ? Math.max(cutoff, 68 - (this.ep.tsOk ? 32 : 20)) : this.fullMss;
+  }
 
   constructor(
     private readonly ep: TcpEndpoint,

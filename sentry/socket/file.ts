@@ -35,6 +35,7 @@ const ENOPROTOOPT = 92;
 const EDOM = 33;
 const EINPROGRESS = 115;
 const EOPNOTSUPP = 95;
+const ENODEV = 19;
 
 /** SO_PEERCRED's optname (asm-generic/socket.h); not in LINUX because only the socket file answers it. */
 export const SO_PEERCRED = 17;
@@ -137,6 +138,8 @@ export class SocketFile {
   /** SO_RCVTIMEO / SO_SNDTIMEO in ms; 0 waits forever. */
   rcvTimeoMs = 0;
   sndTimeoMs = 0;
+  /** The stack's NICs (ids and names), for SO_BINDTODEVICE's interface names; none for a file made without one. */
+  private nics: () => readonly { readonly id: number; readonly name: string }[] = () => [];
   /** Values of KEPT_BY_FILE options the Endpoint refused. */
   private readonly kept = new Map<string, number>();
   /** The receive control messages the options ask for (cmsg.ts Want bits), read again after a setsockopt. */
@@ -169,12 +172,16 @@ export class SocketFile {
     if (!kind) return -EINVAL;
     const ep = netstack.socket(domain === L.AF_INET ? 4 : 6, kind, protocol);
     if (isError(ep)) return neg(ep);
-    return new SocketFile(ep, domain, base, protocol || ep.protocol, clock, wallTime);
+    const file = new SocketFile(ep, domain, base, protocol || ep.protocol, clock, wallTime);
+    file.nics = () => netstack.stack.nics();
+    return file;
   }
 
   /** A file of this socket's kind over `ep` (a connection accepted from this listener). */
   sibling(ep: Endpoint): SocketFile {
-    return new SocketFile(ep, this.domain, this.type, this.protocol, this.clock, this.wallTime);
+    const file = new SocketFile(ep, this.domain, this.type, this.protocol, this.clock, this.wallTime);
+    file.nics = this.nics;
+    return file;
   }
 
   /** A sockaddr from the program as an Endpoint address, or -errno (EINVAL short, EAFNOSUPPORT wrong family). */
@@ -664,6 +671,11 @@ export class SocketFile {
       return encodeLinger(!!o.onoff, Number(o.linger ?? 0));
     }
     if (spec.kind === 'tcpinfo') return encodeTcpInfo(v as { [k: string]: number | boolean });
+    if (spec.name === 'SO_BINDTODEVICE') {
+      // The interface's name and its NUL, or nothing when the socket is bound to none (sock_getbindtodevice).
+      const name = this.nics().find((n) => n.id === Number(v))?.name;
+      return name ? new TextEncoder().encode(`${name}\0`) : new Uint8Array(0);
+    }
     if (spec.kind === 'string') {
       return typeof v === 'string' ? new TextEncoder().encode(v + '\0') : v instanceof Uint8Array ? v : new Uint8Array(0);
     }
@@ -714,6 +726,14 @@ export class SocketFile {
     } else if (spec.kind === 'string') {
       const z = optval.indexOf(0);
       value = new TextDecoder().decode(z < 0 ? optval : optval.subarray(0, z));
+      if (spec.name === 'SO_BINDTODEVICE') {
+        // Linux's sock_setbindtodevice: an interface name (at most IFNAMSIZ - 1 bytes), "" to unbind; the
+        // Endpoint takes its NIC id.
+        if (value.length >= 16) return -EINVAL;
+        const nic = value === '' ? 0 : this.nics().find((n) => n.name === value)?.id;
+        if (nic === undefined) return -ENODEV;
+        value = nic;
+      }
     } else if (spec.kind === 'tcpinfo') {
       return -ENOPROTOOPT;
     } else if (spec.kind === 'bytes') {

@@ -327,6 +327,32 @@ t.test('connect and send to 0.0.0.0 and :: reach this host, TCP and UDP, as on L
   await sameAsLinux(t, 'this-host', THIS_HOST, /^tcp4 0\.0\.0\.0 \('127\.0\.0\.1', '127\.0\.0\.1'\)$/m);
 });
 
+// SO_BINDTODEVICE by interface name on TCP and UDP sockets of both families: read back with its NUL, ENODEV for a
+// name no interface has, "" unbinds; sockets bound to lo still talk over it.
+const BIND_TO_DEVICE = `
+import socket, errno
+S=socket
+def e(f):
+    try: return f()
+    except OSError as x: return errno.errorcode.get(x.errno, x.errno)
+for fam, typ, n in ((S.AF_INET, S.SOCK_STREAM, 'tcp'), (S.AF_INET, S.SOCK_DGRAM, 'udp'), (S.AF_INET6, S.SOCK_STREAM, 'tcp6')):
+    s = S.socket(fam, typ)
+    print(n, 'get', e(lambda: s.getsockopt(S.SOL_SOCKET, 25, 16)), 'short', e(lambda: s.getsockopt(S.SOL_SOCKET, 25, 4)))
+    print(n, 'set lo', e(lambda: s.setsockopt(S.SOL_SOCKET, 25, b'lo')), e(lambda: s.getsockopt(S.SOL_SOCKET, 25, 16)))
+    print(n, 'set nope', e(lambda: s.setsockopt(S.SOL_SOCKET, 25, b'nope0')), e(lambda: s.getsockopt(S.SOL_SOCKET, 25, 16)))
+    print(n, 'unset', e(lambda: s.setsockopt(S.SOL_SOCKET, 25, b'')), e(lambda: s.getsockopt(S.SOL_SOCKET, 25, 16)))
+# bound to lo: loopback still works
+l = S.socket(); l.setsockopt(S.SOL_SOCKET, 25, b'lo'); l.bind(('127.0.0.1', 0)); l.listen()
+c = S.socket(); c.setsockopt(S.SOL_SOCKET, 25, b'lo'); c.connect(l.getsockname()); a, _ = l.accept()
+c.sendall(b'hi'); print('lo-bound tcp', a.recv(10), a.getsockopt(S.SOL_SOCKET, 25, 16))
+u = S.socket(S.AF_INET, S.SOCK_DGRAM); u.setsockopt(S.SOL_SOCKET, 25, b'lo'); u.bind(('127.0.0.1', 0))
+v = S.socket(S.AF_INET, S.SOCK_DGRAM); v.sendto(b'u', u.getsockname()); print('lo-bound udp', u.recvfrom(10)[0])
+`;
+
+t.test('SO_BINDTODEVICE by interface name, TCP and UDP, as Linux takes it', async (t) => {
+  await sameAsLinux(t, 'bind-to-device', BIND_TO_DEVICE, /^tcp set lo None b'lo\\x00'$/m);
+});
+
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
   // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
   const go = join(b.dir, 'go');

@@ -376,6 +376,7 @@ function inheritOptions(l: TcpEndpoint, c: TcpEndpoint): void {
   c.v6only = l.v6only;
   c.reuseAddr = l.reuseAddr;
   c.reusePort = l.reusePort;
+  c.boundNic = l.boundNic;
   c.tos = l.tos;
   c.tclass = l.tclass;
   c.ttl = l.ttl;

@@ -156,6 +156,8 @@ export class TcpEndpoint implements Endpoint {
   linger: Linger = NO_LINGER;
   reuseAddr = false;
   reusePort = false;
+  /** SO_BINDTODEVICE: the NIC id the socket's packets must use, both ways; 0 for any. */
+  boundNic = 0;
   v6only = false;
   /** TCP_MAXSEG: 0 for none. */
   userMss = 0;
@@ -413,6 +415,7 @@ export class TcpEndpoint implements Endpoint {
       v6only: this.v6only,
       reuseAddr: this.reuseAddr,
       reusePort: this.reusePort,
+      nicId: this.boundNic || undefined,
       owner: this,
     });
     if (typeof port !== 'number') return port;
@@ -546,7 +549,7 @@ export class TcpEndpoint implements Endpoint {
     let remote = wire;
     if (isUnspecified(wire)) remote = wire.length === 4 ? thisHost(4, this.localAddr) : thisHost(this.localAddr?.length === 4 ? 4 : 16, null);
     const local = this.localAddr && !isUnspecified(this.localAddr) ? this.localAddr : undefined;
-    const route = this.proto.net.findRoute(remote, local, addr.nicId || undefined);
+    const route = this.proto.net.findRoute(remote, local, addr.nicId || this.boundNic || undefined);
     if (!('send' in route)) return route;
     const localAddr = route.localAddress;
     const boundBefore = this.bound;
@@ -558,6 +561,7 @@ export class TcpEndpoint implements Endpoint {
         family: this.family,
         v6only: this.v6only,
         reuseAddr: this.reuseAddr,
+        nicId: this.boundNic || undefined,
         remote: { address: remote, port: addr.port },
         owner: this,
         mayTake: this.proto.mayTakeOnConnect,
@@ -619,6 +623,7 @@ export class TcpEndpoint implements Endpoint {
       v6only: this.v6only,
       reuseAddr: this.reuseAddr,
       reusePort: this.reusePort,
+      nicId: this.boundNic || undefined,
       listening: true,
       owner: this,
     };

@@ -138,6 +138,8 @@ export function getOption(ep: TcpEndpoint, name: string): OptionValue | NetError
       return ep.state === State.Listen ? 1 : 0;
     case 'SO_TYPE':
       return 1;
+    case 'SO_BINDTODEVICE':
+      return ep.boundNic;
     case 'TCP_WINDOW_CLAMP':
       // Linux's window_clamp: 0 until set or connected, then the most the receive buffer lets the window offer
       // (tcp_full_space, which follows the buffer as it is tuned).
@@ -388,6 +390,13 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       const keys = [value.slice(0, KEY_SIZE)];
       if (value.length === 2 * KEY_SIZE) keys.push(value.slice(KEY_SIZE));
       ep.fastOpenKeys = keys;
+      return undefined;
+    }
+    case 'SO_BINDTODEVICE': {
+      // A NIC id (the socket layer turns Linux's interface name into one); 0 unbinds.
+      const n = int(value, 0, 0x7fffffff);
+      if (typeof n !== 'number') return n;
+      ep.boundNic = n;
       return undefined;
     }
     case 'TCP_WINDOW_CLAMP': {

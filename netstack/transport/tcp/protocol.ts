@@ -492,7 +492,7 @@ export class TcpProtocol implements TransportProtocol {
       return 'delivered';
     }
     if (this.timeWait.size > 0 && this.timeWaitArrives(info, r)) return 'delivered';
-    const l = this.findListener(info.dst, r.dstPort);
+    const l = this.findListener(info.dst, r.dstPort, info.nicId);
     if (l) {
       listenArrives(l, r, info);
       return 'delivered';
@@ -793,17 +793,25 @@ export class TcpProtocol implements TransportProtocol {
     return true;
   }
 
-  /** The listener for a local address and port: an exact address match wins over a wildcard. */
-  private findListener(local: Address, port: number): TcpEndpoint | undefined {
+  /**
+   * The listener for a local address and port on NIC `nicId`: an exact address match wins over a wildcard, and
+   * within each a listener bound to that NIC (SO_BINDTODEVICE) over one bound to none (Linux's compute_score); a
+   * listener bound to another NIC never matches.
+   */
+  private findListener(local: Address, port: number, nicId: number): TcpEndpoint | undefined {
     const list = this.listeners.get(port);
     if (!list) return undefined;
+    let exact: TcpEndpoint | undefined;
     let wild: TcpEndpoint | undefined;
     for (const l of list) {
+      if (l.boundNic !== 0 && l.boundNic !== nicId) continue;
       if (!l.matchesLocal(local)) continue;
-      if (!isUnspecified(l.localAddr!)) return l;
-      wild ??= l;
+      if (!isUnspecified(l.localAddr!)) {
+        if (l.boundNic !== 0) return l;
+        exact ??= l;
+      } else if (!wild || (l.boundNic !== 0 && wild.boundNic === 0)) wild = l;
     }
-    return wild;
+    return exact ?? wild;
   }
 
   private drop(counter: keyof TcpStats & string, detail?: string): DeliverResult {

@@ -71,6 +71,20 @@ t.test('TCP_WINDOW_CLAMP 5000 → the SYN offers 4380 (whole MSS) with wscale 0,
   t.equal(ep.setOption('TCP_WINDOW_CLAMP', 0), Err.InvalidArgument, '0 on a connected socket: EINVAL');
 });
 
+t.test('SO_BINDTODEVICE: a listener bound to another NIC never sees a SYN (RST as for no listener); bound to the SYN\'s NIC it answers; inherited on accept', async (t) => {
+  const h = new Harness();
+  const l = h.listen();
+  t.equal(l.getOption('SO_BINDTODEVICE'), 0, 'bound to no NIC at first');
+  t.equal(l.setOption('SO_BINDTODEVICE', 2), undefined);
+  t.equal(l.getOption('SO_BINDTODEVICE'), 2);
+  h.send({ flags: TCP_SYN, options: { mss: 1460 } }); // arrives on NIC 1
+  h.expect({ flags: TCP_RST | TCP_ACK, ack: h.peerNxt + 1 });
+  t.equal(l.setOption('SO_BINDTODEVICE', 1), undefined);
+  const child = h.accept(l);
+  t.equal(child.getOption('SO_BINDTODEVICE'), 1, 'the child keeps its listener\'s NIC');
+  t.equal(l.setOption('SO_BINDTODEVICE', -1), Err.InvalidArgument);
+});
+
 t.test('SYN-SENT rcv SYN-ACK without options → defaults (MSS 536, no scaling, no SACK, no timestamps)', async (t) => {
   const h = new Harness();
   const ep = h.connect({});

@@ -324,6 +324,29 @@ export interface Started {
 export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
 
 /**
+ * The host ids that uids and gids 1-65535 inside stand for: from 0x70000001 on, above the ranges systemd hands to
+ * containers (up to 0x6FFFFFFF) and below the ones it reserves (0x80000000 on), owned by nobody on the host. So a
+ * server that gives its workers to another user (nginx's `user nobody`, sshd, PostgreSQL) can chown and setuid
+ * to it, and what that user makes in a `--bind` directory belongs to base + uid on the host.
+ */
+export const SANDBOX_ID_BASE = 0x70000000;
+
+/** uid_map and gid_map of the sandbox's user namespace: 0 is SANDBOX_USER, 1-65535 go above SANDBOX_ID_BASE. */
+export const SANDBOX_ID_MAP = {
+  uid: `0 ${SANDBOX_USER.uid} 1\n1 ${SANDBOX_ID_BASE + 1} 65535\n`,
+  gid: `0 ${SANDBOX_USER.gid} 1\n1 ${SANDBOX_ID_BASE + 1} 65535\n`,
+};
+
+/**
+ * The capabilities root keeps inside its user namespace (so only over the sandbox's own ids and namespaces):
+ * Docker's default set, without CAP_NET_RAW (raw sockets are `--allow-raw`'s and the Sentry's).
+ */
+export const SANDBOX_CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_MKNOD', 'CAP_AUDIT_WRITE', 'CAP_SETFCAP',
+];
+
+/**
  * The launch: the seccomp policy (sentry/seccomp/policy.ts), the helper → bwrap → program chain
  * (sentry/sandbox/launch.ts, bwrap.ts), and the Sentry on the listener it hands back.
  */
@@ -332,7 +355,7 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
   // In a root of its own, a generated file (resolv.conf, hosts) is bound only over a file DIR has: bwrap must create nothing there.
   const files = rootfs ? net.files.filter((f) => isFileInRootfs(o.rootfs!.dir, f.path)) : net.files;
   const root = rootfs ? { path: rootfs.mount, ro: rootfs.readOnly } : undefined;
-  const bwrap = bwrapArgs({ binds: o.binds, files, cwd: o.cwd ?? (rootfs ? '/' : undefined), shareNet: true, root });
+  const bwrap = bwrapArgs({ binds: o.binds, files, cwd: o.cwd ?? (rootfs ? '/' : undefined), shareNet: true, root, capAdd: SANDBOX_CAPS });
   let sandbox;
   try {
     sandbox = await launch({
@@ -342,6 +365,7 @@ async function startProgram(o: RunOptions, net: RunNetwork, modules: RunModules,
       bwrap,
       env: { ...(process.env as Record<string, string>), ...o.env },
       user: SANDBOX_USER,
+      idMap: SANDBOX_ID_MAP,
       helperAt: rootfs ? '/dev/.tsvisor-helper' : undefined,
     });
   } catch (e) {

@@ -1,6 +1,6 @@
 /**
  * bubblewrap's argv for the sandbox (issue 9, "Launch chain"): new user, pid, ipc, uts and cgroup namespaces, no
- * capabilities, a new session, death with its parent; the host's `/` read-only with fresh tmpfs over the places
+ * capabilities but `capAdd`'s, a new session, death with its parent; the host's `/` read-only with fresh tmpfs over the places
  * where path-named unix sockets live (`/tmp`, `/run`, `/var/run`, `/dev/shm`), a private `/proc` (so that
  * `/proc/1/root/...` is the sandbox's own) and a minimal `/dev`; then the user's binds and the generated files.
  * The network namespace is not bwrap's business: the helper has already joined the app netns.

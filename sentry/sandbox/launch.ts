@@ -11,7 +11,7 @@
  * call (bwrap without --unshare-net opens no socket), so `launch` can wait for the exec before it returns.
  */
 import { type ChildProcess, type StdioOptions, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { onLines } from '../../lib/lines.ts';
@@ -61,6 +61,12 @@ export interface LaunchOptions {
   rlimits?: [number, bigint, bigint][];
   /** bwrap was given --as-pid-1: the program is its monitor's child, not its pid-namespace init's. */
   asPid1?: boolean;
+  /**
+   * With bwrap: the user namespace's uid_map and gid_map, written by us (root) while bwrap waits for them
+   * (`--info-fd`, `--userns-block-fd`), where bwrap, unprivileged, could map only its own identity. Lines of
+   * "INSIDE HOST COUNT".
+   */
+  idMap?: { uid: string; gid: string };
 }
 
 /** A running sandbox. */
@@ -118,12 +124,16 @@ const ACK_FD = 4;
 const FILTER_FD = 5;
 const GATE_FD = 6;
 const FILTER2_FD = 7;
+const INFO_FD = 8;
+const USERNS_BLOCK_FD = 9;
 
 /** Starts `o.argv` in the sandbox; resolves once the program has been exec'd. */
 export async function launch(o: LaunchOptions): Promise<Sandbox> {
   if (o.argv.length === 0) throw new LaunchError('no program to run');
   const helper = helperPath();
   const withFilter = o.filter.length > 0;
+  const idMap = o.bwrap.length > 0 ? o.idMap : undefined;
+  const bwrap = idMap ? [o.bwrap[0]!, '--info-fd', String(INFO_FD), '--userns-block-fd', String(USERNS_BLOCK_FD), ...o.bwrap.slice(1)] : o.bwrap;
   const passOn = [
     ...(o.gate ? ['--gate', String(GATE_FD)] : []),
     ...(o.filter2 ? ['--filter2', String(FILTER2_FD)] : []),
@@ -134,17 +144,18 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
     ...(withFilter ? ['--filter', String(FILTER_FD)] : []),
     ...(o.consoleSocket ? ['--console-socket', o.consoleSocket] : []),
     ...(o.rlimits ?? []).flatMap(([r, soft, hard]) => ['--rlimit', `${r}:${soft}:${hard}`]),
+    ...(idMap ? ['--keep-fd', String(INFO_FD), '--keep-fd', String(USERNS_BLOCK_FD)] : []),
     ...passOn,
   ];
   const stage2 = [...passOn, ...(o.consoleSocket ? ['--tty'] : [])];
   const args =
     o.bwrap.length > 0
       ? // The helper's path is bound at itself in case it sits under a tmpfs bwrap mounts (/tmp, /run).
-        [...stage1, '--keep-report', '--', ...o.bwrap, '--ro-bind', helper, o.helperAt ?? helper, '--', o.helperAt ?? helper, '--stage2', ...stage2, '--', ...o.argv]
+        [...stage1, '--keep-report', '--', ...bwrap, '--ro-bind', helper, o.helperAt ?? helper, '--', o.helperAt ?? helper, '--stage2', ...stage2, '--', ...o.argv]
       : [...stage1, '--', ...o.argv];
   const io = o.stdio ?? 'inherit';
   const stdio: StdioOptions = [...(Array.isArray(io) ? io : [io, io, io]), 'pipe', 'pipe', withFilter ? 'pipe' : 'ignore',
-    o.gate ? 'pipe' : 'ignore', o.filter2 ? 'pipe' : 'ignore'];
+    o.gate ? 'pipe' : 'ignore', o.filter2 ? 'pipe' : 'ignore', ...(idMap ? ['pipe', 'pipe'] as const : [])];
   const child = spawn(helper, args, { stdio, env: o.env, cwd: o.bwrap.length > 0 ? undefined : o.cwd });
   let spawnError: Error | undefined;
   const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
@@ -168,9 +179,14 @@ export async function launch(o: LaunchOptions): Promise<Sandbox> {
   }
   let listenerFd = -1;
   let execDone: Promise<void> = Promise.resolve();
+  // bwrap waits for its id maps before it goes on to the sandbox, so that they are written while the handshake
+  // waits for stage 2; a failure to write them fails the launch.
+  const mapped = idMap ? writeIdMaps(child, idMap) : undefined;
+  mapped?.catch(() => {}); // judged in the race below; a helper that failed earlier leaves it rejecting unseen
   try {
     await Promise.race([
       handshake(child, o, (fd) => (listenerFd = fd), exit, (p) => (execDone = p)),
+      ...(mapped ? [mapped.then(() => new Promise<void>(() => {}))] : []),
       // Only a failed spawn ends the wait here; a normal exit is judged by the report pipe's messages.
       exit.then(() => (spawnError ? Promise.reject(spawnError) : new Promise<void>(() => {}))),
     ]);
@@ -363,6 +379,39 @@ function sandbox(
 }
 
 /** The child's stdio streams by fd number (Node types them as a tuple of three). */
+/**
+ * Reads bwrap's child pid from its info fd (JSON with "child-pid"), writes that process's uid_map and gid_map, and
+ * releases bwrap through its block fd. Rejects with a LaunchError when bwrap ends first or a map is refused.
+ */
+function writeIdMaps(child: ChildProcess, map: { uid: string; gid: string }): Promise<void> {
+  const info = pipes(child)[INFO_FD] as Readable;
+  const block = pipes(child)[USERNS_BLOCK_FD] as Writable;
+  block.on('error', () => {});
+  return new Promise<void>((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer) => {
+      text += d.toString('latin1');
+      const m = /"child-pid"\s*:\s*(\d+)/.exec(text);
+      if (!m) return;
+      info.off('data', onData);
+      info.off('end', onEnd);
+      info.resume(); // anything more bwrap writes there is not ours to keep
+      try {
+        writeFileSync(`/proc/${m[1]}/uid_map`, map.uid);
+        writeFileSync(`/proc/${m[1]}/gid_map`, map.gid);
+      } catch (e) {
+        block.destroy();
+        return reject(new LaunchError(`cannot map the sandbox's user ids: ${(e as Error).message}`));
+      }
+      block.end('1', () => resolve());
+    };
+    const onEnd = () => reject(new LaunchError('bwrap ended before its user namespace was mapped'));
+    info.on('data', onData);
+    info.once('end', onEnd);
+    info.on('error', () => {});
+  });
+}
+
 function pipes(child: ChildProcess): (Readable | Writable | null)[] {
   return child.stdio as unknown as (Readable | Writable | null)[];
 }

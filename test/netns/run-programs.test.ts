@@ -353,6 +353,48 @@ t.test('SO_BINDTODEVICE by interface name, TCP and UDP, as Linux takes it', asyn
   await sameAsLinux(t, 'bind-to-device', BIND_TO_DEVICE, /^tcp set lo None b'lo\\x00'$/m);
 });
 
+t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
+  const r = await py('ids', `
+import os
+print('map', open('/proc/self/uid_map').read().split())
+open('/tmp/f', 'w').close(); os.chown('/tmp/f', 101, 102); st = os.stat('/tmp/f'); print('chown', st.st_uid, st.st_gid)
+pid = os.fork()
+if pid == 0:
+    os.setgroups([]); os.setgid(102); os.setuid(101)
+    print('child', os.getuid(), os.getgid(), flush=True)
+    try: os.setuid(0)
+    except PermissionError: print('cannot return to root')
+    os._exit(0)
+os.waitpid(pid, 0)
+try: open('/etc/shadow').read(); print('shadow read')
+except PermissionError: print('shadow refused')
+`, [], ['--network=none']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `map ['0', '65534', '1', '1', '${0x70000001}', '65535']\nchown 101 102\nchild 101 102\ncannot return to root\nshadow refused\n`);
+  t.end();
+});
+
+t.test("nginx with its default `user nobody;` serves inside run --network=none (its workers chown and setuid to 65534)", async (t) => {
+  const script = b.file('nginx.sh', `
+mkdir -p /tmp/ng/logs /tmp/ng/html && echo hello-from-nginx > /tmp/ng/html/index.html
+cat > /tmp/ng/nginx.conf <<'C'
+daemon off; worker_processes 2; pid /tmp/ng/nginx.pid; error_log /tmp/ng/logs/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path /tmp/ng/cb; proxy_temp_path /tmp/ng/px; fastcgi_temp_path /tmp/ng/fc;
+  uwsgi_temp_path /tmp/ng/uw; scgi_temp_path /tmp/ng/sc; server { listen 127.0.0.1:5380; root /tmp/ng/html; } }
+C
+nginx -c /tmp/ng/nginx.conf -p /tmp/ng & P=$!
+for i in $(seq 50); do curl -s http://127.0.0.1:5380/ && break; sleep 0.2; done
+ps -o user= -C nginx | sort | uniq -c | tr -s ' '
+kill $P; wait $P
+`);
+  const r = await tsvisorRun(b.ns, [...b.bind, '--network=none', '--', 'bash', script]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^hello-from-nginx$/m, 'served');
+  t.match(r.stdout, /^ ?2 nobody$/m, 'two workers run as nobody');
+  t.end();
+});
+
 t.test('the program fills every buffer towards a peer that is not reading and exits at once → the peer, reading only afterwards, gets every byte, then EOF', async (t) => {
   // A peer that accepts, waits until the program has exited (a file appears), then reads to EOF.
   const go = join(b.dir, 'go');

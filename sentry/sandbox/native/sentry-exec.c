@@ -2,7 +2,7 @@
  * sentry-exec: installs tsvisor's seccomp filter with a listener, hands the listener to the Sentry, then execs.
  *
  *   sentry-exec [--netns PATH] [--user UID:GID] [--filter FD] [--keep-report] [--gate FD] [--filter2 FD]
- *               [--console-socket PATH] [--rlimit RES:SOFT:HARD]... -- ARGV...
+ *               [--console-socket PATH] [--rlimit RES:SOFT:HARD]... [--keep-fd FD]... -- ARGV...
  *       stage 1, spawned by the Sentry
  *   sentry-exec --stage2 [--gate FD] [--filter2 FD] [--tty] -- PROGRAM ARGS...
  *       stage 2, run by bwrap in the sandbox
@@ -17,6 +17,8 @@
  * program's exec, so that bwrap runs under the Sentry's filter only), --console-socket PATH (a new pty whose
  * master goes to PATH with SCM_RIGHTS and whose slave becomes fds 0-2; --tty in stage 2 makes it the controlling
  * terminal), --rlimit (clamped to the hard limit this process has: raising it needs CAP_SYS_RESOURCE).
+ * --keep-fd FD (at most two) leaves FD open across stage 1's exec: bwrap's --info-fd and --userns-block-fd, over
+ * which the Sentry writes the user namespace's id maps.
  *
  * fd 3 is the report pipe to the Sentry, one line per message:
  *   "listener N"      the filter's listener is fd N here (-1: no filter); take it with pidfd_getfd
@@ -68,8 +70,9 @@ static void fail(const char *step, int err) {
 
 static int read_filter(int fd, struct sock_filter *buf);
 
-/* fds that close_from_4 keeps (the gate and the second filter, passed on to stage 2). */
-static int keep[2] = {-1, -1};
+/* fds that close_from_4 keeps (the gate and the second filter, passed on to stage 2; --keep-fd's, for bwrap). */
+#define NKEEP 4
+static int keep[NKEEP] = {-1, -1, -1, -1};
 
 static void close_range_(unsigned lo, unsigned hi) {
   if (lo > hi) return;
@@ -80,8 +83,15 @@ static void close_range_(unsigned lo, unsigned hi) {
 /* Closes every fd from 4 up but the kept ones: nothing the Sentry's own process left inheritable reaches the program. */
 static void close_from_4(void) {
   unsigned lo = 4;
-  int k[2] = {keep[0] < keep[1] ? keep[0] : keep[1], keep[0] < keep[1] ? keep[1] : keep[0]};
-  for (int i = 0; i < 2; i++) {
+  int k[NKEEP];
+  for (int i = 0; i < NKEEP; i++) k[i] = keep[i];
+  for (int i = 1; i < NKEEP; i++) /* ascending */
+    for (int j = i; j > 0 && k[j - 1] > k[j]; j--) {
+      int t = k[j];
+      k[j] = k[j - 1];
+      k[j - 1] = t;
+    }
+  for (int i = 0; i < NKEEP; i++) {
     if (k[i] < (int)lo) continue;
     close_range_(lo, (unsigned)k[i] - 1);
     lo = (unsigned)k[i] + 1;
@@ -279,7 +289,8 @@ int main(int argc, char **argv) {
   const char *netns = NULL, *user = NULL, *console_path = NULL, *join_pid = NULL, *cwd = NULL, *caps = NULL;
   const char *rlimits[32];
   int nrlimits = 0;
-  int filter_fd = -1, keep_report = 0, stage2 = 0, gate = -1, filter2 = -1, tty = 0, i = 1;
+  int filter_fd = -1, keep_report = 0, stage2 = 0, gate = -1, filter2 = -1, tty = 0, i = 1, nkept = 0;
+  int kept_fds[2] = {-1, -1};
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (!strcmp(argv[i], "--netns") && i + 1 < argc) netns = argv[++i];
     else if (!strcmp(argv[i], "--user") && i + 1 < argc) user = argv[++i];
@@ -294,6 +305,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--cwd") && i + 1 < argc) cwd = argv[++i];
     else if (!strcmp(argv[i], "--caps") && i + 1 < argc) caps = argv[++i];
     else if (!strcmp(argv[i], "--rlimit") && i + 1 < argc && nrlimits < 32) rlimits[nrlimits++] = argv[++i];
+    else if (!strcmp(argv[i], "--keep-fd") && i + 1 < argc && nkept < 2) kept_fds[nkept++] = atoi(argv[++i]);
     else {
       fprintf(stderr, "sentry-exec: unknown option %s\n", argv[i]);
       return 2;
@@ -307,6 +319,8 @@ int main(int argc, char **argv) {
 
   keep[0] = gate;
   keep[1] = filter2;
+  keep[2] = kept_fds[0];
+  keep[3] = kept_fds[1];
 
   if (stage2) {
     if (fcntl(REPORT, F_SETFD, FD_CLOEXEC) < 0) _exit(126);

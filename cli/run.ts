@@ -317,7 +317,7 @@ export interface Started {
 }
 
 /**
- * The host identity the program runs as (uid 0 only inside its user namespace): `nobody`, so that root-owned host
+ * The host identity the program runs as (uid 0 inside its user namespace): `nobody`, so that root-owned host
  * files such as /etc/shadow are not readable through the read-only root, and a `--bind` directory the program
  * writes must be writable by it.
  */

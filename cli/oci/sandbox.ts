@@ -48,6 +48,13 @@ export interface CreateOptions {
 
 const REPORT_FD = 3;
 
+/**
+ * A root container's user namespace maps ids 0-65535 to the same host ids, as runc runs it without one: the
+ * image's files owned by its users (nginx's 101, `nobody`) are theirs inside, and a server can chown and setuid to
+ * them. bwrap, run as root, would map only 0.
+ */
+const ROOT_ID_MAP = { uid: '0 0 65536\n', gid: '0 0 65536\n' };
+
 /** How a Sentry talks to `create` and which fds it was given: a cold one's fixed fds, or a warm one's hand-over. */
 export interface SandboxIo {
   /** One line to `create` ("created", or "error MESSAGE"). */
@@ -372,6 +379,7 @@ async function setUp(c: ContainerDir, opts: CreateOptions, io: SandboxIo, log: (
       bwrap,
       env,
       user: uid === 0 ? undefined : { uid, gid },
+      idMap: uid === 0 ? ROOT_ID_MAP : undefined,
       helperAt: '/dev/.tsvisor-helper',
       stdio: STDIO,
       gate: true,

@@ -1,6 +1,6 @@
 // The OCI runtime driven as containerd-shim-runc-v2 drives it, no engine: a busybox-static bundle, then create,
 // start, state, kill, delete, exec, ps, pause/resume and run, with the container's stdio on pipes the test reads.
-import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { alive } from '../../cli/oci/state.ts';
@@ -249,6 +249,21 @@ t.test('hooks: every kind runs at its point with the state on stdin; a failing p
   b.write();
   t.equal((await create(b, 'hk3')).call.code, 1);
   t.match(lastLogMessage(b), /createRuntime hook \/bin\/sleep failed \(timed out after 1 s\)/);
+});
+
+t.test('a root container maps ids 0-65535 to themselves, as runc: chown to 101:102 works (it was EINVAL)', async (t) => {
+  const b = makeBundle(t, (c) => {
+    c.root.readonly = false;
+    // Docker's default set has CAP_CHOWN (`tsvisor spec`, as `runc spec`, leaves it out).
+    for (const k of ['bounding', 'effective', 'permitted']) c.process.capabilities[k] = [...c.process.capabilities[k], 'CAP_CHOWN'];
+    c.process.args = ['sh', '-c', 'tr -s " " < /proc/self/uid_map; touch /tmp/own && chown 101:102 /tmp/own && stat -c "%u %g" /tmp/own'];
+  });
+  t.teardown(() => cleanUp(b));
+  const r = await oci(b, ['run', '--bundle', b.dir, 'ids']);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, ' 0 0 65536\n101 102\n');
+  const st = statSync(join(b.dir, 'rootfs/tmp/own'));
+  t.same([st.uid, st.gid], [101, 102], 'the same ids on the host');
 });
 
 t.test('process.user 1000:1000: the program and an exec as that user, no capabilities, sockets still the Sentry\'s', async (t) => {

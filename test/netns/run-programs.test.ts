@@ -353,6 +353,30 @@ t.test('SO_BINDTODEVICE by interface name, TCP and UDP, as Linux takes it', asyn
   await sameAsLinux(t, 'bind-to-device', BIND_TO_DEVICE, /^tcp set lo None b'lo\\x00'$/m);
 });
 
+// Two SO_REUSEPORT listeners of one port: Linux spreads connections over them by a hash of each flow.
+const REUSEPORT = `
+import socket, time
+S = socket
+ls = []
+for i in range(2):
+    x = S.socket(); x.setsockopt(S.SOL_SOCKET, S.SO_REUSEPORT, 1)
+    x.bind(('127.0.0.1', ls[0].getsockname()[1] if ls else 0)); x.listen(64); ls.append(x)
+cs = [S.create_connection(ls[0].getsockname()) for _ in range(40)]
+time.sleep(0.2)
+counts = []
+for x in ls:
+    x.setblocking(False); n = 0
+    while True:
+        try: x.accept(); n += 1
+        except BlockingIOError: break
+    counts.append(n)
+print('accepted', sum(counts), 'both listeners used', all(n > 0 for n in counts))
+`;
+
+t.test('SO_REUSEPORT listeners share a port\'s connections, as on Linux', async (t) => {
+  await sameAsLinux(t, 'reuseport', REUSEPORT, /^accepted 40 both listeners used True$/m);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
   const r = await py('ids', `
 import os

@@ -4,7 +4,8 @@
  * (RFC 9293 §3.10.7.1), TIME-WAIT reuse by a new SYN (RFC 9293 §3.6.1, RFC 6191), and ICMP errors.
  */
 import type { ByteQueue } from './buffer.ts';
-import { type Address, isLoopback, isUnspecified } from '../../addr.ts';
+import { type Address, addressEqual, isLoopback, isUnspecified } from '../../addr.ts';
+import { keyedHash32 } from '../../hash.ts';
 import { HeldClock, type Timer } from '../../clock.ts';
 import { Err } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
@@ -492,7 +493,7 @@ export class TcpProtocol implements TransportProtocol {
       return 'delivered';
     }
     if (this.timeWait.size > 0 && this.timeWaitArrives(info, r)) return 'delivered';
-    const l = this.findListener(info.dst, r.dstPort, info.nicId);
+    const l = this.findListener(info.dst, r.dstPort, info.nicId, info.src, r.srcPort);
     if (l) {
       listenArrives(l, r, info);
       return 'delivered';
@@ -796,22 +797,33 @@ export class TcpProtocol implements TransportProtocol {
   /**
    * The listener for a local address and port on NIC `nicId`: an exact address match wins over a wildcard, and
    * within each a listener bound to that NIC (SO_BINDTODEVICE) over one bound to none (Linux's compute_score); a
-   * listener bound to another NIC never matches.
+   * listener bound to another NIC never matches. Among SO_REUSEPORT listeners of the winning kind on the same
+   * address and family, a keyed hash of the connection's addresses and ports picks one (Linux's
+   * reuseport_select_sock), so that connections spread over the group's processes and a flow keeps its listener.
    */
-  private findListener(local: Address, port: number, nicId: number): TcpEndpoint | undefined {
+  private findListener(local: Address, port: number, nicId: number, remote: Address, remotePort: number): TcpEndpoint | undefined {
     const list = this.listeners.get(port);
     if (!list) return undefined;
-    let exact: TcpEndpoint | undefined;
-    let wild: TcpEndpoint | undefined;
+    let best: TcpEndpoint | undefined;
+    let bestScore = -1;
+    let group: TcpEndpoint[] | null = null;
     for (const l of list) {
       if (l.boundNic !== 0 && l.boundNic !== nicId) continue;
       if (!l.matchesLocal(local)) continue;
-      if (!isUnspecified(l.localAddr!)) {
-        if (l.boundNic !== 0) return l;
-        exact ??= l;
-      } else if (!wild || (l.boundNic !== 0 && wild.boundNic === 0)) wild = l;
+      const score = (isUnspecified(l.localAddr!) ? 0 : 2) + (l.boundNic !== 0 ? 1 : 0);
+      if (score > bestScore) {
+        bestScore = score;
+        best = l;
+        group = l.reusePort ? [l] : null;
+      } else if (score === bestScore && group && l.reusePort && l.family === best!.family && addressEqual(l.localAddr!, best!.localAddr!)) {
+        group.push(l);
+      }
     }
-    return exact ?? wild;
+    if (group && group.length > 1) {
+      const h = keyedHash32(this.net.secret, 4, remote, local, ((remotePort << 16) | port) >>> 0);
+      return group[h % group.length];
+    }
+    return best;
   }
 
   private drop(counter: keyof TcpStats & string, detail?: string): DeliverResult {

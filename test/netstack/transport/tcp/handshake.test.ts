@@ -85,6 +85,31 @@ t.test('SO_BINDTODEVICE: a listener bound to another NIC never sees a SYN (RST a
   t.equal(l.setOption('SO_BINDTODEVICE', -1), Err.InvalidArgument);
 });
 
+t.test('SO_REUSEPORT: connections spread over a group of listeners by a hash of the flow (Linux\'s reuseport_select_sock)', async (t) => {
+  const h = new Harness();
+  const group = [0, 1].map(() => {
+    const l = h.tcp.newEndpoint(4);
+    t.equal(l.setOption('SO_REUSEPORT', 1), undefined);
+    t.equal(l.bind({ address: new Uint8Array(4), port: LISTEN_PORT }), undefined);
+    t.equal(l.listen(64), undefined);
+    return l;
+  });
+  h.localPort = LISTEN_PORT;
+  for (let i = 0; i < 32; i++) {
+    const srcPort = 40000 + i;
+    h.send({ flags: TCP_SYN, srcPort, seq: 5000, options: { mss: 1460 } });
+    const synAck = h.expect({ flags: TCP_SYN | TCP_ACK, ack: 5001 });
+    h.send({ flags: TCP_ACK, srcPort, seq: 5001, ack: synAck.seq + 1 });
+  }
+  const accepted = group.map((l) => {
+    let n = 0;
+    while (!('errno' in l.accept())) n++;
+    return n;
+  });
+  t.equal(accepted[0]! + accepted[1]!, 32, 'every connection accepted once');
+  t.ok(accepted[0]! > 0 && accepted[1]! > 0, `both listeners take some (${accepted.join(' + ')})`);
+});
+
 t.test('SYN-SENT rcv SYN-ACK without options → defaults (MSS 536, no scaling, no SACK, no timestamps)', async (t) => {
   const h = new Harness();
   const ep = h.connect({});

@@ -378,10 +378,10 @@ function sandbox(
   };
 }
 
-/** The child's stdio streams by fd number (Node types them as a tuple of three). */
 /**
  * Reads bwrap's child pid from its info fd (JSON with "child-pid"), writes that process's uid_map and gid_map, and
- * releases bwrap through its block fd. Rejects with a LaunchError when bwrap ends first or a map is refused.
+ * releases bwrap through its block fd. Rejects with a LaunchError when a map is refused; when the helper or bwrap
+ * ends first it just resolves, and the handshake reports why.
  */
 function writeIdMaps(child: ChildProcess, map: { uid: string; gid: string }): Promise<void> {
   const info = pipes(child)[INFO_FD] as Readable;
@@ -405,13 +405,14 @@ function writeIdMaps(child: ChildProcess, map: { uid: string; gid: string }): Pr
       }
       block.end('1', () => resolve());
     };
-    const onEnd = () => reject(new LaunchError('bwrap ended before its user namespace was mapped'));
+    const onEnd = () => resolve();
     info.on('data', onData);
     info.once('end', onEnd);
     info.on('error', () => {});
   });
 }
 
+/** The child's stdio streams by fd number (Node types them as a tuple of three). */
 function pipes(child: ChildProcess): (Readable | Writable | null)[] {
   return child.stdio as unknown as (Readable | Writable | null)[];
 }

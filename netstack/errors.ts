@@ -43,6 +43,7 @@ export const ERRNO = {
   BadFileDescriptor: 9, // EBADF
   Aborted: 103, // ECONNABORTED
   QueueFull: 105, // ENOBUFS
+  NoDevice: 19, // ENODEV
 } as const;
 
 /** The name of an error kind. */

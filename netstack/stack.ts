@@ -371,8 +371,9 @@ export class Stack implements NetworkLayer, StackInternals {
     if (local !== undefined && isMulticast(local)) local = undefined;
     if (local !== undefined) {
       if (local.length !== remote.length) return Err.AddressNotAvailable;
-      // Loopback sources only talk to loopback destinations (RFC 1122 §3.2.1.3 (g), RFC 4291 §2.5.3).
-      if (isLoopback(local) ? !isLoopback(remote) : !this.localNic(local)) return Err.AddressNotAvailable;
+      // Loopback sources only talk to loopback destinations (RFC 1122 §3.2.1.3 (g), RFC 4291 §2.5.3), and to groups
+      // on the loopback NIC (IP_MULTICAST_IF 127.0.0.1, as Linux sends them over lo).
+      if (isLoopback(local) ? !isLoopback(remote) && !isMulticast(remote) : !this.localNic(local)) return Err.AddressNotAvailable;
     }
     const ownerOfRemote = this.localNic(remote);
     if (ownerOfRemote || isLoopback(remote)) {
@@ -382,6 +383,8 @@ export class Stack implements NetworkLayer, StackInternals {
     }
     if (isMulticast(remote) || (v4 && addressEqual(remote, IPV4_BROADCAST))) {
       let nic = nicId !== undefined ? this.nicMap.get(nicId) : local ? this.localNic(local) : undefined;
+      // A NIC asked for by id (IP_MULTICAST_IF, IPV6_MULTICAST_IF, a scope id) that does not exist is no route.
+      if (!nic && nicId !== undefined) return this.noRoute(v4, Err.NetworkUnreachable);
       if (!nic) {
         const e = this.routeTable.lookup(remote);
         nic = e ? this.nicMap.get(e.nicId) : undefined;

@@ -212,7 +212,7 @@ export class Ipv4 {
       const ident = opts?.identification ?? this.nextIdent(path);
       emitIpv4Basic(frame, LINK_HEADROOM, path.localAddress, path.remoteAddress, protocol, ttl, tos, ident, df, payloadLength);
       c.txPackets++;
-      this.output(path, frame);
+      this.output(path, frame, opts);
       return undefined;
     }
     const base = {
@@ -245,7 +245,7 @@ export class Ipv4 {
       }
       emitIpv4(base, frame, LINK_HEADROOM);
       c.txPackets++;
-      this.output(path, frame);
+      this.output(path, frame, opts);
       return undefined;
     }
     if (base.dontFragment) {
@@ -264,7 +264,7 @@ export class Ipv4 {
       emitIpv4({ ...base, options: at === 0 ? options : laterOptions, payloadLength: len, fragmentOffset: at, moreFragments: more }, frame, LINK_HEADROOM);
       frame.set(packet.subarray(offset + at, offset + at + len), need);
       c.txFragments++;
-      this.output(path, frame);
+      this.output(path, frame, opts);
     }
     return undefined;
   }
@@ -371,7 +371,7 @@ export class Ipv4 {
     return v;
   }
 
-  private output(path: Path, frame: Uint8Array): void {
+  private output(path: Path, frame: Uint8Array, opts?: SendOptions): void {
     const nic = path.nic;
     switch (path.kind) {
       case 'local':
@@ -386,7 +386,7 @@ export class Ipv4 {
         return;
       case 'multicast': {
         const dst = path.remoteAddress;
-        if (nic.inGroup(dst)) this.s.loopback(nic, frame.slice(LINK_HEADROOM));
+        if (opts?.multicastLoop !== false && nic.inGroup(dst)) this.s.loopback(nic, frame.slice(LINK_HEADROOM));
         // RFC 1112 §6.4: the low 23 bits of the group in 01:00:5e:00:00:00.
         frame[0] = 0x01;
         frame[1] = 0x00;

@@ -179,7 +179,7 @@ export class Ipv6 {
       }
       emitIpv6({ ...base, nextHeader: protocol, payloadLength }, frame, LINK_HEADROOM);
       c.txPackets++;
-      this.output(path, frame);
+      this.output(path, frame, opts);
       return undefined;
     }
     // IPV6_DONTFRAG semantics: the caller asked for no fragmentation.
@@ -199,7 +199,7 @@ export class Ipv6 {
       emitIpv6FragmentHeader({ nextHeader: protocol, fragmentOffset: at, moreFragments: at + len < payloadLength, identification }, frame, need);
       frame.set(packet.subarray(offset + at, offset + at + len), head);
       c.txFragments++;
-      this.output(path, frame);
+      this.output(path, frame, opts);
     }
     return undefined;
   }
@@ -307,7 +307,7 @@ export class Ipv6 {
     return undefined;
   }
 
-  private output(path: Path, frame: Uint8Array): void {
+  private output(path: Path, frame: Uint8Array, opts?: SendOptions): void {
     const nic = path.nic;
     switch (path.kind) {
       case 'local':
@@ -317,7 +317,7 @@ export class Ipv6 {
       case 'broadcast':
       case 'multicast': {
         const dst = path.remoteAddress;
-        if (nic.inGroup(dst)) this.s.loopback(nic, frame.slice(LINK_HEADROOM));
+        if (opts?.multicastLoop !== false && nic.inGroup(dst)) this.s.loopback(nic, frame.slice(LINK_HEADROOM));
         // RFC 2464 §7: 33:33 and the low 32 bits of the group.
         frame[0] = 0x33;
         frame[1] = 0x33;

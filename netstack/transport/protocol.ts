@@ -111,6 +111,8 @@ export interface SendOptions {
   dontFragment?: boolean;
   /** IPv4: this identification instead of one from the path's counter (0 for replies of no connection). */
   identification?: number;
+  /** A multicast datagram is also delivered to this host's members of the group unless false (IP_MULTICAST_LOOP). */
+  multicastLoop?: boolean;
 }
 
 /** A resolved path to a remote address, from which a transport sends packets. */
@@ -195,6 +197,10 @@ export interface NetworkLayer {
   findRoute(remote: Address, local?: Address, nicId?: number, kept?: boolean): Route | NetError;
   /** Whether `a` is assigned to one of our NICs (or to `nicId` when given). */
   isLocalAddress(a: Address, nicId?: number): boolean;
+  /** Joins (reference-counted) a multicast group on NIC `nicId`: its datagrams are then taken in there. */
+  joinGroup?(nicId: number, group: Address): NetError | undefined;
+  /** Drops one reference to a group joined with joinGroup. */
+  leaveGroup?(nicId: number, group: Address): NetError | undefined;
   /** A random 32-bit unsigned integer from the stack's seeded source (ISNs, ephemeral ports, IDs). */
   random32(): number;
   /** A secret 16-byte key for keyed hashes (RFC 6528 ISNs, RFC 6056 ports, SYN cookies). */

@@ -49,6 +49,9 @@ const TABLE: Record<number, Record<number, OptSpec>> = {
     [L.IP_RECVTTL]: T('IP_RECVTTL'), [L.IP_RECVORIGDSTADDR]: T('IP_RECVORIGDSTADDR'), [L.IP_RECVOPTS]: T('IP_RECVOPTS'),
     [L.IP_RETOPTS]: T('IP_RETOPTS'), [L.IP_FREEBIND]: T('IP_FREEBIND'),
     [L.IP_BIND_ADDRESS_NO_PORT]: T('IP_BIND_ADDRESS_NO_PORT'),
+    // struct ip_mreq / ip_mreqn, and IP_MULTICAST_IF's struct in_addr (or ip_mreqn): bytes, parsed by the Endpoint.
+    [L.IP_ADD_MEMBERSHIP]: T('IP_ADD_MEMBERSHIP', 'bytes'), [L.IP_DROP_MEMBERSHIP]: T('IP_DROP_MEMBERSHIP', 'bytes'),
+    [L.IP_MULTICAST_IF]: T('IP_MULTICAST_IF', 'bytes'),
   },
   [L.IPPROTO_IPV6]: {
     [L.IPV6_V6ONLY]: T('IPV6_V6ONLY'), [L.IPV6_UNICAST_HOPS]: T('IPV6_UNICAST_HOPS'),
@@ -58,6 +61,8 @@ const TABLE: Record<number, Record<number, OptSpec>> = {
     [L.IPV6_CHECKSUM]: T('IPV6_CHECKSUM'), [L.IPV6_RECVHOPLIMIT]: T('IPV6_RECVHOPLIMIT'),
     [L.IPV6_RECVORIGDSTADDR]: T('IPV6_RECVORIGDSTADDR'), [L.IPV6_2292PKTINFO]: T('IPV6_2292PKTINFO'),
     [L.IPV6_2292HOPLIMIT]: T('IPV6_2292HOPLIMIT'), [L.IPV6_FREEBIND]: T('IPV6_FREEBIND'),
+    [L.IPV6_ADD_MEMBERSHIP]: T('IPV6_ADD_MEMBERSHIP', 'bytes'), [L.IPV6_DROP_MEMBERSHIP]: T('IPV6_DROP_MEMBERSHIP', 'bytes'),
+    [L.IPV6_MULTICAST_IF]: T('IPV6_MULTICAST_IF'),
   },
   // Raw sockets: struct icmp_filter (IPv4) and IPV6_CHECKSUM at SOL_RAW, struct icmp6_filter at SOL_ICMPV6.
   [L.SOL_RAW]: { [L.ICMP_FILTER]: T('ICMP_FILTER', 'bytes'), [L.IPV6_CHECKSUM]: T('IPV6_CHECKSUM') },

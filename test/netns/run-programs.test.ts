@@ -377,6 +377,58 @@ t.test('SO_REUSEPORT listeners share a port\'s connections, as on Linux', async 
   await sameAsLinux(t, 'reuseport', REUSEPORT, /^accepted 40 both listeners used True$/m);
 });
 
+// Multicast groups over loopback: IPv4 joins and drops (ip_mreq) with their errors, IP_MULTICAST_IF and _LOOP, one
+// copy to the member, none for a group not joined or after the drop; IPv6 joins, IPV6_MULTICAST_IF and _LOOP.
+const MULTICAST = `
+import socket, errno, struct
+S = socket
+def e(f):
+    try: return f()
+    except OSError as x: return errno.errorcode.get(x.errno, x.errno)
+def step(name, f): print(name, e(f), flush=True)
+r = S.socket(S.AF_INET, S.SOCK_DGRAM); r.bind(('0.0.0.0', 0)); port = r.getsockname()[1]
+mreq = struct.pack('4s4s', S.inet_aton('239.1.2.3'), S.inet_aton('127.0.0.1'))
+step('join', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_ADD_MEMBERSHIP, mreq))
+step('join again', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_ADD_MEMBERSHIP, mreq))
+step('join unicast', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_ADD_MEMBERSHIP, struct.pack('4s4s', S.inet_aton('10.1.2.3'), S.inet_aton('127.0.0.1'))))
+step('join on no such address', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_ADD_MEMBERSHIP, struct.pack('4s4s', S.inet_aton('239.9.9.9'), S.inet_aton('198.18.77.77'))))
+step('join short', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_ADD_MEMBERSHIP, b'\\xef\\x01\\x02'))
+s = S.socket(S.AF_INET, S.SOCK_DGRAM)
+step('if get', lambda: S.inet_ntoa(s.getsockopt(S.IPPROTO_IP, S.IP_MULTICAST_IF, 4)))
+step('if set', lambda: s.setsockopt(S.IPPROTO_IP, S.IP_MULTICAST_IF, S.inet_aton('127.0.0.1')))
+step('if get after', lambda: S.inet_ntoa(s.getsockopt(S.IPPROTO_IP, S.IP_MULTICAST_IF, 4)))
+step('if no such address', lambda: s.setsockopt(S.IPPROTO_IP, S.IP_MULTICAST_IF, S.inet_aton('198.18.77.77')))
+step('loop default', lambda: s.getsockopt(S.IPPROTO_IP, S.IP_MULTICAST_LOOP))
+r.settimeout(0.5)
+step('send', lambda: s.sendto(b'one', ('239.1.2.3', port)))
+step('recv', lambda: r.recvfrom(10)[0])
+r.setblocking(False); step('just one copy', lambda: r.recv(10)); r.settimeout(0.5)
+# another group not joined: not delivered
+step('send other group', lambda: s.sendto(b'other', ('239.7.7.7', port)))
+step('recv other group', lambda: r.recv(10))
+step('drop', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_DROP_MEMBERSHIP, mreq))
+step('drop again', lambda: r.setsockopt(S.IPPROTO_IP, S.IP_DROP_MEMBERSHIP, mreq))
+step('send after drop', lambda: s.sendto(b'late', ('239.1.2.3', port)))
+step('recv after drop', lambda: r.recv(10))
+# IPv6
+r6 = S.socket(S.AF_INET6, S.SOCK_DGRAM); r6.bind(('::', 0)); p6 = r6.getsockname()[1]
+m6 = S.inet_pton(S.AF_INET6, 'ff12::1234') + struct.pack('i', 1)
+step('join6', lambda: r6.setsockopt(S.IPPROTO_IPV6, S.IPV6_JOIN_GROUP, m6))
+step('join6 again', lambda: r6.setsockopt(S.IPPROTO_IPV6, S.IPV6_JOIN_GROUP, m6))
+s6 = S.socket(S.AF_INET6, S.SOCK_DGRAM)
+step('if6 set', lambda: s6.setsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_IF, 1))
+step('if6 get', lambda: s6.getsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_IF))
+step('if6 no such', lambda: s6.setsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_IF, 77))
+step('loop6 default', lambda: s6.getsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_LOOP))
+step('loop6 2', lambda: s6.setsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_LOOP, 2))
+step('leave6', lambda: r6.setsockopt(S.IPPROTO_IPV6, S.IPV6_LEAVE_GROUP, m6))
+step('leave6 again', lambda: r6.setsockopt(S.IPPROTO_IPV6, S.IPV6_LEAVE_GROUP, m6))
+`;
+
+t.test('multicast membership and interface options as Linux takes them (IP_ADD_MEMBERSHIP, IPV6_JOIN_GROUP, ...)', async (t) => {
+  await sameAsLinux(t, 'multicast', MULTICAST, /^join None\njoin again EADDRINUSE\n/);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
   const r = await py('ids', `
 import os

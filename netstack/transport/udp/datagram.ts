@@ -97,6 +97,11 @@ interface QueuedError {
 }
 
 /** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
+/** Linux's net.ipv4.igmp_max_memberships default: groups one socket may join. */
+const MAX_MEMBERSHIPS = 20;
+/** Groups used only to ask for the route of multicast out of a NIC (224.0.0.1, ff02::1). */
+const MCAST_ALL_HOSTS = new Uint8Array([224, 0, 0, 1]);
+const MCAST_ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 const ORIGIN_ICMP = 2;
 const ORIGIN_ICMP6 = 3;
 
@@ -151,6 +156,13 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private shutWr = false;
   private closed = false;
   private cork: { route: Route; dest: Dest; chunks: Uint8Array[]; length: number } | null = null;
+  /** Multicast groups joined through this socket (IP_ADD_MEMBERSHIP, IPV6_ADD_MEMBERSHIP): "NIC group" → both. */
+  private memberships: Map<string, { nicId: number; group: Address }> | null = null;
+  /** IP_MULTICAST_IF: the NIC and source address of IPv4 multicast sends (0 and 0.0.0.0: the route's). */
+  private mcastNic4 = 0;
+  private mcastAddr4: Address = new Uint8Array(4);
+  /** IPV6_MULTICAST_IF: the NIC of IPv6 multicast sends (0: the route's). */
+  private mcastNic6 = 0;
 
   constructor(
     readonly family: Family,
@@ -374,6 +386,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   close(): void {
     if (this.closed) return;
     if (this.localPort !== 0) this.unbind();
+    for (const m of this.memberships?.values() ?? []) this.host.net.leaveGroup?.(m.nicId, m.group);
+    this.memberships = null;
     this.closed = true;
     this.cork = null;
     this.queue.length = 0;
@@ -413,11 +427,113 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   // --- options ---
 
   getOption(name: string): OptionValue | NetError {
+    if (name === 'IP_MULTICAST_IF') return this.mcastAddr4.slice();
+    if (name === 'IPV6_MULTICAST_IF' && this.family === 6) return this.mcastNic6;
     return this.opts.get(name, () => this.takeError());
   }
 
   setOption(name: string, value: OptionValue): NetError | undefined {
+    switch (name) {
+      case 'IP_ADD_MEMBERSHIP':
+      case 'IP_DROP_MEMBERSHIP':
+        return this.membership4(name === 'IP_ADD_MEMBERSHIP', value);
+      case 'IPV6_ADD_MEMBERSHIP':
+      case 'IPV6_DROP_MEMBERSHIP':
+        return this.family === 6 ? this.membership6(name === 'IPV6_ADD_MEMBERSHIP', value) : Err.ProtocolNotAvailable;
+      case 'IP_MULTICAST_IF':
+        return this.multicastIf4(value);
+      case 'IPV6_MULTICAST_IF':
+        return this.family === 6 ? this.multicastIf6(value) : Err.ProtocolNotAvailable;
+    }
     return this.opts.set(name, value, this.localPort !== 0);
+  }
+
+  /**
+   * IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP with a struct ip_mreq (group, interface address) or ip_mreqn (and an
+   * interface index, which here is the NIC's id): the NIC is the index's, else the address's, else the route's to
+   * the group (Linux's ip_mc_find_dev); ENODEV when there is none. A second join of a group on a NIC is EADDRINUSE,
+   * a drop of one not joined EADDRNOTAVAIL, more than 20 groups ENOBUFS (igmp_max_memberships).
+   */
+  private membership4(join: boolean, v: OptionValue): NetError | undefined {
+    if (!(v instanceof Uint8Array) || v.length < 8) return Err.InvalidArgument;
+    const group = v.slice(0, 4);
+    if (!isMulticast(group)) return Err.InvalidArgument;
+    const ifaddr = v.subarray(4, 8);
+    const ifindex = v.length >= 12 ? new DataView(v.buffer, v.byteOffset, v.length).getInt32(8, true) : 0;
+    const nic = this.groupNic(group, isUnspecified(ifaddr) ? undefined : ifaddr.slice(), ifindex);
+    if (isError(nic)) return join ? nic : Err.AddressNotAvailable;
+    if (join && (this.memberships?.size ?? 0) >= MAX_MEMBERSHIPS) return Err.NoBufferSpace;
+    return join ? this.join(nic, group) : this.leave(nic, group);
+  }
+
+  /** IPV6_ADD_MEMBERSHIP / IPV6_DROP_MEMBERSHIP with a struct ipv6_mreq (group, interface index: the NIC's id). */
+  private membership6(join: boolean, v: OptionValue): NetError | undefined {
+    if (!(v instanceof Uint8Array) || v.length < 20) return Err.InvalidArgument;
+    const group = v.slice(0, 16);
+    if (!isMulticast(group)) return Err.InvalidArgument;
+    const nic = this.groupNic(group, undefined, new DataView(v.buffer, v.byteOffset, v.length).getInt32(16, true));
+    if (isError(nic)) return join ? nic : Err.AddressNotAvailable;
+    return join ? this.join(nic, group) : this.leave(nic, group);
+  }
+
+  /** The NIC a group is joined on: `ifindex`'s, else the one holding `ifaddr`, else the route's to the group. */
+  private groupNic(group: Address, ifaddr: Address | undefined, ifindex: number): number | NetError {
+    if (ifindex <= 0 && ifaddr) {
+      // The NIC that holds the address: the route to it is that NIC's own.
+      if (!this.host.net.isLocalAddress(ifaddr)) return Err.NoDevice;
+      const own = this.host.net.findRoute(ifaddr);
+      return 'send' in own ? own.nicId : Err.NoDevice;
+    }
+    const r = this.host.net.findRoute(group, undefined, ifindex > 0 ? ifindex : undefined);
+    return 'send' in r ? r.nicId : Err.NoDevice;
+  }
+
+  private join(nicId: number, group: Address): NetError | undefined {
+    const key = `${nicId} ${group.join('.')}`;
+    this.memberships ??= new Map();
+    if (this.memberships.has(key)) return Err.AddressInUse;
+    const e = this.host.net.joinGroup?.(nicId, group);
+    if (e) return e;
+    this.memberships.set(key, { nicId, group });
+    return undefined;
+  }
+
+  private leave(nicId: number, group: Address): NetError | undefined {
+    const key = `${nicId} ${group.join('.')}`;
+    if (!this.memberships?.delete(key)) return Err.AddressNotAvailable;
+    this.host.net.leaveGroup?.(nicId, group);
+    return undefined;
+  }
+
+  /**
+   * IP_MULTICAST_IF: a struct in_addr (the interface's address), or an ip_mreq / ip_mreqn (address, index); the
+   * unspecified address and no index go back to the route's choice; an address no NIC has is EADDRNOTAVAIL.
+   */
+  private multicastIf4(v: OptionValue): NetError | undefined {
+    if (!(v instanceof Uint8Array) || v.length < 4) return Err.InvalidArgument;
+    const addr = (v.length >= 8 ? v.subarray(4, 8) : v.subarray(0, 4)).slice();
+    const ifindex = v.length >= 12 ? new DataView(v.buffer, v.byteOffset, v.length).getInt32(8, true) : 0;
+    if (ifindex <= 0 && isUnspecified(addr)) {
+      this.mcastNic4 = 0;
+      this.mcastAddr4 = addr;
+      return undefined;
+    }
+    const nic = this.groupNic(MCAST_ALL_HOSTS, ifindex > 0 ? undefined : addr, ifindex);
+    if (isError(nic)) return Err.AddressNotAvailable;
+    this.mcastNic4 = nic;
+    this.mcastAddr4 = addr;
+    return undefined;
+  }
+
+  /** IPV6_MULTICAST_IF: an interface index (the NIC's id), 0 for the route's choice; ENODEV for none. */
+  private multicastIf6(v: OptionValue): NetError | undefined {
+    if (typeof v !== 'number' || !Number.isInteger(v)) return Err.InvalidArgument;
+    if (v !== 0) {
+      const nic = this.groupNic(MCAST_ALL_NODES, undefined, v);
+      if (isError(nic)) return Err.NoDevice;
+    }
+    this.mcastNic6 = v;
+    return undefined;
   }
 
   // --- used by the protocol ---
@@ -569,7 +685,13 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       if (bad) return bad;
       local = source;
     }
-    const nic = ip?.nicId || this.boundNic || dest.nicId || undefined;
+    let mcastNic = 0;
+    if (isMulticast(dest.address)) {
+      // Linux's udp_sendmsg: a multicast datagram leaves by IP_MULTICAST_IF's NIC, from its address when given.
+      mcastNic = dest.address.length === 4 ? this.mcastNic4 : this.mcastNic6;
+      if (!local && dest.address.length === 4 && !isUnspecified(this.mcastAddr4)) local = this.mcastAddr4;
+    }
+    const nic = ip?.nicId || this.boundNic || mcastNic || dest.nicId || undefined;
     if (local && local.length !== dest.address.length) return Err.NetworkUnreachable;
     return this.host.net.findRoute(dest.address, local, nic);
   }

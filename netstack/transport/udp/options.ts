@@ -49,6 +49,9 @@ export class DatagramOptions {
   private ttl = -1;
   private tos = 0;
   private mcastTtl = 1;
+  /** IP_MULTICAST_LOOP and IPV6_MULTICAST_LOOP: this host's members of a group get our datagrams to it too. */
+  private mcastLoop = true;
+  private mcastLoop6 = true;
   private hops = -1;
   private mcastHops = 1;
   private tclass = 0;
@@ -112,6 +115,8 @@ export class DatagramOptions {
         return this.tos;
       case 'IP_MULTICAST_TTL':
         return this.mcastTtl;
+      case 'IP_MULTICAST_LOOP':
+        return +this.mcastLoop;
     }
     if (STAMPS.has(name)) return +this.stampIs(name);
     if (FLAGS4.has(name)) return +this.flags.has(name);
@@ -127,6 +132,8 @@ export class DatagramOptions {
         return this.hops < 0 ? DEFAULT_TTL : this.hops;
       case 'IPV6_MULTICAST_HOPS':
         return this.mcastHops;
+      case 'IPV6_MULTICAST_LOOP':
+        return +this.mcastLoop6;
       case 'IPV6_TCLASS':
         return this.tclass;
     }
@@ -170,6 +177,9 @@ export class DatagramOptions {
         return undefined;
       case 'IP_MULTICAST_TTL':
         return ranged(-1, 255, (x) => (this.mcastTtl = x < 0 ? 1 : x));
+      case 'IP_MULTICAST_LOOP':
+        this.mcastLoop = v !== 0;
+        return undefined;
     }
     if (STAMPS.has(name)) {
       // sock_set_timestamp: each of the four turns the stamp on in its own unit and cmsg type; off is off for all.
@@ -192,6 +202,9 @@ export class DatagramOptions {
         return ranged(-1, 255, (x) => (this.hops = x));
       case 'IPV6_MULTICAST_HOPS':
         return ranged(-1, 255, (x) => (this.mcastHops = x < 0 ? 1 : x));
+      case 'IPV6_MULTICAST_LOOP':
+        // Linux's do_ipv6_setsockopt: a boolean, only 0 or 1.
+        return ranged(0, 1, (x) => (this.mcastLoop6 = x === 1));
       case 'IPV6_TCLASS':
         return ranged(-1, 255, (x) => (this.tclass = x < 0 ? 0 : x));
     }
@@ -205,7 +218,9 @@ export class DatagramOptions {
     const v4 = dst.length === 4;
     const mc = isMulticast(dst);
     const ttl = v4 ? (mc ? this.mcastTtl : this.ttl) : mc ? this.mcastHops : this.hops;
-    return { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
+    const o: SendOptions = { ttl: ttl < 0 ? undefined : ttl, tos: v4 ? this.tos : this.tclass, dontFragment: false };
+    if (mc && !(v4 ? this.mcastLoop : this.mcastLoop6)) o.multicastLoop = false;
+    return o;
   }
 
   /**

@@ -222,3 +222,39 @@ t.test('SOCK_RAW IPPROTO_ICMP → echo request by sendmsg, reply with IPv4 heade
   t.equal(getInt(v6, L.SOL_RAW, L.IPV6_CHECKSUM), 2);
   t.equal(SocketFile.open(w.a, w.clock, L.AF_INET, L.SOCK_RAW, L.IPPROTO_TCP), -93, 'raw TCP → EPROTONOSUPPORT');
 });
+
+t.test('UDP multicast across a link: IP_ADD_MEMBERSHIP takes the group in, IP_DROP_MEMBERSHIP lets it go; IP_MULTICAST_LOOP decides the sender host\'s own copy', async (t) => {
+  const w = world();
+  t.teardown(w.close);
+  const G = parseAddress('239.1.2.3')!;
+  const mreq = (ifaddr: Uint8Array) => new Uint8Array([...G, ...ifaddr]);
+  const rx = w.open(w.b, L.AF_INET, L.SOCK_DGRAM);
+  t.equal(rx.bind(sa(new Uint8Array(4), 6000)), 0);
+  const tx = w.open(w.a, L.AF_INET, L.SOCK_DGRAM);
+  const local = w.open(w.a, L.AF_INET, L.SOCK_DGRAM); // a member on the sender's host
+  t.equal(local.bind(sa(new Uint8Array(4), 6000)), 0);
+  const send = async (text: string) => {
+    t.equal(tx.ep.write(new TextEncoder().encode(text), { to: { address: G, port: 6000 } }), text.length);
+    await w.pump();
+  };
+  const got = (f: SocketFile) => {
+    const r = f.ep.read();
+    return 'data' in r ? new TextDecoder().decode(r.data) : 'nothing';
+  };
+  await send('before');
+  t.equal(got(rx), 'nothing', 'a group nobody joined is not taken in');
+  t.equal(rx.setsockopt(L.IPPROTO_IP, L.IP_ADD_MEMBERSHIP, mreq(B)), 0);
+  t.equal(rx.setsockopt(L.IPPROTO_IP, L.IP_ADD_MEMBERSHIP, mreq(B)), -98, 'joined twice: EADDRINUSE');
+  t.equal(local.setsockopt(L.IPPROTO_IP, L.IP_ADD_MEMBERSHIP, mreq(A)), 0);
+  await send('joined');
+  t.equal(got(rx), 'joined', 'the member across the link gets it');
+  t.equal(got(local), 'joined', 'and the member on the sender\'s host (IP_MULTICAST_LOOP 1)');
+  t.equal(tx.setsockopt(L.IPPROTO_IP, L.IP_MULTICAST_LOOP, new Uint8Array([0, 0, 0, 0])), 0);
+  await send('no loop');
+  t.equal(got(rx), 'no loop');
+  t.equal(got(local), 'nothing', 'IP_MULTICAST_LOOP 0: no copy for the sender\'s host');
+  t.equal(rx.setsockopt(L.IPPROTO_IP, L.IP_DROP_MEMBERSHIP, mreq(B)), 0);
+  t.equal(rx.setsockopt(L.IPPROTO_IP, L.IP_DROP_MEMBERSHIP, mreq(B)), -99, 'dropped twice: EADDRNOTAVAIL');
+  await send('after');
+  t.equal(got(rx), 'nothing', 'dropped: no longer taken in');
+});

@@ -3,7 +3,7 @@
  * Err.ConnectStarted), listen/accept, read/write, shutdown and close with Linux semantics, readiness through
  * the WaiterQueue. Segment processing lives in input.ts, listening in accept.ts, the halves in snd.ts/rcv.ts.
  */
-import { type Address, addressEqual, isUnspecified, thisHost } from '../../addr.ts';
+import { type Address, addressEqual, isLinkLocalV6, isUnspecified, thisHost } from '../../addr.ts';
 import type { Clock } from '../../clock.ts';
 import { Err, type NetError } from '../../errors.ts';
 import * as seq from '../../seqnum.ts';
@@ -406,6 +406,12 @@ export class TcpEndpoint implements Endpoint {
     if (this.state !== State.Closed || this.bound) return Err.InvalidArgument;
     const a = this.wireAddress(addr.address);
     if (!(a instanceof Uint8Array)) return a;
+    if (a.length === 16 && isLinkLocalV6(a)) {
+      // Linux's __inet6_bind: a link-local address needs its interface (the scope id, or SO_BINDTODEVICE), and
+      // the scope id binds the socket to it.
+      if (!addr.nicId && !this.boundNic) return Err.InvalidArgument;
+      if (addr.nicId) this.boundNic = addr.nicId;
+    }
     if (!isUnspecified(a) && !this.inet.freebind && !this.proto.net.isLocalAddress(a)) return Err.AddressNotAvailable;
     const port = this.proto.ports.reserve({
       protocol: PROTO_TCP,

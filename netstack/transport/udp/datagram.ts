@@ -233,6 +233,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     if (this.family === 4 ? a.length !== 4 : a.length !== 16) return Err.AddressFamilyNotSupported;
     const plain = unmapV4(a);
     if (this.family === 6 && plain.length === 4 && (this.v6only || !this.dualStack)) return Err.InvalidArgument;
+    // Linux's __inet6_bind: a link-local address needs its interface, from the scope id or SO_BINDTODEVICE.
+    if (plain.length === 16 && isLinkLocalV6(plain) && !addr.nicId && !this.opts.boundNic) return Err.InvalidArgument;
     if (!isUnspecified(plain) && !this.opts.freebind && !this.bindable(plain, addr.nicId)) return Err.AddressNotAvailable;
     if (addr.nicId && this.family === 6 && isLinkLocalV6(plain)) this.opts.boundNic = addr.nicId;
     const r = this.reserve(this.portAddress(a), addr.port);

@@ -110,6 +110,15 @@ t.test('SO_REUSEPORT: connections spread over a group of listeners by a hash of 
   t.ok(accepted[0]! > 0 && accepted[1]! > 0, `both listeners take some (${accepted.join(' + ')})`);
 });
 
+t.test('bind to a link-local IPv6 address without a scope id → EINVAL; with one the socket is bound to that NIC (Linux __inet6_bind)', async (t) => {
+  const h = new Harness();
+  const ep = h.tcp.newEndpoint(6);
+  const ll = new Uint8Array([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+  t.equal(ep.bind({ address: ll, port: 0 }), Err.InvalidArgument);
+  t.equal(ep.bind({ address: ll, port: 0, nicId: 1 }), Err.AddressNotAvailable, 'with one: the address is looked for');
+  t.equal(ep.getOption('SO_BINDTODEVICE'), 1);
+});
+
 t.test('SYN-SENT rcv SYN-ACK without options → defaults (MSS 536, no scaling, no SACK, no timestamps)', async (t) => {
   const h = new Harness();
   const ep = h.connect({});

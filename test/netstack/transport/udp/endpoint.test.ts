@@ -703,3 +703,10 @@ t.test('MSG_MORE → writes merged into one datagram to the first destination', 
   p.write(new Uint8Array([8, 0, 0, 0, 0, 0, 0, 1]), { to: sa('198.18.0.2', 0), more: true });
   t.equal(net.log.length, 2);
 });
+
+t.test('bind to a link-local IPv6 address without a scope id or SO_BINDTODEVICE → EINVAL (Linux __inet6_bind)', async (t) => {
+  const { b } = world();
+  const u = b.t.udp.newEndpoint(6);
+  t.equal(u.bind({ address: ip('fe80::1'), port: 0 }), Err.InvalidArgument);
+  t.equal(u.bind({ address: ip('fe80::1'), port: 0, nicId: 1 }), Err.AddressNotAvailable, 'with one: the address is looked for');
+});

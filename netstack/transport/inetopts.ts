@@ -2,7 +2,8 @@
  * Socket options that Linux takes on every inet socket (socket(7), ip(7), ipv6(7)) whose effect lies outside what
  * this stack does, kept so that programs setting them go on as they do on Linux and read back what they set:
  * - SO_PRIORITY: the queueing discipline's band (there is no qdisc here); above 6 needs CAP_NET_ADMIN (EPERM);
- * - SO_RCVLOWAT: kept and reported (recv and poll here do not wait for it);
+ * - SO_RCVLOWAT: kept and reported; TCP's readiness waits for it (its options cap it first), UDP's does not (Linux's
+ *   datagram sockets ignore it too);
  * - SO_OOBINLINE: urgent data is not taken out of band here in any case;
  * - SO_DONTROUTE: kept and reported (routes are not bypassed);
  * - SO_SNDLOWAT: reads 1, and setting it is ENOPROTOOPT, as on Linux;

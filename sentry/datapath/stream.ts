@@ -321,6 +321,9 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
         if (e) this.remoteReset(e.errno);
         return;
       }
+      // SO_RCVLOWAT: what the Endpoint holds goes to the program only once it is readable (the mark is met, or the
+      // connection ends), so the program's poll and blocking reads wait as Linux's do.
+      if (!this.ep.readiness(EventIn | EventErr | EventHUp)) return;
       const r = this.ep.read({ maxBytes: CHUNK, into: downScratch });
       if (isError(r)) {
         if (r === Err.WouldBlock) return;

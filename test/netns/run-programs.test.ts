@@ -429,6 +429,26 @@ t.test('multicast membership and interface options as Linux takes them (IP_ADD_M
   await sameAsLinux(t, 'multicast', MULTICAST, /^join None\njoin again EADDRINUSE\n/);
 });
 
+// SO_RCVLOWAT on a TCP socket: poll shows it readable only once the mark is met, and a read then has it all.
+const RCVLOWAT = `
+import socket, select, time
+S = socket
+l = S.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+c = S.create_connection(l.getsockname()); s, _ = l.accept()
+s.setsockopt(S.SOL_SOCKET, S.SO_RCVLOWAT, 5); print('lowat', s.getsockopt(S.SOL_SOCKET, S.SO_RCVLOWAT))
+c.send(b'abc'); time.sleep(0.2)
+print('3 bytes readable', select.select([s], [], [], 0.2)[0] == [s])
+c.send(b'defg'); time.sleep(0.2)
+print('7 bytes readable', select.select([s], [], [], 1)[0] == [s])
+print('read', s.recv(100))
+c.send(b'hi'); c.shutdown(S.SHUT_WR); time.sleep(0.2)
+print('2 bytes and a FIN readable', select.select([s], [], [], 1)[0] == [s], s.recv(100))
+`;
+
+t.test('SO_RCVLOWAT holds a TCP socket\'s readiness until the mark is met, as on Linux', async (t) => {
+  await sameAsLinux(t, 'rcvlowat', RCVLOWAT, /^3 bytes readable False\n7 bytes readable True\nread b'abcdefg'$/m);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
   const r = await py('ids', `
 import os

@@ -368,7 +368,10 @@ export class TcpEndpoint implements Endpoint {
     // Linux's tcp_poll: a passive Fast Open child is readable and writable before its handshake completes, and
     // a deferred Fast Open connect is writable so that the first write can carry the SYN.
     if ((this.state !== State.SynSent && this.state !== State.SynReceived) || this.fastOpenListener) {
-      if (this.rcv.buf.length > 0) ev |= EventIn;
+      // Linux's tcp_epollin_ready: SO_RCVLOWAT bytes, or fewer once the window left is under a segment (the rest
+      // could never come; Linux's rcv_mss estimate starts at 536, which stands for it here).
+      const avail = this.rcv.buf.length;
+      if (avail > 0 && (avail >= this.inet.rcvlowat || this.rcv.wnd <= 536)) ev |= EventIn;
       if (this.sndShut || (this.snd.space > 0 && this.notsentBelowLowat(true))) ev |= EventOut;
     } else if (this.deferConnect) ev |= EventOut;
     return ev & mask;

@@ -427,6 +427,16 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       }
       return undefined;
     }
+    case 'SO_RCVLOWAT': {
+      const r = ep.inet.set(name, value, ep.family);
+      if (r) return r === 'unknown' ? Err.ProtocolNotAvailable : r;
+      // Linux's tcp_set_rcvlowat: at most half the buffer the window may grow to (SO_RCVBUF's when set), and
+      // readers are woken for the new mark at once.
+      const cap = Math.floor((ep.rcv.autoTune ? Math.max(ep.proto.config.maxRcvBuf, ep.rcv.limit) : ep.rcv.limit) / 2);
+      if (ep.inet.rcvlowat > cap) ep.inet.rcvlowat = Math.max(cap, 1);
+      ep.notify();
+      return undefined;
+    }
     default: {
       const r = ep.inet.set(name, value, ep.family);
       return r === 'unknown' ? Err.ProtocolNotAvailable : r;

@@ -926,3 +926,27 @@ t.test('ESTABLISHED all acknowledged, then new data 150 ms later → the RTO cou
   h.expect({ seq: snd + 100, len: 10 });
   t.equal(h.tcp.stats.timeouts, 1, 'one timeout, an RTO after the second send');
 });
+
+t.test('SO_RCVLOWAT 5: 3 bytes are not readable (poll, waiters), 7 are; a FIN makes fewer readable; the mark is capped at half the largest buffer', async (t) => {
+  const { h, ep, snd } = established();
+  t.equal(ep.setOption('SO_RCVLOWAT', 5), undefined);
+  t.equal(ep.getOption('SO_RCVLOWAT'), 5);
+  let woke = 0;
+  ep.waiter.subscribe(EventIn, () => woke += ep.readiness(EventIn) ? 1 : 0);
+  const p = h.peerNxt;
+  h.send({ flags: A | TCP_PSH, seq: p, ack: snd, payload: pattern(3) });
+  t.equal(ep.readiness(EventIn), 0, '3 bytes: not readable');
+  t.equal(woke, 0, 'no reader woken readable');
+  h.send({ flags: A | TCP_PSH, seq: p + 3, ack: snd, payload: pattern(4) });
+  t.equal(ep.readiness(EventIn), EventIn, '7 bytes: readable');
+  const r = ep.read();
+  if ('errno' in r) throw new Error(String(r));
+  t.equal(r.data.length, 7);
+  h.send({ flags: A | TCP_PSH, seq: p + 7, ack: snd, payload: pattern(2) });
+  t.equal(ep.readiness(EventIn), 0);
+  h.send({ flags: A | TCP_FIN, seq: p + 9, ack: snd });
+  t.equal(ep.readiness(EventIn), EventIn, 'after the FIN: readable with 2');
+  t.equal(ep.setOption('SO_RCVLOWAT', 0x7fffffff), undefined);
+  const cap = ep.getOption('SO_RCVLOWAT') as number;
+  t.ok(cap < 0x7fffffff && cap >= 1 << 20, `capped at half the largest buffer (${cap})`);
+});

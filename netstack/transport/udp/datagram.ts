@@ -96,12 +96,12 @@ interface QueuedError {
   readonly charge: number;
 }
 
-/** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
 /** Linux's net.ipv4.igmp_max_memberships default: groups one socket may join. */
 const MAX_MEMBERSHIPS = 20;
 /** Groups used only to ask for the route of multicast out of a NIC (224.0.0.1, ff02::1). */
 const MCAST_ALL_HOSTS = new Uint8Array([224, 0, 0, 1]);
 const MCAST_ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+/** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
 const ORIGIN_ICMP = 2;
 const ORIGIN_ICMP6 = 3;
 

@@ -92,7 +92,6 @@ export function listenArrives(l: TcpEndpoint, r: TcpRepr, info: PacketInfo): voi
   snd.init(cookieIsnFor(l, r, info) ?? child.newIsn());
   snd.wnd = r.window;
   snd.maxWnd = r.window;
-  snd.syncMss();
   snd.wl1 = r.seq;
   child.setState(State.SynReceived);
   proto.register(child);
@@ -276,7 +275,6 @@ function cookieAck(l: TcpEndpoint, r: TcpRepr, local: Address, remote: Address, 
   route.confirmNeighbor?.(now);
   snd.wnd = r.window * (1 << snd.shift);
   snd.maxWnd = snd.wnd;
-  snd.syncMss();
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;
   // What the cookie SYN-ACK offered (the same MSS, less the timestamp option when agreed); later segments must not

@@ -1032,7 +1032,6 @@ export class TcpEndpoint implements Endpoint {
     if (this.userMss > 0) mss = Math.min(mss, this.userMss);
     mss -= this.tsOk ? TS_OPTION_LEN : 0;
     this.snd.fullMss = Math.max(mss, 64);
-    this.snd.syncMss();
     const fresh = this.proto.newCongestionControl(this.snd.cc.name, this.snd.mss);
     this.snd.cc = fresh;
   }
@@ -1092,7 +1091,6 @@ export class TcpEndpoint implements Endpoint {
     if (mss >= 64 && mss < this.snd.fullMss) {
       const before = this.snd.mss;
       this.snd.fullMss = mss;
-      this.snd.syncMss();
       if (this.snd.mss >= before) return; // already bounded lower by the window
       // The segments in flight were too big: resend them at the new size (RFC 1191 §6.5).
       this.snd.nxt = this.snd.una;

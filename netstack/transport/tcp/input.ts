@@ -72,7 +72,6 @@ function synSentArrives(ep: TcpEndpoint, r: TcpRepr): void {
   // RFC 7323 §2.2: the window of a SYN segment is never scaled.
   snd.wnd = r.window;
   snd.maxWnd = r.window;
-  snd.syncMss();
   snd.wl1 = r.seq;
   snd.wl2 = r.ack;
   if (f & TCP_ACK) {
@@ -262,10 +261,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
     snd.una = synAcked;
     ep.route?.confirmNeighbor?.(ep.clock.now());
     snd.wnd = r.window * (1 << snd.shift);
-    if (snd.wnd > snd.maxWnd) {
-      snd.maxWnd = snd.wnd;
-      snd.syncMss();
-    }
+    if (snd.wnd > snd.maxWnd) snd.maxWnd = snd.wnd;
     snd.wl1 = start;
     snd.wl2 = r.ack;
     sampleHandshakeRtt(ep, r);
@@ -301,10 +297,7 @@ function otherArrives(ep: TcpEndpoint, r: TcpRepr): void {
       snd.wnd = wnd;
       snd.wl1 = start;
       snd.wl2 = r.ack;
-      if (wnd > snd.maxWnd) {
-        snd.maxWnd = wnd;
-        snd.syncMss();
-      }
+      if (wnd > snd.maxWnd) snd.maxWnd = wnd;
     }
     // RFC 3168 §6.1.2: the peer saw congestion (CE) on what we sent.
     if (f & TCP_ECE && ep.ecn.ok) snd.onEcnEcho();
@@ -473,10 +466,7 @@ export function predictedArrives(ep: TcpEndpoint, seg: Uint8Array, hl: number): 
     snd.wnd = wnd;
     snd.wl1 = start;
     snd.wl2 = ack;
-    if (wnd > snd.maxWnd) {
-      snd.maxWnd = wnd;
-      snd.syncMss();
-    }
+    if (wnd > snd.maxWnd) snd.maxWnd = wnd;
   }
   snd.onAck(ack, tsEcr, dup);
   afterAck(ep, f, start, textLen, textLen > 0 ? seg.subarray(hl) : EMPTY);

@@ -59,17 +59,18 @@ export class Sender {
   max = 0;
   /** Send window in bytes, already scaled (SND.WND). */
   wnd = 0;
-  /** Largest window the peer ever offered (RFC 9293 §3.8.6.2.1 and RFC 5961 §5.2 MAX.SND.WND). */
-  maxWnd = 0;
   /** Segment sequence and acknowledgment numbers of the last window update (SND.WL1, SND.WL2). */
   wl1 = 0;
   wl2 = 0;
   /** The peer's window scale shift (RFC 7323 §2.3); 0 when not negotiated. */
   shift = 0;
-  /** Payload bytes per full segment, after the fixed options (Linux's mss_cache): `fullMss` bounded by syncMss. */
+  /**
+   * Payload bytes per full segment, after the fixed options (Linux's mss_cache): `fullMss` bounded by half the
+   * peer's largest window, derived again whenever either changes (Linux's tcp_sync_mss).
+   */
   mss = 536;
-  /** What the peer's MSS, the path and TCP_MAXSEG allow, less the fixed options, before syncMss's bound. */
-  fullMss = 536;
+  private full = 536;
+  private maxOffered = 0;
   /** Bytes from SND.UNA on: unacknowledged, then not yet sent. */
   readonly buf = new ByteQueue();
   /** How Linux would have cut those bytes into skbs, which places PSH (skb.ts). */
@@ -156,14 +157,34 @@ export class Sender {
   /** Built when RACK first waits out a reordering window. */
   rackTimer: LazyTimer | null = null;
 
+  /** Largest window the peer ever offered (RFC 9293 §3.8.6.2.1 and RFC 5961 §5.2 MAX.SND.WND). */
+  get maxWnd(): number {
+    return this.maxOffered;
+  }
+
+  set maxWnd(w: number) {
+    this.maxOffered = w;
+    this.mss = this.boundToHalfWindow(this.full);
+  }
+
+  /** What the peer's MSS, the path and TCP_MAXSEG allow, less the fixed options, before the half-window bound. */
+  get fullMss(): number {
+    return this.full;
+  }
+
+  set fullMss(n: number) {
+    this.full = n;
+    this.mss = this.boundToHalfWindow(n);
+  }
+
   /**
-   * Linux's tcp_sync_mss with tcp_bound_to_half_wnd: no segment larger than half the largest window the peer has
-   * offered (once that is above 536 bytes, and never below 68 bytes of header and payload), so that a small
-   * window still takes two segments. Called when the full MSS or MAX.SND.WND changes.
+   * Linux's tcp_bound_to_half_wnd: `size` no larger than half the largest window the peer has offered once that is
+   * above 536 bytes (and never below 68 bytes of header and payload), so that a small window still takes two
+   * segments. It bounds both the MSS and the size goal.
    */
-  syncMss(): void {
-    const cutoff = this.maxWnd > 536 ? this.maxWnd >>> 1 : this.maxWnd;
-    this.mss = cutoff > 0 && this.fullMss > cutoff ? Math.max(cutoff, 68 - (this.ep.tsOk ? 32 : 20)) : this.fullMss;
+  private boundToHalfWindow(size: number): number {
+    const cutoff = this.maxOffered > 536 ? this.maxOffered >>> 1 : this.maxOffered;
+    return cutoff > 0 && size > cutoff ? Math.max(cutoff, 68 - (this.ep.tsOk ? 32 : 20)) : size;
   }
 
   constructor(
@@ -234,9 +255,7 @@ export class Sender {
    * window once that is above the default MSS (tcp_bound_to_half_wnd).
    */
   sizeGoal(): number {
-    let goal = this.gsoMaxSize();
-    const cutoff = this.maxWnd > 536 ? this.maxWnd >>> 1 : this.maxWnd;
-    if (cutoff > 0 && goal > cutoff) goal = Math.max(cutoff, 68 - (this.ep.tsOk ? 32 : 20));
+    const goal = this.boundToHalfWindow(this.gsoMaxSize());
     return Math.max(goal - (goal % this.mss), this.mss);
   }
 

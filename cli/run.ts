@@ -331,11 +331,11 @@ export const SANDBOX_USER = { uid: 65534, gid: 65534 } as const;
  */
 export const SANDBOX_ID_BASE = 0x70000000;
 
-/** uid_map and gid_map of the sandbox's user namespace: 0 is SANDBOX_USER, 1-65535 go above SANDBOX_ID_BASE. */
-export const SANDBOX_ID_MAP = {
-  uid: `0 ${SANDBOX_USER.uid} 1\n1 ${SANDBOX_ID_BASE + 1} 65535\n`,
-  gid: `0 ${SANDBOX_USER.gid} 1\n1 ${SANDBOX_ID_BASE + 1} 65535\n`,
-};
+/** A map of the sandbox's user namespace: 0 is `host` (SANDBOX_USER's id), 1-65535 go above SANDBOX_ID_BASE. */
+const sandboxIdMap = (host: number): string => `0 ${host} 1\n1 ${SANDBOX_ID_BASE + 1} 65535\n`;
+
+/** uid_map and gid_map of the sandbox's user namespace. */
+export const SANDBOX_ID_MAP = { uid: sandboxIdMap(SANDBOX_USER.uid), gid: sandboxIdMap(SANDBOX_USER.gid) };
 
 /**
  * The capabilities root keeps inside its user namespace (so only over the sandbox's own ids and namespaces):

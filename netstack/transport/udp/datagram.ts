@@ -101,6 +101,16 @@ const MAX_MEMBERSHIPS = 20;
 /** Groups used only to ask for the route of multicast out of a NIC (224.0.0.1, ff02::1). */
 const MCAST_ALL_HOSTS = new Uint8Array([224, 0, 0, 1]);
 const MCAST_ALL_NODES = new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
+/** The little-endian int at byte `at` of an option's bytes (an interface index in ip_mreqn, ipv6_mreq), or 0 past its end. */
+function int32At(v: Uint8Array, at: number): number {
+  return v.length >= at + 4 ? new DataView(v.buffer, v.byteOffset, v.length).getInt32(at, true) : 0;
+}
+
+/** A membership's key: the NIC and the group. */
+function membershipKey(nicId: number, group: Address): string {
+  return `${nicId} ${group.join('.')}`;
+}
 /** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
 const ORIGIN_ICMP = 2;
 const ORIGIN_ICMP6 = 3;
@@ -461,8 +471,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     const group = v.slice(0, 4);
     if (!isMulticast(group)) return Err.InvalidArgument;
     const ifaddr = v.subarray(4, 8);
-    const ifindex = v.length >= 12 ? new DataView(v.buffer, v.byteOffset, v.length).getInt32(8, true) : 0;
-    const nic = this.groupNic(group, isUnspecified(ifaddr) ? undefined : ifaddr.slice(), ifindex);
+    const nic = this.groupNic(group, isUnspecified(ifaddr) ? undefined : ifaddr.slice(), int32At(v, 8));
     if (isError(nic)) return join ? nic : Err.AddressNotAvailable;
     if (join && (this.memberships?.size ?? 0) >= MAX_MEMBERSHIPS) return Err.NoBufferSpace;
     return join ? this.join(nic, group) : this.leave(nic, group);
@@ -473,7 +482,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     if (!(v instanceof Uint8Array) || v.length < 20) return Err.InvalidArgument;
     const group = v.slice(0, 16);
     if (!isMulticast(group)) return Err.InvalidArgument;
-    const nic = this.groupNic(group, undefined, new DataView(v.buffer, v.byteOffset, v.length).getInt32(16, true));
+    const nic = this.groupNic(group, undefined, int32At(v, 16));
     if (isError(nic)) return join ? nic : Err.AddressNotAvailable;
     return join ? this.join(nic, group) : this.leave(nic, group);
   }
@@ -491,7 +500,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   }
 
   private join(nicId: number, group: Address): NetError | undefined {
-    const key = `${nicId} ${group.join('.')}`;
+    const key = membershipKey(nicId, group);
     this.memberships ??= new Map();
     if (this.memberships.has(key)) return Err.AddressInUse;
     const e = this.host.net.joinGroup?.(nicId, group);
@@ -501,8 +510,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   }
 
   private leave(nicId: number, group: Address): NetError | undefined {
-    const key = `${nicId} ${group.join('.')}`;
-    if (!this.memberships?.delete(key)) return Err.AddressNotAvailable;
+    if (!this.memberships?.delete(membershipKey(nicId, group))) return Err.AddressNotAvailable;
     this.host.net.leaveGroup?.(nicId, group);
     return undefined;
   }
@@ -514,7 +522,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private multicastIf4(v: OptionValue): NetError | undefined {
     if (!(v instanceof Uint8Array) || v.length < 4) return Err.InvalidArgument;
     const addr = (v.length >= 8 ? v.subarray(4, 8) : v.subarray(0, 4)).slice();
-    const ifindex = v.length >= 12 ? new DataView(v.buffer, v.byteOffset, v.length).getInt32(8, true) : 0;
+    const ifindex = int32At(v, 8);
     if (ifindex <= 0 && isUnspecified(addr)) {
       this.mcastNic4 = 0;
       this.mcastAddr4 = addr;

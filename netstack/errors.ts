@@ -44,6 +44,7 @@ export const ERRNO = {
   Aborted: 103, // ECONNABORTED
   QueueFull: 105, // ENOBUFS
   NoDevice: 19, // ENODEV
+  UnknownAlgorithm: 2, // ENOENT (TCP_CONGESTION naming no algorithm this stack has)
 } as const;
 
 /** The name of an error kind. */

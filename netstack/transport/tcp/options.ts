@@ -332,9 +332,9 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       return undefined;
     }
     case 'TCP_CONGESTION': {
-      if (typeof value !== 'string' || !(CONGESTION_ALGORITHMS as readonly string[]).includes(value)) {
-        return Err.InvalidArgument;
-      }
+      if (typeof value !== 'string') return Err.InvalidArgument;
+      // Linux's tcp_set_congestion_control: a name it has no module for is ENOENT.
+      if (!(CONGESTION_ALGORITHMS as readonly string[]).includes(value)) return Err.UnknownAlgorithm;
       if (value !== ep.snd.cc.name) ep.setCongestion(ep.proto.newCongestionControl(value, ep.snd.mss));
       return undefined;
     }

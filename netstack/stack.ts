@@ -389,7 +389,10 @@ export class Stack implements NetworkLayer, StackInternals {
         const e = this.routeTable.lookup(remote);
         nic = e ? this.nicMap.get(e.nicId) : undefined;
       }
-      nic ??= [...this.nicMap.values()].find((n) => (v4 ? n.v4.length > 0 : n.ipv6));
+      // IPv4 as Linux's ip_route_output_key_hash: with no interface asked for and no source bound, the limited
+      // broadcast and a group go where a route (the default one) leads, and nowhere without one (ENETUNREACH). IPv6
+      // has a multicast route on each interface (Linux's ff00::/8 in the local table): the first that has IPv6.
+      if (!v4) nic ??= [...this.nicMap.values()].find((n) => n.ipv6);
       if (!nic) return this.noRoute(v4, Err.NetworkUnreachable);
       const src = local ?? this.selectSource(nic, remote);
       if (!src) return this.noRoute(v4, Err.AddressNotAvailable);

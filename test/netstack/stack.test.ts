@@ -95,9 +95,16 @@ t.test('UDP to our own closed port → port unreachable comes back to the sender
 });
 
 t.test('broadcast send → Ethernet broadcast frame and a copy to our own sockets', (t) => {
-  const { s, clock, link } = single();
+  const { s, clock, link, nic } = single();
   const rec = new Recorder(PROTO_UDP);
   s.registerTransport(rec);
+  // As Linux: the limited broadcast and an IPv4 group go where a route leads; with only the subnet's route, no
+  // interface asked for and no source bound, nowhere (ENETUNREACH). A default route takes them.
+  t.equal(s.findRoute(ip('255.255.255.255')), Err.NetworkUnreachable);
+  t.equal(s.findRoute(ip('224.1.2.3')), Err.NetworkUnreachable);
+  t.notOk(isError(s.findRoute(ip('255.255.255.255'), undefined, nic)), 'an interface asked for');
+  t.notOk(isError(s.findRoute(ip('ff02::1'))), 'IPv6 groups: a multicast route on each interface');
+  t.equal(s.addRoute({ destination: net('0.0.0.0/0'), gateway: ip('198.18.0.254'), nicId: nic }), undefined);
   for (const dst of ['198.18.0.255', '255.255.255.255']) {
     sendUdp(route(s, ip(dst)));
     const f = link.take();

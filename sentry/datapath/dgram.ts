@@ -203,6 +203,14 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     if (ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_PEEK | ux.U.MSG_TRUNC) === 0) ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT);
   }
 
+  /**
+   * Program → Endpoint now: a trapped send, or a change of UDP_CORK, comes after the native sends the program made
+   * before it, so those go first (the pump may not have read them yet).
+   */
+  flushUp(): void {
+    this.up();
+  }
+
   /** Program → Endpoint: what the program sent natively (send/write on a connected socket). */
   private up(): void {
     if (this.closed) return;

@@ -688,6 +688,7 @@ export class SocketFile {
     const lvl = level === L.SOL_TCP ? L.IPPROTO_TCP : level;
     if (optlen[0]! > 0x7fffffff) return -EINVAL;
     let bytes: Uint8Array;
+    if (this.unknownLevel(lvl)) return -EOPNOTSUPP;
     if (lvl === L.SOL_SOCKET && name === SO_PEERCRED) {
       // An INET socket has no peer credentials: Linux's cred_to_ucred of none gives pid 0, uid and gid -1.
       bytes = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -703,6 +704,17 @@ export class SocketFile {
     optval.set(bytes.subarray(0, n));
     optlen[0] = n;
     return 0;
+  }
+
+  /**
+   * Whether getsockopt at `level` falls through to Linux's do_ip_getsockopt on this socket and is EOPNOTSUPP there:
+   * an IPv4 socket's level that is not SOL_SOCKET, SOL_IP or its own (TCP's, UDP's, a raw socket's SOL_RAW; a ping
+   * socket has none). IPv6 sockets answer ENOPROTOOPT (ipv6_getsockopt).
+   */
+  private unknownLevel(level: number): boolean {
+    if (this.domain !== L.AF_INET || level === L.SOL_SOCKET || level === L.IPPROTO_IP) return false;
+    const own = this.type === L.SOCK_STREAM ? L.IPPROTO_TCP : this.type === L.SOCK_RAW ? L.SOL_RAW : this.protocol === L.IPPROTO_UDP ? L.IPPROTO_UDP : -1;
+    return level !== own;
   }
 
   /** setsockopt(2). */

@@ -64,6 +64,7 @@ const TABLE: Record<number, Record<number, OptSpec>> = {
     [L.IPV6_ADD_MEMBERSHIP]: T('IPV6_ADD_MEMBERSHIP', 'bytes'), [L.IPV6_DROP_MEMBERSHIP]: T('IPV6_DROP_MEMBERSHIP', 'bytes'),
     [L.IPV6_MULTICAST_IF]: T('IPV6_MULTICAST_IF'),
   },
+  [L.IPPROTO_UDP]: { [L.UDP_CORK]: T('UDP_CORK') },
   // Raw sockets: struct icmp_filter (IPv4) and IPV6_CHECKSUM at SOL_RAW, struct icmp6_filter at SOL_ICMPV6.
   [L.SOL_RAW]: { [L.ICMP_FILTER]: T('ICMP_FILTER', 'bytes'), [L.IPV6_CHECKSUM]: T('IPV6_CHECKSUM') },
   [L.IPPROTO_ICMPV6]: { [L.ICMP6_FILTER]: T('ICMP6_FILTER', 'bytes') },

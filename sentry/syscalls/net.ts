@@ -197,8 +197,11 @@ function accept(s: Sentry, c: Call, flags: number): void {
   const lenp = ptr(c.n.args[2]!);
   c.args = `${int(c.n.args[0]!)}, ${addrp ? `0x${addrp.toString(16)}` : 'NULL'}, ${lenp ? `0x${lenp.toString(16)}` : 'NULL'}${c.name === 'accept4' ? `, ${flags}` : ''}`;
   withSock(s, c, (sock, dup) => {
-    if (!sock.listen) return s.answer(c, -EINVAL);
+    // As Linux's __sys_accept4 and the protocols' accept: flags first, then a datagram socket (sock_no_accept),
+    // then a stream socket that is not listening.
     if (flags & ~(L.SOCK_NONBLOCK | L.SOCK_CLOEXEC)) return s.answer(c, -EINVAL);
+    if (sock.kind !== 'stream') return s.answer(c, -EOPNOTSUPP);
+    if (!sock.listen) return s.answer(c, -EINVAL);
     if (addrp) {
       const room = readLen(mem(c), lenp);
       if (room < 0) return s.answer(c, room);
@@ -319,6 +322,8 @@ function setsockopt(s: Sentry, c: Call): void {
     const val = mem(c).read(valp, Math.min(optlen, OPT_MAX));
     if (!val) return s.answer(c, -EFAULT);
     if (!s.listener.idValid(c.n.id)) return;
+    // UDP_CORK takes in (or, cleared, sends) only what the program sent after (before) it.
+    if (level === L.IPPROTO_UDP) sock.dgram?.flushUp();
     const r = sock.file.setsockopt(level, name, val);
     // Timeouts also go on the program's end, where its reads and writes block natively.
     if (r === 0 && level === L.SOL_SOCKET && (name === L.SO_RCVTIMEO || name === L.SO_SNDTIMEO)) ux.setOpt(dup, level, name, val);
@@ -500,6 +505,7 @@ function sendto(s: Sentry, c: Call): void {
       if (flags & L.MSG_FASTOPEN) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
       return streamIo(s, c, sock.pump, dup, data, flags, (n) => n);
     }
+    sock.dgram?.flushUp();
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
   });
 }
@@ -575,9 +581,11 @@ function sendmsg(s: Sentry, c: Call): void {
     const fastOpen = sock.kind === 'stream' && !sock.listen && (flags & L.MSG_FASTOPEN) !== 0;
     const control = sock.kind === 'dgram' ? ipControl(mem(c), m) : undefined;
     if (typeof control === 'number') return s.answer(c, control);
-    // Without a destination or IP-level control messages the pair does the same as the kernel would: a native send.
+    // Without a destination, IP-level control messages or MSG_MORE (one datagram of several calls) the pair does
+    // the same as the kernel would: a native send.
     const named = m.name !== 0 && m.namelen > 0;
-    if ((!named && !control) || (sock.kind === 'stream' && !fastOpen)) return s.continue(c);
+    const more = sock.kind === 'dgram' && (flags & L.MSG_MORE) !== 0;
+    if ((!named && !control && !more) || (sock.kind === 'stream' && !fastOpen)) return s.continue(c);
     const sa = named ? readSockaddr(mem(c), m.name, m.namelen) : null;
     if (typeof sa === 'number') return s.answer(c, sa);
     c.args = `${int(c.n.args[0]!)}, {msg_name=${sa ? formatSockaddr(sa) : 'NULL'}${control ? ', msg_control=...' : ''}, ...}, ${flags}`;
@@ -586,6 +594,7 @@ function sendmsg(s: Sentry, c: Call): void {
     if (!s.listener.idValid(c.n.id)) return;
     if (fastOpen && sock.pump) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
     if (fastOpen) return fastOpenSend(s, c, sock, dup, sa, data, flags);
+    sock.dgram?.flushUp();
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0, control }, flags, true) as number);
   });
 }
@@ -625,8 +634,9 @@ function sendmmsg(s: Sentry, c: Call): void {
       msgs.push(m);
     }
     const controls = msgs.map((m) => ipControl(mem(c), m));
-    if (msgs.every((m, i) => (!m.name || m.namelen === 0) && controls[i] === undefined)) return s.continue(c);
+    if (!(flags & L.MSG_MORE) && msgs.every((m, i) => (!m.name || m.namelen === 0) && controls[i] === undefined)) return s.continue(c);
     if (!s.listener.idValid(c.n.id)) return;
+    sock.dgram?.flushUp();
     let sent = 0;
     for (const [i, m] of msgs.entries()) {
       let sa: Uint8Array | number | null = null;

@@ -449,6 +449,41 @@ t.test('SO_RCVLOWAT holds a TCP socket\'s readiness until the mark is met, as on
   await sameAsLinux(t, 'rcvlowat', RCVLOWAT, /^3 bytes readable False\n7 bytes readable True\nread b'abcdefg'$/m);
 });
 
+// One UDP datagram of several calls (MSG_MORE on sendto and sendmsg, UDP_CORK), in order with the native send()s
+// around them; and the errors Linux gives for calls a socket does not take.
+const UDP_MORE = `
+import socket as S, errno
+def step(name, f):
+    try: print(name, f())
+    except OSError as e: print(name, errno.errorcode.get(e.errno, 'timed out'))
+u = S.socket(S.AF_INET, S.SOCK_DGRAM); u.bind(('127.0.0.1', 0)); u.settimeout(1)
+v = S.socket(S.AF_INET, S.SOCK_DGRAM); v.connect(u.getsockname())
+w = S.socket(S.AF_INET, S.SOCK_DGRAM)
+w.sendto(b'ab', S.MSG_MORE, u.getsockname()); w.sendto(b'cd', u.getsockname())
+step('sendto MSG_MORE', lambda: u.recv(100))
+v.sendmsg([b'ab'], [], S.MSG_MORE); v.sendmsg([b'cd'])
+step('sendmsg MSG_MORE', lambda: u.recv(100))
+v.send(b'first'); v.sendmsg([b'12'], [], S.MSG_MORE); v.send(b'34')
+step('native before', lambda: u.recv(100)); step('sendmsg MSG_MORE, then send', lambda: u.recv(100))
+step('UDP_CORK', lambda: v.getsockopt(S.IPPROTO_UDP, 1))
+v.send(b'before'); v.setsockopt(S.IPPROTO_UDP, 1, 1)
+step('UDP_CORK on', lambda: v.getsockopt(S.IPPROTO_UDP, 1))
+v.send(b'x'); v.send(b'y'); v.sendto(b'z', u.getsockname())
+step('not corked', lambda: u.recv(100)); step('corked held', lambda: u.recv(100, S.MSG_DONTWAIT))
+v.setsockopt(S.IPPROTO_UDP, 1, 0)
+step('UDP_CORK off', lambda: u.recv(100))
+t = S.socket()
+step('UDP_CORK on TCP', lambda: t.setsockopt(S.IPPROTO_UDP, 1, 1)); step('get UDP_CORK on TCP', lambda: t.getsockopt(S.IPPROTO_UDP, 1))
+t6 = S.socket(S.AF_INET6); step('get UDP_CORK on TCPv6', lambda: t6.getsockopt(S.IPPROTO_UDP, 1))
+step('accept on UDP', lambda: v.accept())
+t.bind(('127.0.0.1', 0)); step('accept before listen', lambda: t.accept())
+step('unknown congestion control', lambda: t.setsockopt(S.IPPROTO_TCP, S.TCP_CONGESTION, b'no-such-cc'))
+`;
+
+t.test('MSG_MORE and UDP_CORK make one datagram of several calls; accept on UDP and unknown option levels as Linux', async (t) => {
+  await sameAsLinux(t, 'udp-more', UDP_MORE, /^sendmsg MSG_MORE, then send b'1234'$[\s\S]*^UDP_CORK off b'xyz'\nUDP_CORK on TCP ENOPROTOOPT\nget UDP_CORK on TCP ENOTSUP$/m);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
   const r = await py('ids', `
 import os

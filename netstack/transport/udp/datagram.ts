@@ -166,6 +166,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   private shutWr = false;
   private closed = false;
   private cork: { route: Route; dest: Dest; chunks: Uint8Array[]; length: number } | null = null;
+  /** UDP_CORK: every write is held as if sent with MSG_MORE, until the option is cleared. */
+  private corkOpt = false;
   /** Multicast groups joined through this socket (IP_ADD_MEMBERSHIP, IPV6_ADD_MEMBERSHIP): "NIC group" → both. */
   private memberships: Map<string, { nicId: number; group: Address }> | null = null;
   /** IP_MULTICAST_IF: the NIC and source address of IPv4 multicast sends (0 and 0.0.0.0: the route's). */
@@ -331,7 +333,8 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
       const r = this.reserve(this.portAddress(this.wildcard()), 0);
       if (isError(r)) return r;
     }
-    if (this.cork) return this.appendCorked(data, opts?.more === true);
+    const more = opts?.more === true || this.corkOpt;
+    if (this.cork) return this.appendCorked(data, more);
     if (data.length > 0xffff) return Err.MessageTooLong;
     const invalid = this.validate(data);
     if (invalid) return invalid;
@@ -353,7 +356,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
     const e = this.takeError();
     if (e) return e;
     if (this.shutWr) return Err.ClosedForSend;
-    if (opts?.more && this.corkable) {
+    if (more && this.corkable) {
       this.cork = { route, dest, chunks: [data.slice()], length: data.length };
       return data.length;
     }
@@ -441,6 +444,7 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
   getOption(name: string): OptionValue | NetError {
     if (name === 'IP_MULTICAST_IF') return this.mcastAddr4.slice();
     if (name === 'IPV6_MULTICAST_IF' && this.family === 6) return this.mcastNic6;
+    if (name === 'UDP_CORK' && this.corkable) return this.corkOpt ? 1 : 0;
     return this.opts.get(name, () => this.takeError());
   }
 
@@ -456,8 +460,21 @@ export abstract class DatagramEndpoint implements Endpoint, DemuxEntry {
         return this.multicastIf4(value);
       case 'IPV6_MULTICAST_IF':
         return this.family === 6 ? this.multicastIf6(value) : Err.ProtocolNotAvailable;
+      case 'UDP_CORK':
+        return this.corkable ? this.setCork(value) : Err.ProtocolNotAvailable;
     }
     return this.opts.set(name, value, this.localPort !== 0);
+  }
+
+  /**
+   * UDP_CORK (Linux's udp_lib_setsockopt): on, writes are appended to one pending datagram as MSG_MORE ones are;
+   * off, the pending datagram is sent at once (udp_push_pending_frames), its error lost as Linux's is.
+   */
+  private setCork(value: OptionValue): NetError | undefined {
+    if (typeof value !== 'number') return Err.InvalidArgument;
+    this.corkOpt = value !== 0;
+    if (!this.corkOpt && this.cork) this.appendCorked(new Uint8Array(0), false);
+    return undefined;
   }
 
   /**

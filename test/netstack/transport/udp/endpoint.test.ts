@@ -704,6 +704,30 @@ t.test('MSG_MORE → writes merged into one datagram to the first destination', 
   t.equal(net.log.length, 2);
 });
 
+t.test('UDP_CORK → every write held in one datagram until the option is cleared, which sends it', async (t) => {
+  const { net, a, b } = world();
+  const rx = b.t.udp.newEndpoint(4);
+  rx.bind(sa('0.0.0.0', 1));
+  const tx = a.t.udp.newEndpoint(4);
+  t.equal(tx.getOption('UDP_CORK'), 0);
+  t.equal(tx.setOption('UDP_CORK', 1), undefined);
+  t.equal(tx.getOption('UDP_CORK'), 1);
+  t.equal(tx.write(bytes('one '), { to: sa('198.18.0.2', 1) }), 4);
+  t.equal(tx.write(bytes('two')), 3, 'the destination was fixed by the first write');
+  t.equal(tx.outQueue(), 7);
+  t.equal(net.log.length, 0, 'nothing sent while corked');
+  t.equal(tx.setOption('UDP_CORK', 0), undefined);
+  t.equal(tx.outQueue(), 0);
+  t.equal(net.log.length, 1, 'cleared: sent at once, as one datagram');
+  net.run();
+  t.equal(text(mustRead(rx).data), 'one two');
+  t.equal(tx.setOption('UDP_CORK', 0), undefined, 'cleared with nothing held: nothing sent');
+  t.equal(net.log.length, 1);
+  t.equal(tx.setOption('UDP_CORK', 'x'), Err.InvalidArgument);
+  // Ping sockets have no UDP level (Linux: ENOPROTOOPT).
+  t.equal(a.t.icmp4.newEndpoint().setOption('UDP_CORK', 1), Err.ProtocolNotAvailable);
+});
+
 t.test('bind to a link-local IPv6 address without a scope id or SO_BINDTODEVICE → EINVAL (Linux __inet6_bind)', async (t) => {
   const { b } = world();
   const u = b.t.udp.newEndpoint(6);

@@ -111,6 +111,7 @@ function int32At(v: Uint8Array, at: number): number {
 function membershipKey(nicId: number, group: Address): string {
   return `${nicId} ${group.join('.')}`;
 }
+
 /** SO_EE_ORIGIN_ICMP and SO_EE_ORIGIN_ICMP6 (linux/errqueue.h). */
 const ORIGIN_ICMP = 2;
 const ORIGIN_ICMP6 = 3;

@@ -62,6 +62,12 @@ function retransToSecs(n: number): number {
 /** The least TCP_WINDOW_CLAMP takes: Linux's SOCK_MIN_RCVBUF / 2 (2,048 bytes and a struct sk_buff, halved). */
 const MIN_WINDOW_CLAMP = 1152;
 
+/** An option every inet socket takes (../inetopts.ts); one it does not know is ENOPROTOOPT. */
+function setInetOption(ep: TcpEndpoint, name: string, value: OptionValue): NetError | undefined {
+  const r = ep.inet.set(name, value, ep.family);
+  return r === 'unknown' ? Err.ProtocolNotAvailable : r;
+}
+
 function bool(v: OptionValue): boolean | NetError {
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number') return v !== 0;
@@ -428,8 +434,8 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       return undefined;
     }
     case 'SO_RCVLOWAT': {
-      const r = ep.inet.set(name, value, ep.family);
-      if (r) return r === 'unknown' ? Err.ProtocolNotAvailable : r;
+      const e = setInetOption(ep, name, value);
+      if (e) return e;
       // Linux's tcp_set_rcvlowat: at most half the buffer the window may grow to (SO_RCVBUF's when set), and
       // readers are woken for the new mark at once.
       const cap = Math.floor((ep.rcv.autoTune ? Math.max(ep.proto.config.maxRcvBuf, ep.rcv.limit) : ep.rcv.limit) / 2);
@@ -437,10 +443,8 @@ export function setOption(ep: TcpEndpoint, name: string, value: OptionValue): Ne
       ep.notify();
       return undefined;
     }
-    default: {
-      const r = ep.inet.set(name, value, ep.family);
-      return r === 'unknown' ? Err.ProtocolNotAvailable : r;
-    }
+    default:
+      return setInetOption(ep, name, value);
   }
 }
 

@@ -59,6 +59,13 @@ export interface BwrapOptions {
 const generated = new Set<string>();
 
 /**
+ * A fresh tmpfs at `dir` that every user may create in, as Linux's `/tmp` and `/dev/shm` are (mode 1777, root's):
+ * bwrap's tmpfs is 0755, where a program's non-root user (nginx's workers, PostgreSQL, anything that drops root)
+ * could make no temporary file, POSIX shared memory or unix socket.
+ */
+const STICKY_TMPFS = (dir: string) => ['--perms', '1777', '--tmpfs', dir];
+
+/**
  * `[bwrap, ...options]`, without the `--` and the command (launch adds those). Generated files are written to a
  * private temporary directory and bound read-only; `releaseFiles(argv)` deletes it once bwrap has mounted them
  * (a bind mount keeps its file alive after the unlink), and process exit deletes any left.
@@ -76,12 +83,12 @@ export function bwrapArgs(o: BwrapOptions): string[] {
     a.push(...o.filesystem);
   } else if (o.root) {
     a.push(o.root.ro ? '--ro-bind' : '--bind', o.root.path, '/', '--proc', '/proc', '--dev', '/dev');
-    a.push('--tmpfs', '/tmp', '--tmpfs', '/dev/shm');
+    a.push(...STICKY_TMPFS('/tmp'), ...STICKY_TMPFS('/dev/shm'));
   } else {
     a.push('--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev');
     // A symlink (Debian's /var/run → /run) is covered by its target's tmpfs; bwrap cannot mount over one.
     for (const dir of ['/tmp', '/run', '/var/run', '/dev/shm']) {
-      if (dir.startsWith('/dev/') || isRealDir(dir)) a.push('--tmpfs', dir);
+      if (dir.startsWith('/dev/') || isRealDir(dir)) a.push(...(dir === '/tmp' || dir === '/dev/shm' ? STICKY_TMPFS(dir) : ['--tmpfs', dir]));
     }
   }
   for (const b of o.filesystem ? [] : o.binds) {

@@ -484,7 +484,7 @@ t.test('MSG_MORE and UDP_CORK make one datagram of several calls; accept on UDP 
   await sameAsLinux(t, 'udp-more', UDP_MORE, /^sendmsg MSG_MORE, then send b'1234'$[\s\S]*^UDP_CORK off b'xyz'\nUDP_CORK on TCP ENOPROTOOPT\nget UDP_CORK on TCP ENOTSUP$/m);
 });
 
-t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it', async (t) => {
+t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it makes files in /tmp and /dev/shm (1777, as Linux\'s)', async (t) => {
   const r = await py('ids', `
 import os
 print('map', open('/proc/self/uid_map').read().split())
@@ -493,6 +493,8 @@ pid = os.fork()
 if pid == 0:
     os.setgroups([]); os.setgid(102); os.setuid(101)
     print('child', os.getuid(), os.getgid(), flush=True)
+    for d in ['/tmp', '/dev/shm']:
+        open(d + '/by101', 'w').close(); print(d, oct(os.stat(d).st_mode & 0o7777), os.stat(d + '/by101').st_uid, flush=True)
     try: os.setuid(0)
     except PermissionError: print('cannot return to root')
     os._exit(0)
@@ -501,7 +503,7 @@ try: open('/etc/shadow').read(); print('shadow read')
 except PermissionError: print('shadow refused')
 `, [], ['--network=none']);
   t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout, `map ['0', '65534', '1', '1', '${0x70000001}', '65535']\nchown 101 102\nchild 101 102\ncannot return to root\nshadow refused\n`);
+  t.equal(r.stdout, `map ['0', '65534', '1', '1', '${0x70000001}', '65535']\nchown 101 102\nchild 101 102\n/tmp 0o1777 101\n/dev/shm 0o1777 101\ncannot return to root\nshadow refused\n`);
   t.end();
 });
 

@@ -49,6 +49,8 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
   private readonly pollView = new DataView(this.pollfd.buffer);
   private watch: FdWatch | undefined;
   private closed = false;
+  /** Answers given (SEND, CONTINUE, ADDFD with SEND): `drain` tells an answered call from a parked one by it. */
+  private answers = 0;
 
   /** Takes ownership of `fd`: close() closes it. */
   constructor(readonly fd: number) {
@@ -96,6 +98,7 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
   addFd(id: bigint, srcFd: number, o: { cloexec?: boolean; send?: boolean; setFd?: number } = {}): number {
     const flags = (o.send ? SECCOMP_ADDFD_FLAG.SEND : 0) | (o.setFd !== undefined ? SECCOMP_ADDFD_FLAG.SETFD : 0);
     encodeAddfd({ id, flags, srcfd: srcFd, newfd: o.setFd ?? 0, newfdFlags: o.cloexec ? O_CLOEXEC : 0 }, this.addfdReq);
+    if (o.send) this.answers++;
     return notifAddfd(this.fd, this.addfdReq, o.send === true);
   }
 
@@ -106,6 +109,7 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
 
   private send(id: bigint, val: bigint, error: number, flags: number): boolean {
     encodeResp({ id, val, error, flags }, this.resp);
+    this.answers++;
     const r = notifSend(this.fd, this.resp);
     if (r === -ENOENT) return false;
     if (r < 0) throw new SysError('ioctl', -r, `SECCOMP_IOCTL_NOTIF_SEND id ${id}`);
@@ -120,7 +124,13 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
     if (!this.closed && this.watch) this.drain();
   }
 
-  /** RECVs while poll says a notification is pending, up to BATCH at a time. */
+  /**
+   * RECVs while poll says a notification is pending, up to BATCH at a time, and only while each is answered at
+   * once: an answered thread runs on and usually traps again within microseconds (SYNC_WAKE_UP runs it on this
+   * CPU), so the next poll(2) finds its call; after a call that parks, its thread waits, and a poll would most
+   * often find nothing (each system call costs several µs on a busy VM). The watch's poll is level-triggered, so
+   * a call left pending wakes the loop again.
+   */
   private drain(): void {
     for (let i = 0; i < BATCH && !this.closed; i++) {
       const p = sys.poll(this.pollfd, 1, 0);
@@ -138,7 +148,9 @@ export class NotifyListener extends EventEmitter<NotifyListenerEvents> {
       // ENOENT: the call was withdrawn between POLLIN and RECV (the target was interrupted or died).
       if (r === -ENOENT || r === -EINTR) continue;
       if (r < 0) return this.fail(new SysError('ioctl', -r, 'SECCOMP_IOCTL_NOTIF_RECV'));
+      const answered = this.answers;
       this.emit('notification', decodeNotif(this.notif));
+      if (this.answers === answered) return;
     }
   }
 

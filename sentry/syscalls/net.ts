@@ -373,10 +373,8 @@ function deliver(c: Call, sock: Sock, got: Received, flags: number, out: Deliver
     }
     if (!writeMsghdrOut(mem(c), out.msghdr, namelen, mflags, controllen)) return -EFAULT;
   } else if (out.name && out.lenp !== null) {
-    if (sa.length) {
-      const w = writeSockaddr(mem(c), out.name, out.lenp, sa);
-      if (w < 0) return w;
-    } else if (!writeLen(mem(c), out.lenp, 0)) return -EFAULT;
+    const w = writeSockaddr(mem(c), out.name, out.lenp, sa);
+    if (w < 0) return w;
   }
   return flags & L.MSG_TRUNC ? got.data.length : n;
 }
@@ -427,7 +425,7 @@ function errQueue(c: Call, sock: Sock, m: MsgHdrRef, msgp: number, flags: number
 
 /**
  * A datagram receive that wants the source (recvfrom with an address, recvmsg): through the pump's FIFO,
- * parked while nothing is queued on a blocking socket.
+ * parked while nothing is queued on a blocking socket (then the pump hands it the next datagram).
  */
 function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number, put: (got: Received) => number): void | 'keep' {
   const pump = sock.dgram!;
@@ -446,7 +444,10 @@ function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number
   s.park(c, async (signal) => {
     try {
       for (;;) {
-        if (!(await movedOnce(pump, signal))) return -4;
+        const next = await pump.nextFor(signal, (flags & L.MSG_PEEK) !== 0);
+        if (next === 'aborted') return -4;
+        // Handed over while the program's queue was empty: the datagram it would have received next.
+        if (next !== 'moved') return put(next);
         if (pump.done) return -EBADF;
         const e = pending();
         if (e) return -e.errno;
@@ -556,15 +557,16 @@ function recvfrom(s: Sentry, c: Call): void {
   const addrp = ptr(c.n.args[4]!);
   const lenp = ptr(c.n.args[5]!);
   c.args = `${int(c.n.args[0]!)}, 0x${bufp.toString(16)}, ${len}, ${flags}, 0x${addrp.toString(16)}, 0x${lenp.toString(16)}`;
+  // As __sys_recvfrom, the name's length is read and checked when the name is written back, after the receive.
   withSock(s, c, (sock, dup) => {
-    if (addrp && readLen(mem(c), lenp) < 0) return s.answer(c, readLen(mem(c), lenp));
     if (sock.kind === 'stream') {
       if (!sock.pump) return s.answer(c, -ENOTCONN);
       return streamIo(s, c, sock.pump, dup, null, flags, (n, buf) => {
         if (!mem(c).write(bufp, buf.subarray(0, n))) return -EFAULT;
         // TCP gives no source: the length written back is 0.
-        if (addrp && !writeLen(mem(c), lenp, 0)) return -EFAULT;
-        return n;
+        if (!addrp) return n;
+        const w = writeSockaddr(mem(c), addrp, lenp, new Uint8Array(0));
+        return w < 0 ? w : n;
       });
     }
     return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: [{ base: bufp, len }], name: addrp, lenp: addrp ? lenp : null }));

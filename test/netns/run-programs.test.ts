@@ -484,6 +484,40 @@ t.test('MSG_MORE and UDP_CORK make one datagram of several calls; accept on UDP 
   await sameAsLinux(t, 'udp-more', UDP_MORE, /^sendmsg MSG_MORE, then send b'1234'$[\s\S]*^UDP_CORK off b'xyz'\nUDP_CORK on TCP ENOPROTOOPT\nget UDP_CORK on TCP ENOTSUP$/m);
 });
 
+// recvfrom's name length is read and checked when the name is written back, after the receive (__sys_recvfrom,
+// move_addr_to_user): a negative length is EINVAL and a missing one EFAULT with the datagram (or bytes) consumed,
+// a short one truncates the name and gets the full length back. Through libc, since Python's recvfrom always
+// passes a good length.
+const RECVFROM_LEN = `
+import socket, ctypes, errno, time
+libc = ctypes.CDLL(None, use_errno=True)
+def rf(s, buf, addr, lenp):
+    r = libc.recvfrom(s.fileno(), buf, len(buf), 0, addr, lenp)
+    return r if r >= 0 else errno.errorcode[ctypes.get_errno()]
+for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):
+    u = socket.socket(fam, socket.SOCK_DGRAM); u.bind((host, 0)); u.setblocking(False)
+    v = socket.socket(fam, socket.SOCK_DGRAM); v.bind((host, 0))
+    buf = ctypes.create_string_buffer(64); addr = ctypes.create_string_buffer(128)
+    def send(m): v.sendto(m, u.getsockname()); time.sleep(0.05)
+    send(b'negative'); n = ctypes.c_int(-1)
+    print(fam, 'addrlen -1', rf(u, buf, addr, ctypes.byref(n)), 'then', rf(u, buf, None, None))
+    send(b'nolenp'); print(fam, 'addr without addrlen', rf(u, buf, addr, None), 'then', rf(u, buf, None, None))
+    send(b'short'); n = ctypes.c_int(4); ctypes.memset(addr, 0xee, 128)
+    print(fam, 'addrlen 4', rf(u, buf, addr, ctypes.byref(n)), buf.value, 'len back', n.value, addr.raw[:2].hex(), addr.raw[4:6].hex())
+    send(b'zero'); n = ctypes.c_int(0); ctypes.memset(addr, 0xee, 128)
+    print(fam, 'addrlen 0', rf(u, buf, addr, ctypes.byref(n)), 'len back', n.value, addr.raw[:2].hex())
+    t = socket.socket(fam); t.bind((host, 0)); t.listen(1); c = socket.create_connection(t.getsockname()[:2]); s, _ = t.accept()
+    c.sendall(b'tcp'); time.sleep(0.05); n = ctypes.c_int(-1)
+    print(fam, 'tcp addrlen -1', rf(s, buf, addr, ctypes.byref(n)))
+    c.sendall(b'tcp2'); time.sleep(0.05); n = ctypes.c_int(16)
+    print(fam, 'tcp addrlen 16', rf(s, buf, addr, ctypes.byref(n)), 'len back', n.value)
+    for x in (u, v, t, c, s): x.close()
+`;
+
+t.test("recvfrom's address length checked after the receive, as Linux: negative EINVAL, missing EFAULT, short truncates (UDP and TCP, both families)", async (t) => {
+  await sameAsLinux(t, 'recvfrom-len', RECVFROM_LEN, /^2 addrlen -1 EINVAL then EAGAIN\n2 addr without addrlen EFAULT then EAGAIN\n2 addrlen 4 5 b'shortpve' len back 16 0200 eeee$/m);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it makes files in /tmp and /dev/shm (1777, as Linux\'s)', async (t) => {
   const r = await py('ids', `
 import os

@@ -22,7 +22,6 @@
  * on Linux. A native read() or recv() (not trapped) reads the marker as an empty datagram where Linux would
  * fail it with the error; a program that waits for POLLERR alone, with no POLLIN asked, still waits.
  */
-import { EventEmitter } from 'eventemitter3';
 import { isError } from '../../netstack/errors.ts';
 import type { SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventIn } from '../../netstack/waiter.ts';
@@ -106,6 +105,13 @@ export interface Received {
   readonly control?: DatagramControl;
 }
 
+/** A trapped receive parked on a DgramPump. */
+interface Waiter {
+  /** MSG_PEEK: the datagram must stay queued, so none is handed to it. */
+  readonly peek: boolean;
+  settle(v: Received | 'moved'): void;
+}
+
 /** Options of a DgramPump. */
 export interface DgramPumpOptions {
   /** Our end of the seqpacket pair, non-blocking; the pump owns it. */
@@ -115,10 +121,11 @@ export interface DgramPumpOptions {
 }
 
 /**
- * Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. Emits 'moved' when a datagram
- * was given to the program (a parked receive retries on it) or the socket was released.
+ * Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. A trapped receive parked on it
+ * (`nextFor`) is handed the next datagram directly while the program's queue is empty, and is told to look again
+ * when a datagram was given to the program, an error came, or the socket was released.
  */
-export class DgramPump extends EventEmitter<{ moved: [] }> {
+export class DgramPump {
   readonly fifo = new SourceFifo();
   readonly stats = { datagramsUp: 0, datagramsDown: 0, dropped: 0 };
   private readonly poll: ux.FdPoll;
@@ -129,9 +136,17 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
   private closed = false;
   /** A 0-byte marker is (or was, if the program read it natively) at the head of the program's queue. */
   private marker = false;
+  /**
+   * Datagrams (and markers) put into the program's end, and taken out of it through trapped receives. When the
+   * two are equal the program's queue is empty (a native read only takes what is there), which saves the
+   * receive that would find nothing; a receive that does find nothing makes them equal again.
+   */
+  private putCount = 0;
+  private takenCount = 0;
+  /** Trapped receives parked on this socket, oldest first (see `nextFor`). */
+  private readonly waiters: Waiter[] = [];
 
   constructor(private readonly o: DgramPumpOptions) {
-    super();
     this.poll = ux.pollFd(o.fd, (r, w, status) => {
       if (status < 0) return this.close();
       if (w) this.down();
@@ -143,7 +158,7 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
       // it, and a poll() on the program's end by the marker.
       if (o.file.ep.readiness(EventErr) & EventErr) {
         this.wakeForError();
-        this.emit('moved');
+        this.wakeWaiters();
       }
     });
     this.down();
@@ -172,8 +187,10 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
         this.pendingFrom = r.from;
         this.pendingControl = datagramControl(r);
       }
+      if (this.handOff()) continue;
       const n = ux.send(this.o.fd, this.pending);
       if (n === -ux.U.EAGAIN) break;
+      if (n >= 0) this.putCount++;
       if (n >= 0 && this.pendingFrom && (this.o.file.wantedControl() !== 0 || !this.peer())) {
         const e = { len: this.pending.length, hash: datagramHash(this.pending), from: this.pendingFrom, control: this.pendingControl };
         this.fifo.push(e);
@@ -181,16 +198,67 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
       if (n >= 0) this.stats.datagramsDown++;
       else this.stats.dropped++;
       this.pending = null;
-      if (n >= 0) this.emit('moved');
+      if (n >= 0) this.wakeWaiters();
     }
     this.poll.set(true, this.pending !== null);
+  }
+
+  /**
+   * The pending datagram straight to the oldest parked receive that takes it (not a MSG_PEEK), when the
+   * program's queue is empty: what it would have read from there next, without the two system calls of putting it
+   * in and taking it out again. With anything queued the datagram goes behind it, in order.
+   */
+  private handOff(): boolean {
+    const at = this.waiters.findIndex((w) => !w.peek);
+    if (at < 0 || this.putCount !== this.takenCount) return false;
+    // A pending error is the receive's answer before any datagram (__skb_recv_udp): it looks again instead.
+    if (this.o.file.ep.readiness(EventErr) & EventErr) return false;
+    const [w] = this.waiters.splice(at, 1);
+    const got: Received = { data: this.pending!, from: this.peer() ?? this.pendingFrom, control: this.pendingControl };
+    this.pending = null;
+    this.stats.datagramsDown++;
+    w!.settle(got);
+    return true;
+  }
+
+  /**
+   * For a trapped receive that found nothing and waits: resolves with a datagram handed to it (`handOff`),
+   * 'moved' when something changed that it should look at again (a datagram queued for the program, an error,
+   * the socket's release), or 'aborted' with `signal`.
+   */
+  nextFor(signal: AbortSignal, peek: boolean): Promise<Received | 'moved' | 'aborted'> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve('aborted');
+      const w: Waiter = {
+        peek,
+        settle: (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        resolve('aborted');
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+
+  /** 'moved' for every parked receive, which then looks again (and waits again if it finds nothing). */
+  private wakeWaiters(): void {
+    for (const w of this.waiters.splice(0)) w.settle('moved');
   }
 
   /** Puts the 0-byte marker into the program's queue if that is empty (nothing of ours unread in it). */
   private wakeForError(): void {
     if (this.marker || this.closed || this.pending) return;
     if (ux.outQueue(this.o.fd) !== 0) return;
-    if (ux.send(this.o.fd, EMPTY) === 0) this.marker = true;
+    if (ux.send(this.o.fd, EMPTY) === 0) {
+      this.marker = true;
+      this.putCount++;
+    }
   }
 
   /**
@@ -200,7 +268,16 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
   dropMarker(progDup: number): void {
     if (!this.marker) return;
     this.marker = false;
-    if (ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_PEEK | ux.U.MSG_TRUNC) === 0) ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT);
+    if (this.takeFrom(progDup, ux.U.MSG_PEEK | ux.U.MSG_TRUNC) === 0) this.takeFrom(progDup, 0);
+  }
+
+  /** A receive from the program's end (MSG_DONTWAIT added), counted; -EAGAIN without a system call when it is known empty. */
+  private takeFrom(progDup: number, flags: number): number {
+    if (this.putCount === this.takenCount) return -ux.U.EAGAIN;
+    const n = ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | flags);
+    if (n === -ux.U.EAGAIN) this.takenCount = this.putCount;
+    else if (n >= 0 && !(flags & ux.U.MSG_PEEK)) this.takenCount++;
+    return n;
   }
 
   /**
@@ -238,7 +315,7 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     // A marker still there is for an error reported some other way (SO_ERROR, a native send): not a datagram.
     this.dropMarker(progDup);
     const peek = (flags & ux.U.MSG_PEEK) !== 0;
-    const n = ux.recv(progDup, scratch, ux.U.MSG_DONTWAIT | ux.U.MSG_TRUNC | (peek ? ux.U.MSG_PEEK : 0));
+    const n = this.takeFrom(progDup, ux.U.MSG_TRUNC | (peek ? ux.U.MSG_PEEK : 0));
     if (n < 0) return n;
     const data = scratch.subarray(0, Math.min(n, scratch.length));
     const e = this.fifo.match(n, data, !peek);
@@ -256,6 +333,6 @@ export class DgramPump extends EventEmitter<{ moved: [] }> {
     ux.close(this.o.fd);
     this.o.file.close();
     this.o.onClose?.();
-    this.emit('moved');
+    this.wakeWaiters();
   }
 }

@@ -123,3 +123,69 @@ t.test("DgramPump: a pending error wakes the program's poll with a 0-byte marker
   t.equal(ux.recv(prog, buf, ux.U.MSG_DONTWAIT), -ux.U.EAGAIN, 'and no marker behind it');
   t.end();
 });
+
+t.test('DgramPump: a parked receive is handed the next datagram while the program\'s queue is empty; behind a queued one, or for MSG_PEEK, the datagram is queued and the wait told to look again', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = bindDgram(env.b).createSocket('udp4');
+  peer.bind(9400);
+  await once(peer, 'listening');
+  t.teardown(() => peer.close());
+  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
+  t.equal(file.bind(encodeSockaddr({ family: L.AF_INET, address: new Uint8Array(4), port: 9401 })), 0);
+  const [prog, ours] = ux.socketPair('seqpacket');
+  t.teardown(() => ux.close(prog));
+  const pump = new DgramPump({ fd: ours, file });
+  t.teardown(() => pump.close());
+  const dup = ux.dup(prog);
+  t.teardown(() => ux.close(dup));
+  const send = (m: string) => peer.send(Buffer.from(m), 9401, '198.18.0.1');
+  const text = (r: unknown) => (typeof r === 'object' && r !== null && 'data' in r ? Buffer.from((r as { data: Uint8Array }).data).toString() : r);
+  const buf = new Uint8Array(64);
+
+  // Empty queue, one receive parked: the datagram goes to it, never into the program's queue.
+  t.equal(pump.receive(dup, 0), -ux.U.EAGAIN, 'nothing yet');
+  const direct = pump.nextFor(new AbortController().signal, false);
+  send('direct');
+  const got = await direct;
+  t.equal(text(got), 'direct', 'handed over');
+  t.equal(typeof got === 'object' && got.from?.port, 9400, 'with its source');
+  t.equal(pump.stats.datagramsDown, 1);
+  t.equal(ux.recv(prog, buf, ux.U.MSG_DONTWAIT), -ux.U.EAGAIN, "the program's queue stayed empty");
+
+  // No receive parked: the datagram is queued for the program. One parked after it is not handed the next one,
+  // which must come after the queued one: it is told to look again and finds them in order.
+  send('queued');
+  for (let i = 0; i < 2000 && pump.stats.datagramsDown < 2; i++) await sleep(5);
+  const behind = pump.nextFor(new AbortController().signal, false);
+  send('behind');
+  t.equal(await behind, 'moved');
+  t.equal(text(pump.receive(dup, 0)), 'queued');
+  t.equal(text(pump.receive(dup, 0)), 'behind');
+  t.equal(pump.receive(dup, 0), -ux.U.EAGAIN);
+
+  // MSG_PEEK must leave the datagram queued: never handed over.
+  const peek = pump.nextFor(new AbortController().signal, true);
+  send('peeked');
+  t.equal(await peek, 'moved');
+  const p = pump.receive(dup, ux.U.MSG_PEEK);
+  t.equal(text(p), 'peeked', 'peeked');
+  t.equal(text(pump.receive(dup, 0)), 'peeked', 'still there for the receive after it');
+
+  // A wait that was aborted takes nothing: the next datagram is queued for the program.
+  const ctl = new AbortController();
+  const aborted = pump.nextFor(ctl.signal, false);
+  ctl.abort();
+  t.equal(await aborted, 'aborted');
+  const before = pump.stats.datagramsDown;
+  send('after abort');
+  for (let i = 0; i < 2000 && pump.stats.datagramsDown === before; i++) await sleep(5);
+  t.equal(ux.recv(prog, buf, ux.U.MSG_DONTWAIT), 11, "queued for the program's native read");
+
+  // A native read took it (the pump cannot know): the next receive asks the kernel and finds the queue empty.
+  t.equal(pump.receive(dup, 0), -ux.U.EAGAIN);
+  const again = pump.nextFor(new AbortController().signal, false);
+  send('direct again');
+  t.equal(text(await again), 'direct again', 'handed over once the queue is known empty again');
+  t.end();
+});

@@ -12,6 +12,12 @@ const libc = koffi.load('libc.so.6');
 // either way, and neither syscall() nor fcntl() reads floating-point arguments.
 const syscall4 = libc.func('long syscall(long nr, long a, long b, long c)') as (nr: number, a: number, b: number, c: number) => number;
 const fcntl3 = libc.func('int fcntl(int fd, int cmd, long arg)') as (fd: number, cmd: number, arg: number) => number;
+const readlinkat4 = libc.func('long readlinkat(int dirfd, const char *path, void *buf, size_t size)') as (
+  dirfd: number,
+  path: string,
+  buf: Uint8Array,
+  size: number,
+) => number;
 
 /** x86-64 numbers of the pidfd calls (the same on every architecture since 5.x's unified numbering). */
 export const SYS_PIDFD = { send_signal: 424, open: 434, getfd: 438 } as const;
@@ -44,4 +50,24 @@ export function pidfdSendSignal(pidfd: number, sig: number): number {
 export function fcntl(fd: number, cmd: number, arg = 0): number {
   const r = fcntl3(fd, cmd, arg);
   return minusErrno(r);
+}
+
+const linkBuf = new Uint8Array(64);
+const SOCKET_LINK = 'socket:[';
+
+/**
+ * Which socket fd `fd` of a process is, from its `/proc/<pid>` directory `procDir` (readlinkat of `fd/<fd>`, whose
+ * target reads `socket:[<inode>]`): the inode, null when the fd is open but not a socket, or `-errno` (ENOENT: no
+ * such fd; ESRCH: the process is gone). One system call, where a duplicate, its fstat and its close take three.
+ */
+export function socketInodeAt(procDir: number, fd: number): number | bigint | null {
+  const n = readlinkat4(procDir, `fd/${fd}`, linkBuf, linkBuf.length);
+  if (n < 0) return minusErrno(n);
+  if (n <= SOCKET_LINK.length + 1 || n >= linkBuf.length) return null;
+  for (let i = 0; i < SOCKET_LINK.length; i++) if (linkBuf[i] !== SOCKET_LINK.charCodeAt(i)) return null;
+  let ino = 0;
+  for (let i = SOCKET_LINK.length; i < n - 1; i++) ino = ino * 10 + linkBuf[i]! - 48;
+  if (Number.isSafeInteger(ino)) return ino;
+  const big = BigInt(String.fromCharCode(...linkBuf.subarray(SOCKET_LINK.length, n - 1)));
+  return big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
 }

@@ -34,6 +34,7 @@ const UNSURFACED_LIMIT = 1024;
 const POOL_SIZE = 8;
 const POOL_LOW = 4;
 const EIO = 5;
+const EBADF = 9;
 
 /** Options of a Sentry. */
 export interface SentryOptions {
@@ -245,17 +246,29 @@ export class Sentry {
     );
   }
 
-  /** Our socket behind the program's fd `fd` with our dup of it (the caller closes the dup), or undefined. */
-  lookup(c: Call, fd: number): { sock: Sock; dup: number } | number | undefined {
+  /**
+   * Our socket behind the program's fd `fd`; undefined when it is none of ours (another socket, a file), `-errno`
+   * when the fd is not open (-EBADF) or the program is gone. Found by the inode /proc shows for the fd, one system
+   * call; `programDup` takes a duplicate for the calls that use the program's end itself.
+   */
+  lookup(c: Call, fd: number): Sock | number | undefined {
+    const ino = c.target.socketInode(fd);
+    if (ino === null) return undefined;
+    if (typeof ino === 'number' && ino < 0) return ino;
+    const sock = this.socks.get(ino);
+    return sock && !sock.released ? sock : undefined;
+  }
+
+  /**
+   * Our duplicate of the program's fd `fd`, `sock`'s end (the caller closes it); -EBADF when the program has put
+   * another file at that number since `lookup` (a race of its own: as if that fd had been closed first).
+   */
+  programDup(c: Call, fd: number, sock: Sock): number {
     const dup = c.target.getFd(fd);
     if (dup < 0) return dup;
-    const ino = ux.inode(dup);
-    const sock = typeof ino === 'number' && ino < 0 ? undefined : this.socks.get(ino);
-    if (!sock || sock.released) {
-      ux.close(dup);
-      return undefined;
-    }
-    return { sock, dup };
+    if (ux.inode(dup) === sock.ino) return dup;
+    ux.close(dup);
+    return -EBADF;
   }
 
   /**
@@ -364,10 +377,8 @@ export class Sentry {
    */
   takeUnsurfaced(c: Call, fd: number): number | undefined {
     if (this.unsurfaced.size === 0) return undefined;
-    const dup = c.target.getFd(fd);
-    if (dup < 0) return undefined;
-    const ino = ux.inode(dup);
-    ux.close(dup);
+    const ino = c.target.socketInode(fd);
+    if (ino === null || (typeof ino === 'number' && ino < 0)) return undefined;
     const e = this.unsurfaced.get(ino);
     if (e !== undefined) this.unsurfaced.delete(ino);
     return e;

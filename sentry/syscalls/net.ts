@@ -62,19 +62,29 @@ function mem(c: Call): Mem {
 }
 
 /**
- * Runs `body` with our socket behind args[0] and a dup of the program's fd (closed afterwards unless `body`
- * keeps it by returning 'keep'); CONTINUEs when the fd is not ours, answers -errno when it is not open.
+ * Runs `body` with our socket behind args[0] and, when `needDup` says so (for that socket), a dup of the
+ * program's fd (closed afterwards unless `body` keeps it by returning 'keep'; -1 when not asked for): a call that
+ * works on our Endpoint only spares the two system calls of taking and closing one. CONTINUEs when the fd is not
+ * ours, answers -errno when it is not open.
  */
-function withSock(s: Sentry, c: Call, body: (sock: Sock, dup: number) => void | 'keep'): void {
+function withSock(
+  s: Sentry,
+  c: Call,
+  body: (sock: Sock, dup: number) => void | 'keep',
+  needDup: boolean | ((sock: Sock) => boolean) = true,
+): void {
   const fd = int(c.n.args[0]!);
-  const found = s.lookup(c, fd);
-  if (found === undefined) return s.continue(c);
-  if (typeof found === 'number') return s.answer(c, found);
+  const sock = s.lookup(c, fd);
+  if (sock === undefined) return s.continue(c);
+  if (typeof sock === 'number') return s.answer(c, sock);
+  const need = typeof needDup === 'function' ? needDup(sock) : needDup;
+  const dup = need ? s.programDup(c, fd, sock) : -1;
+  if (need && dup < 0) return s.answer(c, dup);
   let keep: void | 'keep' = undefined;
   try {
-    keep = body(found.sock, found.dup);
+    keep = body(sock, dup);
   } finally {
-    if (keep !== 'keep') ux.close(found.dup);
+    if (keep !== 'keep' && dup >= 0) ux.close(dup);
   }
 }
 
@@ -137,7 +147,7 @@ function bind(s: Sentry, c: Call): void {
     if (typeof sa === 'number') return s.answer(c, sa);
     if (!s.listener.idValid(c.n.id)) return;
     s.answer(c, sock.file.bind(sa));
-  });
+  }, false);
 }
 
 function listen(s: Sentry, c: Call): void {
@@ -274,7 +284,7 @@ function names(which: 'getsockname' | 'getpeername'): Handler {
       const r = which === 'getsockname' ? sock.file.getsockname(buf, len) : sock.file.getpeername(buf, len);
       if (r < 0) return s.answer(c, r);
       s.answer(c, writeSockaddr(mem(c), addrp, lenp, buf.subarray(0, len[0]!)));
-    });
+    }, false);
   };
 }
 
@@ -308,7 +318,7 @@ function getsockopt(s: Sentry, c: Call): void {
     if (level === L.SOL_SOCKET && name === L.SO_ERROR) sock.dgram?.dropMarker(dup);
     if (len[0]! > 0 && !mem(c).write(valp, buf.subarray(0, len[0]!))) return s.answer(c, -EFAULT);
     s.answer(c, writeLen(mem(c), lenp, len[0]!) ? 0 : -EFAULT);
-  });
+  }, (sock) => sock.kind === 'dgram' && level === L.SOL_SOCKET && name === L.SO_ERROR);
 }
 
 function setsockopt(s: Sentry, c: Call): void {
@@ -328,7 +338,7 @@ function setsockopt(s: Sentry, c: Call): void {
     // Timeouts also go on the program's end, where its reads and writes block natively.
     if (r === 0 && level === L.SOL_SOCKET && (name === L.SO_RCVTIMEO || name === L.SO_SNDTIMEO)) ux.setOpt(dup, level, name, val);
     s.answer(c, r);
-  });
+  }, () => level === L.SOL_SOCKET && (name === L.SO_RCVTIMEO || name === L.SO_SNDTIMEO));
 }
 
 /** Where a received datagram goes in the program: its iovecs, and the name and control buffers when asked. */
@@ -508,7 +518,7 @@ function sendto(s: Sentry, c: Call): void {
     }
     sock.dgram?.flushUp();
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
-  });
+  }, (sock) => sock.kind === 'stream');
 }
 
 /**
@@ -598,7 +608,7 @@ function sendmsg(s: Sentry, c: Call): void {
     if (fastOpen) return fastOpenSend(s, c, sock, dup, sa, data, flags);
     sock.dgram?.flushUp();
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0, control }, flags, true) as number);
-  });
+  }, (sock) => sock.kind === 'stream' && (flags & L.MSG_FASTOPEN) !== 0);
 }
 
 function recvmsg(s: Sentry, c: Call): void {
@@ -658,7 +668,7 @@ function sendmmsg(s: Sentry, c: Call): void {
       sent++;
     }
     s.answer(c, sent);
-  });
+  }, false);
 }
 
 function recvmmsg(s: Sentry, c: Call): void {

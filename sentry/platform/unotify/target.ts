@@ -8,9 +8,14 @@
 import { setMaxListeners } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
-import { pidfdGetfd, pidfdOpen } from '../../../lib/pidfd.ts';
+import { pidfdGetfd, pidfdOpen, socketInodeAt } from '../../../lib/pidfd.ts';
 
+const ENOENT = 2;
 const ESRCH = 3;
+const EBADF = 9;
+const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
+const POLLIN = 0x1;
 
 /** TID → TGID entries kept before the map starts over. */
 const MAX_CACHED_TIDS = 4096;
@@ -89,6 +94,8 @@ export class Target {
   private readonly controller = new AbortController();
   private watch: FdWatch | undefined;
   private mem = -1;
+  /** `/proc/<tgid>` opened once: names under it resolve in this process even if its pid is reused later. */
+  private procDir = -1;
   private resolveExited!: () => void;
 
   /** A Target for a process that is already gone. */
@@ -112,6 +119,16 @@ export class Target {
       return;
     }
     this.pidfd = fd;
+    // `/proc/<tgid>` names this process only while it has not exited: opened, then checked against the pidfd
+    // (readable once the process has exited), it cannot be a later holder of the pid.
+    const dir = sys.open(`/proc/${tgid}`, O_DIRECTORY | O_CLOEXEC, 0);
+    if (dir >= 0) {
+      const pfd = new Uint8Array(8);
+      new DataView(pfd.buffer).setInt32(0, fd, true);
+      new DataView(pfd.buffer).setInt16(4, POLLIN, true);
+      if (sys.poll(pfd, 1, 0) === 0) this.procDir = dir;
+      else sys.close(dir);
+    }
     // A pidfd becomes readable when the process exits (its zombie state, before it is reaped).
     this.watch = watchFd(fd, (readable, _w, status) => {
       if (readable || status < 0) this.markExited();
@@ -123,6 +140,19 @@ export class Target {
   getFd(fd: number): number {
     if (this.exitSignal.aborted) return -ESRCH;
     return pidfdGetfd(this.pidfd, fd);
+  }
+
+  /**
+   * The inode of the socket at the target's fd `fd`, without taking a duplicate: null when that fd is open but
+   * not a socket, `-errno` otherwise (-EBADF: not open; -ESRCH: exited). A duplicate, when needed, comes from
+   * `getFd`, and may then be another file should the program have replaced the fd meanwhile.
+   */
+  socketInode(fd: number): number | bigint | null {
+    if (this.exitSignal.aborted || this.procDir < 0) return -ESRCH;
+    const ino = socketInodeAt(this.procDir, fd);
+    // A fd that is not open has no link; a process that is gone has no fd directory either.
+    if (ino === -ENOENT) return -EBADF;
+    return typeof ino === 'number' && ino < 0 ? -ESRCH : ino;
   }
 
   /** `len` bytes at `addr` of the target's memory, or null when any of them is unmapped (EFAULT). */
@@ -190,6 +220,8 @@ export class Target {
     this.watch?.close();
     this.watch = undefined;
     if (this.pidfd >= 0) sys.close(this.pidfd);
+    if (this.procDir >= 0) sys.close(this.procDir);
+    this.procDir = -1;
     if (this.mem >= 0) closeSync(this.mem);
     this.mem = -1;
     this.controller.abort();

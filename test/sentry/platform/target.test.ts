@@ -71,15 +71,18 @@ t.test('read: connect()\'s sockaddr from target memory, across an exec (the mem 
 
 t.test('write + getFd: getsockname answered with our sockaddr; the dup is the program\'s socket', async (t) => {
   let inodeOk = false;
-  const code = 'import os, socket\ns = socket.socket(socket.AF_UNIX)\nprint("name", s.getsockname(), flush=True)';
+  const code = 'import os, socket\nos.dup2(os.open("/dev/null", os.O_RDONLY), 50)\ns = socket.socket(socket.AF_UNIX)\nprint("name", s.getsockname(), flush=True)';
   const r = await withProgram(code, (n, target, l) => {
     if (n.nr !== SYS.getsockname) return l.continue(n.id);
     const fd = Number(n.args[0]);
     const dup = target.getFd(fd);
     t.ok(dup >= 0, 'pidfd_getfd');
     inodeOk = readlinkSync(`/proc/${target.tgid}/fd/${fd}`) === `socket:[${fstatSync(dup).ino}]`;
+    t.equal(target.socketInode(fd), fstatSync(dup).ino, "socketInode: the socket's inode, without a dup");
     sys.close(dup);
     t.equal(target.getFd(999), -9, 'a closed fd → -EBADF');
+    t.equal(target.socketInode(999), -9, 'socketInode of a closed fd → -EBADF');
+    t.equal(target.socketInode(50), null, 'socketInode of an open fd that is no socket (/dev/null) → null');
     const sa = new Uint8Array(2 + 12);
     sa[0] = 1;
     sa.set(Buffer.from('/tsa/written'), 2);
@@ -141,6 +144,7 @@ t.test('exit: exitSignal aborts and exited resolves; a gone TID gives an exited 
   await Promise.race([target!.exited, new Promise((_, rej) => setTimeout(() => rej(new Error('exited never settled')), 60_000).unref())]);
   t.ok(target!.exitSignal.aborted);
   t.equal(target!.getFd(0), -3, '-ESRCH after exit');
+  t.equal(target!.socketInode(0), -3, 'socketInode: -ESRCH after exit');
   t.equal(r.targets.size, 0, 'dropped from the cache');
   t.equal(tgidOf(2 ** 22 + 1), undefined);
   const gone = r.targets.forTid(2 ** 22 + 1);

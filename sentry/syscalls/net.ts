@@ -472,18 +472,20 @@ function receiveDgram(s: Sentry, c: Call, sock: Sock, dup: number, flags: number
   return 'keep';
 }
 
-/** A stream receive or send through the program's own end (the address is meaningless for TCP). */
-function streamIo(s: Sentry, c: Call, pump: StreamPump, dup: number, data: Uint8Array | null, flags: number, after: (n: number, buf: Uint8Array) => number): void | 'keep' {
-  const io = (buf: Uint8Array) => (data ? ux.send(dup, data, flags | ux.U.MSG_DONTWAIT) : ux.recv(dup, buf, flags | ux.U.MSG_DONTWAIT));
-  const buf = new Uint8Array(data ? 0 : Math.min(iovLenOf(c), 1 << 20));
-  const first = io(buf);
-  if (first !== -EAGAIN || nonblocking(dup) || flags & L.MSG_DONTWAIT) return s.answer(c, first < 0 ? first : after(first, buf));
+/**
+ * A stream send with an address (meaningless for TCP, refused by the program's AF_UNIX end) through our dup of
+ * that end; parked while the pair is full on a blocking socket.
+ */
+function streamSend(s: Sentry, c: Call, pump: StreamPump, dup: number, data: Uint8Array, flags: number): void | 'keep' {
+  const send = () => ux.send(dup, data, flags | ux.U.MSG_DONTWAIT);
+  const first = send();
+  if (first !== -EAGAIN || nonblocking(dup) || flags & L.MSG_DONTWAIT) return s.answer(c, first);
   s.park(c, async (signal) => {
     try {
       for (;;) {
         if (!(await movedOnce(pump, signal))) return -4;
-        const n = io(buf);
-        if (n !== -EAGAIN) return n < 0 ? n : after(n, buf);
+        const n = send();
+        if (n !== -EAGAIN) return n;
       }
     } finally {
       ux.close(dup);
@@ -514,7 +516,7 @@ function sendto(s: Sentry, c: Call): void {
       if (!sock.pump && !sock.listen && flags & L.MSG_FASTOPEN) return fastOpenSend(s, c, sock, dup, sa, data, flags);
       if (!sock.pump) return s.answer(c, -EPIPE);
       if (flags & L.MSG_FASTOPEN) return fastOpenAgain(s, c, sock, sock.pump, dup, data, flags);
-      return streamIo(s, c, sock.pump, dup, data, flags, (n) => n);
+      return streamSend(s, c, sock.pump, dup, data, flags);
     }
     sock.dgram?.flushUp();
     s.answer(c, sock.file.sendmsg({ name: sa, namelen: sa?.length ?? 0, iov: [data], flags: 0 }, flags, true) as number);
@@ -531,7 +533,7 @@ function fastOpenAgain(s: Sentry, c: Call, sock: Sock, pump: StreamPump, dup: nu
   const state = typeof info === 'object' && !(info instanceof Uint8Array) && !('errno' in info) ? info['tcpi_state'] : undefined;
   const connecting = state === L.TCP_SYN_SENT || state === L.TCP_SYN_RECV;
   if (connecting && (nonblocking(dup) || flags & L.MSG_DONTWAIT)) return s.answer(c, -EALREADY);
-  return streamIo(s, c, pump, dup, data, flags & ~L.MSG_FASTOPEN, (n) => n);
+  return streamSend(s, c, pump, dup, data, flags & ~L.MSG_FASTOPEN);
 }
 
 /**
@@ -571,16 +573,12 @@ function recvfrom(s: Sentry, c: Call): void {
   withSock(s, c, (sock, dup) => {
     if (sock.kind === 'stream') {
       if (!sock.pump) return s.answer(c, -ENOTCONN);
-      return streamIo(s, c, sock.pump, dup, null, flags, (n, buf) => {
-        if (!mem(c).write(bufp, buf.subarray(0, n))) return -EFAULT;
-        // TCP gives no source: the length written back is 0.
-        if (!addrp) return n;
-        const w = writeSockaddr(mem(c), addrp, lenp, new Uint8Array(0));
-        return w < 0 ? w : n;
-      });
+      // A connected stream: the program's end does what TCP would, natively (blocking there, not parked here),
+      // and writes back the same empty name (length 0: the pair's ends are unnamed, as TCP gives no source).
+      return s.continue(c);
     }
     return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: [{ base: bufp, len }], name: addrp, lenp: addrp ? lenp : null }));
-  });
+  }, (sock) => sock.kind === 'dgram');
 }
 
 function sendmsg(s: Sentry, c: Call): void {
@@ -626,7 +624,7 @@ function recvmsg(s: Sentry, c: Call): void {
       return s.answer(c, r);
     }
     return receiveDgram(s, c, sock, dup, flags, (got) => deliver(c, sock, got, flags, { iov: m.iov, name: m.name, lenp: null, msghdr: msgp, control: m.control, controllen: m.controllen }));
-  });
+  }, (sock) => sock.kind === 'dgram');
 }
 
 function sendmmsg(s: Sentry, c: Call): void {
@@ -696,7 +694,7 @@ function recvmmsg(s: Sentry, c: Call): void {
       }
     };
     return receiveDgram(s, c, sock, dup, flags, put);
-  });
+  }, (sock) => sock.kind === 'dgram');
 }
 
 /** Handlers by call name. */

@@ -322,15 +322,20 @@ export class Sentry {
     });
   }
 
-  /** Registers a socket whose program end is `theirs`. */
-  register(file: SocketFile, kind: 'stream' | 'dgram', theirs: number, ours: number, owner?: Target): Sock {
+  /**
+   * Registers a socket whose program end is `theirs`. A stream socket is watched for the program's close until it
+   * connects or listens; `connected` (an accepted one) starts its pump at once instead (`startStream`), so it
+   * never gets that watch, whose poll handle would be made and dropped in the same call (about five system calls).
+   */
+  register(file: SocketFile, kind: 'stream' | 'dgram', theirs: number, ours: number, owner?: Target, connected = false): Sock {
     const ino = ux.inode(theirs);
     const sock: Sock = { ino, file, kind, ours, owner, released: false };
     this.socks.set(ino, sock);
     if (kind === 'dgram') {
       sock.dgram = new DgramPump({ fd: ours, file, onClose: () => this.forget(sock) });
       sock.ours = -1;
-    } else this.watchIdle(sock);
+    } else if (connected) this.startStream(sock);
+    else this.watchIdle(sock);
     return sock;
   }
 

@@ -219,8 +219,7 @@ function accept(s: Sentry, c: Call, flags: number): void {
     const q = sock.listen;
     const finish = (a: Accepted, parked: boolean): void => {
       const [theirs, ours] = s.pair('stream', (flags & L.SOCK_NONBLOCK) !== 0);
-      const nsock = s.register(a.file, 'stream', theirs, ours, c.target);
-      s.startStream(nsock);
+      const nsock = s.register(a.file, 'stream', theirs, ours, c.target, true);
       if (addrp) {
         const w = writeSockaddr(mem(c), addrp, lenp, sock.file.sockaddr(a.peer));
         if (w < 0) {

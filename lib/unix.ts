@@ -185,6 +185,11 @@ export interface FdPoll {
   set(readable: boolean, writable: boolean, disconnect?: boolean): void;
   /** Stops watching; idempotent. Must happen before the fd is closed. */
   close(): void;
+  /**
+   * Hands the handle to a new owner: `onEvent` gets its events from now on, with the interests as they are until
+   * it sets its own. Saves making a second handle for the same fd (uv_poll_init's epoll_ctl check and FIONBIO).
+   */
+  retarget(onEvent: (readable: boolean, writable: boolean, status: number) => void): void;
 }
 
 /**
@@ -194,6 +199,7 @@ export interface FdPoll {
  * must stop asking, or the level-triggered poll spins.
  */
 export function pollFd(fd: number, onEvent: (readable: boolean, writable: boolean, status: number) => void): FdPoll {
+  let handler = onEvent;
   let r = false;
   let w = false;
   let d = false;
@@ -202,10 +208,10 @@ export function pollFd(fd: number, onEvent: (readable: boolean, writable: boolea
     if (!open) return;
     if (status < 0) {
       handle.stop();
-      onEvent(false, false, status);
+      handler(false, false, status);
       return;
     }
-    onEvent(ev?.readable ?? false, ev?.writable ?? false, 0);
+    handler(ev?.readable ?? false, ev?.writable ?? false, 0);
   };
   // libuv's uv_poll_init_socket sets O_NONBLOCK, which lives on the open file description: on a dup of the
   // program's end it would make the program's own blocking socket non-blocking. Put the flags back.
@@ -226,6 +232,9 @@ export function pollFd(fd: number, onEvent: (readable: boolean, writable: boolea
       if (!open) return;
       open = false;
       handle.close();
+    },
+    retarget(next) {
+      handler = next;
     },
   };
 }

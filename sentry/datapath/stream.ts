@@ -121,6 +121,8 @@ export interface StreamPumpOptions {
   onClose?: (unsurfaced?: number) => void;
   /** A non-blocking connect in progress: the program's end was stuffed (see `stuff`). */
   connecting?: Stuffing;
+  /** A poll handle on `fd` already made (the Sentry's watch of an unconnected socket): the pump takes it over. */
+  poll?: ux.FdPoll;
 }
 
 /** Counters of one pump, for stats and tests. */
@@ -162,11 +164,13 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     this.fd = o.fd;
     this.ep = o.file.ep;
     this.connecting = o.connecting;
-    this.poll = ux.pollFd(this.fd, (r, w, status) => {
+    const onEvent = (r: boolean, w: boolean, status: number) => {
       if (status < 0) return this.programError();
       if (w) this.down();
       if (r) this.up();
-    });
+    };
+    this.poll = o.poll ?? ux.pollFd(this.fd, onEvent);
+    o.poll?.retarget(onEvent);
     this.unsubscribe = this.ep.waiter.subscribe(EventIn | EventOut | EventErr | EventHUp | EventRdHUp, (ev) => {
       if (this.connecting) return this.checkConnected();
       if (ev & (EventIn | EventErr | EventHUp | EventRdHUp)) this.down();

@@ -360,12 +360,17 @@ export class Sentry {
 
   /** A connected (or connecting, with `connecting`) stream socket starts pumping. */
   startStream(sock: Sock, connecting?: Stuffing): void {
-    const fd = this.stopIdle(sock);
-    if (fd < 0) return;
+    // The pump takes over the close watch's poll handle on our end rather than make its own.
+    const poll = sock.idle;
+    sock.idle = undefined;
+    const fd = sock.ours;
+    sock.ours = -1;
+    if (fd < 0) return poll?.close();
     sock.pump = new StreamPump({
       fd,
       file: sock.file,
       connecting,
+      poll,
       onClose: (unsurfaced) => {
         this.forget(sock);
         if (unsurfaced === undefined) return;

@@ -11,7 +11,10 @@
  * program, the control fields (destination, TTL, TOS, arrival time) being what its control messages are made
  * of. A datagram the program read natively in between (read() or recv() have no address, so they are not
  * trapped) is detected as a head that does not match, and skipped. A connected socket keeps the FIFO only
- * while it asks for control messages (its source is the peer).
+ * while it asks for control messages (its source is the peer). A trapped receive that found nothing and waits is
+ * handed the next datagram straight from the Endpoint, source and control fields with it, while the program's
+ * queue is known to be empty (everything put there was taken by trapped receives); otherwise datagrams queue in
+ * order and the wait looks again.
  *
  * The pump moves data only: a pending socket error (an ICMP error, IP_RECVERR's) stays on the Endpoint for the
  * program's next trapped receive, and recvmsg(MSG_ERRQUEUE) is served from the Endpoint's error queue. poll()

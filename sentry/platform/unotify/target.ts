@@ -9,6 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen, socketInodeAt } from '../../../lib/pidfd.ts';
+import { inode } from '../../../lib/unix.ts';
 
 const ENOENT = 2;
 const ESRCH = 3;
@@ -148,10 +149,18 @@ export class Target {
    * `getFd`, and may then be another file should the program have replaced the fd meanwhile.
    */
   socketInode(fd: number): number | bigint | null {
-    if (this.exitSignal.aborted || this.procDir < 0) return -ESRCH;
-    const ino = socketInodeAt(this.procDir, fd);
-    // A fd that is not open has no link; a process that is gone has no fd directory either.
-    if (ino === -ENOENT) return -EBADF;
+    if (this.exitSignal.aborted) return -ESRCH;
+    if (this.procDir >= 0) {
+      const ino = socketInodeAt(this.procDir, fd);
+      if (ino === null || typeof ino === 'bigint' || ino >= 0) return ino;
+      // A fd that is not open has no link.
+      if (ino === -ENOENT) return -EBADF;
+    }
+    // The directory could not be opened (out of descriptors, say) or answered otherwise: through a duplicate.
+    const dup = this.getFd(fd);
+    if (dup < 0) return dup;
+    const ino = inode(dup);
+    sys.close(dup);
     return typeof ino === 'number' && ino < 0 ? -ESRCH : ino;
   }
 

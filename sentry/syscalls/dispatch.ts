@@ -350,21 +350,24 @@ export class Sentry {
     sock.idle.set(false, false, true);
   }
 
-  private stopIdle(sock: Sock): number {
-    sock.idle?.close();
+  /** Takes our end and its close watch (if any) off an unconnected socket. */
+  private detachIdle(sock: Sock): { fd: number; poll: ux.FdPoll | undefined } {
+    const detached = { fd: sock.ours, poll: sock.idle };
     sock.idle = undefined;
-    const fd = sock.ours;
     sock.ours = -1;
+    return detached;
+  }
+
+  private stopIdle(sock: Sock): number {
+    const { fd, poll } = this.detachIdle(sock);
+    poll?.close();
     return fd;
   }
 
   /** A connected (or connecting, with `connecting`) stream socket starts pumping. */
   startStream(sock: Sock, connecting?: Stuffing): void {
     // The pump takes over the close watch's poll handle on our end rather than make its own.
-    const poll = sock.idle;
-    sock.idle = undefined;
-    const fd = sock.ours;
-    sock.ours = -1;
+    const { fd, poll } = this.detachIdle(sock);
     if (fd < 0) return poll?.close();
     sock.pump = new StreamPump({
       fd,

@@ -9,7 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
 import { pidfdGetfd, pidfdOpen, socketInodeAt } from '../../../lib/pidfd.ts';
-import { inode } from '../../../lib/unix.ts';
+import { inode, pollNow } from '../../../lib/unix.ts';
 
 const ENOENT = 2;
 const ESRCH = 3;
@@ -124,10 +124,7 @@ export class Target {
     // (readable once the process has exited), it cannot be a later holder of the pid.
     const dir = sys.open(`/proc/${tgid}`, O_DIRECTORY | O_CLOEXEC, 0);
     if (dir >= 0) {
-      const pfd = new Uint8Array(8);
-      new DataView(pfd.buffer).setInt32(0, fd, true);
-      new DataView(pfd.buffer).setInt16(4, POLLIN, true);
-      if (sys.poll(pfd, 1, 0) === 0) this.procDir = dir;
+      if (pollNow(fd, POLLIN) === 0) this.procDir = dir;
       else sys.close(dir);
     }
     // A pidfd becomes readable when the process exits (its zombie state, before it is reaped).

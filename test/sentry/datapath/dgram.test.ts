@@ -1,6 +1,6 @@
 // UDP data path: the source FIFO on its own, then a DgramPump over a real seqpacket pair against netstack B.
 import { once } from 'node:events';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as ux from '../../../lib/unix.ts';
 import { bindDgram } from '../../../netstack/adapter/dgram.ts';
 import { parseAddress } from '../../../netstack/addr.ts';
@@ -13,6 +13,22 @@ import { B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 const from = (port: number) => ({ address: parseAddress('198.18.0.9')!, port });
 const dg = (...b: number[]) => new Uint8Array(b);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A UDP socket of netstack B bound to `port`, closed at the test's end. */
+async function peerOn(t: Test, env: ReturnType<typeof twoNetstacks>, port: number) {
+  const peer = bindDgram(env.b).createSocket('udp4');
+  peer.bind(port);
+  await once(peer, 'listening');
+  t.teardown(() => peer.close());
+  return peer;
+}
+
+/** A SocketFile of netstack A's UDP bound to the wildcard address and `port`. */
+function boundFile(t: Test, env: ReturnType<typeof twoNetstacks>, port: number): SocketFile {
+  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
+  t.equal(file.bind(encodeSockaddr({ family: L.AF_INET, address: new Uint8Array(4), port })), 0);
+  return file;
+}
 
 t.test('FIFO: in order; a datagram read natively in between is skipped on the next trapped read', async (t) => {
   const f = new SourceFifo();
@@ -44,14 +60,10 @@ t.test('FIFO: same length, different bytes are told apart; empty datagrams match
 t.test('DgramPump: datagrams down with sources through the trapped path, 0-byte datagrams, native send up, close releases', async (t) => {
   const env = twoNetstacks();
   t.teardown(() => env.close());
-  const peer = bindDgram(env.b).createSocket('udp4');
+  const peer = await peerOn(t, env, 9100);
   const atPeer: Buffer[] = [];
   peer.on('message', (m: Buffer) => atPeer.push(m));
-  peer.bind(9100);
-  await once(peer, 'listening');
-  t.teardown(() => peer.close());
-  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
-  t.equal(file.bind(encodeSockaddr({ family: L.AF_INET, address: new Uint8Array(4), port: 9200 })), 0);
+  const file = boundFile(t, env, 9200);
   const [prog, ours] = ux.socketPair('seqpacket');
   let closed = false;
   const pump = new DgramPump({ fd: ours, file, onClose: () => (closed = true) });
@@ -127,12 +139,8 @@ t.test("DgramPump: a pending error wakes the program's poll with a 0-byte marker
 t.test('DgramPump: a parked receive is handed the next datagram while the program\'s queue is empty; behind a queued one, or for MSG_PEEK, the datagram is queued and the wait told to look again', async (t) => {
   const env = twoNetstacks();
   t.teardown(() => env.close());
-  const peer = bindDgram(env.b).createSocket('udp4');
-  peer.bind(9400);
-  await once(peer, 'listening');
-  t.teardown(() => peer.close());
-  const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
-  t.equal(file.bind(encodeSockaddr({ family: L.AF_INET, address: new Uint8Array(4), port: 9401 })), 0);
+  const peer = await peerOn(t, env, 9400);
+  const file = boundFile(t, env, 9401);
   const [prog, ours] = ux.socketPair('seqpacket');
   t.teardown(() => ux.close(prog));
   const pump = new DgramPump({ fd: ours, file });

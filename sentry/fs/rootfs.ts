@@ -117,8 +117,9 @@ export async function serveRootfs(
       onClose: (why) => log(`rootfs: FUSE connection ended (${why})`),
       maxStackDepth: overlay ? 1 : undefined,
       owner: o.owner,
-      // A knob for comparisons: TSVISOR_FUSE_URING=0 keeps requests on /dev/fuse where io_uring is offered.
-      uring: process.env.TSVISOR_FUSE_URING !== '0',
+      // A knob for comparisons: TSVISOR_FUSE_URING=1 takes requests through io_uring where the kernel offers it
+      // (slower than /dev/fuse with its polls here: sentry/fs/fuse/README.md, "Over io_uring").
+      uring: process.env.TSVISOR_FUSE_URING === '1',
       // Another: TSVISOR_FUSE_SPIN_US sets how long the server polls for a lone caller's next request (0: never).
       spinUs: process.env.TSVISOR_FUSE_SPIN_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_SPIN_US),
       // And TSVISOR_FUSE_REPLY_POLL_US how long it polls the 9P socket for the Gofer's reply to a lone caller (0: never).

@@ -219,8 +219,9 @@ export interface FuseServerOptions {
   writeBehind?: boolean;
   /**
    * Take requests through io_uring (FUSE_OVER_IO_URING, uring.ts) when the kernel offers it (Linux 6.14+ with the
-   * fuse module's `enable_uring` set, which the host's root decides) and io_uring can be set up; default true. A
-   * round trip then costs the program about a quarter of one through read(2)/write(2) on `/dev/fuse` on this VM.
+   * fuse module's `enable_uring` set, which the host's root decides) and io_uring can be set up; default false:
+   * served from Node's loop without the device's polls, a round trip through the ring costs the program more than
+   * one through read(2)/write(2) on `/dev/fuse` (sentry/fs/fuse/README.md, "Over io_uring").
    */
   uring?: boolean;
   /**
@@ -412,7 +413,7 @@ export class FuseServer {
    * any further request.
    */
   private openRing(offered2: number): FuseRing | undefined {
-    if (!(this.opts.uring ?? true) || (offered2 & INIT2.OVER_IO_URING) === 0) return undefined;
+    if (!(this.opts.uring ?? false) || (offered2 & INIT2.OVER_IO_URING) === 0) return undefined;
     try {
       return new FuseRing(
         this.fd,

@@ -5,7 +5,10 @@
  * and the reply goes back in the entry with the command that also fetches the next request
  * (FUSE_IO_URING_CMD_COMMIT_AND_FETCH), one io_uring_enter(2).
  *
- * Why: a round trip through `/dev/fuse` cost a program 37–44 µs on this 2-vCPU VM when quiet, one over io_uring
+ * Used only when asked for (FuseServerOptions.uring, default false): served this way from Node's loop it measures
+ * slower than `/dev/fuse` with the server's polls (sentry/fs/fuse/README.md, session 27).
+ *
+ * Why it was built: a round trip through `/dev/fuse` cost a program 37–44 µs on this 2-vCPU VM when quiet, one over io_uring
  * 9–11 µs (a one-file prototype answering getxattr/stat, 20,000 calls; sentry/fs/fuse/README.md), whether one
  * thread served every queue or one pinned thread each, and whether that thread slept in io_uring_enter or in
  * epoll_wait on the ring's descriptor. So the ring lives on Node's main loop like `/dev/fuse` does: its descriptor

@@ -81,9 +81,10 @@ t.test('unmounting a mount served over the ring ends the server', async (t) => {
   t.equal(m.closed.why, 'unmounted');
 });
 
-t.test('server does not ask, or the kernel does not offer → the same calls over /dev/fuse', async (t) => {
+t.test('server does not ask (the default), or the kernel does not offer → the same calls over /dev/fuse', async (t) => {
   for (const [param, ask] of [
     [true, false],
+    [true, undefined],
     [false, true],
   ] as const) {
     await t.test(`enable_uring ${param}, server asks ${ask}`, async (t) => {

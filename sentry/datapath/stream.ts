@@ -121,6 +121,12 @@ export interface StreamPumpOptions {
   onClose?: (unsurfaced?: number) => void;
   /** A non-blocking connect in progress: the program's end was stuffed (see `stuff`). */
   connecting?: Stuffing;
+  /**
+   * Called instead of onClose when that connect fails: the pump has let go of our end (closed with bytes unread,
+   * so that the program's end shows POLLERR) but not of the Endpoint, which keeps the error for the Sentry's
+   * answers to getsockopt(SO_ERROR) and connect. Without it a failed connect shuts both directions of our end.
+   */
+  onConnectFailed?: () => void;
   /** A poll handle on `fd` already made (the Sentry's watch of an unconnected socket): the pump takes it over. */
   poll?: ux.FdPoll;
 }
@@ -202,6 +208,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
     const state = tcpState(this.ep);
     if (state === TCP_SYN_SENT) return;
     this.connecting = undefined;
+    if (state === TCP_CLOSE && this.o.onConnectFailed) return this.connectFailed(s);
     unstuff(this.fd, s);
     if (state === TCP_CLOSE) {
       // The error stays on the Endpoint for the program's getsockopt(SO_ERROR); the pair wakes its poll with
@@ -214,6 +221,27 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
       return;
     }
     this.begin();
+  }
+
+  /**
+   * The handshake failed (refused, timed out, unreachable). Linux's poll shows such a socket POLLERR with POLLHUP,
+   * POLLIN and POLLOUT until its error is read; the program's AF_UNIX end can show POLLERR only as the ECONNRESET
+   * that unix_release_sock gives it when our end goes with bytes unread. So the stuffing's junk stays in our end
+   * (a byte is queued should there be none), our end is closed, and only then is the program's SO_SNDBUF restored:
+   * that wakes its writers, and a poll woken before the close would have shown POLLOUT alone.
+   */
+  private connectFailed(s: Stuffing): void {
+    if (ux.inQueue(this.fd) === 0) ux.send(s.fd, new Uint8Array(1));
+    this.closed = true;
+    if (this.hupTimer) clearTimeout(this.hupTimer);
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.poll.close();
+    ux.close(this.fd);
+    ux.setSndBuf(s.fd, s.sndbuf >> 1);
+    ux.close(s.fd);
+    this.o.onConnectFailed!();
+    this.emit('moved');
   }
 
   private updatePoll(): void {

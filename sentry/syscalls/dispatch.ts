@@ -30,6 +30,11 @@ import { Strace } from './strace.ts';
 const ENOSYS = 38;
 /** Unreported resets kept for getsockopt(SO_ERROR) at most (a program that never asks leaves them behind). */
 const UNSURFACED_LIMIT = 1024;
+/**
+ * Sockets whose non-blocking connect failed kept known at most: their pump is gone, so the program's close of one
+ * cannot be seen, and the oldest are forgotten beyond this (their later calls then run on the program's end).
+ */
+const FAILED_LIMIT = 1024;
 /** Pairs kept ready per kind when they are made in another netns, and the level that triggers a refill. */
 const POOL_SIZE = 8;
 const POOL_LOW = 4;
@@ -67,6 +72,11 @@ export interface Sock {
   owner?: Target;
   /** Forgotten: the program closed it or the Sentry released it. */
   released: boolean;
+  /**
+   * A non-blocking connect failed and the program's end still holds the ECONNRESET that shows it as POLLERR
+   * (StreamPump's onConnectFailed); taken from it when the error is reported (`takeFailMarker`).
+   */
+  failMarker?: boolean;
 }
 
 /** A trapped call in progress. */
@@ -105,6 +115,8 @@ export class Sentry {
    * answered once by a trapped getsockopt(SO_ERROR) as Linux's sock_error does; the oldest go beyond the bound.
    */
   private readonly unsurfaced = new Map<number | bigint, number>();
+  /** Sockets whose connect failed, oldest first (see FAILED_LIMIT). */
+  private readonly failed = new Set<Sock>();
   /** Stream Endpoints the program has closed that still have data or their FIN to deliver (drain waits for them). */
   private readonly closing = new Set<Endpoint>();
   private readonly tracer: Strace | undefined;
@@ -381,7 +393,30 @@ export class Sentry {
         if (this.unsurfaced.size > UNSURFACED_LIMIT) this.unsurfaced.delete(this.unsurfaced.keys().next().value!);
       },
       programEnd: () => this.programEnd(sock),
+      onConnectFailed: () => this.connectFailed(sock),
     });
+  }
+
+  /** `sock`'s non-blocking connect failed: it stays known, with its Endpoint and error, among the last FAILED_LIMIT. */
+  private connectFailed(sock: Sock): void {
+    sock.failMarker = true;
+    this.failed.add(sock);
+    if (this.failed.size <= FAILED_LIMIT) return;
+    const oldest = this.failed.values().next().value!;
+    this.forget(oldest);
+    oldest.file.close();
+  }
+
+  /**
+   * The failed connect's error is being reported (getsockopt(SO_ERROR), connect): its marker leaves the program's
+   * end `dup` too, so that its poll stops showing POLLERR as Linux's does once the error is read. False when the
+   * program had already taken the marker itself (a read or write on its end failed with it): Linux's error was
+   * reported then.
+   */
+  takeFailMarker(sock: Sock, dup: number): boolean {
+    if (!sock.failMarker || dup < 0) return true;
+    sock.failMarker = false;
+    return ux.takeSocketError(dup) !== 0;
   }
 
   /**
@@ -412,6 +447,7 @@ export class Sentry {
 
   forget(sock: Sock): void {
     sock.released = true;
+    this.failed.delete(sock);
     if (this.socks.get(sock.ino) === sock) this.socks.delete(sock.ino);
     if (sock.kind === 'stream' && stillDelivering(sock.file.ep)) this.closing.add(sock.file.ep);
   }

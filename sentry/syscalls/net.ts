@@ -180,6 +180,8 @@ function connect(s: Sentry, c: Call): void {
     const nonblock = nonblocking(dup);
     const fresh = !sock.pump && !sock.listen;
     const r = sock.file.connect(sa, nonblock);
+    // A failed connect's error, reported here as Linux's __inet_stream_connect reports it.
+    s.takeFailMarker(sock, dup);
     if (typeof r === 'number') {
       if (fresh && r === 0) s.startStream(sock);
       if (fresh && r === -EINPROGRESS) s.startStream(sock, stuff(ux.dup(dup)));
@@ -311,13 +313,17 @@ function getsockopt(s: Sentry, c: Call): void {
     if (room < 0) return s.answer(c, room);
     const buf = new Uint8Array(Math.min(room, OPT_MAX));
     const len = new Uint32Array([buf.length]);
+    const soError = level === L.SOL_SOCKET && name === L.SO_ERROR;
+    // A failed connect's error that a read or write on the program's end reported already is gone, as on Linux.
+    const unreported = soError ? s.takeFailMarker(sock, dup) : true;
     const r = sock.file.getsockopt(level, name, buf, len);
     if (r < 0) return s.answer(c, r);
+    if (!unreported) buf.fill(0, 0, len[0]!);
     // SO_ERROR took the error: the marker that woke the program's poll for it goes too.
-    if (level === L.SOL_SOCKET && name === L.SO_ERROR) sock.dgram?.dropMarker(dup);
+    if (soError) sock.dgram?.dropMarker(dup);
     if (len[0]! > 0 && !mem(c).write(valp, buf.subarray(0, len[0]!))) return s.answer(c, -EFAULT);
     s.answer(c, writeLen(mem(c), lenp, len[0]!) ? 0 : -EFAULT);
-  }, (sock) => sock.kind === 'dgram' && level === L.SOL_SOCKET && name === L.SO_ERROR);
+  }, (sock) => (sock.kind === 'dgram' || sock.failMarker === true) && level === L.SOL_SOCKET && name === L.SO_ERROR);
 }
 
 function setsockopt(s: Sentry, c: Call): void {

@@ -518,6 +518,50 @@ t.test("recvfrom's address length checked after the receive, as Linux: negative 
   await sameAsLinux(t, 'recvfrom-len', RECVFROM_LEN, /^2 addrlen -1 EINVAL then EAGAIN\n2 addr without addrlen EFAULT then EAGAIN\n2 addrlen 4 5 b'shortpve' len back 16 0200 eeee$/m);
 });
 
+// A non-blocking connect refused: Linux's poll shows POLLERR (with POLLHUP, POLLIN, POLLOUT, POLLRDHUP) until
+// the error is read by getsockopt(SO_ERROR), connect() or a read, never POLLOUT alone (which haproxy's health
+// check takes for an established connection). Twenty attempts per family, as the pair's failure races the poll.
+const REFUSED = `
+import socket, select, errno
+def closed_port(fam, host):
+    s = socket.socket(fam); s.bind((host, 0)); p = s.getsockname()[1]; s.close(); return p
+def attempt(fam, host, port):
+    s = socket.socket(fam); s.setblocking(False)
+    e = s.connect_ex((host, port))
+    p = select.poll(); p.register(s, select.POLLIN | select.POLLOUT | select.POLLRDHUP)
+    ev = p.poll(2000)
+    return s, p, errno.errorcode[e], hex(ev[0][1] if ev else 0)
+def again(p):
+    ev = p.poll(0)
+    return hex(ev[0][1] if ev else 0)
+def soerr(s):
+    e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return errno.errorcode.get(e, e)
+for fam, host in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):
+    port = closed_port(fam, host)
+    seen = {}
+    for i in range(20):
+        s, p, e, r1 = attempt(fam, host, port)
+        k = (e, r1, soerr(s), again(p), soerr(s))
+        seen[k] = seen.get(k, 0) + 1
+        s.close()
+    print(fam, 'poll, SO_ERROR, poll, SO_ERROR:', sorted(seen.items()))
+    s, p, e, r1 = attempt(fam, host, port)
+    print(fam, 'connect again:', r1, errno.errorcode[s.connect_ex((host, port))], 'then', soerr(s))
+    s.close()
+    s, p, e, r1 = attempt(fam, host, port)
+    try:
+        s.recv(1); r = 'data'
+    except OSError:
+        r = 'error'
+    print(fam, 'recv:', r1, r, 'then', again(p), soerr(s))
+    s.close()
+`;
+
+t.test('a refused non-blocking connect polls POLLERR until its error is read (SO_ERROR, connect, recv), as Linux', async (t) => {
+  await sameAsLinux(t, 'refused', REFUSED, /^2 poll, SO_ERROR, poll, SO_ERROR: \[\(\('EINPROGRESS', '0x201d', 'ECONNREFUSED', '0x2015', 0\), 20\)\]\n2 connect again: 0x201d ECONNREFUSED then 0\n2 recv: 0x201d error then 0x2015 0$/m);
+});
+
 t.test('ids 1-65535 exist inside and root keeps its namespaced capabilities: chown to 101:102, a child setuid to it makes files in /tmp and /dev/shm (1777, as Linux\'s)', async (t) => {
   const r = await py('ids', `
 import os

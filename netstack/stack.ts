@@ -579,6 +579,18 @@ export class Stack implements NetworkLayer, StackInternals {
     if (nic.link.flushesItself !== true) this.flushTimer ??= this.clock.schedule(0, this.flushDirtyFn);
   }
 
+  /**
+   * Has every link send the frames it holds now, those that flush by themselves too: for a producer that queues
+   * many frames in one turn and would have them reach the receiver in bursts no larger than it chooses.
+   */
+  flushLinks(): void {
+    for (const nic of this.nicMap.values()) {
+      if (!nic.dirty) continue;
+      nic.dirty = false;
+      nic.link.flush();
+    }
+  }
+
   private readonly flushDirtyFn = (): void => this.flushDirty();
 
   private flushDirty(): void {

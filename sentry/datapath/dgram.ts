@@ -121,7 +121,17 @@ export interface DgramPumpOptions {
   fd: number;
   file: SocketFile;
   onClose?: () => void;
+  /** Sends what the stack's links hold now (see UP_BURST); without it the links send at the end of the turn. */
+  flushLinks?: () => void;
 }
+
+/**
+ * Datagrams the program sent that go to the links before they are told to send what they hold. A program that
+ * sends faster than the Sentry reads (iperf3 -u at 200 Mbit/s: bursts of 17, and after a delay of the Sentry's,
+ * hundreds) would otherwise reach the receiver in sendmmsg batches of up to the link's 256 frames, more than a
+ * receiving socket's default buffer holds (~90 full-size datagrams); Linux delivers each as it is sent.
+ */
+const UP_BURST = 16;
 
 /**
  * Moves datagrams between our end of a seqpacket pair and a datagram Endpoint. A trapped receive parked on it
@@ -294,7 +304,8 @@ export class DgramPump {
   /** Program → Endpoint: what the program sent natively (send/write on a connected socket). */
   private up(): void {
     if (this.closed) return;
-    for (;;) {
+    for (let taken = 0; ; taken++) {
+      if (taken > 0 && taken % UP_BURST === 0) this.o.flushLinks?.();
       const n = ux.recv(this.o.fd, scratch);
       if (n === -ux.U.EAGAIN) return;
       if (n < 0 || (n === 0 && ux.pollNow(this.o.fd, ux.U.POLLHUP) & ux.U.POLLHUP)) return this.close();

@@ -117,6 +117,7 @@ export class Sentry {
   private readonly unsurfaced = new Map<number | bigint, number>();
   /** Sockets whose connect failed, oldest first (see FAILED_LIMIT). */
   private readonly failed = new Set<Sock>();
+  private readonly flushLinks = (): void => this.stack.stack.flushLinks();
   /** Stream Endpoints the program has closed that still have data or their FIN to deliver (drain waits for them). */
   private readonly closing = new Set<Endpoint>();
   private readonly tracer: Strace | undefined;
@@ -344,7 +345,7 @@ export class Sentry {
     const sock: Sock = { ino, file, kind, ours, owner, released: false };
     this.socks.set(ino, sock);
     if (kind === 'dgram') {
-      sock.dgram = new DgramPump({ fd: ours, file, onClose: () => this.forget(sock) });
+      sock.dgram = new DgramPump({ fd: ours, file, onClose: () => this.forget(sock), flushLinks: this.flushLinks });
       sock.ours = -1;
     } else if (connected) this.startStream(sock);
     else this.watchIdle(sock);

@@ -197,3 +197,26 @@ t.test('DgramPump: a parked receive is handed the next datagram while the progra
   t.equal(text(await again), 'direct again', 'handed over once the queue is known empty again');
   t.end();
 });
+
+t.test('DgramPump: what the program sent goes to the links UP_BURST (16) datagrams at a time, all of it in order', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = await peerOn(t, env, 9400);
+  const atPeer: string[] = [];
+  peer.on('message', (m: Buffer) => atPeer.push(m.toString()));
+  const file = boundFile(t, env, 9401);
+  t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9400 }), true), 0);
+  const [prog, ours] = ux.socketPair('seqpacket');
+  t.teardown(() => ux.close(prog));
+  // Queued before the pump exists, so that its first read takes all 40 in one turn.
+  const sent = Array.from({ length: 40 }, (_, i) => `d${i}`);
+  for (const m of sent) t.equal(ux.send(prog, new TextEncoder().encode(m)), m.length);
+  let flushes = 0;
+  const pump = new DgramPump({ fd: ours, file, flushLinks: () => (flushes++, env.a.stack.flushLinks()) });
+  t.teardown(() => pump.close());
+  for (let i = 0; i < 2000 && atPeer.length < sent.length; i++) await sleep(5);
+  t.same(atPeer, sent, 'every datagram, in order');
+  t.equal(pump.stats.datagramsUp, 40);
+  t.equal(flushes, 2, 'the links told to send after the 16th and the 32nd');
+  t.end();
+});

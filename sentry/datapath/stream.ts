@@ -232,12 +232,7 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
    */
   private connectFailed(s: Stuffing): void {
     if (ux.inQueue(this.fd) === 0) ux.send(s.fd, new Uint8Array(1));
-    this.closed = true;
-    if (this.hupTimer) clearTimeout(this.hupTimer);
-    this.unsubscribe?.();
-    this.unsubscribe = null;
-    this.poll.close();
-    ux.close(this.fd);
+    this.detach();
     ux.setSndBuf(s.fd, s.sndbuf >> 1);
     ux.close(s.fd);
     this.o.onConnectFailed!();
@@ -476,21 +471,26 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
   /** Releases our end, our subscriptions and the Endpoint (which goes on closing in the background). */
   private release(unsurfaced?: number): void {
     if (this.closed) return;
-    this.closed = true;
     if (this.connecting) {
       ux.close(this.connecting.fd);
       this.connecting = undefined;
     }
-    if (this.hupTimer) clearTimeout(this.hupTimer);
-    this.unsubscribe?.();
-    this.unsubscribe = null;
-    this.poll.close();
-    ux.close(this.fd);
+    this.detach();
     // After a reset the Endpoint is dead already; after the program's close it sends FIN (or RST for
     // SO_LINGER {1, 0}) after what it still holds.
     this.o.file.close();
     this.o.onClose?.(unsurfaced);
     this.emit('moved');
+  }
+
+  /** Stops watching our end and the Endpoint, and closes our end; the Endpoint is the caller's to close or keep. */
+  private detach(): void {
+    this.closed = true;
+    if (this.hupTimer) clearTimeout(this.hupTimer);
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.poll.close();
+    ux.close(this.fd);
   }
 
   /** Tears the pump down at once (the Sentry is closing): our end closes, the Endpoint closes. */

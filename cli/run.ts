@@ -421,9 +421,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   for (const s of FORWARDED) process.on(s, early);
   let started: Started | undefined;
   let rootfs: Rootfs | undefined;
+  let net: RunNetwork | undefined;
   try {
     // Host mode loads none of the netstack: its modules are most of the CLI's load time.
-    const net: RunNetwork = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
+    net = modules.network ? await modules.network.makeNetwork(o, id, undo, log.line) : HOST_NETWORK;
     log.line(net.describe);
     // The Gofer's client and the FUSE server load only for a root to serve (a sixth of the CLI's code otherwise).
     rootfs = o.rootfs
@@ -467,6 +468,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     const result = await started.wait();
     log.line(`program exited: ${result.code !== null ? `status ${result.code}` : `signal ${result.signal}`}`);
     await started.drain(o.drainMs);
+    // Where packets went (and where some were dropped: udp.receiveBufferErrors, tcp.*Drop...), for the log.
+    const counters = net?.netstack?.counters();
+    if (counters && log.enabled) log.line(`netstack counters: ${Object.entries(counters).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     // SETATTRs the FUSE server answered ahead of the Gofer (write-behind) reach DIR before it is unmounted.
     await rootfs?.settle();
     return exitStatus(result);

@@ -162,6 +162,15 @@ export function setSndBuf(fd: number, bytes: number): number {
   return setIntOpt(fd, C.SOL_SOCKET, C.SO_SNDBUF, bytes);
 }
 
+/**
+ * Sets SO_SNDBUF beyond net.core.wmem_max with SO_SNDBUFFORCE (CAP_NET_ADMIN), falling back to SO_SNDBUF (clamped
+ * to wmem_max) without it: 0 or -errno.
+ */
+export function forceSndBuf(fd: number, bytes: number): number {
+  const r = setIntOpt(fd, C.SOL_SOCKET, C.SO_SNDBUFFORCE, bytes);
+  return r === 0 ? 0 : setSndBuf(fd, bytes);
+}
+
 const pollBuf = new Uint8Array(8);
 
 /** poll(2) of one fd with timeout 0: the revents, or -errno. */

@@ -39,6 +39,14 @@ const FIFO_LIMIT = 4096;
 /** Bytes of a datagram that go into its FIFO hash. */
 const HASH_BYTES = 64;
 
+/**
+ * SO_SNDBUF of our end (the kernel doubles it): how much of what the socket received may wait in the program's end.
+ * A program that receives in bursts between its other work (iperf3 -u, a DNS server under load) leaves datagrams
+ * there for as long as it is away; with the default (212,992, ~90 full-size datagrams) the pump then had to stop,
+ * the Endpoint's receive buffer filled behind it, and a UDP server inside lost 4 % at 500 Mbit/s where Linux lost
+ * none (42 % against 0.1 % at 1 Gbit/s). Memory is taken only while datagrams wait.
+ */
+const PAIR_SNDBUF = 2 << 20;
 const scratch = new Uint8Array(MAX_DGRAM);
 const EMPTY = new Uint8Array(0);
 
@@ -160,6 +168,7 @@ export class DgramPump {
   private readonly waiters: Waiter[] = [];
 
   constructor(private readonly o: DgramPumpOptions) {
+    ux.forceSndBuf(o.fd, PAIR_SNDBUF);
     this.poll = ux.pollFd(o.fd, (r, w, status) => {
       if (status < 0) return this.close();
       if (w) this.down();

@@ -220,3 +220,35 @@ t.test('DgramPump: what the program sent goes to the links UP_BURST (16) datagra
   t.equal(flushes, 2, 'the links told to send after the 16th and the 32nd');
   t.end();
 });
+
+t.test('DgramPump: a burst far larger than a default socket pair holds waits in the program\'s end while the program is away, none dropped', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = await peerOn(t, env, 9500);
+  const file = boundFile(t, env, 9501);
+  const [prog, ours] = ux.socketPair('seqpacket');
+  t.teardown(() => ux.close(prog));
+  const pump = new DgramPump({ fd: ours, file });
+  t.teardown(() => pump.close());
+  // 600 datagrams of 1,400 bytes (840 KB): the pair's default buffer holds about 90 of them, the Endpoint's
+  // receive buffer (212,992 bytes, as Linux's default) about 150 more.
+  const total = 600;
+  for (let i = 0; i < total; i++) {
+    const payload = Buffer.alloc(1400, 7);
+    payload.writeUInt32BE(i, 0);
+    peer.send(payload, 9501, '198.18.0.1');
+    if (i % 50 === 49) await sleep(1);
+  }
+  for (let i = 0; i < 400 && pump.stats.datagramsDown + (env.a.counters()['udp.receiveBufferErrors'] ?? 0) < total; i++) await sleep(5);
+  const buf = new Uint8Array(2048);
+  const seen: number[] = [];
+  for (;;) {
+    const n = ux.recv(prog, buf, ux.U.MSG_DONTWAIT);
+    if (n < 0) break;
+    seen.push(new DataView(buf.buffer).getUint32(0));
+  }
+  t.equal(env.a.counters()['udp.receiveBufferErrors'] ?? 0, 0, 'none dropped at the Endpoint');
+  t.equal(seen.length, total, 'every datagram reached the program');
+  t.same(seen, Array.from({ length: total }, (_, i) => i), 'in order');
+  t.end();
+});

@@ -650,6 +650,9 @@ print('queued', sent, flush=True)
   t.equal(res.code, 0, res.stderr);
   const drained = Number(/drain: (\S+) ms \(--drain-timeout 5000 ms\)/.exec(readOr(run.log))?.[1]);
   t.ok(drained < 5000, `drained in ${drained} ms, before the timeout`);
+  // The log ends with the netstack's counters that are not zero: the connection's segments among them.
+  const segments = Number(/netstack counters: .*\btcp\.segmentsSent=(\d+)/.exec(readOr(run.log))?.[1]);
+  t.ok(segments > 0, `${segments} TCP segments counted for ${queued} bytes`);
   t.end();
 });
 

@@ -2,6 +2,7 @@
  * The network of a `tsvisor run` in sandbox and none modes: its namespaces, the netstack on the link and the
  * --publish forwarders. Loaded only for those modes, so that host mode loads none of the netstack.
  */
+import type { HostLinkCounters } from '../lib/counters.ts';
 import { sys } from '../lib/libc.ts';
 import { inNetns } from '../lib/netns.ts';
 import { type Address, type Subnet, formatSubnet } from '../netstack/addr.ts';
@@ -17,6 +18,8 @@ export interface RunNetwork {
   appNetns?: string;
   /** The netstack that serves the program's socket calls; absent in host mode. */
   netstack?: Netstack;
+  /** The veth (or taken-over device) the netstack reads and writes, with its own counters (ring drops). */
+  hostLink?: { refreshCounters(): HostLinkCounters };
   /** The sandbox's addresses. */
   addresses: Subnet[];
   gateways: Address[];
@@ -136,6 +139,7 @@ export async function makeNetwork(o: RunOptions, id: string, undo: (() => void)[
   return {
     appNetns,
     netstack,
+    hostLink: packet,
     addresses,
     gateways,
     files: [

@@ -469,8 +469,14 @@ export async function runCommand(argv: string[]): Promise<number> {
     log.line(`program exited: ${result.code !== null ? `status ${result.code}` : `signal ${result.signal}`}`);
     await started.drain(o.drainMs);
     // Where packets went (and where some were dropped: udp.receiveBufferErrors, tcp.*Drop...), for the log.
-    const counters = net?.netstack?.counters();
-    if (counters && log.enabled) log.line(`netstack counters: ${Object.entries(counters).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    if (log.enabled) {
+      const nonZero = (c: object) => Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+      const counters = net?.netstack?.counters();
+      if (counters) log.line(`netstack counters: ${nonZero(counters)}`);
+      // The kernel's side of the link: frames it dropped before the netstack saw them (a full receive ring).
+      const link = net?.hostLink?.refreshCounters();
+      if (link) log.line(`link counters: ${nonZero(link)}`);
+    }
     // SETATTRs the FUSE server answered ahead of the Gofer (write-behind) reach DIR before it is unmounted.
     await rootfs?.settle();
     return exitStatus(result);

@@ -653,6 +653,8 @@ print('queued', sent, flush=True)
   // The log ends with the netstack's counters that are not zero: the connection's segments among them.
   const segments = Number(/netstack counters: .*\btcp\.segmentsSent=(\d+)/.exec(readOr(run.log))?.[1]);
   t.ok(segments > 0, `${segments} TCP segments counted for ${queued} bytes`);
+  const frames = Number(/link counters: .*\brxFrames=(\d+)/.exec(readOr(run.log))?.[1]);
+  t.ok(frames > 0, `${frames} frames counted on the veth`);
   t.end();
 });
 

@@ -584,11 +584,7 @@ export class Stack implements NetworkLayer, StackInternals {
    * many frames in one turn and would have them reach the receiver in bursts no larger than it chooses.
    */
   flushLinks(): void {
-    for (const nic of this.nicMap.values()) {
-      if (!nic.dirty) continue;
-      nic.dirty = false;
-      nic.link.flush();
-    }
+    this.flushNics(true);
   }
 
   private readonly flushDirtyFn = (): void => this.flushDirty();
@@ -597,11 +593,16 @@ export class Stack implements NetworkLayer, StackInternals {
     this.flushTimer?.cancel();
     this.flushTimer = undefined;
     for (const t of this.batchEnders) t.batchEnd!();
+    // A link that flushes by itself sends the batch's replies with what the applications write after it.
+    this.flushNics(false);
+  }
+
+  /** Flushes the links of the NICs that queued frames since their last flush (`all`: those that flush by themselves too). */
+  private flushNics(all: boolean): void {
     for (const nic of this.nicMap.values()) {
       if (!nic.dirty) continue;
       nic.dirty = false;
-      // A link that flushes by itself sends the batch's replies with what the applications write after it.
-      if (nic.link.flushesItself !== true) nic.link.flush();
+      if (all || nic.link.flushesItself !== true) nic.link.flush();
     }
   }
 

@@ -47,6 +47,7 @@ const HASH_BYTES = 64;
  * none (42 % against 0.1 % at 1 Gbit/s). Memory is taken only while datagrams wait.
  */
 const PAIR_SNDBUF = 2 << 20;
+
 const scratch = new Uint8Array(MAX_DGRAM);
 const EMPTY = new Uint8Array(0);
 

@@ -30,6 +30,15 @@ function boundFile(t: Test, env: ReturnType<typeof twoNetstacks>, port: number):
   return file;
 }
 
+/** A seqpacket pair with a DgramPump on our end for `file`; the program's end and the pump closed at the test's end. */
+function pumped(t: Test, file: SocketFile): { prog: number; pump: DgramPump } {
+  const [prog, ours] = ux.socketPair('seqpacket');
+  t.teardown(() => ux.close(prog));
+  const pump = new DgramPump({ fd: ours, file });
+  t.teardown(() => pump.close());
+  return { prog, pump };
+}
+
 t.test('FIFO: in order; a datagram read natively in between is skipped on the next trapped read', async (t) => {
   const f = new SourceFifo();
   const a = dg(1, 1);
@@ -97,10 +106,7 @@ t.test("DgramPump: a pending error wakes the program's poll with a 0-byte marker
   const env = twoNetstacks();
   t.teardown(() => env.close());
   const file = SocketFile.open(env.a, env.clock, L.AF_INET, L.SOCK_DGRAM, 0) as SocketFile;
-  const [prog, ours] = ux.socketPair('seqpacket');
-  t.teardown(() => ux.close(prog));
-  const pump = new DgramPump({ fd: ours, file });
-  t.teardown(() => pump.close());
+  const { prog, pump } = pumped(t, file);
   // Nobody listens on B's port 9301: B answers the program's datagram with a port unreachable.
   t.equal(file.connect(encodeSockaddr({ family: L.AF_INET, address: parseAddress(B4)!, port: 9301 }), true), 0);
   t.equal(ux.pollNow(prog, ux.U.POLLIN), 0, 'nothing to read before');
@@ -141,10 +147,7 @@ t.test('DgramPump: a parked receive is handed the next datagram while the progra
   t.teardown(() => env.close());
   const peer = await peerOn(t, env, 9400);
   const file = boundFile(t, env, 9401);
-  const [prog, ours] = ux.socketPair('seqpacket');
-  t.teardown(() => ux.close(prog));
-  const pump = new DgramPump({ fd: ours, file });
-  t.teardown(() => pump.close());
+  const { prog, pump } = pumped(t, file);
   const dup = ux.dup(prog);
   t.teardown(() => ux.close(dup));
   const send = (m: string) => peer.send(Buffer.from(m), 9401, '198.18.0.1');
@@ -226,10 +229,7 @@ t.test('DgramPump: a burst far larger than a default socket pair holds waits in 
   t.teardown(() => env.close());
   const peer = await peerOn(t, env, 9500);
   const file = boundFile(t, env, 9501);
-  const [prog, ours] = ux.socketPair('seqpacket');
-  t.teardown(() => ux.close(prog));
-  const pump = new DgramPump({ fd: ours, file });
-  t.teardown(() => pump.close());
+  const { prog, pump } = pumped(t, file);
   // 600 datagrams of 1,400 bytes (840 KB): the pair's default buffer holds about 90 of them, the Endpoint's
   // receive buffer (212,992 bytes, as Linux's default) about 150 more.
   const total = 600;

@@ -169,6 +169,8 @@ export const F = {
   O_CLOEXEC: 0o2000000,
   O_SYNC: 0o4010000,
   O_PATH: 0o10000000,
+  /** An unnamed file in the directory given (O_TMPFILE includes O_DIRECTORY), until linkat names it. */
+  O_TMPFILE: 0o20200000,
   RESOLVE_NO_XDEV: 0x01,
   RESOLVE_NO_MAGICLINKS: 0x02,
   RESOLVE_NO_SYMLINKS: 0x04,

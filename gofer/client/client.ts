@@ -98,7 +98,10 @@ export class Client {
    * Requests held back to go out just before the next one (see `clunkSoon`, `setattrSoon`), in the order they were
    * made, and the timer that sends them if no request comes.
    */
-  private readonly late: { body: Body<'Tclunk'> & { type: 'Tclunk' } | Body<'Tsetattr'> & { type: 'Tsetattr' }; settle(p: Promise<Message>): void }[] = [];
+  private readonly late: {
+    body: (Body<'Tclunk'> & { type: 'Tclunk' }) | (Body<'Tsetattr'> & { type: 'Tsetattr' }) | (Body<'Tlinktmp'> & { type: 'Tlinktmp' });
+    settle(p: Promise<Message>): void;
+  }[] = [];
   private lateTimer: ReturnType<typeof setTimeout> | undefined;
   /**
    * Whether `lateTimer` runs for requests held now. The timer is made once and restarted (`refresh`) rather than
@@ -253,6 +256,11 @@ export class Client {
     return this.freeFids.pop() ?? this.nextFid++;
   }
 
+  /** Gives back a fid number that no request made (the server refused the request that would have). */
+  freeFid(fid: number): void {
+    this.freeFids.push(fid);
+  }
+
   private onData(c: Buffer): void {
     this.chunks.push(c);
     this.have += c.length;
@@ -289,7 +297,7 @@ export class Client {
     if (isDecodeError(m)) w.reject(new P9Error(EPROTO, `${w.op}: undecodable reply (${m.error})`));
     else if (m.type === 'Rlerror') w.reject(new P9Error(m.ecode, w.op));
     else if (m.type !== w.expect) w.reject(new P9Error(EPROTO, `${w.op}: got ${m.type}`));
-    else if (this.donating && (m.type === 'Rlopen' || m.type === 'Rlcreate' || m.type === 'Rlcreateat') && m.qid.type === QT.FILE) {
+    else if (this.donating && (m.type === 'Rlopen' || m.type === 'Rlcreate' || m.type === 'Rlcreateat' || m.type === 'Rmktmp') && m.qid.type === QT.FILE) {
       // The dialect's rule: each such reply carried one descriptor, and it arrived no later than the reply's bytes.
       const fd = this.fdQueue.shift();
       if (fd === undefined) w.reject(new P9Error(EPROTO, `${w.op}: no descriptor came with the reply`));
@@ -337,6 +345,29 @@ export class Client {
     gid = 0,
   ): Promise<WithFd<Message<'Rlcreateat'>>> {
     return this.rpc({ type: 'Tlcreateat', dfid, newfid, nodefid, name: bytes(name), flags, mode, gid });
+  }
+
+  /**
+   * Tmktmp (the tsvisor dialect only): a regular file made in the directory `dfid` with no name yet (O_TMPFILE),
+   * `newfid` open for reading and writing (`fd` as Tlopen), `nodefid` unopened; `linktmpSoon` names it. Clunking
+   * both unnamed leaves nothing behind. On an error neither fid exists.
+   */
+  async mktmp(dfid: number, newfid: number, nodefid: number, mode: number, gid = 0): Promise<WithFd<Message<'Rmktmp'>>> {
+    return this.rpc({ type: 'Tmktmp', dfid, newfid, nodefid, mode, gid });
+  }
+
+  /**
+   * Tlinktmp held back as `setattrSoon` holds a Tsetattr (in order with every other held or later request): names
+   * the Tmktmp file `fid` (open as `openfid`) `name` in `dfid`, with `mode`, and the time `time` where nothing has
+   * written to it yet. For a caller that has answered for the create already; the promise carries the server's
+   * verdict and the file's and the directory's attributes after it.
+   */
+  linktmpSoon(fid: number, openfid: number, dfid: number, name: Name, mode: number, time: readonly [bigint, number]): Promise<Message<'Rlinktmp'>> {
+    return new Promise((resolve, reject) => {
+      if (this.closedError) return reject(new P9Error(EIO, 'Tlinktmp (connection closed)'));
+      const body = { type: 'Tlinktmp' as const, fid, openfid, dfid, name: bytes(name), mode, timeSec: time[0], timeNsec: BigInt(time[1]) };
+      this.hold(body, (p) => p.then((m) => resolve(m as Message<'Rlinktmp'>), reject));
+    });
   }
 
   /** Tread of up to `count` bytes (capped to what fits in msize). */

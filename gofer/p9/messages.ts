@@ -189,6 +189,23 @@ export const MESSAGES = {
     [['dfid', 'u32'], ['newfid', 'u32'], ['nodefid', 'u32'], ['name', 'str'], ['flags', 'u32'], ['mode', 'u32'], ['gid', 'u32']],
   ],
   Rlcreateat: [129, [['qid', 'qid'], ['iounit', 'u32'], ['attr', 'attr'], ['dirAttr', 'attr']]],
+  // A file made ahead of its name (O_TMPFILE in the directory `dfid`), open as `newfid` and unopened as `nodefid`,
+  // then given its name by Tlinktmp (gofer/README.md, "Files made ahead of their names").
+  Tmktmp: [130, [['dfid', 'u32'], ['newfid', 'u32'], ['nodefid', 'u32'], ['mode', 'u32'], ['gid', 'u32']]],
+  Rmktmp: [131, [['qid', 'qid'], ['attr', 'attr']]],
+  Tlinktmp: [
+    132,
+    [
+      ['fid', 'u32'],
+      ['openfid', 'u32'],
+      ['dfid', 'u32'],
+      ['name', 'str'],
+      ['mode', 'u32'],
+      ['timeSec', 'u64'],
+      ['timeNsec', 'u64'],
+    ],
+  ],
+  Rlinktmp: [133, [['attr', 'attr'], ['dirAttr', 'attr']]],
 } as const satisfies Record<string, readonly [number, Layout]>;
 
 /** The name of a message, e.g. "Twalk". */
@@ -232,8 +249,8 @@ export const NOFID = 0xffffffff;
 /** The 9P2000.L version string. */
 export const VERSION_9P2000L = '9P2000.L';
 /**
- * The version string of our dialect: 9P2000.L, plus descriptor donation (a regular file's Rlopen, Rlcreate and
- * Rlcreateat carry the opened descriptor with SCM_RIGHTS) and Tlcreateat. A server that does not know it answers
+ * The version string of our dialect: 9P2000.L, plus descriptor donation (a regular file's Rlopen, Rlcreate,
+ * Rlcreateat and Rmktmp carry the opened descriptor with SCM_RIGHTS), Tlcreateat, Tmktmp and Tlinktmp. A server that does not know it answers
  * "9P2000.L" or "unknown", or hangs up.
  */
 export const VERSION_TSVISOR = '9P2000.L.tsvisor';

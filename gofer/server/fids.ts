@@ -125,4 +125,6 @@ export interface Fid {
   readonly uid: number;
   open?: OpenFile;
   xattr?: XattrState;
+  /** A file made by Tmktmp and not yet named by Tlinktmp: its mtime when made (see Tlinktmp). */
+  madeAt?: { sec: bigint; nsec: number };
 }

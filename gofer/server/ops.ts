@@ -413,6 +413,73 @@ const handlers: { [T in TName]?: Handler<T> } = {
     };
   },
 
+  // A file made ahead of its name (the dialect's; gofer/README.md, "Files made ahead of their names"): O_TMPFILE in
+  // the directory `dfid`, on its file system, with no name until Tlinktmp gives it one. Given up (its fids
+  // clunked) it vanishes with its last descriptor, and nothing is left in the root.
+  Tmktmp(s, m) {
+    if (!s.donate) return EOPNOTSUPP;
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const e = s.canAdd(m.newfid, m.nodefid);
+    if (e) return e;
+    const owner = hostOwner(s, d, m.gid);
+    if (typeof owner === 'number') return owner;
+    const io = fs.openat(d.node.fd, '.', F.O_TMPFILE | F.O_RDWR | F.O_CLOEXEC, m.mode & 0o777);
+    if (io < 0) return -io;
+    let st = fs.fstat(io);
+    if (typeof st !== 'number' && (st.uid !== owner[0] || st.gid !== owner[1])) {
+      chownNew(io, '', owner);
+      st = fs.fstat(io);
+    }
+    const path = fs.openat(s.cfg.procFd, String(io), F.O_PATH | F.O_CLOEXEC);
+    if (typeof st === 'number' || path < 0) {
+      fs.close(io);
+      if (path >= 0) fs.close(path);
+      return typeof st === 'number' ? -st : -path;
+    }
+    const opened = new Node(io, 'file', st.ino, d.node, undefined);
+    const open = new OpenFile(io, F.O_RDWR, opened.ref());
+    s.add(m.newfid, { node: opened, uid: d.uid, open });
+    s.add(m.nodefid, { node: new Node(path, 'file', st.ino, d.node, undefined), uid: d.uid, madeAt: { sec: st.mtimeSec, nsec: st.mtimeNsec } });
+    return { type: 'Rmktmp', qid: kindQid('file', st.ino), attr: attrsOf(s, st), ...donation(s, opened, open) };
+  },
+
+  // Names a Tmktmp file (`fid` unopened, `openfid` open): linked into `dfid` as `name`, given `mode`, and, while
+  // nothing has written to it since it was made, the time `time` (when the client answered for its creation).
+  Tlinktmp(s, m) {
+    if (!s.donate) return EOPNOTSUPP;
+    if (s.cfg.readOnly) return EROFS;
+    const d = needDir(s, m.dfid);
+    if (typeof d === 'number') return d;
+    const f = s.fid(m.fid);
+    const o = s.fid(m.openfid);
+    if (!f?.madeAt || !o?.open || o.node.ino !== f.node.ino) return EBADF;
+    const e = checkName(m.name);
+    if (e) return e;
+    // As Tlink: through our own /proc/self/fd link, which reaches exactly this inode (an O_TMPFILE made without
+    // O_EXCL may be linked once).
+    const r = fs.linkat(s.cfg.procFd, String(f.node.fd), d.node.fd, m.name, F.AT_SYMLINK_FOLLOW);
+    if (r < 0) return -r;
+    const made = f.madeAt;
+    f.madeAt = undefined;
+    f.node.reparent(d.node, m.name);
+    o.node.reparent(d.node, m.name);
+    const fd = o.open.fd;
+    let st = fs.fstat(fd);
+    if (typeof st === 'number') return -st;
+    if ((st.mode & 0o7777) !== (m.mode & 0o7777)) fs.fchmod(fd, m.mode & 0o7777);
+    if (st.mtimeSec === made.sec && st.mtimeNsec === made.nsec && m.timeNsec < 1000000000n) {
+      const sec = BigInt.asIntN(64, m.timeSec);
+      fs.utimensat(fd, '', sec, Number(m.timeNsec), sec, Number(m.timeNsec), F.AT_EMPTY_PATH);
+    }
+    st = fs.fstat(fd);
+    const dir = fs.fstat(d.node.fd);
+    if (typeof st === 'number') return -st;
+    if (typeof dir === 'number') return -dir;
+    return { type: 'Rlinktmp', attr: attrsOf(s, st), dirAttr: attrsOf(s, dir) };
+  },
+
   Tread(s, m) {
     const f = s.fid(m.fid);
     if (!f) return EBADF;

@@ -86,6 +86,20 @@ const S_IXGRP = 0o010;
 const BEHIND_FATTR =
   FATTR.MODE | FATTR.UID | FATTR.GID | FATTR.ATIME | FATTR.MTIME | FATTR.ATIME_NOW | FATTR.MTIME_NOW | FATTR.FH | FATTR.LOCKOWNER | FATTR.KILL_SUIDGID;
 /** Requests that report a failed write-behind of their node instead of being done: they open, change, flush or sync it. */
+/**
+ * Files made ahead of their names (Tmktmp) kept per directory that sees CREATEs, asked for again when this few are
+ * left, for this many directories at once, given back after this long unused; and the open flags a CREATE answered
+ * with one may carry (no O_APPEND, O_DIRECT, O_SYNC...: the file was opened before they were known).
+ */
+const AHEAD_POOL = 16;
+const AHEAD_LOW = 8;
+const AHEAD_DIRS = 2;
+const AHEAD_IDLE_MS = 2000;
+const O_NONBLOCK = 0o4000;
+const O_LARGEFILE = 0o100000;
+const O_CLOEXEC = 0o2000000;
+const AHEAD_FLAGS = 3 | O_EXCL | O_TRUNC | O_NONBLOCK | O_LARGEFILE | O_CLOEXEC;
+
 const REPORTS_LATE = new Set<number>([OP.FLUSH, OP.FSYNC, OP.FSYNCDIR, OP.SETATTR, OP.OPEN, OP.WRITE, OP.SETXATTR, OP.REMOVEXATTR]);
 
 /** The wall clock as seconds and nanoseconds (microsecond precision). */
@@ -157,6 +171,27 @@ interface Node {
   settled?: Promise<void>;
   /** The errno of a written-behind SETATTR the Gofer failed, until a request of the program reports it. */
   lateError?: number;
+}
+
+/** A file made ahead of its name (Tmktmp): open as `fid` (its donated descriptor `fd`), unopened as `nodeFid`. */
+interface Ahead {
+  fid: number;
+  nodeFid: number;
+  fd: number | undefined;
+  attr: Attr;
+}
+
+/** The files made ahead in one directory, for the CREATEs of names known missing there (see `createAhead`). */
+interface AheadPool {
+  ready: Ahead[];
+  /** Tmktmp requests under way. */
+  asked: number;
+  /** The mode and group they are made with (a CREATE asking for another group is not answered from them). */
+  mode: number;
+  gid: number;
+  /** When the last CREATE in the directory came (ms, the monotonic clock); a pool is filled from the second on. */
+  used: number;
+  creates: number;
 }
 
 /** When a request to the Gofer was sent: a counter that orders it against changes, and the monotonic clock in ms. */
@@ -235,6 +270,11 @@ export interface FuseServerOptions {
    * CPU). See `awaitGofer`.
    */
   replyPollUs?: number;
+  /**
+   * Answer a CREATE of a name known missing with a file the Gofer made ahead in that directory (O_TMPFILE), and
+   * have the Gofer name it behind the answer (default true, with write-behind; see `createAhead`).
+   */
+  createAhead?: boolean;
   /** Called once when the connection ends (the mount went away, or the descriptor failed). */
   onClose?: (why: string) => void;
 }
@@ -319,6 +359,13 @@ export class FuseServer {
   /** Chowns to the owner a file already has, answered with no Tsetattr (see setattrBehind). */
   sameOwnerChowns = 0;
   private readonly pendingBehind = new Set<Promise<void>>();
+  /** Files made ahead of their names, by directory node id (see `createAhead`); off once the Gofer refused one. */
+  private readonly pools = new Map<bigint, AheadPool>();
+  private poolTimer: ReturnType<typeof setInterval> | undefined;
+  private aheadOff: boolean;
+  /** CREATEs answered with a file made ahead, and those whose naming the Gofer then refused. */
+  createdAhead = 0;
+  aheadFailed = 0;
 
   /** `rootFid` is an attached fid of the served root; the server owns it from now on. */
   constructor(
@@ -332,6 +379,7 @@ export class FuseServer {
     this.cache = opts.cache ?? true;
     this.owner = opts.owner ?? 0;
     this.writeBehind = opts.writeBehind ?? true;
+    this.aheadOff = !(opts.createAhead ?? true) || !this.writeBehind;
     this.spinNs = pollBudgetNs(opts.spinUs, 100);
     this.replyPollNs = pollBudgetNs(opts.replyPollUs, 400);
     this.entryMs = this.cache ? this.valid.entry * 1000 : 0;
@@ -355,10 +403,11 @@ export class FuseServer {
     this.closed = true;
     this.watch?.close();
     this.dropRing();
+    for (const dir of [...this.pools.keys()]) this.dropPool(dir);
     sys.close(this.fd);
     // A debugging aid: what the kernel asked for, and what that cost in 9P requests (bench/gofer.ts reads it).
     if (process.env.TSVISOR_FUSE_STATS) {
-      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, sameOwnerChowns: this.sameOwnerChowns, lateErrors: this.lateErrors, ringRequests: this.ringRequests, spun: this.spun, replyPolls: this.replyPolls, replyPolled: this.client.polled };
+      const stats = { requests: Object.fromEntries(this.counts), cacheHits: this.cacheHits, p9: this.client.sent, writtenBehind: this.writtenBehind, sameOwnerChowns: this.sameOwnerChowns, lateErrors: this.lateErrors, createdAhead: this.createdAhead, aheadFailed: this.aheadFailed, ringRequests: this.ringRequests, spun: this.spun, replyPolls: this.replyPolls, replyPolled: this.client.polled };
       process.stderr.write(`tsvisor fuse stats: ${JSON.stringify(stats)}\n`);
     }
     this.opts.onClose?.(why);
@@ -639,6 +688,8 @@ export class FuseServer {
       }
       case OP.SETATTR:
         return this.setattrBehind(h.nodeid, view(b));
+      case OP.CREATE:
+        return this.createAhead(h, b);
       case OP.ACCESS:
         // Mounted with default_permissions, the kernel checks modes itself; an ACCESS that still arrives is allowed.
         return new Uint8Array(0);
@@ -1682,6 +1733,162 @@ export class FuseServer {
     // The kernel asks for the directory's attributes next, since a create invalidates them: they are at hand.
     if (this.attrMs > 0) this.keepAttr(parent, toAttr(r.dirAttr), st);
     return [fid, r.fd, { id, a }];
+  }
+
+  /**
+   * A CREATE answered with a file made ahead of its name (Tmktmp: O_TMPFILE in the directory, opened, its
+   * descriptor donated), or undefined. Only where nothing can be there already: the name is known missing (a
+   * directory made through the mount, or a lookup within the entry validity), by a caller the Gofer makes files for,
+   * with plain open flags and no set-id bit. The Tlinktmp that names it (and gives it the mode asked for, and this
+   * answer's time as its times while nothing wrote to it) is held back to go out before the next request to the
+   * Gofer, so that everything sent later (a lookup, a rename, an unlink, a readdir) finds the name there; an untar
+   * then waits for no round trip per file. Like a SETATTR written behind, a refusal (the host's disk full, or the
+   * name made on the host meanwhile) comes after the answer: the next request on the file that opens, changes,
+   * flushes or syncs it reports it, and the name is forgotten here (the kernel forgets it after the entry
+   * validity: FUSE_NOTIFY_INVAL_ENTRY from this loop can deadlock, see `maybePrune`).
+   */
+  private createAhead(h: InHeader, b: Uint8Array): Uint8Array | undefined {
+    if (this.aheadOff || !this.client.donating || this.client.closed || this.needsChown(h)) return undefined;
+    const v = view(b);
+    const flags = v.getUint32(0, true) & ~(O_CREAT | O_NOCTTY);
+    const mode = v.getUint32(4, true) & ~v.getUint32(8, true) & 0o7777;
+    if (flags & ~AHEAD_FLAGS || mode & 0o7000) return undefined;
+    const end = b.indexOf(0, 16);
+    if (end <= 16) return undefined;
+    const name = b.subarray(16, end);
+    const parent = this.node(h.nodeid);
+    if (parent.behind > 0 || parent.lateError !== undefined) return undefined;
+    const t = performance.now();
+    if (!this.knownAbsent(parent, name, t)) return undefined;
+    // The directory's attributes, which the kernel asks for next (the create invalidates them): as last read, with
+    // this change's times; the Gofer's come with the Tlinktmp's reply.
+    const dirAttr = this.knownAttr(parent);
+    if (!dirAttr) return undefined;
+    const pool = this.poolFor(h.nodeid, mode, h.gid, t);
+    const made = pool.gid === h.gid ? pool.ready[0] : undefined;
+    this.fillPool(h.nodeid, pool);
+    // An inode number a node still has (a file unlinked while the kernel holds it) would give the new file that
+    // node: the usual CREATE instead.
+    if (!made || this.byIno.has(made.attr.ino)) return undefined;
+    pool.ready.shift();
+    this.fillPool(h.nodeid, pool);
+    this.dirtyDir(parent, name);
+    const st = this.stamp();
+    const now = realtime();
+    const a: Attr = { ...made.attr, mode: S_IFREG | mode, nlink: 1, atime: now[0], atimensec: now[1], mtime: now[0], mtimensec: now[1], ctime: now[0], ctimensec: now[1] };
+    const id = this.remember(made.nodeFid, a.ino);
+    const node = this.nodes.get(id)!;
+    this.keepAttr(node, a, st);
+    this.keepEntry(parent, name, id, st);
+    if (this.attrMs > 0) this.keepAttr(parent, { ...dirAttr, mtime: now[0], mtimensec: now[1], ctime: now[0], ctimensec: now[1] }, st);
+    // A copy of the name: the request's buffer is read into again before the held Tlinktmp is encoded.
+    const named = this.client.linktmpSoon(made.nodeFid, made.fid, parent.fid, name.slice(), mode, now).then(
+      (r) => {
+        this.keepAttr(node, toAttr(r.attr), st);
+        this.keepAttr(parent, toAttr(r.dirAttr), st);
+      },
+      (e: unknown) => {
+        this.aheadFailed++;
+        this.lateErrors++;
+        node.lateError ??= e instanceof P9Error ? e.errno : EIO;
+        node.ahead = undefined;
+        if (parent.children?.get(nameKey(name))?.id === id) this.dirtyDir(parent, name);
+      },
+    );
+    this.pendingBehind.add(named);
+    void named.then(() => this.pendingBehind.delete(named));
+    this.createdAhead++;
+    const entry = entryOut(id, a, this.valid);
+    const out = new Uint8Array(entry.length + 16);
+    out.set(entry);
+    out.set(this.opened(id, made.fid, (flags & 3) !== 0, made.fd), entry.length);
+    return out;
+  }
+
+  /** Whether `name` is known missing from `dir` (a lookup within the entry validity, or a directory made here). */
+  private knownAbsent(dir: Node, name: Uint8Array, t: number): boolean {
+    if (this.entryMs <= 0) return false;
+    const e = dir.children?.get(nameKey(name));
+    if (e) return e.id === 0n && t - e.t < this.entryMs && e.seq > dir.entriesDirtySeq;
+    return this.knownMissing(dir, name, t) !== undefined;
+  }
+
+  /** The directory's pool of files made ahead (made, or the least recently used one given back, as needed). */
+  private poolFor(dir: bigint, mode: number, gid: number, t: number): AheadPool {
+    let pool = this.pools.get(dir);
+    if (pool && (pool.mode !== mode || pool.gid !== gid) && pool.ready.length === 0 && pool.asked === 0) {
+      pool.mode = mode;
+      pool.gid = gid;
+    }
+    if (!pool) {
+      if (this.pools.size >= AHEAD_DIRS) {
+        let oldest: bigint | undefined;
+        let when = Infinity;
+        for (const [d, p] of this.pools) if (p.used < when) [oldest, when] = [d, p.used];
+        if (oldest !== undefined) this.dropPool(oldest);
+      }
+      pool = { ready: [], asked: 0, mode, gid, used: t, creates: 0 };
+      this.pools.set(dir, pool);
+      this.poolTimer ??= setInterval(() => this.prunePools(), AHEAD_IDLE_MS);
+      this.poolTimer.unref?.();
+    }
+    pool.used = t;
+    pool.creates++;
+    return pool;
+  }
+
+  /**
+   * Asks the Gofer for more files ahead in `dir` when few are left: from the directory's second CREATE on, or its
+   * first in a directory made through the mount (an untar, a copy of a tree).
+   */
+  private fillPool(dir: bigint, pool: AheadPool): void {
+    if (pool.ready.length + pool.asked > AHEAD_LOW || this.aheadOff) return;
+    const dirNode = this.nodes.get(dir);
+    if (!dirNode || (pool.creates < 2 && dirNode.madeAt === undefined)) return;
+    for (let n = AHEAD_POOL - pool.ready.length - pool.asked; n > 0; n--) {
+      const fid = this.client.allocFid();
+      const nodeFid = this.client.allocFid();
+      pool.asked++;
+      this.client.mktmp(dirNode.fid, fid, nodeFid, pool.mode, pool.gid).then(
+        (r) => {
+          pool.asked--;
+          const made = { fid, nodeFid, fd: r.fd, attr: toAttr(r.attr) };
+          if (this.pools.get(dir) === pool && !this.closed) pool.ready.push(made);
+          else this.giveBack(made);
+        },
+        (e: unknown) => {
+          pool.asked--;
+          this.client.freeFid(fid);
+          this.client.freeFid(nodeFid);
+          // A file system without O_TMPFILE, a read-only Gofer, an older one: CREATEs go the usual way from now on.
+          if (e instanceof P9Error && e.errno !== EIO) this.aheadOff = true;
+        },
+      );
+    }
+  }
+
+  /** Gives back a file made ahead and never named: with its fids and descriptor gone, nothing of it is left. */
+  private giveBack(made: Ahead): void {
+    if (made.fd !== undefined) sys.close(made.fd);
+    this.client.clunkSoon(made.fid);
+    this.client.clunkSoon(made.nodeFid);
+  }
+
+  private dropPool(dir: bigint): void {
+    const pool = this.pools.get(dir);
+    if (!pool) return;
+    this.pools.delete(dir);
+    for (const made of pool.ready.splice(0)) this.giveBack(made);
+    if (this.pools.size === 0 && this.poolTimer) {
+      clearInterval(this.poolTimer);
+      this.poolTimer = undefined;
+    }
+  }
+
+  /** Gives back the pools of directories where no CREATE came for `AHEAD_IDLE_MS`. */
+  private prunePools(): void {
+    const t = performance.now();
+    for (const [dir, pool] of [...this.pools]) if (t - pool.used >= AHEAD_IDLE_MS) this.dropPool(dir);
   }
 
   /** CREATE's reply for the file made or opened as `fid` (its node `found`, counted as looked up once). */

@@ -49,7 +49,7 @@ export async function startGofer(root: string, sock: string, ro = false): Promis
 }
 
 /** Makes /tmp/tgr-*: `root/` (filled by `fill`), `mnt/`, and mounts root there through a gofer. */
-export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number }; owner?: number; writeBehind?: boolean; uring?: boolean; spinUs?: number; replyPollUs?: number } = {}): Promise<Mounted> {
+export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number }; owner?: number; writeBehind?: boolean; createAhead?: boolean; uring?: boolean; spinUs?: number; replyPollUs?: number } = {}): Promise<Mounted> {
   const dir = mkdtempSync('/tmp/tgr-');
   const root = join(dir, 'root');
   const mnt = join(dir, 'mnt');
@@ -72,7 +72,7 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
   }
   const fd = mountFuse(mnt, { readOnly: o.ro });
   const closed: { why?: string } = {};
-  const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, owner: o.owner, writeBehind: o.writeBehind, uring: o.uring, spinUs: o.spinUs, replyPollUs: o.replyPollUs, onClose: (why) => (closed.why = why) });
+  const server = new FuseServer(fd, client, rootFid, { passthrough: o.passthrough ?? false, maxNodes: o.maxNodes, validity: o.validity, owner: o.owner, writeBehind: o.writeBehind, createAhead: o.createAhead, uring: o.uring, spinUs: o.spinUs, replyPollUs: o.replyPollUs, onClose: (why) => (closed.why = why) });
   server.start();
   t.teardown(async () => {
     if (!client.closed) await server.settle();

@@ -34,6 +34,9 @@ const START_MS = 10_000;
 const ANSWER_MS = 5_000;
 const BOOTED = 4 + 2 * MAX_PAIRS;
 
+/** The request type (in place of a socket type) that asks for a NETLINK_SOCK_DIAG socket instead of pairs. */
+const DIAG_REQUEST = -1;
+
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const ctl = new Int32Array(workerData.sab);
@@ -47,7 +50,8 @@ if (${bootGate('ctl', BOOTED)}) try {
   const close = libc.func('int close(int fd)');
   const setns = libc.func('int setns(int fd, int nstype)');
   const socketpair = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
-  calls = { socketpair, errno: () => koffi.errno() };
+  const socket = libc.func('int socket(int domain, int type, int protocol)');
+  calls = { socketpair, socket, errno: () => koffi.errno() };
   const fd = open(workerData.path, 0x80000 /* O_RDONLY|O_CLOEXEC */, 0);
   entered = fd >= 0 && setns(fd, 0x40000000 /* CLONE_NEWNET */) === 0;
   ctl[3] = entered ? 0 : -koffi.errno();
@@ -70,6 +74,15 @@ while (entered) {
     Atomics.wait(ctl, 0, state);
     continue;
   }
+  if (ctl[1] === ${DIAG_REQUEST}) {
+    // Not a pair: one NETLINK_SOCK_DIAG socket of this namespace (its unix sockets are the ones it can look up).
+    const fd = calls.socket(16 /* AF_NETLINK */, 3 /* SOCK_RAW */ | 0o2000000 /* SOCK_CLOEXEC */, 4 /* NETLINK_SOCK_DIAG */);
+    ctl[4] = fd;
+    ctl[3] = fd >= 0 ? 1 : -calls.errno();
+    Atomics.store(ctl, 0, ${DONE});
+    Atomics.notify(ctl, 0);
+    continue;
+  }
   const sv = [0, 0];
   let made = 0;
   for (; made < ctl[2]; made++) {
@@ -83,6 +96,7 @@ while (entered) {
 }
 `;
 
+const EPROTO = 71;
 const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 const SOCK_CLOEXEC = 0o2000000;
@@ -189,8 +203,20 @@ export class NetnsThread {
     return out;
   }
 
+  /**
+   * A NETLINK_SOCK_DIAG socket (close-on-exec) made inside the namespace, with which the unix sockets made there
+   * (`socketPairs`) can be looked up by inode (lib/unixdiag.ts); SysError when it cannot be made.
+   */
+  diagSocket(): number {
+    if (this.closed) throw new Error(`the thread of network namespace '${this.label}' is closed`);
+    this.inside();
+    const made = this.request(DIAG_REQUEST, 1, 'socket(AF_NETLINK)');
+    if (made !== 1) throw new SysError('socket', EPROTO, `NETLINK_SOCK_DIAG in network namespace ${this.label}`);
+    return this.ctl[4]!;
+  }
+
   /** One request: how many pairs were made (≥ 1, or all `n`); throws when none were. */
-  private request(type: number, n: number): number {
+  private request(type: number, n: number, what = 'socketpair'): number {
     const ctl = this.ctl;
     ctl[1] = type;
     ctl[2] = n;
@@ -204,7 +230,7 @@ export class NetnsThread {
     }
     const made = ctl[3]!;
     Atomics.store(ctl, 0, IDLE);
-    if (made <= 0 && n > 0) throw new SysError('socketpair', -made, `in network namespace ${this.label}`);
+    if (made <= 0 && n > 0) throw new SysError(what, -made, `in network namespace ${this.label}`);
     return made;
   }
 

@@ -19,6 +19,18 @@ const readlinkat4 = libc.func('long readlinkat(int dirfd, const char *path, void
   size: number,
 ) => number;
 
+const faccessat4 = libc.func('int faccessat(int dirfd, const char *path, int mode, int flags)') as (
+  dirfd: number,
+  path: string,
+  mode: number,
+  flags: number,
+) => number;
+
+/** Whether `path` exists under the directory `dirfd` (faccessat with F_OK: one system call, no exception). */
+export function existsAt(dirfd: number, path: string): boolean {
+  return faccessat4(dirfd, path, 0, 0) === 0;
+}
+
 /** x86-64 numbers of the pidfd calls (the same on every architecture since 5.x's unified numbering). */
 export const SYS_PIDFD = { send_signal: 424, open: 434, getfd: 438 } as const;
 

@@ -13,7 +13,8 @@ import type { Netstack } from '../../netstack/netstack.ts';
 import type { Endpoint } from '../../netstack/socket.ts';
 import { inNetns } from '../../lib/netns.ts';
 import { NetnsThread } from '../../lib/netns-thread.ts';
-import { SysError } from '../../lib/libc.ts';
+import { C, SysError, sys } from '../../lib/libc.ts';
+import { unixSocketExists } from '../../lib/unixdiag.ts';
 import * as ux from '../../lib/unix.ts';
 import type { NotifyListener, Notification } from '../platform/unotify/listener.ts';
 import type { Target, Targets } from '../platform/unotify/target.ts';
@@ -28,6 +29,9 @@ import { ERESTARTSYS, ParkedCalls } from './park.ts';
 import { Strace } from './strace.ts';
 
 const ENOSYS = 38;
+
+const AF_NETLINK = 16;
+const NETLINK_SOCK_DIAG = 4;
 /** Unreported resets kept for getsockopt(SO_ERROR) at most (a program that never asks leaves them behind). */
 const UNSURFACED_LIMIT = 1024;
 /**
@@ -129,6 +133,8 @@ export class Sentry {
   private readonly refilling = { stream: false, dgram: false };
   /** The thread that stays in the app netns and makes the pairs there (the main thread never enters it). */
   private netnsThread: NetnsThread | undefined;
+  /** A NETLINK_SOCK_DIAG socket of the namespace the pairs are made in (-1: none could be made; see `programHeld`). */
+  private diagFd: number | undefined;
 
   constructor(private readonly o: SentryOptions) {
     this.stack = o.stack;
@@ -167,6 +173,8 @@ export class Sentry {
     this.listener.close();
     for (const pool of Object.values(this.pools)) for (const [a, b] of pool.splice(0)) (ux.close(a), ux.close(b));
     this.netnsThread?.close();
+    if (this.diagFd !== undefined && this.diagFd >= 0) ux.close(this.diagFd);
+    this.diagFd = -1;
   }
 
   stats(): SentryStats {
@@ -394,6 +402,7 @@ export class Sentry {
         if (this.unsurfaced.size > UNSURFACED_LIMIT) this.unsurfaced.delete(this.unsurfaced.keys().next().value!);
       },
       programEnd: () => this.programEnd(sock),
+      programHeld: () => this.programHeld(sock),
       onConnectFailed: () => this.connectFailed(sock),
     });
   }
@@ -444,6 +453,36 @@ export class Sentry {
    */
   private programEnd(sock: Sock): number {
     return sock.owner ? findByInode(sock.owner, sock.ino) : -1;
+  }
+
+  /**
+   * Whether the program's end of `sock` is still open anywhere in the sandbox (a process holds it after both
+   * directions were shut): the namespace's sock_diag looks the socket up by inode, found until its last close
+   * releases it. Where that cannot be asked, the owner's fds are scanned for it (`programEnd`).
+   */
+  private programHeld(sock: Sock): boolean {
+    const exists = typeof sock.ino === 'number' ? unixSocketExists(this.diag(), sock.ino) : undefined;
+    if (exists !== undefined) return exists;
+    const d = this.programEnd(sock);
+    if (d < 0) return false;
+    ux.close(d);
+    return true;
+  }
+
+  /** The NETLINK_SOCK_DIAG socket of the pairs' namespace, made on first use; -1 when it cannot be made. */
+  private diag(): number {
+    if (this.diagFd !== undefined) return this.diagFd;
+    const make = () => sys.socket(AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    let fd = -1;
+    try {
+      if (!this.o.appNetns) fd = make();
+      else if (this.netnsThread) fd = this.netnsThread.diagSocket();
+      else fd = inNetns(this.o.appNetns, make);
+    } catch {
+      fd = -1;
+    }
+    this.diagFd = this.closed && fd >= 0 ? (ux.close(fd), -1) : Math.max(fd, -1);
+    return this.diagFd;
   }
 
   forget(sock: Sock): void {

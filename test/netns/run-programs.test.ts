@@ -234,6 +234,36 @@ async function sameAsLinux(t: Test, name: string, script: string, reference: Reg
   t.end();
 }
 
+// Both directions shut while a process still holds the socket: the connection stays the program's (TCP_INFO,
+// SO_ERROR, the fd's own options), whichever process holds it: here a child that inherited it, its parent's copy
+// closed. The Sentry asks whether any process holds the program's end (sock_diag by inode); a scan of the
+// parent's fds alone took it for closed.
+const HELD = `
+import socket, os, time, struct
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); s, _ = l.accept(); l.close()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    s.close(); time.sleep(0.2)
+    out = ['eof %r' % c.recv(10)]
+    c.shutdown(socket.SHUT_WR); time.sleep(0.6)
+    out.append('state %d' % c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0])
+    out.append('error %d' % c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    out.append('nodelay %d' % c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out.append('nodelay set %d' % c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    os.write(w, ('\\n'.join(out) + '\\n').encode()); os._exit(0)
+os.close(w); c.close(); s.close()
+os.waitpid(pid, 0)
+print(os.read(r, 1000).decode(), end='')
+`;
+
+t.test('both directions shut while a child holds the socket (its parent\'s copy closed): still the program\'s connection, as Linux', async (t) => {
+  await sameAsLinux(t, 'held', HELD, /^eof b''\nstate 7\nerror 0\nnodelay 0\nnodelay set 1\n$/);
+});
+
 // Endings over loopback, both ends the program's: printed by the same script run by Linux (in the test's own
 // namespace) and inside `run --network=none` (the netstack behind the Sentry's pumps); the lines must agree.
 const ENDINGS = `

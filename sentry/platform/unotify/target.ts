@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import { closeSync, existsSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { type FdWatch, sys, watchFd } from '../../../lib/libc.ts';
-import { pidfdGetfd, pidfdOpen, socketInodeAt } from '../../../lib/pidfd.ts';
+import { existsAt, pidfdGetfd, pidfdOpen, socketInodeAt } from '../../../lib/pidfd.ts';
 import { inode, pollNow } from '../../../lib/unix.ts';
 
 const ENOENT = 2;
@@ -49,7 +49,7 @@ export class Targets {
     let tgid = this.tgidByTid.get(tid);
     // A cached non-leader TID may have exited and been reused by another process (pid_max can be 32768): it is
     // still ours only while it is a task of that process. A leader's TID is its live process's own pid.
-    if (tgid !== undefined && tgid !== tid && !existsSync(`/proc/${tgid}/task/${tid}`)) tgid = undefined;
+    if (tgid !== undefined && tgid !== tid && !(this.byTgid.get(tgid)?.hasTask(tid) ?? existsSync(`/proc/${tgid}/task/${tid}`))) tgid = undefined;
     if (tgid === undefined) {
       tgid = tgidOf(tid);
       if (tgid === undefined) return Target.gone(tid);
@@ -132,6 +132,15 @@ export class Target {
       if (readable || status < 0) this.markExited();
     });
     this.watch.unref();
+  }
+
+  /**
+   * Whether thread `tid` is one of this process's (its `task/<tid>` under the process's own /proc directory), or
+   * undefined when that directory is not open.
+   */
+  hasTask(tid: number): boolean | undefined {
+    if (this.procDir < 0) return undefined;
+    return existsAt(this.procDir, `task/${tid}`);
   }
 
   /** Our duplicate of the target's fd `fd` (the caller closes it), or `-errno` (-EBADF: not open; -ESRCH: exited). */

@@ -96,6 +96,11 @@ while (entered) {
 }
 `;
 
+/** Atomics.waitAsync (V8 has it; the TypeScript lib this project targets does not declare it yet). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync.bind(Atomics);
+
 const EPROTO = 71;
 const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
@@ -106,6 +111,8 @@ export class NetnsThread {
   private readonly ctl: Int32Array;
   private ready = false;
   private closed = false;
+  /** The request of `socketPairsSoon` under way, and what settles its promise. */
+  private pending: { settle(r: [number, number][] | Error): void } | undefined;
   /** Settles when the Worker's start-up is over (inside, or failed), without anyone blocking on it. */
   private readonly booted: Promise<void>;
 
@@ -204,6 +211,53 @@ export class NetnsThread {
   }
 
   /**
+   * Up to `n` pairs (at most MAX_PAIRS) as `socketPairs` makes them, without blocking this thread: the promise
+   * settles once the Worker has made them (Atomics.waitAsync), so the caller's loop goes on meanwhile (a refill
+   * of a pool). One at a time: while another is under way, or before the Worker is inside, it resolves with none.
+   * A blocking request that comes meanwhile first waits for this one, which still settles with its pairs.
+   */
+  socketPairsSoon(type: 'stream' | 'seqpacket', n: number): Promise<[number, number][]> {
+    if (this.closed) return Promise.reject(new Error(`the thread of network namespace '${this.label}' is closed`));
+    if (this.pending || !this.ready || n <= 0) return Promise.resolve([]);
+    const ctl = this.ctl;
+    ctl[1] = (type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC;
+    ctl[2] = Math.min(n, MAX_PAIRS);
+    Atomics.store(ctl, 0, REQUEST);
+    Atomics.notify(ctl, 0);
+    return new Promise((resolve, reject) => {
+      const p = { settle: (r: [number, number][] | Error) => (r instanceof Error ? reject(r) : resolve(r)) };
+      this.pending = p;
+      const w = waitAsync(ctl, 0, REQUEST, ANSWER_MS);
+      const done = () => {
+        if (this.pending === p) this.finishPending();
+      };
+      if (w.async) void w.value.then(done);
+      else done();
+    });
+  }
+
+  /**
+   * Settles the request under way (`socketPairsSoon`) with what the Worker made, once it is done; when it has not
+   * answered (the wait ran out), the thread is given up and the request fails.
+   */
+  private finishPending(): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    const ctl = this.ctl;
+    if (Atomics.load(ctl, 0) !== DONE) {
+      this.close();
+      p.settle(new Error(`the thread of network namespace '${this.label}' did not answer`));
+      return;
+    }
+    const made = ctl[3]!;
+    const out: [number, number][] = [];
+    for (let i = 0; i < made; i++) out.push([ctl[4 + 2 * i]!, ctl[5 + 2 * i]!]);
+    Atomics.store(ctl, 0, IDLE);
+    p.settle(made > 0 ? out : new SysError('socketpair', -made, `in network namespace ${this.label}`));
+  }
+
+  /**
    * A NETLINK_SOCK_DIAG socket (close-on-exec) made inside the namespace, with which the unix sockets made there
    * (`socketPairs`) can be looked up by inode (lib/unixdiag.ts); SysError when it cannot be made.
    */
@@ -218,6 +272,13 @@ export class NetnsThread {
   /** One request: how many pairs were made (≥ 1, or all `n`); throws when none were. */
   private request(type: number, n: number, what = 'socketpair'): number {
     const ctl = this.ctl;
+    if (this.pending) {
+      // A request of socketPairsSoon's is under way: its answer first (it settles with its own pairs).
+      const deadline = Date.now() + ANSWER_MS;
+      while (Atomics.load(ctl, 0) === REQUEST && Date.now() < deadline) Atomics.wait(ctl, 0, REQUEST, 100);
+      this.finishPending();
+      if (this.closed) throw new Error(`the thread of network namespace '${this.label}' did not answer`);
+    }
     ctl[1] = type;
     ctl[2] = n;
     Atomics.store(ctl, 0, REQUEST);

@@ -40,8 +40,8 @@ const UNSURFACED_LIMIT = 1024;
  */
 const FAILED_LIMIT = 1024;
 /** Pairs kept ready per kind when they are made in another netns, and the level that triggers a refill. */
-const POOL_SIZE = 8;
-const POOL_LOW = 4;
+const POOL_SIZE = 16;
+const POOL_LOW = 8;
 const EIO = 5;
 const EBADF = 9;
 
@@ -332,9 +332,25 @@ export class Sentry {
     if (this.refilling[kind] || this.closed) return;
     this.refilling[kind] = true;
     setImmediate(() => {
+      const pool = this.pools[kind];
+      const thread = this.netnsThread;
+      if (!this.closed && thread?.startedUp) {
+        // Made by the app netns thread while this loop answers other calls; `refilling` stays set until then.
+        thread.socketPairsSoon(kind === 'stream' ? 'stream' : 'seqpacket', POOL_SIZE - pool.length).then(
+          (pairs) => {
+            this.refilling[kind] = false;
+            if (!this.closed) return void pool.push(...pairs);
+            for (const [a, b] of pairs) (ux.close(a), ux.close(b));
+          },
+          (e: unknown) => {
+            this.refilling[kind] = false;
+            this.log(`socketpair pool: ${(e as Error).message}`);
+          },
+        );
+        return;
+      }
       this.refilling[kind] = false;
       if (this.closed) return;
-      const pool = this.pools[kind];
       try {
         pool.push(...this.makePairs(kind, POOL_SIZE - pool.length));
       } catch (e) {

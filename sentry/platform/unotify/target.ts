@@ -18,6 +18,8 @@ const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
 const POLLIN = 0x1;
 
+/** How long a non-leader TID seen as a task of its process is taken for one without looking again. */
+const TID_RECHECK_MS = 100;
 /** TID → TGID entries kept before the map starts over. */
 const MAX_CACHED_TIDS = 4096;
 
@@ -37,6 +39,8 @@ export function tgidOf(tid: number): number | undefined {
 export class Targets {
   private readonly byTgid = new Map<number, Target>();
   private readonly tgidByTid = new Map<number, number>();
+  /** When each cached non-leader TID was last seen to be a task of its process (ms, the monotonic clock). */
+  private readonly tidChecked = new Map<number, number>();
 
   /** `rootPid` is the process the sandbox was launched as (the helper's pid). */
   constructor(readonly rootPid: number) {}
@@ -48,13 +52,26 @@ export class Targets {
   forTid(tid: number): Target {
     let tgid = this.tgidByTid.get(tid);
     // A cached non-leader TID may have exited and been reused by another process (pid_max can be 32768): it is
-    // still ours only while it is a task of that process. A leader's TID is its live process's own pid.
-    if (tgid !== undefined && tgid !== tid && !(this.byTgid.get(tgid)?.hasTask(tid) ?? existsSync(`/proc/${tgid}/task/${tid}`))) tgid = undefined;
+    // still ours only while it is a task of that process. A leader's TID is its live process's own pid. Checked
+    // again at most every TID_RECHECK_MS: a reuse within that needs the kernel to hand out every other pid first.
+    if (tgid !== undefined && tgid !== tid) {
+      const now = performance.now();
+      if (now - (this.tidChecked.get(tid) ?? -Infinity) >= TID_RECHECK_MS) {
+        if (this.byTgid.get(tgid)?.hasTask(tid) ?? existsSync(`/proc/${tgid}/task/${tid}`)) this.tidChecked.set(tid, now);
+        else {
+          tgid = undefined;
+          this.tidChecked.delete(tid);
+        }
+      }
+    }
     if (tgid === undefined) {
       tgid = tgidOf(tid);
       if (tgid === undefined) return Target.gone(tid);
       // Threads that come and go (a thread per connection) must not grow the map without bound.
-      if (this.tgidByTid.size >= MAX_CACHED_TIDS) this.tgidByTid.clear();
+      if (this.tgidByTid.size >= MAX_CACHED_TIDS) {
+        this.tgidByTid.clear();
+        this.tidChecked.clear();
+      }
       this.tgidByTid.set(tid, tgid);
     }
     let t = this.byTgid.get(tgid);
@@ -65,7 +82,7 @@ export class Targets {
       void opened.exited.then(() => {
         if (this.byTgid.get(tgid!) === opened) this.byTgid.delete(tgid!);
         // A TID may be reused by another process once its own is gone.
-        for (const [k, v] of this.tgidByTid) if (v === tgid) this.tgidByTid.delete(k);
+        for (const [k, v] of this.tgidByTid) if (v === tgid) (this.tgidByTid.delete(k), this.tidChecked.delete(k));
       });
     }
     return t;
@@ -81,6 +98,7 @@ export class Targets {
     for (const t of this.byTgid.values()) t.close();
     this.byTgid.clear();
     this.tgidByTid.clear();
+    this.tidChecked.clear();
   }
 }
 

@@ -225,7 +225,15 @@ export class NetnsThread {
     Atomics.store(ctl, 0, REQUEST);
     Atomics.notify(ctl, 0);
     return new Promise((resolve, reject) => {
-      const p = { settle: (r: [number, number][] | Error) => (r instanceof Error ? reject(r) : resolve(r)) };
+      // A waitAsync keeps no event loop alive (nor does the unref'd Worker): this timer does, until the answer.
+      const alive = setTimeout(() => {}, ANSWER_MS);
+      const p = {
+        settle: (r: [number, number][] | Error) => {
+          clearTimeout(alive);
+          if (r instanceof Error) reject(r);
+          else resolve(r);
+        },
+      };
       this.pending = p;
       const w = waitAsync(ctl, 0, REQUEST, ANSWER_MS);
       const done = () => {

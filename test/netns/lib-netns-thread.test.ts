@@ -140,3 +140,33 @@ t.test('a process that exits while its thread loads koffi waits for the load, an
   }
   t.end();
 });
+
+t.test('socketPairsSoon: pairs made in the namespace while the caller\'s loop runs; one at a time; a blocking request meanwhile waits for it', async (t) => {
+  freshNetns(t);
+  const target = NetnsHandle.open(NS);
+  t.teardown(() => target.close());
+  const th = NetnsThread.open(NS);
+  t.teardown(() => th.close());
+  const soon = th.socketPairsSoon('stream', 5);
+  // While the first is under way a second gets none; the thread may have answered the first already (it takes
+  // microseconds), and then the second is made too.
+  const second = await th.socketPairsSoon('stream', 3);
+  const pairs = await soon;
+  t.teardown(() => [...pairs, ...second].flat().forEach((fd) => ux.close(fd)));
+  t.equal(pairs.length, 5);
+  t.ok(second.length === 0 || second.length === 3, `the second: ${second.length} pairs`);
+  t.equal(new Set([...pairs, ...second].flat()).size, 2 * (5 + second.length), 'no descriptor twice');
+  t.ok(pairs.flat().every((fd) => cookieOf(fd) === target.cookie), "every end is in the thread's namespace");
+  t.equal((await th.socketPairsSoon('stream', MAX_PAIRS + 10)).length, MAX_PAIRS, 'at most one batch');
+
+  // A blocking request right behind one under way: it waits for that one, which still settles with its pairs.
+  const first = th.socketPairsSoon('seqpacket', 4);
+  const now = th.socketPairs('seqpacket', 2);
+  const later = await first;
+  t.teardown(() => [...now, ...later].flat().forEach((fd) => ux.close(fd)));
+  t.equal(now.length, 2, 'the blocking request got its own');
+  t.equal(later.length, 4, 'and the one under way settled with its own');
+  t.equal(new Set([...now, ...later].flat()).size, 12, 'no descriptor handed out twice');
+  th.close();
+  await t.rejects(th.socketPairsSoon('stream', 1), /closed/);
+});

@@ -82,7 +82,7 @@ function randomMessage(name: MessageName): Message {
 
 t.test('every T and R message, random fields → decode(encode(m)) = m, and re-encoding is byte-identical', async (t) => {
   const names = Object.keys(MESSAGES) as MessageName[];
-  t.equal(names.length, 60, 'every message of the table (29 T and 29 R of 9P2000.L, the dialect\'s Tlcreateat and Rlcreateat)');
+  t.equal(names.length, 64, 'every message of the table (29 T and 29 R of 9P2000.L, the dialect\'s Tlcreateat, Tmktmp, Tlinktmp and their replies)');
   for (const name of names) {
     for (let i = 0; i < 50; i++) {
       const m = randomMessage(name);

@@ -158,6 +158,7 @@ export class DgramPump {
   private closed = false;
   /** A 0-byte marker is (or was, if the program read it natively) at the head of the program's queue. */
   private marker = false;
+  private downQueued = false;
   /**
    * Datagrams (and markers) put into the program's end, and taken out of it through trapped receives. When the
    * two are equal the program's queue is empty (a native read only takes what is there), which saves the
@@ -176,13 +177,13 @@ export class DgramPump {
       if (r) this.up();
     });
     this.unsubscribe = o.file.ep.waiter.subscribe(EventIn | EventErr, () => {
-      this.down();
       // An error (ICMP, IP_RECVERR's queue) is for the program's next trapped receive: a parked one wakes for
-      // it, and a poll() on the program's end by the marker.
+      // it, and a poll() on the program's end by the marker; what came before it goes first.
       if (o.file.ep.readiness(EventErr) & EventErr) {
+        this.down();
         this.wakeForError();
         this.wakeWaiters();
-      }
+      } else this.downSoon();
     });
     this.down();
     this.poll.set(true, false);
@@ -196,6 +197,20 @@ export class DgramPump {
   private peer(): SocketAddress | undefined {
     const r = this.o.file.ep.remoteAddress();
     return isError(r) ? undefined : r;
+  }
+
+  /**
+   * `down` once the work at hand is over (a microtask): the datagrams one drain of the link's ring brings for this
+   * socket are then queued for the program back to back, and the program is woken once for them rather than once
+   * per datagram while the stack still works through the ring.
+   */
+  private downSoon(): void {
+    if (this.downQueued) return;
+    this.downQueued = true;
+    queueMicrotask(() => {
+      this.downQueued = false;
+      this.down();
+    });
   }
 
   /** Endpoint → program, one datagram per send; stops (and holds one datagram) while the pair is full. */

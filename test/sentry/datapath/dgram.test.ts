@@ -7,7 +7,7 @@ import { parseAddress } from '../../../netstack/addr.ts';
 import { DgramPump, SourceFifo, datagramHash } from '../../../sentry/datapath/dgram.ts';
 import { LINUX as L, encodeSockaddr } from '../../../sentry/socket/abi.ts';
 import { SocketFile } from '../../../sentry/socket/file.ts';
-import { EventErr } from '../../../netstack/waiter.ts';
+import { EventErr, EventIn } from '../../../netstack/waiter.ts';
 import { B4, twoNetstacks } from '../../netstack/adapter/helpers.ts';
 
 const from = (port: number) => ({ address: parseAddress('198.18.0.9')!, port });
@@ -251,4 +251,29 @@ t.test('DgramPump: a burst far larger than a default socket pair holds waits in 
   t.equal(seen.length, total, 'every datagram reached the program');
   t.same(seen, Array.from({ length: total }, (_, i) => i), 'in order');
   t.end();
+});
+
+t.test('DgramPump: a datagram is passed to the program once the stack\'s work at hand is over (a microtask), not while the stack still delivers', async (t) => {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = await peerOn(t, env, 9600);
+  const file = boundFile(t, env, 9601);
+  const { prog, pump } = pumped(t, file);
+  // Subscribed after the pump: at each arrival, what the pump had passed on by then.
+  const atArrival: number[] = [];
+  let arrivals = 0;
+  const off = file.ep.waiter.subscribe(EventIn, () => {
+    arrivals++;
+    atArrival.push(arrivals - pump.stats.datagramsDown);
+  });
+  t.teardown(off);
+  for (let i = 0; i < 20; i++) peer.send(Buffer.from([i]), 9601, '198.18.0.1');
+  for (let i = 0; i < 200 && pump.stats.datagramsDown < 20; i++) await sleep(5);
+  t.equal(pump.stats.datagramsDown, 20, 'all passed on');
+  t.ok(arrivals >= 20, `${arrivals} arrivals seen`);
+  t.ok(atArrival.every((behind) => behind >= 1), 'none passed on while its arrival was still being handled');
+  const buf = new Uint8Array(16);
+  const seen: number[] = [];
+  while (ux.recv(prog, buf, ux.U.MSG_DONTWAIT) === 1) seen.push(buf[0]!);
+  t.same(seen, Array.from({ length: 20 }, (_, i) => i), 'in order');
 });

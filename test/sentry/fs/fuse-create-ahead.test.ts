@@ -5,31 +5,7 @@
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { mountScratch, sh } from './fuse-helpers.ts';
-
-/** The serving node process at the bottom of the Gofer's command (node under bwraps). */
-function goferServer(pid: number): number {
-  const all = [pid];
-  for (let i = 0; i < all.length; i++) {
-    for (const d of readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === all[i]) all.push(Number(d));
-      } catch {
-        // gone meanwhile
-      }
-    }
-  }
-  return all.filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node').at(-1)!;
-}
-
-/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
+import { goferServer, mountScratch, sh, within } from './fuse-helpers.ts';
 
 t.test('files created in a directory while the Gofer is stopped: made ahead, the program does not wait; named on the host with their mode, times and bytes once it runs', async (t) => {
   const m = await mountScratch(t, () => {}, { passthrough: true, validity: { entry: 5, attr: 5 } });

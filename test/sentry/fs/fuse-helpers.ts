@@ -1,6 +1,6 @@
 /** Shared set-up of the FUSE tests: a confined `tsvisor gofer` serving a scratch root, mounted through FuseServer. */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
@@ -87,4 +87,32 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
     rmSync(dir, { recursive: true, force: true });
   });
   return { dir, root, mnt, gofer, client, server, closed };
+}
+
+/**
+ * The serving process at the bottom of the Gofer's command started as `pid` (node under bwraps): the one to stop
+ * (SIGSTOP) when a test needs the Gofer to answer nothing for a while.
+ */
+export function goferServer(pid: number): number {
+  const kids = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(d)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...(kids.get(all[i]!) ?? []));
+  return all.filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node').at(-1)!;
+}
+
+/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

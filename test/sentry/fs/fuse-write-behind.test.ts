@@ -1,47 +1,16 @@
 // Write-behind SETATTR: a chmod, chown or utimes of a file made or opened through the mount is answered before the
 // Gofer has done it; later requests see the settled state, and a failure the Gofer meets reaches the program at
 // close(2) (FLUSH), at the next request that opens or changes the file, never lost silently.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { mountScratch, sh } from './fuse-helpers.ts';
+import { goferServer, mountScratch, sh, within } from './fuse-helpers.ts';
 
-/** `pid` and its descendants, parents first (the Gofer's command confines the server in a bwrap child). */
-function tree(pid: number): number[] {
-  const kids = new Map<number, number[]>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(d)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const all = [pid];
-  for (let i = 0; i < all.length; i++) all.push(...(kids.get(all[i]!) ?? []));
-  return all;
-}
-
-/**
- * Sends `sig` to the serving process at the bottom of the Gofer's command (node under two bwraps; stopping the
- * bwraps too ends the confinement).
- */
-const signalTree = (pid: number, sig: NodeJS.Signals) => {
-  const server = tree(pid).filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node').at(-1)!;
-  process.kill(server, sig);
-};
+/** Sends `sig` to the Gofer's serving process (stopping the bwraps too would end the confinement). */
+const signalTree = (pid: number, sig: NodeJS.Signals) => process.kill(goferServer(pid), sig);
 
 /** Runs a Python program (the calls it makes are exactly the ones written). */
 const py = (src: string) => sh(`python3 -c '${src}'`);
-
-/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
 
 for (const passthrough of [false, true]) {
   const io = passthrough ? 'passthrough' : '9P I/O';

@@ -124,6 +124,9 @@ export async function serveRootfs(
       spinUs: process.env.TSVISOR_FUSE_SPIN_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_SPIN_US),
       // And TSVISOR_FUSE_REPLY_POLL_US how long it polls the 9P socket for the Gofer's reply to a lone caller (0: never).
       replyPollUs: process.env.TSVISOR_FUSE_REPLY_POLL_US === undefined ? undefined : Number(process.env.TSVISOR_FUSE_REPLY_POLL_US),
+      // TSVISOR_FUSE_CREATE_AHEAD=0: every create waits for the Gofer to make the file (no files made ahead), so a
+      // refusal of DIR's is the create's own error (sentry/fs/fuse/README.md, "Files made ahead").
+      createAhead: process.env.TSVISOR_FUSE_CREATE_AHEAD !== '0',
     });
     server.start();
     log(`rootfs: ${dir} served by gofer pid ${gofer.pid}, mounted at ${mount}${lowerRo ? ' read-only' : ''}`);

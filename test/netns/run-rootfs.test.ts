@@ -134,6 +134,24 @@ t.test('busybox tar inside the root: -c of a small tree, then -x of it elsewhere
   t.same(await settle(root), []);
 });
 
+t.test('an untar into a directory made inside: its files made ahead of their names (TSVISOR_FUSE_STATS), each named with its bytes; TSVISOR_FUSE_CREATE_AHEAD=0 makes none ahead', async (t) => {
+  const { root } = busyboxRoot(t);
+  const script = [
+    'mkdir -p /work/src', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "file $i" > /work/src/f$i; done', 'cd /work',
+    'tar -cf t.tar src', 'mkdir $OUT', 'tar -xf t.tar -C $OUT'].join(' && ');
+  const ahead = async (out: string, env: NodeJS.ProcessEnv) => {
+    const r = await tsvisorRun(undefined, ['--network=none', '--rootfs', root, '--', 'sh', '-c', script.replaceAll('$OUT', out)], { env: { ...process.env, TSVISOR_FUSE_STATS: '1', ...env } });
+    t.equal(r.code, 0, r.stderr);
+    const m = /"createdAhead":(\d+)/.exec(r.stderr);
+    t.ok(m, 'the server\'s counts are printed');
+    t.same(tree(join(root, 'work', out, 'src')), tree(join(root, 'work/src')), `${out}: every file arrived, name, mode, size and sha-256`);
+    return Number(m?.[1]);
+  };
+  t.ok((await ahead('on', {})) >= 10, 'made ahead: the files of the directory tar made');
+  t.equal(await ahead('off', { TSVISOR_FUSE_CREATE_AHEAD: '0' }), 0, 'none with TSVISOR_FUSE_CREATE_AHEAD=0');
+  t.same(await settle(root), []);
+});
+
 t.test('busybox httpd inside the root in --network=sandbox serves a file of DIR to curl on the peer', async (t) => {
   const { dir, root } = busyboxRoot(t);
   const ns = 'tqp-bb-httpd';

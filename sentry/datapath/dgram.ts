@@ -29,6 +29,8 @@ import { isError } from '../../netstack/errors.ts';
 import type { SocketAddress } from '../../netstack/socket.ts';
 import { EventErr, EventIn } from '../../netstack/waiter.ts';
 import * as ux from '../../lib/unix.ts';
+import { errno } from '../../lib/libc.ts';
+import { MmsgBatch } from '../../lib/mmsg.ts';
 import { type DatagramControl, datagramControl } from '../socket/cmsg.ts';
 import type { SocketFile } from '../socket/file.ts';
 
@@ -49,6 +51,34 @@ const HASH_BYTES = 64;
 const PAIR_SNDBUF = 2 << 20;
 
 const scratch = new Uint8Array(MAX_DGRAM);
+/** Datagrams passed to the program in one sendmmsg at most. */
+const DOWN_BATCH = 32;
+let downBatch: MmsgBatch | undefined;
+
+/** A datagram read from the Endpoint, on its way to the program's end. */
+interface Held {
+  data: Uint8Array;
+  from: SocketAddress | undefined;
+  control: DatagramControl | undefined;
+}
+
+/**
+ * Puts the datagrams `held` into the program's end `fd`, in order, in one system call (sendmmsg when more than one):
+ * how many went (0 or more), or -errno when the first could not.
+ */
+function sendHeld(fd: number, held: readonly Held[]): number {
+  if (held.length === 1) {
+    const n = ux.send(fd, held[0]!.data);
+    return n >= 0 ? 1 : n;
+  }
+  const batch = (downBatch ??= new MmsgBatch(DOWN_BATCH, MAX_DGRAM));
+  for (let i = 0; i < held.length; i++) {
+    batch.slot(i).set(held[i]!.data);
+    batch.setLength(i, held[i]!.data.length);
+  }
+  const n = batch.send(fd, 0, held.length, ux.U.MSG_DONTWAIT);
+  return n >= 0 ? n : -errno();
+}
 const EMPTY = new Uint8Array(0);
 
 /** One datagram handed to the program: enough to recognise it again, and where it came from. */
@@ -152,9 +182,8 @@ export class DgramPump {
   readonly stats = { datagramsUp: 0, datagramsDown: 0, dropped: 0 };
   private readonly poll: ux.FdPoll;
   private readonly unsubscribe: () => void;
-  private pending: Uint8Array | null = null;
-  private pendingFrom: SocketAddress | undefined;
-  private pendingControl: DatagramControl | undefined;
+  /** Datagrams read from the Endpoint and not yet in the program's end (the pair was full), oldest first. */
+  private readonly held: Held[] = [];
   private closed = false;
   /** A 0-byte marker is (or was, if the program read it natively) at the head of the program's queue. */
   private marker = false;
@@ -213,36 +242,45 @@ export class DgramPump {
     });
   }
 
-  /** Endpoint → program, one datagram per send; stops (and holds one datagram) while the pair is full. */
+  /**
+   * Endpoint → program: what the Endpoint holds, up to DOWN_BATCH datagrams at a time in one sendmmsg; stops while
+   * the pair is full, holding what it read (`held`).
+   */
   private down(): void {
     if (this.closed) return;
+    const held = this.held;
     for (;;) {
-      if (!this.pending) {
+      while (held.length < DOWN_BATCH) {
         // A pending error stays for the program's next trapped receive (recvmsg, recvfrom with an address).
         const r = this.o.file.ep.read({ maxBytes: MAX_DGRAM, keepError: true });
         if (isError(r)) break;
-        this.pending = r.data;
-        this.pendingFrom = r.from;
-        this.pendingControl = datagramControl(r);
+        held.push({ data: r.data, from: r.from, control: datagramControl(r) });
       }
+      if (held.length === 0) break;
       if (this.handOff()) continue;
-      const n = ux.send(this.o.fd, this.pending);
-      if (n === -ux.U.EAGAIN) break;
-      if (n >= 0) this.putCount++;
-      if (n >= 0 && this.pendingFrom && (this.o.file.wantedControl() !== 0 || !this.peer())) {
-        const e = { len: this.pending.length, hash: datagramHash(this.pending), from: this.pendingFrom, control: this.pendingControl };
-        this.fifo.push(e);
+      const sent = sendHeld(this.o.fd, held);
+      if (sent === -ux.U.EAGAIN) break;
+      if (sent < 0) {
+        // The first could not go (too large for the pair, say): dropped, and the rest go on.
+        this.stats.dropped++;
+        held.shift();
+        continue;
       }
-      if (n >= 0) this.stats.datagramsDown++;
-      else this.stats.dropped++;
-      this.pending = null;
-      if (n >= 0) this.wakeWaiters();
+      const sources = this.o.file.wantedControl() !== 0 || !this.peer();
+      for (let i = 0; i < sent; i++) {
+        const h = held[i]!;
+        this.putCount++;
+        if (h.from && sources) this.fifo.push({ len: h.data.length, hash: datagramHash(h.data), from: h.from, control: h.control });
+      }
+      this.stats.datagramsDown += sent;
+      held.splice(0, sent);
+      this.wakeWaiters();
     }
-    this.poll.set(true, this.pending !== null);
+    this.poll.set(true, held.length > 0);
   }
 
   /**
-   * The pending datagram straight to the oldest parked receive that takes it (not a MSG_PEEK), when the
+   * The first held datagram straight to the oldest parked receive that takes it (not a MSG_PEEK), when the
    * program's queue is empty: what it would have read from there next, without the two system calls of putting it
    * in and taking it out again. With anything queued the datagram goes behind it, in order.
    */
@@ -252,8 +290,8 @@ export class DgramPump {
     // A pending error is the receive's answer before any datagram (__skb_recv_udp): it looks again instead.
     if (this.o.file.ep.readiness(EventErr) & EventErr) return false;
     const [w] = this.waiters.splice(at, 1);
-    const got: Received = { data: this.pending!, from: this.peer() ?? this.pendingFrom, control: this.pendingControl };
-    this.pending = null;
+    const h = this.held.shift()!;
+    const got: Received = { data: h.data, from: this.peer() ?? h.from, control: h.control };
     this.stats.datagramsDown++;
     w!.settle(got);
     return true;
@@ -291,7 +329,7 @@ export class DgramPump {
 
   /** Puts the 0-byte marker into the program's queue if that is empty (nothing of ours unread in it). */
   private wakeForError(): void {
-    if (this.marker || this.closed || this.pending) return;
+    if (this.marker || this.closed || this.held.length > 0) return;
     if (ux.outQueue(this.o.fd) !== 0) return;
     if (ux.send(this.o.fd, EMPTY) === 0) {
       this.marker = true;

@@ -189,6 +189,11 @@ export class DgramPump {
   private marker = false;
   private downQueued = false;
   /**
+   * Datagrams that arrived since the last `down`: at a batch's worth they go at once, so that a long drain of the
+   * link's ring never leaves more than a batch waiting in the Endpoint (whose receive buffer would overflow).
+   */
+  private arrived = 0;
+  /**
    * Datagrams (and markers) put into the program's end, and taken out of it through trapped receives. When the
    * two are equal the program's queue is empty (a native read only takes what is there), which saves the
    * receive that would find nothing; a receive that does find nothing makes them equal again.
@@ -212,7 +217,8 @@ export class DgramPump {
         this.down();
         this.wakeForError();
         this.wakeWaiters();
-      } else this.downSoon();
+      } else if (++this.arrived >= DOWN_BATCH) this.down();
+      else this.downSoon();
     });
     this.down();
     this.poll.set(true, false);
@@ -248,6 +254,7 @@ export class DgramPump {
    */
   private down(): void {
     if (this.closed) return;
+    this.arrived = 0;
     const held = this.held;
     for (;;) {
       while (held.length < DOWN_BATCH) {

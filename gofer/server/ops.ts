@@ -164,6 +164,20 @@ function hostOwner(s: Session, fid: Fid, gid: number): [number, number] | number
   return [u, g];
 }
 
+/**
+ * Gives the file just made as `io` to `owner`, and returns its attributes after (or -errno). The server creates as
+ * root, so a new file is root's unless a set-group-id directory gave it its group: the chown is skipped when the file
+ * already has that owner and group and no set-id bit (a chown would clear S_ISUID, so a set-id file is still
+ * given, as before). `run --rootfs` as root attaches as root: one fchownat less per created file, on the path a
+ * CREATE waits for.
+ */
+function ownNew(io: number, owner: [number, number]): fs.Statx | number {
+  const st = fs.fstat(io);
+  if (typeof st === 'number' || (st.uid === owner[0] && st.gid === owner[1] && (st.mode & 0o6000) === 0)) return st;
+  chownNew(io, '', owner);
+  return fs.fstat(io);
+}
+
 /** Gives a just-created file to the fid's user (the server itself creates as root). */
 function chownNew(dirfd: number, name: Uint8Array | '', owner: [number, number]): void {
   if (!running) return;
@@ -218,15 +232,7 @@ function createFile(
     created = false;
   }
   if (io < 0) return -io;
-  let st = fs.fstat(io);
-  // The server creates as root, so a new file is root's unless a set-group-id directory gave it its group: the
-  // chown to the fid's user is skipped when the file already has that owner and group and no set-id bit (a chown
-  // would clear S_ISUID, so a set-id file is still given, as before). `run --rootfs` as root attaches as root:
-  // one fchownat less per created file, on the path a CREATE waits for.
-  if (created && typeof st !== 'number' && (st.uid !== owner[0] || st.gid !== owner[1] || (st.mode & 0o6000) !== 0)) {
-    chownNew(io, '', owner);
-    st = fs.fstat(io);
-  }
+  const st = created ? ownNew(io, owner) : fs.fstat(io);
   if (typeof st === 'number') {
     fs.close(io);
     return -st;
@@ -427,11 +433,7 @@ const handlers: { [T in TName]?: Handler<T> } = {
     if (typeof owner === 'number') return owner;
     const io = fs.openat(d.node.fd, '.', F.O_TMPFILE | F.O_RDWR | F.O_CLOEXEC, m.mode & 0o777);
     if (io < 0) return -io;
-    let st = fs.fstat(io);
-    if (typeof st !== 'number' && (st.uid !== owner[0] || st.gid !== owner[1])) {
-      chownNew(io, '', owner);
-      st = fs.fstat(io);
-    }
+    const st = ownNew(io, owner);
     const path = fs.openat(s.cfg.procFd, String(io), F.O_PATH | F.O_CLOEXEC);
     if (typeof st === 'number' || path < 0) {
       fs.close(io);

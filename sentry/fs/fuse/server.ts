@@ -85,7 +85,6 @@ const S_IXGRP = 0o010;
 /** The SETATTR fields a write-behind may carry (see FuseServer.setattrBehind): mode, owner and times. */
 const BEHIND_FATTR =
   FATTR.MODE | FATTR.UID | FATTR.GID | FATTR.ATIME | FATTR.MTIME | FATTR.ATIME_NOW | FATTR.MTIME_NOW | FATTR.FH | FATTR.LOCKOWNER | FATTR.KILL_SUIDGID;
-/** Requests that report a failed write-behind of their node instead of being done: they open, change, flush or sync it. */
 /**
  * Files made ahead of their names (Tmktmp) kept per directory that sees CREATEs, asked for again when this few are
  * left, for this many directories at once, given back after this long unused; and the open flags a CREATE answered
@@ -100,6 +99,7 @@ const O_LARGEFILE = 0o100000;
 const O_CLOEXEC = 0o2000000;
 const AHEAD_FLAGS = 3 | O_EXCL | O_TRUNC | O_NONBLOCK | O_LARGEFILE | O_CLOEXEC;
 
+/** Requests that report a failed write-behind of their node instead of being done: they open, change, flush or sync it. */
 const REPORTS_LATE = new Set<number>([OP.FLUSH, OP.FSYNC, OP.FSYNCDIR, OP.SETATTR, OP.OPEN, OP.WRITE, OP.SETXATTR, OP.REMOVEXATTR]);
 
 /** The wall clock as seconds and nanoseconds (microsecond precision). */
@@ -1200,7 +1200,7 @@ export class FuseServer {
     const parent = this.node(parentId);
     const st = this.stamp();
     const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
-    if (e && e.id !== 0n && st.t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
+    if (e && e.id !== 0n && this.fresh(parent, e, st.t)) {
       const entryLeft = (this.entryMs - (st.t - e.t)) / 1000;
       const child = this.nodes.get(e.id);
       if (child) {
@@ -1233,7 +1233,7 @@ export class FuseServer {
     if (this.client.closed) return this.lookupGone(parent, name);
     const t = performance.now();
     const e = this.entryMs > 0 ? parent.children?.get(nameKey(name)) : undefined;
-    if (e && t - e.t < this.entryMs && e.seq > parent.entriesDirtySeq) {
+    if (e && this.fresh(parent, e, t)) {
       const entryLeft = (this.entryMs - (t - e.t)) / 1000;
       if (e.id === 0n) {
         this.cacheHits++;
@@ -1380,6 +1380,11 @@ export class FuseServer {
     if (!dir.children.has(key)) this.entryCount++;
     dir.children.set(key, { id, t: st.t, seq: st.seq });
     dir.unsure?.delete(key);
+  }
+
+  /** Whether the lookup `e` of a name in `dir` may still be answered at `t`: within the entry validity, and sent after the directory's last change. */
+  private fresh(dir: Node, e: { t: number; seq: number }, t: number): boolean {
+    return t - e.t < this.entryMs && e.seq > dir.entriesDirtySeq;
   }
 
   /**
@@ -1540,16 +1545,24 @@ export class FuseServer {
   /** Counts a written-behind call on the node until the Gofer answers it, and keeps its failure. */
   private behindCall(node: Node, call: Promise<void>): void {
     node.behind++;
-    const done = call.catch((e: unknown) => {
-      this.lateErrors++;
-      node.lateError ??= e instanceof P9Error ? e.errno : EIO;
-      node.ahead = undefined; // not what the host file has
-    });
-    this.pendingBehind.add(done);
-    void done.then(() => this.pendingBehind.delete(done));
+    const done = call.catch((e: unknown) => this.keepLateError(node, e));
+    this.track(done);
     node.settled = Promise.all([node.settled, done]).then(() => {
       if (--node.behind === 0) node.settled = undefined;
     });
+  }
+
+  /** A change answered before the Gofer made it failed there: kept on the node for the next request to report. */
+  private keepLateError(node: Node, e: unknown): void {
+    this.lateErrors++;
+    node.lateError ??= e instanceof P9Error ? e.errno : EIO;
+    node.ahead = undefined; // not what the host file has
+  }
+
+  /** Keeps a written-behind call (never rejecting) among those `settle` waits for, until it is answered. */
+  private track(done: Promise<void>): void {
+    this.pendingBehind.add(done);
+    void done.then(() => this.pendingBehind.delete(done));
   }
 
   /**
@@ -1765,13 +1778,11 @@ export class FuseServer {
     const dirAttr = this.knownAttr(parent);
     if (!dirAttr) return undefined;
     const pool = this.poolFor(h.nodeid, mode, h.gid, t);
-    const made = pool.gid === h.gid ? pool.ready[0] : undefined;
-    this.fillPool(h.nodeid, pool);
     // An inode number a node still has (a file unlinked while the kernel holds it) would give the new file that
     // node: the usual CREATE instead.
-    if (!made || this.byIno.has(made.attr.ino)) return undefined;
-    pool.ready.shift();
+    const made = pool.gid === h.gid && pool.ready[0] && !this.byIno.has(pool.ready[0].attr.ino) ? pool.ready.shift() : undefined;
     this.fillPool(h.nodeid, pool);
+    if (!made) return undefined;
     this.dirtyDir(parent, name);
     const st = this.stamp();
     const now = realtime();
@@ -1789,14 +1800,11 @@ export class FuseServer {
       },
       (e: unknown) => {
         this.aheadFailed++;
-        this.lateErrors++;
-        node.lateError ??= e instanceof P9Error ? e.errno : EIO;
-        node.ahead = undefined;
+        this.keepLateError(node, e);
         if (parent.children?.get(nameKey(name))?.id === id) this.dirtyDir(parent, name);
       },
     );
-    this.pendingBehind.add(named);
-    void named.then(() => this.pendingBehind.delete(named));
+    this.track(named);
     this.createdAhead++;
     const entry = entryOut(id, a, this.valid);
     const out = new Uint8Array(entry.length + 16);
@@ -1809,7 +1817,7 @@ export class FuseServer {
   private knownAbsent(dir: Node, name: Uint8Array, t: number): boolean {
     if (this.entryMs <= 0) return false;
     const e = dir.children?.get(nameKey(name));
-    if (e) return e.id === 0n && t - e.t < this.entryMs && e.seq > dir.entriesDirtySeq;
+    if (e) return e.id === 0n && this.fresh(dir, e, t);
     return this.knownMissing(dir, name, t) !== undefined;
   }
 

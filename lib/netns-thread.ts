@@ -101,10 +101,14 @@ const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: false; value: string } | { async: true; value: Promise<string> };
 }).waitAsync.bind(Atomics);
 
-const EPROTO = 71;
 const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 const SOCK_CLOEXEC = 0o2000000;
+
+/** The socket type a request for pairs of `type` asks for. */
+function pairType(type: 'stream' | 'seqpacket'): number {
+  return (type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC;
+}
 
 /** A Worker inside a network namespace that makes AF_UNIX socketpairs there. */
 export class NetnsThread {
@@ -202,8 +206,8 @@ export class NetnsThread {
     const out: [number, number][] = [];
     for (let left = n; left > 0; ) {
       const batch = Math.min(left, MAX_PAIRS);
-      const made = this.request((type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC, batch);
-      for (let i = 0; i < made; i++) out.push([this.ctl[4 + 2 * i]!, this.ctl[5 + 2 * i]!]);
+      const made = this.request(pairType(type), batch);
+      out.push(...this.pairsMade(made));
       if (made < batch) break;
       left -= made;
     }
@@ -220,10 +224,7 @@ export class NetnsThread {
     if (this.closed) return Promise.reject(new Error(`the thread of network namespace '${this.label}' is closed`));
     if (this.pending || !this.ready || n <= 0) return Promise.resolve([]);
     const ctl = this.ctl;
-    ctl[1] = (type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC;
-    ctl[2] = Math.min(n, MAX_PAIRS);
-    Atomics.store(ctl, 0, REQUEST);
-    Atomics.notify(ctl, 0);
+    this.post(pairType(type), Math.min(n, MAX_PAIRS));
     return new Promise((resolve, reject) => {
       // A waitAsync keeps no event loop alive (nor does the unref'd Worker): this timer does, until the answer.
       const alive = setTimeout(() => {}, ANSWER_MS);
@@ -259,8 +260,7 @@ export class NetnsThread {
       return;
     }
     const made = ctl[3]!;
-    const out: [number, number][] = [];
-    for (let i = 0; i < made; i++) out.push([ctl[4 + 2 * i]!, ctl[5 + 2 * i]!]);
+    const out = this.pairsMade(made);
     Atomics.store(ctl, 0, IDLE);
     p.settle(made > 0 ? out : new SysError('socketpair', -made, `in network namespace ${this.label}`));
   }
@@ -272,9 +272,23 @@ export class NetnsThread {
   diagSocket(): number {
     if (this.closed) throw new Error(`the thread of network namespace '${this.label}' is closed`);
     this.inside();
-    const made = this.request(DIAG_REQUEST, 1, 'socket(AF_NETLINK)');
-    if (made !== 1) throw new SysError('socket', EPROTO, `NETLINK_SOCK_DIAG in network namespace ${this.label}`);
+    this.request(DIAG_REQUEST, 1, 'socket(AF_NETLINK)');
     return this.ctl[4]!;
+  }
+
+  /** Hands the Worker a request: `type` (a socket type, or DIAG_REQUEST) and `n`. */
+  private post(type: number, n: number): void {
+    this.ctl[1] = type;
+    this.ctl[2] = n;
+    Atomics.store(this.ctl, 0, REQUEST);
+    Atomics.notify(this.ctl, 0);
+  }
+
+  /** The first `made` pairs the Worker left in the shared words. */
+  private pairsMade(made: number): [number, number][] {
+    const out: [number, number][] = [];
+    for (let i = 0; i < made; i++) out.push([this.ctl[4 + 2 * i]!, this.ctl[5 + 2 * i]!]);
+    return out;
   }
 
   /** One request: how many pairs were made (≥ 1, or all `n`); throws when none were. */
@@ -287,10 +301,7 @@ export class NetnsThread {
       this.finishPending();
       if (this.closed) throw new Error(`the thread of network namespace '${this.label}' did not answer`);
     }
-    ctl[1] = type;
-    ctl[2] = n;
-    Atomics.store(ctl, 0, REQUEST);
-    Atomics.notify(ctl, 0);
+    this.post(type, n);
     const deadline = Date.now() + ANSWER_MS;
     while (Atomics.load(ctl, 0) === REQUEST && Date.now() < deadline) Atomics.wait(ctl, 0, REQUEST, 100);
     if (Atomics.load(ctl, 0) !== DONE) {

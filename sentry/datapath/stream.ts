@@ -114,10 +114,10 @@ export interface StreamPumpOptions {
    */
   programEnd?: () => number;
   /**
-   * Whether a process of the sandbox still holds the program's end (asked when both directions are shut); without
-   * it, `programEnd` is asked for a duplicate.
+   * Whether a process of the sandbox still holds the program's end (asked when both directions are shut); where it
+   * is not given or cannot tell (undefined), `programEnd` is asked for a duplicate.
    */
-  programHeld?: () => boolean;
+  programHeld?: () => boolean | undefined;
   /**
    * Called once when the pump has released everything (the Endpoint is closed or closing). `unsurfaced` is the
    * errno of a reset the program's end could not be made to report (its sending side was shut, so the byte could
@@ -467,7 +467,8 @@ export class StreamPump extends EventEmitter<{ moved: [] }> {
    */
   private bothShutAndHeld(): boolean {
     if (!this.remoteEof) return false;
-    if (this.o.programHeld) return this.o.programHeld();
+    const held = this.o.programHeld?.();
+    if (held !== undefined) return held;
     const d = this.o.programEnd?.() ?? -1;
     if (d < 0) return false;
     ux.close(d);

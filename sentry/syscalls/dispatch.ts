@@ -312,15 +312,25 @@ export class Sentry {
    */
   private makePairs(kind: 'stream' | 'dgram', n: number): [number, number][] {
     const type = kind === 'stream' ? 'stream' : 'seqpacket';
-    const make = () => Array.from({ length: n }, () => ux.socketPair(type, false));
+    return this.inAppNetns(
+      (thread) => thread.socketPairs(type, n),
+      () => Array.from({ length: n }, () => ux.socketPair(type, false)),
+    );
+  }
+
+  /**
+   * `make` in the app netns (where the pairs live): by its thread (`viaThread`); should that thread be lost, by the
+   * main thread stepping in and out as before; without an app netns, here.
+   */
+  private inAppNetns<T>(viaThread: (thread: NetnsThread) => T, make: () => T): T {
     if (!this.o.appNetns) return make();
     if (this.netnsThread) {
       try {
-        return this.netnsThread.socketPairs(type, n);
+        return viaThread(this.netnsThread);
       } catch (e) {
-        // Out of fds is the process's state, not the thread's: the caller answers it as any socketpair failure.
+        // Out of fds is the process's state, not the thread's: the caller answers it as any socket() failure.
         if (e instanceof SysError) throw e;
-        this.log(`app netns thread: ${(e as Error).message}; making pairs from the main thread`);
+        this.log(`app netns thread: ${(e as Error).message}; going into the namespace from the main thread`);
         this.netnsThread.close();
         this.netnsThread = undefined;
       }
@@ -474,30 +484,29 @@ export class Sentry {
   /**
    * Whether the program's end of `sock` is still open anywhere in the sandbox (a process holds it after both
    * directions were shut): the namespace's sock_diag looks the socket up by inode, found until its last close
-   * releases it. Where that cannot be asked, the owner's fds are scanned for it (`programEnd`).
+   * releases it. Undefined where that cannot be asked (the pump then looks among the owner's fds: `programEnd`).
    */
-  private programHeld(sock: Sock): boolean {
-    const exists = typeof sock.ino === 'number' ? unixSocketExists(this.diag(), sock.ino) : undefined;
-    if (exists !== undefined) return exists;
-    const d = this.programEnd(sock);
-    if (d < 0) return false;
-    ux.close(d);
-    return true;
+  private programHeld(sock: Sock): boolean | undefined {
+    return typeof sock.ino === 'number' ? unixSocketExists(this.diag(), sock.ino) : undefined;
   }
 
   /** The NETLINK_SOCK_DIAG socket of the pairs' namespace, made on first use; -1 when it cannot be made. */
   private diag(): number {
     if (this.diagFd !== undefined) return this.diagFd;
-    const make = () => sys.socket(AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    let fd = -1;
+    let fd: number;
     try {
-      if (!this.o.appNetns) fd = make();
-      else if (this.netnsThread) fd = this.netnsThread.diagSocket();
-      else fd = inNetns(this.o.appNetns, make);
+      fd = this.inAppNetns(
+        (thread) => thread.diagSocket(),
+        () => sys.socket(AF_NETLINK, C.SOCK_RAW | C.SOCK_CLOEXEC, NETLINK_SOCK_DIAG),
+      );
     } catch {
       fd = -1;
     }
-    this.diagFd = this.closed && fd >= 0 ? (ux.close(fd), -1) : Math.max(fd, -1);
+    if (fd >= 0 && this.closed) {
+      ux.close(fd);
+      fd = -1;
+    }
+    this.diagFd = Math.max(fd, -1);
     return this.diagFd;
   }
 

@@ -5,7 +5,8 @@
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { goferServer, mountScratch, sh, within } from './fuse-helpers.ts';
+import { within } from '../../lib/wait.ts';
+import { goferServer, mountScratch, sh } from './fuse-helpers.ts';
 
 t.test('files created in a directory while the Gofer is stopped: made ahead, the program does not wait; named on the host with their mode, times and bytes once it runs', async (t) => {
   const m = await mountScratch(t, () => {}, { passthrough: true, validity: { entry: 5, attr: 5 } });
@@ -22,7 +23,7 @@ t.test('files created in a directory while the Gofer is stopped: made ahead, the
   // Each is an open(O_CREAT|O_TRUNC) of a name the server knows missing (the directory was made through the mount),
   // a write through the passthrough file and a close: none needs the Gofer.
   const calls = sh(`cd ${d} && for n in a b c d; do printf "bytes of $n" > $n; done && echo done`);
-  const r = await within(calls, 20000);
+  const r = await within(calls, 20000, 'the creates while the Gofer is stopped').catch(() => 'timeout' as const);
   process.kill(server, 'SIGCONT');
   stopped = false;
   if (r === 'timeout') {

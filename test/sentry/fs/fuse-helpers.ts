@@ -109,10 +109,3 @@ export function goferServer(pid: number): number {
   for (let i = 0; i < all.length; i++) all.push(...(kids.get(all[i]!) ?? []));
   return all.filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'node').at(-1)!;
 }
-
-/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
-export function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}

@@ -4,7 +4,8 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { goferServer, mountScratch, sh, within } from './fuse-helpers.ts';
+import { within } from '../../lib/wait.ts';
+import { goferServer, mountScratch, sh } from './fuse-helpers.ts';
 
 /** Sends `sig` to the Gofer's serving process (stopping the bwraps too would end the confinement). */
 const signalTree = (pid: number, sig: NodeJS.Signals) => process.kill(goferServer(pid), sig);
@@ -30,7 +31,7 @@ for (const passthrough of [false, true]) {
     });
     // Without write-behind each call waits for the stopped Gofer: the program never finishes while it is stopped.
     const calls = py(`import os; p="${f}"; os.chmod(p, 0o640); os.chown(p, 1234, 5678); os.utime(p, ns=(981173106000000001, 981173106123456789)); print("done")`);
-    const r = await within(calls, 30000);
+    const r = await within(calls, 30000, 'the calls while the Gofer is stopped').catch(() => 'timeout' as const);
     signalTree(gofer, 'SIGCONT');
     stopped = false;
     if (r === 'timeout') {

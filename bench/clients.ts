@@ -18,6 +18,8 @@ export interface ThroughputResult {
   senderGbps: number;
   /** Retransmits reported by the sender, when it counts them. */
   retransmits?: number;
+  /** The sending sockets' congestion control, when iperf3 names it (end.sender_tcp_congestion). */
+  congestion?: string;
 }
 
 /** Parses `iperf3 -J` output (client side). */
@@ -27,6 +29,7 @@ export function parseIperf3Json(text: string): ThroughputResult {
     end?: {
       sum_received?: { bits_per_second?: number };
       sum_sent?: { bits_per_second?: number; retransmits?: number };
+      sender_tcp_congestion?: string;
     };
   };
   try {
@@ -40,6 +43,7 @@ export function parseIperf3Json(text: string): ThroughputResult {
   if (typeof rx !== 'number') throw new ParseError('iperf3 JSON has no end.sum_received.bits_per_second');
   const out: ThroughputResult = { gbps: rx / 1e9, senderGbps: typeof tx === 'number' ? tx / 1e9 : rx / 1e9 };
   if (typeof j.end?.sum_sent?.retransmits === 'number') out.retransmits = j.end.sum_sent.retransmits;
+  if (typeof j.end?.sender_tcp_congestion === 'string') out.congestion = j.end.sender_tcp_congestion;
   return out;
 }
 
@@ -116,10 +120,12 @@ export function parseWrk(text: string): HttpResult {
 export async function runIperf3(
   ns: string,
   host: string,
-  o: { seconds: number; streams: number; reverse: boolean; port?: number },
+  o: { seconds: number; streams: number; reverse: boolean; port?: number; congestion?: string },
 ): Promise<ThroughputResult> {
   const argv = ['iperf3', '-c', host, '-p', String(o.port ?? 5201), '-t', String(o.seconds), '-P', String(o.streams), '-J', '--connect-timeout', '3000'];
   if (o.reverse) argv.push('-R');
+  // -C sets the sending sockets' congestion control: the client's, or with -R the server's (which ours ignores).
+  if (o.congestion) argv.push('-C', o.congestion);
   const r = await nsRunAsync(ns, argv, (o.seconds + 20) * 1000);
   if (r.timedOut) throw new ParseError(`iperf3 did not finish within ${o.seconds + 20} s`);
   return parseIperf3Json(r.stdout || r.stderr);

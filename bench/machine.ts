@@ -24,6 +24,12 @@ export interface Machine {
   haltPollNs?: number;
   /** Nanoseconds one system call costs (syscallNs), when measured. */
   syscallNs?: number;
+  /**
+   * The TCP congestion control new sockets get (net.ipv4.tcp_congestion_control; a namespace made after boot starts
+   * with the host's), so the stock clients' unless the bench was told otherwise. It decides how a bulk sender paces
+   * itself, and with it the to-service throughput rows (bench/README.md, "The clients' congestion control").
+   */
+  congestion?: string;
 }
 
 function readText(path: string): string | undefined {
@@ -34,14 +40,24 @@ function readText(path: string): string | undefined {
   }
 }
 
-/** Reads the machine's CPUs and kernel, and its cpuidle driver and halt-poll time from `sys` (a sysfs root). */
-export function readMachine(sys = '/sys'): Machine {
+/**
+ * Reads the machine's CPUs and kernel, its cpuidle driver and halt-poll time from `sys` (a sysfs root), and its
+ * default TCP congestion control from `proc`.
+ */
+export function readMachine(sys = '/sys', proc = '/proc'): Machine {
   const m: Machine = { cpus: availableParallelism(), kernel: release() };
+  const congestion = readText(join(proc, 'sys/net/ipv4/tcp_congestion_control'));
+  if (congestion) m.congestion = congestion;
   const driver = readText(join(sys, 'devices/system/cpu/cpuidle/current_driver'));
   if (driver && driver !== 'none') m.cpuidle = driver;
   const poll = readText(join(sys, 'module/haltpoll/parameters/guest_halt_poll_ns'));
   if (m.cpuidle === 'haltpoll' && poll !== undefined && /^\d+$/.test(poll)) m.haltPollNs = Number(poll);
   return m;
+}
+
+/** The congestion controls the kernel offers here (tcp_available_congestion_control), or undefined if unreadable. */
+export function availableCongestion(proc = '/proc'): string[] | undefined {
+  return readText(join(proc, 'sys/net/ipv4/tcp_available_congestion_control'))?.split(/\s+/).filter(Boolean);
 }
 
 /**
@@ -76,5 +92,6 @@ export function describeMachine(m: Machine): string {
   if (m.syscallNs !== undefined) {
     line += `; a system call ${m.syscallNs >= 1000 ? `${(m.syscallNs / 1000).toFixed(1)} µs` : `${m.syscallNs} ns`}`;
   }
+  if (m.congestion) line += `; TCP congestion control ${m.congestion}`;
   return line;
 }

@@ -105,6 +105,7 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   if (report.rounds) out.push(`each figure is the median of ${report.rounds} rounds (every system once per round, in turn)`);
   for (const [system, what] of Object.entries(report.notes)) out.push(`conn-memory ${system}: ${what}`);
   if (report.machine) out.push(describeMachine(report.machine));
+  if (report.congestion) out.push(`to-service throughput: the clients' sockets use ${report.congestion} (--congestion)`);
   const threads = report.results.find((r) => r.system === 'tsvisor' && typeof r.threads === 'number')?.threads;
   if (threads) out.push(`tsvisor: serve --threads ${threads} (netstack shards on worker threads)`);
   for (const s of report.skipped) out.push(`skipped: ${s.system}${s.test === '*' ? '' : ` ${s.test}`}${s.mtu ? ` (MTU ${s.mtu})` : ''}: ${s.reason}`);

@@ -69,6 +69,8 @@ export interface BenchReport {
   seconds: number;
   /** CPUs, kernel and how idle CPUs wait (bench/machine.ts); absent in reports written before it was recorded. */
   machine?: Machine;
+  /** The clients' congestion control in the to-service throughput rows when `--congestion` set it. */
+  congestion?: string;
 }
 
 /** A latency in µs as text, in ms from 10 ms up. */

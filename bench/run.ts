@@ -26,6 +26,8 @@ export interface BenchOptions {
   connections?: number[];
   /** Times each system runs the whole sequence, the systems taking turns (default 1); figures are medians. */
   rounds?: number;
+  /** The clients' congestion control in the to-service throughput rows (iperf3 -C); default the machine's. */
+  congestion?: string;
 }
 
 /** UDP round trip next to TCP's, for the side-by-side UDP echo comparison. */
@@ -96,7 +98,13 @@ function record(s: SystemInstance, test: TestName, mtu: number, direction: Direc
   return { system: s.name, test, mtu, direction, streams, value, unit: UNITS[test], ...extra };
 }
 
-function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<string, string>, log: (line: string) => void): Step[] {
+/** The congestion control iperf3 is told to give the sending sockets, by direction (undefined: nothing said). */
+interface Congestion {
+  to?: string;
+  from?: string;
+}
+
+function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<string, string>, log: (line: string) => void, congestion: Congestion = {}): Step[] {
   const steps: Step[] = [];
   for (const mtu of p.mtus) {
     if (!tests.includes('throughput')) break;
@@ -108,9 +116,11 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
           mtu,
           label: `throughput mtu ${mtu}, ${streams} stream${streams > 1 ? 's' : ''}, ${direction}`,
           async run(s) {
-            const r = await runIperf3(s.clientNs, s.host, { seconds: p.seconds, streams, reverse: direction === 'from-service' });
+            const reverse = direction === 'from-service';
+            const r = await runIperf3(s.clientNs, s.host, { seconds: p.seconds, streams, reverse, congestion: reverse ? congestion.from : congestion.to });
             const extra: Record<string, unknown> = { sender_gbps: roundTo(r.senderGbps, 3) };
             if (r.retransmits !== undefined) extra.retransmits = r.retransmits;
+            if (r.congestion !== undefined) extra.sender_congestion = r.congestion;
             return record(s, 'throughput', mtu, direction, streams, roundTo(r.gbps, 3), extra);
           },
         });
@@ -303,7 +313,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
   const skipped: Skipped[] = [];
   const udpLatency: UdpLatency[] = [];
   const notes: Record<string, string> = {};
-  const steps = stepsFor(tests, p, udpLatency, notes, opts.log);
+  // --congestion is for the clients' sockets. A kernel iperf3 server keeps a test's -C for the tests after it, so
+  // the from-service rows then name the machine's default, which its server had before (ours takes neither).
+  const congestion: Congestion = opts.congestion ? { to: opts.congestion, from: readMachine().congestion } : {};
+  const steps = stepsFor(tests, p, udpLatency, notes, opts.log, congestion);
   const rounds = opts.rounds ?? 1;
   const total = steps.length * systems.length * rounds;
   let done = 0;
@@ -384,5 +397,6 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
     seconds: roundTo((performance.now() - started) / 1000, 1),
     udpLatency: medianUdp(udpLatency),
     machine: { ...readMachine(), syscallNs: syscallNs() },
+    ...(opts.congestion ? { congestion: opts.congestion } : {}),
   };
 }

@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { cleanup } from '../bench/proc.ts';
 import { formatHtml, formatTable } from '../bench/report.ts';
+import { availableCongestion } from '../bench/machine.ts';
 import { runBench, selectOnly } from '../bench/run.ts';
 import { formatSentryTable, runSentryBench, type SentryReport } from '../bench/sentry.ts';
 import { formatGoferTable, runGoferBench, type GoferReport } from '../bench/gofer.ts';
@@ -31,13 +32,15 @@ export interface BenchArgs {
   connections?: number[];
   /** Times each system runs the whole sequence, in turns; each figure is the median run's (`--rounds 3`). */
   rounds: number;
+  /** The congestion control of the clients' sockets in the to-service throughput rows (`--congestion cubic`). */
+  congestion?: string;
 }
 
 /** Parses `bench`'s arguments; every mistake is a UsageError naming it. */
 export function parseBenchArgs(argv: string[]): BenchArgs {
   const { options: o } = parseArgs(argv, {
     quick: {}, json: { value: true }, html: { value: true }, only: { value: true, repeat: true }, threads: { value: true }, streams: { value: true },
-    rounds: { value: true }, connections: { value: true },
+    rounds: { value: true }, connections: { value: true }, congestion: { value: true },
   });
   const threads = o.threads === undefined ? 1 : intOption('threads', o.threads as string, 1, 16);
   const rounds = o.rounds === undefined ? 1 : intOption('rounds', o.rounds as string, 1, 20);
@@ -52,7 +55,17 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer, threads, streams, connections, rounds };
+  const congestion = o.congestion === undefined ? undefined : congestionOption(o.congestion as string);
+  return { quick: Boolean(o.quick), json: o.json as string | undefined, html: o.html as string | undefined, only, sentry, gofer, threads, streams, connections, rounds, congestion };
+}
+
+/** `--congestion NAME`: one the kernel offers here (tcp_available_congestion_control), else a UsageError listing them. */
+export function congestionOption(name: string, available = availableCongestion()): string {
+  if (!/^[a-z0-9_]{1,15}$/.test(name)) throw new UsageError(`--congestion: '${name}' is not a congestion control's name`);
+  if (available !== undefined && !available.includes(name)) {
+    throw new UsageError(`--congestion: '${name}' is not available here (${available.join(', ')})`);
+  }
+  return name;
 }
 
 /** The `bench` command; resolves to the exit status (0 also when some systems were skipped). */
@@ -70,7 +83,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const log = (l: string) => process.stderr.write(l + '\n');
     // `--only sentry` and/or `gofer` alone run only their rows; with other names, those as well.
     const extrasOnly = (args.sentry || args.gofer) && args.only.length === 0;
-    const report = extrasOnly ? undefined : await runBench({ quick: args.quick, only: args.only, log, threads: args.threads, streams: args.streams, connections: args.connections, rounds: args.rounds });
+    const report = extrasOnly
+      ? undefined
+      : await runBench({ quick: args.quick, only: args.only, log, threads: args.threads, streams: args.streams, connections: args.connections, rounds: args.rounds, congestion: args.congestion });
     let sentry: SentryReport | undefined;
     if (args.sentry) sentry = await runSentryBench({ quick: args.quick, log });
     let gofer: GoferReport | undefined;

@@ -74,7 +74,7 @@ Runs packetdrill scripts (files, or folders of them) against the netstack and/or
 The Linux DUT's namespaces are NAME-PID-N-a/-b (NAME tsv-pd by default).
 `,
   bench: `usage: tsvisor bench [--quick] [--json FILE] [--html FILE] [--only NAME,...] [--threads N] [--streams N,...] [--rounds N]
-                    [--connections N,...]
+                    [--connections N,...] [--congestion NAME]
 
 Measures throughput, latency, HTTP request rates (new connections, and keep-alive) and memory of kernel, tsvisor,
 pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only takes systems and test names.
@@ -82,6 +82,8 @@ pasta and slirp4netns in namespaces of its own, with ratios to kernel. --only ta
 --connections 10,32 sets http-keepalive's kept-alive connection counts, one row each (default 8 with --quick, else
 10, wrk's own default, and 32).
 --rounds N runs every system N times, in turn, and reports each figure's median run (default 1).
+--congestion NAME gives iperf3's sockets that TCP congestion control (iperf3 -C) in the rows where the client
+sends (to-service); by default they have the machine's (net.ipv4.tcp_congestion_control), which the report names.
 `,
   gofer: `usage: tsvisor gofer --root DIR --listen unix:PATH [--ro] [--uid-map IN:OUT:COUNT]... [--no-confine]
                     [--exit-with-stdin] [--poll-us N] [--stats]

@@ -10,6 +10,8 @@ const IPERF3 = JSON.stringify({
   end: {
     sum_sent: { start: 0, end: 1.000108, seconds: 1.000108, bytes: 963248128, bits_per_second: 7705152867.49031, retransmits: 4, sender: true },
     sum_received: { start: 0, end: 1.01315, seconds: 1.01315, bytes: 959184896, bits_per_second: 7573882611.656714, sender: true },
+    sender_tcp_congestion: 'bbr',
+    receiver_tcp_congestion: 'bbr',
   },
 });
 
@@ -96,11 +98,15 @@ Requests/sec:  46210.04
 Transfer/sec:     21.64MB
 `;
 
-t.test('iperf3 -J: receiver rate, sender rate and retransmits', async (t) => {
+t.test('iperf3 -J: receiver rate, sender rate, retransmits and the sender\'s congestion control', async (t) => {
   const r = parseIperf3Json(IPERF3);
   t.ok(Math.abs(r.gbps - 7.573882611656714) < 1e-12, `receiver ${r.gbps}`);
   t.ok(Math.abs(r.senderGbps - 7.70515286749031) < 1e-12, `sender ${r.senderGbps}`);
   t.equal(r.retransmits, 4);
+  t.equal(r.congestion, 'bbr');
+  const bare = JSON.parse(IPERF3);
+  delete bare.end.sender_tcp_congestion;
+  t.equal(parseIperf3Json(JSON.stringify(bare)).congestion, undefined, 'absent where iperf3 does not name it');
 });
 
 t.test('iperf3 -J: an error is reported in iperf3 words', async (t) => {

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { describeMachine, readMachine, syscallNs } from '../../bench/machine.ts';
+import { availableCongestion, describeMachine, readMachine, syscallNs } from '../../bench/machine.ts';
 
 /** A sysfs root holding just `files` (path under the root → content). */
 function fakeSys(t: Test, files: Record<string, string>): string {
@@ -40,16 +40,28 @@ t.test('another driver: its name, and no halt-poll figure even where the module 
 });
 
 t.test('no cpuidle at all: CPUs and kernel only', async (t) => {
-  const m = readMachine(fakeSys(t, {}));
+  const m = readMachine(fakeSys(t, {}), fakeSys(t, {}));
   t.equal(m.cpuidle, undefined);
   t.ok(m.cpus >= 1);
   t.match(describeMachine(m), /^machine: \d+ CPUs?, Linux \S+$/);
 });
 
+t.test('the default TCP congestion control: read from proc and named in the line; the ones on offer listed', async (t) => {
+  const proc = fakeSys(t, { 'sys/net/ipv4/tcp_congestion_control': 'bbr', 'sys/net/ipv4/tcp_available_congestion_control': 'reno bbr cubic' });
+  const m = readMachine(fakeSys(t, {}), proc);
+  t.equal(m.congestion, 'bbr');
+  t.match(describeMachine(m), /; TCP congestion control bbr$/);
+  t.same(availableCongestion(proc), ['reno', 'bbr', 'cubic']);
+  const none = fakeSys(t, {});
+  t.equal(readMachine(none, none).congestion, undefined);
+  t.notMatch(describeMachine(readMachine(none, none)), /congestion/);
+  t.equal(availableCongestion(none), undefined);
+});
+
 t.test('the price of a system call: measured here, and given in µs or ns', async (t) => {
   const ns = syscallNs();
   t.ok(Number.isInteger(ns) && ns > 0 && ns < 1_000_000, `one system call ${ns} ns`);
-  const m = readMachine(fakeSys(t, {}));
+  const m = readMachine(fakeSys(t, {}), fakeSys(t, {}));
   t.match(describeMachine({ ...m, syscallNs: 1540 }), /; a system call 1\.5 µs$/);
   t.match(describeMachine({ ...m, syscallNs: 120 }), /; a system call 120 ns$/);
 });

@@ -175,4 +175,6 @@ t.test('--rounds: one record per system and setting, the median run\'s, with eve
   t.equal(m.length, 4);
   t.match(formatTable({ ...REPORT, results: m, rounds: 3 }), /\neach figure is the median of 3 rounds/);
   t.notMatch(formatTable(REPORT), /median of/);
+  t.match(formatTable({ ...REPORT, congestion: 'cubic' }), /\nto-service throughput: the clients' sockets use cubic \(--congestion\)\n/);
+  t.notMatch(formatTable(REPORT), /--congestion/);
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseBenchArgs } from '../../cli/bench.ts';
+import { congestionOption, parseBenchArgs } from '../../cli/bench.ts';
 import { parseServeArgs, shardPcap } from '../../cli/serve.ts';
 import { sumCounters } from '../../cli/serve-shards.ts';
 
@@ -42,6 +42,11 @@ t.test('bench --threads, --streams and --connections → passed on; defaults 1 a
   t.equal(d.rounds, 1);
   t.equal(parseBenchArgs(['--rounds', '3']).rounds, 3);
   t.throws(() => parseBenchArgs(['--rounds', '0']), /^--rounds: /);
+  t.equal(d.congestion, undefined);
+  t.equal(congestionOption('cubic', ['reno', 'bbr', 'cubic']), 'cubic');
+  t.throws(() => congestionOption('vegas', ['reno', 'bbr', 'cubic']), /^--congestion: 'vegas' is not available here \(reno, bbr, cubic\)$/);
+  t.throws(() => parseBenchArgs(['--congestion', 'cu bic']), /^--congestion: 'cu bic' is not a congestion control's name$/);
+  t.equal(parseBenchArgs(['--congestion', 'reno']).congestion, 'reno', 'reno: always built in');
   t.end();
 });
 

@@ -1,6 +1,7 @@
-// `tsvisor bench --quick --only kernel,tsvisor,throughput --json FILE` end to end: it builds its namespaces, runs
-// iperf3 against the kernel and against tsvisor's iperf3 service, writes well-formed JSON, and removes every
-// namespace and process it made; and Ctrl-C in the middle of building also leaves nothing behind.
+// `tsvisor bench --quick --only kernel,tsvisor,throughput --congestion reno --json FILE` end to end: it builds its
+// namespaces, runs iperf3 against the kernel and against tsvisor's iperf3 service (the clients' sockets on reno
+// where they send), writes well-formed JSON, and removes every namespace and process it made; and Ctrl-C in the
+// middle of building also leaves nothing behind.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -50,7 +51,8 @@ t.test('quick throughput run of kernel and tsvisor writes the JSON and cleans up
   const dir = mkdtempSync(join(tmpdir(), 'tsv-bench-test-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'bench.json');
-  const b = bench(['--quick', '--only', 'kernel,tsvisor,throughput', '--json', file]);
+  // reno: built into every kernel and never a machine's default, so the rows show the option took effect.
+  const b = bench(['--quick', '--only', 'kernel,tsvisor,throughput', '--congestion', 'reno', '--json', file]);
   t.teardown(() => {
     if (b.child.exitCode === null) b.child.kill('SIGKILL');
   });
@@ -72,6 +74,15 @@ t.test('quick throughput run of kernel and tsvisor writes the JSON and cleans up
     'tsvisor throughput 1500 to-service 1',
   ]);
   for (const r of doc.results) t.ok(r.value > 0, `${r.system} ${r.direction}: ${r.value} Gbit/s`);
+  // iperf3 names the sending sockets' congestion control: the clients' reno where they send, the kernel server's
+  // own (the machine's default) where it sends.
+  const sender = (system: string, direction: string) =>
+    (doc.results as { system: string; direction: string; sender_congestion?: string }[]).find((r) => r.system === system && r.direction === direction)?.sender_congestion;
+  t.equal(sender('kernel', 'to-service'), 'reno');
+  t.equal(sender('tsvisor', 'to-service'), 'reno');
+  t.equal(sender('kernel', 'from-service'), readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim());
+  t.equal(doc.congestion, 'reno');
+  t.match(b.out(), /\nto-service throughput: the clients' sockets use reno \(--congestion\)\n/);
   t.same(doc.skipped, []);
   t.match(b.out(), /kernel\s+tsvisor/, 'table printed');
   t.match(b.err(), /\[1\/4\] kernel\s+throughput/, 'progress printed');

@@ -303,6 +303,32 @@ export function formatValue(r: BenchResult): string {
   }
 }
 
+/** An error's first line, at most 300 characters: what a report says of a failed step. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
+}
+
+/**
+ * Runs `attempt`; if it fails, `between` (which restarts the system under test) and `attempt` once more. A row can
+ * fail for a reason of the moment (a client that did not finish in time on a loaded machine) as well as for good;
+ * the second failure is reported with both reasons, or with one when they are the same. A failing `between` ends
+ * it at once, as the second failure.
+ */
+export async function retryOnce<T>(attempt: () => Promise<T>, between: (first: Error) => Promise<void>): Promise<T> {
+  try {
+    return await attempt();
+  } catch (e) {
+    const first = firstLine(e);
+    try {
+      await between(e instanceof Error ? e : new Error(first));
+      return await attempt();
+    } catch (e2) {
+      const second = firstLine(e2);
+      throw new Error(second === first ? `${first} (twice: retried once)` : `${second} (retried once; the first try: ${first})`);
+    }
+  }
+}
+
 /** Runs the benchmark; resolves to the report (also when every system was skipped). */
 export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpLatency: UdpLatency[] }> {
   const started = performance.now();
@@ -349,6 +375,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
       for (const mtu of [...new Set(runnable.map((st) => st.mtu))]) {
         const here = runnable.filter((st) => st.mtu === mtu);
         let sys: SystemInstance;
+        // Whether `sys` still needs stopping: a restart for a retry that failed to start leaves nothing running.
+        let running = true;
         try {
           opts.log(`${name}: building topology (MTU ${mtu})`);
           sys = await startSystem(name, mtu, { threads: opts.threads });
@@ -366,22 +394,42 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport & { udpL
               progress(name, st.label, `skipped (${missing})`);
               continue;
             }
+            if (!running) {
+              const reason = 'not run: the system did not start again after a failed row';
+              skipped.push({ system: name, test: st.test, mtu, reason });
+              progress(name, st.label, `skipped (${reason})`);
+              continue;
+            }
             try {
-              const r = await st.run(sys);
+              // A failed row is tried once more on the system started afresh (a stuck server goes with it); a
+              // figure from the second try says in `retried_after` why the first gave none.
+              let firstTry: string | undefined;
+              const r = await retryOnce(
+                () => st.run(sys),
+                async (e) => {
+                  firstTry = firstLine(e);
+                  opts.log(`${name}: ${st.label} failed (${firstTry}); starting ${name} again to try it once more`);
+                  running = false;
+                  await sys.stop();
+                  sys = await startSystem(name, mtu, { threads: opts.threads });
+                  running = true;
+                },
+              );
               // Which serve made tsvisor's figures (the single-thread one unless --threads says otherwise).
               if (r && name === 'tsvisor' && (opts.threads ?? 1) > 1) r.threads = opts.threads;
+              if (r && firstTry !== undefined) r.retried_after = firstTry;
               if (r) {
                 results.push(r);
                 progress(name, st.label, formatValue(r));
               }
             } catch (e) {
-              const reason = (e as Error).message.split('\n')[0]!.slice(0, 300) + (rounds > 1 ? ` (round ${round})` : '');
+              const reason = firstLine(e) + (rounds > 1 ? ` (round ${round})` : '');
               skipped.push({ system: name, test: st.test, mtu, reason });
               progress(name, st.label, `failed (${reason})`);
             }
           }
         } finally {
-          await sys.stop();
+          if (running) await sys.stop();
         }
       }
     }

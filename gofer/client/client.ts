@@ -115,7 +115,15 @@ export class Client {
     return this.closedError !== undefined;
   }
 
-  private constructor(private readonly socket: Socket | UnixStream) {
+  /**
+   * @param holdMs how long a held request (`clunkSoon`, `setattrSoon`) waits for the next one before it goes alone
+   *   (CLUNK_DELAY_MS); a test that asserts two held Tsetattrs become one sets it long, since on a loaded machine a
+   *   program can take longer than the default between its chmod and its utime.
+   */
+  private constructor(
+    private readonly socket: Socket | UnixStream,
+    private readonly holdMs = CLUNK_DELAY_MS,
+  ) {
     socket.on('data', (c: Buffer, fds?: number[]) => {
       if (fds) this.fdQueue.push(...fds);
       this.onData(c);
@@ -133,9 +141,9 @@ export class Client {
    * Connects to a unix socket path and negotiates the version; with `donation`, asks for the 9P2000.L.tsvisor
    * dialect (on a socket that can receive descriptors) and falls back to plain 9P2000.L where the server says so.
    */
-  static async connect(path: string, msize = 1 << 20, opts: { donation?: boolean } = {}): Promise<Client> {
+  static async connect(path: string, msize = 1 << 20, opts: { donation?: boolean; holdMs?: number } = {}): Promise<Client> {
     if (opts.donation) {
-      const c = new Client(UnixStream.connect(path));
+      const c = new Client(UnixStream.connect(path), opts.holdMs);
       try {
         await c.version(msize, VERSION_TSVISOR);
         return c;
@@ -150,12 +158,12 @@ export class Client {
       sock.once('connect', resolve);
       sock.once('error', reject);
     });
-    return Client.over(sock, msize);
+    return Client.over(sock, msize, opts.holdMs);
   }
 
-  /** Speaks 9P on an already connected socket and negotiates the version. */
-  static async over(socket: Socket | UnixStream, msize = 1 << 20): Promise<Client> {
-    const c = new Client(socket);
+  /** Speaks 9P on an already connected socket and negotiates the version (`holdMs`: see the constructor). */
+  static async over(socket: Socket | UnixStream, msize = 1 << 20, holdMs?: number): Promise<Client> {
+    const c = new Client(socket, holdMs);
     await c.version(msize);
     return c;
   }
@@ -561,7 +569,7 @@ export class Client {
     this.lateArmed = true;
     if (this.lateTimer) this.lateTimer.refresh();
     else {
-      this.lateTimer = setTimeout(() => this.sendLate(), CLUNK_DELAY_MS);
+      this.lateTimer = setTimeout(() => this.sendLate(), this.holdMs);
       this.lateTimer.unref?.();
     }
   }

@@ -49,7 +49,7 @@ export async function startGofer(root: string, sock: string, ro = false): Promis
 }
 
 /** Makes /tmp/tgr-*: `root/` (filled by `fill`), `mnt/`, and mounts root there through a gofer. */
-export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number }; owner?: number; writeBehind?: boolean; createAhead?: boolean; uring?: boolean; spinUs?: number; replyPollUs?: number } = {}): Promise<Mounted> {
+export async function mountScratch(t: Test, fill: (root: string) => void, o: { ro?: boolean; passthrough?: boolean; maxNodes?: number; validity?: { entry: number; attr: number }; owner?: number; writeBehind?: boolean; createAhead?: boolean; uring?: boolean; spinUs?: number; replyPollUs?: number; holdMs?: number } = {}): Promise<Mounted> {
   const dir = mkdtempSync('/tmp/tgr-');
   const root = join(dir, 'root');
   const mnt = join(dir, 'mnt');
@@ -61,7 +61,7 @@ export async function mountScratch(t: Test, fill: (root: string) => void, o: { r
   let client: Client;
   let rootFid: number;
   try {
-    client = await Client.connect(join(dir, 'gofer.sock'), 1 << 20, { donation: o.passthrough ?? false });
+    client = await Client.connect(join(dir, 'gofer.sock'), 1 << 20, { donation: o.passthrough ?? false, holdMs: o.holdMs });
     rootFid = client.allocFid();
     await client.attach(rootFid, o.owner ?? 0);
   } catch (e) {

@@ -39,6 +39,18 @@ function pumped(t: Test, file: SocketFile): { prog: number; pump: DgramPump } {
   return { prog, pump };
 }
 
+/**
+ * Netstacks A and B, a peer socket on B at `port`, and A's socket bound to `port + 1` with a pump to the program's
+ * end: the set-up of the pump tests that send from the peer to the program. Everything closed at the test's end.
+ */
+async function pumpFromPeer(t: Test, port: number) {
+  const env = twoNetstacks();
+  t.teardown(() => env.close());
+  const peer = await peerOn(t, env, port);
+  const file = boundFile(t, env, port + 1);
+  return { env, peer, file, ...pumped(t, file) };
+}
+
 t.test('FIFO: in order; a datagram read natively in between is skipped on the next trapped read', async (t) => {
   const f = new SourceFifo();
   const a = dg(1, 1);
@@ -143,11 +155,7 @@ t.test("DgramPump: a pending error wakes the program's poll with a 0-byte marker
 });
 
 t.test('DgramPump: a parked receive is handed the next datagram while the program\'s queue is empty; behind a queued one, or for MSG_PEEK, the datagram is queued and the wait told to look again', async (t) => {
-  const env = twoNetstacks();
-  t.teardown(() => env.close());
-  const peer = await peerOn(t, env, 9400);
-  const file = boundFile(t, env, 9401);
-  const { prog, pump } = pumped(t, file);
+  const { peer, prog, pump } = await pumpFromPeer(t, 9400);
   const dup = ux.dup(prog);
   t.teardown(() => ux.close(dup));
   const send = (m: string) => peer.send(Buffer.from(m), 9401, '198.18.0.1');
@@ -225,11 +233,7 @@ t.test('DgramPump: what the program sent goes to the links UP_BURST (16) datagra
 });
 
 t.test('DgramPump: a burst far larger than a default socket pair holds waits in the program\'s end while the program is away, none dropped', async (t) => {
-  const env = twoNetstacks();
-  t.teardown(() => env.close());
-  const peer = await peerOn(t, env, 9500);
-  const file = boundFile(t, env, 9501);
-  const { prog, pump } = pumped(t, file);
+  const { env, peer, prog, pump } = await pumpFromPeer(t, 9500);
   // 600 datagrams of 1,400 bytes (840 KB): the pair's default buffer holds about 90 of them, the Endpoint's
   // receive buffer (212,992 bytes, as Linux's default) about 150 more.
   const total = 600;
@@ -254,11 +258,7 @@ t.test('DgramPump: a burst far larger than a default socket pair holds waits in 
 });
 
 t.test('DgramPump: a datagram is passed to the program once the stack\'s work at hand is over (a microtask), not while the stack still delivers', async (t) => {
-  const env = twoNetstacks();
-  t.teardown(() => env.close());
-  const peer = await peerOn(t, env, 9600);
-  const file = boundFile(t, env, 9601);
-  const { prog, pump } = pumped(t, file);
+  const { peer, file, prog, pump } = await pumpFromPeer(t, 9600);
   // Subscribed after the pump: at each arrival, what the pump had passed on by then.
   const atArrival: number[] = [];
   let arrivals = 0;
@@ -279,11 +279,7 @@ t.test('DgramPump: a datagram is passed to the program once the stack\'s work at
 });
 
 t.test('DgramPump: with the program\'s end full, the datagrams read ahead are held and follow in order once it reads; none lost between the pump and the program', async (t) => {
-  const env = twoNetstacks();
-  t.teardown(() => env.close());
-  const peer = await peerOn(t, env, 9700);
-  const file = boundFile(t, env, 9701);
-  const { prog, pump } = pumped(t, file);
+  const { peer, prog, pump } = await pumpFromPeer(t, 9700);
   // 3,000 datagrams of 1,400 bytes (4.2 MB) while the program reads nothing: more than the pair (2 MiB) and the
   // Endpoint's buffer hold, so the pair fills with a batch part sent and the rest held.
   for (let i = 0; i < 3000; i++) {

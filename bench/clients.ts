@@ -20,6 +20,13 @@ export interface ThroughputResult {
   retransmits?: number;
   /** The sending sockets' congestion control, when iperf3 names it (end.sender_tcp_congestion). */
   congestion?: string;
+  /** Bytes the receiver counted (end.sum_received.bytes), when iperf3 gives them. */
+  bytes?: number;
+  /**
+   * The iperf3 client process's CPU time over the test as a percentage of the test's wall time
+   * (end.cpu_utilization_percent.host_total): near 100 with one thread, the client is the bound.
+   */
+  clientCpu?: number;
 }
 
 /** Parses `iperf3 -J` output (client side). */
@@ -27,9 +34,10 @@ export function parseIperf3Json(text: string): ThroughputResult {
   let j: {
     error?: string;
     end?: {
-      sum_received?: { bits_per_second?: number };
+      sum_received?: { bits_per_second?: number; bytes?: number };
       sum_sent?: { bits_per_second?: number; retransmits?: number };
       sender_tcp_congestion?: string;
+      cpu_utilization_percent?: { host_total?: number };
     };
   };
   try {
@@ -44,6 +52,8 @@ export function parseIperf3Json(text: string): ThroughputResult {
   const out: ThroughputResult = { gbps: rx / 1e9, senderGbps: typeof tx === 'number' ? tx / 1e9 : rx / 1e9 };
   if (typeof j.end?.sum_sent?.retransmits === 'number') out.retransmits = j.end.sum_sent.retransmits;
   if (typeof j.end?.sender_tcp_congestion === 'string') out.congestion = j.end.sender_tcp_congestion;
+  if (typeof j.end?.sum_received?.bytes === 'number') out.bytes = j.end.sum_received.bytes;
+  if (typeof j.end?.cpu_utilization_percent?.host_total === 'number') out.clientCpu = j.end.cpu_utilization_percent.host_total;
   return out;
 }
 

@@ -95,3 +95,33 @@ export function describeMachine(m: Machine): string {
   if (m.congestion) line += `; TCP congestion control ${m.congestion}`;
   return line;
 }
+
+/** The machine's CPU time so far, all CPUs together, from /proc/stat's `cpu` line (in the kernel's ticks). */
+export interface CpuTimes {
+  /** Ticks spent running anything: user, nice, system, irq, softirq, steal. */
+  busy: number;
+  /** Ticks of every kind, idle and iowait included. */
+  total: number;
+}
+
+/** Reads the machine's CPU time from `proc`'s stat file; undefined where it cannot be read. */
+export function readCpuTimes(proc = '/proc'): CpuTimes | undefined {
+  const line = readText(join(proc, 'stat'))?.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return undefined;
+  // user nice system idle iowait irq softirq steal (guest and guest_nice are already inside user and nice).
+  const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (f.length < 8 || f.some((n) => !Number.isFinite(n))) return undefined;
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+/**
+ * CPU-seconds the whole machine spent between two readings `seconds` apart on `cpus` CPUs: the busy share of the
+ * ticks that passed times the CPU time there was (no tick length needed). Undefined when no tick passed.
+ */
+export function busyCpuSeconds(before: CpuTimes, after: CpuTimes, cpus: number, seconds: number): number | undefined {
+  const total = after.total - before.total;
+  if (total <= 0) return undefined;
+  return ((after.busy - before.busy) / total) * cpus * seconds;
+}

@@ -53,7 +53,7 @@ if [ "$kind" = iperf3 ]; then
   # client's retransmissions with how many of them the receiver reported as duplicates (DSACK, i.e. spurious).
   ip netns exec "$A" nstat -n
   before=$(thread_ticks "$serve_pid")
-  ip netns exec "$A" iperf3 -c $NET.2 -P "$streams" $reverse -t "${4:-6}" -f g -V \
+  ip netns exec "$A" iperf3 -c $NET.2 -P "$streams" $reverse ${TSVISOR_PROF_CC:+-C "$TSVISOR_PROF_CC"} -t "${4:-6}" -f g -V \
     | grep -E 'SUM.*(sender|receiver)|^\[ *[0-9]+\].*(sender|receiver)|CPU Utilization' | tail -3
   after=$(thread_ticks "$serve_pid")
   echo "$before | $after" | awk -v pid="$serve_pid" '{

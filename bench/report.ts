@@ -78,6 +78,20 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
     rows.push([g.label, ...cells]);
   }
   const extraRows: string[][] = [];
+  // What each throughput figure cost: CPU-seconds of the whole machine per GB received (ratio to the kernel's;
+  // lower is better), and the iperf3 client's own CPU (one thread: at 100 % it, not the serving side, is the bound).
+  for (const g of groups(report.results)) {
+    if (g.rows[0]!.test !== 'throughput' || !g.rows.some((r) => typeof r.cpu_s_per_gb === 'number' || typeof r.client_cpu_pct === 'number')) continue;
+    const kernel = g.rows.find((r) => r.system === 'kernel')?.cpu_s_per_gb;
+    extraRows.push([`${g.label}: CPU-s/GB, client CPU`, ...systems.map((s) => {
+      const r = g.rows.find((x) => x.system === s);
+      if (!r) return '—';
+      const perGb = r.cpu_s_per_gb;
+      let c = typeof perGb === 'number' ? perGb.toFixed(2) : '?';
+      if (typeof perGb === 'number' && s !== 'kernel' && typeof kernel === 'number' && kernel > 0) c += ` (×${(perGb / kernel).toFixed(2)})`;
+      return typeof r.client_cpu_pct === 'number' ? `${c}, ${Math.round(r.client_cpu_pct)}%` : c;
+    })]);
+  }
   const lat = report.results.filter((r) => r.test === 'rr-latency');
   if (lat.length) extraRows.push(['rr-latency TCP 64 B p99', ...systems.map((s) => cell(lat.find((r) => r.system === s)?.p99))]);
   // Latency rows for each keep-alive concurrency measured, fewest connections first.

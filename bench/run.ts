@@ -4,7 +4,8 @@
  * skipped with its reason; nothing here throws past a single test.
  */
 import { runIperf3, runSockperf, runWrk } from './clients.ts';
-import { readMachine, syscallNs } from './machine.ts';
+import { availableParallelism } from 'node:os';
+import { busyCpuSeconds, readCpuTimes, readMachine, syscallNs } from './machine.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, medianOfRounds, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';
 import { highestPassing, synFloodSteps } from './synflood.ts';
@@ -117,10 +118,18 @@ function stepsFor(tests: TestName[], p: Plan, udp: UdpLatency[], notes: Record<s
           label: `throughput mtu ${mtu}, ${streams} stream${streams > 1 ? 's' : ''}, ${direction}`,
           async run(s) {
             const reverse = direction === 'from-service';
+            const cpuBefore = readCpuTimes();
+            const t0 = performance.now();
             const r = await runIperf3(s.clientNs, s.host, { seconds: p.seconds, streams, reverse, congestion: reverse ? congestion.from : congestion.to });
+            const cpuAfter = readCpuTimes();
             const extra: Record<string, unknown> = { sender_gbps: roundTo(r.senderGbps, 3) };
             if (r.retransmits !== undefined) extra.retransmits = r.retransmits;
             if (r.congestion !== undefined) extra.sender_congestion = r.congestion;
+            // What the bytes cost: the iperf3 client's own CPU (one thread: near 100 % it is the bound, whatever
+            // serves), and every CPU of the machine per GB received, client and serving side together.
+            if (r.clientCpu !== undefined) extra.client_cpu_pct = roundTo(r.clientCpu, 1);
+            const busy = cpuBefore && cpuAfter ? busyCpuSeconds(cpuBefore, cpuAfter, availableParallelism(), (performance.now() - t0) / 1000) : undefined;
+            if (busy !== undefined && r.bytes) extra.cpu_s_per_gb = roundTo(busy / (r.bytes / 1e9), 3);
             return record(s, 'throughput', mtu, direction, streams, roundTo(r.gbps, 3), extra);
           },
         });
@@ -285,11 +294,19 @@ function roundTo(v: number, digits: number): number {
   return Math.round(v * f) / f;
 }
 
+/** A throughput result's CPU figures for progress lines: " (client CPU 99%, machine 0.41 CPU-s/GB)", or "". */
+function cpuCost(r: BenchResult): string {
+  const parts: string[] = [];
+  if (typeof r.client_cpu_pct === 'number') parts.push(`client CPU ${Math.round(r.client_cpu_pct)}%`);
+  if (typeof r.cpu_s_per_gb === 'number') parts.push(`machine ${r.cpu_s_per_gb.toFixed(2)} CPU-s/GB`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 /** Formats one value with its unit for progress lines. */
 export function formatValue(r: BenchResult): string {
   switch (r.test) {
     case 'throughput':
-      return `${r.value.toFixed(2)} Gbit/s`;
+      return `${r.value.toFixed(2)} Gbit/s` + cpuCost(r);
     case 'rr-latency':
       return `${r.value.toFixed(1)} µs median (p99 ${Number(r.p99).toFixed(1)})` + (r.udp_median !== undefined ? `, UDP ${Number(r.udp_median).toFixed(1)} µs (p99 ${Number(r.udp_p99).toFixed(1)})` : '');
     case 'http-rps':

@@ -12,6 +12,7 @@ const IPERF3 = JSON.stringify({
     sum_received: { start: 0, end: 1.01315, seconds: 1.01315, bytes: 959184896, bits_per_second: 7573882611.656714, sender: true },
     sender_tcp_congestion: 'bbr',
     receiver_tcp_congestion: 'bbr',
+    cpu_utilization_percent: { host_total: 72.7701101685546, host_user: 2.828565936293273, host_system: 69.94144463136213, remote_total: 48.3960832685276 },
   },
 });
 
@@ -107,6 +108,18 @@ t.test('iperf3 -J: receiver rate, sender rate, retransmits and the sender\'s con
   const bare = JSON.parse(IPERF3);
   delete bare.end.sender_tcp_congestion;
   t.equal(parseIperf3Json(JSON.stringify(bare)).congestion, undefined, 'absent where iperf3 does not name it');
+});
+
+t.test('iperf3 -J: the bytes received and the client process\'s CPU share, absent where iperf3 gives none', async (t) => {
+  const r = parseIperf3Json(IPERF3);
+  t.equal(r.bytes, 959184896, 'the receiver\'s count, not the sender\'s');
+  t.equal(r.clientCpu, 72.7701101685546, 'host_total: the client, not the remote server');
+  const bare = JSON.parse(IPERF3);
+  delete bare.end.cpu_utilization_percent;
+  delete bare.end.sum_received.bytes;
+  const b = parseIperf3Json(JSON.stringify(bare));
+  t.equal(b.clientCpu, undefined);
+  t.equal(b.bytes, undefined);
 });
 
 t.test('iperf3 -J: an error is reported in iperf3 words', async (t) => {

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { availableCongestion, describeMachine, readMachine, syscallNs } from '../../bench/machine.ts';
+import { availableCongestion, busyCpuSeconds, describeMachine, readCpuTimes, readMachine, syscallNs } from '../../bench/machine.ts';
 
 /** A sysfs root holding just `files` (path under the root → content). */
 function fakeSys(t: Test, files: Record<string, string>): string {
@@ -64,4 +64,20 @@ t.test('the price of a system call: measured here, and given in µs or ns', asyn
   const m = readMachine(fakeSys(t, {}), fakeSys(t, {}));
   t.match(describeMachine({ ...m, syscallNs: 1540 }), /; a system call 1\.5 µs$/);
   t.match(describeMachine({ ...m, syscallNs: 120 }), /; a system call 120 ns$/);
+});
+
+t.test('CPU time: /proc/stat\'s cpu line split into busy and all ticks; CPU-seconds between two readings', async (t) => {
+  // user nice system idle iowait irq softirq steal guest guest_nice, then the per-CPU lines.
+  const stat = (fields: string) => fakeSys(t, { stat: `cpu  ${fields}\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 12345` });
+  const a = readCpuTimes(stat('100 5 50 800 20 3 7 15 0 0'));
+  t.same(a, { busy: 100 + 5 + 50 + 3 + 7 + 15, total: 100 + 5 + 50 + 3 + 7 + 15 + 800 + 20 }, 'idle and iowait are the only ticks not busy');
+  const b = readCpuTimes(stat('250 5 100 900 20 3 7 15 0 0'));
+  // 300 ticks passed (user +150, system +50, idle +100), 200 of them busy: two thirds of 2 CPUs for 1.4 s.
+  t.equal(busyCpuSeconds(a!, b!, 2, 1.4), (200 / 300) * 2 * 1.4);
+  t.equal(busyCpuSeconds(a!, a!, 2, 1.4), undefined, 'no tick between the readings: no figure');
+  t.equal(readCpuTimes(fakeSys(t, {})), undefined, 'no stat file');
+  t.equal(readCpuTimes(stat('100 5 50')), undefined, 'too few fields');
+  t.equal(readCpuTimes(fakeSys(t, { stat: 'intr 1 2 3' })), undefined, 'no cpu line');
+  const real = readCpuTimes();
+  t.ok(real && real.total >= real.busy && real.busy > 0, `this machine: ${JSON.stringify(real)}`);
 });

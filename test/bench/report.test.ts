@@ -178,3 +178,18 @@ t.test('--rounds: one record per system and setting, the median run\'s, with eve
   t.match(formatTable({ ...REPORT, congestion: 'cubic' }), /\nto-service throughput: the clients' sockets use cubic \(--congestion\)\n/);
   t.notMatch(formatTable(REPORT), /--congestion/);
 });
+
+t.test('throughput CPU: a row per setting with CPU-seconds per GB against the kernel\'s and the client\'s CPU', async (t) => {
+  const results = [
+    r('kernel', 'throughput', 40, { streams: 4, cpu_s_per_gb: 0.41, client_cpu_pct: 99.6 }),
+    r('tsvisor', 'throughput', 30, { streams: 4, cpu_s_per_gb: 0.54, client_cpu_pct: 100 }),
+    r('pasta', 'throughput', 1, { streams: 4 }),
+    r('kernel', 'throughput', 20, { direction: 'from-service' }),
+    r('tsvisor', 'throughput', 30, { direction: 'from-service' }),
+  ];
+  const table = formatTable({ ...REPORT, results, skipped: [], notes: {} });
+  const line = table.split('\n').find((l) => l.startsWith('throughput MTU 1500 4×stream to-service: CPU-s/GB, client CPU'));
+  t.ok(line, table);
+  t.match(line!, /0\.41, 100%\s+0\.54 \(×1\.32\), 100%\s+\?$/, 'kernel plain, tsvisor with its ratio; pasta measured nothing');
+  t.notMatch(table, /from-service: CPU-s\/GB/, 'a setting without CPU figures gets no row');
+});

@@ -82,6 +82,15 @@ t.test('quick throughput run of kernel and tsvisor writes the JSON and cleans up
   t.equal(sender('tsvisor', 'to-service'), 'reno');
   t.equal(sender('kernel', 'from-service'), readFileSync('/proc/sys/net/ipv4/tcp_congestion_control', 'utf8').trim());
   t.equal(doc.congestion, 'reno');
+  // What each figure cost: the client's CPU share (iperf3's own count; one thread, so at most about one CPU) and
+  // the machine's CPU-seconds per GB, a few tenths to a few seconds on any machine this runs on.
+  for (const r of doc.results as { system: string; direction: string; client_cpu_pct?: number; cpu_s_per_gb?: number }[]) {
+    const what = `${r.system} ${r.direction}: client ${r.client_cpu_pct}%, ${r.cpu_s_per_gb} CPU-s/GB`;
+    t.ok(typeof r.client_cpu_pct === 'number' && r.client_cpu_pct > 0 && r.client_cpu_pct <= 110, what);
+    t.ok(typeof r.cpu_s_per_gb === 'number' && r.cpu_s_per_gb > 0.01 && r.cpu_s_per_gb < 100, what);
+  }
+  t.match(b.out(), /throughput MTU 1500 1×stream to-service: CPU-s\/GB, client CPU +\d+\.\d\d, \d+% +\d+\.\d\d \(×\d+\.\d\d\), \d+%/, 'the CPU row');
+  t.match(b.err(), /Gbit\/s \(client CPU \d+%, machine \d+\.\d\d CPU-s\/GB\)/, 'progress lines give the CPU');
   t.match(b.out(), /\nto-service throughput: the clients' sockets use reno \(--congestion\)\n/);
   t.same(doc.skipped, []);
   t.match(b.out(), /kernel\s+tsvisor/, 'table printed');

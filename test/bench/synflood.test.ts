@@ -34,6 +34,10 @@ t.test('rates: the quick run reaches the 50,000 SYN/s floor and beyond', async (
     t.same([...r].sort((a, b) => a - b), r, 'rising');
     t.ok(r.includes(50_000) && r[r.length - 1]! >= 200_000);
   }
+  // Above 200,000 the full run's steps are at most 50,000 apart, so the figure is not rounded down by a whole 100,000.
+  const full = floodRates(false).filter((x) => x >= 200_000);
+  t.ok(full.length >= 2 && full.every((x, i) => i === 0 || x - full[i - 1]! <= 50_000), `full run above 200k: ${full}`);
+  t.ok(full[full.length - 1]! >= 400_000, 'up to 400,000, where the kernel\'s sender tops out');
 });
 
 t.test("the sender's result line", async (t) => {

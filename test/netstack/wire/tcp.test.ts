@@ -198,6 +198,93 @@ t.test('options iterator and parser', async (t) => {
   t.same(kinds, [1, 1, 8, 0]);
 });
 
+/** The parser as it was written over tcpOptionsIter, option by option: what the index walk must agree with. */
+function parseByIter(options: Uint8Array): ReturnType<typeof parseTcpOptions> {
+  const o: Record<string, unknown> = {};
+  for (const opt of tcpOptionsIter(options)) {
+    if (typeof opt === 'string') return opt;
+    const d = opt.data;
+    const u32 = (i: number) => ((d[i]! << 24) | (d[i + 1]! << 16) | (d[i + 2]! << 8) | d[i + 3]!) >>> 0;
+    switch (opt.kind) {
+      case 0:
+      case 1:
+        break;
+      case 2:
+        if (d.length !== 2) return 'bad-mss-option';
+        o.mss = (d[0]! << 8) | d[1]!;
+        break;
+      case 3:
+        if (d.length !== 1) return 'bad-wscale-option';
+        o.wscale = d[0];
+        break;
+      case 4:
+        if (d.length !== 0) return 'bad-sack-permitted-option';
+        o.sackPermitted = true;
+        break;
+      case 5: {
+        if (d.length === 0 || d.length % 8 !== 0) return 'bad-sack-option';
+        const blocks = [];
+        for (let j = 0; j < d.length; j += 8) blocks.push({ left: u32(j), right: u32(j + 4) });
+        o.sack = blocks;
+        break;
+      }
+      case 8:
+        if (d.length !== 8) return 'bad-timestamp-option';
+        o.tsVal = u32(0);
+        o.tsEcr = u32(4);
+        break;
+      case 34:
+        o.fastOpen = { cookie: d.slice(), exp: false };
+        break;
+      case 254:
+        if (d.length >= 2 && ((d[0]! << 8) | d[1]!) === 0xf989) {
+          o.fastOpen = { cookie: d.slice(2), exp: true };
+          break;
+        }
+        ((o.unknown ??= []) as unknown[]).push({ kind: opt.kind, data: d.slice() });
+        break;
+      default:
+        ((o.unknown ??= []) as unknown[]).push({ kind: opt.kind, data: d.slice() });
+    }
+  }
+  return o;
+}
+
+t.test('the parser agrees with a walk of tcpOptionsIter on 20,000 random option fields, broken ones included', async (t) => {
+  let seed = 30;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const KINDS = [0, 1, 2, 3, 4, 5, 8, 34, 254, 30];
+  let differ = 0;
+  let malformed = 0;
+  for (let c = 0; c < 20_000; c++) {
+    const bytes: number[] = [];
+    const want = rand(41);
+    while (bytes.length < want) {
+      const kind = KINDS[rand(KINDS.length)]!;
+      bytes.push(kind);
+      if (kind <= 1) continue;
+      // Mostly the lengths the kinds should have, sometimes any: the parser's checks must trip as the walk's do.
+      const proper: Record<number, number> = { 2: 4, 3: 3, 4: 2, 5: 2 + 8 * (1 + rand(3)), 8: 10, 34: 2 + rand(17), 254: 4 + rand(9), 30: 2 + rand(5) };
+      const len = rand(8) === 0 ? rand(12) : proper[kind]!;
+      bytes.push(len);
+      if (kind === 254 && rand(2) === 0) bytes.push(0xf9, 0x89);
+      for (let k = 2; k < len && bytes.length < 40; k++) bytes.push(rand(256));
+    }
+    const opts = Uint8Array.from(bytes.slice(0, 40));
+    const got = parseTcpOptions(opts);
+    if (typeof got === 'string') malformed++;
+    if (JSON.stringify(got) !== JSON.stringify(parseByIter(opts))) {
+      differ++;
+      if (differ <= 3) t.fail(`${Buffer.from(opts).toString('hex')}: ${JSON.stringify(got)} against ${JSON.stringify(parseByIter(opts))}`);
+    }
+  }
+  t.equal(differ, 0, 'no field parsed differently');
+  t.ok(malformed > 1000 && malformed < 19_000, `both kinds of field were tried (${malformed} malformed)`);
+});
+
 t.test('emit: SYN without timestamps, sack blocks, payload copy', async (t) => {
   const r: TcpRepr = {
     srcPort: 1000, dstPort: 2000, seq: 1, ack: 2, flags: TCP_SYN, window: 100, urgentPointer: 0,

@@ -3,8 +3,8 @@
  * clients, tear it down, and collect one record per figure. A system or test that cannot run is recorded as
  * skipped with its reason; nothing here throws past a single test.
  */
-import { runIperf3, runSockperf, runWrk } from './clients.ts';
 import { availableParallelism } from 'node:os';
+import { runIperf3, runSockperf, runWrk } from './clients.ts';
 import { busyCpuSeconds, readCpuTimes, readMachine, syscallNs } from './machine.ts';
 import { haveTool, nodeProgram, sleep, startDaemon } from './proc.ts';
 import { TESTS, UNITS, medianOfRounds, micros, type BenchReport, type BenchResult, type Direction, type Skipped, type TestName } from './results.ts';

@@ -289,18 +289,24 @@ export function* tcpOptionsIter(options: Uint8Array): Generator<TcpRawOption | s
       i++;
       continue;
     }
-    if (i + 1 >= options.length) {
-      yield 'option-truncated';
-      return;
-    }
-    const len = options[i + 1]!;
-    if (len < 2 || i + len > options.length) {
-      yield 'option-bad-length';
+    const len = optionLength(options, i);
+    if (typeof len === 'string') {
+      yield len;
       return;
     }
     yield { kind, data: options.subarray(i + 2, i + len) };
     i += len;
   }
+}
+
+/**
+ * The whole length of the option at `i` (kind, length byte and data; a kind other than EOL and NOP), or why it is
+ * malformed: no length byte before the end, or a length below 2 or past the end of the header (RFC 9293 §3.2).
+ */
+function optionLength(options: Uint8Array, i: number): number | 'option-truncated' | 'option-bad-length' {
+  if (i + 1 >= options.length) return 'option-truncated';
+  const len = options[i + 1]!;
+  return len < 2 || i + len > options.length ? 'option-bad-length' : len;
 }
 
 /** A SACK block: the left edge and the right edge (one past the last octet) of a received range (RFC 2018 §3). */
@@ -351,9 +357,8 @@ export function parseTcpOptions(options: Uint8Array): TcpOptions | string {
       i++;
       continue;
     }
-    if (i + 1 >= n) return 'option-truncated';
-    const len = options[i + 1]!;
-    if (len < 2 || i + len > n) return 'option-bad-length';
+    const len = optionLength(options, i);
+    if (typeof len === 'string') return len;
     const at = i + 2;
     const dlen = len - 2;
     i += len;

@@ -68,7 +68,8 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const ratios = ratiosToKernel(report.results);
   const systems = SYSTEMS.filter((s) => report.results.some((r) => r.system === s) || udp.some((u) => u.system === s));
   const rows: string[][] = [['', ...systems]];
-  for (const g of groups(report.results)) {
+  const settings = groups(report.results);
+  for (const g of settings) {
     const cells = systems.map((s) => {
       const r = g.rows.find((x) => x.system === s);
       if (!r) return '—';
@@ -80,7 +81,7 @@ export function formatTable(report: BenchReport, udp: readonly UdpRow[] = []): s
   const extraRows: string[][] = [];
   // What each throughput figure cost: CPU-seconds of the whole machine per GB received (ratio to the kernel's;
   // lower is better), and the iperf3 client's own CPU (one thread: at 100 % it, not the serving side, is the bound).
-  for (const g of groups(report.results)) {
+  for (const g of settings) {
     if (g.rows[0]!.test !== 'throughput' || !g.rows.some((r) => typeof r.cpu_s_per_gb === 'number' || typeof r.client_cpu_pct === 'number')) continue;
     const kernel = g.rows.find((r) => r.system === 'kernel')?.cpu_s_per_gb;
     extraRows.push([`${g.label}: CPU-s/GB, client CPU`, ...systems.map((s) => {

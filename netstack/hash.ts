@@ -149,3 +149,31 @@ export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]):
   sipHashInto(key, buf, len);
   return outLo;
 }
+
+/**
+ * SipHash-2-4's low 32 bits of a message of two addresses between 32-bit words, `tag a w1 b w2 w3 w4` (each word
+ * 4 big-endian bytes): keyedHash32(key, tag, a, w1, b, w2, w3, w4) without its argument array, for the hash a SYN
+ * cookie takes per flood SYN.
+ */
+export function keyedHash32Pair(key: Uint8Array, tag: number, a: Uint8Array, w1: number, b: Uint8Array, w2: number, w3: number, w4: number): number {
+  const len = 20 + a.length + b.length;
+  if (len > scratch.length) scratch = new Uint8Array(len);
+  const buf = scratch;
+  let off = putWord(buf, 0, tag);
+  buf.set(a, off);
+  off = putWord(buf, off + a.length, w1);
+  buf.set(b, off);
+  off = putWord(buf, off + b.length, w2);
+  off = putWord(buf, off, w3);
+  putWord(buf, off, w4);
+  sipHashInto(key, buf, len);
+  return outLo;
+}
+
+function putWord(buf: Uint8Array, off: number, w: number): number {
+  buf[off] = w >>> 24;
+  buf[off + 1] = w >>> 16;
+  buf[off + 2] = w >>> 8;
+  buf[off + 3] = w;
+  return off + 4;
+}

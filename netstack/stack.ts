@@ -345,7 +345,8 @@ export class Stack implements NetworkLayer, StackInternals {
     const a = r.destination.address;
     if (r.gateway && r.gateway.length !== a.length) return Err.InvalidArgument;
     const destination = { address: masked(a, r.destination.prefixLength), prefixLength: r.destination.prefixLength };
-    const ok = this.routeTable.add({ destination, gateway: r.gateway?.slice(), nicId: r.nicId, metric: r.metric ?? 0 });
+    const gateway = r.gateway?.slice();
+    const ok = this.routeTable.add({ destination, gateway, gatewayKey: gateway && addressKey(gateway), nicId: r.nicId, metric: r.metric ?? 0 });
     return ok ? undefined : Err.AddressInUse;
   }
 
@@ -410,7 +411,10 @@ export class Stack implements NetworkLayer, StackInternals {
     // destination as its next hop.
     const to = kept ? remote : remote.slice();
     const from = this.localAddress(src)?.address ?? src.slice();
-    return new Path(this, nic, from, to, entry.gateway ? entry.gateway.slice() : to, 'unicast');
+    // The gateway is the route's own copy (nothing writes into either), with its neighbour key: a stateless reply
+    // (a cookie SYN-ACK, a RST) builds a path per packet.
+    if (entry.gateway) return new Path(this, nic, from, to, entry.gateway, 'unicast', entry.gatewayKey);
+    return new Path(this, nic, from, to, to, 'unicast');
   }
 
   /** Counts a path not found (a closure per findPath for this was garbage on every stateless reply). */

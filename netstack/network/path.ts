@@ -37,9 +37,11 @@ export class Path implements Route {
     /** The neighbour frames go to (the gateway or the destination); undefined unless kind is unicast. */
     readonly nextHop: Address | undefined,
     readonly kind: PathKind,
+    /** nextHop's addressKey when the caller has it. */
+    nextHopKey?: string,
   ) {
     this.headroom = LINK_HEADROOM + (remoteAddress.length === 4 ? 20 : 40);
-    this.nextHopKey = nextHop && addressKey(nextHop);
+    this.nextHopKey = nextHopKey ?? (nextHop && addressKey(nextHop));
   }
 
   get nicId(): number {

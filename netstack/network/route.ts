@@ -10,6 +10,8 @@ export interface RouteEntry {
   readonly destination: Subnet;
   /** The next hop; absent for an on-link route. */
   readonly gateway?: Address;
+  /** The gateway's neighbour-cache key (addressKey), kept so that a path through it does not build it again. */
+  readonly gatewayKey?: string;
   /** The NIC packets leave through. */
   readonly nicId: number;
   /** Lower wins among equally long prefixes. */

@@ -5,7 +5,7 @@
  * SYN carried timestamps, the window scale and SACK-permitted ride in the low 6 bits of our TSval (as Linux).
  */
 import type { Address } from '../../addr.ts';
-import { keyedHash32 } from '../../hash.ts';
+import { keyedHash32Pair } from '../../hash.ts';
 import * as seq from '../../seqnum.ts';
 
 /** MSS values a cookie can express (index in 3 bits); the largest not above the peer's MSS is used. */
@@ -18,7 +18,7 @@ function tick(nowMs: number): number {
 }
 
 function mac(secret: Uint8Array, l: Address, lp: number, r: Address, rp: number, peerIsn: number, t: number): number {
-  return keyedHash32(secret, 0xc0, l, lp, r, rp, peerIsn, t) & 0xffffff;
+  return keyedHash32Pair(secret, 0xc0, l, lp, r, rp, peerIsn, t) & 0xffffff;
 }
 
 /** The ISN for a SYN-ACK sent without state; `peerMss` is the SYN's MSS option (or the family default). */

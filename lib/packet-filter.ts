@@ -1,7 +1,7 @@
 /**
  * Classic BPF socket filters for the AF_PACKET endpoint (lib/packet.ts), built as instruction arrays so that they
  * can be read and tested without a socket: the size split between the ring of MTU-sized slots and the ring of
- * 64 KB slots, and, for a PACKET_FANOUT member, the split between the flow-hashed frames and the frames every
+ * 64 KB slots, the ring for bare SYNs, and, for a PACKET_FANOUT member, the split between the flow-hashed frames and the frames every
  * member of the group needs to see: neighbour discovery (ARP, NDP) and ICMP errors.
  *
  * Why these get a socket of their own: the kernel's flow hash of an ARP frame, or of an ICMP message (which has
@@ -29,6 +29,10 @@ const JSET = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const RET = 0x06; // BPF_RET | BPF_K
 const LDX_MSH = 0xb1; // BPF_LDX | BPF_B | BPF_MSH: X = 4 * (byte at k & 0xf), an IPv4 header's length
 const LD_B_IND = 0x50; // BPF_LD | BPF_B | BPF_IND: A = byte at X + k
+const ADD_K = 0x04; // BPF_ALU | BPF_ADD | BPF_K: A += k
+const TAX = 0x07; // BPF_MISC | BPF_TAX: X = A
+const TXA = 0x87; // BPF_MISC | BPF_TXA: A = X
+const JGE_X = 0x3d; // BPF_JMP | BPF_JGE | BPF_X: A >= X
 
 /** The whole frame (the return value of an accepting filter: bytes to keep). */
 const ACCEPT_BYTES = 0x40000;
@@ -37,6 +41,7 @@ const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_ARP = 0x0806;
 const ETHERTYPE_IPV6 = 0x86dd;
 const IPPROTO_ICMP = 1;
+const IPPROTO_TCP = 6;
 const IPPROTO_ICMPV6 = 58;
 // Offsets from the Ethernet header: IPv4 flags and fragment offset, IPv6 next header, the ICMPv6 type of a
 // message with no extension header (NDP's never have one: RFC 4861 §6.1 wants hop limit 255 and nothing between).
@@ -52,6 +57,14 @@ const ICMPV6_ERROR_LAST = 4;
 // ICMPv4 errors (RFC 792): destination unreachable, source quench, time exceeded, parameter problem.
 const ICMPV4_ERRORS = [3, 4, 11, 12];
 
+// A bare SYN (SYN without ACK or RST) by its TCP flags byte: 14 + 13 past the IP header. The shortest frame that can
+// hold one is an Ethernet header, 20 bytes of IPv4 and 20 of TCP; IPv6 needs 40 + 20 (and no extension header).
+const TCP_FLAGS = 14 + 13;
+const TCP_SYN = 0x02;
+const TCP_ACK_RST = 0x10 | 0x04;
+const MIN_SYN_FRAME = 14 + 20 + 20;
+const MIN_SYN6_FRAME = 14 + 40 + 20;
+
 /** Which frames a filter takes. */
 export interface FilterSpec {
   /** Only frames of at most `maxFrame` bytes (`'small'`), only larger ones (`'large'`), or any size. */
@@ -60,6 +73,8 @@ export interface FilterSpec {
   noShared?: boolean;
   /** Leave out IPv4 fragments (the group of large frames reassembles them, PACKET_FANOUT_FLAG_DEFRAG). */
   noIpv4Fragments?: boolean;
+  /** Leave out what synFilter(`noBareSyns`) takes (they reach the endpoint through its ring for SYNs). */
+  noBareSyns?: number;
 }
 
 /** A tiny assembler: instructions with symbolic jump targets, resolved to the relative offsets BPF wants. */
@@ -101,6 +116,10 @@ export function frameFilter(spec: FilterSpec): BpfInsn[] {
     p.op(LD_W_LEN).op(JGT, spec.size.maxFrame, spec.size.take === 'large' ? 'next' : 'drop', spec.size.take === 'large' ? 'drop' : 'next');
     p.label('next');
   }
+  if (spec.noBareSyns !== undefined) {
+    bareSyn(p, spec.noBareSyns, 'drop', 'notSyn');
+    p.label('notSyn');
+  }
   if (spec.noShared || spec.noIpv4Fragments) {
     p.op(LD_H_ABS, 12);
     if (spec.noShared) p.op(JEQ, ETHERTYPE_ARP, 'drop');
@@ -111,6 +130,37 @@ export function frameFilter(spec: FilterSpec): BpfInsn[] {
     p.label('notV4');
     if (spec.noShared) sharedIpv6(p, 'drop', 'accept');
   }
+  return p.label('accept').op(RET, ACCEPT_BYTES).label('drop').op(RET, 0).build();
+}
+
+/**
+ * Jumps to `syn` for a bare SYN of at most `maxFrame` bytes that is a whole IPv4 datagram or an IPv6 packet with TCP
+ * straight after its header, else to `other`. Every load is guarded by a length test first: a load past a frame's
+ * end would end the program with 0, dropping a short frame from the ring of the filter that should take it.
+ */
+function bareSyn(p: Program, maxFrame: number, syn: string, other: string): void {
+  p.op(LD_W_LEN).op(JGT, maxFrame, other).op(JGE, MIN_SYN_FRAME, 'synLong', other);
+  p.label('synLong').op(LD_H_ABS, 12).op(JEQ, ETHERTYPE_IPV4, 'syn4', 'syn6');
+  p.label('syn4').op(LD_B_ABS, IPV4_PROTO).op(JEQ, IPPROTO_TCP, 'syn4Tcp', other);
+  p.label('syn4Tcp').op(LD_H_ABS, IPV4_FRAG).op(JSET, 0x3fff, other);
+  // The flags byte lies past the IPv4 options: the frame must hold 14 + header length + 14 bytes.
+  p.op(LDX_MSH, 14).op(TXA).op(ADD_K, TCP_FLAGS + 1).op(TAX).op(LD_W_LEN).op(JGE_X, 0, 'syn4Flags', other);
+  p.label('syn4Flags').op(LDX_MSH, 14).op(LD_B_IND, TCP_FLAGS).op(JSET, TCP_ACK_RST, other).op(JSET, TCP_SYN, syn, other);
+  p.label('syn6').op(JEQ, ETHERTYPE_IPV6, 'syn6Len', other);
+  p.label('syn6Len').op(LD_W_LEN).op(JGE, MIN_SYN6_FRAME, 'syn6Next', other);
+  p.label('syn6Next').op(LD_B_ABS, IPV6_NEXT).op(JEQ, IPPROTO_TCP, 'syn6Flags', other);
+  p.label('syn6Flags').op(LD_B_ABS, 14 + 40 + 13).op(JSET, TCP_ACK_RST, other).op(JSET, TCP_SYN, syn, other);
+}
+
+/**
+ * The filter of the endpoint's ring for SYNs: bare SYNs (no ACK, no RST) of at most `maxFrame` bytes, IPv4 ones not
+ * fragments, IPv6 ones with no extension header. A SYN flood fills this ring alone, and the endpoint drains it after
+ * the others, so the segments of connections already made (and the ACKs completing handshakes) are neither dropped
+ * in a full ring nor kept waiting behind a backlog of SYNs.
+ */
+export function synFilter(maxFrame: number): BpfInsn[] {
+  const p = new Program();
+  bareSyn(p, maxFrame, 'accept', 'drop');
   return p.label('accept').op(RET, ACCEPT_BYTES).label('drop').op(RET, 0).build();
 }
 
@@ -190,6 +240,18 @@ export function runFilter(prog: readonly BpfInsn[], frame: Uint8Array): number {
       case LD_B_IND:
         if (x + i.k + 1 > frame.length) return 0;
         a = frame[x + i.k]!;
+        break;
+      case ADD_K:
+        a = (a + i.k) >>> 0;
+        break;
+      case TAX:
+        x = a;
+        break;
+      case TXA:
+        a = x;
+        break;
+      case JGE_X:
+        pc += a >= x ? i.jt : i.jf;
         break;
       case JEQ:
       case JGT:

@@ -58,7 +58,7 @@ import {
   joinGather,
 } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
-import { type BpfInsn, encodeFilter, frameFilter, sharedFilter } from './packet-filter.ts';
+import { type BpfInsn, encodeFilter, frameFilter, sharedFilter, synFilter } from './packet-filter.ts';
 import {
   C,
   type FdWatch,
@@ -141,6 +141,12 @@ export interface AfPacketOptions {
    * so that an endpoint that only ever answers requests never starts one.
    */
   sendThread?: boolean | 'on-bulk';
+  /**
+   * Give bare SYNs (no ACK, no RST; up to SYN_SLOT_FRAME bytes) a ring of their own, drained after the others
+   * (default true; not for a fanout member). A SYN flood then overflows that ring alone: the connections already
+   * made, and the ACKs that complete handshakes, keep their frames and do not wait behind a backlog of SYNs.
+   */
+  synRing?: boolean;
 }
 
 /** Offload activity of an endpoint opened with `offloads: true`. */
@@ -205,18 +211,21 @@ interface OpenedSocket {
   bigFd: number;
   /** A packet socket for the frames every fanout member sees (ARP, NDP, ICMP errors), for a fanout member. */
   sharedFd: number;
+  /** A packet socket for bare SYNs, when asked for. */
+  synFd: number;
   ifindex: number;
   mac: Uint8Array;
   mtu: number;
 }
 
 /** Creates the packet socket(s) inside the namespace and reads the interface's index, MAC and MTU. */
-function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shared: boolean): OpenedSocket {
+function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shared: boolean, syn: boolean): OpenedSocket {
   const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
     const fd = check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET');
     let bigFd = -1;
+    let sharedFd = -1;
     try {
       const req = ifreq(dev);
       if (sys.ioctl(fd, C.SIOCGIFINDEX, req) < 0) {
@@ -230,11 +239,13 @@ function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shar
       check(sys.ioctl(fd, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
       const mtu = new DataView(req.buffer).getInt32(16, true);
       bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      const sharedFd = shared ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      return { fd, bigFd, sharedFd, ifindex, mac, mtu };
+      sharedFd = shared ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      const synFd = syn ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      return { fd, bigFd, sharedFd, synFd, ifindex, mac, mtu };
     } catch (err) {
       sys.close(fd);
       if (bigFd >= 0) sys.close(bigFd);
+      if (sharedFd >= 0) sys.close(sharedFd);
       throw err;
     }
   });
@@ -260,6 +271,11 @@ const SHARED_RING_FRAMES = 256;
 // Slots of the ring for MTU-sized frames by default: a backlog of this many small frames waits while the main thread
 // is busy; about 1.6 KB each at MTU 1500, so 13 MB of kernel memory (allocated, zeroed, when the ring is set up).
 const SMALL_RING_FRAMES = 8192;
+// The ring for bare SYNs: frames up to SYN_SLOT_FRAME bytes (a SYN with every option over IPv6 is 14 + 40 + 60 = 114;
+// longer ones, which carry data, go through the ring of small frames), and as many of them as that ring holds, in
+// slots of a quarter of the size (3 MB of kernel memory rather than 13).
+const SYN_SLOT_FRAME = 256;
+const SYN_RING_FRAMES = 8192;
 
 /** Whether the frame at `a`/`aOff` was received before the one at `b`/`bOff` (tp_sec, tp_nsec). */
 function earlier(a: DataView, aOff: number, b: DataView, bOff: number): boolean {
@@ -440,6 +456,9 @@ export class AfPacketEndpoint implements LinkEndpoint {
   // A fanout member's ARP, NDP and ICMP error frames, which every member sees (see AfPacketOptions.fanout).
   private sharedRing: RxRing | null = null;
   private readonly sharedWatch: FdWatch | null = null;
+  // Bare SYNs (AfPacketOptions.synRing), drained after the other rings.
+  private synRing: RxRing | null = null;
+  private readonly synWatch: FdWatch | null = null;
   private dispatcher: LinkDispatcher | null = null;
   // Whether super-frames are lent to the dispatcher (RX_LOAN: it has returnLoans), and the offsets of the slots of
   // the ring of super-frames lent and not yet given back.
@@ -486,7 +505,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       ? Object.freeze({ gso: true, maxGsoSize: MAX_GSO_FRAME, rxChecksumOffload: false, txChecksumOffload: true })
       : bigSlots ? Object.freeze({ ...NO_OFFLOADS, maxRxFrame: MAX_GSO_FRAME }) : NO_OFFLOADS;
     const vnet = this.offloads ? VNET_HDR_LEN : 0;
-    const fds = s.bigFd >= 0 ? [this.fd, s.bigFd] : [this.fd];
+    const fds = [this.fd, ...(s.bigFd >= 0 ? [s.bigFd] : []), ...(s.synFd >= 0 ? [s.synFd] : [])];
     try {
       for (const fd of fds) {
         setIntOption(fd, C.SOL_PACKET, C.PACKET_VERSION, C.TPACKET_V2, 'PACKET_VERSION');
@@ -503,10 +522,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
         setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
         attachFilter(s.sharedFd, sharedFilter());
         this.sharedRing = new RxRing(s.sharedFd, this.maxFrame + RING_HEADROOM + vnet, SHARED_RING_FRAMES, false);
-      } else if (s.bigFd >= 0) {
-        // Before bind: until then the sockets receive nothing, so no frame lands in both rings or in neither.
-        attachFilter(this.fd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'small' } }));
-        attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
+      } else {
+        // Before bind: until then the sockets receive nothing, so no frame lands in two rings or in none.
+        const noBareSyns = s.synFd >= 0 ? SYN_SLOT_FRAME : undefined;
+        if (s.bigFd >= 0 || noBareSyns !== undefined) {
+          attachFilter(this.fd, frameFilter({ size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined, noBareSyns }));
+        }
+        if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
+        if (s.synFd >= 0) {
+          attachFilter(s.synFd, synFilter(SYN_SLOT_FRAME));
+          this.synRing = new RxRing(s.synFd, SYN_SLOT_FRAME + RING_HEADROOM + vnet, SYN_RING_FRAMES, false);
+        }
       }
       this.ring = new RxRing(this.fd, this.maxFrame + RING_HEADROOM + vnet, opts.ringFrames ?? SMALL_RING_FRAMES, false);
       if (s.bigFd >= 0) {
@@ -540,6 +566,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
       (this.ring as RxRing | undefined)?.mem.free();
       this.bigRing?.mem.free();
       this.sharedRing?.mem.free();
+      this.synRing?.mem.free();
       for (const fd of fds) sys.close(fd);
       if (s.sharedFd >= 0) sys.close(s.sharedFd);
       throw err;
@@ -555,6 +582,12 @@ export class AfPacketEndpoint implements LinkEndpoint {
         if (readable) this.receive();
       });
     }
+    if (this.synRing) {
+      this.synWatch = watchFd(s.synFd, (readable, _writable, status) => {
+        if (status < 0) return this.close();
+        if (readable) this.receive();
+      });
+    }
     if (this.sharedRing) {
       this.sharedWatch = watchFd(s.sharedFd, (readable, _writable, status) => {
         if (status < 0) return this.close();
@@ -566,7 +599,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Opens a packet socket on `dev` inside namespace `netns`; rejects with an error naming whichever is missing. */
   static async open(opts: AfPacketOptions): Promise<AfPacketEndpoint> {
     const two = opts.offloads === true || opts.superFrames === true;
-    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, opts.fanout !== undefined));
+    const fanout = opts.fanout !== undefined;
+    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, fanout, !fanout && opts.synRing !== false));
   }
 
   attach(dispatcher: LinkDispatcher | null): void {
@@ -640,7 +674,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   /** Whether a frame waits in either ring. */
   private rxReady(): boolean {
-    return this.ring.ready() || (this.bigRing !== null && this.bigRing.ready());
+    return this.ring.ready() || (this.bigRing !== null && this.bigRing.ready()) || (this.synRing !== null && this.synRing.ready());
   }
 
   /**
@@ -705,7 +739,12 @@ export class AfPacketEndpoint implements LinkEndpoint {
     let seen = 0;
     let bytes = 0;
     let supers = 0;
-    for (let budget = max; budget > 0 && bytes < RX_BUDGET_BYTES && !this.closed; budget--) {
+    // The ring for SYNs comes after the others, with a budget of its own: under a flood it holds a backlog, which
+    // must not delay the segments of the connections already made, nor be starved by them.
+    const syn = this.synRing;
+    let synLeft = syn === null ? 0 : max;
+    let budget = max;
+    while (!this.closed) {
       // Lending more than maxHeld slots (readers that have not run for several batches) ends the loans early:
       // the ring keeps most of its room, and the walk never comes round to a slot still lent.
       if (lend && this.heldOffsets.length >= this.maxHeld) this.endLoans();
@@ -721,8 +760,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
           status = bStatus;
         }
       }
-      if ((status & TP_STATUS_USER) === 0 || (r === big && supers === RX_BUDGET_SUPER)) break;
-      if (r === big) supers++;
+      if (budget > 0 && bytes < RX_BUDGET_BYTES && (status & TP_STATUS_USER) !== 0 && !(r === big && supers === RX_BUDGET_SUPER)) {
+        budget--;
+        if (r === big) supers++;
+      } else {
+        if (synLeft === 0) break;
+        r = syn!;
+        off = r.slotOffset(r.head);
+        status = r.view.getUint32(off, true);
+        if ((status & TP_STATUS_USER) === 0) break;
+        synLeft--;
+      }
       const i = r.head;
       const v = r.view;
       seen++;
@@ -753,9 +801,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
         delivered++;
         // The kernel already filled the next slot: this batch goes on, so the receiver may defer its replies.
         const next = i + 1 === r.frames ? 0 : i + 1;
-        if (budget > 1 && ((v.getUint32(r.slotOffset(next), true) & TP_STATUS_USER) !== 0 || (r === small ? big : small)?.ready())) {
-          flags |= RX_MORE;
-        }
+        const nextReady = (v.getUint32(r.slotOffset(next), true) & TP_STATUS_USER) !== 0;
+        const more = r === syn
+          ? synLeft > 0 && nextReady
+          : (budget > 0 && (nextReady || (r === small ? big : small)?.ready() === true)) || (synLeft > 0 && syn!.ready());
+        if (more) flags |= RX_MORE;
         this.rxSec = v.getUint32(off + 16, true);
         this.rxNsec = v.getUint32(off + 20, true);
         try {
@@ -825,7 +875,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
     if (!this.closed) {
-      for (const ring of [this.ring, this.bigRing, this.sharedRing]) {
+      for (const ring of [this.ring, this.bigRing, this.sharedRing, this.synRing]) {
         if (ring === null) continue;
         const fd = ring.fd;
         this.statLen[0] = 8;
@@ -1189,11 +1239,13 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.watch.close();
     this.bigWatch?.close();
     this.sharedWatch?.close();
+    this.synWatch?.close();
     if (stopped) this.tx.free();
     sys.close(this.fd);
     if (this.bigRing) sys.close(this.bigRing.fd);
     if (this.sharedRing) sys.close(this.sharedRing.fd);
-    const rings = [this.ring, this.bigRing, this.sharedRing];
+    if (this.synRing) sys.close(this.synRing.fd);
+    const rings = [this.ring, this.bigRing, this.sharedRing, this.synRing];
     const unmap = () => {
       for (const r of rings) r?.mem.free();
     };
@@ -1217,7 +1269,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
    */
   closeInBackground(): void {
     if (this.closed) return;
-    const fds = [this.fd, this.bigRing?.fd, this.sharedRing?.fd].filter((fd): fd is number => fd !== undefined);
+    const fds = [this.fd, this.bigRing?.fd, this.sharedRing?.fd, this.synRing?.fd].filter((fd): fd is number => fd !== undefined);
     try {
       // The child's stdio gets fds 3 and on; its exit, a second from now, does the slow release.
       spawn('/bin/sleep', ['1'], { stdio: ['ignore', 'ignore', 'ignore', ...fds], detached: true }).unref();

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { encodeFilter, frameFilter, sharedFilter, runFilter } from '../../lib/packet-filter.ts';
+import { encodeFilter, frameFilter, sharedFilter, runFilter, synFilter } from '../../lib/packet-filter.ts';
 
 // Frames as the wire carries them: an Ethernet header, then the bytes each test needs (the rest zero).
 function frame(ethertype: number, length: number, bytes: Record<number, number> = {}): Uint8Array {
@@ -79,4 +79,79 @@ t.test('encodeFilter → struct sock_filter layout, jumps relative to the next i
   // ld len; jgt #1518 → drop (2 ahead) else next; ret #0x40000; ret #0
   t.same([v.getUint16(0, true), v.getUint16(8, true), v.getUint8(10), v.getUint8(11), v.getUint32(12, true)], [0x80, 0x25, 1, 0, 1518]);
   t.same([v.getUint16(16, true), v.getUint32(20, true), v.getUint16(24, true), v.getUint32(28, true)], [0x06, 0x40000, 0x06, 0]);
+});
+
+// TCP segments with `flags`: IPv4 with a header of `ihl` words (options push the TCP header back) at fragment field
+// `frag`, or IPv6 with next header `next` (6: TCP right after the header).
+const tcp4 = (flags: number, o: { ihl?: number; frag?: number; length?: number } = {}) => {
+  const ihl = o.ihl ?? 5;
+  const len = o.length ?? 14 + ihl * 4 + 24;
+  return frame(0x0800, len, { 14: 0x40 | ihl, 20: (o.frag ?? 0x4000) >> 8, 21: (o.frag ?? 0x4000) & 0xff, 23: 6, [14 + ihl * 4 + 13]: flags });
+};
+const tcp6 = (flags: number, o: { next?: number; length?: number } = {}) =>
+  frame(0x86dd, o.length ?? 14 + 40 + 24, { 14: 0x60, 20: o.next ?? 6, [14 + 40 + 13]: flags });
+const SYN = 0x02;
+const SEGMENTS: Record<string, Uint8Array> = {
+  'ipv4 SYN': tcp4(SYN),
+  'ipv4 SYN, ECN setup (SYN|ECE|CWR)': tcp4(SYN | 0xc0),
+  'ipv4 SYN, header with options': tcp4(SYN, { ihl: 7 }),
+  'ipv4 SYN with 100 bytes of data (TFO)': tcp4(SYN, { length: 14 + 20 + 24 + 100 }),
+  'ipv6 SYN': tcp6(SYN),
+  'ipv4 SYN-ACK': tcp4(SYN | 0x10),
+  'ipv4 SYN|RST': tcp4(SYN | 0x04),
+  'ipv4 ACK': tcp4(0x10),
+  'ipv4 SYN, first fragment (MF)': tcp4(SYN, { frag: 0x2000 }),
+  'ipv4 SYN-looking fragment at offset 8': tcp4(SYN, { frag: 1 }),
+  'ipv4 SYN of 300 bytes': tcp4(SYN, { length: 300 }),
+  'ipv4 SYN cut before its flags (ihl 15, 60 B)': tcp4(SYN, { ihl: 15, length: 60 }),
+  'ipv6 SYN-ACK': tcp6(SYN | 0x10),
+  'ipv6 SYN after a hop-by-hop header': tcp6(SYN, { next: 0 }),
+  'ipv6 SYN cut short (60 B)': tcp6(SYN, { length: 60 }),
+  'short ipv4 (20 B)': frame(0x0800, 20),
+  arp: frame(0x0806, 42, { 21: 1 }),
+};
+
+t.test('ring for SYNs → bare SYNs up to its frame size; every other frame to the ring of small frames', async (t) => {
+  const syn = synFilter(256);
+  const small = frameFilter({ size: { maxFrame: 1518, take: 'small' }, noBareSyns: 256 });
+  const by = (prog: ReturnType<typeof synFilter>) => Object.entries(SEGMENTS).filter(([, f]) => runFilter(prog, f) > 0).map(([n]) => n);
+  t.same(by(syn), ['ipv4 SYN', 'ipv4 SYN, ECN setup (SYN|ECE|CWR)', 'ipv4 SYN, header with options', 'ipv4 SYN with 100 bytes of data (TFO)', 'ipv6 SYN']);
+  t.same(by(small), Object.keys(SEGMENTS).filter((n) => !by(syn).includes(n)));
+  t.same(taken(frameFilter({ noBareSyns: 256 })), Object.keys(FRAMES), 'none of the other test frames is a bare SYN');
+});
+
+t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each taken by exactly one', async (t) => {
+  let seed = 0x9e3779b9;
+  const next = (): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return seed >>> 0;
+  };
+  const rings = [
+    frameFilter({ size: { maxFrame: 1518, take: 'small' }, noBareSyns: 256 }),
+    frameFilter({ size: { maxFrame: 1518, take: 'large' } }),
+    synFilter(256),
+  ];
+  const counts = [0, 0, 0];
+  const wrong: string[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    // Mostly TCP over IPv4 or IPv6 with random header lengths and flags, of every length from 0 to 2000 bytes.
+    const len = next() % 8 === 0 ? 1519 + (next() % 500) : next() % 400;
+    const f = new Uint8Array(len);
+    for (let j = 0; j < len; j++) f[j] = next() & 0xff;
+    const kind = next() % 4;
+    if (len > 14 && kind < 3) {
+      f[12] = kind === 2 ? 0x86 : 0x08;
+      f[13] = kind === 2 ? 0xdd : 0x00;
+      if (len > 23) f[kind === 2 ? 20 : 23] = 6;
+      if (len > 21 && next() % 2 === 0) f[20] = f[21] = 0;
+    }
+    const takers = rings.map((r) => (runFilter(r, f) > 0 ? 1 : 0) as number);
+    const n = takers.reduce((a, b) => a + b, 0);
+    if (n !== 1) wrong.push(`frame ${i} (${len} B) taken by ${n} rings`);
+    takers.forEach((x, k) => (counts[k]! += x));
+  }
+  t.same(wrong.slice(0, 5), [], `no frame lost or doubled (${wrong.length} were)`);
+  t.ok(counts.every((c) => c > 100), `each ring took its share (${counts.join(', ')})`);
 });

@@ -234,3 +234,36 @@ t.test('burst of 160 small frames with offloads → at most 64 delivered before 
   t.ok(longest <= 64, `at most 64 frames in a row before microtasks ran (longest run ${longest}: ${events.join('')})`);
   t.ok(events.indexOf('m') > 0 && events.indexOf('m') < n, 'the first microtask ran before the burst was over');
 });
+
+t.test('bare SYNs → their own ring, drained after the other frames of a burst; without it, wire order', async (t) => {
+  const src = ip4(A_IP);
+  const dst = ip4(B_IP);
+  // Port 40000 (0x9c40) from A: isOurTcp. SYN, ACK, SYN-ACK, a SYN with 300 bytes of data (too long for the ring
+  // of SYNs), a second SYN and ACK: the burst as the wire carries it.
+  const burst = (a: AfPacketEndpoint, b: AfPacketEndpoint) => [
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 100, 0, 0x02, new Uint8Array(0)),
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 101, 1, 0x10, new Uint8Array(0)),
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 102, 2, 0x12, new Uint8Array(0)),
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 103, 0, 0x02, new Uint8Array(300)),
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 104, 0, 0x02, new Uint8Array(0)),
+    tcp4(a.macAddress, b.macAddress, src, dst, [40000, 7], 105, 3, 0x10, new Uint8Array(0)),
+  ];
+  const seqOf = (f: Uint8Array) => new DataView(f.buffer, f.byteOffset).getUint32(38) - 100;
+  for (const synRing of [true, false]) {
+    const a = await AfPacketEndpoint.open({ netns: pair.nsA, dev: pair.devA, offloads: true });
+    const b = await AfPacketEndpoint.open({ netns: pair.nsB, dev: pair.devB, offloads: true, synRing });
+    const order: number[] = [];
+    b.attach({ deliverFrame: (f) => void (isOurTcp(f) && order.push(seqOf(f))) });
+    try {
+      const queued = burst(a, b).filter((f) => a.writeFrame(f)).length;
+      a.flush();
+      t.equal(queued, 6, 'the burst went out in one flush');
+      await waitFor(() => order.length >= 6, HANG_MS, 'the burst at B');
+      // SYNs 0 and 4 come last, in their order; the SYN with data stays among the others.
+      t.same(order, synRing ? [1, 2, 3, 5, 0, 4] : [0, 1, 2, 3, 4, 5], synRing ? 'ring for SYNs: after the rest' : 'no ring for SYNs: wire order');
+    } finally {
+      a.close();
+      b.close();
+    }
+  }
+});

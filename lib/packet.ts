@@ -42,6 +42,13 @@
  * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
  * segment. `capabilities` tells the stack which.
  *
+ * SYNs (`synRing`, on unless a fanout member): bare SYNs go to a ring of small slots on a socket of their own, which
+ * each wake-up walks after the others with a budget of its own. Under a SYN flood beyond what the thread can answer
+ * the kernel then drops SYNs alone, as Linux's own listen path sheds them: the segments of established connections,
+ * and the ACKs (or first data) that complete handshakes answered with cookies, neither fall out of a full ring nor
+ * wait behind its backlog. Before it, a legitimate connection failed whenever the full ring dropped its ACK and a
+ * later segment then failed the cookie check (answered with a RST); now only losing its SYN twice fails it.
+ *
  * Fanout (`fanout`), for a stack split into shards on several threads: each shard's endpoint is a member of one
  * PACKET_FANOUT_HASH group, and the kernel hands it only the flows its symmetric hash gives that member. ARP, NDP
  * and ICMP errors, which that hash gives to one member by their addresses alone, reach every member through a

@@ -491,6 +491,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   private idleSince = 0;
   // When noteLosing last read the kernel's drop counts (performance.now ms).
   private lossReadAt = -Infinity;
+  private lossTimer: NodeJS.Timeout | null = null;
   private readonly stat = new Uint32Array(2);
   private readonly statLen = new Uint32Array(1);
 
@@ -874,10 +875,22 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** A ring said it dropped frames: reads the kernel's count unless it was read in the last LOSS_READ_MS. */
   private noteLosing(): void {
     const now = performance.now();
-    if (now - this.lossReadAt < LOSS_READ_MS) return;
-    this.lossReadAt = now;
-    this.refreshCounters();
+    const wait = this.lossReadAt + LOSS_READ_MS - now;
+    if (wait <= 0) {
+      this.lossReadAt = now;
+      this.refreshCounters();
+    } else if (this.lossTimer === null) {
+      // Drops after the last read must not go uncounted if no frame marked LOSING comes after the window.
+      this.lossTimer = setTimeout(this.lateLossRead, wait);
+      this.lossTimer.unref();
+    }
   }
+
+  private readonly lateLossRead = (): void => {
+    this.lossTimer = null;
+    this.lossReadAt = performance.now();
+    this.refreshCounters();
+  };
 
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
@@ -1232,6 +1245,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
 
   close(): void {
     if (this.closed) return;
+    if (this.lossTimer !== null) clearTimeout(this.lossTimer);
     this.refreshCounters();
     this.closed = true;
     // A thread that does not leave its send in time keeps the batch's memory (never freed, rather than freed under it).

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { encodeFilter, frameFilter, sharedFilter, runFilter, synFilter } from '../../lib/packet-filter.ts';
+import { Rng } from '../../netstack/rand.ts';
 
 // Frames as the wire carries them: an Ethernet header, then the bytes each test needs (the rest zero).
 function frame(ethertype: number, length: number, bytes: Record<number, number> = {}): Uint8Array {
@@ -121,13 +122,8 @@ t.test('ring for SYNs → bare SYNs up to its frame size; every other frame to t
 });
 
 t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each taken by exactly one', async (t) => {
-  let seed = 0x9e3779b9;
-  const next = (): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return seed >>> 0;
-  };
+  const rng = new Rng(31);
+  const next = (): number => rng.next32();
   const rings = [
     frameFilter({ size: { maxFrame: 1518, take: 'small' }, noBareSyns: 256 }),
     frameFilter({ size: { maxFrame: 1518, take: 'large' } }),

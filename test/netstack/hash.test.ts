@@ -1,5 +1,6 @@
 import t from 'tap';
 import { keyedHash32, keyedHash32Pair, siphash24 } from '../../netstack/hash.ts';
+import { Rng } from '../../netstack/rand.ts';
 
 // The SipHash-2-4 reference vectors (siphash24.c / the paper's appendix): key 00..0f, message 00..(n-1) for
 // n = 0..63, each written as the little-endian 64-bit output word.
@@ -87,13 +88,8 @@ t.test('keyedHash32 reuses its message buffer without leaking bytes between call
 });
 
 t.test('keyedHash32Pair → the same hash as keyedHash32 of the same parts, IPv4 and IPv6, 2,000 random inputs each', async (t) => {
-  let seed = 0x2545f491;
-  const next = (): number => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return seed >>> 0;
-  };
+  const rng = new Rng(13);
+  const next = (): number => rng.next32();
   const bytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => next() & 0xff);
   const differ: string[] = [];
   for (const len of [4, 16]) {

@@ -285,9 +285,9 @@ async function startSharded(
   say: (line: string) => void,
 ): Promise<Served> {
   const n = opts.threads!;
-  // Two groups per serve (MTU-sized frames, super-frames), numbered from the pid: unique among the serves of a
-  // namespace (fanout groups belong to a namespace), and a clash names PACKET_FANOUT in its error.
-  const group = (process.pid * 2) & 0xfffe;
+  // Three groups per serve (MTU-sized frames, super-frames, bare SYNs), numbered from the pid: unique among the serves
+  // of a namespace (fanout groups belong to a namespace), and a clash names PACKET_FANOUT in its error.
+  const group = (process.pid * 4) & 0xfffc;
   const configs: ShardConfig[] = Array.from({ length: n }, (_, index) => ({
     index,
     count: n,

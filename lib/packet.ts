@@ -42,7 +42,7 @@
  * a virtio_net_hdr (all zero from writeFrame), and `writeGso` hands the kernel whole TCP/UDP super-frames to
  * segment. `capabilities` tells the stack which.
  *
- * SYNs (`synRing`, on unless a fanout member): bare SYNs go to a ring of small slots on a socket of their own, which
+ * SYNs (`synRing`, on by default): bare SYNs go to a ring of small slots on a socket of their own, which
  * each wake-up walks after the others with a budget of its own. Under a SYN flood beyond what the thread can answer
  * the kernel then drops SYNs alone, as Linux's own listen path sheds them: the segments of established connections,
  * and the ACKs (or first data) that complete handshakes answered with cookies, neither fall out of a full ring nor
@@ -134,8 +134,9 @@ export interface AfPacketOptions {
    * Be one member of a PACKET_FANOUT_HASH group of the namespace (the shards of `serve --threads`): the kernel
    * gives this endpoint only the flows whose hash falls to it. The socket of MTU-sized frames joins group
    * `group`; with super-frames, the socket of large frames joins `group + 1`, which reassembles IPv4 fragments
-   * before hashing (PACKET_FANOUT_FLAG_DEFRAG), so a fragmented datagram reaches the member that owns its flow.
-   * Members of one group must be opened one after another, in the same order for both groups: the kernel picks
+   * before hashing (PACKET_FANOUT_FLAG_DEFRAG), so a fragmented datagram reaches the member that owns its flow;
+   * the socket of bare SYNs (`synRing`) joins `group + 2`, so groups group to group + 2 must be free.
+   * Members of one group must be opened one after another, in the same order for every group: the kernel picks
    * a member by its position, and a flow's small frames and super-frames must land on the same endpoint. ARP, NDP
    * and ICMP errors bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
    */
@@ -150,8 +151,9 @@ export interface AfPacketOptions {
   sendThread?: boolean | 'on-bulk';
   /**
    * Give bare SYNs (no ACK, no RST; up to SYN_SLOT_FRAME bytes) a ring of their own, drained after the others
-   * (default true; not for a fanout member). A SYN flood then overflows that ring alone: the connections already
-   * made, and the ACKs that complete handshakes, keep their frames and do not wait behind a backlog of SYNs.
+   * (default true; a fanout member's socket for them joins group + 2). A SYN flood then overflows that ring alone:
+   * the connections already made, and the ACKs that complete handshakes, keep their frames and do not wait behind a
+   * backlog of SYNs.
    */
   synRing?: boolean;
 }
@@ -530,6 +532,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
         attachFilter(s.sharedFd, sharedFilter());
         this.sharedRing = new RxRing(s.sharedFd, this.maxFrame + RING_HEADROOM + vnet, SHARED_RING_FRAMES, false);
+        if (s.synFd >= 0) this.synRing = new RxRing(s.synFd, SYN_SLOT_FRAME + RING_HEADROOM + vnet, SYN_RING_FRAMES, false);
       } else {
         // Before bind: until then the sockets receive nothing, so no frame lands in two rings or in none.
         const noBareSyns = s.synFd >= 0 ? SYN_SLOT_FRAME : undefined;
@@ -554,6 +557,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
         check(sys.bind(s.sharedFd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
         joinFanout(this.fd, fan.group, false);
         if (s.bigFd >= 0) joinFanout(s.bigFd, fan.group + 1, true);
+        // A flow's SYN reaches the member its later segments reach: the same symmetric hash, the same position.
+        if (s.synFd >= 0) joinFanout(s.synFd, fan.group + 2, false);
         // IPv4 fragments go whole through the group of large frames, reassembled there (not in both groups: the
         // kernel's reassembly queue is shared, so a second group would hold the other's orphan fragments); with one
         // socket, the member reassembles the fragments the hash of their addresses brings it.
@@ -561,8 +566,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
           size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined,
           noShared: true,
           noIpv4Fragments: s.bigFd >= 0,
+          noBareSyns: s.synFd >= 0 ? SYN_SLOT_FRAME : undefined,
         }));
         if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
+        if (s.synFd >= 0) attachFilter(s.synFd, synFilter(SYN_SLOT_FRAME));
       }
       // Send slots hold header and frame; 64 KB ones with offloads, of which untouched pages cost nothing.
       this.tx = new MmsgBatch(Math.min(opts.sendQueue ?? 256, MAX_SEND_SLOTS), this.txHdr + (this.offloads ? MAX_GSO_FRAME : this.maxFrame));
@@ -608,7 +615,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   static async open(opts: AfPacketOptions): Promise<AfPacketEndpoint> {
     const two = opts.offloads === true || opts.superFrames === true;
     const fanout = opts.fanout !== undefined;
-    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, fanout, !fanout && opts.synRing !== false));
+    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, fanout, opts.synRing !== false));
   }
 
   attach(dispatcher: LinkDispatcher | null): void {

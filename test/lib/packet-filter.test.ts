@@ -151,3 +151,33 @@ t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each ta
   t.same(wrong.slice(0, 5), [], `no frame lost or doubled (${wrong.length} were)`);
   t.ok(counts.every((c) => c > 100), `each ring took its share (${counts.join(', ')})`);
 });
+
+t.test('fanout member with a ring for SYNs → 20,000 random frames fare as without it, but bare SYNs move from the member ring to it', async (t) => {
+  const rng = new Rng(47);
+  const next = (): number => rng.next32();
+  const member = { size: { maxFrame: 1518, take: 'small' as const }, noShared: true, noIpv4Fragments: true };
+  const large = frameFilter({ size: { maxFrame: 1518, take: 'large' } });
+  const before = [frameFilter(member), large, sharedFilter()];
+  const after = [frameFilter({ ...member, noBareSyns: 256 }), large, sharedFilter(), synFilter(256)];
+  let moved = 0;
+  const wrong: string[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const len = next() % 8 === 0 ? 1519 + (next() % 500) : next() % 400;
+    const f = new Uint8Array(len);
+    for (let j = 0; j < len; j++) f[j] = next() & 0xff;
+    const kind = next() % 4;
+    if (len > 14 && kind < 3) {
+      f[12] = kind === 2 ? 0x86 : 0x08;
+      f[13] = kind === 2 ? 0xdd : 0x00;
+      if (len > 23) f[kind === 2 ? 20 : 23] = next() % 4 === 0 ? (kind === 2 ? 58 : 1) : 6;
+      if (len > 21 && next() % 2 === 0) f[20] = f[21] = 0;
+    }
+    const was = before.map((r) => runFilter(r, f) > 0);
+    const is = after.map((r) => runFilter(r, f) > 0);
+    const same = was[1] === is[1] && was[2] === is[2] && (is[3] ? was[0] && !is[0] : was[0] === is[0]);
+    if (!same) wrong.push(`frame ${i} (${len} B): [${was.join(',')}] → [${is.join(',')}]`);
+    if (is[3]) moved++;
+  }
+  t.same(wrong.slice(0, 5), [], `every frame where it went before, but bare SYNs (${wrong.length} differed)`);
+  t.ok(moved > 50, `${moved} bare SYNs moved to their ring`);
+});

@@ -121,9 +121,27 @@ t.test('ring for SYNs → bare SYNs up to its frame size; every other frame to t
   t.same(taken(frameFilter({ noBareSyns: 256 })), Object.keys(FRAMES), 'none of the other test frames is a bare SYN');
 });
 
+/**
+ * A random frame of 0 to 400 bytes (one in eight: 1,519 to 2,018), most of them IPv4 or IPv6 carrying TCP (one in four
+ * ICMP) with random header lengths, flags and fragment fields, half with the fragment field cleared.
+ */
+function randomFrame(rng: Rng): Uint8Array {
+  const next = (): number => rng.next32();
+  const len = next() % 8 === 0 ? 1519 + (next() % 500) : next() % 400;
+  const f = new Uint8Array(len);
+  for (let j = 0; j < len; j++) f[j] = next() & 0xff;
+  const kind = next() % 4;
+  if (len > 14 && kind < 3) {
+    f[12] = kind === 2 ? 0x86 : 0x08;
+    f[13] = kind === 2 ? 0xdd : 0x00;
+    if (len > 23) f[kind === 2 ? 20 : 23] = next() % 4 === 0 ? (kind === 2 ? 58 : 1) : 6;
+    if (len > 21 && next() % 2 === 0) f[20] = f[21] = 0;
+  }
+  return f;
+}
+
 t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each taken by exactly one', async (t) => {
   const rng = new Rng(31);
-  const next = (): number => rng.next32();
   const rings = [
     frameFilter({ size: { maxFrame: 1518, take: 'small' }, noBareSyns: 256 }),
     frameFilter({ size: { maxFrame: 1518, take: 'large' } }),
@@ -132,17 +150,8 @@ t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each ta
   const counts = [0, 0, 0];
   const wrong: string[] = [];
   for (let i = 0; i < 20_000; i++) {
-    // Mostly TCP over IPv4 or IPv6 with random header lengths and flags, of every length from 0 to 2000 bytes.
-    const len = next() % 8 === 0 ? 1519 + (next() % 500) : next() % 400;
-    const f = new Uint8Array(len);
-    for (let j = 0; j < len; j++) f[j] = next() & 0xff;
-    const kind = next() % 4;
-    if (len > 14 && kind < 3) {
-      f[12] = kind === 2 ? 0x86 : 0x08;
-      f[13] = kind === 2 ? 0xdd : 0x00;
-      if (len > 23) f[kind === 2 ? 20 : 23] = 6;
-      if (len > 21 && next() % 2 === 0) f[20] = f[21] = 0;
-    }
+    const f = randomFrame(rng);
+    const len = f.length;
     const takers = rings.map((r) => (runFilter(r, f) > 0 ? 1 : 0) as number);
     const n = takers.reduce((a, b) => a + b, 0);
     if (n !== 1) wrong.push(`frame ${i} (${len} B) taken by ${n} rings`);
@@ -154,7 +163,6 @@ t.test('three rings (small, super-frames, SYNs) → 20,000 random frames each ta
 
 t.test('fanout member with a ring for SYNs → 20,000 random frames fare as without it, but bare SYNs move from the member ring to it', async (t) => {
   const rng = new Rng(47);
-  const next = (): number => rng.next32();
   const member = { size: { maxFrame: 1518, take: 'small' as const }, noShared: true, noIpv4Fragments: true };
   const large = frameFilter({ size: { maxFrame: 1518, take: 'large' } });
   const before = [frameFilter(member), large, sharedFilter()];
@@ -162,16 +170,8 @@ t.test('fanout member with a ring for SYNs → 20,000 random frames fare as with
   let moved = 0;
   const wrong: string[] = [];
   for (let i = 0; i < 20_000; i++) {
-    const len = next() % 8 === 0 ? 1519 + (next() % 500) : next() % 400;
-    const f = new Uint8Array(len);
-    for (let j = 0; j < len; j++) f[j] = next() & 0xff;
-    const kind = next() % 4;
-    if (len > 14 && kind < 3) {
-      f[12] = kind === 2 ? 0x86 : 0x08;
-      f[13] = kind === 2 ? 0xdd : 0x00;
-      if (len > 23) f[kind === 2 ? 20 : 23] = next() % 4 === 0 ? (kind === 2 ? 58 : 1) : 6;
-      if (len > 21 && next() % 2 === 0) f[20] = f[21] = 0;
-    }
+    const f = randomFrame(rng);
+    const len = f.length;
     const was = before.map((r) => runFilter(r, f) > 0);
     const is = after.map((r) => runFilter(r, f) > 0);
     const same = was[1] === is[1] && was[2] === is[2] && (is[3] ? was[0] && !is[0] : was[0] === is[0]);

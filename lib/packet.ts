@@ -227,12 +227,17 @@ interface OpenedSocket {
   mtu: number;
 }
 
+/** A packet socket of the current namespace, receiving nothing until bound. */
+function packetSocket(): number {
+  return check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET');
+}
+
 /** Creates the packet socket(s) inside the namespace and reads the interface's index, MAC and MTU. */
 function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shared: boolean, syn: boolean): OpenedSocket {
   const label = netns instanceof NetnsHandle ? netns.label : netns;
   return inNetns(netns, () => {
     // Protocol 0 receives nothing until bind(), so no frame of another interface slips into the ring.
-    const fd = check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET');
+    const fd = packetSocket();
     let bigFd = -1;
     let sharedFd = -1;
     try {
@@ -247,9 +252,9 @@ function openSocket(netns: string | NetnsHandle, dev: string, two: boolean, shar
       const mac = req.slice(18, 24); // ifr_hwaddr: sa_family (2) then the address
       check(sys.ioctl(fd, C.SIOCGIFMTU, req), 'ioctl', `SIOCGIFMTU ${dev}`);
       const mtu = new DataView(req.buffer).getInt32(16, true);
-      bigFd = two ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      sharedFd = shared ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
-      const synFd = syn ? check(sys.socket(C.AF_PACKET, C.SOCK_RAW | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0), 'socket', 'AF_PACKET') : -1;
+      bigFd = two ? packetSocket() : -1;
+      sharedFd = shared ? packetSocket() : -1;
+      const synFd = syn ? packetSocket() : -1;
       return { fd, bigFd, sharedFd, synFd, ifindex, mac, mtu };
     } catch (err) {
       sys.close(fd);
@@ -524,6 +529,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
         setIntOption(fd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
       }
       const fan = opts.fanout;
+      const noBareSyns = s.synFd >= 0 ? SYN_SLOT_FRAME : undefined;
       if (fan) {
         // Nothing reaches a member between its bind() and its join (it would see every flow's frames).
         for (const fd of fds) attachFilter(fd, DROP_ALL);
@@ -532,19 +538,15 @@ export class AfPacketEndpoint implements LinkEndpoint {
         setIntOption(s.sharedFd, C.SOL_PACKET, C.PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
         attachFilter(s.sharedFd, sharedFilter());
         this.sharedRing = new RxRing(s.sharedFd, this.maxFrame + RING_HEADROOM + vnet, SHARED_RING_FRAMES, false);
-        if (s.synFd >= 0) this.synRing = new RxRing(s.synFd, SYN_SLOT_FRAME + RING_HEADROOM + vnet, SYN_RING_FRAMES, false);
       } else {
         // Before bind: until then the sockets receive nothing, so no frame lands in two rings or in none.
-        const noBareSyns = s.synFd >= 0 ? SYN_SLOT_FRAME : undefined;
         if (s.bigFd >= 0 || noBareSyns !== undefined) {
           attachFilter(this.fd, frameFilter({ size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined, noBareSyns }));
         }
         if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
-        if (s.synFd >= 0) {
-          attachFilter(s.synFd, synFilter(SYN_SLOT_FRAME));
-          this.synRing = new RxRing(s.synFd, SYN_SLOT_FRAME + RING_HEADROOM + vnet, SYN_RING_FRAMES, false);
-        }
+        if (s.synFd >= 0) attachFilter(s.synFd, synFilter(SYN_SLOT_FRAME));
       }
+      if (s.synFd >= 0) this.synRing = new RxRing(s.synFd, SYN_SLOT_FRAME + RING_HEADROOM + vnet, SYN_RING_FRAMES, false);
       this.ring = new RxRing(this.fd, this.maxFrame + RING_HEADROOM + vnet, opts.ringFrames ?? SMALL_RING_FRAMES, false);
       if (s.bigFd >= 0) {
         this.bigRing = new RxRing(s.bigFd, MAX_GSO_FRAME + RING_HEADROOM + vnet, BIG_RING_FRAMES, true);
@@ -566,7 +568,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
           size: s.bigFd >= 0 ? { maxFrame: this.maxFrame, take: 'small' } : undefined,
           noShared: true,
           noIpv4Fragments: s.bigFd >= 0,
-          noBareSyns: s.synFd >= 0 ? SYN_SLOT_FRAME : undefined,
+          noBareSyns,
         }));
         if (s.bigFd >= 0) attachFilter(s.bigFd, frameFilter({ size: { maxFrame: this.maxFrame, take: 'large' } }));
         if (s.synFd >= 0) attachFilter(s.synFd, synFilter(SYN_SLOT_FRAME));
@@ -591,18 +593,13 @@ export class AfPacketEndpoint implements LinkEndpoint {
       if (writable) this.onWritable();
       if (readable) this.receive();
     });
-    if (s.bigFd >= 0) {
-      this.bigWatch = watchFd(s.bigFd, (readable, _writable, status) => {
-        if (status < 0) return this.close();
-        if (readable) this.receive();
-      });
-    }
-    if (this.synRing) {
-      this.synWatch = watchFd(s.synFd, (readable, _writable, status) => {
-        if (status < 0) return this.close();
-        if (readable) this.receive();
-      });
-    }
+    // The rings of super-frames and of SYNs are walked with the one of small frames, whichever fd wakes us.
+    const onRing = (readable: boolean, _writable: boolean, status: number): void => {
+      if (status < 0) return this.close();
+      if (readable) this.receive();
+    };
+    if (s.bigFd >= 0) this.bigWatch = watchFd(s.bigFd, onRing);
+    if (this.synRing) this.synWatch = watchFd(s.synFd, onRing);
     if (this.sharedRing) {
       this.sharedWatch = watchFd(s.sharedFd, (readable, _writable, status) => {
         if (status < 0) return this.close();
@@ -614,8 +611,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** Opens a packet socket on `dev` inside namespace `netns`; rejects with an error naming whichever is missing. */
   static async open(opts: AfPacketOptions): Promise<AfPacketEndpoint> {
     const two = opts.offloads === true || opts.superFrames === true;
-    const fanout = opts.fanout !== undefined;
-    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, fanout, opts.synRing !== false));
+    return new AfPacketEndpoint(opts, openSocket(opts.netns, opts.dev, two, opts.fanout !== undefined, opts.synRing !== false));
   }
 
   attach(dispatcher: LinkDispatcher | null): void {

@@ -136,11 +136,7 @@ export function keyedHash32(key: Uint8Array, ...parts: (Uint8Array | number)[]):
   let off = 0;
   for (const p of parts) {
     if (typeof p === 'number') {
-      buf[off] = p >>> 24;
-      buf[off + 1] = p >>> 16;
-      buf[off + 2] = p >>> 8;
-      buf[off + 3] = p;
-      off += 4;
+      off = putWord(buf, off, p);
     } else {
       for (let i = 0; i < p.length; i++) buf[off + i] = p[i]!;
       off += p.length;

@@ -895,11 +895,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.refreshCounters();
   };
 
+  /** Every receive ring of the endpoint (the one of MTU-sized frames, on `fd`, first): one socket each. */
+  private rings(): RxRing[] {
+    const rings = [this.ring];
+    for (const r of [this.bigRing, this.sharedRing, this.synRing]) if (r !== null) rings.push(r);
+    return rings;
+  }
+
   /** Adds the kernel's ring-full drops (PACKET_STATISTICS, which resets on read) to `counters.rxDropped`. */
   refreshCounters(): HostLinkCounters {
     if (!this.closed) {
-      for (const ring of [this.ring, this.bigRing, this.sharedRing, this.synRing]) {
-        if (ring === null) continue;
+      for (const ring of this.rings()) {
         const fd = ring.fd;
         this.statLen[0] = 8;
         if (sys.getsockopt(fd, C.SOL_PACKET, C.PACKET_STATISTICS, this.stat, this.statLen) === 0) {
@@ -1265,13 +1271,10 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.sharedWatch?.close();
     this.synWatch?.close();
     if (stopped) this.tx.free();
-    sys.close(this.fd);
-    if (this.bigRing) sys.close(this.bigRing.fd);
-    if (this.sharedRing) sys.close(this.sharedRing.fd);
-    if (this.synRing) sys.close(this.synRing.fd);
-    const rings = [this.ring, this.bigRing, this.sharedRing, this.synRing];
+    const rings = this.rings();
+    for (const r of rings) sys.close(r.fd);
     const unmap = () => {
-      for (const r of rings) r?.mem.free();
+      for (const r of rings) r.mem.free();
     };
     if (this.lends && d !== null) {
       // Receivers copy what they hold of lent slots before the rings go; a close from inside a delivery may see
@@ -1293,7 +1296,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
    */
   closeInBackground(): void {
     if (this.closed) return;
-    const fds = [this.fd, this.bigRing?.fd, this.sharedRing?.fd, this.synRing?.fd].filter((fd): fd is number => fd !== undefined);
+    const fds = this.rings().map((r) => r.fd);
     try {
       // The child's stdio gets fds 3 and on; its exit, a second from now, does the slow release.
       spawn('/bin/sleep', ['1'], { stdio: ['ignore', 'ignore', 'ignore', ...fds], detached: true }).unref();

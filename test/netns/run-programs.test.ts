@@ -626,6 +626,8 @@ http { access_log off; client_body_temp_path /tmp/ng/cb; proxy_temp_path /tmp/ng
 C
 nginx -c /tmp/ng/nginx.conf -p /tmp/ng & P=$!
 for i in $(seq 50); do curl -s http://127.0.0.1:5380/ && break; sleep 0.2; done
+# One worker can answer while the other has not yet dropped to nobody: wait for both (at most 5 s), then list.
+for i in $(seq 50); do [ "$(ps -o user= -C nginx | grep -c '^ *nobody')" -ge 2 ] && break; sleep 0.1; done
 ps -o user= -C nginx | sort | uniq -c | tr -s ' '
 kill $P; wait $P
 `);

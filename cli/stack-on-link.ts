@@ -35,6 +35,8 @@ export interface StackOnLinkOptions {
    * and waiting a second for DAD would dominate a sandbox's start-up.
    */
   dadTransmits?: number;
+  /** The stack is shard `index` of `of` on a link steered by local port: its share of ephemeral ports (Netstack). */
+  ephemeralShare?: { of: number; index: number };
 }
 
 /** The stack and what sits between it and the host link. */
@@ -68,8 +70,19 @@ export async function stackOnLink(host: LinkEndpoint | undefined, opts: StackOnL
     link = new SnifferEndpoint(link, { clock: wallClock(clock), out: sink.sink });
   }
 
-  const netstack = new Netstack({ clock, seed: randomInt(2 ** 31), secret: randomBytes(16), dadTransmits: opts.dadTransmits });
-  undo.push(() => netstack.close());
+  const netstack = new Netstack({
+    clock,
+    seed: randomInt(2 ** 31),
+    secret: randomBytes(16),
+    dadTransmits: opts.dadTransmits,
+    ephemeralShare: opts.ephemeralShare,
+  });
+  // The clock goes with the stack: TCP's own timers (a connection's TIME-WAIT, retransmissions) outlive
+  // Stack.close and would hold the event loop for up to a minute after the stack is gone.
+  undo.push(() => {
+    netstack.close();
+    clock.dispose();
+  });
   if (opts.loopback) {
     const lo = netstack.stack.addNic(new LoopbackEndpoint({ clock }), { name: 'lo' });
     for (const a of ['127.0.0.1/8', '::1/128']) netstack.stack.addAddress(lo, parseSubnet(a)!);

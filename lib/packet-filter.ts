@@ -8,6 +8,9 @@
  * no ports), sends it to one member, chosen by its addresses: a shard that asked for a neighbour's address would
  * never hear the answer, and an error about one shard's connection (fragmentation needed, unreachable) would
  * reach another. A socket outside the group, filtered to these frames alone, gives each shard a copy.
+ *
+ * Also the program of a PACKET_FANOUT_CBPF group (steerProgram), which picks the shard by local port instead of
+ * the kernel's flow hash, so that a shard can open connections: their replies come back to it.
  */
 
 /** One classic BPF instruction (struct sock_filter). */
@@ -33,6 +36,16 @@ const ADD_K = 0x04; // BPF_ALU | BPF_ADD | BPF_K: A += k
 const TAX = 0x07; // BPF_MISC | BPF_TAX: X = A
 const TXA = 0x87; // BPF_MISC | BPF_TXA: A = X
 const JGE_X = 0x3d; // BPF_JMP | BPF_JGE | BPF_X: A >= X
+const LD_W_ABS = 0x20; // BPF_LD | BPF_W | BPF_ABS: A = 32 bits at k (big-endian)
+const LD_H_IND = 0x48; // BPF_LD | BPF_H | BPF_IND: A = 16 bits at X + k
+const LD_MEM = 0x60; // BPF_LD | BPF_MEM: A = M[k]
+const ST = 0x02; // BPF_ST: M[k] = A
+const XOR_X = 0xac; // BPF_ALU | BPF_XOR | BPF_X: A ^= X
+const MUL_K = 0x24; // BPF_ALU | BPF_MUL | BPF_K: A *= k (32 bits)
+const RSH_K = 0x74; // BPF_ALU | BPF_RSH | BPF_K: A >>= k
+const MOD_K = 0x94; // BPF_ALU | BPF_MOD | BPF_K: A %= k
+const RET_A = 0x16; // BPF_RET | BPF_A: return A
+const JA = 0x05; // BPF_JMP | BPF_JA: pc += k
 
 /** The whole frame (the return value of an accepting filter: bytes to keep). */
 const ACCEPT_BYTES = 0x40000;
@@ -43,6 +56,7 @@ const ETHERTYPE_IPV6 = 0x86dd;
 const IPPROTO_ICMP = 1;
 const IPPROTO_TCP = 6;
 const IPPROTO_ICMPV6 = 58;
+const IPPROTO_UDP = 17;
 // Offsets from the Ethernet header: IPv4 flags and fragment offset, IPv6 next header, the ICMPv6 type of a
 // message with no extension header (NDP's never have one: RFC 4861 §6.1 wants hop limit 255 and nothing between).
 const IPV4_FRAG = 14 + 6;
@@ -79,12 +93,23 @@ export interface FilterSpec {
 
 /** A tiny assembler: instructions with symbolic jump targets, resolved to the relative offsets BPF wants. */
 class Program {
-  private readonly insns: { code: number; k: number; jt?: string; jf?: string }[] = [];
+  private readonly insns: { code: number; k: number; jt?: string; jf?: string; to?: string }[] = [];
   private readonly labels = new Map<string, number>();
 
   op(code: number, k = 0, jt?: string, jf?: string): this {
     this.insns.push({ code, k, jt, jf });
     return this;
+  }
+
+  /** An unconditional jump (BPF_JA: a 32-bit offset in k) to `label`. */
+  ja(label: string): this {
+    this.insns.push({ code: JA, k: 0, to: label });
+    return this;
+  }
+
+  /** How many instructions the program has so far. */
+  get length(): number {
+    return this.insns.length;
   }
 
   label(name: string): this {
@@ -100,6 +125,11 @@ class Program {
         if (at === undefined || at <= pc || at - pc - 1 > 255) throw new Error(`bad BPF jump to ${name}`);
         return at - pc - 1;
       };
+      if (i.to !== undefined) {
+        const at = this.labels.get(i.to);
+        if (at === undefined || at <= pc) throw new Error(`bad BPF jump to ${i.to}`);
+        return { code: i.code, jt: 0, jf: 0, k: at - pc - 1 };
+      }
       return { code: i.code, jt: rel(i.jt), jf: rel(i.jf), k: i.k };
     });
   }
@@ -199,6 +229,98 @@ export function sharedFilter(): BpfInsn[] {
   return p.label('accept').op(RET, ACCEPT_BYTES).label('drop').op(RET, 0).build();
 }
 
+/**
+ * How a PACKET_FANOUT_CBPF group picks the member (shard) for a frame: by the port that names the socket the
+ * frame is for. A port every shard serves (`replicated`: its listeners, as `serve --threads` runs its services,
+ * or UDP sockets on every shard) has no owner, and the remote's address and port pick the shard, so that a
+ * connection's segments all reach the shard that accepted it. Any other local port is one shard's: the shard
+ * `port % shards`, which is why a shard that opens a connection takes its ephemeral port from its own residue
+ * class (netstack PortManager.setEphemeralShare): the replies then come back to it, wherever the kernel's flow
+ * hash would have sent them. ICMP echo replies go by their identifier the same way (a shard's ping sockets);
+ * anything else (ARP, other ICMP, later fragments, IPv6 with extension headers) to shard 0. Frames every shard
+ * needs (ARP, NDP, ICMP errors) reach each one through its socket outside the group, whatever this says.
+ */
+export interface SteerSpec {
+  shards: number;
+  /** Local ports that every shard serves, per protocol. */
+  replicated: { tcp: readonly number[]; udp: readonly number[] };
+}
+
+/** The longest list of replicated ports one program tests (each costs an instruction, and jumps reach 255). */
+export const MAX_REPLICATED_PORTS = 200;
+
+// A multiplier that spreads (address ^ port) over the high bits (2^32 / golden ratio, as Knuth's hashing).
+const SPREAD = 0x9e3779b1;
+// Offsets in an IPv6 packet (the program sees frames from the network header on, not the Ethernet header).
+const V6_NEXT = 6;
+const V6_SRC = 8;
+const V6_L4 = 40;
+
+/**
+ * The classic BPF program of a PACKET_FANOUT_CBPF group that steers frames as SteerSpec says. The kernel runs
+ * a fanout program on the frame from its network header on (not its Ethernet header, which socket filters see)
+ * and takes its result modulo the members; members are numbered by the order they joined, so shard i must be the
+ * i-th to join every group of the endpoint. A load past a frame's end makes the program return 0 (shard 0).
+ */
+export function steerProgram(spec: SteerSpec): BpfInsn[] {
+  const n = spec.shards;
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError(`shards must be 1..256, not ${n}`);
+  for (const [proto, list] of Object.entries(spec.replicated)) {
+    if (list.length > MAX_REPLICATED_PORTS) throw new RangeError(`at most ${MAX_REPLICATED_PORTS} replicated ${proto} ports, not ${list.length}`);
+    for (const port of list) if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`bad ${proto} port ${port}`);
+  }
+  const p = new Program();
+  // Conditional jumps reach 255 instructions and the port lists are long: each one goes to an unconditional
+  // jump (a 32-bit offset) right after its test.
+  // Version nibble: 4 or 6 (ARP's first byte, its hardware type's high half, is 0).
+  p.op(LD_B_ABS, 0).op(RSH_K, 4).op(JEQ, 4, 'isV4').op(JEQ, 6, 'isV6').ja('zero');
+  p.label('isV4').ja('v4').label('isV6').ja('v6');
+
+  // IPv4: a later fragment has no ports; X = header length, M[0] = the source address.
+  p.label('v4').op(LD_H_ABS, 6).op(JSET, 0x1fff, 'v4Zero');
+  p.op(LD_W_ABS, 12).op(ST, 0).op(LDX_MSH, 0).op(LD_B_ABS, 9);
+  p.op(JEQ, IPPROTO_TCP, 'isTcp4').op(JEQ, IPPROTO_UDP, 'isUdp4').op(JEQ, IPPROTO_ICMP, 'isIcmp4');
+  p.label('v4Zero').ja('zero').label('isTcp4').ja('tcp4').label('isUdp4').ja('udp4').label('isIcmp4');
+  p.op(LD_B_IND, 0).op(JEQ, 0, 'echo4').ja('zero'); // echo reply
+  p.label('echo4').op(LD_H_IND, 4).op(MOD_K, n).op(RET_A);
+  p.label('tcp4').op(LD_H_IND, 2);
+  replicatedTest(p, spec.replicated.tcp, 'remote4', 'own');
+  p.label('udp4').op(LD_H_IND, 2);
+  replicatedTest(p, spec.replicated.udp, 'remote4', 'own');
+  p.label('remote4').op(LD_H_IND, 0).op(TAX).op(LD_MEM, 0).ja('remote');
+
+  // IPv6 without extension headers: M[0] = the four words of the source address folded by XOR.
+  p.label('v6').op(LD_W_ABS, V6_SRC).op(TAX);
+  for (let w = 1; w < 4; w++) p.op(LD_W_ABS, V6_SRC + 4 * w).op(XOR_X).op(TAX);
+  p.op(TXA).op(ST, 0).op(LD_B_ABS, V6_NEXT);
+  p.op(JEQ, IPPROTO_TCP, 'isTcp6').op(JEQ, IPPROTO_UDP, 'isUdp6').op(JEQ, IPPROTO_ICMPV6, 'isIcmp6');
+  p.ja('zero').label('isTcp6').ja('tcp6').label('isUdp6').ja('udp6').label('isIcmp6');
+  p.op(LD_B_ABS, V6_L4).op(JEQ, 129, 'echo6').ja('zero'); // echo reply
+  p.label('echo6').op(LD_H_ABS, V6_L4 + 4).op(MOD_K, n).op(RET_A);
+  p.label('tcp6').op(LD_H_ABS, V6_L4 + 2);
+  replicatedTest(p, spec.replicated.tcp, 'remote6', 'own');
+  p.label('udp6').op(LD_H_ABS, V6_L4 + 2);
+  replicatedTest(p, spec.replicated.udp, 'remote6', 'own');
+  p.label('remote6').op(LD_H_ABS, V6_L4).op(TAX).op(LD_MEM, 0);
+
+  // A = the (folded) source address, X = the source port: (address · SPREAD ^ port) · SPREAD, its high half.
+  p.label('remote').op(MUL_K, SPREAD).op(XOR_X).op(MUL_K, SPREAD).op(RSH_K, 16).op(MOD_K, n).op(RET_A);
+  // A holds the local (destination) port: its residue names the shard.
+  p.label('own').op(MOD_K, n).op(RET_A);
+  return p.label('zero').op(RET, 0).build();
+}
+
+/**
+ * With a destination port in A: goes on to `yes` when it is one of `ports`, else to `no`. The tests jump to two
+ * unconditional jumps right after them, whose 32-bit offsets reach targets past any list (a conditional jump
+ * reaches 255 instructions).
+ */
+function replicatedTest(p: Program, ports: readonly number[], yes: string, no: string): void {
+  const id = p.length;
+  ports.forEach((port) => p.op(JEQ, port, `hit${id}`));
+  p.ja(no).label(`hit${id}`).ja(yes);
+}
+
 /** Encodes instructions as the array of struct sock_filter (8 bytes each, host byte order) a sock_fprog points to. */
 export function encodeFilter(prog: readonly BpfInsn[]): Uint8Array {
   const out = new Uint8Array(prog.length * 8);
@@ -213,12 +335,14 @@ export function encodeFilter(prog: readonly BpfInsn[]): Uint8Array {
 }
 
 /**
- * Runs a program built here over `frame` as the kernel would (only the opcodes above): the bytes kept, 0 for a
- * dropped frame. For tests, and to explain a filter's verdict on a captured frame.
+ * Runs a program built here over `frame` as the kernel would (only the opcodes above): for a socket filter the
+ * bytes kept, 0 for a dropped frame; for a fanout program (given the frame from its network header on) the member.
+ * For tests, and to explain a filter's verdict on a captured frame.
  */
 export function runFilter(prog: readonly BpfInsn[], frame: Uint8Array): number {
   let a = 0;
   let x = 0;
+  const mem = new Uint32Array(16);
   for (let pc = 0; pc < prog.length; pc++) {
     const i = prog[pc]!;
     switch (i.code) {
@@ -241,6 +365,37 @@ export function runFilter(prog: readonly BpfInsn[], frame: Uint8Array): number {
         if (x + i.k + 1 > frame.length) return 0;
         a = frame[x + i.k]!;
         break;
+      case LD_W_ABS:
+        if (i.k + 4 > frame.length) return 0;
+        a = ((frame[i.k]! << 24) | (frame[i.k + 1]! << 16) | (frame[i.k + 2]! << 8) | frame[i.k + 3]!) >>> 0;
+        break;
+      case LD_H_IND:
+        if (x + i.k + 2 > frame.length) return 0;
+        a = (frame[x + i.k]! << 8) | frame[x + i.k + 1]!;
+        break;
+      case LD_MEM:
+        a = mem[i.k]!;
+        break;
+      case ST:
+        mem[i.k] = a;
+        break;
+      case XOR_X:
+        a = (a ^ x) >>> 0;
+        break;
+      case MUL_K:
+        a = Math.imul(a, i.k) >>> 0;
+        break;
+      case RSH_K:
+        a = a >>> i.k;
+        break;
+      case MOD_K:
+        a = a % i.k;
+        break;
+      case JA:
+        pc += i.k;
+        break;
+      case RET_A:
+        return a;
       case ADD_K:
         a = (a + i.k) >>> 0;
         break;

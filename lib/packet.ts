@@ -65,7 +65,7 @@ import {
   joinGather,
 } from '../netstack/link/endpoint.ts';
 import { type HostLinkCounters, newHostLinkCounters } from './counters.ts';
-import { type BpfInsn, encodeFilter, frameFilter, sharedFilter, synFilter } from './packet-filter.ts';
+import { type BpfInsn, type SteerSpec, encodeFilter, frameFilter, sharedFilter, steerProgram, synFilter } from './packet-filter.ts';
 import {
   C,
   type FdWatch,
@@ -139,8 +139,11 @@ export interface AfPacketOptions {
    * Members of one group must be opened one after another, in the same order for every group: the kernel picks
    * a member by its position, and a flow's small frames and super-frames must land on the same endpoint. ARP, NDP
    * and ICMP errors bypass the group: a third socket, outside it, hands every member a copy (lib/packet-filter.ts).
+   * With `steer` the groups are PACKET_FANOUT_CBPF ones that pick the member by local port instead (steerProgram):
+   * what a member's stack opens comes back to it when its ephemeral ports are its share (Netstack ephemeralShare);
+   * `setSteering` changes the ports every member serves.
    */
-  fanout?: { group: number };
+  fanout?: { group: number; steer?: SteerSpec };
   /**
    * Make bulk sends on a thread of their own (default false; lib/send-thread.ts): on a veth the kernel runs the
    * peer's receive inside our sendmmsg, and a batch of HANDOFF_MIN frames and HANDOFF_BYTES or more handed over
@@ -278,6 +281,8 @@ function sockaddrLL(ifindex: number): Uint8Array {
 const SO_ATTACH_FILTER = 26;
 const PACKET_FANOUT = 18;
 const PACKET_FANOUT_HASH = 0;
+const PACKET_FANOUT_CBPF = 6;
+const PACKET_FANOUT_DATA = 22;
 const PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000;
 // Slots of a fanout member's ring for shared frames (ARP, NDP, ICMP errors): few, and handled at once.
@@ -300,15 +305,20 @@ function earlier(a: DataView, aOff: number, b: DataView, bOff: number): boolean 
 
 /** Attaches the classic BPF program `prog` (lib/packet-filter.ts) to packet socket `fd`, replacing any other. */
 function attachFilter(fd: number, prog: readonly BpfInsn[]): void {
+  setProgram(fd, C.SOL_SOCKET, SO_ATTACH_FILTER, prog, 'SO_ATTACH_FILTER');
+}
+
+/** Passes `prog` as a struct sock_fprog to setsockopt(fd, level, name). */
+function setProgram(fd: number, level: number, name: number, prog: readonly BpfInsn[], what: string): void {
   const code = encodeFilter(prog);
-  const mem = mapMemory(PAGE_SIZE);
+  const mem = mapMemory(Math.ceil(code.length / PAGE_SIZE) * PAGE_SIZE);
   try {
     mem.bytes.set(code);
     const fprog = new Uint8Array(16);
     const fv = new DataView(fprog.buffer);
     fv.setUint16(0, prog.length, true);
     fv.setBigUint64(8, mem.address, true);
-    check(sys.setsockopt(fd, C.SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16), 'setsockopt', 'SO_ATTACH_FILTER');
+    check(sys.setsockopt(fd, level, name, fprog, 16), 'setsockopt', what);
   } finally {
     mem.free(); // the kernel copied the program
   }
@@ -320,7 +330,8 @@ const DROP_ALL: readonly BpfInsn[] = [{ code: 0x06, jt: 0, jf: 0, k: 0 }];
 /**
  * Joins packet socket `fd` (bound) to fanout group `group` of its namespace, as a PACKET_FANOUT_HASH member:
  * the kernel hands each frame to one member by the symmetric flow hash of its addresses and ports (addresses
- * alone for fragments and for protocols without ports), the same member for both directions of a flow.
+ * alone for fragments and for protocols without ports), the same member for both directions of a flow. With
+ * `steer`, a PACKET_FANOUT_CBPF member instead: the program (steerProgram) names the member.
  * `defrag` (PACKET_FANOUT_FLAG_DEFRAG) has the kernel reassemble IPv4 fragments before hashing them.
  * PACKET_FANOUT_FLAG_IGNORE_OUTGOING keeps the frames the members send out of their rings. In a group the kernel
  * hands frames to the group's hook, which does not consult a member's own PACKET_IGNORE_OUTGOING; it passes over
@@ -328,9 +339,19 @@ const DROP_ALL: readonly BpfInsn[] = [{ code: 0x06, jt: 0, jf: 0, k: 0 }];
  * the group of large frames took every super-frame a shard sent: a 64 KB copy in the kernel and a frame for the
  * stack to drop, which held one stream from a shard to 14-15 Gbit/s against 23-25 from `--threads 1`.
  */
-function joinFanout(fd: number, group: number, defrag: boolean): void {
-  const typeFlags = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING | (defrag ? PACKET_FANOUT_FLAG_DEFRAG : 0);
+function joinFanout(fd: number, group: number, defrag: boolean, steer?: readonly BpfInsn[]): void {
+  const type = steer ? PACKET_FANOUT_CBPF : PACKET_FANOUT_HASH;
+  const typeFlags = type | PACKET_FANOUT_FLAG_IGNORE_OUTGOING | (defrag ? PACKET_FANOUT_FLAG_DEFRAG : 0);
   setIntOption(fd, C.SOL_PACKET, PACKET_FANOUT, (group & 0xffff) | (typeFlags << 16), `PACKET_FANOUT group ${group}`);
+  if (steer) setSteerProgram(fd, steer);
+}
+
+/**
+ * Gives the PACKET_FANOUT_CBPF group of member `fd` the program `prog` (one per group: every member sets the
+ * same, and a later one replaces it for all). Until a group has one the kernel gives every frame to member 0.
+ */
+function setSteerProgram(fd: number, prog: readonly BpfInsn[]): void {
+  setProgram(fd, C.SOL_PACKET, PACKET_FANOUT_DATA, prog, 'PACKET_FANOUT_DATA');
 }
 
 /** One PACKET_RX_RING (TPACKET_V2): fixed-size slots shared with the kernel, walked from our head. */
@@ -470,6 +491,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
   // A fanout member's ARP, NDP and ICMP error frames, which every member sees (see AfPacketOptions.fanout).
   private sharedRing: RxRing | null = null;
   private readonly sharedWatch: FdWatch | null = null;
+  // Whether the fanout groups are steered by a program of ours (AfPacketOptions.fanout.steer).
+  private readonly steered: boolean;
   // Bare SYNs (AfPacketOptions.synRing), drained after the other rings.
   private synRing: RxRing | null = null;
   private readonly synWatch: FdWatch | null = null;
@@ -511,6 +534,7 @@ export class AfPacketEndpoint implements LinkEndpoint {
     this.mtu = s.mtu;
     this.maxFrame = s.mtu + ETH_HLEN + VLAN_HLEN;
     this.busyPollMs = (opts.busyPollUs ?? 50) / 1000;
+    this.steered = opts.fanout?.steer !== undefined;
     this.offloads = opts.offloads ?? false;
     this.senderOnBulk = opts.sendThread === 'on-bulk';
     const bigSlots = this.offloads || opts.superFrames === true;
@@ -557,10 +581,11 @@ export class AfPacketEndpoint implements LinkEndpoint {
       for (const fd of fds) check(sys.bind(fd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
       if (fan) {
         check(sys.bind(s.sharedFd, sa, sa.length), 'bind', `${opts.dev} in ${this.netns}`);
-        joinFanout(this.fd, fan.group, false);
-        if (s.bigFd >= 0) joinFanout(s.bigFd, fan.group + 1, true);
-        // A flow's SYN reaches the member its later segments reach: the same symmetric hash, the same position.
-        if (s.synFd >= 0) joinFanout(s.synFd, fan.group + 2, false);
+        const steer = fan.steer ? steerProgram(fan.steer) : undefined;
+        joinFanout(this.fd, fan.group, false, steer);
+        if (s.bigFd >= 0) joinFanout(s.bigFd, fan.group + 1, true, steer);
+        // A flow's SYN reaches the member its later segments reach: the same hash (or program), the same position.
+        if (s.synFd >= 0) joinFanout(s.synFd, fan.group + 2, false, steer);
         // IPv4 fragments go whole through the group of large frames, reassembled there (not in both groups: the
         // kernel's reassembly queue is shared, so a second group would hold the other's orphan fragments); with one
         // socket, the member reassembles the fragments the hash of their addresses brings it.
@@ -1309,6 +1334,17 @@ export class AfPacketEndpoint implements LinkEndpoint {
   /** writeGsoGather points at payloads (with offloads). */
   get gathers(): boolean {
     return this.offloads;
+  }
+
+  /**
+   * Steers the fanout groups of this member (opened with `fanout.steer`) by `spec` from now on: for every member,
+   * since the program is the group's. A frame already in a ring stays where it is.
+   */
+  setSteering(spec: SteerSpec): void {
+    if (!this.steered) throw new Error('setSteering: the endpoint is not a member of a steered fanout group');
+    if (this.closed) return;
+    const prog = steerProgram(spec);
+    for (const fd of [this.fd, this.bigRing?.fd, this.synRing?.fd]) if (fd !== undefined) setSteerProgram(fd, prog);
   }
 
   /** Whether sends are handed to a thread of their own now (opened with `sendThread`, and the thread is up). */

@@ -18,6 +18,11 @@ export interface NetstackOptions extends StackOptions {
   tcp?: ConstructorParameters<typeof TcpProtocol>[2];
   /** The ephemeral port range, inclusive (Linux's net.ipv4.ip_local_port_range; 32768–60999 by default). */
   ephemeralPorts?: { low: number; high: number };
+  /**
+   * The stack is shard `index` of `of` on one link whose frames are steered by local port (lib/packet-filter.ts
+   * steerProgram): its ephemeral ports (and ICMP echo identifiers) come only from residue class `index` mod `of`.
+   */
+  ephemeralShare?: { of: number; index: number };
 }
 
 /** A stack with all its transports. */
@@ -35,6 +40,7 @@ export class Netstack {
   constructor(opts: NetstackOptions) {
     this.stack = new Stack(opts);
     this.ports = new PortManager(this.stack, opts.ephemeralPorts);
+    if (opts.ephemeralShare) this.ports.setEphemeralShare(opts.ephemeralShare.of, opts.ephemeralShare.index);
     this.datagram = installDatagramTransports(this.stack, this.ports);
     this.tcp = new TcpProtocol(this.stack, this.ports, opts.tcp);
     this.stack.registerTransport(this.tcp);

@@ -127,6 +127,9 @@ export class PortManager {
   private readonly perturb: Uint32Array;
   private low = EPHEMERAL_LOW;
   private high = EPHEMERAL_HIGH;
+  // This stack's share of the ephemeral ports: those ≡ shareIndex (mod shareOf); all of them when shareOf is 1.
+  private shareOf = 1;
+  private shareIndex = 0;
 
   /** `range` overrides the ephemeral range (inclusive), e.g. to test exhaustion. */
   constructor(
@@ -149,6 +152,24 @@ export class PortManager {
     if (!(Number.isInteger(low) && Number.isInteger(high) && low >= 1 && low <= high && high <= 65535)) throw new RangeError('bad port range');
     this.low = low;
     this.high = high;
+  }
+
+  /**
+   * Takes ephemeral ports only from residue class `index` modulo `of`: the stack is shard `index` of `of`, whose
+   * link steers each frame to the shard its local port names (lib/packet-filter.ts steerProgram), so a connection
+   * this shard opens gets its replies here. Ports asked for by number are not restricted.
+   */
+  setEphemeralShare(of: number, index: number): void {
+    if (!(Number.isInteger(of) && Number.isInteger(index) && of >= 1 && of <= 256 && index >= 0 && index < of)) {
+      throw new RangeError(`bad ephemeral share ${index} of ${of}`);
+    }
+    this.shareOf = of;
+    this.shareIndex = index;
+  }
+
+  /** This stack's share of the ephemeral ports (setEphemeralShare). */
+  get ephemeralShare(): { of: number; index: number } {
+    return { of: this.shareOf, index: this.shareIndex };
   }
 
   /**
@@ -271,7 +292,11 @@ export class PortManager {
   }
 
   private pickEphemeral(r: PortRequest): number {
-    const n = this.high - this.low + 1;
+    // Candidate i is port first + i * step: the ports of the range in this stack's residue class.
+    const step = this.shareOf;
+    const first = this.low + ((this.shareIndex - (this.low % step) + step) % step);
+    if (first > this.high) return 0;
+    const n = Math.floor((this.high - first) / step) + 1;
     if (r.remote) {
       // RFC 6056 §3.3.4 (Algorithm 4): a keyed offset per (local, remote, remote port) plus a per-bucket counter.
       const local = unmapV4(r.address);
@@ -281,7 +306,7 @@ export class PortManager {
       const index = keyedHash32(secret, 2, r.protocol, local, remote, r.remote.port) % TABLE_LENGTH;
       const base = this.perturb[index]!;
       for (let count = 0; count < n; count++) {
-        const port = this.low + ((offset + base + count) % n);
+        const port = first + ((offset + base + count) % n) * step;
         if (!this.conflict(r.protocol, port, r, true)) {
           this.perturb[index] = base + count + 1;
           return port;
@@ -292,7 +317,7 @@ export class PortManager {
     }
     const start = this.net.random32() % n;
     for (let i = 0; i < n; i++) {
-      const port = this.low + ((start + i) % n);
+      const port = first + ((start + i) % n) * step;
       if (!this.conflict(r.protocol, port, r, true)) return port;
     }
     return 0;

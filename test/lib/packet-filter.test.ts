@@ -1,5 +1,5 @@
 import t from 'tap';
-import { encodeFilter, frameFilter, sharedFilter, runFilter, synFilter } from '../../lib/packet-filter.ts';
+import { MAX_REPLICATED_PORTS, encodeFilter, frameFilter, runFilter, sharedFilter, steerProgram, synFilter } from '../../lib/packet-filter.ts';
 import { Rng } from '../../netstack/rand.ts';
 
 // Frames as the wire carries them: an Ethernet header, then the bytes each test needs (the rest zero).
@@ -181,3 +181,104 @@ t.test('fanout member with a ring for SYNs → 20,000 random frames fare as with
   t.same(wrong.slice(0, 5), [], `every frame where it went before, but bare SYNs (${wrong.length} differed)`);
   t.ok(moved > 50, `${moved} bare SYNs moved to their ring`);
 });
+
+// Packets as a fanout program sees them: from the IP header on (the kernel has pulled the Ethernet header).
+function ip4Packet(proto: number, src: number[], l4: number[], opts: { ihl?: number; frag?: number } = {}): Uint8Array {
+  const ihl = opts.ihl ?? 5;
+  const p = new Uint8Array(ihl * 4 + Math.max(l4.length, 8));
+  p[0] = 0x40 | ihl;
+  p[6] = (opts.frag ?? 0) >> 8;
+  p[7] = (opts.frag ?? 0) & 0xff;
+  p[9] = proto;
+  p.set(src, 12);
+  p.set([198, 18, 0, 99], 16);
+  p.set(l4, ihl * 4);
+  return p;
+}
+function ip6Packet(next: number, src: number[], l4: number[]): Uint8Array {
+  const p = new Uint8Array(40 + Math.max(l4.length, 8));
+  p[0] = 0x60;
+  p[6] = next;
+  p.set(src, 8);
+  p.set(l4, 40);
+  return p;
+}
+const ports = (sport: number, dport: number) => [sport >> 8, sport & 0xff, dport >> 8, dport & 0xff];
+const V6_SRC = [0xfd, 0x74, 0x73, 0x76, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+t.test('steering: a local port no shard shares → the shard its residue names, TCP and UDP, IPv4 (with options) and IPv6', async (t) => {
+  for (const shards of [1, 2, 3, 4]) {
+    const prog = steerProgram({ shards, replicated: { tcp: [80], udp: [53] } });
+    for (const dport of [1, 2, 1024, 32768, 32769, 40001, 60999, 65535]) {
+      const want = dport % shards;
+      t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(5000, dport))), want, `${shards} shards, tcp4 → ${dport}`);
+      t.equal(runFilter(prog, ip4Packet(17, [198, 18, 0, 2], ports(5000, dport), { ihl: 7 })), want, `${shards} shards, udp4 with options → ${dport}`);
+      t.equal(runFilter(prog, ip6Packet(6, V6_SRC, ports(5000, dport))), want, `${shards} shards, tcp6 → ${dport}`);
+      t.equal(runFilter(prog, ip6Packet(17, V6_SRC, ports(5000, dport))), want, `${shards} shards, udp6 → ${dport}`);
+    }
+  }
+});
+
+t.test('steering: a replicated port → the remote address and port pick the shard: the same remote always the same one, remotes over every shard', async (t) => {
+  const shards = 3;
+  const prog = steerProgram({ shards, replicated: { tcp: [80, 443], udp: [53] } });
+  const spread = SPREAD_REFERENCE(shards);
+  const hits4 = new Set<number>();
+  const hits6 = new Set<number>();
+  for (let i = 0; i < 64; i++) {
+    const src = [198, 18, 1, i];
+    const sport = 40000 + 7 * i;
+    const s4 = runFilter(prog, ip4Packet(6, src, ports(sport, 80)));
+    t.equal(runFilter(prog, ip4Packet(6, src, ports(sport, 443))), s4, 'the remote decides, not which replicated port');
+    t.equal(s4, spread(((src[0]! << 24) | (src[1]! << 16) | (src[2]! << 8) | src[3]!) >>> 0, sport), 'address and port, spread');
+    hits4.add(s4);
+    const src6 = [...V6_SRC.slice(0, 15), i];
+    hits6.add(runFilter(prog, ip6Packet(6, src6, ports(sport, 443))));
+  }
+  t.same([...hits4].sort(), [0, 1, 2], 'IPv4 remotes reach every shard');
+  const onePeer = new Set(Array.from({ length: 16 }, (_, i) => runFilter(prog, ip4Packet(6, [198, 18, 1, 9], ports(40000 + 2 * i, 80)))));
+  t.same([...onePeer].sort(), [0, 1, 2], 'one peer\'s successive even ports (Linux\'s connect() choice) reach every shard');
+  t.same([...hits6].sort(), [0, 1, 2], 'IPv6 remotes reach every shard');
+  // UDP's list is its own: TCP to 53 is one shard's, UDP to 53 everyone's.
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 1, 1], ports(40000, 53))), 53 % shards);
+  const udp53 = new Set(Array.from({ length: 32 }, (_, i) => runFilter(prog, ip4Packet(17, [198, 18, 1, i], ports(40000 + i, 53)))));
+  t.ok(udp53.size > 1, 'UDP to a replicated port spreads');
+  t.equal(runFilter(prog, ip4Packet(17, [198, 18, 1, 1], ports(40000, 80))), 80 % shards, 'UDP to a TCP-only replicated port is one shard\'s');
+});
+
+t.test('steering: ICMP echo replies by identifier; everything else without ports to shard 0', async (t) => {
+  const prog = steerProgram({ shards: 4, replicated: { tcp: [], udp: [] } });
+  const echo4 = (type: number, id: number) => ip4Packet(1, [198, 18, 0, 2], [type, 0, 0, 0, id >> 8, id & 0xff, 0, 1]);
+  const echo6 = (type: number, id: number) => ip6Packet(58, V6_SRC, [type, 0, 0, 0, id >> 8, id & 0xff, 0, 1]);
+  for (const id of [1, 2, 3, 4, 0x1235, 0xffff]) {
+    t.equal(runFilter(prog, echo4(0, id)), id % 4, `ICMP echo reply id ${id}`);
+    t.equal(runFilter(prog, echo6(129, id)), id % 4, `ICMPv6 echo reply id ${id}`);
+  }
+  t.equal(runFilter(prog, echo4(8, 3)), 0, 'echo request');
+  t.equal(runFilter(prog, echo4(3, 3)), 0, 'unreachable');
+  t.equal(runFilter(prog, echo6(128, 3)), 0, 'ICMPv6 echo request');
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(5000, 33), { frag: 185 })), 0, 'a later IPv4 fragment');
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(5000, 33), { frag: 0x2000 })), 1, 'a first fragment has its ports');
+  t.equal(runFilter(prog, ip6Packet(0, V6_SRC, ports(5000, 33))), 0, 'IPv6 with a hop-by-hop header');
+  t.equal(runFilter(prog, ip4Packet(47, [198, 18, 0, 2], ports(5000, 33))), 0, 'GRE');
+  t.equal(runFilter(prog, Uint8Array.of(0x00, 0x01, 0x08, 0x00, 6, 4, 0, 1)), 0, 'ARP');
+  t.equal(runFilter(prog, Uint8Array.of(0x45, 0, 0, 20, 0, 0, 0, 0, 64, 6)), 0, 'a packet cut short');
+});
+
+t.test('steering: the longest list works to its last port; longer lists, bad ports and bad shard counts are refused', async (t) => {
+  const list = Array.from({ length: MAX_REPLICATED_PORTS }, (_, i) => 1000 + i);
+  const prog = steerProgram({ shards: 2, replicated: { tcp: list, udp: list } });
+  const last = list[list.length - 1]!;
+  const seen = new Set(Array.from({ length: 16 }, (_, i) => runFilter(prog, ip4Packet(6, [198, 18, 2, i], ports(41000 + i, last)))));
+  t.same([...seen].sort(), [0, 1], 'the last listed port spreads');
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 2, 1], ports(41001, 999))), 999 % 2, 'one below the list is owned');
+  t.ok(encodeFilter(prog).length / 8 < 4096, 'within the kernel\'s BPF_MAXINSNS');
+  t.throws(() => steerProgram({ shards: 2, replicated: { tcp: [...list, 9], udp: [] } }), /at most/);
+  t.throws(() => steerProgram({ shards: 2, replicated: { tcp: [0], udp: [] } }), /bad tcp port 0/);
+  t.throws(() => steerProgram({ shards: 0, replicated: { tcp: [], udp: [] } }), /shards must be/);
+});
+
+// What the program computes for a replicated port, written out: ((address · S) ^ port) · S >> 16, mod shards.
+function SPREAD_REFERENCE(shards: number): (address: number, port: number) => number {
+  return (address, port) => (Math.imul((Math.imul(address, 0x9e3779b1) ^ port) >>> 0, 0x9e3779b1) >>> 16) % shards;
+}

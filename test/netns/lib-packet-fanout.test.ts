@@ -1,9 +1,14 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
+import { stackOnLink } from '../../cli/stack-on-link.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
+import { parseSubnet } from '../../netstack/addr.ts';
+import { bindNet } from '../../netstack/adapter/net.ts';
 import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
 import { GsoType } from '../../lib/vnet.ts';
 import { ip4, mac, tcp4, udp } from '../lib/frames.ts';
-import { HANG_MS, waitFor } from '../lib/wait.ts';
+import { HANG_MS, waitFor, waitListening } from '../lib/wait.ts';
 
 // Two endpoints on one interface in one PACKET_FANOUT_HASH group, as two shards of `serve --threads 2`; the
 // kernel of B sends them UDP flows from many ports, fragmented datagrams and ARP.
@@ -123,4 +128,151 @@ t.test('a member of a group on another interface → error naming the option', a
   const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, fanout: { group } });
   t.teardown(() => a.close());
   await t.rejects(AfPacketEndpoint.open({ netns: net.nsA, dev: 'lo', fanout: { group } }), /PACKET_FANOUT/);
+});
+
+t.test('a steered group → a datagram to the shard its local port names, replicated ports by remote, reassembled; new steering at once', async (t) => {
+  const group = ((process.pid * 2) & 0xfffe) ^ 0x300;
+  const steer = { shards: 2, replicated: { tcp: [], udp: [9] } };
+  const a = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, superFrames: true, fanout: { group, steer } });
+  t.teardown(() => a.close());
+  const b = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, superFrames: true, fanout: { group, steer } });
+  t.teardown(() => b.close());
+  // Destination port → [member, payload length] of each datagram to STACK_IP.
+  const got: { port: number; sport: number; member: number; len: number }[] = [];
+  const record = (member: number) => (f: Uint8Array) => {
+    if (f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 17 || f.subarray(30, 34).join('.') !== STACK_IP) return;
+    const ihl = (f[14]! & 0x0f) * 4;
+    const sport = (f[14 + ihl]! << 8) | f[15 + ihl]!;
+    const port = (f[16 + ihl]! << 8) | f[17 + ihl]!;
+    got.push({ port, sport, member, len: ((f[18 + ihl]! << 8) | f[19 + ihl]!) - 8 });
+  };
+  a.attach({ deliverFrame: record(0) });
+  b.attach({ deliverFrame: record(1) });
+  run(['ip', '-n', net.nsB, 'neigh', 'replace', STACK_IP, 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
+  // To ports 7000..7015 from one source port (one shard's own ports), and to port 9 from 16 source ports.
+  const send = (lines: string) => nsRun(net.nsB, ['python3', '-c', `import socket\n${lines}`]);
+  send(`s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('${B_IP}', 42000))
+for p in range(7000, 7016):
+    s.sendto(bytes(100), ('${STACK_IP}', p))
+s.sendto(bytes(3000), ('${STACK_IP}', 7001))
+for i in range(16):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(('${B_IP}', 42100 + 2 * i))
+    u.sendto(bytes(200), ('${STACK_IP}', 9))
+    u.sendto(bytes(300), ('${STACK_IP}', 9))
+    u.close()`);
+  await waitFor(() => got.length === 16 + 1 + 32, HANG_MS, 'all 49 datagrams');
+  for (const d of got.filter((d) => d.port !== 9)) t.equal(d.member, d.port % 2, `to port ${d.port} (${d.len} B) → member ${d.port % 2}`);
+  t.ok(got.some((d) => d.port === 7001 && d.len === 3000), 'the fragmented datagram, reassembled');
+  const bySource = new Map<number, Set<number>>();
+  for (const d of got.filter((d) => d.port === 9)) bySource.set(d.sport, (bySource.get(d.sport) ?? new Set()).add(d.member));
+  t.ok([...bySource.values()].every((m) => m.size === 1), 'each remote on one member');
+  const members = new Set([...bySource.values()].map((m) => [...m][0]));
+  t.same([...members].sort(), [0, 1], 'remotes on both members');
+
+  // Port 9 no longer replicated: one member's (9 is odd), as soon as the program is replaced.
+  got.length = 0;
+  a.setSteering({ shards: 2, replicated: { tcp: [], udp: [] } });
+  send(`for i in range(8):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(('${B_IP}', 42200 + 2 * i))
+    u.sendto(bytes(200), ('${STACK_IP}', 9))
+    u.close()`);
+  await waitFor(() => got.length === 8, HANG_MS, '8 datagrams');
+  t.same([...new Set(got.map((d) => d.member))], [1], 'all to member 1');
+  t.throws(() => a.setSteering({ shards: 0, replicated: { tcp: [], udp: [] } }), /shards must be/);
+});
+
+t.test('two stacks on one steered link → the connections each opens get every byte back; a replicated listener serves remotes on both', async (t) => {
+  const group = ((process.pid * 2) & 0xfffe) ^ 0x400;
+  const steer = { shards: 2, replicated: { tcp: [8080], udp: [] } };
+  const undo: (() => void)[] = [];
+  t.teardown(() => undo.reverse().forEach((f) => f()));
+  const stacks: import('../../netstack/netstack.ts').Netstack[] = [];
+  for (const index of [0, 1]) {
+    const ep = await AfPacketEndpoint.open({ netns: net.nsA, dev: net.devA, superFrames: true, fanout: { group, steer } });
+    undo.push(() => ep.close());
+    const { netstack } = await stackOnLink(ep, {
+      name: net.devA,
+      addresses: [parseSubnet(`${STACK_IP}/24`)!],
+      dadTransmits: 0,
+      ephemeralShare: { of: 2, index },
+    }, undo);
+    stacks.push(netstack);
+  }
+  run(['ip', '-n', net.nsB, 'neigh', 'replace', STACK_IP, 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
+
+  // A Linux echo server in B, ended by its pid.
+  const echo = spawn('ip', ['netns', 'exec', net.nsB, 'python3', '-c', `
+import socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('${B_IP}', 7777))
+s.listen(64)
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+`], { stdio: 'ignore' });
+  undo.push(() => echo.kill());
+  await waitListening(net.nsB, 7777);
+
+  const roundTrip = (shard: number) => new Promise<{ port: number; ok: boolean }>((resolve, reject) => {
+    const data = randomBytes(200_000);
+    const chunks: Buffer[] = [];
+    const s = bindNet(stacks[shard]!).connect({ host: B_IP, port: 7777 }, () => s.end(data));
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', reject);
+    s.on('end', () => resolve({ port: s.localPort!, ok: Buffer.concat(chunks).equals(data) }));
+    setTimeout(() => reject(new Error(`shard ${shard}: no echo within 20 s`)), 20_000).unref();
+  });
+  const results = await Promise.all([0, 1, 0, 1, 0, 1, 0, 1].map(async (shard) => ({ shard, ...(await roundTrip(shard)) })));
+  for (const r of results) {
+    t.ok(r.ok, `shard ${r.shard}, port ${r.port}: 200,000 bytes back exactly`);
+    t.equal(r.port % 2, r.shard, `shard ${r.shard}'s port ${r.port} is of its class`);
+  }
+
+  // A listener on both stacks, port 8080, and 16 connections from B's kernel.
+  const accepted = [0, 0];
+  for (const [i, ns] of stacks.entries()) {
+    const srv = bindNet(ns).createServer((c) => {
+      accepted[i]!++;
+      c.pipe(c);
+    });
+    srv.listen(8080, STACK_IP);
+    undo.push(() => srv.close());
+  }
+  // Spawned, not run: our stacks serve it from this very event loop.
+  const client = spawn('ip', ['netns', 'exec', net.nsB, 'python3', '-c', `
+import socket
+ok = 0
+for i in range(16):
+    c = socket.create_connection(('${STACK_IP}', 8080), timeout=10)
+    m = bytes([i]) * 5000
+    c.sendall(m)
+    c.shutdown(socket.SHUT_WR)
+    back = b''
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        back += d
+    ok += back == m
+    c.close()
+print(ok)
+`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  undo.push(() => client.exitCode === null && client.kill());
+  let out = '';
+  client.stdout!.on('data', (d) => (out += d));
+  await new Promise((resolve) => client.on('close', resolve));
+  t.equal(out.trim(), '16', 'all 16 echoed');
+  t.equal(accepted[0]! + accepted[1]!, 16);
+  t.ok(accepted[0]! > 0 && accepted[1]! > 0, `accepted on both stacks (${accepted[0]} / ${accepted[1]})`);
 });

@@ -204,6 +204,38 @@ t.test('connect-time selection (RFC 6056 algorithm 4) is per-destination and 4-t
   t.equal(p2 - EPHEMERAL_LOW, (p1 - EPHEMERAL_LOW + 1) % (EPHEMERAL_HIGH - EPHEMERAL_LOW + 1));
 });
 
+t.test('an ephemeral share → bind and connect take only ports of the shard\'s residue class, all of them, then EAGAIN', async (t) => {
+  // 40001–40010 holds 40001, 40004, 40007 and 40010 for shard 2 of 3 (≡ 2 mod 3).
+  const pm = new PortManager(host, { low: 40001, high: 40010 });
+  pm.setEphemeralShare(3, 2);
+  t.same(pm.ephemeralShare, { of: 3, index: 2 });
+  const bound = new Set<number>();
+  for (let i = 0; i < 4; i++) bound.add(pm.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 0, family: 4 }) as number);
+  t.same([...bound].sort(), [40001, 40004, 40007, 40010]);
+  t.equal(pm.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 0, family: 4 }), Err.NoPortAvailable);
+  // Ports asked for by number are anyone's.
+  t.equal(pm.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 40003, family: 4 }), 40003);
+  const conn = () =>
+    pm.reserve({ protocol: 6, address: ip('198.18.0.1'), port: 0, family: 4, remote: { address: ip('198.18.0.2'), port: 80 }, owner: {} });
+  const connected = new Set<number>();
+  for (let i = 0; i < 4; i++) connected.add(conn() as number);
+  t.same([...connected].sort(), [40001, 40004, 40007, 40010], 'RFC 6056 selection walks the same class');
+  t.equal(conn(), Err.NoPortAvailable);
+  // Over the whole default range, shard 0 of 4 gets only multiples of 4, spread over it.
+  const wide = new PortManager(host);
+  wide.setEphemeralShare(4, 0);
+  const ports = Array.from({ length: 500 }, () => wide.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 0, family: 4 }) as number);
+  t.ok(ports.every((p) => p % 4 === 0 && p >= EPHEMERAL_LOW && p <= EPHEMERAL_HIGH), 'all ≡ 0 mod 4, in range');
+  t.equal(new Set(ports).size, 500);
+  t.ok(Math.max(...ports) - Math.min(...ports) > 10000, 'spread over the range');
+  // A class with no port in the range, and bad shares.
+  const tiny = new PortManager(host, { low: 40001, high: 40001 });
+  tiny.setEphemeralShare(2, 0);
+  t.equal(tiny.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 0, family: 4 }), Err.NoPortAvailable);
+  t.throws(() => pm.setEphemeralShare(3, 3), RangeError);
+  t.throws(() => pm.setEphemeralShare(0, 0), RangeError);
+});
+
 t.test('explicit port out of range → InvalidArgument', async (t) => {
   const pm = new PortManager(host);
   t.equal(pm.reserve({ protocol: 17, address: ip('0.0.0.0'), port: 65536, family: 4 }), Err.InvalidArgument);

@@ -233,10 +233,11 @@ export function sharedFilter(): BpfInsn[] {
  * How a PACKET_FANOUT_CBPF group picks the member (shard) for a frame: by the port that names the socket the
  * frame is for. A port every shard serves (`replicated`: its listeners, as `serve --threads` runs its services,
  * or UDP sockets on every shard) has no owner, and the remote's address and port pick the shard, so that a
- * connection's segments all reach the shard that accepted it. Any other local port is one shard's: the shard
- * `port % shards`, which is why a shard that opens a connection takes its ephemeral port from its own residue
- * class (netstack PortManager.setEphemeralShare): the replies then come back to it, wherever the kernel's flow
- * hash would have sent them. ICMP echo replies go by their identifier the same way (a shard's ping sockets);
+ * connection's segments all reach the shard that accepted it. A port pinned to a shard is that shard's (a socket
+ * bound to it by number). Any other local port is one shard's: the shard `port % shards`, which is why a shard
+ * that opens a connection takes its ephemeral port from its own residue class (netstack
+ * PortManager.setEphemeralShare): the replies then come back to it, wherever the kernel's flow hash would have
+ * sent them. ICMP echo replies go by their identifier the same way (a shard's ping sockets);
  * anything else (ARP, other ICMP, later fragments, IPv6 with extension headers) to shard 0. Frames every shard
  * needs (ARP, NDP, ICMP errors) reach each one through its socket outside the group, whatever this says.
  */
@@ -244,6 +245,11 @@ export interface SteerSpec {
   shards: number;
   /** Local ports that every shard serves, per protocol. */
   replicated: { tcp: readonly number[]; udp: readonly number[] };
+  /**
+   * Local ports that belong to a shard other than their residue's, as [port, shard], per protocol: a socket bound
+   * to a port by number stays on the shard that made it, and the port is pinned there.
+   */
+  pinned?: { tcp?: readonly (readonly [number, number])[]; udp?: readonly (readonly [number, number])[] };
 }
 
 /** The longest list of replicated ports one program tests (each costs an instruction, and jumps reach 255). */
@@ -265,9 +271,17 @@ const V6_L4 = 40;
 export function steerProgram(spec: SteerSpec): BpfInsn[] {
   const n = spec.shards;
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError(`shards must be 1..256, not ${n}`);
-  for (const [proto, list] of Object.entries(spec.replicated)) {
+  const pins = { tcp: spec.pinned?.tcp ?? [], udp: spec.pinned?.udp ?? [] };
+  for (const proto of ['tcp', 'udp'] as const) {
+    const list = spec.replicated[proto];
     if (list.length > MAX_REPLICATED_PORTS) throw new RangeError(`at most ${MAX_REPLICATED_PORTS} replicated ${proto} ports, not ${list.length}`);
-    for (const port of list) if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`bad ${proto} port ${port}`);
+    if (pins[proto].length > MAX_REPLICATED_PORTS) throw new RangeError(`at most ${MAX_REPLICATED_PORTS} pinned ${proto} ports, not ${pins[proto].length}`);
+    for (const port of [...list, ...pins[proto].map(([port]) => port)]) {
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`bad ${proto} port ${port}`);
+    }
+    for (const [port, shard] of pins[proto]) {
+      if (!Number.isInteger(shard) || shard < 0 || shard >= n) throw new RangeError(`${proto} port ${port} pinned to shard ${shard} of ${n}`);
+    }
   }
   const p = new Program();
   // Conditional jumps reach 255 instructions and the port lists are long: each one goes to an unconditional
@@ -284,9 +298,9 @@ export function steerProgram(spec: SteerSpec): BpfInsn[] {
   p.op(LD_B_IND, 0).op(JEQ, 0, 'echo4').ja('zero'); // echo reply
   p.label('echo4').op(LD_H_IND, 4).op(MOD_K, n).op(RET_A);
   p.label('tcp4').op(LD_H_IND, 2);
-  replicatedTest(p, spec.replicated.tcp, 'remote4', 'own');
+  portTests(p, spec.replicated.tcp, pins.tcp, 'remote4');
   p.label('udp4').op(LD_H_IND, 2);
-  replicatedTest(p, spec.replicated.udp, 'remote4', 'own');
+  portTests(p, spec.replicated.udp, pins.udp, 'remote4');
   p.label('remote4').op(LD_H_IND, 0).op(TAX).op(LD_MEM, 0).ja('remote');
 
   // IPv6 without extension headers: M[0] = the four words of the source address folded by XOR.
@@ -298,9 +312,9 @@ export function steerProgram(spec: SteerSpec): BpfInsn[] {
   p.op(LD_B_ABS, V6_L4).op(JEQ, 129, 'echo6').ja('zero'); // echo reply
   p.label('echo6').op(LD_H_ABS, V6_L4 + 4).op(MOD_K, n).op(RET_A);
   p.label('tcp6').op(LD_H_ABS, V6_L4 + 2);
-  replicatedTest(p, spec.replicated.tcp, 'remote6', 'own');
+  portTests(p, spec.replicated.tcp, pins.tcp, 'remote6');
   p.label('udp6').op(LD_H_ABS, V6_L4 + 2);
-  replicatedTest(p, spec.replicated.udp, 'remote6', 'own');
+  portTests(p, spec.replicated.udp, pins.udp, 'remote6');
   p.label('remote6').op(LD_H_ABS, V6_L4).op(TAX).op(LD_MEM, 0);
 
   // A = the (folded) source address, X = the source port: (address · SPREAD ^ port) · SPREAD, its high half.
@@ -311,14 +325,16 @@ export function steerProgram(spec: SteerSpec): BpfInsn[] {
 }
 
 /**
- * With a destination port in A: goes on to `yes` when it is one of `ports`, else to `no`. The tests jump to two
- * unconditional jumps right after them, whose 32-bit offsets reach targets past any list (a conditional jump
- * reaches 255 instructions).
+ * With a destination port in A: goes on to `remote` when it is one of `replicated`, returns the shard of a pinned
+ * one, else goes on to `own`. The replicated tests jump to an unconditional jump right after them, whose 32-bit
+ * offset reaches past any list (a conditional jump reaches 255 instructions).
  */
-function replicatedTest(p: Program, ports: readonly number[], yes: string, no: string): void {
+function portTests(p: Program, replicated: readonly number[], pinned: readonly (readonly [number, number])[], remote: string): void {
   const id = p.length;
-  ports.forEach((port) => p.op(JEQ, port, `hit${id}`));
-  p.ja(no).label(`hit${id}`).ja(yes);
+  replicated.forEach((port) => p.op(JEQ, port, `hit${id}`));
+  p.ja(`pins${id}`).label(`hit${id}`).ja(remote).label(`pins${id}`);
+  pinned.forEach(([port, shard], i) => p.op(JEQ, port, undefined, `pin${id}.${i}`).op(RET, shard).label(`pin${id}.${i}`));
+  p.ja('own');
 }
 
 /** Encodes instructions as the array of struct sock_filter (8 bytes each, host byte order) a sock_fprog points to. */

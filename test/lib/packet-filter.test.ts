@@ -246,6 +246,21 @@ t.test('steering: a replicated port → the remote address and port pick the sha
   t.equal(runFilter(prog, ip4Packet(17, [198, 18, 1, 1], ports(40000, 80))), 80 % shards, 'UDP to a TCP-only replicated port is one shard\'s');
 });
 
+t.test('steering: a pinned port → its shard, for its protocol only, IPv4 and IPv6; pins to no shard are refused', async (t) => {
+  const prog = steerProgram({ shards: 4, replicated: { tcp: [80], udp: [] }, pinned: { tcp: [[5001, 2], [40000, 3]], udp: [[53, 1]] } });
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(9999, 5001))), 2, 'tcp4 5001 → its pin, not 5001 % 4 = 1');
+  t.equal(runFilter(prog, ip6Packet(6, V6_SRC, ports(9999, 40000))), 3, 'tcp6 40000 → its pin, not 0');
+  t.equal(runFilter(prog, ip4Packet(17, [198, 18, 0, 2], ports(9999, 53))), 1, 'udp4 53 → its pin');
+  t.equal(runFilter(prog, ip4Packet(17, [198, 18, 0, 2], ports(9999, 5001))), 5001 % 4, 'udp 5001: pinned for TCP only');
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(9999, 53))), 53 % 4, 'tcp 53: pinned for UDP only');
+  t.equal(runFilter(prog, ip4Packet(6, [198, 18, 0, 2], ports(9999, 5002))), 5002 % 4, 'a port beside a pin');
+  const list = Array.from({ length: MAX_REPLICATED_PORTS }, (_, i) => [2000 + i, i % 4] as const);
+  const long = steerProgram({ shards: 4, replicated: { tcp: list.map(([p]) => p), udp: [] }, pinned: { tcp: list.map(([p, s]) => [p + 1000, s]) } });
+  t.equal(runFilter(long, ip4Packet(6, [198, 18, 0, 2], ports(9999, 3000 + MAX_REPLICATED_PORTS - 1))), (MAX_REPLICATED_PORTS - 1) % 4, 'the last of the longest pin list');
+  t.ok(encodeFilter(long).length / 8 < 4096, 'within the kernel\'s BPF_MAXINSNS');
+  t.throws(() => steerProgram({ shards: 2, replicated: { tcp: [], udp: [] }, pinned: { tcp: [[80, 2]] } }), /pinned to shard 2 of 2/);
+});
+
 t.test('steering: ICMP echo replies by identifier; everything else without ports to shard 0', async (t) => {
   const prog = steerProgram({ shards: 4, replicated: { tcp: [], udp: [] } });
   const echo4 = (type: number, id: number) => ip4Packet(1, [198, 18, 0, 2], [type, 0, 0, 0, id >> 8, id & 0xff, 0, 1]);

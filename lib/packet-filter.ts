@@ -252,10 +252,13 @@ export interface SteerSpec {
   pinned?: { tcp?: readonly (readonly [number, number])[]; udp?: readonly (readonly [number, number])[] };
 }
 
-/** The longest list of replicated ports one program tests (each costs an instruction, and jumps reach 255). */
+/**
+ * The longest list of replicated (or of pinned) ports per protocol: the program tests each list for IPv4 and for
+ * IPv6, at one instruction a replicated port and two a pinned one, within the kernel's 4096 (BPF_MAXINSNS).
+ */
 export const MAX_REPLICATED_PORTS = 200;
 
-// A multiplier that spreads (address ^ port) over the high bits (2^32 / golden ratio, as Knuth's hashing).
+// A multiplier that spreads the remote's address and port over the high bits (2^32 / golden ratio, Knuth's).
 const SPREAD = 0x9e3779b1;
 // Offsets in an IPv6 packet (the program sees frames from the network header on, not the Ethernet header).
 const V6_NEXT = 6;

@@ -139,7 +139,12 @@ t.test('a steered group → a datagram to the shard its local port names, replic
   t.teardown(() => b.close());
   // Destination port → [member, payload length] of each datagram to STACK_IP.
   const got: { port: number; sport: number; member: number; len: number }[] = [];
+  const stack6 = Uint8Array.from([0xfd, 0x74, 0x73, 0x76, 0x01, 0x40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99]);
   const record = (member: number) => (f: Uint8Array) => {
+    if (f[12] === 0x86 && f[13] === 0xdd && f[20] === 17 && f.subarray(38, 54).every((b, i) => b === stack6[i])) {
+      got.push({ port: (f[56]! << 8) | f[57]!, sport: (f[54]! << 8) | f[55]!, member, len: ((f[58]! << 8) | f[59]!) - 8 });
+      return;
+    }
     if (f[12] !== 0x08 || f[13] !== 0x00 || f[23] !== 17 || f.subarray(30, 34).join('.') !== STACK_IP) return;
     const ihl = (f[14]! & 0x0f) * 4;
     const sport = (f[14 + ihl]! << 8) | f[15 + ihl]!;
@@ -181,6 +186,20 @@ for i in range(16):
     u.close()`);
   await waitFor(() => got.length === 8, HANG_MS, '8 datagrams');
   t.same([...new Set(got.map((d) => d.member))], [0], 'all to member 0');
+
+  // IPv6 under the same program: residues, and the pin.
+  got.length = 0;
+  const v6 = (on: boolean) => nsRun(net.nsB, ['sysctl', '-qw', `net.ipv6.conf.${net.devB}.disable_ipv6=${on ? 0 : 1}`]);
+  v6(true);
+  t.teardown(() => v6(false));
+  run(['ip', '-n', net.nsB, 'addr', 'add', 'fd74:7376:140::2/64', 'dev', net.devB, 'nodad']);
+  run(['ip', '-n', net.nsB, 'neigh', 'replace', 'fd74:7376:140::99', 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
+  send(`s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(('fd74:7376:140::2', 42300))
+for p in (7000, 7001, 7002, 7003, 9):
+    s.sendto(bytes(100), ('fd74:7376:140::99', p))`);
+  await waitFor(() => got.length === 5, HANG_MS, '5 IPv6 datagrams');
+  for (const d of got) t.equal(d.member, d.port === 9 ? 0 : d.port % 2, `IPv6 to port ${d.port} → member ${d.port === 9 ? 0 : d.port % 2}`);
   t.throws(() => a.setSteering({ shards: 0, replicated: { tcp: [], udp: [] } }), /shards must be/);
 });
 

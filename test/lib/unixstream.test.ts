@@ -193,7 +193,9 @@ t.test('a peer that stays quiet → the poll gives up at its bound; a timer due 
 async function besideBusyProcess(t: Test, minMs: number, maxMs: number): Promise<UnixStream> {
   const mask = execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }).trim().split(' ').pop()!;
   execFileSync('taskset', ['-p', '1', String(process.pid)]);
-  const hog = spawn('taskset', ['-c', '0', 'python3', '-c', 'while True: pass'], { stdio: 'ignore' });
+  // PR_SET_PDEATHSIG (1) with SIGKILL: the hog dies with this process even when it is killed before the teardown
+  // runs (a CPU-bound orphan would spoil every measurement on the machine after it).
+  const hog = spawn('taskset', ['-c', '0', 'python3', '-c', 'import ctypes; ctypes.CDLL(None).prctl(1, 9)\nwhile True: pass'], { stdio: 'ignore' });
   const [min, max] = [UnixStream.holdOffMinNs, UnixStream.holdOffMaxNs];
   UnixStream.holdOffMinNs = BigInt(minMs) * 1_000_000n;
   UnixStream.holdOffMaxNs = BigInt(maxMs) * 1_000_000n;

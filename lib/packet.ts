@@ -1344,7 +1344,8 @@ export class AfPacketEndpoint implements LinkEndpoint {
     if (!this.steered) throw new Error('setSteering: the endpoint is not a member of a steered fanout group');
     if (this.closed) return;
     const prog = steerProgram(spec);
-    for (const fd of [this.fd, this.bigRing?.fd, this.synRing?.fd]) if (fd !== undefined) setSteerProgram(fd, prog);
+    // Every ring's socket but the one for shared frames, which is outside the groups.
+    for (const r of this.rings()) if (r !== this.sharedRing) setSteerProgram(r.fd, prog);
   }
 
   /** Whether sends are handed to a thread of their own now (opened with `sendThread`, and the thread is up). */

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { stackOnLink } from '../../cli/stack-on-link.ts';
+import { collectChild } from '../../lib/exec.ts';
 import { AfPacketEndpoint } from '../../lib/packet.ts';
 import { parseSubnet } from '../../netstack/addr.ts';
 import { bindNet } from '../../netstack/adapter/net.ts';
@@ -9,6 +10,7 @@ import { createVethPair, nsRun, run } from '../../lib/testnet.ts';
 import { GsoType } from '../../lib/vnet.ts';
 import { ip4, mac, tcp4, udp } from '../lib/frames.ts';
 import { HANG_MS, waitFor, waitListening } from '../lib/wait.ts';
+import { PY_ACCEPTOR } from './sandbox-helpers.ts';
 
 // Two endpoints on one interface in one PACKET_FANOUT_HASH group, as two shards of `serve --threads 2`; the
 // kernel of B sends them UDP flows from many ports, fragmented datagrams and ARP.
@@ -222,24 +224,8 @@ t.test('two stacks on one steered link → the connections each opens get every 
   }
   run(['ip', '-n', net.nsB, 'neigh', 'replace', STACK_IP, 'lladdr', net.macA, 'dev', net.devB, 'nud', 'permanent']);
 
-  // A Linux echo server in B, ended by its pid.
-  const echo = spawn('ip', ['netns', 'exec', net.nsB, 'python3', '-c', `
-import socket, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('${B_IP}', 7777))
-s.listen(64)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-`], { stdio: 'ignore' });
+  // A Linux echo server in B (the sandbox tests' acceptor, which echoes), ended by its pid.
+  const echo = spawn('ip', ['netns', 'exec', net.nsB, 'python3', '-c', PY_ACCEPTOR, B_IP, '7777'], { stdio: 'ignore' });
   undo.push(() => echo.kill());
   await waitListening(net.nsB, 7777);
 
@@ -286,12 +272,9 @@ for i in range(16):
     ok += back == m
     c.close()
 print(ok)
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  undo.push(() => client.exitCode === null && client.kill());
-  let out = '';
-  client.stdout!.on('data', (d) => (out += d));
-  await new Promise((resolve) => client.on('close', resolve));
-  t.equal(out.trim(), '16', 'all 16 echoed');
+`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { stdout, stderr } = await collectChild(client, HANG_MS);
+  t.equal(stdout.trim(), '16', `all 16 echoed ${stderr.trim()}`);
   t.equal(accepted[0]! + accepted[1]!, 16);
   t.ok(accepted[0]! > 0 && accepted[1]! > 0, `accepted on both stacks (${accepted[0]} / ${accepted[1]})`);
 });
